@@ -1,0 +1,6 @@
+"""Raft (pysyncobj) and the pure replicated cluster-state machine.
+
+Importing the package registers every command type and state table.
+"""
+
+from consensus import nodes as _nodes  # noqa: F401  (registers node commands and table)

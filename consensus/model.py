@@ -1,0 +1,75 @@
+"""The replicated data model: what the cluster state holds about nodes and the cluster itself.
+
+Frozen dataclasses, built-in field types only, so that they convert to plain values for
+msgpack (Raft log, snapshots) and JSON (the API) through `consensus.wire`.
+Services and tasks live in `consensus.services` beside the commands that change them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NodeRole = Literal["voter", "member"]
+NodeStatus = Literal["ready", "down"]
+Availability = Literal["active", "pause", "drain"]
+
+# The voter set never grows past this: Raft's write cost grows with every voter.
+MAX_VOTERS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Capacity of a node or a task's reservation. CPU in millicores, memory in bytes."""
+
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes)
+
+    def fits_in(self, capacity: Resources) -> bool:
+        return self.cpu_millis <= capacity.cpu_millis and self.memory_bytes <= capacity.memory_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    name: str
+    address: str
+    api_port: int
+    raft_port: int
+    gossip_port: int
+    role: NodeRole = "member"
+    status: NodeStatus = "ready"
+    availability: Availability = "active"
+    labels: dict[str, str] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    runtime: str = "process"
+    joined_at: float = 0.0
+    status_changed_at: float = 0.0
+
+    @property
+    def raft_address(self) -> str:
+        return f"{self.address}:{self.raft_port}"
+
+    @property
+    def api_address(self) -> str:
+        return f"{self.address}:{self.api_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    cluster_id: str = ""
+    created_at: float = 0.0
+    # Placement strategy for the scheduler: "spread" (default) or "binpack".
+    strategy: Literal["spread", "binpack"] = "spread"
+
+
+def target_voter_count(eligible_nodes: int) -> int:
+    """The largest odd number <= MAX_VOTERS that `eligible_nodes` allows (at least 1)."""
+    n = max(1, min(MAX_VOTERS, eligible_nodes))
+    return n if n % 2 == 1 else n - 1

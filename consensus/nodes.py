@@ -1,0 +1,191 @@
+"""Commands about the cluster and its nodes, and how the state machine applies them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+from consensus.codec import command
+from consensus.model import Availability, ClusterInfo, Node, NodeRole, NodeStatus, Resources
+from consensus.state import ClusterState, Result, handles, register_table
+
+NODES = "nodes"
+register_table(NODES, Node)
+
+
+def nodes(state: ClusterState) -> dict[str, Node]:
+    return state.table(NODES)
+
+
+def find_node(state: ClusterState, ref: str) -> Optional[Node]:
+    """A node by id, by name, or by a unique id prefix of at least 4 characters."""
+    table = nodes(state)
+    if ref in table:
+        return table[ref]
+    by_name = [n for n in table.values() if n.name == ref]
+    if len(by_name) == 1:
+        return by_name[0]
+    if len(ref) >= 4:
+        by_prefix = [n for n in table.values() if n.id.startswith(ref)]
+        if len(by_prefix) == 1:
+            return by_prefix[0]
+    return None
+
+
+def voters(state: ClusterState) -> list[Node]:
+    return sorted((n for n in nodes(state).values() if n.role == "voter"), key=lambda n: n.id)
+
+
+@command("cluster.bootstrap")
+@dataclass(frozen=True, slots=True)
+class BootstrapCluster:
+    cluster_id: str
+    created_at: float
+
+
+@command("node.register")
+@dataclass(frozen=True, slots=True)
+class RegisterNode:
+    """A node joins, or an existing node restarts with new addresses, resources or runtime.
+    Role, availability and status are kept for a known node (they belong to the cluster)."""
+
+    node: Node
+
+
+@command("node.update")
+@dataclass(frozen=True, slots=True)
+class UpdateNode:
+    node_id: str
+    set_labels: dict[str, str] = field(default_factory=dict)
+    remove_labels: tuple[str, ...] = ()
+    availability: Optional[Availability] = None
+
+
+@command("node.role")
+@dataclass(frozen=True, slots=True)
+class SetNodeRole:
+    node_id: str
+    role: NodeRole
+
+
+@command("node.status")
+@dataclass(frozen=True, slots=True)
+class SetNodeStatus:
+    """NodeDown / NodeUp: the leader's commit of gossip's verdict."""
+
+    node_id: str
+    status: NodeStatus
+    at: float
+
+
+@command("node.resources")
+@dataclass(frozen=True, slots=True)
+class SetNodeResources:
+    node_id: str
+    resources: Resources
+    runtime: str
+
+
+@command("node.remove")
+@dataclass(frozen=True, slots=True)
+class RemoveNode:
+    node_id: str
+
+
+@command("cluster.strategy")
+@dataclass(frozen=True, slots=True)
+class SetStrategy:
+    strategy: str
+
+
+@handles(BootstrapCluster)
+def _bootstrap(state: ClusterState, cmd: BootstrapCluster) -> Result:
+    if state.cluster.cluster_id:
+        if state.cluster.cluster_id == cmd.cluster_id:
+            return Result(True)
+        return Result.fail(f"cluster already bootstrapped as {state.cluster.cluster_id}")
+    state.cluster = ClusterInfo(cluster_id=cmd.cluster_id, created_at=cmd.created_at)
+    return Result(True)
+
+
+@handles(RegisterNode)
+def _register(state: ClusterState, cmd: RegisterNode) -> Result:
+    new = cmd.node
+    table = nodes(state)
+    for other in table.values():
+        if other.id == new.id:
+            continue
+        if other.name == new.name:
+            return Result.fail(f"node name {new.name!r} is taken by node {other.id}", 409)
+        if other.raft_address == new.raft_address:
+            return Result.fail(f"raft address {new.raft_address} is used by node {other.name}", 409)
+    old = table.get(new.id)
+    if old is not None:
+        new = dataclasses.replace(new, role=old.role, availability=old.availability,
+                                  status=old.status, joined_at=old.joined_at,
+                                  status_changed_at=old.status_changed_at)
+    table[new.id] = new
+    return Result(True, value=new.id)
+
+
+def _get(state: ClusterState, node_id: str) -> Node | Result:
+    node = nodes(state).get(node_id)
+    return node if node is not None else Result.fail(f"no such node {node_id!r}", 404)
+
+
+@handles(UpdateNode)
+def _update(state: ClusterState, cmd: UpdateNode) -> Result:
+    node = _get(state, cmd.node_id)
+    if isinstance(node, Result):
+        return node
+    labels = {k: v for k, v in node.labels.items() if k not in cmd.remove_labels}
+    labels.update(cmd.set_labels)
+    node = dataclasses.replace(node, labels=labels,
+                               availability=cmd.availability or node.availability)
+    nodes(state)[node.id] = node
+    return Result(True)
+
+
+@handles(SetNodeRole)
+def _role(state: ClusterState, cmd: SetNodeRole) -> Result:
+    node = _get(state, cmd.node_id)
+    if isinstance(node, Result):
+        return node
+    nodes(state)[node.id] = dataclasses.replace(node, role=cmd.role)
+    return Result(True)
+
+
+@handles(SetNodeStatus)
+def _status(state: ClusterState, cmd: SetNodeStatus) -> Result:
+    node = _get(state, cmd.node_id)
+    if isinstance(node, Result):
+        return node
+    if node.status != cmd.status:
+        nodes(state)[node.id] = dataclasses.replace(node, status=cmd.status,
+                                                    status_changed_at=cmd.at)
+    return Result(True)
+
+
+@handles(SetNodeResources)
+def _resources(state: ClusterState, cmd: SetNodeResources) -> Result:
+    node = _get(state, cmd.node_id)
+    if isinstance(node, Result):
+        return node
+    nodes(state)[node.id] = dataclasses.replace(node, resources=cmd.resources, runtime=cmd.runtime)
+    return Result(True)
+
+
+@handles(RemoveNode)
+def _remove(state: ClusterState, cmd: RemoveNode) -> Result:
+    if nodes(state).pop(cmd.node_id, None) is None:
+        return Result.fail(f"no such node {cmd.node_id!r}", 404)
+    return Result(True)
+
+
+@handles(SetStrategy)
+def _strategy(state: ClusterState, cmd: SetStrategy) -> Result:
+    if cmd.strategy not in ("spread", "binpack"):
+        return Result.fail(f"strategy must be 'spread' or 'binpack', not {cmd.strategy!r}", 400)
+    state.cluster = dataclasses.replace(state.cluster, strategy=cmd.strategy)
+    return Result(True)

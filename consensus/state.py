@@ -1,0 +1,143 @@
+"""The replicated cluster state machine: a pure, deterministic `apply`.
+
+`apply` takes a decoded command and returns a `Result`; it never raises, reads no clock,
+draws no random numbers and does no I/O: every id and timestamp arrives inside the command.
+Handlers are registered per command type (a flat table, as Nomad's FSM), each in the module
+that defines its command, and may only touch the tables of this object.
+A snapshot is the msgpack of `to_plain()`; `from_plain` restores it exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import msgpack
+
+from consensus import codec
+from consensus.model import ClusterInfo
+from consensus.wire import from_plain, to_plain
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_FORMAT = 1
+# How many request ids are remembered to make retried proposals idempotent.
+REMEMBERED_REQUESTS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    ok: bool
+    error: str = ""
+    value: Any = None
+    # An error the caller made (400) rather than a conflict with current state (409).
+    code: int = 200
+
+    @staticmethod
+    def fail(error: str, code: int = 409) -> Result:
+        return Result(False, error, None, code)
+
+    def to_plain(self) -> list:
+        return [self.ok, self.error, self.value, self.code]
+
+    @staticmethod
+    def from_plain(raw: list) -> Result:
+        return Result(*raw)
+
+
+C = TypeVar("C")
+Handler = Callable[["ClusterState", Any], Result]
+_HANDLERS: dict[type, Handler] = {}
+# table name -> value type, registered by the modules that own the tables.
+_TABLES: dict[str, type] = {}
+
+
+def handles(cmd_type: type[C]) -> Callable[[Callable[["ClusterState", C], Result]], Callable]:
+    def register(fn: Callable[["ClusterState", C], Result]) -> Callable:
+        _HANDLERS[cmd_type] = fn
+        return fn
+
+    return register
+
+
+def register_table(name: str, value_type: type) -> None:
+    _TABLES[name] = value_type
+
+
+class ClusterState:
+    """All replicated state. Tables map an id to a frozen dataclass."""
+
+    def __init__(self) -> None:
+        self.cluster = ClusterInfo()
+        self.tables: dict[str, dict[str, Any]] = {name: {} for name in _TABLES}
+        # Number of commands applied; reads on one node never see it go backwards.
+        self.applied = 0
+        self._requests: OrderedDict[str, Result] = OrderedDict()
+
+    def table(self, name: str) -> dict[str, Any]:
+        return self.tables.setdefault(name, {})
+
+    # -- applying ---------------------------------------------------------------------
+    def apply(self, cmd: Any, request_id: str = "") -> Result:
+        self.applied += 1
+        if request_id and request_id in self._requests:
+            return self._requests[request_id]
+        handler = _HANDLERS.get(type(cmd))
+        if handler is None:
+            result = Result.fail(f"no handler for {type(cmd).__name__}", 400)
+        else:
+            try:
+                result = handler(self, cmd)
+            except Exception as exc:  # a bug must not halt Raft: every node fails the same way
+                log.exception("command %s failed", type(cmd).__name__)
+                result = Result.fail(f"internal error applying {type(cmd).__name__}: {exc}", 500)
+        if request_id:
+            self._requests[request_id] = result
+            while len(self._requests) > REMEMBERED_REQUESTS:
+                self._requests.popitem(last=False)
+        return result
+
+    def apply_bytes(self, data: bytes) -> Result:
+        """Decode and apply one log entry. Garbage gives an error result and changes nothing
+        but the applied counter (which every node advances identically)."""
+        try:
+            env = codec.decode(data)
+        except codec.CodecError as exc:
+            self.applied += 1
+            return Result.fail(str(exc), 400)
+        return self.apply(env.command, env.request_id)
+
+    # -- snapshots --------------------------------------------------------------------
+    def to_plain(self) -> dict:
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "cluster": to_plain(self.cluster),
+            "applied": self.applied,
+            "tables": {name: {k: to_plain(v) for k, v in rows.items()}
+                       for name, rows in self.tables.items()},
+            "requests": [[rid, r.to_plain()] for rid, r in self._requests.items()],
+        }
+
+    @classmethod
+    def from_plain(cls, raw: dict) -> ClusterState:
+        if raw.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"unsupported snapshot format {raw.get('format')!r}")
+        state = cls()
+        state.cluster = from_plain(ClusterInfo, raw["cluster"])
+        state.applied = raw["applied"]
+        for name, rows in raw["tables"].items():
+            value_type = _TABLES.get(name)
+            if value_type is None:
+                raise ValueError(f"snapshot has unknown table {name!r}")
+            state.tables[name] = {k: from_plain(value_type, v, f"{name}.{k}") for k, v in rows.items()}
+        state._requests = OrderedDict((rid, Result.from_plain(r)) for rid, r in raw["requests"])
+        return state
+
+    def to_msgpack(self) -> bytes:
+        return msgpack.packb(self.to_plain(), use_bin_type=True)
+
+    @classmethod
+    def from_msgpack(cls, data: bytes) -> ClusterState:
+        return cls.from_plain(msgpack.unpackb(data, raw=False, strict_map_key=False))
