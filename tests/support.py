@@ -1,0 +1,57 @@
+"""Shared test helpers: skipping end-to-end tests where the machine cannot run them.
+
+Tests that need Docker or network namespaces skip with a reason on a laptop without them, and
+fail instead when SHOAL_REQUIRE_E2E=1 (CI sets it), so a broken CI machine cannot hide them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+
+def e2e_required() -> bool:
+    return os.environ.get("SHOAL_REQUIRE_E2E") == "1"
+
+
+def unavailable(reason: str) -> None:
+    """Skip the current test, or fail it when end-to-end tests are required."""
+    if e2e_required():
+        pytest.fail(f"SHOAL_REQUIRE_E2E=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def docker_available() -> str | None:
+    """None when a Docker Engine answers, otherwise why not."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # any failure to reach the engine means: no Docker here
+        return f"no Docker Engine reachable ({exc.__class__.__name__}: {exc})"
+    return None
+
+
+def require_docker() -> None:
+    reason = docker_available()
+    if reason:
+        unavailable(reason)
+
+
+def require_root_netns() -> None:
+    """Network namespaces, bridges and nftables need root and iproute2/nsenter."""
+    if os.geteuid() != 0:
+        unavailable("network namespaces need root")
+    for tool in ("ip", "nsenter"):
+        if shutil.which(tool) is None:
+            unavailable(f"{tool} is not installed")
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        unavailable(f"ip netns does not work here: {probe.stderr.strip()}")
