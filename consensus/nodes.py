@@ -48,7 +48,8 @@ class BootstrapCluster:
 @dataclass(frozen=True, slots=True)
 class RegisterNode:
     """A node joins, or an existing node restarts with new addresses, resources or runtime.
-    Role, availability and status are kept for a known node (they belong to the cluster)."""
+    Role, availability, status and labels are kept for a known node: they belong to the
+    cluster and are changed through the API."""
 
     node: Node
 
@@ -123,6 +124,7 @@ def _register(state: ClusterState, cmd: RegisterNode) -> Result:
     old = table.get(new.id)
     if old is not None:
         new = dataclasses.replace(new, role=old.role, availability=old.availability,
+                                  labels=old.labels,
                                   status=old.status, joined_at=old.joined_at,
                                   status_changed_at=old.status_changed_at)
     table[new.id] = new

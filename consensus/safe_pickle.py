@@ -1,0 +1,47 @@
+"""Make pysyncobj's pickle-based transport and dump files refuse anything but plain data.
+
+pysyncobj frames every Raft message, log entry and snapshot with pickle. Shoal's own payloads
+are msgpack bytes inside those frames, and the frames are authenticated (Fernet under a key
+derived from the cluster secret) before they are unpickled. As a second wall, this module
+replaces pysyncobj's unpickler with one that resolves only the handful of classes pysyncobj
+itself puts in its frames, so even a peer holding the key cannot make a node run code.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import pysyncobj.pickle as pysyncobj_pickle
+
+_ALLOWED = {
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "object"),
+    ("copyreg", "_reconstructor"),
+    # protocol 2 (pysyncobj's) writes bytes as _codecs.encode(text, "latin1")
+    ("_codecs", "encode"),
+    ("pysyncobj.node", "Node"),
+    ("pysyncobj.node", "TCPNode"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _loads(data: bytes | str):
+    return _RestrictedUnpickler(io.BytesIO(pysyncobj_pickle.to_bytes(data))).load()
+
+
+def _load(file):
+    return _RestrictedUnpickler(file).load()
+
+
+def install() -> None:
+    """Idempotent: pysyncobj modules look `pickle.loads` up at call time."""
+    pysyncobj_pickle.loads = _loads
+    pysyncobj_pickle.load = _load

@@ -1,0 +1,423 @@
+"""The service spec: what a user declares, typed, validated and parsed from plain data.
+
+`parse_service_spec(plain)` is the one way in from the HTTP API and manifests: it accepts
+the canonical form (`wire.to_plain(spec)`, so a spec round-trips) and the shorthands an
+operator types (`"8080:80/udp"`, `"node.labels.zone==a"`, `"128Mi"`, `"1m30s"`), then checks
+the meaning (`spec_errors`). Every failure is a `SpecError` naming the field and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+
+from consensus.model import Node, Resources
+from consensus.units import parse_cpu, parse_duration, parse_memory
+from consensus.wire import WireError, from_plain, to_plain
+
+# How many earlier specs a service keeps for rollback.
+SPEC_HISTORY = 10
+MAX_REPLICAS = 1_000_000
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_CONSTRAINT = re.compile(r"\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*")
+_NODE_FIELDS = ("node.id", "node.hostname", "node.role")
+
+
+class SpecError(WireError):
+    """A service spec is wrong: `field` is the dotted path, `reason` says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """`node.labels.zone==a`: the task may only run on nodes where `key` compares true."""
+
+    key: str
+    op: Literal["==", "!="]
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.key}{self.op}{self.value}"
+
+    def matches(self, node: Node) -> bool:
+        if self.key == "node.id":
+            actual: Optional[str] = node.id
+        elif self.key == "node.hostname":
+            actual = node.name
+        elif self.key == "node.role":
+            actual = node.role
+        else:
+            actual = node.labels.get(self.key[len("node.labels."):])
+        # Case-insensitive, as Docker Swarm compares; a missing label never equals.
+        equal = actual is not None and actual.casefold() == self.value.casefold()
+        return equal if self.op == "==" else not equal
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementPreference:
+    """Spread tasks evenly over the values of a node label (`node.labels.zone`)."""
+
+    spread: str
+
+    @property
+    def label(self) -> str:
+        return self.spread[len("node.labels."):]
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    """`published:target/protocol`. `published` 0 means reachable inside the cluster only.
+    Ingress ports listen on every node (the routing mesh); host ports only where the task runs."""
+
+    target: int
+    published: int = 0
+    protocol: Literal["tcp", "udp"] = "tcp"
+    mode: Literal["ingress", "host"] = "ingress"
+
+    def __str__(self) -> str:
+        return f"{self.published}:{self.target}/{self.protocol}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRequirements:
+    reservations: Resources = field(default_factory=Resources)
+    limits: Resources = field(default_factory=Resources)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """`cmd` runs `command` in the task (exit 0 = healthy); `http` GETs `path` on `port`
+    (2xx/3xx = healthy); `tcp` connects to `port`. Port 0 means the first target port."""
+
+    kind: Literal["none", "cmd", "http", "tcp"] = "none"
+    command: tuple[str, ...] = ()
+    path: str = "/"
+    port: int = 0
+    interval: float = 30.0
+    timeout: float = 30.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """When a task ends: restart on `any` end, `on-failure` (non-zero exit) or `none`.
+    `max_attempts` 0 is unlimited; with a `window`, only failures that ran shorter count."""
+
+    condition: Literal["any", "on-failure", "none"] = "any"
+    delay: float = 5.0
+    max_attempts: int = 0
+    window: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateConfig:
+    """How a changed spec rolls out (and, as `rollback`, rolls back). `parallelism` 0 = all."""
+
+    parallelism: int = 1
+    delay: float = 0.0
+    order: Literal["stop-first", "start-first"] = "stop-first"
+    monitor: float = 5.0
+    failure_action: Literal["pause", "continue", "rollback"] = "pause"
+    max_failure_ratio: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    source: str
+    target: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRef:
+    target: str
+    source: str = ""
+    type: Literal["volume", "bind", "tmpfs"] = "volume"
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    image: str
+    command: tuple[str, ...] = ()  # replaces the image's entrypoint
+    args: tuple[str, ...] = ()  # replaces the image's default arguments
+    env: dict[str, str] = field(default_factory=dict)
+    mode: Literal["replicated", "global"] = "replicated"
+    replicas: int = 1  # ignored for global services
+    resources: ResourceRequirements = field(default_factory=ResourceRequirements)
+    constraints: tuple[Constraint, ...] = ()
+    preferences: tuple[PlacementPreference, ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    health: HealthCheck = field(default_factory=HealthCheck)
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
+    rollback: UpdateConfig = field(default_factory=UpdateConfig)
+    secrets: tuple[SecretRef, ...] = ()
+    volumes: tuple[VolumeRef, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    stop_grace_period: float = 10.0
+
+    @property
+    def host_ports(self) -> tuple[PortSpec, ...]:
+        """Ports bound on the task's own node, which two tasks on one node cannot share."""
+        return tuple(p for p in self.ports if p.mode == "host" and p.published)
+
+
+# -- shorthand forms -> canonical plain ----------------------------------------------------
+
+def parse_constraint(text: object, field: str) -> Constraint:
+    if not isinstance(text, str):
+        raise SpecError(field, f"must be a string like 'node.labels.zone==a', not {text!r}")
+    match = _CONSTRAINT.fullmatch(text)
+    if match is None or not match.group(3):
+        raise SpecError(field, f"unknown constraint syntax {text!r}: expected KEY==VALUE or KEY!=VALUE")
+    constraint = Constraint(match.group(1), match.group(2), match.group(3))  # type: ignore[arg-type]
+    _check_constraint(constraint, field)
+    return constraint
+
+
+def parse_port(text: object, field: str) -> dict:
+    """`"80"`, `"8080:80"`, `"8080:80/udp"` -> canonical plain port (ingress mode)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return {"target": text}
+    if not isinstance(text, str):
+        raise SpecError(field, f"must be 'PUBLISHED:TARGET[/PROTOCOL]' or an object, not {text!r}")
+    match = re.fullmatch(r"(?:(\d+):)?(\d+)(?:/(\w+))?", text.strip())
+    if match is None:
+        raise SpecError(field, f"cannot read port {text!r}: expected PUBLISHED:TARGET[/tcp|udp]")
+    published, target, protocol = match.groups()
+    return {"target": int(target), "published": int(published or 0), "protocol": protocol or "tcp"}
+
+
+def parse_volume(text: object, field: str) -> dict:
+    """`"data:/var/lib/data"`, `"/host:/in:ro"`, `"/scratch"` -> canonical plain volume."""
+    if not isinstance(text, str):
+        raise SpecError(field, f"must be 'SOURCE:TARGET[:ro]' or an object, not {text!r}")
+    parts = text.split(":")
+    read_only = len(parts) > 1 and parts[-1] in ("ro", "rw")
+    mode = parts.pop() if read_only else "rw"
+    if len(parts) == 1:
+        return {"target": parts[0], "read_only": mode == "ro"}
+    if len(parts) != 2:
+        raise SpecError(field, f"cannot read volume {text!r}: expected SOURCE:TARGET[:ro]")
+    source, target = parts
+    return {"source": source, "target": target, "type": "bind" if source.startswith("/") else "volume",
+            "read_only": mode == "ro"}
+
+
+def _words(value: Any, field: str) -> Any:
+    return shlex.split(value) if isinstance(value, str) else value
+
+
+def _env(value: Any, field: str) -> Any:
+    if not isinstance(value, list):
+        return value
+    env = {}
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or "=" not in item:
+            raise SpecError(f"{field}[{i}]", f"must be 'KEY=VALUE', not {item!r}")
+        key, _, val = item.partition("=")
+        env[key] = val
+    return env
+
+
+def _resources(value: Any, field: str) -> Any:
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for kind, amounts in value.items():
+        if not isinstance(amounts, dict):
+            out[kind] = amounts
+            continue
+        path = f"{field}.{kind}"
+        plain = {k: v for k, v in amounts.items() if k not in ("cpu", "cpus", "memory")}
+        for key in ("cpu", "cpus"):
+            if key in amounts:
+                plain["cpu_millis"] = parse_cpu(amounts[key], f"{path}.{key}")
+        if "memory" in amounts:
+            plain["memory_bytes"] = parse_memory(amounts["memory"], f"{path}.memory")
+        out[kind] = plain
+    return out
+
+
+def _each(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """Apply `convert` to the shorthand (non-object) items of a list."""
+
+    def over_list(value: Any, field: str) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [item if isinstance(item, dict) else convert(item, f"{field}[{i}]")
+                for i, item in enumerate(value)]
+
+    return over_list
+
+
+def _durations(*names: str) -> Callable[[Any, str], Any]:
+    def convert(value: Any, field: str) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: parse_duration(v, f"{field}.{k}") if k in names else v for k, v in value.items()}
+
+    return convert
+
+
+def _health(value: Any, field: str) -> Any:
+    value = _durations("interval", "timeout", "start_period")(value, field)
+    if isinstance(value, dict) and isinstance(value.get("command"), str):
+        # A string is a shell command line, as Docker's --health-cmd.
+        value = {**value, "command": ["/bin/sh", "-c", value["command"]]}
+    return value
+
+
+_SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
+    "command": _words,
+    "args": _words,
+    "env": _env,
+    "resources": _resources,
+    "constraints": _each(lambda item, f: to_plain(parse_constraint(item, f))),
+    "preferences": _each(lambda item, f: {"spread": item.removeprefix("spread=")}
+                         if isinstance(item, str) else item),
+    "ports": _each(parse_port),
+    "health": _health,
+    "restart": _durations("delay", "window"),
+    "update": _durations("delay", "monitor"),
+    "rollback": _durations("delay", "monitor"),
+    "secrets": _each(lambda item, f: {"source": item}),
+    "volumes": _each(parse_volume),
+    "stop_grace_period": lambda value, f: parse_duration(value, f),
+}
+
+
+def parse_service_spec(plain: object) -> ServiceSpec:
+    """A checked ServiceSpec from the API's plain data, or SpecError naming the bad field."""
+    if not isinstance(plain, dict):
+        raise SpecError("", f"a service spec must be an object, not {type(plain).__name__}")
+    canonical = {key: _SHORTHANDS[key](value, key) if key in _SHORTHANDS and value is not None else value
+                 for key, value in plain.items()}
+    try:
+        spec = from_plain(ServiceSpec, canonical)
+    except SpecError:
+        raise
+    except WireError as exc:
+        raise SpecError(exc.field, exc.reason) from None
+    errors = spec_errors(spec)
+    if errors:
+        raise errors[0]
+    return spec
+
+
+def merge_spec(spec: ServiceSpec, patch: object) -> ServiceSpec:
+    """`spec` with the top-level fields of `patch` replaced (an HTTP PATCH body), re-checked."""
+    if not isinstance(patch, dict):
+        raise SpecError("", f"a patch must be an object, not {type(patch).__name__}")
+    return parse_service_spec({**to_plain(spec), **patch})
+
+
+# -- meaning ---------------------------------------------------------------------------
+
+def _check_constraint(c: Constraint, field: str) -> None:
+    label = c.key.startswith("node.labels.") and len(c.key) > len("node.labels.")
+    if c.key not in _NODE_FIELDS and not label:
+        raise SpecError(field, f"unsupported constraint key {c.key!r}: use node.id, node.hostname, "
+                               "node.role or node.labels.KEY")
+    if not c.value:
+        raise SpecError(field, f"constraint {c} has no value")
+
+
+def spec_errors(spec: ServiceSpec) -> list[SpecError]:
+    """Everything wrong with a spec, each naming its field; empty when it is valid."""
+    errors: list[SpecError] = []
+
+    def check(ok: bool, field: str, reason: str) -> None:
+        if not ok:
+            errors.append(SpecError(field, reason))
+
+    check(bool(_DNS_LABEL.fullmatch(spec.name)), "name",
+          f"{spec.name!r} is not a DNS label: 1-63 lowercase letters, digits or '-', "
+          "starting and ending with a letter or digit")
+    check(bool(spec.image) and not any(c.isspace() for c in spec.image), "image",
+          f"must be an image reference without spaces, not {spec.image!r}")
+    check(0 <= spec.replicas <= MAX_REPLICAS, "replicas",
+          f"must be between 0 and {MAX_REPLICAS}, not {spec.replicas}")
+    for key in spec.env:
+        check(bool(key) and "=" not in key, f"env.{key}", "variable names must be non-empty without '='")
+    for kind in ("reservations", "limits"):
+        amounts: Resources = getattr(spec.resources, kind)
+        check(amounts.cpu_millis >= 0, f"resources.{kind}.cpu_millis", "must not be negative")
+        check(amounts.memory_bytes >= 0, f"resources.{kind}.memory_bytes", "must not be negative")
+    res, lim = spec.resources.reservations, spec.resources.limits
+    check(not lim.cpu_millis or res.cpu_millis <= lim.cpu_millis, "resources.limits.cpu_millis",
+          "must not be below the CPU reservation")
+    check(not lim.memory_bytes or res.memory_bytes <= lim.memory_bytes, "resources.limits.memory_bytes",
+          "must not be below the memory reservation")
+    for i, c in enumerate(spec.constraints):
+        try:
+            _check_constraint(c, f"constraints[{i}]")
+        except SpecError as exc:
+            errors.append(exc)
+    for i, pref in enumerate(spec.preferences):
+        check(pref.spread.startswith("node.labels.") and bool(pref.label), f"preferences[{i}].spread",
+              f"can only spread over a node label (node.labels.KEY), not {pref.spread!r}")
+    _check_ports(spec, check)
+    _check_health(spec, check)
+    _check_policies(spec, check)
+    return errors
+
+
+def _check_ports(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
+    seen: dict[tuple[int, str], int] = {}
+    for i, port in enumerate(spec.ports):
+        check(1 <= port.target <= 65535, f"ports[{i}].target", f"must be 1-65535, not {port.target}")
+        check(0 <= port.published <= 65535, f"ports[{i}].published",
+              f"must be 1-65535 (or 0 for none), not {port.published}")
+        key = (port.published, port.protocol)
+        if port.published:
+            check(key not in seen, f"ports[{i}].published",
+                  f"{port.published}/{port.protocol} is already published by ports[{seen.get(key)}]")
+            seen.setdefault(key, i)
+
+
+def _check_health(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
+    h = spec.health
+    if h.kind == "none":
+        return
+    if h.kind == "cmd":
+        check(bool(h.command), "health.command", "a command health check needs a command")
+    else:
+        check(0 <= h.port <= 65535, "health.port", f"must be 1-65535 (or 0 for the first port), not {h.port}")
+        check(h.port > 0 or bool(spec.ports), "health.port",
+              f"an {h.kind} health check needs a port: set health.port or declare ports")
+    if h.kind == "http":
+        check(h.path.startswith("/"), "health.path", f"must start with '/', not {h.path!r}")
+    check(h.interval > 0, "health.interval", "must be positive")
+    check(h.timeout > 0, "health.timeout", "must be positive")
+    check(h.retries >= 1, "health.retries", f"must be at least 1, not {h.retries}")
+    check(h.start_period >= 0, "health.start_period", "must not be negative")
+
+
+def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
+    r = spec.restart
+    check(r.delay >= 0, "restart.delay", "must not be negative")
+    check(r.max_attempts >= 0, "restart.max_attempts", f"must not be negative, not {r.max_attempts}")
+    check(r.window >= 0, "restart.window", "must not be negative")
+    for name in ("update", "rollback"):
+        u: UpdateConfig = getattr(spec, name)
+        check(u.parallelism >= 0, f"{name}.parallelism", f"must not be negative (0 = all), not {u.parallelism}")
+        check(u.delay >= 0, f"{name}.delay", "must not be negative")
+        check(u.monitor >= 0, f"{name}.monitor", "must not be negative")
+        check(0.0 <= u.max_failure_ratio <= 1.0, f"{name}.max_failure_ratio",
+              f"must be between 0 and 1, not {u.max_failure_ratio}")
+    targets: set[str] = set()
+    for i, secret in enumerate(spec.secrets):
+        check(bool(secret.source), f"secrets[{i}].source", "must name a secret")
+        target = secret.target or secret.source
+        check(target not in targets, f"secrets[{i}].target", f"{target!r} is used by another secret")
+        targets.add(target)
+    for i, vol in enumerate(spec.volumes):
+        check(vol.target.startswith("/"), f"volumes[{i}].target", f"must be an absolute path, not {vol.target!r}")
+        if vol.type == "bind":
+            check(vol.source.startswith("/"), f"volumes[{i}].source",
+                  f"a bind mount needs an absolute host path, not {vol.source!r}")
+    check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")

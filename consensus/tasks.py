@@ -1,0 +1,458 @@
+"""Services and their tasks in the replicated state, the commands that change them, and how
+`apply` handles each.
+
+A task is one scheduled instance of a service: created `pending` by the scheduler, bound to a
+node (`assigned`), then driven by that node's agent, which reports what it observes
+(`preparing` ... `running` ... a terminal state). The scheduler only ever asks; `apply`
+re-checks every placement against the state at commit time (Nomad's plan/apply split), so a
+plan made from a stale read can never over-commit a node or run a slot twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Optional, get_args
+
+from consensus.codec import command
+from consensus.model import Node, Resources
+from consensus.nodes import nodes
+from consensus.services import SPEC_HISTORY, PortSpec, ServiceSpec, spec_errors
+from consensus.state import ClusterState, Result, handles, register_table
+
+SERVICES = "services"
+TASKS = "tasks"
+
+TaskState = Literal["pending", "assigned", "preparing", "starting", "running",
+                    "complete", "failed", "shutdown", "rejected", "orphaned"]
+# What a node's agent may report; `pending`, `assigned` and `orphaned` are the scheduler's.
+AgentState = Literal["preparing", "starting", "running", "complete", "failed", "shutdown", "rejected"]
+DesiredState = Literal["running", "shutdown"]
+Health = Literal["none", "starting", "healthy", "unhealthy"]
+TERMINAL: frozenset[str] = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned"})
+# Observed states only move forward; every terminal state ranks last (it is final).
+_RANK = {s: min(i, 5) for i, s in enumerate(get_args(TaskState))}
+
+
+@dataclass(frozen=True, slots=True)
+class PortBinding:
+    """Where the agent made a task's `target` port reachable: `Endpoint.address:host_port`."""
+
+    target: int
+    host_port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """How to reach a running task; the agent fills it in, the load balancer and DNS read it."""
+
+    address: str = ""
+    ports: tuple[PortBinding, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: str
+    service_id: str
+    service: str
+    # Replicated services number their tasks 1..replicas; a global task has slot 0 and is
+    # bound to `node_id` from birth. A replacement keeps its predecessor's slot.
+    slot: int
+    spec_version: int
+    node_id: str = ""
+    desired: DesiredState = "running"
+    state: TaskState = "pending"
+    message: str = ""  # why it is pending, or what happened last
+    error: str = ""
+    exit_code: Optional[int] = None
+    health: Health = "none"
+    restarts: int = 0  # restarts of this slot after the task ended, for backoff and max_attempts
+    # Copied from the spec at creation, so re-checks and node views need no spec lookups.
+    reserved: Resources = field(default_factory=Resources)
+    host_ports: tuple[PortSpec, ...] = ()
+    endpoint: Endpoint = field(default_factory=Endpoint)
+    runtime_id: str = ""  # the runtime driver's handle: container id or process id
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def holds_resources(self) -> bool:
+        """Bound to a node and not known to have ended there."""
+        return self.state != "pending" and self.state not in TERMINAL
+
+    @property
+    def slot_key(self) -> tuple[int, str]:
+        return (self.slot, self.node_id if self.slot == 0 else "")
+
+
+@dataclass(frozen=True, slots=True)
+class SpecVersion:
+    version: int
+    spec: ServiceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    id: str
+    spec: ServiceSpec
+    version: int = 1
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    history: tuple[SpecVersion, ...] = ()  # earlier specs, oldest first, for rollback
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def spec_at(self, version: int) -> Optional[ServiceSpec]:
+        if version == self.version:
+            return self.spec
+        return next((h.spec for h in self.history if h.version == version), None)
+
+
+register_table(SERVICES, Service)
+register_table(TASKS, Task)
+
+
+def services(state: ClusterState) -> dict[str, Service]:
+    """Services by name."""
+    return state.table(SERVICES)
+
+
+def tasks(state: ClusterState) -> dict[str, Task]:
+    """Tasks by id."""
+    return state.table(TASKS)
+
+
+def tasks_of(state: ClusterState, service: str) -> list[Task]:
+    """A service's tasks (by name, including those of a deleted one), by slot then age."""
+    return sorted((t for t in tasks(state).values() if t.service == service),
+                  key=lambda t: (t.slot, t.node_id, t.created_at, t.id))
+
+
+# -- commands ----------------------------------------------------------------------------
+
+@command("service.create")
+@dataclass(frozen=True, slots=True)
+class CreateService:
+    id: str
+    spec: ServiceSpec
+    at: float
+
+
+@command("service.update")
+@dataclass(frozen=True, slots=True)
+class UpdateService:
+    """Replace a service's spec. With `expected_version` set, fail (409) if the service
+    changed since it was read, so read-modify-write (scale, PATCH) never loses an update."""
+
+    spec: ServiceSpec
+    at: float
+    expected_version: int = 0
+
+
+@command("service.delete")
+@dataclass(frozen=True, slots=True)
+class DeleteService:
+    name: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    task_id: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    task_id: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopTask:
+    task_id: str
+    reason: str
+
+
+@command("tasks.assign")
+@dataclass(frozen=True, slots=True)
+class AssignTasks:
+    """One scheduling round, applied in order: stop, remove, create, assign, explain.
+    Each item stands or falls alone; the Result value lists the rejected ones."""
+
+    at: float
+    stop: tuple[StopTask, ...] = ()
+    remove: tuple[str, ...] = ()
+    create: tuple[Task, ...] = ()
+    assign: tuple[Assignment, ...] = ()
+    explain: tuple[Explanation, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.stop or self.remove or self.create or self.assign or self.explain)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReport:
+    """What an agent observed of one task. Fields left None keep their current value."""
+
+    task_id: str
+    state: AgentState
+    message: str = ""
+    error: str = ""
+    exit_code: Optional[int] = None
+    health: Optional[Health] = None
+    endpoint: Optional[Endpoint] = None
+    runtime_id: str = ""
+
+
+@command("tasks.report")
+@dataclass(frozen=True, slots=True)
+class ReportTaskStatus:
+    node_id: str
+    at: float
+    reports: tuple[TaskReport, ...] = ()
+
+
+# -- service handlers ----------------------------------------------------------------------
+
+def _spec_problem(spec: ServiceSpec) -> Optional[Result]:
+    errors = spec_errors(spec)
+    return Result.fail(str(errors[0]), 400) if errors else None
+
+
+def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+    """Ingress ports listen on every node, so two services cannot publish the same one."""
+    mine = {(p.published, p.protocol) for p in spec.ports if p.mode == "ingress" and p.published}
+    for other in services(state).values():
+        if other.name == spec.name:
+            continue
+        for p in other.spec.ports:
+            if p.mode == "ingress" and (p.published, p.protocol) in mine:
+                return Result.fail(f"ports: {p.published}/{p.protocol} is already published by "
+                                   f"service {other.name!r}", 409)
+    return None
+
+
+@handles(CreateService)
+def _create_service(state: ClusterState, cmd: CreateService) -> Result:
+    problem = _spec_problem(cmd.spec) or _ingress_conflict(state, cmd.spec)
+    if problem:
+        return problem
+    table = services(state)
+    if cmd.spec.name in table:
+        return Result.fail(f"name: service {cmd.spec.name!r} already exists", 409)
+    if any(s.id == cmd.id for s in table.values()):
+        return Result.fail(f"id: service id {cmd.id!r} is taken", 409)
+    table[cmd.spec.name] = Service(cmd.id, cmd.spec, 1, cmd.at, cmd.at)
+    return Result(True, value={"id": cmd.id, "version": 1})
+
+
+@handles(UpdateService)
+def _update_service(state: ClusterState, cmd: UpdateService) -> Result:
+    old = services(state).get(cmd.spec.name)
+    if old is None:
+        return Result.fail(f"no such service {cmd.spec.name!r}", 404)
+    if cmd.expected_version and cmd.expected_version != old.version:
+        return Result.fail(f"service {old.name!r} is at version {old.version}, not "
+                           f"{cmd.expected_version}: read it again and retry", 409)
+    if cmd.spec == old.spec:
+        return Result(True, value={"id": old.id, "version": old.version, "changed": False})
+    problem = _spec_problem(cmd.spec) or _ingress_conflict(state, cmd.spec)
+    if problem:
+        return problem
+    history = (old.history + (SpecVersion(old.version, old.spec),))[-SPEC_HISTORY:]
+    new = dataclasses.replace(old, spec=cmd.spec, version=old.version + 1, updated_at=cmd.at,
+                              history=history)
+    services(state)[new.name] = new
+    return Result(True, value={"id": new.id, "version": new.version, "changed": True})
+
+
+def stopped(task: Task, reason: str, at: float, node: Optional[Node]) -> Task:
+    """`task` told to shut down. A task that never reached a node is over at once; one on a
+    node that is down or gone is orphaned (its agent stops it if the node comes back)."""
+    if task.desired == "shutdown":
+        return task
+    state = task.state
+    if state == "pending":
+        state = "shutdown"
+    elif not task.terminal and (node is None or node.status == "down"):
+        state = "orphaned"
+    ended = state != task.state
+    return dataclasses.replace(task, desired="shutdown", state=state, message=reason, updated_at=at,
+                               finished_at=at if ended else task.finished_at)
+
+
+@handles(DeleteService)
+def _delete_service(state: ClusterState, cmd: DeleteService) -> Result:
+    service = services(state).pop(cmd.name, None)
+    if service is None:
+        return Result.fail(f"no such service {cmd.name!r}", 404)
+    table, node_table = tasks(state), nodes(state)
+    for task in list(table.values()):
+        if task.service_id == service.id:
+            table[task.id] = stopped(task, "service removed", cmd.at, node_table.get(task.node_id))
+    return Result(True, value={"id": service.id})
+
+
+# -- task handlers -------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class NodeUsage:
+    """What the live tasks on one node hold: a mutable accumulator for one re-check pass."""
+
+    reserved: Resources = field(default_factory=Resources)
+    host_ports: set[tuple[int, str]] = field(default_factory=set)
+
+    def add(self, task: Task) -> None:
+        self.reserved = self.reserved + task.reserved
+        self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
+
+
+def usage_on(task_table: Iterable[Task], node_ids: set[str]) -> dict[str, NodeUsage]:
+    usage = {node_id: NodeUsage() for node_id in node_ids}
+    for task in task_table:
+        if task.node_id in usage and task.holds_resources:
+            usage[task.node_id].add(task)
+    return usage
+
+
+def placement_problem(node: Optional[Node], task: Task, spec: Optional[ServiceSpec],
+                      usage: NodeUsage) -> str:
+    """Why `task` cannot be placed on `node` now, or "" when it can."""
+    if node is None:
+        return "node is gone"
+    if node.status != "ready":
+        return f"node {node.name} is {node.status}"
+    if node.availability != "active":
+        return f"node {node.name} is {node.availability}"
+    if spec is None:
+        return f"spec version {task.spec_version} of service {task.service!r} is gone"
+    unmet = next((c for c in spec.constraints if not c.matches(node)), None)
+    if unmet is not None:
+        return f"constraint {unmet} unmet on node {node.name}"
+    if not (usage.reserved + task.reserved).fits_in(node.resources):
+        return f"insufficient resources on node {node.name}"
+    taken = next((p for p in task.host_ports if (p.published, p.protocol) in usage.host_ports), None)
+    if taken is not None:
+        return f"host port {taken.published}/{taken.protocol} in use on node {node.name}"
+    return ""
+
+
+@handles(AssignTasks)
+def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
+    table, node_table, by_name = tasks(state), nodes(state), services(state)
+    rejected: list[list[str]] = []
+    counts = {"stopped": 0, "removed": 0, "created": 0, "assigned": 0, "explained": 0}
+
+    for stop in cmd.stop:
+        task = table.get(stop.task_id)
+        if task is None:
+            rejected.append([stop.task_id, "no such task"])
+            continue
+        table[task.id] = stopped(task, stop.reason, cmd.at, node_table.get(task.node_id))
+        counts["stopped"] += 1
+    for task_id in cmd.remove:
+        task = table.get(task_id)
+        if task is None or task.desired != "shutdown" or not task.terminal:
+            rejected.append([task_id, "only ended tasks told to shut down can be removed"])
+            continue
+        del table[task_id]
+        counts["removed"] += 1
+
+    occupied = {(t.service_id, t.slot_key) for t in table.values() if t.desired == "running"}
+    for task in cmd.create:
+        service = by_name.get(task.service)
+        reason = ("task id is taken" if task.id in table
+                  else "service is gone" if service is None or service.id != task.service_id
+                  else "a new task must be pending with desired state running"
+                  if task.state != "pending" or task.desired != "running"
+                  else f"slot {task.slot_key} already has a task" if (task.service_id, task.slot_key) in occupied
+                  else "")
+        if reason:
+            rejected.append([task.id, reason])
+            continue
+        table[task.id] = task
+        occupied.add((task.service_id, task.slot_key))
+        counts["created"] += 1
+
+    usage = usage_on(table.values(), {a.node_id for a in cmd.assign})
+    for assignment in cmd.assign:
+        task = table.get(assignment.task_id)
+        if task is None or task.state != "pending" or task.desired != "running":
+            rejected.append([assignment.task_id, "no pending task to assign"])
+            continue
+        service = by_name.get(task.service)
+        spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
+        problem = ("a global task runs only on its own node"
+                   if task.slot == 0 and task.node_id != assignment.node_id
+                   else placement_problem(node_table.get(assignment.node_id), task, spec,
+                                          usage[assignment.node_id]))
+        if problem:
+            rejected.append([task.id, problem])
+            table[task.id] = dataclasses.replace(task, message=f"placement rejected: {problem}",
+                                                 updated_at=cmd.at)
+            continue
+        task = dataclasses.replace(task, node_id=assignment.node_id, state="assigned", message="",
+                                   updated_at=cmd.at)
+        table[task.id] = task
+        usage[task.node_id].add(task)
+        counts["assigned"] += 1
+
+    for explanation in cmd.explain:
+        task = table.get(explanation.task_id)
+        if task is None or task.state != "pending":
+            rejected.append([explanation.task_id, "no pending task to explain"])
+            continue
+        table[task.id] = dataclasses.replace(task, message=explanation.message, updated_at=cmd.at)
+        counts["explained"] += 1
+    return Result(True, value={**counts, "rejected": rejected})
+
+
+def _report_problem(task: Optional[Task], node_id: str, report: TaskReport) -> str:
+    if task is None:
+        return "no such task"
+    if task.node_id != node_id or task.state == "pending":
+        return f"task is not assigned to node {node_id}"
+    if _RANK[report.state] < _RANK[task.state] or (task.terminal and report.state != task.state):
+        return f"stale report: task is already {task.state}"
+    return ""
+
+
+@handles(ReportTaskStatus)
+def _report(state: ClusterState, cmd: ReportTaskStatus) -> Result:
+    table = tasks(state)
+    rejected: list[list[str]] = []
+    applied = 0
+    for report in cmd.reports:
+        task = table.get(report.task_id)
+        problem = _report_problem(task, cmd.node_id, report)
+        if problem:
+            rejected.append([report.task_id, problem])
+            continue
+        assert task is not None
+        changed = report.state != task.state
+        ended = changed and report.state in TERMINAL
+        table[task.id] = dataclasses.replace(
+            task,
+            state=report.state,
+            message=report.message or (task.message if not changed else ""),
+            error=report.error or task.error,
+            exit_code=report.exit_code if report.exit_code is not None else task.exit_code,
+            health=report.health or task.health,
+            endpoint=report.endpoint if report.endpoint is not None else task.endpoint,
+            runtime_id=report.runtime_id or task.runtime_id,
+            updated_at=cmd.at if changed else task.updated_at,
+            started_at=cmd.at if report.state == "running" and not task.started_at else task.started_at,
+            finished_at=cmd.at if ended else task.finished_at,
+        )
+        applied += 1
+    return Result(True, value={"applied": applied, "rejected": rejected})

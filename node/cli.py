@@ -1,0 +1,99 @@
+"""The `shoal` command line: starts nodes and talks to any node's HTTP API.
+
+Exit codes: 0 success; 1 the cluster refused or failed the request; 2 bad arguments, a
+malformed request (HTTP 400/422) or an unreachable API, with one clear line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any, Awaitable, Callable
+
+from node.client import ApiError, ShoalClient, Unreachable
+from node.security import TokenError
+
+DEFAULT_ADDR = "http://127.0.0.1:7420"
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace, ShoalClient], Awaitable[int]]
+
+
+class UsageError(Exception):
+    pass
+
+
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _labels(text: str) -> dict[str, str]:
+    return dict(_kv(item) for item in text.split(",") if item)
+
+
+def _api_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--addr", default=os.environ.get("SHOAL_ADDR", DEFAULT_ADDR),
+                        help="API address of any node (env SHOAL_ADDR; default %(default)s)")
+    common.add_argument("--token", default=os.environ.get("SHOAL_TOKEN"),
+                        help="API token, needed from outside loopback (env SHOAL_TOKEN)")
+    common.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from node import cli_node  # the node subcommands live beside their handlers
+
+    parser = argparse.ArgumentParser(prog="shoal", description="Shoal: a peer-to-peer "
+                                     "container orchestrator.")
+    sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    common = _api_options()
+    cli_node.register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "local", None):
+            return args.local(args)
+        return asyncio.run(_call(args))
+    except UsageError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TokenError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Unreachable as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.status in (400, 422) else EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _call(args: argparse.Namespace) -> int:
+    async with ShoalClient(args.addr, args.token) as client:
+        return await args.handler(args, client)
+
+
+def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> int:
+    if args.output == "json":
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        render(data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""`shoal node ...`, `shoal cluster ...` and `shoal dev`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+import sys
+from typing import Optional
+
+from node import output
+from node.cli import UsageError, _kv, _labels, emit
+from node.client import ApiError, ShoalClient, Unreachable
+from node.config import NodeConfig
+
+
+def _default_data_dir() -> str:
+    return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    node = sub.add_parser("node", help="start a node, list and manage nodes")
+    nsub = node.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    start = nsub.add_parser("start", help="run a node in the foreground")
+    start.add_argument("--name", help="node name (default: the host name)")
+    start.add_argument("--data-dir", default=None,
+                       help=f"state directory (default {_default_data_dir()})")
+    start.add_argument("--advertise", help="address other nodes reach this one on (default 127.0.0.1)")
+    start.add_argument("--api-port", type=int)
+    start.add_argument("--raft-port", type=int)
+    start.add_argument("--gossip-port", type=int)
+    start.add_argument("--dns-port", type=int)
+    start.add_argument("--join", metavar="HOST:PORT", help="API address of any cluster node")
+    start.add_argument("--token", help="join token (`shoal cluster token` on a member)")
+    start.add_argument("--labels", type=_labels, help="k=v,k2=v2 (applied when the node joins)")
+    start.add_argument("--runtime", choices=("auto", "docker", "process"))
+    start.add_argument("--voter-grace", type=float,
+                       help="seconds a voter may be down before it is replaced (default 60)")
+    start.add_argument("--cpus", type=float, help="CPU capacity to offer (default: all)")
+    start.add_argument("--memory", type=int, help="memory capacity in bytes (default: all)")
+    start.add_argument("--log-level", default="info",
+                       choices=("debug", "info", "warning", "error"))
+    start.set_defaults(local=_start)
+
+    ls = nsub.add_parser("ls", parents=[common], help="list nodes")
+    ls.set_defaults(handler=_ls)
+    inspect = nsub.add_parser("inspect", parents=[common], help="show one node")
+    inspect.add_argument("ref", metavar="NODE", help="id, name or unique id prefix")
+    inspect.set_defaults(handler=_inspect)
+    update = nsub.add_parser("update", parents=[common], help="change labels or availability")
+    update.add_argument("ref", metavar="NODE")
+    update.add_argument("--label-add", type=_kv, action="append", default=[], metavar="K=V")
+    update.add_argument("--label-rm", action="append", default=[], metavar="K")
+    update.add_argument("--availability", choices=("active", "pause", "drain"))
+    update.set_defaults(handler=_update)
+    for verb in ("promote", "demote"):
+        p = nsub.add_parser(verb, parents=[common], help=f"{verb} a node (Raft voter set)")
+        p.add_argument("ref", metavar="NODE")
+        p.set_defaults(handler=_role_change, verb=verb)
+    rm = nsub.add_parser("rm", parents=[common], help="remove a node from the cluster")
+    rm.add_argument("ref", metavar="NODE")
+    rm.add_argument("--force", action="store_true", help="remove even if the node is ready")
+    rm.set_defaults(handler=_rm)
+
+    cluster = sub.add_parser("cluster", help="cluster status and join token")
+    csub = cluster.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    csub.add_parser("status", parents=[common], help="leader, term, voters").set_defaults(
+        handler=_status)
+    csub.add_parser("token", parents=[common], help="print the join token").set_defaults(
+        handler=_token)
+
+    dev = sub.add_parser("dev", help="run a local cluster of N nodes in the foreground")
+    dev.add_argument("--nodes", type=int, default=3)
+    dev.add_argument("--data-dir", default=None, help="base directory (default ./.shoal-dev)")
+    dev.add_argument("--api-port", type=int, default=7420)
+    dev.set_defaults(local=_dev)
+
+
+# -- node start -------------------------------------------------------------------------
+def _start(args: argparse.Namespace) -> int:
+    from node import config as cfg
+    from node.server import ShoalNode
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pysyncobj").setLevel(logging.ERROR)
+    data_dir = os.path.abspath(args.data_dir or _default_data_dir())
+    stored = cfg.load(data_dir)
+    base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
+    overrides = {
+        "name": args.name, "advertise": args.advertise, "api_port": args.api_port,
+        "raft_port": args.raft_port, "gossip_port": args.gossip_port, "dns_port": args.dns_port,
+        "labels": args.labels, "runtime": args.runtime, "voter_grace": args.voter_grace,
+        "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
+    }
+    config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    if args.join and not args.token:
+        raise UsageError("--join needs --token (run `shoal cluster token` on a member)")
+    if stored and stored.identity and args.join:
+        print(f"shoal: {data_dir} already belongs to cluster {stored.identity.cluster_id}; "
+              f"ignoring --join", file=sys.stderr)
+    return _run_node(ShoalNode, cfg, config, args.join, args.token)
+
+
+def _run_node(node_cls, cfg, config: NodeConfig, join: Optional[str], token: Optional[str]) -> int:
+    async def run() -> int:
+        try:
+            stored = await node_cls.prepare(config, join, token)
+        except ApiError as exc:
+            print(f"shoal: join refused by {join}: {exc.message}", file=sys.stderr)
+            return 1
+        except Unreachable as exc:
+            print(f"shoal: {exc}", file=sys.stderr)
+            return 2
+        if not join and stored.identity and not os.environ.get("SHOAL_QUIET"):
+            print(f"join token: {stored.identity.keys.token}\n  (saved in "
+                  f"{os.path.join(config.data_dir, cfg.TOKEN_FILE)})", file=sys.stderr)
+        reason = await node_cls(stored).run()
+        logging.getLogger("shoal").info("node stopped: %s", reason)
+        return 0
+
+    _use_uvloop()
+    return asyncio.run(run())
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional: the stock loop works everywhere
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+# -- API commands ------------------------------------------------------------------------
+def _render_nodes(rows: list[dict]) -> None:
+    output.table(
+        ("ID", "NAME", "ADDRESS", "ROLE", "STATUS", "AVAILABILITY", "CPUS", "MEMORY", "LABELS"),
+        ((n["id"], n["name"] + (" *" if n.get("leader") else ""), n["address"], n["role"],
+          n["status"], n["availability"], output.cpus(n["resources"]["cpu_millis"]),
+          output.size(n["resources"]["memory_bytes"]),
+          ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())))
+         for n in rows))
+
+
+async def _ls(args, client: ShoalClient) -> int:
+    return emit(args, await client.get("/v1/nodes"), _render_nodes)
+
+
+async def _inspect(args, client: ShoalClient) -> int:
+    return emit(args, await client.get(f"/v1/nodes/{args.ref}"), output.detail)
+
+
+async def _update(args, client: ShoalClient) -> int:
+    body: dict = {"add_labels": dict(args.label_add), "remove_labels": args.label_rm}
+    if args.availability:
+        body["availability"] = args.availability
+    if not (args.label_add or args.label_rm or args.availability):
+        raise UsageError("nothing to update: give --label-add, --label-rm or --availability")
+    return emit(args, await client.patch(f"/v1/nodes/{args.ref}", body), output.detail)
+
+
+async def _role_change(args, client: ShoalClient) -> int:
+    node = await client.post(f"/v1/nodes/{args.ref}/{args.verb}")
+    return emit(args, node, lambda n: print(f"{n['name']} is now a {n['role']}"))
+
+
+async def _rm(args, client: ShoalClient) -> int:
+    params = {"force": "true"} if args.force else {}
+    answer = await client.delete(f"/v1/nodes/{args.ref}", **params)
+    return emit(args, answer, lambda a: print(f"removed {a['removed']}"))
+
+
+async def _status(args, client: ShoalClient) -> int:
+    def render(c: dict) -> None:
+        leader = c["leader"]
+        output.table(("FIELD", "VALUE"), [
+            ("cluster", c["cluster_id"]),
+            ("leader", f"{leader['name']} ({leader['id']}, {leader['address']})" if leader
+             else "none (no quorum?)"),
+            ("term", c["term"]), ("commit index", c["commit_index"]),
+            ("voters", len(c["voters"])), ("members", len(c["members"])),
+        ])
+    return emit(args, await client.get("/v1/cluster"), render)
+
+
+async def _token(args, client: ShoalClient) -> int:
+    answer = await client.get("/v1/cluster/token")
+    return emit(args, answer, lambda a: print(a["token"]))
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from node.dev import run_dev_cluster
+
+    if not 1 <= args.nodes <= 250:
+        raise UsageError("--nodes must be between 1 and 250")
+    return run_dev_cluster(args.nodes, os.path.abspath(args.data_dir or ".shoal-dev"),
+                           args.api_port)
+

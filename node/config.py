@@ -1,0 +1,99 @@
+"""A node's configuration and identity, remembered in its data dir.
+
+A restarted node needs only `--data-dir`: the flags it was started with, its id, its Raft
+role and the cluster's keys are read back from `DATA_DIR/node.json` (mode 0600, it holds the
+cluster secret) and `DATA_DIR/join-token`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Optional
+
+from consensus.wire import from_plain, to_plain
+from node.security import ClusterKeys
+
+CONFIG_FILE = "node.json"
+TOKEN_FILE = "join-token"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    name: str
+    data_dir: str
+    advertise: str = "127.0.0.1"
+    api_port: int = 7420
+    raft_port: int = 7421
+    gossip_port: int = 7422
+    dns_port: int = 7423
+    labels: dict[str, str] = field(default_factory=dict)
+    runtime: str = "auto"
+    # Seconds a voter may stay down before autopilot replaces it.
+    voter_grace: float = 60.0
+    # Explicit capacity overrides; 0 means "fingerprint the machine".
+    cpus_millis: int = 0
+    memory_bytes: int = 0
+
+    @property
+    def raft_address(self) -> str:
+        return f"{self.advertise}:{self.raft_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What the node learned when it bootstrapped or joined a cluster."""
+
+    node_id: str
+    cluster_id: str
+    secret_hex: str
+    role: str = "member"
+    # Raft addresses of the voters last seen; where a restarted node looks for its cluster.
+    voters: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> ClusterKeys:
+        return ClusterKeys(self.cluster_id, bytes.fromhex(self.secret_hex))
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    config: NodeConfig
+    identity: Optional[Identity] = None
+
+
+def new_node_id() -> str:
+    return secrets.token_hex(6)
+
+
+def load(data_dir: str) -> Optional[Stored]:
+    path = os.path.join(data_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        raw = json.load(f)
+    stored = from_plain(Stored, raw, strict=False)
+    # The data dir may have moved since the node was first started.
+    return dataclasses.replace(stored, config=dataclasses.replace(stored.config, data_dir=data_dir))
+
+
+def save(stored: Stored) -> None:
+    data_dir = stored.config.data_dir
+    os.makedirs(data_dir, exist_ok=True)
+    path = os.path.join(data_dir, CONFIG_FILE)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(to_plain(stored), f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def write_token(data_dir: str, keys: ClusterKeys) -> str:
+    path = os.path.join(data_dir, TOKEN_FILE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(keys.token + "\n")
+    return path

@@ -1,0 +1,104 @@
+"""Writes from any node: propose on the leader, or forward to it, within a bounded time.
+
+A write is acknowledged only once Raft has committed it. The request id travels with the
+command, so a forward retried after a lost answer is applied at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any, Optional
+
+from consensus import codec
+from consensus.model import Node
+from consensus.nodes import nodes
+from consensus.raft import NoQuorum, NotLeader, ProposeError, RaftNode
+from consensus.state import Result
+from node.client import ApiError, ShoalClient, Unreachable
+
+# How long a write may wait for a leader and a commit before the API answers 503.
+WRITE_TIMEOUT = 5.0
+
+
+class ControlPlane:
+    def __init__(self, raft: RaftNode, api_token: str) -> None:
+        self.raft = raft
+        self._api_token = api_token
+        self._clients: dict[str, ShoalClient] = {}
+
+    def node_by_raft_address(self, address: Optional[str]) -> Optional[Node]:
+        if address is None:
+            return None
+        with self.raft.read() as state:
+            for node in nodes(state).values():
+                if node.raft_address == address:
+                    return node
+        return None
+
+    def leader_node(self) -> Optional[Node]:
+        return self.node_by_raft_address(self.raft.leader())
+
+    async def wait_for_leader(self, timeout: float = WRITE_TIMEOUT) -> Optional[Node]:
+        """The leader's node record, waiting out an election in progress."""
+        deadline = time.monotonic() + timeout
+        seen = self.raft.version
+        while (leader := self.leader_node()) is None and time.monotonic() < deadline:
+            seen = await self.raft.wait_changed(seen, timeout=min(0.25, deadline - time.monotonic()))
+        return leader
+
+    def client_for(self, node: Node) -> ShoalClient:
+        client = self._clients.get(node.api_address)
+        if client is None:
+            client = ShoalClient(node.api_address, self._api_token, timeout=WRITE_TIMEOUT)
+            self._clients[node.api_address] = client
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+    async def submit(self, cmd: Any, *, timeout: float = WRITE_TIMEOUT) -> Result:
+        return await self.submit_bytes(codec.encode(cmd, uuid.uuid4().hex), timeout=timeout)
+
+    async def submit_bytes(self, data: bytes, *, timeout: float = WRITE_TIMEOUT) -> Result:
+        """Commit an encoded command through the leader, wherever it is. Raises NoQuorum
+        when no leader commits it within `timeout`."""
+        deadline = time.monotonic() + timeout
+        seen = self.raft.version
+        last_error = "no leader elected"
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self.raft.is_leader():
+                try:
+                    return await self.raft.propose_bytes(data, timeout=remaining)
+                except NotLeader as exc:
+                    last_error = str(exc)
+                    continue
+            leader = self.leader_node()
+            if leader is not None:
+                try:
+                    return await self._forward(leader, data, remaining)
+                except (NotLeader, Unreachable) as exc:
+                    last_error = f"leader {leader.name} ({leader.api_address}): {exc}"
+            # Wait for the next change of leadership or state instead of spinning.
+            seen = await self.raft.wait_changed(seen, timeout=min(0.25, max(remaining, 0.01)))
+        raise NoQuorum(f"no quorum: could not commit within {timeout:g} s ({last_error})")
+
+    async def _forward(self, leader: Node, data: bytes, remaining: float) -> Result:
+        client = self.client_for(leader)
+        try:
+            raw = await asyncio.wait_for(
+                client.request("POST", "/v1/internal/propose", data=data,
+                               content_type="application/msgpack"),
+                timeout=remaining)
+        except asyncio.TimeoutError:
+            raise NoQuorum(f"leader {leader.name} did not commit within the deadline") from None
+        except ApiError as exc:
+            if exc.status == 421:
+                raise NotLeader(exc.message) from None
+            if exc.status == 503:
+                raise NoQuorum(exc.message) from None
+            raise ProposeError(exc.message, retryable=False) from None
+        return Result.from_plain(raw["result"])

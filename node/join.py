@@ -1,0 +1,72 @@
+"""Joining a cluster through any node's API.
+
+The joining node derives the cluster keys from its token and signs its registration with
+them; the leader checks the signature, commits the new node as a non-voting member and
+answers with the voters to replicate from. The voter loop promotes it later if needed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import msgpack
+
+from consensus.model import Node, Resources
+from consensus.nodes import RegisterNode, voters
+from consensus.wire import from_plain, to_plain
+from node.client import ShoalClient
+from node.config import NodeConfig
+from node.control import ControlPlane
+from node.http_util import HttpError, result_or_raise
+from node.security import ClusterKeys
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    cluster_id: str
+    node: Node
+    proof: str = ""
+
+    def signed_payload(self) -> bytes:
+        return msgpack.packb([self.cluster_id, to_plain(self.node)], use_bin_type=True)
+
+    def signed(self, keys: ClusterKeys) -> JoinRequest:
+        return replace(self, proof=keys.join_proof(self.signed_payload()))
+
+
+@dataclass(frozen=True, slots=True)
+class JoinAccepted:
+    node_id: str
+    cluster_id: str
+    voters: tuple[str, ...] = field(default_factory=tuple)
+
+
+async def request_join(target: str, keys: ClusterKeys, node: Node) -> JoinAccepted:
+    """Client side: ask the cluster at `target` (HOST:APIPORT) to admit `node`."""
+    request = JoinRequest(keys.cluster_id, node).signed(keys)
+    async with ShoalClient(target, timeout=20.0) as client:
+        raw = await client.post("/v1/join", to_plain(request))
+    return from_plain(JoinAccepted, raw, strict=False)
+
+
+async def accept_join(control: ControlPlane, keys: ClusterKeys, request: JoinRequest) -> JoinAccepted:
+    """Leader side: check the proof, commit the node as a member, answer with the voters."""
+    if request.cluster_id != keys.cluster_id or not keys.check_join_proof(
+            request.signed_payload(), request.proof):
+        raise HttpError(403, "join refused: wrong join token for this cluster "
+                             "(get the right one with `shoal cluster token` on a member)")
+    node = replace(request.node, role="member", status="ready", availability="active",
+                   joined_at=time.time(), status_changed_at=time.time())
+    result_or_raise(await control.submit(RegisterNode(node)))
+    with control.raft.read() as state:
+        addresses = tuple(v.raft_address for v in voters(state))
+    return JoinAccepted(node.id, keys.cluster_id, addresses)
+
+
+def local_node(node_id: str, config: NodeConfig, resources: Resources, runtime: str) -> Node:
+    """This node's registration record from its config and fingerprint."""
+    return Node(id=node_id, name=config.name, address=config.advertise,
+                api_port=config.api_port, raft_port=config.raft_port,
+                gossip_port=config.gossip_port, labels=dict(config.labels),
+                resources=resources, runtime=runtime)

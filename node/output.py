@@ -1,0 +1,49 @@
+"""Aligned tables and detail views for the CLI (rich)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+# Piped output is not cut to a terminal's width: scripts read whole columns.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    grid = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for column in columns:
+        grid.add_column(column, no_wrap=True)
+    for row in rows:
+        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+    console.print(grid)
+
+
+def detail(data: Any) -> None:
+    console.print_json(json.dumps(data, sort_keys=True))
+
+
+def size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)
+
+
+def cpus(millis: int) -> str:
+    return f"{millis / 1000:g}"
+
+
+def ago(ts: float) -> str:
+    if not ts:
+        return "-"
+    seconds = max(0, time.time() - ts)
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{int(seconds // length)}{unit} ago"
+    return f"{int(seconds)}s ago"

@@ -1,0 +1,73 @@
+"""Cluster secrets: the join token and the keys derived from it.
+
+The join token carries the cluster id and the cluster secret. Everything else is derived from
+the secret with HKDF under a distinct label, so the secret itself never crosses the network:
+a joining node proves it holds the token with an HMAC over its own registration.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+TOKEN_PREFIX = "SHOAL1"
+_TOKEN_RE = re.compile(r"^SHOAL1-([0-9a-f]{16})-([A-Z2-7]{52})$")
+
+
+class TokenError(ValueError):
+    pass
+
+
+def derive_key(secret: bytes, purpose: str, length: int = 32) -> bytes:
+    """A key for one purpose ("raft", "api", "join", "gossip", ...) from the cluster secret."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
+                info=f"shoal {purpose}".encode()).derive(secret)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterKeys:
+    cluster_id: str
+    secret: bytes
+
+    @staticmethod
+    def generate() -> ClusterKeys:
+        return ClusterKeys(secrets.token_hex(8), secrets.token_bytes(32))
+
+    @staticmethod
+    def from_token(token: str) -> ClusterKeys:
+        match = _TOKEN_RE.match(token.strip())
+        if not match:
+            raise TokenError("malformed join token: expected SHOAL1-<cluster id>-<secret>, "
+                             "as printed by `shoal cluster token`")
+        secret = base64.b32decode(match.group(2) + "====")
+        return ClusterKeys(match.group(1), secret)
+
+    @property
+    def token(self) -> str:
+        secret = base64.b32encode(self.secret).decode().rstrip("=")
+        return f"{TOKEN_PREFIX}-{self.cluster_id}-{secret}"
+
+    @property
+    def raft_password(self) -> str:
+        return derive_key(self.secret, "raft").hex()
+
+    @property
+    def api_token(self) -> str:
+        """The bearer token for the HTTP API from outside loopback, and between nodes."""
+        return derive_key(self.secret, "api").hex()
+
+    def join_proof(self, payload: bytes) -> str:
+        return hmac.new(derive_key(self.secret, "join"), payload, hashlib.sha256).hexdigest()
+
+    def check_join_proof(self, payload: bytes, proof: str) -> bool:
+        return hmac.compare_digest(self.join_proof(payload), proof)
+
+    def check_api_token(self, presented: str) -> bool:
+        return hmac.compare_digest(self.api_token, presented)

@@ -1,0 +1,190 @@
+"""The composition root of one Shoal node: Raft replica, API server and control loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import time
+from typing import Optional
+
+from aiohttp import web
+
+from consensus.model import Node, Resources
+from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
+from consensus.raft import ProposeError, RaftNode
+from node import config as cfg
+from node.api_cluster import NODE, routes as cluster_routes
+from node.client import ApiError, Unreachable
+from node.config import Identity, NodeConfig, Stored
+from node.control import ControlPlane
+from node.http_util import auth_middleware, errors_middleware
+from node.join import local_node, request_join
+from node.security import ClusterKeys
+from node.voters import VoterManager
+
+log = logging.getLogger(__name__)
+
+# Seconds the whole node may take to shut down before its tasks are cancelled.
+SHUTDOWN_TIMEOUT = 10.0
+
+
+def machine_resources(config: NodeConfig) -> Resources:
+    cpus = config.cpus_millis or (os.cpu_count() or 1) * 1000
+    memory = config.memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return Resources(cpus, memory)
+
+
+class ShoalNode:
+    def __init__(self, stored: Stored) -> None:
+        self.config = stored.config
+        self.identity: Identity = stored.identity  # type: ignore[assignment]
+        self.keys: ClusterKeys = self.identity.keys
+        self.node_id = self.identity.node_id
+        self.raft = RaftNode(data_dir=self.config.data_dir, address=self.config.raft_address,
+                             password=self.keys.raft_password)
+        self.control = ControlPlane(self.raft, self.keys.api_token)
+        self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
+        self._stop = asyncio.Event()
+        self._stop_reason = ""
+        self._runner: Optional[web.AppRunner] = None
+        self._role_lock = asyncio.Lock()
+
+    # -- creating or joining a cluster -------------------------------------------------
+    @staticmethod
+    async def prepare(config: NodeConfig, join: Optional[str], token: Optional[str]) -> Stored:
+        """Load the node's identity, or create it by bootstrapping or joining a cluster.
+        Nothing is saved until a join has been accepted, so a refused join can be retried."""
+        stored = cfg.load(config.data_dir)
+        if stored is not None and stored.identity is not None:
+            stored = dataclasses.replace(stored, config=config)
+            cfg.save(stored)
+            return stored
+        node_id = cfg.new_node_id()
+        if join:
+            keys = ClusterKeys.from_token(token or "")
+            record = local_node(node_id, config, machine_resources(config), "process")
+            accepted = await request_join(join, keys, record)
+            identity = Identity(node_id, keys.cluster_id, keys.secret.hex(), "member",
+                                accepted.voters)
+        else:
+            keys = ClusterKeys.generate()
+            identity = Identity(node_id, keys.cluster_id, keys.secret.hex(), "voter",
+                                (config.raft_address,))
+        stored = Stored(config, identity)
+        cfg.save(stored)
+        cfg.write_token(config.data_dir, keys)
+        return stored
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Serve until asked to stop; returns why it stopped."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
+        self.raft.start(self.identity.role, list(self.identity.voters))
+        await self._start_api()
+        log.info("node %s (%s) serving the API on %s:%d", self.config.name, self.node_id,
+                 self.config.advertise, self.config.api_port)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                loops = [tasks.create_task(self._register_self()),
+                         tasks.create_task(self._remember_voters()),
+                         tasks.create_task(self.voters.run())]
+                await self._stop.wait()
+                for t in loops:
+                    t.cancel()
+        finally:
+            await self._shutdown()
+        return self._stop_reason
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            log.info("stopping: %s", reason)
+            self._stop_reason = reason
+            self._stop.set()
+
+    async def _start_api(self) -> None:
+        app = web.Application(middlewares=[errors_middleware,
+                                           auth_middleware(self.keys.check_api_token)],
+                              client_max_size=4 * 1024 * 1024)
+        app[NODE] = self
+        app.add_routes(cluster_routes)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.advertise, self.config.api_port,
+                           reuse_address=True)
+        await site.start()
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._runner.cleanup(), SHUTDOWN_TIMEOUT)
+        await self.control.close()
+        # pysyncobj's destroy only flags its thread; it is a daemon and exits with us.
+        self.raft.stop()
+
+    # -- control loops ----------------------------------------------------------------
+    async def _register_self(self) -> None:
+        """Keep this node's record (addresses, capacity) current; bootstrap a new cluster."""
+        seen = -1
+        while True:
+            seen = await self.raft.wait_changed(seen, timeout=1.0)
+            with self.raft.read() as state:
+                bootstrapped = bool(state.cluster.cluster_id)
+                current = nodes(state).get(self.node_id)
+            wanted = local_node(self.node_id, self.config, machine_resources(self.config),
+                                "process")
+            try:
+                if not bootstrapped and self.raft.is_leader() and not self.identity.voters[1:]:
+                    await self.control.submit(BootstrapCluster(self.keys.cluster_id, time.time()))
+                    now = time.time()
+                    await self.control.submit(RegisterNode(dataclasses.replace(
+                        wanted, role="voter", joined_at=now, status_changed_at=now)))
+                elif current is not None and _differs(current, wanted):
+                    await self.control.submit(RegisterNode(wanted))
+                else:
+                    continue
+            except ProposeError as exc:
+                log.info("cannot update this node's registration yet: %s", exc)
+
+    async def _remember_voters(self) -> None:
+        """Persist the voter addresses, so a restarted node knows where its cluster is."""
+        seen = -1
+        while True:
+            seen = await self.raft.wait_changed(seen)
+            with self.raft.read() as state:
+                addresses = tuple(v.raft_address for v in voters(state))
+            if addresses and (addresses != self.identity.voters
+                              or self.raft.role != self.identity.role):
+                self._save_identity(dataclasses.replace(self.identity, voters=addresses,
+                                                        role=self.raft.role))
+
+    def _save_identity(self, identity: Identity) -> None:
+        self.identity = identity
+        cfg.save(Stored(self.config, identity))
+
+    # -- called by the API ------------------------------------------------------------
+    async def set_raft_role(self, role: str, voter_addresses: list[str]) -> None:
+        async with self._role_lock:
+            if role == self.raft.role:
+                return
+            log.info("raft role %s -> %s (voters %s)", self.raft.role, role, voter_addresses)
+            self.raft.start(role, voter_addresses, fresh=True)  # type: ignore[arg-type]
+            self._save_identity(dataclasses.replace(self.identity, role=role,
+                                                    voters=tuple(voter_addresses)))
+
+    async def tell_removed(self, node: Node) -> None:
+        try:
+            await self.control.client_for(node).post("/v1/internal/removed")
+        except (ApiError, Unreachable) as exc:
+            log.info("removed node %s did not answer: %s", node.name, exc)
+
+
+def _differs(current: Node, wanted: Node) -> bool:
+    keys = ("name", "address", "api_port", "raft_port", "gossip_port", "resources", "runtime")
+    return any(getattr(current, k) != getattr(wanted, k) for k in keys)
