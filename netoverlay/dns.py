@@ -156,14 +156,22 @@ def answer(packet: bytes, resolve: Resolver, zone: str = ZONE) -> bytes:
 def _fit(reply: DNSRecord, found: list[tuple[RR, list[RR]]], limit: int) -> bytes:
     """Pack as many answers as fit in one datagram. There is no TCP fallback, so rather than
     a truncated (TC) reply the client gets a complete subset, rotated per query."""
-    count = len(found)
-    while True:
+    def pack(count: int) -> bytes:
         reply.rr = [rr for rr, _ in found[:count]]
         reply.ar = [extra for _, extras in found[:count] for extra in extras]
-        packed = reply.pack()
-        if len(packed) <= limit or count == 0:
-            return packed
-        count -= 1
+        return reply.pack()
+
+    packed = pack(len(found))
+    if len(packed) <= limit:
+        return packed
+    fits, too_many = 0, len(found)  # binary search: pack(fits) fits, pack(too_many) does not
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        if len(pack(middle)) <= limit:
+            fits = middle
+        else:
+            too_many = middle
+    return pack(fits)
 
 
 class DnsServer(asyncio.DatagramProtocol):
