@@ -97,6 +97,22 @@ class CgroupsV1:
             procs.append(os.path.join(group, "cgroup.procs"))
         return tuple(procs)
 
+    def oom_killed(self, task_id: str) -> bool:
+        """Whether the kernel killed a process of the task's memory group for want of memory."""
+        group = self._group("memory", task_id)
+        if group is None:
+            return False
+        try:
+            with open(os.path.join(group, "memory.oom_control")) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return False
+        for line in lines:
+            name, _, count = line.partition(" ")
+            if name == "oom_kill":
+                return count.strip() != "0"
+        return False
+
     def remove(self, task_id: str) -> None:
         for controller in ("memory", "cpu"):
             group = self._group(controller, task_id)

@@ -95,9 +95,9 @@ def parse_docker_time(text: str) -> Optional[float]:
         return None
     main, _, rest = text.partition(".")
     if rest:
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
-        main = f"{main}.{digits[:6]}{zone}"
+        # Python reads at most microseconds: keep 6 of Docker's 9 fraction digits.
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        main = f"{main}.{rest[:digits][:6]:0<6}{rest[digits:]}"
     return datetime.fromisoformat(main.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
 
 

@@ -84,8 +84,9 @@ class RunSpec:
             raise ValueError("service: must not be empty")
         if self.slot < 0:
             raise ValueError(f"slot: must not be negative, not {self.slot}")
-        if self.cpu_millis < 0 or self.memory_bytes < 0:
-            raise ValueError("cpu_millis/memory_bytes: limits must not be negative")
+        for name in ("cpu_millis", "memory_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: a limit must not be negative (0 is unlimited)")
         if self.stop_grace < 0:
             raise ValueError("stop_grace: must not be negative")
         targets = [(p.target, p.protocol) for p in self.ports]
