@@ -1,0 +1,280 @@
+"""Load balancer benchmark: wrk against nginx directly, through Shoal's asyncio proxy (its own
+process, uvloop), through Shoal's nftables data plane, and through haproxy in TCP mode.
+
+    python -m bench.lb [--runs 3] [--duration 5] [--connections 64]
+
+wrk, haproxy and nginx are benchmark tools, not dependencies: they are installed with apt
+when missing. Every figure is the median of --runs runs, the targets interleaved per run so
+that drift on a noisy machine hits them alike. Ends with one line `RESULT {json}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from netoverlay.lb.nft import NftConfig, NftDataPlane
+from netoverlay.lb.proxy import ProxyConfig, ProxyDataPlane
+from netoverlay.lb.types import Endpoint, ServicePort
+
+BACKEND_HOST = "127.0.0.2"
+FRONT_HOST = "127.0.0.1"
+NFT_TABLE = "shoal_bench"
+TOOLS = {"wrk": "wrk", "haproxy": "haproxy", "nginx": "nginx-light"}
+BODY = b"<html><body>" + b"shoal " * 100 + b"</body></html>\n"  # a small page, ~600 bytes
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s")
+            time.sleep(0.05)
+
+
+def ensure_tools() -> None:
+    missing = [pkg for tool, pkg in TOOLS.items()
+               if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def tool(name: str) -> str:
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+def start_nginx(stack: ExitStack, work: Path, port: int) -> None:
+    work.chmod(0o755)  # nginx workers drop root and must still read the page
+    (work / "www").mkdir()
+    (work / "www" / "index.html").write_bytes(BODY)
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx.err warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    server {{ listen {BACKEND_HOST}:{port}; root {work}/www; }}
+}}
+""")
+    spawn(stack, [tool("nginx"), "-c", str(conf), "-p", str(work)])
+    wait_for_port(BACKEND_HOST, port)
+
+
+def start_haproxy(stack: ExitStack, work: Path, port: int, backend_port: int) -> None:
+    conf = work / "haproxy.cfg"
+    # haproxy's defaults (one thread per core), as operators run it.
+    conf.write_text(f"""
+global
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1m
+    timeout server 1m
+listen web
+    bind {FRONT_HOST}:{port}
+    server nginx {BACKEND_HOST}:{backend_port}
+""")
+    spawn(stack, [tool("haproxy"), "-db", "-f", str(conf)])
+    wait_for_port(FRONT_HOST, port)
+
+
+def start_shoal_proxy(stack: ExitStack, port: int, backend_port: int) -> None:
+    spawn(stack, [sys.executable, "-m", "bench.lb", "--serve-proxy", str(port), str(backend_port)])
+    wait_for_port(FRONT_HOST, port)
+
+
+def spawn(stack: ExitStack, argv: list[str]) -> None:
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop() -> None:
+        if process.poll() is not None:  # a crash under load must not pass unnoticed
+            print(f"WARNING: {argv[0]} exited during the benchmark with {process.returncode}")
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    stack.callback(stop)
+
+
+def serve_proxy(port: int, backend_port: int) -> None:
+    """The child process: Shoal's proxy data plane on uvloop until SIGTERM."""
+    import uvloop
+
+    async def main() -> None:
+        plane = ProxyDataPlane(ProxyConfig(host=FRONT_HOST))
+        await plane.sync([ServicePort("web", port, 80)],
+                         {"web": [Endpoint("web", "t1", "n1", BACKEND_HOST, backend_port)]})
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await plane.stop()
+
+    uvloop.run(main())
+
+
+def start_nft(stack: ExitStack, port: int, backend_port: int) -> str | None:
+    """Program the nftables data plane; None when it runs, else why not."""
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        return "needs root and nft"
+    plane = NftDataPlane(NftConfig(host=FRONT_HOST, table=NFT_TABLE))
+    try:
+        asyncio.run(plane.sync([ServicePort("web", port, 80)],
+                               {"web": [Endpoint("web", "t1", "n1", BACKEND_HOST, backend_port)]}))
+    except Exception as exc:  # report and carry on with the other targets
+        return f"nft failed: {exc}"
+    stack.callback(lambda: asyncio.run(plane.stop()))
+    return None
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """Requests/s and p50/p99 latency (ms) from `wrk --latency` output."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    latency = {}
+    for pct in ("50", "99"):
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        latency[pct] = float(value) * _UNITS[unit]
+    # wrk prints these lines only when something went wrong.
+    errors = re.search(r"Non-2xx or 3xx responses|Socket errors", output)
+    return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"],
+            "had_errors": 1.0 if errors else 0.0}
+
+
+# name: (wrk threads, connections, new connection per request)
+VARIANTS = {
+    "keepalive": (2, None, False),  # throughput: --connections keep-alive connections
+    "close": (2, None, True),  # connection setup cost: "Connection: close" on every request
+    "light": (1, 1, False),  # added latency without queueing: one connection, one at a time
+}
+
+
+def run_wrk(address: tuple[str, int], args: argparse.Namespace, variant: str) -> dict[str, float]:
+    threads, connections, close = VARIANTS[variant]
+    argv = [tool("wrk"), f"-t{threads}", f"-c{connections or args.connections}",
+            f"-d{args.duration}s", "--latency"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    argv.append(f"http://{address[0]}:{address[1]}/index.html")
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return parse_wrk(done.stdout)
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    parser.add_argument("--serve-proxy", nargs=2, type=int, metavar=("PORT", "BACKEND_PORT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_proxy:
+        return serve_proxy(*args.serve_proxy)
+
+    ensure_tools()
+    args.backend_port = free_port(BACKEND_HOST)
+    ports = {"direct": args.backend_port, "shoal_proxy": free_port(FRONT_HOST),
+             "shoal_nft": free_port(FRONT_HOST), "haproxy": free_port(FRONT_HOST)}
+    hosts = {"direct": BACKEND_HOST}
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        start_nginx(stack, work, args.backend_port)
+        start_haproxy(stack, work, ports["haproxy"], args.backend_port)
+        start_shoal_proxy(stack, ports["shoal_proxy"], args.backend_port)
+        skipped = start_nft(stack, ports["shoal_nft"], args.backend_port)
+        if skipped:
+            print(f"shoal_nft skipped: {skipped}")
+            del ports["shoal_nft"]
+        variants = [v for v in args.variants.split(",") if v]
+        unknown = set(variants) - set(VARIANTS)
+        if unknown or "keepalive" not in variants:
+            parser.error(f"--variants: must include keepalive, from {', '.join(VARIANTS)}")
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for run in range(args.runs):
+            for variant in variants:
+                for target, port in ports.items():
+                    runs.setdefault((variant, target), []).append(
+                        run_wrk((hosts.get(target, FRONT_HOST), port), args, variant))
+            print(f"run {run + 1}/{args.runs} done", flush=True)
+    report(args, {key: median_of(values) for key, values in runs.items()}, variants, list(ports),
+           skipped)
+
+
+def report(args, figures, variants, targets, skipped) -> None:
+    result: dict[str, object] = {"runs": args.runs, "duration_s": args.duration,
+                                 "connections": args.connections}
+    print(f"\nwrk -d{args.duration}s; keepalive and close: -t2 -c{args.connections}; light: -t1 -c1;"
+          f" medians of {args.runs} runs")
+    print(f"{'variant':10} {'target':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'vs direct':>9} {'vs haproxy':>10} {'+p50 ms':>8}")
+    for variant in variants:
+        direct, haproxy = figures[(variant, "direct")], figures[(variant, "haproxy")]
+        block = {}
+        for target in targets:
+            f = figures[(variant, target)]
+            vs_direct = f["rps"] / direct["rps"]
+            vs_haproxy = f["rps"] / haproxy["rps"]
+            added = f["p50_ms"] - direct["p50_ms"]
+            print(f"{variant:10} {target:12} {f['rps']:>10.0f} {f['p50_ms']:>8.3f} "
+                  f"{f['p99_ms']:>8.3f} {vs_direct:>9.2f} {vs_haproxy:>10.2f} {added:>8.3f}")
+            block[target] = {**f, "vs_direct": round(vs_direct, 3),
+                             "vs_haproxy": round(vs_haproxy, 3), "added_p50_ms": round(added, 3)}
+        result[variant] = block
+    keep = result["keepalive"]
+    # Added latency is judged without queueing (the light variant) when it ran: at 64
+    # connections on two cores p50 measures the CPU queue, not the balancer.
+    latency = result.get("light", keep)
+    targets_met = {"proxy_ge_0.8x_haproxy": keep["shoal_proxy"]["vs_haproxy"] >= 0.8,
+                   "proxy_added_p50_le_0.2ms": latency["shoal_proxy"]["added_p50_ms"] <= 0.2}
+    if "shoal_nft" in keep:
+        targets_met["nft_ge_0.95x_direct"] = keep["shoal_nft"]["vs_direct"] >= 0.95
+        targets_met["nft_added_p50_le_0.2ms"] = latency["shoal_nft"]["added_p50_ms"] <= 0.2
+    else:
+        result["shoal_nft_skipped"] = skipped
+    result["targets_met"] = targets_met
+    print("targets:", ", ".join(f"{k}={v}" for k, v in targets_met.items()))
+    print("RESULT " + json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
