@@ -1,0 +1,12 @@
+"""A multi-host test bed on one machine: hosts are network namespaces on a private bridge.
+
+NetBed/Host build and own the hosts and the processes started in them, Faults cuts and
+degrades their links, PrivateDockerd gives a host its own Docker Engine, and
+tests.netbed.fixtures holds the pytest fixtures. Needs root, iproute2, nsenter and nftables.
+"""
+
+from tests.netbed.bed import Host, NetBed
+from tests.netbed.faults import Faults
+from tests.netbed.process import HostProcess
+
+__all__ = ["Faults", "Host", "HostProcess", "NetBed"]
