@@ -9,6 +9,7 @@ A snapshot is the msgpack of `to_plain()`; `from_plain` restores it exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,13 +35,16 @@ class Result:
     value: Any = None
     # An error the caller made (400) rather than a conflict with current state (409).
     code: int = 200
+    # The state's `applied` counter right after this command: a node that forwarded the
+    # command waits until it has applied this much, so callers read their own writes.
+    index: int = 0
 
     @staticmethod
     def fail(error: str, code: int = 409) -> Result:
         return Result(False, error, None, code)
 
     def to_plain(self) -> list:
-        return [self.ok, self.error, self.value, self.code]
+        return [self.ok, self.error, self.value, self.code, self.index]
 
     @staticmethod
     def from_plain(raw: list) -> Result:
@@ -93,6 +97,7 @@ class ClusterState:
             except Exception as exc:  # a bug must not halt Raft: every node fails the same way
                 log.exception("command %s failed", type(cmd).__name__)
                 result = Result.fail(f"internal error applying {type(cmd).__name__}: {exc}", 500)
+        result = dataclasses.replace(result, index=self.applied)
         if request_id:
             self._requests[request_id] = result
             while len(self._requests) > REMEMBERED_REQUESTS:

@@ -79,12 +79,23 @@ class ControlPlane:
             leader = self.leader_node()
             if leader is not None:
                 try:
-                    return await self._forward(leader, data, remaining)
+                    result = await self._forward(leader, data, remaining)
+                    await self._catch_up(result.index, deadline)
+                    return result
                 except (NotLeader, Unreachable) as exc:
                     last_error = f"leader {leader.name} ({leader.api_address}): {exc}"
             # Wait for the next change of leadership or state instead of spinning.
             seen = await self.raft.wait_changed(seen, timeout=min(0.25, max(remaining, 0.01)))
         raise NoQuorum(f"no quorum: could not commit within {timeout:g} s ({last_error})")
+
+    async def _catch_up(self, index: int, deadline: float) -> None:
+        """Wait (briefly, bounded) until this node has applied a forwarded write."""
+        seen = self.raft.version
+        while time.monotonic() < deadline:
+            with self.raft.read() as state:
+                if state.applied >= index:
+                    return
+            seen = await self.raft.wait_changed(seen, timeout=deadline - time.monotonic())
 
     async def _forward(self, leader: Node, data: bytes, remaining: float) -> Result:
         client = self.client_for(leader)
@@ -94,7 +105,7 @@ class ControlPlane:
                                content_type="application/msgpack"),
                 timeout=remaining)
         except asyncio.TimeoutError:
-            raise NoQuorum(f"leader {leader.name} did not commit within the deadline") from None
+            raise NoQuorum(f"no quorum: leader {leader.name} did not commit within the deadline") from None
         except ApiError as exc:
             if exc.status == 421:
                 raise NotLeader(exc.message) from None

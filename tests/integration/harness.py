@@ -1,0 +1,181 @@
+"""Real `shoal node` processes on loopback addresses, for integration tests.
+
+Each cluster gets its own 127.0.X.0/24 block so tests never collide with each other or with
+sockets in TIME_WAIT from an earlier test. Nodes are separate OS processes started exactly as
+an operator would (`python -m node node start ...`), and killed with real signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
+
+from node.client import ApiError, ShoalClient, Unreachable
+
+API_PORT = 7420
+_blocks = itertools.count((os.getpid() * 7) % 230)
+
+
+def next_block() -> int:
+    return 20 + next(_blocks) % 230
+
+
+@dataclass
+class NodeProc:
+    index: int
+    block: int
+    base_dir: str
+    extra_args: list[str] = field(default_factory=list)
+    proc: Optional[subprocess.Popen] = None
+
+    @property
+    def name(self) -> str:
+        return f"n{self.index}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.{self.block}.{self.index}"
+
+    @property
+    def api(self) -> str:
+        return f"{self.address}:{API_PORT}"
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.join(self.base_dir, self.name)
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.base_dir, f"{self.name}.log")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def command(self, join: Optional[str] = None, token: Optional[str] = None) -> list[str]:
+        argv = [sys.executable, "-m", "node", "node", "start", "--data-dir", self.data_dir]
+        if os.path.exists(os.path.join(self.data_dir, "node.json")):
+            return argv  # a restart needs only the data dir
+        argv += ["--name", self.name, "--advertise", self.address, "--api-port", str(API_PORT),
+                 "--raft-port", str(API_PORT + 1), "--gossip-port", str(API_PORT + 2),
+                 "--dns-port", str(API_PORT + 3), *self.extra_args]
+        if join:
+            argv += ["--join", join, "--token", token or ""]
+        return argv
+
+    def start(self, join: Optional[str] = None, token: Optional[str] = None) -> None:
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, SHOAL_QUIET="1", PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(self.command(join, token), stdout=log,
+                                     stderr=subprocess.STDOUT, env=env)
+        log.close()
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        if self.running:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.running:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    def client(self, timeout: float = 10.0) -> ShoalClient:
+        return ShoalClient(self.api, timeout=timeout)
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,
+                   what: str = "condition") -> Any:
+    """Retry `check` until it returns a truthy value; API errors count as 'not yet'."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await check()
+            if last:
+                return last
+        except (ApiError, Unreachable, AssertionError) as exc:
+            last = exc
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last: {last!r}")
+
+
+class LocalCluster:
+    def __init__(self, base_dir: str, size: int, extra_args: Optional[list[str]] = None) -> None:
+        self.block = next_block()
+        self.nodes = [NodeProc(i, self.block, base_dir, list(extra_args or []))
+                      for i in range(1, size + 1)]
+        self.token = ""
+
+    async def get(self, i: int, path: str) -> Any:
+        async with self.nodes[i].client() as client:
+            return await client.get(path)
+
+    async def start(self, count: Optional[int] = None) -> None:
+        first = self.nodes[0]
+        first.start()
+        await wait_for(lambda: self._leader_known(0), what=f"{first.name} to lead")
+        with open(os.path.join(first.data_dir, "join-token")) as f:
+            self.token = f.read().strip()
+        for node in self.nodes[1:count]:
+            await self.add(node)
+
+    async def add(self, node: NodeProc) -> None:
+        node.start(join=self.nodes[0].api, token=self.token)
+        await wait_for(lambda: self._registered(node), what=f"{node.name} to join")
+
+    async def _leader_known(self, i: int) -> bool:
+        return (await self.get(i, "/v1/cluster"))["leader"] is not None
+
+    async def _registered(self, node: NodeProc) -> bool:
+        async with node.client() as client:
+            return any(n["name"] == node.name for n in await client.get("/v1/nodes"))
+
+    async def leader_index(self, among: Optional[list[int]] = None) -> int:
+        """Index of the node that every node in `among` (default: all running) names leader."""
+        among = among if among is not None else [
+            i for i, n in enumerate(self.nodes) if n.running]
+
+        async def agreed() -> Optional[str]:
+            names = set()
+            for i in among:
+                cluster = await self.get(i, "/v1/cluster")
+                names.add(cluster["leader"]["name"] if cluster["leader"] else None)
+            if len(names) != 1:
+                return None
+            name = names.pop()
+            # A dead leader is still named until the election timeout: wait for a live one.
+            return name if name in {self.nodes[i].name for i in among} else None
+
+        name = await wait_for(agreed, what="agreement on a leader")
+        return next(i for i, n in enumerate(self.nodes) if n.name == name)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n.name} ---\n{n.log()}" for n in self.nodes)
