@@ -9,6 +9,7 @@ itself puts in its frames, so even a peer holding the key cannot make a node run
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickle
 
@@ -28,6 +29,10 @@ _ALLOWED = {
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
+        # Protocol 2 names builtins the Python 2 way (__builtin__.set): map them first.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) not in _ALLOWED:
             raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
         return super().find_class(module, name)
