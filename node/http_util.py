@@ -43,7 +43,7 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
     except HttpError as exc:
         return error_response(exc.status, exc.message, exc.field)
     except WireError as exc:
-        return error_response(400, exc.reason, exc.field)
+        return error_response(400, exc.reason, "body" if exc.field == "<root>" else exc.field)
     except NotLeader as exc:
         return error_response(421, str(exc))
     except ProposeError as exc:
