@@ -18,7 +18,7 @@ from netoverlay.lb.picker import Picker
 from netoverlay.lb.proxy_protocol import proxy_v2_header
 from netoverlay.lb.splice import BackendHalf, ClientHalf, Pipe
 from netoverlay.lb.stats import ServiceCounters, ServiceStats
-from netoverlay.lb.types import Endpoint, ServicePort, endpoints_for, routed_ports
+from netoverlay.lb.types import Endpoint, EndpointKey, ServicePort, endpoints_for, routed_ports
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Listener:
         self._connecting[pipe] = self._loop.create_task(self._connect(pipe))
 
     async def _connect(self, pipe: Pipe) -> None:
-        tried: set = set()
+        tried: set[EndpointKey] = set()
         config = self.config
         try:
             for _ in range(config.max_attempts):
@@ -146,19 +146,29 @@ class ProxyDataPlane:
         self._listeners: dict[int, Listener] = {}
         # Listeners of removed ports that still have connections draining.
         self._retired: set[Listener] = set()
+        # Ports that could not be opened at the last sync, and why; retried on every sync.
+        self.failed_ports: dict[int, str] = {}
         self._lock = asyncio.Lock()
 
     async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Endpoint]]) -> None:
-        """Converge to serving `ports` with `endpoints` (by service name)."""
+        """Converge to serving `ports` with `endpoints` (by service name). A port that cannot
+        be opened (say, already in use) is logged and listed in `failed_ports`; the others are
+        served regardless."""
         wanted = routed_ports(ports)
         async with self._lock:
             for number in [n for n in self._listeners if n not in wanted]:
                 self._retire(self._listeners.pop(number))
+            self.failed_ports = {}
             for number, port in wanted.items():
                 listener = self._listeners.get(number)
                 if listener is None:
                     listener = Listener(port, self.config, self._rng)
-                    await listener.open()
+                    try:
+                        await listener.open()
+                    except OSError as exc:
+                        self.failed_ports[number] = f"cannot listen on {self.config.host}:{number}: {exc}"
+                        log.error("%s (service %s)", self.failed_ports[number], port.service)
+                        continue
                     self._listeners[number] = listener
                 listener.port = port
                 listener.picker.replace(endpoints_for(port, endpoints))

@@ -318,3 +318,28 @@ def test_two_services_cannot_share_a_published_port(run):
             await proxy.sync([web(port), ServicePort("api", port, 80)], {})
         await proxy.stop()
     run(scenario())
+
+
+def test_a_port_that_cannot_be_opened_does_not_block_the_others(run):
+    async def scenario():
+        (member,) = await backends("a")
+        taken, fine = socket.socket(), free_port()
+        taken.bind((LISTEN, 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        proxy = ProxyDataPlane(ProxyConfig(host=LISTEN, seed=1))
+        await proxy.sync([web(busy), ServicePort("api", fine, 80)],
+                         {"web": [member.endpoint()], "api": [member.endpoint("api")]})
+        failed = dict(proxy.failed_ports)
+        name, _, writer = await connect(fine)
+        writer.close()
+        taken.close()
+        await proxy.sync([web(busy), ServicePort("api", fine, 80)],
+                         {"web": [member.endpoint()], "api": [member.endpoint("api")]})
+        recovered, _, writer = await connect(busy)
+        writer.close()
+        await proxy.stop()
+        return failed, busy, name, recovered
+    failed, busy, name, recovered = run(scenario())
+    assert list(failed) == [busy] and "cannot listen" in failed[busy]
+    assert name == recovered == "a"
