@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tests.netbed.names import BedName
-from tests.netbed.process import HostProcess, spawn_in_netns
+from tests.netbed.process import HostProcess, spawn
 from tests.netbed.shell import netns_argv, run
 from tests.netbed.teardown import remove_bed, sweep_stale_beds
 
@@ -57,7 +57,7 @@ class Host:
         """
         merged = {**os.environ, **(env or {})}
         path = log_path or self.bed.next_log_path(self.name, argv)
-        process = spawn_in_netns(netns_argv(self.netns, argv), argv, merged, path, cwd, notify)
+        process = spawn(argv, merged, path, cwd, notify, launcher=netns_argv(self.netns, []))
         self.bed.adopt(process)
         return process
 

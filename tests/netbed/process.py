@@ -109,9 +109,10 @@ class HostProcess:
         return f"HostProcess(pid={self.pid}, argv={list(self.argv)!r}, returncode={self.returncode})"
 
 
-def spawn_in_netns(netns_argv: Sequence[str], argv: Sequence[str], env: dict[str, str],
-                   log_path: Path, cwd: Path | None, notify: bool) -> HostProcess:
-    """Start the process; with `notify`, give it a $NOTIFY_SOCKET to report readiness on."""
+def spawn(argv: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path | None = None,
+          notify: bool = False, launcher: Sequence[str] = ()) -> HostProcess:
+    """Start `argv` (behind `launcher`, e.g. an nsenter prefix) in a session of its own, output
+    to `log_path`; with `notify`, give it a $NOTIFY_SOCKET to report readiness on."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     notify_socket = None
     if notify:
@@ -122,7 +123,7 @@ def spawn_in_netns(netns_argv: Sequence[str], argv: Sequence[str], env: dict[str
         notify_socket.bind(str(path))
         env = {**env, "NOTIFY_SOCKET": str(path)}
     with open(log_path, "ab") as log:
-        popen = subprocess.Popen(list(netns_argv), stdin=subprocess.DEVNULL, stdout=log,
+        popen = subprocess.Popen([*launcher, *argv], stdin=subprocess.DEVNULL, stdout=log,
                                  stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                  start_new_session=True)
     return HostProcess(popen, argv, log_path, notify_socket)
