@@ -294,13 +294,13 @@ def parse_service_spec(plain: object) -> ServiceSpec:
     """A checked ServiceSpec from the API's plain data, or SpecError naming the bad field."""
     if not isinstance(plain, dict):
         raise SpecError("", f"a service spec must be an object, not {type(plain).__name__}")
-    canonical = {key: _SHORTHANDS[key](value, key) if key in _SHORTHANDS and value is not None else value
-                 for key, value in plain.items()}
     try:
+        canonical = {key: _SHORTHANDS[key](value, key) if key in _SHORTHANDS and value is not None
+                     else value for key, value in plain.items()}
         spec = from_plain(ServiceSpec, canonical)
     except SpecError:
         raise
-    except WireError as exc:
+    except WireError as exc:  # the unit parsers and from_plain speak WireError
         raise SpecError(exc.field, exc.reason) from None
     errors = spec_errors(spec)
     if errors:

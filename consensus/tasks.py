@@ -279,14 +279,14 @@ def _update_service(state: ClusterState, cmd: UpdateService) -> Result:
 def stopped(task: Task, reason: str, at: float, node: Optional[Node]) -> Task:
     """`task` told to shut down. A task that never reached a node is over at once; one on a
     node that is down or gone is orphaned (its agent stops it if the node comes back)."""
-    if task.desired == "shutdown":
-        return task
     state = task.state
     if state == "pending":
         state = "shutdown"
     elif not task.terminal and (node is None or node.status == "down"):
         state = "orphaned"
     ended = state != task.state
+    if task.desired == "shutdown" and not ended:
+        return task
     return dataclasses.replace(task, desired="shutdown", state=state, message=reason, updated_at=at,
                                finished_at=at if ended else task.finished_at)
 

@@ -64,7 +64,7 @@ def parse_memory(value: object, field: str, *, kubernetes: bool = False) -> int:
         match = _DOCKER_MEMORY.fullmatch(text)
         scale = _BINARY[(match.group(2) or "").lower()] if match else 0
     if match is None:
-        units = "Ki, Mi, Gi, k, M, G" if kubernetes else "b, k, m, g (binary, as Docker)"
+        units = "Ki, Mi, Gi, k, M, G" if kubernetes else "b, k, m, g; binary, as Docker reads them"
         raise WireError(field, f"cannot read {value!r} as memory: use bytes or a number with a unit ({units})")
     return round(float(match.group(1)) * scale)
 

@@ -1,0 +1,110 @@
+"""The leader's scheduling loop: the thin shell around the pure `schedule` round.
+
+It sleeps until the state changes (or a restart backoff ends), and only while its node is
+the Raft leader reads a consistent view, computes a round off the event loop, and proposes
+the round's one batched command. It never pushes work to nodes: agents converge to what
+the committed command says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Awaitable, Callable, Optional
+
+from consensus.state import Result
+from consensus.tasks import AssignTasks
+from scheduler.rounds import schedule
+from scheduler.view import StateView
+
+log = logging.getLogger(__name__)
+
+
+def _no_effect(result: Result) -> bool:
+    value = result.value if isinstance(result.value, dict) else {}
+    return not result.ok or not any(n for k, n in value.items() if k != "rejected")
+
+
+class SchedulerLoop:
+    """`changed` must be set after every commit and leadership change, and cleared by this
+    loop only. `read_state` returns a StateView captured where no command is applied meanwhile
+    (e.g. under the state lock: `StateView.capture(state)`)."""
+
+    def __init__(self, *, read_state: Callable[[], StateView], changed: asyncio.Event,
+                 propose: Callable[[AssignTasks], Awaitable[Result]], is_leader: Callable[[], bool],
+                 clock: Callable[[], float] = time.time,
+                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+                 retry_delay: float = 1.0) -> None:
+        self._read_state = read_state
+        self._changed = changed
+        self._propose = propose
+        self._is_leader = is_leader
+        self._clock = clock
+        self._new_id = new_id
+        self._retry_delay = retry_delay
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._runner: Optional[asyncio.Task] = None
+        self._wake_at: Optional[float] = None
+        self.rounds = 0  # rounds that proposed a command, for status pages and tests
+
+    async def run(self) -> None:
+        self._runner = asyncio.current_task()
+        try:
+            while await self._wait():
+                self._changed.clear()
+                if self._is_leader():
+                    await self._round()
+                else:
+                    self._wake_at = None
+        finally:
+            self._stopped.set()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Ask `run` to return; cancel it if a round is still busy after `timeout` seconds."""
+        self._stopping.set()
+        if self._runner is None or self._stopped.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._stopped.wait(), timeout)
+        except TimeoutError:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+
+    async def _wait(self) -> bool:
+        """Until the state changes, the wake-up time passes or we stop; False on stop."""
+        timeout = None if self._wake_at is None else max(0.0, self._wake_at - self._clock())
+        waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(self._stopping.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if self._wake_at is not None and self._clock() >= self._wake_at:
+            self._wake_at = None
+        return not self._stopping.is_set()
+
+    async def _round(self) -> None:
+        view = self._read_state()
+        now = self._clock()
+        # Seeded from the state index, so a round can be replayed from a snapshot.
+        rnd = await asyncio.to_thread(schedule, view, now, view.applied, self._new_id)
+        self._wake_at = rnd.wake_at
+        if not rnd.command or not self._is_leader():
+            return
+        try:
+            result = await self._propose(rnd.command)
+        except Exception as exc:  # no quorum, lost leadership, timeout: try again later
+            log.warning("scheduler: proposing a round failed: %s", exc)
+            result = Result.fail(str(exc))
+        self.rounds += 1
+        if _no_effect(result):
+            # Nothing committed would change the next round either: wait, don't spin.
+            log.warning("scheduler: round changed nothing (%s %s)", result.error, result.value)
+            retry = self._clock() + self._retry_delay
+            self._wake_at = retry if self._wake_at is None else min(self._wake_at, retry)
+            self._changed.clear()

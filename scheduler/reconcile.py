@@ -1,0 +1,169 @@
+"""What should change: `reconcile(view, now, new_id)` compares each service's spec with its
+tasks and returns a Plan: tasks to stop, to forget and to create, and earlier pending tasks
+to place again. Pure: `now` and fresh ids come in as arguments.
+
+Slots: a replicated service has slots 1..replicas, a global one a slot per eligible node;
+each slot has at most one task told to run. A replacement keeps its predecessor's slot, and
+the predecessor is told to shut down in the same command, so when a node that was down
+comes back its agent stops the stale task instead of running the slot twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from consensus.model import Node
+from consensus.services import RestartPolicy, ServiceSpec
+from consensus.tasks import Service, StopTask, Task
+from scheduler.view import StateView
+
+# Ended tasks kept per slot, so `service ps` can show what happened.
+TASK_HISTORY = 5
+# Restart backoff doubles per restart of a slot up to this (or the policy's delay if larger).
+MAX_BACKOFF = 300.0
+
+SlotKey = tuple[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    stop: tuple[StopTask, ...] = ()
+    remove: tuple[str, ...] = ()
+    create: tuple[Task, ...] = ()  # new tasks, pending: to create and place
+    pending: tuple[Task, ...] = ()  # tasks created earlier and still pending: to place
+    wake_at: Optional[float] = None  # the earliest restart backoff not yet over
+
+
+def restart_backoff(policy: RestartPolicy, restarts: int) -> float:
+    """Seconds to wait after a slot's task ended before replacing it."""
+    if policy.delay <= 0:
+        return 0.0
+    return min(policy.delay * 2 ** min(restarts, 20), max(policy.delay, MAX_BACKOFF))
+
+
+def node_problem(node: Optional[Node], spec: ServiceSpec) -> str:
+    """Why a task of `spec` may not keep running on `node`, or "" when it may."""
+    if node is None:
+        return "node is gone"
+    if node.status == "down":
+        return f"node {node.name} is down"
+    if node.availability == "drain":
+        return f"node {node.name} is drained"
+    unmet = next((c for c in spec.constraints if not c.matches(node)), None)
+    return f"node {node.name} no longer meets constraint {unmet}" if unmet else ""
+
+
+class _Planner:
+    def __init__(self, view: StateView, now: float, new_id: Callable[[], str]) -> None:
+        self.view, self.now, self.new_id = view, now, new_id
+        self.stop: list[StopTask] = []
+        self.remove: list[str] = []
+        self.create: list[Task] = []
+        self.pending: list[Task] = []
+        self.wake_at: Optional[float] = None
+
+    def plan(self) -> Plan:
+        by_service = self.view.tasks_by_service()
+        for name in sorted(self.view.services):
+            service = self.view.services[name]
+            self.service(service, by_service.pop(service.id, []))
+        for orphans in by_service.values():  # tasks of deleted services
+            self.collect(orphans, service_exists=False)
+        return Plan(tuple(self.stop), tuple(self.remove), tuple(self.create), tuple(self.pending),
+                    self.wake_at)
+
+    # -- one service -----------------------------------------------------------------
+    def service(self, service: Service, tasks: list[Task]) -> None:
+        spec = service.spec
+        live: defaultdict[SlotKey, list[Task]] = defaultdict(list)
+        for task in tasks:
+            if task.desired == "running":
+                live[task.slot_key].append(task)
+        if spec.mode == "replicated":
+            wanted = {(slot, "") for slot in range(1, spec.replicas + 1)}
+        else:
+            wanted = {(0, node.id) for node in self.view.nodes.values()
+                      if node.availability == "active" and not node_problem(node, spec)}
+        for key in sorted(live):
+            *duplicates, current = sorted(live[key], key=lambda t: (t.created_at, t.id))
+            for task in duplicates:
+                self.stop.append(StopTask(task.id, "another task runs this slot"))
+            self.slot(service, current, key in wanted)
+        for slot, node_id in sorted(wanted - live.keys()):
+            self.new(service, slot, node_id, restarts=0)
+        self.collect([t for t in tasks if t.desired == "shutdown"], service_exists=True)
+
+    def slot(self, service: Service, task: Task, wanted: bool) -> None:
+        spec = service.spec
+        node = self.view.nodes.get(task.node_id)
+        if not wanted:
+            if spec.mode == "replicated":
+                self.stop.append(StopTask(task.id, "service scaled down"))
+                return
+            problem = node_problem(node, spec)
+            if problem:  # a global task lives and dies with its node's eligibility
+                self.stop.append(StopTask(task.id, problem))
+                return
+            # Left: a paused node, which keeps its task but gets no new one.
+        if task.state == "pending":
+            if task.spec_version != service.version:
+                self.replace(service, task, "spec changed before it was placed", task.restarts)
+            else:
+                self.pending.append(task)
+        elif not task.terminal:
+            problem = node_problem(node, spec)
+            if problem:
+                self.replace(service, task, problem, task.restarts)
+        elif wanted:
+            self.restart(service, task)
+
+    def restart(self, service: Service, task: Task) -> None:
+        """A task ended while told to run: replace it as its restart policy says, after backoff."""
+        policy = service.spec.restart
+        if policy.condition == "none" or (policy.condition == "on-failure" and task.state == "complete"):
+            return
+        restarts = task.restarts
+        if policy.window and task.started_at and task.finished_at - task.started_at >= policy.window:
+            restarts = 0  # it ran longer than the window: earlier failures no longer count
+        if policy.max_attempts and restarts >= policy.max_attempts:
+            return
+        deadline = task.finished_at + restart_backoff(policy, restarts)
+        if self.now < deadline:
+            self.wake_at = deadline if self.wake_at is None else min(self.wake_at, deadline)
+            return
+        self.replace(service, task, f"task {task.state}: restarted", restarts + 1)
+
+    # -- changes ---------------------------------------------------------------------
+    def replace(self, service: Service, task: Task, reason: str, restarts: int) -> None:
+        self.stop.append(StopTask(task.id, reason))
+        self.new(service, task.slot, task.node_id if task.slot == 0 else "", restarts)
+
+    def new(self, service: Service, slot: int, node_id: str, restarts: int) -> None:
+        spec = service.spec
+        self.create.append(Task(
+            id=self.new_id(), service_id=service.id, service=service.name, slot=slot,
+            spec_version=service.version, node_id=node_id, restarts=restarts,
+            reserved=spec.resources.reservations, host_ports=spec.host_ports,
+            created_at=self.now, updated_at=self.now))
+
+    def collect(self, ended: list[Task], service_exists: bool) -> None:
+        """Orphan tasks told to stop whose node is gone; forget ended tasks beyond the history."""
+        history: defaultdict[SlotKey, list[Task]] = defaultdict(list)
+        for task in ended:
+            node = self.view.nodes.get(task.node_id)
+            if task.desired == "running":  # only if its service vanished without stopping it
+                self.stop.append(StopTask(task.id, "service removed"))
+            elif not task.terminal and (node is None or node.status == "down"):
+                self.stop.append(StopTask(task.id, "node is down"))
+            elif task.terminal:
+                history[task.slot_key].append(task)
+        for key in sorted(history):
+            old = sorted(history[key], key=lambda t: (t.finished_at, t.created_at, t.id))
+            keep = TASK_HISTORY if service_exists else 0
+            self.remove.extend(t.id for t in old[:len(old) - keep])
+
+
+def reconcile(view: StateView, now: float, new_id: Callable[[], str]) -> Plan:
+    return _Planner(view, now, new_id).plan()
