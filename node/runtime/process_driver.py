@@ -14,6 +14,7 @@ no agent was its parent is reported failed with an unknown status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -192,8 +193,9 @@ class ProcessDriver:
             self._signal(record, signal.SIGKILL)
             await procfs.wait_for_exit(record.pid, record.start_ticks)
         # What the task left behind in its group dies with it, as in a container. Members are
-        # killed one by one: their group id is in use, so no other group can have taken it.
-        for member in await asyncio.to_thread(procfs.group_members, record.pid):
+        # killed one by one: while they live no other group can take their group id.
+        leftovers = await asyncio.to_thread(procfs.remaining_in_group, record.pid, record.start_ticks)
+        for member in leftovers:
             try:
                 os.kill(member.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -218,8 +220,9 @@ class ProcessDriver:
             chunks = follow_log(path, record.pid, tail)
         else:
             chunks = read_log(path, tail)
-        async for chunk in chunks:
-            yield chunk
+        async with contextlib.aclosing(chunks):  # closing this stream closes the inner one
+            async for chunk in chunks:
+                yield chunk
 
     async def stats(self, task_id: str) -> Optional[TaskStats]:
         record = await self._record(task_id)

@@ -66,6 +66,15 @@ def group_members(pgid: int) -> list[ProcStat]:
     return members
 
 
+def remaining_in_group(pid: int, start_ticks: int) -> list[ProcStat]:
+    """The live members of the group that process (`pid`, `start_ticks`) led; none when `pid`
+    now names another process, since the group with that id may then be someone else's."""
+    leader = read_stat(pid)
+    if leader is not None and leader.start_ticks != start_ticks:
+        return []
+    return group_members(pid)
+
+
 async def wait_for_exit(pid: int, start_ticks: int) -> None:
     """Return when the process ends. Works for processes that are not our children (adopted
     after an agent restart): a pidfd becomes readable when its process exits."""
