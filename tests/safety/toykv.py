@@ -112,6 +112,7 @@ def build_app(replica: Replica) -> web.Application:
 
     async def lazy_shipper(app: web.Application):
         async def loop() -> None:
+            # The deliberate bug: replication on a timer, after the write was acknowledged.
             while True:
                 await asyncio.sleep(LAZY_SHIP_SECONDS)
                 if replica.leader:
