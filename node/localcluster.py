@@ -1,8 +1,9 @@
-"""Real `shoal node` processes on loopback addresses, for integration tests.
+"""Clusters of real `shoal node` processes on loopback addresses.
 
-Each cluster gets its own 127.0.X.0/24 block so tests never collide with each other or with
-sockets in TIME_WAIT from an earlier test. Nodes are separate OS processes started exactly as
-an operator would (`python -m node node start ...`), and killed with real signals.
+Used by `shoal dev`, the integration tests and the benchmarks. Each cluster gets its own
+127.0.X.0/24 block (`shoal dev` uses 127.0.0.0/24), so clusters never collide with each other
+or with sockets in TIME_WAIT from an earlier one. Nodes are separate OS processes started
+exactly as an operator would (`python -m node node start ...`) and stopped with real signals.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ class NodeProc:
     block: int
     base_dir: str
     extra_args: list[str] = field(default_factory=list)
+    api_port: int = API_PORT
+    prefix: str = "n"
     proc: Optional[subprocess.Popen] = None
 
     @property
     def name(self) -> str:
-        return f"n{self.index}"
+        return f"{self.prefix}{self.index}"
 
     @property
     def address(self) -> str:
@@ -45,7 +48,7 @@ class NodeProc:
 
     @property
     def api(self) -> str:
-        return f"{self.address}:{API_PORT}"
+        return f"{self.address}:{self.api_port}"
 
     @property
     def data_dir(self) -> str:
@@ -59,13 +62,18 @@ class NodeProc:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def token_path(self) -> str:
+        return os.path.join(self.data_dir, "join-token")
+
     def command(self, join: Optional[str] = None, token: Optional[str] = None) -> list[str]:
         argv = [sys.executable, "-m", "node", "node", "start", "--data-dir", self.data_dir]
         if os.path.exists(os.path.join(self.data_dir, "node.json")):
             return argv  # a restart needs only the data dir
-        argv += ["--name", self.name, "--advertise", self.address, "--api-port", str(API_PORT),
-                 "--raft-port", str(API_PORT + 1), "--gossip-port", str(API_PORT + 2),
-                 "--dns-port", str(API_PORT + 3), *self.extra_args]
+        port = self.api_port
+        argv += ["--name", self.name, "--advertise", self.address, "--api-port", str(port),
+                 "--raft-port", str(port + 1), "--gossip-port", str(port + 2),
+                 "--dns-port", str(port + 3), *self.extra_args]
         if join:
             argv += ["--join", join, "--token", token or ""]
         return argv
@@ -138,7 +146,7 @@ class LocalCluster:
         first = self.nodes[0]
         first.start()
         await wait_for(lambda: self._leader_known(0), what=f"{first.name} to lead")
-        with open(os.path.join(first.data_dir, "join-token")) as f:
+        with open(first.token_path) as f:
             self.token = f.read().strip()
         for node in self.nodes[1:count]:
             await self.add(node)

@@ -10,7 +10,7 @@ import sys
 import aiohttp
 import pytest
 
-from tests.integration.harness import LocalCluster, wait_for
+from node.localcluster import LocalCluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from node.client import ApiError
-from tests.integration.harness import LocalCluster, NodeProc, wait_for
+from node.localcluster import LocalCluster, NodeProc, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
