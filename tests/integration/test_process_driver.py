@@ -11,6 +11,7 @@ import sys
 import urllib.request
 
 import pytest
+from docker.errors import DockerException
 
 from node.runtime import PortSpec, ProcessDriver, RunSpec, select_driver
 from node.runtime.cgroups import CgroupsV1
@@ -189,6 +190,14 @@ async def test_memory_limit_is_enforced_where_cgroups_are_writable(driver):
     ended = await asyncio.wait_for(driver.wait("hog"), 60)
     assert (ended.state, ended.exit_code) == ("failed", 137)
     assert ended.error == f"killed: out of memory (limit {32 << 20} bytes)"
+
+
+async def test_auto_falls_back_to_processes_without_a_docker_engine(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    chosen = await select_driver("auto", str(tmp_path), node_id="n", docker_timeout=5)
+    assert isinstance(chosen, ProcessDriver)
+    with pytest.raises(DockerException):
+        await select_driver("docker", str(tmp_path), node_id="n", docker_timeout=5)
 
 
 async def test_select_driver_process(tmp_path):
