@@ -162,7 +162,7 @@ class _Planner:
         for key in sorted(history):
             old = sorted(history[key], key=lambda t: (t.finished_at, t.created_at, t.id))
             keep = TASK_HISTORY if service_exists else 0
-            self.remove.extend(t.id for t in old[:len(old) - keep])
+            self.remove.extend(t.id for t in old[:max(0, len(old) - keep)])
 
 
 def reconcile(view: StateView, now: float, new_id: Callable[[], str]) -> Plan:
