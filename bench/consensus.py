@@ -1,0 +1,138 @@
+"""Control-plane benchmark: committed writes through the HTTP API of a real 3-node cluster.
+
+    python -m bench.consensus [--runs 3] [--clients 64] [--seconds 5] [--quick]
+
+Prints, per run and as medians (with min-max): committed writes/s with N concurrent clients,
+p50/p99 latency of sequential writes at low load, and leader failover time (kill -9 of the
+leader -> the next committed write through a survivor). Ends with one `RESULT {json}` line.
+Every write is a label change acknowledged only after Raft committed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import tempfile
+import time
+
+import aiohttp
+
+from node.localcluster import LocalCluster, wait_for
+
+
+def _median(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _write(session: aiohttp.ClientSession, api: str, n: int) -> bool:
+    async with session.patch(f"http://{api}/v1/nodes/n1",
+                             json={"add_labels": {"bench": str(n)}}) as resp:
+        await resp.read()
+        return resp.status == 200
+
+
+async def throughput(api: str, clients: int, seconds: float) -> float:
+    counter = itertools.count()
+    done = 0
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def client() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                if await _write(session, api, next(counter)):
+                    done += 1
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return done / (time.monotonic() - started)
+
+
+async def latency(api: str, count: int) -> list[float]:
+    samples = []
+    async with aiohttp.ClientSession() as session:
+        for n in range(count):
+            started = time.perf_counter()
+            assert await _write(session, api, n)
+            samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+async def failover(cluster: LocalCluster) -> float:
+    leader = await cluster.leader_index()
+    survivors = [cluster.nodes[i].api for i in range(3) if i != leader]
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        killed = time.monotonic()
+        cluster.nodes[leader].kill9()
+        for n in itertools.count():
+            try:
+                if await _write(session, survivors[n % 2], n):
+                    elapsed = time.monotonic() - killed
+                    break
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+    cluster.nodes[leader].start()
+    return elapsed
+
+
+async def one_run(clients: int, seconds: float, latency_count: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as base:
+        cluster = LocalCluster(base, 3)
+        try:
+            await cluster.start()
+
+            async def three_voters() -> bool:
+                return len((await cluster.get(0, "/v1/cluster"))["voters"]) == 3
+
+            await wait_for(three_voters, what="3 voters")
+            leader_api = cluster.nodes[await cluster.leader_index()].api
+            await latency(leader_api, 50)  # warm up connections and code paths
+            samples = await latency(leader_api, latency_count)
+            rate = await throughput(leader_api, clients, seconds)
+            failover_s = await failover(cluster)
+        finally:
+            cluster.stop()
+    return {"writes_per_s": rate, "p50_ms": statistics.median(samples),
+            "p99_ms": _pct(samples, 0.99), "failover_s": failover_s}
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    runs = []
+    for i in range(args.runs):
+        run = await one_run(args.clients, args.seconds, args.latency_writes)
+        runs.append(run)
+        print(f"run {i + 1}: {run['writes_per_s']:8.0f} writes/s ({args.clients} clients)   "
+              f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
+              f"failover {run['failover_s']:.2f} s", flush=True)
+    return {key: _median([r[key] for r in runs]) for key in runs[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.consensus")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--latency-writes", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="a small smoke-test size")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.seconds, args.latency_writes = 1, 1.0, 50
+    figures = asyncio.run(main_async(args))
+    print(f"\nmedian of {args.runs} run(s) [min-max]:")
+    targets = {"writes_per_s": ">= 1000", "p50_ms": "<= 5", "p99_ms": "", "failover_s": "<= 1.5"}
+    for key, value in figures.items():
+        print(f"  {key:14s} {value['median']:10.2f}  [{value['min']:.2f}-{value['max']:.2f}]"
+              f"  target {targets[key] or '-'}")
+    print("RESULT " + json.dumps({"clients": args.clients, "runs": args.runs, **figures}))
+
+
+if __name__ == "__main__":
+    main()
