@@ -135,6 +135,13 @@ async def probe_http(host: str, port: int, path: str, timeout: float) -> ProbeRe
     return ProbeResult(200 <= code < 400, f"GET {url} answered {code}")
 
 
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 async def probe_command(argv: tuple[str, ...], timeout: float, *,
                         env: Optional[Mapping[str, str]] = None,
                         cwd: Optional[str] = None) -> ProbeResult:
@@ -158,13 +165,6 @@ async def probe_command(argv: tuple[str, ...], timeout: float, *,
         return ProbeResult(True, text)
     return ProbeResult(False, f"exit status {proc.returncode}: {text}" if text
                        else f"exit status {proc.returncode}")
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass(frozen=True, slots=True)
