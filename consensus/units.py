@@ -86,10 +86,3 @@ def parse_duration(value: object, field: str) -> float:
         raise WireError(field, f"must not be negative, got {value!r}")
     return number
 
-
-def format_memory(n: int) -> str:
-    """Bytes as the largest exact binary unit, for messages (`128Mi`)."""
-    for unit, scale in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if n and n % scale == 0:
-            return f"{n // scale}{unit}"
-    return str(n)
