@@ -125,6 +125,7 @@ class RaftNode:
         self.role: Role = "member"
         self._changed = asyncio.Condition()
         self._change_pending = threading.Event()
+        self._subscribers: list[asyncio.Event] = []
         self.version = 0
 
     # -- lifecycle --------------------------------------------------------------------
@@ -224,7 +225,17 @@ class RaftNode:
                 and self._replica.state.applied >= self._serving.state.applied:
             self._serving = self._replica
         self.version += 1
+        for event in self._subscribers:
+            event.set()
         asyncio.ensure_future(self._notify_waiters())
+
+    def subscribe(self) -> asyncio.Event:
+        """An event set after every applied change and leadership change; its one owner
+        clears it when it wakes (the convention of every control loop)."""
+        event = asyncio.Event()
+        event.set()
+        self._subscribers.append(event)
+        return event
 
     async def _notify_waiters(self) -> None:
         async with self._changed:

@@ -83,7 +83,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 # -- node start -------------------------------------------------------------------------
 def _start(args: argparse.Namespace) -> int:
     from node import config as cfg
-    from node.server import ShoalNode
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -103,23 +102,38 @@ def _start(args: argparse.Namespace) -> int:
     if stored and stored.identity and args.join:
         print(f"shoal: {data_dir} already belongs to cluster {stored.identity.cluster_id}; "
               f"ignoring --join", file=sys.stderr)
-    return _run_node(ShoalNode, cfg, config, args.join, args.token)
+    node_id = stored.identity.node_id if stored and stored.identity else cfg.new_node_id()
+    return _run_node(config, node_id, args.join, args.token)
 
 
-def _run_node(node_cls, cfg, config: NodeConfig, join: Optional[str], token: Optional[str]) -> int:
+def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:
+    from docker.errors import DockerException
+
+    from node import config as cfg
+    from node.runtime.select import select_driver
+    from node.server import ShoalNode
+
     async def run() -> int:
         try:
-            stored = await node_cls.prepare(config, join, token)
+            driver = await select_driver(config.runtime, config.data_dir, node_id=node_id)
+        except (DockerException, ValueError) as exc:  # a runtime this machine lacks
+            print(f"shoal: runtime {config.runtime}: {exc}", file=sys.stderr)
+            return 2
+        fingerprint = await driver.fingerprint()
+        try:
+            stored = await ShoalNode.prepare(config, node_id, fingerprint, join, token)
         except ApiError as exc:
+            await driver.aclose()
             print(f"shoal: join refused by {join}: {exc.message}", file=sys.stderr)
             return 1
         except Unreachable as exc:
+            await driver.aclose()
             print(f"shoal: {exc}", file=sys.stderr)
             return 2
         if not join and stored.identity and not os.environ.get("SHOAL_QUIET"):
             print(f"join token: {stored.identity.keys.token}\n  (saved in "
                   f"{os.path.join(config.data_dir, cfg.TOKEN_FILE)})", file=sys.stderr)
-        reason = await node_cls(stored).run()
+        reason = await ShoalNode(stored, driver, fingerprint).run()
         logging.getLogger("shoal").info("node stopped: %s", reason)
         return 0
 

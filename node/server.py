@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import signal
 import time
 from typing import Optional
@@ -24,7 +23,10 @@ from node.control import ControlPlane
 from node.http_util import auth_middleware, errors_middleware
 from node.join import local_node, request_join
 from node.security import ClusterKeys
+from node.runtime.driver import Driver
+from node.runtime.model import NodeFingerprint
 from node.voters import VoterManager
+from scheduler import SchedulerLoop, StateView
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +34,22 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 10.0
 
 
-def machine_resources(config: NodeConfig) -> Resources:
-    cpus = config.cpus_millis or (os.cpu_count() or 1) * 1000
-    memory = config.memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return Resources(cpus, memory)
+def offered_resources(config: NodeConfig, fingerprint: NodeFingerprint) -> Resources:
+    """What the node offers the scheduler: the fingerprint unless the operator capped it."""
+    return Resources(config.cpus_millis or fingerprint.cpu_millis,
+                     config.memory_bytes or fingerprint.memory_bytes)
+
+
+def node_record(node_id: str, config: NodeConfig, fingerprint: NodeFingerprint) -> Node:
+    return local_node(node_id, config, offered_resources(config, fingerprint),
+                      fingerprint.runtime)
 
 
 class ShoalNode:
-    def __init__(self, stored: Stored) -> None:
+    def __init__(self, stored: Stored, driver: Driver, fingerprint: NodeFingerprint) -> None:
         self.config = stored.config
+        self.driver = driver
+        self.fingerprint = fingerprint
         self.identity: Identity = stored.identity  # type: ignore[assignment]
         self.keys: ClusterKeys = self.identity.keys
         self.node_id = self.identity.node_id
@@ -48,6 +57,9 @@ class ShoalNode:
                              password=self.keys.raft_password)
         self.control = ControlPlane(self.raft, self.keys.api_token)
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
+        self.scheduler = SchedulerLoop(read_state=self._capture_view,
+                                       changed=self.raft.subscribe(),
+                                       propose=self.control.submit, is_leader=self.raft.is_leader)
         self._stop = asyncio.Event()
         self._stop_reason = ""
         self._runner: Optional[web.AppRunner] = None
@@ -55,7 +67,8 @@ class ShoalNode:
 
     # -- creating or joining a cluster -------------------------------------------------
     @staticmethod
-    async def prepare(config: NodeConfig, join: Optional[str], token: Optional[str]) -> Stored:
+    async def prepare(config: NodeConfig, node_id: str, fingerprint: NodeFingerprint,
+                      join: Optional[str], token: Optional[str]) -> Stored:
         """Load the node's identity, or create it by bootstrapping or joining a cluster.
         Nothing is saved until a join has been accepted, so a refused join can be retried."""
         stored = cfg.load(config.data_dir)
@@ -63,11 +76,9 @@ class ShoalNode:
             stored = dataclasses.replace(stored, config=config)
             cfg.save(stored)
             return stored
-        node_id = cfg.new_node_id()
         if join:
             keys = ClusterKeys.from_token(token or "")
-            record = local_node(node_id, config, machine_resources(config), "process")
-            accepted = await request_join(join, keys, record)
+            accepted = await request_join(join, keys, node_record(node_id, config, fingerprint))
             identity = Identity(node_id, keys.cluster_id, keys.secret.hex(), "member",
                                 accepted.voters)
         else:
@@ -78,6 +89,10 @@ class ShoalNode:
         cfg.save(stored)
         cfg.write_token(config.data_dir, keys)
         return stored
+
+    def _capture_view(self) -> StateView:
+        with self.raft.read() as state:
+            return StateView.capture(state)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> str:
@@ -94,8 +109,10 @@ class ShoalNode:
             async with asyncio.TaskGroup() as tasks:
                 loops = [tasks.create_task(self._register_self()),
                          tasks.create_task(self._remember_voters()),
-                         tasks.create_task(self.voters.run())]
+                         tasks.create_task(self.voters.run()),
+                         tasks.create_task(self.scheduler.run())]
                 await self._stop.wait()
+                await self.scheduler.stop(SHUTDOWN_TIMEOUT / 2)
                 for t in loops:
                     t.cancel()
         finally:
@@ -125,6 +142,7 @@ class ShoalNode:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._runner.cleanup(), SHUTDOWN_TIMEOUT)
         await self.control.close()
+        await self.driver.aclose()
         # pysyncobj's destroy only flags its thread; it is a daemon and exits with us.
         self.raft.stop()
 
@@ -137,8 +155,7 @@ class ShoalNode:
             with self.raft.read() as state:
                 bootstrapped = bool(state.cluster.cluster_id)
                 current = nodes(state).get(self.node_id)
-            wanted = local_node(self.node_id, self.config, machine_resources(self.config),
-                                "process")
+            wanted = node_record(self.node_id, self.config, self.fingerprint)
             try:
                 if not bootstrapped and self.raft.is_leader() and not self.identity.voters[1:]:
                     await self.control.submit(BootstrapCluster(self.keys.cluster_id, time.time()))
