@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--data-dir", default=None,
                        help=f"state directory (default {_default_data_dir()})")
     start.add_argument("--advertise", help="address other nodes reach this one on (default 127.0.0.1)")
+    start.add_argument("--publish-address",
+                       help="address task ports are published on (default: --advertise)")
     start.add_argument("--api-port", type=int)
     start.add_argument("--raft-port", type=int)
     start.add_argument("--gossip-port", type=int)
@@ -91,7 +93,8 @@ def _start(args: argparse.Namespace) -> int:
     stored = cfg.load(data_dir)
     base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
     overrides = {
-        "name": args.name, "advertise": args.advertise, "api_port": args.api_port,
+        "name": args.name, "advertise": args.advertise,
+        "publish_address": args.publish_address, "api_port": args.api_port,
         "raft_port": args.raft_port, "gossip_port": args.gossip_port, "dns_port": args.dns_port,
         "labels": args.labels, "runtime": args.runtime, "voter_grace": args.voter_grace,
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,

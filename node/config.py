@@ -37,10 +37,18 @@ class NodeConfig:
     # Explicit capacity overrides; 0 means "fingerprint the machine".
     cpus_millis: int = 0
     memory_bytes: int = 0
+    # Where task ports are published when not on `advertise`: a node in a container that
+    # drives the host's Docker Engine cannot have it bind the container's own address.
+    publish_address: str = ""
 
     @property
     def raft_address(self) -> str:
         return f"{self.advertise}:{self.raft_port}"
+
+    @property
+    def task_address(self) -> str:
+        """The address task ports are published on, and reached at from other nodes."""
+        return self.publish_address or self.advertise
 
 
 @dataclass(frozen=True, slots=True)
