@@ -192,9 +192,10 @@ class Membership:
         re-announce our entries, which those who believed it have dropped."""
         me = self.local
         self.members[self.me] = dataclasses.replace(me, incarnation=max(me.incarnation, incarnation) + 1)
-        self.announce()
         for e in self.table.owned_by(self.me):
             self.queue.push(e)
+        # Queued last, so sent first: receivers must see us alive before our entries.
+        self.announce()
 
     def announce(self) -> None:
         me = self.local

@@ -1,0 +1,147 @@
+"""Real GossipService instances on 127.0.0.1..5: sealed UDP + TCP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+
+import msgpack
+import pytest
+
+from netoverlay.crypto import Sealer, derive_key
+from netoverlay.gossip import GossipService, GossipServiceConfig, JoinError, MemberState
+from netoverlay.gossip import codec
+from netoverlay.gossip.model import Ping
+
+SECRET = b"integration-secret-0123456789"
+HOSTS = [f"127.0.0.{i}" for i in range(1, 6)]
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on every test host."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            with contextlib.ExitStack() as stack:
+                for host in HOSTS:
+                    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                        s = stack.enter_context(socket.socket(socket.AF_INET, kind))
+                        s.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free on all test addresses")
+
+
+async def until(services, condition, timeout: float = 20.0) -> None:
+    """Wait (woken by gossip changes, no polling) until `condition()` holds."""
+    changed = asyncio.Event()
+    unsubscribe = [s.on_change(lambda _e: changed.set()) for s in services]
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await changed.wait()
+                changed.clear()
+    finally:
+        for undo in unsubscribe:
+            undo()
+
+
+def states(service) -> dict[str, MemberState]:
+    return {m.node_id: m.state for m in service.members()}
+
+
+@pytest.fixture
+async def cluster():
+    port = free_port()
+    services = [GossipService(GossipServiceConfig(f"n{i}", SECRET, host=h, port=port, seed=i,
+                                                  meta={"api": 7420 + i}))
+                for i, h in enumerate(HOSTS[:4])]
+    for s in services:
+        await s.start()
+    try:
+        for s in services[1:]:
+            assert await s.join([(HOSTS[0], port)]) == 1
+        await until(services, lambda: all(len(states(s)) == 4 and set(states(s).values()) == {MemberState.ALIVE}
+                                           for s in services))
+        yield services, port
+    finally:
+        for s in services:
+            await s.stop()
+
+
+async def test_a_stopped_service_is_declared_dead_by_the_others(cluster):
+    services, _ = cluster
+    services[1].local_set("web/1", {"port": 8080})
+    await until(services, lambda: all(any(e.key == "web/1" for e in s.table_items()) for s in services))
+    assert {m.meta["api"] for m in services[0].members()} == {7420, 7421, 7422, 7423}
+    await services[3].stop()
+    others = services[:3]
+    await until(others, lambda: all(states(s)["n3"] == MemberState.DEAD for s in others))
+    await services[1].leave()
+    await until(others, lambda: all(states(s)["n1"] == MemberState.LEFT for s in (services[0], services[2])))
+    # The leaver's endpoints are gone from the survivors' tables.
+    assert not any(e.owner == "n1" for e in services[0].table_items())
+
+
+async def test_garbage_replays_and_foreign_keys_are_counted_and_ignored(cluster):
+    services, port = cluster
+    target = services[0]
+    before = target.stats
+    sealer = Sealer(derive_key(SECRET, "gossip/udp"))
+    valid = sealer.seal(codec.encode(Ping(1, "n0")), time.time())
+    packets = [
+        b"\x00garbage",                                             # too short / wrong version
+        msgpack.packb([1, 1, "n0", []]),                            # plain msgpack, not sealed
+        b"\x01" + os.urandom(60),                                   # sealed-looking noise
+        Sealer(derive_key(b"another-cluster-secret-000", "gossip/udp")).seal(b"x", time.time()),
+        sealer.seal(b"\xc1 not msgpack", time.time()),              # authentic but undecodable
+        sealer.seal(msgpack.packb([1, "seq", "n0", []]), time.time()),
+        valid, valid,                                               # the second is a replay
+    ]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOSTS[4], 0))
+    sock.setblocking(False)
+    try:
+        for p in packets:
+            sock.sendto(p, (HOSTS[0], port))
+        loop = asyncio.get_running_loop()
+        ack = codec.decode(Sealer(derive_key(SECRET, "gossip/udp")).open(
+            await asyncio.wait_for(loop.sock_recv(sock, 2048), 5), time.time()))
+        assert ack.seq == 1  # the valid ping was answered once
+        # Stream garbage on the TCP port, too.
+        reader, writer = await asyncio.open_connection(HOSTS[0], port)
+        writer.write(b"\x00\x00\x00\x05hello")
+        await writer.drain()
+        assert await reader.read() == b""
+        writer.close()
+    finally:
+        sock.close()
+    after = target.stats
+    assert after.dropped_malformed - before.dropped_malformed == 5  # 4 datagrams, 1 stream
+    assert after.dropped_auth - before.dropped_auth == 2
+    assert after.dropped_replay - before.dropped_replay == 1
+    # Still healthy: everybody alive, nobody new.
+    assert set(states(target)) == {"n0", "n1", "n2", "n3"}
+    assert set(states(target).values()) == {MemberState.ALIVE}
+
+
+async def test_a_node_with_the_wrong_key_is_never_admitted(cluster):
+    services, port = cluster
+    intruder = GossipService(GossipServiceConfig("intruder", b"not-the-cluster-secret-42", host=HOSTS[4],
+                                                 port=port))
+    await intruder.start()
+    try:
+        before = services[0].stats.dropped_auth
+        with pytest.raises(JoinError):
+            await intruder.join([(HOSTS[0], port)])
+        assert services[0].stats.dropped_auth > before
+        assert [m.node_id for m in intruder.members()] == ["intruder"]
+        assert all("intruder" not in states(s) for s in services)
+    finally:
+        await intruder.stop()
