@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
@@ -102,6 +103,26 @@ async def get_cluster(request: web.Request) -> web.Response:
         "this_node": {"id": shoal.node_id, "raft_role": status.role,
                       "raft_partners": list(status.partners),
                       "connected_partners": list(status.connected_partners)},
+    })
+
+
+@routes.get("/v1/cluster/members")
+async def get_members(request: web.Request) -> web.Response:
+    """This node's gossip view: who it believes alive, suspect, dead or gone, and the
+    packets it dropped (malformed, unauthenticated, replayed)."""
+    shoal = request.app[NODE]
+    with shoal.raft.read() as state:
+        names = {n.id: n.name for n in nodes(state).values()}
+    members = sorted(shoal.gossip.members(), key=lambda m: m.node_id)
+    now = asyncio.get_running_loop().time()  # gossip's clock
+    return web.json_response({
+        "node_id": shoal.node_id,
+        "members": [{"node_id": m.node_id, "name": names.get(m.node_id),
+                     "address": f"{m.address[0]}:{m.address[1]}", "state": m.state.value,
+                     "incarnation": m.incarnation,
+                     "seconds_in_state": round(max(0.0, now - m.since), 3)}
+                    for m in members],
+        "stats": to_plain(shoal.gossip.stats),
     })
 
 

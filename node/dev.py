@@ -47,12 +47,17 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int) -> int:
               f"  shoal --addr http://127.0.0.1:{api_port} cluster status\n"
               f"  shoal node ls\n"
               f"Ctrl-C stops the cluster; run the same command again to bring it back.")
-        while all(node.running for node in nodes):
+        # A node that dies stays dead (kill one to watch the cluster heal); the others go on.
+        running = {node.proc.pid: node for node in nodes if node.proc}
+        while running:
             try:
-                os.waitpid(-1, 0)  # sleeps until any node exits
+                pid, status = os.wait()  # sleeps until a node exits
             except ChildProcessError:
                 break
-        print("a node exited; stopping the cluster", file=sys.stderr)
+            node = running.pop(pid, None)
+            if node is not None:
+                print(f"{node.name} exited ({os.waitstatus_to_exitcode(status)}); "
+                      f"see {node.log_path}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("stopping the cluster ...", file=sys.stderr)

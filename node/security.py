@@ -14,8 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from netoverlay.crypto import derive_key
 
 TOKEN_PREFIX = "SHOAL1"
 _TOKEN_RE = re.compile(r"^SHOAL1-([0-9a-f]{16})-([A-Z2-7]{52})$")
@@ -23,12 +22,6 @@ _TOKEN_RE = re.compile(r"^SHOAL1-([0-9a-f]{16})-([A-Z2-7]{52})$")
 
 class TokenError(ValueError):
     pass
-
-
-def derive_key(secret: bytes, purpose: str, length: int = 32) -> bytes:
-    """A key for one purpose ("raft", "api", "join", "gossip", ...) from the cluster secret."""
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
-                info=f"shoal {purpose}".encode()).derive(secret)
 
 
 @dataclass(frozen=True, slots=True)

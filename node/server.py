@@ -21,7 +21,9 @@ from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
 from node.http_util import auth_middleware, errors_middleware
+from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
 from node.join import local_node, request_join
+from node.liveness import LivenessLoop
 from node.security import ClusterKeys
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # Seconds the whole node may take to shut down before its tasks are cancelled.
 SHUTDOWN_TIMEOUT = 10.0
+# How often a node that knows no live gossip member retries joining through the known nodes.
+GOSSIP_REJOIN_INTERVAL = 2.0
 
 
 def offered_resources(config: NodeConfig, fingerprint: NodeFingerprint) -> Resources:
@@ -57,6 +61,11 @@ class ShoalNode:
                              password=self.keys.raft_password)
         self.control = ControlPlane(self.raft, self.keys.api_token)
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
+        self.gossip = GossipService(GossipServiceConfig(
+            node_id=self.node_id, secret=self.keys.secret, host=self.config.advertise,
+            port=self.config.gossip_port,
+            meta={"api_port": self.config.api_port, "raft_port": self.config.raft_port}))
+        self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         self.scheduler = SchedulerLoop(read_state=self._capture_view,
                                        changed=self.raft.subscribe(),
                                        propose=self.control.submit, is_leader=self.raft.is_leader)
@@ -102,6 +111,7 @@ class ShoalNode:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
         self.raft.start(self.identity.role, list(self.identity.voters))
+        await self.gossip.start()
         await self._start_api()
         log.info("node %s (%s) serving the API on %s:%d", self.config.name, self.node_id,
                  self.config.advertise, self.config.api_port)
@@ -110,7 +120,9 @@ class ShoalNode:
                 loops = [tasks.create_task(self._register_self()),
                          tasks.create_task(self._remember_voters()),
                          tasks.create_task(self.voters.run()),
-                         tasks.create_task(self.scheduler.run())]
+                         tasks.create_task(self.scheduler.run()),
+                         tasks.create_task(self._join_gossip()),
+                         tasks.create_task(self.liveness.run())]
                 await self._stop.wait()
                 await self.scheduler.stop(SHUTDOWN_TIMEOUT / 2)
                 for t in loops:
@@ -138,6 +150,10 @@ class ShoalNode:
         await site.start()
 
     async def _shutdown(self) -> None:
+        # Tell the others we are leaving, so they need not wait for a failure verdict.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.gossip.leave(), SHUTDOWN_TIMEOUT / 4)
+        await self.gossip.stop()
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._runner.cleanup(), SHUTDOWN_TIMEOUT)
@@ -168,6 +184,24 @@ class ShoalNode:
                     continue
             except ProposeError as exc:
                 log.info("cannot update this node's registration yet: %s", exc)
+
+    async def _join_gossip(self) -> None:
+        """Join the gossip pool through the known nodes; try again while this node knows no
+        other live member (a restarted node, a node that joined before the others)."""
+        wake = self.raft.subscribe()
+        while True:
+            lonely = all(m.node_id == self.node_id or m.gone for m in self.gossip.members())
+            if lonely:
+                with self.raft.read() as state:
+                    seeds = [(n.address, n.gossip_port) for n in nodes(state).values()
+                             if n.id != self.node_id]
+                if seeds:
+                    with contextlib.suppress(JoinError):
+                        await self.gossip.join(seeds)
+            # Woken by state changes; the timeout is the retry interval while alone.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), GOSSIP_REJOIN_INTERVAL)
+            wake.clear()
 
     async def _remember_voters(self) -> None:
         """Persist the voter addresses, so a restarted node knows where its cluster is."""

@@ -8,6 +8,7 @@ One membership change at a time, and never one that would lose quorum.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -115,20 +116,32 @@ class VoterManager:
 
     async def _promote(self, node: Node) -> None:
         voters = [v.raft_address for v in self._snapshot() if v.role == "voter"]
-        # Raft wants the new voter added before it starts as one; the add cannot commit until
-        # the new voter answers, so tell it to restart as a voter while the add is pending.
-        adding = asyncio.ensure_future(self._raft.add_voter(node.raft_address, timeout=15.0))
+        client = self._control.client_for(node)
+        # A node commits its registration before its API is up: only promote one that
+        # answers, or Raft would wait for a voter that never starts.
+        await client.get("/healthz")
+        adding = None
+        if node.raft_address not in self._raft.status().partners:
+            # Raft wants the new voter added before it starts as one; the add cannot commit
+            # until the new voter answers, so tell it to restart while the add is pending.
+            adding = asyncio.ensure_future(self._raft.add_voter(node.raft_address, timeout=15.0))
         try:
             await self._tell_role(node, "voter", voters + [node.raft_address])
-            await adding
         except BaseException:
-            if not adding.done():
-                adding.cancel()
+            if adding is not None:
+                # The add is in the log already: let it finish, then take it back.
+                with contextlib.suppress(ProposeError, asyncio.TimeoutError):
+                    await adding
+                with contextlib.suppress(ProposeError, asyncio.TimeoutError):
+                    await self._raft.remove_voter(node.raft_address, timeout=10.0)
             raise
+        if adding is not None:
+            await adding
         await self._commit_role(node, "voter")
 
     async def _demote(self, node: Node) -> None:
-        await self._raft.remove_voter(node.raft_address, timeout=10.0)
+        if node.raft_address in self._raft.status().partners:
+            await self._raft.remove_voter(node.raft_address, timeout=10.0)
         await self._commit_role(node, "member")
         voters = [v.raft_address for v in self._snapshot() if v.role == "voter"]
         if node.status == "ready":
@@ -153,7 +166,8 @@ class VoterManager:
         if not safe_to_apply(VoterChange("demote", node, "removed"), voters):
             raise ValueError(f"removing voter {node.name} now would lose quorum")
         async with self._lock:
-            await self._raft.remove_voter(node.raft_address, timeout=10.0)
+            if node.raft_address in self._raft.status().partners:
+                await self._raft.remove_voter(node.raft_address, timeout=10.0)
             await self._commit_role(node, "member")
 
     async def promote(self, node: Node) -> None:

@@ -1,0 +1,74 @@
+"""Node liveness: gossip's verdicts become committed NodeDown / NodeUp on the leader.
+
+Gossip (netoverlay) decides quickly and locally who is alive; the replicated state decides
+for the whole cluster. The leader turns a `dead`/`left` verdict into a committed
+`SetNodeStatus(down)` and a return to `alive` into `SetNodeStatus(ready)`, so the scheduler
+and autopilot act on one agreed view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Iterable
+
+from consensus.model import Node
+from consensus.nodes import SetNodeStatus, nodes
+from consensus.raft import ProposeError
+from netoverlay.gossip.model import Member, MemberState
+from netoverlay.gossip.service import GossipService
+from node.control import ControlPlane
+
+log = logging.getLogger(__name__)
+
+
+def status_changes(all_nodes: Iterable[Node], members: dict[str, Member], leader_id: str,
+                   now: float) -> list[SetNodeStatus]:
+    """The status commits that bring the replicated view in line with gossip's."""
+    changes = []
+    for node in all_nodes:
+        member = members.get(node.id)
+        if node.id == leader_id:
+            alive = True  # the leader deciding this is evidently alive
+        elif member is None or member.state == MemberState.SUSPECT:
+            continue  # no verdict yet: suspicion is not death
+        else:
+            alive = member.state == MemberState.ALIVE
+        if alive and node.status == "down":
+            changes.append(SetNodeStatus(node.id, "ready", now))
+        elif not alive and node.status == "ready":
+            changes.append(SetNodeStatus(node.id, "down", now))
+    return changes
+
+
+class LivenessLoop:
+    """Runs everywhere, acts only on the leader; wakes on gossip events and state changes."""
+
+    def __init__(self, control: ControlPlane, gossip: GossipService, node_id: str) -> None:
+        self._control = control
+        self._raft = control.raft
+        self._gossip = gossip
+        self._node_id = node_id
+        self._wake = self._raft.subscribe()
+        gossip.on_change(lambda _event: self._wake.set())
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._raft.is_leader():
+                continue
+            members = {m.node_id: m for m in self._gossip.members()}
+            with self._raft.read() as state:
+                known = list(nodes(state).values())
+            for change in status_changes(known, members, self._node_id, time.time()):
+                try:
+                    await self._control.submit(change)
+                    log.info("node %s is %s", change.node_id, change.status)
+                except ProposeError as exc:
+                    log.warning("could not commit node %s %s: %s", change.node_id,
+                                change.status, exc)
+                    await asyncio.sleep(0.5)
+                    self._wake.set()
+                    break
