@@ -1,0 +1,120 @@
+"""The node agent: makes the tasks assigned to this node run here, and tells the cluster
+what it sees.
+
+Level-triggered and idempotent: on every committed change it compares the assignments with
+its runners (`plan.decide`) and starts or retires the difference; it never acts on the change
+itself. On start it re-adopts whatever the driver already runs for this node, so a restarted
+agent starts no duplicate and leaves no orphan. Restarts are the scheduler's decision: a task
+that ends or turns unhealthy is reported, and the scheduler replaces it per its policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, ContextManager, Optional
+
+from consensus.state import ClusterState, Result
+from consensus.tasks import TaskReport
+from node.agent.plan import Assigned, Decision, assigned_to, decide
+from node.agent.reports import ReportSender
+from node.agent.runner import TaskRunner
+from node.agent.translate import TranslateError, run_spec
+from node.runtime.driver import Driver
+from node.runtime.model import RunSpec, TaskObservation
+
+log = logging.getLogger(__name__)
+
+# Starts and stops under way at once: a wave of assignments must not fork 100 containers
+# at the same instant, nor may one slow stop hold up every start.
+MAX_PARALLEL = 8
+
+
+class Agent:
+    """`read_state` yields the current ClusterState (held briefly); `changed` is set by the
+    node after every committed change and cleared here; `submit` commits a command through
+    Raft from any node, raising when there is no quorum."""
+
+    def __init__(self, *, node_id: str, driver: Driver,
+                 read_state: Callable[[], ContextManager[ClusterState]], changed: asyncio.Event,
+                 submit: Callable[[Any], Awaitable[Result]], advertise: str,
+                 report_interval: float = 0.5, max_parallel: int = MAX_PARALLEL) -> None:
+        self.node_id = node_id
+        self.driver = driver
+        self.advertise = advertise
+        self._read_state = read_state
+        self._changed = changed
+        self._reports = ReportSender(node_id, submit, interval=report_interval)
+        self._slots = asyncio.Semaphore(max_parallel)
+        self._runners: dict[str, TaskRunner] = {}
+        self._group: Optional[asyncio.TaskGroup] = None
+
+    @property
+    def batches_sent(self) -> int:
+        return self._reports.batches_sent
+
+    def running_tasks(self) -> dict[str, str]:
+        """The tasks this agent holds, with their phases: for status pages and tests."""
+        return {task_id: runner.phase for task_id, runner in self._runners.items()}
+
+    async def run(self) -> None:
+        """Adopt, then converge on every change until cancelled. Tasks keep running."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            group.create_task(self._reports.run())
+            await self._adopt()
+            while True:
+                self._changed.clear()
+                self._converge()
+                await self._changed.wait()
+
+    def _assignments(self) -> dict[str, Assigned]:
+        with self._read_state() as state:
+            return assigned_to(state, self.node_id)
+
+    async def _adopt(self) -> None:
+        owned = await self.driver.list_owned()
+        assigned = self._assignments()
+        for seen in owned:
+            entry = assigned.get(seen.task_id)
+            run = self._wanted_spec(entry)
+            self._spawn(seen.task_id, run, seen)
+        log.info("agent: adopted %d task(s) on node %s", len(owned), self.node_id)
+
+    def _wanted_spec(self, entry: Optional[Assigned]) -> Optional[RunSpec]:
+        """The run spec of an adopted task that should keep running here, else None."""
+        if entry is None or entry.task.desired != "running":
+            return None
+        try:
+            return run_spec(entry.task, entry.spec, self.advertise)
+        except TranslateError:
+            return None  # it cannot run as specified: it is watched until it is retired
+
+    def _converge(self) -> None:
+        decision: Decision = decide(self._assignments(), self.running_tasks())
+        for report in decision.reports:
+            self._reports.add(report)
+        for entry in decision.start:
+            try:
+                run = run_spec(entry.task, entry.spec, self.advertise)
+            except TranslateError as exc:
+                self._reports.add(TaskReport(entry.task.id, "rejected", error=str(exc)))
+                continue
+            self._spawn(entry.task.id, run, None)
+        for request in decision.retire:
+            self._runners[request.task_id].retire(request)
+
+    def _spawn(self, task_id: str, run: Optional[RunSpec],
+               adopted: Optional[TaskObservation]) -> None:
+        assert self._group is not None
+        runner = TaskRunner(task_id, driver=self.driver, slots=self._slots,
+                            report=self._reports.add, advertise=self.advertise, run=run,
+                            adopted=adopted)
+        self._runners[task_id] = runner
+        task = self._group.create_task(runner.run(), name=f"shoal-task-{task_id}")
+        task.add_done_callback(lambda _: self._forget(runner))
+
+    def _forget(self, runner: TaskRunner) -> None:
+        if self._runners.get(runner.task_id) is runner:
+            del self._runners[runner.task_id]
+

@@ -1,0 +1,98 @@
+"""What the agent should do, level-triggered: the tasks assigned to this node (from the
+replicated state) against the tasks it runs (its runners) -> which to start, which to retire,
+and which reports settle tasks that have nothing left running here. Pure: tested with tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, Optional
+
+from consensus.services import ServiceSpec
+from consensus.state import ClusterState
+from consensus.tasks import Task, TaskReport, services, tasks
+
+# starting: the driver is starting it. running: it runs and is watched. ended: it ended; its
+# remains (logs, exit status) stay until it is retired. retiring: being stopped and removed.
+Phase = Literal["starting", "running", "ended", "retiring"]
+
+# States in which an assigned task that this node does not run yet is (re)started: the
+# agent may have died between reporting "starting" and starting it. A task reported running
+# that the runtime no longer knows ended unseen; it is reported failed instead.
+_STARTABLE = frozenset({"assigned", "preparing", "starting"})
+_LOST = "its container or process was gone when the agent restarted"
+
+
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    """A task bound to this node and the spec version it was created from (None if gone)."""
+
+    task: Task
+    spec: Optional[ServiceSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """Stop (with `grace`, or the runner's own when None), remove, then send `report`."""
+
+    task_id: str
+    grace: Optional[float] = None
+    report: Optional[TaskReport] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    start: tuple[Assigned, ...] = ()
+    retire: tuple[Retire, ...] = ()
+    reports: tuple[TaskReport, ...] = ()
+
+
+def assigned_to(state: ClusterState, node_id: str) -> dict[str, Assigned]:
+    """Copy out the tasks bound to `node_id` with their specs (hold the state briefly)."""
+    by_name = services(state)
+    found: dict[str, Assigned] = {}
+    for task in tasks(state).values():
+        # A global task names its node before it is placed; it is not ours until assigned.
+        if task.node_id != node_id or task.state == "pending":
+            continue
+        service = by_name.get(task.service)
+        spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
+        found[task.id] = Assigned(task, spec)
+    return found
+
+
+def _wanted(entry: Optional[Assigned]) -> bool:
+    return entry is not None and entry.task.desired == "running"
+
+
+def _shutdown_report(task: Task) -> TaskReport:
+    # The scheduler's reason (scaled down, node drained) stays the task's message.
+    return TaskReport(task.id, "shutdown", message=task.message or "shut down")
+
+
+def decide(assigned: Mapping[str, Assigned], local: Mapping[str, Phase]) -> Decision:
+    start: list[Assigned] = []
+    reports: list[TaskReport] = []
+    for task_id in sorted(assigned):
+        entry = assigned[task_id]
+        task = entry.task
+        if task_id in local or task.terminal:
+            continue
+        if task.desired == "shutdown":
+            reports.append(_shutdown_report(task))  # nothing of it runs here: it is over
+        elif task.state in _STARTABLE:
+            start.append(entry)
+        else:
+            reports.append(TaskReport(task_id, "failed", error=_LOST))
+    retire: list[Retire] = []
+    for task_id in sorted(local):
+        entry = assigned.get(task_id)
+        if local[task_id] == "retiring" or _wanted(entry):
+            continue
+        if entry is None:  # gone from the state, or never ours: an orphan
+            retire.append(Retire(task_id))
+            continue
+        grace = entry.spec.stop_grace_period if entry.spec is not None else None
+        report = None if entry.task.terminal else _shutdown_report(entry.task)
+        retire.append(Retire(task_id, grace, report))
+    return Decision(tuple(start), tuple(retire), tuple(reports))

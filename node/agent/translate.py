@@ -1,0 +1,85 @@
+"""Pure translations between the replicated task model and the runtime-driver seam.
+
+`run_spec` turns a scheduled task and the spec version it was created from into what a driver
+runs; `observed` turns what a driver sees into the report the agent sends to the cluster.
+No clock, no I/O: both are tested with tables.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from consensus import services as svc
+from consensus.tasks import Endpoint, Health, PortBinding, Task, TaskReport
+from node.health import HealthCheck, HealthStatus
+from node.runtime.model import PortSpec, RunSpec, TaskObservation
+
+# Why a task the agent started is no longer known to its runtime.
+VANISHED = "its container or process disappeared: removed outside Shoal"
+
+
+class TranslateError(ValueError):
+    """A task that cannot be run on this node as specified; the text names the field."""
+
+
+def run_ports(ports: tuple[svc.PortSpec, ...]) -> tuple[PortSpec, ...]:
+    """Ingress ports are served by every node's load balancer on the published port, so the
+    task itself gets an ephemeral host port; host-mode ports bind their published port on
+    this node. A target declared twice runs once, on the fixed port if either has one."""
+    chosen: dict[tuple[int, str], PortSpec] = {}
+    for port in ports:
+        fixed = port.published if port.mode == "host" else 0
+        key = (port.target, port.protocol)
+        if key not in chosen or (fixed and not chosen[key].published):
+            chosen[key] = PortSpec(port.target, port.protocol, fixed)
+    return tuple(chosen.values())
+
+
+def health_check(check: svc.HealthCheck) -> Optional[HealthCheck]:
+    if check.kind == "none":
+        return None
+    return HealthCheck(kind=check.kind, port=check.port, path=check.path, command=check.command,
+                       interval=check.interval, timeout=check.timeout, retries=check.retries,
+                       start_period=check.start_period)
+
+
+def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str) -> RunSpec:
+    """What the driver runs for `task`; TranslateError when it cannot be run as specified."""
+    if spec is None:
+        raise TranslateError(f"spec_version: version {task.spec_version} of service "
+                             f"{task.service!r} is gone")
+    limits = spec.resources.limits
+    try:
+        return RunSpec(task_id=task.id, service=task.service, slot=task.slot, image=spec.image,
+                       command=spec.command, args=spec.args, env=dict(spec.env),
+                       ports=run_ports(spec.ports), cpu_millis=limits.cpu_millis,
+                       memory_bytes=limits.memory_bytes, healthcheck=health_check(spec.health),
+                       labels=dict(spec.labels), stop_grace=spec.stop_grace_period,
+                       advertise_address=advertise)
+    except ValueError as exc:
+        raise TranslateError(str(exc)) from None
+
+
+def task_health(status: HealthStatus) -> Health:
+    """The runtime's word for "no check" is "unknown"; the task model's is "none"."""
+    return "none" if status == "unknown" else status
+
+
+def endpoint(seen: TaskObservation, advertise: str) -> Endpoint:
+    # The advertise address, not the bind address the runtime reports (Docker may say
+    # 0.0.0.0): other hosts need an address they can reach.
+    return Endpoint(advertise, tuple(PortBinding(e.target, e.port, e.protocol)
+                                     for e in seen.endpoints))
+
+
+def observed(seen: TaskObservation, advertise: str) -> TaskReport:
+    """The report of what a driver sees of a task."""
+    if seen.state in ("starting", "running"):
+        health = task_health(seen.health)
+        return TaskReport(seen.task_id, seen.state, endpoint=endpoint(seen, advertise),
+                          health=None if health == "none" else health)
+    if seen.state == "exited":
+        return TaskReport(seen.task_id, "complete", exit_code=seen.exit_code or 0)
+    if seen.state == "failed":
+        return TaskReport(seen.task_id, "failed", error=seen.error, exit_code=seen.exit_code)
+    return TaskReport(seen.task_id, "failed", error=VANISHED)
