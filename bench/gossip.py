@@ -49,7 +49,7 @@ def run_once(nodes: int, seed: int, config: GossipConfig) -> dict[str, float]:
         net.add(GossipCore(config, ids[i], _address(i), now=0.0, seed=seed * 100_003 + i, members=members))
     net.run_until(WARMUP)
 
-    quiet_start, packets0, bytes0 = net.now, sum(net.packets_sent.values()), sum(net.bytes_sent.values())
+    packets0, bytes0 = sum(net.packets_sent.values()), sum(net.bytes_sent.values())
     net.run_for(QUIET)
     quiet_packets = (sum(net.packets_sent.values()) - packets0) / nodes / QUIET
     quiet_bytes = (sum(net.bytes_sent.values()) - bytes0) / nodes / QUIET

@@ -32,10 +32,6 @@ class BroadcastQueue:
     def push(self, news: News) -> None:
         self._items[news_subject(news)] = _Item(news, news_size(news), next(self._order))
 
-    def pending(self, subject: tuple) -> News | None:
-        item = self._items.get(subject)
-        return item.news if item else None
-
     def take(self, budget: int, limit: int) -> tuple[News, ...]:
         """News that fits in `budget` bytes, each counted as sent once more; items sent
         `limit` times leave the queue."""

@@ -14,7 +14,6 @@ few random members as well. Push-pull exchanges full state now and then, and on 
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable

@@ -17,7 +17,7 @@ import msgpack
 from netoverlay.gossip.broadcasts import BroadcastQueue
 from netoverlay.gossip.codec import MAX_KEY
 from netoverlay.gossip.config import GossipConfig
-from netoverlay.gossip.model import (Address, Alive, Dead, Event, Left, Member, MemberEvent,
+from netoverlay.gossip.model import (Alive, Dead, Event, Left, Member, MemberEvent,
                                      MemberState, News, Suspect, TableEntry, TableEvent)
 from netoverlay.gossip.suspicion import Suspicion
 from netoverlay.gossip.table import GossipTable, newer
@@ -39,7 +39,7 @@ class Membership:
         self.order: list[str] = [n for n in self.members if n != me.node_id]
         rng.shuffle(self.order)
         # Dead or left members: reaped after a while, the dead retried (reconnect).
-        self.gone: set[str] = {n for n, m in self.members.items() if m.gone}
+        self.gone: set[str] = {n for n, m in self.members.items() if m.state in (DEAD, LEFT)}
         self.live = len(self.members) - len(self.gone)
         self.suspicions: dict[str, Suspicion] = {}
         self.queue = BroadcastQueue()

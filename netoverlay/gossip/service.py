@@ -20,8 +20,8 @@ from netoverlay.crypto import OVERHEAD, SealError, Sealer, derive_key
 from netoverlay.gossip import codec
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.core import GossipCore
-from netoverlay.gossip.model import (Address, Event, Member, Outbound, SyncRequest, SyncResponse,
-                                     TableEntry)
+from netoverlay.gossip.model import (Address, Event, Member, MemberEvent, Outbound, SyncRequest,
+                                     SyncResponse, TableEntry, TableEvent)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ class GossipServiceConfig:
     secret: bytes
     host: str = "127.0.0.1"
     port: int = 7422
+    # The address others reach us at, when it is not the one bound (host 0.0.0.0, NAT).
+    advertise: Address | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     gossip: GossipConfig = field(default_factory=GossipConfig)
     seed: int | None = None
@@ -114,7 +116,7 @@ class GossipService:
         gossip = config.gossip
         if gossip.packet_overhead < OVERHEAD:
             raise ValueError(f"gossip.packet_overhead: must be at least {OVERHEAD} (the sealing)")
-        self._core = GossipCore(gossip, config.node_id, (config.host, config.port),
+        self._core = GossipCore(gossip, config.node_id, config.advertise or (config.host, config.port),
                                 now=loop.time(), seed=config.seed, meta=config.meta)
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(self), local_addr=(config.host, config.port))
@@ -187,6 +189,12 @@ class GossipService:
         """Call `callback(event)` for every member and table change; returns an unsubscribe."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
+
+    def on_member_change(self, callback: Callable[[MemberEvent], None]) -> Callable[[], None]:
+        return self.on_change(lambda e: callback(e) if isinstance(e, MemberEvent) else None)
+
+    def on_table_change(self, callback: Callable[[TableEvent], None]) -> Callable[[], None]:
+        return self.on_change(lambda e: callback(e) if isinstance(e, TableEvent) else None)
 
     async def events(self) -> AsyncIterator[Event]:
         """Every change from now on, until the service stops."""

@@ -70,6 +70,3 @@ class GossipTable:
                 del self._tombstones[slot]
                 del self._entries[slot]
 
-    def max_version(self, owner: str) -> int:
-        return max((e.version for e in self.owned_by(owner)), default=0)
-

@@ -14,7 +14,7 @@ import pytest
 from netoverlay.crypto import Sealer, derive_key
 from netoverlay.gossip import GossipService, GossipServiceConfig, JoinError, MemberState
 from netoverlay.gossip import codec
-from netoverlay.gossip.model import Ping
+from netoverlay.gossip.model import MemberEvent, Ping
 
 SECRET = b"integration-secret-0123456789"
 HOSTS = [f"127.0.0.{i}" for i in range(1, 6)]
@@ -77,10 +77,24 @@ async def cluster():
 
 async def test_a_stopped_service_is_declared_dead_by_the_others(cluster):
     services, _ = cluster
+    seen = []
+    services[2].on_table_change(seen.append)
     services[1].local_set("web/1", {"port": 8080})
     await until(services, lambda: all(any(e.key == "web/1" for e in s.table_items()) for s in services))
+    assert [(e.owner, e.key, e.entry.value) for e in seen] == [("n1", "web/1", {"port": 8080})]
     assert {m.meta["api"] for m in services[0].members()} == {7420, 7421, 7422, 7423}
+
+    async def death_of_n3():
+        async for event in services[0].events():
+            if isinstance(event, MemberEvent) and event.member.node_id == "n3" \
+                    and event.member.state == MemberState.DEAD:
+                return event
+
+    watcher = asyncio.create_task(death_of_n3())
+    await asyncio.sleep(0)  # let it subscribe
     await services[3].stop()
+    event = await asyncio.wait_for(watcher, 20)
+    assert event.previous == MemberState.SUSPECT
     others = services[:3]
     await until(others, lambda: all(states(s)["n3"] == MemberState.DEAD for s in others))
     await services[1].leave()

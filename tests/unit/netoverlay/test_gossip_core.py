@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from netoverlay.gossip import codec
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.core import GossipCore
 from netoverlay.gossip.model import Ack, MemberState, Ping, PingReq
@@ -144,3 +145,21 @@ def test_same_seed_same_run():
         return sorted((o, s, tuple(v)) for (o, s), v in c.seen.items())
 
     assert trace(11) == trace(11)
+
+
+def test_datagrams_stay_under_the_packet_limit_while_many_entries_spread():
+    c = Cluster(5, seed=12)
+    sizes = []
+    send = c.net.send
+
+    def measuring_send(src, outbound):
+        outbound = list(outbound)
+        sizes.extend(len(codec.encode(o.message)) + c.net.overhead for o in outbound if not o.is_stream)
+        send(src, outbound)
+
+    c.net.send = measuring_send
+    for k in range(300):
+        c.net.act(address(0), lambda core, now, k=k: core.local_set(f"key-{k}", "v" * 40, now))
+    assert c.net.run_until_true(lambda: all(len(c.core(i).table_items()) == 300 for i in range(5)), 60)
+    assert max(sizes) <= c.config.udp_packet_limit
+    assert max(sizes) > c.config.udp_packet_limit // 2  # packets were really filled
