@@ -49,13 +49,14 @@ def _api_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from node import cli_node  # the node subcommands live beside their handlers
+    from node import cli_node, cli_service  # subcommands live beside their handlers
 
     parser = argparse.ArgumentParser(prog="shoal", description="Shoal: a peer-to-peer "
                                      "container orchestrator.")
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     common = _api_options()
     cli_node.register(sub, common)
+    cli_service.register(sub, common)
     return parser
 
 

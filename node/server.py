@@ -17,6 +17,7 @@ from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
 from consensus.raft import ProposeError, RaftNode
 from node import config as cfg
 from node.api_cluster import NODE, routes as cluster_routes
+from node.api_services import routes as service_routes
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
@@ -143,6 +144,7 @@ class ShoalNode:
                               client_max_size=4 * 1024 * 1024)
         app[NODE] = self
         app.add_routes(cluster_routes)
+        app.add_routes(service_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.advertise, self.config.api_port,

@@ -1,0 +1,272 @@
+"""HTTP API: services, their tasks, and applying declarative files.
+
+Specs are validated here with `parse_service_spec` (400 naming the field) and again by the
+state machine at commit time; ids and timestamps are stamped here, never inside `apply`.
+Reads come from this node's replica; writes are committed through the leader before the
+answer goes out, so the answer always shows the write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Optional
+
+import yaml
+from aiohttp import web
+
+from consensus.nodes import nodes
+from consensus.services import ServiceSpec, SpecError, merge_spec, parse_service_spec
+from consensus.state import ClusterState
+from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
+                             tasks, tasks_of)
+from consensus.wire import to_plain
+from node.api_cluster import NODE
+from node.http_util import HttpError, json_body, result_or_raise
+from node.manifests import Manifest, ManifestError, load_manifest
+
+if TYPE_CHECKING:
+    from node.server import ShoalNode
+
+routes = web.RouteTableDef()
+
+# A PATCH that loses a race with another writer re-reads and retries this many times.
+PATCH_ATTEMPTS = 3
+
+ApplyAction = Literal["create", "update", "unchanged"]
+_DONE = {"create": "created", "update": "updated"}
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+def new_service_id() -> str:
+    return secrets.token_hex(6)
+
+
+def find_service(state: ClusterState, ref: str) -> Optional[Service]:
+    """A service by name, or by its id."""
+    table = services(state)
+    return table.get(ref) or next((s for s in table.values() if s.id == ref), None)
+
+
+def tasks_summary(service: Service, own_tasks: list[Task]) -> dict:
+    """Desired and running replicas and a count of the current tasks by observed state."""
+    live = [t for t in own_tasks if t.service_id == service.id and t.desired == "running"]
+    desired = service.spec.replicas if service.spec.mode == "replicated" else len(live)
+    return {"desired": desired, "running": sum(t.state == "running" for t in live),
+            "states": dict(sorted(Counter(t.state for t in live).items()))}
+
+
+def service_json(service: Service, own_tasks: list[Task]) -> dict:
+    return {"id": service.id, "name": service.name, "version": service.version,
+            "previous_versions": len(service.history), "created_at": service.created_at,
+            "updated_at": service.updated_at, "spec": to_plain(service.spec),
+            "replicas": tasks_summary(service, own_tasks)}
+
+
+def task_json(task: Task, node_name: str) -> dict:
+    body = to_plain(task)
+    body["node_name"] = node_name
+    # The scheduler keeps why a task waits in `message`; name it for readers of the API.
+    body["pending_reason"] = task.message if task.state == "pending" else ""
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyStep:
+    spec: ServiceSpec
+    action: ApplyAction
+    expected_version: int = 0  # the version the update was planned against
+
+
+def plan_apply(current: dict[str, Service], specs: tuple[ServiceSpec, ...]) -> list[ApplyStep]:
+    """What applying `specs` does to each service: only changed specs are written, so
+    applying the same file twice changes nothing the second time."""
+    steps = []
+    for spec in specs:
+        service = current.get(spec.name)
+        if service is None:
+            steps.append(ApplyStep(spec, "create"))
+        elif service.spec == spec:
+            steps.append(ApplyStep(spec, "unchanged", service.version))
+        else:
+            steps.append(ApplyStep(spec, "update", service.version))
+    return steps
+
+
+def read_document(text: str, strict: bool) -> Manifest:
+    """Specs from an apply body: a list of Shoal specs (JSON or YAML), or a Compose file or
+    Kubernetes documents (see node.manifests)."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ManifestError("", f"not valid YAML or JSON: {exc}") from None
+    if len(docs) != 1 or not isinstance(docs[0], list):
+        return load_manifest(text, strict=strict)
+    specs = []
+    for i, plain in enumerate(docs[0]):
+        try:
+            specs.append(parse_service_spec(plain))
+        except SpecError as exc:
+            raise ManifestError(f"[{i}].{exc.field}" if exc.field != "<root>" else f"[{i}]",
+                                exc.reason) from None
+    names = [s.name for s in specs]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ManifestError("", f"service {duplicate!r} is defined twice")
+    return Manifest(tuple(specs), ())
+
+
+# -- reading ----------------------------------------------------------------------------
+
+def _service_or_404(shoal: ShoalNode, ref: str) -> Service:
+    with shoal.raft.read() as state:
+        service = find_service(state, ref)
+    if service is None:
+        raise HttpError(404, f"no such service {ref!r}")
+    return service
+
+
+def _answer(shoal: ShoalNode, ref: str, status: int = 200) -> web.Response:
+    with shoal.raft.read() as state:
+        service = find_service(state, ref)
+        own = tasks_of(state, service.name) if service else []
+    if service is None:
+        raise HttpError(404, f"no such service {ref!r}")
+    return web.json_response(service_json(service, own), status=status)
+
+
+@routes.get("/v1/services")
+async def list_services(request: web.Request) -> web.Response:
+    shoal = request.app[NODE]
+    by_service: dict[str, list[Task]] = defaultdict(list)
+    with shoal.raft.read() as state:
+        for task in tasks(state).values():
+            by_service[task.service_id].append(task)
+        rows = sorted(services(state).values(), key=lambda s: s.name)
+    return web.json_response([service_json(s, by_service[s.id]) for s in rows])
+
+
+@routes.get("/v1/services/{ref}")
+async def get_service(request: web.Request) -> web.Response:
+    return _answer(request.app[NODE], request.match_info["ref"])
+
+
+@routes.get("/v1/tasks")
+async def list_tasks(request: web.Request) -> web.Response:
+    shoal = request.app[NODE]
+    name = request.query.get("service")
+    with shoal.raft.read() as state:
+        if name is None:
+            rows = sorted(tasks(state).values(),
+                          key=lambda t: (t.service, t.slot, t.node_id, t.created_at, t.id))
+        else:
+            service = find_service(state, name)
+            rows = tasks_of(state, service.name if service else name)
+            if not rows and service is None:
+                raise HttpError(404, f"no such service {name!r}", "service")
+        names = {n.id: n.name for n in nodes(state).values()}
+    return web.json_response([task_json(t, names.get(t.node_id, "")) for t in rows])
+
+
+# -- writing ----------------------------------------------------------------------------
+
+@routes.post("/v1/services")
+async def create_service(request: web.Request) -> web.Response:
+    shoal = request.app[NODE]
+    spec = parse_service_spec(await json_body(request))
+    with shoal.raft.read() as state:
+        taken = spec.name in services(state)
+    if taken:  # the state machine checks again at commit; this answer names the field
+        raise HttpError(409, f"service {spec.name!r} already exists", "name")
+    result_or_raise(await shoal.control.submit(CreateService(new_service_id(), spec, time.time())))
+    return _answer(shoal, spec.name, status=201)
+
+
+def _version_query(request: web.Request) -> int:
+    raw = request.query.get("version", "0")
+    if not raw.isdigit():
+        raise HttpError(400, f"must be a version number, not {raw!r}", "version")
+    return int(raw)
+
+
+@routes.patch("/v1/services/{ref}")
+async def patch_service(request: web.Request) -> web.Response:
+    """Merge the body's top-level fields into the spec. With `?version=N` the write fails
+    (409) unless the service is still at version N; without it, a lost race is retried on
+    a fresh read."""
+    shoal = request.app[NODE]
+    patch = await json_body(request)
+    expected = _version_query(request)
+    for _ in range(PATCH_ATTEMPTS):
+        service = _service_or_404(shoal, request.match_info["ref"])
+        if isinstance(patch, dict) and patch.get("name", service.name) != service.name:
+            raise HttpError(400, "a service cannot be renamed; create a new one", "name")
+        spec = merge_spec(service.spec, patch)
+        if "replicas" in patch and spec.mode == "global":
+            raise HttpError(400, "a global service runs one task per node; it has no replica "
+                                 "count to set", "replicas")
+        result = await shoal.control.submit(
+            UpdateService(spec, time.time(), expected_version=expected or service.version))
+        if result.ok or expected or _current_version(shoal, service.name) == service.version:
+            result_or_raise(result)
+            return _answer(shoal, service.name)
+    raise HttpError(409, f"service {service.name!r} kept changing while being updated; retry")
+
+
+def _current_version(shoal: ShoalNode, name: str) -> int:
+    with shoal.raft.read() as state:
+        service = services(state).get(name)
+    return service.version if service else 0
+
+
+@routes.delete("/v1/services/{ref}")
+async def delete_service(request: web.Request) -> web.Response:
+    shoal = request.app[NODE]
+    service = _service_or_404(shoal, request.match_info["ref"])
+    result_or_raise(await shoal.control.submit(DeleteService(service.name, time.time())))
+    return web.json_response({"deleted": service.name, "id": service.id})
+
+
+@routes.post("/v1/apply")
+async def apply_document(request: web.Request) -> web.Response:
+    """Create missing services and update changed ones; report each and the warnings."""
+    shoal = request.app[NODE]
+    raw = await request.read()
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise HttpError(400, f"the document is not UTF-8 text: {exc}", "body") from None
+    strict = request.query.get("strict", "").lower() in ("1", "true", "yes")
+    # YAML parsing is pure Python and a large file takes a while: keep it off the loop.
+    manifest = await asyncio.to_thread(read_document, text, strict)
+    if not manifest.specs:
+        raise HttpError(400, "the document defines no services", "body")
+    with shoal.raft.read() as state:
+        steps = plan_apply(dict(services(state)), manifest.specs)
+    results, failures = [], []
+    for step in steps:
+        outcome = await _apply_step(shoal, step)
+        (failures if "error" in outcome else results).append(outcome)
+    if failures:
+        done = ", ".join(f"{r['name']} {r['action']}" for r in results) or "none"
+        raise HttpError(409, "; ".join(f"{f['name']}: {f['error']}" for f in failures)
+                        + f" (the others were applied: {done})")
+    return web.json_response({"services": results, "warnings": list(manifest.warnings)})
+
+
+async def _apply_step(shoal: ShoalNode, step: ApplyStep) -> dict:
+    name = step.spec.name
+    if step.action == "unchanged":
+        return {"name": name, "action": "unchanged", "version": step.expected_version}
+    if step.action == "create":
+        cmd = CreateService(new_service_id(), step.spec, time.time())
+    else:
+        cmd = UpdateService(step.spec, time.time(), expected_version=step.expected_version)
+    result = await shoal.control.submit(cmd)
+    if not result.ok:
+        return {"name": name, "error": result.error}
+    return {"name": name, "action": _DONE[step.action], "version": result.value["version"]}

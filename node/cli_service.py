@@ -1,0 +1,385 @@
+"""`shoal service ...` and `shoal apply`: flags as `docker service` has them.
+
+The CLI only translates flags into a plain spec (or a patch) and lets the API validate it,
+so the server stays the one place that decides what a valid spec is; argparse rejects only
+what cannot even be written down (`--env X` without `=`, a non-number for `--replicas`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from consensus.services import RestartPolicy, ServiceSpec, UpdateConfig
+from node import output
+from node.cli import UsageError, _kv, emit
+from node.client import ShoalClient
+
+
+def _choices(cls: type, name: str) -> tuple[str, ...]:
+    """The allowed values of a Literal-typed spec field, read from the spec itself."""
+    return typing.get_args(typing.get_type_hints(cls)[name])
+
+
+def _csv_kv(text: str, keys: dict[str, str], flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`a=1,b=x` -> {a: 1, b: "x"}; `keys` maps accepted spellings to spec keys, `flags`
+    are keys that may stand alone (`readonly`). Digits become integers."""
+    out: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if key not in keys:
+            raise argparse.ArgumentTypeError(f"unknown key {key!r} in {text!r}: use "
+                                             + ", ".join(sorted(keys)))
+        if key in flags:
+            out[keys[key]] = not sep or value.lower() in ("true", "1", "yes")
+        elif not sep:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r} in {text!r}")
+        else:
+            out[keys[key]] = int(value) if value.isdigit() else value
+    return out
+
+
+def _port(text: str) -> Any:
+    """`8080:80[/udp]` (passed on as written) or `mode=host,published=8080,target=80`."""
+    if "=" not in text:
+        return text
+    return _csv_kv(text, {k: k for k in ("mode", "published", "target", "protocol")})
+
+
+def _mount(text: str) -> dict:
+    """Docker's `--mount type=bind,source=/data,target=/data,readonly`."""
+    keys = {"type": "type", "source": "source", "src": "source", "target": "target",
+            "dst": "target", "destination": "target", "readonly": "read_only", "ro": "read_only"}
+    return _csv_kv(text, keys, flags=("readonly", "ro"))
+
+
+def _scale_arg(text: str) -> tuple[str, int]:
+    name, value = _kv(text)
+    try:
+        return name, int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=REPLICAS, got {text!r}") from None
+
+
+# -- flags that set one spec value ------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A flag that sets the spec value at `path`; `implies` is merged into the enclosing
+    object too (`--health-cmd` also sets `health.kind` to `cmd`)."""
+
+    flag: str
+    path: tuple[str, ...]
+    type: Optional[Callable[[str], Any]] = str  # None: a switch
+    help: str = ""
+    implies: dict = field(default_factory=dict)
+    choices: Optional[tuple[str, ...]] = None
+    group: str = ""  # flags of one group exclude each other
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def _policy_settings(prefix: str) -> list[Setting]:
+    return [
+        Setting(f"--{prefix}-parallelism", (prefix, "parallelism"), int, "tasks changed at once (0 = all)"),
+        Setting(f"--{prefix}-delay", (prefix, "delay"), help="wait between batches (e.g. 10s)"),
+        Setting(f"--{prefix}-order", (prefix, "order"), choices=_choices(UpdateConfig, "order")),
+        Setting(f"--{prefix}-failure-action", (prefix, "failure_action"),
+                choices=_choices(UpdateConfig, "failure_action")),
+        Setting(f"--{prefix}-monitor", (prefix, "monitor"), help="watch each batch this long"),
+        Setting(f"--{prefix}-max-failure-ratio", (prefix, "max_failure_ratio"), float),
+    ]
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("--replicas", ("replicas",), int, "number of tasks (replicated mode)"),
+    Setting("--entrypoint", ("command",), help="override the image's entrypoint"),
+    Setting("--reserve-cpu", ("resources", "reservations", "cpu"), help="cores (0.5) or millicores (500m)"),
+    Setting("--reserve-memory", ("resources", "reservations", "memory"), help="e.g. 128M"),
+    Setting("--limit-cpu", ("resources", "limits", "cpu")),
+    Setting("--limit-memory", ("resources", "limits", "memory")),
+    Setting("--health-cmd", ("health", "command"), help="shell command; exit 0 = healthy",
+            implies={"kind": "cmd"}, group="health"),
+    Setting("--health-http", ("health", "path"), help="GET this path (2xx/3xx = healthy)",
+            implies={"kind": "http"}, group="health"),
+    Setting("--health-tcp", ("health", "port"), int, "connect to this port",
+            implies={"kind": "tcp"}, group="health"),
+    Setting("--no-healthcheck", ("health", "kind"), None, "disable the health check",
+            implies={"kind": "none"}, group="health"),
+    Setting("--health-port", ("health", "port"), int, "port for --health-http (default: first port)"),
+    Setting("--health-interval", ("health", "interval")),
+    Setting("--health-timeout", ("health", "timeout")),
+    Setting("--health-retries", ("health", "retries"), int),
+    Setting("--health-start-period", ("health", "start_period")),
+    Setting("--restart-condition", ("restart", "condition"),
+            choices=_choices(RestartPolicy, "condition")),
+    Setting("--restart-delay", ("restart", "delay")),
+    Setting("--restart-max-attempts", ("restart", "max_attempts"), int, "0 = unlimited"),
+    Setting("--restart-window", ("restart", "window")),
+    *_policy_settings("update"),
+    *_policy_settings("rollback"),
+    Setting("--stop-grace-period", ("stop_grace_period",), help="e.g. 10s"),
+)
+UPDATE_ONLY: tuple[Setting, ...] = (
+    Setting("--image", ("image",)),
+    Setting("--args", ("args",), help="replace the command's arguments (one string)"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListEdit:
+    """A repeatable flag adding items to a spec list; `--STEM-rm` in `service update` removes
+    the items whose `key(item)` equals `rm_key(argument)`."""
+
+    stem: str
+    field: str
+    type: Callable[[str], Any]
+    key: Callable[[dict], str]
+    rm_key: Callable[[str], str] = str
+    short: str = ""
+    help: str = ""
+
+
+LIST_EDITS: tuple[ListEdit, ...] = (
+    ListEdit("constraint", "constraints", str, lambda c: f"{c['key']}{c['op']}{c['value']}",
+             lambda text: text.replace(" ", ""), help="e.g. node.labels.zone==a"),
+    ListEdit("placement-pref", "preferences", str, lambda p: p["spread"],
+             lambda text: text.removeprefix("spread="), help="spread=node.labels.KEY"),
+    ListEdit("publish", "ports", _port, lambda p: str(p["target"]), short="-p",
+             help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T (remove by target)"),
+    ListEdit("secret", "secrets", str, lambda s: s["source"]),
+    ListEdit("mount", "volumes", _mount, lambda v: v["target"],
+             help="type=volume|bind|tmpfs,source=S,target=T[,readonly] (remove by target)"),
+)
+# Flags that add KEY=VALUE pairs to a spec mapping; `--STEM-rm KEY` removes one.
+MAP_EDITS: tuple[tuple[str, str, str], ...] = (("env", "env", "-e"), ("label", "labels", "-l"))
+
+
+def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]) -> None:
+    groups: dict[str, Any] = {}
+    for s in settings:
+        if s.group and s.group not in groups:
+            groups[s.group] = parser.add_mutually_exclusive_group()
+        target = groups[s.group] if s.group else parser
+        if s.type is None:
+            target.add_argument(s.flag, dest=s.dest, action="store_true", help=s.help)
+        else:
+            target.add_argument(s.flag, dest=s.dest, type=s.type, choices=s.choices, help=s.help)
+
+
+def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def settings_body(args: argparse.Namespace, settings: tuple[Setting, ...]) -> dict:
+    """The nested spec fragment that the given flags set."""
+    body: dict = {}
+    for s in settings:
+        value = getattr(args, s.dest, None)
+        if value is None or value is False:
+            continue
+        if s.type is not None:
+            _set(body, s.path, value)
+        for key, implied in s.implies.items():
+            _set(body, (*s.path[:-1], key), implied)
+    return body
+
+
+def create_body(args: argparse.Namespace) -> dict:
+    """The plain spec that `shoal service create` sends."""
+    body: dict = {"name": args.name, "image": args.image, **settings_body(args, SETTINGS)}
+    if args.command_args:
+        body["args"] = args.command_args
+    if args.mode:
+        body["mode"] = args.mode
+    for stem, spec_field, _short in MAP_EDITS:
+        if getattr(args, stem):
+            body[spec_field] = dict(getattr(args, stem))
+    for edit in LIST_EDITS:
+        if getattr(args, _dest(edit.stem)):
+            body[edit.field] = getattr(args, _dest(edit.stem))
+    return body
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def update_patch(current: dict, args: argparse.Namespace) -> dict:
+    """The PATCH body for `shoal service update`: whole top-level fields, each the current
+    value with the flags' changes applied (PATCH replaces top-level fields)."""
+    patch = {key: _merge(current.get(key), value)
+             for key, value in settings_body(args, SETTINGS + UPDATE_ONLY).items()}
+    for stem, spec_field, _short in MAP_EDITS:
+        added, removed = getattr(args, f"{stem}_add"), getattr(args, f"{stem}_rm")
+        if added or removed:
+            mapping = {k: v for k, v in current.get(spec_field, {}).items() if k not in removed}
+            patch[spec_field] = {**mapping, **dict(added)}
+    for edit in LIST_EDITS:
+        added, removed = getattr(args, f"{_dest(edit.stem)}_add"), getattr(args, f"{_dest(edit.stem)}_rm")
+        if added or removed:
+            gone = {edit.rm_key(r) for r in removed}
+            kept = [item for item in current.get(edit.field, []) if edit.key(item) not in gone]
+            patch[edit.field] = kept + added
+    return patch
+
+
+def _dest(stem: str) -> str:
+    return stem.replace("-", "_")
+
+
+# -- the parsers ---------------------------------------------------------------------------
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    service = sub.add_parser("service", help="create, list, scale, update and remove services")
+    ssub = service.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    create = ssub.add_parser("create", parents=[common], help="create a service")
+    create.add_argument("--name", required=True, help="service name (a DNS label)")
+    create.add_argument("--mode", choices=_choices(ServiceSpec, "mode"))
+    for stem, _field, short in MAP_EDITS:
+        create.add_argument(short, f"--{stem}", type=_kv, action="append", default=[], metavar="K=V")
+    for edit in LIST_EDITS:
+        flags = (edit.short, f"--{edit.stem}") if edit.short else (f"--{edit.stem}",)
+        create.add_argument(*flags, dest=_dest(edit.stem), type=edit.type, action="append",
+                            default=[], help=edit.help)
+    _add_settings(create, SETTINGS)
+    create.add_argument("image", metavar="IMAGE")
+    create.add_argument("command_args", nargs=argparse.REMAINDER, metavar="COMMAND",
+                        help="the command and its arguments (replace the image's default)")
+    create.set_defaults(handler=_create)
+
+    ssub.add_parser("ls", parents=[common], help="list services").set_defaults(handler=_ls)
+    ps = ssub.add_parser("ps", parents=[common], help="a service's tasks, and why any is pending")
+    ps.add_argument("name", metavar="SERVICE")
+    ps.set_defaults(handler=_ps)
+    inspect = ssub.add_parser("inspect", parents=[common], help="a service's spec and status")
+    inspect.add_argument("name", metavar="SERVICE")
+    inspect.set_defaults(handler=_inspect)
+    scale = ssub.add_parser("scale", parents=[common], help="set replica counts")
+    scale.add_argument("targets", nargs="+", type=_scale_arg, metavar="SERVICE=REPLICAS")
+    scale.set_defaults(handler=_scale)
+
+    update = ssub.add_parser("update", parents=[common], help="change a service")
+    update.add_argument("name", metavar="SERVICE")
+    _add_settings(update, SETTINGS + UPDATE_ONLY)
+    for stem, _field, _short in MAP_EDITS:
+        update.add_argument(f"--{stem}-add", type=_kv, action="append", default=[], metavar="K=V")
+        update.add_argument(f"--{stem}-rm", action="append", default=[], metavar="K")
+    for edit in LIST_EDITS:
+        update.add_argument(f"--{edit.stem}-add", type=edit.type, action="append", default=[],
+                            help=edit.help)
+        update.add_argument(f"--{edit.stem}-rm", action="append", default=[])
+    update.set_defaults(handler=_update)
+
+    rm = ssub.add_parser("rm", parents=[common], help="remove services")
+    rm.add_argument("names", nargs="+", metavar="SERVICE")
+    rm.set_defaults(handler=_rm)
+
+    apply = sub.add_parser("apply", parents=[common],
+                           help="create or update services from a Compose or Kubernetes file")
+    apply.add_argument("-f", "--file", required=True, help="the file ('-' reads standard input)")
+    apply.add_argument("--strict", action="store_true", help="unsupported fields are errors")
+    apply.set_defaults(handler=_apply)
+
+
+# -- handlers --------------------------------------------------------------------------
+
+async def _create(args, client: ShoalClient) -> int:
+    service = await client.post("/v1/services", create_body(args))
+    return emit(args, service, lambda s: print(s["id"]))
+
+
+def _ports(spec: dict) -> str:
+    return ",".join(f"*:{p['published']}->{p['target']}/{p['protocol']}"
+                    for p in spec["ports"] if p["published"])
+
+
+def _render_services(rows: list[dict]) -> None:
+    output.table(("ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"),
+                 ((s["id"], s["name"], s["spec"]["mode"],
+                   f"{s['replicas']['running']}/{s['replicas']['desired']}", s["spec"]["image"],
+                   _ports(s["spec"])) for s in rows))
+
+
+async def _ls(args, client: ShoalClient) -> int:
+    return emit(args, await client.get("/v1/services"), _render_services)
+
+
+def task_error(task: dict) -> str:
+    if task["error"]:
+        return task["error"]
+    return f"pending: {task['pending_reason']}" if task["pending_reason"] else ""
+
+
+def _render_tasks(rows: list[dict]) -> None:
+    output.table(("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
+                 ((t["id"][:12], f"{t['service']}.{t['slot'] or t['node_name'] or t['node_id']}",
+                   t["node_name"], t["desired"],
+                   f"{t['state']} {output.ago(t['updated_at'] or t['created_at'])}", task_error(t))
+                  for t in rows))
+
+
+async def _ps(args, client: ShoalClient) -> int:
+    return emit(args, await client.get("/v1/tasks", service=args.name), _render_tasks)
+
+
+async def _inspect(args, client: ShoalClient) -> int:
+    return emit(args, await client.get(f"/v1/services/{args.name}"), output.detail)
+
+
+async def _scale(args, client: ShoalClient) -> int:
+    done = [await client.patch(f"/v1/services/{name}", {"replicas": n}) for name, n in args.targets]
+    return emit(args, done, lambda rows: print("\n".join(
+        f"{s['name']} scaled to {s['spec']['replicas']}" for s in rows)))
+
+
+async def _update(args, client: ShoalClient) -> int:
+    current = await client.get(f"/v1/services/{args.name}")
+    patch = update_patch(current["spec"], args)
+    if not patch:
+        raise UsageError("nothing to update: give at least one flag (see --help)")
+    # The version read above: a concurrent change makes this fail (409) instead of being lost.
+    service = await client.request("PATCH", f"/v1/services/{args.name}", json_body=patch,
+                                   params={"version": str(current["version"])})
+    return emit(args, service, lambda s: print(f"{s['name']} is at version {s['version']}"))
+
+
+async def _rm(args, client: ShoalClient) -> int:
+    done = [await client.delete(f"/v1/services/{name}") for name in args.names]
+    return emit(args, done, lambda rows: print("\n".join(r["deleted"] for r in rows)))
+
+
+async def _read_file(path: str) -> bytes:
+    if path == "-":
+        return await asyncio.to_thread(sys.stdin.buffer.read)
+    try:
+        return await asyncio.to_thread(Path(path).read_bytes)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _render_apply(answer: dict) -> None:
+    output.table(("SERVICE", "ACTION", "VERSION"),
+                 ((s["name"], s["action"], s["version"]) for s in answer["services"]))
+    for warning in answer["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+async def _apply(args, client: ShoalClient) -> int:
+    document = await _read_file(args.file)
+    answer = await client.request("POST", "/v1/apply", data=document,
+                                  params={"strict": "1"} if args.strict else None,
+                                  content_type="application/yaml")
+    return emit(args, answer, _render_apply)
