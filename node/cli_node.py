@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--token", help="join token (`shoal cluster token` on a member)")
     start.add_argument("--labels", type=_labels, help="k=v,k2=v2 (applied when the node joins)")
     start.add_argument("--runtime", choices=("auto", "docker", "process"))
+    start.add_argument("--image-pull", choices=("missing", "never"),
+                       help="pull images tasks need when missing (default), or never")
     start.add_argument("--voter-grace", type=float,
                        help="seconds a voter may be down before it is replaced (default 60)")
     start.add_argument("--cpus", type=float, help="CPU capacity to offer (default: all)")
@@ -96,7 +98,8 @@ def _start(args: argparse.Namespace) -> int:
         "name": args.name, "advertise": args.advertise,
         "publish_address": args.publish_address, "api_port": args.api_port,
         "raft_port": args.raft_port, "gossip_port": args.gossip_port, "dns_port": args.dns_port,
-        "labels": args.labels, "runtime": args.runtime, "voter_grace": args.voter_grace,
+        "labels": args.labels, "runtime": args.runtime,
+        "image_pull": args.image_pull, "voter_grace": args.voter_grace,
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
     }
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -118,7 +121,8 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
 
     async def run() -> int:
         try:
-            driver = await select_driver(config.runtime, config.data_dir, node_id=node_id)
+            driver = await select_driver(config.runtime, config.data_dir, node_id=node_id,
+                                         pull_images=config.image_pull != "never")
         except (DockerException, ValueError) as exc:  # a runtime this machine lacks
             print(f"shoal: runtime {config.runtime}: {exc}", file=sys.stderr)
             return 2

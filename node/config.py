@@ -40,6 +40,8 @@ class NodeConfig:
     # Where task ports are published when not on `advertise`: a node in a container that
     # drives the host's Docker Engine cannot have it bind the container's own address.
     publish_address: str = ""
+    # "missing": pull an image a task needs when the node lacks it; "never": air-gapped.
+    image_pull: str = "missing"
 
     @property
     def raft_address(self) -> str:

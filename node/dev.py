@@ -30,7 +30,7 @@ def wait_healthy(address: str, timeout: float = 30.0) -> bool:
 
 def run_dev_cluster(count: int, base_dir: str, api_port: int) -> int:
     os.makedirs(base_dir, exist_ok=True)
-    nodes = [NodeProc(i, 0, base_dir, api_port=api_port, prefix="node")
+    nodes = [NodeProc(i, 0, base_dir, api_port=api_port, prefix="node", image_pull="missing")
              for i in range(1, count + 1)]
     try:
         for node in nodes:

@@ -36,6 +36,8 @@ class NodeProc:
     extra_args: list[str] = field(default_factory=list)
     api_port: int = API_PORT
     prefix: str = "n"
+    # Tests and benchmarks never reach for a registry: their images are made locally.
+    image_pull: str = "never"
     proc: Optional[subprocess.Popen] = None
 
     @property
@@ -73,7 +75,8 @@ class NodeProc:
         port = self.api_port
         argv += ["--name", self.name, "--advertise", self.address, "--api-port", str(port),
                  "--raft-port", str(port + 1), "--gossip-port", str(port + 2),
-                 "--dns-port", str(port + 3), *self.extra_args]
+                 "--dns-port", str(port + 3), "--image-pull", self.image_pull,
+                 *self.extra_args]
         if join:
             argv += ["--join", join, "--token", token or ""]
         return argv

@@ -16,6 +16,7 @@ from consensus.model import Node, Resources
 from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
 from consensus.raft import ProposeError, RaftNode
 from node import config as cfg
+from node.agent import Agent
 from node.api_cluster import NODE, routes as cluster_routes
 from node.api_services import routes as service_routes
 from node.client import ApiError, Unreachable
@@ -67,6 +68,9 @@ class ShoalNode:
             port=self.config.gossip_port,
             meta={"api_port": self.config.api_port, "raft_port": self.config.raft_port}))
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
+        self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
+                           changed=self.raft.subscribe(), submit=self.control.submit,
+                           advertise=self.config.task_address)
         self.scheduler = SchedulerLoop(read_state=self._capture_view,
                                        changed=self.raft.subscribe(),
                                        propose=self.control.submit, is_leader=self.raft.is_leader)
@@ -123,7 +127,8 @@ class ShoalNode:
                          tasks.create_task(self.voters.run()),
                          tasks.create_task(self.scheduler.run()),
                          tasks.create_task(self._join_gossip()),
-                         tasks.create_task(self.liveness.run())]
+                         tasks.create_task(self.liveness.run()),
+                         tasks.create_task(self.agent.run())]
                 await self._stop.wait()
                 await self.scheduler.stop(SHUTDOWN_TIMEOUT / 2)
                 for t in loops:

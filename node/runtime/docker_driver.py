@@ -39,10 +39,12 @@ class DockerDriver:
     native_health_checks: frozenset[CheckKind] = frozenset({"cmd"})
 
     def __init__(self, client: docker.DockerClient, node_id: str, *,
-                 pull_timeout: float = 30.0) -> None:
+                 pull_timeout: float = 30.0, pull: bool = True) -> None:
         self._client = client
         self._node_id = node_id
         self._pull_timeout = pull_timeout
+        # An air-gapped node (`--image-pull never`) only runs images it already has.
+        self._pull_enabled = pull
         self._streams = ThreadPoolExecutor(_MAX_STREAMS, thread_name_prefix="shoal-docker-stream")
         self._deaths = DeathEvents(client, node_id, self._streams)
         # Tasks that never got a container (the image is missing): inspect must still say why.
@@ -50,7 +52,7 @@ class DockerDriver:
 
     @classmethod
     async def connect(cls, node_id: str, *, timeout: float = 5.0, request_timeout: float = 60.0,
-                      pull_timeout: float = 30.0) -> DockerDriver:
+                      pull_timeout: float = 30.0, pull: bool = True) -> DockerDriver:
         """Reach the engine from the environment (DOCKER_HOST or the default socket) and
         negotiate the API version; raises DockerException when it does not answer in time."""
         def reach() -> docker.DockerClient:
@@ -62,7 +64,7 @@ class DockerDriver:
             client = await asyncio.wait_for(asyncio.to_thread(reach), timeout)
         except asyncio.TimeoutError:
             raise DockerException(f"the Docker Engine did not answer within {timeout}s") from None
-        return cls(client, node_id, pull_timeout=pull_timeout)
+        return cls(client, node_id, pull_timeout=pull_timeout, pull=pull)
 
     async def fingerprint(self) -> NodeFingerprint:
         info = await asyncio.to_thread(self._client.info)
@@ -92,6 +94,8 @@ class DockerDriver:
 
     async def _pull(self, image: str) -> Optional[str]:
         """None when the image is now present, otherwise why it could not be pulled."""
+        if not self._pull_enabled:
+            return "image pulls are disabled on this node (--image-pull never)"
         repository, tag = parse_repository_tag(image)
         try:
             await asyncio.wait_for(asyncio.to_thread(

@@ -17,7 +17,7 @@ RuntimeChoice = Literal["auto", "docker", "process"]
 
 
 async def select_driver(runtime: RuntimeChoice, data_dir: str, *, node_id: str,
-                        docker_timeout: float = 2.0) -> Driver:
+                        docker_timeout: float = 2.0, pull_images: bool = True) -> Driver:
     """docker: the Docker Engine or an error saying why not. process: plain processes.
     auto: Docker when the engine answers within `docker_timeout`, plain processes otherwise."""
     if runtime == "process":
@@ -25,7 +25,7 @@ async def select_driver(runtime: RuntimeChoice, data_dir: str, *, node_id: str,
     if runtime not in ("auto", "docker"):
         raise ValueError(f"runtime: must be 'auto', 'docker' or 'process', not {runtime!r}")
     try:
-        return await DockerDriver.connect(node_id, timeout=docker_timeout)
+        return await DockerDriver.connect(node_id, timeout=docker_timeout, pull=pull_images)
     except DockerException as exc:
         if runtime == "docker":
             raise

@@ -25,7 +25,7 @@ HTTPD = ["httpd", "-f", "-p", "80", "-h", "/tmp"]
 async def node(busybox_image):
     """A fresh node id (the engine may be shared) and its driver; its containers go after."""
     node_id = f"agent-e2e-{uuid.uuid4().hex[:8]}"
-    driver = await DockerDriver.connect(node_id)
+    driver = await DockerDriver.connect(node_id, pull=False)
     yield node_id, driver
     for seen in await driver.list_owned():
         await driver.remove(seen.task_id)

@@ -31,7 +31,7 @@ async def node_id() -> str:
 
 @pytest.fixture
 async def driver(node_id, busybox_image):
-    driver = await DockerDriver.connect(node_id)
+    driver = await DockerDriver.connect(node_id, pull=False)
     yield driver
     # Every container this test made carries its node label: remove them all.
     client = docker.from_env()
@@ -123,12 +123,12 @@ async def test_exit_status_of_a_finished_task(driver, busybox_image):
 async def test_a_fresh_driver_adopts_its_own_containers_only(driver, node_id, busybox_image):
     first = await driver.start(httpd(busybox_image, "web-1"))
     await driver.start(httpd(busybox_image, "web-2", slot=2))
-    other = await DockerDriver.connect(f"{node_id}-other")
+    other = await DockerDriver.connect(f"{node_id}-other", pull=False)
     try:
         assert await other.list_owned() == []  # another node on the same engine
     finally:
         await other.aclose()
-    restarted = await DockerDriver.connect(node_id)
+    restarted = await DockerDriver.connect(node_id, pull=False)
     try:
         adopted = {o.task_id: o for o in await restarted.list_owned()}
         assert sorted(adopted) == ["web-1", "web-2"]
