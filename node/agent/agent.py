@@ -18,7 +18,7 @@ from consensus.state import ClusterState, Result
 from consensus.tasks import TaskReport
 from node.agent.plan import Assigned, Decision, assigned_to, decide
 from node.agent.reports import ReportSender
-from node.agent.runner import TaskRunner
+from node.agent.runner import RETRY_DELAY, TaskRunner
 from node.agent.translate import TranslateError, run_spec
 from node.runtime.driver import Driver
 from node.runtime.model import RunSpec, TaskObservation
@@ -73,7 +73,13 @@ class Agent:
             return assigned_to(state, self.node_id)
 
     async def _adopt(self) -> None:
-        owned = await self.driver.list_owned()
+        while True:
+            try:
+                owned = await self.driver.list_owned()
+                break
+            except Exception as exc:  # the runtime is not up yet: adopting blind would duplicate
+                log.warning("agent: cannot list this node's tasks, retrying: %s", exc)
+                await asyncio.sleep(RETRY_DELAY)
         assigned = self._assignments()
         for seen in owned:
             entry = assigned.get(seen.task_id)

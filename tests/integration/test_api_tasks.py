@@ -55,12 +55,13 @@ async def cluster(tmp_path):
                                               resources=Resources(4000, 1 << 30))))
     await source.create_service({"name": "counter", "image": "process", "command": COUNTER})
     (task_id,) = await source.assign("counter", 1)
+    clients = {n: ShoalClient(f"127.0.0.1:{s.port}") for n, s in servers.items()}
     try:
         async with run_agent(agent):
             await source.until(lambda s: s.task(task_id).state == "running")
-            yield task_id, {n: ShoalClient(f"127.0.0.1:{s.port}") for n, s in servers.items()}
+            yield task_id, clients
     finally:
-        for client in control.clients:
+        for client in [*clients.values(), *control.clients]:
             await client.close()
         for server in servers.values():
             await server.close()
