@@ -22,7 +22,7 @@ from node.api_services import routes as service_routes
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
-from node.http_util import auth_middleware, errors_middleware
+from node.http_util import auth_middleware, errors_middleware, is_loopback
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
 from node.join import local_node, request_join
 from node.liveness import LivenessLoop
@@ -155,6 +155,17 @@ class ShoalNode:
         site = web.TCPSite(self._runner, self.config.advertise, self.config.api_port,
                            reuse_address=True)
         await site.start()
+        if not is_loopback(self.config.advertise):
+            await self._serve_loopback()
+
+    async def _serve_loopback(self) -> None:
+        """Tools on this machine (`shoal ...`, `docker exec NODE shoal ...`) reach the API on
+        loopback, where it needs no token, also when the node advertises another address."""
+        try:
+            await web.TCPSite(self._runner, "127.0.0.1", self.config.api_port,
+                              reuse_address=True).start()
+        except OSError as exc:  # another node on this machine serves its API there
+            log.warning("not serving the API on 127.0.0.1:%d: %s", self.config.api_port, exc)
 
     async def _shutdown(self) -> None:
         # Tell the others we are leaving, so they need not wait for a failure verdict.
