@@ -23,6 +23,7 @@ from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
 from node.http_util import auth_middleware, errors_middleware, is_loopback
+from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
 from node.join import local_node, request_join
 from node.liveness import LivenessLoop
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 # Seconds the whole node may take to shut down before its tasks are cancelled.
 SHUTDOWN_TIMEOUT = 10.0
+# A node probes a member every 0.6 s (memberlist's LAN profile: 1 s): with suspicion at least
+# one probe interval, a killed node is down on every survivor in about 2 s instead of 3-4 s
+# (bench.liveness), for about 60 B/s more gossip per node (about 160 B/s in all, quiet).
+NODE_GOSSIP = GossipConfig(probe_interval=0.6, probe_timeout=0.3)
 # How often a node that knows no live gossip member retries joining through the known nodes.
 GOSSIP_REJOIN_INTERVAL = 2.0
 
@@ -65,7 +70,7 @@ class ShoalNode:
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
         self.gossip = GossipService(GossipServiceConfig(
             node_id=self.node_id, secret=self.keys.secret, host=self.config.advertise,
-            port=self.config.gossip_port,
+            port=self.config.gossip_port, gossip=NODE_GOSSIP,
             meta={"api_port": self.config.api_port, "raft_port": self.config.raft_port}))
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
