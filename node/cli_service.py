@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from consensus.services import RestartPolicy, ServiceSpec, UpdateConfig
 from node import output
 from node.cli import UsageError, _kv, emit
-from node.client import ShoalClient
+from node.client import ApiError, ShoalClient
 
 
 def _choices(cls: type, name: str) -> tuple[str, ...]:
@@ -283,6 +283,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         update.add_argument(f"--{edit.stem}-rm", action="append", default=[])
     update.set_defaults(handler=_update)
 
+    logs = ssub.add_parser("logs", parents=[common], help="the output of a service's tasks")
+    logs.add_argument("name", metavar="SERVICE")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new output")
+    logs.add_argument("--tail", default="all", help="lines per task from the end (default all)")
+    logs.set_defaults(handler=_logs)
+
     rm = ssub.add_parser("rm", parents=[common], help="remove services")
     rm.add_argument("names", nargs="+", metavar="SERVICE")
     rm.set_defaults(handler=_rm)
@@ -354,6 +360,26 @@ async def _update(args, client: ShoalClient) -> int:
     service = await client.request("PATCH", f"/v1/services/{args.name}", json_body=patch,
                                    params={"version": str(current["version"])})
     return emit(args, service, lambda s: print(f"{s['name']} is at version {s['version']}"))
+
+
+async def _logs(args, client: ShoalClient) -> int:
+    """Every task's lines, prefixed `NAME.SLOT.ID@NODE |` as `docker service logs` does; tasks
+    are read concurrently through the node the CLI talks to, which fetches them where they run."""
+    await client.get(f"/v1/services/{args.name}")  # 404 with a clear message if unknown
+    tasks = [t for t in await client.get("/v1/tasks", service=args.name)
+             if t.get("node_id") and t["state"] not in ("pending", "assigned", "rejected")]
+    params = {"tail": args.tail, **({"follow": "1"} if args.follow else {})}
+
+    async def stream(task: dict) -> None:
+        prefix = f"{args.name}.{task['slot']}.{task['id'][:12]}@{task['node_name']} |"
+        try:
+            async for line in client.stream_lines(f"/v1/tasks/{task['id']}/logs", **params):
+                print(prefix, line, flush=True)
+        except ApiError as exc:  # a task removed meanwhile: say so and go on with the rest
+            print(f"{prefix} (no logs: {exc.message})", file=sys.stderr)
+
+    await asyncio.gather(*(stream(t) for t in tasks))
+    return 0
 
 
 async def _rm(args, client: ShoalClient) -> int:

@@ -19,6 +19,7 @@ from node import config as cfg
 from node.agent import Agent
 from node.api_cluster import NODE, routes as cluster_routes
 from node.api_services import routes as service_routes
+from node.api_tasks import routes as task_routes
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
@@ -155,7 +156,10 @@ class ShoalNode:
         app[NODE] = self
         app.add_routes(cluster_routes)
         app.add_routes(service_routes)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        app.add_routes(task_routes)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
+                                   # a client that leaves a followed log stream ends its reader
+                                   handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.advertise, self.config.api_port,
                            reuse_address=True)

@@ -43,6 +43,14 @@ def health_check(check: svc.HealthCheck) -> Optional[HealthCheck]:
                        start_period=check.start_period)
 
 
+def task_env(task: Task, spec: svc.ServiceSpec) -> dict[str, str]:
+    """The spec's env plus who the task is (as Swarm's templates and Nomad's NOMAD_* give):
+    logs, metrics and peers can tell replicas apart. The spec's own values win."""
+    return {"SHOAL_SERVICE": task.service, "SHOAL_TASK_ID": task.id,
+            "SHOAL_TASK_SLOT": str(task.slot), "SHOAL_NODE_ID": task.node_id or "",
+            **spec.env}
+
+
 def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str) -> RunSpec:
     """What the driver runs for `task`; TranslateError when it cannot be run as specified."""
     if spec is None:
@@ -51,7 +59,7 @@ def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str) -> Run
     limits = spec.resources.limits
     try:
         return RunSpec(task_id=task.id, service=task.service, slot=task.slot, image=spec.image,
-                       command=spec.command, args=spec.args, env=dict(spec.env),
+                       command=spec.command, args=spec.args, env=task_env(task, spec),
                        ports=run_ports(spec.ports), cpu_millis=limits.cpu_millis,
                        memory_bytes=limits.memory_bytes, healthcheck=health_check(spec.health),
                        labels=dict(spec.labels), stop_grace=spec.stop_grace_period,

@@ -44,7 +44,11 @@ def test_run_spec_carries_the_whole_spec():
     run = run_spec(task(), s, "127.0.0.5")
     assert (run.task_id, run.service, run.slot, run.image) == ("t1", "web", 3, "busybox:1")
     assert (run.command, run.args) == (("httpd", "-f"), ("-p", "80"))
-    assert run.env == {"A": "1", "B": "two"}
+    t = task()
+    assert run.env == {"A": "1", "B": "two", "SHOAL_SERVICE": "web", "SHOAL_TASK_ID": "t1",
+                       "SHOAL_TASK_SLOT": "3", "SHOAL_NODE_ID": t.node_id or ""}
+    # The spec's own value wins over the task's identity.
+    assert run_spec(t, spec(env=["SHOAL_TASK_SLOT=x"]), "h").env["SHOAL_TASK_SLOT"] == "x"
     assert run.ports == (PortSpec(80),)
     assert (run.cpu_millis, run.memory_bytes) == (500, 64 << 20)
     assert run.labels == {"team": "web"}
