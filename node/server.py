@@ -18,6 +18,7 @@ from consensus.raft import ProposeError, RaftNode
 from node import config as cfg
 from node.agent import Agent
 from node.api_cluster import NODE, routes as cluster_routes
+from node.api_mesh import routes as mesh_routes
 from node.api_services import routes as service_routes
 from node.api_tasks import routes as task_routes
 from node.client import ApiError, Unreachable
@@ -28,6 +29,7 @@ from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
 from node.join import local_node, request_join
 from node.liveness import LivenessLoop
+from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.security import ClusterKeys
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
@@ -42,6 +44,9 @@ SHUTDOWN_TIMEOUT = 10.0
 # one probe interval, a killed node is down on every survivor in about 2 s instead of 3-4 s
 # (bench.liveness), for about 60 B/s more gossip per node (about 160 B/s in all, quiet).
 NODE_GOSSIP = GossipConfig(probe_interval=0.6, probe_timeout=0.3)
+# The scheduler runs at most 20 rounds a second, however fast commits arrive: a round reads
+# the whole state, and a burst of writes needs one round, not one each.
+SCHEDULER_MIN_INTERVAL = 0.05
 # How often a node that knows no live gossip member retries joining through the known nodes.
 GOSSIP_REJOIN_INTERVAL = 2.0
 
@@ -72,13 +77,21 @@ class ShoalNode:
         self.gossip = GossipService(GossipServiceConfig(
             node_id=self.node_id, secret=self.keys.secret, host=self.config.advertise,
             port=self.config.gossip_port, gossip=NODE_GOSSIP,
-            meta={"api_port": self.config.api_port, "raft_port": self.config.raft_port}))
+            meta={"api_port": self.config.api_port, "raft_port": self.config.raft_port,
+                  INGRESS_META: self.config.ingress_host}))
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
                            changed=self.raft.subscribe(), submit=self.control.submit,
                            advertise=self.config.task_address)
+        self.mesh = Mesh(MeshConfig(node_id=self.node_id, ingress_address=self.config.ingress_host,
+                                    dns_address=self.config.advertise,
+                                    dns_port=self.config.dns_port,
+                                    dataplane=self.config.lb_dataplane),
+                         gossip=self.gossip, read_state=self.raft.read,
+                         subscribe=self.raft.subscribe, on_report=self.agent.on_report)
+        self._scheduler_wake = asyncio.Event()
         self.scheduler = SchedulerLoop(read_state=self._capture_view,
-                                       changed=self.raft.subscribe(),
+                                       changed=self._scheduler_wake,
                                        propose=self.control.submit, is_leader=self.raft.is_leader)
         self._stop = asyncio.Event()
         self._stop_reason = ""
@@ -123,6 +136,7 @@ class ShoalNode:
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
         self.raft.start(self.identity.role, list(self.identity.voters))
         await self.gossip.start()
+        await self.mesh.start()
         await self._start_api()
         log.info("node %s (%s) serving the API on %s:%d", self.config.name, self.node_id,
                  self.config.advertise, self.config.api_port)
@@ -132,9 +146,13 @@ class ShoalNode:
                          tasks.create_task(self._remember_voters()),
                          tasks.create_task(self.voters.run()),
                          tasks.create_task(self.scheduler.run()),
+                         tasks.create_task(_rate_limited(self.raft.subscribe(),
+                                                         self._scheduler_wake,
+                                                         SCHEDULER_MIN_INTERVAL)),
                          tasks.create_task(self._join_gossip()),
                          tasks.create_task(self.liveness.run()),
-                         tasks.create_task(self.agent.run())]
+                         tasks.create_task(self.agent.run()),
+                         tasks.create_task(self.mesh.run())]
                 await self._stop.wait()
                 await self.scheduler.stop(SHUTDOWN_TIMEOUT / 2)
                 for t in loops:
@@ -156,6 +174,7 @@ class ShoalNode:
         app[NODE] = self
         app.add_routes(cluster_routes)
         app.add_routes(service_routes)
+        app.add_routes(mesh_routes)
         app.add_routes(task_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
@@ -177,6 +196,7 @@ class ShoalNode:
             log.warning("not serving the API on 127.0.0.1:%d: %s", self.config.api_port, exc)
 
     async def _shutdown(self) -> None:
+        await self.mesh.stop()
         # Tell the others we are leaving, so they need not wait for a failure verdict.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.gossip.leave(), SHUTDOWN_TIMEOUT / 4)
@@ -261,6 +281,16 @@ class ShoalNode:
             await self.control.client_for(node).post("/v1/internal/removed")
         except (ApiError, Unreachable) as exc:
             log.info("removed node %s did not answer: %s", node.name, exc)
+
+
+async def _rate_limited(source: asyncio.Event, target: asyncio.Event, interval: float) -> None:
+    """Pass `source` on to `target` at most once per `interval`: a burst of commits becomes
+    one wake-up (and one scheduling round) instead of one per commit."""
+    while True:
+        await source.wait()
+        source.clear()
+        target.set()
+        await asyncio.sleep(interval)
 
 
 def _differs(current: Node, wanted: Node) -> bool:
