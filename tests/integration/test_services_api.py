@@ -320,6 +320,12 @@ async def test_compose_file_applies_reapplies_unchanged_and_strict_refuses(singl
     assert [(s["name"], s["action"], s["version"]) for s in changed["services"]] == [
         ("api", "updated", 2), ("worker", "unchanged", 1)]
 
+    clash = [{"name": "clash", "image": "process", "ports": ["18000:80"]}, {**SLEEPER, "name": "fine"}]
+    status, answer = await call("POST", f"{addr}/v1/apply", json=clash)
+    assert status == 409 and "clash: ports: 18000/tcp is already published" in answer["error"]
+    assert "the others were applied: fine created" in answer["error"]
+    assert (await single.get(0, "/v1/services/fine"))["version"] == 1
+
     scale_global = shoal("service scale", "worker=3", addr=addr)
     assert scale_global.returncode == 2 and "global" in scale_global.stderr
     missing = shoal("apply", "-f", str(tmp_path / "nope.yml"), addr=addr)
