@@ -1,0 +1,203 @@
+"""etcd beside Shoal's control plane: 3 members on loopback, the same client and concurrency.
+
+    python -m bench.refs.etcd [--runs 3] [--clients 64] [--seconds 5] [--quick]
+
+The same measurements as bench.consensus, against etcd 3.4 (Debian's etcd-server, installed
+when missing) through its JSON gateway (`POST /v3/kv/put`, base64 key and a 100-byte value)
+with an aiohttp client: committed writes/s with N concurrent clients on the leader, p50/p99 of
+sequential writes at low load, and leader failover (kill -9 of the leader -> the next write
+committed through a survivor). etcd keeps its defaults (heartbeat 100 ms, election 1 s), as
+operators run it. Medians with min-max; ends with one `RESULT {json}` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import itertools
+import json
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.refs.support import Processes, ensure_debian, percentile, summarize_runs
+
+HOST = "127.0.0.1"
+VALUE = base64.b64encode(b"v" * 100).decode()
+WRITE_TIMEOUT = aiohttp.ClientTimeout(total=2)
+ATTEMPT_EVERY = 0.05
+FAILOVER_LIMIT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class EtcdCluster:
+    """Three etcd members on loopback ports; `Processes` owns them."""
+
+    def __init__(self, procs: Processes, work: Path, size: int = 3) -> None:
+        self.names = [f"e{i}" for i in range(size)]
+        self.client_ports = [free_port() for _ in self.names]
+        self.peer_ports = [free_port() for _ in self.names]
+        self.procs = procs
+        self.work = work
+        self.members: list = []
+
+    def client_url(self, i: int) -> str:
+        return f"http://{HOST}:{self.client_ports[i]}"
+
+    def start(self) -> None:
+        initial = ",".join(f"{name}=http://{HOST}:{port}"
+                           for name, port in zip(self.names, self.peer_ports))
+        for i, name in enumerate(self.names):
+            self.members.append(self.procs.start([
+                "etcd", "--name", name, "--data-dir", str(self.work / name),
+                "--listen-client-urls", self.client_url(i),
+                "--advertise-client-urls", self.client_url(i),
+                "--listen-peer-urls", f"http://{HOST}:{self.peer_ports[i]}",
+                "--initial-advertise-peer-urls", f"http://{HOST}:{self.peer_ports[i]}",
+                "--initial-cluster", initial, "--initial-cluster-token", "shoal-bench",
+                "--initial-cluster-state", "new", "--log-level", "error",
+            ], self.work / f"{name}.log"))
+
+    async def leader_index(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> int:
+        """The member every live member names leader (etcd's status names it by member id)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ids, leaders = {}, set()
+            for i, proc in enumerate(self.members):
+                if proc.poll() is not None:
+                    continue
+                try:
+                    async with session.post(f"{self.client_url(i)}/v3/maintenance/status",
+                                            json={}, timeout=WRITE_TIMEOUT) as resp:
+                        status = await resp.json()
+                    ids[status["header"]["member_id"]] = i
+                    leaders.add(status.get("leader"))
+                except (aiohttp.ClientError, asyncio.TimeoutError, KeyError):
+                    leaders.add(None)
+            if len(leaders) == 1 and (leader := leaders.pop()) in ids:
+                return ids[leader]
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"etcd members agreed on no leader within {timeout:g} s")
+
+
+async def put(session: aiohttp.ClientSession, url: str, n: int) -> bool:
+    key = base64.b64encode(f"bench/{n % 1000}".encode()).decode()
+    async with session.post(f"{url}/v3/kv/put", json={"key": key, "value": VALUE},
+                            timeout=WRITE_TIMEOUT) as resp:
+        await resp.read()
+        return resp.status == 200
+
+
+async def throughput(url: str, clients: int, seconds: float) -> float:
+    counter = itertools.count()
+    done = 0
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        async def client() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                if await put(session, url, next(counter)):
+                    done += 1
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return done / (time.monotonic() - started)
+
+
+async def latency(url: str, count: int) -> list[float]:
+    samples = []
+    async with aiohttp.ClientSession() as session:
+        for n in range(count):
+            started = time.perf_counter()
+            if not await put(session, url, n):
+                raise RuntimeError(f"etcd refused a write at {url} at low load")
+            samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession) -> float:
+    """kill -9 of the leader -> the first write a survivor commits.
+
+    A write sent to a survivor that still follows the dead leader hangs until its timeout, so
+    attempts are staggered every ATTEMPT_EVERY seconds, alternating survivors, and the first
+    one to succeed ends the clock: the figure is never a multiple of the client's timeout.
+    """
+    leader = await cluster.leader_index(session)
+    survivors = [cluster.client_url(i) for i in range(len(cluster.members)) if i != leader]
+    committed = asyncio.Event()
+    done_at: list[float] = []
+
+    async def attempt(n: int) -> None:
+        try:
+            if await put(session, survivors[n % len(survivors)], n) and not done_at:
+                done_at.append(time.monotonic())
+                committed.set()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            pass
+
+    killed = time.monotonic()
+    cluster.members[leader].kill()
+    cluster.members[leader].wait()
+    async with asyncio.TaskGroup() as group:
+        for n in itertools.count():
+            group.create_task(attempt(n))
+            try:
+                await asyncio.wait_for(committed.wait(), ATTEMPT_EVERY)
+                break
+            except asyncio.TimeoutError:
+                if time.monotonic() - killed > FAILOVER_LIMIT:
+                    raise RuntimeError(f"no write committed {FAILOVER_LIMIT:g} s after the kill")
+    return done_at[0] - killed
+
+
+async def one_run(clients: int, seconds: float, latency_count: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-etcd-") as tmp, Processes() as procs:
+        cluster = EtcdCluster(procs, Path(tmp))
+        cluster.start()
+        async with aiohttp.ClientSession() as session:
+            leader_url = cluster.client_url(await cluster.leader_index(session))
+            await latency(leader_url, 50)  # warm up, as bench.consensus does
+            samples = await latency(leader_url, latency_count)
+            rate = await throughput(leader_url, clients, seconds)
+            failover_s = await failover(cluster, session)
+    return {"writes_per_s": rate, "p50_ms": statistics.median(samples),
+            "p99_ms": percentile(samples, 0.99), "failover_s": failover_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.refs.etcd")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--latency-writes", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="a small smoke-test size")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.seconds, args.latency_writes = 1, 1.0, 50
+    ensure_debian({"etcd": "etcd-server"})
+    runs = []
+    for i in range(args.runs):
+        run = asyncio.run(one_run(args.clients, args.seconds, args.latency_writes))
+        runs.append(run)
+        print(f"run {i + 1}: {run['writes_per_s']:8.0f} writes/s ({args.clients} clients)   "
+              f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
+              f"failover {run['failover_s']:.2f} s", flush=True)
+    figures = summarize_runs(runs)
+    print(f"\netcd, median of {args.runs} run(s) [min-max]:")
+    for key, value in figures.items():
+        print(f"  {key:14s} {value['median']:10.2f}  [{value['min']:.2f}-{value['max']:.2f}]")
+    print("RESULT " + json.dumps({"system": "etcd", "clients": args.clients, "runs": args.runs,
+                                  **figures}))
+
+
+if __name__ == "__main__":
+    main()
