@@ -67,8 +67,11 @@ async def _on_leader(request: web.Request) -> Optional[web.Response]:
     if leader.id == shoal.node_id and shoal.raft.is_leader():
         return None
     body = await request.read() if request.can_read_body else None
-    answer = await shoal.control.client_for(leader).request(
-        request.method, request.path_qs, data=body, content_type="application/json")
+    client = shoal.control.client_for(leader)
+    answer = await client.request(request.method, request.path_qs, data=body,
+                                  content_type="application/json")
+    # Answer only once this node shows what the leader did, as a forwarded write does.
+    await shoal.control.catch_up((await client.get("/v1/cluster"))["applied"])
     return web.json_response(answer)
 
 
@@ -176,34 +179,25 @@ async def delete_node(request: web.Request) -> web.Response:
     if node.status == "ready" and not force:
         raise HttpError(409, f"node {node.name} is ready; stop it first, or use --force")
     if node.role == "voter":
-        await shoal.voters.remove_seat(node)
+        try:
+            await shoal.voters.remove_seat(node)
+        except ValueError as exc:
+            raise HttpError(409, str(exc)) from None
     result_or_raise(await shoal.control.submit(RemoveNode(node.id)))
     await shoal.tell_removed(node)
     return web.json_response({"removed": node.id})
 
 
-@routes.post("/v1/nodes/{ref}/promote")
-async def promote_node(request: web.Request) -> web.Response:
+@routes.post("/v1/nodes/{ref}/{verb:promote|demote}")
+async def change_role(request: web.Request) -> web.Response:
     if (forwarded := await _on_leader(request)) is not None:
         return forwarded
     shoal = request.app[NODE]
     node = _find(shoal, request.match_info["ref"])
+    change = shoal.voters.promote if request.match_info["verb"] == "promote" else shoal.voters.demote
     try:
-        await shoal.voters.promote(node)
-    except ValueError as exc:
-        raise HttpError(409, str(exc)) from None
-    return web.json_response(node_json(_find(shoal, node.id), _leader_id(shoal)))
-
-
-@routes.post("/v1/nodes/{ref}/demote")
-async def demote_node(request: web.Request) -> web.Response:
-    if (forwarded := await _on_leader(request)) is not None:
-        return forwarded
-    shoal = request.app[NODE]
-    node = _find(shoal, request.match_info["ref"])
-    try:
-        await shoal.voters.demote(node)
-    except ValueError as exc:
+        await change(node)
+    except ValueError as exc:  # the voter set cannot change that way now: say why
         raise HttpError(409, str(exc)) from None
     return web.json_response(node_json(_find(shoal, node.id), _leader_id(shoal)))
 

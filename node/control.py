@@ -88,7 +88,7 @@ class ControlPlane:
             if leader is not None:
                 try:
                     result = await self._forward(leader, data, remaining)
-                    await self._catch_up(result.index, deadline)
+                    await self.catch_up(result.index, deadline)
                     return result
                 except (NotLeader, Unreachable) as exc:
                     last_error = f"leader {leader.name} ({leader.api_address}): {exc}"
@@ -96,8 +96,10 @@ class ControlPlane:
             seen = await self.raft.wait_changed(seen, timeout=min(0.25, max(remaining, 0.01)))
         raise NoQuorum(f"no quorum: could not commit within {timeout:g} s ({last_error})")
 
-    async def _catch_up(self, index: int, deadline: float) -> None:
-        """Wait (briefly, bounded) until this node has applied a forwarded write."""
+    async def catch_up(self, index: int, deadline: Optional[float] = None) -> None:
+        """Wait (briefly, bounded) until this node has applied `index` commands: a node
+        that forwarded a write answers only once its own reads show it."""
+        deadline = deadline if deadline is not None else time.monotonic() + WRITE_TIMEOUT
         seen = self.raft.version
         while time.monotonic() < deadline:
             with self.raft.read() as state:

@@ -97,22 +97,35 @@ class VoterManager:
             seen = await self._raft.wait_changed(seen, timeout=self._grace / 4 if self._grace else 1)
             if not self._raft.is_leader():
                 continue
-            change = plan_voter_change(self._snapshot(), self._node_id, time.time(), self._grace)
-            if change is None:
-                continue
-            try:
-                await self.apply(change)
-            except (ProposeError, ApiError, Unreachable, asyncio.TimeoutError) as exc:
-                log.warning("voter change %s %s failed: %s", change.action, change.node.name, exc)
+            async with self._lock:  # plan on the state as it is once no other change runs
+                change = plan_voter_change(self._snapshot(), self._node_id, time.time(),
+                                           self._grace)
+                if change is None:
+                    continue
+                try:
+                    await self._carry_out(change)
+                except (ProposeError, ApiError, Unreachable, asyncio.TimeoutError) as exc:
+                    log.warning("voter change %s %s failed: %s", change.action,
+                                change.node.name, exc)
+                    failed = True
+                else:
+                    failed = False
+            if failed:
                 await asyncio.sleep(1.0)
 
-    async def apply(self, change: VoterChange) -> None:
+    async def apply(self, *changes: VoterChange) -> None:
+        """Carry out `changes` in order, with no other change in between (a manual swap
+        must not let the automatic loop undo its first half)."""
         async with self._lock:
-            log.info("%s %s: %s", change.action, change.node.name, change.reason)
-            if change.action == "promote":
-                await self._promote(change.node)
-            else:
-                await self._demote(change.node)
+            for change in changes:
+                await self._carry_out(change)
+
+    async def _carry_out(self, change: VoterChange) -> None:
+        log.info("%s %s: %s", change.action, change.node.name, change.reason)
+        if change.action == "promote":
+            await self._promote(change.node)
+        else:
+            await self._demote(change.node)
 
     async def _promote(self, node: Node) -> None:
         voters = [v.raft_address for v in self._snapshot() if v.role == "voter"]
@@ -177,13 +190,14 @@ class VoterManager:
         voters = [n for n in all_nodes if n.role == "voter"]
         if node.status != "ready":
             raise ValueError(f"node {node.name} is down and cannot become a voter")
-        await self.apply(VoterChange("promote", node, "promoted by the operator"))
+        changes = [VoterChange("promote", node, "promoted by the operator")]
         # Keep the set odd: a manual promotion at the target replaces another voter.
         if len(voters) + 1 > target_voter_count(sum(1 for n in all_nodes if _alive(n))):
             others = sorted((v for v in voters if v.id != self._node_id),
                             key=lambda v: (_alive(v), -v.joined_at, v.id))
             if others:
-                await self.apply(VoterChange("demote", others[0], f"replaced by {node.name}"))
+                changes.append(VoterChange("demote", others[0], f"replaced by {node.name}"))
+        await self.apply(*changes)
 
     async def demote(self, node: Node) -> None:
         if node.role != "voter":
@@ -197,5 +211,5 @@ class VoterManager:
         if not members:
             raise ValueError(f"no member can take {node.name}'s seat; the voter set must stay "
                              f"at {sum(1 for n in all_nodes if n.role == 'voter')}")
-        await self.apply(VoterChange("promote", members[0], f"replaces {node.name}"))
-        await self.apply(VoterChange("demote", node, "demoted by the operator"))
+        await self.apply(VoterChange("promote", members[0], f"replaces {node.name}"),
+                         VoterChange("demote", node, "demoted by the operator"))
