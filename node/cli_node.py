@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--advertise", help="address other nodes reach this one on (default 127.0.0.1)")
     start.add_argument("--publish-address",
                        help="address task ports are published on (default: --advertise)")
+    start.add_argument("--ingress-address",
+                       help="address published service ports listen on (default: --advertise)")
+    start.add_argument("--lb-dataplane", choices=("auto", "nft", "proxy"),
+                       help="routing mesh data plane: asyncio proxy (default), nftables DNAT "
+                            "(root), or auto (nftables where it works)")
     start.add_argument("--api-port", type=int)
     start.add_argument("--raft-port", type=int)
     start.add_argument("--gossip-port", type=int)
@@ -96,7 +101,8 @@ def _start(args: argparse.Namespace) -> int:
     base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
     overrides = {
         "name": args.name, "advertise": args.advertise,
-        "publish_address": args.publish_address, "api_port": args.api_port,
+        "publish_address": args.publish_address, "ingress_address": args.ingress_address,
+        "lb_dataplane": args.lb_dataplane, "api_port": args.api_port,
         "raft_port": args.raft_port, "gossip_port": args.gossip_port, "dns_port": args.dns_port,
         "labels": args.labels, "runtime": args.runtime,
         "image_pull": args.image_pull, "voter_grace": args.voter_grace,

@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 from consensus.wire import from_plain, to_plain
 from node.security import ClusterKeys
@@ -42,10 +42,19 @@ class NodeConfig:
     publish_address: str = ""
     # "missing": pull an image a task needs when the node lacks it; "never": air-gapped.
     image_pull: str = "missing"
+    # Where published ingress ports listen (the routing mesh); empty means `advertise`.
+    ingress_address: str = ""
+    # The routing mesh's data plane: "proxy" (asyncio, everywhere), "nft" (kernel DNAT, root)
+    # or "auto" (nft where it works).
+    lb_dataplane: Literal["auto", "nft", "proxy"] = "proxy"
 
     @property
     def raft_address(self) -> str:
         return f"{self.advertise}:{self.raft_port}"
+
+    @property
+    def ingress_host(self) -> str:
+        return self.ingress_address or self.advertise
 
     @property
     def task_address(self) -> str:

@@ -48,10 +48,23 @@ class Agent:
         self._slots = asyncio.Semaphore(max_parallel)
         self._runners: dict[str, TaskRunner] = {}
         self._group: Optional[asyncio.TaskGroup] = None
+        self._observers: list[Callable[[TaskReport], None]] = []
 
     @property
     def batches_sent(self) -> int:
         return self._reports.batches_sent
+
+    def on_report(self, observer: Callable[[TaskReport], None]) -> Callable[[], None]:
+        """Call `observer(report)` with every observation as it is made, before it waits for
+        its batch: the routing mesh withdraws a failed task's endpoint at once. Returns an
+        unsubscribe."""
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
+    def _report(self, report: TaskReport) -> None:
+        self._reports.add(report)
+        for observer in list(self._observers):
+            observer(report)
 
     def running_tasks(self) -> dict[str, str]:
         """The tasks this agent holds, with their phases: for status pages and tests."""
@@ -99,12 +112,12 @@ class Agent:
     def _converge(self) -> None:
         decision: Decision = decide(self._assignments(), self.running_tasks())
         for report in decision.reports:
-            self._reports.add(report)
+            self._report(report)
         for entry in decision.start:
             try:
                 run = run_spec(entry.task, entry.spec, self.advertise)
             except TranslateError as exc:
-                self._reports.add(TaskReport(entry.task.id, "rejected", error=str(exc)))
+                self._report(TaskReport(entry.task.id, "rejected", error=str(exc)))
                 continue
             self._spawn(entry.task.id, run, None)
         for request in decision.retire:
@@ -114,7 +127,7 @@ class Agent:
                adopted: Optional[TaskObservation]) -> None:
         assert self._group is not None
         runner = TaskRunner(task_id, driver=self.driver, slots=self._slots,
-                            report=self._reports.add, advertise=self.advertise, run=run,
+                            report=self._report, advertise=self.advertise, run=run,
                             adopted=adopted)
         self._runners[task_id] = runner
         task = self._group.create_task(runner.run(), name=f"shoal-task-{task_id}")

@@ -1,0 +1,223 @@
+"""The node's service discovery: it announces its own healthy tasks in the gossip table, and
+serves the routing mesh and DNS from what the whole cluster announces.
+
+Two loops, each woken by events and never by a timer while things work:
+- announce: on every committed change and every observation of the agent, write the
+  difference between what this node holds in the table and what it should hold;
+- route: on every gossip change (table or members) and every committed change, after a short
+  debounce so that a burst is one sync, rebuild the view and converge the data plane to it.
+  Only a port that could not be opened, or a failed sync, is retried on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Optional
+
+from consensus.state import ClusterState
+from consensus.tasks import TaskReport, services
+from consensus.wire import to_plain
+from netoverlay.dns import DnsServer, ServiceRecord
+from netoverlay.gossip import GossipService
+from netoverlay.lb import DataPlane, DataplaneMode, NftError, ProxyDataPlane, open_dataplane
+from netoverlay.lb.types import Endpoint, ServicePort, endpoints_for, routed_ports
+from node.mesh.announce import Observed, changes, fold, own_tasks, task_of_key, wanted
+from node.mesh.view import MeshView, build_view
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    node_id: str
+    # Where published ingress ports listen on this node.
+    ingress_address: str = "127.0.0.1"
+    dns_address: str = "127.0.0.1"
+    dns_port: int = 7423
+    dataplane: DataplaneMode = "proxy"
+    # A burst of changes within this many seconds becomes one data plane sync.
+    debounce: float = 0.05
+    # How soon a port that could not be opened, or a failed sync, is tried again.
+    retry_interval: float = 2.0
+    stop_timeout: float = 5.0
+
+    @property
+    def nft_table(self) -> str:
+        """Our own nftables table: several nodes on one machine must not replace each
+        other's rules, and a restarted node replaces exactly the table it left behind."""
+        return "shoal_" + re.sub(r"[^A-Za-z0-9_]", "_", self.node_id)
+
+
+def _empty_view() -> MeshView:
+    return MeshView((), {}, (), {})
+
+
+class Mesh:
+    """`read_state` yields the replicated state (held briefly); `subscribe` returns a fresh
+    event that is set after every committed change; `on_report` registers an observer of
+    the agent's observations and returns its unsubscribe."""
+
+    def __init__(self, config: MeshConfig, *, gossip: GossipService,
+                 read_state: Callable[[], ContextManager[ClusterState]],
+                 subscribe: Callable[[], asyncio.Event],
+                 on_report: Callable[[Callable[[TaskReport], None]], Callable[[], None]]) -> None:
+        self.config = config
+        self._gossip = gossip
+        self._read_state = read_state
+        self._announce_wake = subscribe()
+        self._route_wake = subscribe()
+        self._on_report = on_report
+        self._observed: dict[str, Observed] = {}
+        self._view = _empty_view()
+        # The data plane's input at its last successful sync: what it serves.
+        self._synced: Optional[tuple[tuple[ServicePort, ...], dict[str, list[Endpoint]]]] = None
+        self._retry = False
+        self.dataplane: Optional[DataPlane] = None
+        self.dns = DnsServer(self._resolve)
+        self.dns_error = ""
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the data plane (ValueError when the asked-for one cannot run here) and the
+        DNS server (a port in use is logged and shown in `status`, not fatal)."""
+        config = self.config
+        self.dataplane = await open_dataplane(config.dataplane, config.ingress_address,
+                                              table=config.nft_table)
+        try:
+            await self.dns.start(config.dns_address, config.dns_port)
+        except OSError as exc:
+            self.dns_error = f"cannot serve DNS on {config.dns_address}:{config.dns_port}: {exc}"
+            log.error("%s", self.dns_error)
+        self._unsubscribe = [self._gossip.on_change(lambda _event: self._route_wake.set()),
+                             self._on_report(self._observe)]
+
+    async def run(self) -> None:
+        """Announce and route until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._announce_loop())
+            group.create_task(self._route_loop())
+
+    async def stop(self) -> None:
+        """Stop serving: DNS at once, the data plane within `stop_timeout` (its listeners
+        close; with nftables our table is removed)."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        self.dns.stop()
+        if self.dataplane is not None:
+            try:
+                await asyncio.wait_for(self.dataplane.stop(), self.config.stop_timeout)
+            except (NftError, asyncio.TimeoutError) as exc:
+                log.warning("mesh: data plane did not stop cleanly: %s", exc)
+            self.dataplane = None
+
+    # -- announcing this node's endpoints ----------------------------------------------
+    def _observe(self, report: TaskReport) -> None:
+        self._observed[report.task_id] = fold(self._observed.get(report.task_id), report)
+        self._announce_wake.set()
+
+    async def _announce_loop(self) -> None:
+        while True:
+            await self._announce_wake.wait()
+            self._announce_wake.clear()
+            self.announce()
+
+    def announce(self) -> None:
+        """Make this node's endpoint entries in the gossip table match its serving tasks."""
+        with self._read_state() as state:
+            own = own_tasks(state, self.config.node_id)
+        # Observations of tasks that left the state are forgotten.
+        self._observed = {t.id: self._observed[t.id] for t, _ in own if t.id in self._observed}
+        me = self.config.node_id
+        held = {e.key: e.value for e in self._gossip.table_items()
+                if e.owner == me and task_of_key(e.key) is not None}
+        diff = changes(held, wanted(own, self._observed))
+        for key in diff.delete:
+            self._gossip.local_delete(key)
+        for key, value in diff.set.items():
+            try:
+                self._gossip.local_set(key, value)
+            except ValueError as exc:  # too many ports to fit one gossip value
+                log.error("mesh: cannot announce %s: %s", key, exc)
+
+    # -- routing and DNS ----------------------------------------------------------------
+    def view(self) -> MeshView:
+        """What the cluster announces now, as this node's gossip table and state show it."""
+        with self._read_state() as state:
+            specs = [service.spec for service in services(state).values()]
+        return build_view(specs, self._gossip.table_items(), self._gossip.members())
+
+    def _resolve(self, name: str) -> Optional[ServiceRecord]:
+        return self._view.records.get(name)
+
+    async def _route_loop(self) -> None:
+        wake = self._route_wake
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.retry_interval if self._retry else None):
+                    await wake.wait()
+            await asyncio.sleep(self.config.debounce)
+            wake.clear()
+            await self.sync()
+
+    async def sync(self) -> None:
+        """Serve the current view: DNS at once, the data plane when its input changed."""
+        view = self.view()
+        if view.problems != self._view.problems and view.problems:
+            log.warning("mesh: ignoring malformed endpoint entries: %s", "; ".join(view.problems))
+        self._view = view
+        wanted_input = (view.ports, view.endpoints)
+        if self.dataplane is None or (wanted_input == self._synced and not self._retry):
+            return
+        try:
+            await self.dataplane.sync(list(view.ports), view.endpoints)
+        except (NftError, ValueError, OSError) as exc:
+            log.error("mesh: data plane sync failed, retrying: %s", exc)
+            self._retry = True
+            return
+        self._synced = wanted_input
+        self._retry = bool(self.failed_ports())
+
+    # -- status -------------------------------------------------------------------------
+    def _proxy(self) -> Optional[ProxyDataPlane]:
+        plane = self.dataplane
+        return plane if isinstance(plane, ProxyDataPlane) else getattr(plane, "proxy", None)
+
+    @property
+    def dataplane_kind(self) -> str:
+        if self.dataplane is None:
+            return "stopped"
+        return "proxy" if isinstance(self.dataplane, ProxyDataPlane) else "nft"
+
+    def failed_ports(self) -> dict[int, str]:
+        proxy = self._proxy()
+        return dict(proxy.failed_ports) if proxy is not None else {}
+
+    def serving(self) -> list[dict[str, Any]]:
+        """Each ingress port the data plane was last given, with its endpoints."""
+        if self._synced is None:
+            return []
+        ports, endpoints = self._synced
+        failed = self.failed_ports()
+        return [{**to_plain(port), "listening": number not in failed,
+                 "endpoints": [f"{e.address}:{e.port}" for e in endpoints_for(port, endpoints)]}
+                for number, port in sorted(routed_ports(list(ports)).items())]
+
+    def status(self) -> dict[str, Any]:
+        config, view = self.config, self._view
+        proxy = self._proxy()
+        return {
+            "node_id": config.node_id,
+            "dataplane": self.dataplane_kind,
+            "ingress_address": config.ingress_address,
+            "dns": {"address": f"{config.dns_address}:{config.dns_port}", "error": self.dns_error},
+            "serving": self.serving(),
+            "failed_ports": {str(n): reason for n, reason in self.failed_ports().items()},
+            "proxy_stats": [to_plain(s) for s in proxy.stats().values()] if proxy else [],
+            "problems": list(view.problems),
+        }

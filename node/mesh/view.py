@@ -1,0 +1,96 @@
+"""What the routing mesh and DNS serve, from (services, gossip entries, members): pure.
+
+The replicated state says which ports services publish; the gossip table says where their
+healthy tasks are; the live members say where every node's routing mesh listens. Entries
+come from other nodes, so each is checked: a malformed one is left out with the reason (in
+`problems`) and never stops the others from being served.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from consensus.services import ServiceSpec
+from consensus.wire import WireError, from_plain
+from netoverlay.dns import ServiceRecord, service_records
+from netoverlay.gossip.model import Member, TableEntry
+from netoverlay.lb.types import Endpoint, ServicePort
+from node.mesh.announce import Announcement, task_of_key
+
+# The gossip meta key under which a node says where its routing mesh listens.
+INGRESS_META = "ingress"
+
+
+@dataclass(frozen=True, slots=True)
+class MeshView:
+    ports: tuple[ServicePort, ...]
+    # By service name: one endpoint per task and TCP target port, sorted.
+    endpoints: dict[str, list[Endpoint]]
+    # Where the routing mesh listens, one address per live node: what NAME.shoal answers.
+    ingress_addresses: tuple[str, ...]
+    records: dict[str, ServiceRecord]
+    # Gossip entries left out, each with the owner, the key and why.
+    problems: tuple[str, ...] = ()
+
+
+def service_ports(specs: Iterable[ServiceSpec]) -> list[ServicePort]:
+    """The published ports of every service (ingress ones are routed by every node)."""
+    return [ServicePort(spec.name, p.published, p.target, p.protocol, p.mode)
+            for spec in specs for p in spec.ports if p.published]
+
+
+def entry_endpoints(entry: TableEntry) -> list[Endpoint]:
+    """The endpoints one gossip entry announces; ValueError (WireError) names what is wrong.
+    UDP bindings are left out: the routing mesh forwards TCP only."""
+    task_id = task_of_key(entry.key)
+    if task_id is None:
+        raise ValueError(f"key: {entry.key!r} is not an endpoint key")
+    found = from_plain(Announcement, entry.value, strict=False)
+    return [Endpoint(found.service, task_id, entry.owner, found.address, binding.host_port,
+                     found.weight, binding.target)
+            for binding in found.ports if binding.protocol == "tcp"]
+
+
+def ingress_address(member: Member) -> str:
+    """Where a member's routing mesh listens: its announced ingress address, else the host
+    of its gossip address (a node that announced none listens on its advertise address)."""
+    announced = member.meta.get(INGRESS_META)
+    try:
+        return str(ipaddress.ip_address(announced))
+    except ValueError:
+        return member.address[0]
+
+
+def _address_order(address: str) -> tuple:
+    ip = ipaddress.ip_address(address)
+    return (ip.version, ip)
+
+
+def build_view(specs: Collection[ServiceSpec], entries: Iterable[TableEntry],
+               members: Iterable[Member]) -> MeshView:
+    live = [m for m in members if not m.gone]
+    live_ids = {m.node_id for m in live}
+    endpoints: dict[str, list[Endpoint]] = {}
+    problems = []
+    for entry in entries:
+        if entry.tombstone or entry.owner not in live_ids or task_of_key(entry.key) is None:
+            continue
+        try:
+            found = entry_endpoints(entry)
+        except (WireError, ValueError) as exc:
+            problems.append(f"{entry.owner}/{entry.key}: {exc}")
+            continue
+        for endpoint in found:
+            endpoints.setdefault(endpoint.service, []).append(endpoint)
+    for listed in endpoints.values():
+        listed.sort(key=lambda e: e.key)
+    ports = tuple(sorted(service_ports(specs), key=lambda p: (p.service, p.published_port, p.protocol)))
+    addresses = tuple(sorted({ingress_address(m) for m in live}, key=_address_order))
+    records = service_records(list(ports), endpoints, list(addresses))
+    # A service with nothing healthy still exists: its name answers, with no addresses.
+    for spec in specs:
+        records.setdefault(spec.name.lower(), ServiceRecord((), ()))
+    return MeshView(ports, dict(sorted(endpoints.items())), addresses, records,
+                    tuple(sorted(problems)))
