@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="runs per size (median reported)")
     args = parser.parse_args()
     config = GossipConfig()
-    results = {}
+    results, ranges = {}, {}
     for n in (int(x) for x in args.nodes.split(",")):
         runs = []
         for seed in range(1, args.seeds + 1):
@@ -108,6 +108,8 @@ def main() -> None:
             print(f"  n={n} seed={seed}: " + ", ".join(f"{k}={v:.2f}" for k, v in runs[-1].items())
                   + f" ({time.perf_counter() - started:.0f} s wall)", flush=True)
         results[str(n)] = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
+        ranges[str(n)] = {k: [round(min(r[k] for r in runs), 3), round(max(r[k] for r in runs), 3)]
+                          for k in runs[0]}
     print(f"\nmedians of {args.seeds} seeds (probe interval {config.probe_interval} s, "
           f"gossip interval {config.gossip_interval} s x {config.gossip_nodes} nodes)")
     print(f"{'nodes':>6} {'dead 99%':>9} {'dead 100%':>10} {'bcast 100%':>11} "
@@ -116,7 +118,8 @@ def main() -> None:
         print(f"{n:>6} {r['dead_99_s']:>8.2f}s {r['dead_100_s']:>9.2f}s {r['broadcast_100_s']:>10.2f}s "
               f"{r['msgs_per_node_s']:>11.1f} {r['bytes_per_node_s']:>9.0f} "
               f"{r['quiet_bytes_per_node_s']:>12.0f} {r['push_pull_bytes_per_node_s']:>9.0f}")
-    print("RESULT " + json.dumps({"benchmark": "gossip", "seeds": args.seeds, "sizes": results}))
+    print("RESULT " + json.dumps({"benchmark": "gossip", "seeds": args.seeds, "sizes": results,
+                                  "ranges": ranges}))
 
 
 if __name__ == "__main__":

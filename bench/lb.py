@@ -1,5 +1,6 @@
 """Load balancer benchmark: wrk against nginx directly, through Shoal's asyncio proxy (its own
-process, uvloop), through Shoal's nftables data plane, and through haproxy in TCP mode.
+process, uvloop), through Shoal's nftables data plane, through haproxy in TCP mode, and
+through nginx as an HTTP reverse proxy.
 
     python -m bench.lb [--runs 3] [--duration 5] [--connections 64]
 
@@ -109,6 +110,31 @@ listen web
     wait_for_port(FRONT_HOST, port)
 
 
+def start_nginx_proxy(stack: ExitStack, work: Path, port: int, backend_port: int) -> None:
+    """nginx as an HTTP reverse proxy (keep-alive to the backend), one worker per core."""
+    home = work / "nginx-proxy"
+    home.mkdir()
+    conf = home / "nginx.conf"
+    conf.write_text(f"""
+worker_processes auto;
+daemon off;
+pid {home}/nginx.pid;
+error_log {home}/nginx.err warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    upstream web {{ server {BACKEND_HOST}:{backend_port}; keepalive 64; }}
+    server {{
+        listen {FRONT_HOST}:{port};
+        location / {{ proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}
+}}
+""")
+    spawn(stack, [tool("nginx"), "-c", str(conf), "-p", str(home)])
+    wait_for_port(FRONT_HOST, port)
+
+
 def start_shoal_proxy(stack: ExitStack, port: int, backend_port: int) -> None:
     spawn(stack, [sys.executable, "-m", "bench.lb", "--serve-proxy", str(port), str(backend_port)])
     wait_for_port(FRONT_HOST, port)
@@ -214,12 +240,14 @@ def main() -> None:
     ensure_tools()
     args.backend_port = free_port(BACKEND_HOST)
     ports = {"direct": args.backend_port, "shoal_proxy": free_port(FRONT_HOST),
-             "shoal_nft": free_port(FRONT_HOST), "haproxy": free_port(FRONT_HOST)}
+             "shoal_nft": free_port(FRONT_HOST), "haproxy": free_port(FRONT_HOST),
+             "nginx_http": free_port(FRONT_HOST)}
     hosts = {"direct": BACKEND_HOST}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         start_nginx(stack, work, args.backend_port)
         start_haproxy(stack, work, ports["haproxy"], args.backend_port)
+        start_nginx_proxy(stack, work, ports["nginx_http"], args.backend_port)
         start_shoal_proxy(stack, ports["shoal_proxy"], args.backend_port)
         skipped = start_nft(stack, ports["shoal_nft"], args.backend_port)
         if skipped:
@@ -237,12 +265,13 @@ def main() -> None:
                         run_wrk((hosts.get(target, FRONT_HOST), port), args, variant))
             print(f"run {run + 1}/{args.runs} done", flush=True)
     report(args, {key: median_of(values) for key, values in runs.items()}, variants, list(ports),
-           skipped)
+           skipped, {f"{v}/{t}": [min(r["rps"] for r in values), max(r["rps"] for r in values)]
+                     for (v, t), values in runs.items()})
 
 
-def report(args, figures, variants, targets, skipped) -> None:
+def report(args, figures, variants, targets, skipped, rps_ranges) -> None:
     result: dict[str, object] = {"runs": args.runs, "duration_s": args.duration,
-                                 "connections": args.connections}
+                                 "connections": args.connections, "rps_ranges": rps_ranges}
     print(f"\nwrk -d{args.duration}s; keepalive and close: -t2 -c{args.connections}; light: -t1 -c1;"
           f" medians of {args.runs} runs")
     print(f"{'variant':10} {'target':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
