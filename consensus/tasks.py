@@ -17,6 +17,7 @@ from typing import Iterable, Literal, Optional, get_args
 from consensus.codec import command
 from consensus.model import Node, Resources
 from consensus.nodes import nodes
+from consensus.rollout import Rollout
 from consensus.services import SPEC_HISTORY, PortSpec, ServiceSpec, spec_errors
 from consensus.state import ClusterState, Result, handles, register_table
 
@@ -106,6 +107,7 @@ class Service:
     created_at: float = 0.0
     updated_at: float = 0.0
     history: tuple[SpecVersion, ...] = ()  # earlier specs, oldest first, for rollback
+    rollout: Optional[Rollout] = None  # the latest rollout, possibly of an earlier version
 
     @property
     def name(self) -> str:
@@ -258,20 +260,27 @@ def _create_service(state: ClusterState, cmd: CreateService) -> Result:
 
 @handles(UpdateService)
 def _update_service(state: ClusterState, cmd: UpdateService) -> Result:
-    old = services(state).get(cmd.spec.name)
+    return update_spec(state, cmd.spec, cmd.at, cmd.expected_version)
+
+
+def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_version: int = 0,
+                rollout: Optional[Rollout] = None) -> Result:
+    """Make `spec` the service's new version (the old one joins the history); a rollback
+    passes the `rollout` that starts with it."""
+    old = services(state).get(spec.name)
     if old is None:
-        return Result.fail(f"no such service {cmd.spec.name!r}", 404)
-    if cmd.expected_version and cmd.expected_version != old.version:
+        return Result.fail(f"no such service {spec.name!r}", 404)
+    if expected_version and expected_version != old.version:
         return Result.fail(f"service {old.name!r} is at version {old.version}, not "
-                           f"{cmd.expected_version}: read it again and retry", 409)
-    if cmd.spec == old.spec:
+                           f"{expected_version}: read it again and retry", 409)
+    if spec == old.spec:
         return Result(True, value={"id": old.id, "version": old.version, "changed": False})
-    problem = _spec_problem(cmd.spec) or _ingress_conflict(state, cmd.spec)
+    problem = _spec_problem(spec) or _ingress_conflict(state, spec)
     if problem:
         return problem
     history = (old.history + (SpecVersion(old.version, old.spec),))[-SPEC_HISTORY:]
-    new = dataclasses.replace(old, spec=cmd.spec, version=old.version + 1, updated_at=cmd.at,
-                              history=history)
+    new = dataclasses.replace(old, spec=spec, version=old.version + 1, updated_at=at,
+                              history=history, rollout=rollout or old.rollout)
     services(state)[new.name] = new
     return Result(True, value={"id": new.id, "version": new.version, "changed": True})
 
@@ -368,20 +377,27 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         del table[task_id]
         counts["removed"] += 1
 
-    occupied = {(t.service_id, t.slot_key) for t in table.values() if t.desired == "running"}
+    # The newest spec version told to run in each slot. A start-first update runs a newer
+    # task beside the old one until it is ready; never two tasks of one version in a slot.
+    occupied: dict[tuple[str, tuple[int, str]], int] = {}
+    for t in table.values():
+        if t.desired == "running":
+            key = (t.service_id, t.slot_key)
+            occupied[key] = max(occupied.get(key, 0), t.spec_version)
     for task in cmd.create:
         service = by_name.get(task.service)
+        key = (task.service_id, task.slot_key)
         reason = ("task id is taken" if task.id in table
                   else "service is gone" if service is None or service.id != task.service_id
                   else "a new task must be pending with desired state running"
                   if task.state != "pending" or task.desired != "running"
-                  else f"slot {task.slot_key} already has a task" if (task.service_id, task.slot_key) in occupied
+                  else f"slot {task.slot_key} already has a task" if occupied.get(key, 0) >= task.spec_version
                   else "")
         if reason:
             rejected.append([task.id, reason])
             continue
         table[task.id] = task
-        occupied.add((task.service_id, task.slot_key))
+        occupied[key] = task.spec_version
         counts["created"] += 1
 
     usage = usage_on(table.values(), {a.node_id for a in cmd.assign})

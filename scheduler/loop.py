@@ -13,10 +13,9 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from consensus.state import Result
-from consensus.tasks import AssignTasks
 from scheduler.rounds import schedule
 from scheduler.view import StateView
 
@@ -34,7 +33,7 @@ class SchedulerLoop:
     (e.g. under the state lock: `StateView.capture(state)`)."""
 
     def __init__(self, *, read_state: Callable[[], StateView], changed: asyncio.Event,
-                 propose: Callable[[AssignTasks], Awaitable[Result]], is_leader: Callable[[], bool],
+                 propose: Callable[[Any], Awaitable[Result]], is_leader: Callable[[], bool],
                  clock: Callable[[], float] = time.time,
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
                  retry_delay: float = 1.0) -> None:
@@ -94,17 +93,22 @@ class SchedulerLoop:
         # Seeded from the state index, so a round can be replayed from a snapshot.
         rnd = await asyncio.to_thread(schedule, view, now, view.applied, self._new_id)
         self._wake_at = rnd.wake_at
-        if not rnd.command or not self._is_leader():
+        commands = [c for c in (rnd.command, *rnd.rollouts) if c]
+        if not commands or not self._is_leader():
             return
-        try:
-            result = await self._propose(rnd.command)
-        except Exception as exc:  # no quorum, lost leadership, timeout: try again later
-            log.warning("scheduler: proposing a round failed: %s", exc)
-            result = Result.fail(str(exc))
+        results = []
+        for command in commands:  # in order: rollout records name the tasks just created
+            try:
+                results.append(await self._propose(command))
+            except Exception as exc:  # no quorum, lost leadership, timeout: try again later
+                log.warning("scheduler: proposing a round failed: %s", exc)
+                results.append(Result.fail(str(exc)))
+                break
         self.rounds += 1
-        if _no_effect(result):
+        if all(_no_effect(result) for result in results):
             # Nothing committed would change the next round either: wait, don't spin.
-            log.warning("scheduler: round changed nothing (%s %s)", result.error, result.value)
+            log.warning("scheduler: round changed nothing (%s)",
+                        "; ".join(f"{r.error} {r.value}" for r in results))
             retry = self._clock() + self._retry_delay
             self._wake_at = retry if self._wake_at is None else min(self._wake_at, retry)
             self._changed.clear()

@@ -3,9 +3,11 @@ tasks and returns a Plan: tasks to stop, to forget and to create, and earlier pe
 to place again. Pure: `now` and fresh ids come in as arguments.
 
 Slots: a replicated service has slots 1..replicas, a global one a slot per eligible node;
-each slot has at most one task told to run. A replacement keeps its predecessor's slot, and
-the predecessor is told to shut down in the same command, so when a node that was down
-comes back its agent stops the stale task instead of running the slot twice.
+each slot has one task told to run (during a start-first update, also the older task it
+replaces until the new one is ready; see scheduler.rollout, which plans updates). A
+replacement keeps its predecessor's slot, and the predecessor is told to shut down in the
+same command, so when a node that was down comes back its agent stops the stale task
+instead of running the slot twice.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Callable, Optional
 from consensus.model import Node
 from consensus.services import RestartPolicy, ServiceSpec
 from consensus.tasks import Service, StopTask, Task
+from consensus.updates import RecordRollout, RollbackService
+from scheduler.rollout import SlotTasks, current, is_ready, plan_rollout, sort_slot
 from scheduler.view import StateView
 
 # Ended tasks kept per slot, so `service ps` can show what happened.
@@ -33,7 +37,8 @@ class Plan:
     remove: tuple[str, ...] = ()
     create: tuple[Task, ...] = ()  # new tasks, pending: to create and place
     pending: tuple[Task, ...] = ()  # tasks created earlier and still pending: to place
-    wake_at: Optional[float] = None  # the earliest restart backoff not yet over
+    wake_at: Optional[float] = None  # the earliest restart backoff or rollout step not yet due
+    rollouts: tuple[RecordRollout | RollbackService, ...] = ()  # to propose after the tasks
 
 
 def restart_backoff(policy: RestartPolicy, restarts: int) -> float:
@@ -63,6 +68,7 @@ class _Planner:
         self.create: list[Task] = []
         self.pending: list[Task] = []
         self.wake_at: Optional[float] = None
+        self.rollouts: list[RecordRollout | RollbackService] = []
 
     def plan(self) -> Plan:
         by_service = self.view.tasks_by_service()
@@ -72,7 +78,7 @@ class _Planner:
         for orphans in by_service.values():  # tasks of deleted services
             self.collect(orphans, service_exists=False)
         return Plan(tuple(self.stop), tuple(self.remove), tuple(self.create), tuple(self.pending),
-                    self.wake_at)
+                    self.wake_at, tuple(self.rollouts))
 
     # -- one service -----------------------------------------------------------------
     def service(self, service: Service, tasks: list[Task]) -> None:
@@ -86,38 +92,56 @@ class _Planner:
         else:
             wanted = {(0, node.id) for node in self.view.nodes.values()
                       if node.availability == "active" and not node_problem(node, spec)}
+        left_alone: list[SlotTasks] = []
         for key in sorted(live):
-            *duplicates, current = sorted(live[key], key=lambda t: (t.created_at, t.id))
-            for task in duplicates:
+            slot = sort_slot(key, live[key], lambda t: current(service, t),
+                             lambda t: is_ready(t, spec))
+            for task in slot.extra:
                 self.stop.append(StopTask(task.id, "another task runs this slot"))
-            self.slot(service, current, key in wanted)
+            if slot.handover is not None and key not in wanted:
+                self.stop.append(StopTask(slot.handover.id, "service scaled down"))
+            if self.slot(service, slot.primary, key in wanted):
+                left_alone.append(slot)
         for slot, node_id in sorted(wanted - live.keys()):
             self.new(service, slot, node_id, restarts=0)
         self.collect([t for t in tasks if t.desired == "shutdown"], service_exists=True)
+        step = plan_rollout(service, left_alone, self.view.tasks, self.now,
+                            lambda key: self.task(service, key[0], key[1], restarts=0))
+        self.stop.extend(step.stop)
+        self.create.extend(step.create)
+        self.rollouts.extend(step.commands)
+        if step.wake_at is not None:
+            self.wake(step.wake_at)
 
-    def slot(self, service: Service, task: Task, wanted: bool) -> None:
+    def wake(self, at: float) -> None:
+        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
+
+    def slot(self, service: Service, task: Task, wanted: bool) -> bool:
+        """Decide about a slot's running task; True when it is left as it is."""
         spec = service.spec
         node = self.view.nodes.get(task.node_id)
         if not wanted:
             if spec.mode == "replicated":
                 self.stop.append(StopTask(task.id, "service scaled down"))
-                return
+                return False
             problem = node_problem(node, spec)
             if problem:  # a global task lives and dies with its node's eligibility
                 self.stop.append(StopTask(task.id, problem))
-                return
+                return False
             # Left: a paused node, which keeps its task but gets no new one.
         if task.state == "pending":
-            if task.spec_version != service.version:
+            if not current(service, task):
                 self.replace(service, task, "spec changed before it was placed", task.restarts)
-            else:
-                self.pending.append(task)
+                return False
+            self.pending.append(task)
         elif not task.terminal:
             problem = node_problem(node, spec)
             if problem:
                 self.replace(service, task, problem, task.restarts)
+                return False
         elif wanted:
             self.restart(service, task)
+        return True
 
     def restart(self, service: Service, task: Task) -> None:
         """A task ended while told to run: replace it as its restart policy says, after backoff."""
@@ -131,7 +155,7 @@ class _Planner:
             return
         deadline = task.finished_at + restart_backoff(policy, restarts)
         if self.now < deadline:
-            self.wake_at = deadline if self.wake_at is None else min(self.wake_at, deadline)
+            self.wake(deadline)
             return
         self.replace(service, task, f"task {task.state}: restarted", restarts + 1)
 
@@ -141,12 +165,15 @@ class _Planner:
         self.new(service, task.slot, task.node_id if task.slot == 0 else "", restarts)
 
     def new(self, service: Service, slot: int, node_id: str, restarts: int) -> None:
+        self.create.append(self.task(service, slot, node_id, restarts))
+
+    def task(self, service: Service, slot: int, node_id: str, restarts: int) -> Task:
+        """A new pending task of the service's current spec."""
         spec = service.spec
-        self.create.append(Task(
-            id=self.new_id(), service_id=service.id, service=service.name, slot=slot,
-            spec_version=service.version, node_id=node_id, restarts=restarts,
-            reserved=spec.resources.reservations, host_ports=spec.host_ports,
-            created_at=self.now, updated_at=self.now))
+        return Task(id=self.new_id(), service_id=service.id, service=service.name, slot=slot,
+                    spec_version=service.version, node_id=node_id, restarts=restarts,
+                    reserved=spec.resources.reservations, host_ports=spec.host_ports,
+                    created_at=self.now, updated_at=self.now)
 
     def collect(self, ended: list[Task], service_exists: bool) -> None:
         """Orphan tasks told to stop whose node is gone; forget ended tasks beyond the history."""

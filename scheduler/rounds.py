@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from consensus.tasks import Assignment, AssignTasks, Explanation
+from consensus.updates import RecordRollout, RollbackService
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
 from scheduler.view import StateView
@@ -18,7 +19,10 @@ MAX_NEW_TASKS = 10_000
 @dataclass(frozen=True, slots=True)
 class Round:
     command: AssignTasks  # falsy when there is nothing to change
-    wake_at: Optional[float]  # when a restart backoff ends, if nothing wakes us sooner
+    wake_at: Optional[float]  # when a restart backoff or rollout step is due, if nothing wakes us sooner
+    # Rollout progress and automatic rollbacks, proposed after `command` (whose new tasks
+    # they may name).
+    rollouts: tuple[RecordRollout | RollbackService, ...] = ()
 
 
 def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], str],
@@ -36,4 +40,4 @@ def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], 
         at=now, stop=plan.stop, remove=plan.remove, create=create,
         assign=tuple(Assignment(p.task_id, p.node_id) for p in result.placements),
         explain=explain)
-    return Round(command, plan.wake_at)
+    return Round(command, plan.wake_at, plan.rollouts)

@@ -58,7 +58,11 @@ class Cluster:
     def round(self, seed: int = 0) -> Result:
         rnd = schedule(StateView.capture(self.state), self.now, seed, lambda: next(self._ids))
         self.wake_at = rnd.wake_at
-        return self.state.apply(rnd.command) if rnd.command else Result(True, value=None)
+        result = self.state.apply(rnd.command) if rnd.command else Result(True, value=None)
+        for cmd in rnd.rollouts:
+            followup = self.state.apply(cmd)
+            result = result if result.value is not None else followup
+        return result
 
     def settle(self, max_rounds: int = 10) -> int:
         """Run rounds until one changes nothing; returns how many changed something."""

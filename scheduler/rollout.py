@@ -1,0 +1,212 @@
+"""Rolling updates as a pure planner: which outdated tasks to replace now, and the progress
+to record. Called by reconcile once per service and round; `now` and new tasks come in as
+arguments, the Rollout record (consensus.rollout) carries everything between rounds.
+
+A task is outdated when its spec differs from the service's in anything but the replica
+count and the rollout policies (so scaling replaces nothing). Outdated slots are replaced
+`parallelism` at a time: stop-first stops the old task in the same command that creates its
+successor; start-first creates the successor beside it and stops the old task once the new
+one is ready (running, and healthy when the spec checks health). A batch is done when each
+of its tasks stayed ready for `monitor` seconds (Kubernetes' minReadySeconds) or failed;
+the next batch starts `delay` seconds later. Failures beyond `max_failure_ratio` pause the
+rollout, roll it back (one automatic rollback, never a rollback of a rollback) or are
+ignored (`continue`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
+
+from consensus.rollout import Rollout, Watch
+from consensus.services import ServiceSpec, UpdateConfig
+from consensus.tasks import Service, StopTask, Task
+from consensus.updates import RecordRollout, RollbackService
+
+SlotKey = tuple[int, str]
+
+
+def task_spec(spec: ServiceSpec) -> ServiceSpec:
+    """What of a spec its tasks are made from: all but replicas and the rollout policies."""
+    return dataclasses.replace(spec, replicas=0, update=UpdateConfig(), rollback=UpdateConfig())
+
+
+def same_tasks(a: Optional[ServiceSpec], b: Optional[ServiceSpec]) -> bool:
+    return a is not None and b is not None and task_spec(a) == task_spec(b)
+
+
+def is_ready(task: Task, spec: ServiceSpec) -> bool:
+    """Running, and healthy when the spec checks health: fit to take traffic."""
+    if task.state != "running" or task.desired != "running":
+        return False
+    return task.health == "healthy" or (spec.health.kind == "none" and task.health == "none")
+
+
+def has_failed(task: Task) -> bool:
+    """Ended or unhealthy while it was told to run."""
+    return task.desired == "running" and (task.terminal or task.health == "unhealthy")
+
+
+@dataclass(frozen=True, slots=True)
+class SlotTasks:
+    """The tasks told to run in one slot, sorted out: `primary` runs it; `handover` is an
+    older task that keeps serving until `primary` is ready (start-first); `extra` are to stop."""
+
+    key: SlotKey
+    primary: Task
+    handover: Optional[Task] = None
+    extra: tuple[Task, ...] = ()
+
+
+def sort_slot(key: SlotKey, live: list[Task], current: Callable[[Task], bool],
+              ready: Callable[[Task], bool]) -> SlotTasks:
+    by_age = sorted(live, key=lambda t: (t.created_at, t.id))
+    fresh = [t for t in by_age if current(t)]
+    primary = (fresh or by_age)[-1]
+    handover = None
+    if current(primary) and not ready(primary):
+        # Never take a serving task down before its successor is ready.
+        serving = [t for t in by_age if not current(t) and not t.terminal and t.state != "pending"]
+        handover = serving[-1] if serving else None
+    extra = tuple(t for t in by_age if t is not primary and t is not handover)
+    return SlotTasks(key, primary, handover, extra)
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutStep:
+    stop: tuple[StopTask, ...] = ()
+    create: tuple[Task, ...] = ()
+    commands: tuple[RecordRollout | RollbackService, ...] = ()  # to propose after the tasks
+    wake_at: Optional[float] = None
+
+
+class _Step:
+    """One service's rollout for one round (the working state of `plan_rollout`)."""
+
+    def __init__(self, service: Service, now: float) -> None:
+        self.service, self.now = service, now
+        self.stop: list[StopTask] = []
+        self.create: list[Task] = []
+        self.wake_at: Optional[float] = None
+
+    def wake(self, at: float) -> None:
+        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
+
+    def result(self, record: Optional[Rollout],
+               rollback: Optional[RollbackService] = None) -> RolloutStep:
+        commands: list[RecordRollout | RollbackService] = []
+        old = self.service.rollout
+        if record is not None and record != old:
+            commands.append(RecordRollout(self.service.name,
+                                          dataclasses.replace(record, updated_at=self.now)))
+        if rollback is not None:
+            commands.append(rollback)
+        return RolloutStep(tuple(self.stop), tuple(self.create), tuple(commands), self.wake_at)
+
+
+def _begin(service: Service, outdated: bool) -> Optional[Rollout]:
+    """The rollout the current version continues or starts; None when there is none."""
+    old = service.rollout
+    if old is not None and old.service_id == service.id:
+        if old.version == service.version:
+            return old
+        if same_tasks(service.spec_at(old.version), service.spec):
+            # Only the replica count or a policy changed: the same rollout goes on (a
+            # paused one stays paused: scaling does not retry a failed update).
+            return dataclasses.replace(old, version=service.version)
+    previous = service.history[-1].version if service.history else 0
+    if outdated:
+        return Rollout(service.id, service.version, previous, config=service.spec.update,
+                       started_at=service.updated_at,
+                       message=f"updating to version {service.version}")
+    if old is not None and old.service_id == service.id and old.active:
+        # Changed back before anything was replaced: the older rollout is over.
+        return Rollout(service.id, service.version, previous, state="completed",
+                       config=service.spec.update, started_at=service.updated_at,
+                       completed_at=service.updated_at, message="nothing to replace")
+    return None
+
+
+def plan_rollout(service: Service, slots: list[SlotTasks], tasks_by_id: Mapping[str, Task],
+                 now: float, new_task: Callable[[SlotKey], Task]) -> RolloutStep:
+    """This round's part of `service`'s rollout. `slots` are the wanted slots whose primary
+    reconcile leaves alone; `new_task(key)` builds a pending task of the current spec."""
+    step = _Step(service, now)
+    for slot in slots:
+        if slot.handover is not None and is_ready(slot.primary, service.spec):
+            step.stop.append(StopTask(slot.handover.id, f"replaced by task {slot.primary.id[:12]} "
+                                                        f"of version {slot.primary.spec_version}"))
+    # Pending and ended tasks are reconcile's: it replaces them by the current spec itself.
+    outdated = [s for s in slots if not current(service, s.primary)
+                and s.primary.state != "pending" and not s.primary.terminal]
+    record = _begin(service, bool(outdated))
+    if record is None or not record.active:
+        return step.result(record)
+    return _advance(step, record, outdated, tasks_by_id, new_task)
+
+
+def current(service: Service, task: Task) -> bool:
+    """Whether `task` was made from what the service's current spec would make."""
+    return task.spec_version == service.version or same_tasks(service.spec_at(task.spec_version),
+                                                              service.spec)
+
+
+def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
+             tasks_by_id: Mapping[str, Task], new_task: Callable[[SlotKey], Task]) -> RolloutStep:
+    service, now, config = step.service, step.now, record.config
+    batch: list[Watch] = []
+    updated, failed, last_error = record.updated, record.failed, ""
+    for watch in record.batch:
+        task = tasks_by_id.get(watch.task_id)
+        if task is None or task.desired == "shutdown":
+            continue  # removed or stopped for another reason (scaled down, node lost)
+        if has_failed(task):
+            failed += 1
+            last_error = task.error or task.message or f"task {task.state}"
+        elif is_ready(task, service.spec):
+            ready_at = watch.ready_at or now
+            if now >= ready_at + config.monitor:
+                updated += 1
+            else:
+                batch.append(Watch(task.id, ready_at))
+                step.wake(ready_at + config.monitor)
+        else:  # not (or no longer) ready: its monitor period starts again when it is
+            batch.append(Watch(task.id))
+    batch_done_at = now if record.batch and not batch else record.batch_done_at
+    total = updated + failed + len(batch) + len(outdated)
+    progress = dict(batch=tuple(batch), batch_done_at=batch_done_at, updated=updated,
+                    failed=failed, remaining=len(outdated))
+
+    if failed and failed / total > config.max_failure_ratio and config.failure_action != "continue":
+        why = f"{failed} of {total} replaced tasks failed" + (f" (last: {last_error})"
+                                                                if last_error else "")
+        if config.failure_action == "rollback" and record.kind == "update":
+            return step.result(dataclasses.replace(record, **progress, message=f"{why}: rolling back"),
+                               RollbackService(service.name, now, expected_version=service.version,
+                                               reason=f"update to version {service.version} "
+                                                      f"failed: {why}"))
+        return step.result(dataclasses.replace(record, **progress, state="paused",
+                                               message=f"{record.kind} paused: {why}"))
+
+    if not batch and outdated:
+        start_at = batch_done_at + config.delay if batch_done_at else now
+        if now < start_at:
+            step.wake(start_at)
+        else:
+            chosen = outdated[:config.parallelism or len(outdated)]
+            for slot in chosen:
+                task = new_task(slot.key)
+                step.create.append(task)
+                if config.order == "stop-first":
+                    step.stop.append(StopTask(slot.primary.id,
+                                              f"updating to version {service.version}"))
+                batch.append(Watch(task.id))
+            progress.update(batch=tuple(batch), remaining=len(outdated) - len(chosen))
+    if not batch and not outdated:
+        done = "rolled_back" if record.kind == "rollback" else "completed"
+        note = f", {failed} failed" if failed else ""
+        return step.result(dataclasses.replace(
+            record, **progress, state=done, completed_at=now,
+            message=f"{record.kind} to version {service.version} done: {updated} tasks replaced{note}"))
+    return step.result(dataclasses.replace(record, **progress))
