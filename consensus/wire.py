@@ -12,7 +12,7 @@ import enum
 import types
 import typing
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any, Callable, Optional, Union
 
 
 class WireError(ValueError):
@@ -26,8 +26,14 @@ class WireError(ValueError):
 
 def to_plain(value: Any) -> Any:
     """Dataclasses become dicts (fields in declaration order), tuples become lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    cls = type(value)
+    if cls in _PLAIN_SCALARS:
+        return value
+    names = _FIELD_NAMES.get(cls, _UNSEEN)
+    if names is _UNSEEN:
+        names = _FIELD_NAMES[cls] = _field_names(cls)
+    if names is not None:
+        return {name: to_plain(getattr(value, name)) for name in names}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
@@ -37,14 +43,16 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-@lru_cache(maxsize=None)
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+# Snapshots and large commands convert 100k rows: look each class's shape up once, by type.
+_PLAIN_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+_UNSEEN = object()
+_FIELD_NAMES: dict[type, Optional[tuple[str, ...]]] = {}
 
 
-@lru_cache(maxsize=None)
-def _fields(cls: type) -> tuple[dataclasses.Field, ...]:
-    return tuple(f for f in dataclasses.fields(cls) if f.init)
+def _field_names(cls: type) -> Optional[tuple[str, ...]]:
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+    return None
 
 
 def _join(path: str, name: str) -> str:
@@ -54,6 +62,8 @@ def _join(path: str, name: str) -> str:
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                bytes: "bytes", dict: "an object", list: "a list"}
 
+Converter = Callable[[Any, str], Any]
+
 
 def from_plain(tp: Any, value: Any, path: str = "", *, strict: bool = True) -> Any:
     """Build a value of type `tp` from plain data, raising WireError naming the bad field.
@@ -61,78 +71,158 @@ def from_plain(tp: Any, value: Any, path: str = "", *, strict: bool = True) -> A
     With `strict`, keys that the dataclass does not declare are errors (unknown fields are
     never silently dropped).
     """
+    return _converter(tp, strict)(value, path)
+
+
+@lru_cache(maxsize=None)
+def _converter(tp: Any, strict: bool) -> Converter:
+    """The conversion for `tp`, worked out once per type: checking a value then costs only
+    the checks themselves, which matters for snapshots and commands of 100k rows."""
     origin = typing.get_origin(tp)
     if tp is Any:
-        return value
+        return lambda value, path: value
     if origin is Union or origin is types.UnionType:
+        return _union(typing.get_args(tp), strict)
+    if origin is typing.Literal:
+        return _literal(typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return _dataclass(tp, strict)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _enum(tp)
+    if origin in (tuple, list):
         args = typing.get_args(tp)
-        if value is None and type(None) in args:
+        return _sequence(origin, args[0] if args else Any, strict)
+    if origin is dict:
+        kt, vt = typing.get_args(tp) or (Any, Any)
+        return _mapping(kt, vt, strict)
+    if tp is float:
+        return _float
+    if tp is int:
+        return _int
+    if tp in (str, bool, bytes):
+        return _exactly(tp)
+    return _unsupported(tp)
+
+
+def _union(args: tuple, strict: bool) -> Converter:
+    optional = type(None) in args
+    choices = [_converter(arg, strict) for arg in args if arg is not type(None)]
+
+    def convert(value: Any, path: str) -> Any:
+        if value is None and optional:
             return None
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for choice in choices:
             try:
-                return from_plain(arg, value, path, strict=strict)
+                return choice(value, path)
             except WireError as exc:
                 errors.append(exc)
         raise errors[0] if len(errors) == 1 else WireError(path, f"unexpected value {value!r}")
-    if origin is typing.Literal:
-        allowed = typing.get_args(tp)
+
+    return convert
+
+
+def _literal(allowed: tuple) -> Converter:
+    def convert(value: Any, path: str) -> Any:
         if value not in allowed:
             raise WireError(path, f"must be one of {', '.join(map(repr, allowed))}, not {value!r}")
         return value
-    if dataclasses.is_dataclass(tp):
+
+    return convert
+
+
+def _dataclass(tp: type, strict: bool) -> Converter:
+    # Field conversions are looked up on first use, so a class may refer to itself. The shape
+    # is set in one assignment: another thread converting meanwhile never sees half of it.
+    shape: Optional[tuple[list[tuple[str, Converter, bool]], frozenset[str]]] = None
+
+    def convert(value: Any, path: str) -> Any:
+        nonlocal shape
+        if shape is None:
+            hints = typing.get_type_hints(tp)
+            fields = [(f.name, _converter(hints[f.name], strict),
+                       f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                      for f in dataclasses.fields(tp) if f.init]
+            shape = (fields, frozenset(name for name, _, _ in fields))
+        plan, known = shape
         if not isinstance(value, dict):
             raise WireError(path, f"must be an object, not {type(value).__name__}")
-        hints = _hints(tp)
-        known = {f.name for f in _fields(tp)}
-        if strict:
+        if strict and not known.issuperset(value):
             unknown = sorted(str(k) for k in value if k not in known)
-            if unknown:
-                raise WireError(_join(path, unknown[0]), "unknown field")
+            raise WireError(_join(path, unknown[0]), "unknown field")
         kwargs = {}
-        for f in _fields(tp):
-            if f.name in value:
-                kwargs[f.name] = from_plain(hints[f.name], value[f.name], _join(path, f.name),
-                                            strict=strict)
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise WireError(_join(path, f.name), "is required")
+        for name, field_converter, required in plan:
+            if name in value:
+                kwargs[name] = field_converter(value[name], f"{path}.{name}" if path else name)
+            elif required:
+                raise WireError(_join(path, name), "is required")
         try:
             return tp(**kwargs)
         except WireError:
             raise
         except (TypeError, ValueError) as exc:
             raise WireError(path, str(exc)) from None
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+
+    return convert
+
+
+def _enum(tp: type[enum.Enum]) -> Converter:
+    def convert(value: Any, path: str) -> Any:
         try:
             return tp(value)
         except ValueError:
             allowed = ", ".join(repr(m.value) for m in tp)
             raise WireError(path, f"must be one of {allowed}, not {value!r}") from None
-    if origin in (tuple, list):
+
+    return convert
+
+
+def _sequence(origin: type, item_type: Any, strict: bool) -> Converter:
+    item = _converter(item_type, strict)
+
+    def convert(value: Any, path: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise WireError(path, f"must be a list, not {type(value).__name__}")
-        args = typing.get_args(tp)
-        item = args[0] if args else Any
-        items = [from_plain(item, v, f"{path}[{i}]", strict=strict) for i, v in enumerate(value)]
+        items = [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
-    if origin is dict:
+
+    return convert
+
+
+def _mapping(key_type: Any, value_type: Any, strict: bool) -> Converter:
+    key, item = _converter(key_type, strict), _converter(value_type, strict)
+
+    def convert(value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise WireError(path, f"must be an object, not {type(value).__name__}")
-        kt, vt = typing.get_args(tp) or (Any, Any)
-        return {from_plain(kt, k, path, strict=strict): from_plain(vt, v, _join(path, str(k)), strict=strict)
-                for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise WireError(path, f"must be a number, not {type(value).__name__}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise WireError(path, f"must be an integer, not {type(value).__name__}")
-        return value
-    if tp in (str, bool, bytes):
+        return {key(k, path): item(v, _join(path, str(k))) for k, v in value.items()}
+
+    return convert
+
+
+def _float(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WireError(path, f"must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def _int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WireError(path, f"must be an integer, not {type(value).__name__}")
+    return value
+
+
+def _exactly(tp: type) -> Converter:
+    def convert(value: Any, path: str) -> Any:
         if not isinstance(value, tp):
             raise WireError(path, f"must be {_TYPE_NAMES[tp]}, not {type(value).__name__}")
         return value
-    raise WireError(path, f"unsupported type {tp!r}")
+
+    return convert
+
+
+def _unsupported(tp: Any) -> Converter:
+    def convert(value: Any, path: str) -> Any:
+        raise WireError(path, f"unsupported type {tp!r}")
+
+    return convert
