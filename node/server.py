@@ -30,6 +30,7 @@ from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinEr
 from node.join import local_node, request_join
 from node.liveness import LivenessLoop
 from node.mesh import INGRESS_META, Mesh, MeshConfig
+from node.mesh.task_dns import task_dns_servers
 from node.security import ClusterKeys
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
@@ -82,7 +83,9 @@ class ShoalNode:
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
                            changed=self.raft.subscribe(), submit=self.control.submit,
-                           advertise=self.config.task_address)
+                           advertise=self.config.task_address,
+                           dns_servers=task_dns_servers(self.config.advertise,
+                                                        self.config.dns_port))
         self.mesh = Mesh(MeshConfig(node_id=self.node_id, ingress_address=self.config.ingress_host,
                                     dns_address=self.config.advertise,
                                     dns_port=self.config.dns_port,

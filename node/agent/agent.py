@@ -38,10 +38,12 @@ class Agent:
     def __init__(self, *, node_id: str, driver: Driver,
                  read_state: Callable[[], ContextManager[ClusterState]], changed: asyncio.Event,
                  submit: Callable[[Any], Awaitable[Result]], advertise: str,
+                 dns_servers: tuple[str, ...] = (),
                  report_interval: float = 0.5, max_parallel: int = MAX_PARALLEL) -> None:
         self.node_id = node_id
         self.driver = driver
         self.advertise = advertise
+        self.dns_servers = dns_servers
         self._read_state = read_state
         self._changed = changed
         self._reports = ReportSender(node_id, submit, interval=report_interval)
@@ -105,7 +107,7 @@ class Agent:
         if entry is None or entry.task.desired != "running":
             return None
         try:
-            return run_spec(entry.task, entry.spec, self.advertise)
+            return run_spec(entry.task, entry.spec, self.advertise, self.dns_servers)
         except TranslateError:
             return None  # it cannot run as specified: it is watched until it is retired
 
@@ -115,7 +117,7 @@ class Agent:
             self._report(report)
         for entry in decision.start:
             try:
-                run = run_spec(entry.task, entry.spec, self.advertise)
+                run = run_spec(entry.task, entry.spec, self.advertise, self.dns_servers)
             except TranslateError as exc:
                 self._report(TaskReport(entry.task.id, "rejected", error=str(exc)))
                 continue

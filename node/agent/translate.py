@@ -11,6 +11,7 @@ from typing import Optional
 
 from consensus import services as svc
 from consensus.tasks import Endpoint, Health, PortBinding, Task, TaskReport
+from netoverlay.dns import ZONE
 from node.health import HealthCheck, HealthStatus
 from node.runtime.model import PortSpec, RunSpec, TaskObservation
 
@@ -51,8 +52,11 @@ def task_env(task: Task, spec: svc.ServiceSpec) -> dict[str, str]:
             **spec.env}
 
 
-def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str) -> RunSpec:
-    """What the driver runs for `task`; TranslateError when it cannot be run as specified."""
+def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
+             dns_servers: tuple[str, ...] = ()) -> RunSpec:
+    """What the driver runs for `task`; TranslateError when it cannot be run as specified.
+    With `dns_servers` (the node's DNS, where tasks can reach it) short names resolve in
+    the cluster's zone: `web` is `web.shoal`."""
     if spec is None:
         raise TranslateError(f"spec_version: version {task.spec_version} of service "
                              f"{task.service!r} is gone")
@@ -63,7 +67,8 @@ def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str) -> Run
                        ports=run_ports(spec.ports), cpu_millis=limits.cpu_millis,
                        memory_bytes=limits.memory_bytes, healthcheck=health_check(spec.health),
                        labels=dict(spec.labels), stop_grace=spec.stop_grace_period,
-                       advertise_address=advertise)
+                       advertise_address=advertise, dns_servers=dns_servers,
+                       dns_search=(ZONE,) if dns_servers else ())
     except ValueError as exc:
         raise TranslateError(str(exc)) from None
 

@@ -60,6 +60,8 @@ def _network(spec: RunSpec, node_id: str) -> dict[str, Any]:
                            for p in spec.ports}
     if spec.dns_servers:
         kwargs["dns"] = list(spec.dns_servers)
+    if spec.dns_search:
+        kwargs["dns_search"] = list(spec.dns_search)
     return kwargs
 
 

@@ -75,6 +75,8 @@ class RunSpec:
     stop_grace: float = 10.0
     advertise_address: str = "127.0.0.1"
     dns_servers: tuple[str, ...] = ()
+    # Domains a short name is tried in (`web` -> `web.shoal`), with `dns_servers`.
+    dns_search: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _TASK_ID.fullmatch(self.task_id):

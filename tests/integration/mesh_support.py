@@ -39,13 +39,14 @@ def require_nft() -> None:
         unavailable("nft is not installed")
 
 
+def node_id_of(node: NodeProc) -> str | None:
+    """The node's id, once it has created or joined a cluster."""
+    stored = cfg.load(node.data_dir)
+    return stored.identity.node_id if stored is not None and stored.identity is not None else None
+
+
 def node_ids(cluster: LocalCluster) -> list[str]:
-    found = []
-    for node in cluster.nodes:
-        stored = cfg.load(node.data_dir)
-        if stored is not None and stored.identity is not None:
-            found.append(stored.identity.node_id)
-    return found
+    return [i for i in map(node_id_of, cluster.nodes) if i is not None]
 
 
 def remove_leftover_tables(cluster: LocalCluster) -> None:
