@@ -1,0 +1,61 @@
+"""The report names every figure where a reference system beats Shoal, and only those."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("matplotlib", reason="the bench extra (matplotlib) is not installed")
+
+from bench.figures import comparisons  # noqa: E402
+from bench.report import write_report  # noqa: E402
+
+
+def spread(value: float) -> dict:
+    return {"median": value, "min": value * 0.9, "max": value * 1.1}
+
+
+def suite_with(shoal_writes: float, etcd_writes: float, shoal_failover: float,
+               etcd_failover: float) -> dict:
+    def ok(figures: dict) -> dict:
+        return {"status": "ok", "seconds": 1, "argv": [], "result": figures}
+
+    return {"quick": False,
+            "machine": {"date": "d", "uname": "Linux", "cores": 2, "memory_gib": 1.0,
+                        "python": "3.11", "load_at_start": [0.1, 0.1, 0.1]},
+            "steps": {"consensus": ok({"writes_per_s": spread(shoal_writes),
+                                       "failover_s": spread(shoal_failover)}),
+                      "etcd": ok({"writes_per_s": spread(etcd_writes),
+                                  "failover_s": spread(etcd_failover)}),
+                      "swarm": {"status": "failed", "seconds": 1, "reason": "boom"}}}
+
+
+def losses(text: str) -> str:
+    return text.split("## Where Shoal loses")[1].split("\n## ")[0]
+
+
+def test_a_reference_that_wins_is_named_with_its_ratio(tmp_path):
+    report = tmp_path / "REPORT.md"
+    write_report(suite_with(500, 2000, 0.5, 1.0), report)
+    section = losses(report.read_text())
+    assert "writes/s" in section and "4.00×" in section
+    assert "failover" not in section, "Shoal's faster failover is no loss"
+
+
+def test_no_loss_section_entries_when_shoal_wins_everything(tmp_path):
+    report = tmp_path / "REPORT.md"
+    write_report(suite_with(3000, 2000, 0.5, 1.0), report)
+    assert losses(report.read_text()).strip() == "Nowhere in this run."
+
+
+def test_lower_is_better_for_times_higher_for_rates():
+    found = {c.figure: c for c in comparisons(suite_with(1000, 2000, 2.0, 1.0))}
+    assert not found["writes/s (64 clients)"].shoal_wins
+    assert not found["leader failover"].shoal_wins
+    assert found["leader failover"].ratio == pytest.approx(2.0)
+
+
+def test_steps_that_did_not_run_are_left_out_of_comparisons_and_listed_as_failed(tmp_path):
+    report = tmp_path / "REPORT.md"
+    write_report(suite_with(1000, 2000, 0.5, 1.0), report)
+    assert not any(c.reference == "Docker Swarm mode" for c in comparisons(suite_with(1, 1, 1, 1)))
+    assert "| swarm | failed |" in report.read_text()
