@@ -19,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def run_step(step: Step, quick: bool) -> dict:
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=Path(__file__).resolve().parent.parent)
+    # A hung module must not hang the suite: kill it (by its pid) when its time is up.
+    watchdog = threading.Timer(QUICK_TIMEOUT_S if quick else FULL_TIMEOUT_S, proc.kill)
+    watchdog.start()
     result, tail = None, []
     try:
         for line in proc.stdout:
@@ -72,8 +76,9 @@ def run_step(step: Step, quick: bool) -> dict:
             tail = (tail + [line.rstrip()])[-20:]
             if line.startswith("RESULT "):
                 result = json.loads(line[len("RESULT "):])
-        proc.wait(QUICK_TIMEOUT_S if quick else FULL_TIMEOUT_S)
+        proc.wait()
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
