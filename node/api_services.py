@@ -23,7 +23,8 @@ from consensus.services import ServiceSpec, SpecError, merge_spec, parse_service
 from consensus.state import ClusterState
 from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
                              tasks, tasks_of)
-from consensus.wire import to_plain
+from consensus.updates import RollbackService
+from consensus.wire import WireError, from_plain, to_plain
 from node.api_cluster import NODE
 from node.http_util import HttpError, json_body, result_or_raise
 from node.manifests import Manifest, ManifestError, load_manifest
@@ -64,7 +65,8 @@ def service_json(service: Service, own_tasks: list[Task]) -> dict:
     return {"id": service.id, "name": service.name, "version": service.version,
             "previous_versions": len(service.history), "created_at": service.created_at,
             "updated_at": service.updated_at, "spec": to_plain(service.spec),
-            "replicas": tasks_summary(service, own_tasks)}
+            "replicas": tasks_summary(service, own_tasks),
+            "rollout": to_plain(service.rollout) if service.rollout else None}
 
 
 def task_json(task: Task, node_name: str) -> dict:
@@ -221,6 +223,25 @@ def _current_version(shoal: ShoalNode, name: str) -> int:
     with shoal.raft.read() as state:
         service = services(state).get(name)
     return service.version if service else 0
+
+
+@routes.post("/v1/services/{ref}/rollback")
+async def rollback_service(request: web.Request) -> web.Response:
+    """Return to an earlier spec: body `{"to_version": N}`, by default the previous one."""
+    shoal = request.app[NODE]
+    body = await json_body(request) if request.can_read_body else {}
+    if not isinstance(body, dict) or set(body) - {"to_version"}:
+        raise HttpError(400, "the body may only hold to_version", "body")
+    try:
+        to_version = from_plain(int, body.get("to_version", 0), "to_version")
+    except WireError as exc:
+        raise HttpError(400, exc.reason, exc.field) from None
+    if to_version < 0:
+        raise HttpError(400, f"must be a version number, not {to_version}", "to_version")
+    service = _service_or_404(shoal, request.match_info["ref"])
+    result_or_raise(await shoal.control.submit(
+        RollbackService(service.name, time.time(), to_version=to_version, reason="requested")))
+    return _answer(shoal, service.name)
 
 
 @routes.delete("/v1/services/{ref}")

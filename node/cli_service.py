@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from consensus.services import RestartPolicy, ServiceSpec, UpdateConfig
-from node import output
+from node import cli_rollout, output
 from node.cli import UsageError, _kv, emit
 from node.client import ApiError, ShoalClient
 
@@ -288,6 +288,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new output")
     logs.add_argument("--tail", default="all", help="lines per task from the end (default all)")
     logs.set_defaults(handler=_logs)
+
+    cli_rollout.register(ssub, common)
 
     rm = ssub.add_parser("rm", parents=[common], help="remove services")
     rm.add_argument("names", nargs="+", metavar="SERVICE")

@@ -18,12 +18,14 @@ from consensus.raft import ProposeError, RaftNode
 from node import config as cfg
 from node.agent import Agent
 from node.api_cluster import NODE, routes as cluster_routes
+from node.api_events import routes as event_routes
 from node.api_mesh import routes as mesh_routes
 from node.api_services import routes as service_routes
 from node.api_tasks import routes as task_routes
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
+from node.event_feed import EventFeed
 from node.http_util import auth_middleware, errors_middleware, is_loopback
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
@@ -92,6 +94,7 @@ class ShoalNode:
                                     dataplane=self.config.lb_dataplane),
                          gossip=self.gossip, read_state=self.raft.read,
                          subscribe=self.raft.subscribe, on_report=self.agent.on_report)
+        self.events = EventFeed(self._capture_view, self.raft.subscribe())
         self._scheduler_wake = asyncio.Event()
         self.scheduler = SchedulerLoop(read_state=self._capture_view,
                                        changed=self._scheduler_wake,
@@ -155,6 +158,7 @@ class ShoalNode:
                          tasks.create_task(self._join_gossip()),
                          tasks.create_task(self.liveness.run()),
                          tasks.create_task(self.agent.run()),
+                         tasks.create_task(self.events.run()),
                          tasks.create_task(self.mesh.run())]
                 await self._stop.wait()
                 await self.scheduler.stop(SHUTDOWN_TIMEOUT / 2)
@@ -179,6 +183,7 @@ class ShoalNode:
         app.add_routes(service_routes)
         app.add_routes(mesh_routes)
         app.add_routes(task_routes)
+        app.add_routes(event_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True)
