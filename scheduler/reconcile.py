@@ -97,7 +97,10 @@ class _Planner:
             slot = sort_slot(key, live[key], lambda t: current(service, t),
                              lambda t: is_ready(t, spec))
             for task in slot.extra:
-                self.stop.append(StopTask(task.id, "another task runs this slot"))
+                replaced = current(service, slot.primary) and not current(service, task)
+                self.stop.append(StopTask(task.id, f"replaced by task {slot.primary.id[:12]} of "
+                                                   f"version {slot.primary.spec_version}"
+                                          if replaced else "another task runs this slot"))
             if slot.handover is not None and key not in wanted:
                 self.stop.append(StopTask(slot.handover.id, "service scaled down"))
             if self.slot(service, slot.primary, key in wanted):

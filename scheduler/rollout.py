@@ -51,7 +51,8 @@ def has_failed(task: Task) -> bool:
 @dataclass(frozen=True, slots=True)
 class SlotTasks:
     """The tasks told to run in one slot, sorted out: `primary` runs it; `handover` is an
-    older task that keeps serving until `primary` is ready (start-first); `extra` are to stop."""
+    older task that keeps serving until `primary` is ready (start-first); `extra` are to stop
+    (with a start-first successor ready, the task it replaces is one of them)."""
 
     key: SlotKey
     primary: Task
@@ -133,10 +134,6 @@ def plan_rollout(service: Service, slots: list[SlotTasks], tasks_by_id: Mapping[
     """This round's part of `service`'s rollout. `slots` are the wanted slots whose primary
     reconcile leaves alone; `new_task(key)` builds a pending task of the current spec."""
     step = _Step(service, now)
-    for slot in slots:
-        if slot.handover is not None and is_ready(slot.primary, service.spec):
-            step.stop.append(StopTask(slot.handover.id, f"replaced by task {slot.primary.id[:12]} "
-                                                        f"of version {slot.primary.spec_version}"))
     # Pending and ended tasks are reconcile's: it replaces them by the current spec itself.
     outdated = [s for s in slots if not current(service, s.primary)
                 and s.primary.state != "pending" and not s.primary.terminal]
