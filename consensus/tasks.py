@@ -323,14 +323,16 @@ class NodeUsage:
 
     def add(self, task: Task) -> None:
         self.reserved = self.reserved + task.reserved
-        self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
+        if task.host_ports:  # most tasks publish none: skip building an empty generator
+            self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
 
 
 def usage_on(task_table: Iterable[Task], node_ids: set[str]) -> dict[str, NodeUsage]:
     usage = {node_id: NodeUsage() for node_id in node_ids}
     for task in task_table:
-        if task.node_id in usage and task.holds_resources:
-            usage[task.node_id].add(task)
+        found = usage.get(task.node_id)
+        if found is not None and task.holds_resources:
+            found.add(task)
     return usage
 
 
@@ -379,9 +381,13 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
 
     # The newest spec version told to run in each slot. A start-first update runs a newer
     # task beside the old one until it is ready; never two tasks of one version in a slot.
+    # Only the services that get new tasks are looked at: every node applies this on its Raft
+    # thread, and a pass building a key for each of 100k tasks takes longer than an election
+    # timeout on a loaded machine.
+    creating = {task.service_id for task in cmd.create}
     occupied: dict[tuple[str, tuple[int, str]], int] = {}
     for t in table.values():
-        if t.desired == "running":
+        if t.service_id in creating and t.desired == "running":
             key = (t.service_id, t.slot_key)
             occupied[key] = max(occupied.get(key, 0), t.spec_version)
     for task in cmd.create:
@@ -400,7 +406,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         occupied[key] = task.spec_version
         counts["created"] += 1
 
-    usage = usage_on(table.values(), {a.node_id for a in cmd.assign})
+    usage = usage_on(table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
     for assignment in cmd.assign:
         task = table.get(assignment.task_id)
         if task is None or task.state != "pending" or task.desired != "running":
