@@ -110,7 +110,15 @@ async def run_nft(config: NftConfig, script: str) -> None:
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     except OSError as exc:
         raise NftError(f"cannot run {config.nft}: {exc}") from exc
-    _, stderr = await process.communicate(script.encode())
+    try:
+        _, stderr = await process.communicate(script.encode())
+    except asyncio.CancelledError:
+        # A ruleset that lands after our caller moved on (say, after a stop's delete) would
+        # outlive the node: end the transaction's process before letting go.
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        raise
     if process.returncode != 0:
         raise NftError(f"nft -f failed ({process.returncode}): {stderr.decode().strip()}")
 

@@ -3,12 +3,16 @@ runtime, with each data plane (nftables where root and nft exist)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
+import subprocess
 import sys
 
 import pytest
 
+from netoverlay.lb import NftConfig, NftDataPlane, ServicePort
 from node.localcluster import LocalCluster, NodeProc
 from node.runtime import ProcessDriver
 from node.runtime.process_records import load_record
@@ -69,3 +73,26 @@ async def kill_process(task: dict, node: NodeProc) -> None:
 
 async def test_every_node_routes_to_healthy_replicas_through_kill_scale_and_rejoin(cluster):
     await routing_mesh_flow(cluster, SPEC, kill_process)
+
+
+async def test_a_node_stopped_during_an_nft_sync_leaves_no_table(tmp_path):
+    """A stop cancels the route loop, possibly while `nft -f` runs: that transaction must
+    not land after the stop removed the table. `nft` is slowed down by a wrapper so the
+    cancellation always comes mid-transaction."""
+    require_nft()
+    slow_nft = tmp_path / "slow-nft"
+    slow_nft.write_text(f'#!/bin/sh\nsleep 1\nexec {shutil.which("nft")} "$@"\n')
+    slow_nft.chmod(0o755)
+    config = NftConfig(host="127.0.0.1", table=f"shoal_cancel_{os.getpid()}", nft=str(slow_nft))
+    plane = NftDataPlane(config)
+    sync = asyncio.ensure_future(plane.sync([ServicePort("web", PUBLISHED, 80)], {}))
+    try:
+        await asyncio.sleep(0.3)  # the wrapper is asleep: the transaction has not run yet
+        sync.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sync
+        await asyncio.sleep(1.5)  # the wrapper would have run nft by now, had it survived
+        listed = subprocess.run(["nft", "list", "table", "ip", config.table], capture_output=True)
+        assert listed.returncode != 0, listed.stdout.decode()
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", config.table], capture_output=True)
