@@ -6,6 +6,7 @@ name and reaches it through the routing mesh."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 
@@ -27,7 +28,8 @@ HTTPD = ["sh", "-c", 'mkdir -p /www && echo "$SHOAL_TASK_ID" > /www/index.html &
 
 
 @pytest.fixture
-def engine():
+def engine(busybox_image):
+    # After busybox_image, which skips (or fails under SHOAL_REQUIRE_E2E) without an engine.
     client = docker.from_env()
     yield client
     client.close()
@@ -73,6 +75,8 @@ DNS_NODE_API_PORT = 27420
 
 def bridge_gateway(engine) -> str:
     """The host's address on Docker's default bridge: where containers reach the host."""
+    if shutil.which("ip") is None:
+        unavailable("iproute2's ip is not installed")
     options = engine.networks.get("bridge").attrs.get("Options") or {}
     device = options.get("com.docker.network.bridge.name", "docker0")
     shown = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", device],
