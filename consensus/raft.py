@@ -163,11 +163,37 @@ class RaftNode:
         replica = _Replica(self._notify)
         self_node = self.address if role == "voter" else None
         self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
+        # What the journal says was committed: until the replica has applied that much again,
+        # its state is older than what this node already served before it stopped.
+        self._replay_target = self._syncobj.raftCommitIndex
         if self._serving is None or self._serving.state.applied <= 0:
             self._serving = replica
         self._replica = replica
         self.role = role
         log.info("raft replica started as %s with partners %s", role, partners)
+
+    async def wait_replayed(self, timeout: float = 120.0, leader_timeout: float = 10.0) -> bool:
+        """Wait until this replica is as new as what the node served before it stopped:
+        first the journal's own record of what was committed, applied locally; then what a
+        leader says is committed (the journal's record lags), unless no leader shows up
+        within `leader_timeout` (no quorum: the local replay is the best there is)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen = self.version
+
+        def settled(target: int) -> bool:
+            return self._syncobj is None or self._syncobj.raftLastApplied >= target
+
+        while not settled(self._replay_target):
+            if loop.time() >= deadline:
+                return False
+            seen = await self.wait_changed(seen, timeout=min(0.5, deadline - loop.time()))
+        leader_deadline = min(deadline, loop.time() + leader_timeout)
+        while not (self.leader() is not None and settled(self._syncobj.raftCommitIndex)):
+            if loop.time() >= leader_deadline:
+                return self.leader() is None  # no leader: nothing newer to be had
+            seen = await self.wait_changed(seen, timeout=min(0.25, leader_deadline - loop.time()))
+        return True
 
     def stop(self) -> None:
         if self._syncobj is not None:
@@ -186,14 +212,21 @@ class RaftNode:
     def status(self) -> RaftStatus:
         so = self._syncobj
         assert so is not None, "raft replica not started"
-        leader = so._getLeader()
+        # pysyncobj's thread may change term and leader between two reads: read until the
+        # term is the same before and after, so one answer never pairs a leader with
+        # another term's number.
+        for _ in range(5):
+            term = so.raftCurrentTerm
+            leader, is_leader = so._getLeader(), so._isLeader()
+            if so.raftCurrentTerm == term:
+                break
         partners = tuple(sorted(n.id for n in so.otherNodes))
         connected = tuple(sorted(n.id for n in so.otherNodes if so.isNodeConnected(n)))
         return RaftStatus(
             role=self.role,
-            is_leader=so._isLeader(),
+            is_leader=is_leader,
             leader=leader.id if leader is not None else None,
-            term=so.raftCurrentTerm,
+            term=term,
             commit_index=so.raftCommitIndex,
             last_applied=so.raftLastApplied,
             has_quorum=bool(so.hasQuorum),
@@ -245,10 +278,12 @@ class RaftNode:
         """Wait until the state or leadership changed after `seen_version`; returns the new
         version (or the same one on timeout)."""
         async with self._changed:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+            # that arrives as the change does, and the caller's loop would never stop.
             try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.version != seen_version), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(lambda: self.version != seen_version)
+            except TimeoutError:
                 pass
         return self.version
 

@@ -104,6 +104,7 @@ async def get_cluster(request: web.Request) -> web.Response:
         "voters": [n.id for n in all_nodes if n.role == "voter"],
         "members": [n.id for n in all_nodes if n.role != "voter"],
         "this_node": {"id": shoal.node_id, "raft_role": status.role,
+                      "is_leader": status.is_leader,
                       "raft_partners": list(status.partners),
                       "connected_partners": list(status.connected_partners)},
     })

@@ -141,6 +141,9 @@ class ShoalNode:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
         self.raft.start(self.identity.role, list(self.identity.voters))
+        # Serve nothing older than what this node served before it stopped.
+        if not await self.raft.wait_replayed():
+            log.warning("the Raft journal was not replayed within its deadline; serving anyway")
         await self.gossip.start()
         await self.mesh.start()
         await self._start_api()
@@ -254,8 +257,11 @@ class ShoalNode:
                     with contextlib.suppress(JoinError):
                         await self.gossip.join(seeds)
             # Woken by state changes; the timeout is the retry interval while alone.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), GOSSIP_REJOIN_INTERVAL)
+            # (asyncio.timeout: Python 3.11's wait_for may swallow the cancellation that
+            # stops this loop when it arrives with a change.)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(GOSSIP_REJOIN_INTERVAL):
+                    await wake.wait()
             wake.clear()
 
     async def _remember_voters(self) -> None:

@@ -151,3 +151,17 @@ async def test_six_nodes_wrong_token_and_minority_without_quorum(cluster_factory
     node = await wait_for(lambda: _set_label(cluster, 5, "n6", "healed", "yes"),
                           what="writes after the majority is back")
     assert node["labels"]["healed"] == "yes"
+
+
+async def test_a_restarted_node_never_serves_an_older_state(cluster_factory):
+    cluster = cluster_factory(1)
+    await cluster.start()
+    for n in range(300):
+        await _set_label(cluster, 0, "n1", "seq", str(n))
+    before = (await cluster.get(0, "/v1/cluster"))["applied"]
+    cluster.nodes[0].kill9()
+    cluster.nodes[0].start()
+    # The very first answer after the restart already reflects the replayed journal.
+    first = await wait_for(lambda: cluster.get(0, "/v1/cluster"), what="the API after restart")
+    assert first["applied"] >= before
+    assert (await cluster.get(0, "/v1/nodes/n1"))["labels"]["seq"] == "299"
