@@ -15,7 +15,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Optional
 
-import yaml
 from aiohttp import web
 
 from consensus.nodes import nodes
@@ -102,6 +101,8 @@ def plan_apply(current: dict[str, Service], specs: tuple[ServiceSpec, ...]) -> l
 def read_document(text: str, strict: bool) -> Manifest:
     """Specs from an apply body: a list of Shoal specs (JSON or YAML), or a Compose file or
     Kubernetes documents (see node.manifests)."""
+    import yaml  # loaded on first use: most nodes never parse a file, and stay smaller
+
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import AsyncIterator, Optional
+from typing import TYPE_CHECKING, AsyncIterator, Optional
 
-from rich.progress_bar import ProgressBar
-from rich.table import Table
 
 from node import output
+
+if TYPE_CHECKING:
+    from rich.table import Table
 from node.cli import emit
 from node.client import ShoalClient
 
@@ -49,8 +50,11 @@ async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict]
             data += line[5:].strip()
 
 
-def progress_line(rollout: Optional[dict]) -> Table:
+def progress_line(rollout: Optional[dict]) -> "Table":
     """`[=====     ] 2/3 updated, 1 failed  updating` as one rich row."""
+    from rich.progress_bar import ProgressBar  # rich only when something is printed
+    from rich.table import Table
+
     grid = Table.grid(padding=(0, 1))
     if rollout is None:
         grid.add_row("no rollout yet: the service runs the spec it was created with")
@@ -66,7 +70,7 @@ def progress_line(rollout: Optional[dict]) -> Table:
 
 def render_status(service: dict, events: list[dict]) -> None:
     rollout = service["rollout"]
-    console = output.console
+    console = output.console()
     head = f"{service['name']}  version {service['version']}"
     if rollout:
         head += f"  {rollout['kind']} from version {rollout['from_version']}"
@@ -111,11 +115,11 @@ async def _status(args, client: ShoalClient) -> int:
         if args.output == "json":
             print(json.dumps(event, sort_keys=True), flush=True)
         else:
-            output.console.print(f"{event['type']:<16} {event['message']}")
+            output.console().print(f"{event['type']:<16} {event['message']}")
         if event["type"] == "rollout":
             rollout = (await client.get(f"/v1/services/{args.name}"))["rollout"]
             if args.output != "json":
-                output.console.print(progress_line(rollout))
+                output.console().print(progress_line(rollout))
             if rollout["state"] in FINAL_STATES:
                 return 0
     return 0

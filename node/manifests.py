@@ -12,7 +12,6 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import yaml
 
 from consensus.services import ServiceSpec, SpecError, parse_port, parse_service_spec
 from consensus.units import parse_cpu, parse_duration, parse_memory
@@ -432,6 +431,8 @@ def load_manifest(text: str, *, strict: bool = False) -> Manifest:
     """Specs from a Compose file or Kubernetes documents (YAML or JSON, several documents
     allowed). Raises ManifestError on anything it cannot translate, and with `strict` on
     any field it would ignore."""
+    import yaml  # loaded on first use: most nodes never parse a file, and stay smaller
+
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

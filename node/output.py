@@ -1,4 +1,7 @@
-"""Aligned tables and detail views for the CLI (rich)."""
+"""Aligned tables and detail views for the CLI (rich).
+
+rich is imported on first use: the node process parses the same command line but never
+prints a table, and stays a few megabytes smaller without it."""
 
 from __future__ import annotations
 
@@ -7,24 +10,33 @@ import sys
 import time
 from typing import Any, Iterable, Sequence
 
-from rich.console import Console
-from rich.table import Table
+from functools import cache
+from typing import TYPE_CHECKING
 
-# Piped output is not cut to a terminal's width: scripts read whole columns.
-console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+@cache
+def console() -> Console:
+    from rich.console import Console
+
+    # Piped output is not cut to a terminal's width: scripts read whole columns.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    from rich.table import Table
+
     grid = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for column in columns:
         grid.add_column(column, no_wrap=True)
     for row in rows:
         grid.add_row(*("" if cell is None else str(cell) for cell in row))
-    console.print(grid)
+    console().print(grid)
 
 
 def detail(data: Any) -> None:
-    console.print_json(json.dumps(data, sort_keys=True))
+    console().print_json(json.dumps(data, sort_keys=True))
 
 
 def size(n: int) -> str:
