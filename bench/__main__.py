@@ -73,7 +73,8 @@ def run_step(step: Step, quick: bool) -> dict:
     try:
         for line in proc.stdout:
             print(f"   {line}", end="", flush=True)
-            tail = (tail + [line.rstrip()])[-20:]
+            if not line.lstrip().startswith('File "'):  # traceback paths name this machine
+                tail = (tail + [line.rstrip()])[-20:]
             if line.startswith("RESULT "):
                 result = json.loads(line[len("RESULT "):])
         proc.wait()
