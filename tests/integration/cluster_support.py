@@ -1,0 +1,107 @@
+"""Helpers for orchestration tests on real clusters: the CLI as an operator runs it, task
+queries through the API, and a watch that checks an invariant on every look it takes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional
+
+from node.localcluster import LocalCluster, NodeProc, wait_for
+
+# Bounds on waits, not expectations: each wait ends as soon as its condition holds.
+SETTLE = 45.0
+
+
+def shoal(*argv: str, addr: str) -> subprocess.CompletedProcess:
+    """`shoal ARGV...` against `addr`, as an operator on this machine runs it."""
+    return subprocess.run([sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]],
+                          capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"})
+
+
+def must(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 0, f"{done.args} failed ({done.returncode}): {done.stderr}"
+    return done.stdout
+
+
+async def tasks_of(cluster: LocalCluster, service: str, via: Optional[int] = None) -> list[dict]:
+    """The service's tasks, asked of node `via` (default: the first running node)."""
+    if via is None:
+        via = next(i for i, n in enumerate(cluster.nodes) if n.running)
+    return await cluster.get(via, f"/v1/tasks?service={service}")
+
+
+def live(tasks: list[dict]) -> list[dict]:
+    """The tasks told to run that run."""
+    return [t for t in tasks if t["desired"] == "running" and t["state"] == "running"]
+
+
+def slot_key(task: dict) -> tuple[int, str]:
+    """A replicated task's slot is its number; a global task's (slot 0) is its node."""
+    return task["slot"], task["node_id"] if task["slot"] == 0 else ""
+
+
+def slots_running_twice(tasks: list[dict]) -> list[tuple[int, str]]:
+    """Slots with more than one task told to run and running: a slot must never run twice."""
+    return [key for key, n in Counter(slot_key(t) for t in live(tasks)).items() if n > 1]
+
+
+class SlotWatch:
+    """Waits for conditions on a service's tasks while checking, on every look it takes, that
+    no slot runs twice; a violation seen in passing fails the test at `assert_never_doubled`."""
+
+    def __init__(self, cluster: LocalCluster, service: str) -> None:
+        self.cluster, self.service = cluster, service
+        self.doubled: list[tuple[list[tuple[int, str]], list[dict]]] = []
+
+    async def until(self, condition: Callable[[list[dict]], object], what: str,
+                    timeout: float = SETTLE) -> list[dict]:
+        async def look() -> list[dict]:
+            tasks = await tasks_of(self.cluster, self.service)
+            doubled = slots_running_twice(tasks)
+            if doubled:
+                self.doubled.append((doubled, tasks))
+            return tasks if condition(tasks) else []
+
+        return await wait_for(look, timeout=timeout, what=what)
+
+    def assert_never_doubled(self) -> None:
+        assert not self.doubled, f"slots ran twice: {self.doubled[:1]}"
+
+
+def running_slots(count: int) -> Callable[[list[dict]], bool]:
+    """`count` tasks running, one per slot."""
+    def holds(tasks: list[dict]) -> bool:
+        running = live(tasks)
+        return len(running) == count and len({slot_key(t) for t in running}) == count
+    return holds
+
+
+def running_spread(count: int) -> Callable[[list[dict]], bool]:
+    """`count` tasks running, one per slot, each on its own node."""
+    def holds(tasks: list[dict]) -> bool:
+        return running_slots(count)(tasks) and len({t["node_id"] for t in live(tasks)}) == count
+    return holds
+
+
+async def node_status(cluster: LocalCluster, name: str, via: int) -> tuple[str, str]:
+    node = await cluster.get(via, f"/v1/nodes/{name}")
+    return node["status"], node["availability"]
+
+
+async def until_node(cluster: LocalCluster, name: str, status: str, via: int,
+                     timeout: float = SETTLE) -> None:
+    async def reached() -> bool:
+        return (await node_status(cluster, name, via))[0] == status
+    await wait_for(reached, timeout=timeout, what=f"{name} {status}")
+
+
+
+def stop_nodes(cluster: LocalCluster) -> None:
+    """Stop every node at once: each may wait up to 2 s for its goodbye to spread."""
+    with ThreadPoolExecutor(len(cluster.nodes)) as pool:
+        list(pool.map(NodeProc.stop, cluster.nodes))
