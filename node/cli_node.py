@@ -86,6 +86,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     dev.add_argument("--nodes", type=int, default=3)
     dev.add_argument("--data-dir", default=None, help="base directory (default ./.shoal-dev)")
     dev.add_argument("--api-port", type=int, default=7420)
+    dev.add_argument("--runtime", choices=("auto", "docker", "process"), default="process",
+                     help="how the nodes run tasks (default: plain processes, which work "
+                          "everywhere)")
+    dev.add_argument("--demo-port", type=int, default=8080,
+                     help="where the demo service is published on every node (0: no demo)")
     dev.set_defaults(local=_dev)
 
 
@@ -224,6 +229,8 @@ def _dev(args: argparse.Namespace) -> int:
 
     if not 1 <= args.nodes <= 250:
         raise UsageError("--nodes must be between 1 and 250")
+    if not 0 <= args.demo_port <= 65535:
+        raise UsageError("--demo-port must be a port number (0 for no demo service)")
     return run_dev_cluster(args.nodes, os.path.abspath(args.data_dir or ".shoal-dev"),
-                           args.api_port)
+                           args.api_port, runtime=args.runtime, demo_port=args.demo_port)
 

@@ -1,4 +1,5 @@
-"""`shoal dev --nodes N`: N real node processes on 127.0.0.1 ... 127.0.0.N, in the foreground.
+"""`shoal dev --nodes N`: N real node processes on 127.0.0.1 ... 127.0.0.N, in the foreground,
+with a demo service published on every node through the routing mesh.
 
 Each node has its own data dir under the base dir; run it again and the same cluster comes
 back (the nodes remember their flags). Ctrl-C stops them all cleanly.
@@ -6,6 +7,7 @@ back (the nodes remember their flags). Ctrl-C stops them all cleanly.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -28,9 +30,37 @@ def wait_healthy(address: str, timeout: float = 30.0) -> bool:
     return False
 
 
-def run_dev_cluster(count: int, base_dir: str, api_port: int) -> int:
+def demo_service(port: int) -> dict:
+    """A small web service that runs anywhere: Python's http.server as a plain process, one
+    replica per node (up to 3), health-checked, published on `port` of every node."""
+    return {
+        "name": "hello", "image": "process", "replicas": 3,
+        "command": ["sh", "-c", f"exec {sys.executable} -m http.server $PORT"],
+        "ports": [f"{port}:8000"],
+        "health": {"kind": "http", "path": "/", "interval": "2s", "timeout": "1s",
+                   "retries": 3, "start_period": "5s"},
+    }
+
+
+def create_demo(api: str, port: int) -> str:
+    """Create the demo service; say so if it already exists (a restarted dev cluster)."""
+    request = urllib.request.Request(f"http://{api}/v1/services", method="POST",
+                                     data=json.dumps(demo_service(port)).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            return "created"
+    except urllib.error.HTTPError as exc:
+        if exc.code == 409:
+            return "already there"
+        return f"not created: {exc.read().decode(errors='replace').strip()}"
+
+
+def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = "process",
+                    demo_port: int = 8080) -> int:
     os.makedirs(base_dir, exist_ok=True)
-    nodes = [NodeProc(i, 0, base_dir, api_port=api_port, prefix="node", image_pull="missing")
+    nodes = [NodeProc(i, 0, base_dir, ["--runtime", runtime], api_port=api_port,
+                      prefix="node", image_pull="missing")
              for i in range(1, count + 1)]
     try:
         for node in nodes:
@@ -43,10 +73,15 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int) -> int:
                 print(f"{node.name} did not come up; see {node.log_path}", file=sys.stderr)
                 return 1
         print(f"Shoal dev cluster: {count} node(s) on 127.0.0.1-127.0.0.{count}, "
-              f"API port {api_port}; logs and data in {base_dir}\n"
-              f"  shoal --addr http://127.0.0.1:{api_port} cluster status\n"
+              f"API port {api_port}; logs and data in {base_dir}")
+        if demo_port:
+            outcome = create_demo(nodes[0].api, demo_port)
+            print(f"Demo service 'hello' ({outcome}): curl http://127.0.0.{count}:{demo_port}/ "
+                  f"reaches it through any node\n  shoal service ps hello")
+        print(f"  shoal --addr http://127.0.0.1:{api_port} cluster status\n"
               f"  shoal node ls\n"
-              f"Ctrl-C stops the cluster; run the same command again to bring it back.")
+              f"Ctrl-C stops the cluster; run the same command again to bring it back.",
+              flush=True)
         # A node that dies stays dead (kill one to watch the cluster heal); the others go on.
         running = {node.proc.pid: node for node in nodes if node.proc}
         while running:

@@ -21,10 +21,11 @@ def _get(url: str):
         return json.load(resp)
 
 
-def test_dev_starts_a_cluster_and_ctrl_c_stops_every_node(tmp_path):
+def test_dev_starts_a_cluster_with_a_demo_and_ctrl_c_stops_every_node(tmp_path):
     port = random.randrange(20000, 30000, 10)
+    demo = port + 5
     dev = subprocess.Popen([sys.executable, "-m", "node", "dev", "--nodes", "2", "--data-dir",
-                            str(tmp_path), "--api-port", str(port)],
+                            str(tmp_path), "--api-port", str(port), "--demo-port", str(demo)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env=dict(os.environ, SHOAL_QUIET="1"))
     try:
@@ -38,6 +39,17 @@ def test_dev_starts_a_cluster_and_ctrl_c_stops_every_node(tmp_path):
             assert time.monotonic() < deadline, nodes
             time.sleep(0.2)
         assert {n["name"] for n in nodes} == {"node1", "node2"}
+        assert "Demo service 'hello' (created)" in dev.stdout.readline()
+        # The demo answers through the routing mesh on every node's address.
+        for address in ("127.0.0.1", "127.0.0.2"):
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://{address}:{demo}/", timeout=2) as page:
+                        assert page.status == 200
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline + 60, f"no demo on {address}"
+                    time.sleep(0.3)
         # The node processes are children of `shoal dev`.
         children = subprocess.run(["pgrep", "-P", str(dev.pid)], capture_output=True,
                                   text=True).stdout.split()
