@@ -16,21 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import subprocess
 import tempfile
 import time
 
+from bench.stats import summarize_runs
 from node.localcluster import LocalCluster, wait_for
 from node.runtime import procfs
 from tests.e2e.conftest import BUSYBOX_IMAGE, _build_busybox, _image_exists
 
 SERVICE = "agentbench"
 MiB = 1 << 20
-
-
-def _median(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def node_rss_mib(cluster: LocalCluster) -> list[float]:
@@ -118,7 +114,7 @@ async def main_async(args: argparse.Namespace) -> dict:
               f"(plain docker run: {run['docker_run_floor_s']:.2f} s)   "
               f"node RSS idle {run['rss_idle_mib']:.1f} MiB, with tasks "
               f"{run['rss_with_tasks_mib']:.1f} MiB (largest of 3 nodes)", flush=True)
-    return {key: _median([r[key] for r in runs]) for key in runs[0]}
+    return summarize_runs(runs)
 
 
 def main() -> None:

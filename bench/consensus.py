@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import statistics
@@ -20,16 +21,13 @@ import time
 
 import aiohttp
 
+from bench.load import latency, throughput
+from bench.stats import percentile, print_figures, summarize_runs
 from node.localcluster import LocalCluster, wait_for
 
 
-def _median(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+async def _write_to(api: str, session: aiohttp.ClientSession, n: int) -> bool:
+    return await _write(session, api, n)
 
 
 async def _write(session: aiohttp.ClientSession, api: str, n: int) -> bool:
@@ -37,32 +35,6 @@ async def _write(session: aiohttp.ClientSession, api: str, n: int) -> bool:
                              json={"add_labels": {"bench": str(n)}}) as resp:
         await resp.read()
         return resp.status == 200
-
-
-async def throughput(api: str, clients: int, seconds: float) -> float:
-    counter = itertools.count()
-    done = 0
-    deadline = time.monotonic() + seconds
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def client() -> None:
-            nonlocal done
-            while time.monotonic() < deadline:
-                if await _write(session, api, next(counter)):
-                    done += 1
-        started = time.monotonic()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        return done / (time.monotonic() - started)
-
-
-async def latency(api: str, count: int) -> list[float]:
-    samples = []
-    async with aiohttp.ClientSession() as session:
-        for n in range(count):
-            started = time.perf_counter()
-            assert await _write(session, api, n)
-            samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 async def failover(cluster: LocalCluster) -> float:
@@ -93,15 +65,15 @@ async def one_run(clients: int, seconds: float, latency_count: int) -> dict:
                 return len((await cluster.get(0, "/v1/cluster"))["voters"]) == 3
 
             await wait_for(three_voters, what="3 voters")
-            leader_api = cluster.nodes[await cluster.leader_index()].api
-            await latency(leader_api, 50)  # warm up connections and code paths
-            samples = await latency(leader_api, latency_count)
-            rate = await throughput(leader_api, clients, seconds)
+            write = functools.partial(_write_to, cluster.nodes[await cluster.leader_index()].api)
+            await latency(write, 50)  # warm up connections and code paths
+            samples = await latency(write, latency_count)
+            rate = await throughput(write, clients, seconds)
             failover_s = await failover(cluster)
         finally:
             cluster.stop()
     return {"writes_per_s": rate, "p50_ms": statistics.median(samples),
-            "p99_ms": _pct(samples, 0.99), "failover_s": failover_s}
+            "p99_ms": percentile(samples, 0.99), "failover_s": failover_s}
 
 
 async def main_async(args: argparse.Namespace) -> dict:
@@ -112,7 +84,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         print(f"run {i + 1}: {run['writes_per_s']:8.0f} writes/s ({args.clients} clients)   "
               f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
               f"failover {run['failover_s']:.2f} s", flush=True)
-    return {key: _median([r[key] for r in runs]) for key in runs[0]}
+    return summarize_runs(runs)
 
 
 def main() -> None:
@@ -126,11 +98,8 @@ def main() -> None:
     if args.quick:
         args.runs, args.seconds, args.latency_writes = 1, 1.0, 50
     figures = asyncio.run(main_async(args))
-    print(f"\nmedian of {args.runs} run(s) [min-max]:")
-    targets = {"writes_per_s": ">= 1000", "p50_ms": "<= 5", "p99_ms": "", "failover_s": "<= 1.5"}
-    for key, value in figures.items():
-        print(f"  {key:14s} {value['median']:10.2f}  [{value['min']:.2f}-{value['max']:.2f}]"
-              f"  target {targets[key] or '-'}")
+    print_figures("Shoal", figures, args.runs,
+                  {"writes_per_s": ">= 1000", "p50_ms": "<= 5", "failover_s": "<= 1.5"})
     print("RESULT " + json.dumps({"clients": args.clients, "runs": args.runs, **figures}))
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import tempfile
 import time
 
+from bench.stats import print_figures, summarize_runs
 from node.localcluster import LocalCluster, wait_for
 
 
@@ -73,13 +73,8 @@ def main() -> None:
         print(f"run {i + 1}: first survivor {run['first_down_s']:.2f} s, every survivor "
               f"{run['all_down_s']:.2f} s, ready again {run['ready_again_s']:.2f} s after restart",
               flush=True)
-    figures = {k: {"median": statistics.median(r[k] for r in runs),
-                   "min": min(r[k] for r in runs), "max": max(r[k] for r in runs)}
-               for k in runs[0]}
-    print(f"\n{args.nodes} nodes, median of {len(runs)} [min-max]:")
-    for key, value in figures.items():
-        print(f"  {key:14s} {value['median']:6.2f} s  [{value['min']:.2f}-{value['max']:.2f}]")
-    print("  target: every survivor shows it down within 3 s")
+    figures = summarize_runs(runs)
+    print_figures(f"{args.nodes} nodes", figures, len(runs), {"all_down_s": "<= 3"}, unit=" s")
     print("RESULT " + json.dumps({"nodes": args.nodes, "runs": len(runs), **figures}))
 
 

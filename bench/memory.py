@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.refs.hosts import IMAGE, DockerHosts, unavailable_reason
-from bench.refs.support import summarize_runs
+from bench.stats import print_figures, summarize_runs
 from node.localcluster import LocalCluster, wait_for
 from node.runtime import procfs
 from tests.netbed.teardown import netns_pids
@@ -98,9 +98,7 @@ def main() -> None:
         runs.append(run)
         print(f"run {i + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in run.items()), flush=True)
     figures = summarize_runs(runs)
-    print(f"\nresident memory (MiB) with {args.tasks} tasks, median of {args.runs} run(s) [min-max]:")
-    for key, value in figures.items():
-        print(f"  {key:24s} {value['median']:8.1f}  [{value['min']:.1f}-{value['max']:.1f}]")
+    print_figures(f"resident memory (MiB) with {args.tasks} tasks", figures, args.runs)
     print("RESULT " + json.dumps({"tasks": args.tasks, "runs": args.runs,
                                   "docker_skipped": reason, **figures}))
 

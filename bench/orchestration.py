@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.refs.hosts import HTTPD, IMAGE, DockerHosts, unavailable_reason
-from bench.refs.support import summarize_runs
+from bench.stats import print_figures, summarize_runs
 from node.client import ShoalClient
 from node.localcluster import wait_for
 from node.security import ClusterKeys
@@ -151,9 +151,7 @@ def main() -> None:
               f"node gone -> its {run['tasks_on_dead_node']:.0f} tasks running elsewhere after "
               f"{run['node_death_to_replaced_s']:.2f} s", flush=True)
     figures = summarize_runs(runs)
-    print(f"\nShoal, 3 hosts, median of {args.runs} run(s) [min-max]:")
-    for key, value in figures.items():
-        print(f"  {key:26s} {value['median']:8.2f}  [{value['min']:.2f}-{value['max']:.2f}]")
+    print_figures("Shoal, 3 hosts", figures, args.runs)
     print("RESULT " + json.dumps({"system": "shoal", "hosts": 3, "replicas": args.replicas,
                                   "runs": args.runs, **figures}))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.refs.support import summary
+from bench.stats import summary
 from bench.scheduler import cluster, run_once, snapshot_figures
 
 SERVICES = 100

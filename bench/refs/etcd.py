@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import itertools
 import json
 import socket
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.refs.support import Processes, ensure_debian, percentile, summarize_runs
+from bench.refs.support import Processes, ensure_debian
+from bench.load import latency, throughput
+from bench.stats import percentile, print_figures, summarize_runs
 
 HOST = "127.0.0.1"
 VALUE = base64.b64encode(b"v" * 100).decode()
@@ -90,38 +93,16 @@ class EtcdCluster:
         raise RuntimeError(f"etcd members agreed on no leader within {timeout:g} s")
 
 
+async def _put_to(url: str, session: aiohttp.ClientSession, n: int) -> bool:
+    return await put(session, url, n)
+
+
 async def put(session: aiohttp.ClientSession, url: str, n: int) -> bool:
     key = base64.b64encode(f"bench/{n % 1000}".encode()).decode()
     async with session.post(f"{url}/v3/kv/put", json={"key": key, "value": VALUE},
                             timeout=WRITE_TIMEOUT) as resp:
         await resp.read()
         return resp.status == 200
-
-
-async def throughput(url: str, clients: int, seconds: float) -> float:
-    counter = itertools.count()
-    done = 0
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
-        async def client() -> None:
-            nonlocal done
-            while time.monotonic() < deadline:
-                if await put(session, url, next(counter)):
-                    done += 1
-        started = time.monotonic()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        return done / (time.monotonic() - started)
-
-
-async def latency(url: str, count: int) -> list[float]:
-    samples = []
-    async with aiohttp.ClientSession() as session:
-        for n in range(count):
-            started = time.perf_counter()
-            if not await put(session, url, n):
-                raise RuntimeError(f"etcd refused a write at {url} at low load")
-            samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession) -> float:
@@ -165,9 +146,10 @@ async def one_run(clients: int, seconds: float, latency_count: int) -> dict[str,
         cluster.start()
         async with aiohttp.ClientSession() as session:
             leader_url = cluster.client_url(await cluster.leader_index(session))
-            await latency(leader_url, 50)  # warm up, as bench.consensus does
-            samples = await latency(leader_url, latency_count)
-            rate = await throughput(leader_url, clients, seconds)
+            write = functools.partial(_put_to, leader_url)
+            await latency(write, 50)  # warm up, as bench.consensus does
+            samples = await latency(write, latency_count)
+            rate = await throughput(write, clients, seconds)
             failover_s = await failover(cluster, session)
     return {"writes_per_s": rate, "p50_ms": statistics.median(samples),
             "p99_ms": percentile(samples, 0.99), "failover_s": failover_s}
@@ -192,9 +174,7 @@ def main() -> None:
               f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
               f"failover {run['failover_s']:.2f} s", flush=True)
     figures = summarize_runs(runs)
-    print(f"\netcd, median of {args.runs} run(s) [min-max]:")
-    for key, value in figures.items():
-        print(f"  {key:14s} {value['median']:10.2f}  [{value['min']:.2f}-{value['max']:.2f}]")
+    print_figures("etcd", figures, args.runs)
     print("RESULT " + json.dumps({"system": "etcd", "clients": args.clients, "runs": args.runs,
                                   **figures}))
 

@@ -1,35 +1,18 @@
-"""What every reference runner needs: Debian tools on demand, processes it owns, and figures.
+"""What every reference runner needs: Debian tools on demand and processes it owns.
 
     ensure_debian({"etcd": "etcd-server"})     # apt-get install only what is missing
     with Processes() as procs:
         proc = procs.start(["etcd", ...], log_path)
         proc.kill()                            # kill -9 by pid, as a crash would
-    summary([1.0, 2.0, 3.0])                   # {"median": 2.0, "min": 1.0, "max": 3.0}
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-
-def summary(values: Sequence[float]) -> dict[str, float]:
-    """Median with the min-max of the runs: the shape every figure in the report has."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def summarize_runs(runs: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """One summary per key of runs that all carry the same keys."""
-    return {key: summary([run[key] for run in runs]) for key in runs[0]}
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def tool_path(name: str) -> str | None:

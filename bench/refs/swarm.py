@@ -19,7 +19,7 @@ import time
 import docker
 
 from bench.refs.hosts import HTTPD, IMAGE, DockerHosts, unavailable_reason, wait_until
-from bench.refs.support import summarize_runs
+from bench.stats import print_figures, summarize_runs
 
 SERVICE = "swarmbench"
 VICTIM = 1  # a worker
@@ -90,9 +90,7 @@ def main() -> None:
               f"worker gone -> its {run['tasks_on_dead_node']:.0f} tasks running elsewhere after "
               f"{run['node_death_to_replaced_s']:.2f} s", flush=True)
     figures = summarize_runs(runs)
-    print(f"\nDocker Swarm mode, 3 hosts, median of {args.runs} run(s) [min-max]:")
-    for key, value in figures.items():
-        print(f"  {key:26s} {value['median']:8.2f}  [{value['min']:.2f}-{value['max']:.2f}]")
+    print_figures("Docker Swarm mode, 3 hosts", figures, args.runs)
     print("RESULT " + json.dumps({"system": "swarm", "hosts": 3, "replicas": args.replicas,
                                   "runs": args.runs, **figures}))
 
