@@ -9,6 +9,7 @@ exactly as an operator would (`python -m node node start ...`) and stopped with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -16,11 +17,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 from node.client import ApiError, ShoalClient, Unreachable
 
 API_PORT = 7420
+# Node flags for tests that compare placements: plain processes and equal, fixed capacities,
+# so the outcome does not depend on the size of the machine running them.
+EQUAL_PROCESS_NODES = ["--runtime", "process", "--cpus", "4", "--memory", str(8 << 30)]
 _blocks = itertools.count((os.getpid() * 7) % 230)
 
 
@@ -132,6 +136,20 @@ async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,
             last = exc
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last: {last!r}")
+
+
+@contextlib.asynccontextmanager
+async def started_cluster(base_dir: str, size: int,
+                          extra_args: Optional[list[str]] = None) -> AsyncIterator[LocalCluster]:
+    """A running cluster for the length of a `with` block: always stopped at the end, and its
+    node logs printed (a test runner shows them only when the test failed)."""
+    cluster = LocalCluster(base_dir, size, extra_args)
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        print(cluster.logs())
 
 
 class LocalCluster:

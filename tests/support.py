@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,8 @@ def require_root_netns() -> None:
     probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
     if probe.returncode != 0:
         unavailable(f"ip netns does not work here: {probe.stderr.strip()}")
+
+
+def fixture_text(name: str) -> str:
+    """A file from tests/fixtures (documents several tests read, such as the seed manifest)."""
+    return (Path(__file__).parent / "fixtures" / name).read_text()

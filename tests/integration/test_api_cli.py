@@ -10,20 +10,15 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.localcluster import LocalCluster, started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
 async def single(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 1, ["--labels", "zone=a,tier=db"])
-    try:
-        await cluster.start()
+    async with started_cluster(str(tmp_path), 1, ["--labels", "zone=a,tier=db"]) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        print(cluster.logs())
 
 
 def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import pytest
 
 from node.cli_rollout import parse_sse
 from node.client import ApiError
-from node.localcluster import LocalCluster, wait_for
+from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,14 +27,8 @@ SERVICE = {"name": "web", "image": "process", "command": ["sleep", "300"], "repl
 
 @pytest.fixture
 async def trio(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 3, ["--runtime", "process", "--cpus", "4",
-                                              "--memory", str(8 << 30)])
-    try:
-        await cluster.start()
+    async with started_cluster(str(tmp_path), 3, EQUAL_PROCESS_NODES) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        print(cluster.logs())
 
 
 def shoal(command: str, *args: str, addr: str) -> subprocess.CompletedProcess:

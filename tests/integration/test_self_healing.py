@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from node.localcluster import LocalCluster, NodeProc, wait_for
+from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
 from node.runtime import ProcessDriver
 from node.runtime.process_records import load_record, task_dir
 from node.runtime.procfs import is_running
@@ -45,8 +45,7 @@ async def remove_task_processes(cluster: LocalCluster) -> None:
 @contextlib.contextmanager
 def process_cluster(base_dir: str, size: int) -> Iterator[LocalCluster]:
     # Equal, fixed capacities, so placement does not depend on this machine's size.
-    cluster = LocalCluster(base_dir, size, ["--runtime", "process", "--cpus", "4",
-                                            "--memory", str(8 << 30)])
+    cluster = LocalCluster(base_dir, size, EQUAL_PROCESS_NODES)
     try:
         yield cluster
     finally:

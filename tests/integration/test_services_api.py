@@ -11,33 +11,12 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, started_cluster, wait_for
+from tests.support import fixture_text
 
 pytestmark = pytest.mark.timeout(180)
 
-SEED_DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web-app
-spec:
-  replicas: 50
-  selector:
-    matchLabels:
-      app: web
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-      - name: web
-        image: myapp:v2
-        resources:
-          requests:
-            cpu: "100m"
-            memory: "128Mi"
-"""
+SEED_DEPLOYMENT = fixture_text("web-app-deployment.yaml")
 
 STACK = """\
 version: "3.8"
@@ -68,26 +47,15 @@ SLEEPER = {"image": "process", "command": ["sleep", "300"]}
 
 @pytest.fixture
 async def single(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 1, ["--runtime", "process"])
-    try:
-        await cluster.start()
+    async with started_cluster(str(tmp_path), 1, ["--runtime", "process"]) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        print(cluster.logs())
 
 
 @pytest.fixture
 async def trio(tmp_path):
     # Equal, fixed capacities, so placement does not depend on this machine's size.
-    cluster = LocalCluster(str(tmp_path), 3, ["--runtime", "process", "--cpus", "4",
-                                              "--memory", str(8 << 30)])
-    try:
-        await cluster.start()
+    async with started_cluster(str(tmp_path), 3, EQUAL_PROCESS_NODES) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        print(cluster.logs())
 
 
 def shoal(command: str, *args: str, addr: str, stdin: str | None = None) -> subprocess.CompletedProcess:

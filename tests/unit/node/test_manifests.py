@@ -11,30 +11,9 @@ from hypothesis import given, settings, strategies as st
 import consensus  # noqa: F401
 from consensus.services import PortSpec
 from node.manifests import ManifestError, load_manifest
+from tests.support import fixture_text
 
-SEED_DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web-app
-spec:
-  replicas: 50
-  selector:
-    matchLabels:
-      app: web
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-      - name: web
-        image: myapp:v2
-        resources:
-          requests:
-            cpu: "100m"
-            memory: "128Mi"
-"""
+SEED_DEPLOYMENT = fixture_text("web-app-deployment.yaml")
 
 STACK = """\
 version: "3.8"
