@@ -31,7 +31,7 @@ from tests.safety.checker import (Violation, lost_writes, reads_going_backwards,
                                   replica_violations, split_brain)
 from tests.safety.harness import Workload, run_clients, sample_leaders
 from tests.safety.history import History, HistoryRecorder, OpKind, Operation, Outcome
-from tests.safety.shoal_bed import RECOVERY_TIMEOUT, STOP_GRACE, BedCluster, NotCaughtUp
+from tests.safety.shoal_bed import RECOVERY_TIMEOUT, BedCluster, NotCaughtUp
 from tests.safety.shoal_client import label_keys
 
 pytestmark = pytest.mark.e2e
@@ -41,20 +41,12 @@ SERVICE = {"name": "safety-sleepers", "image": "process", "command": ["sleep", "
 HOLD = 2.0  # seconds a fault stays on after the cluster reacted to it, with clients running
 CALM = 1.0  # seconds of clients alone before, between and after the faults
 
-# Known bugs, reported as an expected failure once every other check has passed, so that
-# they stay visible without hiding anything else. When one is fixed its branch stops firing.
-RESTART_READS_BUG = (
-    "known bug: a restarted node answers reads while its replica still starts from an empty "
-    "state and replays its journal (`applied` 0, other nodes unknown, old labels), so reads "
-    "through it go backwards across the restart")
+# A known bug (in pysyncobj's transport), reported as an expected failure once every other
+# check has passed, so that it stays visible without hiding anything else.
 STUCK_BUG = (
     "known bug: after a restart or a healed partition, a node stayed without a Raft "
     "connection to one peer and did not catch up, while terms climbed past 100 (no PreVote: "
     "the cut-off node's elections keep deposing the leader)")
-SIGTERM_BUG = (
-    f"known bug: nodes under load ignored SIGTERM for {STOP_GRACE:g} s (asyncio.wait_for on "
-    "Python 3.11 swallows the cancellation of a loop waiting for a state change that arrives "
-    "at the same moment, so the node's task group never finishes)")
 
 
 # -- faults: each one injects, waits for the cluster to act on it, holds, heals, recovers ------
@@ -202,14 +194,12 @@ def check(history: History, cluster: BedCluster) -> None:
     assert not two_leaders, _listed(two_leaders)
     within_a_process = reads_going_backwards(per_process(history.operations, cluster.starts))
     assert not within_a_process, _listed(within_a_process)
-    known = []
+    # A restarted node serves nothing older than before it stopped (it waits for its journal
+    # and a leader), so reads through one node never go backwards, even across restarts.
     across_restarts = reads_going_backwards(history.operations)
-    if across_restarts:
-        known.append(f"{RESTART_READS_BUG}:\n{_listed(across_restarts, 10)}")
-    if cluster.ignored_sigterm:
-        known.append(f"{SIGTERM_BUG}: {', '.join(cluster.ignored_sigterm)}")
-    if known:
-        pytest.xfail("\n\n".join(known))
+    assert not across_restarts, _listed(across_restarts, 10)
+    # Every node stopped within its grace on SIGTERM, even under load.
+    assert not cluster.ignored_sigterm, f"ignored SIGTERM: {', '.join(cluster.ignored_sigterm)}"
 
 
 async def check_safety(bed: NetBed, workdir: Path, workload: Workload,
