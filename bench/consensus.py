@@ -10,19 +10,15 @@ Every write is a label change acknowledged only after Raft committed it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import itertools
-import json
-import statistics
 import tempfile
 import time
 
 import aiohttp
 
-from bench.load import latency, throughput
-from bench.stats import percentile, print_figures, summarize_runs
+from bench.load import figures_of_run, latency, run_control_plane, throughput
 from node.localcluster import LocalCluster, wait_for
 
 
@@ -72,35 +68,12 @@ async def one_run(clients: int, seconds: float, latency_count: int) -> dict:
             failover_s = await failover(cluster)
         finally:
             cluster.stop()
-    return {"writes_per_s": rate, "p50_ms": statistics.median(samples),
-            "p99_ms": percentile(samples, 0.99), "failover_s": failover_s}
-
-
-async def main_async(args: argparse.Namespace) -> dict:
-    runs = []
-    for i in range(args.runs):
-        run = await one_run(args.clients, args.seconds, args.latency_writes)
-        runs.append(run)
-        print(f"run {i + 1}: {run['writes_per_s']:8.0f} writes/s ({args.clients} clients)   "
-              f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
-              f"failover {run['failover_s']:.2f} s", flush=True)
-    return summarize_runs(runs)
+    return figures_of_run(samples, rate, failover_s)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.consensus")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--latency-writes", type=int, default=300)
-    parser.add_argument("--quick", action="store_true", help="a small smoke-test size")
-    args = parser.parse_args()
-    if args.quick:
-        args.runs, args.seconds, args.latency_writes = 1, 1.0, 50
-    figures = asyncio.run(main_async(args))
-    print_figures("Shoal", figures, args.runs,
-                  {"writes_per_s": ">= 1000", "p50_ms": "<= 5", "failover_s": "<= 1.5"})
-    print("RESULT " + json.dumps({"clients": args.clients, "runs": args.runs, **figures}))
+    run_control_plane("python -m bench.consensus", "Shoal", one_run, {},
+                      {"writes_per_s": ">= 1000", "p50_ms": "<= 5", "failover_s": "<= 1.5"})
 
 
 if __name__ == "__main__":

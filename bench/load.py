@@ -3,12 +3,17 @@ their figures come from the same client: one aiohttp session, N concurrent write
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
+import json
+import statistics
 import time
 from typing import Awaitable, Callable
 
 import aiohttp
+
+from bench.stats import percentile, print_figures, summarize_runs
 
 # One committed write: (session, a number unique to this write) -> was it acknowledged?
 Write = Callable[[aiohttp.ClientSession, int], Awaitable[bool]]
@@ -40,3 +45,35 @@ async def latency(write: Write, count: int) -> list[float]:
                 raise RuntimeError(f"write {n} was refused at low load")
             samples.append((time.perf_counter() - started) * 1000)
     return samples
+
+
+def figures_of_run(samples: list[float], rate: float, failover_s: float) -> dict[str, float]:
+    """One run's control-plane figures, named alike for Shoal and etcd."""
+    return {"writes_per_s": rate, "p50_ms": statistics.median(samples),
+            "p99_ms": percentile(samples, 0.99), "failover_s": failover_s}
+
+
+def run_control_plane(prog: str, title: str, one_run: Callable[..., Awaitable[dict]],
+                      result: dict, targets: dict[str, str] | None = None) -> None:
+    """The command line both control-plane benchmarks share: parse the sizes, run
+    `one_run(clients, seconds, latency_writes)` --runs times, print and emit RESULT."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--latency-writes", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="a small smoke-test size")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.seconds, args.latency_writes = 1, 1.0, 50
+    runs = []
+    for i in range(args.runs):
+        run = asyncio.run(one_run(args.clients, args.seconds, args.latency_writes))
+        runs.append(run)
+        print(f"run {i + 1}: {run['writes_per_s']:8.0f} writes/s ({args.clients} clients)   "
+              f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
+              f"failover {run['failover_s']:.2f} s", flush=True)
+    figures = summarize_runs(runs)
+    print_figures(title, figures, args.runs, targets)
+    print("RESULT " + json.dumps({**result, "clients": args.clients, "runs": args.runs,
+                                  **figures}))

@@ -12,15 +12,12 @@ holding tasks and times until N tasks run on the other two. Medians with min-max
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
 
-from bench.refs.hosts import HTTPD, IMAGE, DockerHosts, unavailable_reason
-from bench.stats import print_figures, summarize_runs
+from bench.refs.hosts import HTTPD, IMAGE, DockerHosts, run_orchestration
 from node.client import ShoalClient
 from node.localcluster import wait_for
 from node.security import ClusterKeys
@@ -133,27 +130,8 @@ async def one_run(replicas: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.orchestration")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--replicas", type=int, default=30)
-    parser.add_argument("--quick", action="store_true", help="a small smoke-test size")
-    args = parser.parse_args()
-    if args.quick:
-        args.runs, args.replicas = 1, 6
-    reason = unavailable_reason()
-    if reason:
-        raise SystemExit(f"bench.orchestration needs namespace hosts with Docker: {reason}")
-    runs = []
-    for i in range(args.runs):
-        run = asyncio.run(one_run(args.replicas))
-        runs.append(run)
-        print(f"run {i + 1}: {args.replicas} running after {run['create_to_running_s']:.2f} s; "
-              f"node gone -> its {run['tasks_on_dead_node']:.0f} tasks running elsewhere after "
-              f"{run['node_death_to_replaced_s']:.2f} s", flush=True)
-    figures = summarize_runs(runs)
-    print_figures("Shoal, 3 hosts", figures, args.runs)
-    print("RESULT " + json.dumps({"system": "shoal", "hosts": 3, "replicas": args.replicas,
-                                  "runs": args.runs, **figures}))
+    run_orchestration("python -m bench.orchestration", "Shoal, 3 hosts", "shoal",
+                      lambda replicas: asyncio.run(one_run(replicas)))
 
 
 if __name__ == "__main__":

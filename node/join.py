@@ -7,6 +7,8 @@ answers with the voters to replicate from. The voter loop promotes it later if n
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass, field, replace
 
@@ -15,11 +17,16 @@ import msgpack
 from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode, voters
 from consensus.wire import from_plain, to_plain
-from node.client import ShoalClient
+from node.client import ApiError, ShoalClient, Unreachable
 from node.config import NodeConfig
 from node.control import ControlPlane
 from node.http_util import HttpError, result_or_raise
 from node.security import ClusterKeys
+
+log = logging.getLogger(__name__)
+
+# How long `shoal node start --join` keeps asking a target that is not up yet.
+JOIN_PATIENCE = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +49,26 @@ class JoinAccepted:
     voters: tuple[str, ...] = field(default_factory=tuple)
 
 
-async def request_join(target: str, keys: ClusterKeys, node: Node) -> JoinAccepted:
-    """Client side: ask the cluster at `target` (HOST:APIPORT) to admit `node`."""
+async def request_join(target: str, keys: ClusterKeys, node: Node,
+                       patience: float = JOIN_PATIENCE) -> JoinAccepted:
+    """Client side: ask the cluster at `target` (HOST:APIPORT) to admit `node`. Machines are
+    often started together, so an unreachable target or one without a leader yet is asked
+    again for `patience` seconds; a refusal (wrong token) is final at once."""
     request = JoinRequest(keys.cluster_id, node).signed(keys)
+    deadline = time.monotonic() + patience
+    delay = 0.2
     async with ShoalClient(target, timeout=20.0) as client:
-        raw = await client.post("/v1/join", to_plain(request))
-    return from_plain(JoinAccepted, raw, strict=False)
+        while True:
+            try:
+                raw = await client.post("/v1/join", to_plain(request))
+                return from_plain(JoinAccepted, raw, strict=False)
+            except (Unreachable, ApiError) as exc:
+                retryable = isinstance(exc, Unreachable) or exc.status == 503
+                if not retryable or time.monotonic() + delay > deadline:
+                    raise
+                log.info("join through %s not possible yet (%s); retrying", target, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 async def accept_join(control: ControlPlane, keys: ClusterKeys, request: JoinRequest) -> JoinAccepted:

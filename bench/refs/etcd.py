@@ -12,14 +12,11 @@ operators run it. Medians with min-max; ends with one `RESULT {json}` line.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import functools
 import itertools
-import json
 import socket
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.refs.support import Processes, ensure_debian
-from bench.load import latency, throughput
-from bench.stats import percentile, print_figures, summarize_runs
+from bench.load import figures_of_run, latency, run_control_plane, throughput
 
 HOST = "127.0.0.1"
 VALUE = base64.b64encode(b"v" * 100).decode()
@@ -151,32 +147,12 @@ async def one_run(clients: int, seconds: float, latency_count: int) -> dict[str,
             samples = await latency(write, latency_count)
             rate = await throughput(write, clients, seconds)
             failover_s = await failover(cluster, session)
-    return {"writes_per_s": rate, "p50_ms": statistics.median(samples),
-            "p99_ms": percentile(samples, 0.99), "failover_s": failover_s}
+    return figures_of_run(samples, rate, failover_s)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.refs.etcd")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--latency-writes", type=int, default=300)
-    parser.add_argument("--quick", action="store_true", help="a small smoke-test size")
-    args = parser.parse_args()
-    if args.quick:
-        args.runs, args.seconds, args.latency_writes = 1, 1.0, 50
     ensure_debian({"etcd": "etcd-server"})
-    runs = []
-    for i in range(args.runs):
-        run = asyncio.run(one_run(args.clients, args.seconds, args.latency_writes))
-        runs.append(run)
-        print(f"run {i + 1}: {run['writes_per_s']:8.0f} writes/s ({args.clients} clients)   "
-              f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
-              f"failover {run['failover_s']:.2f} s", flush=True)
-    figures = summarize_runs(runs)
-    print_figures("etcd", figures, args.runs)
-    print("RESULT " + json.dumps({"system": "etcd", "clients": args.clients, "runs": args.runs,
-                                  **figures}))
+    run_control_plane("python -m bench.refs.etcd", "etcd", one_run, {"system": "etcd"})
 
 
 if __name__ == "__main__":

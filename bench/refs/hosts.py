@@ -8,12 +8,15 @@ holds the benchmark's busybox image. Swarm and Shoal are measured on the same ki
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.refs.support import tool_path
+from bench.stats import print_figures, summarize_runs
 from tests.e2e.conftest import BUSYBOX_IMAGE, _build_busybox, _image_exists
 from tests.netbed import Faults, NetBed
 from tests.netbed.dockerd import PrivateDockerd
@@ -81,3 +84,31 @@ def wait_until(check: Callable[[], object], timeout: float, what: str,
             return time.monotonic()
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}; last: {last!r}")
+
+
+def run_orchestration(prog: str, title: str, system: str,
+                      one_run: Callable[[int], dict]) -> None:
+    """The command line Shoal's and Swarm's 3-host benchmarks share: `one_run(replicas)`
+    --runs times (create -> running, then a node's death -> its tasks elsewhere), printed and
+    summarised the same way, ending with RESULT."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="a small smoke-test size")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.replicas = 1, 6
+    reason = unavailable_reason()
+    if reason:
+        raise SystemExit(f"{prog} needs namespace hosts with Docker: {reason}")
+    runs = []
+    for i in range(args.runs):
+        run = one_run(args.replicas)
+        runs.append(run)
+        print(f"run {i + 1}: {args.replicas} running after {run['create_to_running_s']:.2f} s; "
+              f"node gone -> its {run['tasks_on_dead_node']:.0f} tasks running elsewhere after "
+              f"{run['node_death_to_replaced_s']:.2f} s", flush=True)
+    figures = summarize_runs(runs)
+    print_figures(title, figures, args.runs)
+    print("RESULT " + json.dumps({"system": system, "hosts": 3, "replicas": args.replicas,
+                                  "runs": args.runs, **figures}))

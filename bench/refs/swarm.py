@@ -12,14 +12,11 @@ with min-max; ends with one `RESULT {json}` line.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import docker
 
-from bench.refs.hosts import HTTPD, IMAGE, DockerHosts, unavailable_reason, wait_until
-from bench.stats import print_figures, summarize_runs
+from bench.refs.hosts import HTTPD, IMAGE, DockerHosts, run_orchestration, wait_until
 
 SERVICE = "swarmbench"
 VICTIM = 1  # a worker
@@ -72,27 +69,8 @@ def one_run(replicas: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.refs.swarm")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--replicas", type=int, default=30)
-    parser.add_argument("--quick", action="store_true", help="a small smoke-test size")
-    args = parser.parse_args()
-    if args.quick:
-        args.runs, args.replicas = 1, 6
-    reason = unavailable_reason()
-    if reason:
-        raise SystemExit(f"bench.refs.swarm needs namespace hosts with Docker: {reason}")
-    runs = []
-    for i in range(args.runs):
-        run = one_run(args.replicas)
-        runs.append(run)
-        print(f"run {i + 1}: {args.replicas} running after {run['create_to_running_s']:.2f} s; "
-              f"worker gone -> its {run['tasks_on_dead_node']:.0f} tasks running elsewhere after "
-              f"{run['node_death_to_replaced_s']:.2f} s", flush=True)
-    figures = summarize_runs(runs)
-    print_figures("Docker Swarm mode, 3 hosts", figures, args.runs)
-    print("RESULT " + json.dumps({"system": "swarm", "hosts": 3, "replicas": args.replicas,
-                                  "runs": args.runs, **figures}))
+    run_orchestration("python -m bench.refs.swarm", "Docker Swarm mode, 3 hosts", "swarm",
+                      one_run)
 
 
 if __name__ == "__main__":
