@@ -9,10 +9,10 @@ tasks go; both are pure and deterministic for their arguments.
 """
 
 from scheduler.loop import SchedulerLoop
-from scheduler.placement import Placement, PlacementResult, Unplaceable, place
+from scheduler.placement import PlacementResult, Unplaceable, place
 from scheduler.reconcile import Plan, reconcile
 from scheduler.rounds import Round, schedule
 from scheduler.view import StateView
 
-__all__ = ["Placement", "PlacementResult", "Plan", "Round", "SchedulerLoop", "StateView", "Unplaceable",
+__all__ = ["PlacementResult", "Plan", "Round", "SchedulerLoop", "StateView", "Unplaceable",
            "place", "reconcile", "schedule"]

@@ -19,16 +19,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from consensus.services import ServiceSpec
-from consensus.tasks import Task
+from consensus.tasks import Assignment, Task
 from scheduler.filters import Pipeline
 from scheduler.nodeinfo import NodeInfo, node_infos
 from scheduler.view import StateView
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    task_id: str
-    node_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +33,7 @@ class Unplaceable:
 
 @dataclass(frozen=True, slots=True)
 class PlacementResult:
-    placements: tuple[Placement, ...] = ()
+    placements: tuple[Assignment, ...] = ()
     unplaceable: tuple[Unplaceable, ...] = ()
 
 
@@ -149,13 +143,13 @@ def _heapify(branch: _Branch) -> None:
 
 
 def _place_batch(batch: list[Task], spec: ServiceSpec, static: _StaticCache,
-                 score: Score) -> tuple[list[Placement], list[Unplaceable]]:
+                 score: Score) -> tuple[list[Assignment], list[Unplaceable]]:
     first = batch[0]
     pipeline = Pipeline(first, spec)
     passes = pipeline.passes_dynamic
     feasible = [(rank, info) for rank, info in static.eligible(spec, pipeline) if passes(info)]
     tree = _build_tree(feasible, static, spec, first.service_id, score)
-    placed: list[Placement] = []
+    placed: list[Assignment] = []
     for i, task in enumerate(batch):
         found = tree.take()
         if found is None:
@@ -164,13 +158,13 @@ def _place_batch(batch: list[Task], spec: ServiceSpec, static: _StaticCache,
         rank, leaf = found
         info = static.ordered[rank]
         info.add(task)
-        placed.append(Placement(task.id, info.node.id))
+        placed.append(Assignment(task.id, info.node.id))
         if passes(info):  # still room for the next identical task
             heapq.heappush(leaf.heap, (score(info, task.service_id), rank))
     return placed, []
 
 
-def _place_global(task: Task, spec: ServiceSpec, infos: dict[str, NodeInfo]) -> Placement | Unplaceable:
+def _place_global(task: Task, spec: ServiceSpec, infos: dict[str, NodeInfo]) -> Assignment | Unplaceable:
     """A global task may only go to the node it was created for."""
     info = infos.get(task.node_id)
     if info is None:
@@ -179,7 +173,7 @@ def _place_global(task: Task, spec: ServiceSpec, infos: dict[str, NodeInfo]) -> 
     if not pipeline.passes(info):
         return Unplaceable(task.id, pipeline.explain([info]))
     info.add(task)
-    return Placement(task.id, info.node.id)
+    return Assignment(task.id, info.node.id)
 
 
 def _batches(tasks: Sequence[Task]) -> list[list[Task]]:
@@ -204,7 +198,7 @@ def place(view: StateView, tasks: Sequence[Task], seed: int | str,
         infos = node_infos(view.nodes, view.tasks.values())
     score = binpack_score if view.cluster.strategy == "binpack" else spread_score
     static = _StaticCache(_seeded_order(infos, seed))
-    placements: list[Placement] = []
+    placements: list[Assignment] = []
     unplaceable: list[Unplaceable] = []
     for batch in _batches(tasks):
         spec = view.spec_of(batch[0])
@@ -212,7 +206,7 @@ def place(view: StateView, tasks: Sequence[Task], seed: int | str,
             unplaceable.extend(Unplaceable(t.id, "its service or spec version is gone") for t in batch)
         elif batch[0].slot == 0:
             outcome = _place_global(batch[0], spec, infos)
-            if isinstance(outcome, Placement):
+            if isinstance(outcome, Assignment):
                 placements.append(outcome)
             else:
                 unplaceable.append(outcome)

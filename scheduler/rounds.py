@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from consensus.tasks import Assignment, AssignTasks, Explanation
+from consensus.tasks import AssignTasks, Explanation
 from consensus.updates import RecordRollout, RollbackService
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
@@ -38,6 +38,6 @@ def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], 
     create = tuple(dataclasses.replace(t, message=why.get(t.id, "")) for t in created)
     command = AssignTasks(
         at=now, stop=plan.stop, remove=plan.remove, create=create,
-        assign=tuple(Assignment(p.task_id, p.node_id) for p in result.placements),
+        assign=result.placements,
         explain=explain)
     return Round(command, plan.wake_at, plan.rollouts)
