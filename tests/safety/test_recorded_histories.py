@@ -6,8 +6,8 @@ The correct build passes; each deliberately broken build is caught by the check 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-import socket
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,12 +21,14 @@ from tests.safety.history import HistoryRecorder
 
 TOYKV = Path(__file__).with_name("toykv.py")
 NODES = ("n0", "n1", "n2")
+_ADDRESSES = itertools.count()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _own_address(index: int) -> str:
+    """A loopback address of this node's own (127.88.X.Y): a port picked on 127.0.0.1 can be
+    taken by some other test's outgoing connection before the toy binds it."""
+    block = (os.getpid() + index * 7919) % 250 + 1
+    return f"127.88.{block}.{index % 250 + 1}"
 
 
 class ToyCluster:
@@ -34,13 +36,14 @@ class ToyCluster:
 
     def __init__(self, workdir: Path, session: aiohttp.ClientSession, flags: dict[str, list[str]]) -> None:
         self.workdir, self.session, self.flags = workdir, session, flags
-        self.urls = {node: f"http://127.0.0.1:{_free_port()}" for node in NODES}
+        self.urls = {node: f"http://{_own_address(next(_ADDRESSES))}:8480" for node in NODES}
         self.processes: dict[str, HostProcess] = {}
         self.leader = "n0"
 
     def start(self, node: str) -> None:
         peers = ",".join(url for other, url in self.urls.items() if other != node)
-        argv = [sys.executable, str(TOYKV), "--port", self.urls[node].rsplit(":", 1)[1],
+        host, port = self.urls[node][len("http://"):].rsplit(":", 1)
+        argv = [sys.executable, str(TOYKV), "--host", host, "--port", port,
                 "--peers", peers, "--data", str(self.workdir / f"{node}.json"),
                 *self.flags.get(node, []), *(["--leader"] if node == self.leader else [])]
         process = spawn(argv, dict(os.environ), self.workdir / f"{node}.log", notify=True)
@@ -110,8 +113,12 @@ async def _leader_kill_history(cluster: ToyCluster, new_term: int):
     sampler = asyncio.create_task(sample_leaders(NODES, cluster.status, recorder, stop))
     try:
         await run_clients(NODES, cluster.write, cluster.read, BEFORE, recorder)
+        # Ask the two leaders themselves at the moments that matter, besides the periodic
+        # sampling, which a short phase can slip between.
+        recorder.leader(cluster.leader, *await cluster.status(cluster.leader))
         cluster.kill(cluster.leader)
-        await cluster.fail_over(new_term)
+        new_leader = await cluster.fail_over(new_term)
+        recorder.leader(new_leader, *await cluster.status(new_leader))
         await run_clients(NODES, cluster.write, cluster.read, AFTER, recorder,
                           client_offset=BEFORE.clients)
     finally:

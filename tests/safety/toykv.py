@@ -137,6 +137,7 @@ def build_app(replica: Replica) -> web.Application:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--peers", default="")
     parser.add_argument("--leader", action="store_true")
@@ -149,7 +150,7 @@ async def main() -> None:
     replica.leader = args.leader
     runner = web.AppRunner(build_app(replica))
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+    await web.TCPSite(runner, args.host, args.port).start()
     if os.environ.get("NOTIFY_SOCKET"):
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
             notify.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
