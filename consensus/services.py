@@ -23,6 +23,8 @@ MAX_REPLICAS = 1_000_000
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _CONSTRAINT = re.compile(r"\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*")
 _NODE_FIELDS = ("node.id", "node.hostname", "node.role")
+# Docker's rule for volume names, which also keeps them safe as directory names.
+VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class SpecError(WireError):
@@ -156,6 +158,9 @@ class ServiceSpec:
     rollback: UpdateConfig = field(default_factory=UpdateConfig)
     secrets: tuple[SecretRef, ...] = ()
     volumes: tuple[VolumeRef, ...] = ()
+    # `node`: a slot whose task used a named volume stays on the node holding that volume's
+    # data; `none`: it may move (and starts on an empty volume where it lands).
+    volume_affinity: Literal["node", "none"] = "node"
     labels: dict[str, str] = field(default_factory=dict)
     stop_grace_period: float = 10.0
 
@@ -420,4 +425,10 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
         if vol.type == "bind":
             check(vol.source.startswith("/"), f"volumes[{i}].source",
                   f"a bind mount needs an absolute host path, not {vol.source!r}")
+        elif vol.type == "volume":
+            check(not vol.source or bool(VOLUME_NAME.fullmatch(vol.source)), f"volumes[{i}].source",
+                  f"{vol.source!r} is not a volume name: letters, digits, '_', '.' or '-', "
+                  "starting with a letter or digit")
+        else:
+            check(not vol.source, f"volumes[{i}].source", "a tmpfs mount has no source")
     check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")

@@ -23,6 +23,7 @@ from consensus.tasks import Assignment, Task
 from scheduler.filters import Pipeline
 from scheduler.nodeinfo import NodeInfo, node_infos
 from scheduler.view import StateView
+from scheduler.volumes import SlotHomes, place_at_homes
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,7 @@ def place(view: StateView, tasks: Sequence[Task], seed: int | str,
         infos = node_infos(view.nodes, view.tasks.values())
     score = binpack_score if view.cluster.strategy == "binpack" else spread_score
     static = _StaticCache(_seeded_order(infos, seed))
+    homes = SlotHomes(view)
     placements: list[Assignment] = []
     unplaceable: list[Unplaceable] = []
     for batch in _batches(tasks):
@@ -211,7 +213,11 @@ def place(view: StateView, tasks: Sequence[Task], seed: int | str,
             else:
                 unplaceable.append(outcome)
         else:
-            placed, failed = _place_batch(batch, spec, static, score)
+            # Slots whose volume data is on a node go back there; the others are free.
+            free, placed_home, waiting = place_at_homes(batch, spec, homes, infos)
+            placements.extend(placed_home)
+            unplaceable.extend(Unplaceable(w.task_id, w.message) for w in waiting)
+            placed, failed = _place_batch(free, spec, static, score) if free else ([], [])
             placements.extend(placed)
             unplaceable.extend(failed)
     return PlacementResult(tuple(placements), tuple(unplaceable))
