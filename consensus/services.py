@@ -8,6 +8,7 @@ the meaning (`spec_errors`). Every failure is a `SpecError` naming the field and
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -125,10 +126,25 @@ class UpdateConfig:
     max_failure_ratio: float = 0.0
 
 
+# Where secret and config files go in a task when their `target` is empty or relative
+# (as Docker: /run/secrets/NAME, and /NAME for configs).
+SECRETS_DIR = "/run/secrets"
+CONFIGS_DIR = "/"
+DEFAULT_FILE_MODE = 0o444
+
+
 @dataclass(frozen=True, slots=True)
-class SecretRef:
+class FileRef:
+    """A secret or config (`source`, by name) mounted as a file in the task at `target`."""
+
     source: str
     target: str = ""
+    mode: int = DEFAULT_FILE_MODE
+
+    def path(self, default_dir: str) -> str:
+        """The absolute path in the task: relative targets go under `default_dir`."""
+        target = self.target or self.source
+        return target if target.startswith("/") else posixpath.join(default_dir, target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +172,8 @@ class ServiceSpec:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     update: UpdateConfig = field(default_factory=UpdateConfig)
     rollback: UpdateConfig = field(default_factory=UpdateConfig)
-    secrets: tuple[SecretRef, ...] = ()
+    secrets: tuple[FileRef, ...] = ()
+    configs: tuple[FileRef, ...] = ()
     volumes: tuple[VolumeRef, ...] = ()
     # `node`: a slot whose task used a named volume stays on the node holding that volume's
     # data; `none`: it may move (and starts on an empty volume where it lands).
@@ -290,6 +307,7 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "update": _durations("delay", "monitor"),
     "rollback": _durations("delay", "monitor"),
     "secrets": _each(lambda item, f: {"source": item}),
+    "configs": _each(lambda item, f: {"source": item}),
     "volumes": _each(parse_volume),
     "stop_grace_period": lambda value, f: parse_duration(value, f),
 }
@@ -368,6 +386,7 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
     _check_ports(spec, check)
     _check_health(spec, check)
     _check_policies(spec, check)
+    _check_files(spec, check)
     return errors
 
 
@@ -414,12 +433,6 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
         check(u.monitor >= 0, f"{name}.monitor", "must not be negative")
         check(0.0 <= u.max_failure_ratio <= 1.0, f"{name}.max_failure_ratio",
               f"must be between 0 and 1, not {u.max_failure_ratio}")
-    targets: set[str] = set()
-    for i, secret in enumerate(spec.secrets):
-        check(bool(secret.source), f"secrets[{i}].source", "must name a secret")
-        target = secret.target or secret.source
-        check(target not in targets, f"secrets[{i}].target", f"{target!r} is used by another secret")
-        targets.add(target)
     for i, vol in enumerate(spec.volumes):
         check(vol.target.startswith("/"), f"volumes[{i}].target", f"must be an absolute path, not {vol.target!r}")
         if vol.type == "bind":
@@ -432,3 +445,20 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
         else:
             check(not vol.source, f"volumes[{i}].source", "a tmpfs mount has no source")
     check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")
+
+
+def _check_files(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
+    """Each secret and config names its source and lands on a path of its own."""
+    paths: dict[str, str] = {}
+    for kind, refs, default_dir in (("secrets", spec.secrets, SECRETS_DIR),
+                                    ("configs", spec.configs, CONFIGS_DIR)):
+        for i, ref in enumerate(refs):
+            at = f"{kind}[{i}]"
+            check(bool(ref.source), f"{at}.source", f"must name a {kind[:-1]}")
+            path = ref.path(default_dir)
+            parts = path.split("/")
+            check(path != "/" and "" not in parts[1:] and not {".", ".."} & set(parts),
+                  f"{at}.target", f"{path!r} is not a file path (no '.', '..' or empty parts)")
+            check(path not in paths, f"{at}.target", f"{path!r} is also the target of {paths.get(path)}")
+            paths.setdefault(path, at)
+            check(0 <= ref.mode <= 0o777, f"{at}.mode", f"must be a file mode 0-0o777, not {ref.mode:#o}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Optional, get_args
+from typing import Callable, Iterable, Literal, Optional, get_args
 
 from consensus.codec import command
 from consensus.model import Node, Resources
@@ -226,9 +226,16 @@ class ReportTaskStatus:
 
 # -- service handlers ----------------------------------------------------------------------
 
-def _spec_problem(spec: ServiceSpec) -> Optional[Result]:
+# Checks of a spec against other tables (do the secrets it names exist?), registered by
+# the modules that own those tables.
+SPEC_CHECKS: list[Callable[[ClusterState, ServiceSpec], Optional[Result]]] = []
+
+
+def _spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
     errors = spec_errors(spec)
-    return Result.fail(str(errors[0]), 400) if errors else None
+    if errors:
+        return Result.fail(str(errors[0]), 400)
+    return next(filter(None, (check(state, spec) for check in SPEC_CHECKS)), None)
 
 
 def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
@@ -246,7 +253,7 @@ def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Optional[Result
 
 @handles(CreateService)
 def _create_service(state: ClusterState, cmd: CreateService) -> Result:
-    problem = _spec_problem(cmd.spec) or _ingress_conflict(state, cmd.spec)
+    problem = _spec_problem(state, cmd.spec) or _ingress_conflict(state, cmd.spec)
     if problem:
         return problem
     table = services(state)
@@ -275,7 +282,7 @@ def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_vers
                            f"{expected_version}: read it again and retry", 409)
     if spec == old.spec:
         return Result(True, value={"id": old.id, "version": old.version, "changed": False})
-    problem = _spec_problem(spec) or _ingress_conflict(state, spec)
+    problem = _spec_problem(state, spec) or _ingress_conflict(state, spec)
     if problem:
         return problem
     history = (old.history + (SpecVersion(old.version, old.spec),))[-SPEC_HISTORY:]

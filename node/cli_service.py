@@ -58,6 +58,23 @@ def _mount(text: str) -> dict:
     return _csv_kv(text, keys, flags=("readonly", "ro"))
 
 
+def _file_ref(text: str) -> Any:
+    """`NAME` (passed on as written), `NAME,target=T[,mode=0400]` or `source=NAME,...` for
+    --secret and --config."""
+    if "=" not in text:
+        return text
+    first, sep, rest = text.partition(",")
+    if "=" not in first:
+        text = f"source={first}{sep}{rest}"
+    ref = _csv_kv(text, {"source": "source", "src": "source", "target": "target", "mode": "mode"})
+    if "mode" in ref:
+        try:
+            ref["mode"] = int(str(ref["mode"]), 8)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"mode must be octal like 0400, not {ref['mode']!r}") from None
+    return ref
+
+
 def _scale_arg(text: str) -> tuple[str, int]:
     name, value = _kv(text)
     try:
@@ -154,7 +171,10 @@ LIST_EDITS: tuple[ListEdit, ...] = (
              lambda text: text.removeprefix("spread="), help="spread=node.labels.KEY"),
     ListEdit("publish", "ports", _port, lambda p: str(p["target"]), short="-p",
              help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T (remove by target)"),
-    ListEdit("secret", "secrets", str, lambda s: s["source"]),
+    ListEdit("secret", "secrets", _file_ref, lambda s: s["source"],
+             help="NAME[,target=T][,mode=0400] (target default /run/secrets/NAME)"),
+    ListEdit("config", "configs", _file_ref, lambda c: c["source"],
+             help="NAME[,target=T][,mode=0444] (target default /NAME)"),
     ListEdit("mount", "volumes", _mount, lambda v: v["target"],
              help="type=volume|bind|tmpfs,source=S,target=T[,readonly] (remove by target)"),
 )

@@ -17,9 +17,11 @@ from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
 from consensus.raft import ProposeError, RaftNode
 from node import config as cfg
 from node.agent import Agent
+from node.agent.secret_fetch import FileFetcher
 from node.api_cluster import NODE, routes as cluster_routes
 from node.api_events import routes as event_routes
 from node.api_mesh import routes as mesh_routes
+from node.api_secrets import routes as secret_routes
 from node.api_services import routes as service_routes
 from node.api_tasks import routes as task_routes
 from node.client import ApiError, Unreachable
@@ -83,11 +85,15 @@ class ShoalNode:
             meta={"api_port": self.config.api_port, "raft_port": self.config.raft_port,
                   INGRESS_META: self.config.ingress_host}))
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
+        # The agent asks this node's own API for its tasks' secrets, as it would any node's.
+        files = FileFetcher(self.control.client_for(node_record(self.node_id, self.config,
+                                                                fingerprint)), self.node_id)
         self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
                            changed=self.raft.subscribe(), submit=self.control.submit,
                            advertise=self.config.task_address,
                            dns_servers=task_dns_servers(self.config.advertise,
-                                                        self.config.dns_port))
+                                                        self.config.dns_port),
+                           fill_files=files.fill)
         self.mesh = Mesh(MeshConfig(node_id=self.node_id, ingress_address=self.config.ingress_host,
                                     dns_address=self.config.advertise,
                                     dns_port=self.config.dns_port,
@@ -187,6 +193,7 @@ class ShoalNode:
         app.add_routes(mesh_routes)
         app.add_routes(task_routes)
         app.add_routes(event_routes)
+        app.add_routes(secret_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True)

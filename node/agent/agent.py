@@ -18,6 +18,7 @@ from consensus.state import ClusterState, Result
 from consensus.tasks import TaskReport
 from node.agent.plan import Assigned, Decision, assigned_to, decide
 from node.agent.reports import ReportSender
+from node.agent.secret_fetch import FillFiles
 from node.agent.runner import RETRY_DELAY, TaskRunner
 from node.agent.translate import TranslateError, run_spec
 from node.runtime.driver import Driver
@@ -38,12 +39,14 @@ class Agent:
     def __init__(self, *, node_id: str, driver: Driver,
                  read_state: Callable[[], ContextManager[ClusterState]], changed: asyncio.Event,
                  submit: Callable[[Any], Awaitable[Result]], advertise: str,
-                 dns_servers: tuple[str, ...] = (),
+                 dns_servers: tuple[str, ...] = (), fill_files: Optional[FillFiles] = None,
                  report_interval: float = 0.5, max_parallel: int = MAX_PARALLEL) -> None:
         self.node_id = node_id
         self.driver = driver
         self.advertise = advertise
         self.dns_servers = dns_servers
+        # Fetches the content of a task's secrets and configs just before it starts.
+        self._fill_files = fill_files
         self._read_state = read_state
         self._changed = changed
         self._reports = ReportSender(node_id, submit, interval=report_interval)
@@ -130,7 +133,7 @@ class Agent:
         assert self._group is not None
         runner = TaskRunner(task_id, driver=self.driver, slots=self._slots,
                             report=self._report, advertise=self.advertise, run=run,
-                            adopted=adopted)
+                            adopted=adopted, fill_files=self._fill_files)
         self._runners[task_id] = runner
         task = self._group.create_task(runner.run(), name=f"shoal-task-{task_id}")
         task.add_done_callback(lambda _: self._forget(runner))

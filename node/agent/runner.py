@@ -12,6 +12,8 @@ import dataclasses
 import logging
 from typing import Any, Awaitable, Callable, Optional
 
+from node.agent.secret_fetch import FillFiles
+
 from consensus.tasks import TaskReport
 from node.agent.health_watch import agent_runs, watch_health
 from node.agent.plan import Phase, Retire
@@ -49,7 +51,7 @@ class TaskRunner:
     def __init__(self, task_id: str, *, driver: Driver, slots: asyncio.Semaphore,
                  report: Callable[[TaskReport], None], advertise: str,
                  run: Optional[RunSpec] = None, adopted: Optional[TaskObservation] = None,
-                 retry_delay: float = RETRY_DELAY) -> None:
+                 fill_files: Optional[FillFiles] = None, retry_delay: float = RETRY_DELAY) -> None:
         assert run is not None or adopted is not None, "a runner needs a task to start or adopt"
         self.task_id = task_id
         self.run_spec = run
@@ -58,6 +60,7 @@ class TaskRunner:
         self._report = report
         self._advertise = advertise
         self._adopted = adopted
+        self._fill_files = fill_files
         self._retry_delay = retry_delay
         self._phase: Phase = "starting" if adopted is None else "running" if adopted.alive else "ended"
         self._retire: Optional[Retire] = None
@@ -92,8 +95,12 @@ class TaskRunner:
             seen = self._adopted
         else:
             assert self.run_spec is not None
+            run = self.run_spec
+            if run.files and self._fill_files is not None:
+                # Fetched at the last moment, kept only in this start's RunSpec.
+                run = await self._fill_files(run)
             async with self._slots:
-                seen = await self._driver.start(self.run_spec)
+                seen = await self._driver.start(run)
         if self.run_spec is not None:
             first = observed(seen, self._advertise)
             if seen.alive and first.health is None and agent_runs(self._driver, self.run_spec):

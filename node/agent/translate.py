@@ -13,7 +13,7 @@ from consensus import services as svc
 from consensus.tasks import Endpoint, Health, PortBinding, Task, TaskReport
 from netoverlay.dns import ZONE
 from node.health import HealthCheck, HealthStatus
-from node.runtime.model import PortSpec, RunSpec, TaskObservation
+from node.runtime.model import PortSpec, RunSpec, TaskFile, TaskObservation
 
 # Why a task the agent started is no longer known to its runtime.
 VANISHED = "its container or process disappeared: removed outside Shoal"
@@ -52,6 +52,15 @@ def task_env(task: Task, spec: svc.ServiceSpec) -> dict[str, str]:
             **spec.env}
 
 
+def task_files(spec: svc.ServiceSpec) -> tuple[TaskFile, ...]:
+    """The secrets and configs the task gets, at their paths; the agent fetches their content
+    just before the start."""
+    return tuple(TaskFile(kind, ref.source, ref.path(default_dir), ref.mode)
+                 for kind, refs, default_dir in (("secret", spec.secrets, svc.SECRETS_DIR),
+                                                 ("config", spec.configs, svc.CONFIGS_DIR))
+                 for ref in refs)
+
+
 def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
              dns_servers: tuple[str, ...] = ()) -> RunSpec:
     """What the driver runs for `task`; TranslateError when it cannot be run as specified.
@@ -68,7 +77,7 @@ def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
                        memory_bytes=limits.memory_bytes, healthcheck=health_check(spec.health),
                        labels=dict(spec.labels), stop_grace=spec.stop_grace_period,
                        advertise_address=advertise, dns_servers=dns_servers,
-                       dns_search=(ZONE,) if dns_servers else ())
+                       dns_search=(ZONE,) if dns_servers else (), files=task_files(spec))
     except ValueError as exc:
         raise TranslateError(str(exc)) from None
 

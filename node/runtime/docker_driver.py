@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Optional
 
@@ -21,6 +22,7 @@ from docker.utils import parse_repository_tag
 from node.health import CheckKind
 from node.runtime.docker_config import container_kwargs, observation_from_attrs, stats_from_docker
 from node.runtime.docker_events import DeathEvents
+from node.runtime import task_files
 from node.runtime.model import (LABEL_MANAGED, LABEL_NODE, LABEL_TASK, NodeFingerprint, RunSpec,
                                 TaskObservation, TaskStats, missing)
 
@@ -49,6 +51,8 @@ class DockerDriver:
         self._deaths = DeathEvents(client, node_id, self._streams)
         # Tasks that never got a container (the image is missing): inspect must still say why.
         self._failures: dict[str, TaskObservation] = {}
+        # Secrets and configs are bind-mounted from here (a tmpfs): the engine must see it.
+        self._files_root = task_files.files_root(tempfile.gettempdir())
 
     @classmethod
     async def connect(cls, node_id: str, *, timeout: float = 5.0, request_timeout: float = 60.0,
@@ -108,6 +112,13 @@ class DockerDriver:
 
     async def _create(self, spec: RunSpec) -> Container | TaskObservation:
         kwargs = container_kwargs(spec, self._node_id)
+        if spec.files:
+            directory = task_files.task_files_dir(self._files_root, spec.task_id)
+            try:
+                await asyncio.to_thread(task_files.write_files, directory, spec.files)
+            except OSError as exc:
+                return self._fail(spec, f"cannot write its secrets and configs: {exc}")
+            kwargs["mounts"] = kwargs.get("mounts", []) + task_files.docker_mounts(directory, spec.files)
         try:
             return await asyncio.to_thread(self._client.containers.create, **kwargs)
         except ImageNotFound:
@@ -178,12 +189,13 @@ class DockerDriver:
     async def remove(self, task_id: str) -> None:
         self._failures.pop(task_id, None)
         container = await self._find(task_id)
-        if container is None:
-            return
-        try:
-            await asyncio.to_thread(container.remove, force=True, v=True)
-        except NotFound:
-            pass
+        if container is not None:
+            try:
+                await asyncio.to_thread(container.remove, force=True, v=True)
+            except NotFound:
+                pass
+        await asyncio.to_thread(task_files.remove_files,
+                                task_files.task_files_dir(self._files_root, task_id))
 
     async def logs(self, task_id: str, *, follow: bool = False,
                    tail: Optional[int] = None) -> AsyncIterator[bytes]:

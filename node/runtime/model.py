@@ -1,7 +1,7 @@
 """The values that cross the runtime-driver seam: what to run, and what is seen running.
 
 `RunSpec` is the drivers' whole input; the agent translates the scheduler's task and its
-service spec into one. Volumes and secrets will arrive as new `RunSpec` fields, each with one
+service spec into one. Volumes and secrets arrive as new `RunSpec` fields, each with one
 more contributor in every driver's translation (`docker_config.container_kwargs`, the process
 driver's environment), so adding them touches no existing field.
 """
@@ -51,6 +51,25 @@ class PortSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskFile:
+    """A secret or config that the driver puts, read-only, at `target` (an absolute path in
+    the task) before the task starts. The agent fills in `data` just before the start: it
+    lives in memory and on a tmpfs only, and is never logged."""
+
+    kind: Literal["secret", "config"]
+    source: str
+    target: str
+    mode: int = 0o444
+    data: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        parts = self.target.split("/")
+        if not self.target.startswith("/") or "" in parts[1:] or {".", ".."} & set(parts):
+            raise ValueError(f"files: target {self.target!r} of {self.kind} {self.source!r} "
+                             "must be an absolute file path without '.' or '..'")
+
+
+@dataclass(frozen=True, slots=True)
 class RunSpec:
     """One task to run.
 
@@ -77,6 +96,7 @@ class RunSpec:
     dns_servers: tuple[str, ...] = ()
     # Domains a short name is tried in (`web` -> `web.shoal`), with `dns_servers`.
     dns_search: tuple[str, ...] = ()
+    files: tuple[TaskFile, ...] = ()
 
     def __post_init__(self) -> None:
         if not _TASK_ID.fullmatch(self.task_id):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
 from node.health import CheckKind
-from node.runtime import procfs
+from node.runtime import procfs, task_files
 from node.runtime.cgroups import CgroupsV1, join_command
 from node.runtime.fingerprint import host_fingerprint
 from node.runtime.model import (Endpoint, NodeFingerprint, RunSpec, TaskObservation, TaskStats,
@@ -67,6 +67,7 @@ class ProcessDriver:
         self._children: dict[str, subprocess.Popen] = {}
         # Tasks that never got a process: inspect must still say why.
         self._failures: dict[str, TaskObservation] = {}
+        self._files_root = task_files.files_root(os.path.join(self._data_dir, "task-files"))
 
     async def fingerprint(self) -> NodeFingerprint:
         def probe() -> NodeFingerprint:
@@ -94,6 +95,12 @@ class ProcessDriver:
             raise FileNotFoundError(f"command {argv[0]!r} not found (PATH={env['PATH']})")
         endpoints = publish(spec.advertise_address, spec.ports)
         env.update(port_environment(endpoints))
+        if spec.files:
+            # The task's secrets and configs at their paths under SHOAL_FILES_DIR.
+            files = task_files.task_files_dir(self._files_root, spec.task_id)
+            task_files.write_files(files, spec.files)
+            env.update(SHOAL_FILES_DIR=files,
+                       SHOAL_SECRETS_DIR=task_files.host_path(files, task_files.SECRETS_DIR))
         procs: tuple[str, ...] = ()
         if spec.memory_bytes or spec.cpu_millis:
             problem = self._cgroups.problem()
@@ -209,6 +216,8 @@ class ProcessDriver:
         self._children.pop(task_id, None)
         await asyncio.to_thread(self._cgroups.remove, task_id)
         await asyncio.to_thread(shutil.rmtree, task_dir(self._data_dir, task_id), True)
+        await asyncio.to_thread(task_files.remove_files,
+                                task_files.task_files_dir(self._files_root, task_id))
 
     async def logs(self, task_id: str, *, follow: bool = False,
                    tail: Optional[int] = None) -> AsyncIterator[bytes]:
