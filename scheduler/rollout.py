@@ -28,8 +28,10 @@ SlotKey = tuple[int, str]
 
 
 def task_spec(spec: ServiceSpec) -> ServiceSpec:
-    """What of a spec its tasks are made from: all but replicas and the rollout policies."""
-    return dataclasses.replace(spec, replicas=0, update=UpdateConfig(), rollback=UpdateConfig())
+    """What of a spec its tasks are made from: all but replicas and the rollout and
+    autoscaling policies."""
+    return dataclasses.replace(spec, replicas=0, update=UpdateConfig(), rollback=UpdateConfig(),
+                               autoscale=None)
 
 
 def same_tasks(a: Optional[ServiceSpec], b: Optional[ServiceSpec]) -> bool:
