@@ -6,4 +6,6 @@ Importing the package registers every command type and state table.
 from consensus import nodes as _nodes  # noqa: F401  (registers node commands and table)
 from consensus import tasks as _tasks  # noqa: F401  (registers service and task commands and tables)
 from consensus import updates as _updates  # noqa: F401  (registers rollback and rollout commands)
+from consensus import metrics as _metrics  # noqa: F401  (registers load reports and their table)
+from consensus import scaling as _scaling  # noqa: F401  (registers the autoscaler's command)
 from consensus import secrets as _secrets  # noqa: F401  (registers secret and config commands and tables)

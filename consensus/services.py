@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
+from consensus.autoscale import AutoscaleSpec, check_autoscale
 from consensus.model import Node, Resources
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError, from_plain, to_plain
@@ -180,6 +181,7 @@ class ServiceSpec:
     volume_affinity: Literal["node", "none"] = "node"
     labels: dict[str, str] = field(default_factory=dict)
     stop_grace_period: float = 10.0
+    autoscale: Optional[AutoscaleSpec] = None  # `replicas` is then the autoscaler's to move
 
     @property
     def host_ports(self) -> tuple[PortSpec, ...]:
@@ -310,6 +312,7 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "configs": _each(lambda item, f: {"source": item}),
     "volumes": _each(parse_volume),
     "stop_grace_period": lambda value, f: parse_duration(value, f),
+    "autoscale": _durations("cooldown_up", "cooldown_down"),
 }
 
 
@@ -387,6 +390,7 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
     _check_health(spec, check)
     _check_policies(spec, check)
     _check_files(spec, check)
+    check_autoscale(spec.autoscale, spec.mode, check)
     return errors
 
 

@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Literal, Optional, get_args
 
+from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
 from consensus.model import Node, Resources
 from consensus.nodes import nodes
@@ -108,6 +109,7 @@ class Service:
     updated_at: float = 0.0
     history: tuple[SpecVersion, ...] = ()  # earlier specs, oldest first, for rollback
     rollout: Optional[Rollout] = None  # the latest rollout, possibly of an earlier version
+    autoscaled: Optional[AutoscaleRecord] = None  # the autoscaler's last change
 
     @property
     def name(self) -> str:

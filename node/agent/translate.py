@@ -14,6 +14,7 @@ from consensus.tasks import Endpoint, Health, PortBinding, Task, TaskReport
 from netoverlay.dns import ZONE
 from node.health import HealthCheck, HealthStatus
 from node.runtime.model import PortSpec, RunSpec, TaskFile, TaskObservation
+from node.runtime.mounts import Mount
 
 # Why a task the agent started is no longer known to its runtime.
 VANISHED = "its container or process disappeared: removed outside Shoal"
@@ -61,6 +62,10 @@ def task_files(spec: svc.ServiceSpec) -> tuple[TaskFile, ...]:
                  for ref in refs)
 
 
+def run_mounts(volumes: tuple[svc.VolumeRef, ...]) -> tuple[Mount, ...]:
+    return tuple(Mount(v.target, v.source, v.type, v.read_only) for v in volumes)
+
+
 def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
              dns_servers: tuple[str, ...] = ()) -> RunSpec:
     """What the driver runs for `task`; TranslateError when it cannot be run as specified.
@@ -76,6 +81,7 @@ def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
                        ports=run_ports(spec.ports), cpu_millis=limits.cpu_millis,
                        memory_bytes=limits.memory_bytes, healthcheck=health_check(spec.health),
                        labels=dict(spec.labels), stop_grace=spec.stop_grace_period,
+                       mounts=run_mounts(spec.volumes),
                        advertise_address=advertise, dns_servers=dns_servers,
                        dns_search=(ZONE,) if dns_servers else (), files=task_files(spec))
     except ValueError as exc:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 from node.health import HealthCheck, HealthStatus
 from node.runtime.model import (LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, Endpoint, RunSpec,
                                 TaskObservation, TaskState, TaskStats)
+from node.runtime.mounts import docker_mount
 
 _NANOS = 1_000_000_000
 
@@ -79,8 +80,12 @@ def _health(spec: RunSpec, node_id: str) -> dict[str, Any]:
     return {}
 
 
+def _mounts(spec: RunSpec, node_id: str) -> dict[str, Any]:
+    return {"mounts": [docker_mount(m) for m in spec.mounts]} if spec.mounts else {}
+
+
 _CONTRIBUTORS: tuple[Callable[[RunSpec, str], dict[str, Any]], ...] = (
-    _identity, _process, _limits, _network, _health)
+    _identity, _process, _limits, _network, _health, _mounts)
 
 
 def container_kwargs(spec: RunSpec, node_id: str) -> dict[str, Any]:

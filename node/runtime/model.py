@@ -14,6 +14,7 @@ from typing import Literal, Optional
 
 from consensus.model import Resources
 from node.health import HealthCheck, HealthStatus
+from node.runtime.mounts import Mount
 
 Protocol = Literal["tcp", "udp"]
 # starting: created, not yet running. exited: ended with status 0. failed: ended with another
@@ -91,6 +92,7 @@ class RunSpec:
     memory_bytes: int = 0
     healthcheck: Optional[HealthCheck] = None
     labels: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
     stop_grace: float = 10.0
     advertise_address: str = "127.0.0.1"
     dns_servers: tuple[str, ...] = ()

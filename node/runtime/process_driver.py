@@ -30,6 +30,7 @@ from node.runtime.cgroups import CgroupsV1, join_command
 from node.runtime.fingerprint import host_fingerprint
 from node.runtime.model import (Endpoint, NodeFingerprint, RunSpec, TaskObservation, TaskStats,
                                 missing)
+from node.runtime.mounts import prepare_mounts, process_mounts
 from node.runtime.process_logs import follow_log, read_log
 from node.runtime.process_records import (LOG_FILE, WORK_DIR, TaskRecord, load_record,
                                           load_records, port_environment, publish, save_record,
@@ -95,6 +96,7 @@ class ProcessDriver:
             raise FileNotFoundError(f"command {argv[0]!r} not found (PATH={env['PATH']})")
         endpoints = publish(spec.advertise_address, spec.ports)
         env.update(port_environment(endpoints))
+        env.update(prepare_mounts(process_mounts(spec.mounts, self._data_dir, base), cwd))
         if spec.files:
             # The task's secrets and configs at their paths under SHOAL_FILES_DIR.
             files = task_files.task_files_dir(self._files_root, spec.task_id)
