@@ -65,7 +65,8 @@ def service_json(service: Service, own_tasks: list[Task]) -> dict:
             "previous_versions": len(service.history), "created_at": service.created_at,
             "updated_at": service.updated_at, "spec": to_plain(service.spec),
             "replicas": tasks_summary(service, own_tasks),
-            "rollout": to_plain(service.rollout) if service.rollout else None}
+            "rollout": to_plain(service.rollout) if service.rollout else None,
+            "autoscaled": to_plain(service.autoscaled) if service.autoscaled else None}
 
 
 def task_json(task: Task, node_name: str) -> dict:

@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                        help="pull images tasks need when missing (default), or never")
     start.add_argument("--voter-grace", type=float,
                        help="seconds a voter may be down before it is replaced (default 60)")
+    start.add_argument("--metrics-interval", type=float,
+                       help="seconds between this node's load reports for autoscaling (default 5)")
     start.add_argument("--cpus", type=float, help="CPU capacity to offer (default: all)")
     start.add_argument("--memory", type=int, help="memory capacity in bytes (default: all)")
     start.add_argument("--log-level", default="info",
@@ -111,8 +113,12 @@ def _start(args: argparse.Namespace) -> int:
         "raft_port": args.raft_port, "gossip_port": args.gossip_port, "dns_port": args.dns_port,
         "labels": args.labels, "runtime": args.runtime,
         "image_pull": args.image_pull, "voter_grace": args.voter_grace,
+        "metrics_interval": args.metrics_interval,
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
     }
+    if args.metrics_interval is not None and not args.metrics_interval > 0:
+        raise UsageError(f"--metrics-interval must be a positive number of seconds, "
+                         f"not {args.metrics_interval:g}")
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     if args.join and not args.token:
         raise UsageError("--join needs --token (run `shoal cluster token` on a member)")

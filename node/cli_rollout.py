@@ -68,13 +68,25 @@ def progress_line(rollout: Optional[dict]) -> "Table":
     return grid
 
 
-def render_status(service: dict, events: list[dict]) -> None:
+def autoscale_line(status: dict) -> str:
+    """`autoscale 1..5 replicas on rps (target 20): 3 -> 4: why` from the autoscale answer."""
+    policy, decision = status["policy"], status["decision"]
+    head = (f"autoscale {policy['min']}..{policy['max']} replicas on {policy['metric']} "
+            f"(target {policy['target']:g}): ")
+    if decision["desired"] != decision["current"]:
+        head += f"{decision['current']} -> {decision['desired']}: "
+    return head + decision["reason"]
+
+
+def render_status(service: dict, events: list[dict], autoscale: Optional[dict] = None) -> None:
     rollout = service["rollout"]
     console = output.console()
     head = f"{service['name']}  version {service['version']}"
     if rollout:
         head += f"  {rollout['kind']} from version {rollout['from_version']}"
     console.print(head, style="bold")
+    if autoscale:
+        console.print(autoscale_line(autoscale))
     console.print(progress_line(rollout))
     if rollout:
         console.print(f"started {output.ago(rollout['started_at'])}, "
@@ -104,9 +116,11 @@ async def _rollback(args, client: ShoalClient) -> int:
 
 async def _status(args, client: ShoalClient) -> int:
     service = await client.get(f"/v1/services/{args.name}")
+    autoscale = (await client.get(f"/v1/services/{args.name}/autoscale")
+                 if service["spec"].get("autoscale") else None)
     kept = [e async for e in _events(client, args.name, since=0, follow=False)]
-    emit(args, {"service": service, "events": kept[-RECENT_EVENTS:]},
-         lambda d: render_status(d["service"], d["events"]))
+    emit(args, {"service": service, "autoscale": autoscale, "events": kept[-RECENT_EVENTS:]},
+         lambda d: render_status(d["service"], d["events"], d["autoscale"]))
     if not args.follow or service["rollout"] is None or service["rollout"]["state"] in FINAL_STATES:
         return 0
     # From the last event seen, so nothing between the two requests is missed.

@@ -115,6 +115,22 @@ def _policy_settings(prefix: str) -> list[Setting]:
     ]
 
 
+AUTOSCALE_SETTINGS: tuple[Setting, ...] = (
+    Setting("--autoscale-min", ("autoscale", "min"), int, "fewest replicas (default 1)"),
+    Setting("--autoscale-max", ("autoscale", "max"), int, "most replicas"),
+    Setting("--autoscale-cpu", ("autoscale", "target"), float,
+            "keep cpu near PCT percent of one core per replica", implies={"metric": "cpu"},
+            group="autoscale"),
+    Setting("--autoscale-rps", ("autoscale", "target"), float,
+            "keep requests (connections) per second near N per replica",
+            implies={"metric": "rps"}, group="autoscale"),
+    Setting("--autoscale-tolerance", ("autoscale", "tolerance"), float,
+            "no change within this fraction of the target (default 0.1)"),
+    Setting("--autoscale-cooldown-up", ("autoscale", "cooldown_up"),
+            help="wait after a change before scaling up (default 30s)"),
+    Setting("--autoscale-cooldown-down", ("autoscale", "cooldown_down"),
+            help="wait after a change before scaling down (default 2m)"),
+)
 SETTINGS: tuple[Setting, ...] = (
     Setting("--replicas", ("replicas",), int, "number of tasks (replicated mode)"),
     Setting("--entrypoint", ("command",), help="override the image's entrypoint"),
@@ -145,6 +161,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--stop-grace-period", ("stop_grace_period",), help="e.g. 10s"),
     Setting("--volume-affinity", ("volume_affinity",), choices=_choices(ServiceSpec, "volume_affinity"),
             help="node (default): a slot that used a named volume stays on the node holding its data"),
+    *AUTOSCALE_SETTINGS,
 )
 UPDATE_ONLY: tuple[Setting, ...] = (
     Setting("--image", ("image",)),
@@ -296,6 +313,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     update = ssub.add_parser("update", parents=[common], help="change a service")
     update.add_argument("name", metavar="SERVICE")
     _add_settings(update, SETTINGS + UPDATE_ONLY)
+    update.add_argument("--no-autoscale", action="store_true",
+                        help="stop autoscaling (the replica count stays where it is)")
     for stem, _field, _short in MAP_EDITS:
         update.add_argument(f"--{stem}-add", type=_kv, action="append", default=[], metavar="K=V")
         update.add_argument(f"--{stem}-rm", action="append", default=[], metavar="K")
@@ -378,6 +397,8 @@ async def _scale(args, client: ShoalClient) -> int:
 async def _update(args, client: ShoalClient) -> int:
     current = await client.get(f"/v1/services/{args.name}")
     patch = update_patch(current["spec"], args)
+    if args.no_autoscale:
+        patch["autoscale"] = None
     if not patch:
         raise UsageError("nothing to update: give at least one flag (see --help)")
     # The version read above: a concurrent change makes this fail (409) instead of being lost.

@@ -47,6 +47,8 @@ class NodeConfig:
     # The routing mesh's data plane: "proxy" (asyncio, everywhere), "nft" (kernel DNAT, root)
     # or "auto" (nft where it works).
     lb_dataplane: Literal["auto", "nft", "proxy"] = "proxy"
+    # Seconds between this node's load reports for autoscaling.
+    metrics_interval: float = 5.0
 
     @property
     def raft_address(self) -> str:

@@ -8,15 +8,17 @@ ever written to the replicated log; commits that arrive together are diffed toge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Optional
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
 
+from consensus.autoscale import AutoscaleRecord
 from consensus.rollout import Rollout
 from consensus.tasks import Service, Task
 from scheduler.view import StateView
 
 EventType = Literal["service.created", "service.updated", "service.removed", "rollout",
-                    "task.created", "task.state", "node.joined", "node.status", "node.removed"]
+                    "service.autoscaled", "task.created", "task.state", "node.joined",
+                    "node.status", "node.removed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,8 @@ class Event:
     task_id: str = ""
     node: str = ""  # node name
     state: str = ""  # the new state: task or node status, rollout state
+    # Figures of the event, by name (service.autoscaled: from, to, metric, value, target).
+    detail: dict[str, Union[int, float, str]] = field(default_factory=dict)
 
 
 def _service_events(before: Optional[Service], after: Optional[Service], index: int) -> list[Event]:
@@ -46,7 +50,17 @@ def _service_events(before: Optional[Service], after: Optional[Service], index: 
                             service=after.name))
     if after.rollout is not None and after.rollout != before.rollout:
         events.append(_rollout_event(after.name, after.rollout, index))
+    if after.autoscaled is not None and after.autoscaled != before.autoscaled:
+        events.append(_autoscaled_event(after.name, after.autoscaled, index))
     return events
+
+
+def _autoscaled_event(name: str, r: AutoscaleRecord, index: int) -> Event:
+    return Event("service.autoscaled", r.at, index,
+                 f"service {name} autoscaled from {r.from_replicas} to {r.to_replicas} "
+                 f"replicas: {r.reason}", service=name,
+                 detail={"from": r.from_replicas, "to": r.to_replicas, "metric": r.metric,
+                         "value": r.value, "target": r.target})
 
 
 def _rollout_event(name: str, r: Rollout, index: int) -> Event:

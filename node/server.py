@@ -18,6 +18,7 @@ from consensus.raft import ProposeError, RaftNode
 from node import config as cfg
 from node.agent import Agent
 from node.agent.secret_fetch import FileFetcher
+from node.api_autoscale import routes as autoscale_routes
 from node.api_cluster import NODE, routes as cluster_routes
 from node.api_events import routes as event_routes
 from node.api_mesh import routes as mesh_routes
@@ -25,6 +26,7 @@ from node.api_secrets import routes as secret_routes
 from node.api_services import routes as service_routes
 from node.api_tasks import routes as task_routes
 from node.api_volumes import routes as volume_routes
+from node.autoscaler import Autoscaler
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
@@ -36,6 +38,7 @@ from node.join import local_node, request_join
 from node.liveness import LivenessLoop
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
+from node.metrics_reporter import STALE_INTERVALS, MetricsReporter
 from node.security import ClusterKeys
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
@@ -102,6 +105,13 @@ class ShoalNode:
                          gossip=self.gossip, read_state=self.raft.read,
                          subscribe=self.raft.subscribe, on_report=self.agent.on_report)
         self.events = EventFeed(self._capture_view, self.raft.subscribe())
+        self.metrics = MetricsReporter(node_id=self.node_id, read_state=self.raft.read,
+                                       driver=driver, ingress_stats=self.mesh.ingress_stats,
+                                       submit=self.control.submit,
+                                       interval=self.config.metrics_interval)
+        self.autoscaler = Autoscaler(read_state=self.raft.read, changed=self.raft.subscribe(),
+                                     propose=self.control.submit, is_leader=self.raft.is_leader,
+                                     max_age=STALE_INTERVALS * self.config.metrics_interval)
         self._scheduler_wake = asyncio.Event()
         self.scheduler = SchedulerLoop(read_state=self._capture_view,
                                        changed=self._scheduler_wake,
@@ -169,6 +179,8 @@ class ShoalNode:
                          tasks.create_task(self.liveness.run()),
                          tasks.create_task(self.agent.run()),
                          tasks.create_task(self.events.run()),
+                         tasks.create_task(self.metrics.run()),
+                         tasks.create_task(self.autoscaler.run()),
                          tasks.create_task(self.mesh.run())]
                 await self._stop.wait()
                 await self.scheduler.stop(SHUTDOWN_TIMEOUT / 2)
@@ -195,6 +207,7 @@ class ShoalNode:
         app.add_routes(task_routes)
         app.add_routes(volume_routes)
         app.add_routes(event_routes)
+        app.add_routes(autoscale_routes)
         app.add_routes(secret_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader

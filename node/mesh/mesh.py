@@ -24,6 +24,7 @@ from consensus.wire import to_plain
 from netoverlay.dns import DnsServer, ServiceRecord
 from netoverlay.gossip import GossipService
 from netoverlay.lb import DataPlane, DataplaneMode, NftError, ProxyDataPlane, open_dataplane
+from netoverlay.lb.stats import ServiceStats
 from netoverlay.lb.types import Endpoint, ServicePort, endpoints_for, routed_ports
 from node.mesh.announce import Observed, changes, fold, own_tasks, task_of_key, wanted
 from node.mesh.view import MeshView, build_view
@@ -193,6 +194,12 @@ class Mesh:
         if self.dataplane is None:
             return "stopped"
         return "proxy" if isinstance(self.dataplane, ProxyDataPlane) else "nft"
+
+    def ingress_stats(self) -> dict[int, ServiceStats]:
+        """The proxy's counters of each port it serves, by published port (nftables DNAT
+        keeps none: its ports are missing here)."""
+        proxy = self._proxy()
+        return proxy.stats() if proxy is not None else {}
 
     def failed_ports(self) -> dict[int, str]:
         proxy = self._proxy()
