@@ -61,7 +61,7 @@ def _mount(text: str) -> dict:
 def _file_ref(text: str) -> Any:
     """`NAME` (passed on as written), `NAME,target=T[,mode=0400]` or `source=NAME,...` for
     --secret and --config."""
-    if "=" not in text:
+    if "=" not in text and "," not in text:
         return text
     first, sep, rest = text.partition(",")
     if "=" not in first:
