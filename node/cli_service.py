@@ -271,6 +271,8 @@ def update_patch(current: dict, args: argparse.Namespace) -> dict:
             gone = {edit.rm_key(r) for r in removed}
             kept = [item for item in current.get(edit.field, []) if edit.key(item) not in gone]
             patch[edit.field] = kept + added
+    if args.no_autoscale:
+        patch["autoscale"] = None
     return patch
 
 
@@ -397,8 +399,6 @@ async def _scale(args, client: ShoalClient) -> int:
 async def _update(args, client: ShoalClient) -> int:
     current = await client.get(f"/v1/services/{args.name}")
     patch = update_patch(current["spec"], args)
-    if args.no_autoscale:
-        patch["autoscale"] = None
     if not patch:
         raise UsageError("nothing to update: give at least one flag (see --help)")
     # The version read above: a concurrent change makes this fail (409) instead of being lost.

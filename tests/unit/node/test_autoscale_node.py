@@ -117,3 +117,26 @@ async def test_the_leader_scales_on_fresh_reports_and_the_event_says_from_to_and
     await autoscaler(leader, wake).step()
     assert services(c.state)["web"].spec.replicas == 1
     assert node_metrics(c.state)  # the reports stay until nodes send newer ones
+
+
+def cli(*argv: str):
+    from node.cli import build_parser
+
+    return build_parser().parse_args(list(argv))
+
+
+def test_autoscale_flags_make_a_policy_and_update_or_remove_it():
+    from consensus.services import merge_spec, parse_service_spec
+    from consensus.wire import to_plain
+    from node.cli_service import create_body, update_patch
+
+    body = create_body(cli("service", "create", "--name", "web", "--autoscale-max", "6",
+                           "--autoscale-rps", "40", "--autoscale-cooldown-down", "1m", "img"))
+    policy = parse_service_spec(body).autoscale
+    assert (policy.metric, policy.target, policy.max, policy.cooldown_down) == ("rps", 40.0, 6, 60.0)
+    current = to_plain(parse_service_spec(body))
+    patch = update_patch(current, cli("service", "update", "web", "--autoscale-cpu", "70"))
+    changed = merge_spec(parse_service_spec(body), patch).autoscale
+    assert (changed.metric, changed.target, changed.max) == ("cpu", 70.0, 6)
+    off = update_patch(current, cli("service", "update", "web", "--no-autoscale"))
+    assert merge_spec(parse_service_spec(body), off).autoscale is None
