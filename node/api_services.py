@@ -13,12 +13,13 @@ import secrets
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Literal, Optional
 
 from aiohttp import web
 
 from consensus.nodes import nodes
-from consensus.services import ServiceSpec, SpecError, merge_spec, parse_service_spec
+from consensus.services import ServiceSpec, merge_spec, parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
                              tasks, tasks_of)
@@ -26,7 +27,6 @@ from consensus.updates import RollbackService
 from consensus.wire import WireError, from_plain, to_plain
 from node.api_cluster import NODE
 from node.http_util import HttpError, json_body, result_or_raise
-from node.manifests import Manifest, ManifestError, load_manifest
 
 if TYPE_CHECKING:
     from node.server import ShoalNode
@@ -97,31 +97,6 @@ def plan_apply(current: dict[str, Service], specs: tuple[ServiceSpec, ...]) -> l
         else:
             steps.append(ApplyStep(spec, "update", service.version))
     return steps
-
-
-def read_document(text: str, strict: bool) -> Manifest:
-    """Specs from an apply body: a list of Shoal specs (JSON or YAML), or a Compose file or
-    Kubernetes documents (see node.manifests)."""
-    import yaml  # loaded on first use: most nodes never parse a file, and stay smaller
-
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise ManifestError("", f"not valid YAML or JSON: {exc}") from None
-    if len(docs) != 1 or not isinstance(docs[0], list):
-        return load_manifest(text, strict=strict)
-    specs = []
-    for i, plain in enumerate(docs[0]):
-        try:
-            specs.append(parse_service_spec(plain))
-        except SpecError as exc:
-            raise ManifestError(f"[{i}].{exc.field}" if exc.field != "<root>" else f"[{i}]",
-                                exc.reason) from None
-    names = [s.name for s in specs]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate:
-        raise ManifestError("", f"service {duplicate!r} is defined twice")
-    return Manifest(tuple(specs), ())
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -264,8 +239,11 @@ async def apply_document(request: web.Request) -> web.Response:
     except UnicodeDecodeError as exc:
         raise HttpError(400, f"the document is not UTF-8 text: {exc}", "body") from None
     strict = request.query.get("strict", "").lower() in ("1", "true", "yes")
+    # Loaded on first use: a node that never applies a file stays smaller.
+    from node.manifests import load_manifest
+
     # YAML parsing is pure Python and a large file takes a while: keep it off the loop.
-    manifest = await asyncio.to_thread(read_document, text, strict)
+    manifest = await asyncio.to_thread(partial(load_manifest, text, strict=strict))
     if not manifest.specs:
         raise HttpError(400, "the document defines no services", "body")
     with shoal.raft.read() as state:

@@ -130,17 +130,15 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:
-    from docker.errors import DockerException
-
     from node import config as cfg
-    from node.runtime.select import select_driver
+    from node.runtime.select import RuntimeUnavailable, select_driver
     from node.server import ShoalNode
 
     async def run() -> int:
         try:
             driver = await select_driver(config.runtime, config.data_dir, node_id=node_id,
                                          pull_images=config.image_pull != "never")
-        except (DockerException, ValueError) as exc:  # a runtime this machine lacks
+        except (RuntimeUnavailable, ValueError) as exc:  # a runtime this machine lacks
             print(f"shoal: runtime {config.runtime}: {exc}", file=sys.stderr)
             return 2
         fingerprint = await driver.fingerprint()

@@ -1,5 +1,6 @@
-"""Declarative files into service specs: Compose files (as `docker stack deploy` reads them)
-and Kubernetes `apps/v1` Deployments with optional `v1` Services, in one multi-document YAML.
+"""Declarative files into service specs: a YAML or JSON list of Shoal specs, Compose files (as
+`docker stack deploy` reads them) and Kubernetes `apps/v1` Deployments with optional `v1`
+Services, in one multi-document YAML.
 
 `load_manifest(text)` returns the specs and a warning for every field Shoal does not act on
 (with `strict=True` those warnings are an error): nothing is dropped silently. Errors name
@@ -428,21 +429,42 @@ def _kubernetes(r: _Reader, docs: list[dict]) -> list[ServiceSpec]:
 
 
 def load_manifest(text: str, *, strict: bool = False) -> Manifest:
-    """Specs from a Compose file or Kubernetes documents (YAML or JSON, several documents
-    allowed). Raises ManifestError on anything it cannot translate, and with `strict` on
-    any field it would ignore."""
+    """Specs from a list of Shoal specs, a Compose file or Kubernetes documents (YAML or JSON,
+    several documents allowed). Raises ManifestError on anything it cannot translate, and
+    with `strict` on any field it would ignore."""
     import yaml  # loaded on first use: most nodes never parse a file, and stay smaller
 
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        raise ManifestError("", f"not valid YAML: {exc}") from None
+        raise ManifestError("", f"not valid YAML or JSON: {exc}") from None
+    if len(docs) == 1 and isinstance(docs[0], list):
+        return _shoal_specs(docs[0])
     try:
         return _translate(docs, strict)
     except ManifestError:
         raise
     except WireError as exc:  # the unit parsers name the file's field already
         raise ManifestError(exc.field, exc.reason) from None
+
+
+def _shoal_specs(plains: list) -> Manifest:
+    specs = []
+    for i, plain in enumerate(plains):
+        try:
+            specs.append(parse_service_spec(plain))
+        except SpecError as exc:
+            raise ManifestError(f"[{i}].{exc.field}" if exc.field != "<root>" else f"[{i}]",
+                                exc.reason) from None
+    _refuse_duplicates(specs)
+    return Manifest(tuple(specs), ())
+
+
+def _refuse_duplicates(specs: list[ServiceSpec]) -> None:
+    names = [s.name for s in specs]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ManifestError("", f"service {duplicate!r} is defined twice")
 
 
 def _translate(docs: list, strict: bool) -> Manifest:
@@ -452,10 +474,7 @@ def _translate(docs: list, strict: bool) -> Manifest:
     if len(compose) + len(kube) != len(docs) or not docs:
         raise ManifestError("", "expected a Compose file (with services:) or Kubernetes documents (with kind:)")
     specs = [spec for doc in compose for spec in _compose(r, doc)] + _kubernetes(r, kube)
-    names = [s.name for s in specs]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate:
-        raise ManifestError("", f"service {duplicate!r} is defined twice")
+    _refuse_duplicates(specs)
     if strict and r.warnings:
         raise ManifestError("", "unsupported fields (strict mode): " + "; ".join(r.warnings))
     return Manifest(tuple(specs), tuple(r.warnings))

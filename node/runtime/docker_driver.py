@@ -14,7 +14,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Optional
 
-import docker
+from node.runtime.docker_sdk import docker  # first: it imports the SDK in its lean form
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.utils import parse_repository_tag

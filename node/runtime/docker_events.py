@@ -15,7 +15,7 @@ from collections import defaultdict
 from concurrent.futures import Executor
 from typing import Any, Optional
 
-import docker
+from node.runtime.docker_sdk import docker
 
 from node.runtime.model import LABEL_NODE, LABEL_TASK
 

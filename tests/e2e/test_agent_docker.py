@@ -12,7 +12,7 @@ import pytest
 
 from node.agent import Agent
 from node.agent.translate import VANISHED
-from node.runtime import DockerDriver
+from node.runtime.docker_driver import DockerDriver
 from node.runtime.model import LABEL_NODE, LABEL_TASK
 from tests.integration.agent_support import StateSource, run_agent
 

@@ -12,7 +12,8 @@ import docker
 import pytest
 
 from node.health import HealthCheck
-from node.runtime import DockerDriver, PortSpec, RunSpec, select_driver
+from node.runtime import PortSpec, RunSpec, select_driver
+from node.runtime.docker_driver import DockerDriver
 from node.runtime.model import LABEL_NODE
 from tests.support import require_docker
 

@@ -11,9 +11,9 @@ import sys
 import urllib.request
 
 import pytest
-from docker.errors import DockerException
 
 from node.runtime import PortSpec, ProcessDriver, RunSpec, select_driver
+from node.runtime.select import RuntimeUnavailable
 from node.runtime.cgroups import CgroupsV1
 from node.runtime.process_records import load_record, save_record
 from node.runtime.procfs import group_members, is_running
@@ -196,7 +196,7 @@ async def test_auto_falls_back_to_processes_without_a_docker_engine(tmp_path, mo
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     chosen = await select_driver("auto", str(tmp_path), node_id="n", docker_timeout=5)
     assert isinstance(chosen, ProcessDriver)
-    with pytest.raises(DockerException):
+    with pytest.raises(RuntimeUnavailable):
         await select_driver("docker", str(tmp_path), node_id="n", docker_timeout=5)
 
 

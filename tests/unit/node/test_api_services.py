@@ -10,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, Task, UpdateService, services
-from node.api_services import plan_apply, read_document, tasks_summary
-from node.manifests import ManifestError
+from node.api_services import plan_apply, tasks_summary
+from node.manifests import ManifestError, load_manifest
 
 
 def spec(name: str, image: str = "busybox", replicas: int = 1):
@@ -63,7 +63,7 @@ def test_a_list_of_shoal_specs_in_json_or_yaml():
              {"name": "db", "image": "postgres", "resources": {"reservations": {"memory": "1G"}}}]
     for text in (json.dumps(plain), "- name: web\n  image: nginx\n  replicas: 2\n  ports: ['8080:80']\n"
                                     "- name: db\n  image: postgres\n  resources: {reservations: {memory: 1G}}\n"):
-        manifest = read_document(text, strict=True)
+        manifest = load_manifest(text, strict=True)
         assert [s.name for s in manifest.specs] == ["web", "db"] and manifest.warnings == ()
         assert manifest.specs[1].resources.reservations.memory_bytes == 1 << 30
 
@@ -79,16 +79,16 @@ def test_a_list_of_shoal_specs_in_json_or_yaml():
 ])
 def test_bad_documents_name_the_field(text, field):
     with pytest.raises(ManifestError) as exc_info:
-        read_document(text, strict=False)
+        load_manifest(text, strict=False)
     assert exc_info.value.field == field
 
 
 def test_compose_and_kubernetes_documents_go_to_the_manifest_reader():
-    compose = read_document("services:\n  web:\n    image: nginx\n    deploy:\n      replicas: 3\n"
+    compose = load_manifest("services:\n  web:\n    image: nginx\n    deploy:\n      replicas: 3\n"
                             "    networks: [front]\n", strict=False)
     assert compose.specs[0].replicas == 3 and any("networks" in w for w in compose.warnings)
     with pytest.raises(ManifestError):
-        read_document("services:\n  web:\n    image: nginx\n    networks: [front]\n", strict=True)
+        load_manifest("services:\n  web:\n    image: nginx\n    networks: [front]\n", strict=True)
 
 
 def test_summary_counts_the_current_tasks_of_this_service_only():

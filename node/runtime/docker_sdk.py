@@ -1,0 +1,26 @@
+"""The Docker SDK, imported without requests' character-set guessing.
+
+The SDK talks to the engine through requests, and requests imports charset_normalizer only
+to guess the encoding of responses that declare none. The Docker Engine API answers JSON,
+which is UTF-8, and requests falls back to UTF-8 by itself when no detector can be
+imported; the detector costs about 2.7 MB resident, which an idle node cannot spare (its
+budget is 60 MB). A `None` entry in `sys.modules` is Python's documented way to make an
+import fail. A process that imported requests before keeps it as it is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+
+if "requests" not in sys.modules:
+    for _detector in ("charset_normalizer", "chardet"):
+        sys.modules.setdefault(_detector, None)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
+        importlib.import_module("requests")  # here, under the filter, before docker
+
+import docker  # noqa: E402
+
+__all__ = ["docker"]

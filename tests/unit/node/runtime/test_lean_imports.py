@@ -1,0 +1,35 @@
+"""What a node imports decides most of its idle memory (its budget is 60 MB): the Docker SDK
+only when the node runs Docker, and never requests' character-set detector."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def modules_after(code: str) -> dict:
+    probe = code + "\nimport json, sys\nprint(json.dumps({m: sys.modules[m] is not None for m in sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_node_running_processes_never_imports_the_docker_sdk():
+    loaded = modules_after("import node.cli, node.cli_node, node.server, node.runtime")
+    assert "node.server" in loaded
+    assert not any(m == "docker" or m.startswith("docker.") or m == "requests" for m in loaded)
+
+
+def test_the_docker_driver_loads_requests_without_a_charset_detector():
+    loaded = modules_after("import node.runtime.docker_driver")
+    assert loaded.get("docker") and loaded.get("requests")
+    assert not loaded.get("charset_normalizer") and not loaded.get("chardet")
+
+
+def test_requests_without_a_detector_reads_undeclared_text_as_utf8():
+    code = ("import node.runtime.docker_sdk, requests\n"
+            "r = requests.models.Response(); r._content = 'Zürich'.encode(); r.encoding = None\n"
+            "print(r.apparent_encoding, r.text)")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.split() == ["utf-8", "Zürich"]
