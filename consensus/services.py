@@ -22,6 +22,14 @@ from consensus.wire import WireError, from_plain, to_plain
 # How many earlier specs a service keeps for rollback.
 SPEC_HISTORY = 10
 MAX_REPLICAS = 1_000_000
+# A withdrawn endpoint leaves every node's gossip table within a few gossip rounds: each
+# round (0.2 s) sends it to 3 random members, who pass it on, so ~log3(n) rounds reach n
+# nodes (5 at 200 nodes); each load balancer then syncs after a 0.05 s debounce. 2 s covers
+# that with room for lost datagrams, and makes a rolling update only slightly slower.
+DEFAULT_STOP_DELAY = 2.0
+# A longer drain is a typo ("2m" for "2s") more likely than a wish: it would hold every
+# rollout and scale-down of the service that long.
+MAX_STOP_DELAY = 3600.0
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _CONSTRAINT = re.compile(r"\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*")
 _NODE_FIELDS = ("node.id", "node.hostname", "node.role")
@@ -181,6 +189,10 @@ class ServiceSpec:
     volume_affinity: Literal["node", "none"] = "node"
     labels: dict[str, str] = field(default_factory=dict)
     stop_grace_period: float = 10.0
+    # How long a task with endpoints keeps running after they are withdrawn, before its stop
+    # (Nomad's shutdown_delay, a Kubernetes preStop sleep): every node's load balancer must
+    # hear of the withdrawal first, or it sends new connections to a stopping task.
+    stop_delay: float = DEFAULT_STOP_DELAY
     autoscale: Optional[AutoscaleSpec] = None  # `replicas` is then the autoscaler's to move
 
     @property
@@ -312,6 +324,7 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "configs": _each(lambda item, f: {"source": item}),
     "volumes": _each(parse_volume),
     "stop_grace_period": lambda value, f: parse_duration(value, f),
+    "stop_delay": lambda value, f: parse_duration(value, f),
     "autoscale": _durations("cooldown_up", "cooldown_down"),
 }
 
@@ -449,6 +462,8 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
         else:
             check(not vol.source, f"volumes[{i}].source", "a tmpfs mount has no source")
     check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")
+    check(0 <= spec.stop_delay <= MAX_STOP_DELAY, "stop_delay",
+          f"must be between 0s and {MAX_STOP_DELAY:.0f}s, not {spec.stop_delay}")
 
 
 def _check_files(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:

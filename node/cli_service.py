@@ -159,6 +159,9 @@ SETTINGS: tuple[Setting, ...] = (
     *_policy_settings("update"),
     *_policy_settings("rollback"),
     Setting("--stop-grace-period", ("stop_grace_period",), help="e.g. 10s"),
+    Setting("--stop-delay", ("stop_delay",),
+            help="keep a task with ports running this long after its endpoints are withdrawn, "
+                 "before stopping it, so no load balancer sends it new connections (default 2s)"),
     Setting("--volume-affinity", ("volume_affinity",), choices=_choices(ServiceSpec, "volume_affinity"),
             help="node (default): a slot that used a named volume stays on the node holding its data"),
     *AUTOSCALE_SETTINGS,

@@ -33,11 +33,13 @@ class Assigned:
 
 @dataclass(frozen=True, slots=True)
 class Retire:
-    """Stop (with `grace`, or the runner's own when None), remove, then send `report`."""
+    """Wait `drain` seconds if it still runs, stop it (with `grace`, or the runner's own when
+    None), remove it, then send `report`."""
 
     task_id: str
     grace: Optional[float] = None
     report: Optional[TaskReport] = None
+    drain: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,16 @@ def _shutdown_report(task: Task) -> TaskReport:
     return TaskReport(task.id, "shutdown", message=task.message or "shut down")
 
 
+def drain_period(entry: Assigned, phase: Phase) -> float:
+    """How long a task told to shut down keeps running first. Only a running task with ports
+    can be an endpoint in some node's load balancer or DNS: the routing mesh withdraws it as
+    soon as the shutdown is committed, and the other nodes hear of that by gossip. Stopping
+    it before they have would cut the connections they still send it."""
+    if phase != "running" or entry.spec is None or not entry.spec.ports:
+        return 0.0
+    return entry.spec.stop_delay
+
+
 def decide(assigned: Mapping[str, Assigned], local: Mapping[str, Phase]) -> Decision:
     start: list[Assigned] = []
     reports: list[TaskReport] = []
@@ -94,5 +106,5 @@ def decide(assigned: Mapping[str, Assigned], local: Mapping[str, Phase]) -> Deci
             continue
         grace = entry.spec.stop_grace_period if entry.spec is not None else None
         report = None if entry.task.terminal else _shutdown_report(entry.task)
-        retire.append(Retire(task_id, grace, report))
+        retire.append(Retire(task_id, grace, report, drain_period(entry, local[task_id])))
     return Decision(tuple(start), tuple(retire), tuple(reports))

@@ -144,6 +144,13 @@ class TaskRunner:
     async def _finish(self, still_running: bool) -> None:
         request = self._retire
         assert request is not None
+        if still_running and request.drain > 0:
+            # Its endpoints are already withdrawn; the load balancers that still send it new
+            # connections stop within the drain. A timer in this task's own coroutine: the
+            # agent converges the others meanwhile, and a node stopping cancels it (the task
+            # keeps running and is retired again once the node is back).
+            log.info("agent: task %s: draining %.1f s before its stop", self.task_id, request.drain)
+            await asyncio.sleep(request.drain)
         while True:
             try:
                 async with self._slots:
