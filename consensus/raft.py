@@ -11,6 +11,7 @@ replica keeps serving reads until the new one has caught up.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import os
 import shutil
@@ -80,6 +81,24 @@ class RaftStatus:
     connected_partners: tuple[str, ...]
 
 
+class _SnapshotOnPickle:
+    """Stands for the state in pysyncobj's snapshot data and turns into its msgpack only when
+    pickled. pysyncobj asks for the data on its Raft thread, forks, and pickles in the child
+    (`useFork`, on by default): the child holds the state exactly as it was at the fork, and
+    the Raft thread no longer spends a second or more of a large state's serialization while
+    its followers wait for heartbeats. It pickles exactly as the bytes themselves would (under
+    pysyncobj's protocol 2, bytes are `_codecs.encode(text, "latin1")`), so dump files and the
+    restricted unpickler are unchanged."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: ClusterState) -> None:
+        self._state = state
+
+    def __reduce__(self) -> tuple:
+        return codecs.encode, (self._state.to_msgpack().decode("latin1"), "latin1")
+
+
 class _Replica(SyncObjConsumer):
     """The replicated object. Its snapshot is the msgpack of the ClusterState."""
 
@@ -90,8 +109,9 @@ class _Replica(SyncObjConsumer):
         self._on_change = on_change
 
     def _serialize(self) -> dict:
-        with self.lock:
-            return {"state": self.state.to_msgpack()}
+        # Called on the Raft thread, which is also the only one that applies commands: the
+        # state cannot change between this call and the fork that pickles it.
+        return {"state": _SnapshotOnPickle(self.state)}
 
     def _deserialize(self, data: dict) -> None:
         restored = ClusterState.from_msgpack(data["state"])
@@ -189,11 +209,23 @@ class RaftNode:
                 return False
             seen = await self.wait_changed(seen, timeout=min(0.5, deadline - loop.time()))
         leader_deadline = min(deadline, loop.time() + leader_timeout)
-        while not (self.leader() is not None and settled(self._syncobj.raftCommitIndex)):
+        while not (self.leader() is not None and settled(self._syncobj.raftCommitIndex)
+                   and self._committed_in_term()):
             if loop.time() >= leader_deadline:
                 return self.leader() is None  # no leader: nothing newer to be had
             seen = await self.wait_changed(seen, timeout=min(0.25, leader_deadline - loop.time()))
         return True
+
+    def _committed_in_term(self) -> bool:
+        """A leader knows what is committed only once an entry of its own term is: until its
+        election no-op commits, its commit index may still be the snapshot's (Raft §5.4.2),
+        and the journal's later entries are not applied yet. pysyncobj keeps that entry's
+        index privately; followers learn the commit index from such a leader."""
+        so = self._syncobj
+        if so is None or not so._isLeader():
+            return True
+        noop = getattr(so, "_SyncObj__noopIDx", None)
+        return noop is not None and so.raftLastApplied >= noop
 
     def stop(self) -> None:
         if self._syncobj is not None:

@@ -1,0 +1,63 @@
+"""Log compaction: the snapshot is the msgpack of the state, made in pysyncobj's forked
+child rather than on the Raft thread, and a node restarted from its dump serves nothing
+until it has every write again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pysyncobj.pickle as pysyncobj_pickle
+
+import consensus  # noqa: F401  (registers commands and tables)
+from consensus.model import Node
+from consensus.nodes import RegisterNode, nodes
+from consensus.raft import RaftNode, RaftTuning, _Replica
+from consensus.state import ClusterState
+from node.localcluster import wait_for
+from tests.unit.consensus.test_raft_changes import free_port
+
+
+def test_the_snapshot_is_encoded_only_when_pickled(monkeypatch):
+    replica = _Replica(lambda: None)
+    encoded = []
+    real = ClusterState.to_msgpack
+    monkeypatch.setattr(ClusterState, "to_msgpack", lambda self: encoded.append(1) or real(self))
+    data = replica._serialize()
+    assert encoded == []  # nothing done on the Raft thread yet
+    restored = pysyncobj_pickle.loads(pysyncobj_pickle.dumps(data))
+    assert encoded == [1] and restored["state"] == real(replica.state)
+
+
+async def test_a_node_restarted_after_compaction_has_every_write(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    tuning = RaftTuning(compaction_min_entries=40, compaction_min_time=0.5)
+    raft = RaftNode(data_dir=str(tmp_path), address=address, password="test", tuning=tuning)
+    raft.start("voter", [])
+    dump = os.path.join(tmp_path, "raft", "voter.dump")
+    try:
+        await wait_for(lambda: _leads(raft), timeout=20, what="a leader")
+        for i in range(120):
+            node = Node(f"n{i}", f"n{i}", f"127.0.0.{i + 1}", 7420, 7421, 7422)
+            assert (await raft.propose(RegisterNode(node))).ok
+
+        async def dumped() -> bool:
+            return os.path.exists(dump)
+
+        await wait_for(dumped, timeout=30, what="a compaction dump")
+    finally:
+        raft.stop()
+    restarted = RaftNode(data_dir=str(tmp_path), address=address, password="test", tuning=tuning)
+    restarted.start("voter", [])
+    try:
+        # Served only once every write is back: the dump, then the journal after it.
+        assert await restarted.wait_replayed(timeout=30, leader_timeout=20)
+        with restarted.read() as state:
+            assert sorted(nodes(state)) == sorted(f"n{i}" for i in range(120))
+    finally:
+        restarted.stop()
+
+
+async def _leads(raft: RaftNode) -> bool:
+    await asyncio.sleep(0)
+    return raft.is_leader()
