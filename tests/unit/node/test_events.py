@@ -12,7 +12,7 @@ from consensus.updates import RollbackService
 from node.cli_rollout import parse_sse
 from node.api_events import sse
 from node.event_feed import EventFeed, EventHub
-from node.events import Event, diff_states
+from node.events import Event, _changed, diff_states
 from scheduler.view import StateView
 from tests.unit.scheduler.helpers import Cluster
 
@@ -110,3 +110,14 @@ async def test_sse_frames_read_back():
 
     read = [(kind, data["seq"], data["message"]) async for kind, data in parse_sse(lines())]
     assert read == [("task.state", 1, "event 1"), ("task.state", 2, "event 2")]
+
+
+@given(st.dictionaries(st.text("abc", max_size=3), st.integers(0, 3)),
+       st.dictionaries(st.text("abc", max_size=3), st.integers(0, 3)))
+def test_only_rows_added_replaced_or_removed_count_as_changed(old_plan, new_plan):
+    # Rows are objects: the same number in both plans stands for the very same row object.
+    rows = [object() for _ in range(4)]
+    before = {k: rows[v] for k, v in old_plan.items()}
+    after = {k: rows[v] for k, v in new_plan.items()}
+    expected = sorted(k for k in before.keys() | after.keys() if before.get(k) is not after.get(k))
+    assert _changed(before, after) == expected

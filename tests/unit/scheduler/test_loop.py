@@ -11,7 +11,7 @@ import pytest
 from consensus.nodes import SetNodeStatus
 from consensus.state import Result
 from consensus.tasks import AssignTasks, ReportTaskStatus, TaskReport, tasks
-from scheduler.loop import SchedulerLoop
+from scheduler.loop import SchedulerLoop, random_ids
 from scheduler.view import StateView
 from tests.unit.scheduler.helpers import Cluster
 
@@ -123,3 +123,10 @@ async def test_stop_cancels_a_round_stuck_in_propose():
     await stuck.wait()
     await h.loop.stop(timeout=0.1)
     assert runner.done()
+
+
+def test_task_ids_are_random_128_bit_hex_across_pool_refills():
+    ids = random_ids(block=8)
+    drawn = [next(ids) for _ in range(1000)]  # 125 refills of the pool
+    assert len(set(drawn)) == len(drawn)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in drawn)
