@@ -5,12 +5,15 @@ snapshots and data dirs hold ciphertext only, and no answer of this API holds a 
 content, except the internal one that hands it to the agent of a node running a task that
 uses it. Configs are kept plain, and `inspect` shows their content (as Swarm does).
 Content travels base64-encoded in JSON (`{"name": ..., "data": ...}`), so any bytes fit.
+With `"exist_ok": true` (what `shoal apply` sends), a create that finds the name taken by the
+same content answers 200 with it, and one with other content a 409 that says so.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import secrets as token_source
 import time
 from typing import Optional
@@ -49,13 +52,15 @@ def parse_create(kind: Kind, body: object) -> tuple[str, bytes]:
     """The name and content of a create request, or HttpError naming the bad field."""
     if not isinstance(body, dict):
         raise HttpError(400, f"must be an object with name and data, not {type(body).__name__}", "body")
-    unknown = sorted(set(body) - {"name", "data"})
+    unknown = sorted(set(body) - {"name", "data", "exist_ok"})
     if unknown:
         raise HttpError(400, "unknown field", unknown[0])
     name = body.get("name")
     problem = name_problem(name)
     if problem:
         raise HttpError(400, problem, "name")
+    if not isinstance(body.get("exist_ok", False), bool):
+        raise HttpError(400, f"must be true or false, not {body['exist_ok']!r}"[:200], "exist_ok")
     raw = body.get("data")
     if not isinstance(raw, str):
         raise HttpError(400, f"must be the {kind}'s content, base64-encoded, not {raw!r}"[:200], "data")
@@ -113,9 +118,14 @@ async def inspect_blob(request: web.Request) -> web.Response:
 async def create_blob(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     kind = _kind(request)
-    name, data = parse_create(kind, await json_body(request))
+    body = await json_body(request)
+    name, data = parse_create(kind, body)
     with shoal.raft.read() as state:
-        taken = name in blobs(state, kind)
+        taken = blobs(state, kind).get(name)
+        users = users_of(state, kind, name)
+    if taken and body.get("exist_ok"):
+        refuse_other_content(taken, SecretBox(shoal.keys.secret), data)
+        return web.json_response(blob_json(taken, users), status=200)
     if taken:  # the state machine checks again at commit; this answer names the field
         raise HttpError(409, f"{kind} {name!r} already exists", "name")
     stored = SecretBox(shoal.keys.secret).seal(name, data) if kind == "secret" else data
@@ -124,6 +134,21 @@ async def create_blob(request: web.Request) -> web.Response:
     with shoal.raft.read() as state:
         blob = _blob_or_404(state, kind, name)
     return web.json_response(blob_json(blob, []), status=201)
+
+
+def refuse_other_content(blob: Blob, box: SecretBox, data: bytes) -> None:
+    """A 409 unless `blob` holds `data`: secrets and configs cannot change, so going on with
+    the old content would run services on stale data. Telling a caller whether its guess is a
+    secret's content reveals nothing it could not read by mounting the secret in a service."""
+    try:
+        stored = box.open(blob.name, blob.data) if blob.kind == "secret" else blob.data
+    except SecretSealError as exc:
+        raise HttpError(500, str(exc), "data") from None
+    if not hmac.compare_digest(stored, data):
+        raise HttpError(409, f"{blob.kind} {blob.name!r} already exists with other content, and "
+                        f"{blob.kind}s cannot change: create it under a new name and refer to that, "
+                        f"or remove the old one (shoal {blob.kind} rm {blob.name}) when no service uses it",
+                        "data")
 
 
 @routes.delete(f"/v1/{_PLURAL}/{{name}}")

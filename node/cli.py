@@ -49,7 +49,7 @@ def _api_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from node import cli_node, cli_secret, cli_service, cli_volume  # subcommands live beside their handlers
+    from node import cli_apply, cli_node, cli_secret, cli_service, cli_volume  # subcommands live beside their handlers
 
     parser = argparse.ArgumentParser(prog="shoal", description="Shoal: a peer-to-peer "
                                      "container orchestrator.")
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _api_options()
     cli_node.register(sub, common)
     cli_service.register(sub, common)
+    cli_apply.register(sub, common)
     cli_volume.register(sub, common)
     cli_secret.register(sub, common)
     return parser

@@ -1,4 +1,4 @@
-"""`shoal service ...` and `shoal apply`: flags as `docker service` has them.
+"""`shoal service ...`: flags as `docker service` has them.
 
 The CLI only translates flags into a plain spec (or a patch) and lets the API validate it,
 so the server stays the one place that decides what a valid spec is; argparse rejects only
@@ -341,12 +341,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     rm.add_argument("names", nargs="+", metavar="SERVICE")
     rm.set_defaults(handler=_rm)
 
-    apply = sub.add_parser("apply", parents=[common],
-                           help="create or update services from a Compose or Kubernetes file")
-    apply.add_argument("-f", "--file", required=True, help="the file ('-' reads standard input)")
-    apply.add_argument("--strict", action="store_true", help="unsupported fields are errors")
-    apply.set_defaults(handler=_apply)
-
 
 # -- handlers --------------------------------------------------------------------------
 
@@ -442,18 +436,3 @@ async def _read_file(path: str) -> bytes:
         return await asyncio.to_thread(Path(path).read_bytes)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _render_apply(answer: dict) -> None:
-    output.table(("SERVICE", "ACTION", "VERSION"),
-                 ((s["name"], s["action"], s["version"]) for s in answer["services"]))
-    for warning in answer["warnings"]:
-        print(f"warning: {warning}", file=sys.stderr)
-
-
-async def _apply(args, client: ShoalClient) -> int:
-    document = await _read_file(args.file)
-    answer = await client.request("POST", "/v1/apply", data=document,
-                                  params={"strict": "1"} if args.strict else None,
-                                  content_type="application/yaml")
-    return emit(args, answer, _render_apply)

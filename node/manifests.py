@@ -17,42 +17,18 @@ from typing import Any, Optional
 from consensus.services import ServiceSpec, SpecError, parse_port, parse_service_spec
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError
-
-
-class ManifestError(SpecError):
-    """A file cannot be applied: `field` is the path in the file, `reason` says why."""
+from node.compose_refs import (FileSource, read_definitions, service_files, service_volumes,
+                               used_sources)
+from node.manifest_reader import ManifestError, Reader
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
     specs: tuple[ServiceSpec, ...]
     warnings: tuple[str, ...]
-
-
-class _Reader:
-    """Walks one document, collecting warnings for fields it does not understand."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def unsupported(self, value: dict, known: set[str], where: str) -> None:
-        for key in value:
-            if key not in known:
-                self.warnings.append(f"{where}.{key}: not supported, ignored")
-
-    def mapping(self, value: Any, where: str) -> dict:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ManifestError(where, f"must be a mapping, not {type(value).__name__}")
-        return value
-
-    def listing(self, value: Any, where: str) -> list:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise ManifestError(where, f"must be a list, not {type(value).__name__}")
-        return value
+    # The secrets and configs a Compose file defines and its services use: the CLI creates
+    # them before it applies the services.
+    files: tuple[FileSource, ...] = ()
 
 
 def _words(value: Any, where: str) -> list[str]:
@@ -77,13 +53,13 @@ def _spec(plain: dict, where: str, fields: dict[str, str]) -> ServiceSpec:
 # -- Compose ------------------------------------------------------------------------------
 
 _COMPOSE_KEYS = {"image", "command", "entrypoint", "environment", "ports", "healthcheck", "deploy",
-                 "labels", "stop_grace_period", "secrets", "volumes"}
+                 "labels", "stop_grace_period", "secrets", "configs", "volumes"}
 _DEPLOY_KEYS = {"mode", "replicas", "resources", "placement", "restart_policy", "update_config",
                 "rollback_config", "labels"}
 _UPDATE_KEYS = {"parallelism", "delay", "order", "monitor", "failure_action", "max_failure_ratio"}
 
 
-def _compose_ports(r: _Reader, ports: list, where: str) -> list:
+def _compose_ports(r: Reader, ports: list, where: str) -> list:
     out = []
     for i, port in enumerate(ports):
         at = f"{where}[{i}]"
@@ -101,7 +77,7 @@ def _compose_ports(r: _Reader, ports: list, where: str) -> list:
     return out
 
 
-def _compose_health(r: _Reader, health: dict, where: str) -> dict:
+def _compose_health(r: Reader, health: dict, where: str) -> dict:
     r.unsupported(health, {"test", "interval", "timeout", "retries", "start_period", "disable"}, where)
     test = health.get("test")
     if health.get("disable") or test in (["NONE"], "NONE"):
@@ -123,7 +99,7 @@ def _compose_health(r: _Reader, health: dict, where: str) -> dict:
     return plain
 
 
-def _compose_resources(r: _Reader, resources: dict, where: str) -> dict:
+def _compose_resources(r: Reader, resources: dict, where: str) -> dict:
     out = {}
     r.unsupported(resources, {"limits", "reservations"}, where)
     for kind in ("limits", "reservations"):
@@ -138,7 +114,7 @@ def _compose_resources(r: _Reader, resources: dict, where: str) -> dict:
     return out
 
 
-def _compose_deploy(r: _Reader, deploy: dict, where: str, plain: dict) -> None:
+def _compose_deploy(r: Reader, deploy: dict, where: str, plain: dict) -> None:
     r.unsupported(deploy, _DEPLOY_KEYS, where)
     for key in ("mode", "replicas"):
         if key in deploy:
@@ -175,11 +151,10 @@ def _labels(value: Any, where: str) -> dict[str, str]:
     raise ManifestError(where, f"must be a mapping or a list of KEY=VALUE, not {value!r}")
 
 
-def _compose(r: _Reader, doc: dict) -> list[ServiceSpec]:
-    r.unsupported(doc, {"version", "services", "secrets", "volumes"}, "")
-    for top in ("secrets", "volumes"):
-        for name in r.mapping(doc.get(top), top):
-            r.warnings.append(f"{top}.{name}: the definition is not supported; services refer to it by name")
+def _compose(r: Reader, doc: dict) -> tuple[list[ServiceSpec], tuple[FileSource, ...]]:
+    r.unsupported(doc, {"version", "services", "secrets", "configs", "volumes"}, "")
+    defs = read_definitions(r, doc)
+    used: set = set()
     specs = []
     for name, svc in r.mapping(doc.get("services"), "services").items():
         where = f"services.{name}"
@@ -202,9 +177,15 @@ def _compose(r: _Reader, doc: dict) -> list[ServiceSpec]:
                                               f"{where}.healthcheck")
         plain["labels"] = _labels(svc.get("labels"), f"{where}.labels")
         _compose_deploy(r, r.mapping(svc.get("deploy"), f"{where}.deploy"), f"{where}.deploy", plain)
-        for key in ("stop_grace_period", "secrets", "volumes"):
+        if "stop_grace_period" in svc:
+            plain["stop_grace_period"] = svc["stop_grace_period"]
+        for kind, key in (("secret", "secrets"), ("config", "configs")):
             if key in svc:
-                plain[key] = svc[key]
+                plain[key] = service_files(r, defs, kind, r.listing(svc[key], f"{where}.{key}"),
+                                           f"{where}.{key}", used)
+        if "volumes" in svc:
+            plain["volumes"] = service_volumes(r, defs, r.listing(svc["volumes"], f"{where}.volumes"),
+                                               f"{where}.volumes")
         specs.append(_spec(plain, where, {"replicas": "deploy.replicas", "mode": "deploy.mode",
                                           "restart": "deploy.restart_policy",
                                           "update": "deploy.update_config",
@@ -214,7 +195,7 @@ def _compose(r: _Reader, doc: dict) -> list[ServiceSpec]:
                                           "resources": "deploy.resources",
                                           "constraints": "deploy.placement.constraints",
                                           "preferences": "deploy.placement.preferences"}))
-    return specs
+    return specs, used_sources(r, defs, used)
 
 
 # -- Kubernetes ---------------------------------------------------------------------------
@@ -234,7 +215,7 @@ def _kube_port(value: Any, named: dict[str, int], where: str) -> int:
     raise ManifestError(where, f"must be a port number or a container port's name, not {value!r}")
 
 
-def _kube_probe(r: _Reader, probe: dict, named: dict[str, int], where: str) -> dict:
+def _kube_probe(r: Reader, probe: dict, named: dict[str, int], where: str) -> dict:
     r.unsupported(probe, {"httpGet", "tcpSocket", "exec", "periodSeconds", "timeoutSeconds",
                           "failureThreshold", "initialDelaySeconds", "successThreshold"}, where)
     if "httpGet" in probe:
@@ -258,7 +239,7 @@ def _kube_probe(r: _Reader, probe: dict, named: dict[str, int], where: str) -> d
     return plain
 
 
-def _kube_resources(r: _Reader, resources: dict, where: str) -> dict:
+def _kube_resources(r: Reader, resources: dict, where: str) -> dict:
     r.unsupported(resources, {"requests", "limits"}, where)
     out = {}
     for source, target in (("requests", "reservations"), ("limits", "limits")):
@@ -273,7 +254,7 @@ def _kube_resources(r: _Reader, resources: dict, where: str) -> dict:
     return out
 
 
-def _kube_container(r: _Reader, container: dict, where: str, plain: dict) -> dict[str, int]:
+def _kube_container(r: Reader, container: dict, where: str, plain: dict) -> dict[str, int]:
     """Fill `plain` from the container; returns its port names."""
     r.unsupported(container, _CONTAINER_KEYS, where)
     plain["image"] = container.get("image")
@@ -313,7 +294,7 @@ def _kube_container(r: _Reader, container: dict, where: str, plain: dict) -> dic
     return named
 
 
-def _kube_update(r: _Reader, strategy: dict, replicas: int, where: str) -> Optional[dict]:
+def _kube_update(r: Reader, strategy: dict, replicas: int, where: str) -> Optional[dict]:
     r.unsupported(strategy, {"type", "rollingUpdate"}, where)
     if strategy.get("type") == "Recreate":
         return {"parallelism": 0, "order": "stop-first"}
@@ -335,7 +316,7 @@ def _kube_update(r: _Reader, strategy: dict, replicas: int, where: str) -> Optio
             "order": "start-first" if surge and not unavailable else "stop-first"}
 
 
-def _deployment(r: _Reader, doc: dict, where: str, services: list[tuple[dict, str]]) -> ServiceSpec:
+def _deployment(r: Reader, doc: dict, where: str, services: list[tuple[dict, str]]) -> ServiceSpec:
     r.unsupported(doc, {"apiVersion", "kind", "metadata", "spec"}, where)
     meta = r.mapping(doc.get("metadata"), f"{where}.metadata")
     r.unsupported(meta, {"name", "labels"}, f"{where}.metadata")
@@ -382,7 +363,7 @@ def _selects(service: dict, pod_labels: dict[str, str]) -> bool:
     return bool(selector) and all(pod_labels.get(str(k)) == str(v) for k, v in selector.items())
 
 
-def _publish(r: _Reader, service: dict, where: str, plain: dict, named: dict[str, int]) -> None:
+def _publish(r: Reader, service: dict, where: str, plain: dict, named: dict[str, int]) -> None:
     """A v1 Service's ports become published ports of the Deployment it selects."""
     spec = r.mapping(service.get("spec"), f"{where}.spec")
     kind = spec.get("type", "ClusterIP")
@@ -406,7 +387,7 @@ def _kube_where(doc: dict) -> str:
     return f"{doc.get('kind')}/{name}"
 
 
-def _kubernetes(r: _Reader, docs: list[dict]) -> list[ServiceSpec]:
+def _kubernetes(r: Reader, docs: list[dict]) -> list[ServiceSpec]:
     services, deployments, matched = [], [], set()
     for doc in docs:
         api, kind, where = doc.get("apiVersion"), doc.get("kind"), _kube_where(doc)
@@ -468,13 +449,18 @@ def _refuse_duplicates(specs: list[ServiceSpec]) -> None:
 
 
 def _translate(docs: list, strict: bool) -> Manifest:
-    r = _Reader()
+    r = Reader()
     compose = [d for d in docs if isinstance(d, dict) and "services" in d and "kind" not in d]
     kube = [d for d in docs if isinstance(d, dict) and "kind" in d]
     if len(compose) + len(kube) != len(docs) or not docs:
         raise ManifestError("", "expected a Compose file (with services:) or Kubernetes documents (with kind:)")
-    specs = [spec for doc in compose for spec in _compose(r, doc)] + _kubernetes(r, kube)
+    specs, files = [], []
+    for doc in compose:
+        doc_specs, doc_files = _compose(r, doc)
+        specs += doc_specs
+        files += doc_files
+    specs += _kubernetes(r, kube)
     _refuse_duplicates(specs)
     if strict and r.warnings:
         raise ManifestError("", "unsupported fields (strict mode): " + "; ".join(r.warnings))
-    return Manifest(tuple(specs), tuple(r.warnings))
+    return Manifest(tuple(specs), tuple(r.warnings), tuple(files))
