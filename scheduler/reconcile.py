@@ -61,8 +61,15 @@ def node_problem(node: Optional[Node], spec: ServiceSpec) -> str:
 
 
 class _Planner:
-    def __init__(self, view: StateView, now: float, new_id: Callable[[], str]) -> None:
+    def __init__(self, view: StateView, now: float, new_id: Callable[[], str],
+                 max_new_slots: Optional[int]) -> None:
         self.view, self.now, self.new_id = view, now, new_id
+        # Tasks for slots that have none: a round places a bounded batch, so making the rest
+        # now would only be thrown away (100,000 at once cost more than placing a batch).
+        self.slots_left = max_new_slots
+        # Per service, as tasks are made and checked: what depends on the spec alone.
+        self._host_ports: tuple = ()
+        self._node_problems: dict[str, str] = {}
         self.stop: list[StopTask] = []
         self.remove: list[str] = []
         self.create: list[Task] = []
@@ -83,6 +90,7 @@ class _Planner:
     # -- one service -----------------------------------------------------------------
     def service(self, service: Service, tasks: list[Task]) -> None:
         spec = service.spec
+        self._host_ports, self._node_problems = spec.host_ports, {}
         live: defaultdict[SlotKey, list[Task]] = defaultdict(list)
         for task in tasks:
             if task.desired == "running":
@@ -91,7 +99,7 @@ class _Planner:
             wanted = {(slot, "") for slot in range(1, spec.replicas + 1)}
         else:
             wanted = {(0, node.id) for node in self.view.nodes.values()
-                      if node.availability == "active" and not node_problem(node, spec)}
+                      if node.availability == "active" and not self.node_problem(node, spec)}
         left_alone: list[SlotTasks] = []
         for key in sorted(live):
             slot = sort_slot(key, live[key], lambda t: current(service, t),
@@ -105,7 +113,10 @@ class _Planner:
                 self.stop.append(StopTask(slot.handover.id, "service scaled down"))
             if self.slot(service, slot.primary, key in wanted):
                 left_alone.append(slot)
-        for slot, node_id in sorted(wanted - live.keys()):
+        missing = sorted(wanted - live.keys())
+        if self.slots_left is not None:
+            missing, self.slots_left = missing[:self.slots_left], max(0, self.slots_left - len(missing))
+        for slot, node_id in missing:
             self.new(service, slot, node_id, restarts=0)
         self.collect([t for t in tasks if t.desired == "shutdown"], service_exists=True)
         step = plan_rollout(service, left_alone, self.view.tasks, self.now,
@@ -127,7 +138,7 @@ class _Planner:
             if spec.mode == "replicated":
                 self.stop.append(StopTask(task.id, "service scaled down"))
                 return False
-            problem = node_problem(node, spec)
+            problem = self.node_problem(node, spec)
             if problem:  # a global task lives and dies with its node's eligibility
                 self.stop.append(StopTask(task.id, problem))
                 return False
@@ -138,13 +149,21 @@ class _Planner:
                 return False
             self.pending.append(task)
         elif not task.terminal:
-            problem = node_problem(node, spec)
+            problem = self.node_problem(node, spec)
             if problem:
                 self.replace(service, task, problem, task.restarts)
                 return False
         elif wanted:
             self.restart(service, task)
         return True
+
+    def node_problem(self, node: Optional[Node], spec: ServiceSpec) -> str:
+        """node_problem, once per node and service: a service's tasks share their nodes."""
+        if node is None:
+            return node_problem(node, spec)
+        if node.id not in self._node_problems:
+            self._node_problems[node.id] = node_problem(node, spec)
+        return self._node_problems[node.id]
 
     def restart(self, service: Service, task: Task) -> None:
         """A task ended while told to run: replace it as its restart policy says, after backoff."""
@@ -175,7 +194,7 @@ class _Planner:
         spec = service.spec
         return Task(id=self.new_id(), service_id=service.id, service=service.name, slot=slot,
                     spec_version=service.version, node_id=node_id, restarts=restarts,
-                    reserved=spec.resources.reservations, host_ports=spec.host_ports,
+                    reserved=spec.resources.reservations, host_ports=self._host_ports,
                     created_at=self.now, updated_at=self.now)
 
     def collect(self, ended: list[Task], service_exists: bool) -> None:
@@ -195,5 +214,8 @@ class _Planner:
             self.remove.extend(t.id for t in old[:max(0, len(old) - keep)])
 
 
-def reconcile(view: StateView, now: float, new_id: Callable[[], str]) -> Plan:
-    return _Planner(view, now, new_id).plan()
+def reconcile(view: StateView, now: float, new_id: Callable[[], str],
+              max_new_slots: Optional[int] = None) -> Plan:
+    """`max_new_slots` bounds the tasks made for slots that have none (the rest wait for a
+    later round); replacements and rollout steps are never held back."""
+    return _Planner(view, now, new_id, max_new_slots).plan()

@@ -64,6 +64,8 @@ class SlotTasks:
 
 def sort_slot(key: SlotKey, live: list[Task], current: Callable[[Task], bool],
               ready: Callable[[Task], bool]) -> SlotTasks:
+    if len(live) == 1:  # the common case, every round for every slot: nothing to sort out
+        return SlotTasks(key, live[0])
     by_age = sorted(live, key=lambda t: (t.created_at, t.id))
     fresh = [t for t in by_age if current(t)]
     primary = (fresh or by_age)[-1]

@@ -27,7 +27,7 @@ class Round:
 
 def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], str],
              max_new_tasks: int = MAX_NEW_TASKS) -> Round:
-    plan = reconcile(view, now, new_id)
+    plan = reconcile(view, now, new_id, max_new_tasks)
     created = plan.create[:max_new_tasks]
     earlier = plan.pending
     result = place(view, [*earlier, *created], seed)

@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from consensus.services import RestartPolicy
 from consensus.tasks import DeleteService, services, tasks
-from scheduler.reconcile import MAX_BACKOFF, TASK_HISTORY, restart_backoff
+from scheduler.reconcile import MAX_BACKOFF, TASK_HISTORY, reconcile, restart_backoff
+from scheduler.view import StateView
 from tests.unit.scheduler.helpers import Cluster, make_node
 
 
@@ -202,3 +203,13 @@ def test_every_slot_runs_at_most_once_through_any_history(events):
         assert Counter(t.slot for t in live) == Counter(range(1, replicas + 1))
         ready = {n.id for n in c.state.table("nodes").values() if n.status == "ready" and n.availability == "active"}
         assert all(t.node_id in ready for t in live if t.state == "assigned")
+
+
+def test_a_round_makes_at_most_its_batch_of_new_slots_and_the_next_rounds_the_rest():
+    c = Cluster(3)
+    c.create(name="web", replicas=7)
+    view = StateView.capture(c.state)
+    plan = reconcile(view, c.now, iter(str(i) for i in range(100)).__next__, max_new_slots=3)
+    assert sorted(t.slot for t in plan.create) == [1, 2, 3]
+    c.settle()
+    assert slots(c) == [1, 2, 3, 4, 5, 6, 7]
