@@ -10,7 +10,7 @@ is a `CodecError`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import msgpack
 
@@ -30,6 +30,15 @@ class CommandType:
     tag: str
     version: int
     cls: type
+    # The payload's plain form: by default the dataclass's own (wire.to_plain/from_plain);
+    # a command may register a compact one (see `compact_form`).
+    to_payload: Callable[[Any], Any] = to_plain
+    from_payload: Optional[Callable[[Any], Any]] = None
+
+    def decode_payload(self, payload: Any) -> Any:
+        if self.from_payload is not None:
+            return self.from_payload(payload)
+        return from_plain(self.cls, payload, "")
 
 
 _BY_TAG: dict[str, CommandType] = {}
@@ -50,6 +59,15 @@ def command(tag: str, version: int = 1) -> Callable[[type[T]], type[T]]:
     return register
 
 
+def compact_form(cls: type, version: int, to_payload: Callable[[Any], Any],
+                 from_payload: Callable[[Any], Any]) -> None:
+    """Give a registered command a payload form of its own, as schema `version`.
+    `from_payload` must check what it reads as strictly as from_plain, raising WireError."""
+    kind = _BY_CLASS[cls]
+    compact = CommandType(kind.tag, version, cls, to_payload, from_payload)
+    _BY_TAG[kind.tag] = _BY_CLASS[cls] = compact
+
+
 def tag_of(cmd: Any) -> str:
     return _BY_CLASS[type(cmd)].tag
 
@@ -64,7 +82,7 @@ def encode(cmd: Any, request_id: str = "") -> bytes:
     kind = _BY_CLASS.get(type(cmd))
     if kind is None:
         raise CodecError(f"{type(cmd).__name__} is not a registered command")
-    return msgpack.packb([FORMAT, kind.tag, kind.version, request_id, to_plain(cmd)],
+    return msgpack.packb([FORMAT, kind.tag, kind.version, request_id, kind.to_payload(cmd)],
                          use_bin_type=True)
 
 
@@ -86,7 +104,7 @@ def decode(data: bytes) -> Envelope:
     if not isinstance(request_id, str):
         raise CodecError("request_id must be a string")
     try:
-        cmd = from_plain(kind.cls, payload, "")
+        cmd = kind.decode_payload(payload)
     except WireError as exc:
         raise CodecError(f"{tag}: {exc}") from None
     return Envelope(cmd, request_id)
