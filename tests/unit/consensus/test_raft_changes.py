@@ -46,3 +46,20 @@ async def test_a_change_arriving_with_the_cancellation_does_not_keep_a_loop_aliv
             kept_running.append(turns)
             loop.cancel()  # end it for good
     assert kept_running == [], "cancelled loops kept running"
+
+
+def test_time_spent_applying_does_not_count_toward_an_election():
+    # pysyncobj keeps the deadline private: this fails, rather than silently doing nothing,
+    # should an upgrade rename it.
+    from pysyncobj import SyncObj, SyncObjConf
+
+    from consensus.raft import _forgive_busy_time
+
+    follower = SyncObj(f"127.0.0.1:{free_port()}", [f"127.0.0.1:{free_port()}"],
+                       SyncObjConf(autoTick=False))
+    try:
+        before = follower._SyncObj__raftElectionDeadline
+        _forgive_busy_time(follower, 0.5)
+        assert follower._SyncObj__raftElectionDeadline == before + 0.5
+    finally:
+        follower.destroy()
