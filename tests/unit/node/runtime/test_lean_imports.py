@@ -33,3 +33,11 @@ def test_requests_without_a_detector_reads_undeclared_text_as_utf8():
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
                          text=True, check=True)
     assert out.stdout.split() == ["utf-8", "Zürich"]
+
+
+def test_a_node_process_holds_no_other_command_groups():
+    loaded = modules_after("import node.cli\nnode.cli.build_parser(['node', 'start', '--help'])")
+    assert "node.cli_node" in loaded
+    assert not {"node.cli_service", "node.cli_apply", "node.cli_secret", "node.cli_volume"} & set(loaded)
+    everything = modules_after("import node.cli\nnode.cli.build_parser(['--help'])")
+    assert {"node.cli_service", "node.cli_apply", "node.cli_secret", "node.cli_volume"} <= set(everything)
