@@ -114,12 +114,13 @@ def _bootstrap(state: ClusterState, cmd: BootstrapCluster) -> Result:
 def _register(state: ClusterState, cmd: RegisterNode) -> Result:
     new = cmd.node
     table = nodes(state)
+    # Every registration looks at every node: compare fields, never build strings per node.
     for other in table.values():
         if other.id == new.id:
             continue
         if other.name == new.name:
             return Result.fail(f"node name {new.name!r} is taken by node {other.id}", 409)
-        if other.raft_address == new.raft_address:
+        if other.raft_port == new.raft_port and other.address == new.address:
             return Result.fail(f"raft address {new.raft_address} is used by node {other.name}", 409)
     old = table.get(new.id)
     if old is not None:
