@@ -305,7 +305,7 @@ def main() -> None:
         snapshot = snapshot_figures(args.nodes, args.tasks, args.services)
         print(f"snapshot at {snapshot['tasks_assigned']} assigned tasks: "
               f"{snapshot['snapshot_bytes'] / 1e6:.1f} MB msgpack, serialized in "
-              f"{snapshot['serialize_s']:.2f} s (on the Raft thread, before compaction forks), "
+              f"{snapshot['serialize_s']:.2f} s (at compaction, in the forked child: off the Raft thread), "
               f"restored in {snapshot['restore_s']:.2f} s; "
               f"applying every round took {snapshot['apply_s']:.2f} s in all")
         print(f"\n{'':24s}{'this run':>14s}{'target':>12s}")
