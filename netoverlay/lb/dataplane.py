@@ -6,7 +6,6 @@ the ports that ask for either are still served by the proxy; everything else is 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from typing import Literal, Protocol

@@ -10,7 +10,7 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import LocalCluster, started_cluster, wait_for
+from node.localcluster import started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -81,7 +81,7 @@ async def test_starting_twice_keeps_one_process(driver):
 
 async def test_stop_sends_sigterm_then_kills_after_the_grace(driver, data_dir):
     polite = await driver.start(web("polite"))
-    stubborn = await driver.start(RunSpec(
+    await driver.start(RunSpec(
         "stubborn", "web", 2, "", command=("sh", "-c", "trap '' TERM; echo ready; sleep 60 & wait")))
     await get(f"http://127.0.0.1:{polite.endpoint(8000).port}/")
     await until_logged(driver, "stubborn", b"ready")  # its trap is set
