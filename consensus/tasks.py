@@ -327,11 +327,19 @@ def _delete_service(state: ClusterState, cmd: DeleteService) -> Result:
 class NodeUsage:
     """What the live tasks on one node hold: a mutable accumulator for one re-check pass."""
 
-    reserved: Resources = field(default_factory=Resources)
+    # Sums as plain ints: a re-check adds up every live task of the cluster, and a new
+    # Resources per task cost more than the check itself.
+    cpu_millis: int = 0
+    memory_bytes: int = 0
     host_ports: set[tuple[int, str]] = field(default_factory=set)
 
+    @property
+    def reserved(self) -> Resources:
+        return Resources(self.cpu_millis, self.memory_bytes)
+
     def add(self, task: Task) -> None:
-        self.reserved = self.reserved + task.reserved
+        self.cpu_millis += task.reserved.cpu_millis
+        self.memory_bytes += task.reserved.memory_bytes
         if task.host_ports:  # most tasks publish none: skip building an empty generator
             self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
 

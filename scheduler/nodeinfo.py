@@ -25,11 +25,19 @@ class NodeInfo:
         self.load = 0.0
 
     def add(self, task: Task) -> None:
+        self.count(task)
+        self.refresh_load()
+
+    def count(self, task: Task) -> None:
+        """`add` without the load, for adding many tasks before one `refresh_load`."""
         self.free_cpu -= task.reserved.cpu_millis
         self.free_memory -= task.reserved.memory_bytes
         self.task_count += 1
         self.by_service[task.service_id] += 1
-        self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
+        if task.host_ports:  # most tasks publish none
+            self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
+
+    def refresh_load(self) -> None:
         res = self.node.resources
         cpu = 1 - self.free_cpu / res.cpu_millis if res.cpu_millis else 0.0
         memory = 1 - self.free_memory / res.memory_bytes if res.memory_bytes else 0.0
@@ -42,5 +50,7 @@ def node_infos(nodes: Mapping[str, Node], tasks: Iterable[Task]) -> dict[str, No
     for task in tasks:
         info = infos.get(task.node_id)
         if info is not None and task.holds_resources:
-            info.add(task)
+            info.count(task)
+    for info in infos.values():
+        info.refresh_load()
     return infos

@@ -67,9 +67,9 @@ class _Planner:
         # Tasks for slots that have none: a round places a bounded batch, so making the rest
         # now would only be thrown away (100,000 at once cost more than placing a batch).
         self.slots_left = max_new_slots
-        # Per service, as tasks are made and checked: what depends on the spec alone.
-        self._host_ports: tuple = ()
-        self._node_problems: dict[str, str] = {}
+        # What depends on a node and a spec's constraints alone: services share both.
+        self._node_problems: dict[tuple, str] = {}
+        self._host_ports: tuple = ()  # of the service being planned
         self.stop: list[StopTask] = []
         self.remove: list[str] = []
         self.create: list[Task] = []
@@ -90,7 +90,7 @@ class _Planner:
     # -- one service -----------------------------------------------------------------
     def service(self, service: Service, tasks: list[Task]) -> None:
         spec = service.spec
-        self._host_ports, self._node_problems = spec.host_ports, {}
+        self._host_ports = spec.host_ports
         live: defaultdict[SlotKey, list[Task]] = defaultdict(list)
         for task in tasks:
             if task.desired == "running":
@@ -158,12 +158,14 @@ class _Planner:
         return True
 
     def node_problem(self, node: Optional[Node], spec: ServiceSpec) -> str:
-        """node_problem, once per node and service: a service's tasks share their nodes."""
+        """node_problem, once per node and set of constraints in a round."""
         if node is None:
             return node_problem(node, spec)
-        if node.id not in self._node_problems:
-            self._node_problems[node.id] = node_problem(node, spec)
-        return self._node_problems[node.id]
+        key = (node.id, spec.constraints)
+        problem = self._node_problems.get(key)
+        if problem is None:
+            problem = self._node_problems[key] = node_problem(node, spec)
+        return problem
 
     def restart(self, service: Service, task: Task) -> None:
         """A task ended while told to run: replace it as its restart policy says, after backoff."""
