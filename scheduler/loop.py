@@ -16,7 +16,7 @@ import os
 from typing import Any, Awaitable, Callable, Iterator, Optional
 
 from consensus.state import Result
-from scheduler.rounds import schedule
+from scheduler.rounds import entries, schedule
 from scheduler.view import StateView
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class SchedulerLoop:
         # Seeded from the state index, so a round can be replayed from a snapshot.
         rnd = await asyncio.to_thread(schedule, view, now, view.applied, self._new_id)
         self._wake_at = rnd.wake_at
-        commands = [c for c in (rnd.command, *rnd.rollouts) if c]
+        commands = [*(entries(rnd.command) if rnd.command else ()), *rnd.rollouts]
         if not commands or not self._is_leader():
             return
         results = []

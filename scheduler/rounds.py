@@ -6,14 +6,19 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from consensus.tasks import AssignTasks, Explanation
+from consensus.tasks import AssignTasks, Assignment, Explanation, Task
 from consensus.updates import RecordRollout, RollbackService
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
 from scheduler.view import StateView
 
-# New tasks per round: bounds one Raft entry; the commit wakes the next round for the rest.
+# New tasks per round; the commit wakes the next round for the rest. Planning a round looks
+# at every task, so rounds are few and large...
 MAX_NEW_TASKS = 10_000
+# ...and proposed in parts: every node applies an entry on its Raft thread, and a leader busy
+# applying one sends no heartbeats. A 10,000-task entry kept it quiet past its followers'
+# election timeout on a loaded machine (elections in most 100,000-task benchmark runs).
+MAX_ENTRY_TASKS = 2_500
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +46,25 @@ def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], 
         assign=result.placements,
         explain=explain)
     return Round(command, plan.wake_at, plan.rollouts)
+
+
+def entries(cmd: AssignTasks, max_tasks: int = MAX_ENTRY_TASKS) -> list[AssignTasks]:
+    """`cmd` as consecutive commands of at most `max_tasks` tasks each (a new task and its
+    assignment count once) that, applied in order, do what `cmd` does: stops and removals
+    go first, explanations last, and each new task travels with its assignment."""
+    created = {task.id for task in cmd.create}
+    if len(cmd.create) + sum(a.task_id not in created for a in cmd.assign) <= max_tasks:
+        return [cmd]
+    placed = {a.task_id: a for a in cmd.assign if a.task_id in created}
+    units: list[tuple[tuple[Task, ...], tuple[Assignment, ...]]] = [
+        ((task,), (placed[task.id],) if task.id in placed else ()) for task in cmd.create]
+    units += [((), (a,)) for a in cmd.assign if a.task_id not in created]
+    parts = []
+    for start in range(0, len(units), max_tasks):
+        chunk = units[start:start + max_tasks]
+        parts.append(AssignTasks(at=cmd.at,
+                                 create=tuple(t for made, _ in chunk for t in made),
+                                 assign=tuple(a for _, given in chunk for a in given)))
+    parts[0] = dataclasses.replace(parts[0], stop=cmd.stop, remove=cmd.remove)
+    parts[-1] = dataclasses.replace(parts[-1], explain=cmd.explain)
+    return parts

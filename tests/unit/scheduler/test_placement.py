@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -15,7 +16,8 @@ from scheduler.nodeinfo import NodeInfo, node_infos
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
 from scheduler.view import StateView
-from tests.unit.scheduler.helpers import GiB, make_node
+from scheduler.rounds import entries, schedule
+from tests.unit.scheduler.helpers import Cluster, GiB, make_node
 
 MiB = 1 << 20
 
@@ -193,3 +195,23 @@ def test_nodeinfo_tracks_what_tasks_hold():
     info = NodeInfo(make_node(0, cpu=1000, memory=GiB))
     info.add(Task("t", "s", "web", 1, 1, reserved=Resources(250, GiB // 2)))
     assert (info.free_cpu, info.free_memory, info.task_count, info.load) == (750, GiB // 2, 1, 0.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 30), st.integers(1, 4), st.integers(0, 2**16))
+def test_a_round_proposed_in_parts_does_what_the_whole_round_does(n_nodes, replicas, part, seed):
+    whole, parted = Cluster(n_nodes, cpu=1000), Cluster(n_nodes, cpu=1000)
+    for c in (whole, parted):
+        c.create(name="web", replicas=replicas, resources={"reservations": {"cpu": "300m"}})
+        c.create(name="db", replicas=3)
+    ids = (f"t{i:04d}" for i in itertools.count())
+    for _ in range(3):  # later rounds also place tasks left pending and explain them
+        cmd = schedule(StateView.capture(whole.state), whole.now, seed, ids.__next__).command
+        parts = entries(cmd, max_tasks=part)
+        assert all(len(p.create) + len([a for a in p.assign if a.task_id not in {t.id for t in p.create}])
+                   <= part for p in parts)
+        if cmd:
+            whole.state.apply(cmd)
+            for p in parts:
+                parted.state.apply(p)
+        assert whole.state.to_plain()["tables"] == parted.state.to_plain()["tables"]
