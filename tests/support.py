@@ -61,3 +61,16 @@ def require_root_netns() -> None:
 def fixture_text(name: str) -> str:
     """A file from tests/fixtures (documents several tests read, such as the seed manifest)."""
     return (Path(__file__).parent / "fixtures" / name).read_text()
+
+
+def processes_working_under(root: os.PathLike | str) -> list[int]:
+    """Pids of processes whose working directory is under `root`: the process runtime's
+    tasks of clusters kept there, which outlive their nodes by design."""
+    root, found = str(root), []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd").startswith(root):
+                found.append(int(entry))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found

@@ -13,24 +13,14 @@ import urllib.request
 
 import pytest
 
+from tests.support import processes_working_under
+
 pytestmark = pytest.mark.timeout(120)
 
 
 def _get(url: str):
     with urllib.request.urlopen(url, timeout=2) as resp:
         return json.load(resp)
-
-
-def _processes_working_under(root) -> list[int]:
-    """Pids of processes whose working directory is under `root` (this test's tasks)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd").startswith(str(root)):
-                found.append(int(entry))
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-    return found
 
 
 def test_dev_starts_a_cluster_with_a_demo_and_ctrl_c_stops_every_node(tmp_path):
@@ -70,7 +60,7 @@ def test_dev_starts_a_cluster_with_a_demo_and_ctrl_c_stops_every_node(tmp_path):
         dev.send_signal(signal.SIGINT)
         code = dev.wait(30)
         # Tasks outlive their node by design (a restarted node adopts them): end the demo's.
-        for pid in _processes_working_under(tmp_path):
+        for pid in processes_working_under(tmp_path):
             os.kill(pid, signal.SIGKILL)
     assert code == 0
     # Ctrl-C stopped (and reaped) every node: none of them is left running.
