@@ -11,6 +11,7 @@ import pytest
 
 from node.localcluster import started_cluster
 from node.runtime.model import LABEL_NODE
+from tests.e2e.test_orchestration_docker import remove_containers
 from tests.integration.autoscale_support import FAST_METRICS, autoscale_flow
 from tests.integration.mesh_support import HTTP_CHECK, PUBLISHED, WEB, node_ids
 
@@ -19,11 +20,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 # busybox httpd serving one page on port 80.
 HTTPD = ["sh", "-c", 'mkdir -p /www && echo "$SHOAL_TASK_ID" > /www/index.html && '
                      "exec httpd -f -p 80 -h /www"]
-
-
-def remove_containers(engine: docker.DockerClient, node_id: str) -> None:
-    for container in engine.containers.list(all=True, filters={"label": f"{LABEL_NODE}={node_id}"}):
-        container.remove(force=True)
 
 
 async def test_an_rps_target_scales_containers_up_under_load_and_back_down(tmp_path,
@@ -41,6 +37,6 @@ async def test_an_rps_target_scales_containers_up_under_load_and_back_down(tmp_p
                 cluster.stop()
                 # Containers outlive their nodes by design: remove what the test left running.
                 for node_id in node_ids(cluster):
-                    await asyncio.to_thread(remove_containers, engine, node_id)
+                    await asyncio.to_thread(remove_containers, engine, f"{LABEL_NODE}={node_id}")
     finally:
         engine.close()

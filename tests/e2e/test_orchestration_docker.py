@@ -70,9 +70,10 @@ def engine(busybox_image):
 
 
 @contextlib.contextmanager
-def docker_cluster(base_dir: str, engine: docker.DockerClient) -> Iterator[LocalCluster]:
+def docker_cluster(base_dir: str, engine: docker.DockerClient,
+                   *extra_args: str) -> Iterator[LocalCluster]:
     cluster = LocalCluster(base_dir, 3, ["--runtime", "docker", "--cpus", "4",
-                                         "--memory", str(8 << 30)])
+                                         "--memory", str(8 << 30), *extra_args])
     try:
         asyncio.run(cluster.start())
         yield cluster

@@ -14,8 +14,9 @@ import docker
 import pytest
 
 from node.localcluster import LocalCluster, wait_for
-from tests.e2e.test_orchestration_docker import containers_of, engine, node_id, remove_containers  # noqa: F401
-from tests.integration.cluster_support import live, must, shoal, stop_nodes
+from tests.e2e.test_orchestration_docker import (containers_of, docker_cluster, engine,  # noqa: F401
+                                                 remove_containers)
+from tests.integration.cluster_support import live, must, shoal
 from tests.integration.mesh_support import PUBLISHED
 from tests.integration.test_rollout_mesh import hammer
 
@@ -36,17 +37,9 @@ def second_image(busybox_image, engine):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, engine):  # noqa: F811
-    cluster = LocalCluster(str(tmp_path_factory.mktemp("rollout")), 3,
-                           ["--runtime", "docker", "--cpus", "4", "--memory", str(8 << 30),
-                            "--lb-dataplane", "proxy"])
-    try:
-        asyncio.run(cluster.start())
+    with docker_cluster(str(tmp_path_factory.mktemp("rollout")), engine,
+                        "--lb-dataplane", "proxy") as cluster:
         yield cluster
-    finally:
-        stop_nodes(cluster)
-        for nid in filter(None, map(node_id, cluster.nodes)):
-            remove_containers(engine, f"shoal.node={nid}")
-        print(cluster.logs())
 
 
 @pytest.fixture
