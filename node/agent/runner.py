@@ -44,6 +44,13 @@ async def first_of(contenders: dict[str, Awaitable[Any]]) -> tuple[str, Any]:
         await asyncio.gather(*futures, return_exceptions=True)
 
 
+def describe_end(seen: TaskObservation) -> str:
+    """The exit code and error of a task that ended, for a log line."""
+    parts = [f"exit code {seen.exit_code}" if seen.exit_code is not None else "", seen.error]
+    said = ", ".join(p for p in parts if p)
+    return f" ({said})" if said else ""
+
+
 class TaskRunner:
     """`run` is None for a task found running that no assignment wants: it is only watched
     until the agent retires it. `adopted` is what the driver had when the agent started."""
@@ -101,6 +108,8 @@ class TaskRunner:
                 run = await self._fill_files(run)
             async with self._slots:
                 seen = await self._driver.start(run)
+            log.info("agent: task %s (%s.%d): %s%s", self.task_id, run.service, run.slot,
+                     seen.state, describe_end(seen))
         if self.run_spec is not None:
             first = observed(seen, self._advertise)
             if seen.alive and first.health is None and agent_runs(self._driver, self.run_spec):
@@ -121,10 +130,12 @@ class TaskRunner:
         if outcome == "retired":
             return True
         if outcome == "ended":
+            log.info("agent: task %s: %s%s", self.task_id, value.state, describe_end(value))
             if self.run_spec is not None:
                 self._report(observed(value, self._advertise))
             return False
         # Unhealthy: stop it and say why; the scheduler replaces it per its restart policy.
+        log.info("agent: task %s: health check failed, stopping it: %s", self.task_id, value)
         async with self._slots:
             stopped = await self._driver.stop(self.task_id, self._grace(None))
         self._report(TaskReport(self.task_id, "failed", error=f"health check failed: {value}",

@@ -77,9 +77,18 @@ def new_session() -> aiohttp.ClientSession:
 
 async def healthy_tasks(cluster: LocalCluster) -> dict[str, dict]:
     """The web tasks that should get traffic, by id, from the replicated state."""
-    tasks = await cluster.get(0, "/v1/tasks?service=web")
+    return healthy_of(await cluster.get(0, "/v1/tasks?service=web"))
+
+
+def healthy_of(tasks: list[dict]) -> dict[str, dict]:
     return {t["id"]: t for t in tasks
             if t["desired"] == "running" and t["state"] == "running" and t["health"] == "healthy"}
+
+
+def brief(tasks: list[dict]) -> list[tuple]:
+    """What a timeout message needs of each task."""
+    return [(t["id"], t["node_id"][:6], t["desired"], t["state"], t["health"], t.get("error"))
+            for t in tasks]
 
 
 async def table(cluster: LocalCluster, i: int) -> set[tuple[str, str, str]]:
@@ -180,14 +189,18 @@ async def routing_mesh_flow(cluster: LocalCluster, spec: dict, kill: Kill) -> No
         await client.patch("/v1/services/web", {"replicas": 3})
 
     async def newcomer_answers() -> bool:
-        current = set(await healthy_tasks(cluster))
+        # Assertions, not False: a timeout then says which step never happened.
+        tasks = await cluster.get(0, "/v1/tasks?service=web")
+        current = set(healthy_of(tasks))
         new = current - known - {victim}
-        if not new or len(current) < 3:
-            return False
+        assert new and len(current) >= 3, f"healthy {sorted(current)}, tasks {brief(tasks)}"
         seen = await served_by(addresses, 6)
-        return bool(new & set.union(*seen.values()))
+        tables = [sorted(t for t, _, _ in await table(cluster, i)) for i in range(3)]
+        assert new & set.union(*seen.values()), f"new {sorted(new)}, served {seen}, tables {tables}"
+        return True
 
-    await wait_for(newcomer_answers, timeout=30, what="the scaled-up replica to get traffic")
+    # 60 s: CI once missed a 30 s bound here; the message says which step lagged.
+    await wait_for(newcomer_answers, timeout=60, what="the scaled-up replica to get traffic")
 
     # A node with a replica leaves (SIGTERM) and rejoins: it serves the right endpoints.
     leader = await cluster.leader_index()
