@@ -2,19 +2,21 @@
 with a demo service published on every node through the routing mesh.
 
 Each node has its own data dir under the base dir; run it again and the same cluster comes
-back (the nodes remember their flags). Ctrl-C stops them all cleanly.
+back (the nodes remember their flags). Ctrl-C stops them all cleanly, and so do SIGTERM and
+SIGHUP: killed any other way it would leave its nodes running.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import urllib.error
 import urllib.request
 
-from node.localcluster import NodeProc
+from node.localcluster import NodeProc, stop_all
 
 
 def wait_healthy(address: str, timeout: float = 30.0) -> bool:
@@ -56,9 +58,17 @@ def create_demo(api: str, port: int) -> str:
         return f"not created: {exc.read().decode(errors='replace').strip()}"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = "process",
                     demo_port: int = 8080) -> int:
     os.makedirs(base_dir, exist_ok=True)
+    # Set, not inherited: a shell starting us in the background ignores SIGINT for us, and
+    # the default SIGTERM and SIGHUP would end this process without stopping its nodes.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     nodes = [NodeProc(i, 0, base_dir, ["--runtime", runtime], api_port=api_port,
                       prefix="node", image_pull="missing")
              for i in range(1, count + 1)]
@@ -98,5 +108,6 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
         print("stopping the cluster ...", file=sys.stderr)
         return 0
     finally:
-        for node in nodes:
-            node.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the stops short
+        stop_all(nodes)

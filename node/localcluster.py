@@ -138,6 +138,16 @@ async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last: {last!r}")
 
 
+def stop_all(nodes: list[NodeProc]) -> None:
+    """Stop every node: all are told at once, since each spends a moment saying goodbye."""
+    for node in nodes:
+        if node.running:
+            node.proc.send_signal(signal.SIGCONT)
+            node.proc.terminate()
+    for node in nodes:
+        node.stop()
+
+
 @contextlib.asynccontextmanager
 async def started_cluster(base_dir: str, size: int,
                           extra_args: Optional[list[str]] = None) -> AsyncIterator[LocalCluster]:
@@ -203,13 +213,7 @@ class LocalCluster:
         return next(i for i, n in enumerate(self.nodes) if n.name == name)
 
     def stop(self) -> None:
-        """Stop every node: all are told at once, since each spends a moment saying goodbye."""
-        for node in self.nodes:
-            if node.running:
-                node.proc.send_signal(signal.SIGCONT)
-                node.proc.terminate()
-        for node in self.nodes:
-            node.stop()
+        stop_all(self.nodes)
 
     def logs(self) -> str:
         return "\n".join(f"--- {n.name} ---\n{n.log()}" for n in self.nodes)

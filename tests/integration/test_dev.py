@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -23,13 +24,24 @@ def _get(url: str):
         return json.load(resp)
 
 
-def test_dev_starts_a_cluster_with_a_demo_and_ctrl_c_stops_every_node(tmp_path):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# Ctrl-C, also when a shell that started it in the background set SIGINT to be ignored (as a
+# non-interactive shell does for `cmd &`); SIGTERM, which by default ended `shoal dev` alone.
+@pytest.mark.parametrize("stop, before", [(signal.SIGINT, None),
+                                          (signal.SIGINT, _ignore_sigint),
+                                          (signal.SIGTERM, None)],
+                         ids=["ctrl-c", "ctrl-c-ignored-by-shell", "sigterm"])
+def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path, stop, before):
     port = random.randrange(20000, 30000, 10)
     demo = port + 5
     dev = subprocess.Popen([sys.executable, "-m", "node", "dev", "--nodes", "2", "--data-dir",
                             str(tmp_path), "--api-port", str(port), "--demo-port", str(demo)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env=dict(os.environ, SHOAL_QUIET="1"))
+                           env=dict(os.environ, SHOAL_QUIET="1"), preexec_fn=before)
+    children: list[str] = []
     try:
         banner = dev.stdout.readline()
         assert "Shoal dev cluster: 2 node(s)" in banner, dev.stderr.read()
@@ -57,11 +69,19 @@ def test_dev_starts_a_cluster_with_a_demo_and_ctrl_c_stops_every_node(tmp_path):
                                   text=True).stdout.split()
         assert len(children) == 2
     finally:
-        dev.send_signal(signal.SIGINT)
-        code = dev.wait(30)
-        # Tasks outlive their node by design (a restarted node adopts them): end the demo's.
-        for pid in processes_working_under(tmp_path):
-            os.kill(pid, signal.SIGKILL)
+        dev.send_signal(stop)
+        try:
+            code = dev.wait(30)
+        except subprocess.TimeoutExpired:
+            # A failed stop must leave nothing running for the tests after this one.
+            for pid in [*map(int, children), dev.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            raise
+        finally:
+            # Tasks outlive their node by design (a restarted node adopts them): end the demo's.
+            for pid in processes_working_under(tmp_path):
+                os.kill(pid, signal.SIGKILL)
     assert code == 0
     # Ctrl-C stopped (and reaped) every node: none of them is left running.
     for pid in children:
