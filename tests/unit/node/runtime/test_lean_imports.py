@@ -41,3 +41,8 @@ def test_a_node_process_holds_no_other_command_groups():
     assert not {"node.cli_service", "node.cli_apply", "node.cli_secret", "node.cli_volume"} & set(loaded)
     everything = modules_after("import node.cli\nnode.cli.build_parser(['--help'])")
     assert {"node.cli_service", "node.cli_apply", "node.cli_secret", "node.cli_volume"} <= set(everything)
+
+
+def test_a_node_uses_frozenlist_without_its_c_extension():
+    loaded = modules_after("import node.cli, node.server")
+    assert loaded.get("frozenlist") and not loaded.get("frozenlist._frozenlist")
