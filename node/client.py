@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from typing import Any, AsyncIterator, Optional
 
 import aiohttp
@@ -48,9 +49,16 @@ class ShoalClient:
             await self._session.close()
             self._session = None
 
-    def _sess(self) -> aiohttp.ClientSession:
+    async def _sess(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            connector = None
+            if self.base.startswith("https://"):
+                # aiohttp's own default context trusts nothing in a Shoal process (see
+                # node/__init__), so HTTPS gets the system's CA store here; loading it reads
+                # files, hence the thread.
+                trusted = await asyncio.to_thread(ssl.create_default_context)
+                connector = aiohttp.TCPConnector(ssl=trusted)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 
     async def request(self, method: str, path: str, *, json_body: Any = None,
@@ -60,8 +68,9 @@ class ShoalClient:
         if content_type:
             headers["Content-Type"] = content_type
         try:
-            async with self._sess().request(method, self.base + path, json=json_body, data=data,
-                                            params=params, headers=headers) as resp:
+            session = await self._sess()
+            async with session.request(method, self.base + path, json=json_body, data=data,
+                                       params=params, headers=headers) as resp:
                 text = await resp.text()
                 return _decode(resp.status, text)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
@@ -83,8 +92,9 @@ class ShoalClient:
     async def stream_lines(self, path: str, **params: Any) -> AsyncIterator[str]:
         """Yield lines of a streaming response (logs, events)."""
         try:
-            async with self._sess().get(self.base + path, params=params, headers=self._headers,
-                                        timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            session = await self._sess()
+            async with session.get(self.base + path, params=params, headers=self._headers,
+                                   timeout=aiohttp.ClientTimeout(total=None)) as resp:
                 if resp.status >= 400:
                     _decode(resp.status, await resp.text())
                 async for raw in resp.content:
