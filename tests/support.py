@@ -6,9 +6,11 @@ fail instead when SHOAL_REQUIRE_E2E=1 (CI sets it), so a broken CI machine canno
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,14 @@ def require_root_netns() -> None:
 def fixture_text(name: str) -> str:
     """A file from tests/fixtures (documents several tests read, such as the seed manifest)."""
     return (Path(__file__).parent / "fixtures" / name).read_text()
+
+
+def python_probe(code: str, env: dict[str, str] | None = None) -> object:
+    """Run `code` in a fresh interpreter (what a new node process would import and hold) and
+    return the JSON it printed last."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def processes_working_under(root: os.PathLike | str) -> list[int]:

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
 import os
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from node.client import ShoalClient, Unreachable
+from tests.support import python_probe
 
 
 def _cert(subject: str, key, issuer: str, issuer_key, *, ca: bool) -> x509.Certificate:
@@ -70,17 +69,14 @@ async def https_api(pki: dict):
 
     app = web.Application()
     app.router.add_get("/v1/services", services)
-    runner = web.AppRunner(app)
-    await runner.setup()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(pki["cert"], pki["key"])
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(ssl=server_tls)
     try:
-        yield f"https://127.0.0.1:{port}"
+        yield str(server.make_url("")).rstrip("/")
     finally:
-        await runner.cleanup()
+        await server.close()
 
 
 async def test_the_client_verifies_an_https_api_against_the_system_trust_store(
@@ -108,9 +104,7 @@ def test_a_shoal_process_holds_no_ca_bundle_and_keeps_the_operators_tls_environm
              "                  'fresh': ssl.create_default_context().cert_store_stats()['x509']}))")
     env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_DIR"}
     env["SSL_CERT_FILE"] = str(pki["ca"])
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, env=env)
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    seen = python_probe(probe, env)
     assert seen["held"] and set(seen["held"]) == {0}, "aiohttp's default contexts loaded CA certificates"
     assert seen["file"] == str(pki["ca"]) and seen["dir"] is None
     assert seen["fresh"] == 1, "a context made later does not see the operator's SSL_CERT_FILE"

@@ -3,15 +3,15 @@ only when the node runs Docker, and never requests' character-set detector."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
+from tests.support import python_probe
+
 
 def modules_after(code: str) -> dict:
-    probe = code + "\nimport json, sys\nprint(json.dumps({m: sys.modules[m] is not None for m in sys.modules}))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return python_probe(code + "\nimport json, sys\n"
+                        "print(json.dumps({m: sys.modules[m] is not None for m in sys.modules}))")
 
 
 def test_a_node_running_processes_never_imports_the_docker_sdk():
