@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 NodeRole = Literal["voter", "member"]
-NodeStatus = Literal["ready", "down"]
+# "joining": registered, still receiving the cluster's state; it becomes "ready" when gossip
+# first sees it alive, which it can only once it has caught up (it starts gossip then).
+NodeStatus = Literal["joining", "ready", "down"]
 Availability = Literal["active", "pause", "drain"]
 
 # The voter set never grows past this: Raft's write cost grows with every voter.

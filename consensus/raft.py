@@ -82,6 +82,48 @@ class RaftStatus:
     connected_partners: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SyncProgress:
+    """How far this node's replica is from the cluster's committed state.
+
+    `caught_up` turns true once the replica has applied everything a leader said was
+    committed (a leader: once its own election entry is applied) and stays true while this
+    process runs: a node that joins, restarts or lost its log reports `caught_up` false until
+    then, so it neither serves reads from an empty or old state nor offers itself for tasks.
+    `behind` is how many committed entries it still has to apply (None without a leader)."""
+
+    caught_up: bool
+    leader: Optional[str]
+    applied: int
+    leader_commit: Optional[int]
+
+    @property
+    def behind(self) -> Optional[int]:
+        if self.leader_commit is None:
+            return None
+        return max(0, self.leader_commit - self.applied)
+
+    def describe(self) -> str:
+        if self.caught_up:
+            return "in step with the cluster"
+        if self.leader is None:
+            return "catching up: no leader heard from yet"
+        return f"catching up: {self.behind} committed entries behind the leader"
+
+
+# pysyncobj keeps these private. Every private name Shoal touches is listed here and nowhere
+# else, and tests/unit/consensus/test_pysyncobj_canary.py fails if an upgrade renames one
+# (a rename would otherwise make `getattr(..., default)` silently do nothing).
+PYSYNCOBJ_PRIVATE = (
+    "_SyncObj__raftElectionDeadline",
+    "_SyncObj__noopIDx",
+    # The commit index the leader last sent; a member's own commit index stops at the end
+    # of the log it holds, so only this one says how far behind it is.
+    "_SyncObj__leaderCommitIndex",
+)
+_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT = PYSYNCOBJ_PRIVATE
+
+
 class _SnapshotOnPickle:
     """Stands for the state in pysyncobj's snapshot data and turns into its msgpack only when
     pickled. pysyncobj asks for the data on its Raft thread, forks, and pickles in the child
@@ -109,9 +151,8 @@ def _forgive_busy_time(syncobj: Optional[SyncObj], busy: float) -> None:
     really died is still detected, `busy` seconds later."""
     if syncobj is None or busy < 0.01:
         return
-    deadline = "_SyncObj__raftElectionDeadline"  # pysyncobj keeps it private
-    if hasattr(syncobj, deadline):
-        setattr(syncobj, deadline, getattr(syncobj, deadline) + busy)
+    if hasattr(syncobj, _ELECTION_DEADLINE):
+        setattr(syncobj, _ELECTION_DEADLINE, getattr(syncobj, _ELECTION_DEADLINE) + busy)
 
 
 class _Replica(SyncObjConsumer):
@@ -132,6 +173,9 @@ class _Replica(SyncObjConsumer):
         restored = ClusterState.from_msgpack(data["state"])
         with self.lock:
             self.state = restored
+        # A restart from the dump file, or a leader's snapshot for a replica that is behind
+        # the leader's log (a joining node, one that was away through a compaction).
+        log.info("raft replica loaded a snapshot holding %d applied commands", restored.applied)
         self._on_change()
 
     @replicated
@@ -164,6 +208,10 @@ class RaftNode:
         self._change_pending = threading.Event()
         self._subscribers: list[asyncio.Event] = []
         self.version = 0
+        # See progress(): false until this process has seen its replica reach a commit index
+        # a leader announced. A role change keeps it: reads stay on the old replica meanwhile.
+        self._caught_up = False
+        self._catch_up_target: Optional[int] = None
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, role: Role, partners: list[str], *, fresh: bool = False) -> None:
@@ -200,38 +248,50 @@ class RaftNode:
         replica = _Replica(self._notify)
         self_node = self.address if role == "voter" else None
         self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
-        # What the journal says was committed: until the replica has applied that much again,
-        # its state is older than what this node already served before it stopped.
-        self._replay_target = self._syncobj.raftCommitIndex
         if self._serving is None or self._serving.state.applied <= 0:
             self._serving = replica
         self._replica = replica
         self.role = role
         log.info("raft replica started as %s with partners %s", role, partners)
 
-    async def wait_replayed(self, timeout: float = 120.0, leader_timeout: float = 10.0) -> bool:
-        """Wait until this replica is as new as what the node served before it stopped:
-        first the journal's own record of what was committed, applied locally; then what a
-        leader says is committed (the journal's record lags), unless no leader shows up
-        within `leader_timeout` (no quorum: the local replay is the best there is)."""
+    def progress(self) -> SyncProgress:
+        """Where this replica stands against the cluster's commit index (see SyncProgress).
+        Called on the event loop only; the Raft thread's fields read here are single ints."""
+        so = self._syncobj
+        if so is None:
+            return SyncProgress(self._caught_up, None, 0, None)
+        leader = self.leader()
+        applied = so.raftLastApplied
+        if leader is None:
+            return SyncProgress(self._caught_up, None, applied, None)
+        if so._isLeader():
+            commit: Optional[int] = so.raftCommitIndex
+            reached = self._committed_in_term()
+        else:
+            commit = getattr(so, _LEADER_COMMIT, None)
+            reached = True
+        if not self._caught_up and reached and commit is not None:
+            # Under load the commit index moves on while entries are applied: aim at the
+            # first one heard of, which the replica does reach, rather than a moving target.
+            if self._catch_up_target is None:
+                self._catch_up_target = commit
+            if applied >= self._catch_up_target:
+                self._caught_up = True
+                log.info("raft replica caught up with the cluster at index %d", applied)
+        return SyncProgress(self._caught_up, leader, applied, commit)
+
+    async def wait_caught_up(self, report_every: float = 10.0) -> None:
+        """Wait, without a deadline, until this replica holds the cluster's committed state:
+        after a restart its journal may be old, and a new node may still be receiving the
+        leader's snapshot. Says how far it still has to go every `report_every` seconds."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         seen = self.version
-
-        def settled(target: int) -> bool:
-            return self._syncobj is None or self._syncobj.raftLastApplied >= target
-
-        while not settled(self._replay_target):
-            if loop.time() >= deadline:
-                return False
-            seen = await self.wait_changed(seen, timeout=min(0.5, deadline - loop.time()))
-        leader_deadline = min(deadline, loop.time() + leader_timeout)
-        while not (self.leader() is not None and settled(self._syncobj.raftCommitIndex)
-                   and self._committed_in_term()):
-            if loop.time() >= leader_deadline:
-                return self.leader() is None  # no leader: nothing newer to be had
-            seen = await self.wait_changed(seen, timeout=min(0.25, leader_deadline - loop.time()))
-        return True
+        next_report = loop.time() + report_every
+        while not (progress := self.progress()).caught_up:
+            if loop.time() >= next_report:
+                log.info("raft replica %s", progress.describe())
+                next_report = loop.time() + report_every
+            seen = await self.wait_changed(seen, timeout=0.25)
 
     def _committed_in_term(self) -> bool:
         """A leader knows what is committed only once an entry of its own term is: until its
@@ -241,7 +301,7 @@ class RaftNode:
         so = self._syncobj
         if so is None or not so._isLeader():
             return True
-        noop = getattr(so, "_SyncObj__noopIDx", None)
+        noop = getattr(so, _NOOP_INDEX, None)
         return noop is not None and so.raftLastApplied >= noop
 
     def stop(self) -> None:

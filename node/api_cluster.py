@@ -12,10 +12,11 @@ from aiohttp import web
 from consensus import codec
 from consensus.model import Availability, Node
 from consensus.nodes import RemoveNode, UpdateNode, find_node, nodes, voters
-from consensus.raft import NotLeader
+from consensus.raft import NotLeader, SyncProgress
 from consensus.wire import from_plain, to_plain
 from node.http_util import HttpError, json_body, parse_body, result_or_raise
 from node.join import JoinRequest, accept_join
+from node.voters import NotCaughtUp
 
 if TYPE_CHECKING:
     from node.server import ShoalNode
@@ -77,10 +78,20 @@ async def _on_leader(request: web.Request) -> Optional[web.Response]:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """200 with ok true once this node holds the cluster's state; 503 with ok false and how
+    far behind it is until then (a load balancer or an orchestrator's probe reads either)."""
     shoal = request.app[NODE]
     status = shoal.raft.status()
-    return web.json_response({"ok": True, "node_id": shoal.node_id, "role": status.role,
-                              "leader": status.leader, "has_quorum": status.has_quorum})
+    progress = shoal.raft.progress()
+    return web.json_response({"ok": progress.caught_up, "node_id": shoal.node_id,
+                              "role": status.role, "leader": status.leader,
+                              "has_quorum": status.has_quorum, **_sync_json(progress)},
+                             status=200 if progress.caught_up else 503)
+
+
+def _sync_json(progress: SyncProgress) -> dict:
+    return {"caught_up": progress.caught_up, "behind": progress.behind,
+            "sync": progress.describe()}
 
 
 @routes.get("/v1/cluster")
@@ -104,7 +115,7 @@ async def get_cluster(request: web.Request) -> web.Response:
         "voters": [n.id for n in all_nodes if n.role == "voter"],
         "members": [n.id for n in all_nodes if n.role != "voter"],
         "this_node": {"id": shoal.node_id, "raft_role": status.role,
-                      "is_leader": status.is_leader,
+                      "is_leader": status.is_leader, **_sync_json(shoal.raft.progress()),
                       "raft_partners": list(status.partners),
                       "connected_partners": list(status.connected_partners)},
     })
@@ -198,7 +209,7 @@ async def change_role(request: web.Request) -> web.Response:
     change = shoal.voters.promote if request.match_info["verb"] == "promote" else shoal.voters.demote
     try:
         await change(node)
-    except ValueError as exc:  # the voter set cannot change that way now: say why
+    except (ValueError, NotCaughtUp) as exc:  # the voter set cannot change that way now
         raise HttpError(409, str(exc)) from None
     return web.json_response(node_json(_find(shoal, node.id), _leader_id(shoal)))
 

@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                        help="seconds a voter may be down before it is replaced (default 60)")
     start.add_argument("--metrics-interval", type=float,
                        help="seconds between this node's load reports for autoscaling (default 5)")
+    start.add_argument("--snapshot-entries", type=int, metavar="N",
+                       help="compact the Raft log into a snapshot past N entries (default 5000)")
+    start.add_argument("--snapshot-interval", type=float, metavar="SECONDS",
+                       help="at most one Raft snapshot per this many seconds (default 60)")
     start.add_argument("--cpus", type=float, help="CPU capacity to offer (default: all)")
     start.add_argument("--memory", type=int, help="memory capacity in bytes (default: all)")
     start.add_argument("--log-level", default="info",
@@ -114,11 +118,17 @@ def _start(args: argparse.Namespace) -> int:
         "labels": args.labels, "runtime": args.runtime,
         "image_pull": args.image_pull, "voter_grace": args.voter_grace,
         "metrics_interval": args.metrics_interval,
+        "snapshot_entries": args.snapshot_entries, "snapshot_interval": args.snapshot_interval,
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:
         raise UsageError(f"--metrics-interval must be a positive number of seconds, "
                          f"not {args.metrics_interval:g}")
+    if args.snapshot_entries is not None and args.snapshot_entries < 100:
+        raise UsageError(f"--snapshot-entries must be at least 100, not {args.snapshot_entries}")
+    if args.snapshot_interval is not None and not args.snapshot_interval > 0:
+        raise UsageError(f"--snapshot-interval must be a positive number of seconds, "
+                         f"not {args.snapshot_interval:g}")
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     if args.join and not args.token:
         raise UsageError("--join needs --token (run `shoal cluster token` on a member)")

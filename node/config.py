@@ -49,6 +49,10 @@ class NodeConfig:
     lb_dataplane: Literal["auto", "nft", "proxy"] = "proxy"
     # Seconds between this node's load reports for autoscaling.
     metrics_interval: float = 5.0
+    # Raft compacts its log into a snapshot once it holds this many entries and this many
+    # seconds have passed since the last snapshot (pysyncobj's logCompactionMin*).
+    snapshot_entries: int = 5000
+    snapshot_interval: float = 60.0
 
     @property
     def raft_address(self) -> str:

@@ -1,8 +1,9 @@
 """Joining a cluster through any node's API.
 
 The joining node derives the cluster keys from its token and signs its registration with
-them; the leader checks the signature, commits the new node as a non-voting member and
-answers with the voters to replicate from. The voter loop promotes it later if needed.
+them; the leader checks the signature, commits the new node as a non-voting member that is
+`joining`, and answers with the voters to replicate from. The node turns `ready` once it has
+caught up and gossip sees it; the voter loop promotes it later if needed.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ async def accept_join(control: ControlPlane, keys: ClusterKeys, request: JoinReq
             request.signed_payload(), request.proof):
         raise HttpError(403, "join refused: wrong join token for this cluster "
                              "(get the right one with `shoal cluster token` on a member)")
-    node = replace(request.node, role="member", status="ready", availability="active",
+    # Not ready yet: it has no state and runs nothing until it catches up (see liveness).
+    node = replace(request.node, role="member", status="joining", availability="active",
                    joined_at=time.time(), status_changed_at=time.time())
     result_or_raise(await control.submit(RegisterNode(node)))
     with control.raft.read() as state:

@@ -3,7 +3,8 @@
 Gossip (netoverlay) decides quickly and locally who is alive; the replicated state decides
 for the whole cluster. The leader turns a `dead`/`left` verdict into a committed
 `SetNodeStatus(down)` and a return to `alive` into `SetNodeStatus(ready)`, so the scheduler
-and autopilot act on one agreed view.
+and autopilot act on one agreed view. A node joins gossip only once it holds the cluster's
+state, so a newly registered node (`joining`) turns `ready` when gossip first sees it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def status_changes(all_nodes: Iterable[Node], members: dict[str, Member], leader
             continue  # no verdict yet: suspicion is not death
         else:
             alive = member.state == MemberState.ALIVE
-        if alive and node.status == "down":
+        if alive and node.status in ("down", "joining"):
             changes.append(SetNodeStatus(node.id, "ready", now))
         elif not alive and node.status == "ready":
             changes.append(SetNodeStatus(node.id, "down", now))

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from consensus.model import Node, Resources
 from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
-from consensus.raft import ProposeError, RaftNode
+from consensus.raft import ProposeError, RaftNode, RaftTuning
 from node import config as cfg
 from node.agent import Agent
 from node.agent.secret_fetch import FileFetcher
@@ -27,6 +27,7 @@ from node.api_services import routes as service_routes
 from node.api_tasks import routes as task_routes
 from node.api_volumes import routes as volume_routes
 from node.autoscaler import Autoscaler
+from node.catch_up import catch_up_middleware
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
@@ -80,7 +81,10 @@ class ShoalNode:
         self.keys: ClusterKeys = self.identity.keys
         self.node_id = self.identity.node_id
         self.raft = RaftNode(data_dir=self.config.data_dir, address=self.config.raft_address,
-                             password=self.keys.raft_password)
+                             password=self.keys.raft_password,
+                             tuning=RaftTuning(
+                                 compaction_min_entries=self.config.snapshot_entries,
+                                 compaction_min_time=self.config.snapshot_interval))
         self.control = ControlPlane(self.raft, self.keys.api_token)
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
         self.gossip = GossipService(GossipServiceConfig(
@@ -158,15 +162,17 @@ class ShoalNode:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
         self.raft.start(self.identity.role, list(self.identity.voters))
-        # Serve nothing older than what this node served before it stopped.
-        if not await self.raft.wait_replayed():
-            log.warning("the Raft journal was not replayed within its deadline; serving anyway")
-        await self.gossip.start()
-        await self.mesh.start()
+        # The API answers at once (health, Raft view, role changes) but serves the state only
+        # once this node holds it; gossip, the mesh and the loops start only then, so a node
+        # still receiving the state is not announced alive, gets no task and runs nothing.
         await self._start_api()
-        log.info("node %s (%s) serving the API on %s:%d", self.config.name, self.node_id,
-                 self.config.advertise, self.config.api_port)
         try:
+            if not await self._until_caught_up():
+                return self._stop_reason
+            await self.gossip.start()
+            await self.mesh.start()
+            log.info("node %s (%s) serving the API on %s:%d", self.config.name, self.node_id,
+                     self.config.advertise, self.config.api_port)
             async with asyncio.TaskGroup() as tasks:
                 loops = [tasks.create_task(self._register_self()),
                          tasks.create_task(self._remember_voters()),
@@ -190,6 +196,17 @@ class ShoalNode:
             await self._shutdown()
         return self._stop_reason
 
+    async def _until_caught_up(self) -> bool:
+        """Wait until the Raft replica holds the cluster's committed state; False when the
+        node is asked to stop first."""
+        async with asyncio.TaskGroup() as tasks:
+            caught_up = tasks.create_task(self.raft.wait_caught_up())
+            stopping = tasks.create_task(self._stop.wait())
+            await asyncio.wait((caught_up, stopping), return_when=asyncio.FIRST_COMPLETED)
+            caught_up.cancel()
+            stopping.cancel()
+        return not self._stop.is_set()
+
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():
             log.info("stopping: %s", reason)
@@ -198,7 +215,9 @@ class ShoalNode:
 
     async def _start_api(self) -> None:
         app = web.Application(middlewares=[errors_middleware,
-                                           auth_middleware(self.keys.check_api_token)],
+                                           auth_middleware(self.keys.check_api_token),
+                                           catch_up_middleware(self.raft.progress,
+                                                               self.config.name)],
                               client_max_size=4 * 1024 * 1024)
         app[NODE] = self
         app.add_routes(cluster_routes)

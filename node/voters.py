@@ -47,11 +47,13 @@ def safe_to_apply(change: VoterChange, voters: list[Node]) -> bool:
 
 
 def plan_voter_change(all_nodes: list[Node], leader_id: str, now: float,
-                      grace: float) -> Optional[VoterChange]:
-    """The next single change that moves the voter set toward its target, or None."""
+                      grace: float, skip: frozenset[str] = frozenset()) -> Optional[VoterChange]:
+    """The next single change that moves the voter set toward its target, or None. Members
+    in `skip` (a promotion of them failed lately: not caught up, not connected) are passed
+    over for the next one."""
     voters = sorted((n for n in all_nodes if n.role == "voter"), key=lambda n: n.id)
-    members = sorted((n for n in all_nodes if n.role != "voter" and _alive(n)),
-                     key=lambda n: (n.joined_at, n.id))
+    members = sorted((n for n in all_nodes if n.role != "voter" and _alive(n)
+                      and n.id not in skip), key=lambda n: (n.joined_at, n.id))
     expired = [v for v in voters if not _alive(v) and now - v.status_changed_at >= grace]
     changes: list[VoterChange] = [
         VoterChange("demote", v, f"down for more than {grace:g} s") for v in expired]
@@ -76,8 +78,18 @@ def plan_voter_change(all_nodes: list[Node], leader_id: str, now: float,
     return None
 
 
+class NotCaughtUp(Exception):
+    """A member that does not hold the cluster's state, or does not hear this leader, must
+    not vote: it would stall commits (a quorum that cannot append) and call elections."""
+
+
+# A member whose promotion failed is passed over by autopilot for this long.
+PROMOTION_BACKOFF = 30.0
+
+
 class VoterManager:
-    """Runs on the leader: carries out voter changes, automatic and manual, one at a time."""
+    """Runs on the leader: carries out voter changes, automatic and manual, one at a time,
+    and keeps Raft's voter set and the replicated roles the same."""
 
     def __init__(self, control: ControlPlane, node_id: str, grace: float) -> None:
         self._control = control
@@ -85,10 +97,17 @@ class VoterManager:
         self._node_id = node_id
         self._grace = grace
         self._lock = asyncio.Lock()
+        self._failed_promotions: dict[str, float] = {}  # node id -> when (monotonic)
 
     def _snapshot(self) -> list[Node]:
         with self._raft.read() as state:
             return list(nodes(state).values())
+
+    def _skip(self) -> frozenset[str]:
+        now = time.monotonic()
+        self._failed_promotions = {k: t for k, t in self._failed_promotions.items()
+                                   if now - t < PROMOTION_BACKOFF}
+        return frozenset(self._failed_promotions)
 
     async def run(self) -> None:
         """Level-triggered: re-plan on every state change while this node leads."""
@@ -98,15 +117,16 @@ class VoterManager:
             if not self._raft.is_leader():
                 continue
             async with self._lock:  # plan on the state as it is once no other change runs
-                change = plan_voter_change(self._snapshot(), self._node_id, time.time(),
-                                           self._grace)
-                if change is None:
-                    continue
                 try:
+                    await self._heal()
+                    change = plan_voter_change(self._snapshot(), self._node_id, time.time(),
+                                               self._grace, self._skip())
+                    if change is None:
+                        continue
                     await self._carry_out(change)
-                except (ProposeError, ApiError, Unreachable, asyncio.TimeoutError) as exc:
-                    log.warning("voter change %s %s failed: %s", change.action,
-                                change.node.name, exc)
+                except (ProposeError, ApiError, Unreachable, NotCaughtUp,
+                        asyncio.TimeoutError) as exc:
+                    log.warning("voter change failed: %s", exc)
                     failed = True
                 else:
                     failed = False
@@ -115,24 +135,62 @@ class VoterManager:
 
     async def apply(self, *changes: VoterChange) -> None:
         """Carry out `changes` in order, with no other change in between (a manual swap
-        must not let the automatic loop undo its first half)."""
+        must not let the automatic loop undo its first half). All or nothing: when one
+        fails, those already made are undone, so the voter set is left as it was."""
         async with self._lock:
-            for change in changes:
-                await self._carry_out(change)
+            done: list[VoterChange] = []
+            try:
+                for change in changes:
+                    await self._carry_out(change)
+                    done.append(change)
+            except BaseException:
+                for change in reversed(done):
+                    undo = VoterChange("demote" if change.action == "promote" else "promote",
+                                       change.node, f"undoing: {change.reason}")
+                    try:
+                        await self._carry_out(undo)
+                    except (ProposeError, ApiError, Unreachable, NotCaughtUp,
+                            asyncio.TimeoutError) as exc:
+                        log.error("could not undo %s of %s: %s", change.action,
+                                  change.node.name, exc)
+                raise
 
     async def _carry_out(self, change: VoterChange) -> None:
         log.info("%s %s: %s", change.action, change.node.name, change.reason)
         if change.action == "promote":
-            await self._promote(change.node)
+            try:
+                await self._promote(change.node)
+            except BaseException:
+                self._failed_promotions[change.node.id] = time.monotonic()
+                raise
         else:
             await self._demote(change.node)
 
+    async def _heal(self) -> None:
+        """Bring Raft's voter set back in line with the replicated roles after a change that
+        failed half-way (an add that committed after its caller gave up, a crash between the
+        two writes): a Raft voter the state calls a member is removed; a node the state calls
+        a voter that Raft lacks is recorded as a member (autopilot then promotes properly)."""
+        status = self._raft.status()
+        in_raft = set(status.partners)
+        all_nodes = self._snapshot()
+        by_address = {n.raft_address: n for n in all_nodes}
+        for address in sorted(in_raft):
+            node = by_address.get(address)
+            if node is not None and node.role != "voter":
+                log.warning("raft counts %s as a voter, the cluster state does not: removing it",
+                            node.name)
+                await self._raft.remove_voter(address, timeout=10.0)
+        for node in all_nodes:
+            if (node.role == "voter" and node.id != self._node_id
+                    and node.raft_address not in in_raft):
+                log.warning("the cluster state counts %s as a voter, raft does not: recording it "
+                            "as a member", node.name)
+                await self._commit_role(node, "member")
+
     async def _promote(self, node: Node) -> None:
         voters = [v.raft_address for v in self._snapshot() if v.role == "voter"]
-        client = self._control.client_for(node)
-        # A node commits its registration before its API is up: only promote one that
-        # answers, or Raft would wait for a voter that never starts.
-        await client.get("/healthz")
+        await self._check_caught_up(node)
         adding = None
         if node.raft_address not in self._raft.status().partners:
             # Raft wants the new voter added before it starts as one; the add cannot commit
@@ -140,17 +198,35 @@ class VoterManager:
             adding = asyncio.ensure_future(self._raft.add_voter(node.raft_address, timeout=15.0))
         try:
             await self._tell_role(node, "voter", voters + [node.raft_address])
-        except BaseException:
             if adding is not None:
-                # The add is in the log already: let it finish, then take it back.
+                await adding
+            await self._commit_role(node, "voter")
+        except BaseException:
+            # Leave the voter set as it was: the add may be in the log already (or commit
+            # after a timeout), so wait for it, take it back, and tell the node.
+            if adding is not None:
                 with contextlib.suppress(ProposeError, asyncio.TimeoutError):
                     await adding
+            if node.raft_address in self._raft.status().partners:
                 with contextlib.suppress(ProposeError, asyncio.TimeoutError):
                     await self._raft.remove_voter(node.raft_address, timeout=10.0)
+            with contextlib.suppress(ApiError, Unreachable):
+                await self._tell_role(node, "member", voters)
             raise
-        if adding is not None:
-            await adding
-        await self._commit_role(node, "voter")
+
+    async def _check_caught_up(self, node: Node) -> None:
+        """A node commits its registration before its API is up, and may still be receiving
+        the state: promote only one that answers, holds the state and hears this leader."""
+        client = self._control.client_for(node)
+        try:
+            health = await client.get("/healthz")
+        except ApiError as exc:  # 503 while it catches up
+            raise NotCaughtUp(f"{node.name} is not ready to vote: {exc.message}") from None
+        if not health.get("caught_up", False):
+            raise NotCaughtUp(f"{node.name} is not ready to vote: {health.get('sync')}")
+        if health.get("leader") != self._raft.address:
+            raise NotCaughtUp(f"{node.name} is not ready to vote: it does not hear this leader "
+                              f"(it names {health.get('leader')!r})")
 
     async def _demote(self, node: Node) -> None:
         if node.raft_address in self._raft.status().partners:
@@ -189,7 +265,7 @@ class VoterManager:
         all_nodes = self._snapshot()
         voters = [n for n in all_nodes if n.role == "voter"]
         if node.status != "ready":
-            raise ValueError(f"node {node.name} is down and cannot become a voter")
+            raise ValueError(f"node {node.name} is {node.status} and cannot become a voter")
         changes = [VoterChange("promote", node, "promoted by the operator")]
         # Keep the set odd: a manual promotion at the target replaces another voter.
         if len(voters) + 1 > target_voter_count(sum(1 for n in all_nodes if _alive(n))):
@@ -206,8 +282,9 @@ class VoterManager:
             raise ValueError(f"node {node.name} is the leader; demote it from another leader "
                              f"after stopping it, or remove it")
         all_nodes = self._snapshot()
-        members = sorted((n for n in all_nodes if n.role != "voter" and _alive(n)),
-                         key=lambda n: (n.joined_at, n.id))
+        skip = self._skip()
+        members = sorted((n for n in all_nodes if n.role != "voter" and _alive(n)
+                          and n.id not in skip), key=lambda n: (n.joined_at, n.id))
         if not members:
             raise ValueError(f"no member can take {node.name}'s seat; the voter set must stay "
                              f"at {sum(1 for n in all_nodes if n.role == 'voter')}")

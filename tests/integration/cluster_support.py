@@ -3,14 +3,17 @@ queries through the API, and a watch that checks an invariant on every look it t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
-from node.localcluster import LocalCluster, NodeProc, wait_for
+from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
+from node.runtime import ProcessDriver
 
 # Bounds on waits, not expectations: each wait ends as soon as its condition holds.
 SETTLE = 45.0
@@ -100,8 +103,27 @@ async def until_node(cluster: LocalCluster, name: str, status: str, via: int,
     await wait_for(reached, timeout=timeout, what=f"{name} {status}")
 
 
-
 def stop_nodes(cluster: LocalCluster) -> None:
     """Stop every node at once: each may wait up to 2 s for its goodbye to spread."""
     with ThreadPoolExecutor(len(cluster.nodes)) as pool:
         list(pool.map(NodeProc.stop, cluster.nodes))
+
+
+async def remove_task_processes(cluster: LocalCluster) -> None:
+    """Task processes outlive their nodes by design: end what a stopped cluster left running."""
+    for node in cluster.nodes:
+        driver = ProcessDriver(node.data_dir)
+        for seen in await driver.list_owned():
+            await driver.remove(seen.task_id)
+
+
+@contextlib.contextmanager
+def process_cluster(base_dir: str, size: int) -> Iterator[LocalCluster]:
+    # Equal, fixed capacities, so placement does not depend on this machine's size.
+    cluster = LocalCluster(base_dir, size, EQUAL_PROCESS_NODES)
+    try:
+        yield cluster
+    finally:
+        stop_nodes(cluster)
+        asyncio.run(remove_task_processes(cluster))
+        print(cluster.logs())

@@ -6,21 +6,18 @@ failing health check and a task killed by hand replaced per the restart policy."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
-from typing import Iterator
 
 import pytest
 
-from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
-from node.runtime import ProcessDriver
+from node.localcluster import LocalCluster, NodeProc, wait_for
 from node.runtime.process_records import load_record, task_dir
 from node.runtime.procfs import is_running
 from tests.integration.cluster_support import (SETTLE, SlotWatch, live, must, node_status,
-                                               running_slots, running_spread, shoal, stop_nodes,
-                                               tasks_of, until_node)
+                                               process_cluster, running_slots, running_spread,
+                                               shoal, tasks_of, until_node)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,26 +31,6 @@ def http_server(address: str) -> tuple[str, ...]:
     return ("process", "sh", "-c", f"exec {sys.executable} -m http.server $PORT --bind {address}")
 
 
-async def remove_task_processes(cluster: LocalCluster) -> None:
-    """Task processes outlive their nodes by design: end what a stopped cluster left running."""
-    for node in cluster.nodes:
-        driver = ProcessDriver(node.data_dir)
-        for seen in await driver.list_owned():
-            await driver.remove(seen.task_id)
-
-
-@contextlib.contextmanager
-def process_cluster(base_dir: str, size: int) -> Iterator[LocalCluster]:
-    # Equal, fixed capacities, so placement does not depend on this machine's size.
-    cluster = LocalCluster(base_dir, size, EQUAL_PROCESS_NODES)
-    try:
-        yield cluster
-    finally:
-        stop_nodes(cluster)
-        asyncio.run(remove_task_processes(cluster))
-        print(cluster.logs())
-
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """One 3-node cluster for the tests that leave its nodes as they found them; each of
@@ -61,13 +38,6 @@ def shared(tmp_path_factory):
     with process_cluster(str(tmp_path_factory.mktemp("shared")), 3) as cluster:
         asyncio.run(cluster.start())
         yield cluster
-
-
-@pytest.fixture
-def fresh(tmp_path):
-    """`fresh(size)`: a cluster of its own (not started) for a test that changes its nodes."""
-    with contextlib.ExitStack() as stack:
-        yield lambda size=3: stack.enter_context(process_cluster(str(tmp_path), size))
 
 
 @pytest.fixture

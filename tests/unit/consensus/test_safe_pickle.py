@@ -27,3 +27,19 @@ def test_plain_raft_frames_and_nodes_still_load():
 def test_a_frame_that_would_run_code_is_refused():
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         pysyncobj_pickle.loads(pickle.dumps(_Exploit(), protocol=2))
+
+
+def test_the_empty_bytes_that_end_every_snapshot_transfer_load():
+    # The last chunk of a snapshot sent to a node behind the leader's log is b"", which
+    # protocol 2 writes as a call of bytes(): refusing it cut every such transfer short.
+    last_chunk = {"type": "append_entries", "serialized": (b"", False, True)}
+    assert pysyncobj_pickle.loads(pysyncobj_pickle.dumps(last_chunk)) == last_chunk
+
+
+def test_bytes_called_with_a_size_is_refused():
+    class _Allocate:
+        def __reduce__(self):
+            return (bytes, (1 << 40,))
+
+    with pytest.raises(pickle.UnpicklingError, match="bytes"):
+        pysyncobj_pickle.loads(pickle.dumps(_Allocate(), protocol=2))

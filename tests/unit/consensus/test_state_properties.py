@@ -28,7 +28,7 @@ commands = st.one_of(
               st.lists(TEXT, max_size=2).map(tuple),
               st.sampled_from([None, "active", "pause", "drain"])),
     st.builds(SetNodeRole, NODE_IDS, st.sampled_from(["voter", "member"])),
-    st.builds(SetNodeStatus, NODE_IDS, st.sampled_from(["ready", "down"]), st.floats(0, 1e9)),
+    st.builds(SetNodeStatus, NODE_IDS, st.sampled_from(["joining", "ready", "down"]), st.floats(0, 1e9)),
     st.builds(RemoveNode, NODE_IDS),
 )
 entries = st.lists(st.tuples(commands, st.sampled_from(["", "r1", "r2", "r3"])), max_size=30)

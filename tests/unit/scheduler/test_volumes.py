@@ -120,7 +120,7 @@ def test_the_newest_placed_task_of_a_slot_is_its_home():
 
 
 @settings(max_examples=200)
-@given(statuses=st.lists(st.sampled_from(["ready", "down"]), min_size=1, max_size=6),
+@given(statuses=st.lists(st.sampled_from(["joining", "ready", "down"]), min_size=1, max_size=6),
        history=st.lists(st.one_of(st.none(), st.integers(0, 7)), min_size=1, max_size=8),
        affinity=st.sampled_from(["node", "none"]), seed=st.integers(0, 1000))
 def test_every_slot_with_a_home_goes_there_or_waits(statuses, history, affinity, seed):
