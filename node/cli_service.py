@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -97,6 +98,8 @@ class Setting:
     implies: dict = field(default_factory=dict)
     choices: Optional[tuple[str, ...]] = None
     group: str = ""  # flags of one group exclude each other
+    # Help shows the spec's default for `path`; off where that default means something else.
+    show_default: bool = True
 
     @property
     def dest(self) -> str:
@@ -116,7 +119,7 @@ def _policy_settings(prefix: str) -> list[Setting]:
 
 
 AUTOSCALE_SETTINGS: tuple[Setting, ...] = (
-    Setting("--autoscale-min", ("autoscale", "min"), int, "fewest replicas (default 1)"),
+    Setting("--autoscale-min", ("autoscale", "min"), int, "fewest replicas"),
     Setting("--autoscale-max", ("autoscale", "max"), int, "most replicas"),
     Setting("--autoscale-cpu", ("autoscale", "target"), float,
             "keep cpu near PCT percent of one core per replica", implies={"metric": "cpu"},
@@ -125,11 +128,11 @@ AUTOSCALE_SETTINGS: tuple[Setting, ...] = (
             "keep requests (connections) per second near N per replica",
             implies={"metric": "rps"}, group="autoscale"),
     Setting("--autoscale-tolerance", ("autoscale", "tolerance"), float,
-            "no change within this fraction of the target (default 0.1)"),
+            "no change within this fraction of the target"),
     Setting("--autoscale-cooldown-up", ("autoscale", "cooldown_up"),
-            help="wait after a change before scaling up (default 30s)"),
+            help="wait after a change before scaling up"),
     Setting("--autoscale-cooldown-down", ("autoscale", "cooldown_down"),
-            help="wait after a change before scaling down (default 2m)"),
+            help="wait after a change before scaling down"),
 )
 SETTINGS: tuple[Setting, ...] = (
     Setting("--replicas", ("replicas",), int, "number of tasks (replicated mode)"),
@@ -141,29 +144,32 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--health-cmd", ("health", "command"), help="shell command; exit 0 = healthy",
             implies={"kind": "cmd"}, group="health"),
     Setting("--health-http", ("health", "path"), help="GET this path (2xx/3xx = healthy)",
-            implies={"kind": "http"}, group="health"),
+            implies={"kind": "http"}, group="health", show_default=False),
     Setting("--health-tcp", ("health", "port"), int, "connect to this port",
-            implies={"kind": "tcp"}, group="health"),
+            implies={"kind": "tcp"}, group="health", show_default=False),
     Setting("--no-healthcheck", ("health", "kind"), None, "disable the health check",
             implies={"kind": "none"}, group="health"),
-    Setting("--health-port", ("health", "port"), int, "port for --health-http (default: first port)"),
-    Setting("--health-interval", ("health", "interval")),
-    Setting("--health-timeout", ("health", "timeout")),
-    Setting("--health-retries", ("health", "retries"), int),
-    Setting("--health-start-period", ("health", "start_period")),
+    Setting("--health-port", ("health", "port"), int, "port for --health-http (default: first port)",
+            show_default=False),
+    Setting("--health-interval", ("health", "interval"), help="time between checks"),
+    Setting("--health-timeout", ("health", "timeout"), help="a check that takes longer fails"),
+    Setting("--health-retries", ("health", "retries"), int, "failures in a row that make a task unhealthy"),
+    Setting("--health-start-period", ("health", "start_period"),
+            help="failures in this time after a start do not count"),
     Setting("--restart-condition", ("restart", "condition"),
             choices=_choices(RestartPolicy, "condition")),
-    Setting("--restart-delay", ("restart", "delay")),
+    Setting("--restart-delay", ("restart", "delay"), help="wait before restarting a task"),
     Setting("--restart-max-attempts", ("restart", "max_attempts"), int, "0 = unlimited"),
-    Setting("--restart-window", ("restart", "window")),
+    Setting("--restart-window", ("restart", "window"),
+            help="count only failures of tasks that ran shorter than this (0s: all)"),
     *_policy_settings("update"),
     *_policy_settings("rollback"),
     Setting("--stop-grace-period", ("stop_grace_period",), help="e.g. 10s"),
     Setting("--stop-delay", ("stop_delay",),
             help="keep a task with ports running this long after its endpoints are withdrawn, "
-                 "before stopping it, so no load balancer sends it new connections (default 2s)"),
+                 "before stopping it, so no load balancer sends it new connections"),
     Setting("--volume-affinity", ("volume_affinity",), choices=_choices(ServiceSpec, "volume_affinity"),
-            help="node (default): a slot that used a named volume stays on the node holding its data"),
+            help="node: a slot that used a named volume stays on the node holding its data"),
     *AUTOSCALE_SETTINGS,
 )
 UPDATE_ONLY: tuple[Setting, ...] = (
@@ -204,7 +210,50 @@ LIST_EDITS: tuple[ListEdit, ...] = (
 MAP_EDITS: tuple[tuple[str, str, str], ...] = (("env", "env", "-e"), ("label", "labels", "-l"))
 
 
-def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]) -> None:
+def _duration(seconds: float) -> str:
+    """Seconds as the spec's shorthand: 30s, 2m, 1.5s."""
+    if seconds and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def spec_default(path: tuple[str, ...]) -> Optional[str]:
+    """The spec's own default for the value at `path`, as a flag takes it (`30s`, `1`,
+    `stop-first`), or None where the field has no plain default (a list, a required value)."""
+    owner: Any = ServiceSpec
+    for key in path:
+        hints = typing.get_type_hints(owner)
+        if key not in hints:
+            return None
+        kind = hints[key]
+        kind = next((a for a in typing.get_args(kind) if dataclasses.is_dataclass(a)), kind)
+        spec_field = next(f for f in dataclasses.fields(owner) if f.name == key)
+        if dataclasses.is_dataclass(kind):
+            owner = kind
+            continue
+        value = spec_field.default
+        if value is dataclasses.MISSING or isinstance(value, (tuple, dict)) or value in ("", None):
+            return None
+        if isinstance(value, float) and kind is float and key not in _PLAIN_FLOATS:
+            return _duration(value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return None
+
+
+# Float spec fields that are not durations in seconds.
+_PLAIN_FLOATS = frozenset({"max_failure_ratio", "tolerance", "target"})
+
+
+def _help(s: Setting, defaults: bool) -> str:
+    shown = defaults and s.type is not None and s.show_default
+    default = spec_default(s.path) if shown else None
+    return f"{s.help} (default {default})".lstrip() if default is not None else s.help
+
+
+def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...], *,
+                  defaults: bool) -> None:
+    """The flags of `settings`; with `defaults`, each one's help names the spec's default
+    (not for `update`, where a flag left out keeps the current value)."""
     groups: dict[str, Any] = {}
     for s in settings:
         if s.group and s.group not in groups:
@@ -213,7 +262,8 @@ def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]
         if s.type is None:
             target.add_argument(s.flag, dest=s.dest, action="store_true", help=s.help)
         else:
-            target.add_argument(s.flag, dest=s.dest, type=s.type, choices=s.choices, help=s.help)
+            target.add_argument(s.flag, dest=s.dest, type=s.type, choices=s.choices,
+                                help=_help(s, defaults))
 
 
 def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
@@ -291,14 +341,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     create = ssub.add_parser("create", parents=[common], help="create a service")
     create.add_argument("--name", required=True, help="service name (a DNS label)")
-    create.add_argument("--mode", choices=_choices(ServiceSpec, "mode"))
+    create.add_argument("--mode", choices=_choices(ServiceSpec, "mode"),
+                        help=f"(default {spec_default(('mode',))})")
     for stem, _field, short in MAP_EDITS:
         create.add_argument(short, f"--{stem}", type=_kv, action="append", default=[], metavar="K=V")
     for edit in LIST_EDITS:
         flags = (edit.short, f"--{edit.stem}") if edit.short else (f"--{edit.stem}",)
         create.add_argument(*flags, dest=_dest(edit.stem), type=edit.type, action="append",
                             default=[], help=edit.help)
-    _add_settings(create, SETTINGS)
+    _add_settings(create, SETTINGS, defaults=True)
     create.add_argument("image", metavar="IMAGE")
     create.add_argument("command_args", nargs=argparse.REMAINDER, metavar="COMMAND",
                         help="the command and its arguments (replace the image's default)")
@@ -317,7 +368,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     update = ssub.add_parser("update", parents=[common], help="change a service")
     update.add_argument("name", metavar="SERVICE")
-    _add_settings(update, SETTINGS + UPDATE_ONLY)
+    _add_settings(update, SETTINGS + UPDATE_ONLY, defaults=False)
     update.add_argument("--no-autoscale", action="store_true",
                         help="stop autoscaling (the replica count stays where it is)")
     for stem, _field, _short in MAP_EDITS:
