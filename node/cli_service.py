@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from consensus.services import RestartPolicy, ServiceSpec, UpdateConfig
+from consensus.services import (RestartPolicy, ServiceSpec, SpecError, UpdateConfig, merge_spec,
+                                parse_service_spec)
 from node import cli_rollout, output
-from node.cli import UsageError, _kv, emit
+from node.cli import Refused, UsageError, _kv, emit
 from node.client import ApiError, ShoalClient
 
 
@@ -438,8 +439,45 @@ async def _inspect(args, client: ShoalClient) -> int:
     return emit(args, await client.get(f"/v1/services/{args.name}"), output.detail)
 
 
+def scale_problems(services: list[dict], targets: list[tuple[str, int]]) -> list[str]:
+    """Why `targets` cannot all be scaled, given the services there are (by name or id)."""
+    known = {ref: s for s in services for ref in (s["name"], s["id"])}
+    seen: set[str] = set()
+    problems = []
+    for ref, replicas in targets:
+        service = known.get(ref)
+        if service is None:
+            problems.append(f"no such service {ref!r}")
+        elif service["spec"]["mode"] == "global":
+            problems.append(f"{service['name']} is a global service: it runs one task per node "
+                            "and has no replica count")
+        elif service["name"] in seen:
+            problems.append(f"{service['name']} is named twice")
+        else:
+            try:  # the spec's own checks, as the API will make them
+                merge_spec(parse_service_spec(service["spec"]), {"replicas": replicas})
+            except SpecError as exc:
+                problems.append(f"{service['name']}: {exc.field}: {exc.reason}")
+        if service is not None:
+            seen.add(service["name"])
+    return problems
+
+
 async def _scale(args, client: ShoalClient) -> int:
-    done = [await client.patch(f"/v1/services/{name}", {"replicas": n}) for name, n in args.targets]
+    """All or nothing: every target is checked before any changes, so a typo in one name
+    scales none. A change that fails after others were made says which were."""
+    problems = scale_problems(await client.get("/v1/services"), args.targets)
+    if problems:
+        raise Refused("; ".join(problems) + ": nothing was scaled")
+    done: list[dict] = []
+    for name, replicas in args.targets:
+        try:
+            done.append(await client.patch(f"/v1/services/{name}", {"replicas": replicas}))
+        except ApiError:
+            if done:
+                print("already scaled: " + ", ".join(f"{s['name']} to {s['spec']['replicas']}"
+                                                     for s in done), file=sys.stderr)
+            raise
     return emit(args, done, lambda rows: print("\n".join(
         f"{s['name']} scaled to {s['spec']['replicas']}" for s in rows)))
 
@@ -455,12 +493,17 @@ async def _update(args, client: ShoalClient) -> int:
     return emit(args, service, lambda s: print(f"{s['name']} is at version {s['version']}"))
 
 
+# Task states with no output to show yet: the task has not been started anywhere.
+_UNSTARTED = ("pending", "assigned", "rejected")
+
+
 async def _logs(args, client: ShoalClient) -> int:
     """Every task's lines, prefixed `NAME.SLOT.ID@NODE |` as `docker service logs` does; tasks
-    are read concurrently through the node the CLI talks to, which fetches them where they run."""
+    are read concurrently through the node the CLI talks to, which fetches them where they run.
+    With -f it follows the service, not the tasks: a task that ends leaves the others going,
+    one that starts later (a rollout, a restart, a scale-up) is followed as it starts, and
+    only the service's removal (or Ctrl-C) ends it."""
     await client.get(f"/v1/services/{args.name}")  # 404 with a clear message if unknown
-    tasks = [t for t in await client.get("/v1/tasks", service=args.name)
-             if t.get("node_id") and t["state"] not in ("pending", "assigned", "rejected")]
     params = {"tail": args.tail, **({"follow": "1"} if args.follow else {})}
 
     async def stream(task: dict) -> None:
@@ -471,8 +514,57 @@ async def _logs(args, client: ShoalClient) -> int:
         except ApiError as exc:  # a task removed meanwhile: say so and go on with the rest
             print(f"{prefix} (no logs: {exc.message})", file=sys.stderr)
 
-    await asyncio.gather(*(stream(t) for t in tasks))
+    async with asyncio.TaskGroup() as group:
+        followed: set[str] = set()
+        streams: list[asyncio.Task] = []
+
+        async def follow_new_tasks() -> set[str]:
+            """Start streaming each task not streamed yet that has started; -> the ids listed."""
+            listed = await client.get("/v1/tasks", service=args.name)
+            for task in listed:
+                if task["id"] not in followed and task.get("node_id") \
+                        and task["state"] not in _UNSTARTED:
+                    followed.add(task["id"])
+                    streams.append(group.create_task(stream(task)))
+            return {task["id"] for task in listed}
+
+        await follow_new_tasks()
+        if args.follow:
+            await _until_removed(client, args.name, followed, follow_new_tasks)
+            for task in streams:
+                task.cancel()
     return 0
+
+
+async def _until_removed(client: ShoalClient, name: str, followed: set[str],
+                         follow_new_tasks: Callable[[], Any]) -> None:
+    """Watch the service's events until it is removed; a task that started and is not yet
+    followed makes `follow_new_tasks` look again. The event history is replayed first, so
+    nothing that happened since the tasks were listed is missed."""
+    gone: set[str] = set()  # tasks an event named that a later listing no longer held
+    since = 0
+    while True:
+        async for event in cli_rollout.service_events(client, name, since=since, follow=True):
+            since = event["seq"]
+            if event["type"] == "service.removed" and not await _exists(client, name):
+                return  # (a removal replayed from the history may be of an earlier namesake)
+            task_id = event.get("task_id")
+            if task_id and task_id not in followed and task_id not in gone \
+                    and event.get("state") not in _UNSTARTED:
+                listed = await follow_new_tasks()
+                if task_id not in listed:
+                    gone.add(task_id)
+        # The node ended the stream (it dropped a slow reader): go on from the last event.
+
+
+async def _exists(client: ShoalClient, name: str) -> bool:
+    try:
+        await client.get(f"/v1/services/{name}")
+        return True
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
 
 
 async def _rm(args, client: ShoalClient) -> int:

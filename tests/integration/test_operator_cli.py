@@ -1,0 +1,84 @@
+"""Operator commands on a real 2-node cluster (process runtime), as an operator runs them:
+`service logs -f` follows the service through a rollout, `service scale` and `apply` change
+all or nothing, and event numbers mean the same on every node."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pytest
+
+from node.localcluster import LocalCluster, wait_for
+from tests.integration.cluster_support import shoal, stop_nodes
+
+pytestmark = pytest.mark.timeout(120)
+
+# No ports and no health check: an old task stops at once when a rollout replaces it.
+TALKER = ["sh", "-c", "echo hello $V; exec sleep 600"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = LocalCluster(str(tmp_path_factory.mktemp("operator")), 2, ["--runtime", "process"])
+    try:
+        asyncio.run(cluster.start())
+        yield cluster
+    finally:
+        stop_nodes(cluster)
+        print(cluster.logs())
+
+
+async def _create(cluster: LocalCluster, spec: dict) -> None:
+    async with cluster.nodes[0].client() as client:
+        await client.post("/v1/services", {"image": "process", **spec})
+
+
+async def _remove(cluster: LocalCluster, name: str) -> None:
+    async with cluster.nodes[0].client() as client:
+        await client.delete(f"/v1/services/{name}")
+
+
+async def _line(proc: asyncio.subprocess.Process, wanted: str, timeout: float = 45.0) -> str:
+    """The first line of `proc`'s output holding `wanted`."""
+    async def read() -> str:
+        while line := (await proc.stdout.readline()).decode():
+            if wanted in line:
+                return line
+        raise AssertionError(f"output ended (exit {await proc.wait()}) before {wanted!r}")
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def test_logs_follow_the_service_through_a_rollout_until_it_is_removed(cluster):
+    await _create(cluster, {"name": "talker", "command": TALKER, "env": {"V": "one"}})
+    env = {k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"}
+    follow = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "node", "service", "logs", "talker", "-f",
+        "--addr", cluster.nodes[1].api, stdout=asyncio.subprocess.PIPE, env=env)
+    try:
+        await _line(follow, "hello one")
+        async with cluster.nodes[0].client() as client:
+            await client.patch("/v1/services/talker", {"env": {"V": "two"}})
+        # The first task ends in the rollout; its replacement's output follows.
+        assert (await _line(follow, "hello two")).startswith("talker.1.")
+        assert follow.returncode is None
+        await _remove(cluster, "talker")
+        assert await asyncio.wait_for(follow.wait(), 30) == 0
+    finally:
+        if follow.returncode is None:
+            follow.kill()
+            await follow.wait()
+
+
+async def test_scale_with_an_unknown_name_scales_nothing(cluster):
+    await _create(cluster, {"name": "steady", "command": ["sleep", "600"]})
+    try:
+        done = await asyncio.to_thread(shoal, "service", "scale", "steady=3", "nosuch=2",
+                                       addr=cluster.nodes[1].api)
+        assert done.returncode == 1
+        assert "no such service 'nosuch'" in done.stderr and "nothing was scaled" in done.stderr
+        service = await cluster.get(0, "/v1/services/steady")
+        assert (service["version"], service["spec"]["replicas"]) == (1, 1)
+    finally:
+        await _remove(cluster, "steady")
