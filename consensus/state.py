@@ -114,6 +114,14 @@ class ClusterState:
             return Result.fail(str(exc), 400)
         return self.apply(env.command, env.request_id)
 
+    def trial_copy(self) -> ClusterState:
+        """A copy to try commands on without changing this state: each table is copied,
+        its rows (frozen) are shared."""
+        trial = ClusterState()
+        trial.cluster, trial.applied = self.cluster, self.applied
+        trial.tables = {name: dict(rows) for name, rows in self.tables.items()}
+        return trial
+
     # -- snapshots --------------------------------------------------------------------
     def to_plain(self) -> dict:
         return {

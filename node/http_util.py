@@ -6,7 +6,7 @@ import ipaddress
 import json
 import logging
 import re
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, Optional, TypeVar
 
 from aiohttp import web
 
@@ -96,6 +96,20 @@ async def json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HttpError(400, f"is not valid JSON: {exc}", "body") from None
+
+
+_YES = ("1", "true", "yes")
+_NO = ("0", "false", "no", "")
+
+
+def query_flag(query: Mapping[str, str], name: str) -> bool:
+    """A yes/no query parameter (absent: no); anything else is a 400 naming it."""
+    raw = query.get(name, "").lower()
+    if raw in _YES:
+        return True
+    if raw in _NO:
+        return False
+    raise HttpError(400, f"must be 1 or 0 (or true/false), not {raw!r}", name)
 
 
 async def parse_body(request: web.Request, tp: type[T]) -> T:

@@ -82,3 +82,28 @@ async def test_scale_with_an_unknown_name_scales_nothing(cluster):
         assert (service["version"], service["spec"]["replicas"]) == (1, 1)
     finally:
         await _remove(cluster, "steady")
+
+
+async def test_an_apply_that_fails_creates_nothing(cluster, tmp_path):
+    (tmp_path / "pw.txt").write_text("s3cret")
+    (tmp_path / "app.conf").write_text("x=1")
+    stack = tmp_path / "stack.yml"
+    stack.write_text("""
+services:
+  db:
+    image: process
+    command: ["sleep", "600"]
+    secrets: [db_password, tls_key]
+    configs: [app_conf]
+secrets:
+  db_password: {file: ./pw.txt}
+  tls_key: {external: true}
+configs:
+  app_conf: {file: app.conf}
+""")
+    done = await asyncio.to_thread(shoal, "apply", f"--file={stack}", addr=cluster.nodes[1].api)
+    assert done.returncode == 2, done
+    assert "secrets.tls_key: external, but the cluster has no secret 'tls_key'" in done.stderr
+    assert await cluster.get(0, "/v1/secrets") == []
+    assert await cluster.get(0, "/v1/configs") == []
+    assert "db" not in [s["name"] for s in await cluster.get(0, "/v1/services")]
