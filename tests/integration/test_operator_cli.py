@@ -5,6 +5,7 @@ all or nothing, and event numbers mean the same on every node."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 
@@ -107,3 +108,36 @@ configs:
     assert await cluster.get(0, "/v1/secrets") == []
     assert await cluster.get(0, "/v1/configs") == []
     assert "db" not in [s["name"] for s in await cluster.get(0, "/v1/services")]
+
+
+async def _events(cluster: LocalCluster, via: int, service: str, since: int = 0) -> list[dict]:
+    async with cluster.nodes[via].client() as client:
+        lines = client.stream_lines("/v1/events", service=service, since=str(since), follow="0")
+        return [json.loads(line[5:]) async for line in lines if line.startswith("data:")]
+
+
+async def test_event_numbers_mean_the_same_on_every_node(cluster):
+    await _create(cluster, {"name": "counted", "command": ["sleep", "600"], "replicas": 2})
+
+    async def both_running() -> bool:
+        tasks = await cluster.get(1, "/v1/tasks?service=counted")
+        return sum(t["state"] == "running" for t in tasks) == 2
+
+    await wait_for(both_running, what="2 running tasks")
+    await _remove(cluster, "counted")
+
+    async def same_on_both() -> list[dict]:
+        first, second = await _events(cluster, 0, "counted"), await _events(cluster, 1, "counted")
+        if sum("-> shutdown" in e["message"] for e in first) < 2:  # both tasks ended
+            return []
+        key = [(e["seq"], e["type"], e["message"]) for e in first]
+        return first if key == [(e["seq"], e["type"], e["message"]) for e in second] else []
+
+    events = await wait_for(same_on_both, what="the same events, numbered alike, on both nodes")
+    # `since` taken from one node's stream resumes at the same place on the other.
+    middle = events[len(events) // 2]["seq"]
+    assert await _events(cluster, 1, "counted", since=middle) == \
+        [e for e in events if e["seq"] > middle]
+    removed = next(e for e in events if e["type"] == "service.removed")
+    created = next(e for e in events if e["type"] == "service.created")
+    assert removed["at"] > created["at"]  # the removal's own time, not the last update's
