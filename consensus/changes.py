@@ -9,12 +9,15 @@ the old object is enough); the state turns that into a `Change` once the command
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-# How many commands' changes a state keeps: enough for an event feed that is a burst of
-# commits behind. Not in snapshots: a restored state starts with none.
+# How many commands' changes a state keeps, and how many changed rows in all: enough for an
+# event feed a burst of commits behind, and a bound on memory however large one command was
+# (a scale-up to a million replicas). Not in snapshots: a restored state starts with none.
 CHANGES_KEPT = 4096
+CHANGED_ROWS_KEPT = 200_000
 _ABSENT = object()
 
 
@@ -31,6 +34,25 @@ class Change:
     index: int  # the state's `applied` counter right after the command
     at: float  # the time the command carries (its `at`), 0.0 if it carries none
     rows: tuple[RowChange, ...]
+
+
+class ChangeLog:
+    """The last changes, oldest first, within CHANGES_KEPT commands and CHANGED_ROWS_KEPT rows
+    (the newest change is always kept)."""
+
+    def __init__(self) -> None:
+        self._changes: deque[Change] = deque()
+        self._rows = 0
+
+    def append(self, change: Change) -> None:
+        self._changes.append(change)
+        self._rows += len(change.rows)
+        while len(self._changes) > 1 and (len(self._changes) > CHANGES_KEPT
+                                          or self._rows > CHANGED_ROWS_KEPT):
+            self._rows -= len(self._changes.popleft().rows)
+
+    def snapshot(self) -> tuple[Change, ...]:
+        return tuple(self._changes)
 
 
 class TrackedTable(dict):

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
 import msgpack
 
 from consensus import codec
-from consensus.changes import CHANGES_KEPT, Change, TrackedTable, collect
+from consensus.changes import Change, ChangeLog, TrackedTable, collect
 from consensus.model import ClusterInfo
 from consensus.wire import from_plain, to_plain
 
@@ -83,7 +83,7 @@ class ClusterState:
         self.applied = 0
         self._requests: OrderedDict[str, Result] = OrderedDict()
         # What each of the last commands changed (consensus.changes), oldest first.
-        self.changes: deque[Change] = deque(maxlen=CHANGES_KEPT)
+        self.changes = ChangeLog()
 
     def _tracked(self, name: str, rows: Iterable[tuple[str, Any]] = ()) -> TrackedTable:
         return TrackedTable(name, self._touched, rows)

@@ -32,7 +32,7 @@ class StateView:
     def capture(cls, state: ClusterState) -> StateView:
         """Copy what scheduling reads. Call it where no command is being applied meanwhile."""
         return cls(state.cluster, dict(nodes(state)), dict(services(state)), dict(tasks(state)),
-                   state.applied, tuple(state.changes))
+                   state.applied, state.changes.snapshot())
 
     def spec_of(self, task: Task) -> Optional[ServiceSpec]:
         service = self.services.get(task.service)
