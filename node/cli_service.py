@@ -439,36 +439,39 @@ async def _inspect(args, client: ShoalClient) -> int:
     return emit(args, await client.get(f"/v1/services/{args.name}"), output.detail)
 
 
-def scale_problems(services: list[dict], targets: list[tuple[str, int]]) -> list[str]:
-    """Why `targets` cannot all be scaled, given the services there are (by name or id)."""
+def scale_problems(services: list[dict], targets: list[tuple[str, int]]) -> tuple[list[str], list[str]]:
+    """Why `targets` cannot all be scaled, given the services there are (by name or id):
+    (services not there, targets that are wrong in themselves)."""
     known = {ref: s for s in services for ref in (s["name"], s["id"])}
     seen: set[str] = set()
-    problems = []
+    unknown, wrong = [], []
     for ref, replicas in targets:
         service = known.get(ref)
         if service is None:
-            problems.append(f"no such service {ref!r}")
-        elif service["spec"]["mode"] == "global":
-            problems.append(f"{service['name']} is a global service: it runs one task per node "
-                            "and has no replica count")
+            unknown.append(f"no such service {ref!r}")
+            continue
+        if service["spec"]["mode"] == "global":
+            wrong.append(f"{service['name']} is a global service: it runs one task per node "
+                         "and has no replica count")
         elif service["name"] in seen:
-            problems.append(f"{service['name']} is named twice")
+            wrong.append(f"{service['name']} is named twice")
         else:
             try:  # the spec's own checks, as the API will make them
                 merge_spec(parse_service_spec(service["spec"]), {"replicas": replicas})
             except SpecError as exc:
-                problems.append(f"{service['name']}: {exc.field}: {exc.reason}")
-        if service is not None:
-            seen.add(service["name"])
-    return problems
+                wrong.append(f"{service['name']}: {exc.field}: {exc.reason}")
+        seen.add(service["name"])
+    return unknown, wrong
 
 
 async def _scale(args, client: ShoalClient) -> int:
     """All or nothing: every target is checked before any changes, so a typo in one name
-    scales none. A change that fails after others were made says which were."""
-    problems = scale_problems(await client.get("/v1/services"), args.targets)
-    if problems:
-        raise Refused("; ".join(problems) + ": nothing was scaled")
+    scales none (exit 1 for a service not there, as the API's 404; 2 for a bad target, as its
+    400). A change that fails after others were made says which were."""
+    unknown, wrong = scale_problems(await client.get("/v1/services"), args.targets)
+    if unknown or wrong:
+        message = "; ".join(unknown + wrong) + ": nothing was scaled"
+        raise Refused(message) if unknown else UsageError(message)
     done: list[dict] = []
     for name, replicas in args.targets:
         try:

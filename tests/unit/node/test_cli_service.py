@@ -179,16 +179,18 @@ def _listed(name: str, **spec) -> dict:
             "spec": to_plain(parse_service_spec({"name": name, "image": "busybox", **spec}))}
 
 
-@pytest.mark.parametrize("targets, words", [
-    ([("web", 3), ("nosuch", 2)], "no such service 'nosuch'"),
-    ([("web", 3), ("agent", 2)], "agent is a global service"),
-    ([("web", 3), ("api", -1)], "api: replicas: must be between 0"),
-    ([("web", 3), ("id-web", 2)], "web is named twice"),
+@pytest.mark.parametrize("targets, unknown, words", [
+    ([("web", 3), ("nosuch", 2)], True, "no such service 'nosuch'"),
+    ([("web", 3), ("agent", 2)], False, "agent is a global service"),
+    ([("web", 3), ("api", -1)], False, "api: replicas: must be between 0"),
+    ([("web", 3), ("id-web", 2)], False, "web is named twice"),
 ])
-def test_scale_names_every_target_that_cannot_be_scaled(targets, words):
+def test_scale_names_every_target_that_cannot_be_scaled(targets, unknown, words):
     listed = [_listed("web"), _listed("api"), _listed("agent", mode="global")]
-    assert words in " ".join(scale_problems(listed, targets))
+    missing, wrong = scale_problems(listed, targets)
+    assert words in " ".join(missing if unknown else wrong)
+    assert not (wrong if unknown else missing)
 
 
 def test_scale_targets_that_can_all_be_scaled_have_no_problem():
-    assert scale_problems([_listed("web"), _listed("api")], [("web", 0), ("id-api", 5)]) == []
+    assert scale_problems([_listed("web"), _listed("api")], [("web", 0), ("id-api", 5)]) == ([], [])
