@@ -141,3 +141,12 @@ async def test_event_numbers_mean_the_same_on_every_node(cluster):
     removed = next(e for e in events if e["type"] == "service.removed")
     created = next(e for e in events if e["type"] == "service.created")
     assert removed["at"] > created["at"]  # the removal's own time, not the last update's
+
+
+async def test_a_node_is_named_by_any_unique_prefix_of_its_id(cluster):
+    first, second = (n["id"] for n in await cluster.get(0, "/v1/nodes"))
+    prefix = next(first[:k] for k in range(1, len(first) + 1) if not second.startswith(first[:k]))
+    done = await asyncio.to_thread(shoal, "node", "inspect", prefix, "-o", "json",
+                                   addr=cluster.nodes[0].api)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["id"] == first
