@@ -383,7 +383,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     logs = ssub.add_parser("logs", parents=[common], help="the output of a service's tasks")
     logs.add_argument("name", metavar="SERVICE")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new output")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="follow the service: stream new output, and the tasks that start "
+                           "later, until the service is removed")
     logs.add_argument("--tail", default="all", help="lines per task from the end (default all)")
     logs.set_defaults(handler=_logs)
 
@@ -557,7 +559,10 @@ async def _until_removed(client: ShoalClient, name: str, followed: set[str],
                 listed = await follow_new_tasks()
                 if task_id not in listed:
                     gone.add(task_id)
-        # The node ended the stream (it dropped a slow reader): go on from the last event.
+        # The node ended the stream (it dropped a slow reader): go on from the last event,
+        # unless the service went away meanwhile.
+        if not await _exists(client, name):
+            return
 
 
 async def _exists(client: ShoalClient, name: str) -> bool:
