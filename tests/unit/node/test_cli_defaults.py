@@ -1,5 +1,6 @@
-"""The defaults `shoal service create --help` and the README name are the spec's own: a flag
-given its shown default makes the same spec as the flag left out."""
+"""What the CLI's help and the README say matches the code: the defaults `shoal service create
+--help` and the README name are the spec's own (a flag given its shown default makes the same
+spec as the flag left out), and the process runtime's working directory is where it is."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from consensus.services import parse_service_spec
 from node.cli import build_parser
 from node.cli_service import SETTINGS, create_body, spec_default
+from node.runtime.process_records import WORK_DIR
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 SHOWN = [s for s in SETTINGS if s.type is not None and s.show_default and spec_default(s.path)]
@@ -53,3 +55,7 @@ def test_the_readme_marks_the_same_defaults():
             shown = re.search(r"\(default ([^);:]+)", match[1])
             assert shown, f"README shows {match[0]} without marking its default"
             assert shown[1] == spec_default(setting.path), match[0]
+
+
+def test_the_readme_names_the_process_runtimes_working_directory():
+    assert f"runs in `DATA_DIR/tasks/<task id>/{WORK_DIR}`" in " ".join(README.read_text().split())
