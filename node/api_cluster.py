@@ -13,6 +13,7 @@ from consensus import codec
 from consensus.model import Availability, Node
 from consensus.nodes import RemoveNode, UpdateNode, nodes, nodes_matching, voters
 from consensus.raft import NotLeader
+from consensus.state import ClusterState
 from consensus.wire import from_plain, to_plain
 from node.http_util import HttpError, json_body, parse_body, result_or_raise
 from node.join import JoinRequest, accept_join
@@ -52,7 +53,12 @@ def _leader_id(shoal: ShoalNode) -> Optional[str]:
 
 def _find(shoal: ShoalNode, ref: str) -> Node:
     with shoal.raft.read() as state:
-        found = nodes_matching(state, ref)
+        return node_by_ref(state, ref)
+
+
+def node_by_ref(state: ClusterState, ref: str) -> Node:
+    """The one node `ref` names, or a 404 (none) or 400 (several, each named)."""
+    found = nodes_matching(state, ref)
     if not found:
         raise HttpError(404, f"no such node {ref!r} (use an id, a name or a unique id prefix)")
     if len(found) > 1:
