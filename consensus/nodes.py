@@ -18,19 +18,16 @@ def nodes(state: ClusterState) -> dict[str, Node]:
     return state.table(NODES)
 
 
-def find_node(state: ClusterState, ref: str) -> Optional[Node]:
-    """A node by id, by name, or by a unique id prefix of at least 4 characters."""
+def nodes_matching(state: ClusterState, ref: str) -> list[Node]:
+    """The nodes `ref` names, sorted by id: the node with that id, else the node with that
+    name, else every node whose id starts with `ref` (one, or several when it is ambiguous)."""
     table = nodes(state)
     if ref in table:
-        return table[ref]
+        return [table[ref]]
     by_name = [n for n in table.values() if n.name == ref]
-    if len(by_name) == 1:
-        return by_name[0]
-    if len(ref) >= 4:
-        by_prefix = [n for n in table.values() if n.id.startswith(ref)]
-        if len(by_prefix) == 1:
-            return by_prefix[0]
-    return None
+    if by_name:
+        return sorted(by_name, key=lambda n: n.id)
+    return sorted((n for n in table.values() if ref and n.id.startswith(ref)), key=lambda n: n.id)
 
 
 def voters(state: ClusterState) -> list[Node]:

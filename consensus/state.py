@@ -13,11 +13,12 @@ import dataclasses
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import msgpack
 
 from consensus import codec
+from consensus.changes import Change, ChangeLog, TrackedTable, collect
 from consensus.model import ClusterInfo
 from consensus.wire import from_plain, to_plain
 
@@ -75,17 +76,33 @@ class ClusterState:
 
     def __init__(self) -> None:
         self.cluster = ClusterInfo()
-        self.tables: dict[str, dict[str, Any]] = {name: {} for name in _TABLES}
+        # Rows the command being applied replaced, by (table, key): its Change is made of them.
+        self._touched: dict[tuple[str, str], Any] = {}
+        self.tables: dict[str, dict[str, Any]] = {name: self._tracked(name) for name in _TABLES}
         # Number of commands applied; reads on one node never see it go backwards.
         self.applied = 0
         self._requests: OrderedDict[str, Result] = OrderedDict()
+        # What each of the last commands changed (consensus.changes), oldest first.
+        self.changes = ChangeLog()
+
+    def _tracked(self, name: str, rows: Iterable[tuple[str, Any]] = ()) -> TrackedTable:
+        return TrackedTable(name, self._touched, rows)
 
     def table(self, name: str) -> dict[str, Any]:
-        return self.tables.setdefault(name, {})
+        table = self.tables.get(name)
+        if table is None:
+            table = self.tables[name] = self._tracked(name)
+        return table
 
     # -- applying ---------------------------------------------------------------------
     def apply(self, cmd: Any, request_id: str = "") -> Result:
         self.applied += 1
+        try:
+            return self._apply(cmd, request_id)
+        finally:
+            self.changes.append(collect(self.applied, cmd, self._touched, self.tables))
+
+    def _apply(self, cmd: Any, request_id: str) -> Result:
         if request_id and request_id in self._requests:
             return self._requests[request_id]
         handler = _HANDLERS.get(type(cmd))
@@ -111,8 +128,17 @@ class ClusterState:
             env = codec.decode(data)
         except codec.CodecError as exc:
             self.applied += 1
+            self.changes.append(Change(self.applied, 0.0, ()))
             return Result.fail(str(exc), 400)
         return self.apply(env.command, env.request_id)
+
+    def trial_copy(self) -> ClusterState:
+        """A copy to try commands on without changing this state: each table is copied,
+        its rows (frozen) are shared."""
+        trial = ClusterState()
+        trial.cluster, trial.applied = self.cluster, self.applied
+        trial.tables = {name: dict(rows) for name, rows in self.tables.items()}
+        return trial
 
     # -- snapshots --------------------------------------------------------------------
     def to_plain(self) -> dict:
@@ -136,7 +162,8 @@ class ClusterState:
             value_type = _TABLES.get(name)
             if value_type is None:
                 raise ValueError(f"snapshot has unknown table {name!r}")
-            state.tables[name] = {k: from_plain(value_type, v, f"{name}.{k}") for k, v in rows.items()}
+            state.tables[name] = state._tracked(
+                name, ((k, from_plain(value_type, v, f"{name}.{k}")) for k, v in rows.items()))
         state._requests = OrderedDict((rid, Result.from_plain(r)) for rid, r in raw["requests"])
         return state
 

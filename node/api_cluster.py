@@ -11,8 +11,9 @@ from aiohttp import web
 
 from consensus import codec
 from consensus.model import Availability, Node
-from consensus.nodes import RemoveNode, UpdateNode, find_node, nodes, voters
+from consensus.nodes import RemoveNode, UpdateNode, nodes, nodes_matching, voters
 from consensus.raft import NotLeader, SyncProgress
+from consensus.state import ClusterState
 from consensus.wire import from_plain, to_plain
 from node.http_util import HttpError, json_body, parse_body, result_or_raise
 from node.join import JoinRequest, accept_join
@@ -53,10 +54,19 @@ def _leader_id(shoal: ShoalNode) -> Optional[str]:
 
 def _find(shoal: ShoalNode, ref: str) -> Node:
     with shoal.raft.read() as state:
-        node = find_node(state, ref)
-    if node is None:
+        return node_by_ref(state, ref)
+
+
+def node_by_ref(state: ClusterState, ref: str) -> Node:
+    """The one node `ref` names, or a 404 (none) or 400 (several, each named)."""
+    found = nodes_matching(state, ref)
+    if not found:
         raise HttpError(404, f"no such node {ref!r} (use an id, a name or a unique id prefix)")
-    return node
+    if len(found) > 1:
+        named = ", ".join(f"{n.name} ({n.id})" for n in found[:10])
+        raise HttpError(400, f"{ref!r} names {len(found)} nodes: {named}; give more of the id, "
+                             f"or the name", "node")
+    return found[0]
 
 
 async def _on_leader(request: web.Request) -> Optional[web.Response]:

@@ -25,7 +25,7 @@ from consensus.secrets import (Blob, CreateBlob, DeleteBlob, Kind, blobs, name_p
 from consensus.state import ClusterState
 from consensus.tasks import services, tasks
 from node.api_cluster import NODE
-from node.http_util import HttpError, json_body, result_or_raise
+from node.http_util import HttpError, json_body, query_flag, result_or_raise
 from node.secret_box import SecretBox, SecretSealError
 
 routes = web.RouteTableDef()
@@ -128,6 +128,9 @@ async def create_blob(request: web.Request) -> web.Response:
         return web.json_response(blob_json(taken, users), status=200)
     if taken:  # the state machine checks again at commit; this answer names the field
         raise HttpError(409, f"{kind} {name!r} already exists", "name")
+    if query_flag(request.query, "dry_run"):
+        # All checked and nothing created: `shoal apply` checks every file before it changes any.
+        return web.json_response({"name": name, "size": len(data), "dry_run": True}, status=200)
     stored = SecretBox(shoal.keys.secret).seal(name, data) if kind == "secret" else data
     result_or_raise(await shoal.control.submit(
         CreateBlob(kind, token_source.token_hex(6), name, len(data), stored, time.time())))

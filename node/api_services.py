@@ -26,7 +26,7 @@ from consensus.tasks import (CreateService, DeleteService, Service, Task, Update
 from consensus.updates import RollbackService
 from consensus.wire import WireError, from_plain, to_plain
 from node.api_cluster import NODE
-from node.http_util import HttpError, json_body, result_or_raise
+from node.http_util import HttpError, json_body, query_flag, result_or_raise
 
 if TYPE_CHECKING:
     from node.server import ShoalNode
@@ -238,8 +238,9 @@ async def apply_document(request: web.Request) -> web.Response:
         text = raw.decode()
     except UnicodeDecodeError as exc:
         raise HttpError(400, f"the document is not UTF-8 text: {exc}", "body") from None
-    strict = request.query.get("strict", "").lower() in ("1", "true", "yes")
+    strict, dry_run = query_flag(request.query, "strict"), query_flag(request.query, "dry_run")
     # Loaded on first use: a node that never applies a file stays smaller.
+    from node.apply_check import apply_problems
     from node.manifests import load_manifest
 
     # YAML parsing is pure Python and a large file takes a while: keep it off the loop.
@@ -248,6 +249,16 @@ async def apply_document(request: web.Request) -> web.Response:
         raise HttpError(400, "the document defines no services", "body")
     with shoal.raft.read() as state:
         steps = plan_apply(dict(services(state)), manifest.specs)
+        problems = apply_problems(state, steps, manifest.files, files_to_come=dry_run)
+    if problems:  # all checked before anything changes: a file that fails changes nothing
+        field = problems[0].field if len(problems) == 1 else None
+        message = problems[0].error if field else "; ".join(map(str, problems))
+        raise HttpError(400 if all(p.code == 400 for p in problems) else 409,
+                        f"{message} (nothing was applied)", field)
+    if dry_run:
+        return web.json_response({"services": [{"name": step.spec.name, "action": step.action}
+                                               for step in steps],
+                                  "warnings": list(manifest.warnings), "dry_run": True})
     results, failures = [], []
     for step in steps:
         outcome = await _apply_step(shoal, step)

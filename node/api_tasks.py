@@ -20,13 +20,11 @@ from consensus.nodes import nodes
 from consensus.tasks import tasks
 from node.api_cluster import NODE
 from node.client import ApiError, ShoalClient, Unreachable
-from node.http_util import HttpError
+from node.http_util import HttpError, query_flag
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-_YES = ("1", "true", "yes")
-_NO = ("0", "false", "no", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,21 +34,12 @@ class LogQuery:
     local: bool = False  # answer from this node only, never pass the request on
 
 
-def _flag(query: Mapping[str, str], name: str) -> bool:
-    raw = query.get(name, "").lower()
-    if raw in _YES:
-        return True
-    if raw in _NO:
-        return False
-    raise HttpError(400, f"must be 1 or 0 (or true/false), not {raw!r}", name)
-
-
 def parse_log_query(query: Mapping[str, str]) -> LogQuery:
     tail = query.get("tail", "all")
     if tail != "all" and not tail.isdigit():
         raise HttpError(400, f"must be a number of lines (0 or more) or 'all', not {tail!r}", "tail")
-    return LogQuery(_flag(query, "follow"), None if tail == "all" else int(tail),
-                    _flag(query, "local"))
+    return LogQuery(query_flag(query, "follow"), None if tail == "all" else int(tail),
+                    query_flag(query, "local"))
 
 
 async def _local_logs(request: web.Request, task_id: str,

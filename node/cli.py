@@ -28,6 +28,10 @@ class UsageError(Exception):
     pass
 
 
+class Refused(Exception):
+    """The CLI found, before changing anything, that the request cannot be done as a whole."""
+
+
 def _kv(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -89,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return EXIT_USAGE if exc.status in (400, 422) else EXIT_FAILED
+    except Refused as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

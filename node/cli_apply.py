@@ -5,6 +5,8 @@ The nodes translate the file (POST /v1/apply); the CLI first makes what only it 
 the secrets and configs a Compose file reads from `file:` paths, relative to the file's own
 directory (standard input's are relative to the working directory). One that exists with
 other content stops the apply with an error, as secrets and configs cannot change.
+Everything is checked before anything is made (the nodes' `dry_run`), so an apply that fails
+leaves the cluster as it was.
 """
 
 from __future__ import annotations
@@ -43,30 +45,21 @@ def _read_content(source: FileSource, base: Path) -> bytes:
         raise UsageError(f"{source.where}.file: cannot read {path}: {exc.strerror or exc}") from None
 
 
-async def _ensure(client: ShoalClient, source: FileSource, base: Path, existing: set[tuple[str, str]]) -> dict:
-    """Make one secret or config exist with the file's content -> {kind, name, action};
-    `existing` holds the (kind, name) of those there before."""
-    row = {"kind": source.kind, "name": source.name}
-    path = f"/v1/{source.kind}s"
-    if source.external:
-        try:
-            await client.get(f"{path}/{source.name}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            raise UsageError(f"{source.where}: external, but the cluster has no {source.kind} "
-                             f"{source.name!r}: create it first (shoal {source.kind} create "
-                             f"{source.name} FILE)") from None
-        return {**row, "action": "external"}
-    data = source.content if source.content is not None else \
+async def _content(source: FileSource, base: Path) -> bytes:
+    return source.content if source.content is not None else \
         await asyncio.to_thread(_read_content, source, base)
+
+
+async def _post_file(client: ShoalClient, source: FileSource, data: bytes, *, dry_run: bool) -> dict:
+    """Create one secret or config unless it holds `data` already (with `dry_run`, only check
+    that it could be); an error names the file's field."""
     body = {"name": source.name, "data": base64.b64encode(data).decode(), "exist_ok": True}
     try:
-        answer = await client.post(path, body)  # 200 for the same content already there
+        return await client.request("POST", f"/v1/{source.kind}s", json_body=body,
+                                    params={"dry_run": "1"} if dry_run else None)
     except ApiError as exc:
         raise ApiError(exc.status, exc.message, f"{source.where} ({exc.field})" if exc.field
                        else source.where) from None
-    return {**row, "action": "unchanged" if (source.kind, answer["name"]) in existing else "created"}
 
 
 def _render(answer: dict) -> None:
@@ -90,10 +83,24 @@ async def _apply(args: argparse.Namespace, client: ShoalClient) -> int:
     except ManifestError as exc:
         where = "" if exc.field == "<root>" else f"{exc.field}: "
         raise UsageError(f"{args.file}: {where}{exc.reason}") from None
-    kinds = {source.kind for source in manifest.files if not source.external}
-    existing = {(kind, row["name"]) for kind in sorted(kinds) for row in await client.get(f"/v1/{kind}s")}
-    files = [await _ensure(client, source, base, existing) for source in manifest.files]
-    answer = await client.request("POST", "/v1/apply", data=document,
-                                  params={"strict": "1"} if args.strict else None,
+    params = {"strict": "1"} if args.strict else {}
+    # Check everything first, then change: each file's content (readable, not too large, the
+    # same as what a secret or config of that name holds), then every service against the
+    # cluster's state (external secrets and configs there, no conflicts). Only then create.
+    made = {source: await _content(source, base) for source in manifest.files if not source.external}
+    for source, data in made.items():
+        await _post_file(client, source, data, dry_run=True)
+    await client.request("POST", "/v1/apply", data=document, params={**params, "dry_run": "1"},
+                         content_type="application/yaml")
+    existing = {(kind, row["name"]) for kind in sorted({s.kind for s in made})
+                for row in await client.get(f"/v1/{kind}s")}
+    files = []
+    for source in manifest.files:
+        if source in made:
+            await _post_file(client, source, made[source], dry_run=False)
+        action = ("external" if source.external else
+                  "unchanged" if (source.kind, source.name) in existing else "created")
+        files.append({"kind": source.kind, "name": source.name, "action": action})
+    answer = await client.request("POST", "/v1/apply", data=document, params=params or None,
                                   content_type="application/yaml")
     return emit(args, {**answer, "files": files} if files else answer, _render)

@@ -21,6 +21,12 @@ def _default_data_dir() -> str:
     return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
 
 
+# NodeConfig's defaults, which the help of `node start` names.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(NodeConfig)}
+# How every `shoal node` command names a node.
+NODE_REF = "the node's id, its name, or any prefix of its id that no other node's id starts with"
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     node = sub.add_parser("node", help="start a node, list and manage nodes")
     nsub = node.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -37,14 +43,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--lb-dataplane", choices=("auto", "nft", "proxy"),
                        help="routing mesh data plane: asyncio proxy (default), nftables DNAT "
                             "(root), or auto (nftables where it works)")
-    start.add_argument("--api-port", type=int)
-    start.add_argument("--raft-port", type=int)
-    start.add_argument("--gossip-port", type=int)
-    start.add_argument("--dns-port", type=int)
+    for port, what in (("api", "HTTP API, tcp"), ("raft", "Raft, tcp"),
+                       ("gossip", "gossip, udp and tcp"), ("dns", "DNS, udp")):
+        start.add_argument(f"--{port}-port", type=int, help=f"{what} (default "
+                           f"{_DEFAULTS[f'{port}_port']})")
     start.add_argument("--join", metavar="HOST:PORT", help="API address of any cluster node")
     start.add_argument("--token", help="join token (`shoal cluster token` on a member)")
     start.add_argument("--labels", type=_labels, help="k=v,k2=v2 (applied when the node joins)")
-    start.add_argument("--runtime", choices=("auto", "docker", "process"))
+    start.add_argument("--runtime", choices=("auto", "docker", "process"),
+                       help=f"run tasks as containers or processes (default {_DEFAULTS['runtime']}: "
+                            "Docker when an engine answers)")
     start.add_argument("--image-pull", choices=("missing", "never"),
                        help="pull images tasks need when missing (default), or never")
     start.add_argument("--voter-grace", type=float,
@@ -52,9 +60,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--metrics-interval", type=float,
                        help="seconds between this node's load reports for autoscaling (default 5)")
     start.add_argument("--snapshot-entries", type=int, metavar="N",
-                       help="compact the Raft log into a snapshot past N entries (default 5000)")
+                       help="compact the Raft log into a snapshot past N entries "
+                            f"(default {_DEFAULTS['snapshot_entries']})")
     start.add_argument("--snapshot-interval", type=float, metavar="SECONDS",
-                       help="at most one Raft snapshot per this many seconds (default 60)")
+                       help="at most one Raft snapshot per this many seconds "
+                            f"(default {_DEFAULTS['snapshot_interval']:g})")
     start.add_argument("--cpus", type=float, help="CPU capacity to offer (default: all)")
     start.add_argument("--memory", type=int, help="memory capacity in bytes (default: all)")
     start.add_argument("--log-level", default="info",
@@ -64,20 +74,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ls = nsub.add_parser("ls", parents=[common], help="list nodes")
     ls.set_defaults(handler=_ls)
     inspect = nsub.add_parser("inspect", parents=[common], help="show one node")
-    inspect.add_argument("ref", metavar="NODE", help="id, name or unique id prefix")
+    inspect.add_argument("ref", metavar="NODE", help=NODE_REF)
     inspect.set_defaults(handler=_inspect)
     update = nsub.add_parser("update", parents=[common], help="change labels or availability")
-    update.add_argument("ref", metavar="NODE")
+    update.add_argument("ref", metavar="NODE", help=NODE_REF)
     update.add_argument("--label-add", type=_kv, action="append", default=[], metavar="K=V")
     update.add_argument("--label-rm", action="append", default=[], metavar="K")
     update.add_argument("--availability", choices=("active", "pause", "drain"))
     update.set_defaults(handler=_update)
     for verb in ("promote", "demote"):
         p = nsub.add_parser(verb, parents=[common], help=f"{verb} a node (Raft voter set)")
-        p.add_argument("ref", metavar="NODE")
+        p.add_argument("ref", metavar="NODE", help=NODE_REF)
         p.set_defaults(handler=_role_change, verb=verb)
     rm = nsub.add_parser("rm", parents=[common], help="remove a node from the cluster")
-    rm.add_argument("ref", metavar="NODE")
+    rm.add_argument("ref", metavar="NODE", help=NODE_REF)
     rm.add_argument("--force", action="store_true", help="remove even if the node is ready")
     rm.set_defaults(handler=_rm)
 
@@ -89,14 +99,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         handler=_token)
 
     dev = sub.add_parser("dev", help="run a local cluster of N nodes in the foreground")
-    dev.add_argument("--nodes", type=int, default=3)
+    dev.add_argument("--nodes", type=int, default=3, help="how many (default 3)")
     dev.add_argument("--data-dir", default=None, help="base directory (default ./.shoal-dev)")
-    dev.add_argument("--api-port", type=int, default=7420)
+    dev.add_argument("--api-port", type=int, default=_DEFAULTS["api_port"],
+                     help="every node's API port (default %(default)s)")
     dev.add_argument("--runtime", choices=("auto", "docker", "process"), default="process",
                      help="how the nodes run tasks (default: plain processes, which work "
                           "everywhere)")
     dev.add_argument("--demo-port", type=int, default=8080,
-                     help="where the demo service is published on every node (0: no demo)")
+                     help="where the demo service is published on every node "
+                          "(default %(default)s; 0: no demo)")
     dev.set_defaults(local=_dev)
 
 

@@ -100,7 +100,9 @@ def render_status(service: dict, events: list[dict], autoscale: Optional[dict] =
                      ((output.ago(e["at"]), e["type"], e["message"]) for e in events))
 
 
-async def _events(client: ShoalClient, name: str, since: int, follow: bool) -> AsyncIterator[dict]:
+async def service_events(client: ShoalClient, name: str, since: int, follow: bool) -> AsyncIterator[dict]:
+    """A service's events after `since`; a stream the node ended (a client it dropped as too
+    slow) just ends here."""
     params = {"service": name, "since": str(since), "follow": "1" if follow else "0"}
     async for kind, data in parse_sse(client.stream_lines("/v1/events", **params)):
         if kind != "dropped":
@@ -118,14 +120,14 @@ async def _status(args, client: ShoalClient) -> int:
     service = await client.get(f"/v1/services/{args.name}")
     autoscale = (await client.get(f"/v1/services/{args.name}/autoscale")
                  if service["spec"].get("autoscale") else None)
-    kept = [e async for e in _events(client, args.name, since=0, follow=False)]
+    kept = [e async for e in service_events(client, args.name, since=0, follow=False)]
     emit(args, {"service": service, "autoscale": autoscale, "events": kept[-RECENT_EVENTS:]},
          lambda d: render_status(d["service"], d["events"], d["autoscale"]))
     if not args.follow or service["rollout"] is None or service["rollout"]["state"] in FINAL_STATES:
         return 0
     # From the last event seen, so nothing between the two requests is missed.
     since = kept[-1]["seq"] if kept else 0
-    async for event in _events(client, args.name, since=since, follow=True):
+    async for event in service_events(client, args.name, since=since, follow=True):
         if args.output == "json":
             print(json.dumps(event, sort_keys=True), flush=True)
         else:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from consensus.services import RestartPolicy, ServiceSpec, UpdateConfig
+from consensus.services import (RestartPolicy, ServiceSpec, SpecError, UpdateConfig, merge_spec,
+                                parse_service_spec)
 from node import cli_rollout, output
-from node.cli import UsageError, _kv, emit
+from node.cli import Refused, UsageError, _kv, emit
 from node.client import ApiError, ShoalClient
 
 
@@ -97,6 +99,8 @@ class Setting:
     implies: dict = field(default_factory=dict)
     choices: Optional[tuple[str, ...]] = None
     group: str = ""  # flags of one group exclude each other
+    # Help shows the spec's default for `path`; off where that default means something else.
+    show_default: bool = True
 
     @property
     def dest(self) -> str:
@@ -116,7 +120,7 @@ def _policy_settings(prefix: str) -> list[Setting]:
 
 
 AUTOSCALE_SETTINGS: tuple[Setting, ...] = (
-    Setting("--autoscale-min", ("autoscale", "min"), int, "fewest replicas (default 1)"),
+    Setting("--autoscale-min", ("autoscale", "min"), int, "fewest replicas"),
     Setting("--autoscale-max", ("autoscale", "max"), int, "most replicas"),
     Setting("--autoscale-cpu", ("autoscale", "target"), float,
             "keep cpu near PCT percent of one core per replica", implies={"metric": "cpu"},
@@ -125,11 +129,11 @@ AUTOSCALE_SETTINGS: tuple[Setting, ...] = (
             "keep requests (connections) per second near N per replica",
             implies={"metric": "rps"}, group="autoscale"),
     Setting("--autoscale-tolerance", ("autoscale", "tolerance"), float,
-            "no change within this fraction of the target (default 0.1)"),
+            "no change within this fraction of the target"),
     Setting("--autoscale-cooldown-up", ("autoscale", "cooldown_up"),
-            help="wait after a change before scaling up (default 30s)"),
+            help="wait after a change before scaling up"),
     Setting("--autoscale-cooldown-down", ("autoscale", "cooldown_down"),
-            help="wait after a change before scaling down (default 2m)"),
+            help="wait after a change before scaling down"),
 )
 SETTINGS: tuple[Setting, ...] = (
     Setting("--replicas", ("replicas",), int, "number of tasks (replicated mode)"),
@@ -141,29 +145,32 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--health-cmd", ("health", "command"), help="shell command; exit 0 = healthy",
             implies={"kind": "cmd"}, group="health"),
     Setting("--health-http", ("health", "path"), help="GET this path (2xx/3xx = healthy)",
-            implies={"kind": "http"}, group="health"),
+            implies={"kind": "http"}, group="health", show_default=False),
     Setting("--health-tcp", ("health", "port"), int, "connect to this port",
-            implies={"kind": "tcp"}, group="health"),
+            implies={"kind": "tcp"}, group="health", show_default=False),
     Setting("--no-healthcheck", ("health", "kind"), None, "disable the health check",
             implies={"kind": "none"}, group="health"),
-    Setting("--health-port", ("health", "port"), int, "port for --health-http (default: first port)"),
-    Setting("--health-interval", ("health", "interval")),
-    Setting("--health-timeout", ("health", "timeout")),
-    Setting("--health-retries", ("health", "retries"), int),
-    Setting("--health-start-period", ("health", "start_period")),
+    Setting("--health-port", ("health", "port"), int, "port for --health-http (default: first port)",
+            show_default=False),
+    Setting("--health-interval", ("health", "interval"), help="time between checks"),
+    Setting("--health-timeout", ("health", "timeout"), help="a check that takes longer fails"),
+    Setting("--health-retries", ("health", "retries"), int, "failures in a row that make a task unhealthy"),
+    Setting("--health-start-period", ("health", "start_period"),
+            help="failures in this time after a start do not count"),
     Setting("--restart-condition", ("restart", "condition"),
             choices=_choices(RestartPolicy, "condition")),
-    Setting("--restart-delay", ("restart", "delay")),
+    Setting("--restart-delay", ("restart", "delay"), help="wait before restarting a task"),
     Setting("--restart-max-attempts", ("restart", "max_attempts"), int, "0 = unlimited"),
-    Setting("--restart-window", ("restart", "window")),
+    Setting("--restart-window", ("restart", "window"),
+            help="count only failures of tasks that ran shorter than this (0s: all)"),
     *_policy_settings("update"),
     *_policy_settings("rollback"),
     Setting("--stop-grace-period", ("stop_grace_period",), help="e.g. 10s"),
     Setting("--stop-delay", ("stop_delay",),
             help="keep a task with ports running this long after its endpoints are withdrawn, "
-                 "before stopping it, so no load balancer sends it new connections (default 2s)"),
+                 "before stopping it, so no load balancer sends it new connections"),
     Setting("--volume-affinity", ("volume_affinity",), choices=_choices(ServiceSpec, "volume_affinity"),
-            help="node (default): a slot that used a named volume stays on the node holding its data"),
+            help="node: a slot that used a named volume stays on the node holding its data"),
     *AUTOSCALE_SETTINGS,
 )
 UPDATE_ONLY: tuple[Setting, ...] = (
@@ -204,7 +211,50 @@ LIST_EDITS: tuple[ListEdit, ...] = (
 MAP_EDITS: tuple[tuple[str, str, str], ...] = (("env", "env", "-e"), ("label", "labels", "-l"))
 
 
-def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]) -> None:
+def _duration(seconds: float) -> str:
+    """Seconds as the spec's shorthand: 30s, 2m, 1.5s."""
+    if seconds and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def spec_default(path: tuple[str, ...]) -> Optional[str]:
+    """The spec's own default for the value at `path`, as a flag takes it (`30s`, `1`,
+    `stop-first`), or None where the field has no plain default (a list, a required value)."""
+    owner: Any = ServiceSpec
+    for key in path:
+        hints = typing.get_type_hints(owner)
+        if key not in hints:
+            return None
+        kind = hints[key]
+        kind = next((a for a in typing.get_args(kind) if dataclasses.is_dataclass(a)), kind)
+        spec_field = next(f for f in dataclasses.fields(owner) if f.name == key)
+        if dataclasses.is_dataclass(kind):
+            owner = kind
+            continue
+        value = spec_field.default
+        if value is dataclasses.MISSING or isinstance(value, (tuple, dict)) or value in ("", None):
+            return None
+        if isinstance(value, float) and kind is float and key not in _PLAIN_FLOATS:
+            return _duration(value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return None
+
+
+# Float spec fields that are not durations in seconds.
+_PLAIN_FLOATS = frozenset({"max_failure_ratio", "tolerance", "target"})
+
+
+def _help(s: Setting, defaults: bool) -> str:
+    shown = defaults and s.type is not None and s.show_default
+    default = spec_default(s.path) if shown else None
+    return f"{s.help} (default {default})".lstrip() if default is not None else s.help
+
+
+def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...], *,
+                  defaults: bool) -> None:
+    """The flags of `settings`; with `defaults`, each one's help names the spec's default
+    (not for `update`, where a flag left out keeps the current value)."""
     groups: dict[str, Any] = {}
     for s in settings:
         if s.group and s.group not in groups:
@@ -213,7 +263,8 @@ def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]
         if s.type is None:
             target.add_argument(s.flag, dest=s.dest, action="store_true", help=s.help)
         else:
-            target.add_argument(s.flag, dest=s.dest, type=s.type, choices=s.choices, help=s.help)
+            target.add_argument(s.flag, dest=s.dest, type=s.type, choices=s.choices,
+                                help=_help(s, defaults))
 
 
 def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
@@ -291,14 +342,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     create = ssub.add_parser("create", parents=[common], help="create a service")
     create.add_argument("--name", required=True, help="service name (a DNS label)")
-    create.add_argument("--mode", choices=_choices(ServiceSpec, "mode"))
+    create.add_argument("--mode", choices=_choices(ServiceSpec, "mode"),
+                        help=f"(default {spec_default(('mode',))})")
     for stem, _field, short in MAP_EDITS:
         create.add_argument(short, f"--{stem}", type=_kv, action="append", default=[], metavar="K=V")
     for edit in LIST_EDITS:
         flags = (edit.short, f"--{edit.stem}") if edit.short else (f"--{edit.stem}",)
         create.add_argument(*flags, dest=_dest(edit.stem), type=edit.type, action="append",
                             default=[], help=edit.help)
-    _add_settings(create, SETTINGS)
+    _add_settings(create, SETTINGS, defaults=True)
     create.add_argument("image", metavar="IMAGE")
     create.add_argument("command_args", nargs=argparse.REMAINDER, metavar="COMMAND",
                         help="the command and its arguments (replace the image's default)")
@@ -317,7 +369,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     update = ssub.add_parser("update", parents=[common], help="change a service")
     update.add_argument("name", metavar="SERVICE")
-    _add_settings(update, SETTINGS + UPDATE_ONLY)
+    _add_settings(update, SETTINGS + UPDATE_ONLY, defaults=False)
     update.add_argument("--no-autoscale", action="store_true",
                         help="stop autoscaling (the replica count stays where it is)")
     for stem, _field, _short in MAP_EDITS:
@@ -331,7 +383,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     logs = ssub.add_parser("logs", parents=[common], help="the output of a service's tasks")
     logs.add_argument("name", metavar="SERVICE")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new output")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="follow the service: stream new output, and the tasks that start "
+                           "later, until the service is removed")
     logs.add_argument("--tail", default="all", help="lines per task from the end (default all)")
     logs.set_defaults(handler=_logs)
 
@@ -387,8 +441,48 @@ async def _inspect(args, client: ShoalClient) -> int:
     return emit(args, await client.get(f"/v1/services/{args.name}"), output.detail)
 
 
+def scale_problems(services: list[dict], targets: list[tuple[str, int]]) -> tuple[list[str], list[str]]:
+    """Why `targets` cannot all be scaled, given the services there are (by name or id):
+    (services not there, targets that are wrong in themselves)."""
+    known = {ref: s for s in services for ref in (s["name"], s["id"])}
+    seen: set[str] = set()
+    unknown, wrong = [], []
+    for ref, replicas in targets:
+        service = known.get(ref)
+        if service is None:
+            unknown.append(f"no such service {ref!r}")
+            continue
+        if service["spec"]["mode"] == "global":
+            wrong.append(f"{service['name']} is a global service: it runs one task per node "
+                         "and has no replica count")
+        elif service["name"] in seen:
+            wrong.append(f"{service['name']} is named twice")
+        else:
+            try:  # the spec's own checks, as the API will make them
+                merge_spec(parse_service_spec(service["spec"]), {"replicas": replicas})
+            except SpecError as exc:
+                wrong.append(f"{service['name']}: {exc.field}: {exc.reason}")
+        seen.add(service["name"])
+    return unknown, wrong
+
+
 async def _scale(args, client: ShoalClient) -> int:
-    done = [await client.patch(f"/v1/services/{name}", {"replicas": n}) for name, n in args.targets]
+    """All or nothing: every target is checked before any changes, so a typo in one name
+    scales none (exit 1 for a service not there, as the API's 404; 2 for a bad target, as its
+    400). A change that fails after others were made says which were."""
+    unknown, wrong = scale_problems(await client.get("/v1/services"), args.targets)
+    if unknown or wrong:
+        message = "; ".join(unknown + wrong) + ": nothing was scaled"
+        raise Refused(message) if unknown else UsageError(message)
+    done: list[dict] = []
+    for name, replicas in args.targets:
+        try:
+            done.append(await client.patch(f"/v1/services/{name}", {"replicas": replicas}))
+        except ApiError:
+            if done:
+                print("already scaled: " + ", ".join(f"{s['name']} to {s['spec']['replicas']}"
+                                                     for s in done), file=sys.stderr)
+            raise
     return emit(args, done, lambda rows: print("\n".join(
         f"{s['name']} scaled to {s['spec']['replicas']}" for s in rows)))
 
@@ -404,12 +498,17 @@ async def _update(args, client: ShoalClient) -> int:
     return emit(args, service, lambda s: print(f"{s['name']} is at version {s['version']}"))
 
 
+# Task states with no output to show yet: the task has not been started anywhere.
+_UNSTARTED = ("pending", "assigned", "rejected")
+
+
 async def _logs(args, client: ShoalClient) -> int:
     """Every task's lines, prefixed `NAME.SLOT.ID@NODE |` as `docker service logs` does; tasks
-    are read concurrently through the node the CLI talks to, which fetches them where they run."""
+    are read concurrently through the node the CLI talks to, which fetches them where they run.
+    With -f it follows the service, not the tasks: a task that ends leaves the others going,
+    one that starts later (a rollout, a restart, a scale-up) is followed as it starts, and
+    only the service's removal (or Ctrl-C) ends it."""
     await client.get(f"/v1/services/{args.name}")  # 404 with a clear message if unknown
-    tasks = [t for t in await client.get("/v1/tasks", service=args.name)
-             if t.get("node_id") and t["state"] not in ("pending", "assigned", "rejected")]
     params = {"tail": args.tail, **({"follow": "1"} if args.follow else {})}
 
     async def stream(task: dict) -> None:
@@ -420,8 +519,60 @@ async def _logs(args, client: ShoalClient) -> int:
         except ApiError as exc:  # a task removed meanwhile: say so and go on with the rest
             print(f"{prefix} (no logs: {exc.message})", file=sys.stderr)
 
-    await asyncio.gather(*(stream(t) for t in tasks))
+    async with asyncio.TaskGroup() as group:
+        followed: set[str] = set()
+        streams: list[asyncio.Task] = []
+
+        async def follow_new_tasks() -> set[str]:
+            """Start streaming each task not streamed yet that has started; -> the ids listed."""
+            listed = await client.get("/v1/tasks", service=args.name)
+            for task in listed:
+                if task["id"] not in followed and task.get("node_id") \
+                        and task["state"] not in _UNSTARTED:
+                    followed.add(task["id"])
+                    streams.append(group.create_task(stream(task)))
+            return {task["id"] for task in listed}
+
+        await follow_new_tasks()
+        if args.follow:
+            await _until_removed(client, args.name, followed, follow_new_tasks)
+            for task in streams:
+                task.cancel()
     return 0
+
+
+async def _until_removed(client: ShoalClient, name: str, followed: set[str],
+                         follow_new_tasks: Callable[[], Any]) -> None:
+    """Watch the service's events until it is removed; a task that started and is not yet
+    followed makes `follow_new_tasks` look again. The event history is replayed first, so
+    nothing that happened since the tasks were listed is missed."""
+    gone: set[str] = set()  # tasks an event named that a later listing no longer held
+    since = 0
+    while True:
+        async for event in cli_rollout.service_events(client, name, since=since, follow=True):
+            since = event["seq"]
+            if event["type"] == "service.removed" and not await _exists(client, name):
+                return  # (a removal replayed from the history may be of an earlier namesake)
+            task_id = event.get("task_id")
+            if task_id and task_id not in followed and task_id not in gone \
+                    and event.get("state") not in _UNSTARTED:
+                listed = await follow_new_tasks()
+                if task_id not in listed:
+                    gone.add(task_id)
+        # The node ended the stream (it dropped a slow reader): go on from the last event,
+        # unless the service went away meanwhile.
+        if not await _exists(client, name):
+            return
+
+
+async def _exists(client: ShoalClient, name: str) -> bool:
+    try:
+        await client.get(f"/v1/services/{name}")
+        return True
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
 
 
 async def _rm(args, client: ShoalClient) -> int:

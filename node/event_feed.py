@@ -1,5 +1,6 @@
-"""This node's cluster-event feed: after each commit it diffs the new state against the last
-one it saw (node.events) and fans the events out to subscribers (the SSE endpoint).
+"""This node's cluster-event feed: after each commit it derives the events of the commands
+applied since the last state it saw (node.events) and fans them out to subscribers (the SSE
+endpoint). Events are numbered by the commands that made them, the same on every node.
 
 Each subscriber has a bounded queue: one that falls behind by more than its queue holds is
 dropped (its stream ends with a note), so a slow client never holds the node up or makes it
@@ -9,12 +10,11 @@ buffer without bound. The last `history` events stay for `since=` replays.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from node.events import Event, diff_states
+from node.events import Event, events_between
 from scheduler.view import StateView
 
 HISTORY = 1000
@@ -23,7 +23,7 @@ QUEUE_SIZE = 256
 
 @dataclass(frozen=True, slots=True)
 class Numbered:
-    seq: int  # this node's event number, for `since=` and SSE's Last-Event-ID
+    seq: int  # the event's number (the same on every node), for `since=` and Last-Event-ID
     event: Event
 
 
@@ -53,12 +53,12 @@ class EventHub:
     def __init__(self, history: int = HISTORY, queue_size: int = QUEUE_SIZE) -> None:
         self._history: deque[Numbered] = deque(maxlen=history)
         self._subscribers: set[Subscription] = set()
-        self._seq = itertools.count(1)
         self._queue_size = queue_size
 
     def publish(self, events: list[Event]) -> None:
+        """Publish events in the order of their `seq`, each higher than any published before."""
         for event in events:
-            item = Numbered(next(self._seq), event)
+            item = Numbered(event.seq, event)
             self._history.append(item)
             for sub in list(self._subscribers):
                 if not sub.offer(item):
@@ -81,7 +81,7 @@ class EventHub:
 
 
 class EventFeed:
-    """The loop: woken by `changed` (set after every commit), it diffs and publishes."""
+    """The loop: woken by `changed` (set after every commit), it derives and publishes."""
 
     def __init__(self, read_state: Callable[[], StateView], changed: asyncio.Event,
                  hub: Optional[EventHub] = None) -> None:
@@ -95,9 +95,10 @@ class EventFeed:
             await self._changed.wait()
             self._changed.clear()
             now = self._read_state()
-            if now.applied == seen.applied:
+            if now.applied <= seen.applied:  # nothing new (or a replica restored to an earlier state)
+                seen = now
                 continue
-            # Large states take a while to compare: keep it off the event loop.
-            events = await asyncio.to_thread(diff_states, seen, now)
+            # A diff of large states takes a while: keep it off the event loop.
+            events = await asyncio.to_thread(events_between, seen, now)
             seen = now
             self.hub.publish(events)

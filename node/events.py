@@ -1,20 +1,33 @@
-"""Cluster events, derived by diffing two committed states: services created, updated and
-removed, rollout progress, task state changes, nodes joining, going down and coming back.
+"""Cluster events, derived from committed changes: services created, updated and removed,
+rollout progress, task state changes, nodes joining, going down and coming back.
 
-Pure: `diff_states(before, after)` reads two StateViews and returns the events between them
-in a stable order. Every node derives its own events from its own replica, so no event is
-ever written to the replicated log; commits that arrive together are diffed together.
+Pure: `events_between(before, after)` reads two StateViews and returns the events of the
+commands applied between them, in a stable order. No event is written to the replicated
+log: every node derives them from the row changes each command made (consensus.changes),
+which are the same on every node, so an event's `seq` (its command's index and its place
+among that command's events) names the same event on every node, and `since=` from one node
+means the same on another. A node whose kept changes do not reach back far enough (it fell
+more than a few thousand commands behind, or restored a snapshot) diffs the two states
+instead (`diff_states`) and numbers those events by the later state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional, Union
 
 from consensus.autoscale import AutoscaleRecord
+from consensus.changes import Change, RowChange, covering
+from consensus.model import Node
+from consensus.nodes import NODES
 from consensus.rollout import Rollout
-from consensus.tasks import Service, Task
+from consensus.tasks import SERVICES, TASKS, Service, Task
 from scheduler.view import StateView
+
+# An event's seq is index × SEQ_SPAN + position: more events than one command can make (it
+# places at most a service's 1,000,000 replicas).
+SEQ_SPAN = 10_000_000
 
 EventType = Literal["service.created", "service.updated", "service.removed", "rollout",
                     "service.autoscaled", "task.created", "task.state", "node.joined",
@@ -24,8 +37,8 @@ EventType = Literal["service.created", "service.updated", "service.removed", "ro
 @dataclass(frozen=True, slots=True)
 class Event:
     type: EventType
-    at: float  # when it happened, as the state records it
-    index: int  # the state's applied index it was seen at
+    at: float  # when it happened, as the state or the command records it
+    index: int  # the command that made it: the state's applied counter right after it
     message: str
     service: str = ""
     task_id: str = ""
@@ -33,12 +46,19 @@ class Event:
     state: str = ""  # the new state: task or node status, rollout state
     # Figures of the event, by name (service.autoscaled: from, to, metric, value, target).
     detail: dict[str, Union[int, float, str]] = field(default_factory=dict)
+    position: int = 0  # its place among the events of command `index`
+
+    @property
+    def seq(self) -> int:
+        """The event's number, the same on every node (see the module's docstring)."""
+        return self.index * SEQ_SPAN + self.position
 
 
-def _service_events(before: Optional[Service], after: Optional[Service], index: int) -> list[Event]:
+def _service_events(before: Optional[Service], after: Optional[Service], index: int,
+                    removed_at: float) -> list[Event]:
     if after is None:
         assert before is not None
-        return [Event("service.removed", before.updated_at, index, f"service {before.name} removed",
+        return [Event("service.removed", removed_at, index, f"service {before.name} removed",
                       service=before.name)]
     if before is None or before.id != after.id:
         return [Event("service.created", after.created_at, index,
@@ -85,36 +105,71 @@ def _task_event(before: Optional[Task], after: Task, node: str, index: int) -> O
                  node=node, state=after.state)
 
 
-def diff_states(before: StateView, after: StateView) -> list[Event]:
-    """What happened between two states of one replica, in a stable order."""
-    index = after.applied
-    events: list[Event] = []
-    for node_id in _changed(before.nodes, after.nodes):
-        old, new = before.nodes.get(node_id), after.nodes.get(node_id)
+def _node_event(old: Optional[Node], new: Optional[Node], index: int, at: float) -> Optional[Event]:
+    if new is None:
+        assert old is not None
+        return Event("node.removed", at, index, f"node {old.name} removed", node=old.name)
+    if old is None:
+        return Event("node.joined", new.joined_at, index, f"node {new.name} joined as {new.role}",
+                     node=new.name, state=new.status)
+    if old.status != new.status:
+        return Event("node.status", new.status_changed_at, index, f"node {new.name} is {new.status}",
+                     node=new.name, state=new.status)
+    return None
+
+
+def _events(node_rows: list[tuple[Optional[Node], Optional[Node]]],
+            service_rows: list[tuple[Optional[Service], Optional[Service]]],
+            task_rows: list[tuple[Optional[Task], Optional[Task]]],
+            nodes: Mapping[str, Node], index: int, at: float) -> list[Event]:
+    """The events of rows changed at `index`, each list sorted by key, numbered in order:
+    nodes, then services, then tasks. `at` is when the change happened, if known (0.0)."""
+    events = [e for old, new in node_rows if (e := _node_event(old, new, index, at))]
+    for old, new in service_rows:
+        if old is not None and new is not None and old.id != new.id:
+            events.extend(_service_events(old, None, index, at or old.updated_at))
+            old = None
+        events.extend(_service_events(old, new, index, at or (old.updated_at if old else 0.0)))
+    for old, new in task_rows:
         if new is None:
-            assert old is not None
-            events.append(Event("node.removed", 0.0, index, f"node {old.name} removed",
-                                node=old.name))
-        elif old is None:
-            events.append(Event("node.joined", new.joined_at, index, f"node {new.name} joined "
-                                f"as {new.role}", node=new.name, state=new.status))
-        elif old.status != new.status:
-            events.append(Event("node.status", new.status_changed_at, index,
-                                f"node {new.name} is {new.status}", node=new.name, state=new.status))
-    for name in _changed(before.services, after.services):
-        old_service, new_service = before.services.get(name), after.services.get(name)
-        if old_service is not None and new_service is not None and old_service.id != new_service.id:
-            events.extend(_service_events(old_service, None, index))
-        events.extend(_service_events(old_service, new_service, index))
-    for task_id in _changed(before.tasks, after.tasks):
-        task = after.tasks.get(task_id)
-        if task is None:
             continue  # removed tasks were reported when they ended
-        node = after.nodes.get(task.node_id)
-        event = _task_event(before.tasks.get(task_id), task, node.name if node else "", index)
+        node = nodes.get(new.node_id)
+        event = _task_event(old, new, node.name if node else "", index)
         if event is not None:
             events.append(event)
-    return events
+    return [dataclasses.replace(e, position=i) for i, e in enumerate(events)]
+
+
+def change_events(change: Change, nodes: Mapping[str, Node]) -> list[Event]:
+    """The events of one command's change; `nodes` names the nodes tasks run on."""
+    def rows(table: str) -> list[tuple[Any, Any]]:
+        mine: list[RowChange] = sorted((r for r in change.rows if r.table == table),
+                                       key=lambda r: r.key)
+        return [(r.before, r.after) for r in mine]
+
+    node_rows = rows(NODES)
+    if node_rows:  # a task's node may have joined in this very command
+        nodes = {**nodes, **{new.id: new for _old, new in node_rows if new is not None}}
+    return _events(node_rows, rows(SERVICES), rows(TASKS), nodes, change.index, change.at)
+
+
+def diff_states(before: StateView, after: StateView) -> list[Event]:
+    """What happened between two states of one replica, in a stable order, all numbered by
+    the later state (a removal carries the removed row's last update time)."""
+    def rows(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+        return [(old.get(key), new.get(key)) for key in _changed(old, new)]
+
+    return _events(rows(before.nodes, after.nodes), rows(before.services, after.services),
+                   rows(before.tasks, after.tasks), after.nodes, after.applied, 0.0)
+
+
+def events_between(before: StateView, after: StateView) -> list[Event]:
+    """The events of the commands applied after `before` up to `after`, each numbered by its
+    own command, or, when `after` does not hold all their changes, by a diff of the states."""
+    changes = covering(after.changes, before.applied, after.applied)
+    if changes is None:
+        return diff_states(before, after)
+    return [event for change in changes for event in change_events(change, after.nodes)]
 
 
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+import re
+from typing import Any, Awaitable, Callable, Mapping, Optional, TypeVar
 
 from aiohttp import web
 
@@ -89,20 +90,48 @@ def auth_middleware(check_token: Callable[[str], bool]):
 
 async def json_body(request: web.Request) -> Any:
     if not request.can_read_body:
-        raise HttpError(400, "a JSON body is required")
+        raise HttpError(400, "a JSON body is required", "body")
     raw = await request.read()
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HttpError(400, f"body is not valid JSON: {exc}") from None
+        raise HttpError(400, f"is not valid JSON: {exc}", "body") from None
+
+
+_YES = ("1", "true", "yes")
+_NO = ("0", "false", "no", "")
+
+
+def query_flag(query: Mapping[str, str], name: str) -> bool:
+    """A yes/no query parameter (absent: no); anything else is a 400 naming it."""
+    raw = query.get(name, "").lower()
+    if raw in _YES:
+        return True
+    if raw in _NO:
+        return False
+    raise HttpError(400, f"must be 1 or 0 (or true/false), not {raw!r}", name)
 
 
 async def parse_body(request: web.Request, tp: type[T]) -> T:
     return from_plain(tp, await json_body(request))
 
 
+# The state machine starts an error about one field of the command with that field's path
+# (`secrets[0].source: no such secret 'db'`); prose never starts with a bare path and a colon.
+_FIELD_PREFIX = re.compile(r"([a-z_][a-z0-9_]*(?:\[\d+\])*(?:\.[a-z_][a-z0-9_]*(?:\[\d+\])*)*): (.+)",
+                           re.DOTALL)
+
+
+def field_of(error: str) -> tuple[Optional[str], str]:
+    """A state-machine error split into (the field it names or None, the message)."""
+    match = _FIELD_PREFIX.fullmatch(error)
+    return (match[1], match[2]) if match else (None, error)
+
+
 def result_or_raise(result: Result) -> Any:
-    """Turn a committed command's error result into the matching HTTP error."""
+    """Turn a committed command's error result into the matching HTTP error, with the field
+    its message names."""
     if not result.ok:
-        raise HttpError(result.code if result.code >= 400 else 409, result.error)
+        field, message = field_of(result.error)
+        raise HttpError(result.code if result.code >= 400 else 409, message, field)
     return result.value

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from consensus.changes import Change
 from consensus.model import ClusterInfo, Node
 from consensus.nodes import nodes
 from consensus.services import ServiceSpec
@@ -24,12 +25,14 @@ class StateView:
     services: Mapping[str, Service]  # by name
     tasks: Mapping[str, Task]  # by id
     applied: int = 0
+    # What the last commands changed, up to `applied` (the event feed's input).
+    changes: tuple[Change, ...] = ()
 
     @classmethod
     def capture(cls, state: ClusterState) -> StateView:
         """Copy what scheduling reads. Call it where no command is being applied meanwhile."""
         return cls(state.cluster, dict(nodes(state)), dict(services(state)), dict(tasks(state)),
-                   state.applied)
+                   state.applied, state.changes.snapshot())
 
     def spec_of(self, task: Task) -> Optional[ServiceSpec]:
         service = self.services.get(task.service)

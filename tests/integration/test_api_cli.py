@@ -36,7 +36,7 @@ async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
 async def test_malformed_requests_get_400_naming_the_field(single):
     base = f"http://{single.nodes[0].api}/v1/nodes/n1"
     cases = [
-        ({"data": b"{not json"}, None),
+        ({"data": b"{not json"}, "body"),
         ({"json": {"availability": "sideways"}}, "availability"),
         ({"json": {"add_labels": {"k": 5}}}, "add_labels.k"),
         ({"json": {"add_labels": {"bad key!": "v"}}}, "add_labels.bad key!"),

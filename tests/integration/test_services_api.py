@@ -290,9 +290,10 @@ async def test_compose_file_applies_reapplies_unchanged_and_strict_refuses(singl
 
     clash = [{"name": "clash", "image": "process", "ports": ["18000:80"]}, {**SLEEPER, "name": "fine"}]
     status, answer = await call("POST", f"{addr}/v1/apply", json=clash)
-    assert status == 409 and "clash: ports: 18000/tcp is already published" in answer["error"]
-    assert "the others were applied: fine created" in answer["error"]
-    assert (await single.get(0, "/v1/services/fine"))["version"] == 1
+    assert (status, answer["field"]) == (409, "services.clash.ports")
+    assert "18000/tcp is already published" in answer["error"]
+    assert "nothing was applied" in answer["error"]  # checked whole before any change
+    assert "fine" not in [s["name"] for s in await single.get(0, "/v1/services")]
 
     scale_global = shoal("service scale", "worker=3", addr=addr)
     assert scale_global.returncode == 2 and "global" in scale_global.stderr

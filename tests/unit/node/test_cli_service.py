@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 from consensus.services import merge_spec, parse_service_spec
 from consensus.wire import to_plain
 from node.cli import build_parser
-from node.cli_service import create_body, task_error, update_patch
+from node.cli_service import create_body, scale_problems, task_error, update_patch
 
 
 def parse(*argv: str):
@@ -171,3 +171,26 @@ def test_the_error_column_shows_errors_and_pending_reasons():
     assert task_error({**base, "error": "exit status 1"}) == "exit status 1"
     assert task_error({**base, "pending_reason": "insufficient memory on 3 nodes"}) == \
         "pending: insufficient memory on 3 nodes"
+
+
+def _listed(name: str, **spec) -> dict:
+    """A service as `GET /v1/services` lists it."""
+    return {"name": name, "id": f"id-{name}",
+            "spec": to_plain(parse_service_spec({"name": name, "image": "busybox", **spec}))}
+
+
+@pytest.mark.parametrize("targets, unknown, words", [
+    ([("web", 3), ("nosuch", 2)], True, "no such service 'nosuch'"),
+    ([("web", 3), ("agent", 2)], False, "agent is a global service"),
+    ([("web", 3), ("api", -1)], False, "api: replicas: must be between 0"),
+    ([("web", 3), ("id-web", 2)], False, "web is named twice"),
+])
+def test_scale_names_every_target_that_cannot_be_scaled(targets, unknown, words):
+    listed = [_listed("web"), _listed("api"), _listed("agent", mode="global")]
+    missing, wrong = scale_problems(listed, targets)
+    assert words in " ".join(missing if unknown else wrong)
+    assert not (wrong if unknown else missing)
+
+
+def test_scale_targets_that_can_all_be_scaled_have_no_problem():
+    assert scale_problems([_listed("web"), _listed("api")], [("web", 0), ("id-api", 5)]) == ([], [])

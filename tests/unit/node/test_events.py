@@ -7,14 +7,15 @@ import asyncio
 
 from hypothesis import given, settings, strategies as st
 
+from consensus.state import ClusterState
 from consensus.tasks import DeleteService, tasks
 from consensus.updates import RollbackService
 from node.cli_rollout import parse_sse
 from node.api_events import sse
 from node.event_feed import EventFeed, EventHub
-from node.events import Event, _changed, diff_states
+from node.events import SEQ_SPAN, Event, _changed, diff_states, events_between
 from scheduler.view import StateView
-from tests.unit.scheduler.helpers import Cluster
+from tests.unit.scheduler.helpers import Cluster, make_node
 
 
 def view(c: Cluster) -> StateView:
@@ -62,12 +63,12 @@ def test_a_slow_subscriber_is_dropped_and_the_others_keep_everything():
     got = []
     for n in range(1, 8):
         hub.publish([event(n)])
-        got.append(fast._queue.get_nowait().seq)  # a reader keeping up
+        got.append(fast._queue.get_nowait().event.index)  # a reader keeping up
     assert got == list(range(1, 8))
     assert slow.dropped and hub.subscribers == 1
     assert slow._queue.get_nowait() is None  # its stream ends with the end mark
-    assert [i.seq for i in hub.since(0)] == [3, 4, 5, 6, 7]  # the kept history
-    assert [i.seq for i in hub.since(6)] == [7]
+    assert [i.event.index for i in hub.since(0)] == [3, 4, 5, 6, 7]  # the kept history
+    assert [i.event.index for i in hub.since(6 * SEQ_SPAN)] == [7]
 
 
 @settings(max_examples=30, deadline=None)
@@ -94,7 +95,8 @@ async def test_the_feed_publishes_the_diff_of_each_change():
         c.create(name="web", replicas=1)
         changed.set()
         item = await asyncio.wait_for(sub.next(), 5)
-        assert item.event.type == "service.created" and item.seq == 1
+        assert item.event.type == "service.created"
+        assert item.seq == c.state.applied * SEQ_SPAN  # the first event of that command
     finally:
         runner.cancel()
 
@@ -109,7 +111,7 @@ async def test_sse_frames_read_back():
             yield line
 
     read = [(kind, data["seq"], data["message"]) async for kind, data in parse_sse(lines())]
-    assert read == [("task.state", 1, "event 1"), ("task.state", 2, "event 2")]
+    assert read == [("task.state", SEQ_SPAN, "event 1"), ("task.state", 2 * SEQ_SPAN, "event 2")]
 
 
 @given(st.dictionaries(st.text("abc", max_size=3), st.integers(0, 3)),
@@ -121,3 +123,84 @@ def test_only_rows_added_replaced_or_removed_count_as_changed(old_plan, new_plan
     after = {k: rows[v] for k, v in new_plan.items()}
     expected = sorted(k for k in before.keys() | after.keys() if before.get(k) is not after.get(k))
     assert _changed(before, after) == expected
+
+
+class RecordingState(ClusterState):
+    """A replica that keeps the commands it applied, to replay them on another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list = []
+
+    def apply(self, cmd, request_id: str = ""):
+        self.log.append(cmd)
+        return super().apply(cmd, request_id)
+
+
+def _history() -> list:
+    """The commands of a service's life on 2 nodes: created, placed, running, updated and
+    rolled out, a node down, removed."""
+    c = Cluster(0)
+    c.state = RecordingState()
+    for i in range(2):
+        c.add_node(make_node(i))
+    c.create(name="web", replicas=2, update={"monitor": 0})
+    c.settle()
+    for task in list(tasks(c.state).values()):
+        c.report(task, "running")
+    c.update("web", image="busybox:2")
+    c.settle()
+    c.node_status("n1", "down")
+    c.settle()
+    c.now += 60
+    c.ok(DeleteService("web", c.now))
+    return c.state.log
+
+
+def _events_seen(commands: list, looks: set[int]) -> list[tuple[int, str, str]]:
+    """The events a replica applying `commands` publishes when its feed looks after each
+    command whose position is in `looks` (and after the last)."""
+    state = ClusterState()
+    seen, out = StateView.capture(state), []
+    for i, cmd in enumerate(commands):
+        state.apply(cmd)
+        if i in looks or i == len(commands) - 1:
+            now = StateView.capture(state)
+            out += [(e.seq, e.type, e.message) for e in events_between(seen, now)]
+            seen = now
+    return out
+
+
+@settings(max_examples=25)
+@given(st.data())
+def test_every_replica_numbers_every_event_alike_however_its_commits_arrive(data):
+    commands = _history()
+    looks = data.draw(st.sets(st.integers(0, len(commands) - 1)))
+    one_by_one = _events_seen(commands, set(range(len(commands))))
+    assert _events_seen(commands, looks) == one_by_one
+    seqs = [seq for seq, _type, _message in one_by_one]
+    assert seqs == sorted(set(seqs))  # increasing: `since=` works on any node
+    assert {"service.created", "task.created", "task.state", "rollout", "node.status",
+            "service.removed"} <= {kind for _seq, kind, _message in one_by_one}
+
+
+def test_a_removal_carries_the_time_it_was_made():
+    c = Cluster(1)
+    c.create(name="web", replicas=1)
+    before = StateView.capture(c.state)
+    c.ok(DeleteService("web", c.now + 300))
+    (removed,) = [e for e in events_between(before, StateView.capture(c.state))
+                  if e.type == "service.removed"]
+    assert removed.at == c.now + 300
+
+
+def test_a_replica_without_the_changes_diffs_the_states_instead():
+    c = Cluster(1)
+    before = StateView.capture(c.state)
+    c.create(name="web", replicas=1)
+    restored = ClusterState.from_msgpack(c.state.to_msgpack())  # a snapshot keeps no changes
+    after = StateView.capture(restored)
+    assert after.changes == ()
+    events = events_between(before, after)
+    assert [e.type for e in events] == ["service.created"]
+    assert events[0].seq == restored.applied * SEQ_SPAN

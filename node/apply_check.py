@@ -1,0 +1,60 @@
+"""Everything an apply would do, tried first on a copy of the state: a file that fails
+anywhere changes nothing. The real commands run through the real state machine on the copy,
+so the check and the commit can never disagree about what a valid spec is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from consensus.secrets import Blob, blobs
+from consensus.state import ClusterState
+from consensus.tasks import CreateService, UpdateService
+from node.http_util import field_of
+
+if TYPE_CHECKING:
+    from node.api_services import ApplyStep
+    from node.compose_refs import FileSource
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyProblem:
+    where: str  # the service's name, or the file's field of a secret or config
+    error: str
+    code: int  # 400: the file is wrong; 409: it conflicts with the cluster's state
+    field: Optional[str] = None  # the file's field, when the error names one
+
+    def __str__(self) -> str:
+        return f"{self.field or self.where}: {self.error}"
+
+
+def apply_problems(state: ClusterState, steps: list[ApplyStep], files: tuple[FileSource, ...],
+                   *, files_to_come: bool) -> list[ApplyProblem]:
+    """Every reason the apply would fail, tried on a copy of `state`. With `files_to_come`
+    the secrets and configs the file defines from `file:` or `content:` count as there (the
+    CLI checks and creates them after this check and before the apply); without, they must
+    exist already. External ones must exist either way."""
+    trial = state.trial_copy()
+    problems = []
+    for source in files:
+        table = blobs(trial, source.kind)
+        if source.name in table:
+            continue
+        if source.external or not files_to_come:
+            problems.append(ApplyProblem(
+                source.where, f"{'external, but ' if source.external else ''}the cluster has no "
+                f"{source.kind} {source.name!r}: create it first (shoal {source.kind} create "
+                f"{source.name} FILE)", 400, source.where))
+        # From here on it is there: a service using it is not refused for it a second time.
+        table[source.name] = Blob("", source.name, source.kind, 0, b"")
+    for i, step in enumerate(steps):
+        if step.action == "unchanged":
+            continue
+        cmd = (CreateService(f"trial-{i}", step.spec, 0.0) if step.action == "create"
+               else UpdateService(step.spec, 0.0, step.expected_version))
+        result = trial.apply(cmd)
+        if not result.ok:
+            field, error = field_of(result.error)
+            problems.append(ApplyProblem(step.spec.name, error, result.code,
+                                         f"services.{step.spec.name}.{field}" if field else None))
+    return problems
