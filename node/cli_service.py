@@ -9,21 +9,52 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from consensus.services import RestartPolicy, ServiceSpec, UpdateConfig
 from node import cli_rollout, output
 from node.cli import UsageError, _kv, emit
-from node.client import ApiError, ShoalClient
+from node.lean_client import ApiError
+
+if TYPE_CHECKING:
+    from node.client import ShoalClient
 
 
-def _choices(cls: type, name: str) -> tuple[str, ...]:
-    """The allowed values of a Literal-typed spec field, read from the spec itself."""
-    return typing.get_args(typing.get_type_hints(cls)[name])
+class _Choices(Sequence):
+    """The allowed values of a Literal-typed spec field, read from the spec itself when
+    argparse first checks a value or prints help: the state machine's modules cost a
+    command more to import than everything else it does."""
+
+    def __init__(self, spec_class: str, name: str) -> None:
+        self._where = (spec_class, name)
+
+    @functools.cached_property
+    def _values(self) -> tuple[str, ...]:
+        from consensus import services
+
+        spec_class, name = self._where
+        return typing.get_args(typing.get_type_hints(getattr(services, spec_class))[name])
+
+    def __getitem__(self, index):
+        return self._values[index]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _choices(spec_class: str, name: str) -> _Choices:
+    return _Choices(spec_class, name)
+
+
+def _add_choice(parser, *flags: str, choices: _Choices, help: str = "", **kwargs: Any) -> None:
+    """An option limited to `choices`, whose help lists them without reading them now."""
+    parser.add_argument(*flags, choices=choices, metavar=flags[-1].lstrip("-").replace("-", "_").upper(),
+                        help=f"{help} (%(choices)s)".lstrip(), **kwargs)
 
 
 def _csv_kv(text: str, keys: dict[str, str], flags: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -95,7 +126,7 @@ class Setting:
     type: Optional[Callable[[str], Any]] = str  # None: a switch
     help: str = ""
     implies: dict = field(default_factory=dict)
-    choices: Optional[tuple[str, ...]] = None
+    choices: Optional[_Choices] = None
     group: str = ""  # flags of one group exclude each other
 
     @property
@@ -107,9 +138,9 @@ def _policy_settings(prefix: str) -> list[Setting]:
     return [
         Setting(f"--{prefix}-parallelism", (prefix, "parallelism"), int, "tasks changed at once (0 = all)"),
         Setting(f"--{prefix}-delay", (prefix, "delay"), help="wait between batches (e.g. 10s)"),
-        Setting(f"--{prefix}-order", (prefix, "order"), choices=_choices(UpdateConfig, "order")),
+        Setting(f"--{prefix}-order", (prefix, "order"), choices=_choices("UpdateConfig", "order")),
         Setting(f"--{prefix}-failure-action", (prefix, "failure_action"),
-                choices=_choices(UpdateConfig, "failure_action")),
+                choices=_choices("UpdateConfig", "failure_action")),
         Setting(f"--{prefix}-monitor", (prefix, "monitor"), help="watch each batch this long"),
         Setting(f"--{prefix}-max-failure-ratio", (prefix, "max_failure_ratio"), float),
     ]
@@ -152,7 +183,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--health-retries", ("health", "retries"), int),
     Setting("--health-start-period", ("health", "start_period")),
     Setting("--restart-condition", ("restart", "condition"),
-            choices=_choices(RestartPolicy, "condition")),
+            choices=_choices("RestartPolicy", "condition")),
     Setting("--restart-delay", ("restart", "delay")),
     Setting("--restart-max-attempts", ("restart", "max_attempts"), int, "0 = unlimited"),
     Setting("--restart-window", ("restart", "window")),
@@ -162,7 +193,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--stop-delay", ("stop_delay",),
             help="keep a task with ports running this long after its endpoints are withdrawn, "
                  "before stopping it, so no load balancer sends it new connections (default 2s)"),
-    Setting("--volume-affinity", ("volume_affinity",), choices=_choices(ServiceSpec, "volume_affinity"),
+    Setting("--volume-affinity", ("volume_affinity",), choices=_choices("ServiceSpec", "volume_affinity"),
             help="node (default): a slot that used a named volume stays on the node holding its data"),
     *AUTOSCALE_SETTINGS,
 )
@@ -212,8 +243,10 @@ def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]
         target = groups[s.group] if s.group else parser
         if s.type is None:
             target.add_argument(s.flag, dest=s.dest, action="store_true", help=s.help)
+        elif s.choices is not None:
+            _add_choice(target, s.flag, dest=s.dest, type=s.type, choices=s.choices, help=s.help)
         else:
-            target.add_argument(s.flag, dest=s.dest, type=s.type, choices=s.choices, help=s.help)
+            target.add_argument(s.flag, dest=s.dest, type=s.type, help=s.help)
 
 
 def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
@@ -291,7 +324,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     create = ssub.add_parser("create", parents=[common], help="create a service")
     create.add_argument("--name", required=True, help="service name (a DNS label)")
-    create.add_argument("--mode", choices=_choices(ServiceSpec, "mode"))
+    _add_choice(create, "--mode", choices=_choices("ServiceSpec", "mode"))
     for stem, _field, short in MAP_EDITS:
         create.add_argument(short, f"--{stem}", type=_kv, action="append", default=[], metavar="K=V")
     for edit in LIST_EDITS:
@@ -371,9 +404,20 @@ def task_error(task: dict) -> str:
     return f"pending: {task['pending_reason']}" if task["pending_reason"] else ""
 
 
+def task_name(task: dict) -> str:
+    """`web.2` for a replicated task, `web.NODE` for a global one (which has no slot), as
+    `docker service ps` names them; `service logs` prefixes lines with the same name."""
+    return f"{task['service']}.{task['slot'] or task['node_name'] or task['node_id']}"
+
+
+def log_prefix(task: dict) -> str:
+    """`web.2.ID@NODE |`: the name `service ps` shows, the task's short id and its node."""
+    return f"{task_name(task)}.{task['id'][:12]}@{task['node_name']} |"
+
+
 def _render_tasks(rows: list[dict]) -> None:
     output.table(("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
-                 ((t["id"][:12], f"{t['service']}.{t['slot'] or t['node_name'] or t['node_id']}",
+                 ((t["id"][:12], task_name(t),
                    t["node_name"], t["desired"],
                    f"{t['state']} {output.ago(t['updated_at'] or t['created_at'])}", task_error(t))
                   for t in rows))
@@ -405,15 +449,16 @@ async def _update(args, client: ShoalClient) -> int:
 
 
 async def _logs(args, client: ShoalClient) -> int:
-    """Every task's lines, prefixed `NAME.SLOT.ID@NODE |` as `docker service logs` does; tasks
-    are read concurrently through the node the CLI talks to, which fetches them where they run."""
+    """Every task's lines, prefixed `TASK.ID@NODE |` (TASK as `service ps` names it), as
+    `docker service logs` does; tasks are read concurrently through the node the CLI talks
+    to, which fetches them where they run."""
     await client.get(f"/v1/services/{args.name}")  # 404 with a clear message if unknown
     tasks = [t for t in await client.get("/v1/tasks", service=args.name)
              if t.get("node_id") and t["state"] not in ("pending", "assigned", "rejected")]
     params = {"tail": args.tail, **({"follow": "1"} if args.follow else {})}
 
     async def stream(task: dict) -> None:
-        prefix = f"{args.name}.{task['slot']}.{task['id'][:12]}@{task['node_name']} |"
+        prefix = log_prefix(task)
         try:
             async for line in client.stream_lines(f"/v1/tasks/{task['id']}/logs", **params):
                 print(prefix, line, flush=True)

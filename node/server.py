@@ -10,7 +10,11 @@ import signal
 import time
 from typing import Optional
 
-from aiohttp import web
+import node
+
+node.import_aiohttp_without_trust_store()  # first, before any module imports aiohttp
+
+from aiohttp import web  # noqa: E402
 
 from consensus.model import Node, Resources
 from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
