@@ -67,10 +67,10 @@ def command_group(argv: list[str]) -> Optional[str]:
 
 
 # Subcommands live beside their handlers, a module per command group, in help order.
-_MODULES = ("cli_node", "cli_service", "cli_apply", "cli_volume", "cli_secret")
+_MODULES = ("cli_node", "cli_service", "cli_apply", "cli_volume", "cli_secret", "cli_completion")
 _GROUP_MODULE = {"node": "cli_node", "cluster": "cli_node", "dev": "cli_node",
                  "service": "cli_service", "apply": "cli_apply", "volume": "cli_volume",
-                 "secret": "cli_secret", "config": "cli_secret"}
+                 "secret": "cli_secret", "config": "cli_secret", "completion": "cli_completion"}
 
 
 def build_parser(argv: Optional[list[str]] = None) -> argparse.ArgumentParser:
