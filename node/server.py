@@ -24,6 +24,7 @@ from node.agent import Agent
 from node.agent.secret_fetch import FileFetcher
 from node.api_autoscale import routes as autoscale_routes
 from node.api_cluster import NODE, routes as cluster_routes
+from node.api_dashboard import routes as dashboard_routes
 from node.api_events import routes as event_routes
 from node.api_mesh import routes as mesh_routes
 from node.api_metrics import routes as metrics_routes
@@ -43,6 +44,7 @@ from node.join import local_node, request_join
 from node.liveness import LivenessLoop
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
+from node.openapi import routes as openapi_routes
 from node.metrics_reporter import STALE_INTERVALS, MetricsReporter
 from node.security import ClusterKeys
 from node.telemetry import Sources, Telemetry
@@ -226,6 +228,8 @@ class ShoalNode:
         app.add_routes(autoscale_routes)
         app.add_routes(secret_routes)
         app.add_routes(metrics_routes)
+        app.add_routes(openapi_routes)
+        app.add_routes(dashboard_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True)
