@@ -20,6 +20,7 @@ DEFAULT_ADDR = "http://127.0.0.1:7420"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+
 class UsageError(Exception):
     pass
 

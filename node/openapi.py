@@ -24,7 +24,7 @@ from consensus.services import SHORTHAND_FIELDS, ServiceSpec
 from node.api_cluster import NodePatch, RaftRole
 from node.join import JoinRequest
 
-Answer = Literal["json", "events", "text", "metrics", "html", "asset", "empty"]
+Answer = Literal["json", "events", "text", "metrics", "html", "asset"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Operation:
     summary: str
     tag: str
     body: Any = None  # a dataclass, or a JSON Schema (dict), or a media type -> schema map
+    body_required: bool = True
     query: tuple[Query, ...] = ()
     answer: Answer = "json"
     created: bool = False  # 201 on success
@@ -95,7 +96,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/services/{ref}/rollback"): Operation(
         "Make the previous spec (or version N) current again", _SERVICE,
         body={"type": "object", "additionalProperties": False,
-              "properties": {"to_version": {"type": "integer", "minimum": 0}}}),
+              "properties": {"to_version": {"type": "integer", "minimum": 0}}},
+        body_required=False),
     ("GET", "/v1/services/{ref}/autoscale"): Operation(
         "A service's autoscaling policy and what the autoscaler decides now", _SERVICE),
     ("GET", "/v1/services/{ref}/endpoints"): Operation(
@@ -218,7 +220,7 @@ def _operation(op: Operation, template: str, schemas: dict[str, dict]) -> dict:
     if op.public:
         out["security"] = []
     if op.body is not None:
-        out["requestBody"] = {"required": True, "content": _body(op.body, schemas)}
+        out["requestBody"] = {"required": op.body_required, "content": _body(op.body, schemas)}
     return out
 
 

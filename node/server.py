@@ -44,8 +44,8 @@ from node.join import local_node, request_join
 from node.liveness import LivenessLoop
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
-from node.openapi import routes as openapi_routes
 from node.metrics_reporter import STALE_INTERVALS, MetricsReporter
+from node.openapi import routes as openapi_routes
 from node.security import ClusterKeys
 from node.telemetry import Sources, Telemetry
 from node.runtime.driver import Driver
