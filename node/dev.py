@@ -83,10 +83,10 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
             if not wait_healthy(node.api):
                 print(f"{node.name} did not come up; see {node.log_path}", file=sys.stderr)
                 return 1
-        print(f"Shoal dev cluster: {count} node(s) on 127.0.0.1-127.0.0.{count}, "
-              f"API port {api_port}; logs and data in {base_dir}")
         # Each hint works as printed: the CLI's default address is 127.0.0.1:7420.
         addr = f"http://127.0.0.1:{api_port}"
+        print(f"Shoal dev cluster: {count} node(s) on 127.0.0.1-127.0.0.{count}, "
+              f"API port {api_port}; logs and data in {base_dir}; dashboard {addr}/ui")
         shoal = "shoal" if addr == DEFAULT_ADDR else f"shoal --addr {addr}"
         if demo_port:
             outcome = create_demo(nodes[0].api, demo_port)

@@ -46,6 +46,7 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
     try:
         banner = dev.stdout.readline()
         assert "Shoal dev cluster: 2 node(s)" in banner, dev.stderr.read()
+        assert banner.rstrip().endswith(f"dashboard http://127.0.0.1:{port}/ui")
         deadline = time.monotonic() + 30
         while True:
             nodes = _get(f"http://127.0.0.2:{port}/v1/nodes")
