@@ -148,7 +148,8 @@ class _Levels:
     def _raft(self) -> Iterator[Metric]:
         status = self._s.raft_status()
         for name, doc, value in (
-                ("term", "Current Raft term", status.term),
+                ("term", "Current Raft term: every election raises it, so its increase is the "
+                 "number of elections", status.term),
                 ("leader", "1 if this node is the Raft leader", int(status.is_leader)),
                 ("has_quorum", "1 if this node's replica sees a quorum", int(status.has_quorum)),
                 ("commit_index", "Index of the last committed Raft entry", status.commit_index),
