@@ -154,7 +154,8 @@ _ANSWERS: dict[str, dict] = {
               "text/css": {"schema": {"type": "string"}}},
 }
 _ERRORS = {"400": "Malformed input: `field` names what was wrong",
-           "401": "Missing or wrong API token", "404": "No such object",
+           "401": "Missing or wrong API token", "403": "Not allowed to this caller",
+           "404": "No such object",
            "409": "Conflicts with the current state",
            "503": "No quorum, or no leader within the write deadline"}
 _PARAM = re.compile(r"\(\?P<(\w+)>([^)]*)\)")
