@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any, AsyncIterator, Optional
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 # An answer larger than this is not an API answer: stop reading instead of filling memory.
 MAX_BODY = 256 * 1024 * 1024
 MAX_HEADER = 64 * 1024
 DEFAULT_TIMEOUT = 10.0
+# What a path may hold as it is (RFC 3986 pchar and '/'); '%' keeps escapes already made.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class ApiError(Exception):
@@ -79,6 +81,8 @@ class LeanClient:
         self._headers = {"Host": parts.netloc, "Accept": "application/json",
                          "Connection": "close", "User-Agent": "shoal-cli"}
         if token:
+            if not token.isascii() or not token.isprintable():
+                raise Unreachable("the API token holds characters an HTTP header cannot carry")
             self._headers["Authorization"] = f"Bearer {token}"
         self._timeout = timeout
         self._ssl: Any = None
@@ -163,7 +167,9 @@ class LeanClient:
             self._ssl = await asyncio.to_thread(ssl.create_default_context)
         reader, writer = await asyncio.open_connection(
             self._host, self._port, ssl=self._ssl if self._tls else None, limit=MAX_HEADER)
-        target = self._prefix + path
+        # Names from the command line go into paths: a space or a non-ASCII letter is sent
+        # percent-encoded, as a browser would, and a line break cannot end the request line.
+        target = quote(self._prefix + path, safe=_PATH_SAFE)
         if params:
             target += ("&" if "?" in target else "?") + urlencode(
                 {k: str(v) for k, v in params.items()})

@@ -30,8 +30,12 @@ async def api():
             await asyncio.sleep(0.01)
         return resp
 
+    async def named(request: web.Request) -> web.Response:
+        return web.json_response({"name": request.match_info["name"]})
+
     app = web.Application()
     app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/v1/services/{name}", named)
     app.router.add_get("/missing", missing)
     app.router.add_get("/lines", lines)
     server = TestServer(app, host="127.0.0.1")
@@ -49,6 +53,20 @@ async def test_requests_carry_the_body_query_and_token(api: str):
                        "auth": "Bearer tok"}
         got = await client.get("/echo", service="web", since=5)
         assert got["query"] == {"service": "web", "since": "5"} and got["body"] is None
+
+
+async def test_names_in_paths_are_percent_encoded(api: str):
+    client = LeanClient(api)
+    assert await client.get("/v1/services/my web") == {"name": "my web"}
+    assert await client.get("/v1/services/wéb") == {"name": "wéb"}
+    with pytest.raises(ApiError) as caught:  # a line break stays inside the path
+        await client.get("/v1/services/x HTTP/1.1\r\nX-Injected: 1\r\n\r\n")
+    assert caught.value.status == 404
+
+
+def test_a_token_a_header_cannot_carry_is_refused_up_front():
+    with pytest.raises(Unreachable, match="header cannot carry"):
+        LeanClient("127.0.0.1:7420", "tok\r\nX-Injected: 1")
 
 
 async def test_an_error_answer_names_its_field(api: str):
