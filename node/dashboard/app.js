@@ -164,18 +164,20 @@ function soon() {
 function showEvent(type, data) {
   const list = document.getElementById("events");
   const item = document.createElement("li");
-  let message = "";
-  try { message = JSON.parse(data).message || ""; } catch (err) { /* not JSON */ }
-  item.textContent = `${new Date().toLocaleTimeString()} ${type} ${message}`;
+  let event = {};
+  try { event = JSON.parse(data); } catch (err) { /* not JSON: show the type alone */ }
+  const when = event.at ? new Date(event.at * 1000) : new Date();
+  item.textContent = `${when.toLocaleTimeString()} ${type} ${event.message || ""}`;
   list.prepend(item);
   while (list.children.length > 200) list.lastChild.remove();
 }
 
 async function follow() {
+  let last = 0; // the last event shown: a reconnect resumes after it
   for (;;) {
     try {
       const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
-      const resp = await fetch("/v1/events", { headers });
+      const resp = await fetch(`/v1/events?since=${last}`, { headers });
       if (!resp.ok) throw new Error(`events: HTTP ${resp.status}`);
       const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -189,6 +191,8 @@ async function follow() {
           buffer = buffer.slice(end + 2);
           const type = (block.match(/^event: (.*)$/m) || [])[1];
           const data = (block.match(/^data: (.*)$/m) || [])[1];
+          const id = Number((block.match(/^id: (\d+)$/m) || [])[1]);
+          if (id) last = id;
           if (type) { showEvent(type, data); soon(); }
         }
       }

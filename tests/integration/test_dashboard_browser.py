@@ -73,6 +73,10 @@ async def test_the_dashboard_shows_a_live_cluster_and_scales_a_service(tmp_path)
             await asyncio.to_thread(_until, lambda: "web" in _rows(driver, "services"), 2.0,
                                     "the new service on the page")
             assert time.monotonic() - created <= 2.0
+            # The live event stream is what woke the page (its poll is every 5 s).
+            events = "return document.getElementById('events').textContent"
+            await asyncio.to_thread(_until, lambda: "service.created service web created"
+                                    in driver.execute_script(events), 2, "the event listed")
 
             from selenium.webdriver.common.by import By
 
