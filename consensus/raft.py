@@ -20,7 +20,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Callable, Iterator, Literal, Optional
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
@@ -158,11 +158,12 @@ def _forgive_busy_time(syncobj: Optional[SyncObj], busy: float) -> None:
 class _Replica(SyncObjConsumer):
     """The replicated object. Its snapshot is the msgpack of the ClusterState."""
 
-    def __init__(self, on_change) -> None:
+    def __init__(self, on_change, observe_apply: Callable[[float], None] = lambda seconds: None) -> None:
         super().__init__()
         self.lock = threading.RLock()
         self.state = ClusterState()
         self._on_change = on_change
+        self._observe_apply = observe_apply
 
     def _serialize(self) -> dict:
         # Called on the Raft thread, which is also the only one that applies commands: the
@@ -183,7 +184,9 @@ class _Replica(SyncObjConsumer):
         started = time.monotonic()
         with self.lock:
             result = self.state.apply_bytes(data)
-        _forgive_busy_time(self._syncObj, time.monotonic() - started)
+        busy = time.monotonic() - started
+        _forgive_busy_time(self._syncObj, busy)
+        self._observe_apply(busy)
         self._on_change()
         return result.to_plain()
 
@@ -192,8 +195,12 @@ class RaftNode:
     """Owns the current pysyncobj replica of this node and bridges it to asyncio."""
 
     def __init__(self, *, data_dir: str, address: str, password: str,
-                 tuning: RaftTuning = RaftTuning()) -> None:
+                 tuning: RaftTuning = RaftTuning(),
+                 observe_apply: Callable[[float], None] = lambda seconds: None) -> None:
+        """`observe_apply` is told how long each committed entry took to apply (on the Raft
+        thread: it must be quick and thread-safe)."""
         self._dir = os.path.join(data_dir, "raft")
+        self._observe_apply = observe_apply
         self.address = address
         self._password = password
         self._tuning = tuning
@@ -245,7 +252,7 @@ class RaftNode:
             bindAddress=self.address if role == "voter" else None,
             onStateChanged=lambda _old, _new: self._notify(),
         )
-        replica = _Replica(self._notify)
+        replica = _Replica(self._notify, self._observe_apply)
         self_node = self.address if role == "voter" else None
         self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
         if self._serving is None or self._serving.state.applied <= 0:

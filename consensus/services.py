@@ -329,6 +329,11 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
+# The fields the API also accepts in a shorthand form ("8080:80", "128Mi", "10s", a string
+# command), turned into their canonical form before the spec is checked.
+SHORTHAND_FIELDS = frozenset(_SHORTHANDS)
+
+
 def parse_service_spec(plain: object) -> ServiceSpec:
     """A checked ServiceSpec from the API's plain data, or SpecError naming the bad field."""
     if not isinstance(plain, dict):

@@ -12,16 +12,13 @@ import importlib
 import json
 import os
 import sys
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Callable, Optional
 
-from node.client import ApiError, ShoalClient, Unreachable
-from node.security import TokenError
+from node.lean_client import ApiError, LeanClient, Unreachable
 
 DEFAULT_ADDR = "http://127.0.0.1:7420"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-Handler = Callable[[argparse.Namespace, ShoalClient], Awaitable[int]]
 
 
 class UsageError(Exception):
@@ -43,32 +40,55 @@ def _labels(text: str) -> dict[str, str]:
     return dict(_kv(item) for item in text.split(",") if item)
 
 
-def _api_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--addr", default=os.environ.get("SHOAL_ADDR", DEFAULT_ADDR),
-                        help="API address of any node (env SHOAL_ADDR; default %(default)s)")
-    common.add_argument("--token", default=os.environ.get("SHOAL_TOKEN"),
+def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every API command takes, before the command (`shoal --addr A node ls`, as
+    `docker -H` and `kubectl --server`) or after it. Only the top-level parser holds their
+    defaults: a command's own copy sets a value only when given, so it cannot undo one given
+    before the command."""
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--addr", default=default(os.environ.get("SHOAL_ADDR", DEFAULT_ADDR)),
+                        help=f"API address of any node (env SHOAL_ADDR; default {DEFAULT_ADDR})")
+    parser.add_argument("--token", default=default(os.environ.get("SHOAL_TOKEN")),
                         help="API token, needed from outside loopback (env SHOAL_TOKEN)")
-    common.add_argument("-o", "--output", choices=("table", "json"), default="table")
-    return common
+    parser.add_argument("-o", "--output", choices=("table", "json"), default=default("table"),
+                        help="table (default) or json")
+
+
+# The options above that take a value: skipped when looking for the command group in argv.
+_VALUED_OPTIONS = ("--addr", "--token", "-o", "--output")
+
+
+def command_group(argv: list[str]) -> Optional[str]:
+    """The command group argv names (`node` in `shoal --addr A node ls`), if any."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 # Subcommands live beside their handlers, a module per command group, in help order.
-_MODULES = ("cli_node", "cli_service", "cli_apply", "cli_volume", "cli_secret")
+_MODULES = ("cli_node", "cli_service", "cli_apply", "cli_volume", "cli_secret", "cli_completion")
 _GROUP_MODULE = {"node": "cli_node", "cluster": "cli_node", "dev": "cli_node",
                  "service": "cli_service", "apply": "cli_apply", "volume": "cli_volume",
-                 "secret": "cli_secret", "config": "cli_secret"}
+                 "secret": "cli_secret", "config": "cli_secret", "completion": "cli_completion"}
 
 
 def build_parser(argv: Optional[list[str]] = None) -> argparse.ArgumentParser:
     """The parser for `argv`'s command group alone when it names one, else for all: `shoal
     node start` runs for months, and need not hold every other command (1.5 MB)."""
-    group = next((a for a in argv or () if not a.startswith("-")), None)
+    group = command_group(argv or [])
     modules = (_GROUP_MODULE[group],) if group in _GROUP_MODULE else _MODULES
     parser = argparse.ArgumentParser(prog="shoal", description="Shoal: a peer-to-peer "
                                      "container orchestrator.")
+    _add_api_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    common = _api_options()
+    common = argparse.ArgumentParser(add_help=False)
+    _add_api_options(common, defaults=False)
     for name in modules:
         importlib.import_module(f"node.{name}").register(sub, common)
     return parser
@@ -82,9 +102,6 @@ def main(argv: list[str] | None = None) -> int:
             return args.local(args)
         return asyncio.run(_call(args))
     except UsageError as exc:
-        print(f"shoal: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except TokenError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Unreachable as exc:
@@ -101,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    async with ShoalClient(args.addr, args.token) as client:
+    async with LeanClient(args.addr, args.token) as client:
         return await args.handler(args, client)
 
 

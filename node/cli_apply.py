@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 from node import output
 from node.cli import UsageError, emit
 from node.cli_service import _read_file as read_source
-from node.client import ApiError, ShoalClient
+from node.lean_client import ApiError
 
 if TYPE_CHECKING:  # the translator loads only when a file is applied
+    from node.client import ShoalClient
     from node.compose_refs import FileSource
 
 

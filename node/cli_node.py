@@ -9,12 +9,15 @@ import logging
 import os
 import socket
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from node import output
 from node.cli import UsageError, _kv, _labels, emit
-from node.client import ApiError, ShoalClient, Unreachable
-from node.config import NodeConfig
+
+from node.config import NodeConfig  # its defaults only: it loads nothing else at import
+
+if TYPE_CHECKING:  # a node's modules load only in `node start`
+    from node.client import ShoalClient
 
 
 def _default_data_dir() -> str:
@@ -115,6 +118,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 # -- node start -------------------------------------------------------------------------
 def _start(args: argparse.Namespace) -> int:
     from node import config as cfg
+    from node.config import NodeConfig
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -152,9 +156,12 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:
+    from node.server import ShoalNode  # first: it imports aiohttp the way a node needs it
+
     from node import config as cfg
+    from node.client import ApiError, Unreachable
     from node.runtime.select import RuntimeUnavailable, select_driver
-    from node.server import ShoalNode
+    from node.security import TokenError
 
     async def run() -> int:
         try:
@@ -170,7 +177,7 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
             await driver.aclose()
             print(f"shoal: join refused by {join}: {exc.message}", file=sys.stderr)
             return 1
-        except Unreachable as exc:
+        except (Unreachable, TokenError) as exc:
             await driver.aclose()
             print(f"shoal: {exc}", file=sys.stderr)
             return 2

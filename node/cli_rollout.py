@@ -8,13 +8,13 @@ import argparse
 import json
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
-
 from node import output
+from node.cli import emit
 
 if TYPE_CHECKING:
     from rich.table import Table
-from node.cli import emit
-from node.client import ShoalClient
+
+    from node.client import ShoalClient
 
 # Events shown by `service status` (the most recent ones this node kept).
 RECENT_EVENTS = 10

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+from typing import TYPE_CHECKING
 
 from node import output
 from node.cli import emit
 from node.cli_service import _read_file as read_source
-from node.client import ShoalClient
+
+if TYPE_CHECKING:
+    from node.client import ShoalClient
 
 KINDS = ("secret", "config")
 

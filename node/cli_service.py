@@ -10,22 +10,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import sys
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from consensus.services import (RestartPolicy, ServiceSpec, SpecError, UpdateConfig, merge_spec,
-                                parse_service_spec)
 from node import cli_rollout, output
 from node.cli import Refused, UsageError, _kv, emit
-from node.client import ApiError, ShoalClient
+from node.lean_client import ApiError
+
+if TYPE_CHECKING:
+    from node.client import ShoalClient
 
 
-def _choices(cls: type, name: str) -> tuple[str, ...]:
-    """The allowed values of a Literal-typed spec field, read from the spec itself."""
-    return typing.get_args(typing.get_type_hints(cls)[name])
+class _Choices(Sequence):
+    """The allowed values of a Literal-typed spec field, read from the spec itself when
+    argparse first checks a value or prints help: the state machine's modules cost a
+    command more to import than everything else it does."""
+
+    def __init__(self, spec_class: str, name: str) -> None:
+        self._where = (spec_class, name)
+
+    @functools.cached_property
+    def _values(self) -> tuple[str, ...]:
+        from consensus import services
+
+        spec_class, name = self._where
+        return typing.get_args(typing.get_type_hints(getattr(services, spec_class))[name])
+
+    def __getitem__(self, index):
+        return self._values[index]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _choices(spec_class: str, name: str) -> _Choices:
+    return _Choices(spec_class, name)
+
+
+def _add_choice(parser, *flags: str, choices: _Choices, help: Any = "", **kwargs: Any) -> None:
+    """An option limited to `choices`, whose help lists them without reading them now."""
+    text = help + " (%(choices)s)" if isinstance(help, _DefaultHelp) else \
+        f"{help} (%(choices)s)".lstrip()
+    parser.add_argument(*flags, choices=choices, metavar=flags[-1].lstrip("-").replace("-", "_").upper(),
+                        help=text, **kwargs)
 
 
 def _csv_kv(text: str, keys: dict[str, str], flags: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -97,7 +129,7 @@ class Setting:
     type: Optional[Callable[[str], Any]] = str  # None: a switch
     help: str = ""
     implies: dict = field(default_factory=dict)
-    choices: Optional[tuple[str, ...]] = None
+    choices: Optional[_Choices] = None
     group: str = ""  # flags of one group exclude each other
     # Help shows the spec's default for `path`; off where that default means something else.
     show_default: bool = True
@@ -111,9 +143,9 @@ def _policy_settings(prefix: str) -> list[Setting]:
     return [
         Setting(f"--{prefix}-parallelism", (prefix, "parallelism"), int, "tasks changed at once (0 = all)"),
         Setting(f"--{prefix}-delay", (prefix, "delay"), help="wait between batches (e.g. 10s)"),
-        Setting(f"--{prefix}-order", (prefix, "order"), choices=_choices(UpdateConfig, "order")),
+        Setting(f"--{prefix}-order", (prefix, "order"), choices=_choices("UpdateConfig", "order")),
         Setting(f"--{prefix}-failure-action", (prefix, "failure_action"),
-                choices=_choices(UpdateConfig, "failure_action")),
+                choices=_choices("UpdateConfig", "failure_action")),
         Setting(f"--{prefix}-monitor", (prefix, "monitor"), help="watch each batch this long"),
         Setting(f"--{prefix}-max-failure-ratio", (prefix, "max_failure_ratio"), float),
     ]
@@ -158,7 +190,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--health-start-period", ("health", "start_period"),
             help="failures in this time after a start do not count"),
     Setting("--restart-condition", ("restart", "condition"),
-            choices=_choices(RestartPolicy, "condition")),
+            choices=_choices("RestartPolicy", "condition")),
     Setting("--restart-delay", ("restart", "delay"), help="wait before restarting a task"),
     Setting("--restart-max-attempts", ("restart", "max_attempts"), int, "0 = unlimited"),
     Setting("--restart-window", ("restart", "window"),
@@ -169,7 +201,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--stop-delay", ("stop_delay",),
             help="keep a task with ports running this long after its endpoints are withdrawn, "
                  "before stopping it, so no load balancer sends it new connections"),
-    Setting("--volume-affinity", ("volume_affinity",), choices=_choices(ServiceSpec, "volume_affinity"),
+    Setting("--volume-affinity", ("volume_affinity",), choices=_choices("ServiceSpec", "volume_affinity"),
             help="node: a slot that used a named volume stays on the node holding its data"),
     *AUTOSCALE_SETTINGS,
 )
@@ -221,6 +253,8 @@ def _duration(seconds: float) -> str:
 def spec_default(path: tuple[str, ...]) -> Optional[str]:
     """The spec's own default for the value at `path`, as a flag takes it (`30s`, `1`,
     `stop-first`), or None where the field has no plain default (a list, a required value)."""
+    from consensus.services import ServiceSpec
+
     owner: Any = ServiceSpec
     for key in path:
         hints = typing.get_type_hints(owner)
@@ -245,10 +279,36 @@ def spec_default(path: tuple[str, ...]) -> Optional[str]:
 _PLAIN_FLOATS = frozenset({"max_failure_ratio", "tolerance", "target"})
 
 
-def _help(s: Setting, defaults: bool) -> str:
-    shown = defaults and s.type is not None and s.show_default
-    default = spec_default(s.path) if shown else None
-    return f"{s.help} (default {default})".lstrip() if default is not None else s.help
+class _DefaultHelp:
+    """A flag's help that ends with the spec's default for its field, read from the spec
+    only when argparse prints help: the state machine's modules cost a command more to import
+    than everything else it does, and most commands never print help."""
+
+    def __init__(self, text: str, path: tuple[str, ...], suffix: str = "") -> None:
+        self._text, self._path, self._suffix = text, path, suffix
+
+    def __str__(self) -> str:
+        default = spec_default(self._path)
+        text = f"{self._text} (default {default})".lstrip() if default is not None else self._text
+        return text + self._suffix
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __mod__(self, params: dict) -> str:  # argparse's help expansion
+        return str(self) % params
+
+    def __add__(self, more: str) -> _DefaultHelp:
+        return _DefaultHelp(self._text, self._path, self._suffix + more)
+
+    def __getattr__(self, name: str) -> Any:  # strip(), splitlines(), ... of the text
+        return getattr(str(self), name)
+
+
+def _help(s: Setting, defaults: bool) -> Any:
+    if defaults and s.type is not None and s.show_default:
+        return _DefaultHelp(s.help, s.path)
+    return s.help
 
 
 def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...], *,
@@ -262,9 +322,11 @@ def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]
         target = groups[s.group] if s.group else parser
         if s.type is None:
             target.add_argument(s.flag, dest=s.dest, action="store_true", help=s.help)
+        elif s.choices is not None:
+            _add_choice(target, s.flag, dest=s.dest, type=s.type, choices=s.choices,
+                        help=_help(s, defaults))
         else:
-            target.add_argument(s.flag, dest=s.dest, type=s.type, choices=s.choices,
-                                help=_help(s, defaults))
+            target.add_argument(s.flag, dest=s.dest, type=s.type, help=_help(s, defaults))
 
 
 def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
@@ -342,8 +404,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     create = ssub.add_parser("create", parents=[common], help="create a service")
     create.add_argument("--name", required=True, help="service name (a DNS label)")
-    create.add_argument("--mode", choices=_choices(ServiceSpec, "mode"),
-                        help=f"(default {spec_default(('mode',))})")
+    _add_choice(create, "--mode", choices=_choices("ServiceSpec", "mode"),
+                help=_DefaultHelp("", ("mode",)))
     for stem, _field, short in MAP_EDITS:
         create.add_argument(short, f"--{stem}", type=_kv, action="append", default=[], metavar="K=V")
     for edit in LIST_EDITS:
@@ -425,9 +487,20 @@ def task_error(task: dict) -> str:
     return f"pending: {task['pending_reason']}" if task["pending_reason"] else ""
 
 
+def task_name(task: dict) -> str:
+    """`web.2` for a replicated task, `web.NODE` for a global one (which has no slot), as
+    `docker service ps` names them; `service logs` prefixes lines with the same name."""
+    return f"{task['service']}.{task['slot'] or task['node_name'] or task['node_id']}"
+
+
+def log_prefix(task: dict) -> str:
+    """`web.2.ID@NODE |`: the name `service ps` shows, the task's short id and its node."""
+    return f"{task_name(task)}.{task['id'][:12]}@{task['node_name']} |"
+
+
 def _render_tasks(rows: list[dict]) -> None:
     output.table(("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
-                 ((t["id"][:12], f"{t['service']}.{t['slot'] or t['node_name'] or t['node_id']}",
+                 ((t["id"][:12], task_name(t),
                    t["node_name"], t["desired"],
                    f"{t['state']} {output.ago(t['updated_at'] or t['created_at'])}", task_error(t))
                   for t in rows))
@@ -444,6 +517,8 @@ async def _inspect(args, client: ShoalClient) -> int:
 def scale_problems(services: list[dict], targets: list[tuple[str, int]]) -> tuple[list[str], list[str]]:
     """Why `targets` cannot all be scaled, given the services there are (by name or id):
     (services not there, targets that are wrong in themselves)."""
+    from consensus.services import SpecError, merge_spec, parse_service_spec
+
     known = {ref: s for s in services for ref in (s["name"], s["id"])}
     seen: set[str] = set()
     unknown, wrong = [], []
@@ -503,16 +578,16 @@ _UNSTARTED = ("pending", "assigned", "rejected")
 
 
 async def _logs(args, client: ShoalClient) -> int:
-    """Every task's lines, prefixed `NAME.SLOT.ID@NODE |` as `docker service logs` does; tasks
-    are read concurrently through the node the CLI talks to, which fetches them where they run.
-    With -f it follows the service, not the tasks: a task that ends leaves the others going,
-    one that starts later (a rollout, a restart, a scale-up) is followed as it starts, and
-    only the service's removal (or Ctrl-C) ends it."""
+    """Every task's lines, prefixed `TASK.ID@NODE |` (TASK as `service ps` names it), as
+    `docker service logs` does; tasks are read concurrently through the node the CLI talks
+    to, which fetches them where they run. With -f it follows the service, not the tasks: a
+    task that ends leaves the others going, one that starts later (a rollout, a restart, a
+    scale-up) is followed as it starts, and only the service's removal (or Ctrl-C) ends it."""
     await client.get(f"/v1/services/{args.name}")  # 404 with a clear message if unknown
     params = {"tail": args.tail, **({"follow": "1"} if args.follow else {})}
 
     async def stream(task: dict) -> None:
-        prefix = f"{args.name}.{task['slot']}.{task['id'][:12]}@{task['node_name']} |"
+        prefix = log_prefix(task)
         try:
             async for line in client.stream_lines(f"/v1/tasks/{task['id']}/logs", **params):
                 print(prefix, line, flush=True)

@@ -1,32 +1,17 @@
-"""The HTTP client for Shoal's API: used by the CLI and by nodes talking to each other."""
+"""The HTTP client for Shoal's API that nodes use to talk to each other (the CLI has a
+lighter one with the same interface, node.lean_client)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from typing import Any, AsyncIterator, Optional
 
 import aiohttp
 
+from node.lean_client import ApiError, Unreachable, base_url, decode
 
-class ApiError(Exception):
-    """The API answered with an error status."""
-
-    def __init__(self, status: int, message: str, field: Optional[str] = None) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.status = status
-        self.message = message
-        self.field = field
-
-
-class Unreachable(Exception):
-    """No answer from the API at all."""
-
-
-def base_url(addr: str) -> str:
-    addr = addr.rstrip("/")
-    return addr if "://" in addr else f"http://{addr}"
+__all__ = ["ApiError", "ShoalClient", "Unreachable", "base_url"]
 
 
 class ShoalClient:
@@ -72,7 +57,7 @@ class ShoalClient:
             async with session.request(method, self.base + path, json=json_body, data=data,
                                        params=params, headers=headers) as resp:
                 text = await resp.text()
-                return _decode(resp.status, text)
+                return decode(resp.status, text)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
             raise Unreachable(f"cannot reach the Shoal API at {self.base}: "
                               f"{exc.__class__.__name__} {exc}".rstrip()) from None
@@ -96,20 +81,9 @@ class ShoalClient:
             async with session.get(self.base + path, params=params, headers=self._headers,
                                    timeout=aiohttp.ClientTimeout(total=None)) as resp:
                 if resp.status >= 400:
-                    _decode(resp.status, await resp.text())
+                    decode(resp.status, await resp.text())
                 async for raw in resp.content:
                     yield raw.decode(errors="replace").rstrip("\n")
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise Unreachable(f"cannot reach the Shoal API at {self.base}: {exc}") from None
 
-
-def _decode(status: int, text: str) -> Any:
-    try:
-        body = json.loads(text) if text else None
-    except json.JSONDecodeError:
-        body = None
-    if status >= 400:
-        if isinstance(body, dict) and "error" in body:
-            raise ApiError(status, str(body["error"]), body.get("field"))
-        raise ApiError(status, text.strip() or f"HTTP {status}")
-    return body

@@ -12,10 +12,10 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
-from consensus.wire import from_plain, to_plain
-from node.security import ClusterKeys
+if TYPE_CHECKING:  # `shoal node --help` reads the defaults below without loading these
+    from node.security import ClusterKeys
 
 CONFIG_FILE = "node.json"
 TOKEN_FILE = "join-token"
@@ -81,6 +81,8 @@ class Identity:
 
     @property
     def keys(self) -> ClusterKeys:
+        from node.security import ClusterKeys
+
         return ClusterKeys(self.cluster_id, bytes.fromhex(self.secret_hex))
 
 
@@ -100,6 +102,8 @@ def load(data_dir: str) -> Optional[Stored]:
         return None
     with open(path) as f:
         raw = json.load(f)
+    from consensus.wire import from_plain
+
     stored = from_plain(Stored, raw, strict=False)
     # The data dir may have moved since the node was first started.
     return dataclasses.replace(stored, config=dataclasses.replace(stored.config, data_dir=data_dir))
@@ -112,6 +116,8 @@ def save(stored: Stored) -> None:
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
+        from consensus.wire import to_plain
+
         json.dump(to_plain(stored), f, indent=2, sort_keys=True)
     os.replace(tmp, path)
 

@@ -10,7 +10,7 @@ import asyncio
 import time
 import itertools
 import secrets
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from consensus import codec
 from consensus.model import Node
@@ -24,8 +24,11 @@ WRITE_TIMEOUT = 5.0
 
 
 class ControlPlane:
-    def __init__(self, raft: RaftNode, api_token: str) -> None:
+    def __init__(self, raft: RaftNode, api_token: str,
+                 observe_commit: Callable[[float], None] = lambda seconds: None) -> None:
+        """`observe_commit` is told how long each committed write took, forwarding included."""
         self.raft = raft
+        self._observe_commit = observe_commit
         # Request ids: a random per-process prefix and a counter, unique across the cluster
         # and cheaper than a uuid4 per write.
         self._request_prefix = secrets.token_hex(8)
@@ -74,7 +77,12 @@ class ControlPlane:
     async def submit_bytes(self, data: bytes, *, timeout: float = WRITE_TIMEOUT) -> Result:
         """Commit an encoded command through the leader, wherever it is. Raises NoQuorum
         when no leader commits it within `timeout`."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        result = await self._commit(data, started + timeout, timeout)
+        self._observe_commit(time.monotonic() - started)
+        return result
+
+    async def _commit(self, data: bytes, deadline: float, timeout: float) -> Result:
         seen = self.raft.version
         last_error = "no leader elected"
         while (remaining := deadline - time.monotonic()) > 0:

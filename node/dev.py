@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 
+from node.cli import DEFAULT_ADDR
 from node.localcluster import NodeProc, stop_all
 
 
@@ -82,14 +83,17 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
             if not wait_healthy(node.api):
                 print(f"{node.name} did not come up; see {node.log_path}", file=sys.stderr)
                 return 1
+        # Each hint works as printed: the CLI's default address is 127.0.0.1:7420.
+        addr = f"http://127.0.0.1:{api_port}"
         print(f"Shoal dev cluster: {count} node(s) on 127.0.0.1-127.0.0.{count}, "
-              f"API port {api_port}; logs and data in {base_dir}")
+              f"API port {api_port}; logs and data in {base_dir}; dashboard {addr}/ui")
+        shoal = "shoal" if addr == DEFAULT_ADDR else f"shoal --addr {addr}"
         if demo_port:
             outcome = create_demo(nodes[0].api, demo_port)
             print(f"Demo service 'hello' ({outcome}): curl http://127.0.0.{count}:{demo_port}/ "
-                  f"reaches it through any node\n  shoal service ps hello")
-        print(f"  shoal --addr http://127.0.0.1:{api_port} cluster status\n"
-              f"  shoal node ls\n"
+                  f"reaches it through any node\n  {shoal} service ps hello")
+        print(f"  shoal --addr {addr} cluster status\n"
+              f"  {shoal} node ls\n"
               f"Ctrl-C stops the cluster; run the same command again to bring it back.",
               flush=True)
         # A node that dies stays dead (kill one to watch the cluster heal); the others go on.

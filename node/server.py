@@ -10,7 +10,11 @@ import signal
 import time
 from typing import Optional
 
-from aiohttp import web
+import node
+
+node.import_aiohttp_without_trust_store()  # first, before any module imports aiohttp
+
+from aiohttp import web  # noqa: E402
 
 from consensus.model import Node, Resources
 from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
@@ -20,8 +24,10 @@ from node.agent import Agent
 from node.agent.secret_fetch import FileFetcher
 from node.api_autoscale import routes as autoscale_routes
 from node.api_cluster import NODE, routes as cluster_routes
+from node.api_dashboard import routes as dashboard_routes
 from node.api_events import routes as event_routes
 from node.api_mesh import routes as mesh_routes
+from node.api_metrics import routes as metrics_routes
 from node.api_secrets import routes as secret_routes
 from node.api_services import routes as service_routes
 from node.api_tasks import routes as task_routes
@@ -40,7 +46,9 @@ from node.liveness import LivenessLoop
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
 from node.metrics_reporter import STALE_INTERVALS, MetricsReporter
+from node.openapi import routes as openapi_routes
 from node.security import ClusterKeys
+from node.telemetry import Sources, Telemetry
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
 from node.voters import VoterManager
@@ -80,12 +88,15 @@ class ShoalNode:
         self.identity: Identity = stored.identity  # type: ignore[assignment]
         self.keys: ClusterKeys = self.identity.keys
         self.node_id = self.identity.node_id
+        self.telemetry = Telemetry()
         self.raft = RaftNode(data_dir=self.config.data_dir, address=self.config.raft_address,
                              password=self.keys.raft_password,
+                             observe_apply=self.telemetry.raft_apply_seconds.observe,
                              tuning=RaftTuning(
                                  compaction_min_entries=self.config.snapshot_entries,
                                  compaction_min_time=self.config.snapshot_interval))
-        self.control = ControlPlane(self.raft, self.keys.api_token)
+        self.control = ControlPlane(self.raft, self.keys.api_token,
+                                    observe_commit=self.telemetry.raft_commit_seconds.observe)
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
         self.gossip = GossipService(GossipServiceConfig(
             node_id=self.node_id, secret=self.keys.secret, host=self.config.advertise,
@@ -119,7 +130,12 @@ class ShoalNode:
         self._scheduler_wake = asyncio.Event()
         self.scheduler = SchedulerLoop(read_state=self._capture_view,
                                        changed=self._scheduler_wake,
-                                       propose=self.control.submit, is_leader=self.raft.is_leader)
+                                       propose=self.control.submit, is_leader=self.raft.is_leader,
+                                       observe_round=self.telemetry.scheduler_round_seconds.observe)
+        self.telemetry.watch(Sources(
+            raft_status=self.raft.status, read_state=self.raft.read,
+            gossip_members=self.gossip.members, gossip_stats=lambda: self.gossip.stats,
+            ingress_stats=self.mesh.ingress_stats, scheduler_rounds=lambda: self.scheduler.rounds))
         self._stop = asyncio.Event()
         self._stop_reason = ""
         self._runner: Optional[web.AppRunner] = None
@@ -187,6 +203,8 @@ class ShoalNode:
                          tasks.create_task(self.events.run()),
                          tasks.create_task(self.metrics.run()),
                          tasks.create_task(self.autoscaler.run()),
+                         tasks.create_task(self.telemetry.count_leader_changes(
+                             self.raft.subscribe(), self.raft.leader)),
                          tasks.create_task(self.mesh.run())]
                 await self._stop.wait()
                 await self.scheduler.stop(SHUTDOWN_TIMEOUT / 2)
@@ -214,7 +232,7 @@ class ShoalNode:
             self._stop.set()
 
     async def _start_api(self) -> None:
-        app = web.Application(middlewares=[errors_middleware,
+        app = web.Application(middlewares=[self.telemetry.middleware(), errors_middleware,
                                            auth_middleware(self.keys.check_api_token),
                                            catch_up_middleware(self.raft.progress,
                                                                self.config.name)],
@@ -228,6 +246,9 @@ class ShoalNode:
         app.add_routes(event_routes)
         app.add_routes(autoscale_routes)
         app.add_routes(secret_routes)
+        app.add_routes(metrics_routes)
+        app.add_routes(openapi_routes)
+        app.add_routes(dashboard_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True)

@@ -46,8 +46,11 @@ class SchedulerLoop:
                  propose: Callable[[Any], Awaitable[Result]], is_leader: Callable[[], bool],
                  clock: Callable[[], float] = time.time,
                  new_id: Optional[Callable[[], str]] = None,
-                 retry_delay: float = 1.0) -> None:
+                 retry_delay: float = 1.0,
+                 observe_round: Callable[[float], None] = lambda seconds: None) -> None:
+        """`observe_round` is told how long each round took to plan."""
         self._read_state = read_state
+        self._observe_round = observe_round
         self._changed = changed
         self._propose = propose
         self._is_leader = is_leader
@@ -101,7 +104,9 @@ class SchedulerLoop:
         view = self._read_state()
         now = self._clock()
         # Seeded from the state index, so a round can be replayed from a snapshot.
+        started = time.monotonic()
         rnd = await asyncio.to_thread(schedule, view, now, view.applied, self._new_id)
+        self._observe_round(time.monotonic() - started)
         self._wake_at = rnd.wake_at
         commands = [*(entries(rnd.command) if rnd.command else ()), *rnd.rollouts]
         if not commands or not self._is_leader():

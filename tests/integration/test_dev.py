@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
     try:
         banner = dev.stdout.readline()
         assert "Shoal dev cluster: 2 node(s)" in banner, dev.stderr.read()
+        assert banner.rstrip().endswith(f"dashboard http://127.0.0.1:{port}/ui")
         deadline = time.monotonic() + 30
         while True:
             nodes = _get(f"http://127.0.0.2:{port}/v1/nodes")
@@ -54,6 +56,18 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
             time.sleep(0.2)
         assert {n["name"] for n in nodes} == {"node1", "node2"}
         assert "Demo service 'hello' (created)" in dev.stdout.readline()
+        # The commands it suggests work as printed (global options before the command too).
+        hints = []
+        while not (line := dev.stdout.readline()).startswith("Ctrl-C"):
+            hints.append(shlex.split(line))
+        assert ["shoal", "--addr", f"http://127.0.0.1:{port}", "cluster", "status"] in hints
+        for shoal, *args in hints:
+            assert shoal == "shoal"
+            run = subprocess.run([sys.executable, "-m", "node", *args], capture_output=True,
+                                 text=True, timeout=30, env={k: v for k, v in os.environ.items()
+                                                             if k != "SHOAL_ADDR"})
+            assert run.returncode == 0, (args, run.stderr)
+            assert "hello" in run.stdout if "ps" in args else "node" in run.stdout, run.stdout
         # The demo answers through the routing mesh on every node's address.
         for address in ("127.0.0.1", "127.0.0.2"):
             while True:

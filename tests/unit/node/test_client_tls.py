@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from node.client import ShoalClient, Unreachable
+from node.lean_client import LeanClient
 from tests.support import python_probe
 
 
@@ -79,18 +80,24 @@ async def https_api(pki: dict):
         await server.close()
 
 
+# The nodes' client and the CLI's.
+clients = pytest.mark.parametrize("client_class", [ShoalClient, LeanClient])
+
+
+@clients
 async def test_the_client_verifies_an_https_api_against_the_system_trust_store(
-        https_api: str, pki: dict, monkeypatch: pytest.MonkeyPatch):
+        https_api: str, pki: dict, monkeypatch: pytest.MonkeyPatch, client_class):
     monkeypatch.setenv("SSL_CERT_FILE", str(pki["ca"]))  # the trust store this "system" has
-    async with ShoalClient(https_api) as client:
+    async with client_class(https_api) as client:
         assert await client.get("/v1/services") == [{"name": "web"}]
 
 
+@clients
 async def test_the_client_refuses_an_https_api_the_trust_store_does_not_vouch_for(
-        https_api: str, monkeypatch: pytest.MonkeyPatch):
+        https_api: str, monkeypatch: pytest.MonkeyPatch, client_class):
     monkeypatch.setenv("SSL_CERT_FILE", os.devnull)
     monkeypatch.setenv("SSL_CERT_DIR", os.devnull)
-    async with ShoalClient(https_api) as client:
+    async with client_class(https_api) as client:
         with pytest.raises(Unreachable, match="certificate verify failed"):
             await client.get("/v1/services")
 

@@ -1,0 +1,89 @@
+"""The CLI's global options go before or after the command, on every command that talks to
+the API, and such a command imports only what it uses."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from node.cli import DEFAULT_ADDR, build_parser, command_group
+from node.cli_service import log_prefix, task_name
+from tests.support import python_probe
+
+ADDR, TOKEN = "http://10.9.8.7:7420", "s3cret"
+GLOBALS = ["--addr", ADDR, "--token", TOKEN, "-o", "json"]
+
+
+def _leaves(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _leaves(sub, (*words, name))
+            return
+    yield words, parser
+
+
+def _filler(parser: argparse.ArgumentParser) -> list[str]:
+    """Values for a command's required arguments (`web=1` parses as a name and as NAME=N)."""
+    out: list[str] = []
+    for action in parser._actions:
+        if action.required and action.option_strings:
+            out += [action.option_strings[-1], "web=1"]
+    for action in parser._actions:
+        if not action.option_strings and action.nargs != argparse.REMAINDER:
+            out.append("web=1")
+    return out
+
+
+API_COMMANDS = [words for words, leaf in _leaves(build_parser([]))
+                if leaf.get_default("handler") is not None]
+
+
+def test_every_command_group_has_api_commands():
+    assert {words[0] for words in API_COMMANDS} == {"node", "cluster", "service", "apply",
+                                                    "volume", "secret", "config"}
+
+
+@pytest.mark.parametrize("words", API_COMMANDS, ids=" ".join)
+def test_global_options_work_before_and_after_the_command(words):
+    leaf = dict(_leaves(build_parser([])))[words]
+    rest = _filler(leaf)
+    for argv in ([*GLOBALS, *words, *rest], [*words, *GLOBALS, *rest]):
+        args = build_parser(argv).parse_args(argv)
+        assert (args.addr, args.token, args.output) == (ADDR, TOKEN, "json"), argv
+    plain = [*words, *rest]
+    args = build_parser(plain).parse_args(plain)
+    assert (args.addr, args.output) == (DEFAULT_ADDR, "table")
+    # Given twice, the one nearer the command's arguments wins.
+    late = ["--addr", "http://a:1", *words, "--addr", "http://b:2", *rest]
+    assert build_parser(late).parse_args(late).addr == "http://b:2"
+
+
+def test_the_command_group_is_found_past_the_global_options():
+    assert command_group(["--addr", "http://x:1", "-o", "json", "node", "ls"]) == "node"
+    assert command_group(["--token", "service", "cluster", "status"]) == "cluster"
+    assert command_group(["--addr=http://x:1", "service", "ps", "web"]) == "service"
+    assert command_group(["--help"]) is None
+
+
+@pytest.mark.parametrize("argv", [["--addr", "http://127.0.0.1:9", "node", "ls"],
+                                  ["service", "ps", "web", "--addr", "http://127.0.0.1:9"]])
+def test_an_api_command_imports_neither_aiohttp_nor_the_state_machine_nor_rich(argv):
+    loaded = python_probe(
+        "import json, sys, contextlib, io\n"
+        "import node.cli\n"
+        f"with contextlib.redirect_stderr(io.StringIO()): code = node.cli.main({argv!r})\n"
+        "print(json.dumps({'code': code, 'mods': sorted(sys.modules)}))")
+    assert loaded["code"] == 2  # nothing listens on port 9: unreachable, said on stderr
+    heavy = [m for m in loaded["mods"] if m.split(".")[0] in ("aiohttp", "consensus", "rich",
+                                                              "cryptography", "yaml")]
+    assert heavy == []
+
+
+def test_logs_name_a_task_as_service_ps_does():
+    replicated = {"id": "a" * 20, "service": "web", "slot": 2, "node_name": "n1", "node_id": "x1"}
+    global_ = {"id": "b" * 20, "service": "client", "slot": 0, "node_name": "n1", "node_id": "x1"}
+    assert task_name(replicated) == "web.2" and task_name(global_) == "client.n1"
+    assert log_prefix(replicated) == f"web.2.{'a' * 12}@n1 |"
+    assert log_prefix(global_) == f"client.n1.{'b' * 12}@n1 |"

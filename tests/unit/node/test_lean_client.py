@@ -1,0 +1,118 @@
+"""The CLI's HTTP client against a real aiohttp server: JSON answers, errors, chunked line
+streams split anywhere, and peers that do not speak HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from node.lean_client import ApiError, LeanClient, Unreachable
+
+
+@pytest.fixture
+async def api():
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else None
+        return web.json_response({"method": request.method, "query": dict(request.query),
+                                  "body": body, "auth": request.headers.get("Authorization")})
+
+    async def missing(_request: web.Request) -> web.Response:
+        return web.json_response({"error": "no such service 'x'", "field": "service"}, status=404)
+
+    async def lines(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for piece in (b"first li", b"ne\nsecond", b" line\nthird\n", b"no newline at the end"):
+            await resp.write(piece)
+            await asyncio.sleep(0.01)
+        return resp
+
+    async def named(request: web.Request) -> web.Response:
+        return web.json_response({"name": request.match_info["name"]})
+
+    app = web.Application()
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/v1/services/{name}", named)
+    app.router.add_get("/missing", missing)
+    app.router.add_get("/lines", lines)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+async def test_requests_carry_the_body_query_and_token(api: str):
+    async with LeanClient(api, "tok") as client:
+        got = await client.patch("/echo", {"replicas": 3})
+        assert got == {"method": "PATCH", "query": {}, "body": {"replicas": 3},
+                       "auth": "Bearer tok"}
+        got = await client.get("/echo", service="web", since=5)
+        assert got["query"] == {"service": "web", "since": "5"} and got["body"] is None
+
+
+async def test_names_in_paths_are_percent_encoded(api: str):
+    client = LeanClient(api)
+    assert await client.get("/v1/services/my web") == {"name": "my web"}
+    assert await client.get("/v1/services/wéb") == {"name": "wéb"}
+    with pytest.raises(ApiError) as caught:  # a line break stays inside the path
+        await client.get("/v1/services/x HTTP/1.1\r\nX-Injected: 1\r\n\r\n")
+    assert caught.value.status == 404
+
+
+def test_a_token_a_header_cannot_carry_is_refused_up_front():
+    with pytest.raises(Unreachable, match="header cannot carry"):
+        LeanClient("127.0.0.1:7420", "tok\r\nX-Injected: 1")
+
+
+async def test_an_error_answer_names_its_field(api: str):
+    with pytest.raises(ApiError) as caught:
+        await LeanClient(api).get("/missing")
+    assert (caught.value.status, caught.value.field) == (404, "service")
+    with pytest.raises(ApiError, match="no such service"):
+        async for _ in LeanClient(api).stream_lines("/missing"):
+            pass
+
+
+async def test_a_stream_yields_whole_lines_however_the_chunks_fall(api: str):
+    got = [line async for line in LeanClient(api).stream_lines("/lines")]
+    assert got == ["first line", "second line", "third", "no newline at the end"]
+
+
+async def test_a_peer_that_is_not_an_api_node_is_unreachable_not_a_crash():
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(Unreachable, match="not an HTTP answer"):
+            await LeanClient(f"127.0.0.1:{port}").get("/v1/nodes")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_silent_peer_times_out():
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(Unreachable, match="timed out"):
+            await LeanClient(f"http://127.0.0.1:{port}", timeout=0.3).get("/v1/nodes")
+    finally:
+        server.close()
+
+
+def test_an_address_that_is_not_http_is_refused_up_front():
+    with pytest.raises(Unreachable, match="expected http://HOST:PORT"):
+        LeanClient("ftp://127.0.0.1:7420")
