@@ -23,7 +23,7 @@ from node.cli_service import _read_file as read_source
 from node.client import ApiError, ShoalClient
 
 if TYPE_CHECKING:  # the translator loads only when a file is applied
-    from node.compose_refs import FileSource
+    from node.manifests.refs import FileSource
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
