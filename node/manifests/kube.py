@@ -22,7 +22,10 @@ from node.manifests.fields import labels, to_spec, words
 from node.manifests.reader import ManifestError, Reader, shown
 from node.manifests.refs import FileSource
 
-_WORKLOADS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet")}
+_WORKLOADS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"),
+              ("v1", "Pod")}
+# A Pod's restartPolicy as a restart condition (a workload's pods always restart).
+_POD_RESTART = {"Always": "any", "OnFailure": "on-failure", "Never": "none"}
 _CONTAINER_KEYS = {"name", "image", "command", "args", "env", "envFrom", "ports", "resources",
                    "livenessProbe", "readinessProbe", "startupProbe", "volumeMounts",
                    "imagePullPolicy", "lifecycle", "securityContext", "terminationMessagePath",
@@ -322,8 +325,21 @@ def _update(r: Reader, strategy: dict, replicas: int, where: str) -> Optional[di
             "order": "start-first" if surge and not unavailable else "stop-first"}
 
 
+def _as_workload(doc: dict) -> dict:
+    """A bare Pod as a workload of one replica whose template is the pod."""
+    if doc.get("kind") != "Pod":
+        return doc
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    return {**doc, "metadata": meta, "spec": {"template": {"metadata": {"labels": meta.get("labels")},
+                                                           "spec": doc.get("spec")}}}
+
+
 def _workload(r: Reader, doc: dict, data: _Data, where: str, services: list[tuple[dict, str]]) -> ServiceSpec:
     kind = doc.get("kind")
+    if kind == "Pod":
+        r.warnings.append(f"{where}: a Pod runs as a service of one replica, started again "
+                          "elsewhere if its node fails")
+    doc = _as_workload(doc)
     r.unsupported(doc, {"apiVersion", "kind", "metadata", "spec"}, where)
     meta = r.mapping(doc.get("metadata"), f"{where}.metadata")
     r.unsupported(meta, {"name", "labels", "annotations", "namespace"}, f"{where}.metadata")
@@ -375,7 +391,9 @@ def _workload(r: Reader, doc: dict, data: _Data, where: str, services: list[tupl
                                 r.mapping(selector, f"{pod_where}.nodeSelector").items()]
     if "terminationGracePeriodSeconds" in pod:
         plain["stop_grace_period"] = pod["terminationGracePeriodSeconds"]
-    if pod.get("restartPolicy", "Always") != "Always":
+    if kind == "Pod" and pod.get("restartPolicy", "Always") in _POD_RESTART:
+        plain["restart"] = {"condition": _POD_RESTART[pod.get("restartPolicy", "Always")]}
+    elif pod.get("restartPolicy", "Always") != "Always":
         r.warnings.append(f"{pod_where}.restartPolicy: a {kind} always restarts")
     strategy_key = "strategy" if kind == "Deployment" else "updateStrategy"
     update = _update(r, r.mapping(spec.get(strategy_key), f"{where}.spec.{strategy_key}"),
@@ -487,8 +505,8 @@ def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[Fil
     specs = [_workload(r, doc, data, where, services) for doc, where in workloads]
     attachments = []
     for service, where in services:
-        pods = [(((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
-                for d, _ in workloads]
+        pods = [(((_as_workload(d).get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
+                or {} for d, _ in workloads]
         if any(_selects(service, {str(k): str(v) for k, v in p.items()}) for p in pods if isinstance(p, dict)):
             continue
         selector = _selector(service)
