@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                            help="create or update services from a Compose or Kubernetes file")
     apply.add_argument("-f", "--file", required=True, help="the file ('-' reads standard input)")
     apply.add_argument("--strict", action="store_true", help="unsupported fields are errors")
+    apply.add_argument("--dry-run", action="store_true",
+                       help="show what would change, with the warnings, and change nothing")
+    apply.add_argument("--prune", action="store_true",
+                       help="remove the stack's services that the file no longer holds")
+    apply.add_argument("--stack", default="", help="the stack the file's services form "
+                       "(default: a Compose file's name:, else the file's directory name)")
     apply.set_defaults(handler=_apply)
 
 
@@ -72,19 +78,27 @@ async def _ensure(client: ShoalClient, source: FileSource, base: Path, existing:
 def _render(answer: dict) -> None:
     if answer.get("files"):
         output.table(("KIND", "NAME", "ACTION"), ((f["kind"], f["name"], f["action"]) for f in answer["files"]))
-    output.table(("SERVICE", "ACTION", "VERSION"),
-                 ((s["name"], s["action"], s["version"]) for s in answer["services"]))
+    would = "WOULD BE " if answer.get("dry_run") else ""
+    changes = any(s.get("changes") for s in answer["services"])
+    output.table(("SERVICE", f"{would}ACTION", "VERSION") + (("CHANGES",) if changes else ()),
+                 ((s["name"], s["action"], s["version"] or "")
+                  + ((",".join(s.get("changes", ())),) if changes else ()) for s in answer["services"]))
     for warning in answer["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
 
 
 async def _apply(args: argparse.Namespace, client: ShoalClient) -> int:
-    from node.manifests import ManifestError, load_manifest
+    from node.manifests import Manifest, ManifestError, Origin, load_manifest
+    from node.manifests.local import local_origin
 
     document = await read_source(args.file)
     base = Path.cwd() if args.file == "-" else Path(args.file).resolve().parent
+    def translate() -> tuple[Origin, Manifest]:
+        origin = local_origin(None if args.file == "-" else Path(args.file), os.environ, args.stack)
+        return origin, load_manifest(document.decode(), strict=args.strict, origin=origin)
+
     try:
-        manifest = await asyncio.to_thread(load_manifest, document.decode(), strict=args.strict)
+        origin, manifest = await asyncio.to_thread(translate)
     except UnicodeDecodeError as exc:
         raise UsageError(f"{args.file} is not UTF-8 text: {exc}") from None
     except ManifestError as exc:
@@ -92,8 +106,16 @@ async def _apply(args: argparse.Namespace, client: ShoalClient) -> int:
         raise UsageError(f"{args.file}: {where}{exc.reason}") from None
     kinds = {source.kind for source in manifest.files if not source.external}
     existing = {(kind, row["name"]) for kind in sorted(kinds) for row in await client.get(f"/v1/{kind}s")}
-    files = [await _ensure(client, source, base, existing) for source in manifest.files]
-    answer = await client.request("POST", "/v1/apply", data=document,
-                                  params={"strict": "1"} if args.strict else None,
-                                  content_type="application/yaml")
+    files = [{"kind": s.kind, "name": s.name, "action": "exists" if (s.kind, s.name) in existing else "create"}
+             for s in manifest.files] if args.dry_run else \
+        [await _ensure(client, source, base, existing) for source in manifest.files]
+    # The cluster reads the file itself, with what only this side knows: the variables the
+    # file uses, its directory and the user's home, the env_file files it reads.
+    envelope = {"document": document.decode(), "stack": manifest.stack, "directory": origin.directory,
+                "home": origin.home,
+                "variables": {n: origin.variables[n] for n in manifest.variables if n in origin.variables},
+                "env_files": {p: origin.env_files[p] for p in manifest.env_files if p in origin.env_files}}
+    flags = {"strict": args.strict, "dry_run": args.dry_run, "prune": args.prune}
+    answer = await client.request("POST", "/v1/apply", json_body=envelope,
+                                  params={k: "1" for k, on in flags.items() if on} or None)
     return emit(args, {**answer, "files": files} if files else answer, _render)

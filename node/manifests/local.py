@@ -18,13 +18,16 @@ MAX_ENV_FILE = 1024 * 1024
 
 
 class _EnvFiles(Mapping[str, str]):
-    """env_file paths, relative to the Compose file's directory, read when asked for."""
+    """env_file paths, relative to the Compose file's directory, read once when asked for."""
 
     def __init__(self, base: Path) -> None:
         self._base = base
+        self._read: dict[str, str] = {}
 
     def __getitem__(self, path: str) -> str:
-        return _read(self._base / os.path.expanduser(path), f"env_file {path}")
+        if path not in self._read:
+            self._read[path] = _read(self._base / os.path.expanduser(path), f"env_file {path}")
+        return self._read[path]
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, str) and (self._base / os.path.expanduser(path)).is_file()
