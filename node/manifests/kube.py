@@ -171,6 +171,10 @@ def _value_from(r: Reader, source: dict, data: _Data, where: str, plain: dict) -
     if "secretKeyRef" in source:
         ref = r.mapping(source["secretKeyRef"], f"{where}.secretKeyRef")
         name = f"{ref.get('name')}.{ref.get('key')}"
+        if ref.get("key") not in data.secrets.get(ref.get("name"), {}):
+            r.warnings.append(f"{where}.secretKeyRef: key {shown(ref.get('key'))} of Secret "
+                              f"{shown(ref.get('name'))} is not in this file; not set")
+            return None
         plain.setdefault("secrets", []).append({"source": name})
         r.warnings.append(f"{where}.secretKeyRef: Shoal gives secrets to tasks as files: the value "
                           f"is in /run/secrets/{name}, not in the variable")
@@ -421,7 +425,10 @@ def _selects(service: dict, pod_labels: dict[str, str]) -> bool:
 
 
 def _service_ports(r: Reader, service: dict, where: str, named: dict[str, int]) -> list[dict]:
+    """NodePort and LoadBalancer ports are published (on every node, by the routing mesh);
+    ClusterIP ports are the tasks' own, reachable inside the cluster only, as in Kubernetes."""
     spec = r.mapping(service.get("spec"), f"{where}.spec")
+    published = spec.get("type", "ClusterIP") in ("NodePort", "LoadBalancer")
     out = []
     for i, port in enumerate(r.listing(spec.get("ports"), f"{where}.spec.ports")):
         at = f"{where}.spec.ports[{i}]"
@@ -433,30 +440,38 @@ def _service_ports(r: Reader, service: dict, where: str, named: dict[str, int]) 
                               "the port number is used")
             target_value = port.get("port")
         target = _port(target_value, named, f"{at}.targetPort")
-        out.append({"target": target, "published": port.get("nodePort") or port.get("port"),
-                    "protocol": str(port.get("protocol", "TCP")).lower()})
+        entry = {"target": target, "protocol": str(port.get("protocol", "TCP")).lower()}
+        if published:
+            entry["published"] = port.get("nodePort") or port.get("port")
+        elif port.get("port") not in (None, target):
+            r.warnings.append(f"{at}: inside the cluster the service is reached on its tasks' "
+                              f"port {target}, not {shown(port.get('port'))}")
+        out.append(entry)
     return out
 
 
 def _publish(r: Reader, service: dict, where: str, plain: dict, named: dict[str, int]) -> None:
-    """A v1 Service's ports become published ports of the workload it selects."""
-    kind = (service.get("spec") or {}).get("type", "ClusterIP")
-    if kind == "ClusterIP":
-        r.warnings.append(f"{where}.spec.type: ClusterIP ports are published on every node by "
-                          "Shoal's routing mesh")
+    """A v1 Service's ports become ports of the workload it selects."""
     plain["ports"] = merge_ports(plain.get("ports", []), _service_ports(r, service, where, named))
 
 
 def merge_ports(ports: list[dict], new: list[dict]) -> list[dict]:
-    """`new` published ports over `ports`: a published port replaces the unpublished one of
-    the same target, and one already there (two Services publishing the same) is kept once."""
+    """`new` ports over `ports`: a published port replaces the unpublished one of the same
+    target, and a port already there (two Services naming the same) is kept once."""
     out = list(ports)
+
+    def key(p: dict) -> tuple:
+        return p.get("target"), p.get("protocol", "tcp"), p.get("published") or 0
+
     for port in new:
-        key = (port["target"], port["protocol"])
-        out = [p for p in out if (p.get("target"), p.get("protocol", "tcp"), p.get("published", 0)) != (*key, 0)]
-        if not any((p.get("target"), p.get("protocol", "tcp"), p.get("published")) ==
-                   (*key, port["published"]) for p in out):
-            out.append(port)
+        target, protocol, published = key(port)
+        if any(key(p) == (target, protocol, published) for p in out):
+            continue
+        if published:
+            out = [p for p in out if key(p) != (target, protocol, 0)]
+        elif any(key(p)[:2] == (target, protocol) for p in out):
+            continue  # already published: no unpublished twin
+        out.append(port)
     return out
 
 
