@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from itertools import groupby
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
@@ -19,6 +21,7 @@ from node.localcluster import EQUAL_PROCESS_NODES, started_cluster
 from node.manifests import STACK_LABEL
 from node.manifests.local import default_stack
 from tests.integration.cluster_support import must, shoal
+from tests.unit.node.test_manifest_bounds import LAUGHS
 from tests.unit.node.test_manifest_corpus import CORPUS, FILES, REFUSED, corpus_outcome
 
 pytestmark = pytest.mark.timeout(300)
@@ -103,9 +106,25 @@ async def _stack_lifecycle(cluster, addr: str, tmp_path: Path) -> None:
     assert await _stack(cluster, "vote") == {}
 
 
+async def _small_answers_to_small_documents(cluster, addr: str) -> None:
+    """499 bytes of nested aliases: a short 400 at once, and the node stays well (it once
+    answered 722 MB and was declared dead)."""
+    async with aiohttp.ClientSession() as session:
+        for body, content_type in ((LAUGHS, "application/yaml"),
+                                   (json.dumps({"document": LAUGHS}), "application/json")):
+            started = time.monotonic()
+            async with session.post(f"{addr}/v1/apply", data=body.encode(),
+                                    headers={"Content-Type": content_type}) as resp:
+                answer = await resp.read()
+            assert resp.status == 400 and len(answer) < 1_000, answer[:300]
+            assert b"aliases expand it" in answer and time.monotonic() - started < 2
+    assert len(await cluster.get(2, "/v1/nodes")) == 3
+
+
 async def test_the_corpus_and_a_stacks_life_on_three_nodes(tmp_path):
     (tmp_path / "cluster").mkdir()
     async with started_cluster(str(tmp_path / "cluster"), 3, EQUAL_PROCESS_NODES) as cluster:
         addr = f"http://{cluster.nodes[1].api}"  # a follower: writes are forwarded
+        await _small_answers_to_small_documents(cluster, addr)
         await _apply_corpus(cluster, addr)
         await _stack_lifecycle(cluster, addr, tmp_path)
