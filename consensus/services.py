@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
 from consensus.autoscale import AutoscaleSpec, check_autoscale
+from consensus.container import ContainerOptions, check_container
 from consensus.model import Node, Resources
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError, from_plain, to_plain
@@ -195,6 +196,7 @@ class ServiceSpec:
     # (Nomad's shutdown_delay, a Kubernetes preStop sleep): every node's load balancer must
     # hear of the withdrawal first, or it sends new connections to a stopping task.
     stop_delay: float = DEFAULT_STOP_DELAY
+    container: ContainerOptions = field(default_factory=ContainerOptions)
     autoscale: Optional[AutoscaleSpec] = None  # `replicas` is then the autoscaler's to move
 
     @property
@@ -406,6 +408,7 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
     _check_policies(spec, check)
     _check_files(spec, check)
     check_autoscale(spec.autoscale, spec.mode, check)
+    check_container(spec.container, check)
     return errors
 
 

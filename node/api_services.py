@@ -224,7 +224,9 @@ async def apply_document(request: web.Request) -> web.Response:
         raise HttpError(400, "the document defines no services", "body")
     try:
         with shoal.raft.read() as state:
-            plan = plan_manifest(dict(services(state)), manifest, prune=flags["prune"])
+            process_nodes = tuple(n.name for n in nodes(state).values() if n.runtime == "process")
+            plan = plan_manifest(dict(services(state)), manifest, prune=flags["prune"],
+                                 process_nodes=process_nodes)
     except PlanConflict as exc:
         raise HttpError(409, exc.reason, exc.field) from None
     if flags["dry_run"]:

@@ -22,17 +22,16 @@ _TOP_KEYS = {"version", "name", "services", "secrets", "configs", "volumes"}
 # Translated to the spec.
 _SERVICE_KEYS = {"image", "build", "command", "entrypoint", "environment", "env_file", "ports",
                  "healthcheck", "deploy", "labels", "stop_grace_period", "secrets", "configs",
-                 "volumes", "restart"}
+                 "volumes", "restart", "init"}
+# Container options, as docker run takes them (the Docker runtime honours them).
+_CONTAINER_KEYS = {"user", "working_dir", "hostname", "stop_signal", "tty", "read_only", "sysctls",
+                   "extra_hosts", "ulimits", "logging"}
 # Honoured by Docker (`docker run`, Swarm) but not carried by a Shoal spec: one warning each.
 _NOT_CARRIED = {
-    "user": "tasks run as the node's user", "working_dir": "the image's working directory is used",
-    "hostname": "tasks get their runtime's hostname", "init": "not carried by Shoal",
-    "stop_signal": "tasks are stopped with SIGTERM", "tty": "tasks get no terminal",
-    "stdin_open": "tasks get no standard input", "cap_add": "not carried by Shoal",
-    "cap_drop": "not carried by Shoal", "privileged": "not carried by Shoal",
-    "read_only": "not carried by Shoal", "ulimits": "not carried by Shoal",
-    "sysctls": "not carried by Shoal", "extra_hosts": "not carried by Shoal",
-    "logging": "task output is kept by Shoal (shoal service logs)", "container_name":
+    "stdin_open": "tasks get no standard input",
+    "cap_add": "capabilities are not granted (that needs an authorisation Shoal lacks)",
+    "cap_drop": "capabilities are not changed", "privileged": "tasks never run privileged",
+    "container_name":
     "Shoal names containers after the task", "depends_on": "services start together, "
     "as with docker stack deploy", "links": "services reach each other by name",
     "profiles": "every service is applied, as with docker stack deploy",
@@ -49,7 +48,8 @@ _FIELDS = {"replicas": "deploy.replicas", "mode": "deploy.mode", "restart": "dep
            "args": "command", "command": "entrypoint", "health": "healthcheck",
            "env": "environment", "resources": "deploy.resources",
            "constraints": "deploy.placement.constraints",
-           "preferences": "deploy.placement.preferences"}
+           "preferences": "deploy.placement.preferences", "container": "",
+           "container.log_driver": "logging.driver", "container.log_options": "logging.options"}
 
 
 def _ports(r: Reader, ports: list, where: str) -> list:
@@ -162,6 +162,53 @@ def _restart(value: Any, where: str) -> dict:
     return policy
 
 
+def _key_values(r: Reader, value: Any, separators: str, where: str) -> dict[str, str]:
+    """A mapping, or a list of KEY=VALUE (or KEY:VALUE where `separators` allows)."""
+    if isinstance(value, dict):
+        return {str(k): "" if v is None else str(v) for k, v in value.items()}
+    out = {}
+    for i, item in enumerate(r.listing(value, where)):
+        text = str(item)
+        cut = min((text.find(s) for s in separators if s in text), default=-1)
+        if cut <= 0:
+            raise ManifestError(f"{where}[{i}]", f"expected KEY{separators[0]}VALUE, not {shown(item)}")
+        out[text[:cut]] = text[cut + 1:]
+    return out
+
+
+def _ulimits(r: Reader, value: Any, where: str) -> dict[str, dict]:
+    out = {}
+    for name, limit in r.mapping(value, where).items():
+        if isinstance(limit, dict):
+            r.unsupported(limit, {"soft", "hard"}, f"{where}.{name}")
+            out[str(name)] = {"soft": limit.get("soft"), "hard": limit.get("hard")}
+        else:
+            out[str(name)] = {"soft": limit, "hard": limit}
+    return out
+
+
+def _container(r: Reader, svc: dict, where: str) -> dict:
+    """The service's docker run options, as a ContainerOptions plain."""
+    plain: dict[str, Any] = {key: svc[key] for key in ("user", "working_dir", "hostname", "stop_signal",
+                                                       "tty", "read_only") if key in svc}
+    if isinstance(plain.get("user"), int):
+        plain["user"] = str(plain["user"])
+    if "sysctls" in svc:
+        plain["sysctls"] = _key_values(r, svc["sysctls"], "=", f"{where}.sysctls")
+    if "extra_hosts" in svc:  # "host:ip", or "host=ip" as newer Compose writes it
+        plain["extra_hosts"] = _key_values(r, svc["extra_hosts"], "=:", f"{where}.extra_hosts")
+    if "ulimits" in svc:
+        plain["ulimits"] = _ulimits(r, svc["ulimits"], f"{where}.ulimits")
+    if "logging" in svc:
+        logging = r.mapping(svc["logging"], f"{where}.logging")
+        r.unsupported(logging, {"driver", "options"}, f"{where}.logging")
+        plain["log_driver"] = logging.get("driver", "")
+        plain["log_options"] = _key_values(r, logging.get("options"), "=", f"{where}.logging.options")
+    if svc.get("init") is False:
+        r.warnings.append(f"{where}.init: Shoal always runs an init in a container")
+    return plain
+
+
 def _image(r: Reader, svc: dict, where: str) -> Any:
     if "build" in svc and "image" not in svc:
         raise ManifestError(f"{where}.image", "the service has build: but no image:, and Shoal "
@@ -243,7 +290,7 @@ def _service(r: Reader, name: str, svc: dict, where: str, defs: Any, used: set,
     for key in svc:
         if key in _NOT_CARRIED:
             r.once(key, f"{where}.{key}", f"{_NOT_CARRIED[key]}; ignored")
-    r.unsupported(svc, _SERVICE_KEYS | set(_NOT_CARRIED), where)
+    r.unsupported(svc, _SERVICE_KEYS | _CONTAINER_KEYS | set(_NOT_CARRIED), where)
     plain: dict[str, Any] = {"name": name, "image": _image(r, svc, where)}
     if "entrypoint" in svc:
         plain["command"] = words(svc["entrypoint"], f"{where}.entrypoint")
@@ -257,6 +304,9 @@ def _service(r: Reader, name: str, svc: dict, where: str, defs: Any, used: set,
                                   f"{where}.healthcheck")
     if "restart" in svc:
         plain["restart"] = _restart(svc["restart"], f"{where}.restart")
+    container = _container(r, svc, where)
+    if container:
+        plain["container"] = container
     plain["labels"] = labels(svc.get("labels"), f"{where}.labels")
     _deploy(r, r.mapping(svc.get("deploy"), f"{where}.deploy"), f"{where}.deploy", plain)
     if "stop_grace_period" in svc:

@@ -39,10 +39,18 @@ def labels(value: Any, where: str) -> dict[str, str]:
 
 def to_spec(plain: dict, where: str, fields: dict[str, str]) -> ServiceSpec:
     """parse_service_spec, with errors pointing at the file's field (`fields` maps spec
-    fields to file paths where they differ)."""
+    fields, or dotted paths in them, to file paths where they differ; "" drops the prefix)."""
     try:
         return parse_service_spec(plain)
     except SpecError as exc:
-        top = exc.field.split(".")[0].split("[")[0]
-        field = fields.get(top, top) + exc.field[len(top):] if top in fields else exc.field
-        raise ManifestError(f"{where}.{field}", exc.reason) from None
+        raise ManifestError(f"{where}.{file_field(exc.field, fields)}", exc.reason) from None
+
+
+def file_field(field: str, fields: dict[str, str]) -> str:
+    """The file's path for a spec field, by the longest prefix `fields` maps."""
+    prefixes = [p for p in fields if field == p or field.startswith((p + ".", p + "["))]
+    if not prefixes:
+        return field
+    prefix = max(prefixes, key=len)
+    rest = field[len(prefix):]
+    return fields[prefix] + rest if fields[prefix] else rest.lstrip(".")

@@ -34,8 +34,6 @@ _POD_KEYS = {"containers", "nodeSelector", "terminationGracePeriodSeconds", "res
              "volumes", "initContainers", "securityContext", "serviceAccountName",
              "automountServiceAccountToken"}
 _NOT_CARRIED = {
-    "securityContext": "tasks run as the node's user; securityContext is ignored",
-    "workingDir": "the image's working directory is used; workingDir is ignored",
     "imagePullPolicy": "the node's --image-pull decides when images are pulled",
     "initContainers": "init containers do not run",
     "serviceAccountName": "there is no service account", "automountServiceAccountToken":
@@ -263,6 +261,21 @@ def _stop_delay(r: Reader, lifecycle: dict, where: str) -> Optional[float]:
     return None
 
 
+def _security(r: Reader, context: dict, where: str, options: dict) -> None:
+    """runAsUser/runAsGroup as the container's user, readOnlyRootFilesystem as read_only."""
+    r.unsupported(context, {"runAsUser", "runAsGroup", "readOnlyRootFilesystem", "runAsNonRoot",
+                            "allowPrivilegeEscalation", "capabilities", "privileged", "fsGroup",
+                            "seccompProfile"}, where)
+    if "runAsUser" in context:
+        group = f":{context['runAsGroup']}" if "runAsGroup" in context else ""
+        options["user"] = f"{context['runAsUser']}{group}"
+    if "readOnlyRootFilesystem" in context:
+        options["read_only"] = context["readOnlyRootFilesystem"]
+    for key in ("capabilities", "privileged", "fsGroup", "seccompProfile"):
+        if key in context and context[key] not in (False, None):
+            r.once(f"securityContext.{key}", f"{where}.{key}", "not granted or changed by Shoal")
+
+
 def _container(r: Reader, container: dict, pod: dict, data: _Data, where: str, pod_where: str,
                plain: dict) -> dict[str, int]:
     """Fill `plain` from the container; returns its port names."""
@@ -271,6 +284,15 @@ def _container(r: Reader, container: dict, pod: dict, data: _Data, where: str, p
             r.once(key, f"{where}.{key}", _NOT_CARRIED[key])
     r.unsupported(container, _CONTAINER_KEYS, where)
     plain["image"] = container.get("image")
+    options: dict[str, Any] = {}
+    # The container's context over the pod's, as in Kubernetes.
+    for context, at in ((pod.get("securityContext"), f"{pod_where}.securityContext"),
+                        (container.get("securityContext"), f"{where}.securityContext")):
+        _security(r, r.mapping(context, at), at, options)
+    if "workingDir" in container:
+        options["working_dir"] = container["workingDir"]
+    if options:
+        plain["container"] = options
     for key in ("command", "args"):  # command replaces the entrypoint, args the image's CMD
         if key in container:
             plain[key] = words(container[key], f"{where}.{key}")
@@ -411,7 +433,11 @@ def _workload(r: Reader, doc: dict, data: _Data, where: str, services: list[tupl
             _publish(r, service, service_where, plain, named)
     return to_spec(plain, where, {"name": "metadata.name", "replicas": "spec.replicas",
                                   "image": "spec.template.spec.containers[0].image",
-                                  "update": f"spec.{strategy_key}"})
+                                  "update": f"spec.{strategy_key}",
+                                  "container": "spec.template.spec.containers[0]",
+                                  "container.user": "spec.template.spec.containers[0].securityContext.runAsUser",
+                                  "container.read_only":
+                                  "spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem"})
 
 
 def _selector(service: dict) -> dict[str, str]:

@@ -72,10 +72,27 @@ def _attached(service: ServiceSpec, attachment: Attachment) -> ServiceSpec:
                            f"cannot publish on service {service.name!r}: {exc.field}: {exc.reason}") from None
 
 
-def plan_manifest(current: dict[str, Service], manifest: Manifest, *, prune: bool = False) -> ApplyPlan:
+def runtime_warnings(specs: tuple[ServiceSpec, ...], process_nodes: list[str]) -> list[str]:
+    """One warning per container option that some service sets and process-runtime nodes
+    ignore."""
+    if not process_nodes:
+        return []
+    users: dict[str, list[str]] = {}
+    for spec in specs:
+        for option in spec.container.used():
+            users.setdefault(option, []).append(spec.name)
+    nodes = ", ".join(sorted(process_nodes)[:5]) + (" ..." if len(process_nodes) > 5 else "")
+    return [f"container.{option} ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}): honoured "
+            f"by the Docker runtime only; ignored on process-runtime nodes ({nodes})"
+            for option, names in users.items()]
+
+
+def plan_manifest(current: dict[str, Service], manifest: Manifest, *, prune: bool = False,
+                  process_nodes: tuple[str, ...] = ()) -> ApplyPlan:
     """The whole plan for a manifest: its specs, its attachments, and with `prune` the
-    removal of its stack's services that it no longer holds."""
-    warnings = list(manifest.warnings)
+    removal of its stack's services that it no longer holds. `process_nodes` names the
+    nodes that run the process runtime."""
+    warnings = list(manifest.warnings) + runtime_warnings(manifest.specs, list(process_nodes))
     for spec in manifest.specs:
         theirs = current[spec.name].spec.labels.get(STACK_LABEL, "") if spec.name in current else ""
         ours = spec.labels.get(STACK_LABEL, "")

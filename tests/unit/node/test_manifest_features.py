@@ -96,14 +96,55 @@ services:
 """
     manifest = load_manifest(text)
     assert [s.image for s in manifest.specs] == ["app:1", "app:1", "c"]
+    assert [(s.container.user, s.container.log_driver) for s in manifest.specs] == \
+        [("1000", "json-file"), ("1000", "json-file"), ("", "")]
     warnings = "\n".join(manifest.warnings)
-    assert "services.a.user (and 1 more): tasks run as the node's user; ignored" in warnings
-    assert "services.a.logging (and 1 more):" in warnings
-    assert "services.a.cap_add:" in warnings
+    assert "services.a.cap_add: capabilities are not granted" in warnings
     assert "services.b.deploy.endpoint_mode: 'dnsrr' is not supported" in warnings
     assert "services.b.deploy.resources.reservations.devices: Shoal cannot reserve" in warnings
     assert "services.c.profiles: every service is applied" in warnings
     assert "x-" not in warnings
+
+
+def test_docker_run_options_become_container_options():
+    text = """\
+services:
+  web:
+    image: x
+    user: 1000:1000
+    working_dir: /app
+    hostname: web1
+    stop_signal: SIGQUIT
+    tty: true
+    read_only: true
+    init: true
+    sysctls: [net.core.somaxconn=1024]
+    extra_hosts: ["db.local:10.0.0.5", "cache=10.0.0.6"]
+    ulimits: {nproc: 65535, nofile: {soft: 20000, hard: 40000}}
+    logging: {driver: json-file, options: {max-size: 10m}}
+"""
+    spec, warnings = _one(text)
+    c = spec.container
+    assert (c.user, c.working_dir, c.hostname, c.stop_signal, c.tty, c.read_only) == \
+        ("1000:1000", "/app", "web1", "SIGQUIT", True, True)
+    assert c.sysctls == {"net.core.somaxconn": "1024"}
+    assert c.extra_hosts == {"db.local": "10.0.0.5", "cache": "10.0.0.6"}
+    assert {k: (u.soft, u.hard) for k, u in c.ulimits.items()} == {"nproc": (65535, 65535), "nofile": (20000, 40000)}
+    assert (c.log_driver, c.log_options) == ("json-file", {"max-size": "10m"})
+    assert warnings == ()
+
+
+@pytest.mark.parametrize("line, field", [
+    ("stop_signal: SIGNOPE", "services.web.stop_signal"),
+    ("working_dir: app", "services.web.working_dir"),
+    ("extra_hosts: ['db:not-an-ip']", "services.web.extra_hosts.db"),
+    ("ulimits: {nofile: {soft: 9, hard: 1}}", "services.web.ulimits.nofile"),
+    ("logging: {driver: 'no such'}", "services.web.logging.driver"),
+])
+def test_bad_container_options_name_the_compose_field(line, field):
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(f"services:\n  web:\n    image: x\n    {line}\n")
+    assert caught.value.field == field
 
 
 def test_env_file_then_environment_over_it():
@@ -207,14 +248,24 @@ def test_a_deployment_with_volumes_config_and_secrets():
     assert (spec.resources.limits.cpu_millis, spec.resources.limits.memory_bytes) == (500, 256 * 2**20)
     assert (spec.health.kind, spec.health.port, spec.health.interval) == ("tcp", 9000, 3)
     assert (spec.stop_delay, spec.stop_grace_period) == (5.0, 45.0)
+    assert spec.container.user == "1000"  # the pod's securityContext
     assert (spec.update.parallelism, spec.update.order, spec.update.monitor) == (1, "start-first", 7.0)
     warnings = "\n".join(manifest.warnings)
     for expected in ("readinessProbe.grpc: Shoal checks that the port accepts connections",
                      "env[1].valueFrom.secretKeyRef: Shoal gives secrets to tasks as files: the value "
                      "is in /run/secrets/api-tls.token", "env[2].valueFrom.fieldRef: 'metadata.name'",
-                     "spec.template.spec.securityContext: tasks run as the node's user",
                      "imagePullPolicy: the node's --image-pull decides"):
         assert expected in warnings
+
+
+def test_process_runtime_nodes_get_one_warning_per_container_option():
+    from node.manifests.plan import plan_manifest
+
+    manifest = load_manifest("services:\n  a: {image: x, user: '1', tty: true}\n  b: {image: x, user: '2'}\n")
+    assert plan_manifest({}, manifest).warnings == ()
+    assert plan_manifest({}, manifest, process_nodes=("n2", "n1")).warnings == (
+        "container.user (a, b): honoured by the Docker runtime only; ignored on process-runtime nodes (n1, n2)",
+        "container.tty (a): honoured by the Docker runtime only; ignored on process-runtime nodes (n1, n2)")
 
 
 def test_daemonset_is_global_and_statefulset_replicated_with_claim_volumes():
