@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Optional
 from aiohttp import web
 
 from consensus.nodes import nodes
+from consensus.selectors import DeleteSelector, PutSelector, port_selectors
 from consensus.services import merge_spec, parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
@@ -220,19 +221,24 @@ async def apply_document(request: web.Request) -> web.Response:
 
     # YAML parsing is pure Python and a large file takes a while: keep it off the loop.
     manifest = await asyncio.to_thread(partial(load_manifest, text, strict=flags["strict"], origin=origin))
-    if not (manifest.specs or manifest.attachments or manifest.warnings):
+    if not (manifest.specs or manifest.attachments or manifest.warnings or flags["prune"]):
         raise HttpError(400, "the document defines no services", "body")
     try:
         with shoal.raft.read() as state:
             process_nodes = tuple(n.name for n in nodes(state).values() if n.runtime == "process")
             plan = plan_manifest(dict(services(state)), manifest, prune=flags["prune"],
-                                 process_nodes=process_nodes)
+                                 process_nodes=process_nodes, selectors=dict(port_selectors(state)))
     except PlanConflict as exc:
         raise HttpError(409, exc.reason, exc.field) from None
+    selectors = [{"name": s.name, "action": "kept"} for s in plan.keep_selectors] + \
+        [{"name": name, "action": "removed"} for name in plan.drop_selectors]
+    answer = {"warnings": list(plan.warnings), "stack": manifest.stack,
+              **({"selectors": selectors} if selectors else {})}
     if flags["dry_run"]:
-        return web.json_response({"services": [_planned(step) for step in plan.steps],
-                                  "warnings": list(plan.warnings), "stack": manifest.stack,
+        return web.json_response({"services": [_planned(step) for step in plan.steps], **answer,
                                   "dry_run": True})
+    for selector in plan.keep_selectors:
+        result_or_raise(await shoal.control.submit(PutSelector(selector)))
     results, failures = [], []
     for step in plan.steps:
         outcome = await _apply_step(shoal, step)
@@ -241,7 +247,9 @@ async def apply_document(request: web.Request) -> web.Response:
         done = ", ".join(f"{r['name']} {r['action']}" for r in results) or "none"
         raise HttpError(409, "; ".join(f"{f['name']}: {f['error']}" for f in failures)
                         + f" (the others were applied: {done})")
-    return web.json_response({"services": results, "warnings": list(plan.warnings), "stack": manifest.stack})
+    for name in plan.drop_selectors:
+        result_or_raise(await shoal.control.submit(DeleteSelector(name)))
+    return web.json_response({"services": results, **answer})
 
 
 async def _apply_input(request: web.Request):

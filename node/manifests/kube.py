@@ -47,6 +47,7 @@ class Attachment:
     """A Service whose selector matched no workload in its file: its ports go to the
     services in the cluster whose labels hold the selector, when they exist."""
 
+    name: str
     where: str
     selector: dict[str, str]
     ports: tuple[dict, ...]
@@ -554,5 +555,8 @@ def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[Fil
         if not selector:
             r.warnings.append(f"{where}.spec.selector: a Service without a selector is not supported, skipped")
             continue
-        attachments.append(Attachment(where, selector, tuple(_service_ports(r, service, where, {}))))
+        name = (service.get("metadata") or {}).get("name") if isinstance(service.get("metadata"), dict) else None
+        if not isinstance(name, str) or not name:
+            raise ManifestError(f"{where}.metadata.name", "a Service needs a name")
+        attachments.append(Attachment(name, where, selector, tuple(_service_ports(r, service, where, {}))))
     return specs, tuple(files), tuple(attachments)
