@@ -76,6 +76,8 @@ def load_manifest(text: str, *, strict: bool = False, origin: Origin = Origin())
         raise
     except WireError as exc:  # the unit parsers name the file's field already
         raise ManifestError(exc.field, exc.reason) from None
+    except RecursionError:  # a value nested deeper than any spec field goes
+        raise ManifestError("", "nested too deeply") from None
 
 
 def _shoal_specs(plains: list, stack: str) -> Manifest:

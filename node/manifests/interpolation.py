@@ -18,6 +18,9 @@ from typing import Any, Mapping
 from node.manifests.reader import ManifestError, shown
 
 _NAME = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
+# Operands nest (`${A:-${B:-x}}`); real files nest two or three deep, and each level scans
+# the rest of its text once, so a bound keeps a hostile value linear.
+MAX_NESTING = 8
 _OPERATORS = (":-", "-", ":?", "?", ":+", "+")
 
 
@@ -40,7 +43,9 @@ class Interpolator:
             return {k: self.value(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
         return value
 
-    def text(self, text: str, where: str) -> str:
+    def text(self, text: str, where: str, depth: int = 0) -> str:
+        if depth > MAX_NESTING:
+            raise ManifestError(where, f"interpolation nested more than {MAX_NESTING} deep")
         out, i = [], 0
         while i < len(text):
             dollar = text.find("$", i)
@@ -54,7 +59,7 @@ class Interpolator:
                 i += 1
             elif text.startswith("{", i):
                 end = _closing_brace(text, i + 1, where)
-                out.append(self._braced(text[i + 1:end], where))
+                out.append(self._braced(text[i + 1:end], where, depth))
                 i = end + 1
             elif match := _NAME.match(text, i):
                 out.append(self._lookup(match.group(), where))
@@ -70,7 +75,7 @@ class Interpolator:
         self.unset.setdefault(name, where)
         return ""
 
-    def _braced(self, body: str, where: str) -> str:
+    def _braced(self, body: str, where: str, depth: int) -> str:
         match = _NAME.match(body)
         if not match:
             raise ManifestError(where, f"invalid interpolation format ${{{shown(body)[1:-1]}}}")
@@ -88,11 +93,11 @@ class Interpolator:
         present = is_set and (value != "" or not operator.startswith(":"))
         kind = operator[-1]
         if kind == "-":
-            return value if present else self.text(operand, where)
+            return value if present else self.text(operand, where, depth + 1)
         if kind == "+":
-            return self.text(operand, where) if present else ""
+            return self.text(operand, where, depth + 1) if present else ""
         if not present:  # ?
-            message = self.text(operand, where) or f"variable {name} is required"
+            message = self.text(operand, where, depth + 1) or f"variable {name} is required"
             raise ManifestError(where, f"required variable {name} is missing a value: {message}")
         return value
 

@@ -104,3 +104,14 @@ NAME_ONLY
     with pytest.raises(ManifestError) as caught:
         parse_env_file("OK=1\n1BAD=2\n", ".env")
     assert caught.value.field == ".env:2"
+
+
+def test_hostile_nesting_is_refused_quickly():
+    import time
+
+    started = time.monotonic()
+    deep = "${A:-" * 100_000 + "x" + "}" * 100_000
+    with pytest.raises(ManifestError) as caught:
+        Interpolator({}).text(deep, "f")
+    assert "nested more than" in caught.value.reason and time.monotonic() - started < 2
+    assert Interpolator({}).text("${A:-${B:-${C:-x}}}", "f") == "x"
