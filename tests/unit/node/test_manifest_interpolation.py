@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import consensus  # noqa: F401
 from node.manifests import ManifestError, Origin, load_manifest
@@ -115,3 +116,17 @@ def test_hostile_nesting_is_refused_quickly():
         Interpolator({}).text(deep, "f")
     assert "nested more than" in caught.value.reason and time.monotonic() - started < 2
     assert Interpolator({}).text("${A:-${B:-${C:-x}}}", "f") == "x"
+
+
+@given(st.text(alphabet="${}:-?+_aZ9 $", max_size=60),
+       st.dictionaries(st.sampled_from(["a", "Z9", "_"]), st.text(max_size=3)))
+@settings(max_examples=300, deadline=None)
+def test_any_text_interpolates_or_is_refused_naming_the_field(text, variables):
+    try:
+        result = Interpolator(variables).text(text, "f")
+    except ManifestError as exc:
+        assert exc.field == "f"
+        return
+    assert isinstance(result, str)
+    if "$" not in text:
+        assert result == text
