@@ -30,6 +30,7 @@ from node.api_cluster import NODE
 from node.http_util import HttpError, json_body, result_or_raise
 
 if TYPE_CHECKING:
+    from node.manifests import Origin
     from node.server import ShoalNode
 
 routes = web.RouteTableDef()
@@ -252,7 +253,7 @@ async def apply_document(request: web.Request) -> web.Response:
     return web.json_response({"services": results, **answer})
 
 
-async def _apply_input(request: web.Request):
+async def _apply_input(request: web.Request) -> tuple[str, Origin]:
     """The document and its Origin: the body is the document itself (YAML or JSON), or, as
     the CLI sends it, JSON `{"document": TEXT, "variables", "directory", "home", "env_files",
     "stack"}`. `?stack=` names the stack either way."""

@@ -371,7 +371,7 @@ def task_error(task: dict) -> str:
     return f"pending: {task['pending_reason']}" if task["pending_reason"] else ""
 
 
-def _render_tasks(rows: list[dict]) -> None:
+def render_tasks(rows: list[dict]) -> None:
     output.table(("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
                  ((t["id"][:12], f"{t['service']}.{t['slot'] or t['node_name'] or t['node_id']}",
                    t["node_name"], t["desired"],
@@ -380,7 +380,7 @@ def _render_tasks(rows: list[dict]) -> None:
 
 
 async def _ps(args, client: ShoalClient) -> int:
-    return emit(args, await client.get("/v1/tasks", service=args.name), _render_tasks)
+    return emit(args, await client.get("/v1/tasks", service=args.name), render_tasks)
 
 
 async def _inspect(args, client: ShoalClient) -> int:

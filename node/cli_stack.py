@@ -10,7 +10,7 @@ from collections import Counter
 
 from node import output
 from node.cli import UsageError, emit
-from node.cli_service import _render_tasks
+from node.cli_service import render_tasks
 from node.client import ShoalClient
 
 # The same label as node.manifests.STACK_LABEL, named here so that listing stacks does not
@@ -50,7 +50,7 @@ async def _ls(args: argparse.Namespace, client: ShoalClient) -> int:
 async def _ps(args: argparse.Namespace, client: ShoalClient) -> int:
     names = set(await _stack_services(client, args.name))
     rows = [t for t in await client.get("/v1/tasks") if t["service"] in names]
-    return emit(args, rows, _render_tasks)
+    return emit(args, rows, render_tasks)
 
 
 async def _rm(args: argparse.Namespace, client: ShoalClient) -> int:

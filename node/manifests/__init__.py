@@ -15,7 +15,7 @@ bind paths) and home (`~`), the `env_file:` files' text, and the stack the file 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional
 
 from consensus.services import ServiceSpec, SpecError, parse_service_spec
@@ -98,8 +98,6 @@ def _labelled(specs: list[ServiceSpec], stack: str) -> tuple[ServiceSpec, ...]:
     problem = stack_name_problem(stack)
     if problem:
         raise ManifestError("stack", f"{stack[:100]!r}: {problem}")
-    from dataclasses import replace
-
     return tuple(replace(s, labels={**s.labels, STACK_LABEL: stack}) for s in specs)
 
 
