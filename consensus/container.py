@@ -1,7 +1,7 @@
 """How a service's container runs, beyond its command: the options `docker run` and Compose
 have (user, working directory, hostname, stop signal, terminal, read-only root, sysctls,
 extra hosts, ulimits, logging). The Docker runtime honours each; the process runtime runs
-plain processes and honours none (an apply says so where a node runs it).
+plain processes and honours only the stop signal (an apply says so where a node runs it).
 
 Options that give a task power over its node (privileged, capabilities) are not here: they
 need an authorisation that Shoal does not have yet.

@@ -22,6 +22,8 @@ from node.manifests import STACK_LABEL, Attachment, Manifest
 from node.manifests.kube import merge_ports
 
 ApplyAction = Literal["create", "update", "unchanged", "remove"]
+# The container options the process runtime honours too.
+PROCESS_OPTIONS = {"stop_signal"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,8 @@ def runtime_warnings(specs: tuple[ServiceSpec, ...], process_nodes: list[str]) -
     users: dict[str, list[str]] = {}
     for spec in specs:
         for option in spec.container.used():
-            users.setdefault(option, []).append(spec.name)
+            if option not in PROCESS_OPTIONS:
+                users.setdefault(option, []).append(spec.name)
     nodes = ", ".join(sorted(process_nodes)[:5]) + (" ..." if len(process_nodes) > 5 else "")
     return [f"container.{option} ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}): honoured "
             f"by the Docker runtime only; ignored on process-runtime nodes ({nodes})"

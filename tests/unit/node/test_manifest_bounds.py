@@ -36,7 +36,8 @@ def test_billion_laughs_is_refused_small_and_fast():
         tracemalloc.stop()
     assert "aliases expand it" in error.reason
     assert len(error.reason) < 300
-    assert seconds < 1 and peak < 5 * 1024 * 1024
+    # Unbounded, this takes minutes and gigabytes; the bound on time is loose for loaded machines.
+    assert seconds < 5 and peak < 5 * 1024 * 1024
 
 
 def test_an_alias_that_holds_itself_is_refused():
