@@ -31,9 +31,9 @@ _NOT_CARRIED = {
     "stdin_open": "tasks get no standard input",
     "cap_add": "capabilities are not granted (that needs an authorisation Shoal lacks)",
     "cap_drop": "capabilities are not changed", "privileged": "tasks never run privileged",
-    "container_name":
-    "Shoal names containers after the task", "depends_on": "services start together, "
-    "as with docker stack deploy", "links": "services reach each other by name",
+    "container_name": "Shoal names containers after the task",
+    "depends_on": "services start together, as with docker stack deploy",
+    "links": "services reach each other by name",
     "profiles": "every service is applied, as with docker stack deploy",
     "platform": "nodes run what their runtime runs", "pull_policy": "the node's --image-pull decides",
 }
