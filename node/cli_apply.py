@@ -76,9 +76,9 @@ async def _ensure(client: ShoalClient, source: FileSource, base: Path, existing:
 
 
 def _render(answer: dict) -> None:
-    if answer.get("files"):
-        output.table(("KIND", "NAME", "ACTION"), ((f["kind"], f["name"], f["action"]) for f in answer["files"]))
     would = "WOULD BE " if answer.get("dry_run") else ""
+    if answer.get("files"):
+        output.table(("KIND", "NAME", f"{would}ACTION"), ((f["kind"], f["name"], f["action"]) for f in answer["files"]))
     changes = any(s.get("changes") for s in answer["services"])
     output.table(("SERVICE", f"{would}ACTION", "VERSION") + (("CHANGES",) if changes else ()),
                  ((s["name"], s["action"], s["version"] or "")
@@ -108,7 +108,8 @@ async def _apply(args: argparse.Namespace, client: ShoalClient) -> int:
         raise UsageError(f"{args.file}: {where}{exc.reason}") from None
     kinds = {source.kind for source in manifest.files if not source.external}
     existing = {(kind, row["name"]) for kind in sorted(kinds) for row in await client.get(f"/v1/{kind}s")}
-    files = [{"kind": s.kind, "name": s.name, "action": "exists" if (s.kind, s.name) in existing else "create"}
+    files = [{"kind": s.kind, "name": s.name, "action": "external" if s.external else
+              "unchanged" if (s.kind, s.name) in existing else "created"}
              for s in manifest.files] if args.dry_run else \
         [await _ensure(client, source, base, existing) for source in manifest.files]
     # The cluster reads the file itself, with what only this side knows: the variables the
