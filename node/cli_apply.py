@@ -109,7 +109,7 @@ async def _apply(args: argparse.Namespace, client: ShoalClient) -> int:
     kinds = {source.kind for source in manifest.files if not source.external}
     existing = {(kind, row["name"]) for kind in sorted(kinds) for row in await client.get(f"/v1/{kind}s")}
     files = [{"kind": s.kind, "name": s.name, "action": "external" if s.external else
-              "unchanged" if (s.kind, s.name) in existing else "created"}
+              "exists" if (s.kind, s.name) in existing else "created"}
              for s in manifest.files] if args.dry_run else \
         [await _ensure(client, source, base, existing) for source in manifest.files]
     # The cluster reads the file itself, with what only this side knows: the variables the
