@@ -13,7 +13,9 @@ from node.manifests import STACK_LABEL, ManifestError, load_manifest
 from node.manifests.local import local_origin
 
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "corpus"
-FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".yaml", ".yml"))
+# Beside the Compose files lie the files they read (configs, rules), some of them YAML too.
+FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".yaml", ".yml") and
+               (p.relative_to(CORPUS).parts[0] == "kubernetes" or "compose" in p.name or "stack" in p.name))
 
 # Services with `build:` and no `image:`: docker stack deploy has no image to run either.
 _BUILD_ONLY = {
@@ -43,8 +45,18 @@ _BUILD_ONLY = {
     "compose/awesome-compose/traefik-golang/compose.yaml": "services.backend.image",
     "compose/awesome-compose/vuejs/compose.yaml": "services.web.image",
     "compose/example-voting-app/docker-compose.yml": "services.vote.image",
+    "compose/atsea-sample-shop-app/docker-compose.yml": "services.reverse_proxy.image",
 }
-REFUSED = {name: (field, "build: but no image:") for name, field in _BUILD_ONLY.items()}
+REFUSED = {name: (field, "build: but no image:") for name, field in _BUILD_ONLY.items()} | {
+    # ${DOMAIN?Variable DOMAIN not set}: docker stack deploy stops on it too.
+    "compose/swarmprom/docker-compose.traefik.yml": ("services.grafana.deploy.labels[3]",
+                                                     "required variable DOMAIN is missing a value"),
+}
+# Secrets a file names as external: they must exist before it applies, as in Swarm.
+EXTERNAL_SECRETS = {
+    "compose/atsea-sample-shop-app/docker-stack.yml": ("postgres_password", "staging_token",
+                                                       "revprox_key", "revprox_cert"),
+}
 
 
 def corpus_outcome(path: Path, environ: dict[str, str]):
@@ -92,6 +104,13 @@ def test_dot_env_beside_the_file_fills_its_variables_under_the_shell():
     assert not [w for w in manifest.warnings if "is not set" in w]
     shell = corpus_outcome(path, {"POSTGRES_USER": "fromshell"})
     assert next(s for s in shell.specs if s.name == "postgres").env["POSTGRES_USER"] == "fromshell"
+
+
+def test_underscores_in_a_swarm_stacks_service_names():
+    manifest = corpus_outcome(CORPUS / "compose/atsea-sample-shop-app/docker-stack.yml", {})
+    assert {"reverse_proxy", "payment_gateway"} <= {s.name for s in manifest.specs}
+    assert {f.name for f in manifest.files if f.external} == set(
+        EXTERNAL_SECRETS["compose/atsea-sample-shop-app/docker-stack.yml"])
 
 
 def test_kubernetes_services_alone_become_attachments_by_selector():
