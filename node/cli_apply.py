@@ -95,6 +95,7 @@ async def _apply(args: argparse.Namespace, client: ShoalClient) -> int:
 
     document = await read_source(args.file)
     base = Path.cwd() if args.file == "-" else Path(args.file).resolve().parent
+
     def translate() -> tuple[Origin, Manifest]:
         origin = local_origin(None if args.file == "-" else Path(args.file), os.environ, args.stack)
         return origin, load_manifest(document.decode(), strict=args.strict, origin=origin)
