@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
 from consensus.autoscale import AutoscaleSpec, check_autoscale
+from consensus.container import ContainerOptions, check_container
 from consensus.model import Node, Resources
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError, from_plain, to_plain
@@ -30,7 +31,9 @@ DEFAULT_STOP_DELAY = 2.0
 # A longer drain is a typo ("2m" for "2s") more likely than a wish: it would hold every
 # rollout and scale-down of the service that long.
 MAX_STOP_DELAY = 3600.0
-_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+# A DNS label, with '_' also allowed inside as Compose and Swarm allow it (`reverse_proxy`):
+# resolvers answer such names, only hostnames forbid them.
+_SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
 _CONSTRAINT = re.compile(r"\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*")
 _NODE_FIELDS = ("node.id", "node.hostname", "node.role")
 # Docker's rule for volume names, which also keeps them safe as directory names.
@@ -193,6 +196,7 @@ class ServiceSpec:
     # (Nomad's shutdown_delay, a Kubernetes preStop sleep): every node's load balancer must
     # hear of the withdrawal first, or it sends new connections to a stopping task.
     stop_delay: float = DEFAULT_STOP_DELAY
+    container: ContainerOptions = field(default_factory=ContainerOptions)
     autoscale: Optional[AutoscaleSpec] = None  # `replicas` is then the autoscaler's to move
 
     @property
@@ -378,8 +382,8 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
         if not ok:
             errors.append(SpecError(field, reason))
 
-    check(bool(_DNS_LABEL.fullmatch(spec.name)), "name",
-          f"{spec.name!r} is not a DNS label: 1-63 lowercase letters, digits or '-', "
+    check(bool(_SERVICE_NAME.fullmatch(spec.name)), "name",
+          f"{spec.name!r} is not a DNS label: 1-63 lowercase letters, digits, '-' or '_', "
           "starting and ending with a letter or digit")
     check(bool(spec.image) and not any(c.isspace() for c in spec.image), "image",
           f"must be an image reference without spaces, not {spec.image!r}")
@@ -409,6 +413,7 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
     _check_policies(spec, check)
     _check_files(spec, check)
     check_autoscale(spec.autoscale, spec.mode, check)
+    check_container(spec.container, check)
     return errors
 
 

@@ -9,17 +9,18 @@ answer goes out, so the answer always shows the write.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
 
 from consensus.nodes import nodes
-from consensus.services import ServiceSpec, merge_spec, parse_service_spec
+from consensus.selectors import DeleteSelector, PutSelector, port_selectors
+from consensus.services import merge_spec, parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
                              tasks, tasks_of)
@@ -29,6 +30,7 @@ from node.api_cluster import NODE
 from node.http_util import HttpError, json_body, query_flag, result_or_raise
 
 if TYPE_CHECKING:
+    from node.manifests import Origin
     from node.server import ShoalNode
 
 routes = web.RouteTableDef()
@@ -36,8 +38,7 @@ routes = web.RouteTableDef()
 # A PATCH that loses a race with another writer re-reads and retries this many times.
 PATCH_ATTEMPTS = 3
 
-ApplyAction = Literal["create", "update", "unchanged"]
-_DONE = {"create": "created", "update": "updated"}
+_DONE = {"create": "created", "update": "updated", "remove": "removed", "unchanged": "unchanged"}
 
 
 # -- pure helpers ---------------------------------------------------------------------------
@@ -75,28 +76,6 @@ def task_json(task: Task, node_name: str) -> dict:
     # The scheduler keeps why a task waits in `message`; name it for readers of the API.
     body["pending_reason"] = task.message if task.state == "pending" else ""
     return body
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyStep:
-    spec: ServiceSpec
-    action: ApplyAction
-    expected_version: int = 0  # the version the update was planned against
-
-
-def plan_apply(current: dict[str, Service], specs: tuple[ServiceSpec, ...]) -> list[ApplyStep]:
-    """What applying `specs` does to each service: only changed specs are written, so
-    applying the same file twice changes nothing the second time."""
-    steps = []
-    for spec in specs:
-        service = current.get(spec.name)
-        if service is None:
-            steps.append(ApplyStep(spec, "create"))
-        elif service.spec == spec:
-            steps.append(ApplyStep(spec, "unchanged", service.version))
-        else:
-            steps.append(ApplyStep(spec, "update", service.version))
-    return steps
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -231,54 +210,117 @@ async def delete_service(request: web.Request) -> web.Response:
 
 @routes.post("/v1/apply")
 async def apply_document(request: web.Request) -> web.Response:
-    """Create missing services and update changed ones; report each and the warnings."""
+    """Create missing services, update changed ones (and with `prune`, remove the stack's
+    services the file no longer holds); report each and the warnings. With `dry_run`,
+    report what would be done and do nothing."""
     shoal = request.app[NODE]
-    raw = await request.read()
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError as exc:
-        raise HttpError(400, f"the document is not UTF-8 text: {exc}", "body") from None
-    strict, dry_run = query_flag(request.query, "strict"), query_flag(request.query, "dry_run")
+    text, origin = await _apply_input(request)
+    flags = {k: query_flag(request.query, k) for k in ("strict", "dry_run", "prune")}
     # Loaded on first use: a node that never applies a file stays smaller.
     from node.apply_check import apply_problems
     from node.manifests import load_manifest
+    from node.manifests.plan import PlanConflict, plan_manifest
 
     # YAML parsing is pure Python and a large file takes a while: keep it off the loop.
-    manifest = await asyncio.to_thread(partial(load_manifest, text, strict=strict))
-    if not manifest.specs:
+    manifest = await asyncio.to_thread(partial(load_manifest, text, strict=flags["strict"], origin=origin))
+    if not (manifest.specs or manifest.attachments or manifest.warnings or flags["prune"]):
         raise HttpError(400, "the document defines no services", "body")
-    with shoal.raft.read() as state:
-        steps = plan_apply(dict(services(state)), manifest.specs)
-        problems = apply_problems(state, steps, manifest.files, files_to_come=dry_run)
+    try:
+        with shoal.raft.read() as state:
+            process_nodes = tuple(n.name for n in nodes(state).values() if n.runtime == "process")
+            plan = plan_manifest(dict(services(state)), manifest, prune=flags["prune"],
+                                 process_nodes=process_nodes, selectors=dict(port_selectors(state)))
+            problems = apply_problems(state, list(plan.steps), manifest.files,
+                                      files_to_come=flags["dry_run"])
+    except PlanConflict as exc:
+        raise HttpError(409, exc.reason, exc.field) from None
     if problems:  # all checked before anything changes: a file that fails changes nothing
         field = problems[0].field if len(problems) == 1 else None
         message = problems[0].error if field else "; ".join(map(str, problems))
         raise HttpError(400 if all(p.code == 400 for p in problems) else 409,
                         f"{message} (nothing was applied)", field)
-    if dry_run:
-        return web.json_response({"services": [{"name": step.spec.name, "action": step.action}
-                                               for step in steps],
-                                  "warnings": list(manifest.warnings), "dry_run": True})
+    selectors = [{"name": s.name, "action": "kept"} for s in plan.keep_selectors] + \
+        [{"name": name, "action": "removed"} for name in plan.drop_selectors]
+    answer = {"warnings": list(plan.warnings), "stack": manifest.stack,
+              **({"selectors": selectors} if selectors else {})}
+    if flags["dry_run"]:
+        return web.json_response({"services": [_planned(step) for step in plan.steps], **answer,
+                                  "dry_run": True})
+    for selector in plan.keep_selectors:
+        result_or_raise(await shoal.control.submit(PutSelector(selector)))
     results, failures = [], []
-    for step in steps:
+    for step in plan.steps:
         outcome = await _apply_step(shoal, step)
         (failures if "error" in outcome else results).append(outcome)
     if failures:
         done = ", ".join(f"{r['name']} {r['action']}" for r in results) or "none"
         raise HttpError(409, "; ".join(f"{f['name']}: {f['error']}" for f in failures)
                         + f" (the others were applied: {done})")
-    return web.json_response({"services": results, "warnings": list(manifest.warnings)})
+    for name in plan.drop_selectors:
+        result_or_raise(await shoal.control.submit(DeleteSelector(name)))
+    return web.json_response({"services": results, **answer})
 
 
-async def _apply_step(shoal: ShoalNode, step: ApplyStep) -> dict:
+async def _apply_input(request: web.Request) -> tuple[str, Origin]:
+    """The document and its Origin: the body is the document itself (YAML or JSON), or, as
+    the CLI sends it, JSON `{"document": TEXT, "variables", "directory", "home", "env_files",
+    "stack"}`. `?stack=` names the stack either way."""
+    from node.manifests import Origin, stack_name_problem
+
+    raw = await request.read()
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise HttpError(400, f"the document is not UTF-8 text: {exc}", "body") from None
+    fields: dict = {}
+    if request.content_type == "application/json" and text.lstrip().startswith("{"):
+        try:
+            body = json.loads(text)
+        except (ValueError, RecursionError):
+            body = None  # not an envelope: the document reader says what is wrong with it
+        if isinstance(body, dict) and isinstance(body.get("document"), str):
+            fields, text = body, body["document"]
+    unknown = set(fields) - {"document", "variables", "directory", "home", "env_files", "stack"}
+    if unknown:
+        raise HttpError(400, "unknown field", sorted(unknown)[0])
+    for key in ("variables", "env_files"):
+        value = fields.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in value.items()):
+            raise HttpError(400, "must be an object of strings", key)
+    for key in ("directory", "home", "stack"):
+        if not isinstance(fields.get(key, ""), str):
+            raise HttpError(400, "must be a string", key)
+    stack = request.query.get("stack", fields.get("stack", ""))
+    if stack and stack_name_problem(stack):
+        raise HttpError(400, stack_name_problem(stack) or "", "stack")
+    directory = fields.get("directory", "")
+    if directory and not directory.startswith("/"):
+        raise HttpError(400, "must be an absolute path", "directory")
+    return text, Origin(variables=fields.get("variables", {}), directory=directory,
+                        home=fields.get("home", ""), env_files=fields.get("env_files", {}), stack=stack)
+
+
+def _planned(step) -> dict:
+    row = {"name": step.spec.name, "action": _DONE[step.action], "version": step.expected_version or None}
+    if step.changes:
+        row["changes"] = list(step.changes)
+    return row
+
+
+async def _apply_step(shoal: ShoalNode, step) -> dict:
     name = step.spec.name
     if step.action == "unchanged":
         return {"name": name, "action": "unchanged", "version": step.expected_version}
     if step.action == "create":
         cmd = CreateService(new_service_id(), step.spec, time.time())
+    elif step.action == "remove":
+        cmd = DeleteService(name, time.time())
     else:
         cmd = UpdateService(step.spec, time.time(), expected_version=step.expected_version)
     result = await shoal.control.submit(cmd)
     if not result.ok:
         return {"name": name, "error": result.error}
-    return {"name": name, "action": _DONE[step.action], "version": result.value["version"]}
+    version = step.expected_version if step.action == "remove" else result.value["version"]
+    return {"name": name, "action": _DONE[step.action], "version": version,
+            **({"changes": list(step.changes)} if step.changes else {})}

@@ -13,8 +13,8 @@ from consensus.tasks import CreateService, UpdateService
 from node.http_util import field_of
 
 if TYPE_CHECKING:
-    from node.api_services import ApplyStep
-    from node.compose_refs import FileSource
+    from node.manifests.plan import ApplyStep
+    from node.manifests.refs import FileSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ def apply_problems(state: ClusterState, steps: list[ApplyStep], files: tuple[Fil
         # From here on it is there: a service using it is not refused for it a second time.
         table[source.name] = Blob("", source.name, source.kind, 0, b"")
     for i, step in enumerate(steps):
-        if step.action == "unchanged":
+        if step.action in ("unchanged", "remove"):
             continue
         cmd = (CreateService(f"trial-{i}", step.spec, 0.0) if step.action == "create"
                else UpdateService(step.spec, 0.0, step.expected_version))

@@ -498,7 +498,7 @@ def log_prefix(task: dict) -> str:
     return f"{task_name(task)}.{task['id'][:12]}@{task['node_name']} |"
 
 
-def _render_tasks(rows: list[dict]) -> None:
+def render_tasks(rows: list[dict]) -> None:
     output.table(("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
                  ((t["id"][:12], task_name(t),
                    t["node_name"], t["desired"],
@@ -507,7 +507,7 @@ def _render_tasks(rows: list[dict]) -> None:
 
 
 async def _ps(args, client: ShoalClient) -> int:
-    return emit(args, await client.get("/v1/tasks", service=args.name), _render_tasks)
+    return emit(args, await client.get("/v1/tasks", service=args.name), render_tasks)
 
 
 async def _inspect(args, client: ShoalClient) -> int:

@@ -27,10 +27,19 @@ class HttpError(Exception):
         self.field = field
 
 
+# An error quotes at most this much of what it was given: a value echoed back whole would let
+# a small request make a large answer.
+MAX_ERROR = 1_000
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def error_response(status: int, message: str, field: Optional[str] = None) -> web.Response:
-    body: dict[str, Any] = {"error": message}
+    body: dict[str, Any] = {"error": _bounded(message, MAX_ERROR)}
     if field:
-        body["field"] = field
+        body["field"] = _bounded(field, 200)
     return web.json_response(body, status=status)
 
 

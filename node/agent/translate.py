@@ -83,7 +83,8 @@ def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
                        labels=dict(spec.labels), stop_grace=spec.stop_grace_period,
                        mounts=run_mounts(spec.volumes),
                        advertise_address=advertise, dns_servers=dns_servers,
-                       dns_search=(ZONE,) if dns_servers else (), files=task_files(spec))
+                       dns_search=(ZONE,) if dns_servers else (), files=task_files(spec),
+                       options=spec.container)
     except ValueError as exc:
         raise TranslateError(str(exc)) from None
 

@@ -84,8 +84,25 @@ def _mounts(spec: RunSpec, node_id: str) -> dict[str, Any]:
     return {"mounts": [docker_mount(m) for m in spec.mounts]} if spec.mounts else {}
 
 
+def _options(spec: RunSpec, node_id: str) -> dict[str, Any]:
+    """The service's container options (Compose's user, working_dir, ulimits, ...)."""
+    o = spec.options
+    kwargs: dict[str, Any] = {key: getattr(o, key) for key in
+                              ("user", "working_dir", "hostname", "stop_signal", "tty", "read_only")
+                              if getattr(o, key)}
+    if o.sysctls:
+        kwargs["sysctls"] = dict(o.sysctls)
+    if o.extra_hosts:
+        kwargs["extra_hosts"] = dict(o.extra_hosts)
+    if o.ulimits:
+        kwargs["ulimits"] = [{"name": name, "soft": u.soft, "hard": u.hard} for name, u in o.ulimits.items()]
+    if o.log_driver or o.log_options:
+        kwargs["log_config"] = {"type": o.log_driver, "config": dict(o.log_options)}
+    return kwargs
+
+
 _CONTRIBUTORS: tuple[Callable[[RunSpec, str], dict[str, Any]], ...] = (
-    _identity, _process, _limits, _network, _health, _mounts)
+    _identity, _process, _limits, _network, _health, _mounts, _options)
 
 
 def container_kwargs(spec: RunSpec, node_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from consensus.container import ContainerOptions
 from consensus.model import Resources
 from node.health import HealthCheck, HealthStatus
 from node.runtime.mounts import Mount
@@ -99,6 +100,7 @@ class RunSpec:
     # Domains a short name is tried in (`web` -> `web.shoal`), with `dns_servers`.
     dns_search: tuple[str, ...] = ()
     files: tuple[TaskFile, ...] = ()
+    options: ContainerOptions = field(default_factory=ContainerOptions)  # Docker honours them
 
     def __post_init__(self) -> None:
         if not _TASK_ID.fullmatch(self.task_id):

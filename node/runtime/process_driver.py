@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
+from consensus.container import stop_signal_number
 from node.health import CheckKind
 from node.runtime import procfs, task_files
 from node.runtime.cgroups import CgroupsV1, join_command
@@ -139,7 +140,8 @@ class ProcessDriver:
         stat = procfs.read_stat(child.pid)
         record = TaskRecord(spec.task_id, spec.service, spec.slot, child.pid,
                             stat.start_ticks if stat else 0, time.time(), launch.endpoints,
-                            spec.owner_labels(self._node_id), spec.memory_bytes)
+                            spec.owner_labels(self._node_id), spec.memory_bytes,
+                            stop_signal_number(spec.options.stop_signal or "SIGTERM"))
         self._children[spec.task_id] = child
         await asyncio.to_thread(save_record, self._data_dir, record)
         return await self._observe(record)
@@ -184,7 +186,7 @@ class ProcessDriver:
             await procfs.wait_for_exit(record.pid, record.start_ticks)
         return await self.inspect(task_id)
 
-    def _signal(self, record: TaskRecord, sig: signal.Signals) -> None:
+    def _signal(self, record: TaskRecord, sig: int) -> None:
         if procfs.is_running(record.pid, record.start_ticks):
             try:
                 os.killpg(record.pid, sig)
@@ -195,7 +197,7 @@ class ProcessDriver:
         record = await self._record(task_id)
         if record is None:
             return self._failures.get(task_id) or missing(task_id)
-        self._signal(record, signal.SIGTERM)
+        self._signal(record, record.stop_signal)
         try:
             await asyncio.wait_for(procfs.wait_for_exit(record.pid, record.start_ticks), grace)
         except asyncio.TimeoutError:

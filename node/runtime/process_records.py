@@ -36,6 +36,7 @@ class TaskRecord:
     endpoints: tuple[Endpoint, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     memory_limit_bytes: int = 0
+    stop_signal: int = 15  # SIGTERM, unless the service names another
 
 
 def task_dir(data_dir: str, task_id: str) -> str:

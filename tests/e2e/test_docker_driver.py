@@ -200,3 +200,24 @@ async def test_select_driver_prefers_docker_when_it_answers(node_id, tmp_path):
         assert (await chosen.fingerprint()).runtime == "docker"
     finally:
         await chosen.aclose()
+
+
+async def test_container_options_run_in_docker(driver, busybox_image):
+    """Compose's user, working_dir, hostname, extra_hosts, read_only and ulimits, as the task
+    itself sees them."""
+    from consensus.container import ContainerOptions, Ulimit
+
+    options = ContainerOptions(user="1234:2345", working_dir="/tmp", hostname="web1",
+                               extra_hosts={"db.local": "10.9.8.7"}, read_only=True,
+                               ulimits={"nofile": Ulimit(321, 654)}, stop_signal="SIGUSR1")
+    script = ("id -u; id -g; pwd; hostname; grep db.local /etc/hosts; ulimit -n; "
+              "touch /x 2>/dev/null && echo writable || echo read-only")
+    await driver.start(RunSpec("opt-1", "job", 0, busybox_image, args=("sh", "-c", script), options=options))
+    assert (await driver.wait("opt-1")).state == "exited"
+    chunks = []
+    async with contextlib.aclosing(driver.logs("opt-1")) as stream:
+        async for chunk in stream:
+            chunks.append(chunk)
+    lines = b"".join(chunks).decode().split("\n")
+    assert lines[:4] == ["1234", "2345", "/tmp", "web1"]
+    assert lines[4].split() == ["10.9.8.7", "db.local"] and lines[5:7] == ["321", "read-only"]

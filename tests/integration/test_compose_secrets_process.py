@@ -20,7 +20,7 @@ STACK = """\
 services:
   reader:
     image: process
-    command: ["sh", "-c", "cat \\"$SHOAL_SECRETS_DIR/db_password\\"; echo; cat \\"$SHOAL_FILES_DIR/etc/app.conf\\"; exec sleep 300"]
+    command: ["sh", "-c", "cat \\"$$SHOAL_SECRETS_DIR/db_password\\"; echo; cat \\"$$SHOAL_FILES_DIR/etc/app.conf\\"; exec sleep 300"]
     secrets: [db_password]
     configs:
       - source: app_conf

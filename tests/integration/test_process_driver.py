@@ -93,6 +93,19 @@ async def test_stop_sends_sigterm_then_kills_after_the_grace(driver, data_dir):
     assert group_members(load_record(data_dir, "stubborn").pid) == []
 
 
+async def test_stop_sends_the_services_stop_signal(driver):
+    from consensus.container import ContainerOptions
+
+    await driver.start(RunSpec(
+        "quitter", "web", 1, "", options=ContainerOptions(stop_signal="SIGUSR1"),
+        command=("sh", "-c", "trap 'echo got usr1; exit 3' USR1; trap '' TERM; echo ready; "
+                             "while :; do sleep 0.1; done")))
+    await until_logged(driver, "quitter", b"ready")
+    stopped = await driver.stop("quitter", 5)
+    assert (stopped.state, stopped.exit_code) == ("failed", 3)
+    await until_logged(driver, "quitter", b"got usr1")
+
+
 async def test_exit_statuses_and_wait(driver):
     await driver.start(RunSpec("ok", "job", 0, "", command=("true",)))
     await driver.start(RunSpec("bad", "job", 1, "", command=("sh", "-c", "exit 3")))

@@ -224,7 +224,8 @@ async def test_the_seed_deployment_applies_with_50_replicas_across_nodes(trio):
     first = shoal("apply", "-f", "-", "-o", "json", addr=addr, stdin=SEED_DEPLOYMENT)
     assert first.returncode == 0, first.stderr
     answer = json.loads(first.stdout)
-    assert answer == {"services": [{"name": "web-app", "action": "created", "version": 1}], "warnings": []}
+    assert answer == {"services": [{"name": "web-app", "action": "created", "version": 1}], "warnings": [],
+                      "stack": ""}
     service = await trio.get(2, "/v1/services/web-app")
     assert service["spec"]["replicas"] == 50 and service["spec"]["image"] == "myapp:v2"
     assert service["spec"]["resources"]["reservations"] == {"cpu_millis": 100, "memory_bytes": 128 << 20}

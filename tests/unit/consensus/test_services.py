@@ -56,7 +56,8 @@ def test_any_valid_spec_round_trips(replicas, cpu, mem, published, target, label
 
 @pytest.mark.parametrize("plain, field, reason", [
     ({"replicas": -1}, "replicas", "between 0"),
-    ({"name": "Web_1"}, "name", "DNS label"),
+    ({"name": "Web1"}, "name", "DNS label"),
+    ({"name": "web_"}, "name", "DNS label"),
     ({"name": "-web"}, "name", "DNS label"),
     ({"name": "x" * 64}, "name", "DNS label"),
     ({"constraints": ["node.labels.zone=a"]}, "constraints[0]", "unknown constraint syntax"),

@@ -165,6 +165,14 @@ def test_apply_needs_a_file():
         parse("apply")
 
 
+def test_apply_flags_and_stack_commands():
+    args = parse("apply", "-f", "stack.yml", "--dry-run", "--prune", "--stack", "shop")
+    assert (args.dry_run, args.prune, args.stack) == (True, True, "shop")
+    assert parse("stack", "ls").command == "ls"
+    assert parse("stack", "ps", "shop").name == "shop"
+    assert parse("stack", "rm", "a", "b").names == ["a", "b"]
+
+
 def test_the_error_column_shows_errors_and_pending_reasons():
     base = {"error": "", "pending_reason": ""}
     assert task_error(base) == ""

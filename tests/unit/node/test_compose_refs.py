@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 import consensus  # noqa: F401
 from consensus.services import FileRef, VolumeRef
-from node.compose_refs import FileSource
+from node.manifests.refs import FileSource
 from node.manifests import ManifestError, load_manifest
 from tests.unit.node.test_manifests import _paths, _replace
 

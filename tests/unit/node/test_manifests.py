@@ -86,7 +86,8 @@ def test_unsupported_fields_are_warnings_or_errors_in_strict_mode():
                          "    stop_grace_period: 1m30s\n    networks: [front]\n    build: .\n")
     manifest = load_manifest(text)
     assert manifest.warnings == ("services.web.networks: not supported, ignored",
-                                 "services.web.build: not supported, ignored")
+                                 "services.web.build: ignored, as by docker stack deploy: the service "
+                                 "runs its image")
     with pytest.raises(ManifestError) as info:
         load_manifest(text, strict=True)
     assert "services.web.networks" in info.value.reason
@@ -121,8 +122,8 @@ spec:
 
 
 def test_other_kinds_are_skipped_with_a_warning():
-    manifest = load_manifest(SEED_DEPLOYMENT + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
-    assert manifest.warnings == ("ConfigMap/c: v1 ConfigMap is not supported, skipped",)
+    manifest = load_manifest(SEED_DEPLOYMENT + "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: c}\n")
+    assert manifest.warnings == ("Ingress/c: 'networking.k8s.io/v1' 'Ingress' is not supported, skipped",)
     assert len(manifest.specs) == 1
 
 

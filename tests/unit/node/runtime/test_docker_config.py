@@ -112,3 +112,22 @@ def test_stats_as_docker_stats_computes_them():
     assert (stats.memory_bytes, stats.memory_limit_bytes) == (6_000, 64 << 20)
     # The first sample of a fresh container has no previous one.
     assert stats_from_docker("t1", {"cpu_stats": {}, "precpu_stats": {}}).cpu_percent == 0.0
+
+
+def test_container_options_reach_docker_and_defaults_add_nothing():
+    from consensus.container import ContainerOptions, Ulimit
+
+    plain = container_kwargs(spec(), "n")
+    assert not {"user", "working_dir", "hostname", "stop_signal", "tty", "read_only", "sysctls",
+                "extra_hosts", "ulimits", "log_config"} & set(plain)
+    options = ContainerOptions(user="1000:1000", working_dir="/app", hostname="web1", stop_signal="SIGQUIT",
+                               tty=True, read_only=True, sysctls={"net.core.somaxconn": "1024"},
+                               extra_hosts={"db": "10.0.0.5"}, ulimits={"nofile": Ulimit(10, 20)},
+                               log_driver="json-file", log_options={"max-size": "10m"})
+    kwargs = container_kwargs(spec(options=options), "n")
+    assert {k: kwargs[k] for k in ("user", "working_dir", "hostname", "stop_signal", "tty", "read_only",
+                                   "sysctls", "extra_hosts", "ulimits", "log_config")} == {
+        "user": "1000:1000", "working_dir": "/app", "hostname": "web1", "stop_signal": "SIGQUIT",
+        "tty": True, "read_only": True, "sysctls": {"net.core.somaxconn": "1024"},
+        "extra_hosts": {"db": "10.0.0.5"}, "ulimits": [{"name": "nofile", "soft": 10, "hard": 20}],
+        "log_config": {"type": "json-file", "config": {"max-size": "10m"}}}

@@ -11,11 +11,11 @@ defines, by the key it is defined under; `name:` gives it another name in the cl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from consensus.secrets import Kind, name_problem
 from consensus.services import VOLUME_NAME
-from node.manifest_reader import ManifestError, Reader
+from node.manifests.reader import ManifestError, Reader, shown
 
 _SECTIONS: dict[Kind, str] = {"secret": "secrets", "config": "configs"}
 # Docker's short-syntax volume options that change nothing Shoal does.
@@ -49,7 +49,7 @@ def _external(value: Any, where: str) -> tuple[bool, Optional[str]]:
         return value, None
     if isinstance(value, dict) and set(value) <= {"name"}:
         return True, value.get("name")
-    raise ManifestError(where, f"must be true or false, not {value!r}")
+    raise ManifestError(where, f"must be true or false, not {shown(value)}")
 
 
 def _named(name: Any, where: str) -> str:
@@ -62,7 +62,10 @@ def _named(name: Any, where: str) -> str:
 def _file_source(r: Reader, kind: Kind, key: str, value: Any, where: str) -> FileSource:
     value = r.mapping(value, where)
     known = {"file", "external", "name"} | ({"content"} if kind == "config" else set())
-    r.unsupported(value, known, where)
+    r.unsupported(value, known | {"template_driver"}, where)
+    if "template_driver" in value:
+        r.warnings.append(f"{where}.template_driver: Shoal does not render templates; the "
+                          "content is used as it is")
     external, old_name = _external(value.get("external", False), f"{where}.external")
     name = _named(value.get("name", old_name or key), f"{where}.name" if "name" in value else where)
     given = [k for k in ("file", "content") if k in value] + (["external"] if external else [])
@@ -72,7 +75,7 @@ def _file_source(r: Reader, kind: Kind, key: str, value: Any, where: str) -> Fil
                             + (f", not {' and '.join(given)}" if given else ""))
     if "file" in value:
         if not isinstance(value["file"], str) or not value["file"]:
-            raise ManifestError(f"{where}.file", f"must be a file path, not {value['file']!r}")
+            raise ManifestError(f"{where}.file", f"must be a file path, not {shown(value['file'])}")
         return FileSource(kind, name, where, file=value["file"])
     if "content" in value:
         if not isinstance(value["content"], str):
@@ -86,13 +89,13 @@ def _volume(r: Reader, key: str, value: Any, where: str) -> str:
     r.unsupported(value, {"driver", "external", "name"}, where)
     driver = value.get("driver", "local")
     if driver != "local":
-        r.warnings.append(f"{where}.driver: {driver!r} is not supported; Shoal keeps {key!r} as a "
+        r.warnings.append(f"{where}.driver: {shown(driver)} is not supported; Shoal keeps {shown(key)} as a "
                           "local named volume on each node that uses it")
     _external(value.get("external", False), f"{where}.external")  # checked; nodes make volumes on first use
     name = value.get("name", key)
     if not isinstance(name, str) or not VOLUME_NAME.fullmatch(name):
         raise ManifestError(f"{where}.name" if "name" in value else where,
-                            f"{name!r} is not a volume name: letters, digits, '_', '.' or '-', "
+                            f"{shown(name)} is not a volume name: letters, digits, '_', '.' or '-', "
                             "starting with a letter or digit")
     return name
 
@@ -123,7 +126,7 @@ def _mode(value: Any, where: str) -> int:
             return int(value, 8)
         except ValueError:
             pass
-    raise ManifestError(where, f"must be an octal file mode like 0440, not {value!r}")
+    raise ManifestError(where, f"must be an octal file mode like 0440, not {shown(value)}")
 
 
 def service_files(r: Reader, defs: Definitions, kind: Kind, refs: list, where: str,
@@ -139,7 +142,7 @@ def service_files(r: Reader, defs: Definitions, kind: Kind, refs: list, where: s
         source = defs.files.get((kind, key)) if isinstance(key, str) else None
         if source is None:
             raise ManifestError(f"{at}.source" if isinstance(ref, dict) else at,
-                                f"{kind} {key!r} is not defined in the file's top-level {_SECTIONS[kind]}")
+                                f"{kind} {shown(key)} is not defined in the file's top-level {_SECTIONS[kind]}")
         used.add((kind, key))
         plain: dict[str, Any] = {"source": source.name}
         if "target" in long or source.name != key:
@@ -151,39 +154,46 @@ def service_files(r: Reader, defs: Definitions, kind: Kind, refs: list, where: s
     return out
 
 
-def _short_volume(r: Reader, defs: Definitions, text: str, at: str) -> dict:
+# (host path as written, field) -> the absolute host path
+BindResolver = Callable[[str, str], str]
+
+
+def _short_volume(r: Reader, defs: Definitions, text: str, at: str, resolve: BindResolver) -> dict:
     """`TARGET`, `SOURCE:TARGET` or `SOURCE:TARGET:OPTIONS` (ro, rw, z, nocopy, ...)."""
     parts = text.split(":")
     if len(parts) > 3:
-        raise ManifestError(at, f"cannot read volume {text!r}: expected [SOURCE:]TARGET[:OPTIONS]")
+        raise ManifestError(at, f"cannot read volume {shown(text)}: expected [SOURCE:]TARGET[:OPTIONS]")
     options = parts[2].split(",") if len(parts) == 3 else []
     unknown = [o for o in options if o not in {"ro", "rw"} | _IGNORED_OPTIONS]
     if unknown:
-        raise ManifestError(at, f"unknown volume option {unknown[0]!r} in {text!r}")
+        raise ManifestError(at, f"unknown volume option {shown(unknown[0])} in {shown(text)}")
     for option in options:
         if option in _IGNORED_OPTIONS:
-            r.warnings.append(f"{at}: option {option!r} not supported, ignored")
+            r.warnings.append(f"{at}: option {shown(option)} not supported, ignored")
     plain = {"target": parts[-1] if len(parts) < 3 else parts[1], "read_only": "ro" in options}
     if len(parts) > 1:
-        plain.update(_volume_source(defs, "volume" if not parts[0].startswith(("/", ".", "~")) else "bind",
-                                    parts[0], at))
+        plain.update(_volume_source(r, defs, "volume" if not parts[0].startswith(("/", ".", "~")) else "bind",
+                                    parts[0], at, resolve))
     return plain
 
 
-def _volume_source(defs: Definitions, kind: str, source: Any, at: str) -> dict:
+def _volume_source(r: Reader, defs: Definitions, kind: str, source: Any, at: str,
+                   resolve: BindResolver) -> dict:
     if not isinstance(source, str):
-        raise ManifestError(at, f"must be a volume's name or an absolute host path, not {source!r}")
+        raise ManifestError(at, f"must be a volume's name or a host path, not {shown(source)}")
     if kind == "bind" and source and not source.startswith("/"):
-        raise ManifestError(at, f"the host path {source!r} is relative: nodes cannot resolve it "
-                            "against the Compose file's directory; give an absolute path")
+        resolved = resolve(source, at)
+        r.warnings.append(f"{at}: host path {shown(source)} is {resolved}; it must exist on "
+                          "every node that runs the service's tasks")
+        source = resolved
     if kind == "volume" and source:
         if source not in defs.volumes:
-            raise ManifestError(at, f"volume {source!r} is not defined in the file's top-level volumes")
+            raise ManifestError(at, f"volume {shown(source)} is not defined in the file's top-level volumes")
         source = defs.volumes[source]
     return {"type": kind, "source": source}
 
 
-def _long_volume(r: Reader, defs: Definitions, value: dict, at: str) -> dict:
+def _long_volume(r: Reader, defs: Definitions, value: dict, at: str, resolve: BindResolver) -> dict:
     r.unsupported(value, {"type", "source", "target", "read_only", "volume", "bind", "tmpfs",
                           "consistency"}, at)
     for nested in ("volume", "bind", "tmpfs", "consistency"):
@@ -191,15 +201,16 @@ def _long_volume(r: Reader, defs: Definitions, value: dict, at: str) -> dict:
             r.warnings.append(f"{at}.{nested}: not supported, ignored")
     kind = value.get("type", "volume")
     if kind not in ("volume", "bind", "tmpfs"):
-        raise ManifestError(f"{at}.type", f"must be volume, bind or tmpfs, not {kind!r}")
+        raise ManifestError(f"{at}.type", f"must be volume, bind or tmpfs, not {shown(kind)}")
     plain = {"target": value.get("target"), "read_only": value.get("read_only", False)}
     if kind == "tmpfs":
         return {**plain, "type": "tmpfs", "source": value.get("source", "")}
-    return {**plain, **_volume_source(defs, kind, value.get("source", ""), f"{at}.source")}
+    return {**plain, **_volume_source(r, defs, kind, value.get("source", ""), f"{at}.source", resolve)}
 
 
-def service_volumes(r: Reader, defs: Definitions, volumes: list, where: str) -> list[dict]:
+def service_volumes(r: Reader, defs: Definitions, volumes: list, where: str,
+                    resolve: BindResolver) -> list[dict]:
     """A service's `volumes:` in Compose's short or long syntax, as plain VolumeRefs."""
-    return [_short_volume(r, defs, v, f"{where}[{i}]") if isinstance(v, str)
-            else _long_volume(r, defs, r.mapping(v, f"{where}[{i}]"), f"{where}[{i}]")
+    return [_short_volume(r, defs, v, f"{where}[{i}]", resolve) if isinstance(v, str)
+            else _long_volume(r, defs, r.mapping(v, f"{where}[{i}]"), f"{where}[{i}]", resolve)
             for i, v in enumerate(volumes)]

@@ -1,0 +1,280 @@
+"""Kubernetes documents into service specs, as kubectl would apply them.
+
+Deployments, StatefulSets and bare Pods are replicated services, DaemonSets global ones
+(their pod: kube_pod.py). A `v1` Service gives its ports to the workloads its selector
+matches in the same file; one that matches none is an attachment, which the apply plan keeps
+as a port selector. ConfigMaps and Secrets become configs and secrets (`NAME.KEY`, one per
+key). Any other kind is a warning.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from consensus.services import ServiceSpec
+from node.manifests.fields import labels, to_spec
+from node.manifests.kube_pod import NOT_CARRIED, POD_KEYS, PodData, port_number, read_container
+from node.manifests.reader import ManifestError, Reader, shown
+from node.manifests.refs import FileSource
+
+_WORKLOADS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"),
+              ("v1", "Pod")}
+# A Pod's restartPolicy as a restart condition (a workload's pods always restart).
+_POD_RESTART = {"Always": "any", "OnFailure": "on-failure", "Never": "none"}
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A Service whose selector matched no workload in its file: its ports go to the
+    services in the cluster whose labels hold the selector, when they exist."""
+
+    name: str
+    where: str
+    selector: dict[str, str]
+    ports: tuple[dict, ...]
+
+
+def _where(doc: dict) -> str:
+    meta = doc.get("metadata")
+    name = meta.get("name", "?") if isinstance(meta, dict) else "?"
+    return f"{shown(doc.get('kind'))[1:-1] if isinstance(doc.get('kind'), str) else '?'}/{name}"
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+def _update(r: Reader, strategy: dict, replicas: int, where: str) -> Optional[dict]:
+    r.unsupported(strategy, {"type", "rollingUpdate"}, where)
+    if strategy.get("type") in ("Recreate", "OnDelete"):
+        return {"parallelism": 0, "order": "stop-first"}
+    rolling = r.mapping(strategy.get("rollingUpdate"), f"{where}.rollingUpdate")
+    if not rolling:
+        return None
+    r.unsupported(rolling, {"maxSurge", "maxUnavailable", "partition"}, f"{where}.rollingUpdate")
+
+    def count(key: str) -> int:
+        value = rolling.get(key, "25%")
+        if isinstance(value, str) and value.endswith("%") and value[:-1].isdigit():
+            return max(1, replicas * int(value[:-1]) // 100)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ManifestError(f"{where}.rollingUpdate.{key}", f"must be a count or a percentage, not {shown(value)}")
+
+    surge, unavailable = count("maxSurge"), count("maxUnavailable")
+    # Shoal replaces `parallelism` tasks at a time: start-first when only surge is allowed.
+    return {"parallelism": max(surge, unavailable, 1),
+            "order": "start-first" if surge and not unavailable else "stop-first"}
+
+
+def _as_workload(doc: dict) -> dict:
+    """A bare Pod as a workload of one replica whose template is the pod."""
+    if doc.get("kind") != "Pod":
+        return doc
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    return {**doc, "metadata": meta, "spec": {"template": {"metadata": {"labels": meta.get("labels")},
+                                                           "spec": doc.get("spec")}}}
+
+
+def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[dict, str]]) -> ServiceSpec:
+    kind = doc.get("kind")
+    if kind == "Pod":
+        r.warnings.append(f"{where}: a Pod runs as a service of one replica, started again "
+                          "elsewhere if its node fails")
+    doc = _as_workload(doc)
+    r.unsupported(doc, {"apiVersion", "kind", "metadata", "spec"}, where)
+    meta = r.mapping(doc.get("metadata"), f"{where}.metadata")
+    r.unsupported(meta, {"name", "labels", "annotations", "namespace"}, f"{where}.metadata")
+    spec = r.mapping(doc.get("spec"), f"{where}.spec")
+    known = {"selector", "template", "minReadySeconds", "revisionHistoryLimit"}
+    known |= {"updateStrategy"} if kind == "DaemonSet" else {"replicas", "strategy"}
+    if kind == "StatefulSet":
+        known |= {"serviceName", "volumeClaimTemplates", "podManagementPolicy", "updateStrategy"}
+        r.warnings.append(f"{where}: a StatefulSet runs as a replicated service: replicas get no "
+                          "stable names or ordered start")
+    r.unsupported(spec, known, f"{where}.spec")
+    template = r.mapping(spec.get("template"), f"{where}.spec.template")
+    r.unsupported(template, {"metadata", "spec"}, f"{where}.spec.template")
+    pod_meta = r.mapping(template.get("metadata"), f"{where}.spec.template.metadata")
+    r.unsupported(pod_meta, {"labels", "annotations"}, f"{where}.spec.template.metadata")
+    pod_where = f"{where}.spec.template.spec"
+    pod = r.mapping(template.get("spec"), pod_where)
+    for key in pod:
+        if key in NOT_CARRIED:
+            r.once(key, f"{pod_where}.{key}", NOT_CARRIED[key])
+    r.unsupported(pod, POD_KEYS, pod_where)
+    pod_labels = labels(pod_meta.get("labels"), f"{where}.spec.template.metadata.labels")
+    replicas = spec.get("replicas", 1)
+    plain: dict[str, Any] = {"name": meta.get("name"),
+                             "labels": {**labels(meta.get("labels"), f"{where}.metadata.labels"), **pod_labels}}
+    if kind == "DaemonSet":
+        plain["mode"] = "global"
+    else:
+        plain["replicas"] = replicas
+    containers = r.listing(pod.get("containers"), f"{pod_where}.containers")
+    if not containers:
+        raise ManifestError(f"{pod_where}.containers", "needs one container")
+    for i in range(1, len(containers)):
+        r.warnings.append(f"{pod_where}.containers[{i}]: only the first container runs")
+    at = f"{pod_where}.containers[0]"
+    if kind == "StatefulSet":
+        templates = r.listing(spec.get("volumeClaimTemplates"), f"{where}.spec.volumeClaimTemplates")
+        pod = {**pod, "volumes": r.listing(pod.get("volumes"), f"{pod_where}.volumes") + [
+            {"name": (t.get("metadata") or {}).get("name"),
+             "persistentVolumeClaim": {"claimName": (t.get("metadata") or {}).get("name")}}
+            for t in (r.mapping(t, f"{where}.spec.volumeClaimTemplates") for t in templates)]}
+        if templates:
+            r.warnings.append(f"{where}.spec.volumeClaimTemplates: each claim is a named volume "
+                              "on the node a replica runs on, shared by the replicas there")
+    named = read_container(r, r.mapping(containers[0], at), pod, data, at, pod_where, plain)
+    selector = pod.get("nodeSelector")
+    if selector:
+        plain["constraints"] = [f"node.labels.{k}=={v}" for k, v in
+                                r.mapping(selector, f"{pod_where}.nodeSelector").items()]
+    if "terminationGracePeriodSeconds" in pod:
+        plain["stop_grace_period"] = pod["terminationGracePeriodSeconds"]
+    if kind == "Pod" and pod.get("restartPolicy", "Always") in _POD_RESTART:
+        plain["restart"] = {"condition": _POD_RESTART[pod.get("restartPolicy", "Always")]}
+    elif pod.get("restartPolicy", "Always") != "Always":
+        r.warnings.append(f"{pod_where}.restartPolicy: a {kind} always restarts")
+    strategy_key = "strategy" if kind == "Deployment" else "updateStrategy"
+    update = _update(r, r.mapping(spec.get(strategy_key), f"{where}.spec.{strategy_key}"),
+                     replicas if isinstance(replicas, int) else 1, f"{where}.spec.{strategy_key}")
+    if "minReadySeconds" in spec:  # a new task counts once it stayed ready this long
+        update = {**(update or {}), "monitor": spec["minReadySeconds"]}
+    if update:
+        plain["update"] = update
+    for service, service_where in services:
+        if _selects(service, pod_labels):
+            _publish(r, service, service_where, plain, named)
+    return to_spec(plain, where, {"name": "metadata.name", "replicas": "spec.replicas",
+                                  "image": "spec.template.spec.containers[0].image",
+                                  "update": f"spec.{strategy_key}",
+                                  "container": "spec.template.spec.containers[0]",
+                                  "container.user": "spec.template.spec.containers[0].securityContext.runAsUser",
+                                  "container.read_only":
+                                  "spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem"})
+
+
+def _selector(service: dict) -> dict[str, str]:
+    selector = (service.get("spec") or {}).get("selector") if isinstance(service.get("spec"), dict) else None
+    return {str(k): str(v) for k, v in selector.items()} if isinstance(selector, dict) else {}
+
+
+def _selects(service: dict, pod_labels: dict[str, str]) -> bool:
+    selector = _selector(service)
+    return bool(selector) and all(pod_labels.get(k) == v for k, v in selector.items())
+
+
+def _service_ports(r: Reader, service: dict, where: str, named: dict[str, int]) -> list[dict]:
+    """NodePort and LoadBalancer ports are published (on every node, by the routing mesh);
+    ClusterIP ports are the tasks' own, reachable inside the cluster only, as in Kubernetes."""
+    spec = r.mapping(service.get("spec"), f"{where}.spec")
+    published = spec.get("type", "ClusterIP") in ("NodePort", "LoadBalancer")
+    out = []
+    for i, port in enumerate(r.listing(spec.get("ports"), f"{where}.spec.ports")):
+        at = f"{where}.spec.ports[{i}]"
+        port = r.mapping(port, at)
+        r.unsupported(port, {"port", "targetPort", "nodePort", "protocol", "name", "appProtocol"}, at)
+        target_value = port.get("targetPort", port.get("port"))
+        if isinstance(target_value, str) and not target_value.isdigit() and target_value not in named:
+            r.warnings.append(f"{at}.targetPort: port name {shown(target_value)} is not known here; "
+                              "the port number is used")
+            target_value = port.get("port")
+        target = port_number(target_value, named, f"{at}.targetPort")
+        entry = {"target": target, "protocol": str(port.get("protocol", "TCP")).lower()}
+        if published:
+            entry["published"] = port.get("nodePort") or port.get("port")
+        elif port.get("port") not in (None, target):
+            r.warnings.append(f"{at}: inside the cluster the service is reached on its tasks' "
+                              f"port {target}, not {shown(port.get('port'))}")
+        out.append(entry)
+    return out
+
+
+def _publish(r: Reader, service: dict, where: str, plain: dict, named: dict[str, int]) -> None:
+    """A v1 Service's ports become ports of the workload it selects."""
+    plain["ports"] = merge_ports(plain.get("ports", []), _service_ports(r, service, where, named))
+
+
+def merge_ports(ports: list[dict], new: list[dict]) -> list[dict]:
+    """`new` ports over `ports`: a published port replaces the unpublished one of the same
+    target, and a port already there (two Services naming the same) is kept once."""
+    out = list(ports)
+
+    def key(p: dict) -> tuple:
+        return p.get("target"), p.get("protocol", "tcp"), p.get("published") or 0
+
+    for port in new:
+        target, protocol, published = key(port)
+        if any(key(p) == (target, protocol, published) for p in out):
+            continue
+        if published:
+            out = [p for p in out if key(p) != (target, protocol, 0)]
+        elif any(key(p)[:2] == (target, protocol) for p in out):
+            continue  # already published: no unpublished twin
+        out.append(port)
+    return out
+
+
+def _data(r: Reader, doc: dict, where: str) -> dict[str, bytes]:
+    r.unsupported(doc, {"apiVersion", "kind", "metadata", "data", "stringData", "binaryData",
+                        "type", "immutable"}, where)
+    out: dict[str, bytes] = {}
+    binary = doc.get("kind") == "Secret"
+    for key in ("data", "binaryData"):
+        for name, value in r.mapping(doc.get(key), f"{where}.{key}").items():
+            if (binary or key == "binaryData"):
+                try:
+                    out[str(name)] = base64.b64decode(str(value), validate=True)
+                except (binascii.Error, ValueError):
+                    raise ManifestError(f"{where}.{key}.{name}", "must be base64") from None
+            else:
+                out[str(name)] = str(value).encode()
+    for name, value in r.mapping(doc.get("stringData"), f"{where}.stringData").items():
+        out[str(name)] = str(value).encode()
+    return out
+
+
+def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[FileSource, ...], tuple[Attachment, ...]]:
+    services, workloads, files = [], [], []
+    data = PodData({}, {})
+    for doc in docs:
+        api, kind, where = _text(doc.get("apiVersion")), _text(doc.get("kind")), _where(doc)
+        if (api, kind) in _WORKLOADS:
+            workloads.append((doc, where))
+        elif (api, kind) == ("v1", "Service"):
+            r.unsupported(doc, {"apiVersion", "kind", "metadata", "spec"}, where)
+            r.unsupported(r.mapping(doc.get("spec"), f"{where}.spec"),
+                          {"type", "selector", "ports", "clusterIP"}, f"{where}.spec")
+            services.append((doc, where))
+        elif (api, kind) in (("v1", "ConfigMap"), ("v1", "Secret")):
+            name = r.mapping(doc.get("metadata"), f"{where}.metadata").get("name")
+            content = _data(r, doc, where)
+            (data.configs if kind == "ConfigMap" else data.secrets)[name] = content
+            files += [FileSource("config" if kind == "ConfigMap" else "secret", f"{name}.{key}",
+                                 f"{where}.data.{key}", content=value) for key, value in content.items()]
+        elif (api, kind) == ("v1", "PersistentVolumeClaim"):
+            r.warnings.append(f"{where}: a claim is the local named volume of that name on each "
+                              "node that runs a task mounting it; its size and class are not enforced")
+        else:
+            r.warnings.append(f"{where}: {shown(api)} {shown(kind)} is not supported, skipped")
+    specs = [_workload(r, doc, data, where, services) for doc, where in workloads]
+    attachments = []
+    for service, where in services:
+        pods = [(((_as_workload(d).get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
+                or {} for d, _ in workloads]
+        if any(_selects(service, {str(k): str(v) for k, v in p.items()}) for p in pods if isinstance(p, dict)):
+            continue
+        selector = _selector(service)
+        if not selector:
+            r.warnings.append(f"{where}.spec.selector: a Service without a selector is not supported, skipped")
+            continue
+        name = (service.get("metadata") or {}).get("name") if isinstance(service.get("metadata"), dict) else None
+        if not isinstance(name, str) or not name:
+            raise ManifestError(f"{where}.metadata.name", "a Service needs a name")
+        attachments.append(Attachment(name, where, selector, tuple(_service_ports(r, service, where, {}))))
+    return specs, tuple(files), tuple(attachments)
