@@ -8,6 +8,7 @@ SIGHUP: killed any other way it would leave its nodes running.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,13 +21,19 @@ from node.cli import DEFAULT_ADDR
 from node.localcluster import NodeProc, stop_all
 
 
-def wait_healthy(address: str, timeout: float = 30.0) -> bool:
+def wait_healthy(address: str, timeout: float = 30.0, *, answering: bool = False) -> bool:
+    """Until the node holds the cluster's state (`/healthz` 200), or with `answering` until
+    its API answers at all: a restarted voter catches up only once enough voters are back to
+    elect a leader, so the others must be started before the first one is healthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://{address}/healthz", timeout=1) as resp:
                 if resp.status == 200:
                     return True
+        except urllib.error.HTTPError:  # 503: up, still catching up
+            if answering:
+                return True
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
@@ -73,6 +80,7 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
     nodes = [NodeProc(i, 0, base_dir, ["--runtime", runtime], api_port=api_port,
                       prefix="node", image_pull="missing")
              for i in range(1, count + 1)]
+    restarting = os.path.exists(os.path.join(nodes[0].data_dir, "node.json"))
     try:
         for node in nodes:
             token = None
@@ -80,8 +88,15 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
                 with open(nodes[0].token_path) as f:
                     token = f.read().strip()
             node.start(join=nodes[0].api if token else None, token=token)
-            if not wait_healthy(node.api):
+            # A new cluster: each node must hold the state before the next one joins through
+            # the first. A cluster coming back: each must only answer, as they elect together.
+            if not wait_healthy(node.api, answering=restarting):
                 print(f"{node.name} did not come up; see {node.log_path}", file=sys.stderr)
+                return 1
+        for node in nodes:
+            if not wait_healthy(node.api):
+                print(f"{node.name} did not catch up with the cluster; see {node.log_path}",
+                      file=sys.stderr)
                 return 1
         # Each hint works as printed: the CLI's default address is 127.0.0.1:7420.
         addr = f"http://127.0.0.1:{api_port}"
@@ -115,3 +130,23 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the stops short
         stop_all(nodes)
+        if runtime == "process":
+            ended = asyncio.run(end_task_processes(nodes))
+            if ended:
+                print(f"ended {ended} task process(es); the same command starts them again",
+                      file=sys.stderr)
+
+
+async def end_task_processes(nodes: list[NodeProc]) -> int:
+    """Tasks outlive a real node by design (a restarted node adopts them), but a demo that
+    leaves its task processes behind surprises whoever stops it: end them, as `nomad agent
+    -dev` ends its allocations. The services stay in the cluster's state."""
+    from node.runtime import ProcessDriver
+
+    ended = 0
+    for node in nodes:
+        driver = ProcessDriver(node.data_dir)
+        for seen in await driver.list_owned():
+            await driver.remove(seen.task_id)
+            ended += 1
+    return ended

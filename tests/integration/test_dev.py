@@ -93,10 +93,50 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
                     os.kill(pid, signal.SIGKILL)
             raise
         finally:
-            # Tasks outlive their node by design (a restarted node adopts them): end the demo's.
-            for pid in processes_working_under(tmp_path):
+            # Whatever a failed stop left behind must not outlive the test.
+            left = processes_working_under(tmp_path)
+            for pid in left:
                 os.kill(pid, signal.SIGKILL)
     assert code == 0
+    # The demo's task processes were ended with the cluster (a real node's outlive it).
+    assert not left, f"task processes left running: {left}"
     # Ctrl-C stopped (and reaped) every node: none of them is left running.
     for pid in children:
         assert not os.path.exists(f"/proc/{pid}")
+
+
+def _start_dev(base, port: int, nodes: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "node", "dev", "--nodes", str(nodes),
+                             "--data-dir", str(base), "--api-port", str(port),
+                             "--demo-port", str(port + 5)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, SHOAL_QUIET="1"))
+
+
+def test_the_same_command_brings_a_three_voter_cluster_back(tmp_path):
+    """Each restarted voter waits for a leader before it holds the state again, so the nodes
+    of a cluster coming back must be started together, not each once the one before is
+    healthy (it never would be alone)."""
+    port = random.randrange(30000, 40000, 10)
+    for run in ("first", "again"):
+        dev = _start_dev(tmp_path, port, 3)
+        try:
+            banner = dev.stdout.readline()
+            assert "Shoal dev cluster: 3 node(s)" in banner, (run, dev.stderr.read())
+            deadline, nodes = time.monotonic() + 60, []
+            while True:
+                try:
+                    cluster = _get(f"http://127.0.0.3:{port}/v1/cluster")
+                    nodes = _get(f"http://127.0.0.3:{port}/v1/nodes")
+                    if (len(cluster["voters"]) == 3
+                            and all(n["status"] == "ready" for n in nodes)):
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, (run, nodes)
+                time.sleep(0.2)
+        finally:
+            dev.send_signal(signal.SIGINT)
+            assert dev.wait(60) == 0
+            for pid in processes_working_under(tmp_path):
+                os.kill(pid, signal.SIGKILL)
