@@ -80,16 +80,24 @@ _GROUP_MODULE = {"node": "cli_node", "cluster": "cli_node", "dev": "cli_node",
                  "completion": "cli_completion"}
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags: `--imag x` must be an error, not a silent `--image x`. Every
+    subparser is of this class too (argparse makes them of their parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(argv: Optional[list[str]] = None) -> argparse.ArgumentParser:
     """The parser for `argv`'s command group alone when it names one, else for all: `shoal
     node start` runs for months, and need not hold every other command (1.5 MB)."""
     group = command_group(argv or [])
     modules = (_GROUP_MODULE[group],) if group in _GROUP_MODULE else _MODULES
-    parser = argparse.ArgumentParser(prog="shoal", description="Shoal: a peer-to-peer "
-                                     "container orchestrator.")
+    parser = _Parser(prog="shoal", description="Shoal: a peer-to-peer container orchestrator.")
     _add_api_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _add_api_options(common, defaults=False)
     for name in modules:
         importlib.import_module(f"node.{name}").register(sub, common)
@@ -107,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shoal: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Unreachable as exc:
-        print(f"shoal: {exc}", file=sys.stderr)
+        print(f"shoal: {exc}\n  (is a node running there? `shoal dev` starts a local cluster; "
+              f"--addr or SHOAL_ADDR points at another node)", file=sys.stderr)
         return EXIT_USAGE
     except ApiError as exc:
         print(f"shoal: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@
 holding that data (`volume_affinity: node`, the default) instead of starting empty elsewhere.
 
 When that node cannot take the task (down, drained, full) the task stays pending and says
-so: "volume data is on node n2, which is down". The slots' homes come from the task history
+so: "the data of its named volumes is on node n2, which is down". The slots' homes come from the task history
 in one pass over the round's tasks, made only when a pending task needs it; each check is
 then a dict lookup and one node.
 """
@@ -37,16 +37,16 @@ class SlotHomes:
 def home_problem(home_id: str, info: Optional[NodeInfo], pipeline: Pipeline) -> str:
     """Why the slot's home node cannot take the task now, or "" when it can."""
     if info is None:
-        return (f"volume data is on node {home_id}, which has left the cluster: set "
+        return (f"the data of its named volumes is on node {home_id}, which has left the cluster: set "
                 "volume_affinity none to start the task elsewhere on an empty volume")
     node = info.node
     if node.status != "ready":
-        return f"volume data is on node {node.name}, which is {node.status}"
+        return f"the data of its named volumes is on node {node.name}, which is {node.status}"
     if node.availability != "active":
         state = {"pause": "paused", "drain": "drained"}.get(node.availability, node.availability)
-        return f"volume data is on node {node.name}, which is {state}"
+        return f"the data of its named volumes is on node {node.name}, which is {state}"
     if not pipeline.passes(info):
-        return f"volume data is on node {node.name}: {pipeline.explain([info])}"
+        return f"the data of its named volumes is on node {node.name}: {pipeline.explain([info])}"
     return ""
 
 

@@ -87,3 +87,10 @@ def test_logs_name_a_task_as_service_ps_does():
     assert task_name(replicated) == "web.2" and task_name(global_) == "client.n1"
     assert log_prefix(replicated) == f"web.2.{'a' * 12}@n1 |"
     assert log_prefix(global_) == f"client.n1.{'b' * 12}@n1 |"
+
+
+def test_an_abbreviated_flag_is_refused_not_taken_for_another():
+    argv = ["service", "update", "web", "--imag", "x"]
+    with pytest.raises(SystemExit) as refused:
+        build_parser(argv).parse_args(argv)
+    assert refused.value.code == 2

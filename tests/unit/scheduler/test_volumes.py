@@ -33,7 +33,7 @@ def test_a_slot_waits_for_its_down_node_and_returns_there():
     (slot,) = [s for s, node in before.items() if node == "n1"]
     c.node_status("n1", "down")
     c.settle()
-    assert pending_messages(c) == {slot: "volume data is on node node1, which is down"}
+    assert pending_messages(c) == {slot: "the data of its named volumes is on node node1, which is down"}
     assert {s: n for s, n in homes(c).items() if s != slot} == {s: n for s, n in before.items() if s != slot}
     c.node_status("n1", "ready")
     c.settle()
@@ -66,9 +66,9 @@ def test_a_restarted_task_and_an_updated_spec_stay_on_the_slots_node():
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: c.node_status("n0", "down"), "volume data is on node node0, which is down"),
-    (lambda c: c.availability("n0", "drain"), "volume data is on node node0, which is drained"),
-    (lambda c: c.availability("n0", "pause"), "volume data is on node node0, which is paused"),
+    (lambda c: c.node_status("n0", "down"), "the data of its named volumes is on node node0, which is down"),
+    (lambda c: c.availability("n0", "drain"), "the data of its named volumes is on node node0, which is drained"),
+    (lambda c: c.availability("n0", "pause"), "the data of its named volumes is on node node0, which is paused"),
 ])
 def test_each_reason_the_home_node_cannot_take_the_slot_is_explained(change, message):
     c = Cluster(2)
@@ -106,8 +106,8 @@ def test_a_full_or_departed_home_node_keeps_the_task_pending_with_the_reason():
     result = place(v, [new_task(1, reserved=reserved), new_task(2, reserved=reserved)], seed=1)
     assert not result.placements
     assert {u.task_id: u.explanation for u in result.unplaceable} == {
-        "new-1": "volume data is on node node0: insufficient memory on 1 node",
-        "new-2": "volume data is on node gone, which has left the cluster: set volume_affinity "
+        "new-1": "the data of its named volumes is on node node0: insufficient memory on 1 node",
+        "new-2": "the data of its named volumes is on node gone, which has left the cluster: set volume_affinity "
                  "none to start the task elsewhere on an empty volume"}
 
 
@@ -141,4 +141,4 @@ def test_every_slot_with_a_home_goes_there_or_waits(statuses, history, affinity,
         elif f"n{at}" in ready:
             assert where[task_id] == f"n{at}"
         else:
-            assert task_id not in where and why[task_id].startswith("volume data is on node")
+            assert task_id not in where and why[task_id].startswith("the data of its named volumes is on node")
