@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from bench.stats import print_figures, summarize_runs
+from node.client import ApiError
 from node.localcluster import LocalCluster, NodeProc, wait_for
 
 CONFIG_BYTES = 500 * 1024
@@ -33,7 +34,14 @@ async def _fill(cluster: LocalCluster, megabytes: float) -> None:
     async with cluster.nodes[0].client(timeout=30) as client:
         for i in range(count):
             data = base64.b64encode(os.urandom(CONFIG_BYTES)).decode()
-            await client.post("/v1/configs", {"name": f"blob{i}", "data": data})
+            for attempt in range(5):  # a loaded machine may miss the write deadline: retry
+                try:
+                    await client.post("/v1/configs", {"name": f"blob{i}", "data": data,
+                                                      "exist_ok": True})
+                    break
+                except ApiError as exc:
+                    if exc.status != 503 or attempt == 4:
+                        raise
         target = (await client.get("/v1/nodes"))[0]["id"]
         for i in range(150):  # past the compaction threshold
             await client.patch(f"/v1/nodes/{target}", {"add_labels": {"n": str(i)}})
