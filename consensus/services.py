@@ -165,6 +165,15 @@ class VolumeRef:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkAttachment:
+    """An overlay network a service's tasks join; `aliases` are extra names it answers to
+    there (Compose `networks: {NAME: {aliases: [...]}}`)."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     name: str
     image: str
@@ -194,6 +203,9 @@ class ServiceSpec:
     # hear of the withdrawal first, or it sends new connections to a stopping task.
     stop_delay: float = DEFAULT_STOP_DELAY
     autoscale: Optional[AutoscaleSpec] = None  # `replicas` is then the autoscaler's to move
+    # Overlay networks its tasks join, each with a VIP for the service (none: the runtime's
+    # own default network, reached through published ports only).
+    networks: tuple[NetworkAttachment, ...] = ()
 
     @property
     def host_ports(self) -> tuple[PortSpec, ...]:
@@ -326,6 +338,7 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "stop_grace_period": lambda value, f: parse_duration(value, f),
     "stop_delay": lambda value, f: parse_duration(value, f),
     "autoscale": _durations("cooldown_up", "cooldown_down"),
+    "networks": _each(lambda item, f: {"name": item}),
 }
 
 
@@ -403,6 +416,7 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
     _check_health(spec, check)
     _check_policies(spec, check)
     _check_files(spec, check)
+    _check_networks(spec, check)
     check_autoscale(spec.autoscale, spec.mode, check)
     return errors
 
@@ -464,6 +478,17 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
     check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")
     check(0 <= spec.stop_delay <= MAX_STOP_DELAY, "stop_delay",
           f"must be between 0s and {MAX_STOP_DELAY:.0f}s, not {spec.stop_delay}")
+
+
+def _check_networks(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
+    seen: set[str] = set()
+    for i, attachment in enumerate(spec.networks):
+        check(attachment.name not in seen, f"networks[{i}].name",
+              f"network {attachment.name!r} is named twice")
+        seen.add(attachment.name)
+        for j, alias in enumerate(attachment.aliases):
+            check(bool(_DNS_LABEL.fullmatch(alias)), f"networks[{i}].aliases[{j}]",
+                  f"{alias!r} is not a DNS label: 1-63 lowercase letters, digits or '-'")
 
 
 def _check_files(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
