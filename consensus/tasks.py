@@ -51,6 +51,8 @@ class Endpoint:
 
     address: str = ""
     ports: tuple[PortBinding, ...] = ()
+    # Overlay network name -> the task's address on it.
+    networks: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from consensus.tasks import (CreateService, DeleteService, Service, Task, Update
 from consensus.updates import RollbackService
 from consensus.wire import WireError, from_plain, to_plain
 from node.api_cluster import NODE
+from node.api_networks import ensure_networks
 from node.http_util import HttpError, json_body, result_or_raise
 
 if TYPE_CHECKING:
@@ -246,6 +247,7 @@ async def apply_document(request: web.Request) -> web.Response:
     manifest = await asyncio.to_thread(partial(load_manifest, text, strict=strict))
     if not manifest.specs:
         raise HttpError(400, "the document defines no services", "body")
+    network_rows = await ensure_networks(shoal, manifest.networks)
     with shoal.raft.read() as state:
         steps = plan_apply(dict(services(state)), manifest.specs)
     results, failures = [], []
@@ -256,7 +258,10 @@ async def apply_document(request: web.Request) -> web.Response:
         done = ", ".join(f"{r['name']} {r['action']}" for r in results) or "none"
         raise HttpError(409, "; ".join(f"{f['name']}: {f['error']}" for f in failures)
                         + f" (the others were applied: {done})")
-    return web.json_response({"services": results, "warnings": list(manifest.warnings)})
+    answer = {"services": results, "warnings": list(manifest.warnings)}
+    if network_rows:
+        answer["networks"] = network_rows
+    return web.json_response(answer)
 
 
 async def _apply_step(shoal: ShoalNode, step: ApplyStep) -> dict:

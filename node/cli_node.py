@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--raft-port", type=int)
     start.add_argument("--gossip-port", type=int)
     start.add_argument("--dns-port", type=int)
+    start.add_argument("--overlay", action="store_true", default=None,
+                       help="take part in overlay networks (root, Docker runtime, one node per "
+                            "network namespace)")
+    start.add_argument("--vxlan-port", type=int, help="UDP port of the overlay's VXLAN (default 4789)")
+    start.add_argument("--dns-upstream", type=_addresses, metavar="ADDR[,ADDR]",
+                       help="where container DNS forwards other names (default: /etc/resolv.conf's)")
     start.add_argument("--join", metavar="HOST:PORT", help="API address of any cluster node")
     start.add_argument("--token", help="join token (`shoal cluster token` on a member)")
     start.add_argument("--labels", type=_labels, help="k=v,k2=v2 (applied when the node joins)")
@@ -97,6 +103,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 # -- node start -------------------------------------------------------------------------
+def _addresses(text: str) -> tuple[str, ...]:
+    import ipaddress
+
+    found = tuple(part.strip() for part in text.split(",") if part.strip())
+    for address in found:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{address!r} is not an IP address") from None
+    return found
+
+
 def _start(args: argparse.Namespace) -> int:
     from node import config as cfg
 
@@ -113,7 +131,8 @@ def _start(args: argparse.Namespace) -> int:
         "raft_port": args.raft_port, "gossip_port": args.gossip_port, "dns_port": args.dns_port,
         "labels": args.labels, "runtime": args.runtime,
         "image_pull": args.image_pull, "voter_grace": args.voter_grace,
-        "metrics_interval": args.metrics_interval,
+        "metrics_interval": args.metrics_interval, "overlay": args.overlay,
+        "vxlan_port": args.vxlan_port, "dns_upstreams": args.dns_upstream,
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:

@@ -49,6 +49,12 @@ class NodeConfig:
     lb_dataplane: Literal["auto", "nft", "proxy"] = "proxy"
     # Seconds between this node's load reports for autoscaling.
     metrics_interval: float = 5.0
+    # Take part in the overlay networks (needs root, the Docker runtime and one node per
+    # network namespace): a bridge and a VXLAN device per network, VIP rules, container DNS.
+    overlay: bool = False
+    vxlan_port: int = 4789
+    # Where container DNS forwards names outside the cluster; empty: /etc/resolv.conf's.
+    dns_upstreams: tuple[str, ...] = ()
 
     @property
     def raft_address(self) -> str:

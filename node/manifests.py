@@ -17,6 +17,8 @@ from typing import Any, Optional
 from consensus.services import ServiceSpec, SpecError, parse_port, parse_service_spec
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError
+from node.compose_networks import (NetworkDef, default_network, expose, read_networks,
+                                   service_networks, uses_networks)
 from node.compose_refs import (FileSource, read_definitions, service_files, service_volumes,
                                used_sources)
 from node.manifest_reader import ManifestError, Reader
@@ -29,6 +31,8 @@ class Manifest:
     # The secrets and configs a Compose file defines and its services use: the CLI creates
     # them before it applies the services.
     files: tuple[FileSource, ...] = ()
+    # The overlay networks a Compose file defines or uses: made before its services.
+    networks: tuple[NetworkDef, ...] = ()
 
 
 def _words(value: Any, where: str) -> list[str]:
@@ -53,7 +57,7 @@ def _spec(plain: dict, where: str, fields: dict[str, str]) -> ServiceSpec:
 # -- Compose ------------------------------------------------------------------------------
 
 _COMPOSE_KEYS = {"image", "command", "entrypoint", "environment", "ports", "healthcheck", "deploy",
-                 "labels", "stop_grace_period", "secrets", "configs", "volumes"}
+                 "labels", "stop_grace_period", "secrets", "configs", "volumes", "networks", "expose"}
 _DEPLOY_KEYS = {"mode", "replicas", "resources", "placement", "restart_policy", "update_config",
                 "rollback_config", "labels"}
 _UPDATE_KEYS = {"parallelism", "delay", "order", "monitor", "failure_action", "max_failure_ratio"}
@@ -151,9 +155,13 @@ def _labels(value: Any, where: str) -> dict[str, str]:
     raise ManifestError(where, f"must be a mapping or a list of KEY=VALUE, not {value!r}")
 
 
-def _compose(r: Reader, doc: dict) -> tuple[list[ServiceSpec], tuple[FileSource, ...]]:
-    r.unsupported(doc, {"version", "services", "secrets", "configs", "volumes"}, "")
+def _compose(r: Reader, doc: dict) -> tuple[list[ServiceSpec], tuple[FileSource, ...], tuple[NetworkDef, ...]]:
+    r.unsupported(doc, {"version", "name", "services", "secrets", "configs", "volumes", "networks"}, "")
     defs = read_definitions(r, doc)
+    nets = read_networks(r, doc)
+    if uses_networks(doc):
+        nets.setdefault("default", default_network(doc))
+    used_nets: set[str] = set()
     used: set = set()
     specs = []
     for name, svc in r.mapping(doc.get("services"), "services").items():
@@ -186,6 +194,12 @@ def _compose(r: Reader, doc: dict) -> tuple[list[ServiceSpec], tuple[FileSource,
         if "volumes" in svc:
             plain["volumes"] = service_volumes(r, defs, r.listing(svc["volumes"], f"{where}.volumes"),
                                                f"{where}.volumes")
+        if "expose" in svc:
+            expose(r, svc["expose"], f"{where}.expose")
+        if nets:
+            plain["networks"] = service_networks(r, nets, svc.get("networks") or ["default"],
+                                                 f"{where}.networks")
+            used_nets.update(n["name"] for n in plain["networks"])
         specs.append(_spec(plain, where, {"replicas": "deploy.replicas", "mode": "deploy.mode",
                                           "restart": "deploy.restart_policy",
                                           "update": "deploy.update_config",
@@ -195,7 +209,7 @@ def _compose(r: Reader, doc: dict) -> tuple[list[ServiceSpec], tuple[FileSource,
                                           "resources": "deploy.resources",
                                           "constraints": "deploy.placement.constraints",
                                           "preferences": "deploy.placement.preferences"}))
-    return specs, used_sources(r, defs, used)
+    return specs, used_sources(r, defs, used), tuple(n for n in nets.values() if n.name in used_nets)
 
 
 # -- Kubernetes ---------------------------------------------------------------------------
@@ -454,13 +468,14 @@ def _translate(docs: list, strict: bool) -> Manifest:
     kube = [d for d in docs if isinstance(d, dict) and "kind" in d]
     if len(compose) + len(kube) != len(docs) or not docs:
         raise ManifestError("", "expected a Compose file (with services:) or Kubernetes documents (with kind:)")
-    specs, files = [], []
+    specs, files, nets = [], [], []
     for doc in compose:
-        doc_specs, doc_files = _compose(r, doc)
+        doc_specs, doc_files, doc_nets = _compose(r, doc)
         specs += doc_specs
         files += doc_files
+        nets += doc_nets
     specs += _kubernetes(r, kube)
     _refuse_duplicates(specs)
     if strict and r.warnings:
         raise ManifestError("", "unsupported fields (strict mode): " + "; ".join(r.warnings))
-    return Manifest(tuple(specs), tuple(r.warnings), tuple(files))
+    return Manifest(tuple(specs), tuple(r.warnings), tuple(files), tuple(nets))

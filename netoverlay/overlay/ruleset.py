@@ -10,6 +10,7 @@ pure, rendered as one `nft -f` script that replaces the table in a single transa
   task share the segment and would otherwise talk past the translation).
 - Traffic between two networks' bridges is dropped: networks are isolated from each other.
 - A packet still addressed to a VIP after translation has no healthy task: it is refused.
+- An `internal` network's traffic never leaves its own bridge: it has no way out.
 
 Kube-proxy's nftables mode is the model: one table of our own, chains per service, one
 atomic transaction per change; established connections keep their translation.
@@ -62,6 +63,7 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
     forward = []
     if crossing:
         forward.append(f"\t\tiifname . oifname {{ {', '.join(crossing)} }} drop")
+    forward += [f'\t\tiifname "{n.bridge}" oifname != "{n.bridge}" drop' for n in networks if n.internal]
     if networks:
         forward.append(f"\t\tip daddr {{ {', '.join(vip_range(n) for n in networks)} }} "
                        "reject with icmp type admin-prohibited")

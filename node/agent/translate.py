@@ -7,6 +7,7 @@ No clock, no I/O: both are tested with tables.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Optional
 
 from consensus import services as svc
@@ -15,6 +16,7 @@ from netoverlay.dns import ZONE
 from node.health import HealthCheck, HealthStatus
 from node.runtime.model import PortSpec, RunSpec, TaskFile, TaskObservation
 from node.runtime.mounts import Mount
+from node.overlay.view import Seat, overlay_addresses
 
 # Why a task the agent started is no longer known to its runtime.
 VANISHED = "its container or process disappeared: removed outside Shoal"
@@ -24,12 +26,16 @@ class TranslateError(ValueError):
     """A task that cannot be run on this node as specified; the text names the field."""
 
 
-def run_ports(ports: tuple[svc.PortSpec, ...]) -> tuple[PortSpec, ...]:
+def run_ports(ports: tuple[svc.PortSpec, ...], overlay: bool = False) -> tuple[PortSpec, ...]:
     """Ingress ports are served by every node's load balancer on the published port, so the
     task itself gets an ephemeral host port; host-mode ports bind their published port on
-    this node. A target declared twice runs once, on the fixed port if either has one."""
+    this node. A target declared twice runs once, on the fixed port if either has one.
+    A task on an overlay network is reached there at its own address, so a target-only port
+    (nothing published) binds no host port: it is not reachable from outside the cluster."""
     chosen: dict[tuple[int, str], PortSpec] = {}
     for port in ports:
+        if overlay and not port.published:
+            continue
         fixed = port.published if port.mode == "host" else 0
         key = (port.target, port.protocol)
         if key not in chosen or (fixed and not chosen[key].published):
@@ -66,24 +72,44 @@ def run_mounts(volumes: tuple[svc.VolumeRef, ...]) -> tuple[Mount, ...]:
     return tuple(Mount(v.target, v.source, v.type, v.read_only) for v in volumes)
 
 
+def run_networks(spec: svc.ServiceSpec, seats: Mapping[str, Seat]) -> tuple[str, ...]:
+    """The runtime networks of the overlay networks a spec joins, in its order."""
+    joined = []
+    for i, attachment in enumerate(spec.networks):
+        seat = seats.get(attachment.name)
+        if seat is None:
+            raise TranslateError(f"networks[{i}]: this node takes no part in overlay network "
+                                 f"{attachment.name!r} (start it with --overlay; or the network "
+                                 "has no address block left for it)")
+        joined.append(seat.runtime_network)
+    return tuple(joined)
+
+
 def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
-             dns_servers: tuple[str, ...] = ()) -> RunSpec:
+             dns_servers: tuple[str, ...] = (), seats: Mapping[str, Seat] = {}) -> RunSpec:
     """What the driver runs for `task`; TranslateError when it cannot be run as specified.
     With `dns_servers` (the node's DNS, where tasks can reach it) short names resolve in
-    the cluster's zone: `web` is `web.shoal`."""
+    the cluster's zone: `web` is `web.shoal`. A task on overlay networks (`seats`: this
+    node's place in each) uses this node's resolver on its first network instead, which
+    answers the services of that network by name and forwards other names."""
     if spec is None:
         raise TranslateError(f"spec_version: version {task.spec_version} of service "
                              f"{task.service!r} is gone")
+    networks = run_networks(spec, seats)
+    search: tuple[str, ...] = (ZONE,) if dns_servers else ()
+    if networks:
+        first = spec.networks[0].name
+        dns_servers, search = (seats[first].gateway,), (first,)
     limits = spec.resources.limits
     try:
         return RunSpec(task_id=task.id, service=task.service, slot=task.slot, image=spec.image,
                        command=spec.command, args=spec.args, env=task_env(task, spec),
-                       ports=run_ports(spec.ports), cpu_millis=limits.cpu_millis,
+                       ports=run_ports(spec.ports, bool(networks)), cpu_millis=limits.cpu_millis,
                        memory_bytes=limits.memory_bytes, healthcheck=health_check(spec.health),
                        labels=dict(spec.labels), stop_grace=spec.stop_grace_period,
                        mounts=run_mounts(spec.volumes),
                        advertise_address=advertise, dns_servers=dns_servers,
-                       dns_search=(ZONE,) if dns_servers else (), files=task_files(spec))
+                       dns_search=search, files=task_files(spec), networks=networks)
     except ValueError as exc:
         raise TranslateError(str(exc)) from None
 
@@ -97,7 +123,8 @@ def endpoint(seen: TaskObservation, advertise: str) -> Endpoint:
     # The advertise address, not the bind address the runtime reports (Docker may say
     # 0.0.0.0): other hosts need an address they can reach.
     return Endpoint(advertise, tuple(PortBinding(e.target, e.port, e.protocol)
-                                     for e in seen.endpoints))
+                                     for e in seen.endpoints),
+                    overlay_addresses(seen.networks))
 
 
 def observed(seen: TaskObservation, advertise: str) -> TaskReport:

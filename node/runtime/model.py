@@ -99,6 +99,9 @@ class RunSpec:
     # Domains a short name is tried in (`web` -> `web.shoal`), with `dns_servers`.
     dns_search: tuple[str, ...] = ()
     files: tuple[TaskFile, ...] = ()
+    # The runtime's networks the task joins (the first when it is made, the others before it
+    # starts); empty: the runtime's default network.
+    networks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _TASK_ID.fullmatch(self.task_id):
@@ -150,6 +153,8 @@ class TaskObservation:
     started_at: Optional[float] = None
     # What the runtime itself knows (Docker HEALTHCHECK); "unknown" when it runs no check.
     health: HealthStatus = "unknown"
+    # The runtime's network name -> the task's address on it (its default network left out).
+    networks: dict[str, str] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:

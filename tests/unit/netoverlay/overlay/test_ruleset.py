@@ -48,6 +48,14 @@ def test_networks_are_isolated_from_each_other():
     assert "iifname . oifname" not in render(APP), "one network has nothing to be isolated from"
 
 
+def test_an_internal_network_has_no_way_out():
+    internal = OverlayNetwork("vault", 4098, "10.200.32.0/20", "10.200.32.0/21", "10.200.32.0/26",
+                              "10.200.32.1", internal=True)
+    script = render(APP, internal)
+    assert 'iifname "sov4098" oifname != "sov4098" drop' in script
+    assert 'iifname "sov4096" oifname != "sov4096"' not in script
+
+
 def test_rendering_is_deterministic_and_starts_by_replacing_the_table():
     script = render(APP, OTHER)
     assert script == render(OTHER, APP)
@@ -56,7 +64,9 @@ def test_rendering_is_deterministic_and_starts_by_replacing_the_table():
 
 @pytest.mark.skipif(shutil.which("nft") is None, reason="nft is not installed")
 def test_nft_accepts_the_ruleset():
-    done = subprocess.run(["nft", "--check", "-f", "-"], input=render(APP, OTHER), text=True,
+    internal = OverlayNetwork("vault", 4098, "10.200.32.0/20", "10.200.32.0/21", "10.200.32.0/26",
+                              "10.200.32.1", internal=True)
+    done = subprocess.run(["nft", "--check", "-f", "-"], input=render(APP, OTHER, internal), text=True,
                           capture_output=True)
     if "Operation not permitted" in done.stderr:
         pytest.skip("nft --check needs CAP_NET_ADMIN here")
