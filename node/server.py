@@ -104,7 +104,8 @@ class ShoalNode:
                            dns_servers=task_dns_servers(self.config.advertise,
                                                         self.config.dns_port),
                            fill_files=files.fill,
-                           seats=(lambda state: seats(state, self.node_id)) if self.overlay else None)
+                           seats=(lambda state: seats(state, self.node_id)) if self.overlay else None,
+                           networks_ready=self.overlay.networks_ready if self.overlay else None)
         self.mesh = Mesh(MeshConfig(node_id=self.node_id, ingress_address=self.config.ingress_host,
                                     dns_address=self.config.advertise,
                                     dns_port=self.config.dns_port,

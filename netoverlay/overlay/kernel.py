@@ -2,13 +2,18 @@
 VXLAN devices, flooding entries and VIP routes, `nft -f` for the ruleset. It decides
 nothing: it reads what the kernel has, applies `plan.steps`, and replaces the nft table
 when its rendering changed.
+
+pyroute2's netlink sockets need the stock asyncio loop (uvloop refuses their address
+family), so every netlink exchange runs on a stock loop in a worker thread: the node's own
+loop never blocks on the kernel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -22,6 +27,21 @@ from netoverlay.overlay.types import NodeOverlay
 log = logging.getLogger(__name__)
 
 _FLOOD_MAC = "00:00:00:00:00:00"
+
+T = TypeVar("T")
+
+
+def _on_stock_loop(work: Callable[[], Awaitable[T]]) -> T:
+    loop = asyncio.SelectorEventLoop()
+    try:
+        return loop.run_until_complete(work())
+    finally:
+        loop.close()
+
+
+async def netlink(work: Callable[[], Awaitable[T]]) -> T:
+    """`await work()` on a stock event loop of a worker thread."""
+    return await asyncio.to_thread(_on_stock_loop, work)
 
 
 class OverlayKernelError(RuntimeError):
@@ -39,15 +59,23 @@ class OverlayKernel:
 
     async def underlay_mtu(self, local_address: str) -> int:
         """The MTU of the interface that holds `local_address`."""
+        return await netlink(lambda: self._underlay_mtu(local_address))
+
+    async def _underlay_mtu(self, local_address: str) -> int:
         async with AsyncIPRoute() as ipr:
-            async for addr in await ipr.addr("dump"):
-                if addr.get("IFA_ADDRESS") == local_address or addr.get("IFA_LOCAL") == local_address:
-                    link = (await ipr.link("get", index=addr["index"]))[0]
-                    return int(link.get("IFLA_MTU"))
-        raise OverlayKernelError(f"local_address: no interface here holds {local_address}")
+            addresses = [(addr.get("IFA_LOCAL") or addr.get("IFA_ADDRESS"), addr["index"])
+                         async for addr in await ipr.addr("dump")]
+            index = next((i for address, i in addresses if address == local_address), None)
+            if index is None:
+                raise OverlayKernelError(f"local_address: no interface here holds {local_address} "
+                                         f"(it has {sorted(str(a) for a, _ in addresses)})")
+            return int((await ipr.link("get", index=index))[0].get("IFLA_MTU"))
 
     async def read_links(self) -> dict[str, LinkState]:
         """Our VXLAN devices as the kernel has them."""
+        return await netlink(self._read_links)
+
+    async def _read_links(self) -> dict[str, LinkState]:
         found = {}
         async with AsyncIPRoute() as ipr:
             links = [link async for link in await ipr.link("dump")]
@@ -57,8 +85,9 @@ class OverlayKernel:
                 if not name.startswith(VXLAN_PREFIX) or link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) != "vxlan":
                     continue
                 info = link.get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
-                flood = frozenset(entry.get("NDA_DST") async for entry in await ipr.fdb("dump", ifindex=link["index"])
-                                  if entry.get("NDA_LLADDR") == _FLOOD_MAC and entry.get("NDA_DST"))
+                flood = frozenset([entry.get("NDA_DST")
+                                   async for entry in await ipr.fdb("dump", ifindex=link["index"])
+                                   if entry.get("NDA_LLADDR") == _FLOOD_MAC and entry.get("NDA_DST")])
                 found[name] = LinkState(name, int(info.get("IFLA_VXLAN_ID")), info.get("IFLA_VXLAN_LOCAL") or "",
                                         int(info.get("IFLA_VXLAN_PORT") or 0),
                                         names.get(link.get("IFLA_MASTER"), "") or "",
@@ -66,7 +95,13 @@ class OverlayKernel:
         return found
 
     async def apply(self, steps: Iterable[Step]) -> None:
-        async with self._lock, AsyncIPRoute() as ipr:
+        todo = list(steps)
+        if todo:
+            async with self._lock:
+                await netlink(lambda: self._apply(todo))
+
+    async def _apply(self, steps: list[Step]) -> None:
+        async with AsyncIPRoute() as ipr:
             for step in steps:
                 try:
                     await self._apply_one(ipr, step)
@@ -99,7 +134,11 @@ class OverlayKernel:
     async def route_vips(self, overlay: NodeOverlay) -> None:
         """A route for each network's VIP range on its bridge, so connections this node
         makes itself to a VIP leave through the ruleset's output hook."""
-        async with self._lock, AsyncIPRoute() as ipr:
+        async with self._lock:
+            await netlink(lambda: self._route_vips(overlay))
+
+    async def _route_vips(self, overlay: NodeOverlay) -> None:
+        async with AsyncIPRoute() as ipr:
             for network in overlay.networks:
                 found = await ipr.link_lookup(ifname=network.bridge)
                 if found:

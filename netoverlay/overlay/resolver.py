@@ -132,8 +132,12 @@ async def ask_upstream(packet: bytes, upstreams: Sequence[str], port: int = 53,
     """The first answer of the upstreams, asked in order, each within `timeout`."""
     loop = asyncio.get_running_loop()
     for upstream in upstreams:
-        transport, protocol = await loop.create_datagram_endpoint(
-            _OneAnswer, remote_addr=(upstream, port))
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                _OneAnswer, remote_addr=(upstream, port))
+        except OSError as exc:  # no route to it from here
+            log.debug("DNS upstream %s is unreachable: %s", upstream, exc)
+            continue
         try:
             transport.sendto(packet)
             return await asyncio.wait_for(protocol.answer, timeout)

@@ -20,7 +20,7 @@ from consensus.tasks import TaskReport
 from node.agent.plan import Assigned, Decision, assigned_to, decide
 from node.agent.reports import ReportSender
 from node.agent.secret_fetch import FillFiles
-from node.agent.runner import RETRY_DELAY, TaskRunner
+from node.agent.runner import RETRY_DELAY, NetworksReady, TaskRunner
 from node.agent.translate import TranslateError, run_spec
 from node.overlay.view import Seat
 from node.runtime.driver import Driver
@@ -43,6 +43,7 @@ class Agent:
                  submit: Callable[[Any], Awaitable[Result]], advertise: str,
                  dns_servers: tuple[str, ...] = (), fill_files: Optional[FillFiles] = None,
                  seats: Optional[Callable[[ClusterState], Mapping[str, Seat]]] = None,
+                 networks_ready: Optional[NetworksReady] = None,
                  report_interval: float = 0.5, max_parallel: int = MAX_PARALLEL) -> None:
         self.node_id = node_id
         self.driver = driver
@@ -50,6 +51,7 @@ class Agent:
         self.dns_servers = dns_servers
         # This node's place in each overlay network; None: it takes part in none.
         self._seats = seats
+        self._networks_ready = networks_ready
         # Fetches the content of a task's secrets and configs just before it starts.
         self._fill_files = fill_files
         self._read_state = read_state
@@ -145,7 +147,8 @@ class Agent:
         assert self._group is not None
         runner = TaskRunner(task_id, driver=self.driver, slots=self._slots,
                             report=self._report, advertise=self.advertise, run=run,
-                            adopted=adopted, fill_files=self._fill_files)
+                            adopted=adopted, fill_files=self._fill_files,
+                            networks_ready=self._networks_ready)
         self._runners[task_id] = runner
         task = self._group.create_task(runner.run(), name=f"shoal-task-{task_id}")
         task.add_done_callback(lambda _: self._forget(runner))

@@ -73,9 +73,10 @@ class DockerNetworks:
         log.info("overlay: made network %s (%s, lease %s) on bridge %s", network.name,
                  network.tasks_range, network.lease, network.bridge)
 
-    def converge(self, overlay: NodeOverlay, mtu: int) -> list[str]:
-        """Blocking (run it in a thread). Returns what could not be done, one line each: a
-        network in use by containers cannot be remade or removed until they are gone."""
+    def converge(self, overlay: NodeOverlay, mtu: int) -> tuple[set[str], list[str]]:
+        """Blocking (run it in a thread). Returns the networks of ours the engine now has,
+        and what could not be done, one line each: a network in use by containers cannot be
+        remade or removed until they are gone."""
         problems = []
         ours = self._ours()
         wanted = {docker_network(n.name): n for n in overlay.networks if n.lease}
@@ -95,7 +96,7 @@ class DockerNetworks:
                     self._create(network, mtu)
                 except APIError as exc:
                     problems.append(f"cannot make network {name}: {exc}")
-        return problems
+        return set(self._ours()), problems
 
-    async def aconverge(self, overlay: NodeOverlay, mtu: int) -> list[str]:
+    async def aconverge(self, overlay: NodeOverlay, mtu: int) -> tuple[set[str], list[str]]:
         return await asyncio.to_thread(self.converge, overlay, mtu)

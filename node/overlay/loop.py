@@ -29,6 +29,9 @@ from node.overlay.view import node_overlay
 
 log = logging.getLogger(__name__)
 
+# How long a task waits for this node to make its networks before it starts anyway.
+NETWORK_WAIT = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class OverlayConfig:
@@ -60,6 +63,10 @@ class Overlay:
         self._underlay_mtu: Optional[int] = None
         self._unsubscribe: Optional[Callable[[], None]] = None
         self.problems: tuple[str, ...] = ()
+        # The runtime networks the engine has, and an event set (then replaced) whenever
+        # that set is read afresh: tasks wait on it for their networks.
+        self._made: set[str] = set()
+        self._made_changed = asyncio.Event()
         self.synced: Optional[NodeOverlay] = None
 
     async def start(self) -> None:
@@ -76,7 +83,12 @@ class Overlay:
                     await self._wake.wait()
             await asyncio.sleep(self.config.debounce)
             self._wake.clear()
-            retry = not await self.sync()
+            try:
+                retry = not await self.sync()
+            except Exception as exc:  # the engine or the kernel failed us: retry, never end the node
+                log.exception("overlay: sync failed, retrying")
+                self.problems = (f"sync failed: {exc}",)
+                retry = True
 
     def view(self) -> NodeOverlay:
         with self._read_state() as state:
@@ -88,7 +100,10 @@ class Overlay:
         """Converge once; False when something is left to retry (logged, in `problems`)."""
         overlay = self.view()
         assert self._underlay_mtu is not None, "start() the overlay first"
-        problems = await self._networks.aconverge(overlay, overlay_mtu(self._underlay_mtu))
+        made, problems = await self._networks.aconverge(overlay, overlay_mtu(self._underlay_mtu))
+        self._made = made
+        self._made_changed.set()
+        self._made_changed = asyncio.Event()
         try:
             await self.kernel.apply(steps(plan_links(overlay, self._underlay_mtu),
                                           await self.kernel.read_links()))
@@ -102,6 +117,14 @@ class Overlay:
         self.problems = tuple(problems)
         self.synced = overlay
         return not problems
+
+    async def networks_ready(self, runtime_networks: tuple[str, ...], timeout: float = NETWORK_WAIT) -> None:
+        """Return once the engine has every one of `runtime_networks`, or after `timeout`
+        (the start then fails with the engine's own reason, and the task is replaced)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not set(runtime_networks) <= self._made:
+                    await self._made_changed.wait()
 
     async def _serve_dns(self, networks: tuple[OverlayNetwork, ...]) -> list[str]:
         """A resolver on this node's address in each network; the others stopped."""

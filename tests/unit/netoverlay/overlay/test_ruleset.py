@@ -48,6 +48,10 @@ def test_networks_are_isolated_from_each_other():
     assert "iifname . oifname" not in render(APP), "one network has nothing to be isolated from"
 
 
+def test_no_connection_from_outside_a_network_is_let_in():
+    assert 'oifname "sov4096" iifname != "sov4096" ct state new drop' in render(APP)
+
+
 def test_an_internal_network_has_no_way_out():
     internal = OverlayNetwork("vault", 4098, "10.200.32.0/20", "10.200.32.0/21", "10.200.32.0/26",
                               "10.200.32.1", internal=True)

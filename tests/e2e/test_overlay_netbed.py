@@ -1,0 +1,143 @@
+"""Overlay networks across hosts: three Shoal nodes, each in its own network namespace with
+its own Docker Engine (so each engine would give its containers the same 172.17.0.0/16), and
+a fourth host outside the cluster.
+
+A Compose stack puts `backend` (publishing no port, on one host only) and `frontend` (on
+every host) on network `appnet`, and `intruder` on network `othernet`. A frontend on every
+host fetches http://backend/ by name, by `backend.appnet`, by `tasks.backend` and by the VIP;
+the intruder on the other network reaches the backend neither by name nor by address; the
+host outside the cluster, given a route through a node, reaches neither the task nor the VIP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ipaddress
+import json
+
+import aiohttp
+import pytest
+
+from node.client import ShoalClient
+from node.localcluster import wait_for
+from node.security import ClusterKeys
+from tests.netbed.fixtures import netbed_factory  # noqa: F401  (fixture)
+from tests.safety.shoal_bed import API_PORT, BedCluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+STACK = """
+networks:
+  appnet: {}
+  othernet: {}
+services:
+  backend:
+    image: {image}
+    command: ["sh", "-c", "echo backend-on-$SHOAL_NODE_ID > /tmp/index.html && exec httpd -f -p 80 -h /tmp"]
+    networks: [appnet]
+    deploy:
+      placement: {constraints: ["node.hostname==n1"]}
+  frontend:
+    image: {image}
+    command: ["sleep", "3600"]
+    networks: [appnet]
+    deploy: {mode: global}
+  intruder:
+    image: {image}
+    command: ["sleep", "3600"]
+    networks: [othernet]
+    deploy:
+      placement: {constraints: ["node.hostname==n0"]}
+"""
+
+
+def _container(daemon, service: str) -> str:
+    ids = daemon.docker("ps", "-q", "--filter", f"label=shoal.service={service}").split()
+    assert len(ids) == 1, f"{service} on {daemon.host.name}: {ids}"
+    return ids[0]
+
+
+def _fetch(daemon, container: str, url: str, timeout: int = 3) -> str:
+    """What `wget URL` prints inside the container ('' when it fails)."""
+    done = daemon.host.run(["docker", "-H", daemon.url, "exec", container, "timeout", str(timeout),
+                            "wget", "-q", "-O-", url], check=False, timeout=timeout + 10)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+async def _overlay_ready(client: ShoalClient, networks: set[str]) -> dict:
+    status = await client.request("GET", "/v1/overlay")
+    names = {n["name"] for n in status["networks"]}
+    assert status["enabled"] and names >= networks and not status["problems"], status
+    return status
+
+
+def test_two_services_talk_by_name_across_hosts_and_networks_stay_apart(netbed_factory, busybox_image, tmp_path):
+    bed = netbed_factory(4)
+    members, outside = bed.hosts[:3], bed.hosts[3]
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        daemons = list(pool.map(lambda host: host.start_dockerd(), members))
+        list(pool.map(lambda daemon: daemon.load_from(busybox_image), daemons))
+    by_node = {f"n{d.host.index}": d for d in daemons}
+    asyncio.run(_scenario(bed, by_node, outside, busybox_image, tmp_path))
+
+
+async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
+    env = {name: {"DOCKER_HOST": daemon.url} for name, daemon in by_node.items()}
+    async with aiohttp.ClientSession() as session:
+        cluster = BedCluster(bed, tmp_path / "nodes", session, hosts=3, runtime="docker",
+                             extra_args=["--overlay", "--image-pull", "never"], node_env=env)
+        try:
+            await cluster.form()
+            token = ClusterKeys.from_token(cluster.token).api_token
+            clients = {name: ShoalClient(f"{host.address}:{API_PORT}", token, session=session)
+                       for name, host in cluster.hosts.items()}
+            applied = await clients["n0"].request("POST", "/v1/apply", data=STACK.replace("{image}", image).encode(),
+                                                  content_type="application/yaml")
+            assert {row["name"] for row in applied["networks"]} == {"appnet", "othernet"}
+            await _check(by_node, outside, clients)
+        except BaseException:
+            print(cluster.log_tails())
+            raise
+
+
+async def _check(by_node, outside, clients) -> None:
+    for client in clients.values():
+        await wait_for(lambda c=client: _overlay_ready(c, {"appnet", "othernet"}), timeout=30,
+                       what="every node's overlay to hold both networks")
+    network = await clients["n0"].request("GET", "/v1/networks/appnet")
+    vip = network["vips"]["backend"]
+    backend_node = by_node["n1"]
+
+    async def frontends_served() -> bool:
+        for name, daemon in by_node.items():
+            frontend = _container(daemon, "frontend")
+            assert (await asyncio.to_thread(_fetch, daemon, frontend, "http://backend/")).startswith(
+                "backend-on-"), f"frontend on {name} does not reach http://backend/ yet"
+        return True
+
+    await wait_for(frontends_served, timeout=60, what="every host's frontend to reach http://backend/")
+    backend_address = json.loads(backend_node.docker(
+        "inspect", "-f", "{{json .NetworkSettings.Networks}}", _container(backend_node, "backend")))["shoal-appnet"]["IPAddress"]
+    n1_id = next(n["id"] for n in await clients["n0"].request("GET", "/v1/nodes") if n["name"] == "n1")
+    assert ipaddress.ip_address(backend_address) in ipaddress.ip_network(network["leases"][n1_id]), \
+        "the backend's address is in its node's lease"
+    for name, daemon in by_node.items():
+        frontend = _container(daemon, "frontend")
+        for url in ("http://backend/", "http://backend.appnet/", "http://tasks.backend/",
+                    f"http://{vip}/", f"http://{backend_address}/"):
+            body = await asyncio.to_thread(_fetch, daemon, frontend, url)
+            assert body.startswith("backend-on-"), f"frontend on {name}: {url} gave {body!r}"
+    # Another network reaches the backend neither by name nor by its addresses.
+    intruder_host = by_node["n0"]
+    intruder = _container(intruder_host, "intruder")
+    for url in ("http://backend/", "http://backend.appnet/", f"http://{vip}/", f"http://{backend_address}/"):
+        assert await asyncio.to_thread(_fetch, intruder_host, intruder, url, 2) == "", \
+            f"the intruder on othernet reached {url}"
+    # Outside the cluster: a host routed through the backend's node reaches nothing.
+    network_range = network["subnet"]
+    outside.run(["ip", "route", "add", network_range, "via", backend_node.host.address])
+    for url in (f"http://{backend_address}/", f"http://{vip}/"):
+        done = outside.run(["timeout", "2", "busybox", "wget", "-q", "-O-", url], check=False, timeout=10)
+        assert done.returncode != 0, f"the host outside the cluster reached {url}: {done.stdout!r}"
+
