@@ -7,6 +7,8 @@ every host) on network `appnet`, and `intruder` on network `othernet`. A fronten
 host fetches http://backend/ by name, by `backend.appnet`, by `tasks.backend` and by the VIP;
 the intruder on the other network reaches the backend neither by name nor by address; the
 host outside the cluster, given a route through a node, reaches neither the task nor the VIP.
+A name outside the cluster resolves through the nodes' upstream resolver (a resolver on the
+outside host stands in for it). Removing a network leaves nothing of it on any host.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import concurrent.futures
 import ipaddress
 import json
+import sys
 
 import aiohttp
 import pytest
@@ -52,6 +55,24 @@ services:
 """
 
 
+# The nodes' upstream resolver: it knows one name outside the cluster.
+UPSTREAM = """
+import socket
+from dnslib import QTYPE, RR, A, DNSRecord
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("0.0.0.0", 53))
+while True:
+    data, peer = sock.recvfrom(4096)
+    query = DNSRecord.parse(data)
+    reply = query.reply()
+    if str(query.q.qname) == "outside.example.":
+        reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A("192.0.2.7"), ttl=60))
+    else:
+        reply.header.rcode = 3
+    sock.sendto(reply.pack(), peer)
+"""
+
+
 def _container(daemon, service: str) -> str:
     ids = daemon.docker("ps", "-q", "--filter", f"label=shoal.service={service}").split()
     assert len(ids) == 1, f"{service} on {daemon.host.name}: {ids}"
@@ -79,6 +100,7 @@ def test_two_services_talk_by_name_across_hosts_and_networks_stay_apart(netbed_f
         daemons = list(pool.map(lambda host: host.start_dockerd(), members))
         list(pool.map(lambda daemon: daemon.load_from(busybox_image), daemons))
     by_node = {f"n{d.host.index}": d for d in daemons}
+    outside.spawn([sys.executable, "-c", UPSTREAM])
     asyncio.run(_scenario(bed, by_node, outside, busybox_image, tmp_path))
 
 
@@ -86,7 +108,8 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
     env = {name: {"DOCKER_HOST": daemon.url} for name, daemon in by_node.items()}
     async with aiohttp.ClientSession() as session:
         cluster = BedCluster(bed, tmp_path / "nodes", session, hosts=3, runtime="docker",
-                             extra_args=["--overlay", "--image-pull", "never"], node_env=env)
+                             extra_args=["--overlay", "--image-pull", "never",
+                                         "--dns-upstream", outside.address], node_env=env)
         try:
             await cluster.form()
             token = ClusterKeys.from_token(cluster.token).api_token
@@ -96,6 +119,8 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
                                                   content_type="application/yaml")
             assert {row["name"] for row in applied["networks"]} == {"appnet", "othernet"}
             await _check(by_node, outside, clients)
+            await _check_forwarding(by_node)
+            await _check_removal(by_node, clients)
         except BaseException:
             print(cluster.log_tails())
             raise
@@ -141,3 +166,33 @@ async def _check(by_node, outside, clients) -> None:
         done = outside.run(["timeout", "2", "busybox", "wget", "-q", "-O-", url], check=False, timeout=10)
         assert done.returncode != 0, f"the host outside the cluster reached {url}: {done.stdout!r}"
 
+
+
+async def _check_forwarding(by_node) -> None:
+    daemon = by_node["n2"]
+    done = await asyncio.to_thread(daemon.host.run, [
+        "docker", "-H", daemon.url, "exec", _container(daemon, "frontend"),
+        "timeout", "5", "nslookup", "outside.example"], check=False, timeout=20)
+    assert "192.0.2.7" in done.stdout, f"a name outside the cluster: {done.stdout} {done.stderr}"
+
+
+def _leftovers(daemon) -> list[str]:
+    """What of network othernet (VXLAN id 4097) this host still has."""
+    links = daemon.host.run(["ip", "-o", "link", "show"]).stdout
+    found = [name for name in ("sov4097", "svx4097") if f" {name}:" in links or f" {name}@" in links]
+    if "shoal-othernet" in daemon.docker("network", "ls", "--format", "{{.Name}}").split():
+        found.append("docker network shoal-othernet")
+    return found
+
+
+async def _check_removal(by_node, clients) -> None:
+    assert all(_leftovers(d) for d in by_node.values()), "every host has the network before"
+    await clients["n0"].request("DELETE", "/v1/services/intruder")
+    await clients["n0"].request("DELETE", "/v1/networks/othernet")
+
+    async def gone() -> bool:
+        left = {name: _leftovers(d) for name, d in by_node.items()}
+        assert not any(left.values()), left
+        return True
+
+    await wait_for(gone, timeout=30, what="network othernet to leave every host")
