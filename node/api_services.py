@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 from aiohttp import web
 
+from consensus.mesh_ports import assign_mesh_ports, published_ingress
 from consensus.nodes import nodes
 from consensus.services import ServiceSpec, merge_spec, parse_service_spec
 from consensus.state import ClusterState
@@ -83,6 +84,19 @@ class ApplyStep:
     spec: ServiceSpec
     action: ApplyAction
     expected_version: int = 0  # the version the update was planned against
+
+
+def with_mesh_ports(specs: tuple[ServiceSpec, ...], wanted: tuple[tuple[str, int, str], ...],
+                    current: dict[str, Service]) -> tuple[ServiceSpec, ...]:
+    """`specs` with their Compose target-only ports given mesh ports (as Swarm does)."""
+    if not wanted:
+        return specs
+    names = {spec.name for spec in specs}
+    taken = published_ingress(s.spec for s in current.values() if s.name not in names)
+    taken |= published_ingress(specs)
+    return tuple(assign_mesh_ports(spec, {(t, p) for name, t, p in wanted if name == spec.name},
+                                   current[spec.name].spec if spec.name in current else None, taken)
+                 for spec in specs)
 
 
 def plan_apply(current: dict[str, Service], specs: tuple[ServiceSpec, ...]) -> list[ApplyStep]:
@@ -249,7 +263,12 @@ async def apply_document(request: web.Request) -> web.Response:
         raise HttpError(400, "the document defines no services", "body")
     network_rows = await ensure_networks(shoal, manifest.networks)
     with shoal.raft.read() as state:
-        steps = plan_apply(dict(services(state)), manifest.specs)
+        current = dict(services(state))
+    try:
+        specs = with_mesh_ports(manifest.specs, manifest.mesh_ports, current)
+    except ValueError as exc:
+        raise HttpError(409, str(exc), "ports") from None
+    steps = plan_apply(current, specs)
     results, failures = [], []
     for step in steps:
         outcome = await _apply_step(shoal, step)

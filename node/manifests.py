@@ -33,6 +33,9 @@ class Manifest:
     files: tuple[FileSource, ...] = ()
     # The overlay networks a Compose file defines or uses: made before its services.
     networks: tuple[NetworkDef, ...] = ()
+    # (service, target, protocol) of Compose ports with a target only: as in Swarm, each is
+    # published on the mesh on a port the cluster picks (consensus.mesh_ports).
+    mesh_ports: tuple[tuple[str, int, str], ...] = ()
 
 
 def _words(value: Any, where: str) -> list[str]:
@@ -79,6 +82,7 @@ def _compose_ports(r: Reader, ports: list, where: str) -> list:
             text = text.split(":", 1)[1]
         out.append(parse_port(text, at))
     return out
+
 
 
 def _compose_health(r: Reader, health: dict, where: str) -> dict:
@@ -210,6 +214,12 @@ def _compose(r: Reader, doc: dict) -> tuple[list[ServiceSpec], tuple[FileSource,
                                           "constraints": "deploy.placement.constraints",
                                           "preferences": "deploy.placement.preferences"}))
     return specs, used_sources(r, defs, used), tuple(n for n in nets.values() if n.name in used_nets)
+
+
+def _compose_mesh_ports(specs: list[ServiceSpec]) -> tuple[tuple[str, int, str], ...]:
+    """The target-only ingress ports of Compose services, which Swarm publishes on a mesh port."""
+    return tuple((spec.name, p.target, p.protocol) for spec in specs for p in spec.ports
+                 if p.mode == "ingress" and not p.published)
 
 
 # -- Kubernetes ---------------------------------------------------------------------------
@@ -474,8 +484,9 @@ def _translate(docs: list, strict: bool) -> Manifest:
         specs += doc_specs
         files += doc_files
         nets += doc_nets
+    mesh_ports = _compose_mesh_ports(specs)
     specs += _kubernetes(r, kube)
     _refuse_duplicates(specs)
     if strict and r.warnings:
         raise ManifestError("", "unsupported fields (strict mode): " + "; ".join(r.warnings))
-    return Manifest(tuple(specs), tuple(r.warnings), tuple(files), tuple(nets))
+    return Manifest(tuple(specs), tuple(r.warnings), tuple(files), tuple(nets), mesh_ports)

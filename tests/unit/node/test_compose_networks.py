@@ -76,3 +76,15 @@ def test_a_network_create_request_is_checked_field_by_field():
         with pytest.raises(HttpError) as info:
             parse_create(body)
         assert (info.value.status, info.value.field) == (400, field)
+
+
+def test_compose_target_only_ports_are_listed_for_mesh_ports_and_applied_as_swarm_does():
+    from consensus.tasks import Service
+    from node.api_services import with_mesh_ports
+
+    manifest = load_manifest("services:\n  web:\n    image: b\n    ports: ['80', '8080:81', {target: 82}]\n")
+    assert manifest.mesh_ports == (("web", 80, "tcp"), ("web", 82, "tcp"))
+    (web,) = with_mesh_ports(manifest.specs, manifest.mesh_ports, {})
+    assert [(p.target, p.published) for p in web.ports] == [(80, 30000), (81, 8080), (82, 30001)]
+    again = with_mesh_ports(manifest.specs, manifest.mesh_ports, {"web": Service("s1", web)})
+    assert again == (web,), "a re-apply of the same file changes nothing"
