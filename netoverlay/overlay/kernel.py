@@ -128,8 +128,13 @@ class OverlayKernel:
             await ipr.fdb("append", ifindex=await self._index(ipr, step.vxlan), lladdr=_FLOOD_MAC,
                           dst=step.peer)
         elif isinstance(step, RemoveFlood):
-            await ipr.fdb("del", ifindex=await self._index(ipr, step.vxlan), lladdr=_FLOOD_MAC,
-                          dst=step.peer)
+            # The flooding entry and every address learned behind that node: none is left
+            # pointing at a node that left (learned entries would otherwise age out in 300 s).
+            index = await self._index(ipr, step.vxlan)
+            towards = [entry.get("NDA_LLADDR") async for entry in await ipr.fdb("dump", ifindex=index)
+                       if entry.get("NDA_DST") == step.peer]
+            for lladdr in towards:
+                await ipr.fdb("del", ifindex=index, lladdr=lladdr, dst=step.peer)
 
     async def route_vips(self, overlay: NodeOverlay) -> None:
         """A route for each network's VIP range on its bridge, so connections this node

@@ -4,8 +4,9 @@ Each network is one layer-2 segment across the nodes: on every node a bridge (it
 plug into it) with a VXLAN device as one more port. The VXLAN device floods broadcast and
 unknown frames to every other live node (an all-zero forwarding entry per peer, as
 `bridge fdb append 00:00:00:00:00:00 dev VX dst PEER` makes) and learns where each task's
-MAC is from the frames it receives. A node that leaves the live set loses its flooding entry
-on every node at the next plan, so nothing is sent towards it any more.
+MAC is from the frames it receives. A node that leaves the live set loses its flooding entry,
+and the addresses learned behind it, on every node at the next plan, so nothing is sent
+towards it any more.
 """
 
 from __future__ import annotations

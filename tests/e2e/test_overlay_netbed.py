@@ -8,7 +8,9 @@ host fetches http://backend/ by name, by `backend.appnet`, by `tasks.backend` an
 the intruder on the other network reaches the backend neither by name nor by address; the
 host outside the cluster, given a route through a node, reaches neither the task nor the VIP.
 A name outside the cluster resolves through the nodes' upstream resolver (a resolver on the
-outside host stands in for it). Removing a network leaves nothing of it on any host.
+outside host stands in for it). Removing a network leaves nothing of it on any host. When a
+host dies, its task leaves the VIP of `api` (two replicas) on the others within the gossip
+bound, requests to the VIP succeed again, and no forwarding entry towards it is left.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import ipaddress
 import json
 import sys
 
+import time
+
 import aiohttp
 import pytest
 
 from node.client import ShoalClient
 from node.localcluster import wait_for
 from node.security import ClusterKeys
+from tests.netbed import Faults
 from tests.netbed.fixtures import netbed_factory  # noqa: F401  (fixture)
 from tests.safety.shoal_bed import API_PORT, BedCluster
 
@@ -46,6 +51,13 @@ services:
     command: ["sleep", "3600"]
     networks: [appnet]
     deploy: {mode: global}
+  api:
+    image: {image}
+    command: ["sh", "-c", "echo api-on-$SHOAL_NODE_ID > /tmp/index.html && exec httpd -f -p 80 -h /tmp"]
+    networks: [appnet]
+    deploy:
+      replicas: 2
+      placement: {constraints: ["node.hostname!=n0"]}
   intruder:
     image: {image}
     command: ["sleep", "3600"]
@@ -121,6 +133,7 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
             await _check(by_node, outside, clients)
             await _check_forwarding(by_node)
             await _check_removal(by_node, clients)
+            await _check_host_death(bed, by_node, clients)
         except BaseException:
             print(cluster.log_tails())
             raise
@@ -196,3 +209,37 @@ async def _check_removal(by_node, clients) -> None:
         return True
 
     await wait_for(gone, timeout=30, what="network othernet to leave every host")
+
+
+async def _api_tasks(client: ShoalClient) -> list[str]:
+    status = await client.request("GET", "/v1/overlay")
+    (appnet,) = [n for n in status["networks"] if n["name"] == "appnet"]
+    return appnet["services"]["api"]["tasks"]
+
+
+async def _check_host_death(bed, by_node, clients) -> None:
+    async def both_serving() -> bool:
+        assert len(await _api_tasks(clients["n0"])) == 2
+        return True
+
+    await wait_for(both_serving, timeout=30, what="both api tasks behind the VIP")
+    daemon = by_node["n0"]
+    frontend = _container(daemon, "frontend")
+    dead = by_node["n2"].host
+    Faults(bed).link_down(dead)
+    cut = time.monotonic()
+
+    async def out_of_the_vip() -> bool:
+        assert len(await _api_tasks(clients["n0"])) == 1
+        return True
+
+    await wait_for(out_of_the_vip, timeout=15, what="the dead host's task to leave the VIP")
+    left_vip = time.monotonic() - cut
+    bodies = [await asyncio.to_thread(_fetch, daemon, frontend, "http://api/", 2) for _ in range(5)]
+    served = time.monotonic() - cut
+    assert all(b.startswith("api-on-") for b in bodies), bodies
+    print(f"host death: out of the VIP after {left_vip:.2f} s; 5 of 5 requests served by {served:.2f} s")
+    assert left_vip <= 5.0, f"the dead host's task stayed in the VIP {left_vip:.2f} s"
+    for name in ("n0", "n1"):
+        fdb = by_node[name].host.run(["bridge", "fdb", "show", "dev", "svx4096"]).stdout
+        assert f"dst {dead.address} " not in fdb, f"{name} still floods to the dead host:\n{fdb}"
