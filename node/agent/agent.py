@@ -98,10 +98,12 @@ class Agent:
             return assigned_to(state, self.node_id)
 
     def _run_spec(self, entry: Assigned) -> RunSpec:
-        seats: Mapping[str, Seat] = {}
-        if self._seats is not None and entry.spec is not None and entry.spec.networks:
-            with self._read_state() as state:
-                seats = self._seats(state)
+        seats: Optional[Mapping[str, Seat]] = None
+        if self._seats is not None:
+            seats = {}
+            if entry.spec is not None and entry.spec.networks:
+                with self._read_state() as state:
+                    seats = self._seats(state)
         return run_spec(entry.task, entry.spec, self.advertise, self.dns_servers, seats)
 
     async def _adopt(self) -> None:

@@ -72,8 +72,12 @@ def run_mounts(volumes: tuple[svc.VolumeRef, ...]) -> tuple[Mount, ...]:
     return tuple(Mount(v.target, v.source, v.type, v.read_only) for v in volumes)
 
 
-def run_networks(spec: svc.ServiceSpec, seats: Mapping[str, Seat]) -> tuple[str, ...]:
-    """The runtime networks of the overlay networks a spec joins, in its order."""
+def run_networks(spec: svc.ServiceSpec, seats: Optional[Mapping[str, Seat]]) -> tuple[str, ...]:
+    """The runtime networks of the overlay networks a spec joins, in its order. A node
+    without the overlay (`seats` None) runs the task on the runtime's default network, as
+    before networks existed: a Compose file with networks still runs on a laptop."""
+    if seats is None:
+        return ()
     joined = []
     for i, attachment in enumerate(spec.networks):
         seat = seats.get(attachment.name)
@@ -86,18 +90,19 @@ def run_networks(spec: svc.ServiceSpec, seats: Mapping[str, Seat]) -> tuple[str,
 
 
 def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
-             dns_servers: tuple[str, ...] = (), seats: Mapping[str, Seat] = {}) -> RunSpec:
+             dns_servers: tuple[str, ...] = (), seats: Optional[Mapping[str, Seat]] = None) -> RunSpec:
     """What the driver runs for `task`; TranslateError when it cannot be run as specified.
     With `dns_servers` (the node's DNS, where tasks can reach it) short names resolve in
     the cluster's zone: `web` is `web.shoal`. A task on overlay networks (`seats`: this
-    node's place in each) uses this node's resolver on its first network instead, which
-    answers the services of that network by name and forwards other names."""
+    node's place in each; None on a node without the overlay) uses this node's resolver on
+    its first network instead, which answers that network's services by name and forwards
+    other names."""
     if spec is None:
         raise TranslateError(f"spec_version: version {task.spec_version} of service "
                              f"{task.service!r} is gone")
     networks = run_networks(spec, seats)
     search: tuple[str, ...] = (ZONE,) if dns_servers else ()
-    if networks:
+    if networks and seats is not None:
         first = spec.networks[0].name
         dns_servers, search = (seats[first].gateway,), (first,)
     limits = spec.resources.limits

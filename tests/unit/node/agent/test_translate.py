@@ -121,6 +121,11 @@ def test_a_task_on_networks_joins_them_and_uses_this_nodes_resolver_on_the_first
     assert (plain.networks, plain.dns_servers, plain.dns_search) == ((), ("10.1.0.2",), ("shoal",))
 
 
+def test_a_node_without_the_overlay_runs_a_networked_task_on_the_runtimes_default_network():
+    run = run_spec(task(), spec(networks=["appnet"], ports=["80"]), "10.1.0.2", ("10.1.0.2",), None)
+    assert (run.networks, run.dns_servers, run.ports) == ((), ("10.1.0.2",), (PortSpec(80, "tcp", 0),))
+
+
 def test_on_a_network_a_target_only_port_binds_no_host_port():
     on_net = run_spec(task(), spec(networks=["appnet"], ports=["80", "8080:81"]), "10.1.0.2", (), SEATS)
     assert on_net.ports == (PortSpec(81, "tcp", 0),), "only the published port is routed from outside"
