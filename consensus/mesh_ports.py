@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Collection, Iterable
 from typing import Optional
 
-from consensus.services import PortSpec, ServiceSpec
+from consensus.services import ServiceSpec
 
 MESH_PORTS = range(30000, 32768)
 
