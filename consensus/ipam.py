@@ -55,6 +55,14 @@ def check_subnet(subnet: str, lease_prefix: int = DEFAULT_LEASE_PREFIX, field: s
     return str(net)
 
 
+def check_cluster_cidr(cidr: str) -> str:
+    """`cidr` in canonical form when it holds at least one network of the default size."""
+    net = parse_network(cidr, "overlay_cidr")
+    if net.prefixlen > DEFAULT_NETWORK_PREFIX:
+        raise IpamError(f"overlay_cidr: {cidr} is smaller than one network (/{DEFAULT_NETWORK_PREFIX})")
+    return str(net)
+
+
 def tasks_range(subnet: str) -> ipaddress.IPv4Network:
     """The lower half of a network: where its tasks' addresses are."""
     lower, _ = parse_network(subnet, "subnet").subnets(prefixlen_diff=1)

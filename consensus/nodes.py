@@ -47,6 +47,8 @@ def voters(state: ClusterState) -> list[Node]:
 class BootstrapCluster:
     cluster_id: str
     created_at: float
+    # Where overlay networks take their subnets from; empty: consensus.ipam's default.
+    overlay_cidr: str = ""
 
 
 @command("node.register")
@@ -111,7 +113,8 @@ def _bootstrap(state: ClusterState, cmd: BootstrapCluster) -> Result:
         if state.cluster.cluster_id == cmd.cluster_id:
             return Result(True)
         return Result.fail(f"cluster already bootstrapped as {state.cluster.cluster_id}")
-    state.cluster = ClusterInfo(cluster_id=cmd.cluster_id, created_at=cmd.created_at)
+    state.cluster = ClusterInfo(cluster_id=cmd.cluster_id, created_at=cmd.created_at,
+                                overlay_cidr=cmd.overlay_cidr)
     return Result(True)
 
 

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                        help="take part in overlay networks (root, Docker runtime, one node per "
                             "network namespace)")
     start.add_argument("--vxlan-port", type=int, help="UDP port of the overlay's VXLAN (default 4789)")
+    start.add_argument("--overlay-cidr", type=_overlay_cidr, metavar="CIDR",
+                       help="where overlay networks take their subnets from, set when the "
+                            "cluster is made (default 10.200.0.0/13)")
     start.add_argument("--dns-upstream", type=_addresses, metavar="ADDR[,ADDR]",
                        help="where container DNS forwards other names (default: /etc/resolv.conf's)")
     start.add_argument("--join", metavar="HOST:PORT", help="API address of any cluster node")
@@ -115,6 +118,15 @@ def _addresses(text: str) -> tuple[str, ...]:
     return found
 
 
+def _overlay_cidr(text: str) -> str:
+    from consensus import ipam
+
+    try:
+        return ipam.check_cluster_cidr(text)
+    except ipam.IpamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _start(args: argparse.Namespace) -> int:
     from node import config as cfg
 
@@ -133,6 +145,7 @@ def _start(args: argparse.Namespace) -> int:
         "image_pull": args.image_pull, "voter_grace": args.voter_grace,
         "metrics_interval": args.metrics_interval, "overlay": args.overlay,
         "vxlan_port": args.vxlan_port, "dns_upstreams": args.dns_upstream,
+        "overlay_cidr": args.overlay_cidr,
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:

@@ -55,6 +55,9 @@ class NodeConfig:
     vxlan_port: int = 4789
     # Where container DNS forwards names outside the cluster; empty: /etc/resolv.conf's.
     dns_upstreams: tuple[str, ...] = ()
+    # The range overlay networks take their subnets from, fixed when the cluster is made
+    # (read by the first node only); empty: consensus.ipam's default.
+    overlay_cidr: str = ""
 
     @property
     def raft_address(self) -> str:

@@ -286,7 +286,8 @@ class ShoalNode:
             wanted = node_record(self.node_id, self.config, self.fingerprint)
             try:
                 if not bootstrapped and self.raft.is_leader() and not self.identity.voters[1:]:
-                    await self.control.submit(BootstrapCluster(self.keys.cluster_id, time.time()))
+                    await self.control.submit(BootstrapCluster(self.keys.cluster_id, time.time(),
+                                                               self.config.overlay_cidr))
                     now = time.time()
                     await self.control.submit(RegisterNode(dataclasses.replace(
                         wanted, role="voter", joined_at=now, status_changed_at=now)))

@@ -18,7 +18,7 @@ from typing import TypeVar
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netoverlay.lb.nft import NftConfig, delete_table, run_nft
+from netoverlay.lb.nft import NftConfig, run_nft
 from netoverlay.overlay.plan import (VXLAN_PREFIX, AddFlood, CreateLink, DeleteLink, LinkState,
                                      RemoveFlood, Step)
 from netoverlay.overlay.ruleset import render_ruleset, vip_range
@@ -155,11 +155,3 @@ class OverlayKernel:
             if script != self._rules:
                 await run_nft(self._nft, script)
                 self._rules = script
-
-    async def remove_all(self) -> None:
-        """Remove our table and every VXLAN device of ours (a node leaving the overlay)."""
-        async with self._lock:
-            await run_nft(self._nft, delete_table(self.table))
-            self._rules = None
-        links = await self.read_links()
-        await self.apply([DeleteLink(name) for name in sorted(links)])

@@ -65,6 +65,21 @@ def test_check_subnet_says_what_is_wrong(subnet, reason):
         ipam.check_subnet(subnet)
 
 
+def test_a_cluster_range_holds_at_least_one_network():
+    assert ipam.check_cluster_cidr("10.50.0.0/16") == "10.50.0.0/16"
+    with pytest.raises(ipam.IpamError, match="overlay_cidr"):
+        ipam.check_cluster_cidr("10.50.0.0/24")
+
+
+def test_networks_come_from_the_range_the_cluster_was_made_with():
+    from consensus.nodes import BootstrapCluster
+
+    state = ClusterState()
+    assert state.apply(BootstrapCluster("c1", 1.0, "10.50.0.0/16")).ok
+    assert state.apply(CreateNetwork("id1", "appnet", 1.0)).ok
+    assert networks(state)["appnet"].subnet == "10.50.0.0/20"
+
+
 def test_vnis_start_at_4096_and_fill_gaps():
     assert ipam.next_vni([]) == 4096
     assert ipam.next_vni([4096, 4098]) == 4097
