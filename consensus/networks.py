@@ -171,10 +171,12 @@ def _service_specs(state: ClusterState) -> list[tuple[str, ServiceSpec]]:
 
 def service_changed(state: ClusterState, service_name: str) -> None:
     """A service was created, updated or deleted: it gets the lowest free VIP of each network
-    it joined, and gives back the VIP of each network it left. A full VIP range gives none
-    (its name then answers with its tasks' addresses)."""
+    it joined, and gives back the VIP of each network it left (all of them when it is deleted
+    or turns `dnsrr`). A full VIP range gives none (its name then answers with its tasks'
+    addresses)."""
     service = services(state).get(service_name)
-    wanted = set(joined(service.spec)) if service is not None else set()
+    with_vip = service is not None and service.spec.endpoint_mode == "vip"
+    wanted = set(joined(service.spec)) if with_vip else set()
     table = networks(state)
     for name in sorted(table):
         network = table[name]

@@ -206,6 +206,9 @@ class ServiceSpec:
     # Overlay networks its tasks join, each with a VIP for the service (none: the runtime's
     # own default network, reached through published ports only).
     networks: tuple[NetworkAttachment, ...] = ()
+    # `vip`: a virtual IP per network, its name answers it; `dnsrr`: no VIP, its name
+    # answers its tasks' addresses (Swarm's endpoint_mode, a Kubernetes headless Service).
+    endpoint_mode: Literal["vip", "dnsrr"] = "vip"
 
     @property
     def host_ports(self) -> tuple[PortSpec, ...]:

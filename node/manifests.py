@@ -61,7 +61,7 @@ def _spec(plain: dict, where: str, fields: dict[str, str]) -> ServiceSpec:
 
 _COMPOSE_KEYS = {"image", "command", "entrypoint", "environment", "ports", "healthcheck", "deploy",
                  "labels", "stop_grace_period", "secrets", "configs", "volumes", "networks", "expose"}
-_DEPLOY_KEYS = {"mode", "replicas", "resources", "placement", "restart_policy", "update_config",
+_DEPLOY_KEYS = {"endpoint_mode", "mode", "replicas", "resources", "placement", "restart_policy", "update_config",
                 "rollback_config", "labels"}
 _UPDATE_KEYS = {"parallelism", "delay", "order", "monitor", "failure_action", "max_failure_ratio"}
 
@@ -124,7 +124,7 @@ def _compose_resources(r: Reader, resources: dict, where: str) -> dict:
 
 def _compose_deploy(r: Reader, deploy: dict, where: str, plain: dict) -> None:
     r.unsupported(deploy, _DEPLOY_KEYS, where)
-    for key in ("mode", "replicas"):
+    for key in ("mode", "replicas", "endpoint_mode"):
         if key in deploy:
             plain[key] = deploy[key]
     if "resources" in deploy:
@@ -205,6 +205,7 @@ def _compose(r: Reader, doc: dict) -> tuple[list[ServiceSpec], tuple[FileSource,
                                                  f"{where}.networks")
             used_nets.update(n["name"] for n in plain["networks"])
         specs.append(_spec(plain, where, {"replicas": "deploy.replicas", "mode": "deploy.mode",
+                                          "endpoint_mode": "deploy.endpoint_mode",
                                           "restart": "deploy.restart_policy",
                                           "update": "deploy.update_config",
                                           "rollback": "deploy.rollback_config",

@@ -146,6 +146,20 @@ def test_services_get_a_vip_on_each_network_they_join_and_give_it_back():
     assert set(networks(state)["back"].vips) == {"api"}
 
 
+def test_a_dnsrr_service_has_no_vip_and_gives_its_vip_back_when_it_turns_dnsrr():
+    state = make_state(1)
+    assert state.apply(CreateNetwork("n", "appnet", 1.0)).ok
+    headless = parse_service_spec({"name": "db", "image": "img", "networks": ["appnet"],
+                                   "endpoint_mode": "dnsrr"})
+    assert state.apply(CreateService("s1", headless, 1.0)).ok
+    assert state.apply(CreateService("s2", spec("api", "appnet"), 1.0)).ok
+    assert networks(state)["appnet"].vips == {"api": "10.200.8.1"}
+    turned = parse_service_spec({"name": "api", "image": "busybox", "networks": ["appnet"],
+                                 "endpoint_mode": "dnsrr"})
+    assert state.apply(UpdateService(turned, 2.0)).ok
+    assert networks(state)["appnet"].vips == {}
+
+
 def test_a_service_on_a_missing_network_is_refused_naming_the_field():
     state = make_state(1)
     result = state.apply(CreateService("s1", spec("api", "nowhere"), 1.0))

@@ -26,6 +26,7 @@ services:
     networks: [appnet, shared]
   backend:
     image: busybox
+    deploy: {endpoint_mode: dnsrr}
     expose: ["80", "9000/tcp"]
     networks:
       appnet: {aliases: [api]}
@@ -41,6 +42,7 @@ def test_networks_and_aliases_reach_the_specs_and_the_manifest():
     assert [(a.name, a.aliases) for a in specs["frontend"].networks] == [("appnet", ()), ("corp", ())]
     assert [(a.name, a.aliases) for a in specs["backend"].networks] == [("appnet", ("api",)), ("vault", ())]
     assert [a.name for a in specs["worker"].networks] == ["shop_default"], "no networks: the file's default"
+    assert (specs["backend"].endpoint_mode, specs["frontend"].endpoint_mode) == ("dnsrr", "vip")
     assert {n.name: n for n in manifest.networks} == {
         "appnet": NetworkDef("appnet", "networks.appnet", attachable=True, subnet="10.210.0.0/20"),
         "vault": NetworkDef("vault", "networks.vault", internal=True, labels={"team": "a"}),
