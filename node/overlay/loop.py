@@ -86,7 +86,7 @@ class Overlay:
             try:
                 retry = not await self.sync()
             except Exception as exc:  # the engine or the kernel failed us: retry, never end the node
-                log.exception("overlay: sync failed, retrying")
+                log.warning("overlay: sync failed, retrying: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
                 self.problems = (f"sync failed: {exc}",)
                 retry = True
 

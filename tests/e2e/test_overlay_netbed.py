@@ -8,7 +8,8 @@ host fetches http://backend/ by name, by `backend.appnet`, by `tasks.backend` an
 the intruder on the other network reaches the backend neither by name nor by address; the
 host outside the cluster, given a route through a node, reaches neither the task nor the VIP.
 A name outside the cluster resolves through the nodes' upstream resolver (a resolver on the
-outside host stands in for it). Removing a network leaves nothing of it on any host. When a
+outside host stands in for it). Removing a network leaves nothing of it on any host. A node
+restarted adopts what it left (its containers, networks and devices) and serves again. When a
 host dies, its task leaves the VIP of `api` (two replicas) on the others within the gossip
 bound, requests to the VIP succeed again, and no forwarding entry towards it is left.
 """
@@ -133,6 +134,7 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
             await _check(by_node, outside, clients)
             await _check_forwarding(by_node)
             await _check_removal(by_node, clients)
+            await _check_restart(cluster, by_node, clients)
             await _check_host_death(bed, by_node, clients)
         except BaseException:
             print(cluster.log_tails())
@@ -243,3 +245,23 @@ async def _check_host_death(bed, by_node, clients) -> None:
     for name in ("n0", "n1"):
         fdb = by_node[name].host.run(["bridge", "fdb", "show", "dev", "svx4096"]).stdout
         assert f"dst {dead.address} " not in fdb, f"{name} still floods to the dead host:\n{fdb}"
+
+
+async def _check_restart(cluster, by_node, clients) -> None:
+    daemon = by_node["n0"]
+
+    def engine_networks() -> list[str]:
+        return daemon.docker("network", "ls", "--filter", "name=shoal-", "--format", "{{.ID}} {{.Name}}").split()
+
+    before = engine_networks()
+    await cluster.restart("n0", graceful=True)
+    await wait_for(lambda: _overlay_ready(clients["n0"], {"appnet"}), timeout=30,
+                   what="n0's overlay after its restart")
+    assert engine_networks() == before, "the restarted node kept its network, not a new one"
+
+    async def serves() -> bool:
+        body = await asyncio.to_thread(_fetch, daemon, _container(daemon, "frontend"), "http://backend/")
+        assert body.startswith("backend-on-"), body
+        return True
+
+    await wait_for(serves, timeout=30, what="n0's frontend to reach http://backend/ after the restart")
