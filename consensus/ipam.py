@@ -97,8 +97,9 @@ def next_network_subnet(cluster_cidr: str, taken: Collection[str],
 
 def next_lease(subnet: str, taken: Collection[str], lease_prefix: int = DEFAULT_LEASE_PREFIX) -> Optional[str]:
     """The lowest free lease of a network's task range; None when all are given."""
+    used = set(taken)
     for candidate in tasks_range(subnet).subnets(new_prefix=lease_prefix):
-        if str(candidate) not in taken:
+        if str(candidate) not in used:
             return str(candidate)
     return None
 

@@ -152,6 +152,8 @@ def _start(args: argparse.Namespace) -> int:
         raise UsageError(f"--metrics-interval must be a positive number of seconds, "
                          f"not {args.metrics_interval:g}")
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    if config.overlay and config.runtime == "process":
+        raise UsageError("--overlay needs the Docker runtime (--runtime docker or auto)")
     if args.join and not args.token:
         raise UsageError("--join needs --token (run `shoal cluster token` on a member)")
     if stored and stored.identity and args.join:

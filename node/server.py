@@ -97,7 +97,12 @@ class ShoalNode:
         # The agent asks this node's own API for its tasks' secrets, as it would any node's.
         files = FileFetcher(self.control.client_for(node_record(self.node_id, self.config,
                                                                 fingerprint)), self.node_id)
-        self.overlay: Optional[Overlay] = self._make_overlay() if self.config.overlay else None
+        self.overlay: Optional[Overlay] = None
+        if self.config.overlay and driver.name != "docker":
+            log.error("--overlay needs the Docker runtime and this node runs %s: it takes no part "
+                      "in overlay networks", driver.name)
+        elif self.config.overlay:
+            self.overlay = self._make_overlay()
         self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
                            changed=self.raft.subscribe(), submit=self.control.submit,
                            advertise=self.config.task_address,

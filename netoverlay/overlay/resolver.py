@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +46,9 @@ class Forward:
 Decision = Union[bytes, Forward]
 
 
+@functools.lru_cache(maxsize=64)
 def _names(network: OverlayNetwork) -> dict[str, ServiceOnNetwork]:
+    """Every name the network answers, worked out once per version of the network."""
     found: dict[str, ServiceOnNetwork] = {}
     for service in sorted(network.services, key=lambda s: s.name):
         for name in (service.name, *service.aliases):
