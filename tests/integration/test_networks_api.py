@@ -47,3 +47,12 @@ async def test_networks_through_the_cli_and_the_api(single):
     assert (await call("DELETE", f"{addr}/v1/services/api"))[0] == 200
     assert shoal("network rm", "appnet", addr=addr).returncode == 0
     assert json.loads(shoal("network ls", "-o", "json", addr=addr).stdout) == []
+
+
+def test_overlay_needs_the_docker_runtime(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "node", "node", "start", "--overlay", "--runtime", "process",
+                           "--data-dir", str(tmp_path / "n")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--overlay needs the Docker runtime" in done.stderr
