@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 routes = web.RouteTableDef()
 
 _CREATE_FIELDS = {"name", "subnet", "internal", "attachable", "labels", "exist_ok"}
+# Labels are kept in the replicated state, on every node: bounded like any input.
+MAX_LABELS = 64
+MAX_LABEL_CHARS = 256
 
 
 def network_json(network: Network) -> dict:
@@ -52,6 +55,11 @@ def parse_create(body: object) -> tuple[CreateNetwork, bool]:
     problem = network_name_problem(cmd.name)
     if problem:
         raise HttpError(400, problem, "name")
+    if len(cmd.labels) > MAX_LABELS:
+        raise HttpError(400, f"at most {MAX_LABELS} labels, not {len(cmd.labels)}", "labels")
+    for key, value in cmd.labels.items():
+        if not key or len(key) > MAX_LABEL_CHARS or len(value) > MAX_LABEL_CHARS:
+            raise HttpError(400, f"keys and values are 1-{MAX_LABEL_CHARS} characters", f"labels.{key[:40]}")
     return cmd, exist_ok
 
 

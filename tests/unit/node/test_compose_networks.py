@@ -74,7 +74,9 @@ def test_a_network_create_request_is_checked_field_by_field():
     cmd, exist_ok = parse_create({"name": "appnet", "subnet": "10.210.0.0/20", "exist_ok": True})
     assert (cmd.name, cmd.subnet, exist_ok) == ("appnet", "10.210.0.0/20", True)
     for body, field in (({"name": "Bad"}, "name"), ({"name": "a", "internal": "yes"}, "internal"),
-                        ({"name": "a", "color": 1}, "color"), ([], "body")):
+                        ({"name": "a", "color": 1}, "color"), ([], "body"),
+                        ({"name": "a", "labels": {str(i): "" for i in range(65)}}, "labels"),
+                        ({"name": "a", "labels": {"k": "v" * 257}}, "labels.k")):
         with pytest.raises(HttpError) as info:
             parse_create(body)
         assert (info.value.status, info.value.field) == (400, field)
