@@ -43,10 +43,13 @@ def run_ports(ports: tuple[svc.PortSpec, ...], overlay: bool = False) -> tuple[P
     return tuple(chosen.values())
 
 
-def health_check(check: svc.HealthCheck) -> Optional[HealthCheck]:
+def health_check(check: svc.HealthCheck, ports: tuple[svc.PortSpec, ...] = ()) -> Optional[HealthCheck]:
+    """The check to run; its port 0 (the first port) made the first port's target, which a
+    probe finds among the task's endpoints, or at its overlay address when unpublished."""
     if check.kind == "none":
         return None
-    return HealthCheck(kind=check.kind, port=check.port, path=check.path, command=check.command,
+    port = check.port or (ports[0].target if ports and check.kind in ("http", "tcp") else 0)
+    return HealthCheck(kind=check.kind, port=port, path=check.path, command=check.command,
                        interval=check.interval, timeout=check.timeout, retries=check.retries,
                        start_period=check.start_period)
 
@@ -110,7 +113,7 @@ def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
         return RunSpec(task_id=task.id, service=task.service, slot=task.slot, image=spec.image,
                        command=spec.command, args=spec.args, env=task_env(task, spec),
                        ports=run_ports(spec.ports, bool(networks)), cpu_millis=limits.cpu_millis,
-                       memory_bytes=limits.memory_bytes, healthcheck=health_check(spec.health),
+                       memory_bytes=limits.memory_bytes, healthcheck=health_check(spec.health, spec.ports),
                        labels=dict(spec.labels), stop_grace=spec.stop_grace_period,
                        mounts=run_mounts(spec.volumes),
                        advertise_address=advertise, dns_servers=dns_servers,

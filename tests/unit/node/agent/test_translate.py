@@ -63,7 +63,8 @@ def test_run_spec_carries_the_whole_spec():
       "retries": 4, "start_period": "5s"},
      HealthCheck("http", port=80, path="/ready", interval=2.0, timeout=1.0, retries=4,
                  start_period=5.0)),
-    ({"kind": "tcp", "interval": 1, "timeout": 1}, HealthCheck("tcp", interval=1.0, timeout=1.0)),
+    # Port 0 is the first declared port.
+    ({"kind": "tcp", "interval": 1, "timeout": 1}, HealthCheck("tcp", port=80, interval=1.0, timeout=1.0)),
     ({"kind": "cmd", "command": "test -f /ok", "interval": 3, "timeout": 2, "retries": 1},
      HealthCheck("cmd", command=("/bin/sh", "-c", "test -f /ok"), interval=3.0, timeout=2.0,
                  retries=1)),
@@ -141,3 +142,10 @@ def test_a_network_this_node_has_no_place_in_names_the_field():
 def test_reports_carry_the_task_addresses_on_its_overlay_networks():
     seen = TaskObservation("t1", "running", "web", 3, networks={"shoal-appnet": "10.200.0.66", "mine": "10.9.0.2"})
     assert observed(seen, "10.1.0.2").endpoint == TaskEndpoint("10.1.0.2", (), {"appnet": "10.200.0.66"})
+
+
+def test_a_health_check_on_port_0_probes_the_first_declared_port():
+    run = run_spec(task(), spec(ports=["9000", "8080:80"], health={"kind": "http"}), "10.1.0.2")
+    assert run.healthcheck.port == 9000
+    named = run_spec(task(), spec(ports=["9000"], health={"kind": "tcp", "port": 7000}), "10.1.0.2")
+    assert named.healthcheck.port == 7000
