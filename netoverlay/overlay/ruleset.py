@@ -10,7 +10,8 @@ pure, rendered as one `nft -f` script that replaces the table in a single transa
   task share the segment and would otherwise talk past the translation).
 - Traffic between two networks' bridges is dropped: networks are isolated from each other.
 - No connection from outside the network is let in (a host routing to a task address through
-  a node gets nothing); replies to the tasks' own outbound connections still are.
+  a node gets nothing), except those the routing mesh translated to a task (a published
+  port); replies to the tasks' own outbound connections still are.
 - A packet still addressed to a VIP after translation has no healthy task: it is refused.
 - An `internal` network's traffic never leaves its own bridge: it has no way out.
 
@@ -65,7 +66,8 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
     forward = []
     if crossing:
         forward.append(f"\t\tiifname . oifname {{ {', '.join(crossing)} }} drop")
-    forward += [f'\t\toifname "{n.bridge}" iifname != "{n.bridge}" ct state new drop' for n in networks]
+    forward += [f'\t\toifname "{n.bridge}" iifname != "{n.bridge}" ct state new ct status != dnat drop'
+                for n in networks]
     forward += [f'\t\tiifname "{n.bridge}" oifname != "{n.bridge}" drop' for n in networks if n.internal]
     if networks:
         forward.append(f"\t\tip daddr {{ {', '.join(vip_range(n) for n in networks)} }} "

@@ -30,11 +30,12 @@ def run_ports(ports: tuple[svc.PortSpec, ...], overlay: bool = False) -> tuple[P
     """Ingress ports are served by every node's load balancer on the published port, so the
     task itself gets an ephemeral host port; host-mode ports bind their published port on
     this node. A target declared twice runs once, on the fixed port if either has one.
-    A task on an overlay network is reached there at its own address, so a target-only port
-    (nothing published) binds no host port: it is not reachable from outside the cluster."""
+    A task on an overlay network binds no host port for its ingress ports: the routing mesh
+    reaches it at its address on the network (as Swarm's ingress does), and a port it does
+    not publish is reachable on the network only, never from outside the cluster."""
     chosen: dict[tuple[int, str], PortSpec] = {}
     for port in ports:
-        if overlay and not port.published:
+        if overlay and port.mode == "ingress":
             continue
         fixed = port.published if port.mode == "host" else 0
         key = (port.target, port.protocol)

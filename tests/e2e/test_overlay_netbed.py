@@ -11,7 +11,9 @@ A name outside the cluster resolves through the nodes' upstream resolver (a reso
 outside host stands in for it). Removing a network leaves nothing of it on any host. A node
 restarted adopts what it left (its containers, networks and devices) and serves again. When a
 host dies, its task leaves the VIP of `api` (two replicas) on the others within the gossip
-bound, requests to the VIP succeed again, and no forwarding entry towards it is left.
+bound, requests to the VIP succeed again, and no forwarding entry towards it is left. `api`
+publishes `ports: ["80"]`: a mesh port from 30000 on every node, as Swarm does, reaching its
+tasks over the network (they bind no host port).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ services:
     image: {image}
     command: ["sh", "-c", "echo api-on-$SHOAL_NODE_ID > /tmp/index.html && exec httpd -f -p 80 -h /tmp"]
     networks: [appnet]
+    ports: ["80"]
     deploy:
       replicas: 2
       placement: {constraints: ["node.hostname!=n0"]}
@@ -174,6 +177,15 @@ async def _check(by_node, outside, clients) -> None:
     for url in ("http://backend/", "http://backend.appnet/", f"http://{vip}/", f"http://{backend_address}/"):
         assert await asyncio.to_thread(_fetch, intruder_host, intruder, url, 2) == "", \
             f"the intruder on othernet reached {url}"
+    # A published port: every node's routing mesh reaches api over the network; no host port.
+    api = (await clients["n0"].request("GET", "/v1/services/api"))["spec"]["ports"][0]
+    assert (api["target"], api["published"]) == (80, 30000)
+    for name, daemon in by_node.items():
+        if name != "n0":
+            assert daemon.docker("port", _container(daemon, "api")).strip() == "", "no host port"
+        done = outside.run(["timeout", "3", "busybox", "wget", "-q", "-O-",
+                            f"http://{daemon.host.address}:30000/"], check=False, timeout=10)
+        assert done.stdout.startswith("api-on-"), f"the mesh on {name}: {done.stdout!r} {done.stderr!r}"
     # Outside the cluster: a host routed through the backend's node reaches nothing.
     network_range = network["subnet"]
     outside.run(["ip", "route", "add", network_range, "via", backend_node.host.address])

@@ -48,8 +48,8 @@ def test_networks_are_isolated_from_each_other():
     assert "iifname . oifname" not in render(APP), "one network has nothing to be isolated from"
 
 
-def test_no_connection_from_outside_a_network_is_let_in():
-    assert 'oifname "sov4096" iifname != "sov4096" ct state new drop' in render(APP)
+def test_no_connection_from_outside_a_network_is_let_in_but_the_routing_meshs():
+    assert 'oifname "sov4096" iifname != "sov4096" ct state new ct status != dnat drop' in render(APP)
 
 
 def test_an_internal_network_has_no_way_out():

@@ -127,9 +127,10 @@ def test_a_node_without_the_overlay_runs_a_networked_task_on_the_runtimes_defaul
     assert (run.networks, run.dns_servers, run.ports) == ((), ("10.1.0.2",), (PortSpec(80, "tcp", 0),))
 
 
-def test_on_a_network_a_target_only_port_binds_no_host_port():
-    on_net = run_spec(task(), spec(networks=["appnet"], ports=["80", "8080:81"]), "10.1.0.2", (), SEATS)
-    assert on_net.ports == (PortSpec(81, "tcp", 0),), "only the published port is routed from outside"
+def test_on_a_network_only_host_mode_ports_bind_a_host_port():
+    on_net = run_spec(task(), spec(networks=["appnet"], ports=[
+        "80", "8080:81", {"target": 82, "published": 9000, "mode": "host"}]), "10.1.0.2", (), SEATS)
+    assert on_net.ports == (PortSpec(82, "tcp", 9000),), "the mesh reaches 81 on the network"
     off_net = run_spec(task(), spec(ports=["80"]), "10.1.0.2", (), SEATS)
     assert off_net.ports == (PortSpec(80, "tcp", 0),)
 
