@@ -66,8 +66,11 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
     forward = []
     if crossing:
         forward.append(f"\t\tiifname . oifname {{ {', '.join(crossing)} }} drop")
-    forward += [f'\t\toifname "{n.bridge}" iifname != "{n.bridge}" ct state new ct status != dnat drop'
-                for n in networks]
+    for n in networks:
+        # `ct status != dnat` would compare the whole status word: accept the translated
+        # connections first, then drop every other new one.
+        forward += [f'\t\toifname "{n.bridge}" iifname != "{n.bridge}" ct status dnat accept',
+                    f'\t\toifname "{n.bridge}" iifname != "{n.bridge}" ct state new drop']
     forward += [f'\t\tiifname "{n.bridge}" oifname != "{n.bridge}" drop' for n in networks if n.internal]
     if networks:
         forward.append(f"\t\tip daddr {{ {', '.join(vip_range(n) for n in networks)} }} "

@@ -13,7 +13,8 @@ restarted adopts what it left (its containers, networks and devices) and serves 
 host dies, its task leaves the VIP of `api` (two replicas) on the others within the gossip
 bound, requests to the VIP succeed again, and no forwarding entry towards it is left. `api`
 publishes `ports: ["80"]`: a mesh port from 30000 on every node, as Swarm does, reaching its
-tasks over the network (they bind no host port).
+tasks over the network (they bind no host port), through nftables on n0 and the proxy on the
+others.
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
     async with aiohttp.ClientSession() as session:
         cluster = BedCluster(bed, tmp_path / "nodes", session, hosts=3, runtime="docker",
                              extra_args=["--overlay", "--image-pull", "never",
-                                         "--dns-upstream", outside.address], node_env=env)
+                                         "--dns-upstream", outside.address], node_env=env,
+                             # Both routing mesh data planes reach tasks over the network.
+                             node_args={"n0": ["--lb-dataplane", "nft"]})
         try:
             await cluster.form()
             token = ClusterKeys.from_token(cluster.token).api_token

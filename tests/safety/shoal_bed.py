@@ -48,11 +48,13 @@ class BedCluster:
 
     def __init__(self, bed: NetBed, workdir: Path, session: aiohttp.ClientSession, *,
                  hosts: int | None = None, runtime: str = "process",
-                 extra_args: Sequence[str] = (), node_env: Mapping[str, Mapping[str, str]] = {}) -> None:
+                 extra_args: Sequence[str] = (), node_args: Mapping[str, Sequence[str]] = {},
+                 node_env: Mapping[str, Mapping[str, str]] = {}) -> None:
         # The first `hosts` hosts of the bed run nodes (default: all); the others stay outside.
         self.hosts = {f"n{host.index}": host for host in bed.hosts[:hosts]}
         self.runtime = runtime
         self.extra_args = tuple(extra_args)
+        self.node_args = node_args
         self.node_env = node_env
         self.names = tuple(self.hosts)
         self.workdir = workdir
@@ -80,7 +82,7 @@ class BedCluster:
         if (self.data_dir(name) / "node.json").exists():
             return argv  # a restart needs only the data dir
         argv += ["--name", name, "--advertise", self.hosts[name].address, "--runtime", self.runtime,
-                 *self.extra_args,
+                 *self.extra_args, *self.node_args.get(name, ()),
                  "--api-port", str(API_PORT), "--raft-port", str(API_PORT + 1),
                  "--gossip-port", str(API_PORT + 2), "--dns-port", str(API_PORT + 3)]
         if name != self.names[0]:
