@@ -29,8 +29,9 @@ API_PORT = 7420
 class BedCluster:
     """A Shoal node on every host of a DockerHosts bed; the bed stops the processes."""
 
-    def __init__(self, hosts: DockerHosts) -> None:
+    def __init__(self, hosts: DockerHosts, extra_args: tuple[str, ...] = ()) -> None:
         self.hosts = hosts
+        self.extra_args = extra_args
         self.names = [host.name for host in hosts.bed.hosts]
         self.token = ""
         self.api_token = ""
@@ -50,7 +51,8 @@ class BedCluster:
         host, daemon = self.hosts.bed.hosts[i], self.hosts.daemons[i]
         argv = [sys.executable, "-m", "node", "node", "start", "--name", host.name,
                 "--data-dir", str(self.hosts.bed.workdir / f"shoal-{host.name}"),
-                "--advertise", host.address, "--runtime", "docker", "--image-pull", "never"]
+                "--advertise", host.address, "--runtime", "docker", "--image-pull", "never",
+                *self.extra_args]
         if join:
             argv += ["--join", self.api(0), "--token", self.token]
         host.spawn(argv, env={"DOCKER_HOST": daemon.url, "SHOAL_QUIET": "1"},

@@ -166,6 +166,24 @@ def memory_section(suite: dict) -> list[str]:
             *table(["", "Shoal node", "dockerd+containerd"], rows)]
 
 
+def overlay_section(suite: dict) -> list[str]:
+    data = result(suite, "overlay")
+    if not data:
+        return []
+    rows = [[target, f"{data[target]['rps']:,.0f}", f"{data[target]['p50_ms']:.2f}",
+             f"{data[target]['p99_ms']:.2f}"] for target in ("vip", "overlay", "underlay")]
+    join, death = data["new_task_behind_vip_s"], data["dead_task_out_of_vip_s"]
+    return ["## Overlay networks", "",
+            f"wrk -t1 -c{data['connections']} from one namespace host to busybox httpd on another "
+            "(a new connection per request): through the service's VIP, to the task's overlay "
+            "address, and to a container publishing a host port (the underlay).", "",
+            *table(["target", "req/s", "p50 ms", "p99 ms"], rows),
+            f"VIP {data['vip_vs_overlay']:.2f}× overlay; overlay {data['overlay_vs_underlay']:.2f}× "
+            f"underlay. A new task behind the VIP {fmt(Figure(join['median'], join['min'], join['max']), 3)} s "
+            f"after its container starts; a killed task out of every node's VIP after "
+            f"{fmt(Figure(death['median'], death['min'], death['max']), 3)} s.", ""]
+
+
 def scale_section(suite: dict) -> list[str]:
     data = result(suite, "scale")
     if not data:
@@ -208,7 +226,8 @@ def write_report(suite: dict, path: Path) -> list[Path]:
              "", "Every figure: median of its runs, min–max in brackets.", "",
              *summary_section(found), *losses_section(found)]
     sections = [control_section(suite), orchestration_section(suite), scheduling_section(suite),
-                lb_section(suite), gossip_section(suite), memory_section(suite), scale_section(suite)]
+                lb_section(suite), overlay_section(suite), gossip_section(suite), memory_section(suite),
+                scale_section(suite)]
     for section in sections:
         lines += section
     lines += ["## Plots", ""] + [f"![{name}]({p.name})" for name, p in plots.items()] + [""]

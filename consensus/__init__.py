@@ -11,3 +11,4 @@ from consensus import scaling as _scaling  # noqa: F401  (registers the autoscal
 from consensus import secrets as _secrets  # noqa: F401  (registers secret and config commands and tables)
 from consensus import selectors as _selectors  # noqa: F401  (registers Kubernetes Services kept without workloads)
 from consensus import round_wire as _round_wire  # noqa: F401  (the compact form of scheduling rounds)
+from consensus import networks as _networks  # noqa: F401  (registers overlay network commands and table)

@@ -69,6 +69,8 @@ class ClusterInfo:
     created_at: float = 0.0
     # Placement strategy for the scheduler: "spread" (default) or "binpack".
     strategy: Literal["spread", "binpack"] = "spread"
+    # Where overlay networks take their subnets from; empty: consensus.ipam's default.
+    overlay_cidr: str = ""
 
 
 def target_voter_count(eligible_nodes: int) -> int:

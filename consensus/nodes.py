@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from consensus.codec import command
 from consensus.model import Availability, ClusterInfo, Node, NodeRole, NodeStatus, Resources
@@ -12,6 +12,11 @@ from consensus.state import ClusterState, Result, handles, register_table
 
 NODES = "nodes"
 register_table(NODES, Node)
+
+# Called with a node's id after it registers and after it is removed, by the modules whose
+# tables hold something per node (overlay networks lease each node a block of addresses).
+NODE_REGISTERED: list[Callable[[ClusterState, str], None]] = []
+NODE_REMOVED: list[Callable[[ClusterState, str], None]] = []
 
 
 def nodes(state: ClusterState) -> dict[str, Node]:
@@ -39,6 +44,8 @@ def voters(state: ClusterState) -> list[Node]:
 class BootstrapCluster:
     cluster_id: str
     created_at: float
+    # Where overlay networks take their subnets from; empty: consensus.ipam's default.
+    overlay_cidr: str = ""
 
 
 @command("node.register")
@@ -103,7 +110,8 @@ def _bootstrap(state: ClusterState, cmd: BootstrapCluster) -> Result:
         if state.cluster.cluster_id == cmd.cluster_id:
             return Result(True)
         return Result.fail(f"cluster already bootstrapped as {state.cluster.cluster_id}")
-    state.cluster = ClusterInfo(cluster_id=cmd.cluster_id, created_at=cmd.created_at)
+    state.cluster = ClusterInfo(cluster_id=cmd.cluster_id, created_at=cmd.created_at,
+                                overlay_cidr=cmd.overlay_cidr)
     return Result(True)
 
 
@@ -126,6 +134,8 @@ def _register(state: ClusterState, cmd: RegisterNode) -> Result:
                                   status=old.status, joined_at=old.joined_at,
                                   status_changed_at=old.status_changed_at)
     table[new.id] = new
+    for hook in NODE_REGISTERED:
+        hook(state, new.id)
     return Result(True, value=new.id)
 
 
@@ -180,6 +190,8 @@ def _resources(state: ClusterState, cmd: SetNodeResources) -> Result:
 def _remove(state: ClusterState, cmd: RemoveNode) -> Result:
     if nodes(state).pop(cmd.node_id, None) is None:
         return Result.fail(f"no such node {cmd.node_id!r}", 404)
+    for hook in NODE_REMOVED:
+        hook(state, cmd.node_id)
     return Result(True)
 
 

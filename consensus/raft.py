@@ -24,6 +24,14 @@ from typing import Any, Callable, Iterator, Literal, Optional
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
+import _socket
+import socket
+
+# pysyncobj 0.3.17 replaces socket.inet_ntop, on every platform, with a Windows-only version
+# that raises on Linux (pysyncobj/win_inet_pton.py); netlink (pyroute2) decodes every address
+# with it. Put the real one back: pysyncobj itself never calls it off Windows.
+socket.inet_ntop = _socket.inet_ntop
+
 from consensus import codec, safe_pickle
 from consensus.state import ClusterState, Result
 

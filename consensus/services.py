@@ -168,6 +168,15 @@ class VolumeRef:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkAttachment:
+    """An overlay network a service's tasks join; `aliases` are extra names it answers to
+    there (Compose `networks: {NAME: {aliases: [...]}}`)."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     name: str
     image: str
@@ -198,6 +207,12 @@ class ServiceSpec:
     stop_delay: float = DEFAULT_STOP_DELAY
     container: ContainerOptions = field(default_factory=ContainerOptions)
     autoscale: Optional[AutoscaleSpec] = None  # `replicas` is then the autoscaler's to move
+    # Overlay networks its tasks join, each with a VIP for the service (none: the runtime's
+    # own default network, reached through published ports only).
+    networks: tuple[NetworkAttachment, ...] = ()
+    # `vip`: a virtual IP per network, its name answers it; `dnsrr`: no VIP, its name
+    # answers its tasks' addresses (Swarm's endpoint_mode, a Kubernetes headless Service).
+    endpoint_mode: Literal["vip", "dnsrr"] = "vip"
 
     @property
     def host_ports(self) -> tuple[PortSpec, ...]:
@@ -330,6 +345,7 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "stop_grace_period": lambda value, f: parse_duration(value, f),
     "stop_delay": lambda value, f: parse_duration(value, f),
     "autoscale": _durations("cooldown_up", "cooldown_down"),
+    "networks": _each(lambda item, f: {"name": item}),
 }
 
 
@@ -412,6 +428,7 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
     _check_health(spec, check)
     _check_policies(spec, check)
     _check_files(spec, check)
+    _check_networks(spec, check)
     check_autoscale(spec.autoscale, spec.mode, check)
     check_container(spec.container, check)
     return errors
@@ -474,6 +491,17 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
     check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")
     check(0 <= spec.stop_delay <= MAX_STOP_DELAY, "stop_delay",
           f"must be between 0s and {MAX_STOP_DELAY:.0f}s, not {spec.stop_delay}")
+
+
+def _check_networks(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
+    seen: set[str] = set()
+    for i, attachment in enumerate(spec.networks):
+        check(attachment.name not in seen, f"networks[{i}].name",
+              f"network {attachment.name!r} is named twice")
+        seen.add(attachment.name)
+        for j, alias in enumerate(attachment.aliases):
+            check(bool(_DNS_LABEL.fullmatch(alias)), f"networks[{i}].aliases[{j}]",
+                  f"{alias!r} is not a DNS label: 1-63 lowercase letters, digits or '-'")
 
 
 def _check_files(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:

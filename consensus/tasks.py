@@ -51,6 +51,8 @@ class Endpoint:
 
     address: str = ""
     ports: tuple[PortBinding, ...] = ()
+    # Overlay network name -> the task's address on it.
+    networks: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +235,16 @@ class ReportTaskStatus:
 SPEC_CHECKS: list[Callable[[ClusterState, ServiceSpec], Optional[Result]]] = []
 
 
+# Called with a service's name after it is created, updated or deleted, by the modules whose
+# tables follow services (overlay networks give each service a VIP on the networks it joins).
+SERVICE_CHANGED: list[Callable[[ClusterState, str], None]] = []
+
+
+def _service_changed(state: ClusterState, name: str) -> None:
+    for hook in SERVICE_CHANGED:
+        hook(state, name)
+
+
 def _spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
     errors = spec_errors(spec)
     if errors:
@@ -264,6 +276,7 @@ def _create_service(state: ClusterState, cmd: CreateService) -> Result:
     if any(s.id == cmd.id for s in table.values()):
         return Result.fail(f"id: service id {cmd.id!r} is taken", 409)
     table[cmd.spec.name] = Service(cmd.id, cmd.spec, 1, cmd.at, cmd.at)
+    _service_changed(state, cmd.spec.name)
     return Result(True, value={"id": cmd.id, "version": 1})
 
 
@@ -291,6 +304,7 @@ def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_vers
     new = dataclasses.replace(old, spec=spec, version=old.version + 1, updated_at=at,
                               history=history, rollout=rollout or old.rollout)
     services(state)[new.name] = new
+    _service_changed(state, new.name)
     return Result(True, value={"id": new.id, "version": new.version, "changed": True})
 
 
@@ -318,6 +332,7 @@ def _delete_service(state: ClusterState, cmd: DeleteService) -> Result:
     for task in list(table.values()):
         if task.service_id == service.id:
             table[task.id] = stopped(task, "service removed", cmd.at, node_table.get(task.node_id))
+    _service_changed(state, cmd.name)
     return Result(True, value={"id": service.id})
 
 

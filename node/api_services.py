@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
 
+from consensus.mesh_ports import assign_mesh_ports, published_ingress
 from consensus.nodes import nodes
 from consensus.selectors import DeleteSelector, PutSelector, port_selectors
 from consensus.services import merge_spec, parse_service_spec
@@ -27,6 +28,7 @@ from consensus.tasks import (CreateService, DeleteService, Service, Task, Update
 from consensus.updates import RollbackService
 from consensus.wire import WireError, from_plain, to_plain
 from node.api_cluster import NODE
+from node.api_networks import ensure_networks
 from node.http_util import HttpError, json_body, query_flag, result_or_raise
 
 if TYPE_CHECKING:
@@ -76,6 +78,19 @@ def task_json(task: Task, node_name: str) -> dict:
     # The scheduler keeps why a task waits in `message`; name it for readers of the API.
     body["pending_reason"] = task.message if task.state == "pending" else ""
     return body
+
+
+def with_mesh_ports(specs: tuple[ServiceSpec, ...], wanted: tuple[tuple[str, int, str], ...],
+                    current: dict[str, Service]) -> tuple[ServiceSpec, ...]:
+    """`specs` with their Compose target-only ports given mesh ports (as Swarm does)."""
+    if not wanted:
+        return specs
+    names = {spec.name for spec in specs}
+    taken = published_ingress(s.spec for s in current.values() if s.name not in names)
+    taken |= published_ingress(specs)
+    return tuple(assign_mesh_ports(spec, {(t, p) for name, t, p in wanted if name == spec.name},
+                                   current[spec.name].spec if spec.name in current else None, taken)
+                 for spec in specs)
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -227,11 +242,18 @@ async def apply_document(request: web.Request) -> web.Response:
         raise HttpError(400, "the document defines no services", "body")
     try:
         with shoal.raft.read() as state:
+            current = dict(services(state))
+            try:
+                manifest = dataclasses.replace(manifest, specs=with_mesh_ports(
+                    manifest.specs, manifest.mesh_ports, current))
+            except ValueError as exc:
+                raise HttpError(409, str(exc), "ports") from None
             process_nodes = tuple(n.name for n in nodes(state).values() if n.runtime == "process")
-            plan = plan_manifest(dict(services(state)), manifest, prune=flags["prune"],
+            plan = plan_manifest(current, manifest, prune=flags["prune"],
                                  process_nodes=process_nodes, selectors=dict(port_selectors(state)))
             problems = apply_problems(state, list(plan.steps), manifest.files,
-                                      files_to_come=flags["dry_run"])
+                                      files_to_come=flags["dry_run"],
+                                      networks_to_come=manifest.networks)
     except PlanConflict as exc:
         raise HttpError(409, exc.reason, exc.field) from None
     if problems:  # all checked before anything changes: a file that fails changes nothing
@@ -246,6 +268,9 @@ async def apply_document(request: web.Request) -> web.Response:
     if flags["dry_run"]:
         return web.json_response({"services": [_planned(step) for step in plan.steps], **answer,
                                   "dry_run": True})
+    network_rows = await ensure_networks(shoal, manifest.networks)
+    if network_rows:
+        answer["networks"] = network_rows
     for selector in plan.keep_selectors:
         result_or_raise(await shoal.control.submit(PutSelector(selector)))
     results, failures = [], []

@@ -7,12 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from consensus.networks import CreateNetwork, networks
 from consensus.secrets import Blob, blobs
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, UpdateService
 from node.http_util import field_of
 
 if TYPE_CHECKING:
+    from node.manifests.networks import NetworkDef
     from node.manifests.plan import ApplyStep
     from node.manifests.refs import FileSource
 
@@ -29,13 +31,28 @@ class ApplyProblem:
 
 
 def apply_problems(state: ClusterState, steps: list[ApplyStep], files: tuple[FileSource, ...],
-                   *, files_to_come: bool) -> list[ApplyProblem]:
+                   *, files_to_come: bool,
+                   networks_to_come: tuple[NetworkDef, ...] = ()) -> list[ApplyProblem]:
     """Every reason the apply would fail, tried on a copy of `state`. With `files_to_come`
     the secrets and configs the file defines from `file:` or `content:` count as there (the
     CLI checks and creates them after this check and before the apply); without, they must
-    exist already. External ones must exist either way."""
+    exist already. External ones must exist either way. The networks the file defines are
+    made on the copy first, as the apply makes them before its services."""
     trial = state.trial_copy()
     problems = []
+    for i, network in enumerate(networks_to_come):
+        if network.name in networks(trial):
+            continue
+        if network.external:
+            problems.append(ApplyProblem(
+                network.where, f"external, but the cluster has no network {network.name!r}: "
+                f"create it first (shoal network create {network.name})", 400, network.where))
+            continue
+        made = trial.apply(CreateNetwork(f"trial-net-{i}", network.name, 0.0, network.subnet,
+                                         network.internal, network.attachable,
+                                         dict(network.labels)))
+        if not made.ok:
+            problems.append(ApplyProblem(network.where, made.error, made.code, network.where))
     for source in files:
         table = blobs(trial, source.kind)
         if source.name in table:

@@ -50,6 +50,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                        ("gossip", "gossip, udp and tcp"), ("dns", "DNS, udp")):
         start.add_argument(f"--{port}-port", type=int, help=f"{what} (default "
                            f"{_DEFAULTS[f'{port}_port']})")
+    start.add_argument("--overlay", action="store_true", default=None,
+                       help="take part in overlay networks (root, Docker runtime, one node per "
+                            "network namespace)")
+    start.add_argument("--vxlan-port", type=int, help="UDP port of the overlay's VXLAN (default 4789)")
+    start.add_argument("--overlay-cidr", type=_overlay_cidr, metavar="CIDR",
+                       help="where overlay networks take their subnets from, set when the "
+                            "cluster is made (default 10.200.0.0/13)")
+    start.add_argument("--dns-upstream", type=_addresses, metavar="ADDR[,ADDR]",
+                       help="where container DNS forwards other names (default: /etc/resolv.conf's)")
     start.add_argument("--join", metavar="HOST:PORT", help="API address of any cluster node")
     start.add_argument("--token", help="join token (`shoal cluster token` on a member)")
     start.add_argument("--labels", type=_labels, help="k=v,k2=v2 (applied when the node joins)")
@@ -116,6 +125,27 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 # -- node start -------------------------------------------------------------------------
+def _addresses(text: str) -> tuple[str, ...]:
+    import ipaddress
+
+    found = tuple(part.strip() for part in text.split(",") if part.strip())
+    for address in found:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{address!r} is not an IP address") from None
+    return found
+
+
+def _overlay_cidr(text: str) -> str:
+    from consensus import ipam
+
+    try:
+        return ipam.check_cluster_cidr(text)
+    except ipam.IpamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _start(args: argparse.Namespace) -> int:
     from node import config as cfg
     from node.config import NodeConfig
@@ -135,6 +165,8 @@ def _start(args: argparse.Namespace) -> int:
         "image_pull": args.image_pull, "voter_grace": args.voter_grace,
         "metrics_interval": args.metrics_interval,
         "snapshot_entries": args.snapshot_entries, "snapshot_interval": args.snapshot_interval,
+        "overlay": args.overlay, "vxlan_port": args.vxlan_port,
+        "dns_upstreams": args.dns_upstream, "overlay_cidr": args.overlay_cidr,
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:
@@ -146,6 +178,8 @@ def _start(args: argparse.Namespace) -> int:
         raise UsageError(f"--snapshot-interval must be a positive number of seconds, "
                          f"not {args.snapshot_interval:g}")
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    if config.overlay and config.runtime == "process":
+        raise UsageError("--overlay needs the Docker runtime (--runtime docker or auto)")
     if args.join and not args.token:
         raise UsageError("--join needs --token (run `shoal cluster token` on a member)")
     if stored and stored.identity and args.join:

@@ -53,6 +53,15 @@ class NodeConfig:
     # seconds have passed since the last snapshot (pysyncobj's logCompactionMin*).
     snapshot_entries: int = 5000
     snapshot_interval: float = 60.0
+    # Take part in the overlay networks (needs root, the Docker runtime and one node per
+    # network namespace): a bridge and a VXLAN device per network, VIP rules, container DNS.
+    overlay: bool = False
+    vxlan_port: int = 4789
+    # Where container DNS forwards names outside the cluster; empty: /etc/resolv.conf's.
+    dns_upstreams: tuple[str, ...] = ()
+    # The range overlay networks take their subnets from, fixed when the cluster is made
+    # (read by the first node only); empty: consensus.ipam's default.
+    overlay_cidr: str = ""
 
     @property
     def raft_address(self) -> str:

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import signal
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import node
 
@@ -28,6 +28,7 @@ from node.api_dashboard import routes as dashboard_routes
 from node.api_events import routes as event_routes
 from node.api_mesh import routes as mesh_routes
 from node.api_metrics import routes as metrics_routes
+from node.api_networks import routes as network_routes
 from node.api_secrets import routes as secret_routes
 from node.api_services import routes as service_routes
 from node.api_tasks import routes as task_routes
@@ -52,7 +53,11 @@ from node.telemetry import Sources, Telemetry
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
 from node.voters import VoterManager
+from node.overlay.view import seats
 from scheduler import SchedulerLoop, StateView
+
+if TYPE_CHECKING:
+    from node.overlay.loop import Overlay
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +112,20 @@ class ShoalNode:
         # The agent asks this node's own API for its tasks' secrets, as it would any node's.
         files = FileFetcher(self.control.client_for(node_record(self.node_id, self.config,
                                                                 fingerprint)), self.node_id)
+        self.overlay: Optional[Overlay] = None
+        if self.config.overlay and driver.name != "docker":
+            log.error("--overlay needs the Docker runtime and this node runs %s: it takes no part "
+                      "in overlay networks", driver.name)
+        elif self.config.overlay:
+            self.overlay = self._make_overlay()
         self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
                            changed=self.raft.subscribe(), submit=self.control.submit,
                            advertise=self.config.task_address,
                            dns_servers=task_dns_servers(self.config.advertise,
                                                         self.config.dns_port),
-                           fill_files=files.fill)
+                           fill_files=files.fill,
+                           seats=(lambda state: seats(state, self.node_id)) if self.overlay else None,
+                           networks_ready=self.overlay.networks_ready if self.overlay else None)
         self.mesh = Mesh(MeshConfig(node_id=self.node_id, ingress_address=self.config.ingress_host,
                                     dns_address=self.config.advertise,
                                     dns_port=self.config.dns_port,
@@ -140,6 +153,23 @@ class ShoalNode:
         self._stop_reason = ""
         self._runner: Optional[web.AppRunner] = None
         self._role_lock = asyncio.Lock()
+
+    def _make_overlay(self) -> Overlay:
+        # Imported here: a node without the overlay holds neither the Docker SDK nor pyroute2.
+        from netoverlay.overlay.resolver import upstreams_from
+        from node.overlay.docker_networks import DockerNetworks
+        from node.overlay.loop import Overlay, OverlayConfig
+        from node.runtime.docker_sdk import docker
+
+        upstreams = self.config.dns_upstreams
+        if not upstreams:
+            with contextlib.suppress(OSError), open("/etc/resolv.conf") as conf:
+                upstreams = upstreams_from(conf.read())
+        config = OverlayConfig(node_id=self.node_id, local_address=self.config.advertise,
+                               vxlan_port=self.config.vxlan_port, upstreams=upstreams)
+        return Overlay(config, gossip=self.gossip, read_state=self.raft.read,
+                       subscribe=self.raft.subscribe,
+                       networks=DockerNetworks(docker.from_env(), self.node_id))
 
     # -- creating or joining a cluster -------------------------------------------------
     @staticmethod
@@ -187,6 +217,8 @@ class ShoalNode:
                 return self._stop_reason
             await self.gossip.start()
             await self.mesh.start()
+            if self.overlay is not None:
+                await self.overlay.start()
             log.info("node %s (%s) serving the API on %s:%d", self.config.name, self.node_id,
                      self.config.advertise, self.config.api_port)
             async with asyncio.TaskGroup() as tasks:
@@ -206,6 +238,8 @@ class ShoalNode:
                          tasks.create_task(self.telemetry.count_leader_changes(
                              self.raft.subscribe(), self.raft.leader)),
                          tasks.create_task(self.mesh.run())]
+                if self.overlay is not None:
+                    loops.append(tasks.create_task(self.overlay.run()))
                 await self._stop.wait()
                 await self.scheduler.stop(SHUTDOWN_TIMEOUT / 2)
                 for t in loops:
@@ -249,6 +283,7 @@ class ShoalNode:
         app.add_routes(metrics_routes)
         app.add_routes(openapi_routes)
         app.add_routes(dashboard_routes)
+        app.add_routes(network_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True)
@@ -270,6 +305,8 @@ class ShoalNode:
 
     async def _shutdown(self) -> None:
         await self.mesh.stop()
+        if self.overlay is not None:
+            await self.overlay.stop()
         # Tell the others we are leaving, so they need not wait for a failure verdict.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.gossip.leave(), SHUTDOWN_TIMEOUT / 4)
@@ -294,7 +331,8 @@ class ShoalNode:
             wanted = node_record(self.node_id, self.config, self.fingerprint)
             try:
                 if not bootstrapped and self.raft.is_leader() and not self.identity.voters[1:]:
-                    await self.control.submit(BootstrapCluster(self.keys.cluster_id, time.time()))
+                    await self.control.submit(BootstrapCluster(self.keys.cluster_id, time.time(),
+                                                               self.config.overlay_cidr))
                     now = time.time()
                     await self.control.submit(RegisterNode(dataclasses.replace(
                         wanted, role="voter", joined_at=now, status_changed_at=now)))

@@ -98,8 +98,13 @@ def render_table(config: NftConfig, ports: list[ServicePort],
 
 
 def render_delete(config: NftConfig) -> str:
-    # Declaring the table first makes the delete valid whether or not it exists.
-    return f"table ip {config.table} {{}}\ndelete table ip {config.table}\n"
+    return delete_table(config.table)
+
+
+def delete_table(table: str) -> str:
+    """A script that removes `table`. Declaring the table first makes the delete valid
+    whether or not it exists."""
+    return f"table ip {table} {{}}\ndelete table ip {table}\n"
 
 
 async def run_nft(config: NftConfig, script: str) -> None:

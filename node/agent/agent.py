@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any, Awaitable, Callable, ContextManager, Optional
 
 from consensus.state import ClusterState, Result
@@ -19,8 +20,9 @@ from consensus.tasks import TaskReport
 from node.agent.plan import Assigned, Decision, assigned_to, decide
 from node.agent.reports import ReportSender
 from node.agent.secret_fetch import FillFiles
-from node.agent.runner import RETRY_DELAY, TaskRunner
+from node.agent.runner import RETRY_DELAY, NetworksReady, TaskRunner
 from node.agent.translate import TranslateError, run_spec
+from node.overlay.view import Seat
 from node.runtime.driver import Driver
 from node.runtime.model import RunSpec, TaskObservation
 
@@ -40,11 +42,16 @@ class Agent:
                  read_state: Callable[[], ContextManager[ClusterState]], changed: asyncio.Event,
                  submit: Callable[[Any], Awaitable[Result]], advertise: str,
                  dns_servers: tuple[str, ...] = (), fill_files: Optional[FillFiles] = None,
+                 seats: Optional[Callable[[ClusterState], Mapping[str, Seat]]] = None,
+                 networks_ready: Optional[NetworksReady] = None,
                  report_interval: float = 0.5, max_parallel: int = MAX_PARALLEL) -> None:
         self.node_id = node_id
         self.driver = driver
         self.advertise = advertise
         self.dns_servers = dns_servers
+        # This node's place in each overlay network; None: it takes part in none.
+        self._seats = seats
+        self._networks_ready = networks_ready
         # Fetches the content of a task's secrets and configs just before it starts.
         self._fill_files = fill_files
         self._read_state = read_state
@@ -90,6 +97,15 @@ class Agent:
         with self._read_state() as state:
             return assigned_to(state, self.node_id)
 
+    def _run_spec(self, entry: Assigned) -> RunSpec:
+        seats: Optional[Mapping[str, Seat]] = None
+        if self._seats is not None:
+            seats = {}
+            if entry.spec is not None and entry.spec.networks:
+                with self._read_state() as state:
+                    seats = self._seats(state)
+        return run_spec(entry.task, entry.spec, self.advertise, self.dns_servers, seats)
+
     async def _adopt(self) -> None:
         while True:
             try:
@@ -110,7 +126,7 @@ class Agent:
         if entry is None or entry.task.desired != "running":
             return None
         try:
-            return run_spec(entry.task, entry.spec, self.advertise, self.dns_servers)
+            return self._run_spec(entry)
         except TranslateError:
             return None  # it cannot run as specified: it is watched until it is retired
 
@@ -120,7 +136,7 @@ class Agent:
             self._report(report)
         for entry in decision.start:
             try:
-                run = run_spec(entry.task, entry.spec, self.advertise, self.dns_servers)
+                run = self._run_spec(entry)
             except TranslateError as exc:
                 self._report(TaskReport(entry.task.id, "rejected", error=str(exc)))
                 continue
@@ -133,7 +149,8 @@ class Agent:
         assert self._group is not None
         runner = TaskRunner(task_id, driver=self.driver, slots=self._slots,
                             report=self._report, advertise=self.advertise, run=run,
-                            adopted=adopted, fill_files=self._fill_files)
+                            adopted=adopted, fill_files=self._fill_files,
+                            networks_ready=self._networks_ready)
         self._runners[task_id] = runner
         task = self._group.create_task(runner.run(), name=f"shoal-task-{task_id}")
         task.add_done_callback(lambda _: self._forget(runner))

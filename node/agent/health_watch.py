@@ -24,12 +24,19 @@ OnStatus = Callable[[HealthStatus], None]
 
 
 def probe_target(check: HealthCheck, run: RunSpec, seen: TaskObservation) -> ProbeTarget:
-    """Probe the published endpoint of the check's port; a port the task does not declare is
-    probed as is on the advertise address. A command check runs with the task's environment,
-    host ports included, as the task itself sees them in the process runtime."""
+    """Probe the published endpoint of the check's port; a task on an overlay network is
+    probed at its address on its first network (this node reaches it through its bridge, and
+    its unpublished ports have no host port); any other port is probed as is on the advertise
+    address. A command check runs with the task's environment, host ports included, as the
+    task itself sees them in the process runtime."""
     published = seen.endpoint(check.port)
-    host, port = ((published.host, published.port) if published is not None
-                  else (run.advertise_address, check.port))
+    on_network = seen.networks.get(run.networks[0]) if run.networks else None
+    if published is not None:
+        host, port = published.host, published.port
+    elif on_network and check.port:
+        host, port = on_network, check.port
+    else:
+        host, port = run.advertise_address, check.port
     if host in ("", "0.0.0.0", "::"):
         host = run.advertise_address
     env = {"PATH": os.environ.get("PATH", os.defpath), **run.env,

@@ -24,6 +24,9 @@ from node.runtime.model import RunSpec, TaskObservation
 
 log = logging.getLogger(__name__)
 
+# Waits (within its own bound) until this node has made the runtime networks named.
+NetworksReady = Callable[[tuple[str, ...]], Awaitable[None]]
+
 # Stop grace for a task whose spec is unknown (adopted, and gone from the state).
 DEFAULT_GRACE = 10.0
 # Wait before trying again to remove a task the runtime failed to remove.
@@ -58,7 +61,8 @@ class TaskRunner:
     def __init__(self, task_id: str, *, driver: Driver, slots: asyncio.Semaphore,
                  report: Callable[[TaskReport], None], advertise: str,
                  run: Optional[RunSpec] = None, adopted: Optional[TaskObservation] = None,
-                 fill_files: Optional[FillFiles] = None, retry_delay: float = RETRY_DELAY) -> None:
+                 fill_files: Optional[FillFiles] = None, retry_delay: float = RETRY_DELAY,
+                 networks_ready: Optional[NetworksReady] = None) -> None:
         assert run is not None or adopted is not None, "a runner needs a task to start or adopt"
         self.task_id = task_id
         self.run_spec = run
@@ -68,6 +72,7 @@ class TaskRunner:
         self._advertise = advertise
         self._adopted = adopted
         self._fill_files = fill_files
+        self._networks_ready = networks_ready
         self._retry_delay = retry_delay
         self._phase: Phase = "starting" if adopted is None else "running" if adopted.alive else "ended"
         self._retire: Optional[Retire] = None
@@ -103,6 +108,10 @@ class TaskRunner:
         else:
             assert self.run_spec is not None
             run = self.run_spec
+            if run.networks and self._networks_ready is not None:
+                # The node makes a network's runtime side when the network is committed; a
+                # task assigned at once must not race it (its start would find no network).
+                await self._networks_ready(run.networks)
             if run.files and self._fill_files is not None:
                 # Fetched at the last moment, kept only in this start's RunSpec.
                 run = await self._fill_files(run)

@@ -23,6 +23,7 @@ from consensus.wire import WireError
 from node.manifests import compose, kube
 from node.manifests.interpolation import Interpolator
 from node.manifests.kube import Attachment
+from node.manifests.networks import NetworkDef
 from node.manifests.reader import ManifestError, Reader, load_documents
 from node.manifests.refs import FileSource
 
@@ -61,6 +62,11 @@ class Manifest:
     stack: str = ""
     variables: tuple[str, ...] = ()  # the names interpolation looked up
     env_files: tuple[str, ...] = ()  # the env_file paths it read
+    # The overlay networks a Compose file defines or uses: made before its services.
+    networks: tuple[NetworkDef, ...] = ()
+    # (service, target, protocol) of Compose ports with a target only: as in Swarm, each is
+    # published on the mesh on a port the cluster picks (consensus.mesh_ports).
+    mesh_ports: tuple[tuple[str, int, str], ...] = ()
 
 
 def load_manifest(text: str, *, strict: bool = False, origin: Origin = Origin()) -> Manifest:
@@ -126,13 +132,16 @@ def _translate(docs: list, strict: bool, origin: Origin) -> Manifest:
                                 "(shoal apply -f FILE), relative to the Compose file")
         return ""
 
-    specs, files = [], []
+    specs, files, nets = [], [], []
     stack = origin.stack
     for doc in compose_docs:
         stack = stack or compose.project_name(doc) or ""
-        doc_specs, doc_files = compose.translate(r, doc, interpolator, origin.directory, origin.home, env_file)
+        doc_specs, doc_files, doc_nets = compose.translate(r, doc, interpolator, origin.directory,
+                                                           origin.home, env_file)
         specs += doc_specs
         files += doc_files
+        nets += doc_nets
+    mesh_ports = compose.mesh_ports(specs)
     kube_specs, kube_files, attachments = kube.translate(r, kube_docs)
     specs += kube_specs
     files += kube_files
@@ -141,4 +150,5 @@ def _translate(docs: list, strict: bool, origin: Origin) -> Manifest:
     if strict and warnings:
         raise ManifestError("", "unsupported fields (strict mode): " + "; ".join(warnings))
     return Manifest(_labelled(specs, stack), tuple(warnings), tuple(files), attachments, stack,
-                    tuple(sorted(interpolator.looked_up)), tuple(dict.fromkeys(read_files)))
+                    tuple(sorted(interpolator.looked_up)), tuple(dict.fromkeys(read_files)),
+                    tuple(nets), mesh_ports)

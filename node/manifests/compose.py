@@ -13,16 +13,18 @@ from consensus.units import parse_cpu, parse_duration, parse_memory
 from node.manifests.fields import labels, to_spec, words
 from node.manifests.interpolation import Interpolator, parse_env_file
 from node.manifests.reader import ManifestError, Reader, shown
+from node.manifests.networks import (NetworkDef, default_network, expose, read_networks,
+                                     service_networks, uses_networks)
 from node.manifests.refs import FileSource, read_definitions, service_files, service_volumes, used_sources
 
 # (path as written, field, required) -> the file's text ("" for a missing optional one)
 EnvFileReader = Callable[[str, str, bool], str]
 
-_TOP_KEYS = {"version", "name", "services", "secrets", "configs", "volumes"}
+_TOP_KEYS = {"version", "name", "services", "secrets", "configs", "volumes", "networks"}
 # Translated to the spec.
 _SERVICE_KEYS = {"image", "build", "command", "entrypoint", "environment", "env_file", "ports",
                  "healthcheck", "deploy", "labels", "stop_grace_period", "secrets", "configs",
-                 "volumes", "restart", "init"}
+                 "volumes", "restart", "init", "networks", "expose"}
 # Container options, as docker run takes them (the Docker runtime honours them).
 _CONTAINER_KEYS = {"user", "working_dir", "hostname", "stop_signal", "tty", "read_only", "sysctls",
                    "extra_hosts", "ulimits", "logging"}
@@ -43,7 +45,8 @@ _UPDATE_KEYS = {"parallelism", "delay", "order", "monitor", "failure_action", "m
 # `restart:` (docker run's policy) as a Swarm restart condition.
 _RESTART = {"no": "none", "always": "any", "unless-stopped": "any", "on-failure": "on-failure"}
 # Spec fields and where they come from in the file, for errors.
-_FIELDS = {"replicas": "deploy.replicas", "mode": "deploy.mode", "restart": "deploy.restart_policy",
+_FIELDS = {"replicas": "deploy.replicas", "mode": "deploy.mode",
+           "endpoint_mode": "deploy.endpoint_mode", "restart": "deploy.restart_policy",
            "update": "deploy.update_config", "rollback": "deploy.rollback_config",
            "args": "command", "command": "entrypoint", "health": "healthcheck",
            "env": "environment", "resources": "deploy.resources",
@@ -118,12 +121,9 @@ def _resources(r: Reader, resources: dict, where: str) -> dict:
 
 def _deploy(r: Reader, deploy: dict, where: str, plain: dict) -> None:
     r.unsupported(deploy, _DEPLOY_KEYS, where)
-    for key in ("mode", "replicas"):
+    for key in ("mode", "replicas", "endpoint_mode"):
         if key in deploy:
             plain[key] = deploy[key]
-    if deploy.get("endpoint_mode", "vip") != "vip":
-        r.warnings.append(f"{where}.endpoint_mode: {shown(deploy['endpoint_mode'])} is not "
-                          "supported; Shoal balances each service's connections itself (vip)")
     if "resources" in deploy:
         plain["resources"] = _resources(r, r.mapping(deploy["resources"], f"{where}.resources"),
                                         f"{where}.resources")
@@ -270,23 +270,40 @@ def _bind_resolver(directory: str, home: str) -> Callable[[str, str], str]:
 
 
 def translate(r: Reader, doc: dict, interpolator: Interpolator, directory: str, home: str,
-              env_file: EnvFileReader) -> tuple[list[ServiceSpec], tuple[FileSource, ...]]:
+              env_file: EnvFileReader
+              ) -> tuple[list[ServiceSpec], tuple[FileSource, ...], tuple[NetworkDef, ...]]:
+    """The file's services, the secrets and configs they use, and the overlay networks they
+    join (made before the services)."""
     doc = {k: v for k, v in doc.items() if not str(k).startswith("x-")}
     doc = interpolator.value(doc, "")
     r.unsupported(doc, _TOP_KEYS, "")
     defs = read_definitions(r, doc)
+    nets = read_networks(r, doc)
+    if uses_networks(doc):
+        nets.setdefault("default", default_network(doc))
     resolve = _bind_resolver(directory, home)
     used: set = set()
+    used_nets: set[str] = set()
     specs = []
     for name, svc in r.mapping(doc.get("services"), "services").items():
         where = f"services.{name}"
         svc = r.mapping(svc, where)
-        specs.append(_service(r, str(name), svc, where, defs, used, resolve, env_file))
-    return specs, used_sources(r, defs, used)
+        specs.append(_service(r, str(name), svc, where, defs, used, resolve, env_file, nets,
+                              used_nets))
+    return (specs, used_sources(r, defs, used),
+            tuple(n for n in nets.values() if n.name in used_nets))
+
+
+def mesh_ports(specs: list[ServiceSpec]) -> tuple[tuple[str, int, str], ...]:
+    """(service, target, protocol) of the target-only ingress ports of Compose services,
+    which Swarm publishes on a mesh port the cluster picks (consensus.mesh_ports)."""
+    return tuple((spec.name, p.target, p.protocol) for spec in specs for p in spec.ports
+                 if p.mode == "ingress" and not p.published)
 
 
 def _service(r: Reader, name: str, svc: dict, where: str, defs: Any, used: set,
-             resolve: Callable[[str, str], str], env_file: EnvFileReader) -> ServiceSpec:
+             resolve: Callable[[str, str], str], env_file: EnvFileReader,
+             nets: dict[str, NetworkDef], used_nets: set[str]) -> ServiceSpec:
     for key in svc:
         if key in _NOT_CARRIED:
             r.once(key, f"{where}.{key}", f"{_NOT_CARRIED[key]}; ignored")
@@ -318,6 +335,12 @@ def _service(r: Reader, name: str, svc: dict, where: str, defs: Any, used: set,
     if "volumes" in svc:
         plain["volumes"] = service_volumes(r, defs, r.listing(svc["volumes"], f"{where}.volumes"),
                                            f"{where}.volumes", resolve)
+    if "expose" in svc:
+        expose(r, svc["expose"], f"{where}.expose")
+    if nets:
+        plain["networks"] = service_networks(r, nets, svc.get("networks") or ["default"],
+                                             f"{where}.networks")
+        used_nets.update(n["name"] for n in plain["networks"])
     return to_spec(plain, where, _FIELDS)
 
 

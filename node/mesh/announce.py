@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from consensus.services import ServiceSpec
@@ -43,6 +43,8 @@ class Announcement:
     address: str
     ports: tuple[PortBinding, ...] = ()
     weight: int = 1
+    # Overlay network -> the task's address there (for VIPs and container DNS).
+    networks: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Values arrive from other nodes: refuse what no endpoint could be made of."""
@@ -59,6 +61,11 @@ class Announcement:
                 port = getattr(binding, name)
                 if not 1 <= port <= 65535:
                     raise ValueError(f"ports[{i}].{name}: must be a port 1..65535, not {port}")
+        for network, address in self.networks.items():
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"networks.{network}: must be an IP address, not {address!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +96,13 @@ def announcement(task: Task, spec: Optional[ServiceSpec],
     state = seen.state if seen is not None else task.state
     health = (seen.health if seen is not None else None) or task.health
     endpoint = seen.endpoint if seen is not None and seen.endpoint is not None else task.endpoint
-    if state != "running" or not endpoint.address or not endpoint.ports:
+    if state != "running" or not endpoint.address or not (endpoint.ports or endpoint.networks):
         return None
     checked = spec is not None and spec.health.kind != "none"
     # Without a check of ours the runtime may still run the image's own (Docker HEALTHCHECK).
     if health == "unhealthy" or (checked and health != "healthy"):
         return None
-    return Announcement(task.service, endpoint.address, endpoint.ports)
+    return Announcement(task.service, endpoint.address, endpoint.ports, networks=dict(endpoint.networks))
 
 
 def own_tasks(state: ClusterState, node_id: str) -> list[tuple[Task, Optional[ServiceSpec]]]:

@@ -9,7 +9,7 @@ come from other nodes, so each is checked: a malformed one is left out with the 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from consensus.services import ServiceSpec
@@ -41,13 +41,31 @@ def service_ports(specs: Iterable[ServiceSpec]) -> list[ServicePort]:
             for spec in specs for p in spec.ports if p.published]
 
 
-def entry_endpoints(entry: TableEntry) -> list[Endpoint]:
+# Service name -> (its first overlay network, the targets of its ingress TCP ports): the
+# routing mesh reaches such a service's tasks at their address on that network, as Swarm's
+# ingress does, and they bind no host port for those ports.
+OverlayReach = Mapping[str, tuple[str, tuple[int, ...]]]
+
+
+def overlay_reach(specs: Iterable[ServiceSpec]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    return {spec.name: (spec.networks[0].name,
+                        tuple(sorted({p.target for p in spec.ports
+                                      if p.mode == "ingress" and p.protocol == "tcp" and p.published})))
+            for spec in specs if spec.networks}
+
+
+def entry_endpoints(entry: TableEntry, reach: OverlayReach = {}) -> list[Endpoint]:
     """The endpoints one gossip entry announces; ValueError (WireError) names what is wrong.
-    UDP bindings are left out: the routing mesh forwards TCP only."""
+    UDP bindings are left out: the routing mesh forwards TCP only. A task announced on its
+    service's overlay network is reached there, on its target ports."""
     task_id = task_of_key(entry.key)
     if task_id is None:
         raise ValueError(f"key: {entry.key!r} is not an endpoint key")
     found = from_plain(Announcement, entry.value, strict=False)
+    network, targets = reach.get(found.service, ("", ()))
+    if network in found.networks:
+        return [Endpoint(found.service, task_id, entry.owner, found.networks[network], target,
+                         found.weight, target) for target in targets]
     return [Endpoint(found.service, task_id, entry.owner, found.address, binding.host_port,
                      found.weight, binding.target)
             for binding in found.ports if binding.protocol == "tcp"]
@@ -72,13 +90,14 @@ def build_view(specs: Collection[ServiceSpec], entries: Iterable[TableEntry],
                members: Iterable[Member]) -> MeshView:
     live = [m for m in members if not m.gone]
     live_ids = {m.node_id for m in live}
+    reach = overlay_reach(specs)
     endpoints: dict[str, list[Endpoint]] = {}
     problems = []
     for entry in entries:
         if entry.tombstone or entry.owner not in live_ids or task_of_key(entry.key) is None:
             continue
         try:
-            found = entry_endpoints(entry)
+            found = entry_endpoints(entry, reach)
         except (WireError, ValueError) as exc:
             problems.append(f"{entry.owner}/{entry.key}: {exc}")
             continue

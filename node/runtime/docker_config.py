@@ -59,6 +59,8 @@ def _network(spec: RunSpec, node_id: str) -> dict[str, Any]:
         # None: an ephemeral host port, read back after start.
         kwargs["ports"] = {f"{p.target}/{p.protocol}": (spec.advertise_address, p.published or None)
                            for p in spec.ports}
+    if spec.networks:
+        kwargs["network"] = spec.networks[0]
     if spec.dns_servers:
         kwargs["dns"] = list(spec.dns_servers)
     if spec.dns_search:
@@ -136,6 +138,16 @@ def _endpoints(attrs: dict[str, Any]) -> tuple[Endpoint, ...]:
     return tuple(sorted(found, key=lambda e: (e.target, e.protocol, e.host)))
 
 
+# Docker's own networks: a task's address there is not one other nodes can reach.
+_DEFAULT_NETWORKS = frozenset({"bridge", "host", "none"})
+
+
+def _networks(attrs: dict[str, Any]) -> dict[str, str]:
+    found = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    return {name: settings["IPAddress"] for name, settings in sorted(found.items())
+            if name not in _DEFAULT_NETWORKS and (settings or {}).get("IPAddress")}
+
+
 def _state(status: str, exit_code: int, oom: bool, error: str) -> TaskState:
     if status == "created":
         # A container that failed to start stays "created" with the reason in State.Error.
@@ -173,6 +185,7 @@ def observation_from_attrs(attrs: dict[str, Any]) -> TaskObservation:
         endpoints=_endpoints(attrs),
         started_at=parse_docker_time(state.get("StartedAt", "")),
         health=_health_status((state.get("Health") or {}).get("Status")),
+        networks=_networks(attrs),
     )
 
 

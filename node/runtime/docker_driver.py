@@ -144,6 +144,12 @@ class DockerDriver:
             if isinstance(created, TaskObservation):
                 return created
             container = created
+            try:
+                for network in spec.networks[1:]:
+                    await asyncio.to_thread(self._client.api.connect_container_to_network,
+                                            container.id, network)
+            except DockerException as exc:
+                return self._fail(spec, f"cannot join network {network!r}: {_explain(exc)}")
         try:
             await asyncio.to_thread(container.start)
         except DockerException as exc:

@@ -101,6 +101,9 @@ class RunSpec:
     dns_search: tuple[str, ...] = ()
     files: tuple[TaskFile, ...] = ()
     options: ContainerOptions = field(default_factory=ContainerOptions)  # Docker honours them
+    # The runtime's networks the task joins (the first when it is made, the others before it
+    # starts); empty: the runtime's default network.
+    networks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _TASK_ID.fullmatch(self.task_id):
@@ -152,6 +155,8 @@ class TaskObservation:
     started_at: Optional[float] = None
     # What the runtime itself knows (Docker HEALTHCHECK); "unknown" when it runs no check.
     health: HealthStatus = "unknown"
+    # The runtime's network name -> the task's address on it (its default network left out).
+    networks: dict[str, str] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:

@@ -59,3 +59,18 @@ def test_steps_that_did_not_run_are_left_out_of_comparisons_and_listed_as_failed
     write_report(suite_with(1000, 2000, 0.5, 1.0), report)
     assert not any(c.reference == "Docker Swarm mode" for c in comparisons(suite_with(1, 1, 1, 1)))
     assert "| swarm | failed |" in report.read_text()
+
+
+def test_the_overlay_section_shows_the_three_paths_and_the_vip_timings():
+    from bench.report import overlay_section
+
+    paths = {t: {"rps": rps, "p50_ms": 1.5, "p99_ms": 9.0}
+             for t, rps in (("vip", 1800.0), ("overlay", 1820.0), ("underlay", 2000.0))}
+    data = {**paths, "connections": 8, "vip_vs_overlay": 0.989, "overlay_vs_underlay": 0.91,
+            "new_task_behind_vip_s": {"median": 0.2, "min": 0.1, "max": 0.3},
+            "dead_task_out_of_vip_s": {"median": 1.6, "min": 1.2, "max": 2.0}}
+    text = "\n".join(overlay_section({"steps": {"overlay": {"status": "ok", "result": data}}}))
+    assert "| vip | 1,800 | 1.50 | 9.00 |" in text and "| underlay | 2,000 |" in text
+    assert "VIP 0.99× overlay; overlay 0.91× underlay" in text
+    assert "0.200 [0.100–0.300] s" in text and "1.600 [1.200–2.000] s" in text
+    assert overlay_section({"steps": {}}) == []

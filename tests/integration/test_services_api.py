@@ -25,7 +25,7 @@ services:
     image: process
     command: ["sleep", "300"]
     ports: ["18000:8000"]
-    networks: [front]
+    cap_add: [NET_ADMIN]
     deploy:
       replicas: 2
       resources:
@@ -36,8 +36,6 @@ services:
     command: sleep 300
     deploy:
       mode: global
-networks:
-  front: {}
 """
 
 
@@ -268,14 +266,14 @@ async def test_compose_file_applies_reapplies_unchanged_and_strict_refuses(singl
     path = tmp_path / "stack.yml"
     path.write_text(STACK)
     strict = shoal("apply", "-f", str(path), "--strict", addr=addr)
-    assert strict.returncode == 2 and "networks" in strict.stderr
+    assert strict.returncode == 2 and "cap_add" in strict.stderr
     assert json.loads(shoal("service ls", "-o", "json", addr=addr).stdout) == []
 
     first = shoal("apply", "-f", str(path), addr=addr)
     assert first.returncode == 0, first.stderr
     rows = [line.split() for line in first.stdout.splitlines()[1:]]
     assert rows == [["api", "created", "1"], ["worker", "created", "1"]]
-    assert "warning: services.api.networks: not supported, ignored" in first.stderr
+    assert "warning: services.api.cap_add: not supported, ignored" in first.stderr
     api = await single.get(0, "/v1/services/api")
     assert api["spec"]["replicas"] == 2 and api["spec"]["restart"]["condition"] == "on-failure"
     assert (await single.get(0, "/v1/services/worker"))["spec"]["mode"] == "global"

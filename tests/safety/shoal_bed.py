@@ -16,7 +16,7 @@ import asyncio
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -46,8 +46,16 @@ class NotCaughtUp(AssertionError):
 class BedCluster:
     """Shoal nodes n0..nN-1, node i on bed host i; n0 bootstraps, the others join it."""
 
-    def __init__(self, bed: NetBed, workdir: Path, session: aiohttp.ClientSession) -> None:
-        self.hosts = {f"n{host.index}": host for host in bed.hosts}
+    def __init__(self, bed: NetBed, workdir: Path, session: aiohttp.ClientSession, *,
+                 hosts: int | None = None, runtime: str = "process",
+                 extra_args: Sequence[str] = (), node_args: Mapping[str, Sequence[str]] = {},
+                 node_env: Mapping[str, Mapping[str, str]] = {}) -> None:
+        # The first `hosts` hosts of the bed run nodes (default: all); the others stay outside.
+        self.hosts = {f"n{host.index}": host for host in bed.hosts[:hosts]}
+        self.runtime = runtime
+        self.extra_args = tuple(extra_args)
+        self.node_args = node_args
+        self.node_env = node_env
         self.names = tuple(self.hosts)
         self.workdir = workdir
         self.session = session
@@ -73,7 +81,8 @@ class BedCluster:
         argv = [sys.executable, "-m", "node", "node", "start", "--data-dir", str(self.data_dir(name))]
         if (self.data_dir(name) / "node.json").exists():
             return argv  # a restart needs only the data dir
-        argv += ["--name", name, "--advertise", self.hosts[name].address, "--runtime", "process",
+        argv += ["--name", name, "--advertise", self.hosts[name].address, "--runtime", self.runtime,
+                 *self.extra_args, *self.node_args.get(name, ()),
                  "--api-port", str(API_PORT), "--raft-port", str(API_PORT + 1),
                  "--gossip-port", str(API_PORT + 2), "--dns-port", str(API_PORT + 3)]
         if name != self.names[0]:
@@ -81,7 +90,7 @@ class BedCluster:
         return argv
 
     async def start(self, name: str) -> None:
-        env = {"SHOAL_QUIET": "1", "PYTHONUNBUFFERED": "1"}
+        env = {"SHOAL_QUIET": "1", "PYTHONUNBUFFERED": "1", **self.node_env.get(name, {})}
         self.starts[name].append(time.monotonic())
         self.processes[name] = await asyncio.to_thread(
             self.hosts[name].spawn, self._argv(name), env, None, REPO)

@@ -63,3 +63,12 @@ def test_time_spent_applying_does_not_count_toward_an_election():
         assert follower._SyncObj__raftElectionDeadline == before + 0.5
     finally:
         follower.destroy()
+
+
+def test_importing_the_raft_adapter_leaves_socket_inet_ntop_working():
+    """A canary for pysyncobj replacing socket.inet_ntop with a Windows-only function."""
+    import socket
+
+    import consensus.raft  # noqa: F401
+
+    assert socket.inet_ntop(socket.AF_INET, b"\x0a\x00\x00\x01") == "10.0.0.1"

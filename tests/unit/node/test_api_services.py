@@ -86,10 +86,10 @@ def test_bad_documents_name_the_field(text, field):
 
 def test_compose_and_kubernetes_documents_go_to_the_manifest_reader():
     compose = load_manifest("services:\n  web:\n    image: nginx\n    deploy:\n      replicas: 3\n"
-                            "    networks: [front]\n", strict=False)
-    assert compose.specs[0].replicas == 3 and any("networks" in w for w in compose.warnings)
+                            "    cap_add: [NET_ADMIN]\n", strict=False)
+    assert compose.specs[0].replicas == 3 and any("cap_add" in w for w in compose.warnings)
     with pytest.raises(ManifestError):
-        load_manifest("services:\n  web:\n    image: nginx\n    networks: [front]\n", strict=True)
+        load_manifest("services:\n  web:\n    image: nginx\n    cap_add: [NET_ADMIN]\n", strict=True)
 
 
 def test_summary_counts_the_current_tasks_of_this_service_only():

@@ -83,14 +83,15 @@ def test_a_compose_stack_with_deploy_translates():
 
 def test_unsupported_fields_are_warnings_or_errors_in_strict_mode():
     text = STACK.replace("    stop_grace_period: 1m30s\n",
-                         "    stop_grace_period: 1m30s\n    networks: [front]\n    build: .\n")
+                         "    stop_grace_period: 1m30s\n    cap_add: [NET_ADMIN]\n    build: .\n")
     manifest = load_manifest(text)
-    assert manifest.warnings == ("services.web.networks: not supported, ignored",
-                                 "services.web.build: ignored, as by docker stack deploy: the service "
-                                 "runs its image")
+    assert manifest.warnings == (
+        "services.web.cap_add: capabilities are not granted (that needs an authorisation Shoal "
+        "lacks); ignored",
+        "services.web.build: ignored, as by docker stack deploy: the service runs its image")
     with pytest.raises(ManifestError) as info:
         load_manifest(text, strict=True)
-    assert "services.web.networks" in info.value.reason
+    assert "services.web.cap_add" in info.value.reason
 
 
 def test_deployment_with_a_service_probes_and_node_selector():

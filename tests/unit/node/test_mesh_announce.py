@@ -45,6 +45,8 @@ def announced(t: Task, spec=PLAIN, seen=None) -> bool:
     (task(state="failed"), PLAIN, False),
     (task(endpoint=Endpoint("10.0.0.1")), PLAIN, False),  # nothing to reach it on
     (task(), None, True),  # its spec version is gone: judged as unchecked
+    # No port, but an address on an overlay network: reached there (by VIP and DNS).
+    (task(endpoint=Endpoint("10.0.0.1", (), {"appnet": "10.200.0.2"})), PLAIN, True),
 ])
 def test_which_tasks_are_announced(t, spec, expected):
     assert announced(t, spec) is expected
@@ -135,3 +137,8 @@ def test_a_withdrawal_wins_over_the_announcement_it_follows_in_either_order():
         for entry in order:
             receiver.merge(entry, 0.0)
         assert served(receiver.entries()) == set()
+
+
+def test_an_announcement_from_another_node_with_a_bad_overlay_address_is_refused():
+    with pytest.raises(ValueError, match="networks.appnet"):
+        Announcement("web", "10.0.0.1", networks={"appnet": "not-an-address"})

@@ -108,3 +108,16 @@ def test_the_api_shows_a_services_ports_and_endpoints_with_node_names():
     assert body["ports"][1]["addresses"] == []  # host mode: only where a task runs
     assert [(e["node_name"], e["endpoint"], e["target_port"]) for e in body["endpoints"]] == [
         ("one", "10.0.0.1:31001", 80), ("one", "10.0.0.1:31002", 443), ("two", "10.0.0.2:31001", 80)]
+
+
+def test_the_mesh_reaches_a_service_on_an_overlay_network_at_its_tasks_network_addresses():
+    from consensus.services import NetworkAttachment
+
+    api = ServiceSpec("api", "img", ports=(PortSpec(80, 30000), PortSpec(81)), networks=(NetworkAttachment("appnet"),))
+    on_net = TableEntry("n1", endpoint_key("a1"), 1, to_plain(Announcement(
+        "api", "10.0.0.1", networks={"appnet": "10.200.0.66"})))
+    # A node without the overlay ran its task on the runtime's network, with a host port.
+    off_net = entry("n2", "a2", "api", "10.0.0.2", (80, 31005, "tcp"))
+    view = build_view([api], [on_net, off_net], MEMBERS)
+    assert [(e.address, e.port, e.target_port) for e in view.endpoints["api"]] == [
+        ("10.200.0.66", 80, 80), ("10.0.0.2", 31005, 80)]

@@ -8,6 +8,7 @@ import consensus  # noqa: F401  (registers commands and tables)
 from consensus.services import parse_service_spec
 from consensus.tasks import Endpoint as TaskEndpoint, PortBinding, Task, TaskReport
 from node.agent.translate import VANISHED, TranslateError, observed, run_ports, run_spec
+from node.overlay.view import Seat
 from node.health import HealthCheck
 from node.runtime.model import Endpoint, PortSpec, TaskObservation
 
@@ -62,7 +63,8 @@ def test_run_spec_carries_the_whole_spec():
       "retries": 4, "start_period": "5s"},
      HealthCheck("http", port=80, path="/ready", interval=2.0, timeout=1.0, retries=4,
                  start_period=5.0)),
-    ({"kind": "tcp", "interval": 1, "timeout": 1}, HealthCheck("tcp", interval=1.0, timeout=1.0)),
+    # Port 0 is the first declared port.
+    ({"kind": "tcp", "interval": 1, "timeout": 1}, HealthCheck("tcp", port=80, interval=1.0, timeout=1.0)),
     ({"kind": "cmd", "command": "test -f /ok", "interval": 3, "timeout": 2, "retries": 1},
      HealthCheck("cmd", command=("/bin/sh", "-c", "test -f /ok"), interval=3.0, timeout=2.0,
                  retries=1)),
@@ -106,3 +108,45 @@ BOUND = TaskEndpoint("127.0.0.9", (PortBinding(80, 32768, "tcp"), PortBinding(53
 ])
 def test_observations_become_reports(seen, expected):
     assert observed(seen, "127.0.0.9") == expected
+
+
+SEATS = {"appnet": Seat("appnet", "shoal-appnet", "10.200.0.65"),
+         "db": Seat("db", "shoal-db", "10.200.16.65")}
+
+
+def test_a_task_on_networks_joins_them_and_uses_this_nodes_resolver_on_the_first():
+    run = run_spec(task(), spec(networks=["db", "appnet"]), "10.1.0.2", ("10.1.0.2",), SEATS)
+    assert run.networks == ("shoal-db", "shoal-appnet")
+    assert (run.dns_servers, run.dns_search) == (("10.200.16.65",), ("db",))
+    plain = run_spec(task(), spec(), "10.1.0.2", ("10.1.0.2",), SEATS)
+    assert (plain.networks, plain.dns_servers, plain.dns_search) == ((), ("10.1.0.2",), ("shoal",))
+
+
+def test_a_node_without_the_overlay_runs_a_networked_task_on_the_runtimes_default_network():
+    run = run_spec(task(), spec(networks=["appnet"], ports=["80"]), "10.1.0.2", ("10.1.0.2",), None)
+    assert (run.networks, run.dns_servers, run.ports) == ((), ("10.1.0.2",), (PortSpec(80, "tcp", 0),))
+
+
+def test_on_a_network_only_host_mode_ports_bind_a_host_port():
+    on_net = run_spec(task(), spec(networks=["appnet"], ports=[
+        "80", "8080:81", {"target": 82, "published": 9000, "mode": "host"}]), "10.1.0.2", (), SEATS)
+    assert on_net.ports == (PortSpec(82, "tcp", 9000),), "the mesh reaches 81 on the network"
+    off_net = run_spec(task(), spec(ports=["80"]), "10.1.0.2", (), SEATS)
+    assert off_net.ports == (PortSpec(80, "tcp", 0),)
+
+
+def test_a_network_this_node_has_no_place_in_names_the_field():
+    with pytest.raises(TranslateError, match=r"networks\[1\]: .*'other'.*--overlay"):
+        run_spec(task(), spec(networks=["appnet", "other"]), "10.1.0.2", (), SEATS)
+
+
+def test_reports_carry_the_task_addresses_on_its_overlay_networks():
+    seen = TaskObservation("t1", "running", "web", 3, networks={"shoal-appnet": "10.200.0.66", "mine": "10.9.0.2"})
+    assert observed(seen, "10.1.0.2").endpoint == TaskEndpoint("10.1.0.2", (), {"appnet": "10.200.0.66"})
+
+
+def test_a_health_check_on_port_0_probes_the_first_declared_port():
+    run = run_spec(task(), spec(ports=["9000", "8080:80"], health={"kind": "http"}), "10.1.0.2")
+    assert run.healthcheck.port == 9000
+    named = run_spec(task(), spec(ports=["9000"], health={"kind": "tcp", "port": 7000}), "10.1.0.2")
+    assert named.healthcheck.port == 7000

@@ -41,6 +41,8 @@ def test_identity_labels_and_process_settings():
     ({"dns_servers": ("10.0.0.1",), "dns_search": ("shoal",)},
      {"dns": ["10.0.0.1"], "dns_search": ["shoal"]}, set()),
     ({"healthcheck": HealthCheck("http", path="/health")}, {}, {"healthcheck"}),
+    ({"networks": ("shoal-appnet", "shoal-db")}, {"network": "shoal-appnet"}, set()),  # the rest join before start
+    ({}, {}, {"network"}),
     ({"healthcheck": HealthCheck("cmd", command=("true",), interval=2, timeout=1, retries=4,
                                  start_period=0.5)},
      {"healthcheck": {"test": ["CMD", "true"], "interval": 2_000_000_000,
@@ -131,3 +133,11 @@ def test_container_options_reach_docker_and_defaults_add_nothing():
         "tty": True, "read_only": True, "sysctls": {"net.core.somaxconn": "1024"},
         "extra_hosts": {"db": "10.0.0.5"}, "ulimits": [{"name": "nofile", "soft": 10, "hard": 20}],
         "log_config": {"type": "json-file", "config": {"max-size": "10m"}}}
+
+
+def test_observation_reads_the_task_addresses_on_its_networks_but_not_dockers_own():
+    raw = attrs()
+    raw["NetworkSettings"]["Networks"] = {"shoal-appnet": {"IPAddress": "10.200.0.66"},
+                                          "bridge": {"IPAddress": "172.17.0.2"},
+                                          "shoal-db": {"IPAddress": ""}}
+    assert observation_from_attrs(raw).networks == {"shoal-appnet": "10.200.0.66"}

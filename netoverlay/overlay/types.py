@@ -1,0 +1,55 @@
+"""What a node's overlay is built from: typed values the node fills from the replicated
+state and the gossiped endpoint table. Nothing here reads the state itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# VXLAN over IPv4 adds 50 bytes: outer IPv4 (20), UDP (8), VXLAN (8), inner Ethernet (14).
+VXLAN_OVERHEAD = 50
+DEFAULT_VXLAN_PORT = 4789
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOnNetwork:
+    """A service as one network sees it: its VIP (empty when it has none), the extra names
+    it answers to there, and the addresses of its healthy tasks on this network."""
+
+    name: str
+    vip: str = ""
+    aliases: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayNetwork:
+    """One network as this node takes part in it. `lease` is empty when the network had no
+    block left for this node: it carries traffic but runs no task of the network."""
+
+    name: str
+    vni: int
+    subnet: str
+    tasks_range: str
+    lease: str = ""
+    gateway: str = ""
+    internal: bool = False
+    services: tuple[ServiceOnNetwork, ...] = ()
+
+    @property
+    def bridge(self) -> str:
+        # Interface names hold 15 characters: the VNI (at most 8 digits) names both devices.
+        return f"sov{self.vni}"
+
+    @property
+    def vxlan(self) -> str:
+        return f"svx{self.vni}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOverlay:
+    """Everything one node's overlay shells need, in one value."""
+
+    local_address: str  # this node's underlay address: its VXLAN tunnel end
+    peers: tuple[str, ...]  # the underlay addresses of the other live nodes
+    networks: tuple[OverlayNetwork, ...] = field(default_factory=tuple)
+    vxlan_port: int = DEFAULT_VXLAN_PORT
