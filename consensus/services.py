@@ -500,8 +500,8 @@ def _check_networks(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
               f"network {attachment.name!r} is named twice")
         seen.add(attachment.name)
         for j, alias in enumerate(attachment.aliases):
-            check(bool(_DNS_LABEL.fullmatch(alias)), f"networks[{i}].aliases[{j}]",
-                  f"{alias!r} is not a DNS label: 1-63 lowercase letters, digits or '-'")
+            check(bool(_SERVICE_NAME.fullmatch(alias)), f"networks[{i}].aliases[{j}]",
+                  f"{alias!r} is not a DNS label: 1-63 lowercase letters, digits, '-' or '_'")
 
 
 def _check_files(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:

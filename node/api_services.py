@@ -9,6 +9,7 @@ answer goes out, so the answer always shows the write.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import time
@@ -21,7 +22,7 @@ from aiohttp import web
 from consensus.mesh_ports import assign_mesh_ports, published_ingress
 from consensus.nodes import nodes
 from consensus.selectors import DeleteSelector, PutSelector, port_selectors
-from consensus.services import merge_spec, parse_service_spec
+from consensus.services import ServiceSpec, merge_spec, parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
                              tasks, tasks_of)

@@ -41,7 +41,8 @@ async def test_networks_through_the_cli_and_the_api(single):
         refused = shoal("network create", *args, addr=addr)
         assert refused.returncode != 0 and all(w in refused.stderr for w in words), refused.stderr
     status, answer = await call("POST", f"{addr}/v1/services", json={**SLEEPER, "name": "lost", "networks": ["nowhere"]})
-    assert status == 400 and "networks[0]: no such network 'nowhere'" in answer["error"], answer
+    assert (status, answer.get("field")) == (400, "networks[0]") and \
+        "no such network 'nowhere'" in answer["error"], answer
     assert (await call("GET", f"{addr}/v1/overlay"))[1] == {"enabled": False}
 
     assert (await call("DELETE", f"{addr}/v1/services/api"))[0] == 200

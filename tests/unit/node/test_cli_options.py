@@ -42,7 +42,8 @@ API_COMMANDS = [words for words, leaf in _leaves(build_parser([]))
 
 def test_every_command_group_has_api_commands():
     assert {words[0] for words in API_COMMANDS} == {"node", "cluster", "service", "apply",
-                                                    "stack", "volume", "secret", "config"}
+                                                    "stack", "volume", "secret", "config",
+                                                    "network"}
 
 
 @pytest.mark.parametrize("words", API_COMMANDS, ids=" ".join)

@@ -100,7 +100,7 @@ services:
         [("1000", "json-file"), ("1000", "json-file"), ("", "")]
     warnings = "\n".join(manifest.warnings)
     assert "services.a.cap_add: capabilities are not granted" in warnings
-    assert "services.b.deploy.endpoint_mode: 'dnsrr' is not supported" in warnings
+    assert manifest.specs[1].endpoint_mode == "dnsrr" and "endpoint_mode" not in warnings
     assert "services.b.deploy.resources.reservations.devices: Shoal cannot reserve" in warnings
     assert "services.c.profiles: every service is applied" in warnings
     assert "x-" not in warnings
