@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import posixpath
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
 from consensus.autoscale import AutoscaleSpec, check_autoscale
+from consensus.shell_words import WordsError, split_words
 from consensus.model import Node, Resources
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError, from_plain, to_plain
@@ -244,7 +244,12 @@ def parse_volume(text: object, field: str) -> dict:
 
 
 def _words(value: Any, field: str) -> Any:
-    return shlex.split(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    try:
+        return split_words(value)
+    except WordsError as exc:
+        raise SpecError(field, f"the command line {exc}") from None
 
 
 def _env(value: Any, field: str) -> Any:

@@ -14,7 +14,9 @@ from consensus.model import Availability, Node
 from consensus.nodes import RemoveNode, UpdateNode, find_node, nodes, voters
 from consensus.raft import NotLeader
 from consensus.wire import from_plain, to_plain
-from node.http_util import HttpError, json_body, parse_body, result_or_raise
+from node.http_util import (HttpError, json_body, parse_body, read_body, require_type,
+                            result_or_raise)
+from node.control import COMMAND_TYPE, MAX_COMMAND_BYTES
 from node.join import JoinRequest, accept_join
 
 if TYPE_CHECKING:
@@ -217,7 +219,8 @@ async def join(request: web.Request) -> web.Response:
 @routes.post("/v1/internal/propose")
 async def internal_propose(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    data = await request.read()
+    require_type(request, lambda t: t == COMMAND_TYPE, COMMAND_TYPE)
+    data = await read_body(request, MAX_COMMAND_BYTES)
     try:
         codec.decode(data)  # validate before it enters the log
     except codec.CodecError as exc:

@@ -20,7 +20,7 @@ from consensus.nodes import nodes
 from consensus.tasks import tasks
 from node.api_cluster import NODE
 from node.client import ApiError, ShoalClient, Unreachable
-from node.http_util import HttpError
+from node.http_util import HttpError, parse_count
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -47,10 +47,8 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
 
 def parse_log_query(query: Mapping[str, str]) -> LogQuery:
     tail = query.get("tail", "all")
-    if tail != "all" and not tail.isdigit():
-        raise HttpError(400, f"must be a number of lines (0 or more) or 'all', not {tail!r}", "tail")
-    return LogQuery(_flag(query, "follow"), None if tail == "all" else int(tail),
-                    _flag(query, "local"))
+    lines = None if tail == "all" else parse_count(tail, "tail", "a number of lines or 'all'")
+    return LogQuery(_flag(query, "follow"), lines, _flag(query, "local"))
 
 
 async def _local_logs(request: web.Request, task_id: str,

@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Any, Awaitable, Callable, Optional
 
-from node.client import ApiError, ShoalClient, Unreachable
+from node.client import UNIX_PREFIX, ApiError, ShoalClient, Unreachable
+from node.local_socket import socket_path
 from node.security import TokenError
 
 DEFAULT_ADDR = "http://127.0.0.1:7420"
@@ -41,10 +42,13 @@ def _labels(text: str) -> dict[str, str]:
 
 def _api_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--addr", default=os.environ.get("SHOAL_ADDR", DEFAULT_ADDR),
-                        help="API address of any node (env SHOAL_ADDR; default %(default)s)")
+    common.add_argument("--addr", help="API address of any node, HOST:PORT, http(s)://HOST:PORT "
+                        "or unix:PATH (env SHOAL_ADDR; default: the socket of the node on "
+                        f"this machine, else {DEFAULT_ADDR})")
+    common.add_argument("--data-dir", help="talk to the node with this data dir through its "
+                        "socket (env SHOAL_DATA_DIR)")
     common.add_argument("--token", default=os.environ.get("SHOAL_TOKEN"),
-                        help="API token, needed from outside loopback (env SHOAL_TOKEN)")
+                        help="API token, needed over TCP (env SHOAL_TOKEN)")
     common.add_argument("-o", "--output", choices=("table", "json"), default="table")
     return common
 
@@ -93,8 +97,27 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def default_data_dir() -> str:
+    return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
+
+
+def api_address(addr: Optional[str], data_dir: Optional[str]) -> str:
+    """Flags first, then the environment, then the socket of a node on this machine (its
+    default data dir), then the default TCP address."""
+    if addr:
+        return addr
+    if data_dir:
+        return UNIX_PREFIX + socket_path(data_dir)
+    if os.environ.get("SHOAL_ADDR"):
+        return os.environ["SHOAL_ADDR"]
+    local = socket_path(os.environ.get("SHOAL_DATA_DIR") or default_data_dir())
+    if os.environ.get("SHOAL_DATA_DIR") or os.path.exists(local):
+        return UNIX_PREFIX + local
+    return DEFAULT_ADDR
+
+
 async def _call(args: argparse.Namespace) -> int:
-    async with ShoalClient(args.addr, args.token) as client:
+    async with ShoalClient(api_address(args.addr, args.data_dir), args.token) as client:
         return await args.handler(args, client)
 
 

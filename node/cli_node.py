@@ -12,13 +12,9 @@ import sys
 from typing import Optional
 
 from node import output
-from node.cli import UsageError, _kv, _labels, emit
+from node.cli import UsageError, _kv, _labels, default_data_dir, emit
 from node.client import ApiError, ShoalClient, Unreachable
 from node.config import NodeConfig
-
-
-def _default_data_dir() -> str:
-    return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -28,7 +24,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start = nsub.add_parser("start", help="run a node in the foreground")
     start.add_argument("--name", help="node name (default: the host name)")
     start.add_argument("--data-dir", default=None,
-                       help=f"state directory (default {_default_data_dir()})")
+                       help=f"state directory (default {default_data_dir()})")
     start.add_argument("--advertise", help="address other nodes reach this one on (default 127.0.0.1)")
     start.add_argument("--publish-address",
                        help="address task ports are published on (default: --advertise)")
@@ -53,6 +49,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                        help="seconds between this node's load reports for autoscaling (default 5)")
     start.add_argument("--cpus", type=float, help="CPU capacity to offer (default: all)")
     start.add_argument("--memory", type=int, help="memory capacity in bytes (default: all)")
+    start.add_argument("--api-host", action="append", metavar="NAME",
+                       help="a DNS name clients reach the API by (repeatable; IP addresses, "
+                            "localhost and the machine's name are always accepted)")
     start.add_argument("--log-level", default="info",
                        choices=("debug", "info", "warning", "error"))
     start.set_defaults(local=_start)
@@ -103,7 +102,7 @@ def _start(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pysyncobj").setLevel(logging.ERROR)
-    data_dir = os.path.abspath(args.data_dir or _default_data_dir())
+    data_dir = os.path.abspath(args.data_dir or default_data_dir())
     stored = cfg.load(data_dir)
     base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
     overrides = {
@@ -114,6 +113,7 @@ def _start(args: argparse.Namespace) -> int:
         "labels": args.labels, "runtime": args.runtime,
         "image_pull": args.image_pull, "voter_grace": args.voter_grace,
         "metrics_interval": args.metrics_interval,
+        "api_hosts": tuple(args.api_host) if args.api_host else None,
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:

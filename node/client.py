@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from typing import Any, AsyncIterator, Optional
 
 import aiohttp
+
+from node.local_socket import reachable
+
+UNIX_PREFIX = "unix:"
+# Idle pooled connections are dropped before the server's idle timeout (node.api_listen)
+# closes them: a request sent on a connection the server is closing would fail.
+CLIENT_KEEPALIVE = 4.0
 
 
 class ApiError(Exception):
@@ -25,6 +33,10 @@ class Unreachable(Exception):
 
 
 def base_url(addr: str) -> str:
+    """The URL prefix for `addr`: HOST:PORT, http(s)://HOST:PORT, or unix:PATH (a node's
+    socket, whose requests name the host `localhost`)."""
+    if addr.startswith(UNIX_PREFIX):
+        return "http://localhost"
     addr = addr.rstrip("/")
     return addr if "://" in addr else f"http://{addr}"
 
@@ -33,6 +45,8 @@ class ShoalClient:
     def __init__(self, addr: str, token: Optional[str] = None, *, timeout: float = 10.0,
                  session: Optional[aiohttp.ClientSession] = None) -> None:
         self.base = base_url(addr)
+        self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
+        self._paths = contextlib.ExitStack()
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
@@ -48,16 +62,21 @@ class ShoalClient:
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
+        self._paths.close()
 
     async def _sess(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = None
-            if self.base.startswith("https://"):
+            connector: aiohttp.BaseConnector
+            if self._unix is not None:
+                connector = aiohttp.UnixConnector(self._paths.enter_context(reachable(self._unix)))
+            elif self.base.startswith("https://"):
                 # aiohttp's own default context trusts nothing in a Shoal process (see
                 # node/__init__), so HTTPS gets the system's CA store here; loading it reads
                 # files, hence the thread.
                 trusted = await asyncio.to_thread(ssl.create_default_context)
-                connector = aiohttp.TCPConnector(ssl=trusted)
+                connector = aiohttp.TCPConnector(ssl=trusted, keepalive_timeout=CLIENT_KEEPALIVE)
+            else:
+                connector = aiohttp.TCPConnector(keepalive_timeout=CLIENT_KEEPALIVE)
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -49,10 +50,17 @@ class NodeConfig:
     lb_dataplane: Literal["auto", "nft", "proxy"] = "proxy"
     # Seconds between this node's load reports for autoscaling.
     metrics_interval: float = 5.0
+    # Host names the API answers to besides IP addresses, `localhost` and the machine's name
+    # (a Host header naming anything else may come from a DNS-rebinding web page).
+    api_hosts: tuple[str, ...] = ()
 
     @property
     def raft_address(self) -> str:
         return f"{self.advertise}:{self.raft_port}"
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        return ("localhost", socket.gethostname(), *self.api_hosts)
 
     @property
     def ingress_host(self) -> str:

@@ -19,6 +19,11 @@ from consensus.raft import NoQuorum, NotLeader, ProposeError, RaftNode
 from consensus.state import Result
 from node.client import ApiError, ShoalClient, Unreachable
 
+# Encoded commands forwarded to the leader; a scheduler round's batch of assignments is the
+# largest.
+COMMAND_TYPE = "application/msgpack"
+MAX_COMMAND_BYTES = 4 << 20
+
 # How long a write may wait for a leader and a commit before the API answers 503.
 WRITE_TIMEOUT = 5.0
 
@@ -112,7 +117,7 @@ class ControlPlane:
         try:
             raw = await asyncio.wait_for(
                 client.request("POST", "/v1/internal/propose", data=data,
-                               content_type="application/msgpack"),
+                               content_type=COMMAND_TYPE),
                 timeout=remaining)
         except asyncio.TimeoutError:
             raise NoQuorum(f"no quorum: leader {leader.name} did not commit within the deadline") from None

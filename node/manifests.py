@@ -9,12 +9,12 @@ the field in the file, e.g. `services.web.deploy.resources.limits.memory`.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Any, Optional
 
 
 from consensus.services import ServiceSpec, SpecError, parse_port, parse_service_spec
+from consensus.shell_words import WordsError, split_words
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError
 from node.compose_refs import (FileSource, read_definitions, service_files, service_volumes,
@@ -33,7 +33,10 @@ class Manifest:
 
 def _words(value: Any, where: str) -> list[str]:
     if isinstance(value, str):
-        return shlex.split(value)
+        try:
+            return split_words(value)
+        except WordsError as exc:
+            raise ManifestError(where, f"the command line {exc}") from None
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
         return [str(v) for v in value]
     raise ManifestError(where, f"must be a string or a list of strings, not {value!r}")

@@ -53,7 +53,7 @@ class ClusterKeys:
 
     @property
     def api_token(self) -> str:
-        """The bearer token for the HTTP API from outside loopback, and between nodes."""
+        """The bearer token for the HTTP API over TCP, from clients and between nodes."""
         return derive_key(self.secret, "api").hex()
 
     def join_proof(self, payload: bytes) -> str:
@@ -63,4 +63,6 @@ class ClusterKeys:
         return hmac.compare_digest(self.join_proof(payload), proof)
 
     def check_api_token(self, presented: str) -> bool:
-        return hmac.compare_digest(self.api_token, presented)
+        # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError).
+        return hmac.compare_digest(self.api_token.encode(),
+                                   presented.encode("utf-8", "surrogateescape"))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import time
 from typing import Optional
@@ -31,7 +32,10 @@ from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
 from node.event_feed import EventFeed
-from node.http_util import auth_middleware, errors_middleware, is_loopback
+from node.api_guard import guard_middleware
+from node.api_listen import ConnectionLimits, listen, raise_file_limit, runner_options
+from node.http_util import errors_middleware
+from node.local_socket import socket_path
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
 from node.join import local_node, request_join
@@ -119,6 +123,8 @@ class ShoalNode:
         self._stop = asyncio.Event()
         self._stop_reason = ""
         self._runner: Optional[web.AppRunner] = None
+        self._listeners: list[asyncio.AbstractServer] = []
+        self.connection_limits = ConnectionLimits()
         self._role_lock = asyncio.Lock()
 
     # -- creating or joining a cluster -------------------------------------------------
@@ -157,6 +163,7 @@ class ShoalNode:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
+        log.info("open-file limit: %d", raise_file_limit())
         self.raft.start(self.identity.role, list(self.identity.voters))
         # Serve nothing older than what this node served before it stopped.
         if not await self.raft.wait_replayed():
@@ -198,7 +205,8 @@ class ShoalNode:
 
     async def _start_api(self) -> None:
         app = web.Application(middlewares=[errors_middleware,
-                                           auth_middleware(self.keys.check_api_token)],
+                                           guard_middleware(self.keys.check_api_token,
+                                                            self.config.host_names)],
                               client_max_size=4 * 1024 * 1024)
         app[NODE] = self
         app.add_routes(cluster_routes)
@@ -211,22 +219,11 @@ class ShoalNode:
         app.add_routes(secret_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
-                                   handler_cancellation=True)
+                                   handler_cancellation=True, **runner_options())
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.advertise, self.config.api_port,
-                           reuse_address=True)
-        await site.start()
-        if not is_loopback(self.config.advertise):
-            await self._serve_loopback()
-
-    async def _serve_loopback(self) -> None:
-        """Tools on this machine (`shoal ...`, `docker exec NODE shoal ...`) reach the API on
-        loopback, where it needs no token, also when the node advertises another address."""
-        try:
-            await web.TCPSite(self._runner, "127.0.0.1", self.config.api_port,
-                              reuse_address=True).start()
-        except OSError as exc:  # another node on this machine serves its API there
-            log.warning("not serving the API on 127.0.0.1:%d: %s", self.config.api_port, exc)
+        self._listeners = await listen(self._runner, self.connection_limits,
+                                       host=self.config.advertise, port=self.config.api_port,
+                                       socket_path=socket_path(self.config.data_dir))
 
     async def _shutdown(self) -> None:
         await self.mesh.stop()
@@ -234,6 +231,10 @@ class ShoalNode:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.gossip.leave(), SHUTDOWN_TIMEOUT / 4)
         await self.gossip.stop()
+        for listener in self._listeners:
+            listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(socket_path(self.config.data_dir))
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._runner.cleanup(), SHUTDOWN_TIMEOUT)

@@ -10,17 +10,17 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
-from node.localcluster import LocalCluster, NodeProc, wait_for
+from node.localcluster import LocalCluster, NodeProc, api_token_for, wait_for
 
 # Bounds on waits, not expectations: each wait ends as soon as its condition holds.
 SETTLE = 45.0
 
 
 def shoal(*argv: str, addr: str) -> subprocess.CompletedProcess:
-    """`shoal ARGV...` against `addr`, as an operator on this machine runs it."""
+    """`shoal ARGV...` against `addr`, as an operator elsewhere runs it: with the API token."""
     return subprocess.run([sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]],
                           capture_output=True, text=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"})
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
 
 
 def must(done: subprocess.CompletedProcess) -> str:

@@ -10,7 +10,7 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import started_cluster, wait_for
+from node.localcluster import api_token_for, auth_for, started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,10 +24,12 @@ async def single(tmp_path):
 def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "node", *args, "--addr", addr],
                           capture_output=True, text=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"})
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
 
 
 async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
+    """A request with the node's API token, unless the caller gives its own headers."""
+    kwargs.setdefault("headers", auth_for(url))
     async with aiohttp.ClientSession() as session:
         async with session.request(method, url, **kwargs) as resp:
             return resp.status, await resp.json(content_type=None)
@@ -36,7 +38,8 @@ async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
 async def test_malformed_requests_get_400_naming_the_field(single):
     base = f"http://{single.nodes[0].api}/v1/nodes/n1"
     cases = [
-        ({"data": b"{not json"}, None),
+        ({"data": b"{not json", "headers": {"Content-Type": "application/json", **auth_for(base)}},
+         None),
         ({"json": {"availability": "sideways"}}, "availability"),
         ({"json": {"add_labels": {"k": 5}}}, "add_labels.k"),
         ({"json": {"add_labels": {"bad key!": "v"}}}, "add_labels.bad key!"),
@@ -57,10 +60,11 @@ async def test_malformed_requests_get_400_naming_the_field(single):
 
 async def test_internal_calls_need_the_token_even_from_loopback(single):
     api = single.nodes[0].api
-    status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage")
+    status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage",
+                              headers={"Content-Type": "application/msgpack"})
     assert status == 401 and "token" in body["error"]
     token = (await single.get(0, "/v1/cluster/token"))["api_token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/msgpack"}
     status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage",
                               headers=headers)
     assert status == 400 and "msgpack" in body["error"]

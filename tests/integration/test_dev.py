@@ -19,9 +19,12 @@ from tests.support import processes_working_under
 pytestmark = pytest.mark.timeout(120)
 
 
-def _get(url: str):
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        return json.load(resp)
+def _shoal(*argv: str, env: dict) -> dict:
+    """A hint's command, run as printed in the environment it set up."""
+    done = subprocess.run([sys.executable, "-m", "node", *argv, "-o", "json"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def _ignore_sigint() -> None:
@@ -45,15 +48,25 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
     try:
         banner = dev.stdout.readline()
         assert "Shoal dev cluster: 2 node(s)" in banner, dev.stderr.read()
+        assert "Demo service 'hello' (created)" in dev.stdout.readline()
+        assert dev.stdout.readline().strip() == "In another shell:"
+        # The hints work as printed: the CLI finds node1's socket with no address or token.
+        variable, _, value = dev.stdout.readline().strip().removeprefix("export ").partition("=")
+        hinted = {k: v for k, v in os.environ.items() if k not in ("SHOAL_ADDR", "SHOAL_TOKEN")}
+        hinted[variable] = value
+        hints = [dev.stdout.readline().split() for _ in range(3)]
+        assert hints == [["shoal", "service", "ps", "hello"], ["shoal", "cluster", "status"],
+                         ["shoal", "node", "ls"]]
         deadline = time.monotonic() + 30
         while True:
-            nodes = _get(f"http://127.0.0.2:{port}/v1/nodes")
+            nodes = _shoal(*hints[2][1:], env=hinted)
             if len(nodes) == 2 and all(n["status"] == "ready" for n in nodes):
                 break
             assert time.monotonic() < deadline, nodes
             time.sleep(0.2)
         assert {n["name"] for n in nodes} == {"node1", "node2"}
-        assert "Demo service 'hello' (created)" in dev.stdout.readline()
+        assert _shoal(*hints[1][1:], env=hinted)["leader"]["name"] == "node1"
+        assert len(_shoal(*hints[0][1:], env=hinted)) == 3
         # The demo answers through the routing mesh on every node's address.
         for address in ("127.0.0.1", "127.0.0.2"):
             while True:

@@ -15,7 +15,8 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, started_cluster, wait_for
+from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
+                              started_cluster, wait_for)
 from node.runtime.task_files import tmpfs_root
 from node.security import ClusterKeys
 
@@ -35,7 +36,7 @@ def shoal(*argv: str, addr: str, stdin: bytes = b"") -> subprocess.CompletedProc
     # --addr goes before the arguments: `service create` takes all after IMAGE as the command.
     return subprocess.run([sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]], input=stdin,
                           capture_output=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"})
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
 
 
 def files_holding(roots: list[str], needle: bytes) -> list[str]:
@@ -62,7 +63,7 @@ async def raw_answers(cluster: LocalCluster, tasks: list[dict]) -> dict[str, byt
     async with aiohttp.ClientSession() as session:
         for node in cluster.nodes:
             for path in paths:
-                async with session.get(f"http://{node.api}{path}") as resp:
+                async with session.get(f"http://{node.api}{path}", headers=auth_for(node.api)) as resp:
                     answers[f"{node.name}{path}"] = await resp.read()
     return answers
 
@@ -135,7 +136,7 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
 
 
 async def task_log(cluster: LocalCluster, task_id: str) -> bytes:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=auth_for(cluster.nodes[0].api)) as session:
         async with session.get(f"http://{cluster.nodes[0].api}/v1/tasks/{task_id}/logs") as resp:
             return await resp.read()
 
