@@ -21,7 +21,12 @@ from consensus.wire import WireError, from_plain, to_plain
 
 # How many earlier specs a service keeps for rollback.
 SPEC_HISTORY = 10
-MAX_REPLICAS = 1_000_000
+# Quotas: what one cluster holds, at most. 100,000 tasks on 5,000 nodes is the scale the
+# scheduler benchmark runs; past it a typo ("replicas: 1000000") would take every node's
+# memory for tasks that can never be placed.
+MAX_REPLICAS = 10_000
+MAX_SERVICES = 1_000
+MAX_CLUSTER_REPLICAS = 100_000
 # A withdrawn endpoint leaves every node's gossip table within a few gossip rounds: each
 # round (0.2 s) sends it to 3 random members, who pass it on, so ~log3(n) rounds reach n
 # nodes (5 at 200 nodes); each load balancer then syncs after a 0.05 s debounce. 2 s covers

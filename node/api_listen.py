@@ -105,7 +105,9 @@ class _Limited(asyncio.Protocol):
 
 
 def runner_options() -> dict:
-    return {"keepalive_timeout": IDLE_TIMEOUT}
+    # No lingering: a body left unread (refused early, over its limit, undecodable) ends the
+    # connection instead of being read and thrown away, which also fails loudly on bad gzip.
+    return {"keepalive_timeout": IDLE_TIMEOUT, "lingering_time": 0}
 
 
 async def listen(runner: web.AppRunner, limits: ConnectionLimits, *, host: str, port: int,

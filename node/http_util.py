@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError as PayloadEncodingError
 
 from consensus.raft import NotLeader, ProposeError
 from consensus.state import Result
@@ -97,9 +98,9 @@ async def read_body(request: web.Request, limit: int = BODY_LIMIT) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         raise HttpError(408, f"the body did not arrive within {BODY_TIMEOUT:g} s", "body") from None
-    except ContentEncodingError as exc:
-        raise HttpError(400, f"the body cannot be decoded as its Content-Encoding says: "
-                             f"{exc.message}", "body") from None
+    except (ContentEncodingError, PayloadEncodingError) as exc:
+        raise HttpError(400, "the body cannot be decoded as its Content-Encoding says: "
+                             f"{str(exc).strip()}", "body") from None
     return b"".join(chunks)
 
 

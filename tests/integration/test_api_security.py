@@ -49,9 +49,9 @@ async def raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
             return resp.status, await resp.json(content_type=None)
 
 
-async def raw_exchange(host: str, port: int, request: bytes) -> bytes:
+async def raw_exchange(host: str, port: int, request: bytes, **connect) -> bytes:
     """Bytes on a socket, for headers no HTTP client library would send."""
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, **connect)
     writer.write(request)
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(65536), 10)
@@ -128,3 +128,87 @@ async def test_a_web_page_cannot_drive_the_api(single, headers, status, field):
                              headers={k: v for k, v in same_origin.items()
                                       if k != "Sec-Fetch-Site"})
     assert answer == 201, body
+
+
+async def test_a_huge_command_gets_a_quick_answer_and_the_node_stays_responsive(single):
+    node = single.nodes[0]
+    url = f"http://{node.api}/v1/services"
+    headers = {"Content-Type": "application/json", **auth_for(node.api)}
+    cases = [("a" * (2 << 20), 413, "body"),       # 2 MB: over the route's body limit
+             ("a" * 200_000, 400, "command"),      # under it, but no argument is that long
+             ("x " * 100_000, 400, "command")]
+    for command, status, field in cases:
+        started = time.monotonic()
+        answer, body = await raw("POST", url, headers=headers,
+                                 data=json.dumps({**SERVICE, "command": command}))
+        assert (answer, body.get("field")) == (status, field), body
+        assert time.monotonic() - started < 2.0
+        health_started = time.monotonic()
+        assert (await raw("GET", f"http://{node.api}/healthz"))[0] == 200
+        assert time.monotonic() - health_started < 1.0
+
+
+GZIP_GARBAGE = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage"
+
+
+@pytest.mark.parametrize("method, path, data, headers, field", [
+    ("POST", "/v1/services", "[" * 5000 + "]" * 5000, {}, "body"),
+    ("POST", "/v1/services", '{"name": "web", "image": "\\ud800"}', {}, "body"),
+    ("POST", "/v1/services", GZIP_GARBAGE, {"Content-Encoding": "gzip"}, "body"),
+    ("POST", "/v1/services", json.dumps({**SERVICE, "stop_grace_period": "9" * 450}), {},
+     "stop_grace_period"),
+    ("POST", "/v1/services", json.dumps({**SERVICE, "resources": {"limits": {"memory": 10**30}}}),
+     {}, "resources.limits.memory"),
+    ("POST", "/v1/services", json.dumps({**SERVICE, "restart": {"max_attempts": 2**64}}), {},
+     "restart.max_attempts"),
+    ("POST", "/v1/services", json.dumps({**SERVICE, "replicas": 10**6}), {}, "replicas"),
+    ("POST", "/v1/services", json.dumps({**SERVICE, "image": "x" * (300 << 10)}), {}, "body"),
+    ("PATCH", "/v1/services/web?version=99999999999999999999", "{}", {}, "version"),
+    ("GET", "/v1/tasks/x/logs?tail=²", None, {}, "tail"),
+    ("GET", "/v1/events?since=99999999999999999999", None, {}, "since"),
+], ids=["deep-json", "lone-surrogate", "bad-gzip", "450-digit-duration", "memory-1e30",
+        "max-attempts-2**64", "a-million-replicas", "300-KiB-image", "huge-version",
+        "unicode-digit", "huge-since"])
+async def test_malformed_input_is_a_4xx_naming_the_field(single, method, path, data, headers,
+                                                         field):
+    node = single.nodes[0]
+    sent = {"Content-Type": "application/json", **auth_for(node.api), **headers}
+    status, body = await raw(method, f"http://{node.api}{path}", data=data, headers=sent)
+    assert 400 <= status < 500 and body.get("field") == field, (status, body)
+    assert (await raw("GET", f"http://{node.api}/healthz"))[0] == 200
+    assert "Traceback" not in node.log()
+
+
+async def test_half_open_connections_cannot_starve_the_api(single):
+    from node.api_listen import IDLE_TIMEOUT, MAX_PER_CLIENT
+
+    node = single.nodes[0]
+    host, port = node.api.split(":")
+    held = []
+    for _ in range(MAX_PER_CLIENT + 20):  # each sends half a request line and waits
+        reader, writer = await asyncio.open_connection(host, int(port), local_addr=("127.0.0.1", 0))
+        writer.write(b"GET /v1/cluster HTTP/1.1\r\nHo")
+        held.append((reader, writer))
+    await asyncio.sleep(0.5)
+    closed = await asyncio.gather(*(_closed_within(reader, 1.0) for reader, _ in held[-20:]))
+    assert all(closed), "connections over the per-client limit were kept"
+    # Another client is still served at once.
+    answer = await raw_exchange(host, int(port), b"GET /healthz HTTP/1.1\r\nHost: " +
+                                host.encode() + b"\r\nConnection: close\r\n\r\n",
+                                local_addr=("127.0.0.2", 0))
+    assert answer.startswith(b"HTTP/1.1 200")
+    # And the half-open ones are dropped once they have idled IDLE_TIMEOUT.
+    closed = await asyncio.gather(*(_closed_within(reader, IDLE_TIMEOUT + 5)
+                                    for reader, _ in held[:MAX_PER_CLIENT]))
+    assert all(closed)
+    for _, writer in held:
+        writer.close()
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), seconds) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
