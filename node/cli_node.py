@@ -134,6 +134,11 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
     from node.runtime.select import RuntimeUnavailable, select_driver
     from node.server import ShoalNode
 
+    # Files the node creates (Raft journal and dump, task logs, records) are its own alone;
+    # tasks get the usual 022 back (see the process driver).
+    os.umask(0o077)
+    cfg.secure_data_dir(config.data_dir)
+
     async def run() -> int:
         try:
             driver = await select_driver(config.runtime, config.data_dir, node_id=node_id,

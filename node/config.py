@@ -109,9 +109,30 @@ def load(data_dir: str) -> Optional[Stored]:
     return dataclasses.replace(stored, config=dataclasses.replace(stored.config, data_dir=data_dir))
 
 
+# What the node keeps private in its data dir: its own files (Raft journal and dump, node.json,
+# the join token, task records and logs). Task working directories and volumes belong to
+# the tasks and keep the modes their tasks gave them.
+_PRIVATE_TREES = ("raft",)
+
+
+def secure_data_dir(data_dir: str) -> None:
+    """Make the data dir 0700 and the node's own files in it 0600 (dirs 0700), also when an
+    older version left them readable. New files are private by the node's umask (077)."""
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    for entry in os.scandir(data_dir):
+        if entry.is_file(follow_symlinks=False):
+            os.chmod(entry.path, 0o600)
+        elif entry.name in _PRIVATE_TREES and entry.is_dir(follow_symlinks=False):
+            for root, dirs, files in os.walk(entry.path):
+                os.chmod(root, 0o700)
+                for name in files:
+                    os.chmod(os.path.join(root, name), 0o600)
+
+
 def save(stored: Stored) -> None:
     data_dir = stored.config.data_dir
-    os.makedirs(data_dir, exist_ok=True)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
     path = os.path.join(data_dir, CONFIG_FILE)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

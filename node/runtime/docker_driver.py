@@ -52,7 +52,7 @@ class DockerDriver:
         # Tasks that never got a container (the image is missing): inspect must still say why.
         self._failures: dict[str, TaskObservation] = {}
         # Secrets and configs are bind-mounted from here (a tmpfs): the engine must see it.
-        self._files_root = task_files.files_root(tempfile.gettempdir())
+        self._files_root = task_files.files_root(tempfile.gettempdir(), node_id)
 
     @classmethod
     async def connect(cls, node_id: str, *, timeout: float = 5.0, request_timeout: float = 60.0,

@@ -39,6 +39,9 @@ from node.runtime.process_records import (LOG_FILE, WORK_DIR, TaskRecord, load_r
 log = logging.getLogger(__name__)
 
 PROCESS_IMAGES = ("", "process")
+# A task creates files as a program started from a shell would; the node's own umask (077)
+# is for the node's files.
+TASK_UMASK = 0o022
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,8 @@ class ProcessDriver:
         self._children: dict[str, subprocess.Popen] = {}
         # Tasks that never got a process: inspect must still say why.
         self._failures: dict[str, TaskObservation] = {}
-        self._files_root = task_files.files_root(os.path.join(self._data_dir, "task-files"))
+        self._files_root = task_files.files_root(os.path.join(self._data_dir, "task-files"),
+                                                 node_id or self._data_dir)
 
     async def fingerprint(self) -> NodeFingerprint:
         def probe() -> NodeFingerprint:
@@ -118,7 +122,8 @@ class ProcessDriver:
         with open(launch.log_path, "ab") as output:
             return subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env,
                                     stdin=subprocess.DEVNULL, stdout=output,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    umask=TASK_UMASK)
 
     async def start(self, spec: RunSpec) -> TaskObservation:
         self._failures.pop(spec.task_id, None)

@@ -30,7 +30,7 @@ async def single():
     # the node's own modes are all that keep another user out.
     with tempfile.TemporaryDirectory() as base:
         os.chmod(base, 0o711)
-        async with started_cluster(base, 1) as cluster:
+        async with started_cluster(base, 1, ["--runtime", "process"]) as cluster:
             yield cluster
 
 
@@ -212,3 +212,34 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+async def test_the_data_dir_and_the_nodes_files_are_private(single):
+    node = single.nodes[0]
+    marker = "file-mode-marker-7"
+    created = cli("service", "create", "--name", "printer", "--replicas", "1", "--data-dir",
+                  node.data_dir, "process", "sh", "-c", f"echo {marker}; sleep 300")
+    assert created.returncode == 0, created.stderr
+
+    async def logged() -> list[str]:
+        found = []
+        for root, _, files in os.walk(os.path.join(node.data_dir, "tasks")):
+            found += [os.path.join(root, f) for f in files if f == "output.log"
+                      and marker in open(os.path.join(root, f)).read()]
+        return found
+
+    from node.localcluster import wait_for
+    (log_file,) = await wait_for(logged, 30, "the task's output")
+    assert stat.S_IMODE(os.stat(node.data_dir).st_mode) == 0o700
+    private = [os.path.join(node.data_dir, name) for name in os.listdir(node.data_dir)
+               if os.path.isfile(os.path.join(node.data_dir, name))]
+    for root, _, files in os.walk(os.path.join(node.data_dir, "raft")):
+        private += [os.path.join(root, f) for f in files]
+    assert any(p.endswith(".journal") for p in private) and log_file
+    loose = {p: oct(stat.S_IMODE(os.stat(p).st_mode)) for p in [*private, log_file]
+             if stat.S_IMODE(os.stat(p).st_mode) & 0o077}
+    assert loose == {}
+    # Another local user reads none of it.
+    peek = subprocess.run(as_nobody(["cat", log_file, *private]), capture_output=True, text=True)
+    assert peek.returncode != 0 and marker not in peek.stdout
+    assert cli("service", "rm", "printer", "--data-dir", node.data_dir).returncode == 0

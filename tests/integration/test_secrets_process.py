@@ -144,5 +144,5 @@ async def task_log(cluster: LocalCluster, task_id: str) -> bytes:
 async def _files_gone(cluster: LocalCluster, tasks: list[dict]) -> bool:
     ids = {t["id"] for t in tasks}
     left = [t for t in await cluster.get(0, "/v1/tasks") if t["id"] in ids and not t["finished_at"]]
-    root = tmpfs_root()
-    return not left and not any(os.path.exists(os.path.join(root, t["id"])) for t in tasks)
+    return not left and not any(os.path.exists(os.path.join(tmpfs_root(t["node_id"]), t["id"]))
+                                for t in tasks)
