@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Callable, Iterable, Optional
+from typing import Callable, ContextManager, Iterable, Optional
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from node.http_util import error_response
+from consensus.model import Node
+from consensus.nodes import nodes
+from node.http_util import HttpError, error_response
 from node.local_socket import peer_uid
+from node.security import NODE_HEADER, NODE_KEY_HEADER, key_matches
 
 # Routes open without a token: a liveness probe that tells nothing secret, and joining,
 # which carries its own proof of the join token.
@@ -68,6 +71,18 @@ def is_local_admin(request: web.Request) -> bool:
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
     return peer_uid(sock) in (0, os.geteuid())
+
+
+def calling_node(request: web.Request, read_state: Callable[[], ContextManager]) -> Node:
+    """The node that made this call, proven by its own key (internal routes): an API token
+    alone is not a node, and one node cannot act as another."""
+    node_id = request.headers.get(NODE_HEADER, "")
+    with read_state() as state:
+        node = nodes(state).get(node_id)
+    if node is None or not key_matches(request.headers.get(NODE_KEY_HEADER, ""), node.key_hash):
+        raise HttpError(403, "only a node of this cluster may call this, with its own key",
+                        NODE_HEADER)
+    return node
 
 
 def guard_middleware(check_token: Callable[[str], bool], host_names: Iterable[str]):

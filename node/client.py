@@ -43,11 +43,13 @@ def base_url(addr: str) -> str:
 
 class ShoalClient:
     def __init__(self, addr: str, token: Optional[str] = None, *, timeout: float = 10.0,
-                 session: Optional[aiohttp.ClientSession] = None) -> None:
+                 session: Optional[aiohttp.ClientSession] = None,
+                 headers: Optional[dict[str, str]] = None) -> None:
         self.base = base_url(addr)
         self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
         self._paths = contextlib.ExitStack()
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {**(headers or {}),
+                         **({"Authorization": f"Bearer {token}"} if token else {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from consensus.wire import from_plain, to_plain
-from node.security import ClusterKeys
+from node.security import ClusterKeys, NodeCredentials
 
 CONFIG_FILE = "node.json"
 TOKEN_FILE = "join-token"
@@ -82,10 +82,17 @@ class Identity:
     role: str = "member"
     # Raft addresses of the voters last seen; where a restarted node looks for its cluster.
     voters: tuple[str, ...] = ()
+    # The node's own key (hex): calls between nodes carry it, and its hash is in the node's
+    # record, so no other node and no API token holder can act as this node.
+    node_key: str = ""
 
     @property
     def keys(self) -> ClusterKeys:
         return ClusterKeys(self.cluster_id, bytes.fromhex(self.secret_hex))
+
+    @property
+    def credentials(self) -> NodeCredentials:
+        return NodeCredentials(self.node_id, self.node_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,10 @@ class Stored:
 
 def new_node_id() -> str:
     return secrets.token_hex(6)
+
+
+def new_node_key() -> str:
+    return secrets.token_hex(32)
 
 
 def load(data_dir: str) -> Optional[Stored]:

@@ -18,6 +18,7 @@ from consensus.nodes import nodes
 from consensus.raft import NoQuorum, NotLeader, ProposeError, RaftNode
 from consensus.state import Result
 from node.client import ApiError, ShoalClient, Unreachable
+from node.security import NodeCredentials
 
 # Encoded commands forwarded to the leader; a scheduler round's batch of assignments is the
 # largest.
@@ -29,13 +30,14 @@ WRITE_TIMEOUT = 5.0
 
 
 class ControlPlane:
-    def __init__(self, raft: RaftNode, api_token: str) -> None:
+    def __init__(self, raft: RaftNode, api_token: str, credentials: NodeCredentials) -> None:
         self.raft = raft
         # Request ids: a random per-process prefix and a counter, unique across the cluster
         # and cheaper than a uuid4 per write.
         self._request_prefix = secrets.token_hex(8)
         self._request_seq = itertools.count()
         self._api_token = api_token
+        self._credentials = credentials
         self._clients: dict[str, ShoalClient] = {}
 
     def node_by_raft_address(self, address: Optional[str]) -> Optional[Node]:
@@ -61,7 +63,8 @@ class ControlPlane:
     def client_for(self, node: Node) -> ShoalClient:
         client = self._clients.get(node.api_address)
         if client is None:
-            client = ShoalClient(node.api_address, self._api_token, timeout=WRITE_TIMEOUT)
+            client = ShoalClient(node.api_address, self._api_token, timeout=WRITE_TIMEOUT,
+                                 headers=self._credentials.headers)
             self._clients[node.api_address] = client
         return client
 

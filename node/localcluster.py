@@ -82,6 +82,15 @@ class NodeProc:
         return stored.identity.keys.api_token if stored and stored.identity else ""
 
     @property
+    def node_headers(self) -> dict[str, str]:
+        """What this node sends on calls to other nodes: the API token and its own key."""
+        stored = load(self.data_dir)
+        if not (stored and stored.identity):
+            return {}
+        return {"Authorization": f"Bearer {stored.identity.keys.api_token}",
+                **stored.identity.credentials.headers}
+
+    @property
     def socket(self) -> str:
         """The node's unix socket, as an API address."""
         return UNIX_PREFIX + socket_path(self.data_dir)

@@ -38,12 +38,12 @@ from node.http_util import errors_middleware
 from node.local_socket import socket_path
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
-from node.join import local_node, request_join
+from node.join import JoinGuard, local_node, request_join
 from node.liveness import LivenessLoop
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
 from node.metrics_reporter import STALE_INTERVALS, MetricsReporter
-from node.security import ClusterKeys
+from node.security import ClusterKeys, key_hash
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
 from node.voters import VoterManager
@@ -70,9 +70,10 @@ def offered_resources(config: NodeConfig, fingerprint: NodeFingerprint) -> Resou
                      config.memory_bytes or fingerprint.memory_bytes)
 
 
-def node_record(node_id: str, config: NodeConfig, fingerprint: NodeFingerprint) -> Node:
+def node_record(node_id: str, config: NodeConfig, fingerprint: NodeFingerprint,
+                key_hash: str) -> Node:
     return local_node(node_id, config, offered_resources(config, fingerprint),
-                      fingerprint.runtime)
+                      fingerprint.runtime, key_hash)
 
 
 class ShoalNode:
@@ -85,7 +86,7 @@ class ShoalNode:
         self.node_id = self.identity.node_id
         self.raft = RaftNode(data_dir=self.config.data_dir, address=self.config.raft_address,
                              password=self.keys.raft_password)
-        self.control = ControlPlane(self.raft, self.keys.api_token)
+        self.control = ControlPlane(self.raft, self.keys.api_token, self.identity.credentials)
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
         self.gossip = GossipService(GossipServiceConfig(
             node_id=self.node_id, secret=self.keys.secret, host=self.config.advertise,
@@ -94,8 +95,7 @@ class ShoalNode:
                   INGRESS_META: self.config.ingress_host}))
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         # The agent asks this node's own API for its tasks' secrets, as it would any node's.
-        files = FileFetcher(self.control.client_for(node_record(self.node_id, self.config,
-                                                                fingerprint)), self.node_id)
+        files = FileFetcher(self.control.client_for(self._record()))
         self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
                            changed=self.raft.subscribe(), submit=self.control.submit,
                            advertise=self.config.task_address,
@@ -125,6 +125,7 @@ class ShoalNode:
         self._runner: Optional[web.AppRunner] = None
         self._listeners: list[asyncio.AbstractServer] = []
         self.connection_limits = ConnectionLimits()
+        self.join_guard = JoinGuard()
         self._role_lock = asyncio.Lock()
 
     # -- creating or joining a cluster -------------------------------------------------
@@ -135,22 +136,31 @@ class ShoalNode:
         Nothing is saved until a join has been accepted, so a refused join can be retried."""
         stored = cfg.load(config.data_dir)
         if stored is not None and stored.identity is not None:
-            stored = dataclasses.replace(stored, config=config)
+            identity = stored.identity
+            if not identity.node_key:  # made by a version without node keys
+                identity = dataclasses.replace(identity, node_key=cfg.new_node_key())
+            stored = Stored(config, identity)
             cfg.save(stored)
             return stored
+        node_key = cfg.new_node_key()
         if join:
             keys = ClusterKeys.from_token(token or "")
-            accepted = await request_join(join, keys, node_record(node_id, config, fingerprint))
+            record = node_record(node_id, config, fingerprint, key_hash(node_key))
+            accepted = await request_join(join, keys, record)
             identity = Identity(node_id, keys.cluster_id, keys.secret.hex(), "member",
-                                accepted.voters)
+                                accepted.voters, node_key)
         else:
             keys = ClusterKeys.generate()
             identity = Identity(node_id, keys.cluster_id, keys.secret.hex(), "voter",
-                                (config.raft_address,))
+                                (config.raft_address,), node_key)
         stored = Stored(config, identity)
         cfg.save(stored)
         cfg.write_token(config.data_dir, keys)
         return stored
+
+    def _record(self) -> Node:
+        return node_record(self.node_id, self.config, self.fingerprint,
+                           self.identity.credentials.key_hash)
 
     def _capture_view(self) -> StateView:
         with self.raft.read() as state:
@@ -252,7 +262,7 @@ class ShoalNode:
             with self.raft.read() as state:
                 bootstrapped = bool(state.cluster.cluster_id)
                 current = nodes(state).get(self.node_id)
-            wanted = node_record(self.node_id, self.config, self.fingerprint)
+            wanted = self._record()
             try:
                 if not bootstrapped and self.raft.is_leader() and not self.identity.voters[1:]:
                     await self.control.submit(BootstrapCluster(self.keys.cluster_id, time.time()))
@@ -331,5 +341,6 @@ async def _rate_limited(source: asyncio.Event, target: asyncio.Event, interval: 
 
 
 def _differs(current: Node, wanted: Node) -> bool:
-    keys = ("name", "address", "api_port", "raft_port", "gossip_port", "resources", "runtime")
+    keys = ("name", "address", "api_port", "raft_port", "gossip_port", "resources", "runtime",
+            "key_hash")
     return any(getattr(current, k) != getattr(wanted, k) for k in keys)

@@ -4,6 +4,7 @@ node's machine, hostile headers and bodies, connections that never finish."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import stat
@@ -243,3 +244,30 @@ async def test_the_data_dir_and_the_nodes_files_are_private(single):
     peek = subprocess.run(as_nobody(["cat", log_file, *private]), capture_output=True, text=True)
     assert peek.returncode != 0 and marker not in peek.stdout
     assert cli("service", "rm", "printer", "--data-dir", node.data_dir).returncode == 0
+
+
+async def test_a_recorded_join_cannot_be_played_again(single):
+    """A join of an invented node (64 CPUs, 1 TiB), captured on the wire, replayed after the
+    node was removed, or signed long ago: refused."""
+    from consensus.model import Node, Resources
+    from consensus.wire import to_plain
+    from node.join import JoinRequest
+    from node.security import ClusterKeys
+
+    keys = ClusterKeys.from_token(single.token)
+    ghost = Node("ghost0000001", "ghost", "127.0.0.99", 7420, 7421, 7422,
+                 resources=Resources(64_000, 1 << 40))
+    captured = to_plain(JoinRequest(keys.cluster_id, ghost).signed(keys))
+    url = f"http://{single.nodes[0].api}/v1/join"
+    status, body = await raw("POST", url, json=captured)
+    assert status == 200, body
+    removed = cli("node", "rm", "ghost", "--force", "--data-dir", single.nodes[0].data_dir)
+    assert removed.returncode == 0, removed.stderr
+    status, body = await raw("POST", url, json=captured)
+    assert status == 403 and "replayed" in body["error"], body
+    # Signed an hour ago (with the token), never sent before: too old all the same.
+    stale = JoinRequest(keys.cluster_id, ghost, nonce="ab" * 16, at=time.time() - 3600)
+    stale = dataclasses.replace(stale, proof=keys.join_proof(stale.signed_payload()))
+    status, body = await raw("POST", url, json=to_plain(stale))
+    assert status == 403 and "window" in body["error"], body
+    assert [n["name"] for n in await single.get(0, "/v1/nodes")] == ["n1"]

@@ -15,6 +15,7 @@ import sys
 import aiohttp
 import pytest
 
+from node.config import load
 from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
                               started_cluster, wait_for)
 from node.runtime.task_files import tmpfs_root
@@ -109,17 +110,19 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
     in_use = shoal("secret", "rm", "dbpw", addr=addr)
     assert in_use.returncode == 1 and b"in use by service(s) web" in in_use.stderr
 
-    # Only the node of a task that uses the secret is given its content.
+    # Only the node of a task that uses the secret is given its content: the node is the one
+    # whose key comes with the call, whatever the request says.
     keys = ClusterKeys.from_token(trio.token)
     task, owner = tasks[0], tasks[0]["node_id"]
-    other = next(n["id"] for n in await trio.get(0, "/v1/nodes") if n["id"] != owner)
-    headers = {"Authorization": f"Bearer {keys.api_token}"}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        url = f"http://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
-        async with session.get(url, params={"task": task["id"], "node": other}) as resp:
-            assert resp.status == 403 and marker not in await resp.read()
-        async with session.get(url, params={"task": task["id"], "node": owner}) as resp:
-            assert resp.status == 200
+    by_id = {load(n.data_dir).identity.node_id: n for n in trio.nodes}
+    other = next(node_id for node_id in by_id if node_id != owner)
+    url = f"http://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
+    callers = [({"Authorization": f"Bearer {keys.api_token}"}, 403),  # a token is no node
+               (by_id[other].node_headers, 403), (by_id[owner].node_headers, 200)]
+    for headers, status in callers:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.get(url, params={"task": task["id"], "node": owner}) as resp:
+                assert resp.status == status and marker not in await resp.read()
     async with aiohttp.ClientSession() as session:  # no token: refused even from loopback
         async with session.get(url, params={"task": task["id"], "node": owner}) as resp:
             assert resp.status == 401
