@@ -67,7 +67,7 @@ def parse_create(kind: Kind, body: object) -> tuple[str, bytes]:
         raise HttpError(400, f"must be the {kind}'s content, base64-encoded, not {raw!r}"[:200], "data")
     try:
         data = base64.b64decode(raw, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: characters outside ASCII
         raise HttpError(400, f"is not valid base64: {exc}", "data") from None
     problem = size_problem(kind, len(data))
     if problem:
