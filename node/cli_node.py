@@ -52,6 +52,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--api-host", action="append", metavar="NAME",
                        help="a DNS name clients reach the API by (repeatable; IP addresses, "
                             "localhost and the machine's name are always accepted)")
+    start.add_argument("--task-user", metavar="USER",
+                       help="user process-runtime tasks run as (default: nobody when the node "
+                            "runs as root, else the node's own user)")
+    start.add_argument("--host-binds", choices=("yes", "no"),
+                       help="whether tasks may bind-mount host paths (default yes)")
     start.add_argument("--log-level", default="info",
                        choices=("debug", "info", "warning", "error"))
     start.set_defaults(local=_start)
@@ -114,6 +119,8 @@ def _start(args: argparse.Namespace) -> int:
         "image_pull": args.image_pull, "voter_grace": args.voter_grace,
         "metrics_interval": args.metrics_interval,
         "api_hosts": tuple(args.api_host) if args.api_host else None,
+        "task_user": args.task_user,
+        "host_binds": None if args.host_binds is None else args.host_binds == "yes",
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:
@@ -142,7 +149,9 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
     async def run() -> int:
         try:
             driver = await select_driver(config.runtime, config.data_dir, node_id=node_id,
-                                         pull_images=config.image_pull != "never")
+                                         pull_images=config.image_pull != "never",
+                                         task_user=config.task_user,
+                                         host_binds=config.host_binds)
         except (RuntimeUnavailable, ValueError) as exc:  # a runtime this machine lacks
             print(f"shoal: runtime {config.runtime}: {exc}", file=sys.stderr)
             return 2

@@ -53,6 +53,10 @@ class NodeConfig:
     # Host names the API answers to besides IP addresses, `localhost` and the machine's name
     # (a Host header naming anything else may come from a DNS-rebinding web page).
     api_hosts: tuple[str, ...] = ()
+    # The user process-runtime tasks run as ("": nobody when the node runs as root), and
+    # whether a task may bind-mount a host path.
+    task_user: str = ""
+    host_binds: bool = True
 
     @property
     def raft_address(self) -> str:

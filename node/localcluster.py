@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -104,6 +105,10 @@ class NodeProc:
                  "--raft-port", str(port + 1), "--gossip-port", str(port + 2),
                  "--dns-port", str(port + 3), "--image-pull", self.image_pull,
                  *self.extra_args]
+        if "--task-user" not in self.extra_args:
+            # Local clusters run their tasks as whoever runs them (a test's scripts and files
+            # are its own); a node's default is an unprivileged account.
+            argv += ["--task-user", pwd.getpwuid(os.geteuid()).pw_name]
         if join:
             argv += ["--join", join, "--token", token or ""]
         return argv

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from node.local_socket import socket_path
-from node.localcluster import auth_for, started_cluster
+from node.localcluster import LocalCluster, auth_for, started_cluster
 from tests.support import as_nobody
 
 pytestmark = pytest.mark.timeout(120)
@@ -271,3 +271,61 @@ async def test_a_recorded_join_cannot_be_played_again(single):
     status, body = await raw("POST", url, json=to_plain(stale))
     assert status == 403 and "window" in body["error"], body
     assert [n["name"] for n in await single.get(0, "/v1/nodes")] == ["n1"]
+
+
+async def test_process_tasks_run_unprivileged_and_cannot_use_the_host():
+    """A service binding `/` ran as root and read /etc/shadow: now its task runs as nobody,
+    a read-only mount the runtime cannot enforce is refused, and a node can refuse binds."""
+    probe = ("id -u; cat /etc/shadow >/dev/null 2>&1 && echo READ-SHADOW; "
+             "touch host/root/owned 2>/dev/null && echo WROTE-ROOT; echo ok > mine && echo WROTE-OWN; "
+             "sleep 300")
+    with tempfile.TemporaryDirectory() as base:
+        os.chmod(base, 0o711)
+        cluster = LocalCluster(base, 2, ["--runtime", "process", "--task-user", "nobody"])
+        first, second = cluster.nodes
+        second.extra_args += ["--host-binds", "no"]
+        try:
+            await cluster.start()
+            admin = ["--data-dir", first.data_dir]
+            created = cli("service", "create", "--name", "probe", "--replicas", "1",
+                          "--constraint", "node.hostname==n1", "--mount",
+                          "type=bind,source=/,target=/host", *admin, "process", "sh", "-c", probe)
+            assert created.returncode == 0, created.stderr
+            frozen = cli("service", "create", "--name", "frozen", "--replicas", "1",
+                         "--constraint", "node.hostname==n1", "--mount",
+                         "type=volume,source=data,target=/data,readonly", *admin,
+                         "process", "sleep", "300")
+            assert frozen.returncode == 0, frozen.stderr
+            bound = cli("service", "create", "--name", "bound", "--replicas", "1",
+                        "--constraint", "node.hostname==n2", "--mount",
+                        "type=bind,source=/tmp,target=/tmp", *admin, "process", "sleep", "300")
+            assert bound.returncode == 0, bound.stderr
+
+            from node.localcluster import wait_for
+
+            async def output() -> str:
+                for root, _, files in os.walk(os.path.join(first.data_dir, "tasks")):
+                    if "output.log" in files:
+                        text = open(os.path.join(root, "output.log")).read()
+                        if "WROTE-OWN" in text:
+                            return text
+                return ""
+
+            text = await wait_for(output, 30, "the probe task's output")
+            assert text.split()[0] == "65534"
+            assert "READ-SHADOW" not in text and "WROTE-ROOT" not in text
+
+            async def errors() -> dict[str, str]:
+                tasks = await cluster.get(0, "/v1/tasks")
+                found = {t["service"]: t["error"] for t in tasks
+                         if t["service"] in ("frozen", "bound") and t["error"]}
+                return found if len(found) == 2 else {}
+
+            failed = await wait_for(errors, 30, "the refused tasks to fail")
+            assert "read-only" in failed["frozen"], failed
+            assert "--host-binds no" in failed["bound"], failed
+            for name in ("probe", "frozen", "bound"):
+                cli("service", "rm", name, *admin)
+        finally:
+            cluster.stop()
+            print(cluster.logs())
