@@ -79,6 +79,10 @@ def calling_node(request: web.Request, read_state: Callable[[], ContextManager])
     node_id = request.headers.get(NODE_HEADER, "")
     with read_state() as state:
         node = nodes(state).get(node_id)
+    if node is not None and not node.key_hash:
+        # Registered by a version without node keys: it registers its key as soon as it
+        # runs this version, and needs these routes to do so (a follower forwards).
+        return node
     if node is None or not key_matches(request.headers.get(NODE_KEY_HEADER, ""), node.key_hash):
         raise HttpError(403, "only a node of this cluster may call this, with its own key",
                         NODE_HEADER)

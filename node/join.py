@@ -112,6 +112,9 @@ async def accept_join(control: ControlPlane, keys: ClusterKeys, guard: JoinGuard
     replayed = guard.problem(request, time.time())
     if replayed:
         raise HttpError(403, replayed, "nonce")
+    if len(request.node.key_hash) != 64:
+        raise HttpError(400, "a joining node must register the hash of its own key (a node "
+                             "of an older version cannot join this cluster)", "node.key_hash")
     node = replace(request.node, role="member", status="ready", availability="active",
                    joined_at=time.time(), status_changed_at=time.time())
     result_or_raise(await control.submit(RegisterNode(node)))

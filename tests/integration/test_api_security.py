@@ -262,7 +262,7 @@ async def test_a_recorded_join_cannot_be_played_again(single):
 
     keys = ClusterKeys.from_token(single.token)
     ghost = Node("ghost0000001", "ghost", "127.0.0.99", 7420, 7421, 7422,
-                 resources=Resources(64_000, 1 << 40))
+                 resources=Resources(64_000, 1 << 40), key_hash="ab" * 32)
     captured = to_plain(JoinRequest(keys.cluster_id, ghost).signed(keys))
     url = f"http://{single.nodes[0].api}/v1/join"
     status, body = await raw("POST", url, json=captured)
