@@ -43,8 +43,7 @@ from consensus.nodes import NODES, RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import Service, SERVICES, TASKS
-from node.localcluster import LocalCluster, wait_for
-from node.security import ClusterKeys
+from node.localcluster import LocalCluster, auth_for, wait_for
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
 from scheduler.rounds import schedule
@@ -152,12 +151,13 @@ def snapshot_figures(n_nodes: int, n_tasks: int, n_services: int) -> dict:
 
 # -- end to end, through a real cluster --------------------------------------------------------
 
-async def register_simulated(cluster: LocalCluster, token: str, count: int) -> float:
+async def register_simulated(cluster: LocalCluster, count: int) -> float:
     """Commit `count` simulated nodes through the leader; returns the seconds it took.
     A registration that meets an election is sent again, to the new leader, with the same
     request id (the state machine applies a request id once)."""
     gate = asyncio.Semaphore(REGISTER_CONCURRENCY)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/msgpack"}
+    # Raw commands are for nodes alone: the first node's token and key.
+    headers = {**cluster.nodes[0].node_headers, "Content-Type": "application/msgpack"}
     now = time.time()
     leader = [cluster.nodes[await cluster.leader_index()].api]
 
@@ -194,7 +194,8 @@ async def create_and_wait(leader_api: str, watch_api: str, plains: list[dict],
     """Create the services and wait until every task is assigned; times both."""
     total = sum(p["replicas"] for p in plains)
     gate = asyncio.Semaphore(CREATE_CONCURRENCY)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
+                                     headers=auth_for(leader_api)) as session:
         async def create(plain: dict) -> None:
             for attempt in range(CREATE_ATTEMPTS):
                 async with gate, session.post(f"http://{leader_api}/v1/services", json=plain) as resp:
@@ -228,9 +229,7 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
                 return len((await cluster.get(0, "/v1/cluster"))["voters"]) == 3
 
             await wait_for(three_voters, timeout=60, what="3 voters")
-            with open(cluster.nodes[0].token_path) as f:
-                token = ClusterKeys.from_token(f.read()).api_token
-            register_s = await register_simulated(cluster, token, args.nodes)
+            register_s = await register_simulated(cluster, args.nodes)
             leader = await cluster.leader_index()
             leader_api = cluster.nodes[leader].api
             watch_api = cluster.nodes[(leader + 1) % 3].api

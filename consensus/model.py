@@ -53,6 +53,9 @@ class Node:
     runtime: str = "process"
     joined_at: float = 0.0
     status_changed_at: float = 0.0
+    # SHA-256 (hex) of the node's own key: other nodes check a call claiming to come from
+    # this node against it (the key itself never leaves the node's data dir but in calls).
+    key_hash: str = ""
 
     @property
     def raft_address(self) -> str:

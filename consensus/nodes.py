@@ -128,6 +128,9 @@ def _register(state: ClusterState, cmd: RegisterNode) -> Result:
         if other.raft_port == new.raft_port and other.address == new.address:
             return Result.fail(f"raft address {new.raft_address} is used by node {other.name}", 409)
     old = table.get(new.id)
+    if old is not None and old.key_hash and new.key_hash != old.key_hash:
+        # Whoever holds another key is not this node: it may not take the node's place.
+        return Result.fail(f"node {old.name} ({old.id}) is registered with another key", 409)
     if old is not None:
         new = dataclasses.replace(new, role=old.role, availability=old.availability,
                                   labels=old.labels,

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import posixpath
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
 from consensus.autoscale import AutoscaleSpec, check_autoscale
 from consensus.container import ContainerOptions, check_container
+from consensus.shell_words import WordsError, split_words
 from consensus.model import Node, Resources
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError, from_plain, to_plain
 
 # How many earlier specs a service keeps for rollback.
 SPEC_HISTORY = 10
-MAX_REPLICAS = 1_000_000
+# Quotas: what one cluster holds, at most. 100,000 tasks on 5,000 nodes is the scale the
+# scheduler benchmark runs; past it a typo ("replicas: 1000000") would take every node's
+# memory for tasks that can never be placed.
+MAX_REPLICAS = 10_000
+MAX_SERVICES = 1_000
+MAX_CLUSTER_REPLICAS = 100_000
 # A withdrawn endpoint leaves every node's gossip table within a few gossip rounds: each
 # round (0.2 s) sends it to 3 random members, who pass it on, so ~log3(n) rounds reach n
 # nodes (5 at 200 nodes); each load balancer then syncs after a 0.05 s debounce. 2 s covers
@@ -263,7 +268,12 @@ def parse_volume(text: object, field: str) -> dict:
 
 
 def _words(value: Any, field: str) -> Any:
-    return shlex.split(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    try:
+        return split_words(value)
+    except WordsError as exc:
+        raise SpecError(field, f"the command line {exc}") from None
 
 
 def _env(value: Any, field: str) -> Any:

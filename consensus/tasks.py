@@ -19,7 +19,8 @@ from consensus.codec import command
 from consensus.model import Node, Resources
 from consensus.nodes import nodes
 from consensus.rollout import Rollout
-from consensus.services import SPEC_HISTORY, PortSpec, ServiceSpec, spec_errors
+from consensus.services import (MAX_CLUSTER_REPLICAS, MAX_SERVICES, SPEC_HISTORY, PortSpec,
+                                ServiceSpec, spec_errors)
 from consensus.state import ClusterState, Result, handles, register_table
 
 SERVICES = "services"
@@ -249,7 +250,24 @@ def _spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
     errors = spec_errors(spec)
     if errors:
         return Result.fail(str(errors[0]), 400)
-    return next(filter(None, (check(state, spec) for check in SPEC_CHECKS)), None)
+    return _quota_problem(state, spec) or next(
+        filter(None, (check(state, spec) for check in SPEC_CHECKS)), None)
+
+
+def _quota_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+    table = services(state)
+    if spec.name not in table and len(table) >= MAX_SERVICES:
+        return Result.fail(f"name: the cluster holds {MAX_SERVICES} services, its quota; "
+                           "remove one first", 422)
+    if spec.mode != "replicated":
+        return None
+    others = sum(s.spec.replicas for s in table.values()
+                 if s.name != spec.name and s.spec.mode == "replicated")
+    if others + spec.replicas > MAX_CLUSTER_REPLICAS:
+        return Result.fail(f"replicas: the other services run {others} replicas; with "
+                           f"{spec.replicas} more the cluster would pass its quota of "
+                           f"{MAX_CLUSTER_REPLICAS}", 422)
+    return None
 
 
 def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:

@@ -8,10 +8,9 @@ the convention of the file it reads: the API and Compose use Docker's, Kubernete
 
 from __future__ import annotations
 
-import math
 import re
 
-from consensus.wire import WireError
+from consensus.wire import WireError, checked_int, finite_float
 
 _BINARY = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _KUBE = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
@@ -27,9 +26,7 @@ def _plain_number(value: object, field: str) -> float | None:
     """The value when it is a plain int or float (not a bool), checked to be finite."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if not math.isfinite(value):
-        raise WireError(field, f"must be a finite number, not {value!r}")
-    return float(value)
+    return finite_float(value, field)
 
 
 def parse_cpu(value: object, field: str) -> int:
@@ -42,10 +39,10 @@ def parse_cpu(value: object, field: str) -> int:
         match = re.fullmatch(_NUMBER + r"(m?)", text)
         if match is None:
             raise WireError(field, f"cannot read {value!r} as CPU: use cores like '0.5' or millicores like '100m'")
-        number = float(match.group(1)) / (1000.0 if match.group(2) else 1.0)
+        number = finite_float(float(match.group(1)), field) / (1000.0 if match.group(2) else 1.0)
     if number < 0:
         raise WireError(field, f"must not be negative, got {value!r}")
-    return round(number * 1000)
+    return checked_int(round(number * 1000), field)
 
 
 def parse_memory(value: object, field: str, *, kubernetes: bool = False) -> int:
@@ -53,7 +50,7 @@ def parse_memory(value: object, field: str, *, kubernetes: bool = False) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise WireError(field, f"must not be negative, got {value}")
-        return value
+        return checked_int(value, field)
     if not isinstance(value, str):
         raise WireError(field, f"must be bytes or a size like '128Mi', not {value!r}")
     text = value.strip()
@@ -66,7 +63,7 @@ def parse_memory(value: object, field: str, *, kubernetes: bool = False) -> int:
     if match is None:
         units = "Ki, Mi, Gi, k, M, G" if kubernetes else "b, k, m, g; binary, as Docker reads them"
         raise WireError(field, f"cannot read {value!r} as memory: use bytes or a number with a unit ({units})")
-    return round(float(match.group(1)) * scale)
+    return checked_int(round(finite_float(float(match.group(1)) * scale, field)), field)
 
 
 def parse_duration(value: object, field: str) -> float:
@@ -79,9 +76,9 @@ def parse_duration(value: object, field: str) -> float:
         parts = _DURATION_PART.findall(text)
         if not parts or "".join(n + u for n, u in parts) != text:
             if re.fullmatch(_NUMBER, text):
-                return float(text)
+                return finite_float(float(text), field)
             raise WireError(field, f"cannot read {value!r} as a duration: use seconds or e.g. '10s', '1m30s', '500ms'")
-        number = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+        number = finite_float(sum(float(n) * _DURATION_UNITS[u] for n, u in parts), field)
     if number < 0:
         raise WireError(field, f"must not be negative, got {value!r}")
     return number

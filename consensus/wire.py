@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from functools import lru_cache
@@ -225,16 +226,45 @@ def _mapping(key_type: Any, value_type: Any, strict: bool) -> Converter:
     return convert
 
 
+# The range of a signed 64-bit integer: what msgpack and the replicated state hold.
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def finite_float(value: int | float, path: str) -> float:
+    """`value` as a finite float, or a WireError naming `path` (not an OverflowError)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise WireError(path, f"must be a finite number of at most about 1e308, "
+                              f"not {_excerpt(value)}")
+    return number
+
+
+def checked_int(value: int, path: str) -> int:
+    if not INT_MIN <= value <= INT_MAX:
+        raise WireError(path, f"must be between {INT_MIN} and {INT_MAX}, not {_excerpt(value)}")
+    return value
+
+
+def _excerpt(number: int | float) -> str:
+    # str() of an int over 4,300 digits raises; the digits say nothing past the first few.
+    if isinstance(number, int) and abs(number) >= 10**40:
+        return f"a {number.bit_length()}-bit integer"
+    return str(number)
+
+
 def _float(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise WireError(path, f"must be a number, not {type(value).__name__}")
-    return float(value)
+    return finite_float(value, path)
 
 
 def _int(value: Any, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise WireError(path, f"must be an integer, not {type(value).__name__}")
-    return value
+    return checked_int(value, path)
 
 
 def _exactly(tp: type) -> Converter:

@@ -15,7 +15,10 @@ from consensus.nodes import RemoveNode, UpdateNode, nodes, nodes_matching, voter
 from consensus.raft import NotLeader, SyncProgress
 from consensus.state import ClusterState
 from consensus.wire import from_plain, to_plain
-from node.http_util import HttpError, json_body, parse_body, result_or_raise
+from node.http_util import (HttpError, json_body, parse_body, read_body, require_type,
+                            result_or_raise)
+from node.api_guard import calling_node
+from node.control import COMMAND_TYPE, MAX_COMMAND_BYTES
 from node.join import JoinRequest, accept_join
 from node.voters import NotCaughtUp
 
@@ -43,6 +46,7 @@ class RaftRole:
 
 def node_json(node: Node, leader_id: Optional[str]) -> dict:
     body = to_plain(node)
+    del body["key_hash"]  # of no use to a client
     body["leader"] = node.id == leader_id
     return body
 
@@ -230,7 +234,7 @@ async def join(request: web.Request) -> web.Response:
         return forwarded
     shoal = request.app[NODE]
     join_request = from_plain(JoinRequest, await json_body(request))
-    accepted = await accept_join(shoal.control, shoal.keys, join_request)
+    accepted = await accept_join(shoal.control, shoal.keys, shoal.join_guard, join_request)
     return web.json_response(to_plain(accepted))
 
 
@@ -238,7 +242,10 @@ async def join(request: web.Request) -> web.Response:
 @routes.post("/v1/internal/propose")
 async def internal_propose(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    data = await request.read()
+    # Raw commands skip every check the API makes: only nodes propose them.
+    calling_node(request, shoal.raft.read)
+    require_type(request, lambda t: t == COMMAND_TYPE, COMMAND_TYPE)
+    data = await read_body(request, MAX_COMMAND_BYTES)
     try:
         codec.decode(data)  # validate before it enters the log
     except codec.CodecError as exc:
@@ -252,6 +259,7 @@ async def internal_propose(request: web.Request) -> web.Response:
 @routes.post("/v1/internal/raft-role")
 async def internal_raft_role(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
+    calling_node(request, shoal.raft.read)
     change = await parse_body(request, RaftRole)
     if change.role not in ("voter", "member"):
         raise HttpError(400, "role must be 'voter' or 'member'", "role")
@@ -262,7 +270,8 @@ async def internal_raft_role(request: web.Request) -> web.Response:
 @routes.post("/v1/internal/removed")
 async def internal_removed(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    shoal.request_stop("removed from the cluster")
+    caller = calling_node(request, shoal.raft.read)
+    shoal.request_stop(f"removed from the cluster (told by {caller.name})")
     return web.json_response({"stopping": True})
 
 

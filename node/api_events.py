@@ -18,7 +18,7 @@ from aiohttp import web
 from consensus.wire import to_plain
 from node.api_cluster import NODE
 from node.event_feed import Numbered
-from node.http_util import HttpError
+from node.http_util import HttpError, parse_count
 
 routes = web.RouteTableDef()
 
@@ -27,9 +27,7 @@ KEEPALIVE = 15.0
 
 def _number(query: Mapping[str, str], headers: Mapping[str, str]) -> int:
     raw = query.get("since", headers.get("Last-Event-ID", "0"))
-    if not raw.isdigit():
-        raise HttpError(400, f"must be an event number (0 or more), not {raw!r}", "since")
-    return int(raw)
+    return parse_count(raw, "since", "an event number")
 
 
 def _follow(query: Mapping[str, str]) -> bool:

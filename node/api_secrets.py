@@ -25,6 +25,7 @@ from consensus.secrets import (Blob, CreateBlob, DeleteBlob, Kind, blobs, name_p
 from consensus.state import ClusterState
 from consensus.tasks import services, tasks
 from node.api_cluster import NODE
+from node.api_guard import calling_node
 from node.http_util import HttpError, json_body, query_flag, result_or_raise
 from node.secret_box import SecretBox, SecretSealError
 
@@ -66,7 +67,7 @@ def parse_create(kind: Kind, body: object) -> tuple[str, bytes]:
         raise HttpError(400, f"must be the {kind}'s content, base64-encoded, not {raw!r}"[:200], "data")
     try:
         data = base64.b64decode(raw, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: characters outside ASCII
         raise HttpError(400, f"is not valid base64: {exc}", "data") from None
     problem = size_problem(kind, len(data))
     if problem:
@@ -166,10 +167,12 @@ async def delete_blob(request: web.Request) -> web.Response:
 
 @routes.get(f"/v1/internal/{_PLURAL}/{{name}}")
 async def deliver_blob(request: web.Request) -> web.Response:
-    """The content for the agent of node `node`, starting task `task` that uses it."""
+    """The content for the agent of the calling node, starting task `task` that uses it."""
     shoal = request.app[NODE]
     kind, name = _kind(request), request.match_info["name"]
-    task_id, node_id = request.query.get("task", ""), request.query.get("node", "")
+    # Whose task it is comes from the caller's key, never from what the request says.
+    node_id = calling_node(request, shoal.raft.read).id
+    task_id = request.query.get("task", "")
     with shoal.raft.read() as state:
         blob = _blob_or_404(state, kind, name)
         problem = delivery_problem(state, kind, name, task_id, node_id)

@@ -30,7 +30,8 @@ from consensus.updates import RollbackService
 from consensus.wire import WireError, from_plain, to_plain
 from node.api_cluster import NODE
 from node.api_networks import ensure_networks
-from node.http_util import HttpError, json_body, query_flag, result_or_raise
+from node.http_util import (HttpError, is_json_type, json_body, parse_count, query_flag, read_body,
+                            require_type, result_or_raise)
 
 if TYPE_CHECKING:
     from node.manifests import Origin
@@ -42,6 +43,14 @@ routes = web.RouteTableDef()
 PATCH_ATTEMPTS = 3
 
 _DONE = {"create": "created", "update": "updated", "remove": "removed", "unchanged": "unchanged"}
+# The largest service spec and the largest file `shoal apply` sends, in bytes.
+SPEC_LIMIT = 256 * 1024
+MANIFEST_LIMIT = 1 << 20
+_MANIFEST_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def _is_manifest_type(content_type: str) -> bool:
+    return content_type in _MANIFEST_TYPES or is_json_type(content_type)
 
 
 # -- pure helpers ---------------------------------------------------------------------------
@@ -151,7 +160,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 @routes.post("/v1/services")
 async def create_service(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    spec = parse_service_spec(await json_body(request))
+    spec = parse_service_spec(await json_body(request, SPEC_LIMIT))
     with shoal.raft.read() as state:
         taken = spec.name in services(state)
     if taken:  # the state machine checks again at commit; this answer names the field
@@ -161,10 +170,7 @@ async def create_service(request: web.Request) -> web.Response:
 
 
 def _version_query(request: web.Request) -> int:
-    raw = request.query.get("version", "0")
-    if not raw.isdigit():
-        raise HttpError(400, f"must be a version number, not {raw!r}", "version")
-    return int(raw)
+    return parse_count(request.query.get("version", "0"), "version", "a version number")
 
 
 @routes.patch("/v1/services/{ref}")
@@ -173,7 +179,7 @@ async def patch_service(request: web.Request) -> web.Response:
     (409) unless the service is still at version N; without it, a lost race is retried on
     a fresh read."""
     shoal = request.app[NODE]
-    patch = await json_body(request)
+    patch = await json_body(request, SPEC_LIMIT)
     expected = _version_query(request)
     for _ in range(PATCH_ATTEMPTS):
         service = _service_or_404(shoal, request.match_info["ref"])
@@ -293,7 +299,8 @@ async def _apply_input(request: web.Request) -> tuple[str, Origin]:
     "stack"}`. `?stack=` names the stack either way."""
     from node.manifests import Origin, stack_name_problem
 
-    raw = await request.read()
+    require_type(request, _is_manifest_type, "application/yaml or application/json")
+    raw = await read_body(request, MANIFEST_LIMIT)
     try:
         text = raw.decode()
     except UnicodeDecodeError as exc:

@@ -20,7 +20,7 @@ from consensus.nodes import nodes
 from consensus.tasks import tasks
 from node.api_cluster import NODE
 from node.client import ApiError, ShoalClient, Unreachable
-from node.http_util import HttpError, query_flag
+from node.http_util import HttpError, parse_count, query_flag
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -36,10 +36,8 @@ class LogQuery:
 
 def parse_log_query(query: Mapping[str, str]) -> LogQuery:
     tail = query.get("tail", "all")
-    if tail != "all" and not tail.isdigit():
-        raise HttpError(400, f"must be a number of lines (0 or more) or 'all', not {tail!r}", "tail")
-    return LogQuery(query_flag(query, "follow"), None if tail == "all" else int(tail),
-                    query_flag(query, "local"))
+    lines = None if tail == "all" else parse_count(tail, "tail", "a number of lines or 'all'")
+    return LogQuery(query_flag(query, "follow"), lines, query_flag(query, "local"))
 
 
 async def _local_logs(request: web.Request, task_id: str,

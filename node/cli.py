@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Any, Callable, Optional
 
-from node.lean_client import ApiError, LeanClient, Unreachable
+from node.lean_client import UNIX_PREFIX, ApiError, LeanClient, Unreachable
+from node.local_socket import socket_path
 
 DEFAULT_ADDR = "http://127.0.0.1:7420"
 EXIT_FAILED = 1
@@ -48,16 +49,21 @@ def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None
     def default(value: Any) -> Any:
         return value if defaults else argparse.SUPPRESS
 
-    parser.add_argument("--addr", default=default(os.environ.get("SHOAL_ADDR", DEFAULT_ADDR)),
-                        help=f"API address of any node (env SHOAL_ADDR; default {DEFAULT_ADDR})")
+    parser.add_argument("--addr", default=default(None),
+                        help="API address of any node, HOST:PORT, http(s)://HOST:PORT or "
+                             "unix:PATH (env SHOAL_ADDR; default: the socket of the node on this "
+                             f"machine, else {DEFAULT_ADDR})")
+    parser.add_argument("--data-dir", default=default(None),
+                        help="talk to the node with this data dir through its socket "
+                             "(env SHOAL_DATA_DIR)")
     parser.add_argument("--token", default=default(os.environ.get("SHOAL_TOKEN")),
-                        help="API token, needed from outside loopback (env SHOAL_TOKEN)")
+                        help="API token, needed over TCP (env SHOAL_TOKEN)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default=default("table"),
                         help="table (default) or json")
 
 
 # The options above that take a value: skipped when looking for the command group in argv.
-_VALUED_OPTIONS = ("--addr", "--token", "-o", "--output")
+_VALUED_OPTIONS = ("--addr", "--data-dir", "--token", "-o", "--output")
 
 
 def command_group(argv: list[str]) -> Optional[str]:
@@ -128,8 +134,27 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def default_data_dir() -> str:
+    return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
+
+
+def api_address(addr: Optional[str], data_dir: Optional[str]) -> str:
+    """Flags first, then the environment, then the socket of a node on this machine (its
+    default data dir), then the default TCP address."""
+    if addr:
+        return addr
+    if data_dir:
+        return UNIX_PREFIX + socket_path(data_dir)
+    if os.environ.get("SHOAL_ADDR"):
+        return os.environ["SHOAL_ADDR"]
+    local = socket_path(os.environ.get("SHOAL_DATA_DIR") or default_data_dir())
+    if os.environ.get("SHOAL_DATA_DIR") or os.path.exists(local):
+        return UNIX_PREFIX + local
+    return DEFAULT_ADDR
+
+
 async def _call(args: argparse.Namespace) -> int:
-    async with LeanClient(args.addr, args.token) as client:
+    async with LeanClient(api_address(args.addr, args.data_dir), args.token) as client:
         return await args.handler(args, client)
 
 

@@ -12,16 +12,11 @@ import sys
 from typing import TYPE_CHECKING, Optional
 
 from node import output
-from node.cli import UsageError, _kv, _labels, emit
-
+from node.cli import UsageError, _kv, _labels, default_data_dir, emit
 from node.config import NodeConfig  # its defaults only: it loads nothing else at import
 
 if TYPE_CHECKING:  # a node's modules load only in `node start`
     from node.client import ShoalClient
-
-
-def _default_data_dir() -> str:
-    return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
 
 
 # NodeConfig's defaults, which the help of `node start` names.
@@ -37,7 +32,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start = nsub.add_parser("start", help="run a node in the foreground")
     start.add_argument("--name", help="node name (default: the host name)")
     start.add_argument("--data-dir", default=None,
-                       help=f"state directory (default {_default_data_dir()})")
+                       help=f"state directory (default {default_data_dir()})")
     start.add_argument("--advertise", help="address other nodes reach this one on (default 127.0.0.1)")
     start.add_argument("--publish-address",
                        help="address task ports are published on (default: --advertise)")
@@ -79,6 +74,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                             f"(default {_DEFAULTS['snapshot_interval']:g})")
     start.add_argument("--cpus", type=float, help="CPU capacity to offer (default: all)")
     start.add_argument("--memory", type=int, help="memory capacity in bytes (default: all)")
+    start.add_argument("--api-host", action="append", metavar="NAME",
+                       help="a DNS name clients reach the API by (repeatable; IP addresses, "
+                            "localhost and the machine's name are always accepted)")
+    start.add_argument("--task-user", metavar="USER",
+                       help="user process-runtime tasks run as (default: nobody when the node "
+                            "runs as root, else the node's own user)")
+    start.add_argument("--host-binds", choices=("yes", "no"),
+                       help="whether tasks may bind-mount host paths (default yes)")
     start.add_argument("--log-level", default="info",
                        choices=("debug", "info", "warning", "error"))
     start.set_defaults(local=_start)
@@ -153,7 +156,7 @@ def _start(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pysyncobj").setLevel(logging.ERROR)
-    data_dir = os.path.abspath(args.data_dir or _default_data_dir())
+    data_dir = os.path.abspath(args.data_dir or default_data_dir())
     stored = cfg.load(data_dir)
     base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
     overrides = {
@@ -167,6 +170,9 @@ def _start(args: argparse.Namespace) -> int:
         "snapshot_entries": args.snapshot_entries, "snapshot_interval": args.snapshot_interval,
         "overlay": args.overlay, "vxlan_port": args.vxlan_port,
         "dns_upstreams": args.dns_upstream, "overlay_cidr": args.overlay_cidr,
+        "api_hosts": tuple(args.api_host) if args.api_host else None,
+        "task_user": args.task_user,
+        "host_binds": None if args.host_binds is None else args.host_binds == "yes",
         "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:
@@ -197,10 +203,17 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
     from node.runtime.select import RuntimeUnavailable, select_driver
     from node.security import TokenError
 
+    # Files the node creates (Raft journal and dump, task logs, records) are its own alone;
+    # tasks get the usual 022 back (see the process driver).
+    os.umask(0o077)
+    cfg.secure_data_dir(config.data_dir)
+
     async def run() -> int:
         try:
             driver = await select_driver(config.runtime, config.data_dir, node_id=node_id,
-                                         pull_images=config.image_pull != "never")
+                                         pull_images=config.image_pull != "never",
+                                         task_user=config.task_user,
+                                         host_binds=config.host_binds)
         except (RuntimeUnavailable, ValueError) as exc:  # a runtime this machine lacks
             print(f"shoal: runtime {config.runtime}: {exc}", file=sys.stderr)
             return 2

@@ -4,21 +4,30 @@ lighter one with the same interface, node.lean_client)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from typing import Any, AsyncIterator, Optional
 
 import aiohttp
 
-from node.lean_client import ApiError, Unreachable, base_url, decode
+from node.lean_client import UNIX_PREFIX, ApiError, Unreachable, base_url, decode
+from node.local_socket import reachable
 
-__all__ = ["ApiError", "ShoalClient", "Unreachable", "base_url"]
+__all__ = ["ApiError", "ShoalClient", "UNIX_PREFIX", "Unreachable", "base_url"]
+# Idle pooled connections are dropped before the server's idle timeout (node.api_listen)
+# closes them: a request sent on a connection the server is closing would fail.
+CLIENT_KEEPALIVE = 4.0
 
 
 class ShoalClient:
     def __init__(self, addr: str, token: Optional[str] = None, *, timeout: float = 10.0,
-                 session: Optional[aiohttp.ClientSession] = None) -> None:
+                 session: Optional[aiohttp.ClientSession] = None,
+                 headers: Optional[dict[str, str]] = None) -> None:
         self.base = base_url(addr)
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
+        self._paths = contextlib.ExitStack()
+        self._headers = {**(headers or {}),
+                         **({"Authorization": f"Bearer {token}"} if token else {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
@@ -33,16 +42,21 @@ class ShoalClient:
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
+        self._paths.close()
 
     async def _sess(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = None
-            if self.base.startswith("https://"):
+            connector: aiohttp.BaseConnector
+            if self._unix is not None:
+                connector = aiohttp.UnixConnector(self._paths.enter_context(reachable(self._unix)))
+            elif self.base.startswith("https://"):
                 # aiohttp's own default context trusts nothing in a Shoal process (see
                 # node/__init__), so HTTPS gets the system's CA store here; loading it reads
                 # files, hence the thread.
                 trusted = await asyncio.to_thread(ssl.create_default_context)
-                connector = aiohttp.TCPConnector(ssl=trusted)
+                connector = aiohttp.TCPConnector(ssl=trusted, keepalive_timeout=CLIENT_KEEPALIVE)
+            else:
+                connector = aiohttp.TCPConnector(keepalive_timeout=CLIENT_KEEPALIVE)
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 

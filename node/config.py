@@ -11,11 +11,12 @@ import dataclasses
 import json
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Optional
 
 if TYPE_CHECKING:  # `shoal node --help` reads the defaults below without loading these
-    from node.security import ClusterKeys
+    from node.security import ClusterKeys, NodeCredentials
 
 CONFIG_FILE = "node.json"
 TOKEN_FILE = "join-token"
@@ -62,10 +63,21 @@ class NodeConfig:
     # The range overlay networks take their subnets from, fixed when the cluster is made
     # (read by the first node only); empty: consensus.ipam's default.
     overlay_cidr: str = ""
+    # Host names the API answers to besides IP addresses, `localhost` and the machine's name
+    # (a Host header naming anything else may come from a DNS-rebinding web page).
+    api_hosts: tuple[str, ...] = ()
+    # The user process-runtime tasks run as ("": nobody when the node runs as root), and
+    # whether a task may bind-mount a host path.
+    task_user: str = ""
+    host_binds: bool = True
 
     @property
     def raft_address(self) -> str:
         return f"{self.advertise}:{self.raft_port}"
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        return ("localhost", socket.gethostname(), *self.api_hosts)
 
     @property
     def ingress_host(self) -> str:
@@ -87,12 +99,21 @@ class Identity:
     role: str = "member"
     # Raft addresses of the voters last seen; where a restarted node looks for its cluster.
     voters: tuple[str, ...] = ()
+    # The node's own key (hex): calls between nodes carry it, and its hash is in the node's
+    # record, so no other node and no API token holder can act as this node.
+    node_key: str = ""
 
     @property
     def keys(self) -> ClusterKeys:
         from node.security import ClusterKeys
 
         return ClusterKeys(self.cluster_id, bytes.fromhex(self.secret_hex))
+
+    @property
+    def credentials(self) -> NodeCredentials:
+        from node.security import NodeCredentials
+
+        return NodeCredentials(self.node_id, self.node_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +124,10 @@ class Stored:
 
 def new_node_id() -> str:
     return secrets.token_hex(6)
+
+
+def new_node_key() -> str:
+    return secrets.token_hex(32)
 
 
 def load(data_dir: str) -> Optional[Stored]:
@@ -118,9 +143,30 @@ def load(data_dir: str) -> Optional[Stored]:
     return dataclasses.replace(stored, config=dataclasses.replace(stored.config, data_dir=data_dir))
 
 
+# What the node keeps private in its data dir: its own files (Raft journal and dump, node.json,
+# the join token, task records and logs). Task working directories and volumes belong to
+# the tasks and keep the modes their tasks gave them.
+_PRIVATE_TREES = ("raft",)
+
+
+def secure_data_dir(data_dir: str) -> None:
+    """Make the data dir 0700 and the node's own files in it 0600 (dirs 0700), also when an
+    older version left them readable. New files are private by the node's umask (077)."""
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    for entry in os.scandir(data_dir):
+        if entry.is_file(follow_symlinks=False):
+            os.chmod(entry.path, 0o600)
+        elif entry.name in _PRIVATE_TREES and entry.is_dir(follow_symlinks=False):
+            for root, dirs, files in os.walk(entry.path):
+                os.chmod(root, 0o700)
+                for name in files:
+                    os.chmod(os.path.join(root, name), 0o600)
+
+
 def save(stored: Stored) -> None:
     data_dir = stored.config.data_dir
-    os.makedirs(data_dir, exist_ok=True)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
     path = os.path.join(data_dir, CONFIG_FILE)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -18,13 +18,19 @@ from consensus.nodes import nodes
 from consensus.raft import NoQuorum, NotLeader, ProposeError, RaftNode
 from consensus.state import Result
 from node.client import ApiError, ShoalClient, Unreachable
+from node.security import NodeCredentials
+
+# Encoded commands forwarded to the leader; a scheduler round's batch of assignments is the
+# largest.
+COMMAND_TYPE = "application/msgpack"
+MAX_COMMAND_BYTES = 4 << 20
 
 # How long a write may wait for a leader and a commit before the API answers 503.
 WRITE_TIMEOUT = 5.0
 
 
 class ControlPlane:
-    def __init__(self, raft: RaftNode, api_token: str,
+    def __init__(self, raft: RaftNode, api_token: str, credentials: NodeCredentials,
                  observe_commit: Callable[[float], None] = lambda seconds: None) -> None:
         """`observe_commit` is told how long each committed write took, forwarding included."""
         self.raft = raft
@@ -34,6 +40,7 @@ class ControlPlane:
         self._request_prefix = secrets.token_hex(8)
         self._request_seq = itertools.count()
         self._api_token = api_token
+        self._credentials = credentials
         self._clients: dict[str, ShoalClient] = {}
 
     def node_by_raft_address(self, address: Optional[str]) -> Optional[Node]:
@@ -59,7 +66,8 @@ class ControlPlane:
     def client_for(self, node: Node) -> ShoalClient:
         client = self._clients.get(node.api_address)
         if client is None:
-            client = ShoalClient(node.api_address, self._api_token, timeout=WRITE_TIMEOUT)
+            client = ShoalClient(node.api_address, self._api_token, timeout=WRITE_TIMEOUT,
+                                 headers=self._credentials.headers)
             self._clients[node.api_address] = client
         return client
 
@@ -120,7 +128,7 @@ class ControlPlane:
         try:
             raw = await asyncio.wait_for(
                 client.request("POST", "/v1/internal/propose", data=data,
-                               content_type="application/msgpack"),
+                               content_type=COMMAND_TYPE),
                 timeout=remaining)
         except asyncio.TimeoutError:
             raise NoQuorum(f"no quorum: leader {leader.name} did not commit within the deadline") from None

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sys
 import time
 import urllib.error
 import urllib.request
 
-from node.cli import DEFAULT_ADDR
 from node.localcluster import NodeProc, stop_all
 
 
@@ -52,11 +52,12 @@ def demo_service(port: int) -> dict:
     }
 
 
-def create_demo(api: str, port: int) -> str:
+def create_demo(api: str, token: str, port: int) -> str:
     """Create the demo service; say so if it already exists (a restarted dev cluster)."""
     request = urllib.request.Request(f"http://{api}/v1/services", method="POST",
                                      data=json.dumps(demo_service(port)).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=10):
             return "created"
@@ -98,17 +99,18 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
                 print(f"{node.name} did not catch up with the cluster; see {node.log_path}",
                       file=sys.stderr)
                 return 1
-        # Each hint works as printed: the CLI's default address is 127.0.0.1:7420.
-        addr = f"http://127.0.0.1:{api_port}"
+        # The dashboard's page reads the API token from its address's fragment, which the
+        # browser keeps to itself (it is never sent to a server).
         print(f"Shoal dev cluster: {count} node(s) on 127.0.0.1-127.0.0.{count}, "
-              f"API port {api_port}; logs and data in {base_dir}; dashboard {addr}/ui")
-        shoal = "shoal" if addr == DEFAULT_ADDR else f"shoal --addr {addr}"
+              f"API port {api_port}; logs and data in {base_dir}; dashboard "
+              f"http://127.0.0.1:{api_port}/ui#token={nodes[0].api_token}")
         if demo_port:
-            outcome = create_demo(nodes[0].api, demo_port)
+            outcome = create_demo(nodes[0].api, nodes[0].api_token, demo_port)
             print(f"Demo service 'hello' ({outcome}): curl http://127.0.0.{count}:{demo_port}/ "
-                  f"reaches it through any node\n  {shoal} service ps hello")
-        print(f"  shoal --addr {addr} cluster status\n"
-              f"  {shoal} node ls\n"
+                  f"reaches it through any node")
+        # The CLI reaches a node through its socket in its data dir (no token needed there).
+        print(f"In another shell:\n  export SHOAL_DATA_DIR={shlex.quote(nodes[0].data_dir)}\n"
+              f"  shoal service ps hello\n  shoal cluster status\n  shoal node ls\n"
               f"Ctrl-C stops the cluster; run the same command again to bring it back.",
               flush=True)
         # A node that dies stays dead (kill one to watch the cluster heal); the others go on.

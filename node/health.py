@@ -16,7 +16,7 @@ import dataclasses
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Literal, Mapping, Optional
 
 # The same kinds as the service spec's check (consensus.services.HealthCheck), less "none".
@@ -144,12 +144,13 @@ def _kill_group(pgid: int) -> None:
 
 async def probe_command(argv: tuple[str, ...], timeout: float, *,
                         env: Optional[Mapping[str, str]] = None,
-                        cwd: Optional[str] = None) -> ProbeResult:
+                        cwd: Optional[str] = None,
+                        run_as: Optional[Mapping[str, object]] = None) -> ProbeResult:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, env=dict(env) if env is not None else None, cwd=cwd,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, **(run_as or {}))
     except OSError as exc:
         return ProbeResult(False, f"cannot run {argv[0]!r}: {exc.strerror or exc}")
     try:
@@ -176,6 +177,8 @@ class ProbeTarget:
     port: int = 0
     env: Optional[Mapping[str, str]] = None
     cwd: Optional[str] = None
+    # Popen options for a cmd check: the task's user (see node.runtime.task_user).
+    run_as: Mapping[str, object] = field(default_factory=dict)
 
 
 def probe(check: HealthCheck, target: ProbeTarget) -> Awaitable[ProbeResult]:
@@ -183,7 +186,8 @@ def probe(check: HealthCheck, target: ProbeTarget) -> Awaitable[ProbeResult]:
         return probe_http(target.host, target.port, check.path, check.timeout)
     if check.kind == "tcp":
         return probe_tcp(target.host, target.port, check.timeout)
-    return probe_command(check.command, check.timeout, env=target.env, cwd=target.cwd)
+    return probe_command(check.command, check.timeout, env=target.env, cwd=target.cwd,
+                         run_as=target.run_as)
 
 
 async def run_health_check(check: HealthCheck, target: ProbeTarget,

@@ -1,14 +1,16 @@
-"""aiohttp plumbing shared by every API module: error mapping, auth, body parsing, forwarding."""
+"""aiohttp plumbing shared by every API module: error mapping, bounded body parsing."""
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import json
 import logging
 import re
 from typing import Any, Awaitable, Callable, Mapping, Optional, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError as PayloadEncodingError
 
 from consensus.raft import NotLeader, ProposeError
 from consensus.state import Result
@@ -67,44 +69,102 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
         return error_response(500, "internal error; see the node's log")
 
 
-def is_loopback(remote: Optional[str]) -> bool:
-    if not remote:
-        return False
+# Body limits per kind of request; the app-wide limit (client_max_size) is the largest.
+BODY_LIMIT = 1 << 20
+# Seconds a client may take to send a body once its headers arrived.
+BODY_TIMEOUT = 30.0
+# How deeply a JSON body may nest: a service spec nests 4 levels.
+JSON_DEPTH = 32
+JSON_TYPES = ("application/json",)
+
+
+def is_json_type(content_type: str) -> bool:
+    return content_type in JSON_TYPES or content_type.endswith("+json")
+
+
+def require_type(request: web.Request, accepted: Callable[[str], bool], wanted: str) -> None:
+    """415 unless the body says it is what the route reads. Browsers send cross-site forms
+    only as text/plain, form or multipart: a route that insists on its own type refuses them."""
+    if not accepted(request.content_type):
+        raise HttpError(415, f"the body must be sent as {wanted}, not {request.content_type!r}",
+                        "Content-Type")
+
+
+async def read_body(request: web.Request, limit: int = BODY_LIMIT) -> bytes:
+    """The request body (decompressed when sent gzip'd), at most `limit` bytes (413 above),
+    within BODY_TIMEOUT (408)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, f"the body is {request.content_length} bytes; this route takes at "
+                             f"most {limit}", "body")
+    chunks, size = [], 0
     try:
-        return ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False
+        async with asyncio.timeout(BODY_TIMEOUT):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise HttpError(413, f"the body is over {limit} bytes, the most this route "
+                                         "takes", "body")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HttpError(408, f"the body did not arrive within {BODY_TIMEOUT:g} s", "body") from None
+    except (ContentEncodingError, PayloadEncodingError) as exc:
+        raise HttpError(400, "the body cannot be decoded as its Content-Encoding says: "
+                             f"{str(exc).strip()}", "body") from None
+    return b"".join(chunks)
 
 
-def auth_middleware(check_token: Callable[[str], bool]):
-    """The API needs the bearer token except from loopback; /v1/internal/* always needs it.
-    /v1/join carries its own proof of the join token."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler):
-        path = request.path
-        if path in ("/healthz", "/v1/join"):
-            return await handler(request)
-        internal = path.startswith("/v1/internal/")
-        if internal or not is_loopback(request.remote):
-            header = request.headers.get("Authorization", "")
-            token = header[7:] if header.startswith("Bearer ") else ""
-            if not token or not check_token(token):
-                return error_response(401, "missing or wrong API token: pass --token or set "
-                                           "SHOAL_TOKEN (see `shoal cluster token` on a node)")
-        return await handler(request)
-
-    return middleware
+def _check_plain(value: Any, limit: int = JSON_DEPTH) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise HttpError(400, f"the body nests deeper than {limit} levels", "body")
+        if isinstance(item, dict):
+            stack.extend((k, depth) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise HttpError(400, "the body holds a lone UTF-16 surrogate (\\ud800-\\udfff "
+                                     "unpaired), which is no character", "body") from None
 
 
-async def json_body(request: web.Request) -> Any:
-    if not request.can_read_body:
-        raise HttpError(400, "a JSON body is required", "body")
-    raw = await request.read()
+def parse_json(raw: bytes) -> Any:
+    """JSON text into plain values, refusing what json.loads lets through but nothing
+    downstream holds: NaN and infinities, lone surrogates, nesting past JSON_DEPTH."""
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise HttpError(400, f"the body nests deeper than {JSON_DEPTH} levels", "body") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HttpError(400, f"is not valid JSON: {exc}", "body") from None
+    _check_plain(value)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise HttpError(400, f"body is not valid JSON: {name} is not a number JSON allows", "body")
+
+
+async def json_body(request: web.Request, limit: int = BODY_LIMIT) -> Any:
+    if not request.can_read_body:
+        raise HttpError(400, "a JSON body is required", "body")
+    require_type(request, is_json_type, "application/json")
+    return parse_json(await read_body(request, limit))
+
+
+_COUNT = re.compile(r"[0-9]{1,18}")
+
+
+def parse_count(raw: str, field: str, what: str) -> int:
+    """A whole number 0 or more from a query parameter: ASCII digits, small enough for the
+    state to hold (unicode digits and 20-digit numbers are a 400, not a crash)."""
+    if not _COUNT.fullmatch(raw):
+        raise HttpError(400, f"must be {what} (0 to {10**18 - 1}), not {raw[:40]!r}", field)
+    return int(raw)
 
 
 _YES = ("1", "true", "yes")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field, replace
+from typing import Optional
 
 import msgpack
 
@@ -30,17 +32,45 @@ log = logging.getLogger(__name__)
 JOIN_PATIENCE = 60.0
 
 
+# A join is accepted within this many seconds of being signed (clock skew included), and its
+# nonce is remembered as long: a recorded join cannot be played again.
+JOIN_WINDOW = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class JoinRequest:
     cluster_id: str
     node: Node
     proof: str = ""
+    nonce: str = ""
+    at: float = 0.0
 
     def signed_payload(self) -> bytes:
-        return msgpack.packb([self.cluster_id, to_plain(self.node)], use_bin_type=True)
+        return msgpack.packb([self.cluster_id, to_plain(self.node), self.nonce, self.at],
+                             use_bin_type=True)
 
     def signed(self, keys: ClusterKeys) -> JoinRequest:
-        return replace(self, proof=keys.join_proof(self.signed_payload()))
+        """Signed afresh, with a new nonce and the time: each attempt is a new request."""
+        fresh = replace(self, nonce=secrets.token_hex(16), at=time.time())
+        return replace(fresh, proof=keys.join_proof(fresh.signed_payload()))
+
+
+class JoinGuard:
+    """The leader's memory of the joins it saw: a stale or repeated one is refused."""
+
+    def __init__(self, window: float = JOIN_WINDOW) -> None:
+        self._window = window
+        self._seen: dict[str, float] = {}
+
+    def problem(self, request: JoinRequest, now: float) -> Optional[str]:
+        self._seen = {n: t for n, t in self._seen.items() if t > now - 2 * self._window}
+        if abs(now - request.at) > self._window:
+            return (f"join refused: it was signed {now - request.at:+.0f} s from now, outside "
+                    f"the {self._window:.0f} s window (replayed, or the clocks differ)")
+        if len(request.nonce) < 16 or request.nonce in self._seen:
+            return "join refused: this join request was seen before (replayed)"
+        self._seen[request.nonce] = now
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +85,13 @@ async def request_join(target: str, keys: ClusterKeys, node: Node,
     """Client side: ask the cluster at `target` (HOST:APIPORT) to admit `node`. Machines are
     often started together, so an unreachable target or one without a leader yet is asked
     again for `patience` seconds; a refusal (wrong token) is final at once."""
-    request = JoinRequest(keys.cluster_id, node).signed(keys)
+    unsigned = JoinRequest(keys.cluster_id, node)
     deadline = time.monotonic() + patience
     delay = 0.2
     async with ShoalClient(target, timeout=20.0) as client:
         while True:
             try:
-                raw = await client.post("/v1/join", to_plain(request))
+                raw = await client.post("/v1/join", to_plain(unsigned.signed(keys)))
                 return from_plain(JoinAccepted, raw, strict=False)
             except (Unreachable, ApiError) as exc:
                 retryable = isinstance(exc, Unreachable) or exc.status == 503
@@ -72,12 +102,20 @@ async def request_join(target: str, keys: ClusterKeys, node: Node,
             delay = min(delay * 2, 2.0)
 
 
-async def accept_join(control: ControlPlane, keys: ClusterKeys, request: JoinRequest) -> JoinAccepted:
-    """Leader side: check the proof, commit the node as a member, answer with the voters."""
+async def accept_join(control: ControlPlane, keys: ClusterKeys, guard: JoinGuard,
+                      request: JoinRequest) -> JoinAccepted:
+    """Leader side: check the proof, the time and the nonce, commit the node as a member,
+    answer with the voters."""
     if request.cluster_id != keys.cluster_id or not keys.check_join_proof(
             request.signed_payload(), request.proof):
         raise HttpError(403, "join refused: wrong join token for this cluster "
                              "(get the right one with `shoal cluster token` on a member)")
+    replayed = guard.problem(request, time.time())
+    if replayed:
+        raise HttpError(403, replayed, "nonce")
+    if len(request.node.key_hash) != 64:
+        raise HttpError(400, "a joining node must register the hash of its own key (a node "
+                             "of an older version cannot join this cluster)", "node.key_hash")
     # Not ready yet: it has no state and runs nothing until it catches up (see liveness).
     node = replace(request.node, role="member", status="joining", availability="active",
                    joined_at=time.time(), status_changed_at=time.time())
@@ -87,9 +125,10 @@ async def accept_join(control: ControlPlane, keys: ClusterKeys, request: JoinReq
     return JoinAccepted(node.id, keys.cluster_id, addresses)
 
 
-def local_node(node_id: str, config: NodeConfig, resources: Resources, runtime: str) -> Node:
+def local_node(node_id: str, config: NodeConfig, resources: Resources, runtime: str,
+               key_hash: str) -> Node:
     """This node's registration record from its config and fingerprint."""
     return Node(id=node_id, name=config.name, address=config.advertise,
                 api_port=config.api_port, raft_port=config.raft_port,
                 gossip_port=config.gossip_port, labels=dict(config.labels),
-                resources=resources, runtime=runtime)
+                resources=resources, runtime=runtime, key_hash=key_hash)

@@ -14,6 +14,8 @@ import json
 from typing import Any, AsyncIterator, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
+from node.local_socket import reachable
+
 # An answer larger than this is not an API answer: stop reading instead of filling memory.
 MAX_BODY = 256 * 1024 * 1024
 MAX_HEADER = 64 * 1024
@@ -36,7 +38,14 @@ class Unreachable(Exception):
     """No answer from the API at all."""
 
 
+UNIX_PREFIX = "unix:"
+
+
 def base_url(addr: str) -> str:
+    """The URL prefix for `addr`: HOST:PORT, http(s)://HOST:PORT, or unix:PATH (a node's
+    socket, whose requests name the host `localhost`)."""
+    if addr.startswith(UNIX_PREFIX):
+        return "http://localhost"
     addr = addr.rstrip("/")
     return addr if "://" in addr else f"http://{addr}"
 
@@ -67,6 +76,7 @@ class LeanClient:
     def __init__(self, addr: str, token: Optional[str] = None, *,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.base = base_url(addr)
+        self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
         parts = urlsplit(self.base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise Unreachable(f"cannot use {addr!r} as an API address: expected "
@@ -165,8 +175,12 @@ class LeanClient:
 
             # The system's trust store; loading it reads files, hence the thread.
             self._ssl = await asyncio.to_thread(ssl.create_default_context)
-        reader, writer = await asyncio.open_connection(
-            self._host, self._port, ssl=self._ssl if self._tls else None, limit=MAX_HEADER)
+        if self._unix is not None:
+            with reachable(self._unix) as path:
+                reader, writer = await asyncio.open_unix_connection(path, limit=MAX_HEADER)
+        else:
+            reader, writer = await asyncio.open_connection(
+                self._host, self._port, ssl=self._ssl if self._tls else None, limit=MAX_HEADER)
         # Names from the command line go into paths: a space or a non-ASCII letter is sent
         # percent-encoded, as a browser would, and a line break cannot end the request line.
         target = quote(self._prefix + path, safe=_PATH_SAFE)
@@ -186,7 +200,8 @@ class LeanClient:
 
     def _unreachable(self, exc: BaseException) -> Unreachable:
         reason = "timed out" if isinstance(exc, TimeoutError) else f"{exc.__class__.__name__} {exc}"
-        return Unreachable(f"cannot reach the Shoal API at {self.base}: {reason}".rstrip())
+        where = f"{UNIX_PREFIX}{self._unix}" if self._unix is not None else self.base
+        return Unreachable(f"cannot reach the Shoal API at {where}: {reason}".rstrip())
 
 
 async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:

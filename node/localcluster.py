@@ -12,14 +12,18 @@ import asyncio
 import contextlib
 import itertools
 import os
+import pwd
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+from urllib.parse import urlsplit
 
-from node.client import ApiError, ShoalClient, Unreachable
+from node.client import UNIX_PREFIX, ApiError, ShoalClient, Unreachable
+from node.config import load
+from node.local_socket import socket_path
 
 API_PORT = 7420
 # Node flags for tests that compare placements: plain processes and equal, fixed capacities,
@@ -72,6 +76,26 @@ class NodeProc:
     def token_path(self) -> str:
         return os.path.join(self.data_dir, "join-token")
 
+    @property
+    def api_token(self) -> str:
+        """The cluster's API token, read from the node's data dir once it has one ("" before)."""
+        stored = load(self.data_dir)
+        return stored.identity.keys.api_token if stored and stored.identity else ""
+
+    @property
+    def node_headers(self) -> dict[str, str]:
+        """What this node sends on calls to other nodes: the API token and its own key."""
+        stored = load(self.data_dir)
+        if not (stored and stored.identity):
+            return {}
+        return {"Authorization": f"Bearer {stored.identity.keys.api_token}",
+                **stored.identity.credentials.headers}
+
+    @property
+    def socket(self) -> str:
+        """The node's unix socket, as an API address."""
+        return UNIX_PREFIX + socket_path(self.data_dir)
+
     def command(self, join: Optional[str] = None, token: Optional[str] = None) -> list[str]:
         argv = [sys.executable, "-m", "node", "node", "start", "--data-dir", self.data_dir]
         if os.path.exists(os.path.join(self.data_dir, "node.json")):
@@ -81,11 +105,16 @@ class NodeProc:
                  "--raft-port", str(port + 1), "--gossip-port", str(port + 2),
                  "--dns-port", str(port + 3), "--image-pull", self.image_pull,
                  *self.extra_args]
+        if "--task-user" not in self.extra_args:
+            # Local clusters run their tasks as whoever runs them (a test's scripts and files
+            # are its own); a node's default is an unprivileged account.
+            argv += ["--task-user", pwd.getpwuid(os.geteuid()).pw_name]
         if join:
             argv += ["--join", join, "--token", token or ""]
         return argv
 
     def start(self, join: Optional[str] = None, token: Optional[str] = None) -> None:
+        _by_api[self.api] = self
         log = open(self.log_path, "ab")
         env = dict(os.environ, SHOAL_QUIET="1", PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(self.command(join, token), stdout=log,
@@ -119,7 +148,23 @@ class NodeProc:
             return ""
 
     def client(self, timeout: float = 10.0) -> ShoalClient:
-        return ShoalClient(self.api, timeout=timeout)
+        return ShoalClient(self.api, self.api_token, timeout=timeout)
+
+
+# The nodes started by this process, by API address: tests that name a node by its address
+# (the CLI's --addr) find its token here.
+_by_api: dict[str, NodeProc] = {}
+
+
+def api_token_for(addr: str) -> str:
+    """The API token of the node this process started at `addr` (HOST:PORT or a URL)."""
+    node = _by_api.get(urlsplit(addr).netloc if "://" in addr else addr)
+    return node.api_token if node else ""
+
+
+def auth_for(addr: str) -> dict[str, str]:
+    """The Authorization header for the node this process started at `addr`."""
+    return {"Authorization": f"Bearer {api_token_for(addr)}"}
 
 
 async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,

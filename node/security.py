@@ -24,6 +24,34 @@ class TokenError(ValueError):
     pass
 
 
+NODE_HEADER = "X-Shoal-Node"
+NODE_KEY_HEADER = "X-Shoal-Node-Key"
+
+
+def key_hash(node_key: str) -> str:
+    return hashlib.sha256(node_key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCredentials:
+    """What a node presents on calls to other nodes: its id and its own key."""
+
+    node_id: str
+    node_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {NODE_HEADER: self.node_id, NODE_KEY_HEADER: self.node_key}
+
+    @property
+    def key_hash(self) -> str:
+        return key_hash(self.node_key)
+
+
+def key_matches(presented_key: str, registered_hash: str) -> bool:
+    return bool(registered_hash) and hmac.compare_digest(key_hash(presented_key), registered_hash)
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterKeys:
     cluster_id: str
@@ -53,7 +81,7 @@ class ClusterKeys:
 
     @property
     def api_token(self) -> str:
-        """The bearer token for the HTTP API from outside loopback, and between nodes."""
+        """The bearer token for the HTTP API over TCP, from clients and between nodes."""
         return derive_key(self.secret, "api").hex()
 
     def join_proof(self, payload: bytes) -> str:
@@ -63,4 +91,6 @@ class ClusterKeys:
         return hmac.compare_digest(self.join_proof(payload), proof)
 
     def check_api_token(self, presented: str) -> bool:
-        return hmac.compare_digest(self.api_token, presented)
+        # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError).
+        return hmac.compare_digest(self.api_token.encode(),
+                                   presented.encode("utf-8", "surrogateescape"))

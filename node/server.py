@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import time
 from typing import TYPE_CHECKING, Optional
@@ -39,16 +40,19 @@ from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
 from node.event_feed import EventFeed
-from node.http_util import auth_middleware, errors_middleware, is_loopback
+from node.api_guard import guard_middleware
+from node.api_listen import ConnectionLimits, listen, raise_file_limit, runner_options
+from node.http_util import errors_middleware
+from node.local_socket import socket_path
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
-from node.join import local_node, request_join
+from node.join import JoinGuard, local_node, request_join
 from node.liveness import LivenessLoop
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
 from node.metrics_reporter import STALE_INTERVALS, MetricsReporter
 from node.openapi import routes as openapi_routes
-from node.security import ClusterKeys
+from node.security import ClusterKeys, key_hash
 from node.telemetry import Sources, Telemetry
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
@@ -80,9 +84,10 @@ def offered_resources(config: NodeConfig, fingerprint: NodeFingerprint) -> Resou
                      config.memory_bytes or fingerprint.memory_bytes)
 
 
-def node_record(node_id: str, config: NodeConfig, fingerprint: NodeFingerprint) -> Node:
+def node_record(node_id: str, config: NodeConfig, fingerprint: NodeFingerprint,
+                key_hash: str) -> Node:
     return local_node(node_id, config, offered_resources(config, fingerprint),
-                      fingerprint.runtime)
+                      fingerprint.runtime, key_hash)
 
 
 class ShoalNode:
@@ -100,7 +105,7 @@ class ShoalNode:
                              tuning=RaftTuning(
                                  compaction_min_entries=self.config.snapshot_entries,
                                  compaction_min_time=self.config.snapshot_interval))
-        self.control = ControlPlane(self.raft, self.keys.api_token,
+        self.control = ControlPlane(self.raft, self.keys.api_token, self.identity.credentials,
                                     observe_commit=self.telemetry.raft_commit_seconds.observe)
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
         self.gossip = GossipService(GossipServiceConfig(
@@ -110,8 +115,7 @@ class ShoalNode:
                   INGRESS_META: self.config.ingress_host}))
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         # The agent asks this node's own API for its tasks' secrets, as it would any node's.
-        files = FileFetcher(self.control.client_for(node_record(self.node_id, self.config,
-                                                                fingerprint)), self.node_id)
+        files = FileFetcher(self.control.client_for(self._record()))
         self.overlay: Optional[Overlay] = None
         if self.config.overlay and driver.name != "docker":
             log.error("--overlay needs the Docker runtime and this node runs %s: it takes no part "
@@ -152,6 +156,9 @@ class ShoalNode:
         self._stop = asyncio.Event()
         self._stop_reason = ""
         self._runner: Optional[web.AppRunner] = None
+        self._listeners: list[asyncio.AbstractServer] = []
+        self.connection_limits = ConnectionLimits()
+        self.join_guard = JoinGuard()
         self._role_lock = asyncio.Lock()
 
     def _make_overlay(self) -> Overlay:
@@ -179,22 +186,31 @@ class ShoalNode:
         Nothing is saved until a join has been accepted, so a refused join can be retried."""
         stored = cfg.load(config.data_dir)
         if stored is not None and stored.identity is not None:
-            stored = dataclasses.replace(stored, config=config)
+            identity = stored.identity
+            if not identity.node_key:  # made by a version without node keys
+                identity = dataclasses.replace(identity, node_key=cfg.new_node_key())
+            stored = Stored(config, identity)
             cfg.save(stored)
             return stored
+        node_key = cfg.new_node_key()
         if join:
             keys = ClusterKeys.from_token(token or "")
-            accepted = await request_join(join, keys, node_record(node_id, config, fingerprint))
+            record = node_record(node_id, config, fingerprint, key_hash(node_key))
+            accepted = await request_join(join, keys, record)
             identity = Identity(node_id, keys.cluster_id, keys.secret.hex(), "member",
-                                accepted.voters)
+                                accepted.voters, node_key)
         else:
             keys = ClusterKeys.generate()
             identity = Identity(node_id, keys.cluster_id, keys.secret.hex(), "voter",
-                                (config.raft_address,))
+                                (config.raft_address,), node_key)
         stored = Stored(config, identity)
         cfg.save(stored)
         cfg.write_token(config.data_dir, keys)
         return stored
+
+    def _record(self) -> Node:
+        return node_record(self.node_id, self.config, self.fingerprint,
+                           self.identity.credentials.key_hash)
 
     def _capture_view(self) -> StateView:
         with self.raft.read() as state:
@@ -207,6 +223,7 @@ class ShoalNode:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
+        log.info("open-file limit: %d", raise_file_limit())
         self.raft.start(self.identity.role, list(self.identity.voters))
         # The API answers at once (health, Raft view, role changes) but serves the state only
         # once this node holds it; gossip, the mesh and the loops start only then, so a node
@@ -267,7 +284,8 @@ class ShoalNode:
 
     async def _start_api(self) -> None:
         app = web.Application(middlewares=[self.telemetry.middleware(), errors_middleware,
-                                           auth_middleware(self.keys.check_api_token),
+                                           guard_middleware(self.keys.check_api_token,
+                                                            self.config.host_names),
                                            catch_up_middleware(self.raft.progress,
                                                                self.config.name)],
                               client_max_size=4 * 1024 * 1024)
@@ -286,22 +304,11 @@ class ShoalNode:
         app.add_routes(network_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
-                                   handler_cancellation=True)
+                                   handler_cancellation=True, **runner_options())
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.advertise, self.config.api_port,
-                           reuse_address=True)
-        await site.start()
-        if not is_loopback(self.config.advertise):
-            await self._serve_loopback()
-
-    async def _serve_loopback(self) -> None:
-        """Tools on this machine (`shoal ...`, `docker exec NODE shoal ...`) reach the API on
-        loopback, where it needs no token, also when the node advertises another address."""
-        try:
-            await web.TCPSite(self._runner, "127.0.0.1", self.config.api_port,
-                              reuse_address=True).start()
-        except OSError as exc:  # another node on this machine serves its API there
-            log.warning("not serving the API on 127.0.0.1:%d: %s", self.config.api_port, exc)
+        self._listeners = await listen(self._runner, self.connection_limits,
+                                       host=self.config.advertise, port=self.config.api_port,
+                                       socket_path=socket_path(self.config.data_dir))
 
     async def _shutdown(self) -> None:
         await self.mesh.stop()
@@ -311,6 +318,10 @@ class ShoalNode:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.gossip.leave(), SHUTDOWN_TIMEOUT / 4)
         await self.gossip.stop()
+        for listener in self._listeners:
+            listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(socket_path(self.config.data_dir))
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._runner.cleanup(), SHUTDOWN_TIMEOUT)
@@ -328,7 +339,7 @@ class ShoalNode:
             with self.raft.read() as state:
                 bootstrapped = bool(state.cluster.cluster_id)
                 current = nodes(state).get(self.node_id)
-            wanted = node_record(self.node_id, self.config, self.fingerprint)
+            wanted = self._record()
             try:
                 if not bootstrapped and self.raft.is_leader() and not self.identity.voters[1:]:
                     await self.control.submit(BootstrapCluster(self.keys.cluster_id, time.time(),
@@ -408,5 +419,6 @@ async def _rate_limited(source: asyncio.Event, target: asyncio.Event, interval: 
 
 
 def _differs(current: Node, wanted: Node) -> bool:
-    keys = ("name", "address", "api_port", "raft_port", "gossip_port", "resources", "runtime")
+    keys = ("name", "address", "api_port", "raft_port", "gossip_port", "resources", "runtime",
+            "key_hash")
     return any(getattr(current, k) != getattr(wanted, k) for k in keys)

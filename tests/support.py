@@ -84,3 +84,14 @@ def processes_working_under(root: os.PathLike | str) -> list[int]:
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
+
+
+NOBODY = 65534
+
+
+def as_nobody(argv: list[str]) -> list[str]:
+    """`argv` run as the unprivileged user nobody: what any local user (or task) could do.
+    Needs root to switch users; skips (or fails, see `unavailable`) without it."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        unavailable("switching to the user nobody needs root and setpriv")
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]

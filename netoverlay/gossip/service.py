@@ -25,9 +25,14 @@ from netoverlay.gossip.model import (Address, Event, Member, MemberEvent, Outbou
 
 log = logging.getLogger(__name__)
 
-_FRAME = struct.Struct("!I")
+# A stream frame is a sealed 4-byte length, then the sealed message: a peer proves it holds
+# the cluster key in the first FRAME_HEADER bytes, before the node reads any more from it.
+_LENGTH = struct.Struct("!I")
+FRAME_HEADER = OVERHEAD + _LENGTH.size
 # A full-state exchange of a large cluster is a few hundred kilobytes; refuse absurd frames.
 MAX_STREAM_BYTES = 32 * 1024 * 1024
+# Push-pull exchanges arrive a few per second at most; more at once is a flood.
+MAX_INBOUND_STREAMS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,7 @@ class GossipService:
         self._server: asyncio.Server | None = None
         self._timer: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._inbound = 0
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._listeners: list[Callable[[Event], None]] = []
@@ -313,6 +319,11 @@ class GossipService:
 
     async def _serve_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        if self._inbound >= MAX_INBOUND_STREAMS:
+            self._counters.drop("malformed")
+            writer.transport.abort()
+            return
+        self._inbound += 1
         try:
             async with asyncio.timeout(self.config.stream_timeout):
                 request = await self._read_frame(reader)
@@ -328,19 +339,27 @@ class GossipService:
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
             log.debug("gossip: push-pull from %s failed: %s", peer, exc)
         finally:
+            self._inbound -= 1
             writer.close()
 
     async def _write_frame(self, writer: asyncio.StreamWriter, message) -> None:
-        sealed = self._tcp_sealer.seal(codec.encode(message), time.time())
-        writer.write(_FRAME.pack(len(sealed)) + sealed)
+        now = time.time()
+        sealed = self._tcp_sealer.seal(codec.encode(message), now)
+        writer.write(self._tcp_sealer.seal(_LENGTH.pack(len(sealed)), now) + sealed)
         await writer.drain()
 
     async def _read_frame(self, reader: asyncio.StreamReader):
-        """The next sealed message, or None (counted) when it is not acceptable."""
-        (size,) = _FRAME.unpack(await reader.readexactly(_FRAME.size))
+        """The next sealed message, or None (counted) when it is not acceptable: nothing past
+        the header is read unless the header opens under the cluster key."""
+        header = await reader.readexactly(FRAME_HEADER)
+        try:
+            (size,) = _LENGTH.unpack(self._tcp_sealer.open(header, time.time()))
+        except SealError as exc:
+            self._counters.drop(exc.kind)
+            return None
         if size > MAX_STREAM_BYTES:
             self._counters.drop("malformed")
             return None
         data = await reader.readexactly(size)
-        self._counters.received_bytes += size + _FRAME.size
+        self._counters.received_bytes += size + FRAME_HEADER
         return self._open(self._tcp_sealer, data)

@@ -23,12 +23,13 @@ RUNTIME_CHECK_INTERVAL = 5.0
 OnStatus = Callable[[HealthStatus], None]
 
 
-def probe_target(check: HealthCheck, run: RunSpec, seen: TaskObservation) -> ProbeTarget:
+def probe_target(check: HealthCheck, run: RunSpec, seen: TaskObservation,
+                 run_as: Optional[dict] = None) -> ProbeTarget:
     """Probe the published endpoint of the check's port; a task on an overlay network is
     probed at its address on its first network (this node reaches it through its bridge, and
     its unpublished ports have no host port); any other port is probed as is on the advertise
     address. A command check runs with the task's environment, host ports included, as the
-    task itself sees them in the process runtime."""
+    task itself sees them in the process runtime (and as its user, `run_as`)."""
     published = seen.endpoint(check.port)
     on_network = seen.networks.get(run.networks[0]) if run.networks else None
     if published is not None:
@@ -41,7 +42,7 @@ def probe_target(check: HealthCheck, run: RunSpec, seen: TaskObservation) -> Pro
         host = run.advertise_address
     env = {"PATH": os.environ.get("PATH", os.defpath), **run.env,
            **port_environment(seen.endpoints)}
-    return ProbeTarget(host, port, env)
+    return ProbeTarget(host, port, env, run_as=run_as or {})
 
 
 def agent_runs(driver: Driver, run: Optional[RunSpec]) -> bool:
@@ -87,7 +88,7 @@ def watch_health(driver: Driver, run: Optional[RunSpec], seen: TaskObservation,
     unhealthy; None when nothing checks this task's health."""
     check = run.healthcheck if run is not None else None
     if run is not None and check is not None and agent_runs(driver, run):
-        return _probed(check, probe_target(check, run, seen), on_status)
+        return _probed(check, probe_target(check, run, seen, driver.command_options), on_status)
     if seen.health != "unknown":
         interval = check.interval if check is not None else RUNTIME_CHECK_INTERVAL
         return _read_back(driver, seen.task_id, interval, seen.health, on_status)

@@ -1,8 +1,9 @@
 """Fetching a task's secrets and configs just before the agent starts it.
 
-The agent asks a node's internal API (`GET /v1/internal/{secrets|configs}/NAME?task=ID&node=N`,
-with the cluster's API token) for each file's content. That node gives it out only for a
-task assigned to the asking node whose spec uses it, and opens a sealed secret in memory.
+The agent asks a node's internal API (`GET /v1/internal/{secrets|configs}/NAME?task=ID`, with
+the cluster's API token and this node's own key) for each file's content. That node gives it
+out only for a task assigned to the node whose key came with the call and whose spec uses it,
+and opens a sealed secret in memory.
 The content lives on in the RunSpec handed to the driver for this one start, nowhere else.
 """
 
@@ -29,11 +30,11 @@ def internal_path(kind: str, name: str) -> str:
 
 
 class FileFetcher:
-    """Fetches through `client` (a node's API, authenticated) for tasks of node `node_id`."""
+    """Fetches through `client` (a node's API, with this node's credentials: the node it asks
+    gives only what tasks assigned to the calling node use)."""
 
-    def __init__(self, client: ShoalClient, node_id: str) -> None:
+    def __init__(self, client: ShoalClient) -> None:
         self._client = client
-        self._node_id = node_id
 
     async def fill(self, run: RunSpec) -> RunSpec:
         filled = [dataclasses.replace(f, data=await self._fetch(run.task_id, f)) for f in run.files]
@@ -42,7 +43,7 @@ class FileFetcher:
     async def _fetch(self, task_id: str, item: TaskFile) -> bytes:
         try:
             answer = await self._client.get(internal_path(item.kind, item.source),
-                                            task=task_id, node=self._node_id)
+                                            task=task_id)
         except (ApiError, Unreachable) as exc:
             raise FetchError(f"cannot fetch {item.kind} {item.source!r}: {exc}") from None
         try:

@@ -25,6 +25,7 @@ from node.runtime.docker_events import DeathEvents
 from node.runtime import task_files
 from node.runtime.model import (LABEL_MANAGED, LABEL_NODE, LABEL_TASK, NodeFingerprint, RunSpec,
                                 TaskObservation, TaskStats, missing)
+from node.runtime.mounts import host_bind_refused
 
 # Streams held open at once (followed logs + the events stream) before new ones queue.
 _MAX_STREAMS = 64
@@ -39,10 +40,12 @@ def _explain(exc: Exception) -> str:
 class DockerDriver:
     name = "docker"
     native_health_checks: frozenset[CheckKind] = frozenset({"cmd"})
+    command_options: dict = {}  # cmd checks run in the container
 
     def __init__(self, client: docker.DockerClient, node_id: str, *,
-                 pull_timeout: float = 30.0, pull: bool = True) -> None:
+                 pull_timeout: float = 30.0, pull: bool = True, host_binds: bool = True) -> None:
         self._client = client
+        self._host_binds = host_binds
         self._node_id = node_id
         self._pull_timeout = pull_timeout
         # An air-gapped node (`--image-pull never`) only runs images it already has.
@@ -52,11 +55,12 @@ class DockerDriver:
         # Tasks that never got a container (the image is missing): inspect must still say why.
         self._failures: dict[str, TaskObservation] = {}
         # Secrets and configs are bind-mounted from here (a tmpfs): the engine must see it.
-        self._files_root = task_files.files_root(tempfile.gettempdir())
+        self._files_root = task_files.files_root(tempfile.gettempdir(), node_id)
 
     @classmethod
     async def connect(cls, node_id: str, *, timeout: float = 5.0, request_timeout: float = 60.0,
-                      pull_timeout: float = 30.0, pull: bool = True) -> DockerDriver:
+                      pull_timeout: float = 30.0, pull: bool = True,
+                      host_binds: bool = True) -> DockerDriver:
         """Reach the engine from the environment (DOCKER_HOST or the default socket) and
         negotiate the API version; raises DockerException when it does not answer in time."""
         def reach() -> docker.DockerClient:
@@ -68,7 +72,7 @@ class DockerDriver:
             client = await asyncio.wait_for(asyncio.to_thread(reach), timeout)
         except asyncio.TimeoutError:
             raise DockerException(f"the Docker Engine did not answer within {timeout}s") from None
-        return cls(client, node_id, pull_timeout=pull_timeout, pull=pull)
+        return cls(client, node_id, pull_timeout=pull_timeout, pull=pull, host_binds=host_binds)
 
     async def fingerprint(self) -> NodeFingerprint:
         info = await asyncio.to_thread(self._client.info)
@@ -111,6 +115,9 @@ class DockerDriver:
         return None
 
     async def _create(self, spec: RunSpec) -> Container | TaskObservation:
+        refused = host_bind_refused(spec.mounts, self._host_binds)
+        if refused:
+            return self._fail(spec, refused)
         kwargs = container_kwargs(spec, self._node_id)
         if spec.files:
             directory = task_files.task_files_dir(self._files_root, spec.task_id)

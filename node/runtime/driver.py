@@ -21,6 +21,10 @@ class Driver(Protocol):
     # Health check kinds the runtime runs itself and reports in `TaskObservation.health`;
     # the agent runs the others with `node.health.run_health_check`.
     native_health_checks: frozenset[CheckKind]
+    # Options for the commands the agent runs for the runtime's tasks (cmd health checks):
+    # they run as the task's user, never as the node's.
+    command_options: dict
+
 
     async def fingerprint(self) -> NodeFingerprint:
         """The capacity this runtime offers to tasks."""

@@ -18,7 +18,7 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 MountType = Literal["volume", "bind", "tmpfs"]
 LABEL_VOLUME = "shoal.volume"
@@ -77,6 +77,15 @@ class ProcessMount:
     link: str  # the symlink's name in the task's working directory
     env: str  # the variable holding `path`
     create: bool  # the driver makes the directory; a bind's must already exist
+
+
+def host_bind_refused(mounts: tuple[Mount, ...], allowed: bool) -> Optional[str]:
+    """Why the task may not run on a node that allows no host bind mounts, or None."""
+    for i, mount in enumerate(mounts):
+        if mount.type == "bind" and not allowed:
+            return (f"mounts[{i}]: bind mounts of host paths ({mount.source}) are disabled on "
+                    "this node (--host-binds no)")
+    return None
 
 
 def process_mounts(mounts: tuple[Mount, ...], data_dir: str, task_dir: str) -> tuple[ProcessMount, ...]:

@@ -31,15 +31,20 @@ from node.runtime.cgroups import CgroupsV1, join_command
 from node.runtime.fingerprint import host_fingerprint
 from node.runtime.model import (Endpoint, NodeFingerprint, RunSpec, TaskObservation, TaskStats,
                                 missing)
-from node.runtime.mounts import prepare_mounts, process_mounts
+from node.runtime.mounts import (VOLUMES_DIR, MountError, host_bind_refused, prepare_mounts,
+                                 process_mounts)
 from node.runtime.process_logs import follow_log, read_log
 from node.runtime.process_records import (LOG_FILE, WORK_DIR, TaskRecord, load_record,
                                           load_records, port_environment, publish, save_record,
                                           task_dir)
+from node.runtime.task_user import TaskUser, node_user
 
 log = logging.getLogger(__name__)
 
 PROCESS_IMAGES = ("", "process")
+# A task creates files as a program started from a shell would; the node's own umask (077)
+# is for the node's files.
+TASK_UMASK = 0o022
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +66,29 @@ class ProcessDriver:
     native_health_checks: frozenset[CheckKind] = frozenset()
 
     def __init__(self, data_dir: str, *, node_id: str = "", cgroups: Optional[CgroupsV1] = None,
-                 stats_window: float = 0.5) -> None:
+                 stats_window: float = 0.5, task_user: Optional[TaskUser] = None,
+                 host_binds: bool = True) -> None:
         self._data_dir = os.path.abspath(data_dir)
+        self._user = task_user or node_user()
+        self.command_options = self._user.popen_options()
+        self._host_binds = host_binds
         self._node_id = node_id
         self._cgroups = cgroups or CgroupsV1()
         self._stats_window = stats_window
         self._children: dict[str, subprocess.Popen] = {}
         # Tasks that never got a process: inspect must still say why.
         self._failures: dict[str, TaskObservation] = {}
-        self._files_root = task_files.files_root(os.path.join(self._data_dir, "task-files"))
+        self._files_root = task_files.files_root(os.path.join(self._data_dir, "task-files"),
+                                                 node_id or self._data_dir)
+        if self._user.switches:
+            # A task reaches its own directory, volumes and files by their paths (a program
+            # opens os.getcwd() + name): the node's directories on the way may be passed
+            # through, never listed; what is in them is the node's alone (0600/0700) or the
+            # task user's.
+            for path in (self._data_dir, os.path.join(self._data_dir, "tasks"),
+                         os.path.join(self._data_dir, VOLUMES_DIR), self._files_root):
+                os.makedirs(path, mode=0o711, exist_ok=True)
+                os.chmod(path, 0o711)
 
     async def fingerprint(self) -> NodeFingerprint:
         def probe() -> NodeFingerprint:
@@ -88,20 +107,28 @@ class ProcessDriver:
     def _prepare(self, spec: RunSpec) -> _Launch:
         """Directories, host ports, environment and cgroups; raises OSError naming the problem."""
         argv = spec.command + spec.args
+        self._check_mounts(spec)
         base = task_dir(self._data_dir, spec.task_id)
         cwd = os.path.join(base, WORK_DIR)
         os.makedirs(cwd, exist_ok=True)
+        if self._user.switches:
+            os.chmod(base, 0o711)
+            self._user.give(cwd)
         env = {"PATH": os.environ.get("PATH", os.defpath), **spec.env}
         if shutil.which(argv[0], path=env["PATH"]) is None and \
                 shutil.which(os.path.join(cwd, argv[0])) is None:
             raise FileNotFoundError(f"command {argv[0]!r} not found (PATH={env['PATH']})")
         endpoints = publish(spec.advertise_address, spec.ports)
         env.update(port_environment(endpoints))
-        env.update(prepare_mounts(process_mounts(spec.mounts, self._data_dir, base), cwd))
+        planned = process_mounts(spec.mounts, self._data_dir, base)
+        env.update(prepare_mounts(planned, cwd))
+        self._user.give(*(m.path for m in planned if m.create))
         if spec.files:
             # The task's secrets and configs at their paths under SHOAL_FILES_DIR.
             files = task_files.task_files_dir(self._files_root, spec.task_id)
             task_files.write_files(files, spec.files)
+            for root, dirs, names in os.walk(files):
+                self._user.give(root, *(os.path.join(root, n) for n in names))
             env.update(SHOAL_FILES_DIR=files,
                        SHOAL_SECRETS_DIR=task_files.host_path(files, task_files.SECRETS_DIR))
         procs: tuple[str, ...] = ()
@@ -109,9 +136,20 @@ class ProcessDriver:
             problem = self._cgroups.problem()
             if problem is None:
                 procs = self._cgroups.create(spec.task_id, spec.memory_bytes, spec.cpu_millis)
+                self._user.give(*procs)  # the task's first step puts itself in its cgroups
             else:
                 log.warning("task %s runs without its cpu/memory limits: %s", spec.task_id, problem)
         return _Launch(join_command(procs, argv), env, cwd, endpoints, os.path.join(base, LOG_FILE))
+
+    def _check_mounts(self, spec: RunSpec) -> None:
+        refused = host_bind_refused(spec.mounts, self._host_binds)
+        if refused:
+            raise MountError(refused)
+        for i, mount in enumerate(spec.mounts):
+            if mount.read_only:
+                # No mount namespace here: the task would write through the "read-only" path.
+                raise MountError(f"mounts[{i}]: the process runtime cannot make {mount.target} "
+                                 "read-only; drop readonly, or run the service on a docker node")
 
     def _spawn(self, launch: _Launch) -> subprocess.Popen:
         # Popen, not asyncio's subprocess: asyncio kills a still-running child when its
@@ -119,7 +157,8 @@ class ProcessDriver:
         with open(launch.log_path, "ab") as output:
             return subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env,
                                     stdin=subprocess.DEVNULL, stdout=output,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    umask=TASK_UMASK, **self._user.popen_options())
 
     async def start(self, spec: RunSpec) -> TaskObservation:
         self._failures.pop(spec.task_id, None)

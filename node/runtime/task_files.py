@@ -10,6 +10,7 @@ Every function here blocks: drivers call them through `asyncio.to_thread`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -24,18 +25,20 @@ _TMPFS_CANDIDATES = ("/dev/shm", "XDG_RUNTIME_DIR")
 _ROOT_NAME = "shoal-task-files"
 
 
-def tmpfs_root() -> Optional[str]:
-    """A writable directory on a tmpfs for task files, or None when there is none."""
+def tmpfs_root(owner: str) -> Optional[str]:
+    """A writable directory on a tmpfs for the task files of one node (`owner`: its id or
+    data dir; nodes sharing a machine never share it), or None when there is none."""
+    name = f"{_ROOT_NAME}-{hashlib.sha256(owner.encode()).hexdigest()[:16]}"
     for candidate in _TMPFS_CANDIDATES:
         base = candidate if candidate.startswith("/") else os.environ.get(candidate, "")
         if base and os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
-            return os.path.join(base, _ROOT_NAME)
+            return os.path.join(base, name)
     return None
 
 
-def files_root(fallback: str) -> str:
+def files_root(fallback: str, owner: str) -> str:
     """Where task files go on this node: a tmpfs, else `fallback` (with a warning, once)."""
-    root = tmpfs_root()
+    root = tmpfs_root(owner)
     if root is None:
         log.warning("no writable tmpfs (/dev/shm, $XDG_RUNTIME_DIR): secrets given to tasks are "
                     "written under %s while their tasks run", fallback)

@@ -106,7 +106,7 @@ class ComposeCluster:
         return _run(["docker", "exec", self.container(service), *argv], 60)
 
     def shoal(self, service: str, *args: str) -> Any:
-        """`shoal ARGS -o json` inside the node: on loopback, which needs no API token."""
+        """`shoal ARGS -o json` inside the node: through its socket, which needs no token."""
         return json.loads(_must(self.exec(service, "shoal", *args, "-o", "json"),
                                 f"shoal {' '.join(args)} on {service}"))
 

@@ -123,8 +123,8 @@ async def dns_node(tmp_path, engine, busybox_image):
 async def test_a_container_resolves_a_service_by_name_and_reaches_it_through_the_mesh(
         dns_node, engine, busybox_image):
     node, gateway = dns_node
-    # A node advertising another address serves its API on loopback too, without a token.
-    client = ShoalClient(f"127.0.0.1:{DNS_NODE_API_PORT}")
+    # A node advertising another address: reached here through its socket, without a token.
+    client = ShoalClient(node.socket)
     async with client:
         await wait_for(lambda: client.get("/v1/cluster"), what="the node to answer")
         await client.post("/v1/services", {

@@ -67,7 +67,7 @@ def test_a_container_reads_its_secret_from_a_tmpfs_and_the_plaintext_is_nowhere_
             answers = asyncio.run(raw_answers(cluster, tasks))
             assert [where for where, body in answers.items() if marker in body] == []
 
-            on_node = os.path.join(tmpfs_root(), tasks[0]["id"])
+            on_node = os.path.join(tmpfs_root(tasks[0]["node_id"]), tasks[0]["id"])
             assert os.path.isdir(on_node)
             must(shoal("service", "rm", name, addr=cluster.nodes[0].api))
 

@@ -54,7 +54,7 @@ async def autoscaled_events(cluster: LocalCluster) -> list[dict]:
 
 def status_text(cluster: LocalCluster) -> str:
     done = subprocess.run([sys.executable, "-m", "node", "service", "status", "web", "--addr",
-                           cluster.nodes[1].api], capture_output=True, text=True, timeout=30)
+                           cluster.nodes[1].socket], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

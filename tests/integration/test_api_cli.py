@@ -10,7 +10,7 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import started_cluster, wait_for
+from node.localcluster import api_token_for, auth_for, started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,10 +24,12 @@ async def single(tmp_path):
 def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "node", *args, "--addr", addr],
                           capture_output=True, text=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"})
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
 
 
 async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
+    """A request with the node's API token, unless the caller gives its own headers."""
+    kwargs.setdefault("headers", auth_for(url))
     async with aiohttp.ClientSession() as session:
         async with session.request(method, url, **kwargs) as resp:
             return resp.status, await resp.json(content_type=None)
@@ -36,7 +38,8 @@ async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
 async def test_malformed_requests_get_400_naming_the_field(single):
     base = f"http://{single.nodes[0].api}/v1/nodes/n1"
     cases = [
-        ({"data": b"{not json"}, "body"),
+        ({"data": b"{not json", "headers": {"Content-Type": "application/json", **auth_for(base)}},
+         "body"),
         ({"json": {"availability": "sideways"}}, "availability"),
         ({"json": {"add_labels": {"k": 5}}}, "add_labels.k"),
         ({"json": {"add_labels": {"bad key!": "v"}}}, "add_labels.bad key!"),
@@ -55,14 +58,25 @@ async def test_malformed_requests_get_400_naming_the_field(single):
     assert node["labels"] == {"zone": "a", "tier": "db"}
 
 
-async def test_internal_calls_need_the_token_even_from_loopback(single):
+async def test_internal_calls_need_the_token_and_a_nodes_key(single):
     api = single.nodes[0].api
-    status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage")
-    assert status == 401 and "token" in body["error"]
-    token = (await single.get(0, "/v1/cluster/token"))["api_token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    msgpack_type = {"Content-Type": "application/msgpack"}
     status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage",
-                              headers=headers)
+                              headers=msgpack_type)
+    assert status == 401 and "token" in body["error"]
+    # The API token alone does not make a node: raw commands would skip the API's checks.
+    token = (await single.get(0, "/v1/cluster/token"))["api_token"]
+    headers = {"Authorization": f"Bearer {token}", **msgpack_type}
+    for path in ("/v1/internal/propose", "/v1/internal/removed", "/v1/internal/raft-role"):
+        status, body = await _raw("POST", f"http://{api}{path}", data=b"\x93garbage",
+                                  headers=headers)
+        assert status == 403 and body["field"] == "X-Shoal-Node", (path, body)
+    forged = {**single.nodes[0].node_headers, "X-Shoal-Node-Key": "0" * 64, **msgpack_type}
+    status, _ = await _raw("POST", f"http://{api}/v1/internal/removed", headers=forged)
+    assert status == 403
+    assert (await single.get(0, "/healthz"))["ok"]  # still running
+    status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage",
+                              headers={**single.nodes[0].node_headers, **msgpack_type})
     assert status == 400 and "msgpack" in body["error"]
 
 

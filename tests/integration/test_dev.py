@@ -20,9 +20,12 @@ from tests.support import processes_working_under
 pytestmark = pytest.mark.timeout(120)
 
 
-def _get(url: str):
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        return json.load(resp)
+def _shoal(*argv: str, env: dict) -> dict:
+    """A hint's command, run as printed in the environment it set up."""
+    done = subprocess.run([sys.executable, "-m", "node", *argv, "-o", "json"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def _ignore_sigint() -> None:
@@ -46,28 +49,30 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
     try:
         banner = dev.stdout.readline()
         assert "Shoal dev cluster: 2 node(s)" in banner, dev.stderr.read()
-        assert banner.rstrip().endswith(f"dashboard http://127.0.0.1:{port}/ui")
+        dashboard = banner.rstrip().rpartition(" ")[2]
+        assert dashboard.startswith(f"http://127.0.0.1:{port}/ui#token=") and len(dashboard) > 60
+        # The page itself needs no token (a browser cannot send one); its API calls do.
+        with urllib.request.urlopen(dashboard.partition("#")[0], timeout=5) as page:
+            assert page.status == 200
+        assert "Demo service 'hello' (created)" in dev.stdout.readline()
+        assert dev.stdout.readline().strip() == "In another shell:"
+        # The hints work as printed: the CLI finds node1's socket with no address or token.
+        variable, _, value = dev.stdout.readline().strip().removeprefix("export ").partition("=")
+        hinted = {k: v for k, v in os.environ.items() if k not in ("SHOAL_ADDR", "SHOAL_TOKEN")}
+        hinted[variable] = value
+        hints = [dev.stdout.readline().split() for _ in range(3)]
+        assert hints == [["shoal", "service", "ps", "hello"], ["shoal", "cluster", "status"],
+                         ["shoal", "node", "ls"]]
         deadline = time.monotonic() + 30
         while True:
-            nodes = _get(f"http://127.0.0.2:{port}/v1/nodes")
+            nodes = _shoal(*hints[2][1:], env=hinted)
             if len(nodes) == 2 and all(n["status"] == "ready" for n in nodes):
                 break
             assert time.monotonic() < deadline, nodes
             time.sleep(0.2)
         assert {n["name"] for n in nodes} == {"node1", "node2"}
-        assert "Demo service 'hello' (created)" in dev.stdout.readline()
-        # The commands it suggests work as printed (global options before the command too).
-        hints = []
-        while not (line := dev.stdout.readline()).startswith("Ctrl-C"):
-            hints.append(shlex.split(line))
-        assert ["shoal", "--addr", f"http://127.0.0.1:{port}", "cluster", "status"] in hints
-        for shoal, *args in hints:
-            assert shoal == "shoal"
-            run = subprocess.run([sys.executable, "-m", "node", *args], capture_output=True,
-                                 text=True, timeout=30, env={k: v for k, v in os.environ.items()
-                                                             if k != "SHOAL_ADDR"})
-            assert run.returncode == 0, (args, run.stderr)
-            assert "hello" in run.stdout if "ps" in args else "node" in run.stdout, run.stdout
+        assert _shoal(*hints[1][1:], env=hinted)["leader"]["name"] == "node1"
+        assert len(_shoal(*hints[0][1:], env=hinted)) == 3
         # The demo answers through the routing mesh on every node's address.
         for address in ("127.0.0.1", "127.0.0.2"):
             while True:
@@ -123,16 +128,14 @@ def test_the_same_command_brings_a_three_voter_cluster_back(tmp_path):
         try:
             banner = dev.stdout.readline()
             assert "Shoal dev cluster: 3 node(s)" in banner, (run, dev.stderr.read())
+            env = {k: v for k, v in os.environ.items() if k not in ("SHOAL_ADDR", "SHOAL_TOKEN")}
+            env["SHOAL_DATA_DIR"] = str(tmp_path / "node3")
             deadline, nodes = time.monotonic() + 60, []
             while True:
-                try:
-                    cluster = _get(f"http://127.0.0.3:{port}/v1/cluster")
-                    nodes = _get(f"http://127.0.0.3:{port}/v1/nodes")
-                    if (len(cluster["voters"]) == 3
-                            and all(n["status"] == "ready" for n in nodes)):
-                        break
-                except OSError:
-                    pass
+                cluster = _shoal("cluster", "status", env=env)
+                nodes = _shoal("node", "ls", env=env)
+                if len(cluster["voters"]) == 3 and all(n["status"] == "ready" for n in nodes):
+                    break
                 assert time.monotonic() < deadline, (run, nodes)
                 time.sleep(0.2)
         finally:

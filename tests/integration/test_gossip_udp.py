@@ -15,6 +15,7 @@ from netoverlay.crypto import Sealer, derive_key
 from netoverlay.gossip import GossipService, GossipServiceConfig, JoinError, MemberState
 from netoverlay.gossip import codec
 from netoverlay.gossip.model import MemberEvent, Ping
+from netoverlay.gossip.service import FRAME_HEADER, MAX_INBOUND_STREAMS
 
 SECRET = b"integration-secret-0123456789"
 HOSTS = [f"127.0.0.{i}" for i in range(1, 6)]
@@ -130,7 +131,7 @@ async def test_garbage_replays_and_foreign_keys_are_counted_and_ignored(cluster)
         assert ack.seq == 1  # the valid ping was answered once
         # Stream garbage on the TCP port, too.
         reader, writer = await asyncio.open_connection(HOSTS[0], port)
-        writer.write(b"\x00\x00\x00\x05hello")
+        writer.write(b"\x00\x00\x00\x05hello".ljust(FRAME_HEADER, b"."))
         await writer.drain()
         assert await reader.read() == b""
         writer.close()
@@ -159,3 +160,36 @@ async def test_a_node_with_the_wrong_key_is_never_admitted(cluster):
         assert all("intruder" not in states(s) for s in services)
     finally:
         await intruder.stop()
+
+
+async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    """The peer closed (or reset, having left data unread) within 2 s."""
+    try:
+        return await asyncio.wait_for(reader.read(), 2) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def test_a_stream_without_the_key_is_dropped_before_its_frame_is_read():
+    """An unauthenticated peer announcing a 30 MB frame is cut off after the sealed header;
+    and no more than MAX_INBOUND_STREAMS streams are held at once."""
+    port = free_port()
+    target = GossipService(GossipServiceConfig("n0", SECRET, host=HOSTS[0], port=port))
+    await target.start()
+    try:
+        reader, writer = await asyncio.open_connection(HOSTS[0], port)
+        writer.write(b"\x01\xe0\x00\x00" + os.urandom(FRAME_HEADER - 4) + b"x" * (1 << 20))
+        started = time.monotonic()
+        assert await closed_by_peer(reader)  # cut off, not read to the end
+        assert time.monotonic() - started < target.config.stream_timeout
+        writer.close()
+        assert target.stats.dropped_auth + target.stats.dropped_malformed >= 1
+
+        idle = [await asyncio.open_connection(HOSTS[0], port) for _ in range(MAX_INBOUND_STREAMS)]
+        await asyncio.sleep(0.1)
+        extra_reader, extra_writer = await asyncio.open_connection(HOSTS[0], port)
+        assert await closed_by_peer(extra_reader)  # refused at once
+        for _, held in [*idle, (extra_reader, extra_writer)]:
+            held.close()
+    finally:
+        await target.stop()

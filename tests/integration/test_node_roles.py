@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.localcluster import LocalCluster, api_token_for, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "node", *args, "--addr", addr],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
 
 
 async def _roles(cluster: LocalCluster, via: int) -> dict[str, str]:

@@ -15,7 +15,8 @@ import pytest
 
 from node.cli_rollout import parse_sse
 from node.client import ApiError
-from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, started_cluster, wait_for
+from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, started_cluster,
+                              wait_for)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,7 +35,7 @@ async def trio(tmp_path):
 def shoal(command: str, *args: str, addr: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "node", *command.split(), "--addr", addr, *args],
                           capture_output=True, text=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"})
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
 
 
 async def live(cluster: LocalCluster, i: int = 0) -> list[dict]:

@@ -15,7 +15,9 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, started_cluster, wait_for
+from node.config import load
+from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
+                              started_cluster, wait_for)
 from node.runtime.task_files import tmpfs_root
 from node.security import ClusterKeys
 
@@ -35,7 +37,7 @@ def shoal(*argv: str, addr: str, stdin: bytes = b"") -> subprocess.CompletedProc
     # --addr goes before the arguments: `service create` takes all after IMAGE as the command.
     return subprocess.run([sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]], input=stdin,
                           capture_output=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"})
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
 
 
 def files_holding(roots: list[str], needle: bytes) -> list[str]:
@@ -62,7 +64,7 @@ async def raw_answers(cluster: LocalCluster, tasks: list[dict]) -> dict[str, byt
     async with aiohttp.ClientSession() as session:
         for node in cluster.nodes:
             for path in paths:
-                async with session.get(f"http://{node.api}{path}") as resp:
+                async with session.get(f"http://{node.api}{path}", headers=auth_for(node.api)) as resp:
                     answers[f"{node.name}{path}"] = await resp.read()
     return answers
 
@@ -108,17 +110,19 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
     in_use = shoal("secret", "rm", "dbpw", addr=addr)
     assert in_use.returncode == 1 and b"in use by service(s) web" in in_use.stderr
 
-    # Only the node of a task that uses the secret is given its content.
+    # Only the node of a task that uses the secret is given its content: the node is the one
+    # whose key comes with the call, whatever the request says.
     keys = ClusterKeys.from_token(trio.token)
     task, owner = tasks[0], tasks[0]["node_id"]
-    other = next(n["id"] for n in await trio.get(0, "/v1/nodes") if n["id"] != owner)
-    headers = {"Authorization": f"Bearer {keys.api_token}"}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        url = f"http://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
-        async with session.get(url, params={"task": task["id"], "node": other}) as resp:
-            assert resp.status == 403 and marker not in await resp.read()
-        async with session.get(url, params={"task": task["id"], "node": owner}) as resp:
-            assert resp.status == 200
+    by_id = {load(n.data_dir).identity.node_id: n for n in trio.nodes}
+    other = next(node_id for node_id in by_id if node_id != owner)
+    url = f"http://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
+    callers = [({"Authorization": f"Bearer {keys.api_token}"}, 403),  # a token is no node
+               (by_id[other].node_headers, 403), (by_id[owner].node_headers, 200)]
+    for headers, status in callers:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.get(url, params={"task": task["id"], "node": owner}) as resp:
+                assert resp.status == status and marker not in await resp.read()
     async with aiohttp.ClientSession() as session:  # no token: refused even from loopback
         async with session.get(url, params={"task": task["id"], "node": owner}) as resp:
             assert resp.status == 401
@@ -135,7 +139,7 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
 
 
 async def task_log(cluster: LocalCluster, task_id: str) -> bytes:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=auth_for(cluster.nodes[0].api)) as session:
         async with session.get(f"http://{cluster.nodes[0].api}/v1/tasks/{task_id}/logs") as resp:
             return await resp.read()
 
@@ -143,5 +147,5 @@ async def task_log(cluster: LocalCluster, task_id: str) -> bytes:
 async def _files_gone(cluster: LocalCluster, tasks: list[dict]) -> bool:
     ids = {t["id"] for t in tasks}
     left = [t for t in await cluster.get(0, "/v1/tasks") if t["id"] in ids and not t["finished_at"]]
-    root = tmpfs_root()
-    return not left and not any(os.path.exists(os.path.join(root, t["id"])) for t in tasks)
+    return not left and not any(os.path.exists(os.path.join(tmpfs_root(t["node_id"]), t["id"]))
+                                for t in tasks)

@@ -29,7 +29,7 @@ async def test_service_logs_prefixes_each_tasks_lines(tmp_path):
 
         def logs() -> str:
             run = subprocess.run([sys.executable, "-m", "node", "service", "logs", "talker",
-                                  "--addr", cluster.nodes[1].api], capture_output=True, text=True,
+                                  "--addr", cluster.nodes[1].socket], capture_output=True, text=True,
                                  timeout=30)
             assert run.returncode == 0, run.stderr
             return run.stdout
@@ -43,7 +43,7 @@ async def test_service_logs_prefixes_each_tasks_lines(tmp_path):
         assert lines[0].startswith("talker.1.") and lines[1].startswith("talker.2.")
         assert all(" | hello from" in line for line in lines)
         missing = subprocess.run([sys.executable, "-m", "node", "service", "logs", "ghost",
-                                  "--addr", cluster.nodes[0].api], capture_output=True, text=True)
+                                  "--addr", cluster.nodes[0].socket], capture_output=True, text=True)
         assert missing.returncode == 1 and "no such service" in missing.stderr
     finally:
         cluster.stop()

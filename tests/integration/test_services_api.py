@@ -11,7 +11,8 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, started_cluster, wait_for
+from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
+                              started_cluster, wait_for)
 from tests.support import fixture_text
 
 pytestmark = pytest.mark.timeout(180)
@@ -61,11 +62,11 @@ def shoal(command: str, *args: str, addr: str, stdin: str | None = None) -> subp
     `service create`'s IMAGE belongs to the task's command."""
     return subprocess.run([sys.executable, "-m", "node", *command.split(), "--addr", addr, *args],
                           capture_output=True, text=True, timeout=60, input=stdin,
-                          env={k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"})
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
 
 
 async def call(method: str, url: str, **kwargs) -> tuple[int, object]:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=auth_for(url)) as session:
         async with session.request(method, url, **kwargs) as resp:
             return resp.status, await resp.json(content_type=None)
 
@@ -151,9 +152,11 @@ async def test_duplicate_names_conflict_and_garbage_bodies_are_refused(single):
     assert (await call("POST", url, json={"name": "web", "image": "x"}))[0] == 201
     status, answer = await call("POST", url, json={"name": "web", "image": "y"})
     assert status == 409 and answer["field"] == "name" and "already exists" in answer["error"]
-    status, answer = await call("POST", url, data=b"{nope")
+    status, answer = await call("POST", url, data=b"{nope",
+                                headers={"Content-Type": "application/json"})
     assert status == 400 and "JSON" in answer["error"]
-    status, answer = await call("POST", f"http://{single.nodes[0].api}/v1/apply", data=b"\xff\xfe")
+    status, answer = await call("POST", f"http://{single.nodes[0].api}/v1/apply", data=b"\xff\xfe",
+                                headers={"Content-Type": "application/yaml"})
     assert status == 400 and answer["field"] == "body"
     (only,) = await single.get(0, "/v1/services")
     assert only["spec"]["image"] == "x"

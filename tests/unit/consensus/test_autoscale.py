@@ -141,8 +141,8 @@ def test_samples_of_gone_services_and_rows_of_gone_nodes_are_dropped():
 
 @pytest.mark.parametrize("bad, field", [
     ({"rps": -1.0}, "samples[0]: rps"),
-    ({"rps": float("nan")}, "samples[0]: rps"),
-    ({"cpu_percent": float("inf")}, "samples[0]: cpu_percent"),
+    ({"rps": float("nan")}, "samples[0].rps"),
+    ({"cpu_percent": float("inf")}, "samples[0].cpu_percent"),
     ({"tasks": -2}, "samples[0]: tasks"),
     ({"rps": "fast"}, "samples[0].rps"),
 ])

@@ -182,3 +182,20 @@ def test_garbage_commands_are_rejected_not_crashing(state):
     bad = codec.encode(AssignTasks(1.0)).replace(b"at", b"xx")
     result = state.apply_bytes(bad)
     assert not result.ok and result.code == 400
+
+
+def test_quotas_on_services_and_replicas_are_clear_errors(state):
+    from consensus.services import MAX_CLUSTER_REPLICAS, MAX_REPLICAS, MAX_SERVICES
+
+    big = MAX_CLUSTER_REPLICAS // MAX_REPLICAS
+    for i in range(big):
+        assert state.apply(CreateService(f"b{i}", spec(f"big{i}", replicas=MAX_REPLICAS), 1.0)).ok
+    over = state.apply(CreateService("x", spec("one-more", replicas=1), 1.0))
+    assert over.code == 422 and over.error.startswith("replicas:") and "quota" in over.error
+    assert state.apply(CreateService("z", spec("none", replicas=0), 1.0)).ok
+    scale = state.apply(UpdateService(spec("big0", replicas=MAX_REPLICAS - 1), 2.0))
+    assert scale.ok  # shrinking always fits
+    for i in range(big + 1, MAX_SERVICES):
+        assert state.apply(CreateService(f"s{i}", spec(f"svc{i}", replicas=0), 1.0)).ok
+    full = state.apply(CreateService("last", spec("last", replicas=0), 1.0))
+    assert full.code == 422 and full.error.startswith("name:") and str(MAX_SERVICES) in full.error

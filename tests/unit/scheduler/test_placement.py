@@ -215,3 +215,22 @@ def test_a_round_proposed_in_parts_does_what_the_whole_round_does(n_nodes, repli
             for p in parts:
                 parted.state.apply(p)
         assert whole.state.to_plain()["tables"] == parted.state.to_plain()["tables"]
+
+
+def test_pending_tasks_are_capped_across_the_cluster_and_placeable_ones_still_go():
+    from scheduler.rounds import schedule
+
+    cluster = Cluster(1, memory=1 * GiB)
+    cluster.create(name="huge", replicas=30, resources={"reservations": {"memory": "2Gi"}})
+    cluster.create(name="small", replicas=2)
+    ids = (f"t{i:04d}" for i in itertools.count())
+    cmd = schedule(StateView.capture(cluster.state), cluster.now, 0, ids.__next__,
+                   max_pending=10).command
+    pending = [t for t in cmd.create if t.service == "huge"]
+    assert len(pending) == 10 and all("insufficient memory" in t.message for t in pending)
+    assert {a.task_id for a in cmd.assign} == {t.id for t in cmd.create if t.service == "small"}
+    assert cluster.state.apply(cmd).ok
+    # Next round: the cap is full, no more pending records are made.
+    again = schedule(StateView.capture(cluster.state), cluster.now, 1, ids.__next__,
+                     max_pending=10).command
+    assert not [t for t in again.create if t.service == "huge"]

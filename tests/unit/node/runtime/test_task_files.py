@@ -40,10 +40,11 @@ def test_docker_mounts_bind_secrets_dir_once_and_other_files_each():
     assert docker_mounts("/shm/t1", FILES[2:]) == mounts[1:]
 
 
-def test_tmpfs_root_prefers_dev_shm():
+def test_tmpfs_root_prefers_dev_shm_and_is_one_per_node():
     if not os.access("/dev/shm", os.W_OK):
         pytest.skip("no writable /dev/shm here")
-    assert tmpfs_root().startswith("/dev/shm/")
+    assert tmpfs_root("n1").startswith("/dev/shm/")
+    assert tmpfs_root("n1") == tmpfs_root("n1") != tmpfs_root("n2")
 
 
 @pytest.mark.parametrize("target", ["run/secrets/x", "/a/../b", "/a//b", "/"])
