@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
 from consensus.autoscale import AutoscaleSpec, check_autoscale
+from consensus.jobs import JobConfig, check_job
 from consensus.model import Node, Resources
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError, from_plain, to_plain
@@ -194,6 +195,8 @@ class ServiceSpec:
     # hear of the withdrawal first, or it sends new connections to a stopping task.
     stop_delay: float = DEFAULT_STOP_DELAY
     autoscale: Optional[AutoscaleSpec] = None  # `replicas` is then the autoscaler's to move
+    # Set for a job: its tasks run to completion (see consensus.jobs); `replicas` is unused.
+    job: Optional[JobConfig] = None
 
     @property
     def host_ports(self) -> tuple[PortSpec, ...]:
@@ -326,6 +329,7 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "stop_grace_period": lambda value, f: parse_duration(value, f),
     "stop_delay": lambda value, f: parse_duration(value, f),
     "autoscale": _durations("cooldown_up", "cooldown_down"),
+    "job": _durations("backoff_delay", "deadline", "ttl_after_finished"),
 }
 
 
@@ -404,6 +408,11 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
     _check_policies(spec, check)
     _check_files(spec, check)
     check_autoscale(spec.autoscale, spec.mode, check)
+    check_job(spec.job, check)
+    if spec.job is not None:
+        check(spec.autoscale is None, "autoscale", "a job does not autoscale")
+        check(not spec.ports, "ports", "a job publishes no ports: its tasks end, so nothing "
+                                       "could route to them")
     return errors
 
 

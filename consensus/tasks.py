@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Literal, Optional, get_args
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
+from consensus.jobs import JobEnd
 from consensus.model import Node, Resources
 from consensus.nodes import nodes
 from consensus.rollout import Rollout
@@ -110,6 +111,8 @@ class Service:
     history: tuple[SpecVersion, ...] = ()  # earlier specs, oldest first, for rollback
     rollout: Optional[Rollout] = None  # the latest rollout, possibly of an earlier version
     autoscaled: Optional[AutoscaleRecord] = None  # the autoscaler's last change
+    job_end: Optional[JobEnd] = None  # set once when a job finishes
+    cron: str = ""  # the cron job that started this job, if one did
 
     @property
     def name(self) -> str:
@@ -284,6 +287,10 @@ def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_vers
                            f"{expected_version}: read it again and retry", 409)
     if spec == old.spec:
         return Result(True, value={"id": old.id, "version": old.version, "changed": False})
+    if old.spec.job is not None or spec.job is not None:
+        kind = "a job" if old.spec.job is not None else "a service"
+        return Result.fail(f"{spec.name!r} is {kind}: a job's spec cannot change, and a service "
+                           "cannot become a job; remove it and run it again", 409)
     problem = _spec_problem(state, spec) or _ingress_conflict(state, spec)
     if problem:
         return problem
@@ -311,14 +318,20 @@ def stopped(task: Task, reason: str, at: float, node: Optional[Node]) -> Task:
 
 @handles(DeleteService)
 def _delete_service(state: ClusterState, cmd: DeleteService) -> Result:
-    service = services(state).pop(cmd.name, None)
+    service = services(state).get(cmd.name)
     if service is None:
         return Result.fail(f"no such service {cmd.name!r}", 404)
+    remove_service(state, service, "service removed", cmd.at)
+    return Result(True, value={"id": service.id})
+
+
+def remove_service(state: ClusterState, service: Service, reason: str, at: float) -> None:
+    """Forget `service` and tell its tasks to shut down (the scheduler forgets them after)."""
+    del services(state)[service.name]
     table, node_table = tasks(state), nodes(state)
     for task in list(table.values()):
         if task.service_id == service.id:
-            table[task.id] = stopped(task, "service removed", cmd.at, node_table.get(task.node_id))
-    return Result(True, value={"id": service.id})
+            table[task.id] = stopped(task, reason, at, node_table.get(task.node_id))
 
 
 # -- task handlers -------------------------------------------------------------------------

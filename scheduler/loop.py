@@ -103,7 +103,7 @@ class SchedulerLoop:
         # Seeded from the state index, so a round can be replayed from a snapshot.
         rnd = await asyncio.to_thread(schedule, view, now, view.applied, self._new_id)
         self._wake_at = rnd.wake_at
-        commands = [*(entries(rnd.command) if rnd.command else ()), *rnd.rollouts]
+        commands = [*(entries(rnd.command) if rnd.command else ()), *rnd.rollouts, *rnd.jobs]
         if not commands or not self._is_leader():
             return
         results = []

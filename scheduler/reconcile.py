@@ -19,7 +19,9 @@ from typing import Callable, Optional
 from consensus.model import Node
 from consensus.services import RestartPolicy, ServiceSpec
 from consensus.tasks import Service, StopTask, Task
+from consensus.job_runs import EndJob, ExpireJob
 from consensus.updates import RecordRollout, RollbackService
+from scheduler.jobs import plan_job
 from scheduler.rollout import SlotTasks, current, is_ready, plan_rollout, sort_slot
 from scheduler.view import StateView
 
@@ -39,6 +41,7 @@ class Plan:
     pending: tuple[Task, ...] = ()  # tasks created earlier and still pending: to place
     wake_at: Optional[float] = None  # the earliest restart backoff or rollout step not yet due
     rollouts: tuple[RecordRollout | RollbackService, ...] = ()  # to propose after the tasks
+    jobs: tuple[EndJob | ExpireJob, ...] = ()  # jobs that ended or expired: to propose after the tasks
 
 
 def restart_backoff(policy: RestartPolicy, restarts: int) -> float:
@@ -76,6 +79,7 @@ class _Planner:
         self.pending: list[Task] = []
         self.wake_at: Optional[float] = None
         self.rollouts: list[RecordRollout | RollbackService] = []
+        self.jobs: list[EndJob | ExpireJob] = []
 
     def plan(self) -> Plan:
         by_service = self.view.tasks_by_service()
@@ -85,10 +89,13 @@ class _Planner:
         for orphans in by_service.values():  # tasks of deleted services
             self.collect(orphans, service_exists=False)
         return Plan(tuple(self.stop), tuple(self.remove), tuple(self.create), tuple(self.pending),
-                    self.wake_at, tuple(self.rollouts))
+                    self.wake_at, tuple(self.rollouts), tuple(self.jobs))
 
     # -- one service -----------------------------------------------------------------
     def service(self, service: Service, tasks: list[Task]) -> None:
+        if service.spec.job is not None:
+            plan_job(self, service, tasks)
+            return
         spec = service.spec
         self._host_ports = spec.host_ports
         live: defaultdict[SlotKey, list[Task]] = defaultdict(list)
@@ -113,10 +120,7 @@ class _Planner:
                 self.stop.append(StopTask(slot.handover.id, "service scaled down"))
             if self.slot(service, slot.primary, key in wanted):
                 left_alone.append(slot)
-        missing = sorted(wanted - live.keys())
-        if self.slots_left is not None:
-            missing, self.slots_left = missing[:self.slots_left], max(0, self.slots_left - len(missing))
-        for slot, node_id in missing:
+        for slot, node_id in self.take_slots(sorted(wanted - live.keys())):
             self.new(service, slot, node_id, restarts=0)
         self.collect([t for t in tasks if t.desired == "shutdown"], service_exists=True)
         step = plan_rollout(service, left_alone, self.view.tasks, self.now,
@@ -126,6 +130,13 @@ class _Planner:
         self.rollouts.extend(step.commands)
         if step.wake_at is not None:
             self.wake(step.wake_at)
+
+    def take_slots(self, missing: list[SlotKey]) -> list[SlotKey]:
+        """As many of the `missing` slots as this round still makes new tasks for."""
+        if self.slots_left is None:
+            return missing
+        taken, self.slots_left = missing[:self.slots_left], max(0, self.slots_left - len(missing))
+        return taken
 
     def wake(self, at: float) -> None:
         self.wake_at = at if self.wake_at is None else min(self.wake_at, at)

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from consensus.job_runs import EndJob, ExpireJob
 from consensus.tasks import AssignTasks, Assignment, Explanation, Task
 from consensus.updates import RecordRollout, RollbackService
 from scheduler.placement import place
@@ -28,6 +29,8 @@ class Round:
     # Rollout progress and automatic rollbacks, proposed after `command` (whose new tasks
     # they may name).
     rollouts: tuple[RecordRollout | RollbackService, ...] = ()
+    # Jobs that finished or outlived their time to live, proposed last.
+    jobs: tuple[EndJob | ExpireJob, ...] = ()
 
 
 def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], str],
@@ -45,7 +48,7 @@ def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], 
         at=now, stop=plan.stop, remove=plan.remove, create=create,
         assign=result.placements,
         explain=explain)
-    return Round(command, plan.wake_at, plan.rollouts)
+    return Round(command, plan.wake_at, plan.rollouts, plan.jobs)
 
 
 def entries(cmd: AssignTasks, max_tasks: int = MAX_ENTRY_TASKS) -> list[AssignTasks]:
