@@ -387,7 +387,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                       help="follow the service: stream new output, and the tasks that start "
                            "later, until the service is removed")
     logs.add_argument("--tail", default="all", help="lines per task from the end (default all)")
-    logs.set_defaults(handler=_logs)
+    logs.set_defaults(handler=service_logs)
 
     cli_rollout.register(ssub, common)
 
@@ -502,7 +502,7 @@ async def _update(args, client: ShoalClient) -> int:
 _UNSTARTED = ("pending", "assigned", "rejected")
 
 
-async def _logs(args, client: ShoalClient) -> int:
+async def service_logs(args, client: ShoalClient) -> int:
     """Every task's lines, prefixed `NAME.SLOT.ID@NODE |` as `docker service logs` does; tasks
     are read concurrently through the node the CLI talks to, which fetches them where they run.
     With -f it follows the service, not the tasks: a task that ends leaves the others going,

@@ -21,6 +21,7 @@ from node.agent.secret_fetch import FileFetcher
 from node.api_autoscale import routes as autoscale_routes
 from node.api_cluster import NODE, routes as cluster_routes
 from node.api_events import routes as event_routes
+from node.api_jobs import routes as job_routes
 from node.api_mesh import routes as mesh_routes
 from node.api_secrets import routes as secret_routes
 from node.api_services import routes as service_routes
@@ -228,6 +229,7 @@ class ShoalNode:
         app.add_routes(event_routes)
         app.add_routes(autoscale_routes)
         app.add_routes(secret_routes)
+        app.add_routes(job_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True)
