@@ -236,7 +236,8 @@ class ReportTaskStatus:
 SPEC_CHECKS: list[Callable[[ClusterState, ServiceSpec], Optional[Result]]] = []
 
 
-def _spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+    """Why `spec` cannot run in this state (a bad field, a secret that is not there)."""
     errors = spec_errors(spec)
     if errors:
         return Result.fail(str(errors[0]), 400)
@@ -258,16 +259,21 @@ def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Optional[Result
 
 @handles(CreateService)
 def _create_service(state: ClusterState, cmd: CreateService) -> Result:
-    problem = _spec_problem(state, cmd.spec) or _ingress_conflict(state, cmd.spec)
+    return add_service(state, Service(cmd.id, cmd.spec, 1, cmd.at, cmd.at))
+
+
+def add_service(state: ClusterState, service: Service) -> Result:
+    """Add a new service (or job), checked against the state."""
+    problem = spec_problem(state, service.spec) or _ingress_conflict(state, service.spec)
     if problem:
         return problem
     table = services(state)
-    if cmd.spec.name in table:
-        return Result.fail(f"name: service {cmd.spec.name!r} already exists", 409)
-    if any(s.id == cmd.id for s in table.values()):
-        return Result.fail(f"id: service id {cmd.id!r} is taken", 409)
-    table[cmd.spec.name] = Service(cmd.id, cmd.spec, 1, cmd.at, cmd.at)
-    return Result(True, value={"id": cmd.id, "version": 1})
+    if service.name in table:
+        return Result.fail(f"name: service {service.name!r} already exists", 409)
+    if any(s.id == service.id for s in table.values()):
+        return Result.fail(f"id: service id {service.id!r} is taken", 409)
+    table[service.name] = service
+    return Result(True, value={"id": service.id, "version": 1})
 
 
 @handles(UpdateService)
@@ -291,7 +297,7 @@ def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_vers
         kind = "a job" if old.spec.job is not None else "a service"
         return Result.fail(f"{spec.name!r} is {kind}: a job's spec cannot change, and a service "
                            "cannot become a job; remove it and run it again", 409)
-    problem = _spec_problem(state, spec) or _ingress_conflict(state, spec)
+    problem = spec_problem(state, spec) or _ingress_conflict(state, spec)
     if problem:
         return problem
     history = (old.history + (SpecVersion(old.version, old.spec),))[-SPEC_HISTORY:]
