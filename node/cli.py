@@ -54,10 +54,10 @@ def _api_options() -> argparse.ArgumentParser:
 
 
 # Subcommands live beside their handlers, a module per command group, in help order.
-_MODULES = ("cli_node", "cli_service", "cli_job", "cli_apply", "cli_volume", "cli_secret")
+_MODULES = ("cli_node", "cli_service", "cli_job", "cli_cron", "cli_apply", "cli_volume", "cli_secret")
 _GROUP_MODULE = {"node": "cli_node", "cluster": "cli_node", "dev": "cli_node",
                  "service": "cli_service", "apply": "cli_apply", "volume": "cli_volume",
-                 "secret": "cli_secret", "config": "cli_secret", "job": "cli_job"}
+                 "secret": "cli_secret", "config": "cli_secret", "job": "cli_job", "cron": "cli_cron"}
 
 
 def build_parser(argv: Optional[list[str]] = None) -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from node.agent import Agent
 from node.agent.secret_fetch import FileFetcher
 from node.api_autoscale import routes as autoscale_routes
 from node.api_cluster import NODE, routes as cluster_routes
+from node.api_crons import routes as cron_routes
 from node.api_events import routes as event_routes
 from node.api_jobs import routes as job_routes
 from node.api_mesh import routes as mesh_routes
@@ -230,6 +231,7 @@ class ShoalNode:
         app.add_routes(autoscale_routes)
         app.add_routes(secret_routes)
         app.add_routes(job_routes)
+        app.add_routes(cron_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True)
