@@ -55,7 +55,11 @@ def find_service(state: ClusterState, ref: str) -> Optional[Service]:
 def tasks_summary(service: Service, own_tasks: list[Task]) -> dict:
     """Desired and running replicas and a count of the current tasks by observed state."""
     live = [t for t in own_tasks if t.service_id == service.id and t.desired == "running"]
-    desired = service.spec.replicas if service.spec.mode == "replicated" else len(live)
+    spec = service.spec
+    if spec.mode == "global":
+        desired = len(live)
+    else:  # a replicated job wants its completions
+        desired = spec.job.completions if spec.job is not None else spec.replicas
     return {"desired": desired, "running": sum(t.state == "running" for t in live),
             "states": dict(sorted(Counter(t.state for t in live).items()))}
 

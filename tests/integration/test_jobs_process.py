@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import pytest
 
 from node.localcluster import LocalCluster, wait_for
@@ -110,3 +111,33 @@ async def test_a_killed_nodes_unfinished_task_runs_again_elsewhere(fresh):
     done = next(t for t in slot if t["state"] == "complete")
     assert done["node_name"] != cluster.nodes[victim].name and done["attempt"] == 1
     assert any(t["id"] == lost["id"] and t["state"] == "orphaned" for t in slot), json.dumps(slot)
+
+
+async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, url, **kwargs) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+
+async def test_bad_job_and_cron_requests_get_400_naming_the_field(shared):
+    base = f"http://{shared.nodes[0].api}/v1"
+    cases = [
+        ("jobs", {"data": b"{not json"}, "body"),
+        ("jobs", {"json": ["a", "list"]}, "body"),
+        ("jobs", {"json": {"name": "j", "image": "process", "job": {"parallelism": "x"}}},
+         "job.parallelism"),
+        ("jobs", {"json": {"name": "j", "image": "process", "ports": ["80"]}}, "ports"),
+        ("crons", {"json": {"name": "c", "schedule": "* * * * *"}}, "template"),
+        ("crons", {"json": {"name": "c", "schedule": "nope", "template": {"image": "process"}}},
+         "schedule"),
+        ("crons", {"json": {"name": "c", "schedule": "* * * * *", "timezone": "Nowhere/Here",
+                            "template": {"image": "process"}}}, "timezone"),
+        ("crons", {"json": {"name": "c", "schedule": "* * * * *", "history": 1000,
+                            "template": {"image": "process"}}}, "history"),
+    ]
+    for path, kwargs, field in cases:
+        status, body = await _raw("POST", f"{base}/{path}", **kwargs)
+        assert status == 400, (path, kwargs, body)
+        assert body.get("field", "") == field, (path, kwargs, body)
+    status, body = await _raw("GET", f"{base}/crons/nope")
+    assert status == 404 and "no such cron job" in body["error"]
