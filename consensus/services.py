@@ -134,6 +134,10 @@ class UpdateConfig:
     monitor: float = 5.0
     failure_action: Literal["pause", "continue", "rollback"] = "pause"
     max_failure_ratio: float = 0.0
+    # An update replaces this many tasks first, then waits in its `canary` phase for a
+    # promote (or for `auto_promote` seconds after they passed their monitor) before the rest.
+    canary: int = 0
+    auto_promote: float = 0.0  # 0: only a promote by hand goes on
 
 
 # Where secret and config files go in a task when their `target` is empty or relative
@@ -321,8 +325,8 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "ports": _each(parse_port),
     "health": _health,
     "restart": _durations("delay", "window"),
-    "update": _durations("delay", "monitor"),
-    "rollback": _durations("delay", "monitor"),
+    "update": _durations("delay", "monitor", "auto_promote"),
+    "rollback": _durations("delay", "monitor", "auto_promote"),
     "secrets": _each(lambda item, f: {"source": item}),
     "configs": _each(lambda item, f: {"source": item}),
     "volumes": _each(parse_volume),
@@ -459,6 +463,10 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
         check(u.monitor >= 0, f"{name}.monitor", "must not be negative")
         check(0.0 <= u.max_failure_ratio <= 1.0, f"{name}.max_failure_ratio",
               f"must be between 0 and 1, not {u.max_failure_ratio}")
+        check(0 <= u.canary <= MAX_REPLICAS, f"{name}.canary", f"must be 0 or more, not {u.canary}")
+        check(u.auto_promote >= 0, f"{name}.auto_promote", "must not be negative")
+    check(spec.rollback.canary == 0 and spec.rollback.auto_promote == 0, "rollback.canary",
+          "a rollback has no canary phase")
     for i, vol in enumerate(spec.volumes):
         check(vol.target.startswith("/"), f"volumes[{i}].target", f"must be an absolute path, not {vol.target!r}")
         if vol.type == "bind":

@@ -28,6 +28,10 @@ def register(ssub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     rollback.add_argument("--to-version", type=int, default=0,
                           help="an earlier version to return to (the last 10 are kept)")
     rollback.set_defaults(handler=_rollback)
+    promote = ssub.add_parser("promote", parents=[common],
+                              help="go on with an update waiting in its canary phase")
+    promote.add_argument("name", metavar="SERVICE")
+    promote.set_defaults(handler=_promote)
     status = ssub.add_parser("status", parents=[common],
                              help="a service's rollout: progress and recent events")
     status.add_argument("name", metavar="SERVICE")
@@ -114,6 +118,11 @@ async def _rollback(args, client: ShoalClient) -> int:
     service = await client.post(f"/v1/services/{args.name}/rollback", body)
     return emit(args, service, lambda s: print(
         f"{s['name']}: {s['rollout']['message']} (as version {s['version']})"))
+
+
+async def _promote(args, client: ShoalClient) -> int:
+    service = await client.post(f"/v1/services/{args.name}/promote")
+    return emit(args, service, lambda s: print(f"{s['name']}: {s['rollout']['message']}"))
 
 
 async def _status(args, client: ShoalClient) -> int:

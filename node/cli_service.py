@@ -164,6 +164,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--restart-window", ("restart", "window"),
             help="count only failures of tasks that ran shorter than this (0s: all)"),
     *_policy_settings("update"),
+    Setting("--update-canary", ("update", "canary"), int,
+            "replace this many tasks first, then wait for `service promote` (or rollback)"),
+    Setting("--update-auto-promote", ("update", "auto_promote"),
+            help="promote the canaries by itself once they passed their monitor this long ago "
+                 "(0s: by hand only)"),
     *_policy_settings("rollback"),
     Setting("--stop-grace-period", ("stop_grace_period",), help="e.g. 10s"),
     Setting("--stop-delay", ("stop_delay",),

@@ -190,12 +190,19 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
         return step.result(dataclasses.replace(record, **progress, state="paused",
                                                message=f"{record.kind} paused: {why}"))
 
+    canary = config.canary if record.kind == "update" and not record.promoted else 0
+    if canary and not batch and outdated and updated + failed:
+        waiting = _canary_wait(step, record.config, batch_done_at, updated, total)
+        if waiting is not None:
+            return step.result(dataclasses.replace(record, **progress, **waiting))
+        canary = 0
+        progress["promoted"] = True
     if not batch and outdated:
         start_at = batch_done_at + config.delay if batch_done_at else now
         if now < start_at:
             step.wake(start_at)
         else:
-            chosen = outdated[:config.parallelism or len(outdated)]
+            chosen = outdated[:canary or config.parallelism or len(outdated)]
             for slot in chosen:
                 task = new_task(slot.key)
                 step.create.append(task)
@@ -210,4 +217,22 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
         return step.result(dataclasses.replace(
             record, **progress, state=done, completed_at=now,
             message=f"{record.kind} to version {service.version} done: {updated} tasks replaced{note}"))
-    return step.result(dataclasses.replace(record, **progress))
+    return step.result(dataclasses.replace(record, **progress, state=record.state
+                                           if record.state != "canary" else "updating"))
+
+
+def _canary_wait(step: _Step, config: UpdateConfig, done_at: float, updated: int,
+                 total: int) -> Optional[dict]:
+    """The canaries are done (since `done_at`): the fields of the `canary` phase while it
+    waits for a promote, or None once `auto_promote` has passed since."""
+    service = step.service
+    if config.auto_promote:
+        due = done_at + config.auto_promote
+        if step.now >= due:
+            return None
+        step.wake(due)
+    by_itself = f"; promoted by itself after {config.auto_promote:g}s" if config.auto_promote else ""
+    return {"state": "canary",
+            "message": f"canary: {updated} of {total} tasks run version {service.version}; "
+                       f"`shoal service promote {service.name}` replaces the rest, `shoal service "
+                       f"rollback {service.name}` removes them{by_itself}"}
