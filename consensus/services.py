@@ -199,6 +199,10 @@ class ServiceSpec:
     # hear of the withdrawal first, or it sends new connections to a stopping task.
     stop_delay: float = DEFAULT_STOP_DELAY
     autoscale: Optional[AutoscaleSpec] = None  # `replicas` is then the autoscaler's to move
+    # Moving running tasks to restore the spread over nodes (scheduler.rebalance): `auto`
+    # whenever it drifts, `manual` after a request (`shoal service rebalance`), `off` never.
+    rebalance: Literal["auto", "manual", "off"] = "manual"
+    max_unavailable: int = 1  # tasks being moved at once (each start-first)
     # Set for a job: its tasks run to completion (see consensus.jobs); `replicas` is unused.
     job: Optional[JobConfig] = None
 
@@ -478,6 +482,8 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
                   "starting with a letter or digit")
         else:
             check(not vol.source, f"volumes[{i}].source", "a tmpfs mount has no source")
+    check(1 <= spec.max_unavailable <= MAX_REPLICAS, "max_unavailable",
+          f"must be at least 1, not {spec.max_unavailable}")
     check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")
     check(0 <= spec.stop_delay <= MAX_STOP_DELAY, "stop_delay",
           f"must be between 0s and {MAX_STOP_DELAY:.0f}s, not {spec.stop_delay}")

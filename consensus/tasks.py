@@ -76,6 +76,8 @@ class Task:
     host_ports: tuple[PortSpec, ...] = ()
     endpoint: Endpoint = field(default_factory=Endpoint)
     runtime_id: str = ""  # the runtime driver's handle: container id or process id
+    # A move (rebalancing): the task of this slot that keeps running until this one is ready.
+    replaces: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float = 0.0
@@ -113,6 +115,7 @@ class Service:
     autoscaled: Optional[AutoscaleRecord] = None  # the autoscaler's last change
     job_end: Optional[JobEnd] = None  # set once when a job finishes
     cron: str = ""  # the cron job that started this job, if one did
+    rebalance_requested_at: float = 0.0  # the last `shoal service rebalance`
 
     @property
     def name(self) -> str:
@@ -420,12 +423,15 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
     # Only the services that get new tasks are looked at: every node applies this on its Raft
     # thread, and a pass building a key for each of 100k tasks takes longer than an election
     # timeout on a loaded machine.
+    # A move runs a second task of the same version in a slot, beside the one it replaces.
     creating = {task.service_id for task in cmd.create}
     occupied: dict[tuple[str, tuple[int, str]], int] = {}
+    in_slot: dict[tuple[str, tuple[int, str]], int] = {}
     for t in table.values():
         if t.service_id in creating and t.desired == "running":
             key = (t.service_id, t.slot_key)
             occupied[key] = max(occupied.get(key, 0), t.spec_version)
+            in_slot[key] = in_slot.get(key, 0) + 1
     for task in cmd.create:
         service = by_name.get(task.service)
         key = (task.service_id, task.slot_key)
@@ -433,6 +439,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
                   else "service is gone" if service is None or service.id != task.service_id
                   else "a new task must be pending with desired state running"
                   if task.state != "pending" or task.desired != "running"
+                  else _move_problem(table, task, in_slot.get(key, 0)) if task.replaces
                   else f"slot {task.slot_key} already has a task" if occupied.get(key, 0) >= task.spec_version
                   else "")
         if reason:
@@ -440,6 +447,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
             continue
         table[task.id] = task
         occupied[key] = task.spec_version
+        in_slot[key] = in_slot.get(key, 0) + 1
         counts["created"] += 1
 
     usage = usage_on(table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
@@ -473,6 +481,18 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         table[task.id] = dataclasses.replace(task, message=explanation.message, updated_at=cmd.at)
         counts["explained"] += 1
     return Result(True, value={**counts, "rejected": rejected})
+
+
+def _move_problem(table: dict[str, Task], task: Task, running_in_slot: int) -> str:
+    """Why `task` cannot move the slot's task it names to another node, or "" when it can."""
+    old = table.get(task.replaces)
+    if old is None or old.service_id != task.service_id or old.slot_key != task.slot_key:
+        return f"task {task.replaces} to move is not in slot {task.slot_key}"
+    if old.desired != "running" or old.state != "running" or old.spec_version != task.spec_version:
+        return f"task {task.replaces} to move is not running the current spec"
+    if running_in_slot != 1:
+        return f"slot {task.slot_key} is already changing"
+    return ""
 
 
 def _report_problem(task: Optional[Task], node_id: str, report: TaskReport) -> str:

@@ -61,6 +61,30 @@ def _promote(state: ClusterState, cmd: PromoteService) -> Result:
     return Result(True, value={"state": "updating"})
 
 
+@command("service.rebalance")
+@dataclass(frozen=True, slots=True)
+class RequestRebalance:
+    """Move tasks to spread the service again (see scheduler.rebalance), for a while."""
+
+    name: str
+    at: float
+
+
+@handles(RequestRebalance)
+def _request_rebalance(state: ClusterState, cmd: RequestRebalance) -> Result:
+    table = services(state)
+    service = table.get(cmd.name)
+    if service is None:
+        return Result.fail(f"no such service {cmd.name!r}", 404)
+    spec = service.spec
+    if spec.rebalance == "off" or spec.mode != "replicated" or spec.job is not None:
+        return Result.fail(f"service {cmd.name!r} is not rebalanced: it is {spec.mode}"
+                           + (" (a job)" if spec.job is not None else "")
+                           + (" with rebalance off" if spec.rebalance == "off" else ""), 409)
+    table[cmd.name] = dataclasses.replace(service, rebalance_requested_at=cmd.at)
+    return Result(True, value={"requested_at": cmd.at})
+
+
 @handles(RollbackService)
 def _rollback(state: ClusterState, cmd: RollbackService) -> Result:
     service = services(state).get(cmd.name)

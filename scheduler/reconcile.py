@@ -12,6 +12,7 @@ instead of running the slot twice.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -22,6 +23,7 @@ from consensus.tasks import Service, StopTask, Task
 from consensus.job_runs import EndJob, ExpireJob
 from consensus.updates import RecordRollout, RollbackService
 from scheduler.jobs import plan_job
+from scheduler.rebalance import plan_move
 from scheduler.rollout import SlotTasks, current, is_ready, plan_rollout, sort_slot
 from scheduler.view import StateView
 
@@ -112,13 +114,13 @@ class _Planner:
             slot = sort_slot(key, live[key], lambda t: current(service, t),
                              lambda t: is_ready(t, spec))
             for task in slot.extra:
-                replaced = current(service, slot.primary) and not current(service, task)
-                self.stop.append(StopTask(task.id, f"replaced by task {slot.primary.id[:12]} of "
-                                                   f"version {slot.primary.spec_version}"
-                                          if replaced else "another task runs this slot"))
+                self.stop.append(StopTask(task.id, _why_extra(service, slot.primary, task, self.view)))
             if slot.handover is not None and key not in wanted:
                 self.stop.append(StopTask(slot.handover.id, "service scaled down"))
-            if self.slot(service, slot.primary, key in wanted):
+            moved = slot.handover is not None and slot.primary.replaces == slot.handover.id
+            if moved and slot.primary.terminal:  # a failed move: the moved task stays
+                self.stop.append(StopTask(slot.primary.id, f"move failed: task {slot.primary.state}"))
+            elif self.slot(service, slot.primary, key in wanted):
                 left_alone.append(slot)
         for slot, node_id in self.take_slots(sorted(wanted - live.keys())):
             self.new(service, slot, node_id, restarts=0)
@@ -130,6 +132,13 @@ class _Planner:
         self.rollouts.extend(step.commands)
         if step.wake_at is not None:
             self.wake(step.wake_at)
+        if not step.create and not step.stop:
+            move = plan_move(self.view, service, left_alone, self.now)
+            if move.wake_at is not None:
+                self.wake(move.wake_at)
+            if move.task is not None:
+                new = self.task(service, move.task.slot, "", move.task.restarts)
+                self.create.append(dataclasses.replace(new, replaces=move.task.id))
 
     def take_slots(self, missing: list[SlotKey]) -> list[SlotKey]:
         """As many of the `missing` slots as this round still makes new tasks for."""
@@ -225,6 +234,15 @@ class _Planner:
             old = sorted(history[key], key=lambda t: (t.finished_at, t.created_at, t.id))
             keep = TASK_HISTORY if service_exists else 0
             self.remove.extend(t.id for t in old[:max(0, len(old) - keep)])
+
+
+def _why_extra(service: Service, primary: Task, task: Task, view: StateView) -> str:
+    if primary.replaces == task.id:
+        node = view.nodes.get(primary.node_id)
+        return f"moved to node {node.name if node else primary.node_id} (rebalanced)"
+    if current(service, primary) and not current(service, task):
+        return f"replaced by task {primary.id[:12]} of version {primary.spec_version}"
+    return "another task runs this slot"
 
 
 def reconcile(view: StateView, now: float, new_id: Callable[[], str],

@@ -28,10 +28,10 @@ SlotKey = tuple[int, str]
 
 
 def task_spec(spec: ServiceSpec) -> ServiceSpec:
-    """What of a spec its tasks are made from: all but replicas and the rollout and
-    autoscaling policies."""
+    """What of a spec its tasks are made from: all but replicas and the rollout, autoscaling
+    and rebalancing policies."""
     return dataclasses.replace(spec, replicas=0, update=UpdateConfig(), rollback=UpdateConfig(),
-                               autoscale=None)
+                               autoscale=None, rebalance="manual", max_unavailable=1)
 
 
 def same_tasks(a: Optional[ServiceSpec], b: Optional[ServiceSpec]) -> bool:
@@ -71,8 +71,10 @@ def sort_slot(key: SlotKey, live: list[Task], current: Callable[[Task], bool],
     primary = (fresh or by_age)[-1]
     handover = None
     if current(primary) and not ready(primary):
-        # Never take a serving task down before its successor is ready.
-        serving = [t for t in by_age if not current(t) and not t.terminal and t.state != "pending"]
+        # Never take a serving task down before its successor (or, moving, its copy on
+        # another node) is ready.
+        serving = [t for t in by_age if (not current(t) or t.id == primary.replaces)
+                   and not t.terminal and t.state != "pending"]
         handover = serving[-1] if serving else None
     extra = tuple(t for t in by_age if t is not primary and t is not handover)
     return SlotTasks(key, primary, handover, extra)
