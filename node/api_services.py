@@ -23,7 +23,7 @@ from consensus.services import ServiceSpec, merge_spec, parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
                              tasks, tasks_of)
-from consensus.updates import PromoteService, RollbackService
+from consensus.updates import PromoteService, RequestRebalance, RollbackService
 from consensus.wire import WireError, from_plain, to_plain
 from node.api_cluster import NODE
 from node.http_util import HttpError, json_body, query_flag, result_or_raise
@@ -231,6 +231,15 @@ async def promote_service(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     service = _service_or_404(shoal, request.match_info["ref"])
     result_or_raise(await shoal.control.submit(PromoteService(service.name, time.time())))
+    return _answer(shoal, service.name)
+
+
+@routes.post("/v1/services/{ref}/rebalance")
+async def rebalance_service(request: web.Request) -> web.Response:
+    """Move tasks to spread the service over its nodes again (scheduler.rebalance)."""
+    shoal = request.app[NODE]
+    service = _service_or_404(shoal, request.match_info["ref"])
+    result_or_raise(await shoal.control.submit(RequestRebalance(service.name, time.time())))
     return _answer(shoal, service.name)
 
 

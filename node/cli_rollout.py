@@ -32,6 +32,10 @@ def register(ssub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
                               help="go on with an update waiting in its canary phase")
     promote.add_argument("name", metavar="SERVICE")
     promote.set_defaults(handler=_promote)
+    rebalance = ssub.add_parser("rebalance", parents=[common],
+                                help="move tasks to spread a service over its nodes again")
+    rebalance.add_argument("name", metavar="SERVICE")
+    rebalance.set_defaults(handler=_rebalance)
     status = ssub.add_parser("status", parents=[common],
                              help="a service's rollout: progress and recent events")
     status.add_argument("name", metavar="SERVICE")
@@ -123,6 +127,12 @@ async def _rollback(args, client: ShoalClient) -> int:
 async def _promote(args, client: ShoalClient) -> int:
     service = await client.post(f"/v1/services/{args.name}/promote")
     return emit(args, service, lambda s: print(f"{s['name']}: {s['rollout']['message']}"))
+
+
+async def _rebalance(args, client: ShoalClient) -> int:
+    service = await client.post(f"/v1/services/{args.name}/rebalance")
+    return emit(args, service, lambda s: print(f"{s['name']}: rebalancing (one move at a time, "
+                                               f"each start-first)"))
 
 
 async def _status(args, client: ShoalClient) -> int:

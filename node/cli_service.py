@@ -174,6 +174,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--stop-delay", ("stop_delay",),
             help="keep a task with ports running this long after its endpoints are withdrawn, "
                  "before stopping it, so no load balancer sends it new connections"),
+    Setting("--rebalance", ("rebalance",), choices=_choices(ServiceSpec, "rebalance"),
+            help="move tasks to restore the spread: whenever it drifts (auto), after `service "
+                 "rebalance` (manual), never (off)"),
+    Setting("--max-unavailable", ("max_unavailable",), int, "tasks moved at once when rebalancing"),
     Setting("--volume-affinity", ("volume_affinity",), choices=_choices(ServiceSpec, "volume_affinity"),
             help="node: a slot that used a named volume stays on the node holding its data"),
     *AUTOSCALE_SETTINGS,
