@@ -18,7 +18,9 @@ from node.client import ShoalClient
 
 # Events shown by `service status` (the most recent ones this node kept).
 RECENT_EVENTS = 10
-FINAL_STATES = ("completed", "paused", "rolled_back")
+# Where following a rollout ends: it is over, or waits for someone (paused, or canaries to
+# promote or roll back).
+FINAL_STATES = ("completed", "paused", "canary", "rolled_back")
 
 
 def register(ssub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
