@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from consensus.services import ServiceSpec
 from consensus.tasks import Service, Task
 from scheduler.rollout import SlotTasks, is_ready
 from scheduler.view import StateView
@@ -30,6 +31,11 @@ class Move:
     wake_at: Optional[float] = None  # when a move may be due
 
 
+def keeps_volumes(spec: ServiceSpec) -> bool:
+    """Its tasks stay on the node holding their named volumes' data: they never move."""
+    return spec.volume_affinity == "node" and any(v.type == "volume" and v.source for v in spec.volumes)
+
+
 def _why_not(view: StateView, service: Service, now: float) -> str:
     spec = service.spec
     if spec.rebalance == "off" or spec.mode != "replicated" or spec.job is not None:
@@ -41,7 +47,7 @@ def _why_not(view: StateView, service: Service, now: float) -> str:
         return "placed by preferences or binpack"
     if service.rollout is not None and service.rollout.active:
         return "rolling out"
-    if spec.volume_affinity == "node" and any(v.type == "volume" and v.source for v in spec.volumes):
+    if keeps_volumes(spec):
         return "its tasks keep their volumes on their nodes"
     return ""
 

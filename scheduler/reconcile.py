@@ -23,7 +23,7 @@ from consensus.tasks import Service, StopTask, Task
 from consensus.job_runs import EndJob, ExpireJob
 from consensus.updates import RecordRollout, RollbackService
 from scheduler.jobs import plan_job
-from scheduler.rebalance import plan_move
+from scheduler.rebalance import keeps_volumes, plan_move
 from scheduler.rollout import SlotTasks, current, is_ready, plan_rollout, sort_slot
 from scheduler.view import StateView
 
@@ -75,6 +75,7 @@ class _Planner:
         # What depends on a node and a spec's constraints alone: services share both.
         self._node_problems: dict[tuple, str] = {}
         self._host_ports: tuple = ()  # of the service being planned
+        self._move_room = 0  # start-first moves the service being planned may still begin
         self.stop: list[StopTask] = []
         self.remove: list[str] = []
         self.create: list[Task] = []
@@ -109,12 +110,14 @@ class _Planner:
         else:
             wanted = {(0, node.id) for node in self.view.nodes.values()
                       if node.availability == "active" and not self.node_problem(node, spec)}
+        # Start-first moves under way (rebalancing, drain) count against the budget.
+        self._move_room = spec.max_unavailable - sum(len(tasks) > 1 for tasks in live.values())
         left_alone: list[SlotTasks] = []
         for key in sorted(live):
             slot = sort_slot(key, live[key], lambda t: current(service, t),
                              lambda t: is_ready(t, spec))
             for task in slot.extra:
-                self.stop.append(StopTask(task.id, _why_extra(service, slot.primary, task, self.view)))
+                self.stop.append(StopTask(task.id, self.why_extra(service, slot.primary, task)))
             if slot.handover is not None and key not in wanted:
                 self.stop.append(StopTask(slot.handover.id, "service scaled down"))
             moved = slot.handover is not None and slot.primary.replaces == slot.handover.id
@@ -132,7 +135,7 @@ class _Planner:
         self.rollouts.extend(step.commands)
         if step.wake_at is not None:
             self.wake(step.wake_at)
-        if not step.create and not step.stop:
+        if not step.create and not step.stop and self._move_room > 0:
             move = plan_move(self.view, service, left_alone, self.now)
             if move.wake_at is not None:
                 self.wake(move.wake_at)
@@ -170,12 +173,42 @@ class _Planner:
             self.pending.append(task)
         elif not task.terminal:
             problem = self.node_problem(node, spec)
+            if problem and self.drained(service, task, node):
+                return not self.move_off(service, task)
             if problem:
                 self.replace(service, task, problem, task.restarts)
                 return False
         elif wanted:
             self.restart(service, task)
         return True
+
+    def drained(self, service: Service, task: Task, node: Optional[Node]) -> bool:
+        """Whether `task` serves on a node being drained and moves off start-first, within
+        the service's budget, instead of being replaced stop-first."""
+        spec = service.spec
+        return (node is not None and node.status == "ready" and node.availability == "drain"
+                and spec.mode == "replicated" and spec.job is None and spec.rebalance != "off"
+                and current(service, task) and task.spec_version == service.version
+                and is_ready(task, spec) and not keeps_volumes(spec))
+
+    def move_off(self, service: Service, task: Task) -> bool:
+        """Start a copy of `task` on another node if the budget allows; False: it waits."""
+        if self._move_room <= 0:
+            return False
+        self._move_room -= 1
+        new = self.task(service, task.slot, "", task.restarts)
+        self.create.append(dataclasses.replace(new, replaces=task.id))
+        return True
+
+    def why_extra(self, service: Service, primary: Task, task: Task) -> str:
+        """Why a task of a slot that another task runs is stopped."""
+        if primary.replaces == task.id:
+            left = self.node_problem(self.view.nodes.get(task.node_id), service.spec)
+            node = self.view.nodes.get(primary.node_id)
+            return left or f"moved to node {node.name if node else primary.node_id} (rebalanced)"
+        if current(service, primary) and not current(service, task):
+            return f"replaced by task {primary.id[:12]} of version {primary.spec_version}"
+        return "another task runs this slot"
 
     def node_problem(self, node: Optional[Node], spec: ServiceSpec) -> str:
         """node_problem, once per node and set of constraints in a round."""
@@ -234,15 +267,6 @@ class _Planner:
             old = sorted(history[key], key=lambda t: (t.finished_at, t.created_at, t.id))
             keep = TASK_HISTORY if service_exists else 0
             self.remove.extend(t.id for t in old[:max(0, len(old) - keep)])
-
-
-def _why_extra(service: Service, primary: Task, task: Task, view: StateView) -> str:
-    if primary.replaces == task.id:
-        node = view.nodes.get(primary.node_id)
-        return f"moved to node {node.name if node else primary.node_id} (rebalanced)"
-    if current(service, primary) and not current(service, task):
-        return f"replaced by task {primary.id[:12]} of version {primary.spec_version}"
-    return "another task runs this slot"
 
 
 def reconcile(view: StateView, now: float, new_id: Callable[[], str],

@@ -86,3 +86,36 @@ def test_a_failed_copy_is_dropped_and_the_moved_task_keeps_running():
     c.round()
     assert tasks(c.state)[copy.id].desired == "shutdown"
     assert tasks(c.state)[copy.replaces].desired == "running"
+
+
+def test_a_drain_moves_tasks_off_start_first_within_the_budget():
+    c = Cluster(3)
+    c.create(name="web", replicas=6, max_unavailable=2)
+    for _ in range(3):
+        c.round()
+        agents(c)
+    on_n0 = {t.id for t in c.live("web") if t.node_id == "n0"}
+    assert len(on_n0) == 2
+    c.availability("n0", "drain")
+    c.round()
+    copies = [t for t in c.live("web") if t.replaces]
+    assert {t.replaces for t in copies} == on_n0  # both at once: the budget is 2
+    assert all(tasks(c.state)[i].desired == "running" for i in on_n0)  # still serving
+    agents(c)  # the copies run
+    c.round()
+    assert all(tasks(c.state)[i].desired == "shutdown" for i in on_n0)
+    assert {tasks(c.state)[i].message for i in on_n0} == {"node node0 is drained"}
+    assert Counter(t.slot for t in c.live("web")) == Counter(range(1, 7))
+
+
+def test_a_drain_with_a_budget_of_one_moves_one_task_at_a_time():
+    c = Cluster(3)
+    c.create(name="web", replicas=6)
+    for _ in range(3):
+        c.round()
+        agents(c)
+    c.availability("n0", "drain")
+    seen: list = []
+    run(c, 8, seen)
+    assert max(moving for _, moving in seen) == 1 and all(n >= 6 for n, _ in seen)
+    assert not [t for t in c.live("web") if t.node_id == "n0"]
