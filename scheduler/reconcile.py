@@ -4,10 +4,11 @@ to place again. Pure: `now` and fresh ids come in as arguments.
 
 Slots: a replicated service has slots 1..replicas, a global one a slot per eligible node;
 each slot has one task told to run (during a start-first update, also the older task it
-replaces until the new one is ready; see scheduler.rollout, which plans updates). A
-replacement keeps its predecessor's slot, and the predecessor is told to shut down in the
+replaces until the new one is ready, see scheduler.rollout, which plans updates; during a
+move off a draining node or a rebalancing one, see scheduler.rebalance, also the task moved).
+A replacement keeps its predecessor's slot, and the predecessor is told to shut down in the
 same command, so when a node that was down comes back its agent stops the stale task
-instead of running the slot twice.
+instead of running the slot twice. Jobs are planned by scheduler.jobs.
 """
 
 from __future__ import annotations
@@ -188,8 +189,8 @@ class _Planner:
         spec = service.spec
         return (node is not None and node.status == "ready" and node.availability == "drain"
                 and spec.mode == "replicated" and spec.job is None and spec.rebalance != "off"
-                and current(service, task) and task.spec_version == service.version
-                and is_ready(task, spec) and not keeps_volumes(spec))
+                and task.spec_version == service.version and is_ready(task, spec)
+                and not keeps_volumes(spec))
 
     def move_off(self, service: Service, task: Task) -> bool:
         """Start a copy of `task` on another node if the budget allows; False: it waits."""

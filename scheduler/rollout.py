@@ -10,7 +10,9 @@ one is ready (running, and healthy when the spec checks health). A batch is done
 of its tasks stayed ready for `monitor` seconds (Kubernetes' minReadySeconds) or failed;
 the next batch starts `delay` seconds later. Failures beyond `max_failure_ratio` pause the
 rollout, roll it back (one automatic rollback, never a rollback of a rollback) or are
-ignored (`continue`).
+ignored (`continue`). With `canary` N, an update's first batch is N tasks, after which it
+waits in its `canary` phase until it is promoted (by hand, or `auto_promote` seconds after
+that batch was done) and goes on as above.
 """
 
 from __future__ import annotations
