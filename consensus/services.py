@@ -31,6 +31,7 @@ DEFAULT_STOP_DELAY = 2.0
 # A longer drain is a typo ("2m" for "2s") more likely than a wish: it would hold every
 # rollout and scale-down of the service that long.
 MAX_STOP_DELAY = 3600.0
+_PERCENT = re.compile(r"\d{1,3}%")
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _CONSTRAINT = re.compile(r"\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*")
 _NODE_FIELDS = ("node.id", "node.hostname", "node.role")
@@ -202,9 +203,18 @@ class ServiceSpec:
     # Moving running tasks to restore the spread over nodes (scheduler.rebalance): `auto`
     # whenever it drifts, `manual` after a request (`shoal service rebalance`), `off` never.
     rebalance: Literal["auto", "manual", "off"] = "manual"
-    max_unavailable: int = 1  # tasks being moved at once (each start-first)
+    # Tasks being moved at once (each start-first): a count, or a percentage of the replicas
+    # ("25%", at least 1).
+    max_unavailable: int | str = 1
     # Set for a job: its tasks run to completion (see consensus.jobs); `replicas` is unused.
     job: Optional[JobConfig] = None
+
+    @property
+    def move_budget(self) -> int:
+        """`max_unavailable` as a number of tasks."""
+        if isinstance(self.max_unavailable, int):
+            return self.max_unavailable
+        return max(1, self.replicas * int(self.max_unavailable.rstrip("%")) // 100)
 
     @property
     def host_ports(self) -> tuple[PortSpec, ...]:
@@ -337,6 +347,7 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "stop_grace_period": lambda value, f: parse_duration(value, f),
     "stop_delay": lambda value, f: parse_duration(value, f),
     "autoscale": _durations("cooldown_up", "cooldown_down"),
+    "max_unavailable": lambda value, f: int(value) if isinstance(value, str) and value.isdigit() else value,
     "job": _durations("backoff_delay", "deadline", "ttl_after_finished"),
 }
 
@@ -482,8 +493,10 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
                   "starting with a letter or digit")
         else:
             check(not vol.source, f"volumes[{i}].source", "a tmpfs mount has no source")
-    check(1 <= spec.max_unavailable <= MAX_REPLICAS, "max_unavailable",
-          f"must be at least 1, not {spec.max_unavailable}")
+    budget = spec.max_unavailable
+    check(1 <= budget <= MAX_REPLICAS if isinstance(budget, int)
+          else bool(_PERCENT.fullmatch(budget)) and 1 <= int(budget[:-1]) <= 100, "max_unavailable",
+          f"must be a number of tasks (1 or more) or a percentage (1%-100%), not {budget!r}")
     check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")
     check(0 <= spec.stop_delay <= MAX_STOP_DELAY, "stop_delay",
           f"must be between 0s and {MAX_STOP_DELAY:.0f}s, not {spec.stop_delay}")

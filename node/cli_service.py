@@ -177,7 +177,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--rebalance", ("rebalance",), choices=_choices(ServiceSpec, "rebalance"),
             help="move tasks to restore the spread: whenever it drifts (auto), after `service "
                  "rebalance` (manual), never (off)"),
-    Setting("--max-unavailable", ("max_unavailable",), int, "tasks moved at once when rebalancing"),
+    Setting("--max-unavailable", ("max_unavailable",),
+            help="tasks moved at once when rebalancing or draining: a number or a percentage (25%%)"),
     Setting("--volume-affinity", ("volume_affinity",), choices=_choices(ServiceSpec, "volume_affinity"),
             help="node: a slot that used a named volume stays on the node holding its data"),
     *AUTOSCALE_SETTINGS,

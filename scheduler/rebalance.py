@@ -58,7 +58,7 @@ def plan_move(view: StateView, service: Service, slots: list[SlotTasks], now: fl
         return Move()
     spec = service.spec
     changing = sum(1 for s in slots if s.handover or s.extra or not is_ready(s.primary, spec))
-    if changing >= spec.max_unavailable or len(slots) < spec.replicas:
+    if changing >= spec.move_budget or len(slots) < spec.replicas:
         return Move()  # the service's own changes first; their commits wake us again
     last = max((t.created_at for t in view.tasks.values()
                 if t.service_id == service.id and t.replaces), default=None)

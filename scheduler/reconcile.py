@@ -112,7 +112,7 @@ class _Planner:
             wanted = {(0, node.id) for node in self.view.nodes.values()
                       if node.availability == "active" and not self.node_problem(node, spec)}
         # Start-first moves under way (rebalancing, drain) count against the budget.
-        self._move_room = spec.max_unavailable - sum(len(tasks) > 1 for tasks in live.values())
+        self._move_room = spec.move_budget - sum(len(tasks) > 1 for tasks in live.values())
         left_alone: list[SlotTasks] = []
         for key in sorted(live):
             slot = sort_slot(key, live[key], lambda t: current(service, t),

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+from consensus.services import SpecError, parse_service_spec
 from consensus.tasks import services, tasks
 from consensus.updates import RequestRebalance
 from scheduler.rebalance import REBALANCE_INTERVAL
@@ -119,3 +122,14 @@ def test_a_drain_with_a_budget_of_one_moves_one_task_at_a_time():
     run(c, 8, seen)
     assert max(moving for _, moving in seen) == 1 and all(n >= 6 for n, _ in seen)
     assert not [t for t in c.live("web") if t.node_id == "n0"]
+
+
+def test_the_budget_is_a_count_or_a_percentage_of_the_replicas():
+    def budget(value, replicas=8):
+        return parse_service_spec({"name": "w", "image": "b", "replicas": replicas,
+                                   "max_unavailable": value}).move_budget
+    assert (budget(2), budget("3"), budget("25%"), budget("10%"), budget("100%", 3)) == (2, 3, 2, 1, 3)
+    for bad in (0, "0%", "101%", "half", "-1"):
+        with pytest.raises(SpecError) as caught:
+            budget(bad)
+        assert caught.value.field == "max_unavailable"
