@@ -58,5 +58,8 @@ async def test_a_cron_fires_once_per_time_through_a_leader_kill(fresh, schedule,
     assert statistics.median(delays) < 1.0
     listed = must(shoal("cron", "ls", addr=cluster.nodes[survivor].api))
     assert "beat" in listed
+    inspected = must(shoal("cron", "inspect", "beat", addr=cluster.nodes[survivor].api))
+    assert inspected.startswith(f"beat: {schedule} (UTC), next run ")
+    assert f"beat-{times[-1]}" in inspected
     must(shoal("cron", "rm", "beat", addr=cluster.nodes[survivor].api))
     assert not [j for j in await cluster.get(survivor, "/v1/jobs") if j["cron"] == "beat"]
