@@ -60,8 +60,6 @@ def plan_move(view: StateView, service: Service, slots: list[SlotTasks], now: fl
     changing = sum(1 for s in slots if s.handover or s.extra or not is_ready(s.primary, spec))
     if changing >= spec.move_budget or len(slots) < spec.replicas:
         return Move()  # the service's own changes first; their commits wake us again
-    last = max((t.created_at for t in view.tasks.values()
-                if t.service_id == service.id and t.replaces), default=None)
     counts = {node.id: 0 for node in view.nodes.values()
               if node.status == "ready" and node.availability == "active"
               and all(c.matches(node) for c in spec.constraints)}
@@ -74,6 +72,8 @@ def plan_move(view: StateView, service: Service, slots: list[SlotTasks], now: fl
     idlest = min(counts, key=lambda n: (counts[n], n))
     if counts[busiest] - counts[idlest] < 2:
         return Move()
+    # The last move's copy runs its slot now (the service's other tasks are all ready).
+    last = max((s.primary.created_at for s in slots if s.primary.replaces), default=None)
     if last is not None and now < last + REBALANCE_INTERVAL:
         return Move(wake_at=last + REBALANCE_INTERVAL)
     return Move(max((s.primary for s in slots if s.primary.node_id == busiest), key=lambda t: t.slot))
