@@ -1,7 +1,8 @@
 """Jobs end to end with a real Docker Engine: three `shoal node` processes on loopback
 (`--runtime docker`) run a job's tasks as busybox containers to completion within its
-parallelism, keep their output after they exited, and stop a failing job at its backoff
-limit with each container's exit code listed."""
+parallelism, keep their output after they exited, stop a failing job at its backoff limit
+with each container's exit code listed, and run a killed node's unfinished task again on
+another node."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from node.localcluster import LocalCluster, wait_for
 from node.runtime.model import LABEL_SERVICE
-from tests.e2e.test_orchestration_docker import docker_cluster, engine, remove_containers  # noqa: F401
+from tests.e2e.test_orchestration_docker import docker_cluster, engine, own, remove_containers  # noqa: F401
 from tests.integration.cluster_support import SETTLE, must, shoal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -50,3 +51,33 @@ async def test_a_failing_job_stops_at_its_limit_with_the_exit_codes(cluster):
     job = await finished(cluster, "fails-d")
     assert job["status"] == "failed" and job["reason"].startswith("BackoffLimitExceeded"), job
     assert [(t["attempt"], t["exit_code"]) for t in job["tasks"]] == [(1, 7), (2, 7)]
+
+
+async def test_a_killed_nodes_unfinished_container_task_runs_again_elsewhere(own, engine,  # noqa: F811
+                                                                             busybox_image):
+    try:
+        must(shoal("job", "run", "--name", "moved-d", "--completions", "3", "--parallelism", "0",
+                   busybox_image, "sleep", "4", addr=own.nodes[0].api))
+
+        async def spread() -> list | None:
+            job = await own.get(0, "/v1/jobs/moved-d")
+            running = [t for t in job["tasks"] if t["state"] == "running"]
+            return running if len({t["node_name"] for t in running}) == 3 else None
+
+        running = await wait_for(spread, timeout=SETTLE, what="3 containers on 3 nodes")
+        leader = await own.leader_index()
+        victim = next(i for i in range(1, 3) if i != leader)
+        lost = next(t for t in running if t["node_name"] == own.nodes[victim].name)
+        own.nodes[victim].kill9()
+
+        async def done() -> dict | None:
+            job = await own.get(0, "/v1/jobs/moved-d")
+            return job if job["status"] != "running" else None
+
+        job = await wait_for(done, timeout=90, what="the job to finish")
+        assert (job["status"], job["succeeded"]) == ("complete", 3), job
+        slot = [t for t in job["tasks"] if t["slot"] == lost["slot"]]
+        assert any(t["state"] == "complete" and t["node_name"] != own.nodes[victim].name
+                   for t in slot), slot
+    finally:
+        remove_containers(engine, f"{LABEL_SERVICE}=moved-d")
