@@ -12,10 +12,11 @@ from typing import Literal
 
 from consensus.services import UpdateConfig
 
-RolloutState = Literal["updating", "paused", "completed", "rolling_back", "rolled_back"]
+# canary: the first `canary` tasks were replaced; the rest wait for a promote.
+RolloutState = Literal["updating", "canary", "paused", "completed", "rolling_back", "rolled_back"]
 RolloutKind = Literal["update", "rollback"]
 # A rollout in one of these states still replaces tasks.
-ACTIVE: frozenset[str] = frozenset({"updating", "rolling_back"})
+ACTIVE: frozenset[str] = frozenset({"updating", "canary", "rolling_back"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class Rollout:
     failed: int = 0  # replacements that failed or turned unhealthy within it
     remaining: int = 0  # tasks still of an older spec, not yet in a batch
     reason: str = ""  # why it started (a rollback: by hand, or which update failed)
+    promoted: bool = False  # its canaries were promoted: the rest are replaced
     message: str = ""  # where it stands
 
     @property

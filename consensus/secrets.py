@@ -17,6 +17,7 @@ from typing import Literal, Optional
 from consensus.codec import command
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState, Result, handles, register_table
+from consensus.crons import crons
 from consensus.tasks import SPEC_CHECKS, services
 
 Kind = Literal["secret", "config"]
@@ -72,9 +73,11 @@ def refs_of(spec: ServiceSpec, kind: Kind) -> tuple:
 
 
 def users_of(state: ClusterState, kind: Kind, name: str) -> list[str]:
-    """The services whose current spec names this secret or config, sorted."""
-    return sorted(s.name for s in services(state).values()
-                  if any(ref.source == name for ref in refs_of(s.spec, kind)))
+    """The services (and cron jobs, whose runs will) whose current spec names this secret
+    or config, sorted."""
+    specs = [*(s.spec for s in services(state).values()),
+             *(c.spec.template for c in crons(state).values())]
+    return sorted({spec.name for spec in specs if any(ref.source == name for ref in refs_of(spec, kind))})
 
 
 def missing_reference(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Literal, Optional
 from consensus.autoscale import AutoscaleSpec, check_autoscale
 from consensus.container import ContainerOptions, check_container
 from consensus.shell_words import WordsError, split_words
+from consensus.jobs import JobConfig, check_job
 from consensus.model import Node, Resources
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError, from_plain, to_plain
@@ -39,6 +40,7 @@ MAX_STOP_DELAY = 3600.0
 # A DNS label, with '_' also allowed inside as Compose and Swarm allow it (`reverse_proxy`):
 # resolvers answer such names, only hostnames forbid them.
 _SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
+_PERCENT = re.compile(r"\d{1,3}%")
 _CONSTRAINT = re.compile(r"\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*")
 _NODE_FIELDS = ("node.id", "node.hostname", "node.role")
 # Docker's rule for volume names, which also keeps them safe as directory names.
@@ -141,6 +143,10 @@ class UpdateConfig:
     monitor: float = 5.0
     failure_action: Literal["pause", "continue", "rollback"] = "pause"
     max_failure_ratio: float = 0.0
+    # An update replaces this many tasks first, then waits in its `canary` phase for a
+    # promote (or for `auto_promote` seconds after they passed their monitor) before the rest.
+    canary: int = 0
+    auto_promote: float = 0.0  # 0: only a promote by hand goes on
 
 
 # Where secret and config files go in a task when their `target` is empty or relative
@@ -218,6 +224,21 @@ class ServiceSpec:
     # `vip`: a virtual IP per network, its name answers it; `dnsrr`: no VIP, its name
     # answers its tasks' addresses (Swarm's endpoint_mode, a Kubernetes headless Service).
     endpoint_mode: Literal["vip", "dnsrr"] = "vip"
+    # Moving running tasks to restore the spread over nodes (scheduler.rebalance): `auto`
+    # whenever it drifts, `manual` after a request (`shoal service rebalance`), `off` never.
+    rebalance: Literal["auto", "manual", "off"] = "manual"
+    # Tasks being moved at once (each start-first): a count, or a percentage of the replicas
+    # ("25%", at least 1).
+    max_unavailable: int | str = 1
+    # Set for a job: its tasks run to completion (see consensus.jobs); `replicas` is unused.
+    job: Optional[JobConfig] = None
+
+    @property
+    def move_budget(self) -> int:
+        """`max_unavailable` as a number of tasks."""
+        if isinstance(self.max_unavailable, int):
+            return self.max_unavailable
+        return max(1, self.replicas * int(self.max_unavailable.rstrip("%")) // 100)
 
     @property
     def host_ports(self) -> tuple[PortSpec, ...]:
@@ -347,8 +368,8 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "ports": _each(parse_port),
     "health": _health,
     "restart": _durations("delay", "window"),
-    "update": _durations("delay", "monitor"),
-    "rollback": _durations("delay", "monitor"),
+    "update": _durations("delay", "monitor", "auto_promote"),
+    "rollback": _durations("delay", "monitor", "auto_promote"),
     "secrets": _each(lambda item, f: {"source": item}),
     "configs": _each(lambda item, f: {"source": item}),
     "volumes": _each(parse_volume),
@@ -356,6 +377,8 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "stop_delay": lambda value, f: parse_duration(value, f),
     "autoscale": _durations("cooldown_up", "cooldown_down"),
     "networks": _each(lambda item, f: {"name": item}),
+    "max_unavailable": lambda value, f: int(value) if isinstance(value, str) and value.isdigit() else value,
+    "job": _durations("backoff_delay", "deadline", "ttl_after_finished"),
 }
 
 
@@ -441,6 +464,11 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
     _check_networks(spec, check)
     check_autoscale(spec.autoscale, spec.mode, check)
     check_container(spec.container, check)
+    check_job(spec.job, check)
+    if spec.job is not None:
+        check(spec.autoscale is None, "autoscale", "a job does not autoscale")
+        check(not spec.ports, "ports", "a job publishes no ports: its tasks end, so nothing "
+                                       "could route to them")
     return errors
 
 
@@ -487,6 +515,10 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
         check(u.monitor >= 0, f"{name}.monitor", "must not be negative")
         check(0.0 <= u.max_failure_ratio <= 1.0, f"{name}.max_failure_ratio",
               f"must be between 0 and 1, not {u.max_failure_ratio}")
+        check(0 <= u.canary <= MAX_REPLICAS, f"{name}.canary", f"must be 0 or more, not {u.canary}")
+        check(u.auto_promote >= 0, f"{name}.auto_promote", "must not be negative")
+    check(spec.rollback.canary == 0 and spec.rollback.auto_promote == 0, "rollback.canary",
+          "a rollback has no canary phase")
     for i, vol in enumerate(spec.volumes):
         check(vol.target.startswith("/"), f"volumes[{i}].target", f"must be an absolute path, not {vol.target!r}")
         if vol.type == "bind":
@@ -498,6 +530,10 @@ def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) 
                   "starting with a letter or digit")
         else:
             check(not vol.source, f"volumes[{i}].source", "a tmpfs mount has no source")
+    budget = spec.max_unavailable
+    check(1 <= budget <= MAX_REPLICAS if isinstance(budget, int)
+          else bool(_PERCENT.fullmatch(budget)) and 1 <= int(budget[:-1]) <= 100, "max_unavailable",
+          f"must be a number of tasks (1 or more) or a percentage (1%-100%), not {budget!r}")
     check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")
     check(0 <= spec.stop_delay <= MAX_STOP_DELAY, "stop_delay",
           f"must be between 0s and {MAX_STOP_DELAY:.0f}s, not {spec.stop_delay}")

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Literal, Optional, get_args
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
+from consensus.jobs import JobEnd
 from consensus.model import Node, Resources
 from consensus.nodes import nodes
 from consensus.rollout import Rollout
@@ -78,6 +79,8 @@ class Task:
     host_ports: tuple[PortSpec, ...] = ()
     endpoint: Endpoint = field(default_factory=Endpoint)
     runtime_id: str = ""  # the runtime driver's handle: container id or process id
+    # A move (rebalancing): the task of this slot that keeps running until this one is ready.
+    replaces: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float = 0.0
@@ -113,6 +116,9 @@ class Service:
     history: tuple[SpecVersion, ...] = ()  # earlier specs, oldest first, for rollback
     rollout: Optional[Rollout] = None  # the latest rollout, possibly of an earlier version
     autoscaled: Optional[AutoscaleRecord] = None  # the autoscaler's last change
+    job_end: Optional[JobEnd] = None  # set once when a job finishes
+    cron: str = ""  # the cron job that started this job, if one did
+    rebalance_requested_at: float = 0.0  # the last `shoal service rebalance`
 
     @property
     def name(self) -> str:
@@ -246,7 +252,8 @@ def _service_changed(state: ClusterState, name: str) -> None:
         hook(state, name)
 
 
-def _spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+    """Why `spec` cannot run in this state (a bad field, a secret that is not there)."""
     errors = spec_errors(spec)
     if errors:
         return Result.fail(str(errors[0]), 400)
@@ -285,17 +292,22 @@ def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Optional[Result
 
 @handles(CreateService)
 def _create_service(state: ClusterState, cmd: CreateService) -> Result:
-    problem = _spec_problem(state, cmd.spec) or _ingress_conflict(state, cmd.spec)
+    return add_service(state, Service(cmd.id, cmd.spec, 1, cmd.at, cmd.at))
+
+
+def add_service(state: ClusterState, service: Service) -> Result:
+    """Add a new service (or job), checked against the state."""
+    problem = spec_problem(state, service.spec) or _ingress_conflict(state, service.spec)
     if problem:
         return problem
     table = services(state)
-    if cmd.spec.name in table:
-        return Result.fail(f"name: service {cmd.spec.name!r} already exists", 409)
-    if any(s.id == cmd.id for s in table.values()):
-        return Result.fail(f"id: service id {cmd.id!r} is taken", 409)
-    table[cmd.spec.name] = Service(cmd.id, cmd.spec, 1, cmd.at, cmd.at)
-    _service_changed(state, cmd.spec.name)
-    return Result(True, value={"id": cmd.id, "version": 1})
+    if service.name in table:
+        return Result.fail(f"name: service {service.name!r} already exists", 409)
+    if any(s.id == service.id for s in table.values()):
+        return Result.fail(f"id: service id {service.id!r} is taken", 409)
+    table[service.name] = service
+    _service_changed(state, service.name)
+    return Result(True, value={"id": service.id, "version": 1})
 
 
 @handles(UpdateService)
@@ -315,7 +327,11 @@ def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_vers
                            f"{expected_version}: read it again and retry", 409)
     if spec == old.spec:
         return Result(True, value={"id": old.id, "version": old.version, "changed": False})
-    problem = _spec_problem(state, spec) or _ingress_conflict(state, spec)
+    if old.spec.job is not None or spec.job is not None:
+        kind = "a job" if old.spec.job is not None else "a service"
+        return Result.fail(f"{spec.name!r} is {kind}: a job's spec cannot change, and a service "
+                           "cannot become a job; remove it and run it again", 409)
+    problem = spec_problem(state, spec) or _ingress_conflict(state, spec)
     if problem:
         return problem
     history = (old.history + (SpecVersion(old.version, old.spec),))[-SPEC_HISTORY:]
@@ -343,15 +359,21 @@ def stopped(task: Task, reason: str, at: float, node: Optional[Node]) -> Task:
 
 @handles(DeleteService)
 def _delete_service(state: ClusterState, cmd: DeleteService) -> Result:
-    service = services(state).pop(cmd.name, None)
+    service = services(state).get(cmd.name)
     if service is None:
         return Result.fail(f"no such service {cmd.name!r}", 404)
+    remove_service(state, service, "service removed", cmd.at)
+    return Result(True, value={"id": service.id})
+
+
+def remove_service(state: ClusterState, service: Service, reason: str, at: float) -> None:
+    """Forget `service` and tell its tasks to shut down (the scheduler forgets them after)."""
+    del services(state)[service.name]
     table, node_table = tasks(state), nodes(state)
     for task in list(table.values()):
         if task.service_id == service.id:
-            table[task.id] = stopped(task, "service removed", cmd.at, node_table.get(task.node_id))
-    _service_changed(state, cmd.name)
-    return Result(True, value={"id": service.id})
+            table[task.id] = stopped(task, reason, at, node_table.get(task.node_id))
+    _service_changed(state, service.name)
 
 
 # -- task handlers -------------------------------------------------------------------------
@@ -434,12 +456,15 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
     # Only the services that get new tasks are looked at: every node applies this on its Raft
     # thread, and a pass building a key for each of 100k tasks takes longer than an election
     # timeout on a loaded machine.
+    # A move runs a second task of the same version in a slot, beside the one it replaces.
     creating = {task.service_id for task in cmd.create}
     occupied: dict[tuple[str, tuple[int, str]], int] = {}
+    in_slot: dict[tuple[str, tuple[int, str]], int] = {}
     for t in table.values():
         if t.service_id in creating and t.desired == "running":
             key = (t.service_id, t.slot_key)
             occupied[key] = max(occupied.get(key, 0), t.spec_version)
+            in_slot[key] = in_slot.get(key, 0) + 1
     for task in cmd.create:
         service = by_name.get(task.service)
         key = (task.service_id, task.slot_key)
@@ -447,6 +472,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
                   else "service is gone" if service is None or service.id != task.service_id
                   else "a new task must be pending with desired state running"
                   if task.state != "pending" or task.desired != "running"
+                  else _move_problem(table, task, in_slot.get(key, 0)) if task.replaces
                   else f"slot {task.slot_key} already has a task" if occupied.get(key, 0) >= task.spec_version
                   else "")
         if reason:
@@ -454,6 +480,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
             continue
         table[task.id] = task
         occupied[key] = task.spec_version
+        in_slot[key] = in_slot.get(key, 0) + 1
         counts["created"] += 1
 
     usage = usage_on(table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
@@ -487,6 +514,18 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         table[task.id] = dataclasses.replace(task, message=explanation.message, updated_at=cmd.at)
         counts["explained"] += 1
     return Result(True, value={**counts, "rejected": rejected})
+
+
+def _move_problem(table: dict[str, Task], task: Task, running_in_slot: int) -> str:
+    """Why `task` cannot move the slot's task it names to another node, or "" when it can."""
+    old = table.get(task.replaces)
+    if old is None or old.service_id != task.service_id or old.slot_key != task.slot_key:
+        return f"task {task.replaces} to move is not in slot {task.slot_key}"
+    if old.desired != "running" or old.state != "running" or old.spec_version != task.spec_version:
+        return f"task {task.replaces} to move is not running the current spec"
+    if running_in_slot != 1:
+        return f"slot {task.slot_key} is already changing"
+    return ""
 
 
 def _report_problem(task: Optional[Task], node_id: str, report: TaskReport) -> str:

@@ -37,6 +37,54 @@ class RecordRollout:
     rollout: Rollout
 
 
+@command("service.promote")
+@dataclass(frozen=True, slots=True)
+class PromoteService:
+    """Go on with an update waiting in its canary phase: replace the rest of the tasks."""
+
+    name: str
+    at: float
+
+
+@handles(PromoteService)
+def _promote(state: ClusterState, cmd: PromoteService) -> Result:
+    table = services(state)
+    service = table.get(cmd.name)
+    if service is None:
+        return Result.fail(f"no such service {cmd.name!r}", 404)
+    rollout = service.rollout
+    if rollout is None or rollout.state != "canary" or rollout.version != service.version:
+        return Result.fail(f"service {cmd.name!r} has no canary waiting for a promote", 409)
+    table[cmd.name] = dataclasses.replace(service, rollout=dataclasses.replace(
+        rollout, state="updating", promoted=True, updated_at=cmd.at,
+        message=f"canaries promoted: updating the rest to version {service.version}"))
+    return Result(True, value={"state": "updating"})
+
+
+@command("service.rebalance")
+@dataclass(frozen=True, slots=True)
+class RequestRebalance:
+    """Move tasks to spread the service again (see scheduler.rebalance), for a while."""
+
+    name: str
+    at: float
+
+
+@handles(RequestRebalance)
+def _request_rebalance(state: ClusterState, cmd: RequestRebalance) -> Result:
+    table = services(state)
+    service = table.get(cmd.name)
+    if service is None:
+        return Result.fail(f"no such service {cmd.name!r}", 404)
+    spec = service.spec
+    if spec.rebalance == "off" or spec.mode != "replicated" or spec.job is not None:
+        return Result.fail(f"service {cmd.name!r} is not rebalanced: it is {spec.mode}"
+                           + (" (a job)" if spec.job is not None else "")
+                           + (" with rebalance off" if spec.rebalance == "off" else ""), 409)
+    table[cmd.name] = dataclasses.replace(service, rebalance_requested_at=cmd.at)
+    return Result(True, value={"requested_at": cmd.at})
+
+
 @handles(RollbackService)
 def _rollback(state: ClusterState, cmd: RollbackService) -> Result:
     service = services(state).get(cmd.name)

@@ -26,7 +26,7 @@ from consensus.services import ServiceSpec, merge_spec, parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
                              tasks, tasks_of)
-from consensus.updates import RollbackService
+from consensus.updates import PromoteService, RequestRebalance, RollbackService
 from consensus.wire import WireError, from_plain, to_plain
 from node.api_cluster import NODE
 from node.api_networks import ensure_networks
@@ -68,7 +68,11 @@ def find_service(state: ClusterState, ref: str) -> Optional[Service]:
 def tasks_summary(service: Service, own_tasks: list[Task]) -> dict:
     """Desired and running replicas and a count of the current tasks by observed state."""
     live = [t for t in own_tasks if t.service_id == service.id and t.desired == "running"]
-    desired = service.spec.replicas if service.spec.mode == "replicated" else len(live)
+    spec = service.spec
+    if spec.mode == "global":
+        desired = len(live)
+    else:  # a replicated job wants its completions
+        desired = spec.job.completions if spec.job is not None else spec.replicas
     return {"desired": desired, "running": sum(t.state == "running" for t in live),
             "states": dict(sorted(Counter(t.state for t in live).items()))}
 
@@ -219,6 +223,24 @@ async def rollback_service(request: web.Request) -> web.Response:
     service = _service_or_404(shoal, request.match_info["ref"])
     result_or_raise(await shoal.control.submit(
         RollbackService(service.name, time.time(), to_version=to_version, reason="requested")))
+    return _answer(shoal, service.name)
+
+
+@routes.post("/v1/services/{ref}/promote")
+async def promote_service(request: web.Request) -> web.Response:
+    """Go on with an update waiting in its canary phase."""
+    shoal = request.app[NODE]
+    service = _service_or_404(shoal, request.match_info["ref"])
+    result_or_raise(await shoal.control.submit(PromoteService(service.name, time.time())))
+    return _answer(shoal, service.name)
+
+
+@routes.post("/v1/services/{ref}/rebalance")
+async def rebalance_service(request: web.Request) -> web.Response:
+    """Move tasks to spread the service over its nodes again (scheduler.rebalance)."""
+    shoal = request.app[NODE]
+    service = _service_or_404(shoal, request.match_info["ref"])
+    result_or_raise(await shoal.control.submit(RequestRebalance(service.name, time.time())))
     return _answer(shoal, service.name)
 
 

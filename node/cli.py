@@ -78,12 +78,13 @@ def command_group(argv: list[str]) -> Optional[str]:
 
 
 # Subcommands live beside their handlers, a module per command group, in help order.
-_MODULES = ("cli_node", "cli_service", "cli_apply", "cli_stack", "cli_volume", "cli_secret",
-            "cli_network", "cli_completion")
+_MODULES = ("cli_node", "cli_service", "cli_job", "cli_cron", "cli_apply", "cli_stack",
+            "cli_volume", "cli_secret", "cli_network", "cli_completion")
 _GROUP_MODULE = {"node": "cli_node", "cluster": "cli_node", "dev": "cli_node",
                  "service": "cli_service", "apply": "cli_apply", "stack": "cli_stack",
                  "volume": "cli_volume", "secret": "cli_secret", "config": "cli_secret",
-                 "network": "cli_network", "completion": "cli_completion"}
+                 "network": "cli_network", "job": "cli_job", "cron": "cli_cron",
+                 "completion": "cli_completion"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 # Events shown by `service status` (the most recent ones this node kept).
 RECENT_EVENTS = 10
-FINAL_STATES = ("completed", "paused", "rolled_back")
+# Where following a rollout ends: it is over, or waits for someone (paused, or canaries to
+# promote or roll back).
+FINAL_STATES = ("completed", "paused", "canary", "rolled_back")
 
 
 def register(ssub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -28,6 +30,14 @@ def register(ssub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     rollback.add_argument("--to-version", type=int, default=0,
                           help="an earlier version to return to (the last 10 are kept)")
     rollback.set_defaults(handler=_rollback)
+    promote = ssub.add_parser("promote", parents=[common],
+                              help="go on with an update waiting in its canary phase")
+    promote.add_argument("name", metavar="SERVICE")
+    promote.set_defaults(handler=_promote)
+    rebalance = ssub.add_parser("rebalance", parents=[common],
+                                help="move tasks to spread a service over its nodes again")
+    rebalance.add_argument("name", metavar="SERVICE")
+    rebalance.set_defaults(handler=_rebalance)
     status = ssub.add_parser("status", parents=[common],
                              help="a service's rollout: progress and recent events")
     status.add_argument("name", metavar="SERVICE")
@@ -114,6 +124,17 @@ async def _rollback(args, client: ShoalClient) -> int:
     service = await client.post(f"/v1/services/{args.name}/rollback", body)
     return emit(args, service, lambda s: print(
         f"{s['name']}: {s['rollout']['message']} (as version {s['version']})"))
+
+
+async def _promote(args, client: ShoalClient) -> int:
+    service = await client.post(f"/v1/services/{args.name}/promote")
+    return emit(args, service, lambda s: print(f"{s['name']}: {s['rollout']['message']}"))
+
+
+async def _rebalance(args, client: ShoalClient) -> int:
+    service = await client.post(f"/v1/services/{args.name}/rebalance")
+    return emit(args, service, lambda s: print(f"{s['name']}: rebalancing (one move at a time, "
+                                               f"each start-first)"))
 
 
 async def _status(args, client: ShoalClient) -> int:

@@ -196,11 +196,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--restart-window", ("restart", "window"),
             help="count only failures of tasks that ran shorter than this (0s: all)"),
     *_policy_settings("update"),
+    Setting("--update-canary", ("update", "canary"), int,
+            "replace this many tasks first, then wait for `service promote` (or rollback)"),
+    Setting("--update-auto-promote", ("update", "auto_promote"),
+            help="promote the canaries by itself once they passed their monitor this long ago "
+                 "(0s: by hand only)"),
     *_policy_settings("rollback"),
     Setting("--stop-grace-period", ("stop_grace_period",), help="e.g. 10s"),
     Setting("--stop-delay", ("stop_delay",),
             help="keep a task with ports running this long after its endpoints are withdrawn, "
                  "before stopping it, so no load balancer sends it new connections"),
+    Setting("--rebalance", ("rebalance",), choices=_choices("ServiceSpec", "rebalance"),
+            help="move tasks to restore the spread: whenever it drifts (auto), after `service "
+                 "rebalance` (manual), never (off)"),
+    Setting("--max-unavailable", ("max_unavailable",),
+            help="tasks moved at once when rebalancing or draining: a number or a percentage (25%%)"),
     Setting("--volume-affinity", ("volume_affinity",), choices=_choices("ServiceSpec", "volume_affinity"),
             help="node: a slot that used a named volume stays on the node holding its data"),
     *AUTOSCALE_SETTINGS,
@@ -449,7 +459,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                       help="follow the service: stream new output, and the tasks that start "
                            "later, until the service is removed")
     logs.add_argument("--tail", default="all", help="lines per task from the end (default all)")
-    logs.set_defaults(handler=_logs)
+    logs.set_defaults(handler=service_logs)
 
     cli_rollout.register(ssub, common)
 
@@ -577,7 +587,7 @@ async def _update(args, client: ShoalClient) -> int:
 _UNSTARTED = ("pending", "assigned", "rejected")
 
 
-async def _logs(args, client: ShoalClient) -> int:
+async def service_logs(args, client: ShoalClient) -> int:
     """Every task's lines, prefixed `TASK.ID@NODE |` (TASK as `service ps` names it), as
     `docker service logs` does; tasks are read concurrently through the node the CLI talks
     to, which fetches them where they run. With -f it follows the service, not the tasks: a

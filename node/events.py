@@ -30,7 +30,7 @@ from scheduler.view import StateView
 SEQ_SPAN = 10_000_000
 
 EventType = Literal["service.created", "service.updated", "service.removed", "rollout",
-                    "service.autoscaled", "task.created", "task.state", "node.joined",
+                    "service.autoscaled", "job.ended", "task.created", "task.state", "node.joined",
                     "node.status", "node.removed"]
 
 
@@ -72,6 +72,10 @@ def _service_events(before: Optional[Service], after: Optional[Service], index: 
         events.append(_rollout_event(after.name, after.rollout, index))
     if after.autoscaled is not None and after.autoscaled != before.autoscaled:
         events.append(_autoscaled_event(after.name, after.autoscaled, index))
+    if after.job_end is not None and before.job_end is None:
+        end = after.job_end
+        events.append(Event("job.ended", end.at, index, f"job {after.name} {end.state}: {end.reason}",
+                            service=after.name, state=end.state))
     return events
 
 

@@ -26,7 +26,9 @@ from node.agent.secret_fetch import FileFetcher
 from node.api_autoscale import routes as autoscale_routes
 from node.api_cluster import NODE, routes as cluster_routes
 from node.api_dashboard import routes as dashboard_routes
+from node.api_crons import routes as cron_routes
 from node.api_events import routes as event_routes
+from node.api_jobs import routes as job_routes
 from node.api_mesh import routes as mesh_routes
 from node.api_metrics import routes as metrics_routes
 from node.api_networks import routes as network_routes
@@ -302,6 +304,8 @@ class ShoalNode:
         app.add_routes(openapi_routes)
         app.add_routes(dashboard_routes)
         app.add_routes(network_routes)
+        app.add_routes(job_routes)
+        app.add_routes(cron_routes)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True, **runner_options())

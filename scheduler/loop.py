@@ -108,7 +108,7 @@ class SchedulerLoop:
         rnd = await asyncio.to_thread(schedule, view, now, view.applied, self._new_id)
         self._observe_round(time.monotonic() - started)
         self._wake_at = rnd.wake_at
-        commands = [*(entries(rnd.command) if rnd.command else ()), *rnd.rollouts]
+        commands = [*(entries(rnd.command) if rnd.command else ()), *rnd.rollouts, *rnd.jobs]
         if not commands or not self._is_leader():
             return
         results = []

@@ -4,14 +4,16 @@ to place again. Pure: `now` and fresh ids come in as arguments.
 
 Slots: a replicated service has slots 1..replicas, a global one a slot per eligible node;
 each slot has one task told to run (during a start-first update, also the older task it
-replaces until the new one is ready; see scheduler.rollout, which plans updates). A
-replacement keeps its predecessor's slot, and the predecessor is told to shut down in the
+replaces until the new one is ready, see scheduler.rollout, which plans updates; during a
+move off a draining node or a rebalancing one, see scheduler.rebalance, also the task moved).
+A replacement keeps its predecessor's slot, and the predecessor is told to shut down in the
 same command, so when a node that was down comes back its agent stops the stale task
-instead of running the slot twice.
+instead of running the slot twice. Jobs are planned by scheduler.jobs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -19,7 +21,10 @@ from typing import Callable, Optional
 from consensus.model import Node
 from consensus.services import RestartPolicy, ServiceSpec
 from consensus.tasks import Service, StopTask, Task
+from consensus.job_runs import EndJob, ExpireJob
 from consensus.updates import RecordRollout, RollbackService
+from scheduler.jobs import plan_job
+from scheduler.rebalance import keeps_volumes, plan_move
 from scheduler.rollout import SlotTasks, current, is_ready, plan_rollout, sort_slot
 from scheduler.view import StateView
 
@@ -39,6 +44,7 @@ class Plan:
     pending: tuple[Task, ...] = ()  # tasks created earlier and still pending: to place
     wake_at: Optional[float] = None  # the earliest restart backoff or rollout step not yet due
     rollouts: tuple[RecordRollout | RollbackService, ...] = ()  # to propose after the tasks
+    jobs: tuple[EndJob | ExpireJob, ...] = ()  # jobs that ended or expired: to propose after the tasks
 
 
 def restart_backoff(policy: RestartPolicy, restarts: int) -> float:
@@ -70,12 +76,14 @@ class _Planner:
         # What depends on a node and a spec's constraints alone: services share both.
         self._node_problems: dict[tuple, str] = {}
         self._host_ports: tuple = ()  # of the service being planned
+        self._move_room = 0  # start-first moves the service being planned may still begin
         self.stop: list[StopTask] = []
         self.remove: list[str] = []
         self.create: list[Task] = []
         self.pending: list[Task] = []
         self.wake_at: Optional[float] = None
         self.rollouts: list[RecordRollout | RollbackService] = []
+        self.jobs: list[EndJob | ExpireJob] = []
 
     def plan(self) -> Plan:
         by_service = self.view.tasks_by_service()
@@ -85,10 +93,13 @@ class _Planner:
         for orphans in by_service.values():  # tasks of deleted services
             self.collect(orphans, service_exists=False)
         return Plan(tuple(self.stop), tuple(self.remove), tuple(self.create), tuple(self.pending),
-                    self.wake_at, tuple(self.rollouts))
+                    self.wake_at, tuple(self.rollouts), tuple(self.jobs))
 
     # -- one service -----------------------------------------------------------------
     def service(self, service: Service, tasks: list[Task]) -> None:
+        if service.spec.job is not None:
+            plan_job(self, service, tasks)
+            return
         spec = service.spec
         self._host_ports = spec.host_ports
         live: defaultdict[SlotKey, list[Task]] = defaultdict(list)
@@ -100,23 +111,22 @@ class _Planner:
         else:
             wanted = {(0, node.id) for node in self.view.nodes.values()
                       if node.availability == "active" and not self.node_problem(node, spec)}
+        # Start-first moves under way (rebalancing, drain) count against the budget.
+        self._move_room = spec.move_budget - sum(len(tasks) > 1 for tasks in live.values())
         left_alone: list[SlotTasks] = []
         for key in sorted(live):
             slot = sort_slot(key, live[key], lambda t: current(service, t),
                              lambda t: is_ready(t, spec))
             for task in slot.extra:
-                replaced = current(service, slot.primary) and not current(service, task)
-                self.stop.append(StopTask(task.id, f"replaced by task {slot.primary.id[:12]} of "
-                                                   f"version {slot.primary.spec_version}"
-                                          if replaced else "another task runs this slot"))
+                self.stop.append(StopTask(task.id, self.why_extra(service, slot.primary, task)))
             if slot.handover is not None and key not in wanted:
                 self.stop.append(StopTask(slot.handover.id, "service scaled down"))
-            if self.slot(service, slot.primary, key in wanted):
+            moved = slot.handover is not None and slot.primary.replaces == slot.handover.id
+            if moved and slot.primary.terminal:  # a failed move: the moved task stays
+                self.stop.append(StopTask(slot.primary.id, f"move failed: task {slot.primary.state}"))
+            elif self.slot(service, slot.primary, key in wanted):
                 left_alone.append(slot)
-        missing = sorted(wanted - live.keys())
-        if self.slots_left is not None:
-            missing, self.slots_left = missing[:self.slots_left], max(0, self.slots_left - len(missing))
-        for slot, node_id in missing:
+        for slot, node_id in self.take_slots(sorted(wanted - live.keys())):
             self.new(service, slot, node_id, restarts=0)
         self.collect([t for t in tasks if t.desired == "shutdown"], service_exists=True)
         step = plan_rollout(service, left_alone, self.view.tasks, self.now,
@@ -126,6 +136,20 @@ class _Planner:
         self.rollouts.extend(step.commands)
         if step.wake_at is not None:
             self.wake(step.wake_at)
+        if not step.create and not step.stop and self._move_room > 0:
+            move = plan_move(self.view, service, left_alone, self.now)
+            if move.wake_at is not None:
+                self.wake(move.wake_at)
+            if move.task is not None:
+                new = self.task(service, move.task.slot, "", move.task.restarts)
+                self.create.append(dataclasses.replace(new, replaces=move.task.id))
+
+    def take_slots(self, missing: list[SlotKey]) -> list[SlotKey]:
+        """As many of the `missing` slots as this round still makes new tasks for."""
+        if self.slots_left is None:
+            return missing
+        taken, self.slots_left = missing[:self.slots_left], max(0, self.slots_left - len(missing))
+        return taken
 
     def wake(self, at: float) -> None:
         self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
@@ -150,12 +174,42 @@ class _Planner:
             self.pending.append(task)
         elif not task.terminal:
             problem = self.node_problem(node, spec)
+            if problem and self.drained(service, task, node):
+                return not self.move_off(service, task)
             if problem:
                 self.replace(service, task, problem, task.restarts)
                 return False
         elif wanted:
             self.restart(service, task)
         return True
+
+    def drained(self, service: Service, task: Task, node: Optional[Node]) -> bool:
+        """Whether `task` serves on a node being drained and moves off start-first, within
+        the service's budget, instead of being replaced stop-first."""
+        spec = service.spec
+        return (node is not None and node.status == "ready" and node.availability == "drain"
+                and spec.mode == "replicated" and spec.job is None and spec.rebalance != "off"
+                and task.spec_version == service.version and is_ready(task, spec)
+                and not keeps_volumes(spec))
+
+    def move_off(self, service: Service, task: Task) -> bool:
+        """Start a copy of `task` on another node if the budget allows; False: it waits."""
+        if self._move_room <= 0:
+            return False
+        self._move_room -= 1
+        new = self.task(service, task.slot, "", task.restarts)
+        self.create.append(dataclasses.replace(new, replaces=task.id))
+        return True
+
+    def why_extra(self, service: Service, primary: Task, task: Task) -> str:
+        """Why a task of a slot that another task runs is stopped."""
+        if primary.replaces == task.id:
+            left = self.node_problem(self.view.nodes.get(task.node_id), service.spec)
+            node = self.view.nodes.get(primary.node_id)
+            return left or f"moved to node {node.name if node else primary.node_id} (rebalanced)"
+        if current(service, primary) and not current(service, task):
+            return f"replaced by task {primary.id[:12]} of version {primary.spec_version}"
+        return "another task runs this slot"
 
     def node_problem(self, node: Optional[Node], spec: ServiceSpec) -> str:
         """node_problem, once per node and set of constraints in a round."""

@@ -10,7 +10,9 @@ one is ready (running, and healthy when the spec checks health). A batch is done
 of its tasks stayed ready for `monitor` seconds (Kubernetes' minReadySeconds) or failed;
 the next batch starts `delay` seconds later. Failures beyond `max_failure_ratio` pause the
 rollout, roll it back (one automatic rollback, never a rollback of a rollback) or are
-ignored (`continue`).
+ignored (`continue`). With `canary` N, an update's first batch is N tasks, after which it
+waits in its `canary` phase until it is promoted (by hand, or `auto_promote` seconds after
+that batch was done) and goes on as above.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ SlotKey = tuple[int, str]
 
 
 def task_spec(spec: ServiceSpec) -> ServiceSpec:
-    """What of a spec its tasks are made from: all but replicas and the rollout and
-    autoscaling policies."""
+    """What of a spec its tasks are made from: all but replicas and the rollout, autoscaling
+    and rebalancing policies."""
     return dataclasses.replace(spec, replicas=0, update=UpdateConfig(), rollback=UpdateConfig(),
-                               autoscale=None)
+                               autoscale=None, rebalance="manual", max_unavailable=1)
 
 
 def same_tasks(a: Optional[ServiceSpec], b: Optional[ServiceSpec]) -> bool:
@@ -71,8 +73,10 @@ def sort_slot(key: SlotKey, live: list[Task], current: Callable[[Task], bool],
     primary = (fresh or by_age)[-1]
     handover = None
     if current(primary) and not ready(primary):
-        # Never take a serving task down before its successor is ready.
-        serving = [t for t in by_age if not current(t) and not t.terminal and t.state != "pending"]
+        # Never take a serving task down before its successor (or, moving, its copy on
+        # another node) is ready.
+        serving = [t for t in by_age if (not current(t) or t.id == primary.replaces)
+                   and not t.terminal and t.state != "pending"]
         handover = serving[-1] if serving else None
     extra = tuple(t for t in by_age if t is not primary and t is not handover)
     return SlotTasks(key, primary, handover, extra)
@@ -190,12 +194,19 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
         return step.result(dataclasses.replace(record, **progress, state="paused",
                                                message=f"{record.kind} paused: {why}"))
 
+    canary = config.canary if record.kind == "update" and not record.promoted else 0
+    if canary and not batch and outdated and updated + failed:
+        waiting = _canary_wait(step, record.config, batch_done_at, updated, total)
+        if waiting is not None:
+            return step.result(dataclasses.replace(record, **progress, **waiting))
+        canary = 0
+        progress["promoted"] = True
     if not batch and outdated:
         start_at = batch_done_at + config.delay if batch_done_at else now
         if now < start_at:
             step.wake(start_at)
         else:
-            chosen = outdated[:config.parallelism or len(outdated)]
+            chosen = outdated[:canary or config.parallelism or len(outdated)]
             for slot in chosen:
                 task = new_task(slot.key)
                 step.create.append(task)
@@ -210,4 +221,22 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
         return step.result(dataclasses.replace(
             record, **progress, state=done, completed_at=now,
             message=f"{record.kind} to version {service.version} done: {updated} tasks replaced{note}"))
-    return step.result(dataclasses.replace(record, **progress))
+    return step.result(dataclasses.replace(record, **progress, state=record.state
+                                           if record.state != "canary" else "updating"))
+
+
+def _canary_wait(step: _Step, config: UpdateConfig, done_at: float, updated: int,
+                 total: int) -> Optional[dict]:
+    """The canaries are done (since `done_at`): the fields of the `canary` phase while it
+    waits for a promote, or None once `auto_promote` has passed since."""
+    service = step.service
+    if config.auto_promote:
+        due = done_at + config.auto_promote
+        if step.now >= due:
+            return None
+        step.wake(due)
+    by_itself = f"; promoted by itself after {config.auto_promote:g}s" if config.auto_promote else ""
+    return {"state": "canary",
+            "message": f"canary: {updated} of {total} tasks run version {service.version}; "
+                       f"`shoal service promote {service.name}` replaces the rest, `shoal service "
+                       f"rollback {service.name}` removes them{by_itself}"}

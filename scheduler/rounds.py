@@ -6,8 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from consensus.crons import FireCron
+from consensus.job_runs import EndJob, ExpireJob
 from consensus.tasks import AssignTasks, Assignment, Explanation, Task
 from consensus.updates import RecordRollout, RollbackService
+from scheduler.crons import plan_crons
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
 from scheduler.view import StateView
@@ -32,6 +35,8 @@ class Round:
     # Rollout progress and automatic rollbacks, proposed after `command` (whose new tasks
     # they may name).
     rollouts: tuple[RecordRollout | RollbackService, ...] = ()
+    # Jobs that finished or outlived their time to live, and cron runs due, proposed last.
+    jobs: tuple[EndJob | ExpireJob | FireCron, ...] = ()
 
 
 def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], str],
@@ -54,7 +59,10 @@ def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], 
         at=now, stop=plan.stop, remove=plan.remove, create=create,
         assign=result.placements,
         explain=explain)
-    return Round(command, plan.wake_at, plan.rollouts)
+    active = {s.cron for s in view.services.values() if s.cron and s.job_end is None}
+    fires, cron_wake = plan_crons(dict(view.crons), active, now, new_id)
+    wake_at = min((t for t in (plan.wake_at, cron_wake) if t is not None), default=None)
+    return Round(command, wake_at, plan.rollouts, (*plan.jobs, *fires))
 
 
 def entries(cmd: AssignTasks, max_tasks: int = MAX_ENTRY_TASKS) -> list[AssignTasks]:

@@ -7,10 +7,11 @@ round's view still while Raft goes on applying commands to the live state.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from consensus.changes import Change
+from consensus.crons import Cron, crons
 from consensus.model import ClusterInfo, Node
 from consensus.nodes import nodes
 from consensus.services import ServiceSpec
@@ -27,12 +28,13 @@ class StateView:
     applied: int = 0
     # What the last commands changed, up to `applied` (the event feed's input).
     changes: tuple[Change, ...] = ()
+    crons: Mapping[str, Cron] = field(default_factory=dict)  # by name
 
     @classmethod
     def capture(cls, state: ClusterState) -> StateView:
         """Copy what scheduling reads. Call it where no command is being applied meanwhile."""
         return cls(state.cluster, dict(nodes(state)), dict(services(state)), dict(tasks(state)),
-                   state.applied, state.changes.snapshot())
+                   state.applied, state.changes.snapshot(), dict(crons(state)))
 
     def spec_of(self, task: Task) -> Optional[ServiceSpec]:
         service = self.services.get(task.service)

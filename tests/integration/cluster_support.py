@@ -49,8 +49,12 @@ def slot_key(task: dict) -> tuple[int, str]:
 
 
 def slots_running_twice(tasks: list[dict]) -> list[tuple[int, str]]:
-    """Slots with more than one task told to run and running: a slot must never run twice."""
-    return [key for key, n in Counter(slot_key(t) for t in live(tasks)).items() if n > 1]
+    """Slots with more than one task told to run and running: a slot must never run twice
+    (but for a start-first move: the moved task serves until its copy is ready)."""
+    running = live(tasks)
+    moved = {t.get("replaces") for t in running}
+    return [key for key, n in Counter(slot_key(t) for t in running if t["id"] not in moved).items()
+            if n > 1]
 
 
 class SlotWatch:

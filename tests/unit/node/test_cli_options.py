@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from node.cli import DEFAULT_ADDR, build_parser, command_group
+from node.cli import api_address, build_parser, command_group
 from node.cli_service import log_prefix, task_name
 from tests.support import python_probe
 
@@ -36,6 +36,10 @@ def _filler(parser: argparse.ArgumentParser) -> list[str]:
     return out
 
 
+def _where(args: argparse.Namespace) -> tuple:
+    return args.addr, args.data_dir
+
+
 API_COMMANDS = [words for words, leaf in _leaves(build_parser([]))
                 if leaf.get_default("handler") is not None]
 
@@ -43,7 +47,7 @@ API_COMMANDS = [words for words, leaf in _leaves(build_parser([]))
 def test_every_command_group_has_api_commands():
     assert {words[0] for words in API_COMMANDS} == {"node", "cluster", "service", "apply",
                                                     "stack", "volume", "secret", "config",
-                                                    "network"}
+                                                    "network", "job", "cron"}
 
 
 @pytest.mark.parametrize("words", API_COMMANDS, ids=" ".join)
@@ -55,10 +59,15 @@ def test_global_options_work_before_and_after_the_command(words):
         assert (args.addr, args.token, args.output) == (ADDR, TOKEN, "json"), argv
     plain = [*words, *rest]
     args = build_parser(plain).parse_args(plain)
-    assert (args.addr, args.output) == (DEFAULT_ADDR, "table")
+    # No address given: api_address picks the environment's, the local node's socket or
+    # the default TCP address, in that order.
+    assert (args.addr, args.data_dir, args.output) == (None, None, "table")
     # Given twice, the one nearer the command's arguments wins.
     late = ["--addr", "http://a:1", *words, "--addr", "http://b:2", *rest]
     assert build_parser(late).parse_args(late).addr == "http://b:2"
+    by_dir = ["--data-dir", "/srv/n1", *words, *rest]
+    assert api_address(*_where(build_parser(by_dir).parse_args(by_dir))) == \
+        "unix:/srv/n1/shoal.sock"
 
 
 def test_the_command_group_is_found_past_the_global_options():

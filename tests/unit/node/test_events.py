@@ -204,3 +204,16 @@ def test_a_replica_without_the_changes_diffs_the_states_instead():
     events = events_between(before, after)
     assert [e.type for e in events] == ["service.created"]
     assert events[0].seq == restored.applied * SEQ_SPAN
+
+
+def test_a_jobs_end_is_an_event():
+    c = Cluster(1)
+    c.create(name="once", job={})
+    c.settle()
+    task = c.live("once")[0]
+    c.report(task, "running")
+    c.report(task, "complete", exit_code=0)
+    before = view(c)
+    c.settle()
+    (ended,) = [e for e in diff_states(before, view(c)) if e.type == "job.ended"]
+    assert ended.state == "complete" and ended.message == "job once complete: 1 of 1 tasks completed"

@@ -107,14 +107,14 @@ NAME_ONLY
     assert caught.value.field == ".env:2"
 
 
-def test_hostile_nesting_is_refused_quickly():
-    import time
-
-    started = time.monotonic()
-    deep = "${A:-" * 100_000 + "x" + "}" * 100_000
-    with pytest.raises(ManifestError) as caught:
-        Interpolator({}).text(deep, "f")
-    assert "nested more than" in caught.value.reason and time.monotonic() - started < 2
+def test_hostile_nesting_is_refused_at_its_depth_limit():
+    # Refused as soon as it passes the limit, before looking further in: the error is the
+    # depth's, however deep the rest goes (speed lives in benchmarks, not in assertions).
+    for depth in (9, 100_000):
+        deep = "${A:-" * depth + "x" + "}" * depth
+        with pytest.raises(ManifestError) as caught:
+            Interpolator({}).text(deep, "f")
+        assert "nested more than 8 deep" in caught.value.reason
     assert Interpolator({}).text("${A:-${B:-${C:-x}}}", "f") == "x"
 
 

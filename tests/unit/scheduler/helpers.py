@@ -59,7 +59,7 @@ class Cluster:
         rnd = schedule(StateView.capture(self.state), self.now, seed, lambda: next(self._ids))
         self.wake_at = rnd.wake_at
         result = self.state.apply(rnd.command) if rnd.command else Result(True, value=None)
-        for cmd in rnd.rollouts:
+        for cmd in (*rnd.rollouts, *rnd.jobs):
             followup = self.state.apply(cmd)
             result = result if result.value is not None else followup
         return result
