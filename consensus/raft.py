@@ -187,6 +187,16 @@ class _Replica(SyncObjConsumer):
         self._on_change()
         return result.to_plain()
 
+    @replicated
+    def barrier(self) -> int:
+        """A read barrier: changes nothing, and returns how many commands the state had
+        applied when it committed. Committing it proves the leader that appended it still
+        led after the read began (a quorum accepted the entry in its term), and every write
+        acknowledged before then is among those commands. pysyncobj numbers replicated
+        methods by name, so adding this one left `apply`'s number (0) as it was."""
+        with self.lock:
+            return self.state.applied
+
 
 class RaftNode:
     """Owns the current pysyncobj replica of this node and bridges it to asyncio."""
@@ -212,6 +222,10 @@ class RaftNode:
         # a leader announced. A role change keeps it: reads stay on the old replica meanwhile.
         self._caught_up = False
         self._catch_up_target: Optional[int] = None
+        # Read barriers: at most one in flight; readers that arrive meanwhile share the next.
+        self._barrier_running = False
+        self._barrier_next: Optional[asyncio.Future] = None
+        self._last_leader: Any = None
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, role: Role, partners: list[str], *, fresh: bool = False) -> None:
@@ -248,6 +262,7 @@ class RaftNode:
         replica = _Replica(self._notify)
         self_node = self.address if role == "voter" else None
         self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
+        self._syncobj.addOnTickCallback(self._watch_leader)
         if self._serving is None or self._serving.state.applied <= 0:
             self._serving = replica
         self._replica = replica
@@ -318,6 +333,78 @@ class RaftNode:
         with replica.lock:
             yield replica.state
 
+    def applied(self) -> int:
+        """How many commands the state served to readers has applied."""
+        replica = self._serving
+        return replica.state.applied if replica is not None else 0
+
+    async def read_index(self, timeout: float = 5.0) -> int:
+        """The ReadIndex of a linearizable read: the applied count of a state that holds every
+        write acknowledged before this call, confirmed by a barrier entry committed through
+        the leader after this call began (from a follower, pysyncobj forwards it and answers
+        once this node applied it). Concurrent readers share one barrier: a reader that
+        arrives while one is in flight waits for the next, which starts after it arrived.
+        A barrier lost to a change of leader is retried; raises NoQuorum if none commits
+        within `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last = "no leader known"
+        while (remaining := deadline - loop.time()) > 0:
+            seen = self.version
+            try:
+                return await self._shared_barrier(remaining)
+            except NoQuorum:
+                break
+            except ProposeError as exc:  # a read changes nothing: any failure may be retried
+                last = str(exc)
+            await self.wait_changed(seen, timeout=max(0.0, min(0.25, deadline - loop.time())))
+        raise NoQuorum(f"no read barrier committed within {timeout:g} s ({last}): the "
+                       f"cluster has no quorum or this node cannot reach the leader")
+
+    async def _shared_barrier(self, timeout: float) -> int:
+        waiting = self._barrier_next
+        if waiting is None:
+            waiting = self._barrier_next = asyncio.get_running_loop().create_future()
+            if not self._barrier_running:
+                self._start_barrier(timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(waiting)
+        except TimeoutError:
+            raise NoQuorum("timed out") from None
+
+    def _start_barrier(self, timeout: float) -> None:
+        waiting, self._barrier_next = self._barrier_next, None
+        self._barrier_running = True
+        asyncio.ensure_future(self._barrier_round(waiting, timeout))
+
+    async def _barrier_round(self, waiting: asyncio.Future, timeout: float) -> None:
+        try:
+            replica = self._replica
+            if replica is None or self.leader() is None:
+                raise NotLeader("no leader known to confirm the read")
+            index = await self._call(lambda cb: replica.barrier(callback=cb), timeout)
+            waiting.set_result(index)
+        except Exception as exc:  # every reader sharing this round learns why it failed
+            waiting.set_exception(exc)
+            waiting.exception()  # retrieved: readers that timed out no longer await it
+        finally:
+            self._barrier_running = False
+            if self._barrier_next is not None:
+                self._start_barrier(timeout)
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        """Wait until the served state has applied `index` commands; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen = self.version
+        while self.applied() < index:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            seen = await self.wait_changed(seen, timeout=remaining)
+        return True
+
     def status(self) -> RaftStatus:
         so = self._syncobj
         assert so is not None, "raft replica not started"
@@ -351,6 +438,16 @@ class RaftNode:
         return node.id if node is not None else None
 
     # -- change notices ---------------------------------------------------------------
+    def _watch_leader(self) -> None:
+        """Called on the Raft thread every tick: a follower that learns of a new leader
+        changes no state of its own, so without this nothing would wake the writers and
+        readers waiting on the old one."""
+        so = self._syncobj
+        leader = so._getLeader() if so is not None else None
+        if leader is not self._last_leader:
+            self._last_leader = leader
+            self._notify()
+
     def _notify(self) -> None:
         """Called on the Raft thread; coalesces a burst of applies into one wake-up."""
         if self._loop is None or self._change_pending.is_set():

@@ -50,6 +50,9 @@ def _api_options() -> argparse.ArgumentParser:
     common.add_argument("--token", default=os.environ.get("SHOAL_TOKEN"),
                         help="API token, needed from outside loopback (env SHOAL_TOKEN)")
     common.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    common.add_argument("--stale", action="store_true",
+                        help="read the asked node's copy of the state, which may be behind, "
+                             "instead of a linearizable read (works without a leader)")
     return common
 
 
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    async with ShoalClient(args.addr, args.token) as client:
+    async with ShoalClient(args.addr, args.token, stale=getattr(args, "stale", False)) as client:
         return await args.handler(args, client)
 
 

@@ -31,8 +31,10 @@ def base_url(addr: str) -> str:
 
 class ShoalClient:
     def __init__(self, addr: str, token: Optional[str] = None, *, timeout: float = 10.0,
-                 session: Optional[aiohttp.ClientSession] = None) -> None:
+                 session: Optional[aiohttp.ClientSession] = None, stale: bool = False) -> None:
         self.base = base_url(addr)
+        # Reads answer from the asked node's copy instead of a linearizable read.
+        self._read_params = {"stale": "1"} if stale else {}
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
@@ -67,6 +69,8 @@ class ShoalClient:
         headers = dict(self._headers)
         if content_type:
             headers["Content-Type"] = content_type
+        if method == "GET" and self._read_params:
+            params = {**(params or {}), **self._read_params}
         try:
             session = await self._sess()
             async with session.request(method, self.base + path, json=json_body, data=data,
@@ -93,7 +97,8 @@ class ShoalClient:
         """Yield lines of a streaming response (logs, events)."""
         try:
             session = await self._sess()
-            async with session.get(self.base + path, params=params, headers=self._headers,
+            async with session.get(self.base + path, params={**params, **self._read_params},
+                                   headers=self._headers,
                                    timeout=aiohttp.ClientTimeout(total=None)) as resp:
                 if resp.status >= 400:
                     _decode(resp.status, await resp.text())

@@ -27,6 +27,7 @@ from node.api_services import routes as service_routes
 from node.api_tasks import routes as task_routes
 from node.api_volumes import routes as volume_routes
 from node.autoscaler import Autoscaler
+from node import consistency
 from node.catch_up import catch_up_middleware
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
@@ -219,6 +220,7 @@ class ShoalNode:
                                            catch_up_middleware(self.raft.progress,
                                                                self.config.name)],
                               client_max_size=4 * 1024 * 1024)
+        consistency.install(app, self.raft)
         app[NODE] = self
         app.add_routes(cluster_routes)
         app.add_routes(service_routes)
