@@ -25,6 +25,7 @@ from typing import Any, Iterator, Literal, Optional
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
 from consensus import codec, safe_pickle
+from consensus.durable_log import DurableLog
 from consensus.state import ClusterState, Result
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class RaftTuning:
     reconnect: float = 1.0
     compaction_min_entries: int = 5000
     compaction_min_time: float = 60.0
+    # fdatasync the log before a write is acknowledged (consensus.durable_log).
+    durable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +123,12 @@ PYSYNCOBJ_PRIVATE = (
     # The commit index the leader last sent; a member's own commit index stops at the end
     # of the log it holds, so only this one says how far behind it is.
     "_SyncObj__leaderCommitIndex",
+    # The journal and the transport, wrapped by consensus.durable_log so that entries are
+    # fdatasynced before a follower acknowledges them and before a leader commits them.
+    "_SyncObj__raftLog",
+    "_SyncObj__transport",
 )
-_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT = PYSYNCOBJ_PRIVATE
+_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT, _RAFT_LOG, _TRANSPORT = PYSYNCOBJ_PRIVATE
 
 
 class _SnapshotOnPickle:
@@ -226,6 +233,7 @@ class RaftNode:
         self._barrier_running = False
         self._barrier_next: Optional[asyncio.Future] = None
         self._last_leader: Any = None
+        self.durable: Optional[DurableLog] = None
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, role: Role, partners: list[str], *, fresh: bool = False) -> None:
@@ -235,6 +243,7 @@ class RaftNode:
         old = self._syncobj
         if old is not None:
             old.destroy()
+        self._close_durable()
         if fresh:
             shutil.rmtree(self._dir, ignore_errors=True)
         os.makedirs(self._dir, exist_ok=True)
@@ -262,6 +271,9 @@ class RaftNode:
         replica = _Replica(self._notify)
         self_node = self.address if role == "voter" else None
         self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
+        if t.durable:
+            self.durable = DurableLog(getattr(self._syncobj, _RAFT_LOG), conf.journalFile,
+                                      conf.fullDumpFile, getattr(self._syncobj, _TRANSPORT))
         self._syncobj.addOnTickCallback(self._watch_leader)
         if self._serving is None or self._serving.state.applied <= 0:
             self._serving = replica
@@ -323,6 +335,12 @@ class RaftNode:
         if self._syncobj is not None:
             self._syncobj.destroy()
             self._syncobj = None
+        self._close_durable()
+
+    def _close_durable(self) -> None:
+        if self.durable is not None:
+            self.durable.close()
+            self.durable = None
 
     # -- reads ------------------------------------------------------------------------
     @contextmanager
