@@ -25,6 +25,7 @@ from typing import Any, Iterator, Literal, Optional
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
 from consensus import codec, safe_pickle
+from consensus.append_entries import reconcile
 from consensus.durable_log import DurableLog
 from consensus.state import ClusterState, Result
 
@@ -127,8 +128,12 @@ PYSYNCOBJ_PRIVATE = (
     # fdatasynced before a follower acknowledges them and before a leader commits them.
     "_SyncObj__raftLog",
     "_SyncObj__transport",
+    # Its message handler, called through consensus.append_entries.reconcile so that a
+    # follower truncates its log only on a real conflict.
+    "_SyncObj__onMessageReceived",
 )
-_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT, _RAFT_LOG, _TRANSPORT = PYSYNCOBJ_PRIVATE
+(_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT, _RAFT_LOG, _TRANSPORT,
+ _ON_MESSAGE) = PYSYNCOBJ_PRIVATE
 
 
 class _SnapshotOnPickle:
@@ -160,6 +165,24 @@ def _forgive_busy_time(syncobj: Optional[SyncObj], busy: float) -> None:
         return
     if hasattr(syncobj, _ELECTION_DEADLINE):
         setattr(syncobj, _ELECTION_DEADLINE, getattr(syncobj, _ELECTION_DEADLINE) + busy)
+
+
+def _truncate_only_on_conflict(syncobj: SyncObj) -> None:
+    """Route the messages pysyncobj receives through `reconcile` (on its thread)."""
+    handle = getattr(syncobj, _ON_MESSAGE)
+    journal = getattr(syncobj, _RAFT_LOG)
+
+    def term_at(index: int) -> Optional[int]:
+        position = index - journal[0][1] if len(journal) else -1
+        return journal[position][2] if 0 <= position < len(journal) else None
+
+    def filtered(node: Any, message: Any) -> None:
+        if isinstance(message, dict) and message.get("type") == "append_entries" \
+                and len(journal):
+            message = reconcile(message, journal[-1][1], term_at)
+        handle(node, message)
+
+    getattr(syncobj, _TRANSPORT).setOnMessageReceivedCallback(filtered)
 
 
 class _Replica(SyncObjConsumer):
@@ -274,6 +297,7 @@ class RaftNode:
         if t.durable:
             self.durable = DurableLog(getattr(self._syncobj, _RAFT_LOG), conf.journalFile,
                                       conf.fullDumpFile, getattr(self._syncobj, _TRANSPORT))
+        _truncate_only_on_conflict(self._syncobj)
         self._syncobj.addOnTickCallback(self._watch_leader)
         if self._serving is None or self._serving.state.applied <= 0:
             self._serving = replica
