@@ -25,7 +25,9 @@ from typing import Any, Iterator, Literal, Optional
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
 from consensus import codec, safe_pickle
+from consensus import prevote as prevote_core
 from consensus.append_entries import reconcile
+from consensus.prevote import LogPosition, PreVote
 from consensus.durable_log import DurableLog
 from consensus.state import ClusterState, Result
 
@@ -136,6 +138,10 @@ PYSYNCOBJ_PRIVATE = (
  _ON_MESSAGE) = PYSYNCOBJ_PRIVATE
 
 
+# pysyncobj's election timer, held this far ahead while PreVote decides when to elect.
+_HELD_BACK = 3600.0
+
+
 class _SnapshotOnPickle:
     """Stands for the state in pysyncobj's snapshot data and turns into its msgpack only when
     pickled. pysyncobj asks for the data on its Raft thread, forks, and pickles in the child
@@ -167,22 +173,64 @@ def _forgive_busy_time(syncobj: Optional[SyncObj], busy: float) -> None:
         setattr(syncobj, _ELECTION_DEADLINE, getattr(syncobj, _ELECTION_DEADLINE) + busy)
 
 
-def _truncate_only_on_conflict(syncobj: SyncObj) -> None:
-    """Route the messages pysyncobj receives through `reconcile` (on its thread)."""
+def _log_position(syncobj: SyncObj) -> LogPosition:
+    journal = getattr(syncobj, _RAFT_LOG)
+    last = journal[-1] if len(journal) else (None, 0, 0)
+    return LogPosition(syncobj.raftCurrentTerm, last[1], last[2])
+
+
+def _filter_messages(syncobj: SyncObj, prevote: Optional[PreVote]) -> None:
+    """Route the messages pysyncobj receives (on its thread) through `reconcile`, so that a
+    follower truncates its log only on a real conflict, and answer PreVote's own."""
     handle = getattr(syncobj, _ON_MESSAGE)
     journal = getattr(syncobj, _RAFT_LOG)
+    transport = getattr(syncobj, _TRANSPORT)
 
     def term_at(index: int) -> Optional[int]:
         position = index - journal[0][1] if len(journal) else -1
         return journal[position][2] if 0 <= position < len(journal) else None
 
     def filtered(node: Any, message: Any) -> None:
-        if isinstance(message, dict) and message.get("type") == "append_entries" \
-                and len(journal):
-            message = reconcile(message, journal[-1][1], term_at)
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "append_entries":
+            if prevote is not None and message.get("term", -1) >= syncobj.raftCurrentTerm:
+                prevote.heard_leader(time.monotonic())
+            if len(journal):
+                message = reconcile(message, journal[-1][1], term_at)
+        elif kind == prevote_core.REQUEST:
+            if prevote is not None:
+                granted = prevote.grants(time.monotonic(), message, _log_position(syncobj),
+                                         syncobj._isLeader())
+                transport.send(node, {"type": prevote_core.RESPONSE, "term": message.get("term"),
+                                      "granted": granted})
+            return
+        elif kind == prevote_core.RESPONSE:
+            if prevote is not None:
+                prevote.on_response(message, node.id, len(syncobj.otherNodes) + 1)
+            return
         handle(node, message)
 
-    getattr(syncobj, _TRANSPORT).setOnMessageReceivedCallback(filtered)
+    transport.setOnMessageReceivedCallback(filtered)
+
+
+def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
+    """Every tick of a voter: hold pysyncobj's own election timer back, ask for pre-votes
+    when PreVote's timer runs out, and release the election once a majority said yes."""
+    if syncobj._isLeader() or syncobj.selfNode is None:
+        prevote.heard_leader(time.monotonic())
+        return
+    position = _log_position(syncobj)
+    action = prevote.on_tick(time.monotonic(), position, len(syncobj.otherNodes) + 1,
+                             syncobj.selfNode.id)
+    if action is prevote_core.Action.ELECT:
+        setattr(syncobj, _ELECTION_DEADLINE, 0)
+        return
+    setattr(syncobj, _ELECTION_DEADLINE, time.monotonic() + _HELD_BACK)
+    if action is prevote_core.Action.ASK:
+        request = prevote.request(position)
+        transport = getattr(syncobj, _TRANSPORT)
+        for node in syncobj.otherNodes:
+            transport.send(node, request)
 
 
 class _Replica(SyncObjConsumer):
@@ -297,7 +345,11 @@ class RaftNode:
         if t.durable:
             self.durable = DurableLog(getattr(self._syncobj, _RAFT_LOG), conf.journalFile,
                                       conf.fullDumpFile, getattr(self._syncobj, _TRANSPORT))
-        _truncate_only_on_conflict(self._syncobj)
+        prevote = PreVote(t.election_min, t.election_max) if role == "voter" else None
+        _filter_messages(self._syncobj, prevote)
+        if prevote is not None:
+            syncobj = self._syncobj
+            syncobj.addOnTickCallback(lambda: _prevote_tick(syncobj, prevote))
         self._syncobj.addOnTickCallback(self._watch_leader)
         if self._serving is None or self._serving.state.applied <= 0:
             self._serving = replica

@@ -59,7 +59,7 @@ def test_a_pysyncobj_follower_keeps_its_entries_when_an_append_entries_is_resent
     leader_address = f"127.0.0.1:{free_port()}"
     follower = SyncObj(f"127.0.0.1:{free_port()}", [leader_address], SyncObjConf(autoTick=False))
     try:
-        raft._truncate_only_on_conflict(follower)
+        raft._filter_messages(follower, None)
         (leader,) = follower.otherNodes
         transport = getattr(follower, raft._TRANSPORT)
         journal = getattr(follower, raft._RAFT_LOG)
