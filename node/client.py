@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Mapping, Optional
 
 import aiohttp
+
+# Every answer says from which state it was served (the applied count a blocking query
+# passes back as `index`) and whether the node knows a leader; see node.consistency.
+INDEX_HEADER = "X-Shoal-Index"
+KNOWN_LEADER_HEADER = "X-Shoal-Known-Leader"
 
 
 class ApiError(Exception):
@@ -66,6 +71,13 @@ class ShoalClient:
     async def request(self, method: str, path: str, *, json_body: Any = None,
                       data: Optional[bytes] = None, params: Optional[dict] = None,
                       content_type: Optional[str] = None) -> Any:
+        body, _ = await self._exchange(method, path, json_body=json_body, data=data,
+                                       params=params, content_type=content_type)
+        return body
+
+    async def _exchange(self, method: str, path: str, *, json_body: Any = None,
+                        data: Optional[bytes] = None, params: Optional[dict] = None,
+                        content_type: Optional[str] = None) -> tuple[Any, Mapping[str, str]]:
         headers = dict(self._headers)
         if content_type:
             headers["Content-Type"] = content_type
@@ -76,10 +88,16 @@ class ShoalClient:
             async with session.request(method, self.base + path, json=json_body, data=data,
                                        params=params, headers=headers) as resp:
                 text = await resp.text()
-                return _decode(resp.status, text)
+                return _decode(resp.status, text), resp.headers
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
             raise Unreachable(f"cannot reach the Shoal API at {self.base}: "
                               f"{exc.__class__.__name__} {exc}".rstrip()) from None
+
+    async def get_at_index(self, path: str, **params: Any) -> tuple[Any, int]:
+        """GET `path` and the index of the state it was served from (`X-Shoal-Index`)."""
+        body, headers = await self._exchange(
+            "GET", path, params={k: str(v) for k, v in params.items()} or None)
+        return body, int(headers.get(INDEX_HEADER, "0"))
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params={k: str(v) for k, v in params.items()} or None)

@@ -21,10 +21,9 @@ from aiohttp import web
 
 from consensus.raft import ProposeError
 from node.catch_up import stale_allowed
+from node.client import INDEX_HEADER, KNOWN_LEADER_HEADER
 from node.http_util import HttpError, error_response
 
-INDEX_HEADER = "X-Shoal-Index"
-KNOWN_LEADER_HEADER = "X-Shoal-Known-Leader"
 # How long a read may wait for its read index (a leader and a quorum) before answering 503.
 READ_TIMEOUT = 5.0
 DEFAULT_WAIT = 300.0

@@ -128,3 +128,18 @@ async def test_without_a_leader_a_read_is_refused_unless_stale(tmp_path, monkeyp
     finally:
         await client.close()
         raft.stop()
+
+
+async def test_the_client_reads_the_index_and_asks_for_stale_reads_when_told(raft, client):
+    from node.client import ShoalClient
+
+    await _register(raft, 1)
+    address = f"{client.host}:{client.port}"
+    index = raft.status().commit_index
+    async with ShoalClient(address) as linearizable:
+        assert (await linearizable.get_at_index("/v1/nodes"))[1] == 1
+    assert raft.status().commit_index == index + 1
+    async with ShoalClient(address, stale=True) as stale:
+        body, served_at = await stale.get_at_index("/v1/nodes")
+    assert (body, served_at) == ({"applied": 1}, 1)
+    assert raft.status().commit_index == index + 1  # no barrier for the stale read
