@@ -173,6 +173,14 @@ def _forgive_busy_time(syncobj: Optional[SyncObj], busy: float) -> None:
         setattr(syncobj, _ELECTION_DEADLINE, getattr(syncobj, _ELECTION_DEADLINE) + busy)
 
 
+def _term_at(journal: Any, index: Optional[int]) -> Optional[int]:
+    """The term of log entry `index` in a pysyncobj journal (None if it does not hold it)."""
+    if index is None or not len(journal):
+        return None
+    position = index - journal[0][1]
+    return journal[position][2] if 0 <= position < len(journal) else None
+
+
 def _log_position(syncobj: SyncObj) -> LogPosition:
     journal = getattr(syncobj, _RAFT_LOG)
     last = journal[-1] if len(journal) else (None, 0, 0)
@@ -187,8 +195,7 @@ def _filter_messages(syncobj: SyncObj, prevote: Optional[PreVote]) -> None:
     transport = getattr(syncobj, _TRANSPORT)
 
     def term_at(index: int) -> Optional[int]:
-        position = index - journal[0][1] if len(journal) else -1
-        return journal[position][2] if 0 <= position < len(journal) else None
+        return _term_at(journal, index)
 
     def filtered(node: Any, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
@@ -507,7 +514,7 @@ class RaftNode:
         # another term's number.
         for _ in range(5):
             term = so.raftCurrentTerm
-            leader, is_leader = so._getLeader(), so._isLeader()
+            leader, is_leader = self._leader_node(so), self._leads(so)
             if so.raftCurrentTerm == term:
                 break
         partners = tuple(sorted(n.id for n in so.otherNodes))
@@ -525,11 +532,27 @@ class RaftNode:
         )
 
     def is_leader(self) -> bool:
-        return self._syncobj is not None and self._syncobj._isLeader()
+        return self._syncobj is not None and self._leads(self._syncobj)
 
     def leader(self) -> Optional[str]:
-        node = self._syncobj._getLeader() if self._syncobj is not None else None
+        node = self._leader_node(self._syncobj) if self._syncobj is not None else None
         return node.id if node is not None else None
+
+    def _leads(self, so: SyncObj) -> bool:
+        """Leader in the term it was elected in. pysyncobj, on hearing a higher term, sets
+        the term (and syncs it to disk) before it leaves the leader state: in between it
+        would claim to lead a term another node won. Its election no-op carries the term it
+        won (once compacted away, only a long-standing leader remains, and it is trusted)."""
+        if not so._isLeader():
+            return False
+        won = _term_at(getattr(so, _RAFT_LOG), getattr(so, _NOOP_INDEX, None))
+        return won is None or won == so.raftCurrentTerm
+
+    def _leader_node(self, so: SyncObj) -> Any:
+        node = so._getLeader()
+        if node is not None and node.id == self.address and not self._leads(so):
+            return None
+        return node
 
     # -- change notices ---------------------------------------------------------------
     def _watch_leader(self) -> None:
