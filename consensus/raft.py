@@ -33,6 +33,10 @@ import socket
 socket.inet_ntop = _socket.inet_ntop
 
 from consensus import codec, safe_pickle
+from consensus import prevote as prevote_core
+from consensus.append_entries import reconcile
+from consensus.prevote import LogPosition, PreVote
+from consensus.durable_log import DurableLog
 from consensus.state import ClusterState, Result
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,8 @@ class RaftTuning:
     reconnect: float = 1.0
     compaction_min_entries: int = 5000
     compaction_min_time: float = 60.0
+    # fdatasync the log before a write is acknowledged (consensus.durable_log).
+    durable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +134,20 @@ PYSYNCOBJ_PRIVATE = (
     # The commit index the leader last sent; a member's own commit index stops at the end
     # of the log it holds, so only this one says how far behind it is.
     "_SyncObj__leaderCommitIndex",
+    # The journal and the transport, wrapped by consensus.durable_log so that entries are
+    # fdatasynced before a follower acknowledges them and before a leader commits them.
+    "_SyncObj__raftLog",
+    "_SyncObj__transport",
+    # Its message handler, called through consensus.append_entries.reconcile so that a
+    # follower truncates its log only on a real conflict.
+    "_SyncObj__onMessageReceived",
 )
-_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT = PYSYNCOBJ_PRIVATE
+(_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT, _RAFT_LOG, _TRANSPORT,
+ _ON_MESSAGE) = PYSYNCOBJ_PRIVATE
+
+
+# pysyncobj's election timer, held this far ahead while PreVote decides when to elect.
+_HELD_BACK = 3600.0
 
 
 class _SnapshotOnPickle:
@@ -161,6 +179,73 @@ def _forgive_busy_time(syncobj: Optional[SyncObj], busy: float) -> None:
         return
     if hasattr(syncobj, _ELECTION_DEADLINE):
         setattr(syncobj, _ELECTION_DEADLINE, getattr(syncobj, _ELECTION_DEADLINE) + busy)
+
+
+def _term_at(journal: Any, index: Optional[int]) -> Optional[int]:
+    """The term of log entry `index` in a pysyncobj journal (None if it does not hold it)."""
+    if index is None or not len(journal):
+        return None
+    position = index - journal[0][1]
+    return journal[position][2] if 0 <= position < len(journal) else None
+
+
+def _log_position(syncobj: SyncObj) -> LogPosition:
+    journal = getattr(syncobj, _RAFT_LOG)
+    last = journal[-1] if len(journal) else (None, 0, 0)
+    return LogPosition(syncobj.raftCurrentTerm, last[1], last[2])
+
+
+def _filter_messages(syncobj: SyncObj, prevote: Optional[PreVote]) -> None:
+    """Route the messages pysyncobj receives (on its thread) through `reconcile`, so that a
+    follower truncates its log only on a real conflict, and answer PreVote's own."""
+    handle = getattr(syncobj, _ON_MESSAGE)
+    journal = getattr(syncobj, _RAFT_LOG)
+    transport = getattr(syncobj, _TRANSPORT)
+
+    def term_at(index: int) -> Optional[int]:
+        return _term_at(journal, index)
+
+    def filtered(node: Any, message: Any) -> None:
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "append_entries":
+            if prevote is not None and message.get("term", -1) >= syncobj.raftCurrentTerm:
+                prevote.heard_leader(time.monotonic())
+            if len(journal):
+                message = reconcile(message, journal[-1][1], term_at)
+        elif kind == prevote_core.REQUEST:
+            if prevote is not None:
+                granted = prevote.grants(time.monotonic(), message, _log_position(syncobj),
+                                         syncobj._isLeader())
+                transport.send(node, {"type": prevote_core.RESPONSE, "term": message.get("term"),
+                                      "granted": granted})
+            return
+        elif kind == prevote_core.RESPONSE:
+            if prevote is not None:
+                prevote.on_response(message, node.id, len(syncobj.otherNodes) + 1)
+            return
+        handle(node, message)
+
+    transport.setOnMessageReceivedCallback(filtered)
+
+
+def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
+    """Every tick of a voter: hold pysyncobj's own election timer back, ask for pre-votes
+    when PreVote's timer runs out, and release the election once a majority said yes."""
+    if syncobj._isLeader() or syncobj.selfNode is None:
+        prevote.heard_leader(time.monotonic())
+        return
+    position = _log_position(syncobj)
+    action = prevote.on_tick(time.monotonic(), position, len(syncobj.otherNodes) + 1,
+                             syncobj.selfNode.id)
+    if action is prevote_core.Action.ELECT:
+        setattr(syncobj, _ELECTION_DEADLINE, 0)
+        return
+    setattr(syncobj, _ELECTION_DEADLINE, time.monotonic() + _HELD_BACK)
+    if action is prevote_core.Action.ASK:
+        request = prevote.request(position)
+        transport = getattr(syncobj, _TRANSPORT)
+        for node in syncobj.otherNodes:
+            transport.send(node, request)
 
 
 class _Replica(SyncObjConsumer):
@@ -198,6 +283,16 @@ class _Replica(SyncObjConsumer):
         self._on_change()
         return result.to_plain()
 
+    @replicated
+    def barrier(self) -> int:
+        """A read barrier: changes nothing, and returns how many commands the state had
+        applied when it committed. Committing it proves the leader that appended it still
+        led after the read began (a quorum accepted the entry in its term), and every write
+        acknowledged before then is among those commands. pysyncobj numbers replicated
+        methods by name, so adding this one left `apply`'s number (0) as it was."""
+        with self.lock:
+            return self.state.applied
+
 
 class RaftNode:
     """Owns the current pysyncobj replica of this node and bridges it to asyncio."""
@@ -227,6 +322,11 @@ class RaftNode:
         # a leader announced. A role change keeps it: reads stay on the old replica meanwhile.
         self._caught_up = False
         self._catch_up_target: Optional[int] = None
+        # Read barriers: at most one in flight; readers that arrive meanwhile share the next.
+        self._barrier_running = False
+        self._barrier_next: Optional[asyncio.Future] = None
+        self._last_leader: Any = None
+        self.durable: Optional[DurableLog] = None
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, role: Role, partners: list[str], *, fresh: bool = False) -> None:
@@ -236,6 +336,7 @@ class RaftNode:
         old = self._syncobj
         if old is not None:
             old.destroy()
+        self._close_durable()
         if fresh:
             shutil.rmtree(self._dir, ignore_errors=True)
         os.makedirs(self._dir, exist_ok=True)
@@ -263,6 +364,15 @@ class RaftNode:
         replica = _Replica(self._notify, self._observe_apply)
         self_node = self.address if role == "voter" else None
         self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
+        if t.durable:
+            self.durable = DurableLog(getattr(self._syncobj, _RAFT_LOG), conf.journalFile,
+                                      conf.fullDumpFile, getattr(self._syncobj, _TRANSPORT))
+        prevote = PreVote(t.election_min, t.election_max) if role == "voter" else None
+        _filter_messages(self._syncobj, prevote)
+        if prevote is not None:
+            syncobj = self._syncobj
+            syncobj.addOnTickCallback(lambda: _prevote_tick(syncobj, prevote))
+        self._syncobj.addOnTickCallback(self._watch_leader)
         if self._serving is None or self._serving.state.applied <= 0:
             self._serving = replica
         self._replica = replica
@@ -323,6 +433,12 @@ class RaftNode:
         if self._syncobj is not None:
             self._syncobj.destroy()
             self._syncobj = None
+        self._close_durable()
+
+    def _close_durable(self) -> None:
+        if self.durable is not None:
+            self.durable.close()
+            self.durable = None
 
     # -- reads ------------------------------------------------------------------------
     @contextmanager
@@ -333,6 +449,78 @@ class RaftNode:
         with replica.lock:
             yield replica.state
 
+    def applied(self) -> int:
+        """How many commands the state served to readers has applied."""
+        replica = self._serving
+        return replica.state.applied if replica is not None else 0
+
+    async def read_index(self, timeout: float = 5.0) -> int:
+        """The ReadIndex of a linearizable read: the applied count of a state that holds every
+        write acknowledged before this call, confirmed by a barrier entry committed through
+        the leader after this call began (from a follower, pysyncobj forwards it and answers
+        once this node applied it). Concurrent readers share one barrier: a reader that
+        arrives while one is in flight waits for the next, which starts after it arrived.
+        A barrier lost to a change of leader is retried; raises NoQuorum if none commits
+        within `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last = "no leader known"
+        while (remaining := deadline - loop.time()) > 0:
+            seen = self.version
+            try:
+                return await self._shared_barrier(remaining)
+            except NoQuorum:
+                break
+            except ProposeError as exc:  # a read changes nothing: any failure may be retried
+                last = str(exc)
+            await self.wait_changed(seen, timeout=max(0.0, min(0.25, deadline - loop.time())))
+        raise NoQuorum(f"no read barrier committed within {timeout:g} s ({last}): the "
+                       f"cluster has no quorum or this node cannot reach the leader")
+
+    async def _shared_barrier(self, timeout: float) -> int:
+        waiting = self._barrier_next
+        if waiting is None:
+            waiting = self._barrier_next = asyncio.get_running_loop().create_future()
+            if not self._barrier_running:
+                self._start_barrier(timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(waiting)
+        except TimeoutError:
+            raise NoQuorum("timed out") from None
+
+    def _start_barrier(self, timeout: float) -> None:
+        waiting, self._barrier_next = self._barrier_next, None
+        self._barrier_running = True
+        asyncio.ensure_future(self._barrier_round(waiting, timeout))
+
+    async def _barrier_round(self, waiting: asyncio.Future, timeout: float) -> None:
+        try:
+            replica = self._replica
+            if replica is None or self.leader() is None:
+                raise NotLeader("no leader known to confirm the read")
+            index = await self._call(lambda cb: replica.barrier(callback=cb), timeout)
+            waiting.set_result(index)
+        except Exception as exc:  # every reader sharing this round learns why it failed
+            waiting.set_exception(exc)
+            waiting.exception()  # retrieved: readers that timed out no longer await it
+        finally:
+            self._barrier_running = False
+            if self._barrier_next is not None:
+                self._start_barrier(timeout)
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        """Wait until the served state has applied `index` commands; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen = self.version
+        while self.applied() < index:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            seen = await self.wait_changed(seen, timeout=remaining)
+        return True
+
     def status(self) -> RaftStatus:
         so = self._syncobj
         assert so is not None, "raft replica not started"
@@ -341,7 +529,7 @@ class RaftNode:
         # another term's number.
         for _ in range(5):
             term = so.raftCurrentTerm
-            leader, is_leader = so._getLeader(), so._isLeader()
+            leader, is_leader = self._leader_node(so), self._leads(so)
             if so.raftCurrentTerm == term:
                 break
         partners = tuple(sorted(n.id for n in so.otherNodes))
@@ -359,13 +547,39 @@ class RaftNode:
         )
 
     def is_leader(self) -> bool:
-        return self._syncobj is not None and self._syncobj._isLeader()
+        return self._syncobj is not None and self._leads(self._syncobj)
 
     def leader(self) -> Optional[str]:
-        node = self._syncobj._getLeader() if self._syncobj is not None else None
+        node = self._leader_node(self._syncobj) if self._syncobj is not None else None
         return node.id if node is not None else None
 
+    def _leads(self, so: SyncObj) -> bool:
+        """Leader in the term it was elected in. pysyncobj, on hearing a higher term, sets
+        the term (and syncs it to disk) before it leaves the leader state: in between it
+        would claim to lead a term another node won. Its election no-op carries the term it
+        won (once compacted away, only a long-standing leader remains, and it is trusted)."""
+        if not so._isLeader():
+            return False
+        won = _term_at(getattr(so, _RAFT_LOG), getattr(so, _NOOP_INDEX, None))
+        return won is None or won == so.raftCurrentTerm
+
+    def _leader_node(self, so: SyncObj) -> Any:
+        node = so._getLeader()
+        if node is not None and node.id == self.address and not self._leads(so):
+            return None
+        return node
+
     # -- change notices ---------------------------------------------------------------
+    def _watch_leader(self) -> None:
+        """Called on the Raft thread every tick: a follower that learns of a new leader
+        changes no state of its own, so without this nothing would wake the writers and
+        readers waiting on the old one."""
+        so = self._syncobj
+        leader = so._getLeader() if so is not None else None
+        if leader is not self._last_leader:
+            self._last_leader = leader
+            self._notify()
+
     def _notify(self) -> None:
         """Called on the Raft thread; coalesces a burst of applies into one wake-up."""
         if self._loop is None or self._change_pending.is_set():

@@ -10,9 +10,12 @@ itself puts in its frames, so even a peer holding the key cannot make a node run
 from __future__ import annotations
 
 import _compat_pickle
+import importlib
 import io
 import pickle
+import pkgutil
 
+import pysyncobj
 import pysyncobj.pickle as pysyncobj_pickle
 
 _ALLOWED = {
@@ -57,7 +60,28 @@ def _load(file):
     return _RestrictedUnpickler(file).load()
 
 
+_ORIGINAL = {"loads": pysyncobj_pickle.loads, "load": pysyncobj_pickle.load}
+_RESTRICTED = {"loads": _loads, "load": _load}
+
+
 def install() -> None:
-    """Idempotent: pysyncobj modules look `pickle.loads` up at call time."""
+    """Idempotent. Most pysyncobj modules look `pickle.loads` up at call time, but some bound
+    it at import (`from .pickle import loads` in journal.py, which reads the journal's meta
+    file): every pysyncobj module's own name for the original is replaced too."""
     pysyncobj_pickle.loads = _loads
     pysyncobj_pickle.load = _load
+    for info in pkgutil.iter_modules(pysyncobj.__path__, "pysyncobj."):
+        module = importlib.import_module(info.name)
+        for attr, value in list(vars(module).items()):
+            for kind, original in _ORIGINAL.items():
+                if value is original:
+                    setattr(module, attr, _RESTRICTED[kind])
+
+
+def unrestricted_loaders() -> list[str]:
+    """Names in pysyncobj's modules still bound to the unrestricted unpickler (none once
+    installed)."""
+    return [f"{info.name}.{attr}"
+            for info in pkgutil.iter_modules(pysyncobj.__path__, "pysyncobj.")
+            for attr, value in vars(importlib.import_module(info.name)).items()
+            if any(value is original for original in _ORIGINAL.values())]

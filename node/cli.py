@@ -60,6 +60,9 @@ def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None
                         help="API token, needed over TCP (env SHOAL_TOKEN)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default=default("table"),
                         help="table (default) or json")
+    parser.add_argument("--stale", action="store_true", default=default(False),
+                        help="read the asked node's copy of the state, which may be behind, "
+                             "instead of a linearizable read (works without a leader)")
 
 
 # The options above that take a value: skipped when looking for the command group in argv.
@@ -155,7 +158,8 @@ def api_address(addr: Optional[str], data_dir: Optional[str]) -> str:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    async with LeanClient(api_address(args.addr, args.data_dir), args.token) as client:
+    async with LeanClient(api_address(args.addr, args.data_dir), args.token,
+                          stale=getattr(args, "stale", False)) as client:
         return await args.handler(args, client)
 
 

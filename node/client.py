@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Mapping, Optional
 
 import aiohttp
 
-from node.lean_client import UNIX_PREFIX, ApiError, Unreachable, base_url, decode
+from node.lean_client import (INDEX_HEADER, KNOWN_LEADER_HEADER, UNIX_PREFIX, ApiError,
+                              Unreachable, base_url, decode)
 from node.local_socket import reachable
 
-__all__ = ["ApiError", "ShoalClient", "UNIX_PREFIX", "Unreachable", "base_url"]
+__all__ = ["ApiError", "INDEX_HEADER", "KNOWN_LEADER_HEADER", "ShoalClient", "UNIX_PREFIX",
+           "Unreachable", "base_url"]
 # Idle pooled connections are dropped before the server's idle timeout (node.api_listen)
 # closes them: a request sent on a connection the server is closing would fail.
 CLIENT_KEEPALIVE = 4.0
@@ -22,10 +24,12 @@ CLIENT_KEEPALIVE = 4.0
 class ShoalClient:
     def __init__(self, addr: str, token: Optional[str] = None, *, timeout: float = 10.0,
                  session: Optional[aiohttp.ClientSession] = None,
-                 headers: Optional[dict[str, str]] = None) -> None:
+                 headers: Optional[dict[str, str]] = None, stale: bool = False) -> None:
         self.base = base_url(addr)
         self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
         self._paths = contextlib.ExitStack()
+        # Reads answer from the asked node's copy instead of a linearizable read.
+        self._read_params = {"stale": "1"} if stale else {}
         self._headers = {**(headers or {}),
                          **({"Authorization": f"Bearer {token}"} if token else {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -63,18 +67,33 @@ class ShoalClient:
     async def request(self, method: str, path: str, *, json_body: Any = None,
                       data: Optional[bytes] = None, params: Optional[dict] = None,
                       content_type: Optional[str] = None) -> Any:
+        body, _ = await self._exchange(method, path, json_body=json_body, data=data,
+                                       params=params, content_type=content_type)
+        return body
+
+    async def _exchange(self, method: str, path: str, *, json_body: Any = None,
+                        data: Optional[bytes] = None, params: Optional[dict] = None,
+                        content_type: Optional[str] = None) -> tuple[Any, Mapping[str, str]]:
         headers = dict(self._headers)
         if content_type:
             headers["Content-Type"] = content_type
+        if method == "GET" and self._read_params:
+            params = {**(params or {}), **self._read_params}
         try:
             session = await self._sess()
             async with session.request(method, self.base + path, json=json_body, data=data,
                                        params=params, headers=headers) as resp:
                 text = await resp.text()
-                return decode(resp.status, text)
+                return decode(resp.status, text), resp.headers
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
             raise Unreachable(f"cannot reach the Shoal API at {self.base}: "
                               f"{exc.__class__.__name__} {exc}".rstrip()) from None
+
+    async def get_at_index(self, path: str, **params: Any) -> tuple[Any, int]:
+        """GET `path` and the index of the state it was served from (`X-Shoal-Index`)."""
+        body, headers = await self._exchange(
+            "GET", path, params={k: str(v) for k, v in params.items()} or None)
+        return body, int(headers.get(INDEX_HEADER, "0"))
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params={k: str(v) for k, v in params.items()} or None)
@@ -92,7 +111,8 @@ class ShoalClient:
         """Yield lines of a streaming response (logs, events)."""
         try:
             session = await self._sess()
-            async with session.get(self.base + path, params=params, headers=self._headers,
+            async with session.get(self.base + path, params={**params, **self._read_params},
+                                   headers=self._headers,
                                    timeout=aiohttp.ClientTimeout(total=None)) as resp:
                 if resp.status >= 400:
                     decode(resp.status, await resp.text())
@@ -100,4 +120,3 @@ class ShoalClient:
                     yield raw.decode(errors="replace").rstrip("\n")
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise Unreachable(f"cannot reach the Shoal API at {self.base}: {exc}") from None
-

@@ -103,7 +103,7 @@ class ControlPlane:
             leader = self.leader_node()
             if leader is not None:
                 try:
-                    result = await self._forward(leader, data, remaining)
+                    result = await self._forward_while_leading(leader, data, remaining)
                     await self.catch_up(result.index, deadline)
                     return result
                 except (NotLeader, Unreachable) as exc:
@@ -122,6 +122,30 @@ class ControlPlane:
                 if state.applied >= index:
                     return
             seen = await self.raft.wait_changed(seen, timeout=deadline - time.monotonic())
+
+    async def _forward_while_leading(self, leader: Node, data: bytes,
+                                     remaining: float) -> Result:
+        """Forward to `leader`, but give up on it as soon as this node knows another leader:
+        a leader that was paused or cut off holds the request until the deadline, while its
+        successor can commit it now. The request id makes the resend idempotent."""
+        forward = asyncio.ensure_future(self._forward(leader, data, remaining))
+        moved: Optional[asyncio.Future] = None
+        seen = self.raft.version
+        try:
+            while True:
+                moved = asyncio.ensure_future(self.raft.wait_changed(seen))
+                done, _ = await asyncio.wait({forward, moved},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if forward in done:
+                    return forward.result()
+                seen = moved.result()
+                current = self.raft.leader()
+                if current is not None and current != leader.raft_address:
+                    raise NotLeader(f"leadership moved to {current} while the request waited")
+        finally:
+            forward.cancel()
+            if moved is not None:
+                moved.cancel()
 
     async def _forward(self, leader: Node, data: bytes, remaining: float) -> Result:
         client = self.client_for(leader)

@@ -39,6 +39,10 @@ class Unreachable(Exception):
 
 
 UNIX_PREFIX = "unix:"
+# Every answer says from which state it was served (the applied count a blocking query
+# passes back as `index`) and whether the node knows a leader; see node.consistency.
+INDEX_HEADER = "X-Shoal-Index"
+KNOWN_LEADER_HEADER = "X-Shoal-Known-Leader"
 
 
 def base_url(addr: str) -> str:
@@ -74,7 +78,7 @@ _FAILURES = (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOv
 
 class LeanClient:
     def __init__(self, addr: str, token: Optional[str] = None, *,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, stale: bool = False) -> None:
         self.base = base_url(addr)
         self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
         parts = urlsplit(self.base)
@@ -96,6 +100,8 @@ class LeanClient:
             self._headers["Authorization"] = f"Bearer {token}"
         self._timeout = timeout
         self._ssl: Any = None
+        # Reads answer from the asked node's copy instead of a linearizable read.
+        self._read_params = {"stale": "1"} if stale else {}
 
     async def __aenter__(self) -> LeanClient:
         return self
@@ -184,6 +190,8 @@ class LeanClient:
         # Names from the command line go into paths: a space or a non-ASCII letter is sent
         # percent-encoded, as a browser would, and a line break cannot end the request line.
         target = quote(self._prefix + path, safe=_PATH_SAFE)
+        if method == "GET" and self._read_params:
+            params = {**(params or {}), **self._read_params}
         if params:
             target += ("&" if "?" in target else "?") + urlencode(
                 {k: str(v) for k, v in params.items()})

@@ -37,6 +37,7 @@ from node.api_services import routes as service_routes
 from node.api_tasks import routes as task_routes
 from node.api_volumes import routes as volume_routes
 from node.autoscaler import Autoscaler
+from node import consistency
 from node.catch_up import catch_up_middleware
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
@@ -76,6 +77,8 @@ NODE_GOSSIP = GossipConfig(probe_interval=0.6, probe_timeout=0.3)
 # The scheduler runs at most 20 rounds a second, however fast commits arrive: a round reads
 # the whole state, and a burst of writes needs one round, not one each.
 SCHEDULER_MIN_INTERVAL = 0.05
+# How often a voter that hears no leader while catching up asks whether it was demoted.
+DEMOTION_CHECK_INTERVAL = 3.0
 # How often a node that knows no live gossip member retries joining through the known nodes.
 GOSSIP_REJOIN_INTERVAL = 2.0
 
@@ -273,10 +276,40 @@ class ShoalNode:
         async with asyncio.TaskGroup() as tasks:
             caught_up = tasks.create_task(self.raft.wait_caught_up())
             stopping = tasks.create_task(self._stop.wait())
+            demoted = tasks.create_task(self._rejoin_if_demoted())
             await asyncio.wait((caught_up, stopping), return_when=asyncio.FIRST_COMPLETED)
             caught_up.cancel()
             stopping.cancel()
+            demoted.cancel()
         return not self._stop.is_set()
+
+    async def _rejoin_if_demoted(self) -> None:
+        """A voter that was demoted while it was down restarts as a voter of the old set:
+        the leader does not count it, so it hears no leader and would never catch up. While
+        it hears none, ask the other nodes it knows for the leader's voter set, and restart
+        as a member when it is no longer in it."""
+        while True:
+            await asyncio.sleep(DEMOTION_CHECK_INTERVAL)
+            if self.raft.role != "voter" or self.raft.leader() is not None:
+                continue
+            voters = await self._leaders_voter_set()
+            if voters and self.config.raft_address not in voters:
+                log.info("this node is no longer a voter (voters %s): rejoining as a member",
+                         sorted(voters))
+                await self.set_raft_role("member", sorted(voters))
+
+    async def _leaders_voter_set(self) -> Optional[set[str]]:
+        with self.raft.read() as state:
+            known = [n for n in nodes(state).values() if n.id != self.node_id]
+        for other in known:
+            try:
+                answer = await asyncio.wait_for(
+                    self.control.client_for(other).get("/v1/cluster"), 2.0)
+            except (ApiError, Unreachable, asyncio.TimeoutError):
+                continue
+            if answer.get("this_node", {}).get("is_leader"):
+                return {node.raft_address, *answer["this_node"]["raft_partners"]}
+        return None
 
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():
@@ -291,6 +324,7 @@ class ShoalNode:
                                            catch_up_middleware(self.raft.progress,
                                                                self.config.name)],
                               client_max_size=4 * 1024 * 1024)
+        consistency.install(app, self.raft)
         app[NODE] = self
         app.add_routes(cluster_routes)
         app.add_routes(service_routes)

@@ -46,32 +46,46 @@ def safe_to_apply(change: VoterChange, voters: list[Node]) -> bool:
     return alive - (1 if _alive(change.node) else 0) >= _majority(len(voters) - 1)
 
 
+def voter_floor(existing_nodes: int) -> int:
+    """The fewest voters autopilot keeps: 3 while 3 nodes exist, down ones included. A voter
+    that is down (or only slow: an event loop that stalled while its Raft thread ran) keeps
+    its seat rather than taking the cluster to 2 voters, then 1, and its fault tolerance
+    to nothing; the node returns to a seat that is still its own."""
+    return 3 if existing_nodes >= 3 else target_voter_count(existing_nodes)
+
+
 def plan_voter_change(all_nodes: list[Node], leader_id: str, now: float,
                       grace: float, skip: frozenset[str] = frozenset()) -> Optional[VoterChange]:
     """The next single change that moves the voter set toward its target, or None. Members
     in `skip` (a promotion of them failed lately: not caught up, not connected) are passed
-    over for the next one."""
+    over for the next one.
+
+    A voter down past `grace` is replaced by promoting a member first and demoting it after,
+    so the set never dips below its size; without a member to take its seat it is demoted
+    only while the set stays at or above the floor (`voter_floor`)."""
     voters = sorted((n for n in all_nodes if n.role == "voter"), key=lambda n: n.id)
     members = sorted((n for n in all_nodes if n.role != "voter" and _alive(n)
                       and n.id not in skip), key=lambda n: (n.joined_at, n.id))
     expired = [v for v in voters if not _alive(v) and now - v.status_changed_at >= grace]
-    changes: list[VoterChange] = [
-        VoterChange("demote", v, f"down for more than {grace:g} s") for v in expired]
     # Voters that are down but still within their grace keep their seat.
     eligible = sum(1 for n in all_nodes if _alive(n)) + sum(
         1 for v in voters if not _alive(v) and v not in expired)
-    target = target_voter_count(eligible)
+    grow_to = target_voter_count(eligible)
+    # Grown only to an odd size the live nodes fill; kept at no less than the floor.
+    target = max(voter_floor(len(all_nodes)), grow_to)
     seated = len(voters) - len(expired)
-    if not expired:
-        if seated < target and members:
-            changes.append(VoterChange("promote", members[0],
-                                       f"voter set below its target of {target}"))
-        elif seated > target:
-            candidates = sorted((v for v in voters if v.id != leader_id),
-                                key=lambda v: (_alive(v), -v.joined_at, v.id))
-            if candidates:
-                changes.append(VoterChange("demote", candidates[0],
-                                           f"voter set above its target of {target}"))
+    changes: list[VoterChange] = []
+    if seated < (target if expired else grow_to) and members:
+        reason = (f"replaces {expired[0].name}, down for more than {grace:g} s" if expired
+                  else f"voter set below its target of {grow_to}")
+        changes.append(VoterChange("promote", members[0], reason))
+    if len(voters) > target:
+        changes += [VoterChange("demote", v, f"down for more than {grace:g} s")
+                    for v in expired]
+        candidates = sorted((v for v in voters if v.id != leader_id and v not in expired),
+                            key=lambda v: (_alive(v), -v.joined_at, v.id))
+        changes += [VoterChange("demote", v, f"voter set above its target of {target}")
+                    for v in candidates[:1] if not expired]
     for change in changes:
         if safe_to_apply(change, voters):
             return change
@@ -98,6 +112,8 @@ class VoterManager:
         self._grace = grace
         self._lock = asyncio.Lock()
         self._failed_promotions: dict[str, float] = {}  # node id -> when (monotonic)
+        # Members told their role since they last came up: node id -> status_changed_at.
+        self._told_member: dict[str, float] = {}
 
     def _snapshot(self) -> list[Node]:
         with self._raft.read() as state:
@@ -187,6 +203,24 @@ class VoterManager:
                 log.warning("the cluster state counts %s as a voter, raft does not: recording it "
                             "as a member", node.name)
                 await self._commit_role(node, "member")
+        await self._tell_returning_members(all_nodes, in_raft)
+
+    async def _tell_returning_members(self, all_nodes: list[Node], in_raft: set[str]) -> None:
+        """A voter demoted while it was down (or stalled) still runs as a voter when it
+        returns, with the old voter set: tell it, once each time it comes back, that it is a
+        member now, so it restarts its replica as one instead of calling elections nobody
+        counts. Telling a node that already is a member changes nothing."""
+        voters = sorted(v.raft_address for v in all_nodes if v.role == "voter")
+        for node in all_nodes:
+            if (node.role != "member" or not _alive(node) or node.raft_address in in_raft
+                    or self._told_member.get(node.id) == node.status_changed_at):
+                continue
+            try:
+                await self._tell_role(node, "member", voters)
+            except (ApiError, Unreachable) as exc:
+                log.info("could not tell member %s its role yet: %s", node.name, exc)
+                continue
+            self._told_member[node.id] = node.status_changed_at
 
     async def _promote(self, node: Node) -> None:
         voters = [v.raft_address for v in self._snapshot() if v.role == "voter"]

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import random
-import shlex
 import signal
 import subprocess
 import sys

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 
 import pytest
 
@@ -126,6 +127,53 @@ async def test_autopilot_replaces_a_dead_voter_while_writes_keep_committing(clus
     status = (await cluster.get(leader, "/v1/cluster"))["this_node"]
     # The Raft membership itself changed, not only the replicated role labels.
     assert cluster.nodes[victim].address + ":7421" not in status["raft_partners"]
+
+    # The demoted voter returns (it still believes it votes) and rejoins as a member, in
+    # step with the cluster, without disturbing the voters or their leader.
+    term = (await cluster.get(leader, "/v1/cluster"))["term"]
+    cluster.nodes[victim].start()
+
+    async def rejoined_as_member() -> bool:
+        health = await cluster.get(victim, "/healthz")
+        return health["role"] == "member" and health["ok"]
+
+    await wait_for(rejoined_as_member, timeout=60, what="the demoted voter back as a member")
+    assert len(await _voter_names(cluster, leader)) == 3
+    async with cluster.nodes[victim].client() as client:
+        await client.patch(f"/v1/nodes/{cluster.nodes[victim].name}",
+                           {"add_labels": {"back": "yes"}})
+    assert (await cluster.get(leader, "/v1/cluster"))["term"] == term
+
+
+async def test_a_stalled_voter_of_three_keeps_its_seat_and_returns_to_it(clusters):
+    """Autopilot never shrinks three voters because one is down past its grace: the set
+    stays at three (two of them still a quorum), and the node comes back to its seat."""
+    cluster = clusters(3, ["--voter-grace", "2"])
+    await cluster.start()
+
+    async def three_voters() -> bool:
+        return len(await _voter_names(cluster, 0)) == 3
+
+    await wait_for(three_voters, timeout=60, what="3 voters")
+    leader = await cluster.leader_index()
+    victim = next(i for i in range(3) if i != leader)
+    others = [i for i in range(3) if i != victim]
+    cluster.nodes[victim].signal(signal.SIGSTOP)
+    try:
+        async def seen_down() -> bool:
+            return any(n["status"] == "down" for n in await cluster.get(leader, "/v1/nodes"))
+
+        await wait_for(seen_down, timeout=30, what="the stalled node seen down")
+        await asyncio.sleep(6.0)  # three times the grace
+        for i in others:
+            assert len(await _voter_names(cluster, i)) == 3
+    finally:
+        cluster.nodes[victim].signal(signal.SIGCONT)
+    for i in range(3):
+        async with cluster.nodes[i].client(timeout=15) as client:
+            await wait_for(lambda: client.patch("/v1/nodes/n1", {"add_labels": {"w": str(i)}}),
+                           timeout=10, what=f"a write through n{i + 1}")
+    assert all([len(await _voter_names(cluster, i)) == 3 for i in range(3)])
 
 
 async def _async_true(value: bool) -> bool:

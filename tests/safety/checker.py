@@ -6,6 +6,9 @@
 - reads_going_backwards: on one node, a read that began after another read ended never saw
   an older applied index.
 - replica_violations: every service runs exactly its desired count, no slot runs twice.
+- not_linearizable: each key's reads and writes have a linearization (the WGL search of
+  tests/safety/wgl.py): every read returns the value of the last write before it in one
+  total order that respects real time.
 
 Written values must be unique per history (the harness makes them so): a value in the final
 state then names the one write that produced it.
@@ -14,10 +17,12 @@ state then names the one write that produced it.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tests.safety import wgl
 from tests.safety.history import History, LeaderReport, OpKind, Operation, Outcome, TaskRecord
 
 
@@ -130,8 +135,39 @@ def replica_violations(tasks: Sequence[TaskRecord], desired: Mapping[str, int]) 
     return violations
 
 
+def _register_op(op: Operation) -> wgl.RegisterOp:
+    # A write that may or may not have landed can take effect any time after its call.
+    end = op.completed_at if op.outcome is Outcome.OK else math.inf
+    return wgl.RegisterOp(op.invoked_at, math.inf if end is None else end,
+                          op.kind is OpKind.WRITE, op.value, op.describe())
+
+
+def not_linearizable(operations: Iterable[Operation],
+                     initial: Mapping[str, str] | None = None) -> list[Violation]:
+    """Keys whose history has no linearization (a register per key, absent at first unless
+    `initial` says otherwise). Failed writes never happened; reads without an answer
+    observed nothing."""
+    by_key: dict[str, list[wgl.RegisterOp]] = defaultdict(list)
+    for op in operations:
+        if op.kind is OpKind.WRITE and op.outcome is not Outcome.FAIL \
+                or op.kind is OpKind.READ and op.outcome is Outcome.OK:
+            by_key[op.key].append(_register_op(op))
+    violations = []
+    for key, ops in sorted(by_key.items()):
+        verdict = wgl.check(ops, (initial or {}).get(key))
+        if not verdict.linearizable:
+            violations.append(Violation(
+                "not-linearizable", key,
+                f"no order of its {len(ops)} operations explains every read: at most "
+                f"{verdict.longest_prefix} could be placed, then "
+                f"{verdict.stuck_at.label if verdict.stuck_at else '?'} had to complete "
+                f"first"))
+    return violations
+
+
 def check_history(history: History) -> list[Violation]:
-    """The three checks a key-value history supports (replicas need the task list)."""
+    """The four checks a key-value history supports (replicas need the task list)."""
     return (lost_writes(history.operations, history.final_state)
             + split_brain(history.leaders)
-            + reads_going_backwards(history.operations))
+            + reads_going_backwards(history.operations)
+            + not_linearizable(history.operations))

@@ -1,9 +1,9 @@
 """The safety harness's callables against Shoal's HTTP API.
 
 A history key is "OWNER/LABEL": the label LABEL on node OWNER. A write is a label update
-(`PATCH /v1/nodes/OWNER`, acknowledged only after commit); a read returns the label as one
-node sees it, with that node's `applied` counter taken just before (so the value comes from a
-state at least that new); leadership is `GET /v1/cluster`'s term and leader.
+(`PATCH /v1/nodes/OWNER`, acknowledged only after commit); a read returns the label as a
+linearizable read through one node returns it, with the index of the state it was served from
+(`X-Shoal-Index`); leadership is `GET /v1/cluster`'s term and leader.
 
     api = ShoalApi({"n0": "10.213.1.1:7420", ...}, api_token, session)
     await run_clients(nodes, api.write, api.read, workload, recorder)
@@ -12,7 +12,7 @@ state at least that new); leadership is `GET /v1/cluster`'s term and leader.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,14 +68,18 @@ class ShoalApi:
         self._pause = unreachable_pause
 
     async def _call(self, node: str, method: str, path: str, body: Any = None) -> Any:
+        return await self._guarded(node, f"{method} {path}",
+                                   self._clients[node].request(method, path, json_body=body))
+
+    async def _guarded(self, node: str, what: str, call: Awaitable[Any]) -> Any:
         try:
-            return await self._clients[node].request(method, path, json_body=body)
+            return await call
         except Unreachable:
             await asyncio.sleep(self._pause)
             raise
         except ApiError as exc:
             if exc.status >= 500 and exc.status != _NO_QUORUM:
-                raise ServerError(f"{node} {method} {path}: HTTP {exc.status}: {exc}") from None
+                raise ServerError(f"{node} {what}: HTTP {exc.status}: {exc}") from None
             raise
 
     async def cluster(self, node: str) -> dict:
@@ -106,17 +110,11 @@ class ShoalApi:
             raise
 
     async def read(self, node: str, key: str) -> ReadResult:
-        target = LabelKey.parse(key)
-        applied = (await self.cluster(node))["applied"]
-        try:
-            labels = await self.labels(node, target.owner)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            # The node does not know OWNER at all: an honest answer "absent", from a state at
-            # least `applied` new (a node replaying its log after a restart says this).
-            return ReadResult(None, applied)
-        return ReadResult(labels.get(target.label), applied)
+        """A linearizable read; its index is the one the answer says it was served at."""
+        path = f"/v1/nodes/{LabelKey.parse(key).owner}"
+        record, index = await self._guarded(node, f"GET {path}",
+                                            self._clients[node].get_at_index(path))
+        return ReadResult(record["labels"].get(LabelKey.parse(key).label), index)
 
     async def leader_status(self, node: str) -> tuple[int, bool]:
         """The node's term, and whether it claims to lead it in two answers in a row.

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.safety.checker import (check_history, lost_writes, reads_going_backwards,
-                                  replica_violations, split_brain)
+from tests.safety.checker import (check_history, lost_writes, not_linearizable,
+                                  reads_going_backwards, replica_violations, split_brain)
 from tests.safety.history import (Completion, History, HistoryRecorder, Invocation, LeaderReport,
                                   OpKind, Operation, Outcome, TaskRecord, pair_operations)
 
@@ -116,6 +116,40 @@ def test_an_invocation_without_completion_is_unknown_and_a_stray_completion_is_a
         pair_operations([Completion(7, Outcome.OK, 1.0)])
     with pytest.raises(ValueError, match="op_id"):
         pair_operations([Invocation(1, 0, "n0", OpKind.READ, "k", None, 0.0)] * 2)
+
+
+# -- linearizability (WGL) ------------------------------------------------------------------
+
+def test_a_read_after_a_completed_write_must_see_it_or_a_later_value():
+    ops = [write("k", "v1", 0, 1), write("k", "v2", 2, 3), read("n1", 0, 4, 5, value="v1")]
+    [violation] = not_linearizable(ops)
+    assert (violation.check, violation.subject) == ("not-linearizable", "k")
+    assert not_linearizable(ops[:2] + [read("n1", 0, 4, 5, value="v2")]) == []
+
+
+def test_a_read_overlapping_a_write_may_see_either_value_but_reads_cannot_flip_back():
+    ops = [write("k", "v1", 0, 1), write("k", "v2", 2, 10),
+           read("n1", 0, 3, 4, value="v2"), read("n2", 0, 3, 4, value="v1")]
+    assert not_linearizable(ops) == []
+    # Once one read saw v2, a read that began after it ended cannot see v1 again.
+    flipped = ops[:3] + [read("n2", 0, 5, 6, value="v1")]
+    assert [v.subject for v in not_linearizable(flipped)] == ["k"]
+
+
+def test_a_write_of_unknown_outcome_may_land_late_or_never_a_failed_one_never():
+    unknown = write("k", "v2", 2, None, Outcome.UNKNOWN)
+    seen_late = [write("k", "v1", 0, 1), unknown, read("n1", 0, 50, 51, value="v2")]
+    never = [write("k", "v1", 0, 1), unknown, read("n1", 0, 50, 51, value="v1")]
+    assert not_linearizable(seen_late) == [] and not_linearizable(never) == []
+    failed = write("k", "v2", 2, 3, Outcome.FAIL)
+    assert not_linearizable([write("k", "v1", 0, 1), failed,
+                             read("n1", 0, 50, 51, value="v2")]) != []
+
+
+def test_an_absent_key_reads_as_none_until_written_and_keys_are_checked_apart():
+    ops = [read("n1", 0, 0, 1, value=None), write("k", "v1", 2, 3),
+           read("n1", 0, 4, 5, value=None), write("j", "w", 0, 1)]
+    assert [v.subject for v in not_linearizable(ops)] == ["k"]
 
 
 # -- generated correct histories, then broken ones --------------------------------------------

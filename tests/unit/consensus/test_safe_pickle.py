@@ -43,3 +43,23 @@ def test_bytes_called_with_a_size_is_refused():
 
     with pytest.raises(pickle.UnpicklingError, match="bytes"):
         pysyncobj_pickle.loads(pickle.dumps(_Allocate(), protocol=2))
+
+
+def test_every_pysyncobj_load_path_is_restricted_the_journal_meta_file_included(tmp_path):
+    from pysyncobj.journal import MetaStorer
+
+    from consensus.safe_pickle import unrestricted_loaders
+
+    assert unrestricted_loaders() == []
+    marker = tmp_path / "ran"
+
+    class _Touch:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    meta = tmp_path / "voter.journal.meta"
+    meta.write_bytes(pickle.dumps(_Touch(), protocol=2))
+    assert MetaStorer(str(meta)).getMeta() == {}  # refused (pysyncobj treats it as absent)
+    assert not marker.exists()
+    meta.write_bytes(pysyncobj_pickle.dumps({"votedForNodeId": None, "currentTerm": 3}))
+    assert MetaStorer(str(meta)).getMeta()["currentTerm"] == 3

@@ -40,14 +40,53 @@ def test_a_voter_down_within_its_grace_keeps_its_seat():
     assert plan_voter_change(nodes, "id1", now=100, grace=GRACE) is None
 
 
-def test_a_voter_down_past_its_grace_is_replaced_by_a_member():
+def test_a_voter_down_past_its_grace_is_replaced_by_a_member_promoted_first():
     nodes = [_node(1, "voter"), _node(2, "voter"), _node(3, "voter", "down", changed=10),
              _node(4)]
     change = plan_voter_change(nodes, "id1", now=100, grace=GRACE)
+    assert (change.action, change.node.id) == ("promote", "id4")
+    nodes[3] = dataclasses.replace(nodes[3], role="voter")
+    change = plan_voter_change(nodes, "id1", now=100, grace=GRACE)
     assert (change.action, change.node.id) == ("demote", "id3")
     nodes[2] = dataclasses.replace(nodes[2], role="member")
-    change = plan_voter_change(nodes, "id1", now=100, grace=GRACE)
-    assert (change.action, change.node.id) == ("promote", "id4")
+    assert plan_voter_change(nodes, "id1", now=100, grace=GRACE) is None
+
+
+def test_three_nodes_keep_three_voters_while_one_is_down_for_good():
+    # The wedge: a voter down past its grace was demoted, then the set shrank to one.
+    nodes = [_node(1, "voter"), _node(2, "voter"), _node(3, "voter", "down", changed=10)]
+    assert plan_voter_change(nodes, "id1", now=10_000, grace=GRACE) is None
+    # Already down to two voters (an older version did that): none is demoted either.
+    two = [_node(1, "voter"), _node(2, "voter"), _node(3, "member", "down", changed=10)]
+    assert plan_voter_change(two, "id1", now=10_000, grace=GRACE) is None
+    # When the third node returns it is promoted back.
+    back = two[:2] + [dataclasses.replace(two[2], status="ready")]
+    assert plan_voter_change(back, "id1", now=10_000, grace=GRACE).action == "promote"
+
+
+def test_autopilot_never_goes_below_three_voters_while_three_nodes_exist():
+    """Every sequence of nodes going down, coming back and autopilot acting, on 3-6 nodes:
+    once three voters are seated the set never drops below three."""
+    import random
+
+    for seed in range(300):
+        rng = random.Random(seed)
+        count = rng.randint(3, 6)
+        nodes = [_node(i, "voter" if i <= 3 else "member") for i in range(1, count + 1)]
+        now = 0.0
+        for _ in range(40):
+            now += rng.choice((1.0, GRACE + 1))
+            i = rng.randrange(1, count)  # the leader, id1, stays up
+            if rng.random() < 0.5:
+                status = "down" if nodes[i].status == "ready" else "ready"
+                nodes[i] = dataclasses.replace(nodes[i], status=status, status_changed_at=now)
+            change = plan_voter_change(nodes, "id1", now, GRACE)
+            if change is not None:
+                k = next(j for j, n in enumerate(nodes) if n.id == change.node.id)
+                nodes[k] = dataclasses.replace(
+                    nodes[k], role="voter" if change.action == "promote" else "member")
+            seated = sum(n.role == "voter" for n in nodes)
+            assert seated >= 3, (seed, nodes, change)
 
 
 def test_never_a_change_that_loses_quorum():

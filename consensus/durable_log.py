@@ -1,0 +1,120 @@
+"""Raft's log on stable storage before anything depends on it, one fdatasync for many entries.
+
+pysyncobj writes its journal through an mmap and never syncs it: after a power cut on every
+node, acknowledged writes were gone. `DurableLog` wraps one replica's journal object and
+transport (handed over by consensus.raft, which owns every pysyncobj private name) so that:
+
+- a follower fdatasyncs the entries it appended before it tells the leader it has them
+  (the `next_node_idx` answer the leader counts toward commit);
+- a leader fdatasyncs its own entries when its commit index moves, before it applies them
+  (and so before any client is answered) and before any follower hears of the commit;
+- a vote or a new term is on disk before the vote or any message of that term leaves;
+- a snapshot file is on disk before the journal entries it replaces are dropped.
+
+Group commit falls out of where the syncs sit: every entry appended since the last sync
+(all the writes proposed during one round trip on the leader, every entry of one
+AppendEntries on a follower) shares one fdatasync. fdatasync on a descriptor of its own
+flushes the file's pages whichever mapping dirtied them (Linux's page cache is per file).
+All of it runs on pysyncobj's thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable, Optional
+
+# The answer that tells the leader this node holds entries (it counts toward commit).
+_NEEDS_DURABLE_LOG = frozenset({"next_node_idx"})
+
+
+def _fsync_path(path: str, *, data_only: bool = True) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        (os.fdatasync if data_only else os.fsync)(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: str) -> None:
+    """A rename or a new file survives a power cut only once its directory is synced."""
+    _fsync_path(os.path.dirname(os.path.abspath(path)) or ".", data_only=False)
+
+
+class DurableLog:
+    """Syncs one pysyncobj journal at the points above. `syncs` counts fdatasyncs of the
+    journal, `synced_index` is the Raft index of the last entry the latest one covered."""
+
+    def __init__(self, journal: Any, journal_path: str, dump_path: Optional[str],
+                 transport: Any) -> None:
+        self._journal = journal
+        self._path = journal_path
+        self._dump = dump_path
+        self._fd = os.open(journal_path, os.O_RDONLY)
+        # Anything pysyncobj wrote before these wrappers were in place is synced first.
+        self._pending = 1
+        self._lock = threading.Lock()
+        self.syncs = 0
+        self.synced_index = 0
+        self._wrap(journal, "add", self._after_write)
+        self._wrap(journal, "deleteEntriesFrom", self._after_write)
+        self._wrap(journal, "clear", self._after_write)
+        self._wrap(journal, "setRaftCommitIndex", self.sync, before=True)
+        self._wrap(journal, "deleteEntriesTo", self._before_compaction, before=True)
+        self._wrap(journal, "setCurrentTerm", self._after_term)
+        send = transport.send
+
+        def durable_send(node: Any, message: dict) -> Any:
+            if message.get("type") in _NEEDS_DURABLE_LOG:
+                self.sync()
+            return send(node, message)
+
+        transport.send = durable_send
+
+    @staticmethod
+    def _wrap(obj: Any, name: str, hook: Callable[[], None], before: bool = False) -> None:
+        original = getattr(obj, name)
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if before:
+                hook()
+            result = original(*args, **kwargs)
+            if not before:
+                hook()
+            return result
+
+        setattr(obj, name, wrapped)
+
+    def _after_write(self) -> None:
+        self._pending += 1
+
+    def sync(self) -> None:
+        """fdatasync the journal if anything was written since the last time."""
+        with self._lock:
+            pending, self._pending = self._pending, 0
+            if not pending or self._fd < 0:
+                return
+            last = self._journal[-1][1] if len(self._journal) else 0
+            os.fdatasync(self._fd)
+            self.syncs += 1
+            self.synced_index = last
+
+    def _before_compaction(self) -> None:
+        # The snapshot replaces the entries about to be dropped: it must be on disk first.
+        if self._dump and os.path.exists(self._dump):
+            _fsync_path(self._dump)
+            _fsync_dir(self._dump)
+        self.sync()
+
+    def _after_term(self) -> None:
+        # pysyncobj writes the term and vote to `<journal>.meta` by a rename: sync both.
+        meta = self._path + ".meta"
+        if os.path.exists(meta):
+            _fsync_path(meta)
+            _fsync_dir(meta)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1

@@ -1,0 +1,95 @@
+"""Durable writes: an entry is fdatasynced on a majority (the leader included) before the
+leader applies it and so before the write is acknowledged, concurrent writes share syncs,
+and a restarted node has every acknowledged write."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import consensus  # noqa: F401  (registers commands and tables)
+import consensus.raft as raft_module
+from consensus.model import Node
+from consensus.nodes import RegisterNode
+from consensus.raft import RaftNode, RaftTuning
+from node.localcluster import wait_for
+from tests.unit.consensus.test_raft_changes import free_port
+
+WRITES = 60
+
+
+def _record(i: int) -> RegisterNode:
+    return RegisterNode(Node(id=f"id{i}", name=f"n{i}", address="127.0.0.1", api_port=7420,
+                             raft_port=7421, gossip_port=7422))
+
+
+@pytest.fixture
+async def three(tmp_path):
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    made = [RaftNode(data_dir=str(tmp_path / f"n{i}"), address=a, password="t")
+            for i, a in enumerate(addresses)]
+    for node in made:
+        node.start("voter", addresses)
+    yield made
+    for node in made:
+        node.stop()
+
+
+async def _leader(made: list[RaftNode]) -> RaftNode:
+    async def found():
+        return next((n for n in made if n.is_leader() and n._committed_in_term()), None)
+
+    return await wait_for(found, timeout=20, what="a leader")
+
+
+async def test_a_write_is_on_disk_on_a_majority_before_it_is_acknowledged(three, monkeypatch):
+    at_apply: list[tuple[int, int, bool]] = []
+    forgive = raft_module._forgive_busy_time
+
+    def instrumented(syncobj, busy):  # runs in apply, just before the leader's callback
+        if syncobj is not None and syncobj._isLeader():
+            index = syncobj.raftLastApplied + 1
+            durable_on = [n for n in three if n.durable and n.durable.synced_index >= index]
+            at_apply.append((index, len(durable_on), any(n.is_leader() for n in durable_on)))
+        forgive(syncobj, busy)
+
+    monkeypatch.setattr(raft_module, "_forgive_busy_time", instrumented)
+    leader = await _leader(three)
+    syncs_before = leader.durable.syncs
+    results = await asyncio.gather(*(leader.propose(_record(i)) for i in range(WRITES)))
+    assert len(results) == WRITES  # each one committed and answered
+    assert len(at_apply) >= WRITES
+    late = [entry for entry in at_apply if entry[1] < 2 or not entry[2]]
+    assert not late, f"applied before a majority (leader included) synced: {late[:5]}"
+    # Group commit: the concurrent writes shared the leader's syncs.
+    assert leader.durable.syncs - syncs_before < WRITES
+
+
+async def test_without_durability_nothing_is_synced(tmp_path):
+    raft = RaftNode(data_dir=str(tmp_path), address=f"127.0.0.1:{free_port()}", password="t",
+                    tuning=RaftTuning(durable=False))
+    raft.start("voter", [])
+    try:
+        assert raft.durable is None
+    finally:
+        raft.stop()
+
+
+async def test_a_restarted_voter_has_every_acknowledged_write(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    raft = RaftNode(data_dir=str(tmp_path), address=address, password="t")
+    raft.start("voter", [])
+    await _leader([raft])
+    for i in range(20):
+        await raft.propose(_record(i))
+    assert raft.durable.synced_index >= raft.status().commit_index
+    raft.stop()
+    again = RaftNode(data_dir=str(tmp_path), address=address, password="t")
+    again.start("voter", [])
+    try:
+        await again.wait_caught_up()
+        with again.read() as state:
+            assert state.applied == 20
+    finally:
+        again.stop()
