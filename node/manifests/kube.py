@@ -199,8 +199,11 @@ def _service_ports(r: Reader, service: dict, where: str, named: dict[str, int]) 
         entry = {"target": target, "protocol": str(port.get("protocol", "TCP")).lower()}
         if published:
             entry["published"] = port.get("nodePort") or port.get("port")
-        if port.get("port") not in (None, target):
-            entry["vip_port"] = port.get("port")
+        service_port = target if port.get("port") is None else port_number(port["port"], {}, f"{at}.port")
+        if not 1 <= service_port <= 65535:
+            raise ManifestError(f"{at}.port", f"must be 1-65535, not {service_port}")
+        if service_port != target:
+            entry["vip_port"] = service_port
         out.append(entry)
     return out
 
@@ -324,6 +327,6 @@ def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[Fil
         if not selector:
             r.warnings.append(f"{where}.spec.selector: a Service without a selector is not supported, skipped")
             continue
-        attachments.append(Attachment(_service_name(service, where), where, selector, tuple(_service_ports(r, service, where, {})),
-                                      _headless(service)))
+        attachments.append(Attachment(_service_name(service, where), where, selector,
+                                      tuple(_service_ports(r, service, where, {})), _headless(service)))
     return specs, tuple(files), tuple(attachments), (NETWORK,) if specs or attachments else ()

@@ -83,13 +83,17 @@ def test_a_service_named_as_its_workload_adds_no_alias_and_a_headless_one_gives_
     assert networks(state)["default"].vips == {}
 
 
-def test_a_fixed_cluster_ip_is_a_warning_and_a_service_name_must_be_a_dns_label():
+def test_a_fixed_cluster_ip_is_a_warning_and_a_service_name_and_port_are_checked():
     manifest = load_manifest(deployment("web") + service("web", "web", extra="  clusterIP: 10.96.0.10\n"))
-    assert manifest.warnings == ("Service/web.spec.clusterIP: the cluster gives the Service's VIP from "
-                                 "its network's range",)
+    assert manifest.warnings == (("Service/web.spec.clusterIP: the cluster gives the Service's VIP from "
+                                  "its network's range"),)
     with pytest.raises(ManifestError) as caught:
         load_manifest(deployment("web") + service("Web.Front", "web"))
     assert caught.value.field == "Service/Web.Front.metadata.name"
+    for bad in ("70000", "http"):
+        with pytest.raises(ManifestError) as caught:
+            load_manifest(deployment("web") + service("web", "web").replace("port: 80,", f"port: {bad},"))
+        assert caught.value.field == "Service/web.spec.ports[0].port"
 
 
 @pytest.mark.parametrize("order", ["service first", "service after"])
