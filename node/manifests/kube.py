@@ -321,7 +321,12 @@ def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[Fil
     for service, where in services:
         pods = [(((_as_workload(d).get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
                 or {} for d, _ in workloads]
-        if any(_selects(service, {str(k): str(v) for k, v in p.items()}) for p in pods if isinstance(p, dict)):
+        selected = [p for p in pods
+                    if isinstance(p, dict) and _selects(service, {str(k): str(v) for k, v in p.items()})]
+        if len(selected) > 1:
+            r.warnings.append(f"{where}: selects {len(selected)} workloads: each gets its ports, and its "
+                              "name answers one of them only (the first by name)")
+        if selected:
             continue
         selector = _selector(service)
         if not selector:

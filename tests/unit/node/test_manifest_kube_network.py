@@ -48,7 +48,8 @@ spec:
 """
 
 
-TWO = deployment("one-app") + deployment("two-app", 9090) + service("one", "one-app") + service("two", "two-app", 80, 9090)
+TWO = (deployment("one-app") + deployment("two-app", 9090)
+       + service("one", "one-app") + service("two", "two-app", 80, 9090))
 
 
 def test_clusterip_services_on_one_port_are_names_and_vip_ports_on_the_files_network():
@@ -59,6 +60,10 @@ def test_clusterip_services_on_one_port_are_names_and_vip_ports_on_the_files_net
     assert two.networks == (NetworkAttachment("default", ("two",)),)
     assert one.ports == (PortSpec(8080, vip_port=80),) and two.ports == (PortSpec(9090, vip_port=80),)
     assert not manifest.warnings
+    twins = deployment("one-app") + deployment("two-app").replace("labels: {app: two-app}", "labels: {app: one-app}")
+    both = load_manifest(twins + service("one", "one-app"))
+    assert both.warnings == ("Service/one: selects 2 workloads: each gets its ports, and its name answers "
+                             "one of them only (the first by name)",)
 
 
 def test_both_apply_with_a_vip_each_and_every_node_maps_port_80_to_their_target():
