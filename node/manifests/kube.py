@@ -244,27 +244,34 @@ def add_alias(attachment: dict, alias: str, service: str) -> dict:
 
 
 def merge_ports(ports: list[dict], new: list[dict]) -> list[dict]:
-    """`new` ports over `ports`: a published port replaces the unpublished one of the same
-    target, a port already there (two Services naming the same, or a container's) is kept
-    once, and a VIP port goes to the ports of its target that have none."""
+    """`new` ports over `ports`. A published port replaces the unpublished ones of its target
+    that map no other VIP port. An unpublished port is kept once per target and VIP port: a
+    VIP port goes to a port of its target that maps none (a container's port), and another
+    one is a port of its own (two Services on one workload, each on its port). A port
+    already there (two Services naming the same) is kept once."""
     out = list(ports)
 
     def key(p: dict) -> tuple:
-        return p.get("target"), p.get("protocol", "tcp"), p.get("published") or 0
+        return p.get("target"), p.get("protocol", "tcp")
+
+    def published(p: dict) -> int:
+        return p.get("published") or 0
+
+    def vip(p: dict) -> int:
+        return p.get("vip_port") or 0
 
     for port in new:
-        target, protocol, published = key(port)
-        if any(key(p) == (target, protocol, published) for p in out):
-            continue
-        if published:
-            out = [p for p in out if key(p) != (target, protocol, 0)]
-        elif any(key(p)[:2] == (target, protocol) for p in out):
-            continue  # already published: no unpublished twin
-        out.append(port)
-    for port in new:
-        if port.get("vip_port"):
-            out = [{**p, "vip_port": port["vip_port"]} if key(p)[:2] == key(port)[:2] and not p.get("vip_port")
-                   else p for p in out]
+        twins = [p for p in out if key(p) == key(port)]
+        if published(port):
+            if any(published(p) == published(port) for p in twins):
+                continue
+            out = [p for p in out if not (key(p) == key(port) and not published(p) and vip(p) in (0, vip(port)))]
+            out.append(port)
+        elif vip(port) and not any(vip(p) == vip(port) for p in twins):
+            blank = next((p for p in twins if not vip(p)), None)
+            out = [{**p, "vip_port": vip(port)} if p is blank else p for p in out] if blank else [*out, port]
+        elif not twins:
+            out.append(port)
     return out
 
 

@@ -16,7 +16,7 @@ publishes `ports: ["80"]`: a mesh port from 30000 on every node, as Swarm does, 
 tasks over the network (they bind no host port), through nftables on n0 and the proxy on the
 others. Two Kubernetes ClusterIP Services on port 80, each in front of its own Deployment
 listening on 8080 (one Service applied in its own file first), both answer by name from a pod
-on the network.
+on the network, as does a third applied after its Deployment.
 """
 
 from __future__ import annotations
@@ -250,6 +250,16 @@ async def _check_kubernetes_services(by_node, clients, image) -> None:
         return True
 
     await wait_for(both_answer, timeout=60, what="both Kubernetes Services to answer by name on port 80")
+    # A Service applied after its Deployment, on another port of the same VIP.
+    await apply(KUBE_SERVICE.replace("NAME-app", "kone-app").replace("NAME", "kthree").replace("port: 80", "port: 81"))
+
+    async def third_answers() -> bool:
+        host = next(d for d in by_node.values() if d.docker("ps", "-q", "--filter", "label=shoal.service=kclient"))
+        body = await asyncio.to_thread(_fetch, host, _container(host, "kclient"), "http://kthree:81/")
+        assert body == "kone-answers", f"http://kthree:81/ gave {body!r}"
+        return True
+
+    await wait_for(third_answers, timeout=60, what="a Service applied after its Deployment to answer")
     vips = (await clients["n0"].request("GET", "/v1/networks/default"))["vips"]
     assert vips["kone-app"] != vips["ktwo-app"], vips
 

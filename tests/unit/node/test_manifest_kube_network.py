@@ -116,6 +116,10 @@ def test_a_service_in_its_own_file_brings_its_name_network_and_vip_port(order):
     assert "web-app" in networks(state)["default"].vips
     apply(state, deployment("web-app"))  # applying the workload's file again keeps them
     assert services(state)["web-app"].spec.networks == (NetworkAttachment("default", ("front",)),)
+    apply(state, service("back", "web-app", 81))  # a second Service, on another port of the VIP
+    spec = services(state)["web-app"].spec
+    assert spec.networks == (NetworkAttachment("default", ("front", "back")),)
+    assert spec.ports == (PortSpec(8080, vip_port=80), PortSpec(8080, vip_port=81))
 
 
 def test_a_kept_headless_service_turns_a_service_without_a_network_to_dnsrr_on_it():
