@@ -1,10 +1,12 @@
 """Port selectors in the replicated state: a Kubernetes Service applied without its workload.
 
 kubectl keeps a Service until it is deleted, and its selector picks up whatever pods match,
-whenever they arrive. Shoal keeps such a Service as a `PortSelector`: its ports are given
-to every service whose labels hold its selector, those there when it is applied and those
-applied after (an apply adds them to the spec it writes, so applying the workload's file
-again keeps them). Removing its stack removes it.
+whenever they arrive. Shoal keeps such a Service as a `PortSelector`: its ports, and its
+name on its network (where the services it selects then answer to it, at their VIP or, when
+headless, at their tasks' addresses), are given to every service whose labels hold its
+selector, those there when it is applied and those applied after (an apply adds them to the
+spec it writes, so applying the workload's file again keeps them). Removing its stack
+removes it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from consensus.codec import command
+from consensus.networks import network_name_problem
 from consensus.services import PortSpec
 from consensus.state import ClusterState, Result, handles, register_table
 
@@ -29,6 +32,8 @@ class PortSelector:
     ports: tuple[PortSpec, ...]
     stack: str = ""
     where: str = ""  # the document it came from, for warnings
+    network: str = ""  # where its name answers the services it selects ("": nowhere)
+    headless: bool = False  # they get no VIP there: the name answers their tasks' addresses
 
     def selects(self, labels: dict[str, str]) -> bool:
         return bool(self.selector) and all(labels.get(k) == v for k, v in self.selector.items())
@@ -48,6 +53,8 @@ def selector_problem(selector: PortSelector) -> str:
         return f"selector: needs 1-{MAX_ENTRIES} labels and at most {MAX_ENTRIES} ports"
     if any(len(k) + len(v) > 512 for k, v in selector.selector.items()) or len(selector.where) > 512:
         return "selector: a label is too long"
+    if selector.network and network_name_problem(selector.network):
+        return f"network: {network_name_problem(selector.network)}"
     return ""
 
 

@@ -96,6 +96,9 @@ class PortSpec:
     published: int = 0
     protocol: Literal["tcp", "udp"] = "tcp"
     mode: Literal["ingress", "host"] = "ingress"
+    # The port the service's VIP answers on for `target` (a Kubernetes Service's `port` in
+    # front of its `targetPort`); 0: the target itself, as every port of a task is.
+    vip_port: int = 0
 
     def __str__(self) -> str:
         return f"{self.published}:{self.target}/{self.protocol}"
@@ -478,6 +481,8 @@ def _check_ports(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> 
         check(1 <= port.target <= 65535, f"ports[{i}].target", f"must be 1-65535, not {port.target}")
         check(0 <= port.published <= 65535, f"ports[{i}].published",
               f"must be 1-65535 (or 0 for none), not {port.published}")
+        check(0 <= port.vip_port <= 65535, f"ports[{i}].vip_port",
+              f"must be 1-65535 (or 0 for the target), not {port.vip_port}")
         key = (port.published, port.protocol)
         if port.published:
             check(key not in seen, f"ports[{i}].published",

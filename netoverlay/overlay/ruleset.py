@@ -2,7 +2,8 @@
 pure, rendered as one `nft -f` script that replaces the table in a single transaction.
 
 - A VIP is DNAT to one of its service's healthy task addresses on that network, picked by
-  `numgen random` (the port is kept, so a VIP serves every port its tasks listen on). Only
+  `numgen random` (the port is kept, so a VIP serves every port its tasks listen on, except
+  the ports it maps to another port of the tasks: a Kubernetes Service's port → targetPort). Only
   packets that enter from the VIP's own network, or that this node sends itself, are
   translated: a VIP is not reachable from another network or from outside.
 - Translated connections are masqueraded behind this node's address on the network, so the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 
 from netoverlay.lb.nft import delete_table
-from netoverlay.overlay.types import NodeOverlay, OverlayNetwork
+from netoverlay.overlay.types import NodeOverlay, OverlayNetwork, ServiceOnNetwork
 
 
 def vip_range(network: OverlayNetwork) -> str:
@@ -32,20 +33,23 @@ def vip_range(network: OverlayNetwork) -> str:
     return str(upper)
 
 
-def _vip_chains(network: OverlayNetwork) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(chain, vip, task addresses) for each service with a VIP, by service name."""
-    out = []
-    for index, service in enumerate(sorted(network.services, key=lambda s: s.name)):
-        if service.vip:
-            out.append((f"vip_{network.vni}_{index}", service.vip, tuple(sorted(set(service.tasks)))))
-    return out
+def _vip_chains(network: OverlayNetwork) -> list[tuple[str, ServiceOnNetwork]]:
+    """(chain, service) for each service with a VIP, by service name."""
+    return [(f"vip_{network.vni}_{index}", service)
+            for index, service in enumerate(sorted(network.services, key=lambda s: s.name)) if service.vip]
 
 
-def _dnat(tasks: tuple[str, ...]) -> str:
+def _dnat(service: ServiceOnNetwork) -> list[str]:
+    """The rules of a VIP's chain: its mapped ports first, then every other port as it is."""
+    tasks = tuple(sorted(set(service.tasks)))
     if len(tasks) == 1:
-        return f"\t\tdnat to {tasks[0]}"
-    entries = ", ".join(f"{i} : {address}" for i, address in enumerate(tasks))
-    return f"\t\tdnat to numgen random mod {len(tasks)} map {{ {entries} }}"
+        to = tasks[0]
+    else:
+        entries = ", ".join(f"{i} : {address}" for i, address in enumerate(tasks))
+        to = f"numgen random mod {len(tasks)} map {{ {entries} }}"
+    mapped = sorted({(p.protocol, p.port, p.target) for p in service.ports if p.port != p.target})
+    return [*(f"\t\t{protocol} dport {port} dnat to {to} : {target}" for protocol, port, target in mapped),
+            f"\t\tdnat to {to}"]
 
 
 def render_ruleset(overlay: NodeOverlay, table: str) -> str:
@@ -54,12 +58,12 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
     networks = sorted(overlay.networks, key=lambda n: n.vni)
     prerouting, output, chains, postrouting = [], [], [], []
     for network in networks:
-        for chain, vip, tasks in _vip_chains(network):
-            if not tasks:
+        for chain, service in _vip_chains(network):
+            if not service.tasks:
                 continue  # left untranslated: the forward chain refuses it
-            prerouting.append(f'\t\tiifname "{network.bridge}" ip daddr {vip} jump {chain}')
-            output.append(f"\t\tip daddr {vip} jump {chain}")
-            chains += [f"\tchain {chain} {{", _dnat(tasks), "\t}"]
+            prerouting.append(f'\t\tiifname "{network.bridge}" ip daddr {service.vip} jump {chain}')
+            output.append(f"\t\tip daddr {service.vip} jump {chain}")
+            chains += [f"\tchain {chain} {{", *_dnat(service), "\t}"]
         postrouting.append(f'\t\tct status dnat oifname "{network.bridge}" '
                            f"ip daddr {network.tasks_range} masquerade")
     crossing = [f'"{a.bridge}" . "{b.bridge}"' for a in networks for b in networks if a is not b]

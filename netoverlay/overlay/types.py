@@ -11,14 +11,26 @@ DEFAULT_VXLAN_PORT = 4789
 
 
 @dataclass(frozen=True, slots=True)
+class VipPort:
+    """A VIP answering on another port than its tasks': `port` on the VIP is `target` on
+    the task (a Kubernetes Service's port → targetPort)."""
+
+    port: int
+    target: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceOnNetwork:
     """A service as one network sees it: its VIP (empty when it has none), the extra names
-    it answers to there, and the addresses of its healthy tasks on this network."""
+    it answers to there, the addresses of its healthy tasks on this network, and the VIP's
+    ports that lead to another port of the tasks (every other port is kept)."""
 
     name: str
     vip: str = ""
     aliases: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
+    ports: tuple[VipPort, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,8 @@ class Manifest:
     stack: str = ""
     variables: tuple[str, ...] = ()  # the names interpolation looked up
     env_files: tuple[str, ...] = ()  # the env_file paths it read
-    # The overlay networks a Compose file defines or uses: made before its services.
+    # The overlay networks a Compose file defines or uses, and Kubernetes workloads' one:
+    # made before its services.
     networks: tuple[NetworkDef, ...] = ()
     # (service, target, protocol) of Compose ports with a target only: as in Swarm, each is
     # published on the mesh on a port the cluster picks (consensus.mesh_ports).
@@ -142,9 +143,10 @@ def _translate(docs: list, strict: bool, origin: Origin) -> Manifest:
         files += doc_files
         nets += doc_nets
     mesh_ports = compose.mesh_ports(specs)
-    kube_specs, kube_files, attachments = kube.translate(r, kube_docs)
+    kube_specs, kube_files, attachments, kube_nets = kube.translate(r, kube_docs)
     specs += kube_specs
     files += kube_files
+    nets += [n for n in kube_nets if n.name not in {m.name for m in nets}]
     _refuse_duplicates(specs)
     warnings = interpolator.warnings() + r.finish()
     if strict and warnings:

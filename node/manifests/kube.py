@@ -1,22 +1,27 @@
 """Kubernetes documents into service specs, as kubectl would apply them.
 
 Deployments, StatefulSets and bare Pods are replicated services, DaemonSets global ones
-(their pod: kube_pod.py). A `v1` Service gives its ports to the workloads its selector
-matches in the same file; one that matches none is an attachment, which the apply plan keeps
-as a port selector. ConfigMaps and Secrets become configs and secrets (`NAME.KEY`, one per
-key). Any other kind is a warning.
+(their pod: kube_pod.py). Every workload joins one overlay network, `default`, as every pod
+joins the cluster's pod network, so Services reach each other by name. A `v1` Service gives
+the workloads its selector matches in the same file its ports and its name on that network,
+where it answers at the workload's VIP with `port` → `targetPort` (`clusterIP: None`: at
+its tasks' addresses, no VIP); one that matches none is an attachment, which the apply plan
+keeps as a port selector. ConfigMaps and Secrets become configs and secrets (`NAME.KEY`, one
+per key). Any other kind is a warning.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from consensus.services import ServiceSpec
 from node.manifests.fields import labels, to_spec
 from node.manifests.kube_pod import NOT_CARRIED, POD_KEYS, PodData, port_number, read_container
+from node.manifests.networks import NetworkDef
 from node.manifests.reader import ManifestError, Reader, shown
 from node.manifests.refs import FileSource
 
@@ -24,17 +29,22 @@ _WORKLOADS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1",
               ("v1", "Pod")}
 # A Pod's restartPolicy as a restart condition (a workload's pods always restart).
 _POD_RESTART = {"Always": "any", "OnFailure": "on-failure", "Never": "none"}
+# The overlay network every workload joins (Kubernetes' one pod network).
+NETWORK = NetworkDef("default", "Kubernetes workloads")
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A Service whose selector matched no workload in its file: its ports go to the
-    services in the cluster whose labels hold the selector, when they exist."""
+    """A Service whose selector matched no workload in its file: its ports and its name on
+    `NETWORK` go to the services in the cluster whose labels hold the selector, when they
+    exist (with `headless`, `clusterIP: None`, they get no VIP)."""
 
     name: str
     where: str
     selector: dict[str, str]
     ports: tuple[dict, ...]
+    headless: bool = False
 
 
 def _where(doc: dict) -> str:
@@ -147,6 +157,7 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
         update = {**(update or {}), "monitor": spec["minReadySeconds"]}
     if update:
         plain["update"] = update
+    plain["networks"] = [{"name": NETWORK.name, "aliases": []}]
     for service, service_where in services:
         if _selects(service, pod_labels):
             _publish(r, service, service_where, plain, named)
@@ -171,7 +182,7 @@ def _selects(service: dict, pod_labels: dict[str, str]) -> bool:
 
 def _service_ports(r: Reader, service: dict, where: str, named: dict[str, int]) -> list[dict]:
     """NodePort and LoadBalancer ports are published (on every node, by the routing mesh);
-    ClusterIP ports are the tasks' own, reachable inside the cluster only, as in Kubernetes."""
+    every port is the VIP's `port` in front of the tasks' `targetPort` on the network."""
     spec = r.mapping(service.get("spec"), f"{where}.spec")
     published = spec.get("type", "ClusterIP") in ("NodePort", "LoadBalancer")
     out = []
@@ -188,35 +199,79 @@ def _service_ports(r: Reader, service: dict, where: str, named: dict[str, int]) 
         entry = {"target": target, "protocol": str(port.get("protocol", "TCP")).lower()}
         if published:
             entry["published"] = port.get("nodePort") or port.get("port")
-        elif port.get("port") not in (None, target):
-            r.warnings.append(f"{at}: inside the cluster the service is reached on its tasks' "
-                              f"port {target}, not {shown(port.get('port'))}")
+        service_port = target if port.get("port") is None else port_number(port["port"], {}, f"{at}.port")
+        if not 1 <= service_port <= 65535:
+            raise ManifestError(f"{at}.port", f"must be 1-65535, not {service_port}")
+        if service_port != target:
+            entry["vip_port"] = service_port
         out.append(entry)
     return out
 
 
+def _headless(service: dict) -> bool:
+    spec = service.get("spec")
+    return isinstance(spec, dict) and spec.get("clusterIP") == "None"
+
+
+def _service_name(service: dict, where: str) -> str:
+    """A Service's name, which answers on the network: a DNS label, as Kubernetes has it."""
+    meta = service.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{where}.metadata.name", "a Service needs a name")
+    if not _DNS_LABEL.fullmatch(name):
+        raise ManifestError(f"{where}.metadata.name", f"{shown(name)} is not a DNS label: 1-63 "
+                            "lowercase letters, digits or '-', starting and ending with a letter or digit")
+    return name
+
+
 def _publish(r: Reader, service: dict, where: str, plain: dict, named: dict[str, int]) -> None:
-    """A v1 Service's ports become ports of the workload it selects."""
+    """A v1 Service's ports become ports of the workload it selects, and its name one of the
+    workload's names on the network."""
     plain["ports"] = merge_ports(plain.get("ports", []), _service_ports(r, service, where, named))
+    plain["networks"] = [add_alias(plain["networks"][0], _service_name(service, where), plain["name"])]
+    if _headless(service):
+        plain["endpoint_mode"] = "dnsrr"
+
+
+def add_alias(attachment: dict, alias: str, service: str) -> dict:
+    """A plain network attachment that also answers to `alias` (a Service's name), unless
+    the service is named so already."""
+    aliases = list(attachment.get("aliases") or [])
+    if alias != service and alias not in aliases:
+        aliases.append(alias)
+    return {**attachment, "aliases": aliases}
 
 
 def merge_ports(ports: list[dict], new: list[dict]) -> list[dict]:
-    """`new` ports over `ports`: a published port replaces the unpublished one of the same
-    target, and a port already there (two Services naming the same) is kept once."""
+    """`new` ports over `ports`. A published port replaces the unpublished ones of its target
+    that map no other VIP port. An unpublished port is kept once per target and VIP port: a
+    VIP port goes to a port of its target that maps none (a container's port), and another
+    one is a port of its own (two Services on one workload, each on its port). A port
+    already there (two Services naming the same) is kept once."""
     out = list(ports)
 
     def key(p: dict) -> tuple:
-        return p.get("target"), p.get("protocol", "tcp"), p.get("published") or 0
+        return p.get("target"), p.get("protocol", "tcp")
+
+    def published(p: dict) -> int:
+        return p.get("published") or 0
+
+    def vip(p: dict) -> int:
+        return p.get("vip_port") or 0
 
     for port in new:
-        target, protocol, published = key(port)
-        if any(key(p) == (target, protocol, published) for p in out):
-            continue
-        if published:
-            out = [p for p in out if key(p) != (target, protocol, 0)]
-        elif any(key(p)[:2] == (target, protocol) for p in out):
-            continue  # already published: no unpublished twin
-        out.append(port)
+        twins = [p for p in out if key(p) == key(port)]
+        if published(port):
+            if any(published(p) == published(port) for p in twins):
+                continue
+            out = [p for p in out if not (key(p) == key(port) and not published(p) and vip(p) in (0, vip(port)))]
+            out.append(port)
+        elif vip(port) and not any(vip(p) == vip(port) for p in twins):
+            blank = next((p for p in twins if not vip(p)), None)
+            out = [{**p, "vip_port": vip(port)} if p is blank else p for p in out] if blank else [*out, port]
+        elif not twins:
+            out.append(port)
     return out
 
 
@@ -239,7 +294,10 @@ def _data(r: Reader, doc: dict, where: str) -> dict[str, bytes]:
     return out
 
 
-def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[FileSource, ...], tuple[Attachment, ...]]:
+def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[FileSource, ...],
+                                                   tuple[Attachment, ...], tuple[NetworkDef, ...]]:
+    """The workloads as specs, the ConfigMaps' and Secrets' files, the Services kept without
+    their workload, and the network they all join (when there is any of them)."""
     services, workloads, files = [], [], []
     data = PodData({}, {})
     for doc in docs:
@@ -248,8 +306,11 @@ def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[Fil
             workloads.append((doc, where))
         elif (api, kind) == ("v1", "Service"):
             r.unsupported(doc, {"apiVersion", "kind", "metadata", "spec"}, where)
-            r.unsupported(r.mapping(doc.get("spec"), f"{where}.spec"),
-                          {"type", "selector", "ports", "clusterIP"}, f"{where}.spec")
+            spec = r.mapping(doc.get("spec"), f"{where}.spec")
+            r.unsupported(spec, {"type", "selector", "ports", "clusterIP"}, f"{where}.spec")
+            if spec.get("clusterIP") not in (None, "", "None"):
+                r.warnings.append(f"{where}.spec.clusterIP: the cluster gives the Service's VIP "
+                                  "from its network's range")
             services.append((doc, where))
         elif (api, kind) in (("v1", "ConfigMap"), ("v1", "Secret")):
             name = r.mapping(doc.get("metadata"), f"{where}.metadata").get("name")
@@ -267,14 +328,17 @@ def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[Fil
     for service, where in services:
         pods = [(((_as_workload(d).get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
                 or {} for d, _ in workloads]
-        if any(_selects(service, {str(k): str(v) for k, v in p.items()}) for p in pods if isinstance(p, dict)):
+        selected = [p for p in pods
+                    if isinstance(p, dict) and _selects(service, {str(k): str(v) for k, v in p.items()})]
+        if len(selected) > 1:
+            r.warnings.append(f"{where}: selects {len(selected)} workloads: each gets its ports, and its "
+                              "name answers one of them only (the first by name)")
+        if selected:
             continue
         selector = _selector(service)
         if not selector:
             r.warnings.append(f"{where}.spec.selector: a Service without a selector is not supported, skipped")
             continue
-        name = (service.get("metadata") or {}).get("name") if isinstance(service.get("metadata"), dict) else None
-        if not isinstance(name, str) or not name:
-            raise ManifestError(f"{where}.metadata.name", "a Service needs a name")
-        attachments.append(Attachment(name, where, selector, tuple(_service_ports(r, service, where, {}))))
-    return specs, tuple(files), tuple(attachments)
+        attachments.append(Attachment(_service_name(service, where), where, selector,
+                                      tuple(_service_ports(r, service, where, {})), _headless(service)))
+    return specs, tuple(files), tuple(attachments), (NETWORK,) if specs or attachments else ()

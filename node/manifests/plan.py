@@ -6,7 +6,8 @@ time. Services applied from one file are a stack (label `com.docker.stack.namesp
 service of another stack is never taken over, and `prune` removes the stack's services (and
 port selectors) that the file no longer holds. A Kubernetes Service without its workload in
 the file is kept as a port selector: its ports go to the services whose labels hold its
-selector, those in the cluster now and those applied later.
+selector, those in the cluster now and those applied later, with its name on the
+Kubernetes workloads' network.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from consensus.services import PortSpec, ServiceSpec, SpecError, parse_service_s
 from consensus.tasks import Service
 from consensus.wire import WireError, from_plain, to_plain
 from node.manifests import STACK_LABEL, Attachment, Manifest
-from node.manifests.kube import merge_ports
+from node.manifests.kube import NETWORK, add_alias, merge_ports
 
 ApplyAction = Literal["create", "update", "unchanged", "remove"]
 # The container options the process runtime honours too.
@@ -90,22 +91,31 @@ def _selector(attachment: Attachment, stack: str) -> PortSelector:
         ports = tuple(from_plain(PortSpec, port) for port in attachment.ports)
     except WireError as exc:
         raise PlanConflict(f"{attachment.where}.spec.ports", exc.reason) from None
-    return PortSelector(attachment.name, dict(attachment.selector), ports, stack, attachment.where)
+    return PortSelector(attachment.name, dict(attachment.selector), ports, stack, attachment.where,
+                        NETWORK.name, attachment.headless)
 
 
 def _with_ports(spec: ServiceSpec, selectors: list[PortSelector]) -> ServiceSpec:
-    """`spec` with the ports of every selector that selects it."""
+    """`spec` with the ports of every selector that selects it, on the network of each with
+    its name as an alias there (and no VIP when it is headless)."""
     chosen = [s for s in selectors if s.selects(spec.labels)]
     if not chosen:
         return spec
+    plain = to_plain(spec)
     ports = [to_plain(p) for p in spec.ports]
+    attachments = {a["name"]: a for a in plain.get("networks", [])}
     for selector in chosen:
         ports = merge_ports(ports, [to_plain(p) for p in selector.ports])
+        if selector.network:
+            joined = attachments.get(selector.network, {"name": selector.network, "aliases": []})
+            attachments[selector.network] = add_alias(joined, selector.name, spec.name)
+        if selector.headless:
+            plain["endpoint_mode"] = "dnsrr"
     try:
-        return parse_service_spec({**to_plain(spec), "ports": ports})
+        return parse_service_spec({**plain, "ports": ports, "networks": list(attachments.values())})
     except SpecError as exc:
         names = ", ".join(s.where or s.name for s in chosen)
-        raise PlanConflict(f"{names}.spec.ports",
+        raise PlanConflict(f"{names}.spec",
                            f"cannot publish on service {spec.name!r}: {exc.field}: {exc.reason}") from None
 
 

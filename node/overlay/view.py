@@ -18,7 +18,7 @@ from consensus.state import ClusterState
 from consensus.tasks import services
 from consensus.wire import WireError, from_plain
 from netoverlay.gossip.model import Member, TableEntry
-from netoverlay.overlay.types import NodeOverlay, OverlayNetwork, ServiceOnNetwork
+from netoverlay.overlay.types import NodeOverlay, OverlayNetwork, ServiceOnNetwork, VipPort
 from node.mesh.announce import Announcement, task_of_key
 
 DOCKER_PREFIX = "shoal-"
@@ -75,7 +75,9 @@ def _network(network: Network, node_id: str, specs: Mapping[str, ServiceSpec],
         if attachment is None:
             continue
         members.append(ServiceOnNetwork(name, network.vips.get(name, ""), attachment.aliases,
-                                        tuple(sorted(set(addresses.get((network.name, name), ()))))))
+                                        tuple(sorted(set(addresses.get((network.name, name), ())))),
+                                        tuple(VipPort(p.vip_port, p.target, p.protocol)
+                                              for p in spec.ports if p.vip_port)))
     return OverlayNetwork(network.name, network.vni, network.subnet, network.tasks_range, lease,
                           ipam.lease_gateway(lease), network.internal, tuple(members))
 

@@ -14,7 +14,9 @@ host dies, its task leaves the VIP of `api` (two replicas) on the others within 
 bound, requests to the VIP succeed again, and no forwarding entry towards it is left. `api`
 publishes `ports: ["80"]`: a mesh port from 30000 on every node, as Swarm does, reaching its
 tasks over the network (they bind no host port), through nftables on n0 and the proxy on the
-others.
+others. Two Kubernetes ClusterIP Services on port 80, each in front of its own Deployment
+listening on 8080 (one Service applied in its own file first), both answer by name from a pod
+on the network, as does a third applied after its Deployment.
 """
 
 from __future__ import annotations
@@ -71,6 +73,36 @@ services:
       placement: {constraints: ["node.hostname==n0"]}
 """
 
+# Two Services on port 80 in front of two Deployments on 8080, and a pod to call them from.
+KUBE_SERVICE = """
+apiVersion: v1
+kind: Service
+metadata: {name: NAME}
+spec:
+  selector: {app: NAME-app}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+KUBE_DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: NAME-app}
+spec:
+  selector: {matchLabels: {app: NAME-app}}
+  template:
+    metadata: {labels: {app: NAME-app}}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+        command: ["sh", "-c", "echo NAME-answers > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"]
+"""
+KUBE_CLIENT = """
+apiVersion: v1
+kind: Pod
+metadata: {name: kclient}
+spec:
+  containers: [{name: client, image: {image}, command: ["sleep", "3600"]}]
+"""
 
 # The nodes' upstream resolver: it knows one name outside the cluster.
 UPSTREAM = """
@@ -138,6 +170,7 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
                                                   content_type="application/yaml")
             assert {row["name"] for row in applied["networks"]} == {"appnet", "othernet"}
             await _check(by_node, outside, clients)
+            await _check_kubernetes_services(by_node, clients, image)
             await _check_forwarding(by_node)
             await _check_removal(by_node, clients)
             await _check_restart(cluster, by_node, clients)
@@ -196,6 +229,39 @@ async def _check(by_node, outside, clients) -> None:
         done = outside.run(["timeout", "2", "busybox", "wget", "-q", "-O-", url], check=False, timeout=10)
         assert done.returncode != 0, f"the host outside the cluster reached {url}: {done.stdout!r}"
 
+
+async def _check_kubernetes_services(by_node, clients, image) -> None:
+    async def apply(*docs: str) -> dict:
+        text = "---".join(docs).replace("{image}", image)
+        return await clients["n0"].request("POST", "/v1/apply", data=text.encode(),
+                                           content_type="application/yaml")
+
+    first = await apply(KUBE_SERVICE.replace("NAME", "ktwo"))  # before its Deployment
+    assert first["selectors"], first
+    await apply(KUBE_DEPLOYMENT.replace("NAME", "kone"), KUBE_SERVICE.replace("NAME", "kone"),
+                KUBE_DEPLOYMENT.replace("NAME", "ktwo"), KUBE_CLIENT)
+
+    async def both_answer() -> bool:
+        hosts = [d for d in by_node.values() if d.docker("ps", "-q", "--filter", "label=shoal.service=kclient")]
+        assert hosts, "kclient is not running yet"
+        for name in ("kone", "ktwo"):
+            body = await asyncio.to_thread(_fetch, hosts[0], _container(hosts[0], "kclient"), f"http://{name}/")
+            assert body == f"{name}-answers", f"http://{name}/ gave {body!r}"
+        return True
+
+    await wait_for(both_answer, timeout=60, what="both Kubernetes Services to answer by name on port 80")
+    # A Service applied after its Deployment, on another port of the same VIP.
+    await apply(KUBE_SERVICE.replace("NAME-app", "kone-app").replace("NAME", "kthree").replace("port: 80", "port: 81"))
+
+    async def third_answers() -> bool:
+        host = next(d for d in by_node.values() if d.docker("ps", "-q", "--filter", "label=shoal.service=kclient"))
+        body = await asyncio.to_thread(_fetch, host, _container(host, "kclient"), "http://kthree:81/")
+        assert body == "kone-answers", f"http://kthree:81/ gave {body!r}"
+        return True
+
+    await wait_for(third_answers, timeout=60, what="a Service applied after its Deployment to answer")
+    vips = (await clients["n0"].request("GET", "/v1/networks/default"))["vips"]
+    assert vips["kone-app"] != vips["ktwo-app"], vips
 
 
 async def _check_forwarding(by_node) -> None:

@@ -226,7 +226,7 @@ async def test_the_seed_deployment_applies_with_50_replicas_across_nodes(trio):
     assert first.returncode == 0, first.stderr
     answer = json.loads(first.stdout)
     assert answer == {"services": [{"name": "web-app", "action": "created", "version": 1}], "warnings": [],
-                      "stack": ""}
+                      "stack": "", "networks": [{"name": "default", "action": "created"}]}
     service = await trio.get(2, "/v1/services/web-app")
     assert service["spec"]["replicas"] == 50 and service["spec"]["image"] == "myapp:v2"
     assert service["spec"]["resources"]["reservations"] == {"cpu_millis": 100, "memory_bytes": 128 << 20}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import consensus  # noqa: F401
+from consensus.networks import CreateNetwork, networks
 from consensus.selectors import DeleteSelector, PutSelector, port_selectors
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, DeleteService, UpdateService, services
@@ -36,6 +37,9 @@ spec:
 def apply(state: ClusterState, text: str, stack: str = "voting", **flags) -> dict:
     """Plan against `state` and commit it as the API does; returns {name: action}."""
     manifest = load_manifest(text, origin=Origin(stack=stack))
+    for network in manifest.networks:  # as the API makes them first
+        if network.name not in networks(state):
+            assert state.apply(CreateNetwork(f"net-{network.name}", network.name, 0.0)).ok
     plan = plan_manifest(dict(services(state)), manifest, selectors=dict(port_selectors(state)), **flags)
     for selector in plan.keep_selectors:
         assert state.apply(PutSelector(selector)).ok

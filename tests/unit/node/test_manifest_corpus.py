@@ -117,4 +117,4 @@ def test_kubernetes_services_alone_become_attachments_by_selector():
     manifest = corpus_outcome(CORPUS / "kubernetes/example-voting-app/vote-service.yaml", {})
     (attachment,) = manifest.attachments
     assert attachment.selector == {"app": "vote"}
-    assert attachment.ports == ({"target": 80, "published": 31000, "protocol": "tcp"},)
+    assert attachment.ports == ({"target": 80, "published": 31000, "protocol": "tcp", "vip_port": 8080},)

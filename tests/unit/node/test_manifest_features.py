@@ -301,13 +301,12 @@ def test_a_service_alone_is_an_attachment_and_jobs_are_skipped_with_a_warning():
     manifest = load_manifest(text)
     assert manifest.specs == ()
     (attachment,) = manifest.attachments
-    # ClusterIP (the default) is reachable inside the cluster only: the port is not published.
-    assert (attachment.selector, attachment.ports) == ({"app": "web"}, ({"target": 8080, "protocol": "tcp"},))
-    assert manifest.warnings == ("Job/migrate: 'batch/v1' 'Job' is not supported, skipped",
-                                 "Service/web.spec.ports[0]: inside the cluster the service is reached on "
-                                 "its tasks' port 8080, not 80")
+    # ClusterIP (the default) is reachable inside the cluster only, at the VIP's port 80: not published.
+    assert (attachment.selector, attachment.ports) == ({"app": "web"}, ({"target": 8080, "protocol": "tcp",
+                                                                          "vip_port": 80},))
+    assert manifest.warnings == ("Job/migrate: 'batch/v1' 'Job' is not supported, skipped",)
     nodeport = load_manifest(text.replace("  selector:", "  type: NodePort\n  selector:"))
-    assert nodeport.attachments[0].ports == ({"target": 8080, "published": 80, "protocol": "tcp"},)
+    assert nodeport.attachments[0].ports == ({"target": 8080, "published": 80, "protocol": "tcp", "vip_port": 80},)
 
 
 def test_two_services_publishing_the_same_port_publish_it_once():

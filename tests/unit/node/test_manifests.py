@@ -117,7 +117,7 @@ spec:
     manifest = load_manifest(text, strict=True)
     (spec,) = manifest.specs
     assert spec.args == ("--port", "8080") and spec.env == {"LOG": "debug"}
-    assert spec.ports == (PortSpec(8080, 30080),)
+    assert spec.ports == (PortSpec(8080, 30080, vip_port=80),)
     assert (spec.health.kind, spec.health.path, spec.health.port, spec.health.interval) == ("http", "/ready", 8080, 5)
     assert [str(c) for c in spec.constraints] == ["node.labels.disk==ssd"]
 

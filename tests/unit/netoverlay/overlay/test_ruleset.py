@@ -10,11 +10,12 @@ import subprocess
 import pytest
 
 from netoverlay.overlay.ruleset import render_ruleset
-from netoverlay.overlay.types import NodeOverlay, OverlayNetwork, ServiceOnNetwork
+from netoverlay.overlay.types import NodeOverlay, OverlayNetwork, ServiceOnNetwork, VipPort
 
 APP = OverlayNetwork("appnet", 4096, "10.200.0.0/20", "10.200.0.0/21", "10.200.0.0/26", "10.200.0.1",
                      services=(ServiceOnNetwork("backend", "10.200.8.1", (), ("10.200.0.66", "10.200.0.2")),
-                               ServiceOnNetwork("frontend", "10.200.8.2", (), ("10.200.0.3",)),
+                               ServiceOnNetwork("frontend", "10.200.8.2", (), ("10.200.0.3",),
+                                                (VipPort(80, 8080), VipPort(53, 5353, "udp"), VipPort(443, 443))),
                                ServiceOnNetwork("idle", "10.200.8.3")))
 OTHER = OverlayNetwork("other", 4097, "10.200.16.0/20", "10.200.16.0/21", "10.200.16.0/26", "10.200.16.1",
                        services=(ServiceOnNetwork("backend", "10.200.24.1", (), ("10.200.16.2",)),))
@@ -30,6 +31,15 @@ def test_a_vip_is_translated_to_its_tasks_only_when_it_comes_from_its_network():
     assert "ip daddr 10.200.8.1 jump vip_4096_0" in script.split("chain output")[1]
     assert "dnat to numgen random mod 2 map { 0 : 10.200.0.2, 1 : 10.200.0.66 }" in script
     assert "dnat to 10.200.0.3" in script
+
+
+def test_a_vip_maps_its_service_ports_to_the_tasks_target_ports_and_keeps_the_others():
+    chain = render(APP).split("chain vip_4096_1 {")[1].split("}")[0].strip().splitlines()
+    assert [line.strip() for line in chain] == ["tcp dport 80 dnat to 10.200.0.3 : 8080",
+                                                "udp dport 53 dnat to 10.200.0.3 : 5353",
+                                                "dnat to 10.200.0.3"]
+    backend = render(APP).split("chain vip_4096_0 {")[1].split("}")[0]
+    assert "dport" not in backend
 
 
 def test_a_vip_without_healthy_tasks_is_refused_not_translated():

@@ -12,6 +12,7 @@ from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.wire import to_plain
 from netoverlay.gossip.model import Member, MemberState, TableEntry
+from netoverlay.overlay.types import VipPort
 from node.mesh.announce import Announcement, endpoint_key
 from consensus.tasks import CreateService
 from node.overlay.docker_networks import existing_settings, wanted_settings
@@ -25,7 +26,8 @@ def state_with_stack() -> ClusterState:
     assert state.apply(CreateNetwork("a", "appnet", 1.0)).ok
     assert state.apply(CreateNetwork("b", "othernet", 1.0)).ok
     backend = parse_service_spec({"name": "backend", "image": "img",
-                                  "networks": [{"name": "appnet", "aliases": ["api"]}]})
+                                  "networks": [{"name": "appnet", "aliases": ["api"]}],
+                                  "ports": [{"target": 8080, "vip_port": 80}, {"target": 9000}]})
     assert state.apply(CreateService("s1", backend, 1.0)).ok
     return state
 
@@ -53,6 +55,7 @@ def test_the_overlay_of_a_node():
     (backend,) = app.services
     assert (backend.name, backend.vip, backend.aliases, backend.tasks) == (
         "backend", "10.200.8.1", ("api",), ("10.200.0.2", "10.200.0.66"))
+    assert backend.ports == (VipPort(80, 8080, "tcp"),), "only a port its VIP maps"
     assert (other.name, other.services) == ("othernet", ())
 
 
