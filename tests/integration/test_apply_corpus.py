@@ -22,8 +22,14 @@ from node.manifests import STACK_LABEL
 from node.manifests.local import default_stack
 from tests.integration.cluster_support import must, shoal
 from tests.unit.node.test_manifest_bounds import LAUGHS
-from tests.unit.node.test_manifest_corpus import (CORPUS, EXTERNAL_NETWORKS, EXTERNAL_SECRETS, FILES, REFUSED,
-                                                  corpus_outcome)
+from tests.unit.node.test_manifest_corpus import (
+    CORPUS,
+    EXTERNAL_NETWORKS,
+    EXTERNAL_SECRETS,
+    FILES,
+    REFUSED,
+    corpus_outcome,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
