@@ -43,6 +43,8 @@ _SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
 _PERCENT = re.compile(r"\d{1,3}%")
 _CONSTRAINT = re.compile(r"\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*")
 _NODE_FIELDS = ("node.id", "node.hostname", "node.role")
+# Swarm stacks place by Swarm's roles: its managers hold the Raft log, as Shoal's voters do.
+_SWARM_ROLES = {"manager": "voter", "worker": "member"}
 # Docker's rule for volume names, which also keeps them safe as directory names.
 VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -71,8 +73,11 @@ class Constraint:
             actual = node.role
         else:
             actual = node.labels.get(self.key[len("node.labels."):])
+        wanted = self.value.casefold()
+        if self.key == "node.role":
+            wanted = _SWARM_ROLES.get(wanted, wanted)
         # Case-insensitive, as Docker Swarm compares; a missing label never equals.
-        equal = actual is not None and actual.casefold() == self.value.casefold()
+        equal = actual is not None and actual.casefold() == wanted
         return equal if self.op == "==" else not equal
 
 

@@ -17,12 +17,19 @@ import aiohttp
 import pytest
 import yaml
 
-from node.localcluster import EQUAL_PROCESS_NODES, started_cluster
+from node.localcluster import EQUAL_PROCESS_NODES, auth_for, started_cluster
 from node.manifests import STACK_LABEL
 from node.manifests.local import default_stack
 from tests.integration.cluster_support import must, shoal
 from tests.unit.node.test_manifest_bounds import LAUGHS
-from tests.unit.node.test_manifest_corpus import CORPUS, EXTERNAL_SECRETS, FILES, REFUSED, corpus_outcome
+from tests.unit.node.test_manifest_corpus import (
+    CORPUS,
+    EXTERNAL_NETWORKS,
+    EXTERNAL_SECRETS,
+    FILES,
+    REFUSED,
+    corpus_outcome,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -62,6 +69,8 @@ async def _apply_corpus(cluster, addr: str) -> None:
             async with cluster.nodes[0].client() as client:  # as `shoal secret create` would
                 for secret in EXTERNAL_SECRETS.get(name, ()):
                     await client.post("/v1/secrets", {"name": secret, "data": "c2VjcmV0", "exist_ok": True})
+                for network in EXTERNAL_NETWORKS.get(name, ()):
+                    await client.post("/v1/networks", {"name": network, "exist_ok": True})
             done = await _shoal("apply", f"--file={path}", "-o", "json", addr=addr)
             assert done.returncode == 0, f"{name}: {done.stderr}"
             answer = json.loads(done.stdout)
@@ -128,7 +137,7 @@ async def _small_answers_to_small_documents(cluster, addr: str) -> None:
                                    (json.dumps({"document": LAUGHS}), "application/json")):
             started = time.monotonic()
             async with session.post(f"{addr}/v1/apply", data=body.encode(),
-                                    headers={"Content-Type": content_type}) as resp:
+                                    headers={"Content-Type": content_type, **auth_for(addr)}) as resp:
                 answer = await resp.read()
             assert resp.status == 400 and len(answer) < 1_000, answer[:300]
             assert b"aliases expand it" in answer and time.monotonic() - started < 2

@@ -108,6 +108,9 @@ def test_merge_replaces_top_level_fields_and_rechecks():
     ("node.hostname==node1", None, None, True),
     ("node.id!=n1", None, None, False),
     ("node.role==member", None, None, True),
+    ("node.role==worker", None, None, True),  # Swarm's roles: a worker is a member
+    ("node.role == Manager", None, None, False),  # and a manager a voter
+    ("node.role!=manager", None, None, True),
 ])
 def test_constraint_matching(text, field, value, ok):
     node = Node("n1", "node1", "127.0.0.2", 1, 2, 3, labels={field: value} if field else {})

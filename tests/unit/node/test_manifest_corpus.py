@@ -57,6 +57,8 @@ EXTERNAL_SECRETS = {
     "compose/atsea-sample-shop-app/docker-stack.yml": ("postgres_password", "staging_token",
                                                        "revprox_key", "revprox_cert"),
 }
+# Networks a file names as external: made before it applies, as `docker network create`.
+EXTERNAL_NETWORKS = {"compose/swarmprom/test-compose.yml": ("mon_net",)}
 
 
 def corpus_outcome(path: Path, environ: dict[str, str]):
