@@ -125,14 +125,20 @@ def _size_limit(query: DNSRecord) -> int:
     return _PLAIN_UDP_LIMIT
 
 
-def answer(packet: bytes, resolve: Resolver, zone: str = ZONE) -> bytes:
-    """The reply to one query packet. Raises MalformedQuery for anything that is not one."""
+def parse_query(packet: bytes) -> DNSRecord:
+    """One DNS query from a packet. Raises MalformedQuery for anything that is not one."""
     try:
         query = DNSRecord.parse(packet)
     except (DNSError, ValueError, IndexError, UnicodeError) as exc:
         raise MalformedQuery(f"unparseable: {exc}") from None
     if query.header.qr:
         raise MalformedQuery("qr: a response, not a query")
+    return query
+
+
+def answer(packet: bytes, resolve: Resolver, zone: str = ZONE) -> bytes:
+    """The reply to one query packet. Raises MalformedQuery for anything that is not one."""
+    query = parse_query(packet)
     reply = query.reply(ra=0)
     if query.header.opcode != OPCODE.QUERY:
         reply.header.rcode = RCODE.NOTIMP

@@ -22,6 +22,7 @@ from typing import Optional, Union
 
 from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord, OPCODE
 
+from netoverlay.dns import MalformedQuery, parse_query
 from netoverlay.overlay.types import OverlayNetwork, ServiceOnNetwork
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,6 @@ TTL = 2
 MAX_FORWARDS = 128
 FORWARD_TIMEOUT = 2.0
 _MAX_PACKET = 4096
-
-
-class MalformedQuery(ValueError):
-    """Not a DNS query: it gets no reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +70,7 @@ def lookup(network: OverlayNetwork, labels: Sequence[str]) -> Union[tuple[str, .
 
 def decide(packet: bytes, network: OverlayNetwork) -> Decision:
     """The reply to one query, or Forward. Raises MalformedQuery for anything else."""
-    try:
-        query = DNSRecord.parse(packet)
-    except (DNSError, ValueError, IndexError, UnicodeError) as exc:
-        raise MalformedQuery(f"unparseable: {exc}") from None
-    if query.header.qr:
-        raise MalformedQuery("qr: a response, not a query")
+    query = parse_query(packet)
     reply = query.reply(ra=1)
     if query.header.opcode != OPCODE.QUERY or len(query.questions) != 1:
         reply.header.rcode = RCODE.NOTIMP if query.header.opcode != OPCODE.QUERY else RCODE.FORMERR

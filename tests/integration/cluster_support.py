@@ -107,6 +107,15 @@ async def until_node(cluster: LocalCluster, name: str, status: str, via: int,
     await wait_for(reached, timeout=timeout, what=f"{name} {status}")
 
 
+async def until_voters(cluster: LocalCluster, count: int, timeout: float = 60.0) -> None:
+    """Every node of the cluster counts `count` voters."""
+    async def counted() -> bool:
+        return all([len((await cluster.get(i, "/v1/cluster"))["voters"]) == count
+                    for i in range(len(cluster.nodes))])
+
+    await wait_for(counted, what=f"{count} voters", timeout=timeout)
+
+
 def stop_nodes(cluster: LocalCluster) -> None:
     """Stop every node at once: each may wait up to 2 s for its goodbye to spread."""
     with ThreadPoolExecutor(len(cluster.nodes)) as pool:

@@ -14,12 +14,13 @@ import signal
 import aiohttp
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.localcluster import LocalCluster
 from tests.integration.cluster_support import shoal
 from tests.safety.checker import not_linearizable
 from tests.safety.harness import ReadResult
 from tests.safety.history import HistoryRecorder, OpKind, Outcome
 from tests.safety.shoal_client import LabelKey, ShoalApi
+from tests.integration.cluster_support import until_voters
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -67,16 +68,12 @@ async def _clients(api: ShoalApi, names: list[str], recorder: HistoryRecorder,
 
 async def test_reads_through_random_nodes_are_linearizable_across_a_pause_and_a_restart(cluster):
     await cluster.start()
-
-    async def three_voters() -> bool:
-        return all([len((await cluster.get(i, "/v1/cluster"))["voters"]) == 3
-                    for i in range(3)])
-
-    await wait_for(three_voters, what="3 voters", timeout=60)
+    await until_voters(cluster, 3)
     names = [n.name for n in cluster.nodes]
     recorder, stop = HistoryRecorder(), asyncio.Event()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as session:
-        api = ShoalApi({n.name: n.api for n in cluster.nodes}, "", session, 0.05)
+        api = ShoalApi({n.name: n.api for n in cluster.nodes}, cluster.nodes[0].api_token,
+                       session, 0.05)
         clients = asyncio.create_task(_clients(api, names, recorder, stop))
         try:
             await asyncio.sleep(2.0)

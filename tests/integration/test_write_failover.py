@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.localcluster import LocalCluster
+from tests.integration.cluster_support import until_voters
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -23,12 +24,7 @@ def cluster(tmp_path):
 
 async def test_a_write_forwarded_to_a_paused_leader_fails_over_to_the_new_one(cluster):
     await cluster.start()
-
-    async def three_voters() -> bool:
-        return all([len((await cluster.get(i, "/v1/cluster"))["voters"]) == 3
-                    for i in range(3)])
-
-    await wait_for(three_voters, what="3 voters", timeout=60)
+    await until_voters(cluster, 3)
     leader = await cluster.leader_index()
     via = next(i for i in range(3) if i != leader)
     cluster.nodes[leader].signal(signal.SIGSTOP)

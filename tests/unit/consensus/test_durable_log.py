@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 import consensus  # noqa: F401  (registers commands and tables)
 import consensus.raft as raft_module
@@ -22,18 +21,6 @@ WRITES = 60
 def _record(i: int) -> RegisterNode:
     return RegisterNode(Node(id=f"id{i}", name=f"n{i}", address="127.0.0.1", api_port=7420,
                              raft_port=7421, gossip_port=7422))
-
-
-@pytest.fixture
-async def three(tmp_path):
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    made = [RaftNode(data_dir=str(tmp_path / f"n{i}"), address=a, password="t")
-            for i, a in enumerate(addresses)]
-    for node in made:
-        node.start("voter", addresses)
-    yield made
-    for node in made:
-        node.stop()
 
 
 async def _leader(made: list[RaftNode]) -> RaftNode:

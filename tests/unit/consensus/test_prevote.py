@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import random
 
-import pytest
 
 import consensus.raft as raft
 from consensus.prevote import Action, LogPosition, PreVote
 from consensus.raft import RaftNode
 from node.localcluster import wait_for
-from tests.unit.consensus.test_raft_changes import free_port
 
 
 def _prevote() -> PreVote:
@@ -48,18 +46,6 @@ def test_a_voter_that_hears_a_leader_or_has_a_newer_log_says_no():
     assert not vote.grants(10.5, {**asking, "last_log_index": 9}, mine, is_leader=False)
     assert not vote.grants(10.5, {**asking, "term": 5}, mine, is_leader=False)
     assert vote.grants(10.5, {**asking, "last_log_index": 3, "last_log_term": 6}, mine, False)
-
-
-@pytest.fixture
-async def three(tmp_path):
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    made = [RaftNode(data_dir=str(tmp_path / f"n{i}"), address=a, password="t")
-            for i, a in enumerate(addresses)]
-    for node in made:
-        node.start("voter", addresses)
-    yield made
-    for node in made:
-        node.stop()
 
 
 def _cut(a: RaftNode, b: RaftNode) -> None:
