@@ -182,8 +182,8 @@ class LeanClient:
             # The system's trust store; loading it reads files, hence the thread.
             self._ssl = await asyncio.to_thread(ssl.create_default_context)
         if self._unix is not None:
-            with reachable(self._unix) as path:
-                reader, writer = await asyncio.open_unix_connection(path, limit=MAX_HEADER)
+            with reachable(self._unix) as socket_file:
+                reader, writer = await asyncio.open_unix_connection(socket_file, limit=MAX_HEADER)
         else:
             reader, writer = await asyncio.open_connection(
                 self._host, self._port, ssl=self._ssl if self._tls else None, limit=MAX_HEADER)

@@ -116,3 +116,25 @@ async def test_a_silent_peer_times_out():
 def test_an_address_that_is_not_http_is_refused_up_front():
     with pytest.raises(Unreachable, match="expected http://HOST:PORT"):
         LeanClient("ftp://127.0.0.1:7420")
+
+
+async def test_a_node_socket_is_reached_with_the_same_paths_and_a_stale_read(tmp_path):
+    """`unix:PATH` (the node's socket in its data dir) carries the request's own path, and
+    `stale` asks GETs for the node's local copy."""
+    async def where(request: web.Request) -> web.Response:
+        return web.json_response({"path": request.path, "query": dict(request.query),
+                                  "host": request.headers.get("Host")})
+
+    app = web.Application()
+    app.router.add_route("*", "/v1/{tail:.*}", where)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    socket_file = str(tmp_path / "shoal.sock")
+    await web.UnixSite(runner, socket_file).start()
+    try:
+        async with LeanClient(f"unix:{socket_file}", stale=True) as client:
+            assert await client.get("/v1/cluster") == {
+                "path": "/v1/cluster", "query": {"stale": "1"}, "host": "localhost"}
+            assert (await client.post("/v1/services", {"name": "x"}))["query"] == {}
+    finally:
+        await runner.cleanup()
