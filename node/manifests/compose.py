@@ -129,7 +129,7 @@ def _deploy(r: Reader, deploy: dict, where: str, plain: dict) -> None:
     for key in ("mode", "replicas", "endpoint_mode"):
         if key in deploy:
             plain[key] = deploy[key]
-    if deploy.get("mode") in _JOB_MODES:
+    if isinstance(deploy.get("mode"), str) and deploy["mode"] in _JOB_MODES:
         _job(deploy, where, plain)
     if "resources" in deploy:
         plain["resources"] = _resources(r, r.mapping(deploy["resources"], f"{where}.resources"),

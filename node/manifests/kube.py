@@ -211,7 +211,12 @@ def _cron(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[
                "metadata": {"name": meta.get("name"), "labels": {**r.mapping(meta.get("labels"), f"{where}.metadata.labels"),
                                                                  **r.mapping(job_meta.get("labels"), f"{where}.spec.jobTemplate.metadata.labels")}},
                "spec": template.get("spec")}
-    job = to_plain(_workload(r, job_doc, data, f"{where}.spec.jobTemplate", services))
+    try:
+        job = to_plain(_workload(r, job_doc, data, f"{where}.spec.jobTemplate", services))
+    except ManifestError as exc:  # the run's name is the CronJob's
+        if exc.field != f"{where}.spec.jobTemplate.metadata.name":
+            raise
+        raise ManifestError(f"{where}.metadata.name", exc.reason) from None
     del job["name"]
     policy = spec.get("concurrencyPolicy", "Allow")
     if policy not in ("Allow", "Forbid", "Replace"):
