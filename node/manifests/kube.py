@@ -1,7 +1,7 @@
 """Kubernetes documents into service specs, as kubectl would apply them.
 
 Deployments, StatefulSets and bare Pods are replicated services, DaemonSets global ones
-(their pod: kube_pod.py). Every workload joins one overlay network, `default`, as every pod
+(their pod: kube_pod.py), Jobs jobs, and CronJobs cron jobs whose template is their Job. Every workload joins one overlay network, `default`, as every pod
 joins the cluster's pod network, so Services reach each other by name. A `v1` Service gives
 the workloads its selector matches in the same file its ports and its name on that network,
 where it answers at the workload's VIP with `port` → `targetPort` (`clusterIP: None`: at
