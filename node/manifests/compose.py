@@ -152,8 +152,9 @@ def _deploy(r: Reader, deploy: dict, where: str, plain: dict) -> None:
             plain[target] = config
     # Swarm puts deploy.labels on the service and `labels:` on its containers; Shoal has one set.
     plain["labels"] = {**plain.get("labels", {}), **labels(deploy.get("labels"), f"{where}.labels")}
-    if "job" in plain:
-        _job_restart(r, plain, where)
+    if "job" in plain:  # the policy is deploy.restart_policy's, else the service's restart:
+        _job_restart(r, plain, f"{where}.restart_policy" if restart
+                     else f"{where.removesuffix('.deploy')}.restart")
 
 
 def _job(deploy: dict, where: str, plain: dict) -> None:
@@ -176,15 +177,15 @@ def _job_restart(r: Reader, plain: dict, where: str) -> None:
     policy = dict(plain.get("restart") or {})
     condition = policy.get("condition", "on-failure")
     if condition == "any":
-        r.warnings.append(f"{where}.restart_policy.condition: a job's task that succeeded is done; "
-                          "its tasks restart on failure only")
+        r.warnings.append(f"{where}: a job's task that succeeded is done; its tasks restart on "
+                          "failure only")
     job = plain["job"]
     if condition == "none":
         job["backoff_limit"] = 0
     elif policy.get("max_attempts"):
         job["backoff_limit"] = policy["max_attempts"]
     if "delay" in policy:
-        job["backoff_delay"] = parse_duration(policy["delay"], f"{where}.restart_policy.delay")
+        job["backoff_delay"] = parse_duration(policy["delay"], f"{where}.delay")
     plain["restart"] = {**policy, "condition": "none" if condition == "none" else "on-failure"}
 
 

@@ -114,8 +114,12 @@ def test_a_compose_job_that_never_retries_or_restarts_always():
     assert load_manifest(text).specs[0].job.backoff_limit == 0
     manifest = load_manifest(COMPOSE.replace("condition: on-failure, ", "condition: any, "))
     assert manifest.specs[0].restart.condition == "on-failure"
-    assert manifest.warnings == ("services.migrate.deploy.restart_policy.condition: a job's task that "
-                                 "succeeded is done; its tasks restart on failure only",)
+    assert manifest.warnings == (("services.migrate.deploy.restart_policy: a job's task that "
+                                  "succeeded is done; its tasks restart on failure only"),)
+    always = load_manifest(COMPOSE.replace("      restart_policy:", "      x-restart_policy:")
+                           .replace("  migrate:\n", "  migrate:\n    restart: always\n"))
+    assert always.warnings[0].startswith("services.migrate.restart: a job's task that succeeded")
+    assert always.specs[0].restart.condition == "on-failure"
 
 
 @pytest.mark.parametrize("old, new, field", [
