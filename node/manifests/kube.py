@@ -111,7 +111,7 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
     spec = r.mapping(doc.get("spec"), f"{where}.spec")
     known = {"selector", "template", "minReadySeconds", "revisionHistoryLimit"}
     if kind == "Job":
-        known = {"selector", "template", *_JOB_FIELDS}
+        known = {"selector", "template", "suspend", *_JOB_FIELDS}
     else:
         known |= {"updateStrategy"} if kind == "DaemonSet" else {"replicas", "strategy"}
     if kind == "StatefulSet":
@@ -136,7 +136,7 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
     if kind == "DaemonSet":
         plain["mode"] = "global"
     elif kind == "Job":
-        plain["job"] = _job(spec, pod, pod_where)
+        plain["job"] = _job(r, spec, pod, where)
         plain["restart"] = {"condition": "on-failure"}
     else:
         plain["replicas"] = replicas
@@ -188,13 +188,17 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
                                   "spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem"})
 
 
-def _job(spec: dict, pod: dict, pod_where: str) -> dict:
+def _job(r: Reader, spec: dict, pod: dict, where: str) -> dict:
     """A Job's counts and times as a job config. Its pods must not restart forever: with
     `Never` a failed pod is replaced, with `OnFailure` restarted; both count towards
     `backoffLimit`, and Shoal retries a failed task either way."""
     if pod.get("restartPolicy") not in ("Never", "OnFailure"):
-        raise ManifestError(f"{pod_where}.restartPolicy", "a Job's pods need restartPolicy Never "
-                            f"or OnFailure, not {shown(pod.get('restartPolicy', 'Always'))}")
+        raise ManifestError(f"{where}.spec.template.spec.restartPolicy", "a Job's pods need "
+                            f"restartPolicy Never or OnFailure, not {shown(pod.get('restartPolicy', 'Always'))}")
+    _refuse_suspended(spec, where)
+    if "completions" not in spec and spec.get("parallelism", 1) != 1:
+        r.warnings.append(f"{where}.spec.completions: without it Kubernetes runs a work queue (done "
+                          "when one pod succeeds); Shoal needs one success, with parallelism as given")
     return {target: spec[source] for source, target in _JOB_FIELDS.items() if source in spec}
 
 
@@ -203,7 +207,8 @@ def _cron(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[
     r.unsupported(doc, {"apiVersion", "kind", "metadata", "spec"}, where)
     meta = r.mapping(doc.get("metadata"), f"{where}.metadata")
     spec = r.mapping(doc.get("spec"), f"{where}.spec")
-    r.unsupported(spec, _CRON_KEYS, f"{where}.spec")
+    r.unsupported(spec, _CRON_KEYS | {"suspend"}, f"{where}.spec")
+    _refuse_suspended(spec, where)
     template = r.mapping(spec.get("jobTemplate"), f"{where}.spec.jobTemplate")
     r.unsupported(template, {"metadata", "spec"}, f"{where}.spec.jobTemplate")
     job_meta = r.mapping(template.get("metadata"), f"{where}.spec.jobTemplate.metadata")
@@ -234,6 +239,13 @@ def _cron(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[
         field, _, reason = problem.partition(": ")
         raise ManifestError(f"{where}.{_CRON_FIELDS[field]}", reason)
     return cron
+
+
+def _refuse_suspended(spec: dict, where: str) -> None:
+    """A suspended Job or CronJob must not run, and Shoal cannot hold one: refused, never run."""
+    if spec.get("suspend") not in (None, False):
+        raise ManifestError(f"{where}.spec.suspend", "Shoal cannot hold a suspended job or cron "
+                            "job: leave it out of the file until it should run")
 
 
 # CronSpec fields and the CronJob's fields they come from, for errors.

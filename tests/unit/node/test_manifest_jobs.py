@@ -142,6 +142,10 @@ def test_a_kubernetes_job_is_a_job():
     assert spec.labels == {"team": "data", "app": "report"}
     assert spec.resources.reservations.cpu_millis == 100
     assert manifest.warnings == ("Job/report.spec.podFailurePolicy: not supported, ignored",)
+    queue = load_manifest(JOB.replace("  completions: 5\n", ""))
+    assert (queue.specs[0].job.completions, queue.specs[0].job.parallelism) == (1, 2)
+    assert any(w.startswith("Job/report.spec.completions: without it Kubernetes runs a work queue")
+               for w in queue.warnings)
     # OnFailure is a job too; the pod's restart policy never makes it restart forever.
     assert load_manifest(JOB.replace("Never", "OnFailure")).specs[0].job.completions == 5
 
@@ -153,6 +157,7 @@ def test_a_kubernetes_job_is_a_job():
     ("completions: 5", "completions: 0", "Job/report.spec.completions", "between 1"),
     ("backoffLimit: 3", "backoffLimit: -1", "Job/report.spec.backoffLimit", "between 0"),
     ("activeDeadlineSeconds: 600", "activeDeadlineSeconds: soon", "Job/report.spec.activeDeadlineSeconds", ""),
+    ("  completions: 5\n", "  completions: 5\n  suspend: true\n", "Job/report.spec.suspend", "suspended"),
 ])
 def test_kubernetes_job_errors_name_the_field(old, new, field, reason):
     with pytest.raises(ManifestError) as info:
@@ -185,6 +190,7 @@ def test_a_kubernetes_cronjob_is_a_cron_spec():
      "CronJob/nightly-backup.spec.successfulJobsHistoryLimit", "between 0"),
     ("restartPolicy: OnFailure", "restartPolicy: Always",
      "CronJob/nightly-backup.spec.jobTemplate.spec.template.spec.restartPolicy", "Never or OnFailure"),
+    ("  schedule:", "  suspend: true\n  schedule:", "CronJob/nightly-backup.spec.suspend", "suspended"),
     ("name: nightly-backup", "name: Nightly_Backup", "CronJob/Nightly_Backup.metadata.name", "not a DNS label"),
     ("name: nightly-backup", "name: " + "n" * 53, f"CronJob/{'n' * 53}.metadata.name", "not a cron name"),
 ])
