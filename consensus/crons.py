@@ -140,6 +140,16 @@ class CreateCron:
     at: float
 
 
+@command("cron.update")
+@dataclass(frozen=True, slots=True)
+class UpdateCron:
+    """Replace a cron job's spec (applying a changed file): the runs it started and the
+    time of its last run stay, so a changed schedule never starts a time twice."""
+
+    spec: CronSpec
+    at: float
+
+
 @command("cron.delete")
 @dataclass(frozen=True, slots=True)
 class DeleteCron:
@@ -174,6 +184,22 @@ def _create(state: ClusterState, cmd: CreateCron) -> Result:
         return Result.fail(f"name: cron job {cmd.spec.name!r} already exists", 409)
     table[cmd.spec.name] = Cron(cmd.id, cmd.spec, cmd.at)
     return Result(True, value={"id": cmd.id})
+
+
+@handles(UpdateCron)
+def _update(state: ClusterState, cmd: UpdateCron) -> Result:
+    errors = cron_errors(cmd.spec)
+    if errors:
+        return Result.fail(str(errors[0]), 400)
+    problem = spec_problem(state, cmd.spec.template)
+    if problem:
+        return Result.fail(f"template.{problem.error}", problem.code)
+    table = crons(state)
+    cron = table.get(cmd.spec.name)
+    if cron is None:
+        return Result.fail(f"no such cron job {cmd.spec.name!r}", 404)
+    table[cmd.spec.name] = dataclasses.replace(cron, spec=cmd.spec)
+    return Result(True, value={"id": cron.id})
 
 
 @handles(DeleteCron)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
 
+from consensus.crons import CreateCron, DeleteCron, UpdateCron, crons
 from consensus.mesh_ports import assign_mesh_ports, published_ingress
 from consensus.nodes import nodes
 from consensus.selectors import DeleteSelector, PutSelector, port_selectors
@@ -35,6 +36,7 @@ from node.http_util import (HttpError, is_json_type, json_body, parse_count, que
 
 if TYPE_CHECKING:
     from node.manifests import Origin
+    from node.manifests.plan import CronStep
     from node.server import ShoalNode
 
 routes = web.RouteTableDef()
@@ -254,9 +256,9 @@ async def delete_service(request: web.Request) -> web.Response:
 
 @routes.post("/v1/apply")
 async def apply_document(request: web.Request) -> web.Response:
-    """Create missing services, update changed ones (and with `prune`, remove the stack's
-    services the file no longer holds); report each and the warnings. With `dry_run`,
-    report what would be done and do nothing."""
+    """Create missing services, update changed ones, then the same for cron jobs (and with
+    `prune`, remove the stack's services and cron jobs the file no longer holds); report
+    each and the warnings. With `dry_run`, report what would be done and do nothing."""
     shoal = request.app[NODE]
     text, origin = await _apply_input(request)
     flags = {k: query_flag(request.query, k) for k in ("strict", "dry_run", "prune")}
@@ -267,7 +269,8 @@ async def apply_document(request: web.Request) -> web.Response:
 
     # YAML parsing is pure Python and a large file takes a while: keep it off the loop.
     manifest = await asyncio.to_thread(partial(load_manifest, text, strict=flags["strict"], origin=origin))
-    if not (manifest.specs or manifest.attachments or manifest.warnings or flags["prune"]):
+    if not (manifest.specs or manifest.attachments or manifest.crons or manifest.warnings
+            or flags["prune"]):
         raise HttpError(400, "the document defines no services", "body")
     try:
         with shoal.raft.read() as state:
@@ -279,10 +282,11 @@ async def apply_document(request: web.Request) -> web.Response:
                 raise HttpError(409, str(exc), "ports") from None
             process_nodes = tuple(n.name for n in nodes(state).values() if n.runtime == "process")
             plan = plan_manifest(current, manifest, prune=flags["prune"],
-                                 process_nodes=process_nodes, selectors=dict(port_selectors(state)))
+                                 process_nodes=process_nodes, selectors=dict(port_selectors(state)),
+                                 crons=dict(crons(state)))
             problems = apply_problems(state, list(plan.steps), manifest.files,
                                       files_to_come=flags["dry_run"],
-                                      networks_to_come=manifest.networks)
+                                      networks_to_come=manifest.networks, cron_steps=plan.crons)
     except PlanConflict as exc:
         raise HttpError(409, exc.reason, exc.field) from None
     if problems:  # all checked before anything changes: a file that fails changes nothing
@@ -295,8 +299,9 @@ async def apply_document(request: web.Request) -> web.Response:
     answer = {"warnings": list(plan.warnings), "stack": manifest.stack,
               **({"selectors": selectors} if selectors else {})}
     if flags["dry_run"]:
+        cron_rows = [{"name": c.spec.name, "action": _DONE[c.action]} for c in plan.crons]
         return web.json_response({"services": [_planned(step) for step in plan.steps], **answer,
-                                  "dry_run": True})
+                                  **({"crons": cron_rows} if cron_rows else {}), "dry_run": True})
     network_rows = await ensure_networks(shoal, manifest.networks)
     if network_rows:
         answer["networks"] = network_rows
@@ -306,8 +311,14 @@ async def apply_document(request: web.Request) -> web.Response:
     for step in plan.steps:
         outcome = await _apply_step(shoal, step)
         (failures if "error" in outcome else results).append(outcome)
+    cron_rows = []
+    for cron_step in plan.crons:  # after the services, as a cron's template may use theirs
+        outcome = await _apply_cron(shoal, cron_step)
+        (failures if "error" in outcome else cron_rows).append(outcome)
+    if cron_rows:
+        answer["crons"] = cron_rows
     if failures:
-        done = ", ".join(f"{r['name']} {r['action']}" for r in results) or "none"
+        done = ", ".join(f"{r['name']} {r['action']}" for r in results + cron_rows) or "none"
         raise HttpError(409, "; ".join(f"{f['name']}: {f['error']}" for f in failures)
                         + f" (the others were applied: {done})")
     for name in plan.drop_selectors:
@@ -361,6 +372,18 @@ def _planned(step) -> dict:
     if step.changes:
         row["changes"] = list(step.changes)
     return row
+
+
+async def _apply_cron(shoal: ShoalNode, step: CronStep) -> dict:
+    name = step.spec.name
+    if step.action != "unchanged":
+        cmd = (CreateCron(secrets.token_hex(6), step.spec, time.time()) if step.action == "create"
+               else UpdateCron(step.spec, time.time()) if step.action == "update"
+               else DeleteCron(name, time.time()))
+        result = await shoal.control.submit(cmd)
+        if not result.ok:
+            return {"name": name, "error": result.error}
+    return {"name": name, "action": _DONE[step.action]}
 
 
 async def _apply_step(shoal: ShoalNode, step) -> dict:

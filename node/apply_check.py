@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from consensus.crons import CreateCron, UpdateCron
 from consensus.networks import CreateNetwork, networks
 from consensus.secrets import Blob, blobs
 from consensus.state import ClusterState
@@ -15,7 +16,7 @@ from node.http_util import field_of
 
 if TYPE_CHECKING:
     from node.manifests.networks import NetworkDef
-    from node.manifests.plan import ApplyStep
+    from node.manifests.plan import ApplyStep, CronStep
     from node.manifests.refs import FileSource
 
 
@@ -32,7 +33,8 @@ class ApplyProblem:
 
 def apply_problems(state: ClusterState, steps: list[ApplyStep], files: tuple[FileSource, ...],
                    *, files_to_come: bool,
-                   networks_to_come: tuple[NetworkDef, ...] = ()) -> list[ApplyProblem]:
+                   networks_to_come: tuple[NetworkDef, ...] = (),
+                   cron_steps: tuple[CronStep, ...] = ()) -> list[ApplyProblem]:
     """Every reason the apply would fail, tried on a copy of `state`. With `files_to_come`
     the secrets and configs the file defines from `file:` or `content:` count as there (the
     CLI checks and creates them after this check and before the apply); without, they must
@@ -74,4 +76,13 @@ def apply_problems(state: ClusterState, steps: list[ApplyStep], files: tuple[Fil
             field, error = field_of(result.error)
             problems.append(ApplyProblem(step.spec.name, error, result.code,
                                          f"services.{step.spec.name}.{field}" if field else None))
+    for i, cron in enumerate(cron_steps):  # after the services, as the apply makes them
+        if cron.action in ("unchanged", "remove"):
+            continue
+        result = trial.apply(CreateCron(f"trial-cron-{i}", cron.spec, 0.0) if cron.action == "create"
+                             else UpdateCron(cron.spec, 0.0))
+        if not result.ok:
+            field, error = field_of(result.error)
+            problems.append(ApplyProblem(cron.spec.name, error, result.code,
+                                         f"crons.{cron.spec.name}.{field}" if field else None))
     return problems

@@ -77,6 +77,8 @@ def _render(answer: dict) -> None:
     output.table(("SERVICE", f"{would}ACTION", "VERSION") + (("CHANGES",) if changes else ()),
                  ((s["name"], s["action"], s["version"] or "")
                   + ((",".join(s.get("changes", ())),) if changes else ()) for s in answer["services"]))
+    if answer.get("crons"):
+        output.table(("CRON JOB", f"{would}ACTION"), ((c["name"], c["action"]) for c in answer["crons"]))
     if answer.get("selectors"):  # Kubernetes Services kept without their workload
         output.table(("KUBERNETES SERVICE", "ACTION"), ((s["name"], s["action"]) for s in answer["selectors"]))
     for warning in answer["warnings"]:

@@ -54,14 +54,15 @@ async def _ps(args: argparse.Namespace, client: ShoalClient) -> int:
 
 
 async def _rm(args: argparse.Namespace, client: ShoalClient) -> int:
-    """An empty file applied with --prune: the stack's services and port selectors go, through
-    the same plan as any apply."""
+    """An empty file applied with --prune: the stack's services, port selectors and cron jobs
+    go, through the same plan as any apply."""
     done = []
     for stack in args.names:
         answer = await client.request("POST", "/v1/apply", data=b"[]", content_type="application/yaml",
                                       params={"stack": stack, "prune": "1"})
-        removed = [s["name"] for s in answer["services"] if s["action"] == "removed"]
+        removed = [("service", s["name"]) for s in answer["services"] if s["action"] == "removed"]
+        removed += [("cron job", c["name"]) for c in answer.get("crons", ()) if c["action"] == "removed"]
         if not removed and not answer.get("selectors"):
             raise UsageError(f"nothing found in stack: {stack}")
-        done += [{"stack": stack, "deleted": name} for name in removed]
-    return emit(args, done, lambda rows: print("\n".join(f"Removing service {r['deleted']}" for r in rows)))
+        done += [{"stack": stack, "kind": kind, "deleted": name} for kind, name in removed]
+    return emit(args, done, lambda rows: print("\n".join(f"Removing {r['kind']} {r['deleted']}" for r in rows)))

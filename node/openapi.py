@@ -103,7 +103,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/services/{ref}/endpoints"): Operation(
         "A service's endpoint table as this node's gossip view shows it", _SERVICE),
     ("POST", "/v1/apply"): Operation(
-        "Create or update services from a Compose file, Kubernetes documents or specs",
+        "Create or update services and cron jobs from a Compose file, Kubernetes documents or specs",
         _SERVICE, body={"application/yaml": {"type": "string"},
                         "application/json": {}},
         query=(Query("strict", "unsupported fields are errors", _FLAG),)),

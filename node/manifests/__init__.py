@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional
 
+from consensus.crons import CronSpec
 from consensus.services import ServiceSpec, SpecError, parse_service_spec
 from consensus.wire import WireError
 from node.manifests import compose, kube
@@ -68,6 +69,8 @@ class Manifest:
     # (service, target, protocol) of Compose ports with a target only: as in Swarm, each is
     # published on the mesh on a port the cluster picks (consensus.mesh_ports).
     mesh_ports: tuple[tuple[str, int, str], ...] = ()
+    # Kubernetes CronJobs: applied after the services.
+    crons: tuple[CronSpec, ...] = ()
 
 
 def load_manifest(text: str, *, strict: bool = False, origin: Origin = Origin()) -> Manifest:
@@ -108,11 +111,11 @@ def _labelled(specs: list[ServiceSpec], stack: str) -> tuple[ServiceSpec, ...]:
     return tuple(replace(s, labels={**s.labels, STACK_LABEL: stack}) for s in specs)
 
 
-def _refuse_duplicates(specs: list[ServiceSpec]) -> None:
+def _refuse_duplicates(specs: list[ServiceSpec], kind: str = "service") -> None:
     names = [s.name for s in specs]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
-        raise ManifestError("", f"service {duplicate!r} is defined twice")
+        raise ManifestError("", f"{kind} {duplicate!r} is defined twice")
 
 
 def _translate(docs: list, strict: bool, origin: Origin) -> Manifest:
@@ -143,14 +146,17 @@ def _translate(docs: list, strict: bool, origin: Origin) -> Manifest:
         files += doc_files
         nets += doc_nets
     mesh_ports = compose.mesh_ports(specs)
-    kube_specs, kube_files, attachments, kube_nets = kube.translate(r, kube_docs)
+    kube_specs, kube_files, attachments, kube_nets, crons = kube.translate(r, kube_docs)
     specs += kube_specs
     files += kube_files
     nets += [n for n in kube_nets if n.name not in {m.name for m in nets}]
     _refuse_duplicates(specs)
+    _refuse_duplicates([c.template for c in crons], "cron job")
     warnings = interpolator.warnings() + r.finish()
     if strict and warnings:
         raise ManifestError("", "unsupported fields (strict mode): " + "; ".join(warnings))
+    templates = _labelled([c.template for c in crons], stack)
     return Manifest(_labelled(specs, stack), tuple(warnings), tuple(files), attachments, stack,
                     tuple(sorted(interpolator.looked_up)), tuple(dict.fromkeys(read_files)),
-                    tuple(nets), mesh_ports)
+                    tuple(nets), mesh_ports,
+                    tuple(replace(c, template=t) for c, t in zip(crons, templates)))

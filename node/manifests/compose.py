@@ -41,11 +41,16 @@ _NOT_CARRIED = {
 }
 _DEPLOY_KEYS = {"mode", "replicas", "resources", "placement", "restart_policy", "update_config",
                 "rollback_config", "labels", "endpoint_mode"}
+# Swarm's job modes and the mode of the job each is.
+_JOB_MODES = {"replicated-job": "replicated", "global-job": "global"}
 _UPDATE_KEYS = {"parallelism", "delay", "order", "monitor", "failure_action", "max_failure_ratio"}
 # `restart:` (docker run's policy) as a Swarm restart condition.
 _RESTART = {"no": "none", "always": "any", "unless-stopped": "any", "on-failure": "on-failure"}
 # Spec fields and where they come from in the file, for errors.
 _FIELDS = {"replicas": "deploy.replicas", "mode": "deploy.mode",
+           "job.completions": "deploy.replicas", "job.parallelism": "deploy.replicas",
+           "job.backoff_limit": "deploy.restart_policy.max_attempts",
+           "job.backoff_delay": "deploy.restart_policy.delay",
            "endpoint_mode": "deploy.endpoint_mode", "restart": "deploy.restart_policy",
            "update": "deploy.update_config", "rollback": "deploy.rollback_config",
            "args": "command", "command": "entrypoint", "health": "healthcheck",
@@ -124,6 +129,8 @@ def _deploy(r: Reader, deploy: dict, where: str, plain: dict) -> None:
     for key in ("mode", "replicas", "endpoint_mode"):
         if key in deploy:
             plain[key] = deploy[key]
+    if isinstance(deploy.get("mode"), str) and deploy["mode"] in _JOB_MODES:
+        _job(deploy, where, plain)
     if "resources" in deploy:
         plain["resources"] = _resources(r, r.mapping(deploy["resources"], f"{where}.resources"),
                                         f"{where}.resources")
@@ -145,6 +152,41 @@ def _deploy(r: Reader, deploy: dict, where: str, plain: dict) -> None:
             plain[target] = config
     # Swarm puts deploy.labels on the service and `labels:` on its containers; Shoal has one set.
     plain["labels"] = {**plain.get("labels", {}), **labels(deploy.get("labels"), f"{where}.labels")}
+    if "job" in plain:  # the policy is deploy.restart_policy's, else the service's restart:
+        _job_restart(r, plain, f"{where}.restart_policy" if restart
+                     else f"{where.removesuffix('.deploy')}.restart")
+
+
+def _job(deploy: dict, where: str, plain: dict) -> None:
+    """Swarm's job modes: a replicated job needs `replicas` completions (default 1) and runs
+    them all at once (Swarm's MaxConcurrent is the replica count); a global job runs one
+    task to success on every node."""
+    plain["mode"] = _JOB_MODES[deploy["mode"]]
+    replicas = plain.pop("replicas", 1)
+    if plain["mode"] == "global":
+        plain["job"] = {"parallelism": 0}
+        return
+    if not isinstance(replicas, int) or isinstance(replicas, bool):
+        raise ManifestError(f"{where}.replicas", f"must be a count of completions, not {shown(replicas)}")
+    plain["job"] = {"completions": replicas, "parallelism": replicas}
+
+
+def _job_restart(r: Reader, plain: dict, where: str) -> None:
+    """A job's tasks restart on failure only, as in Swarm: condition `none` retries nothing,
+    `max_attempts` bounds the retries and `delay` is the first retry's wait."""
+    policy = dict(plain.get("restart") or {})
+    condition = policy.get("condition", "on-failure")
+    if condition == "any":
+        r.warnings.append(f"{where}: a job's task that succeeded is done; its tasks restart on "
+                          "failure only")
+    job = plain["job"]
+    if condition == "none":
+        job["backoff_limit"] = 0
+    elif policy.get("max_attempts"):
+        job["backoff_limit"] = policy["max_attempts"]
+    if "delay" in policy:
+        job["backoff_delay"] = parse_duration(policy["delay"], f"{where}.delay")
+    plain["restart"] = {**policy, "condition": "none" if condition == "none" else "on-failure"}
 
 
 def _restart(value: Any, where: str) -> dict:

@@ -1,7 +1,7 @@
 """Kubernetes documents into service specs, as kubectl would apply them.
 
 Deployments, StatefulSets and bare Pods are replicated services, DaemonSets global ones
-(their pod: kube_pod.py). Every workload joins one overlay network, `default`, as every pod
+(their pod: kube_pod.py), Jobs jobs, and CronJobs cron jobs whose template is their Job. Every workload joins one overlay network, `default`, as every pod
 joins the cluster's pod network, so Services reach each other by name. A `v1` Service gives
 the workloads its selector matches in the same file its ports and its name on that network,
 where it answers at the workload's VIP with `port` → `targetPort` (`clusterIP: None`: at
@@ -15,18 +15,28 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from consensus.services import ServiceSpec
+from consensus.crons import CronSpec, parse_cron_spec
+from consensus.services import ServiceSpec, SpecError
+from consensus.wire import to_plain
 from node.manifests.fields import labels, to_spec
 from node.manifests.kube_pod import NOT_CARRIED, POD_KEYS, PodData, port_number, read_container
 from node.manifests.networks import NetworkDef
 from node.manifests.reader import ManifestError, Reader, shown
 from node.manifests.refs import FileSource
+from scheduler.crons import schedule_problem
 
 _WORKLOADS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"),
-              ("v1", "Pod")}
+              ("v1", "Pod"), ("batch/v1", "Job")}
+# A Job's spec fields and the job config fields they are.
+_JOB_FIELDS = {"completions": "completions", "parallelism": "parallelism",
+               "backoffLimit": "backoff_limit", "activeDeadlineSeconds": "deadline",
+               "ttlSecondsAfterFinished": "ttl_after_finished"}
+_CRON_KEYS = {"schedule", "timeZone", "concurrencyPolicy", "startingDeadlineSeconds",
+              "successfulJobsHistoryLimit", "jobTemplate"}
 # A Pod's restartPolicy as a restart condition (a workload's pods always restart).
 _POD_RESTART = {"Always": "any", "OnFailure": "on-failure", "Never": "none"}
 # The overlay network every workload joins (Kubernetes' one pod network).
@@ -100,7 +110,10 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
     r.unsupported(meta, {"name", "labels", "annotations", "namespace"}, f"{where}.metadata")
     spec = r.mapping(doc.get("spec"), f"{where}.spec")
     known = {"selector", "template", "minReadySeconds", "revisionHistoryLimit"}
-    known |= {"updateStrategy"} if kind == "DaemonSet" else {"replicas", "strategy"}
+    if kind == "Job":
+        known = {"selector", "template", "suspend", *_JOB_FIELDS}
+    else:
+        known |= {"updateStrategy"} if kind == "DaemonSet" else {"replicas", "strategy"}
     if kind == "StatefulSet":
         known |= {"serviceName", "volumeClaimTemplates", "podManagementPolicy", "updateStrategy"}
         r.warnings.append(f"{where}: a StatefulSet runs as a replicated service: replicas get no "
@@ -122,6 +135,9 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
                              "labels": {**labels(meta.get("labels"), f"{where}.metadata.labels"), **pod_labels}}
     if kind == "DaemonSet":
         plain["mode"] = "global"
+    elif kind == "Job":
+        plain["job"] = _job(r, spec, pod, where)
+        plain["restart"] = {"condition": "on-failure"}
     else:
         plain["replicas"] = replicas
     containers = r.listing(pod.get("containers"), f"{pod_where}.containers")
@@ -148,11 +164,12 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
         plain["stop_grace_period"] = pod["terminationGracePeriodSeconds"]
     if kind == "Pod" and pod.get("restartPolicy", "Always") in _POD_RESTART:
         plain["restart"] = {"condition": _POD_RESTART[pod.get("restartPolicy", "Always")]}
-    elif pod.get("restartPolicy", "Always") != "Always":
+    elif kind != "Job" and pod.get("restartPolicy", "Always") != "Always":
         r.warnings.append(f"{pod_where}.restartPolicy: a {kind} always restarts")
     strategy_key = "strategy" if kind == "Deployment" else "updateStrategy"
-    update = _update(r, r.mapping(spec.get(strategy_key), f"{where}.spec.{strategy_key}"),
-                     replicas if isinstance(replicas, int) else 1, f"{where}.spec.{strategy_key}")
+    update = None if kind == "Job" else _update(
+        r, r.mapping(spec.get(strategy_key), f"{where}.spec.{strategy_key}"),
+        replicas if isinstance(replicas, int) else 1, f"{where}.spec.{strategy_key}")
     if "minReadySeconds" in spec:  # a new task counts once it stayed ready this long
         update = {**(update or {}), "monitor": spec["minReadySeconds"]}
     if update:
@@ -162,12 +179,79 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
         if _selects(service, pod_labels):
             _publish(r, service, service_where, plain, named)
     return to_spec(plain, where, {"name": "metadata.name", "replicas": "spec.replicas",
+                                  **{f"job.{v}": f"spec.{k}" for k, v in _JOB_FIELDS.items()},
                                   "image": "spec.template.spec.containers[0].image",
                                   "update": f"spec.{strategy_key}",
                                   "container": "spec.template.spec.containers[0]",
                                   "container.user": "spec.template.spec.containers[0].securityContext.runAsUser",
                                   "container.read_only":
                                   "spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem"})
+
+
+def _job(r: Reader, spec: dict, pod: dict, where: str) -> dict:
+    """A Job's counts and times as a job config. Its pods must not restart forever: with
+    `Never` a failed pod is replaced, with `OnFailure` restarted; both count towards
+    `backoffLimit`, and Shoal retries a failed task either way."""
+    if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+        raise ManifestError(f"{where}.spec.template.spec.restartPolicy", "a Job's pods need "
+                            f"restartPolicy Never or OnFailure, not {shown(pod.get('restartPolicy', 'Always'))}")
+    _refuse_suspended(spec, where)
+    if "completions" not in spec and spec.get("parallelism", 1) != 1:
+        r.warnings.append(f"{where}.spec.completions: without it Kubernetes runs a work queue (done "
+                          "when one pod succeeds); Shoal needs one success, with parallelism as given")
+    return {target: spec[source] for source, target in _JOB_FIELDS.items() if source in spec}
+
+
+def _cron(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[dict, str]]) -> CronSpec:
+    """A CronJob: its job template is translated as a Job named after it."""
+    r.unsupported(doc, {"apiVersion", "kind", "metadata", "spec"}, where)
+    meta = r.mapping(doc.get("metadata"), f"{where}.metadata")
+    spec = r.mapping(doc.get("spec"), f"{where}.spec")
+    r.unsupported(spec, _CRON_KEYS | {"suspend"}, f"{where}.spec")
+    _refuse_suspended(spec, where)
+    template = r.mapping(spec.get("jobTemplate"), f"{where}.spec.jobTemplate")
+    r.unsupported(template, {"metadata", "spec"}, f"{where}.spec.jobTemplate")
+    job_meta = r.mapping(template.get("metadata"), f"{where}.spec.jobTemplate.metadata")
+    job_doc = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": meta.get("name"), "labels": {**r.mapping(meta.get("labels"), f"{where}.metadata.labels"),
+                                                                 **r.mapping(job_meta.get("labels"), f"{where}.spec.jobTemplate.metadata.labels")}},
+               "spec": template.get("spec")}
+    try:
+        job = to_plain(_workload(r, job_doc, data, f"{where}.spec.jobTemplate", services))
+    except ManifestError as exc:  # the run's name is the CronJob's
+        if exc.field != f"{where}.spec.jobTemplate.metadata.name":
+            raise
+        raise ManifestError(f"{where}.metadata.name", exc.reason) from None
+    del job["name"]
+    policy = spec.get("concurrencyPolicy", "Allow")
+    if policy not in ("Allow", "Forbid", "Replace"):
+        raise ManifestError(f"{where}.spec.concurrencyPolicy", f"must be Allow, Forbid or Replace, not {shown(policy)}")
+    plain = {"name": meta.get("name"), "schedule": spec.get("schedule"), "template": job,
+             "timezone": spec.get("timeZone", "UTC"), "concurrency": policy.lower(),
+             "starting_deadline": spec.get("startingDeadlineSeconds", 0),
+             "history": spec.get("successfulJobsHistoryLimit", 3)}
+    try:
+        cron = parse_cron_spec(plain)
+    except SpecError as exc:
+        raise ManifestError(f"{where}.{_CRON_FIELDS.get(exc.field, exc.field)}", exc.reason) from None
+    problem = schedule_problem(cron.schedule, cron.timezone, time.time())
+    if problem:
+        field, _, reason = problem.partition(": ")
+        raise ManifestError(f"{where}.{_CRON_FIELDS[field]}", reason)
+    return cron
+
+
+def _refuse_suspended(spec: dict, where: str) -> None:
+    """A suspended Job or CronJob must not run, and Shoal cannot hold one: refused, never run."""
+    if spec.get("suspend") not in (None, False):
+        raise ManifestError(f"{where}.spec.suspend", "Shoal cannot hold a suspended job or cron "
+                            "job: leave it out of the file until it should run")
+
+
+# CronSpec fields and the CronJob's fields they come from, for errors.
+_CRON_FIELDS = {"name": "metadata.name", "schedule": "spec.schedule", "timezone": "spec.timeZone",
+                "concurrency": "spec.concurrencyPolicy", "starting_deadline": "spec.startingDeadlineSeconds",
+                "history": "spec.successfulJobsHistoryLimit", "template": "spec.jobTemplate"}
 
 
 def _selector(service: dict) -> dict[str, str]:
@@ -295,10 +379,11 @@ def _data(r: Reader, doc: dict, where: str) -> dict[str, bytes]:
 
 
 def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[FileSource, ...],
-                                                   tuple[Attachment, ...], tuple[NetworkDef, ...]]:
+                                                   tuple[Attachment, ...], tuple[NetworkDef, ...],
+                                                   tuple[CronSpec, ...]]:
     """The workloads as specs, the ConfigMaps' and Secrets' files, the Services kept without
-    their workload, and the network they all join (when there is any of them)."""
-    services, workloads, files = [], [], []
+    their workload, the network they all join (when there is any of them) and the CronJobs."""
+    services, workloads, files, cron_docs = [], [], [], []
     data = PodData({}, {})
     for doc in docs:
         api, kind, where = _text(doc.get("apiVersion")), _text(doc.get("kind")), _where(doc)
@@ -318,12 +403,15 @@ def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[Fil
             (data.configs if kind == "ConfigMap" else data.secrets)[name] = content
             files += [FileSource("config" if kind == "ConfigMap" else "secret", f"{name}.{key}",
                                  f"{where}.data.{key}", content=value) for key, value in content.items()]
+        elif (api, kind) == ("batch/v1", "CronJob"):
+            cron_docs.append((doc, where))
         elif (api, kind) == ("v1", "PersistentVolumeClaim"):
             r.warnings.append(f"{where}: a claim is the local named volume of that name on each "
                               "node that runs a task mounting it; its size and class are not enforced")
         else:
             r.warnings.append(f"{where}: {shown(api)} {shown(kind)} is not supported, skipped")
     specs = [_workload(r, doc, data, where, services) for doc, where in workloads]
+    crons = tuple(_cron(r, doc, data, where, services) for doc, where in cron_docs)
     attachments = []
     for service, where in services:
         pods = [(((_as_workload(d).get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
@@ -341,4 +429,5 @@ def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[Fil
             continue
         attachments.append(Attachment(_service_name(service, where), where, selector,
                                       tuple(_service_ports(r, service, where, {})), _headless(service)))
-    return specs, tuple(files), tuple(attachments), (NETWORK,) if specs or attachments else ()
+    return (specs, tuple(files), tuple(attachments),
+            (NETWORK,) if specs or attachments or crons else (), crons)

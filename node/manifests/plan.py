@@ -3,8 +3,8 @@ plan (or, for a dry run, shows it).
 
 Only changed specs are written, so applying the same file twice changes nothing the second
 time. Services applied from one file are a stack (label `com.docker.stack.namespace`): a
-service of another stack is never taken over, and `prune` removes the stack's services (and
-port selectors) that the file no longer holds. A Kubernetes Service without its workload in
+service (or cron job) of another stack is never taken over, and `prune` removes the stack's
+services (and port selectors and cron jobs) that the file no longer holds. A Kubernetes Service without its workload in
 the file is kept as a port selector: its ports go to the services whose labels hold its
 selector, those in the cluster now and those applied later, with its name on the
 Kubernetes workloads' network.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from consensus.crons import Cron, CronSpec
 from consensus.selectors import PortSelector
 from consensus.services import PortSpec, ServiceSpec, SpecError, parse_service_spec
 from consensus.tasks import Service
@@ -36,11 +37,18 @@ class ApplyStep:
 
 
 @dataclass(frozen=True, slots=True)
+class CronStep:
+    spec: CronSpec
+    action: ApplyAction
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyPlan:
     steps: tuple[ApplyStep, ...]
     warnings: tuple[str, ...]
     keep_selectors: tuple[PortSelector, ...] = ()  # written before the steps
     drop_selectors: tuple[str, ...] = ()  # removed after them
+    crons: tuple[CronStep, ...] = ()  # applied after the services
 
 
 class PlanConflict(Exception):
@@ -119,13 +127,35 @@ def _with_ports(spec: ServiceSpec, selectors: list[PortSelector]) -> ServiceSpec
                            f"cannot publish on service {spec.name!r}: {exc.field}: {exc.reason}") from None
 
 
+def plan_crons(current: dict[str, Cron], specs: tuple[CronSpec, ...], stack: str,
+               prune: bool) -> list[CronStep]:
+    """Create, update or leave each cron job (never one of another stack), and with `prune`
+    remove the stack's cron jobs the file no longer holds."""
+    steps = []
+    for spec in specs:
+        cron = current.get(spec.name)
+        theirs = cron.spec.template.labels.get(STACK_LABEL, "") if cron else ""
+        if theirs and theirs != stack:
+            raise PlanConflict(spec.name, f"cron job {spec.name!r} belongs to stack {theirs!r}: remove "
+                               f"it (shoal stack rm {theirs}) or rename it in this file")
+        steps.append(CronStep(spec, "create" if cron is None else
+                              "unchanged" if cron.spec == spec else "update"))
+    if prune:
+        wanted = {spec.name for spec in specs}
+        steps += [CronStep(c.spec, "remove") for c in current.values()
+                  if c.spec.template.labels.get(STACK_LABEL) == stack and c.name not in wanted]
+    return steps
+
+
 def plan_manifest(current: dict[str, Service], manifest: Manifest, *, prune: bool = False,
                   process_nodes: tuple[str, ...] = (),
-                  selectors: dict[str, PortSelector] | None = None) -> ApplyPlan:
+                  selectors: dict[str, PortSelector] | None = None,
+                  crons: dict[str, Cron] | None = None) -> ApplyPlan:
     """The whole plan for a manifest: its specs with the ports their port selectors give,
-    the services in the cluster its new selectors pick up, and with `prune` the removal of
-    its stack's services and selectors that it no longer holds. `process_nodes` names the
-    nodes that run the process runtime; `selectors` are the port selectors in the cluster."""
+    the services in the cluster its new selectors pick up, its cron jobs, and with `prune`
+    the removal of its stack's services, selectors and cron jobs that it no longer holds.
+    `process_nodes` names the nodes that run the process runtime; `selectors` are the port
+    selectors and `crons` the cron jobs in the cluster."""
     held = dict(selectors or {})
     stack = manifest.stack
     warnings = list(manifest.warnings) + runtime_warnings(manifest.specs, list(process_nodes))
@@ -159,4 +189,5 @@ def plan_manifest(current: dict[str, Service], manifest: Manifest, *, prune: boo
         kept = {s.name for s in keep}
         drop = [name for name, s in held.items() if s.stack == stack and name not in kept]
     changed = [s for s in keep if held.get(s.name) != s]
-    return ApplyPlan(tuple(steps), tuple(warnings), tuple(changed), tuple(drop))
+    cron_steps = plan_crons(crons or {}, manifest.crons, stack, prune)
+    return ApplyPlan(tuple(steps), tuple(warnings), tuple(changed), tuple(drop), tuple(cron_steps))

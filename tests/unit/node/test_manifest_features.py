@@ -294,17 +294,17 @@ spec:
     assert any("StatefulSet runs as a replicated service" in w for w in manifest.warnings)
 
 
-def test_a_service_alone_is_an_attachment_and_jobs_are_skipped_with_a_warning():
+def test_a_service_alone_is_an_attachment_and_other_kinds_are_skipped_with_a_warning():
     text = ("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n"
-            "  ports: [{port: 80, targetPort: 8080}]\n---\napiVersion: batch/v1\nkind: Job\n"
-            "metadata: {name: migrate}\n")
+            "  ports: [{port: 80, targetPort: 8080}]\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\n"
+            "metadata: {name: web}\n")
     manifest = load_manifest(text)
     assert manifest.specs == ()
     (attachment,) = manifest.attachments
     # ClusterIP (the default) is reachable inside the cluster only, at the VIP's port 80: not published.
     assert (attachment.selector, attachment.ports) == ({"app": "web"}, ({"target": 8080, "protocol": "tcp",
                                                                           "vip_port": 80},))
-    assert manifest.warnings == ("Job/migrate: 'batch/v1' 'Job' is not supported, skipped",)
+    assert manifest.warnings == ("PodDisruptionBudget/web: 'policy/v1' 'PodDisruptionBudget' is not supported, skipped",)
     nodeport = load_manifest(text.replace("  selector:", "  type: NodePort\n  selector:"))
     assert nodeport.attachments[0].ports == ({"target": 8080, "published": 80, "protocol": "tcp", "vip_port": 80},)
 
