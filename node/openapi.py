@@ -20,6 +20,7 @@ from typing import Any, Literal, Union
 
 from aiohttp import web
 
+from consensus.crons import CronSpec
 from consensus.services import SHORTHAND_FIELDS, ServiceSpec
 from node.api_cluster import NodePatch, RaftRole
 from node.join import JoinRequest
@@ -107,6 +108,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         _SERVICE, body={"application/yaml": {"type": "string"},
                         "application/json": {}},
         query=(Query("strict", "unsupported fields are errors", _FLAG),)),
+    ("POST", "/v1/services/{ref}/promote"): Operation(
+        "Go on with an update waiting in its canary phase", _SERVICE),
+    ("POST", "/v1/services/{ref}/rebalance"): Operation(
+        "Move tasks to spread the service over its nodes again", _SERVICE),
+    ("GET", "/v1/jobs"): Operation("Every job with its completions and tasks", "jobs"),
+    ("POST", "/v1/jobs"): Operation("Run a job (a service spec whose tasks run to completion)",
+                                    "jobs", body=ServiceSpec, created=True),
+    ("GET", "/v1/jobs/{ref}"): Operation("One job, with each task's attempt, exit code and reason",
+                                         "jobs"),
+    ("DELETE", "/v1/jobs/{ref}"): Operation("Remove a job and stop its tasks", "jobs"),
+    ("GET", "/v1/crons"): Operation("Every cron job with its last and next runs", "crons"),
+    ("POST", "/v1/crons"): Operation("Create a cron job", "crons", body=CronSpec, created=True),
+    ("GET", "/v1/crons/{name}"): Operation("One cron job with its runs", "crons"),
+    ("DELETE", "/v1/crons/{name}"): Operation("Remove a cron job", "crons"),
+    ("GET", "/v1/networks"): Operation("Overlay networks", "networks"),
+    ("POST", "/v1/networks"): Operation(
+        "Create an overlay network", "networks", created=True,
+        body={"type": "object", "required": ["name"], "additionalProperties": False,
+              "properties": {"name": {"type": "string"}, "subnet": {"type": "string"},
+                             "internal": {"type": "boolean"}, "attachable": {"type": "boolean"},
+                             "labels": {"type": "object",
+                                        "additionalProperties": {"type": "string"}},
+                             "exist_ok": {"type": "boolean"}}}),
+    ("GET", "/v1/networks/{name}"): Operation("One network with the services on it", "networks"),
+    ("DELETE", "/v1/networks/{name}"): Operation("Remove a network", "networks"),
+    ("GET", "/v1/overlay"): Operation("This node's overlay: peers, leases, VIPs and problems",
+                                      "networks"),
     ("GET", "/v1/tasks"): Operation("Tasks, of one service or all", "tasks",
                                     query=(Query("service", "a service's name or id"),)),
     ("GET", "/v1/tasks/{id}/logs"): Operation(
