@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shoal: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Unreachable as exc:
-        print(f"shoal: {exc}\n  (is a node running there? `shoal dev` starts a local cluster; "
+        print(f"shoal: {exc} (is a node running there? `shoal dev` starts a local cluster; "
               f"--addr or SHOAL_ADDR points at another node)", file=sys.stderr)
         return EXIT_USAGE
     except ApiError as exc:

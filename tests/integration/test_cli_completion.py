@@ -38,7 +38,9 @@ async def test_bash_completes_commands_flags_and_live_names(tmp_path):
         async with cluster.nodes[0].client() as client:
             await client.post("/v1/services", {"name": "web", "image": "process", "replicas": 0,
                                                "command": ["sleep", "60"]})
-        env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SHOAL_ADDR=addr)
+        # Live names come from the node the CLI reaches, with the token TCP needs.
+        env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SHOAL_ADDR=addr,
+                   SHOAL_TOKEN=cluster.nodes[0].api_token)
 
         def complete(*words: str) -> list[str]:
             run = subprocess.run(["bash", "-c", COMPLETE, "complete", str(script), *words],
