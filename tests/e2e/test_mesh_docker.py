@@ -126,7 +126,7 @@ async def test_a_container_resolves_a_service_by_name_and_reaches_it_through_the
     # A node advertising another address: reached here through its socket, without a token.
     client = ShoalClient(node.socket)
     async with client:
-        await wait_for(lambda: client.get("/v1/cluster"), what="the node to answer")
+        await wait_for(lambda: client.get("/healthz"), what="the node to hold the state")
         await client.post("/v1/services", {
             "name": "web", "image": busybox_image, "command": HTTPD,
             "ports": [f"{PUBLISHED}:80"], "health": HTTP_CHECK})
