@@ -13,7 +13,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 from consensus.codec import command
 from consensus.services import ServiceSpec, SpecError, parse_service_spec
@@ -171,14 +171,22 @@ class FireCron:
     at: float
 
 
-@handles(CreateCron)
-def _create(state: ClusterState, cmd: CreateCron) -> Result:
-    errors = cron_errors(cmd.spec)
+def _cron_problem(state: ClusterState, spec: CronSpec) -> Optional[Result]:
+    """Why `spec` cannot be a cron job in this state: its own fields, then its template's."""
+    errors = cron_errors(spec)
     if errors:
         return Result.fail(str(errors[0]), 400)
-    problem = spec_problem(state, cmd.spec.template)
+    problem = spec_problem(state, spec.template)
     if problem:
         return Result.fail(f"template.{problem.error}", problem.code)
+    return None
+
+
+@handles(CreateCron)
+def _create(state: ClusterState, cmd: CreateCron) -> Result:
+    problem = _cron_problem(state, cmd.spec)
+    if problem:
+        return problem
     table = crons(state)
     if cmd.spec.name in table:
         return Result.fail(f"name: cron job {cmd.spec.name!r} already exists", 409)
@@ -188,12 +196,9 @@ def _create(state: ClusterState, cmd: CreateCron) -> Result:
 
 @handles(UpdateCron)
 def _update(state: ClusterState, cmd: UpdateCron) -> Result:
-    errors = cron_errors(cmd.spec)
-    if errors:
-        return Result.fail(str(errors[0]), 400)
-    problem = spec_problem(state, cmd.spec.template)
+    problem = _cron_problem(state, cmd.spec)
     if problem:
-        return Result.fail(f"template.{problem.error}", problem.code)
+        return problem
     table = crons(state)
     cron = table.get(cmd.spec.name)
     if cron is None:

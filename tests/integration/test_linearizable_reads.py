@@ -14,7 +14,6 @@ import signal
 import aiohttp
 import pytest
 
-from node.localcluster import LocalCluster
 from tests.integration.cluster_support import shoal
 from tests.safety.checker import not_linearizable
 from tests.safety.harness import ReadResult
@@ -29,11 +28,8 @@ CLIENTS = 6
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    made = LocalCluster(str(tmp_path), 3)
-    yield made
-    made.stop()
-    print(made.logs())
+def cluster(fresh):
+    return fresh(3)
 
 
 async def _clients(api: ShoalApi, names: list[str], recorder: HistoryRecorder,

@@ -8,18 +8,14 @@ import time
 
 import pytest
 
-from node.localcluster import LocalCluster
 from tests.integration.cluster_support import until_voters
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    made = LocalCluster(str(tmp_path), 3)
-    yield made
-    made.stop()
-    print(made.logs())
+def cluster(fresh):
+    return fresh(3)
 
 
 async def test_a_write_forwarded_to_a_paused_leader_fails_over_to_the_new_one(cluster):
