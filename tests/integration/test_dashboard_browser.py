@@ -60,12 +60,14 @@ async def test_the_dashboard_shows_a_live_cluster_and_scales_a_service(tmp_path)
     try:
         async with started_cluster(str(tmp_path), 2, ["--runtime", "process"]) as cluster:
             addr = f"http://{cluster.nodes[1].api}"
-            driver.get(f"{addr}/ui")
+            # As `shoal dev` prints it: the page takes the API token from its address.
+            driver.get(f"{addr}/ui#token={cluster.nodes[1].api_token}")
             await asyncio.to_thread(_until, lambda: set(_rows(driver, "nodes")) == {"n1", "n2"},
                                     15, "both nodes listed")
             assert "ready" in _rows(driver, "nodes")["n1"]
             create = subprocess.run(
-                [sys.executable, "-m", "node", "--addr", addr, "service", "create", "--name",
+                [sys.executable, "-m", "node", "--addr", addr, "--token", cluster.nodes[1].api_token,
+                 "service", "create", "--name",
                  "web", "--replicas", "1", "process", "sleep", "300"],
                 capture_output=True, text=True, timeout=30)
             assert create.returncode == 0, create.stderr

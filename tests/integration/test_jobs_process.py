@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.localcluster import LocalCluster, auth_for, wait_for
 from tests.integration.cluster_support import SETTLE, must, process_cluster, shoal
 
 pytestmark = pytest.mark.timeout(150)
@@ -114,8 +115,10 @@ async def test_a_killed_nodes_unfinished_task_runs_again_elsewhere(fresh):
 
 
 async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
+    """A request as an API client sends it, with the token and a JSON Content-Type."""
+    headers = {"Content-Type": "application/json", **auth_for(urlsplit(url).netloc)}
     async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, **kwargs) as resp:
+        async with session.request(method, url, headers=headers, **kwargs) as resp:
             return resp.status, await resp.json(content_type=None)
 
 
