@@ -308,7 +308,7 @@ class ShoalNode:
             except (ApiError, Unreachable, asyncio.TimeoutError):
                 continue
             if answer.get("this_node", {}).get("is_leader"):
-                return {node.raft_address, *answer["this_node"]["raft_partners"]}
+                return {other.raft_address, *answer["this_node"]["raft_partners"]}
         return None
 
     def request_stop(self, reason: str) -> None:
