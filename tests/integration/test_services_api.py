@@ -276,7 +276,7 @@ async def test_compose_file_applies_reapplies_unchanged_and_strict_refuses(singl
     assert first.returncode == 0, first.stderr
     rows = [line.split() for line in first.stdout.splitlines()[1:]]
     assert rows == [["api", "created", "1"], ["worker", "created", "1"]]
-    assert "warning: services.api.cap_add: not supported, ignored" in first.stderr
+    assert "warning: services.api.cap_add: capabilities are not granted" in first.stderr
     api = await single.get(0, "/v1/services/api")
     assert api["spec"]["replicas"] == 2 and api["spec"]["restart"]["condition"] == "on-failure"
     assert (await single.get(0, "/v1/services/worker"))["spec"]["mode"] == "global"
