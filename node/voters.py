@@ -99,6 +99,8 @@ class NotCaughtUp(Exception):
 
 # A member whose promotion failed is passed over by autopilot for this long.
 PROMOTION_BACKOFF = 30.0
+# How long a promotion waits for the member to hold the state and hear the leader.
+CATCH_UP_PATIENCE = 5.0
 
 
 class VoterManager:
@@ -248,19 +250,30 @@ class VoterManager:
                 await self._tell_role(node, "member", voters)
             raise
 
-    async def _check_caught_up(self, node: Node) -> None:
+    async def _check_caught_up(self, node: Node, patience: float = CATCH_UP_PATIENCE) -> None:
         """A node commits its registration before its API is up, and may still be receiving
-        the state: promote only one that answers, holds the state and hears this leader."""
+        the state: promote only one that answers, holds the state and hears this leader. A
+        member whose replica just restarted (a demotion a moment ago) hears the leader again
+        within a second or so: wait that long before refusing."""
         client = self._control.client_for(node)
-        try:
-            health = await client.get("/healthz")
-        except ApiError as exc:  # 503 while it catches up
-            raise NotCaughtUp(f"{node.name} is not ready to vote: {exc.message}") from None
-        if not health.get("caught_up", False):
-            raise NotCaughtUp(f"{node.name} is not ready to vote: {health.get('sync')}")
-        if health.get("leader") != self._raft.address:
-            raise NotCaughtUp(f"{node.name} is not ready to vote: it does not hear this leader "
-                              f"(it names {health.get('leader')!r})")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while True:
+            try:
+                health = await client.get("/healthz")
+            except ApiError as exc:  # 503 while it catches up
+                reason = exc.message
+            else:
+                if not health.get("caught_up", False):
+                    reason = str(health.get("sync"))
+                elif health.get("leader") != self._raft.address:
+                    reason = (f"it does not hear this leader (it names "
+                              f"{health.get('leader')!r})")
+                else:
+                    return
+            if loop.time() >= deadline:
+                raise NotCaughtUp(f"{node.name} is not ready to vote: {reason}")
+            await asyncio.sleep(0.2)
 
     async def _demote(self, node: Node) -> None:
         if node.raft_address in self._raft.status().partners:
