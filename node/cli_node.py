@@ -276,8 +276,14 @@ async def _update(args, client: ShoalClient) -> int:
 
 
 async def _role_change(args, client: ShoalClient) -> int:
+    """The node's new role and the voter set it left: a promotion at the target size
+    demotes another voter in exchange, and the operator should see which."""
     node = await client.post(f"/v1/nodes/{args.ref}/{args.verb}")
-    return emit(args, node, lambda n: print(f"{n['name']} is now a {n['role']}"))
+    if args.output == "json":
+        return emit(args, node, lambda n: None)
+    voters = sorted(n["name"] for n in await client.get("/v1/nodes") if n["role"] == "voter")
+    print(f"{node['name']} is now a {node['role']}; voters: {', '.join(voters)}")
+    return 0
 
 
 async def _rm(args, client: ShoalClient) -> int:

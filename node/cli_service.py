@@ -492,8 +492,11 @@ async def _ls(args, client: ShoalClient) -> int:
 
 
 def task_error(task: dict) -> str:
+    """One line for a table cell: a health check's output can run to several lines (curl's
+    progress meter), which `service inspect` and `-o json` show whole."""
     if task["error"]:
-        return task["error"]
+        lines = task["error"].strip().splitlines() or [""]
+        return lines[0] + (" ..." if len(lines) > 1 else "")
     return f"pending: {task['pending_reason']}" if task["pending_reason"] else ""
 
 

@@ -55,6 +55,10 @@ async def test_promote_demote_and_remove_nodes(tmp_path):
         roles = await _roles(cluster, 0)
         assert roles[voter] == "voter" and roles[leader] == "voter"
         assert sum(r == "voter" for r in roles.values()) == 3
+        # It says which voters there are now, so the one that stepped down in exchange shows.
+        said, _, listed = promoted.stdout.strip().partition("; voters: ")
+        assert said == f"{voter} is now a voter"
+        assert listed.split(", ") == sorted(n for n, r in roles.items() if r == "voter")
 
         # The leader cannot be demoted from under itself.
         refused = shoal("node", "demote", leader, addr=addr)

@@ -179,6 +179,9 @@ def test_the_error_column_shows_errors_and_pending_reasons():
     assert task_error({**base, "error": "exit status 1"}) == "exit status 1"
     assert task_error({**base, "pending_reason": "insufficient memory on 3 nodes"}) == \
         "pending: insufficient memory on 3 nodes"
+    # A health check's multi-line output keeps a table's rows one line each.
+    meter = "exit status 7:   % Total    % Received\n  0     0    0     0\ncurl: (7) refused\n"
+    assert task_error({**base, "error": meter}) == "exit status 7:   % Total    % Received ..."
 
 
 def _listed(name: str, **spec) -> dict:
