@@ -201,8 +201,15 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
     from node import config as cfg
     from node.client import ApiError, Unreachable
     from node.runtime.select import RuntimeUnavailable, select_driver
+    from node.ports import port_taken
     from node.security import TokenError
 
+    # Before anything is written: a node that cannot serve its API must not have joined or
+    # made a cluster identity that a later start would reuse.
+    taken = port_taken(config.advertise, config.api_port)
+    if taken:
+        print(f"shoal: {taken} (--api-port picks another)", file=sys.stderr)
+        return 2
     # Files the node creates (Raft journal and dump, task logs, records) are its own alone;
     # tasks get the usual 022 back (see the process driver).
     os.umask(0o077)

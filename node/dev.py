@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 
 from node.localcluster import NodeProc, stop_all
+from node.ports import port_taken
 
 
 def wait_healthy(address: str, timeout: float = 30.0, *, answering: bool = False) -> bool:
@@ -82,6 +83,11 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
                       prefix="node", image_pull="missing")
              for i in range(1, count + 1)]
     restarting = os.path.exists(os.path.join(nodes[0].data_dir, "node.json"))
+    # Another dev cluster on these addresses would answer every health check for ours.
+    taken = next(filter(None, (port_taken(n.address, api_port) for n in nodes)), "")
+    if taken:
+        print(f"shoal dev: {taken} (stop it, or pick another --api-port)", file=sys.stderr)
+        return 1
     try:
         for node in nodes:
             token = None
