@@ -107,7 +107,8 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
                 return 1
         # The dashboard's page reads the API token from its address's fragment, which the
         # browser keeps to itself (it is never sent to a server).
-        print(f"Shoal dev cluster: {count} node(s) on 127.0.0.1-127.0.0.{count}, "
+        where = "127.0.0.1" if count == 1 else f"127.0.0.1-127.0.0.{count}"
+        print(f"Shoal dev cluster: {count} node(s) on {where}, "
               f"API port {api_port}; logs and data in {base_dir}; dashboard "
               f"http://127.0.0.1:{api_port}/ui#token={nodes[0].api_token}")
         if demo_port:
