@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from node.cli_rollout import parse_sse
-from node.client import ApiError
+from node.client import ApiError, Unreachable
 from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, started_cluster,
                               wait_for)
 
@@ -56,9 +56,17 @@ async def settled(cluster: LocalCluster, version: int, state: str, runs: tuple[i
 
 
 async def collect_events(cluster: LocalCluster, into: list[dict]) -> None:
+    """Follow the service's events as a watcher does: a node that cannot serve yet (it has
+    not heard a leader: a 503) is asked again, resuming after the last event seen."""
     async with cluster.nodes[2].client() as client:
-        async for _kind, data in parse_sse(client.stream_lines("/v1/events", service="web")):
-            into.append(data)
+        while True:
+            since = {"since": into[-1]["seq"]} if into and "seq" in into[-1] else {}
+            try:
+                async for _kind, data in parse_sse(
+                        client.stream_lines("/v1/events", service="web", **since)):
+                    into.append(data)
+            except (ApiError, Unreachable):
+                await asyncio.sleep(0.2)
 
 
 async def test_update_replaces_in_batches_and_rollback_restores_the_old_spec(trio):
