@@ -15,7 +15,7 @@ import secrets
 import time
 from collections import Counter, defaultdict
 from functools import partial
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from aiohttp import web
 
@@ -228,22 +228,24 @@ async def rollback_service(request: web.Request) -> web.Response:
     return _answer(shoal, service.name)
 
 
+async def _act_on(request: web.Request, command: Callable[[str, float], Any]) -> web.Response:
+    """Commit `command(name, now)` for the service the path names; answer the service."""
+    shoal = request.app[NODE]
+    service = _service_or_404(shoal, request.match_info["ref"])
+    result_or_raise(await shoal.control.submit(command(service.name, time.time())))
+    return _answer(shoal, service.name)
+
+
 @routes.post("/v1/services/{ref}/promote")
 async def promote_service(request: web.Request) -> web.Response:
     """Go on with an update waiting in its canary phase."""
-    shoal = request.app[NODE]
-    service = _service_or_404(shoal, request.match_info["ref"])
-    result_or_raise(await shoal.control.submit(PromoteService(service.name, time.time())))
-    return _answer(shoal, service.name)
+    return await _act_on(request, PromoteService)
 
 
 @routes.post("/v1/services/{ref}/rebalance")
 async def rebalance_service(request: web.Request) -> web.Response:
     """Move tasks to spread the service over its nodes again (scheduler.rebalance)."""
-    shoal = request.app[NODE]
-    service = _service_or_404(shoal, request.match_info["ref"])
-    result_or_raise(await shoal.control.submit(RequestRebalance(service.name, time.time())))
-    return _answer(shoal, service.name)
+    return await _act_on(request, RequestRebalance)
 
 
 @routes.delete("/v1/services/{ref}")
