@@ -76,6 +76,10 @@ class NodeConfig:
         return f"{self.advertise}:{self.raft_port}"
 
     @property
+    def api_address(self) -> str:
+        return f"{self.advertise}:{self.api_port}"
+
+    @property
     def host_names(self) -> tuple[str, ...]:
         return ("localhost", socket.gethostname(), *self.api_hosts)
 
@@ -102,6 +106,9 @@ class Identity:
     # The node's own key (hex): calls between nodes carry it, and its hash is in the node's
     # record, so no other node and no API token holder can act as this node.
     node_key: str = ""
+    # API addresses of the voters last seen: whom a restarted node asks about its cluster
+    # while its replica, which applies nothing before it hears a leader, knows no one.
+    voter_apis: tuple[str, ...] = ()
 
     @property
     def keys(self) -> ClusterKeys:

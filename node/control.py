@@ -64,11 +64,14 @@ class ControlPlane:
         return leader
 
     def client_for(self, node: Node) -> ShoalClient:
-        client = self._clients.get(node.api_address)
+        return self.client_at(node.api_address)
+
+    def client_at(self, api_address: str) -> ShoalClient:
+        client = self._clients.get(api_address)
         if client is None:
-            client = ShoalClient(node.api_address, self._api_token, timeout=WRITE_TIMEOUT,
+            client = ShoalClient(api_address, self._api_token, timeout=WRITE_TIMEOUT,
                                  headers=self._credentials.headers)
-            self._clients[node.api_address] = client
+            self._clients[api_address] = client
         return client
 
     async def close(self) -> None:

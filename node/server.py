@@ -299,16 +299,22 @@ class ShoalNode:
                 await self.set_raft_role("member", sorted(voters))
 
     async def _leaders_voter_set(self) -> Optional[set[str]]:
+        """The leader's voter set (Raft addresses), asked of every other node this node knows:
+        those in its replica and the voters it last saw (the replica of a restarted node
+        applies nothing before it hears a leader, so it may know no one else)."""
         with self.raft.read() as state:
-            known = [n for n in nodes(state).values() if n.id != self.node_id]
-        for other in known:
+            known = {n.api_address for n in nodes(state).values() if n.id != self.node_id}
+        known.update(self.identity.voter_apis)
+        known.discard(self.config.api_address)
+        for address in sorted(known):
             try:
                 answer = await asyncio.wait_for(
-                    self.control.client_for(other).get("/v1/cluster"), 2.0)
+                    self.control.client_at(address).get("/v1/cluster"), 2.0)
             except (ApiError, Unreachable, asyncio.TimeoutError):
                 continue
-            if answer.get("this_node", {}).get("is_leader"):
-                return {other.raft_address, *answer["this_node"]["raft_partners"]}
+            this = answer.get("this_node", {})
+            if this.get("is_leader"):
+                return {this["raft_address"], *this["raft_partners"]}
         return None
 
     def request_stop(self, reason: str) -> None:
@@ -419,10 +425,13 @@ class ShoalNode:
         while True:
             seen = await self.raft.wait_changed(seen)
             with self.raft.read() as state:
-                addresses = tuple(v.raft_address for v in voters(state))
-            if addresses and (addresses != self.identity.voters
+                seated = voters(state)
+            addresses = tuple(v.raft_address for v in seated)
+            apis = tuple(v.api_address for v in seated)
+            if addresses and (addresses != self.identity.voters or apis != self.identity.voter_apis
                               or self.raft.role != self.identity.role):
                 self._save_identity(dataclasses.replace(self.identity, voters=addresses,
+                                                        voter_apis=apis,
                                                         role=self.raft.role))
 
     def _save_identity(self, identity: Identity) -> None:
