@@ -25,6 +25,7 @@ from netoverlay.overlay.plan import overlay_mtu, plan_links, steps
 from netoverlay.overlay.resolver import NetworkResolver
 from netoverlay.overlay.types import DEFAULT_VXLAN_PORT, NodeOverlay, OverlayNetwork
 from node.overlay.docker_networks import DockerNetworks
+from node.overlay.memberships import EngineMemberships
 from node.overlay.view import node_overlay
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Overlay:
         self._read_state = read_state
         self._wake = subscribe()
         self._networks = networks
+        self.memberships = EngineMemberships(networks.attachments)
         self.kernel = OverlayKernel(config.nft_table)
         self._resolvers: dict[str, tuple[str, NetworkResolver]] = {}
         self._underlay_mtu: Optional[int] = None
@@ -111,6 +113,10 @@ class Overlay:
             await self.kernel.sync_rules(overlay)
         except (OverlayKernelError, NftError, OSError) as exc:
             problems.append(f"kernel: {exc}")
+        try:
+            await self.memberships.reload()
+        except Exception as exc:  # the engine failed us: the resolvers ask again on a miss
+            problems.append(f"cannot read which networks the tasks are on: {exc}")
         problems += await self._serve_dns(overlay.networks)
         if problems != list(self.problems) and problems:
             log.warning("overlay: %s", "; ".join(problems))
@@ -127,19 +133,22 @@ class Overlay:
                     await self._made_changed.wait()
 
     async def _serve_dns(self, networks: tuple[OverlayNetwork, ...]) -> list[str]:
-        """A resolver on this node's address in each network; the others stopped."""
+        """A resolver on this node's address in each network, answering a task for every
+        network it is on; the others stopped."""
         problems = []
         wanted = {n.name: n for n in networks if n.gateway}
+        everyone = {n.name: n for n in networks}
         for name in sorted(set(self._resolvers) - set(wanted)):
             self._resolvers.pop(name)[1].stop()
         for name, network in sorted(wanted.items()):
             held = self._resolvers.get(name)
             if held is not None and held[0] == network.gateway:
-                held[1].update(network)
+                held[1].update(network, everyone)
                 continue
             if held is not None:
                 held[1].stop()
-            resolver = NetworkResolver(network, self.config.upstreams)
+            resolver = NetworkResolver(network, self.config.upstreams, memberships=self.memberships)
+            resolver.update(network, everyone)
             try:
                 await resolver.start(network.gateway, self.config.dns_port)
             except OSError as exc:

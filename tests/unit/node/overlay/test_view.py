@@ -74,7 +74,8 @@ def test_overlay_addresses_keep_only_our_runtime_networks():
 def test_an_engine_network_as_docker_reports_it_matches_what_was_asked():
     overlay = node_overlay(state_with_stack(), "n0", "10.1.0.1", [], MEMBERS, 4789)
     network = overlay.networks[0]
-    attrs = {"IPAM": {"Config": [{"Subnet": "10.200.0.0/21", "IPRange": "10.200.0.0/26",
+    # The whole subnet: the network's VIPs are on-link for its tasks.
+    attrs = {"IPAM": {"Config": [{"Subnet": "10.200.0.0/20", "IPRange": "10.200.0.0/26",
                                   "Gateway": "10.200.0.1"}]},
              "Options": {"com.docker.network.bridge.name": "sov4096",
                          "com.docker.network.driver.mtu": "1450"}}
