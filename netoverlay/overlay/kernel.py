@@ -20,10 +20,10 @@ from typing import TypeVar
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netoverlay.lb.nft import NftConfig, run_nft
+from netoverlay.lb.nft import NftConfig, delete_table, run_nft
 from netoverlay.overlay.plan import (VXLAN_PREFIX, AddFlood, CreateLink, DeleteLink, LinkState,
                                      RemoveFlood, Step)
-from netoverlay.overlay.ruleset import render_ruleset, vip_range
+from netoverlay.overlay.ruleset import delete_bridge_table, render_ruleset, vip_range
 from netoverlay.overlay.types import VIP_DEVICE, NodeOverlay
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,22 @@ class OverlayKernel:
                 await ipr.route("replace", dst=destination, oif=device)
         for network in overlay.networks:
             _enable_proxy_arp(network.bridge)
+
+    async def teardown(self) -> None:
+        """Remove everything of ours from the kernel: the VXLAN devices, the VIP device (with
+        its routes) and both nftables tables. The bridges are the engine's."""
+        async with self._lock:
+            await netlink(self._delete_devices)
+            await run_nft(self._nft, delete_table(self.table) + delete_bridge_table(self.table))
+            self._rules = None
+
+    async def _delete_devices(self) -> None:
+        async with AsyncIPRoute() as ipr:
+            for link in [link async for link in await ipr.link("dump")]:
+                name = link.get("IFLA_IFNAME") or ""
+                kind = link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
+                if (name.startswith(VXLAN_PREFIX) and kind == "vxlan") or (name == VIP_DEVICE and kind == "bridge"):
+                    await ipr.link("del", index=link["index"])
 
     async def sync_rules(self, overlay: NodeOverlay) -> None:
         script = render_ruleset(overlay, self.table)

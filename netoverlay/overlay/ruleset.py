@@ -96,12 +96,17 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
                       *_arp_table(networks, table), ""])
 
 
+def delete_bridge_table(table: str) -> str:
+    """A script that removes the bridge-family `table`, whether or not it exists."""
+    return f"table bridge {table} {{}}\ndelete table bridge {table}\n"
+
+
 def _arp_table(networks: list[OverlayNetwork], table: str) -> list[str]:
     """The bridge-family table that keeps ARP for VIPs on this node: no request for a VIP
     leaves through a VXLAN device, none arriving through one is answered here."""
     leaving = [f'\t\toifname "{n.vxlan}" arp daddr ip {vip_range(n)} drop' for n in networks]
     arriving = [f'\t\tiifname "{n.vxlan}" arp daddr ip {vip_range(n)} drop' for n in networks]
-    return [f"table bridge {table} {{}}", f"delete table bridge {table}", f"table bridge {table} {{",
+    return [*delete_bridge_table(table).splitlines(), f"table bridge {table} {{",
             "\tchain forward {", "\t\ttype filter hook forward priority filter; policy accept;",
             *leaving, "\t}",
             "\tchain input {", "\t\ttype filter hook input priority filter; policy accept;",

@@ -100,6 +100,22 @@ class DockerNetworks:
                     problems.append(f"cannot make network {name}: {exc}")
         return set(self._ours()), problems
 
+    def remove_all(self) -> list[str]:
+        """Blocking. Remove every network of ours, taking the containers still on one off it
+        first (this node left the cluster: their tasks run elsewhere now). Returns what could
+        not be done, one line each."""
+        problems = []
+        for name, network in sorted(self._ours().items()):
+            try:
+                network.reload()
+                for container in network.attrs.get("Containers") or {}:
+                    self._client.api.disconnect_container_from_network(container, network.id, force=True)
+                network.remove()
+                log.info("overlay: removed network %s", name)
+            except (APIError, NotFound) as exc:
+                problems.append(f"cannot remove network {name}: {exc}")
+        return problems
+
     def attachments(self) -> dict[tuple[str, str], tuple[str, ...]]:
         """Blocking. (overlay network, address) -> every overlay network the container
         holding that address is on, for each of this engine's containers on our networks."""

@@ -4,8 +4,9 @@ the engine's networks, the kernel's VXLAN devices and flooding entries, the VIP 
 the network-side DNS servers match it. A failed sync is retried on a timer.
 
 Stopping leaves everything in place: tasks outlive their node by design and keep talking;
-a restarted node converges from what it finds. A network removed from the cluster is
-removed here (its engine network, its device, its rules and its DNS server).
+a restarted node converges from what it finds. A node removed from the cluster (`shoal node
+rm`) tears everything down: its lease may go to another node. A network removed from the
+cluster is removed here (its engine network, its device, its rules and its DNS server).
 """
 
 from __future__ import annotations
@@ -158,13 +159,23 @@ class Overlay:
             self._resolvers[name] = (network.gateway, resolver)
         return problems
 
-    async def stop(self) -> None:
+    async def stop(self, teardown: bool = False) -> None:
+        """Stop serving DNS; with `teardown` (this node left the cluster) also remove its
+        engine networks, devices, routes and rules."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         for _, resolver in self._resolvers.values():
             resolver.stop()
         self._resolvers = {}
+        if teardown:
+            problems = await asyncio.to_thread(self._networks.remove_all)
+            try:
+                await self.kernel.teardown()
+            except (OverlayKernelError, NftError, OSError) as exc:
+                problems.append(f"kernel: {exc}")
+            for problem in problems:
+                log.warning("overlay: teardown: %s", problem)
 
     def status(self) -> dict:
         synced = self.synced

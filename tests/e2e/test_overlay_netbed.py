@@ -13,8 +13,9 @@ A name outside the cluster resolves through the nodes' upstream resolver (a reso
 outside host stands in for it). Removing a network leaves nothing of it on any host. A node
 restarted adopts what it left (its containers, networks and devices) and serves again. When a
 host dies, its task leaves the VIP of `api` (two replicas) on the others within the gossip
-bound, requests to the VIP succeed again, and no forwarding entry towards it is left. `api`
-publishes `ports: ["80"]`: a mesh port from 30000 on every node, as Swarm does, reaching its
+bound, requests to the VIP succeed again, and no forwarding entry towards it is left; the
+host then comes back and is removed from the cluster: it takes its networks, devices, routes
+and rules down, and its lease returns. `api` publishes `ports: ["80"]`: a mesh port from 30000 on every node, as Swarm does, reaching its
 tasks over the network (they bind no host port), through nftables on n0 and the proxy on the
 others. Two Kubernetes ClusterIP Services on port 80, each in front of its own Deployment
 listening on 8080 (one Service applied in its own file first), both answer by name from a pod
@@ -189,6 +190,7 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
             await _check_removal(by_node, clients)
             await _check_restart(cluster, by_node, clients)
             await _check_host_death(bed, by_node, clients)
+            await _check_node_removal(bed, cluster, by_node, clients)
         except BaseException:
             print(cluster.log_tails())
             raise
@@ -366,6 +368,46 @@ async def _check_host_death(bed, by_node, clients) -> None:
     for name in ("n0", "n1"):
         fdb = by_node[name].host.run(["bridge", "fdb", "show", "dev", "svx4096"]).stdout
         assert f"dst {dead.address} " not in fdb, f"{name} still floods to the dead host:\n{fdb}"
+
+
+def _shoal_leftovers(daemon) -> list[str]:
+    """Whatever of Shoal's overlay this host still has: devices, nft tables, engine networks."""
+    links = daemon.host.run(["ip", "-o", "link", "show"]).stdout
+    found = [line.split(":")[1].strip() for line in links.splitlines()
+             if any(f" {prefix}" in line.split(":")[1] for prefix in ("sov", "svx", "shoal-vips"))]
+    found += [line for line in daemon.host.run(["nft", "list", "tables"]).stdout.splitlines() if "shoal_overlay" in line]
+    found += [name for name in daemon.docker("network", "ls", "--format", "{{.Name}}").split()
+              if name.startswith("shoal-")]
+    return found
+
+
+async def _check_node_removal(bed, cluster, by_node, clients) -> None:
+    """The dead host comes back and is removed from the cluster: it takes its whole overlay
+    down (its lease may go to another node), and its lease returns to the network."""
+    host = by_node["n2"]
+    Faults(bed).link_up(host.host)
+
+    async def ready() -> str:
+        (node,) = [n for n in await clients["n0"].request("GET", "/v1/nodes") if n["name"] == "n2"]
+        assert node["status"] == "ready", node["status"]
+        return node["id"]
+
+    node_id = await wait_for(ready, timeout=30, what="n2 to be back")
+    assert _shoal_leftovers(host), "n2 has its overlay before it is removed"
+    await clients["n0"].request("DELETE", f"/v1/nodes/{node_id}", params={"force": "1"})
+
+    async def torn_down() -> bool:
+        left = _shoal_leftovers(host)
+        assert not left, f"n2 still has {left}"
+        return True
+
+    await wait_for(torn_down, timeout=30, what="the removed node to take its overlay down")
+    assert node_id not in (await clients["n0"].request("GET", "/v1/networks/appnet"))["leases"]
+
+    async def stopped() -> bool:
+        return not cluster.processes["n2"].alive
+
+    await wait_for(stopped, timeout=15, what="n2 to stop")
 
 
 async def _check_restart(cluster, by_node, clients) -> None:
