@@ -54,7 +54,7 @@ def _enable_proxy_arp(bridge: str) -> None:
                         (f"/proc/sys/net/ipv4/neigh/{bridge}/proxy_delay", "0")):
         try:
             Path(path).write_text(value)
-        except FileNotFoundError:  # the engine has not made the bridge yet: the next sync will
+        except FileNotFoundError:  # no bridge: the engine failed to make it (that sync retries)
             pass
         except OSError as exc:
             raise OverlayKernelError(f"cannot set {path}: {exc}") from exc

@@ -161,6 +161,11 @@ async def ask_upstream(packet: bytes, upstreams: Sequence[str], port: int = 53,
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _network_of(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr)
+
+
 class Memberships(Protocol):
     """Which overlay networks (by name) the task holding `address` on `network` is on."""
 
@@ -208,7 +213,7 @@ class NetworkResolver(asyncio.DatagramProtocol):
     def _local(self, address: str) -> bool:
         """Whether `address` is in this node's lease: only this node's tasks are looked up."""
         try:
-            return bool(self.network.lease) and ipaddress.ip_address(address) in ipaddress.ip_network(self.network.lease)
+            return bool(self.network.lease) and ipaddress.ip_address(address) in _network_of(self.network.lease)
         except ValueError:
             return False
 
