@@ -181,7 +181,18 @@ def overlay_section(suite: dict) -> list[str]:
             f"VIP {data['vip_vs_overlay']:.2f}× overlay; overlay {data['overlay_vs_underlay']:.2f}× "
             f"underlay. A new task behind the VIP {fmt(Figure(join['median'], join['min'], join['max']), 3)} s "
             f"after its container starts; a killed task out of every node's VIP after "
-            f"{fmt(Figure(death['median'], death['min'], death['max']), 3)} s.", ""]
+            f"{fmt(Figure(death['median'], death['min'], death['max']), 3)} s.", *_dead_host(data), ""]
+
+
+def _dead_host(data: dict) -> list[str]:
+    dead = (data.get("dead_host") or {}).get("out_of_vip_s")
+    if not dead:
+        return []
+    suspected = data["dead_host"]["suspected_s"]
+    return [f"A host's link cut: its task out of the live nodes' VIPs after "
+            f"{fmt(Figure(dead['median'], dead['min'], dead['max']), 3)} s (max {dead['max']:.2f} s), "
+            f"of which {fmt(Figure(suspected['median'], suspected['min'], suspected['max']), 3)} s "
+            "until a node suspects it."]
 
 
 def scale_section(suite: dict) -> list[str]:

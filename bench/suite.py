@@ -41,7 +41,7 @@ STEPS: tuple[Step, ...] = (
          ("--nodes", "50,100", "--seeds", "1")),
     Step("liveness", "bench.liveness", (), ("--quick",)),
     Step("memory", "bench.memory", (), ("--quick",)),
-    Step("overlay", "bench.overlay", (), ("--runs", "1", "--duration", "2"), needs="docker-hosts",
+    Step("overlay", "bench.overlay", (), ("--runs", "1", "--duration", "2", "--host-deaths", "1"), needs="docker-hosts",
          reference_tools=(("wrk", "wrk"),)),
 )
 

@@ -4,8 +4,8 @@ A network's subnet is cut in two halves. The lower half is where tasks live (the
 prefix every node's bridge for the network carries); it is split into one lease per node,
 and the node's container engine gives its tasks addresses inside its own lease only, so two
 nodes can never hand out the same address. The upper half holds the services' virtual IPs:
-they are off-link for the tasks, so a packet to a VIP goes to the task's own node (its
-gateway), where the VIP's DNAT rules pick a healthy task.
+no task holds one; the task's own node answers for them on the network, where the VIP's
+DNAT rules pick a healthy task.
 
     10.200.0.0/20     network
       10.200.0.0/21     tasks: leases of /26 (10.200.0.0/26 node a, 10.200.0.64/26 node b ...)

@@ -272,7 +272,7 @@ async def internal_raft_role(request: web.Request) -> web.Response:
 async def internal_removed(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     caller = calling_node(request, shoal.raft.read)
-    shoal.request_stop(f"removed from the cluster (told by {caller.name})")
+    shoal.request_stop(f"removed from the cluster (told by {caller.name})", left_cluster=True)
     return web.json_response({"stopping": True})
 
 

@@ -160,6 +160,7 @@ class ShoalNode:
             ingress_stats=self.mesh.ingress_stats, scheduler_rounds=lambda: self.scheduler.rounds))
         self._stop = asyncio.Event()
         self._stop_reason = ""
+        self._left_cluster = False
         self._runner: Optional[web.AppRunner] = None
         self._listeners: list[asyncio.AbstractServer] = []
         self.connection_limits = ConnectionLimits()
@@ -317,10 +318,12 @@ class ShoalNode:
                 return {this["raft_address"], *this["raft_partners"]}
         return None
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: str, left_cluster: bool = False) -> None:
+        """Stop serving. Tasks outlive the node; so does its overlay, unless it `left_cluster`."""
         if not self._stop.is_set():
             log.info("stopping: %s", reason)
             self._stop_reason = reason
+            self._left_cluster = left_cluster
             self._stop.set()
 
     async def _start_api(self) -> None:
@@ -357,7 +360,10 @@ class ShoalNode:
     async def _shutdown(self) -> None:
         await self.mesh.stop()
         if self.overlay is not None:
-            await self.overlay.stop()
+            try:
+                await asyncio.wait_for(self.overlay.stop(teardown=self._left_cluster), SHUTDOWN_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.warning("overlay: did not stop within %g s", SHUTDOWN_TIMEOUT)
         # Tell the others we are leaving, so they need not wait for a failure verdict.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.gossip.leave(), SHUTDOWN_TIMEOUT / 4)

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import TypeVar
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netoverlay.lb.nft import NftConfig, run_nft
+from netoverlay.lb.nft import NftConfig, delete_table, run_nft
 from netoverlay.overlay.plan import (VXLAN_PREFIX, AddFlood, CreateLink, DeleteLink, LinkState,
                                      RemoveFlood, Step)
-from netoverlay.overlay.ruleset import render_ruleset, vip_range
-from netoverlay.overlay.types import NodeOverlay
+from netoverlay.overlay.ruleset import delete_bridge_table, render_ruleset, vip_range
+from netoverlay.overlay.types import VIP_DEVICE, NodeOverlay
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,20 @@ def _on_stock_loop(work: Callable[[], Awaitable[T]]) -> T:
 async def netlink(work: Callable[[], Awaitable[T]]) -> T:
     """`await work()` on a stock event loop of a worker thread."""
     return await asyncio.to_thread(_on_stock_loop, work)
+
+
+def _enable_proxy_arp(bridge: str) -> None:
+    """Answer ARP on `bridge` for addresses routed elsewhere (the VIPs), at once: a request
+    is broadcast, and the kernel delays its proxy replies to broadcasts by `proxy_delay`
+    (up to 0.8 s by default)."""
+    for path, value in ((f"/proc/sys/net/ipv4/conf/{bridge}/proxy_arp", "1"),
+                        (f"/proc/sys/net/ipv4/neigh/{bridge}/proxy_delay", "0")):
+        try:
+            Path(path).write_text(value)
+        except FileNotFoundError:  # no bridge: the engine failed to make it (that sync retries)
+            pass
+        except OSError as exc:
+            raise OverlayKernelError(f"cannot set {path}: {exc}") from exc
 
 
 class OverlayKernelError(RuntimeError):
@@ -137,17 +153,49 @@ class OverlayKernel:
                 await ipr.fdb("del", ifindex=index, lladdr=lladdr, dst=step.peer)
 
     async def route_vips(self, overlay: NodeOverlay) -> None:
-        """A route for each network's VIP range on its bridge, so connections this node
-        makes itself to a VIP leave through the ruleset's output hook."""
+        """Each network's VIP range routed to this node's VIP device, and proxy ARP on each
+        bridge: a task, to which the VIPs of its networks are on-link, gets this node's
+        address for a VIP, and the ruleset's prerouting hook translates what it sends there
+        (the route goes to another device than the bridge: that is when the kernel answers
+        ARP for an address it does not hold). Connections this node makes itself to a VIP
+        take the same route and are translated in the output hook. Routes of networks gone
+        are removed."""
         async with self._lock:
             await netlink(lambda: self._route_vips(overlay))
 
     async def _route_vips(self, overlay: NodeOverlay) -> None:
         async with AsyncIPRoute() as ipr:
-            for network in overlay.networks:
-                found = await ipr.link_lookup(ifname=network.bridge)
-                if found:
-                    await ipr.route("replace", dst=vip_range(network), oif=found[0])
+            if not await ipr.link_lookup(ifname=VIP_DEVICE):
+                # A bridge with no port: what is routed to it goes nowhere (a dummy device
+                # would do, but kernels without the dummy driver have bridges).
+                await ipr.link("add", ifname=VIP_DEVICE, kind="bridge")
+            device = await self._index(ipr, VIP_DEVICE)
+            await ipr.link("set", index=device, state="up")
+            wanted = {vip_range(network) for network in overlay.networks}
+            for route in [r async for r in await ipr.route("dump")]:
+                destination = f"{route.get('RTA_DST')}/{route['dst_len']}"
+                if route["family"] == socket.AF_INET and route.get("RTA_OIF") == device and destination not in wanted:
+                    await ipr.route("del", dst=destination, oif=device)
+            for destination in sorted(wanted):
+                await ipr.route("replace", dst=destination, oif=device)
+        for network in overlay.networks:
+            _enable_proxy_arp(network.bridge)
+
+    async def teardown(self) -> None:
+        """Remove everything of ours from the kernel: the VXLAN devices, the VIP device (with
+        its routes) and both nftables tables. The bridges are the engine's."""
+        async with self._lock:
+            await netlink(self._delete_devices)
+            await run_nft(self._nft, delete_table(self.table) + delete_bridge_table(self.table))
+            self._rules = None
+
+    async def _delete_devices(self) -> None:
+        async with AsyncIPRoute() as ipr:
+            for link in [link async for link in await ipr.link("dump")]:
+                name = link.get("IFLA_IFNAME") or ""
+                kind = link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
+                if (name.startswith(VXLAN_PREFIX) and kind == "vxlan") or (name == VIP_DEVICE and kind == "bridge"):
+                    await ipr.link("del", index=link["index"])
 
     async def sync_rules(self, overlay: NodeOverlay) -> None:
         script = render_ruleset(overlay, self.table)

@@ -15,6 +15,9 @@ pure, rendered as one `nft -f` script that replaces the table in a single transa
   port); replies to the tasks' own outbound connections still are.
 - A packet still addressed to a VIP after translation has no healthy task: it is refused.
 - An `internal` network's traffic never leaves its own bridge: it has no way out.
+- A VIP is on-link for the network's tasks and this node answers ARP for it (the kernel
+  shell turns proxy ARP on): a second table, of the bridge family, keeps those ARP requests
+  and replies off the VXLAN device, so a task's VIP traffic always goes to its own node.
 
 Kube-proxy's nftables mode is the model: one table of our own, chains per service, one
 atomic transaction per change; established connections keep their translation.
@@ -89,5 +92,23 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
         *forward, "\t}",
         *chains,
     ]
-    return "\n".join([*delete_table(table).splitlines(), f"table ip {table} {{", *body, "}", ""])
+    return "\n".join([*delete_table(table).splitlines(), f"table ip {table} {{", *body, "}",
+                      *_arp_table(networks, table), ""])
 
+
+def delete_bridge_table(table: str) -> str:
+    """A script that removes the bridge-family `table`, whether or not it exists."""
+    return f"table bridge {table} {{}}\ndelete table bridge {table}\n"
+
+
+def _arp_table(networks: list[OverlayNetwork], table: str) -> list[str]:
+    """The bridge-family table that keeps ARP for VIPs on this node: no request for a VIP
+    leaves through a VXLAN device, none arriving through one is answered here."""
+    leaving = [f'\t\toifname "{n.vxlan}" arp daddr ip {vip_range(n)} drop' for n in networks]
+    arriving = [f'\t\tiifname "{n.vxlan}" arp daddr ip {vip_range(n)} drop' for n in networks]
+    return [*delete_bridge_table(table).splitlines(), f"table bridge {table} {{",
+            "\tchain forward {", "\t\ttype filter hook forward priority filter; policy accept;",
+            *leaving, "\t}",
+            "\tchain input {", "\t\ttype filter hook input priority filter; policy accept;",
+            *arriving, "\t}",
+            "}"]

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 # VXLAN over IPv4 adds 50 bytes: outer IPv4 (20), UDP (8), VXLAN (8), inner Ethernet (14).
 VXLAN_OVERHEAD = 50
 DEFAULT_VXLAN_PORT = 4789
+# The device (a bridge without ports) every network's VIP range is routed to on each node.
+VIP_DEVICE = "shoal-vips"
 
 
 @dataclass(frozen=True, slots=True)

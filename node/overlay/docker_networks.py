@@ -1,17 +1,19 @@
 """Each overlay network as a Docker network on this node, made on the node's lease: the
 engine plugs its tasks into the network's bridge and gives them addresses from the lease
 only (an `internal` network is not Docker's internal kind, which would leave its tasks no
-route to the VIPs: the overlay's ruleset keeps it from the outside). The bridge is named after the network's VXLAN id, so the kernel shell can add the
-VXLAN device to it as one more port.
+route to the VIPs: the overlay's ruleset keeps it from the outside). The bridge is named
+after the network's VXLAN id, so the kernel shell can add the VXLAN device to it as one more
+port.
 
 Why a Docker network and not our own veth pairs: the engine then handles a container's
 interface, address, routes, resolv.conf and its removal itself, adoption after a node
 restart needs nothing, and its own rules already keep two bridges (two networks) apart.
-The subnet Docker is told is the network's whole task range, so every task of the network,
-on any node, is on-link; `ip_range` is the lease, so this engine never gives out another
-node's addresses. Docker's masquerade of outgoing traffic stays on: tasks reach the world
-through their node, and traffic inside the network leaves through the bridge and is not
-translated.
+The subnet Docker is told is the network's whole subnet, so every task of the network, on
+any node, and every VIP of the network are on-link (a task on several networks reaches each
+network's VIPs through that network's interface, whatever its default route); `ip_range` is
+the lease, so this engine never gives out another node's addresses nor a VIP. Docker's
+masquerade of outgoing traffic stays on: tasks reach the world through their node, and
+traffic inside the network leaves through the bridge and is not translated.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from docker.errors import APIError, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
 from netoverlay.overlay.types import NodeOverlay, OverlayNetwork
-from node.overlay.view import docker_network
+from node.overlay.view import DOCKER_PREFIX, docker_network
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ LABEL_NODE = "shoal.node"
 
 def wanted_settings(network: OverlayNetwork, mtu: int) -> dict[str, Any]:
     """How the Docker network of `network` must be made (pure; compared with what exists)."""
-    return {"subnet": network.tasks_range, "ip_range": network.lease, "gateway": network.gateway,
+    return {"subnet": network.subnet, "ip_range": network.lease, "gateway": network.gateway,
             "bridge": network.bridge, "mtu": str(mtu)}
 
 
@@ -71,7 +73,7 @@ class DockerNetworks:
             labels={LABEL_OVERLAY: "1", LABEL_NODE: self._node_id, "shoal.network": network.name},
             check_duplicate=True)
         log.info("overlay: made network %s (%s, lease %s) on bridge %s", network.name,
-                 network.tasks_range, network.lease, network.bridge)
+                 network.subnet, network.lease, network.bridge)
 
     def converge(self, overlay: NodeOverlay, mtu: int) -> tuple[set[str], list[str]]:
         """Blocking (run it in a thread). Returns the networks of ours the engine now has,
@@ -97,6 +99,37 @@ class DockerNetworks:
                 except APIError as exc:
                     problems.append(f"cannot make network {name}: {exc}")
         return set(self._ours()), problems
+
+    def remove_all(self) -> list[str]:
+        """Blocking. Remove every network of ours, taking the containers still on one off it
+        first (this node left the cluster: their tasks run elsewhere now). Returns what could
+        not be done, one line each."""
+        problems = []
+        for name, network in sorted(self._ours().items()):
+            try:
+                network.reload()
+                for container in network.attrs.get("Containers") or {}:
+                    self._client.api.disconnect_container_from_network(container, network.id, force=True)
+                network.remove()
+                log.info("overlay: removed network %s", name)
+            except (APIError, NotFound) as exc:
+                problems.append(f"cannot remove network {name}: {exc}")
+        return problems
+
+    def attachments(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Blocking. (overlay network, address) -> every overlay network the container
+        holding that address is on, for each of this engine's containers on our networks."""
+        by_container: dict[str, dict[str, str]] = {}
+        for network in self._client.networks.list(filters={"label": [f"{LABEL_OVERLAY}=1",
+                                                                    f"{LABEL_NODE}={self._node_id}"]},
+                                                  greedy=True):
+            name = network.attrs.get("Labels", {}).get("shoal.network") or network.name[len(DOCKER_PREFIX):]
+            for container, seat in (network.attrs.get("Containers") or {}).items():
+                address = (seat.get("IPv4Address") or "").partition("/")[0]
+                if address:
+                    by_container.setdefault(container, {})[name] = address
+        return {(network, address): tuple(sorted(seats))
+                for seats in by_container.values() for network, address in seats.items()}
 
     async def aconverge(self, overlay: NodeOverlay, mtu: int) -> tuple[set[str], list[str]]:
         return await asyncio.to_thread(self.converge, overlay, mtu)

@@ -4,8 +4,9 @@ the engine's networks, the kernel's VXLAN devices and flooding entries, the VIP 
 the network-side DNS servers match it. A failed sync is retried on a timer.
 
 Stopping leaves everything in place: tasks outlive their node by design and keep talking;
-a restarted node converges from what it finds. A network removed from the cluster is
-removed here (its engine network, its device, its rules and its DNS server).
+a restarted node converges from what it finds. A node removed from the cluster (`shoal node
+rm`) tears everything down: its lease may go to another node. A network removed from the
+cluster is removed here (its engine network, its device, its rules and its DNS server).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from netoverlay.overlay.plan import overlay_mtu, plan_links, steps
 from netoverlay.overlay.resolver import NetworkResolver
 from netoverlay.overlay.types import DEFAULT_VXLAN_PORT, NodeOverlay, OverlayNetwork
 from node.overlay.docker_networks import DockerNetworks
+from node.overlay.memberships import EngineMemberships
 from node.overlay.view import node_overlay
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class Overlay:
         self._read_state = read_state
         self._wake = subscribe()
         self._networks = networks
+        self.memberships = EngineMemberships(networks.attachments)
         self.kernel = OverlayKernel(config.nft_table)
         self._resolvers: dict[str, tuple[str, NetworkResolver]] = {}
         self._underlay_mtu: Optional[int] = None
@@ -111,6 +114,10 @@ class Overlay:
             await self.kernel.sync_rules(overlay)
         except (OverlayKernelError, NftError, OSError) as exc:
             problems.append(f"kernel: {exc}")
+        try:
+            await self.memberships.reload()
+        except Exception as exc:  # the engine failed us: the resolvers ask again on a miss
+            problems.append(f"cannot read which networks the tasks are on: {exc}")
         problems += await self._serve_dns(overlay.networks)
         if problems != list(self.problems) and problems:
             log.warning("overlay: %s", "; ".join(problems))
@@ -127,19 +134,22 @@ class Overlay:
                     await self._made_changed.wait()
 
     async def _serve_dns(self, networks: tuple[OverlayNetwork, ...]) -> list[str]:
-        """A resolver on this node's address in each network; the others stopped."""
+        """A resolver on this node's address in each network, answering a task for every
+        network it is on; the others stopped."""
         problems = []
         wanted = {n.name: n for n in networks if n.gateway}
+        everyone = {n.name: n for n in networks}
         for name in sorted(set(self._resolvers) - set(wanted)):
             self._resolvers.pop(name)[1].stop()
         for name, network in sorted(wanted.items()):
             held = self._resolvers.get(name)
             if held is not None and held[0] == network.gateway:
-                held[1].update(network)
+                held[1].update(network, everyone)
                 continue
             if held is not None:
                 held[1].stop()
-            resolver = NetworkResolver(network, self.config.upstreams)
+            resolver = NetworkResolver(network, self.config.upstreams, memberships=self.memberships)
+            resolver.update(network, everyone)
             try:
                 await resolver.start(network.gateway, self.config.dns_port)
             except OSError as exc:
@@ -149,13 +159,23 @@ class Overlay:
             self._resolvers[name] = (network.gateway, resolver)
         return problems
 
-    async def stop(self) -> None:
+    async def stop(self, teardown: bool = False) -> None:
+        """Stop serving DNS; with `teardown` (this node left the cluster) also remove its
+        engine networks, devices, routes and rules."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         for _, resolver in self._resolvers.values():
             resolver.stop()
         self._resolvers = {}
+        if teardown:
+            problems = await asyncio.to_thread(self._networks.remove_all)
+            try:
+                await self.kernel.teardown()
+            except (OverlayKernelError, NftError, OSError) as exc:
+                problems.append(f"kernel: {exc}")
+            for problem in problems:
+                log.warning("overlay: teardown: %s", problem)
 
     def status(self) -> dict:
         synced = self.synced

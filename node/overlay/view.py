@@ -17,7 +17,7 @@ from consensus.services import ServiceSpec
 from consensus.state import ClusterState
 from consensus.tasks import services
 from consensus.wire import WireError, from_plain
-from netoverlay.gossip.model import Member, TableEntry
+from netoverlay.gossip.model import Member, MemberState, TableEntry
 from netoverlay.overlay.types import NodeOverlay, OverlayNetwork, ServiceOnNetwork, VipPort
 from node.mesh.announce import Announcement, task_of_key
 
@@ -50,10 +50,15 @@ def seats(state: ClusterState, node_id: str) -> dict[str, Seat]:
             for name, network in networks(state).items() if node_id in network.leases}
 
 
-def task_addresses(entries: Iterable[TableEntry], live: set[str]) -> dict[tuple[str, str], list[str]]:
+def task_addresses(entries: Iterable[TableEntry], live: set[str],
+                   suspect: frozenset[str] = frozenset()) -> dict[tuple[str, str], list[str]]:
     """(network, service) -> the overlay addresses of its healthy tasks, from the live nodes'
-    announcements. A malformed entry is skipped (the routing mesh reports those)."""
+    announcements. A malformed entry is skipped (the routing mesh reports those). The tasks
+    of a `suspect` node (a probe of it failed: most likely dead, its verdict a suspicion
+    timeout away) are left out while the service has tasks elsewhere: a host's death costs
+    a VIP the time to suspect it, not the time to be sure."""
     found: dict[tuple[str, str], list[str]] = {}
+    doubtful: dict[tuple[str, str], list[str]] = {}
     for entry in entries:
         if entry.tombstone or entry.owner not in live or task_of_key(entry.key) is None:
             continue
@@ -62,7 +67,10 @@ def task_addresses(entries: Iterable[TableEntry], live: set[str]) -> dict[tuple[
         except (WireError, ValueError):
             continue
         for network, address in announced.networks.items():
-            found.setdefault((network, announced.service), []).append(address)
+            into = doubtful if entry.owner in suspect else found
+            into.setdefault((network, announced.service), []).append(address)
+    for key, addresses in doubtful.items():
+        found.setdefault(key, addresses)
     return found
 
 
@@ -87,7 +95,8 @@ def node_overlay(state: ClusterState, node_id: str, local_address: str, entries:
     """This node's overlay: the networks it holds a lease in, with their services and where
     their healthy tasks are, and the other live nodes to tunnel to."""
     live = [m for m in members if not m.gone]
-    addresses = task_addresses(entries, {m.node_id for m in live})
+    addresses = task_addresses(entries, {m.node_id for m in live},
+                               frozenset(m.node_id for m in live if m.state == MemberState.SUSPECT))
     specs = {name: service.spec for name, service in services(state).items()}
     nets = tuple(_network(network, node_id, specs, addresses)
                  for _, network in sorted(networks(state).items()) if node_id in network.leases)

@@ -73,4 +73,9 @@ def test_the_overlay_section_shows_the_three_paths_and_the_vip_timings():
     assert "| vip | 1,800 | 1.50 | 9.00 |" in text and "| underlay | 2,000 |" in text
     assert "VIP 0.99× overlay; overlay 0.91× underlay" in text
     assert "0.200 [0.100–0.300] s" in text and "1.600 [1.200–2.000] s" in text
+    assert "link cut" not in text, "no host-death figure when the run had none"
+    data["dead_host"] = {"suspected_s": {"median": 1.2, "min": 0.8, "max": 2.1},
+                         "out_of_vip_s": {"median": 1.5, "min": 1.0, "max": 2.3}}
+    text = "\n".join(overlay_section({"steps": {"overlay": {"status": "ok", "result": data}}}))
+    assert "its task out of the live nodes' VIPs after 1.500 [1.000–2.300] s (max 2.30 s)" in text
     assert overlay_section({"steps": {}}) == []

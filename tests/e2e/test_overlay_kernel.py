@@ -1,7 +1,8 @@
 """The overlay's kernel shell against a real kernel, in a host of the test bed: it creates a
 VXLAN device on a network's bridge with the planned MTU and flooding entries, reads it back
 as the plan's LinkState, follows a change of peers (learned entries towards a peer that left
-go too), replaces its nftables table, and deletes the device of a network that is gone."""
+go too), routes the VIPs to its VIP device with proxy ARP on the bridge, replaces its nftables
+tables, and deletes the device and the VIP route of a network that is gone."""
 
 from __future__ import annotations
 
@@ -42,10 +43,16 @@ async def main():
     await kernel.apply(steps(plan_links(overlay("10.9.9.2"), mtu), await kernel.read_links()))
     seen["after_leave"] = fdb()
     await kernel.route_vips(overlay("10.9.9.2"))
+    seen["vip_routes"] = subprocess.run(["ip", "route", "show", "dev", "shoal-vips"], capture_output=True, text=True).stdout
+    seen["proxy_arp"] = [open(f"/proc/sys/net/ipv4/{{path}}").read().strip()
+                         for path in ("conf/sov4096/proxy_arp", "neigh/sov4096/proxy_delay")]
     await kernel.sync_rules(overlay("10.9.9.2"))
     seen["rules"] = subprocess.run(["nft", "list", "table", "ip", "shoal_overlay_test"], capture_output=True, text=True).stdout
+    seen["bridge_rules"] = subprocess.run(["nft", "list", "table", "bridge", "shoal_overlay_test"], capture_output=True, text=True).stdout
     await kernel.apply(steps(plan_links(overlay("10.9.9.2", networks=()), mtu), await kernel.read_links()))
     seen["left"] = sorted(await kernel.read_links())
+    await kernel.route_vips(overlay("10.9.9.2", networks=()))
+    seen["vip_routes_left"] = subprocess.run(["ip", "route", "show", "dev", "shoal-vips"], capture_output=True, text=True).stdout
     print(json.dumps(seen))
 
 asyncio.run(main())
@@ -67,3 +74,7 @@ def test_the_kernel_shell_applies_the_plan(netbed_factory):
     assert "ip daddr 10.200.8.1 jump vip_4096_0" in seen["rules"]
     assert "dnat to 10.200.0.66" in seen["rules"]
     assert seen["left"] == [], "the device of a network that is gone is deleted"
+    assert seen["vip_routes"].split()[0] == "10.200.8.0/21", seen["vip_routes"]
+    assert seen["proxy_arp"] == ["1", "0"], "the bridge answers ARP for the VIPs, at once"
+    assert seen["vip_routes_left"] == "", "the VIP route of a network that is gone is removed"
+    assert "arp daddr ip 10.200.8.0/21 drop" in seen["bridge_rules"]

@@ -5,14 +5,17 @@ a fourth host outside the cluster.
 A Compose stack puts `backend` (publishing no port, on one host only) and `frontend` (on
 every host) on network `appnet`, and `intruder` on network `othernet`. A frontend on every
 host fetches http://backend/ by name, by `backend.appnet`, by `tasks.backend` and by the VIP;
-the intruder on the other network reaches the backend neither by name nor by address; the
-host outside the cluster, given a route through a node, reaches neither the task nor the VIP.
+the intruder on the other network reaches the backend neither by name nor by address (nor does a
+frontend reach `other`, on that other network); `worker`, on both networks, reaches the
+services of both by name and VIP, whichever network its resolver and default route are on;
+the host outside the cluster, given a route through a node, reaches neither the task nor the VIP.
 A name outside the cluster resolves through the nodes' upstream resolver (a resolver on the
 outside host stands in for it). Removing a network leaves nothing of it on any host. A node
 restarted adopts what it left (its containers, networks and devices) and serves again. When a
 host dies, its task leaves the VIP of `api` (two replicas) on the others within the gossip
-bound, requests to the VIP succeed again, and no forwarding entry towards it is left. `api`
-publishes `ports: ["80"]`: a mesh port from 30000 on every node, as Swarm does, reaching its
+bound, requests to the VIP succeed again, and no forwarding entry towards it is left; the
+host then comes back and is removed from the cluster: it takes its networks, devices, routes
+and rules down, and its lease returns. `api` publishes `ports: ["80"]`: a mesh port from 30000 on every node, as Swarm does, reaching its
 tasks over the network (they bind no host port), through nftables on n0 and the proxy on the
 others. Two Kubernetes ClusterIP Services on port 80, each in front of its own Deployment
 listening on 8080 (one Service applied in its own file first), both answer by name from a pod
@@ -69,6 +72,18 @@ services:
     image: {image}
     command: ["sleep", "3600"]
     networks: [othernet]
+    deploy:
+      placement: {constraints: ["node.hostname==n0"]}
+  other:
+    image: {image}
+    command: ["sh", "-c", "echo other-on-$SHOAL_NODE_ID > /tmp/index.html && exec httpd -f -p 80 -h /tmp"]
+    networks: [othernet]
+    deploy:
+      placement: {constraints: ["node.hostname==n1"]}
+  worker:
+    image: {image}
+    command: ["sleep", "3600"]
+    networks: [othernet, appnet]
     deploy:
       placement: {constraints: ["node.hostname==n0"]}
 """
@@ -175,6 +190,7 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
             await _check_removal(by_node, clients)
             await _check_restart(cluster, by_node, clients)
             await _check_host_death(bed, by_node, clients)
+            await _check_node_removal(bed, cluster, by_node, clients)
         except BaseException:
             print(cluster.log_tails())
             raise
@@ -213,6 +229,7 @@ async def _check(by_node, outside, clients) -> None:
     for url in ("http://backend/", "http://backend.appnet/", f"http://{vip}/", f"http://{backend_address}/"):
         assert await asyncio.to_thread(_fetch, intruder_host, intruder, url, 2) == "", \
             f"the intruder on othernet reached {url}"
+    await _check_two_networks(by_node, clients, vip)
     # A published port: every node's routing mesh reaches api over the network; no host port.
     api = (await clients["n0"].request("GET", "/v1/services/api"))["spec"]["ports"][0]
     assert (api["target"], api["published"]) == (80, 30000)
@@ -228,6 +245,30 @@ async def _check(by_node, outside, clients) -> None:
     for url in (f"http://{backend_address}/", f"http://{vip}/"):
         done = outside.run(["timeout", "2", "busybox", "wget", "-q", "-O-", url], check=False, timeout=10)
         assert done.returncode != 0, f"the host outside the cluster reached {url}: {done.stdout!r}"
+
+
+async def _check_two_networks(by_node, clients, backend_vip) -> None:
+    """`worker` (othernet first, then appnet) reaches both networks' services by name and VIP;
+    a frontend (appnet only) reaches nothing of othernet."""
+    other = await clients["n0"].request("GET", "/v1/networks/othernet")
+    other_vip = other["vips"]["other"]
+    daemon = by_node["n0"]
+    worker, frontend = _container(daemon, "worker"), _container(daemon, "frontend")
+    urls = {"backend-on-": ("http://backend/", "http://backend.appnet/", "http://tasks.backend/",
+                            f"http://{backend_vip}/"),
+            "other-on-": ("http://other/", "http://other.othernet/", f"http://{other_vip}/")}
+
+    async def both_served() -> bool:
+        for answer, addresses in urls.items():
+            for url in addresses:
+                body = await asyncio.to_thread(_fetch, daemon, worker, url)
+                assert body.startswith(answer), f"worker on othernet and appnet: {url} gave {body!r}"
+        return True
+
+    await wait_for(both_served, timeout=30, what="the worker on two networks to reach both")
+    for url in urls["other-on-"]:
+        assert await asyncio.to_thread(_fetch, daemon, frontend, url, 2) == "", \
+            f"a frontend on appnet reached {url} of othernet"
 
 
 async def _check_kubernetes_services(by_node, clients, image) -> None:
@@ -283,7 +324,8 @@ def _leftovers(daemon) -> list[str]:
 
 async def _check_removal(by_node, clients) -> None:
     assert all(_leftovers(d) for d in by_node.values()), "every host has the network before"
-    await clients["n0"].request("DELETE", "/v1/services/intruder")
+    for service in ("intruder", "other", "worker"):
+        await clients["n0"].request("DELETE", f"/v1/services/{service}")
     await clients["n0"].request("DELETE", "/v1/networks/othernet")
 
     async def gone() -> bool:
@@ -326,6 +368,46 @@ async def _check_host_death(bed, by_node, clients) -> None:
     for name in ("n0", "n1"):
         fdb = by_node[name].host.run(["bridge", "fdb", "show", "dev", "svx4096"]).stdout
         assert f"dst {dead.address} " not in fdb, f"{name} still floods to the dead host:\n{fdb}"
+
+
+def _shoal_leftovers(daemon) -> list[str]:
+    """Whatever of Shoal's overlay this host still has: devices, nft tables, engine networks."""
+    links = daemon.host.run(["ip", "-o", "link", "show"]).stdout
+    found = [line.split(":")[1].strip() for line in links.splitlines()
+             if any(f" {prefix}" in line.split(":")[1] for prefix in ("sov", "svx", "shoal-vips"))]
+    found += [line for line in daemon.host.run(["nft", "list", "tables"]).stdout.splitlines() if "shoal_overlay" in line]
+    found += [name for name in daemon.docker("network", "ls", "--format", "{{.Name}}").split()
+              if name.startswith("shoal-")]
+    return found
+
+
+async def _check_node_removal(bed, cluster, by_node, clients) -> None:
+    """The dead host comes back and is removed from the cluster: it takes its whole overlay
+    down (its lease may go to another node), and its lease returns to the network."""
+    host = by_node["n2"]
+    Faults(bed).link_up(host.host)
+
+    async def ready() -> str:
+        (node,) = [n for n in await clients["n0"].request("GET", "/v1/nodes") if n["name"] == "n2"]
+        assert node["status"] == "ready", node["status"]
+        return node["id"]
+
+    node_id = await wait_for(ready, timeout=30, what="n2 to be back")
+    assert _shoal_leftovers(host), "n2 has its overlay before it is removed"
+    await clients["n0"].request("DELETE", f"/v1/nodes/{node_id}", params={"force": "1"})
+
+    async def torn_down() -> bool:
+        left = _shoal_leftovers(host)
+        assert not left, f"n2 still has {left}"
+        return True
+
+    await wait_for(torn_down, timeout=30, what="the removed node to take its overlay down")
+    assert node_id not in (await clients["n0"].request("GET", "/v1/networks/appnet"))["leases"]
+
+    async def stopped() -> bool:
+        return not cluster.processes["n2"].alive
+
+    await wait_for(stopped, timeout=15, what="n2 to stop")
 
 
 async def _check_restart(cluster, by_node, clients) -> None:

@@ -1,10 +1,12 @@
 """Container DNS on an overlay network: NAME, NAME.NETWORK, aliases and tasks.NAME answered
-from the network's own services only; other names forwarded to the upstream resolver and
-its answer relayed (a real UDP resolver on loopback stands in for the upstream)."""
+from the services of the networks the asking task is on only; other names forwarded to the
+upstream resolver and its answer relayed (a real UDP resolver on loopback stands in for the
+upstream)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 
 import pytest
@@ -33,7 +35,33 @@ NET = OverlayNetwork("appnet", 4096, "10.200.0.0/20", "10.200.0.0/21", "10.200.0
     ("backend.othernet", Forward()),
 ])
 def test_lookup(name, expected):
-    assert lookup(NET, name.split(".")) == expected
+    assert lookup((NET,), name.split(".")) == expected
+
+
+BACK = OverlayNetwork("back", 4097, "10.200.16.0/20", "10.200.16.0/21", "10.200.16.0/26", "10.200.16.1",
+                      services=(ServiceOnNetwork("db", "10.200.24.1", (), ("10.200.16.70",)),
+                                ServiceOnNetwork("backend", "10.200.24.2", (), ("10.200.16.71",))))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("db", ("10.200.24.1",)),
+    ("db.back", ("10.200.24.1",)),
+    ("tasks.db", ("10.200.16.70",)),
+    ("tasks.db.back", ("10.200.16.70",)),
+    ("backend", ("10.200.8.1",)),  # the network the query came in on first
+    ("backend.back", ("10.200.24.2",)),
+    ("db.appnet", None),
+    ("missing.back", None),
+    ("missing", Forward()),
+])
+def test_a_task_on_two_networks_gets_the_names_of_both(name, expected):
+    assert lookup((NET, BACK), name.split(".")) == expected
+
+
+def test_a_task_on_one_network_gets_none_of_another_networks_names():
+    assert lookup((NET,), ["db"]) == Forward()
+    assert lookup((NET,), ["db", "back"]) == Forward()
+    assert lookup((BACK,), ["api"]) == Forward()
 
 
 def answers(reply: bytes) -> list[str]:
@@ -41,12 +69,12 @@ def answers(reply: bytes) -> list[str]:
 
 
 def test_decide_answers_a_queries_and_nxdomain_in_the_network_zone():
-    assert answers(decide(DNSRecord.question("backend").pack(), NET)) == ["10.200.8.1"]
-    reply = DNSRecord.parse(decide(DNSRecord.question("nope.appnet").pack(), NET))
+    assert answers(decide(DNSRecord.question("backend").pack(), (NET,))) == ["10.200.8.1"]
+    reply = DNSRecord.parse(decide(DNSRecord.question("nope.appnet").pack(), (NET,)))
     assert reply.header.rcode == RCODE.NXDOMAIN
-    aaaa = DNSRecord.parse(decide(DNSRecord.question("backend", "AAAA").pack(), NET))
+    aaaa = DNSRecord.parse(decide(DNSRecord.question("backend", "AAAA").pack(), (NET,)))
     assert (aaaa.header.rcode, aaaa.rr) == (RCODE.NOERROR, []), "IPv4 only: no AAAA, but the name exists"
-    assert isinstance(decide(DNSRecord.question("example.com").pack(), NET), Forward)
+    assert isinstance(decide(DNSRecord.question("example.com").pack(), (NET,)), Forward)
 
 
 def test_upstreams_are_read_from_resolv_conf():
@@ -110,3 +138,42 @@ async def test_without_an_upstream_answering_the_client_gets_servfail():
     finally:
         resolver.stop()
         silent.close()
+
+
+class Directory:
+    """Memberships as the node's engine would tell them: 127.0.0.1 is a task on both networks
+    once the engine has been asked (it has just started: nothing is known before)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.seen: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def known(self, network, address):
+        return self.seen.get((network, address))
+
+    async def find(self, network, address):
+        self.asked += 1
+        self.seen[(network, address)] = ("appnet", "back")
+        return self.seen[(network, address)]
+
+
+async def test_the_server_answers_a_task_for_every_network_it_is_on():
+    local = dataclasses.replace(NET, lease="127.0.0.0/8")  # the asking address is this node's task
+    directory = Directory()
+    resolver = NetworkResolver(local, [], memberships=directory)
+    resolver.update(local, {"appnet": local, "back": BACK})
+    _, port = await resolver.start("127.0.0.1", 0)
+    try:
+        for name, address in (("db", "10.200.24.1"), ("db.back", "10.200.24.1"), ("backend", "10.200.8.1")):
+            assert [str(r.rdata) for r in (await ask(port, name)).rr] == [address], name
+        assert directory.asked == 1, "the engine is asked once, for the task it did not know"
+    finally:
+        resolver.stop()
+    stranger = NetworkResolver(NET, [], memberships=directory)  # 127.0.0.1 is outside its lease
+    stranger.update(NET, {"appnet": NET, "back": BACK})
+    _, port = await stranger.start("127.0.0.1", 0)
+    try:
+        assert (await ask(port, "db")).header.rcode == RCODE.SERVFAIL, "not ours, and no upstream"
+        assert (await ask(port, "db.back")).header.rcode == RCODE.SERVFAIL
+    finally:
+        stranger.stop()

@@ -72,6 +72,12 @@ def test_an_internal_network_has_no_way_out():
     assert 'iifname "sov4096" oifname != "sov4096"' not in script
 
 
+def test_arp_for_a_vip_never_crosses_the_tunnel():
+    bridge_table = render(APP, OTHER).split("table bridge shoal_overlay_n1 {\n")[1]
+    assert 'oifname "svx4096" arp daddr ip 10.200.8.0/21 drop' in bridge_table.split("chain input")[0]
+    assert 'iifname "svx4097" arp daddr ip 10.200.24.0/21 drop' in bridge_table.split("chain input")[1]
+
+
 def test_rendering_is_deterministic_and_starts_by_replacing_the_table():
     script = render(APP, OTHER)
     assert script == render(OTHER, APP)

@@ -59,6 +59,17 @@ def test_the_overlay_of_a_node():
     assert (other.name, other.services) == ("othernet", ())
 
 
+def test_a_suspect_nodes_tasks_leave_a_vip_while_the_service_has_others():
+    entries = [announce("n1", "t1", "backend", {"appnet": "10.200.0.66"}),
+               announce("n2", "t3", "backend", {"appnet": "10.200.0.130"})]
+    members = [Member("n0", ("10.1.0.1", 7422)), Member("n1", ("10.1.0.2", 7422), state=MemberState.SUSPECT),
+               Member("n2", ("10.1.0.3", 7422))]
+    (backend,) = node_overlay(state_with_stack(), "n0", "10.1.0.1", entries, members, 4789).networks[0].services
+    assert backend.tasks == ("10.200.0.130",)
+    alone = node_overlay(state_with_stack(), "n0", "10.1.0.1", entries[:1], members, 4789)
+    assert alone.networks[0].services[0].tasks == ("10.200.0.66",), "a suspect's tasks beat none"
+
+
 def test_seats_are_the_networks_this_node_holds_a_lease_in():
     state = state_with_stack()
     here = seats(state, "n1")
@@ -74,7 +85,8 @@ def test_overlay_addresses_keep_only_our_runtime_networks():
 def test_an_engine_network_as_docker_reports_it_matches_what_was_asked():
     overlay = node_overlay(state_with_stack(), "n0", "10.1.0.1", [], MEMBERS, 4789)
     network = overlay.networks[0]
-    attrs = {"IPAM": {"Config": [{"Subnet": "10.200.0.0/21", "IPRange": "10.200.0.0/26",
+    # The whole subnet: the network's VIPs are on-link for its tasks.
+    attrs = {"IPAM": {"Config": [{"Subnet": "10.200.0.0/20", "IPRange": "10.200.0.0/26",
                                   "Gateway": "10.200.0.1"}]},
              "Options": {"com.docker.network.bridge.name": "sov4096",
                          "com.docker.network.driver.mtu": "1450"}}
