@@ -23,43 +23,43 @@ from consensus.raft import ProposeError, RaftNode, RaftTuning
 from node import config as cfg
 from node.agent import Agent
 from node.agent.secret_fetch import FileFetcher
-from node.api_autoscale import routes as autoscale_routes
-from node.api_cluster import NODE, routes as cluster_routes
-from node.api_dashboard import routes as dashboard_routes
-from node.api_crons import routes as cron_routes
-from node.api_events import routes as event_routes
-from node.api_jobs import routes as job_routes
-from node.api_mesh import routes as mesh_routes
-from node.api_metrics import routes as metrics_routes
-from node.api_networks import routes as network_routes
-from node.api_secrets import routes as secret_routes
-from node.api_services import routes as service_routes
-from node.api_tasks import routes as task_routes
-from node.api_volumes import routes as volume_routes
-from node.autoscaler import Autoscaler
-from node import consistency
-from node.catch_up import catch_up_middleware
+from node.api.autoscale import routes as autoscale_routes
+from node.api.cluster import NODE, routes as cluster_routes
+from node.api.dashboard import routes as dashboard_routes
+from node.api.crons import routes as cron_routes
+from node.api.events import routes as event_routes
+from node.api.jobs import routes as job_routes
+from node.api.mesh import routes as mesh_routes
+from node.api.metrics import routes as metrics_routes
+from node.api.networks import routes as network_routes
+from node.api.secrets import routes as secret_routes
+from node.api.services import routes as service_routes
+from node.api.tasks import routes as task_routes
+from node.api.volumes import routes as volume_routes
+from node.loops.autoscaler import Autoscaler
+from node.api import consistency
+from node.api.catch_up import catch_up_middleware
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
-from node.event_feed import EventFeed
-from node.api_guard import guard_middleware
-from node.api_listen import ConnectionLimits, listen, raise_file_limit, runner_options
-from node.http_util import errors_middleware
+from node.loops.event_feed import EventFeed
+from node.api.guard import guard_middleware
+from node.api.listen import ConnectionLimits, listen, raise_file_limit, runner_options
+from node.api.http_util import errors_middleware
 from node.local_socket import socket_path
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
 from node.join import JoinGuard, local_node, request_join
-from node.liveness import LivenessLoop
+from node.loops.liveness import LivenessLoop
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
-from node.metrics_reporter import STALE_INTERVALS, MetricsReporter
-from node.openapi import routes as openapi_routes
+from node.loops.metrics_reporter import STALE_INTERVALS, MetricsReporter
+from node.api.openapi import routes as openapi_routes
 from node.security import ClusterKeys, key_hash
 from node.telemetry import Sources, Telemetry
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
-from node.voters import VoterManager
+from node.loops.voters import VoterManager
 from node.overlay.view import seats
 from scheduler import SchedulerLoop, StateView
 

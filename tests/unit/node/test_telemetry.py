@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from node.http_util import HttpError, errors_middleware
+from node.api.http_util import HttpError, errors_middleware
 from node.telemetry import Telemetry
 
 
