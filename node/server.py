@@ -23,29 +23,13 @@ from consensus.raft import ProposeError, RaftNode, RaftTuning
 from node import config as cfg
 from node.agent import Agent
 from node.agent.secret_fetch import FileFetcher
-from node.api.autoscale import routes as autoscale_routes
-from node.api.cluster import NODE, routes as cluster_routes
-from node.api.dashboard import routes as dashboard_routes
-from node.api.crons import routes as cron_routes
-from node.api.events import routes as event_routes
-from node.api.jobs import routes as job_routes
-from node.api.mesh import routes as mesh_routes
-from node.api.metrics import routes as metrics_routes
-from node.api.networks import routes as network_routes
-from node.api.secrets import routes as secret_routes
-from node.api.services import routes as service_routes
-from node.api.tasks import routes as task_routes
-from node.api.volumes import routes as volume_routes
+from node.api.app import build_app
 from node.loops.autoscaler import Autoscaler
-from node.api import consistency
-from node.api.catch_up import catch_up_middleware
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
 from node.loops.event_feed import EventFeed
-from node.api.guard import guard_middleware
 from node.api.listen import ConnectionLimits, listen, raise_file_limit, runner_options
-from node.api.http_util import errors_middleware
 from node.local_socket import socket_path
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
@@ -54,7 +38,6 @@ from node.loops.liveness import LivenessLoop
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
 from node.loops.metrics_reporter import STALE_INTERVALS, MetricsReporter
-from node.api.openapi import routes as openapi_routes
 from node.security import ClusterKeys, key_hash
 from node.telemetry import Sources, Telemetry
 from node.runtime.driver import Driver
@@ -318,28 +301,7 @@ class ShoalNode:
             self._stop.set()
 
     async def _start_api(self) -> None:
-        app = web.Application(middlewares=[self.telemetry.middleware(), errors_middleware,
-                                           guard_middleware(self.keys.check_api_token,
-                                                            self.config.host_names),
-                                           catch_up_middleware(self.raft.progress,
-                                                               self.config.name)],
-                              client_max_size=4 * 1024 * 1024)
-        consistency.install(app, self.raft)
-        app[NODE] = self
-        app.add_routes(cluster_routes)
-        app.add_routes(service_routes)
-        app.add_routes(mesh_routes)
-        app.add_routes(task_routes)
-        app.add_routes(volume_routes)
-        app.add_routes(event_routes)
-        app.add_routes(autoscale_routes)
-        app.add_routes(secret_routes)
-        app.add_routes(metrics_routes)
-        app.add_routes(openapi_routes)
-        app.add_routes(dashboard_routes)
-        app.add_routes(network_routes)
-        app.add_routes(job_routes)
-        app.add_routes(cron_routes)
+        app = build_app(self)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True, **runner_options())

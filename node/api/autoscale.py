@@ -12,7 +12,7 @@ from consensus.metrics import node_metrics
 from consensus.nodes import nodes
 from consensus.tasks import tasks_of
 from consensus.wire import to_plain
-from node.api.cluster import NODE
+from node.api.context import NODE
 from node.api.services import find_service
 from node.api.http_util import HttpError
 from node.loops.metrics_reporter import STALE_INTERVALS

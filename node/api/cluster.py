@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from aiohttp import web
 
@@ -17,15 +17,12 @@ from consensus.state import ClusterState
 from consensus.wire import from_plain, to_plain
 from node.api.http_util import (HttpError, json_body, parse_body, read_body, require_type,
                             result_or_raise)
+from node.api.context import NODE, NodeContext
 from node.api.guard import calling_node
 from node.control import COMMAND_TYPE, MAX_COMMAND_BYTES
 from node.join import JoinRequest, accept_join
 from node.loops.voters import NotCaughtUp
 
-if TYPE_CHECKING:
-    from node.server import ShoalNode
-
-NODE = web.AppKey("node", "ShoalNode")
 routes = web.RouteTableDef()
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$")
@@ -51,12 +48,12 @@ def node_json(node: Node, leader_id: Optional[str]) -> dict:
     return body
 
 
-def _leader_id(shoal: ShoalNode) -> Optional[str]:
+def _leader_id(shoal: NodeContext) -> Optional[str]:
     leader = shoal.control.leader_node()
     return leader.id if leader else None
 
 
-def _find(shoal: ShoalNode, ref: str) -> Node:
+def _find(shoal: NodeContext, ref: str) -> Node:
     with shoal.raft.read() as state:
         return node_by_ref(state, ref)
 
@@ -275,6 +272,6 @@ async def internal_removed(request: web.Request) -> web.Response:
     return web.json_response({"stopping": True})
 
 
-def voter_addresses(shoal: ShoalNode) -> list[str]:
+def voter_addresses(shoal: NodeContext) -> list[str]:
     with shoal.raft.read() as state:
         return [v.raft_address for v in voters(state)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -16,13 +15,10 @@ from consensus.crons import CreateCron, Cron, DeleteCron, crons, parse_cron_spec
 from consensus.state import ClusterState
 from consensus.tasks import tasks_of
 from consensus.wire import to_plain
-from node.api.cluster import NODE
+from node.api.context import NODE, NodeContext
 from node.api.jobs import job_json
 from node.api.http_util import HttpError, json_body, result_or_raise
 from scheduler.crons import next_time, schedule_problem
-
-if TYPE_CHECKING:
-    from node.server import ShoalNode
 
 routes = web.RouteTableDef()
 
@@ -41,7 +37,7 @@ def cron_json(state: ClusterState, cron: Cron, now: float) -> dict:
             "template": to_plain(spec.template)}
 
 
-def _answer(shoal: ShoalNode, name: str, status: int = 200) -> web.Response:
+def _answer(shoal: NodeContext, name: str, status: int = 200) -> web.Response:
     with shoal.raft.read() as state:
         cron = crons(state).get(name)
         if cron is None:

@@ -13,7 +13,7 @@ from aiohttp import web
 from node.api.http_util import HttpError
 
 routes = web.RouteTableDef()
-ASSETS = Path(__file__).with_name("dashboard")
+ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
 # Every file the page may load, with its type: a name not listed here is a 404, so no path
 # from a request ever reaches the file system.
 FILES = {"index.html": "text/html", "app.js": "application/javascript", "style.css": "text/css"}

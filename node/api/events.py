@@ -16,7 +16,7 @@ from typing import Mapping
 from aiohttp import web
 
 from consensus.wire import to_plain
-from node.api.cluster import NODE
+from node.api.context import NODE
 from node.loops.event_feed import Numbered
 from node.api.http_util import HttpError, parse_count
 

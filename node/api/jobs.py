@@ -7,7 +7,7 @@ the task routes like any service's. A job's status comes from its tasks and its 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from aiohttp import web
 
@@ -16,12 +16,9 @@ from consensus.nodes import nodes
 from consensus.services import parse_service_spec
 from consensus.tasks import CreateService, DeleteService, Service, Task, services, tasks_of
 from consensus.wire import to_plain
-from node.api.cluster import NODE
+from node.api.context import NODE, NodeContext
 from node.api.services import find_service, new_service_id
 from node.api.http_util import HttpError, json_body, result_or_raise
-
-if TYPE_CHECKING:
-    from node.server import ShoalNode
 
 routes = web.RouteTableDef()
 
@@ -65,7 +62,7 @@ def _job_or_404(service: Optional[Service], ref: str) -> Service:
     return service
 
 
-def _answer(shoal: ShoalNode, ref: str, status: int = 200) -> web.Response:
+def _answer(shoal: NodeContext, ref: str, status: int = 200) -> web.Response:
     with shoal.raft.read() as state:
         service = _job_or_404(find_service(state, ref), ref)
         own = tasks_of(state, service.name)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from consensus.nodes import nodes
 from netoverlay.lb.types import Endpoint
-from node.api.cluster import NODE
+from node.api.context import NODE, NodeContext
 from node.api.services import find_service
 from node.api.http_util import HttpError
 from node.mesh import MeshView
-
-if TYPE_CHECKING:
-    from node.server import ShoalNode
 
 routes = web.RouteTableDef()
 
@@ -45,7 +41,7 @@ def service_endpoints_json(view: MeshView, service: str, node_names: dict[str, s
 
 @routes.get("/v1/services/{ref}/endpoints")
 async def service_endpoints(request: web.Request) -> web.Response:
-    shoal: ShoalNode = request.app[NODE]
+    shoal: NodeContext = request.app[NODE]
     ref = request.match_info["ref"]
     with shoal.raft.read() as state:
         service = find_service(state, ref)
@@ -60,5 +56,5 @@ async def service_endpoints(request: web.Request) -> web.Response:
 
 @routes.get("/v1/mesh")
 async def mesh_status(request: web.Request) -> web.Response:
-    shoal: ShoalNode = request.app[NODE]
+    shoal: NodeContext = request.app[NODE]
     return web.json_response(shoal.mesh.status())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.api.cluster import NODE
+from node.api.context import NODE
 
 routes = web.RouteTableDef()
 

@@ -18,12 +18,11 @@ from aiohttp import web
 from consensus.networks import CreateNetwork, Network, RemoveNetwork, network_name_problem, networks
 from consensus.tasks import services
 from consensus.wire import WireError, from_plain, to_plain
-from node.api.cluster import NODE
+from node.api.context import NODE, NodeContext
 from node.api.http_util import HttpError, json_body, result_or_raise
 
 if TYPE_CHECKING:
     from node.manifests.networks import NetworkDef
-    from node.server import ShoalNode
 
 routes = web.RouteTableDef()
 
@@ -111,7 +110,7 @@ async def overlay_status(request: web.Request) -> web.Response:
     return web.json_response({"enabled": True, **overlay.status()})
 
 
-async def ensure_networks(shoal: ShoalNode, wanted: Iterable[NetworkDef]) -> list[dict]:
+async def ensure_networks(shoal: NodeContext, wanted: Iterable[NetworkDef]) -> list[dict]:
     """Make the networks a Compose file defines and are missing (`shoal apply`); an external
     one must exist. One row per network with what was done."""
     rows = []

@@ -24,7 +24,7 @@ from consensus.secrets import (Blob, CreateBlob, DeleteBlob, Kind, blobs, name_p
                                size_problem, users_of)
 from consensus.state import ClusterState
 from consensus.tasks import services, tasks
-from node.api.cluster import NODE
+from node.api.context import NODE
 from node.api.guard import calling_node
 from node.api.http_util import HttpError, json_body, query_flag, result_or_raise
 from node.secret_box import SecretBox, SecretSealError

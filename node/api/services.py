@@ -29,7 +29,7 @@ from consensus.tasks import (CreateService, DeleteService, Service, Task, Update
                              tasks, tasks_of)
 from consensus.updates import PromoteService, RequestRebalance, RollbackService
 from consensus.wire import WireError, from_plain, to_plain
-from node.api.cluster import NODE
+from node.api.context import NODE, NodeContext
 from node.api.networks import ensure_networks
 from node.api.http_util import (HttpError, is_json_type, json_body, parse_count, query_flag, read_body,
                             require_type, result_or_raise)
@@ -37,7 +37,6 @@ from node.api.http_util import (HttpError, is_json_type, json_body, parse_count,
 if TYPE_CHECKING:
     from node.manifests import Origin
     from node.manifests.plan import CronStep
-    from node.server import ShoalNode
 
 routes = web.RouteTableDef()
 
@@ -111,7 +110,7 @@ def with_mesh_ports(specs: tuple[ServiceSpec, ...], wanted: tuple[tuple[str, int
 
 # -- reading ----------------------------------------------------------------------------
 
-def _service_or_404(shoal: ShoalNode, ref: str) -> Service:
+def _service_or_404(shoal: NodeContext, ref: str) -> Service:
     with shoal.raft.read() as state:
         service = find_service(state, ref)
     if service is None:
@@ -119,7 +118,7 @@ def _service_or_404(shoal: ShoalNode, ref: str) -> Service:
     return service
 
 
-def _answer(shoal: ShoalNode, ref: str, status: int = 200) -> web.Response:
+def _answer(shoal: NodeContext, ref: str, status: int = 200) -> web.Response:
     with shoal.raft.read() as state:
         service = find_service(state, ref)
         own = tasks_of(state, service.name) if service else []
@@ -203,7 +202,7 @@ async def patch_service(request: web.Request) -> web.Response:
     raise HttpError(409, f"service {service.name!r} kept changing while being updated; retry")
 
 
-def _current_version(shoal: ShoalNode, name: str) -> int:
+def _current_version(shoal: NodeContext, name: str) -> int:
     with shoal.raft.read() as state:
         service = services(state).get(name)
     return service.version if service else 0
@@ -376,7 +375,7 @@ def _planned(step) -> dict:
     return row
 
 
-async def _apply_cron(shoal: ShoalNode, step: CronStep) -> dict:
+async def _apply_cron(shoal: NodeContext, step: CronStep) -> dict:
     name = step.spec.name
     if step.action != "unchanged":
         cmd = (CreateCron(secrets.token_hex(6), step.spec, time.time()) if step.action == "create"
@@ -388,7 +387,7 @@ async def _apply_cron(shoal: ShoalNode, step: CronStep) -> dict:
     return {"name": name, "action": _DONE[step.action]}
 
 
-async def _apply_step(shoal: ShoalNode, step) -> dict:
+async def _apply_step(shoal: NodeContext, step) -> dict:
     name = step.spec.name
     if step.action == "unchanged":
         return {"name": name, "action": "unchanged", "version": step.expected_version}

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from consensus.nodes import nodes
 from consensus.tasks import tasks
-from node.api.cluster import NODE
+from node.api.context import NODE
 from node.client import ApiError, ShoalClient, Unreachable
 from node.api.http_util import HttpError, parse_count, query_flag
 

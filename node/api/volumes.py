@@ -9,7 +9,7 @@ from consensus.nodes import nodes
 from consensus.tasks import services, tasks
 from consensus.volumes import volume_table
 from consensus.wire import to_plain
-from node.api.cluster import NODE
+from node.api.context import NODE
 
 routes = web.RouteTableDef()
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode
 from node.agent import Agent
-from node.api.cluster import NODE
+from node.api.context import NODE
 from node.api.tasks import LogQuery, parse_log_query, routes
 from node.client import ApiError, ShoalClient
 from node.api.http_util import HttpError, errors_middleware
