@@ -1,5 +1,6 @@
-"""What the API's handlers may use of the node that serves them: the node process
-(node.server) satisfies this protocol, and a handler names nothing else of it."""
+"""What the API's handlers may use of the node that serves them. The node process satisfies
+this protocol; handlers name nothing else of it, so they do not depend on the process that
+imports them."""
 
 from __future__ import annotations
 

@@ -138,3 +138,17 @@ def test_the_checker_finds_a_cycle_and_ignores_what_loads_later(tmp_path):
     graph = import_graph(tmp_path, ("node",))
     assert graph["node.c"] == set() and graph["node.d"] == set()
     assert find_cycle(graph) == ["node.a", "node.b", "node.a"]
+
+
+def test_runtime_drivers_import_nothing_of_the_node_above_them():
+    reach_up = sorted(f"{m} imports {t}" for m, targets in import_graph().items()
+                      if m.startswith("node.runtime") for t in targets
+                      if t.startswith("node.") and not t.startswith("node.runtime"))
+    assert reach_up == []
+
+
+def test_api_handlers_do_not_name_the_node_process():
+    """Handlers see the node through node.api.context.NodeContext, even for type checks."""
+    named = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "node" / "api").glob("*.py")
+                   if "node.server" in p.read_text())
+    assert named == []
