@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from bench.stats import summarize_runs
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 from node.runtime import procfs
 from tests.e2e.conftest import BUSYBOX_IMAGE, _build_busybox, _image_exists
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 
 from bench.stats import print_figures, summarize_runs
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 from tests.support import processes_working_under
 
 SERVICE = "clibench"

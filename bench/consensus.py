@@ -19,7 +19,7 @@ import time
 import aiohttp
 
 from bench.load import figures_of_run, latency, run_control_plane, throughput
-from node.localcluster import LocalCluster, auth_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, wait_for
 
 
 async def _write_to(api: str, session: aiohttp.ClientSession, n: int) -> bool:

@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from bench.stats import percentile
-from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, wait_for
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, wait_for
 
 EVERY = 2  # seconds between cron firings
 

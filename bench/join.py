@@ -22,7 +22,7 @@ import time
 
 from bench.stats import print_figures, summarize_runs
 from node.client import ApiError
-from node.localcluster import LocalCluster, NodeProc, wait_for
+from node.devcluster.localcluster import LocalCluster, NodeProc, wait_for
 
 CONFIG_BYTES = 500 * 1024
 SMALL_SNAPSHOTS = ["--runtime", "process", "--snapshot-entries", "100",

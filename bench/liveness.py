@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from bench.stats import print_figures, summarize_runs
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 
 
 async def one_run(size: int) -> dict:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench.refs.hosts import IMAGE, DockerHosts, unavailable_reason
 from bench.stats import print_figures, summarize_runs
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 from node.runtime import procfs
 from tests.netbed.teardown import netns_pids
 

@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import Awaitable, Callable
 
-from node.localcluster import LocalCluster
+from node.devcluster.localcluster import LocalCluster
 from node.runtime import ProcessDriver
 from node.runtime.process_records import load_record
 

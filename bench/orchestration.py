@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.refs.hosts import HTTPD, IMAGE, DockerHosts, run_orchestration
 from node.client import ShoalClient
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from node.security import ClusterKeys
 
 SERVICE = "orchbench"

@@ -31,7 +31,7 @@ import time
 from bench.lb import parse_wrk
 from bench.orchestration import BedCluster
 from bench.refs.hosts import HTTPD, IMAGE, DockerHosts, unavailable_reason
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from node.runtime.docker_config import parse_docker_time
 
 NETWORK = "benchnet"

@@ -43,7 +43,7 @@ from consensus.nodes import NODES, RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import Service, SERVICES, TASKS
-from node.localcluster import LocalCluster, auth_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, wait_for
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
 from scheduler.rounds import schedule

@@ -17,7 +17,7 @@ def import_aiohttp_without_trust_store() -> None:
     whole system CA bundle: about 2 MB resident for the life of the process. Nodes talk
     plain HTTP to each other (gossip and Raft carry their own encryption), so a node never
     uses them; a client given an `https://` API address builds its own context when it
-    needs one (node.client; the CLI's node.lean_client does not use aiohttp at all). The variables are OpenSSL's documented
+    needs one (node.client; the CLI's node.cli.lean_client does not use aiohttp at all). The variables are OpenSSL's documented
     overrides, and they are put back at once, so tasks and later contexts see the
     operator's environment. Should anything use aiohttp's defaults for HTTPS all the same,
     verification fails: closed, not open.

@@ -1,5 +1,5 @@
 """The HTTP client for Shoal's API that nodes use to talk to each other (the CLI has a
-lighter one with the same interface, node.lean_client)."""
+lighter one with the same interface, node.cli.lean_client)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any, AsyncIterator, Mapping, Optional
 
 import aiohttp
 
-from node.lean_client import (INDEX_HEADER, KNOWN_LEADER_HEADER, UNIX_PREFIX, ApiError,
+from node.cli.lean_client import (INDEX_HEADER, KNOWN_LEADER_HEADER, UNIX_PREFIX, ApiError,
                               Unreachable, base_url, decode)
 from node.local_socket import reachable
 
 __all__ = ["ApiError", "INDEX_HEADER", "KNOWN_LEADER_HEADER", "ShoalClient", "UNIX_PREFIX",
            "Unreachable", "base_url"]
-# Idle pooled connections are dropped before the server's idle timeout (node.api_listen)
+# Idle pooled connections are dropped before the server's idle timeout (node.api.listen)
 # closes them: a request sent on a connection the server is closing would fail.
 CLIENT_KEEPALIVE = 4.0
 

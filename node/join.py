@@ -23,7 +23,7 @@ from consensus.wire import from_plain, to_plain
 from node.client import ApiError, ShoalClient, Unreachable
 from node.config import NodeConfig
 from node.control import ControlPlane
-from node.http_util import HttpError, result_or_raise
+from node.api.http_util import HttpError, result_or_raise
 from node.security import ClusterKeys
 
 log = logging.getLogger(__name__)

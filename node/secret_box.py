@@ -3,7 +3,7 @@
 A sealed secret is `version | nonce | ciphertext + tag`. The secret's name is the associated
 data, so a ciphertext moved to another name (by anyone who can write the state) does not
 open. The node that receives a secret seals it before proposing it; only the nodes whose
-tasks use it open it, in memory (node.api_secrets).
+tasks use it open it, in memory (node.api.secrets).
 """
 
 from __future__ import annotations

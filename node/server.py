@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import os
 import signal
-import time
 from typing import TYPE_CHECKING, Optional
 
 import node
@@ -18,49 +17,38 @@ node.import_aiohttp_without_trust_store()  # first, before any module imports ai
 from aiohttp import web  # noqa: E402
 
 from consensus.model import Node, Resources
-from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
-from consensus.raft import ProposeError, RaftNode, RaftTuning
+from consensus.raft import RaftNode, RaftTuning
+from netoverlay.gossip.config import GossipConfig
+from netoverlay.gossip.service import GossipService, GossipServiceConfig
 from node import config as cfg
 from node.agent import Agent
 from node.agent.secret_fetch import FileFetcher
-from node.api_autoscale import routes as autoscale_routes
-from node.api_cluster import NODE, routes as cluster_routes
-from node.api_dashboard import routes as dashboard_routes
-from node.api_crons import routes as cron_routes
-from node.api_events import routes as event_routes
-from node.api_jobs import routes as job_routes
-from node.api_mesh import routes as mesh_routes
-from node.api_metrics import routes as metrics_routes
-from node.api_networks import routes as network_routes
-from node.api_secrets import routes as secret_routes
-from node.api_services import routes as service_routes
-from node.api_tasks import routes as task_routes
-from node.api_volumes import routes as volume_routes
-from node.autoscaler import Autoscaler
-from node import consistency
-from node.catch_up import catch_up_middleware
+from node.api.app import build_app
+from node.api.listen import ConnectionLimits, listen, raise_file_limit, runner_options
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
-from node.event_feed import EventFeed
-from node.api_guard import guard_middleware
-from node.api_listen import ConnectionLimits, listen, raise_file_limit, runner_options
-from node.http_util import errors_middleware
-from node.local_socket import socket_path
-from netoverlay.gossip.config import GossipConfig
-from netoverlay.gossip.service import GossipService, GossipServiceConfig, JoinError
 from node.join import JoinGuard, local_node, request_join
-from node.liveness import LivenessLoop
+from node.local_socket import socket_path
+from node.loops import Loop
+from node.loops.autoscaler import Autoscaler
+from node.loops.demotion import DemotionLoop
+from node.loops.event_feed import EventFeed
+from node.loops.gossip_join import GossipJoinLoop
+from node.loops.identity import VoterMemoryLoop
+from node.loops.leader_changes import LeaderChangeLoop
+from node.loops.liveness import LivenessLoop
+from node.loops.metrics_reporter import STALE_INTERVALS, MetricsReporter
+from node.loops.registration import RegistrationLoop
+from node.loops.voters import VoterManager
+from node.loops.wake import RateLimitedWake
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
-from node.metrics_reporter import STALE_INTERVALS, MetricsReporter
-from node.openapi import routes as openapi_routes
-from node.security import ClusterKeys, key_hash
-from node.telemetry import Sources, Telemetry
+from node.overlay.view import seats
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
-from node.voters import VoterManager
-from node.overlay.view import seats
+from node.security import ClusterKeys, key_hash
+from node.telemetry import Sources, Telemetry
 from scheduler import SchedulerLoop, StateView
 
 if TYPE_CHECKING:
@@ -77,10 +65,6 @@ NODE_GOSSIP = GossipConfig(probe_interval=0.6, probe_timeout=0.3)
 # The scheduler runs at most 20 rounds a second, however fast commits arrive: a round reads
 # the whole state, and a burst of writes needs one round, not one each.
 SCHEDULER_MIN_INTERVAL = 0.05
-# How often a voter that hears no leader while catching up asks whether it was demoted.
-DEMOTION_CHECK_INTERVAL = 3.0
-# How often a node that knows no live gossip member retries joining through the known nodes.
-GOSSIP_REJOIN_INTERVAL = 2.0
 
 
 def offered_resources(config: NodeConfig, fingerprint: NodeFingerprint) -> Resources:
@@ -154,6 +138,20 @@ class ShoalNode:
                                        changed=self._scheduler_wake,
                                        propose=self.control.submit, is_leader=self.raft.is_leader,
                                        observe_round=self.telemetry.scheduler_round_seconds.observe)
+        # The loops this node runs once it holds the cluster's state, each until cancelled.
+        self.loops: list[Loop] = [
+            RegistrationLoop(self.control, self.node_id, record=self._record,
+                             alone=lambda: not self.identity.voters[1:],
+                             cluster_id=self.keys.cluster_id,
+                             overlay_cidr=self.config.overlay_cidr),
+            VoterMemoryLoop(self.raft, lambda: self.identity, self._save_identity),
+            self.voters, self.scheduler,
+            RateLimitedWake(self.raft.subscribe(), self._scheduler_wake, SCHEDULER_MIN_INTERVAL),
+            GossipJoinLoop(self.raft, self.gossip, self.node_id),
+            self.liveness, self.agent, self.events, self.metrics, self.autoscaler,
+            LeaderChangeLoop(self.telemetry.raft_leader_changes, self.raft.subscribe(),
+                             self.raft.leader),
+            self.mesh, *([self.overlay] if self.overlay is not None else [])]
         self.telemetry.watch(Sources(
             raft_status=self.raft.status, read_state=self.raft.read,
             gossip_members=self.gossip.members, gossip_stats=lambda: self.gossip.stats,
@@ -245,28 +243,11 @@ class ShoalNode:
             log.info("node %s (%s) serving the API on %s:%d", self.config.name, self.node_id,
                      self.config.advertise, self.config.api_port)
             async with asyncio.TaskGroup() as tasks:
-                loops = [tasks.create_task(self._register_self()),
-                         tasks.create_task(self._remember_voters()),
-                         tasks.create_task(self.voters.run()),
-                         tasks.create_task(self.scheduler.run()),
-                         tasks.create_task(_rate_limited(self.raft.subscribe(),
-                                                         self._scheduler_wake,
-                                                         SCHEDULER_MIN_INTERVAL)),
-                         tasks.create_task(self._join_gossip()),
-                         tasks.create_task(self.liveness.run()),
-                         tasks.create_task(self.agent.run()),
-                         tasks.create_task(self.events.run()),
-                         tasks.create_task(self.metrics.run()),
-                         tasks.create_task(self.autoscaler.run()),
-                         tasks.create_task(self.telemetry.count_leader_changes(
-                             self.raft.subscribe(), self.raft.leader)),
-                         tasks.create_task(self.mesh.run())]
-                if self.overlay is not None:
-                    loops.append(tasks.create_task(self.overlay.run()))
+                running = [tasks.create_task(each.run()) for each in self.loops]
                 await self._stop.wait()
                 await self.scheduler.stop(SHUTDOWN_TIMEOUT / 2)
-                for t in loops:
-                    t.cancel()
+                for task in running:
+                    task.cancel()
         finally:
             await self._shutdown()
         return self._stop_reason
@@ -277,46 +258,16 @@ class ShoalNode:
         async with asyncio.TaskGroup() as tasks:
             caught_up = tasks.create_task(self.raft.wait_caught_up())
             stopping = tasks.create_task(self._stop.wait())
-            demoted = tasks.create_task(self._rejoin_if_demoted())
+            demoted = tasks.create_task(DemotionLoop(
+                self.control, self.node_id, self.config.raft_address,
+                become_member=lambda voters: self.set_raft_role("member", voters),
+                remembered_voters=self.identity.voter_apis,
+                own_api=self.config.api_address).run())
             await asyncio.wait((caught_up, stopping), return_when=asyncio.FIRST_COMPLETED)
             caught_up.cancel()
             stopping.cancel()
             demoted.cancel()
         return not self._stop.is_set()
-
-    async def _rejoin_if_demoted(self) -> None:
-        """A voter that was demoted while it was down restarts as a voter of the old set:
-        the leader does not count it, so it hears no leader and would never catch up. While
-        it hears none, ask the other nodes it knows for the leader's voter set, and restart
-        as a member when it is no longer in it."""
-        while True:
-            await asyncio.sleep(DEMOTION_CHECK_INTERVAL)
-            if self.raft.role != "voter" or self.raft.leader() is not None:
-                continue
-            voters = await self._leaders_voter_set()
-            if voters and self.config.raft_address not in voters:
-                log.info("this node is no longer a voter (voters %s): rejoining as a member",
-                         sorted(voters))
-                await self.set_raft_role("member", sorted(voters))
-
-    async def _leaders_voter_set(self) -> Optional[set[str]]:
-        """The leader's voter set (Raft addresses), asked of every other node this node knows:
-        those in its replica and the voters it last saw (the replica of a restarted node
-        applies nothing before it hears a leader, so it may know no one else)."""
-        with self.raft.read() as state:
-            known = {n.api_address for n in nodes(state).values() if n.id != self.node_id}
-        known.update(self.identity.voter_apis)
-        known.discard(self.config.api_address)
-        for address in sorted(known):
-            try:
-                answer = await asyncio.wait_for(
-                    self.control.client_at(address).get("/v1/cluster"), 2.0)
-            except (ApiError, Unreachable, asyncio.TimeoutError):
-                continue
-            this = answer.get("this_node", {})
-            if this.get("is_leader"):
-                return {this["raft_address"], *this["raft_partners"]}
-        return None
 
     def request_stop(self, reason: str, left_cluster: bool = False) -> None:
         """Stop serving. Tasks outlive the node; so does its overlay, unless it `left_cluster`."""
@@ -327,28 +278,7 @@ class ShoalNode:
             self._stop.set()
 
     async def _start_api(self) -> None:
-        app = web.Application(middlewares=[self.telemetry.middleware(), errors_middleware,
-                                           guard_middleware(self.keys.check_api_token,
-                                                            self.config.host_names),
-                                           catch_up_middleware(self.raft.progress,
-                                                               self.config.name)],
-                              client_max_size=4 * 1024 * 1024)
-        consistency.install(app, self.raft)
-        app[NODE] = self
-        app.add_routes(cluster_routes)
-        app.add_routes(service_routes)
-        app.add_routes(mesh_routes)
-        app.add_routes(task_routes)
-        app.add_routes(volume_routes)
-        app.add_routes(event_routes)
-        app.add_routes(autoscale_routes)
-        app.add_routes(secret_routes)
-        app.add_routes(metrics_routes)
-        app.add_routes(openapi_routes)
-        app.add_routes(dashboard_routes)
-        app.add_routes(network_routes)
-        app.add_routes(job_routes)
-        app.add_routes(cron_routes)
+        app = build_app(self)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
                                    # a client that leaves a followed log stream ends its reader
                                    handler_cancellation=True, **runner_options())
@@ -380,66 +310,6 @@ class ShoalNode:
         # pysyncobj's destroy only flags its thread; it is a daemon and exits with us.
         self.raft.stop()
 
-    # -- control loops ----------------------------------------------------------------
-    async def _register_self(self) -> None:
-        """Keep this node's record (addresses, capacity) current; bootstrap a new cluster."""
-        seen = -1
-        while True:
-            seen = await self.raft.wait_changed(seen, timeout=1.0)
-            with self.raft.read() as state:
-                bootstrapped = bool(state.cluster.cluster_id)
-                current = nodes(state).get(self.node_id)
-            wanted = self._record()
-            try:
-                if not bootstrapped and self.raft.is_leader() and not self.identity.voters[1:]:
-                    await self.control.submit(BootstrapCluster(self.keys.cluster_id, time.time(),
-                                                               self.config.overlay_cidr))
-                    now = time.time()
-                    await self.control.submit(RegisterNode(dataclasses.replace(
-                        wanted, role="voter", joined_at=now, status_changed_at=now)))
-                elif current is not None and _differs(current, wanted):
-                    await self.control.submit(RegisterNode(wanted))
-                else:
-                    continue
-            except ProposeError as exc:
-                log.info("cannot update this node's registration yet: %s", exc)
-
-    async def _join_gossip(self) -> None:
-        """Join the gossip pool through the known nodes; try again while this node knows no
-        other live member (a restarted node, a node that joined before the others)."""
-        wake = self.raft.subscribe()
-        while True:
-            lonely = all(m.node_id == self.node_id or m.gone for m in self.gossip.members())
-            if lonely:
-                with self.raft.read() as state:
-                    seeds = [(n.address, n.gossip_port) for n in nodes(state).values()
-                             if n.id != self.node_id]
-                if seeds:
-                    with contextlib.suppress(JoinError):
-                        await self.gossip.join(seeds)
-            # Woken by state changes; the timeout is the retry interval while alone.
-            # (asyncio.timeout: Python 3.11's wait_for may swallow the cancellation that
-            # stops this loop when it arrives with a change.)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(GOSSIP_REJOIN_INTERVAL):
-                    await wake.wait()
-            wake.clear()
-
-    async def _remember_voters(self) -> None:
-        """Persist the voter addresses, so a restarted node knows where its cluster is."""
-        seen = -1
-        while True:
-            seen = await self.raft.wait_changed(seen)
-            with self.raft.read() as state:
-                seated = voters(state)
-            addresses = tuple(v.raft_address for v in seated)
-            apis = tuple(v.api_address for v in seated)
-            if addresses and (addresses != self.identity.voters or apis != self.identity.voter_apis
-                              or self.raft.role != self.identity.role):
-                self._save_identity(dataclasses.replace(self.identity, voters=addresses,
-                                                        voter_apis=apis,
-                                                        role=self.raft.role))
-
     def _save_identity(self, identity: Identity) -> None:
         self.identity = identity
         cfg.save(Stored(self.config, identity))
@@ -460,18 +330,3 @@ class ShoalNode:
         except (ApiError, Unreachable) as exc:
             log.info("removed node %s did not answer: %s", node.name, exc)
 
-
-async def _rate_limited(source: asyncio.Event, target: asyncio.Event, interval: float) -> None:
-    """Pass `source` on to `target` at most once per `interval`: a burst of commits becomes
-    one wake-up (and one scheduling round) instead of one per commit."""
-    while True:
-        await source.wait()
-        source.clear()
-        target.set()
-        await asyncio.sleep(interval)
-
-
-def _differs(current: Node, wanted: Node) -> bool:
-    keys = ("name", "address", "api_port", "raft_port", "gossip_port", "resources", "runtime",
-            "key_hash")
-    return any(getattr(current, k) != getattr(wanted, k) for k in keys)

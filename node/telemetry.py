@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator, Optional
+from typing import Callable, ContextManager, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -82,20 +82,6 @@ class Telemetry:
         text), and its Content-Type."""
         encode, content_type = choose_encoder(accept)
         return encode(self.registry), content_type
-
-    async def count_leader_changes(self, changed: asyncio.Event,
-                                   leader: Callable[[], Optional[str]]) -> None:
-        """Count each new leader this node learns of; `changed` is set on every Raft
-        change, leadership changes included."""
-        last = leader()
-        while True:
-            await changed.wait()
-            changed.clear()
-            current = leader()
-            if current is not None and current != last:
-                self.raft_leader_changes.inc()
-            if current is not None:
-                last = current
 
     def middleware(self):
         """Counts and times every request, with the status its client got (including the

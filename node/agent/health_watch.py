@@ -2,7 +2,7 @@
 
 A check the runtime runs itself (a Docker cmd check, or the image's HEALTHCHECK) is read
 back with `inspect` on the check's cadence, since the driver seam offers no health events;
-every other check runs here through `node.health.run_health_check`.
+every other check runs here through `node.runtime.health.run_health_check`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import os
 from typing import Awaitable, Callable, Optional
 
-from node.health import HealthCheck, HealthState, HealthStatus, ProbeTarget, run_health_check
+from node.runtime.health import HealthCheck, HealthState, HealthStatus, ProbeTarget, run_health_check
 from node.runtime.driver import Driver
 from node.runtime.model import RunSpec, TaskObservation
 from node.runtime.process_records import port_environment

@@ -18,7 +18,7 @@ from consensus.tasks import TaskReport
 from node.agent.health_watch import agent_runs, watch_health
 from node.agent.plan import Phase, Retire
 from node.agent.translate import observed, task_health
-from node.health import HealthStatus
+from node.runtime.health import HealthStatus
 from node.runtime.driver import Driver
 from node.runtime.model import RunSpec, TaskObservation
 

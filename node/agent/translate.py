@@ -13,7 +13,7 @@ from typing import Optional
 from consensus import services as svc
 from consensus.tasks import Endpoint, Health, PortBinding, Task, TaskReport
 from netoverlay.dns import ZONE
-from node.health import HealthCheck, HealthStatus
+from node.runtime.health import HealthCheck, HealthStatus
 from node.runtime.model import PortSpec, RunSpec, TaskFile, TaskObservation
 from node.runtime.mounts import Mount
 from node.overlay.view import Seat, overlay_addresses

@@ -80,7 +80,11 @@ def _file_source(r: Reader, kind: Kind, key: str, value: Any, where: str) -> Fil
     if "content" in value:
         if not isinstance(value["content"], str):
             raise ManifestError(f"{where}.content", f"must be text, not {type(value['content']).__name__}")
-        return FileSource(kind, name, where, content=value["content"].encode())
+        try:
+            content = value["content"].encode()
+        except UnicodeEncodeError:  # a lone surrogate (JSON can carry one as an escape)
+            raise ManifestError(f"{where}.content", "must be valid Unicode text") from None
+        return FileSource(kind, name, where, content=content)
     return FileSource(kind, name, where, external=True)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
-from node.health import HealthCheck, HealthStatus
+from node.runtime.health import HealthCheck, HealthStatus
 from node.runtime.model import (LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, Endpoint, RunSpec,
                                 TaskObservation, TaskState, TaskStats)
 from node.runtime.mounts import docker_mount

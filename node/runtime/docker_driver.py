@@ -19,7 +19,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 
-from node.health import CheckKind
+from node.runtime.health import CheckKind
 from node.runtime.docker_config import container_kwargs, observation_from_attrs, stats_from_docker
 from node.runtime.docker_events import DeathEvents
 from node.runtime import task_files

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator, Optional, Protocol
 
-from node.health import CheckKind
+from node.runtime.health import CheckKind
 from node.runtime.model import NodeFingerprint, RunSpec, TaskObservation, TaskStats
 
 
@@ -19,7 +19,7 @@ class Driver(Protocol):
     # The runtime's name as nodes report it ("docker", "process").
     name: str
     # Health check kinds the runtime runs itself and reports in `TaskObservation.health`;
-    # the agent runs the others with `node.health.run_health_check`.
+    # the agent runs the others with `node.runtime.health.run_health_check`.
     native_health_checks: frozenset[CheckKind]
     # Options for the commands the agent runs for the runtime's tasks (cmd health checks):
     # they run as the task's user, never as the node's.

@@ -14,7 +14,7 @@ from typing import Literal, Optional
 
 from consensus.container import ContainerOptions
 from consensus.model import Resources
-from node.health import HealthCheck, HealthStatus
+from node.runtime.health import HealthCheck, HealthStatus
 from node.runtime.mounts import Mount
 
 Protocol = Literal["tcp", "udp"]

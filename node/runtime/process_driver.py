@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
 from consensus.container import stop_signal_number
-from node.health import CheckKind
+from node.runtime.health import CheckKind
 from node.runtime import procfs, task_files
 from node.runtime.cgroups import CgroupsV1, join_command
 from node.runtime.fingerprint import host_fingerprint

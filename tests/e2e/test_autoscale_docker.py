@@ -9,7 +9,7 @@ import asyncio
 import docker
 import pytest
 
-from node.localcluster import started_cluster
+from node.devcluster.localcluster import started_cluster
 from node.runtime.model import LABEL_NODE
 from tests.e2e.test_orchestration_docker import remove_containers
 from tests.integration.autoscale_support import FAST_METRICS, autoscale_flow

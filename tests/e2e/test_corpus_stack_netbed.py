@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 from node.client import ShoalClient
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from node.security import ClusterKeys
 from tests.e2e.test_overlay_netbed import _fetch
 from tests.integration.cluster_support import live

@@ -11,7 +11,7 @@ import uuid
 import docker
 import pytest
 
-from node.health import HealthCheck
+from node.runtime.health import HealthCheck
 from node.runtime import PortSpec, RunSpec, select_driver
 from node.runtime.docker_driver import DockerDriver
 from node.runtime.model import LABEL_NODE

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 from node.runtime.model import LABEL_SERVICE
 from tests.e2e.test_orchestration_docker import docker_cluster, engine, own, remove_containers  # noqa: F401
 from tests.integration.cluster_support import SETTLE, must, shoal

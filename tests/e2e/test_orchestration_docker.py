@@ -17,7 +17,7 @@ import docker
 import pytest
 
 from node import config as node_config
-from node.localcluster import LocalCluster, NodeProc, wait_for
+from node.devcluster.localcluster import LocalCluster, NodeProc, wait_for
 from node.runtime.model import LABEL_NODE, LABEL_SERVICE, LABEL_TASK
 from tests.integration.cluster_support import (SETTLE, SlotWatch, live, must, running_slots,
                                                running_spread, shoal, stop_nodes, until_node)

@@ -36,7 +36,7 @@ import aiohttp
 import pytest
 
 from node.client import ShoalClient
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from node.security import ClusterKeys
 from tests.netbed import Faults
 from tests.netbed.fixtures import netbed_factory  # noqa: F401  (fixture)

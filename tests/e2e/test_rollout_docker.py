@@ -13,7 +13,7 @@ import uuid
 import docker
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 from tests.e2e.test_orchestration_docker import (containers_of, docker_cluster, engine,  # noqa: F401
                                                  remove_containers)
 from tests.integration.cluster_support import live, must, shoal

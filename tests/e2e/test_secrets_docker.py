@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from node.runtime.model import LABEL_SERVICE
 from node.runtime.task_files import tmpfs_root
 from tests.e2e.test_orchestration_docker import (containers_of, docker_cluster, engine,  # noqa: F401

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from node.runtime.mounts import LABEL_VOLUME
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from tests.e2e.test_orchestration_docker import (QUICK_RESTART, container_of, containers_of, create,
                                                  settled)
 from tests.e2e.test_orchestration_docker import engine, service_name, shared  # noqa: F401 (fixtures)

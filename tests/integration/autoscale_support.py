@@ -13,8 +13,8 @@ import sys
 
 import aiohttp
 
-from node.cli_rollout import parse_sse
-from node.localcluster import LocalCluster, wait_for
+from node.cli.rollout import parse_sse
+from node.devcluster.localcluster import LocalCluster, wait_for
 from tests.integration.mesh_support import PUBLISHED, new_session
 
 # Nodes report every second, so a test sees a decision within a few seconds.

@@ -12,7 +12,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Optional
 
-from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, api_token_for, wait_for
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, api_token_for, wait_for
 from node.runtime import ProcessDriver
 
 # Bounds on waits, not expectations: each wait ends as soon as its condition holds.

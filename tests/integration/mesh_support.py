@@ -17,7 +17,7 @@ import aiohttp
 from dnslib import QTYPE, DNSRecord
 
 from node import config as cfg
-from node.localcluster import LocalCluster, NodeProc, wait_for
+from node.devcluster.localcluster import LocalCluster, NodeProc, wait_for
 from node.mesh import MeshConfig
 from tests.support import unavailable
 

@@ -10,7 +10,7 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import api_token_for, auth_for, started_cluster, wait_for
+from node.devcluster.localcluster import api_token_for, auth_for, started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

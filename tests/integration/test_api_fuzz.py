@@ -26,15 +26,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from consensus.services import ServiceSpec
-from node.api_autoscale import routes as autoscale_routes
-from node.api_cluster import routes as cluster_routes
-from node.api_events import routes as event_routes
-from node.api_mesh import routes as mesh_routes
-from node.api_secrets import routes as secret_routes
-from node.api_services import routes as service_routes
-from node.api_tasks import routes as task_routes
-from node.api_volumes import routes as volume_routes
-from node.localcluster import LocalCluster
+from node.api.autoscale import routes as autoscale_routes
+from node.api.cluster import routes as cluster_routes
+from node.api.events import routes as event_routes
+from node.api.mesh import routes as mesh_routes
+from node.api.secrets import routes as secret_routes
+from node.api.services import routes as service_routes
+from node.api.tasks import routes as task_routes
+from node.api.volumes import routes as volume_routes
+from node.devcluster.localcluster import LocalCluster
 
 CASES = int(os.environ.get("SHOAL_FUZZ_CASES", "2000"))
 pytestmark = pytest.mark.timeout(240)

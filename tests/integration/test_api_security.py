@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from node.local_socket import socket_path
-from node.localcluster import LocalCluster, auth_for, started_cluster
+from node.devcluster.localcluster import LocalCluster, auth_for, started_cluster
 from tests.support import as_nobody
 
 pytestmark = pytest.mark.timeout(120)
@@ -187,7 +187,7 @@ async def test_malformed_input_is_a_4xx_naming_the_field(single):
 
 
 async def test_half_open_connections_cannot_starve_the_api(single):
-    from node.api_listen import IDLE_TIMEOUT, MAX_PER_CLIENT
+    from node.api.listen import IDLE_TIMEOUT, MAX_PER_CLIENT
 
     node = single.nodes[0]
     host, port = node.api.split(":")
@@ -235,7 +235,7 @@ async def test_the_data_dir_and_the_nodes_files_are_private(single):
                       and marker in open(os.path.join(root, f)).read()]
         return found
 
-    from node.localcluster import wait_for
+    from node.devcluster.localcluster import wait_for
     (log_file,) = await wait_for(logged, 30, "the task's output")
     assert stat.S_IMODE(os.stat(node.data_dir).st_mode) == 0o700
     private = [os.path.join(node.data_dir, name) for name in os.listdir(node.data_dir)
@@ -307,7 +307,7 @@ async def test_process_tasks_run_unprivileged_and_cannot_use_the_host():
                         "type=bind,source=/tmp,target=/tmp", *admin, "process", "sleep", "300")
             assert bound.returncode == 0, bound.stderr
 
-            from node.localcluster import wait_for
+            from node.devcluster.localcluster import wait_for
 
             async def output() -> str:
                 for root, _, files in os.walk(os.path.join(first.data_dir, "tasks")):

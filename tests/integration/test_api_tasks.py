@@ -14,10 +14,10 @@ from aiohttp.test_utils import TestServer
 from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode
 from node.agent import Agent
-from node.api_cluster import NODE
-from node.api_tasks import LogQuery, parse_log_query, routes
+from node.api.context import NODE
+from node.api.tasks import LogQuery, parse_log_query, routes
 from node.client import ApiError, ShoalClient
-from node.http_util import HttpError, errors_middleware
+from node.api.http_util import HttpError, errors_middleware
 from node.runtime import ProcessDriver
 from tests.integration.agent_support import StateSource, run_agent
 

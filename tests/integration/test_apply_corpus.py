@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import yaml
 
-from node.localcluster import EQUAL_PROCESS_NODES, auth_for, started_cluster
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, auth_for, started_cluster
 from node.manifests import STACK_LABEL
 from node.manifests.local import default_stack
 from tests.integration.cluster_support import must, shoal

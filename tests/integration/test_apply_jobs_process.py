@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from tests.integration.cluster_support import SETTLE, must, shoal
 
 pytestmark = pytest.mark.timeout(150)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.localcluster import EQUAL_PROCESS_NODES, started_cluster
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, started_cluster
 from tests.integration.autoscale_support import FAST_METRICS, autoscale_flow
 from tests.integration.test_mesh_process import SPEC, remove_leftover_tasks
 

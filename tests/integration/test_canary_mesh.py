@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from tests.integration.mesh_support import all_serving, fetch, new_session
 from tests.integration.test_rollout_mesh import ROLLING, hammer, trio  # noqa: F401  (fixture)
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from node.localcluster import started_cluster
+from node.devcluster.localcluster import started_cluster
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from node.client import ApiError
-from node.localcluster import LocalCluster, NodeProc, wait_for
+from node.devcluster.localcluster import LocalCluster, NodeProc, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
 from tests.integration.cluster_support import live, stop_nodes, until_node
 from tests.integration.test_self_healing import SLEEPER, create
 

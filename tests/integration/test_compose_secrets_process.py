@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from node.localcluster import EQUAL_PROCESS_NODES, started_cluster, wait_for
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, started_cluster, wait_for
 from tests.integration.cluster_support import live, must, shoal, tasks_of
 from tests.integration.test_secrets_process import task_log
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from node.localcluster import LocalCluster, auth_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, wait_for
 from tests.integration.cluster_support import SETTLE, must, process_cluster, shoal
 
 pytestmark = pytest.mark.timeout(150)

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from node.client import ApiError, Unreachable
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 

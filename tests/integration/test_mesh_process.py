@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from netoverlay.lb import NftConfig, NftDataPlane, ServicePort
-from node.localcluster import LocalCluster, NodeProc
+from node.devcluster.localcluster import LocalCluster, NodeProc
 from node.runtime import ProcessDriver
 from node.runtime.process_records import load_record
 from tests.integration.mesh_support import (HTTP_CHECK, PUBLISHED, WEB, remove_leftover_tables,

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from node.localcluster import started_cluster, wait_for
+from node.devcluster.localcluster import started_cluster, wait_for
 from tests.support import processes_working_under, unavailable
 
 pytestmark = pytest.mark.timeout(180)

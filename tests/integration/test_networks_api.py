@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from node.localcluster import started_cluster
+from node.devcluster.localcluster import started_cluster
 from tests.integration.test_services_api import SLEEPER, call, shoal
 
 pytestmark = pytest.mark.timeout(120)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from node.localcluster import LocalCluster, api_token_for, wait_for
+from node.devcluster.localcluster import LocalCluster, api_token_for, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 

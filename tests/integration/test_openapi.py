@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
-from node.dev import demo_service
-from node.localcluster import started_cluster
-from node.openapi import OPERATIONS, UNDESCRIBED
+from node.devcluster.dev import demo_service
+from node.devcluster.localcluster import started_cluster
+from node.api.openapi import OPERATIONS, UNDESCRIBED
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,7 +34,7 @@ async def test_the_description_covers_every_route_and_validates(tmp_path):
     served = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     undescribed = sorted(f"{m} {p}" for m, p in served
                          if doc["paths"][p][m.lower()]["summary"] == UNDESCRIBED)
-    assert undescribed == [], "routes missing from node.openapi.OPERATIONS"
+    assert undescribed == [], "routes missing from node.api.openapi.OPERATIONS"
     # Each entry names a route the node serves (the dashboard's are added with it).
     assert served == set(OPERATIONS)
     # The spec the dev cluster's demo sends (with shorthands) fits the create schema, as the

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 from tests.integration.cluster_support import shoal, stop_nodes
 
 pytestmark = pytest.mark.timeout(120)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 from tests.integration.mesh_support import all_serving, fetch, new_session
 from tests.integration.test_mesh_process import SPEC, remove_leftover_tasks
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from node.localcluster import LocalCluster, NodeProc, wait_for
+from node.devcluster.localcluster import LocalCluster, NodeProc, wait_for
 from node.runtime.process_records import load_record, task_dir
 from node.runtime.procfs import is_running
 from tests.integration.cluster_support import (SETTLE, SlotWatch, live, must, node_status,

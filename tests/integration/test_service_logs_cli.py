@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from node.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,7 +11,7 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
+from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
                               started_cluster, wait_for)
 from tests.support import fixture_text
 

@@ -23,7 +23,7 @@ import aiohttp
 
 from consensus.model import target_voter_count
 from node.config import TOKEN_FILE
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from node.runtime import ProcessDriver
 from node.security import ClusterKeys
 from tests.netbed import HostProcess, NetBed

@@ -12,7 +12,7 @@ import consensus.raft as raft_module
 from consensus.model import Node
 from consensus.nodes import RegisterNode
 from consensus.raft import RaftNode, RaftTuning
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from tests.unit.consensus.test_raft_changes import free_port
 
 WRITES = 60

@@ -10,7 +10,7 @@ import random
 import consensus.raft as raft
 from consensus.prevote import Action, LogPosition, PreVote
 from consensus.raft import RaftNode
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 
 
 def _prevote() -> PreVote:

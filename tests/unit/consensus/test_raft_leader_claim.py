@@ -5,7 +5,7 @@ paired the old leadership with the new term (two leaders of one term, seen from 
 from __future__ import annotations
 
 from consensus.raft import RaftNode
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from tests.unit.consensus.test_raft_changes import free_port
 
 

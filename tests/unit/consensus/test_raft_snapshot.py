@@ -14,7 +14,7 @@ from consensus.model import Node
 from consensus.nodes import RegisterNode, nodes
 from consensus.raft import RaftNode, RaftTuning, _Replica
 from consensus.state import ClusterState
-from node.localcluster import wait_for
+from node.devcluster.localcluster import wait_for
 from tests.unit.consensus.test_raft_changes import free_port
 
 

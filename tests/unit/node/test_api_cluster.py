@@ -9,8 +9,8 @@ import consensus  # noqa: F401  (registers commands and tables)
 from consensus.model import Node
 from consensus.nodes import nodes
 from consensus.state import ClusterState
-from node.api_cluster import node_by_ref
-from node.http_util import HttpError
+from node.api.cluster import node_by_ref
+from node.api.http_util import HttpError
 
 
 def _state(*ids: str) -> ClusterState:

@@ -14,8 +14,8 @@ from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, Task, UpdateService, services, tasks
 from node.agent.translate import run_spec
-from node.api_secrets import blob_json, delivery_problem, parse_create
-from node.http_util import HttpError
+from node.api.secrets import blob_json, delivery_problem, parse_create
+from node.api.http_util import HttpError
 from node.runtime.model import TaskFile
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, Task, UpdateService, services
-from node.api_services import tasks_summary
+from node.api.services import tasks_summary
 from node.manifests.plan import plan_apply
 from node.manifests import ManifestError, load_manifest
 

@@ -11,9 +11,9 @@ from consensus.metrics import NodeMetrics, ReportMetrics, ServiceSample, node_me
 from consensus.state import Result
 from consensus.tasks import services, tasks
 from netoverlay.lb.stats import ServiceStats
-from node.autoscaler import Autoscaler, next_expiry
-from node.events import diff_states
-from node.metrics_reporter import Scope, Sent, build_samples, ingress_rates, worth_sending
+from node.loops.autoscaler import Autoscaler, next_expiry
+from node.loops.events import diff_states
+from node.loops.metrics_reporter import Scope, Sent, build_samples, ingress_rates, worth_sending
 from scheduler.view import StateView
 from tests.unit.scheduler.helpers import Cluster
 
@@ -120,7 +120,7 @@ async def test_the_leader_scales_on_fresh_reports_and_the_event_says_from_to_and
 
 
 def cli(*argv: str):
-    from node.cli import build_parser
+    from node.cli.main import build_parser
 
     return build_parser().parse_args(list(argv))
 
@@ -128,7 +128,7 @@ def cli(*argv: str):
 def test_autoscale_flags_make_a_policy_and_update_or_remove_it():
     from consensus.services import merge_spec, parse_service_spec
     from consensus.wire import to_plain
-    from node.cli_service import create_body, update_patch
+    from node.cli.service import create_body, update_patch
 
     body = create_body(cli("service", "create", "--name", "web", "--autoscale-max", "6",
                            "--autoscale-rps", "40", "--autoscale-cooldown-down", "1m", "img"))

@@ -11,9 +11,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from consensus.model import Node
 from consensus.raft import SyncProgress
 from netoverlay.gossip.model import Member, MemberState
-from node.catch_up import catch_up_middleware
-from node.liveness import status_changes
-from node.voters import plan_voter_change
+from node.api.catch_up import catch_up_middleware
+from node.loops.liveness import status_changes
+from node.loops.voters import plan_voter_change
 
 
 def _progress(caught_up: bool, leader: Optional[str] = "127.0.0.1:7421",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from consensus.crons import parse_cron_spec
-from node.cli import build_parser
-from node.cli_cron import create_body
+from node.cli.main import build_parser
+from node.cli.cron import create_body
 
 
 def cron_spec(*argv: str):

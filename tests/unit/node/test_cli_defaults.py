@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from consensus.services import parse_service_spec
-from node.cli import build_parser
-from node.cli_service import SETTINGS, create_body, spec_default
+from node.cli.main import build_parser
+from node.cli.service import SETTINGS, create_body, spec_default
 from node.runtime.process_records import WORK_DIR
 
 README = Path(__file__).resolve().parents[3] / "README.md"

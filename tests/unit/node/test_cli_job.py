@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 from consensus.services import parse_service_spec
-from node.cli import build_parser
-from node.cli_job import JOB_SETTINGS, template_body
-from node.cli_service import spec_default
+from node.cli.main import build_parser
+from node.cli.job import JOB_SETTINGS, template_body
+from node.cli.service import spec_default
 
 
 def job_spec(*argv: str):

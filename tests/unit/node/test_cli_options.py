@@ -7,8 +7,8 @@ import argparse
 
 import pytest
 
-from node.cli import api_address, build_parser, command_group
-from node.cli_service import log_prefix, task_name
+from node.cli.main import api_address, build_parser, command_group
+from node.cli.service import log_prefix, task_name
 from tests.support import python_probe
 
 ADDR, TOKEN = "http://10.9.8.7:7420", "s3cret"
@@ -82,8 +82,8 @@ def test_the_command_group_is_found_past_the_global_options():
 def test_an_api_command_imports_neither_aiohttp_nor_the_state_machine_nor_rich(argv):
     loaded = python_probe(
         "import json, sys, contextlib, io\n"
-        "import node.cli\n"
-        f"with contextlib.redirect_stderr(io.StringIO()): code = node.cli.main({argv!r})\n"
+        "import node.cli.main\n"
+        f"with contextlib.redirect_stderr(io.StringIO()): code = node.cli.main.main({argv!r})\n"
         "print(json.dumps({'code': code, 'mods': sorted(sys.modules)}))")
     assert loaded["code"] == 2  # nothing listens on port 9: unreachable, said on stderr
     heavy = [m for m in loaded["mods"] if m.split(".")[0] in ("aiohttp", "consensus", "rich",

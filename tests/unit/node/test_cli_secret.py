@@ -9,9 +9,9 @@ import base64
 import pytest
 
 from consensus.services import parse_service_spec
-from node.cli import build_parser
-from node.cli_secret import create_body
-from node.cli_service import _file_ref
+from node.cli.main import build_parser
+from node.cli.secret import create_body
+from node.cli.service import _file_ref
 
 
 @pytest.mark.parametrize("text, path, mode", [

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from node.api_networks import parse_create
+from node.api.networks import parse_create
 from node.manifests.networks import NetworkDef
-from node.http_util import HttpError
+from node.api.http_util import HttpError
 from node.manifests import ManifestError, load_manifest
 
 STACK = """
@@ -84,7 +84,7 @@ def test_a_network_create_request_is_checked_field_by_field():
 
 def test_compose_target_only_ports_are_listed_for_mesh_ports_and_applied_as_swarm_does():
     from consensus.tasks import Service
-    from node.api_services import with_mesh_ports
+    from node.api.services import with_mesh_ports
 
     manifest = load_manifest("services:\n  web:\n    image: b\n    ports: ['80', '8080:81', {target: 82}]\n")
     assert manifest.mesh_ports == (("web", 80, "tcp"), ("web", 82, "tcp"))

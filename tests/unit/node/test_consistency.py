@@ -14,9 +14,9 @@ import consensus  # noqa: F401  (registers commands and tables)
 from consensus.model import Node
 from consensus.nodes import RegisterNode
 from consensus.raft import RaftNode
-from node import consistency
-from node.http_util import errors_middleware
-from node.localcluster import wait_for
+from node.api import consistency
+from node.api.http_util import errors_middleware
+from node.devcluster.localcluster import wait_for
 from tests.unit.consensus.test_raft_changes import free_port
 
 

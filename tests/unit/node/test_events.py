@@ -10,10 +10,10 @@ from hypothesis import given, settings, strategies as st
 from consensus.state import ClusterState
 from consensus.tasks import DeleteService, tasks
 from consensus.updates import RollbackService
-from node.cli_rollout import parse_sse
-from node.api_events import sse
-from node.event_feed import EventFeed, EventHub
-from node.events import SEQ_SPAN, Event, _changed, diff_states, events_between
+from node.cli.rollout import parse_sse
+from node.api.events import sse
+from node.loops.event_feed import EventFeed, EventHub
+from node.loops.events import SEQ_SPAN, Event, _changed, diff_states, events_between
 from scheduler.view import StateView
 from tests.unit.scheduler.helpers import Cluster, make_node
 

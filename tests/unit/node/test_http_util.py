@@ -12,7 +12,7 @@ from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, UpdateService
 from consensus.updates import RollbackService
-from node.http_util import HttpError, errors_middleware, field_of, json_body, result_or_raise
+from node.api.http_util import HttpError, errors_middleware, field_of, json_body, result_or_raise
 
 
 def _raised(result) -> HttpError:

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from node.lean_client import ApiError, LeanClient, Unreachable
+from node.cli.lean_client import ApiError, LeanClient, Unreachable
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def test_quotes_are_bounded():
 def test_every_api_error_answer_is_bounded():
     import json
 
-    from node.http_util import MAX_ERROR, error_response
+    from node.api.http_util import MAX_ERROR, error_response
 
     answer = json.loads(error_response(400, "bad " + "v" * 1_000_000, "f" * 10_000).text)
     assert len(answer["error"]) <= MAX_ERROR + 3 and len(answer["field"]) <= 203

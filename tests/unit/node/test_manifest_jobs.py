@@ -18,7 +18,7 @@ from consensus.networks import CreateNetwork
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.wire import to_plain
-from node.apply_check import apply_problems
+from node.api.apply_check import apply_problems
 from node.manifests import STACK_LABEL, ManifestError, Origin, load_manifest
 from node.manifests.plan import PlanConflict, plan_manifest
 from tests.unit.node.test_manifests import _paths, _replace, yaml_values

@@ -9,7 +9,7 @@ from consensus.tasks import PortBinding
 from consensus.wire import to_plain
 from netoverlay.gossip.model import Member, MemberState, TableEntry
 from netoverlay.lb.types import Endpoint, ServicePort
-from node.api_mesh import service_endpoints_json
+from node.api.mesh import service_endpoints_json
 from node.mesh.announce import Announcement, endpoint_key
 from node.mesh.view import INGRESS_META, build_view
 

@@ -10,7 +10,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from node.http_util import HttpError, errors_middleware
+from node.api.http_util import HttpError, errors_middleware
+from node.loops.leader_changes import LeaderChangeLoop
 from node.telemetry import Telemetry
 
 
@@ -59,7 +60,8 @@ async def test_each_new_leader_is_counted_once():
     telemetry = Telemetry()
     changed, leaders = asyncio.Event(), iter(["a", "a", None, "a", "b", None, "c"])
     current = ["a"]
-    watcher = asyncio.create_task(telemetry.count_leader_changes(changed, lambda: current[0]))
+    watcher = asyncio.create_task(LeaderChangeLoop(telemetry.raft_leader_changes, changed,
+                                                   lambda: current[0]).run())
     for leader in leaders:
         current[0] = leader
         changed.set()

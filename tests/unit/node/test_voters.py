@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from consensus.model import Node, target_voter_count
-from node.voters import VoterChange, plan_voter_change, safe_to_apply
+from node.loops.voters import VoterChange, plan_voter_change, safe_to_apply
 
 GRACE = 60.0
 

@@ -9,8 +9,8 @@ from hypothesis import given, strategies as st
 from consensus.services import DEFAULT_STOP_DELAY, SpecError, parse_service_spec
 from consensus.tasks import Task
 from node.agent.plan import Assigned, drain_period, decide
-from node.cli import build_parser
-from node.cli_service import create_body, update_patch
+from node.cli.main import build_parser
+from node.cli.service import create_body, update_patch
 
 PUBLISHED = {"name": "web", "image": "busybox", "ports": ["8080:80"]}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.health import HealthCheck
+from node.runtime.health import HealthCheck
 from node.runtime.model import Endpoint, RunSpec, TaskObservation
 from node.agent.health_watch import probe_target
 

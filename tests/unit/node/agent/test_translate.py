@@ -9,7 +9,7 @@ from consensus.services import parse_service_spec
 from consensus.tasks import Endpoint as TaskEndpoint, PortBinding, Task, TaskReport
 from node.agent.translate import VANISHED, TranslateError, observed, run_ports, run_spec
 from node.overlay.view import Seat
-from node.health import HealthCheck
+from node.runtime.health import HealthCheck
 from node.runtime.model import Endpoint, PortSpec, TaskObservation
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.health import HealthCheck
+from node.runtime.health import HealthCheck
 from node.runtime.docker_config import (container_kwargs, container_name, observation_from_attrs,
                                         parse_docker_time, stats_from_docker)
 from node.runtime.model import Endpoint, PortSpec, RunSpec

@@ -15,7 +15,7 @@ def modules_after(code: str) -> dict:
 
 
 def test_a_node_running_processes_never_imports_the_docker_sdk():
-    loaded = modules_after("import node.cli, node.cli_node, node.server, node.runtime")
+    loaded = modules_after("import node.cli.main, node.cli.node, node.server, node.runtime")
     assert "node.server" in loaded
     assert not any(m == "docker" or m.startswith("docker.") or m == "requests" for m in loaded)
 
@@ -36,13 +36,13 @@ def test_requests_without_a_detector_reads_undeclared_text_as_utf8():
 
 
 def test_a_node_process_holds_no_other_command_groups():
-    loaded = modules_after("import node.cli\nnode.cli.build_parser(['node', 'start', '--help'])")
-    assert "node.cli_node" in loaded
-    assert not {"node.cli_service", "node.cli_apply", "node.cli_secret", "node.cli_volume"} & set(loaded)
-    everything = modules_after("import node.cli\nnode.cli.build_parser(['--help'])")
-    assert {"node.cli_service", "node.cli_apply", "node.cli_secret", "node.cli_volume"} <= set(everything)
+    loaded = modules_after("import node.cli.main\nnode.cli.main.build_parser(['node', 'start', '--help'])")
+    assert "node.cli.node" in loaded
+    assert not {"node.cli.service", "node.cli.apply", "node.cli.secret", "node.cli.volume"} & set(loaded)
+    everything = modules_after("import node.cli.main\nnode.cli.main.build_parser(['--help'])")
+    assert {"node.cli.service", "node.cli.apply", "node.cli.secret", "node.cli.volume"} <= set(everything)
 
 
 def test_a_node_uses_frozenlist_without_its_c_extension():
-    loaded = modules_after("import node.cli, node.server")
+    loaded = modules_after("import node.cli.main, node.server")
     assert loaded.get("frozenlist") and not loaded.get("frozenlist._frozenlist")

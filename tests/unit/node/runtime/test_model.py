@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consensus.wire import WireError, from_plain, to_plain
-from node.health import HealthCheck
+from node.runtime.health import HealthCheck
 from node.runtime.model import Endpoint, NodeFingerprint, PortSpec, RunSpec, TaskObservation
 
 

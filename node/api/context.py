@@ -1,0 +1,47 @@
+"""What the API's handlers may use of the node that serves them. The node process satisfies
+this protocol; handlers name nothing else of it, so they do not depend on the process that
+imports them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Protocol
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from consensus.model import Node
+    from consensus.raft import RaftNode
+    from netoverlay.gossip.service import GossipService
+    from node.config import NodeConfig
+    from node.control import ControlPlane
+    from node.join import JoinGuard
+    from node.loops.event_feed import EventFeed
+    from node.loops.voters import VoterManager
+    from node.mesh import Mesh
+    from node.overlay.loop import Overlay
+    from node.security import ClusterKeys
+    from node.telemetry import Telemetry
+
+
+class NodeContext(Protocol):
+    node_id: str
+    config: NodeConfig
+    keys: ClusterKeys
+    raft: RaftNode
+    control: ControlPlane
+    gossip: GossipService
+    voters: VoterManager
+    mesh: Mesh
+    events: EventFeed
+    telemetry: Telemetry
+    overlay: Optional[Overlay]
+    join_guard: JoinGuard
+
+    async def set_raft_role(self, role: str, voter_addresses: list[str]) -> None: ...
+
+    async def tell_removed(self, node: Node) -> None: ...
+
+    def request_stop(self, reason: str, left_cluster: bool = False) -> None: ...
+
+
+NODE = web.AppKey("node", NodeContext)

@@ -1,0 +1,56 @@
+"""What every command group shares: the CLI's errors and exit codes, KEY=VALUE parsing,
+printing an answer as JSON or as the group's table, and reading a file argument."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class Refused(Exception):
+    """The CLI found, before changing anything, that the request cannot be done as a whole."""
+
+
+def kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def labels(text: str) -> dict[str, str]:
+    return dict(kv(item) for item in text.split(",") if item)
+
+
+def default_data_dir() -> str:
+    return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
+
+
+def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> int:
+    if args.output == "json":
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        render(data)
+    return 0
+
+
+async def read_file(path: str) -> bytes:
+    """The bytes of a file argument; `-` reads standard input."""
+    if path == "-":
+        return await asyncio.to_thread(sys.stdin.buffer.read)
+    try:
+        return await asyncio.to_thread(Path(path).read_bytes)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
