@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Optional, get_args
+from typing import Callable, Literal, Optional, get_args
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
+from consensus.fit import NodeRoom, TaskFit, rooms_of
 from consensus.jobs import JobEnd
 from consensus.model import Node, Resources
 from consensus.nodes import nodes
@@ -378,56 +379,19 @@ def remove_service(state: ClusterState, service: Service, reason: str, at: float
 
 # -- task handlers -------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class NodeUsage:
-    """What the live tasks on one node hold: a mutable accumulator for one re-check pass."""
-
-    # Sums as plain ints: a re-check adds up every live task of the cluster, and a new
-    # Resources per task cost more than the check itself.
-    cpu_millis: int = 0
-    memory_bytes: int = 0
-    host_ports: set[tuple[int, str]] = field(default_factory=set)
-
-    @property
-    def reserved(self) -> Resources:
-        return Resources(self.cpu_millis, self.memory_bytes)
-
-    def add(self, task: Task) -> None:
-        self.cpu_millis += task.reserved.cpu_millis
-        self.memory_bytes += task.reserved.memory_bytes
-        if task.host_ports:  # most tasks publish none: skip building an empty generator
-            self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
-
-
-def usage_on(task_table: Iterable[Task], node_ids: set[str]) -> dict[str, NodeUsage]:
-    usage = {node_id: NodeUsage() for node_id in node_ids}
-    for task in task_table:
-        found = usage.get(task.node_id)
-        if found is not None and task.holds_resources:
-            found.add(task)
-    return usage
-
-
-def placement_problem(node: Optional[Node], task: Task, spec: Optional[ServiceSpec],
-                      usage: NodeUsage) -> str:
-    """Why `task` cannot be placed on `node` now, or "" when it can."""
-    if node is None:
+def placement_problem(room: Optional[NodeRoom], task: Task, spec: Optional[ServiceSpec],
+                      fits: dict[tuple, TaskFit]) -> str:
+    """Why `task` cannot be placed on the node of `room` now, or "" when it can. `fits`
+    caches the checks per kind of task: a round assigns many identical ones."""
+    if room is None:
         return "node is gone"
-    if node.status != "ready":
-        return f"node {node.name} is {node.status}"
-    if node.availability != "active":
-        return f"node {node.name} is {node.availability}"
     if spec is None:
         return f"spec version {task.spec_version} of service {task.service!r} is gone"
-    unmet = next((c for c in spec.constraints if not c.matches(node)), None)
-    if unmet is not None:
-        return f"constraint {unmet} unmet on node {node.name}"
-    if not (usage.reserved + task.reserved).fits_in(node.resources):
-        return f"insufficient resources on node {node.name}"
-    taken = next((p for p in task.host_ports if (p.published, p.protocol) in usage.host_ports), None)
-    if taken is not None:
-        return f"host port {taken.published}/{taken.protocol} in use on node {node.name}"
-    return ""
+    key = (task.service_id, task.spec_version, task.reserved, task.host_ports)
+    fit = fits.get(key)
+    if fit is None:
+        fit = fits[key] = TaskFit(task, spec)
+    return fit.problem(room)
 
 
 @handles(AssignTasks)
@@ -483,7 +447,8 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         in_slot[key] = in_slot.get(key, 0) + 1
         counts["created"] += 1
 
-    usage = usage_on(table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
+    rooms = rooms_of(node_table, table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
+    fits: dict[tuple, TaskFit] = {}
     for assignment in cmd.assign:
         task = table.get(assignment.task_id)
         if task is None or task.state != "pending" or task.desired != "running":
@@ -493,8 +458,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
         problem = ("a global task runs only on its own node"
                    if task.slot == 0 and task.node_id != assignment.node_id
-                   else placement_problem(node_table.get(assignment.node_id), task, spec,
-                                          usage[assignment.node_id]))
+                   else placement_problem(rooms.get(assignment.node_id), task, spec, fits))
         if problem:
             rejected.append([task.id, problem])
             table[task.id] = dataclasses.replace(task, message=f"placement rejected: {problem}",
@@ -503,7 +467,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         task = dataclasses.replace(task, node_id=assignment.node_id, state="assigned", message="",
                                    updated_at=cmd.at)
         table[task.id] = task
-        usage[task.node_id].add(task)
+        rooms[task.node_id].add(task)
         counts["assigned"] += 1
 
     for explanation in cmd.explain:
