@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Optional, get_args
+from typing import Callable, Literal, Mapping, Optional, get_args
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
@@ -145,6 +145,15 @@ def tasks(state: ClusterState) -> dict[str, Task]:
     return state.table(TASKS)
 
 
+def spec_of(by_name: Mapping[str, Service], task: Task) -> Optional[ServiceSpec]:
+    """The spec version `task` was made from, or None when that version or its service is
+    gone (a service created later under the same name is another service)."""
+    service = by_name.get(task.service)
+    if service is None or service.id != task.service_id:
+        return None
+    return service.spec_at(task.spec_version)
+
+
 def tasks_of(state: ClusterState, service: str) -> list[Task]:
     """A service's tasks (by name, including those of a deleted one), by slot then age."""
     return sorted((t for t in tasks(state).values() if t.service == service),
@@ -226,6 +235,27 @@ class TaskReport:
     health: Optional[Health] = None
     endpoint: Optional[Endpoint] = None
     runtime_id: str = ""
+
+
+# The fields of a report that say what they say only when set: one left empty (None or "")
+# keeps the value it had. Every reader of reports reads them so: `apply`, an agent merging
+# two reports of one state into one, the routing mesh folding them into what it announces.
+REPORTED = ("message", "error", "exit_code", "health", "endpoint", "runtime_id")
+
+
+def reported(report: TaskReport, before: object, fields: tuple[str, ...] = REPORTED) -> dict:
+    """`fields` as `report` sets them over `before` (a task, an older report, an observation)."""
+    out = {}
+    for name in fields:
+        value = getattr(report, name)
+        out[name] = getattr(before, name) if value is None or value == "" else value
+    return out
+
+
+def merge_reports(older: TaskReport, newer: TaskReport) -> TaskReport:
+    """Two reports of one task in one state as one, which `apply` reads as it reads both."""
+    assert older.task_id == newer.task_id and older.state == newer.state
+    return TaskReport(newer.task_id, newer.state, **reported(newer, older))
 
 
 @command("tasks.report")
@@ -454,8 +484,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         if task is None or task.state != "pending" or task.desired != "running":
             rejected.append([assignment.task_id, "no pending task to assign"])
             continue
-        service = by_name.get(task.service)
-        spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
+        spec = spec_of(by_name, task)
         problem = ("a global task runs only on its own node"
                    if task.slot == 0 and task.node_id != assignment.node_id
                    else placement_problem(rooms.get(assignment.node_id), task, spec, fits))
@@ -516,15 +545,13 @@ def _report(state: ClusterState, cmd: ReportTaskStatus) -> Result:
         assert task is not None
         changed = report.state != task.state
         ended = changed and report.state in TERMINAL
+        fields = reported(report, task)
+        if changed and not report.message:  # the old state's message says nothing of the new
+            fields["message"] = ""
         table[task.id] = dataclasses.replace(
             task,
             state=report.state,
-            message=report.message or (task.message if not changed else ""),
-            error=report.error or task.error,
-            exit_code=report.exit_code if report.exit_code is not None else task.exit_code,
-            health=report.health or task.health,
-            endpoint=report.endpoint if report.endpoint is not None else task.endpoint,
-            runtime_id=report.runtime_id or task.runtime_id,
+            **fields,
             updated_at=cmd.at if changed else task.updated_at,
             started_at=cmd.at if report.state == "running" and not task.started_at else task.started_at,
             finished_at=cmd.at if ended else task.finished_at,

@@ -23,7 +23,7 @@ from aiohttp import web
 from consensus.secrets import (Blob, CreateBlob, DeleteBlob, Kind, blobs, name_problem, refs_of,
                                size_problem, users_of)
 from consensus.state import ClusterState
-from consensus.tasks import services, tasks
+from consensus.tasks import services, spec_of, tasks
 from node.api_cluster import NODE
 from node.api_guard import calling_node
 from node.http_util import HttpError, json_body, query_flag, result_or_raise
@@ -83,8 +83,7 @@ def delivery_problem(state: ClusterState, kind: Kind, name: str, task_id: str,
         return f"task {task_id!r} is not assigned to node {node_id!r}"
     if task.desired != "running" or task.terminal:
         return f"task {task_id!r} is not meant to run"
-    service = services(state).get(task.service)
-    spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
+    spec = spec_of(services(state), task)
     if spec is None or not any(ref.source == name for ref in refs_of(spec, kind)):
         return f"task {task_id!r} does not use {kind} {name!r}"
     return None
