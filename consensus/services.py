@@ -18,7 +18,7 @@ from consensus.container import ContainerOptions, check_container
 from consensus.shell_words import WordsError, split_words
 from consensus.jobs import JobConfig, check_job
 from consensus.model import Node, Resources
-from consensus.units import parse_cpu, parse_duration, parse_memory
+from consensus.units import AMOUNT_KEYS, parse_amounts, parse_duration
 from consensus.wire import WireError, from_plain, to_plain
 
 # How many earlier specs a service keeps for rollback.
@@ -325,14 +325,8 @@ def _resources(value: Any, field: str) -> Any:
         if not isinstance(amounts, dict):
             out[kind] = amounts
             continue
-        path = f"{field}.{kind}"
-        plain = {k: v for k, v in amounts.items() if k not in ("cpu", "cpus", "memory")}
-        for key in ("cpu", "cpus"):
-            if key in amounts:
-                plain["cpu_millis"] = parse_cpu(amounts[key], f"{path}.{key}")
-        if "memory" in amounts:
-            plain["memory_bytes"] = parse_memory(amounts["memory"], f"{path}.memory")
-        out[kind] = plain
+        plain = {k: v for k, v in amounts.items() if k not in AMOUNT_KEYS}
+        out[kind] = {**plain, **parse_amounts(amounts, f"{field}.{kind}")}
     return out
 
 
