@@ -60,7 +60,6 @@ class ReportSender:
         self._clock = clock
         self._pending = PendingReports()
         self._ready = asyncio.Event()
-        self.batches_sent = 0  # for status pages and tests
 
     def add(self, report: TaskReport) -> None:
         self._pending.add(report)
@@ -83,7 +82,6 @@ class ReportSender:
             self._pending.restore(batch)
             self._ready.set()
             return
-        self.batches_sent += 1
         if not result.ok:
             log.warning("agent: task reports refused: %s", result.error)
             return
