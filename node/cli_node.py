@@ -196,7 +196,10 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:
-    from node.server import ShoalNode  # first: it imports aiohttp the way a node needs it
+    import node
+
+    node.import_aiohttp_for_a_node()  # first, before anything imports aiohttp
+    from node.server import ShoalNode
 
     from node import config as cfg
     from node.client import ApiError, Unreachable

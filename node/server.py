@@ -11,11 +11,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Optional
 
-import node
-
-node.import_aiohttp_without_trust_store()  # first, before any module imports aiohttp
-
-from aiohttp import web  # noqa: E402
+from aiohttp import web
 
 from consensus.model import Node, Resources
 from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
