@@ -18,7 +18,7 @@ from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
 from consensus.raft import ProposeError, RaftNode, RaftTuning
 from node import config as cfg
 from node.agent import Agent
-from node.agent.secret_fetch import FileFetcher
+from node.agent.secret_fetch import FileOpener
 from node.api_autoscale import routes as autoscale_routes
 from node.api_cluster import NODE, routes as cluster_routes
 from node.api_dashboard import routes as dashboard_routes
@@ -51,6 +51,7 @@ from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
 from node.metrics_reporter import STALE_INTERVALS, MetricsReporter
 from node.openapi import routes as openapi_routes
+from node.secret_box import SecretBox
 from node.security import ClusterKeys, key_hash
 from node.telemetry import Sources, Telemetry
 from node.runtime.driver import Driver
@@ -115,8 +116,7 @@ class ShoalNode:
             meta={"api_port": self.config.api_port, "raft_port": self.config.raft_port,
                   INGRESS_META: self.config.ingress_host}))
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
-        # The agent asks this node's own API for its tasks' secrets, as it would any node's.
-        files = FileFetcher(self.control.client_for(self._record()))
+        files = FileOpener(self.raft.read, SecretBox(self.keys.secret), self.node_id)
         self.overlay: Optional[Overlay] = None
         if self.config.overlay and driver.name != "docker":
             log.error("--overlay needs the Docker runtime and this node runs %s: it takes no part "
