@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from consensus.nodes import nodes
-from netoverlay.lb.types import Endpoint
+from netoverlay.lb.types import Backend
 from node.api_cluster import NODE
 from node.api_services import find_service
 from node.http_util import HttpError
@@ -24,7 +24,7 @@ def host_port(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ipaddress.ip_address(address).version == 6 else f"{address}:{port}"
 
 
-def endpoint_json(endpoint: Endpoint, node_names: dict[str, str]) -> dict:
+def endpoint_json(endpoint: Backend, node_names: dict[str, str]) -> dict:
     return {"task_id": endpoint.task_id, "node_id": endpoint.node_id,
             "node_name": node_names.get(endpoint.node_id, ""),
             "address": endpoint.address, "port": endpoint.port,
