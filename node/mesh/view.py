@@ -37,7 +37,8 @@ class MeshView:
 
 def service_ports(specs: Iterable[ServiceSpec]) -> list[ServicePort]:
     """The published ports of every service (ingress ones are routed by every node)."""
-    return [ServicePort(spec.name, p.published, p.target, p.protocol, p.mode)
+    return [ServicePort(spec.name, p.published, p.target, p.protocol, p.mode,
+                        proxy_protocol=p.proxy_protocol, idle_timeout=p.idle_timeout or None)
             for spec in specs for p in spec.ports if p.published]
 
 

@@ -37,7 +37,7 @@ def free_port(host: str = LISTEN) -> int:
         return s.getsockname()[1]
 
 
-class Backend:
+class BackendServer:
     """A small server on its own loopback address. Each connection first gets the backend's
     name, then an echo of everything until EOF, then a FIN (half-close), then it ends."""
 
@@ -48,7 +48,7 @@ class Backend:
         self.connections = 0
         self.server: asyncio.Server | None = None
 
-    async def start(self) -> Backend:
+    async def start(self) -> BackendServer:
         self.server = await asyncio.start_server(self._serve, self.address, 0)
         return self
 
@@ -89,8 +89,8 @@ async def read_proxy_v2(reader: asyncio.StreamReader) -> tuple[str, int, str, in
     return str(src), sport, str(dst), dport
 
 
-async def backends(*names: str, **kwargs) -> list[Backend]:
-    return [await Backend(n, f"127.0.0.{10 + i}", **kwargs).start() for i, n in enumerate(names)]
+async def backends(*names: str, **kwargs) -> list[BackendServer]:
+    return [await BackendServer(n, f"127.0.0.{10 + i}", **kwargs).start() for i, n in enumerate(names)]
 
 
 async def connect(port: int, source: str | None = None):
@@ -100,7 +100,7 @@ async def connect(port: int, source: str | None = None):
     return name, reader, writer
 
 
-async def plane(port: ServicePort, members: list[Backend], **config) -> ProxyDataPlane:
+async def plane(port: ServicePort, members: list[BackendServer], **config) -> ProxyDataPlane:
     proxy = ProxyDataPlane(ProxyConfig(host=LISTEN, seed=1, **config))
     await proxy.sync([port], {port.service: [b.endpoint(port.service) for b in members]})
     return proxy

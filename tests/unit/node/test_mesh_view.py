@@ -51,6 +51,13 @@ def test_ports_endpoints_and_ingress_addresses():
     assert view.problems == ()
 
 
+def test_the_mesh_serves_a_port_with_the_proxy_header_and_idle_timeout_its_spec_asks_for():
+    spec = ServiceSpec("api", "img", ports=(PortSpec(80, 8081, proxy_protocol=True, idle_timeout=30.0),
+                                            PortSpec(81, 8082)))
+    assert build_view([spec], [], MEMBERS).ports == (
+        ServicePort("api", 8081, 80, proxy_protocol=True, idle_timeout=30.0), ServicePort("api", 8082, 81))
+
+
 def test_dns_answers_every_node_for_published_services_and_tasks_otherwise():
     records = build_view([WEB, DB], ENTRIES, MEMBERS).records
     assert records["web"].addresses == ("10.0.0.2", "10.0.0.3", "192.0.2.1")
