@@ -12,7 +12,7 @@ nodes, `apply` asks `problem` of one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Iterable, Mapping, Protocol
 
 from consensus.model import Node
 from consensus.services import Constraint, ServiceSpec
@@ -39,12 +39,10 @@ class NodeRoom:
             self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
 
 
-def rooms_of(nodes: Mapping[str, Node], tasks: Iterable[Task],
-             node_ids: Optional[Iterable[str]] = None) -> dict[str, NodeRoom]:
-    """The room left on each node of `node_ids` (default: every node) that exists, given the
-    tasks that hold resources on it."""
-    wanted = nodes if node_ids is None else node_ids
-    rooms = {node_id: NodeRoom(nodes[node_id]) for node_id in wanted if node_id in nodes}
+def rooms_of(nodes: Mapping[str, Node], tasks: Iterable[Task], node_ids: Iterable[str]) -> dict[str, NodeRoom]:
+    """The room left on each node of `node_ids` that exists, given the tasks that hold
+    resources on it."""
+    rooms = {node_id: NodeRoom(nodes[node_id]) for node_id in node_ids if node_id in nodes}
     for task in tasks:
         room = rooms.get(task.node_id)
         if room is not None and task.holds_resources:
