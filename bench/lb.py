@@ -29,7 +29,7 @@ from pathlib import Path
 
 from netoverlay.lb.nft import NftConfig, NftDataPlane
 from netoverlay.lb.proxy import ProxyConfig, ProxyDataPlane
-from netoverlay.lb.types import Endpoint, ServicePort
+from netoverlay.lb.types import Backend, ServicePort
 
 BACKEND_HOST = "127.0.0.2"
 FRONT_HOST = "127.0.0.1"
@@ -162,7 +162,7 @@ def serve_proxy(port: int, backend_port: int) -> None:
     async def main() -> None:
         plane = ProxyDataPlane(ProxyConfig(host=FRONT_HOST))
         await plane.sync([ServicePort("web", port, 80)],
-                         {"web": [Endpoint("web", "t1", "n1", BACKEND_HOST, backend_port)]})
+                         {"web": [Backend("web", "t1", "n1", BACKEND_HOST, backend_port)]})
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
@@ -178,7 +178,7 @@ def start_nft(stack: ExitStack, port: int, backend_port: int) -> str | None:
     plane = NftDataPlane(NftConfig(host=FRONT_HOST, table=NFT_TABLE))
     try:
         asyncio.run(plane.sync([ServicePort("web", port, 80)],
-                               {"web": [Endpoint("web", "t1", "n1", BACKEND_HOST, backend_port)]}))
+                               {"web": [Backend("web", "t1", "n1", BACKEND_HOST, backend_port)]}))
     except Exception as exc:  # report and carry on with the other targets
         return f"nft failed: {exc}"
     stack.callback(lambda: asyncio.run(plane.stop()))

@@ -68,10 +68,6 @@ def compact_form(cls: type, version: int, to_payload: Callable[[Any], Any],
     _BY_TAG[kind.tag] = _BY_CLASS[cls] = compact
 
 
-def tag_of(cmd: Any) -> str:
-    return _BY_CLASS[type(cmd)].tag
-
-
 @dataclass(frozen=True, slots=True)
 class Envelope:
     command: Any

@@ -27,15 +27,6 @@ class Resources:
     cpu_millis: int = 0
     memory_bytes: int = 0
 
-    def __add__(self, other: Resources) -> Resources:
-        return Resources(self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes)
-
-    def __sub__(self, other: Resources) -> Resources:
-        return Resources(self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes)
-
-    def fits_in(self, capacity: Resources) -> bool:
-        return self.cpu_millis <= capacity.cpu_millis and self.memory_bytes <= capacity.memory_bytes
-
 
 @dataclass(frozen=True, slots=True)
 class Node:

@@ -128,7 +128,7 @@ class SyncProgress:
 # pysyncobj keeps these private. Every private name Shoal touches is listed here and nowhere
 # else, and tests/unit/consensus/test_pysyncobj_canary.py fails if an upgrade renames one
 # (a rename would otherwise make `getattr(..., default)` silently do nothing).
-PYSYNCOBJ_PRIVATE = (
+_PRIVATE_FIELDS = (
     "_SyncObj__raftElectionDeadline",
     "_SyncObj__noopIDx",
     # The commit index the leader last sent; a member's own commit index stops at the end
@@ -142,8 +142,12 @@ PYSYNCOBJ_PRIVATE = (
     # follower truncates its log only on a real conflict.
     "_SyncObj__onMessageReceived",
 )
+# Methods called by name: its own answers to "do I lead?" and "whom do I follow?"
+# (`getStatus` has both, but builds a dict of everything on every call).
+_PRIVATE_METHODS = ("_isLeader", "_getLeader")
+PYSYNCOBJ_PRIVATE = _PRIVATE_FIELDS + _PRIVATE_METHODS
 (_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT, _RAFT_LOG, _TRANSPORT,
- _ON_MESSAGE) = PYSYNCOBJ_PRIVATE
+ _ON_MESSAGE) = _PRIVATE_FIELDS
 
 
 # pysyncobj's election timer, held this far ahead while PreVote decides when to elect.
@@ -393,7 +397,7 @@ class RaftNode:
             commit: Optional[int] = so.raftCommitIndex
             reached = self._committed_in_term()
         else:
-            commit = getattr(so, _LEADER_COMMIT, None)
+            commit = getattr(so, _LEADER_COMMIT)
             reached = True
         if not self._caught_up and reached and commit is not None:
             # Under load the commit index moves on while entries are applied: aim at the
@@ -426,7 +430,7 @@ class RaftNode:
         so = self._syncobj
         if so is None or not so._isLeader():
             return True
-        noop = getattr(so, _NOOP_INDEX, None)
+        noop = getattr(so, _NOOP_INDEX)
         return noop is not None and so.raftLastApplied >= noop
 
     def stop(self) -> None:
@@ -560,7 +564,7 @@ class RaftNode:
         won (once compacted away, only a long-standing leader remains, and it is trusted)."""
         if not so._isLeader():
             return False
-        won = _term_at(getattr(so, _RAFT_LOG), getattr(so, _NOOP_INDEX, None))
+        won = _term_at(getattr(so, _RAFT_LOG), getattr(so, _NOOP_INDEX))
         return won is None or won == so.raftCurrentTerm
 
     def _leader_node(self, so: SyncObj) -> Any:

@@ -18,7 +18,7 @@ from consensus.codec import command
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState, Result, handles, register_table
 from consensus.crons import crons
-from consensus.tasks import SPEC_CHECKS, services
+from consensus.tasks import SPEC_CHECKS, services, spec_of, tasks
 
 Kind = Literal["secret", "config"]
 KINDS: tuple[Kind, ...] = ("secret", "config")
@@ -78,6 +78,21 @@ def users_of(state: ClusterState, kind: Kind, name: str) -> list[str]:
     specs = [*(s.spec for s in services(state).values()),
              *(c.spec.template for c in crons(state).values())]
     return sorted({spec.name for spec in specs if any(ref.source == name for ref in refs_of(spec, kind))})
+
+
+def delivery_problem(state: ClusterState, kind: Kind, name: str, task_id: str,
+                     node_id: str) -> Optional[str]:
+    """Why the agent of `node_id` may not have this content for `task_id`, or None: only a
+    task assigned to that node, meant to run, whose spec version uses it, gets it."""
+    task = tasks(state).get(task_id)
+    if task is None or task.node_id != node_id:
+        return f"task {task_id!r} is not assigned to node {node_id!r}"
+    if task.desired != "running" or task.terminal:
+        return f"task {task_id!r} is not meant to run"
+    spec = spec_of(services(state), task)
+    if spec is None or not any(ref.source == name for ref in refs_of(spec, kind)):
+        return f"task {task_id!r} does not use {kind} {name!r}"
+    return None
 
 
 def missing_reference(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:

@@ -18,7 +18,7 @@ from consensus.container import ContainerOptions, check_container
 from consensus.shell_words import WordsError, split_words
 from consensus.jobs import JobConfig, check_job
 from consensus.model import Node, Resources
-from consensus.units import parse_cpu, parse_duration, parse_memory
+from consensus.units import AMOUNT_KEYS, parse_amounts, parse_duration
 from consensus.wire import WireError, from_plain, to_plain
 
 # How many earlier specs a service keeps for rollback.
@@ -37,6 +37,7 @@ DEFAULT_STOP_DELAY = 2.0
 # A longer drain is a typo ("2m" for "2s") more likely than a wish: it would hold every
 # rollout and scale-down of the service that long.
 MAX_STOP_DELAY = 3600.0
+MAX_IDLE_TIMEOUT = 86_400.0
 # A DNS label, with '_' also allowed inside as Compose and Swarm allow it (`reverse_proxy`):
 # resolvers answer such names, only hostnames forbid them.
 _SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
@@ -104,6 +105,11 @@ class PortSpec:
     # The port the service's VIP answers on for `target` (a Kubernetes Service's `port` in
     # front of its `targetPort`); 0: the target itself, as every port of a task is.
     vip_port: int = 0
+    # What the routing mesh's proxy adds on a published ingress TCP port: a PROXY protocol
+    # v2 header first, so the task sees the client's address instead of the node's; and
+    # closing a connection idle this many seconds (0: never).
+    proxy_protocol: bool = False
+    idle_timeout: float = 0.0
 
     def __str__(self) -> str:
         return f"{self.published}:{self.target}/{self.protocol}"
@@ -325,24 +331,19 @@ def _resources(value: Any, field: str) -> Any:
         if not isinstance(amounts, dict):
             out[kind] = amounts
             continue
-        path = f"{field}.{kind}"
-        plain = {k: v for k, v in amounts.items() if k not in ("cpu", "cpus", "memory")}
-        for key in ("cpu", "cpus"):
-            if key in amounts:
-                plain["cpu_millis"] = parse_cpu(amounts[key], f"{path}.{key}")
-        if "memory" in amounts:
-            plain["memory_bytes"] = parse_memory(amounts["memory"], f"{path}.memory")
-        out[kind] = plain
+        plain = {k: v for k, v in amounts.items() if k not in AMOUNT_KEYS}
+        out[kind] = {**plain, **parse_amounts(amounts, f"{field}.{kind}")}
     return out
 
 
-def _each(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    """Apply `convert` to the shorthand (non-object) items of a list."""
+def _each(convert: Callable[[Any, str], Any],
+          objects: Callable[[Any, str], Any] = lambda item, field: item) -> Callable[[Any, str], Any]:
+    """Apply `convert` to the shorthand (non-object) items of a list, `objects` to the others."""
 
     def over_list(value: Any, field: str) -> Any:
         if not isinstance(value, list):
             return value
-        return [item if isinstance(item, dict) else convert(item, f"{field}[{i}]")
+        return [objects(item, f"{field}[{i}]") if isinstance(item, dict) else convert(item, f"{field}[{i}]")
                 for i, item in enumerate(value)]
 
     return over_list
@@ -373,7 +374,7 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "constraints": _each(lambda item, f: to_plain(parse_constraint(item, f))),
     "preferences": _each(lambda item, f: {"spread": item.removeprefix("spread=")}
                          if isinstance(item, str) else item),
-    "ports": _each(parse_port),
+    "ports": _each(parse_port, _durations("idle_timeout")),
     "health": _health,
     "restart": _durations("delay", "window"),
     "update": _durations("delay", "monitor", "auto_promote"),
@@ -488,6 +489,13 @@ def _check_ports(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> 
               f"must be 1-65535 (or 0 for none), not {port.published}")
         check(0 <= port.vip_port <= 65535, f"ports[{i}].vip_port",
               f"must be 1-65535 (or 0 for the target), not {port.vip_port}")
+        check(0 <= port.idle_timeout <= MAX_IDLE_TIMEOUT, f"ports[{i}].idle_timeout",
+              f"must be 0 (never) to {MAX_IDLE_TIMEOUT:g} seconds, not {port.idle_timeout}")
+        if port.proxy_protocol or port.idle_timeout:
+            name = "proxy_protocol" if port.proxy_protocol else "idle_timeout"
+            check(port.mode == "ingress" and port.protocol == "tcp" and port.published > 0,
+                  f"ports[{i}].{name}", "only the routing mesh's proxy does this: "
+                  "for a published ingress tcp port only")
         key = (port.published, port.protocol)
         if port.published:
             check(key not in seen, f"ports[{i}].published",

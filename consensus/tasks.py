@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Optional, get_args
+from typing import Callable, Literal, Mapping, Optional, get_args
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
+from consensus.fit import NodeRoom, TaskFit, rooms_of
 from consensus.jobs import JobEnd
 from consensus.model import Node, Resources
 from consensus.nodes import nodes
@@ -144,6 +145,15 @@ def tasks(state: ClusterState) -> dict[str, Task]:
     return state.table(TASKS)
 
 
+def spec_of(by_name: Mapping[str, Service], task: Task) -> Optional[ServiceSpec]:
+    """The spec version `task` was made from, or None when that version or its service is
+    gone (a service created later under the same name is another service)."""
+    service = by_name.get(task.service)
+    if service is None or service.id != task.service_id:
+        return None
+    return service.spec_at(task.spec_version)
+
+
 def tasks_of(state: ClusterState, service: str) -> list[Task]:
     """A service's tasks (by name, including those of a deleted one), by slot then age."""
     return sorted((t for t in tasks(state).values() if t.service == service),
@@ -225,6 +235,27 @@ class TaskReport:
     health: Optional[Health] = None
     endpoint: Optional[Endpoint] = None
     runtime_id: str = ""
+
+
+# The fields of a report that say what they say only when set: one left empty (None or "")
+# keeps the value it had. Every reader of reports reads them so: `apply`, an agent merging
+# two reports of one state into one, the routing mesh folding them into what it announces.
+REPORTED = ("message", "error", "exit_code", "health", "endpoint", "runtime_id")
+
+
+def reported(report: TaskReport, before: object, fields: tuple[str, ...] = REPORTED) -> dict:
+    """`fields` as `report` sets them over `before` (a task, an older report, an observation)."""
+    out = {}
+    for name in fields:
+        value = getattr(report, name)
+        out[name] = getattr(before, name) if value is None or value == "" else value
+    return out
+
+
+def merge_reports(older: TaskReport, newer: TaskReport) -> TaskReport:
+    """Two reports of one task in one state as one, which `apply` reads as it reads both."""
+    assert older.task_id == newer.task_id and older.state == newer.state
+    return TaskReport(newer.task_id, newer.state, **reported(newer, older))
 
 
 @command("tasks.report")
@@ -378,56 +409,19 @@ def remove_service(state: ClusterState, service: Service, reason: str, at: float
 
 # -- task handlers -------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class NodeUsage:
-    """What the live tasks on one node hold: a mutable accumulator for one re-check pass."""
-
-    # Sums as plain ints: a re-check adds up every live task of the cluster, and a new
-    # Resources per task cost more than the check itself.
-    cpu_millis: int = 0
-    memory_bytes: int = 0
-    host_ports: set[tuple[int, str]] = field(default_factory=set)
-
-    @property
-    def reserved(self) -> Resources:
-        return Resources(self.cpu_millis, self.memory_bytes)
-
-    def add(self, task: Task) -> None:
-        self.cpu_millis += task.reserved.cpu_millis
-        self.memory_bytes += task.reserved.memory_bytes
-        if task.host_ports:  # most tasks publish none: skip building an empty generator
-            self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
-
-
-def usage_on(task_table: Iterable[Task], node_ids: set[str]) -> dict[str, NodeUsage]:
-    usage = {node_id: NodeUsage() for node_id in node_ids}
-    for task in task_table:
-        found = usage.get(task.node_id)
-        if found is not None and task.holds_resources:
-            found.add(task)
-    return usage
-
-
-def placement_problem(node: Optional[Node], task: Task, spec: Optional[ServiceSpec],
-                      usage: NodeUsage) -> str:
-    """Why `task` cannot be placed on `node` now, or "" when it can."""
-    if node is None:
+def placement_problem(room: Optional[NodeRoom], task: Task, spec: Optional[ServiceSpec],
+                      fits: dict[tuple, TaskFit]) -> str:
+    """Why `task` cannot be placed on the node of `room` now, or "" when it can. `fits`
+    caches the checks per kind of task: a round assigns many identical ones."""
+    if room is None:
         return "node is gone"
-    if node.status != "ready":
-        return f"node {node.name} is {node.status}"
-    if node.availability != "active":
-        return f"node {node.name} is {node.availability}"
     if spec is None:
         return f"spec version {task.spec_version} of service {task.service!r} is gone"
-    unmet = next((c for c in spec.constraints if not c.matches(node)), None)
-    if unmet is not None:
-        return f"constraint {unmet} unmet on node {node.name}"
-    if not (usage.reserved + task.reserved).fits_in(node.resources):
-        return f"insufficient resources on node {node.name}"
-    taken = next((p for p in task.host_ports if (p.published, p.protocol) in usage.host_ports), None)
-    if taken is not None:
-        return f"host port {taken.published}/{taken.protocol} in use on node {node.name}"
-    return ""
+    key = (task.service_id, task.spec_version, task.reserved, task.host_ports)
+    fit = fits.get(key)
+    if fit is None:
+        fit = fits[key] = TaskFit(task, spec)
+    return fit.problem(room)
 
 
 @handles(AssignTasks)
@@ -483,18 +477,17 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         in_slot[key] = in_slot.get(key, 0) + 1
         counts["created"] += 1
 
-    usage = usage_on(table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
+    rooms = rooms_of(node_table, table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
+    fits: dict[tuple, TaskFit] = {}
     for assignment in cmd.assign:
         task = table.get(assignment.task_id)
         if task is None or task.state != "pending" or task.desired != "running":
             rejected.append([assignment.task_id, "no pending task to assign"])
             continue
-        service = by_name.get(task.service)
-        spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
+        spec = spec_of(by_name, task)
         problem = ("a global task runs only on its own node"
                    if task.slot == 0 and task.node_id != assignment.node_id
-                   else placement_problem(node_table.get(assignment.node_id), task, spec,
-                                          usage[assignment.node_id]))
+                   else placement_problem(rooms.get(assignment.node_id), task, spec, fits))
         if problem:
             rejected.append([task.id, problem])
             table[task.id] = dataclasses.replace(task, message=f"placement rejected: {problem}",
@@ -503,7 +496,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         task = dataclasses.replace(task, node_id=assignment.node_id, state="assigned", message="",
                                    updated_at=cmd.at)
         table[task.id] = task
-        usage[task.node_id].add(task)
+        rooms[task.node_id].add(task)
         counts["assigned"] += 1
 
     for explanation in cmd.explain:
@@ -552,15 +545,13 @@ def _report(state: ClusterState, cmd: ReportTaskStatus) -> Result:
         assert task is not None
         changed = report.state != task.state
         ended = changed and report.state in TERMINAL
+        fields = reported(report, task)
+        if changed and not report.message:  # the old state's message says nothing of the new
+            fields["message"] = ""
         table[task.id] = dataclasses.replace(
             task,
             state=report.state,
-            message=report.message or (task.message if not changed else ""),
-            error=report.error or task.error,
-            exit_code=report.exit_code if report.exit_code is not None else task.exit_code,
-            health=report.health or task.health,
-            endpoint=report.endpoint if report.endpoint is not None else task.endpoint,
-            runtime_id=report.runtime_id or task.runtime_id,
+            **fields,
             updated_at=cmd.at if changed else task.updated_at,
             started_at=cmd.at if report.state == "running" and not task.started_at else task.started_at,
             finished_at=cmd.at if ended else task.finished_at,

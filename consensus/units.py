@@ -9,6 +9,7 @@ the convention of the file it reads: the API and Compose use Docker's, Kubernete
 from __future__ import annotations
 
 import re
+from typing import Mapping
 
 from consensus.wire import WireError, checked_int, finite_float
 
@@ -64,6 +65,22 @@ def parse_memory(value: object, field: str, *, kubernetes: bool = False) -> int:
         units = "Ki, Mi, Gi, k, M, G" if kubernetes else "b, k, m, g; binary, as Docker reads them"
         raise WireError(field, f"cannot read {value!r} as memory: use bytes or a number with a unit ({units})")
     return checked_int(round(finite_float(float(match.group(1)) * scale, field)), field)
+
+
+# The human keys of a reservation or limit: Compose says `cpus`, Kubernetes and the API `cpu`.
+AMOUNT_KEYS = ("cpu", "cpus", "memory")
+
+
+def parse_amounts(amounts: Mapping[str, object], field: str, *, kubernetes: bool = False) -> dict[str, int]:
+    """The `cpu`/`cpus` and `memory` of a reservation or limit at `field`, as a spec's
+    `cpu_millis` and `memory_bytes` (other keys are the caller's)."""
+    plain = {}
+    for key in ("cpu", "cpus"):
+        if key in amounts:
+            plain["cpu_millis"] = parse_cpu(amounts[key], f"{field}.{key}")
+    if "memory" in amounts:
+        plain["memory_bytes"] = parse_memory(amounts["memory"], f"{field}.memory", kubernetes=kubernetes)
+    return plain
 
 
 def parse_duration(value: object, field: str) -> float:

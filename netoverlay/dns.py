@@ -22,7 +22,7 @@ from typing import Optional
 
 from dnslib import AAAA, QTYPE, RCODE, RR, SRV, A, DNSRecord, OPCODE, DNSError
 
-from netoverlay.lb.types import Endpoint, ServicePort
+from netoverlay.lb.types import Backend, ServicePort
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,14 @@ _EDNS_LIMIT = 4096
 @dataclass(frozen=True, slots=True)
 class ServiceRecord:
     addresses: tuple[str, ...]  # answers for NAME.shoal
-    tasks: tuple[Endpoint, ...]  # answers for tasks.NAME.shoal
+    tasks: tuple[Backend, ...]  # answers for tasks.NAME.shoal
 
 
 # Service name (lower case) to its records, None when there is no such service.
 Resolver = Callable[[str], Optional[ServiceRecord]]
 
 
-def service_records(ports: list[ServicePort], endpoints: Mapping[str, list[Endpoint]],
+def service_records(ports: list[ServicePort], endpoints: Mapping[str, list[Backend]],
                     ingress_addresses: list[str]) -> dict[str, ServiceRecord]:
     """The DNS view of the table. A service with an ingress port resolves to the addresses
     the routing mesh listens on (any node forwards); any other service to its tasks."""

@@ -115,6 +115,26 @@ class ControlPlane:
             seen = await self.raft.wait_changed(seen, timeout=min(0.25, max(remaining, 0.01)))
         raise NoQuorum(f"no quorum: could not commit within {timeout:g} s ({last_error})")
 
+    async def leader_elsewhere(self) -> Optional[Node]:
+        """The leader's node record when another node leads, None when this one does;
+        NoQuorum when no leader is elected within the write timeout."""
+        leader = await self.wait_for_leader()
+        if leader is None:
+            raise NoQuorum("no leader elected; the cluster has no quorum")
+        if leader.raft_address == self.raft.address and self.raft.is_leader():
+            return None
+        return leader
+
+    async def relay(self, leader: Node, method: str, path: str, body: Optional[bytes]) -> Any:
+        """The leader's answer to a whole request that only the leader may carry out (a join,
+        a voter change, removing a node). Such a request is several steps, not one command
+        with an id, so it is sent once and never resent to a later leader as a command is.
+        Returns once this node has applied what the leader had, as a forwarded write does."""
+        client = self.client_for(leader)
+        answer = await client.request(method, path, data=body, content_type="application/json")
+        await self.catch_up((await client.get("/v1/cluster"))["applied"])
+        return answer
+
     async def catch_up(self, index: int, deadline: Optional[float] = None) -> None:
         """Wait (briefly, bounded) until this node has applied `index` commands: a node
         that forwarded a write answers only once its own reads show it."""

@@ -10,11 +10,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Optional
 
-import node
-
-node.import_aiohttp_without_trust_store()  # first, before any module imports aiohttp
-
-from aiohttp import web  # noqa: E402
+from aiohttp import web
 
 from consensus.model import Node, Resources
 from consensus.raft import RaftNode, RaftTuning
@@ -22,7 +18,7 @@ from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig
 from node import config as cfg
 from node.agent import Agent
-from node.agent.secret_fetch import FileFetcher
+from node.agent.secret_fetch import FileOpener
 from node.api.app import build_app
 from node.api.listen import ConnectionLimits, listen, raise_file_limit, runner_options
 from node.client import ApiError, Unreachable
@@ -45,6 +41,7 @@ from node.loops.wake import RateLimitedWake
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
 from node.overlay.view import seats
+from node.secret_box import SecretBox
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
 from node.security import ClusterKeys, key_hash
@@ -103,8 +100,7 @@ class ShoalNode:
             meta={"api_port": self.config.api_port, "raft_port": self.config.raft_port,
                   INGRESS_META: self.config.ingress_host}))
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
-        # The agent asks this node's own API for its tasks' secrets, as it would any node's.
-        files = FileFetcher(self.control.client_for(self._record()))
+        files = FileOpener(self.raft.read, SecretBox(self.keys.secret), self.node_id)
         self.overlay: Optional[Overlay] = None
         if self.config.overlay and driver.name != "docker":
             log.error("--overlay needs the Docker runtime and this node runs %s: it takes no part "

@@ -1,25 +1,25 @@
 """The scheduler's per-node view: what each node has left, updated in place as tasks land
-(swarmkit's nodeinfo.go), so placing 100k tasks never recounts a node from scratch."""
+(swarmkit's nodeinfo.go), so placing 100k tasks never recounts a node from scratch. What
+fits is `consensus.fit`'s to say, the same rule `apply` re-checks with; this adds what
+scoring reads."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Iterable, Mapping
 
+from consensus.fit import NodeRoom
 from consensus.model import Node
 from consensus.tasks import Task
 
 
-class NodeInfo:
-    __slots__ = ("node", "free_cpu", "free_memory", "task_count", "by_service", "host_ports", "load")
+class NodeInfo(NodeRoom):
+    __slots__ = ("task_count", "by_service", "load")
 
     def __init__(self, node: Node) -> None:
-        self.node = node
-        self.free_cpu = node.resources.cpu_millis
-        self.free_memory = node.resources.memory_bytes
+        super().__init__(node)
         self.task_count = 0
         self.by_service: defaultdict[str, int] = defaultdict(int)  # live tasks per service id
-        self.host_ports: set[tuple[int, str]] = set()
         # The larger of the reserved CPU and memory fractions (0 where capacity is unknown);
         # kept up to date by `add`, since scoring reads it for every node of every batch.
         self.load = 0.0
@@ -30,12 +30,9 @@ class NodeInfo:
 
     def count(self, task: Task) -> None:
         """`add` without the load, for adding many tasks before one `refresh_load`."""
-        self.free_cpu -= task.reserved.cpu_millis
-        self.free_memory -= task.reserved.memory_bytes
+        NodeRoom.add(self, task)
         self.task_count += 1
         self.by_service[task.service_id] += 1
-        if task.host_ports:  # most tasks publish none
-            self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
 
     def refresh_load(self) -> None:
         res = self.node.resources

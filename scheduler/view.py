@@ -16,7 +16,7 @@ from consensus.model import ClusterInfo, Node
 from consensus.nodes import nodes
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState
-from consensus.tasks import Service, Task, services, tasks
+from consensus.tasks import Service, Task, services, spec_of, tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +37,7 @@ class StateView:
                    state.applied, state.changes.snapshot(), dict(crons(state)))
 
     def spec_of(self, task: Task) -> Optional[ServiceSpec]:
-        service = self.services.get(task.service)
-        if service is None or service.id != task.service_id:
-            return None
-        return service.spec_at(task.spec_version)
+        return spec_of(self.services, task)
 
     def tasks_by_service(self) -> dict[str, list[Task]]:
         """Tasks grouped by service id, in a stable order (by id)."""

@@ -85,10 +85,6 @@ class GossipCore:
         return None if entry is None or entry.tombstone else entry
 
     @property
-    def live_members(self) -> int:
-        return self._view.live
-
-    @property
     def pending_broadcasts(self) -> int:
         return len(self._view.queue)
 

@@ -20,7 +20,7 @@ from netoverlay.crypto import OVERHEAD, SealError, Sealer, derive_key
 from netoverlay.gossip import codec
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.core import GossipCore
-from netoverlay.gossip.model import (Address, Event, Member, MemberEvent, Outbound, SyncRequest,
+from netoverlay.gossip.model import (Address, Event, Member, Outbound, SyncRequest,
                                      SyncResponse, TableEntry, TableEvent)
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,6 @@ class GossipService:
         """Call `callback(event)` for every member and table change; returns an unsubscribe."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
-
-    def on_member_change(self, callback: Callable[[MemberEvent], None]) -> Callable[[], None]:
-        return self.on_change(lambda e: callback(e) if isinstance(e, MemberEvent) else None)
 
     def on_table_change(self, callback: Callable[[TableEvent], None]) -> Callable[[], None]:
         return self.on_change(lambda e: callback(e) if isinstance(e, TableEvent) else None)

@@ -7,8 +7,8 @@ from netoverlay.lb.nft import NftConfig, NftDataPlane, NftError
 from netoverlay.lb.picker import Picker
 from netoverlay.lb.proxy import ProxyConfig, ProxyDataPlane
 from netoverlay.lb.stats import ServiceRates, ServiceStats
-from netoverlay.lb.types import Endpoint, ServicePort
+from netoverlay.lb.types import Backend, ServicePort
 
-__all__ = ["DataPlane", "DataplaneMode", "Endpoint", "NftConfig", "NftDataPlane", "NftError",
+__all__ = ["DataPlane", "DataplaneMode", "Backend", "NftConfig", "NftDataPlane", "NftError",
            "Picker", "ProxyConfig", "ProxyDataPlane", "ServicePort", "ServiceRates",
            "ServiceStats", "SplitDataPlane", "choose_dataplane", "open_dataplane"]

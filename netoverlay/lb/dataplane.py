@@ -12,13 +12,13 @@ from typing import Literal, Protocol
 
 from netoverlay.lb.nft import NftConfig, NftDataPlane, NftError, render_delete, run_nft
 from netoverlay.lb.proxy import ProxyConfig, ProxyDataPlane
-from netoverlay.lb.types import Endpoint, ServicePort
+from netoverlay.lb.types import Backend, ServicePort
 
 DataplaneMode = Literal["auto", "nft", "proxy"]
 
 
 class DataPlane(Protocol):
-    async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Endpoint]]) -> None: ...
+    async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Backend]]) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -35,7 +35,7 @@ class SplitDataPlane:
         self.kernel = kernel
         self.proxy = proxy
 
-    async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Endpoint]]) -> None:
+    async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Backend]]) -> None:
         # The proxy first: a port moving from nft to the proxy then has its listener ready
         # before the DNAT rule that would otherwise answer for it goes away.
         await self.proxy.sync([p for p in ports if needs_proxy(p)], endpoints)

@@ -20,7 +20,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-from netoverlay.lb.types import Endpoint, ServicePort, endpoints_for, routed_ports
+from netoverlay.lb.types import Backend, ServicePort, endpoints_for, routed_ports
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,11 @@ class NftConfig:
             raise ValueError(f"table: must be letters, digits and '_', not {self.table!r}")
 
 
-def _ipv4(endpoint: Endpoint) -> bool:
+def _ipv4(endpoint: Backend) -> bool:
     return ipaddress.ip_address(endpoint.address).version == 4
 
 
-def _backend_map(endpoints: list[Endpoint]) -> tuple[int, str]:
+def _backend_map(endpoints: list[Backend]) -> tuple[int, str]:
     """(modulus, map body): each endpoint owns a range of numgen values as wide as its weight."""
     entries, start = [], 0
     for endpoint in sorted(endpoints, key=lambda e: e.key):
@@ -58,7 +58,7 @@ def _backend_map(endpoints: list[Endpoint]) -> tuple[int, str]:
     return start, ", ".join(entries)
 
 
-def _service_chain(port: ServicePort, endpoints: list[Endpoint]) -> str:
+def _service_chain(port: ServicePort, endpoints: list[Backend]) -> str:
     lines = [f"\tchain svc_{port.published_port} {{"]
     if endpoints:
         modulus, entries = _backend_map(endpoints)
@@ -69,7 +69,7 @@ def _service_chain(port: ServicePort, endpoints: list[Endpoint]) -> str:
 
 
 def render_table(config: NftConfig, ports: list[ServicePort],
-                 endpoints: dict[str, list[Endpoint]]) -> str:
+                 endpoints: dict[str, list[Backend]]) -> str:
     """The nft script that replaces our table with one serving `ports`. Deterministic: the same
     input renders the same text, so an unchanged table is not rewritten."""
     routed = routed_ports(ports)
@@ -136,7 +136,7 @@ class NftDataPlane:
         self._applied: str | None = None
         self._lock = asyncio.Lock()
 
-    async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Endpoint]]) -> None:
+    async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Backend]]) -> None:
         script = render_table(self.config, ports, endpoints)
         async with self._lock:
             if script == self._applied:

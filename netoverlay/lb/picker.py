@@ -18,7 +18,7 @@ import random
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from netoverlay.lb.types import Endpoint, EndpointKey
+from netoverlay.lb.types import Backend, BackendKey
 
 # How long an endpoint that refused a connection is skipped, unless nothing else is left.
 QUARANTINE_SECONDS = 2.0
@@ -26,11 +26,11 @@ QUARANTINE_SECONDS = 2.0
 
 @dataclass(frozen=True, slots=True)
 class _Candidates:
-    endpoints: tuple[Endpoint, ...]
+    endpoints: tuple[Backend, ...]
     cumulative: tuple[int, ...]  # running sum of weights, for weighted draws by bisection
 
     @classmethod
-    def of(cls, endpoints: Iterable[Endpoint]) -> _Candidates:
+    def of(cls, endpoints: Iterable[Backend]) -> _Candidates:
         ordered = tuple(endpoints)
         total, cumulative = 0, []
         for endpoint in ordered:
@@ -44,45 +44,45 @@ class Picker:
 
     __slots__ = ("_candidates", "_active", "_quarantined_until")
 
-    def __init__(self, endpoints: Iterable[Endpoint] = ()) -> None:
+    def __init__(self, endpoints: Iterable[Backend] = ()) -> None:
         self._candidates = _Candidates.of(())
-        self._active: dict[EndpointKey, int] = {}
-        self._quarantined_until: dict[EndpointKey, float] = {}
+        self._active: dict[BackendKey, int] = {}
+        self._quarantined_until: dict[BackendKey, float] = {}
         self.replace(endpoints)
 
     @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
+    def endpoints(self) -> tuple[Backend, ...]:
         return self._candidates.endpoints
 
-    def replace(self, endpoints: Iterable[Endpoint]) -> None:
+    def replace(self, endpoints: Iterable[Backend]) -> None:
         """Swap the endpoint set. Removed endpoints get no new connections; the counts of
         their open connections stay until those close (drain, not cut)."""
         unique = {e.key: e for e in endpoints}
         self._candidates = _Candidates.of(sorted(unique.values(), key=lambda e: e.key))
         self._quarantined_until = {k: t for k, t in self._quarantined_until.items() if k in unique}
 
-    def active(self, key: EndpointKey) -> int:
+    def active(self, key: BackendKey) -> int:
         return self._active.get(key, 0)
 
-    def opened(self, endpoint: Endpoint) -> None:
+    def opened(self, endpoint: Backend) -> None:
         self._active[endpoint.key] = self._active.get(endpoint.key, 0) + 1
 
-    def closed(self, endpoint: Endpoint) -> None:
+    def closed(self, endpoint: Backend) -> None:
         left = self._active.get(endpoint.key, 0) - 1
         if left > 0:
             self._active[endpoint.key] = left
         else:
             self._active.pop(endpoint.key, None)
 
-    def failed(self, endpoint: Endpoint, now: float) -> None:
+    def failed(self, endpoint: Backend, now: float) -> None:
         """A connect to `endpoint` failed at `now`: skip it for a while."""
         self._quarantined_until[endpoint.key] = now + QUARANTINE_SECONDS
 
-    def succeeded(self, endpoint: Endpoint) -> None:
+    def succeeded(self, endpoint: Backend) -> None:
         self._quarantined_until.pop(endpoint.key, None)
 
     def pick(self, rng: random.Random, now: float,
-             exclude: Collection[EndpointKey] = ()) -> Endpoint | None:
+             exclude: Collection[BackendKey] = ()) -> Backend | None:
         """An endpoint for a new connection, never one in `exclude` (already tried for this
         connection). Quarantined endpoints are used only when no other is left. None when
         every endpoint is excluded or there are none."""
@@ -95,7 +95,7 @@ class Picker:
             candidates = _Candidates.of(healthy or allowed)
         return self._two_choices(candidates, rng)
 
-    def _two_choices(self, candidates: _Candidates, rng: random.Random) -> Endpoint | None:
+    def _two_choices(self, candidates: _Candidates, rng: random.Random) -> Backend | None:
         endpoints, cumulative = candidates.endpoints, candidates.cumulative
         if len(endpoints) <= 1:
             return endpoints[0] if endpoints else None

@@ -18,7 +18,7 @@ from netoverlay.lb.picker import Picker
 from netoverlay.lb.proxy_protocol import proxy_v2_header
 from netoverlay.lb.splice import BackendHalf, ClientHalf, Pipe
 from netoverlay.lb.stats import ServiceCounters, ServiceStats
-from netoverlay.lb.types import Endpoint, EndpointKey, ServicePort, endpoints_for, routed_ports
+from netoverlay.lb.types import Backend, BackendKey, ServicePort, endpoints_for, routed_ports
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Listener:
         self._connecting[pipe] = self._loop.create_task(self._connect(pipe))
 
     async def _connect(self, pipe: Pipe) -> None:
-        tried: set[EndpointKey] = set()
+        tried: set[BackendKey] = set()
         config = self.config
         try:
             for _ in range(config.max_attempts):
@@ -87,7 +87,7 @@ class Listener:
         finally:
             self._connecting.pop(pipe, None)
 
-    async def _try_endpoint(self, pipe: Pipe, endpoint: Endpoint) -> Optional[BackendHalf]:
+    async def _try_endpoint(self, pipe: Pipe, endpoint: Backend) -> Optional[BackendHalf]:
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 _, backend = await self._loop.create_connection(
@@ -101,7 +101,7 @@ class Listener:
         self.picker.succeeded(endpoint)
         return backend
 
-    def _linked(self, pipe: Pipe, endpoint: Endpoint, backend: BackendHalf) -> None:
+    def _linked(self, pipe: Pipe, endpoint: Backend, backend: BackendHalf) -> None:
         if pipe.client.lost:
             backend.transport.close()  # type: ignore[union-attr]  # the client gave up meanwhile
             return
@@ -150,7 +150,7 @@ class ProxyDataPlane:
         self.failed_ports: dict[int, str] = {}
         self._lock = asyncio.Lock()
 
-    async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Endpoint]]) -> None:
+    async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Backend]]) -> None:
         """Converge to serving `ports` with `endpoints` (by service name). A port that cannot
         be opened (say, already in use) is logged and listed in `failed_ports`; the others are
         served regardless."""

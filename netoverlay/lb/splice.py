@@ -19,7 +19,7 @@ import asyncio
 from typing import Optional, Protocol
 
 from netoverlay.lb.stats import ServiceCounters
-from netoverlay.lb.types import Endpoint
+from netoverlay.lb.types import Backend
 
 
 class PipeOwner(Protocol):
@@ -122,7 +122,7 @@ class Pipe:
         self.loop = loop
         self.client = ClientHalf(self, counters)
         self.backend: Optional[BackendHalf] = None
-        self.endpoint: Optional[Endpoint] = None
+        self.endpoint: Optional[Backend] = None
         self.early: list[bytes] = []  # client bytes read before the backend was linked
         self.idle_timeout = idle_timeout
         self.idle_deadline: Optional[float] = None

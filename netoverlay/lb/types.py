@@ -30,8 +30,9 @@ def _check_address(field: str, address: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One healthy task of a service, reachable at address:port."""
+class Backend:
+    """One healthy task of a service, reachable at address:port: where the load balancer
+    sends a connection and what DNS answers (a task's own record is consensus.tasks.Endpoint)."""
 
     service: str
     task_id: str
@@ -56,12 +57,12 @@ class Endpoint:
             _check_port("target_port", self.target_port)
 
     @property
-    def key(self) -> EndpointKey:
+    def key(self) -> BackendKey:
         """What identifies an endpoint across table updates (a weight change keeps its key)."""
         return (self.task_id, self.address, self.port)
 
 
-EndpointKey = tuple[str, str, int]
+BackendKey = tuple[str, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ def routed_ports(ports: list[ServicePort]) -> dict[int, ServicePort]:
     return routed
 
 
-def endpoints_for(port: ServicePort, endpoints: dict[str, list[Endpoint]]) -> list[Endpoint]:
+def endpoints_for(port: ServicePort, endpoints: dict[str, list[Backend]]) -> list[Backend]:
     """The endpoints that serve `port`: its service's, matching its target port."""
     return [e for e in endpoints.get(port.service, ())
             if e.target_port is None or e.target_port == port.target_port]

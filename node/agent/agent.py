@@ -62,10 +62,6 @@ class Agent:
         self._group: Optional[asyncio.TaskGroup] = None
         self._observers: list[Callable[[TaskReport], None]] = []
 
-    @property
-    def batches_sent(self) -> int:
-        return self._reports.batches_sent
-
     def on_report(self, observer: Callable[[TaskReport], None]) -> Callable[[], None]:
         """Call `observer(report)` with every observation as it is made, before it waits for
         its batch: the routing mesh withdraws a failed task's endpoint at once. Returns an

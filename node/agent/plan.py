@@ -10,7 +10,7 @@ from typing import Literal, Mapping, Optional
 
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState
-from consensus.tasks import Task, TaskReport, services, tasks
+from consensus.tasks import Task, TaskReport, services, spec_of, tasks
 
 # starting: the driver is starting it. running: it runs and is watched. ended: it ended; its
 # remains (logs, exit status) stay until it is retired. retiring: being stopped and removed.
@@ -57,9 +57,7 @@ def assigned_to(state: ClusterState, node_id: str) -> dict[str, Assigned]:
         # A global task names its node before it is placed; it is not ours until assigned.
         if task.node_id != node_id or task.state == "pending":
             continue
-        service = by_name.get(task.service)
-        spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
-        found[task.id] = Assigned(task, spec)
+        found[task.id] = Assigned(task, spec_of(by_name, task))
     return found
 
 

@@ -16,23 +16,9 @@ import time
 from typing import Any, Awaitable, Callable, Iterable
 
 from consensus.state import Result
-from consensus.tasks import ReportTaskStatus, TaskReport
+from consensus.tasks import ReportTaskStatus, TaskReport, merge_reports
 
 log = logging.getLogger(__name__)
-
-
-def merge(older: TaskReport, newer: TaskReport) -> TaskReport:
-    """Two reports of one task in one state as one: as the state machine reads a report,
-    fields the newer one leaves empty keep the older one's value."""
-    assert older.task_id == newer.task_id and older.state == newer.state
-    return TaskReport(
-        task_id=newer.task_id, state=newer.state,
-        message=newer.message or older.message,
-        error=newer.error or older.error,
-        exit_code=newer.exit_code if newer.exit_code is not None else older.exit_code,
-        health=newer.health if newer.health is not None else older.health,
-        endpoint=newer.endpoint if newer.endpoint is not None else older.endpoint,
-        runtime_id=newer.runtime_id or older.runtime_id)
 
 
 class PendingReports:
@@ -45,7 +31,7 @@ class PendingReports:
     def add(self, report: TaskReport) -> None:
         steps = self._by_task.setdefault(report.task_id, [])
         if steps and steps[-1].state == report.state:
-            steps[-1] = merge(steps[-1], report)
+            steps[-1] = merge_reports(steps[-1], report)
         else:
             steps.append(report)
 
@@ -74,7 +60,6 @@ class ReportSender:
         self._clock = clock
         self._pending = PendingReports()
         self._ready = asyncio.Event()
-        self.batches_sent = 0  # for status pages and tests
 
     def add(self, report: TaskReport) -> None:
         self._pending.add(report)
@@ -97,7 +82,6 @@ class ReportSender:
             self._pending.restore(batch)
             self._ready.set()
             return
-        self.batches_sent += 1
         if not result.ok:
             log.warning("agent: task reports refused: %s", result.error)
             return

@@ -1,52 +1,53 @@
-"""Fetching a task's secrets and configs just before the agent starts it.
+"""Opening a task's secrets and configs just before the agent starts it.
 
-The agent asks a node's internal API (`GET /v1/internal/{secrets|configs}/NAME?task=ID`, with
-the cluster's API token and this node's own key) for each file's content. That node gives it
-out only for a task assigned to the node whose key came with the call and whose spec uses it,
-and opens a sealed secret in memory.
-The content lives on in the RunSpec handed to the driver for this one start, nowhere else.
+The agent reads them from the replicated state in this process: only for a task assigned to
+this node, meant to run, whose spec uses them (`consensus.secrets.delivery_problem`), and a
+sealed secret is opened in memory with the cluster's key. The content lives on in the
+RunSpec handed to the driver for this one start, nowhere else.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, ContextManager
 
-from node.client import ApiError, ShoalClient, Unreachable
+from consensus.secrets import blobs, delivery_problem
+from consensus.state import ClusterState
 from node.runtime.model import RunSpec, TaskFile
+from node.secret_box import SecretBox, SecretSealError
 
 # Fills in the content of a RunSpec's files; raises FetchError when one cannot be had.
 FillFiles = Callable[[RunSpec], Awaitable[RunSpec]]
 
 
 class FetchError(Exception):
-    """A file's content could not be fetched; the text names the secret or config."""
+    """A file's content could not be had; the text names the secret or config."""
 
 
-def internal_path(kind: str, name: str) -> str:
-    return f"/v1/internal/{kind}s/{name}"
+class FileOpener:
+    """Fills a task's files from the state `read_state` hands out, for the tasks of `node_id`."""
 
-
-class FileFetcher:
-    """Fetches through `client` (a node's API, with this node's credentials: the node it asks
-    gives only what tasks assigned to the calling node use)."""
-
-    def __init__(self, client: ShoalClient) -> None:
-        self._client = client
+    def __init__(self, read_state: Callable[[], ContextManager[ClusterState]], box: SecretBox,
+                 node_id: str) -> None:
+        self._read_state = read_state
+        self._box = box
+        self._node_id = node_id
 
     async def fill(self, run: RunSpec) -> RunSpec:
-        filled = [dataclasses.replace(f, data=await self._fetch(run.task_id, f)) for f in run.files]
+        filled = [dataclasses.replace(f, data=self._open(run.task_id, f)) for f in run.files]
         return dataclasses.replace(run, files=tuple(filled))
 
-    async def _fetch(self, task_id: str, item: TaskFile) -> bytes:
+    def _open(self, task_id: str, item: TaskFile) -> bytes:
+        with self._read_state() as state:
+            blob = blobs(state, item.kind).get(item.source)
+            problem = delivery_problem(state, item.kind, item.source, task_id, self._node_id)
+        if blob is None:
+            raise FetchError(f"cannot fetch {item.kind} {item.source!r}: no such {item.kind}")
+        if problem:
+            raise FetchError(f"cannot fetch {item.kind} {item.source!r}: {problem}")
+        if item.kind != "secret":
+            return blob.data
         try:
-            answer = await self._client.get(internal_path(item.kind, item.source),
-                                            task=task_id)
-        except (ApiError, Unreachable) as exc:
-            raise FetchError(f"cannot fetch {item.kind} {item.source!r}: {exc}") from None
-        try:
-            return base64.b64decode(answer["data"], validate=True)
-        except (TypeError, KeyError, binascii.Error) as exc:
-            raise FetchError(f"{item.kind} {item.source!r}: the answer holds no data ({exc})") from None
+            return self._box.open(item.source, blob.data)
+        except SecretSealError as exc:
+            raise FetchError(f"cannot open secret {item.source!r}: {exc}") from None

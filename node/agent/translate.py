@@ -14,7 +14,7 @@ from consensus import services as svc
 from consensus.tasks import Endpoint, Health, PortBinding, Task, TaskReport
 from netoverlay.dns import ZONE
 from node.runtime.health import HealthCheck, HealthStatus
-from node.runtime.model import PortSpec, RunSpec, TaskFile, TaskObservation
+from node.runtime.model import PortToPublish, RunSpec, TaskFile, TaskObservation
 from node.runtime.mounts import Mount
 from node.overlay.view import Seat, overlay_addresses
 
@@ -26,21 +26,21 @@ class TranslateError(ValueError):
     """A task that cannot be run on this node as specified; the text names the field."""
 
 
-def run_ports(ports: tuple[svc.PortSpec, ...], overlay: bool = False) -> tuple[PortSpec, ...]:
+def run_ports(ports: tuple[svc.PortSpec, ...], overlay: bool = False) -> tuple[PortToPublish, ...]:
     """Ingress ports are served by every node's load balancer on the published port, so the
     task itself gets an ephemeral host port; host-mode ports bind their published port on
     this node. A target declared twice runs once, on the fixed port if either has one.
     A task on an overlay network binds no host port for its ingress ports: the routing mesh
     reaches it at its address on the network (as Swarm's ingress does), and a port it does
     not publish is reachable on the network only, never from outside the cluster."""
-    chosen: dict[tuple[int, str], PortSpec] = {}
+    chosen: dict[tuple[int, str], PortToPublish] = {}
     for port in ports:
         if overlay and port.mode == "ingress":
             continue
         fixed = port.published if port.mode == "host" else 0
         key = (port.target, port.protocol)
         if key not in chosen or (fixed and not chosen[key].published):
-            chosen[key] = PortSpec(port.target, port.protocol, fixed)
+            chosen[key] = PortToPublish(port.target, port.protocol, fixed)
     return tuple(chosen.values())
 
 

@@ -71,20 +71,14 @@ def node_by_ref(state: ClusterState, ref: str) -> Node:
 
 
 async def _on_leader(request: web.Request) -> Optional[web.Response]:
-    """Requests that only the leader can carry out are passed on to it verbatim."""
-    shoal = request.app[NODE]
-    leader = await shoal.control.wait_for_leader()
+    """Requests that only the leader can carry out are passed on to it verbatim; None when
+    this node leads."""
+    control = request.app[NODE].control
+    leader = await control.leader_elsewhere()
     if leader is None:
-        raise HttpError(503, "no leader elected; the cluster has no quorum")
-    if leader.id == shoal.node_id and shoal.raft.is_leader():
         return None
     body = await request.read() if request.can_read_body else None
-    client = shoal.control.client_for(leader)
-    answer = await client.request(request.method, request.path_qs, data=body,
-                                  content_type="application/json")
-    # Answer only once this node shows what the leader did, as a forwarded write does.
-    await shoal.control.catch_up((await client.get("/v1/cluster"))["applied"])
-    return web.json_response(answer)
+    return web.json_response(await control.relay(leader, request.method, request.path_qs, body))
 
 
 @routes.get("/healthz")

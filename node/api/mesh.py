@@ -7,7 +7,7 @@ import ipaddress
 from aiohttp import web
 
 from consensus.nodes import nodes
-from netoverlay.lb.types import Endpoint
+from netoverlay.lb.types import Backend
 from node.api.context import NODE, NodeContext
 from node.api.services import find_service
 from node.api.http_util import HttpError
@@ -20,7 +20,7 @@ def host_port(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ipaddress.ip_address(address).version == 6 else f"{address}:{port}"
 
 
-def endpoint_json(endpoint: Endpoint, node_names: dict[str, str]) -> dict:
+def endpoint_json(endpoint: Backend, node_names: dict[str, str]) -> dict:
     return {"task_id": endpoint.task_id, "node_id": endpoint.node_id,
             "node_name": node_names.get(endpoint.node_id, ""),
             "address": endpoint.address, "port": endpoint.port,

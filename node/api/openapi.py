@@ -160,12 +160,6 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                        created=True),
     ("GET", "/v1/configs/{name}"): Operation("One config with its content", _FILES),
     ("DELETE", "/v1/configs/{name}"): Operation("Remove a config", _FILES),
-    ("GET", "/v1/internal/secrets/{name}"): Operation(
-        "A secret's content, for the node running a task that uses it", "internal",
-        query=(Query("task", "the task's id"), Query("node", "the asking node's id"))),
-    ("GET", "/v1/internal/configs/{name}"): Operation(
-        "A config's content, for the node running a task that uses it", "internal",
-        query=(Query("task", "the task's id"), Query("node", "the asking node's id"))),
     ("GET", "/ui"): Operation("The web dashboard", "dashboard", answer="html"),
     ("GET", "/ui/{file}"): Operation("The dashboard's scripts and styles", "dashboard",
                                      answer="asset"),

@@ -1,9 +1,10 @@
-"""HTTP API: secrets and configs (`/v1/secrets`, `/v1/configs`), and their delivery to agents.
+"""HTTP API: secrets and configs (`/v1/secrets`, `/v1/configs`).
 
 A secret is sealed here, on the node that receives it, before it is proposed: the Raft log,
 snapshots and data dirs hold ciphertext only, and no answer of this API holds a secret's
-content, except the internal one that hands it to the agent of a node running a task that
-uses it. Configs are kept plain, and `inspect` shows their content (as Swarm does).
+content (the agent of a node running a task that uses one opens it in the node's own
+process: node.agent.secret_fetch). Configs are kept plain, and `inspect` shows their
+content (as Swarm does).
 Content travels base64-encoded in JSON (`{"name": ..., "data": ...}`), so any bytes fit.
 With `"exist_ok": true` (what `shoal apply` sends), a create that finds the name taken by the
 same content answers 200 with it, and one with other content a 409 that says so.
@@ -16,16 +17,13 @@ import binascii
 import hmac
 import secrets as token_source
 import time
-from typing import Optional
 
 from aiohttp import web
 
-from consensus.secrets import (Blob, CreateBlob, DeleteBlob, Kind, blobs, name_problem, refs_of,
-                               size_problem, users_of)
+from consensus.secrets import (Blob, CreateBlob, DeleteBlob, Kind, blobs, name_problem, size_problem,
+                               users_of)
 from consensus.state import ClusterState
-from consensus.tasks import services, tasks
 from node.api.context import NODE
-from node.api.guard import calling_node
 from node.api.http_util import HttpError, json_body, query_flag, result_or_raise
 from node.secret_box import SecretBox, SecretSealError
 
@@ -73,21 +71,6 @@ def parse_create(kind: Kind, body: object) -> tuple[str, bytes]:
     if problem:
         raise HttpError(400, problem, "data")
     return name, data  # type: ignore[return-value]
-
-
-def delivery_problem(state: ClusterState, kind: Kind, name: str, task_id: str,
-                     node_id: str) -> Optional[str]:
-    """Why the agent of `node_id` may not have this content for `task_id`, or None."""
-    task = tasks(state).get(task_id)
-    if task is None or task.node_id != node_id:
-        return f"task {task_id!r} is not assigned to node {node_id!r}"
-    if task.desired != "running" or task.terminal:
-        return f"task {task_id!r} is not meant to run"
-    service = services(state).get(task.service)
-    spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
-    if spec is None or not any(ref.source == name for ref in refs_of(spec, kind)):
-        return f"task {task_id!r} does not use {kind} {name!r}"
-    return None
 
 
 def _blob_or_404(state: ClusterState, kind: Kind, name: str) -> Blob:
@@ -163,25 +146,3 @@ async def delete_blob(request: web.Request) -> web.Response:
         _blob_or_404(state, kind, name)
     value = result_or_raise(await shoal.control.submit(DeleteBlob(kind, name)))
     return web.json_response({"deleted": name, "id": value["id"]})
-
-
-@routes.get(f"/v1/internal/{_PLURAL}/{{name}}")
-async def deliver_blob(request: web.Request) -> web.Response:
-    """The content for the agent of the calling node, starting task `task` that uses it."""
-    shoal = request.app[NODE]
-    kind, name = _kind(request), request.match_info["name"]
-    # Whose task it is comes from the caller's key, never from what the request says.
-    node_id = calling_node(request, shoal.raft.read).id
-    task_id = request.query.get("task", "")
-    with shoal.raft.read() as state:
-        blob = _blob_or_404(state, kind, name)
-        problem = delivery_problem(state, kind, name, task_id, node_id)
-    if problem:
-        raise HttpError(403, problem, "task")
-    data = blob.data
-    if kind == "secret":
-        try:
-            data = SecretBox(shoal.keys.secret).open(name, data)
-        except SecretSealError as exc:
-            raise HttpError(500, str(exc), "data") from None
-    return web.json_response({"name": name, "data": base64.b64encode(data).decode()})

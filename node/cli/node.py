@@ -72,8 +72,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--snapshot-interval", type=float, metavar="SECONDS",
                        help="at most one Raft snapshot per this many seconds "
                             f"(default {_DEFAULTS['snapshot_interval']:g})")
-    start.add_argument("--cpus", type=float, help="CPU capacity to offer (default: all)")
-    start.add_argument("--memory", type=int, help="memory capacity in bytes (default: all)")
+    start.add_argument("--cpus", type=_cpus, help="CPU capacity to offer: cores (2, 0.5) or "
+                                                  "millicores (500m) (default: all)")
+    start.add_argument("--memory", type=_memory, help="memory capacity to offer: bytes or a size "
+                                                      "(512m, 8g) (default: all)")
     start.add_argument("--api-host", action="append", metavar="NAME",
                        help="a DNS name clients reach the API by (repeatable; IP addresses, "
                             "localhost and the machine's name are always accepted)")
@@ -149,6 +151,29 @@ def _overlay_cidr(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _cpus(text: str) -> int:
+    """Millicores, read as a reservation's cpu is."""
+    from consensus.units import parse_cpu  # here: only a node start reads it
+
+    return _amount(parse_cpu, text, "--cpus")
+
+
+def _memory(text: str) -> int:
+    """Bytes, read as a reservation's memory is."""
+    from consensus.units import parse_memory
+
+    return _amount(parse_memory, text, "--memory")
+
+
+def _amount(parse, text: str, flag: str) -> int:
+    from consensus.wire import WireError
+
+    try:
+        return parse(text, flag)
+    except WireError as exc:
+        raise argparse.ArgumentTypeError(exc.reason) from None
+
+
 def _start(args: argparse.Namespace) -> int:
     from node import config as cfg
     from node.config import NodeConfig
@@ -173,7 +198,7 @@ def _start(args: argparse.Namespace) -> int:
         "api_hosts": tuple(args.api_host) if args.api_host else None,
         "task_user": args.task_user,
         "host_binds": None if args.host_binds is None else args.host_binds == "yes",
-        "cpus_millis": int(args.cpus * 1000) if args.cpus else None, "memory_bytes": args.memory,
+        "cpus_millis": args.cpus or None, "memory_bytes": args.memory,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:
         raise UsageError(f"--metrics-interval must be a positive number of seconds, "
@@ -196,7 +221,10 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:
-    from node.server import ShoalNode  # first: it imports aiohttp the way a node needs it
+    import node
+
+    node.import_aiohttp_for_a_node()  # first, before anything imports aiohttp
+    from node.server import ShoalNode
 
     from node import config as cfg
     from node.client import ApiError, Unreachable

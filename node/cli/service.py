@@ -78,10 +78,13 @@ def _csv_kv(text: str, keys: dict[str, str], flags: tuple[str, ...] = ()) -> dic
 
 
 def _port(text: str) -> Any:
-    """`8080:80[/udp]` (passed on as written) or `mode=host,published=8080,target=80`."""
-    if "=" not in text:
+    """`8080:80[/udp]` (passed on as written) or `mode=host,published=8080,target=80`, with
+    `proxy-protocol` and `idle-timeout=5m` for the routing mesh's proxy."""
+    if "=" not in text and "," not in text:
         return text
-    return _csv_kv(text, {k: k for k in ("mode", "published", "target", "protocol")})
+    keys = {k: k for k in ("mode", "published", "target", "protocol")}
+    keys.update({"proxy-protocol": "proxy_protocol", "idle-timeout": "idle_timeout"})
+    return _csv_kv(text, keys, flags=("proxy-protocol",))
 
 
 def _mount(text: str) -> dict:
@@ -240,7 +243,8 @@ LIST_EDITS: tuple[ListEdit, ...] = (
     ListEdit("placement-pref", "preferences", str, lambda p: p["spread"],
              lambda text: text.removeprefix("spread="), help="spread=node.labels.KEY"),
     ListEdit("publish", "ports", _port, lambda p: str(p["target"]), short="-p",
-             help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T (remove by target)"),
+             help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T; proxy-protocol and "
+                  "idle-timeout=DURATION for the routing mesh (remove by target)"),
     ListEdit("secret", "secrets", _file_ref, lambda s: s["source"],
              help="NAME[,target=T][,mode=0400] (target default /run/secrets/NAME)"),
     ListEdit("config", "configs", _file_ref, lambda c: c["source"],

@@ -9,7 +9,7 @@ import posixpath
 from typing import Any, Callable, Optional
 
 from consensus.services import ServiceSpec, parse_port
-from consensus.units import parse_cpu, parse_duration, parse_memory
+from consensus.units import parse_amounts, parse_duration
 from node.manifests.fields import labels, to_spec, words
 from node.manifests.interpolation import Interpolator, parse_env_file
 from node.manifests.reader import ManifestError, Reader, shown
@@ -115,12 +115,7 @@ def _resources(r: Reader, resources: dict, where: str) -> dict:
         r.unsupported(amounts, known | {"pids"}, f"{where}.{kind}")
         if "pids" in amounts:
             r.once("pids", f"{where}.{kind}.pids", "a pids limit is not carried by Shoal, ignored")
-        plain = {}
-        if "cpus" in amounts:
-            plain["cpu_millis"] = parse_cpu(amounts["cpus"], f"{where}.{kind}.cpus")
-        if "memory" in amounts:
-            plain["memory_bytes"] = parse_memory(amounts["memory"], f"{where}.{kind}.memory")
-        out[kind] = plain
+        out[kind] = parse_amounts(amounts, f"{where}.{kind}")
     return out
 
 

@@ -8,7 +8,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from consensus.units import parse_cpu, parse_memory
+from consensus.units import parse_amounts
 from node.manifests.fields import words
 from node.manifests.reader import ManifestError, Reader, shown
 
@@ -83,12 +83,7 @@ def _resources(r: Reader, resources: dict, where: str) -> dict:
     for source, target in (("requests", "reservations"), ("limits", "limits")):
         amounts = r.mapping(resources.get(source), f"{where}.{source}")
         r.unsupported(amounts, {"cpu", "memory"}, f"{where}.{source}")
-        plain = {}
-        if "cpu" in amounts:
-            plain["cpu_millis"] = parse_cpu(amounts["cpu"], f"{where}.{source}.cpu")
-        if "memory" in amounts:
-            plain["memory_bytes"] = parse_memory(amounts["memory"], f"{where}.{source}.memory", kubernetes=True)
-        out[target] = plain
+        out[target] = parse_amounts(amounts, f"{where}.{source}", kubernetes=True)
     # Kubernetes: a limit without a request requests the limit.
     out["reservations"] = {**out.get("limits", {}), **out.get("reservations", {})}
     return out

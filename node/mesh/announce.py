@@ -17,7 +17,8 @@ from typing import Any, Optional
 
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState
-from consensus.tasks import TERMINAL, Endpoint, Health, PortBinding, Task, TaskReport, services, tasks
+from consensus.tasks import (TERMINAL, Endpoint, Health, PortBinding, Task, TaskReport, reported,
+                             services, spec_of, tasks)
 from consensus.wire import to_plain
 
 KEY_PREFIX = "ep/"
@@ -84,8 +85,7 @@ def fold(seen: Optional[Observed], report: TaskReport) -> Observed:
         return Observed(report.state, report.health, report.endpoint)
     if seen.state in TERMINAL:
         return seen
-    return Observed(report.state, report.health or seen.health,
-                    report.endpoint if report.endpoint is not None else seen.endpoint)
+    return Observed(report.state, **reported(report, seen, ("health", "endpoint")))
 
 
 def announcement(task: Task, spec: Optional[ServiceSpec],
@@ -112,9 +112,7 @@ def own_tasks(state: ClusterState, node_id: str) -> list[tuple[Task, Optional[Se
     for task in tasks(state).values():
         if task.node_id != node_id:
             continue
-        service = by_name.get(task.service)
-        spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
-        found.append((task, spec))
+        found.append((task, spec_of(by_name, task)))
     return found
 
 

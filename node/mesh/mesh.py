@@ -25,7 +25,7 @@ from netoverlay.dns import DnsServer, ServiceRecord
 from netoverlay.gossip import GossipService
 from netoverlay.lb import DataPlane, DataplaneMode, NftError, ProxyDataPlane, open_dataplane
 from netoverlay.lb.stats import ServiceStats
-from netoverlay.lb.types import Endpoint, ServicePort, endpoints_for, routed_ports
+from netoverlay.lb.types import Backend, ServicePort, endpoints_for, routed_ports
 from node.mesh.announce import Observed, changes, fold, own_tasks, task_of_key, wanted
 from node.mesh.view import MeshView, build_view
 
@@ -75,7 +75,7 @@ class Mesh:
         self._observed: dict[str, Observed] = {}
         self._view = _empty_view()
         # The data plane's input at its last successful sync: what it serves.
-        self._synced: Optional[tuple[tuple[ServicePort, ...], dict[str, list[Endpoint]]]] = None
+        self._synced: Optional[tuple[tuple[ServicePort, ...], dict[str, list[Backend]]]] = None
         self._retry = False
         self.dataplane: Optional[DataPlane] = None
         self.dns = DnsServer(self._resolve)

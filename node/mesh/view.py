@@ -16,7 +16,7 @@ from consensus.services import ServiceSpec
 from consensus.wire import WireError, from_plain
 from netoverlay.dns import ServiceRecord, service_records
 from netoverlay.gossip.model import Member, TableEntry
-from netoverlay.lb.types import Endpoint, ServicePort
+from netoverlay.lb.types import Backend, ServicePort
 from node.mesh.announce import Announcement, task_of_key
 
 # The gossip meta key under which a node says where its routing mesh listens.
@@ -27,7 +27,7 @@ INGRESS_META = "ingress"
 class MeshView:
     ports: tuple[ServicePort, ...]
     # By service name: one endpoint per task and TCP target port, sorted.
-    endpoints: dict[str, list[Endpoint]]
+    endpoints: dict[str, list[Backend]]
     # Where the routing mesh listens, one address per live node: what NAME.shoal answers.
     ingress_addresses: tuple[str, ...]
     records: dict[str, ServiceRecord]
@@ -37,7 +37,8 @@ class MeshView:
 
 def service_ports(specs: Iterable[ServiceSpec]) -> list[ServicePort]:
     """The published ports of every service (ingress ones are routed by every node)."""
-    return [ServicePort(spec.name, p.published, p.target, p.protocol, p.mode)
+    return [ServicePort(spec.name, p.published, p.target, p.protocol, p.mode,
+                        proxy_protocol=p.proxy_protocol, idle_timeout=p.idle_timeout or None)
             for spec in specs for p in spec.ports if p.published]
 
 
@@ -54,7 +55,7 @@ def overlay_reach(specs: Iterable[ServiceSpec]) -> dict[str, tuple[str, tuple[in
             for spec in specs if spec.networks}
 
 
-def entry_endpoints(entry: TableEntry, reach: OverlayReach = {}) -> list[Endpoint]:
+def entry_endpoints(entry: TableEntry, reach: OverlayReach = {}) -> list[Backend]:
     """The endpoints one gossip entry announces; ValueError (WireError) names what is wrong.
     UDP bindings are left out: the routing mesh forwards TCP only. A task announced on its
     service's overlay network is reached there, on its target ports."""
@@ -64,9 +65,9 @@ def entry_endpoints(entry: TableEntry, reach: OverlayReach = {}) -> list[Endpoin
     found = from_plain(Announcement, entry.value, strict=False)
     network, targets = reach.get(found.service, ("", ()))
     if network in found.networks:
-        return [Endpoint(found.service, task_id, entry.owner, found.networks[network], target,
+        return [Backend(found.service, task_id, entry.owner, found.networks[network], target,
                          found.weight, target) for target in targets]
-    return [Endpoint(found.service, task_id, entry.owner, found.address, binding.host_port,
+    return [Backend(found.service, task_id, entry.owner, found.address, binding.host_port,
                      found.weight, binding.target)
             for binding in found.ports if binding.protocol == "tcp"]
 
@@ -91,7 +92,7 @@ def build_view(specs: Collection[ServiceSpec], entries: Iterable[TableEntry],
     live = [m for m in members if not m.gone]
     live_ids = {m.node_id for m in live}
     reach = overlay_reach(specs)
-    endpoints: dict[str, list[Endpoint]] = {}
+    endpoints: dict[str, list[Backend]] = {}
     problems = []
     for entry in entries:
         if entry.tombstone or entry.owner not in live_ids or task_of_key(entry.key) is None:

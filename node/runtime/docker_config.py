@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 from node.runtime.health import HealthCheck, HealthStatus
-from node.runtime.model import (LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, Endpoint, RunSpec,
-                                TaskObservation, TaskState, TaskStats)
+from node.runtime.model import (LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, PublishedPort, RunSpec,
+                                TaskObservation, RuntimeState, TaskStats)
 from node.runtime.mounts import docker_mount
 
 _NANOS = 1_000_000_000
@@ -127,13 +127,13 @@ def parse_docker_time(text: str) -> Optional[float]:
     return datetime.fromisoformat(main.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
 
 
-def _endpoints(attrs: dict[str, Any]) -> tuple[Endpoint, ...]:
+def _endpoints(attrs: dict[str, Any]) -> tuple[PublishedPort, ...]:
     ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
     found = []
     for key, bindings in ports.items():
         target, _, protocol = key.partition("/")
         for binding in bindings or ():
-            found.append(Endpoint(int(target), protocol or "tcp",  # type: ignore[arg-type]
+            found.append(PublishedPort(int(target), protocol or "tcp",  # type: ignore[arg-type]
                                   binding.get("HostIp") or "0.0.0.0", int(binding["HostPort"])))
     return tuple(sorted(found, key=lambda e: (e.target, e.protocol, e.host)))
 
@@ -148,7 +148,7 @@ def _networks(attrs: dict[str, Any]) -> dict[str, str]:
             if name not in _DEFAULT_NETWORKS and (settings or {}).get("IPAddress")}
 
 
-def _state(status: str, exit_code: int, oom: bool, error: str) -> TaskState:
+def _state(status: str, exit_code: int, oom: bool, error: str) -> RuntimeState:
     if status == "created":
         # A container that failed to start stays "created" with the reason in State.Error.
         return "failed" if error else "starting"

@@ -21,7 +21,7 @@ Protocol = Literal["tcp", "udp"]
 # starting: created, not yet running. exited: ended with status 0. failed: ended with another
 # status, was killed by the runtime (out of memory) or could not be started at all (`error`
 # says which). missing: the driver has nothing for this task id.
-TaskState = Literal["starting", "running", "exited", "failed", "missing"]
+RuntimeState = Literal["starting", "running", "exited", "failed", "missing"]
 
 # Labels that mark everything a driver runs for Shoal; a restarted agent re-adopts by them.
 LABEL_MANAGED = "shoal.managed"
@@ -35,8 +35,9 @@ _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
-class PortSpec:
-    """A port the task listens on, published on host port `published` of the advertise
+class PortToPublish:
+    """What the driver is asked to publish (translated from a spec's consensus.services.PortSpec):
+    a port the task listens on, published on host port `published` of the advertise
     address, or on an ephemeral one (chosen by the driver) when `published` is 0."""
 
     target: int
@@ -88,7 +89,7 @@ class RunSpec:
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    ports: tuple[PortSpec, ...] = ()
+    ports: tuple[PortToPublish, ...] = ()
     cpu_millis: int = 0
     memory_bytes: int = 0
     healthcheck: Optional[HealthCheck] = None
@@ -133,8 +134,9 @@ class RunSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a task's target port is reachable from other hosts."""
+class PublishedPort:
+    """Where the driver made a task's target port reachable from other hosts (the agent
+    reports it as a consensus.tasks.PortBinding)."""
 
     target: int
     protocol: Protocol
@@ -145,12 +147,12 @@ class Endpoint:
 @dataclass(frozen=True, slots=True)
 class TaskObservation:
     task_id: str
-    state: TaskState
+    state: RuntimeState
     service: str = ""
     slot: int = 0
     exit_code: Optional[int] = None
     error: str = ""
-    endpoints: tuple[Endpoint, ...] = ()
+    endpoints: tuple[PublishedPort, ...] = ()
     # Wall-clock seconds since the epoch; None when the task never started.
     started_at: Optional[float] = None
     # What the runtime itself knows (Docker HEALTHCHECK); "unknown" when it runs no check.
@@ -162,7 +164,7 @@ class TaskObservation:
     def alive(self) -> bool:
         return self.state in ("starting", "running")
 
-    def endpoint(self, target: int, protocol: Protocol = "tcp") -> Optional[Endpoint]:
+    def endpoint(self, target: int, protocol: Protocol = "tcp") -> Optional[PublishedPort]:
         """The published endpoint of a target port; target 0 means the first one."""
         for ep in self.endpoints:
             if (target == 0 or ep.target == target) and ep.protocol == protocol:

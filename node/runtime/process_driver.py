@@ -29,7 +29,7 @@ from node.runtime.health import CheckKind
 from node.runtime import procfs, task_files
 from node.runtime.cgroups import CgroupsV1, join_command
 from node.runtime.fingerprint import host_fingerprint
-from node.runtime.model import (Endpoint, NodeFingerprint, RunSpec, TaskObservation, TaskStats,
+from node.runtime.model import (PublishedPort, NodeFingerprint, RunSpec, TaskObservation, TaskStats,
                                 missing)
 from node.runtime.mounts import (VOLUMES_DIR, MountError, host_bind_refused, prepare_mounts,
                                  process_mounts)
@@ -52,7 +52,7 @@ class _Launch:
     argv: tuple[str, ...]
     env: dict[str, str]
     cwd: str
-    endpoints: tuple[Endpoint, ...]
+    endpoints: tuple[PublishedPort, ...]
     log_path: str
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from consensus.wire import WireError, from_plain, to_plain
-from node.runtime.model import Endpoint, PortSpec
+from node.runtime.model import PublishedPort, PortToPublish
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class TaskRecord:
     # The process's start time in clock ticks since boot: with the pid, its identity.
     start_ticks: int
     started_at: float
-    endpoints: tuple[Endpoint, ...] = ()
+    endpoints: tuple[PublishedPort, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     memory_limit_bytes: int = 0
     stop_signal: int = 15  # SIGTERM, unless the service names another
@@ -81,12 +81,12 @@ def allocate_port(host: str, protocol: str) -> int:
         return sock.getsockname()[1]
 
 
-def publish(host: str, ports: tuple[PortSpec, ...]) -> tuple[Endpoint, ...]:
-    return tuple(Endpoint(p.target, p.protocol, host, p.published or allocate_port(host, p.protocol))
+def publish(host: str, ports: tuple[PortToPublish, ...]) -> tuple[PublishedPort, ...]:
+    return tuple(PublishedPort(p.target, p.protocol, host, p.published or allocate_port(host, p.protocol))
                  for p in ports)
 
 
-def port_environment(endpoints: tuple[Endpoint, ...]) -> dict[str, str]:
+def port_environment(endpoints: tuple[PublishedPort, ...]) -> dict[str, str]:
     """PORT (the first port), SHOAL_PORT_<TARGET> (the first port of that target) and
     SHOAL_PORT_<TARGET>_<PROTOCOL>: the host ports the process must listen on, since several
     replicas share one host."""

@@ -12,7 +12,7 @@ import docker
 import pytest
 
 from node.runtime.health import HealthCheck
-from node.runtime import PortSpec, RunSpec, select_driver
+from node.runtime import PortToPublish, RunSpec, select_driver
 from node.runtime.docker_driver import DockerDriver
 from node.runtime.model import LABEL_NODE
 from tests.support import require_docker
@@ -46,7 +46,7 @@ async def driver(node_id, busybox_image):
 
 def httpd(image: str, task_id: str = "web-1", **overrides) -> RunSpec:
     return RunSpec(**{"task_id": task_id, "service": "web", "slot": 1, "image": image,
-                      "args": HTTPD, "ports": (PortSpec(80),), "memory_bytes": 64 << 20,
+                      "args": HTTPD, "ports": (PortToPublish(80),), "memory_bytes": 64 << 20,
                       "stop_grace": 5, **overrides})
 
 
@@ -107,7 +107,7 @@ async def test_a_port_that_cannot_be_published_fails_the_start(driver, busybox_i
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        seen = await driver.start(httpd(busybox_image, ports=(PortSpec(80, published=port),)))
+        seen = await driver.start(httpd(busybox_image, ports=(PortToPublish(80, published=port),)))
     assert seen.state == "failed" and seen.error.startswith("cannot start the container:")
     assert str(port) in seen.error
     assert (await driver.inspect("web-1")).state == "failed"

@@ -12,7 +12,7 @@ import pytest
 
 from netoverlay.lb.dataplane import SplitDataPlane, nft_problem, open_dataplane
 from netoverlay.lb.nft import NftConfig, NftDataPlane
-from netoverlay.lb.types import Endpoint, ServicePort
+from netoverlay.lb.types import Backend, ServicePort
 from tests.support import unavailable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -54,8 +54,8 @@ class NamedBackend:
             writer.write(line)
         writer.close()
 
-    def endpoint(self) -> Endpoint:
-        return Endpoint("web", f"task-{self.name}", "n1", self.address, self.port)
+    def endpoint(self) -> Backend:
+        return Backend("web", f"task-{self.name}", "n1", self.address, self.port)
 
 
 async def greet(port: int):

@@ -15,7 +15,7 @@ import uvloop
 
 from netoverlay.lb.proxy import ProxyConfig, ProxyDataPlane
 from netoverlay.lb.proxy_protocol import SIGNATURE
-from netoverlay.lb.types import Endpoint, ServicePort
+from netoverlay.lb.types import Backend, ServicePort
 
 LISTEN = "127.0.0.1"
 TIMEOUT = 10
@@ -37,7 +37,7 @@ def free_port(host: str = LISTEN) -> int:
         return s.getsockname()[1]
 
 
-class Backend:
+class BackendServer:
     """A small server on its own loopback address. Each connection first gets the backend's
     name, then an echo of everything until EOF, then a FIN (half-close), then it ends."""
 
@@ -48,7 +48,7 @@ class Backend:
         self.connections = 0
         self.server: asyncio.Server | None = None
 
-    async def start(self) -> Backend:
+    async def start(self) -> BackendServer:
         self.server = await asyncio.start_server(self._serve, self.address, 0)
         return self
 
@@ -56,8 +56,8 @@ class Backend:
     def port(self) -> int:
         return self.server.sockets[0].getsockname()[1]
 
-    def endpoint(self, service: str = "web") -> Endpoint:
-        return Endpoint(service, f"task-{self.name}", "node-1", self.address, self.port)
+    def endpoint(self, service: str = "web") -> Backend:
+        return Backend(service, f"task-{self.name}", "node-1", self.address, self.port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -89,8 +89,8 @@ async def read_proxy_v2(reader: asyncio.StreamReader) -> tuple[str, int, str, in
     return str(src), sport, str(dst), dport
 
 
-async def backends(*names: str, **kwargs) -> list[Backend]:
-    return [await Backend(n, f"127.0.0.{10 + i}", **kwargs).start() for i, n in enumerate(names)]
+async def backends(*names: str, **kwargs) -> list[BackendServer]:
+    return [await BackendServer(n, f"127.0.0.{10 + i}", **kwargs).start() for i, n in enumerate(names)]
 
 
 async def connect(port: int, source: str | None = None):
@@ -100,7 +100,7 @@ async def connect(port: int, source: str | None = None):
     return name, reader, writer
 
 
-async def plane(port: ServicePort, members: list[Backend], **config) -> ProxyDataPlane:
+async def plane(port: ServicePort, members: list[BackendServer], **config) -> ProxyDataPlane:
     proxy = ProxyDataPlane(ProxyConfig(host=LISTEN, seed=1, **config))
     await proxy.sync([port], {port.service: [b.endpoint(port.service) for b in members]})
     return proxy
@@ -129,7 +129,7 @@ def test_a_refused_connect_is_retried_on_another_endpoint(run):
     async def scenario():
         (alive,) = await backends("alive")
         port = free_port()
-        dead = Endpoint("web", "task-dead", "node-2", "127.0.0.20", free_port("127.0.0.20"))
+        dead = Backend("web", "task-dead", "node-2", "127.0.0.20", free_port("127.0.0.20"))
         proxy = ProxyDataPlane(ProxyConfig(host=LISTEN, seed=1))
         await proxy.sync([web(port)], {"web": [dead, alive.endpoint()]})
         names = []
@@ -148,7 +148,7 @@ def test_a_refused_connect_is_retried_on_another_endpoint(run):
 def test_with_no_reachable_endpoint_the_client_is_closed_and_counted(run):
     async def scenario():
         port = free_port()
-        dead = Endpoint("web", "task-dead", "node-2", "127.0.0.21", free_port("127.0.0.21"))
+        dead = Backend("web", "task-dead", "node-2", "127.0.0.21", free_port("127.0.0.21"))
         proxy = ProxyDataPlane(ProxyConfig(host=LISTEN, seed=1))
         await proxy.sync([web(port)], {"web": [dead]})
         reader, writer = await asyncio.open_connection(LISTEN, port)

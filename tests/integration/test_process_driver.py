@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from node.runtime import PortSpec, ProcessDriver, RunSpec, select_driver
+from node.runtime import PortToPublish, ProcessDriver, RunSpec, select_driver
 from node.runtime.select import RuntimeUnavailable
 from node.runtime.cgroups import CgroupsV1
 from node.runtime.process_records import load_record, save_record
@@ -24,7 +24,7 @@ HTTP_SERVER = ("sh", "-c", f"echo serving on $PORT; exec {sys.executable} -m htt
 
 def web(task_id: str, slot: int = 1, **overrides) -> RunSpec:
     return RunSpec(**{"task_id": task_id, "service": "web", "slot": slot, "image": "",
-                      "command": HTTP_SERVER, "ports": (PortSpec(8000),), "stop_grace": 5,
+                      "command": HTTP_SERVER, "ports": (PortToPublish(8000),), "stop_grace": 5,
                       **overrides})
 
 

@@ -6,6 +6,7 @@ that renames one fails here instead of silently turning a fix off."""
 from __future__ import annotations
 
 import pathlib
+import re
 
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
@@ -26,8 +27,16 @@ def test_each_private_name_exists_on_a_running_syncobj(name):
 
 
 def test_private_names_are_used_only_in_the_adapter():
-    users = {str(path.relative_to(ROOT))
-             for package in ("consensus", "node", "scheduler", "netoverlay")
-             for path in (ROOT / package).rglob("*.py")
-             if "_SyncObj__" in path.read_text()}
-    assert users == {"consensus/raft.py"}
+    sources = {str(path.relative_to(ROOT)): path.read_text()
+               for package in ("consensus", "node", "scheduler", "netoverlay", "bench")
+               for path in (ROOT / package).rglob("*.py")}
+    for name in (*PYSYNCOBJ_PRIVATE, "_SyncObj__"):
+        users = {path for path, text in sources.items() if name in text}
+        assert users == {"consensus/raft.py"}, f"{name} used in {sorted(users)}"
+
+
+def test_the_adapter_reaches_no_private_name_it_does_not_list():
+    """Every `_name` the adapter reads off a SyncObj (`so`, `syncobj`) is in the list."""
+    text = (ROOT / "consensus" / "raft.py").read_text()
+    reached = set(re.findall(r"\b(?:so|syncobj|self\._syncobj)\.(_\w+)", text))
+    assert reached and reached <= set(PYSYNCOBJ_PRIVATE), reached - set(PYSYNCOBJ_PRIVATE)

@@ -69,6 +69,14 @@ def test_any_valid_spec_round_trips(replicas, cpu, mem, published, target, label
     ({"ports": [{"target": 0}]}, "ports[0].target", "1-65535"),
     ({"ports": ["8080:80", "8080:81"]}, "ports[1].published", "already published by ports[0]"),
     ({"ports": ["80:80/sctp"]}, "ports[0].protocol", "must be one of"),
+    ({"ports": [{"target": 80, "proxy_protocol": True}]}, "ports[0].proxy_protocol", "published ingress tcp"),
+    ({"ports": [{"target": 80, "published": 80, "mode": "host", "proxy_protocol": True}]},
+     "ports[0].proxy_protocol", "published ingress tcp"),
+    ({"ports": [{"target": 53, "published": 53, "protocol": "udp", "idle_timeout": 5}]},
+     "ports[0].idle_timeout", "published ingress tcp"),
+    ({"ports": [{"target": 80, "published": 80, "idle_timeout": "2d"}]}, "ports[0].idle_timeout", "duration"),
+    ({"ports": [{"target": 80, "published": 80, "idle_timeout": 172800}]}, "ports[0].idle_timeout", "86400"),
+    ({"ports": [{"target": 80, "published": 80, "proxy_protocol": "v1"}]}, "ports[0].proxy_protocol", "true or false"),
     ({"health": {"kind": "http"}}, "health.port", "needs a port"),
     ({"health": {"kind": "cmd"}}, "health.command", "needs a command"),
     ({"health": {"kind": "cmd", "command": "true", "interval": "soon"}}, "health.interval", "duration"),
@@ -84,6 +92,12 @@ def test_bad_specs_name_the_field(plain, field, reason):
         spec(**plain)
     assert info.value.field == field
     assert reason in info.value.reason
+
+
+def test_a_published_port_can_ask_the_mesh_for_a_proxy_header_and_an_idle_timeout():
+    port = spec(ports=[{"target": 80, "published": 8080, "proxy_protocol": True, "idle_timeout": "5m"}]).ports[0]
+    assert (port.proxy_protocol, port.idle_timeout) == (True, 300.0)
+    assert spec(ports=["8080:80"]).ports[0] == PortSpec(80, 8080)  # neither unless asked
 
 
 def test_not_an_object_is_rejected():

@@ -84,9 +84,9 @@ def test_assign_rechecks_capacity_against_current_state(state):
     # A stale plan: all three on n0, which holds only two of them.
     result = state.apply(AssignTasks(2.0, create=create, assign=tuple(Assignment(t.id, "n0") for t in create)))
     assert result.value["created"] == 3 and result.value["assigned"] == 2
-    assert result.value["rejected"] == [["t3", "insufficient resources on node node0"]]
+    assert result.value["rejected"] == [["t3", "insufficient memory on node node0"]]
     t3 = tasks(state)["t3"]
-    assert t3.state == "pending" and t3.message.startswith("placement rejected: insufficient resources")
+    assert t3.state == "pending" and t3.message.startswith("placement rejected: insufficient memory")
     assert state.apply(AssignTasks(3.0, assign=(Assignment("t3", "n1"),))).value["assigned"] == 1
 
 

@@ -8,13 +8,13 @@ import pytest
 
 from netoverlay.lb.dataplane import choose_dataplane, needs_proxy
 from netoverlay.lb.nft import NftConfig, render_table
-from netoverlay.lb.types import Endpoint, ServicePort
+from netoverlay.lb.types import Backend, ServicePort
 
 CONFIG = NftConfig(host="10.0.0.1", table="shoal")
 
 
-def ep(n: int, weight: int = 1, service: str = "web", address: str | None = None) -> Endpoint:
-    return Endpoint(service, f"t{n}", "n1", address or f"10.1.0.{n}", 8000 + n, weight)
+def ep(n: int, weight: int = 1, service: str = "web", address: str | None = None) -> Backend:
+    return Backend(service, f"t{n}", "n1", address or f"10.1.0.{n}", 8000 + n, weight)
 
 
 def test_each_published_port_jumps_from_both_nat_hooks_to_its_own_chain():

@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netoverlay.lb.picker import QUARANTINE_SECONDS, Picker
-from netoverlay.lb.types import Endpoint
+from netoverlay.lb.types import Backend
 
 
-def endpoint(n: int, weight: int = 1) -> Endpoint:
-    return Endpoint("web", f"t{n}", "node-1", f"10.0.0.{n}", 8000 + n, weight)
+def endpoint(n: int, weight: int = 1) -> Backend:
+    return Backend("web", f"t{n}", "node-1", f"10.0.0.{n}", 8000 + n, weight)
 
 
 endpoint_sets = st.lists(st.builds(endpoint, st.integers(1, 40), st.integers(1, 5)),
@@ -151,4 +151,4 @@ def test_no_endpoints_means_no_pick():
 def test_bad_endpoints_are_rejected_naming_the_field(field, kwargs):
     values = dict(service="web", task_id="t1", node_id="n1", address="10.0.0.1", port=80)
     with pytest.raises(ValueError, match=f"^{field}:"):
-        Endpoint(**{**values, **kwargs})
+        Backend(**{**values, **kwargs})

@@ -7,7 +7,7 @@ import pytest
 from consensus.wire import WireError, from_plain
 from netoverlay.lb.proxy_protocol import SIGNATURE, proxy_v2_header
 from netoverlay.lb.stats import ServiceCounters
-from netoverlay.lb.types import Endpoint, ServicePort, endpoints_for, routed_ports
+from netoverlay.lb.types import Backend, ServicePort, endpoints_for, routed_ports
 
 
 def test_proxy_v2_header_ipv4_layout():
@@ -39,20 +39,20 @@ def test_rates_between_two_snapshots():
 def test_endpoints_arrive_from_plain_data_with_errors_naming_the_field():
     plain = {"service": "web", "task_id": "t1", "node_id": "n1", "address": "10.0.0.1",
              "port": 80}
-    assert from_plain(Endpoint, plain) == Endpoint("web", "t1", "n1", "10.0.0.1", 80)
+    assert from_plain(Backend, plain) == Backend("web", "t1", "n1", "10.0.0.1", 80)
     with pytest.raises(WireError, match="port"):
-        from_plain(Endpoint, {**plain, "port": "80"})
+        from_plain(Backend, {**plain, "port": "80"})
     with pytest.raises(WireError, match="weight: must be an integer >= 1"):
-        from_plain(Endpoint, {**plain, "weight": -1})
+        from_plain(Backend, {**plain, "weight": -1})
     with pytest.raises(WireError, match="idle_timeout"):
         from_plain(ServicePort, {"service": "web", "published_port": 80, "target_port": 80,
                                  "idle_timeout": 0})
 
 
 def test_endpoints_match_the_target_port_they_serve():
-    http = Endpoint("web", "t1", "n1", "10.0.0.1", 30080, target_port=80)
-    https = Endpoint("web", "t1", "n1", "10.0.0.1", 30443, target_port=443)
-    both = Endpoint("web", "t2", "n1", "10.0.0.2", 8000)
+    http = Backend("web", "t1", "n1", "10.0.0.1", 30080, target_port=80)
+    https = Backend("web", "t1", "n1", "10.0.0.1", 30443, target_port=443)
+    both = Backend("web", "t2", "n1", "10.0.0.2", 8000)
     table = {"web": [http, https, both]}
     assert endpoints_for(ServicePort("web", 80, 80), table) == [http, both]
     assert endpoints_for(ServicePort("web", 443, 443), table) == [https, both]

@@ -9,12 +9,12 @@ import dataclasses
 import pytest
 
 import consensus  # noqa: F401  (registers commands and tables)
-from consensus.secrets import MAX_SIZE, SEAL_OVERHEAD, CreateBlob, blobs
+from consensus.secrets import MAX_SIZE, SEAL_OVERHEAD, CreateBlob, blobs, delivery_problem
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, Task, UpdateService, services, tasks
 from node.agent.translate import run_spec
-from node.api.secrets import blob_json, delivery_problem, parse_create
+from node.api.secrets import blob_json, parse_create
 from node.api.http_util import HttpError
 from node.runtime.model import TaskFile
 

@@ -104,3 +104,24 @@ def test_an_abbreviated_flag_is_refused_not_taken_for_another():
     with pytest.raises(SystemExit) as refused:
         build_parser(argv).parse_args(argv)
     assert refused.value.code == 2
+
+
+@pytest.mark.parametrize("given, cpus, memory", [
+    (["--cpus", "2", "--memory", str(8 << 30)], 2000, 8 << 30),
+    (["--cpus", "0.5", "--memory", "8g"], 500, 8 << 30),
+    (["--cpus", "500m", "--memory", "512Mi"], 500, 512 << 20),
+])
+def test_a_node_offers_capacity_in_the_units_a_reservation_takes(given, cpus, memory):
+    argv = ["node", "start", *given]
+    args = build_parser(argv).parse_args(argv)
+    assert (args.cpus, args.memory) == (cpus, memory)
+
+
+@pytest.mark.parametrize("flag, value, words", [("--memory", "lots", "cannot read 'lots' as memory"),
+                                                ("--cpus", "-1", "cannot read '-1' as CPU")])
+def test_a_capacity_that_does_not_read_is_a_usage_error(flag, value, words, capsys):
+    argv = ["node", "start", flag, value]
+    with pytest.raises(SystemExit) as exited:
+        build_parser(argv).parse_args(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and f"argument {flag}: " in err and words in err

@@ -20,6 +20,12 @@ def create(*flags: str, image: str = "busybox", command: tuple[str, ...] = ()):
                                                 image, *command)))
 
 
+def test_publish_asks_the_routing_mesh_for_a_proxy_header_and_an_idle_timeout():
+    spec = create("-p", "published=8080,target=80,proxy-protocol,idle-timeout=90s",
+                  "-p", "published=8081,target=81,proxy-protocol=false")
+    assert [(p.proxy_protocol, p.idle_timeout) for p in spec.ports] == [(True, 90.0), (False, 0.0)]
+
+
 def test_docker_style_flags_make_the_spec_they_say():
     spec = create("--replicas", "3", "-p", "8080:80", "--publish", "mode=host,published=8443,target=443",
                   "--env", "MODE=prod", "-e", "EMPTY=", "--label", "team=web",

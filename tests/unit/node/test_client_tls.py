@@ -104,7 +104,7 @@ async def test_the_client_refuses_an_https_api_the_trust_store_does_not_vouch_fo
 
 def test_a_shoal_process_holds_no_ca_bundle_and_keeps_the_operators_tls_environment(pki: dict):
     probe = ("import gc, json, os, ssl\n"
-             "import node.cli.main, node.server\n"
+             "import node.cli.main, node\nnode.import_aiohttp_for_a_node()\nimport node.server\n"
              "held = [c.cert_store_stats()['x509'] for c in gc.get_objects() if isinstance(c, ssl.SSLContext)]\n"
              "print(json.dumps({'held': held, 'file': os.environ.get('SSL_CERT_FILE'),\n"
              "                  'dir': os.environ.get('SSL_CERT_DIR'),\n"

@@ -8,7 +8,7 @@ from consensus.services import PortSpec, ServiceSpec
 from consensus.tasks import PortBinding
 from consensus.wire import to_plain
 from netoverlay.gossip.model import Member, MemberState, TableEntry
-from netoverlay.lb.types import Endpoint, ServicePort
+from netoverlay.lb.types import Backend, ServicePort
 from node.api.mesh import service_endpoints_json
 from node.mesh.announce import Announcement, endpoint_key
 from node.mesh.view import INGRESS_META, build_view
@@ -43,12 +43,19 @@ def test_ports_endpoints_and_ingress_addresses():
     assert view.ports == (ServicePort("web", 8080, 80),
                           ServicePort("web", 9000, 9000, mode="host"))
     assert view.endpoints == {
-        "db": [Endpoint("db", "d1", "n3", "10.0.0.3", 32000, target_port=5432)],
-        "web": [Endpoint("web", "w1", "n1", "10.0.0.1", 31001, target_port=80),
-                Endpoint("web", "w1", "n1", "10.0.0.1", 31002, target_port=443),
-                Endpoint("web", "w2", "n2", "10.0.0.2", 31001, target_port=80)]}
+        "db": [Backend("db", "d1", "n3", "10.0.0.3", 32000, target_port=5432)],
+        "web": [Backend("web", "w1", "n1", "10.0.0.1", 31001, target_port=80),
+                Backend("web", "w1", "n1", "10.0.0.1", 31002, target_port=443),
+                Backend("web", "w2", "n2", "10.0.0.2", 31001, target_port=80)]}
     assert view.ingress_addresses == ("10.0.0.2", "10.0.0.3", "192.0.2.1")
     assert view.problems == ()
+
+
+def test_the_mesh_serves_a_port_with_the_proxy_header_and_idle_timeout_its_spec_asks_for():
+    spec = ServiceSpec("api", "img", ports=(PortSpec(80, 8081, proxy_protocol=True, idle_timeout=30.0),
+                                            PortSpec(81, 8082)))
+    assert build_view([spec], [], MEMBERS).ports == (
+        ServicePort("api", 8081, 80, proxy_protocol=True, idle_timeout=30.0), ServicePort("api", 8082, 81))
 
 
 def test_dns_answers_every_node_for_published_services_and_tasks_otherwise():

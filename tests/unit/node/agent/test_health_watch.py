@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from node.runtime.health import HealthCheck
-from node.runtime.model import Endpoint, RunSpec, TaskObservation
+from node.runtime.model import PublishedPort, RunSpec, TaskObservation
 from node.agent.health_watch import probe_target
 
 RUN = RunSpec("t1", "web", 1, "img", advertise_address="10.1.0.2")
 ON_NET = RunSpec("t1", "web", 1, "img", advertise_address="10.1.0.2", networks=("shoal-appnet",))
-PUBLISHED = TaskObservation("t1", "running", endpoints=(Endpoint(80, "tcp", "0.0.0.0", 32768),),
+PUBLISHED = TaskObservation("t1", "running", endpoints=(PublishedPort(80, "tcp", "0.0.0.0", 32768),),
                             networks={"shoal-appnet": "10.200.0.66"})
 UNPUBLISHED = TaskObservation("t1", "running", networks={"shoal-appnet": "10.200.0.66"})
 

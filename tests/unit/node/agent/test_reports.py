@@ -14,8 +14,8 @@ from consensus.raft import NoQuorum
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState, Result
 from consensus.tasks import (Assignment, AssignTasks, CreateService, Endpoint, PortBinding,
-                             ReportTaskStatus, Task, TaskReport, tasks)
-from node.agent.reports import PendingReports, ReportSender, merge
+                             ReportTaskStatus, Task, TaskReport, merge_reports, tasks)
+from node.agent.reports import PendingReports, ReportSender
 
 TASK_IDS = ("t1", "t2", "t3")
 
@@ -91,7 +91,7 @@ def test_merge_keeps_what_the_newer_report_leaves_empty():
     older = TaskReport("t1", "running", message="up", error="", exit_code=None, health="starting",
                        endpoint=Endpoint("127.0.0.1", (PortBinding(80, 30000),)), runtime_id="r1")
     newer = TaskReport("t1", "running", health="healthy")
-    assert merge(older, newer) == TaskReport("t1", "running", message="up", health="healthy",
+    assert merge_reports(older, newer) == TaskReport("t1", "running", message="up", health="healthy",
                                              endpoint=older.endpoint, runtime_id="r1")
 
 

@@ -6,11 +6,11 @@ import pytest
 
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus.services import parse_service_spec
-from consensus.tasks import Endpoint as TaskEndpoint, PortBinding, Task, TaskReport
+from consensus.tasks import Endpoint, PortBinding, Task, TaskReport
 from node.agent.translate import VANISHED, TranslateError, observed, run_ports, run_spec
 from node.overlay.view import Seat
 from node.runtime.health import HealthCheck
-from node.runtime.model import Endpoint, PortSpec, TaskObservation
+from node.runtime.model import PortToPublish, PublishedPort, TaskObservation
 
 
 def spec(**plain):
@@ -24,14 +24,14 @@ def task(**fields) -> Task:
 
 @pytest.mark.parametrize("ports, expected", [
     ([], ()),
-    (["8080:80"], (PortSpec(80, "tcp", 0),)),  # ingress: the load balancer holds 8080
-    ([{"target": 80, "published": 8080, "mode": "host"}], (PortSpec(80, "tcp", 8080),)),
-    ([{"target": 80, "mode": "host"}], (PortSpec(80, "tcp", 0),)),
-    (["53:53/udp", "53:53/tcp"], (PortSpec(53, "udp", 0), PortSpec(53, "tcp", 0))),
+    (["8080:80"], (PortToPublish(80, "tcp", 0),)),  # ingress: the load balancer holds 8080
+    ([{"target": 80, "published": 8080, "mode": "host"}], (PortToPublish(80, "tcp", 8080),)),
+    ([{"target": 80, "mode": "host"}], (PortToPublish(80, "tcp", 0),)),
+    (["53:53/udp", "53:53/tcp"], (PortToPublish(53, "udp", 0), PortToPublish(53, "tcp", 0))),
     # One target published both ways runs once, on the fixed port, where it was first named.
     (["8080:80", "9000:9000", {"target": 80, "published": 8081, "mode": "host"}],
-     (PortSpec(80, "tcp", 8081), PortSpec(9000, "tcp", 0))),
-    ([{"target": 80, "published": 8081, "mode": "host"}, "8080:80"], (PortSpec(80, "tcp", 8081),)),
+     (PortToPublish(80, "tcp", 8081), PortToPublish(9000, "tcp", 0))),
+    ([{"target": 80, "published": 8081, "mode": "host"}, "8080:80"], (PortToPublish(80, "tcp", 8081),)),
 ])
 def test_ports(ports, expected):
     assert run_ports(spec(ports=ports).ports) == expected
@@ -50,7 +50,7 @@ def test_run_spec_carries_the_whole_spec():
                        "SHOAL_TASK_SLOT": "3", "SHOAL_NODE_ID": t.node_id or ""}
     # The spec's own value wins over the task's identity.
     assert run_spec(t, spec(env=["SHOAL_TASK_SLOT=x"]), "h").env["SHOAL_TASK_SLOT"] == "x"
-    assert run.ports == (PortSpec(80),)
+    assert run.ports == (PortToPublish(80),)
     assert (run.cpu_millis, run.memory_bytes) == (500, 64 << 20)
     assert run.labels == {"team": "web"}
     assert (run.stop_grace, run.advertise_address) == (3.0, "127.0.0.5")
@@ -87,17 +87,17 @@ def test_tasks_that_cannot_run_name_the_field(s, field):
     assert str(err.value).startswith(field + ":")
 
 
-ENDPOINTS = (Endpoint(80, "tcp", "0.0.0.0", 32768), Endpoint(53, "udp", "127.0.0.9", 40000))
-BOUND = TaskEndpoint("127.0.0.9", (PortBinding(80, 32768, "tcp"), PortBinding(53, 40000, "udp")))
+ENDPOINTS = (PublishedPort(80, "tcp", "0.0.0.0", 32768), PublishedPort(53, "udp", "127.0.0.9", 40000))
+BOUND = Endpoint("127.0.0.9", (PortBinding(80, 32768, "tcp"), PortBinding(53, 40000, "udp")))
 
 
 @pytest.mark.parametrize("seen, expected", [
     (TaskObservation("t1", "running", endpoints=ENDPOINTS),
      TaskReport("t1", "running", endpoint=BOUND)),
     (TaskObservation("t1", "running", health="healthy"),
-     TaskReport("t1", "running", endpoint=TaskEndpoint("127.0.0.9"), health="healthy")),
+     TaskReport("t1", "running", endpoint=Endpoint("127.0.0.9"), health="healthy")),
     (TaskObservation("t1", "starting", health="starting"),
-     TaskReport("t1", "starting", endpoint=TaskEndpoint("127.0.0.9"), health="starting")),
+     TaskReport("t1", "starting", endpoint=Endpoint("127.0.0.9"), health="starting")),
     (TaskObservation("t1", "exited", exit_code=0), TaskReport("t1", "complete", exit_code=0)),
     (TaskObservation("t1", "failed", exit_code=137, error="killed by SIGKILL"),
      TaskReport("t1", "failed", error="killed by SIGKILL", exit_code=137)),
@@ -124,15 +124,15 @@ def test_a_task_on_networks_joins_them_and_uses_this_nodes_resolver_on_the_first
 
 def test_a_node_without_the_overlay_runs_a_networked_task_on_the_runtimes_default_network():
     run = run_spec(task(), spec(networks=["appnet"], ports=["80"]), "10.1.0.2", ("10.1.0.2",), None)
-    assert (run.networks, run.dns_servers, run.ports) == ((), ("10.1.0.2",), (PortSpec(80, "tcp", 0),))
+    assert (run.networks, run.dns_servers, run.ports) == ((), ("10.1.0.2",), (PortToPublish(80, "tcp", 0),))
 
 
 def test_on_a_network_only_host_mode_ports_bind_a_host_port():
     on_net = run_spec(task(), spec(networks=["appnet"], ports=[
         "80", "8080:81", {"target": 82, "published": 9000, "mode": "host"}]), "10.1.0.2", (), SEATS)
-    assert on_net.ports == (PortSpec(82, "tcp", 9000),), "the mesh reaches 81 on the network"
+    assert on_net.ports == (PortToPublish(82, "tcp", 9000),), "the mesh reaches 81 on the network"
     off_net = run_spec(task(), spec(ports=["80"]), "10.1.0.2", (), SEATS)
-    assert off_net.ports == (PortSpec(80, "tcp", 0),)
+    assert off_net.ports == (PortToPublish(80, "tcp", 0),)
 
 
 def test_a_network_this_node_has_no_place_in_names_the_field():
@@ -142,7 +142,7 @@ def test_a_network_this_node_has_no_place_in_names_the_field():
 
 def test_reports_carry_the_task_addresses_on_its_overlay_networks():
     seen = TaskObservation("t1", "running", "web", 3, networks={"shoal-appnet": "10.200.0.66", "mine": "10.9.0.2"})
-    assert observed(seen, "10.1.0.2").endpoint == TaskEndpoint("10.1.0.2", (), {"appnet": "10.200.0.66"})
+    assert observed(seen, "10.1.0.2").endpoint == Endpoint("10.1.0.2", (), {"appnet": "10.200.0.66"})
 
 
 def test_a_health_check_on_port_0_probes_the_first_declared_port():

@@ -7,7 +7,7 @@ import pytest
 from node.runtime.health import HealthCheck
 from node.runtime.docker_config import (container_kwargs, container_name, observation_from_attrs,
                                         parse_docker_time, stats_from_docker)
-from node.runtime.model import Endpoint, PortSpec, RunSpec
+from node.runtime.model import PublishedPort, PortToPublish, RunSpec
 
 
 def spec(**overrides) -> RunSpec:
@@ -34,9 +34,9 @@ def test_identity_labels_and_process_settings():
     ({"command": ("/bin/sh", "-c"), "args": ("echo hi",)},
      {"entrypoint": ["/bin/sh", "-c"], "command": ["echo hi"]}, set()),
     ({"args": ("httpd", "-f")}, {"command": ["httpd", "-f"]}, {"entrypoint"}),
-    ({"ports": (PortSpec(80), PortSpec(53, "udp")), "advertise_address": "127.0.0.2"},
+    ({"ports": (PortToPublish(80), PortToPublish(53, "udp")), "advertise_address": "127.0.0.2"},
      {"ports": {"80/tcp": ("127.0.0.2", None), "53/udp": ("127.0.0.2", None)}}, set()),
-    ({"ports": (PortSpec(80, published=8080),)}, {"ports": {"80/tcp": ("127.0.0.1", 8080)}}, set()),
+    ({"ports": (PortToPublish(80, published=8080),)}, {"ports": {"80/tcp": ("127.0.0.1", 8080)}}, set()),
     ({"dns_servers": ("127.0.0.1",)}, {"dns": ["127.0.0.1"]}, {"dns_search"}),
     ({"dns_servers": ("10.0.0.1",), "dns_search": ("shoal",)},
      {"dns": ["10.0.0.1"], "dns_search": ["shoal"]}, set()),
@@ -88,9 +88,9 @@ def test_observation_endpoints_and_health():
         "80/tcp": [{"HostIp": "127.0.0.2", "HostPort": "32768"}],
         "53/udp": [{"HostIp": "127.0.0.2", "HostPort": "32769"}],
         "9000/tcp": None}))
-    assert seen.endpoints == (Endpoint(53, "udp", "127.0.0.2", 32769),
-                              Endpoint(80, "tcp", "127.0.0.2", 32768))
-    assert seen.endpoint(80) == Endpoint(80, "tcp", "127.0.0.2", 32768)
+    assert seen.endpoints == (PublishedPort(53, "udp", "127.0.0.2", 32769),
+                              PublishedPort(80, "tcp", "127.0.0.2", 32768))
+    assert seen.endpoint(80) == PublishedPort(80, "tcp", "127.0.0.2", 32768)
     assert seen.health == "healthy"
     assert observation_from_attrs(attrs()).health == "unknown"
     assert observation_from_attrs(attrs(health="none")).health == "unknown"

@@ -43,6 +43,23 @@ def test_a_node_process_holds_no_other_command_groups():
     assert {"node.cli.service", "node.cli.apply", "node.cli.secret", "node.cli.volume"} <= set(everything)
 
 
+# What the node's entry point (`shoal node start`) runs before it imports the node.
+NODE_ENTRY = "import node.cli.main, node\nnode.import_aiohttp_for_a_node()\nimport node.server"
+
+
 def test_a_node_uses_frozenlist_without_its_c_extension():
-    loaded = modules_after("import node.cli.main, node.server")
+    loaded = modules_after(NODE_ENTRY)
     assert loaded.get("frozenlist") and not loaded.get("frozenlist._frozenlist")
+
+
+def test_importing_the_node_changes_nothing_process_wide():
+    """Only the entry point makes the node's choices; a program importing the node's
+    modules (a test, a tool) keeps its environment and its imports as they were."""
+    code = ("import os, sys, json\nbefore = dict(os.environ)\n"
+            "import node.server, node.runtime.docker_sdk\n"
+            "changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))\n"
+            "import charset_normalizer\n"
+            "print(json.dumps({'changed': changed, 'blocked': sorted(m for m, v in sys.modules.items() if v is None),\n"
+            "                  'detector': charset_normalizer.__name__}))")
+    seen = python_probe(code)
+    assert seen == {"changed": [], "blocked": [], "detector": "charset_normalizer"}

@@ -1,4 +1,4 @@
-"""RunSpec and PortSpec reject bad values naming the field; observations find endpoints."""
+"""RunSpec and PortToPublish reject bad values naming the field; observations find endpoints."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from consensus.wire import WireError, from_plain, to_plain
 from node.runtime.health import HealthCheck
-from node.runtime.model import Endpoint, NodeFingerprint, PortSpec, RunSpec, TaskObservation
+from node.runtime.model import PublishedPort, NodeFingerprint, PortToPublish, RunSpec, TaskObservation
 
 
 def spec(**overrides) -> RunSpec:
@@ -23,7 +23,7 @@ def spec(**overrides) -> RunSpec:
     ({"slot": -1}, "slot"),
     ({"memory_bytes": -1}, "memory_bytes"),
     ({"stop_grace": -0.5}, "stop_grace"),
-    ({"ports": (PortSpec(80), PortSpec(80))}, "ports"),
+    ({"ports": (PortToPublish(80), PortToPublish(80))}, "ports"),
     ({"labels": {"shoal.task": "x"}}, "labels.shoal.task"),
 ])
 def test_run_spec_rejects_naming_the_field(overrides, field):
@@ -37,7 +37,7 @@ def test_run_spec_rejects_naming_the_field(overrides, field):
 ])
 def test_port_spec_rejects_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"^{field}"):
-        PortSpec(**kwargs)
+        PortToPublish(**kwargs)
 
 
 @given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", fullmatch=True))
@@ -46,7 +46,7 @@ def test_safe_task_ids_are_accepted(task_id):
 
 
 def test_run_spec_round_trips_through_plain_values():
-    original = spec(ports=(PortSpec(80), PortSpec(53, "udp", 5353)), env={"A": "1"},
+    original = spec(ports=(PortToPublish(80), PortToPublish(53, "udp", 5353)), env={"A": "1"},
                     healthcheck=HealthCheck("http", path="/h"), dns_servers=("127.0.0.1",))
     assert from_plain(RunSpec, to_plain(original)) == original
     with pytest.raises(WireError, match="ports\\[0\\]: target"):
@@ -61,7 +61,7 @@ def test_owner_labels_add_shoal_labels_to_the_users():
 
 def test_observation_endpoint_lookup():
     seen = TaskObservation("t1", "running", endpoints=(
-        Endpoint(53, "udp", "h", 1), Endpoint(80, "tcp", "h", 2), Endpoint(443, "tcp", "h", 3)))
+        PublishedPort(53, "udp", "h", 1), PublishedPort(80, "tcp", "h", 2), PublishedPort(443, "tcp", "h", 3)))
     assert seen.endpoint(443).port == 3
     assert seen.endpoint(0).port == 2  # the first tcp port
     assert seen.endpoint(53, "udp").port == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from node.runtime.model import Endpoint, PortSpec
+from node.runtime.model import PublishedPort, PortToPublish
 from node.runtime.process_records import (STATE_FILE, TaskRecord, allocate_port, load_record,
                                           load_records, port_environment, publish, save_record,
                                           task_dir)
@@ -13,7 +13,7 @@ from node.runtime.process_records import (STATE_FILE, TaskRecord, allocate_port,
 
 def record(task_id: str = "t1") -> TaskRecord:
     return TaskRecord(task_id, "web", 1, pid=4242, start_ticks=99, started_at=1.5,
-                      endpoints=(Endpoint(80, "tcp", "127.0.0.1", 40000),),
+                      endpoints=(PublishedPort(80, "tcp", "127.0.0.1", 40000),),
                       labels={"shoal.task": task_id}, memory_limit_bytes=1 << 20)
 
 
@@ -42,14 +42,14 @@ def test_allocated_ports_are_free_to_bind():
 
 
 def test_publish_keeps_fixed_ports_and_picks_the_others():
-    endpoints = publish("127.0.0.1", (PortSpec(80), PortSpec(53, "udp", published=5353)))
+    endpoints = publish("127.0.0.1", (PortToPublish(80), PortToPublish(53, "udp", published=5353)))
     assert endpoints[0].target == 80 and endpoints[0].port > 0
-    assert endpoints[1] == Endpoint(53, "udp", "127.0.0.1", 5353)
+    assert endpoints[1] == PublishedPort(53, "udp", "127.0.0.1", 5353)
 
 
 def test_port_environment():
-    endpoints = (Endpoint(80, "tcp", "h", 1001), Endpoint(53, "udp", "h", 1002),
-                 Endpoint(53, "tcp", "h", 1003))
+    endpoints = (PublishedPort(80, "tcp", "h", 1001), PublishedPort(53, "udp", "h", 1002),
+                 PublishedPort(53, "tcp", "h", 1003))
     assert port_environment(endpoints) == {
         "PORT": "1001", "SHOAL_PORT_80": "1001", "SHOAL_PORT_80_TCP": "1001",
         "SHOAL_PORT_53": "1002", "SHOAL_PORT_53_UDP": "1002", "SHOAL_PORT_53_TCP": "1003"}
