@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 
 from netoverlay.lb.nft import delete_table
+from netoverlay.overlay.ipsec import ipsec_rules
 from netoverlay.overlay.types import NodeOverlay, OverlayNetwork, ServiceOnNetwork
 
 
@@ -91,6 +92,7 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
         "\tchain forward {", "\t\ttype filter hook forward priority filter; policy accept;",
         *forward, "\t}",
         *chains,
+        *ipsec_rules(overlay),
     ]
     return "\n".join([*delete_table(table).splitlines(), f"table ip {table} {{", *body, "}",
                       *_arp_table(networks, table), ""])
