@@ -18,6 +18,8 @@ pure, rendered as one `nft -f` script that replaces the table in a single transa
 - A VIP is on-link for the network's tasks and this node answers ARP for it (the kernel
   shell turns proxy ARP on): a second table, of the bridge family, keeps those ARP requests
   and replies off the VXLAN device, so a task's VIP traffic always goes to its own node.
+- An encrypted network's VXLAN is marked for its IPsec policies, and plain VXLAN arriving
+  for it is dropped (`overlay.ipsec.ipsec_rules`).
 
 Kube-proxy's nftables mode is the model: one table of our own, chains per service, one
 atomic transaction per change; established connections keep their translation.

@@ -1,7 +1,8 @@
 """The overlay loop of one node: on every committed change and every gossip change (after a
 short debounce, so a burst is one sync), it works out this node's overlay (`view`) and makes
-the engine's networks, the kernel's VXLAN devices and flooding entries, the VIP ruleset and
-the network-side DNS servers match it. A failed sync is retried on a timer.
+the engine's networks, the kernel's VXLAN devices and flooding entries, the IPsec policies
+and associations of encrypted networks, the VIP ruleset and the network-side DNS servers
+match it. A failed sync is retried on a timer, and a key rotation's next phase wakes it.
 
 Stopping leaves everything in place: tasks outlive their node by design and keep talking;
 a restarted node converges from what it finds. A node removed from the cluster (`shoal node
@@ -160,7 +161,8 @@ class Overlay:
                 problems.append(f"kernel: {exc}")
             missing = plan.policies - (await self.ipsec.installed())[1] if adding else set()
         except (IpsecKernelError, OSError) as exc:
-            problems.append(f"kernel: {exc}")
+            if plan.policies:  # a kernel without XFRM matters only to encrypted networks
+                problems.append(f"kernel: {exc}")
             return wanted_vnis, []
         unguarded = {vni_of(p.mark) for p in missing}
         if unguarded:
