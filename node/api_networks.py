@@ -19,6 +19,7 @@ from consensus.networks import (CreateNetwork, Network, RemoveNetwork, RotateNet
                                 networks)
 from consensus.tasks import services
 from consensus.wire import WireError, from_plain, to_plain
+from netoverlay.overlay.ipsec import OVERLAP as KEY_OVERLAP
 from node.api_cluster import NODE
 from node.http_util import HttpError, json_body, result_or_raise
 
@@ -106,9 +107,15 @@ async def remove_network(request: web.Request) -> web.Response:
 
 @routes.post("/v1/networks/{name}/rotate-key")
 async def rotate_network_key(request: web.Request) -> web.Response:
-    """A new key epoch for an encrypted network: every node moves to it without a drop."""
-    value = result_or_raise(await request.app[NODE].control.submit(
-        RotateNetworkKey(request.match_info["name"], time.time())))
+    """A new key epoch for an encrypted network: every node moves to it without a drop, so
+    one rotation must be over (the old keys retired) before the next."""
+    shoal, name, now = request.app[NODE], request.match_info["name"], time.time()
+    with shoal.raft.read() as state:
+        network = networks(state).get(name)
+    if network is not None and network.key_epoch and now < network.key_rotated_at + 2 * KEY_OVERLAP:
+        wait = network.key_rotated_at + 2 * KEY_OVERLAP - now
+        raise HttpError(409, f"a key rotation of {name!r} is under way: try again in {wait:.0f} s", "name")
+    value = result_or_raise(await shoal.control.submit(RotateNetworkKey(name, now)))
     return web.json_response({"name": request.match_info["name"], **value})
 
 

@@ -19,6 +19,13 @@ in ESP (transport mode, AES-GCM) between the two nodes' tunnel ends:
   it sends with the new one (added before the old is removed: the kernel sends with the
   newest) and accepts both for another `OVERLAP`, then the old one goes. Nodes whose clocks
   or views differ by less than `OVERLAP` never drop a packet over a rotation.
+
+Limits, knowingly: the SPI is 24 bits of hash and the epoch's low byte, so two peers'
+associations towards one node collide with a chance of about n²/2²⁵ for n associations
+(the kernel then refuses the second, and the sync reports it). There is no anti-replay
+window: a node that adds an association again (a peer that left and came back) restarts
+its sequence numbers, which a window on the other end would refuse until that end re-added
+its own.
 """
 
 from __future__ import annotations

@@ -50,6 +50,8 @@ async def test_networks_through_the_cli_and_the_api(single):
     assert (sealed["encrypted"], sealed["key_epoch"], network["encrypted"]) == (True, 0, False)
     rotated = shoal("network rotate-key", "sealed", addr=addr)
     assert rotated.stdout.strip() == "sealed: key epoch 1", rotated.stderr
+    again = shoal("network rotate-key", "sealed", addr=addr)
+    assert again.returncode != 0 and "under way" in again.stderr, "one rotation at a time"
     plain = shoal("network rotate-key", "appnet", addr=addr)
     assert plain.returncode != 0 and "not encrypted" in plain.stderr, plain.stderr
     assert shoal("network rm", "sealed", addr=addr).returncode == 0
