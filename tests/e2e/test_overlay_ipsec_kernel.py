@@ -6,13 +6,16 @@ host 1 over each while the test captures the underlay link.
 The plain network's marker is on the wire. The encrypted network's never is: on a kernel
 with ESP and AES-GCM it travels in ESP and arrives; on a kernel without them (this test
 bed's) the policies drop it (the kernel counts it in XfrmOutNoStates) and the shell says
-what the kernel lacks. Removing the encrypted network leaves no policy, association or
-marking rule behind."""
+what the kernel lacks. VXLAN forged on the underlay (sent in clear by the test process, as
+an intruder on the link would) reaches a task through the plain network and not through the
+encrypted one. Removing the encrypted network leaves no policy, association or marking
+rule behind."""
 
 from __future__ import annotations
 
 import json
 import socket
+import struct
 import sys
 import threading
 import time
@@ -109,6 +112,23 @@ class Capture:
         return {frame[23] for frame in self.frames if frame[12:14] == b"\x08\x00"}
 
 
+def _checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def forged_vxlan(vni: int, mac: str, src: str, dst: str, payload: bytes) -> bytes:
+    """A VXLAN packet's UDP payload carrying an IPv4/UDP datagram to `dst`:9999."""
+    udp = struct.pack("!HHHH", 40000, 9999, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ethernet = bytes.fromhex(mac.replace(":", "")) + bytes.fromhex("020000000009") + b"\x08\x00"
+    return struct.pack("!II", 0x08000000, vni << 8) + ethernet + ip + udp
+
+
 def _xfrm_stat(host) -> dict[str, int]:
     return {name: int(value) for name, value in
             (line.split() for line in host.run(["cat", "/proc/net/xfrm_stat"]).stdout.splitlines())}
@@ -131,9 +151,10 @@ def test_only_the_encrypted_networks_vxlan_is_protected_and_removing_it_leaves_n
             assert "CONFIG_INET_ESP" in seen["problems"][0], seen
     # The receiver's bridges' addresses are learned by ARP on the plain network; on the
     # encrypted one ARP may be dropped with everything else, so the sender is told them.
+    macs = {vni: json.loads(receiver.run(["ip", "-j", "link", "show", f"sov{vni}"]).stdout)[0]["address"]
+            for vni in (4096, 4097)}
     for vni, address in ((4096, "10.200.0.2"), (4097, "10.200.16.2")):
-        mac = json.loads(receiver.run(["ip", "-j", "link", "show", f"sov{vni}"]).stdout)[0]["address"]
-        sender.run(["ip", "neigh", "replace", address, "lladdr", mac, "dev", f"sov{vni}", "nud", "permanent"])
+        sender.run(["ip", "neigh", "replace", address, "lladdr", macs[vni], "dev", f"sov{vni}", "nud", "permanent"])
     listener = receiver.spawn([sys.executable, "-c", LISTENER], log_path=tmp_path / "received.log")
     time.sleep(0.5)
     before = _xfrm_stat(sender)
@@ -144,8 +165,16 @@ def test_only_the_encrypted_networks_vxlan_is_protected_and_removing_it_leaves_n
     finally:
         capture.close()
     wire = b"".join(capture.frames)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
+        for vni, subnet, marker in ((4096, "10.200.0", b"FORGED-PLAIN-2b7d"), (4097, "10.200.16", b"FORGED-SECRET-e41a")):
+            for _ in range(3):
+                intruder.sendto(forged_vxlan(vni, macs[vni], f"{subnet}.1", f"{subnet}.2", marker),
+                                (receiver.address, 4789))
+    time.sleep(0.5)
     received = (tmp_path / "received.log").read_text()
     listener.kill()
+    assert "FORGED-PLAIN-2b7d" in received, "plain VXLAN forged on the underlay reaches a plain network"
+    assert "FORGED-SECRET-e41a" not in received, "plain VXLAN forged for the encrypted network got in"
     assert b"PLAIN-MARKER-7f3a" in wire, "the plain network's VXLAN is on the wire in clear (and the capture works)"
     assert "PLAIN-MARKER-7f3a" in received
     assert b"SECRET-MARKER-9c1e" not in wire, "the encrypted network's payload was on the wire in clear"
