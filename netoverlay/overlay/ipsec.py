@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -95,6 +96,7 @@ class IpsecPlan:
     next_change: float | None = None
 
 
+@lru_cache(maxsize=4096)  # every sync asks again for the same pairs: derive each once
 def pair_key(base_key: bytes, network_id: str, vni: int, epoch: int, src: str, dst: str) -> tuple[int, bytes]:
     """The SPI and key of one direction of one pair, for one network and key epoch. The SPI
     holds the epoch's low byte, so two epochs of a pair never share an SPI; the kernel
