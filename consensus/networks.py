@@ -42,6 +42,11 @@ class Network:
     leases: dict[str, str] = field(default_factory=dict)
     # service name -> its virtual IP on this network
     vips: dict[str, str] = field(default_factory=dict)
+    # VXLAN between nodes in IPsec ESP (netoverlay.overlay.ipsec); the epoch of its keys,
+    # bumped by a rotation, and when that was.
+    encrypted: bool = False
+    key_epoch: int = 0
+    key_rotated_at: float = 0.0
 
     @property
     def tasks_range(self) -> str:
@@ -67,6 +72,14 @@ class CreateNetwork:
     internal: bool = False
     attachable: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    encrypted: bool = False
+
+
+@command("network.rotate_key")
+@dataclass(frozen=True, slots=True)
+class RotateNetworkKey:
+    name: str
+    at: float
 
 
 @command("network.remove")
@@ -120,11 +133,23 @@ def _create(state: ClusterState, cmd: CreateNetwork) -> Result:
     except ipam.IpamError as exc:
         return Result.fail(str(exc), 400 if cmd.subnet else 409)
     network = Network(cmd.id, cmd.name, subnet, vni, internal=cmd.internal, attachable=cmd.attachable,
-                      labels=dict(cmd.labels), created_at=cmd.at)
+                      labels=dict(cmd.labels), created_at=cmd.at, encrypted=cmd.encrypted)
     # No service names it yet: a spec naming a missing network is refused.
     network = _lease_everyone(state, network)
     table[cmd.name] = network
     return Result(True, value={"id": network.id, "subnet": network.subnet})
+
+
+@handles(RotateNetworkKey)
+def _rotate_key(state: ClusterState, cmd: RotateNetworkKey) -> Result:
+    network = networks(state).get(cmd.name)
+    if network is None:
+        return Result.fail(f"no such network {cmd.name!r}", 404)
+    if not network.encrypted:
+        return Result.fail(f"name: network {cmd.name!r} is not encrypted: it has no keys to rotate", 409)
+    networks(state)[cmd.name] = dataclasses.replace(network, key_epoch=network.key_epoch + 1,
+                                                    key_rotated_at=cmd.at)
+    return Result(True, value={"key_epoch": network.key_epoch + 1})
 
 
 @handles(RemoveNetwork)

@@ -84,6 +84,11 @@ class ClusterKeys:
         """The bearer token for the HTTP API over TCP, from clients and between nodes."""
         return derive_key(self.secret, "api").hex()
 
+    @property
+    def overlay_ipsec_key(self) -> bytes:
+        """What the IPsec keys of encrypted overlay networks are derived from."""
+        return derive_key(self.secret, "overlay-ipsec")
+
     def join_proof(self, payload: bytes) -> str:
         return hmac.new(derive_key(self.secret, "join"), payload, hashlib.sha256).hexdigest()
 

@@ -176,7 +176,8 @@ class ShoalNode:
                                vxlan_port=self.config.vxlan_port, upstreams=upstreams)
         return Overlay(config, gossip=self.gossip, read_state=self.raft.read,
                        subscribe=self.raft.subscribe,
-                       networks=DockerNetworks(docker.from_env(), self.node_id))
+                       networks=DockerNetworks(docker.from_env(), self.node_id),
+                       ipsec_key=self.keys.overlay_ipsec_key)
 
     # -- creating or joining a cluster -------------------------------------------------
     @staticmethod

@@ -87,7 +87,7 @@ def plan_links(overlay: NodeOverlay, underlay_mtu: int) -> tuple[LinkPlan, ...]:
     mtu = overlay_mtu(underlay_mtu)
     peers = tuple(sorted(set(overlay.peers) - {overlay.local_address}))
     return tuple(LinkPlan(n.name, n.vni, n.vxlan, n.bridge, overlay.local_address,
-                          overlay.vxlan_port, mtu, peers)
+                          overlay.vxlan_port, n.mtu(mtu), peers)
                  for n in sorted(overlay.networks, key=lambda n: n.vni))
 
 

@@ -18,6 +18,8 @@ pure, rendered as one `nft -f` script that replaces the table in a single transa
 - A VIP is on-link for the network's tasks and this node answers ARP for it (the kernel
   shell turns proxy ARP on): a second table, of the bridge family, keeps those ARP requests
   and replies off the VXLAN device, so a task's VIP traffic always goes to its own node.
+- An encrypted network's VXLAN is marked for its IPsec policies, and plain VXLAN arriving
+  for it is dropped (`overlay.ipsec.ipsec_rules`).
 
 Kube-proxy's nftables mode is the model: one table of our own, chains per service, one
 atomic transaction per change; established connections keep their translation.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 
 from netoverlay.lb.nft import delete_table
+from netoverlay.overlay.ipsec import ipsec_rules
 from netoverlay.overlay.types import NodeOverlay, OverlayNetwork, ServiceOnNetwork
 
 
@@ -91,6 +94,7 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
         "\tchain forward {", "\t\ttype filter hook forward priority filter; policy accept;",
         *forward, "\t}",
         *chains,
+        *ipsec_rules(overlay),
     ]
     return "\n".join([*delete_table(table).splitlines(), f"table ip {table} {{", *body, "}",
                       *_arp_table(networks, table), ""])

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 # VXLAN over IPv4 adds 50 bytes: outer IPv4 (20), UDP (8), VXLAN (8), inner Ethernet (14).
 VXLAN_OVERHEAD = 50
+# ESP in transport mode with AES-GCM adds at most 40: SPI and sequence (8), IV (8), padding
+# to 4 bytes and its trailer (up to 5), tag (16), rounded up.
+ESP_OVERHEAD = 40
 DEFAULT_VXLAN_PORT = 4789
 # The device (a bridge without ports) every network's VIP range is routed to on each node.
 VIP_DEVICE = "shoal-vips"
@@ -48,6 +51,15 @@ class OverlayNetwork:
     gateway: str = ""
     internal: bool = False
     services: tuple[ServiceOnNetwork, ...] = ()
+    # Encrypted networks' VXLAN travels in IPsec ESP between nodes (see overlay.ipsec).
+    encrypted: bool = False
+    network_id: str = ""
+    key_epoch: int = 0
+    key_rotated_at: float = 0.0
+
+    def mtu(self, overlay_mtu: int) -> int:
+        """The MTU inside this network: an encrypted one leaves room for ESP."""
+        return overlay_mtu - ESP_OVERHEAD if self.encrypted else overlay_mtu
 
     @property
     def bridge(self) -> str:

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from consensus.networks import CreateNetwork, Network, RemoveNetwork, network_name_problem, networks
+from consensus.networks import (CreateNetwork, Network, RemoveNetwork, RotateNetworkKey, network_name_problem,
+                                networks)
 from consensus.tasks import services
 from consensus.wire import WireError, from_plain, to_plain
+from netoverlay.overlay.ipsec import OVERLAP as KEY_OVERLAP
 from node.api.context import NODE, NodeContext
 from node.api.http_util import HttpError, json_body, result_or_raise
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 routes = web.RouteTableDef()
 
-_CREATE_FIELDS = {"name", "subnet", "internal", "attachable", "labels", "exist_ok"}
+_CREATE_FIELDS = {"name", "subnet", "internal", "attachable", "labels", "encrypted", "exist_ok"}
 # Labels are kept in the replicated state, on every node: bounded like any input.
 MAX_LABELS = 64
 MAX_LABEL_CHARS = 256
@@ -102,6 +104,20 @@ async def remove_network(request: web.Request) -> web.Response:
     return web.json_response({"removed": request.match_info["name"]})
 
 
+@routes.post("/v1/networks/{name}/rotate-key")
+async def rotate_network_key(request: web.Request) -> web.Response:
+    """A new key epoch for an encrypted network: every node moves to it without a drop, so
+    one rotation must be over (the old keys retired) before the next."""
+    shoal, name, now = request.app[NODE], request.match_info["name"], time.time()
+    with shoal.raft.read() as state:
+        network = networks(state).get(name)
+    if network is not None and network.key_epoch and now < network.key_rotated_at + 2 * KEY_OVERLAP:
+        wait = network.key_rotated_at + 2 * KEY_OVERLAP - now
+        raise HttpError(409, f"a key rotation of {name!r} is under way: try again in {wait:.0f} s", "name")
+    value = result_or_raise(await shoal.control.submit(RotateNetworkKey(name, now)))
+    return web.json_response({"name": request.match_info["name"], **value})
+
+
 @routes.get("/v1/overlay")
 async def overlay_status(request: web.Request) -> web.Response:
     overlay = request.app[NODE].overlay
@@ -124,7 +140,7 @@ async def ensure_networks(shoal: NodeContext, wanted: Iterable[NetworkDef]) -> l
             rows.append({"name": network.name, "action": "external" if network.external else "unchanged"})
             continue
         cmd = CreateNetwork(token_source.token_hex(8), network.name, time.time(), network.subnet,
-                            network.internal, network.attachable, dict(network.labels))
+                            network.internal, network.attachable, dict(network.labels), network.encrypted)
         result = await shoal.control.submit(cmd)
         if not result.ok and result.code != 409:  # 409: made meanwhile by another apply
             raise HttpError(result.code, f"{network.where}: {result.error}", network.where)

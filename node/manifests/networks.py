@@ -30,6 +30,7 @@ class NetworkDef:
     attachable: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     subnet: str = ""
+    encrypted: bool = False
 
 
 def _checked_name(name: Any, where: str) -> str:
@@ -66,8 +67,11 @@ def read_networks(r: Reader, doc: dict) -> dict[str, NetworkDef]:
         r.unsupported(body, _NETWORK_KEYS, where)
         if body.get("driver", "overlay") != "overlay":
             r.warnings.append(f"{where}.driver: {body['driver']!r} is made an overlay network")
-        if body.get("driver_opts"):
-            r.warnings.append(f"{where}.driver_opts: not supported, ignored")
+        options = r.mapping(body.get("driver_opts"), f"{where}.driver_opts")
+        # As Swarm's overlay driver reads it: the option's presence turns encryption on.
+        encrypted = "encrypted" in options
+        for option in sorted(set(options) - {"encrypted"}, key=str):
+            r.warnings.append(f"{where}.driver_opts.{option}: not supported, ignored")
         external = body.get("external", False)
         if isinstance(external, dict):  # the old `external: {name: X}` form
             body = {**body, "name": external.get("name", body.get("name"))}
@@ -83,7 +87,7 @@ def read_networks(r: Reader, doc: dict) -> dict[str, NetworkDef]:
                 raise ManifestError(f"{where}.{flag}", f"must be true or false, not {value!r}")
             flags[flag] = value
         found[key] = NetworkDef(name, where, bool(external), labels={str(k): str(v) for k, v in labels.items()},
-                                subnet=_subnet(r, body.get("ipam"), f"{where}.ipam"), **flags)
+                                subnet=_subnet(r, body.get("ipam"), f"{where}.ipam"), encrypted=encrypted, **flags)
     return found
 
 

@@ -38,7 +38,7 @@ LABEL_NODE = "shoal.node"
 def wanted_settings(network: OverlayNetwork, mtu: int) -> dict[str, Any]:
     """How the Docker network of `network` must be made (pure; compared with what exists)."""
     return {"subnet": network.subnet, "ip_range": network.lease, "gateway": network.gateway,
-            "bridge": network.bridge, "mtu": str(mtu)}
+            "bridge": network.bridge, "mtu": str(network.mtu(mtu))}
 
 
 def existing_settings(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The overlay loop of one node: on every committed change and every gossip change (after a
 short debounce, so a burst is one sync), it works out this node's overlay (`view`) and makes
-the engine's networks, the kernel's VXLAN devices and flooding entries, the VIP ruleset and
-the network-side DNS servers match it. A failed sync is retried on a timer.
+the engine's networks, the kernel's VXLAN devices and flooding entries, the IPsec policies
+and associations of encrypted networks, the VIP ruleset and the network-side DNS servers
+match it. A failed sync is retried on a timer, and a key rotation's next phase wakes it.
 
 Stopping leaves everything in place: tasks outlive their node by design and keep talking;
 a restarted node converges from what it finds. A node removed from the cluster (`shoal node
@@ -13,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager, Optional
 
 from consensus.state import ClusterState
 from netoverlay.gossip import GossipService
 from netoverlay.lb import NftError
+from netoverlay.overlay.ipsec import AddPolicy, AddState, IpsecPlan, IpsecStep, ipsec_steps, plan_ipsec, vni_of
+from netoverlay.overlay.ipsec_kernel import IpsecKernel, IpsecKernelError
 from netoverlay.overlay.kernel import OverlayKernel, OverlayKernelError
 from netoverlay.overlay.plan import overlay_mtu, plan_links, steps
 from netoverlay.overlay.resolver import NetworkResolver
@@ -54,7 +59,8 @@ class OverlayConfig:
 class Overlay:
     def __init__(self, config: OverlayConfig, *, gossip: GossipService,
                  read_state: Callable[[], ContextManager[ClusterState]],
-                 subscribe: Callable[[], asyncio.Event], networks: DockerNetworks) -> None:
+                 subscribe: Callable[[], asyncio.Event], networks: DockerNetworks,
+                 ipsec_key: bytes) -> None:
         self.config = config
         self._gossip = gossip
         self._read_state = read_state
@@ -62,6 +68,10 @@ class Overlay:
         self._networks = networks
         self.memberships = EngineMemberships(networks.attachments)
         self.kernel = OverlayKernel(config.nft_table)
+        self.ipsec = IpsecKernel()
+        self._ipsec_key = ipsec_key
+        # When a key rotation's next phase is due (the plan changes by itself then).
+        self._ipsec_change: Optional[float] = None
         self._resolvers: dict[str, tuple[str, NetworkResolver]] = {}
         self._underlay_mtu: Optional[int] = None
         self._unsubscribe: Optional[Callable[[], None]] = None
@@ -81,8 +91,11 @@ class Overlay:
     async def run(self) -> None:
         retry = False
         while True:
+            waits = [self.config.retry_interval] if retry else []
+            if self._ipsec_change is not None:
+                waits.append(max(0.0, self._ipsec_change - time.time()))
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.retry_interval if retry else None):
+                async with asyncio.timeout(min(waits, default=None)):
                     await self._wake.wait()
             await asyncio.sleep(self.config.debounce)
             self._wake.clear()
@@ -107,12 +120,20 @@ class Overlay:
         self._made = made
         self._made_changed.set()
         self._made_changed = asyncio.Event()
+        plan = plan_ipsec(overlay, self._ipsec_key, time.time())
+        self._ipsec_change = plan.next_change
+        unguarded, removals = await self._guard(plan, problems)
         try:
-            await self.kernel.apply(steps(plan_links(overlay, self._underlay_mtu),
+            # The rules first: they mark an encrypted network's VXLAN for its policies
+            # before its device exists. Its device waits for its policies.
+            await self.kernel.sync_rules(overlay)
+            carried = dataclasses.replace(overlay, networks=tuple(
+                n for n in overlay.networks if n.vni not in unguarded))
+            await self.kernel.apply(steps(plan_links(carried, self._underlay_mtu),
                                           await self.kernel.read_links()))
             await self.kernel.route_vips(overlay)
-            await self.kernel.sync_rules(overlay)
-        except (OverlayKernelError, NftError, OSError) as exc:
+            await self.ipsec.apply(removals)
+        except (OverlayKernelError, NftError, IpsecKernelError, OSError) as exc:
             problems.append(f"kernel: {exc}")
         try:
             await self.memberships.reload()
@@ -124,6 +145,30 @@ class Overlay:
         self.problems = tuple(problems)
         self.synced = overlay
         return not problems
+
+    async def _guard(self, plan: IpsecPlan, problems: list[str]) -> tuple[set[int], list[IpsecStep]]:
+        """Install the policies and associations `plan` adds. Returns the VNIs of encrypted
+        networks some policy of which is missing (their devices are not made, or are taken
+        down: without its policies a network's VXLAN would leave in clear), and the steps
+        that remove what is no longer wanted (run once the devices are in step)."""
+        wanted_vnis = {vni_of(p.mark) for p in plan.policies}
+        try:
+            todo = ipsec_steps(plan, *await self.ipsec.installed())
+            adding = [s for s in todo if isinstance(s, (AddPolicy, AddState))]
+            try:
+                await self.ipsec.apply(adding)
+            except IpsecKernelError as exc:
+                problems.append(f"kernel: {exc}")
+            missing = plan.policies - (await self.ipsec.installed())[1] if adding else set()
+        except (IpsecKernelError, OSError) as exc:
+            if plan.policies:  # a kernel without XFRM matters only to encrypted networks
+                problems.append(f"kernel: {exc}")
+            return wanted_vnis, []
+        unguarded = {vni_of(p.mark) for p in missing}
+        if unguarded:
+            problems.append(f"kernel: no IPsec policy for encrypted VNI(s) {sorted(unguarded)}: "
+                            "their devices stay down")
+        return unguarded, [s for s in todo if s not in adding]
 
     async def networks_ready(self, runtime_networks: tuple[str, ...], timeout: float = NETWORK_WAIT) -> None:
         """Return once the engine has every one of `runtime_networks`, or after `timeout`
@@ -172,7 +217,9 @@ class Overlay:
             problems = await asyncio.to_thread(self._networks.remove_all)
             try:
                 await self.kernel.teardown()
-            except (OverlayKernelError, NftError, OSError) as exc:
+                await self.ipsec.apply(ipsec_steps(IpsecPlan(frozenset(), frozenset()),
+                                                   *await self.ipsec.installed()))
+            except (OverlayKernelError, NftError, IpsecKernelError, OSError) as exc:
                 problems.append(f"kernel: {exc}")
             for problem in problems:
                 log.warning("overlay: teardown: %s", problem)
@@ -183,6 +230,7 @@ class Overlay:
         return {"local_address": self.config.local_address, "mtu": mtu,
                 "peers": list(synced.peers) if synced else [],
                 "networks": [{"name": n.name, "vni": n.vni, "lease": n.lease, "gateway": n.gateway,
+                              "encrypted": n.encrypted, "key_epoch": n.key_epoch,
                               "services": {s.name: {"vip": s.vip, "tasks": list(s.tasks)} for s in n.services}}
                              for n in (synced.networks if synced else ())],
                 "problems": list(self.problems)}

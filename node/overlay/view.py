@@ -87,7 +87,8 @@ def _network(network: Network, node_id: str, specs: Mapping[str, ServiceSpec],
                                         tuple(VipPort(p.vip_port, p.target, p.protocol)
                                               for p in spec.ports if p.vip_port)))
     return OverlayNetwork(network.name, network.vni, network.subnet, network.tasks_range, lease,
-                          ipam.lease_gateway(lease), network.internal, tuple(members))
+                          ipam.lease_gateway(lease), network.internal, tuple(members),
+                          network.encrypted, network.id, network.key_epoch, network.key_rotated_at)
 
 
 def node_overlay(state: ClusterState, node_id: str, local_address: str, entries: Iterable[TableEntry],

@@ -1,6 +1,7 @@
 """Overlay networks through the CLI and the API on a real node (the process runtime: the
 state and its answers need no overlay on the node): create, list, inspect with the VIPs of
-the services on it, remove, and errors that name the field."""
+the services on it, an encrypted one and its key rotation, remove, and errors that name
+the field."""
 
 from __future__ import annotations
 
@@ -44,6 +45,16 @@ async def test_networks_through_the_cli_and_the_api(single):
     assert (status, answer.get("field")) == (400, "networks[0]") and \
         "no such network 'nowhere'" in answer["error"], answer
     assert (await call("GET", f"{addr}/v1/overlay"))[1] == {"enabled": False}
+
+    sealed = json.loads(shoal("network create", "sealed", "--encrypted", "-o", "json", addr=addr).stdout)
+    assert (sealed["encrypted"], sealed["key_epoch"], network["encrypted"]) == (True, 0, False)
+    rotated = shoal("network rotate-key", "sealed", addr=addr)
+    assert rotated.stdout.strip() == "sealed: key epoch 1", rotated.stderr
+    again = shoal("network rotate-key", "sealed", addr=addr)
+    assert again.returncode != 0 and "under way" in again.stderr, "one rotation at a time"
+    plain = shoal("network rotate-key", "appnet", addr=addr)
+    assert plain.returncode != 0 and "not encrypted" in plain.stderr, plain.stderr
+    assert shoal("network rm", "sealed", addr=addr).returncode == 0
 
     assert (await call("DELETE", f"{addr}/v1/services/api"))[0] == 200
     assert shoal("network rm", "appnet", addr=addr).returncode == 0

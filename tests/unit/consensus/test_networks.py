@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus import ipam
 from consensus.model import Node
-from consensus.networks import CreateNetwork, RemoveNetwork, networks
+from consensus.networks import CreateNetwork, RemoveNetwork, RotateNetworkKey, networks
 from consensus.nodes import RegisterNode, RemoveNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
@@ -184,6 +184,20 @@ def test_networks_survive_a_snapshot():
     assert state.apply(CreateService("s1", spec("api", "appnet"), 1.0)).ok
     restored = ClusterState.from_msgpack(state.to_msgpack())
     assert networks(restored) == networks(state)
+
+
+def test_an_encrypted_network_rotates_its_key_epoch_and_a_plain_one_has_none():
+    state = make_state(2)
+    assert state.apply(CreateNetwork("n1", "secret", 1.0, encrypted=True)).ok
+    assert state.apply(CreateNetwork("n2", "plain", 1.0)).ok
+    assert (networks(state)["secret"].encrypted, networks(state)["secret"].key_epoch) == (True, 0)
+    rotated = state.apply(RotateNetworkKey("secret", 50.0))
+    assert rotated.ok and rotated.value == {"key_epoch": 1}
+    assert (networks(state)["secret"].key_epoch, networks(state)["secret"].key_rotated_at) == (1, 50.0)
+    assert networks(ClusterState.from_msgpack(state.to_msgpack())) == networks(state)
+    refused = state.apply(RotateNetworkKey("plain", 51.0))
+    assert (refused.ok, refused.code) == (False, 409) and refused.error.startswith("name:")
+    assert state.apply(RotateNetworkKey("nowhere", 51.0)).code == 404
 
 
 # -- never twice ---------------------------------------------------------------------------

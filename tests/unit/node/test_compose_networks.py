@@ -20,10 +20,11 @@ networks:
     ipam: {config: [{subnet: 10.210.0.0/20}]}
   vault: {internal: true, labels: {team: a}}
   shared: {external: true, name: corp}
+  sealed: {driver: overlay, driver_opts: {encrypted: ""}}
 services:
   frontend:
     image: busybox
-    networks: [appnet, shared]
+    networks: [appnet, shared, sealed]
   backend:
     image: busybox
     deploy: {endpoint_mode: dnsrr}
@@ -39,7 +40,7 @@ services:
 def test_networks_and_aliases_reach_the_specs_and_the_manifest():
     manifest = load_manifest(STACK, strict=True)
     specs = {s.name: s for s in manifest.specs}
-    assert [(a.name, a.aliases) for a in specs["frontend"].networks] == [("appnet", ()), ("corp", ())]
+    assert [(a.name, a.aliases) for a in specs["frontend"].networks] == [("appnet", ()), ("corp", ()), ("sealed", ())]
     assert [(a.name, a.aliases) for a in specs["backend"].networks] == [("appnet", ("api",)), ("vault", ())]
     assert [a.name for a in specs["worker"].networks] == ["shop_default"], "no networks: the file's default"
     assert (specs["backend"].endpoint_mode, specs["frontend"].endpoint_mode) == ("dnsrr", "vip")
@@ -47,8 +48,16 @@ def test_networks_and_aliases_reach_the_specs_and_the_manifest():
         "appnet": NetworkDef("appnet", "networks.appnet", attachable=True, subnet="10.210.0.0/20"),
         "vault": NetworkDef("vault", "networks.vault", internal=True, labels={"team": "a"}),
         "corp": NetworkDef("corp", "networks.shared", external=True),
+        "sealed": NetworkDef("sealed", "networks.sealed", encrypted=True),
         "shop_default": NetworkDef("shop_default", "networks.default"),
     }
+
+
+def test_driver_options_other_than_encrypted_are_ignored_with_a_warning():
+    manifest = load_manifest("networks:\n  a: {driver_opts: {encrypted: 'true', mtu: '1400'}}\n"
+                             "services:\n  web:\n    image: b\n    networks: [a]\n")
+    assert manifest.networks[0].encrypted
+    assert any("networks.a.driver_opts.mtu" in w for w in manifest.warnings), manifest.warnings
 
 
 def test_a_file_without_networks_keeps_its_services_off_the_overlay():
@@ -71,10 +80,12 @@ def test_bad_networks_name_the_field(text, field):
 
 
 def test_a_network_create_request_is_checked_field_by_field():
-    cmd, exist_ok = parse_create({"name": "appnet", "subnet": "10.210.0.0/20", "exist_ok": True})
-    assert (cmd.name, cmd.subnet, exist_ok) == ("appnet", "10.210.0.0/20", True)
+    cmd, exist_ok = parse_create({"name": "appnet", "subnet": "10.210.0.0/20", "exist_ok": True,
+                                  "encrypted": True})
+    assert (cmd.name, cmd.subnet, exist_ok, cmd.encrypted) == ("appnet", "10.210.0.0/20", True, True)
     for body, field in (({"name": "Bad"}, "name"), ({"name": "a", "internal": "yes"}, "internal"),
                         ({"name": "a", "color": 1}, "color"), ([], "body"),
+                        ({"name": "a", "encrypted": "yes"}, "encrypted"),
                         ({"name": "a", "labels": {str(i): "" for i in range(65)}}, "labels"),
                         ({"name": "a", "labels": {"k": "v" * 257}}, "labels.k")):
         with pytest.raises(HttpError) as info:
