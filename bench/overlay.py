@@ -43,8 +43,10 @@ TARGETS = ("vip", "overlay", "underlay")
 
 
 def wrk(host, url: str, args: argparse.Namespace) -> dict[str, float]:
-    done = host.run(["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
-                    timeout=args.duration + 30)
+    done = host.run(
+        ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
+        timeout=args.duration + 30,
+    )
     return parse_wrk(done.stdout)
 
 
@@ -63,7 +65,10 @@ def container_with(daemon, address: str) -> dict:
     """The inspect data of the container of `web` that holds `address` on the network."""
     for cid in daemon.docker("ps", "-q", "--filter", f"label=shoal.service={SERVICE}").split():
         seen = json.loads(daemon.docker("inspect", cid))[0]
-        if seen["NetworkSettings"]["Networks"].get(f"shoal-{NETWORK}", {}).get("IPAddress") == address:
+        if (
+            seen["NetworkSettings"]["Networks"].get(f"shoal-{NETWORK}", {}).get("IPAddress")
+            == address
+        ):
             return seen
     raise RuntimeError(f"no container of {SERVICE} holds {address}")
 
@@ -127,7 +132,9 @@ async def dead_host_out_of_vip(cluster: BedCluster, hosts: DockerHosts) -> dict[
     h2's task out of the VIP on both (polled every 10 ms); then h2 is brought back."""
     dead = hosts.bed.hosts[2]
     ids = {n["name"]: n["id"] for n in await cluster.get(0, "/v1/nodes")}
-    lease = ipaddress.ip_network((await cluster.get(0, f"/v1/networks/{NETWORK}"))["leases"][ids[dead.name]])
+    lease = ipaddress.ip_network(
+        (await cluster.get(0, f"/v1/networks/{NETWORK}"))["leases"][ids[dead.name]]
+    )
 
     def on_h2(tasks: list[str]) -> bool:
         return any(ipaddress.ip_address(t) in lease for t in tasks)
@@ -172,14 +179,34 @@ async def run(args: argparse.Namespace) -> dict:
         cluster = BedCluster(hosts, ("--overlay",))
         await cluster.start()
         h0, h1 = hosts.bed.hosts[0], hosts.bed.hosts[1]
-        hosts.daemons[1].docker("run", "-d", "--init", "-p", f"{UNDERLAY_PORT}:80", IMAGE, "sh", "-c",
-                                f"echo underlay > /tmp/index.html && exec {' '.join(HTTPD)}")
+        hosts.daemons[1].docker(
+            "run",
+            "-d",
+            "--init",
+            "-p",
+            f"{UNDERLAY_PORT}:80",
+            IMAGE,
+            "sh",
+            "-c",
+            f"echo underlay > /tmp/index.html && exec {' '.join(HTTPD)}",
+        )
         async with cluster.client(0) as client:
             await client.post("/v1/networks", {"name": NETWORK, "encrypted": args.encrypted})
-            await client.post("/v1/services", {
-                "name": SERVICE, "image": IMAGE, "networks": [NETWORK],
-                "command": ["sh", "-c", f"echo overlay > /tmp/index.html && exec {' '.join(HTTPD)}"],
-                "constraints": [f"node.hostname=={h1.name}"], "stop_delay": "0s"})
+            await client.post(
+                "/v1/services",
+                {
+                    "name": SERVICE,
+                    "image": IMAGE,
+                    "networks": [NETWORK],
+                    "command": [
+                        "sh",
+                        "-c",
+                        f"echo overlay > /tmp/index.html && exec {' '.join(HTTPD)}",
+                    ],
+                    "constraints": [f"node.hostname=={h1.name}"],
+                    "stop_delay": "0s",
+                },
+            )
             vip = (await client.get(f"/v1/networks/{NETWORK}"))["vips"][SERVICE]
 
         async def one_task() -> list[str]:
@@ -188,11 +215,20 @@ async def run(args: argparse.Namespace) -> dict:
 
         (address,) = await wait_for(one_task, timeout=90, what="web behind its VIP")
         if args.encrypted:
-            lacking = [p for p in (await cluster.get(0, "/v1/overlay"))["problems"] if "CONFIG_INET_ESP" in p]
+            lacking = [
+                p
+                for p in (await cluster.get(0, "/v1/overlay"))["problems"]
+                if "CONFIG_INET_ESP" in p
+            ]
             if lacking:
-                raise SystemExit(f"bench.overlay --encrypted: this kernel cannot encrypt: {lacking[0]}")
-        urls = {"vip": f"http://{vip}/index.html", "overlay": f"http://{address}/index.html",
-                "underlay": f"http://{h1.address}:{UNDERLAY_PORT}/index.html"}
+                raise SystemExit(
+                    f"bench.overlay --encrypted: this kernel cannot encrypt: {lacking[0]}"
+                )
+        urls = {
+            "vip": f"http://{vip}/index.html",
+            "overlay": f"http://{address}/index.html",
+            "underlay": f"http://{h1.address}:{UNDERLAY_PORT}/index.html",
+        }
         runs: dict[str, list[dict[str, float]]] = {t: [] for t in TARGETS}
         joins, deaths = [], []
         for number in range(args.runs):
@@ -206,10 +242,22 @@ async def run(args: argparse.Namespace) -> dict:
         host_deaths = []
         if args.host_deaths:
             async with cluster.client(0) as client:
-                await client.post("/v1/services", {
-                    "name": PAIR, "image": IMAGE, "networks": [NETWORK], "mode": "global",
-                    "command": ["sh", "-c", f"echo pair > /tmp/index.html && exec {' '.join(HTTPD)}"],
-                    "constraints": [f"node.hostname!={h0.name}"], "stop_delay": "0s"})
+                await client.post(
+                    "/v1/services",
+                    {
+                        "name": PAIR,
+                        "image": IMAGE,
+                        "networks": [NETWORK],
+                        "mode": "global",
+                        "command": [
+                            "sh",
+                            "-c",
+                            f"echo pair > /tmp/index.html && exec {' '.join(HTTPD)}",
+                        ],
+                        "constraints": [f"node.hostname!={h0.name}"],
+                        "stop_delay": "0s",
+                    },
+                )
         for number in range(args.host_deaths):
             host_deaths.append(await dead_host_out_of_vip(cluster, hosts))
             print(f"host death {number + 1}/{args.host_deaths}: {host_deaths[-1]}", flush=True)
@@ -219,37 +267,68 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3)}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
 
 
 def report(args, runs, joins, deaths, host_deaths) -> dict:
-    figures = {t: {k: round(statistics.median(r[k] for r in runs[t]), 3) for k in ("rps", "p50_ms", "p99_ms")}
-               for t in TARGETS}
-    print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s from h0 to web on h1; medians of {args.runs}")
+    figures = {
+        t: {
+            k: round(statistics.median(r[k] for r in runs[t]), 3)
+            for k in ("rps", "p50_ms", "p99_ms")
+        }
+        for t in TARGETS
+    }
+    print(
+        f"\nwrk -t1 -c{args.connections} -d{args.duration}s from h0 to web on h1; medians of {args.runs}"
+    )
     for target in TARGETS:
         f = figures[target]
-        print(f"{target:9} {f['rps']:>9.0f} req/s  p50 {f['p50_ms']:.3f} ms  p99 {f['p99_ms']:.3f} ms")
+        print(
+            f"{target:9} {f['rps']:>9.0f} req/s  p50 {f['p50_ms']:.3f} ms  p99 {f['p99_ms']:.3f} ms"
+        )
     vip_vs_overlay = figures["vip"]["rps"] / figures["overlay"]["rps"]
     overlay_vs_underlay = figures["overlay"]["rps"] / figures["underlay"]["rps"]
     join, death = _spread(joins), _spread(deaths)
     print(f"VIP {vip_vs_overlay:.2f}x overlay; overlay {overlay_vs_underlay:.2f}x underlay")
-    print(f"new task behind the VIP: {join['median']:.3f} s; dead task out of every VIP: {death['median']:.3f} s")
-    targets_met = {"vip_ge_0.9x_overlay": vip_vs_overlay >= 0.9,
-                   "overlay_ge_0.8x_underlay": overlay_vs_underlay >= 0.8,
-                   "new_task_le_1s": join["median"] <= 1.0, "dead_task_le_3s": death["median"] <= 3.0}
-    dead_host = {k: _spread([d[k] for d in host_deaths]) for k in ("suspected_s", "dead_everywhere_s", "out_of_vip_s")
-                 if host_deaths and all(k in d for d in host_deaths)}
+    print(
+        f"new task behind the VIP: {join['median']:.3f} s; dead task out of every VIP: {death['median']:.3f} s"
+    )
+    targets_met = {
+        "vip_ge_0.9x_overlay": vip_vs_overlay >= 0.9,
+        "overlay_ge_0.8x_underlay": overlay_vs_underlay >= 0.8,
+        "new_task_le_1s": join["median"] <= 1.0,
+        "dead_task_le_3s": death["median"] <= 3.0,
+    }
+    dead_host = {
+        k: _spread([d[k] for d in host_deaths])
+        for k in ("suspected_s", "dead_everywhere_s", "out_of_vip_s")
+        if host_deaths and all(k in d for d in host_deaths)
+    }
     if dead_host:
         out = dead_host["out_of_vip_s"]
-        print(f"dead host's task out of the live nodes' VIPs: {out['median']:.3f} s median, "
-              f"{out['max']:.3f} s max ({len(host_deaths)} runs)")
+        print(
+            f"dead host's task out of the live nodes' VIPs: {out['median']:.3f} s median, "
+            f"{out['max']:.3f} s max ({len(host_deaths)} runs)"
+        )
         targets_met["dead_host_le_3s"] = out["max"] <= 3.0
     print("targets:", ", ".join(f"{k}={v}" for k, v in targets_met.items()))
-    return {"dead_host": dead_host, "encrypted": args.encrypted, "runs": args.runs, "duration_s": args.duration, "connections": args.connections,
-            **figures, "vip_vs_overlay": round(vip_vs_overlay, 3),
-            "overlay_vs_underlay": round(overlay_vs_underlay, 3),
-            "new_task_behind_vip_s": join, "dead_task_out_of_vip_s": death, "targets_met": targets_met}
+    return {
+        "dead_host": dead_host,
+        "encrypted": args.encrypted,
+        "runs": args.runs,
+        "duration_s": args.duration,
+        "connections": args.connections,
+        **figures,
+        "vip_vs_overlay": round(vip_vs_overlay, 3),
+        "overlay_vs_underlay": round(overlay_vs_underlay, 3),
+        "new_task_behind_vip_s": join,
+        "dead_task_out_of_vip_s": death,
+        "targets_met": targets_met,
+    }
 
 
 def main() -> None:
@@ -258,7 +337,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--host-deaths", type=int, default=5)
-    parser.add_argument("--encrypted", action="store_true", help="make the network an encrypted one")
+    parser.add_argument(
+        "--encrypted", action="store_true", help="make the network an encrypted one"
+    )
     args = parser.parse_args()
     reason = unavailable_reason()
     if reason:

@@ -12,7 +12,8 @@ nodes, `apply` asks `problem` of one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from consensus.model import Node
 from consensus.services import Constraint, ServiceSpec
@@ -39,7 +40,9 @@ class NodeRoom:
             self.host_ports.update((p.published, p.protocol) for p in task.host_ports)
 
 
-def rooms_of(nodes: Mapping[str, Node], tasks: Iterable[Task], node_ids: Iterable[str]) -> dict[str, NodeRoom]:
+def rooms_of(
+    nodes: Mapping[str, Node], tasks: Iterable[Task], node_ids: Iterable[str]
+) -> dict[str, NodeRoom]:
     """The room left on each node of `node_ids` that exists, given the tasks that hold
     resources on it."""
     rooms = {node_id: NodeRoom(nodes[node_id]) for node_id in node_ids if node_id in nodes}
@@ -184,8 +187,14 @@ class HostPortFilter:
 
 def filters_for(spec: ServiceSpec) -> list[Filter]:
     """All filters, the ones that never change during a round (state, labels) first."""
-    return [ReadyFilter(), ActiveFilter(), *(ConstraintFilter(c) for c in spec.constraints),
-            CpuFilter(), MemoryFilter(), HostPortFilter()]
+    return [
+        ReadyFilter(),
+        ActiveFilter(),
+        *(ConstraintFilter(c) for c in spec.constraints),
+        CpuFilter(),
+        MemoryFilter(),
+        HostPortFilter(),
+    ]
 
 
 class TaskFit:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Collection
-from typing import Optional
 
 # Chosen to stay clear of Docker's default pools (172.17-31.0.0/16, 192.168.0.0/16), of
 # Kubernetes' usual service and pod ranges (10.96.0.0/12, 10.244.0.0/16) and of the small
@@ -40,18 +39,24 @@ def parse_network(text: str, field: str) -> ipaddress.IPv4Network:
     try:
         net = ipaddress.ip_network(text)
     except ValueError:
-        raise IpamError(f"{field}: {text!r} is not an IPv4 network in CIDR form (10.200.0.0/20)") from None
+        raise IpamError(
+            f"{field}: {text!r} is not an IPv4 network in CIDR form (10.200.0.0/20)"
+        ) from None
     if net.version != 4:
         raise IpamError(f"{field}: overlay networks are IPv4 only, not {text!r}")
     return net  # type: ignore[return-value]
 
 
-def check_subnet(subnet: str, lease_prefix: int = DEFAULT_LEASE_PREFIX, field: str = "subnet") -> str:
+def check_subnet(
+    subnet: str, lease_prefix: int = DEFAULT_LEASE_PREFIX, field: str = "subnet"
+) -> str:
     """`subnet` in canonical form when it can hold at least two leases and a VIP half."""
     net = parse_network(subnet, field)
     if net.prefixlen > lease_prefix - 2:
-        raise IpamError(f"{field}: {subnet} is too small: a network needs a /{lease_prefix - 2} "
-                        f"or larger (two halves, each of at least two /{lease_prefix} leases)")
+        raise IpamError(
+            f"{field}: {subnet} is too small: a network needs a /{lease_prefix - 2} "
+            f"or larger (two halves, each of at least two /{lease_prefix} leases)"
+        )
     return str(net)
 
 
@@ -59,7 +64,9 @@ def check_cluster_cidr(cidr: str) -> str:
     """`cidr` in canonical form when it holds at least one network of the default size."""
     net = parse_network(cidr, "overlay_cidr")
     if net.prefixlen > DEFAULT_NETWORK_PREFIX:
-        raise IpamError(f"overlay_cidr: {cidr} is smaller than one network (/{DEFAULT_NETWORK_PREFIX})")
+        raise IpamError(
+            f"overlay_cidr: {cidr} is smaller than one network (/{DEFAULT_NETWORK_PREFIX})"
+        )
     return str(net)
 
 
@@ -75,15 +82,16 @@ def vip_range(subnet: str) -> ipaddress.IPv4Network:
     return upper
 
 
-def overlapping(candidate: ipaddress.IPv4Network | str, taken: Collection[str]) -> Optional[str]:
+def overlapping(candidate: ipaddress.IPv4Network | str, taken: Collection[str]) -> str | None:
     """The first of `taken` that shares an address with `candidate`, if any."""
     if isinstance(candidate, str):
         candidate = parse_network(candidate, "subnet")
     return next((t for t in taken if candidate.overlaps(parse_network(t, "taken"))), None)
 
 
-def next_network_subnet(cluster_cidr: str, taken: Collection[str],
-                        prefix: int = DEFAULT_NETWORK_PREFIX) -> str:
+def next_network_subnet(
+    cluster_cidr: str, taken: Collection[str], prefix: int = DEFAULT_NETWORK_PREFIX
+) -> str:
     """The lowest /`prefix` of the cluster range that overlaps no network already made."""
     pool = parse_network(cluster_cidr, "cluster_cidr")
     if prefix < pool.prefixlen:
@@ -91,11 +99,15 @@ def next_network_subnet(cluster_cidr: str, taken: Collection[str],
     for candidate in pool.subnets(new_prefix=prefix):
         if overlapping(candidate, taken) is None:
             return str(candidate)
-    raise IpamError(f"subnet: the cluster range {pool} has no free /{prefix} left "
-                    f"({len(taken)} networks): remove a network or give a subnet")
+    raise IpamError(
+        f"subnet: the cluster range {pool} has no free /{prefix} left "
+        f"({len(taken)} networks): remove a network or give a subnet"
+    )
 
 
-def next_lease(subnet: str, taken: Collection[str], lease_prefix: int = DEFAULT_LEASE_PREFIX) -> Optional[str]:
+def next_lease(
+    subnet: str, taken: Collection[str], lease_prefix: int = DEFAULT_LEASE_PREFIX
+) -> str | None:
     """The lowest free lease of a network's task range; None when all are given."""
     used = set(taken)
     for candidate in tasks_range(subnet).subnets(new_prefix=lease_prefix):
@@ -109,7 +121,7 @@ def lease_gateway(lease: str) -> str:
     return str(parse_network(lease, "lease").network_address + 1)
 
 
-def next_vip(subnet: str, taken: Collection[str]) -> Optional[str]:
+def next_vip(subnet: str, taken: Collection[str]) -> str | None:
     """The lowest free virtual IP of a network; None when all are given."""
     vips = vip_range(subnet)
     used = set(taken)

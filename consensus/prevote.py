@@ -19,21 +19,20 @@ import enum
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Optional
 
 REQUEST = "shoal_pre_vote"
 RESPONSE = "shoal_pre_vote_response"
 
 
 class Action(enum.Enum):
-    WAIT = "wait"    # keep following; nothing to do
-    ASK = "ask"      # send `request()` to every other voter
+    WAIT = "wait"  # keep following; nothing to do
+    ASK = "ask"  # send `request()` to every other voter
     ELECT = "elect"  # a majority would vote: let pysyncobj start the election now
 
 
 @dataclass(frozen=True, slots=True)
 class LogPosition:
-    term: int        # the node's current term
+    term: int  # the node's current term
     last_index: int
     last_term: int
 
@@ -44,8 +43,8 @@ class PreVote:
     election_max: float
     rng: random.Random = field(default_factory=random.Random)
     heard_leader_at: float = -math.inf
-    deadline: Optional[float] = None
-    round_term: Optional[int] = None
+    deadline: float | None = None
+    round_term: int | None = None
     granted: set[str] = field(default_factory=set)
 
     def _timeout(self) -> float:
@@ -74,8 +73,12 @@ class PreVote:
         return Action.ELECT if self._majority(voters) else Action.ASK
 
     def request(self, position: LogPosition) -> dict:
-        return {"type": REQUEST, "term": position.term + 1,
-                "last_log_index": position.last_index, "last_log_term": position.last_term}
+        return {
+            "type": REQUEST,
+            "term": position.term + 1,
+            "last_log_index": position.last_index,
+            "last_log_term": position.last_term,
+        }
 
     def grants(self, now: float, request: dict, mine: LogPosition, is_leader: bool) -> bool:
         """Would this voter vote for the asker in the term it names?"""

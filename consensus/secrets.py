@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from consensus.codec import command
+from consensus.crons import crons
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState, Result, handles, register_table
-from consensus.crons import crons
 from consensus.tasks import SPEC_CHECKS, services, spec_of, tasks
 
 Kind = Literal["secret", "config"]
@@ -54,17 +54,21 @@ def blobs(state: ClusterState, kind: Kind) -> dict[str, Blob]:
     return state.table(TABLES[kind])
 
 
-def name_problem(name: object) -> Optional[str]:
+def name_problem(name: object) -> str | None:
     if isinstance(name, str) and _NAME.fullmatch(name):
         return None
-    return (f"{name!r} is not a valid name: 1-64 letters, digits, '_', '.' or '-', starting "
-            "with a letter or digit")
+    return (
+        f"{name!r} is not a valid name: 1-64 letters, digits, '_', '.' or '-', starting "
+        "with a letter or digit"
+    )
 
 
-def size_problem(kind: Kind, size: int) -> Optional[str]:
+def size_problem(kind: Kind, size: int) -> str | None:
     if size > MAX_SIZE[kind]:
-        return (f"a {kind} holds at most {MAX_SIZE[kind] // 1024} KiB, this one is "
-                f"{size} bytes ({size / 1024:.1f} KiB)")
+        return (
+            f"a {kind} holds at most {MAX_SIZE[kind] // 1024} KiB, this one is "
+            f"{size} bytes ({size / 1024:.1f} KiB)"
+        )
     return None
 
 
@@ -75,13 +79,18 @@ def refs_of(spec: ServiceSpec, kind: Kind) -> tuple:
 def users_of(state: ClusterState, kind: Kind, name: str) -> list[str]:
     """The services (and cron jobs, whose runs will) whose current spec names this secret
     or config, sorted."""
-    specs = [*(s.spec for s in services(state).values()),
-             *(c.spec.template for c in crons(state).values())]
-    return sorted({spec.name for spec in specs if any(ref.source == name for ref in refs_of(spec, kind))})
+    specs = [
+        *(s.spec for s in services(state).values()),
+        *(c.spec.template for c in crons(state).values()),
+    ]
+    return sorted(
+        {spec.name for spec in specs if any(ref.source == name for ref in refs_of(spec, kind))}
+    )
 
 
-def delivery_problem(state: ClusterState, kind: Kind, name: str, task_id: str,
-                     node_id: str) -> Optional[str]:
+def delivery_problem(
+    state: ClusterState, kind: Kind, name: str, task_id: str, node_id: str
+) -> str | None:
     """Why the agent of `node_id` may not have this content for `task_id`, or None: only a
     task assigned to that node, meant to run, whose spec version uses it, gets it."""
     task = tasks(state).get(task_id)
@@ -95,14 +104,17 @@ def delivery_problem(state: ClusterState, kind: Kind, name: str, task_id: str,
     return None
 
 
-def missing_reference(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def missing_reference(state: ClusterState, spec: ServiceSpec) -> Result | None:
     """A 400 naming the first secret or config the spec names that does not exist."""
     for kind in KINDS:
         table = blobs(state, kind)
         for i, ref in enumerate(refs_of(spec, kind)):
             if ref.source not in table:
-                return Result.fail(f"{TABLES[kind]}[{i}].source: no such {kind} {ref.source!r}: "
-                                   f"create it first (shoal {kind} create)", 400)
+                return Result.fail(
+                    f"{TABLES[kind]}[{i}].source: no such {kind} {ref.source!r}: "
+                    f"create it first (shoal {kind} create)",
+                    400,
+                )
     return None
 
 
@@ -110,6 +122,7 @@ SPEC_CHECKS.append(missing_reference)
 
 
 # -- commands ----------------------------------------------------------------------------
+
 
 @command("blob.create")
 @dataclass(frozen=True, slots=True)
@@ -139,8 +152,9 @@ def _create(state: ClusterState, cmd: CreateBlob) -> Result:
         return Result.fail(f"data: {problem}", 400)
     expected = cmd.size + SEAL_OVERHEAD if cmd.kind == "secret" else cmd.size
     if len(cmd.data) != expected:
-        return Result.fail(f"data: {len(cmd.data)} bytes do not hold a {cmd.kind} of "
-                           f"{cmd.size} bytes", 400)
+        return Result.fail(
+            f"data: {len(cmd.data)} bytes do not hold a {cmd.kind} of {cmd.size} bytes", 400
+        )
     table = blobs(state, cmd.kind)
     if cmd.name in table:
         return Result.fail(f"name: {cmd.kind} {cmd.name!r} already exists", 409)
@@ -156,6 +170,9 @@ def _delete(state: ClusterState, cmd: DeleteBlob) -> Result:
         return Result.fail(f"no such {cmd.kind} {cmd.name!r}", 404)
     users = users_of(state, cmd.kind, cmd.name)
     if users:
-        return Result.fail(f"{cmd.kind} {cmd.name!r} is in use by service(s) {', '.join(users)}: "
-                           f"remove it from them first", 409)
+        return Result.fail(
+            f"{cmd.kind} {cmd.name!r} is in use by service(s) {', '.join(users)}: "
+            f"remove it from them first",
+            409,
+        )
     return Result(True, value={"id": table.pop(cmd.name).id})

@@ -11,8 +11,9 @@ plan made from a stale read can never over-commit a node or run a slot twice.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, Optional, get_args
+from typing import Literal, get_args
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
@@ -21,17 +22,35 @@ from consensus.jobs import JobEnd
 from consensus.model import Node, Resources
 from consensus.nodes import nodes
 from consensus.rollout import Rollout
-from consensus.services import (MAX_CLUSTER_REPLICAS, MAX_SERVICES, SPEC_HISTORY, PortSpec,
-                                ServiceSpec, spec_errors)
+from consensus.services import (
+    MAX_CLUSTER_REPLICAS,
+    MAX_SERVICES,
+    SPEC_HISTORY,
+    PortSpec,
+    ServiceSpec,
+    spec_errors,
+)
 from consensus.state import ClusterState, Result, handles, register_table
 
 SERVICES = "services"
 TASKS = "tasks"
 
-TaskState = Literal["pending", "assigned", "preparing", "starting", "running",
-                    "complete", "failed", "shutdown", "rejected", "orphaned"]
+TaskState = Literal[
+    "pending",
+    "assigned",
+    "preparing",
+    "starting",
+    "running",
+    "complete",
+    "failed",
+    "shutdown",
+    "rejected",
+    "orphaned",
+]
 # What a node's agent may report; `pending`, `assigned` and `orphaned` are the scheduler's.
-AgentState = Literal["preparing", "starting", "running", "complete", "failed", "shutdown", "rejected"]
+AgentState = Literal[
+    "preparing", "starting", "running", "complete", "failed", "shutdown", "rejected"
+]
 DesiredState = Literal["running", "shutdown"]
 Health = Literal["none", "starting", "healthy", "unhealthy"]
 TERMINAL: frozenset[str] = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned"})
@@ -72,7 +91,7 @@ class Task:
     state: TaskState = "pending"
     message: str = ""  # why it is pending, or what happened last
     error: str = ""
-    exit_code: Optional[int] = None
+    exit_code: int | None = None
     health: Health = "none"
     restarts: int = 0  # restarts of this slot after the task ended, for backoff and max_attempts
     # Copied from the spec at creation, so re-checks and node views need no spec lookups.
@@ -115,9 +134,9 @@ class Service:
     created_at: float = 0.0
     updated_at: float = 0.0
     history: tuple[SpecVersion, ...] = ()  # earlier specs, oldest first, for rollback
-    rollout: Optional[Rollout] = None  # the latest rollout, possibly of an earlier version
-    autoscaled: Optional[AutoscaleRecord] = None  # the autoscaler's last change
-    job_end: Optional[JobEnd] = None  # set once when a job finishes
+    rollout: Rollout | None = None  # the latest rollout, possibly of an earlier version
+    autoscaled: AutoscaleRecord | None = None  # the autoscaler's last change
+    job_end: JobEnd | None = None  # set once when a job finishes
     cron: str = ""  # the cron job that started this job, if one did
     rebalance_requested_at: float = 0.0  # the last `shoal service rebalance`
 
@@ -125,7 +144,7 @@ class Service:
     def name(self) -> str:
         return self.spec.name
 
-    def spec_at(self, version: int) -> Optional[ServiceSpec]:
+    def spec_at(self, version: int) -> ServiceSpec | None:
         if version == self.version:
             return self.spec
         return next((h.spec for h in self.history if h.version == version), None)
@@ -145,7 +164,7 @@ def tasks(state: ClusterState) -> dict[str, Task]:
     return state.table(TASKS)
 
 
-def spec_of(by_name: Mapping[str, Service], task: Task) -> Optional[ServiceSpec]:
+def spec_of(by_name: Mapping[str, Service], task: Task) -> ServiceSpec | None:
     """The spec version `task` was made from, or None when that version or its service is
     gone (a service created later under the same name is another service)."""
     service = by_name.get(task.service)
@@ -156,11 +175,14 @@ def spec_of(by_name: Mapping[str, Service], task: Task) -> Optional[ServiceSpec]
 
 def tasks_of(state: ClusterState, service: str) -> list[Task]:
     """A service's tasks (by name, including those of a deleted one), by slot then age."""
-    return sorted((t for t in tasks(state).values() if t.service == service),
-                  key=lambda t: (t.slot, t.node_id, t.created_at, t.id))
+    return sorted(
+        (t for t in tasks(state).values() if t.service == service),
+        key=lambda t: (t.slot, t.node_id, t.created_at, t.id),
+    )
 
 
 # -- commands ----------------------------------------------------------------------------
+
 
 @command("service.create")
 @dataclass(frozen=True, slots=True)
@@ -231,9 +253,9 @@ class TaskReport:
     state: AgentState
     message: str = ""
     error: str = ""
-    exit_code: Optional[int] = None
-    health: Optional[Health] = None
-    endpoint: Optional[Endpoint] = None
+    exit_code: int | None = None
+    health: Health | None = None
+    endpoint: Endpoint | None = None
     runtime_id: str = ""
 
 
@@ -270,7 +292,7 @@ class ReportTaskStatus:
 
 # Checks of a spec against other tables (do the secrets it names exist?), registered by
 # the modules that own those tables.
-SPEC_CHECKS: list[Callable[[ClusterState, ServiceSpec], Optional[Result]]] = []
+SPEC_CHECKS: list[Callable[[ClusterState, ServiceSpec], Result | None]] = []
 
 
 # Called with a service's name after it is created, updated or deleted, by the modules whose
@@ -283,32 +305,40 @@ def _service_changed(state: ClusterState, name: str) -> None:
         hook(state, name)
 
 
-def spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def spec_problem(state: ClusterState, spec: ServiceSpec) -> Result | None:
     """Why `spec` cannot run in this state (a bad field, a secret that is not there)."""
     errors = spec_errors(spec)
     if errors:
         return Result.fail(str(errors[0]), 400)
     return _quota_problem(state, spec) or next(
-        filter(None, (check(state, spec) for check in SPEC_CHECKS)), None)
+        filter(None, (check(state, spec) for check in SPEC_CHECKS)), None
+    )
 
 
-def _quota_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def _quota_problem(state: ClusterState, spec: ServiceSpec) -> Result | None:
     table = services(state)
     if spec.name not in table and len(table) >= MAX_SERVICES:
-        return Result.fail(f"name: the cluster holds {MAX_SERVICES} services, its quota; "
-                           "remove one first", 422)
+        return Result.fail(
+            f"name: the cluster holds {MAX_SERVICES} services, its quota; remove one first", 422
+        )
     if spec.mode != "replicated":
         return None
-    others = sum(s.spec.replicas for s in table.values()
-                 if s.name != spec.name and s.spec.mode == "replicated")
+    others = sum(
+        s.spec.replicas
+        for s in table.values()
+        if s.name != spec.name and s.spec.mode == "replicated"
+    )
     if others + spec.replicas > MAX_CLUSTER_REPLICAS:
-        return Result.fail(f"replicas: the other services run {others} replicas; with "
-                           f"{spec.replicas} more the cluster would pass its quota of "
-                           f"{MAX_CLUSTER_REPLICAS}", 422)
+        return Result.fail(
+            f"replicas: the other services run {others} replicas; with "
+            f"{spec.replicas} more the cluster would pass its quota of "
+            f"{MAX_CLUSTER_REPLICAS}",
+            422,
+        )
     return None
 
 
-def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Result | None:
     """Ingress ports listen on every node, so two services cannot publish the same one."""
     mine = {(p.published, p.protocol) for p in spec.ports if p.mode == "ingress" and p.published}
     for other in services(state).values():
@@ -316,8 +346,11 @@ def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Optional[Result
             continue
         for p in other.spec.ports:
             if p.mode == "ingress" and (p.published, p.protocol) in mine:
-                return Result.fail(f"ports: {p.published}/{p.protocol} is already published by "
-                                   f"service {other.name!r}", 409)
+                return Result.fail(
+                    f"ports: {p.published}/{p.protocol} is already published by "
+                    f"service {other.name!r}",
+                    409,
+                )
     return None
 
 
@@ -346,34 +379,51 @@ def _update_service(state: ClusterState, cmd: UpdateService) -> Result:
     return update_spec(state, cmd.spec, cmd.at, cmd.expected_version)
 
 
-def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_version: int = 0,
-                rollout: Optional[Rollout] = None) -> Result:
+def update_spec(
+    state: ClusterState,
+    spec: ServiceSpec,
+    at: float,
+    expected_version: int = 0,
+    rollout: Rollout | None = None,
+) -> Result:
     """Make `spec` the service's new version (the old one joins the history); a rollback
     passes the `rollout` that starts with it."""
     old = services(state).get(spec.name)
     if old is None:
         return Result.fail(f"no such service {spec.name!r}", 404)
     if expected_version and expected_version != old.version:
-        return Result.fail(f"service {old.name!r} is at version {old.version}, not "
-                           f"{expected_version}: read it again and retry", 409)
+        return Result.fail(
+            f"service {old.name!r} is at version {old.version}, not "
+            f"{expected_version}: read it again and retry",
+            409,
+        )
     if spec == old.spec:
         return Result(True, value={"id": old.id, "version": old.version, "changed": False})
     if old.spec.job is not None or spec.job is not None:
         kind = "a job" if old.spec.job is not None else "a service"
-        return Result.fail(f"{spec.name!r} is {kind}: a job's spec cannot change, and a service "
-                           "cannot become a job; remove it and run it again", 409)
+        return Result.fail(
+            f"{spec.name!r} is {kind}: a job's spec cannot change, and a service "
+            "cannot become a job; remove it and run it again",
+            409,
+        )
     problem = spec_problem(state, spec) or _ingress_conflict(state, spec)
     if problem:
         return problem
     history = (old.history + (SpecVersion(old.version, old.spec),))[-SPEC_HISTORY:]
-    new = dataclasses.replace(old, spec=spec, version=old.version + 1, updated_at=at,
-                              history=history, rollout=rollout or old.rollout)
+    new = dataclasses.replace(
+        old,
+        spec=spec,
+        version=old.version + 1,
+        updated_at=at,
+        history=history,
+        rollout=rollout or old.rollout,
+    )
     services(state)[new.name] = new
     _service_changed(state, new.name)
     return Result(True, value={"id": new.id, "version": new.version, "changed": True})
 
 
-def stopped(task: Task, reason: str, at: float, node: Optional[Node]) -> Task:
+def stopped(task: Task, reason: str, at: float, node: Node | None) -> Task:
     """`task` told to shut down. A task that never reached a node is over at once; one on a
     node that is down or gone is orphaned (its agent stops it if the node comes back)."""
     state = task.state
@@ -384,8 +434,14 @@ def stopped(task: Task, reason: str, at: float, node: Optional[Node]) -> Task:
     ended = state != task.state
     if task.desired == "shutdown" and not ended:
         return task
-    return dataclasses.replace(task, desired="shutdown", state=state, message=reason, updated_at=at,
-                               finished_at=at if ended else task.finished_at)
+    return dataclasses.replace(
+        task,
+        desired="shutdown",
+        state=state,
+        message=reason,
+        updated_at=at,
+        finished_at=at if ended else task.finished_at,
+    )
 
 
 @handles(DeleteService)
@@ -409,8 +465,10 @@ def remove_service(state: ClusterState, service: Service, reason: str, at: float
 
 # -- task handlers -------------------------------------------------------------------------
 
-def placement_problem(room: Optional[NodeRoom], task: Task, spec: Optional[ServiceSpec],
-                      fits: dict[tuple, TaskFit]) -> str:
+
+def placement_problem(
+    room: NodeRoom | None, task: Task, spec: ServiceSpec | None, fits: dict[tuple, TaskFit]
+) -> str:
     """Why `task` cannot be placed on the node of `room` now, or "" when it can. `fits`
     caches the checks per kind of task: a round assigns many identical ones."""
     if room is None:
@@ -462,13 +520,19 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
     for task in cmd.create:
         service = by_name.get(task.service)
         key = (task.service_id, task.slot_key)
-        reason = ("task id is taken" if task.id in table
-                  else "service is gone" if service is None or service.id != task.service_id
-                  else "a new task must be pending with desired state running"
-                  if task.state != "pending" or task.desired != "running"
-                  else _move_problem(table, task, in_slot.get(key, 0)) if task.replaces
-                  else f"slot {task.slot_key} already has a task" if occupied.get(key, 0) >= task.spec_version
-                  else "")
+        reason = (
+            "task id is taken"
+            if task.id in table
+            else "service is gone"
+            if service is None or service.id != task.service_id
+            else "a new task must be pending with desired state running"
+            if task.state != "pending" or task.desired != "running"
+            else _move_problem(table, task, in_slot.get(key, 0))
+            if task.replaces
+            else f"slot {task.slot_key} already has a task"
+            if occupied.get(key, 0) >= task.spec_version
+            else ""
+        )
         if reason:
             rejected.append([task.id, reason])
             continue
@@ -477,7 +541,9 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         in_slot[key] = in_slot.get(key, 0) + 1
         counts["created"] += 1
 
-    rooms = rooms_of(node_table, table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
+    rooms = (
+        rooms_of(node_table, table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
+    )
     fits: dict[tuple, TaskFit] = {}
     for assignment in cmd.assign:
         task = table.get(assignment.task_id)
@@ -485,16 +551,20 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
             rejected.append([assignment.task_id, "no pending task to assign"])
             continue
         spec = spec_of(by_name, task)
-        problem = ("a global task runs only on its own node"
-                   if task.slot == 0 and task.node_id != assignment.node_id
-                   else placement_problem(rooms.get(assignment.node_id), task, spec, fits))
+        problem = (
+            "a global task runs only on its own node"
+            if task.slot == 0 and task.node_id != assignment.node_id
+            else placement_problem(rooms.get(assignment.node_id), task, spec, fits)
+        )
         if problem:
             rejected.append([task.id, problem])
-            table[task.id] = dataclasses.replace(task, message=f"placement rejected: {problem}",
-                                                 updated_at=cmd.at)
+            table[task.id] = dataclasses.replace(
+                task, message=f"placement rejected: {problem}", updated_at=cmd.at
+            )
             continue
-        task = dataclasses.replace(task, node_id=assignment.node_id, state="assigned", message="",
-                                   updated_at=cmd.at)
+        task = dataclasses.replace(
+            task, node_id=assignment.node_id, state="assigned", message="", updated_at=cmd.at
+        )
         table[task.id] = task
         rooms[task.node_id].add(task)
         counts["assigned"] += 1
@@ -521,7 +591,7 @@ def _move_problem(table: dict[str, Task], task: Task, running_in_slot: int) -> s
     return ""
 
 
-def _report_problem(task: Optional[Task], node_id: str, report: TaskReport) -> str:
+def _report_problem(task: Task | None, node_id: str, report: TaskReport) -> str:
     if task is None:
         return "no such task"
     if task.node_id != node_id or task.state == "pending":
@@ -553,7 +623,9 @@ def _report(state: ClusterState, cmd: ReportTaskStatus) -> Result:
             state=report.state,
             **fields,
             updated_at=cmd.at if changed else task.updated_at,
-            started_at=cmd.at if report.state == "running" and not task.started_at else task.started_at,
+            started_at=cmd.at
+            if report.state == "running" and not task.started_at
+            else task.started_at,
             finished_at=cmd.at if ended else task.finished_at,
         )
         applied += 1

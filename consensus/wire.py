@@ -12,8 +12,9 @@ import enum
 import math
 import types
 import typing
-from functools import lru_cache
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from functools import cache
+from typing import Any, Union
 
 
 class WireError(ValueError):
@@ -29,8 +30,10 @@ class WireError(ValueError):
         no path down and place an error only when one is raised: building a path string
         for every value of a 100,000-row command cost more than checking the values."""
         inner = "" if self.field == "<root>" else self.field
-        return WireError(inner and (path + inner if inner.startswith("[") else _join(path, inner))
-                         or path, self.reason)
+        return WireError(
+            inner and (path + inner if inner.startswith("[") else _join(path, inner)) or path,
+            self.reason,
+        )
 
 
 def to_plain(value: Any) -> Any:
@@ -55,10 +58,10 @@ def to_plain(value: Any) -> Any:
 # Snapshots and large commands convert 100k rows: look each class's shape up once, by type.
 _PLAIN_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
 _UNSEEN = object()
-_FIELD_NAMES: dict[type, Optional[tuple[str, ...]]] = {}
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
 
 
-def _field_names(cls: type) -> Optional[tuple[str, ...]]:
+def _field_names(cls: type) -> tuple[str, ...] | None:
     if dataclasses.is_dataclass(cls):
         return tuple(f.name for f in dataclasses.fields(cls))
     return None
@@ -68,8 +71,15 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               bytes: "bytes", dict: "an object", list: "a list"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    bytes: "bytes",
+    dict: "an object",
+    list: "a list",
+}
 
 Converter = Callable[[Any, str], Any]
 
@@ -83,7 +93,7 @@ def from_plain(tp: Any, value: Any, path: str = "", *, strict: bool = True) -> A
     return _converter(tp, strict)(value, path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _converter(tp: Any, strict: bool) -> Converter:
     """The conversion for `tp`, worked out once per type: checking a value then costs only
     the checks themselves, which matters for snapshots and commands of 100k rows."""
@@ -143,15 +153,21 @@ def _literal(allowed: tuple) -> Converter:
 def _dataclass(tp: type, strict: bool) -> Converter:
     # Field conversions are looked up on first use, so a class may refer to itself. The shape
     # is set in one assignment: another thread converting meanwhile never sees half of it.
-    shape: Optional[tuple[list[tuple[str, Converter, bool]], frozenset[str]]] = None
+    shape: tuple[list[tuple[str, Converter, bool]], frozenset[str]] | None = None
 
     def convert(value: Any, path: str) -> Any:
         nonlocal shape
         if shape is None:
             hints = typing.get_type_hints(tp)
-            fields = [(f.name, _converter(hints[f.name], strict),
-                       f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-                      for f in dataclasses.fields(tp) if f.init]
+            fields = [
+                (
+                    f.name,
+                    _converter(hints[f.name], strict),
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                )
+                for f in dataclasses.fields(tp)
+                if f.init
+            ]
             shape = (fields, frozenset(name for name, _, _ in fields))
         plan, known = shape
         if not isinstance(value, dict):
@@ -237,8 +253,9 @@ def finite_float(value: int | float, path: str) -> float:
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise WireError(path, f"must be a finite number of at most about 1e308, "
-                              f"not {_excerpt(value)}")
+        raise WireError(
+            path, f"must be a finite number of at most about 1e308, not {_excerpt(value)}"
+        )
     return number
 
 

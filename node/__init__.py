@@ -25,8 +25,11 @@ def import_aiohttp_for_a_node() -> None:
     """
     if "aiohttp.connector" in sys.modules:
         return
-    overrides = {"SSL_CERT_FILE": os.devnull, "SSL_CERT_DIR": os.devnull,
-                 "FROZENLIST_NO_EXTENSIONS": "1"}
+    overrides = {
+        "SSL_CERT_FILE": os.devnull,
+        "SSL_CERT_DIR": os.devnull,
+        "FROZENLIST_NO_EXTENSIONS": "1",
+    }
     saved = {name: os.environ.get(name) for name in overrides}
     os.environ.update(overrides)
     try:

@@ -6,32 +6,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Any, AsyncIterator, Mapping, Optional
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 
-from node.cli.lean_client import (INDEX_HEADER, KNOWN_LEADER_HEADER, UNIX_PREFIX, ApiError,
-                              Unreachable, base_url, decode)
+from node.cli.lean_client import (
+    INDEX_HEADER,
+    KNOWN_LEADER_HEADER,
+    UNIX_PREFIX,
+    ApiError,
+    Unreachable,
+    base_url,
+    decode,
+)
 from node.local_socket import reachable
 
-__all__ = ["ApiError", "INDEX_HEADER", "KNOWN_LEADER_HEADER", "ShoalClient", "UNIX_PREFIX",
-           "Unreachable", "base_url"]
+__all__ = [
+    "ApiError",
+    "INDEX_HEADER",
+    "KNOWN_LEADER_HEADER",
+    "ShoalClient",
+    "UNIX_PREFIX",
+    "Unreachable",
+    "base_url",
+]
 # Idle pooled connections are dropped before the server's idle timeout (node.api.listen)
 # closes them: a request sent on a connection the server is closing would fail.
 CLIENT_KEEPALIVE = 4.0
 
 
 class ShoalClient:
-    def __init__(self, addr: str, token: Optional[str] = None, *, timeout: float = 10.0,
-                 session: Optional[aiohttp.ClientSession] = None,
-                 headers: Optional[dict[str, str]] = None, stale: bool = False) -> None:
+    def __init__(
+        self,
+        addr: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        session: aiohttp.ClientSession | None = None,
+        headers: dict[str, str] | None = None,
+        stale: bool = False,
+    ) -> None:
         self.base = base_url(addr)
-        self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
+        self._unix = addr[len(UNIX_PREFIX) :] if addr.startswith(UNIX_PREFIX) else None
         self._paths = contextlib.ExitStack()
         # Reads answer from the asked node's copy instead of a linearizable read.
         self._read_params = {"stale": "1"} if stale else {}
-        self._headers = {**(headers or {}),
-                         **({"Authorization": f"Bearer {token}"} if token else {})}
+        self._headers = {
+            **(headers or {}),
+            **({"Authorization": f"Bearer {token}"} if token else {}),
+        }
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
@@ -64,16 +88,31 @@ class ShoalClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 
-    async def request(self, method: str, path: str, *, json_body: Any = None,
-                      data: Optional[bytes] = None, params: Optional[dict] = None,
-                      content_type: Optional[str] = None) -> Any:
-        body, _ = await self._exchange(method, path, json_body=json_body, data=data,
-                                       params=params, content_type=content_type)
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: bytes | None = None,
+        params: dict | None = None,
+        content_type: str | None = None,
+    ) -> Any:
+        body, _ = await self._exchange(
+            method, path, json_body=json_body, data=data, params=params, content_type=content_type
+        )
         return body
 
-    async def _exchange(self, method: str, path: str, *, json_body: Any = None,
-                        data: Optional[bytes] = None, params: Optional[dict] = None,
-                        content_type: Optional[str] = None) -> tuple[Any, Mapping[str, str]]:
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: bytes | None = None,
+        params: dict | None = None,
+        content_type: str | None = None,
+    ) -> tuple[Any, Mapping[str, str]]:
         headers = dict(self._headers)
         if content_type:
             headers["Content-Type"] = content_type
@@ -81,22 +120,28 @@ class ShoalClient:
             params = {**(params or {}), **self._read_params}
         try:
             session = await self._sess()
-            async with session.request(method, self.base + path, json=json_body, data=data,
-                                       params=params, headers=headers) as resp:
+            async with session.request(
+                method, self.base + path, json=json_body, data=data, params=params, headers=headers
+            ) as resp:
                 text = await resp.text()
                 return decode(resp.status, text), resp.headers
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
-            raise Unreachable(f"cannot reach the Shoal API at {self.base}: "
-                              f"{exc.__class__.__name__} {exc}".rstrip()) from None
+        except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+            raise Unreachable(
+                f"cannot reach the Shoal API at {self.base}: "
+                f"{exc.__class__.__name__} {exc}".rstrip()
+            ) from None
 
     async def get_at_index(self, path: str, **params: Any) -> tuple[Any, int]:
         """GET `path` and the index of the state it was served from (`X-Shoal-Index`)."""
         body, headers = await self._exchange(
-            "GET", path, params={k: str(v) for k, v in params.items()} or None)
+            "GET", path, params={k: str(v) for k, v in params.items()} or None
+        )
         return body, int(headers.get(INDEX_HEADER, "0"))
 
     async def get(self, path: str, **params: Any) -> Any:
-        return await self.request("GET", path, params={k: str(v) for k, v in params.items()} or None)
+        return await self.request(
+            "GET", path, params={k: str(v) for k, v in params.items()} or None
+        )
 
     async def post(self, path: str, body: Any = None) -> Any:
         return await self.request("POST", path, json_body=body)
@@ -105,15 +150,20 @@ class ShoalClient:
         return await self.request("PATCH", path, json_body=body)
 
     async def delete(self, path: str, **params: Any) -> Any:
-        return await self.request("DELETE", path, params={k: str(v) for k, v in params.items()} or None)
+        return await self.request(
+            "DELETE", path, params={k: str(v) for k, v in params.items()} or None
+        )
 
     async def stream_lines(self, path: str, **params: Any) -> AsyncIterator[str]:
         """Yield lines of a streaming response (logs, events)."""
         try:
             session = await self._sess()
-            async with session.get(self.base + path, params={**params, **self._read_params},
-                                   headers=self._headers,
-                                   timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            async with session.get(
+                self.base + path,
+                params={**params, **self._read_params},
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=None),
+            ) as resp:
                 if resp.status >= 400:
                     decode(resp.status, await resp.text())
                 async for raw in resp.content:

@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # `shoal node --help` reads the defaults below without loading these
     from node.security import ClusterKeys, NodeCredentials
@@ -126,7 +126,7 @@ class Identity:
 @dataclass(frozen=True, slots=True)
 class Stored:
     config: NodeConfig
-    identity: Optional[Identity] = None
+    identity: Identity | None = None
 
 
 def new_node_id() -> str:
@@ -137,7 +137,7 @@ def new_node_key() -> str:
     return secrets.token_hex(32)
 
 
-def load(data_dir: str) -> Optional[Stored]:
+def load(data_dir: str) -> Stored | None:
     path = os.path.join(data_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return None

@@ -7,10 +7,11 @@ command, so a forward retried after a lost answer is applied at most once.
 from __future__ import annotations
 
 import asyncio
-import time
 import itertools
 import secrets
-from typing import Any, Callable, Optional
+import time
+from collections.abc import Callable
+from typing import Any
 
 from consensus import codec
 from consensus.model import Node
@@ -30,8 +31,13 @@ WRITE_TIMEOUT = 5.0
 
 
 class ControlPlane:
-    def __init__(self, raft: RaftNode, api_token: str, credentials: NodeCredentials,
-                 observe_commit: Callable[[float], None] = lambda seconds: None) -> None:
+    def __init__(
+        self,
+        raft: RaftNode,
+        api_token: str,
+        credentials: NodeCredentials,
+        observe_commit: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
         """`observe_commit` is told how long each committed write took, forwarding included."""
         self.raft = raft
         self._observe_commit = observe_commit
@@ -43,7 +49,7 @@ class ControlPlane:
         self._credentials = credentials
         self._clients: dict[str, ShoalClient] = {}
 
-    def node_by_raft_address(self, address: Optional[str]) -> Optional[Node]:
+    def node_by_raft_address(self, address: str | None) -> Node | None:
         if address is None:
             return None
         with self.raft.read() as state:
@@ -52,15 +58,17 @@ class ControlPlane:
                     return node
         return None
 
-    def leader_node(self) -> Optional[Node]:
+    def leader_node(self) -> Node | None:
         return self.node_by_raft_address(self.raft.leader())
 
-    async def wait_for_leader(self, timeout: float = WRITE_TIMEOUT) -> Optional[Node]:
+    async def wait_for_leader(self, timeout: float = WRITE_TIMEOUT) -> Node | None:
         """The leader's node record, waiting out an election in progress."""
         deadline = time.monotonic() + timeout
         seen = self.raft.version
         while (leader := self.leader_node()) is None and time.monotonic() < deadline:
-            seen = await self.raft.wait_changed(seen, timeout=min(0.25, deadline - time.monotonic()))
+            seen = await self.raft.wait_changed(
+                seen, timeout=min(0.25, deadline - time.monotonic())
+            )
         return leader
 
     def client_for(self, node: Node) -> ShoalClient:
@@ -69,8 +77,12 @@ class ControlPlane:
     def client_at(self, api_address: str) -> ShoalClient:
         client = self._clients.get(api_address)
         if client is None:
-            client = ShoalClient(api_address, self._api_token, timeout=WRITE_TIMEOUT,
-                                 headers=self._credentials.headers)
+            client = ShoalClient(
+                api_address,
+                self._api_token,
+                timeout=WRITE_TIMEOUT,
+                headers=self._credentials.headers,
+            )
             self._clients[api_address] = client
         return client
 
@@ -115,7 +127,7 @@ class ControlPlane:
             seen = await self.raft.wait_changed(seen, timeout=min(0.25, max(remaining, 0.01)))
         raise NoQuorum(f"no quorum: could not commit within {timeout:g} s ({last_error})")
 
-    async def leader_elsewhere(self) -> Optional[Node]:
+    async def leader_elsewhere(self) -> Node | None:
         """The leader's node record when another node leads, None when this one does;
         NoQuorum when no leader is elected within the write timeout."""
         leader = await self.wait_for_leader()
@@ -125,7 +137,7 @@ class ControlPlane:
             return None
         return leader
 
-    async def relay(self, leader: Node, method: str, path: str, body: Optional[bytes]) -> Any:
+    async def relay(self, leader: Node, method: str, path: str, body: bytes | None) -> Any:
         """The leader's answer to a whole request that only the leader may carry out (a join,
         a voter change, removing a node). Such a request is several steps, not one command
         with an id, so it is sent once and never resent to a later leader as a command is.
@@ -135,7 +147,7 @@ class ControlPlane:
         await self.catch_up((await client.get("/v1/cluster"))["applied"])
         return answer
 
-    async def catch_up(self, index: int, deadline: Optional[float] = None) -> None:
+    async def catch_up(self, index: int, deadline: float | None = None) -> None:
         """Wait (briefly, bounded) until this node has applied `index` commands: a node
         that forwarded a write answers only once its own reads show it."""
         deadline = deadline if deadline is not None else time.monotonic() + WRITE_TIMEOUT
@@ -146,19 +158,17 @@ class ControlPlane:
                     return
             seen = await self.raft.wait_changed(seen, timeout=deadline - time.monotonic())
 
-    async def _forward_while_leading(self, leader: Node, data: bytes,
-                                     remaining: float) -> Result:
+    async def _forward_while_leading(self, leader: Node, data: bytes, remaining: float) -> Result:
         """Forward to `leader`, but give up on it as soon as this node knows another leader:
         a leader that was paused or cut off holds the request until the deadline, while its
         successor can commit it now. The request id makes the resend idempotent."""
         forward = asyncio.ensure_future(self._forward(leader, data, remaining))
-        moved: Optional[asyncio.Future] = None
+        moved: asyncio.Future | None = None
         seen = self.raft.version
         try:
             while True:
                 moved = asyncio.ensure_future(self.raft.wait_changed(seen))
-                done, _ = await asyncio.wait({forward, moved},
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({forward, moved}, return_when=asyncio.FIRST_COMPLETED)
                 if forward in done:
                     return forward.result()
                 seen = moved.result()
@@ -174,11 +184,15 @@ class ControlPlane:
         client = self.client_for(leader)
         try:
             raw = await asyncio.wait_for(
-                client.request("POST", "/v1/internal/propose", data=data,
-                               content_type=COMMAND_TYPE),
-                timeout=remaining)
-        except asyncio.TimeoutError:
-            raise NoQuorum(f"no quorum: leader {leader.name} did not commit within the deadline") from None
+                client.request(
+                    "POST", "/v1/internal/propose", data=data, content_type=COMMAND_TYPE
+                ),
+                timeout=remaining,
+            )
+        except TimeoutError:
+            raise NoQuorum(
+                f"no quorum: leader {leader.name} did not commit within the deadline"
+            ) from None
         except ApiError as exc:
             if exc.status == 421:
                 raise NotLeader(exc.message) from None

@@ -13,17 +13,16 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 import msgpack
 
 from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode, voters
 from consensus.wire import from_plain, to_plain
+from node.api.http_util import HttpError, result_or_raise
 from node.client import ApiError, ShoalClient, Unreachable
 from node.config import NodeConfig
 from node.control import ControlPlane
-from node.api.http_util import HttpError, result_or_raise
 from node.security import ClusterKeys
 
 log = logging.getLogger(__name__)
@@ -46,8 +45,9 @@ class JoinRequest:
     at: float = 0.0
 
     def signed_payload(self) -> bytes:
-        return msgpack.packb([self.cluster_id, to_plain(self.node), self.nonce, self.at],
-                             use_bin_type=True)
+        return msgpack.packb(
+            [self.cluster_id, to_plain(self.node), self.nonce, self.at], use_bin_type=True
+        )
 
     def signed(self, keys: ClusterKeys) -> JoinRequest:
         """Signed afresh, with a new nonce and the time: each attempt is a new request."""
@@ -62,11 +62,13 @@ class JoinGuard:
         self._window = window
         self._seen: dict[str, float] = {}
 
-    def problem(self, request: JoinRequest, now: float) -> Optional[str]:
+    def problem(self, request: JoinRequest, now: float) -> str | None:
         self._seen = {n: t for n, t in self._seen.items() if t > now - 2 * self._window}
         if abs(now - request.at) > self._window:
-            return (f"join refused: it was signed {now - request.at:+.0f} s from now, outside "
-                    f"the {self._window:.0f} s window (replayed, or the clocks differ)")
+            return (
+                f"join refused: it was signed {now - request.at:+.0f} s from now, outside "
+                f"the {self._window:.0f} s window (replayed, or the clocks differ)"
+            )
         if len(request.nonce) < 16 or request.nonce in self._seen:
             return "join refused: this join request was seen before (replayed)"
         self._seen[request.nonce] = now
@@ -80,8 +82,9 @@ class JoinAccepted:
     voters: tuple[str, ...] = field(default_factory=tuple)
 
 
-async def request_join(target: str, keys: ClusterKeys, node: Node,
-                       patience: float = JOIN_PATIENCE) -> JoinAccepted:
+async def request_join(
+    target: str, keys: ClusterKeys, node: Node, patience: float = JOIN_PATIENCE
+) -> JoinAccepted:
     """Client side: ask the cluster at `target` (HOST:APIPORT) to admit `node`. Machines are
     often started together, so an unreachable target or one without a leader yet is asked
     again for `patience` seconds; a refusal (wrong token) is final at once."""
@@ -102,33 +105,57 @@ async def request_join(target: str, keys: ClusterKeys, node: Node,
             delay = min(delay * 2, 2.0)
 
 
-async def accept_join(control: ControlPlane, keys: ClusterKeys, guard: JoinGuard,
-                      request: JoinRequest) -> JoinAccepted:
+async def accept_join(
+    control: ControlPlane, keys: ClusterKeys, guard: JoinGuard, request: JoinRequest
+) -> JoinAccepted:
     """Leader side: check the proof, the time and the nonce, commit the node as a member,
     answer with the voters."""
     if request.cluster_id != keys.cluster_id or not keys.check_join_proof(
-            request.signed_payload(), request.proof):
-        raise HttpError(403, "join refused: wrong join token for this cluster "
-                             "(get the right one with `shoal cluster token` on a member)")
+        request.signed_payload(), request.proof
+    ):
+        raise HttpError(
+            403,
+            "join refused: wrong join token for this cluster "
+            "(get the right one with `shoal cluster token` on a member)",
+        )
     replayed = guard.problem(request, time.time())
     if replayed:
         raise HttpError(403, replayed, "nonce")
     if len(request.node.key_hash) != 64:
-        raise HttpError(400, "a joining node must register the hash of its own key (a node "
-                             "of an older version cannot join this cluster)", "node.key_hash")
+        raise HttpError(
+            400,
+            "a joining node must register the hash of its own key (a node "
+            "of an older version cannot join this cluster)",
+            "node.key_hash",
+        )
     # Not ready yet: it has no state and runs nothing until it catches up (see liveness).
-    node = replace(request.node, role="member", status="joining", availability="active",
-                   joined_at=time.time(), status_changed_at=time.time())
+    node = replace(
+        request.node,
+        role="member",
+        status="joining",
+        availability="active",
+        joined_at=time.time(),
+        status_changed_at=time.time(),
+    )
     result_or_raise(await control.submit(RegisterNode(node)))
     with control.raft.read() as state:
         addresses = tuple(v.raft_address for v in voters(state))
     return JoinAccepted(node.id, keys.cluster_id, addresses)
 
 
-def local_node(node_id: str, config: NodeConfig, resources: Resources, runtime: str,
-               key_hash: str) -> Node:
+def local_node(
+    node_id: str, config: NodeConfig, resources: Resources, runtime: str, key_hash: str
+) -> Node:
     """This node's registration record from its config and fingerprint."""
-    return Node(id=node_id, name=config.name, address=config.advertise,
-                api_port=config.api_port, raft_port=config.raft_port,
-                gossip_port=config.gossip_port, labels=dict(config.labels),
-                resources=resources, runtime=runtime, key_hash=key_hash)
+    return Node(
+        id=node_id,
+        name=config.name,
+        address=config.advertise,
+        api_port=config.api_port,
+        raft_port=config.raft_port,
+        gossip_port=config.gossip_port,
+        labels=dict(config.labels),
+        resources=resources,
+        runtime=runtime,
+        key_hash=key_hash,
+    )

@@ -13,7 +13,7 @@ import os
 import socket
 import stat
 import struct
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 SOCKET_FILE = "shoal.sock"
 _MAX_PATH = 107
@@ -58,7 +58,7 @@ def bind_socket(path: str) -> socket.socket:
     return sock
 
 
-def peer_uid(sock: Optional[socket.socket]) -> Optional[int]:
+def peer_uid(sock: socket.socket | None) -> int | None:
     """The uid of the process at the other end of a unix socket (SO_PEERCRED)."""
     if sock is None or sock.family != socket.AF_UNIX:
         return None

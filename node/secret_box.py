@@ -36,16 +36,20 @@ class SecretBox:
 
     def seal(self, name: str, plaintext: bytes) -> bytes:
         nonce = os.urandom(_NONCE)
-        return bytes([VERSION]) + nonce + self._aead.encrypt(nonce, plaintext, self._associated(name))
+        return (
+            bytes([VERSION]) + nonce + self._aead.encrypt(nonce, plaintext, self._associated(name))
+        )
 
     def open(self, name: str, sealed: bytes) -> bytes:
         if len(sealed) < SEAL_OVERHEAD:
             raise SecretSealError(f"data: {len(sealed)} bytes is shorter than a sealed secret")
         if sealed[0] != VERSION:
             raise SecretSealError(f"data.version: unsupported sealed-secret version {sealed[0]}")
-        nonce, body = sealed[1:1 + _NONCE], sealed[1 + _NONCE:]
+        nonce, body = sealed[1 : 1 + _NONCE], sealed[1 + _NONCE :]
         try:
             return self._aead.decrypt(nonce, body, self._associated(name))
         except InvalidTag:
-            raise SecretSealError(f"secret {name!r} does not open: tampered, stored under "
-                                  "another name, or sealed by another cluster") from None
+            raise SecretSealError(
+                f"secret {name!r} does not open: tampered, stored under "
+                "another name, or sealed by another cluster"
+            ) from None

@@ -65,8 +65,10 @@ class ClusterKeys:
     def from_token(token: str) -> ClusterKeys:
         match = _TOKEN_RE.match(token.strip())
         if not match:
-            raise TokenError("malformed join token: expected SHOAL1-<cluster id>-<secret>, "
-                             "as printed by `shoal cluster token`")
+            raise TokenError(
+                "malformed join token: expected SHOAL1-<cluster id>-<secret>, "
+                "as printed by `shoal cluster token`"
+            )
         secret = base64.b32decode(match.group(2) + "====")
         return ClusterKeys(match.group(1), secret)
 
@@ -97,5 +99,6 @@ class ClusterKeys:
 
     def check_api_token(self, presented: str) -> bool:
         # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError).
-        return hmac.compare_digest(self.api_token.encode(),
-                                   presented.encode("utf-8", "surrogateescape"))
+        return hmac.compare_digest(
+            self.api_token.encode(), presented.encode("utf-8", "surrogateescape")
+        )

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -41,9 +41,9 @@ from node.loops.wake import RateLimitedWake
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
 from node.overlay.view import seats
-from node.secret_box import SecretBox
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
+from node.secret_box import SecretBox
 from node.security import ClusterKeys, key_hash
 from node.telemetry import Sources, Telemetry
 from scheduler import SchedulerLoop, StateView
@@ -66,14 +66,18 @@ SCHEDULER_MIN_INTERVAL = 0.05
 
 def offered_resources(config: NodeConfig, fingerprint: NodeFingerprint) -> Resources:
     """What the node offers the scheduler: the fingerprint unless the operator capped it."""
-    return Resources(config.cpus_millis or fingerprint.cpu_millis,
-                     config.memory_bytes or fingerprint.memory_bytes)
+    return Resources(
+        config.cpus_millis or fingerprint.cpu_millis,
+        config.memory_bytes or fingerprint.memory_bytes,
+    )
 
 
-def node_record(node_id: str, config: NodeConfig, fingerprint: NodeFingerprint,
-                key_hash: str) -> Node:
-    return local_node(node_id, config, offered_resources(config, fingerprint),
-                      fingerprint.runtime, key_hash)
+def node_record(
+    node_id: str, config: NodeConfig, fingerprint: NodeFingerprint, key_hash: str
+) -> Node:
+    return local_node(
+        node_id, config, offered_resources(config, fingerprint), fingerprint.runtime, key_hash
+    )
 
 
 class ShoalNode:
@@ -85,77 +89,137 @@ class ShoalNode:
         self.keys: ClusterKeys = self.identity.keys
         self.node_id = self.identity.node_id
         self.telemetry = Telemetry()
-        self.raft = RaftNode(data_dir=self.config.data_dir, address=self.config.raft_address,
-                             password=self.keys.raft_password,
-                             observe_apply=self.telemetry.raft_apply_seconds.observe,
-                             tuning=RaftTuning(
-                                 compaction_min_entries=self.config.snapshot_entries,
-                                 compaction_min_time=self.config.snapshot_interval))
-        self.control = ControlPlane(self.raft, self.keys.api_token, self.identity.credentials,
-                                    observe_commit=self.telemetry.raft_commit_seconds.observe)
+        self.raft = RaftNode(
+            data_dir=self.config.data_dir,
+            address=self.config.raft_address,
+            password=self.keys.raft_password,
+            observe_apply=self.telemetry.raft_apply_seconds.observe,
+            tuning=RaftTuning(
+                compaction_min_entries=self.config.snapshot_entries,
+                compaction_min_time=self.config.snapshot_interval,
+            ),
+        )
+        self.control = ControlPlane(
+            self.raft,
+            self.keys.api_token,
+            self.identity.credentials,
+            observe_commit=self.telemetry.raft_commit_seconds.observe,
+        )
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
-        self.gossip = GossipService(GossipServiceConfig(
-            node_id=self.node_id, secret=self.keys.secret, host=self.config.advertise,
-            port=self.config.gossip_port, gossip=NODE_GOSSIP,
-            meta={"api_port": self.config.api_port, "raft_port": self.config.raft_port,
-                  INGRESS_META: self.config.ingress_host}))
+        self.gossip = GossipService(
+            GossipServiceConfig(
+                node_id=self.node_id,
+                secret=self.keys.secret,
+                host=self.config.advertise,
+                port=self.config.gossip_port,
+                gossip=NODE_GOSSIP,
+                meta={
+                    "api_port": self.config.api_port,
+                    "raft_port": self.config.raft_port,
+                    INGRESS_META: self.config.ingress_host,
+                },
+            )
+        )
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         files = FileOpener(self.raft.read, SecretBox(self.keys.secret), self.node_id)
-        self.overlay: Optional[Overlay] = None
+        self.overlay: Overlay | None = None
         if self.config.overlay and driver.name != "docker":
-            log.error("--overlay needs the Docker runtime and this node runs %s: it takes no part "
-                      "in overlay networks", driver.name)
+            log.error(
+                "--overlay needs the Docker runtime and this node runs %s: it takes no part "
+                "in overlay networks",
+                driver.name,
+            )
         elif self.config.overlay:
             self.overlay = self._make_overlay()
-        self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
-                           changed=self.raft.subscribe(), submit=self.control.submit,
-                           advertise=self.config.task_address,
-                           dns_servers=task_dns_servers(self.config.advertise,
-                                                        self.config.dns_port),
-                           fill_files=files.fill,
-                           seats=(lambda state: seats(state, self.node_id)) if self.overlay else None,
-                           networks_ready=self.overlay.networks_ready if self.overlay else None)
-        self.mesh = Mesh(MeshConfig(node_id=self.node_id, ingress_address=self.config.ingress_host,
-                                    dns_address=self.config.advertise,
-                                    dns_port=self.config.dns_port,
-                                    dataplane=self.config.lb_dataplane),
-                         gossip=self.gossip, read_state=self.raft.read,
-                         subscribe=self.raft.subscribe, on_report=self.agent.on_report)
+        self.agent = Agent(
+            node_id=self.node_id,
+            driver=driver,
+            read_state=self.raft.read,
+            changed=self.raft.subscribe(),
+            submit=self.control.submit,
+            advertise=self.config.task_address,
+            dns_servers=task_dns_servers(self.config.advertise, self.config.dns_port),
+            fill_files=files.fill,
+            seats=(lambda state: seats(state, self.node_id)) if self.overlay else None,
+            networks_ready=self.overlay.networks_ready if self.overlay else None,
+        )
+        self.mesh = Mesh(
+            MeshConfig(
+                node_id=self.node_id,
+                ingress_address=self.config.ingress_host,
+                dns_address=self.config.advertise,
+                dns_port=self.config.dns_port,
+                dataplane=self.config.lb_dataplane,
+            ),
+            gossip=self.gossip,
+            read_state=self.raft.read,
+            subscribe=self.raft.subscribe,
+            on_report=self.agent.on_report,
+        )
         self.events = EventFeed(self._capture_view, self.raft.subscribe())
-        self.metrics = MetricsReporter(node_id=self.node_id, read_state=self.raft.read,
-                                       driver=driver, ingress_stats=self.mesh.ingress_stats,
-                                       submit=self.control.submit,
-                                       interval=self.config.metrics_interval)
-        self.autoscaler = Autoscaler(read_state=self.raft.read, changed=self.raft.subscribe(),
-                                     propose=self.control.submit, is_leader=self.raft.is_leader,
-                                     max_age=STALE_INTERVALS * self.config.metrics_interval)
+        self.metrics = MetricsReporter(
+            node_id=self.node_id,
+            read_state=self.raft.read,
+            driver=driver,
+            ingress_stats=self.mesh.ingress_stats,
+            submit=self.control.submit,
+            interval=self.config.metrics_interval,
+        )
+        self.autoscaler = Autoscaler(
+            read_state=self.raft.read,
+            changed=self.raft.subscribe(),
+            propose=self.control.submit,
+            is_leader=self.raft.is_leader,
+            max_age=STALE_INTERVALS * self.config.metrics_interval,
+        )
         self._scheduler_wake = asyncio.Event()
-        self.scheduler = SchedulerLoop(read_state=self._capture_view,
-                                       changed=self._scheduler_wake,
-                                       propose=self.control.submit, is_leader=self.raft.is_leader,
-                                       observe_round=self.telemetry.scheduler_round_seconds.observe)
+        self.scheduler = SchedulerLoop(
+            read_state=self._capture_view,
+            changed=self._scheduler_wake,
+            propose=self.control.submit,
+            is_leader=self.raft.is_leader,
+            observe_round=self.telemetry.scheduler_round_seconds.observe,
+        )
         # The loops this node runs once it holds the cluster's state, each until cancelled.
         self.loops: list[Loop] = [
-            RegistrationLoop(self.control, self.node_id, record=self._record,
-                             alone=lambda: not self.identity.voters[1:],
-                             cluster_id=self.keys.cluster_id,
-                             overlay_cidr=self.config.overlay_cidr),
+            RegistrationLoop(
+                self.control,
+                self.node_id,
+                record=self._record,
+                alone=lambda: not self.identity.voters[1:],
+                cluster_id=self.keys.cluster_id,
+                overlay_cidr=self.config.overlay_cidr,
+            ),
             VoterMemoryLoop(self.raft, lambda: self.identity, self._save_identity),
-            self.voters, self.scheduler,
+            self.voters,
+            self.scheduler,
             RateLimitedWake(self.raft.subscribe(), self._scheduler_wake, SCHEDULER_MIN_INTERVAL),
             GossipJoinLoop(self.raft, self.gossip, self.node_id),
-            self.liveness, self.agent, self.events, self.metrics, self.autoscaler,
-            LeaderChangeLoop(self.telemetry.raft_leader_changes, self.raft.subscribe(),
-                             self.raft.leader),
-            self.mesh, *([self.overlay] if self.overlay is not None else [])]
-        self.telemetry.watch(Sources(
-            raft_status=self.raft.status, read_state=self.raft.read,
-            gossip_members=self.gossip.members, gossip_stats=lambda: self.gossip.stats,
-            ingress_stats=self.mesh.ingress_stats, scheduler_rounds=lambda: self.scheduler.rounds))
+            self.liveness,
+            self.agent,
+            self.events,
+            self.metrics,
+            self.autoscaler,
+            LeaderChangeLoop(
+                self.telemetry.raft_leader_changes, self.raft.subscribe(), self.raft.leader
+            ),
+            self.mesh,
+            *([self.overlay] if self.overlay is not None else []),
+        ]
+        self.telemetry.watch(
+            Sources(
+                raft_status=self.raft.status,
+                read_state=self.raft.read,
+                gossip_members=self.gossip.members,
+                gossip_stats=lambda: self.gossip.stats,
+                ingress_stats=self.mesh.ingress_stats,
+                scheduler_rounds=lambda: self.scheduler.rounds,
+            )
+        )
         self._stop = asyncio.Event()
         self._stop_reason = ""
         self._left_cluster = False
-        self._runner: Optional[web.AppRunner] = None
+        self._runner: web.AppRunner | None = None
         self._listeners: list[asyncio.AbstractServer] = []
         self.connection_limits = ConnectionLimits()
         self.join_guard = JoinGuard()
@@ -172,17 +236,30 @@ class ShoalNode:
         if not upstreams:
             with contextlib.suppress(OSError), open("/etc/resolv.conf") as conf:
                 upstreams = upstreams_from(conf.read())
-        config = OverlayConfig(node_id=self.node_id, local_address=self.config.advertise,
-                               vxlan_port=self.config.vxlan_port, upstreams=upstreams)
-        return Overlay(config, gossip=self.gossip, read_state=self.raft.read,
-                       subscribe=self.raft.subscribe,
-                       networks=DockerNetworks(docker.from_env(), self.node_id),
-                       ipsec_key=self.keys.overlay_ipsec_key)
+        config = OverlayConfig(
+            node_id=self.node_id,
+            local_address=self.config.advertise,
+            vxlan_port=self.config.vxlan_port,
+            upstreams=upstreams,
+        )
+        return Overlay(
+            config,
+            gossip=self.gossip,
+            read_state=self.raft.read,
+            subscribe=self.raft.subscribe,
+            networks=DockerNetworks(docker.from_env(), self.node_id),
+            ipsec_key=self.keys.overlay_ipsec_key,
+        )
 
     # -- creating or joining a cluster -------------------------------------------------
     @staticmethod
-    async def prepare(config: NodeConfig, node_id: str, fingerprint: NodeFingerprint,
-                      join: Optional[str], token: Optional[str]) -> Stored:
+    async def prepare(
+        config: NodeConfig,
+        node_id: str,
+        fingerprint: NodeFingerprint,
+        join: str | None,
+        token: str | None,
+    ) -> Stored:
         """Load the node's identity, or create it by bootstrapping or joining a cluster.
         Nothing is saved until a join has been accepted, so a refused join can be retried."""
         stored = cfg.load(config.data_dir)
@@ -198,20 +275,28 @@ class ShoalNode:
             keys = ClusterKeys.from_token(token or "")
             record = node_record(node_id, config, fingerprint, key_hash(node_key))
             accepted = await request_join(join, keys, record)
-            identity = Identity(node_id, keys.cluster_id, keys.secret.hex(), "member",
-                                accepted.voters, node_key)
+            identity = Identity(
+                node_id, keys.cluster_id, keys.secret.hex(), "member", accepted.voters, node_key
+            )
         else:
             keys = ClusterKeys.generate()
-            identity = Identity(node_id, keys.cluster_id, keys.secret.hex(), "voter",
-                                (config.raft_address,), node_key)
+            identity = Identity(
+                node_id,
+                keys.cluster_id,
+                keys.secret.hex(),
+                "voter",
+                (config.raft_address,),
+                node_key,
+            )
         stored = Stored(config, identity)
         cfg.save(stored)
         cfg.write_token(config.data_dir, keys)
         return stored
 
     def _record(self) -> Node:
-        return node_record(self.node_id, self.config, self.fingerprint,
-                           self.identity.credentials.key_hash)
+        return node_record(
+            self.node_id, self.config, self.fingerprint, self.identity.credentials.key_hash
+        )
 
     def _capture_view(self) -> StateView:
         with self.raft.read() as state:
@@ -237,8 +322,13 @@ class ShoalNode:
             await self.mesh.start()
             if self.overlay is not None:
                 await self.overlay.start()
-            log.info("node %s (%s) serving the API on %s:%d", self.config.name, self.node_id,
-                     self.config.advertise, self.config.api_port)
+            log.info(
+                "node %s (%s) serving the API on %s:%d",
+                self.config.name,
+                self.node_id,
+                self.config.advertise,
+                self.config.api_port,
+            )
             async with asyncio.TaskGroup() as tasks:
                 running = [tasks.create_task(each.run()) for each in self.loops]
                 await self._stop.wait()
@@ -255,11 +345,16 @@ class ShoalNode:
         async with asyncio.TaskGroup() as tasks:
             caught_up = tasks.create_task(self.raft.wait_caught_up())
             stopping = tasks.create_task(self._stop.wait())
-            demoted = tasks.create_task(DemotionLoop(
-                self.control, self.node_id, self.config.raft_address,
-                become_member=lambda voters: self.set_raft_role("member", voters),
-                remembered_voters=self.identity.voter_apis,
-                own_api=self.config.api_address).run())
+            demoted = tasks.create_task(
+                DemotionLoop(
+                    self.control,
+                    self.node_id,
+                    self.config.raft_address,
+                    become_member=lambda voters: self.set_raft_role("member", voters),
+                    remembered_voters=self.identity.voter_apis,
+                    own_api=self.config.api_address,
+                ).run()
+            )
             await asyncio.wait((caught_up, stopping), return_when=asyncio.FIRST_COMPLETED)
             caught_up.cancel()
             stopping.cancel()
@@ -276,20 +371,31 @@ class ShoalNode:
 
     async def _start_api(self) -> None:
         app = build_app(self)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
-                                   # a client that leaves a followed log stream ends its reader
-                                   handler_cancellation=True, **runner_options())
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=2.0,
+            # a client that leaves a followed log stream ends its reader
+            handler_cancellation=True,
+            **runner_options(),
+        )
         await self._runner.setup()
-        self._listeners = await listen(self._runner, self.connection_limits,
-                                       host=self.config.advertise, port=self.config.api_port,
-                                       socket_path=socket_path(self.config.data_dir))
+        self._listeners = await listen(
+            self._runner,
+            self.connection_limits,
+            host=self.config.advertise,
+            port=self.config.api_port,
+            socket_path=socket_path(self.config.data_dir),
+        )
 
     async def _shutdown(self) -> None:
         await self.mesh.stop()
         if self.overlay is not None:
             try:
-                await asyncio.wait_for(self.overlay.stop(teardown=self._left_cluster), SHUTDOWN_TIMEOUT)
-            except asyncio.TimeoutError:
+                await asyncio.wait_for(
+                    self.overlay.stop(teardown=self._left_cluster), SHUTDOWN_TIMEOUT
+                )
+            except TimeoutError:
                 log.warning("overlay: did not stop within %g s", SHUTDOWN_TIMEOUT)
         # Tell the others we are leaving, so they need not wait for a failure verdict.
         with contextlib.suppress(Exception):
@@ -318,12 +424,12 @@ class ShoalNode:
                 return
             log.info("raft role %s -> %s (voters %s)", self.raft.role, role, voter_addresses)
             self.raft.start(role, voter_addresses, fresh=True)  # type: ignore[arg-type]
-            self._save_identity(dataclasses.replace(self.identity, role=role,
-                                                    voters=tuple(voter_addresses)))
+            self._save_identity(
+                dataclasses.replace(self.identity, role=role, voters=tuple(voter_addresses))
+            )
 
     async def tell_removed(self, node: Node) -> None:
         try:
             await self.control.client_for(node).post("/v1/internal/removed")
         except (ApiError, Unreachable) as exc:
             log.info("removed node %s did not answer: %s", node.name, exc)
-

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter as Tally
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator
+from typing import ContextManager
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -33,8 +34,8 @@ from netoverlay.lb.stats import ServiceStats
 # Methods the API serves; anything else is counted as "other", so a client cannot grow the
 # label set.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_FAST = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0)
-_SLOW = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0)
+_FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+_SLOW = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -54,23 +55,40 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.raft_apply_seconds = Histogram(
-            "shoal_raft_apply_seconds", "Time to apply one committed entry to the state",
-            buckets=_FAST, registry=r)
+            "shoal_raft_apply_seconds",
+            "Time to apply one committed entry to the state",
+            buckets=_FAST,
+            registry=r,
+        )
         self.raft_commit_seconds = Histogram(
             "shoal_raft_commit_seconds",
             "Time from proposing a write through this node until it is committed (forwarded "
-            "to the leader when this node does not lead)", buckets=_SLOW, registry=r)
+            "to the leader when this node does not lead)",
+            buckets=_SLOW,
+            registry=r,
+        )
         self.raft_leader_changes = Counter(
-            "shoal_raft_leader_changes", "Times this node saw a new Raft leader", registry=r)
+            "shoal_raft_leader_changes", "Times this node saw a new Raft leader", registry=r
+        )
         self.api_requests = Counter(
-            "shoal_api_requests", "API requests answered, by route template and status",
-            ["method", "route", "status"], registry=r)
+            "shoal_api_requests",
+            "API requests answered, by route template and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
         self.api_request_seconds = Histogram(
-            "shoal_api_request_duration_seconds", "Time to answer an API request (streams: "
-            "until they end)", ["method", "route"], buckets=_SLOW, registry=r)
+            "shoal_api_request_duration_seconds",
+            "Time to answer an API request (streams: until they end)",
+            ["method", "route"],
+            buckets=_SLOW,
+            registry=r,
+        )
         self.scheduler_round_seconds = Histogram(
             "shoal_scheduler_round_duration_seconds",
-            "Time to plan one scheduling round on the leader", buckets=_SLOW, registry=r)
+            "Time to plan one scheduling round on the leader",
+            buckets=_SLOW,
+            registry=r,
+        )
         ProcessCollector(namespace="shoal", registry=r)
 
     def watch(self, sources: Sources) -> None:
@@ -106,7 +124,8 @@ class Telemetry:
                 route = _route(request)
                 self.api_requests.labels(method, route, str(status)).inc()
                 self.api_request_seconds.labels(method, route).observe(
-                    time.perf_counter() - started)
+                    time.perf_counter() - started
+                )
 
         return count_requests
 
@@ -134,26 +153,39 @@ class _Levels:
     def _raft(self) -> Iterator[Metric]:
         status = self._s.raft_status()
         for name, doc, value in (
-                ("term", "Current Raft term: every election raises it, so its increase is the "
-                 "number of elections", status.term),
-                ("leader", "1 if this node is the Raft leader", int(status.is_leader)),
-                ("has_quorum", "1 if this node's replica sees a quorum", int(status.has_quorum)),
-                ("commit_index", "Index of the last committed Raft entry", status.commit_index),
-                ("applied_index", "Index of the last Raft entry this node applied",
-                 status.last_applied),
-                ("voter", "1 if this node is a Raft voter", int(status.role == "voter"))):
+            (
+                "term",
+                "Current Raft term: every election raises it, so its increase is the "
+                "number of elections",
+                status.term,
+            ),
+            ("leader", "1 if this node is the Raft leader", int(status.is_leader)),
+            ("has_quorum", "1 if this node's replica sees a quorum", int(status.has_quorum)),
+            ("commit_index", "Index of the last committed Raft entry", status.commit_index),
+            (
+                "applied_index",
+                "Index of the last Raft entry this node applied",
+                status.last_applied,
+            ),
+            ("voter", "1 if this node is a Raft voter", int(status.role == "voter")),
+        ):
             yield GaugeMetricFamily(f"shoal_raft_{name}", doc, value=value)
-        yield CounterMetricFamily("shoal_scheduler_rounds", "Scheduling rounds this node "
-                                  "planned and proposed as leader",
-                                  value=self._s.scheduler_rounds())
+        yield CounterMetricFamily(
+            "shoal_scheduler_rounds",
+            "Scheduling rounds this node planned and proposed as leader",
+            value=self._s.scheduler_rounds(),
+        )
 
     def _state(self) -> Iterator[Metric]:
         with self._s.read_state() as state:
             by_state = Tally((t.service, t.state) for t in tasks(state).values())
             by_status = Tally(n.status for n in nodes(state).values())
             service_count = len(services(state))
-        task_gauge = GaugeMetricFamily("shoal_tasks", "Tasks in the cluster state by service "
-                                       "and state", labels=["service", "state"])
+        task_gauge = GaugeMetricFamily(
+            "shoal_tasks",
+            "Tasks in the cluster state by service and state",
+            labels=["service", "state"],
+        )
         for (service, state_name), count in sorted(by_state.items()):
             task_gauge.add_metric([service, state_name], count)
         yield task_gauge
@@ -161,44 +193,66 @@ class _Levels:
         for status in NodeStatus.__args__:  # type: ignore[attr-defined]
             node_gauge.add_metric([status], by_status.get(status, 0))
         yield node_gauge
-        yield GaugeMetricFamily("shoal_services", "Services in the cluster state",
-                                value=service_count)
+        yield GaugeMetricFamily(
+            "shoal_services", "Services in the cluster state", value=service_count
+        )
 
     def _gossip(self) -> Iterator[Metric]:
         by_state = Tally(m.state for m in self._s.gossip_members())
-        members = GaugeMetricFamily("shoal_gossip_members", "Gossip members this node knows, "
-                                    "by the state it believes them in", labels=["state"])
+        members = GaugeMetricFamily(
+            "shoal_gossip_members",
+            "Gossip members this node knows, by the state it believes them in",
+            labels=["state"],
+        )
         for state in MemberState:
             members.add_metric([state.value], by_state.get(state, 0))
         yield members
         stats = self._s.gossip_stats()
-        for direction, packets, size in (("sent", stats.sent_packets, stats.sent_bytes),
-                                         ("received", stats.received_packets,
-                                          stats.received_bytes)):
-            yield CounterMetricFamily(f"shoal_gossip_packets_{direction}",
-                                      f"Gossip packets {direction}", value=packets)
-            yield CounterMetricFamily(f"shoal_gossip_{direction}_bytes",
-                                      f"Gossip bytes {direction}", value=size)
-        dropped = CounterMetricFamily("shoal_gossip_packets_dropped", "Gossip packets dropped, "
-                                      "by reason", labels=["reason"])
-        for reason, value in (("malformed", stats.dropped_malformed),
-                              ("unauthenticated", stats.dropped_auth),
-                              ("replayed", stats.dropped_replay)):
+        for direction, packets, size in (
+            ("sent", stats.sent_packets, stats.sent_bytes),
+            ("received", stats.received_packets, stats.received_bytes),
+        ):
+            yield CounterMetricFamily(
+                f"shoal_gossip_packets_{direction}", f"Gossip packets {direction}", value=packets
+            )
+            yield CounterMetricFamily(
+                f"shoal_gossip_{direction}_bytes", f"Gossip bytes {direction}", value=size
+            )
+        dropped = CounterMetricFamily(
+            "shoal_gossip_packets_dropped", "Gossip packets dropped, by reason", labels=["reason"]
+        )
+        for reason, value in (
+            ("malformed", stats.dropped_malformed),
+            ("unauthenticated", stats.dropped_auth),
+            ("replayed", stats.dropped_replay),
+        ):
             dropped.add_metric([reason], value)
         yield dropped
 
     def _load_balancer(self) -> Iterator[Metric]:
         labels = ["service", "port"]
-        total = CounterMetricFamily("shoal_lb_connections", "Connections the routing mesh "
-                                    "accepted, by service and published port", labels=labels)
-        active = GaugeMetricFamily("shoal_lb_connections_active", "Connections the routing "
-                                   "mesh holds open", labels=labels)
-        moved = CounterMetricFamily("shoal_lb", "Bytes the routing mesh forwarded",
-                                    labels=[*labels, "direction"], unit="bytes")
-        errors = CounterMetricFamily("shoal_lb_errors", "Routing mesh failures: connect "
-                                     "attempts to a backend that failed (each retry counted), "
-                                     "and client connections closed because no backend could "
-                                     "be reached (rejected)", labels=[*labels, "kind"])
+        total = CounterMetricFamily(
+            "shoal_lb_connections",
+            "Connections the routing mesh accepted, by service and published port",
+            labels=labels,
+        )
+        active = GaugeMetricFamily(
+            "shoal_lb_connections_active", "Connections the routing mesh holds open", labels=labels
+        )
+        moved = CounterMetricFamily(
+            "shoal_lb",
+            "Bytes the routing mesh forwarded",
+            labels=[*labels, "direction"],
+            unit="bytes",
+        )
+        errors = CounterMetricFamily(
+            "shoal_lb_errors",
+            "Routing mesh failures: connect "
+            "attempts to a backend that failed (each retry counted), "
+            "and client connections closed because no backend could "
+            "be reached (rejected)",
+            labels=[*labels, "kind"],
+        )
         for port, s in sorted(self._s.ingress_stats().items()):
             where = [s.service, str(port)]
             total.add_metric(where, s.connections_total)
@@ -208,4 +262,3 @@ class _Levels:
             errors.add_metric([*where, "connect"], s.connect_failures)
             errors.add_metric([*where, "rejected"], s.rejected)
         yield from (total, active, moved, errors)
-

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime
 import math
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from croniter import croniter
 from croniter.croniter import CroniterError
@@ -25,9 +25,9 @@ MAX_YEARS_BETWEEN_RUNS = 5
 
 @dataclass(frozen=True, slots=True)
 class CronDecision:
-    fire: Optional[float] = None  # the scheduled time to start a run for now
-    wake_at: Optional[float] = None  # when to decide again if nothing changes first
-    missed: Optional[float] = None  # a scheduled time let go: past its starting deadline
+    fire: float | None = None  # the scheduled time to start a run for now
+    wake_at: float | None = None  # when to decide again if nothing changes first
+    missed: float | None = None  # a scheduled time let go: past its starting deadline
 
 
 def _times(schedule: str, timezone: str, at: float) -> croniter:
@@ -43,8 +43,10 @@ def schedule_problem(schedule: str, timezone: str, now: float) -> str:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return f"timezone: unknown time zone {timezone!r} (use a name such as Europe/Paris or UTC)"
     if not croniter.is_valid(schedule):
-        return (f"schedule: {schedule!r} is not a cron schedule: five fields (minute hour "
-                "day-of-month month day-of-week), an optional sixth for seconds, or @hourly etc.")
+        return (
+            f"schedule: {schedule!r} is not a cron schedule: five fields (minute hour "
+            "day-of-month month day-of-week), an optional sixth for seconds, or @hourly etc."
+        )
     try:
         _times(schedule, timezone, now).get_next(float)
     except CroniterError:
@@ -52,7 +54,7 @@ def schedule_problem(schedule: str, timezone: str, now: float) -> str:
     return ""
 
 
-def next_time(cron: Cron, after: float) -> Optional[float]:
+def next_time(cron: Cron, after: float) -> float | None:
     """The first scheduled time after `after`, or None when there is none."""
     try:
         return _times(cron.spec.schedule, cron.spec.timezone, after).get_next(float)
@@ -80,11 +82,12 @@ def decide(cron: Cron, now: float, active: bool) -> CronDecision:
     return CronDecision(fire=latest, wake_at=upcoming)
 
 
-def plan_crons(crons: dict[str, Cron], active: set[str], now: float,
-               new_id: Callable[[], str]) -> tuple[tuple[FireCron, ...], Optional[float]]:
+def plan_crons(
+    crons: dict[str, Cron], active: set[str], now: float, new_id: Callable[[], str]
+) -> tuple[tuple[FireCron, ...], float | None]:
     """The runs to start now and when to look again; `active`: crons with a run going."""
     fires: list[FireCron] = []
-    wake_at: Optional[float] = None
+    wake_at: float | None = None
     for name in sorted(crons):
         cron = crons[name]
         decision = decide(cron, now, name in active)

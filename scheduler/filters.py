@@ -6,7 +6,7 @@ unmet on 2 nodes`.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from consensus.fit import TaskFit
 from consensus.services import ServiceSpec

@@ -6,7 +6,7 @@ scoring reads."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from consensus.fit import NodeRoom
 from consensus.model import Node

@@ -7,8 +7,8 @@ round's view still while Raft goes on applying commands to the live state.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
 
 from consensus.changes import Change
 from consensus.crons import Cron, crons
@@ -33,10 +33,17 @@ class StateView:
     @classmethod
     def capture(cls, state: ClusterState) -> StateView:
         """Copy what scheduling reads. Call it where no command is being applied meanwhile."""
-        return cls(state.cluster, dict(nodes(state)), dict(services(state)), dict(tasks(state)),
-                   state.applied, state.changes.snapshot(), dict(crons(state)))
+        return cls(
+            state.cluster,
+            dict(nodes(state)),
+            dict(services(state)),
+            dict(tasks(state)),
+            state.applied,
+            state.changes.snapshot(),
+            dict(crons(state)),
+        )
 
-    def spec_of(self, task: Task) -> Optional[ServiceSpec]:
+    def spec_of(self, task: Task) -> ServiceSpec | None:
         return spec_of(self.services, task)
 
     def tasks_by_service(self) -> dict[str, list[Task]]:

@@ -9,7 +9,7 @@ then a dict lookup and one node.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 from consensus.services import ServiceSpec
 from consensus.tasks import Assignment, Explanation, Task
@@ -24,21 +24,24 @@ class SlotHomes:
 
     def __init__(self, view: StateView) -> None:
         self._view = view
-        self._homes: Optional[dict[SlotKey, str]] = None
+        self._homes: dict[SlotKey, str] | None = None
 
-    def of(self, task: Task) -> Optional[str]:
+    def of(self, task: Task) -> str | None:
         if self._homes is None:
             sticky = {s.id for s in self._view.services.values() if keeps_local_data(s.spec)}
-            self._homes = slot_homes(self._view.tasks.values(), sticky, self._view.spec_of) \
-                if sticky else {}
+            self._homes = (
+                slot_homes(self._view.tasks.values(), sticky, self._view.spec_of) if sticky else {}
+            )
         return self._homes.get((task.service_id, task.slot))
 
 
-def home_problem(home_id: str, info: Optional[NodeInfo], pipeline: Pipeline) -> str:
+def home_problem(home_id: str, info: NodeInfo | None, pipeline: Pipeline) -> str:
     """Why the slot's home node cannot take the task now, or "" when it can."""
     if info is None:
-        return (f"the data of its named volumes is on node {home_id}, which has left the cluster: set "
-                "volume_affinity none to start the task elsewhere on an empty volume")
+        return (
+            f"the data of its named volumes is on node {home_id}, which has left the cluster: set "
+            "volume_affinity none to start the task elsewhere on an empty volume"
+        )
     node = info.node
     if node.status != "ready":
         return f"the data of its named volumes is on node {node.name}, which is {node.status}"
@@ -50,8 +53,9 @@ def home_problem(home_id: str, info: Optional[NodeInfo], pipeline: Pipeline) -> 
     return ""
 
 
-def place_at_homes(batch: Sequence[Task], spec: ServiceSpec, homes: SlotHomes,
-                   infos: Mapping[str, NodeInfo]) -> tuple[list[Task], list[Assignment], list[Explanation]]:
+def place_at_homes(
+    batch: Sequence[Task], spec: ServiceSpec, homes: SlotHomes, infos: Mapping[str, NodeInfo]
+) -> tuple[list[Task], list[Assignment], list[Explanation]]:
     """Place the tasks of `batch` whose slot has a home on it; returns the tasks without a
     home (free to go anywhere), the placements and the tasks that must wait."""
     if not keeps_local_data(spec):

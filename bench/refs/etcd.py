@@ -23,8 +23,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.refs.support import Processes, ensure_debian
 from bench.load import figures_of_run, latency, run_control_plane, throughput
+from bench.refs.support import Processes, ensure_debian
 
 HOST = "127.0.0.1"
 VALUE = base64.b64encode(b"v" * 100).decode()
@@ -54,18 +54,38 @@ class EtcdCluster:
         return f"http://{HOST}:{self.client_ports[i]}"
 
     def start(self) -> None:
-        initial = ",".join(f"{name}=http://{HOST}:{port}"
-                           for name, port in zip(self.names, self.peer_ports))
+        initial = ",".join(
+            f"{name}=http://{HOST}:{port}" for name, port in zip(self.names, self.peer_ports)
+        )
         for i, name in enumerate(self.names):
-            self.members.append(self.procs.start([
-                "etcd", "--name", name, "--data-dir", str(self.work / name),
-                "--listen-client-urls", self.client_url(i),
-                "--advertise-client-urls", self.client_url(i),
-                "--listen-peer-urls", f"http://{HOST}:{self.peer_ports[i]}",
-                "--initial-advertise-peer-urls", f"http://{HOST}:{self.peer_ports[i]}",
-                "--initial-cluster", initial, "--initial-cluster-token", "shoal-bench",
-                "--initial-cluster-state", "new", "--log-level", "error",
-            ], self.work / f"{name}.log"))
+            self.members.append(
+                self.procs.start(
+                    [
+                        "etcd",
+                        "--name",
+                        name,
+                        "--data-dir",
+                        str(self.work / name),
+                        "--listen-client-urls",
+                        self.client_url(i),
+                        "--advertise-client-urls",
+                        self.client_url(i),
+                        "--listen-peer-urls",
+                        f"http://{HOST}:{self.peer_ports[i]}",
+                        "--initial-advertise-peer-urls",
+                        f"http://{HOST}:{self.peer_ports[i]}",
+                        "--initial-cluster",
+                        initial,
+                        "--initial-cluster-token",
+                        "shoal-bench",
+                        "--initial-cluster-state",
+                        "new",
+                        "--log-level",
+                        "error",
+                    ],
+                    self.work / f"{name}.log",
+                )
+            )
 
     async def leader_index(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> int:
         """The member every live member names leader (etcd's status names it by member id)."""
@@ -76,12 +96,15 @@ class EtcdCluster:
                 if proc.poll() is not None:
                     continue
                 try:
-                    async with session.post(f"{self.client_url(i)}/v3/maintenance/status",
-                                            json={}, timeout=WRITE_TIMEOUT) as resp:
+                    async with session.post(
+                        f"{self.client_url(i)}/v3/maintenance/status",
+                        json={},
+                        timeout=WRITE_TIMEOUT,
+                    ) as resp:
                         status = await resp.json()
                     ids[status["header"]["member_id"]] = i
                     leaders.add(status.get("leader"))
-                except (aiohttp.ClientError, asyncio.TimeoutError, KeyError):
+                except (TimeoutError, aiohttp.ClientError, KeyError):
                     leaders.add(None)
             if len(leaders) == 1 and (leader := leaders.pop()) in ids:
                 return ids[leader]
@@ -95,8 +118,9 @@ async def _put_to(url: str, session: aiohttp.ClientSession, n: int) -> bool:
 
 async def put(session: aiohttp.ClientSession, url: str, n: int) -> bool:
     key = base64.b64encode(f"bench/{n % 1000}".encode()).decode()
-    async with session.post(f"{url}/v3/kv/put", json={"key": key, "value": VALUE},
-                            timeout=WRITE_TIMEOUT) as resp:
+    async with session.post(
+        f"{url}/v3/kv/put", json={"key": key, "value": VALUE}, timeout=WRITE_TIMEOUT
+    ) as resp:
         await resp.read()
         return resp.status == 200
 
@@ -118,7 +142,7 @@ async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession) -> floa
             if await put(session, survivors[n % len(survivors)], n) and not done_at:
                 done_at.append(time.monotonic())
                 committed.set()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
 
     killed = time.monotonic()
@@ -130,7 +154,7 @@ async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession) -> floa
             try:
                 await asyncio.wait_for(committed.wait(), ATTEMPT_EVERY)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if time.monotonic() - killed > FAILOVER_LIMIT:
                     raise RuntimeError(f"no write committed {FAILOVER_LIMIT:g} s after the kill")
     return done_at[0] - killed

@@ -13,15 +13,24 @@ import asyncio
 import logging
 import struct
 import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, fields
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any
 
-from netoverlay.crypto import OVERHEAD, SealError, Sealer, derive_key
+from netoverlay.crypto import OVERHEAD, Sealer, SealError, derive_key
 from netoverlay.gossip import codec
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.core import GossipCore
-from netoverlay.gossip.model import (Address, Event, Member, Outbound, SyncRequest,
-                                     SyncResponse, TableEntry, TableEvent)
+from netoverlay.gossip.model import (
+    Address,
+    Event,
+    Member,
+    Outbound,
+    SyncRequest,
+    SyncResponse,
+    TableEntry,
+    TableEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +131,17 @@ class GossipService:
         gossip = config.gossip
         if gossip.packet_overhead < OVERHEAD:
             raise ValueError(f"gossip.packet_overhead: must be at least {OVERHEAD} (the sealing)")
-        self._core = GossipCore(gossip, config.node_id, config.advertise or (config.host, config.port),
-                                now=loop.time(), seed=config.seed, meta=config.meta)
+        self._core = GossipCore(
+            gossip,
+            config.node_id,
+            config.advertise or (config.host, config.port),
+            now=loop.time(),
+            seed=config.seed,
+            meta=config.meta,
+        )
         self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=(config.host, config.port))
+            lambda: _Datagrams(self), local_addr=(config.host, config.port)
+        )
         self._server = await asyncio.start_server(self._serve_stream, config.host, config.port)
         self._timer = asyncio.create_task(self._run_timer(), name=f"gossip-timer-{config.node_id}")
 
@@ -167,8 +183,10 @@ class GossipService:
         self._dispatch(core.leave(self._now()))
         try:
             await asyncio.wait_for(self._drained.wait(), self.config.leave_timeout)
-        except asyncio.TimeoutError:
-            log.info("gossip: leave not fully disseminated within %.1f s", self.config.leave_timeout)
+        except TimeoutError:
+            log.info(
+                "gossip: leave not fully disseminated within %.1f s", self.config.leave_timeout
+            )
 
     # --- queries and local changes -------------------------------------------------------
 
@@ -304,7 +322,7 @@ class GossipService:
                     reply = await self._read_frame(reader)
                 finally:
                     writer.close()
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             self._counters.sync_failures += 1
             log.debug("gossip: push-pull with %s:%s failed: %s", *out.to, exc)
             return False
@@ -314,7 +332,9 @@ class GossipService:
         self._dispatch(self._running().handle(out.to, reply, self._now()))
         return True
 
-    async def _serve_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         peer = writer.get_extra_info("peername")
         if self._inbound >= MAX_INBOUND_STREAMS:
             self._counters.drop("malformed")
@@ -333,7 +353,7 @@ class GossipService:
                 self._dispatch([o for o in outbound if not isinstance(o.message, SyncResponse)])
                 for reply in replies:
                     await self._write_frame(writer, reply.message)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             log.debug("gossip: push-pull from %s failed: %s", peer, exc)
         finally:
             self._inbound -= 1

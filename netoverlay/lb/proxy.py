@@ -12,7 +12,6 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Optional
 
 from netoverlay.lb.picker import Picker
 from netoverlay.lb.proxy_protocol import proxy_v2_header
@@ -35,7 +34,7 @@ class ProxyConfig:
     # stop() waits this long for connect attempts to unwind after cancelling them.
     stop_timeout: float = 5.0
     # Seed for the picker's choices; None seeds from the OS (tests pass one to replay).
-    seed: Optional[int] = None
+    seed: int | None = None
 
 
 class Listener:
@@ -49,13 +48,17 @@ class Listener:
         self.rng = rng
         self.pipes: set[Pipe] = set()
         self._connecting: dict[Pipe, asyncio.Task[None]] = {}
-        self._server: Optional[asyncio.Server] = None
+        self._server: asyncio.Server | None = None
         self._loop = asyncio.get_running_loop()
 
     async def open(self) -> None:
         self._server = await self._loop.create_server(
-            self._accept, self.config.host, self.port.published_port,
-            reuse_address=True, backlog=self.config.backlog)
+            self._accept,
+            self.config.host,
+            self.port.published_port,
+            reuse_address=True,
+            backlog=self.config.backlog,
+        )
 
     def stop_accepting(self) -> None:
         if self._server is not None:
@@ -87,16 +90,22 @@ class Listener:
         finally:
             self._connecting.pop(pipe, None)
 
-    async def _try_endpoint(self, pipe: Pipe, endpoint: Backend) -> Optional[BackendHalf]:
+    async def _try_endpoint(self, pipe: Pipe, endpoint: Backend) -> BackendHalf | None:
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 _, backend = await self._loop.create_connection(
-                    pipe.new_backend, endpoint.address, endpoint.port)
+                    pipe.new_backend, endpoint.address, endpoint.port
+                )
         except (OSError, TimeoutError) as exc:
             self.counters.connect_failures += 1
             self.picker.failed(endpoint, self._loop.time())
-            log.debug("connect to %s:%d for %s failed: %s", endpoint.address, endpoint.port,
-                      self.port.service, exc)
+            log.debug(
+                "connect to %s:%d for %s failed: %s",
+                endpoint.address,
+                endpoint.port,
+                self.port.service,
+                exc,
+            )
             return None
         self.picker.succeeded(endpoint)
         return backend
@@ -110,8 +119,10 @@ class Listener:
         header = b""
         if self.port.proxy_protocol:
             client = pipe.client.transport
-            header = proxy_v2_header(client.get_extra_info("peername"),  # type: ignore[union-attr]
-                                     client.get_extra_info("sockname"))  # type: ignore[union-attr]
+            header = proxy_v2_header(
+                client.get_extra_info("peername"),  # type: ignore[union-attr]
+                client.get_extra_info("sockname"),
+            )  # type: ignore[union-attr]
         pipe.link(backend, header)
 
     def pipe_done(self, pipe: Pipe) -> None:
@@ -133,8 +144,9 @@ class Listener:
         return tasks
 
     def stats(self) -> ServiceStats:
-        return self.counters.snapshot(self.port.service, self.port.published_port,
-                                      self._loop.time())
+        return self.counters.snapshot(
+            self.port.service, self.port.published_port, self._loop.time()
+        )
 
 
 class ProxyDataPlane:
@@ -166,7 +178,9 @@ class ProxyDataPlane:
                     try:
                         await listener.open()
                     except OSError as exc:
-                        self.failed_ports[number] = f"cannot listen on {self.config.host}:{number}: {exc}"
+                        self.failed_ports[number] = (
+                            f"cannot listen on {self.config.host}:{number}: {exc}"
+                        )
                         log.error("%s (service %s)", self.failed_ports[number], port.service)
                         continue
                     self._listeners[number] = listener

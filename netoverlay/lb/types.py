@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 Protocol = Literal["tcp", "udp"]
 PublishMode = Literal["ingress", "host"]
@@ -42,7 +42,7 @@ class Backend:
     weight: int = 1
     # The service port this endpoint serves, for services that publish several; None serves
     # every published port of the service (the common single-port case).
-    target_port: Optional[int] = None
+    target_port: int | None = None
 
     def __post_init__(self) -> None:
         if not self.service:
@@ -78,7 +78,7 @@ class ServicePort:
     # Send a PROXY protocol v2 header first, so the backend sees the client's address.
     proxy_protocol: bool = False
     # Close a connection after this many seconds without traffic; None keeps it forever.
-    idle_timeout: Optional[float] = None
+    idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not self.service:
@@ -90,7 +90,9 @@ class ServicePort:
         if self.mode not in ("ingress", "host"):
             raise ValueError(f"mode: must be 'ingress' or 'host', not {self.mode!r}")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
-            raise ValueError(f"idle_timeout: must be > 0 seconds or absent, not {self.idle_timeout!r}")
+            raise ValueError(
+                f"idle_timeout: must be > 0 seconds or absent, not {self.idle_timeout!r}"
+            )
 
 
 def routed_ports(ports: list[ServicePort]) -> dict[int, ServicePort]:
@@ -105,13 +107,18 @@ def routed_ports(ports: list[ServicePort]) -> dict[int, ServicePort]:
             continue
         other = routed.get(port.published_port)
         if other is not None and other != port:
-            raise ValueError(f"published_port: {port.published_port} is published by both "
-                             f"{other.service!r} and {port.service!r}")
+            raise ValueError(
+                f"published_port: {port.published_port} is published by both "
+                f"{other.service!r} and {port.service!r}"
+            )
         routed[port.published_port] = port
     return routed
 
 
 def endpoints_for(port: ServicePort, endpoints: dict[str, list[Backend]]) -> list[Backend]:
     """The endpoints that serve `port`: its service's, matching its target port."""
-    return [e for e in endpoints.get(port.service, ())
-            if e.target_port is None or e.target_port == port.target_port]
+    return [
+        e
+        for e in endpoints.get(port.service, ())
+        if e.target_port is None or e.target_port == port.target_port
+    ]

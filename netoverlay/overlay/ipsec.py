@@ -97,17 +97,23 @@ class IpsecPlan:
 
 
 @lru_cache(maxsize=4096)  # every sync asks again for the same pairs: derive each once
-def pair_key(base_key: bytes, network_id: str, vni: int, epoch: int, src: str, dst: str) -> tuple[int, bytes]:
+def pair_key(
+    base_key: bytes, network_id: str, vni: int, epoch: int, src: str, dst: str
+) -> tuple[int, bytes]:
     """The SPI and key of one direction of one pair, for one network and key epoch. The SPI
     holds the epoch's low byte, so two epochs of a pair never share an SPI; the kernel
     reserves SPIs below 256."""
     info = f"shoal/overlay-ipsec/{network_id}/{vni}/{epoch}/{src}>{dst}".encode()
-    material = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES + 3, salt=_SALT, info=info).derive(base_key)
+    material = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES + 3, salt=_SALT, info=info).derive(
+        base_key
+    )
     spi = (max(1, int.from_bytes(material[:3], "big")) << 8) | (epoch & 0xFF)
     return spi, material[3:]
 
 
-def _association(base_key: bytes, network: OverlayNetwork, epoch: int, src: str, dst: str) -> SecurityAssociation:
+def _association(
+    base_key: bytes, network: OverlayNetwork, epoch: int, src: str, dst: str
+) -> SecurityAssociation:
     spi, key = pair_key(base_key, network.network_id, network.vni, epoch, src, dst)
     return SecurityAssociation(src, dst, spi, mark(network.vni), key)
 
@@ -169,16 +175,21 @@ class DeletePolicy:
 IpsecStep = AddState | DeleteState | AddPolicy | DeletePolicy
 
 
-def ipsec_steps(wanted: IpsecPlan, states: Iterable[tuple[str, str, int]],
-                policies: Iterable[Policy]) -> list[IpsecStep]:
+def ipsec_steps(
+    wanted: IpsecPlan, states: Iterable[tuple[str, str, int]], policies: Iterable[Policy]
+) -> list[IpsecStep]:
     """The changes that turn what the kernel has (our SAs by (src, dst, spi), our policies)
     into `wanted`, in four runs: new policies (a policy with no SA yet drops its packets:
     nothing leaves in clear), new SAs (a new epoch's is sending before the old one goes),
     then the policies and the SAs no longer wanted."""
     have_states, have_policies = set(states), set(policies)
     wanted_ids = {s.id for s in wanted.states}
-    out: list[IpsecStep] = [AddPolicy(p) for p in sorted(wanted.policies - have_policies, key=_policy_order)]
-    out += [AddState(s) for s in sorted(wanted.states, key=lambda s: s.id) if s.id not in have_states]
+    out: list[IpsecStep] = [
+        AddPolicy(p) for p in sorted(wanted.policies - have_policies, key=_policy_order)
+    ]
+    out += [
+        AddState(s) for s in sorted(wanted.states, key=lambda s: s.id) if s.id not in have_states
+    ]
     out += [DeletePolicy(p) for p in sorted(have_policies - wanted.policies, key=_policy_order)]
     out += [DeleteState(*sid) for sid in sorted(have_states - wanted_ids)]
     return out
@@ -197,8 +208,13 @@ def ipsec_rules(overlay: NodeOverlay) -> list[str]:
     if not vnis:
         return []
     port = overlay.vxlan_port
-    return ["\tchain ipsec_mark {", "\t\ttype route hook output priority mangle; policy accept;",
-            *(f"\t\tudp dport {port} @th,96,24 {vni} meta mark set {mark(vni):#x}" for vni in vnis), "\t}",
-            "\tchain ipsec_guard {", "\t\ttype filter hook input priority filter; policy accept;",
-            f"\t\tudp dport {port} @th,96,24 {{ {', '.join(map(str, vnis))} }} meta secpath missing drop",
-            "\t}"]
+    return [
+        "\tchain ipsec_mark {",
+        "\t\ttype route hook output priority mangle; policy accept;",
+        *(f"\t\tudp dport {port} @th,96,24 {vni} meta mark set {mark(vni):#x}" for vni in vnis),
+        "\t}",
+        "\tchain ipsec_guard {",
+        "\t\ttype filter hook input priority filter; policy accept;",
+        f"\t\tudp dport {port} @th,96,24 {{ {', '.join(map(str, vnis))} }} meta secpath missing drop",
+        "\t}",
+    ]

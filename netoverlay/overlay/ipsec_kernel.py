@@ -60,20 +60,22 @@ def _dump(kind: int) -> list[bytes]:
             offset = 0
             while offset + _HEADER.size <= len(data):
                 length, mtype, _, _, _ = _HEADER.unpack_from(data, offset)
-                body = data[offset + _HEADER.size:offset + length]
+                body = data[offset + _HEADER.size : offset + length]
                 offset += (length + 3) & ~3
                 if mtype == _NLMSG_DONE:
                     return bodies
                 if mtype == _NLMSG_ERROR:
                     code = -struct.unpack_from("=i", body)[0]
                     if code:
-                        raise IpsecKernelError(f"XFRM dump refused: {socket.errno.errorcode.get(code, code)}")
+                        raise IpsecKernelError(
+                            f"XFRM dump refused: {socket.errno.errorcode.get(code, code)}"
+                        )
                     continue
                 bodies.append(body)
 
 
 def _ipv4(body: bytes, offset: int) -> str:
-    return socket.inet_ntoa(body[offset:offset + 4])
+    return socket.inet_ntoa(body[offset : offset + 4])
 
 
 def _attributes(body: bytes, offset: int) -> dict[int, bytes]:
@@ -82,7 +84,7 @@ def _attributes(body: bytes, offset: int) -> dict[int, bytes]:
         length, kind = _ATTR.unpack_from(body, offset)
         if length < _ATTR.size:
             break
-        found[kind & 0x3FFF] = body[offset + _ATTR.size:offset + length]
+        found[kind & 0x3FFF] = body[offset + _ATTR.size : offset + length]
         offset += (length + 3) & ~3
     return found
 
@@ -112,8 +114,14 @@ def read_policies() -> set[Policy]:
         if mark is None or vni_of(struct.unpack_from("=I", mark)[0]) is None:
             continue
         (port,) = struct.unpack_from("!H", body, _SEL_DPORT)
-        found.add(Policy(_ipv4(body, _SEL_SADDR), _ipv4(body, _SEL_DADDR), port,
-                         struct.unpack_from("=I", mark)[0]))
+        found.add(
+            Policy(
+                _ipv4(body, _SEL_SADDR),
+                _ipv4(body, _SEL_DADDR),
+                port,
+                struct.unpack_from("=I", mark)[0],
+            )
+        )
     return found
 
 
@@ -121,17 +129,23 @@ def command(step: IpsecStep) -> str:
     """The `ip` batch line of one step."""
     if isinstance(step, AddState):
         s = step.state
-        return (f"xfrm state add src {s.src} dst {s.dst} proto esp spi {s.spi} reqid {s.reqid} "
-                f"mode transport aead {ALGORITHM} 0x{s.key.hex()} {ICV_BITS}")
+        return (
+            f"xfrm state add src {s.src} dst {s.dst} proto esp spi {s.spi} reqid {s.reqid} "
+            f"mode transport aead {ALGORITHM} 0x{s.key.hex()} {ICV_BITS}"
+        )
     if isinstance(step, DeleteState):
         return f"xfrm state delete src {step.src} dst {step.dst} proto esp spi {step.spi}"
     policy = step.policy
-    selector = (f"src {policy.src}/32 dst {policy.dst}/32 proto udp dport {policy.port} dir out "
-                f"mark {policy.mark} mask 0xffffffff")
+    selector = (
+        f"src {policy.src}/32 dst {policy.dst}/32 proto udp dport {policy.port} dir out "
+        f"mark {policy.mark} mask 0xffffffff"
+    )
     if isinstance(step, DeletePolicy):
         return f"xfrm policy delete {selector}"
-    return (f"xfrm policy add {selector} priority {POLICY_PRIORITY} tmpl src {policy.src} dst {policy.dst} "
-            f"proto esp reqid {policy.mark} mode transport")
+    return (
+        f"xfrm policy add {selector} priority {POLICY_PRIORITY} tmpl src {policy.src} dst {policy.dst} "
+        f"proto esp reqid {policy.mark} mode transport"
+    )
 
 
 class IpsecKernel:
@@ -153,8 +167,13 @@ class IpsecKernel:
         async with self._lock:
             for lines in runs.values():
                 process = await asyncio.create_subprocess_exec(
-                    self._ip, "-batch", "-", stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                    self._ip,
+                    "-batch",
+                    "-",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                )
                 _, stderr = await process.communicate("".join(lines).encode())
                 if process.returncode != 0:
                     errors.append(stderr.decode(errors="replace").strip())
@@ -162,4 +181,5 @@ class IpsecKernel:
             raise IpsecKernelError(
                 f"ip xfrm: {'; '.join(errors)} (an encrypted network needs ESP and {ALGORITHM} in "
                 "every node's kernel: CONFIG_INET_ESP and CONFIG_CRYPTO_GCM; without them its "
-                "traffic between nodes is dropped, never sent in clear)")
+                "traffic between nodes is dropped, never sent in clear)"
+            )

@@ -21,8 +21,15 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netoverlay.lb.nft import NftConfig, delete_table, run_nft
-from netoverlay.overlay.plan import (VXLAN_PREFIX, AddFlood, CreateLink, DeleteLink, LinkState,
-                                     RemoveFlood, Step)
+from netoverlay.overlay.plan import (
+    VXLAN_PREFIX,
+    AddFlood,
+    CreateLink,
+    DeleteLink,
+    LinkState,
+    RemoveFlood,
+    Step,
+)
 from netoverlay.overlay.ruleset import delete_bridge_table, render_ruleset, vip_range
 from netoverlay.overlay.types import VIP_DEVICE, NodeOverlay
 
@@ -50,8 +57,10 @@ def _enable_proxy_arp(bridge: str) -> None:
     """Answer ARP on `bridge` for addresses routed elsewhere (the VIPs), at once: a request
     is broadcast, and the kernel delays its proxy replies to broadcasts by `proxy_delay`
     (up to 0.8 s by default)."""
-    for path, value in ((f"/proc/sys/net/ipv4/conf/{bridge}/proxy_arp", "1"),
-                        (f"/proc/sys/net/ipv4/neigh/{bridge}/proxy_delay", "0")):
+    for path, value in (
+        (f"/proc/sys/net/ipv4/conf/{bridge}/proxy_arp", "1"),
+        (f"/proc/sys/net/ipv4/neigh/{bridge}/proxy_delay", "0"),
+    ):
         try:
             Path(path).write_text(value)
         except FileNotFoundError:  # no bridge: the engine failed to make it (that sync retries)
@@ -79,12 +88,16 @@ class OverlayKernel:
 
     async def _underlay_mtu(self, local_address: str) -> int:
         async with AsyncIPRoute() as ipr:
-            addresses = [(addr.get("IFA_LOCAL") or addr.get("IFA_ADDRESS"), addr["index"])
-                         async for addr in await ipr.addr("dump")]
+            addresses = [
+                (addr.get("IFA_LOCAL") or addr.get("IFA_ADDRESS"), addr["index"])
+                async for addr in await ipr.addr("dump")
+            ]
             index = next((i for address, i in addresses if address == local_address), None)
             if index is None:
-                raise OverlayKernelError(f"local_address: no interface here holds {local_address} "
-                                         f"(it has {sorted(str(a) for a, _ in addresses)})")
+                raise OverlayKernelError(
+                    f"local_address: no interface here holds {local_address} "
+                    f"(it has {sorted(str(a) for a, _ in addresses)})"
+                )
             return int((await ipr.link("get", index=index))[0].get("IFLA_MTU"))
 
     async def read_links(self) -> dict[str, LinkState]:
@@ -98,16 +111,28 @@ class OverlayKernel:
             names = {link["index"]: link.get("IFLA_IFNAME") for link in links}
             for link in links:
                 name = link.get("IFLA_IFNAME") or ""
-                if not name.startswith(VXLAN_PREFIX) or link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) != "vxlan":
+                if (
+                    not name.startswith(VXLAN_PREFIX)
+                    or link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) != "vxlan"
+                ):
                     continue
                 info = link.get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
-                flood = frozenset([entry.get("NDA_DST")
-                                   async for entry in await ipr.fdb("dump", ifindex=link["index"])
-                                   if entry.get("NDA_LLADDR") == _FLOOD_MAC and entry.get("NDA_DST")])
-                found[name] = LinkState(name, int(info.get("IFLA_VXLAN_ID")), info.get("IFLA_VXLAN_LOCAL") or "",
-                                        int(info.get("IFLA_VXLAN_PORT") or 0),
-                                        names.get(link.get("IFLA_MASTER"), "") or "",
-                                        int(link.get("IFLA_MTU")), flood)
+                flood = frozenset(
+                    [
+                        entry.get("NDA_DST")
+                        async for entry in await ipr.fdb("dump", ifindex=link["index"])
+                        if entry.get("NDA_LLADDR") == _FLOOD_MAC and entry.get("NDA_DST")
+                    ]
+                )
+                found[name] = LinkState(
+                    name,
+                    int(info.get("IFLA_VXLAN_ID")),
+                    info.get("IFLA_VXLAN_LOCAL") or "",
+                    int(info.get("IFLA_VXLAN_PORT") or 0),
+                    names.get(link.get("IFLA_MASTER"), "") or "",
+                    int(link.get("IFLA_MTU")),
+                    flood,
+                )
         return found
 
     async def apply(self, steps: Iterable[Step]) -> None:
@@ -136,19 +161,33 @@ class OverlayKernel:
         elif isinstance(step, CreateLink):
             plan = step.plan
             bridge = await self._index(ipr, plan.bridge)
-            await ipr.link("add", ifname=plan.vxlan, kind="vxlan", vxlan_id=plan.vni,
-                           vxlan_local=plan.local, vxlan_port=plan.port, vxlan_learning=1)
+            await ipr.link(
+                "add",
+                ifname=plan.vxlan,
+                kind="vxlan",
+                vxlan_id=plan.vni,
+                vxlan_local=plan.local,
+                vxlan_port=plan.port,
+                vxlan_learning=1,
+            )
             vxlan = await self._index(ipr, plan.vxlan)
             await ipr.link("set", index=vxlan, master=bridge, mtu=plan.mtu, state="up")
         elif isinstance(step, AddFlood):
-            await ipr.fdb("append", ifindex=await self._index(ipr, step.vxlan), lladdr=_FLOOD_MAC,
-                          dst=step.peer)
+            await ipr.fdb(
+                "append",
+                ifindex=await self._index(ipr, step.vxlan),
+                lladdr=_FLOOD_MAC,
+                dst=step.peer,
+            )
         elif isinstance(step, RemoveFlood):
             # The flooding entry and every address learned behind that node: none is left
             # pointing at a node that left (learned entries would otherwise age out in 300 s).
             index = await self._index(ipr, step.vxlan)
-            towards = [entry.get("NDA_LLADDR") async for entry in await ipr.fdb("dump", ifindex=index)
-                       if entry.get("NDA_DST") == step.peer]
+            towards = [
+                entry.get("NDA_LLADDR")
+                async for entry in await ipr.fdb("dump", ifindex=index)
+                if entry.get("NDA_DST") == step.peer
+            ]
             for lladdr in towards:
                 await ipr.fdb("del", ifindex=index, lladdr=lladdr, dst=step.peer)
 
@@ -174,7 +213,11 @@ class OverlayKernel:
             wanted = {vip_range(network) for network in overlay.networks}
             for route in [r async for r in await ipr.route("dump")]:
                 destination = f"{route.get('RTA_DST')}/{route['dst_len']}"
-                if route["family"] == socket.AF_INET and route.get("RTA_OIF") == device and destination not in wanted:
+                if (
+                    route["family"] == socket.AF_INET
+                    and route.get("RTA_OIF") == device
+                    and destination not in wanted
+                ):
                     await ipr.route("del", dst=destination, oif=device)
             for destination in sorted(wanted):
                 await ipr.route("replace", dst=destination, oif=device)
@@ -194,7 +237,9 @@ class OverlayKernel:
             for link in [link async for link in await ipr.link("dump")]:
                 name = link.get("IFLA_IFNAME") or ""
                 kind = link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
-                if (name.startswith(VXLAN_PREFIX) and kind == "vxlan") or (name == VIP_DEVICE and kind == "bridge"):
+                if (name.startswith(VXLAN_PREFIX) and kind == "vxlan") or (
+                    name == VIP_DEVICE and kind == "bridge"
+                ):
                     await ipr.link("del", index=link["index"])
 
     async def sync_rules(self, overlay: NodeOverlay) -> None:

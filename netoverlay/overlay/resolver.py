@@ -24,9 +24,9 @@ import ipaddress
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Protocol, Union
 
-from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord, OPCODE
+from dnslib import OPCODE, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
 from netoverlay.dns import MalformedQuery, parse_query
 from netoverlay.overlay.types import OverlayNetwork, ServiceOnNetwork
@@ -59,7 +59,7 @@ def _names(network: OverlayNetwork) -> dict[str, ServiceOnNetwork]:
     return found
 
 
-def _lookup_in(network: OverlayNetwork, labels: Sequence[str]) -> Optional[tuple[str, ...]]:
+def _lookup_in(network: OverlayNetwork, labels: Sequence[str]) -> tuple[str, ...] | None:
     """The addresses `labels` (lowercase, without the network's name) have on `network`."""
     services = _names(network)
     if len(labels) == 1 and labels[0] in services:
@@ -70,7 +70,9 @@ def _lookup_in(network: OverlayNetwork, labels: Sequence[str]) -> Optional[tuple
     return None
 
 
-def lookup(networks: Sequence[OverlayNetwork], labels: Sequence[str]) -> Union[tuple[str, ...], None, Forward]:
+def lookup(
+    networks: Sequence[OverlayNetwork], labels: Sequence[str]
+) -> tuple[str, ...] | None | Forward:
     """The addresses a name has for a task on `networks` (the one the query came in on
     first); None for NXDOMAIN; Forward when not ours."""
     labels = [label.lower() for label in labels]
@@ -109,7 +111,7 @@ def decide(packet: bytes, networks: Sequence[OverlayNetwork]) -> Decision:
     return bytes(reply.pack())
 
 
-def servfail(packet: bytes) -> Optional[bytes]:
+def servfail(packet: bytes) -> bytes | None:
     with contextlib.suppress(DNSError, ValueError, IndexError, UnicodeError):
         reply = DNSRecord.parse(packet).reply(ra=1)
         reply.header.rcode = RCODE.SERVFAIL
@@ -140,21 +142,23 @@ class _OneAnswer(asyncio.DatagramProtocol):
             self.answer.set_exception(exc)
 
 
-async def ask_upstream(packet: bytes, upstreams: Sequence[str], port: int = 53,
-                       timeout: float = FORWARD_TIMEOUT) -> Optional[bytes]:
+async def ask_upstream(
+    packet: bytes, upstreams: Sequence[str], port: int = 53, timeout: float = FORWARD_TIMEOUT
+) -> bytes | None:
     """The first answer of the upstreams, asked in order, each within `timeout`."""
     loop = asyncio.get_running_loop()
     for upstream in upstreams:
         try:
             transport, protocol = await loop.create_datagram_endpoint(
-                _OneAnswer, remote_addr=(upstream, port))
+                _OneAnswer, remote_addr=(upstream, port)
+            )
         except OSError as exc:  # no route to it from here
             log.debug("DNS upstream %s is unreachable: %s", upstream, exc)
             continue
         try:
             transport.sendto(packet)
             return await asyncio.wait_for(protocol.answer, timeout)
-        except (asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             log.debug("DNS upstream %s did not answer: %s", upstream, exc)
         finally:
             transport.close()
@@ -169,7 +173,7 @@ def _network_of(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 class Memberships(Protocol):
     """Which overlay networks (by name) the task holding `address` on `network` is on."""
 
-    def known(self, network: str, address: str) -> Optional[tuple[str, ...]]:
+    def known(self, network: str, address: str) -> tuple[str, ...] | None:
         """What is known now, without asking anyone; None when the address is not known."""
 
     async def find(self, network: str, address: str) -> tuple[str, ...]:
@@ -182,8 +186,14 @@ class NetworkResolver(asyncio.DatagramProtocol):
     address on this one may also be on (`memberships` says which; without it, or for an
     address outside this node's lease, the task gets this network's names only)."""
 
-    def __init__(self, network: OverlayNetwork, upstreams: Sequence[str], upstream_port: int = 53,
-                 forward_timeout: float = FORWARD_TIMEOUT, memberships: Optional[Memberships] = None) -> None:
+    def __init__(
+        self,
+        network: OverlayNetwork,
+        upstreams: Sequence[str],
+        upstream_port: int = 53,
+        forward_timeout: float = FORWARD_TIMEOUT,
+        memberships: Memberships | None = None,
+    ) -> None:
         self.network = network
         self.networks: Mapping[str, OverlayNetwork] = {network.name: network}
         self.upstreams = tuple(upstreams)
@@ -193,27 +203,39 @@ class NetworkResolver(asyncio.DatagramProtocol):
         self.answered = 0
         self.forwarded = 0
         self.malformed = 0
-        self._transport: Optional[asyncio.DatagramTransport] = None
+        self._transport: asyncio.DatagramTransport | None = None
         self._pending: set[asyncio.Task] = set()
 
     async def start(self, address: str, port: int = 53) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(address, port))
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: self, local_addr=(address, port)
+        )
         return self._transport.get_extra_info("sockname")[:2]
 
-    def update(self, network: OverlayNetwork, networks: Optional[Mapping[str, OverlayNetwork]] = None) -> None:
+    def update(
+        self, network: OverlayNetwork, networks: Mapping[str, OverlayNetwork] | None = None
+    ) -> None:
         self.network = network
         self.networks = dict(networks) if networks is not None else {network.name: network}
 
     def _on(self, names: Sequence[str]) -> tuple[OverlayNetwork, ...]:
         """This network first, then those of `names` this node takes part in."""
-        return (self.network, *(self.networks[name] for name in sorted(set(names))
-                                if name != self.network.name and name in self.networks))
+        return (
+            self.network,
+            *(
+                self.networks[name]
+                for name in sorted(set(names))
+                if name != self.network.name and name in self.networks
+            ),
+        )
 
     def _local(self, address: str) -> bool:
         """Whether `address` is in this node's lease: only this node's tasks are looked up."""
         try:
-            return bool(self.network.lease) and ipaddress.ip_address(address) in _network_of(self.network.lease)
+            return bool(self.network.lease) and ipaddress.ip_address(address) in _network_of(
+                self.network.lease
+            )
         except ValueError:
             return False
 
@@ -267,7 +289,7 @@ class NetworkResolver(asyncio.DatagramProtocol):
         answer = await ask_upstream(data, self.upstreams, self.upstream_port, self.forward_timeout)
         self._send(answer if answer is not None else servfail(data), addr)
 
-    def _send(self, data: Optional[bytes], addr) -> None:
+    def _send(self, data: bytes | None, addr) -> None:
         if data is not None and self._transport is not None:
             self._transport.sendto(data, addr)
 

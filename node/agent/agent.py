@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any, Awaitable, Callable, ContextManager, Optional
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ContextManager
 
 from consensus.state import ClusterState, Result
 from consensus.tasks import TaskReport
 from node.agent.plan import Assigned, Decision, assigned_to, decide
 from node.agent.reports import ReportSender
-from node.agent.secret_fetch import FillFiles
 from node.agent.runner import RETRY_DELAY, NetworksReady, TaskRunner
+from node.agent.secret_fetch import FillFiles
 from node.agent.translate import TranslateError, run_spec
 from node.overlay.view import Seat
 from node.runtime.driver import Driver
@@ -38,13 +38,22 @@ class Agent:
     node after every committed change and cleared here; `submit` commits a command through
     Raft from any node, raising when there is no quorum."""
 
-    def __init__(self, *, node_id: str, driver: Driver,
-                 read_state: Callable[[], ContextManager[ClusterState]], changed: asyncio.Event,
-                 submit: Callable[[Any], Awaitable[Result]], advertise: str,
-                 dns_servers: tuple[str, ...] = (), fill_files: Optional[FillFiles] = None,
-                 seats: Optional[Callable[[ClusterState], Mapping[str, Seat]]] = None,
-                 networks_ready: Optional[NetworksReady] = None,
-                 report_interval: float = 0.5, max_parallel: int = MAX_PARALLEL) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        driver: Driver,
+        read_state: Callable[[], ContextManager[ClusterState]],
+        changed: asyncio.Event,
+        submit: Callable[[Any], Awaitable[Result]],
+        advertise: str,
+        dns_servers: tuple[str, ...] = (),
+        fill_files: FillFiles | None = None,
+        seats: Callable[[ClusterState], Mapping[str, Seat]] | None = None,
+        networks_ready: NetworksReady | None = None,
+        report_interval: float = 0.5,
+        max_parallel: int = MAX_PARALLEL,
+    ) -> None:
         self.node_id = node_id
         self.driver = driver
         self.advertise = advertise
@@ -59,7 +68,7 @@ class Agent:
         self._reports = ReportSender(node_id, submit, interval=report_interval)
         self._slots = asyncio.Semaphore(max_parallel)
         self._runners: dict[str, TaskRunner] = {}
-        self._group: Optional[asyncio.TaskGroup] = None
+        self._group: asyncio.TaskGroup | None = None
         self._observers: list[Callable[[TaskReport], None]] = []
 
     def on_report(self, observer: Callable[[TaskReport], None]) -> Callable[[], None]:
@@ -94,7 +103,7 @@ class Agent:
             return assigned_to(state, self.node_id)
 
     def _run_spec(self, entry: Assigned) -> RunSpec:
-        seats: Optional[Mapping[str, Seat]] = None
+        seats: Mapping[str, Seat] | None = None
         if self._seats is not None:
             seats = {}
             if entry.spec is not None and entry.spec.networks:
@@ -117,7 +126,7 @@ class Agent:
             self._spawn(seen.task_id, run, seen)
         log.info("agent: adopted %d task(s) on node %s", len(owned), self.node_id)
 
-    def _wanted_spec(self, entry: Optional[Assigned]) -> Optional[RunSpec]:
+    def _wanted_spec(self, entry: Assigned | None) -> RunSpec | None:
         """The run spec of an adopted task that should keep running here, else None."""
         if entry is None or entry.task.desired != "running":
             return None
@@ -140,13 +149,19 @@ class Agent:
         for request in decision.retire:
             self._runners[request.task_id].retire(request)
 
-    def _spawn(self, task_id: str, run: Optional[RunSpec],
-               adopted: Optional[TaskObservation]) -> None:
+    def _spawn(self, task_id: str, run: RunSpec | None, adopted: TaskObservation | None) -> None:
         assert self._group is not None
-        runner = TaskRunner(task_id, driver=self.driver, slots=self._slots,
-                            report=self._report, advertise=self.advertise, run=run,
-                            adopted=adopted, fill_files=self._fill_files,
-                            networks_ready=self._networks_ready)
+        runner = TaskRunner(
+            task_id,
+            driver=self.driver,
+            slots=self._slots,
+            report=self._report,
+            advertise=self.advertise,
+            run=run,
+            adopted=adopted,
+            fill_files=self._fill_files,
+            networks_ready=self._networks_ready,
+        )
         self._runners[task_id] = runner
         task = self._group.create_task(runner.run(), name=f"shoal-task-{task_id}")
         task.add_done_callback(lambda _: self._forget(runner))
@@ -154,4 +169,3 @@ class Agent:
     def _forget(self, runner: TaskRunner) -> None:
         if self._runners.get(runner.task_id) is runner:
             del self._runners[runner.task_id]
-

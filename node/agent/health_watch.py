@@ -10,10 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
 
-from node.runtime.health import HealthCheck, HealthState, HealthStatus, ProbeTarget, run_health_check
 from node.runtime.driver import Driver
+from node.runtime.health import (
+    HealthCheck,
+    HealthState,
+    HealthStatus,
+    ProbeTarget,
+    run_health_check,
+)
 from node.runtime.model import RunSpec, TaskObservation
 from node.runtime.process_records import port_environment
 
@@ -23,8 +29,9 @@ RUNTIME_CHECK_INTERVAL = 5.0
 OnStatus = Callable[[HealthStatus], None]
 
 
-def probe_target(check: HealthCheck, run: RunSpec, seen: TaskObservation,
-                 run_as: Optional[dict] = None) -> ProbeTarget:
+def probe_target(
+    check: HealthCheck, run: RunSpec, seen: TaskObservation, run_as: dict | None = None
+) -> ProbeTarget:
     """Probe the published endpoint of the check's port; a task on an overlay network is
     probed at its address on its first network (this node reaches it through its bridge, and
     its unpublished ports have no host port); any other port is probed as is on the advertise
@@ -40,12 +47,15 @@ def probe_target(check: HealthCheck, run: RunSpec, seen: TaskObservation,
         host, port = run.advertise_address, check.port
     if host in ("", "0.0.0.0", "::"):
         host = run.advertise_address
-    env = {"PATH": os.environ.get("PATH", os.defpath), **run.env,
-           **port_environment(seen.endpoints)}
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        **run.env,
+        **port_environment(seen.endpoints),
+    }
     return ProbeTarget(host, port, env, run_as=run_as or {})
 
 
-def agent_runs(driver: Driver, run: Optional[RunSpec]) -> bool:
+def agent_runs(driver: Driver, run: RunSpec | None) -> bool:
     check = run.healthcheck if run is not None else None
     return check is not None and check.kind not in driver.native_health_checks
 
@@ -70,8 +80,9 @@ async def _probed(check: HealthCheck, target: ProbeTarget, on_status: OnStatus) 
             await probing
 
 
-async def _read_back(driver: Driver, task_id: str, interval: float, status: HealthStatus,
-                     on_status: OnStatus) -> str:
+async def _read_back(
+    driver: Driver, task_id: str, interval: float, status: HealthStatus, on_status: OnStatus
+) -> str:
     while True:
         await asyncio.sleep(interval)
         seen = await driver.inspect(task_id)
@@ -82,8 +93,9 @@ async def _read_back(driver: Driver, task_id: str, interval: float, status: Heal
             return "the runtime's health check reports it unhealthy"
 
 
-def watch_health(driver: Driver, run: Optional[RunSpec], seen: TaskObservation,
-                 on_status: OnStatus) -> Optional[Awaitable[str]]:
+def watch_health(
+    driver: Driver, run: RunSpec | None, seen: TaskObservation, on_status: OnStatus
+) -> Awaitable[str] | None:
     """An awaitable that reports every health change and returns why once the task turned
     unhealthy; None when nothing checks this task's health."""
     check = run.healthcheck if run is not None else None

@@ -5,8 +5,9 @@ and which reports settle tasks that have nothing left running here. Pure: tested
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Mapping, Optional
+from typing import Literal
 
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState
@@ -28,7 +29,7 @@ class Assigned:
     """A task bound to this node and the spec version it was created from (None if gone)."""
 
     task: Task
-    spec: Optional[ServiceSpec]
+    spec: ServiceSpec | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +38,8 @@ class Retire:
     None), remove it, then send `report`."""
 
     task_id: str
-    grace: Optional[float] = None
-    report: Optional[TaskReport] = None
+    grace: float | None = None
+    report: TaskReport | None = None
     drain: float = 0.0
 
 
@@ -61,7 +62,7 @@ def assigned_to(state: ClusterState, node_id: str) -> dict[str, Assigned]:
     return found
 
 
-def _wanted(entry: Optional[Assigned]) -> bool:
+def _wanted(entry: Assigned | None) -> bool:
     return entry is not None and entry.task.desired == "running"
 
 

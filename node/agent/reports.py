@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from consensus.state import Result
 from consensus.tasks import ReportTaskStatus, TaskReport, merge_reports
@@ -52,8 +53,14 @@ class ReportSender:
     """Sends pending reports as one command, then waits `interval` before the next, so a node
     proposes at most one report per interval however many tasks change."""
 
-    def __init__(self, node_id: str, submit: Callable[[Any], Awaitable[Result]], *,
-                 interval: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        submit: Callable[[Any], Awaitable[Result]],
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._node_id = node_id
         self._submit = submit
         self._interval = interval

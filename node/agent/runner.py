@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any, Awaitable, Callable, Optional
-
-from node.agent.secret_fetch import FillFiles
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from consensus.tasks import TaskReport
 from node.agent.health_watch import agent_runs, watch_health
 from node.agent.plan import Phase, Retire
+from node.agent.secret_fetch import FillFiles
 from node.agent.translate import observed, task_health
-from node.runtime.health import HealthStatus
 from node.runtime.driver import Driver
+from node.runtime.health import HealthStatus
 from node.runtime.model import RunSpec, TaskObservation
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,20 @@ class TaskRunner:
     """`run` is None for a task found running that no assignment wants: it is only watched
     until the agent retires it. `adopted` is what the driver had when the agent started."""
 
-    def __init__(self, task_id: str, *, driver: Driver, slots: asyncio.Semaphore,
-                 report: Callable[[TaskReport], None], advertise: str,
-                 run: Optional[RunSpec] = None, adopted: Optional[TaskObservation] = None,
-                 fill_files: Optional[FillFiles] = None, retry_delay: float = RETRY_DELAY,
-                 networks_ready: Optional[NetworksReady] = None) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        *,
+        driver: Driver,
+        slots: asyncio.Semaphore,
+        report: Callable[[TaskReport], None],
+        advertise: str,
+        run: RunSpec | None = None,
+        adopted: TaskObservation | None = None,
+        fill_files: FillFiles | None = None,
+        retry_delay: float = RETRY_DELAY,
+        networks_ready: NetworksReady | None = None,
+    ) -> None:
         assert run is not None or adopted is not None, "a runner needs a task to start or adopt"
         self.task_id = task_id
         self.run_spec = run
@@ -74,8 +83,10 @@ class TaskRunner:
         self._fill_files = fill_files
         self._networks_ready = networks_ready
         self._retry_delay = retry_delay
-        self._phase: Phase = "starting" if adopted is None else "running" if adopted.alive else "ended"
-        self._retire: Optional[Retire] = None
+        self._phase: Phase = (
+            "starting" if adopted is None else "running" if adopted.alive else "ended"
+        )
+        self._retire: Retire | None = None
         self._retired = asyncio.Event()
 
     @property
@@ -117,8 +128,14 @@ class TaskRunner:
                 run = await self._fill_files(run)
             async with self._slots:
                 seen = await self._driver.start(run)
-            log.info("agent: task %s (%s.%d): %s%s", self.task_id, run.service, run.slot,
-                     seen.state, describe_end(seen))
+            log.info(
+                "agent: task %s (%s.%d): %s%s",
+                self.task_id,
+                run.service,
+                run.slot,
+                seen.state,
+                describe_end(seen),
+            )
         if self.run_spec is not None:
             first = observed(seen, self._advertise)
             if seen.alive and first.health is None and agent_runs(self._driver, self.run_spec):
@@ -147,8 +164,14 @@ class TaskRunner:
         log.info("agent: task %s: health check failed, stopping it: %s", self.task_id, value)
         async with self._slots:
             stopped = await self._driver.stop(self.task_id, self._grace(None))
-        self._report(TaskReport(self.task_id, "failed", error=f"health check failed: {value}",
-                                exit_code=stopped.exit_code))
+        self._report(
+            TaskReport(
+                self.task_id,
+                "failed",
+                error=f"health check failed: {value}",
+                exit_code=stopped.exit_code,
+            )
+        )
         return False
 
     def _health_changed(self, status: HealthStatus) -> None:
@@ -156,7 +179,7 @@ class TaskRunner:
             self._report(TaskReport(self.task_id, "running", health=task_health(status)))
 
     # -- retiring ----------------------------------------------------------------------
-    def _grace(self, requested: Optional[float]) -> float:
+    def _grace(self, requested: float | None) -> float:
         if requested is not None:
             return requested
         return self.run_spec.stop_grace if self.run_spec is not None else DEFAULT_GRACE

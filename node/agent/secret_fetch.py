@@ -9,7 +9,8 @@ RunSpec handed to the driver for this one start, nowhere else.
 from __future__ import annotations
 
 import dataclasses
-from typing import Awaitable, Callable, ContextManager
+from collections.abc import Awaitable, Callable
+from typing import ContextManager
 
 from consensus.secrets import blobs, delivery_problem
 from consensus.state import ClusterState
@@ -27,8 +28,9 @@ class FetchError(Exception):
 class FileOpener:
     """Fills a task's files from the state `read_state` hands out, for the tasks of `node_id`."""
 
-    def __init__(self, read_state: Callable[[], ContextManager[ClusterState]], box: SecretBox,
-                 node_id: str) -> None:
+    def __init__(
+        self, read_state: Callable[[], ContextManager[ClusterState]], box: SecretBox, node_id: str
+    ) -> None:
         self._read_state = read_state
         self._box = box
         self._node_id = node_id

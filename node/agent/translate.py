@@ -8,15 +8,14 @@ No clock, no I/O: both are tested with tables.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Optional
 
 from consensus import services as svc
 from consensus.tasks import Endpoint, Health, PortBinding, Task, TaskReport
 from netoverlay.dns import ZONE
+from node.overlay.view import Seat, overlay_addresses
 from node.runtime.health import HealthCheck, HealthStatus
 from node.runtime.model import PortToPublish, RunSpec, TaskFile, TaskObservation
 from node.runtime.mounts import Mount
-from node.overlay.view import Seat, overlay_addresses
 
 # Why a task the agent started is no longer known to its runtime.
 VANISHED = "its container or process disappeared: removed outside Shoal"
@@ -44,39 +43,56 @@ def run_ports(ports: tuple[svc.PortSpec, ...], overlay: bool = False) -> tuple[P
     return tuple(chosen.values())
 
 
-def health_check(check: svc.HealthCheck, ports: tuple[svc.PortSpec, ...] = ()) -> Optional[HealthCheck]:
+def health_check(
+    check: svc.HealthCheck, ports: tuple[svc.PortSpec, ...] = ()
+) -> HealthCheck | None:
     """The check to run; its port 0 (the first port) made the first port's target, which a
     probe finds among the task's endpoints, or at its overlay address when unpublished."""
     if check.kind == "none":
         return None
     port = check.port or (ports[0].target if ports and check.kind in ("http", "tcp") else 0)
-    return HealthCheck(kind=check.kind, port=port, path=check.path, command=check.command,
-                       interval=check.interval, timeout=check.timeout, retries=check.retries,
-                       start_period=check.start_period)
+    return HealthCheck(
+        kind=check.kind,
+        port=port,
+        path=check.path,
+        command=check.command,
+        interval=check.interval,
+        timeout=check.timeout,
+        retries=check.retries,
+        start_period=check.start_period,
+    )
 
 
 def task_env(task: Task, spec: svc.ServiceSpec) -> dict[str, str]:
     """The spec's env plus who the task is (as Swarm's templates and Nomad's NOMAD_* give):
     logs, metrics and peers can tell replicas apart. The spec's own values win."""
-    return {"SHOAL_SERVICE": task.service, "SHOAL_TASK_ID": task.id,
-            "SHOAL_TASK_SLOT": str(task.slot), "SHOAL_NODE_ID": task.node_id or "",
-            **spec.env}
+    return {
+        "SHOAL_SERVICE": task.service,
+        "SHOAL_TASK_ID": task.id,
+        "SHOAL_TASK_SLOT": str(task.slot),
+        "SHOAL_NODE_ID": task.node_id or "",
+        **spec.env,
+    }
 
 
 def task_files(spec: svc.ServiceSpec) -> tuple[TaskFile, ...]:
     """The secrets and configs the task gets, at their paths; the agent fetches their content
     just before the start."""
-    return tuple(TaskFile(kind, ref.source, ref.path(default_dir), ref.mode)
-                 for kind, refs, default_dir in (("secret", spec.secrets, svc.SECRETS_DIR),
-                                                 ("config", spec.configs, svc.CONFIGS_DIR))
-                 for ref in refs)
+    return tuple(
+        TaskFile(kind, ref.source, ref.path(default_dir), ref.mode)
+        for kind, refs, default_dir in (
+            ("secret", spec.secrets, svc.SECRETS_DIR),
+            ("config", spec.configs, svc.CONFIGS_DIR),
+        )
+        for ref in refs
+    )
 
 
 def run_mounts(volumes: tuple[svc.VolumeRef, ...]) -> tuple[Mount, ...]:
     return tuple(Mount(v.target, v.source, v.type, v.read_only) for v in volumes)
 
 
-def run_networks(spec: svc.ServiceSpec, seats: Optional[Mapping[str, Seat]]) -> tuple[str, ...]:
+def run_networks(spec: svc.ServiceSpec, seats: Mapping[str, Seat] | None) -> tuple[str, ...]:
     """The runtime networks of the overlay networks a spec joins, in its order. A node
     without the overlay (`seats` None) runs the task on the runtime's default network, as
     before networks existed: a Compose file with networks still runs on a laptop."""
@@ -86,15 +102,22 @@ def run_networks(spec: svc.ServiceSpec, seats: Optional[Mapping[str, Seat]]) -> 
     for i, attachment in enumerate(spec.networks):
         seat = seats.get(attachment.name)
         if seat is None:
-            raise TranslateError(f"networks[{i}]: this node takes no part in overlay network "
-                                 f"{attachment.name!r} (start it with --overlay; or the network "
-                                 "has no address block left for it)")
+            raise TranslateError(
+                f"networks[{i}]: this node takes no part in overlay network "
+                f"{attachment.name!r} (start it with --overlay; or the network "
+                "has no address block left for it)"
+            )
         joined.append(seat.runtime_network)
     return tuple(joined)
 
 
-def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
-             dns_servers: tuple[str, ...] = (), seats: Optional[Mapping[str, Seat]] = None) -> RunSpec:
+def run_spec(
+    task: Task,
+    spec: svc.ServiceSpec | None,
+    advertise: str,
+    dns_servers: tuple[str, ...] = (),
+    seats: Mapping[str, Seat] | None = None,
+) -> RunSpec:
     """What the driver runs for `task`; TranslateError when it cannot be run as specified.
     With `dns_servers` (the node's DNS, where tasks can reach it) short names resolve in
     the cluster's zone: `web` is `web.shoal`. A task on overlay networks (`seats`: this
@@ -102,8 +125,9 @@ def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
     its first network instead, which answers that network's services by name and forwards
     other names."""
     if spec is None:
-        raise TranslateError(f"spec_version: version {task.spec_version} of service "
-                             f"{task.service!r} is gone")
+        raise TranslateError(
+            f"spec_version: version {task.spec_version} of service {task.service!r} is gone"
+        )
     networks = run_networks(spec, seats)
     search: tuple[str, ...] = (ZONE,) if dns_servers else ()
     if networks and seats is not None:
@@ -111,15 +135,28 @@ def run_spec(task: Task, spec: Optional[svc.ServiceSpec], advertise: str,
         dns_servers, search = (seats[first].gateway,), (first,)
     limits = spec.resources.limits
     try:
-        return RunSpec(task_id=task.id, service=task.service, slot=task.slot, image=spec.image,
-                       command=spec.command, args=spec.args, env=task_env(task, spec),
-                       ports=run_ports(spec.ports, bool(networks)), cpu_millis=limits.cpu_millis,
-                       memory_bytes=limits.memory_bytes, healthcheck=health_check(spec.health, spec.ports),
-                       labels=dict(spec.labels), stop_grace=spec.stop_grace_period,
-                       mounts=run_mounts(spec.volumes),
-                       advertise_address=advertise, dns_servers=dns_servers,
-                       dns_search=search, files=task_files(spec), networks=networks,
-                       options=spec.container)
+        return RunSpec(
+            task_id=task.id,
+            service=task.service,
+            slot=task.slot,
+            image=spec.image,
+            command=spec.command,
+            args=spec.args,
+            env=task_env(task, spec),
+            ports=run_ports(spec.ports, bool(networks)),
+            cpu_millis=limits.cpu_millis,
+            memory_bytes=limits.memory_bytes,
+            healthcheck=health_check(spec.health, spec.ports),
+            labels=dict(spec.labels),
+            stop_grace=spec.stop_grace_period,
+            mounts=run_mounts(spec.volumes),
+            advertise_address=advertise,
+            dns_servers=dns_servers,
+            dns_search=search,
+            files=task_files(spec),
+            networks=networks,
+            options=spec.container,
+        )
     except ValueError as exc:
         raise TranslateError(str(exc)) from None
 
@@ -132,17 +169,23 @@ def task_health(status: HealthStatus) -> Health:
 def endpoint(seen: TaskObservation, advertise: str) -> Endpoint:
     # The advertise address, not the bind address the runtime reports (Docker may say
     # 0.0.0.0): other hosts need an address they can reach.
-    return Endpoint(advertise, tuple(PortBinding(e.target, e.port, e.protocol)
-                                     for e in seen.endpoints),
-                    overlay_addresses(seen.networks))
+    return Endpoint(
+        advertise,
+        tuple(PortBinding(e.target, e.port, e.protocol) for e in seen.endpoints),
+        overlay_addresses(seen.networks),
+    )
 
 
 def observed(seen: TaskObservation, advertise: str) -> TaskReport:
     """The report of what a driver sees of a task."""
     if seen.state in ("starting", "running"):
         health = task_health(seen.health)
-        return TaskReport(seen.task_id, seen.state, endpoint=endpoint(seen, advertise),
-                          health=None if health == "none" else health)
+        return TaskReport(
+            seen.task_id,
+            seen.state,
+            endpoint=endpoint(seen, advertise),
+            health=None if health == "none" else health,
+        )
     if seen.state == "exited":
         return TaskReport(seen.task_id, "complete", exit_code=seen.exit_code or 0)
     if seen.state == "failed":

@@ -30,16 +30,32 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def build_app(node: NodeContext) -> web.Application:
-    app = web.Application(middlewares=[node.telemetry.middleware(), errors_middleware,
-                                       guard_middleware(node.keys.check_api_token,
-                                                        node.config.host_names),
-                                       catch_up_middleware(node.raft.progress,
-                                                           node.config.name)],
-                          client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[
+            node.telemetry.middleware(),
+            errors_middleware,
+            guard_middleware(node.keys.check_api_token, node.config.host_names),
+            catch_up_middleware(node.raft.progress, node.config.name),
+        ],
+        client_max_size=MAX_BODY_BYTES,
+    )
     consistency.install(app, node.raft)
     app[NODE] = node
-    for routes in (cluster_routes, service_routes, mesh_routes, task_routes, volume_routes,
-                   event_routes, autoscale_routes, secret_routes, metrics_routes,
-                   openapi_routes, dashboard_routes, network_routes, job_routes, cron_routes):
+    for routes in (
+        cluster_routes,
+        service_routes,
+        mesh_routes,
+        task_routes,
+        volume_routes,
+        event_routes,
+        autoscale_routes,
+        secret_routes,
+        metrics_routes,
+        openapi_routes,
+        dashboard_routes,
+        network_routes,
+        job_routes,
+        cron_routes,
+    ):
         app.add_routes(routes)
     return app

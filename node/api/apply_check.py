@@ -5,7 +5,7 @@ so the check and the commit can never disagree about what a valid spec is."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from consensus.crons import CreateCron, UpdateCron
 from consensus.networks import CreateNetwork, networks
@@ -25,16 +25,21 @@ class ApplyProblem:
     where: str  # the service's name, or the file's field of a secret or config
     error: str
     code: int  # 400: the file is wrong; 409: it conflicts with the cluster's state
-    field: Optional[str] = None  # the file's field, when the error names one
+    field: str | None = None  # the file's field, when the error names one
 
     def __str__(self) -> str:
         return f"{self.field or self.where}: {self.error}"
 
 
-def apply_problems(state: ClusterState, steps: list[ApplyStep], files: tuple[FileSource, ...],
-                   *, files_to_come: bool,
-                   networks_to_come: tuple[NetworkDef, ...] = (),
-                   cron_steps: tuple[CronStep, ...] = ()) -> list[ApplyProblem]:
+def apply_problems(
+    state: ClusterState,
+    steps: list[ApplyStep],
+    files: tuple[FileSource, ...],
+    *,
+    files_to_come: bool,
+    networks_to_come: tuple[NetworkDef, ...] = (),
+    cron_steps: tuple[CronStep, ...] = (),
+) -> list[ApplyProblem]:
     """Every reason the apply would fail, tried on a copy of `state`. With `files_to_come`
     the secrets and configs the file defines from `file:` or `content:` count as there (the
     CLI checks and creates them after this check and before the apply); without, they must
@@ -46,13 +51,27 @@ def apply_problems(state: ClusterState, steps: list[ApplyStep], files: tuple[Fil
         if network.name in networks(trial):
             continue
         if network.external:
-            problems.append(ApplyProblem(
-                network.where, f"external, but the cluster has no network {network.name!r}: "
-                f"create it first (shoal network create {network.name})", 400, network.where))
+            problems.append(
+                ApplyProblem(
+                    network.where,
+                    f"external, but the cluster has no network {network.name!r}: "
+                    f"create it first (shoal network create {network.name})",
+                    400,
+                    network.where,
+                )
+            )
             continue
-        made = trial.apply(CreateNetwork(f"trial-net-{i}", network.name, 0.0, network.subnet,
-                                         network.internal, network.attachable,
-                                         dict(network.labels)))
+        made = trial.apply(
+            CreateNetwork(
+                f"trial-net-{i}",
+                network.name,
+                0.0,
+                network.subnet,
+                network.internal,
+                network.attachable,
+                dict(network.labels),
+            )
+        )
         if not made.ok:
             problems.append(ApplyProblem(network.where, made.error, made.code, network.where))
     for source in files:
@@ -60,29 +79,53 @@ def apply_problems(state: ClusterState, steps: list[ApplyStep], files: tuple[Fil
         if source.name in table:
             continue
         if source.external or not files_to_come:
-            problems.append(ApplyProblem(
-                source.where, f"{'external, but ' if source.external else ''}the cluster has no "
-                f"{source.kind} {source.name!r}: create it first (shoal {source.kind} create "
-                f"{source.name} FILE)", 400, source.where))
+            problems.append(
+                ApplyProblem(
+                    source.where,
+                    f"{'external, but ' if source.external else ''}the cluster has no "
+                    f"{source.kind} {source.name!r}: create it first (shoal {source.kind} create "
+                    f"{source.name} FILE)",
+                    400,
+                    source.where,
+                )
+            )
         # From here on it is there: a service using it is not refused for it a second time.
         table[source.name] = Blob("", source.name, source.kind, 0, b"")
     for i, step in enumerate(steps):
         if step.action in ("unchanged", "remove"):
             continue
-        cmd = (CreateService(f"trial-{i}", step.spec, 0.0) if step.action == "create"
-               else UpdateService(step.spec, 0.0, step.expected_version))
+        cmd = (
+            CreateService(f"trial-{i}", step.spec, 0.0)
+            if step.action == "create"
+            else UpdateService(step.spec, 0.0, step.expected_version)
+        )
         result = trial.apply(cmd)
         if not result.ok:
             field, error = field_of(result.error)
-            problems.append(ApplyProblem(step.spec.name, error, result.code,
-                                         f"services.{step.spec.name}.{field}" if field else None))
+            problems.append(
+                ApplyProblem(
+                    step.spec.name,
+                    error,
+                    result.code,
+                    f"services.{step.spec.name}.{field}" if field else None,
+                )
+            )
     for i, cron in enumerate(cron_steps):  # after the services, as the apply makes them
         if cron.action in ("unchanged", "remove"):
             continue
-        result = trial.apply(CreateCron(f"trial-cron-{i}", cron.spec, 0.0) if cron.action == "create"
-                             else UpdateCron(cron.spec, 0.0))
+        result = trial.apply(
+            CreateCron(f"trial-cron-{i}", cron.spec, 0.0)
+            if cron.action == "create"
+            else UpdateCron(cron.spec, 0.0)
+        )
         if not result.ok:
             field, error = field_of(result.error)
-            problems.append(ApplyProblem(cron.spec.name, error, result.code,
-                                         f"crons.{cron.spec.name}.{field}" if field else None))
+            problems.append(
+                ApplyProblem(
+                    cron.spec.name,
+                    error,
+                    result.code,
+                    f"crons.{cron.spec.name}.{field}" if field else None,
+                )
+            )
     return problems

@@ -13,8 +13,8 @@ from consensus.nodes import nodes
 from consensus.tasks import tasks_of
 from consensus.wire import to_plain
 from node.api.context import NODE
-from node.api.services import find_service
 from node.api.http_util import HttpError
+from node.api.services import find_service
 from node.loops.metrics_reporter import STALE_INTERVALS
 from scheduler.autoscale import evaluate
 
@@ -37,12 +37,25 @@ async def autoscale_status(request: web.Request) -> web.Response:
         raise HttpError(404, f"service {service.name!r} has no autoscale policy", "autoscale")
     now = time.time()
     (decision,) = evaluate({service.name: service}, own, rows, now, max_age)
-    samples = [{"node_id": row.node_id, "node_name": names.get(row.node_id, ""), "at": row.at,
-                "age": round(now - row.at, 1), "fresh": now - row.at <= max_age, **to_plain(s)}
-               for row in rows for s in row.samples if s.service_id == service.id]
-    return web.json_response({
-        "service": service.name, "policy": to_plain(service.spec.autoscale),
-        "decision": to_plain(decision),
-        "last": to_plain(service.autoscaled) if service.autoscaled else None,
-        "samples": sorted(samples, key=lambda s: s["node_name"]),
-    })
+    samples = [
+        {
+            "node_id": row.node_id,
+            "node_name": names.get(row.node_id, ""),
+            "at": row.at,
+            "age": round(now - row.at, 1),
+            "fresh": now - row.at <= max_age,
+            **to_plain(s),
+        }
+        for row in rows
+        for s in row.samples
+        if s.service_id == service.id
+    ]
+    return web.json_response(
+        {
+            "service": service.name,
+            "policy": to_plain(service.spec.autoscale),
+            "decision": to_plain(decision),
+            "last": to_plain(service.autoscaled) if service.autoscaled else None,
+            "samples": sorted(samples, key=lambda s: s["node_name"]),
+        }
+    )

@@ -10,7 +10,7 @@ caller that accepts an old answer asks with `?stale=1`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -19,8 +19,16 @@ from node.api.http_util import error_response
 
 # Served whatever the node holds: its own health and Raft view, a join (forwarded to the
 # leader), and the calls the leader makes to change this node's role or remove it.
-ALWAYS_SERVED = frozenset({"/healthz", "/v1/cluster", "/v1/join", "/v1/internal/raft-role",
-                           "/v1/internal/removed", "/v1/internal/propose"})
+ALWAYS_SERVED = frozenset(
+    {
+        "/healthz",
+        "/v1/cluster",
+        "/v1/join",
+        "/v1/internal/raft-role",
+        "/v1/internal/removed",
+        "/v1/internal/propose",
+    }
+)
 # Built from gossip and the routing mesh, which start only once the node has caught up.
 _NOT_BEFORE_CAUGHT_UP = ("/v1/mesh", "/v1/cluster/members")
 
@@ -38,14 +46,19 @@ def catch_up_middleware(progress: Callable[[], SyncProgress], node_name: str):
         state = progress()
         if state.caught_up:
             return await handler(request)
-        if (request.method == "GET" and stale_allowed(request)
-                and not path.startswith(_NOT_BEFORE_CAUGHT_UP)
-                and not path.endswith("/endpoints")):
+        if (
+            request.method == "GET"
+            and stale_allowed(request)
+            and not path.startswith(_NOT_BEFORE_CAUGHT_UP)
+            and not path.endswith("/endpoints")
+        ):
             return await handler(request)
         response = error_response(
-            503, f"node {node_name} does not hold the cluster's state yet ({state.describe()}); "
-                 f"ask another node, retry later, or add ?stale=1 to a read to accept an old "
-                 f"answer")
+            503,
+            f"node {node_name} does not hold the cluster's state yet ({state.describe()}); "
+            f"ask another node, retry later, or add ?stale=1 to a read to accept an old "
+            f"answer",
+        )
         response.headers["Retry-After"] = "1"
         return response
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 from aiohttp import web
 
@@ -15,10 +14,16 @@ from consensus.nodes import RemoveNode, UpdateNode, nodes, nodes_matching, voter
 from consensus.raft import NotLeader, SyncProgress
 from consensus.state import ClusterState
 from consensus.wire import from_plain, to_plain
-from node.api.http_util import (HttpError, json_body, parse_body, read_body, require_type,
-                            result_or_raise)
 from node.api.context import NODE, NodeContext
 from node.api.guard import calling_node
+from node.api.http_util import (
+    HttpError,
+    json_body,
+    parse_body,
+    read_body,
+    require_type,
+    result_or_raise,
+)
 from node.control import COMMAND_TYPE, MAX_COMMAND_BYTES
 from node.join import JoinRequest, accept_join
 from node.loops.voters import NotCaughtUp
@@ -32,7 +37,7 @@ _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$")
 class NodePatch:
     add_labels: dict[str, str] = field(default_factory=dict)
     remove_labels: tuple[str, ...] = ()
-    availability: Optional[Availability] = None
+    availability: Availability | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +46,14 @@ class RaftRole:
     voters: tuple[str, ...]
 
 
-def node_json(node: Node, leader_id: Optional[str]) -> dict:
+def node_json(node: Node, leader_id: str | None) -> dict:
     body = to_plain(node)
     del body["key_hash"]  # of no use to a client
     body["leader"] = node.id == leader_id
     return body
 
 
-def _leader_id(shoal: NodeContext) -> Optional[str]:
+def _leader_id(shoal: NodeContext) -> str | None:
     leader = shoal.control.leader_node()
     return leader.id if leader else None
 
@@ -65,12 +70,15 @@ def node_by_ref(state: ClusterState, ref: str) -> Node:
         raise HttpError(404, f"no such node {ref!r} (use an id, a name or a unique id prefix)")
     if len(found) > 1:
         named = ", ".join(f"{n.name} ({n.id})" for n in found[:10])
-        raise HttpError(400, f"{ref!r} names {len(found)} nodes: {named}; give more of the id, "
-                             f"or the name", "node")
+        raise HttpError(
+            400,
+            f"{ref!r} names {len(found)} nodes: {named}; give more of the id, or the name",
+            "node",
+        )
     return found[0]
 
 
-async def _on_leader(request: web.Request) -> Optional[web.Response]:
+async def _on_leader(request: web.Request) -> web.Response | None:
     """Requests that only the leader can carry out are passed on to it verbatim; None when
     this node leads."""
     control = request.app[NODE].control
@@ -88,15 +96,21 @@ async def healthz(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     status = shoal.raft.status()
     progress = shoal.raft.progress()
-    return web.json_response({"ok": progress.caught_up, "node_id": shoal.node_id,
-                              "role": status.role, "leader": status.leader,
-                              "has_quorum": status.has_quorum, **_sync_json(progress)},
-                             status=200 if progress.caught_up else 503)
+    return web.json_response(
+        {
+            "ok": progress.caught_up,
+            "node_id": shoal.node_id,
+            "role": status.role,
+            "leader": status.leader,
+            "has_quorum": status.has_quorum,
+            **_sync_json(progress),
+        },
+        status=200 if progress.caught_up else 503,
+    )
 
 
 def _sync_json(progress: SyncProgress) -> dict:
-    return {"caught_up": progress.caught_up, "behind": progress.behind,
-            "sync": progress.describe()}
+    return {"caught_up": progress.caught_up, "behind": progress.behind, "sync": progress.describe()}
 
 
 @routes.get("/v1/cluster")
@@ -108,23 +122,30 @@ async def get_cluster(request: web.Request) -> web.Response:
         cluster = state.cluster
         all_nodes = sorted(nodes(state).values(), key=lambda n: n.name)
         applied = state.applied
-    return web.json_response({
-        "cluster_id": cluster.cluster_id,
-        "created_at": cluster.created_at,
-        "strategy": cluster.strategy,
-        "leader": {"id": leader.id, "name": leader.name, "address": leader.address}
-        if leader else None,
-        "term": status.term,
-        "commit_index": status.commit_index,
-        "applied": applied,
-        "voters": [n.id for n in all_nodes if n.role == "voter"],
-        "members": [n.id for n in all_nodes if n.role != "voter"],
-        "this_node": {"id": shoal.node_id, "raft_address": shoal.config.raft_address,
-                      "raft_role": status.role,
-                      "is_leader": status.is_leader, **_sync_json(shoal.raft.progress()),
-                      "raft_partners": list(status.partners),
-                      "connected_partners": list(status.connected_partners)},
-    })
+    return web.json_response(
+        {
+            "cluster_id": cluster.cluster_id,
+            "created_at": cluster.created_at,
+            "strategy": cluster.strategy,
+            "leader": {"id": leader.id, "name": leader.name, "address": leader.address}
+            if leader
+            else None,
+            "term": status.term,
+            "commit_index": status.commit_index,
+            "applied": applied,
+            "voters": [n.id for n in all_nodes if n.role == "voter"],
+            "members": [n.id for n in all_nodes if n.role != "voter"],
+            "this_node": {
+                "id": shoal.node_id,
+                "raft_address": shoal.config.raft_address,
+                "raft_role": status.role,
+                "is_leader": status.is_leader,
+                **_sync_json(shoal.raft.progress()),
+                "raft_partners": list(status.partners),
+                "connected_partners": list(status.connected_partners),
+            },
+        }
+    )
 
 
 @routes.get("/v1/cluster/members")
@@ -136,15 +157,23 @@ async def get_members(request: web.Request) -> web.Response:
         names = {n.id: n.name for n in nodes(state).values()}
     members = sorted(shoal.gossip.members(), key=lambda m: m.node_id)
     now = asyncio.get_running_loop().time()  # gossip's clock
-    return web.json_response({
-        "node_id": shoal.node_id,
-        "members": [{"node_id": m.node_id, "name": names.get(m.node_id),
-                     "address": f"{m.address[0]}:{m.address[1]}", "state": m.state.value,
-                     "incarnation": m.incarnation,
-                     "seconds_in_state": round(max(0.0, now - m.since), 3)}
-                    for m in members],
-        "stats": to_plain(shoal.gossip.stats),
-    })
+    return web.json_response(
+        {
+            "node_id": shoal.node_id,
+            "members": [
+                {
+                    "node_id": m.node_id,
+                    "name": names.get(m.node_id),
+                    "address": f"{m.address[0]}:{m.address[1]}",
+                    "state": m.state.value,
+                    "incarnation": m.incarnation,
+                    "seconds_in_state": round(max(0.0, now - m.since), 3),
+                }
+                for m in members
+            ],
+            "stats": to_plain(shoal.gossip.stats),
+        }
+    )
 
 
 @routes.get("/v1/cluster/token")
@@ -174,13 +203,19 @@ async def patch_node(request: web.Request) -> web.Response:
     patch = await parse_body(request, NodePatch)
     for key, value in patch.add_labels.items():
         if not _LABEL_KEY.match(key):
-            raise HttpError(400, "label keys are 1-128 letters, digits, '.', '_', '/' or '-'",
-                            f"add_labels.{key}")
+            raise HttpError(
+                400,
+                "label keys are 1-128 letters, digits, '.', '_', '/' or '-'",
+                f"add_labels.{key}",
+            )
         if len(value) > 256:
             raise HttpError(400, "label values are at most 256 characters", f"add_labels.{key}")
     node = _find(shoal, request.match_info["ref"])
-    result_or_raise(await shoal.control.submit(
-        UpdateNode(node.id, patch.add_labels, patch.remove_labels, patch.availability)))
+    result_or_raise(
+        await shoal.control.submit(
+            UpdateNode(node.id, patch.add_labels, patch.remove_labels, patch.availability)
+        )
+    )
     return web.json_response(node_json(_find(shoal, node.id), _leader_id(shoal)))
 
 
@@ -192,8 +227,9 @@ async def delete_node(request: web.Request) -> web.Response:
     node = _find(shoal, request.match_info["ref"])
     force = request.query.get("force", "").lower() in ("1", "true", "yes")
     if node.id == shoal.node_id:
-        raise HttpError(409, f"node {node.name} is the leader; remove it from another node "
-                             f"after it has stopped")
+        raise HttpError(
+            409, f"node {node.name} is the leader; remove it from another node after it has stopped"
+        )
     if node.status == "ready" and not force:
         raise HttpError(409, f"node {node.name} is ready; stop it first, or use --force")
     if node.role == "voter":
@@ -212,7 +248,9 @@ async def change_role(request: web.Request) -> web.Response:
         return forwarded
     shoal = request.app[NODE]
     node = _find(shoal, request.match_info["ref"])
-    change = shoal.voters.promote if request.match_info["verb"] == "promote" else shoal.voters.demote
+    change = (
+        shoal.voters.promote if request.match_info["verb"] == "promote" else shoal.voters.demote
+    )
     try:
         await change(node)
     except (ValueError, NotCaughtUp) as exc:  # the voter set cannot change that way now

@@ -15,14 +15,14 @@ Handlers stay as they are: this is a middleware, after the catch-up gate.
 from __future__ import annotations
 
 import re
-from typing import Optional, Protocol
+from typing import Protocol
 
 from aiohttp import web
 
 from consensus.raft import ProposeError
 from node.api.catch_up import stale_allowed
-from node.client import INDEX_HEADER, KNOWN_LEADER_HEADER
 from node.api.http_util import HttpError, error_response
+from node.client import INDEX_HEADER, KNOWN_LEADER_HEADER
 
 # How long a read may wait for its read index (a leader and a quorum) before answering 503.
 READ_TIMEOUT = 5.0
@@ -30,8 +30,9 @@ DEFAULT_WAIT = 300.0
 MAX_WAIT = 600.0
 # What this node says about itself, not the replicated state: its health and Raft view,
 # the gossip members and its routing mesh. No read index; they still carry the headers.
-LOCAL_VIEWS = frozenset({"/healthz", "/v1/cluster", "/v1/cluster/members", "/v1/mesh",
-                         "/v1/cluster/token"})
+LOCAL_VIEWS = frozenset(
+    {"/healthz", "/v1/cluster", "/v1/cluster/members", "/v1/mesh", "/v1/cluster/token"}
+)
 _SERVED_AT = web.RequestKey("shoal_served_at", int)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
@@ -39,7 +40,7 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 
 class Replica(Protocol):
     def applied(self) -> int: ...
-    def leader(self) -> Optional[str]: ...
+    def leader(self) -> str | None: ...
     async def read_index(self, timeout: float = READ_TIMEOUT) -> int: ...
     async def wait_applied(self, index: int, timeout: float) -> bool: ...
 
@@ -48,8 +49,9 @@ def parse_wait(text: str) -> float:
     """`30s`, `500ms`, `2m` or plain seconds, at most MAX_WAIT."""
     match = _DURATION.match(text.strip())
     if match is None:
-        raise HttpError(400, f"wait: expected a duration such as 30s, 500ms or 2m, got {text!r}",
-                        "wait")
+        raise HttpError(
+            400, f"wait: expected a duration such as 30s, 500ms or 2m, got {text!r}", "wait"
+        )
     seconds = float(match.group(1)) * _UNIT[match.group(2)]
     if seconds > MAX_WAIT:
         raise HttpError(400, f"wait: at most {MAX_WAIT:g}s, got {text!r}", "wait")
@@ -58,8 +60,11 @@ def parse_wait(text: str) -> float:
 
 def parse_index(text: str) -> int:
     if not text.isdigit() or len(text) > 18:
-        raise HttpError(400, f"index: expected a non-negative integer (an {INDEX_HEADER} "
-                             f"value), got {text!r}", "index")
+        raise HttpError(
+            400,
+            f"index: expected a non-negative integer (an {INDEX_HEADER} value), got {text!r}",
+            "index",
+        )
     return int(text)
 
 
@@ -78,8 +83,9 @@ def consistency_middleware(replica: Replica):
             except ProposeError as exc:
                 return _unconfirmed(str(exc))
             if not caught_up:
-                return _unconfirmed(f"this node did not apply the read index {read_index} "
-                                    f"within {READ_TIMEOUT:g} s")
+                return _unconfirmed(
+                    f"this node did not apply the read index {read_index} within {READ_TIMEOUT:g} s"
+                )
         if index is not None:
             await replica.wait_applied(index + 1, wait)
         # Taken before the handler reads: the state served is at least this new, so a
@@ -92,8 +98,10 @@ def consistency_middleware(replica: Replica):
 
 def _unconfirmed(reason: str) -> web.Response:
     response = error_response(
-        503, f"cannot serve a linearizable read: {reason}; retry, ask another node, or add "
-             f"?stale=1 to read this node's copy")
+        503,
+        f"cannot serve a linearizable read: {reason}; retry, ask another node, or add "
+        f"?stale=1 to read this node's copy",
+    )
     response.headers["Retry-After"] = "1"
     return response
 

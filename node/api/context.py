@@ -4,7 +4,7 @@ imports them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
@@ -34,7 +34,7 @@ class NodeContext(Protocol):
     mesh: Mesh
     events: EventFeed
     telemetry: Telemetry
-    overlay: Optional[Overlay]
+    overlay: Overlay | None
     join_guard: JoinGuard
 
     async def set_raft_role(self, role: str, voter_addresses: list[str]) -> None: ...

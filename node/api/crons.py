@@ -16,8 +16,8 @@ from consensus.state import ClusterState
 from consensus.tasks import tasks_of
 from consensus.wire import to_plain
 from node.api.context import NODE, NodeContext
-from node.api.jobs import job_json
 from node.api.http_util import HttpError, json_body, result_or_raise
+from node.api.jobs import job_json
 from scheduler.crons import next_time, schedule_problem
 
 routes = web.RouteTableDef()
@@ -28,13 +28,23 @@ def cron_json(state: ClusterState, cron: Cron, now: float) -> dict:
     runs = [job_json(run, tasks_of(state, run.name)) for run in runs_of(state, cron.name)]
     for run in runs:
         del run["spec"]  # the template's, shown once below
-    return {"id": cron.id, "name": cron.name, "schedule": spec.schedule, "timezone": spec.timezone,
-            "concurrency": spec.concurrency, "starting_deadline": spec.starting_deadline,
-            "history": spec.history, "created_at": cron.created_at,
-            "last_scheduled": cron.last_scheduled or None, "last_job": cron.last_job,
-            "last_error": cron.last_error, "next": next_time(cron, now),
-            "active": [r["name"] for r in runs if r["status"] == "running"], "runs": runs,
-            "template": to_plain(spec.template)}
+    return {
+        "id": cron.id,
+        "name": cron.name,
+        "schedule": spec.schedule,
+        "timezone": spec.timezone,
+        "concurrency": spec.concurrency,
+        "starting_deadline": spec.starting_deadline,
+        "history": spec.history,
+        "created_at": cron.created_at,
+        "last_scheduled": cron.last_scheduled or None,
+        "last_job": cron.last_job,
+        "last_error": cron.last_error,
+        "next": next_time(cron, now),
+        "active": [r["name"] for r in runs if r["status"] == "running"],
+        "runs": runs,
+        "template": to_plain(spec.template),
+    }
 
 
 def _answer(shoal: NodeContext, name: str, status: int = 200) -> web.Response:

@@ -18,8 +18,11 @@ ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
 # from a request ever reaches the file system.
 FILES = {"index.html": "text/html", "app.js": "application/javascript", "style.css": "text/css"}
 # The page loads only its own files and talks only to the node that served it.
-HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
-           "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
 
 
 @cache

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Mapping
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from consensus.wire import to_plain
 from node.api.context import NODE
-from node.loops.event_feed import Numbered
 from node.api.http_util import HttpError, parse_count
+from node.loops.event_feed import Numbered
 
 routes = web.RouteTableDef()
 
@@ -47,8 +47,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     hub = request.app[NODE].events.hub
     since, follow = _number(request.query, request.headers), _follow(request.query)
     service = request.query.get("service", "")
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await response.prepare(request)
     # Subscribe before reading the history, so nothing falls between the two.
     sub = hub.subscribe()
@@ -61,11 +62,11 @@ async def events(request: web.Request) -> web.StreamResponse:
         while follow:
             try:
                 item = await asyncio.wait_for(sub.next(), KEEPALIVE)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
             if item is None:
-                await response.write(b"event: dropped\ndata: {\"reason\":\"too slow\"}\n\n")
+                await response.write(b'event: dropped\ndata: {"reason":"too slow"}\n\n')
                 break
             if item.seq > last and (not service or item.event.service == service):
                 await response.write(sse(item))

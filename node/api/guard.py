@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Callable, ContextManager, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import ContextManager
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -31,11 +32,16 @@ _DASHBOARD = "/ui"
 def open_without_token(request: web.Request) -> bool:
     if request.path in _OPEN_PATHS:
         return True
-    return request.method == "GET" and (request.path == _DASHBOARD
-                                        or request.path.startswith(_DASHBOARD + "/"))
-_TOKEN_HINT = ("missing or wrong API token: pass --token or set SHOAL_TOKEN (see `shoal cluster "
-               "token` on a node), or run the CLI on the node's machine as its user, where it "
-               "uses the node's socket")
+    return request.method == "GET" and (
+        request.path == _DASHBOARD or request.path.startswith(_DASHBOARD + "/")
+    )
+
+
+_TOKEN_HINT = (
+    "missing or wrong API token: pass --token or set SHOAL_TOKEN (see `shoal cluster "
+    "token` on a node), or run the CLI on the node's machine as its user, where it "
+    "uses the node's socket"
+)
 
 
 def host_name(host_header: str) -> str:
@@ -54,7 +60,7 @@ def _is_ip(name: str) -> bool:
         return False
 
 
-def host_allowed(host_header: Optional[str], names: frozenset[str]) -> bool:
+def host_allowed(host_header: str | None, names: frozenset[str]) -> bool:
     """An IP literal or one of the node's names: a name an attacker's DNS points at this node
     (DNS rebinding) is none of these."""
     if not host_header:
@@ -63,7 +69,7 @@ def host_allowed(host_header: Optional[str], names: frozenset[str]) -> bool:
     return _is_ip(name) or name in names
 
 
-def origin_allowed(origin: Optional[str], host_header: Optional[str]) -> bool:
+def origin_allowed(origin: str | None, host_header: str | None) -> bool:
     """No Origin (the CLI, curl, other nodes), or the page is the API itself (same origin)."""
     if origin is None:
         return True
@@ -94,8 +100,9 @@ def calling_node(request: web.Request, read_state: Callable[[], ContextManager])
         # runs this version, and needs these routes to do so (a follower forwards).
         return node
     if node is None or not key_matches(request.headers.get(NODE_KEY_HEADER, ""), node.key_hash):
-        raise HttpError(403, "only a node of this cluster may call this, with its own key",
-                        NODE_HEADER)
+        raise HttpError(
+            403, "only a node of this cluster may call this, with its own key", NODE_HEADER
+        )
     return node
 
 
@@ -107,10 +114,15 @@ def guard_middleware(check_token: Callable[[str], bool], host_names: Iterable[st
         local = is_local_admin(request)
         host = request.headers.get("Host")
         if not local and not host_allowed(host, names):
-            return error_response(421, f"Host {host!r} is not an address or name of this node "
-                                       "(add it with --api-host)", "Host")
-        if not origin_allowed(request.headers.get("Origin"), host) or \
-                request.headers.get("Sec-Fetch-Site") == "cross-site":
+            return error_response(
+                421,
+                f"Host {host!r} is not an address or name of this node (add it with --api-host)",
+                "Host",
+            )
+        if (
+            not origin_allowed(request.headers.get("Origin"), host)
+            or request.headers.get("Sec-Fetch-Site") == "cross-site"
+        ):
             return error_response(403, "cross-origin requests are refused", "Origin")
         if not local and not open_without_token(request):
             token = bearer(request)

@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import re
-from typing import Any, Awaitable, Callable, Mapping, Optional, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
@@ -22,7 +23,7 @@ T = TypeVar("T")
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, field: Optional[str] = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -38,7 +39,7 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def error_response(status: int, message: str, field: Optional[str] = None) -> web.Response:
+def error_response(status: int, message: str, field: str | None = None) -> web.Response:
     body: dict[str, Any] = {"error": _bounded(message, MAX_ERROR)}
     if field:
         body["field"] = _bounded(field, 200)
@@ -86,30 +87,38 @@ def require_type(request: web.Request, accepted: Callable[[str], bool], wanted: 
     """415 unless the body says it is what the route reads. Browsers send cross-site forms
     only as text/plain, form or multipart: a route that insists on its own type refuses them."""
     if not accepted(request.content_type):
-        raise HttpError(415, f"the body must be sent as {wanted}, not {request.content_type!r}",
-                        "Content-Type")
+        raise HttpError(
+            415, f"the body must be sent as {wanted}, not {request.content_type!r}", "Content-Type"
+        )
 
 
 async def read_body(request: web.Request, limit: int = BODY_LIMIT) -> bytes:
     """The request body (decompressed when sent gzip'd), at most `limit` bytes (413 above),
     within BODY_TIMEOUT (408)."""
     if request.content_length is not None and request.content_length > limit:
-        raise HttpError(413, f"the body is {request.content_length} bytes; this route takes at "
-                             f"most {limit}", "body")
+        raise HttpError(
+            413,
+            f"the body is {request.content_length} bytes; this route takes at most {limit}",
+            "body",
+        )
     chunks, size = [], 0
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
             async for chunk in request.content.iter_chunked(64 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    raise HttpError(413, f"the body is over {limit} bytes, the most this route "
-                                         "takes", "body")
+                    raise HttpError(
+                        413, f"the body is over {limit} bytes, the most this route takes", "body"
+                    )
                 chunks.append(chunk)
     except TimeoutError:
         raise HttpError(408, f"the body did not arrive within {BODY_TIMEOUT:g} s", "body") from None
     except (ContentEncodingError, PayloadEncodingError) as exc:
-        raise HttpError(400, "the body cannot be decoded as its Content-Encoding says: "
-                             f"{str(exc).strip()}", "body") from None
+        raise HttpError(
+            400,
+            f"the body cannot be decoded as its Content-Encoding says: {str(exc).strip()}",
+            "body",
+        ) from None
     return b"".join(chunks)
 
 
@@ -128,8 +137,12 @@ def _check_plain(value: Any, limit: int = JSON_DEPTH) -> None:
             try:
                 item.encode()
             except UnicodeEncodeError:
-                raise HttpError(400, "the body holds a lone UTF-16 surrogate (\\ud800-\\udfff "
-                                     "unpaired), which is no character", "body") from None
+                raise HttpError(
+                    400,
+                    "the body holds a lone UTF-16 surrogate (\\ud800-\\udfff "
+                    "unpaired), which is no character",
+                    "body",
+                ) from None
 
 
 def parse_json(raw: bytes) -> Any:
@@ -187,11 +200,12 @@ async def parse_body(request: web.Request, tp: type[T]) -> T:
 
 # The state machine starts an error about one field of the command with that field's path
 # (`secrets[0].source: no such secret 'db'`); prose never starts with a bare path and a colon.
-_FIELD_PREFIX = re.compile(r"([a-z_][a-z0-9_]*(?:\[\d+\])*(?:\.[a-z_][a-z0-9_]*(?:\[\d+\])*)*): (.+)",
-                           re.DOTALL)
+_FIELD_PREFIX = re.compile(
+    r"([a-z_][a-z0-9_]*(?:\[\d+\])*(?:\.[a-z_][a-z0-9_]*(?:\[\d+\])*)*): (.+)", re.DOTALL
+)
 
 
-def field_of(error: str) -> tuple[Optional[str], str]:
+def field_of(error: str) -> tuple[str | None, str]:
     """A state-machine error split into (the field it names or None, the message)."""
     match = _FIELD_PREFIX.fullmatch(error)
     return (match[1], match[2]) if match else (None, error)

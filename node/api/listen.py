@@ -14,7 +14,7 @@ import logging
 import resource
 import socket
 from collections import Counter
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -74,7 +74,7 @@ class _Limited(asyncio.Protocol):
 
     def __init__(self, inner: asyncio.Protocol, limits: ConnectionLimits) -> None:
         self._inner, self._limits = inner, limits
-        self._client: Optional[str] = None
+        self._client: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -85,7 +85,7 @@ class _Limited(asyncio.Protocol):
         self._client = client
         self._inner.connection_made(transport)
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if self._client is None:
             return
         self._limits.release(self._client)
@@ -94,7 +94,7 @@ class _Limited(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._inner.data_received(data)  # type: ignore[attr-defined]
 
-    def eof_received(self) -> Optional[bool]:
+    def eof_received(self) -> bool | None:
         return self._inner.eof_received()  # type: ignore[attr-defined]
 
     def pause_writing(self) -> None:
@@ -110,8 +110,9 @@ def runner_options() -> dict:
     return {"keepalive_timeout": IDLE_TIMEOUT, "lingering_time": 0}
 
 
-async def listen(runner: web.AppRunner, limits: ConnectionLimits, *, host: str, port: int,
-                 socket_path: str) -> list[asyncio.AbstractServer]:
+async def listen(
+    runner: web.AppRunner, limits: ConnectionLimits, *, host: str, port: int, socket_path: str
+) -> list[asyncio.AbstractServer]:
     """Serve `runner`'s app on HOST:PORT and on the unix socket, both behind `limits`."""
     loop = asyncio.get_running_loop()
     handler: Callable[[], asyncio.Protocol] = runner.server  # type: ignore[assignment]
@@ -119,7 +120,6 @@ async def listen(runner: web.AppRunner, limits: ConnectionLimits, *, host: str, 
     def factory() -> asyncio.Protocol:
         return _Limited(handler(), limits)
 
-    tcp = await loop.create_server(factory, host, port, reuse_address=True,
-                                   family=socket.AF_UNSPEC)
+    tcp = await loop.create_server(factory, host, port, reuse_address=True, family=socket.AF_UNSPEC)
     local = await loop.create_server(factory, sock=bind_socket(socket_path))
     return [tcp, local]

@@ -15,8 +15,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from consensus.networks import (CreateNetwork, Network, RemoveNetwork, RotateNetworkKey, network_name_problem,
-                                networks)
+from consensus.networks import (
+    CreateNetwork,
+    Network,
+    RemoveNetwork,
+    RotateNetworkKey,
+    network_name_problem,
+    networks,
+)
 from consensus.tasks import services
 from consensus.wire import WireError, from_plain, to_plain
 from netoverlay.overlay.ipsec import OVERLAP as KEY_OVERLAP
@@ -50,7 +56,9 @@ def parse_create(body: object) -> tuple[CreateNetwork, bool]:
         raise HttpError(400, "must be true or false", "exist_ok")
     plain = {k: v for k, v in body.items() if k != "exist_ok"}
     try:
-        cmd = from_plain(CreateNetwork, {**plain, "id": token_source.token_hex(8), "at": time.time()})
+        cmd = from_plain(
+            CreateNetwork, {**plain, "id": token_source.token_hex(8), "at": time.time()}
+        )
     except WireError as exc:
         raise HttpError(400, exc.reason, exc.field) from None
     problem = network_name_problem(cmd.name)
@@ -60,7 +68,9 @@ def parse_create(body: object) -> tuple[CreateNetwork, bool]:
         raise HttpError(400, f"at most {MAX_LABELS} labels, not {len(cmd.labels)}", "labels")
     for key, value in cmd.labels.items():
         if not key or len(key) > MAX_LABEL_CHARS or len(value) > MAX_LABEL_CHARS:
-            raise HttpError(400, f"keys and values are 1-{MAX_LABEL_CHARS} characters", f"labels.{key[:40]}")
+            raise HttpError(
+                400, f"keys and values are 1-{MAX_LABEL_CHARS} characters", f"labels.{key[:40]}"
+            )
     return cmd, exist_ok
 
 
@@ -90,8 +100,9 @@ async def get_network(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     with request.app[NODE].raft.read() as state:
         network = networks(state).get(name)
-        users = sorted(s.name for s in services(state).values()
-                       if name in {a.name for a in s.spec.networks})
+        users = sorted(
+            s.name for s in services(state).values() if name in {a.name for a in s.spec.networks}
+        )
     if network is None:
         raise HttpError(404, f"no such network {name!r}", "name")
     return web.json_response({**network_json(network), "services": users})
@@ -113,7 +124,9 @@ async def rotate_network_key(request: web.Request) -> web.Response:
         network = networks(state).get(name)
     if network is not None and network.key_epoch and now < network.key_rotated_at + 2 * KEY_OVERLAP:
         wait = network.key_rotated_at + 2 * KEY_OVERLAP - now
-        raise HttpError(409, f"a key rotation of {name!r} is under way: try again in {wait:.0f} s", "name")
+        raise HttpError(
+            409, f"a key rotation of {name!r} is under way: try again in {wait:.0f} s", "name"
+        )
     value = result_or_raise(await shoal.control.submit(RotateNetworkKey(name, now)))
     return web.json_response({"name": request.match_info["name"], **value})
 
@@ -135,12 +148,26 @@ async def ensure_networks(shoal: NodeContext, wanted: Iterable[NetworkDef]) -> l
             exists = network.name in networks(state)
         if exists or network.external:
             if not exists:
-                raise HttpError(400, f"external, but the cluster has no network {network.name!r}: "
-                                     f"create it first (POST /v1/networks)", network.where)
-            rows.append({"name": network.name, "action": "external" if network.external else "unchanged"})
+                raise HttpError(
+                    400,
+                    f"external, but the cluster has no network {network.name!r}: "
+                    f"create it first (POST /v1/networks)",
+                    network.where,
+                )
+            rows.append(
+                {"name": network.name, "action": "external" if network.external else "unchanged"}
+            )
             continue
-        cmd = CreateNetwork(token_source.token_hex(8), network.name, time.time(), network.subnet,
-                            network.internal, network.attachable, dict(network.labels), network.encrypted)
+        cmd = CreateNetwork(
+            token_source.token_hex(8),
+            network.name,
+            time.time(),
+            network.subnet,
+            network.internal,
+            network.attachable,
+            dict(network.labels),
+            network.encrypted,
+        )
         result = await shoal.control.submit(cmd)
         if not result.ok and result.code != 409:  # 409: made meanwhile by another apply
             raise HttpError(result.code, f"{network.where}: {result.error}", network.where)

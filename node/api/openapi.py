@@ -50,73 +50,107 @@ class Operation:
 UNDESCRIBED = "(not described yet)"
 _FLAG = {"type": "string", "enum": ["0", "1", "true", "false", "yes", "no"]}
 _NUMBER = {"type": "string", "pattern": "^[0-9]{1,18}$"}
-_SECRET_BODY = {"type": "object", "required": ["name", "data"], "additionalProperties": False,
-                "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-                               "data": {"type": "string", "contentEncoding": "base64"},
-                               "exist_ok": {"type": "boolean"}}}
+_SECRET_BODY = {
+    "type": "object",
+    "required": ["name", "data"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+        "data": {"type": "string", "contentEncoding": "base64"},
+        "exist_ok": {"type": "boolean"},
+    },
+}
 _SERVICE = "services"
 _FILES = "secrets and configs"
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("GET", "/healthz"): Operation("Liveness of this node, its Raft role and leader", "cluster",
-                                   public=True),
-    ("GET", "/metrics"): Operation("This node's Prometheus metrics", "observability",
-                                   answer="metrics"),
+    ("GET", "/healthz"): Operation(
+        "Liveness of this node, its Raft role and leader", "cluster", public=True
+    ),
+    ("GET", "/metrics"): Operation(
+        "This node's Prometheus metrics", "observability", answer="metrics"
+    ),
     ("GET", "/v1/openapi.json"): Operation("This description", "observability"),
-    ("GET", "/v1/cluster"): Operation("Leader, term, commit index, voters and members",
-                                      "cluster"),
-    ("GET", "/v1/cluster/members"): Operation("This node's gossip view and packet counters",
-                                              "cluster"),
+    ("GET", "/v1/cluster"): Operation("Leader, term, commit index, voters and members", "cluster"),
+    ("GET", "/v1/cluster/members"): Operation(
+        "This node's gossip view and packet counters", "cluster"
+    ),
     ("GET", "/v1/cluster/token"): Operation("The join token and the API token", "cluster"),
     ("GET", "/v1/nodes"): Operation("Every node", "nodes"),
     ("GET", "/v1/nodes/{ref}"): Operation("One node, by id, name or unique id prefix", "nodes"),
-    ("PATCH", "/v1/nodes/{ref}"): Operation("Change a node's labels or availability", "nodes",
-                                            body=NodePatch),
+    ("PATCH", "/v1/nodes/{ref}"): Operation(
+        "Change a node's labels or availability", "nodes", body=NodePatch
+    ),
     ("DELETE", "/v1/nodes/{ref}"): Operation(
-        "Remove a node", "nodes",
-        query=(Query("force", "remove it even while it is ready", _FLAG),)),
+        "Remove a node", "nodes", query=(Query("force", "remove it even while it is ready", _FLAG),)
+    ),
     ("POST", "/v1/nodes/{ref}/promote"): Operation("Make a node a Raft voter", "nodes"),
     ("POST", "/v1/nodes/{ref}/demote"): Operation("Make a voter a member", "nodes"),
-    ("POST", "/v1/join"): Operation("A node asks to join (signed with the join token)",
-                                    "internal", body=JoinRequest, public=True),
+    ("POST", "/v1/join"): Operation(
+        "A node asks to join (signed with the join token)",
+        "internal",
+        body=JoinRequest,
+        public=True,
+    ),
     ("POST", "/v1/internal/propose"): Operation(
-        "Commit an encoded command (forwarded to the leader)", "internal",
-        body={"application/msgpack": {"type": "string", "contentMediaType":
-                                      "application/msgpack"}}),
-    ("POST", "/v1/internal/raft-role"): Operation("Change this node's Raft role", "internal",
-                                                  body=RaftRole),
+        "Commit an encoded command (forwarded to the leader)",
+        "internal",
+        body={"application/msgpack": {"type": "string", "contentMediaType": "application/msgpack"}},
+    ),
+    ("POST", "/v1/internal/raft-role"): Operation(
+        "Change this node's Raft role", "internal", body=RaftRole
+    ),
     ("POST", "/v1/internal/removed"): Operation("Tell this node it was removed", "internal"),
     ("GET", "/v1/services"): Operation("Every service with its replicas and rollout", _SERVICE),
-    ("POST", "/v1/services"): Operation("Create a service", _SERVICE, body=ServiceSpec,
-                                        created=True),
+    ("POST", "/v1/services"): Operation(
+        "Create a service", _SERVICE, body=ServiceSpec, created=True
+    ),
     ("GET", "/v1/services/{ref}"): Operation("One service", _SERVICE),
     ("PATCH", "/v1/services/{ref}"): Operation(
-        "Replace top-level fields of a service's spec", _SERVICE, body="service-patch",
-        query=(Query("version", "answer 409 unless the service is at this version", _NUMBER),)),
+        "Replace top-level fields of a service's spec",
+        _SERVICE,
+        body="service-patch",
+        query=(Query("version", "answer 409 unless the service is at this version", _NUMBER),),
+    ),
     ("DELETE", "/v1/services/{ref}"): Operation("Remove a service", _SERVICE),
     ("POST", "/v1/services/{ref}/rollback"): Operation(
-        "Make the previous spec (or version N) current again", _SERVICE,
-        body={"type": "object", "additionalProperties": False,
-              "properties": {"to_version": {"type": "integer", "minimum": 0}}},
-        body_required=False),
+        "Make the previous spec (or version N) current again",
+        _SERVICE,
+        body={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"to_version": {"type": "integer", "minimum": 0}},
+        },
+        body_required=False,
+    ),
     ("GET", "/v1/services/{ref}/autoscale"): Operation(
-        "A service's autoscaling policy and what the autoscaler decides now", _SERVICE),
+        "A service's autoscaling policy and what the autoscaler decides now", _SERVICE
+    ),
     ("GET", "/v1/services/{ref}/endpoints"): Operation(
-        "A service's endpoint table as this node's gossip view shows it", _SERVICE),
+        "A service's endpoint table as this node's gossip view shows it", _SERVICE
+    ),
     ("POST", "/v1/apply"): Operation(
         "Create or update services and cron jobs from a Compose file, Kubernetes documents or specs",
-        _SERVICE, body={"application/yaml": {"type": "string"},
-                        "application/json": {}},
-        query=(Query("strict", "unsupported fields are errors", _FLAG),)),
+        _SERVICE,
+        body={"application/yaml": {"type": "string"}, "application/json": {}},
+        query=(Query("strict", "unsupported fields are errors", _FLAG),),
+    ),
     ("POST", "/v1/services/{ref}/promote"): Operation(
-        "Go on with an update waiting in its canary phase", _SERVICE),
+        "Go on with an update waiting in its canary phase", _SERVICE
+    ),
     ("POST", "/v1/services/{ref}/rebalance"): Operation(
-        "Move tasks to spread the service over its nodes again", _SERVICE),
+        "Move tasks to spread the service over its nodes again", _SERVICE
+    ),
     ("GET", "/v1/jobs"): Operation("Every job with its completions and tasks", "jobs"),
-    ("POST", "/v1/jobs"): Operation("Run a job (a service spec whose tasks run to completion)",
-                                    "jobs", body=ServiceSpec, created=True),
-    ("GET", "/v1/jobs/{ref}"): Operation("One job, with each task's attempt, exit code and reason",
-                                         "jobs"),
+    ("POST", "/v1/jobs"): Operation(
+        "Run a job (a service spec whose tasks run to completion)",
+        "jobs",
+        body=ServiceSpec,
+        created=True,
+    ),
+    ("GET", "/v1/jobs/{ref}"): Operation(
+        "One job, with each task's attempt, exit code and reason", "jobs"
+    ),
     ("DELETE", "/v1/jobs/{ref}"): Operation("Remove a job and stop its tasks", "jobs"),
     ("GET", "/v1/crons"): Operation("Every cron job with its last and next runs", "crons"),
     ("POST", "/v1/crons"): Operation("Create a cron job", "crons", body=CronSpec, created=True),
@@ -124,65 +158,97 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/v1/crons/{name}"): Operation("Remove a cron job", "crons"),
     ("GET", "/v1/networks"): Operation("Overlay networks", "networks"),
     ("POST", "/v1/networks"): Operation(
-        "Create an overlay network", "networks", created=True,
-        body={"type": "object", "required": ["name"], "additionalProperties": False,
-              "properties": {"name": {"type": "string"}, "subnet": {"type": "string"},
-                             "internal": {"type": "boolean"}, "attachable": {"type": "boolean"},
-                             "encrypted": {"type": "boolean"},
-                             "labels": {"type": "object",
-                                        "additionalProperties": {"type": "string"}},
-                             "exist_ok": {"type": "boolean"}}}),
+        "Create an overlay network",
+        "networks",
+        created=True,
+        body={
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "subnet": {"type": "string"},
+                "internal": {"type": "boolean"},
+                "attachable": {"type": "boolean"},
+                "encrypted": {"type": "boolean"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "exist_ok": {"type": "boolean"},
+            },
+        },
+    ),
     ("GET", "/v1/networks/{name}"): Operation("One network with the services on it", "networks"),
     ("DELETE", "/v1/networks/{name}"): Operation("Remove a network", "networks"),
     ("POST", "/v1/networks/{name}/rotate-key"): Operation(
-        "Move an encrypted network to new IPsec keys", "networks", body_required=False),
-    ("GET", "/v1/overlay"): Operation("This node's overlay: peers, leases, VIPs and problems",
-                                      "networks"),
-    ("GET", "/v1/tasks"): Operation("Tasks, of one service or all", "tasks",
-                                    query=(Query("service", "a service's name or id"),)),
+        "Move an encrypted network to new IPsec keys", "networks", body_required=False
+    ),
+    ("GET", "/v1/overlay"): Operation(
+        "This node's overlay: peers, leases, VIPs and problems", "networks"
+    ),
+    ("GET", "/v1/tasks"): Operation(
+        "Tasks, of one service or all", "tasks", query=(Query("service", "a service's name or id"),)
+    ),
     ("GET", "/v1/tasks/{id}/logs"): Operation(
-        "A task's output, from any node", "tasks", answer="text",
-        query=(Query("follow", "keep streaming new lines", _FLAG),
-               Query("tail", "lines from the end, or all",
-                     {"type": "string", "pattern": "^(all|[0-9]{1,9})$"}),
-               Query("local", "read only this node's tasks (used between nodes)", _FLAG))),
+        "A task's output, from any node",
+        "tasks",
+        answer="text",
+        query=(
+            Query("follow", "keep streaming new lines", _FLAG),
+            Query(
+                "tail",
+                "lines from the end, or all",
+                {"type": "string", "pattern": "^(all|[0-9]{1,9})$"},
+            ),
+            Query("local", "read only this node's tasks (used between nodes)", _FLAG),
+        ),
+    ),
     ("GET", "/v1/events"): Operation(
-        "Cluster events as Server-Sent Events", "events", answer="events",
-        query=(Query("since", "replay events after this sequence number", _NUMBER),
-               Query("service", "only this service's events"),
-               Query("follow", "0: end after the replay", _FLAG))),
+        "Cluster events as Server-Sent Events",
+        "events",
+        answer="events",
+        query=(
+            Query("since", "replay events after this sequence number", _NUMBER),
+            Query("service", "only this service's events"),
+            Query("follow", "0: end after the replay", _FLAG),
+        ),
+    ),
     ("GET", "/v1/volumes"): Operation("Named volumes and where their data is", "volumes"),
     ("GET", "/v1/mesh"): Operation("This node's routing mesh", "mesh"),
     ("GET", "/v1/secrets"): Operation("Secrets, without their content", _FILES),
-    ("POST", "/v1/secrets"): Operation("Create a secret", _FILES, body=_SECRET_BODY,
-                                       created=True),
+    ("POST", "/v1/secrets"): Operation("Create a secret", _FILES, body=_SECRET_BODY, created=True),
     ("GET", "/v1/secrets/{name}"): Operation("One secret, without its content", _FILES),
     ("DELETE", "/v1/secrets/{name}"): Operation("Remove a secret", _FILES),
     ("GET", "/v1/configs"): Operation("Configs", _FILES),
-    ("POST", "/v1/configs"): Operation("Create a config", _FILES, body=_SECRET_BODY,
-                                       created=True),
+    ("POST", "/v1/configs"): Operation("Create a config", _FILES, body=_SECRET_BODY, created=True),
     ("GET", "/v1/configs/{name}"): Operation("One config with its content", _FILES),
     ("DELETE", "/v1/configs/{name}"): Operation("Remove a config", _FILES),
     ("GET", "/ui"): Operation("The web dashboard", "dashboard", answer="html"),
-    ("GET", "/ui/{file}"): Operation("The dashboard's scripts and styles", "dashboard",
-                                     answer="asset"),
+    ("GET", "/ui/{file}"): Operation(
+        "The dashboard's scripts and styles", "dashboard", answer="asset"
+    ),
 }
 
 _ANSWERS: dict[str, dict] = {
     "json": {"application/json": {"schema": {}}},
     "events": {"text/event-stream": {"schema": {"type": "string"}}},
     "text": {"text/plain": {"schema": {"type": "string"}}},
-    "metrics": {"text/plain": {"schema": {"type": "string"}},
-                "application/openmetrics-text": {"schema": {"type": "string"}}},
+    "metrics": {
+        "text/plain": {"schema": {"type": "string"}},
+        "application/openmetrics-text": {"schema": {"type": "string"}},
+    },
     "html": {"text/html": {"schema": {"type": "string"}}},
-    "asset": {"application/javascript": {"schema": {"type": "string"}},
-              "text/css": {"schema": {"type": "string"}}},
+    "asset": {
+        "application/javascript": {"schema": {"type": "string"}},
+        "text/css": {"schema": {"type": "string"}},
+    },
 }
-_ERRORS = {"400": "Malformed input: `field` names what was wrong",
-           "401": "Missing or wrong API token", "403": "Not allowed to this caller",
-           "404": "No such object",
-           "409": "Conflicts with the current state",
-           "503": "No quorum, or no leader within the write deadline"}
+_ERRORS = {
+    "400": "Malformed input: `field` names what was wrong",
+    "401": "Missing or wrong API token",
+    "403": "Not allowed to this caller",
+    "404": "No such object",
+    "409": "Conflicts with the current state",
+    "503": "No quorum, or no leader within the write deadline",
+}
 _PARAM = re.compile(r"\(\?P<(\w+)>([^)]*)\)")
 _WORDS = re.compile(r"^[\w-]+(\|[\w-]+)*$")
 
@@ -199,16 +265,21 @@ def routes_of(router: web.UrlDispatcher) -> list[tuple[str, str]]:
         pattern = route.resource.get_info().get("pattern")
         for name, regex in _PARAM.findall(pattern.pattern if pattern is not None else ""):
             if _WORDS.match(regex):
-                templates = [t.replace(f"{{{name}}}", word) for t in templates
-                             for word in regex.split("|")]
+                templates = [
+                    t.replace(f"{{{name}}}", word) for t in templates for word in regex.split("|")
+                ]
         found += [(route.method, template) for template in templates]
     return found
 
 
 def describe(router: web.UrlDispatcher, version: str) -> dict:
-    schemas: dict[str, dict] = {"Error": {
-        "type": "object", "required": ["error"],
-        "properties": {"error": {"type": "string"}, "field": {"type": "string"}}}}
+    schemas: dict[str, dict] = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
+        }
+    }
     paths: dict[str, dict] = {}
     for method, template in routes_of(router):
         # A route nobody described still appears (a test fails on it meanwhile).
@@ -216,16 +287,31 @@ def describe(router: web.UrlDispatcher, version: str) -> dict:
         paths.setdefault(template, {})[method.lower()] = _operation(op, template, schemas)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Shoal API", "version": version,
-                 "description": "Any node answers; writes are forwarded to the Raft leader "
-                                "and answered once committed."},
-        "components": {"schemas": schemas, "responses": {
-            code: {"description": text, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"}}}}
-            for code, text in _ERRORS.items()}, "securitySchemes": {
-            "token": {"type": "http", "scheme": "bearer",
-                      "description": "The cluster's API token (`api_token` of "
-                                     "GET /v1/cluster/token)"}}},
+        "info": {
+            "title": "Shoal API",
+            "version": version,
+            "description": "Any node answers; writes are forwarded to the Raft leader "
+            "and answered once committed.",
+        },
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                code: {
+                    "description": text,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+                for code, text in _ERRORS.items()
+            },
+            "securitySchemes": {
+                "token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The cluster's API token (`api_token` of GET /v1/cluster/token)",
+                }
+            },
+        },
         "security": [{"token": []}],
         "paths": dict(sorted(paths.items())),
     }
@@ -234,14 +320,26 @@ def describe(router: web.UrlDispatcher, version: str) -> dict:
 def _operation(op: Operation, template: str, schemas: dict[str, dict]) -> dict:
     ok = "201" if op.created else "200"
     out: dict[str, Any] = {
-        "summary": op.summary, "tags": [op.tag],
-        "parameters": [{"name": name, "in": "path", "required": True,
-                        "schema": {"type": "string"}}
-                       for name in re.findall(r"\{(\w+)\}", template)]
-        + [{"name": q.name, "in": "query", "required": False, "description": q.description,
-            "schema": q.schema} for q in op.query],
-        "responses": {ok: {"description": "Success", "content": _ANSWERS[op.answer]},
-                      **{code: {"$ref": f"#/components/responses/{code}"} for code in _ERRORS}},
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"\{(\w+)\}", template)
+        ]
+        + [
+            {
+                "name": q.name,
+                "in": "query",
+                "required": False,
+                "description": q.description,
+                "schema": q.schema,
+            }
+            for q in op.query
+        ],
+        "responses": {
+            ok: {"description": "Success", "content": _ANSWERS[op.answer]},
+            **{code: {"$ref": f"#/components/responses/{code}"} for code in _ERRORS},
+        },
     }
     if op.public:
         out["security"] = []
@@ -268,11 +366,17 @@ def _service_input(schemas: dict[str, dict]) -> dict:
     written in its shorthand (parse_service_spec turns it into the canonical form)."""
     schema_of(ServiceSpec, schemas)
     spec = schemas["ServiceSpec"]
-    shorthand = {"type": ["string", "number", "array", "object"],
-                 "description": "a shorthand: '8080:80', '128Mi', '0.5', '10s', 'cmd arg', ..."}
-    return {**spec, "properties": {
-        name: {"anyOf": [schema, shorthand]} if name in SHORTHAND_FIELDS else schema
-        for name, schema in spec["properties"].items()}}
+    shorthand = {
+        "type": ["string", "number", "array", "object"],
+        "description": "a shorthand: '8080:80', '128Mi', '0.5', '10s', 'cmd arg', ...",
+    }
+    return {
+        **spec,
+        "properties": {
+            name: {"anyOf": [schema, shorthand]} if name in SHORTHAND_FIELDS else schema
+            for name, schema in spec["properties"].items()
+        },
+    }
 
 
 def schema_of(tp: Any, schemas: dict[str, dict]) -> dict:
@@ -302,18 +406,27 @@ def schema_of(tp: Any, schemas: dict[str, dict]) -> dict:
             hints = typing.get_type_hints(tp)
             fields = [f for f in dataclasses.fields(tp) if f.init]
             schemas[name] = {
-                "type": "object", "additionalProperties": False,
+                "type": "object",
+                "additionalProperties": False,
                 "properties": {f.name: schema_of(hints[f.name], schemas) for f in fields},
-                "required": [f.name for f in fields if f.default is dataclasses.MISSING
-                             and f.default_factory is dataclasses.MISSING],
+                "required": [
+                    f.name
+                    for f in fields
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                ],
             }
         return {"$ref": f"#/components/schemas/{name}"}
     raise TypeError(f"no JSON Schema for {tp!r}")
 
 
-_SCALARS: dict[Any, dict] = {str: {"type": "string"}, int: {"type": "integer"},
-                             float: {"type": "number"}, bool: {"type": "boolean"},
-                             type(None): {"type": "null"}, bytes: {"type": "string"}}
+_SCALARS: dict[Any, dict] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    type(None): {"type": "null"},
+    bytes: {"type": "string"},
+}
 
 
 routes = web.RouteTableDef()

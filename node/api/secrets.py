@@ -20,8 +20,16 @@ import time
 
 from aiohttp import web
 
-from consensus.secrets import (Blob, CreateBlob, DeleteBlob, Kind, blobs, name_problem, size_problem,
-                               users_of)
+from consensus.secrets import (
+    Blob,
+    CreateBlob,
+    DeleteBlob,
+    Kind,
+    blobs,
+    name_problem,
+    size_problem,
+    users_of,
+)
 from consensus.state import ClusterState
 from node.api.context import NODE
 from node.api.http_util import HttpError, json_body, query_flag, result_or_raise
@@ -38,8 +46,15 @@ def _kind(request: web.Request) -> Kind:
 
 def blob_json(blob: Blob, users: list[str], *, with_data: bool = False) -> dict:
     """What the API shows of a secret or config: never a secret's content."""
-    body = {"id": blob.id, "name": blob.name, "kind": blob.kind, "size": blob.size,
-            "created_at": blob.created_at, "updated_at": blob.created_at, "services": users}
+    body = {
+        "id": blob.id,
+        "name": blob.name,
+        "kind": blob.kind,
+        "size": blob.size,
+        "created_at": blob.created_at,
+        "updated_at": blob.created_at,
+        "services": users,
+    }
     if blob.kind == "config":
         body["digest"] = f"sha256:{blob.digest}"
         if with_data:
@@ -50,7 +65,9 @@ def blob_json(blob: Blob, users: list[str], *, with_data: bool = False) -> dict:
 def parse_create(kind: Kind, body: object) -> tuple[str, bytes]:
     """The name and content of a create request, or HttpError naming the bad field."""
     if not isinstance(body, dict):
-        raise HttpError(400, f"must be an object with name and data, not {type(body).__name__}", "body")
+        raise HttpError(
+            400, f"must be an object with name and data, not {type(body).__name__}", "body"
+        )
     unknown = sorted(set(body) - {"name", "data", "exist_ok"})
     if unknown:
         raise HttpError(400, "unknown field", unknown[0])
@@ -62,7 +79,9 @@ def parse_create(kind: Kind, body: object) -> tuple[str, bytes]:
         raise HttpError(400, f"must be true or false, not {body['exist_ok']!r}"[:200], "exist_ok")
     raw = body.get("data")
     if not isinstance(raw, str):
-        raise HttpError(400, f"must be the {kind}'s content, base64-encoded, not {raw!r}"[:200], "data")
+        raise HttpError(
+            400, f"must be the {kind}'s content, base64-encoded, not {raw!r}"[:200], "data"
+        )
     try:
         data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as exc:  # ValueError: characters outside ASCII
@@ -84,8 +103,10 @@ def _blob_or_404(state: ClusterState, kind: Kind, name: str) -> Blob:
 async def list_blobs(request: web.Request) -> web.Response:
     kind = _kind(request)
     with request.app[NODE].raft.read() as state:
-        rows = [blob_json(b, users_of(state, kind, b.name))
-                for b in sorted(blobs(state, kind).values(), key=lambda b: b.name)]
+        rows = [
+            blob_json(b, users_of(state, kind, b.name))
+            for b in sorted(blobs(state, kind).values(), key=lambda b: b.name)
+        ]
     return web.json_response(rows)
 
 
@@ -116,8 +137,11 @@ async def create_blob(request: web.Request) -> web.Response:
         # All checked and nothing created: `shoal apply` checks every file before it changes any.
         return web.json_response({"name": name, "size": len(data), "dry_run": True}, status=200)
     stored = SecretBox(shoal.keys.secret).seal(name, data) if kind == "secret" else data
-    result_or_raise(await shoal.control.submit(
-        CreateBlob(kind, token_source.token_hex(6), name, len(data), stored, time.time())))
+    result_or_raise(
+        await shoal.control.submit(
+            CreateBlob(kind, token_source.token_hex(6), name, len(data), stored, time.time())
+        )
+    )
     with shoal.raft.read() as state:
         blob = _blob_or_404(state, kind, name)
     return web.json_response(blob_json(blob, []), status=201)
@@ -132,10 +156,13 @@ def refuse_other_content(blob: Blob, box: SecretBox, data: bytes) -> None:
     except SecretSealError as exc:
         raise HttpError(500, str(exc), "data") from None
     if not hmac.compare_digest(stored, data):
-        raise HttpError(409, f"{blob.kind} {blob.name!r} already exists with other content, and "
-                        f"{blob.kind}s cannot change: create it under a new name and refer to that, "
-                        f"or remove the old one (shoal {blob.kind} rm {blob.name}) when no service uses it",
-                        "data")
+        raise HttpError(
+            409,
+            f"{blob.kind} {blob.name!r} already exists with other content, and "
+            f"{blob.kind}s cannot change: create it under a new name and refer to that, "
+            f"or remove the old one (shoal {blob.kind} rm {blob.name}) when no service uses it",
+            "data",
+        )
 
 
 @routes.delete(f"/v1/{_PLURAL}/{{name}}")

@@ -14,8 +14,9 @@ import json
 import secrets
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -25,14 +26,30 @@ from consensus.nodes import nodes
 from consensus.selectors import DeleteSelector, PutSelector, port_selectors
 from consensus.services import ServiceSpec, merge_spec, parse_service_spec
 from consensus.state import ClusterState
-from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
-                             tasks, tasks_of)
+from consensus.tasks import (
+    CreateService,
+    DeleteService,
+    Service,
+    Task,
+    UpdateService,
+    services,
+    tasks,
+    tasks_of,
+)
 from consensus.updates import PromoteService, RequestRebalance, RollbackService
 from consensus.wire import WireError, from_plain, to_plain
 from node.api.context import NODE, NodeContext
+from node.api.http_util import (
+    HttpError,
+    is_json_type,
+    json_body,
+    parse_count,
+    query_flag,
+    read_body,
+    require_type,
+    result_or_raise,
+)
 from node.api.networks import ensure_networks
-from node.api.http_util import (HttpError, is_json_type, json_body, parse_count, query_flag, read_body,
-                            require_type, result_or_raise)
 
 if TYPE_CHECKING:
     from node.manifests import Origin
@@ -56,11 +73,12 @@ def _is_manifest_type(content_type: str) -> bool:
 
 # -- pure helpers ---------------------------------------------------------------------------
 
+
 def new_service_id() -> str:
     return secrets.token_hex(6)
 
 
-def find_service(state: ClusterState, ref: str) -> Optional[Service]:
+def find_service(state: ClusterState, ref: str) -> Service | None:
     """A service by name, or by its id."""
     table = services(state)
     return table.get(ref) or next((s for s in table.values() if s.id == ref), None)
@@ -74,17 +92,26 @@ def tasks_summary(service: Service, own_tasks: list[Task]) -> dict:
         desired = len(live)
     else:  # a replicated job wants its completions
         desired = spec.job.completions if spec.job is not None else spec.replicas
-    return {"desired": desired, "running": sum(t.state == "running" for t in live),
-            "states": dict(sorted(Counter(t.state for t in live).items()))}
+    return {
+        "desired": desired,
+        "running": sum(t.state == "running" for t in live),
+        "states": dict(sorted(Counter(t.state for t in live).items())),
+    }
 
 
 def service_json(service: Service, own_tasks: list[Task]) -> dict:
-    return {"id": service.id, "name": service.name, "version": service.version,
-            "previous_versions": len(service.history), "created_at": service.created_at,
-            "updated_at": service.updated_at, "spec": to_plain(service.spec),
-            "replicas": tasks_summary(service, own_tasks),
-            "rollout": to_plain(service.rollout) if service.rollout else None,
-            "autoscaled": to_plain(service.autoscaled) if service.autoscaled else None}
+    return {
+        "id": service.id,
+        "name": service.name,
+        "version": service.version,
+        "previous_versions": len(service.history),
+        "created_at": service.created_at,
+        "updated_at": service.updated_at,
+        "spec": to_plain(service.spec),
+        "replicas": tasks_summary(service, own_tasks),
+        "rollout": to_plain(service.rollout) if service.rollout else None,
+        "autoscaled": to_plain(service.autoscaled) if service.autoscaled else None,
+    }
 
 
 def task_json(task: Task, node_name: str) -> dict:
@@ -95,20 +122,30 @@ def task_json(task: Task, node_name: str) -> dict:
     return body
 
 
-def with_mesh_ports(specs: tuple[ServiceSpec, ...], wanted: tuple[tuple[str, int, str], ...],
-                    current: dict[str, Service]) -> tuple[ServiceSpec, ...]:
+def with_mesh_ports(
+    specs: tuple[ServiceSpec, ...],
+    wanted: tuple[tuple[str, int, str], ...],
+    current: dict[str, Service],
+) -> tuple[ServiceSpec, ...]:
     """`specs` with their Compose target-only ports given mesh ports (as Swarm does)."""
     if not wanted:
         return specs
     names = {spec.name for spec in specs}
     taken = published_ingress(s.spec for s in current.values() if s.name not in names)
     taken |= published_ingress(specs)
-    return tuple(assign_mesh_ports(spec, {(t, p) for name, t, p in wanted if name == spec.name},
-                                   current[spec.name].spec if spec.name in current else None, taken)
-                 for spec in specs)
+    return tuple(
+        assign_mesh_ports(
+            spec,
+            {(t, p) for name, t, p in wanted if name == spec.name},
+            current[spec.name].spec if spec.name in current else None,
+            taken,
+        )
+        for spec in specs
+    )
 
 
 # -- reading ----------------------------------------------------------------------------
+
 
 def _service_or_404(shoal: NodeContext, ref: str) -> Service:
     with shoal.raft.read() as state:
@@ -149,8 +186,10 @@ async def list_tasks(request: web.Request) -> web.Response:
     name = request.query.get("service")
     with shoal.raft.read() as state:
         if name is None:
-            rows = sorted(tasks(state).values(),
-                          key=lambda t: (t.service, t.slot, t.node_id, t.created_at, t.id))
+            rows = sorted(
+                tasks(state).values(),
+                key=lambda t: (t.service, t.slot, t.node_id, t.created_at, t.id),
+            )
         else:
             service = find_service(state, name)
             rows = tasks_of(state, service.name if service else name)
@@ -161,6 +200,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 # -- writing ----------------------------------------------------------------------------
+
 
 @routes.post("/v1/services")
 async def create_service(request: web.Request) -> web.Response:
@@ -192,10 +232,14 @@ async def patch_service(request: web.Request) -> web.Response:
             raise HttpError(400, "a service cannot be renamed; create a new one", "name")
         spec = merge_spec(service.spec, patch)
         if "replicas" in patch and spec.mode == "global":
-            raise HttpError(400, "a global service runs one task per node; it has no replica "
-                                 "count to set", "replicas")
+            raise HttpError(
+                400,
+                "a global service runs one task per node; it has no replica count to set",
+                "replicas",
+            )
         result = await shoal.control.submit(
-            UpdateService(spec, time.time(), expected_version=expected or service.version))
+            UpdateService(spec, time.time(), expected_version=expected or service.version)
+        )
         if result.ok or expected or _current_version(shoal, service.name) == service.version:
             result_or_raise(result)
             return _answer(shoal, service.name)
@@ -222,8 +266,11 @@ async def rollback_service(request: web.Request) -> web.Response:
     if to_version < 0:
         raise HttpError(400, f"must be a version number, not {to_version}", "to_version")
     service = _service_or_404(shoal, request.match_info["ref"])
-    result_or_raise(await shoal.control.submit(
-        RollbackService(service.name, time.time(), to_version=to_version, reason="requested")))
+    result_or_raise(
+        await shoal.control.submit(
+            RollbackService(service.name, time.time(), to_version=to_version, reason="requested")
+        )
+    )
     return _answer(shoal, service.name)
 
 
@@ -269,40 +316,71 @@ async def apply_document(request: web.Request) -> web.Response:
     from node.manifests.plan import PlanConflict, plan_manifest
 
     # YAML parsing is pure Python and a large file takes a while: keep it off the loop.
-    manifest = await asyncio.to_thread(partial(load_manifest, text, strict=flags["strict"], origin=origin))
-    if not (manifest.specs or manifest.attachments or manifest.crons or manifest.warnings
-            or flags["prune"]):
+    manifest = await asyncio.to_thread(
+        partial(load_manifest, text, strict=flags["strict"], origin=origin)
+    )
+    if not (
+        manifest.specs
+        or manifest.attachments
+        or manifest.crons
+        or manifest.warnings
+        or flags["prune"]
+    ):
         raise HttpError(400, "the document defines no services", "body")
     try:
         with shoal.raft.read() as state:
             current = dict(services(state))
             try:
-                manifest = dataclasses.replace(manifest, specs=with_mesh_ports(
-                    manifest.specs, manifest.mesh_ports, current))
+                manifest = dataclasses.replace(
+                    manifest, specs=with_mesh_ports(manifest.specs, manifest.mesh_ports, current)
+                )
             except ValueError as exc:
                 raise HttpError(409, str(exc), "ports") from None
             process_nodes = tuple(n.name for n in nodes(state).values() if n.runtime == "process")
-            plan = plan_manifest(current, manifest, prune=flags["prune"],
-                                 process_nodes=process_nodes, selectors=dict(port_selectors(state)),
-                                 crons=dict(crons(state)))
-            problems = apply_problems(state, list(plan.steps), manifest.files,
-                                      files_to_come=flags["dry_run"],
-                                      networks_to_come=manifest.networks, cron_steps=plan.crons)
+            plan = plan_manifest(
+                current,
+                manifest,
+                prune=flags["prune"],
+                process_nodes=process_nodes,
+                selectors=dict(port_selectors(state)),
+                crons=dict(crons(state)),
+            )
+            problems = apply_problems(
+                state,
+                list(plan.steps),
+                manifest.files,
+                files_to_come=flags["dry_run"],
+                networks_to_come=manifest.networks,
+                cron_steps=plan.crons,
+            )
     except PlanConflict as exc:
         raise HttpError(409, exc.reason, exc.field) from None
     if problems:  # all checked before anything changes: a file that fails changes nothing
         field = problems[0].field if len(problems) == 1 else None
         message = problems[0].error if field else "; ".join(map(str, problems))
-        raise HttpError(400 if all(p.code == 400 for p in problems) else 409,
-                        f"{message} (nothing was applied)", field)
-    selectors = [{"name": s.name, "action": "kept"} for s in plan.keep_selectors] + \
-        [{"name": name, "action": "removed"} for name in plan.drop_selectors]
-    answer = {"warnings": list(plan.warnings), "stack": manifest.stack,
-              **({"selectors": selectors} if selectors else {})}
+        raise HttpError(
+            400 if all(p.code == 400 for p in problems) else 409,
+            f"{message} (nothing was applied)",
+            field,
+        )
+    selectors = [{"name": s.name, "action": "kept"} for s in plan.keep_selectors] + [
+        {"name": name, "action": "removed"} for name in plan.drop_selectors
+    ]
+    answer = {
+        "warnings": list(plan.warnings),
+        "stack": manifest.stack,
+        **({"selectors": selectors} if selectors else {}),
+    }
     if flags["dry_run"]:
         cron_rows = [{"name": c.spec.name, "action": _DONE[c.action]} for c in plan.crons]
-        return web.json_response({"services": [_planned(step) for step in plan.steps], **answer,
-                                  **({"crons": cron_rows} if cron_rows else {}), "dry_run": True})
+        return web.json_response(
+            {
+                "services": [_planned(step) for step in plan.steps],
+                **answer,
+                **({"crons": cron_rows} if cron_rows else {}),
+                "dry_run": True,
+            }
+        )
     network_rows = await ensure_networks(shoal, manifest.networks)
     if network_rows:
         answer["networks"] = network_rows
@@ -320,8 +398,11 @@ async def apply_document(request: web.Request) -> web.Response:
         answer["crons"] = cron_rows
     if failures:
         done = ", ".join(f"{r['name']} {r['action']}" for r in results + cron_rows) or "none"
-        raise HttpError(409, "; ".join(f"{f['name']}: {f['error']}" for f in failures)
-                        + f" (the others were applied: {done})")
+        raise HttpError(
+            409,
+            "; ".join(f"{f['name']}: {f['error']}" for f in failures)
+            + f" (the others were applied: {done})",
+        )
     for name in plan.drop_selectors:
         result_or_raise(await shoal.control.submit(DeleteSelector(name)))
     return web.json_response({"services": results, **answer})
@@ -352,8 +433,9 @@ async def _apply_input(request: web.Request) -> tuple[str, Origin]:
         raise HttpError(400, "unknown field", sorted(unknown)[0])
     for key in ("variables", "env_files"):
         value = fields.get(key, {})
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in value.items()):
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
             raise HttpError(400, "must be an object of strings", key)
     for key in ("directory", "home", "stack"):
         if not isinstance(fields.get(key, ""), str):
@@ -364,12 +446,21 @@ async def _apply_input(request: web.Request) -> tuple[str, Origin]:
     directory = fields.get("directory", "")
     if directory and not directory.startswith("/"):
         raise HttpError(400, "must be an absolute path", "directory")
-    return text, Origin(variables=fields.get("variables", {}), directory=directory,
-                        home=fields.get("home", ""), env_files=fields.get("env_files", {}), stack=stack)
+    return text, Origin(
+        variables=fields.get("variables", {}),
+        directory=directory,
+        home=fields.get("home", ""),
+        env_files=fields.get("env_files", {}),
+        stack=stack,
+    )
 
 
 def _planned(step) -> dict:
-    row = {"name": step.spec.name, "action": _DONE[step.action], "version": step.expected_version or None}
+    row = {
+        "name": step.spec.name,
+        "action": _DONE[step.action],
+        "version": step.expected_version or None,
+    }
     if step.changes:
         row["changes"] = list(step.changes)
     return row
@@ -378,9 +469,13 @@ def _planned(step) -> dict:
 async def _apply_cron(shoal: NodeContext, step: CronStep) -> dict:
     name = step.spec.name
     if step.action != "unchanged":
-        cmd = (CreateCron(secrets.token_hex(6), step.spec, time.time()) if step.action == "create"
-               else UpdateCron(step.spec, time.time()) if step.action == "update"
-               else DeleteCron(name, time.time()))
+        cmd = (
+            CreateCron(secrets.token_hex(6), step.spec, time.time())
+            if step.action == "create"
+            else UpdateCron(step.spec, time.time())
+            if step.action == "update"
+            else DeleteCron(name, time.time())
+        )
         result = await shoal.control.submit(cmd)
         if not result.ok:
             return {"name": name, "error": result.error}
@@ -401,5 +496,9 @@ async def _apply_step(shoal: NodeContext, step) -> dict:
     if not result.ok:
         return {"name": name, "error": result.error}
     version = step.expected_version if step.action == "remove" else result.value["version"]
-    return {"name": name, "action": _DONE[step.action], "version": version,
-            **({"changes": list(step.changes)} if step.changes else {})}
+    return {
+        "name": name,
+        "action": _DONE[step.action],
+        "version": version,
+        **({"changes": list(step.changes)} if step.changes else {}),
+    }

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import AsyncIterator, Mapping, Optional
 from urllib.parse import quote
 
 from aiohttp import web
@@ -19,18 +19,17 @@ from aiohttp import web
 from consensus.nodes import nodes
 from consensus.tasks import tasks
 from node.api.context import NODE
-from node.client import ApiError, ShoalClient, Unreachable
 from node.api.http_util import HttpError, parse_count, query_flag
+from node.client import ApiError, ShoalClient, Unreachable
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-
 @dataclass(frozen=True, slots=True)
 class LogQuery:
     follow: bool = False
-    tail: Optional[int] = None  # the last N lines; None for all of them
+    tail: int | None = None  # the last N lines; None for all of them
     local: bool = False  # answer from this node only, never pass the request on
 
 
@@ -40,16 +39,18 @@ def parse_log_query(query: Mapping[str, str]) -> LogQuery:
     return LogQuery(query_flag(query, "follow"), lines, query_flag(query, "local"))
 
 
-async def _local_logs(request: web.Request, task_id: str,
-                      query: LogQuery) -> AsyncIterator[bytes]:
+async def _local_logs(request: web.Request, task_id: str, query: LogQuery) -> AsyncIterator[bytes]:
     shoal = request.app[NODE]
     agent = getattr(shoal, "agent", None)
     if agent is None:
         raise HttpError(503, f"node {shoal.node_id} runs no agent yet; retry shortly")
     seen = await agent.driver.inspect(task_id)
     if seen.state == "missing":
-        raise HttpError(404, f"task {task_id} has no logs on node {shoal.node_id}: its "
-                             f"container or process has been removed")
+        raise HttpError(
+            404,
+            f"task {task_id} has no logs on node {shoal.node_id}: its "
+            f"container or process has been removed",
+        )
     return agent.driver.logs(task_id, follow=query.follow, tail=query.tail)
 
 
@@ -61,8 +62,9 @@ async def _remote_logs(client: ShoalClient, task_id: str, query: LogQuery) -> As
         yield line.encode() + b"\n"
 
 
-async def _stream(request: web.Request, chunks: AsyncIterator[bytes], *,
-                  wait_for_first: bool) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, chunks: AsyncIterator[bytes], *, wait_for_first: bool
+) -> web.StreamResponse:
     """Send `chunks` as a chunked text response. With `wait_for_first`, an error raised
     before the first chunk (a passed-on stream's 404) still becomes an HTTP error; after
     the headers are out, an error can only end the stream, so it is written as its last line."""
@@ -95,13 +97,19 @@ async def task_logs(request: web.Request) -> web.StreamResponse:
     if not task.node_id or task.state == "pending":
         raise HttpError(404, f"task {task_id} has not been placed on a node yet: it has no logs")
     if task.node_id == shoal.node_id:
-        return await _stream(request, await _local_logs(request, task_id, query),
-                             wait_for_first=False)
+        return await _stream(
+            request, await _local_logs(request, task_id, query), wait_for_first=False
+        )
     if query.local:
-        raise HttpError(409, f"task {task_id} runs on node {task.node_id}, not on this node "
-                             f"({shoal.node_id})")
+        raise HttpError(
+            409, f"task {task_id} runs on node {task.node_id}, not on this node ({shoal.node_id})"
+        )
     if node is None:
-        raise HttpError(404, f"task {task_id} ran on node {task.node_id}, which has left the "
-                             f"cluster: its logs are gone")
-    return await _stream(request, _remote_logs(shoal.control.client_for(node), task_id, query),
-                         wait_for_first=True)
+        raise HttpError(
+            404,
+            f"task {task_id} ran on node {task.node_id}, which has left the "
+            f"cluster: its logs are gone",
+        )
+    return await _stream(
+        request, _remote_logs(shoal.control.client_for(node), task_id, query), wait_for_first=True
+    )

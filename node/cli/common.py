@@ -8,8 +8,9 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

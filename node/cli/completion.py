@@ -16,9 +16,11 @@ NAME_SOURCES = {
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     completion = sub.add_parser(
-        "completion", help="print a shell completion script",
+        "completion",
+        help="print a shell completion script",
         description="bash: source <(shoal completion bash); zsh: shoal completion zsh > "
-                    "\"${fpath[1]}/_shoal\"")
+        '"${fpath[1]}/_shoal"',
+    )
     completion.add_argument("shell", choices=SHELLS)
     completion.set_defaults(local=_print_script)
 

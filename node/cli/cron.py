@@ -21,25 +21,36 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     csub = cron.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = csub.add_parser("create", parents=[common], help="create a cron job")
-    create.add_argument("--name", required=True, help="cron job name (a DNS label of at most 52 "
-                                                      "characters); each run is NAME-<epoch seconds>")
-    create.add_argument("--schedule", required=True,
-                        help='five cron fields ("*/5 * * * *"; a sixth sets seconds) or @hourly, '
-                             "@daily ...")
+    create.add_argument(
+        "--name",
+        required=True,
+        help="cron job name (a DNS label of at most 52 "
+        "characters); each run is NAME-<epoch seconds>",
+    )
+    create.add_argument(
+        "--schedule",
+        required=True,
+        help='five cron fields ("*/5 * * * *"; a sixth sets seconds) or @hourly, @daily ...',
+    )
     create.add_argument("--timezone", help="the schedule's time zone (default UTC)")
-    create.add_argument("--concurrency", choices=typing.get_args(
-                            typing.get_type_hints(CronSpec)["concurrency"]),
-                        help="allow overlapping runs, forbid them (a due run waits, missed past "
-                             "the starting deadline) or replace the running one (default allow)")
-    create.add_argument("--starting-deadline",
-                        help="a run not started this long after its time is missed (default 0s = never)")
+    create.add_argument(
+        "--concurrency",
+        choices=typing.get_args(typing.get_type_hints(CronSpec)["concurrency"]),
+        help="allow overlapping runs, forbid them (a due run waits, missed past "
+        "the starting deadline) or replace the running one (default allow)",
+    )
+    create.add_argument(
+        "--starting-deadline",
+        help="a run not started this long after its time is missed (default 0s = never)",
+    )
     create.add_argument("--history", type=int, help="finished runs kept (default 3)")
     add_template_flags(create)
     create.set_defaults(handler=_create)
 
     csub.add_parser("ls", parents=[common], help="list cron jobs").set_defaults(handler=_ls)
-    inspect = csub.add_parser("inspect", parents=[common],
-                              help="a cron job: schedule, last and next run, its runs")
+    inspect = csub.add_parser(
+        "inspect", parents=[common], help="a cron job: schedule, last and next run, its runs"
+    )
     inspect.add_argument("name", metavar="CRON")
     inspect.set_defaults(handler=_inspect)
     rm = csub.add_parser("rm", parents=[common], help="remove cron jobs and the runs they started")
@@ -57,10 +68,21 @@ def create_body(args: argparse.Namespace) -> dict:
 
 
 def _render(rows: list[dict]) -> None:
-    output.table(("NAME", "SCHEDULE", "TIMEZONE", "CONCURRENCY", "ACTIVE", "LAST RUN", "NEXT RUN"),
-                 ((c["name"], c["schedule"], c["timezone"], c["concurrency"], len(c["active"]),
-                   output.ago(c["last_scheduled"]) if c["last_scheduled"] else "never",
-                   _when(c["next"])) for c in rows))
+    output.table(
+        ("NAME", "SCHEDULE", "TIMEZONE", "CONCURRENCY", "ACTIVE", "LAST RUN", "NEXT RUN"),
+        (
+            (
+                c["name"],
+                c["schedule"],
+                c["timezone"],
+                c["concurrency"],
+                len(c["active"]),
+                output.ago(c["last_scheduled"]) if c["last_scheduled"] else "never",
+                _when(c["next"]),
+            )
+            for c in rows
+        ),
+    )
 
 
 def _when(ts: float | None) -> str:
@@ -70,7 +92,9 @@ def _when(ts: float | None) -> str:
 
 
 def _render_one(cron: dict) -> None:
-    print(f"{cron['name']}: {cron['schedule']} ({cron['timezone']}), next run {_when(cron['next'])}")
+    print(
+        f"{cron['name']}: {cron['schedule']} ({cron['timezone']}), next run {_when(cron['next'])}"
+    )
     if cron["last_error"]:
         print(f"last run could not start: {cron['last_error']}")
     render_jobs(cron["runs"])

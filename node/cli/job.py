@@ -7,53 +7,108 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from node.cli import output, service as cli_service
-from node.cli.common import kv, emit
-from node.cli.service import LIST_EDITS, MAP_EDITS, SETTINGS, Setting, _add_settings, _dest, settings_body
+from node.cli import output
+from node.cli import service as cli_service
+from node.cli.common import emit, kv
+from node.cli.service import (
+    LIST_EDITS,
+    MAP_EDITS,
+    SETTINGS,
+    Setting,
+    _add_settings,
+    _dest,
+    settings_body,
+)
 
 if TYPE_CHECKING:
     from node.client import ShoalClient
 
 JOB_SETTINGS: tuple[Setting, ...] = (
-    Setting("--completions", ("job", "completions"), int,
-            "tasks that must succeed (replicated jobs; a global job runs once per node)"),
-    Setting("--parallelism", ("job", "parallelism"), int,
-            "tasks running at once (0 = all; a global job runs on all nodes at once by default)"),
-    Setting("--backoff-limit", ("job", "backoff_limit"), int, "failed tasks tolerated before the job fails"),
-    Setting("--backoff-delay", ("job", "backoff_delay"), help="wait before retrying a failed task, "
-                                                              "doubled per failure of its slot"),
-    Setting("--deadline", ("job", "deadline"), help="the job fails if it has not finished this "
-                                                   "long after it started (0s = none)"),
-    Setting("--ttl-after-finished", ("job", "ttl_after_finished"),
-            help="remove the finished job, its tasks and their logs this long after it ended "
-                 "(0s = kept until removed)"),
+    Setting(
+        "--completions",
+        ("job", "completions"),
+        int,
+        "tasks that must succeed (replicated jobs; a global job runs once per node)",
+    ),
+    Setting(
+        "--parallelism",
+        ("job", "parallelism"),
+        int,
+        "tasks running at once (0 = all; a global job runs on all nodes at once by default)",
+    ),
+    Setting(
+        "--backoff-limit",
+        ("job", "backoff_limit"),
+        int,
+        "failed tasks tolerated before the job fails",
+    ),
+    Setting(
+        "--backoff-delay",
+        ("job", "backoff_delay"),
+        help="wait before retrying a failed task, doubled per failure of its slot",
+    ),
+    Setting(
+        "--deadline",
+        ("job", "deadline"),
+        help="the job fails if it has not finished this long after it started (0s = none)",
+    ),
+    Setting(
+        "--ttl-after-finished",
+        ("job", "ttl_after_finished"),
+        help="remove the finished job, its tasks and their logs this long after it ended "
+        "(0s = kept until removed)",
+    ),
 )
 # The service flags that mean the same for a job's tasks.
-_TASK_FLAGS = ("--entrypoint", "--reserve-cpu", "--reserve-memory", "--limit-cpu", "--limit-memory",
-               "--stop-grace-period")
+_TASK_FLAGS = (
+    "--entrypoint",
+    "--reserve-cpu",
+    "--reserve-memory",
+    "--limit-cpu",
+    "--limit-memory",
+    "--stop-grace-period",
+)
 TASK_SETTINGS = tuple(s for s in SETTINGS if s.flag in _TASK_FLAGS)
-_TASK_LISTS = tuple(e for e in LIST_EDITS if e.field in ("constraints", "secrets", "configs", "volumes"))
+_TASK_LISTS = tuple(
+    e for e in LIST_EDITS if e.field in ("constraints", "secrets", "configs", "volumes")
+)
 
 
 def add_template_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that describe a job: what runs, where, how often it may fail."""
-    parser.add_argument("--mode", choices=("replicated", "global"),
-                        help="replicated: --completions tasks; global: one task per node "
-                             "(default replicated)")
+    parser.add_argument(
+        "--mode",
+        choices=("replicated", "global"),
+        help="replicated: --completions tasks; global: one task per node (default replicated)",
+    )
     for stem, _field, short in MAP_EDITS:
         parser.add_argument(short, f"--{stem}", type=kv, action="append", default=[], metavar="K=V")
     for edit in _TASK_LISTS:
-        parser.add_argument(f"--{edit.stem}", dest=_dest(edit.stem), type=edit.type,
-                            action="append", default=[], help=edit.help)
+        parser.add_argument(
+            f"--{edit.stem}",
+            dest=_dest(edit.stem),
+            type=edit.type,
+            action="append",
+            default=[],
+            help=edit.help,
+        )
     _add_settings(parser, JOB_SETTINGS + TASK_SETTINGS, defaults=True)
     parser.add_argument("image", metavar="IMAGE")
-    parser.add_argument("command_args", nargs=argparse.REMAINDER, metavar="COMMAND",
-                        help="the command and its arguments (replace the image's default)")
+    parser.add_argument(
+        "command_args",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="the command and its arguments (replace the image's default)",
+    )
 
 
 def template_body(args: argparse.Namespace, name: str) -> dict:
     """The plain job spec that the template flags describe."""
-    body: dict = {"name": name, "image": args.image, **settings_body(args, JOB_SETTINGS + TASK_SETTINGS)}
+    body: dict = {
+        "name": name,
+        "image": args.image,
+        **settings_body(args, JOB_SETTINGS + TASK_SETTINGS),
+    }
     body.setdefault("job", {})
     if args.mode:
         body["mode"] = args.mode
@@ -80,8 +135,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     run.set_defaults(handler=_run)
 
     jsub.add_parser("ls", parents=[common], help="list jobs").set_defaults(handler=_ls)
-    ps = jsub.add_parser("ps", parents=[common],
-                         help="a job's tasks: where each ran, its exit code and why it ended")
+    ps = jsub.add_parser(
+        "ps", parents=[common], help="a job's tasks: where each ran, its exit code and why it ended"
+    )
     ps.add_argument("name", metavar="JOB")
     ps.set_defaults(handler=_ps)
     inspect = jsub.add_parser("inspect", parents=[common], help="a job's spec, status and tasks")
@@ -89,7 +145,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     inspect.set_defaults(handler=_inspect)
     logs = jsub.add_parser("logs", parents=[common], help="the output of a job's tasks")
     logs.add_argument("name", metavar="JOB")
-    logs.add_argument("-f", "--follow", action="store_true", help="stream new output until the job is removed")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="stream new output until the job is removed"
+    )
     logs.add_argument("--tail", default="all", help="lines per task from the end (default all)")
     logs.set_defaults(handler=_logs)
     rm = jsub.add_parser("rm", parents=[common], help="remove jobs (their running tasks stop)")
@@ -98,18 +156,43 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def render_jobs(rows: list[dict]) -> None:
-    output.table(("ID", "NAME", "MODE", "STATUS", "COMPLETIONS", "FAILED", "ACTIVE", "CREATED"),
-                 ((j["id"], j["name"], j["mode"], j["status"], f"{j['succeeded']}/{j['completions']}",
-                   j["failed"], j["active"], output.ago(j["created_at"])) for j in rows))
+    output.table(
+        ("ID", "NAME", "MODE", "STATUS", "COMPLETIONS", "FAILED", "ACTIVE", "CREATED"),
+        (
+            (
+                j["id"],
+                j["name"],
+                j["mode"],
+                j["status"],
+                f"{j['succeeded']}/{j['completions']}",
+                j["failed"],
+                j["active"],
+                output.ago(j["created_at"]),
+            )
+            for j in rows
+        ),
+    )
 
 
 def _render_job_tasks(job: dict) -> None:
     if job["reason"]:
         print(f"{job['name']}: {job['status']}: {job['reason']}")
-    output.table(("ID", "SLOT", "NODE", "ATTEMPT", "DESIRED", "STATE", "EXIT CODE", "REASON"),
-                 ((t["id"][:12], t["slot"] or "-", t["node_name"], t["attempt"], t["desired"],
-                   t["state"], "" if t["exit_code"] is None else t["exit_code"], t["reason"])
-                  for t in job["tasks"]))
+    output.table(
+        ("ID", "SLOT", "NODE", "ATTEMPT", "DESIRED", "STATE", "EXIT CODE", "REASON"),
+        (
+            (
+                t["id"][:12],
+                t["slot"] or "-",
+                t["node_name"],
+                t["attempt"],
+                t["desired"],
+                t["state"],
+                "" if t["exit_code"] is None else t["exit_code"],
+                t["reason"],
+            )
+            for t in job["tasks"]
+        ),
+    )
 
 
 async def _run(args, client: ShoalClient) -> int:

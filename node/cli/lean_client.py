@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator, Optional
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from node.local_socket import reachable
@@ -27,7 +28,7 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 class ApiError(Exception):
     """The API answered with an error status."""
 
-    def __init__(self, status: int, message: str, field: Optional[str] = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.status = status
         self.message = message
@@ -72,19 +73,32 @@ class _Malformed(Exception):
 
 
 # How a connection fails: refused, reset, cut short, timed out, or not HTTP.
-_FAILURES = (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-             _Malformed)
+_FAILURES = (
+    OSError,
+    TimeoutError,
+    asyncio.IncompleteReadError,
+    asyncio.LimitOverrunError,
+    _Malformed,
+)
 
 
 class LeanClient:
-    def __init__(self, addr: str, token: Optional[str] = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, stale: bool = False) -> None:
+    def __init__(
+        self,
+        addr: str,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        stale: bool = False,
+    ) -> None:
         self.base = base_url(addr)
-        self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
+        self._unix = addr[len(UNIX_PREFIX) :] if addr.startswith(UNIX_PREFIX) else None
         parts = urlsplit(self.base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise Unreachable(f"cannot use {addr!r} as an API address: expected "
-                              f"http://HOST:PORT or https://HOST:PORT")
+            raise Unreachable(
+                f"cannot use {addr!r} as an API address: expected "
+                f"http://HOST:PORT or https://HOST:PORT"
+            )
         self._tls = parts.scheme == "https"
         self._host = parts.hostname
         try:
@@ -92,8 +106,12 @@ class LeanClient:
         except ValueError:
             raise Unreachable(f"cannot use {addr!r} as an API address: bad port") from None
         self._prefix = parts.path
-        self._headers = {"Host": parts.netloc, "Accept": "application/json",
-                         "Connection": "close", "User-Agent": "shoal-cli"}
+        self._headers = {
+            "Host": parts.netloc,
+            "Accept": "application/json",
+            "Connection": "close",
+            "User-Agent": "shoal-cli",
+        }
         if token:
             if not token.isascii() or not token.isprintable():
                 raise Unreachable("the API token holds characters an HTTP header cannot carry")
@@ -112,9 +130,16 @@ class LeanClient:
     async def close(self) -> None:
         return None
 
-    async def request(self, method: str, path: str, *, json_body: Any = None,
-                      data: Optional[bytes] = None, params: Optional[dict] = None,
-                      content_type: Optional[str] = None) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: bytes | None = None,
+        params: dict | None = None,
+        content_type: str | None = None,
+    ) -> Any:
         if json_body is not None:
             data, content_type = json.dumps(json_body).encode(), "application/json"
         try:
@@ -174,8 +199,14 @@ class LeanClient:
         finally:
             writer.close()
 
-    async def _send(self, method: str, path: str, params: Optional[dict], data: Optional[bytes],
-                    content_type: Optional[str]):
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict | None,
+        data: bytes | None,
+        content_type: str | None,
+    ):
         if self._tls and self._ssl is None:
             import ssl
 
@@ -186,7 +217,8 @@ class LeanClient:
                 reader, writer = await asyncio.open_unix_connection(socket_file, limit=MAX_HEADER)
         else:
             reader, writer = await asyncio.open_connection(
-                self._host, self._port, ssl=self._ssl if self._tls else None, limit=MAX_HEADER)
+                self._host, self._port, ssl=self._ssl if self._tls else None, limit=MAX_HEADER
+            )
         # Names from the command line go into paths: a space or a non-ASCII letter is sent
         # percent-encoded, as a browser would, and a line break cannot end the request line.
         target = quote(self._prefix + path, safe=_PATH_SAFE)
@@ -194,14 +226,18 @@ class LeanClient:
             params = {**(params or {}), **self._read_params}
         if params:
             target += ("&" if "?" in target else "?") + urlencode(
-                {k: str(v) for k, v in params.items()})
+                {k: str(v) for k, v in params.items()}
+            )
         headers = dict(self._headers)
         if data is not None:
             headers["Content-Length"] = str(len(data))
             if content_type:
                 headers["Content-Type"] = content_type
-        head = f"{method} {target} HTTP/1.1\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        head = (
+            f"{method} {target} HTTP/1.1\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n"
+        )
         writer.write(head.encode("latin-1") + (data or b""))
         await writer.drain()
         return reader, writer

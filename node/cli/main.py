@@ -11,7 +11,7 @@ import asyncio
 import importlib
 import os
 import sys
-from typing import Any, Optional
+from typing import Any
 
 from node.cli.common import EXIT_FAILED, EXIT_USAGE, Refused, UsageError, default_data_dir
 from node.cli.lean_client import UNIX_PREFIX, ApiError, LeanClient, Unreachable
@@ -25,30 +25,48 @@ def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None
     `docker -H` and `kubectl --server`) or after it. Only the top-level parser holds their
     defaults: a command's own copy sets a value only when given, so it cannot undo one given
     before the command."""
+
     def default(value: Any) -> Any:
         return value if defaults else argparse.SUPPRESS
 
-    parser.add_argument("--addr", default=default(None),
-                        help="API address of any node, HOST:PORT, http(s)://HOST:PORT or "
-                             "unix:PATH (env SHOAL_ADDR; default: the socket of the node on this "
-                             f"machine, else {DEFAULT_ADDR})")
-    parser.add_argument("--data-dir", default=default(None),
-                        help="talk to the node with this data dir through its socket "
-                             "(env SHOAL_DATA_DIR)")
-    parser.add_argument("--token", default=default(os.environ.get("SHOAL_TOKEN")),
-                        help="API token, needed over TCP (env SHOAL_TOKEN)")
-    parser.add_argument("-o", "--output", choices=("table", "json"), default=default("table"),
-                        help="table (default) or json")
-    parser.add_argument("--stale", action="store_true", default=default(False),
-                        help="read the asked node's copy of the state, which may be behind, "
-                             "instead of a linearizable read (works without a leader)")
+    parser.add_argument(
+        "--addr",
+        default=default(None),
+        help="API address of any node, HOST:PORT, http(s)://HOST:PORT or "
+        "unix:PATH (env SHOAL_ADDR; default: the socket of the node on this "
+        f"machine, else {DEFAULT_ADDR})",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=default(None),
+        help="talk to the node with this data dir through its socket (env SHOAL_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--token",
+        default=default(os.environ.get("SHOAL_TOKEN")),
+        help="API token, needed over TCP (env SHOAL_TOKEN)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default=default("table"),
+        help="table (default) or json",
+    )
+    parser.add_argument(
+        "--stale",
+        action="store_true",
+        default=default(False),
+        help="read the asked node's copy of the state, which may be behind, "
+        "instead of a linearizable read (works without a leader)",
+    )
 
 
 # The options above that take a value: skipped when looking for the command group in argv.
 _VALUED_OPTIONS = ("--addr", "--data-dir", "--token", "-o", "--output")
 
 
-def command_group(argv: list[str]) -> Optional[str]:
+def command_group(argv: list[str]) -> str | None:
     """The command group argv names (`node` in `shoal --addr A node ls`), if any."""
     words = iter(argv)
     for word in words:
@@ -60,12 +78,33 @@ def command_group(argv: list[str]) -> Optional[str]:
 
 
 # Subcommands live beside their handlers, a module per command group, in help order.
-_MODULES = ("node", "service", "job", "cron", "apply", "stack", "volume", "secret", "network",
-            "completion")
-_GROUP_MODULE = {"node": "node", "cluster": "node", "dev": "node", "service": "service",
-                 "apply": "apply", "stack": "stack", "volume": "volume", "secret": "secret",
-                 "config": "secret", "network": "network", "job": "job", "cron": "cron",
-                 "completion": "completion"}
+_MODULES = (
+    "node",
+    "service",
+    "job",
+    "cron",
+    "apply",
+    "stack",
+    "volume",
+    "secret",
+    "network",
+    "completion",
+)
+_GROUP_MODULE = {
+    "node": "node",
+    "cluster": "node",
+    "dev": "node",
+    "service": "service",
+    "apply": "apply",
+    "stack": "stack",
+    "volume": "volume",
+    "secret": "secret",
+    "config": "secret",
+    "network": "network",
+    "job": "job",
+    "cron": "cron",
+    "completion": "completion",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,7 +116,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-def build_parser(argv: Optional[list[str]] = None) -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser for `argv`'s command group alone when it names one, else for all: `shoal
     node start` runs for months, and need not hold every other command (1.5 MB)."""
     group = command_group(argv or [])
@@ -103,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shoal: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Unreachable as exc:
-        print(f"shoal: {exc} (is a node running there? `shoal dev` starts a local cluster; "
-              f"--addr or SHOAL_ADDR points at another node)", file=sys.stderr)
+        print(
+            f"shoal: {exc} (is a node running there? `shoal dev` starts a local cluster; "
+            f"--addr or SHOAL_ADDR points at another node)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except ApiError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
@@ -116,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def api_address(addr: Optional[str], data_dir: Optional[str]) -> str:
+def api_address(addr: str | None, data_dir: str | None) -> str:
     """Flags first, then the environment, then the socket of a node on this machine (its
     default data dir), then the default TCP address."""
     if addr:
@@ -132,8 +174,9 @@ def api_address(addr: Optional[str], data_dir: Optional[str]) -> str:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    async with LeanClient(api_address(args.addr, args.data_dir), args.token,
-                          stale=getattr(args, "stale", False)) as client:
+    async with LeanClient(
+        api_address(args.addr, args.data_dir), args.token, stale=getattr(args, "stale", False)
+    ) as client:
         return await args.handler(args, client)
 
 

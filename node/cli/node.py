@@ -9,10 +9,10 @@ import logging
 import os
 import socket
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from node.cli import output
-from node.cli.common import UsageError, kv, labels, default_data_dir, emit
+from node.cli.common import UsageError, default_data_dir, emit, kv, labels
 from node.config import NodeConfig  # its defaults only: it loads nothing else at import
 
 if TYPE_CHECKING:  # a node's modules load only in `node start`
@@ -31,61 +31,122 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     start = nsub.add_parser("start", help="run a node in the foreground")
     start.add_argument("--name", help="node name (default: the host name)")
-    start.add_argument("--data-dir", default=None,
-                       help=f"state directory (default {default_data_dir()})")
-    start.add_argument("--advertise", help="address other nodes reach this one on (default 127.0.0.1)")
-    start.add_argument("--publish-address",
-                       help="address task ports are published on (default: --advertise)")
-    start.add_argument("--ingress-address",
-                       help="address published service ports listen on (default: --advertise)")
-    start.add_argument("--lb-dataplane", choices=("auto", "nft", "proxy"),
-                       help="routing mesh data plane: asyncio proxy (default), nftables DNAT "
-                            "(root), or auto (nftables where it works)")
-    for port, what in (("api", "HTTP API, tcp"), ("raft", "Raft, tcp"),
-                       ("gossip", "gossip, udp and tcp"), ("dns", "DNS, udp")):
-        start.add_argument(f"--{port}-port", type=int, help=f"{what} (default "
-                           f"{_DEFAULTS[f'{port}_port']})")
-    start.add_argument("--overlay", action="store_true", default=None,
-                       help="take part in overlay networks (root, Docker runtime, one node per "
-                            "network namespace)")
-    start.add_argument("--vxlan-port", type=int, help="UDP port of the overlay's VXLAN (default 4789)")
-    start.add_argument("--overlay-cidr", type=_overlay_cidr, metavar="CIDR",
-                       help="where overlay networks take their subnets from, set when the "
-                            "cluster is made (default 10.200.0.0/13)")
-    start.add_argument("--dns-upstream", type=_addresses, metavar="ADDR[,ADDR]",
-                       help="where container DNS forwards other names (default: /etc/resolv.conf's)")
+    start.add_argument(
+        "--data-dir", default=None, help=f"state directory (default {default_data_dir()})"
+    )
+    start.add_argument(
+        "--advertise", help="address other nodes reach this one on (default 127.0.0.1)"
+    )
+    start.add_argument(
+        "--publish-address", help="address task ports are published on (default: --advertise)"
+    )
+    start.add_argument(
+        "--ingress-address", help="address published service ports listen on (default: --advertise)"
+    )
+    start.add_argument(
+        "--lb-dataplane",
+        choices=("auto", "nft", "proxy"),
+        help="routing mesh data plane: asyncio proxy (default), nftables DNAT "
+        "(root), or auto (nftables where it works)",
+    )
+    for port, what in (
+        ("api", "HTTP API, tcp"),
+        ("raft", "Raft, tcp"),
+        ("gossip", "gossip, udp and tcp"),
+        ("dns", "DNS, udp"),
+    ):
+        start.add_argument(
+            f"--{port}-port", type=int, help=f"{what} (default {_DEFAULTS[f'{port}_port']})"
+        )
+    start.add_argument(
+        "--overlay",
+        action="store_true",
+        default=None,
+        help="take part in overlay networks (root, Docker runtime, one node per network namespace)",
+    )
+    start.add_argument(
+        "--vxlan-port", type=int, help="UDP port of the overlay's VXLAN (default 4789)"
+    )
+    start.add_argument(
+        "--overlay-cidr",
+        type=_overlay_cidr,
+        metavar="CIDR",
+        help="where overlay networks take their subnets from, set when the "
+        "cluster is made (default 10.200.0.0/13)",
+    )
+    start.add_argument(
+        "--dns-upstream",
+        type=_addresses,
+        metavar="ADDR[,ADDR]",
+        help="where container DNS forwards other names (default: /etc/resolv.conf's)",
+    )
     start.add_argument("--join", metavar="HOST:PORT", help="API address of any cluster node")
     start.add_argument("--token", help="join token (`shoal cluster token` on a member)")
     start.add_argument("--labels", type=labels, help="k=v,k2=v2 (applied when the node joins)")
-    start.add_argument("--runtime", choices=("auto", "docker", "process"),
-                       help=f"run tasks as containers or processes (default {_DEFAULTS['runtime']}: "
-                            "Docker when an engine answers)")
-    start.add_argument("--image-pull", choices=("missing", "never"),
-                       help="pull images tasks need when missing (default), or never")
-    start.add_argument("--voter-grace", type=float,
-                       help="seconds a voter may be down before it is replaced (default 60)")
-    start.add_argument("--metrics-interval", type=float,
-                       help="seconds between this node's load reports for autoscaling (default 5)")
-    start.add_argument("--snapshot-entries", type=int, metavar="N",
-                       help="compact the Raft log into a snapshot past N entries "
-                            f"(default {_DEFAULTS['snapshot_entries']})")
-    start.add_argument("--snapshot-interval", type=float, metavar="SECONDS",
-                       help="at most one Raft snapshot per this many seconds "
-                            f"(default {_DEFAULTS['snapshot_interval']:g})")
-    start.add_argument("--cpus", type=_cpus, help="CPU capacity to offer: cores (2, 0.5) or "
-                                                  "millicores (500m) (default: all)")
-    start.add_argument("--memory", type=_memory, help="memory capacity to offer: bytes or a size "
-                                                      "(512m, 8g) (default: all)")
-    start.add_argument("--api-host", action="append", metavar="NAME",
-                       help="a DNS name clients reach the API by (repeatable; IP addresses, "
-                            "localhost and the machine's name are always accepted)")
-    start.add_argument("--task-user", metavar="USER",
-                       help="user process-runtime tasks run as (default: nobody when the node "
-                            "runs as root, else the node's own user)")
-    start.add_argument("--host-binds", choices=("yes", "no"),
-                       help="whether tasks may bind-mount host paths (default yes)")
-    start.add_argument("--log-level", default="info",
-                       choices=("debug", "info", "warning", "error"))
+    start.add_argument(
+        "--runtime",
+        choices=("auto", "docker", "process"),
+        help=f"run tasks as containers or processes (default {_DEFAULTS['runtime']}: "
+        "Docker when an engine answers)",
+    )
+    start.add_argument(
+        "--image-pull",
+        choices=("missing", "never"),
+        help="pull images tasks need when missing (default), or never",
+    )
+    start.add_argument(
+        "--voter-grace",
+        type=float,
+        help="seconds a voter may be down before it is replaced (default 60)",
+    )
+    start.add_argument(
+        "--metrics-interval",
+        type=float,
+        help="seconds between this node's load reports for autoscaling (default 5)",
+    )
+    start.add_argument(
+        "--snapshot-entries",
+        type=int,
+        metavar="N",
+        help="compact the Raft log into a snapshot past N entries "
+        f"(default {_DEFAULTS['snapshot_entries']})",
+    )
+    start.add_argument(
+        "--snapshot-interval",
+        type=float,
+        metavar="SECONDS",
+        help="at most one Raft snapshot per this many seconds "
+        f"(default {_DEFAULTS['snapshot_interval']:g})",
+    )
+    start.add_argument(
+        "--cpus",
+        type=_cpus,
+        help="CPU capacity to offer: cores (2, 0.5) or millicores (500m) (default: all)",
+    )
+    start.add_argument(
+        "--memory",
+        type=_memory,
+        help="memory capacity to offer: bytes or a size (512m, 8g) (default: all)",
+    )
+    start.add_argument(
+        "--api-host",
+        action="append",
+        metavar="NAME",
+        help="a DNS name clients reach the API by (repeatable; IP addresses, "
+        "localhost and the machine's name are always accepted)",
+    )
+    start.add_argument(
+        "--task-user",
+        metavar="USER",
+        help="user process-runtime tasks run as (default: nobody when the node "
+        "runs as root, else the node's own user)",
+    )
+    start.add_argument(
+        "--host-binds",
+        choices=("yes", "no"),
+        help="whether tasks may bind-mount host paths (default yes)",
+    )
+    start.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     start.set_defaults(local=_start)
 
     ls = nsub.add_parser("ls", parents=[common], help="list nodes")
@@ -111,21 +172,33 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     cluster = sub.add_parser("cluster", help="cluster status and join token")
     csub = cluster.add_subparsers(dest="command", required=True, metavar="COMMAND")
     csub.add_parser("status", parents=[common], help="leader, term, voters").set_defaults(
-        handler=_status)
+        handler=_status
+    )
     csub.add_parser("token", parents=[common], help="print the join token").set_defaults(
-        handler=_token)
+        handler=_token
+    )
 
     dev = sub.add_parser("dev", help="run a local cluster of N nodes in the foreground")
     dev.add_argument("--nodes", type=int, default=3, help="how many (default 3)")
     dev.add_argument("--data-dir", default=None, help="base directory (default ./.shoal-dev)")
-    dev.add_argument("--api-port", type=int, default=_DEFAULTS["api_port"],
-                     help="every node's API port (default %(default)s)")
-    dev.add_argument("--runtime", choices=("auto", "docker", "process"), default="process",
-                     help="how the nodes run tasks (default: plain processes, which work "
-                          "everywhere)")
-    dev.add_argument("--demo-port", type=int, default=8080,
-                     help="where the demo service is published on every node "
-                          "(default %(default)s; 0: no demo)")
+    dev.add_argument(
+        "--api-port",
+        type=int,
+        default=_DEFAULTS["api_port"],
+        help="every node's API port (default %(default)s)",
+    )
+    dev.add_argument(
+        "--runtime",
+        choices=("auto", "docker", "process"),
+        default="process",
+        help="how the nodes run tasks (default: plain processes, which work everywhere)",
+    )
+    dev.add_argument(
+        "--demo-port",
+        type=int,
+        default=8080,
+        help="where the demo service is published on every node (default %(default)s; 0: no demo)",
+    )
     dev.set_defaults(local=_dev)
 
 
@@ -178,59 +251,77 @@ def _start(args: argparse.Namespace) -> int:
     from node import config as cfg
     from node.config import NodeConfig
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("pysyncobj").setLevel(logging.ERROR)
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
     stored = cfg.load(data_dir)
     base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
     overrides = {
-        "name": args.name, "advertise": args.advertise,
-        "publish_address": args.publish_address, "ingress_address": args.ingress_address,
-        "lb_dataplane": args.lb_dataplane, "api_port": args.api_port,
-        "raft_port": args.raft_port, "gossip_port": args.gossip_port, "dns_port": args.dns_port,
-        "labels": args.labels, "runtime": args.runtime,
-        "image_pull": args.image_pull, "voter_grace": args.voter_grace,
+        "name": args.name,
+        "advertise": args.advertise,
+        "publish_address": args.publish_address,
+        "ingress_address": args.ingress_address,
+        "lb_dataplane": args.lb_dataplane,
+        "api_port": args.api_port,
+        "raft_port": args.raft_port,
+        "gossip_port": args.gossip_port,
+        "dns_port": args.dns_port,
+        "labels": args.labels,
+        "runtime": args.runtime,
+        "image_pull": args.image_pull,
+        "voter_grace": args.voter_grace,
         "metrics_interval": args.metrics_interval,
-        "snapshot_entries": args.snapshot_entries, "snapshot_interval": args.snapshot_interval,
-        "overlay": args.overlay, "vxlan_port": args.vxlan_port,
-        "dns_upstreams": args.dns_upstream, "overlay_cidr": args.overlay_cidr,
+        "snapshot_entries": args.snapshot_entries,
+        "snapshot_interval": args.snapshot_interval,
+        "overlay": args.overlay,
+        "vxlan_port": args.vxlan_port,
+        "dns_upstreams": args.dns_upstream,
+        "overlay_cidr": args.overlay_cidr,
         "api_hosts": tuple(args.api_host) if args.api_host else None,
         "task_user": args.task_user,
         "host_binds": None if args.host_binds is None else args.host_binds == "yes",
-        "cpus_millis": args.cpus or None, "memory_bytes": args.memory,
+        "cpus_millis": args.cpus or None,
+        "memory_bytes": args.memory,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:
-        raise UsageError(f"--metrics-interval must be a positive number of seconds, "
-                         f"not {args.metrics_interval:g}")
+        raise UsageError(
+            f"--metrics-interval must be a positive number of seconds, "
+            f"not {args.metrics_interval:g}"
+        )
     if args.snapshot_entries is not None and args.snapshot_entries < 100:
         raise UsageError(f"--snapshot-entries must be at least 100, not {args.snapshot_entries}")
     if args.snapshot_interval is not None and not args.snapshot_interval > 0:
-        raise UsageError(f"--snapshot-interval must be a positive number of seconds, "
-                         f"not {args.snapshot_interval:g}")
+        raise UsageError(
+            f"--snapshot-interval must be a positive number of seconds, "
+            f"not {args.snapshot_interval:g}"
+        )
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     if config.overlay and config.runtime == "process":
         raise UsageError("--overlay needs the Docker runtime (--runtime docker or auto)")
     if args.join and not args.token:
         raise UsageError("--join needs --token (run `shoal cluster token` on a member)")
     if stored and stored.identity and args.join:
-        print(f"shoal: {data_dir} already belongs to cluster {stored.identity.cluster_id}; "
-              f"ignoring --join", file=sys.stderr)
+        print(
+            f"shoal: {data_dir} already belongs to cluster {stored.identity.cluster_id}; "
+            f"ignoring --join",
+            file=sys.stderr,
+        )
     node_id = stored.identity.node_id if stored and stored.identity else cfg.new_node_id()
     return _run_node(config, node_id, args.join, args.token)
 
 
-def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:
+def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | None) -> int:
     import node
 
     node.import_aiohttp_for_a_node()  # first, before anything imports aiohttp
-    from node.server import ShoalNode
-
     from node import config as cfg
     from node.client import ApiError, Unreachable
-    from node.runtime.select import RuntimeUnavailable, select_driver
     from node.ports import port_taken
+    from node.runtime.select import RuntimeUnavailable, select_driver
     from node.security import TokenError
+    from node.server import ShoalNode
 
     # Before anything is written: a node that cannot serve its API must not have joined or
     # made a cluster identity that a later start would reuse.
@@ -245,10 +336,14 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
 
     async def run() -> int:
         try:
-            driver = await select_driver(config.runtime, config.data_dir, node_id=node_id,
-                                         pull_images=config.image_pull != "never",
-                                         task_user=config.task_user,
-                                         host_binds=config.host_binds)
+            driver = await select_driver(
+                config.runtime,
+                config.data_dir,
+                node_id=node_id,
+                pull_images=config.image_pull != "never",
+                task_user=config.task_user,
+                host_binds=config.host_binds,
+            )
         except (RuntimeUnavailable, ValueError) as exc:  # a runtime this machine lacks
             print(f"shoal: runtime {config.runtime}: {exc}", file=sys.stderr)
             return 2
@@ -264,8 +359,11 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
             print(f"shoal: {exc}", file=sys.stderr)
             return 2
         if not join and stored.identity and not os.environ.get("SHOAL_QUIET"):
-            print(f"join token: {stored.identity.keys.token}\n  (saved in "
-                  f"{os.path.join(config.data_dir, cfg.TOKEN_FILE)})", file=sys.stderr)
+            print(
+                f"join token: {stored.identity.keys.token}\n  (saved in "
+                f"{os.path.join(config.data_dir, cfg.TOKEN_FILE)})",
+                file=sys.stderr,
+            )
         reason = await ShoalNode(stored, driver, fingerprint).run()
         logging.getLogger("shoal").info("node stopped: %s", reason)
         return 0
@@ -286,11 +384,21 @@ def _use_uvloop() -> None:
 def _render_nodes(rows: list[dict]) -> None:
     output.table(
         ("ID", "NAME", "ADDRESS", "ROLE", "STATUS", "AVAILABILITY", "CPUS", "MEMORY", "LABELS"),
-        ((n["id"], n["name"] + (" *" if n.get("leader") else ""), n["address"], n["role"],
-          n["status"], n["availability"], output.cpus(n["resources"]["cpu_millis"]),
-          output.size(n["resources"]["memory_bytes"]),
-          ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())))
-         for n in rows))
+        (
+            (
+                n["id"],
+                n["name"] + (" *" if n.get("leader") else ""),
+                n["address"],
+                n["role"],
+                n["status"],
+                n["availability"],
+                output.cpus(n["resources"]["cpu_millis"]),
+                output.size(n["resources"]["memory_bytes"]),
+                ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())),
+            )
+            for n in rows
+        ),
+    )
 
 
 async def _ls(args, client: ShoalClient) -> int:
@@ -330,13 +438,23 @@ async def _rm(args, client: ShoalClient) -> int:
 async def _status(args, client: ShoalClient) -> int:
     def render(c: dict) -> None:
         leader = c["leader"]
-        output.table(("FIELD", "VALUE"), [
-            ("cluster", c["cluster_id"]),
-            ("leader", f"{leader['name']} ({leader['id']}, {leader['address']})" if leader
-             else "none (no quorum?)"),
-            ("term", c["term"]), ("commit index", c["commit_index"]),
-            ("voters", len(c["voters"])), ("members", len(c["members"])),
-        ])
+        output.table(
+            ("FIELD", "VALUE"),
+            [
+                ("cluster", c["cluster_id"]),
+                (
+                    "leader",
+                    f"{leader['name']} ({leader['id']}, {leader['address']})"
+                    if leader
+                    else "none (no quorum?)",
+                ),
+                ("term", c["term"]),
+                ("commit index", c["commit_index"]),
+                ("voters", len(c["voters"])),
+                ("members", len(c["members"])),
+            ],
+        )
+
     return emit(args, await client.get("/v1/cluster"), render)
 
 
@@ -352,6 +470,10 @@ def _dev(args: argparse.Namespace) -> int:
         raise UsageError("--nodes must be between 1 and 250")
     if not 0 <= args.demo_port <= 65535:
         raise UsageError("--demo-port must be a port number (0 for no demo service)")
-    return run_dev_cluster(args.nodes, os.path.abspath(args.data_dir or ".shoal-dev"),
-                           args.api_port, runtime=args.runtime, demo_port=args.demo_port)
-
+    return run_dev_cluster(
+        args.nodes,
+        os.path.abspath(args.data_dir or ".shoal-dev"),
+        args.api_port,
+        runtime=args.runtime,
+        demo_port=args.demo_port,
+    )

@@ -11,13 +11,13 @@ import json
 import os
 import sys
 import time
-from typing import Any, Iterable, Sequence
-
+from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+
 
 @cache
 def console() -> Console:
@@ -30,7 +30,9 @@ def console() -> Console:
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Columns two spaces apart, left-aligned, never wrapped; a bold header on a terminal."""
     cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
-    widths = [max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)]
+    widths = [
+        max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)
+    ]
 
     def line(row: Sequence[str]) -> str:
         return "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()

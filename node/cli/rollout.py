@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, AsyncIterator, Optional
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from node.cli import output
 from node.cli.common import emit
@@ -24,25 +25,37 @@ FINAL_STATES = ("completed", "paused", "canary", "rolled_back")
 
 
 def register(ssub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    rollback = ssub.add_parser("rollback", parents=[common],
-                               help="return a service to its previous spec (or --to-version)")
+    rollback = ssub.add_parser(
+        "rollback", parents=[common], help="return a service to its previous spec (or --to-version)"
+    )
     rollback.add_argument("name", metavar="SERVICE")
-    rollback.add_argument("--to-version", type=int, default=0,
-                          help="an earlier version to return to (the last 10 are kept)")
+    rollback.add_argument(
+        "--to-version",
+        type=int,
+        default=0,
+        help="an earlier version to return to (the last 10 are kept)",
+    )
     rollback.set_defaults(handler=_rollback)
-    promote = ssub.add_parser("promote", parents=[common],
-                              help="go on with an update waiting in its canary phase")
+    promote = ssub.add_parser(
+        "promote", parents=[common], help="go on with an update waiting in its canary phase"
+    )
     promote.add_argument("name", metavar="SERVICE")
     promote.set_defaults(handler=_promote)
-    rebalance = ssub.add_parser("rebalance", parents=[common],
-                                help="move tasks to spread a service over its nodes again")
+    rebalance = ssub.add_parser(
+        "rebalance", parents=[common], help="move tasks to spread a service over its nodes again"
+    )
     rebalance.add_argument("name", metavar="SERVICE")
     rebalance.set_defaults(handler=_rebalance)
-    status = ssub.add_parser("status", parents=[common],
-                             help="a service's rollout: progress and recent events")
+    status = ssub.add_parser(
+        "status", parents=[common], help="a service's rollout: progress and recent events"
+    )
     status.add_argument("name", metavar="SERVICE")
-    status.add_argument("-f", "--follow", action="store_true",
-                        help="stream the service's events until its rollout is over")
+    status.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="stream the service's events until its rollout is over",
+    )
     status.set_defaults(handler=_status)
 
 
@@ -60,7 +73,7 @@ async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict]
             data += line[5:].strip()
 
 
-def progress_line(rollout: Optional[dict]) -> "Table":
+def progress_line(rollout: dict | None) -> Table:
     """`[=====     ] 2/3 updated, 1 failed  updating` as one rich row."""
     from rich.progress_bar import ProgressBar  # rich only when something is printed
     from rich.table import Table
@@ -73,22 +86,27 @@ def progress_line(rollout: Optional[dict]) -> "Table":
     counts = f"{rollout['updated']}/{total} updated"
     if rollout["failed"]:
         counts += f", {rollout['failed']} failed"
-    grid.add_row(ProgressBar(total=max(total, 1), completed=rollout["updated"] if total else 1,
-                             width=30), counts, rollout["state"])
+    grid.add_row(
+        ProgressBar(total=max(total, 1), completed=rollout["updated"] if total else 1, width=30),
+        counts,
+        rollout["state"],
+    )
     return grid
 
 
 def autoscale_line(status: dict) -> str:
     """`autoscale 1..5 replicas on rps (target 20): 3 -> 4: why` from the autoscale answer."""
     policy, decision = status["policy"], status["decision"]
-    head = (f"autoscale {policy['min']}..{policy['max']} replicas on {policy['metric']} "
-            f"(target {policy['target']:g}): ")
+    head = (
+        f"autoscale {policy['min']}..{policy['max']} replicas on {policy['metric']} "
+        f"(target {policy['target']:g}): "
+    )
     if decision["desired"] != decision["current"]:
         head += f"{decision['current']} -> {decision['desired']}: "
     return head + decision["reason"]
 
 
-def render_status(service: dict, events: list[dict], autoscale: Optional[dict] = None) -> None:
+def render_status(service: dict, events: list[dict], autoscale: dict | None = None) -> None:
     rollout = service["rollout"]
     console = output.console()
     head = f"{service['name']}  version {service['version']}"
@@ -99,18 +117,24 @@ def render_status(service: dict, events: list[dict], autoscale: Optional[dict] =
         console.print(autoscale_line(autoscale))
     console.print(progress_line(rollout))
     if rollout:
-        console.print(f"started {output.ago(rollout['started_at'])}, "
-                      f"last change {output.ago(rollout['updated_at'])}")
+        console.print(
+            f"started {output.ago(rollout['started_at'])}, "
+            f"last change {output.ago(rollout['updated_at'])}"
+        )
         if rollout["reason"]:
             console.print(f"reason: {rollout['reason']}")
         console.print(rollout["message"])
     if events:
         console.print()
-        output.table(("WHEN", "EVENT", "MESSAGE"),
-                     ((output.ago(e["at"]), e["type"], e["message"]) for e in events))
+        output.table(
+            ("WHEN", "EVENT", "MESSAGE"),
+            ((output.ago(e["at"]), e["type"], e["message"]) for e in events),
+        )
 
 
-async def service_events(client: ShoalClient, name: str, since: int, follow: bool) -> AsyncIterator[dict]:
+async def service_events(
+    client: ShoalClient, name: str, since: int, follow: bool
+) -> AsyncIterator[dict]:
     """A service's events after `since`; a stream the node ended (a client it dropped as too
     slow) just ends here."""
     params = {"service": name, "since": str(since), "follow": "1" if follow else "0"}
@@ -122,8 +146,11 @@ async def service_events(client: ShoalClient, name: str, since: int, follow: boo
 async def _rollback(args, client: ShoalClient) -> int:
     body = {"to_version": args.to_version} if args.to_version else {}
     service = await client.post(f"/v1/services/{args.name}/rollback", body)
-    return emit(args, service, lambda s: print(
-        f"{s['name']}: {s['rollout']['message']} (as version {s['version']})"))
+    return emit(
+        args,
+        service,
+        lambda s: print(f"{s['name']}: {s['rollout']['message']} (as version {s['version']})"),
+    )
 
 
 async def _promote(args, client: ShoalClient) -> int:
@@ -133,17 +160,26 @@ async def _promote(args, client: ShoalClient) -> int:
 
 async def _rebalance(args, client: ShoalClient) -> int:
     service = await client.post(f"/v1/services/{args.name}/rebalance")
-    return emit(args, service, lambda s: print(f"{s['name']}: rebalancing (one move at a time, "
-                                               f"each start-first)"))
+    return emit(
+        args,
+        service,
+        lambda s: print(f"{s['name']}: rebalancing (one move at a time, each start-first)"),
+    )
 
 
 async def _status(args, client: ShoalClient) -> int:
     service = await client.get(f"/v1/services/{args.name}")
-    autoscale = (await client.get(f"/v1/services/{args.name}/autoscale")
-                 if service["spec"].get("autoscale") else None)
+    autoscale = (
+        await client.get(f"/v1/services/{args.name}/autoscale")
+        if service["spec"].get("autoscale")
+        else None
+    )
     kept = [e async for e in service_events(client, args.name, since=0, follow=False)]
-    emit(args, {"service": service, "autoscale": autoscale, "events": kept[-RECENT_EVENTS:]},
-         lambda d: render_status(d["service"], d["events"], d["autoscale"]))
+    emit(
+        args,
+        {"service": service, "autoscale": autoscale, "events": kept[-RECENT_EVENTS:]},
+        lambda d: render_status(d["service"], d["events"], d["autoscale"]),
+    )
     if not args.follow or service["rollout"] is None or service["rollout"]["state"] in FINAL_STATES:
         return 0
     # From the last event seen, so nothing between the two requests is missed.

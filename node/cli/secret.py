@@ -21,9 +21,19 @@ def create_body(name: str, data: bytes) -> dict:
 
 
 def _render_rows(rows: list[dict]) -> None:
-    output.table(("ID", "NAME", "SIZE", "CREATED", "SERVICES"),
-                 ((r["id"], r["name"], output.size(r["size"]), output.ago(r["created_at"]),
-                   ",".join(r["services"]) or "-") for r in rows))
+    output.table(
+        ("ID", "NAME", "SIZE", "CREATED", "SERVICES"),
+        (
+            (
+                r["id"],
+                r["name"],
+                output.size(r["size"]),
+                output.ago(r["created_at"]),
+                ",".join(r["services"]) or "-",
+            )
+            for r in rows
+        ),
+    )
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -32,7 +42,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         ksub = group.add_subparsers(dest="command", required=True, metavar="COMMAND")
         create = ksub.add_parser("create", parents=[common], help=f"create a {kind}")
         create.add_argument("name", metavar="NAME")
-        create.add_argument("file", metavar="FILE", help="the content's file ('-' reads standard input)")
+        create.add_argument(
+            "file", metavar="FILE", help="the content's file ('-' reads standard input)"
+        )
         create.set_defaults(handler=_create, kind=kind)
         ls = ksub.add_parser("ls", parents=[common], help=f"list {kind}s (never their content)")
         ls.set_defaults(handler=_ls, kind=kind)

@@ -13,12 +13,13 @@ import dataclasses
 import functools
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
-from node.cli import output, rollout as cli_rollout
-from node.cli.common import Refused, UsageError, kv, emit
+from node.cli import output
+from node.cli import rollout as cli_rollout
+from node.cli.common import Refused, UsageError, emit, kv
 from node.cli.lean_client import ApiError
 
 if TYPE_CHECKING:
@@ -53,10 +54,18 @@ def _choices(spec_class: str, name: str) -> _Choices:
 
 def _add_choice(parser, *flags: str, choices: _Choices, help: Any = "", **kwargs: Any) -> None:
     """An option limited to `choices`, whose help lists them without reading them now."""
-    text = help + " (%(choices)s)" if isinstance(help, _DefaultHelp) else \
-        f"{help} (%(choices)s)".lstrip()
-    parser.add_argument(*flags, choices=choices, metavar=flags[-1].lstrip("-").replace("-", "_").upper(),
-                        help=text, **kwargs)
+    text = (
+        help + " (%(choices)s)"
+        if isinstance(help, _DefaultHelp)
+        else f"{help} (%(choices)s)".lstrip()
+    )
+    parser.add_argument(
+        *flags,
+        choices=choices,
+        metavar=flags[-1].lstrip("-").replace("-", "_").upper(),
+        help=text,
+        **kwargs,
+    )
 
 
 def _csv_kv(text: str, keys: dict[str, str], flags: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -66,8 +75,9 @@ def _csv_kv(text: str, keys: dict[str, str], flags: tuple[str, ...] = ()) -> dic
     for item in filter(None, text.split(",")):
         key, sep, value = item.partition("=")
         if key not in keys:
-            raise argparse.ArgumentTypeError(f"unknown key {key!r} in {text!r}: use "
-                                             + ", ".join(sorted(keys)))
+            raise argparse.ArgumentTypeError(
+                f"unknown key {key!r} in {text!r}: use " + ", ".join(sorted(keys))
+            )
         if key in flags:
             out[keys[key]] = not sep or value.lower() in ("true", "1", "yes")
         elif not sep:
@@ -89,8 +99,16 @@ def _port(text: str) -> Any:
 
 def _mount(text: str) -> dict:
     """Docker's `--mount type=bind,source=/data,target=/data,readonly`."""
-    keys = {"type": "type", "source": "source", "src": "source", "target": "target",
-            "dst": "target", "destination": "target", "readonly": "read_only", "ro": "read_only"}
+    keys = {
+        "type": "type",
+        "source": "source",
+        "src": "source",
+        "target": "target",
+        "dst": "target",
+        "destination": "target",
+        "readonly": "read_only",
+        "ro": "read_only",
+    }
     return _csv_kv(text, keys, flags=("readonly", "ro"))
 
 
@@ -107,7 +125,9 @@ def _file_ref(text: str) -> Any:
         try:
             ref["mode"] = int(str(ref["mode"]), 8)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"mode must be octal like 0400, not {ref['mode']!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"mode must be octal like 0400, not {ref['mode']!r}"
+            ) from None
     return ref
 
 
@@ -121,6 +141,7 @@ def _scale_arg(text: str) -> tuple[str, int]:
 
 # -- flags that set one spec value ------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """A flag that sets the spec value at `path`; `implies` is merged into the enclosing
@@ -128,10 +149,10 @@ class Setting:
 
     flag: str
     path: tuple[str, ...]
-    type: Optional[Callable[[str], Any]] = str  # None: a switch
+    type: Callable[[str], Any] | None = str  # None: a switch
     help: str = ""
     implies: dict = field(default_factory=dict)
-    choices: Optional[_Choices] = None
+    choices: _Choices | None = None
     group: str = ""  # flags of one group exclude each other
     # Help shows the spec's default for `path`; off where that default means something else.
     show_default: bool = True
@@ -143,11 +164,19 @@ class Setting:
 
 def _policy_settings(prefix: str) -> list[Setting]:
     return [
-        Setting(f"--{prefix}-parallelism", (prefix, "parallelism"), int, "tasks changed at once (0 = all)"),
+        Setting(
+            f"--{prefix}-parallelism",
+            (prefix, "parallelism"),
+            int,
+            "tasks changed at once (0 = all)",
+        ),
         Setting(f"--{prefix}-delay", (prefix, "delay"), help="wait between batches (e.g. 10s)"),
         Setting(f"--{prefix}-order", (prefix, "order"), choices=_choices("UpdateConfig", "order")),
-        Setting(f"--{prefix}-failure-action", (prefix, "failure_action"),
-                choices=_choices("UpdateConfig", "failure_action")),
+        Setting(
+            f"--{prefix}-failure-action",
+            (prefix, "failure_action"),
+            choices=_choices("UpdateConfig", "failure_action"),
+        ),
         Setting(f"--{prefix}-monitor", (prefix, "monitor"), help="watch each batch this long"),
         Setting(f"--{prefix}-max-failure-ratio", (prefix, "max_failure_ratio"), float),
     ]
@@ -156,65 +185,153 @@ def _policy_settings(prefix: str) -> list[Setting]:
 AUTOSCALE_SETTINGS: tuple[Setting, ...] = (
     Setting("--autoscale-min", ("autoscale", "min"), int, "fewest replicas"),
     Setting("--autoscale-max", ("autoscale", "max"), int, "most replicas"),
-    Setting("--autoscale-cpu", ("autoscale", "target"), float,
-            "keep cpu near PCT percent of one core per replica", implies={"metric": "cpu"},
-            group="autoscale"),
-    Setting("--autoscale-rps", ("autoscale", "target"), float,
-            "keep requests (connections) per second near N per replica",
-            implies={"metric": "rps"}, group="autoscale"),
-    Setting("--autoscale-tolerance", ("autoscale", "tolerance"), float,
-            "no change within this fraction of the target"),
-    Setting("--autoscale-cooldown-up", ("autoscale", "cooldown_up"),
-            help="wait after a change before scaling up"),
-    Setting("--autoscale-cooldown-down", ("autoscale", "cooldown_down"),
-            help="wait after a change before scaling down"),
+    Setting(
+        "--autoscale-cpu",
+        ("autoscale", "target"),
+        float,
+        "keep cpu near PCT percent of one core per replica",
+        implies={"metric": "cpu"},
+        group="autoscale",
+    ),
+    Setting(
+        "--autoscale-rps",
+        ("autoscale", "target"),
+        float,
+        "keep requests (connections) per second near N per replica",
+        implies={"metric": "rps"},
+        group="autoscale",
+    ),
+    Setting(
+        "--autoscale-tolerance",
+        ("autoscale", "tolerance"),
+        float,
+        "no change within this fraction of the target",
+    ),
+    Setting(
+        "--autoscale-cooldown-up",
+        ("autoscale", "cooldown_up"),
+        help="wait after a change before scaling up",
+    ),
+    Setting(
+        "--autoscale-cooldown-down",
+        ("autoscale", "cooldown_down"),
+        help="wait after a change before scaling down",
+    ),
 )
 SETTINGS: tuple[Setting, ...] = (
     Setting("--replicas", ("replicas",), int, "number of tasks (replicated mode)"),
     Setting("--entrypoint", ("command",), help="override the image's entrypoint"),
-    Setting("--reserve-cpu", ("resources", "reservations", "cpu"), help="cores (0.5) or millicores (500m)"),
+    Setting(
+        "--reserve-cpu",
+        ("resources", "reservations", "cpu"),
+        help="cores (0.5) or millicores (500m)",
+    ),
     Setting("--reserve-memory", ("resources", "reservations", "memory"), help="e.g. 128M"),
     Setting("--limit-cpu", ("resources", "limits", "cpu")),
     Setting("--limit-memory", ("resources", "limits", "memory")),
-    Setting("--health-cmd", ("health", "command"), help="shell command; exit 0 = healthy",
-            implies={"kind": "cmd"}, group="health"),
-    Setting("--health-http", ("health", "path"), help="GET this path (2xx/3xx = healthy)",
-            implies={"kind": "http"}, group="health", show_default=False),
-    Setting("--health-tcp", ("health", "port"), int, "connect to this port",
-            implies={"kind": "tcp"}, group="health", show_default=False),
-    Setting("--no-healthcheck", ("health", "kind"), None, "disable the health check",
-            implies={"kind": "none"}, group="health"),
-    Setting("--health-port", ("health", "port"), int, "port for --health-http (default: first port)",
-            show_default=False),
+    Setting(
+        "--health-cmd",
+        ("health", "command"),
+        help="shell command; exit 0 = healthy",
+        implies={"kind": "cmd"},
+        group="health",
+    ),
+    Setting(
+        "--health-http",
+        ("health", "path"),
+        help="GET this path (2xx/3xx = healthy)",
+        implies={"kind": "http"},
+        group="health",
+        show_default=False,
+    ),
+    Setting(
+        "--health-tcp",
+        ("health", "port"),
+        int,
+        "connect to this port",
+        implies={"kind": "tcp"},
+        group="health",
+        show_default=False,
+    ),
+    Setting(
+        "--no-healthcheck",
+        ("health", "kind"),
+        None,
+        "disable the health check",
+        implies={"kind": "none"},
+        group="health",
+    ),
+    Setting(
+        "--health-port",
+        ("health", "port"),
+        int,
+        "port for --health-http (default: first port)",
+        show_default=False,
+    ),
     Setting("--health-interval", ("health", "interval"), help="time between checks"),
     Setting("--health-timeout", ("health", "timeout"), help="a check that takes longer fails"),
-    Setting("--health-retries", ("health", "retries"), int, "failures in a row that make a task unhealthy"),
-    Setting("--health-start-period", ("health", "start_period"),
-            help="failures in this time after a start do not count"),
-    Setting("--restart-condition", ("restart", "condition"),
-            choices=_choices("RestartPolicy", "condition")),
+    Setting(
+        "--health-retries",
+        ("health", "retries"),
+        int,
+        "failures in a row that make a task unhealthy",
+    ),
+    Setting(
+        "--health-start-period",
+        ("health", "start_period"),
+        help="failures in this time after a start do not count",
+    ),
+    Setting(
+        "--restart-condition",
+        ("restart", "condition"),
+        choices=_choices("RestartPolicy", "condition"),
+    ),
     Setting("--restart-delay", ("restart", "delay"), help="wait before restarting a task"),
     Setting("--restart-max-attempts", ("restart", "max_attempts"), int, "0 = unlimited"),
-    Setting("--restart-window", ("restart", "window"),
-            help="count only failures of tasks that ran shorter than this (0s: all)"),
+    Setting(
+        "--restart-window",
+        ("restart", "window"),
+        help="count only failures of tasks that ran shorter than this (0s: all)",
+    ),
     *_policy_settings("update"),
-    Setting("--update-canary", ("update", "canary"), int,
-            "replace this many tasks first, then wait for `service promote` (or rollback)"),
-    Setting("--update-auto-promote", ("update", "auto_promote"),
-            help="promote the canaries by itself once they passed their monitor this long ago "
-                 "(0s: by hand only)"),
+    Setting(
+        "--update-canary",
+        ("update", "canary"),
+        int,
+        "replace this many tasks first, then wait for `service promote` (or rollback)",
+    ),
+    Setting(
+        "--update-auto-promote",
+        ("update", "auto_promote"),
+        help="promote the canaries by itself once they passed their monitor this long ago "
+        "(0s: by hand only)",
+    ),
     *_policy_settings("rollback"),
     Setting("--stop-grace-period", ("stop_grace_period",), help="e.g. 10s"),
-    Setting("--stop-delay", ("stop_delay",),
-            help="keep a task with ports running this long after its endpoints are withdrawn, "
-                 "before stopping it, so no load balancer sends it new connections"),
-    Setting("--rebalance", ("rebalance",), choices=_choices("ServiceSpec", "rebalance"),
-            help="move tasks to restore the spread: whenever it drifts (auto), after `service "
-                 "rebalance` (manual), never (off)"),
-    Setting("--max-unavailable", ("max_unavailable",),
-            help="tasks moved at once when rebalancing or draining: a number or a percentage (25%%)"),
-    Setting("--volume-affinity", ("volume_affinity",), choices=_choices("ServiceSpec", "volume_affinity"),
-            help="node: a slot that used a named volume stays on the node holding its data"),
+    Setting(
+        "--stop-delay",
+        ("stop_delay",),
+        help="keep a task with ports running this long after its endpoints are withdrawn, "
+        "before stopping it, so no load balancer sends it new connections",
+    ),
+    Setting(
+        "--rebalance",
+        ("rebalance",),
+        choices=_choices("ServiceSpec", "rebalance"),
+        help="move tasks to restore the spread: whenever it drifts (auto), after `service "
+        "rebalance` (manual), never (off)",
+    ),
+    Setting(
+        "--max-unavailable",
+        ("max_unavailable",),
+        help="tasks moved at once when rebalancing or draining: a number or a percentage (25%%)",
+    ),
+    Setting(
+        "--volume-affinity",
+        ("volume_affinity",),
+        choices=_choices("ServiceSpec", "volume_affinity"),
+        help="node: a slot that used a named volume stays on the node holding its data",
+    ),
     *AUTOSCALE_SETTINGS,
 )
 UPDATE_ONLY: tuple[Setting, ...] = (
@@ -238,19 +355,52 @@ class ListEdit:
 
 
 LIST_EDITS: tuple[ListEdit, ...] = (
-    ListEdit("constraint", "constraints", str, lambda c: f"{c['key']}{c['op']}{c['value']}",
-             lambda text: text.replace(" ", ""), help="e.g. node.labels.zone==a"),
-    ListEdit("placement-pref", "preferences", str, lambda p: p["spread"],
-             lambda text: text.removeprefix("spread="), help="spread=node.labels.KEY"),
-    ListEdit("publish", "ports", _port, lambda p: str(p["target"]), short="-p",
-             help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T; proxy-protocol and "
-                  "idle-timeout=DURATION for the routing mesh (remove by target)"),
-    ListEdit("secret", "secrets", _file_ref, lambda s: s["source"],
-             help="NAME[,target=T][,mode=0400] (target default /run/secrets/NAME)"),
-    ListEdit("config", "configs", _file_ref, lambda c: c["source"],
-             help="NAME[,target=T][,mode=0444] (target default /NAME)"),
-    ListEdit("mount", "volumes", _mount, lambda v: v["target"],
-             help="type=volume|bind|tmpfs,source=S,target=T[,readonly] (remove by target)"),
+    ListEdit(
+        "constraint",
+        "constraints",
+        str,
+        lambda c: f"{c['key']}{c['op']}{c['value']}",
+        lambda text: text.replace(" ", ""),
+        help="e.g. node.labels.zone==a",
+    ),
+    ListEdit(
+        "placement-pref",
+        "preferences",
+        str,
+        lambda p: p["spread"],
+        lambda text: text.removeprefix("spread="),
+        help="spread=node.labels.KEY",
+    ),
+    ListEdit(
+        "publish",
+        "ports",
+        _port,
+        lambda p: str(p["target"]),
+        short="-p",
+        help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T; proxy-protocol and "
+        "idle-timeout=DURATION for the routing mesh (remove by target)",
+    ),
+    ListEdit(
+        "secret",
+        "secrets",
+        _file_ref,
+        lambda s: s["source"],
+        help="NAME[,target=T][,mode=0400] (target default /run/secrets/NAME)",
+    ),
+    ListEdit(
+        "config",
+        "configs",
+        _file_ref,
+        lambda c: c["source"],
+        help="NAME[,target=T][,mode=0444] (target default /NAME)",
+    ),
+    ListEdit(
+        "mount",
+        "volumes",
+        _mount,
+        lambda v: v["target"],
+        help="type=volume|bind|tmpfs,source=S,target=T[,readonly] (remove by target)",
+    ),
 )
 # Flags that add KEY=VALUE pairs to a spec mapping; `--STEM-rm KEY` removes one.
 MAP_EDITS: tuple[tuple[str, str, str], ...] = (("env", "env", "-e"), ("label", "labels", "-l"))
@@ -263,7 +413,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def spec_default(path: tuple[str, ...]) -> Optional[str]:
+def spec_default(path: tuple[str, ...]) -> str | None:
     """The spec's own default for the value at `path`, as a flag takes it (`30s`, `1`,
     `stop-first`), or None where the field has no plain default (a list, a required value)."""
     from consensus.services import ServiceSpec
@@ -324,8 +474,9 @@ def _help(s: Setting, defaults: bool) -> Any:
     return s.help
 
 
-def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...], *,
-                  defaults: bool) -> None:
+def _add_settings(
+    parser: argparse.ArgumentParser, settings: tuple[Setting, ...], *, defaults: bool
+) -> None:
     """The flags of `settings`; with `defaults`, each one's help names the spec's default
     (not for `update`, where a flag left out keeps the current value)."""
     groups: dict[str, Any] = {}
@@ -336,8 +487,9 @@ def _add_settings(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]
         if s.type is None:
             target.add_argument(s.flag, dest=s.dest, action="store_true", help=s.help)
         elif s.choices is not None:
-            _add_choice(target, s.flag, dest=s.dest, type=s.type, choices=s.choices,
-                        help=_help(s, defaults))
+            _add_choice(
+                target, s.flag, dest=s.dest, type=s.type, choices=s.choices, help=_help(s, defaults)
+            )
         else:
             target.add_argument(s.flag, dest=s.dest, type=s.type, help=_help(s, defaults))
 
@@ -387,15 +539,20 @@ def _merge(base: Any, over: Any) -> Any:
 def update_patch(current: dict, args: argparse.Namespace) -> dict:
     """The PATCH body for `shoal service update`: whole top-level fields, each the current
     value with the flags' changes applied (PATCH replaces top-level fields)."""
-    patch = {key: _merge(current.get(key), value)
-             for key, value in settings_body(args, SETTINGS + UPDATE_ONLY).items()}
+    patch = {
+        key: _merge(current.get(key), value)
+        for key, value in settings_body(args, SETTINGS + UPDATE_ONLY).items()
+    }
     for stem, spec_field, _short in MAP_EDITS:
         added, removed = getattr(args, f"{stem}_add"), getattr(args, f"{stem}_rm")
         if added or removed:
             mapping = {k: v for k, v in current.get(spec_field, {}).items() if k not in removed}
             patch[spec_field] = {**mapping, **dict(added)}
     for edit in LIST_EDITS:
-        added, removed = getattr(args, f"{_dest(edit.stem)}_add"), getattr(args, f"{_dest(edit.stem)}_rm")
+        added, removed = (
+            getattr(args, f"{_dest(edit.stem)}_add"),
+            getattr(args, f"{_dest(edit.stem)}_rm"),
+        )
         if added or removed:
             gone = {edit.rm_key(r) for r in removed}
             kept = [item for item in current.get(edit.field, []) if edit.key(item) not in gone]
@@ -411,24 +568,36 @@ def _dest(stem: str) -> str:
 
 # -- the parsers ---------------------------------------------------------------------------
 
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     service = sub.add_parser("service", help="create, list, scale, update and remove services")
     ssub = service.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = ssub.add_parser("create", parents=[common], help="create a service")
     create.add_argument("--name", required=True, help="service name (a DNS label)")
-    _add_choice(create, "--mode", choices=_choices("ServiceSpec", "mode"),
-                help=_DefaultHelp("", ("mode",)))
+    _add_choice(
+        create, "--mode", choices=_choices("ServiceSpec", "mode"), help=_DefaultHelp("", ("mode",))
+    )
     for stem, _field, short in MAP_EDITS:
         create.add_argument(short, f"--{stem}", type=kv, action="append", default=[], metavar="K=V")
     for edit in LIST_EDITS:
         flags = (edit.short, f"--{edit.stem}") if edit.short else (f"--{edit.stem}",)
-        create.add_argument(*flags, dest=_dest(edit.stem), type=edit.type, action="append",
-                            default=[], help=edit.help)
+        create.add_argument(
+            *flags,
+            dest=_dest(edit.stem),
+            type=edit.type,
+            action="append",
+            default=[],
+            help=edit.help,
+        )
     _add_settings(create, SETTINGS, defaults=True)
     create.add_argument("image", metavar="IMAGE")
-    create.add_argument("command_args", nargs=argparse.REMAINDER, metavar="COMMAND",
-                        help="the command and its arguments (replace the image's default)")
+    create.add_argument(
+        "command_args",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="the command and its arguments (replace the image's default)",
+    )
     create.set_defaults(handler=_create)
 
     ssub.add_parser("ls", parents=[common], help="list services").set_defaults(handler=_ls)
@@ -445,22 +614,30 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     update = ssub.add_parser("update", parents=[common], help="change a service")
     update.add_argument("name", metavar="SERVICE")
     _add_settings(update, SETTINGS + UPDATE_ONLY, defaults=False)
-    update.add_argument("--no-autoscale", action="store_true",
-                        help="stop autoscaling (the replica count stays where it is)")
+    update.add_argument(
+        "--no-autoscale",
+        action="store_true",
+        help="stop autoscaling (the replica count stays where it is)",
+    )
     for stem, _field, _short in MAP_EDITS:
         update.add_argument(f"--{stem}-add", type=kv, action="append", default=[], metavar="K=V")
         update.add_argument(f"--{stem}-rm", action="append", default=[], metavar="K")
     for edit in LIST_EDITS:
-        update.add_argument(f"--{edit.stem}-add", type=edit.type, action="append", default=[],
-                            help=edit.help)
+        update.add_argument(
+            f"--{edit.stem}-add", type=edit.type, action="append", default=[], help=edit.help
+        )
         update.add_argument(f"--{edit.stem}-rm", action="append", default=[])
     update.set_defaults(handler=_update)
 
     logs = ssub.add_parser("logs", parents=[common], help="the output of a service's tasks")
     logs.add_argument("name", metavar="SERVICE")
-    logs.add_argument("-f", "--follow", action="store_true",
-                      help="follow the service: stream new output, and the tasks that start "
-                           "later, until the service is removed")
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="follow the service: stream new output, and the tasks that start "
+        "later, until the service is removed",
+    )
     logs.add_argument("--tail", default="all", help="lines per task from the end (default all)")
     logs.set_defaults(handler=service_logs)
 
@@ -473,21 +650,35 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 # -- handlers --------------------------------------------------------------------------
 
+
 async def _create(args, client: ShoalClient) -> int:
     service = await client.post("/v1/services", create_body(args))
     return emit(args, service, lambda s: print(s["id"]))
 
 
 def _ports(spec: dict) -> str:
-    return ",".join(f"*:{p['published']}->{p['target']}/{p['protocol']}"
-                    for p in spec["ports"] if p["published"])
+    return ",".join(
+        f"*:{p['published']}->{p['target']}/{p['protocol']}"
+        for p in spec["ports"]
+        if p["published"]
+    )
 
 
 def _render_services(rows: list[dict]) -> None:
-    output.table(("ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"),
-                 ((s["id"], s["name"], s["spec"]["mode"],
-                   f"{s['replicas']['running']}/{s['replicas']['desired']}", s["spec"]["image"],
-                   _ports(s["spec"])) for s in rows))
+    output.table(
+        ("ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"),
+        (
+            (
+                s["id"],
+                s["name"],
+                s["spec"]["mode"],
+                f"{s['replicas']['running']}/{s['replicas']['desired']}",
+                s["spec"]["image"],
+                _ports(s["spec"]),
+            )
+            for s in rows
+        ),
+    )
 
 
 async def _ls(args, client: ShoalClient) -> int:
@@ -515,11 +706,20 @@ def log_prefix(task: dict) -> str:
 
 
 def render_tasks(rows: list[dict]) -> None:
-    output.table(("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
-                 ((t["id"][:12], task_name(t),
-                   t["node_name"], t["desired"],
-                   f"{t['state']} {output.ago(t['updated_at'] or t['created_at'])}", task_error(t))
-                  for t in rows))
+    output.table(
+        ("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
+        (
+            (
+                t["id"][:12],
+                task_name(t),
+                t["node_name"],
+                t["desired"],
+                f"{t['state']} {output.ago(t['updated_at'] or t['created_at'])}",
+                task_error(t),
+            )
+            for t in rows
+        ),
+    )
 
 
 async def _ps(args, client: ShoalClient) -> int:
@@ -530,7 +730,9 @@ async def _inspect(args, client: ShoalClient) -> int:
     return emit(args, await client.get(f"/v1/services/{args.name}"), output.detail)
 
 
-def scale_problems(services: list[dict], targets: list[tuple[str, int]]) -> tuple[list[str], list[str]]:
+def scale_problems(
+    services: list[dict], targets: list[tuple[str, int]]
+) -> tuple[list[str], list[str]]:
     """Why `targets` cannot all be scaled, given the services there are (by name or id):
     (services not there, targets that are wrong in themselves)."""
     from consensus.services import SpecError, merge_spec, parse_service_spec
@@ -544,8 +746,10 @@ def scale_problems(services: list[dict], targets: list[tuple[str, int]]) -> tupl
             unknown.append(f"no such service {ref!r}")
             continue
         if service["spec"]["mode"] == "global":
-            wrong.append(f"{service['name']} is a global service: it runs one task per node "
-                         "and has no replica count")
+            wrong.append(
+                f"{service['name']} is a global service: it runs one task per node "
+                "and has no replica count"
+            )
         elif service["name"] in seen:
             wrong.append(f"{service['name']} is named twice")
         else:
@@ -571,11 +775,19 @@ async def _scale(args, client: ShoalClient) -> int:
             done.append(await client.patch(f"/v1/services/{name}", {"replicas": replicas}))
         except ApiError:
             if done:
-                print("already scaled: " + ", ".join(f"{s['name']} to {s['spec']['replicas']}"
-                                                     for s in done), file=sys.stderr)
+                print(
+                    "already scaled: "
+                    + ", ".join(f"{s['name']} to {s['spec']['replicas']}" for s in done),
+                    file=sys.stderr,
+                )
             raise
-    return emit(args, done, lambda rows: print("\n".join(
-        f"{s['name']} scaled to {s['spec']['replicas']}" for s in rows)))
+    return emit(
+        args,
+        done,
+        lambda rows: print(
+            "\n".join(f"{s['name']} scaled to {s['spec']['replicas']}" for s in rows)
+        ),
+    )
 
 
 async def _update(args, client: ShoalClient) -> int:
@@ -584,8 +796,12 @@ async def _update(args, client: ShoalClient) -> int:
     if not patch:
         raise UsageError("nothing to update: give at least one flag (see --help)")
     # The version read above: a concurrent change makes this fail (409) instead of being lost.
-    service = await client.request("PATCH", f"/v1/services/{args.name}", json_body=patch,
-                                   params={"version": str(current["version"])})
+    service = await client.request(
+        "PATCH",
+        f"/v1/services/{args.name}",
+        json_body=patch,
+        params={"version": str(current["version"])},
+    )
     return emit(args, service, lambda s: print(f"{s['name']} is at version {s['version']}"))
 
 
@@ -618,8 +834,11 @@ async def service_logs(args, client: ShoalClient) -> int:
             """Start streaming each task not streamed yet that has started; -> the ids listed."""
             listed = await client.get("/v1/tasks", service=args.name)
             for task in listed:
-                if task["id"] not in followed and task.get("node_id") \
-                        and task["state"] not in _UNSTARTED:
+                if (
+                    task["id"] not in followed
+                    and task.get("node_id")
+                    and task["state"] not in _UNSTARTED
+                ):
                     followed.add(task["id"])
                     streams.append(group.create_task(stream(task)))
             return {task["id"] for task in listed}
@@ -632,8 +851,9 @@ async def service_logs(args, client: ShoalClient) -> int:
     return 0
 
 
-async def _until_removed(client: ShoalClient, name: str, followed: set[str],
-                         follow_new_tasks: Callable[[], Any]) -> None:
+async def _until_removed(
+    client: ShoalClient, name: str, followed: set[str], follow_new_tasks: Callable[[], Any]
+) -> None:
     """Watch the service's events until it is removed; a task that started and is not yet
     followed makes `follow_new_tasks` look again. The event history is replayed first, so
     nothing that happened since the tasks were listed is missed."""
@@ -645,8 +865,12 @@ async def _until_removed(client: ShoalClient, name: str, followed: set[str],
             if event["type"] == "service.removed" and not await _exists(client, name):
                 return  # (a removal replayed from the history may be of an earlier namesake)
             task_id = event.get("task_id")
-            if task_id and task_id not in followed and task_id not in gone \
-                    and event.get("state") not in _UNSTARTED:
+            if (
+                task_id
+                and task_id not in followed
+                and task_id not in gone
+                and event.get("state") not in _UNSTARTED
+            ):
                 listed = await follow_new_tasks()
                 if task_id not in listed:
                     gone.add(task_id)
@@ -669,4 +893,3 @@ async def _exists(client: ShoalClient, name: str) -> bool:
 async def _rm(args, client: ShoalClient) -> int:
     done = [await client.delete(f"/v1/services/{name}") for name in args.names]
     return emit(args, done, lambda rows: print("\n".join(r["deleted"] for r in rows)))
-

@@ -32,19 +32,28 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 async def _stack_services(client: ShoalClient, name: str) -> list[str]:
-    names = [s["name"] for s in await client.get("/v1/services")
-             if s["spec"]["labels"].get(STACK_LABEL) == name]
+    names = [
+        s["name"]
+        for s in await client.get("/v1/services")
+        if s["spec"]["labels"].get(STACK_LABEL) == name
+    ]
     if not names:
         raise UsageError(f"nothing found in stack: {name}")
     return names
 
 
 async def _ls(args: argparse.Namespace, client: ShoalClient) -> int:
-    counts = Counter(s["spec"]["labels"][STACK_LABEL] for s in await client.get("/v1/services")
-                     if STACK_LABEL in s["spec"]["labels"])
+    counts = Counter(
+        s["spec"]["labels"][STACK_LABEL]
+        for s in await client.get("/v1/services")
+        if STACK_LABEL in s["spec"]["labels"]
+    )
     rows = [{"name": name, "services": n} for name, n in sorted(counts.items())]
-    return emit(args, rows, lambda rows: output.table(("NAME", "SERVICES"),
-                                                      ((r["name"], r["services"]) for r in rows)))
+    return emit(
+        args,
+        rows,
+        lambda rows: output.table(("NAME", "SERVICES"), ((r["name"], r["services"]) for r in rows)),
+    )
 
 
 async def _ps(args: argparse.Namespace, client: ShoalClient) -> int:
@@ -58,11 +67,22 @@ async def _rm(args: argparse.Namespace, client: ShoalClient) -> int:
     go, through the same plan as any apply."""
     done = []
     for stack in args.names:
-        answer = await client.request("POST", "/v1/apply", data=b"[]", content_type="application/yaml",
-                                      params={"stack": stack, "prune": "1"})
+        answer = await client.request(
+            "POST",
+            "/v1/apply",
+            data=b"[]",
+            content_type="application/yaml",
+            params={"stack": stack, "prune": "1"},
+        )
         removed = [("service", s["name"]) for s in answer["services"] if s["action"] == "removed"]
-        removed += [("cron job", c["name"]) for c in answer.get("crons", ()) if c["action"] == "removed"]
+        removed += [
+            ("cron job", c["name"]) for c in answer.get("crons", ()) if c["action"] == "removed"
+        ]
         if not removed and not answer.get("selectors"):
             raise UsageError(f"nothing found in stack: {stack}")
         done += [{"stack": stack, "kind": kind, "deleted": name} for kind, name in removed]
-    return emit(args, done, lambda rows: print("\n".join(f"Removing {r['kind']} {r['deleted']}" for r in rows)))
+    return emit(
+        args,
+        done,
+        lambda rows: print("\n".join(f"Removing {r['kind']} {r['deleted']}" for r in rows)),
+    )

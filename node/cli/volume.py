@@ -13,15 +13,20 @@ if TYPE_CHECKING:
 
 
 def _render(rows: list[dict]) -> None:
-    output.table(("VOLUME", "SERVICES", "NODES"),
-                 ((r["name"], ",".join(r["services"]), ",".join(r["nodes"]) or "-") for r in rows))
+    output.table(
+        ("VOLUME", "SERVICES", "NODES"),
+        ((r["name"], ",".join(r["services"]), ",".join(r["nodes"]) or "-") for r in rows),
+    )
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     group = sub.add_parser("volume", help="list named volumes")
     vsub = group.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    ls = vsub.add_parser("ls", parents=[common], help="named volumes, their services and the "
-                                                      "nodes holding their data")
+    ls = vsub.add_parser(
+        "ls",
+        parents=[common],
+        help="named volumes, their services and the nodes holding their data",
+    )
     ls.set_defaults(handler=_ls)
 
 

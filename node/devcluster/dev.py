@@ -45,20 +45,30 @@ def demo_service(port: int) -> dict:
     """A small web service that runs anywhere: Python's http.server as a plain process, one
     replica per node (up to 3), health-checked, published on `port` of every node."""
     return {
-        "name": "hello", "image": "process", "replicas": 3,
+        "name": "hello",
+        "image": "process",
+        "replicas": 3,
         "command": ["sh", "-c", f"exec {sys.executable} -m http.server $PORT"],
         "ports": [f"{port}:8000"],
-        "health": {"kind": "http", "path": "/", "interval": "2s", "timeout": "1s",
-                   "retries": 3, "start_period": "5s"},
+        "health": {
+            "kind": "http",
+            "path": "/",
+            "interval": "2s",
+            "timeout": "1s",
+            "retries": 3,
+            "start_period": "5s",
+        },
     }
 
 
 def create_demo(api: str, token: str, port: int) -> str:
     """Create the demo service; say so if it already exists (a restarted dev cluster)."""
-    request = urllib.request.Request(f"http://{api}/v1/services", method="POST",
-                                     data=json.dumps(demo_service(port)).encode(),
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        f"http://{api}/v1/services",
+        method="POST",
+        data=json.dumps(demo_service(port)).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10):
             return "created"
@@ -72,16 +82,26 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = "process",
-                    demo_port: int = 8080) -> int:
+def run_dev_cluster(
+    count: int, base_dir: str, api_port: int, *, runtime: str = "process", demo_port: int = 8080
+) -> int:
     os.makedirs(base_dir, exist_ok=True)
     # Set, not inherited: a shell starting us in the background ignores SIGINT for us, and
     # the default SIGTERM and SIGHUP would end this process without stopping its nodes.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
-    nodes = [NodeProc(i, 0, base_dir, ["--runtime", runtime], api_port=api_port,
-                      prefix="node", image_pull="missing")
-             for i in range(1, count + 1)]
+    nodes = [
+        NodeProc(
+            i,
+            0,
+            base_dir,
+            ["--runtime", runtime],
+            api_port=api_port,
+            prefix="node",
+            image_pull="missing",
+        )
+        for i in range(1, count + 1)
+    ]
     restarting = os.path.exists(os.path.join(nodes[0].data_dir, "node.json"))
     # Another dev cluster on these addresses would answer every health check for ours.
     taken = next(filter(None, (port_taken(n.address, api_port) for n in nodes)), "")
@@ -102,24 +122,32 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
                 return 1
         for node in nodes:
             if not wait_healthy(node.api):
-                print(f"{node.name} did not catch up with the cluster; see {node.log_path}",
-                      file=sys.stderr)
+                print(
+                    f"{node.name} did not catch up with the cluster; see {node.log_path}",
+                    file=sys.stderr,
+                )
                 return 1
         # The dashboard's page reads the API token from its address's fragment, which the
         # browser keeps to itself (it is never sent to a server).
         where = "127.0.0.1" if count == 1 else f"127.0.0.1-127.0.0.{count}"
-        print(f"Shoal dev cluster: {count} node(s) on {where}, "
-              f"API port {api_port}; logs and data in {base_dir}; dashboard "
-              f"http://127.0.0.1:{api_port}/ui#token={nodes[0].api_token}")
+        print(
+            f"Shoal dev cluster: {count} node(s) on {where}, "
+            f"API port {api_port}; logs and data in {base_dir}; dashboard "
+            f"http://127.0.0.1:{api_port}/ui#token={nodes[0].api_token}"
+        )
         if demo_port:
             outcome = create_demo(nodes[0].api, nodes[0].api_token, demo_port)
-            print(f"Demo service 'hello' ({outcome}): curl http://127.0.0.{count}:{demo_port}/ "
-                  f"reaches it through any node")
+            print(
+                f"Demo service 'hello' ({outcome}): curl http://127.0.0.{count}:{demo_port}/ "
+                f"reaches it through any node"
+            )
         # The CLI reaches a node through its socket in its data dir (no token needed there).
-        print(f"In another shell:\n  export SHOAL_DATA_DIR={shlex.quote(nodes[0].data_dir)}\n"
-              f"  shoal service ps hello\n  shoal cluster status\n  shoal node ls\n"
-              f"Ctrl-C stops the cluster; run the same command again to bring it back.",
-              flush=True)
+        print(
+            f"In another shell:\n  export SHOAL_DATA_DIR={shlex.quote(nodes[0].data_dir)}\n"
+            f"  shoal service ps hello\n  shoal cluster status\n  shoal node ls\n"
+            f"Ctrl-C stops the cluster; run the same command again to bring it back.",
+            flush=True,
+        )
         # A node that dies stays dead (kill one to watch the cluster heal); the others go on.
         running = {node.proc.pid: node for node in nodes if node.proc}
         while running:
@@ -129,8 +157,11 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
                 break
             node = running.pop(pid, None)
             if node is not None:
-                print(f"{node.name} exited ({os.waitstatus_to_exitcode(status)}); "
-                      f"see {node.log_path}", file=sys.stderr)
+                print(
+                    f"{node.name} exited ({os.waitstatus_to_exitcode(status)}); "
+                    f"see {node.log_path}",
+                    file=sys.stderr,
+                )
         return 1
     except KeyboardInterrupt:
         print("stopping the cluster ...", file=sys.stderr)
@@ -142,8 +173,10 @@ def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = 
         if runtime == "process":
             ended = asyncio.run(end_task_processes(nodes))
             if ended:
-                print(f"ended {ended} task process(es); the same command starts them again",
-                      file=sys.stderr)
+                print(
+                    f"ended {ended} task process(es); the same command starts them again",
+                    file=sys.stderr,
+                )
 
 
 async def end_task_processes(nodes: list[NodeProc]) -> int:

@@ -17,8 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 from node.client import UNIX_PREFIX, ApiError, ShoalClient, Unreachable
@@ -46,7 +47,7 @@ class NodeProc:
     prefix: str = "n"
     # Tests and benchmarks never reach for a registry: their images are made locally.
     image_pull: str = "never"
-    proc: Optional[subprocess.Popen] = None
+    proc: subprocess.Popen | None = None
 
     @property
     def name(self) -> str:
@@ -88,23 +89,38 @@ class NodeProc:
         stored = load(self.data_dir)
         if not (stored and stored.identity):
             return {}
-        return {"Authorization": f"Bearer {stored.identity.keys.api_token}",
-                **stored.identity.credentials.headers}
+        return {
+            "Authorization": f"Bearer {stored.identity.keys.api_token}",
+            **stored.identity.credentials.headers,
+        }
 
     @property
     def socket(self) -> str:
         """The node's unix socket, as an API address."""
         return UNIX_PREFIX + socket_path(self.data_dir)
 
-    def command(self, join: Optional[str] = None, token: Optional[str] = None) -> list[str]:
+    def command(self, join: str | None = None, token: str | None = None) -> list[str]:
         argv = [sys.executable, "-m", "node", "node", "start", "--data-dir", self.data_dir]
         if os.path.exists(os.path.join(self.data_dir, "node.json")):
             return argv  # a restart needs only the data dir
         port = self.api_port
-        argv += ["--name", self.name, "--advertise", self.address, "--api-port", str(port),
-                 "--raft-port", str(port + 1), "--gossip-port", str(port + 2),
-                 "--dns-port", str(port + 3), "--image-pull", self.image_pull,
-                 *self.extra_args]
+        argv += [
+            "--name",
+            self.name,
+            "--advertise",
+            self.address,
+            "--api-port",
+            str(port),
+            "--raft-port",
+            str(port + 1),
+            "--gossip-port",
+            str(port + 2),
+            "--dns-port",
+            str(port + 3),
+            "--image-pull",
+            self.image_pull,
+            *self.extra_args,
+        ]
         if "--task-user" not in self.extra_args:
             # Local clusters run their tasks as whoever runs them (a test's scripts and files
             # are its own); a node's default is an unprivileged account.
@@ -113,12 +129,13 @@ class NodeProc:
             argv += ["--join", join, "--token", token or ""]
         return argv
 
-    def start(self, join: Optional[str] = None, token: Optional[str] = None) -> None:
+    def start(self, join: str | None = None, token: str | None = None) -> None:
         _by_api[self.api] = self
         log = open(self.log_path, "ab")
         env = dict(os.environ, SHOAL_QUIET="1", PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(self.command(join, token), stdout=log,
-                                     stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            self.command(join, token), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
         log.close()
 
     def signal(self, sig: int) -> None:
@@ -167,8 +184,9 @@ def auth_for(addr: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_token_for(addr)}"}
 
 
-async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,
-                   what: str = "condition") -> Any:
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], timeout: float = 30.0, what: str = "condition"
+) -> Any:
     """Retry `check` until it returns a truthy value; API errors count as 'not yet'."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -194,8 +212,9 @@ def stop_all(nodes: list[NodeProc]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def started_cluster(base_dir: str, size: int,
-                          extra_args: Optional[list[str]] = None) -> AsyncIterator[LocalCluster]:
+async def started_cluster(
+    base_dir: str, size: int, extra_args: list[str] | None = None
+) -> AsyncIterator[LocalCluster]:
     """A running cluster for the length of a `with` block: always stopped at the end, and its
     node logs printed (a test runner shows them only when the test failed)."""
     cluster = LocalCluster(base_dir, size, extra_args)
@@ -208,17 +227,18 @@ async def started_cluster(base_dir: str, size: int,
 
 
 class LocalCluster:
-    def __init__(self, base_dir: str, size: int, extra_args: Optional[list[str]] = None) -> None:
+    def __init__(self, base_dir: str, size: int, extra_args: list[str] | None = None) -> None:
         self.block = next_block()
-        self.nodes = [NodeProc(i, self.block, base_dir, list(extra_args or []))
-                      for i in range(1, size + 1)]
+        self.nodes = [
+            NodeProc(i, self.block, base_dir, list(extra_args or [])) for i in range(1, size + 1)
+        ]
         self.token = ""
 
     async def get(self, i: int, path: str) -> Any:
         async with self.nodes[i].client() as client:
             return await client.get(path)
 
-    async def start(self, count: Optional[int] = None) -> None:
+    async def start(self, count: int | None = None) -> None:
         first = self.nodes[0]
         first.start()
         await wait_for(lambda: self._leader_known(0), what=f"{first.name} to lead")
@@ -238,12 +258,11 @@ class LocalCluster:
         async with node.client() as client:
             return any(n["name"] == node.name for n in await client.get("/v1/nodes"))
 
-    async def leader_index(self, among: Optional[list[int]] = None) -> int:
+    async def leader_index(self, among: list[int] | None = None) -> int:
         """Index of the node that every node in `among` (default: all running) names leader."""
-        among = among if among is not None else [
-            i for i, n in enumerate(self.nodes) if n.running]
+        among = among if among is not None else [i for i, n in enumerate(self.nodes) if n.running]
 
-        async def agreed() -> Optional[str]:
+        async def agreed() -> str | None:
             names = set()
             for i in among:
                 cluster = await self.get(i, "/v1/cluster")

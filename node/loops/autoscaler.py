@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, ContextManager, Optional
+from typing import Any, ContextManager
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.metrics import NodeMetrics, node_metrics
@@ -42,20 +43,33 @@ class Inputs:
         if not scaled:  # the common case: copy nothing else
             return Inputs({}, (), ())
         ids = {s.id for s in scaled.values()}
-        return Inputs(scaled, tuple(t for t in tasks(state).values() if t.service_id in ids),
-                      tuple(node_metrics(state).values()))
+        return Inputs(
+            scaled,
+            tuple(t for t in tasks(state).values() if t.service_id in ids),
+            tuple(node_metrics(state).values()),
+        )
 
 
-def next_expiry(rows: tuple[NodeMetrics, ...], now: float, max_age: float) -> Optional[float]:
+def next_expiry(rows: tuple[NodeMetrics, ...], now: float, max_age: float) -> float | None:
     """When the next fresh report that carries load goes stale (and so counts as none)."""
-    times = [row.at + max_age for row in rows
-             if row.at + max_age >= now and not all(s.idle for s in row.samples)]
+    times = [
+        row.at + max_age
+        for row in rows
+        if row.at + max_age >= now and not all(s.idle for s in row.samples)
+    ]
     return min(times, default=None)
 
 
 def scale_command(decision: Decision, service: Service, now: float) -> ScaleService:
-    record = AutoscaleRecord(now, decision.current, decision.desired, decision.metric,
-                             round(decision.value or 0.0, 2), decision.target, decision.reason)
+    record = AutoscaleRecord(
+        now,
+        decision.current,
+        decision.desired,
+        decision.metric,
+        round(decision.value or 0.0, 2),
+        decision.target,
+        decision.reason,
+    )
     return ScaleService(service.name, service.id, service.version, record)
 
 
@@ -63,10 +77,17 @@ class Autoscaler:
     """`changed` is set after every commit and leadership change and cleared only here;
     `max_age` is how old a load report may be and still count."""
 
-    def __init__(self, *, read_state: Callable[[], ContextManager[ClusterState]],
-                 changed: asyncio.Event, propose: Callable[[Any], Awaitable[Result]],
-                 is_leader: Callable[[], bool], max_age: float, min_interval: float = 0.5,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        read_state: Callable[[], ContextManager[ClusterState]],
+        changed: asyncio.Event,
+        propose: Callable[[Any], Awaitable[Result]],
+        is_leader: Callable[[], bool],
+        max_age: float,
+        min_interval: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._read_state = read_state
         self._changed = changed
         self._propose = propose
@@ -78,7 +99,7 @@ class Autoscaler:
         self.scaled = 0  # committed changes, for status pages and tests
 
     async def run(self) -> None:
-        wake_at: Optional[float] = None
+        wake_at: float | None = None
         while True:
             timeout = None if wake_at is None else max(0.0, wake_at - self._clock())
             with contextlib.suppress(TimeoutError):
@@ -92,7 +113,7 @@ class Autoscaler:
         with self._read_state() as state:
             return Inputs.read(state)
 
-    async def step(self) -> Optional[float]:
+    async def step(self) -> float | None:
         """Decide and propose once; returns when to look again without a commit."""
         inputs = await asyncio.to_thread(self._inputs)
         now = self._clock()

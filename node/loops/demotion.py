@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Optional, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from consensus.nodes import nodes
 from node.client import ApiError, Unreachable
@@ -22,10 +22,16 @@ ASK_TIMEOUT = 2.0
 
 
 class DemotionLoop:
-    def __init__(self, control: ControlPlane, node_id: str, raft_address: str,
-                 become_member: Callable[[list[str]], Awaitable[None]],
-                 remembered_voters: Sequence[str] = (), own_api: str = "",
-                 interval: float = DEMOTION_CHECK_INTERVAL) -> None:
+    def __init__(
+        self,
+        control: ControlPlane,
+        node_id: str,
+        raft_address: str,
+        become_member: Callable[[list[str]], Awaitable[None]],
+        remembered_voters: Sequence[str] = (),
+        own_api: str = "",
+        interval: float = DEMOTION_CHECK_INTERVAL,
+    ) -> None:
         self._control = control
         self._raft = control.raft
         self._node_id = node_id
@@ -42,11 +48,13 @@ class DemotionLoop:
                 continue
             voters = await self._leaders_voter_set()
             if voters and self._raft_address not in voters:
-                log.info("this node is no longer a voter (voters %s): rejoining as a member",
-                         sorted(voters))
+                log.info(
+                    "this node is no longer a voter (voters %s): rejoining as a member",
+                    sorted(voters),
+                )
                 await self._become_member(sorted(voters))
 
-    async def _leaders_voter_set(self) -> Optional[set[str]]:
+    async def _leaders_voter_set(self) -> set[str] | None:
         """The leader's voter set (Raft addresses), asked of every other node this node knows:
         those in its replica and the voters it last saw (API addresses). The replica of a
         restarted node applies nothing before it hears a leader, so it may know no one else."""
@@ -57,8 +65,9 @@ class DemotionLoop:
         for address in sorted(known):
             try:
                 answer = await asyncio.wait_for(
-                    self._control.client_at(address).get("/v1/cluster"), ASK_TIMEOUT)
-            except (ApiError, Unreachable, asyncio.TimeoutError):
+                    self._control.client_at(address).get("/v1/cluster"), ASK_TIMEOUT
+                )
+            except (TimeoutError, ApiError, Unreachable):
                 continue
             this = answer.get("this_node", {})
             if this.get("is_leader"):

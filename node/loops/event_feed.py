@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from node.loops.events import Event, events_between
 from scheduler.view import StateView
@@ -29,7 +29,7 @@ class Numbered:
 
 class Subscription:
     def __init__(self, size: int) -> None:
-        self._queue: asyncio.Queue[Optional[Numbered]] = asyncio.Queue(size)
+        self._queue: asyncio.Queue[Numbered | None] = asyncio.Queue(size)
         self.dropped = False
 
     def offer(self, item: Numbered) -> bool:
@@ -44,7 +44,7 @@ class Subscription:
             self._queue.put_nowait(None)
             return False
 
-    async def next(self) -> Optional[Numbered]:
+    async def next(self) -> Numbered | None:
         """The next event, or None once this subscriber has been dropped."""
         return await self._queue.get()
 
@@ -83,8 +83,12 @@ class EventHub:
 class EventFeed:
     """The loop: woken by `changed` (set after every commit), it derives and publishes."""
 
-    def __init__(self, read_state: Callable[[], StateView], changed: asyncio.Event,
-                 hub: Optional[EventHub] = None) -> None:
+    def __init__(
+        self,
+        read_state: Callable[[], StateView],
+        changed: asyncio.Event,
+        hub: EventHub | None = None,
+    ) -> None:
         self._read_state = read_state
         self._changed = changed
         self.hub = hub or EventHub()
@@ -95,7 +99,9 @@ class EventFeed:
             await self._changed.wait()
             self._changed.clear()
             now = self._read_state()
-            if now.applied <= seen.applied:  # nothing new (or a replica restored to an earlier state)
+            if (
+                now.applied <= seen.applied
+            ):  # nothing new (or a replica restored to an earlier state)
                 seen = now
                 continue
             # A diff of large states takes a while: keep it off the event loop.

@@ -14,8 +14,9 @@ instead (`diff_states`) and numbers those events by the later state.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Any, Literal
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.changes import Change, RowChange, covering
@@ -29,9 +30,19 @@ from scheduler.view import StateView
 # places at most a service's 1,000,000 replicas).
 SEQ_SPAN = 10_000_000
 
-EventType = Literal["service.created", "service.updated", "service.removed", "rollout",
-                    "service.autoscaled", "job.ended", "task.created", "task.state", "node.joined",
-                    "node.status", "node.removed"]
+EventType = Literal[
+    "service.created",
+    "service.updated",
+    "service.removed",
+    "rollout",
+    "service.autoscaled",
+    "job.ended",
+    "task.created",
+    "task.state",
+    "node.joined",
+    "node.status",
+    "node.removed",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +56,7 @@ class Event:
     node: str = ""  # node name
     state: str = ""  # the new state: task or node status, rollout state
     # Figures of the event, by name (service.autoscaled: from, to, metric, value, target).
-    detail: dict[str, Union[int, float, str]] = field(default_factory=dict)
+    detail: dict[str, int | float | str] = field(default_factory=dict)
     position: int = 0  # its place among the events of command `index`
 
     @property
@@ -54,78 +65,152 @@ class Event:
         return self.index * SEQ_SPAN + self.position
 
 
-def _service_events(before: Optional[Service], after: Optional[Service], index: int,
-                    removed_at: float) -> list[Event]:
+def _service_events(
+    before: Service | None, after: Service | None, index: int, removed_at: float
+) -> list[Event]:
     if after is None:
         assert before is not None
-        return [Event("service.removed", removed_at, index, f"service {before.name} removed",
-                      service=before.name)]
+        return [
+            Event(
+                "service.removed",
+                removed_at,
+                index,
+                f"service {before.name} removed",
+                service=before.name,
+            )
+        ]
     if before is None or before.id != after.id:
-        return [Event("service.created", after.created_at, index,
-                      f"service {after.name} created (image {after.spec.image})", service=after.name)]
+        return [
+            Event(
+                "service.created",
+                after.created_at,
+                index,
+                f"service {after.name} created (image {after.spec.image})",
+                service=after.name,
+            )
+        ]
     events = []
     if before.version != after.version:
-        events.append(Event("service.updated", after.updated_at, index,
-                            f"service {after.name} updated to version {after.version}",
-                            service=after.name))
+        events.append(
+            Event(
+                "service.updated",
+                after.updated_at,
+                index,
+                f"service {after.name} updated to version {after.version}",
+                service=after.name,
+            )
+        )
     if after.rollout is not None and after.rollout != before.rollout:
         events.append(_rollout_event(after.name, after.rollout, index))
     if after.autoscaled is not None and after.autoscaled != before.autoscaled:
         events.append(_autoscaled_event(after.name, after.autoscaled, index))
     if after.job_end is not None and before.job_end is None:
         end = after.job_end
-        events.append(Event("job.ended", end.at, index, f"job {after.name} {end.state}: {end.reason}",
-                            service=after.name, state=end.state))
+        events.append(
+            Event(
+                "job.ended",
+                end.at,
+                index,
+                f"job {after.name} {end.state}: {end.reason}",
+                service=after.name,
+                state=end.state,
+            )
+        )
     return events
 
 
 def _autoscaled_event(name: str, r: AutoscaleRecord, index: int) -> Event:
-    return Event("service.autoscaled", r.at, index,
-                 f"service {name} autoscaled from {r.from_replicas} to {r.to_replicas} "
-                 f"replicas: {r.reason}", service=name,
-                 detail={"from": r.from_replicas, "to": r.to_replicas, "metric": r.metric,
-                         "value": r.value, "target": r.target})
+    return Event(
+        "service.autoscaled",
+        r.at,
+        index,
+        f"service {name} autoscaled from {r.from_replicas} to {r.to_replicas} replicas: {r.reason}",
+        service=name,
+        detail={
+            "from": r.from_replicas,
+            "to": r.to_replicas,
+            "metric": r.metric,
+            "value": r.value,
+            "target": r.target,
+        },
+    )
 
 
 def _rollout_event(name: str, r: Rollout, index: int) -> Event:
     counts = f"{r.updated}/{r.total} updated" + (f", {r.failed} failed" if r.failed else "")
-    return Event("rollout", r.updated_at, index, f"{r.kind} of {name} {r.state}: {counts}; {r.message}",
-                 service=name, state=r.state)
+    return Event(
+        "rollout",
+        r.updated_at,
+        index,
+        f"{r.kind} of {name} {r.state}: {counts}; {r.message}",
+        service=name,
+        state=r.state,
+    )
 
 
-def _task_event(before: Optional[Task], after: Task, node: str, index: int) -> Optional[Event]:
+def _task_event(before: Task | None, after: Task, node: str, index: int) -> Event | None:
     label = f"task {after.service}.{after.slot or node} {after.id[:12]}"
     if before is None:
-        return Event("task.created", after.created_at, index, f"{label} created (version "
-                     f"{after.spec_version})", service=after.service, task_id=after.id,
-                     node=node, state=after.state)
+        return Event(
+            "task.created",
+            after.created_at,
+            index,
+            f"{label} created (version {after.spec_version})",
+            service=after.service,
+            task_id=after.id,
+            node=node,
+            state=after.state,
+        )
     if (before.state, before.desired) == (after.state, after.desired):
         return None
     why = after.error or after.message
     moved = f"{before.state} -> {after.state}" if before.state != after.state else after.state
     told = f" (told to {after.desired})" if before.desired != after.desired else ""
-    return Event("task.state", after.updated_at, index, f"{label} {moved}{told}"
-                 + (f": {why}" if why else ""), service=after.service, task_id=after.id,
-                 node=node, state=after.state)
+    return Event(
+        "task.state",
+        after.updated_at,
+        index,
+        f"{label} {moved}{told}" + (f": {why}" if why else ""),
+        service=after.service,
+        task_id=after.id,
+        node=node,
+        state=after.state,
+    )
 
 
-def _node_event(old: Optional[Node], new: Optional[Node], index: int, at: float) -> Optional[Event]:
+def _node_event(old: Node | None, new: Node | None, index: int, at: float) -> Event | None:
     if new is None:
         assert old is not None
         return Event("node.removed", at, index, f"node {old.name} removed", node=old.name)
     if old is None:
-        return Event("node.joined", new.joined_at, index, f"node {new.name} joined as {new.role}",
-                     node=new.name, state=new.status)
+        return Event(
+            "node.joined",
+            new.joined_at,
+            index,
+            f"node {new.name} joined as {new.role}",
+            node=new.name,
+            state=new.status,
+        )
     if old.status != new.status:
-        return Event("node.status", new.status_changed_at, index, f"node {new.name} is {new.status}",
-                     node=new.name, state=new.status)
+        return Event(
+            "node.status",
+            new.status_changed_at,
+            index,
+            f"node {new.name} is {new.status}",
+            node=new.name,
+            state=new.status,
+        )
     return None
 
 
-def _events(node_rows: list[tuple[Optional[Node], Optional[Node]]],
-            service_rows: list[tuple[Optional[Service], Optional[Service]]],
-            task_rows: list[tuple[Optional[Task], Optional[Task]]],
-            nodes: Mapping[str, Node], index: int, at: float) -> list[Event]:
+def _events(
+    node_rows: list[tuple[Node | None, Node | None]],
+    service_rows: list[tuple[Service | None, Service | None]],
+    task_rows: list[tuple[Task | None, Task | None]],
+    nodes: Mapping[str, Node],
+    index: int,
+    at: float,
+) -> list[Event]:
     """The events of rows changed at `index`, each list sorted by key, numbered in order:
     nodes, then services, then tasks. `at` is when the change happened, if known (0.0)."""
     events = [e for old, new in node_rows if (e := _node_event(old, new, index, at))]
@@ -146,9 +231,11 @@ def _events(node_rows: list[tuple[Optional[Node], Optional[Node]]],
 
 def change_events(change: Change, nodes: Mapping[str, Node]) -> list[Event]:
     """The events of one command's change; `nodes` names the nodes tasks run on."""
+
     def rows(table: str) -> list[tuple[Any, Any]]:
-        mine: list[RowChange] = sorted((r for r in change.rows if r.table == table),
-                                       key=lambda r: r.key)
+        mine: list[RowChange] = sorted(
+            (r for r in change.rows if r.table == table), key=lambda r: r.key
+        )
         return [(r.before, r.after) for r in mine]
 
     node_rows = rows(NODES)
@@ -160,11 +247,18 @@ def change_events(change: Change, nodes: Mapping[str, Node]) -> list[Event]:
 def diff_states(before: StateView, after: StateView) -> list[Event]:
     """What happened between two states of one replica, in a stable order, all numbered by
     the later state (a removal carries the removed row's last update time)."""
+
     def rows(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[Any, Any]]:
         return [(old.get(key), new.get(key)) for key in _changed(old, new)]
 
-    return _events(rows(before.nodes, after.nodes), rows(before.services, after.services),
-                   rows(before.tasks, after.tasks), after.nodes, after.applied, 0.0)
+    return _events(
+        rows(before.nodes, after.nodes),
+        rows(before.services, after.services),
+        rows(before.tasks, after.tasks),
+        after.nodes,
+        after.applied,
+        0.0,
+    )
 
 
 def events_between(before: StateView, after: StateView) -> list[Event]:

@@ -16,8 +16,13 @@ GOSSIP_REJOIN_INTERVAL = 2.0
 
 
 class GossipJoinLoop:
-    def __init__(self, raft: RaftNode, gossip: GossipService, node_id: str,
-                 interval: float = GOSSIP_REJOIN_INTERVAL) -> None:
+    def __init__(
+        self,
+        raft: RaftNode,
+        gossip: GossipService,
+        node_id: str,
+        interval: float = GOSSIP_REJOIN_INTERVAL,
+    ) -> None:
         self._raft = raft
         self._gossip = gossip
         self._node_id = node_id
@@ -29,8 +34,11 @@ class GossipJoinLoop:
             lonely = all(m.node_id == self._node_id or m.gone for m in self._gossip.members())
             if lonely:
                 with self._raft.read() as state:
-                    seeds = [(n.address, n.gossip_port) for n in nodes(state).values()
-                             if n.id != self._node_id]
+                    seeds = [
+                        (n.address, n.gossip_port)
+                        for n in nodes(state).values()
+                        if n.id != self._node_id
+                    ]
                 if seeds:
                     with contextlib.suppress(JoinError):
                         await self._gossip.join(seeds)

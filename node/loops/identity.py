@@ -4,7 +4,7 @@ its cluster is."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from consensus.nodes import voters
 from consensus.raft import RaftNode
@@ -12,8 +12,9 @@ from node.config import Identity
 
 
 class VoterMemoryLoop:
-    def __init__(self, raft: RaftNode, identity: Callable[[], Identity],
-                 save: Callable[[Identity], None]) -> None:
+    def __init__(
+        self, raft: RaftNode, identity: Callable[[], Identity], save: Callable[[Identity], None]
+    ) -> None:
         self._raft = raft
         self._identity = identity
         self._save = save
@@ -27,7 +28,13 @@ class VoterMemoryLoop:
             addresses = tuple(v.raft_address for v in seated)
             apis = tuple(v.api_address for v in seated)
             identity = self._identity()
-            if addresses and (addresses != identity.voters or apis != identity.voter_apis
-                              or self._raft.role != identity.role):
-                self._save(dataclasses.replace(identity, voters=addresses, voter_apis=apis,
-                                               role=self._raft.role))
+            if addresses and (
+                addresses != identity.voters
+                or apis != identity.voter_apis
+                or self._raft.role != identity.role
+            ):
+                self._save(
+                    dataclasses.replace(
+                        identity, voters=addresses, voter_apis=apis, role=self._raft.role
+                    )
+                )

@@ -4,14 +4,15 @@ metric)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from prometheus_client import Counter
 
 
 class LeaderChangeLoop:
-    def __init__(self, counter: Counter, changed: asyncio.Event,
-                 leader: Callable[[], Optional[str]]) -> None:
+    def __init__(
+        self, counter: Counter, changed: asyncio.Event, leader: Callable[[], str | None]
+    ) -> None:
         """`changed` is set on every Raft change, leadership changes included."""
         self._counter = counter
         self._changed = changed

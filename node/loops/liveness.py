@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from consensus.model import Node
 from consensus.nodes import SetNodeStatus, nodes
@@ -24,8 +24,9 @@ from node.control import ControlPlane
 log = logging.getLogger(__name__)
 
 
-def status_changes(all_nodes: Iterable[Node], members: dict[str, Member], leader_id: str,
-                   now: float) -> list[SetNodeStatus]:
+def status_changes(
+    all_nodes: Iterable[Node], members: dict[str, Member], leader_id: str, now: float
+) -> list[SetNodeStatus]:
     """The status commits that bring the replicated view in line with gossip's."""
     changes = []
     for node in all_nodes:
@@ -68,8 +69,9 @@ class LivenessLoop:
                     await self._control.submit(change)
                     log.info("node %s is %s", change.node_id, change.status)
                 except ProposeError as exc:
-                    log.warning("could not commit node %s %s: %s", change.node_id,
-                                change.status, exc)
+                    log.warning(
+                        "could not commit node %s %s: %s", change.node_id, change.status, exc
+                    )
                     await asyncio.sleep(0.5)
                     self._wake.set()
                     break

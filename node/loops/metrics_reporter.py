@@ -15,8 +15,9 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Awaitable, Callable, ContextManager, Mapping, Optional
+from typing import ContextManager
 
 from consensus.metrics import ReportMetrics, ServiceSample
 from consensus.state import ClusterState, Result
@@ -34,15 +35,19 @@ STALE_INTERVALS = 3.0
 REFRESH_INTERVALS = 2.0
 
 
-def ingress_rates(before: Mapping[int, ServiceStats],
-                  after: Mapping[int, ServiceStats]) -> dict[str, float]:
+def ingress_rates(
+    before: Mapping[int, ServiceStats], after: Mapping[int, ServiceStats]
+) -> dict[str, float]:
     """Connections per second by service between two snapshots of the proxy's ports. A port
     opened (or reopened, counters reset) in between counts from its new snapshot only."""
     rates: dict[str, float] = defaultdict(float)
     for number, now in after.items():
         earlier = before.get(number)
-        if earlier is not None and earlier.service == now.service \
-                and now.connections_total >= earlier.connections_total:
+        if (
+            earlier is not None
+            and earlier.service == now.service
+            and now.connections_total >= earlier.connections_total
+        ):
             rates[now.service] += now.rates_since(earlier).connections_per_second
     return dict(rates)
 
@@ -61,19 +66,28 @@ class Scope:
         own: dict[str, list[Task]] = defaultdict(list)
         if ids:
             for task in tasks(state).values():
-                if (task.node_id == node_id and task.service_id in ids and task.state == "running"
-                        and task.desired == "running"):
+                if (
+                    task.node_id == node_id
+                    and task.service_id in ids
+                    and task.state == "running"
+                    and task.desired == "running"
+                ):
                     own[task.service_id].append(task)
         return Scope(scaled, {k: tuple(v) for k, v in own.items()})
 
     def cpu_tasks(self) -> list[str]:
         """Tasks whose cpu counts: those of services that scale on cpu."""
-        return [t.id for s in self.services if s.spec.autoscale.metric == "cpu"  # type: ignore[union-attr]
-                for t in self.own_tasks.get(s.id, ())]
+        return [
+            t.id
+            for s in self.services
+            if s.spec.autoscale.metric == "cpu"  # type: ignore[union-attr]
+            for t in self.own_tasks.get(s.id, ())
+        ]
 
 
-def build_samples(scope: Scope, cpu: Mapping[str, Optional[float]],
-                  rates: Mapping[str, float]) -> tuple[ServiceSample, ...]:
+def build_samples(
+    scope: Scope, cpu: Mapping[str, float | None], rates: Mapping[str, float]
+) -> tuple[ServiceSample, ...]:
     """This node's samples, rounded (a tenth) so that noise is not news; services with no
     task here and no traffic through here are left out."""
     samples = []
@@ -94,8 +108,9 @@ class Sent:
     samples: tuple[ServiceSample, ...]
 
 
-def worth_sending(last: Optional[Sent], samples: tuple[ServiceSample, ...], now: float,
-                  refresh: float) -> bool:
+def worth_sending(
+    last: Sent | None, samples: tuple[ServiceSample, ...], now: float, refresh: float
+) -> bool:
     if last is None:
         return bool(samples)
     if samples != last.samples:
@@ -107,11 +122,17 @@ class MetricsReporter:
     """`read_state` yields the replicated state (held briefly); `ingress_stats` returns the
     proxy's counters by published port; `submit` commits a command through the leader."""
 
-    def __init__(self, *, node_id: str, read_state: Callable[[], ContextManager[ClusterState]],
-                 driver: Driver, ingress_stats: Callable[[], Mapping[int, ServiceStats]],
-                 submit: Callable[[ReportMetrics], Awaitable[Result]],
-                 interval: float = METRICS_INTERVAL,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        read_state: Callable[[], ContextManager[ClusterState]],
+        driver: Driver,
+        ingress_stats: Callable[[], Mapping[int, ServiceStats]],
+        submit: Callable[[ReportMetrics], Awaitable[Result]],
+        interval: float = METRICS_INTERVAL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._node_id = node_id
         self._read_state = read_state
         self._driver = driver
@@ -119,7 +140,7 @@ class MetricsReporter:
         self._submit = submit
         self.interval = interval
         self._clock = clock
-        self._last: Optional[Sent] = None
+        self._last: Sent | None = None
         self.reports = 0  # proposals committed, for status pages and tests
 
     async def run(self) -> None:
@@ -135,10 +156,14 @@ class MetricsReporter:
         with self._read_state() as state:
             scope = Scope.read(state, self._node_id)
         ids = scope.cpu_tasks()
-        stats = await asyncio.gather(*(self._driver.stats(task_id) for task_id in ids),
-                                     return_exceptions=True)
-        cpu = {task_id: s.cpu_percent for task_id, s in zip(ids, stats)
-               if s is not None and not isinstance(s, BaseException)}
+        stats = await asyncio.gather(
+            *(self._driver.stats(task_id) for task_id in ids), return_exceptions=True
+        )
+        cpu = {
+            task_id: s.cpu_percent
+            for task_id, s in zip(ids, stats)
+            if s is not None and not isinstance(s, BaseException)
+        }
         samples = build_samples(scope, cpu, rates)
         now = self._clock()
         if not worth_sending(self._last, samples, now, REFRESH_INTERVALS * self.interval):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from consensus.model import Node
 from consensus.nodes import BootstrapCluster, RegisterNode, nodes
@@ -18,8 +18,16 @@ log = logging.getLogger(__name__)
 
 # The fields of a node's record that this node owns; the others (role, status, labels,
 # availability) are the cluster's.
-OWN_FIELDS = ("name", "address", "api_port", "raft_port", "gossip_port", "resources", "runtime",
-              "key_hash")
+OWN_FIELDS = (
+    "name",
+    "address",
+    "api_port",
+    "raft_port",
+    "gossip_port",
+    "resources",
+    "runtime",
+    "key_hash",
+)
 
 
 def differs(current: Node, wanted: Node) -> bool:
@@ -27,8 +35,16 @@ def differs(current: Node, wanted: Node) -> bool:
 
 
 class RegistrationLoop:
-    def __init__(self, control: ControlPlane, node_id: str, *, record: Callable[[], Node],
-                 alone: Callable[[], bool], cluster_id: str, overlay_cidr: str) -> None:
+    def __init__(
+        self,
+        control: ControlPlane,
+        node_id: str,
+        *,
+        record: Callable[[], Node],
+        alone: Callable[[], bool],
+        cluster_id: str,
+        overlay_cidr: str,
+    ) -> None:
         """`record` is this node's wanted record; `alone` whether this node was created as
         the only voter of a new cluster (so it is the one to bootstrap it)."""
         self._control = control
@@ -49,11 +65,17 @@ class RegistrationLoop:
             wanted = self._record()
             try:
                 if not bootstrapped and self._raft.is_leader() and self._alone():
-                    await self._control.submit(BootstrapCluster(self._cluster_id, time.time(),
-                                                                self._overlay_cidr))
+                    await self._control.submit(
+                        BootstrapCluster(self._cluster_id, time.time(), self._overlay_cidr)
+                    )
                     now = time.time()
-                    await self._control.submit(RegisterNode(dataclasses.replace(
-                        wanted, role="voter", joined_at=now, status_changed_at=now)))
+                    await self._control.submit(
+                        RegisterNode(
+                            dataclasses.replace(
+                                wanted, role="voter", joined_at=now, status_changed_at=now
+                            )
+                        )
+                    )
                 elif current is not None and differs(current, wanted):
                     await self._control.submit(RegisterNode(wanted))
                 else:

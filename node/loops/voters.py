@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from consensus.model import Node, target_voter_count
 from consensus.nodes import SetNodeRole, nodes
@@ -54,8 +54,13 @@ def voter_floor(existing_nodes: int) -> int:
     return 3 if existing_nodes >= 3 else target_voter_count(existing_nodes)
 
 
-def plan_voter_change(all_nodes: list[Node], leader_id: str, now: float,
-                      grace: float, skip: frozenset[str] = frozenset()) -> Optional[VoterChange]:
+def plan_voter_change(
+    all_nodes: list[Node],
+    leader_id: str,
+    now: float,
+    grace: float,
+    skip: frozenset[str] = frozenset(),
+) -> VoterChange | None:
     """The next single change that moves the voter set toward its target, or None. Members
     in `skip` (a promotion of them failed lately: not caught up, not connected) are passed
     over for the next one.
@@ -64,28 +69,38 @@ def plan_voter_change(all_nodes: list[Node], leader_id: str, now: float,
     so the set never dips below its size; without a member to take its seat it is demoted
     only while the set stays at or above the floor (`voter_floor`)."""
     voters = sorted((n for n in all_nodes if n.role == "voter"), key=lambda n: n.id)
-    members = sorted((n for n in all_nodes if n.role != "voter" and _alive(n)
-                      and n.id not in skip), key=lambda n: (n.joined_at, n.id))
+    members = sorted(
+        (n for n in all_nodes if n.role != "voter" and _alive(n) and n.id not in skip),
+        key=lambda n: (n.joined_at, n.id),
+    )
     expired = [v for v in voters if not _alive(v) and now - v.status_changed_at >= grace]
     # Voters that are down but still within their grace keep their seat.
     eligible = sum(1 for n in all_nodes if _alive(n)) + sum(
-        1 for v in voters if not _alive(v) and v not in expired)
+        1 for v in voters if not _alive(v) and v not in expired
+    )
     grow_to = target_voter_count(eligible)
     # Grown only to an odd size the live nodes fill; kept at no less than the floor.
     target = max(voter_floor(len(all_nodes)), grow_to)
     seated = len(voters) - len(expired)
     changes: list[VoterChange] = []
     if seated < (target if expired else grow_to) and members:
-        reason = (f"replaces {expired[0].name}, down for more than {grace:g} s" if expired
-                  else f"voter set below its target of {grow_to}")
+        reason = (
+            f"replaces {expired[0].name}, down for more than {grace:g} s"
+            if expired
+            else f"voter set below its target of {grow_to}"
+        )
         changes.append(VoterChange("promote", members[0], reason))
     if len(voters) > target:
-        changes += [VoterChange("demote", v, f"down for more than {grace:g} s")
-                    for v in expired]
-        candidates = sorted((v for v in voters if v.id != leader_id and v not in expired),
-                            key=lambda v: (_alive(v), -v.joined_at, v.id))
-        changes += [VoterChange("demote", v, f"voter set above its target of {target}")
-                    for v in candidates[:1] if not expired]
+        changes += [VoterChange("demote", v, f"down for more than {grace:g} s") for v in expired]
+        candidates = sorted(
+            (v for v in voters if v.id != leader_id and v not in expired),
+            key=lambda v: (_alive(v), -v.joined_at, v.id),
+        )
+        changes += [
+            VoterChange("demote", v, f"voter set above its target of {target}")
+            for v in candidates[:1]
+            if not expired
+        ]
     for change in changes:
         if safe_to_apply(change, voters):
             return change
@@ -123,27 +138,30 @@ class VoterManager:
 
     def _skip(self) -> frozenset[str]:
         now = time.monotonic()
-        self._failed_promotions = {k: t for k, t in self._failed_promotions.items()
-                                   if now - t < PROMOTION_BACKOFF}
+        self._failed_promotions = {
+            k: t for k, t in self._failed_promotions.items() if now - t < PROMOTION_BACKOFF
+        }
         return frozenset(self._failed_promotions)
 
     async def run(self) -> None:
         """Level-triggered: re-plan on every state change while this node leads."""
         seen = -1
         while True:
-            seen = await self._raft.wait_changed(seen, timeout=self._grace / 4 if self._grace else 1)
+            seen = await self._raft.wait_changed(
+                seen, timeout=self._grace / 4 if self._grace else 1
+            )
             if not self._raft.is_leader():
                 continue
             async with self._lock:  # plan on the state as it is once no other change runs
                 try:
                     await self._heal()
-                    change = plan_voter_change(self._snapshot(), self._node_id, time.time(),
-                                               self._grace, self._skip())
+                    change = plan_voter_change(
+                        self._snapshot(), self._node_id, time.time(), self._grace, self._skip()
+                    )
                     if change is None:
                         continue
                     await self._carry_out(change)
-                except (ProposeError, ApiError, Unreachable, NotCaughtUp,
-                        asyncio.TimeoutError) as exc:
+                except (TimeoutError, ProposeError, ApiError, Unreachable, NotCaughtUp) as exc:
                     log.warning("voter change failed: %s", exc)
                     failed = True
                 else:
@@ -163,14 +181,17 @@ class VoterManager:
                     done.append(change)
             except BaseException:
                 for change in reversed(done):
-                    undo = VoterChange("demote" if change.action == "promote" else "promote",
-                                       change.node, f"undoing: {change.reason}")
+                    undo = VoterChange(
+                        "demote" if change.action == "promote" else "promote",
+                        change.node,
+                        f"undoing: {change.reason}",
+                    )
                     try:
                         await self._carry_out(undo)
-                    except (ProposeError, ApiError, Unreachable, NotCaughtUp,
-                            asyncio.TimeoutError) as exc:
-                        log.error("could not undo %s of %s: %s", change.action,
-                                  change.node.name, exc)
+                    except (TimeoutError, ProposeError, ApiError, Unreachable, NotCaughtUp) as exc:
+                        log.error(
+                            "could not undo %s of %s: %s", change.action, change.node.name, exc
+                        )
                 raise
 
     async def _carry_out(self, change: VoterChange) -> None:
@@ -196,14 +217,21 @@ class VoterManager:
         for address in sorted(in_raft):
             node = by_address.get(address)
             if node is not None and node.role != "voter":
-                log.warning("raft counts %s as a voter, the cluster state does not: removing it",
-                            node.name)
+                log.warning(
+                    "raft counts %s as a voter, the cluster state does not: removing it", node.name
+                )
                 await self._raft.remove_voter(address, timeout=10.0)
         for node in all_nodes:
-            if (node.role == "voter" and node.id != self._node_id
-                    and node.raft_address not in in_raft):
-                log.warning("the cluster state counts %s as a voter, raft does not: recording it "
-                            "as a member", node.name)
+            if (
+                node.role == "voter"
+                and node.id != self._node_id
+                and node.raft_address not in in_raft
+            ):
+                log.warning(
+                    "the cluster state counts %s as a voter, raft does not: recording it "
+                    "as a member",
+                    node.name,
+                )
                 await self._commit_role(node, "member")
         await self._tell_returning_members(all_nodes, in_raft)
 
@@ -214,8 +242,12 @@ class VoterManager:
         counts. Telling a node that already is a member changes nothing."""
         voters = sorted(v.raft_address for v in all_nodes if v.role == "voter")
         for node in all_nodes:
-            if (node.role != "member" or not _alive(node) or node.raft_address in in_raft
-                    or self._told_member.get(node.id) == node.status_changed_at):
+            if (
+                node.role != "member"
+                or not _alive(node)
+                or node.raft_address in in_raft
+                or self._told_member.get(node.id) == node.status_changed_at
+            ):
                 continue
             try:
                 await self._tell_role(node, "member", voters)
@@ -267,8 +299,7 @@ class VoterManager:
                 if not health.get("caught_up", False):
                     reason = str(health.get("sync"))
                 elif health.get("leader") != self._raft.address:
-                    reason = (f"it does not hear this leader (it names "
-                              f"{health.get('leader')!r})")
+                    reason = f"it does not hear this leader (it names {health.get('leader')!r})"
                 else:
                     return
             if loop.time() >= deadline:
@@ -293,7 +324,8 @@ class VoterManager:
 
     async def _tell_role(self, node: Node, role: str, voters: list[str]) -> None:
         await self._control.client_for(node).post(
-            "/v1/internal/raft-role", {"role": role, "voters": sorted(set(voters))})
+            "/v1/internal/raft-role", {"role": role, "voters": sorted(set(voters))}
+        )
 
     # -- manual control ---------------------------------------------------------------
     async def remove_seat(self, node: Node) -> None:
@@ -316,8 +348,10 @@ class VoterManager:
         changes = [VoterChange("promote", node, "promoted by the operator")]
         # Keep the set odd: a manual promotion at the target replaces another voter.
         if len(voters) + 1 > target_voter_count(sum(1 for n in all_nodes if _alive(n))):
-            others = sorted((v for v in voters if v.id != self._node_id),
-                            key=lambda v: (_alive(v), -v.joined_at, v.id))
+            others = sorted(
+                (v for v in voters if v.id != self._node_id),
+                key=lambda v: (_alive(v), -v.joined_at, v.id),
+            )
             if others:
                 changes.append(VoterChange("demote", others[0], f"replaced by {node.name}"))
         await self.apply(*changes)
@@ -326,14 +360,22 @@ class VoterManager:
         if node.role != "voter":
             return
         if node.id == self._node_id:
-            raise ValueError(f"node {node.name} is the leader; demote it from another leader "
-                             f"after stopping it, or remove it")
+            raise ValueError(
+                f"node {node.name} is the leader; demote it from another leader "
+                f"after stopping it, or remove it"
+            )
         all_nodes = self._snapshot()
         skip = self._skip()
-        members = sorted((n for n in all_nodes if n.role != "voter" and _alive(n)
-                          and n.id not in skip), key=lambda n: (n.joined_at, n.id))
+        members = sorted(
+            (n for n in all_nodes if n.role != "voter" and _alive(n) and n.id not in skip),
+            key=lambda n: (n.joined_at, n.id),
+        )
         if not members:
-            raise ValueError(f"no member can take {node.name}'s seat; the voter set must stay "
-                             f"at {sum(1 for n in all_nodes if n.role == 'voter')}")
-        await self.apply(VoterChange("promote", members[0], f"replaces {node.name}"),
-                         VoterChange("demote", node, "demoted by the operator"))
+            raise ValueError(
+                f"no member can take {node.name}'s seat; the voter set must stay "
+                f"at {sum(1 for n in all_nodes if n.role == 'voter')}"
+            )
+        await self.apply(
+            VoterChange("promote", members[0], f"replaces {node.name}"),
+            VoterChange("demote", node, "demoted by the operator"),
+        )

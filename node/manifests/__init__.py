@@ -15,8 +15,9 @@ bind paths) and home (`~`), the `env_file:` files' text, and the stack the file 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Optional
+from typing import Optional
 
 from consensus.crons import CronSpec
 from consensus.services import ServiceSpec, SpecError, parse_service_spec
@@ -28,15 +29,23 @@ from node.manifests.networks import NetworkDef
 from node.manifests.reader import ManifestError, Reader, load_documents
 from node.manifests.refs import FileSource
 
-__all__ = ["Attachment", "FileSource", "Manifest", "ManifestError", "Origin", "STACK_LABEL",
-           "load_manifest", "stack_name_problem"]
+__all__ = [
+    "Attachment",
+    "FileSource",
+    "Manifest",
+    "ManifestError",
+    "Origin",
+    "STACK_LABEL",
+    "load_manifest",
+    "stack_name_problem",
+]
 
 # Docker's label for the stack a service belongs to (`docker stack deploy`).
 STACK_LABEL = "com.docker.stack.namespace"
 _STACK = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
-def stack_name_problem(name: str) -> Optional[str]:
+def stack_name_problem(name: str) -> str | None:
     if _STACK.fullmatch(name):
         return None
     return "a stack name is 1-63 lowercase letters, digits, '_' or '-', starting with a letter or digit"
@@ -96,8 +105,9 @@ def _shoal_specs(plains: list, stack: str) -> Manifest:
         try:
             specs.append(parse_service_spec(plain))
         except SpecError as exc:
-            raise ManifestError(f"[{i}].{exc.field}" if exc.field != "<root>" else f"[{i}]",
-                                exc.reason) from None
+            raise ManifestError(
+                f"[{i}].{exc.field}" if exc.field != "<root>" else f"[{i}]", exc.reason
+            ) from None
     _refuse_duplicates(specs)
     return Manifest(_labelled(specs, stack), (), stack=stack)
 
@@ -123,7 +133,9 @@ def _translate(docs: list, strict: bool, origin: Origin) -> Manifest:
     compose_docs = [d for d in docs if isinstance(d, dict) and "services" in d and "kind" not in d]
     kube_docs = [d for d in docs if isinstance(d, dict) and "kind" in d]
     if len(compose_docs) + len(kube_docs) != len(docs) or not docs:
-        raise ManifestError("", "expected a Compose file (with services:) or Kubernetes documents (with kind:)")
+        raise ManifestError(
+            "", "expected a Compose file (with services:) or Kubernetes documents (with kind:)"
+        )
     interpolator = Interpolator(origin.variables)
     read_files: list[str] = []
 
@@ -132,16 +144,20 @@ def _translate(docs: list, strict: bool, origin: Origin) -> Manifest:
         if path in origin.env_files:
             return origin.env_files[path]
         if required:
-            raise ManifestError(where, f"cannot read {path[:200]!r}: env_file is read by the CLI "
-                                "(shoal apply -f FILE), relative to the Compose file")
+            raise ManifestError(
+                where,
+                f"cannot read {path[:200]!r}: env_file is read by the CLI "
+                "(shoal apply -f FILE), relative to the Compose file",
+            )
         return ""
 
     specs, files, nets = [], [], []
     stack = origin.stack
     for doc in compose_docs:
         stack = stack or compose.project_name(doc) or ""
-        doc_specs, doc_files, doc_nets = compose.translate(r, doc, interpolator, origin.directory,
-                                                           origin.home, env_file)
+        doc_specs, doc_files, doc_nets = compose.translate(
+            r, doc, interpolator, origin.directory, origin.home, env_file
+        )
         specs += doc_specs
         files += doc_files
         nets += doc_nets
@@ -156,7 +172,15 @@ def _translate(docs: list, strict: bool, origin: Origin) -> Manifest:
     if strict and warnings:
         raise ManifestError("", "unsupported fields (strict mode): " + "; ".join(warnings))
     templates = _labelled([c.template for c in crons], stack)
-    return Manifest(_labelled(specs, stack), tuple(warnings), tuple(files), attachments, stack,
-                    tuple(sorted(interpolator.looked_up)), tuple(dict.fromkeys(read_files)),
-                    tuple(nets), mesh_ports,
-                    tuple(replace(c, template=t) for c, t in zip(crons, templates)))
+    return Manifest(
+        _labelled(specs, stack),
+        tuple(warnings),
+        tuple(files),
+        attachments,
+        stack,
+        tuple(sorted(interpolator.looked_up)),
+        tuple(dict.fromkeys(read_files)),
+        tuple(nets),
+        mesh_ports,
+        tuple(replace(c, template=t) for c, t in zip(crons, templates)),
+    )

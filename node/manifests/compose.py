@@ -6,58 +6,120 @@ fields and YAML anchors are legal and pass silently."""
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from consensus.services import ServiceSpec, parse_port
 from consensus.units import parse_amounts, parse_duration
 from node.manifests.fields import labels, to_spec, words
 from node.manifests.interpolation import Interpolator, parse_env_file
+from node.manifests.networks import (
+    NetworkDef,
+    default_network,
+    expose,
+    read_networks,
+    service_networks,
+    uses_networks,
+)
 from node.manifests.reader import ManifestError, Reader, shown
-from node.manifests.networks import (NetworkDef, default_network, expose, read_networks,
-                                     service_networks, uses_networks)
-from node.manifests.refs import FileSource, read_definitions, service_files, service_volumes, used_sources
+from node.manifests.refs import (
+    FileSource,
+    read_definitions,
+    service_files,
+    service_volumes,
+    used_sources,
+)
 
 # (path as written, field, required) -> the file's text ("" for a missing optional one)
 EnvFileReader = Callable[[str, str, bool], str]
 
 _TOP_KEYS = {"version", "name", "services", "secrets", "configs", "volumes", "networks"}
 # Translated to the spec.
-_SERVICE_KEYS = {"image", "build", "command", "entrypoint", "environment", "env_file", "ports",
-                 "healthcheck", "deploy", "labels", "stop_grace_period", "secrets", "configs",
-                 "volumes", "restart", "init", "networks", "expose"}
+_SERVICE_KEYS = {
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "healthcheck",
+    "deploy",
+    "labels",
+    "stop_grace_period",
+    "secrets",
+    "configs",
+    "volumes",
+    "restart",
+    "init",
+    "networks",
+    "expose",
+}
 # Container options, as docker run takes them (the Docker runtime honours them).
-_CONTAINER_KEYS = {"user", "working_dir", "hostname", "stop_signal", "tty", "read_only", "sysctls",
-                   "extra_hosts", "ulimits", "logging"}
+_CONTAINER_KEYS = {
+    "user",
+    "working_dir",
+    "hostname",
+    "stop_signal",
+    "tty",
+    "read_only",
+    "sysctls",
+    "extra_hosts",
+    "ulimits",
+    "logging",
+}
 # Honoured by Docker (`docker run`, Swarm) but not carried by a Shoal spec: one warning each.
 _NOT_CARRIED = {
     "stdin_open": "tasks get no standard input",
     "cap_add": "capabilities are not granted (that needs an authorisation Shoal lacks)",
-    "cap_drop": "capabilities are not changed", "privileged": "tasks never run privileged",
+    "cap_drop": "capabilities are not changed",
+    "privileged": "tasks never run privileged",
     "container_name": "Shoal names containers after the task",
     "depends_on": "services start together, as with docker stack deploy",
     "links": "services reach each other by name",
     "profiles": "every service is applied, as with docker stack deploy",
-    "platform": "nodes run what their runtime runs", "pull_policy": "the node's --image-pull decides",
+    "platform": "nodes run what their runtime runs",
+    "pull_policy": "the node's --image-pull decides",
 }
-_DEPLOY_KEYS = {"mode", "replicas", "resources", "placement", "restart_policy", "update_config",
-                "rollback_config", "labels", "endpoint_mode"}
+_DEPLOY_KEYS = {
+    "mode",
+    "replicas",
+    "resources",
+    "placement",
+    "restart_policy",
+    "update_config",
+    "rollback_config",
+    "labels",
+    "endpoint_mode",
+}
 # Swarm's job modes and the mode of the job each is.
 _JOB_MODES = {"replicated-job": "replicated", "global-job": "global"}
 _UPDATE_KEYS = {"parallelism", "delay", "order", "monitor", "failure_action", "max_failure_ratio"}
 # `restart:` (docker run's policy) as a Swarm restart condition.
 _RESTART = {"no": "none", "always": "any", "unless-stopped": "any", "on-failure": "on-failure"}
 # Spec fields and where they come from in the file, for errors.
-_FIELDS = {"replicas": "deploy.replicas", "mode": "deploy.mode",
-           "job.completions": "deploy.replicas", "job.parallelism": "deploy.replicas",
-           "job.backoff_limit": "deploy.restart_policy.max_attempts",
-           "job.backoff_delay": "deploy.restart_policy.delay",
-           "endpoint_mode": "deploy.endpoint_mode", "restart": "deploy.restart_policy",
-           "update": "deploy.update_config", "rollback": "deploy.rollback_config",
-           "args": "command", "command": "entrypoint", "health": "healthcheck",
-           "env": "environment", "resources": "deploy.resources",
-           "constraints": "deploy.placement.constraints",
-           "preferences": "deploy.placement.preferences", "container": "",
-           "container.log_driver": "logging.driver", "container.log_options": "logging.options"}
+_FIELDS = {
+    "replicas": "deploy.replicas",
+    "mode": "deploy.mode",
+    "job.completions": "deploy.replicas",
+    "job.parallelism": "deploy.replicas",
+    "job.backoff_limit": "deploy.restart_policy.max_attempts",
+    "job.backoff_delay": "deploy.restart_policy.delay",
+    "endpoint_mode": "deploy.endpoint_mode",
+    "restart": "deploy.restart_policy",
+    "update": "deploy.update_config",
+    "rollback": "deploy.rollback_config",
+    "args": "command",
+    "command": "entrypoint",
+    "health": "healthcheck",
+    "env": "environment",
+    "resources": "deploy.resources",
+    "constraints": "deploy.placement.constraints",
+    "preferences": "deploy.placement.preferences",
+    "container": "",
+    "container.log_driver": "logging.driver",
+    "container.log_options": "logging.options",
+}
 
 
 def _ports(r: Reader, ports: list, where: str) -> list:
@@ -65,22 +127,34 @@ def _ports(r: Reader, ports: list, where: str) -> list:
     for i, port in enumerate(ports):
         at = f"{where}[{i}]"
         if isinstance(port, dict):
-            r.unsupported(port, {"target", "published", "protocol", "mode", "name", "app_protocol"}, at)
-            out.append({k: int(v) if k == "published" and isinstance(v, str) and v.isdigit() else v
-                        for k, v in port.items() if k in ("target", "published", "protocol", "mode")})
+            r.unsupported(
+                port, {"target", "published", "protocol", "mode", "name", "app_protocol"}, at
+            )
+            out.append(
+                {
+                    k: int(v) if k == "published" and isinstance(v, str) and v.isdigit() else v
+                    for k, v in port.items()
+                    if k in ("target", "published", "protocol", "mode")
+                }
+            )
             continue
         text = str(port)
         if text.count(":") == 2:  # HOST_IP:PUBLISHED:TARGET
-            r.warnings.append(f"{at}: host address {shown(text.split(':')[0])} ignored; Shoal "
-                              "publishes on every node's advertise address")
+            r.warnings.append(
+                f"{at}: host address {shown(text.split(':')[0])} ignored; Shoal "
+                "publishes on every node's advertise address"
+            )
             text = text.split(":", 1)[1]
         out.append(parse_port(text, at))
     return out
 
 
 def _health(r: Reader, health: dict, where: str) -> dict:
-    r.unsupported(health, {"test", "interval", "timeout", "retries", "start_period", "disable",
-                           "start_interval"}, where)
+    r.unsupported(
+        health,
+        {"test", "interval", "timeout", "retries", "start_period", "disable", "start_interval"},
+        where,
+    )
     test = health.get("test")
     if health.get("disable") or test in (["NONE"], "NONE"):
         return {"kind": "none"}
@@ -91,8 +165,10 @@ def _health(r: Reader, health: dict, where: str) -> dict:
         if test[0] == "CMD-SHELL":
             command = ["/bin/sh", "-c", " ".join(command)]
     else:
-        raise ManifestError(f"{where}.test", "must be a string, [CMD, ...], [CMD-SHELL, ...] or "
-                            f"[NONE], not {shown(test)}")
+        raise ManifestError(
+            f"{where}.test",
+            f"must be a string, [CMD, ...], [CMD-SHELL, ...] or [NONE], not {shown(test)}",
+        )
     plain: dict[str, Any] = {"kind": "cmd", "command": command}
     for key in ("interval", "timeout", "start_period"):
         if key in health:
@@ -109,8 +185,10 @@ def _resources(r: Reader, resources: dict, where: str) -> dict:
         amounts = r.mapping(resources.get(kind), f"{where}.{kind}")
         known = {"cpus", "memory"}
         if kind == "reservations" and "devices" in amounts:
-            r.warnings.append(f"{where}.reservations.devices: Shoal cannot reserve or hand devices "
-                              "(GPUs) to tasks; the service is placed as if it needed none")
+            r.warnings.append(
+                f"{where}.reservations.devices: Shoal cannot reserve or hand devices "
+                "(GPUs) to tasks; the service is placed as if it needed none"
+            )
             known.add("devices")
         r.unsupported(amounts, known | {"pids"}, f"{where}.{kind}")
         if "pids" in amounts:
@@ -127,17 +205,22 @@ def _deploy(r: Reader, deploy: dict, where: str, plain: dict) -> None:
     if isinstance(deploy.get("mode"), str) and deploy["mode"] in _JOB_MODES:
         _job(deploy, where, plain)
     if "resources" in deploy:
-        plain["resources"] = _resources(r, r.mapping(deploy["resources"], f"{where}.resources"),
-                                        f"{where}.resources")
+        plain["resources"] = _resources(
+            r, r.mapping(deploy["resources"], f"{where}.resources"), f"{where}.resources"
+        )
     placement = r.mapping(deploy.get("placement"), f"{where}.placement")
     r.unsupported(placement, {"constraints", "preferences"}, f"{where}.placement")
     if "constraints" in placement:
         plain["constraints"] = r.listing(placement["constraints"], f"{where}.placement.constraints")
     prefs = r.listing(placement.get("preferences"), f"{where}.placement.preferences")
     if prefs:
-        plain["preferences"] = [r.mapping(p, f"{where}.placement.preferences[{i}]") for i, p in enumerate(prefs)]
+        plain["preferences"] = [
+            r.mapping(p, f"{where}.placement.preferences[{i}]") for i, p in enumerate(prefs)
+        ]
     restart = r.mapping(deploy.get("restart_policy"), f"{where}.restart_policy")
-    r.unsupported(restart, {"condition", "delay", "max_attempts", "window"}, f"{where}.restart_policy")
+    r.unsupported(
+        restart, {"condition", "delay", "max_attempts", "window"}, f"{where}.restart_policy"
+    )
     if restart:
         plain["restart"] = restart  # wins over the service's `restart:`, as in Swarm
     for source, target in (("update_config", "update"), ("rollback_config", "rollback")):
@@ -148,8 +231,11 @@ def _deploy(r: Reader, deploy: dict, where: str, plain: dict) -> None:
     # Swarm puts deploy.labels on the service and `labels:` on its containers; Shoal has one set.
     plain["labels"] = {**plain.get("labels", {}), **labels(deploy.get("labels"), f"{where}.labels")}
     if "job" in plain:  # the policy is deploy.restart_policy's, else the service's restart:
-        _job_restart(r, plain, f"{where}.restart_policy" if restart
-                     else f"{where.removesuffix('.deploy')}.restart")
+        _job_restart(
+            r,
+            plain,
+            f"{where}.restart_policy" if restart else f"{where.removesuffix('.deploy')}.restart",
+        )
 
 
 def _job(deploy: dict, where: str, plain: dict) -> None:
@@ -162,7 +248,9 @@ def _job(deploy: dict, where: str, plain: dict) -> None:
         plain["job"] = {"parallelism": 0}
         return
     if not isinstance(replicas, int) or isinstance(replicas, bool):
-        raise ManifestError(f"{where}.replicas", f"must be a count of completions, not {shown(replicas)}")
+        raise ManifestError(
+            f"{where}.replicas", f"must be a count of completions, not {shown(replicas)}"
+        )
     plain["job"] = {"completions": replicas, "parallelism": replicas}
 
 
@@ -172,8 +260,9 @@ def _job_restart(r: Reader, plain: dict, where: str) -> None:
     policy = dict(plain.get("restart") or {})
     condition = policy.get("condition", "on-failure")
     if condition == "any":
-        r.warnings.append(f"{where}: a job's task that succeeded is done; its tasks restart on "
-                          "failure only")
+        r.warnings.append(
+            f"{where}: a job's task that succeeded is done; its tasks restart on failure only"
+        )
     job = plain["job"]
     if condition == "none":
         job["backoff_limit"] = 0
@@ -191,8 +280,9 @@ def _restart(value: Any, where: str) -> dict:
         text = "no"
     name, _, count = (text or "").partition(":")
     if name not in _RESTART or (count and (name != "on-failure" or not count.isdigit())):
-        raise ManifestError(where, "must be no, always, unless-stopped or on-failure[:N], "
-                            f"not {shown(value)}")
+        raise ManifestError(
+            where, f"must be no, always, unless-stopped or on-failure[:N], not {shown(value)}"
+        )
     policy: dict[str, Any] = {"condition": _RESTART[name]}
     if count:
         policy["max_attempts"] = int(count)
@@ -208,8 +298,10 @@ def _key_values(r: Reader, value: Any, separators: str, where: str) -> dict[str,
         text = str(item)
         cut = min((text.find(s) for s in separators if s in text), default=-1)
         if cut <= 0:
-            raise ManifestError(f"{where}[{i}]", f"expected KEY{separators[0]}VALUE, not {shown(item)}")
-        out[text[:cut]] = text[cut + 1:]
+            raise ManifestError(
+                f"{where}[{i}]", f"expected KEY{separators[0]}VALUE, not {shown(item)}"
+            )
+        out[text[:cut]] = text[cut + 1 :]
     return out
 
 
@@ -226,8 +318,11 @@ def _ulimits(r: Reader, value: Any, where: str) -> dict[str, dict]:
 
 def _container(r: Reader, svc: dict, where: str) -> dict:
     """The service's docker run options, as a ContainerOptions plain."""
-    plain: dict[str, Any] = {key: svc[key] for key in ("user", "working_dir", "hostname", "stop_signal",
-                                                       "tty", "read_only") if key in svc}
+    plain: dict[str, Any] = {
+        key: svc[key]
+        for key in ("user", "working_dir", "hostname", "stop_signal", "tty", "read_only")
+        if key in svc
+    }
     if isinstance(plain.get("user"), int):
         plain["user"] = str(plain["user"])
     if "sysctls" in svc:
@@ -240,7 +335,9 @@ def _container(r: Reader, svc: dict, where: str) -> dict:
         logging = r.mapping(svc["logging"], f"{where}.logging")
         r.unsupported(logging, {"driver", "options"}, f"{where}.logging")
         plain["log_driver"] = logging.get("driver", "")
-        plain["log_options"] = _key_values(r, logging.get("options"), "=", f"{where}.logging.options")
+        plain["log_options"] = _key_values(
+            r, logging.get("options"), "=", f"{where}.logging.options"
+        )
     if svc.get("init") is False:
         r.warnings.append(f"{where}.init: Shoal always runs an init in a container")
     return plain
@@ -248,12 +345,18 @@ def _container(r: Reader, svc: dict, where: str) -> dict:
 
 def _image(r: Reader, svc: dict, where: str) -> Any:
     if "build" in svc and "image" not in svc:
-        raise ManifestError(f"{where}.image", "the service has build: but no image:, and Shoal "
-                            "does not build images (neither does docker stack deploy): build and "
-                            "push it (docker build -t NAME ...), then set image: NAME")
+        raise ManifestError(
+            f"{where}.image",
+            "the service has build: but no image:, and Shoal "
+            "does not build images (neither does docker stack deploy): build and "
+            "push it (docker build -t NAME ...), then set image: NAME",
+        )
     if "build" in svc:
-        r.once("build", f"{where}.build", "ignored, as by docker stack deploy: the service "
-               "runs its image")
+        r.once(
+            "build",
+            f"{where}.build",
+            "ignored, as by docker stack deploy: the service runs its image",
+        )
     if "image" not in svc:
         raise ManifestError(f"{where}.image", "needed: the service has no image")
     return svc["image"]
@@ -263,7 +366,9 @@ def _environment(r: Reader, svc: dict, where: str, env_file: EnvFileReader) -> d
     """env_file entries in order, then `environment:` over them."""
     env: dict[str, str] = {}
     files = svc.get("env_file")
-    for i, entry in enumerate([files] if isinstance(files, (str, dict)) else r.listing(files, f"{where}.env_file")):
+    for i, entry in enumerate(
+        [files] if isinstance(files, (str, dict)) else r.listing(files, f"{where}.env_file")
+    ):
         at = f"{where}.env_file" if isinstance(files, (str, dict)) else f"{where}.env_file[{i}]"
         entry = {"path": entry} if isinstance(entry, str) else r.mapping(entry, at)
         r.unsupported(entry, {"path", "required", "format"}, at)
@@ -278,7 +383,9 @@ def _environment(r: Reader, svc: dict, where: str, env_file: EnvFileReader) -> d
     elif value is not None:
         for i, item in enumerate(r.listing(value, f"{where}.environment")):
             if not isinstance(item, str):
-                raise ManifestError(f"{where}.environment[{i}]", f"must be 'KEY=VALUE', not {shown(item)}")
+                raise ManifestError(
+                    f"{where}.environment[{i}]", f"must be 'KEY=VALUE', not {shown(item)}"
+                )
             key, _, val = item.partition("=")
             env[key] = val
     return env
@@ -293,22 +400,33 @@ def _bind_resolver(directory: str, home: str) -> Callable[[str, str], str]:
             return path
         if path == "~" or path.startswith("~/"):
             if not home:
-                raise ManifestError(where, f"the host path {shown(path)} starts with ~ and no home "
-                                    "directory was given: apply it with shoal apply -f FILE, or "
-                                    "give an absolute path")
+                raise ManifestError(
+                    where,
+                    f"the host path {shown(path)} starts with ~ and no home "
+                    "directory was given: apply it with shoal apply -f FILE, or "
+                    "give an absolute path",
+                )
             return posixpath.normpath(home + path[1:])
         if not directory:
-            raise ManifestError(where, f"the host path {shown(path)} is relative and the file's "
-                                "directory is unknown: apply it with shoal apply -f FILE, or give "
-                                "an absolute path")
+            raise ManifestError(
+                where,
+                f"the host path {shown(path)} is relative and the file's "
+                "directory is unknown: apply it with shoal apply -f FILE, or give "
+                "an absolute path",
+            )
         return posixpath.normpath(posixpath.join(directory, path))
 
     return resolve
 
 
-def translate(r: Reader, doc: dict, interpolator: Interpolator, directory: str, home: str,
-              env_file: EnvFileReader
-              ) -> tuple[list[ServiceSpec], tuple[FileSource, ...], tuple[NetworkDef, ...]]:
+def translate(
+    r: Reader,
+    doc: dict,
+    interpolator: Interpolator,
+    directory: str,
+    home: str,
+    env_file: EnvFileReader,
+) -> tuple[list[ServiceSpec], tuple[FileSource, ...], tuple[NetworkDef, ...]]:
     """The file's services, the secrets and configs they use, and the overlay networks they
     join (made before the services)."""
     doc = {k: v for k, v in doc.items() if not str(k).startswith("x-")}
@@ -325,22 +443,39 @@ def translate(r: Reader, doc: dict, interpolator: Interpolator, directory: str, 
     for name, svc in r.mapping(doc.get("services"), "services").items():
         where = f"services.{name}"
         svc = r.mapping(svc, where)
-        specs.append(_service(r, str(name), svc, where, defs, used, resolve, env_file, nets,
-                              used_nets))
-    return (specs, used_sources(r, defs, used),
-            tuple(n for n in nets.values() if n.name in used_nets))
+        specs.append(
+            _service(r, str(name), svc, where, defs, used, resolve, env_file, nets, used_nets)
+        )
+    return (
+        specs,
+        used_sources(r, defs, used),
+        tuple(n for n in nets.values() if n.name in used_nets),
+    )
 
 
 def mesh_ports(specs: list[ServiceSpec]) -> tuple[tuple[str, int, str], ...]:
     """(service, target, protocol) of the target-only ingress ports of Compose services,
     which Swarm publishes on a mesh port the cluster picks (consensus.mesh_ports)."""
-    return tuple((spec.name, p.target, p.protocol) for spec in specs for p in spec.ports
-                 if p.mode == "ingress" and not p.published)
+    return tuple(
+        (spec.name, p.target, p.protocol)
+        for spec in specs
+        for p in spec.ports
+        if p.mode == "ingress" and not p.published
+    )
 
 
-def _service(r: Reader, name: str, svc: dict, where: str, defs: Any, used: set,
-             resolve: Callable[[str, str], str], env_file: EnvFileReader,
-             nets: dict[str, NetworkDef], used_nets: set[str]) -> ServiceSpec:
+def _service(
+    r: Reader,
+    name: str,
+    svc: dict,
+    where: str,
+    defs: Any,
+    used: set,
+    resolve: Callable[[str, str], str],
+    env_file: EnvFileReader,
+    nets: dict[str, NetworkDef],
+    used_nets: set[str],
+) -> ServiceSpec:
     for key in svc:
         if key in _NOT_CARRIED:
             r.once(key, f"{where}.{key}", f"{_NOT_CARRIED[key]}; ignored")
@@ -354,8 +489,9 @@ def _service(r: Reader, name: str, svc: dict, where: str, defs: Any, used: set,
     if "ports" in svc:
         plain["ports"] = _ports(r, r.listing(svc["ports"], f"{where}.ports"), f"{where}.ports")
     if "healthcheck" in svc:
-        plain["health"] = _health(r, r.mapping(svc["healthcheck"], f"{where}.healthcheck"),
-                                  f"{where}.healthcheck")
+        plain["health"] = _health(
+            r, r.mapping(svc["healthcheck"], f"{where}.healthcheck"), f"{where}.healthcheck"
+        )
     if "restart" in svc:
         plain["restart"] = _restart(svc["restart"], f"{where}.restart")
     container = _container(r, svc, where)
@@ -367,21 +503,24 @@ def _service(r: Reader, name: str, svc: dict, where: str, defs: Any, used: set,
         plain["stop_grace_period"] = svc["stop_grace_period"]
     for kind, key in (("secret", "secrets"), ("config", "configs")):
         if key in svc:
-            plain[key] = service_files(r, defs, kind, r.listing(svc[key], f"{where}.{key}"),
-                                       f"{where}.{key}", used)
+            plain[key] = service_files(
+                r, defs, kind, r.listing(svc[key], f"{where}.{key}"), f"{where}.{key}", used
+            )
     if "volumes" in svc:
-        plain["volumes"] = service_volumes(r, defs, r.listing(svc["volumes"], f"{where}.volumes"),
-                                           f"{where}.volumes", resolve)
+        plain["volumes"] = service_volumes(
+            r, defs, r.listing(svc["volumes"], f"{where}.volumes"), f"{where}.volumes", resolve
+        )
     if "expose" in svc:
         expose(r, svc["expose"], f"{where}.expose")
     if nets:
-        plain["networks"] = service_networks(r, nets, svc.get("networks") or ["default"],
-                                             f"{where}.networks")
+        plain["networks"] = service_networks(
+            r, nets, svc.get("networks") or ["default"], f"{where}.networks"
+        )
         used_nets.update(n["name"] for n in plain["networks"])
     return to_spec(plain, where, _FIELDS)
 
 
-def project_name(doc: dict) -> Optional[str]:
+def project_name(doc: dict) -> str | None:
     """The Compose file's own `name:`, if it has one."""
     name = doc.get("name")
     return name if isinstance(name, str) and name else None

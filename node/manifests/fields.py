@@ -48,5 +48,5 @@ def file_field(field: str, fields: dict[str, str]) -> str:
     if not prefixes:
         return field
     prefix = max(prefixes, key=len)
-    rest = field[len(prefix):]
+    rest = field[len(prefix) :]
     return fields[prefix] + rest if fields[prefix] else rest.lstrip(".")

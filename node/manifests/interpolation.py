@@ -12,8 +12,9 @@ beside the Compose file), never from the node's own environment.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from node.manifests.reader import ManifestError, shown
 
@@ -59,7 +60,7 @@ class Interpolator:
                 i += 1
             elif text.startswith("{", i):
                 end = _closing_brace(text, i + 1, where)
-                out.append(self._braced(text[i + 1:end], where, depth))
+                out.append(self._braced(text[i + 1 : end], where, depth))
                 i = end + 1
             elif match := _NAME.match(text, i):
                 out.append(self._lookup(match.group(), where))
@@ -79,14 +80,17 @@ class Interpolator:
         match = _NAME.match(body)
         if not match:
             raise ManifestError(where, f"invalid interpolation format ${{{shown(body)[1:-1]}}}")
-        name, rest = match.group(), body[match.end():]
+        name, rest = match.group(), body[match.end() :]
         if not rest:
             return self._lookup(name, where)
         operator = next((op for op in _OPERATORS if rest.startswith(op)), None)
         if operator is None:
-            raise ManifestError(where, f"invalid interpolation format ${{{shown(body)[1:-1]}}}: "
-                                "Compose supports only :-, -, :?, ?, :+ and + after a name")
-        operand = rest[len(operator):]
+            raise ManifestError(
+                where,
+                f"invalid interpolation format ${{{shown(body)[1:-1]}}}: "
+                "Compose supports only :-, -, :?, ?, :+ and + after a name",
+            )
+        operand = rest[len(operator) :]
         self.looked_up.add(name)
         is_set = name in self.variables
         value = self.variables.get(name, "")
@@ -102,8 +106,10 @@ class Interpolator:
         return value
 
     def warnings(self) -> list[str]:
-        return [f"{where}: variable {name} is not set; substituted with an empty string"
-                for name, where in self.unset.items()]
+        return [
+            f"{where}: variable {name} is not set; substituted with an empty string"
+            for name, where in self.unset.items()
+        ]
 
 
 def _closing_brace(text: str, start: int, where: str) -> int:
@@ -133,7 +139,7 @@ def parse_env_file(text: str, where: str) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         if line.startswith("export "):
-            line = line[len("export "):].lstrip()
+            line = line[len("export ") :].lstrip()
         name, sep, value = line.partition("=")
         name = name.strip()
         if not _NAME.fullmatch(name):

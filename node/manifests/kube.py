@@ -17,7 +17,7 @@ import binascii
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from consensus.crons import CronSpec, parse_cron_spec
 from consensus.services import ServiceSpec, SpecError
@@ -29,14 +29,29 @@ from node.manifests.reader import ManifestError, Reader, shown
 from node.manifests.refs import FileSource
 from scheduler.crons import schedule_problem
 
-_WORKLOADS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"),
-              ("v1", "Pod"), ("batch/v1", "Job")}
+_WORKLOADS = {
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("v1", "Pod"),
+    ("batch/v1", "Job"),
+}
 # A Job's spec fields and the job config fields they are.
-_JOB_FIELDS = {"completions": "completions", "parallelism": "parallelism",
-               "backoffLimit": "backoff_limit", "activeDeadlineSeconds": "deadline",
-               "ttlSecondsAfterFinished": "ttl_after_finished"}
-_CRON_KEYS = {"schedule", "timeZone", "concurrencyPolicy", "startingDeadlineSeconds",
-              "successfulJobsHistoryLimit", "jobTemplate"}
+_JOB_FIELDS = {
+    "completions": "completions",
+    "parallelism": "parallelism",
+    "backoffLimit": "backoff_limit",
+    "activeDeadlineSeconds": "deadline",
+    "ttlSecondsAfterFinished": "ttl_after_finished",
+}
+_CRON_KEYS = {
+    "schedule",
+    "timeZone",
+    "concurrencyPolicy",
+    "startingDeadlineSeconds",
+    "successfulJobsHistoryLimit",
+    "jobTemplate",
+}
 # A Pod's restartPolicy as a restart condition (a workload's pods always restart).
 _POD_RESTART = {"Always": "any", "OnFailure": "on-failure", "Never": "none"}
 # The overlay network every workload joins (Kubernetes' one pod network).
@@ -63,11 +78,11 @@ def _where(doc: dict) -> str:
     return f"{shown(doc.get('kind'))[1:-1] if isinstance(doc.get('kind'), str) else '?'}/{name}"
 
 
-def _text(value: Any) -> Optional[str]:
+def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _update(r: Reader, strategy: dict, replicas: int, where: str) -> Optional[dict]:
+def _update(r: Reader, strategy: dict, replicas: int, where: str) -> dict | None:
     r.unsupported(strategy, {"type", "rollingUpdate"}, where)
     if strategy.get("type") in ("Recreate", "OnDelete"):
         return {"parallelism": 0, "order": "stop-first"}
@@ -82,12 +97,16 @@ def _update(r: Reader, strategy: dict, replicas: int, where: str) -> Optional[di
             return max(1, replicas * int(value[:-1]) // 100)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        raise ManifestError(f"{where}.rollingUpdate.{key}", f"must be a count or a percentage, not {shown(value)}")
+        raise ManifestError(
+            f"{where}.rollingUpdate.{key}", f"must be a count or a percentage, not {shown(value)}"
+        )
 
     surge, unavailable = count("maxSurge"), count("maxUnavailable")
     # Shoal replaces `parallelism` tasks at a time: start-first when only surge is allowed.
-    return {"parallelism": max(surge, unavailable, 1),
-            "order": "start-first" if surge and not unavailable else "stop-first"}
+    return {
+        "parallelism": max(surge, unavailable, 1),
+        "order": "start-first" if surge and not unavailable else "stop-first",
+    }
 
 
 def _as_workload(doc: dict) -> dict:
@@ -95,15 +114,22 @@ def _as_workload(doc: dict) -> dict:
     if doc.get("kind") != "Pod":
         return doc
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    return {**doc, "metadata": meta, "spec": {"template": {"metadata": {"labels": meta.get("labels")},
-                                                           "spec": doc.get("spec")}}}
+    return {
+        **doc,
+        "metadata": meta,
+        "spec": {"template": {"metadata": {"labels": meta.get("labels")}, "spec": doc.get("spec")}},
+    }
 
 
-def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[dict, str]]) -> ServiceSpec:
+def _workload(
+    r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[dict, str]]
+) -> ServiceSpec:
     kind = doc.get("kind")
     if kind == "Pod":
-        r.warnings.append(f"{where}: a Pod runs as a service of one replica, started again "
-                          "elsewhere if its node fails")
+        r.warnings.append(
+            f"{where}: a Pod runs as a service of one replica, started again "
+            "elsewhere if its node fails"
+        )
     doc = _as_workload(doc)
     r.unsupported(doc, {"apiVersion", "kind", "metadata", "spec"}, where)
     meta = r.mapping(doc.get("metadata"), f"{where}.metadata")
@@ -116,8 +142,10 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
         known |= {"updateStrategy"} if kind == "DaemonSet" else {"replicas", "strategy"}
     if kind == "StatefulSet":
         known |= {"serviceName", "volumeClaimTemplates", "podManagementPolicy", "updateStrategy"}
-        r.warnings.append(f"{where}: a StatefulSet runs as a replicated service: replicas get no "
-                          "stable names or ordered start")
+        r.warnings.append(
+            f"{where}: a StatefulSet runs as a replicated service: replicas get no "
+            "stable names or ordered start"
+        )
     r.unsupported(spec, known, f"{where}.spec")
     template = r.mapping(spec.get("template"), f"{where}.spec.template")
     r.unsupported(template, {"metadata", "spec"}, f"{where}.spec.template")
@@ -131,8 +159,10 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
     r.unsupported(pod, POD_KEYS, pod_where)
     pod_labels = labels(pod_meta.get("labels"), f"{where}.spec.template.metadata.labels")
     replicas = spec.get("replicas", 1)
-    plain: dict[str, Any] = {"name": meta.get("name"),
-                             "labels": {**labels(meta.get("labels"), f"{where}.metadata.labels"), **pod_labels}}
+    plain: dict[str, Any] = {
+        "name": meta.get("name"),
+        "labels": {**labels(meta.get("labels"), f"{where}.metadata.labels"), **pod_labels},
+    }
     if kind == "DaemonSet":
         plain["mode"] = "global"
     elif kind == "Job":
@@ -147,19 +177,32 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
         r.warnings.append(f"{pod_where}.containers[{i}]: only the first container runs")
     at = f"{pod_where}.containers[0]"
     if kind == "StatefulSet":
-        templates = r.listing(spec.get("volumeClaimTemplates"), f"{where}.spec.volumeClaimTemplates")
-        pod = {**pod, "volumes": r.listing(pod.get("volumes"), f"{pod_where}.volumes") + [
-            {"name": (t.get("metadata") or {}).get("name"),
-             "persistentVolumeClaim": {"claimName": (t.get("metadata") or {}).get("name")}}
-            for t in (r.mapping(t, f"{where}.spec.volumeClaimTemplates") for t in templates)]}
+        templates = r.listing(
+            spec.get("volumeClaimTemplates"), f"{where}.spec.volumeClaimTemplates"
+        )
+        pod = {
+            **pod,
+            "volumes": r.listing(pod.get("volumes"), f"{pod_where}.volumes")
+            + [
+                {
+                    "name": (t.get("metadata") or {}).get("name"),
+                    "persistentVolumeClaim": {"claimName": (t.get("metadata") or {}).get("name")},
+                }
+                for t in (r.mapping(t, f"{where}.spec.volumeClaimTemplates") for t in templates)
+            ],
+        }
         if templates:
-            r.warnings.append(f"{where}.spec.volumeClaimTemplates: each claim is a named volume "
-                              "on the node a replica runs on, shared by the replicas there")
+            r.warnings.append(
+                f"{where}.spec.volumeClaimTemplates: each claim is a named volume "
+                "on the node a replica runs on, shared by the replicas there"
+            )
     named = read_container(r, r.mapping(containers[0], at), pod, data, at, pod_where, plain)
     selector = pod.get("nodeSelector")
     if selector:
-        plain["constraints"] = [f"node.labels.{k}=={v}" for k, v in
-                                r.mapping(selector, f"{pod_where}.nodeSelector").items()]
+        plain["constraints"] = [
+            f"node.labels.{k}=={v}"
+            for k, v in r.mapping(selector, f"{pod_where}.nodeSelector").items()
+        ]
     if "terminationGracePeriodSeconds" in pod:
         plain["stop_grace_period"] = pod["terminationGracePeriodSeconds"]
     if kind == "Pod" and pod.get("restartPolicy", "Always") in _POD_RESTART:
@@ -167,9 +210,16 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
     elif kind != "Job" and pod.get("restartPolicy", "Always") != "Always":
         r.warnings.append(f"{pod_where}.restartPolicy: a {kind} always restarts")
     strategy_key = "strategy" if kind == "Deployment" else "updateStrategy"
-    update = None if kind == "Job" else _update(
-        r, r.mapping(spec.get(strategy_key), f"{where}.spec.{strategy_key}"),
-        replicas if isinstance(replicas, int) else 1, f"{where}.spec.{strategy_key}")
+    update = (
+        None
+        if kind == "Job"
+        else _update(
+            r,
+            r.mapping(spec.get(strategy_key), f"{where}.spec.{strategy_key}"),
+            replicas if isinstance(replicas, int) else 1,
+            f"{where}.spec.{strategy_key}",
+        )
+    )
     if "minReadySeconds" in spec:  # a new task counts once it stayed ready this long
         update = {**(update or {}), "monitor": spec["minReadySeconds"]}
     if update:
@@ -178,14 +228,20 @@ def _workload(r: Reader, doc: dict, data: PodData, where: str, services: list[tu
     for service, service_where in services:
         if _selects(service, pod_labels):
             _publish(r, service, service_where, plain, named)
-    return to_spec(plain, where, {"name": "metadata.name", "replicas": "spec.replicas",
-                                  **{f"job.{v}": f"spec.{k}" for k, v in _JOB_FIELDS.items()},
-                                  "image": "spec.template.spec.containers[0].image",
-                                  "update": f"spec.{strategy_key}",
-                                  "container": "spec.template.spec.containers[0]",
-                                  "container.user": "spec.template.spec.containers[0].securityContext.runAsUser",
-                                  "container.read_only":
-                                  "spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem"})
+    return to_spec(
+        plain,
+        where,
+        {
+            "name": "metadata.name",
+            "replicas": "spec.replicas",
+            **{f"job.{v}": f"spec.{k}" for k, v in _JOB_FIELDS.items()},
+            "image": "spec.template.spec.containers[0].image",
+            "update": f"spec.{strategy_key}",
+            "container": "spec.template.spec.containers[0]",
+            "container.user": "spec.template.spec.containers[0].securityContext.runAsUser",
+            "container.read_only": "spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem",
+        },
+    )
 
 
 def _job(r: Reader, spec: dict, pod: dict, where: str) -> dict:
@@ -193,16 +249,23 @@ def _job(r: Reader, spec: dict, pod: dict, where: str) -> dict:
     `Never` a failed pod is replaced, with `OnFailure` restarted; both count towards
     `backoffLimit`, and Shoal retries a failed task either way."""
     if pod.get("restartPolicy") not in ("Never", "OnFailure"):
-        raise ManifestError(f"{where}.spec.template.spec.restartPolicy", "a Job's pods need "
-                            f"restartPolicy Never or OnFailure, not {shown(pod.get('restartPolicy', 'Always'))}")
+        raise ManifestError(
+            f"{where}.spec.template.spec.restartPolicy",
+            "a Job's pods need "
+            f"restartPolicy Never or OnFailure, not {shown(pod.get('restartPolicy', 'Always'))}",
+        )
     _refuse_suspended(spec, where)
     if "completions" not in spec and spec.get("parallelism", 1) != 1:
-        r.warnings.append(f"{where}.spec.completions: without it Kubernetes runs a work queue (done "
-                          "when one pod succeeds); Shoal needs one success, with parallelism as given")
+        r.warnings.append(
+            f"{where}.spec.completions: without it Kubernetes runs a work queue (done "
+            "when one pod succeeds); Shoal needs one success, with parallelism as given"
+        )
     return {target: spec[source] for source, target in _JOB_FIELDS.items() if source in spec}
 
 
-def _cron(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[dict, str]]) -> CronSpec:
+def _cron(
+    r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[dict, str]]
+) -> CronSpec:
     """A CronJob: its job template is translated as a Job named after it."""
     r.unsupported(doc, {"apiVersion", "kind", "metadata", "spec"}, where)
     meta = r.mapping(doc.get("metadata"), f"{where}.metadata")
@@ -212,10 +275,18 @@ def _cron(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[
     template = r.mapping(spec.get("jobTemplate"), f"{where}.spec.jobTemplate")
     r.unsupported(template, {"metadata", "spec"}, f"{where}.spec.jobTemplate")
     job_meta = r.mapping(template.get("metadata"), f"{where}.spec.jobTemplate.metadata")
-    job_doc = {"apiVersion": "batch/v1", "kind": "Job",
-               "metadata": {"name": meta.get("name"), "labels": {**r.mapping(meta.get("labels"), f"{where}.metadata.labels"),
-                                                                 **r.mapping(job_meta.get("labels"), f"{where}.spec.jobTemplate.metadata.labels")}},
-               "spec": template.get("spec")}
+    job_doc = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": meta.get("name"),
+            "labels": {
+                **r.mapping(meta.get("labels"), f"{where}.metadata.labels"),
+                **r.mapping(job_meta.get("labels"), f"{where}.spec.jobTemplate.metadata.labels"),
+            },
+        },
+        "spec": template.get("spec"),
+    }
     try:
         job = to_plain(_workload(r, job_doc, data, f"{where}.spec.jobTemplate", services))
     except ManifestError as exc:  # the run's name is the CronJob's
@@ -225,15 +296,25 @@ def _cron(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[
     del job["name"]
     policy = spec.get("concurrencyPolicy", "Allow")
     if policy not in ("Allow", "Forbid", "Replace"):
-        raise ManifestError(f"{where}.spec.concurrencyPolicy", f"must be Allow, Forbid or Replace, not {shown(policy)}")
-    plain = {"name": meta.get("name"), "schedule": spec.get("schedule"), "template": job,
-             "timezone": spec.get("timeZone", "UTC"), "concurrency": policy.lower(),
-             "starting_deadline": spec.get("startingDeadlineSeconds", 0),
-             "history": spec.get("successfulJobsHistoryLimit", 3)}
+        raise ManifestError(
+            f"{where}.spec.concurrencyPolicy",
+            f"must be Allow, Forbid or Replace, not {shown(policy)}",
+        )
+    plain = {
+        "name": meta.get("name"),
+        "schedule": spec.get("schedule"),
+        "template": job,
+        "timezone": spec.get("timeZone", "UTC"),
+        "concurrency": policy.lower(),
+        "starting_deadline": spec.get("startingDeadlineSeconds", 0),
+        "history": spec.get("successfulJobsHistoryLimit", 3),
+    }
     try:
         cron = parse_cron_spec(plain)
     except SpecError as exc:
-        raise ManifestError(f"{where}.{_CRON_FIELDS.get(exc.field, exc.field)}", exc.reason) from None
+        raise ManifestError(
+            f"{where}.{_CRON_FIELDS.get(exc.field, exc.field)}", exc.reason
+        ) from None
     problem = schedule_problem(cron.schedule, cron.timezone, time.time())
     if problem:
         field, _, reason = problem.partition(": ")
@@ -244,18 +325,31 @@ def _cron(r: Reader, doc: dict, data: PodData, where: str, services: list[tuple[
 def _refuse_suspended(spec: dict, where: str) -> None:
     """A suspended Job or CronJob must not run, and Shoal cannot hold one: refused, never run."""
     if spec.get("suspend") not in (None, False):
-        raise ManifestError(f"{where}.spec.suspend", "Shoal cannot hold a suspended job or cron "
-                            "job: leave it out of the file until it should run")
+        raise ManifestError(
+            f"{where}.spec.suspend",
+            "Shoal cannot hold a suspended job or cron "
+            "job: leave it out of the file until it should run",
+        )
 
 
 # CronSpec fields and the CronJob's fields they come from, for errors.
-_CRON_FIELDS = {"name": "metadata.name", "schedule": "spec.schedule", "timezone": "spec.timeZone",
-                "concurrency": "spec.concurrencyPolicy", "starting_deadline": "spec.startingDeadlineSeconds",
-                "history": "spec.successfulJobsHistoryLimit", "template": "spec.jobTemplate"}
+_CRON_FIELDS = {
+    "name": "metadata.name",
+    "schedule": "spec.schedule",
+    "timezone": "spec.timeZone",
+    "concurrency": "spec.concurrencyPolicy",
+    "starting_deadline": "spec.startingDeadlineSeconds",
+    "history": "spec.successfulJobsHistoryLimit",
+    "template": "spec.jobTemplate",
+}
 
 
 def _selector(service: dict) -> dict[str, str]:
-    selector = (service.get("spec") or {}).get("selector") if isinstance(service.get("spec"), dict) else None
+    selector = (
+        (service.get("spec") or {}).get("selector")
+        if isinstance(service.get("spec"), dict)
+        else None
+    )
     return {str(k): str(v) for k, v in selector.items()} if isinstance(selector, dict) else {}
 
 
@@ -273,17 +367,27 @@ def _service_ports(r: Reader, service: dict, where: str, named: dict[str, int]) 
     for i, port in enumerate(r.listing(spec.get("ports"), f"{where}.spec.ports")):
         at = f"{where}.spec.ports[{i}]"
         port = r.mapping(port, at)
-        r.unsupported(port, {"port", "targetPort", "nodePort", "protocol", "name", "appProtocol"}, at)
+        r.unsupported(
+            port, {"port", "targetPort", "nodePort", "protocol", "name", "appProtocol"}, at
+        )
         target_value = port.get("targetPort", port.get("port"))
-        if isinstance(target_value, str) and not target_value.isdigit() and target_value not in named:
-            r.warnings.append(f"{at}.targetPort: port name {shown(target_value)} is not known here; "
-                              "the port number is used")
+        if (
+            isinstance(target_value, str)
+            and not target_value.isdigit()
+            and target_value not in named
+        ):
+            r.warnings.append(
+                f"{at}.targetPort: port name {shown(target_value)} is not known here; "
+                "the port number is used"
+            )
             target_value = port.get("port")
         target = port_number(target_value, named, f"{at}.targetPort")
         entry = {"target": target, "protocol": str(port.get("protocol", "TCP")).lower()}
         if published:
             entry["published"] = port.get("nodePort") or port.get("port")
-        service_port = target if port.get("port") is None else port_number(port["port"], {}, f"{at}.port")
+        service_port = (
+            target if port.get("port") is None else port_number(port["port"], {}, f"{at}.port")
+        )
         if not 1 <= service_port <= 65535:
             raise ManifestError(f"{at}.port", f"must be 1-65535, not {service_port}")
         if service_port != target:
@@ -304,8 +408,11 @@ def _service_name(service: dict, where: str) -> str:
     if not isinstance(name, str) or not name:
         raise ManifestError(f"{where}.metadata.name", "a Service needs a name")
     if not _DNS_LABEL.fullmatch(name):
-        raise ManifestError(f"{where}.metadata.name", f"{shown(name)} is not a DNS label: 1-63 "
-                            "lowercase letters, digits or '-', starting and ending with a letter or digit")
+        raise ManifestError(
+            f"{where}.metadata.name",
+            f"{shown(name)} is not a DNS label: 1-63 "
+            "lowercase letters, digits or '-', starting and ending with a letter or digit",
+        )
     return name
 
 
@@ -313,7 +420,9 @@ def _publish(r: Reader, service: dict, where: str, plain: dict, named: dict[str,
     """A v1 Service's ports become ports of the workload it selects, and its name one of the
     workload's names on the network."""
     plain["ports"] = merge_ports(plain.get("ports", []), _service_ports(r, service, where, named))
-    plain["networks"] = [add_alias(plain["networks"][0], _service_name(service, where), plain["name"])]
+    plain["networks"] = [
+        add_alias(plain["networks"][0], _service_name(service, where), plain["name"])
+    ]
     if _headless(service):
         plain["endpoint_mode"] = "dnsrr"
 
@@ -349,24 +458,35 @@ def merge_ports(ports: list[dict], new: list[dict]) -> list[dict]:
         if published(port):
             if any(published(p) == published(port) for p in twins):
                 continue
-            out = [p for p in out if not (key(p) == key(port) and not published(p) and vip(p) in (0, vip(port)))]
+            out = [
+                p
+                for p in out
+                if not (key(p) == key(port) and not published(p) and vip(p) in (0, vip(port)))
+            ]
             out.append(port)
         elif vip(port) and not any(vip(p) == vip(port) for p in twins):
             blank = next((p for p in twins if not vip(p)), None)
-            out = [{**p, "vip_port": vip(port)} if p is blank else p for p in out] if blank else [*out, port]
+            out = (
+                [{**p, "vip_port": vip(port)} if p is blank else p for p in out]
+                if blank
+                else [*out, port]
+            )
         elif not twins:
             out.append(port)
     return out
 
 
 def _data(r: Reader, doc: dict, where: str) -> dict[str, bytes]:
-    r.unsupported(doc, {"apiVersion", "kind", "metadata", "data", "stringData", "binaryData",
-                        "type", "immutable"}, where)
+    r.unsupported(
+        doc,
+        {"apiVersion", "kind", "metadata", "data", "stringData", "binaryData", "type", "immutable"},
+        where,
+    )
     out: dict[str, bytes] = {}
     binary = doc.get("kind") == "Secret"
     for key in ("data", "binaryData"):
         for name, value in r.mapping(doc.get(key), f"{where}.{key}").items():
-            if (binary or key == "binaryData"):
+            if binary or key == "binaryData":
                 try:
                     out[str(name)] = base64.b64decode(str(value), validate=True)
                 except (binascii.Error, ValueError):
@@ -378,9 +498,15 @@ def _data(r: Reader, doc: dict, where: str) -> dict[str, bytes]:
     return out
 
 
-def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[FileSource, ...],
-                                                   tuple[Attachment, ...], tuple[NetworkDef, ...],
-                                                   tuple[CronSpec, ...]]:
+def translate(
+    r: Reader, docs: list[dict]
+) -> tuple[
+    list[ServiceSpec],
+    tuple[FileSource, ...],
+    tuple[Attachment, ...],
+    tuple[NetworkDef, ...],
+    tuple[CronSpec, ...],
+]:
     """The workloads as specs, the ConfigMaps' and Secrets' files, the Services kept without
     their workload, the network they all join (when there is any of them) and the CronJobs."""
     services, workloads, files, cron_docs = [], [], [], []
@@ -394,40 +520,75 @@ def translate(r: Reader, docs: list[dict]) -> tuple[list[ServiceSpec], tuple[Fil
             spec = r.mapping(doc.get("spec"), f"{where}.spec")
             r.unsupported(spec, {"type", "selector", "ports", "clusterIP"}, f"{where}.spec")
             if spec.get("clusterIP") not in (None, "", "None"):
-                r.warnings.append(f"{where}.spec.clusterIP: the cluster gives the Service's VIP "
-                                  "from its network's range")
+                r.warnings.append(
+                    f"{where}.spec.clusterIP: the cluster gives the Service's VIP "
+                    "from its network's range"
+                )
             services.append((doc, where))
         elif (api, kind) in (("v1", "ConfigMap"), ("v1", "Secret")):
             name = r.mapping(doc.get("metadata"), f"{where}.metadata").get("name")
             content = _data(r, doc, where)
             (data.configs if kind == "ConfigMap" else data.secrets)[name] = content
-            files += [FileSource("config" if kind == "ConfigMap" else "secret", f"{name}.{key}",
-                                 f"{where}.data.{key}", content=value) for key, value in content.items()]
+            files += [
+                FileSource(
+                    "config" if kind == "ConfigMap" else "secret",
+                    f"{name}.{key}",
+                    f"{where}.data.{key}",
+                    content=value,
+                )
+                for key, value in content.items()
+            ]
         elif (api, kind) == ("batch/v1", "CronJob"):
             cron_docs.append((doc, where))
         elif (api, kind) == ("v1", "PersistentVolumeClaim"):
-            r.warnings.append(f"{where}: a claim is the local named volume of that name on each "
-                              "node that runs a task mounting it; its size and class are not enforced")
+            r.warnings.append(
+                f"{where}: a claim is the local named volume of that name on each "
+                "node that runs a task mounting it; its size and class are not enforced"
+            )
         else:
             r.warnings.append(f"{where}: {shown(api)} {shown(kind)} is not supported, skipped")
     specs = [_workload(r, doc, data, where, services) for doc, where in workloads]
     crons = tuple(_cron(r, doc, data, where, services) for doc, where in cron_docs)
     attachments = []
     for service, where in services:
-        pods = [(((_as_workload(d).get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
-                or {} for d, _ in workloads]
-        selected = [p for p in pods
-                    if isinstance(p, dict) and _selects(service, {str(k): str(v) for k, v in p.items()})]
+        pods = [
+            (((_as_workload(d).get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+                "labels"
+            )
+            or {}
+            for d, _ in workloads
+        ]
+        selected = [
+            p
+            for p in pods
+            if isinstance(p, dict) and _selects(service, {str(k): str(v) for k, v in p.items()})
+        ]
         if len(selected) > 1:
-            r.warnings.append(f"{where}: selects {len(selected)} workloads: each gets its ports, and its "
-                              "name answers one of them only (the first by name)")
+            r.warnings.append(
+                f"{where}: selects {len(selected)} workloads: each gets its ports, and its "
+                "name answers one of them only (the first by name)"
+            )
         if selected:
             continue
         selector = _selector(service)
         if not selector:
-            r.warnings.append(f"{where}.spec.selector: a Service without a selector is not supported, skipped")
+            r.warnings.append(
+                f"{where}.spec.selector: a Service without a selector is not supported, skipped"
+            )
             continue
-        attachments.append(Attachment(_service_name(service, where), where, selector,
-                                      tuple(_service_ports(r, service, where, {})), _headless(service)))
-    return (specs, tuple(files), tuple(attachments),
-            (NETWORK,) if specs or attachments or crons else (), crons)
+        attachments.append(
+            Attachment(
+                _service_name(service, where),
+                where,
+                selector,
+                tuple(_service_ports(r, service, where, {})),
+                _headless(service),
+            )
+        )
+    return (
+        specs,
+        tuple(files),
+        tuple(attachments),
+        (NETWORK,) if specs or attachments or crons else (),
+        crons,
+    )

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
 
 from node.manifests import Origin
 from node.manifests.interpolation import parse_env_file
@@ -48,7 +48,7 @@ def _read(path: Path, what: str) -> str:
         raise ManifestError(what, f"cannot read {path}: {exc}") from None
 
 
-def default_stack(file: Optional[Path]) -> str:
+def default_stack(file: Path | None) -> str:
     """Compose's project name: the file's directory name, lowercased, with only letters,
     digits, '_' and '-' kept ("" for standard input)."""
     if file is None:
@@ -57,7 +57,7 @@ def default_stack(file: Optional[Path]) -> str:
     return name[:63]
 
 
-def local_origin(file: Optional[Path], environ: Mapping[str, str], stack: str = "") -> Origin:
+def local_origin(file: Path | None, environ: Mapping[str, str], stack: str = "") -> Origin:
     """The Origin of a file read from `file` (None: standard input, read in the working
     directory): variables are `.env` beside it under `environ`, as Compose takes them."""
     base = Path.cwd() if file is None else file.resolve().parent
@@ -66,5 +66,10 @@ def local_origin(file: Optional[Path], environ: Mapping[str, str], stack: str = 
     if dotenv.is_file():
         variables.update(parse_env_file(_read(dotenv, ".env"), ".env"))
     variables.update(environ)
-    return Origin(variables=variables, directory=str(base), home=os.path.expanduser("~"),
-                  env_files=_EnvFiles(base), stack=stack or default_stack(file))
+    return Origin(
+        variables=variables,
+        directory=str(base),
+        home=os.path.expanduser("~"),
+        env_files=_EnvFiles(base),
+        stack=stack or default_stack(file),
+    )

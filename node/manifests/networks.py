@@ -16,7 +16,16 @@ from typing import Any
 from consensus.networks import network_name_problem
 from node.manifests.reader import ManifestError, Reader
 
-_NETWORK_KEYS = {"driver", "external", "internal", "attachable", "labels", "name", "ipam", "driver_opts"}
+_NETWORK_KEYS = {
+    "driver",
+    "external",
+    "internal",
+    "attachable",
+    "labels",
+    "name",
+    "ipam",
+    "driver_opts",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +95,15 @@ def read_networks(r: Reader, doc: dict) -> dict[str, NetworkDef]:
             if not isinstance(value, bool):
                 raise ManifestError(f"{where}.{flag}", f"must be true or false, not {value!r}")
             flags[flag] = value
-        found[key] = NetworkDef(name, where, bool(external), labels={str(k): str(v) for k, v in labels.items()},
-                                subnet=_subnet(r, body.get("ipam"), f"{where}.ipam"), encrypted=encrypted, **flags)
+        found[key] = NetworkDef(
+            name,
+            where,
+            bool(external),
+            labels={str(k): str(v) for k, v in labels.items()},
+            subnet=_subnet(r, body.get("ipam"), f"{where}.ipam"),
+            encrypted=encrypted,
+            **flags,
+        )
     return found
 
 
@@ -99,8 +115,10 @@ def default_network(doc: dict) -> NetworkDef:
 
 def uses_networks(doc: dict) -> bool:
     services = doc.get("services")
-    return bool(doc.get("networks")) or (isinstance(services, dict) and any(
-        isinstance(s, dict) and s.get("networks") for s in services.values()))
+    return bool(doc.get("networks")) or (
+        isinstance(services, dict)
+        and any(isinstance(s, dict) and s.get("networks") for s in services.values())
+    )
 
 
 def service_networks(r: Reader, defs: dict[str, NetworkDef], value: Any, where: str) -> list[dict]:

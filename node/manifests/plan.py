@@ -89,9 +89,11 @@ def runtime_warnings(specs: tuple[ServiceSpec, ...], process_nodes: list[str]) -
             if option not in PROCESS_OPTIONS:
                 users.setdefault(option, []).append(spec.name)
     nodes = ", ".join(sorted(process_nodes)[:5]) + (" ..." if len(process_nodes) > 5 else "")
-    return [f"container.{option} ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}): honoured "
-            f"by the Docker runtime only; ignored on process-runtime nodes ({nodes})"
-            for option, names in users.items()]
+    return [
+        f"container.{option} ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}): honoured "
+        f"by the Docker runtime only; ignored on process-runtime nodes ({nodes})"
+        for option, names in users.items()
+    ]
 
 
 def _selector(attachment: Attachment, stack: str) -> PortSelector:
@@ -99,8 +101,15 @@ def _selector(attachment: Attachment, stack: str) -> PortSelector:
         ports = tuple(from_plain(PortSpec, port) for port in attachment.ports)
     except WireError as exc:
         raise PlanConflict(f"{attachment.where}.spec.ports", exc.reason) from None
-    return PortSelector(attachment.name, dict(attachment.selector), ports, stack, attachment.where,
-                        NETWORK.name, attachment.headless)
+    return PortSelector(
+        attachment.name,
+        dict(attachment.selector),
+        ports,
+        stack,
+        attachment.where,
+        NETWORK.name,
+        attachment.headless,
+    )
 
 
 def _with_ports(spec: ServiceSpec, selectors: list[PortSelector]) -> ServiceSpec:
@@ -123,12 +132,14 @@ def _with_ports(spec: ServiceSpec, selectors: list[PortSelector]) -> ServiceSpec
         return parse_service_spec({**plain, "ports": ports, "networks": list(attachments.values())})
     except SpecError as exc:
         names = ", ".join(s.where or s.name for s in chosen)
-        raise PlanConflict(f"{names}.spec",
-                           f"cannot publish on service {spec.name!r}: {exc.field}: {exc.reason}") from None
+        raise PlanConflict(
+            f"{names}.spec", f"cannot publish on service {spec.name!r}: {exc.field}: {exc.reason}"
+        ) from None
 
 
-def plan_crons(current: dict[str, Cron], specs: tuple[CronSpec, ...], stack: str,
-               prune: bool) -> list[CronStep]:
+def plan_crons(
+    current: dict[str, Cron], specs: tuple[CronSpec, ...], stack: str, prune: bool
+) -> list[CronStep]:
     """Create, update or leave each cron job (never one of another stack), and with `prune`
     remove the stack's cron jobs the file no longer holds."""
     steps = []
@@ -136,21 +147,35 @@ def plan_crons(current: dict[str, Cron], specs: tuple[CronSpec, ...], stack: str
         cron = current.get(spec.name)
         theirs = cron.spec.template.labels.get(STACK_LABEL, "") if cron else ""
         if theirs and theirs != stack:
-            raise PlanConflict(spec.name, f"cron job {spec.name!r} belongs to stack {theirs!r}: remove "
-                               f"it (shoal stack rm {theirs}) or rename it in this file")
-        steps.append(CronStep(spec, "create" if cron is None else
-                              "unchanged" if cron.spec == spec else "update"))
+            raise PlanConflict(
+                spec.name,
+                f"cron job {spec.name!r} belongs to stack {theirs!r}: remove "
+                f"it (shoal stack rm {theirs}) or rename it in this file",
+            )
+        steps.append(
+            CronStep(
+                spec, "create" if cron is None else "unchanged" if cron.spec == spec else "update"
+            )
+        )
     if prune:
         wanted = {spec.name for spec in specs}
-        steps += [CronStep(c.spec, "remove") for c in current.values()
-                  if c.spec.template.labels.get(STACK_LABEL) == stack and c.name not in wanted]
+        steps += [
+            CronStep(c.spec, "remove")
+            for c in current.values()
+            if c.spec.template.labels.get(STACK_LABEL) == stack and c.name not in wanted
+        ]
     return steps
 
 
-def plan_manifest(current: dict[str, Service], manifest: Manifest, *, prune: bool = False,
-                  process_nodes: tuple[str, ...] = (),
-                  selectors: dict[str, PortSelector] | None = None,
-                  crons: dict[str, Cron] | None = None) -> ApplyPlan:
+def plan_manifest(
+    current: dict[str, Service],
+    manifest: Manifest,
+    *,
+    prune: bool = False,
+    process_nodes: tuple[str, ...] = (),
+    selectors: dict[str, PortSelector] | None = None,
+    crons: dict[str, Cron] | None = None,
+) -> ApplyPlan:
     """The whole plan for a manifest: its specs with the ports their port selectors give,
     the services in the cluster its new selectors pick up, its cron jobs, and with `prune`
     the removal of its stack's services, selectors and cron jobs that it no longer holds.
@@ -162,30 +187,44 @@ def plan_manifest(current: dict[str, Service], manifest: Manifest, *, prune: boo
     for spec in manifest.specs:
         theirs = current[spec.name].spec.labels.get(STACK_LABEL, "") if spec.name in current else ""
         if theirs and theirs != spec.labels.get(STACK_LABEL, ""):
-            raise PlanConflict(spec.name, f"service {spec.name!r} belongs to stack {theirs!r}: remove it "
-                               f"(shoal stack rm {theirs}) or rename it in this file")
+            raise PlanConflict(
+                spec.name,
+                f"service {spec.name!r} belongs to stack {theirs!r}: remove it "
+                f"(shoal stack rm {theirs}) or rename it in this file",
+            )
     keep = [_selector(a, stack) for a in manifest.attachments]
     for selector in keep:
         if selector.name in held and held[selector.name].stack != stack:
-            raise PlanConflict(f"{selector.where}.metadata.name", f"Service {selector.name!r} belongs "
-                               f"to stack {held[selector.name].stack!r}")
+            raise PlanConflict(
+                f"{selector.where}.metadata.name",
+                f"Service {selector.name!r} belongs to stack {held[selector.name].stack!r}",
+            )
     live = {**held, **{s.name: s for s in keep}}
     wanted = {spec.name: _with_ports(spec, list(live.values())) for spec in manifest.specs}
     for selector in keep:
-        targets = [s for s in current.values() if s.name not in wanted and selector.selects(s.spec.labels)]
+        targets = [
+            s for s in current.values() if s.name not in wanted and selector.selects(s.spec.labels)
+        ]
         if not targets:
-            warnings.append(f"{selector.where}: selects no service in the cluster yet; its ports go "
-                            "to the services it selects when they are applied")
+            warnings.append(
+                f"{selector.where}: selects no service in the cluster yet; its ports go "
+                "to the services it selects when they are applied"
+            )
         for service in targets:
             wanted[service.name] = _with_ports(service.spec, [selector])
     steps = plan_apply(current, tuple(wanted.values()))
     drop: list[str] = []
     if prune:
         if not stack:
-            raise PlanConflict("stack", "prune needs the stack the file is (--stack NAME, or a "
-                               "Compose file's name:)")
-        steps += [ApplyStep(s.spec, "remove", s.version) for s in current.values()
-                  if s.spec.labels.get(STACK_LABEL) == stack and s.name not in wanted]
+            raise PlanConflict(
+                "stack",
+                "prune needs the stack the file is (--stack NAME, or a Compose file's name:)",
+            )
+        steps += [
+            ApplyStep(s.spec, "remove", s.version)
+            for s in current.values()
+            if s.spec.labels.get(STACK_LABEL) == stack and s.name not in wanted
+        ]
         kept = {s.name for s in keep}
         drop = [name for name, s in held.items() if s.stack == stack and name not in kept]
     changed = [s for s in keep if held.get(s.name) != s]

@@ -65,8 +65,11 @@ def load_documents(text: str) -> list:
 
 
 def _too_big() -> ManifestError:
-    return ManifestError("", f"its aliases expand it by more than {MAX_EXPANSION:,} values and "
-                             "characters; refused (write the values out)")
+    return ManifestError(
+        "",
+        f"its aliases expand it by more than {MAX_EXPANSION:,} values and "
+        "characters; refused (write the values out)",
+    )
 
 
 def _expanded_size(node: Any, sizes: dict[int, int], open_nodes: set[int], budget: int) -> int:
@@ -85,8 +88,11 @@ def _expanded_size(node: Any, sizes: dict[int, int], open_nodes: set[int], budge
     if isinstance(node, yaml.SequenceNode):
         size = 1 + sum(_expanded_size(child, sizes, open_nodes, budget) for child in node.value)
     elif isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_expanded_size(k, sizes, open_nodes, budget)
-                       + _expanded_size(v, sizes, open_nodes, budget) for k, v in node.value)
+        size = 1 + sum(
+            _expanded_size(k, sizes, open_nodes, budget)
+            + _expanded_size(v, sizes, open_nodes, budget)
+            for k, v in node.value
+        )
     else:
         size = 1 + len(node.value)
     open_nodes.discard(key)

@@ -5,5 +5,12 @@ from node.mesh.announce import Announcement, endpoint_key
 from node.mesh.mesh import Mesh, MeshConfig
 from node.mesh.view import INGRESS_META, MeshView, build_view
 
-__all__ = ["INGRESS_META", "Announcement", "Mesh", "MeshConfig", "MeshView", "build_view",
-           "endpoint_key"]
+__all__ = [
+    "INGRESS_META",
+    "Announcement",
+    "Mesh",
+    "MeshConfig",
+    "MeshView",
+    "build_view",
+    "endpoint_key",
+]

@@ -13,12 +13,22 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState
-from consensus.tasks import (TERMINAL, Endpoint, Health, PortBinding, Task, TaskReport, reported,
-                             services, spec_of, tasks)
+from consensus.tasks import (
+    TERMINAL,
+    Endpoint,
+    Health,
+    PortBinding,
+    Task,
+    TaskReport,
+    reported,
+    services,
+    spec_of,
+    tasks,
+)
 from consensus.wire import to_plain
 
 KEY_PREFIX = "ep/"
@@ -28,11 +38,11 @@ def endpoint_key(task_id: str) -> str:
     return KEY_PREFIX + task_id
 
 
-def task_of_key(key: str) -> Optional[str]:
+def task_of_key(key: str) -> str | None:
     """The task id of an endpoint key; None for keys of other kinds."""
     if not key.startswith(KEY_PREFIX):
         return None
-    return key[len(KEY_PREFIX):] or None
+    return key[len(KEY_PREFIX) :] or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +76,9 @@ class Announcement:
             try:
                 ipaddress.ip_address(address)
             except ValueError:
-                raise ValueError(f"networks.{network}: must be an IP address, not {address!r}") from None
+                raise ValueError(
+                    f"networks.{network}: must be an IP address, not {address!r}"
+                ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +86,11 @@ class Observed:
     """The latest the agent saw of one task, folded as the state machine folds reports."""
 
     state: str
-    health: Optional[Health] = None
-    endpoint: Optional[Endpoint] = None
+    health: Health | None = None
+    endpoint: Endpoint | None = None
 
 
-def fold(seen: Optional[Observed], report: TaskReport) -> Observed:
+def fold(seen: Observed | None, report: TaskReport) -> Observed:
     """`seen` updated by a newer report. A report leaves health and endpoint as they were
     when it carries none; a task that ended stays ended."""
     if seen is None:
@@ -88,8 +100,9 @@ def fold(seen: Optional[Observed], report: TaskReport) -> Observed:
     return Observed(report.state, **reported(report, seen, ("health", "endpoint")))
 
 
-def announcement(task: Task, spec: Optional[ServiceSpec],
-                 seen: Optional[Observed]) -> Optional[Announcement]:
+def announcement(
+    task: Task, spec: ServiceSpec | None, seen: Observed | None
+) -> Announcement | None:
     """What to announce for one task of this node, or None while it must get no traffic."""
     if task.desired != "running" or task.terminal:
         return None
@@ -102,10 +115,12 @@ def announcement(task: Task, spec: Optional[ServiceSpec],
     # Without a check of ours the runtime may still run the image's own (Docker HEALTHCHECK).
     if health == "unhealthy" or (checked and health != "healthy"):
         return None
-    return Announcement(task.service, endpoint.address, endpoint.ports, networks=dict(endpoint.networks))
+    return Announcement(
+        task.service, endpoint.address, endpoint.ports, networks=dict(endpoint.networks)
+    )
 
 
-def own_tasks(state: ClusterState, node_id: str) -> list[tuple[Task, Optional[ServiceSpec]]]:
+def own_tasks(state: ClusterState, node_id: str) -> list[tuple[Task, ServiceSpec | None]]:
     """The tasks bound to `node_id` with the spec version each was made from."""
     by_name = services(state)
     found = []
@@ -116,8 +131,9 @@ def own_tasks(state: ClusterState, node_id: str) -> list[tuple[Task, Optional[Se
     return found
 
 
-def wanted(own: Iterable[tuple[Task, Optional[ServiceSpec]]],
-           observed: Mapping[str, Observed]) -> dict[str, Any]:
+def wanted(
+    own: Iterable[tuple[Task, ServiceSpec | None]], observed: Mapping[str, Observed]
+) -> dict[str, Any]:
     """The gossip entries this node should hold: key -> plain value."""
     entries = {}
     for task, spec in own:
@@ -139,5 +155,7 @@ class Changes:
 def changes(held: Mapping[str, Any], want: Mapping[str, Any]) -> Changes:
     """What turns the entries this node holds (key -> value, endpoint keys only) into the
     wanted ones: new or changed values to write, keys to tombstone."""
-    return Changes({k: v for k, v in want.items() if held.get(k) != v},
-                   tuple(sorted(k for k in held if k not in want)))
+    return Changes(
+        {k: v for k, v in want.items() if held.get(k) != v},
+        tuple(sorted(k for k in held if k not in want)),
+    )

@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Optional
+from typing import Any, ContextManager
 
 from consensus.state import ClusterState
 from consensus.tasks import TaskReport, services
@@ -62,10 +63,15 @@ class Mesh:
     event that is set after every committed change; `on_report` registers an observer of
     the agent's observations and returns its unsubscribe."""
 
-    def __init__(self, config: MeshConfig, *, gossip: GossipService,
-                 read_state: Callable[[], ContextManager[ClusterState]],
-                 subscribe: Callable[[], asyncio.Event],
-                 on_report: Callable[[Callable[[TaskReport], None]], Callable[[], None]]) -> None:
+    def __init__(
+        self,
+        config: MeshConfig,
+        *,
+        gossip: GossipService,
+        read_state: Callable[[], ContextManager[ClusterState]],
+        subscribe: Callable[[], asyncio.Event],
+        on_report: Callable[[Callable[[TaskReport], None]], Callable[[], None]],
+    ) -> None:
         self.config = config
         self._gossip = gossip
         self._read_state = read_state
@@ -75,9 +81,9 @@ class Mesh:
         self._observed: dict[str, Observed] = {}
         self._view = _empty_view()
         # The data plane's input at its last successful sync: what it serves.
-        self._synced: Optional[tuple[tuple[ServicePort, ...], dict[str, list[Backend]]]] = None
+        self._synced: tuple[tuple[ServicePort, ...], dict[str, list[Backend]]] | None = None
         self._retry = False
-        self.dataplane: Optional[DataPlane] = None
+        self.dataplane: DataPlane | None = None
         self.dns = DnsServer(self._resolve)
         self.dns_error = ""
         self._unsubscribe: list[Callable[[], None]] = []
@@ -87,15 +93,18 @@ class Mesh:
         """Open the data plane (ValueError when the asked-for one cannot run here) and the
         DNS server (a port in use is logged and shown in `status`, not fatal)."""
         config = self.config
-        self.dataplane = await open_dataplane(config.dataplane, config.ingress_address,
-                                              table=config.nft_table)
+        self.dataplane = await open_dataplane(
+            config.dataplane, config.ingress_address, table=config.nft_table
+        )
         try:
             await self.dns.start(config.dns_address, config.dns_port)
         except OSError as exc:
             self.dns_error = f"cannot serve DNS on {config.dns_address}:{config.dns_port}: {exc}"
             log.error("%s", self.dns_error)
-        self._unsubscribe = [self._gossip.on_change(lambda _event: self._route_wake.set()),
-                             self._on_report(self._observe)]
+        self._unsubscribe = [
+            self._gossip.on_change(lambda _event: self._route_wake.set()),
+            self._on_report(self._observe),
+        ]
 
     async def run(self) -> None:
         """Announce and route until cancelled."""
@@ -113,7 +122,7 @@ class Mesh:
         if self.dataplane is not None:
             try:
                 await asyncio.wait_for(self.dataplane.stop(), self.config.stop_timeout)
-            except (NftError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, NftError) as exc:
                 log.warning("mesh: data plane did not stop cleanly: %s", exc)
             self.dataplane = None
 
@@ -135,8 +144,11 @@ class Mesh:
         # Observations of tasks that left the state are forgotten.
         self._observed = {t.id: self._observed[t.id] for t, _ in own if t.id in self._observed}
         me = self.config.node_id
-        held = {e.key: e.value for e in self._gossip.table_items()
-                if e.owner == me and task_of_key(e.key) is not None}
+        held = {
+            e.key: e.value
+            for e in self._gossip.table_items()
+            if e.owner == me and task_of_key(e.key) is not None
+        }
         diff = changes(held, wanted(own, self._observed))
         for key in diff.delete:
             self._gossip.local_delete(key)
@@ -153,7 +165,7 @@ class Mesh:
             specs = [service.spec for service in services(state).values()]
         return build_view(specs, self._gossip.table_items(), self._gossip.members())
 
-    def _resolve(self, name: str) -> Optional[ServiceRecord]:
+    def _resolve(self, name: str) -> ServiceRecord | None:
         return self._view.records.get(name)
 
     async def _route_loop(self) -> None:
@@ -185,7 +197,7 @@ class Mesh:
         self._retry = bool(self.failed_ports())
 
     # -- status -------------------------------------------------------------------------
-    def _proxy(self) -> Optional[ProxyDataPlane]:
+    def _proxy(self) -> ProxyDataPlane | None:
         plane = self.dataplane
         return plane if isinstance(plane, ProxyDataPlane) else getattr(plane, "proxy", None)
 
@@ -211,9 +223,14 @@ class Mesh:
             return []
         ports, endpoints = self._synced
         failed = self.failed_ports()
-        return [{**to_plain(port), "listening": number not in failed,
-                 "endpoints": [f"{e.address}:{e.port}" for e in endpoints_for(port, endpoints)]}
-                for number, port in sorted(routed_ports(list(ports)).items())]
+        return [
+            {
+                **to_plain(port),
+                "listening": number not in failed,
+                "endpoints": [f"{e.address}:{e.port}" for e in endpoints_for(port, endpoints)],
+            }
+            for number, port in sorted(routed_ports(list(ports)).items())
+        ]
 
     def status(self) -> dict[str, Any]:
         config, view = self.config, self._view

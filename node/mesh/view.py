@@ -37,9 +37,20 @@ class MeshView:
 
 def service_ports(specs: Iterable[ServiceSpec]) -> list[ServicePort]:
     """The published ports of every service (ingress ones are routed by every node)."""
-    return [ServicePort(spec.name, p.published, p.target, p.protocol, p.mode,
-                        proxy_protocol=p.proxy_protocol, idle_timeout=p.idle_timeout or None)
-            for spec in specs for p in spec.ports if p.published]
+    return [
+        ServicePort(
+            spec.name,
+            p.published,
+            p.target,
+            p.protocol,
+            p.mode,
+            proxy_protocol=p.proxy_protocol,
+            idle_timeout=p.idle_timeout or None,
+        )
+        for spec in specs
+        for p in spec.ports
+        if p.published
+    ]
 
 
 # Service name -> (its first overlay network, the targets of its ingress TCP ports): the
@@ -49,10 +60,22 @@ OverlayReach = Mapping[str, tuple[str, tuple[int, ...]]]
 
 
 def overlay_reach(specs: Iterable[ServiceSpec]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    return {spec.name: (spec.networks[0].name,
-                        tuple(sorted({p.target for p in spec.ports
-                                      if p.mode == "ingress" and p.protocol == "tcp" and p.published})))
-            for spec in specs if spec.networks}
+    return {
+        spec.name: (
+            spec.networks[0].name,
+            tuple(
+                sorted(
+                    {
+                        p.target
+                        for p in spec.ports
+                        if p.mode == "ingress" and p.protocol == "tcp" and p.published
+                    }
+                )
+            ),
+        )
+        for spec in specs
+        if spec.networks
+    }
 
 
 def entry_endpoints(entry: TableEntry, reach: OverlayReach = {}) -> list[Backend]:
@@ -65,11 +88,31 @@ def entry_endpoints(entry: TableEntry, reach: OverlayReach = {}) -> list[Backend
     found = from_plain(Announcement, entry.value, strict=False)
     network, targets = reach.get(found.service, ("", ()))
     if network in found.networks:
-        return [Backend(found.service, task_id, entry.owner, found.networks[network], target,
-                         found.weight, target) for target in targets]
-    return [Backend(found.service, task_id, entry.owner, found.address, binding.host_port,
-                     found.weight, binding.target)
-            for binding in found.ports if binding.protocol == "tcp"]
+        return [
+            Backend(
+                found.service,
+                task_id,
+                entry.owner,
+                found.networks[network],
+                target,
+                found.weight,
+                target,
+            )
+            for target in targets
+        ]
+    return [
+        Backend(
+            found.service,
+            task_id,
+            entry.owner,
+            found.address,
+            binding.host_port,
+            found.weight,
+            binding.target,
+        )
+        for binding in found.ports
+        if binding.protocol == "tcp"
+    ]
 
 
 def ingress_address(member: Member) -> str:
@@ -87,8 +130,9 @@ def _address_order(address: str) -> tuple:
     return (ip.version, ip)
 
 
-def build_view(specs: Collection[ServiceSpec], entries: Iterable[TableEntry],
-               members: Iterable[Member]) -> MeshView:
+def build_view(
+    specs: Collection[ServiceSpec], entries: Iterable[TableEntry], members: Iterable[Member]
+) -> MeshView:
     live = [m for m in members if not m.gone]
     live_ids = {m.node_id for m in live}
     reach = overlay_reach(specs)
@@ -106,11 +150,14 @@ def build_view(specs: Collection[ServiceSpec], entries: Iterable[TableEntry],
             endpoints.setdefault(endpoint.service, []).append(endpoint)
     for listed in endpoints.values():
         listed.sort(key=lambda e: e.key)
-    ports = tuple(sorted(service_ports(specs), key=lambda p: (p.service, p.published_port, p.protocol)))
+    ports = tuple(
+        sorted(service_ports(specs), key=lambda p: (p.service, p.published_port, p.protocol))
+    )
     addresses = tuple(sorted({ingress_address(m) for m in live}, key=_address_order))
     records = service_records(list(ports), endpoints, list(addresses))
     # A service with nothing healthy still exists: its name answers, with no addresses.
     for spec in specs:
         records.setdefault(spec.name.lower(), ServiceRecord((), ()))
-    return MeshView(ports, dict(sorted(endpoints.items())), addresses, records,
-                    tuple(sorted(problems)))
+    return MeshView(
+        ports, dict(sorted(endpoints.items())), addresses, records, tuple(sorted(problems))
+    )

@@ -22,12 +22,12 @@ import asyncio
 import logging
 from typing import Any
 
-from node.runtime.docker_sdk import docker  # first: it imports the SDK in its lean form
 from docker.errors import APIError, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
 from netoverlay.overlay.types import NodeOverlay, OverlayNetwork
 from node.overlay.view import DOCKER_PREFIX, docker_network
+from node.runtime.docker_sdk import docker  # first: it imports the SDK in its lean form
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,26 @@ LABEL_NODE = "shoal.node"
 
 def wanted_settings(network: OverlayNetwork, mtu: int) -> dict[str, Any]:
     """How the Docker network of `network` must be made (pure; compared with what exists)."""
-    return {"subnet": network.subnet, "ip_range": network.lease, "gateway": network.gateway,
-            "bridge": network.bridge, "mtu": str(network.mtu(mtu))}
+    return {
+        "subnet": network.subnet,
+        "ip_range": network.lease,
+        "gateway": network.gateway,
+        "bridge": network.bridge,
+        "mtu": str(network.mtu(mtu)),
+    }
 
 
 def existing_settings(attrs: dict[str, Any]) -> dict[str, Any]:
-    pools = ((attrs.get("IPAM") or {}).get("Config") or [{}])
+    pools = (attrs.get("IPAM") or {}).get("Config") or [{}]
     pool = pools[0] if pools else {}
     options = attrs.get("Options") or {}
-    return {"subnet": pool.get("Subnet"), "ip_range": pool.get("IPRange"), "gateway": pool.get("Gateway"),
-            "bridge": options.get("com.docker.network.bridge.name"),
-            "mtu": options.get("com.docker.network.driver.mtu")}
+    return {
+        "subnet": pool.get("Subnet"),
+        "ip_range": pool.get("IPRange"),
+        "gateway": pool.get("Gateway"),
+        "bridge": options.get("com.docker.network.bridge.name"),
+        "mtu": options.get("com.docker.network.driver.mtu"),
+    }
 
 
 class DockerNetworks:
@@ -58,22 +67,39 @@ class DockerNetworks:
         self._node_id = node_id
 
     def _ours(self) -> dict[str, Any]:
-        found = self._client.networks.list(filters={"label": [f"{LABEL_OVERLAY}=1",
-                                                             f"{LABEL_NODE}={self._node_id}"]})
+        found = self._client.networks.list(
+            filters={"label": [f"{LABEL_OVERLAY}=1", f"{LABEL_NODE}={self._node_id}"]}
+        )
         return {n.name: n for n in found}
 
     def _create(self, network: OverlayNetwork, mtu: int) -> None:
         settings = wanted_settings(network, mtu)
         self._client.networks.create(
-            docker_network(network.name), driver="bridge",
-            ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=settings["subnet"], iprange=settings["ip_range"],
-                                                   gateway=settings["gateway"])]),
-            options={"com.docker.network.bridge.name": settings["bridge"],
-                     "com.docker.network.driver.mtu": settings["mtu"]},
+            docker_network(network.name),
+            driver="bridge",
+            ipam=IPAMConfig(
+                pool_configs=[
+                    IPAMPool(
+                        subnet=settings["subnet"],
+                        iprange=settings["ip_range"],
+                        gateway=settings["gateway"],
+                    )
+                ]
+            ),
+            options={
+                "com.docker.network.bridge.name": settings["bridge"],
+                "com.docker.network.driver.mtu": settings["mtu"],
+            },
             labels={LABEL_OVERLAY: "1", LABEL_NODE: self._node_id, "shoal.network": network.name},
-            check_duplicate=True)
-        log.info("overlay: made network %s (%s, lease %s) on bridge %s", network.name,
-                 network.subnet, network.lease, network.bridge)
+            check_duplicate=True,
+        )
+        log.info(
+            "overlay: made network %s (%s, lease %s) on bridge %s",
+            network.name,
+            network.subnet,
+            network.lease,
+            network.bridge,
+        )
 
     def converge(self, overlay: NodeOverlay, mtu: int) -> tuple[set[str], list[str]]:
         """Blocking (run it in a thread). Returns the networks of ours the engine now has,
@@ -84,7 +110,9 @@ class DockerNetworks:
         wanted = {docker_network(n.name): n for n in overlay.networks if n.lease}
         for name, existing in sorted(ours.items()):
             network = wanted.get(name)
-            if network is not None and existing_settings(existing.attrs) == wanted_settings(network, mtu):
+            if network is not None and existing_settings(existing.attrs) == wanted_settings(
+                network, mtu
+            ):
                 continue
             try:
                 existing.remove()
@@ -109,7 +137,9 @@ class DockerNetworks:
             try:
                 network.reload()
                 for container in network.attrs.get("Containers") or {}:
-                    self._client.api.disconnect_container_from_network(container, network.id, force=True)
+                    self._client.api.disconnect_container_from_network(
+                        container, network.id, force=True
+                    )
                 network.remove()
                 log.info("overlay: removed network %s", name)
             except (APIError, NotFound) as exc:
@@ -120,16 +150,22 @@ class DockerNetworks:
         """Blocking. (overlay network, address) -> every overlay network the container
         holding that address is on, for each of this engine's containers on our networks."""
         by_container: dict[str, dict[str, str]] = {}
-        for network in self._client.networks.list(filters={"label": [f"{LABEL_OVERLAY}=1",
-                                                                    f"{LABEL_NODE}={self._node_id}"]},
-                                                  greedy=True):
-            name = network.attrs.get("Labels", {}).get("shoal.network") or network.name[len(DOCKER_PREFIX):]
+        for network in self._client.networks.list(
+            filters={"label": [f"{LABEL_OVERLAY}=1", f"{LABEL_NODE}={self._node_id}"]}, greedy=True
+        ):
+            name = (
+                network.attrs.get("Labels", {}).get("shoal.network")
+                or network.name[len(DOCKER_PREFIX) :]
+            )
             for container, seat in (network.attrs.get("Containers") or {}).items():
                 address = (seat.get("IPv4Address") or "").partition("/")[0]
                 if address:
                     by_container.setdefault(container, {})[name] = address
-        return {(network, address): tuple(sorted(seats))
-                for seats in by_container.values() for network, address in seats.items()}
+        return {
+            (network, address): tuple(sorted(seats))
+            for seats in by_container.values()
+            for network, address in seats.items()
+        }
 
     async def aconverge(self, overlay: NodeOverlay, mtu: int) -> tuple[set[str], list[str]]:
         return await asyncio.to_thread(self.converge, overlay, mtu)

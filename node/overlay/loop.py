@@ -18,13 +18,22 @@ import dataclasses
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Optional
+from typing import ContextManager
 
 from consensus.state import ClusterState
 from netoverlay.gossip import GossipService
 from netoverlay.lb import NftError
-from netoverlay.overlay.ipsec import AddPolicy, AddState, IpsecPlan, IpsecStep, ipsec_steps, plan_ipsec, vni_of
+from netoverlay.overlay.ipsec import (
+    AddPolicy,
+    AddState,
+    IpsecPlan,
+    IpsecStep,
+    ipsec_steps,
+    plan_ipsec,
+    vni_of,
+)
 from netoverlay.overlay.ipsec_kernel import IpsecKernel, IpsecKernelError
 from netoverlay.overlay.kernel import OverlayKernel, OverlayKernelError
 from netoverlay.overlay.plan import overlay_mtu, plan_links, steps
@@ -57,10 +66,16 @@ class OverlayConfig:
 
 
 class Overlay:
-    def __init__(self, config: OverlayConfig, *, gossip: GossipService,
-                 read_state: Callable[[], ContextManager[ClusterState]],
-                 subscribe: Callable[[], asyncio.Event], networks: DockerNetworks,
-                 ipsec_key: bytes) -> None:
+    def __init__(
+        self,
+        config: OverlayConfig,
+        *,
+        gossip: GossipService,
+        read_state: Callable[[], ContextManager[ClusterState]],
+        subscribe: Callable[[], asyncio.Event],
+        networks: DockerNetworks,
+        ipsec_key: bytes,
+    ) -> None:
         self.config = config
         self._gossip = gossip
         self._read_state = read_state
@@ -71,16 +86,16 @@ class Overlay:
         self.ipsec = IpsecKernel()
         self._ipsec_key = ipsec_key
         # When a key rotation's next phase is due (the plan changes by itself then).
-        self._ipsec_change: Optional[float] = None
+        self._ipsec_change: float | None = None
         self._resolvers: dict[str, tuple[str, NetworkResolver]] = {}
-        self._underlay_mtu: Optional[int] = None
-        self._unsubscribe: Optional[Callable[[], None]] = None
+        self._underlay_mtu: int | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self.problems: tuple[str, ...] = ()
         # The runtime networks the engine has, and an event set (then replaced) whenever
         # that set is read afresh: tasks wait on it for their networks.
         self._made: set[str] = set()
         self._made_changed = asyncio.Event()
-        self.synced: Optional[NodeOverlay] = None
+        self.synced: NodeOverlay | None = None
 
     async def start(self) -> None:
         self._unsubscribe = self._gossip.on_change(lambda _event: self._wake.set())
@@ -101,16 +116,27 @@ class Overlay:
             self._wake.clear()
             try:
                 retry = not await self.sync()
-            except Exception as exc:  # the engine or the kernel failed us: retry, never end the node
-                log.warning("overlay: sync failed, retrying: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            except (
+                Exception
+            ) as exc:  # the engine or the kernel failed us: retry, never end the node
+                log.warning(
+                    "overlay: sync failed, retrying: %s",
+                    exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
                 self.problems = (f"sync failed: {exc}",)
                 retry = True
 
     def view(self) -> NodeOverlay:
         with self._read_state() as state:
-            return node_overlay(state, self.config.node_id, self.config.local_address,
-                                self._gossip.table_items(), self._gossip.members(),
-                                self.config.vxlan_port)
+            return node_overlay(
+                state,
+                self.config.node_id,
+                self.config.local_address,
+                self._gossip.table_items(),
+                self._gossip.members(),
+                self.config.vxlan_port,
+            )
 
     async def sync(self) -> bool:
         """Converge once; False when something is left to retry (logged, in `problems`)."""
@@ -127,10 +153,12 @@ class Overlay:
             # The rules first: they mark an encrypted network's VXLAN for its policies
             # before its device exists. Its device waits for its policies.
             await self.kernel.sync_rules(overlay)
-            carried = dataclasses.replace(overlay, networks=tuple(
-                n for n in overlay.networks if n.vni not in unguarded))
-            await self.kernel.apply(steps(plan_links(carried, self._underlay_mtu),
-                                          await self.kernel.read_links()))
+            carried = dataclasses.replace(
+                overlay, networks=tuple(n for n in overlay.networks if n.vni not in unguarded)
+            )
+            await self.kernel.apply(
+                steps(plan_links(carried, self._underlay_mtu), await self.kernel.read_links())
+            )
             await self.kernel.route_vips(overlay)
             await self.ipsec.apply(removals)
         except (OverlayKernelError, NftError, IpsecKernelError, OSError) as exc:
@@ -146,7 +174,9 @@ class Overlay:
         self.synced = overlay
         return not problems
 
-    async def _guard(self, plan: IpsecPlan, problems: list[str]) -> tuple[set[int], list[IpsecStep]]:
+    async def _guard(
+        self, plan: IpsecPlan, problems: list[str]
+    ) -> tuple[set[int], list[IpsecStep]]:
         """Install the policies and associations `plan` adds. Returns the VNIs of encrypted
         networks some policy of which is missing (their devices are not made, or are taken
         down: without its policies a network's VXLAN would leave in clear), and the steps
@@ -166,11 +196,15 @@ class Overlay:
             return wanted_vnis, []
         unguarded = {vni_of(p.mark) for p in missing}
         if unguarded:
-            problems.append(f"kernel: no IPsec policy for encrypted VNI(s) {sorted(unguarded)}: "
-                            "their devices stay down")
+            problems.append(
+                f"kernel: no IPsec policy for encrypted VNI(s) {sorted(unguarded)}: "
+                "their devices stay down"
+            )
         return unguarded, [s for s in todo if s not in adding]
 
-    async def networks_ready(self, runtime_networks: tuple[str, ...], timeout: float = NETWORK_WAIT) -> None:
+    async def networks_ready(
+        self, runtime_networks: tuple[str, ...], timeout: float = NETWORK_WAIT
+    ) -> None:
         """Return once the engine has every one of `runtime_networks`, or after `timeout`
         (the start then fails with the engine's own reason, and the task is replaced)."""
         with contextlib.suppress(TimeoutError):
@@ -198,7 +232,9 @@ class Overlay:
             try:
                 await resolver.start(network.gateway, self.config.dns_port)
             except OSError as exc:
-                problems.append(f"cannot serve DNS for {name} on {network.gateway}:{self.config.dns_port}: {exc}")
+                problems.append(
+                    f"cannot serve DNS for {name} on {network.gateway}:{self.config.dns_port}: {exc}"
+                )
                 self._resolvers.pop(name, None)
                 continue
             self._resolvers[name] = (network.gateway, resolver)
@@ -217,8 +253,9 @@ class Overlay:
             problems = await asyncio.to_thread(self._networks.remove_all)
             try:
                 await self.kernel.teardown()
-                await self.ipsec.apply(ipsec_steps(IpsecPlan(frozenset(), frozenset()),
-                                                   *await self.ipsec.installed()))
+                await self.ipsec.apply(
+                    ipsec_steps(IpsecPlan(frozenset(), frozenset()), *await self.ipsec.installed())
+                )
             except (OverlayKernelError, NftError, IpsecKernelError, OSError) as exc:
                 problems.append(f"kernel: {exc}")
             for problem in problems:
@@ -227,10 +264,23 @@ class Overlay:
     def status(self) -> dict:
         synced = self.synced
         mtu = overlay_mtu(self._underlay_mtu) if self._underlay_mtu else None
-        return {"local_address": self.config.local_address, "mtu": mtu,
-                "peers": list(synced.peers) if synced else [],
-                "networks": [{"name": n.name, "vni": n.vni, "lease": n.lease, "gateway": n.gateway,
-                              "encrypted": n.encrypted, "key_epoch": n.key_epoch,
-                              "services": {s.name: {"vip": s.vip, "tasks": list(s.tasks)} for s in n.services}}
-                             for n in (synced.networks if synced else ())],
-                "problems": list(self.problems)}
+        return {
+            "local_address": self.config.local_address,
+            "mtu": mtu,
+            "peers": list(synced.peers) if synced else [],
+            "networks": [
+                {
+                    "name": n.name,
+                    "vni": n.vni,
+                    "lease": n.lease,
+                    "gateway": n.gateway,
+                    "encrypted": n.encrypted,
+                    "key_epoch": n.key_epoch,
+                    "services": {
+                        s.name: {"vip": s.vip, "tasks": list(s.tasks)} for s in n.services
+                    },
+                }
+                for n in (synced.networks if synced else ())
+            ],
+            "problems": list(self.problems),
+        }

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Optional
 
 MISS_INTERVAL = 1.0
 # Addresses remembered as held by no task; past this the memory starts afresh.
@@ -25,7 +24,9 @@ Attachments = dict[tuple[str, str], tuple[str, ...]]
 class EngineMemberships:
     """`netoverlay.overlay.resolver.Memberships` read from the engine by `read` (blocking)."""
 
-    def __init__(self, read: Callable[[], Attachments], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, read: Callable[[], Attachments], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._read = read
         self._clock = clock
         self._known: Attachments = {}
@@ -33,7 +34,7 @@ class EngineMemberships:
         self._lock = asyncio.Lock()
         self._reads_started = 0
 
-    def known(self, network: str, address: str) -> Optional[tuple[str, ...]]:
+    def known(self, network: str, address: str) -> tuple[str, ...] | None:
         return self._known.get((network, address))
 
     async def find(self, network: str, address: str) -> tuple[str, ...]:

@@ -30,8 +30,11 @@ def docker_network(name: str) -> str:
 
 def overlay_addresses(runtime_networks: Mapping[str, str]) -> dict[str, str]:
     """A task's addresses by overlay network, from its addresses by runtime network."""
-    return {name[len(DOCKER_PREFIX):]: address for name, address in runtime_networks.items()
-            if name.startswith(DOCKER_PREFIX)}
+    return {
+        name[len(DOCKER_PREFIX) :]: address
+        for name, address in runtime_networks.items()
+        if name.startswith(DOCKER_PREFIX)
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +49,16 @@ class Seat:
 
 def seats(state: ClusterState, node_id: str) -> dict[str, Seat]:
     """The networks this node holds a lease in."""
-    return {name: Seat(name, docker_network(name), ipam.lease_gateway(network.leases[node_id]))
-            for name, network in networks(state).items() if node_id in network.leases}
+    return {
+        name: Seat(name, docker_network(name), ipam.lease_gateway(network.leases[node_id]))
+        for name, network in networks(state).items()
+        if node_id in network.leases
+    }
 
 
-def task_addresses(entries: Iterable[TableEntry], live: set[str],
-                   suspect: frozenset[str] = frozenset()) -> dict[tuple[str, str], list[str]]:
+def task_addresses(
+    entries: Iterable[TableEntry], live: set[str], suspect: frozenset[str] = frozenset()
+) -> dict[tuple[str, str], list[str]]:
     """(network, service) -> the overlay addresses of its healthy tasks, from the live nodes'
     announcements. A malformed entry is skipped (the routing mesh reports those). The tasks
     of a `suspect` node (a probe of it failed: most likely dead, its verdict a suspicion
@@ -74,33 +81,64 @@ def task_addresses(entries: Iterable[TableEntry], live: set[str],
     return found
 
 
-def _network(network: Network, node_id: str, specs: Mapping[str, ServiceSpec],
-             addresses: Mapping[tuple[str, str], list[str]]) -> OverlayNetwork:
+def _network(
+    network: Network,
+    node_id: str,
+    specs: Mapping[str, ServiceSpec],
+    addresses: Mapping[tuple[str, str], list[str]],
+) -> OverlayNetwork:
     lease = network.leases[node_id]
     members = []
     for name, spec in sorted(specs.items()):
         attachment = next((a for a in spec.networks if a.name == network.name), None)
         if attachment is None:
             continue
-        members.append(ServiceOnNetwork(name, network.vips.get(name, ""), attachment.aliases,
-                                        tuple(sorted(set(addresses.get((network.name, name), ())))),
-                                        tuple(VipPort(p.vip_port, p.target, p.protocol)
-                                              for p in spec.ports if p.vip_port)))
-    return OverlayNetwork(network.name, network.vni, network.subnet, network.tasks_range, lease,
-                          ipam.lease_gateway(lease), network.internal, tuple(members),
-                          network.encrypted, network.id, network.key_epoch, network.key_rotated_at)
+        members.append(
+            ServiceOnNetwork(
+                name,
+                network.vips.get(name, ""),
+                attachment.aliases,
+                tuple(sorted(set(addresses.get((network.name, name), ())))),
+                tuple(VipPort(p.vip_port, p.target, p.protocol) for p in spec.ports if p.vip_port),
+            )
+        )
+    return OverlayNetwork(
+        network.name,
+        network.vni,
+        network.subnet,
+        network.tasks_range,
+        lease,
+        ipam.lease_gateway(lease),
+        network.internal,
+        tuple(members),
+        network.encrypted,
+        network.id,
+        network.key_epoch,
+        network.key_rotated_at,
+    )
 
 
-def node_overlay(state: ClusterState, node_id: str, local_address: str, entries: Iterable[TableEntry],
-                 members: Iterable[Member], vxlan_port: int) -> NodeOverlay:
+def node_overlay(
+    state: ClusterState,
+    node_id: str,
+    local_address: str,
+    entries: Iterable[TableEntry],
+    members: Iterable[Member],
+    vxlan_port: int,
+) -> NodeOverlay:
     """This node's overlay: the networks it holds a lease in, with their services and where
     their healthy tasks are, and the other live nodes to tunnel to."""
     live = [m for m in members if not m.gone]
-    addresses = task_addresses(entries, {m.node_id for m in live},
-                               frozenset(m.node_id for m in live if m.state == MemberState.SUSPECT))
+    addresses = task_addresses(
+        entries,
+        {m.node_id for m in live},
+        frozenset(m.node_id for m in live if m.state == MemberState.SUSPECT),
+    )
     specs = {name: service.spec for name, service in services(state).items()}
-    nets = tuple(_network(network, node_id, specs, addresses)
-                 for _, network in sorted(networks(state).items()) if node_id in network.leases)
+    nets = tuple(
+        _network(network, node_id, specs, addresses)
+        for _, network in sorted(networks(state).items())
+        if node_id in network.leases
+    )
     peers = tuple(sorted({m.address[0] for m in live if m.node_id != node_id}))
     return NodeOverlay(local_address, peers, nets, vxlan_port)
-

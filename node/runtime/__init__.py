@@ -5,10 +5,29 @@ is the largest import a node could make, and a node running plain processes neve
 """
 
 from node.runtime.driver import Driver
-from node.runtime.model import (PublishedPort, NodeFingerprint, PortToPublish, RunSpec, TaskObservation,
-                                RuntimeState, TaskStats)
+from node.runtime.model import (
+    NodeFingerprint,
+    PortToPublish,
+    PublishedPort,
+    RunSpec,
+    RuntimeState,
+    TaskObservation,
+    TaskStats,
+)
 from node.runtime.process_driver import ProcessDriver
 from node.runtime.select import RuntimeChoice, RuntimeUnavailable, select_driver
 
-__all__ = ["Driver", "ProcessDriver", "select_driver", "RuntimeChoice", "RuntimeUnavailable", "RunSpec",
-           "PortToPublish", "PublishedPort", "TaskObservation", "RuntimeState", "TaskStats", "NodeFingerprint"]
+__all__ = [
+    "Driver",
+    "ProcessDriver",
+    "select_driver",
+    "RuntimeChoice",
+    "RuntimeUnavailable",
+    "RunSpec",
+    "PortToPublish",
+    "PublishedPort",
+    "TaskObservation",
+    "RuntimeState",
+    "TaskStats",
+    "NodeFingerprint",
+]

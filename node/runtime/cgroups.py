@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +35,15 @@ class CgroupsV1:
         self._root = root
         self._parent = parent
 
-    def _controller(self, name: str) -> Optional[str]:
+    def _controller(self, name: str) -> str | None:
         # cpu and cpuacct are often co-mounted as "cpu,cpuacct" (with a "cpu" symlink).
-        for mount in ((name,) if name != "cpu" else ("cpu,cpuacct", "cpu")):
+        for mount in (name,) if name != "cpu" else ("cpu,cpuacct", "cpu"):
             path = os.path.join(self._root, mount)
             if os.path.isdir(path):
                 return path
         return None
 
-    def problem(self) -> Optional[str]:
+    def problem(self) -> str | None:
         """None when limits can be enforced, otherwise why not."""
         for name in ("memory", "cpu"):
             path = self._controller(name)
@@ -56,7 +55,7 @@ class CgroupsV1:
                 return f"cannot create cgroups under {path}: {exc.strerror}"
         return None
 
-    def _group(self, controller: str, task_id: str) -> Optional[str]:
+    def _group(self, controller: str, task_id: str) -> str | None:
         path = self._controller(controller)
         return None if path is None else os.path.join(path, self._parent, task_id)
 
@@ -92,8 +91,11 @@ class CgroupsV1:
             procs.append(os.path.join(group, "cgroup.procs"))
         if cpu_millis:
             group = self._make("cpu", task_id)
-            self._write(group, ("cpu.cfs_period_us", CFS_PERIOD_US),
-                        ("cpu.cfs_quota_us", max(MIN_CFS_QUOTA_US, cpu_millis * CFS_PERIOD_US // 1000)))
+            self._write(
+                group,
+                ("cpu.cfs_period_us", CFS_PERIOD_US),
+                ("cpu.cfs_quota_us", max(MIN_CFS_QUOTA_US, cpu_millis * CFS_PERIOD_US // 1000)),
+            )
             procs.append(os.path.join(group, "cgroup.procs"))
         return tuple(procs)
 

@@ -7,12 +7,21 @@ container's inspect data -> TaskObservation / TaskStats. No daemon is needed to 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from node.runtime.health import HealthCheck, HealthStatus
-from node.runtime.model import (LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, PublishedPort, RunSpec,
-                                TaskObservation, RuntimeState, TaskStats)
+from node.runtime.model import (
+    LABEL_SERVICE,
+    LABEL_SLOT,
+    LABEL_TASK,
+    PublishedPort,
+    RunSpec,
+    RuntimeState,
+    TaskObservation,
+    TaskStats,
+)
 from node.runtime.mounts import docker_mount
 
 _NANOS = 1_000_000_000
@@ -24,8 +33,12 @@ def container_name(spec: RunSpec) -> str:
 
 
 def _identity(spec: RunSpec, node_id: str) -> dict[str, Any]:
-    return {"image": spec.image, "name": container_name(spec),
-            "labels": spec.owner_labels(node_id), "environment": dict(spec.env)}
+    return {
+        "image": spec.image,
+        "name": container_name(spec),
+        "labels": spec.owner_labels(node_id),
+        "environment": dict(spec.env),
+    }
 
 
 def _process(spec: RunSpec, node_id: str) -> dict[str, Any]:
@@ -57,8 +70,10 @@ def _network(spec: RunSpec, node_id: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if spec.ports:
         # None: an ephemeral host port, read back after start.
-        kwargs["ports"] = {f"{p.target}/{p.protocol}": (spec.advertise_address, p.published or None)
-                           for p in spec.ports}
+        kwargs["ports"] = {
+            f"{p.target}/{p.protocol}": (spec.advertise_address, p.published or None)
+            for p in spec.ports
+        }
     if spec.networks:
         kwargs["network"] = spec.networks[0]
     if spec.dns_servers:
@@ -70,9 +85,13 @@ def _network(spec: RunSpec, node_id: str) -> dict[str, Any]:
 
 def docker_healthcheck(check: HealthCheck) -> dict[str, Any]:
     """A cmd check as Docker runs it inside the container."""
-    return {"test": ["CMD", *check.command], "interval": int(check.interval * _NANOS),
-            "timeout": int(check.timeout * _NANOS), "retries": check.retries,
-            "start_period": int(check.start_period * _NANOS)}
+    return {
+        "test": ["CMD", *check.command],
+        "interval": int(check.interval * _NANOS),
+        "timeout": int(check.timeout * _NANOS),
+        "retries": check.retries,
+        "start_period": int(check.start_period * _NANOS),
+    }
 
 
 def _health(spec: RunSpec, node_id: str) -> dict[str, Any]:
@@ -89,22 +108,33 @@ def _mounts(spec: RunSpec, node_id: str) -> dict[str, Any]:
 def _options(spec: RunSpec, node_id: str) -> dict[str, Any]:
     """The service's container options (Compose's user, working_dir, ulimits, ...)."""
     o = spec.options
-    kwargs: dict[str, Any] = {key: getattr(o, key) for key in
-                              ("user", "working_dir", "hostname", "stop_signal", "tty", "read_only")
-                              if getattr(o, key)}
+    kwargs: dict[str, Any] = {
+        key: getattr(o, key)
+        for key in ("user", "working_dir", "hostname", "stop_signal", "tty", "read_only")
+        if getattr(o, key)
+    }
     if o.sysctls:
         kwargs["sysctls"] = dict(o.sysctls)
     if o.extra_hosts:
         kwargs["extra_hosts"] = dict(o.extra_hosts)
     if o.ulimits:
-        kwargs["ulimits"] = [{"name": name, "soft": u.soft, "hard": u.hard} for name, u in o.ulimits.items()]
+        kwargs["ulimits"] = [
+            {"name": name, "soft": u.soft, "hard": u.hard} for name, u in o.ulimits.items()
+        ]
     if o.log_driver or o.log_options:
         kwargs["log_config"] = {"type": o.log_driver, "config": dict(o.log_options)}
     return kwargs
 
 
 _CONTRIBUTORS: tuple[Callable[[RunSpec, str], dict[str, Any]], ...] = (
-    _identity, _process, _limits, _network, _health, _mounts, _options)
+    _identity,
+    _process,
+    _limits,
+    _network,
+    _health,
+    _mounts,
+    _options,
+)
 
 
 def container_kwargs(spec: RunSpec, node_id: str) -> dict[str, Any]:
@@ -115,7 +145,7 @@ def container_kwargs(spec: RunSpec, node_id: str) -> dict[str, Any]:
     return kwargs
 
 
-def parse_docker_time(text: str) -> Optional[float]:
+def parse_docker_time(text: str) -> float | None:
     """Docker's RFC 3339 times with nanoseconds -> epoch seconds; its zero time -> None."""
     if not text or text.startswith("0001-01-01"):
         return None
@@ -124,7 +154,7 @@ def parse_docker_time(text: str) -> Optional[float]:
         # Python reads at most microseconds: keep 6 of Docker's 9 fraction digits.
         digits = len(rest) - len(rest.lstrip("0123456789"))
         main = f"{main}.{rest[:digits][:6]:0<6}{rest[digits:]}"
-    return datetime.fromisoformat(main.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+    return datetime.fromisoformat(main.replace("Z", "+00:00")).astimezone(UTC).timestamp()
 
 
 def _endpoints(attrs: dict[str, Any]) -> tuple[PublishedPort, ...]:
@@ -133,8 +163,14 @@ def _endpoints(attrs: dict[str, Any]) -> tuple[PublishedPort, ...]:
     for key, bindings in ports.items():
         target, _, protocol = key.partition("/")
         for binding in bindings or ():
-            found.append(PublishedPort(int(target), protocol or "tcp",  # type: ignore[arg-type]
-                                  binding.get("HostIp") or "0.0.0.0", int(binding["HostPort"])))
+            found.append(
+                PublishedPort(
+                    int(target),
+                    protocol or "tcp",  # type: ignore[arg-type]
+                    binding.get("HostIp") or "0.0.0.0",
+                    int(binding["HostPort"]),
+                )
+            )
     return tuple(sorted(found, key=lambda e: (e.target, e.protocol, e.host)))
 
 
@@ -144,8 +180,11 @@ _DEFAULT_NETWORKS = frozenset({"bridge", "host", "none"})
 
 def _networks(attrs: dict[str, Any]) -> dict[str, str]:
     found = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
-    return {name: settings["IPAddress"] for name, settings in sorted(found.items())
-            if name not in _DEFAULT_NETWORKS and (settings or {}).get("IPAddress")}
+    return {
+        name: settings["IPAddress"]
+        for name, settings in sorted(found.items())
+        if name not in _DEFAULT_NETWORKS and (settings or {}).get("IPAddress")
+    }
 
 
 def _state(status: str, exit_code: int, oom: bool, error: str) -> RuntimeState:
@@ -157,7 +196,7 @@ def _state(status: str, exit_code: int, oom: bool, error: str) -> RuntimeState:
     return "exited" if exit_code == 0 and not oom and not error else "failed"
 
 
-def _health_status(raw: Optional[str]) -> HealthStatus:
+def _health_status(raw: str | None) -> HealthStatus:
     return raw if raw in ("starting", "healthy", "unhealthy") else "unknown"  # type: ignore[return-value]
 
 
@@ -192,13 +231,17 @@ def observation_from_attrs(attrs: dict[str, Any]) -> TaskObservation:
 def stats_from_docker(task_id: str, raw: dict[str, Any]) -> TaskStats:
     """One-shot `stats` data -> cpu percent (as `docker stats` computes it) and memory."""
     cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
-    cpu_delta = ((cpu.get("cpu_usage") or {}).get("total_usage", 0)
-                 - (pre.get("cpu_usage") or {}).get("total_usage", 0))
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+        pre.get("cpu_usage") or {}
+    ).get("total_usage", 0)
     system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-    cpus = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or ()) or 1
+    cpus = (
+        cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or ()) or 1
+    )
     percent = cpu_delta / system_delta * cpus * 100.0 if system_delta > 0 and cpu_delta > 0 else 0.0
     memory = raw.get("memory_stats") or {}
     # The page cache is reclaimable: `docker stats` leaves it out, and so do we.
     cache = (memory.get("stats") or {}).get("cache", 0)
-    return TaskStats(task_id, percent, max(0, memory.get("usage", 0) - cache),
-                     memory.get("limit", 0))
+    return TaskStats(
+        task_id, percent, max(0, memory.get("usage", 0) - cache), memory.get("limit", 0)
+    )

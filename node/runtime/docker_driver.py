@@ -11,20 +11,32 @@ from __future__ import annotations
 import asyncio
 import math
 import tempfile
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Optional
+from typing import Any
 
-from node.runtime.docker_sdk import docker  # first: it imports the SDK in its lean form
+# isort: off
+# The lean SDK first: importing any docker module would import requests with its detector.
+from node.runtime.docker_sdk import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.utils import parse_repository_tag
+# isort: on
 
-from node.runtime.health import CheckKind
+from node.runtime import task_files
 from node.runtime.docker_config import container_kwargs, observation_from_attrs, stats_from_docker
 from node.runtime.docker_events import DeathEvents
-from node.runtime import task_files
-from node.runtime.model import (LABEL_MANAGED, LABEL_NODE, LABEL_TASK, NodeFingerprint, RunSpec,
-                                TaskObservation, TaskStats, missing)
+from node.runtime.health import CheckKind
+from node.runtime.model import (
+    LABEL_MANAGED,
+    LABEL_NODE,
+    LABEL_TASK,
+    NodeFingerprint,
+    RunSpec,
+    TaskObservation,
+    TaskStats,
+    missing,
+)
 from node.runtime.mounts import host_bind_refused
 
 # Streams held open at once (followed logs + the events stream) before new ones queue.
@@ -42,8 +54,15 @@ class DockerDriver:
     native_health_checks: frozenset[CheckKind] = frozenset({"cmd"})
     command_options: dict = {}  # cmd checks run in the container
 
-    def __init__(self, client: docker.DockerClient, node_id: str, *,
-                 pull_timeout: float = 30.0, pull: bool = True, host_binds: bool = True) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        node_id: str,
+        *,
+        pull_timeout: float = 30.0,
+        pull: bool = True,
+        host_binds: bool = True,
+    ) -> None:
         self._client = client
         self._host_binds = host_binds
         self._node_id = node_id
@@ -58,11 +77,19 @@ class DockerDriver:
         self._files_root = task_files.files_root(tempfile.gettempdir(), node_id)
 
     @classmethod
-    async def connect(cls, node_id: str, *, timeout: float = 5.0, request_timeout: float = 60.0,
-                      pull_timeout: float = 30.0, pull: bool = True,
-                      host_binds: bool = True) -> DockerDriver:
+    async def connect(
+        cls,
+        node_id: str,
+        *,
+        timeout: float = 5.0,
+        request_timeout: float = 60.0,
+        pull_timeout: float = 30.0,
+        pull: bool = True,
+        host_binds: bool = True,
+    ) -> DockerDriver:
         """Reach the engine from the environment (DOCKER_HOST or the default socket) and
         negotiate the API version; raises DockerException when it does not answer in time."""
+
         def reach() -> docker.DockerClient:
             client = docker.from_env(timeout=request_timeout)
             client.ping()
@@ -70,29 +97,37 @@ class DockerDriver:
 
         try:
             client = await asyncio.wait_for(asyncio.to_thread(reach), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DockerException(f"the Docker Engine did not answer within {timeout}s") from None
         return cls(client, node_id, pull_timeout=pull_timeout, pull=pull, host_binds=host_binds)
 
     async def fingerprint(self) -> NodeFingerprint:
         info = await asyncio.to_thread(self._client.info)
         return NodeFingerprint(
-            cpu_millis=int(info.get("NCPU", 0)) * 1000, memory_bytes=int(info.get("MemTotal", 0)),
+            cpu_millis=int(info.get("NCPU", 0)) * 1000,
+            memory_bytes=int(info.get("MemTotal", 0)),
             runtime=self.name,
-            details={"engine": str(info.get("ServerVersion", "")),
-                     "api": self._client.api.api_version,
-                     "cgroup_driver": str(info.get("CgroupDriver", "")),
-                     "os": str(info.get("OperatingSystem", ""))})
+            details={
+                "engine": str(info.get("ServerVersion", "")),
+                "api": self._client.api.api_version,
+                "cgroup_driver": str(info.get("CgroupDriver", "")),
+                "os": str(info.get("OperatingSystem", "")),
+            },
+        )
 
-    def _owned_filter(self, task_id: Optional[str] = None) -> dict[str, Any]:
+    def _owned_filter(self, task_id: str | None = None) -> dict[str, Any]:
         labels = [f"{LABEL_MANAGED}=1", f"{LABEL_NODE}={self._node_id}"]
         if task_id is not None:
             labels.append(f"{LABEL_TASK}={task_id}")
         return {"label": labels}
 
-    async def _find(self, task_id: str) -> Optional[Container]:
-        found = await asyncio.to_thread(self._client.containers.list, all=True, ignore_removed=True,
-                                        filters=self._owned_filter(task_id))
+    async def _find(self, task_id: str) -> Container | None:
+        found = await asyncio.to_thread(
+            self._client.containers.list,
+            all=True,
+            ignore_removed=True,
+            filters=self._owned_filter(task_id),
+        )
         return found[0] if found else None
 
     def _fail(self, spec: RunSpec, error: str) -> TaskObservation:
@@ -100,15 +135,17 @@ class DockerDriver:
         self._failures[spec.task_id] = failed
         return failed
 
-    async def _pull(self, image: str) -> Optional[str]:
+    async def _pull(self, image: str) -> str | None:
         """None when the image is now present, otherwise why it could not be pulled."""
         if not self._pull_enabled:
             return "image pulls are disabled on this node (--image-pull never)"
         repository, tag = parse_repository_tag(image)
         try:
-            await asyncio.wait_for(asyncio.to_thread(
-                self._client.images.pull, repository, tag=tag or "latest"), self._pull_timeout)
-        except asyncio.TimeoutError:
+            await asyncio.wait_for(
+                asyncio.to_thread(self._client.images.pull, repository, tag=tag or "latest"),
+                self._pull_timeout,
+            )
+        except TimeoutError:
             return f"pulling it timed out after {self._pull_timeout}s"
         except DockerException as exc:
             return _explain(exc)
@@ -125,7 +162,9 @@ class DockerDriver:
                 await asyncio.to_thread(task_files.write_files, directory, spec.files)
             except OSError as exc:
                 return self._fail(spec, f"cannot write its secrets and configs: {exc}")
-            kwargs["mounts"] = kwargs.get("mounts", []) + task_files.docker_mounts(directory, spec.files)
+            kwargs["mounts"] = kwargs.get("mounts", []) + task_files.docker_mounts(
+                directory, spec.files
+            )
         try:
             return await asyncio.to_thread(self._client.containers.create, **kwargs)
         except ImageNotFound:
@@ -134,8 +173,9 @@ class DockerDriver:
             return self._fail(spec, f"cannot create the container: {_explain(exc)}")
         reason = await self._pull(spec.image)
         if reason is not None:
-            return self._fail(spec, f"image {spec.image!r} is not on this node and "
-                                          f"cannot be pulled: {reason}")
+            return self._fail(
+                spec, f"image {spec.image!r} is not on this node and cannot be pulled: {reason}"
+            )
         try:
             return await asyncio.to_thread(self._client.containers.create, **kwargs)
         except DockerException as exc:
@@ -153,8 +193,9 @@ class DockerDriver:
             container = created
             try:
                 for network in spec.networks[1:]:
-                    await asyncio.to_thread(self._client.api.connect_container_to_network,
-                                            container.id, network)
+                    await asyncio.to_thread(
+                        self._client.api.connect_container_to_network, container.id, network
+                    )
             except DockerException as exc:
                 return self._fail(spec, f"cannot join network {network!r}: {_explain(exc)}")
         try:
@@ -164,9 +205,14 @@ class DockerDriver:
             # from the start call is the clearer one for the caller.
             await asyncio.to_thread(container.reload)
             seen = observation_from_attrs(container.attrs)
-            return TaskObservation(spec.task_id, "failed", spec.service, spec.slot,
-                                   exit_code=seen.exit_code,
-                                   error=f"cannot start the container: {_explain(exc)}")
+            return TaskObservation(
+                spec.task_id,
+                "failed",
+                spec.service,
+                spec.slot,
+                exit_code=seen.exit_code,
+                error=f"cannot start the container: {_explain(exc)}",
+            )
         await asyncio.to_thread(container.reload)
         return observation_from_attrs(container.attrs)
 
@@ -207,24 +253,32 @@ class DockerDriver:
                 await asyncio.to_thread(container.remove, force=True, v=True)
             except NotFound:
                 pass
-        await asyncio.to_thread(task_files.remove_files,
-                                task_files.task_files_dir(self._files_root, task_id))
+        await asyncio.to_thread(
+            task_files.remove_files, task_files.task_files_dir(self._files_root, task_id)
+        )
 
-    async def logs(self, task_id: str, *, follow: bool = False,
-                   tail: Optional[int] = None) -> AsyncIterator[bytes]:
+    async def logs(
+        self, task_id: str, *, follow: bool = False, tail: int | None = None
+    ) -> AsyncIterator[bytes]:
         container = await self._find(task_id)
         if container is None:
             return
         loop = asyncio.get_running_loop()
-        stream = await loop.run_in_executor(self._streams, lambda: container.logs(
-            stream=True, follow=follow, tail="all" if tail is None else tail))
+        stream = await loop.run_in_executor(
+            self._streams,
+            lambda: container.logs(
+                stream=True, follow=follow, tail="all" if tail is None else tail
+            ),
+        )
         try:
-            while (chunk := await loop.run_in_executor(self._streams, next, stream, None)) is not None:
+            while (
+                chunk := await loop.run_in_executor(self._streams, next, stream, None)
+            ) is not None:
                 yield chunk
         finally:
             stream.close()  # unblocks the reading thread when the consumer leaves early
 
-    async def stats(self, task_id: str) -> Optional[TaskStats]:
+    async def stats(self, task_id: str) -> TaskStats | None:
         container = await self._find(task_id)
         if container is None or not observation_from_attrs(container.attrs).alive:
             return None
@@ -232,8 +286,12 @@ class DockerDriver:
         return stats_from_docker(task_id, raw)
 
     async def list_owned(self) -> list[TaskObservation]:
-        found = await asyncio.to_thread(self._client.containers.list, all=True, ignore_removed=True,
-                                        filters=self._owned_filter())
+        found = await asyncio.to_thread(
+            self._client.containers.list,
+            all=True,
+            ignore_removed=True,
+            filters=self._owned_filter(),
+        )
         return [observation_from_attrs(c.attrs) for c in found]
 
     async def aclose(self, timeout: float = 5.0) -> None:

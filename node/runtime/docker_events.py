@@ -13,10 +13,9 @@ import asyncio
 import logging
 from collections import defaultdict
 from concurrent.futures import Executor
-from typing import Any, Optional
+from typing import Any
 
 from node.runtime.docker_sdk import docker
-
 from node.runtime.model import LABEL_NODE, LABEL_TASK
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ class DeathEvents:
         self._node_id = node_id
         self._executor = executor
         self._stream: Any = None
-        self._reader: Optional[asyncio.Future] = None
+        self._reader: asyncio.Future | None = None
         self._waiters: defaultdict[str, set[asyncio.Future]] = defaultdict(set)
         self._opening = asyncio.Lock()
 

@@ -23,7 +23,9 @@ def _import_requests_without_a_detector() -> None:
         sys.modules[name] = None  # type: ignore[assignment]
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
+            warnings.filterwarnings(
+                "ignore", message="Unable to find acceptable character detection"
+            )
             importlib.import_module("requests")  # here, under the filter, before docker
     finally:
         for name in blocked:

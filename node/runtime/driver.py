@@ -9,7 +9,8 @@ to remove). A task that cannot be started is not an exception either: `start` an
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Optional, Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from node.runtime.health import CheckKind
 from node.runtime.model import NodeFingerprint, RunSpec, TaskObservation, TaskStats
@@ -24,7 +25,6 @@ class Driver(Protocol):
     # Options for the commands the agent runs for the runtime's tasks (cmd health checks):
     # they run as the task's user, never as the node's.
     command_options: dict
-
 
     async def fingerprint(self) -> NodeFingerprint:
         """The capacity this runtime offers to tasks."""
@@ -43,12 +43,13 @@ class Driver(Protocol):
     async def remove(self, task_id: str) -> None:
         """Kill the task if it still runs and forget it, its logs and its failure."""
 
-    def logs(self, task_id: str, *, follow: bool = False,
-             tail: Optional[int] = None) -> AsyncIterator[bytes]:
+    def logs(
+        self, task_id: str, *, follow: bool = False, tail: int | None = None
+    ) -> AsyncIterator[bytes]:
         """The task's stdout and stderr as byte chunks in the order written; with `follow`,
         keep streaming until the task ends or the iterator is closed."""
 
-    async def stats(self, task_id: str) -> Optional[TaskStats]:
+    async def stats(self, task_id: str) -> TaskStats | None:
         """Current cpu and memory use; None when the task does not run."""
 
     async def list_owned(self) -> list[TaskObservation]:

@@ -8,7 +8,6 @@ with two CPUs and 1 GiB must not offer the host's 64 CPUs.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from node.runtime.model import NodeFingerprint
 
@@ -36,19 +35,19 @@ def cgroup_paths(text: str) -> dict[str, str]:
     return paths
 
 
-def cpu_millis(cpus: int, quota_us: Optional[int], period_us: Optional[int]) -> int:
+def cpu_millis(cpus: int, quota_us: int | None, period_us: int | None) -> int:
     if quota_us and quota_us > 0 and period_us:
         return min(cpus * 1000, quota_us * 1000 // period_us)
     return cpus * 1000
 
 
-def memory_bytes(total: int, cgroup_limit: Optional[int]) -> int:
+def memory_bytes(total: int, cgroup_limit: int | None) -> int:
     if cgroup_limit and 0 < cgroup_limit < _UNLIMITED_MEMORY:
         return min(total, cgroup_limit)
     return total
 
 
-def _read(path: str) -> Optional[str]:
+def _read(path: str) -> str | None:
     try:
         with open(path) as f:
             return f.read()
@@ -56,7 +55,7 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def _read_int(path: str) -> Optional[int]:
+def _read_int(path: str) -> int | None:
     text = _read(path)
     try:
         return int(text.split()[0]) if text else None
@@ -64,8 +63,9 @@ def _read_int(path: str) -> Optional[int]:
         return None
 
 
-def _own_group_file(root: str, paths: dict[str, str], controller: str, mounts: tuple[str, ...],
-                    name: str) -> Optional[str]:
+def _own_group_file(
+    root: str, paths: dict[str, str], controller: str, mounts: tuple[str, ...], name: str
+) -> str | None:
     group = paths.get(controller)
     if group is None:
         return None
@@ -84,8 +84,10 @@ def host_fingerprint(runtime: str, root: str = "/sys/fs/cgroup") -> NodeFingerpr
     limit = _own_group_file(root, paths, "memory", ("memory",), "memory.limit_in_bytes")
     total = meminfo_total(_read("/proc/meminfo") or "")
     return NodeFingerprint(
-        cpu_millis=cpu_millis(cpus, _read_int(quota) if quota else None,
-                              _read_int(period) if period else None),
+        cpu_millis=cpu_millis(
+            cpus, _read_int(quota) if quota else None, _read_int(period) if period else None
+        ),
         memory_bytes=memory_bytes(total, _read_int(limit) if limit else None),
         runtime=runtime,
-        details={"cpus": str(cpus), "memory_total": str(total), "kernel": os.uname().release})
+        details={"cpus": str(cpus), "memory_total": str(total), "kernel": os.uname().release},
+    )

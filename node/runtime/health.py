@@ -16,8 +16,9 @@ import dataclasses
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Literal, Mapping, Optional
+from typing import Literal
 
 # The same kinds as the service spec's check (consensus.services.HealthCheck), less "none".
 CheckKind = Literal["http", "tcp", "cmd"]
@@ -77,8 +78,9 @@ class HealthState:
     last_detail: str = ""
 
 
-def observe(check: HealthCheck, state: HealthState, result: ProbeResult,
-            since_start: float) -> HealthState:
+def observe(
+    check: HealthCheck, state: HealthState, result: ProbeResult, since_start: float
+) -> HealthState:
     """The state after one probe `since_start` seconds after the task started."""
     if result.ok:
         return HealthState("healthy", 0, state.consecutive_successes + 1, result.detail)
@@ -98,7 +100,7 @@ def _clip(text: str) -> str:
 async def probe_tcp(host: str, port: int, timeout: float) -> ProbeResult:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return ProbeResult(False, f"tcp connect to {host}:{port} timed out after {timeout}s")
     except OSError as exc:
         return ProbeResult(False, f"tcp connect to {host}:{port} failed: {exc.strerror or exc}")
@@ -111,8 +113,10 @@ async def _http_status_line(host: str, port: int, path: str) -> bytes:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         # HTTP/1.0 with Connection: close keeps the probe free of keep-alive bookkeeping.
-        writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
-                     f"User-Agent: shoal-health\r\nConnection: close\r\n\r\n".encode())
+        writer.write(
+            f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
+            f"User-Agent: shoal-health\r\nConnection: close\r\n\r\n".encode()
+        )
         await writer.drain()
         return await reader.readline()
     finally:
@@ -124,7 +128,7 @@ async def probe_http(host: str, port: int, path: str, timeout: float) -> ProbeRe
     url = f"http://{host}:{port}{path}"
     try:
         line = await asyncio.wait_for(_http_status_line(host, port, path), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return ProbeResult(False, f"GET {url} timed out after {timeout}s")
     except OSError as exc:
         return ProbeResult(False, f"GET {url} failed: {exc.strerror or exc}")
@@ -142,20 +146,30 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-async def probe_command(argv: tuple[str, ...], timeout: float, *,
-                        env: Optional[Mapping[str, str]] = None,
-                        cwd: Optional[str] = None,
-                        run_as: Optional[Mapping[str, object]] = None) -> ProbeResult:
+async def probe_command(
+    argv: tuple[str, ...],
+    timeout: float,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    run_as: Mapping[str, object] | None = None,
+) -> ProbeResult:
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, env=dict(env) if env is not None else None, cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True, **(run_as or {}))
+            *argv,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            **(run_as or {}),
+        )
     except OSError as exc:
         return ProbeResult(False, f"cannot run {argv[0]!r}: {exc.strerror or exc}")
     try:
         output, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return ProbeResult(False, f"command timed out after {timeout}s")
     finally:
         if proc.returncode is None:  # timed out or cancelled: leave no stray probe behind
@@ -164,8 +178,10 @@ async def probe_command(argv: tuple[str, ...], timeout: float, *,
     text = _clip(output.decode(errors="replace"))
     if proc.returncode == 0:
         return ProbeResult(True, text)
-    return ProbeResult(False, f"exit status {proc.returncode}: {text}" if text
-                       else f"exit status {proc.returncode}")
+    return ProbeResult(
+        False,
+        f"exit status {proc.returncode}: {text}" if text else f"exit status {proc.returncode}",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +191,8 @@ class ProbeTarget:
 
     host: str = "127.0.0.1"
     port: int = 0
-    env: Optional[Mapping[str, str]] = None
-    cwd: Optional[str] = None
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
     # Popen options for a cmd check: the task's user (see node.runtime.task_user).
     run_as: Mapping[str, object] = field(default_factory=dict)
 
@@ -186,13 +202,18 @@ def probe(check: HealthCheck, target: ProbeTarget) -> Awaitable[ProbeResult]:
         return probe_http(target.host, target.port, check.path, check.timeout)
     if check.kind == "tcp":
         return probe_tcp(target.host, target.port, check.timeout)
-    return probe_command(check.command, check.timeout, env=target.env, cwd=target.cwd,
-                         run_as=target.run_as)
+    return probe_command(
+        check.command, check.timeout, env=target.env, cwd=target.cwd, run_as=target.run_as
+    )
 
 
-async def run_health_check(check: HealthCheck, target: ProbeTarget,
-                           on_change: Callable[[HealthState], None], *,
-                           clock: Callable[[], float] = time.monotonic) -> None:
+async def run_health_check(
+    check: HealthCheck,
+    target: ProbeTarget,
+    on_change: Callable[[HealthState], None],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
     """Probe every `check.interval` seconds until cancelled, calling `on_change` whenever the
     status changes. Every task begins "starting", which is therefore never reported."""
     started = clock()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from consensus.container import ContainerOptions
 from consensus.model import Resources
@@ -68,8 +68,10 @@ class TaskFile:
     def __post_init__(self) -> None:
         parts = self.target.split("/")
         if not self.target.startswith("/") or "" in parts[1:] or {".", ".."} & set(parts):
-            raise ValueError(f"files: target {self.target!r} of {self.kind} {self.source!r} "
-                             "must be an absolute file path without '.' or '..'")
+            raise ValueError(
+                f"files: target {self.target!r} of {self.kind} {self.source!r} "
+                "must be an absolute file path without '.' or '..'"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,7 @@ class RunSpec:
     ports: tuple[PortToPublish, ...] = ()
     cpu_millis: int = 0
     memory_bytes: int = 0
-    healthcheck: Optional[HealthCheck] = None
+    healthcheck: HealthCheck | None = None
     labels: dict[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
     stop_grace: float = 10.0
@@ -108,8 +110,10 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         if not _TASK_ID.fullmatch(self.task_id):
-            raise ValueError(f"task_id: must be 1-128 letters, digits, '_', '.' or '-' "
-                             f"starting with a letter or digit, not {self.task_id!r}")
+            raise ValueError(
+                f"task_id: must be 1-128 letters, digits, '_', '.' or '-' "
+                f"starting with a letter or digit, not {self.task_id!r}"
+            )
         if not self.service:
             raise ValueError("service: must not be empty")
         if self.slot < 0:
@@ -128,9 +132,14 @@ class RunSpec:
 
     def owner_labels(self, node_id: str) -> dict[str, str]:
         """The user's labels plus Shoal's ownership labels."""
-        return {**self.labels, LABEL_MANAGED: "1", LABEL_NODE: node_id,
-                LABEL_TASK: self.task_id, LABEL_SERVICE: self.service,
-                LABEL_SLOT: str(self.slot)}
+        return {
+            **self.labels,
+            LABEL_MANAGED: "1",
+            LABEL_NODE: node_id,
+            LABEL_TASK: self.task_id,
+            LABEL_SERVICE: self.service,
+            LABEL_SLOT: str(self.slot),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +159,11 @@ class TaskObservation:
     state: RuntimeState
     service: str = ""
     slot: int = 0
-    exit_code: Optional[int] = None
+    exit_code: int | None = None
     error: str = ""
     endpoints: tuple[PublishedPort, ...] = ()
     # Wall-clock seconds since the epoch; None when the task never started.
-    started_at: Optional[float] = None
+    started_at: float | None = None
     # What the runtime itself knows (Docker HEALTHCHECK); "unknown" when it runs no check.
     health: HealthStatus = "unknown"
     # The runtime's network name -> the task's address on it (its default network left out).
@@ -164,7 +173,7 @@ class TaskObservation:
     def alive(self) -> bool:
         return self.state in ("starting", "running")
 
-    def endpoint(self, target: int, protocol: Protocol = "tcp") -> Optional[PublishedPort]:
+    def endpoint(self, target: int, protocol: Protocol = "tcp") -> PublishedPort | None:
         """The published endpoint of a target port; target 0 means the first one."""
         for ep in self.endpoints:
             if (target == 0 or ep.target == target) and ep.protocol == protocol:

@@ -18,7 +18,7 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 MountType = Literal["volume", "bind", "tmpfs"]
 LABEL_VOLUME = "shoal.volume"
@@ -44,8 +44,9 @@ class Mount:
         if not self.target.startswith("/"):
             raise ValueError(f"mounts: target must be an absolute path, not {self.target!r}")
         if self.type == "bind" and not self.source.startswith("/"):
-            raise ValueError(f"mounts: a bind of {self.target} needs an absolute host path, "
-                             f"not {self.source!r}")
+            raise ValueError(
+                f"mounts: a bind of {self.target} needs an absolute host path, not {self.source!r}"
+            )
         if self.type == "volume" and self.source and not _VOLUME_NAME.fullmatch(self.source):
             raise ValueError(f"mounts: {self.source!r} is not a volume name")
         if self.type == "tmpfs" and self.source:
@@ -56,10 +57,15 @@ class Mount:
 
 # -- Docker ---------------------------------------------------------------------------------
 
+
 def docker_mount(mount: Mount) -> dict[str, Any]:
     """A mount in the Engine API's form (HostConfig.Mounts). A named volume that does not
     exist yet is created by the engine with the labels in VolumeOptions."""
-    plain: dict[str, Any] = {"Target": mount.target, "Type": mount.type, "ReadOnly": mount.read_only}
+    plain: dict[str, Any] = {
+        "Target": mount.target,
+        "Type": mount.type,
+        "ReadOnly": mount.read_only,
+    }
     if mount.source:
         plain["Source"] = mount.source
     if mount.type == "volume" and mount.source:
@@ -68,6 +74,7 @@ def docker_mount(mount: Mount) -> dict[str, Any]:
 
 
 # -- processes ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessMount:
@@ -79,29 +86,37 @@ class ProcessMount:
     create: bool  # the driver makes the directory; a bind's must already exist
 
 
-def host_bind_refused(mounts: tuple[Mount, ...], allowed: bool) -> Optional[str]:
+def host_bind_refused(mounts: tuple[Mount, ...], allowed: bool) -> str | None:
     """Why the task may not run on a node that allows no host bind mounts, or None."""
     for i, mount in enumerate(mounts):
         if mount.type == "bind" and not allowed:
-            return (f"mounts[{i}]: bind mounts of host paths ({mount.source}) are disabled on "
-                    "this node (--host-binds no)")
+            return (
+                f"mounts[{i}]: bind mounts of host paths ({mount.source}) are disabled on "
+                "this node (--host-binds no)"
+            )
     return None
 
 
-def process_mounts(mounts: tuple[Mount, ...], data_dir: str, task_dir: str) -> tuple[ProcessMount, ...]:
+def process_mounts(
+    mounts: tuple[Mount, ...], data_dir: str, task_dir: str
+) -> tuple[ProcessMount, ...]:
     """Each mount as a host directory; MountError when two would share a link or variable."""
     planned: list[ProcessMount] = []
     for i, mount in enumerate(mounts):
         name = posixpath.basename(mount.target.rstrip("/"))
         if not name or name in (".", ".."):
-            raise MountError(f"mounts[{i}]: target {mount.target!r} has no last part to name "
-                             "its link in the task's directory")
+            raise MountError(
+                f"mounts[{i}]: target {mount.target!r} has no last part to name "
+                "its link in the task's directory"
+            )
         env = "SHOAL_VOLUME_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
         clash = next((j for j, p in enumerate(planned) if p.link == name or p.env == env), None)
         if clash is not None:
-            raise MountError(f"mounts[{i}]: target {mount.target!r} would share the link ./{name} "
-                             f"or {env} with mounts[{clash}] (the process runtime names both "
-                             "after the target's last part)")
+            raise MountError(
+                f"mounts[{i}]: target {mount.target!r} would share the link ./{name} "
+                f"or {env} with mounts[{clash}] (the process runtime names both "
+                "after the target's last part)"
+            )
         if mount.type == "bind":
             path, create = mount.source, False
         elif mount.type == "volume" and mount.source:

@@ -21,22 +21,41 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional
 
 from consensus.container import stop_signal_number
-from node.runtime.health import CheckKind
 from node.runtime import procfs, task_files
 from node.runtime.cgroups import CgroupsV1, join_command
 from node.runtime.fingerprint import host_fingerprint
-from node.runtime.model import (PublishedPort, NodeFingerprint, RunSpec, TaskObservation, TaskStats,
-                                missing)
-from node.runtime.mounts import (VOLUMES_DIR, MountError, host_bind_refused, prepare_mounts,
-                                 process_mounts)
+from node.runtime.health import CheckKind
+from node.runtime.model import (
+    NodeFingerprint,
+    PublishedPort,
+    RunSpec,
+    TaskObservation,
+    TaskStats,
+    missing,
+)
+from node.runtime.mounts import (
+    VOLUMES_DIR,
+    MountError,
+    host_bind_refused,
+    prepare_mounts,
+    process_mounts,
+)
 from node.runtime.process_logs import follow_log, read_log
-from node.runtime.process_records import (LOG_FILE, WORK_DIR, TaskRecord, load_record,
-                                          load_records, port_environment, publish, save_record,
-                                          task_dir)
+from node.runtime.process_records import (
+    LOG_FILE,
+    WORK_DIR,
+    TaskRecord,
+    load_record,
+    load_records,
+    port_environment,
+    publish,
+    save_record,
+    task_dir,
+)
 from node.runtime.task_user import TaskUser, node_user
 
 log = logging.getLogger(__name__)
@@ -65,9 +84,16 @@ class ProcessDriver:
     name = "process"
     native_health_checks: frozenset[CheckKind] = frozenset()
 
-    def __init__(self, data_dir: str, *, node_id: str = "", cgroups: Optional[CgroupsV1] = None,
-                 stats_window: float = 0.5, task_user: Optional[TaskUser] = None,
-                 host_binds: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        *,
+        node_id: str = "",
+        cgroups: CgroupsV1 | None = None,
+        stats_window: float = 0.5,
+        task_user: TaskUser | None = None,
+        host_binds: bool = True,
+    ) -> None:
         self._data_dir = os.path.abspath(data_dir)
         self._user = task_user or node_user()
         self.command_options = self._user.popen_options()
@@ -78,15 +104,20 @@ class ProcessDriver:
         self._children: dict[str, subprocess.Popen] = {}
         # Tasks that never got a process: inspect must still say why.
         self._failures: dict[str, TaskObservation] = {}
-        self._files_root = task_files.files_root(os.path.join(self._data_dir, "task-files"),
-                                                 node_id or self._data_dir)
+        self._files_root = task_files.files_root(
+            os.path.join(self._data_dir, "task-files"), node_id or self._data_dir
+        )
         if self._user.switches:
             # A task reaches its own directory, volumes and files by their paths (a program
             # opens os.getcwd() + name): the node's directories on the way may be passed
             # through, never listed; what is in them is the node's alone (0600/0700) or the
             # task user's.
-            for path in (self._data_dir, os.path.join(self._data_dir, "tasks"),
-                         os.path.join(self._data_dir, VOLUMES_DIR), self._files_root):
+            for path in (
+                self._data_dir,
+                os.path.join(self._data_dir, "tasks"),
+                os.path.join(self._data_dir, VOLUMES_DIR),
+                self._files_root,
+            ):
                 os.makedirs(path, mode=0o711, exist_ok=True)
                 os.chmod(path, 0o711)
 
@@ -95,8 +126,13 @@ class ProcessDriver:
             found = host_fingerprint(self.name)
             problem = self._cgroups.problem()
             limits = "cgroup v1" if problem is None else f"not enforced: {problem}"
-            return NodeFingerprint(found.cpu_millis, found.memory_bytes, found.runtime,
-                                   {**found.details, "limits": limits})
+            return NodeFingerprint(
+                found.cpu_millis,
+                found.memory_bytes,
+                found.runtime,
+                {**found.details, "limits": limits},
+            )
+
         return await asyncio.to_thread(probe)
 
     def _fail(self, spec: RunSpec, error: str) -> TaskObservation:
@@ -115,8 +151,10 @@ class ProcessDriver:
             os.chmod(base, 0o711)
             self._user.give(cwd)
         env = {"PATH": os.environ.get("PATH", os.defpath), **spec.env}
-        if shutil.which(argv[0], path=env["PATH"]) is None and \
-                shutil.which(os.path.join(cwd, argv[0])) is None:
+        if (
+            shutil.which(argv[0], path=env["PATH"]) is None
+            and shutil.which(os.path.join(cwd, argv[0])) is None
+        ):
             raise FileNotFoundError(f"command {argv[0]!r} not found (PATH={env['PATH']})")
         endpoints = publish(spec.advertise_address, spec.ports)
         env.update(port_environment(endpoints))
@@ -129,8 +167,10 @@ class ProcessDriver:
             task_files.write_files(files, spec.files)
             for root, dirs, names in os.walk(files):
                 self._user.give(root, *(os.path.join(root, n) for n in names))
-            env.update(SHOAL_FILES_DIR=files,
-                       SHOAL_SECRETS_DIR=task_files.host_path(files, task_files.SECRETS_DIR))
+            env.update(
+                SHOAL_FILES_DIR=files,
+                SHOAL_SECRETS_DIR=task_files.host_path(files, task_files.SECRETS_DIR),
+            )
         procs: tuple[str, ...] = ()
         if spec.memory_bytes or spec.cpu_millis:
             problem = self._cgroups.problem()
@@ -148,24 +188,36 @@ class ProcessDriver:
         for i, mount in enumerate(spec.mounts):
             if mount.read_only:
                 # No mount namespace here: the task would write through the "read-only" path.
-                raise MountError(f"mounts[{i}]: the process runtime cannot make {mount.target} "
-                                 "read-only; drop readonly, or run the service on a docker node")
+                raise MountError(
+                    f"mounts[{i}]: the process runtime cannot make {mount.target} "
+                    "read-only; drop readonly, or run the service on a docker node"
+                )
 
     def _spawn(self, launch: _Launch) -> subprocess.Popen:
         # Popen, not asyncio's subprocess: asyncio kills a still-running child when its
         # transport is closed, and tasks must outlive the agent that started them.
         with open(launch.log_path, "ab") as output:
-            return subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env,
-                                    stdin=subprocess.DEVNULL, stdout=output,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    umask=TASK_UMASK, **self._user.popen_options())
+            return subprocess.Popen(
+                launch.argv,
+                cwd=launch.cwd,
+                env=launch.env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                umask=TASK_UMASK,
+                **self._user.popen_options(),
+            )
 
     async def start(self, spec: RunSpec) -> TaskObservation:
         self._failures.pop(spec.task_id, None)
         if spec.image not in PROCESS_IMAGES:
-            return self._fail(spec, f"image {spec.image!r}: the process runtime runs commands, "
-                                    f"not images; give a command with no image (or image "
-                                    f"'process'), or run the service on a docker node")
+            return self._fail(
+                spec,
+                f"image {spec.image!r}: the process runtime runs commands, "
+                f"not images; give a command with no image (or image "
+                f"'process'), or run the service on a docker node",
+            )
         if not spec.command + spec.args:
             return self._fail(spec, "command: the process runtime needs a command to run")
         record = await asyncio.to_thread(load_record, self._data_dir, spec.task_id)
@@ -177,17 +229,31 @@ class ProcessDriver:
         except OSError as exc:
             return self._fail(spec, f"cannot start: {exc}")
         stat = procfs.read_stat(child.pid)
-        record = TaskRecord(spec.task_id, spec.service, spec.slot, child.pid,
-                            stat.start_ticks if stat else 0, time.time(), launch.endpoints,
-                            spec.owner_labels(self._node_id), spec.memory_bytes,
-                            stop_signal_number(spec.options.stop_signal or "SIGTERM"))
+        record = TaskRecord(
+            spec.task_id,
+            spec.service,
+            spec.slot,
+            child.pid,
+            stat.start_ticks if stat else 0,
+            time.time(),
+            launch.endpoints,
+            spec.owner_labels(self._node_id),
+            spec.memory_bytes,
+            stop_signal_number(spec.options.stop_signal or "SIGTERM"),
+        )
         self._children[spec.task_id] = child
         await asyncio.to_thread(save_record, self._data_dir, record)
         return await self._observe(record)
 
     async def _observe(self, record: TaskRecord, *, stopped: bool = False) -> TaskObservation:
-        seen = TaskObservation(record.task_id, "running", record.service, record.slot,
-                               endpoints=record.endpoints, started_at=record.started_at)
+        seen = TaskObservation(
+            record.task_id,
+            "running",
+            record.service,
+            record.slot,
+            endpoints=record.endpoints,
+            started_at=record.started_at,
+        )
         if procfs.is_running(record.pid, record.start_ticks):
             return seen
         child = self._children.get(record.task_id)
@@ -195,22 +261,40 @@ class ProcessDriver:
             # Only a process's parent learns its exit status, and that was an earlier agent.
             ended = "stopped" if stopped else "ended"
             return TaskObservation(
-                record.task_id, "failed", record.service, record.slot, started_at=record.started_at,
-                error=f"{ended}; exit status unknown: started before the agent restarted")
+                record.task_id,
+                "failed",
+                record.service,
+                record.slot,
+                started_at=record.started_at,
+                error=f"{ended}; exit status unknown: started before the agent restarted",
+            )
         status = _exit_status(await asyncio.to_thread(child.wait))
         if status == 0:
-            return TaskObservation(record.task_id, "exited", record.service, record.slot,
-                                   exit_code=0, started_at=record.started_at)
+            return TaskObservation(
+                record.task_id,
+                "exited",
+                record.service,
+                record.slot,
+                exit_code=0,
+                started_at=record.started_at,
+            )
         if status == 128 + signal.SIGKILL and self._cgroups.oom_killed(record.task_id):
             error = f"killed: out of memory (limit {record.memory_limit_bytes} bytes)"
         elif status > 128:
             error = f"killed by {signal.Signals(status - 128).name}"
         else:
             error = f"exited with status {status}"
-        return TaskObservation(record.task_id, "failed", record.service, record.slot,
-                               exit_code=status, error=error, started_at=record.started_at)
+        return TaskObservation(
+            record.task_id,
+            "failed",
+            record.service,
+            record.slot,
+            exit_code=status,
+            error=error,
+            started_at=record.started_at,
+        )
 
-    async def _record(self, task_id: str) -> Optional[TaskRecord]:
+    async def _record(self, task_id: str) -> TaskRecord | None:
         return await asyncio.to_thread(load_record, self._data_dir, task_id)
 
     async def inspect(self, task_id: str) -> TaskObservation:
@@ -239,12 +323,14 @@ class ProcessDriver:
         self._signal(record, record.stop_signal)
         try:
             await asyncio.wait_for(procfs.wait_for_exit(record.pid, record.start_ticks), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._signal(record, signal.SIGKILL)
             await procfs.wait_for_exit(record.pid, record.start_ticks)
         # What the task left behind in its group dies with it, as in a container. Members are
         # killed one by one: while they live no other group can take their group id.
-        leftovers = await asyncio.to_thread(procfs.remaining_in_group, record.pid, record.start_ticks)
+        leftovers = await asyncio.to_thread(
+            procfs.remaining_in_group, record.pid, record.start_ticks
+        )
         for member in leftovers:
             try:
                 os.kill(member.pid, signal.SIGKILL)
@@ -259,11 +345,13 @@ class ProcessDriver:
         self._children.pop(task_id, None)
         await asyncio.to_thread(self._cgroups.remove, task_id)
         await asyncio.to_thread(shutil.rmtree, task_dir(self._data_dir, task_id), True)
-        await asyncio.to_thread(task_files.remove_files,
-                                task_files.task_files_dir(self._files_root, task_id))
+        await asyncio.to_thread(
+            task_files.remove_files, task_files.task_files_dir(self._files_root, task_id)
+        )
 
-    async def logs(self, task_id: str, *, follow: bool = False,
-                   tail: Optional[int] = None) -> AsyncIterator[bytes]:
+    async def logs(
+        self, task_id: str, *, follow: bool = False, tail: int | None = None
+    ) -> AsyncIterator[bytes]:
         record = await self._record(task_id)
         if record is None:
             return
@@ -276,7 +364,7 @@ class ProcessDriver:
             async for chunk in chunks:
                 yield chunk
 
-    async def stats(self, task_id: str) -> Optional[TaskStats]:
+    async def stats(self, task_id: str) -> TaskStats | None:
         record = await self._record(task_id)
         if record is None or not procfs.is_running(record.pid, record.start_ticks):
             return None

@@ -10,7 +10,8 @@ import asyncio
 import os
 import shutil
 import signal
-from typing import AsyncIterator, BinaryIO, Optional
+from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 CHUNK = 64 * 1024
 
@@ -37,7 +38,7 @@ def tail_offset(f: BinaryIO, lines: int) -> int:
     return 0
 
 
-async def read_log(path: str, tail: Optional[int]) -> AsyncIterator[bytes]:
+async def read_log(path: str, tail: int | None) -> AsyncIterator[bytes]:
     try:
         f = await asyncio.to_thread(open, path, "rb")
     except FileNotFoundError:
@@ -51,7 +52,7 @@ async def read_log(path: str, tail: Optional[int]) -> AsyncIterator[bytes]:
         f.close()
 
 
-async def follow_log(path: str, pid: int, tail: Optional[int]) -> AsyncIterator[bytes]:
+async def follow_log(path: str, pid: int, tail: int | None) -> AsyncIterator[bytes]:
     """The log from its start (or its last `tail` lines) and then whatever the task writes,
     until the process `pid` has ended."""
     tail_bin = shutil.which("tail")
@@ -59,9 +60,15 @@ async def follow_log(path: str, pid: int, tail: Optional[int]) -> AsyncIterator[
         raise RuntimeError("following a process task's log needs tail(1) from coreutils")
     start = ["-c", "+1"] if tail is None else ["-n", str(tail)]
     proc = await asyncio.create_subprocess_exec(
-        tail_bin, *start, "-f", f"--pid={pid}", path,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
+        tail_bin,
+        *start,
+        "-f",
+        f"--pid={pid}",
+        path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         while chunk := await proc.stdout.read(CHUNK):  # type: ignore[union-attr]
             yield chunk

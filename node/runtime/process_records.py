@@ -12,10 +12,9 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Optional
 
 from consensus.wire import WireError, from_plain, to_plain
-from node.runtime.model import PublishedPort, PortToPublish
+from node.runtime.model import PortToPublish, PublishedPort
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def save_record(data_dir: str, record: TaskRecord) -> None:
     os.replace(temporary, path)  # a reader sees the old record or the new one, never half
 
 
-def load_record(data_dir: str, task_id: str) -> Optional[TaskRecord]:
+def load_record(data_dir: str, task_id: str) -> TaskRecord | None:
     path = os.path.join(task_dir(data_dir, task_id), STATE_FILE)
     try:
         with open(path) as f:
@@ -82,8 +81,10 @@ def allocate_port(host: str, protocol: str) -> int:
 
 
 def publish(host: str, ports: tuple[PortToPublish, ...]) -> tuple[PublishedPort, ...]:
-    return tuple(PublishedPort(p.target, p.protocol, host, p.published or allocate_port(host, p.protocol))
-                 for p in ports)
+    return tuple(
+        PublishedPort(p.target, p.protocol, host, p.published or allocate_port(host, p.protocol))
+        for p in ports
+    )
 
 
 def port_environment(endpoints: tuple[PublishedPort, ...]) -> dict[str, str]:

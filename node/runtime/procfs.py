@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -36,13 +35,20 @@ def parse_stat(text: str) -> ProcStat:
     """One /proc/<pid>/stat line. The command name (field 2) may hold spaces and
     parentheses, so the fields are counted from the last ')'."""
     pid, _, _ = text.partition(" (")
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state) of proc(5).
-    return ProcStat(pid=int(pid), state=fields[0], pgrp=int(fields[2]), utime=int(fields[11]),
-                    stime=int(fields[12]), start_ticks=int(fields[19]), rss_pages=int(fields[21]))
+    return ProcStat(
+        pid=int(pid),
+        state=fields[0],
+        pgrp=int(fields[2]),
+        utime=int(fields[11]),
+        stime=int(fields[12]),
+        start_ticks=int(fields[19]),
+        rss_pages=int(fields[21]),
+    )
 
 
-def read_stat(pid: int) -> Optional[ProcStat]:
+def read_stat(pid: int) -> ProcStat | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return parse_stat(f.read())

@@ -18,9 +18,16 @@ class RuntimeUnavailable(RuntimeError):
     """The runtime asked for cannot run here; the text says why."""
 
 
-async def select_driver(runtime: RuntimeChoice, data_dir: str, *, node_id: str,
-                        docker_timeout: float = 2.0, pull_images: bool = True,
-                        task_user: str = "", host_binds: bool = True) -> Driver:
+async def select_driver(
+    runtime: RuntimeChoice,
+    data_dir: str,
+    *,
+    node_id: str,
+    docker_timeout: float = 2.0,
+    pull_images: bool = True,
+    task_user: str = "",
+    host_binds: bool = True,
+) -> Driver:
     """docker: the Docker Engine or RuntimeUnavailable saying why not. process: plain processes
     as `task_user` (see node.runtime.task_user). auto: Docker when the engine answers within
     `docker_timeout`, plain processes otherwise. ValueError for a task user that cannot be."""
@@ -33,12 +40,14 @@ async def select_driver(runtime: RuntimeChoice, data_dir: str, *, node_id: str,
         return processes()
     if runtime not in ("auto", "docker"):
         raise ValueError(f"runtime: must be 'auto', 'docker' or 'process', not {runtime!r}")
-    from node.runtime.docker_driver import DockerDriver  # only now: see node.runtime
     from docker.errors import DockerException
 
+    from node.runtime.docker_driver import DockerDriver  # only now: see node.runtime
+
     try:
-        return await DockerDriver.connect(node_id, timeout=docker_timeout, pull=pull_images,
-                                          host_binds=host_binds)
+        return await DockerDriver.connect(
+            node_id, timeout=docker_timeout, pull=pull_images, host_binds=host_binds
+        )
     except DockerException as exc:
         if runtime == "docker":
             raise RuntimeUnavailable(str(exc)) from exc

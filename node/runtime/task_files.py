@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 import shutil
-from typing import Optional
 
 from node.runtime.model import TaskFile
 
@@ -25,7 +24,7 @@ _TMPFS_CANDIDATES = ("/dev/shm", "XDG_RUNTIME_DIR")
 _ROOT_NAME = "shoal-task-files"
 
 
-def tmpfs_root(owner: str) -> Optional[str]:
+def tmpfs_root(owner: str) -> str | None:
     """A writable directory on a tmpfs for the task files of one node (`owner`: its id or
     data dir; nodes sharing a machine never share it), or None when there is none."""
     name = f"{_ROOT_NAME}-{hashlib.sha256(owner.encode()).hexdigest()[:16]}"
@@ -40,8 +39,11 @@ def files_root(fallback: str, owner: str) -> str:
     """Where task files go on this node: a tmpfs, else `fallback` (with a warning, once)."""
     root = tmpfs_root(owner)
     if root is None:
-        log.warning("no writable tmpfs (/dev/shm, $XDG_RUNTIME_DIR): secrets given to tasks are "
-                    "written under %s while their tasks run", fallback)
+        log.warning(
+            "no writable tmpfs (/dev/shm, $XDG_RUNTIME_DIR): secrets given to tasks are "
+            "written under %s while their tasks run",
+            fallback,
+        )
         return fallback
     return root
 

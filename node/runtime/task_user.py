@@ -49,8 +49,10 @@ def resolve_task_user(name: str) -> TaskUser:
         return lookup(DEFAULT_TASK_USER) if os.geteuid() == 0 else node_user()
     user = lookup(name)
     if user.switches and os.geteuid() != 0:
-        raise ValueError(f"--task-user {name}: only a node running as root can start tasks as "
-                         f"another user (this one runs as {node_user().name})")
+        raise ValueError(
+            f"--task-user {name}: only a node running as root can start tasks as "
+            f"another user (this one runs as {node_user().name})"
+        )
     return user
 
 

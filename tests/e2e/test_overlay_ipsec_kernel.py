@@ -122,39 +122,77 @@ def _checksum(header: bytes) -> int:
 def forged_vxlan(vni: int, mac: str, src: str, dst: str, payload: bytes) -> bytes:
     """A VXLAN packet's UDP payload carrying an IPv4/UDP datagram to `dst`:9999."""
     udp = struct.pack("!HHHH", 40000, 9999, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(udp),
+        1,
+        0,
+        64,
+        17,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
+    )
     ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
     ethernet = bytes.fromhex(mac.replace(":", "")) + bytes.fromhex("020000000009") + b"\x08\x00"
     return struct.pack("!II", 0x08000000, vni << 8) + ethernet + ip + udp
 
 
 def _xfrm_stat(host) -> dict[str, int]:
-    return {name: int(value) for name, value in
-            (line.split() for line in host.run(["cat", "/proc/net/xfrm_stat"]).stdout.splitlines())}
+    return {
+        name: int(value)
+        for name, value in (
+            line.split() for line in host.run(["cat", "/proc/net/xfrm_stat"]).stdout.splitlines()
+        )
+    }
 
 
 def _converge(host, phase: str, nodes: list[str]) -> dict:
-    done = host.run([sys.executable, "-c", SCRIPT, phase, host.address, str(host.index), *nodes], timeout=60)
+    done = host.run(
+        [sys.executable, "-c", SCRIPT, phase, host.address, str(host.index), *nodes], timeout=60
+    )
     return json.loads(done.stdout)
 
 
-def test_only_the_encrypted_networks_vxlan_is_protected_and_removing_it_leaves_nothing(netbed_factory, tmp_path):
+def test_only_the_encrypted_networks_vxlan_is_protected_and_removing_it_leaves_nothing(
+    netbed_factory, tmp_path
+):
     bed = netbed_factory(2)
     sender, receiver = bed.hosts
     nodes = [h.address for h in bed.hosts]
     up = {h.name: _converge(h, "up", nodes) for h in bed.hosts}
     can_encrypt = up["h0"]["states"] > 0
     for seen in up.values():
-        assert seen["policies"] == 1, "one policy towards the other host, for the encrypted network only"
+        assert seen["policies"] == 1, (
+            "one policy towards the other host, for the encrypted network only"
+        )
         if not can_encrypt:
             assert "CONFIG_INET_ESP" in seen["problems"][0], seen
     # The receiver's bridges' addresses are learned by ARP on the plain network; on the
     # encrypted one ARP may be dropped with everything else, so the sender is told them.
-    macs = {vni: json.loads(receiver.run(["ip", "-j", "link", "show", f"sov{vni}"]).stdout)[0]["address"]
-            for vni in (4096, 4097)}
+    macs = {
+        vni: json.loads(receiver.run(["ip", "-j", "link", "show", f"sov{vni}"]).stdout)[0][
+            "address"
+        ]
+        for vni in (4096, 4097)
+    }
     for vni, address in ((4096, "10.200.0.2"), (4097, "10.200.16.2")):
-        sender.run(["ip", "neigh", "replace", address, "lladdr", macs[vni], "dev", f"sov{vni}", "nud", "permanent"])
+        sender.run(
+            [
+                "ip",
+                "neigh",
+                "replace",
+                address,
+                "lladdr",
+                macs[vni],
+                "dev",
+                f"sov{vni}",
+                "nud",
+                "permanent",
+            ]
+        )
     listener = receiver.spawn([sys.executable, "-c", LISTENER], log_path=tmp_path / "received.log")
     time.sleep(0.5)
     before = _xfrm_stat(sender)
@@ -166,25 +204,39 @@ def test_only_the_encrypted_networks_vxlan_is_protected_and_removing_it_leaves_n
         capture.close()
     wire = b"".join(capture.frames)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
-        for vni, subnet, marker in ((4096, "10.200.0", b"FORGED-PLAIN-2b7d"), (4097, "10.200.16", b"FORGED-SECRET-e41a")):
+        for vni, subnet, marker in (
+            (4096, "10.200.0", b"FORGED-PLAIN-2b7d"),
+            (4097, "10.200.16", b"FORGED-SECRET-e41a"),
+        ):
             for _ in range(3):
-                intruder.sendto(forged_vxlan(vni, macs[vni], f"{subnet}.1", f"{subnet}.2", marker),
-                                (receiver.address, 4789))
+                intruder.sendto(
+                    forged_vxlan(vni, macs[vni], f"{subnet}.1", f"{subnet}.2", marker),
+                    (receiver.address, 4789),
+                )
     time.sleep(0.5)
     received = (tmp_path / "received.log").read_text()
     listener.kill()
-    assert "FORGED-PLAIN-2b7d" in received, "plain VXLAN forged on the underlay reaches a plain network"
-    assert "FORGED-SECRET-e41a" not in received, "plain VXLAN forged for the encrypted network got in"
-    assert b"PLAIN-MARKER-7f3a" in wire, "the plain network's VXLAN is on the wire in clear (and the capture works)"
+    assert "FORGED-PLAIN-2b7d" in received, (
+        "plain VXLAN forged on the underlay reaches a plain network"
+    )
+    assert "FORGED-SECRET-e41a" not in received, (
+        "plain VXLAN forged for the encrypted network got in"
+    )
+    assert b"PLAIN-MARKER-7f3a" in wire, (
+        "the plain network's VXLAN is on the wire in clear (and the capture works)"
+    )
     assert "PLAIN-MARKER-7f3a" in received
-    assert b"SECRET-MARKER-9c1e" not in wire, "the encrypted network's payload was on the wire in clear"
+    assert b"SECRET-MARKER-9c1e" not in wire, (
+        "the encrypted network's payload was on the wire in clear"
+    )
     if can_encrypt:
         assert 50 in capture.ip_protocols(), "the encrypted network's VXLAN travels in ESP"
         assert "SECRET-MARKER-9c1e" in received, "and arrives"
     else:
         after = _xfrm_stat(sender)
-        assert after["XfrmOutNoStates"] > before["XfrmOutNoStates"], \
+        assert after["XfrmOutNoStates"] > before["XfrmOutNoStates"], (
             "without an association the policy drops the packets"
+        )
         assert "SECRET-MARKER-9c1e" not in received
     down = {h.name: _converge(h, "down", nodes) for h in bed.hosts}
     assert all((seen["states"], seen["policies"]) == (0, 0) for seen in down.values()), down

@@ -18,9 +18,9 @@ import sys
 
 import aiohttp
 import pytest
+from node.localcluster import wait_for
 
 from node.client import ShoalClient
-from node.localcluster import wait_for
 from node.security import ClusterKeys
 from tests.e2e.test_overlay_ipsec_kernel import Capture
 from tests.e2e.test_overlay_netbed import _container, _fetch
@@ -52,7 +52,9 @@ services:
 POLICIES = "from netoverlay.overlay.ipsec_kernel import read_policies; print(len(read_policies()))"
 
 
-def test_an_encrypted_network_never_crosses_the_underlay_in_clear(netbed_factory, busybox_image, tmp_path):
+def test_an_encrypted_network_never_crosses_the_underlay_in_clear(
+    netbed_factory, busybox_image, tmp_path
+):
     bed = netbed_factory(2)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         daemons = list(pool.map(lambda host: host.start_dockerd(), bed.hosts))
@@ -67,16 +69,29 @@ def _policies(host) -> int:
 async def _scenario(bed, by_node, image, tmp_path) -> None:
     env = {name: {"DOCKER_HOST": daemon.url} for name, daemon in by_node.items()}
     async with aiohttp.ClientSession() as session:
-        cluster = BedCluster(bed, tmp_path / "nodes", session, runtime="docker",
-                             extra_args=["--overlay", "--image-pull", "never"], node_env=env)
+        cluster = BedCluster(
+            bed,
+            tmp_path / "nodes",
+            session,
+            runtime="docker",
+            extra_args=["--overlay", "--image-pull", "never"],
+            node_env=env,
+        )
         try:
             await cluster.form()
             token = ClusterKeys.from_token(cluster.token).api_token
             client = ShoalClient(f"{bed.hosts[0].address}:{API_PORT}", token, session=session)
-            await client.request("POST", "/v1/apply", data=STACK.replace("{image}", image).encode(),
-                                 content_type="application/yaml")
+            await client.request(
+                "POST",
+                "/v1/apply",
+                data=STACK.replace("{image}", image).encode(),
+                content_type="application/yaml",
+            )
             sealed = await client.request("GET", "/v1/networks/sealed")
-            assert sealed["encrypted"] and not (await client.request("GET", "/v1/networks/clear"))["encrypted"]
+            assert (
+                sealed["encrypted"]
+                and not (await client.request("GET", "/v1/networks/clear"))["encrypted"]
+            )
             await _check_traffic(bed, by_node, client)
             rotated = await client.request("POST", "/v1/networks/sealed/rotate-key")
             assert rotated == {"name": "sealed", "key_epoch": 1}
@@ -96,8 +111,12 @@ async def _check_traffic(bed, by_node, client) -> None:
         assert body == "CLEAR-MARKER-0d9b", body
         return caller
 
-    caller = await wait_for(clear_served, timeout=90, what="the client to reach the server over `clear`")
-    assert all(_policies(host) == 1 for host in bed.hosts), "a policy towards the other node on each"
+    caller = await wait_for(
+        clear_served, timeout=90, what="the client to reach the server over `clear`"
+    )
+    assert all(_policies(host) == 1 for host in bed.hosts), (
+        "a policy towards the other node on each"
+    )
     capture = Capture(bed.hosts[1].veth)
     try:
         clear = await asyncio.to_thread(_fetch, n0, caller, "http://server.clear/clear.html")
@@ -105,16 +124,25 @@ async def _check_traffic(bed, by_node, client) -> None:
     finally:
         capture.close()
     wire = b"".join(capture.frames)
-    assert clear == "CLEAR-MARKER-0d9b" and b"CLEAR-MARKER-0d9b" in wire, "a plain network travels in clear"
-    assert b"SEALED-MARKER-51c2" not in wire, "the encrypted network's payload crossed the underlay in clear"
+    assert clear == "CLEAR-MARKER-0d9b" and b"CLEAR-MARKER-0d9b" in wire, (
+        "a plain network travels in clear"
+    )
+    assert b"SEALED-MARKER-51c2" not in wire, (
+        "the encrypted network's payload crossed the underlay in clear"
+    )
     status = await client.request("GET", "/v1/overlay")
     lacking = [p for p in status["problems"] if "CONFIG_INET_ESP" in p]
     if lacking:  # this kernel has no ESP: the policies drop what they cannot encrypt
-        assert sealed == "", f"the client reached the server over an unencrypted `sealed`: {sealed!r}"
+        assert sealed == "", (
+            f"the client reached the server over an unencrypted `sealed`: {sealed!r}"
+        )
     else:
         assert sealed == "SEALED-MARKER-51c2", f"over `sealed`: {sealed!r} ({status['problems']})"
         assert 50 in capture.ip_protocols(), "the encrypted network travels in ESP"
-    assert {n["name"]: n["encrypted"] for n in status["networks"]} == {"sealed": True, "clear": False}
+    assert {n["name"]: n["encrypted"] for n in status["networks"]} == {
+        "sealed": True,
+        "clear": False,
+    }
 
 
 async def _check_removal(bed, client) -> None:
@@ -137,7 +165,9 @@ async def _check_node_removal(bed, client) -> None:
         assert [_policies(host) for host in bed.hosts] == [1, 1]
         return True
 
-    await wait_for(guarded, timeout=30, what="a policy on each host for an encrypted network made by the API")
+    await wait_for(
+        guarded, timeout=30, what="a policy on each host for an encrypted network made by the API"
+    )
     (n1,) = [n for n in await client.request("GET", "/v1/nodes") if n["name"] == "n1"]
     await client.request("DELETE", f"/v1/nodes/{n1['id']}", params={"force": "1"})
 
@@ -146,4 +176,6 @@ async def _check_node_removal(bed, client) -> None:
         assert not any(left.values()), left
         return True
 
-    await wait_for(torn_down, timeout=30, what="the removed node and the one left to drop their policies")
+    await wait_for(
+        torn_down, timeout=30, what="the removed node and the one left to drop their policies"
+    )

@@ -8,14 +8,15 @@ from __future__ import annotations
 from consensus.tasks import AssignTasks, StopTask
 from node.runtime.procfs import is_running
 from tests.integration.agent_support import run_agent
-from tests.integration.test_agent_process import (agent_for, data_dir, get, process_of,  # noqa: F401
-                                                  source, web)
+from tests.integration.test_agent_process import agent_for, data_dir, get, process_of, source, web  # noqa: F401
 
 # Longer than any test may run: whatever stops before it did not wait for the drain.
 FOREVER = "1h"
 
 
-async def test_a_task_with_ports_keeps_serving_while_it_drains_and_the_agent_goes_on(source, data_dir):  # noqa: F811
+async def test_a_task_with_ports_keeps_serving_while_it_drains_and_the_agent_goes_on(
+    source, data_dir
+):  # noqa: F811
     await source.create_service(web(stop_delay=FOREVER))
     (old,) = await source.assign("web", 1)
     agent = agent_for(source, data_dir)

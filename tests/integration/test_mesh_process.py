@@ -16,8 +16,14 @@ from netoverlay.lb import NftConfig, NftDataPlane, ServicePort
 from node.devcluster.localcluster import LocalCluster, NodeProc
 from node.runtime import ProcessDriver
 from node.runtime.process_records import load_record
-from tests.integration.mesh_support import (HTTP_CHECK, PUBLISHED, WEB, remove_leftover_tables,
-                                            require_nft, routing_mesh_flow)
+from tests.integration.mesh_support import (
+    HTTP_CHECK,
+    PUBLISHED,
+    WEB,
+    remove_leftover_tables,
+    require_nft,
+    routing_mesh_flow,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,8 +41,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), Handler).serve_forever()
 """
-SPEC = {**WEB, "image": "process", "command": [sys.executable, "-c", SERVER],
-        "ports": [f"{PUBLISHED}:8000"], "health": HTTP_CHECK}
+SPEC = {
+    **WEB,
+    "image": "process",
+    "command": [sys.executable, "-c", SERVER],
+    "ports": [f"{PUBLISHED}:8000"],
+    "health": HTTP_CHECK,
+}
 
 
 async def remove_leftover_tasks(cluster: LocalCluster) -> None:
@@ -52,9 +63,20 @@ async def cluster(request, tmp_path):
     dataplane = request.param
     if dataplane == "nft":
         require_nft()
-    cluster = LocalCluster(str(tmp_path), 3, ["--runtime", "process", "--cpus", "4",
-                                              "--memory", str(8 << 30),
-                                              "--lb-dataplane", dataplane])
+    cluster = LocalCluster(
+        str(tmp_path),
+        3,
+        [
+            "--runtime",
+            "process",
+            "--cpus",
+            "4",
+            "--memory",
+            str(8 << 30),
+            "--lb-dataplane",
+            dataplane,
+        ],
+    )
     try:
         await cluster.start()
         yield cluster

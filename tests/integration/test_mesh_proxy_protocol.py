@@ -47,13 +47,20 @@ async def test_the_task_sees_the_clients_address_in_a_proxy_header(tmp_path):
     try:
         await cluster.start()
         address = cluster.nodes[0].address
-        await create(cluster, {"name": "pp", "image": "process", "command": [sys.executable, "-c", SERVER],
-                               "ports": [{"target": 8000, "published": PUBLISHED, "proxy_protocol": True}]})
+        await create(
+            cluster,
+            {
+                "name": "pp",
+                "image": "process",
+                "command": [sys.executable, "-c", SERVER],
+                "ports": [{"target": 8000, "published": PUBLISHED, "proxy_protocol": True}],
+            },
+        )
 
         async def answered() -> bool:
             try:
                 return (await ask(address))[0].startswith("proxy ")
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 return False
 
         await wait_for(answered, 60, "the task to answer through the mesh")

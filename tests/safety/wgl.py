@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 State = Hashable
 
@@ -26,8 +25,8 @@ class RegisterOp:
     invoked_at: float
     completed_at: float  # math.inf when the outcome is unknown
     is_write: bool
-    value: Optional[str]  # written, or read (None: absent)
-    label: str = ""       # how to name it in an explanation
+    value: str | None  # written, or read (None: absent)
+    label: str = ""  # how to name it in an explanation
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +35,7 @@ class Verdict:
     # On failure: the most operations any linearization attempt placed, and an operation
     # that no order could place at that point (the one to look at first).
     longest_prefix: int = 0
-    stuck_at: Optional[RegisterOp] = None
+    stuck_at: RegisterOp | None = None
 
 
 def register_step(state: State, op: RegisterOp) -> tuple[bool, State]:
@@ -45,14 +44,19 @@ def register_step(state: State, op: RegisterOp) -> tuple[bool, State]:
     return op.value == state, state
 
 
-def check(ops: Sequence[RegisterOp], initial: State = None,
-          step: Callable[[State, RegisterOp], tuple[bool, State]] = register_step) -> Verdict:
+def check(
+    ops: Sequence[RegisterOp],
+    initial: State = None,
+    step: Callable[[State, RegisterOp], tuple[bool, State]] = register_step,
+) -> Verdict:
     n = len(ops)
     if n == 0:
         return Verdict(True)
     # Events sorted by time; at equal times calls come first (the two overlap).
-    events = sorted([(op.invoked_at, 0, i) for i, op in enumerate(ops)]
-                    + [(op.completed_at, 1, i) for i, op in enumerate(ops)])
+    events = sorted(
+        [(op.invoked_at, 0, i) for i, op in enumerate(ops)]
+        + [(op.completed_at, 1, i) for i, op in enumerate(ops)]
+    )
     # A doubly linked list over event slots 1..2n with a head sentinel at 0.
     size = 2 * n + 1
     nxt = list(range(1, size + 1))
@@ -111,4 +115,3 @@ def check(ops: Sequence[RegisterOp], initial: State = None,
         unlift(entry)
         entry = nxt[entry]
     return Verdict(True, n)
-

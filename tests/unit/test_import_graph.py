@@ -27,7 +27,8 @@ def project_modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> 
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _load_time_imports(body: list[ast.stmt]):
@@ -41,8 +42,7 @@ def _load_time_imports(body: list[ast.stmt]):
                 yield from _load_time_imports(stmt.body)
             yield from _load_time_imports(stmt.orelse)
         elif isinstance(stmt, ast.Try):
-            for block in (stmt.body, stmt.orelse, stmt.finalbody,
-                          *(h.body for h in stmt.handlers)):
+            for block in (stmt.body, stmt.orelse, stmt.finalbody, *(h.body for h in stmt.handlers)):
                 yield from _load_time_imports(block)
         elif isinstance(stmt, ast.With):
             yield from _load_time_imports(stmt.body)
@@ -57,17 +57,17 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         else:
             base = stmt.module or ""
             if stmt.level:
-                anchor = package.split(".")[:len(package.split(".")) - stmt.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - stmt.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
             # `from pkg import sub` loads the submodule; `from mod import name` loads mod.
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                       for a in stmt.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in stmt.names
+            ]
         found.update(t for t in targets if t in modules and t != name)
     return found
 
 
-def import_graph(root: Path = ROOT,
-                 packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
+def import_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
     modules = project_modules(root, packages)
     return {name: imports_of(name, path, modules) for name, path in modules.items()}
 
@@ -82,7 +82,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         path.pop()
@@ -101,8 +101,13 @@ def test_the_project_has_no_import_cycle():
 
 
 def test_the_pure_packages_never_import_node():
-    reach_up = sorted(f"{m} imports {t}" for m, targets in import_graph().items()
-                      if m.split(".")[0] in PURE for t in targets if t.split(".")[0] == "node")
+    reach_up = sorted(
+        f"{m} imports {t}"
+        for m, targets in import_graph().items()
+        if m.split(".")[0] in PURE
+        for t in targets
+        if t.split(".")[0] == "node"
+    )
     assert reach_up == []
 
 
@@ -132,8 +137,9 @@ def test_the_checker_finds_a_cycle_and_ignores_what_loads_later(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "a.py").write_text("from node import b\n")
     (pkg / "b.py").write_text("from node.a import thing\n")
-    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                              "    from node.d import x\n")
+    (pkg / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from node.d import x\n"
+    )
     (pkg / "d.py").write_text("def f():\n    from node.c import y\n")
     graph = import_graph(tmp_path, ("node",))
     assert graph["node.c"] == set() and graph["node.d"] == set()
@@ -141,14 +147,21 @@ def test_the_checker_finds_a_cycle_and_ignores_what_loads_later(tmp_path):
 
 
 def test_runtime_drivers_import_nothing_of_the_node_above_them():
-    reach_up = sorted(f"{m} imports {t}" for m, targets in import_graph().items()
-                      if m.startswith("node.runtime") for t in targets
-                      if t.startswith("node.") and not t.startswith("node.runtime"))
+    reach_up = sorted(
+        f"{m} imports {t}"
+        for m, targets in import_graph().items()
+        if m.startswith("node.runtime")
+        for t in targets
+        if t.startswith("node.") and not t.startswith("node.runtime")
+    )
     assert reach_up == []
 
 
 def test_api_handlers_do_not_name_the_node_process():
     """Handlers see the node through node.api.context.NodeContext, even for type checks."""
-    named = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "node" / "api").glob("*.py")
-                   if "node.server" in p.read_text())
+    named = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "node" / "api").glob("*.py")
+        if "node.server" in p.read_text()
+    )
     assert named == []

@@ -27,9 +27,11 @@ def test_each_private_name_exists_on_a_running_syncobj(name):
 
 
 def test_private_names_are_used_only_in_the_adapter():
-    sources = {str(path.relative_to(ROOT)): path.read_text()
-               for package in ("consensus", "node", "scheduler", "netoverlay", "bench")
-               for path in (ROOT / package).rglob("*.py")}
+    sources = {
+        str(path.relative_to(ROOT)): path.read_text()
+        for package in ("consensus", "node", "scheduler", "netoverlay", "bench")
+        for path in (ROOT / package).rglob("*.py")
+    }
     for name in (*PYSYNCOBJ_PRIVATE, "_SyncObj__"):
         users = {path for path, text in sources.items() if name in text}
         assert users == {"consensus/raft.py"}, f"{name} used in {sorted(users)}"

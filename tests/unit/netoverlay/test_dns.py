@@ -6,7 +6,7 @@ import asyncio
 import socket
 
 import pytest
-from dnslib import QTYPE, RCODE, DNSRecord, EDNS0
+from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,10 +15,11 @@ from netoverlay.lb.types import Backend, ServicePort
 
 NODES = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 ENDPOINTS = {
-    "web": [Backend("web", "t1", "n1", "10.1.0.1", 8080, weight=2),
-            Backend("web", "t2", "n2", "10.1.0.2", 8081)],
-    "db": [Backend("db", "t3", "n3", "10.1.0.3", 5432),
-           Backend("db", "t4", "n3", "fd00::4", 5432)],
+    "web": [
+        Backend("web", "t1", "n1", "10.1.0.1", 8080, weight=2),
+        Backend("web", "t2", "n2", "10.1.0.2", 8081),
+    ],
+    "db": [Backend("db", "t3", "n3", "10.1.0.3", 5432), Backend("db", "t4", "n3", "fd00::4", 5432)],
 }
 PORTS = [ServicePort("web", 80, 8080)]
 TABLE = service_records(PORTS, ENDPOINTS, NODES)
@@ -94,8 +95,10 @@ async def test_garbage_is_counted_and_ignored_and_the_server_keeps_answering(ser
 
 
 def test_a_large_answer_is_cut_to_fit_one_datagram():
-    many = [Backend("big", f"task{i:03d}", "n", f"10.2.{i // 250}.{i % 250 + 1}", 80)
-            for i in range(400)]
+    many = [
+        Backend("big", f"task{i:03d}", "n", f"10.2.{i // 250}.{i % 250 + 1}", 80)
+        for i in range(400)
+    ]
     table = service_records([], {"big": many}, NODES)
     plain = DNSRecord.parse(answer(DNSRecord.question("tasks.big.shoal").pack(), table.get))
     query = DNSRecord.question("tasks.big.shoal")

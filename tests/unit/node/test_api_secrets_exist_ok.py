@@ -9,8 +9,8 @@ import pytest
 
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus.secrets import Blob
-from node.api.secrets import parse_create, refuse_other_content
 from node.api.http_util import HttpError
+from node.api.secrets import parse_create, refuse_other_content
 from node.secret_box import SecretBox
 
 BOX = SecretBox(b"k" * 32)

@@ -7,9 +7,9 @@ from consensus.secrets import blobs
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, services
-from node.manifests.plan import plan_apply
 from node.api.apply_check import apply_problems
 from node.manifests import load_manifest
+from node.manifests.plan import plan_apply
 
 STACK = """
 services:
@@ -34,11 +34,16 @@ def _check(state: ClusterState, text: str = STACK, *, files_to_come: bool = True
 
 def test_every_problem_is_found_and_nothing_changes():
     state = ClusterState()
-    state.apply(CreateService("s1", parse_service_spec(
-        {"name": "old", "image": "busybox", "ports": ["9090:90"]}), 1.0))
+    state.apply(
+        CreateService(
+            "s1", parse_service_spec({"name": "old", "image": "busybox", "ports": ["9090:90"]}), 1.0
+        )
+    )
     problems = _check(state)
     assert [(p.where, p.field, p.code) for p in problems] == [
-        ("secrets.key", "secrets.key", 400), ("worker", "services.worker.ports", 409)]
+        ("secrets.key", "secrets.key", 400),
+        ("worker", "services.worker.ports", 409),
+    ]
     assert "external, but the cluster has no secret 'key'" in problems[0].error
     assert sorted(services(state)) == ["old"] and not blobs(state, "secret")
 

@@ -5,7 +5,8 @@ accepts the task there, and every plan `place` makes for it commits."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.nodes import RegisterNode, UpdateNode
 from consensus.tasks import Assignment, AssignTasks, Task, services, tasks
@@ -20,22 +21,37 @@ ZONES = ("a", "b")
 CONSTRAINTS = (None, "node.labels.zone==a", "node.labels.zone!=b")
 
 nodes = st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 3000)), min_size=1, max_size=6)
-workloads = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 1200), st.integers(0, 1200),
-                               st.sampled_from(CONSTRAINTS), st.booleans()),
-                     max_size=3)
+workloads = st.lists(
+    st.tuples(
+        st.integers(0, 6),
+        st.integers(0, 1200),
+        st.integers(0, 1200),
+        st.sampled_from(CONSTRAINTS),
+        st.booleans(),
+    ),
+    max_size=3,
+)
 # After placement: per node, (status, availability, zone, shrink to this fraction or None).
-changes = st.lists(st.tuples(st.sampled_from(["ready", "ready", "ready", "down"]),
-                             st.sampled_from(["active", "active", "active", "pause", "drain"]),
-                             st.sampled_from(ZONES), st.sampled_from([None, 0.0, 0.5, 0.5])),
-                   max_size=6)
+changes = st.lists(
+    st.tuples(
+        st.sampled_from(["ready", "ready", "ready", "down"]),
+        st.sampled_from(["active", "active", "active", "pause", "drain"]),
+        st.sampled_from(ZONES),
+        st.sampled_from([None, 0.0, 0.5, 0.5]),
+    ),
+    max_size=6,
+)
 # Reserving nothing of a resource is common and a case of its own: often 0.
 amounts = st.one_of(st.just(0), st.integers(1, 1500))
 probes = st.tuples(amounts, amounts, st.sampled_from(CONSTRAINTS), st.booleans())
 
 
 def plain(name: str, replicas: int, cpu: int, memory: int, constraint, host_port: bool) -> dict:
-    out = {"name": name, "replicas": replicas,
-           "resources": {"reservations": {"cpu_millis": cpu, "memory_bytes": memory * MiB}}}
+    out = {
+        "name": name,
+        "replicas": replicas,
+        "resources": {"reservations": {"cpu_millis": cpu, "memory_bytes": memory * MiB}},
+    }
     if constraint:
         out["constraints"] = [constraint]
     if host_port:
@@ -45,26 +61,37 @@ def plain(name: str, replicas: int, cpu: int, memory: int, constraint, host_port
 
 @settings(max_examples=80, deadline=None)
 @given(nodes, workloads, changes, probes, st.integers(0, 1000))
-def test_the_scheduler_and_apply_agree_on_what_fits(node_sizes, workload, node_changes, probe, seed):
+def test_the_scheduler_and_apply_agree_on_what_fits(
+    node_sizes, workload, node_changes, probe, seed
+):
     cluster = Cluster()
     for i, (cpu, memory) in enumerate(node_sizes):
         cluster.add_node(make_node(i, cpu=cpu, memory=memory * MiB, labels={"zone": ZONES[i % 2]}))
     for s, row in enumerate(workload):
         cluster.create(**plain(f"s{s}", *row))
     cluster.round(seed)
-    for i, (status, availability, zone, shrink) in enumerate(node_changes[:len(node_sizes)]):
+    for i, (status, availability, zone, shrink) in enumerate(node_changes[: len(node_sizes)]):
         node_id = f"n{i}"
         cluster.node_status(node_id, status)
         cluster.ok(UpdateNode(node_id, set_labels={"zone": zone}, availability=availability))
         if shrink is not None:
             cpu, memory = node_sizes[i]
-            cluster.ok(RegisterNode(make_node(i, cpu=int(cpu * shrink), memory=int(memory * shrink) * MiB)))
+            cluster.ok(
+                RegisterNode(make_node(i, cpu=int(cpu * shrink), memory=int(memory * shrink) * MiB))
+            )
 
     cluster.create(**plain("probe", 0, *probe))
     service = services(cluster.state)["probe"]
     spec = service.spec
-    task = Task("probe-1", service.id, "probe", 1, service.version, reserved=spec.resources.reservations,
-                host_ports=spec.host_ports)
+    task = Task(
+        "probe-1",
+        service.id,
+        "probe",
+        1,
+        service.version,
+        reserved=spec.resources.reservations,
+        host_ports=spec.host_ports,
+    )
     cluster.ok(AssignTasks(cluster.now, create=(task,)))
 
     view = StateView.capture(cluster.state)
@@ -74,7 +101,11 @@ def test_the_scheduler_and_apply_agree_on_what_fits(node_sizes, workload, node_c
         trial = cluster.state.trial_copy()
         result = trial.apply(AssignTasks(cluster.now, assign=(Assignment(task.id, node_id),)))
         accepted = result.value["assigned"] == 1
-        assert accepted == pipeline.passes(info), (node_id, result.value["rejected"], pipeline.explain([info]))
+        assert accepted == pipeline.passes(info), (
+            node_id,
+            result.value["rejected"],
+            pipeline.explain([info]),
+        )
 
     plan = place(view, [tasks(cluster.state)[task.id]], seed)
     committed = cluster.ok(AssignTasks(cluster.now, assign=plan.placements)).value

@@ -8,9 +8,9 @@ import dataclasses
 
 import pytest
 
-from consensus.services import SpecError, parse_service_spec
 from consensus.job_runs import EndJob, ExpireJob, job_progress
 from consensus.jobs import JobConfig
+from consensus.services import SpecError, parse_service_spec
 from consensus.tasks import UpdateService, services, tasks, tasks_of
 from scheduler.jobs import job_backoff
 from tests.unit.scheduler.helpers import Cluster
@@ -66,7 +66,7 @@ def test_failures_retry_with_doubling_backoff_until_the_limit_then_the_job_fails
             break
         assert not active(c, "flaky")  # waiting out the backoff
         delay = job_backoff(services(c.state)["flaky"].spec.job, attempt + 1)
-        assert delay == 10.0 * 2 ** attempt
+        assert delay == 10.0 * 2**attempt
         assert c.wake_at == c.now + delay
         c.now += delay - 0.5
         c.settle()
@@ -75,7 +75,7 @@ def test_failures_retry_with_doubling_backoff_until_the_limit_then_the_job_fails
         c.settle()
     job = services(c.state)["flaky"]
     assert job.job_end is not None and job.job_end.state == "failed"
-    assert "BackoffLimitExceeded: 3 failed tasks (limit 2)" == job.job_end.reason
+    assert job.job_end.reason == "BackoffLimitExceeded: 3 failed tasks (limit 2)"
     assert not active(c, "flaky")
     codes = [t.exit_code for t in sorted(tasks_of(c.state, "flaky"), key=lambda t: t.created_at)]
     assert codes == seen_codes
@@ -161,14 +161,17 @@ def test_job_backoff_doubles_and_is_capped():
     assert job_backoff(JobConfig(backoff_delay=0), 3) == 0.0
 
 
-@pytest.mark.parametrize("job, field", [
-    ({"completions": 0}, "job.completions"),
-    ({"parallelism": -1}, "job.parallelism"),
-    ({"backoff_limit": 5000}, "job.backoff_limit"),
-    ({"deadline": "-1s"}, "job.deadline"),
-    ({"ttl_after_finished": "soon"}, "job.ttl_after_finished"),
-    ({"surprise": 1}, "job.surprise"),
-])
+@pytest.mark.parametrize(
+    "job, field",
+    [
+        ({"completions": 0}, "job.completions"),
+        ({"parallelism": -1}, "job.parallelism"),
+        ({"backoff_limit": 5000}, "job.backoff_limit"),
+        ({"deadline": "-1s"}, "job.deadline"),
+        ({"ttl_after_finished": "soon"}, "job.ttl_after_finished"),
+        ({"surprise": 1}, "job.surprise"),
+    ],
+)
 def test_a_bad_job_config_names_its_field(job, field):
     with pytest.raises(SpecError) as caught:
         parse_service_spec({"name": "j", "image": "busybox", "job": job})

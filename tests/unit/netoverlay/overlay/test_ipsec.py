@@ -26,7 +26,9 @@ from netoverlay.overlay.types import ESP_OVERHEAD, NodeOverlay, OverlayNetwork
 
 KEY = bytes(range(32))
 NODES = ("10.9.0.1", "10.9.0.2", "10.9.0.3")
-SECRET = OverlayNetwork("secret", 4096, "10.200.0.0/20", "10.200.0.0/21", encrypted=True, network_id="id1")
+SECRET = OverlayNetwork(
+    "secret", 4096, "10.200.0.0/20", "10.200.0.0/21", encrypted=True, network_id="id1"
+)
 PLAIN = OverlayNetwork("plain", 4097, "10.200.16.0/20", "10.200.16.0/21")
 
 
@@ -60,10 +62,12 @@ def test_both_ends_of_every_pair_derive_the_same_associations():
 def test_keys_depend_on_the_secret_the_network_its_epoch_and_the_direction():
     base = pair_key(KEY, "id1", 4096, 0, "10.9.0.1", "10.9.0.2")
     assert pair_key(KEY, "id1", 4096, 0, "10.9.0.1", "10.9.0.2") == base
-    for other in (pair_key(bytes(32), "id1", 4096, 0, "10.9.0.1", "10.9.0.2"),
-                  pair_key(KEY, "id2", 4096, 0, "10.9.0.1", "10.9.0.2"),  # the name made again
-                  pair_key(KEY, "id1", 4096, 1, "10.9.0.1", "10.9.0.2"),
-                  pair_key(KEY, "id1", 4096, 0, "10.9.0.2", "10.9.0.1")):
+    for other in (
+        pair_key(bytes(32), "id1", 4096, 0, "10.9.0.1", "10.9.0.2"),
+        pair_key(KEY, "id2", 4096, 0, "10.9.0.1", "10.9.0.2"),  # the name made again
+        pair_key(KEY, "id1", 4096, 1, "10.9.0.1", "10.9.0.2"),
+        pair_key(KEY, "id1", 4096, 0, "10.9.0.2", "10.9.0.1"),
+    ):
         assert other[0] != base[0] and other[1] != base[1]
 
 
@@ -76,7 +80,9 @@ def test_spis_are_never_reserved_and_two_epochs_never_share_one():
 def test_only_encrypted_networks_get_policies_marks_and_rules():
     plan = plan_ipsec(overlay("10.9.0.1"), KEY, 0.0)
     assert {(p.dst, p.mark, p.port) for p in plan.policies} == {
-        ("10.9.0.2", mark(4096), 4789), ("10.9.0.3", mark(4096), 4789)}
+        ("10.9.0.2", mark(4096), 4789),
+        ("10.9.0.3", mark(4096), 4789),
+    }
     assert {s.reqid for s in plan.states} == {mark(4096)}
     assert vni_of(mark(4096)) == 4096 and vni_of(4096) is None
     assert plan_ipsec(overlay("10.9.0.1", PLAIN), KEY, 0.0) == IpsecPlan(frozenset(), frozenset())
@@ -99,9 +105,15 @@ def test_a_node_that_leaves_takes_its_associations_and_policy_with_it():
     assert {type(s) for s in todo} == {DeletePolicy, DeleteState}
     assert {s.policy.dst for s in todo if isinstance(s, DeletePolicy)} == {"10.9.0.3"}
     assert {(s.src, s.dst) for s in todo if isinstance(s, DeleteState)} == {
-        ("10.9.0.1", "10.9.0.3"), ("10.9.0.3", "10.9.0.1")}
-    everything = ipsec_steps(IpsecPlan(frozenset(), frozenset()), {s.id for s in before.states}, before.policies)
-    assert len(everything) == len(before.states) + len(before.policies), "a removed network: nothing left"
+        ("10.9.0.1", "10.9.0.3"),
+        ("10.9.0.3", "10.9.0.1"),
+    }
+    everything = ipsec_steps(
+        IpsecPlan(frozenset(), frozenset()), {s.id for s in before.states}, before.policies
+    )
+    assert len(everything) == len(before.states) + len(before.policies), (
+        "a removed network: nothing left"
+    )
 
 
 def test_steps_add_policies_then_associations_before_removing_anything():
@@ -111,7 +123,9 @@ def test_steps_add_policies_then_associations_before_removing_anything():
     kinds = [type(s) for s in todo]
     assert kinds == sorted(kinds, key=[AddPolicy, AddState, DeletePolicy, DeleteState].index)
     assert todo[-1] == DeleteState(*stale)
-    assert ipsec_steps(plan, {s.id for s in plan.states}, plan.policies) == [], "in step: nothing to do"
+    assert ipsec_steps(plan, {s.id for s in plan.states}, plan.policies) == [], (
+        "in step: nothing to do"
+    )
 
 
 def rotated(at: float) -> OverlayNetwork:
@@ -122,7 +136,10 @@ def test_a_rotation_accepts_the_new_epoch_before_sending_with_it_and_keeps_the_o
     a, b = "10.9.0.1", "10.9.0.2"
     old = plan_ipsec(overlay(a, SECRET), KEY, 0.0)
     at = 1000.0
-    phases = [plan_ipsec(overlay(a, rotated(at)), KEY, now) for now in (at, at + OVERLAP, at + 2 * OVERLAP)]
+    phases = [
+        plan_ipsec(overlay(a, rotated(at)), KEY, now)
+        for now in (at, at + OVERLAP, at + 2 * OVERLAP)
+    ]
     new_out = pair_key(KEY, "id1", 4096, 1, a, b)
     new_in = pair_key(KEY, "id1", 4096, 1, b, a)
     old_in = pair_key(KEY, "id1", 4096, 0, b, a)

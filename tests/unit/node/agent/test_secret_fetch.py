@@ -28,7 +28,9 @@ def state() -> ClusterState:
     sealed = BOX.seal("db", b"hunter2")
     assert s.apply(CreateBlob("secret", "s1", "db", 7, sealed, 1.0)).ok
     assert s.apply(CreateBlob("config", "c1", "app", 3, b"a=1", 1.0)).ok
-    spec = parse_service_spec({"name": "web", "image": "busybox", "secrets": ["db"], "configs": ["app"]})
+    spec = parse_service_spec(
+        {"name": "web", "image": "busybox", "secrets": ["db"], "configs": ["app"]}
+    )
     assert s.apply(CreateService("svc", spec, 1.0)).ok
     tasks(s)["t1"] = Task("t1", "svc", "web", 1, 1, node_id="n1", state="assigned")
     return s
@@ -41,15 +43,20 @@ def fill(state: ClusterState, node_id: str, *files: TaskFile) -> RunSpec:
 
 
 def test_the_node_of_the_task_gets_the_secret_opened_and_the_config(state):
-    run = fill(state, "n1", TaskFile("secret", "db", "/run/secrets/db"), TaskFile("config", "app", "/app"))
+    run = fill(
+        state, "n1", TaskFile("secret", "db", "/run/secrets/db"), TaskFile("config", "app", "/app")
+    )
     assert [f.data for f in run.files] == [b"hunter2", b"a=1"]
 
 
-@pytest.mark.parametrize("node_id, file, words", [
-    ("n2", TaskFile("secret", "db", "/s"), "not assigned to node 'n2'"),
-    ("n1", TaskFile("config", "db", "/s"), "no such config"),
-    ("n1", TaskFile("secret", "other", "/s"), "no such secret"),
-])
+@pytest.mark.parametrize(
+    "node_id, file, words",
+    [
+        ("n2", TaskFile("secret", "db", "/s"), "not assigned to node 'n2'"),
+        ("n1", TaskFile("config", "db", "/s"), "no such config"),
+        ("n1", TaskFile("secret", "other", "/s"), "no such secret"),
+    ],
+)
 def test_what_the_task_may_not_have_is_refused(state, node_id, file, words):
     with pytest.raises(FetchError, match=words):
         fill(state, node_id, file)

@@ -8,33 +8,47 @@ from hypothesis import strategies as st
 
 from consensus.wire import WireError, from_plain, to_plain
 from node.runtime.health import HealthCheck
-from node.runtime.model import PublishedPort, NodeFingerprint, PortToPublish, RunSpec, TaskObservation
+from node.runtime.model import (
+    NodeFingerprint,
+    PortToPublish,
+    PublishedPort,
+    RunSpec,
+    TaskObservation,
+)
 
 
 def spec(**overrides) -> RunSpec:
     return RunSpec(**{"task_id": "t1", "service": "web", "slot": 0, "image": "", **overrides})
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"task_id": ""}, "task_id"),
-    ({"task_id": "../etc"}, "task_id"),
-    ({"task_id": "a/b"}, "task_id"),
-    ({"service": ""}, "service"),
-    ({"slot": -1}, "slot"),
-    ({"memory_bytes": -1}, "memory_bytes"),
-    ({"stop_grace": -0.5}, "stop_grace"),
-    ({"ports": (PortToPublish(80), PortToPublish(80))}, "ports"),
-    ({"labels": {"shoal.task": "x"}}, "labels.shoal.task"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"task_id": ""}, "task_id"),
+        ({"task_id": "../etc"}, "task_id"),
+        ({"task_id": "a/b"}, "task_id"),
+        ({"service": ""}, "service"),
+        ({"slot": -1}, "slot"),
+        ({"memory_bytes": -1}, "memory_bytes"),
+        ({"stop_grace": -0.5}, "stop_grace"),
+        ({"ports": (PortToPublish(80), PortToPublish(80))}, "ports"),
+        ({"labels": {"shoal.task": "x"}}, "labels.shoal.task"),
+    ],
+)
 def test_run_spec_rejects_naming_the_field(overrides, field):
     with pytest.raises(ValueError, match=f"^{field}"):
         spec(**overrides)
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"target": 0}, "target"), ({"target": 70000}, "target"),
-    ({"target": 80, "protocol": "sctp"}, "protocol"), ({"target": 80, "published": -1}, "published"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"target": 0}, "target"),
+        ({"target": 70000}, "target"),
+        ({"target": 80, "protocol": "sctp"}, "protocol"),
+        ({"target": 80, "published": -1}, "published"),
+    ],
+)
 def test_port_spec_rejects_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"^{field}"):
         PortToPublish(**kwargs)
@@ -46,8 +60,12 @@ def test_safe_task_ids_are_accepted(task_id):
 
 
 def test_run_spec_round_trips_through_plain_values():
-    original = spec(ports=(PortToPublish(80), PortToPublish(53, "udp", 5353)), env={"A": "1"},
-                    healthcheck=HealthCheck("http", path="/h"), dns_servers=("127.0.0.1",))
+    original = spec(
+        ports=(PortToPublish(80), PortToPublish(53, "udp", 5353)),
+        env={"A": "1"},
+        healthcheck=HealthCheck("http", path="/h"),
+        dns_servers=("127.0.0.1",),
+    )
     assert from_plain(RunSpec, to_plain(original)) == original
     with pytest.raises(WireError, match="ports\\[0\\]: target"):
         from_plain(RunSpec, {**to_plain(original), "ports": [{"target": 0}]})
@@ -55,13 +73,25 @@ def test_run_spec_round_trips_through_plain_values():
 
 def test_owner_labels_add_shoal_labels_to_the_users():
     assert spec(slot=3, labels={"team": "a"}).owner_labels("n1") == {
-        "team": "a", "shoal.managed": "1", "shoal.node": "n1", "shoal.task": "t1",
-        "shoal.service": "web", "shoal.slot": "3"}
+        "team": "a",
+        "shoal.managed": "1",
+        "shoal.node": "n1",
+        "shoal.task": "t1",
+        "shoal.service": "web",
+        "shoal.slot": "3",
+    }
 
 
 def test_observation_endpoint_lookup():
-    seen = TaskObservation("t1", "running", endpoints=(
-        PublishedPort(53, "udp", "h", 1), PublishedPort(80, "tcp", "h", 2), PublishedPort(443, "tcp", "h", 3)))
+    seen = TaskObservation(
+        "t1",
+        "running",
+        endpoints=(
+            PublishedPort(53, "udp", "h", 1),
+            PublishedPort(80, "tcp", "h", 2),
+            PublishedPort(443, "tcp", "h", 3),
+        ),
+    )
     assert seen.endpoint(443).port == 3
     assert seen.endpoint(0).port == 2  # the first tcp port
     assert seen.endpoint(53, "udp").port == 1
