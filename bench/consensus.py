@@ -10,7 +10,6 @@ Every write is a label change acknowledged only after Raft committed it.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import itertools
 import tempfile
@@ -45,7 +44,7 @@ async def failover(cluster: LocalCluster) -> float:
                 if await _write(session, survivors[n % 2], n):
                     elapsed = time.monotonic() - killed
                     break
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
     cluster.nodes[leader].start()
     return elapsed

@@ -4,7 +4,6 @@ side-by-side comparisons of Shoal with the reference systems. Pure: data in, dat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 # Published figures, not measured here: labelled as such wherever they appear.
 NOMAD_C1M_PER_S = 3_750.0  # HashiCorp C1M: 1,000,000 containers on 5,000 hosts in under 5 min
@@ -20,7 +19,7 @@ class Figure:
     high: float
 
     @classmethod
-    def of(cls, plain) -> Optional[Figure]:
+    def of(cls, plain) -> Figure | None:
         if plain is None:
             return None
         if isinstance(plain, dict):
@@ -50,12 +49,12 @@ class Comparison:
         return self.ratio >= 1 if self.higher_is_better else self.ratio <= 1
 
 
-def result(suite: dict, step: str) -> Optional[dict]:
+def result(suite: dict, step: str) -> dict | None:
     entry = suite["steps"].get(step)
     return entry["result"] if entry and entry["status"] == "ok" else None
 
 
-def figure(suite: dict, step: str, *path: str) -> Optional[Figure]:
+def figure(suite: dict, step: str, *path: str) -> Figure | None:
     node = result(suite, step)
     for key in path:
         if not isinstance(node, dict) or key not in node:
@@ -64,7 +63,7 @@ def figure(suite: dict, step: str, *path: str) -> Optional[Figure]:
     return Figure.of(node)
 
 
-def lb_figure(suite: dict, variant: str, target: str) -> Optional[Figure]:
+def lb_figure(suite: dict, variant: str, target: str) -> Figure | None:
     """Requests/s of one load-balancer target, with the min-max of its runs when recorded."""
     lb = result(suite, "lb")
     row = (lb or {}).get(variant, {}).get(target)
@@ -74,7 +73,7 @@ def lb_figure(suite: dict, variant: str, target: str) -> Optional[Figure]:
     return Figure(row["rps"], low, high)
 
 
-def placements(suite: dict) -> Optional[Figure]:
+def placements(suite: dict) -> Figure | None:
     """Pure placements/s at the largest size the scale curve ran (5,000 nodes / 100,000 tasks)."""
     scale = result(suite, "scale")
     if not scale:

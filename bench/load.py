@@ -9,7 +9,7 @@ import itertools
 import json
 import statistics
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 

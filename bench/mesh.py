@@ -25,7 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from node.localcluster import LocalCluster
 from node.runtime import ProcessDriver

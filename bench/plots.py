@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from bench.figures import (KUBE_SCHEDULER_PER_S, NOMAD_C1M_PER_S, Figure, figure,  # noqa: E402
-                           lb_figure, placements, result)
+from bench.figures import (  # noqa: E402
+    KUBE_SCHEDULER_PER_S,
+    NOMAD_C1M_PER_S,
+    Figure,
+    figure,
+    lb_figure,
+    placements,
+    result,
+)
 
 SHOAL, REFERENCE, PUBLISHED = "#1f77b4", "#ff7f0e", "#999999"
 
 
-def _bars(ax, bars: list[tuple[str, Optional[Figure], str]], title: str, unit: str,
+def _bars(ax, bars: list[tuple[str, Figure | None, str]], title: str, unit: str,
           log: bool = False) -> None:
     """Bars at the medians with min-max whiskers; bars whose figure is missing are left out."""
     shown = [(label, f, color) for label, f, color in bars if f is not None]
@@ -38,7 +44,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def control_plane(suite: dict, path: Path) -> Optional[Path]:
+def control_plane(suite: dict, path: Path) -> Path | None:
     if not result(suite, "consensus"):
         return None
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
@@ -50,7 +56,7 @@ def control_plane(suite: dict, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
-def orchestration(suite: dict, path: Path) -> Optional[Path]:
+def orchestration(suite: dict, path: Path) -> Path | None:
     if not (result(suite, "orchestration") or result(suite, "swarm")):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
@@ -61,7 +67,7 @@ def orchestration(suite: dict, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
-def load_balancing(suite: dict, path: Path) -> Optional[Path]:
+def load_balancing(suite: dict, path: Path) -> Path | None:
     lb = result(suite, "lb")
     if not lb:
         return None
@@ -75,7 +81,7 @@ def load_balancing(suite: dict, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
-def gossip(suite: dict, path: Path) -> Optional[Path]:
+def gossip(suite: dict, path: Path) -> Path | None:
     data = result(suite, "gossip")
     if not data:
         return None
@@ -99,7 +105,7 @@ def gossip(suite: dict, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
-def scale_curve(suite: dict, path: Path) -> Optional[Path]:
+def scale_curve(suite: dict, path: Path) -> Path | None:
     data = result(suite, "scale")
     if not data:
         return None
@@ -124,7 +130,7 @@ def scale_curve(suite: dict, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
-def scheduling(suite: dict, path: Path) -> Optional[Path]:
+def scheduling(suite: dict, path: Path) -> Path | None:
     pure, committed = placements(suite), figure(suite, "scheduler", "committed_per_s")
     if not (pure or committed):
         return None
@@ -136,7 +142,7 @@ def scheduling(suite: dict, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
-def memory(suite: dict, path: Path) -> Optional[Path]:
+def memory(suite: dict, path: Path) -> Path | None:
     if not result(suite, "memory"):
         return None
     tasks = result(suite, "memory")["tasks"]

@@ -9,14 +9,22 @@ ratio of two figures from the same run (published anchors are labelled as such).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
-from bench.figures import (KUBE_SCHEDULER_PER_S, NOMAD_C1M_PER_S, Comparison, Figure,
-                           comparisons, figure, lb_figure, placements, result)
+from bench.figures import (
+    KUBE_SCHEDULER_PER_S,
+    NOMAD_C1M_PER_S,
+    Comparison,
+    Figure,
+    comparisons,
+    figure,
+    lb_figure,
+    placements,
+    result,
+)
 from bench.plots import draw_all
 
 
-def fmt(f: Optional[Figure], digits: int = 2) -> str:
+def fmt(f: Figure | None, digits: int = 2) -> str:
     if f is None:
         return "—"
     if f.low == f.high:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench.stats import summary
 from bench.scheduler import cluster, run_once, snapshot_figures
+from bench.stats import summary
 
 SERVICES = 100
 

@@ -32,7 +32,6 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Optional
 
 import aiohttp
 
@@ -42,7 +41,7 @@ from consensus.model import ClusterInfo, Node, Resources
 from consensus.nodes import NODES, RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
-from consensus.tasks import Service, SERVICES, TASKS
+from consensus.tasks import SERVICES, TASKS, Service
 from node.localcluster import LocalCluster, auth_for, wait_for
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
@@ -256,7 +255,7 @@ def _cpu_seconds(cluster: LocalCluster) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _largest_dump(base: str) -> Optional[int]:
+def _largest_dump(base: str) -> int | None:
     """Size of the biggest compaction dump (gzip of pysyncobj's pickle frame) on disk."""
     sizes = [os.path.getsize(p) for p in glob.glob(os.path.join(base, "*", "raft", "*.dump"))]
     return max(sizes) if sizes else None

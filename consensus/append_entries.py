@@ -23,14 +23,14 @@ is not in the leader's log.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 # No entry has this term: pysyncobj answers a probe carrying it with a reset to prevLogIdx.
 PROBE_TERM = -1
 
 
 def reconcile(message: dict, last_index: int,
-              term_at: Callable[[int], Optional[int]]) -> dict:
+              term_at: Callable[[int], int | None]) -> dict:
     """The message pysyncobj should handle instead of `message`. `last_index` is the
     follower's last log index, `term_at(i)` the term of its entry i (None if it has none)."""
     if (message.get("type") != "append_entries" or "prevLogIdx" not in message

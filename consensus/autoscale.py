@@ -14,8 +14,9 @@ that a service without reservations can autoscale too.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 Metric = Literal["cpu", "rps"]
 # Scale-up soon (load that lasts 30 s is real and a replica starts in seconds); scale-down

@@ -10,8 +10,9 @@ the old object is enough); the state turns that into a `Change` once the command
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any
 
 # How many commands' changes a state keeps, and how many changed rows in all: enough for an
 # event feed a burst of commits behind, and a bound on memory however large one command was
@@ -114,7 +115,7 @@ def collect(index: int, cmd: Any, touched: dict[tuple[str, str], Any],
     return Change(index, at if isinstance(at, float) else 0.0, tuple(rows))
 
 
-def covering(changes: Iterable[Change], after: int, upto: int) -> Optional[list[Change]]:
+def covering(changes: Iterable[Change], after: int, upto: int) -> list[Change] | None:
     """The changes of commands after..upto (exclusive, inclusive), or None when `changes`
     does not hold all of them."""
     wanted = [c for c in changes if after < c.index <= upto]

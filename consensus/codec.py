@@ -9,8 +9,9 @@ is a `CodecError`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -33,7 +34,7 @@ class CommandType:
     # The payload's plain form: by default the dataclass's own (wire.to_plain/from_plain);
     # a command may register a compact one (see `compact_form`).
     to_payload: Callable[[Any], Any] = to_plain
-    from_payload: Optional[Callable[[Any], Any]] = None
+    from_payload: Callable[[Any], Any] | None = None
 
     def decode_payload(self, payload: Any) -> Any:
         if self.from_payload is not None:

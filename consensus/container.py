@@ -12,8 +12,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Callable
 
 # A service may not ask for more of any one option than this.
 MAX_ENTRIES = 64

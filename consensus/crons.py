@@ -13,7 +13,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from consensus.codec import command
 from consensus.services import ServiceSpec, SpecError, parse_service_spec
@@ -171,7 +171,7 @@ class FireCron:
     at: float
 
 
-def _cron_problem(state: ClusterState, spec: CronSpec) -> Optional[Result]:
+def _cron_problem(state: ClusterState, spec: CronSpec) -> Result | None:
     """Why `spec` cannot be a cron job in this state: its own fields, then its template's."""
     errors = cron_errors(spec)
     if errors:

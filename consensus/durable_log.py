@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 # The answer that tells the leader this node holds entries (it counts toward commit).
 _NEEDS_DURABLE_LOG = frozenset({"next_node_idx"})
@@ -45,7 +46,7 @@ class DurableLog:
     """Syncs one pysyncobj journal at the points above. `syncs` counts fdatasyncs of the
     journal, `synced_index` is the Raft index of the last entry the latest one covered."""
 
-    def __init__(self, journal: Any, journal_path: str, dump_path: Optional[str],
+    def __init__(self, journal: Any, journal_path: str, dump_path: str | None,
                  transport: Any) -> None:
         self._journal = journal
         self._path = journal_path

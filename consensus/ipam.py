@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Collection
-from typing import Optional
 
 # Chosen to stay clear of Docker's default pools (172.17-31.0.0/16, 192.168.0.0/16), of
 # Kubernetes' usual service and pod ranges (10.96.0.0/12, 10.244.0.0/16) and of the small
@@ -75,7 +74,7 @@ def vip_range(subnet: str) -> ipaddress.IPv4Network:
     return upper
 
 
-def overlapping(candidate: ipaddress.IPv4Network | str, taken: Collection[str]) -> Optional[str]:
+def overlapping(candidate: ipaddress.IPv4Network | str, taken: Collection[str]) -> str | None:
     """The first of `taken` that shares an address with `candidate`, if any."""
     if isinstance(candidate, str):
         candidate = parse_network(candidate, "subnet")
@@ -95,7 +94,7 @@ def next_network_subnet(cluster_cidr: str, taken: Collection[str],
                     f"({len(taken)} networks): remove a network or give a subnet")
 
 
-def next_lease(subnet: str, taken: Collection[str], lease_prefix: int = DEFAULT_LEASE_PREFIX) -> Optional[str]:
+def next_lease(subnet: str, taken: Collection[str], lease_prefix: int = DEFAULT_LEASE_PREFIX) -> str | None:
     """The lowest free lease of a network's task range; None when all are given."""
     used = set(taken)
     for candidate in tasks_range(subnet).subnets(new_prefix=lease_prefix):
@@ -109,7 +108,7 @@ def lease_gateway(lease: str) -> str:
     return str(parse_network(lease, "lease").network_address + 1)
 
 
-def next_vip(subnet: str, taken: Collection[str]) -> Optional[str]:
+def next_vip(subnet: str, taken: Collection[str]) -> str | None:
     """The lowest free virtual IP of a network; None when all are given."""
     vips = vip_range(subnet)
     used = set(taken)

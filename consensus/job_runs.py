@@ -9,8 +9,8 @@ per slot) never changes how often a job has failed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 from consensus.codec import command
 from consensus.jobs import JobEnd, JobOutcome
@@ -51,7 +51,7 @@ def job_progress(own: Iterable[Task]) -> JobProgress:
                        active=sum(not t.terminal for t in slots))
 
 
-def _job(state: ClusterState, name: str, service_id: str) -> Optional[Service]:
+def _job(state: ClusterState, name: str, service_id: str) -> Service | None:
     service = services(state).get(name)
     if service is None or service.id != service_id or service.spec.job is None:
         return None

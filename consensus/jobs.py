@@ -11,8 +11,9 @@ the job has failed `backoff_limit` + 1 times. Manifest parsers target this type:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 # Bounds that keep a typo from making a million tasks or a job that never ends.
 MAX_COMPLETIONS = 100_000

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Iterable
-from typing import Optional
 
 from consensus.services import ServiceSpec
 
@@ -26,7 +25,7 @@ def published_ingress(specs: Iterable[ServiceSpec]) -> set[tuple[int, str]]:
             if p.mode == "ingress" and p.published}
 
 
-def assign_mesh_ports(spec: ServiceSpec, wanted: Collection[PortKey], existing: Optional[ServiceSpec],
+def assign_mesh_ports(spec: ServiceSpec, wanted: Collection[PortKey], existing: ServiceSpec | None,
                       taken: set[tuple[int, str]]) -> ServiceSpec:
     """`spec` with each of its `wanted` target-only ingress ports given a mesh port; `taken`
     (the other services' ports) grows by the ones chosen. ValueError when the range is full."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 from consensus.codec import command
 from consensus.nodes import nodes
@@ -22,7 +21,7 @@ from consensus.tasks import Service, services
 METRICS = "metrics"
 
 
-def _check_amount(name: str, value: Optional[float]) -> None:
+def _check_amount(name: str, value: float | None) -> None:
     if value is not None and not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name}: must be a finite number >= 0, not {value!r}")
 
@@ -35,7 +34,7 @@ class ServiceSample:
     service_id: str
     tasks: int = 0  # the service's running tasks on the node
     # Mean over those tasks, percent of one core; None when the runtime could not say.
-    cpu_percent: Optional[float] = None
+    cpu_percent: float | None = None
     # Requests per second the node's load balancer forwarded to the service, on all of its
     # published ports (to replicas anywhere).
     rps: float = 0.0

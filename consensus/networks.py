@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 from consensus import ipam
 from consensus.codec import command
@@ -75,7 +74,7 @@ class RemoveNetwork:
     name: str
 
 
-def network_name_problem(name: str) -> Optional[str]:
+def network_name_problem(name: str) -> str | None:
     if not _NAME.fullmatch(name):
         return (f"{name!r} is not a network name: 1-32 lowercase letters, digits, '_' or '-', "
                 "starting and ending with a letter or digit")
@@ -192,7 +191,7 @@ def service_changed(state: ClusterState, service_name: str) -> None:
         table[name] = dataclasses.replace(network, vips=vips)
 
 
-def missing_networks(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def missing_networks(state: ClusterState, spec: ServiceSpec) -> Result | None:
     """A spec check: every network a service names must exist."""
     table = networks(state)
     for i, name in enumerate(joined(spec)):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from consensus.codec import command
 from consensus.model import Availability, ClusterInfo, Node, NodeRole, NodeStatus, Resources
@@ -64,7 +64,7 @@ class UpdateNode:
     node_id: str
     set_labels: dict[str, str] = field(default_factory=dict)
     remove_labels: tuple[str, ...] = ()
-    availability: Optional[Availability] = None
+    availability: Availability | None = None
 
 
 @command("node.role")

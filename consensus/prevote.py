@@ -19,7 +19,6 @@ import enum
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Optional
 
 REQUEST = "shoal_pre_vote"
 RESPONSE = "shoal_pre_vote_response"
@@ -44,8 +43,8 @@ class PreVote:
     election_max: float
     rng: random.Random = field(default_factory=random.Random)
     heard_leader_at: float = -math.inf
-    deadline: Optional[float] = None
-    round_term: Optional[int] = None
+    deadline: float | None = None
+    round_term: int | None = None
     granted: set[str] = field(default_factory=set)
 
     def _timeout(self) -> float:

@@ -10,22 +10,22 @@ replica keeps serving reads until the new one has caught up.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import codecs
 import logging
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Any, Literal
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
-
-import _socket
-import socket
 
 # pysyncobj 0.3.17 replaces socket.inet_ntop, on every platform, with a Windows-only version
 # that raises on Linux (pysyncobj/win_inet_pton.py); netlink (pyroute2) decodes every address
@@ -35,8 +35,8 @@ socket.inet_ntop = _socket.inet_ntop
 from consensus import codec, safe_pickle
 from consensus import prevote as prevote_core
 from consensus.append_entries import reconcile
-from consensus.prevote import LogPosition, PreVote
 from consensus.durable_log import DurableLog
+from consensus.prevote import LogPosition, PreVote
 from consensus.state import ClusterState, Result
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class RaftTuning:
 class RaftStatus:
     role: Role
     is_leader: bool
-    leader: Optional[str]
+    leader: str | None
     term: int
     commit_index: int
     last_applied: int
@@ -107,12 +107,12 @@ class SyncProgress:
     `behind` is how many committed entries it still has to apply (None without a leader)."""
 
     caught_up: bool
-    leader: Optional[str]
+    leader: str | None
     applied: int
-    leader_commit: Optional[int]
+    leader_commit: int | None
 
     @property
-    def behind(self) -> Optional[int]:
+    def behind(self) -> int | None:
         if self.leader_commit is None:
             return None
         return max(0, self.leader_commit - self.applied)
@@ -168,7 +168,7 @@ class _SnapshotOnPickle:
         return codecs.encode, (self._state.to_msgpack().decode("latin1"), "latin1")
 
 
-def _forgive_busy_time(syncobj: Optional[SyncObj], busy: float) -> None:
+def _forgive_busy_time(syncobj: SyncObj | None, busy: float) -> None:
     """Push a follower's election deadline back by the time its Raft thread just spent
     applying. pysyncobj checks the deadline at the start of its next tick, before reading the
     heartbeats that arrived meanwhile, so a follower busy applying a large round for longer
@@ -181,7 +181,7 @@ def _forgive_busy_time(syncobj: Optional[SyncObj], busy: float) -> None:
         setattr(syncobj, _ELECTION_DEADLINE, getattr(syncobj, _ELECTION_DEADLINE) + busy)
 
 
-def _term_at(journal: Any, index: Optional[int]) -> Optional[int]:
+def _term_at(journal: Any, index: int | None) -> int | None:
     """The term of log entry `index` in a pysyncobj journal (None if it does not hold it)."""
     if index is None or not len(journal):
         return None
@@ -195,14 +195,14 @@ def _log_position(syncobj: SyncObj) -> LogPosition:
     return LogPosition(syncobj.raftCurrentTerm, last[1], last[2])
 
 
-def _filter_messages(syncobj: SyncObj, prevote: Optional[PreVote]) -> None:
+def _filter_messages(syncobj: SyncObj, prevote: PreVote | None) -> None:
     """Route the messages pysyncobj receives (on its thread) through `reconcile`, so that a
     follower truncates its log only on a real conflict, and answer PreVote's own."""
     handle = getattr(syncobj, _ON_MESSAGE)
     journal = getattr(syncobj, _RAFT_LOG)
     transport = getattr(syncobj, _TRANSPORT)
 
-    def term_at(index: int) -> Optional[int]:
+    def term_at(index: int) -> int | None:
         return _term_at(journal, index)
 
     def filtered(node: Any, message: Any) -> None:
@@ -307,12 +307,12 @@ class RaftNode:
         self.address = address
         self._password = password
         self._tuning = tuning
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._syncobj: Optional[SyncObj] = None
-        self._replica: Optional[_Replica] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._syncobj: SyncObj | None = None
+        self._replica: _Replica | None = None
         # Reads come from here; during a role change it is the old replica until the new one
         # has caught up, so readers never see the state go backwards.
-        self._serving: Optional[_Replica] = None
+        self._serving: _Replica | None = None
         self.role: Role = "member"
         self._changed = asyncio.Condition()
         self._change_pending = threading.Event()
@@ -321,12 +321,12 @@ class RaftNode:
         # See progress(): false until this process has seen its replica reach a commit index
         # a leader announced. A role change keeps it: reads stay on the old replica meanwhile.
         self._caught_up = False
-        self._catch_up_target: Optional[int] = None
+        self._catch_up_target: int | None = None
         # Read barriers: at most one in flight; readers that arrive meanwhile share the next.
         self._barrier_running = False
-        self._barrier_next: Optional[asyncio.Future] = None
+        self._barrier_next: asyncio.Future | None = None
         self._last_leader: Any = None
-        self.durable: Optional[DurableLog] = None
+        self.durable: DurableLog | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, role: Role, partners: list[str], *, fresh: bool = False) -> None:
@@ -390,7 +390,7 @@ class RaftNode:
         if leader is None:
             return SyncProgress(self._caught_up, None, applied, None)
         if so._isLeader():
-            commit: Optional[int] = so.raftCommitIndex
+            commit: int | None = so.raftCommitIndex
             reached = self._committed_in_term()
         else:
             commit = getattr(so, _LEADER_COMMIT, None)
@@ -549,7 +549,7 @@ class RaftNode:
     def is_leader(self) -> bool:
         return self._syncobj is not None and self._leads(self._syncobj)
 
-    def leader(self) -> Optional[str]:
+    def leader(self) -> str | None:
         node = self._leader_node(self._syncobj) if self._syncobj is not None else None
         return node.id if node is not None else None
 
@@ -612,7 +612,7 @@ class RaftNode:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_changed(self, seen_version: int, timeout: Optional[float] = None) -> int:
+    async def wait_changed(self, seen_version: int, timeout: float | None = None) -> int:
         """Wait until the state or leadership changed after `seen_version`; returns the new
         version (or the same one on timeout)."""
         async with self._changed:
@@ -655,7 +655,7 @@ class RaftNode:
         submit(done)
         try:
             result, error = await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise NoQuorum(f"not committed within {timeout:g} s: the cluster has no quorum "
                            f"or is overloaded; the outcome is unknown") from None
         if error == FAIL_REASON.SUCCESS:

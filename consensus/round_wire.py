@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any
 
 from consensus import codec
-from consensus.tasks import AssignTasks, Assignment, Explanation, StopTask, Task
+from consensus.tasks import Assignment, AssignTasks, Explanation, StopTask, Task
 from consensus.wire import WireError, from_plain, to_plain
 
 VERSION = 2

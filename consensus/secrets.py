@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from consensus.codec import command
+from consensus.crons import crons
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState, Result, handles, register_table
-from consensus.crons import crons
 from consensus.tasks import SPEC_CHECKS, services
 
 Kind = Literal["secret", "config"]
@@ -54,14 +54,14 @@ def blobs(state: ClusterState, kind: Kind) -> dict[str, Blob]:
     return state.table(TABLES[kind])
 
 
-def name_problem(name: object) -> Optional[str]:
+def name_problem(name: object) -> str | None:
     if isinstance(name, str) and _NAME.fullmatch(name):
         return None
     return (f"{name!r} is not a valid name: 1-64 letters, digits, '_', '.' or '-', starting "
             "with a letter or digit")
 
 
-def size_problem(kind: Kind, size: int) -> Optional[str]:
+def size_problem(kind: Kind, size: int) -> str | None:
     if size > MAX_SIZE[kind]:
         return (f"a {kind} holds at most {MAX_SIZE[kind] // 1024} KiB, this one is "
                 f"{size} bytes ({size / 1024:.1f} KiB)")
@@ -80,7 +80,7 @@ def users_of(state: ClusterState, kind: Kind, name: str) -> list[str]:
     return sorted({spec.name for spec in specs if any(ref.source == name for ref in refs_of(spec, kind))})
 
 
-def missing_reference(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def missing_reference(state: ClusterState, spec: ServiceSpec) -> Result | None:
     """A 400 naming the first secret or config the spec names that does not exist."""
     for kind in KINDS:
         table = blobs(state, kind)

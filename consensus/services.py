@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 from consensus.autoscale import AutoscaleSpec, check_autoscale
 from consensus.container import ContainerOptions, check_container
-from consensus.shell_words import WordsError, split_words
 from consensus.jobs import JobConfig, check_job
 from consensus.model import Node, Resources
+from consensus.shell_words import WordsError, split_words
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError, from_plain, to_plain
 
@@ -66,7 +67,7 @@ class Constraint:
 
     def matches(self, node: Node) -> bool:
         if self.key == "node.id":
-            actual: Optional[str] = node.id
+            actual: str | None = node.id
         elif self.key == "node.hostname":
             actual = node.name
         elif self.key == "node.role":
@@ -225,7 +226,7 @@ class ServiceSpec:
     # hear of the withdrawal first, or it sends new connections to a stopping task.
     stop_delay: float = DEFAULT_STOP_DELAY
     container: ContainerOptions = field(default_factory=ContainerOptions)
-    autoscale: Optional[AutoscaleSpec] = None  # `replicas` is then the autoscaler's to move
+    autoscale: AutoscaleSpec | None = None  # `replicas` is then the autoscaler's to move
     # Overlay networks its tasks join, each with a VIP for the service (none: the runtime's
     # own default network, reached through published ports only).
     networks: tuple[NetworkAttachment, ...] = ()
@@ -239,7 +240,7 @@ class ServiceSpec:
     # ("25%", at least 1).
     max_unavailable: int | str = 1
     # Set for a job: its tasks run to completion (see consensus.jobs); `replicas` is unused.
-    job: Optional[JobConfig] = None
+    job: JobConfig | None = None
 
     @property
     def move_budget(self) -> int:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -59,8 +60,8 @@ _HANDLERS: dict[type, Handler] = {}
 _TABLES: dict[str, type] = {}
 
 
-def handles(cmd_type: type[C]) -> Callable[[Callable[["ClusterState", C], Result]], Callable]:
-    def register(fn: Callable[["ClusterState", C], Result]) -> Callable:
+def handles(cmd_type: type[C]) -> Callable[[Callable[[ClusterState, C], Result]], Callable]:
+    def register(fn: Callable[[ClusterState, C], Result]) -> Callable:
         _HANDLERS[cmd_type] = fn
         return fn
 

@@ -11,8 +11,9 @@ plan made from a stale read can never over-commit a node or run a slot twice.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Optional, get_args
+from typing import Literal, get_args
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
@@ -20,8 +21,14 @@ from consensus.jobs import JobEnd
 from consensus.model import Node, Resources
 from consensus.nodes import nodes
 from consensus.rollout import Rollout
-from consensus.services import (MAX_CLUSTER_REPLICAS, MAX_SERVICES, SPEC_HISTORY, PortSpec,
-                                ServiceSpec, spec_errors)
+from consensus.services import (
+    MAX_CLUSTER_REPLICAS,
+    MAX_SERVICES,
+    SPEC_HISTORY,
+    PortSpec,
+    ServiceSpec,
+    spec_errors,
+)
 from consensus.state import ClusterState, Result, handles, register_table
 
 SERVICES = "services"
@@ -71,7 +78,7 @@ class Task:
     state: TaskState = "pending"
     message: str = ""  # why it is pending, or what happened last
     error: str = ""
-    exit_code: Optional[int] = None
+    exit_code: int | None = None
     health: Health = "none"
     restarts: int = 0  # restarts of this slot after the task ended, for backoff and max_attempts
     # Copied from the spec at creation, so re-checks and node views need no spec lookups.
@@ -114,9 +121,9 @@ class Service:
     created_at: float = 0.0
     updated_at: float = 0.0
     history: tuple[SpecVersion, ...] = ()  # earlier specs, oldest first, for rollback
-    rollout: Optional[Rollout] = None  # the latest rollout, possibly of an earlier version
-    autoscaled: Optional[AutoscaleRecord] = None  # the autoscaler's last change
-    job_end: Optional[JobEnd] = None  # set once when a job finishes
+    rollout: Rollout | None = None  # the latest rollout, possibly of an earlier version
+    autoscaled: AutoscaleRecord | None = None  # the autoscaler's last change
+    job_end: JobEnd | None = None  # set once when a job finishes
     cron: str = ""  # the cron job that started this job, if one did
     rebalance_requested_at: float = 0.0  # the last `shoal service rebalance`
 
@@ -124,7 +131,7 @@ class Service:
     def name(self) -> str:
         return self.spec.name
 
-    def spec_at(self, version: int) -> Optional[ServiceSpec]:
+    def spec_at(self, version: int) -> ServiceSpec | None:
         if version == self.version:
             return self.spec
         return next((h.spec for h in self.history if h.version == version), None)
@@ -221,9 +228,9 @@ class TaskReport:
     state: AgentState
     message: str = ""
     error: str = ""
-    exit_code: Optional[int] = None
-    health: Optional[Health] = None
-    endpoint: Optional[Endpoint] = None
+    exit_code: int | None = None
+    health: Health | None = None
+    endpoint: Endpoint | None = None
     runtime_id: str = ""
 
 
@@ -239,7 +246,7 @@ class ReportTaskStatus:
 
 # Checks of a spec against other tables (do the secrets it names exist?), registered by
 # the modules that own those tables.
-SPEC_CHECKS: list[Callable[[ClusterState, ServiceSpec], Optional[Result]]] = []
+SPEC_CHECKS: list[Callable[[ClusterState, ServiceSpec], Result | None]] = []
 
 
 # Called with a service's name after it is created, updated or deleted, by the modules whose
@@ -252,7 +259,7 @@ def _service_changed(state: ClusterState, name: str) -> None:
         hook(state, name)
 
 
-def spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def spec_problem(state: ClusterState, spec: ServiceSpec) -> Result | None:
     """Why `spec` cannot run in this state (a bad field, a secret that is not there)."""
     errors = spec_errors(spec)
     if errors:
@@ -261,7 +268,7 @@ def spec_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
         filter(None, (check(state, spec) for check in SPEC_CHECKS)), None)
 
 
-def _quota_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def _quota_problem(state: ClusterState, spec: ServiceSpec) -> Result | None:
     table = services(state)
     if spec.name not in table and len(table) >= MAX_SERVICES:
         return Result.fail(f"name: the cluster holds {MAX_SERVICES} services, its quota; "
@@ -277,7 +284,7 @@ def _quota_problem(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
     return None
 
 
-def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Optional[Result]:
+def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Result | None:
     """Ingress ports listen on every node, so two services cannot publish the same one."""
     mine = {(p.published, p.protocol) for p in spec.ports if p.mode == "ingress" and p.published}
     for other in services(state).values():
@@ -316,7 +323,7 @@ def _update_service(state: ClusterState, cmd: UpdateService) -> Result:
 
 
 def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_version: int = 0,
-                rollout: Optional[Rollout] = None) -> Result:
+                rollout: Rollout | None = None) -> Result:
     """Make `spec` the service's new version (the old one joins the history); a rollback
     passes the `rollout` that starts with it."""
     old = services(state).get(spec.name)
@@ -342,7 +349,7 @@ def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_vers
     return Result(True, value={"id": new.id, "version": new.version, "changed": True})
 
 
-def stopped(task: Task, reason: str, at: float, node: Optional[Node]) -> Task:
+def stopped(task: Task, reason: str, at: float, node: Node | None) -> Task:
     """`task` told to shut down. A task that never reached a node is over at once; one on a
     node that is down or gone is orphaned (its agent stops it if the node comes back)."""
     state = task.state
@@ -408,7 +415,7 @@ def usage_on(task_table: Iterable[Task], node_ids: set[str]) -> dict[str, NodeUs
     return usage
 
 
-def placement_problem(node: Optional[Node], task: Task, spec: Optional[ServiceSpec],
+def placement_problem(node: Node | None, task: Task, spec: ServiceSpec | None,
                       usage: NodeUsage) -> str:
     """Why `task` cannot be placed on `node` now, or "" when it can."""
     if node is None:
@@ -528,7 +535,7 @@ def _move_problem(table: dict[str, Task], task: Task, running_in_slot: int) -> s
     return ""
 
 
-def _report_problem(task: Optional[Task], node_id: str, report: TaskReport) -> str:
+def _report_problem(task: Task | None, node_id: str, report: TaskReport) -> str:
     if task is None:
         return "no such task"
     if task.node_id != node_id or task.state == "pending":

@@ -8,8 +8,8 @@ nodes where a service's tasks ran hold copies of its volumes (`shoal volume ls`)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterable, Mapping, Optional
 
 from consensus.model import Node
 from consensus.services import ServiceSpec
@@ -29,7 +29,7 @@ def keeps_local_data(spec: ServiceSpec) -> bool:
 
 
 def slot_homes(tasks: Iterable[Task], service_ids: Collection[str],
-               spec_of: Callable[[Task], Optional[ServiceSpec]]) -> dict[SlotKey, str]:
+               spec_of: Callable[[Task], ServiceSpec | None]) -> dict[SlotKey, str]:
     """(service id, slot) -> the node of that slot's newest placed task that mounted a named
     volume, for the replicated slots of `service_ids`. One pass over `tasks`."""
     newest: dict[SlotKey, tuple[tuple[float, int], str]] = {}

@@ -12,8 +12,9 @@ import enum
 import math
 import types
 import typing
-from functools import lru_cache
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from functools import cache
+from typing import Any, Union
 
 
 class WireError(ValueError):
@@ -55,10 +56,10 @@ def to_plain(value: Any) -> Any:
 # Snapshots and large commands convert 100k rows: look each class's shape up once, by type.
 _PLAIN_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
 _UNSEEN = object()
-_FIELD_NAMES: dict[type, Optional[tuple[str, ...]]] = {}
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
 
 
-def _field_names(cls: type) -> Optional[tuple[str, ...]]:
+def _field_names(cls: type) -> tuple[str, ...] | None:
     if dataclasses.is_dataclass(cls):
         return tuple(f.name for f in dataclasses.fields(cls))
     return None
@@ -83,7 +84,7 @@ def from_plain(tp: Any, value: Any, path: str = "", *, strict: bool = True) -> A
     return _converter(tp, strict)(value, path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _converter(tp: Any, strict: bool) -> Converter:
     """The conversion for `tp`, worked out once per type: checking a value then costs only
     the checks themselves, which matters for snapshots and commands of 100k rows."""
@@ -143,7 +144,7 @@ def _literal(allowed: tuple) -> Converter:
 def _dataclass(tp: type, strict: bool) -> Converter:
     # Field conversions are looked up on first use, so a class may refer to itself. The shape
     # is set in one assignment: another thread converting meanwhile never sees half of it.
-    shape: Optional[tuple[list[tuple[str, Converter, bool]], frozenset[str]]] = None
+    shape: tuple[list[tuple[str, Converter, bool]], frozenset[str]] | None = None
 
     def convert(value: Any, path: str) -> Any:
         nonlocal shape

@@ -18,9 +18,8 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Optional
 
-from dnslib import AAAA, QTYPE, RCODE, RR, SRV, A, DNSRecord, OPCODE, DNSError
+from dnslib import AAAA, OPCODE, QTYPE, RCODE, RR, SRV, A, DNSError, DNSRecord
 
 from netoverlay.lb.types import Endpoint, ServicePort
 
@@ -40,7 +39,7 @@ class ServiceRecord:
 
 
 # Service name (lower case) to its records, None when there is no such service.
-Resolver = Callable[[str], Optional[ServiceRecord]]
+Resolver = Callable[[str], ServiceRecord | None]
 
 
 def service_records(ports: list[ServicePort], endpoints: Mapping[str, list[Endpoint]],
@@ -86,7 +85,7 @@ def _rotate(items: tuple, by: int) -> tuple:
 
 
 def _records(labels: list[str], qname: str, qtype: int, query_id: int,
-             resolve: Resolver) -> Optional[list[tuple[RR, list[RR]]]]:
+             resolve: Resolver) -> list[tuple[RR, list[RR]]] | None:
     """(answer, its additional records) pairs for a name in the zone; None for NXDOMAIN."""
     if len(labels) == 1:
         record = resolve(labels[0])
@@ -188,7 +187,7 @@ class DnsServer(asyncio.DatagramProtocol):
         self.zone = zone
         self.answered = 0
         self.malformed = 0
-        self._transport: Optional[asyncio.DatagramTransport] = None
+        self._transport: asyncio.DatagramTransport | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind and serve; returns the bound address (port 0 picks a free one)."""

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
 
 from consensus.autoscale import AutoscaleSpec, Metric
 from consensus.metrics import NodeMetrics, ServiceSample
@@ -35,10 +35,10 @@ class Decision:
     current: int  # the spec's replica count
     desired: int  # what it should be now (== current: hold)
     metric: Metric
-    value: Optional[float]  # the load per replica; None when there was nothing to measure
+    value: float | None  # the load per replica; None when there was nothing to measure
     target: float
     reason: str
-    wake_at: Optional[float] = None  # when a cooldown holding a change ends
+    wake_at: float | None = None  # when a cooldown holding a change ends
 
     @property
     def changes(self) -> bool:
@@ -56,7 +56,7 @@ def fresh_samples(rows: Iterable[NodeMetrics], service_id: str, now: float,
             for s in row.samples if s.service_id == service_id]
 
 
-def per_replica(metric: Metric, samples: list[ServiceSample], running: int) -> Optional[float]:
+def per_replica(metric: Metric, samples: list[ServiceSample], running: int) -> float | None:
     """The load per running replica, or None when there is nothing to measure."""
     if running <= 0:
         return None
@@ -71,12 +71,12 @@ def per_replica(metric: Metric, samples: list[ServiceSample], running: int) -> O
     return sum(s.cpu_percent * s.tasks for s in measured) / counted  # type: ignore[operator]
 
 
-def decide(name: str, policy: AutoscaleSpec, current: int, running: int, value: Optional[float],
+def decide(name: str, policy: AutoscaleSpec, current: int, running: int, value: float | None,
            now: float, last_change: float) -> Decision:
     """What to do with `name` (`current` replicas in its spec, `running` of them measured at
     `value` per replica) at `now`, its spec having last changed at `last_change`."""
 
-    def hold(reason: str, wake_at: Optional[float] = None) -> Decision:
+    def hold(reason: str, wake_at: float | None = None) -> Decision:
         return Decision(name, current, current, policy.metric, value, policy.target, reason, wake_at)
 
     def scale(to: int, reason: str) -> Decision:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime
 import math
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from croniter import croniter
 from croniter.croniter import CroniterError
@@ -25,9 +25,9 @@ MAX_YEARS_BETWEEN_RUNS = 5
 
 @dataclass(frozen=True, slots=True)
 class CronDecision:
-    fire: Optional[float] = None  # the scheduled time to start a run for now
-    wake_at: Optional[float] = None  # when to decide again if nothing changes first
-    missed: Optional[float] = None  # a scheduled time let go: past its starting deadline
+    fire: float | None = None  # the scheduled time to start a run for now
+    wake_at: float | None = None  # when to decide again if nothing changes first
+    missed: float | None = None  # a scheduled time let go: past its starting deadline
 
 
 def _times(schedule: str, timezone: str, at: float) -> croniter:
@@ -52,7 +52,7 @@ def schedule_problem(schedule: str, timezone: str, now: float) -> str:
     return ""
 
 
-def next_time(cron: Cron, after: float) -> Optional[float]:
+def next_time(cron: Cron, after: float) -> float | None:
     """The first scheduled time after `after`, or None when there is none."""
     try:
         return _times(cron.spec.schedule, cron.spec.timezone, after).get_next(float)
@@ -81,10 +81,10 @@ def decide(cron: Cron, now: float, active: bool) -> CronDecision:
 
 
 def plan_crons(crons: dict[str, Cron], active: set[str], now: float,
-               new_id: Callable[[], str]) -> tuple[tuple[FireCron, ...], Optional[float]]:
+               new_id: Callable[[], str]) -> tuple[tuple[FireCron, ...], float | None]:
     """The runs to start now and when to look again; `active`: crons with a run going."""
     fires: list[FireCron] = []
-    wake_at: Optional[float] = None
+    wake_at: float | None = None
     for name in sorted(crons):
         cron = crons[name]
         decision = decide(cron, now, name in active)

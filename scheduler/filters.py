@@ -6,7 +6,8 @@ can say why: `insufficient memory on 3 nodes; constraint node.labels.zone==a unm
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from consensus.services import Constraint, ServiceSpec
 from consensus.tasks import Task

@@ -12,7 +12,7 @@ its backoff limit or its deadline, when what still runs is stopped. A finished j
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from consensus.job_runs import EndJob, ExpireJob, current_tasks, job_progress, slot_failures
 from consensus.jobs import JobConfig, JobOutcome
@@ -110,7 +110,7 @@ def _running(planner: _Planner, service: Service, job: JobConfig,
 
 def _verdict(service: Service, job: JobConfig, wanted: set[tuple[int, str]],
              slots: dict[tuple[int, str], Task], failed: int,
-             now: float) -> Optional[tuple[JobOutcome, str]]:
+             now: float) -> tuple[JobOutcome, str] | None:
     if wanted and all(key in slots and slots[key].state == "complete" for key in wanted):
         return "complete", f"{len(wanted)} of {len(wanted)} tasks completed"
     if failed > job.backoff_limit:

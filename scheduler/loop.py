@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import os
-from typing import Any, Awaitable, Callable, Iterator, Optional
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from consensus.state import Result
 from scheduler.rounds import entries, schedule
@@ -45,7 +46,7 @@ class SchedulerLoop:
     def __init__(self, *, read_state: Callable[[], StateView], changed: asyncio.Event,
                  propose: Callable[[Any], Awaitable[Result]], is_leader: Callable[[], bool],
                  clock: Callable[[], float] = time.time,
-                 new_id: Optional[Callable[[], str]] = None,
+                 new_id: Callable[[], str] | None = None,
                  retry_delay: float = 1.0,
                  observe_round: Callable[[float], None] = lambda seconds: None) -> None:
         """`observe_round` is told how long each round took to plan."""
@@ -59,8 +60,8 @@ class SchedulerLoop:
         self._retry_delay = retry_delay
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._runner: Optional[asyncio.Task] = None
-        self._wake_at: Optional[float] = None
+        self._runner: asyncio.Task | None = None
+        self._wake_at: float | None = None
         self.rounds = 0  # rounds that proposed a command, for status pages and tests
 
     async def run(self) -> None:

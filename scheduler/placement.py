@@ -15,8 +15,8 @@ from __future__ import annotations
 import heapq
 import random
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 from consensus.services import ServiceSpec
 from consensus.tasks import Assignment, Task
@@ -61,7 +61,7 @@ class _Branch:
         self.leaf = leaf
         self.children: dict[str, _Branch] = {}
 
-    def take(self) -> Optional[tuple[int, _Branch]]:
+    def take(self) -> tuple[int, _Branch] | None:
         """The best node below this branch, removed from its leaf: (its rank, the leaf)."""
         if self.leaf:
             return (heapq.heappop(self.heap)[1], self) if self.heap else None
@@ -191,7 +191,7 @@ def _batches(tasks: Sequence[Task]) -> list[list[Task]]:
 
 
 def place(view: StateView, tasks: Sequence[Task], seed: int | str,
-          infos: Optional[dict[str, NodeInfo]] = None) -> PlacementResult:
+          infos: dict[str, NodeInfo] | None = None) -> PlacementResult:
     """Choose a node for each pending task, or explain why none fits. Pure and deterministic
     for a given view, task order and seed. `infos` (built from the view when omitted) is
     updated in place with every placement."""

@@ -14,7 +14,6 @@ ones for MANUAL_WINDOW after `shoal service rebalance`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from consensus.services import ServiceSpec
 from consensus.tasks import Service, Task
@@ -27,8 +26,8 @@ MANUAL_WINDOW = 600.0  # how long a rebalance asked for by hand goes on
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    task: Optional[Task] = None  # the task to move now
-    wake_at: Optional[float] = None  # when a move may be due
+    task: Task | None = None  # the task to move now
+    wake_at: float | None = None  # when a move may be due
 
 
 def keeps_volumes(spec: ServiceSpec) -> bool:

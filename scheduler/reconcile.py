@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
+from consensus.job_runs import EndJob, ExpireJob
 from consensus.model import Node
 from consensus.services import RestartPolicy, ServiceSpec
 from consensus.tasks import Service, StopTask, Task
-from consensus.job_runs import EndJob, ExpireJob
 from consensus.updates import RecordRollout, RollbackService
 from scheduler.jobs import plan_job
 from scheduler.rebalance import keeps_volumes, plan_move
@@ -42,7 +42,7 @@ class Plan:
     remove: tuple[str, ...] = ()
     create: tuple[Task, ...] = ()  # new tasks, pending: to create and place
     pending: tuple[Task, ...] = ()  # tasks created earlier and still pending: to place
-    wake_at: Optional[float] = None  # the earliest restart backoff or rollout step not yet due
+    wake_at: float | None = None  # the earliest restart backoff or rollout step not yet due
     rollouts: tuple[RecordRollout | RollbackService, ...] = ()  # to propose after the tasks
     jobs: tuple[EndJob | ExpireJob, ...] = ()  # jobs that ended or expired: to propose after the tasks
 
@@ -54,7 +54,7 @@ def restart_backoff(policy: RestartPolicy, restarts: int) -> float:
     return min(policy.delay * 2 ** min(restarts, 20), max(policy.delay, MAX_BACKOFF))
 
 
-def node_problem(node: Optional[Node], spec: ServiceSpec) -> str:
+def node_problem(node: Node | None, spec: ServiceSpec) -> str:
     """Why a task of `spec` may not keep running on `node`, or "" when it may."""
     if node is None:
         return "node is gone"
@@ -68,7 +68,7 @@ def node_problem(node: Optional[Node], spec: ServiceSpec) -> str:
 
 class _Planner:
     def __init__(self, view: StateView, now: float, new_id: Callable[[], str],
-                 max_new_slots: Optional[int]) -> None:
+                 max_new_slots: int | None) -> None:
         self.view, self.now, self.new_id = view, now, new_id
         # Tasks for slots that have none: a round places a bounded batch, so making the rest
         # now would only be thrown away (100,000 at once cost more than placing a batch).
@@ -81,7 +81,7 @@ class _Planner:
         self.remove: list[str] = []
         self.create: list[Task] = []
         self.pending: list[Task] = []
-        self.wake_at: Optional[float] = None
+        self.wake_at: float | None = None
         self.rollouts: list[RecordRollout | RollbackService] = []
         self.jobs: list[EndJob | ExpireJob] = []
 
@@ -183,7 +183,7 @@ class _Planner:
             self.restart(service, task)
         return True
 
-    def drained(self, service: Service, task: Task, node: Optional[Node]) -> bool:
+    def drained(self, service: Service, task: Task, node: Node | None) -> bool:
         """Whether `task` serves on a node being drained and moves off start-first, within
         the service's budget, instead of being replaced stop-first."""
         spec = service.spec
@@ -211,7 +211,7 @@ class _Planner:
             return f"replaced by task {primary.id[:12]} of version {primary.spec_version}"
         return "another task runs this slot"
 
-    def node_problem(self, node: Optional[Node], spec: ServiceSpec) -> str:
+    def node_problem(self, node: Node | None, spec: ServiceSpec) -> str:
         """node_problem, once per node and set of constraints in a round."""
         if node is None:
             return node_problem(node, spec)
@@ -271,7 +271,7 @@ class _Planner:
 
 
 def reconcile(view: StateView, now: float, new_id: Callable[[], str],
-              max_new_slots: Optional[int] = None) -> Plan:
+              max_new_slots: int | None = None) -> Plan:
     """`max_new_slots` bounds the tasks made for slots that have none (the rest wait for a
     later round); replacements and rollout steps are never held back."""
     return _Planner(view, now, new_id, max_new_slots).plan()

@@ -18,8 +18,8 @@ that batch was done) and goes on as above.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
 
 from consensus.rollout import Rollout, Watch
 from consensus.services import ServiceSpec, UpdateConfig
@@ -36,7 +36,7 @@ def task_spec(spec: ServiceSpec) -> ServiceSpec:
                                autoscale=None, rebalance="manual", max_unavailable=1)
 
 
-def same_tasks(a: Optional[ServiceSpec], b: Optional[ServiceSpec]) -> bool:
+def same_tasks(a: ServiceSpec | None, b: ServiceSpec | None) -> bool:
     return a is not None and b is not None and task_spec(a) == task_spec(b)
 
 
@@ -60,7 +60,7 @@ class SlotTasks:
 
     key: SlotKey
     primary: Task
-    handover: Optional[Task] = None
+    handover: Task | None = None
     extra: tuple[Task, ...] = ()
 
 
@@ -87,7 +87,7 @@ class RolloutStep:
     stop: tuple[StopTask, ...] = ()
     create: tuple[Task, ...] = ()
     commands: tuple[RecordRollout | RollbackService, ...] = ()  # to propose after the tasks
-    wake_at: Optional[float] = None
+    wake_at: float | None = None
 
 
 class _Step:
@@ -97,13 +97,13 @@ class _Step:
         self.service, self.now = service, now
         self.stop: list[StopTask] = []
         self.create: list[Task] = []
-        self.wake_at: Optional[float] = None
+        self.wake_at: float | None = None
 
     def wake(self, at: float) -> None:
         self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
 
-    def result(self, record: Optional[Rollout],
-               rollback: Optional[RollbackService] = None) -> RolloutStep:
+    def result(self, record: Rollout | None,
+               rollback: RollbackService | None = None) -> RolloutStep:
         commands: list[RecordRollout | RollbackService] = []
         old = self.service.rollout
         if record is not None and record != old:
@@ -114,7 +114,7 @@ class _Step:
         return RolloutStep(tuple(self.stop), tuple(self.create), tuple(commands), self.wake_at)
 
 
-def _begin(service: Service, outdated: bool) -> Optional[Rollout]:
+def _begin(service: Service, outdated: bool) -> Rollout | None:
     """The rollout the current version continues or starts; None when there is none."""
     old = service.rollout
     if old is not None and old.service_id == service.id:
@@ -226,7 +226,7 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
 
 
 def _canary_wait(step: _Step, config: UpdateConfig, done_at: float, updated: int,
-                 total: int) -> Optional[dict]:
+                 total: int) -> dict | None:
     """The canaries are done (since `done_at`): the fields of the `canary` phase while it
     waits for a promote, or None once `auto_promote` has passed since."""
     service = step.service

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from consensus.crons import FireCron
 from consensus.job_runs import EndJob, ExpireJob
-from consensus.tasks import AssignTasks, Assignment, Explanation, Task
+from consensus.tasks import Assignment, AssignTasks, Explanation, Task
 from consensus.updates import RecordRollout, RollbackService
 from scheduler.crons import plan_crons
 from scheduler.placement import place
@@ -31,7 +31,7 @@ MAX_PENDING = 10_000
 @dataclass(frozen=True, slots=True)
 class Round:
     command: AssignTasks  # falsy when there is nothing to change
-    wake_at: Optional[float]  # when a restart backoff or rollout step is due, if nothing wakes us sooner
+    wake_at: float | None  # when a restart backoff or rollout step is due, if nothing wakes us sooner
     # Rollout progress and automatic rollbacks, proposed after `command` (whose new tasks
     # they may name).
     rollouts: tuple[RecordRollout | RollbackService, ...] = ()

@@ -7,8 +7,8 @@ round's view still while Raft goes on applying commands to the live state.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
 
 from consensus.changes import Change
 from consensus.crons import Cron, crons
@@ -36,7 +36,7 @@ class StateView:
         return cls(state.cluster, dict(nodes(state)), dict(services(state)), dict(tasks(state)),
                    state.applied, state.changes.snapshot(), dict(crons(state)))
 
-    def spec_of(self, task: Task) -> Optional[ServiceSpec]:
+    def spec_of(self, task: Task) -> ServiceSpec | None:
         service = self.services.get(task.service)
         if service is None or service.id != task.service_id:
             return None

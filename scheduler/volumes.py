@@ -9,7 +9,7 @@ then a dict lookup and one node.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 from consensus.services import ServiceSpec
 from consensus.tasks import Assignment, Explanation, Task
@@ -24,9 +24,9 @@ class SlotHomes:
 
     def __init__(self, view: StateView) -> None:
         self._view = view
-        self._homes: Optional[dict[SlotKey, str]] = None
+        self._homes: dict[SlotKey, str] | None = None
 
-    def of(self, task: Task) -> Optional[str]:
+    def of(self, task: Task) -> str | None:
         if self._homes is None:
             sticky = {s.id for s in self._view.services.values() if keeps_local_data(s.spec)}
             self._homes = slot_homes(self._view.tasks.values(), sticky, self._view.spec_of) \
@@ -34,7 +34,7 @@ class SlotHomes:
         return self._homes.get((task.service_id, task.slot))
 
 
-def home_problem(home_id: str, info: Optional[NodeInfo], pipeline: Pipeline) -> str:
+def home_problem(home_id: str, info: NodeInfo | None, pipeline: Pipeline) -> str:
     """Why the slot's home node cannot take the task now, or "" when it can."""
     if info is None:
         return (f"the data of its named volumes is on node {home_id}, which has left the cluster: set "

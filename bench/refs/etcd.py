@@ -23,8 +23,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.refs.support import Processes, ensure_debian
 from bench.load import figures_of_run, latency, run_control_plane, throughput
+from bench.refs.support import Processes, ensure_debian
 
 HOST = "127.0.0.1"
 VALUE = base64.b64encode(b"v" * 100).decode()
@@ -81,7 +81,7 @@ class EtcdCluster:
                         status = await resp.json()
                     ids[status["header"]["member_id"]] = i
                     leaders.add(status.get("leader"))
-                except (aiohttp.ClientError, asyncio.TimeoutError, KeyError):
+                except (TimeoutError, aiohttp.ClientError, KeyError):
                     leaders.add(None)
             if len(leaders) == 1 and (leader := leaders.pop()) in ids:
                 return ids[leader]
@@ -118,7 +118,7 @@ async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession) -> floa
             if await put(session, survivors[n % len(survivors)], n) and not done_at:
                 done_at.append(time.monotonic())
                 committed.set()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
 
     killed = time.monotonic()
@@ -130,7 +130,7 @@ async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession) -> floa
             try:
                 await asyncio.wait_for(committed.wait(), ATTEMPT_EVERY)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if time.monotonic() - killed > FAILOVER_LIMIT:
                     raise RuntimeError(f"no write committed {FAILOVER_LIMIT:g} s after the kill")
     return done_at[0] - killed

@@ -7,13 +7,28 @@ naming it (`ping.news[2].incarnation: must be an integer`); it never builds anyt
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
-from netoverlay.gossip.model import (Ack, Alive, Dead, Gossip, Left, Member, MemberState, Message,
-                                     News, Ping, PingReq, Suspect, SyncRequest, SyncResponse,
-                                     TableEntry)
+from netoverlay.gossip.model import (
+    Ack,
+    Alive,
+    Dead,
+    Gossip,
+    Left,
+    Member,
+    MemberState,
+    Message,
+    News,
+    Ping,
+    PingReq,
+    Suspect,
+    SyncRequest,
+    SyncResponse,
+    TableEntry,
+)
 
 MAX_ID = 128
 MAX_KEY = 256

@@ -15,13 +15,27 @@ few random members as well. Push-pull exchanges full state now and then, and on 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.membership import ALIVE, DEAD, LEFT, Membership
-from netoverlay.gossip.model import (Ack, Address, Event, Gossip, Member, Message, Outbound, Ping,
-                                     PingReq, Suspect, SyncRequest, SyncResponse, TableEntry)
+from netoverlay.gossip.model import (
+    Ack,
+    Address,
+    Event,
+    Gossip,
+    Member,
+    Message,
+    Outbound,
+    Ping,
+    PingReq,
+    Suspect,
+    SyncRequest,
+    SyncResponse,
+    TableEntry,
+)
 
 # Room left in a datagram for the fixed fields of a message around its news.
 _HEADER_BYTES = 24

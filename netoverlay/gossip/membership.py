@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import msgpack
 
 from netoverlay.gossip.broadcasts import BroadcastQueue
 from netoverlay.gossip.codec import MAX_KEY
 from netoverlay.gossip.config import GossipConfig
-from netoverlay.gossip.model import (Alive, Dead, Event, Left, Member, MemberEvent,
-                                     MemberState, News, Suspect, TableEntry, TableEvent)
+from netoverlay.gossip.model import (
+    Alive,
+    Dead,
+    Event,
+    Left,
+    Member,
+    MemberEvent,
+    MemberState,
+    News,
+    Suspect,
+    TableEntry,
+    TableEvent,
+)
 from netoverlay.gossip.suspicion import Suspicion
 from netoverlay.gossip.table import GossipTable, newer
 

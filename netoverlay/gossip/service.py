@@ -13,15 +13,25 @@ import asyncio
 import logging
 import struct
 import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, fields
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any
 
-from netoverlay.crypto import OVERHEAD, SealError, Sealer, derive_key
+from netoverlay.crypto import OVERHEAD, Sealer, SealError, derive_key
 from netoverlay.gossip import codec
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.core import GossipCore
-from netoverlay.gossip.model import (Address, Event, Member, MemberEvent, Outbound, SyncRequest,
-                                     SyncResponse, TableEntry, TableEvent)
+from netoverlay.gossip.model import (
+    Address,
+    Event,
+    Member,
+    MemberEvent,
+    Outbound,
+    SyncRequest,
+    SyncResponse,
+    TableEntry,
+    TableEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +177,7 @@ class GossipService:
         self._dispatch(core.leave(self._now()))
         try:
             await asyncio.wait_for(self._drained.wait(), self.config.leave_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.info("gossip: leave not fully disseminated within %.1f s", self.config.leave_timeout)
 
     # --- queries and local changes -------------------------------------------------------
@@ -307,7 +317,7 @@ class GossipService:
                     reply = await self._read_frame(reader)
                 finally:
                     writer.close()
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             self._counters.sync_failures += 1
             log.debug("gossip: push-pull with %s:%s failed: %s", *out.to, exc)
             return False
@@ -336,7 +346,7 @@ class GossipService:
                 self._dispatch([o for o in outbound if not isinstance(o.message, SyncResponse)])
                 for reply in replies:
                     await self._write_frame(writer, reply.message)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             log.debug("gossip: push-pull from %s failed: %s", peer, exc)
         finally:
             self._inbound -= 1

@@ -12,7 +12,7 @@ import heapq
 import itertools
 import random
 from collections import Counter
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from netoverlay.gossip import codec
 from netoverlay.gossip.core import GossipCore

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Optional
 
 from netoverlay.lb.picker import Picker
 from netoverlay.lb.proxy_protocol import proxy_v2_header
@@ -35,7 +34,7 @@ class ProxyConfig:
     # stop() waits this long for connect attempts to unwind after cancelling them.
     stop_timeout: float = 5.0
     # Seed for the picker's choices; None seeds from the OS (tests pass one to replay).
-    seed: Optional[int] = None
+    seed: int | None = None
 
 
 class Listener:
@@ -49,7 +48,7 @@ class Listener:
         self.rng = rng
         self.pipes: set[Pipe] = set()
         self._connecting: dict[Pipe, asyncio.Task[None]] = {}
-        self._server: Optional[asyncio.Server] = None
+        self._server: asyncio.Server | None = None
         self._loop = asyncio.get_running_loop()
 
     async def open(self) -> None:
@@ -87,7 +86,7 @@ class Listener:
         finally:
             self._connecting.pop(pipe, None)
 
-    async def _try_endpoint(self, pipe: Pipe, endpoint: Endpoint) -> Optional[BackendHalf]:
+    async def _try_endpoint(self, pipe: Pipe, endpoint: Endpoint) -> BackendHalf | None:
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 _, backend = await self._loop.create_connection(

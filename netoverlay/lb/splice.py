@@ -16,7 +16,7 @@ request; neither loop crashed. A FIN is never written to a transport already clo
 from __future__ import annotations
 
 import asyncio
-from typing import Optional, Protocol
+from typing import Protocol
 
 from netoverlay.lb.stats import ServiceCounters
 from netoverlay.lb.types import Endpoint
@@ -38,8 +38,8 @@ class _Half(asyncio.Protocol):
     def __init__(self, pipe: Pipe, counters: ServiceCounters) -> None:
         self.pipe = pipe
         self.counters = counters
-        self.transport: Optional[asyncio.Transport] = None
-        self.peer: Optional[_Half] = None
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Half | None = None
         self.eof_received_ = False  # this side sent us a FIN
         self.eof_sent = False  # we sent this side a FIN
         self.lost = False
@@ -73,7 +73,7 @@ class _Half(asyncio.Protocol):
         if peer is not None and peer.transport is not None and not peer.eof_received_:
             peer.transport.resume_reading()
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.pipe.side_lost(self, exc)
 
@@ -118,15 +118,15 @@ class Pipe:
                  "idle_deadline", "_idle_handle", "owner", "_done")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, counters: ServiceCounters,
-                 idle_timeout: Optional[float], owner: PipeOwner) -> None:
+                 idle_timeout: float | None, owner: PipeOwner) -> None:
         self.loop = loop
         self.client = ClientHalf(self, counters)
-        self.backend: Optional[BackendHalf] = None
-        self.endpoint: Optional[Endpoint] = None
+        self.backend: BackendHalf | None = None
+        self.endpoint: Endpoint | None = None
         self.early: list[bytes] = []  # client bytes read before the backend was linked
         self.idle_timeout = idle_timeout
-        self.idle_deadline: Optional[float] = None
-        self._idle_handle: Optional[asyncio.TimerHandle] = None
+        self.idle_deadline: float | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
         self.owner = owner
         self._done = False
 
@@ -168,16 +168,14 @@ class Pipe:
         if backend is not None and self.client.eof_received_ and backend.eof_received_:
             self.close()
 
-    def side_lost(self, side: _Half, exc: Optional[Exception]) -> None:
+    def side_lost(self, side: _Half, exc: Exception | None) -> None:
         other = self.backend if side is self.client else self.client
         if other is not None and other.transport is not None and not other.lost:
             if exc is None:
                 other.transport.close()  # flushes what is buffered, then FIN
             else:
                 other.transport.abort()  # pass a reset on as a reset
-        if self.client.lost and (self.backend is None or self.backend.lost):
-            self._finish()
-        elif other is None:
+        if self.client.lost and (self.backend is None or self.backend.lost) or other is None:
             self._finish()
 
     def close(self) -> None:

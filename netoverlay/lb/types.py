@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 Protocol = Literal["tcp", "udp"]
 PublishMode = Literal["ingress", "host"]
@@ -41,7 +41,7 @@ class Endpoint:
     weight: int = 1
     # The service port this endpoint serves, for services that publish several; None serves
     # every published port of the service (the common single-port case).
-    target_port: Optional[int] = None
+    target_port: int | None = None
 
     def __post_init__(self) -> None:
         if not self.service:
@@ -77,7 +77,7 @@ class ServicePort:
     # Send a PROXY protocol v2 header first, so the backend sees the client's address.
     proxy_protocol: bool = False
     # Close a connection after this many seconds without traffic; None keeps it forever.
-    idle_timeout: Optional[float] = None
+    idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not self.service:

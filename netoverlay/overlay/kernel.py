@@ -19,8 +19,15 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netoverlay.lb.nft import NftConfig, run_nft
-from netoverlay.overlay.plan import (VXLAN_PREFIX, AddFlood, CreateLink, DeleteLink, LinkState,
-                                     RemoveFlood, Step)
+from netoverlay.overlay.plan import (
+    VXLAN_PREFIX,
+    AddFlood,
+    CreateLink,
+    DeleteLink,
+    LinkState,
+    RemoveFlood,
+    Step,
+)
 from netoverlay.overlay.ruleset import render_ruleset, vip_range
 from netoverlay.overlay.types import NodeOverlay
 

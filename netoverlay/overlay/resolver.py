@@ -18,9 +18,9 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Union
 
-from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord, OPCODE
+from dnslib import OPCODE, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
 from netoverlay.dns import MalformedQuery, parse_query
 from netoverlay.overlay.types import OverlayNetwork, ServiceOnNetwork
@@ -53,7 +53,7 @@ def _names(network: OverlayNetwork) -> dict[str, ServiceOnNetwork]:
     return found
 
 
-def lookup(network: OverlayNetwork, labels: Sequence[str]) -> Union[tuple[str, ...], None, Forward]:
+def lookup(network: OverlayNetwork, labels: Sequence[str]) -> tuple[str, ...] | None | Forward:
     """The addresses a name has on `network`; None for NXDOMAIN; Forward when not ours."""
     labels = [label.lower() for label in labels]
     ours = len(labels) > 1 and labels[-1] == network.name.lower()
@@ -91,7 +91,7 @@ def decide(packet: bytes, network: OverlayNetwork) -> Decision:
     return bytes(reply.pack())
 
 
-def servfail(packet: bytes) -> Optional[bytes]:
+def servfail(packet: bytes) -> bytes | None:
     with contextlib.suppress(DNSError, ValueError, IndexError, UnicodeError):
         reply = DNSRecord.parse(packet).reply(ra=1)
         reply.header.rcode = RCODE.SERVFAIL
@@ -123,7 +123,7 @@ class _OneAnswer(asyncio.DatagramProtocol):
 
 
 async def ask_upstream(packet: bytes, upstreams: Sequence[str], port: int = 53,
-                       timeout: float = FORWARD_TIMEOUT) -> Optional[bytes]:
+                       timeout: float = FORWARD_TIMEOUT) -> bytes | None:
     """The first answer of the upstreams, asked in order, each within `timeout`."""
     loop = asyncio.get_running_loop()
     for upstream in upstreams:
@@ -136,7 +136,7 @@ async def ask_upstream(packet: bytes, upstreams: Sequence[str], port: int = 53,
         try:
             transport.sendto(packet)
             return await asyncio.wait_for(protocol.answer, timeout)
-        except (asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             log.debug("DNS upstream %s did not answer: %s", upstream, exc)
         finally:
             transport.close()
@@ -155,7 +155,7 @@ class NetworkResolver(asyncio.DatagramProtocol):
         self.answered = 0
         self.forwarded = 0
         self.malformed = 0
-        self._transport: Optional[asyncio.DatagramTransport] = None
+        self._transport: asyncio.DatagramTransport | None = None
         self._forwards: set[asyncio.Task] = set()
 
     async def start(self, address: str, port: int = 53) -> tuple[str, int]:
@@ -193,7 +193,7 @@ class NetworkResolver(asyncio.DatagramProtocol):
         answer = await ask_upstream(data, self.upstreams, self.upstream_port, self.forward_timeout)
         self._send(answer if answer is not None else servfail(data), addr)
 
-    def _send(self, data: Optional[bytes], addr) -> None:
+    def _send(self, data: bytes | None, addr) -> None:
         if data is not None and self._transport is not None:
             self._transport.sendto(data, addr)
 

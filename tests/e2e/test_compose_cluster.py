@@ -16,9 +16,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ FORM_TIMEOUT = 90.0
 RUN_TIMEOUT = 90.0
 
 
-def _run(argv: list[str], timeout: float, env: Optional[dict[str, str]] = None,
+def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None,
          ) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
                           timeout=timeout, env=env)

@@ -16,8 +16,14 @@ import pytest
 from node.client import ShoalClient
 from node.localcluster import LocalCluster, NodeProc, next_block, wait_for
 from node.runtime.model import LABEL_NODE, LABEL_TASK
-from tests.integration.mesh_support import (HTTP_CHECK, PUBLISHED, WEB, node_id_of, node_ids,
-                                            routing_mesh_flow)
+from tests.integration.mesh_support import (
+    HTTP_CHECK,
+    PUBLISHED,
+    WEB,
+    node_id_of,
+    node_ids,
+    routing_mesh_flow,
+)
 from tests.support import unavailable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

@@ -11,7 +11,7 @@ import contextlib
 import subprocess
 import time
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import docker
 import pytest
@@ -19,8 +19,17 @@ import pytest
 from node import config as node_config
 from node.localcluster import LocalCluster, NodeProc, wait_for
 from node.runtime.model import LABEL_NODE, LABEL_SERVICE, LABEL_TASK
-from tests.integration.cluster_support import (SETTLE, SlotWatch, live, must, running_slots,
-                                               running_spread, shoal, stop_nodes, until_node)
+from tests.integration.cluster_support import (
+    SETTLE,
+    SlotWatch,
+    live,
+    must,
+    running_slots,
+    running_spread,
+    shoal,
+    stop_nodes,
+    until_node,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -26,7 +26,6 @@ import concurrent.futures
 import ipaddress
 import json
 import sys
-
 import time
 
 import aiohttp

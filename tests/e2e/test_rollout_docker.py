@@ -14,8 +14,12 @@ import docker
 import pytest
 
 from node.localcluster import LocalCluster, wait_for
-from tests.e2e.test_orchestration_docker import (containers_of, docker_cluster, engine,  # noqa: F401
-                                                 remove_containers)
+from tests.e2e.test_orchestration_docker import (  # noqa: F401
+    containers_of,
+    docker_cluster,
+    engine,
+    remove_containers,
+)
 from tests.integration.cluster_support import live, must, shoal
 from tests.integration.mesh_support import PUBLISHED
 from tests.integration.test_rollout_mesh import hammer

@@ -30,10 +30,16 @@ import pytest
 from node.localcluster import wait_for
 from tests.netbed import Faults, NetBed
 from tests.netbed.fixtures import netbed_factory  # noqa: F401  (a fixture)
-from tests.safety.checker import (Violation, lost_writes, not_linearizable,
-                                  reads_going_backwards, replica_violations, split_brain)
+from tests.safety.checker import (
+    Violation,
+    lost_writes,
+    not_linearizable,
+    reads_going_backwards,
+    replica_violations,
+    split_brain,
+)
 from tests.safety.harness import Workload, run_clients, sample_leaders
-from tests.safety.history import History, HistoryRecorder, OpKind, Operation, Outcome
+from tests.safety.history import History, HistoryRecorder, Operation, OpKind, Outcome
 from tests.safety.shoal_bed import RECOVERY_TIMEOUT, BedCluster, NotCaughtUp
 from tests.safety.shoal_client import label_keys
 

@@ -15,8 +15,12 @@ import pytest
 from node.localcluster import wait_for
 from node.runtime.model import LABEL_SERVICE
 from node.runtime.task_files import tmpfs_root
-from tests.e2e.test_orchestration_docker import (containers_of, docker_cluster, engine,  # noqa: F401
-                                                 remove_containers)
+from tests.e2e.test_orchestration_docker import (  # noqa: F401
+    containers_of,
+    docker_cluster,
+    engine,
+    remove_containers,
+)
 from tests.integration.cluster_support import must, shoal
 from tests.integration.test_secrets_process import files_holding, raw_answers
 

@@ -8,11 +8,18 @@ import uuid
 
 import pytest
 
-from node.runtime.mounts import LABEL_VOLUME
 from node.localcluster import wait_for
-from tests.e2e.test_orchestration_docker import (QUICK_RESTART, container_of, containers_of, create,
-                                                 settled)
-from tests.e2e.test_orchestration_docker import engine, service_name, shared  # noqa: F401 (fixtures)
+from node.runtime.mounts import LABEL_VOLUME
+from tests.e2e.test_orchestration_docker import (  # noqa: F401 (fixtures)
+    QUICK_RESTART,
+    container_of,
+    containers_of,
+    create,
+    engine,
+    service_name,
+    settled,
+    shared,
+)
 from tests.integration.cluster_support import SETTLE, SlotWatch, live, must, shoal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

@@ -6,15 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState, Result
-from consensus.tasks import (Assignment, AssignTasks, CreateService, ReportTaskStatus, Task,
-                             services, tasks)
+from consensus.tasks import (
+    Assignment,
+    AssignTasks,
+    CreateService,
+    ReportTaskStatus,
+    Task,
+    services,
+    tasks,
+)
 from node.agent import Agent
 
 # Long enough for a slow CI machine, short enough to end a hung test.

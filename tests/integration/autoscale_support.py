@@ -34,7 +34,7 @@ async def load(address: str, stop: asyncio.Event) -> int:
                 async with session.get(f"http://{address}:{PUBLISHED}/") as answer:
                     await answer.read()
                 sent += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass  # a replica starting or stopping: the load goes on
             await asyncio.sleep(0.02)
     return sent

@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Optional
 
 from node.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, api_token_for, wait_for
 from node.runtime import ProcessDriver
@@ -31,7 +31,7 @@ def must(done: subprocess.CompletedProcess) -> str:
     return done.stdout
 
 
-async def tasks_of(cluster: LocalCluster, service: str, via: Optional[int] = None) -> list[dict]:
+async def tasks_of(cluster: LocalCluster, service: str, via: int | None = None) -> list[dict]:
     """The service's tasks, asked of node `via` (default: the first running node)."""
     if via is None:
         via = next(i for i, n in enumerate(cluster.nodes) if n.running)

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from dnslib import QTYPE, DNSRecord

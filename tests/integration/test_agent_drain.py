@@ -8,8 +8,7 @@ from __future__ import annotations
 from consensus.tasks import AssignTasks, StopTask
 from node.runtime.procfs import is_running
 from tests.integration.agent_support import run_agent
-from tests.integration.test_agent_process import (agent_for, data_dir, get, process_of,  # noqa: F401
-                                                  source, web)
+from tests.integration.test_agent_process import agent_for, data_dir, get, process_of, source, web  # noqa: F401
 
 # Longer than any test may run: whatever stops before it did not wait for the drain.
 FOREVER = "1h"

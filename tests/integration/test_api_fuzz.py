@@ -23,7 +23,8 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consensus.services import ServiceSpec
 from node.api_autoscale import routes as autoscale_routes

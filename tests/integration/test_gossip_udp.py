@@ -12,8 +12,7 @@ import msgpack
 import pytest
 
 from netoverlay.crypto import Sealer, derive_key
-from netoverlay.gossip import GossipService, GossipServiceConfig, JoinError, MemberState
-from netoverlay.gossip import codec
+from netoverlay.gossip import GossipService, GossipServiceConfig, JoinError, MemberState, codec
 from netoverlay.gossip.model import MemberEvent, Ping
 from netoverlay.gossip.service import FRAME_HEADER, MAX_INBOUND_STREAMS
 

@@ -14,12 +14,11 @@ import signal
 import aiohttp
 import pytest
 
-from tests.integration.cluster_support import shoal
+from tests.integration.cluster_support import shoal, until_voters
 from tests.safety.checker import not_linearizable
 from tests.safety.harness import ReadResult
 from tests.safety.history import HistoryRecorder, OpKind, Outcome
 from tests.safety.shoal_client import LabelKey, ShoalApi
-from tests.integration.cluster_support import until_voters
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -16,8 +16,14 @@ from netoverlay.lb import NftConfig, NftDataPlane, ServicePort
 from node.localcluster import LocalCluster, NodeProc
 from node.runtime import ProcessDriver
 from node.runtime.process_records import load_record
-from tests.integration.mesh_support import (HTTP_CHECK, PUBLISHED, WEB, remove_leftover_tables,
-                                            require_nft, routing_mesh_flow)
+from tests.integration.mesh_support import (
+    HTTP_CHECK,
+    PUBLISHED,
+    WEB,
+    remove_leftover_tables,
+    require_nft,
+    routing_mesh_flow,
+)
 
 pytestmark = pytest.mark.timeout(180)
 

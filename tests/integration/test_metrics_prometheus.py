@@ -4,7 +4,6 @@ series: Raft, tasks by state, the routing mesh's connections, API requests by ro
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -112,5 +111,5 @@ async def _swallow(check):
     """A check that fails while the cluster or Prometheus is still coming up: not yet."""
     try:
         return await check
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return None

@@ -13,10 +13,10 @@ import urllib.request
 import pytest
 
 from node.runtime import PortSpec, ProcessDriver, RunSpec, select_driver
-from node.runtime.select import RuntimeUnavailable
 from node.runtime.cgroups import CgroupsV1
 from node.runtime.process_records import load_record, save_record
 from node.runtime.procfs import group_members, is_running
+from node.runtime.select import RuntimeUnavailable
 
 HTTP_SERVER = ("sh", "-c", f"echo serving on $PORT; exec {sys.executable} -m http.server $PORT "
                "--bind 127.0.0.1")

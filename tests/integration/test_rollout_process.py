@@ -15,8 +15,13 @@ import pytest
 
 from node.cli_rollout import parse_sse
 from node.client import ApiError, Unreachable
-from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, started_cluster,
-                              wait_for)
+from node.localcluster import (
+    EQUAL_PROCESS_NODES,
+    LocalCluster,
+    api_token_for,
+    started_cluster,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -16,8 +16,14 @@ import aiohttp
 import pytest
 
 from node.config import load
-from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
-                              started_cluster, wait_for)
+from node.localcluster import (
+    EQUAL_PROCESS_NODES,
+    LocalCluster,
+    api_token_for,
+    auth_for,
+    started_cluster,
+    wait_for,
+)
 from node.runtime.task_files import tmpfs_root
 from node.security import ClusterKeys
 

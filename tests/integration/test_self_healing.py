@@ -15,9 +15,19 @@ import pytest
 from node.localcluster import LocalCluster, NodeProc, wait_for
 from node.runtime.process_records import load_record, task_dir
 from node.runtime.procfs import is_running
-from tests.integration.cluster_support import (SETTLE, SlotWatch, live, must, node_status,
-                                               process_cluster, running_slots, running_spread,
-                                               shoal, tasks_of, until_node)
+from tests.integration.cluster_support import (
+    SETTLE,
+    SlotWatch,
+    live,
+    must,
+    node_status,
+    process_cluster,
+    running_slots,
+    running_spread,
+    shoal,
+    tasks_of,
+    until_node,
+)
 
 pytestmark = pytest.mark.timeout(120)
 

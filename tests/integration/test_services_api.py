@@ -11,8 +11,14 @@ import sys
 import aiohttp
 import pytest
 
-from node.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
-                              started_cluster, wait_for)
+from node.localcluster import (
+    EQUAL_PROCESS_NODES,
+    LocalCluster,
+    api_token_for,
+    auth_for,
+    started_cluster,
+    wait_for,
+)
 from tests.support import fixture_text
 
 pytestmark = pytest.mark.timeout(180)

@@ -12,10 +12,15 @@ import signal
 import pytest
 
 from node.runtime.mounts import VOLUMES_DIR
-from tests.integration.cluster_support import SlotWatch, live, must, running_slots, shoal
-from tests.integration.cluster_support import process_cluster
-from tests.integration.test_self_healing import (QUICK_RESTART, by_id, create, node_named,
-                                                 process_of)
+from tests.integration.cluster_support import (
+    SlotWatch,
+    live,
+    must,
+    process_cluster,
+    running_slots,
+    shoal,
+)
+from tests.integration.test_self_healing import QUICK_RESTART, by_id, create, node_named, process_of
 
 pytestmark = pytest.mark.timeout(120)
 

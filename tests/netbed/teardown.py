@@ -16,8 +16,8 @@ import signal
 import tempfile
 from pathlib import Path
 
-from tests.netbed.names import BRIDGE_PREFIX, PREFIX, BedName, stale_beds
 from tests.netbed.dockerd import remove_containers_of
+from tests.netbed.names import BRIDGE_PREFIX, PREFIX, BedName, stale_beds
 from tests.netbed.shell import run
 
 _CGROUP_ROOT = "/sys/fs/cgroup"

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tests.safety import wgl
-from tests.safety.history import History, LeaderReport, OpKind, Operation, Outcome, TaskRecord
+from tests.safety.history import History, LeaderReport, Operation, OpKind, Outcome, TaskRecord
 
 
 @dataclass(frozen=True, slots=True)

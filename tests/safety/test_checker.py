@@ -6,10 +6,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.safety.checker import (check_history, lost_writes, not_linearizable,
-                                  reads_going_backwards, replica_violations, split_brain)
-from tests.safety.history import (Completion, History, HistoryRecorder, Invocation, LeaderReport,
-                                  OpKind, Operation, Outcome, TaskRecord, pair_operations)
+from tests.safety.checker import (
+    check_history,
+    lost_writes,
+    not_linearizable,
+    reads_going_backwards,
+    replica_violations,
+    split_brain,
+)
+from tests.safety.history import (
+    Completion,
+    History,
+    HistoryRecorder,
+    Invocation,
+    LeaderReport,
+    Operation,
+    OpKind,
+    Outcome,
+    TaskRecord,
+    pair_operations,
+)
 
 _ids = iter(range(10**9))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 State = Hashable
 
@@ -26,7 +25,7 @@ class RegisterOp:
     invoked_at: float
     completed_at: float  # math.inf when the outcome is unknown
     is_write: bool
-    value: Optional[str]  # written, or read (None: absent)
+    value: str | None  # written, or read (None: absent)
     label: str = ""       # how to name it in an explanation
 
 
@@ -36,7 +35,7 @@ class Verdict:
     # On failure: the most operations any linearization attempt placed, and an operation
     # that no order could place at that point (the one to look at first).
     longest_prefix: int = 0
-    stuck_at: Optional[RegisterOp] = None
+    stuck_at: RegisterOp | None = None
 
 
 def register_step(state: State, op: RegisterOp) -> tuple[bool, State]:

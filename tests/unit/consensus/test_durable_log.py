@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 import consensus  # noqa: F401  (registers commands and tables)
 import consensus.raft as raft_module
 from consensus.model import Node

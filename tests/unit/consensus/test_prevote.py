@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 
-
 import consensus.raft as raft
 from consensus.prevote import Action, LogPosition, PreVote
 from consensus.raft import RaftNode

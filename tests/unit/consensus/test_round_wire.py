@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import consensus  # noqa: F401  (registers commands and their payload forms)
 from consensus import codec
 from consensus.model import Resources
 from consensus.services import PortSpec
-from consensus.tasks import AssignTasks, Assignment, Explanation, StopTask, Task
+from consensus.tasks import Assignment, AssignTasks, Explanation, StopTask, Task
 from consensus.wire import to_plain
 
 ids = st.text("0123456789abcdef", min_size=1, max_size=8)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import pickle
 
+import pysyncobj.pickle as pysyncobj_pickle
 import pytest
+from pysyncobj.node import TCPNode
 
 import consensus.raft  # noqa: F401  (installs the restricted unpickler)
-import pysyncobj.pickle as pysyncobj_pickle
-from pysyncobj.node import TCPNode
 
 
 class _Exploit:

@@ -4,7 +4,8 @@ service specs, removal of one in use, and snapshots that keep them exactly."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus import codec

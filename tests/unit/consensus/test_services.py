@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consensus.model import Node
-from consensus.services import (Constraint, PortSpec, ServiceSpec, SpecError, merge_spec, parse_constraint,
-                                parse_service_spec)
+from consensus.services import (
+    Constraint,
+    PortSpec,
+    ServiceSpec,
+    SpecError,
+    merge_spec,
+    parse_constraint,
+    parse_service_spec,
+)
 from consensus.units import parse_cpu, parse_duration, parse_memory
 from consensus.wire import WireError, to_plain
 

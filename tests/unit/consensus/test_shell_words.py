@@ -6,7 +6,8 @@ import shlex
 import time
 
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from consensus.shell_words import MAX_LINE, WordsError, split_words
 

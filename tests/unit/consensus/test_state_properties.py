@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import msgpack
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import consensus  # noqa: F401  (registers every command type)
 from consensus import codec
 from consensus.model import Node, Resources
-from consensus.nodes import (BootstrapCluster, RegisterNode, RemoveNode, SetNodeRole,
-                             SetNodeStatus, UpdateNode)
+from consensus.nodes import (
+    BootstrapCluster,
+    RegisterNode,
+    RemoveNode,
+    SetNodeRole,
+    SetNodeStatus,
+    UpdateNode,
+)
 from consensus.state import ClusterState
 
 NODE_IDS = st.sampled_from(["a1", "b2", "c3", "d4"])

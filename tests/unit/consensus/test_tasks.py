@@ -13,8 +13,21 @@ from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode, SetNodeStatus, UpdateNode
 from consensus.services import SPEC_HISTORY, parse_service_spec
 from consensus.state import ClusterState
-from consensus.tasks import (Assignment, AssignTasks, CreateService, DeleteService, Endpoint, PortBinding,
-                             ReportTaskStatus, StopTask, Task, TaskReport, UpdateService, services, tasks)
+from consensus.tasks import (
+    Assignment,
+    AssignTasks,
+    CreateService,
+    DeleteService,
+    Endpoint,
+    PortBinding,
+    ReportTaskStatus,
+    StopTask,
+    Task,
+    TaskReport,
+    UpdateService,
+    services,
+    tasks,
+)
 
 GiB = 1 << 30
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from netoverlay.crypto import (OVERHEAD, AuthenticationFailed, MalformedPacket, ReplayedPacket, Sealer,
-                               derive_key)
+from netoverlay.crypto import (
+    OVERHEAD,
+    AuthenticationFailed,
+    MalformedPacket,
+    ReplayedPacket,
+    Sealer,
+    derive_key,
+)
 
 SECRET = b"cluster-secret-0123456789"
 

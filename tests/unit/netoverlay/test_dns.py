@@ -6,7 +6,7 @@ import asyncio
 import socket
 
 import pytest
-from dnslib import QTYPE, RCODE, DNSRecord, EDNS0
+from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

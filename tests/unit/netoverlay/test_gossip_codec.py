@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from netoverlay.gossip import codec
-from netoverlay.gossip.model import (Ack, Alive, Dead, Gossip, Left, Member, MemberState, Ping, PingReq,
-                                     Suspect, SyncRequest, SyncResponse, TableEntry)
+from netoverlay.gossip.model import (
+    Ack,
+    Alive,
+    Dead,
+    Gossip,
+    Left,
+    Member,
+    MemberState,
+    Ping,
+    PingReq,
+    Suspect,
+    SyncRequest,
+    SyncResponse,
+    TableEntry,
+)
 
 ids = st.text(min_size=1, max_size=20)
 incs = st.integers(0, 2**40)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, Task, UpdateService, services
 from node.api_services import tasks_summary
-from node.manifests.plan import plan_apply
 from node.manifests import ManifestError, load_manifest
+from node.manifests.plan import plan_apply
 
 
 def spec(name: str, image: str = "busybox", replicas: int = 1):

@@ -7,9 +7,9 @@ from consensus.secrets import blobs
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import CreateService, services
-from node.manifests.plan import plan_apply
 from node.apply_check import apply_problems
 from node.manifests import load_manifest
+from node.manifests.plan import plan_apply
 
 STACK = """
 services:

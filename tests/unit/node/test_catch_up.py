@@ -3,8 +3,6 @@ says so in /healthz, joins neither gossip's view as ready nor the voter set."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -16,8 +14,8 @@ from node.liveness import status_changes
 from node.voters import plan_voter_change
 
 
-def _progress(caught_up: bool, leader: Optional[str] = "127.0.0.1:7421",
-              commit: Optional[int] = 6007, applied: int = 1) -> SyncProgress:
+def _progress(caught_up: bool, leader: str | None = "127.0.0.1:7421",
+              commit: int | None = 6007, applied: int = 1) -> SyncProgress:
     return SyncProgress(caught_up, leader, applied, commit)
 
 

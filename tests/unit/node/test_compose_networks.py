@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from node.api_networks import parse_create
-from node.manifests.networks import NetworkDef
 from node.http_util import HttpError
 from node.manifests import ManifestError, load_manifest
+from node.manifests.networks import NetworkDef
 
 STACK = """
 name: shop

@@ -6,12 +6,13 @@ import json
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import consensus  # noqa: F401
 from consensus.services import FileRef, VolumeRef
-from node.manifests.refs import FileSource
 from node.manifests import ManifestError, load_manifest
+from node.manifests.refs import FileSource
 from tests.unit.node.test_manifests import _paths, _replace
 
 STACK = """\

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.state import ClusterState
 from consensus.tasks import DeleteService, tasks
 from consensus.updates import RollbackService
-from node.cli_rollout import parse_sse
 from node.api_events import sse
+from node.cli_rollout import parse_sse
 from node.event_feed import EventFeed, EventHub
 from node.events import SEQ_SPAN, Event, _changed, diff_states, events_between
 from scheduler.view import StateView

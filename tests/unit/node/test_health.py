@@ -9,8 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.health import (HealthCheck, HealthState, ProbeResult, ProbeTarget, observe, probe,
-                         run_health_check)
+from node.health import (
+    HealthCheck,
+    HealthState,
+    ProbeResult,
+    ProbeTarget,
+    observe,
+    probe,
+    run_health_check,
+)
 
 OK, FAIL = ProbeResult(True), ProbeResult(False, "refused")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 import consensus  # noqa: F401

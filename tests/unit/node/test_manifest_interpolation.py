@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import consensus  # noqa: F401
 from node.manifests import ManifestError, Origin, load_manifest

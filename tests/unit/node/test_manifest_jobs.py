@@ -9,7 +9,8 @@ from dataclasses import replace
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import consensus  # noqa: F401
 from consensus.crons import CreateCron, DeleteCron, FireCron, UpdateCron, crons

@@ -6,7 +6,8 @@ import json
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import consensus  # noqa: F401
 from consensus.services import PortSpec

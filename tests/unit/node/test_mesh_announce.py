@@ -7,7 +7,8 @@ import dataclasses
 import random
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consensus.services import HealthCheck, ServiceSpec
 from consensus.tasks import Endpoint, PortBinding, Task, TaskReport
@@ -16,8 +17,15 @@ from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.membership import Membership
 from netoverlay.gossip.model import Member
 from netoverlay.gossip.table import GossipTable
-from node.mesh.announce import (Announcement, Observed, changes, endpoint_key, fold, task_of_key,
-                                wanted)
+from node.mesh.announce import (
+    Announcement,
+    Observed,
+    changes,
+    endpoint_key,
+    fold,
+    task_of_key,
+    wanted,
+)
 from node.mesh.view import build_view
 
 PLAIN = ServiceSpec("web", "img")

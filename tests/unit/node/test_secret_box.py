@@ -4,7 +4,8 @@ changed byte is refused, and the sealed bytes do not hold the plaintext."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consensus.secrets import SEAL_OVERHEAD
 from node.secret_box import SecretBox, SecretSealError

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Optional
+from typing import Any
 
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode, SetNodeStatus, UpdateNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState, Result
-from consensus.tasks import CreateService, ReportTaskStatus, Task, TaskReport, UpdateService, services, tasks
+from consensus.tasks import (
+    CreateService,
+    ReportTaskStatus,
+    Task,
+    TaskReport,
+    UpdateService,
+    services,
+    tasks,
+)
 from scheduler.rounds import schedule
 from scheduler.view import StateView
 
@@ -74,7 +82,7 @@ class Cluster:
     def report(self, task: Task, state: str, **fields: Any) -> Result:
         return self.ok(ReportTaskStatus(task.node_id, self.now, (TaskReport(task.id, state, **fields),)))
 
-    def live(self, service: Optional[str] = None) -> list[Task]:
+    def live(self, service: str | None = None) -> list[Task]:
         """Tasks told to run, by slot."""
         return sorted((t for t in tasks(self.state).values()
                        if t.desired == "running" and (service is None or t.service == service)),

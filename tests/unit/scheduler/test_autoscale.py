@@ -5,7 +5,8 @@ measurement from load reports (stale ones count as none)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consensus.autoscale import AutoscaleSpec
 from consensus.metrics import NodeMetrics, ReportMetrics, ServiceSample, node_metrics

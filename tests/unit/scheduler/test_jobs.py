@@ -8,9 +8,9 @@ import dataclasses
 
 import pytest
 
-from consensus.services import SpecError, parse_service_spec
 from consensus.job_runs import EndJob, ExpireJob, job_progress
 from consensus.jobs import JobConfig
+from consensus.services import SpecError, parse_service_spec
 from consensus.tasks import UpdateService, services, tasks, tasks_of
 from scheduler.jobs import job_backoff
 from tests.unit.scheduler.helpers import Cluster
@@ -75,7 +75,7 @@ def test_failures_retry_with_doubling_backoff_until_the_limit_then_the_job_fails
         c.settle()
     job = services(c.state)["flaky"]
     assert job.job_end is not None and job.job_end.state == "failed"
-    assert "BackoffLimitExceeded: 3 failed tasks (limit 2)" == job.job_end.reason
+    assert job.job_end.reason == "BackoffLimitExceeded: 3 failed tasks (limit 2)"
     assert not active(c, "flaky")
     codes = [t.exit_code for t in sorted(tasks_of(c.state, "flaky"), key=lambda t: t.created_at)]
     assert codes == seen_codes

@@ -6,7 +6,8 @@ import itertools
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.model import ClusterInfo, Resources
 from consensus.services import parse_service_spec
@@ -15,8 +16,8 @@ from scheduler.filters import Pipeline
 from scheduler.nodeinfo import NodeInfo, node_infos
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
-from scheduler.view import StateView
 from scheduler.rounds import entries, schedule
+from scheduler.view import StateView
 from tests.unit.scheduler.helpers import Cluster, GiB, make_node
 
 MiB = 1 << 20

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.rollout import Rollout
 from consensus.tasks import Task, services, tasks

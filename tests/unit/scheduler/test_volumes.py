@@ -5,14 +5,15 @@ histories."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.model import ClusterInfo
 from consensus.services import parse_service_spec
 from consensus.tasks import Service, Task
 from scheduler.placement import place
 from scheduler.view import StateView
-from tests.unit.scheduler.helpers import GiB, Cluster, make_node
+from tests.unit.scheduler.helpers import Cluster, GiB, make_node
 
 DATA = {"volumes": ["data:/var/lib/data"]}
 

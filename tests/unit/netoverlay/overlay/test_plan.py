@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from netoverlay.overlay.plan import (AddFlood, CreateLink, DeleteLink, LinkState, RemoveFlood,
-                                     overlay_mtu, plan_links, steps)
+from netoverlay.overlay.plan import (
+    AddFlood,
+    CreateLink,
+    DeleteLink,
+    LinkState,
+    RemoveFlood,
+    overlay_mtu,
+    plan_links,
+    steps,
+)
 from netoverlay.overlay.types import NodeOverlay, OverlayNetwork
 
 APP = OverlayNetwork("appnet", 4096, "10.200.0.0/20", "10.200.0.0/21", "10.200.0.0/26", "10.200.0.1")

@@ -4,11 +4,12 @@ long (the service's `stop_delay`, set with `--stop-delay`)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consensus.services import DEFAULT_STOP_DELAY, SpecError, parse_service_spec
 from consensus.tasks import Task
-from node.agent.plan import Assigned, drain_period, decide
+from node.agent.plan import Assigned, decide, drain_period
 from node.cli import build_parser
 from node.cli_service import create_body, update_patch
 

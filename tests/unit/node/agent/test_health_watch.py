@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from node.agent.health_watch import probe_target
 from node.health import HealthCheck
 from node.runtime.model import Endpoint, RunSpec, TaskObservation
-from node.agent.health_watch import probe_target
 
 RUN = RunSpec("t1", "web", 1, "img", advertise_address="10.1.0.2")
 ON_NET = RunSpec("t1", "web", 1, "img", advertise_address="10.1.0.2", networks=("shoal-appnet",))

@@ -12,8 +12,15 @@ from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
-from consensus.tasks import (Assignment, AssignTasks, CreateService, StopTask, Task, TaskReport,
-                             UpdateService)
+from consensus.tasks import (
+    Assignment,
+    AssignTasks,
+    CreateService,
+    StopTask,
+    Task,
+    TaskReport,
+    UpdateService,
+)
 from node.agent.plan import Assigned, Decision, Retire, assigned_to, decide
 
 SPEC = parse_service_spec({"name": "web", "image": "busybox", "stop_grace_period": "7s"})

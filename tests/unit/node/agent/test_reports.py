@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus.model import Node, Resources
@@ -13,8 +14,17 @@ from consensus.nodes import RegisterNode
 from consensus.raft import NoQuorum
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState, Result
-from consensus.tasks import (Assignment, AssignTasks, CreateService, Endpoint, PortBinding,
-                             ReportTaskStatus, Task, TaskReport, tasks)
+from consensus.tasks import (
+    Assignment,
+    AssignTasks,
+    CreateService,
+    Endpoint,
+    PortBinding,
+    ReportTaskStatus,
+    Task,
+    TaskReport,
+    tasks,
+)
 from node.agent.reports import PendingReports, ReportSender, merge
 
 TASK_IDS = ("t1", "t2", "t3")

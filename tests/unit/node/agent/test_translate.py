@@ -6,10 +6,11 @@ import pytest
 
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus.services import parse_service_spec
-from consensus.tasks import Endpoint as TaskEndpoint, PortBinding, Task, TaskReport
+from consensus.tasks import Endpoint as TaskEndpoint
+from consensus.tasks import PortBinding, Task, TaskReport
 from node.agent.translate import VANISHED, TranslateError, observed, run_ports, run_spec
-from node.overlay.view import Seat
 from node.health import HealthCheck
+from node.overlay.view import Seat
 from node.runtime.model import Endpoint, PortSpec, TaskObservation
 
 

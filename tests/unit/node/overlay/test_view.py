@@ -10,11 +10,11 @@ from consensus.networks import CreateNetwork
 from consensus.nodes import RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
+from consensus.tasks import CreateService
 from consensus.wire import to_plain
 from netoverlay.gossip.model import Member, MemberState, TableEntry
 from netoverlay.overlay.types import VipPort
 from node.mesh.announce import Announcement, endpoint_key
-from consensus.tasks import CreateService
 from node.overlay.docker_networks import existing_settings, wanted_settings
 from node.overlay.view import node_overlay, overlay_addresses, seats
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 
 from node.health import HealthCheck
-from node.runtime.docker_config import (container_kwargs, container_name, observation_from_attrs,
-                                        parse_docker_time, stats_from_docker)
+from node.runtime.docker_config import (
+    container_kwargs,
+    container_name,
+    observation_from_attrs,
+    parse_docker_time,
+    stats_from_docker,
+)
 from node.runtime.model import Endpoint, PortSpec, RunSpec
 
 

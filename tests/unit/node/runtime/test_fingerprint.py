@@ -6,8 +6,13 @@ import os
 
 import pytest
 
-from node.runtime.fingerprint import (cgroup_paths, cpu_millis, host_fingerprint, meminfo_total,
-                                      memory_bytes)
+from node.runtime.fingerprint import (
+    cgroup_paths,
+    cpu_millis,
+    host_fingerprint,
+    meminfo_total,
+    memory_bytes,
+)
 
 
 def test_meminfo_total_in_bytes():

@@ -13,7 +13,14 @@ from consensus.tasks import Task
 from node.agent.translate import TranslateError, run_spec
 from node.runtime.docker_config import container_kwargs
 from node.runtime.model import RunSpec
-from node.runtime.mounts import Mount, MountError, ProcessMount, docker_mount, prepare_mounts, process_mounts
+from node.runtime.mounts import (
+    Mount,
+    MountError,
+    ProcessMount,
+    docker_mount,
+    prepare_mounts,
+    process_mounts,
+)
 
 TASK = Task("t1", "s1", "db", 1, 1, node_id="n1", state="assigned")
 

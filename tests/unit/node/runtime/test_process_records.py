@@ -6,9 +6,17 @@ import os
 import socket
 
 from node.runtime.model import Endpoint, PortSpec
-from node.runtime.process_records import (STATE_FILE, TaskRecord, allocate_port, load_record,
-                                          load_records, port_environment, publish, save_record,
-                                          task_dir)
+from node.runtime.process_records import (
+    STATE_FILE,
+    TaskRecord,
+    allocate_port,
+    load_record,
+    load_records,
+    port_environment,
+    publish,
+    save_record,
+    task_dir,
+)
 
 
 def record(task_id: str = "t1") -> TaskRecord:
