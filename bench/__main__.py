@@ -35,10 +35,15 @@ QUICK_TIMEOUT_S = 300
 def machine() -> dict:
     """The machine line at the top of the report."""
     meminfo = Path("/proc/meminfo").read_text().split()
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "uname": " ".join(platform.uname()[:3]),
-            "machine": platform.machine(), "cores": os.cpu_count(),
-            "memory_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1),
-            "python": platform.python_version(), "load_at_start": os.getloadavg()}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "uname": " ".join(platform.uname()[:3]),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1),
+        "python": platform.python_version(),
+        "load_at_start": os.getloadavg(),
+    }
 
 
 def why_not(step: Step, quick: bool) -> str | None:
@@ -64,8 +69,13 @@ def run_step(step: Step, quick: bool) -> dict:
     argv = [sys.executable, "-m", step.module, *(step.quick if quick else step.full)]
     print(f"== {step.name}: {' '.join(argv[1:])}", flush=True)
     started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     # A hung module must not hang the suite: kill it (by its pid) when its time is up.
     watchdog = threading.Timer(QUICK_TIMEOUT_S if quick else FULL_TIMEOUT_S, proc.kill)
     watchdog.start()
@@ -76,7 +86,7 @@ def run_step(step: Step, quick: bool) -> dict:
             if not line.lstrip().startswith('File "'):  # traceback paths name this machine
                 tail = (tail + [line.rstrip()])[-20:]
             if line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT "):])
+                result = json.loads(line[len("RESULT ") :])
         proc.wait()
     finally:
         watchdog.cancel()
@@ -85,8 +95,12 @@ def run_step(step: Step, quick: bool) -> dict:
             proc.wait()
     elapsed = round(time.monotonic() - started, 1)
     if proc.returncode != 0 or result is None:
-        return {"status": "failed", "seconds": elapsed, "returncode": proc.returncode,
-                "reason": "\n".join(tail)}
+        return {
+            "status": "failed",
+            "seconds": elapsed,
+            "returncode": proc.returncode,
+            "reason": "\n".join(tail),
+        }
     return {"status": "ok", "seconds": elapsed, "argv": argv[2:], "result": result}
 
 
@@ -98,16 +112,27 @@ def run_all(args: argparse.Namespace) -> None:
     results_path = report.with_name("results.json")
     suite = {"quick": args.quick, "machine": machine(), "steps": {}}
     if suite["machine"]["load_at_start"][0] >= 2:
-        print(f"note: load average {suite['machine']['load_at_start'][0]:.1f} at start; "
-              "figures from a busy machine drift", flush=True)
+        print(
+            f"note: load average {suite['machine']['load_at_start'][0]:.1f} at start; "
+            "figures from a busy machine drift",
+            flush=True,
+        )
     for step in select(args.only, args.skip):
         suite["steps"][step.name] = run_step(step, args.quick)
         results_path.write_text(json.dumps(suite, indent=1))  # a crash later keeps what ran
     written = write_report(suite, report)
     print(f"report: {report} ({len(written)} plots)")
-    print("RESULT " + json.dumps({"report": str(report), "results": str(results_path),
-                                  "plots": [p.name for p in written],
-                                  "steps": {k: v["status"] for k, v in suite["steps"].items()}}))
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "report": str(report),
+                "results": str(results_path),
+                "plots": [p.name for p in written],
+                "steps": {k: v["status"] for k, v in suite["steps"].items()},
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -115,8 +140,11 @@ def main() -> None:
         step = step_named(sys.argv[1])
         argv = [sys.executable, "-m", step.module, *(sys.argv[2:] or step.full)]
         raise SystemExit(subprocess.call(argv))
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
-                                     epilog=f"benchmarks: {', '.join(s.name for s in STEPS)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"benchmarks: {', '.join(s.name for s in STEPS)}",
+    )
     parser.add_argument("command", choices=("all", "report"))
     parser.add_argument("--report", default="bench/REPORT.md", help="the Markdown report to write")
     parser.add_argument("--results", help="report: the results.json of an earlier run")

@@ -57,8 +57,15 @@ async def measure(runs: int) -> tuple[list[dict[str, float]], str | None]:
         try:
             await cluster.start()
             async with cluster.nodes[0].client() as client:
-                await client.post("/v1/services", {"name": SERVICE, "image": "process",
-                                                   "replicas": 3, "command": ["sleep", "600"]})
+                await client.post(
+                    "/v1/services",
+                    {
+                        "name": SERVICE,
+                        "image": "process",
+                        "replicas": 3,
+                        "command": ["sleep", "600"],
+                    },
+                )
 
                 async def running() -> bool:
                     rows = await client.get("/v1/tasks", service=SERVICE)
@@ -66,8 +73,10 @@ async def measure(runs: int) -> tuple[list[dict[str, float]], str | None]:
 
                 await wait_for(running, what="3 running tasks")
             shoal = [sys.executable, "-m", "node", "--addr", f"http://{cluster.nodes[0].api}"]
-            commands = {"shoal_node_ls": [*shoal, "node", "ls"],
-                        "shoal_service_ps": [*shoal, "service", "ps", SERVICE]}
+            commands = {
+                "shoal_node_ls": [*shoal, "node", "ls"],
+                "shoal_service_ps": [*shoal, "service", "ps", SERVICE],
+            }
             if reason is None:
                 commands["docker_ps"] = ["docker", "ps"]
             for argv in commands.values():
@@ -110,10 +119,13 @@ def main() -> None:
         docker = figures["docker_ps_wall_s"]["median"]
         for name in ("shoal_node_ls", "shoal_service_ps"):
             ratios[f"{name}_vs_docker_ps"] = figures[f"{name}_wall_s"]["median"] / docker
-            print(f"  {name} wall / docker ps wall: {ratios[f'{name}_vs_docker_ps']:.2f}x "
-                  f"(target <= 1.5x)")
-    print("RESULT " + json.dumps({"runs": args.runs, "docker_skipped": reason, **figures,
-                                  **ratios}))
+            print(
+                f"  {name} wall / docker ps wall: {ratios[f'{name}_vs_docker_ps']:.2f}x "
+                f"(target <= 1.5x)"
+            )
+    print(
+        "RESULT " + json.dumps({"runs": args.runs, "docker_skipped": reason, **figures, **ratios})
+    )
 
 
 if __name__ == "__main__":

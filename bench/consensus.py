@@ -26,8 +26,9 @@ async def _write_to(api: str, session: aiohttp.ClientSession, n: int) -> bool:
 
 
 async def _write(session: aiohttp.ClientSession, api: str, n: int) -> bool:
-    async with session.patch(f"http://{api}/v1/nodes/n1", headers=auth_for(api),
-                             json={"add_labels": {"bench": str(n)}}) as resp:
+    async with session.patch(
+        f"http://{api}/v1/nodes/n1", headers=auth_for(api), json={"add_labels": {"bench": str(n)}}
+    ) as resp:
         await resp.read()
         return resp.status == 200
 
@@ -71,8 +72,13 @@ async def one_run(clients: int, seconds: float, latency_count: int) -> dict:
 
 
 def main() -> None:
-    run_control_plane("python -m bench.consensus", "Shoal", one_run, {},
-                      {"writes_per_s": ">= 1000", "p50_ms": "<= 5", "failover_s": "<= 1.5"})
+    run_control_plane(
+        "python -m bench.consensus",
+        "Shoal",
+        one_run,
+        {},
+        {"writes_per_s": ">= 1000", "p50_ms": "<= 5", "failover_s": "<= 1.5"},
+    )
 
 
 if __name__ == "__main__":

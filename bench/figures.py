@@ -84,40 +84,88 @@ def placements(suite: dict) -> Figure | None:
 
 WHY = {
     "etcd-throughput": "etcd is compiled Go that pipelines and batches its Raft log on all cores; "
-                       "a Shoal write crosses aiohttp, msgpack and pysyncobj's one Raft thread, all "
-                       "under one Python interpreter lock",
+    "a Shoal write crosses aiohttp, msgpack and pysyncobj's one Raft thread, all "
+    "under one Python interpreter lock",
     "etcd-latency": "each Shoal write is an HTTP handler, a msgpack command and a pysyncobj round "
-                    "on Python threads handing results back to the event loop; etcd's path is Go",
+    "on Python threads handing results back to the event loop; etcd's path is Go",
     "etcd-failover": "etcd's election timeout (1 s) is shorter than the time pysyncobj's followers "
-                     "take to notice the dead leader and elect, plus the API's retry to find it",
+    "take to notice the dead leader and elect, plus the API's retry to find it",
     "swarm-create": "Swarm's dispatcher lives inside dockerd and starts containers in-process; a "
-                    "Shoal agent drives the engine through the Docker SDK over its socket",
+    "Shoal agent drives the engine through the Docker SDK over its socket",
     "swarm-death": "Swarm declared the node down first on this run",
     "haproxy": "haproxy is C with one thread per core on a tuned event loop; Shoal's proxy is one "
-               "Python process with one event loop, so on 2 cores it gets about one",
+    "Python process with one event loop, so on 2 cores it gets about one",
     "nginx": "nginx is C; its HTTP proxy parses every request, yet still beats a Python byte pump",
     "memory": "a Python interpreter with aiohttp, cryptography, pysyncobj and the Docker SDK "
-              "loaded weighs more than the Go engine's idle daemons",
+    "loaded weighs more than the Go engine's idle daemons",
     "scheduling-published": "every assignment round is committed through pysyncobj on one Python "
-                            "thread; Nomad's C1M spread the work over 5 Go servers and workers",
+    "thread; Nomad's C1M spread the work over 5 Go servers and workers",
 }
 
 
 def comparisons(suite: dict) -> list[Comparison]:
     """Every figure where Shoal stands beside a reference system, skipping what did not run."""
     pairs = [
-        ("control plane", "writes/s (64 clients)", "writes/s", True, "consensus", "etcd",
-         ("writes_per_s",), "etcd-throughput"),
-        ("control plane", "write latency p50", "ms", False, "consensus", "etcd", ("p50_ms",),
-         "etcd-latency"),
-        ("control plane", "write latency p99", "ms", False, "consensus", "etcd", ("p99_ms",),
-         "etcd-latency"),
-        ("control plane", "leader failover", "s", False, "consensus", "etcd", ("failover_s",),
-         "etcd-failover"),
-        ("orchestration", "create -> 30 running (3 hosts)", "s", False, "orchestration", "swarm",
-         ("create_to_running_s",), "swarm-create"),
-        ("orchestration", "node death -> tasks running elsewhere", "s", False, "orchestration",
-         "swarm", ("node_death_to_replaced_s",), "swarm-death"),
+        (
+            "control plane",
+            "writes/s (64 clients)",
+            "writes/s",
+            True,
+            "consensus",
+            "etcd",
+            ("writes_per_s",),
+            "etcd-throughput",
+        ),
+        (
+            "control plane",
+            "write latency p50",
+            "ms",
+            False,
+            "consensus",
+            "etcd",
+            ("p50_ms",),
+            "etcd-latency",
+        ),
+        (
+            "control plane",
+            "write latency p99",
+            "ms",
+            False,
+            "consensus",
+            "etcd",
+            ("p99_ms",),
+            "etcd-latency",
+        ),
+        (
+            "control plane",
+            "leader failover",
+            "s",
+            False,
+            "consensus",
+            "etcd",
+            ("failover_s",),
+            "etcd-failover",
+        ),
+        (
+            "orchestration",
+            "create -> 30 running (3 hosts)",
+            "s",
+            False,
+            "orchestration",
+            "swarm",
+            ("create_to_running_s",),
+            "swarm-create",
+        ),
+        (
+            "orchestration",
+            "node death -> tasks running elsewhere",
+            "s",
+            False,
+            "orchestration",
+            "swarm",
+            ("node_death_to_replaced_s",),
+            "swarm-death",
+        ),
     ]
     found = []
     for area, label, unit, higher, mine, ref, path, why in pairs:
@@ -126,30 +174,68 @@ def comparisons(suite: dict) -> list[Comparison]:
             names = {"etcd": "etcd 3.4", "swarm": "Docker Swarm mode"}
             found.append(Comparison(area, label, unit, higher, shoal, names[ref], other, WHY[why]))
     for variant in ("keepalive", "close"):
-        for target, ref, why in (("shoal_proxy", "haproxy", "haproxy"),
-                                 ("shoal_proxy", "nginx_http", "nginx"),
-                                 ("shoal_nft", "haproxy", "haproxy")):
+        for target, ref, why in (
+            ("shoal_proxy", "haproxy", "haproxy"),
+            ("shoal_proxy", "nginx_http", "nginx"),
+            ("shoal_nft", "haproxy", "haproxy"),
+        ):
             shoal, other = lb_figure(suite, variant, target), lb_figure(suite, variant, ref)
             if shoal and other:
                 names = {"haproxy": "haproxy (TCP)", "nginx_http": "nginx (HTTP proxy)"}
-                found.append(Comparison("load balancing", f"{target} req/s ({variant})", "req/s",
-                                        True, shoal, names[ref], other, WHY[why]))
+                found.append(
+                    Comparison(
+                        "load balancing",
+                        f"{target} req/s ({variant})",
+                        "req/s",
+                        True,
+                        shoal,
+                        names[ref],
+                        other,
+                        WHY[why],
+                    )
+                )
     for phase in ("idle", "with_tasks"):
         shoal = figure(suite, "memory", f"shoal_{phase}_mib")
         other = figure(suite, "memory", f"docker_{phase}_mib")
         if shoal and other:
-            found.append(Comparison("memory", f"RSS {phase.replace('_', ' ')}", "MiB", False,
-                                    shoal, "dockerd+containerd", other, WHY["memory"]))
+            found.append(
+                Comparison(
+                    "memory",
+                    f"RSS {phase.replace('_', ' ')}",
+                    "MiB",
+                    False,
+                    shoal,
+                    "dockerd+containerd",
+                    other,
+                    WHY["memory"],
+                )
+            )
     rate = placements(suite)
     committed = figure(suite, "scheduler", "committed_per_s")
     scale = result(suite, "scale") or {}
-    size = f"{scale.get('nodes', 0):,} nodes / {max(map(int, scale.get('sizes', {'0': 0}))):,} tasks"
-    for label, mine in ((f"placements/s (pure, {size})", rate),
-                        ("assignments committed/s (Raft)", committed)):
+    size = (
+        f"{scale.get('nodes', 0):,} nodes / {max(map(int, scale.get('sizes', {'0': 0}))):,} tasks"
+    )
+    for label, mine in (
+        (f"placements/s (pure, {size})", rate),
+        ("assignments committed/s (Raft)", committed),
+    ):
         if mine:
-            for name, value in (("Nomad C1M (published)", NOMAD_C1M_PER_S),
-                                ("kube-scheduler (published)", KUBE_SCHEDULER_PER_S)):
-                found.append(Comparison("scheduling", label, "/s", True, mine, name,
-                                        Figure.of(value), WHY["scheduling-published"],
-                                        published=True))
+            for name, value in (
+                ("Nomad C1M (published)", NOMAD_C1M_PER_S),
+                ("kube-scheduler (published)", KUBE_SCHEDULER_PER_S),
+            ):
+                found.append(
+                    Comparison(
+                        "scheduling",
+                        label,
+                        "/s",
+                        True,
+                        mine,
+                        name,
+                        Figure.of(value),
+                        WHY["scheduling-published"],
+                        published=True,
+                    )
+                )
     return found

@@ -46,7 +46,11 @@ def run_once(nodes: int, seed: int, config: GossipConfig) -> dict[str, float]:
     ids = [f"node-{i:05d}" for i in range(nodes)]
     members = [Member(ids[i], _address(i), since=0.0) for i in range(nodes)]
     for i in range(nodes):
-        net.add(GossipCore(config, ids[i], _address(i), now=0.0, seed=seed * 100_003 + i, members=members))
+        net.add(
+            GossipCore(
+                config, ids[i], _address(i), now=0.0, seed=seed * 100_003 + i, members=members
+            )
+        )
     net.run_until(WARMUP)
 
     packets0, bytes0 = sum(net.packets_sent.values()), sum(net.bytes_sent.values())
@@ -60,8 +64,11 @@ def run_once(nodes: int, seed: int, config: GossipConfig) -> dict[str, float]:
     got_at: dict[tuple, float] = {}
 
     def listen(address, event, now):
-        if isinstance(event, MemberEvent) and event.member.node_id == victim_id \
-                and event.member.state == MemberState.DEAD:
+        if (
+            isinstance(event, MemberEvent)
+            and event.member.node_id == victim_id
+            and event.member.state == MemberState.DEAD
+        ):
             dead_at.setdefault(address, now)
         elif isinstance(event, TableEvent) and event.key == "bench" and event.entry is not None:
             got_at.setdefault(address, now)
@@ -76,7 +83,9 @@ def run_once(nodes: int, seed: int, config: GossipConfig) -> dict[str, float]:
     dead_times = [t - scenario_start for t in dead_at.values()]
 
     written = net.now
-    net.act(writer, lambda core, now: core.local_set("bench", {"addr": "10.0.0.1", "port": 80}, now))
+    net.act(
+        writer, lambda core, now: core.local_set("bench", {"addr": "10.0.0.1", "port": 80}, now)
+    )
     got_at[writer] = written
     net.run_until_true(lambda: len(got_at) >= others, LIMIT, step=0.02)
     got_times = [t - written for t in got_at.values()]
@@ -89,7 +98,9 @@ def run_once(nodes: int, seed: int, config: GossipConfig) -> dict[str, float]:
         "quiet_bytes_per_node_s": quiet_bytes,
         "msgs_per_node_s": (sum(net.packets_sent.values()) - packets0) / others / elapsed,
         "bytes_per_node_s": (sum(net.bytes_sent.values()) - bytes0) / others / elapsed,
-        "push_pull_bytes_per_node_s": (sum(net.stream_bytes_sent.values()) - stream0) / others / elapsed,
+        "push_pull_bytes_per_node_s": (sum(net.stream_bytes_sent.values()) - stream0)
+        / others
+        / elapsed,
     }
 
 
@@ -105,21 +116,37 @@ def main() -> None:
         for seed in range(1, args.seeds + 1):
             started = time.perf_counter()
             runs.append(run_once(n, seed, config))
-            print(f"  n={n} seed={seed}: " + ", ".join(f"{k}={v:.2f}" for k, v in runs[-1].items())
-                  + f" ({time.perf_counter() - started:.0f} s wall)", flush=True)
+            print(
+                f"  n={n} seed={seed}: "
+                + ", ".join(f"{k}={v:.2f}" for k, v in runs[-1].items())
+                + f" ({time.perf_counter() - started:.0f} s wall)",
+                flush=True,
+            )
         results[str(n)] = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
-        ranges[str(n)] = {k: [round(min(r[k] for r in runs), 3), round(max(r[k] for r in runs), 3)]
-                          for k in runs[0]}
-    print(f"\nmedians of {args.seeds} seeds (probe interval {config.probe_interval} s, "
-          f"gossip interval {config.gossip_interval} s x {config.gossip_nodes} nodes)")
-    print(f"{'nodes':>6} {'dead 99%':>9} {'dead 100%':>10} {'bcast 100%':>11} "
-          f"{'msg/node/s':>11} {'B/node/s':>9} {'quiet B/n/s':>12} {'pp B/n/s':>9}")
+        ranges[str(n)] = {
+            k: [round(min(r[k] for r in runs), 3), round(max(r[k] for r in runs), 3)]
+            for k in runs[0]
+        }
+    print(
+        f"\nmedians of {args.seeds} seeds (probe interval {config.probe_interval} s, "
+        f"gossip interval {config.gossip_interval} s x {config.gossip_nodes} nodes)"
+    )
+    print(
+        f"{'nodes':>6} {'dead 99%':>9} {'dead 100%':>10} {'bcast 100%':>11} "
+        f"{'msg/node/s':>11} {'B/node/s':>9} {'quiet B/n/s':>12} {'pp B/n/s':>9}"
+    )
     for n, r in results.items():
-        print(f"{n:>6} {r['dead_99_s']:>8.2f}s {r['dead_100_s']:>9.2f}s {r['broadcast_100_s']:>10.2f}s "
-              f"{r['msgs_per_node_s']:>11.1f} {r['bytes_per_node_s']:>9.0f} "
-              f"{r['quiet_bytes_per_node_s']:>12.0f} {r['push_pull_bytes_per_node_s']:>9.0f}")
-    print("RESULT " + json.dumps({"benchmark": "gossip", "seeds": args.seeds, "sizes": results,
-                                  "ranges": ranges}))
+        print(
+            f"{n:>6} {r['dead_99_s']:>8.2f}s {r['dead_100_s']:>9.2f}s {r['broadcast_100_s']:>10.2f}s "
+            f"{r['msgs_per_node_s']:>11.1f} {r['bytes_per_node_s']:>9.0f} "
+            f"{r['quiet_bytes_per_node_s']:>12.0f} {r['push_pull_bytes_per_node_s']:>9.0f}"
+        )
+    print(
+        "RESULT "
+        + json.dumps(
+            {"benchmark": "gossip", "seeds": args.seeds, "sizes": results, "ranges": ranges}
+        )
+    )
 
 
 if __name__ == "__main__":

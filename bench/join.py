@@ -25,8 +25,7 @@ from node.client import ApiError
 from node.localcluster import LocalCluster, NodeProc, wait_for
 
 CONFIG_BYTES = 500 * 1024
-SMALL_SNAPSHOTS = ["--runtime", "process", "--snapshot-entries", "100",
-                   "--snapshot-interval", "1"]
+SMALL_SNAPSHOTS = ["--runtime", "process", "--snapshot-entries", "100", "--snapshot-interval", "1"]
 
 
 async def _fill(cluster: LocalCluster, megabytes: float) -> None:
@@ -36,8 +35,9 @@ async def _fill(cluster: LocalCluster, megabytes: float) -> None:
             data = base64.b64encode(os.urandom(CONFIG_BYTES)).decode()
             for attempt in range(5):  # a loaded machine may miss the write deadline: retry
                 try:
-                    await client.post("/v1/configs", {"name": f"blob{i}", "data": data,
-                                                      "exist_ok": True})
+                    await client.post(
+                        "/v1/configs", {"name": f"blob{i}", "data": data, "exist_ok": True}
+                    )
                     break
                 except ApiError as exc:
                     if exc.status != 503 or attempt == 4:
@@ -87,8 +87,9 @@ async def one_run(megabytes: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.join")
-    parser.add_argument("--state-mb", default="1,10",
-                        help="comma-separated state sizes in MiB (default 1,10)")
+    parser.add_argument(
+        "--state-mb", default="1,10", help="comma-separated state sizes in MiB (default 1,10)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one run of 1 MiB, for smoke tests")
     args = parser.parse_args()
@@ -99,12 +100,15 @@ def main() -> None:
         for i in range(1 if args.quick else args.runs):
             run = asyncio.run(one_run(size))
             runs.append(run)
-            print(f"{size:g} MiB run {i + 1}: caught up {run['caught_up_s']:.2f} s, ready "
-                  f"{run['ready_s']:.2f} s after start (snapshot {run['snapshot_bytes']} B)",
-                  flush=True)
+            print(
+                f"{size:g} MiB run {i + 1}: caught up {run['caught_up_s']:.2f} s, ready "
+                f"{run['ready_s']:.2f} s after start (snapshot {run['snapshot_bytes']} B)",
+                flush=True,
+            )
         figures = summarize_runs(runs)
-        print_figures(f"join after compaction, {size:g} MiB state", figures, len(runs), {},
-                      unit=" s")
+        print_figures(
+            f"join after compaction, {size:g} MiB state", figures, len(runs), {}, unit=" s"
+        )
         results[f"{size:g}MiB"] = figures
     print("RESULT " + json.dumps({"runs": 1 if args.quick else args.runs, **results}))
 

@@ -57,13 +57,19 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
 
 
 def ensure_tools() -> None:
-    missing = [pkg for tool, pkg in TOOLS.items()
-               if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
+    missing = [
+        pkg
+        for tool, pkg in TOOLS.items()
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()
+    ]
     if missing:
         print(f"installing {' '.join(missing)} with apt-get", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *missing],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
 
 
 def tool(name: str) -> str:
@@ -152,6 +158,7 @@ def spawn(stack: ExitStack, argv: list[str]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
     stack.callback(stop)
 
 
@@ -161,8 +168,10 @@ def serve_proxy(port: int, backend_port: int) -> None:
 
     async def main() -> None:
         plane = ProxyDataPlane(ProxyConfig(host=FRONT_HOST))
-        await plane.sync([ServicePort("web", port, 80)],
-                         {"web": [Endpoint("web", "t1", "n1", BACKEND_HOST, backend_port)]})
+        await plane.sync(
+            [ServicePort("web", port, 80)],
+            {"web": [Endpoint("web", "t1", "n1", BACKEND_HOST, backend_port)]},
+        )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
@@ -177,8 +186,12 @@ def start_nft(stack: ExitStack, port: int, backend_port: int) -> str | None:
         return "needs root and nft"
     plane = NftDataPlane(NftConfig(host=FRONT_HOST, table=NFT_TABLE))
     try:
-        asyncio.run(plane.sync([ServicePort("web", port, 80)],
-                               {"web": [Endpoint("web", "t1", "n1", BACKEND_HOST, backend_port)]}))
+        asyncio.run(
+            plane.sync(
+                [ServicePort("web", port, 80)],
+                {"web": [Endpoint("web", "t1", "n1", BACKEND_HOST, backend_port)]},
+            )
+        )
     except Exception as exc:  # report and carry on with the other targets
         return f"nft failed: {exc}"
     stack.callback(lambda: asyncio.run(plane.stop()))
@@ -197,8 +210,12 @@ def parse_wrk(output: str) -> dict[str, float]:
         latency[pct] = float(value) * _UNITS[unit]
     # wrk prints these lines only when something went wrong.
     errors = re.search(r"Non-2xx or 3xx responses|Socket errors", output)
-    return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"],
-            "had_errors": 1.0 if errors else 0.0}
+    return {
+        "rps": rps,
+        "p50_ms": latency["50"],
+        "p99_ms": latency["99"],
+        "had_errors": 1.0 if errors else 0.0,
+    }
 
 
 # name: (wrk threads, connections, new connection per request)
@@ -211,8 +228,13 @@ VARIANTS = {
 
 def run_wrk(address: tuple[str, int], args: argparse.Namespace, variant: str) -> dict[str, float]:
     threads, connections, close = VARIANTS[variant]
-    argv = [tool("wrk"), f"-t{threads}", f"-c{connections or args.connections}",
-            f"-d{args.duration}s", "--latency"]
+    argv = [
+        tool("wrk"),
+        f"-t{threads}",
+        f"-c{connections or args.connections}",
+        f"-d{args.duration}s",
+        "--latency",
+    ]
     if close:
         argv += ["-H", "Connection: close"]
     argv.append(f"http://{address[0]}:{address[1]}/index.html")
@@ -229,19 +251,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma-separated subset of {', '.join(VARIANTS)}")
-    parser.add_argument("--serve-proxy", nargs=2, type=int, metavar=("PORT", "BACKEND_PORT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated subset of {', '.join(VARIANTS)}",
+    )
+    parser.add_argument(
+        "--serve-proxy", nargs=2, type=int, metavar=("PORT", "BACKEND_PORT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.serve_proxy:
         return serve_proxy(*args.serve_proxy)
 
     ensure_tools()
     args.backend_port = free_port(BACKEND_HOST)
-    ports = {"direct": args.backend_port, "shoal_proxy": free_port(FRONT_HOST),
-             "shoal_nft": free_port(FRONT_HOST), "haproxy": free_port(FRONT_HOST),
-             "nginx_http": free_port(FRONT_HOST)}
+    ports = {
+        "direct": args.backend_port,
+        "shoal_proxy": free_port(FRONT_HOST),
+        "shoal_nft": free_port(FRONT_HOST),
+        "haproxy": free_port(FRONT_HOST),
+        "nginx_http": free_port(FRONT_HOST),
+    }
     hosts = {"direct": BACKEND_HOST}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -262,20 +292,37 @@ def main() -> None:
             for variant in variants:
                 for target, port in ports.items():
                     runs.setdefault((variant, target), []).append(
-                        run_wrk((hosts.get(target, FRONT_HOST), port), args, variant))
+                        run_wrk((hosts.get(target, FRONT_HOST), port), args, variant)
+                    )
             print(f"run {run + 1}/{args.runs} done", flush=True)
-    report(args, {key: median_of(values) for key, values in runs.items()}, variants, list(ports),
-           skipped, {f"{v}/{t}": [min(r["rps"] for r in values), max(r["rps"] for r in values)]
-                     for (v, t), values in runs.items()})
+    report(
+        args,
+        {key: median_of(values) for key, values in runs.items()},
+        variants,
+        list(ports),
+        skipped,
+        {
+            f"{v}/{t}": [min(r["rps"] for r in values), max(r["rps"] for r in values)]
+            for (v, t), values in runs.items()
+        },
+    )
 
 
 def report(args, figures, variants, targets, skipped, rps_ranges) -> None:
-    result: dict[str, object] = {"runs": args.runs, "duration_s": args.duration,
-                                 "connections": args.connections, "rps_ranges": rps_ranges}
-    print(f"\nwrk -d{args.duration}s; keepalive and close: -t2 -c{args.connections}; light: -t1 -c1;"
-          f" medians of {args.runs} runs")
-    print(f"{'variant':10} {'target':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'vs direct':>9} {'vs haproxy':>10} {'+p50 ms':>8}")
+    result: dict[str, object] = {
+        "runs": args.runs,
+        "duration_s": args.duration,
+        "connections": args.connections,
+        "rps_ranges": rps_ranges,
+    }
+    print(
+        f"\nwrk -d{args.duration}s; keepalive and close: -t2 -c{args.connections}; light: -t1 -c1;"
+        f" medians of {args.runs} runs"
+    )
+    print(
+        f"{'variant':10} {'target':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'vs direct':>9} {'vs haproxy':>10} {'+p50 ms':>8}"
+    )
     for variant in variants:
         direct, haproxy = figures[(variant, "direct")], figures[(variant, "haproxy")]
         block = {}
@@ -284,17 +331,25 @@ def report(args, figures, variants, targets, skipped, rps_ranges) -> None:
             vs_direct = f["rps"] / direct["rps"]
             vs_haproxy = f["rps"] / haproxy["rps"]
             added = f["p50_ms"] - direct["p50_ms"]
-            print(f"{variant:10} {target:12} {f['rps']:>10.0f} {f['p50_ms']:>8.3f} "
-                  f"{f['p99_ms']:>8.3f} {vs_direct:>9.2f} {vs_haproxy:>10.2f} {added:>8.3f}")
-            block[target] = {**f, "vs_direct": round(vs_direct, 3),
-                             "vs_haproxy": round(vs_haproxy, 3), "added_p50_ms": round(added, 3)}
+            print(
+                f"{variant:10} {target:12} {f['rps']:>10.0f} {f['p50_ms']:>8.3f} "
+                f"{f['p99_ms']:>8.3f} {vs_direct:>9.2f} {vs_haproxy:>10.2f} {added:>8.3f}"
+            )
+            block[target] = {
+                **f,
+                "vs_direct": round(vs_direct, 3),
+                "vs_haproxy": round(vs_haproxy, 3),
+                "added_p50_ms": round(added, 3),
+            }
         result[variant] = block
     keep = result["keepalive"]
     # Added latency is judged without queueing (the light variant) when it ran: at 64
     # connections on two cores p50 measures the CPU queue, not the balancer.
     latency = result.get("light", keep)
-    targets_met = {"proxy_ge_0.8x_haproxy": keep["shoal_proxy"]["vs_haproxy"] >= 0.8,
-                   "proxy_added_p50_le_0.2ms": latency["shoal_proxy"]["added_p50_ms"] <= 0.2}
+    targets_met = {
+        "proxy_ge_0.8x_haproxy": keep["shoal_proxy"]["vs_haproxy"] >= 0.8,
+        "proxy_added_p50_le_0.2ms": latency["shoal_proxy"]["added_p50_ms"] <= 0.2,
+    }
     if "shoal_nft" in keep:
         targets_met["nft_ge_0.95x_direct"] = keep["shoal_nft"]["vs_direct"] >= 0.95
         targets_met["nft_added_p50_le_0.2ms"] = latency["shoal_nft"]["added_p50_ms"] <= 0.2

@@ -30,8 +30,9 @@ async def one_run(size: int) -> dict:
             async def settled() -> bool:
                 members = (await cluster.get(0, "/v1/cluster/members"))["members"]
                 voters = (await cluster.get(0, "/v1/cluster"))["voters"]
-                return (sum(m["state"] == "alive" for m in members) == size
-                        and len(voters) == min(size if size % 2 else size - 1, 5))
+                return sum(m["state"] == "alive" for m in members) == size and len(voters) == min(
+                    size if size % 2 else size - 1, 5
+                )
 
             await wait_for(settled, timeout=90, what="a settled cluster")
             leader = await cluster.leader_index()
@@ -43,7 +44,10 @@ async def one_run(size: int) -> dict:
             seen: dict[int, float] = {}
             while len(seen) < len(survivors) and time.monotonic() - killed < 60:
                 for i in survivors:
-                    if i not in seen and (await cluster.get(i, f"/v1/nodes/{name}"))["status"] == "down":
+                    if (
+                        i not in seen
+                        and (await cluster.get(i, f"/v1/nodes/{name}"))["status"] == "down"
+                    ):
                         seen[i] = time.monotonic() - killed
                 await asyncio.sleep(0.02)
             restarted = time.monotonic()
@@ -56,8 +60,11 @@ async def one_run(size: int) -> dict:
             back = time.monotonic() - restarted
         finally:
             cluster.stop()
-    return {"first_down_s": min(seen.values()), "all_down_s": max(seen.values()),
-            "ready_again_s": back}
+    return {
+        "first_down_s": min(seen.values()),
+        "all_down_s": max(seen.values()),
+        "ready_again_s": back,
+    }
 
 
 def main() -> None:
@@ -70,9 +77,11 @@ def main() -> None:
     for i in range(1 if args.quick else args.runs):
         run = asyncio.run(one_run(args.nodes))
         runs.append(run)
-        print(f"run {i + 1}: first survivor {run['first_down_s']:.2f} s, every survivor "
-              f"{run['all_down_s']:.2f} s, ready again {run['ready_again_s']:.2f} s after restart",
-              flush=True)
+        print(
+            f"run {i + 1}: first survivor {run['first_down_s']:.2f} s, every survivor "
+            f"{run['all_down_s']:.2f} s, ready again {run['ready_again_s']:.2f} s after restart",
+            flush=True,
+        )
     figures = summarize_runs(runs)
     print_figures(f"{args.nodes} nodes", figures, len(runs), {"all_down_s": "<= 3"}, unit=" s")
     print("RESULT " + json.dumps({"nodes": args.nodes, "runs": len(runs), **figures}))

@@ -25,11 +25,13 @@ async def throughput(write: Write, clients: int, seconds: float) -> float:
     done = 0
     deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+
         async def client() -> None:
             nonlocal done
             while time.monotonic() < deadline:
                 if await write(session, next(counter)):
                     done += 1
+
         started = time.monotonic()
         await asyncio.gather(*(client() for _ in range(clients)))
         return done / (time.monotonic() - started)
@@ -49,12 +51,21 @@ async def latency(write: Write, count: int) -> list[float]:
 
 def figures_of_run(samples: list[float], rate: float, failover_s: float) -> dict[str, float]:
     """One run's control-plane figures, named alike for Shoal and etcd."""
-    return {"writes_per_s": rate, "p50_ms": statistics.median(samples),
-            "p99_ms": percentile(samples, 0.99), "failover_s": failover_s}
+    return {
+        "writes_per_s": rate,
+        "p50_ms": statistics.median(samples),
+        "p99_ms": percentile(samples, 0.99),
+        "failover_s": failover_s,
+    }
 
 
-def run_control_plane(prog: str, title: str, one_run: Callable[..., Awaitable[dict]],
-                      result: dict, targets: dict[str, str] | None = None) -> None:
+def run_control_plane(
+    prog: str,
+    title: str,
+    one_run: Callable[..., Awaitable[dict]],
+    result: dict,
+    targets: dict[str, str] | None = None,
+) -> None:
     """The command line both control-plane benchmarks share: parse the sizes, run
     `one_run(clients, seconds, latency_writes)` --runs times, print and emit RESULT."""
     parser = argparse.ArgumentParser(prog=prog)
@@ -70,10 +81,12 @@ def run_control_plane(prog: str, title: str, one_run: Callable[..., Awaitable[di
     for i in range(args.runs):
         run = asyncio.run(one_run(args.clients, args.seconds, args.latency_writes))
         runs.append(run)
-        print(f"run {i + 1}: {run['writes_per_s']:8.0f} writes/s ({args.clients} clients)   "
-              f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
-              f"failover {run['failover_s']:.2f} s", flush=True)
+        print(
+            f"run {i + 1}: {run['writes_per_s']:8.0f} writes/s ({args.clients} clients)   "
+            f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
+            f"failover {run['failover_s']:.2f} s",
+            flush=True,
+        )
     figures = summarize_runs(runs)
     print_figures(title, figures, args.runs, targets)
-    print("RESULT " + json.dumps({**result, "clients": args.clients, "runs": args.runs,
-                                  **figures}))
+    print("RESULT " + json.dumps({**result, "clients": args.clients, "runs": args.runs, **figures}))

@@ -45,9 +45,15 @@ async def shoal_run(tasks: int) -> dict[str, float]:
             pid = cluster.nodes[0].proc.pid
             idle = rss_mib([pid])
             async with cluster.nodes[0].client(timeout=30) as client:
-                await client.post("/v1/services", {"name": SERVICE, "image": "process",
-                                                   "replicas": tasks,
-                                                   "command": ["sleep", "3600"]})
+                await client.post(
+                    "/v1/services",
+                    {
+                        "name": SERVICE,
+                        "image": "process",
+                        "replicas": tasks,
+                        "command": ["sleep", "3600"],
+                    },
+                )
 
                 async def all_running() -> bool:
                     rows = await client.get(f"/v1/tasks?service={SERVICE}")
@@ -72,8 +78,12 @@ def docker_run(tasks: int) -> dict[str, float]:
         time.sleep(SETTLE_S)
         idle = engine()
         with ThreadPoolExecutor(START_CONCURRENCY) as pool:
-            list(pool.map(lambda _: daemon.docker("run", "-d", "--init", IMAGE, "sleep", "3600"),
-                          range(tasks)))
+            list(
+                pool.map(
+                    lambda _: daemon.docker("run", "-d", "--init", IMAGE, "sleep", "3600"),
+                    range(tasks),
+                )
+            )
         time.sleep(SETTLE_S)
         busy = engine()
     return {"docker_idle_mib": idle, "docker_with_tasks_mib": busy}
@@ -99,8 +109,10 @@ def main() -> None:
         print(f"run {i + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in run.items()), flush=True)
     figures = summarize_runs(runs)
     print_figures(f"resident memory (MiB) with {args.tasks} tasks", figures, args.runs)
-    print("RESULT " + json.dumps({"tasks": args.tasks, "runs": args.runs,
-                                  "docker_skipped": reason, **figures}))
+    print(
+        "RESULT "
+        + json.dumps({"tasks": args.tasks, "runs": args.runs, "docker_skipped": reason, **figures})
+    )
 
 
 if __name__ == "__main__":

@@ -32,16 +32,25 @@ from node.runtime import ProcessDriver
 from node.runtime.process_records import load_record
 
 PUBLISHED = 18090
-SERVER = ("import http.server, os\n"
-          "class H(http.server.BaseHTTPRequestHandler):\n"
-          "    def do_GET(self):\n"
-          "        self.send_response(200); self.end_headers()\n"
-          "    def log_message(self, *a): pass\n"
-          "http.server.ThreadingHTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n")
-SPEC = {"name": "web", "image": "process", "command": [sys.executable, "-c", SERVER],
-        "replicas": 2, "ports": [f"{PUBLISHED}:8000"], "constraints": ["node.hostname!=n3"],
-        "health": {"kind": "http", "interval": "0.2s", "timeout": "1s"},
-        "restart": {"delay": "5s"}, "stop_grace_period": "1s"}
+SERVER = (
+    "import http.server, os\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200); self.end_headers()\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.ThreadingHTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n"
+)
+SPEC = {
+    "name": "web",
+    "image": "process",
+    "command": [sys.executable, "-c", SERVER],
+    "replicas": 2,
+    "ports": [f"{PUBLISHED}:8000"],
+    "constraints": ["node.hostname!=n3"],
+    "health": {"kind": "http", "interval": "0.2s", "timeout": "1s"},
+    "restart": {"delay": "5s"},
+    "stop_grace_period": "1s",
+}
 
 
 async def served(cluster: LocalCluster, i: int) -> set[str]:
@@ -67,8 +76,11 @@ async def everywhere(cluster: LocalCluster, test: Callable[[set[str]], bool]) ->
 
 
 async def healthy(cluster: LocalCluster) -> list[dict]:
-    return [t for t in await cluster.get(0, "/v1/tasks?service=web")
-            if t["desired"] == "running" and t["state"] == "running" and t["health"] == "healthy"]
+    return [
+        t
+        for t in await cluster.get(0, "/v1/tasks?service=web")
+        if t["desired"] == "running" and t["state"] == "running" and t["health"] == "healthy"
+    ]
 
 
 async def _count_healthy(cluster: LocalCluster, count: int) -> bool:
@@ -103,7 +115,8 @@ async def one_run(dataplane: str) -> dict[str, float]:
             gone = endpoint(victim)
             os.kill(record.pid, signal.SIGKILL)
             figures["withdraw_s"] = await until(
-                lambda: everywhere(cluster, lambda s: gone not in s), "withdraw")
+                lambda: everywhere(cluster, lambda s: gone not in s), "withdraw"
+            )
 
             await until(lambda: everywhere(cluster, lambda s: len(s) == 2), "replacement")
             before = await served(cluster, 0)
@@ -111,14 +124,14 @@ async def one_run(dataplane: str) -> dict[str, float]:
                 await client.patch("/v1/services/web", {"replicas": 3})
                 figures["scale_s"] = await until(
                     lambda: everywhere(cluster, lambda s: len(s - before) == 1 and len(s) == 3),
-                    "scale")
+                    "scale",
+                )
 
             n2 = cluster.nodes[1]
             n2.stop()
             await until(lambda: everywhere(cluster, lambda s: len(s) >= 1), "leave")
             n2.start()
-            figures["rejoin_s"] = await until(
-                lambda: _rejoined(cluster), "rejoin")
+            figures["rejoin_s"] = await until(lambda: _rejoined(cluster), "rejoin")
             return figures
         finally:
             cluster.stop()
@@ -151,15 +164,24 @@ def main() -> None:
     args = parser.parse_args()
     runs = [asyncio.run(one_run(args.dataplane)) for _ in range(args.runs)]
     summary = {}
-    print(f"{'figure':<12} {'median s':>9} {'min-max s':>14}   ({args.runs} runs, {args.dataplane})")
+    print(
+        f"{'figure':<12} {'median s':>9} {'min-max s':>14}   ({args.runs} runs, {args.dataplane})"
+    )
     for key in runs[0]:
         values = [r[key] for r in runs]
-        summary[key] = {"median": round(statistics.median(values), 3),
-                        "min": round(min(values), 3), "max": round(max(values), 3)}
-        print(f"{key:<12} {summary[key]['median']:>9.3f} "
-              f"{summary[key]['min']:>6.3f}-{summary[key]['max']:<6.3f}")
-    print("RESULT " + json.dumps({"bench": "mesh", "dataplane": args.dataplane, "runs": args.runs,
-                                  **summary}))
+        summary[key] = {
+            "median": round(statistics.median(values), 3),
+            "min": round(min(values), 3),
+            "max": round(max(values), 3),
+        }
+        print(
+            f"{key:<12} {summary[key]['median']:>9.3f} "
+            f"{summary[key]['min']:>6.3f}-{summary[key]['max']:<6.3f}"
+        )
+    print(
+        "RESULT "
+        + json.dumps({"bench": "mesh", "dataplane": args.dataplane, "runs": args.runs, **summary})
+    )
 
 
 if __name__ == "__main__":

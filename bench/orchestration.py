@@ -49,14 +49,31 @@ class BedCluster:
 
     def _spawn(self, i: int, join: bool) -> None:
         host, daemon = self.hosts.bed.hosts[i], self.hosts.daemons[i]
-        argv = [sys.executable, "-m", "node", "node", "start", "--name", host.name,
-                "--data-dir", str(self.hosts.bed.workdir / f"shoal-{host.name}"),
-                "--advertise", host.address, "--runtime", "docker", "--image-pull", "never",
-                *self.extra_args]
+        argv = [
+            sys.executable,
+            "-m",
+            "node",
+            "node",
+            "start",
+            "--name",
+            host.name,
+            "--data-dir",
+            str(self.hosts.bed.workdir / f"shoal-{host.name}"),
+            "--advertise",
+            host.address,
+            "--runtime",
+            "docker",
+            "--image-pull",
+            "never",
+            *self.extra_args,
+        ]
         if join:
             argv += ["--join", self.api(0), "--token", self.token]
-        host.spawn(argv, env={"DOCKER_HOST": daemon.url, "SHOAL_QUIET": "1"},
-                   cwd=Path(__file__).resolve().parent.parent)
+        host.spawn(
+            argv,
+            env={"DOCKER_HOST": daemon.url, "SHOAL_QUIET": "1"},
+            cwd=Path(__file__).resolve().parent.parent,
+        )
 
     async def start(self) -> None:
         self._spawn(0, join=False)
@@ -108,9 +125,17 @@ async def one_run(replicas: int) -> dict[str, float]:
         watcher = cluster.names.index(leader)
         async with cluster.client(watcher, timeout=30) as client:
             started = time.monotonic()
-            await client.post("/v1/services", {
-                "name": SERVICE, "image": IMAGE, "replicas": replicas, "command": HTTPD,
-                "ports": ["80"], "stop_grace_period": "1s"})
+            await client.post(
+                "/v1/services",
+                {
+                    "name": SERVICE,
+                    "image": IMAGE,
+                    "replicas": replicas,
+                    "command": HTTPD,
+                    "ports": ["80"],
+                    "stop_grace_period": "1s",
+                },
+            )
 
         async def all_running() -> bool:
             return sum((await cluster.running_on(watcher)).values()) >= replicas
@@ -127,13 +152,20 @@ async def one_run(replicas: int) -> dict[str, float]:
         replaced_at = await timed_until(replaced, 180, f"{replicas} tasks off the dead node")
     finally:
         await asyncio.to_thread(hosts.__exit__, None, None, None)
-    return {"create_to_running_s": running_at - started,
-            "node_death_to_replaced_s": replaced_at - killed, "tasks_on_dead_node": on_victim}
+    return {
+        "create_to_running_s": running_at - started,
+        "node_death_to_replaced_s": replaced_at - killed,
+        "tasks_on_dead_node": on_victim,
+    }
 
 
 def main() -> None:
-    run_orchestration("python -m bench.orchestration", "Shoal, 3 hosts", "shoal",
-                      lambda replicas: asyncio.run(one_run(replicas)))
+    run_orchestration(
+        "python -m bench.orchestration",
+        "Shoal, 3 hosts",
+        "shoal",
+        lambda replicas: asyncio.run(one_run(replicas)),
+    )
 
 
 if __name__ == "__main__":

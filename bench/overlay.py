@@ -36,8 +36,10 @@ TARGETS = ("vip", "overlay", "underlay")
 
 
 def wrk(host, url: str, args: argparse.Namespace) -> dict[str, float]:
-    done = host.run(["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
-                    timeout=args.duration + 30)
+    done = host.run(
+        ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
+        timeout=args.duration + 30,
+    )
     return parse_wrk(done.stdout)
 
 
@@ -56,7 +58,10 @@ def container_with(daemon, address: str) -> dict:
     """The inspect data of the container of `web` that holds `address` on the network."""
     for cid in daemon.docker("ps", "-q", "--filter", f"label=shoal.service={SERVICE}").split():
         seen = json.loads(daemon.docker("inspect", cid))[0]
-        if seen["NetworkSettings"]["Networks"].get(f"shoal-{NETWORK}", {}).get("IPAddress") == address:
+        if (
+            seen["NetworkSettings"]["Networks"].get(f"shoal-{NETWORK}", {}).get("IPAddress")
+            == address
+        ):
             return seen
     raise RuntimeError(f"no container of {SERVICE} holds {address}")
 
@@ -107,14 +112,34 @@ async def run(args: argparse.Namespace) -> dict:
         cluster = BedCluster(hosts, ("--overlay",))
         await cluster.start()
         h0, h1 = hosts.bed.hosts[0], hosts.bed.hosts[1]
-        hosts.daemons[1].docker("run", "-d", "--init", "-p", f"{UNDERLAY_PORT}:80", IMAGE, "sh", "-c",
-                                f"echo underlay > /tmp/index.html && exec {' '.join(HTTPD)}")
+        hosts.daemons[1].docker(
+            "run",
+            "-d",
+            "--init",
+            "-p",
+            f"{UNDERLAY_PORT}:80",
+            IMAGE,
+            "sh",
+            "-c",
+            f"echo underlay > /tmp/index.html && exec {' '.join(HTTPD)}",
+        )
         async with cluster.client(0) as client:
             await client.post("/v1/networks", {"name": NETWORK})
-            await client.post("/v1/services", {
-                "name": SERVICE, "image": IMAGE, "networks": [NETWORK],
-                "command": ["sh", "-c", f"echo overlay > /tmp/index.html && exec {' '.join(HTTPD)}"],
-                "constraints": [f"node.hostname=={h1.name}"], "stop_delay": "0s"})
+            await client.post(
+                "/v1/services",
+                {
+                    "name": SERVICE,
+                    "image": IMAGE,
+                    "networks": [NETWORK],
+                    "command": [
+                        "sh",
+                        "-c",
+                        f"echo overlay > /tmp/index.html && exec {' '.join(HTTPD)}",
+                    ],
+                    "constraints": [f"node.hostname=={h1.name}"],
+                    "stop_delay": "0s",
+                },
+            )
             vip = (await client.get(f"/v1/networks/{NETWORK}"))["vips"][SERVICE]
 
         async def one_task() -> list[str]:
@@ -122,8 +147,11 @@ async def run(args: argparse.Namespace) -> dict:
             return found if len(found) == 1 else []
 
         (address,) = await wait_for(one_task, timeout=90, what="web behind its VIP")
-        urls = {"vip": f"http://{vip}/index.html", "overlay": f"http://{address}/index.html",
-                "underlay": f"http://{h1.address}:{UNDERLAY_PORT}/index.html"}
+        urls = {
+            "vip": f"http://{vip}/index.html",
+            "overlay": f"http://{address}/index.html",
+            "underlay": f"http://{h1.address}:{UNDERLAY_PORT}/index.html",
+        }
         runs: dict[str, list[dict[str, float]]] = {t: [] for t in TARGETS}
         joins, deaths = [], []
         for number in range(args.runs):
@@ -140,30 +168,54 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3)}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
 
 
 def report(args, runs, joins, deaths) -> dict:
-    figures = {t: {k: round(statistics.median(r[k] for r in runs[t]), 3) for k in ("rps", "p50_ms", "p99_ms")}
-               for t in TARGETS}
-    print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s from h0 to web on h1; medians of {args.runs}")
+    figures = {
+        t: {
+            k: round(statistics.median(r[k] for r in runs[t]), 3)
+            for k in ("rps", "p50_ms", "p99_ms")
+        }
+        for t in TARGETS
+    }
+    print(
+        f"\nwrk -t1 -c{args.connections} -d{args.duration}s from h0 to web on h1; medians of {args.runs}"
+    )
     for target in TARGETS:
         f = figures[target]
-        print(f"{target:9} {f['rps']:>9.0f} req/s  p50 {f['p50_ms']:.3f} ms  p99 {f['p99_ms']:.3f} ms")
+        print(
+            f"{target:9} {f['rps']:>9.0f} req/s  p50 {f['p50_ms']:.3f} ms  p99 {f['p99_ms']:.3f} ms"
+        )
     vip_vs_overlay = figures["vip"]["rps"] / figures["overlay"]["rps"]
     overlay_vs_underlay = figures["overlay"]["rps"] / figures["underlay"]["rps"]
     join, death = _spread(joins), _spread(deaths)
     print(f"VIP {vip_vs_overlay:.2f}x overlay; overlay {overlay_vs_underlay:.2f}x underlay")
-    print(f"new task behind the VIP: {join['median']:.3f} s; dead task out of every VIP: {death['median']:.3f} s")
-    targets_met = {"vip_ge_0.9x_overlay": vip_vs_overlay >= 0.9,
-                   "overlay_ge_0.8x_underlay": overlay_vs_underlay >= 0.8,
-                   "new_task_le_1s": join["median"] <= 1.0, "dead_task_le_3s": death["median"] <= 3.0}
+    print(
+        f"new task behind the VIP: {join['median']:.3f} s; dead task out of every VIP: {death['median']:.3f} s"
+    )
+    targets_met = {
+        "vip_ge_0.9x_overlay": vip_vs_overlay >= 0.9,
+        "overlay_ge_0.8x_underlay": overlay_vs_underlay >= 0.8,
+        "new_task_le_1s": join["median"] <= 1.0,
+        "dead_task_le_3s": death["median"] <= 3.0,
+    }
     print("targets:", ", ".join(f"{k}={v}" for k, v in targets_met.items()))
-    return {"runs": args.runs, "duration_s": args.duration, "connections": args.connections,
-            **figures, "vip_vs_overlay": round(vip_vs_overlay, 3),
-            "overlay_vs_underlay": round(overlay_vs_underlay, 3),
-            "new_task_behind_vip_s": join, "dead_task_out_of_vip_s": death, "targets_met": targets_met}
+    return {
+        "runs": args.runs,
+        "duration_s": args.duration,
+        "connections": args.connections,
+        **figures,
+        "vip_vs_overlay": round(vip_vs_overlay, 3),
+        "overlay_vs_underlay": round(overlay_vs_underlay, 3),
+        "new_task_behind_vip_s": join,
+        "dead_task_out_of_vip_s": death,
+        "targets_met": targets_met,
+    }
 
 
 def main() -> None:

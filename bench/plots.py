@@ -22,14 +22,16 @@ from bench.figures import (  # noqa: E402
 SHOAL, REFERENCE, PUBLISHED = "#1f77b4", "#ff7f0e", "#999999"
 
 
-def _bars(ax, bars: list[tuple[str, Figure | None, str]], title: str, unit: str,
-          log: bool = False) -> None:
+def _bars(
+    ax, bars: list[tuple[str, Figure | None, str]], title: str, unit: str, log: bool = False
+) -> None:
     """Bars at the medians with min-max whiskers; bars whose figure is missing are left out."""
     shown = [(label, f, color) for label, f, color in bars if f is not None]
     heights = [f.median for _, f, _ in shown]
     errors = [[f.median - f.low for _, f, _ in shown], [f.high - f.median for _, f, _ in shown]]
-    ax.bar(range(len(shown)), heights, yerr=errors, capsize=4,
-           color=[color for _, _, color in shown])
+    ax.bar(
+        range(len(shown)), heights, yerr=errors, capsize=4, color=[color for _, _, color in shown]
+    )
     ax.set_xticks(range(len(shown)), [label for label, _, _ in shown], rotation=20, ha="right")
     ax.set_title(title)
     ax.set_ylabel(unit)
@@ -48,11 +50,21 @@ def control_plane(suite: dict, path: Path) -> Path | None:
     if not result(suite, "consensus"):
         return None
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
-    for ax, key, title, unit in zip(axes, ("writes_per_s", "p50_ms", "failover_s"),
-                                    ("committed writes/s, 64 clients", "write latency p50",
-                                     "leader failover"), ("writes/s", "ms", "s")):
-        _bars(ax, [("Shoal", figure(suite, "consensus", key), SHOAL),
-                   ("etcd 3.4", figure(suite, "etcd", key), REFERENCE)], title, unit)
+    for ax, key, title, unit in zip(
+        axes,
+        ("writes_per_s", "p50_ms", "failover_s"),
+        ("committed writes/s, 64 clients", "write latency p50", "leader failover"),
+        ("writes/s", "ms", "s"),
+    ):
+        _bars(
+            ax,
+            [
+                ("Shoal", figure(suite, "consensus", key), SHOAL),
+                ("etcd 3.4", figure(suite, "etcd", key), REFERENCE),
+            ],
+            title,
+            unit,
+        )
     return _save(fig, path)
 
 
@@ -60,10 +72,20 @@ def orchestration(suite: dict, path: Path) -> Path | None:
     if not (result(suite, "orchestration") or result(suite, "swarm")):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
-    for ax, key, title in zip(axes, ("create_to_running_s", "node_death_to_replaced_s"),
-                              ("create -> all replicas running", "node death -> tasks elsewhere")):
-        _bars(ax, [("Shoal", figure(suite, "orchestration", key), SHOAL),
-                   ("Swarm mode", figure(suite, "swarm", key), REFERENCE)], title, "s")
+    for ax, key, title in zip(
+        axes,
+        ("create_to_running_s", "node_death_to_replaced_s"),
+        ("create -> all replicas running", "node death -> tasks elsewhere"),
+    ):
+        _bars(
+            ax,
+            [
+                ("Shoal", figure(suite, "orchestration", key), SHOAL),
+                ("Swarm mode", figure(suite, "swarm", key), REFERENCE),
+            ],
+            title,
+            "s",
+        )
     return _save(fig, path)
 
 
@@ -74,10 +96,19 @@ def load_balancing(suite: dict, path: Path) -> Path | None:
     variants = [v for v in ("keepalive", "close") if v in lb]
     fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False)
     for ax, variant in zip(axes[0], variants):
-        _bars(ax, [(target, lb_figure(suite, variant, target),
-                    SHOAL if target.startswith("shoal") else REFERENCE)
-                   for target in ("direct", "shoal_proxy", "shoal_nft", "haproxy", "nginx_http")],
-              f"wrk, {variant}", "requests/s")
+        _bars(
+            ax,
+            [
+                (
+                    target,
+                    lb_figure(suite, variant, target),
+                    SHOAL if target.startswith("shoal") else REFERENCE,
+                )
+                for target in ("direct", "shoal_proxy", "shoal_nft", "haproxy", "nginx_http")
+            ],
+            f"wrk, {variant}",
+            "requests/s",
+        )
     return _save(fig, path)
 
 
@@ -88,15 +119,24 @@ def gossip(suite: dict, path: Path) -> Path | None:
     sizes = sorted(data["sizes"], key=int)
     xs = [int(n) for n in sizes]
     fig, (times, traffic) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, label in (("dead_100_s", "crash known everywhere"),
-                       ("broadcast_100_s", "write known everywhere")):
+    for key, label in (
+        ("dead_100_s", "crash known everywhere"),
+        ("broadcast_100_s", "write known everywhere"),
+    ):
         times.plot(xs, [data["sizes"][n][key] for n in sizes], marker="o", label=label)
-    traffic.plot(xs, [data["sizes"][n]["bytes_per_node_s"] for n in sizes], marker="o",
-                 label="during the scenario")
-    traffic.plot(xs, [data["sizes"][n]["quiet_bytes_per_node_s"] for n in sizes], marker="o",
-                 label="quiet")
-    for ax, title, unit in ((times, "gossip: detection and dissemination", "s (simulated)"),
-                            (traffic, "gossip: traffic per node", "bytes/s")):
+    traffic.plot(
+        xs,
+        [data["sizes"][n]["bytes_per_node_s"] for n in sizes],
+        marker="o",
+        label="during the scenario",
+    )
+    traffic.plot(
+        xs, [data["sizes"][n]["quiet_bytes_per_node_s"] for n in sizes], marker="o", label="quiet"
+    )
+    for ax, title, unit in (
+        (times, "gossip: detection and dissemination", "s (simulated)"),
+        (traffic, "gossip: traffic per node", "bytes/s"),
+    ):
         ax.set_xscale("log")
         ax.set_xlabel("nodes")
         ax.set_ylabel(unit)
@@ -114,13 +154,23 @@ def scale_curve(suite: dict, path: Path) -> Path | None:
     rows = [data["sizes"][n] for n in sizes]
     fig, (sched, snap) = plt.subplots(1, 2, figsize=(10, 3.8))
     medians = [r["schedule_s"]["median"] for r in rows]
-    sched.errorbar(xs, medians, yerr=[[m - r["schedule_s"]["min"] for m, r in zip(medians, rows)],
-                                      [r["schedule_s"]["max"] - m for m, r in zip(medians, rows)]],
-                   marker="o", capsize=3, label="wall clock")
+    sched.errorbar(
+        xs,
+        medians,
+        yerr=[
+            [m - r["schedule_s"]["min"] for m, r in zip(medians, rows)],
+            [r["schedule_s"]["max"] - m for m, r in zip(medians, rows)],
+        ],
+        marker="o",
+        capsize=3,
+        label="wall clock",
+    )
     sched.plot(xs, [r["schedule_cpu_s"]["median"] for r in rows], marker="o", label="CPU time")
     snap.plot(xs, [r["snapshot_bytes"] / 1e6 for r in rows], marker="o")
-    for ax, title, unit in ((sched, f"placing every task ({data['nodes']} nodes)", "s"),
-                            (snap, "Raft snapshot (msgpack of the state)", "MB")):
+    for ax, title, unit in (
+        (sched, f"placing every task ({data['nodes']} nodes)", "s"),
+        (snap, "Raft snapshot (msgpack of the state)", "MB"),
+    ):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("tasks")
@@ -135,10 +185,18 @@ def scheduling(suite: dict, path: Path) -> Path | None:
     if not (pure or committed):
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    _bars(ax, [("Shoal placements/s", pure, SHOAL), ("Shoal committed/s", committed, SHOAL),
-               ("Nomad C1M\n(published)", Figure.of(NOMAD_C1M_PER_S), PUBLISHED),
-               ("kube-scheduler\n(published)", Figure.of(KUBE_SCHEDULER_PER_S), PUBLISHED)],
-          "scheduling throughput, 5,000 nodes", "per second (log)", log=True)
+    _bars(
+        ax,
+        [
+            ("Shoal placements/s", pure, SHOAL),
+            ("Shoal committed/s", committed, SHOAL),
+            ("Nomad C1M\n(published)", Figure.of(NOMAD_C1M_PER_S), PUBLISHED),
+            ("kube-scheduler\n(published)", Figure.of(KUBE_SCHEDULER_PER_S), PUBLISHED),
+        ],
+        "scheduling throughput, 5,000 nodes",
+        "per second (log)",
+        log=True,
+    )
     return _save(fig, path)
 
 
@@ -147,18 +205,33 @@ def memory(suite: dict, path: Path) -> Path | None:
         return None
     tasks = result(suite, "memory")["tasks"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    _bars(ax, [("Shoal node idle", figure(suite, "memory", "shoal_idle_mib"), SHOAL),
-               (f"Shoal node, {tasks} tasks", figure(suite, "memory", "shoal_with_tasks_mib"), SHOAL),
-               ("dockerd+containerd idle", figure(suite, "memory", "docker_idle_mib"), REFERENCE),
-               (f"dockerd+containerd,\n{tasks} containers",
-                figure(suite, "memory", "docker_with_tasks_mib"), REFERENCE)],
-          "resident memory", "MiB")
+    _bars(
+        ax,
+        [
+            ("Shoal node idle", figure(suite, "memory", "shoal_idle_mib"), SHOAL),
+            (f"Shoal node, {tasks} tasks", figure(suite, "memory", "shoal_with_tasks_mib"), SHOAL),
+            ("dockerd+containerd idle", figure(suite, "memory", "docker_idle_mib"), REFERENCE),
+            (
+                f"dockerd+containerd,\n{tasks} containers",
+                figure(suite, "memory", "docker_with_tasks_mib"),
+                REFERENCE,
+            ),
+        ],
+        "resident memory",
+        "MiB",
+    )
     return _save(fig, path)
 
 
-PLOTS = {"control_plane": control_plane, "orchestration": orchestration,
-         "load_balancing": load_balancing, "scheduling": scheduling, "gossip": gossip,
-         "scale_curve": scale_curve, "memory": memory}
+PLOTS = {
+    "control_plane": control_plane,
+    "orchestration": orchestration,
+    "load_balancing": load_balancing,
+    "scheduling": scheduling,
+    "gossip": gossip,
+    "scale_curve": scale_curve,
+    "memory": memory,
+}
 
 
 def draw_all(suite: dict, directory: Path, prefix: str) -> dict[str, Path]:

@@ -33,8 +33,12 @@ def fmt(f: Figure | None, digits: int = 2) -> str:
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(row) + " |" for row in rows), ""]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
 
 
 def _digits(unit: str) -> int:
@@ -42,15 +46,30 @@ def _digits(unit: str) -> int:
 
 
 def summary_section(found: list[Comparison]) -> list[str]:
-    rows = [[c.area, c.figure, fmt(c.shoal, _digits(c.unit)), c.reference,
-             fmt(c.ref, _digits(c.unit)), c.unit, f"{c.ratio:,.2f}",
-             "Shoal" if c.shoal_wins else c.reference]
-            for c in found]
-    return ["## Shoal beside the reference systems", "",
-            "Ratio = Shoal / reference, both from this run (published anchors excepted); for "
-            "times and memory lower is better, for rates higher is better.", "",
-            *table(["area", "figure", "Shoal", "reference", "reference figure", "unit",
-                    "ratio", "better"], rows)]
+    rows = [
+        [
+            c.area,
+            c.figure,
+            fmt(c.shoal, _digits(c.unit)),
+            c.reference,
+            fmt(c.ref, _digits(c.unit)),
+            c.unit,
+            f"{c.ratio:,.2f}",
+            "Shoal" if c.shoal_wins else c.reference,
+        ]
+        for c in found
+    ]
+    return [
+        "## Shoal beside the reference systems",
+        "",
+        "Ratio = Shoal / reference, both from this run (published anchors excepted); for "
+        "times and memory lower is better, for rates higher is better.",
+        "",
+        *table(
+            ["area", "figure", "Shoal", "reference", "reference figure", "unit", "ratio", "better"],
+            rows,
+        ),
+    ]
 
 
 def losses_section(found: list[Comparison]) -> list[str]:
@@ -59,60 +78,101 @@ def losses_section(found: list[Comparison]) -> list[str]:
     if not losing:
         return lines + ["Nowhere in this run.", ""]
     for c in losing:
-        how = (f"{1 / c.ratio:,.2f}× the rate" if c.higher_is_better
-               else f"{c.ratio:,.2f}× the {'time' if c.unit in ('s', 'ms') else 'amount'}")
+        how = (
+            f"{1 / c.ratio:,.2f}× the rate"
+            if c.higher_is_better
+            else f"{c.ratio:,.2f}× the {'time' if c.unit in ('s', 'ms') else 'amount'}"
+        )
         source = " (a published figure, not measured here)" if c.published else ""
-        lines.append(f"- **{c.area}, {c.figure}**: {c.reference}{source} "
-                     f"{fmt(c.ref, _digits(c.unit))} {c.unit} vs Shoal "
-                     f"{fmt(c.shoal, _digits(c.unit))} {c.unit} (Shoal needs {how}). "
-                     f"Why: {c.why_reference_wins}.")
+        lines.append(
+            f"- **{c.area}, {c.figure}**: {c.reference}{source} "
+            f"{fmt(c.ref, _digits(c.unit))} {c.unit} vs Shoal "
+            f"{fmt(c.shoal, _digits(c.unit))} {c.unit} (Shoal needs {how}). "
+            f"Why: {c.why_reference_wins}."
+        )
     return lines + [""]
 
 
 def control_section(suite: dict) -> list[str]:
-    keys = (("writes_per_s", "committed writes/s, 64 clients", 0), ("p50_ms", "p50 ms (1 client)", 2),
-            ("p99_ms", "p99 ms (1 client)", 2), ("failover_s", "failover s (kill -9 leader)", 2))
-    rows = [[label, fmt(figure(suite, "consensus", k), d), fmt(figure(suite, "etcd", k), d)]
-            for k, label, d in keys]
-    return ["## Control plane: Shoal vs etcd", "",
-            "3 voters on loopback each; the same aiohttp client and concurrency (Shoal: `PATCH "
-            "/v1/nodes/n1` label writes; etcd: `POST /v3/kv/put`, base64 key, 100-byte value). "
-            "Failover: kill -9 of the leader until a survivor commits a write.", "",
-            *table(["figure", "Shoal", "etcd 3.4"], rows)]
+    keys = (
+        ("writes_per_s", "committed writes/s, 64 clients", 0),
+        ("p50_ms", "p50 ms (1 client)", 2),
+        ("p99_ms", "p99 ms (1 client)", 2),
+        ("failover_s", "failover s (kill -9 leader)", 2),
+    )
+    rows = [
+        [label, fmt(figure(suite, "consensus", k), d), fmt(figure(suite, "etcd", k), d)]
+        for k, label, d in keys
+    ]
+    return [
+        "## Control plane: Shoal vs etcd",
+        "",
+        "3 voters on loopback each; the same aiohttp client and concurrency (Shoal: `PATCH "
+        "/v1/nodes/n1` label writes; etcd: `POST /v3/kv/put`, base64 key, 100-byte value). "
+        "Failover: kill -9 of the leader until a survivor commits a write.",
+        "",
+        *table(["figure", "Shoal", "etcd 3.4"], rows),
+    ]
 
 
 def orchestration_section(suite: dict) -> list[str]:
     replicas = (result(suite, "orchestration") or result(suite, "swarm") or {}).get("replicas", 30)
-    rows = [[label, fmt(figure(suite, "orchestration", k)), fmt(figure(suite, "swarm", k))]
-            for k, label in (("create_to_running_s", f"create -> {replicas} running, s"),
-                             ("node_death_to_replaced_s", "node death -> its tasks running elsewhere, s"),
-                             ("tasks_on_dead_node", "tasks that were on the dead node"))]
-    lines = ["## Orchestration: Shoal vs Docker Swarm mode", "",
-             "3 hosts (network namespaces on a bridge) with a private dockerd each; a busybox "
-             "httpd service with a published port (Swarm: host mode, its routing mesh needs "
-             "IPVS, which this kernel lacks). Node death: the host's network cable pulled "
-             "(link down), a worker for Swarm (1 manager, 2 workers), a non-leader for Shoal "
-             "(3 voters).", "", *table(["figure", "Shoal", "Swarm mode"], rows)]
+    rows = [
+        [label, fmt(figure(suite, "orchestration", k)), fmt(figure(suite, "swarm", k))]
+        for k, label in (
+            ("create_to_running_s", f"create -> {replicas} running, s"),
+            ("node_death_to_replaced_s", "node death -> its tasks running elsewhere, s"),
+            ("tasks_on_dead_node", "tasks that were on the dead node"),
+        )
+    ]
+    lines = [
+        "## Orchestration: Shoal vs Docker Swarm mode",
+        "",
+        "3 hosts (network namespaces on a bridge) with a private dockerd each; a busybox "
+        "httpd service with a published port (Swarm: host mode, its routing mesh needs "
+        "IPVS, which this kernel lacks). Node death: the host's network cable pulled "
+        "(link down), a worker for Swarm (1 manager, 2 workers), a non-leader for Shoal "
+        "(3 voters).",
+        "",
+        *table(["figure", "Shoal", "Swarm mode"], rows),
+    ]
     agent = result(suite, "agent")
     if agent:
-        lines += [f"On one shared engine (bench.agent, 3 nodes on loopback): "
-                  f"{agent['replicas']} running after {fmt(figure(suite, 'agent', 'create_to_running_s'))} s; "
-                  f"{agent['replicas']} plain parallel `docker run` take "
-                  f"{fmt(figure(suite, 'agent', 'docker_run_floor_s'))} s.", ""]
+        lines += [
+            f"On one shared engine (bench.agent, 3 nodes on loopback): "
+            f"{agent['replicas']} running after {fmt(figure(suite, 'agent', 'create_to_running_s'))} s; "
+            f"{agent['replicas']} plain parallel `docker run` take "
+            f"{fmt(figure(suite, 'agent', 'docker_run_floor_s'))} s.",
+            "",
+        ]
     return lines
 
 
 def scheduling_section(suite: dict) -> list[str]:
     sched = result(suite, "scheduler") or {}
-    rows = [["Shoal, pure placements/s (bench.scale, its largest size)",
-             fmt(placements(suite), 0), "this run"],
-            ["Shoal, pure placements/s (bench.scheduler)",
-             fmt(Figure.of(sched.get("placements_per_s")), 0), "this run"],
-            ["Shoal, assignments committed/s through Raft (bench.scheduler --e2e)",
-             fmt(Figure.of(sched.get("committed_per_s")), 0), "this run"],
-            ["Nomad C1M: 1,000,000 containers on 5,000 hosts in < 5 min",
-             f"≈{NOMAD_C1M_PER_S:,.0f}", "published"],
-            ["kube-scheduler at 5,000 nodes", f"≈{KUBE_SCHEDULER_PER_S:,.0f}", "published"]]
+    rows = [
+        [
+            "Shoal, pure placements/s (bench.scale, its largest size)",
+            fmt(placements(suite), 0),
+            "this run",
+        ],
+        [
+            "Shoal, pure placements/s (bench.scheduler)",
+            fmt(Figure.of(sched.get("placements_per_s")), 0),
+            "this run",
+        ],
+        [
+            "Shoal, assignments committed/s through Raft (bench.scheduler --e2e)",
+            fmt(Figure.of(sched.get("committed_per_s")), 0),
+            "this run",
+        ],
+        [
+            "Nomad C1M: 1,000,000 containers on 5,000 hosts in < 5 min",
+            f"≈{NOMAD_C1M_PER_S:,.0f}",
+            "published",
+        ],
+        ["kube-scheduler at 5,000 nodes", f"≈{KUBE_SCHEDULER_PER_S:,.0f}", "published"],
+    ]
     return ["## Scheduling", "", *table(["figure", "per second", "source"], rows)]
 
 
@@ -123,14 +183,26 @@ def lb_section(suite: dict) -> list[str]:
     rows = []
     for variant in ("keepalive", "close", "light"):
         for target, row in sorted(lb.get(variant, {}).items()):
-            rows.append([variant, target, fmt(lb_figure(suite, variant, target), 0),
-                         f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
-                         f"{row['vs_direct']:.2f}", f"{row['vs_haproxy']:.2f}"])
-    return ["## Load balancing", "",
-            f"wrk against nginx serving a small page: keepalive and close `-t2 "
-            f"-c{lb['connections']}`, light `-t1 -c1`, {lb['duration_s']} s each, medians of "
-            f"{lb['runs']} runs (req/s min–max in brackets).", "",
-            *table(["variant", "target", "req/s", "p50 ms", "p99 ms", "vs direct", "vs haproxy"], rows)]
+            rows.append(
+                [
+                    variant,
+                    target,
+                    fmt(lb_figure(suite, variant, target), 0),
+                    f"{row['p50_ms']:.2f}",
+                    f"{row['p99_ms']:.2f}",
+                    f"{row['vs_direct']:.2f}",
+                    f"{row['vs_haproxy']:.2f}",
+                ]
+            )
+    return [
+        "## Load balancing",
+        "",
+        f"wrk against nginx serving a small page: keepalive and close `-t2 "
+        f"-c{lb['connections']}`, light `-t1 -c1`, {lb['duration_s']} s each, medians of "
+        f"{lb['runs']} runs (req/s min–max in brackets).",
+        "",
+        *table(["variant", "target", "req/s", "p50 ms", "p99 ms", "vs direct", "vs haproxy"], rows),
+    ]
 
 
 def gossip_section(suite: dict) -> list[str]:
@@ -141,21 +213,52 @@ def gossip_section(suite: dict) -> list[str]:
 
         def cell(n: str, key: str, digits: int) -> str:
             low, high = ranges.get(n, {}).get(key, [None, None])
-            return fmt(Figure(data["sizes"][n][key], low if low is not None else data["sizes"][n][key],
-                              high if high is not None else data["sizes"][n][key]), digits)
+            return fmt(
+                Figure(
+                    data["sizes"][n][key],
+                    low if low is not None else data["sizes"][n][key],
+                    high if high is not None else data["sizes"][n][key],
+                ),
+                digits,
+            )
 
-        rows = [[n, cell(n, "dead_99_s", 2), cell(n, "dead_100_s", 2), cell(n, "broadcast_100_s", 2),
-                 cell(n, "msgs_per_node_s", 1), cell(n, "bytes_per_node_s", 0),
-                 cell(n, "quiet_bytes_per_node_s", 0)]
-                for n in sorted(data["sizes"], key=int)]
-        lines += ["## Gossip (simulated, the real SWIM core on an in-memory network)", "",
-                  f"Medians of {data['seeds']} seeds; times in simulated seconds.", "",
-                  *table(["nodes", "crash known 99 %", "crash known 100 %", "write known 100 %",
-                          "msgs/node/s", "bytes/node/s", "quiet bytes/node/s"], rows)]
+        rows = [
+            [
+                n,
+                cell(n, "dead_99_s", 2),
+                cell(n, "dead_100_s", 2),
+                cell(n, "broadcast_100_s", 2),
+                cell(n, "msgs_per_node_s", 1),
+                cell(n, "bytes_per_node_s", 0),
+                cell(n, "quiet_bytes_per_node_s", 0),
+            ]
+            for n in sorted(data["sizes"], key=int)
+        ]
+        lines += [
+            "## Gossip (simulated, the real SWIM core on an in-memory network)",
+            "",
+            f"Medians of {data['seeds']} seeds; times in simulated seconds.",
+            "",
+            *table(
+                [
+                    "nodes",
+                    "crash known 99 %",
+                    "crash known 100 %",
+                    "write known 100 %",
+                    "msgs/node/s",
+                    "bytes/node/s",
+                    "quiet bytes/node/s",
+                ],
+                rows,
+            ),
+        ]
     if result(suite, "liveness"):
         nodes = result(suite, "liveness")["nodes"]
-        lines += [f"On a real {nodes}-node cluster (bench.liveness): kill -9 of a node -> `down` "
-                  f"on every survivor after {fmt(figure(suite, 'liveness', 'all_down_s'))} s.", ""]
+        lines += [
+            f"On a real {nodes}-node cluster (bench.liveness): kill -9 of a node -> `down` "
+            f"on every survivor after {fmt(figure(suite, 'liveness', 'all_down_s'))} s.",
+            "",
+        ]
     return lines
 
 
@@ -163,48 +266,94 @@ def memory_section(suite: dict) -> list[str]:
     data = result(suite, "memory")
     if not data:
         return []
-    rows = [["idle", fmt(figure(suite, "memory", "shoal_idle_mib"), 1),
-             fmt(figure(suite, "memory", "docker_idle_mib"), 1)],
-            [f"{data['tasks']} tasks", fmt(figure(suite, "memory", "shoal_with_tasks_mib"), 1),
-             fmt(figure(suite, "memory", "docker_with_tasks_mib"), 1)]]
-    return ["## Memory (resident, MiB)", "",
-            "Shoal: the node process, tasks run by the process runtime (their own memory not "
-            "counted). Docker: dockerd, containerd and the per-container shims of a private "
-            "engine, containers running `sleep`.", "",
-            *table(["", "Shoal node", "dockerd+containerd"], rows)]
+    rows = [
+        [
+            "idle",
+            fmt(figure(suite, "memory", "shoal_idle_mib"), 1),
+            fmt(figure(suite, "memory", "docker_idle_mib"), 1),
+        ],
+        [
+            f"{data['tasks']} tasks",
+            fmt(figure(suite, "memory", "shoal_with_tasks_mib"), 1),
+            fmt(figure(suite, "memory", "docker_with_tasks_mib"), 1),
+        ],
+    ]
+    return [
+        "## Memory (resident, MiB)",
+        "",
+        "Shoal: the node process, tasks run by the process runtime (their own memory not "
+        "counted). Docker: dockerd, containerd and the per-container shims of a private "
+        "engine, containers running `sleep`.",
+        "",
+        *table(["", "Shoal node", "dockerd+containerd"], rows),
+    ]
 
 
 def overlay_section(suite: dict) -> list[str]:
     data = result(suite, "overlay")
     if not data:
         return []
-    rows = [[target, f"{data[target]['rps']:,.0f}", f"{data[target]['p50_ms']:.2f}",
-             f"{data[target]['p99_ms']:.2f}"] for target in ("vip", "overlay", "underlay")]
+    rows = [
+        [
+            target,
+            f"{data[target]['rps']:,.0f}",
+            f"{data[target]['p50_ms']:.2f}",
+            f"{data[target]['p99_ms']:.2f}",
+        ]
+        for target in ("vip", "overlay", "underlay")
+    ]
     join, death = data["new_task_behind_vip_s"], data["dead_task_out_of_vip_s"]
-    return ["## Overlay networks", "",
-            f"wrk -t1 -c{data['connections']} from one namespace host to busybox httpd on another "
-            "(a new connection per request): through the service's VIP, to the task's overlay "
-            "address, and to a container publishing a host port (the underlay).", "",
-            *table(["target", "req/s", "p50 ms", "p99 ms"], rows),
-            f"VIP {data['vip_vs_overlay']:.2f}× overlay; overlay {data['overlay_vs_underlay']:.2f}× "
-            f"underlay. A new task behind the VIP {fmt(Figure(join['median'], join['min'], join['max']), 3)} s "
-            f"after its container starts; a killed task out of every node's VIP after "
-            f"{fmt(Figure(death['median'], death['min'], death['max']), 3)} s.", ""]
+    return [
+        "## Overlay networks",
+        "",
+        f"wrk -t1 -c{data['connections']} from one namespace host to busybox httpd on another "
+        "(a new connection per request): through the service's VIP, to the task's overlay "
+        "address, and to a container publishing a host port (the underlay).",
+        "",
+        *table(["target", "req/s", "p50 ms", "p99 ms"], rows),
+        f"VIP {data['vip_vs_overlay']:.2f}× overlay; overlay {data['overlay_vs_underlay']:.2f}× "
+        f"underlay. A new task behind the VIP {fmt(Figure(join['median'], join['min'], join['max']), 3)} s "
+        f"after its container starts; a killed task out of every node's VIP after "
+        f"{fmt(Figure(death['median'], death['min'], death['max']), 3)} s.",
+        "",
+    ]
 
 
 def scale_section(suite: dict) -> list[str]:
     data = result(suite, "scale")
     if not data:
         return []
-    rows = [[f"{int(n):,}", fmt(Figure.of(r["schedule_s"]), 3), fmt(Figure.of(r["schedule_cpu_s"]), 3),
-             fmt(Figure.of(r["placements_per_s"]), 0), f"{r['snapshot_bytes'] / 1e6:,.2f}",
-             f"{r['snapshot_serialize_s']:.2f}", f"{r['snapshot_restore_s']:.2f}"]
-            for n, r in sorted(data["sizes"].items(), key=lambda kv: int(kv[0]))]
-    return ["## Scale curve", "",
-            f"{data['nodes']:,} simulated nodes, {data['services']} services; the snapshot is "
-            "`len(state.to_msgpack())` once every task is assigned (it includes the node records).",
-            "", *table(["tasks", "place s (wall)", "place s (CPU)", "placements/s",
-                        "snapshot MB", "serialize s", "restore s"], rows)]
+    rows = [
+        [
+            f"{int(n):,}",
+            fmt(Figure.of(r["schedule_s"]), 3),
+            fmt(Figure.of(r["schedule_cpu_s"]), 3),
+            fmt(Figure.of(r["placements_per_s"]), 0),
+            f"{r['snapshot_bytes'] / 1e6:,.2f}",
+            f"{r['snapshot_serialize_s']:.2f}",
+            f"{r['snapshot_restore_s']:.2f}",
+        ]
+        for n, r in sorted(data["sizes"].items(), key=lambda kv: int(kv[0]))
+    ]
+    return [
+        "## Scale curve",
+        "",
+        f"{data['nodes']:,} simulated nodes, {data['services']} services; the snapshot is "
+        "`len(state.to_msgpack())` once every task is assigned (it includes the node records).",
+        "",
+        *table(
+            [
+                "tasks",
+                "place s (wall)",
+                "place s (CPU)",
+                "placements/s",
+                "snapshot MB",
+                "serialize s",
+                "restore s",
+            ],
+            rows,
+        ),
+    ]
 
 
 def status_section(suite: dict) -> list[str]:
@@ -214,12 +363,20 @@ def status_section(suite: dict) -> list[str]:
         last = entry.get("reason", "").strip().splitlines()
         return last[-1] if last else ""
 
-    rows = [[name, entry["status"], f"{entry.get('seconds', 0):.0f}", detail(entry)]
-            for name, entry in suite["steps"].items()]
-    return ["## How this was run", "",
-            "`python -m bench all --report bench/REPORT.md" + (" --quick`" if suite["quick"] else "`")
-            + "; raw figures in `results.json` beside this file, re-rendered with `python -m bench "
-            "report`.", "", *table(["benchmark", "status", "wall s", "arguments / reason"], rows)]
+    rows = [
+        [name, entry["status"], f"{entry.get('seconds', 0):.0f}", detail(entry)]
+        for name, entry in suite["steps"].items()
+    ]
+    return [
+        "## How this was run",
+        "",
+        "`python -m bench all --report bench/REPORT.md"
+        + (" --quick`" if suite["quick"] else "`")
+        + "; raw figures in `results.json` beside this file, re-rendered with `python -m bench "
+        "report`.",
+        "",
+        *table(["benchmark", "status", "wall s", "arguments / reason"], rows),
+    ]
 
 
 def write_report(suite: dict, path: Path) -> list[Path]:
@@ -227,15 +384,28 @@ def write_report(suite: dict, path: Path) -> list[Path]:
     plots = draw_all(suite, path.parent, path.stem.lower())
     m = suite["machine"]
     found = comparisons(suite)
-    lines = ["# Shoal benchmark report", "",
-             f"{m['date']} · {m['uname']} · {m['cores']} cores · {m['memory_gib']} GiB · Python "
-             f"{m['python']} · load average at start {m['load_at_start'][0]:.2f}"
-             + (" · **--quick sizes: smoke test, not figures to quote**" if suite["quick"] else ""),
-             "", "Every figure: median of its runs, min–max in brackets.", "",
-             *summary_section(found), *losses_section(found)]
-    sections = [control_section(suite), orchestration_section(suite), scheduling_section(suite),
-                lb_section(suite), overlay_section(suite), gossip_section(suite), memory_section(suite),
-                scale_section(suite)]
+    lines = [
+        "# Shoal benchmark report",
+        "",
+        f"{m['date']} · {m['uname']} · {m['cores']} cores · {m['memory_gib']} GiB · Python "
+        f"{m['python']} · load average at start {m['load_at_start'][0]:.2f}"
+        + (" · **--quick sizes: smoke test, not figures to quote**" if suite["quick"] else ""),
+        "",
+        "Every figure: median of its runs, min–max in brackets.",
+        "",
+        *summary_section(found),
+        *losses_section(found),
+    ]
+    sections = [
+        control_section(suite),
+        orchestration_section(suite),
+        scheduling_section(suite),
+        lb_section(suite),
+        overlay_section(suite),
+        gossip_section(suite),
+        memory_section(suite),
+        scale_section(suite),
+    ]
     for section in sections:
         lines += section
     lines += ["## Plots", ""] + [f"![{name}]({p.name})" for name, p in plots.items()] + [""]

@@ -31,10 +31,14 @@ def measure(nodes: int, tasks: int, runs: int) -> dict:
         cpus.append(cpu)
         rates.append(placed / wall)
     snapshot = snapshot_figures(nodes, tasks, SERVICES)
-    return {"schedule_s": summary(walls), "schedule_cpu_s": summary(cpus),
-            "placements_per_s": summary(rates), "snapshot_bytes": snapshot["snapshot_bytes"],
-            "snapshot_serialize_s": snapshot["serialize_s"],
-            "snapshot_restore_s": snapshot["restore_s"]}
+    return {
+        "schedule_s": summary(walls),
+        "schedule_cpu_s": summary(cpus),
+        "placements_per_s": summary(rates),
+        "snapshot_bytes": snapshot["snapshot_bytes"],
+        "snapshot_serialize_s": snapshot["serialize_s"],
+        "snapshot_restore_s": snapshot["restore_s"],
+    }
 
 
 def main() -> None:
@@ -47,19 +51,28 @@ def main() -> None:
     if args.quick:
         args.nodes, args.sizes, args.runs = 500, "1000,3000", 1
     sizes = {}
-    print(f"{'tasks':>8} {'place s':>8} {'[min-max]':>15} {'CPU s':>7} {'placements/s':>13} "
-          f"{'snapshot MB':>12} {'B/task':>7} {'dump s':>7} {'load s':>7}")
+    print(
+        f"{'tasks':>8} {'place s':>8} {'[min-max]':>15} {'CPU s':>7} {'placements/s':>13} "
+        f"{'snapshot MB':>12} {'B/task':>7} {'dump s':>7} {'load s':>7}"
+    )
     for tasks in (int(x) for x in args.sizes.split(",")):
         row = sizes[str(tasks)] = measure(args.nodes, tasks, args.runs)
         wall = row["schedule_s"]
-        print(f"{tasks:>8} {wall['median']:>8.3f} {wall['min']:>7.3f}-{wall['max']:<7.3f} "
-              f"{row['schedule_cpu_s']['median']:>7.3f} {row['placements_per_s']['median']:>13,.0f} "
-              f"{row['snapshot_bytes'] / 1e6:>12.2f} {row['snapshot_bytes'] / tasks:>7.0f} "
-              f"{row['snapshot_serialize_s']:>7.2f} {row['snapshot_restore_s']:>7.2f}", flush=True)
-    print(f"({args.nodes} simulated nodes, {SERVICES} services; place times are medians of "
-          f"{args.runs} run(s); the snapshot includes the {args.nodes} node records)")
-    print("RESULT " + json.dumps({"nodes": args.nodes, "services": SERVICES, "runs": args.runs,
-                                  "sizes": sizes}))
+        print(
+            f"{tasks:>8} {wall['median']:>8.3f} {wall['min']:>7.3f}-{wall['max']:<7.3f} "
+            f"{row['schedule_cpu_s']['median']:>7.3f} {row['placements_per_s']['median']:>13,.0f} "
+            f"{row['snapshot_bytes'] / 1e6:>12.2f} {row['snapshot_bytes'] / tasks:>7.0f} "
+            f"{row['snapshot_serialize_s']:>7.2f} {row['snapshot_restore_s']:>7.2f}",
+            flush=True,
+        )
+    print(
+        f"({args.nodes} simulated nodes, {SERVICES} services; place times are medians of "
+        f"{args.runs} run(s); the snapshot includes the {args.nodes} node records)"
+    )
+    print(
+        "RESULT "
+        + json.dumps({"nodes": args.nodes, "services": SERVICES, "runs": args.runs, "sizes": sizes})
+    )
 
 
 if __name__ == "__main__":

@@ -61,20 +61,36 @@ POLL_INTERVAL = 0.2
 
 def simulated_node(i: int) -> Node:
     # 127.1.0.0/16 is loopback that no LocalCluster block uses: nothing ever answers there.
-    return Node(f"sim{i:05d}", f"sim{i:05d}", f"127.1.{i // 250}.{i % 250 + 1}", 7420, 7421, 7422,
-                labels={"zone": ZONES[i % len(ZONES)], "sim": "yes"},
-                resources=Resources(16_000, 64 << 30))
+    return Node(
+        f"sim{i:05d}",
+        f"sim{i:05d}",
+        f"127.1.{i // 250}.{i % 250 + 1}",
+        7420,
+        7421,
+        7422,
+        labels={"zone": ZONES[i % len(ZONES)], "sim": "yes"},
+        resources=Resources(16_000, 64 << 30),
+    )
 
 
-def service_plains(n_tasks: int, n_services: int, constraints: tuple[str, ...] = (),
-                   cpu: str = "100m", memory: str = "128Mi") -> list[dict]:
+def service_plains(
+    n_tasks: int,
+    n_services: int,
+    constraints: tuple[str, ...] = (),
+    cpu: str = "100m",
+    memory: str = "128Mi",
+) -> list[dict]:
     """The services' specs as an API client sends them."""
     plains = []
     per_service, extra = divmod(n_tasks, n_services)
     for s in range(n_services):
-        plain = {"name": f"svc{s}", "image": "busybox", "replicas": per_service + (s < extra),
-                 "resources": {"reservations": {"cpu": cpu, "memory": memory}},
-                 "constraints": list(constraints)}
+        plain = {
+            "name": f"svc{s}",
+            "image": "busybox",
+            "replicas": per_service + (s < extra),
+            "resources": {"reservations": {"cpu": cpu, "memory": memory}},
+            "constraints": list(constraints),
+        }
         if s % 4 == 1:
             plain["constraints"].append(f"node.labels.zone!={ZONES[s % len(ZONES)]}")
         elif s % 4 == 2:
@@ -107,17 +123,23 @@ def pure(args: argparse.Namespace) -> tuple[float, float]:
         elapsed, cpu, placed, unplaceable = run_once(view, seed=run)
         rates.append(placed / elapsed)
         cpu_rates.append(placed / cpu)
-        print(f"run {run + 1}: placed {placed} tasks ({unplaceable} unplaceable) on {args.nodes} nodes "
-              f"in {elapsed:.3f} s = {placed / elapsed:,.0f} placements/s "
-              f"({cpu:.3f} s CPU = {placed / cpu:,.0f}/s)")
+        print(
+            f"run {run + 1}: placed {placed} tasks ({unplaceable} unplaceable) on {args.nodes} nodes "
+            f"in {elapsed:.3f} s = {placed / elapsed:,.0f} placements/s "
+            f"({cpu:.3f} s CPU = {placed / cpu:,.0f}/s)"
+        )
     median, median_cpu = statistics.median(rates), statistics.median(cpu_rates)
     # Wall clock is the figure; CPU time shows what other load on the machine took away.
-    print(f"median of {args.runs} runs: {median:,.0f} placements/s wall clock, "
-          f"{median_cpu:,.0f}/s by CPU time (target >= 20,000)", flush=True)
+    print(
+        f"median of {args.runs} runs: {median:,.0f} placements/s wall clock, "
+        f"{median_cpu:,.0f}/s by CPU time (target >= 20,000)",
+        flush=True,
+    )
     return median, median_cpu
 
 
 # -- the snapshot Raft writes at log compaction ---------------------------------------------
+
 
 def snapshot_figures(n_nodes: int, n_tasks: int, n_services: int) -> dict:
     """Size and cost of the state snapshot once every task is assigned, built in this process
@@ -130,8 +152,9 @@ def snapshot_figures(n_nodes: int, n_tasks: int, n_services: int) -> dict:
     counter = itertools.count()
     apply_s = 0.0
     while True:
-        command = schedule(StateView.capture(state), 0.0, state.applied,
-                           lambda: f"t{next(counter):06d}").command
+        command = schedule(
+            StateView.capture(state), 0.0, state.applied, lambda: f"t{next(counter):06d}"
+        ).command
         if not command.assign:
             break
         started = time.perf_counter()
@@ -144,11 +167,17 @@ def snapshot_figures(n_nodes: int, n_tasks: int, n_services: int) -> dict:
     started = time.perf_counter()
     ClusterState.from_msgpack(data)
     restore_s = time.perf_counter() - started
-    return {"tasks_assigned": assigned, "apply_s": apply_s, "snapshot_bytes": len(data),
-            "serialize_s": serialize_s, "restore_s": restore_s}
+    return {
+        "tasks_assigned": assigned,
+        "apply_s": apply_s,
+        "snapshot_bytes": len(data),
+        "serialize_s": serialize_s,
+        "restore_s": restore_s,
+    }
 
 
 # -- end to end, through a real cluster --------------------------------------------------------
+
 
 async def register_simulated(cluster: LocalCluster, count: int) -> float:
     """Commit `count` simulated nodes through the leader; returns the seconds it took.
@@ -165,8 +194,12 @@ async def register_simulated(cluster: LocalCluster, count: int) -> float:
         data = codec.encode(RegisterNode(node), f"bench-register-{i}")
         for _ in range(REGISTER_ATTEMPTS):
             api = leader[0]
-            async with gate, session.post(f"http://{api}/v1/internal/propose", headers=headers,
-                                          data=data) as resp:
+            async with (
+                gate,
+                session.post(
+                    f"http://{api}/v1/internal/propose", headers=headers, data=data
+                ) as resp,
+            ):
                 body = await resp.json()
             if resp.status == 200 and body["result"][0]:
                 return
@@ -188,16 +221,22 @@ async def assigned_count(session: aiohttp.ClientSession, api: str) -> int:
     return sum(row["replicas"]["states"].get("assigned", 0) for row in rows)
 
 
-async def create_and_wait(leader_api: str, watch_api: str, plains: list[dict],
-                          timeout: float) -> dict:
+async def create_and_wait(
+    leader_api: str, watch_api: str, plains: list[dict], timeout: float
+) -> dict:
     """Create the services and wait until every task is assigned; times both."""
     total = sum(p["replicas"] for p in plains)
     gate = asyncio.Semaphore(CREATE_CONCURRENCY)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
-                                     headers=auth_for(leader_api)) as session:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=60), headers=auth_for(leader_api)
+    ) as session:
+
         async def create(plain: dict) -> None:
             for attempt in range(CREATE_ATTEMPTS):
-                async with gate, session.post(f"http://{leader_api}/v1/services", json=plain) as resp:
+                async with (
+                    gate,
+                    session.post(f"http://{leader_api}/v1/services", json=plain) as resp,
+                ):
                     answer = f"{resp.status} {await resp.text()}"
                 # A 409 after a 503: the attempt that timed out did commit after all.
                 if resp.status == 201 or (resp.status == 409 and attempt > 0):
@@ -267,13 +306,16 @@ async def e2e(args: argparse.Namespace) -> list[dict]:
     for i in range(args.runs):
         run = await e2e_run(args, plains)
         runs.append(run)
-        print(f"e2e run {i + 1}: {args.nodes} simulated nodes registered in "
-              f"{run['register_s']:.1f} s ({args.nodes / run['register_s']:,.0f}/s); "
-              f"{len(plains)} services created in {run['created_s']:.2f} s; "
-              f"{run['tasks']} tasks assigned in {run['assigned_s']:.2f} s = "
-              f"{run['tasks'] / run['assigned_s']:,.0f} committed/s; "
-              f"cluster CPU {run['cluster_cpu_s']:.1f} s; elections {run['elections']}; "
-              f"compaction dump {run['dump_bytes']} B", flush=True)
+        print(
+            f"e2e run {i + 1}: {args.nodes} simulated nodes registered in "
+            f"{run['register_s']:.1f} s ({args.nodes / run['register_s']:,.0f}/s); "
+            f"{len(plains)} services created in {run['created_s']:.2f} s; "
+            f"{run['tasks']} tasks assigned in {run['assigned_s']:.2f} s = "
+            f"{run['tasks'] / run['assigned_s']:,.0f} committed/s; "
+            f"cluster CPU {run['cluster_cpu_s']:.1f} s; elections {run['elections']}; "
+            f"compaction dump {run['dump_bytes']} B",
+            flush=True,
+        )
     return runs
 
 
@@ -284,28 +326,45 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--strategy", choices=("spread", "binpack"), default="spread")
-    parser.add_argument("--e2e", action="store_true",
-                        help="also commit the assignments through Raft on a real 3-node cluster")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke-test size: 500 nodes, 10,000 tasks, one run")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds an e2e run may take to assign every task")
+    parser.add_argument(
+        "--e2e",
+        action="store_true",
+        help="also commit the assignments through Raft on a real 3-node cluster",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke-test size: 500 nodes, 10,000 tasks, one run"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds an e2e run may take to assign every task",
+    )
     args = parser.parse_args()
     if args.quick:
         args.nodes, args.tasks, args.runs = 500, 10_000, 1
     placements, placements_cpu = pure(args)
-    result = {"nodes": args.nodes, "tasks": args.tasks, "services": args.services,
-              "strategy": args.strategy, "runs": args.runs, "placements_per_s": round(placements),
-              "placements_per_s_cpu": round(placements_cpu), "committed_per_s": None}
+    result = {
+        "nodes": args.nodes,
+        "tasks": args.tasks,
+        "services": args.services,
+        "strategy": args.strategy,
+        "runs": args.runs,
+        "placements_per_s": round(placements),
+        "placements_per_s_cpu": round(placements_cpu),
+        "committed_per_s": None,
+    }
     if args.e2e:
         runs = asyncio.run(e2e(args))
         committed = statistics.median(r["tasks"] / r["assigned_s"] for r in runs)
         snapshot = snapshot_figures(args.nodes, args.tasks, args.services)
-        print(f"snapshot at {snapshot['tasks_assigned']} assigned tasks: "
-              f"{snapshot['snapshot_bytes'] / 1e6:.1f} MB msgpack, serialized in "
-              f"{snapshot['serialize_s']:.2f} s (at compaction, in the forked child: off the Raft thread), "
-              f"restored in {snapshot['restore_s']:.2f} s; "
-              f"applying every round took {snapshot['apply_s']:.2f} s in all")
+        print(
+            f"snapshot at {snapshot['tasks_assigned']} assigned tasks: "
+            f"{snapshot['snapshot_bytes'] / 1e6:.1f} MB msgpack, serialized in "
+            f"{snapshot['serialize_s']:.2f} s (at compaction, in the forked child: off the Raft thread), "
+            f"restored in {snapshot['restore_s']:.2f} s; "
+            f"applying every round took {snapshot['apply_s']:.2f} s in all"
+        )
         print(f"\n{'':24s}{'this run':>14s}{'target':>12s}")
         print(f"{'placements/s (pure)':24s}{placements:14,.0f}{'>= 20,000':>12s}")
         print(f"{'committed/s (Raft)':24s}{committed:14,.0f}{'>= 3,750':>12s}")
@@ -315,14 +374,16 @@ def main() -> None:
             register_per_s=round(statistics.median(args.nodes / r["register_s"] for r in runs)),
             cluster_cpu_s=[round(r["cluster_cpu_s"], 1) for r in runs],
             # Load-independent: assignments per CPU-second all three nodes spent together.
-            committed_per_cpu_s=round(statistics.median(r["tasks"] / r["cluster_cpu_s"]
-                                                        for r in runs)),
+            committed_per_cpu_s=round(
+                statistics.median(r["tasks"] / r["cluster_cpu_s"] for r in runs)
+            ),
             elections=[r["elections"] for r in runs],
             compaction_dump_bytes=[r["dump_bytes"] for r in runs],
             snapshot_bytes=snapshot["snapshot_bytes"],
             snapshot_serialize_s=round(snapshot["serialize_s"], 3),
             snapshot_restore_s=round(snapshot["restore_s"], 3),
-            state_apply_s=round(snapshot["apply_s"], 3))
+            state_apply_s=round(snapshot["apply_s"], 3),
+        )
     print("RESULT " + json.dumps(result))
 
 

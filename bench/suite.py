@@ -27,22 +27,40 @@ LB_TOOLS = (("wrk", "wrk"), ("haproxy", "haproxy"), ("nginx", "nginx-light"))
 
 STEPS: tuple[Step, ...] = (
     Step("consensus", "bench.consensus", (), ("--quick",)),
-    Step("etcd", "bench.refs.etcd", (), ("--quick",),
-         reference_tools=(("etcd", "etcd-server"),)),
+    Step("etcd", "bench.refs.etcd", (), ("--quick",), reference_tools=(("etcd", "etcd-server"),)),
     Step("orchestration", "bench.orchestration", (), ("--quick",), needs="docker-hosts"),
     Step("swarm", "bench.refs.swarm", (), ("--quick",), needs="docker-hosts"),
     Step("agent", "bench.agent", (), ("--quick",), needs="docker"),
-    Step("scheduler", "bench.scheduler", ("--nodes", "5000", "--tasks", "100000", "--e2e"),
-         ("--quick",)),
+    Step(
+        "scheduler",
+        "bench.scheduler",
+        ("--nodes", "5000", "--tasks", "100000", "--e2e"),
+        ("--quick",),
+    ),
     Step("scale", "bench.scale", (), ("--quick",)),
-    Step("lb", "bench.lb", (), ("--runs", "1", "--duration", "1", "--variants", "keepalive"),
-         reference_tools=LB_TOOLS),
-    Step("gossip", "bench.gossip", ("--nodes", "100,1000,5000", "--seeds", "3"),
-         ("--nodes", "50,100", "--seeds", "1")),
+    Step(
+        "lb",
+        "bench.lb",
+        (),
+        ("--runs", "1", "--duration", "1", "--variants", "keepalive"),
+        reference_tools=LB_TOOLS,
+    ),
+    Step(
+        "gossip",
+        "bench.gossip",
+        ("--nodes", "100,1000,5000", "--seeds", "3"),
+        ("--nodes", "50,100", "--seeds", "1"),
+    ),
     Step("liveness", "bench.liveness", (), ("--quick",)),
     Step("memory", "bench.memory", (), ("--quick",)),
-    Step("overlay", "bench.overlay", (), ("--runs", "1", "--duration", "2"), needs="docker-hosts",
-         reference_tools=(("wrk", "wrk"),)),
+    Step(
+        "overlay",
+        "bench.overlay",
+        (),
+        ("--runs", "1", "--duration", "2"),
+        needs="docker-hosts",
+        reference_tools=(("wrk", "wrk"),),
+    ),
 )
 
 

@@ -29,12 +29,14 @@ from collections.abc import Callable
 PROBE_TERM = -1
 
 
-def reconcile(message: dict, last_index: int,
-              term_at: Callable[[int], int | None]) -> dict:
+def reconcile(message: dict, last_index: int, term_at: Callable[[int], int | None]) -> dict:
     """The message pysyncobj should handle instead of `message`. `last_index` is the
     follower's last log index, `term_at(i)` the term of its entry i (None if it has none)."""
-    if (message.get("type") != "append_entries" or "prevLogIdx" not in message
-            or message.get("transmission") is not None):
+    if (
+        message.get("type") != "append_entries"
+        or "prevLogIdx" not in message
+        or message.get("transmission") is not None
+    ):
         return message
     entries = message.get("entries") or []
     prev, prev_term = message["prevLogIdx"], message["prevLogTerm"]

@@ -64,24 +64,40 @@ class AutoscaleRecord:
     reason: str
 
 
-def check_autoscale(policy: AutoscaleSpec | None, mode: str,
-                    check: Callable[[bool, str, str], None]) -> None:
+def check_autoscale(
+    policy: AutoscaleSpec | None, mode: str, check: Callable[[bool, str, str], None]
+) -> None:
     """Report what is wrong with a policy through `check(ok, field, reason)`."""
     if policy is None:
         return
-    check(mode == "replicated", "autoscale",
-          "only replicated services autoscale: a global service runs one task per node")
+    check(
+        mode == "replicated",
+        "autoscale",
+        "only replicated services autoscale: a global service runs one task per node",
+    )
     check(policy.min >= 1, "autoscale.min", f"must be at least 1, not {policy.min}")
-    check(policy.max >= policy.min, "autoscale.max",
-          f"must be at least autoscale.min ({policy.min}), not {policy.max}")
-    check(math.isfinite(policy.target) and policy.target > 0, "autoscale.target",
-          f"must be a positive number ({_target_help(policy.metric)}), not {policy.target}")
-    check(math.isfinite(policy.tolerance) and 0 <= policy.tolerance < 1, "autoscale.tolerance",
-          f"must be a fraction of the target from 0 up to 1 (0.1 = 10 %), not {policy.tolerance}")
+    check(
+        policy.max >= policy.min,
+        "autoscale.max",
+        f"must be at least autoscale.min ({policy.min}), not {policy.max}",
+    )
+    check(
+        math.isfinite(policy.target) and policy.target > 0,
+        "autoscale.target",
+        f"must be a positive number ({_target_help(policy.metric)}), not {policy.target}",
+    )
+    check(
+        math.isfinite(policy.tolerance) and 0 <= policy.tolerance < 1,
+        "autoscale.tolerance",
+        f"must be a fraction of the target from 0 up to 1 (0.1 = 10 %), not {policy.tolerance}",
+    )
     for name in ("cooldown_up", "cooldown_down"):
         value = getattr(policy, name)
-        check(math.isfinite(value) and value >= 0, f"autoscale.{name}",
-              f"must be seconds (0 or more), not {value}")
+        check(
+            math.isfinite(value) and value >= 0,
+            f"autoscale.{name}",
+            f"must be seconds (0 or more), not {value}",
+        )
 
 
 def _target_help(metric: Metric) -> str:

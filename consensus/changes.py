@@ -48,8 +48,9 @@ class ChangeLog:
     def append(self, change: Change) -> None:
         self._changes.append(change)
         self._rows += len(change.rows)
-        while len(self._changes) > 1 and (len(self._changes) > CHANGES_KEPT
-                                          or self._rows > CHANGED_ROWS_KEPT):
+        while len(self._changes) > 1 and (
+            len(self._changes) > CHANGES_KEPT or self._rows > CHANGED_ROWS_KEPT
+        ):
             self._rows -= len(self._changes.popleft().rows)
 
     def snapshot(self) -> tuple[Change, ...]:
@@ -62,8 +63,9 @@ class TrackedTable(dict):
 
     __slots__ = ("name", "touched")
 
-    def __init__(self, name: str, touched: dict[tuple[str, str], Any],
-                 rows: Iterable[tuple[str, Any]] = ()) -> None:
+    def __init__(
+        self, name: str, touched: dict[tuple[str, str], Any], rows: Iterable[tuple[str, Any]] = ()
+    ) -> None:
         super().__init__(rows)
         self.name, self.touched = name, touched
 
@@ -101,15 +103,22 @@ class TrackedTable(dict):
         super().clear()
 
 
-def collect(index: int, cmd: Any, touched: dict[tuple[str, str], Any],
-            tables: dict[str, dict[str, Any]]) -> Change:
+def collect(
+    index: int, cmd: Any, touched: dict[tuple[str, str], Any], tables: dict[str, dict[str, Any]]
+) -> Change:
     """The change the command that left `touched` made; empties `touched`."""
     rows = []
     for (table, key), before in touched.items():
         after = tables[table].get(key, _ABSENT)
         if after is not before:
-            rows.append(RowChange(table, key, None if before is _ABSENT else before,
-                                  None if after is _ABSENT else after))
+            rows.append(
+                RowChange(
+                    table,
+                    key,
+                    None if before is _ABSENT else before,
+                    None if after is _ABSENT else after,
+                )
+            )
     touched.clear()
     at = getattr(cmd, "at", 0.0)
     return Change(index, at if isinstance(at, float) else 0.0, tuple(rows))

@@ -60,8 +60,9 @@ def command(tag: str, version: int = 1) -> Callable[[type[T]], type[T]]:
     return register
 
 
-def compact_form(cls: type, version: int, to_payload: Callable[[Any], Any],
-                 from_payload: Callable[[Any], Any]) -> None:
+def compact_form(
+    cls: type, version: int, to_payload: Callable[[Any], Any], from_payload: Callable[[Any], Any]
+) -> None:
     """Give a registered command a payload form of its own, as schema `version`.
     `from_payload` must check what it reads as strictly as from_plain, raising WireError."""
     kind = _BY_CLASS[cls]
@@ -83,8 +84,9 @@ def encode(cmd: Any, request_id: str = "") -> bytes:
     kind = _BY_CLASS.get(type(cmd))
     if kind is None:
         raise CodecError(f"{type(cmd).__name__} is not a registered command")
-    return msgpack.packb([FORMAT, kind.tag, kind.version, request_id, kind.to_payload(cmd)],
-                         use_bin_type=True)
+    return msgpack.packb(
+        [FORMAT, kind.tag, kind.version, request_id, kind.to_payload(cmd)], use_bin_type=True
+    )
 
 
 def decode(data: bytes) -> Envelope:
@@ -101,7 +103,9 @@ def decode(data: bytes) -> Envelope:
     if kind is None:
         raise CodecError(f"unknown command {tag!r}")
     if version != kind.version:
-        raise CodecError(f"{tag}: unsupported version {version!r} (this node speaks {kind.version})")
+        raise CodecError(
+            f"{tag}: unsupported version {version!r} (this node speaks {kind.version})"
+        )
     if not isinstance(request_id, str):
         raise CodecError("request_id must be a string")
     try:

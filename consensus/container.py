@@ -49,7 +49,9 @@ class ContainerOptions:
     def used(self) -> tuple[str, ...]:
         """The options set to something other than their default."""
         default = ContainerOptions()
-        return tuple(f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name))
+        return tuple(
+            f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)
+        )
 
 
 def stop_signal_number(name: str) -> int:
@@ -62,35 +64,68 @@ def stop_signal_number(name: str) -> int:
 
 def check_container(options: ContainerOptions, check: Callable[[bool, str, str], None]) -> None:
     at = "container"
-    check(not options.user or bool(_USER.fullmatch(options.user)), f"{at}.user",
-          "must be a user name or uid, optionally :group or :gid")
-    check(not options.working_dir or (options.working_dir.startswith("/") and len(options.working_dir) <= MAX_TEXT),
-          f"{at}.working_dir", "must be an absolute path")
-    check(not options.hostname or bool(_HOSTNAME.fullmatch(options.hostname)), f"{at}.hostname",
-          "must be a host name: 1-63 letters, digits or '-'")
+    check(
+        not options.user or bool(_USER.fullmatch(options.user)),
+        f"{at}.user",
+        "must be a user name or uid, optionally :group or :gid",
+    )
+    check(
+        not options.working_dir
+        or (options.working_dir.startswith("/") and len(options.working_dir) <= MAX_TEXT),
+        f"{at}.working_dir",
+        "must be an absolute path",
+    )
+    check(
+        not options.hostname or bool(_HOSTNAME.fullmatch(options.hostname)),
+        f"{at}.hostname",
+        "must be a host name: 1-63 letters, digits or '-'",
+    )
     if options.stop_signal:
         try:
             stop_signal_number(options.stop_signal)
         except (KeyError, ValueError):
             check(False, f"{at}.stop_signal", "must name a signal, like SIGQUIT")
     for name in ("sysctls", "extra_hosts", "ulimits", "log_options"):
-        check(len(getattr(options, name)) <= MAX_ENTRIES, f"{at}.{name}", f"holds at most {MAX_ENTRIES} entries")
+        check(
+            len(getattr(options, name)) <= MAX_ENTRIES,
+            f"{at}.{name}",
+            f"holds at most {MAX_ENTRIES} entries",
+        )
     for key, value in options.sysctls.items():
-        check(bool(_SYSCTL.fullmatch(key)) and len(key) + len(value) <= MAX_TEXT, f"{at}.sysctls.{key[:64]}",
-              "must be a kernel parameter like net.core.somaxconn")
+        check(
+            bool(_SYSCTL.fullmatch(key)) and len(key) + len(value) <= MAX_TEXT,
+            f"{at}.sysctls.{key[:64]}",
+            "must be a kernel parameter like net.core.somaxconn",
+        )
     for host, address in options.extra_hosts.items():
-        check(bool(_HOSTNAME.fullmatch(host.split(".")[0])) and len(host) <= MAX_TEXT, f"{at}.extra_hosts",
-              f"{host[:64]!r} is not a host name")
+        check(
+            bool(_HOSTNAME.fullmatch(host.split(".")[0])) and len(host) <= MAX_TEXT,
+            f"{at}.extra_hosts",
+            f"{host[:64]!r} is not a host name",
+        )
         try:
             ipaddress.ip_address(address)
         except ValueError:
             check(False, f"{at}.extra_hosts.{host[:64]}", f"{address[:64]!r} is not an IP address")
     for name, limit in options.ulimits.items():
-        check(bool(_ULIMIT.fullmatch(name)) and len(name) <= 32, f"{at}.ulimits", f"{name[:32]!r} is not a ulimit")
+        check(
+            bool(_ULIMIT.fullmatch(name)) and len(name) <= 32,
+            f"{at}.ulimits",
+            f"{name[:32]!r} is not a ulimit",
+        )
         in_range = all(-1 <= v <= _MAX_LIMIT for v in (limit.soft, limit.hard))
-        check(in_range and (limit.hard == -1 or limit.soft != -1 and limit.soft <= limit.hard),
-              f"{at}.ulimits.{name[:32]}", f"soft must be at most hard, each -1 (unlimited) to {_MAX_LIMIT}")
-    check(not options.log_driver or bool(_LOG_DRIVER.fullmatch(options.log_driver)), f"{at}.log_driver",
-          "must be a logging driver's name")
-    check(all(len(k) + len(v) <= MAX_TEXT for k, v in options.log_options.items()), f"{at}.log_options",
-          f"each option holds at most {MAX_TEXT} characters")
+        check(
+            in_range and (limit.hard == -1 or limit.soft != -1 and limit.soft <= limit.hard),
+            f"{at}.ulimits.{name[:32]}",
+            f"soft must be at most hard, each -1 (unlimited) to {_MAX_LIMIT}",
+        )
+    check(
+        not options.log_driver or bool(_LOG_DRIVER.fullmatch(options.log_driver)),
+        f"{at}.log_driver",
+        "must be a logging driver's name",
+    )
+    check(
+        all(len(k) + len(v) <= MAX_TEXT for k, v in options.log_options.items()),
+        f"{at}.log_options",
+        f"each option holds at most {MAX_TEXT} characters",
+    )

@@ -41,7 +41,9 @@ class CronSpec:
     # allow: runs may overlap; forbid: a due run waits while one is active (and is missed
     # past the starting deadline); replace: the active run is removed for the new one.
     concurrency: Concurrency = "allow"
-    starting_deadline: float = 0.0  # a run not started this long after its time is missed; 0 = never
+    starting_deadline: float = (
+        0.0  # a run not started this long after its time is missed; 0 = never
+    )
     history: int = 3  # finished runs kept (with their tasks and logs)
 
 
@@ -73,11 +75,14 @@ def run_name(cron: str, scheduled_at: float) -> str:
 
 def runs_of(state: ClusterState, cron: str) -> list[Service]:
     """The jobs a cron started that are still kept, oldest first."""
-    return sorted((s for s in services(state).values() if s.cron == cron),
-                  key=lambda s: (s.created_at, s.name))
+    return sorted(
+        (s for s in services(state).values() if s.cron == cron),
+        key=lambda s: (s.created_at, s.name),
+    )
 
 
 # -- the spec -------------------------------------------------------------------------
+
 
 def cron_errors(spec: CronSpec) -> list[SpecError]:
     errors: list[SpecError] = []
@@ -86,18 +91,33 @@ def cron_errors(spec: CronSpec) -> list[SpecError]:
         if not ok:
             errors.append(SpecError(name, reason))
 
-    check(len(spec.name) <= MAX_NAME and bool(_DNS_LABEL.fullmatch(spec.name)), "name",
-          f"{spec.name!r} is not a cron name: 1-{MAX_NAME} lowercase letters, digits or '-', "
-          "starting and ending with a letter or digit")
-    check(0 < len(spec.schedule) <= MAX_SCHEDULE, "schedule",
-          f"must be a cron schedule of at most {MAX_SCHEDULE} characters")
+    check(
+        len(spec.name) <= MAX_NAME and bool(_DNS_LABEL.fullmatch(spec.name)),
+        "name",
+        f"{spec.name!r} is not a cron name: 1-{MAX_NAME} lowercase letters, digits or '-', "
+        "starting and ending with a letter or digit",
+    )
+    check(
+        0 < len(spec.schedule) <= MAX_SCHEDULE,
+        "schedule",
+        f"must be a cron schedule of at most {MAX_SCHEDULE} characters",
+    )
     check(0 < len(spec.timezone) <= 64, "timezone", "must name a time zone, such as Europe/Paris")
-    check(math.isfinite(spec.starting_deadline) and spec.starting_deadline >= 0, "starting_deadline",
-          f"must be seconds (0 or more), not {spec.starting_deadline}")
-    check(0 <= spec.history <= MAX_HISTORY, "history",
-          f"must be between 0 and {MAX_HISTORY}, not {spec.history}")
-    check(spec.template.job is not None and spec.template.name == spec.name, "template",
-          "must be a job named after the cron")
+    check(
+        math.isfinite(spec.starting_deadline) and spec.starting_deadline >= 0,
+        "starting_deadline",
+        f"must be seconds (0 or more), not {spec.starting_deadline}",
+    )
+    check(
+        0 <= spec.history <= MAX_HISTORY,
+        "history",
+        f"must be between 0 and {MAX_HISTORY}, not {spec.history}",
+    )
+    check(
+        spec.template.job is not None and spec.template.name == spec.name,
+        "template",
+        "must be a job named after the cron",
+    )
     return errors
 
 
@@ -120,7 +140,9 @@ def parse_cron_spec(plain: object) -> CronSpec:
     rest = {k: v for k, v in plain.items() if k != "template"}
     try:
         if rest.get("starting_deadline") is not None:
-            rest["starting_deadline"] = parse_duration(rest["starting_deadline"], "starting_deadline")
+            rest["starting_deadline"] = parse_duration(
+                rest["starting_deadline"], "starting_deadline"
+            )
         spec = from_plain(CronSpec, {**rest, "template": to_plain(job)})
     except WireError as exc:
         raise SpecError(exc.field, exc.reason) from None
@@ -131,6 +153,7 @@ def parse_cron_spec(plain: object) -> CronSpec:
 
 
 # -- commands ---------------------------------------------------------------------------
+
 
 @command("cron.create")
 @dataclass(frozen=True, slots=True)
@@ -224,13 +247,17 @@ def _fire(state: ClusterState, cmd: FireCron) -> Result:
     if cron is None or cron.id != cmd.cron_id:
         return Result.fail(f"no such cron job {cmd.name!r}", 404)
     if cmd.scheduled_at <= max(cron.last_scheduled, cron.created_at):
-        return Result.fail(f"cron job {cmd.name!r} already started its run of "
-                           f"{cron.last_scheduled:.0f} or later", 409)
+        return Result.fail(
+            f"cron job {cmd.name!r} already started its run of {cron.last_scheduled:.0f} or later",
+            409,
+        )
     runs = runs_of(state, cmd.name)
     active = [run for run in runs if run.job_end is None]
     if active and cron.spec.concurrency == "forbid":
-        return Result.fail(f"cron job {cmd.name!r} forbids overlapping runs and "
-                           f"{active[0].name} is still running", 409)
+        return Result.fail(
+            f"cron job {cmd.name!r} forbids overlapping runs and {active[0].name} is still running",
+            409,
+        )
     if cron.spec.concurrency == "replace":
         for run in active:
             remove_service(state, run, f"replaced by the next run of cron job {cmd.name}", cmd.at)
@@ -239,9 +266,12 @@ def _fire(state: ClusterState, cmd: FireCron) -> Result:
     # A run that cannot start (a secret it names is gone) is over too: trying it again each
     # round would only fill the log.
     table[cmd.name] = dataclasses.replace(
-        cron, last_scheduled=cmd.scheduled_at, last_job=spec.name if started.ok else cron.last_job,
-        last_error="" if started.ok else started.error)
+        cron,
+        last_scheduled=cmd.scheduled_at,
+        last_job=spec.name if started.ok else cron.last_job,
+        last_error="" if started.ok else started.error,
+    )
     finished = [run for run in runs if run.job_end is not None and run.name in services(state)]
-    for run in finished[:max(0, len(finished) - cron.spec.history)]:
+    for run in finished[: max(0, len(finished) - cron.spec.history)]:
         remove_service(state, run, f"beyond the history of cron job {cmd.name}", cmd.at)
     return Result(True, value={"job": spec.name if started.ok else "", "error": started.error})

@@ -46,8 +46,9 @@ class DurableLog:
     """Syncs one pysyncobj journal at the points above. `syncs` counts fdatasyncs of the
     journal, `synced_index` is the Raft index of the last entry the latest one covered."""
 
-    def __init__(self, journal: Any, journal_path: str, dump_path: str | None,
-                 transport: Any) -> None:
+    def __init__(
+        self, journal: Any, journal_path: str, dump_path: str | None, transport: Any
+    ) -> None:
         self._journal = journal
         self._path = journal_path
         self._dump = dump_path

@@ -39,18 +39,24 @@ def parse_network(text: str, field: str) -> ipaddress.IPv4Network:
     try:
         net = ipaddress.ip_network(text)
     except ValueError:
-        raise IpamError(f"{field}: {text!r} is not an IPv4 network in CIDR form (10.200.0.0/20)") from None
+        raise IpamError(
+            f"{field}: {text!r} is not an IPv4 network in CIDR form (10.200.0.0/20)"
+        ) from None
     if net.version != 4:
         raise IpamError(f"{field}: overlay networks are IPv4 only, not {text!r}")
     return net  # type: ignore[return-value]
 
 
-def check_subnet(subnet: str, lease_prefix: int = DEFAULT_LEASE_PREFIX, field: str = "subnet") -> str:
+def check_subnet(
+    subnet: str, lease_prefix: int = DEFAULT_LEASE_PREFIX, field: str = "subnet"
+) -> str:
     """`subnet` in canonical form when it can hold at least two leases and a VIP half."""
     net = parse_network(subnet, field)
     if net.prefixlen > lease_prefix - 2:
-        raise IpamError(f"{field}: {subnet} is too small: a network needs a /{lease_prefix - 2} "
-                        f"or larger (two halves, each of at least two /{lease_prefix} leases)")
+        raise IpamError(
+            f"{field}: {subnet} is too small: a network needs a /{lease_prefix - 2} "
+            f"or larger (two halves, each of at least two /{lease_prefix} leases)"
+        )
     return str(net)
 
 
@@ -58,7 +64,9 @@ def check_cluster_cidr(cidr: str) -> str:
     """`cidr` in canonical form when it holds at least one network of the default size."""
     net = parse_network(cidr, "overlay_cidr")
     if net.prefixlen > DEFAULT_NETWORK_PREFIX:
-        raise IpamError(f"overlay_cidr: {cidr} is smaller than one network (/{DEFAULT_NETWORK_PREFIX})")
+        raise IpamError(
+            f"overlay_cidr: {cidr} is smaller than one network (/{DEFAULT_NETWORK_PREFIX})"
+        )
     return str(net)
 
 
@@ -81,8 +89,9 @@ def overlapping(candidate: ipaddress.IPv4Network | str, taken: Collection[str]) 
     return next((t for t in taken if candidate.overlaps(parse_network(t, "taken"))), None)
 
 
-def next_network_subnet(cluster_cidr: str, taken: Collection[str],
-                        prefix: int = DEFAULT_NETWORK_PREFIX) -> str:
+def next_network_subnet(
+    cluster_cidr: str, taken: Collection[str], prefix: int = DEFAULT_NETWORK_PREFIX
+) -> str:
     """The lowest /`prefix` of the cluster range that overlaps no network already made."""
     pool = parse_network(cluster_cidr, "cluster_cidr")
     if prefix < pool.prefixlen:
@@ -90,11 +99,15 @@ def next_network_subnet(cluster_cidr: str, taken: Collection[str],
     for candidate in pool.subnets(new_prefix=prefix):
         if overlapping(candidate, taken) is None:
             return str(candidate)
-    raise IpamError(f"subnet: the cluster range {pool} has no free /{prefix} left "
-                    f"({len(taken)} networks): remove a network or give a subnet")
+    raise IpamError(
+        f"subnet: the cluster range {pool} has no free /{prefix} left "
+        f"({len(taken)} networks): remove a network or give a subnet"
+    )
 
 
-def next_lease(subnet: str, taken: Collection[str], lease_prefix: int = DEFAULT_LEASE_PREFIX) -> str | None:
+def next_lease(
+    subnet: str, taken: Collection[str], lease_prefix: int = DEFAULT_LEASE_PREFIX
+) -> str | None:
     """The lowest free lease of a network's task range; None when all are given."""
     used = set(taken)
     for candidate in tasks_range(subnet).subnets(new_prefix=lease_prefix):

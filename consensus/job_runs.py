@@ -46,9 +46,11 @@ def slot_failures(task: Task) -> int:
 
 def job_progress(own: Iterable[Task]) -> JobProgress:
     slots = current_tasks(own).values()
-    return JobProgress(succeeded=sum(t.state == "complete" for t in slots),
-                       failed=sum(slot_failures(t) for t in slots),
-                       active=sum(not t.terminal for t in slots))
+    return JobProgress(
+        succeeded=sum(t.state == "complete" for t in slots),
+        failed=sum(slot_failures(t) for t in slots),
+        active=sum(not t.terminal for t in slots),
+    )
 
 
 def _job(state: ClusterState, name: str, service_id: str) -> Service | None:
@@ -87,7 +89,9 @@ def _end(state: ClusterState, cmd: EndJob) -> Result:
         return Result.fail(f"no such job {cmd.name!r}", 404)
     if service.job_end is not None:  # a second leader's late verdict changes nothing
         return Result.fail(f"job {cmd.name!r} already ended ({service.job_end.state})", 409)
-    services(state)[cmd.name] = dataclasses.replace(service, job_end=JobEnd(cmd.state, cmd.reason, cmd.at))
+    services(state)[cmd.name] = dataclasses.replace(
+        service, job_end=JobEnd(cmd.state, cmd.reason, cmd.at)
+    )
     return Result(True, value={"state": cmd.state})
 
 

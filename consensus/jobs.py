@@ -29,7 +29,9 @@ class JobConfig:
     backoff_limit: int = DEFAULT_BACKOFF_LIMIT  # failed tasks tolerated before the job fails
     backoff_delay: float = DEFAULT_BACKOFF_DELAY  # first retry delay of a slot, then doubled
     deadline: float = 0.0  # seconds after creation at which an unfinished job fails; 0 = none
-    ttl_after_finished: float = 0.0  # seconds a finished job (and its logs) stays; 0 = until removed
+    ttl_after_finished: float = (
+        0.0  # seconds a finished job (and its logs) stays; 0 = until removed
+    )
 
 
 JobOutcome = Literal["complete", "failed"]
@@ -48,12 +50,25 @@ def check_job(job: JobConfig | None, check: Callable[[bool, str, str], None]) ->
     """Report what is wrong with a job's config through `check(ok, field, reason)`."""
     if job is None:
         return
-    check(1 <= job.completions <= MAX_COMPLETIONS, "job.completions",
-          f"must be between 1 and {MAX_COMPLETIONS}, not {job.completions}")
-    check(0 <= job.parallelism <= MAX_COMPLETIONS, "job.parallelism",
-          f"must be between 0 (no bound) and {MAX_COMPLETIONS}, not {job.parallelism}")
-    check(0 <= job.backoff_limit <= MAX_BACKOFF_LIMIT, "job.backoff_limit",
-          f"must be between 0 and {MAX_BACKOFF_LIMIT}, not {job.backoff_limit}")
+    check(
+        1 <= job.completions <= MAX_COMPLETIONS,
+        "job.completions",
+        f"must be between 1 and {MAX_COMPLETIONS}, not {job.completions}",
+    )
+    check(
+        0 <= job.parallelism <= MAX_COMPLETIONS,
+        "job.parallelism",
+        f"must be between 0 (no bound) and {MAX_COMPLETIONS}, not {job.parallelism}",
+    )
+    check(
+        0 <= job.backoff_limit <= MAX_BACKOFF_LIMIT,
+        "job.backoff_limit",
+        f"must be between 0 and {MAX_BACKOFF_LIMIT}, not {job.backoff_limit}",
+    )
     for name in ("backoff_delay", "deadline", "ttl_after_finished"):
         value = getattr(job, name)
-        check(math.isfinite(value) and value >= 0, f"job.{name}", f"must be seconds (0 or more), not {value}")
+        check(
+            math.isfinite(value) and value >= 0,
+            f"job.{name}",
+            f"must be seconds (0 or more), not {value}",
+        )

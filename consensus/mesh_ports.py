@@ -21,16 +21,27 @@ PortKey = tuple[int, str]  # (target, protocol)
 
 def published_ingress(specs: Iterable[ServiceSpec]) -> set[tuple[int, str]]:
     """Every (published port, protocol) the given services hold on the mesh."""
-    return {(p.published, p.protocol) for spec in specs for p in spec.ports
-            if p.mode == "ingress" and p.published}
+    return {
+        (p.published, p.protocol)
+        for spec in specs
+        for p in spec.ports
+        if p.mode == "ingress" and p.published
+    }
 
 
-def assign_mesh_ports(spec: ServiceSpec, wanted: Collection[PortKey], existing: ServiceSpec | None,
-                      taken: set[tuple[int, str]]) -> ServiceSpec:
+def assign_mesh_ports(
+    spec: ServiceSpec,
+    wanted: Collection[PortKey],
+    existing: ServiceSpec | None,
+    taken: set[tuple[int, str]],
+) -> ServiceSpec:
     """`spec` with each of its `wanted` target-only ingress ports given a mesh port; `taken`
     (the other services' ports) grows by the ones chosen. ValueError when the range is full."""
-    kept = {(p.target, p.protocol): p.published for p in (existing.ports if existing else ())
-            if p.mode == "ingress" and p.published in MESH_PORTS}
+    kept = {
+        (p.target, p.protocol): p.published
+        for p in (existing.ports if existing else ())
+        if p.mode == "ingress" and p.published in MESH_PORTS
+    }
     ports = []
     for port in spec.ports:
         key = (port.target, port.protocol)
@@ -41,8 +52,10 @@ def assign_mesh_ports(spec: ServiceSpec, wanted: Collection[PortKey], existing: 
         if number is None or (number, port.protocol) in taken:
             number = next((n for n in MESH_PORTS if (n, port.protocol) not in taken), None)
             if number is None:
-                raise ValueError(f"ports: every mesh port {MESH_PORTS.start}-{MESH_PORTS.stop - 1}"
-                                 f"/{port.protocol} is taken")
+                raise ValueError(
+                    f"ports: every mesh port {MESH_PORTS.start}-{MESH_PORTS.stop - 1}"
+                    f"/{port.protocol} is taken"
+                )
         taken.add((number, port.protocol))
         ports.append(dataclasses.replace(port, published=number))
     return dataclasses.replace(spec, ports=tuple(ports))

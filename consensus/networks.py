@@ -76,8 +76,10 @@ class RemoveNetwork:
 
 def network_name_problem(name: str) -> str | None:
     if not _NAME.fullmatch(name):
-        return (f"{name!r} is not a network name: 1-32 lowercase letters, digits, '_' or '-', "
-                "starting and ending with a letter or digit")
+        return (
+            f"{name!r} is not a network name: 1-32 lowercase letters, digits, '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
     return None
 
 
@@ -114,12 +116,22 @@ def _create(state: ClusterState, cmd: CreateNetwork) -> Result:
                 owner = next(n.name for n in table.values() if n.subnet == clash)
                 return Result.fail(f"subnet: {subnet} overlaps network {owner!r} ({clash})", 409)
         else:
-            subnet = ipam.next_network_subnet(state.cluster.overlay_cidr or ipam.DEFAULT_CLUSTER_CIDR, taken)
+            subnet = ipam.next_network_subnet(
+                state.cluster.overlay_cidr or ipam.DEFAULT_CLUSTER_CIDR, taken
+            )
         vni = ipam.next_vni([n.vni for n in table.values()])
     except ipam.IpamError as exc:
         return Result.fail(str(exc), 400 if cmd.subnet else 409)
-    network = Network(cmd.id, cmd.name, subnet, vni, internal=cmd.internal, attachable=cmd.attachable,
-                      labels=dict(cmd.labels), created_at=cmd.at)
+    network = Network(
+        cmd.id,
+        cmd.name,
+        subnet,
+        vni,
+        internal=cmd.internal,
+        attachable=cmd.attachable,
+        labels=dict(cmd.labels),
+        created_at=cmd.at,
+    )
     # No service names it yet: a spec naming a missing network is refused.
     network = _lease_everyone(state, network)
     table[cmd.name] = network
@@ -133,13 +145,17 @@ def _remove(state: ClusterState, cmd: RemoveNetwork) -> Result:
         return Result.fail(f"no such network {cmd.name!r}", 404)
     users = sorted(name for name, spec in _service_specs(state) if cmd.name in joined(spec))
     if users:
-        return Result.fail(f"network {cmd.name!r} is in use by service(s) {', '.join(users)}: "
-                           "remove them from it first", 409)
+        return Result.fail(
+            f"network {cmd.name!r} is in use by service(s) {', '.join(users)}: "
+            "remove them from it first",
+            409,
+        )
     del networks(state)[cmd.name]
     return Result(True, value={"id": network.id})
 
 
 # -- hooks called by the modules that own nodes and services ------------------------------
+
 
 def lease_node(state: ClusterState, node_id: str) -> None:
     """A node registered: give it a lease on every network that has none for it."""
@@ -196,8 +212,11 @@ def missing_networks(state: ClusterState, spec: ServiceSpec) -> Result | None:
     table = networks(state)
     for i, name in enumerate(joined(spec)):
         if name not in table:
-            return Result.fail(f"networks[{i}]: no such network {name!r}: create it first "
-                               f"(shoal network create {name})", 400)
+            return Result.fail(
+                f"networks[{i}]: no such network {name!r}: create it first "
+                f"(shoal network create {name})",
+                400,
+            )
     return None
 
 

@@ -110,8 +110,9 @@ def _bootstrap(state: ClusterState, cmd: BootstrapCluster) -> Result:
         if state.cluster.cluster_id == cmd.cluster_id:
             return Result(True)
         return Result.fail(f"cluster already bootstrapped as {state.cluster.cluster_id}")
-    state.cluster = ClusterInfo(cluster_id=cmd.cluster_id, created_at=cmd.created_at,
-                                overlay_cidr=cmd.overlay_cidr)
+    state.cluster = ClusterInfo(
+        cluster_id=cmd.cluster_id, created_at=cmd.created_at, overlay_cidr=cmd.overlay_cidr
+    )
     return Result(True)
 
 
@@ -132,10 +133,15 @@ def _register(state: ClusterState, cmd: RegisterNode) -> Result:
         # Whoever holds another key is not this node: it may not take the node's place.
         return Result.fail(f"node {old.name} ({old.id}) is registered with another key", 409)
     if old is not None:
-        new = dataclasses.replace(new, role=old.role, availability=old.availability,
-                                  labels=old.labels,
-                                  status=old.status, joined_at=old.joined_at,
-                                  status_changed_at=old.status_changed_at)
+        new = dataclasses.replace(
+            new,
+            role=old.role,
+            availability=old.availability,
+            labels=old.labels,
+            status=old.status,
+            joined_at=old.joined_at,
+            status_changed_at=old.status_changed_at,
+        )
     table[new.id] = new
     for hook in NODE_REGISTERED:
         hook(state, new.id)
@@ -154,8 +160,9 @@ def _update(state: ClusterState, cmd: UpdateNode) -> Result:
         return node
     labels = {k: v for k, v in node.labels.items() if k not in cmd.remove_labels}
     labels.update(cmd.set_labels)
-    node = dataclasses.replace(node, labels=labels,
-                               availability=cmd.availability or node.availability)
+    node = dataclasses.replace(
+        node, labels=labels, availability=cmd.availability or node.availability
+    )
     nodes(state)[node.id] = node
     return Result(True)
 
@@ -175,8 +182,9 @@ def _status(state: ClusterState, cmd: SetNodeStatus) -> Result:
     if isinstance(node, Result):
         return node
     if node.status != cmd.status:
-        nodes(state)[node.id] = dataclasses.replace(node, status=cmd.status,
-                                                    status_changed_at=cmd.at)
+        nodes(state)[node.id] = dataclasses.replace(
+            node, status=cmd.status, status_changed_at=cmd.at
+        )
     return Result(True)
 
 

@@ -25,14 +25,14 @@ RESPONSE = "shoal_pre_vote_response"
 
 
 class Action(enum.Enum):
-    WAIT = "wait"    # keep following; nothing to do
-    ASK = "ask"      # send `request()` to every other voter
+    WAIT = "wait"  # keep following; nothing to do
+    ASK = "ask"  # send `request()` to every other voter
     ELECT = "elect"  # a majority would vote: let pysyncobj start the election now
 
 
 @dataclass(frozen=True, slots=True)
 class LogPosition:
-    term: int        # the node's current term
+    term: int  # the node's current term
     last_index: int
     last_term: int
 
@@ -73,8 +73,12 @@ class PreVote:
         return Action.ELECT if self._majority(voters) else Action.ASK
 
     def request(self, position: LogPosition) -> dict:
-        return {"type": REQUEST, "term": position.term + 1,
-                "last_log_index": position.last_index, "last_log_term": position.last_term}
+        return {
+            "type": REQUEST,
+            "term": position.term + 1,
+            "last_log_index": position.last_index,
+            "last_log_term": position.last_term,
+        }
 
     def grants(self, now: float, request: dict, mine: LogPosition, is_leader: bool) -> bool:
         """Would this voter vote for the asker in the term it names?"""

@@ -142,8 +142,9 @@ PYSYNCOBJ_PRIVATE = (
     # follower truncates its log only on a real conflict.
     "_SyncObj__onMessageReceived",
 )
-(_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT, _RAFT_LOG, _TRANSPORT,
- _ON_MESSAGE) = PYSYNCOBJ_PRIVATE
+(_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT, _RAFT_LOG, _TRANSPORT, _ON_MESSAGE) = (
+    PYSYNCOBJ_PRIVATE
+)
 
 
 # pysyncobj's election timer, held this far ahead while PreVote decides when to elect.
@@ -214,10 +215,17 @@ def _filter_messages(syncobj: SyncObj, prevote: PreVote | None) -> None:
                 message = reconcile(message, journal[-1][1], term_at)
         elif kind == prevote_core.REQUEST:
             if prevote is not None:
-                granted = prevote.grants(time.monotonic(), message, _log_position(syncobj),
-                                         syncobj._isLeader())
-                transport.send(node, {"type": prevote_core.RESPONSE, "term": message.get("term"),
-                                      "granted": granted})
+                granted = prevote.grants(
+                    time.monotonic(), message, _log_position(syncobj), syncobj._isLeader()
+                )
+                transport.send(
+                    node,
+                    {
+                        "type": prevote_core.RESPONSE,
+                        "term": message.get("term"),
+                        "granted": granted,
+                    },
+                )
             return
         elif kind == prevote_core.RESPONSE:
             if prevote is not None:
@@ -235,8 +243,9 @@ def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
         prevote.heard_leader(time.monotonic())
         return
     position = _log_position(syncobj)
-    action = prevote.on_tick(time.monotonic(), position, len(syncobj.otherNodes) + 1,
-                             syncobj.selfNode.id)
+    action = prevote.on_tick(
+        time.monotonic(), position, len(syncobj.otherNodes) + 1, syncobj.selfNode.id
+    )
     if action is prevote_core.Action.ELECT:
         setattr(syncobj, _ELECTION_DEADLINE, 0)
         return
@@ -251,7 +260,9 @@ def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
 class _Replica(SyncObjConsumer):
     """The replicated object. Its snapshot is the msgpack of the ClusterState."""
 
-    def __init__(self, on_change, observe_apply: Callable[[float], None] = lambda seconds: None) -> None:
+    def __init__(
+        self, on_change, observe_apply: Callable[[float], None] = lambda seconds: None
+    ) -> None:
         super().__init__()
         self.lock = threading.RLock()
         self.state = ClusterState()
@@ -297,9 +308,15 @@ class _Replica(SyncObjConsumer):
 class RaftNode:
     """Owns the current pysyncobj replica of this node and bridges it to asyncio."""
 
-    def __init__(self, *, data_dir: str, address: str, password: str,
-                 tuning: RaftTuning = RaftTuning(),
-                 observe_apply: Callable[[float], None] = lambda seconds: None) -> None:
+    def __init__(
+        self,
+        *,
+        data_dir: str,
+        address: str,
+        password: str,
+        tuning: RaftTuning = RaftTuning(),
+        observe_apply: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
         """`observe_apply` is told how long each committed entry took to apply (on the Raft
         thread: it must be quick and thread-safe)."""
         self._dir = os.path.join(data_dir, "raft")
@@ -365,8 +382,12 @@ class RaftNode:
         self_node = self.address if role == "voter" else None
         self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
         if t.durable:
-            self.durable = DurableLog(getattr(self._syncobj, _RAFT_LOG), conf.journalFile,
-                                      conf.fullDumpFile, getattr(self._syncobj, _TRANSPORT))
+            self.durable = DurableLog(
+                getattr(self._syncobj, _RAFT_LOG),
+                conf.journalFile,
+                conf.fullDumpFile,
+                getattr(self._syncobj, _TRANSPORT),
+            )
         prevote = PreVote(t.election_min, t.election_max) if role == "voter" else None
         _filter_messages(self._syncobj, prevote)
         if prevote is not None:
@@ -474,8 +495,10 @@ class RaftNode:
             except ProposeError as exc:  # a read changes nothing: any failure may be retried
                 last = str(exc)
             await self.wait_changed(seen, timeout=max(0.0, min(0.25, deadline - loop.time())))
-        raise NoQuorum(f"no read barrier committed within {timeout:g} s ({last}): the "
-                       f"cluster has no quorum or this node cannot reach the leader")
+        raise NoQuorum(
+            f"no read barrier committed within {timeout:g} s ({last}): the "
+            f"cluster has no quorum or this node cannot reach the leader"
+        )
 
     async def _shared_barrier(self, timeout: float) -> int:
         waiting = self._barrier_next
@@ -592,8 +615,11 @@ class RaftNode:
 
     def _wake(self) -> None:
         self._change_pending.clear()
-        if self._serving is not self._replica and self._replica is not None \
-                and self._replica.state.applied >= self._serving.state.applied:
+        if (
+            self._serving is not self._replica
+            and self._replica is not None
+            and self._replica.state.applied >= self._serving.state.applied
+        ):
             self._serving = self._replica
         self.version += 1
         for event in self._subscribers:
@@ -642,8 +668,9 @@ class RaftNode:
         await self._call(lambda cb: self._syncobj.addNodeToCluster(address, callback=cb), timeout)
 
     async def remove_voter(self, address: str, timeout: float = 5.0) -> None:
-        await self._call(lambda cb: self._syncobj.removeNodeFromCluster(address, callback=cb),
-                         timeout)
+        await self._call(
+            lambda cb: self._syncobj.removeNodeFromCluster(address, callback=cb), timeout
+        )
 
     async def _call(self, submit, timeout: float) -> Any:
         loop = asyncio.get_running_loop()
@@ -656,12 +683,18 @@ class RaftNode:
         try:
             result, error = await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            raise NoQuorum(f"not committed within {timeout:g} s: the cluster has no quorum "
-                           f"or is overloaded; the outcome is unknown") from None
+            raise NoQuorum(
+                f"not committed within {timeout:g} s: the cluster has no quorum "
+                f"or is overloaded; the outcome is unknown"
+            ) from None
         if error == FAIL_REASON.SUCCESS:
             return result
-        if error in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER,
-                     FAIL_REASON.LEADER_CHANGED, FAIL_REASON.DISCARDED):
+        if error in (
+            FAIL_REASON.MISSING_LEADER,
+            FAIL_REASON.NOT_LEADER,
+            FAIL_REASON.LEADER_CHANGED,
+            FAIL_REASON.DISCARDED,
+        ):
             raise NotLeader(f"leadership changed before commit (reason {error})")
         if error == FAIL_REASON.QUEUE_FULL:
             raise ProposeError("raft queue is full; retry later", retryable=True)

@@ -35,11 +35,17 @@ def round_to_payload(cmd: AssignTasks) -> dict:
         if not runs or runs[-1][0] != shared:
             runs.append((shared, []))
         runs[-1][1].append([getattr(task, name) for name in ROW])
-    return {"at": cmd.at, "stop": to_plain(cmd.stop), "remove": list(cmd.remove),
-            "create": [{"shared": dict(zip(SHARED, map(to_plain, shared))), "rows": rows}
-                       for shared, rows in runs],
-            "assign": [[a.task_id, a.node_id] for a in cmd.assign],
-            "explain": to_plain(cmd.explain)}
+    return {
+        "at": cmd.at,
+        "stop": to_plain(cmd.stop),
+        "remove": list(cmd.remove),
+        "create": [
+            {"shared": dict(zip(SHARED, map(to_plain, shared))), "rows": rows}
+            for shared, rows in runs
+        ],
+        "assign": [[a.task_id, a.node_id] for a in cmd.assign],
+        "explain": to_plain(cmd.explain),
+    }
 
 
 def round_from_payload(payload: Any) -> AssignTasks:
@@ -55,9 +61,11 @@ def round_from_payload(payload: Any) -> AssignTasks:
         stop=from_plain(tuple[StopTask, ...], payload.get("stop", []), "stop"),
         remove=from_plain(tuple[str, ...], payload.get("remove", []), "remove"),
         create=tuple(_created(_list(payload.get("create", []), "create"))),
-        assign=tuple(Assignment(*pair) for pair in _rows(payload.get("assign", []), "assign",
-                                                           (str, str))),
-        explain=from_plain(tuple[Explanation, ...], payload.get("explain", []), "explain"))
+        assign=tuple(
+            Assignment(*pair) for pair in _rows(payload.get("assign", []), "assign", (str, str))
+        ),
+        explain=from_plain(tuple[Explanation, ...], payload.get("explain", []), "explain"),
+    )
 
 
 def _created(groups: list) -> list[Task]:
@@ -75,8 +83,10 @@ def _created(groups: list) -> list[Task]:
         # Checked once for the whole group; the placeholders are replaced row by row.
         template = from_plain(Task, {**shared, "id": "", "slot": 0}, f"{path}.shared")
         base = {name: getattr(template, name) for name in SHARED}
-        made.extend(Task(**base, **dict(zip(ROW, row)))
-                    for row in _rows(group["rows"], f"{path}.rows", _ROW_TYPES))
+        made.extend(
+            Task(**base, **dict(zip(ROW, row)))
+            for row in _rows(group["rows"], f"{path}.rows", _ROW_TYPES)
+        )
     return made
 
 
@@ -87,8 +97,9 @@ def _rows(value: Any, path: str, types: tuple[type, ...]) -> list[list[Any]]:
             raise WireError(f"{path}[{i}]", f"must be a list of {len(types)} values")
         for k, (item, expected) in enumerate(zip(row, types)):
             if not isinstance(item, expected) or isinstance(item, bool):
-                raise WireError(f"{path}[{i}][{k}]", f"must be {expected.__name__}, "
-                                                     f"not {type(item).__name__}")
+                raise WireError(
+                    f"{path}[{i}][{k}]", f"must be {expected.__name__}, not {type(item).__name__}"
+                )
     return rows
 
 

@@ -81,7 +81,9 @@ def install() -> None:
 def unrestricted_loaders() -> list[str]:
     """Names in pysyncobj's modules still bound to the unrestricted unpickler (none once
     installed)."""
-    return [f"{info.name}.{attr}"
-            for info in pkgutil.iter_modules(pysyncobj.__path__, "pysyncobj.")
-            for attr, value in vars(importlib.import_module(info.name)).items()
-            if any(value is original for original in _ORIGINAL.values())]
+    return [
+        f"{info.name}.{attr}"
+        for info in pkgutil.iter_modules(pysyncobj.__path__, "pysyncobj.")
+        for attr, value in vars(importlib.import_module(info.name)).items()
+        if any(value is original for original in _ORIGINAL.values())
+    ]

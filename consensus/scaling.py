@@ -37,12 +37,18 @@ def _scale(state: ClusterState, cmd: ScaleService) -> Result:
         return Result.fail(f"service {cmd.name!r} has no autoscale policy", 409)
     record = cmd.record
     if record.from_replicas != service.spec.replicas:
-        return Result.fail(f"record.from_replicas: service {cmd.name!r} runs "
-                           f"{service.spec.replicas} replicas, not {record.from_replicas}", 409)
+        return Result.fail(
+            f"record.from_replicas: service {cmd.name!r} runs "
+            f"{service.spec.replicas} replicas, not {record.from_replicas}",
+            409,
+        )
     policy = service.spec.autoscale
     if policy.clamp(record.to_replicas) != record.to_replicas:
-        return Result.fail(f"record.to_replicas: must be within {policy.min}..{policy.max}, "
-                           f"not {record.to_replicas}", 400)
+        return Result.fail(
+            f"record.to_replicas: must be within {policy.min}..{policy.max}, "
+            f"not {record.to_replicas}",
+            400,
+        )
     spec = dataclasses.replace(service.spec, replicas=record.to_replicas)
     result = update_spec(state, spec, record.at, cmd.expected_version)
     if result.ok:

@@ -57,14 +57,18 @@ def blobs(state: ClusterState, kind: Kind) -> dict[str, Blob]:
 def name_problem(name: object) -> str | None:
     if isinstance(name, str) and _NAME.fullmatch(name):
         return None
-    return (f"{name!r} is not a valid name: 1-64 letters, digits, '_', '.' or '-', starting "
-            "with a letter or digit")
+    return (
+        f"{name!r} is not a valid name: 1-64 letters, digits, '_', '.' or '-', starting "
+        "with a letter or digit"
+    )
 
 
 def size_problem(kind: Kind, size: int) -> str | None:
     if size > MAX_SIZE[kind]:
-        return (f"a {kind} holds at most {MAX_SIZE[kind] // 1024} KiB, this one is "
-                f"{size} bytes ({size / 1024:.1f} KiB)")
+        return (
+            f"a {kind} holds at most {MAX_SIZE[kind] // 1024} KiB, this one is "
+            f"{size} bytes ({size / 1024:.1f} KiB)"
+        )
     return None
 
 
@@ -75,9 +79,13 @@ def refs_of(spec: ServiceSpec, kind: Kind) -> tuple:
 def users_of(state: ClusterState, kind: Kind, name: str) -> list[str]:
     """The services (and cron jobs, whose runs will) whose current spec names this secret
     or config, sorted."""
-    specs = [*(s.spec for s in services(state).values()),
-             *(c.spec.template for c in crons(state).values())]
-    return sorted({spec.name for spec in specs if any(ref.source == name for ref in refs_of(spec, kind))})
+    specs = [
+        *(s.spec for s in services(state).values()),
+        *(c.spec.template for c in crons(state).values()),
+    ]
+    return sorted(
+        {spec.name for spec in specs if any(ref.source == name for ref in refs_of(spec, kind))}
+    )
 
 
 def missing_reference(state: ClusterState, spec: ServiceSpec) -> Result | None:
@@ -86,8 +94,11 @@ def missing_reference(state: ClusterState, spec: ServiceSpec) -> Result | None:
         table = blobs(state, kind)
         for i, ref in enumerate(refs_of(spec, kind)):
             if ref.source not in table:
-                return Result.fail(f"{TABLES[kind]}[{i}].source: no such {kind} {ref.source!r}: "
-                                   f"create it first (shoal {kind} create)", 400)
+                return Result.fail(
+                    f"{TABLES[kind]}[{i}].source: no such {kind} {ref.source!r}: "
+                    f"create it first (shoal {kind} create)",
+                    400,
+                )
     return None
 
 
@@ -95,6 +106,7 @@ SPEC_CHECKS.append(missing_reference)
 
 
 # -- commands ----------------------------------------------------------------------------
+
 
 @command("blob.create")
 @dataclass(frozen=True, slots=True)
@@ -124,8 +136,9 @@ def _create(state: ClusterState, cmd: CreateBlob) -> Result:
         return Result.fail(f"data: {problem}", 400)
     expected = cmd.size + SEAL_OVERHEAD if cmd.kind == "secret" else cmd.size
     if len(cmd.data) != expected:
-        return Result.fail(f"data: {len(cmd.data)} bytes do not hold a {cmd.kind} of "
-                           f"{cmd.size} bytes", 400)
+        return Result.fail(
+            f"data: {len(cmd.data)} bytes do not hold a {cmd.kind} of {cmd.size} bytes", 400
+        )
     table = blobs(state, cmd.kind)
     if cmd.name in table:
         return Result.fail(f"name: {cmd.kind} {cmd.name!r} already exists", 409)
@@ -141,6 +154,9 @@ def _delete(state: ClusterState, cmd: DeleteBlob) -> Result:
         return Result.fail(f"no such {cmd.kind} {cmd.name!r}", 404)
     users = users_of(state, cmd.kind, cmd.name)
     if users:
-        return Result.fail(f"{cmd.kind} {cmd.name!r} is in use by service(s) {', '.join(users)}: "
-                           f"remove it from them first", 409)
+        return Result.fail(
+            f"{cmd.kind} {cmd.name!r} is in use by service(s) {', '.join(users)}: "
+            f"remove it from them first",
+            409,
+        )
     return Result(True, value={"id": table.pop(cmd.name).id})

@@ -49,9 +49,16 @@ def port_selectors(state: ClusterState) -> dict[str, PortSelector]:
 def selector_problem(selector: PortSelector) -> str:
     if not _NAME.fullmatch(selector.name):
         return f"name: {selector.name[:64]!r} is not a Service name"
-    if not selector.selector or len(selector.selector) > MAX_ENTRIES or len(selector.ports) > MAX_ENTRIES:
+    if (
+        not selector.selector
+        or len(selector.selector) > MAX_ENTRIES
+        or len(selector.ports) > MAX_ENTRIES
+    ):
         return f"selector: needs 1-{MAX_ENTRIES} labels and at most {MAX_ENTRIES} ports"
-    if any(len(k) + len(v) > 512 for k, v in selector.selector.items()) or len(selector.where) > 512:
+    if (
+        any(len(k) + len(v) > 512 for k, v in selector.selector.items())
+        or len(selector.where) > 512
+    ):
         return "selector: a label is too long"
     if selector.network and network_name_problem(selector.network):
         return f"network: {network_name_problem(selector.network)}"
@@ -78,7 +85,9 @@ def _put(state: ClusterState, cmd: PutSelector) -> Result:
     table = port_selectors(state)
     held = table.get(cmd.selector.name)
     if held is not None and held.stack != cmd.selector.stack:
-        return Result.fail(f"name: Service {cmd.selector.name!r} belongs to stack {held.stack!r}", 409)
+        return Result.fail(
+            f"name: Service {cmd.selector.name!r} belongs to stack {held.stack!r}", 409
+        )
     if held is None and len(table) >= MAX_SELECTORS:
         return Result.fail(f"the cluster holds at most {MAX_SELECTORS} port selectors", 409)
     table[cmd.selector.name] = cmd.selector

@@ -73,7 +73,7 @@ class Constraint:
         elif self.key == "node.role":
             actual = node.role
         else:
-            actual = node.labels.get(self.key[len("node.labels."):])
+            actual = node.labels.get(self.key[len("node.labels.") :])
         wanted = self.value.casefold()
         if self.key == "node.role":
             wanted = _SWARM_ROLES.get(wanted, wanted)
@@ -90,7 +90,7 @@ class PlacementPreference:
 
     @property
     def label(self) -> str:
-        return self.spread[len("node.labels."):]
+        return self.spread[len("node.labels.") :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,12 +257,15 @@ class ServiceSpec:
 
 # -- shorthand forms -> canonical plain ----------------------------------------------------
 
+
 def parse_constraint(text: object, field: str) -> Constraint:
     if not isinstance(text, str):
         raise SpecError(field, f"must be a string like 'node.labels.zone==a', not {text!r}")
     match = _CONSTRAINT.fullmatch(text)
     if match is None or not match.group(3):
-        raise SpecError(field, f"unknown constraint syntax {text!r}: expected KEY==VALUE or KEY!=VALUE")
+        raise SpecError(
+            field, f"unknown constraint syntax {text!r}: expected KEY==VALUE or KEY!=VALUE"
+        )
     constraint = Constraint(match.group(1), match.group(2), match.group(3))  # type: ignore[arg-type]
     _check_constraint(constraint, field)
     return constraint
@@ -293,8 +296,12 @@ def parse_volume(text: object, field: str) -> dict:
     if len(parts) != 2:
         raise SpecError(field, f"cannot read volume {text!r}: expected SOURCE:TARGET[:ro]")
     source, target = parts
-    return {"source": source, "target": target, "type": "bind" if source.startswith("/") else "volume",
-            "read_only": mode == "ro"}
+    return {
+        "source": source,
+        "target": target,
+        "type": "bind" if source.startswith("/") else "volume",
+        "read_only": mode == "ro",
+    }
 
 
 def _words(value: Any, field: str) -> Any:
@@ -343,8 +350,10 @@ def _each(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
     def over_list(value: Any, field: str) -> Any:
         if not isinstance(value, list):
             return value
-        return [item if isinstance(item, dict) else convert(item, f"{field}[{i}]")
-                for i, item in enumerate(value)]
+        return [
+            item if isinstance(item, dict) else convert(item, f"{field}[{i}]")
+            for i, item in enumerate(value)
+        ]
 
     return over_list
 
@@ -372,8 +381,9 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "env": _env,
     "resources": _resources,
     "constraints": _each(lambda item, f: to_plain(parse_constraint(item, f))),
-    "preferences": _each(lambda item, f: {"spread": item.removeprefix("spread=")}
-                         if isinstance(item, str) else item),
+    "preferences": _each(
+        lambda item, f: {"spread": item.removeprefix("spread=")} if isinstance(item, str) else item
+    ),
     "ports": _each(parse_port),
     "health": _health,
     "restart": _durations("delay", "window"),
@@ -386,7 +396,9 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "stop_delay": lambda value, f: parse_duration(value, f),
     "autoscale": _durations("cooldown_up", "cooldown_down"),
     "networks": _each(lambda item, f: {"name": item}),
-    "max_unavailable": lambda value, f: int(value) if isinstance(value, str) and value.isdigit() else value,
+    "max_unavailable": lambda value, f: (
+        int(value) if isinstance(value, str) and value.isdigit() else value
+    ),
     "job": _durations("backoff_delay", "deadline", "ttl_after_finished"),
 }
 
@@ -401,8 +413,10 @@ def parse_service_spec(plain: object) -> ServiceSpec:
     if not isinstance(plain, dict):
         raise SpecError("", f"a service spec must be an object, not {type(plain).__name__}")
     try:
-        canonical = {key: _SHORTHANDS[key](value, key) if key in _SHORTHANDS and value is not None
-                     else value for key, value in plain.items()}
+        canonical = {
+            key: _SHORTHANDS[key](value, key) if key in _SHORTHANDS and value is not None else value
+            for key, value in plain.items()
+        }
         spec = from_plain(ServiceSpec, canonical)
     except SpecError:
         raise
@@ -423,11 +437,15 @@ def merge_spec(spec: ServiceSpec, patch: object) -> ServiceSpec:
 
 # -- meaning ---------------------------------------------------------------------------
 
+
 def _check_constraint(c: Constraint, field: str) -> None:
     label = c.key.startswith("node.labels.") and len(c.key) > len("node.labels.")
     if c.key not in _NODE_FIELDS and not label:
-        raise SpecError(field, f"unsupported constraint key {c.key!r}: use node.id, node.hostname, "
-                               "node.role or node.labels.KEY")
+        raise SpecError(
+            field,
+            f"unsupported constraint key {c.key!r}: use node.id, node.hostname, "
+            "node.role or node.labels.KEY",
+        )
     if not c.value:
         raise SpecError(field, f"constraint {c} has no value")
 
@@ -440,32 +458,54 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
         if not ok:
             errors.append(SpecError(field, reason))
 
-    check(bool(_SERVICE_NAME.fullmatch(spec.name)), "name",
-          f"{spec.name!r} is not a DNS label: 1-63 lowercase letters, digits, '-' or '_', "
-          "starting and ending with a letter or digit")
-    check(bool(spec.image) and not any(c.isspace() for c in spec.image), "image",
-          f"must be an image reference without spaces, not {spec.image!r}")
-    check(0 <= spec.replicas <= MAX_REPLICAS, "replicas",
-          f"must be between 0 and {MAX_REPLICAS}, not {spec.replicas}")
+    check(
+        bool(_SERVICE_NAME.fullmatch(spec.name)),
+        "name",
+        f"{spec.name!r} is not a DNS label: 1-63 lowercase letters, digits, '-' or '_', "
+        "starting and ending with a letter or digit",
+    )
+    check(
+        bool(spec.image) and not any(c.isspace() for c in spec.image),
+        "image",
+        f"must be an image reference without spaces, not {spec.image!r}",
+    )
+    check(
+        0 <= spec.replicas <= MAX_REPLICAS,
+        "replicas",
+        f"must be between 0 and {MAX_REPLICAS}, not {spec.replicas}",
+    )
     for key in spec.env:
-        check(bool(key) and "=" not in key, f"env.{key}", "variable names must be non-empty without '='")
+        check(
+            bool(key) and "=" not in key,
+            f"env.{key}",
+            "variable names must be non-empty without '='",
+        )
     for kind in ("reservations", "limits"):
         amounts: Resources = getattr(spec.resources, kind)
         check(amounts.cpu_millis >= 0, f"resources.{kind}.cpu_millis", "must not be negative")
         check(amounts.memory_bytes >= 0, f"resources.{kind}.memory_bytes", "must not be negative")
     res, lim = spec.resources.reservations, spec.resources.limits
-    check(not lim.cpu_millis or res.cpu_millis <= lim.cpu_millis, "resources.limits.cpu_millis",
-          "must not be below the CPU reservation")
-    check(not lim.memory_bytes or res.memory_bytes <= lim.memory_bytes, "resources.limits.memory_bytes",
-          "must not be below the memory reservation")
+    check(
+        not lim.cpu_millis or res.cpu_millis <= lim.cpu_millis,
+        "resources.limits.cpu_millis",
+        "must not be below the CPU reservation",
+    )
+    check(
+        not lim.memory_bytes or res.memory_bytes <= lim.memory_bytes,
+        "resources.limits.memory_bytes",
+        "must not be below the memory reservation",
+    )
     for i, c in enumerate(spec.constraints):
         try:
             _check_constraint(c, f"constraints[{i}]")
         except SpecError as exc:
             errors.append(exc)
     for i, pref in enumerate(spec.preferences):
-        check(pref.spread.startswith("node.labels.") and bool(pref.label), f"preferences[{i}].spread",
-              f"can only spread over a node label (node.labels.KEY), not {pref.spread!r}")
+        check(
+            pref.spread.startswith("node.labels.") and bool(pref.label),
+            f"preferences[{i}].spread",
+            f"can only spread over a node label (node.labels.KEY), not {pref.spread!r}",
+        )
     _check_ports(spec, check)
     _check_health(spec, check)
     _check_policies(spec, check)
@@ -476,23 +516,37 @@ def spec_errors(spec: ServiceSpec) -> list[SpecError]:
     check_job(spec.job, check)
     if spec.job is not None:
         check(spec.autoscale is None, "autoscale", "a job does not autoscale")
-        check(not spec.ports, "ports", "a job publishes no ports: its tasks end, so nothing "
-                                       "could route to them")
+        check(
+            not spec.ports,
+            "ports",
+            "a job publishes no ports: its tasks end, so nothing could route to them",
+        )
     return errors
 
 
 def _check_ports(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
     seen: dict[tuple[int, str], int] = {}
     for i, port in enumerate(spec.ports):
-        check(1 <= port.target <= 65535, f"ports[{i}].target", f"must be 1-65535, not {port.target}")
-        check(0 <= port.published <= 65535, f"ports[{i}].published",
-              f"must be 1-65535 (or 0 for none), not {port.published}")
-        check(0 <= port.vip_port <= 65535, f"ports[{i}].vip_port",
-              f"must be 1-65535 (or 0 for the target), not {port.vip_port}")
+        check(
+            1 <= port.target <= 65535, f"ports[{i}].target", f"must be 1-65535, not {port.target}"
+        )
+        check(
+            0 <= port.published <= 65535,
+            f"ports[{i}].published",
+            f"must be 1-65535 (or 0 for none), not {port.published}",
+        )
+        check(
+            0 <= port.vip_port <= 65535,
+            f"ports[{i}].vip_port",
+            f"must be 1-65535 (or 0 for the target), not {port.vip_port}",
+        )
         key = (port.published, port.protocol)
         if port.published:
-            check(key not in seen, f"ports[{i}].published",
-                  f"{port.published}/{port.protocol} is already published by ports[{seen.get(key)}]")
+            check(
+                key not in seen,
+                f"ports[{i}].published",
+                f"{port.published}/{port.protocol} is already published by ports[{seen.get(key)}]",
+            )
             seen.setdefault(key, i)
 
 
@@ -503,9 +557,16 @@ def _check_health(spec: ServiceSpec, check: Callable[[bool, str, str], None]) ->
     if h.kind == "cmd":
         check(bool(h.command), "health.command", "a command health check needs a command")
     else:
-        check(0 <= h.port <= 65535, "health.port", f"must be 1-65535 (or 0 for the first port), not {h.port}")
-        check(h.port > 0 or bool(spec.ports), "health.port",
-              f"an {h.kind} health check needs a port: set health.port or declare ports")
+        check(
+            0 <= h.port <= 65535,
+            "health.port",
+            f"must be 1-65535 (or 0 for the first port), not {h.port}",
+        )
+        check(
+            h.port > 0 or bool(spec.ports),
+            "health.port",
+            f"an {h.kind} health check needs a port: set health.port or declare ports",
+        )
     if h.kind == "http":
         check(h.path.startswith("/"), "health.path", f"must start with '/', not {h.path!r}")
     check(h.interval > 0, "health.interval", "must be positive")
@@ -517,62 +578,110 @@ def _check_health(spec: ServiceSpec, check: Callable[[bool, str, str], None]) ->
 def _check_policies(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
     r = spec.restart
     check(r.delay >= 0, "restart.delay", "must not be negative")
-    check(r.max_attempts >= 0, "restart.max_attempts", f"must not be negative, not {r.max_attempts}")
+    check(
+        r.max_attempts >= 0, "restart.max_attempts", f"must not be negative, not {r.max_attempts}"
+    )
     check(r.window >= 0, "restart.window", "must not be negative")
     for name in ("update", "rollback"):
         u: UpdateConfig = getattr(spec, name)
-        check(u.parallelism >= 0, f"{name}.parallelism", f"must not be negative (0 = all), not {u.parallelism}")
+        check(
+            u.parallelism >= 0,
+            f"{name}.parallelism",
+            f"must not be negative (0 = all), not {u.parallelism}",
+        )
         check(u.delay >= 0, f"{name}.delay", "must not be negative")
         check(u.monitor >= 0, f"{name}.monitor", "must not be negative")
-        check(0.0 <= u.max_failure_ratio <= 1.0, f"{name}.max_failure_ratio",
-              f"must be between 0 and 1, not {u.max_failure_ratio}")
+        check(
+            0.0 <= u.max_failure_ratio <= 1.0,
+            f"{name}.max_failure_ratio",
+            f"must be between 0 and 1, not {u.max_failure_ratio}",
+        )
         check(0 <= u.canary <= MAX_REPLICAS, f"{name}.canary", f"must be 0 or more, not {u.canary}")
         check(u.auto_promote >= 0, f"{name}.auto_promote", "must not be negative")
-    check(spec.rollback.canary == 0 and spec.rollback.auto_promote == 0, "rollback.canary",
-          "a rollback has no canary phase")
+    check(
+        spec.rollback.canary == 0 and spec.rollback.auto_promote == 0,
+        "rollback.canary",
+        "a rollback has no canary phase",
+    )
     for i, vol in enumerate(spec.volumes):
-        check(vol.target.startswith("/"), f"volumes[{i}].target", f"must be an absolute path, not {vol.target!r}")
+        check(
+            vol.target.startswith("/"),
+            f"volumes[{i}].target",
+            f"must be an absolute path, not {vol.target!r}",
+        )
         if vol.type == "bind":
-            check(vol.source.startswith("/"), f"volumes[{i}].source",
-                  f"a bind mount needs an absolute host path, not {vol.source!r}")
+            check(
+                vol.source.startswith("/"),
+                f"volumes[{i}].source",
+                f"a bind mount needs an absolute host path, not {vol.source!r}",
+            )
         elif vol.type == "volume":
-            check(not vol.source or bool(VOLUME_NAME.fullmatch(vol.source)), f"volumes[{i}].source",
-                  f"{vol.source!r} is not a volume name: letters, digits, '_', '.' or '-', "
-                  "starting with a letter or digit")
+            check(
+                not vol.source or bool(VOLUME_NAME.fullmatch(vol.source)),
+                f"volumes[{i}].source",
+                f"{vol.source!r} is not a volume name: letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit",
+            )
         else:
             check(not vol.source, f"volumes[{i}].source", "a tmpfs mount has no source")
     budget = spec.max_unavailable
-    check(1 <= budget <= MAX_REPLICAS if isinstance(budget, int)
-          else bool(_PERCENT.fullmatch(budget)) and 1 <= int(budget[:-1]) <= 100, "max_unavailable",
-          f"must be a number of tasks (1 or more) or a percentage (1%-100%), not {budget!r}")
+    check(
+        1 <= budget <= MAX_REPLICAS
+        if isinstance(budget, int)
+        else bool(_PERCENT.fullmatch(budget)) and 1 <= int(budget[:-1]) <= 100,
+        "max_unavailable",
+        f"must be a number of tasks (1 or more) or a percentage (1%-100%), not {budget!r}",
+    )
     check(spec.stop_grace_period >= 0, "stop_grace_period", "must not be negative")
-    check(0 <= spec.stop_delay <= MAX_STOP_DELAY, "stop_delay",
-          f"must be between 0s and {MAX_STOP_DELAY:.0f}s, not {spec.stop_delay}")
+    check(
+        0 <= spec.stop_delay <= MAX_STOP_DELAY,
+        "stop_delay",
+        f"must be between 0s and {MAX_STOP_DELAY:.0f}s, not {spec.stop_delay}",
+    )
 
 
 def _check_networks(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
     seen: set[str] = set()
     for i, attachment in enumerate(spec.networks):
-        check(attachment.name not in seen, f"networks[{i}].name",
-              f"network {attachment.name!r} is named twice")
+        check(
+            attachment.name not in seen,
+            f"networks[{i}].name",
+            f"network {attachment.name!r} is named twice",
+        )
         seen.add(attachment.name)
         for j, alias in enumerate(attachment.aliases):
-            check(bool(_SERVICE_NAME.fullmatch(alias)), f"networks[{i}].aliases[{j}]",
-                  f"{alias!r} is not a DNS label: 1-63 lowercase letters, digits, '-' or '_'")
+            check(
+                bool(_SERVICE_NAME.fullmatch(alias)),
+                f"networks[{i}].aliases[{j}]",
+                f"{alias!r} is not a DNS label: 1-63 lowercase letters, digits, '-' or '_'",
+            )
 
 
 def _check_files(spec: ServiceSpec, check: Callable[[bool, str, str], None]) -> None:
     """Each secret and config names its source and lands on a path of its own."""
     paths: dict[str, str] = {}
-    for kind, refs, default_dir in (("secrets", spec.secrets, SECRETS_DIR),
-                                    ("configs", spec.configs, CONFIGS_DIR)):
+    for kind, refs, default_dir in (
+        ("secrets", spec.secrets, SECRETS_DIR),
+        ("configs", spec.configs, CONFIGS_DIR),
+    ):
         for i, ref in enumerate(refs):
             at = f"{kind}[{i}]"
             check(bool(ref.source), f"{at}.source", f"must name a {kind[:-1]}")
             path = ref.path(default_dir)
             parts = path.split("/")
-            check(path != "/" and "" not in parts[1:] and not {".", ".."} & set(parts),
-                  f"{at}.target", f"{path!r} is not a file path (no '.', '..' or empty parts)")
-            check(path not in paths, f"{at}.target", f"{path!r} is also the target of {paths.get(path)}")
+            check(
+                path != "/" and "" not in parts[1:] and not {".", ".."} & set(parts),
+                f"{at}.target",
+                f"{path!r} is not a file path (no '.', '..' or empty parts)",
+            )
+            check(
+                path not in paths,
+                f"{at}.target",
+                f"{path!r} is also the target of {paths.get(path)}",
+            )
             paths.setdefault(path, at)
-            check(0 <= ref.mode <= 0o777, f"{at}.mode", f"must be a file mode 0-0o777, not {ref.mode:#o}")
+            check(
+                0 <= ref.mode <= 0o777,
+                f"{at}.mode",
+                f"must be a file mode 0-0o777, not {ref.mode:#o}",
+            )

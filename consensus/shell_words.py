@@ -12,8 +12,9 @@ import re
 
 # Linux's limit on a single argument or environment string, in bytes (MAX_ARG_STRLEN).
 MAX_LINE = 128 * 1024
-_PART = re.compile(r"""'([^']*)'|"((?:[^"\\]|\\.)*)"|\\(.)|([^ \t\r\n'"\\]+)|([ \t\r\n]+)""",
-                   re.DOTALL)
+_PART = re.compile(
+    r"""'([^']*)'|"((?:[^"\\]|\\.)*)"|\\(.)|([^ \t\r\n'"\\]+)|([ \t\r\n]+)""", re.DOTALL
+)
 _IN_DOUBLE_QUOTES = re.compile(r"""\\([\\"])""")
 
 
@@ -25,16 +26,20 @@ def split_words(line: str) -> list[str]:
     """The words of `line`: blanks separate them, single quotes keep everything, double
     quotes keep all but `\\"` and `\\\\`, a backslash outside quotes escapes any character."""
     if len(line) > MAX_LINE:
-        raise WordsError(f"is {len(line)} characters long; a command line may have at most "
-                         f"{MAX_LINE}")
+        raise WordsError(
+            f"is {len(line)} characters long; a command line may have at most {MAX_LINE}"
+        )
     words: list[str] = []
     parts: list[str] | None = None
     pos = 0
     while pos < len(line):
         match = _PART.match(line, pos)
         if match is None:
-            raise WordsError("has no closing quotation" if line[pos] in "'\"" else
-                             "ends with a backslash that escapes nothing")
+            raise WordsError(
+                "has no closing quotation"
+                if line[pos] in "'\""
+                else "ends with a backslash that escapes nothing"
+            )
         single, double, escaped, plain, blank = match.groups()
         pos = match.end()
         if blank is not None:

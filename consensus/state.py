@@ -147,8 +147,10 @@ class ClusterState:
             "format": SNAPSHOT_FORMAT,
             "cluster": to_plain(self.cluster),
             "applied": self.applied,
-            "tables": {name: {k: to_plain(v) for k, v in rows.items()}
-                       for name, rows in self.tables.items()},
+            "tables": {
+                name: {k: to_plain(v) for k, v in rows.items()}
+                for name, rows in self.tables.items()
+            },
             "requests": [[rid, r.to_plain()] for rid, r in self._requests.items()],
         }
 
@@ -164,7 +166,8 @@ class ClusterState:
             if value_type is None:
                 raise ValueError(f"snapshot has unknown table {name!r}")
             state.tables[name] = state._tracked(
-                name, ((k, from_plain(value_type, v, f"{name}.{k}")) for k, v in rows.items()))
+                name, ((k, from_plain(value_type, v, f"{name}.{k}")) for k, v in rows.items())
+            )
         state._requests = OrderedDict((rid, Result.from_plain(r)) for rid, r in raw["requests"])
         return state
 

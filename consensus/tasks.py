@@ -34,10 +34,22 @@ from consensus.state import ClusterState, Result, handles, register_table
 SERVICES = "services"
 TASKS = "tasks"
 
-TaskState = Literal["pending", "assigned", "preparing", "starting", "running",
-                    "complete", "failed", "shutdown", "rejected", "orphaned"]
+TaskState = Literal[
+    "pending",
+    "assigned",
+    "preparing",
+    "starting",
+    "running",
+    "complete",
+    "failed",
+    "shutdown",
+    "rejected",
+    "orphaned",
+]
 # What a node's agent may report; `pending`, `assigned` and `orphaned` are the scheduler's.
-AgentState = Literal["preparing", "starting", "running", "complete", "failed", "shutdown", "rejected"]
+AgentState = Literal[
+    "preparing", "starting", "running", "complete", "failed", "shutdown", "rejected"
+]
 DesiredState = Literal["running", "shutdown"]
 Health = Literal["none", "starting", "healthy", "unhealthy"]
 TERMINAL: frozenset[str] = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned"})
@@ -153,11 +165,14 @@ def tasks(state: ClusterState) -> dict[str, Task]:
 
 def tasks_of(state: ClusterState, service: str) -> list[Task]:
     """A service's tasks (by name, including those of a deleted one), by slot then age."""
-    return sorted((t for t in tasks(state).values() if t.service == service),
-                  key=lambda t: (t.slot, t.node_id, t.created_at, t.id))
+    return sorted(
+        (t for t in tasks(state).values() if t.service == service),
+        key=lambda t: (t.slot, t.node_id, t.created_at, t.id),
+    )
 
 
 # -- commands ----------------------------------------------------------------------------
+
 
 @command("service.create")
 @dataclass(frozen=True, slots=True)
@@ -265,22 +280,30 @@ def spec_problem(state: ClusterState, spec: ServiceSpec) -> Result | None:
     if errors:
         return Result.fail(str(errors[0]), 400)
     return _quota_problem(state, spec) or next(
-        filter(None, (check(state, spec) for check in SPEC_CHECKS)), None)
+        filter(None, (check(state, spec) for check in SPEC_CHECKS)), None
+    )
 
 
 def _quota_problem(state: ClusterState, spec: ServiceSpec) -> Result | None:
     table = services(state)
     if spec.name not in table and len(table) >= MAX_SERVICES:
-        return Result.fail(f"name: the cluster holds {MAX_SERVICES} services, its quota; "
-                           "remove one first", 422)
+        return Result.fail(
+            f"name: the cluster holds {MAX_SERVICES} services, its quota; remove one first", 422
+        )
     if spec.mode != "replicated":
         return None
-    others = sum(s.spec.replicas for s in table.values()
-                 if s.name != spec.name and s.spec.mode == "replicated")
+    others = sum(
+        s.spec.replicas
+        for s in table.values()
+        if s.name != spec.name and s.spec.mode == "replicated"
+    )
     if others + spec.replicas > MAX_CLUSTER_REPLICAS:
-        return Result.fail(f"replicas: the other services run {others} replicas; with "
-                           f"{spec.replicas} more the cluster would pass its quota of "
-                           f"{MAX_CLUSTER_REPLICAS}", 422)
+        return Result.fail(
+            f"replicas: the other services run {others} replicas; with "
+            f"{spec.replicas} more the cluster would pass its quota of "
+            f"{MAX_CLUSTER_REPLICAS}",
+            422,
+        )
     return None
 
 
@@ -292,8 +315,11 @@ def _ingress_conflict(state: ClusterState, spec: ServiceSpec) -> Result | None:
             continue
         for p in other.spec.ports:
             if p.mode == "ingress" and (p.published, p.protocol) in mine:
-                return Result.fail(f"ports: {p.published}/{p.protocol} is already published by "
-                                   f"service {other.name!r}", 409)
+                return Result.fail(
+                    f"ports: {p.published}/{p.protocol} is already published by "
+                    f"service {other.name!r}",
+                    409,
+                )
     return None
 
 
@@ -322,28 +348,45 @@ def _update_service(state: ClusterState, cmd: UpdateService) -> Result:
     return update_spec(state, cmd.spec, cmd.at, cmd.expected_version)
 
 
-def update_spec(state: ClusterState, spec: ServiceSpec, at: float, expected_version: int = 0,
-                rollout: Rollout | None = None) -> Result:
+def update_spec(
+    state: ClusterState,
+    spec: ServiceSpec,
+    at: float,
+    expected_version: int = 0,
+    rollout: Rollout | None = None,
+) -> Result:
     """Make `spec` the service's new version (the old one joins the history); a rollback
     passes the `rollout` that starts with it."""
     old = services(state).get(spec.name)
     if old is None:
         return Result.fail(f"no such service {spec.name!r}", 404)
     if expected_version and expected_version != old.version:
-        return Result.fail(f"service {old.name!r} is at version {old.version}, not "
-                           f"{expected_version}: read it again and retry", 409)
+        return Result.fail(
+            f"service {old.name!r} is at version {old.version}, not "
+            f"{expected_version}: read it again and retry",
+            409,
+        )
     if spec == old.spec:
         return Result(True, value={"id": old.id, "version": old.version, "changed": False})
     if old.spec.job is not None or spec.job is not None:
         kind = "a job" if old.spec.job is not None else "a service"
-        return Result.fail(f"{spec.name!r} is {kind}: a job's spec cannot change, and a service "
-                           "cannot become a job; remove it and run it again", 409)
+        return Result.fail(
+            f"{spec.name!r} is {kind}: a job's spec cannot change, and a service "
+            "cannot become a job; remove it and run it again",
+            409,
+        )
     problem = spec_problem(state, spec) or _ingress_conflict(state, spec)
     if problem:
         return problem
     history = (old.history + (SpecVersion(old.version, old.spec),))[-SPEC_HISTORY:]
-    new = dataclasses.replace(old, spec=spec, version=old.version + 1, updated_at=at,
-                              history=history, rollout=rollout or old.rollout)
+    new = dataclasses.replace(
+        old,
+        spec=spec,
+        version=old.version + 1,
+        updated_at=at,
+        history=history,
+        rollout=rollout or old.rollout,
+    )
     services(state)[new.name] = new
     _service_changed(state, new.name)
     return Result(True, value={"id": new.id, "version": new.version, "changed": True})
@@ -360,8 +403,14 @@ def stopped(task: Task, reason: str, at: float, node: Node | None) -> Task:
     ended = state != task.state
     if task.desired == "shutdown" and not ended:
         return task
-    return dataclasses.replace(task, desired="shutdown", state=state, message=reason, updated_at=at,
-                               finished_at=at if ended else task.finished_at)
+    return dataclasses.replace(
+        task,
+        desired="shutdown",
+        state=state,
+        message=reason,
+        updated_at=at,
+        finished_at=at if ended else task.finished_at,
+    )
 
 
 @handles(DeleteService)
@@ -384,6 +433,7 @@ def remove_service(state: ClusterState, service: Service, reason: str, at: float
 
 
 # -- task handlers -------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class NodeUsage:
@@ -415,8 +465,9 @@ def usage_on(task_table: Iterable[Task], node_ids: set[str]) -> dict[str, NodeUs
     return usage
 
 
-def placement_problem(node: Node | None, task: Task, spec: ServiceSpec | None,
-                      usage: NodeUsage) -> str:
+def placement_problem(
+    node: Node | None, task: Task, spec: ServiceSpec | None, usage: NodeUsage
+) -> str:
     """Why `task` cannot be placed on `node` now, or "" when it can."""
     if node is None:
         return "node is gone"
@@ -431,7 +482,9 @@ def placement_problem(node: Node | None, task: Task, spec: ServiceSpec | None,
         return f"constraint {unmet} unmet on node {node.name}"
     if not (usage.reserved + task.reserved).fits_in(node.resources):
         return f"insufficient resources on node {node.name}"
-    taken = next((p for p in task.host_ports if (p.published, p.protocol) in usage.host_ports), None)
+    taken = next(
+        (p for p in task.host_ports if (p.published, p.protocol) in usage.host_ports), None
+    )
     if taken is not None:
         return f"host port {taken.published}/{taken.protocol} in use on node {node.name}"
     return ""
@@ -475,13 +528,19 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
     for task in cmd.create:
         service = by_name.get(task.service)
         key = (task.service_id, task.slot_key)
-        reason = ("task id is taken" if task.id in table
-                  else "service is gone" if service is None or service.id != task.service_id
-                  else "a new task must be pending with desired state running"
-                  if task.state != "pending" or task.desired != "running"
-                  else _move_problem(table, task, in_slot.get(key, 0)) if task.replaces
-                  else f"slot {task.slot_key} already has a task" if occupied.get(key, 0) >= task.spec_version
-                  else "")
+        reason = (
+            "task id is taken"
+            if task.id in table
+            else "service is gone"
+            if service is None or service.id != task.service_id
+            else "a new task must be pending with desired state running"
+            if task.state != "pending" or task.desired != "running"
+            else _move_problem(table, task, in_slot.get(key, 0))
+            if task.replaces
+            else f"slot {task.slot_key} already has a task"
+            if occupied.get(key, 0) >= task.spec_version
+            else ""
+        )
         if reason:
             rejected.append([task.id, reason])
             continue
@@ -497,18 +556,27 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
             rejected.append([assignment.task_id, "no pending task to assign"])
             continue
         service = by_name.get(task.service)
-        spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
-        problem = ("a global task runs only on its own node"
-                   if task.slot == 0 and task.node_id != assignment.node_id
-                   else placement_problem(node_table.get(assignment.node_id), task, spec,
-                                          usage[assignment.node_id]))
+        spec = (
+            service.spec_at(task.spec_version)
+            if service and service.id == task.service_id
+            else None
+        )
+        problem = (
+            "a global task runs only on its own node"
+            if task.slot == 0 and task.node_id != assignment.node_id
+            else placement_problem(
+                node_table.get(assignment.node_id), task, spec, usage[assignment.node_id]
+            )
+        )
         if problem:
             rejected.append([task.id, problem])
-            table[task.id] = dataclasses.replace(task, message=f"placement rejected: {problem}",
-                                                 updated_at=cmd.at)
+            table[task.id] = dataclasses.replace(
+                task, message=f"placement rejected: {problem}", updated_at=cmd.at
+            )
             continue
-        task = dataclasses.replace(task, node_id=assignment.node_id, state="assigned", message="",
-                                   updated_at=cmd.at)
+        task = dataclasses.replace(
+            task, node_id=assignment.node_id, state="assigned", message="", updated_at=cmd.at
+        )
         table[task.id] = task
         usage[task.node_id].add(task)
         counts["assigned"] += 1
@@ -569,7 +637,9 @@ def _report(state: ClusterState, cmd: ReportTaskStatus) -> Result:
             endpoint=report.endpoint if report.endpoint is not None else task.endpoint,
             runtime_id=report.runtime_id or task.runtime_id,
             updated_at=cmd.at if changed else task.updated_at,
-            started_at=cmd.at if report.state == "running" and not task.started_at else task.started_at,
+            started_at=cmd.at
+            if report.state == "running" and not task.started_at
+            else task.started_at,
             finished_at=cmd.at if ended else task.finished_at,
         )
         applied += 1

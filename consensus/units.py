@@ -13,8 +13,19 @@ import re
 from consensus.wire import WireError, checked_int, finite_float
 
 _BINARY = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_KUBE = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-         "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50}
+_KUBE = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "Ki": 1 << 10,
+    "Mi": 1 << 20,
+    "Gi": 1 << 30,
+    "Ti": 1 << 40,
+    "Pi": 1 << 50,
+}
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 _DOCKER_MEMORY = re.compile(_NUMBER + r"\s*(?:([bkmgtp])i?b?)?", re.IGNORECASE)
 _KUBE_MEMORY = re.compile(_NUMBER + r"(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?")
@@ -34,11 +45,16 @@ def parse_cpu(value: object, field: str) -> int:
     number = _plain_number(value, field)
     if number is None:
         if not isinstance(value, str):
-            raise WireError(field, f"must be cores like 0.5 or millicores like '100m', not {value!r}")
+            raise WireError(
+                field, f"must be cores like 0.5 or millicores like '100m', not {value!r}"
+            )
         text = value.strip()
         match = re.fullmatch(_NUMBER + r"(m?)", text)
         if match is None:
-            raise WireError(field, f"cannot read {value!r} as CPU: use cores like '0.5' or millicores like '100m'")
+            raise WireError(
+                field,
+                f"cannot read {value!r} as CPU: use cores like '0.5' or millicores like '100m'",
+            )
         number = finite_float(float(match.group(1)), field) / (1000.0 if match.group(2) else 1.0)
     if number < 0:
         raise WireError(field, f"must not be negative, got {value!r}")
@@ -62,7 +78,9 @@ def parse_memory(value: object, field: str, *, kubernetes: bool = False) -> int:
         scale = _BINARY[(match.group(2) or "").lower()] if match else 0
     if match is None:
         units = "Ki, Mi, Gi, k, M, G" if kubernetes else "b, k, m, g; binary, as Docker reads them"
-        raise WireError(field, f"cannot read {value!r} as memory: use bytes or a number with a unit ({units})")
+        raise WireError(
+            field, f"cannot read {value!r} as memory: use bytes or a number with a unit ({units})"
+        )
     return checked_int(round(finite_float(float(match.group(1)) * scale, field)), field)
 
 
@@ -77,9 +95,11 @@ def parse_duration(value: object, field: str) -> float:
         if not parts or "".join(n + u for n, u in parts) != text:
             if re.fullmatch(_NUMBER, text):
                 return finite_float(float(text), field)
-            raise WireError(field, f"cannot read {value!r} as a duration: use seconds or e.g. '10s', '1m30s', '500ms'")
+            raise WireError(
+                field,
+                f"cannot read {value!r} as a duration: use seconds or e.g. '10s', '1m30s', '500ms'",
+            )
         number = finite_float(sum(float(n) * _DURATION_UNITS[u] for n, u in parts), field)
     if number < 0:
         raise WireError(field, f"must not be negative, got {value!r}")
     return number
-

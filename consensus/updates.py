@@ -55,9 +55,16 @@ def _promote(state: ClusterState, cmd: PromoteService) -> Result:
     rollout = service.rollout
     if rollout is None or rollout.state != "canary" or rollout.version != service.version:
         return Result.fail(f"service {cmd.name!r} has no canary waiting for a promote", 409)
-    table[cmd.name] = dataclasses.replace(service, rollout=dataclasses.replace(
-        rollout, state="updating", promoted=True, updated_at=cmd.at,
-        message=f"canaries promoted: updating the rest to version {service.version}"))
+    table[cmd.name] = dataclasses.replace(
+        service,
+        rollout=dataclasses.replace(
+            rollout,
+            state="updating",
+            promoted=True,
+            updated_at=cmd.at,
+            message=f"canaries promoted: updating the rest to version {service.version}",
+        ),
+    )
     return Result(True, value={"state": "updating"})
 
 
@@ -78,9 +85,12 @@ def _request_rebalance(state: ClusterState, cmd: RequestRebalance) -> Result:
         return Result.fail(f"no such service {cmd.name!r}", 404)
     spec = service.spec
     if spec.rebalance == "off" or spec.mode != "replicated" or spec.job is not None:
-        return Result.fail(f"service {cmd.name!r} is not rebalanced: it is {spec.mode}"
-                           + (" (a job)" if spec.job is not None else "")
-                           + (" with rebalance off" if spec.rebalance == "off" else ""), 409)
+        return Result.fail(
+            f"service {cmd.name!r} is not rebalanced: it is {spec.mode}"
+            + (" (a job)" if spec.job is not None else "")
+            + (" with rebalance off" if spec.rebalance == "off" else ""),
+            409,
+        )
     table[cmd.name] = dataclasses.replace(service, rebalance_requested_at=cmd.at)
     return Result(True, value={"requested_at": cmd.at})
 
@@ -91,23 +101,36 @@ def _rollback(state: ClusterState, cmd: RollbackService) -> Result:
     if service is None:
         return Result.fail(f"no such service {cmd.name!r}", 404)
     if cmd.expected_version and cmd.expected_version != service.version:
-        return Result.fail(f"service {cmd.name!r} is at version {service.version}, not "
-                           f"{cmd.expected_version}: it changed meanwhile", 409)
+        return Result.fail(
+            f"service {cmd.name!r} is at version {service.version}, not "
+            f"{cmd.expected_version}: it changed meanwhile",
+            409,
+        )
     if not service.history:
         return Result.fail(f"service {cmd.name!r} has no earlier spec to roll back to", 409)
     target = cmd.to_version or service.history[-1].version
     spec = service.spec_at(target)
     if spec is None:
         kept = ", ".join(str(h.version) for h in service.history)
-        return Result.fail(f"to_version: version {target} of {cmd.name!r} is not kept "
-                           f"(kept: {kept})", 404)
+        return Result.fail(
+            f"to_version: version {target} of {cmd.name!r} is not kept (kept: {kept})", 404
+        )
     if spec == service.spec:
-        return Result.fail(f"to_version: service {cmd.name!r} already runs the spec of "
-                           f"version {target}", 409)
-    rollout = Rollout(service.id, service.version + 1, service.version, kind="rollback",
-                      state="rolling_back", config=service.spec.rollback, started_at=cmd.at,
-                      updated_at=cmd.at, reason=cmd.reason or "requested",
-                      message=f"rolling back to the spec of version {target}")
+        return Result.fail(
+            f"to_version: service {cmd.name!r} already runs the spec of version {target}", 409
+        )
+    rollout = Rollout(
+        service.id,
+        service.version + 1,
+        service.version,
+        kind="rollback",
+        state="rolling_back",
+        config=service.spec.rollback,
+        started_at=cmd.at,
+        updated_at=cmd.at,
+        reason=cmd.reason or "requested",
+        message=f"rolling back to the spec of version {target}",
+    )
     result = update_spec(state, spec, cmd.at, rollout=rollout)
     if result.ok:
         result = dataclasses.replace(result, value={**result.value, "rolled_back_to": target})
@@ -122,7 +145,10 @@ def _record(state: ClusterState, cmd: RecordRollout) -> Result:
     if service is None or service.id != rollout.service_id:
         return Result.fail(f"no such service {cmd.name!r}", 404)
     if service.version != rollout.version:
-        return Result.fail(f"stale rollout: service {cmd.name!r} is at version {service.version}, "
-                           f"not {rollout.version}", 409)
+        return Result.fail(
+            f"stale rollout: service {cmd.name!r} is at version {service.version}, "
+            f"not {rollout.version}",
+            409,
+        )
     table[cmd.name] = dataclasses.replace(service, rollout=rollout)
     return Result(True, value={"state": rollout.state})

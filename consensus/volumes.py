@@ -28,8 +28,11 @@ def keeps_local_data(spec: ServiceSpec) -> bool:
     return spec.volume_affinity == "node" and bool(named_volumes(spec))
 
 
-def slot_homes(tasks: Iterable[Task], service_ids: Collection[str],
-               spec_of: Callable[[Task], ServiceSpec | None]) -> dict[SlotKey, str]:
+def slot_homes(
+    tasks: Iterable[Task],
+    service_ids: Collection[str],
+    spec_of: Callable[[Task], ServiceSpec | None],
+) -> dict[SlotKey, str]:
     """(service id, slot) -> the node of that slot's newest placed task that mounted a named
     volume, for the replicated slots of `service_ids`. One pass over `tasks`."""
     newest: dict[SlotKey, tuple[tuple[float, int], str]] = {}
@@ -56,8 +59,9 @@ class VolumeUse:
     nodes: tuple[str, ...]
 
 
-def volume_table(services: Mapping[str, Service], tasks: Iterable[Task],
-                 nodes: Mapping[str, Node]) -> tuple[VolumeUse, ...]:
+def volume_table(
+    services: Mapping[str, Service], tasks: Iterable[Task], nodes: Mapping[str, Node]
+) -> tuple[VolumeUse, ...]:
     """Every named volume in a service's current or earlier specs, sorted by name. A node
     counts as holding a volume when a task of a spec version that mounts it was placed there."""
     by_id = {service.id: service for service in services.values()}
@@ -73,5 +77,7 @@ def volume_table(services: Mapping[str, Service], tasks: Iterable[Task],
         for name in named_volumes(spec) if spec is not None else ():
             node = nodes.get(task.node_id)
             holders.setdefault(name, set()).add(node.name if node is not None else task.node_id)
-    return tuple(VolumeUse(name, tuple(sorted(users[name])), tuple(sorted(holders.get(name, ()))))
-                 for name in sorted(users))
+    return tuple(
+        VolumeUse(name, tuple(sorted(users[name])), tuple(sorted(holders.get(name, ()))))
+        for name in sorted(users)
+    )

@@ -30,8 +30,10 @@ class WireError(ValueError):
         no path down and place an error only when one is raised: building a path string
         for every value of a 100,000-row command cost more than checking the values."""
         inner = "" if self.field == "<root>" else self.field
-        return WireError(inner and (path + inner if inner.startswith("[") else _join(path, inner))
-                         or path, self.reason)
+        return WireError(
+            inner and (path + inner if inner.startswith("[") else _join(path, inner)) or path,
+            self.reason,
+        )
 
 
 def to_plain(value: Any) -> Any:
@@ -69,8 +71,15 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               bytes: "bytes", dict: "an object", list: "a list"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    bytes: "bytes",
+    dict: "an object",
+    list: "a list",
+}
 
 Converter = Callable[[Any, str], Any]
 
@@ -150,9 +159,15 @@ def _dataclass(tp: type, strict: bool) -> Converter:
         nonlocal shape
         if shape is None:
             hints = typing.get_type_hints(tp)
-            fields = [(f.name, _converter(hints[f.name], strict),
-                       f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-                      for f in dataclasses.fields(tp) if f.init]
+            fields = [
+                (
+                    f.name,
+                    _converter(hints[f.name], strict),
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                )
+                for f in dataclasses.fields(tp)
+                if f.init
+            ]
             shape = (fields, frozenset(name for name, _, _ in fields))
         plan, known = shape
         if not isinstance(value, dict):
@@ -238,8 +253,9 @@ def finite_float(value: int | float, path: str) -> float:
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise WireError(path, f"must be a finite number of at most about 1e308, "
-                              f"not {_excerpt(value)}")
+        raise WireError(
+            path, f"must be a finite number of at most about 1e308, not {_excerpt(value)}"
+        )
     return number
 
 

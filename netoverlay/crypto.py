@@ -77,15 +77,19 @@ class Sealer:
         version, stamp = _HEADER.unpack_from(packet)
         if version != VERSION:
             raise MalformedPacket(f"packet.version: unsupported version {version}")
-        header, nonce = packet[:_HEADER.size], packet[_HEADER.size:_HEADER.size + _NONCE]
+        header, nonce = packet[: _HEADER.size], packet[_HEADER.size : _HEADER.size + _NONCE]
         try:
-            plaintext = self._aead.decrypt(nonce, packet[_HEADER.size + _NONCE:], header)
+            plaintext = self._aead.decrypt(nonce, packet[_HEADER.size + _NONCE :], header)
         except InvalidTag:
-            raise AuthenticationFailed("packet: authentication failed (wrong key or tampered)") from None
+            raise AuthenticationFailed(
+                "packet: authentication failed (wrong key or tampered)"
+            ) from None
         sent = stamp / 1000
         if abs(now - sent) > self._window:
-            raise ReplayedPacket(f"packet.timestamp: {now - sent:+.1f} s away from now, outside "
-                                 f"the {self._window:.0f} s window")
+            raise ReplayedPacket(
+                f"packet.timestamp: {now - sent:+.1f} s away from now, outside "
+                f"the {self._window:.0f} s window"
+            )
         self._forget(now)
         if nonce in self._seen:
             raise ReplayedPacket("packet.nonce: seen before (replayed)")

@@ -42,8 +42,9 @@ class ServiceRecord:
 Resolver = Callable[[str], ServiceRecord | None]
 
 
-def service_records(ports: list[ServicePort], endpoints: Mapping[str, list[Endpoint]],
-                    ingress_addresses: list[str]) -> dict[str, ServiceRecord]:
+def service_records(
+    ports: list[ServicePort], endpoints: Mapping[str, list[Endpoint]], ingress_addresses: list[str]
+) -> dict[str, ServiceRecord]:
     """The DNS view of the table. A service with an ingress port resolves to the addresses
     the routing mesh listens on (any node forwards); any other service to its tasks."""
     ingress = {p.service for p in ports if p.mode == "ingress"}
@@ -72,8 +73,11 @@ def _address_rr(name: str, address: str) -> RR:
 
 def _wants(qtype: int, address: str) -> bool:
     version = ipaddress.ip_address(address).version
-    return qtype == QTYPE.ANY or (qtype == QTYPE.A and version == 4) or (
-        qtype == QTYPE.AAAA and version == 6)
+    return (
+        qtype == QTYPE.ANY
+        or (qtype == QTYPE.A and version == 4)
+        or (qtype == QTYPE.AAAA and version == 6)
+    )
 
 
 def _rotate(items: tuple, by: int) -> tuple:
@@ -84,15 +88,19 @@ def _rotate(items: tuple, by: int) -> tuple:
     return items[shift:] + items[:shift]
 
 
-def _records(labels: list[str], qname: str, qtype: int, query_id: int,
-             resolve: Resolver) -> list[tuple[RR, list[RR]]] | None:
+def _records(
+    labels: list[str], qname: str, qtype: int, query_id: int, resolve: Resolver
+) -> list[tuple[RR, list[RR]]] | None:
     """(answer, its additional records) pairs for a name in the zone; None for NXDOMAIN."""
     if len(labels) == 1:
         record = resolve(labels[0])
         if record is None:
             return None
-        return [(_address_rr(qname, a), []) for a in _rotate(record.addresses, query_id)
-                if _wants(qtype, a)]
+        return [
+            (_address_rr(qname, a), [])
+            for a in _rotate(record.addresses, query_id)
+            if _wants(qtype, a)
+        ]
     if len(labels) == 2 and labels[0] == "tasks":
         record = resolve(labels[1])
         if record is None:
@@ -102,8 +110,12 @@ def _records(labels: list[str], qname: str, qtype: int, query_id: int,
             answers = []
             for task in tasks:
                 target = f"{task.task_id}.{qname}"
-                srv = RR(qname, QTYPE.SRV, ttl=TTL,
-                         rdata=SRV(priority=0, weight=task.weight, port=task.port, target=target))
+                srv = RR(
+                    qname,
+                    QTYPE.SRV,
+                    ttl=TTL,
+                    rdata=SRV(priority=0, weight=task.weight, port=task.port, target=target),
+                )
                 answers.append((srv, [_address_rr(target, task.address)]))
             return answers
         addresses = dict.fromkeys(t.address for t in tasks)
@@ -161,6 +173,7 @@ def answer(packet: bytes, resolve: Resolver, zone: str = ZONE) -> bytes:
 def _fit(reply: DNSRecord, found: list[tuple[RR, list[RR]]], limit: int) -> bytes:
     """Pack as many answers as fit in one datagram. There is no TCP fallback, so rather than
     a truncated (TC) reply the client gets a complete subset, rotated per query."""
+
     def pack(count: int) -> bytes:
         reply.rr = [rr for rr, _ in found[:count]]
         reply.ar = [extra for _, extras in found[:count] for extra in extras]
@@ -193,7 +206,8 @@ class DnsServer(asyncio.DatagramProtocol):
         """Bind and serve; returns the bound address (port 0 picks a free one)."""
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: self, local_addr=(host, port))
+            lambda: self, local_addr=(host, port)
+        )
         return self._transport.get_extra_info("sockname")[:2]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:

@@ -14,5 +14,14 @@ from scheduler.reconcile import Plan, reconcile
 from scheduler.rounds import Round, schedule
 from scheduler.view import StateView
 
-__all__ = ["PlacementResult", "Plan", "Round", "SchedulerLoop", "StateView", "Unplaceable",
-           "place", "reconcile", "schedule"]
+__all__ = [
+    "PlacementResult",
+    "Plan",
+    "Round",
+    "SchedulerLoop",
+    "StateView",
+    "Unplaceable",
+    "place",
+    "reconcile",
+    "schedule",
+]

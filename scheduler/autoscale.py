@@ -50,10 +50,16 @@ def running_replicas(tasks: Iterable[Task]) -> Counter[str]:
     return Counter(t.service_id for t in tasks if t.state == "running" and t.desired == "running")
 
 
-def fresh_samples(rows: Iterable[NodeMetrics], service_id: str, now: float,
-                  max_age: float) -> list[ServiceSample]:
-    return [s for row in rows if now - row.at <= max_age
-            for s in row.samples if s.service_id == service_id]
+def fresh_samples(
+    rows: Iterable[NodeMetrics], service_id: str, now: float, max_age: float
+) -> list[ServiceSample]:
+    return [
+        s
+        for row in rows
+        if now - row.at <= max_age
+        for s in row.samples
+        if s.service_id == service_id
+    ]
 
 
 def per_replica(metric: Metric, samples: list[ServiceSample], running: int) -> float | None:
@@ -71,13 +77,22 @@ def per_replica(metric: Metric, samples: list[ServiceSample], running: int) -> f
     return sum(s.cpu_percent * s.tasks for s in measured) / counted  # type: ignore[operator]
 
 
-def decide(name: str, policy: AutoscaleSpec, current: int, running: int, value: float | None,
-           now: float, last_change: float) -> Decision:
+def decide(
+    name: str,
+    policy: AutoscaleSpec,
+    current: int,
+    running: int,
+    value: float | None,
+    now: float,
+    last_change: float,
+) -> Decision:
     """What to do with `name` (`current` replicas in its spec, `running` of them measured at
     `value` per replica) at `now`, its spec having last changed at `last_change`."""
 
     def hold(reason: str, wake_at: float | None = None) -> Decision:
-        return Decision(name, current, current, policy.metric, value, policy.target, reason, wake_at)
+        return Decision(
+            name, current, current, policy.metric, value, policy.target, reason, wake_at
+        )
 
     def scale(to: int, reason: str) -> Decision:
         return Decision(name, current, to, policy.metric, value, policy.target, reason)
@@ -94,20 +109,32 @@ def decide(name: str, policy: AutoscaleSpec, current: int, running: int, value: 
         return hold(f"{load}: within the tolerance of {policy.tolerance:.0%}")
     desired = policy.clamp(max(1, math.ceil(running * ratio - _EPSILON)))
     if desired == current:
-        edge = ("at the maximum" if desired == policy.max and ratio > 1 else
-                "at the minimum" if desired == policy.min and ratio < 1 else "already")
+        edge = (
+            "at the maximum"
+            if desired == policy.max and ratio > 1
+            else "at the minimum"
+            if desired == policy.min and ratio < 1
+            else "already"
+        )
         return hold(f"{load}: {edge} ({current} replicas)")
     up = desired > current
     ready_at = last_change + (policy.cooldown_up if up else policy.cooldown_down)
     if now < ready_at:
         way = "scale-up" if up else "scale-down"
-        return hold(f"{load}: {way} to {desired} waits for the cooldown ({ready_at - now:.0f} s "
-                    "left)", wake_at=ready_at)
+        return hold(
+            f"{load}: {way} to {desired} waits for the cooldown ({ready_at - now:.0f} s left)",
+            wake_at=ready_at,
+        )
     return scale(desired, f"{load}: {current} -> {desired}")
 
 
-def evaluate(services: Mapping[str, Service], tasks: Iterable[Task],
-             rows: Iterable[NodeMetrics], now: float, max_age: float) -> list[Decision]:
+def evaluate(
+    services: Mapping[str, Service],
+    tasks: Iterable[Task],
+    rows: Iterable[NodeMetrics],
+    now: float,
+    max_age: float,
+) -> list[Decision]:
     """A decision for every autoscaled service, in name order."""
     running = running_replicas(tasks)
     rows = list(rows)
@@ -119,6 +146,7 @@ def evaluate(services: Mapping[str, Service], tasks: Iterable[Task],
             continue
         count = running[service.id]
         value = per_replica(policy.metric, fresh_samples(rows, service.id, now, max_age), count)
-        decisions.append(decide(name, policy, service.spec.replicas, count, value, now,
-                                service.updated_at))
+        decisions.append(
+            decide(name, policy, service.spec.replicas, count, value, now, service.updated_at)
+        )
     return decisions

@@ -43,8 +43,10 @@ def schedule_problem(schedule: str, timezone: str, now: float) -> str:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return f"timezone: unknown time zone {timezone!r} (use a name such as Europe/Paris or UTC)"
     if not croniter.is_valid(schedule):
-        return (f"schedule: {schedule!r} is not a cron schedule: five fields (minute hour "
-                "day-of-month month day-of-week), an optional sixth for seconds, or @hourly etc.")
+        return (
+            f"schedule: {schedule!r} is not a cron schedule: five fields (minute hour "
+            "day-of-month month day-of-week), an optional sixth for seconds, or @hourly etc."
+        )
     try:
         _times(schedule, timezone, now).get_next(float)
     except CroniterError:
@@ -80,8 +82,9 @@ def decide(cron: Cron, now: float, active: bool) -> CronDecision:
     return CronDecision(fire=latest, wake_at=upcoming)
 
 
-def plan_crons(crons: dict[str, Cron], active: set[str], now: float,
-               new_id: Callable[[], str]) -> tuple[tuple[FireCron, ...], float | None]:
+def plan_crons(
+    crons: dict[str, Cron], active: set[str], now: float, new_id: Callable[[], str]
+) -> tuple[tuple[FireCron, ...], float | None]:
     """The runs to start now and when to look again; `active`: crons with a run going."""
     fires: list[FireCron] = []
     wake_at: float | None = None

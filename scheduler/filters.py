@@ -126,8 +126,14 @@ class HostPortFilter:
 
 def filters_for(spec: ServiceSpec) -> list[Filter]:
     """All filters, the ones that never change during a round (state, labels) first."""
-    return [ReadyFilter(), ActiveFilter(), *(ConstraintFilter(c) for c in spec.constraints),
-            CpuFilter(), MemoryFilter(), HostPortFilter()]
+    return [
+        ReadyFilter(),
+        ActiveFilter(),
+        *(ConstraintFilter(c) for c in spec.constraints),
+        CpuFilter(),
+        MemoryFilter(),
+        HostPortFilter(),
+    ]
 
 
 class Pipeline:

@@ -29,7 +29,9 @@ def job_backoff(job: JobConfig, failures: int) -> float:
     """Seconds to wait after a slot's `failures`-th failure before retrying it."""
     if job.backoff_delay <= 0 or failures <= 0:
         return 0.0
-    return min(job.backoff_delay * 2 ** min(failures - 1, 20), max(job.backoff_delay, MAX_JOB_BACKOFF))
+    return min(
+        job.backoff_delay * 2 ** min(failures - 1, 20), max(job.backoff_delay, MAX_JOB_BACKOFF)
+    )
 
 
 def plan_job(planner: _Planner, service: Service, own: list[Task]) -> None:
@@ -46,8 +48,9 @@ def plan_job(planner: _Planner, service: Service, own: list[Task]) -> None:
     planner.collect([t for t in own if t.desired == "shutdown"], service_exists=True)
 
 
-def _finished(planner: _Planner, service: Service, job: JobConfig,
-              slots: dict[tuple[int, str], Task]) -> None:
+def _finished(
+    planner: _Planner, service: Service, job: JobConfig, slots: dict[tuple[int, str], Task]
+) -> None:
     end = service.job_end
     assert end is not None
     for task in slots.values():
@@ -61,14 +64,18 @@ def _finished(planner: _Planner, service: Service, job: JobConfig,
             planner.wake(due)
 
 
-def _running(planner: _Planner, service: Service, job: JobConfig,
-             slots: dict[tuple[int, str], Task]) -> None:
+def _running(
+    planner: _Planner, service: Service, job: JobConfig, slots: dict[tuple[int, str], Task]
+) -> None:
     spec, now = service.spec, planner.now
     if spec.mode == "replicated":
         wanted = {(slot, "") for slot in range(1, job.completions + 1)}
     else:
-        wanted = {(0, node.id) for node in planner.view.nodes.values()
-                  if node.availability == "active" and not planner.node_problem(node, spec)}
+        wanted = {
+            (0, node.id)
+            for node in planner.view.nodes.values()
+            if node.availability == "active" and not planner.node_problem(node, spec)
+        }
     progress = job_progress(slots.values())
     verdict = _verdict(service, job, wanted, slots, progress.failed, now)
     if verdict is not None:
@@ -101,16 +108,21 @@ def _running(planner: _Planner, service: Service, job: JobConfig,
         else:  # it ended without failing or completing (its node stopped it): run it again
             retries.append((task, f"task {task.state}: run again", task.restarts))
     room = (job.parallelism or len(wanted)) - active
-    for task, reason, restarts in retries[:max(0, room)]:
+    for task, reason, restarts in retries[: max(0, room)]:
         planner.replace(service, task, reason, restarts)
     room -= len(retries)
-    for slot, node_id in planner.take_slots(sorted(wanted - slots.keys())[:max(0, room)]):
+    for slot, node_id in planner.take_slots(sorted(wanted - slots.keys())[: max(0, room)]):
         planner.new(service, slot, node_id, restarts=0)
 
 
-def _verdict(service: Service, job: JobConfig, wanted: set[tuple[int, str]],
-             slots: dict[tuple[int, str], Task], failed: int,
-             now: float) -> tuple[JobOutcome, str] | None:
+def _verdict(
+    service: Service,
+    job: JobConfig,
+    wanted: set[tuple[int, str]],
+    slots: dict[tuple[int, str], Task],
+    failed: int,
+    now: float,
+) -> tuple[JobOutcome, str] | None:
     if wanted and all(key in slots and slots[key].state == "complete" for key in wanted):
         return "complete", f"{len(wanted)} of {len(wanted)} tasks completed"
     if failed > job.backoff_limit:

@@ -30,7 +30,7 @@ def random_ids(block: int = 1024) -> Iterator[str]:
     while True:
         pool = os.urandom(16 * block)
         for i in range(0, len(pool), 16):
-            yield pool[i:i + 16].hex()
+            yield pool[i : i + 16].hex()
 
 
 def _no_effect(result: Result) -> bool:
@@ -43,12 +43,18 @@ class SchedulerLoop:
     loop only. `read_state` returns a StateView captured where no command is applied meanwhile
     (e.g. under the state lock: `StateView.capture(state)`)."""
 
-    def __init__(self, *, read_state: Callable[[], StateView], changed: asyncio.Event,
-                 propose: Callable[[Any], Awaitable[Result]], is_leader: Callable[[], bool],
-                 clock: Callable[[], float] = time.time,
-                 new_id: Callable[[], str] | None = None,
-                 retry_delay: float = 1.0,
-                 observe_round: Callable[[float], None] = lambda seconds: None) -> None:
+    def __init__(
+        self,
+        *,
+        read_state: Callable[[], StateView],
+        changed: asyncio.Event,
+        propose: Callable[[Any], Awaitable[Result]],
+        is_leader: Callable[[], bool],
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] | None = None,
+        retry_delay: float = 1.0,
+        observe_round: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
         """`observe_round` is told how long each round took to plan."""
         self._read_state = read_state
         self._observe_round = observe_round
@@ -91,7 +97,10 @@ class SchedulerLoop:
     async def _wait(self) -> bool:
         """Until the state changes, the wake-up time passes or we stop; False on stop."""
         timeout = None if self._wake_at is None else max(0.0, self._wake_at - self._clock())
-        waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(self._stopping.wait())]
+        waiters = [
+            asyncio.ensure_future(self._changed.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
+        ]
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -123,8 +132,10 @@ class SchedulerLoop:
         self.rounds += 1
         if all(_no_effect(result) for result in results):
             # Nothing committed would change the next round either: wait, don't spin.
-            log.warning("scheduler: round changed nothing (%s)",
-                        "; ".join(f"{r.error} {r.value}" for r in results))
+            log.warning(
+                "scheduler: round changed nothing (%s)",
+                "; ".join(f"{r.error} {r.value}" for r in results),
+            )
             retry = self._clock() + self._retry_delay
             self._wake_at = retry if self._wake_at is None else min(self._wake_at, retry)
             self._changed.clear()

@@ -11,7 +11,15 @@ from consensus.tasks import Task
 
 
 class NodeInfo:
-    __slots__ = ("node", "free_cpu", "free_memory", "task_count", "by_service", "host_ports", "load")
+    __slots__ = (
+        "node",
+        "free_cpu",
+        "free_memory",
+        "task_count",
+        "by_service",
+        "host_ports",
+        "load",
+    )
 
     def __init__(self, node: Node) -> None:
         self.node = node

@@ -95,7 +95,11 @@ class _StaticCache:
     def eligible(self, spec: ServiceSpec, pipeline: Pipeline) -> list[tuple[int, NodeInfo]]:
         found = self._eligible.get(spec.constraints)
         if found is None:
-            found = [(rank, info) for rank, info in enumerate(self.ordered) if pipeline.passes_static(info)]
+            found = [
+                (rank, info)
+                for rank, info in enumerate(self.ordered)
+                if pipeline.passes_static(info)
+            ]
             self._eligible[spec.constraints] = found
         return found
 
@@ -103,13 +107,20 @@ class _StaticCache:
         """Per node rank, its values of `labels` ("" where a node lacks one)."""
         found = self._paths.get(labels)
         if found is None:
-            found = [tuple(info.node.labels.get(label, "") for label in labels) for info in self.ordered]
+            found = [
+                tuple(info.node.labels.get(label, "") for label in labels) for info in self.ordered
+            ]
             self._paths[labels] = found
         return found
 
 
-def _build_tree(feasible: list[tuple[int, NodeInfo]], static: _StaticCache, spec: ServiceSpec,
-                service_id: str, score: Score) -> _Branch:
+def _build_tree(
+    feasible: list[tuple[int, NodeInfo]],
+    static: _StaticCache,
+    spec: ServiceSpec,
+    service_id: str,
+    score: Score,
+) -> _Branch:
     labels = tuple(p.label for p in spec.preferences)
     root = _Branch(leaf=not labels)
     if not labels:
@@ -130,7 +141,7 @@ def _build_tree(feasible: list[tuple[int, NodeInfo]], static: _StaticCache, spec
             child = branch.children.get(path[depth])
             if child is None:
                 child = branch.children[path[depth]] = _Branch(leaf=depth == len(labels) - 1)
-                branch.heap.append((counts[path[:depth + 1]], rank, child))
+                branch.heap.append((counts[path[: depth + 1]], rank, child))
             branch = child
         branch.heap.append((score(info, service_id), rank))
     _heapify(root)
@@ -143,8 +154,9 @@ def _heapify(branch: _Branch) -> None:
         _heapify(child)
 
 
-def _place_batch(batch: list[Task], spec: ServiceSpec, static: _StaticCache,
-                 score: Score) -> tuple[list[Assignment], list[Unplaceable]]:
+def _place_batch(
+    batch: list[Task], spec: ServiceSpec, static: _StaticCache, score: Score
+) -> tuple[list[Assignment], list[Unplaceable]]:
     first = batch[0]
     pipeline = Pipeline(first, spec)
     passes = pipeline.passes_dynamic
@@ -165,7 +177,9 @@ def _place_batch(batch: list[Task], spec: ServiceSpec, static: _StaticCache,
     return placed, []
 
 
-def _place_global(task: Task, spec: ServiceSpec, infos: dict[str, NodeInfo]) -> Assignment | Unplaceable:
+def _place_global(
+    task: Task, spec: ServiceSpec, infos: dict[str, NodeInfo]
+) -> Assignment | Unplaceable:
     """A global task may only go to the node it was created for."""
     info = infos.get(task.node_id)
     if info is None:
@@ -190,8 +204,12 @@ def _batches(tasks: Sequence[Task]) -> list[list[Task]]:
     return [*batches.values(), *singles]
 
 
-def place(view: StateView, tasks: Sequence[Task], seed: int | str,
-          infos: dict[str, NodeInfo] | None = None) -> PlacementResult:
+def place(
+    view: StateView,
+    tasks: Sequence[Task],
+    seed: int | str,
+    infos: dict[str, NodeInfo] | None = None,
+) -> PlacementResult:
     """Choose a node for each pending task, or explain why none fits. Pure and deterministic
     for a given view, task order and seed. `infos` (built from the view when omitted) is
     updated in place with every placement."""
@@ -205,7 +223,9 @@ def place(view: StateView, tasks: Sequence[Task], seed: int | str,
     for batch in _batches(tasks):
         spec = view.spec_of(batch[0])
         if spec is None:
-            unplaceable.extend(Unplaceable(t.id, "its service or spec version is gone") for t in batch)
+            unplaceable.extend(
+                Unplaceable(t.id, "its service or spec version is gone") for t in batch
+            )
         elif batch[0].slot == 0:
             outcome = _place_global(batch[0], spec, infos)
             if isinstance(outcome, Assignment):

@@ -32,15 +32,18 @@ class Move:
 
 def keeps_volumes(spec: ServiceSpec) -> bool:
     """Its tasks stay on the node holding their named volumes' data: they never move."""
-    return spec.volume_affinity == "node" and any(v.type == "volume" and v.source for v in spec.volumes)
+    return spec.volume_affinity == "node" and any(
+        v.type == "volume" and v.source for v in spec.volumes
+    )
 
 
 def _why_not(view: StateView, service: Service, now: float) -> str:
     spec = service.spec
     if spec.rebalance == "off" or spec.mode != "replicated" or spec.job is not None:
         return "not rebalanced"
-    if spec.rebalance == "manual" and not (service.rebalance_requested_at
-                                           and now < service.rebalance_requested_at + MANUAL_WINDOW):
+    if spec.rebalance == "manual" and not (
+        service.rebalance_requested_at and now < service.rebalance_requested_at + MANUAL_WINDOW
+    ):
         return "not asked to"
     if spec.preferences or view.cluster.strategy != "spread":
         return "placed by preferences or binpack"
@@ -59,9 +62,13 @@ def plan_move(view: StateView, service: Service, slots: list[SlotTasks], now: fl
     changing = sum(1 for s in slots if s.handover or s.extra or not is_ready(s.primary, spec))
     if changing >= spec.move_budget or len(slots) < spec.replicas:
         return Move()  # the service's own changes first; their commits wake us again
-    counts = {node.id: 0 for node in view.nodes.values()
-              if node.status == "ready" and node.availability == "active"
-              and all(c.matches(node) for c in spec.constraints)}
+    counts = {
+        node.id: 0
+        for node in view.nodes.values()
+        if node.status == "ready"
+        and node.availability == "active"
+        and all(c.matches(node) for c in spec.constraints)
+    }
     for slot in slots:
         if slot.primary.node_id in counts:
             counts[slot.primary.node_id] += 1
@@ -75,4 +82,6 @@ def plan_move(view: StateView, service: Service, slots: list[SlotTasks], now: fl
     last = max((s.primary.created_at for s in slots if s.primary.replaces), default=None)
     if last is not None and now < last + REBALANCE_INTERVAL:
         return Move(wake_at=last + REBALANCE_INTERVAL)
-    return Move(max((s.primary for s in slots if s.primary.node_id == busiest), key=lambda t: t.slot))
+    return Move(
+        max((s.primary for s in slots if s.primary.node_id == busiest), key=lambda t: t.slot)
+    )

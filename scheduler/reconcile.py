@@ -44,7 +44,9 @@ class Plan:
     pending: tuple[Task, ...] = ()  # tasks created earlier and still pending: to place
     wake_at: float | None = None  # the earliest restart backoff or rollout step not yet due
     rollouts: tuple[RecordRollout | RollbackService, ...] = ()  # to propose after the tasks
-    jobs: tuple[EndJob | ExpireJob, ...] = ()  # jobs that ended or expired: to propose after the tasks
+    jobs: tuple[
+        EndJob | ExpireJob, ...
+    ] = ()  # jobs that ended or expired: to propose after the tasks
 
 
 def restart_backoff(policy: RestartPolicy, restarts: int) -> float:
@@ -67,8 +69,9 @@ def node_problem(node: Node | None, spec: ServiceSpec) -> str:
 
 
 class _Planner:
-    def __init__(self, view: StateView, now: float, new_id: Callable[[], str],
-                 max_new_slots: int | None) -> None:
+    def __init__(
+        self, view: StateView, now: float, new_id: Callable[[], str], max_new_slots: int | None
+    ) -> None:
         self.view, self.now, self.new_id = view, now, new_id
         # Tasks for slots that have none: a round places a bounded batch, so making the rest
         # now would only be thrown away (100,000 at once cost more than placing a batch).
@@ -92,8 +95,15 @@ class _Planner:
             self.service(service, by_service.pop(service.id, []))
         for orphans in by_service.values():  # tasks of deleted services
             self.collect(orphans, service_exists=False)
-        return Plan(tuple(self.stop), tuple(self.remove), tuple(self.create), tuple(self.pending),
-                    self.wake_at, tuple(self.rollouts), tuple(self.jobs))
+        return Plan(
+            tuple(self.stop),
+            tuple(self.remove),
+            tuple(self.create),
+            tuple(self.pending),
+            self.wake_at,
+            tuple(self.rollouts),
+            tuple(self.jobs),
+        )
 
     # -- one service -----------------------------------------------------------------
     def service(self, service: Service, tasks: list[Task]) -> None:
@@ -109,28 +119,39 @@ class _Planner:
         if spec.mode == "replicated":
             wanted = {(slot, "") for slot in range(1, spec.replicas + 1)}
         else:
-            wanted = {(0, node.id) for node in self.view.nodes.values()
-                      if node.availability == "active" and not self.node_problem(node, spec)}
+            wanted = {
+                (0, node.id)
+                for node in self.view.nodes.values()
+                if node.availability == "active" and not self.node_problem(node, spec)
+            }
         # Start-first moves under way (rebalancing, drain) count against the budget.
         self._move_room = spec.move_budget - sum(len(tasks) > 1 for tasks in live.values())
         left_alone: list[SlotTasks] = []
         for key in sorted(live):
-            slot = sort_slot(key, live[key], lambda t: current(service, t),
-                             lambda t: is_ready(t, spec))
+            slot = sort_slot(
+                key, live[key], lambda t: current(service, t), lambda t: is_ready(t, spec)
+            )
             for task in slot.extra:
                 self.stop.append(StopTask(task.id, self.why_extra(service, slot.primary, task)))
             if slot.handover is not None and key not in wanted:
                 self.stop.append(StopTask(slot.handover.id, "service scaled down"))
             moved = slot.handover is not None and slot.primary.replaces == slot.handover.id
             if moved and slot.primary.terminal:  # a failed move: the moved task stays
-                self.stop.append(StopTask(slot.primary.id, f"move failed: task {slot.primary.state}"))
+                self.stop.append(
+                    StopTask(slot.primary.id, f"move failed: task {slot.primary.state}")
+                )
             elif self.slot(service, slot.primary, key in wanted):
                 left_alone.append(slot)
         for slot, node_id in self.take_slots(sorted(wanted - live.keys())):
             self.new(service, slot, node_id, restarts=0)
         self.collect([t for t in tasks if t.desired == "shutdown"], service_exists=True)
-        step = plan_rollout(service, left_alone, self.view.tasks, self.now,
-                            lambda key: self.task(service, key[0], key[1], restarts=0))
+        step = plan_rollout(
+            service,
+            left_alone,
+            self.view.tasks,
+            self.now,
+            lambda key: self.task(service, key[0], key[1], restarts=0),
+        )
         self.stop.extend(step.stop)
         self.create.extend(step.create)
         self.rollouts.extend(step.commands)
@@ -148,7 +169,7 @@ class _Planner:
         """As many of the `missing` slots as this round still makes new tasks for."""
         if self.slots_left is None:
             return missing
-        taken, self.slots_left = missing[:self.slots_left], max(0, self.slots_left - len(missing))
+        taken, self.slots_left = missing[: self.slots_left], max(0, self.slots_left - len(missing))
         return taken
 
     def wake(self, at: float) -> None:
@@ -187,10 +208,17 @@ class _Planner:
         """Whether `task` serves on a node being drained and moves off start-first, within
         the service's budget, instead of being replaced stop-first."""
         spec = service.spec
-        return (node is not None and node.status == "ready" and node.availability == "drain"
-                and spec.mode == "replicated" and spec.job is None and spec.rebalance != "off"
-                and task.spec_version == service.version and is_ready(task, spec)
-                and not keeps_volumes(spec))
+        return (
+            node is not None
+            and node.status == "ready"
+            and node.availability == "drain"
+            and spec.mode == "replicated"
+            and spec.job is None
+            and spec.rebalance != "off"
+            and task.spec_version == service.version
+            and is_ready(task, spec)
+            and not keeps_volumes(spec)
+        )
 
     def move_off(self, service: Service, task: Task) -> bool:
         """Start a copy of `task` on another node if the budget allows; False: it waits."""
@@ -224,10 +252,16 @@ class _Planner:
     def restart(self, service: Service, task: Task) -> None:
         """A task ended while told to run: replace it as its restart policy says, after backoff."""
         policy = service.spec.restart
-        if policy.condition == "none" or (policy.condition == "on-failure" and task.state == "complete"):
+        if policy.condition == "none" or (
+            policy.condition == "on-failure" and task.state == "complete"
+        ):
             return
         restarts = task.restarts
-        if policy.window and task.started_at and task.finished_at - task.started_at >= policy.window:
+        if (
+            policy.window
+            and task.started_at
+            and task.finished_at - task.started_at >= policy.window
+        ):
             restarts = 0  # it ran longer than the window: earlier failures no longer count
         if policy.max_attempts and restarts >= policy.max_attempts:
             return
@@ -248,10 +282,19 @@ class _Planner:
     def task(self, service: Service, slot: int, node_id: str, restarts: int) -> Task:
         """A new pending task of the service's current spec."""
         spec = service.spec
-        return Task(id=self.new_id(), service_id=service.id, service=service.name, slot=slot,
-                    spec_version=service.version, node_id=node_id, restarts=restarts,
-                    reserved=spec.resources.reservations, host_ports=self._host_ports,
-                    created_at=self.now, updated_at=self.now)
+        return Task(
+            id=self.new_id(),
+            service_id=service.id,
+            service=service.name,
+            slot=slot,
+            spec_version=service.version,
+            node_id=node_id,
+            restarts=restarts,
+            reserved=spec.resources.reservations,
+            host_ports=self._host_ports,
+            created_at=self.now,
+            updated_at=self.now,
+        )
 
     def collect(self, ended: list[Task], service_exists: bool) -> None:
         """Orphan tasks told to stop whose node is gone; forget ended tasks beyond the history."""
@@ -267,11 +310,12 @@ class _Planner:
         for key in sorted(history):
             old = sorted(history[key], key=lambda t: (t.finished_at, t.created_at, t.id))
             keep = TASK_HISTORY if service_exists else 0
-            self.remove.extend(t.id for t in old[:max(0, len(old) - keep)])
+            self.remove.extend(t.id for t in old[: max(0, len(old) - keep)])
 
 
-def reconcile(view: StateView, now: float, new_id: Callable[[], str],
-              max_new_slots: int | None = None) -> Plan:
+def reconcile(
+    view: StateView, now: float, new_id: Callable[[], str], max_new_slots: int | None = None
+) -> Plan:
     """`max_new_slots` bounds the tasks made for slots that have none (the rest wait for a
     later round); replacements and rollout steps are never held back."""
     return _Planner(view, now, new_id, max_new_slots).plan()

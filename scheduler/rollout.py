@@ -32,8 +32,15 @@ SlotKey = tuple[int, str]
 def task_spec(spec: ServiceSpec) -> ServiceSpec:
     """What of a spec its tasks are made from: all but replicas and the rollout, autoscaling
     and rebalancing policies."""
-    return dataclasses.replace(spec, replicas=0, update=UpdateConfig(), rollback=UpdateConfig(),
-                               autoscale=None, rebalance="manual", max_unavailable=1)
+    return dataclasses.replace(
+        spec,
+        replicas=0,
+        update=UpdateConfig(),
+        rollback=UpdateConfig(),
+        autoscale=None,
+        rebalance="manual",
+        max_unavailable=1,
+    )
 
 
 def same_tasks(a: ServiceSpec | None, b: ServiceSpec | None) -> bool:
@@ -64,8 +71,9 @@ class SlotTasks:
     extra: tuple[Task, ...] = ()
 
 
-def sort_slot(key: SlotKey, live: list[Task], current: Callable[[Task], bool],
-              ready: Callable[[Task], bool]) -> SlotTasks:
+def sort_slot(
+    key: SlotKey, live: list[Task], current: Callable[[Task], bool], ready: Callable[[Task], bool]
+) -> SlotTasks:
     if len(live) == 1:  # the common case, every round for every slot: nothing to sort out
         return SlotTasks(key, live[0])
     by_age = sorted(live, key=lambda t: (t.created_at, t.id))
@@ -75,8 +83,13 @@ def sort_slot(key: SlotKey, live: list[Task], current: Callable[[Task], bool],
     if current(primary) and not ready(primary):
         # Never take a serving task down before its successor (or, moving, its copy on
         # another node) is ready.
-        serving = [t for t in by_age if (not current(t) or t.id == primary.replaces)
-                   and not t.terminal and t.state != "pending"]
+        serving = [
+            t
+            for t in by_age
+            if (not current(t) or t.id == primary.replaces)
+            and not t.terminal
+            and t.state != "pending"
+        ]
         handover = serving[-1] if serving else None
     extra = tuple(t for t in by_age if t is not primary and t is not handover)
     return SlotTasks(key, primary, handover, extra)
@@ -102,13 +115,15 @@ class _Step:
     def wake(self, at: float) -> None:
         self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
 
-    def result(self, record: Rollout | None,
-               rollback: RollbackService | None = None) -> RolloutStep:
+    def result(
+        self, record: Rollout | None, rollback: RollbackService | None = None
+    ) -> RolloutStep:
         commands: list[RecordRollout | RollbackService] = []
         old = self.service.rollout
         if record is not None and record != old:
-            commands.append(RecordRollout(self.service.name,
-                                          dataclasses.replace(record, updated_at=self.now)))
+            commands.append(
+                RecordRollout(self.service.name, dataclasses.replace(record, updated_at=self.now))
+            )
         if rollback is not None:
             commands.append(rollback)
         return RolloutStep(tuple(self.stop), tuple(self.create), tuple(commands), self.wake_at)
@@ -126,25 +141,47 @@ def _begin(service: Service, outdated: bool) -> Rollout | None:
             return dataclasses.replace(old, version=service.version)
     previous = service.history[-1].version if service.history else 0
     if outdated:
-        return Rollout(service.id, service.version, previous, config=service.spec.update,
-                       started_at=service.updated_at,
-                       message=f"updating to version {service.version}")
+        return Rollout(
+            service.id,
+            service.version,
+            previous,
+            config=service.spec.update,
+            started_at=service.updated_at,
+            message=f"updating to version {service.version}",
+        )
     if old is not None and old.service_id == service.id and old.active:
         # Changed back before anything was replaced: the older rollout is over.
-        return Rollout(service.id, service.version, previous, state="completed",
-                       config=service.spec.update, started_at=service.updated_at,
-                       completed_at=service.updated_at, message="nothing to replace")
+        return Rollout(
+            service.id,
+            service.version,
+            previous,
+            state="completed",
+            config=service.spec.update,
+            started_at=service.updated_at,
+            completed_at=service.updated_at,
+            message="nothing to replace",
+        )
     return None
 
 
-def plan_rollout(service: Service, slots: list[SlotTasks], tasks_by_id: Mapping[str, Task],
-                 now: float, new_task: Callable[[SlotKey], Task]) -> RolloutStep:
+def plan_rollout(
+    service: Service,
+    slots: list[SlotTasks],
+    tasks_by_id: Mapping[str, Task],
+    now: float,
+    new_task: Callable[[SlotKey], Task],
+) -> RolloutStep:
     """This round's part of `service`'s rollout. `slots` are the wanted slots whose primary
     reconcile leaves alone; `new_task(key)` builds a pending task of the current spec."""
     step = _Step(service, now)
     # Pending and ended tasks are reconcile's: it replaces them by the current spec itself.
-    outdated = [s for s in slots if not current(service, s.primary)
-                and s.primary.state != "pending" and not s.primary.terminal]
+    outdated = [
+        s
+        for s in slots
+        if not current(service, s.primary)
+        and s.primary.state != "pending"
+        and not s.primary.terminal
+    ]
     record = _begin(service, bool(outdated))
     if record is None or not record.active:
         return step.result(record)
@@ -153,12 +190,18 @@ def plan_rollout(service: Service, slots: list[SlotTasks], tasks_by_id: Mapping[
 
 def current(service: Service, task: Task) -> bool:
     """Whether `task` was made from what the service's current spec would make."""
-    return task.spec_version == service.version or same_tasks(service.spec_at(task.spec_version),
-                                                              service.spec)
+    return task.spec_version == service.version or same_tasks(
+        service.spec_at(task.spec_version), service.spec
+    )
 
 
-def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
-             tasks_by_id: Mapping[str, Task], new_task: Callable[[SlotKey], Task]) -> RolloutStep:
+def _advance(
+    step: _Step,
+    record: Rollout,
+    outdated: list[SlotTasks],
+    tasks_by_id: Mapping[str, Task],
+    new_task: Callable[[SlotKey], Task],
+) -> RolloutStep:
     service, now, config = step.service, step.now, record.config
     batch: list[Watch] = []
     updated, failed, last_error = record.updated, record.failed, ""
@@ -180,19 +223,33 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
             batch.append(Watch(task.id))
     batch_done_at = now if record.batch and not batch else record.batch_done_at
     total = updated + failed + len(batch) + len(outdated)
-    progress = dict(batch=tuple(batch), batch_done_at=batch_done_at, updated=updated,
-                    failed=failed, remaining=len(outdated))
+    progress = dict(
+        batch=tuple(batch),
+        batch_done_at=batch_done_at,
+        updated=updated,
+        failed=failed,
+        remaining=len(outdated),
+    )
 
     if failed and failed / total > config.max_failure_ratio and config.failure_action != "continue":
-        why = f"{failed} of {total} replaced tasks failed" + (f" (last: {last_error})"
-                                                                if last_error else "")
+        why = f"{failed} of {total} replaced tasks failed" + (
+            f" (last: {last_error})" if last_error else ""
+        )
         if config.failure_action == "rollback" and record.kind == "update":
-            return step.result(dataclasses.replace(record, **progress, message=f"{why}: rolling back"),
-                               RollbackService(service.name, now, expected_version=service.version,
-                                               reason=f"update to version {service.version} "
-                                                      f"failed: {why}"))
-        return step.result(dataclasses.replace(record, **progress, state="paused",
-                                               message=f"{record.kind} paused: {why}"))
+            return step.result(
+                dataclasses.replace(record, **progress, message=f"{why}: rolling back"),
+                RollbackService(
+                    service.name,
+                    now,
+                    expected_version=service.version,
+                    reason=f"update to version {service.version} failed: {why}",
+                ),
+            )
+        return step.result(
+            dataclasses.replace(
+                record, **progress, state="paused", message=f"{record.kind} paused: {why}"
+            )
+        )
 
     canary = config.canary if record.kind == "update" and not record.promoted else 0
     if canary and not batch and outdated and updated + failed:
@@ -206,27 +263,38 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
         if now < start_at:
             step.wake(start_at)
         else:
-            chosen = outdated[:canary or config.parallelism or len(outdated)]
+            chosen = outdated[: canary or config.parallelism or len(outdated)]
             for slot in chosen:
                 task = new_task(slot.key)
                 step.create.append(task)
                 if config.order == "stop-first":
-                    step.stop.append(StopTask(slot.primary.id,
-                                              f"updating to version {service.version}"))
+                    step.stop.append(
+                        StopTask(slot.primary.id, f"updating to version {service.version}")
+                    )
                 batch.append(Watch(task.id))
             progress.update(batch=tuple(batch), remaining=len(outdated) - len(chosen))
     if not batch and not outdated:
         done = "rolled_back" if record.kind == "rollback" else "completed"
         note = f", {failed} failed" if failed else ""
-        return step.result(dataclasses.replace(
-            record, **progress, state=done, completed_at=now,
-            message=f"{record.kind} to version {service.version} done: {updated} tasks replaced{note}"))
-    return step.result(dataclasses.replace(record, **progress, state=record.state
-                                           if record.state != "canary" else "updating"))
+        return step.result(
+            dataclasses.replace(
+                record,
+                **progress,
+                state=done,
+                completed_at=now,
+                message=f"{record.kind} to version {service.version} done: {updated} tasks replaced{note}",
+            )
+        )
+    return step.result(
+        dataclasses.replace(
+            record, **progress, state=record.state if record.state != "canary" else "updating"
+        )
+    )
 
 
-def _canary_wait(step: _Step, config: UpdateConfig, done_at: float, updated: int,
-                 total: int) -> dict | None:
+def _canary_wait(
+    step: _Step, config: UpdateConfig, done_at: float, updated: int, total: int
+) -> dict | None:
     """The canaries are done (since `done_at`): the fields of the `canary` phase while it
     waits for a promote, or None once `auto_promote` has passed since."""
     service = step.service
@@ -235,8 +303,12 @@ def _canary_wait(step: _Step, config: UpdateConfig, done_at: float, updated: int
         if step.now >= due:
             return None
         step.wake(due)
-    by_itself = f"; promoted by itself after {config.auto_promote:g}s" if config.auto_promote else ""
-    return {"state": "canary",
-            "message": f"canary: {updated} of {total} tasks run version {service.version}; "
-                       f"`shoal service promote {service.name}` replaces the rest, `shoal service "
-                       f"rollback {service.name}` removes them{by_itself}"}
+    by_itself = (
+        f"; promoted by itself after {config.auto_promote:g}s" if config.auto_promote else ""
+    )
+    return {
+        "state": "canary",
+        "message": f"canary: {updated} of {total} tasks run version {service.version}; "
+        f"`shoal service promote {service.name}` replaces the rest, `shoal service "
+        f"rollback {service.name}` removes them{by_itself}",
+    }

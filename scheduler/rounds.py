@@ -31,7 +31,9 @@ MAX_PENDING = 10_000
 @dataclass(frozen=True, slots=True)
 class Round:
     command: AssignTasks  # falsy when there is nothing to change
-    wake_at: float | None  # when a restart backoff or rollout step is due, if nothing wakes us sooner
+    wake_at: (
+        float | None
+    )  # when a restart backoff or rollout step is due, if nothing wakes us sooner
     # Rollout progress and automatic rollbacks, proposed after `command` (whose new tasks
     # they may name).
     rollouts: tuple[RecordRollout | RollbackService, ...] = ()
@@ -39,8 +41,14 @@ class Round:
     jobs: tuple[EndJob | ExpireJob | FireCron, ...] = ()
 
 
-def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], str],
-             max_new_tasks: int = MAX_NEW_TASKS, max_pending: int = MAX_PENDING) -> Round:
+def schedule(
+    view: StateView,
+    now: float,
+    seed: int | str,
+    new_id: Callable[[], str],
+    max_new_tasks: int = MAX_NEW_TASKS,
+    max_pending: int = MAX_PENDING,
+) -> Round:
     plan = reconcile(view, now, new_id, max_new_tasks)
     created = plan.create[:max_new_tasks]
     earlier = plan.pending
@@ -49,16 +57,21 @@ def schedule(view: StateView, now: float, seed: int | str, new_id: Callable[[], 
     room = max_pending - sum(t.id in why for t in earlier)
     waiting = [t.id for t in created if t.id in why]
     if len(waiting) > room:
-        dropped = set(waiting[max(room, 0):])
+        dropped = set(waiting[max(room, 0) :])
         created = tuple(t for t in created if t.id not in dropped)
     # An unchanged explanation is not news: proposing it again would wake us forever.
-    explain = tuple(Explanation(t.id, why[t.id]) for t in earlier
-                    if t.id in why and why[t.id] != t.message)
+    explain = tuple(
+        Explanation(t.id, why[t.id]) for t in earlier if t.id in why and why[t.id] != t.message
+    )
     create = tuple(dataclasses.replace(t, message=why.get(t.id, "")) for t in created)
     command = AssignTasks(
-        at=now, stop=plan.stop, remove=plan.remove, create=create,
+        at=now,
+        stop=plan.stop,
+        remove=plan.remove,
+        create=create,
         assign=result.placements,
-        explain=explain)
+        explain=explain,
+    )
     active = {s.cron for s in view.services.values() if s.cron and s.job_end is None}
     fires, cron_wake = plan_crons(dict(view.crons), active, now, new_id)
     wake_at = min((t for t in (plan.wake_at, cron_wake) if t is not None), default=None)
@@ -74,14 +87,19 @@ def entries(cmd: AssignTasks, max_tasks: int = MAX_ENTRY_TASKS) -> list[AssignTa
         return [cmd]
     placed = {a.task_id: a for a in cmd.assign if a.task_id in created}
     units: list[tuple[tuple[Task, ...], tuple[Assignment, ...]]] = [
-        ((task,), (placed[task.id],) if task.id in placed else ()) for task in cmd.create]
+        ((task,), (placed[task.id],) if task.id in placed else ()) for task in cmd.create
+    ]
     units += [((), (a,)) for a in cmd.assign if a.task_id not in created]
     parts = []
     for start in range(0, len(units), max_tasks):
-        chunk = units[start:start + max_tasks]
-        parts.append(AssignTasks(at=cmd.at,
-                                 create=tuple(t for made, _ in chunk for t in made),
-                                 assign=tuple(a for _, given in chunk for a in given)))
+        chunk = units[start : start + max_tasks]
+        parts.append(
+            AssignTasks(
+                at=cmd.at,
+                create=tuple(t for made, _ in chunk for t in made),
+                assign=tuple(a for _, given in chunk for a in given),
+            )
+        )
     parts[0] = dataclasses.replace(parts[0], stop=cmd.stop, remove=cmd.remove)
     parts[-1] = dataclasses.replace(parts[-1], explain=cmd.explain)
     return parts

@@ -33,8 +33,15 @@ class StateView:
     @classmethod
     def capture(cls, state: ClusterState) -> StateView:
         """Copy what scheduling reads. Call it where no command is being applied meanwhile."""
-        return cls(state.cluster, dict(nodes(state)), dict(services(state)), dict(tasks(state)),
-                   state.applied, state.changes.snapshot(), dict(crons(state)))
+        return cls(
+            state.cluster,
+            dict(nodes(state)),
+            dict(services(state)),
+            dict(tasks(state)),
+            state.applied,
+            state.changes.snapshot(),
+            dict(crons(state)),
+        )
 
     def spec_of(self, task: Task) -> ServiceSpec | None:
         service = self.services.get(task.service)

@@ -29,16 +29,19 @@ class SlotHomes:
     def of(self, task: Task) -> str | None:
         if self._homes is None:
             sticky = {s.id for s in self._view.services.values() if keeps_local_data(s.spec)}
-            self._homes = slot_homes(self._view.tasks.values(), sticky, self._view.spec_of) \
-                if sticky else {}
+            self._homes = (
+                slot_homes(self._view.tasks.values(), sticky, self._view.spec_of) if sticky else {}
+            )
         return self._homes.get((task.service_id, task.slot))
 
 
 def home_problem(home_id: str, info: NodeInfo | None, pipeline: Pipeline) -> str:
     """Why the slot's home node cannot take the task now, or "" when it can."""
     if info is None:
-        return (f"the data of its named volumes is on node {home_id}, which has left the cluster: set "
-                "volume_affinity none to start the task elsewhere on an empty volume")
+        return (
+            f"the data of its named volumes is on node {home_id}, which has left the cluster: set "
+            "volume_affinity none to start the task elsewhere on an empty volume"
+        )
     node = info.node
     if node.status != "ready":
         return f"the data of its named volumes is on node {node.name}, which is {node.status}"
@@ -50,8 +53,9 @@ def home_problem(home_id: str, info: NodeInfo | None, pipeline: Pipeline) -> str
     return ""
 
 
-def place_at_homes(batch: Sequence[Task], spec: ServiceSpec, homes: SlotHomes,
-                   infos: Mapping[str, NodeInfo]) -> tuple[list[Task], list[Assignment], list[Explanation]]:
+def place_at_homes(
+    batch: Sequence[Task], spec: ServiceSpec, homes: SlotHomes, infos: Mapping[str, NodeInfo]
+) -> tuple[list[Task], list[Assignment], list[Explanation]]:
     """Place the tasks of `batch` whose slot has a home on it; returns the tasks without a
     home (free to go anywhere), the placements and the tasks that must wait."""
     if not keeps_local_data(spec):

@@ -10,8 +10,7 @@ from tests.support import processes_working_under
 
 # Property tests check behaviour, never speed: a deadline would be a timing assertion, and
 # the machines running these tests are shared and noisy.
-settings.register_profile("shoal", deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("shoal", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("shoal")
 
 

@@ -68,8 +68,9 @@ def fixture_text(name: str) -> str:
 def python_probe(code: str, env: dict[str, str] | None = None) -> object:
     """Run `code` in a fresh interpreter (what a new node process would import and hold) and
     return the JSON it printed last."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

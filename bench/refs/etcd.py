@@ -54,18 +54,38 @@ class EtcdCluster:
         return f"http://{HOST}:{self.client_ports[i]}"
 
     def start(self) -> None:
-        initial = ",".join(f"{name}=http://{HOST}:{port}"
-                           for name, port in zip(self.names, self.peer_ports))
+        initial = ",".join(
+            f"{name}=http://{HOST}:{port}" for name, port in zip(self.names, self.peer_ports)
+        )
         for i, name in enumerate(self.names):
-            self.members.append(self.procs.start([
-                "etcd", "--name", name, "--data-dir", str(self.work / name),
-                "--listen-client-urls", self.client_url(i),
-                "--advertise-client-urls", self.client_url(i),
-                "--listen-peer-urls", f"http://{HOST}:{self.peer_ports[i]}",
-                "--initial-advertise-peer-urls", f"http://{HOST}:{self.peer_ports[i]}",
-                "--initial-cluster", initial, "--initial-cluster-token", "shoal-bench",
-                "--initial-cluster-state", "new", "--log-level", "error",
-            ], self.work / f"{name}.log"))
+            self.members.append(
+                self.procs.start(
+                    [
+                        "etcd",
+                        "--name",
+                        name,
+                        "--data-dir",
+                        str(self.work / name),
+                        "--listen-client-urls",
+                        self.client_url(i),
+                        "--advertise-client-urls",
+                        self.client_url(i),
+                        "--listen-peer-urls",
+                        f"http://{HOST}:{self.peer_ports[i]}",
+                        "--initial-advertise-peer-urls",
+                        f"http://{HOST}:{self.peer_ports[i]}",
+                        "--initial-cluster",
+                        initial,
+                        "--initial-cluster-token",
+                        "shoal-bench",
+                        "--initial-cluster-state",
+                        "new",
+                        "--log-level",
+                        "error",
+                    ],
+                    self.work / f"{name}.log",
+                )
+            )
 
     async def leader_index(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> int:
         """The member every live member names leader (etcd's status names it by member id)."""
@@ -76,8 +96,11 @@ class EtcdCluster:
                 if proc.poll() is not None:
                     continue
                 try:
-                    async with session.post(f"{self.client_url(i)}/v3/maintenance/status",
-                                            json={}, timeout=WRITE_TIMEOUT) as resp:
+                    async with session.post(
+                        f"{self.client_url(i)}/v3/maintenance/status",
+                        json={},
+                        timeout=WRITE_TIMEOUT,
+                    ) as resp:
                         status = await resp.json()
                     ids[status["header"]["member_id"]] = i
                     leaders.add(status.get("leader"))
@@ -95,8 +118,9 @@ async def _put_to(url: str, session: aiohttp.ClientSession, n: int) -> bool:
 
 async def put(session: aiohttp.ClientSession, url: str, n: int) -> bool:
     key = base64.b64encode(f"bench/{n % 1000}".encode()).decode()
-    async with session.post(f"{url}/v3/kv/put", json={"key": key, "value": VALUE},
-                            timeout=WRITE_TIMEOUT) as resp:
+    async with session.post(
+        f"{url}/v3/kv/put", json={"key": key, "value": VALUE}, timeout=WRITE_TIMEOUT
+    ) as resp:
         await resp.read()
         return resp.status == 200
 

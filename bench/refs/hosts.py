@@ -73,8 +73,9 @@ class DockerHosts:
         self.bed.close()
 
 
-def wait_until(check: Callable[[], object], timeout: float, what: str,
-               interval: float = 0.1) -> float:
+def wait_until(
+    check: Callable[[], object], timeout: float, what: str, interval: float = 0.1
+) -> float:
     """Call `check` until it is truthy; returns the monotonic time it first was."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -86,8 +87,7 @@ def wait_until(check: Callable[[], object], timeout: float, what: str,
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}; last: {last!r}")
 
 
-def run_orchestration(prog: str, title: str, system: str,
-                      one_run: Callable[[int], dict]) -> None:
+def run_orchestration(prog: str, title: str, system: str, one_run: Callable[[int], dict]) -> None:
     """The command line Shoal's and Swarm's 3-host benchmarks share: `one_run(replicas)`
     --runs times (create -> running, then a node's death -> its tasks elsewhere), printed and
     summarised the same way, ending with RESULT."""
@@ -105,10 +105,17 @@ def run_orchestration(prog: str, title: str, system: str,
     for i in range(args.runs):
         run = one_run(args.replicas)
         runs.append(run)
-        print(f"run {i + 1}: {args.replicas} running after {run['create_to_running_s']:.2f} s; "
-              f"node gone -> its {run['tasks_on_dead_node']:.0f} tasks running elsewhere after "
-              f"{run['node_death_to_replaced_s']:.2f} s", flush=True)
+        print(
+            f"run {i + 1}: {args.replicas} running after {run['create_to_running_s']:.2f} s; "
+            f"node gone -> its {run['tasks_on_dead_node']:.0f} tasks running elsewhere after "
+            f"{run['node_death_to_replaced_s']:.2f} s",
+            flush=True,
+        )
     figures = summarize_runs(runs)
     print_figures(title, figures, args.runs)
-    print("RESULT " + json.dumps({"system": system, "hosts": 3, "replicas": args.replicas,
-                                  "runs": args.runs, **figures}))
+    print(
+        "RESULT "
+        + json.dumps(
+            {"system": system, "hosts": 3, "replicas": args.replicas, "runs": args.runs, **figures}
+        )
+    )

@@ -1,9 +1,9 @@
 """What every reference runner needs: Debian tools on demand and processes it owns.
 
-    ensure_debian({"etcd": "etcd-server"})     # apt-get install only what is missing
-    with Processes() as procs:
-        proc = procs.start(["etcd", ...], log_path)
-        proc.kill()                            # kill -9 by pid, as a crash would
+ensure_debian({"etcd": "etcd-server"})     # apt-get install only what is missing
+with Processes() as procs:
+    proc = procs.start(["etcd", ...], log_path)
+    proc.kill()                            # kill -9 by pid, as a crash would
 """
 
 from __future__ import annotations
@@ -42,11 +42,17 @@ class Processes:
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen] = []
 
-    def start(self, argv: Sequence[str], log_path: Path,
-              env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    def start(
+        self, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen:
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
         self._procs.append(proc)
         return proc
 

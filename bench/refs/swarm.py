@@ -30,14 +30,25 @@ def running_tasks(client: docker.DockerClient) -> list[dict]:
 def form_swarm(hosts: DockerHosts) -> list[docker.DockerClient]:
     manager_host = hosts.bed.hosts[0]
     clients = [docker.DockerClient(base_url=d.url, timeout=60) for d in hosts.daemons]
-    clients[0].swarm.init(advertise_addr=manager_host.address,
-                          listen_addr=f"{manager_host.address}:2377")
+    clients[0].swarm.init(
+        advertise_addr=manager_host.address, listen_addr=f"{manager_host.address}:2377"
+    )
     token = clients[0].swarm.attrs["JoinTokens"]["Worker"]
     for client, host in zip(clients[1:], hosts.bed.hosts[1:]):
-        client.swarm.join(remote_addrs=[f"{manager_host.address}:2377"], join_token=token,
-                          advertise_addr=host.address, listen_addr=f"{host.address}:2377")
-    wait_until(lambda: sum(n.attrs["Status"]["State"] == "ready" for n in clients[0].nodes.list())
-               == len(clients), 60, "every swarm node ready")
+        client.swarm.join(
+            remote_addrs=[f"{manager_host.address}:2377"],
+            join_token=token,
+            advertise_addr=host.address,
+            listen_addr=f"{host.address}:2377",
+        )
+    wait_until(
+        lambda: (
+            sum(n.attrs["Status"]["State"] == "ready" for n in clients[0].nodes.list())
+            == len(clients)
+        ),
+        60,
+        "every swarm node ready",
+    )
     return clients
 
 
@@ -50,27 +61,46 @@ def one_run(replicas: int) -> dict[str, float]:
             started = time.monotonic()
             # Through the CLI, exactly as an operator types it; -d returns once it is accepted.
             hosts.daemons[0].docker(
-                "service", "create", "-d", "--name", SERVICE, "--replicas", str(replicas),
-                "--no-resolve-image", "--publish", "mode=host,target=80",
-                "--stop-grace-period", "1s", IMAGE, *HTTPD)
-            running_at = wait_until(lambda: len(running_tasks(manager)) >= replicas, 180,
-                                    f"{replicas} swarm tasks running")
+                "service",
+                "create",
+                "-d",
+                "--name",
+                SERVICE,
+                "--replicas",
+                str(replicas),
+                "--no-resolve-image",
+                "--publish",
+                "mode=host,target=80",
+                "--stop-grace-period",
+                "1s",
+                IMAGE,
+                *HTTPD,
+            )
+            running_at = wait_until(
+                lambda: len(running_tasks(manager)) >= replicas,
+                180,
+                f"{replicas} swarm tasks running",
+            )
             on_victim = sum(t["NodeID"] == victim_id for t in running_tasks(manager))
             killed = time.monotonic()
             hosts.pull_cable(VICTIM)
             replaced_at = wait_until(
                 lambda: sum(t["NodeID"] != victim_id for t in running_tasks(manager)) >= replicas,
-                180, f"{replicas} swarm tasks running off the dead worker")
+                180,
+                f"{replicas} swarm tasks running off the dead worker",
+            )
         finally:
             for client in clients:
                 client.close()
-    return {"create_to_running_s": running_at - started,
-            "node_death_to_replaced_s": replaced_at - killed, "tasks_on_dead_node": on_victim}
+    return {
+        "create_to_running_s": running_at - started,
+        "node_death_to_replaced_s": replaced_at - killed,
+        "tasks_on_dead_node": on_victim,
+    }
 
 
 def main() -> None:
-    run_orchestration("python -m bench.refs.swarm", "Docker Swarm mode, 3 hosts", "swarm",
-                      one_run)
+    run_orchestration("python -m bench.refs.swarm", "Docker Swarm mode, 3 hosts", "swarm", one_run)
 
 
 if __name__ == "__main__":

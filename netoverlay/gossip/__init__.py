@@ -7,17 +7,30 @@
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.core import GossipCore
 from netoverlay.gossip.model import (
-                                     Address,
-                                     Event,
-                                     Member,
-                                     MemberEvent,
-                                     MemberInfo,
-                                     MemberState,
-                                     TableEntry,
-                                     TableEvent,
+    Address,
+    Event,
+    Member,
+    MemberEvent,
+    MemberInfo,
+    MemberState,
+    TableEntry,
+    TableEvent,
 )
 from netoverlay.gossip.service import GossipService, GossipServiceConfig, GossipStats, JoinError
 
-__all__ = ["Address", "Event", "GossipConfig", "GossipCore", "GossipService", "GossipServiceConfig",
-           "GossipStats", "JoinError", "Member", "MemberEvent", "MemberInfo", "MemberState",
-           "TableEntry", "TableEvent"]
+__all__ = [
+    "Address",
+    "Event",
+    "GossipConfig",
+    "GossipCore",
+    "GossipService",
+    "GossipServiceConfig",
+    "GossipStats",
+    "JoinError",
+    "Member",
+    "MemberEvent",
+    "MemberInfo",
+    "MemberState",
+    "TableEntry",
+    "TableEvent",
+]

@@ -45,6 +45,7 @@ class DecodeError(ValueError):
 
 # --- encoding ----------------------------------------------------------------------------
 
+
 def _news_plain(n: News) -> list:
     if isinstance(n, TableEntry):
         return [4, n.owner, n.key, n.version, n.tombstone, n.value]
@@ -75,22 +76,38 @@ def encode(msg: Message) -> bytes:
     elif isinstance(msg, Ack):
         plain = [2, msg.seq, [_news_plain(n) for n in msg.news]]
     elif isinstance(msg, PingReq):
-        plain = [3, msg.seq, msg.target, msg.address[0], msg.address[1],
-                 [_news_plain(n) for n in msg.news]]
+        plain = [
+            3,
+            msg.seq,
+            msg.target,
+            msg.address[0],
+            msg.address[1],
+            [_news_plain(n) for n in msg.news],
+        ]
     elif isinstance(msg, Gossip):
         plain = [4, [_news_plain(n) for n in msg.news]]
     elif isinstance(msg, SyncRequest):
-        plain = [5, msg.sender, msg.join, [_member_plain(m) for m in msg.members],
-                 [_entry_plain(e) for e in msg.entries]]
+        plain = [
+            5,
+            msg.sender,
+            msg.join,
+            [_member_plain(m) for m in msg.members],
+            [_entry_plain(e) for e in msg.entries],
+        ]
     elif isinstance(msg, SyncResponse):
-        plain = [6, msg.sender, [_member_plain(m) for m in msg.members],
-                 [_entry_plain(e) for e in msg.entries]]
+        plain = [
+            6,
+            msg.sender,
+            [_member_plain(m) for m in msg.members],
+            [_entry_plain(e) for e in msg.entries],
+        ]
     else:
         raise TypeError(f"not a gossip message: {type(msg).__name__}")
     return msgpack.packb(plain, use_bin_type=True)
 
 
 # --- decoding ----------------------------------------------------------------------------
+
 
 def _int(v: Any, path: str) -> int:
     if type(v) is not int or v < 0:
@@ -135,14 +152,20 @@ def _news(v: Any, path: str) -> News:
     kind = v[0] if v else None
     if kind == 0:
         _array(v, path, 6)
-        return Alive(_str(v[1], f"{path}.node"), _int(v[2], f"{path}.incarnation"),
-                     (_str(v[3], f"{path}.host"), _port(v[4], f"{path}.port")),
-                     _meta(v[5], f"{path}.meta"))
+        return Alive(
+            _str(v[1], f"{path}.node"),
+            _int(v[2], f"{path}.incarnation"),
+            (_str(v[3], f"{path}.host"), _port(v[4], f"{path}.port")),
+            _meta(v[5], f"{path}.meta"),
+        )
     if kind in (1, 2):
         _array(v, path, 4)
         cls = Suspect if kind == 1 else Dead
-        return cls(_str(v[1], f"{path}.node"), _int(v[2], f"{path}.incarnation"),
-                   _str(v[3], f"{path}.accuser"))
+        return cls(
+            _str(v[1], f"{path}.node"),
+            _int(v[2], f"{path}.incarnation"),
+            _str(v[3], f"{path}.accuser"),
+        )
     if kind == 3:
         _array(v, path, 3)
         return Left(_str(v[1], f"{path}.node"), _int(v[2], f"{path}.incarnation"))
@@ -153,8 +176,13 @@ def _news(v: Any, path: str) -> News:
 
 
 def _entry(v: list, path: str) -> TableEntry:
-    return TableEntry(_str(v[0], f"{path}.owner"), _str(v[1], f"{path}.key", MAX_KEY),
-                      _int(v[2], f"{path}.version"), v[4], _bool(v[3], f"{path}.tombstone"))
+    return TableEntry(
+        _str(v[0], f"{path}.owner"),
+        _str(v[1], f"{path}.key", MAX_KEY),
+        _int(v[2], f"{path}.version"),
+        v[4],
+        _bool(v[3], f"{path}.tombstone"),
+    )
 
 
 def _news_list(v: Any, path: str) -> tuple[News, ...]:
@@ -169,14 +197,22 @@ def _members(v: Any, path: str) -> tuple[Member, ...]:
         state = m[2]
         if type(state) is not int or not 0 <= state < len(_STATES):
             raise DecodeError(f"{p}.state", f"unknown state {state!r:.20}")
-        out.append(Member(_str(m[0], f"{p}.node"), (_str(m[3], f"{p}.host"), _port(m[4], f"{p}.port")),
-                          _int(m[1], f"{p}.incarnation"), _STATES[state], _meta(m[5], f"{p}.meta")))
+        out.append(
+            Member(
+                _str(m[0], f"{p}.node"),
+                (_str(m[3], f"{p}.host"), _port(m[4], f"{p}.port")),
+                _int(m[1], f"{p}.incarnation"),
+                _STATES[state],
+                _meta(m[5], f"{p}.meta"),
+            )
+        )
     return tuple(out)
 
 
 def _entries(v: Any, path: str) -> tuple[TableEntry, ...]:
-    return tuple(_entry(_array(e, f"{path}[{i}]", 5), f"{path}[{i}]")
-                 for i, e in enumerate(_array(v, path)))
+    return tuple(
+        _entry(_array(e, f"{path}[{i}]", 5), f"{path}[{i}]") for i, e in enumerate(_array(v, path))
+    )
 
 
 def _ping(v: list) -> Ping:
@@ -191,9 +227,12 @@ def _ack(v: list) -> Ack:
 
 def _ping_req(v: list) -> PingReq:
     _array(v, "ping_req", 6)
-    return PingReq(_int(v[1], "ping_req.seq"), _str(v[2], "ping_req.target"),
-                   (_str(v[3], "ping_req.host"), _port(v[4], "ping_req.port")),
-                   _news_list(v[5], "ping_req.news"))
+    return PingReq(
+        _int(v[1], "ping_req.seq"),
+        _str(v[2], "ping_req.target"),
+        (_str(v[3], "ping_req.host"), _port(v[4], "ping_req.port")),
+        _news_list(v[5], "ping_req.news"),
+    )
 
 
 def _gossip(v: list) -> Gossip:
@@ -203,19 +242,31 @@ def _gossip(v: list) -> Gossip:
 
 def _sync_request(v: list) -> SyncRequest:
     _array(v, "sync_request", 5)
-    return SyncRequest(_str(v[1], "sync_request.sender"), _bool(v[2], "sync_request.join"),
-                       _members(v[3], "sync_request.members"),
-                       _entries(v[4], "sync_request.entries"))
+    return SyncRequest(
+        _str(v[1], "sync_request.sender"),
+        _bool(v[2], "sync_request.join"),
+        _members(v[3], "sync_request.members"),
+        _entries(v[4], "sync_request.entries"),
+    )
 
 
 def _sync_response(v: list) -> SyncResponse:
     _array(v, "sync_response", 4)
-    return SyncResponse(_str(v[1], "sync_response.sender"), _members(v[2], "sync_response.members"),
-                        _entries(v[3], "sync_response.entries"))
+    return SyncResponse(
+        _str(v[1], "sync_response.sender"),
+        _members(v[2], "sync_response.members"),
+        _entries(v[3], "sync_response.entries"),
+    )
 
 
 _DECODERS: dict[int, Callable[[list], Message]] = {
-    1: _ping, 2: _ack, 3: _ping_req, 4: _gossip, 5: _sync_request, 6: _sync_response}
+    1: _ping,
+    2: _ack,
+    3: _ping_req,
+    4: _gossip,
+    5: _sync_request,
+    6: _sync_response,
+}
 
 
 def decode(data: bytes) -> Message:

@@ -42,8 +42,14 @@ class GossipConfig:
     packet_overhead: int = 37
 
     def __post_init__(self) -> None:
-        for name in ("probe_interval", "probe_timeout", "gossip_interval", "push_pull_interval",
-                     "reconnect_interval", "suspicion_mult"):
+        for name in (
+            "probe_interval",
+            "probe_timeout",
+            "gossip_interval",
+            "push_pull_interval",
+            "reconnect_interval",
+            "suspicion_mult",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive, not {getattr(self, name)!r}")
         if self.probe_timeout >= self.probe_interval:
@@ -57,7 +63,9 @@ class GossipConfig:
     def suspicion_bounds(self, members: int) -> tuple[float, float]:
         scale = max(1.0, math.log10(max(1, members)))
         low = self.suspicion_mult * scale * self.probe_interval
-        return max(low, self.probe_interval), max(low, self.probe_interval) * self.suspicion_max_timeout_mult
+        return max(low, self.probe_interval), max(
+            low, self.probe_interval
+        ) * self.suspicion_max_timeout_mult
 
     def push_pull_period(self, members: int) -> float:
         """memberlist's pushPullScale: one more interval per doubling beyond 32 members."""

@@ -59,9 +59,17 @@ class _Relay:
 
 
 class GossipCore:
-    def __init__(self, config: GossipConfig, node_id: str, address: Address, *, now: float,
-                 seed: int | None = None, meta: dict[str, Any] | None = None,
-                 members: Iterable[Member] = ()) -> None:
+    def __init__(
+        self,
+        config: GossipConfig,
+        node_id: str,
+        address: Address,
+        *,
+        now: float,
+        seed: int | None = None,
+        meta: dict[str, Any] | None = None,
+        members: Iterable[Member] = (),
+    ) -> None:
         """`members` installs a known membership silently (simulation bootstrap)."""
         self.config = config
         self.node_id = node_id
@@ -167,8 +175,9 @@ class GossipCore:
         if now >= self._next_gossip:
             self._next_gossip = now + config.gossip_interval
             if len(view.queue):
-                out += self._gossip_to(self._random_members(config.gossip_nodes,
-                                                            self._gossip_target(now)))
+                out += self._gossip_to(
+                    self._random_members(config.gossip_nodes, self._gossip_target(now))
+                )
         if now >= self._next_push_pull:
             self._next_push_pull = now + config.push_pull_period(view.live)
             out += self._sync_with(self._random_members(1, lambda m: m.state == ALIVE))
@@ -190,8 +199,12 @@ class GossipCore:
             return []
         seq = self._next_seq()
         config = self.config
-        self._probe = _Probe(seq, target.node_id, now + config.probe_timeout, now + config.probe_interval)
-        return [Outbound(target.address, Ping(seq, target.node_id, self._news(len(target.node_id))))]
+        self._probe = _Probe(
+            seq, target.node_id, now + config.probe_timeout, now + config.probe_interval
+        )
+        return [
+            Outbound(target.address, Ping(seq, target.node_id, self._news(len(target.node_id))))
+        ]
 
     def _next_probe_target(self) -> Member | None:
         view = self._view
@@ -221,11 +234,16 @@ class GossipCore:
         if probe.indirect or now < probe.ack_deadline:
             return []
         probe.indirect = True
-        helpers = self._random_members(self.config.indirect_checks,
-                                       lambda m: m.state == ALIVE and m.node_id != target.node_id)
+        helpers = self._random_members(
+            self.config.indirect_checks, lambda m: m.state == ALIVE and m.node_id != target.node_id
+        )
         extra = len(target.node_id) + len(target.address[0])
-        return [Outbound(h.address, PingReq(probe.seq, target.node_id, target.address, self._news(extra)))
-                for h in helpers]
+        return [
+            Outbound(
+                h.address, PingReq(probe.seq, target.node_id, target.address, self._news(extra))
+            )
+            for h in helpers
+        ]
 
     # --- messages ----------------------------------------------------------------------
 

@@ -34,14 +34,20 @@ from netoverlay.gossip.model import (
 from netoverlay.gossip.suspicion import Suspicion
 from netoverlay.gossip.table import GossipTable, newer
 
-ALIVE, SUSPECT, DEAD, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
+ALIVE, SUSPECT, DEAD, LEFT = (
+    MemberState.ALIVE,
+    MemberState.SUSPECT,
+    MemberState.DEAD,
+    MemberState.LEFT,
+)
 # A table value must fit one datagram with room to spare.
 MAX_VALUE_BYTES = 1024
 
 
 class Membership:
-    def __init__(self, config: GossipConfig, me: Member, rng: random.Random,
-                 members: Iterable[Member] = ()) -> None:
+    def __init__(
+        self, config: GossipConfig, me: Member, rng: random.Random, members: Iterable[Member] = ()
+    ) -> None:
         self.config = config
         self.me = me.node_id
         self.rng = rng
@@ -94,9 +100,13 @@ class Membership:
             for e in self.table.drop_owner(m.node_id):
                 self.events.append(TableEvent(e.owner, e.key, None))
 
-    def _moved(self, cur: Member, state: MemberState, incarnation: int, now: float, **changes) -> Member:
+    def _moved(
+        self, cur: Member, state: MemberState, incarnation: int, now: float, **changes
+    ) -> Member:
         since = cur.since if cur.state == state else now
-        return dataclasses.replace(cur, state=state, incarnation=incarnation, since=since, **changes)
+        return dataclasses.replace(
+            cur, state=state, incarnation=incarnation, since=since, **changes
+        )
 
     def forget(self, node_id: str) -> None:
         """Drop a long-gone member from every structure."""
@@ -152,8 +162,9 @@ class Membership:
             return self.suspicions[s.node_id].confirm(s.accuser)
         k = self.config.suspicion_confirmations
         low, high = self.config.suspicion_bounds(self.live)
-        self.suspicions[s.node_id] = Suspicion(s.incarnation, now, k if self.live - 2 >= k else 0,
-                                               low, high, {s.accuser})
+        self.suspicions[s.node_id] = Suspicion(
+            s.incarnation, now, k if self.live - 2 >= k else 0, low, high, {s.accuser}
+        )
         self._set(self._moved(cur, SUSPECT, s.incarnation, now), now)
         return True
 
@@ -203,7 +214,9 @@ class Membership:
         """We are said to be suspect, dead or older than we are: outbid the rumour, and
         re-announce our entries, which those who believed it have dropped."""
         me = self.local
-        self.members[self.me] = dataclasses.replace(me, incarnation=max(me.incarnation, incarnation) + 1)
+        self.members[self.me] = dataclasses.replace(
+            me, incarnation=max(me.incarnation, incarnation) + 1
+        )
         for e in self.table.owned_by(self.me):
             self.queue.push(e)
         # Queued last, so sent first: receivers must see us alive before our entries.
@@ -218,14 +231,17 @@ class Membership:
     def set_meta(self, meta: dict[str, Any]) -> None:
         _check_value("meta", meta)
         me = self.local
-        self.members[self.me] = dataclasses.replace(me, meta=dict(meta), incarnation=me.incarnation + 1)
+        self.members[self.me] = dataclasses.replace(
+            me, meta=dict(meta), incarnation=me.incarnation + 1
+        )
         self.announce()
 
     def leave(self, now: float) -> Left:
         self.leaving = True
         me = self.local
-        self.members[self.me] = dataclasses.replace(me, state=LEFT, incarnation=me.incarnation + 1,
-                                                    since=now)
+        self.members[self.me] = dataclasses.replace(
+            me, state=LEFT, incarnation=me.incarnation + 1, since=now
+        )
         news = Left(self.me, me.incarnation + 1)
         self.queue.push(news)
         return news
@@ -250,8 +266,9 @@ class Membership:
 
     # --- push-pull -------------------------------------------------------------------
 
-    def merge_remote(self, sender: str, members: tuple[Member, ...], entries: tuple[TableEntry, ...],
-                     now: float) -> None:
+    def merge_remote(
+        self, sender: str, members: tuple[Member, ...], entries: tuple[TableEntry, ...], now: float
+    ) -> None:
         """Merge another node's full state. A member the other side thinks dead is only
         suspected here (it may be the other side's problem, memberlist does the same). What
         we learn is passed on when it changes a member we knew, or is about the sender
@@ -276,7 +293,9 @@ class Membership:
                 self.apply(Dead(node_id, s.incarnation, self.me), now)
 
     def reap(self, now: float) -> None:
-        for node_id in [n for n in self.gone if now - self.members[n].since > self.config.dead_retention]:
+        for node_id in [
+            n for n in self.gone if now - self.members[n].since > self.config.dead_retention
+        ]:
             self.forget(node_id)
         self.table.purge_tombstones(now - self.config.tombstone_retention)
 

@@ -58,6 +58,7 @@ class TableEntry:
 
 # --- news: piggy-backed on packets, retransmitted a bounded number of times ---------------
 
+
 @dataclass(frozen=True, slots=True)
 class Alive:
     node_id: str
@@ -97,6 +98,7 @@ def news_subject(news: News) -> tuple:
 
 
 # --- messages ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Ping:
@@ -160,6 +162,7 @@ class Outbound:
 
 
 # --- events ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class MemberEvent:

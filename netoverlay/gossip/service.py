@@ -132,10 +132,17 @@ class GossipService:
         gossip = config.gossip
         if gossip.packet_overhead < OVERHEAD:
             raise ValueError(f"gossip.packet_overhead: must be at least {OVERHEAD} (the sealing)")
-        self._core = GossipCore(gossip, config.node_id, config.advertise or (config.host, config.port),
-                                now=loop.time(), seed=config.seed, meta=config.meta)
+        self._core = GossipCore(
+            gossip,
+            config.node_id,
+            config.advertise or (config.host, config.port),
+            now=loop.time(),
+            seed=config.seed,
+            meta=config.meta,
+        )
         self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=(config.host, config.port))
+            lambda: _Datagrams(self), local_addr=(config.host, config.port)
+        )
         self._server = await asyncio.start_server(self._serve_stream, config.host, config.port)
         self._timer = asyncio.create_task(self._run_timer(), name=f"gossip-timer-{config.node_id}")
 
@@ -178,7 +185,9 @@ class GossipService:
         try:
             await asyncio.wait_for(self._drained.wait(), self.config.leave_timeout)
         except TimeoutError:
-            log.info("gossip: leave not fully disseminated within %.1f s", self.config.leave_timeout)
+            log.info(
+                "gossip: leave not fully disseminated within %.1f s", self.config.leave_timeout
+            )
 
     # --- queries and local changes -------------------------------------------------------
 
@@ -327,7 +336,9 @@ class GossipService:
         self._dispatch(self._running().handle(out.to, reply, self._now()))
         return True
 
-    async def _serve_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         peer = writer.get_extra_info("peername")
         if self._inbound >= MAX_INBOUND_STREAMS:
             self._counters.drop("malformed")

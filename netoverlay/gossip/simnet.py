@@ -23,8 +23,14 @@ Listener = Callable[[Address, Event, float], None]
 
 
 class SimNetwork:
-    def __init__(self, seed: int = 0, *, loss: float = 0.0, delay: tuple[float, float] = (0.0005, 0.002),
-                 overhead: int = 37) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        loss: float = 0.0,
+        delay: tuple[float, float] = (0.0005, 0.002),
+        overhead: int = 37,
+    ) -> None:
         self.now = 0.0
         self.loss = loss
         self.delay = delay
@@ -73,8 +79,11 @@ class SimNetwork:
 
     def send(self, src: Address, outbound: Iterable[Outbound]) -> None:
         for out in outbound:
-            if out.is_stream and (out.to not in self.cores or (src, out.to) in self.blocked
-                                  or (out.to, src) in self.blocked):
+            if out.is_stream and (
+                out.to not in self.cores
+                or (src, out.to) in self.blocked
+                or (out.to, src) in self.blocked
+            ):
                 continue  # the connection fails: nothing is transferred
             data = codec.encode(out.message)
             size = len(data) + self.overhead
@@ -110,7 +119,9 @@ class SimNetwork:
     def run_for(self, seconds: float) -> None:
         self.run_until(self.now + seconds)
 
-    def run_until_true(self, condition: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
+    def run_until_true(
+        self, condition: Callable[[], bool], timeout: float, step: float = 0.1
+    ) -> bool:
         """Run until `condition()` holds (checked every `step` of simulated time)."""
         end = self.now + timeout
         while not condition():
@@ -119,7 +130,9 @@ class SimNetwork:
             self.run_until(min(end, self.now + step))
         return True
 
-    def act(self, address: Address, action: Callable[[GossipCore, float], list[Outbound] | None]) -> None:
+    def act(
+        self, address: Address, action: Callable[[GossipCore, float], list[Outbound] | None]
+    ) -> None:
         """Do something to one core now (join, leave, a table write) and send what results."""
         core = self.cores[address]
         self._after(address, core, action(core, self.now) or [])

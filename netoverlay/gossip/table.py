@@ -69,4 +69,3 @@ class GossipTable:
             if at < older_than:
                 del self._tombstones[slot]
                 del self._entries[slot]
-

@@ -18,7 +18,9 @@ DataplaneMode = Literal["auto", "nft", "proxy"]
 
 
 class DataPlane(Protocol):
-    async def sync(self, ports: list[ServicePort], endpoints: dict[str, list[Endpoint]]) -> None: ...
+    async def sync(
+        self, ports: list[ServicePort], endpoints: dict[str, list[Endpoint]]
+    ) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -75,8 +77,9 @@ def choose_dataplane(mode: DataplaneMode, nft_unavailable: str | None) -> Litera
     raise ValueError(f"lb-dataplane: must be auto, nft or proxy, not {mode!r}")
 
 
-async def open_dataplane(mode: DataplaneMode, host: str, *, table: str = "shoal",
-                         proxy: ProxyConfig | None = None) -> DataPlane:
+async def open_dataplane(
+    mode: DataplaneMode, host: str, *, table: str = "shoal", proxy: ProxyConfig | None = None
+) -> DataPlane:
     """The data plane for `mode`, publishing on `host`."""
     proxy_config = proxy or ProxyConfig(host=host)
     if mode == "proxy":

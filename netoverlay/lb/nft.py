@@ -62,21 +62,28 @@ def _service_chain(port: ServicePort, endpoints: list[Endpoint]) -> str:
     lines = [f"\tchain svc_{port.published_port} {{"]
     if endpoints:
         modulus, entries = _backend_map(endpoints)
-        lines.append(f"\t\tmeta l4proto tcp dnat ip to numgen random mod {modulus} map {{ {entries} }}")
+        lines.append(
+            f"\t\tmeta l4proto tcp dnat ip to numgen random mod {modulus} map {{ {entries} }}"
+        )
     # With no endpoints the connection goes on to the published address itself and is refused.
     lines.append("\t}")
     return "\n".join(lines)
 
 
-def render_table(config: NftConfig, ports: list[ServicePort],
-                 endpoints: dict[str, list[Endpoint]]) -> str:
+def render_table(
+    config: NftConfig, ports: list[ServicePort], endpoints: dict[str, list[Endpoint]]
+) -> str:
     """The nft script that replaces our table with one serving `ports`. Deterministic: the same
     input renders the same text, so an unchanged table is not rewritten."""
     routed = routed_ports(ports)
-    jumps = [f"\t\tip daddr {config.host} tcp dport {number} jump svc_{number}"
-             for number in sorted(routed)]
-    chains = [_service_chain(routed[n], [e for e in endpoints_for(routed[n], endpoints) if _ipv4(e)])
-              for n in sorted(routed)]
+    jumps = [
+        f"\t\tip daddr {config.host} tcp dport {number} jump svc_{number}"
+        for number in sorted(routed)
+    ]
+    chains = [
+        _service_chain(routed[n], [e for e in endpoints_for(routed[n], endpoints) if _ipv4(e)])
+        for n in sorted(routed)
+    ]
     body = [
         "\tchain prerouting {",
         "\t\ttype nat hook prerouting priority dstnat; policy accept;",
@@ -90,11 +97,13 @@ def render_table(config: NftConfig, ports: list[ServicePort],
         "\t\ttype nat hook postrouting priority srcnat; policy accept;",
         # Replies from a backend on another host must come back here to be un-translated.
         # Backends on this host answer through loopback and keep seeing the client's address.
-        "\t\tct status dnat oifname != \"lo\" masquerade",
+        '\t\tct status dnat oifname != "lo" masquerade',
         "\t}",
         *chains,
     ]
-    return "\n".join([*render_delete(config).splitlines(), f"table ip {config.table} {{", *body, "}", ""])
+    return "\n".join(
+        [*render_delete(config).splitlines(), f"table ip {config.table} {{", *body, "}", ""]
+    )
 
 
 def render_delete(config: NftConfig) -> str:
@@ -111,8 +120,13 @@ async def run_nft(config: NftConfig, script: str) -> None:
     """Apply `script` as one transaction."""
     try:
         process = await asyncio.create_subprocess_exec(
-            config.nft, "-f", "-", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            config.nft,
+            "-f",
+            "-",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
     except OSError as exc:
         raise NftError(f"cannot run {config.nft}: {exc}") from exc
     try:

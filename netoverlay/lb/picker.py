@@ -81,8 +81,9 @@ class Picker:
     def succeeded(self, endpoint: Endpoint) -> None:
         self._quarantined_until.pop(endpoint.key, None)
 
-    def pick(self, rng: random.Random, now: float,
-             exclude: Collection[EndpointKey] = ()) -> Endpoint | None:
+    def pick(
+        self, rng: random.Random, now: float, exclude: Collection[EndpointKey] = ()
+    ) -> Endpoint | None:
         """An endpoint for a new connection, never one in `exclude` (already tried for this
         connection). Quarantined endpoints are used only when no other is left. None when
         every endpoint is excluded or there are none."""

@@ -53,8 +53,12 @@ class Listener:
 
     async def open(self) -> None:
         self._server = await self._loop.create_server(
-            self._accept, self.config.host, self.port.published_port,
-            reuse_address=True, backlog=self.config.backlog)
+            self._accept,
+            self.config.host,
+            self.port.published_port,
+            reuse_address=True,
+            backlog=self.config.backlog,
+        )
 
     def stop_accepting(self) -> None:
         if self._server is not None:
@@ -90,12 +94,18 @@ class Listener:
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 _, backend = await self._loop.create_connection(
-                    pipe.new_backend, endpoint.address, endpoint.port)
+                    pipe.new_backend, endpoint.address, endpoint.port
+                )
         except (OSError, TimeoutError) as exc:
             self.counters.connect_failures += 1
             self.picker.failed(endpoint, self._loop.time())
-            log.debug("connect to %s:%d for %s failed: %s", endpoint.address, endpoint.port,
-                      self.port.service, exc)
+            log.debug(
+                "connect to %s:%d for %s failed: %s",
+                endpoint.address,
+                endpoint.port,
+                self.port.service,
+                exc,
+            )
             return None
         self.picker.succeeded(endpoint)
         return backend
@@ -109,8 +119,10 @@ class Listener:
         header = b""
         if self.port.proxy_protocol:
             client = pipe.client.transport
-            header = proxy_v2_header(client.get_extra_info("peername"),  # type: ignore[union-attr]
-                                     client.get_extra_info("sockname"))  # type: ignore[union-attr]
+            header = proxy_v2_header(
+                client.get_extra_info("peername"),  # type: ignore[union-attr]
+                client.get_extra_info("sockname"),
+            )  # type: ignore[union-attr]
         pipe.link(backend, header)
 
     def pipe_done(self, pipe: Pipe) -> None:
@@ -132,8 +144,9 @@ class Listener:
         return tasks
 
     def stats(self) -> ServiceStats:
-        return self.counters.snapshot(self.port.service, self.port.published_port,
-                                      self._loop.time())
+        return self.counters.snapshot(
+            self.port.service, self.port.published_port, self._loop.time()
+        )
 
 
 class ProxyDataPlane:
@@ -165,7 +178,9 @@ class ProxyDataPlane:
                     try:
                         await listener.open()
                     except OSError as exc:
-                        self.failed_ports[number] = f"cannot listen on {self.config.host}:{number}: {exc}"
+                        self.failed_ports[number] = (
+                            f"cannot listen on {self.config.host}:{number}: {exc}"
+                        )
                         log.error("%s (service %s)", self.failed_ports[number], port.service)
                         continue
                     self._listeners[number] = listener

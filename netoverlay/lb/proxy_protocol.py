@@ -22,7 +22,9 @@ def proxy_v2_header(source: tuple[str, int], destination: tuple[str, int]) -> by
         src = getattr(src, "ipv4_mapped", None) or src
         dst = getattr(dst, "ipv4_mapped", None) or dst
     if src.version != dst.version:
-        raise ValueError(f"source and destination differ in family: {source[0]} vs {destination[0]}")
+        raise ValueError(
+            f"source and destination differ in family: {source[0]} vs {destination[0]}"
+        )
     family = _TCP_OVER_IPV4 if src.version == 4 else _TCP_OVER_IPV6
     body = src.packed + dst.packed + struct.pack("!HH", source[1], destination[1])
     return SIGNATURE + struct.pack("!BBH", _VERSION_2_PROXY, family, len(body)) + body

@@ -114,11 +114,26 @@ class Pipe:
     """The pair of halves, the endpoint the backend half reaches, and the idle timer. Its
     owner hears once when the client connects and once when both halves are gone."""
 
-    __slots__ = ("client", "backend", "endpoint", "early", "loop", "idle_timeout",
-                 "idle_deadline", "_idle_handle", "owner", "_done")
+    __slots__ = (
+        "client",
+        "backend",
+        "endpoint",
+        "early",
+        "loop",
+        "idle_timeout",
+        "idle_deadline",
+        "_idle_handle",
+        "owner",
+        "_done",
+    )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, counters: ServiceCounters,
-                 idle_timeout: float | None, owner: PipeOwner) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        counters: ServiceCounters,
+        idle_timeout: float | None,
+        owner: PipeOwner,
+    ) -> None:
         self.loop = loop
         self.client = ClientHalf(self, counters)
         self.backend: BackendHalf | None = None

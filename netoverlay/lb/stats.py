@@ -13,8 +13,14 @@ from dataclasses import dataclass
 class ServiceCounters:
     """Mutable counters, owned by one listener and touched only on the event loop."""
 
-    __slots__ = ("connections_total", "connections_active", "bytes_in", "bytes_out",
-                 "connect_failures", "rejected")
+    __slots__ = (
+        "connections_total",
+        "connections_active",
+        "bytes_in",
+        "bytes_out",
+        "connect_failures",
+        "rejected",
+    )
 
     def __init__(self) -> None:
         self.connections_total = 0
@@ -25,8 +31,17 @@ class ServiceCounters:
         self.rejected = 0  # client connections closed because no endpoint could be reached
 
     def snapshot(self, service: str, port: int, at: float) -> ServiceStats:
-        return ServiceStats(service, port, at, self.connections_total, self.connections_active,
-                            self.bytes_in, self.bytes_out, self.connect_failures, self.rejected)
+        return ServiceStats(
+            service,
+            port,
+            at,
+            self.connections_total,
+            self.connections_active,
+            self.bytes_in,
+            self.bytes_out,
+            self.connect_failures,
+            self.rejected,
+        )
 
 
 @dataclass(frozen=True, slots=True)

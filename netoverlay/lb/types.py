@@ -89,7 +89,9 @@ class ServicePort:
         if self.mode not in ("ingress", "host"):
             raise ValueError(f"mode: must be 'ingress' or 'host', not {self.mode!r}")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
-            raise ValueError(f"idle_timeout: must be > 0 seconds or absent, not {self.idle_timeout!r}")
+            raise ValueError(
+                f"idle_timeout: must be > 0 seconds or absent, not {self.idle_timeout!r}"
+            )
 
 
 def routed_ports(ports: list[ServicePort]) -> dict[int, ServicePort]:
@@ -104,13 +106,18 @@ def routed_ports(ports: list[ServicePort]) -> dict[int, ServicePort]:
             continue
         other = routed.get(port.published_port)
         if other is not None and other != port:
-            raise ValueError(f"published_port: {port.published_port} is published by both "
-                             f"{other.service!r} and {port.service!r}")
+            raise ValueError(
+                f"published_port: {port.published_port} is published by both "
+                f"{other.service!r} and {port.service!r}"
+            )
         routed[port.published_port] = port
     return routed
 
 
 def endpoints_for(port: ServicePort, endpoints: dict[str, list[Endpoint]]) -> list[Endpoint]:
     """The endpoints that serve `port`: its service's, matching its target port."""
-    return [e for e in endpoints.get(port.service, ())
-            if e.target_port is None or e.target_port == port.target_port]
+    return [
+        e
+        for e in endpoints.get(port.service, ())
+        if e.target_port is None or e.target_port == port.target_port
+    ]

@@ -70,12 +70,16 @@ class OverlayKernel:
 
     async def _underlay_mtu(self, local_address: str) -> int:
         async with AsyncIPRoute() as ipr:
-            addresses = [(addr.get("IFA_LOCAL") or addr.get("IFA_ADDRESS"), addr["index"])
-                         async for addr in await ipr.addr("dump")]
+            addresses = [
+                (addr.get("IFA_LOCAL") or addr.get("IFA_ADDRESS"), addr["index"])
+                async for addr in await ipr.addr("dump")
+            ]
             index = next((i for address, i in addresses if address == local_address), None)
             if index is None:
-                raise OverlayKernelError(f"local_address: no interface here holds {local_address} "
-                                         f"(it has {sorted(str(a) for a, _ in addresses)})")
+                raise OverlayKernelError(
+                    f"local_address: no interface here holds {local_address} "
+                    f"(it has {sorted(str(a) for a, _ in addresses)})"
+                )
             return int((await ipr.link("get", index=index))[0].get("IFLA_MTU"))
 
     async def read_links(self) -> dict[str, LinkState]:
@@ -89,16 +93,28 @@ class OverlayKernel:
             names = {link["index"]: link.get("IFLA_IFNAME") for link in links}
             for link in links:
                 name = link.get("IFLA_IFNAME") or ""
-                if not name.startswith(VXLAN_PREFIX) or link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) != "vxlan":
+                if (
+                    not name.startswith(VXLAN_PREFIX)
+                    or link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) != "vxlan"
+                ):
                     continue
                 info = link.get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
-                flood = frozenset([entry.get("NDA_DST")
-                                   async for entry in await ipr.fdb("dump", ifindex=link["index"])
-                                   if entry.get("NDA_LLADDR") == _FLOOD_MAC and entry.get("NDA_DST")])
-                found[name] = LinkState(name, int(info.get("IFLA_VXLAN_ID")), info.get("IFLA_VXLAN_LOCAL") or "",
-                                        int(info.get("IFLA_VXLAN_PORT") or 0),
-                                        names.get(link.get("IFLA_MASTER"), "") or "",
-                                        int(link.get("IFLA_MTU")), flood)
+                flood = frozenset(
+                    [
+                        entry.get("NDA_DST")
+                        async for entry in await ipr.fdb("dump", ifindex=link["index"])
+                        if entry.get("NDA_LLADDR") == _FLOOD_MAC and entry.get("NDA_DST")
+                    ]
+                )
+                found[name] = LinkState(
+                    name,
+                    int(info.get("IFLA_VXLAN_ID")),
+                    info.get("IFLA_VXLAN_LOCAL") or "",
+                    int(info.get("IFLA_VXLAN_PORT") or 0),
+                    names.get(link.get("IFLA_MASTER"), "") or "",
+                    int(link.get("IFLA_MTU")),
+                    flood,
+                )
         return found
 
     async def apply(self, steps: Iterable[Step]) -> None:
@@ -127,19 +143,33 @@ class OverlayKernel:
         elif isinstance(step, CreateLink):
             plan = step.plan
             bridge = await self._index(ipr, plan.bridge)
-            await ipr.link("add", ifname=plan.vxlan, kind="vxlan", vxlan_id=plan.vni,
-                           vxlan_local=plan.local, vxlan_port=plan.port, vxlan_learning=1)
+            await ipr.link(
+                "add",
+                ifname=plan.vxlan,
+                kind="vxlan",
+                vxlan_id=plan.vni,
+                vxlan_local=plan.local,
+                vxlan_port=plan.port,
+                vxlan_learning=1,
+            )
             vxlan = await self._index(ipr, plan.vxlan)
             await ipr.link("set", index=vxlan, master=bridge, mtu=plan.mtu, state="up")
         elif isinstance(step, AddFlood):
-            await ipr.fdb("append", ifindex=await self._index(ipr, step.vxlan), lladdr=_FLOOD_MAC,
-                          dst=step.peer)
+            await ipr.fdb(
+                "append",
+                ifindex=await self._index(ipr, step.vxlan),
+                lladdr=_FLOOD_MAC,
+                dst=step.peer,
+            )
         elif isinstance(step, RemoveFlood):
             # The flooding entry and every address learned behind that node: none is left
             # pointing at a node that left (learned entries would otherwise age out in 300 s).
             index = await self._index(ipr, step.vxlan)
-            towards = [entry.get("NDA_LLADDR") async for entry in await ipr.fdb("dump", ifindex=index)
-                       if entry.get("NDA_DST") == step.peer]
+            towards = [
+                entry.get("NDA_LLADDR")
+                async for entry in await ipr.fdb("dump", ifindex=index)
+                if entry.get("NDA_DST") == step.peer
+            ]
             for lladdr in towards:
                 await ipr.fdb("del", ifindex=index, lladdr=lladdr, dst=step.peer)
 

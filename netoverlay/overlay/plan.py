@@ -77,8 +77,9 @@ def overlay_mtu(underlay_mtu: int) -> int:
     """The MTU inside the overlay: the underlay's minus what VXLAN adds to each frame."""
     mtu = underlay_mtu - VXLAN_OVERHEAD
     if mtu < MIN_MTU:
-        raise ValueError(f"mtu: the underlay's MTU {underlay_mtu} leaves {mtu} for the overlay, "
-                         f"below {MIN_MTU}")
+        raise ValueError(
+            f"mtu: the underlay's MTU {underlay_mtu} leaves {mtu} for the overlay, below {MIN_MTU}"
+        )
     return mtu
 
 
@@ -86,9 +87,12 @@ def plan_links(overlay: NodeOverlay, underlay_mtu: int) -> tuple[LinkPlan, ...]:
     """One VXLAN device per network, flooding to every peer but this node itself."""
     mtu = overlay_mtu(underlay_mtu)
     peers = tuple(sorted(set(overlay.peers) - {overlay.local_address}))
-    return tuple(LinkPlan(n.name, n.vni, n.vxlan, n.bridge, overlay.local_address,
-                          overlay.vxlan_port, mtu, peers)
-                 for n in sorted(overlay.networks, key=lambda n: n.vni))
+    return tuple(
+        LinkPlan(
+            n.name, n.vni, n.vxlan, n.bridge, overlay.local_address, overlay.vxlan_port, mtu, peers
+        )
+        for n in sorted(overlay.networks, key=lambda n: n.vni)
+    )
 
 
 def steps(wanted: tuple[LinkPlan, ...], have: Mapping[str, LinkState]) -> list[Step]:
@@ -100,7 +104,12 @@ def steps(wanted: tuple[LinkPlan, ...], have: Mapping[str, LinkState]) -> list[S
         plan = by_name.get(name)
         link = have[name]
         if plan is None or (link.vni, link.local, link.port, link.bridge, link.mtu) != (
-                plan.vni, plan.local, plan.port, plan.bridge, plan.mtu):
+            plan.vni,
+            plan.local,
+            plan.port,
+            plan.bridge,
+            plan.mtu,
+        ):
             out.append(DeleteLink(name))
     kept = {name for name in have if DeleteLink(name) not in out}
     for plan in wanted:

@@ -122,14 +122,16 @@ class _OneAnswer(asyncio.DatagramProtocol):
             self.answer.set_exception(exc)
 
 
-async def ask_upstream(packet: bytes, upstreams: Sequence[str], port: int = 53,
-                       timeout: float = FORWARD_TIMEOUT) -> bytes | None:
+async def ask_upstream(
+    packet: bytes, upstreams: Sequence[str], port: int = 53, timeout: float = FORWARD_TIMEOUT
+) -> bytes | None:
     """The first answer of the upstreams, asked in order, each within `timeout`."""
     loop = asyncio.get_running_loop()
     for upstream in upstreams:
         try:
             transport, protocol = await loop.create_datagram_endpoint(
-                _OneAnswer, remote_addr=(upstream, port))
+                _OneAnswer, remote_addr=(upstream, port)
+            )
         except OSError as exc:  # no route to it from here
             log.debug("DNS upstream %s is unreachable: %s", upstream, exc)
             continue
@@ -146,8 +148,13 @@ async def ask_upstream(packet: bytes, upstreams: Sequence[str], port: int = 53,
 class NetworkResolver(asyncio.DatagramProtocol):
     """Serves one network's DNS on `address`:`port`. `update(network)` swaps what it answers."""
 
-    def __init__(self, network: OverlayNetwork, upstreams: Sequence[str], upstream_port: int = 53,
-                 forward_timeout: float = FORWARD_TIMEOUT) -> None:
+    def __init__(
+        self,
+        network: OverlayNetwork,
+        upstreams: Sequence[str],
+        upstream_port: int = 53,
+        forward_timeout: float = FORWARD_TIMEOUT,
+    ) -> None:
         self.network = network
         self.upstreams = tuple(upstreams)
         self.upstream_port = upstream_port
@@ -160,7 +167,9 @@ class NetworkResolver(asyncio.DatagramProtocol):
 
     async def start(self, address: str, port: int = 53) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(address, port))
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: self, local_addr=(address, port)
+        )
         return self._transport.get_extra_info("sockname")[:2]
 
     def update(self, network: OverlayNetwork) -> None:

@@ -35,8 +35,11 @@ def vip_range(network: OverlayNetwork) -> str:
 
 def _vip_chains(network: OverlayNetwork) -> list[tuple[str, ServiceOnNetwork]]:
     """(chain, service) for each service with a VIP, by service name."""
-    return [(f"vip_{network.vni}_{index}", service)
-            for index, service in enumerate(sorted(network.services, key=lambda s: s.name)) if service.vip]
+    return [
+        (f"vip_{network.vni}_{index}", service)
+        for index, service in enumerate(sorted(network.services, key=lambda s: s.name))
+        if service.vip
+    ]
 
 
 def _dnat(service: ServiceOnNetwork) -> list[str]:
@@ -48,8 +51,13 @@ def _dnat(service: ServiceOnNetwork) -> list[str]:
         entries = ", ".join(f"{i} : {address}" for i, address in enumerate(tasks))
         to = f"numgen random mod {len(tasks)} map {{ {entries} }}"
     mapped = sorted({(p.protocol, p.port, p.target) for p in service.ports if p.port != p.target})
-    return [*(f"\t\t{protocol} dport {port} dnat to {to} : {target}" for protocol, port, target in mapped),
-            f"\t\tdnat to {to}"]
+    return [
+        *(
+            f"\t\t{protocol} dport {port} dnat to {to} : {target}"
+            for protocol, port, target in mapped
+        ),
+        f"\t\tdnat to {to}",
+    ]
 
 
 def render_ruleset(overlay: NodeOverlay, table: str) -> str:
@@ -64,8 +72,10 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
             prerouting.append(f'\t\tiifname "{network.bridge}" ip daddr {service.vip} jump {chain}')
             output.append(f"\t\tip daddr {service.vip} jump {chain}")
             chains += [f"\tchain {chain} {{", *_dnat(service), "\t}"]
-        postrouting.append(f'\t\tct status dnat oifname "{network.bridge}" '
-                           f"ip daddr {network.tasks_range} masquerade")
+        postrouting.append(
+            f'\t\tct status dnat oifname "{network.bridge}" '
+            f"ip daddr {network.tasks_range} masquerade"
+        )
     crossing = [f'"{a.bridge}" . "{b.bridge}"' for a in networks for b in networks if a is not b]
     forward = []
     if crossing:
@@ -73,21 +83,35 @@ def render_ruleset(overlay: NodeOverlay, table: str) -> str:
     for n in networks:
         # `ct status != dnat` would compare the whole status word: accept the translated
         # connections first, then drop every other new one.
-        forward += [f'\t\toifname "{n.bridge}" iifname != "{n.bridge}" ct status dnat accept',
-                    f'\t\toifname "{n.bridge}" iifname != "{n.bridge}" ct state new drop']
-    forward += [f'\t\tiifname "{n.bridge}" oifname != "{n.bridge}" drop' for n in networks if n.internal]
+        forward += [
+            f'\t\toifname "{n.bridge}" iifname != "{n.bridge}" ct status dnat accept',
+            f'\t\toifname "{n.bridge}" iifname != "{n.bridge}" ct state new drop',
+        ]
+    forward += [
+        f'\t\tiifname "{n.bridge}" oifname != "{n.bridge}" drop' for n in networks if n.internal
+    ]
     if networks:
-        forward.append(f"\t\tip daddr {{ {', '.join(vip_range(n) for n in networks)} }} "
-                       "reject with icmp type admin-prohibited")
+        forward.append(
+            f"\t\tip daddr {{ {', '.join(vip_range(n) for n in networks)} }} "
+            "reject with icmp type admin-prohibited"
+        )
     body = [
-        "\tchain prerouting {", "\t\ttype nat hook prerouting priority dstnat; policy accept;",
-        *prerouting, "\t}",
-        "\tchain output {", "\t\ttype nat hook output priority -100; policy accept;", *output, "\t}",
-        "\tchain postrouting {", "\t\ttype nat hook postrouting priority srcnat; policy accept;",
-        *postrouting, "\t}",
-        "\tchain forward {", "\t\ttype filter hook forward priority filter; policy accept;",
-        *forward, "\t}",
+        "\tchain prerouting {",
+        "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+        *prerouting,
+        "\t}",
+        "\tchain output {",
+        "\t\ttype nat hook output priority -100; policy accept;",
+        *output,
+        "\t}",
+        "\tchain postrouting {",
+        "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+        *postrouting,
+        "\t}",
+        "\tchain forward {",
+        "\t\ttype filter hook forward priority filter; policy accept;",
+        *forward,
+        "\t}",
         *chains,
     ]
     return "\n".join([*delete_table(table).splitlines(), f"table ip {table} {{", *body, "}", ""])
-

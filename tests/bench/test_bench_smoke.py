@@ -23,9 +23,23 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(180)
 def test_quick_suite_prints_every_result_and_writes_the_report(tmp_path):
     report = tmp_path / "REPORT.md"
-    done = subprocess.run([sys.executable, "-m", "bench", "all", "--quick", "--report", str(report),
-                           "--only", ",".join(SMOKE)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=170)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "all",
+            "--quick",
+            "--report",
+            str(report),
+            "--only",
+            ",".join(SMOKE),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     suite = json.loads((tmp_path / "results.json").read_text())
     assert list(suite["steps"]) == [s.name for s in STEPS if s.name in SMOKE]
@@ -37,7 +51,7 @@ def test_quick_suite_prints_every_result_and_writes_the_report(tmp_path):
             assert entry["result"], f"{name} printed an empty RESULT"
     assert suite["steps"]["consensus"]["status"] == "ok", "Shoal's own benchmarks always run"
     assert echoed[-1].startswith("RESULT ")
-    summary = json.loads(echoed[-1][len("RESULT "):])
+    summary = json.loads(echoed[-1][len("RESULT ") :])
     text = report.read_text()
     assert text.startswith("# Shoal benchmark report")
     for plot in summary["plots"]:

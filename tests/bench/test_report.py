@@ -14,19 +14,30 @@ def spread(value: float) -> dict:
     return {"median": value, "min": value * 0.9, "max": value * 1.1}
 
 
-def suite_with(shoal_writes: float, etcd_writes: float, shoal_failover: float,
-               etcd_failover: float) -> dict:
+def suite_with(
+    shoal_writes: float, etcd_writes: float, shoal_failover: float, etcd_failover: float
+) -> dict:
     def ok(figures: dict) -> dict:
         return {"status": "ok", "seconds": 1, "argv": [], "result": figures}
 
-    return {"quick": False,
-            "machine": {"date": "d", "uname": "Linux", "cores": 2, "memory_gib": 1.0,
-                        "python": "3.11", "load_at_start": [0.1, 0.1, 0.1]},
-            "steps": {"consensus": ok({"writes_per_s": spread(shoal_writes),
-                                       "failover_s": spread(shoal_failover)}),
-                      "etcd": ok({"writes_per_s": spread(etcd_writes),
-                                  "failover_s": spread(etcd_failover)}),
-                      "swarm": {"status": "failed", "seconds": 1, "reason": "boom"}}}
+    return {
+        "quick": False,
+        "machine": {
+            "date": "d",
+            "uname": "Linux",
+            "cores": 2,
+            "memory_gib": 1.0,
+            "python": "3.11",
+            "load_at_start": [0.1, 0.1, 0.1],
+        },
+        "steps": {
+            "consensus": ok(
+                {"writes_per_s": spread(shoal_writes), "failover_s": spread(shoal_failover)}
+            ),
+            "etcd": ok({"writes_per_s": spread(etcd_writes), "failover_s": spread(etcd_failover)}),
+            "swarm": {"status": "failed", "seconds": 1, "reason": "boom"},
+        },
+    }
 
 
 def losses(text: str) -> str:
@@ -64,11 +75,18 @@ def test_steps_that_did_not_run_are_left_out_of_comparisons_and_listed_as_failed
 def test_the_overlay_section_shows_the_three_paths_and_the_vip_timings():
     from bench.report import overlay_section
 
-    paths = {t: {"rps": rps, "p50_ms": 1.5, "p99_ms": 9.0}
-             for t, rps in (("vip", 1800.0), ("overlay", 1820.0), ("underlay", 2000.0))}
-    data = {**paths, "connections": 8, "vip_vs_overlay": 0.989, "overlay_vs_underlay": 0.91,
-            "new_task_behind_vip_s": {"median": 0.2, "min": 0.1, "max": 0.3},
-            "dead_task_out_of_vip_s": {"median": 1.6, "min": 1.2, "max": 2.0}}
+    paths = {
+        t: {"rps": rps, "p50_ms": 1.5, "p99_ms": 9.0}
+        for t, rps in (("vip", 1800.0), ("overlay", 1820.0), ("underlay", 2000.0))
+    }
+    data = {
+        **paths,
+        "connections": 8,
+        "vip_vs_overlay": 0.989,
+        "overlay_vs_underlay": 0.91,
+        "new_task_behind_vip_s": {"median": 0.2, "min": 0.1, "max": 0.3},
+        "dead_task_out_of_vip_s": {"median": 1.6, "min": 1.2, "max": 2.0},
+    }
     text = "\n".join(overlay_section({"steps": {"overlay": {"status": "ok", "result": data}}}))
     assert "| vip | 1,800 | 1.50 | 9.00 |" in text and "| underlay | 2,000 |" in text
     assert "VIP 0.99× overlay; overlay 0.91× underlay" in text

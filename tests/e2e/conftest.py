@@ -15,8 +15,9 @@ BUSYBOX_IMAGE = "shoal-test/busybox:1"
 
 
 def _image_exists(image: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    )
 
 
 def _build_busybox(image: str) -> None:
@@ -25,8 +26,9 @@ def _build_busybox(image: str) -> None:
     busybox = shutil.which("busybox")
     if busybox is None:
         unavailable("busybox (Debian's busybox-static) is not installed")
-    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
+    applets = subprocess.run(
+        [busybox, "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
     with tempfile.TemporaryDirectory() as root:
         bin_dir = os.path.join(root, "bin")
         os.makedirs(bin_dir)
@@ -36,8 +38,12 @@ def _build_busybox(image: str) -> None:
                 os.symlink("busybox", os.path.join(bin_dir, applet))
         os.makedirs(os.path.join(root, "tmp"))
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-c", 'CMD ["/bin/sh"]', "-", image],
-                       stdin=tar.stdout, check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "import", "-c", 'CMD ["/bin/sh"]', "-", image],
+            stdin=tar.stdout,
+            check=True,
+            capture_output=True,
+        )
         tar.stdout.close()
         if tar.wait() != 0:
             raise RuntimeError(f"tar of the busybox root filesystem failed ({tar.returncode})")

@@ -40,14 +40,21 @@ def client():
 
 
 def agent_for(source: StateSource, driver: DockerDriver) -> Agent:
-    return Agent(node_id=source.node_id, driver=driver, read_state=source.read,
-                 changed=source.changed, submit=source.submit, advertise="127.0.0.1",
-                 report_interval=0.05)
+    return Agent(
+        node_id=source.node_id,
+        driver=driver,
+        read_state=source.read,
+        changed=source.changed,
+        submit=source.submit,
+        advertise="127.0.0.1",
+        report_interval=0.05,
+    )
 
 
 def container_of(client, node_id: str, task_id: str):
-    (found,) = client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={node_id}",
-                                                                   f"{LABEL_TASK}={task_id}"]})
+    (found,) = client.containers.list(
+        all=True, filters={"label": [f"{LABEL_NODE}={node_id}", f"{LABEL_TASK}={task_id}"]}
+    )
     return found
 
 
@@ -60,13 +67,22 @@ async def http_status_line(port: int) -> bytes:
         writer.close()
 
 
-async def test_httpd_runs_with_its_memory_limit_and_a_reachable_endpoint(node, client, busybox_image):
+async def test_httpd_runs_with_its_memory_limit_and_a_reachable_endpoint(
+    node, client, busybox_image
+):
     node_id, driver = node
     source = StateSource(node_id)
-    await source.create_service({
-        "name": "web", "image": busybox_image, "command": HTTPD, "ports": ["8080:80"],
-        "resources": {"limits": {"memory": "64M"}}, "stop_grace_period": "2s",
-        "health": {"kind": "tcp", "interval": "0.3s", "timeout": "2s"}})
+    await source.create_service(
+        {
+            "name": "web",
+            "image": busybox_image,
+            "command": HTTPD,
+            "ports": ["8080:80"],
+            "resources": {"limits": {"memory": "64M"}},
+            "stop_grace_period": "2s",
+            "health": {"kind": "tcp", "interval": "0.3s", "timeout": "2s"},
+        }
+    )
     (task_id,) = await source.assign("web", 1)
     async with run_agent(agent_for(source, driver)):
         await source.until(lambda s: s.task(task_id).health == "healthy")
@@ -107,10 +123,21 @@ async def test_a_missing_image_fails_the_task_with_a_clear_error(node, busybox_i
 async def test_a_failing_runtime_health_check_stops_the_task(node, busybox_image):
     node_id, driver = node
     source = StateSource(node_id)
-    await source.create_service({
-        "name": "web", "image": busybox_image, "command": HTTPD, "stop_grace_period": "1s",
-        "health": {"kind": "cmd", "command": ["false"], "interval": "0.5s", "timeout": "1s",
-                   "retries": 1}})
+    await source.create_service(
+        {
+            "name": "web",
+            "image": busybox_image,
+            "command": HTTPD,
+            "stop_grace_period": "1s",
+            "health": {
+                "kind": "cmd",
+                "command": ["false"],
+                "interval": "0.5s",
+                "timeout": "1s",
+                "retries": 1,
+            },
+        }
+    )
     (task_id,) = await source.assign("web", 1)
     async with run_agent(agent_for(source, driver)):
         await source.until(lambda s: s.task(task_id).state == "failed")

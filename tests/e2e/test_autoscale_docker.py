@@ -18,19 +18,39 @@ from tests.integration.mesh_support import HTTP_CHECK, PUBLISHED, WEB, node_ids
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # busybox httpd serving one page on port 80.
-HTTPD = ["sh", "-c", 'mkdir -p /www && echo "$SHOAL_TASK_ID" > /www/index.html && '
-                     "exec httpd -f -p 80 -h /www"]
+HTTPD = [
+    "sh",
+    "-c",
+    'mkdir -p /www && echo "$SHOAL_TASK_ID" > /www/index.html && exec httpd -f -p 80 -h /www',
+]
 
 
-async def test_an_rps_target_scales_containers_up_under_load_and_back_down(tmp_path,
-                                                                           busybox_image):
+async def test_an_rps_target_scales_containers_up_under_load_and_back_down(tmp_path, busybox_image):
     engine = docker.from_env()  # after busybox_image, which checked that the engine answers
-    spec = {**WEB, "constraints": [], "image": busybox_image, "command": HTTPD,
-            "ports": [f"{PUBLISHED}:80"], "health": HTTP_CHECK}
+    spec = {
+        **WEB,
+        "constraints": [],
+        "image": busybox_image,
+        "command": HTTPD,
+        "ports": [f"{PUBLISHED}:80"],
+        "health": HTTP_CHECK,
+    }
     try:
-        async with started_cluster(str(tmp_path), 3, [
-                "--runtime", "docker", "--cpus", "4", "--memory", str(8 << 30),
-                "--lb-dataplane", "proxy", *FAST_METRICS]) as cluster:
+        async with started_cluster(
+            str(tmp_path),
+            3,
+            [
+                "--runtime",
+                "docker",
+                "--cpus",
+                "4",
+                "--memory",
+                str(8 << 30),
+                "--lb-dataplane",
+                "proxy",
+                *FAST_METRICS,
+            ],
+        ) as cluster:
             try:
                 await autoscale_flow(cluster, spec)
             finally:

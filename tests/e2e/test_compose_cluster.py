@@ -39,16 +39,21 @@ FORM_TIMEOUT = 90.0
 RUN_TIMEOUT = 90.0
 
 
-def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None,
-         ) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+def _run(
+    argv: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _must(done: subprocess.CompletedProcess, what: str) -> str:
     if done.returncode != 0:
-        raise AssertionError(f"{what} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
-                             f"{done.stderr[-4000:]}")
+        raise AssertionError(
+            f"{what} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        )
     return done.stdout
 
 
@@ -62,12 +67,16 @@ def _build_images() -> None:
             unavailable(f"{BASE_IMAGE} is missing and building it (debootstrap) needs root")
         if shutil.which("debootstrap") is None:
             unavailable(f"{BASE_IMAGE} is missing and debootstrap is not installed")
-        _must(_run([REPO / "deploy" / "build-base-image.sh", BASE_IMAGE], BUILD_TIMEOUT),
-              "building the base image")
+        _must(
+            _run([REPO / "deploy" / "build-base-image.sh", BASE_IMAGE], BUILD_TIMEOUT),
+            "building the base image",
+        )
     # The wheels must suit the image's Python 3.11: build them with the interpreter under test.
     env = dict(os.environ, PYTHON=sys.executable)
-    _must(_run([REPO / "deploy" / "build-node-image.sh", NODE_IMAGE], BUILD_TIMEOUT, env),
-          "building the node image")
+    _must(
+        _run([REPO / "deploy" / "build-node-image.sh", NODE_IMAGE], BUILD_TIMEOUT, env),
+        "building the node image",
+    )
 
 
 def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -93,8 +102,7 @@ class ComposeCluster:
 
     def compose(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         env = dict(os.environ, SHOAL_IMAGE=NODE_IMAGE)
-        return _run(["docker-compose", "-f", COMPOSE_FILE, "-p", self.project, *args],
-                    timeout, env)
+        return _run(["docker-compose", "-f", COMPOSE_FILE, "-p", self.project, *args], timeout, env)
 
     def container(self, service: str) -> str:
         if service not in self._containers:
@@ -108,8 +116,12 @@ class ComposeCluster:
 
     def shoal(self, service: str, *args: str) -> Any:
         """`shoal ARGS -o json` inside the node: through its socket, which needs no token."""
-        return json.loads(_must(self.exec(service, "shoal", *args, "-o", "json"),
-                                f"shoal {' '.join(args)} on {service}"))
+        return json.loads(
+            _must(
+                self.exec(service, "shoal", *args, "-o", "json"),
+                f"shoal {' '.join(args)} on {service}",
+            )
+        )
 
     @contextlib.contextmanager
     def logs_on_failure(self) -> Iterator[None]:
@@ -124,8 +136,18 @@ class ComposeCluster:
         """The containers the nodes started on the host's engine; only those of these nodes,
         since other clusters may share the engine."""
         for node_id in self.node_ids:
-            found = _run(["docker", "ps", "-aq", "--filter", "label=shoal.managed=1",
-                          "--filter", f"label=shoal.node={node_id}"], 30).stdout.split()
+            found = _run(
+                [
+                    "docker",
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    "label=shoal.managed=1",
+                    "--filter",
+                    f"label=shoal.node={node_id}",
+                ],
+                30,
+            ).stdout.split()
             if found:
                 _run(["docker", "rm", "-f", "-v", *found], 60)
 
@@ -166,17 +188,37 @@ def test_three_nodes_form_one_cluster(compose_cluster: ComposeCluster) -> None:
     assert len({(a["cluster_id"], a["leader"]["id"]) for a in answers}) == 1
 
 
-def test_service_runs_on_the_hosts_engine(compose_cluster: ComposeCluster,
-                                          busybox_image: str) -> None:
+def test_service_runs_on_the_hosts_engine(
+    compose_cluster: ComposeCluster, busybox_image: str
+) -> None:
     _wait(lambda: _formed(compose_cluster), FORM_TIMEOUT, "a leader and 3 voters")
     script = "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www"
-    _must(compose_cluster.exec("node1", "shoal", "service", "create", "--name", "hello",
-                               "--replicas", "2", "--publish", "target=80", busybox_image,
-                               "sh", "-c", script), "shoal service create")
+    _must(
+        compose_cluster.exec(
+            "node1",
+            "shoal",
+            "service",
+            "create",
+            "--name",
+            "hello",
+            "--replicas",
+            "2",
+            "--publish",
+            "target=80",
+            busybox_image,
+            "sh",
+            "-c",
+            script,
+        ),
+        "shoal service create",
+    )
 
     def running() -> list[dict]:
-        tasks = [t for t in compose_cluster.shoal("node1", "service", "ps", "hello")
-                 if t["desired"] == "running"]
+        tasks = [
+            t
+            for t in compose_cluster.shoal("node1", "service", "ps", "hello")
+            if t["desired"] == "running"
+        ]
         assert [t["state"] for t in tasks] == ["running", "running"], tasks
         return tasks
 
@@ -186,7 +228,9 @@ def test_service_runs_on_the_hosts_engine(compose_cluster: ComposeCluster,
     for task in tasks:
         endpoint = task["endpoint"]
         url = f"http://{endpoint['address']}:{endpoint['ports'][0]['host_port']}/"
-        fetch = ("import sys, urllib.request; "
-                 "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())")
+        fetch = (
+            "import sys, urllib.request; "
+            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+        )
         answer = _must(compose_cluster.exec("node3", "python3", "-c", fetch, url), f"GET {url}")
         assert answer.strip() == "hello"

@@ -50,8 +50,16 @@ IMAGES = {
     "stefanprodan/swarmprom-prometheus:v2.5.0": (9090,),
 }
 # How many tasks each service runs on three nodes.
-TASKS = {"dockerd-exporter": HOSTS, "cadvisor": HOSTS, "node-exporter": HOSTS, "grafana": 1,
-         "alertmanager": 1, "unsee": 1, "prometheus": 1, "caddy": 1}
+TASKS = {
+    "dockerd-exporter": HOSTS,
+    "cadvisor": HOSTS,
+    "node-exporter": HOSTS,
+    "grafana": 1,
+    "alertmanager": 1,
+    "unsee": 1,
+    "prometheus": 1,
+    "caddy": 1,
+}
 # What caddy proxies (its Caddyfile) and what prometheus scrapes (each task of these).
 PROXIED = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "unsee": 8080}
 SCRAPED = {"dockerd-exporter": 9323, "cadvisor": 8080, "node-exporter": 9100}
@@ -69,11 +77,22 @@ def _entrypoint(ports: tuple[int, ...]) -> list[str]:
 def _make_images(daemon, busybox_image: str) -> None:
     daemon.load_from(busybox_image)
     for image, ports in IMAGES.items():
-        setup = f"printf '%s' '{CURL}' > /bin/curl && chmod +x /bin/curl" if image == "stefanprodan/caddy" else "true"
+        setup = (
+            f"printf '%s' '{CURL}' > /bin/curl && chmod +x /bin/curl"
+            if image == "stefanprodan/caddy"
+            else "true"
+        )
         container = daemon.docker("run", "-d", busybox_image, "sh", "-c", setup).strip()
         daemon.docker("wait", container)
-        daemon.docker("commit", "--change", f"ENTRYPOINT {json.dumps(_entrypoint(ports))}",
-                      "--change", "CMD []", container, image)
+        daemon.docker(
+            "commit",
+            "--change",
+            f"ENTRYPOINT {json.dumps(_entrypoint(ports))}",
+            "--change",
+            "CMD []",
+            container,
+            image,
+        )
         daemon.docker("rm", container)
 
 
@@ -87,10 +106,14 @@ def _one(by_node, service: str) -> tuple[object, str]:
 
 
 def _exec(daemon, container: str, *argv: str) -> str:
-    return daemon.host.run(["docker", "-H", daemon.url, "exec", container, *argv], timeout=20).stdout
+    return daemon.host.run(
+        ["docker", "-H", daemon.url, "exec", container, *argv], timeout=20
+    ).stdout
 
 
-def test_the_swarmprom_stack_runs_and_its_services_reach_each_other_by_name(netbed_factory, busybox_image, tmp_path):
+def test_the_swarmprom_stack_runs_and_its_services_reach_each_other_by_name(
+    netbed_factory, busybox_image, tmp_path
+):
     bed = netbed_factory(HOSTS)
     with concurrent.futures.ThreadPoolExecutor(HOSTS) as pool:
         daemons = list(pool.map(lambda host: host.start_dockerd(), bed.hosts))
@@ -101,8 +124,14 @@ def test_the_swarmprom_stack_runs_and_its_services_reach_each_other_by_name(netb
 async def _scenario(bed, by_node, tmp_path) -> None:
     env = {name: {"DOCKER_HOST": daemon.url} for name, daemon in by_node.items()}
     async with aiohttp.ClientSession() as session:
-        cluster = BedCluster(bed, tmp_path / "nodes", session, runtime="docker",
-                             extra_args=["--overlay", "--image-pull", "never"], node_env=env)
+        cluster = BedCluster(
+            bed,
+            tmp_path / "nodes",
+            session,
+            runtime="docker",
+            extra_args=["--overlay", "--image-pull", "never"],
+            node_env=env,
+        )
         try:
             await cluster.form()
             token = ClusterKeys.from_token(cluster.token).api_token
@@ -120,10 +149,26 @@ async def _scenario(bed, by_node, tmp_path) -> None:
 
 def _apply(addr: str, token: str) -> dict:
     """`shoal apply -f FILE` as an operator elsewhere runs it."""
-    done = subprocess.run([sys.executable, "-m", "node", "apply", "--addr", addr,
-                           "-f", str(STACK_DIR / "docker-compose.yml"), "-o", "json"],
-                          capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
-                          env=dict(os.environ, SHOAL_TOKEN=token))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "apply",
+            "--addr",
+            addr,
+            "-f",
+            str(STACK_DIR / "docker-compose.yml"),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+        env=dict(os.environ, SHOAL_TOKEN=token),
+    )
     assert done.returncode == 0, f"shoal apply failed ({done.returncode}): {done.stderr}"
     return json.loads(done.stdout)
 
@@ -166,18 +211,36 @@ async def _check_prometheus_scrapes_every_task(by_node) -> None:
 
     async def every_task_answers() -> bool:
         for service, port in SCRAPED.items():
-            done = await asyncio.to_thread(daemon.host.run, [
-                "docker", "-H", daemon.url, "exec", prometheus, "timeout", "5",
-                "nslookup", f"tasks.{service}"], check=False, timeout=20)
+            done = await asyncio.to_thread(
+                daemon.host.run,
+                [
+                    "docker",
+                    "-H",
+                    daemon.url,
+                    "exec",
+                    prometheus,
+                    "timeout",
+                    "5",
+                    "nslookup",
+                    f"tasks.{service}",
+                ],
+                check=False,
+                timeout=20,
+            )
             addresses = _addresses(done.stdout)
             assert len(addresses) == HOSTS, f"tasks.{service}: {done.stdout} {done.stderr}"
             for address in addresses:
-                body = await asyncio.to_thread(_fetch, daemon, prometheus, f"http://{address}:{port}/")
+                body = await asyncio.to_thread(
+                    _fetch, daemon, prometheus, f"http://{address}:{port}/"
+                )
                 assert body == service, f"prometheus: task {address}:{port} gave {body!r}"
         return True
 
-    await wait_for(every_task_answers, timeout=60,
-                   what="prometheus to reach every task of every global service through tasks.<name>")
+    await wait_for(
+        every_task_answers,
+        timeout=60,
+        what="prometheus to reach every task of every global service through tasks.<name>",
+    )
 
 
 async def _check_published_port(bed, session: aiohttp.ClientSession) -> None:

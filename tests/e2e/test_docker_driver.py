@@ -20,8 +20,12 @@ from tests.support import require_docker
 pytestmark = pytest.mark.e2e
 
 # busybox httpd serving one page; the page is written first, by the same shell.
-HTTPD = ("sh", "-c", "mkdir -p /www && echo hello from $HOSTNAME > /www/index.html && "
-                     "echo httpd starting && exec httpd -f -p 80 -h /www")
+HTTPD = (
+    "sh",
+    "-c",
+    "mkdir -p /www && echo hello from $HOSTNAME > /www/index.html && "
+    "echo httpd starting && exec httpd -f -p 80 -h /www",
+)
 
 
 @pytest.fixture
@@ -37,7 +41,9 @@ async def driver(node_id, busybox_image):
     # Every container this test made carries its node label: remove them all.
     client = docker.from_env()
     try:
-        for container in client.containers.list(all=True, filters={"label": f"{LABEL_NODE}={node_id}"}):
+        for container in client.containers.list(
+            all=True, filters={"label": f"{LABEL_NODE}={node_id}"}
+        ):
             container.remove(force=True)
     finally:
         client.close()
@@ -45,9 +51,19 @@ async def driver(node_id, busybox_image):
 
 
 def httpd(image: str, task_id: str = "web-1", **overrides) -> RunSpec:
-    return RunSpec(**{"task_id": task_id, "service": "web", "slot": 1, "image": image,
-                      "args": HTTPD, "ports": (PortSpec(80),), "memory_bytes": 64 << 20,
-                      "stop_grace": 5, **overrides})
+    return RunSpec(
+        **{
+            "task_id": task_id,
+            "service": "web",
+            "slot": 1,
+            "image": image,
+            "args": HTTPD,
+            "ports": (PortSpec(80),),
+            "memory_bytes": 64 << 20,
+            "stop_grace": 5,
+            **overrides,
+        }
+    )
 
 
 async def get(url: str) -> bytes:
@@ -92,8 +108,15 @@ async def test_stop_ends_the_task_within_its_grace_and_wait_sees_it(driver, busy
 
 
 async def test_a_task_that_ignores_sigterm_is_killed_after_the_grace(driver, busybox_image):
-    await driver.start(RunSpec("stubborn-1", "job", 0, busybox_image, args=(
-        "sh", "-c", "trap '' TERM; echo trapped; while true; do sleep 1; done")))
+    await driver.start(
+        RunSpec(
+            "stubborn-1",
+            "job",
+            0,
+            busybox_image,
+            args=("sh", "-c", "trap '' TERM; echo trapped; while true; do sleep 1; done"),
+        )
+    )
     async with contextlib.aclosing(driver.logs("stubborn-1", follow=True)) as stream:
         async for chunk in stream:
             if b"trapped" in chunk:
@@ -161,8 +184,16 @@ async def test_a_command_that_cannot_run_fails_clearly(driver, busybox_image):
 
 
 async def test_logs_whole_tail_and_follow(driver, busybox_image):
-    await driver.start(RunSpec("log-1", "job", 0, busybox_image, args=(
-        "sh", "-c", "echo one; echo two; echo three; exec sleep 30")))
+    await driver.start(
+        RunSpec(
+            "log-1",
+            "job",
+            0,
+            busybox_image,
+            args=("sh", "-c", "echo one; echo two; echo three; exec sleep 30"),
+        )
+    )
+
     async def text(**kwargs) -> bytes:
         chunks = []
         async with contextlib.aclosing(driver.logs("log-1", **kwargs)) as stream:
@@ -171,6 +202,7 @@ async def test_logs_whole_tail_and_follow(driver, busybox_image):
                 if kwargs.get("follow") and b"three" in b"".join(chunks):
                     break
         return b"".join(chunks)
+
     for _ in range(100):
         if b"three" in await text():
             break
@@ -182,8 +214,9 @@ async def test_logs_whole_tail_and_follow(driver, busybox_image):
 
 
 async def test_a_cmd_health_check_runs_in_docker(driver, busybox_image):
-    check = HealthCheck("cmd", command=("test", "-f", "/www/index.html"), interval=0.2,
-                        timeout=2, retries=2)
+    check = HealthCheck(
+        "cmd", command=("test", "-f", "/www/index.html"), interval=0.2, timeout=2, retries=2
+    )
     await driver.start(httpd(busybox_image, healthcheck=check))
     for _ in range(200):
         seen = await driver.inspect("web-1")
@@ -207,12 +240,22 @@ async def test_container_options_run_in_docker(driver, busybox_image):
     itself sees them."""
     from consensus.container import ContainerOptions, Ulimit
 
-    options = ContainerOptions(user="1234:2345", working_dir="/tmp", hostname="web1",
-                               extra_hosts={"db.local": "10.9.8.7"}, read_only=True,
-                               ulimits={"nofile": Ulimit(321, 654)}, stop_signal="SIGUSR1")
-    script = ("id -u; id -g; pwd; hostname; grep db.local /etc/hosts; ulimit -n; "
-              "touch /x 2>/dev/null && echo writable || echo read-only")
-    await driver.start(RunSpec("opt-1", "job", 0, busybox_image, args=("sh", "-c", script), options=options))
+    options = ContainerOptions(
+        user="1234:2345",
+        working_dir="/tmp",
+        hostname="web1",
+        extra_hosts={"db.local": "10.9.8.7"},
+        read_only=True,
+        ulimits={"nofile": Ulimit(321, 654)},
+        stop_signal="SIGUSR1",
+    )
+    script = (
+        "id -u; id -g; pwd; hostname; grep db.local /etc/hosts; ulimit -n; "
+        "touch /x 2>/dev/null && echo writable || echo read-only"
+    )
+    await driver.start(
+        RunSpec("opt-1", "job", 0, busybox_image, args=("sh", "-c", script), options=options)
+    )
     assert (await driver.wait("opt-1")).state == "exited"
     chunks = []
     async with contextlib.aclosing(driver.logs("opt-1")) as stream:

@@ -30,34 +30,83 @@ async def finished(cluster: LocalCluster, name: str) -> dict:
     async def done() -> dict | None:
         job = await cluster.get(0, f"/v1/jobs/{name}")
         return job if job["status"] != "running" else None
+
     return await wait_for(done, timeout=SETTLE * 2, what=f"job {name} to finish")
 
 
 async def test_five_completions_in_containers_two_at_a_time(cluster):
-    must(shoal("job", "run", "--name", "five-d", "--completions", "5", "--parallelism", "2",
-               cluster.image, "sh", "-c", "echo slot $SHOAL_TASK_SLOT done", addr=cluster.nodes[0].api))
+    must(
+        shoal(
+            "job",
+            "run",
+            "--name",
+            "five-d",
+            "--completions",
+            "5",
+            "--parallelism",
+            "2",
+            cluster.image,
+            "sh",
+            "-c",
+            "echo slot $SHOAL_TASK_SLOT done",
+            addr=cluster.nodes[0].api,
+        )
+    )
     job = await finished(cluster, "five-d")
     assert (job["status"], job["succeeded"], job["failed"]) == ("complete", 5, 0), job
     assert sorted(t["slot"] for t in job["tasks"]) == [1, 2, 3, 4, 5]
     assert all(t["exit_code"] == 0 for t in job["tasks"])
     logs = must(shoal("job", "logs", "five-d", addr=cluster.nodes[1].api))
     assert sorted(line.split("| ")[1] for line in logs.splitlines()) == [
-        f"slot {i} done" for i in range(1, 6)]
+        f"slot {i} done" for i in range(1, 6)
+    ]
 
 
 async def test_a_failing_job_stops_at_its_limit_with_the_exit_codes(cluster):
-    must(shoal("job", "run", "--name", "fails-d", "--backoff-limit", "1", "--backoff-delay", "0.2s",
-               cluster.image, "sh", "-c", "exit 7", addr=cluster.nodes[0].api))
+    must(
+        shoal(
+            "job",
+            "run",
+            "--name",
+            "fails-d",
+            "--backoff-limit",
+            "1",
+            "--backoff-delay",
+            "0.2s",
+            cluster.image,
+            "sh",
+            "-c",
+            "exit 7",
+            addr=cluster.nodes[0].api,
+        )
+    )
     job = await finished(cluster, "fails-d")
     assert job["status"] == "failed" and job["reason"].startswith("BackoffLimitExceeded"), job
     assert [(t["attempt"], t["exit_code"]) for t in job["tasks"]] == [(1, 7), (2, 7)]
 
 
-async def test_a_killed_nodes_unfinished_container_task_runs_again_elsewhere(own, engine,  # noqa: F811
-                                                                             busybox_image):
+async def test_a_killed_nodes_unfinished_container_task_runs_again_elsewhere(
+    own,
+    engine,  # noqa: F811
+    busybox_image,
+):
     try:
-        must(shoal("job", "run", "--name", "moved-d", "--completions", "3", "--parallelism", "0",
-                   busybox_image, "sleep", "4", addr=own.nodes[0].api))
+        must(
+            shoal(
+                "job",
+                "run",
+                "--name",
+                "moved-d",
+                "--completions",
+                "3",
+                "--parallelism",
+                "0",
+                busybox_image,
+                "sleep",
+                "4",
+                addr=own.nodes[0].api,
+            )
+        )
 
         async def spread() -> list | None:
             job = await own.get(0, "/v1/jobs/moved-d")
@@ -77,7 +126,8 @@ async def test_a_killed_nodes_unfinished_container_task_runs_again_elsewhere(own
         job = await wait_for(done, timeout=90, what="the job to finish")
         assert (job["status"], job["succeeded"]) == ("complete", 3), job
         slot = [t for t in job["tasks"] if t["slot"] == lost["slot"]]
-        assert any(t["state"] == "complete" and t["node_name"] != own.nodes[victim].name
-                   for t in slot), slot
+        assert any(
+            t["state"] == "complete" and t["node_name"] != own.nodes[victim].name for t in slot
+        ), slot
     finally:
         remove_containers(engine, f"{LABEL_SERVICE}=moved-d")

@@ -99,10 +99,14 @@ async def test_auto_mode_uses_nft_and_keeps_proxy_protocol_ports_on_the_proxy(nf
     plain, with_header = free_port(PUBLISH), free_port(PUBLISH)
     plane = await open_dataplane("auto", PUBLISH, table=nft_config.table)
     assert isinstance(plane, SplitDataPlane)
-    ports = [ServicePort("web", plain, 80), ServicePort("web", with_header, 81, proxy_protocol=True)]
+    ports = [
+        ServicePort("web", plain, 80),
+        ServicePort("web", with_header, 81, proxy_protocol=True),
+    ]
     await plane.sync(ports, {"web": [a.endpoint()]})
-    rules = subprocess.run(["nft", "list", "table", "ip", nft_config.table],
-                           capture_output=True, text=True).stdout
+    rules = subprocess.run(
+        ["nft", "list", "table", "ip", nft_config.table], capture_output=True, text=True
+    ).stdout
     assert f"dport {plain} " in rules and f"dport {with_header} " not in rules
     name, _, writer = await greet(plain)
     writer.close()

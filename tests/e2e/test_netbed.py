@@ -112,7 +112,9 @@ def test_loss_drops_about_the_set_fraction(echo_bed):
         echoed = udp_probe(a, b, count=sent)
     expected = sent * (100 - percent) / 100
     spread = 5 * math.sqrt(sent * percent / 100 * (100 - percent) / 100)  # 5 sigma of a binomial
-    assert abs(echoed - expected) < spread, f"{echoed} of {sent} echoed, expected about {expected:.0f}"
+    assert abs(echoed - expected) < spread, (
+        f"{echoed} of {sent} echoed, expected about {expected:.0f}"
+    )
     assert udp_probe(a, b) == PROBES
 
 
@@ -120,8 +122,12 @@ def _objects_named(tag: str) -> list[str]:
     """Lines of the machine's network listings that name an object of the bed tagged `tag`."""
     bed = owner_of(tag)
     names = (bed.tag, bed.bridge, bed.nft_table)
-    listings = [["ip", "netns", "list"], ["ip", "link", "show"], ["nft", "list", "tables"],
-                ["iptables", "-w", "-S", "FORWARD"]]
+    listings = [
+        ["ip", "netns", "list"],
+        ["ip", "link", "show"],
+        ["nft", "list", "tables"],
+        ["iptables", "-w", "-S", "FORWARD"],
+    ]
     found = []
     for argv in listings:
         out = subprocess.run(argv, capture_output=True, text=True).stdout
@@ -153,8 +159,9 @@ def test_sweep_removes_the_bed_of_a_killed_run():
     """A run killed with -9 runs no finalizer; the next bed's sweep removes what it left."""
     require_netbed()
     repo = Path(__file__).resolve().parents[2]
-    owner = subprocess.Popen([sys.executable, "-c", _ORPHAN_MAKER, str(repo)],
-                             stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_MAKER, str(repo)], stdout=subprocess.PIPE, text=True
+    )
     try:
         tag, sleeper = owner.stdout.readline().split()
     finally:
@@ -181,8 +188,17 @@ def test_private_dockerd_publishes_ports_on_its_own_host(netbed_factory, busybox
     h0, h1 = bed.hosts
     daemon = h0.start_dockerd()
     daemon.load_from(busybox_image)
-    daemon.docker("run", "-d", "--init", "-p", "8080:80", busybox_image, "sh", "-c",
-                  "echo served-by-h0 > /tmp/index.html && exec httpd -f -p 80 -h /tmp")
+    daemon.docker(
+        "run",
+        "-d",
+        "--init",
+        "-p",
+        "8080:80",
+        busybox_image,
+        "sh",
+        "-c",
+        "echo served-by-h0 > /tmp/index.html && exec httpd -f -p 80 -h /tmp",
+    )
     # busybox wget -T segfaults here, so `timeout` bounds it; the container may need a moment
     # to start listening, which the retries of one bounded loop absorb.
     fetch = ["timeout", "2", "busybox", "wget", "-q", "-O-", f"http://{h0.address}:8080/"]
@@ -231,6 +247,7 @@ def test_soak_echo_servers_under_rotating_faults(netbed_factory):
             # retransmit interval, as on a real network.
             echoed = [udp_probe(source, target, timeout=1.0) for _ in range(3)]
             assert PROBES in echoed, (
-                f"{source.name} -> {target.name} after {faults_seen[-1]}: {echoed} (seed {seed})")
+                f"{source.name} -> {target.name} after {faults_seen[-1]}: {echoed} (seed {seed})"
+            )
     assert all(server.alive for server in servers.values())
     print(json.dumps({"seed": seed, "faults": len(faults_seen)}))

@@ -79,10 +79,12 @@ def engine(busybox_image):
 
 
 @contextlib.contextmanager
-def docker_cluster(base_dir: str, engine: docker.DockerClient,
-                   *extra_args: str) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(base_dir, 3, ["--runtime", "docker", "--cpus", "4",
-                                         "--memory", str(8 << 30), *extra_args])
+def docker_cluster(
+    base_dir: str, engine: docker.DockerClient, *extra_args: str
+) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(
+        base_dir, 3, ["--runtime", "docker", "--cpus", "4", "--memory", str(8 << 30), *extra_args]
+    )
     try:
         asyncio.run(cluster.start())
         yield cluster
@@ -133,12 +135,15 @@ def create(cluster: LocalCluster, name: str, *flags: str) -> None:
 def settled(engine: docker.DockerClient, count: int) -> Callable[[list[dict]], bool]:
     """`count` tasks running, one per slot, each with exactly one running container, and no
     other container of the service on the engine."""
+
     def holds(tasks: list[dict]) -> bool:
         if not running_slots(count)(tasks):
             return False
         found = containers_of(engine, tasks[0]["service"])
-        return (sorted(c.labels[LABEL_TASK] for c in found) == sorted(t["id"] for t in live(tasks))
-                and all(c.status == "running" for c in found))
+        return sorted(c.labels[LABEL_TASK] for c in found) == sorted(
+            t["id"] for t in live(tasks)
+        ) and all(c.status == "running" for c in found)
+
     return holds
 
 
@@ -156,11 +161,22 @@ async def http_status_line(host: str, port: int) -> bytes:
         writer.close()
 
 
-async def test_httpd_replicas_run_as_containers_with_their_memory_limit(shared, engine, service_name,
-                                                                       busybox_image):
+async def test_httpd_replicas_run_as_containers_with_their_memory_limit(
+    shared, engine, service_name, busybox_image
+):
     name = service_name(shared, "web")
-    create(shared, name, "--replicas", "3", "--limit-memory", "64M", "-p", "8080:80",
-           busybox_image, *HTTPD)
+    create(
+        shared,
+        name,
+        "--replicas",
+        "3",
+        "--limit-memory",
+        "64M",
+        "-p",
+        "8080:80",
+        busybox_image,
+        *HTTPD,
+    )
     watch = SlotWatch(shared, name)
     await watch.until(running_spread(3), "3 tasks running on 3 nodes")
     tasks = await watch.until(settled(engine, 3), "3 running containers")
@@ -185,8 +201,11 @@ async def test_a_container_removed_by_hand_is_replaced(shared, engine, service_n
     tasks = await watch.until(settled(engine, 3), "3 running containers")
     removed = live(tasks)[0]
 
-    subprocess.run(["docker", "rm", "-f", container_of(engine, name, removed["id"]).id],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "rm", "-f", container_of(engine, name, removed["id"]).id],
+        check=True,
+        capture_output=True,
+    )
 
     def replaced(tasks: list[dict]) -> bool:
         return settled(engine, 3)(tasks) and removed["id"] not in {t["id"] for t in live(tasks)}
@@ -199,8 +218,9 @@ async def test_a_container_removed_by_hand_is_replaced(shared, engine, service_n
     watch.assert_never_doubled()
 
 
-async def test_a_killed_and_restarted_node_adopts_its_containers(own, engine, service_name,
-                                                                busybox_image):
+async def test_a_killed_and_restarted_node_adopts_its_containers(
+    own, engine, service_name, busybox_image
+):
     name = service_name(own, "web")
     create(own, name, "--replicas", "3", busybox_image, *HTTPD)
     watch = SlotWatch(own, name)
@@ -224,7 +244,9 @@ async def test_a_killed_and_restarted_node_adopts_its_containers(own, engine, se
         # It came back before it was replaced: its agent adopted the very same container.
         still = container_of(engine, name, its_task["id"])
         assert (still.id, still.attrs["State"]["StartedAt"]) == (
-            its_container.id, its_container.attrs["State"]["StartedAt"])
+            its_container.id,
+            its_container.attrs["State"]["StartedAt"],
+        )
     else:
         # It was replaced while down: its returning agent found its container and removed it.
         assert its_container.id not in {c.id for c in containers_of(engine, name)}
@@ -233,17 +255,36 @@ async def test_a_killed_and_restarted_node_adopts_its_containers(own, engine, se
 
 async def test_a_failing_health_check_restarts_the_task(shared, service_name, busybox_image):
     name = service_name(shared, "sick")
-    create(shared, name, "--health-cmd", "false", "--health-interval", "0.5s",
-           "--health-retries", "1", *QUICK_RESTART, "--restart-max-attempts", "1",
-           "--stop-grace-period", "1s", busybox_image, *HTTPD)
+    create(
+        shared,
+        name,
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "0.5s",
+        "--health-retries",
+        "1",
+        *QUICK_RESTART,
+        "--restart-max-attempts",
+        "1",
+        "--stop-grace-period",
+        "1s",
+        busybox_image,
+        *HTTPD,
+    )
 
     def restarted(tasks: list[dict]) -> bool:
         return any(t["restarts"] == 1 for t in tasks) and any(
-            t["restarts"] == 0 and t["state"] == "failed" for t in tasks)
+            t["restarts"] == 0 and t["state"] == "failed" for t in tasks
+        )
 
     tasks = await SlotWatch(shared, name).until(restarted, "the failed task replaced")
     (first,) = [t for t in tasks if t["restarts"] == 0]
-    assert (first["state"], first["health"], first["desired"]) == ("failed", "unhealthy", "shutdown")
+    assert (first["state"], first["health"], first["desired"]) == (
+        "failed",
+        "unhealthy",
+        "shutdown",
+    )
     assert first["error"] == "health check failed: the runtime's health check reports it unhealthy"
     assert first["message"] == "task failed: restarted"
     (second,) = [t for t in tasks if t["restarts"] == 1]

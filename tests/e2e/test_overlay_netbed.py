@@ -129,8 +129,23 @@ def _container(daemon, service: str) -> str:
 
 def _fetch(daemon, container: str, url: str, timeout: int = 3) -> str:
     """What `wget URL` prints inside the container ('' when it fails)."""
-    done = daemon.host.run(["docker", "-H", daemon.url, "exec", container, "timeout", str(timeout),
-                            "wget", "-q", "-O-", url], check=False, timeout=timeout + 10)
+    done = daemon.host.run(
+        [
+            "docker",
+            "-H",
+            daemon.url,
+            "exec",
+            container,
+            "timeout",
+            str(timeout),
+            "wget",
+            "-q",
+            "-O-",
+            url,
+        ],
+        check=False,
+        timeout=timeout + 10,
+    )
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
@@ -141,7 +156,9 @@ async def _overlay_ready(client: ShoalClient, networks: set[str]) -> dict:
     return status
 
 
-def test_two_services_talk_by_name_across_hosts_and_networks_stay_apart(netbed_factory, busybox_image, tmp_path):
+def test_two_services_talk_by_name_across_hosts_and_networks_stay_apart(
+    netbed_factory, busybox_image, tmp_path
+):
     bed = netbed_factory(4)
     members, outside = bed.hosts[:3], bed.hosts[3]
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
@@ -155,18 +172,30 @@ def test_two_services_talk_by_name_across_hosts_and_networks_stay_apart(netbed_f
 async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
     env = {name: {"DOCKER_HOST": daemon.url} for name, daemon in by_node.items()}
     async with aiohttp.ClientSession() as session:
-        cluster = BedCluster(bed, tmp_path / "nodes", session, hosts=3, runtime="docker",
-                             extra_args=["--overlay", "--image-pull", "never",
-                                         "--dns-upstream", outside.address], node_env=env,
-                             # Both routing mesh data planes reach tasks over the network.
-                             node_args={"n0": ["--lb-dataplane", "nft"]})
+        cluster = BedCluster(
+            bed,
+            tmp_path / "nodes",
+            session,
+            hosts=3,
+            runtime="docker",
+            extra_args=["--overlay", "--image-pull", "never", "--dns-upstream", outside.address],
+            node_env=env,
+            # Both routing mesh data planes reach tasks over the network.
+            node_args={"n0": ["--lb-dataplane", "nft"]},
+        )
         try:
             await cluster.form()
             token = ClusterKeys.from_token(cluster.token).api_token
-            clients = {name: ShoalClient(f"{host.address}:{API_PORT}", token, session=session)
-                       for name, host in cluster.hosts.items()}
-            applied = await clients["n0"].request("POST", "/v1/apply", data=STACK.replace("{image}", image).encode(),
-                                                  content_type="application/yaml")
+            clients = {
+                name: ShoalClient(f"{host.address}:{API_PORT}", token, session=session)
+                for name, host in cluster.hosts.items()
+            }
+            applied = await clients["n0"].request(
+                "POST",
+                "/v1/apply",
+                data=STACK.replace("{image}", image).encode(),
+                content_type="application/yaml",
+            )
             assert {row["name"] for row in applied["networks"]} == {"appnet", "othernet"}
             await _check(by_node, outside, clients)
             await _check_kubernetes_services(by_node, clients, image)
@@ -181,8 +210,11 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
 
 async def _check(by_node, outside, clients) -> None:
     for client in clients.values():
-        await wait_for(lambda c=client: _overlay_ready(c, {"appnet", "othernet"}), timeout=30,
-                       what="every node's overlay to hold both networks")
+        await wait_for(
+            lambda c=client: _overlay_ready(c, {"appnet", "othernet"}),
+            timeout=30,
+            what="every node's overlay to hold both networks",
+        )
     network = await clients["n0"].request("GET", "/v1/networks/appnet")
     vip = network["vips"]["backend"]
     backend_node = by_node["n1"]
@@ -190,91 +222,169 @@ async def _check(by_node, outside, clients) -> None:
     async def frontends_served() -> bool:
         for name, daemon in by_node.items():
             frontend = _container(daemon, "frontend")
-            assert (await asyncio.to_thread(_fetch, daemon, frontend, "http://backend/")).startswith(
-                "backend-on-"), f"frontend on {name} does not reach http://backend/ yet"
+            assert (
+                await asyncio.to_thread(_fetch, daemon, frontend, "http://backend/")
+            ).startswith("backend-on-"), f"frontend on {name} does not reach http://backend/ yet"
         return True
 
-    await wait_for(frontends_served, timeout=60, what="every host's frontend to reach http://backend/")
-    backend_address = json.loads(backend_node.docker(
-        "inspect", "-f", "{{json .NetworkSettings.Networks}}", _container(backend_node, "backend")))["shoal-appnet"]["IPAddress"]
-    n1_id = next(n["id"] for n in await clients["n0"].request("GET", "/v1/nodes") if n["name"] == "n1")
-    assert ipaddress.ip_address(backend_address) in ipaddress.ip_network(network["leases"][n1_id]), \
-        "the backend's address is in its node's lease"
+    await wait_for(
+        frontends_served, timeout=60, what="every host's frontend to reach http://backend/"
+    )
+    backend_address = json.loads(
+        backend_node.docker(
+            "inspect",
+            "-f",
+            "{{json .NetworkSettings.Networks}}",
+            _container(backend_node, "backend"),
+        )
+    )["shoal-appnet"]["IPAddress"]
+    n1_id = next(
+        n["id"] for n in await clients["n0"].request("GET", "/v1/nodes") if n["name"] == "n1"
+    )
+    assert ipaddress.ip_address(backend_address) in ipaddress.ip_network(
+        network["leases"][n1_id]
+    ), "the backend's address is in its node's lease"
     for name, daemon in by_node.items():
         frontend = _container(daemon, "frontend")
-        for url in ("http://backend/", "http://backend.appnet/", "http://tasks.backend/",
-                    f"http://{vip}/", f"http://{backend_address}/"):
+        for url in (
+            "http://backend/",
+            "http://backend.appnet/",
+            "http://tasks.backend/",
+            f"http://{vip}/",
+            f"http://{backend_address}/",
+        ):
             body = await asyncio.to_thread(_fetch, daemon, frontend, url)
             assert body.startswith("backend-on-"), f"frontend on {name}: {url} gave {body!r}"
     # Another network reaches the backend neither by name nor by its addresses.
     intruder_host = by_node["n0"]
     intruder = _container(intruder_host, "intruder")
-    for url in ("http://backend/", "http://backend.appnet/", f"http://{vip}/", f"http://{backend_address}/"):
-        assert await asyncio.to_thread(_fetch, intruder_host, intruder, url, 2) == "", \
+    for url in (
+        "http://backend/",
+        "http://backend.appnet/",
+        f"http://{vip}/",
+        f"http://{backend_address}/",
+    ):
+        assert await asyncio.to_thread(_fetch, intruder_host, intruder, url, 2) == "", (
             f"the intruder on othernet reached {url}"
+        )
     # A published port: every node's routing mesh reaches api over the network; no host port.
     api = (await clients["n0"].request("GET", "/v1/services/api"))["spec"]["ports"][0]
     assert (api["target"], api["published"]) == (80, 30000)
     for name, daemon in by_node.items():
         if name != "n0":
             assert daemon.docker("port", _container(daemon, "api")).strip() == "", "no host port"
-        done = outside.run(["timeout", "3", "busybox", "wget", "-q", "-O-",
-                            f"http://{daemon.host.address}:30000/"], check=False, timeout=10)
-        assert done.stdout.startswith("api-on-"), f"the mesh on {name}: {done.stdout!r} {done.stderr!r}"
+        done = outside.run(
+            [
+                "timeout",
+                "3",
+                "busybox",
+                "wget",
+                "-q",
+                "-O-",
+                f"http://{daemon.host.address}:30000/",
+            ],
+            check=False,
+            timeout=10,
+        )
+        assert done.stdout.startswith("api-on-"), (
+            f"the mesh on {name}: {done.stdout!r} {done.stderr!r}"
+        )
     # Outside the cluster: a host routed through the backend's node reaches nothing.
     network_range = network["subnet"]
     outside.run(["ip", "route", "add", network_range, "via", backend_node.host.address])
     for url in (f"http://{backend_address}/", f"http://{vip}/"):
-        done = outside.run(["timeout", "2", "busybox", "wget", "-q", "-O-", url], check=False, timeout=10)
+        done = outside.run(
+            ["timeout", "2", "busybox", "wget", "-q", "-O-", url], check=False, timeout=10
+        )
         assert done.returncode != 0, f"the host outside the cluster reached {url}: {done.stdout!r}"
 
 
 async def _check_kubernetes_services(by_node, clients, image) -> None:
     async def apply(*docs: str) -> dict:
         text = "---".join(docs).replace("{image}", image)
-        return await clients["n0"].request("POST", "/v1/apply", data=text.encode(),
-                                           content_type="application/yaml")
+        return await clients["n0"].request(
+            "POST", "/v1/apply", data=text.encode(), content_type="application/yaml"
+        )
 
     first = await apply(KUBE_SERVICE.replace("NAME", "ktwo"))  # before its Deployment
     assert first["selectors"], first
-    await apply(KUBE_DEPLOYMENT.replace("NAME", "kone"), KUBE_SERVICE.replace("NAME", "kone"),
-                KUBE_DEPLOYMENT.replace("NAME", "ktwo"), KUBE_CLIENT)
+    await apply(
+        KUBE_DEPLOYMENT.replace("NAME", "kone"),
+        KUBE_SERVICE.replace("NAME", "kone"),
+        KUBE_DEPLOYMENT.replace("NAME", "ktwo"),
+        KUBE_CLIENT,
+    )
 
     async def both_answer() -> bool:
-        hosts = [d for d in by_node.values() if d.docker("ps", "-q", "--filter", "label=shoal.service=kclient")]
+        hosts = [
+            d
+            for d in by_node.values()
+            if d.docker("ps", "-q", "--filter", "label=shoal.service=kclient")
+        ]
         assert hosts, "kclient is not running yet"
         for name in ("kone", "ktwo"):
-            body = await asyncio.to_thread(_fetch, hosts[0], _container(hosts[0], "kclient"), f"http://{name}/")
+            body = await asyncio.to_thread(
+                _fetch, hosts[0], _container(hosts[0], "kclient"), f"http://{name}/"
+            )
             assert body == f"{name}-answers", f"http://{name}/ gave {body!r}"
         return True
 
-    await wait_for(both_answer, timeout=60, what="both Kubernetes Services to answer by name on port 80")
+    await wait_for(
+        both_answer, timeout=60, what="both Kubernetes Services to answer by name on port 80"
+    )
     # A Service applied after its Deployment, on another port of the same VIP.
-    await apply(KUBE_SERVICE.replace("NAME-app", "kone-app").replace("NAME", "kthree").replace("port: 80", "port: 81"))
+    await apply(
+        KUBE_SERVICE.replace("NAME-app", "kone-app")
+        .replace("NAME", "kthree")
+        .replace("port: 80", "port: 81")
+    )
 
     async def third_answers() -> bool:
-        host = next(d for d in by_node.values() if d.docker("ps", "-q", "--filter", "label=shoal.service=kclient"))
-        body = await asyncio.to_thread(_fetch, host, _container(host, "kclient"), "http://kthree:81/")
+        host = next(
+            d
+            for d in by_node.values()
+            if d.docker("ps", "-q", "--filter", "label=shoal.service=kclient")
+        )
+        body = await asyncio.to_thread(
+            _fetch, host, _container(host, "kclient"), "http://kthree:81/"
+        )
         assert body == "kone-answers", f"http://kthree:81/ gave {body!r}"
         return True
 
-    await wait_for(third_answers, timeout=60, what="a Service applied after its Deployment to answer")
+    await wait_for(
+        third_answers, timeout=60, what="a Service applied after its Deployment to answer"
+    )
     vips = (await clients["n0"].request("GET", "/v1/networks/default"))["vips"]
     assert vips["kone-app"] != vips["ktwo-app"], vips
 
 
 async def _check_forwarding(by_node) -> None:
     daemon = by_node["n2"]
-    done = await asyncio.to_thread(daemon.host.run, [
-        "docker", "-H", daemon.url, "exec", _container(daemon, "frontend"),
-        "timeout", "5", "nslookup", "outside.example"], check=False, timeout=20)
+    done = await asyncio.to_thread(
+        daemon.host.run,
+        [
+            "docker",
+            "-H",
+            daemon.url,
+            "exec",
+            _container(daemon, "frontend"),
+            "timeout",
+            "5",
+            "nslookup",
+            "outside.example",
+        ],
+        check=False,
+        timeout=20,
+    )
     assert "192.0.2.7" in done.stdout, f"a name outside the cluster: {done.stdout} {done.stderr}"
 
 
 def _leftovers(daemon) -> list[str]:
     """What of network othernet (VXLAN id 4097) this host still has."""
     links = daemon.host.run(["ip", "-o", "link", "show"]).stdout
-    found = [name for name in ("sov4097", "svx4097") if f" {name}:" in links or f" {name}@" in links]
+    found = [
+        name for name in ("sov4097", "svx4097") if f" {name}:" in links or f" {name}@" in links
+    ]
     if "shoal-othernet" in daemon.docker("network", "ls", "--format", "{{.Name}}").split():
         found.append("docker network shoal-othernet")
     return found
@@ -320,7 +430,9 @@ async def _check_host_death(bed, by_node, clients) -> None:
     bodies = [await asyncio.to_thread(_fetch, daemon, frontend, "http://api/", 2) for _ in range(5)]
     served = time.monotonic() - cut
     assert all(b.startswith("api-on-") for b in bodies), bodies
-    print(f"host death: out of the VIP after {left_vip:.2f} s; 5 of 5 requests served by {served:.2f} s")
+    print(
+        f"host death: out of the VIP after {left_vip:.2f} s; 5 of 5 requests served by {served:.2f} s"
+    )
     assert left_vip <= 5.0, f"the dead host's task stayed in the VIP {left_vip:.2f} s"
     for name in ("n0", "n1"):
         fdb = by_node[name].host.run(["bridge", "fdb", "show", "dev", "svx4096"]).stdout
@@ -331,17 +443,26 @@ async def _check_restart(cluster, by_node, clients) -> None:
     daemon = by_node["n0"]
 
     def engine_networks() -> list[str]:
-        return daemon.docker("network", "ls", "--filter", "name=shoal-", "--format", "{{.ID}} {{.Name}}").split()
+        return daemon.docker(
+            "network", "ls", "--filter", "name=shoal-", "--format", "{{.ID}} {{.Name}}"
+        ).split()
 
     before = engine_networks()
     await cluster.restart("n0", graceful=True)
-    await wait_for(lambda: _overlay_ready(clients["n0"], {"appnet"}), timeout=30,
-                   what="n0's overlay after its restart")
+    await wait_for(
+        lambda: _overlay_ready(clients["n0"], {"appnet"}),
+        timeout=30,
+        what="n0's overlay after its restart",
+    )
     assert engine_networks() == before, "the restarted node kept its network, not a new one"
 
     async def serves() -> bool:
-        body = await asyncio.to_thread(_fetch, daemon, _container(daemon, "frontend"), "http://backend/")
+        body = await asyncio.to_thread(
+            _fetch, daemon, _container(daemon, "frontend"), "http://backend/"
+        )
         assert body.startswith("backend-on-"), body
         return True
 
-    await wait_for(serves, timeout=30, what="n0's frontend to reach http://backend/ after the restart")
+    await wait_for(
+        serves, timeout=30, what="n0's frontend to reach http://backend/ after the restart"
+    )

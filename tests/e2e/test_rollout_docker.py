@@ -41,8 +41,9 @@ def second_image(busybox_image, engine):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, engine):  # noqa: F811
-    with docker_cluster(str(tmp_path_factory.mktemp("rollout")), engine,
-                        "--lb-dataplane", "proxy") as cluster:
+    with docker_cluster(
+        str(tmp_path_factory.mktemp("rollout")), engine, "--lb-dataplane", "proxy"
+    ) as cluster:
         yield cluster
 
 
@@ -50,11 +51,39 @@ def cluster(tmp_path_factory, engine):  # noqa: F811
 def web(cluster, engine, busybox_image):  # noqa: F811
     """A 3-replica httpd service published on PUBLISHED, start-first updates one at a time."""
     name = f"web-{uuid.uuid4().hex[:8]}"
-    must(shoal("service", "create", "--name", name, "--replicas", "3", "-p", f"{PUBLISHED}:80",
-               "--health-http", "/", "--health-interval", "0.5s", "--health-timeout", "2s",
-               "--restart-delay", "0.5s", "--stop-grace-period", "2s",
-               "--update-order", "start-first", "--update-parallelism", "1", "--update-monitor", "2s",
-               "--entrypoint", "/bin/sh", busybox_image, *SERVE, addr=cluster.nodes[0].api))
+    must(
+        shoal(
+            "service",
+            "create",
+            "--name",
+            name,
+            "--replicas",
+            "3",
+            "-p",
+            f"{PUBLISHED}:80",
+            "--health-http",
+            "/",
+            "--health-interval",
+            "0.5s",
+            "--health-timeout",
+            "2s",
+            "--restart-delay",
+            "0.5s",
+            "--stop-grace-period",
+            "2s",
+            "--update-order",
+            "start-first",
+            "--update-parallelism",
+            "1",
+            "--update-monitor",
+            "2s",
+            "--entrypoint",
+            "/bin/sh",
+            busybox_image,
+            *SERVE,
+            addr=cluster.nodes[0].api,
+        )
+    )
     yield name
     shoal("service", "rm", name, addr=cluster.nodes[0].api)
     remove_containers(engine, f"shoal.service={name}")
@@ -62,7 +91,9 @@ def web(cluster, engine, busybox_image):  # noqa: F811
 
 def images(engine: docker.DockerClient, name: str) -> list[str]:  # noqa: F811
     """The images of the service's running containers."""
-    return sorted(c.attrs["Config"]["Image"] for c in containers_of(engine, name) if c.status == "running")
+    return sorted(
+        c.attrs["Config"]["Image"] for c in containers_of(engine, name) if c.status == "running"
+    )
 
 
 async def until_rollout(cluster: LocalCluster, name: str, state: str, image: str) -> dict:
@@ -73,11 +104,17 @@ async def until_rollout(cluster: LocalCluster, name: str, state: str, image: str
         healthy = len(tasks) == 3 and all(t["health"] == "healthy" for t in tasks)
         done = rollout.get("state") == state and service["spec"]["image"] == image and healthy
         return service if done else None
+
     return await wait_for(reached, timeout=120, what=f"rollout {state} on {image}")
 
 
-async def test_an_update_drops_no_request_and_rollback_restores_the_image(cluster, engine, web,  # noqa: F811
-                                                                          busybox_image, second_image):
+async def test_an_update_drops_no_request_and_rollback_restores_the_image(
+    cluster,
+    engine,
+    web,  # noqa: F811
+    busybox_image,
+    second_image,
+):
     await wait_for(lambda: _serving(cluster, web), timeout=60, what="3 healthy replicas")
     stop = asyncio.Event()
     load = asyncio.ensure_future(hammer([n.address for n in cluster.nodes], stop))
@@ -100,10 +137,22 @@ async def test_an_update_drops_no_request_and_rollback_restores_the_image(cluste
     assert done > 0 and failures == []
 
 
-async def test_an_update_to_a_missing_image_rolls_back_by_itself(cluster, engine, web, busybox_image):  # noqa: F811
+async def test_an_update_to_a_missing_image_rolls_back_by_itself(
+    cluster, engine, web, busybox_image
+):  # noqa: F811
     await wait_for(lambda: _serving(cluster, web), timeout=60, what="3 healthy replicas")
-    must(shoal("service", "update", web, "--image", MISSING_IMAGE, "--update-failure-action", "rollback",
-               addr=cluster.nodes[0].api))
+    must(
+        shoal(
+            "service",
+            "update",
+            web,
+            "--image",
+            MISSING_IMAGE,
+            "--update-failure-action",
+            "rollback",
+            addr=cluster.nodes[0].api,
+        )
+    )
     service = await until_rollout(cluster, web, "rolled_back", busybox_image)
     assert service["rollout"]["kind"] == "rollback"
     assert "failed" in service["rollout"]["reason"]

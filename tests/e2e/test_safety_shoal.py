@@ -45,8 +45,12 @@ from tests.safety.shoal_client import label_keys
 
 pytestmark = pytest.mark.e2e
 
-SERVICE = {"name": "safety-sleepers", "image": "process", "command": ["sleep", "3600"],
-           "replicas": 3}
+SERVICE = {
+    "name": "safety-sleepers",
+    "image": "process",
+    "command": ["sleep", "3600"],
+    "replicas": 3,
+}
 HOLD = 2.0  # seconds a fault stays on after the cluster reacted to it, with clients running
 CALM = 1.0  # seconds of clients alone before, between and after the faults
 
@@ -54,7 +58,8 @@ CALM = 1.0  # seconds of clients alone before, between and after the faults
 # history passed every check, so that it stays visible without hiding anything else.
 STUCK_BUG = (
     "known bug: after a restart or a healed partition, a node stayed without a Raft "
-    "connection to one peer and did not catch up")
+    "connection to one peer and did not catch up"
+)
 
 
 # -- faults: each one injects, waits for the cluster to act on it, holds, heals, recovers ------
@@ -109,7 +114,9 @@ async def leader_cannot_send(cluster: BedCluster, faults: Faults, rng: random.Ra
     higher term must depose the old one."""
     old = await cluster.wait_leader()
     others = [n for n in cluster.names if n != old]
-    await asyncio.to_thread(faults.one_way, [cluster.hosts[old]], [cluster.hosts[n] for n in others])
+    await asyncio.to_thread(
+        faults.one_way, [cluster.hosts[old]], [cluster.hosts[n] for n in others]
+    )
     await cluster.wait_leader(others)
     await asyncio.sleep(HOLD)
     await asyncio.to_thread(faults.heal)
@@ -128,16 +135,27 @@ async def kill_and_restart_any(cluster: BedCluster, faults: Faults, rng: random.
     await cluster.restart(rng.choice(cluster.names), graceful=False)
 
 
-ISSUE_SCENARIOS: tuple[Scenario, ...] = (kill_and_restart_leader, isolate_leader,
-                                         isolate_follower, rolling_restart)
-CHAOS_SCENARIOS: tuple[Scenario, ...] = ISSUE_SCENARIOS + (pause_leader, leader_cannot_send,
-                                                           lossy_node, kill_and_restart_any)
+ISSUE_SCENARIOS: tuple[Scenario, ...] = (
+    kill_and_restart_leader,
+    isolate_leader,
+    isolate_follower,
+    rolling_restart,
+)
+CHAOS_SCENARIOS: tuple[Scenario, ...] = ISSUE_SCENARIOS + (
+    pause_leader,
+    leader_cannot_send,
+    lossy_node,
+    kill_and_restart_any,
+)
 
 
 # -- recording and checking --------------------------------------------------------------------
-async def record_under_faults(cluster: BedCluster, bed: NetBed, workload: Workload,
-                              next_scenario: Callable[[], Scenario | None]
-                              ) -> tuple[History, NotCaughtUp | None]:
+async def record_under_faults(
+    cluster: BedCluster,
+    bed: NetBed,
+    workload: Workload,
+    next_scenario: Callable[[], Scenario | None],
+) -> tuple[History, NotCaughtUp | None]:
     """Clients and the leader sampler run while scenarios run one after another until
     `next_scenario` gives None; then the final state is read. A node that did not catch up
     after a fault ends the faults early; the history so far is returned with it, to be
@@ -148,8 +166,9 @@ async def record_under_faults(cluster: BedCluster, bed: NetBed, workload: Worklo
     with Faults(bed) as faults:
         async with asyncio.TaskGroup() as group:
             group.create_task(sample_leaders(cluster.names, api.leader_status, recorder, stop))
-            group.create_task(run_clients(cluster.names, api.write, api.read, workload,
-                                          recorder, stop))
+            group.create_task(
+                run_clients(cluster.names, api.write, api.read, workload, recorder, stop)
+            )
             try:
                 await asyncio.sleep(CALM)
                 while (scenario := next_scenario()) is not None:
@@ -170,18 +189,21 @@ async def wait_service_converged(cluster: BedCluster) -> None:
     desired = {SERVICE["name"]: SERVICE["replicas"]}
 
     async def converged() -> bool:
-        problems = (replica_violations(await cluster.tasks_in_state(SERVICE["name"]), desired)
-                    + replica_violations(await cluster.tasks_on_hosts(SERVICE["name"]), desired))
+        problems = replica_violations(
+            await cluster.tasks_in_state(SERVICE["name"]), desired
+        ) + replica_violations(await cluster.tasks_on_hosts(SERVICE["name"]), desired)
         assert not problems, _listed(problems)
         return True
 
     await wait_for(converged, timeout=RECOVERY_TIMEOUT, what=f"{desired} running, each slot once")
 
 
-def per_process(operations: Sequence[Operation],
-                starts: Mapping[str, Sequence[float]]) -> tuple[Operation, ...]:
+def per_process(
+    operations: Sequence[Operation], starts: Mapping[str, Sequence[float]]
+) -> tuple[Operation, ...]:
     """The operations with each node renamed after the process that served it ("n1#2" is n1's
     third process), so a per-node check becomes a check per process lifetime."""
+
     def lifetime(op: Operation) -> int:
         return bisect.bisect_right(starts[op.node], op.invoked_at) - 1
 
@@ -196,12 +218,17 @@ def _listed(violations: Sequence[Violation | str], limit: int = 30) -> str:
 def check(history: History, cluster: BedCluster) -> None:
     ok = [op for op in history.operations if op.outcome is Outcome.OK]
     writes = sum(op.kind is OpKind.WRITE for op in ok)
-    print(f"{len(history.operations)} operations, {len(ok)} ok ({writes} acknowledged writes), "
-          f"{len(history.leaders)} leader reports, leaders seen in terms "
-          f"{sorted({r.term for r in history.leaders if r.is_leader})}")
+    print(
+        f"{len(history.operations)} operations, {len(ok)} ok ({writes} acknowledged writes), "
+        f"{len(history.leaders)} leader reports, leaders seen in terms "
+        f"{sorted({r.term for r in history.leaders if r.is_leader})}"
+    )
     assert writes >= 100 and len(ok) - writes >= 100, "the clients got too little done to judge"
-    failed = [f"{op.describe()}: {op.error}" for op in history.operations
-              if op.error.startswith("ServerError")]
+    failed = [
+        f"{op.describe()}: {op.error}"
+        for op in history.operations
+        if op.error.startswith("ServerError")
+    ]
     assert not failed, "nodes failed requests instead of refusing them:\n" + _listed(failed)
     lost = lost_writes(history.operations, history.final_state)
     assert not lost, _listed(lost)
@@ -219,8 +246,9 @@ def check(history: History, cluster: BedCluster) -> None:
     assert not cluster.ignored_sigterm, f"ignored SIGTERM: {', '.join(cluster.ignored_sigterm)}"
 
 
-async def check_safety(bed: NetBed, workdir: Path, workload: Workload,
-                       next_scenario: Callable[[], Scenario | None]) -> None:
+async def check_safety(
+    bed: NetBed, workdir: Path, workload: Workload, next_scenario: Callable[[], Scenario | None]
+) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10.0)) as session:
         cluster = BedCluster(bed, workdir, session)
         try:
@@ -245,12 +273,20 @@ def _workload(nodes: int, seed: int) -> Workload:
     # Many keys, so a lost write is rarely hidden by a later overwrite of its key; clients
     # stop when the faults are over, not after a count.
     keys = label_keys([f"n{i}" for i in range(nodes)], per_owner=48 // nodes)
-    return Workload(clients=2 * nodes, ops_per_client=10**9, keys=keys, read_fraction=0.5,
-                    op_timeout=8.0, seed=seed)
+    return Workload(
+        clients=2 * nodes,
+        ops_per_client=10**9,
+        keys=keys,
+        read_fraction=0.5,
+        op_timeout=8.0,
+        seed=seed,
+    )
 
 
 @pytest.mark.timeout(300)
-async def test_no_acknowledged_write_lost_no_split_brain_no_read_backwards(netbed_factory, tmp_path):
+async def test_no_acknowledged_write_lost_no_split_brain_no_read_backwards(
+    netbed_factory, tmp_path
+):
     bed = netbed_factory(3)
     scenarios = iter(ISSUE_SCENARIOS)
     await check_safety(bed, tmp_path / "nodes", _workload(3, seed=1), lambda: next(scenarios, None))

@@ -38,23 +38,42 @@ def run_in(container, *argv: str) -> str:
 
 
 def test_a_container_reads_its_secret_from_a_tmpfs_and_the_plaintext_is_nowhere_else(
-        tmp_path, engine, busybox_image):  # noqa: F811
+    tmp_path, engine, busybox_image
+):  # noqa: F811
     marker = f"SECRET-MARKER-{secrets.token_hex(8)}".encode()
     name = f"sec-{secrets.token_hex(4)}"
     with docker_cluster(str(tmp_path), engine) as cluster:
         try:
+
             async def setup() -> None:
                 async with cluster.nodes[0].client() as client:
                     await client.post("/v1/secrets", {"name": "dbpw", "data": b64(marker)})
-                    await client.post("/v1/configs", {"name": "app.conf", "data": b64(b"port=80\n")})
+                    await client.post(
+                        "/v1/configs", {"name": "app.conf", "data": b64(b"port=80\n")}
+                    )
+
             asyncio.run(setup())
-            must(shoal("service", "create", "--name", name, "--secret", "dbpw",
-                       "--config", "app.conf,target=/etc/app.conf", busybox_image,
-                       "sleep", "300", addr=cluster.nodes[1].api))
+            must(
+                shoal(
+                    "service",
+                    "create",
+                    "--name",
+                    name,
+                    "--secret",
+                    "dbpw",
+                    "--config",
+                    "app.conf,target=/etc/app.conf",
+                    busybox_image,
+                    "sleep",
+                    "300",
+                    addr=cluster.nodes[1].api,
+                )
+            )
 
             async def one_running() -> list:
                 found = containers_of(engine, name)
                 return found if len(found) == 1 and found[0].status == "running" else []
+
             (container,) = asyncio.run(wait_for(one_running, 60, "the service's container"))
 
             assert run_in(container, "cat", "/run/secrets/dbpw").encode() == marker
@@ -77,6 +96,7 @@ def test_a_container_reads_its_secret_from_a_tmpfs_and_the_plaintext_is_nowhere_
 
             async def cleaned() -> bool:
                 return not containers_of(engine, name) and not os.path.exists(on_node)
+
             asyncio.run(wait_for(cleaned, 60, "the container and its files to go"))
         finally:
             remove_containers(engine, f"{LABEL_SERVICE}={name}")

@@ -35,13 +35,27 @@ def volume_name(engine):  # noqa: F811
         pass
 
 
-async def test_a_replacement_container_finds_what_the_removed_one_wrote(shared, engine, service_name,  # noqa: F811
-                                                                        volume_name, busybox_image):
+async def test_a_replacement_container_finds_what_the_removed_one_wrote(
+    shared,
+    engine,
+    service_name,  # noqa: F811
+    volume_name,
+    busybox_image,
+):
     name = service_name(shared, "vol")
     # Each container appends its task id to a file in the volume, then serves.
-    create(shared, name, "--mount", f"type=volume,source={volume_name},target=/data", *QUICK_RESTART,
-           "--entrypoint", "/bin/sh", busybox_image,
-           "-c", 'echo "$SHOAL_TASK_ID" >> /data/ids; exec httpd -f -p 80 -h /tmp')
+    create(
+        shared,
+        name,
+        "--mount",
+        f"type=volume,source={volume_name},target=/data",
+        *QUICK_RESTART,
+        "--entrypoint",
+        "/bin/sh",
+        busybox_image,
+        "-c",
+        'echo "$SHOAL_TASK_ID" >> /data/ids; exec httpd -f -p 80 -h /tmp',
+    )
     watch = SlotWatch(shared, name)
     (first,) = live(await watch.until(settled(engine, 1), "a running container"))
     volume = engine.volumes.get(volume_name)
@@ -67,6 +81,10 @@ async def test_a_replacement_container_finds_what_the_removed_one_wrote(shared, 
 
     await wait_for(containers_gone, timeout=SETTLE, what="the service's containers removed")
     assert engine.volumes.get(volume_name).attrs["Labels"] == {LABEL_VOLUME: volume_name}
-    out = engine.containers.run(busybox_image, ["cat", "/data/ids"], remove=True,
-                                volumes={volume_name: {"bind": "/data", "mode": "ro"}})
+    out = engine.containers.run(
+        busybox_image,
+        ["cat", "/data/ids"],
+        remove=True,
+        volumes={volume_name: {"bind": "/data", "mode": "ro"}},
+    )
     assert out.decode().split() == [first["id"], successor["id"]]

@@ -36,8 +36,19 @@ class StateSource:
         self.changed = asyncio.Event()
         self.commands: list = []
         self._applied = asyncio.Condition()
-        self.state.apply(RegisterNode(Node(node_id, node_id, address, 7420, 7421, 7422,
-                                           resources=Resources(64_000, 64 << 30))))
+        self.state.apply(
+            RegisterNode(
+                Node(
+                    node_id,
+                    node_id,
+                    address,
+                    7420,
+                    7421,
+                    7422,
+                    resources=Resources(64_000, 64 << 30),
+                )
+            )
+        )
         self.node_id = node_id
 
     @contextlib.contextmanager
@@ -70,11 +81,23 @@ class StateSource:
     async def assign(self, service: str, *slots: int) -> list[str]:
         """New tasks of `service` in `slots`, assigned to this node, as the scheduler would."""
         svc = services(self.state)[service]
-        created = tuple(Task(f"{service}-{slot}-{uuid.uuid4().hex[:8]}", svc.id, service, slot,
-                             svc.version, reserved=svc.spec.resources.reservations,
-                             host_ports=svc.spec.host_ports) for slot in slots)
-        result = await self.submit(AssignTasks(2.0, create=created, assign=tuple(
-            Assignment(t.id, self.node_id) for t in created)))
+        created = tuple(
+            Task(
+                f"{service}-{slot}-{uuid.uuid4().hex[:8]}",
+                svc.id,
+                service,
+                slot,
+                svc.version,
+                reserved=svc.spec.resources.reservations,
+                host_ports=svc.spec.host_ports,
+            )
+            for slot in slots
+        )
+        result = await self.submit(
+            AssignTasks(
+                2.0, create=created, assign=tuple(Assignment(t.id, self.node_id) for t in created)
+            )
+        )
         assert result.value["assigned"] == len(created), result.value
         return [t.id for t in created]
 

@@ -21,8 +21,14 @@ from tests.integration.mesh_support import PUBLISHED, new_session
 FAST_METRICS = ["--metrics-interval", "1"]
 # About 5 requests/s per replica: the load below (tens of requests per second) needs the
 # maximum of 4, none needs more than 1.
-AUTOSCALE = {"min": 1, "max": 4, "metric": "rps", "target": 5, "cooldown_up": "2s",
-             "cooldown_down": "6s"}
+AUTOSCALE = {
+    "min": 1,
+    "max": 4,
+    "metric": "rps",
+    "target": 5,
+    "cooldown_up": "2s",
+    "cooldown_down": "6s",
+}
 
 
 async def load(address: str, stop: asyncio.Event) -> int:
@@ -53,8 +59,21 @@ async def autoscaled_events(cluster: LocalCluster) -> list[dict]:
 
 
 def status_text(cluster: LocalCluster) -> str:
-    done = subprocess.run([sys.executable, "-m", "node", "service", "status", "web", "--addr",
-                           cluster.nodes[1].socket], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "service",
+            "status",
+            "web",
+            "--addr",
+            cluster.nodes[1].socket,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -71,6 +90,7 @@ async def autoscale_flow(cluster: LocalCluster, spec: dict) -> None:
     stop = asyncio.Event()
     sender = asyncio.ensure_future(load(cluster.nodes[2].address, stop))
     try:
+
         async def scaled_up() -> bool:
             wanted, live = await replicas(cluster)
             return wanted >= 3 and live >= 3

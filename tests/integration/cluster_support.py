@@ -21,9 +21,13 @@ SETTLE = 45.0
 
 def shoal(*argv: str, addr: str) -> subprocess.CompletedProcess:
     """`shoal ARGV...` against `addr`, as an operator elsewhere runs it: with the API token."""
-    return subprocess.run([sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]],
-                          capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+    return subprocess.run(
+        [sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+    )
 
 
 def must(done: subprocess.CompletedProcess) -> str:
@@ -53,8 +57,11 @@ def slots_running_twice(tasks: list[dict]) -> list[tuple[int, str]]:
     (but for a start-first move: the moved task serves until its copy is ready)."""
     running = live(tasks)
     moved = {t.get("replaces") for t in running}
-    return [key for key, n in Counter(slot_key(t) for t in running if t["id"] not in moved).items()
-            if n > 1]
+    return [
+        key
+        for key, n in Counter(slot_key(t) for t in running if t["id"] not in moved).items()
+        if n > 1
+    ]
 
 
 class SlotWatch:
@@ -65,8 +72,9 @@ class SlotWatch:
         self.cluster, self.service = cluster, service
         self.doubled: list[tuple[list[tuple[int, str]], list[dict]]] = []
 
-    async def until(self, condition: Callable[[list[dict]], object], what: str,
-                    timeout: float = SETTLE) -> list[dict]:
+    async def until(
+        self, condition: Callable[[list[dict]], object], what: str, timeout: float = SETTLE
+    ) -> list[dict]:
         async def look() -> list[dict]:
             tasks = await tasks_of(self.cluster, self.service)
             doubled = slots_running_twice(tasks)
@@ -82,16 +90,20 @@ class SlotWatch:
 
 def running_slots(count: int) -> Callable[[list[dict]], bool]:
     """`count` tasks running, one per slot."""
+
     def holds(tasks: list[dict]) -> bool:
         running = live(tasks)
         return len(running) == count and len({slot_key(t) for t in running}) == count
+
     return holds
 
 
 def running_spread(count: int) -> Callable[[list[dict]], bool]:
     """`count` tasks running, one per slot, each on its own node."""
+
     def holds(tasks: list[dict]) -> bool:
         return running_slots(count)(tasks) and len({t["node_id"] for t in live(tasks)}) == count
+
     return holds
 
 
@@ -100,18 +112,25 @@ async def node_status(cluster: LocalCluster, name: str, via: int) -> tuple[str, 
     return node["status"], node["availability"]
 
 
-async def until_node(cluster: LocalCluster, name: str, status: str, via: int,
-                     timeout: float = SETTLE) -> None:
+async def until_node(
+    cluster: LocalCluster, name: str, status: str, via: int, timeout: float = SETTLE
+) -> None:
     async def reached() -> bool:
         return (await node_status(cluster, name, via))[0] == status
+
     await wait_for(reached, timeout=timeout, what=f"{name} {status}")
 
 
 async def until_voters(cluster: LocalCluster, count: int, timeout: float = 60.0) -> None:
     """Every node of the cluster counts `count` voters."""
+
     async def counted() -> bool:
-        return all([len((await cluster.get(i, "/v1/cluster"))["voters"]) == count
-                    for i in range(len(cluster.nodes))])
+        return all(
+            [
+                len((await cluster.get(i, "/v1/cluster"))["voters"]) == count
+                for i in range(len(cluster.nodes))
+            ]
+        )
 
     await wait_for(counted, what=f"{count} voters", timeout=timeout)
 

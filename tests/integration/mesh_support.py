@@ -24,8 +24,13 @@ from tests.support import unavailable
 PUBLISHED = 18080
 # Placement and health for the flow's service: two replicas, none on n3 (the mesh must
 # still answer there), checked often so that endpoints come and go quickly.
-WEB = {"name": "web", "replicas": 2, "constraints": ["node.hostname!=n3"],
-       "restart": {"delay": "0.2s"}, "stop_grace_period": "1s"}
+WEB = {
+    "name": "web",
+    "replicas": 2,
+    "constraints": ["node.hostname!=n3"],
+    "restart": {"delay": "0.2s"},
+    "stop_grace_period": "1s",
+}
 HTTP_CHECK = {"kind": "http", "path": "/", "interval": "0.2s", "timeout": "1s"}
 
 # Kills one replica: its task (as the API shows it) and the node it runs on.
@@ -54,8 +59,9 @@ def remove_leftover_tables(cluster: LocalCluster) -> None:
     if os.geteuid() != 0 or shutil.which("nft") is None:
         return
     for node_id in node_ids(cluster):
-        subprocess.run(["nft", "delete", "table", "ip", MeshConfig(node_id).nft_table],
-                       capture_output=True)
+        subprocess.run(
+            ["nft", "delete", "table", "ip", MeshConfig(node_id).nft_table], capture_output=True
+        )
 
 
 async def create(cluster: LocalCluster, spec: dict) -> None:
@@ -71,8 +77,9 @@ async def fetch(session: aiohttp.ClientSession, address: str) -> str:
 
 def new_session() -> aiohttp.ClientSession:
     # A new connection per request: the mesh balances connections.
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                 timeout=aiohttp.ClientTimeout(total=5))
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True), timeout=aiohttp.ClientTimeout(total=5)
+    )
 
 
 async def healthy_tasks(cluster: LocalCluster) -> dict[str, dict]:
@@ -81,14 +88,19 @@ async def healthy_tasks(cluster: LocalCluster) -> dict[str, dict]:
 
 
 def healthy_of(tasks: list[dict]) -> dict[str, dict]:
-    return {t["id"]: t for t in tasks
-            if t["desired"] == "running" and t["state"] == "running" and t["health"] == "healthy"}
+    return {
+        t["id"]: t
+        for t in tasks
+        if t["desired"] == "running" and t["state"] == "running" and t["health"] == "healthy"
+    }
 
 
 def brief(tasks: list[dict]) -> list[tuple]:
     """What a timeout message needs of each task."""
-    return [(t["id"], t["node_id"][:6], t["desired"], t["state"], t["health"], t.get("error"))
-            for t in tasks]
+    return [
+        (t["id"], t["node_id"][:6], t["desired"], t["state"], t["health"], t.get("error"))
+        for t in tasks
+    ]
 
 
 async def table(cluster: LocalCluster, i: int) -> set[tuple[str, str, str]]:
@@ -109,8 +121,10 @@ async def tables_agree(cluster: LocalCluster, count: int, among: list[int]) -> s
 async def serving(cluster: LocalCluster, i: int, count: int) -> bool:
     """Whether node i's data plane serves the published port with `count` endpoints."""
     status = await cluster.get(i, "/v1/mesh")
-    return any(p["published_port"] == PUBLISHED and p["listening"] and len(p["endpoints"]) == count
-               for p in status["serving"])
+    return any(
+        p["published_port"] == PUBLISHED and p["listening"] and len(p["endpoints"]) == count
+        for p in status["serving"]
+    )
 
 
 async def all_serving(cluster: LocalCluster, count: int) -> bool:
@@ -150,11 +164,18 @@ async def dns_matches_table(cluster: LocalCluster, i: int) -> bool:
     ask = lambda name, qtype: asyncio.to_thread(dns, node.address, node.api_port + 3, name, qtype)
     ingress = sorted(str(rr.rdata) for rr in await ask("web.shoal", "A"))
     (port,) = body["ports"]
-    assert ingress == sorted(port["addresses"]) == sorted(n.address for n in cluster.nodes if n.running)
+    assert (
+        ingress
+        == sorted(port["addresses"])
+        == sorted(n.address for n in cluster.nodes if n.running)
+    )
     tasks = sorted({str(rr.rdata) for rr in await ask("tasks.web.shoal", "A")})
     assert tasks == sorted({e["address"] for e in body["endpoints"]})
-    srv = sorted((str(rr.rdata.target).split(".")[0], rr.rdata.port)
-                 for rr in await ask("tasks.web.shoal", "SRV") if rr.rtype == QTYPE.SRV)
+    srv = sorted(
+        (str(rr.rdata.target).split(".")[0], rr.rdata.port)
+        for rr in await ask("tasks.web.shoal", "SRV")
+        if rr.rtype == QTYPE.SRV
+    )
     return srv == sorted((e["task_id"], e["port"]) for e in body["endpoints"])
 
 
@@ -163,7 +184,9 @@ async def routing_mesh_flow(cluster: LocalCluster, spec: dict, kill: Kill) -> No
     answers GET with its task id on PUBLISHED; `kill(task, node)` kills one replica."""
     addresses = [n.address for n in cluster.nodes]
     await create(cluster, spec)
-    first = await wait_for(lambda: tables_agree(cluster, 2, [0, 1, 2]), what="2 endpoints everywhere")
+    first = await wait_for(
+        lambda: tables_agree(cluster, 2, [0, 1, 2]), what="2 endpoints everywhere"
+    )
     assert {node for _, node, _ in first} == {"n1", "n2"}
     await wait_for(lambda: all_serving(cluster, 2), what="every node to serve 2 endpoints")
 
@@ -205,8 +228,11 @@ async def routing_mesh_flow(cluster: LocalCluster, spec: dict, kill: Kill) -> No
     # A node with a replica leaves (SIGTERM) and rejoins: it serves the right endpoints.
     leader = await cluster.leader_index()
     holders = {t["node_id"] for t in (await healthy_tasks(cluster)).values()}
-    rejoiner = next(i for i, n in enumerate(cluster.nodes)
-                    if i != leader and n.name in {names[h] for h in holders})
+    rejoiner = next(
+        i
+        for i, n in enumerate(cluster.nodes)
+        if i != leader and n.name in {names[h] for h in holders}
+    )
     others = [i for i in range(3) if i != rejoiner]
     cluster.nodes[rejoiner].stop()
 
@@ -216,8 +242,11 @@ async def routing_mesh_flow(cluster: LocalCluster, spec: dict, kill: Kill) -> No
 
     await wait_for(withdrawn, what="the leaver's endpoints withdrawn")
     cluster.nodes[rejoiner].start()
-    final = await wait_for(lambda: tables_agree(cluster, 3, [0, 1, 2]), timeout=60,
-                           what="the rejoined node to agree on 3 endpoints")
+    final = await wait_for(
+        lambda: tables_agree(cluster, 3, [0, 1, 2]),
+        timeout=60,
+        what="the rejoined node to agree on 3 endpoints",
+    )
     await wait_for(lambda: serving(cluster, rejoiner, 3), what="the rejoined node to serve them")
     address = cluster.nodes[rejoiner].address
     served = (await served_by([address], 12))[address]

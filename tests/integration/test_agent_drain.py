@@ -14,7 +14,9 @@ from tests.integration.test_agent_process import agent_for, data_dir, get, proce
 FOREVER = "1h"
 
 
-async def test_a_task_with_ports_keeps_serving_while_it_drains_and_the_agent_goes_on(source, data_dir):  # noqa: F811
+async def test_a_task_with_ports_keeps_serving_while_it_drains_and_the_agent_goes_on(
+    source, data_dir
+):  # noqa: F811
     await source.create_service(web(stop_delay=FOREVER))
     (old,) = await source.assign("web", 1)
     agent = agent_for(source, data_dir)

@@ -25,8 +25,14 @@ NODE = "n1"
 
 
 def web(**plain) -> dict:
-    return {"name": "web", "image": "process", "command": HTTP_SERVER, "ports": ["8080:8000"],
-            "stop_grace_period": "5s", **plain}
+    return {
+        "name": "web",
+        "image": "process",
+        "command": HTTP_SERVER,
+        "ports": ["8080:8000"],
+        "stop_grace_period": "5s",
+        **plain,
+    }
 
 
 @pytest.fixture
@@ -45,16 +51,24 @@ def source() -> StateSource:
 
 
 def agent_for(source: StateSource, data_dir: str) -> Agent:
-    return Agent(node_id=NODE, driver=ProcessDriver(data_dir, node_id=NODE), read_state=source.read,
-                 changed=source.changed, submit=source.submit, advertise="127.0.0.1",
-                 report_interval=0.05)
+    return Agent(
+        node_id=NODE,
+        driver=ProcessDriver(data_dir, node_id=NODE),
+        read_state=source.read,
+        changed=source.changed,
+        submit=source.submit,
+        advertise="127.0.0.1",
+        report_interval=0.05,
+    )
 
 
 async def get(port: int) -> int:
     """GET / on the task's host port, with retries while the server is still binding it."""
+
     def fetch() -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
             return answer.status
+
     for _ in range(100):
         with contextlib.suppress(OSError):
             return await asyncio.to_thread(fetch)
@@ -70,8 +84,9 @@ def process_of(data_dir: str, task_id: str) -> tuple[int, int]:
 
 
 async def test_two_replicas_run_on_their_own_ports_and_turn_healthy(source, data_dir):
-    await source.create_service(web(replicas=2, health={"kind": "http", "path": "/",
-                                                        "interval": "0.2s", "timeout": "2s"}))
+    await source.create_service(
+        web(replicas=2, health={"kind": "http", "path": "/", "interval": "0.2s", "timeout": "2s"})
+    )
     a, b = await source.assign("web", 1, 2)
     async with run_agent(agent_for(source, data_dir)):
         await source.until(lambda s: all(s.task(t).health == "healthy" for t in (a, b)))
@@ -137,8 +152,17 @@ async def test_a_task_told_to_shut_down_is_stopped_removed_and_reported(source, 
 
 
 async def test_a_failing_health_check_stops_the_task_and_fails_it(source, data_dir):
-    await source.create_service(web(health={"kind": "http", "path": "/no-such-page",
-                                            "interval": "0.2s", "timeout": "2s", "retries": 2}))
+    await source.create_service(
+        web(
+            health={
+                "kind": "http",
+                "path": "/no-such-page",
+                "interval": "0.2s",
+                "timeout": "2s",
+                "retries": 2,
+            }
+        )
+    )
     (task_id,) = await source.assign("web", 1)
     agent = agent_for(source, data_dir)
     async with run_agent(agent):
@@ -147,8 +171,9 @@ async def test_a_failing_health_check_stops_the_task_and_fails_it(source, data_d
     assert task.health == "unhealthy"
     (port,) = task.endpoint.ports
     # Refused while the server starts, or answered 404: either way the check failed.
-    assert task.error.startswith(f"health check failed: GET http://127.0.0.1:{port.host_port}"
-                                 f"/no-such-page ")
+    assert task.error.startswith(
+        f"health check failed: GET http://127.0.0.1:{port.host_port}/no-such-page "
+    )
     assert not (await agent.driver.inspect(task_id)).alive
 
 

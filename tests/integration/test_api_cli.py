@@ -22,9 +22,13 @@ async def single(tmp_path):
 
 
 def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node", *args, "--addr", addr],
-                          capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+    return subprocess.run(
+        [sys.executable, "-m", "node", *args, "--addr", addr],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+    )
 
 
 async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
@@ -38,8 +42,13 @@ async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
 async def test_malformed_requests_get_400_naming_the_field(single):
     base = f"http://{single.nodes[0].api}/v1/nodes/n1"
     cases = [
-        ({"data": b"{not json", "headers": {"Content-Type": "application/json", **auth_for(base)}},
-         "body"),
+        (
+            {
+                "data": b"{not json",
+                "headers": {"Content-Type": "application/json", **auth_for(base)},
+            },
+            "body",
+        ),
         ({"json": {"availability": "sideways"}}, "availability"),
         ({"json": {"add_labels": {"k": 5}}}, "add_labels.k"),
         ({"json": {"add_labels": {"bad key!": "v"}}}, "add_labels.bad key!"),
@@ -61,22 +70,28 @@ async def test_malformed_requests_get_400_naming_the_field(single):
 async def test_internal_calls_need_the_token_and_a_nodes_key(single):
     api = single.nodes[0].api
     msgpack_type = {"Content-Type": "application/msgpack"}
-    status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage",
-                              headers=msgpack_type)
+    status, body = await _raw(
+        "POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage", headers=msgpack_type
+    )
     assert status == 401 and "token" in body["error"]
     # The API token alone does not make a node: raw commands would skip the API's checks.
     token = (await single.get(0, "/v1/cluster/token"))["api_token"]
     headers = {"Authorization": f"Bearer {token}", **msgpack_type}
     for path in ("/v1/internal/propose", "/v1/internal/removed", "/v1/internal/raft-role"):
-        status, body = await _raw("POST", f"http://{api}{path}", data=b"\x93garbage",
-                                  headers=headers)
+        status, body = await _raw(
+            "POST", f"http://{api}{path}", data=b"\x93garbage", headers=headers
+        )
         assert status == 403 and body["field"] == "X-Shoal-Node", (path, body)
     forged = {**single.nodes[0].node_headers, "X-Shoal-Node-Key": "0" * 64, **msgpack_type}
     status, _ = await _raw("POST", f"http://{api}/v1/internal/removed", headers=forged)
     assert status == 403
     assert (await single.get(0, "/healthz"))["ok"]  # still running
-    status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage",
-                              headers={**single.nodes[0].node_headers, **msgpack_type})
+    status, body = await _raw(
+        "POST",
+        f"http://{api}/v1/internal/propose",
+        data=b"\x93garbage",
+        headers={**single.nodes[0].node_headers, **msgpack_type},
+    )
     assert status == 400 and "msgpack" in body["error"]
 
 
@@ -92,8 +107,20 @@ async def test_cli_lists_updates_and_fails_cleanly(single):
     assert header.split()[:4] == ["ID", "NAME", "ADDRESS", "ROLE"]
     assert node["id"] in row and "voter" in row
 
-    updated = shoal("node", "update", "n1", "--label-add", "disk=ssd", "--label-rm", "tier",
-                    "--availability", "drain", "-o", "json", addr=addr)
+    updated = shoal(
+        "node",
+        "update",
+        "n1",
+        "--label-add",
+        "disk=ssd",
+        "--label-rm",
+        "tier",
+        "--availability",
+        "drain",
+        "-o",
+        "json",
+        addr=addr,
+    )
     assert updated.returncode == 0, updated.stderr
     assert json.loads(updated.stdout)["labels"] == {"zone": "a", "disk": "ssd"}
     assert json.loads(updated.stdout)["availability"] == "drain"
@@ -118,8 +145,11 @@ async def test_garbage_on_the_api_port_does_not_hurt_the_node(single):
     import asyncio
 
     host, port = single.nodes[0].api.split(":")
-    for junk in (b"\x00\xff" * 500, b"GET / HTTP/9.9\r\n\r\n", b"PATCH /v1/nodes/n1 HTTP/1.1\r\n"
-                 b"Content-Length: 99999999\r\n\r\n{"):
+    for junk in (
+        b"\x00\xff" * 500,
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"PATCH /v1/nodes/n1 HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n{",
+    ):
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(junk)
         await writer.drain()

@@ -40,47 +40,116 @@ from node.localcluster import LocalCluster
 CASES = int(os.environ.get("SHOAL_FUZZ_CASES", "2000"))
 pytestmark = pytest.mark.timeout(240)
 
-ROUTES = [(r.method, r.path) for table in (cluster_routes, service_routes, mesh_routes,
-                                           task_routes, volume_routes, event_routes,
-                                           autoscale_routes, secret_routes) for r in table]
+ROUTES = [
+    (r.method, r.path)
+    for table in (
+        cluster_routes,
+        service_routes,
+        mesh_routes,
+        task_routes,
+        volume_routes,
+        event_routes,
+        autoscale_routes,
+        secret_routes,
+    )
+    for r in table
+]
 _VARIABLE = re.compile(r"\{(\w+)(?::([^}]+))?\}")
 
 # -- values -------------------------------------------------------------------------------
 HUGE_INTS = st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**30, 10**450, -1, 0])
-SCALARS = (st.none() | st.booleans() | st.integers() | HUGE_INTS
-           | st.floats(allow_nan=True, allow_infinity=True)
-           | st.text(max_size=30) | st.sampled_from(["\ud800", "é" * 3, "", " ", "\x00"]))
-UNITS = st.sampled_from(["10s", "1m30s", "-1s", "9" * 40 + "s", "0.5", "100m", "128Mi", "64M",
-                         "1e999", "9" * 450, "8080:80", "80:80/udp", "mode=host,target=80",
-                         "node.labels.zone==a", "spread=node.labels.zone", "K=V", "/a:/b:ro",
-                         "abc", ""])
-JSON = st.recursive(SCALARS | UNITS, lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
-NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True) | st.text(max_size=70) | st.just("web")
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | HUGE_INTS
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+    | st.sampled_from(["\ud800", "é" * 3, "", " ", "\x00"])
+)
+UNITS = st.sampled_from(
+    [
+        "10s",
+        "1m30s",
+        "-1s",
+        "9" * 40 + "s",
+        "0.5",
+        "100m",
+        "128Mi",
+        "64M",
+        "1e999",
+        "9" * 450,
+        "8080:80",
+        "80:80/udp",
+        "mode=host,target=80",
+        "node.labels.zone==a",
+        "spread=node.labels.zone",
+        "K=V",
+        "/a:/b:ro",
+        "abc",
+        "",
+    ]
+)
+JSON = st.recursive(
+    SCALARS | UNITS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+NAMES = (
+    st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True) | st.text(max_size=70) | st.just("web")
+)
 
 
 def _field_values(field: dataclasses.Field) -> st.SearchStrategy:
     """What a spec field gets: a value its parser takes, a shorthand, or junk."""
-    good = {"replicas": st.integers(0, 3), "mode": st.sampled_from(["replicated", "global", "x"]),
-            "command": st.sampled_from([["sleep", "60"], "sleep 60", "'unclosed", "a\\"]),
-            "image": st.sampled_from(["process", "", "x y", "a" * 300]),
-            "ports": st.lists(UNITS | st.dictionaries(st.sampled_from(
-                ["target", "published", "protocol", "mode"]), SCALARS | UNITS), max_size=3),
-            "env": st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3)
-            | st.lists(st.text(max_size=10), max_size=3)}
+    good = {
+        "replicas": st.integers(0, 3),
+        "mode": st.sampled_from(["replicated", "global", "x"]),
+        "command": st.sampled_from([["sleep", "60"], "sleep 60", "'unclosed", "a\\"]),
+        "image": st.sampled_from(["process", "", "x y", "a" * 300]),
+        "ports": st.lists(
+            UNITS
+            | st.dictionaries(
+                st.sampled_from(["target", "published", "protocol", "mode"]), SCALARS | UNITS
+            ),
+            max_size=3,
+        ),
+        "env": st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3)
+        | st.lists(st.text(max_size=10), max_size=3),
+    }
     return good.get(field.name, st.nothing()) | UNITS | JSON
 
 
 SPECS = st.fixed_dictionaries(
     {"name": NAMES, "image": st.just("process"), "replicas": st.integers(0, 2)},
-    optional={f.name: _field_values(f) for f in dataclasses.fields(ServiceSpec)
-              if f.name not in ("name", "image", "replicas")})
+    optional={
+        f.name: _field_values(f)
+        for f in dataclasses.fields(ServiceSpec)
+        if f.name not in ("name", "image", "replicas")
+    },
+)
 
 # -- requests -----------------------------------------------------------------------------
-PARAMS = st.dictionaries(st.sampled_from(["version", "since", "tail", "follow", "local", "service",
-                                          "task", "node", "force", "strict"]),
-                         st.sampled_from(["0", "1", "-1", "99999999999999999999", "²", "all",
-                                          "true", "x", ""]), max_size=3)
+PARAMS = st.dictionaries(
+    st.sampled_from(
+        [
+            "version",
+            "since",
+            "tail",
+            "follow",
+            "local",
+            "service",
+            "task",
+            "node",
+            "force",
+            "strict",
+        ]
+    ),
+    st.sampled_from(["0", "1", "-1", "99999999999999999999", "²", "all", "true", "x", ""]),
+    max_size=3,
+)
 
 
 def _path(pattern: str) -> st.SearchStrategy[str]:
@@ -90,9 +159,12 @@ def _path(pattern: str) -> st.SearchStrategy[str]:
         pieces.append(st.just(parts[i]))
         if i + 1 < len(parts):
             choices = parts[i + 2]
-            pieces.append(st.sampled_from(choices.split("|")) if choices else
-                          st.sampled_from(["web", "n1", "nope", "a" * 300, "%00", "..", "é"])
-                          | st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True))
+            pieces.append(
+                st.sampled_from(choices.split("|"))
+                if choices
+                else st.sampled_from(["web", "n1", "nope", "a" * 300, "%00", "..", "é"])
+                | st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True)
+            )
     return st.tuples(*pieces).map("".join)
 
 
@@ -102,8 +174,9 @@ def _body(method: str, path: str) -> st.SearchStrategy:
     if path == "/v1/apply":
         return st.lists(SPECS, max_size=3).map(yaml.safe_dump) | st.text(max_size=200)
     if "secrets" in path or "configs" in path:
-        return st.fixed_dictionaries({"name": NAMES, "data": st.text(max_size=20)},
-                                     optional={"exist_ok": SCALARS}).map(json.dumps)
+        return st.fixed_dictionaries(
+            {"name": NAMES, "data": st.text(max_size=20)}, optional={"exist_ok": SCALARS}
+        ).map(json.dumps)
     return JSON.map(json.dumps) | st.binary(max_size=50)
 
 
@@ -117,10 +190,24 @@ def requests(draw) -> tuple[str, str, bytes, dict[str, str]]:
     query = "&".join(f"{k}={v}" for k, v in params.items())
     body = draw(_body(method, pattern)) if method in ("POST", "PATCH") else ""
     data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-    headers = {"Content-Type": draw(st.sampled_from(["application/json"] * 6 + [
-        "application/yaml", "text/plain", "application/msgpack", "application/json; charset=x"]))}
-    twist = draw(st.sampled_from(["none"] * 12 + ["gzip", "bad-gzip", "origin", "host",
-                                                  "bad-token", "no-token"]))
+    headers = {
+        "Content-Type": draw(
+            st.sampled_from(
+                ["application/json"] * 6
+                + [
+                    "application/yaml",
+                    "text/plain",
+                    "application/msgpack",
+                    "application/json; charset=x",
+                ]
+            )
+        )
+    }
+    twist = draw(
+        st.sampled_from(
+            ["none"] * 12 + ["gzip", "bad-gzip", "origin", "host", "bad-token", "no-token"]
+        )
+    )
     if twist == "gzip":
         data, headers["Content-Encoding"] = gzip.compress(data), "gzip"
     elif twist == "bad-gzip":
@@ -140,8 +227,9 @@ def requests(draw) -> tuple[str, str, bytes, dict[str, str]]:
 @pytest.fixture(scope="module")
 def node():
     with tempfile.TemporaryDirectory() as base:
-        cluster = LocalCluster(base, 1, ["--runtime", "process", "--cpus", "1",
-                                         "--memory", str(1 << 30)])
+        cluster = LocalCluster(
+            base, 1, ["--runtime", "process", "--cpus", "1", "--memory", str(1 << 30)]
+        )
         try:
             asyncio.run(cluster.start())
             yield cluster.nodes[0]
@@ -187,19 +275,29 @@ class Answers:
 def test_fuzzed_requests_never_get_a_500_and_the_node_stays_healthy(node):
     answers = Answers(node)
     # Nothing the fuzzer creates is run: the node takes no tasks.
-    assert answers.send("PATCH", "/v1/nodes/n1", b'{"availability": "drain"}',
-                        {"Content-Type": "application/json"}) == 200
+    assert (
+        answers.send(
+            "PATCH",
+            "/v1/nodes/n1",
+            b'{"availability": "drain"}',
+            {"Content-Type": "application/json"},
+        )
+        == 200
+    )
 
-    @settings(max_examples=CASES, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=CASES, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(requests())
     def one(request):
         answers.send(*request)
 
     started = time.monotonic()
     one()
-    print(f"{answers.count} requests in {time.monotonic() - started:.1f} s; statuses "
-          f"{sorted(answers.statuses.items())}")
+    print(
+        f"{answers.count} requests in {time.monotonic() - started:.1f} s; statuses "
+        f"{sorted(answers.statuses.items())}"
+    )
     print(f"slowest: {answers.slowest}")
     assert answers.count >= CASES * 0.9
     assert answers.server_errors == []

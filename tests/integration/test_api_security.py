@@ -35,13 +35,18 @@ async def single():
             yield cluster
 
 
-def cli(*argv: str, env: dict[str, str] | None = None,
-        user: str = "self") -> subprocess.CompletedProcess:
+def cli(
+    *argv: str, env: dict[str, str] | None = None, user: str = "self"
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "node", *argv]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
-    return subprocess.run(as_nobody(command) if user == "nobody" else command,
-                          env={**clean, **(env or {})}, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        as_nobody(command) if user == "nobody" else command,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
@@ -69,9 +74,15 @@ async def test_tcp_needs_the_token_even_from_loopback(single):
     assert status == 401
     host, port = node.api.split(":")
     for bearer in ("é".encode(), b"\xff\xfe", "токен".encode()):
-        answer = await raw_exchange(host, int(port), b"GET /v1/cluster/token HTTP/1.1\r\nHost: "
-                                    + host.encode() + b"\r\nAuthorization: Bearer " + bearer
-                                    + b"\r\nConnection: close\r\n\r\n")
+        answer = await raw_exchange(
+            host,
+            int(port),
+            b"GET /v1/cluster/token HTTP/1.1\r\nHost: "
+            + host.encode()
+            + b"\r\nAuthorization: Bearer "
+            + bearer
+            + b"\r\nConnection: close\r\n\r\n",
+        )
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     status, body = await raw("GET", url, headers=auth_for(node.api))
     assert status == 200 and body["token"].startswith("SHOAL1-")
@@ -88,8 +99,9 @@ async def test_another_local_user_gets_nothing(single):
     assert as_socket.returncode == 2 and "Permission denied" in as_socket.stderr
     via_dir = cli("cluster", "token", env={"SHOAL_DATA_DIR": node.data_dir}, user="nobody")
     assert via_dir.returncode == 2 and "SHOAL1-" not in via_dir.stdout
-    over_tcp = cli("service", "create", "--name", "evil", "--addr", node.api, "process",
-                   "id", user="nobody")
+    over_tcp = cli(
+        "service", "create", "--name", "evil", "--addr", node.api, "process", "id", user="nobody"
+    )
     assert over_tcp.returncode == 1 and "token" in over_tcp.stderr
     assert (await single.get(0, "/v1/services")) == []
 
@@ -100,8 +112,19 @@ async def test_the_nodes_own_user_administers_it_through_its_socket(single):
     assert by_flag.returncode == 0 and by_flag.stdout.startswith("SHOAL1-"), by_flag.stderr
     by_env = cli("node", "ls", "-o", "json", env={"SHOAL_DATA_DIR": node.data_dir})
     assert by_env.returncode == 0 and json.loads(by_env.stdout)[0]["name"] == "n1"
-    by_addr = cli("service", "create", "--name", "web", "--replicas", "0",
-                  "--addr", f"unix:{socket_path(node.data_dir)}", "process", "sleep", "1")
+    by_addr = cli(
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "0",
+        "--addr",
+        f"unix:{socket_path(node.data_dir)}",
+        "process",
+        "sleep",
+        "1",
+    )
     assert by_addr.returncode == 0, by_addr.stderr
     # Over TCP a wrong token is refused like none.
     wrong = cli("node", "ls", "--addr", node.api, env={"SHOAL_TOKEN": "f" * 64})
@@ -127,8 +150,12 @@ async def test_a_web_page_cannot_drive_the_api(single):
         answer, body = await raw("POST", url, data=service, headers=sent)
         assert (answer, body.get("field")) == (status, field), (headers, body)
         # The same request as the CLI sends it (its own Host; a same-origin page) is served.
-        fair = {**sent, "Content-Type": "application/json", "Host": node.api,
-                "Origin": f"http://{node.api}"}
+        fair = {
+            **sent,
+            "Content-Type": "application/json",
+            "Host": node.api,
+            "Origin": f"http://{node.api}",
+        }
         fair.pop("Sec-Fetch-Site", None)
         answer, body = await raw("POST", url, data=service, headers=fair)
         assert answer == 201, (headers, body)
@@ -138,13 +165,16 @@ async def test_a_huge_command_gets_a_quick_answer_and_the_node_stays_responsive(
     node = single.nodes[0]
     url = f"http://{node.api}/v1/services"
     headers = {"Content-Type": "application/json", **auth_for(node.api)}
-    cases = [("a" * (2 << 20), 413, "body"),       # 2 MB: over the route's body limit
-             ("a" * 200_000, 400, "command"),      # under it, but no argument is that long
-             ("x " * 100_000, 400, "command")]
+    cases = [
+        ("a" * (2 << 20), 413, "body"),  # 2 MB: over the route's body limit
+        ("a" * 200_000, 400, "command"),  # under it, but no argument is that long
+        ("x " * 100_000, 400, "command"),
+    ]
     for command, status, field in cases:
         started = time.monotonic()
-        answer, body = await raw("POST", url, headers=headers,
-                                 data=json.dumps({**SERVICE, "command": command}))
+        answer, body = await raw(
+            "POST", url, headers=headers, data=json.dumps({**SERVICE, "command": command})
+        )
         assert (answer, body.get("field")) == (status, field), body
         assert time.monotonic() - started < 2.0
         health_started = time.monotonic()
@@ -160,12 +190,27 @@ MALFORMED = [
     ("POST", "/v1/services", "[" * 5000 + "]" * 5000, {}, "body"),
     ("POST", "/v1/services", '{"name": "web", "image": "\\ud800"}', {}, "body"),
     ("POST", "/v1/services", GZIP_GARBAGE, {"Content-Encoding": "gzip"}, "body"),
-    ("POST", "/v1/services", json.dumps({**SERVICE, "stop_grace_period": "9" * 450}), {},
-     "stop_grace_period"),
-    ("POST", "/v1/services", json.dumps({**SERVICE, "resources": {"limits": {"memory": 10**30}}}),
-     {}, "resources.limits.memory"),
-    ("POST", "/v1/services", json.dumps({**SERVICE, "restart": {"max_attempts": 2**64}}), {},
-     "restart.max_attempts"),
+    (
+        "POST",
+        "/v1/services",
+        json.dumps({**SERVICE, "stop_grace_period": "9" * 450}),
+        {},
+        "stop_grace_period",
+    ),
+    (
+        "POST",
+        "/v1/services",
+        json.dumps({**SERVICE, "resources": {"limits": {"memory": 10**30}}}),
+        {},
+        "resources.limits.memory",
+    ),
+    (
+        "POST",
+        "/v1/services",
+        json.dumps({**SERVICE, "restart": {"max_attempts": 2**64}}),
+        {},
+        "restart.max_attempts",
+    ),
     ("POST", "/v1/services", json.dumps({**SERVICE, "replicas": 10**6}), {}, "replicas"),
     ("POST", "/v1/services", json.dumps({**SERVICE, "image": "x" * (300 << 10)}), {}, "body"),
     ("POST", "/v1/secrets", json.dumps({"name": "s", "data": "é"}), {}, "data"),
@@ -200,13 +245,17 @@ async def test_half_open_connections_cannot_starve_the_api(single):
     closed = await asyncio.gather(*(_closed_within(reader, 1.0) for reader, _ in held[-20:]))
     assert all(closed), "connections over the per-client limit were kept"
     # Another client is still served at once.
-    answer = await raw_exchange(host, int(port), b"GET /healthz HTTP/1.1\r\nHost: " +
-                                host.encode() + b"\r\nConnection: close\r\n\r\n",
-                                local_addr=("127.0.0.2", 0))
+    answer = await raw_exchange(
+        host,
+        int(port),
+        b"GET /healthz HTTP/1.1\r\nHost: " + host.encode() + b"\r\nConnection: close\r\n\r\n",
+        local_addr=("127.0.0.2", 0),
+    )
     assert answer.startswith(b"HTTP/1.1 200")
     # And the half-open ones are dropped once they have idled IDLE_TIMEOUT.
-    closed = await asyncio.gather(*(_closed_within(reader, IDLE_TIMEOUT + 5)
-                                    for reader, _ in held[:MAX_PER_CLIENT]))
+    closed = await asyncio.gather(
+        *(_closed_within(reader, IDLE_TIMEOUT + 5) for reader, _ in held[:MAX_PER_CLIENT])
+    )
     assert all(closed)
     for _, writer in held:
         writer.close()
@@ -224,27 +273,49 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
 async def test_the_data_dir_and_the_nodes_files_are_private(single):
     node = single.nodes[0]
     marker = "file-mode-marker-7"
-    created = cli("service", "create", "--name", "printer", "--replicas", "1", "--data-dir",
-                  node.data_dir, "process", "sh", "-c", f"echo {marker}; sleep 300")
+    created = cli(
+        "service",
+        "create",
+        "--name",
+        "printer",
+        "--replicas",
+        "1",
+        "--data-dir",
+        node.data_dir,
+        "process",
+        "sh",
+        "-c",
+        f"echo {marker}; sleep 300",
+    )
     assert created.returncode == 0, created.stderr
 
     async def logged() -> list[str]:
         found = []
         for root, _, files in os.walk(os.path.join(node.data_dir, "tasks")):
-            found += [os.path.join(root, f) for f in files if f == "output.log"
-                      and marker in open(os.path.join(root, f)).read()]
+            found += [
+                os.path.join(root, f)
+                for f in files
+                if f == "output.log" and marker in open(os.path.join(root, f)).read()
+            ]
         return found
 
     from node.localcluster import wait_for
+
     (log_file,) = await wait_for(logged, 30, "the task's output")
     assert stat.S_IMODE(os.stat(node.data_dir).st_mode) == 0o700
-    private = [os.path.join(node.data_dir, name) for name in os.listdir(node.data_dir)
-               if os.path.isfile(os.path.join(node.data_dir, name))]
+    private = [
+        os.path.join(node.data_dir, name)
+        for name in os.listdir(node.data_dir)
+        if os.path.isfile(os.path.join(node.data_dir, name))
+    ]
     for root, _, files in os.walk(os.path.join(node.data_dir, "raft")):
         private += [os.path.join(root, f) for f in files]
     assert any(p.endswith(".journal") for p in private) and log_file
-    loose = {p: oct(stat.S_IMODE(os.stat(p).st_mode)) for p in [*private, log_file]
-             if stat.S_IMODE(os.stat(p).st_mode) & 0o077}
+    loose = {
+        p: oct(stat.S_IMODE(os.stat(p).st_mode))
+        for p in [*private, log_file]
+        if stat.S_IMODE(os.stat(p).st_mode) & 0o077
+    }
     assert loose == {}
     # Another local user reads none of it.
     peek = subprocess.run(as_nobody(["cat", log_file, *private]), capture_output=True, text=True)
@@ -261,8 +332,16 @@ async def test_a_recorded_join_cannot_be_played_again(single):
     from node.security import ClusterKeys
 
     keys = ClusterKeys.from_token(single.token)
-    ghost = Node("ghost0000001", "ghost", "127.0.0.99", 7420, 7421, 7422,
-                 resources=Resources(64_000, 1 << 40), key_hash="ab" * 32)
+    ghost = Node(
+        "ghost0000001",
+        "ghost",
+        "127.0.0.99",
+        7420,
+        7421,
+        7422,
+        resources=Resources(64_000, 1 << 40),
+        key_hash="ab" * 32,
+    )
     captured = to_plain(JoinRequest(keys.cluster_id, ghost).signed(keys))
     url = f"http://{single.nodes[0].api}/v1/join"
     status, body = await raw("POST", url, json=captured)
@@ -282,9 +361,11 @@ async def test_a_recorded_join_cannot_be_played_again(single):
 async def test_process_tasks_run_unprivileged_and_cannot_use_the_host():
     """A service binding `/` ran as root and read /etc/shadow: now its task runs as nobody,
     a read-only mount the runtime cannot enforce is refused, and a node can refuse binds."""
-    probe = ("id -u; cat /etc/shadow >/dev/null 2>&1 && echo READ-SHADOW; "
-             "touch host/root/owned 2>/dev/null && echo WROTE-ROOT; echo ok > mine && echo WROTE-OWN; "
-             "sleep 300")
+    probe = (
+        "id -u; cat /etc/shadow >/dev/null 2>&1 && echo READ-SHADOW; "
+        "touch host/root/owned 2>/dev/null && echo WROTE-ROOT; echo ok > mine && echo WROTE-OWN; "
+        "sleep 300"
+    )
     with tempfile.TemporaryDirectory() as base:
         os.chmod(base, 0o711)
         cluster = LocalCluster(base, 2, ["--runtime", "process", "--task-user", "nobody"])
@@ -293,18 +374,57 @@ async def test_process_tasks_run_unprivileged_and_cannot_use_the_host():
         try:
             await cluster.start()
             admin = ["--data-dir", first.data_dir]
-            created = cli("service", "create", "--name", "probe", "--replicas", "1",
-                          "--constraint", "node.hostname==n1", "--mount",
-                          "type=bind,source=/,target=/host", *admin, "process", "sh", "-c", probe)
+            created = cli(
+                "service",
+                "create",
+                "--name",
+                "probe",
+                "--replicas",
+                "1",
+                "--constraint",
+                "node.hostname==n1",
+                "--mount",
+                "type=bind,source=/,target=/host",
+                *admin,
+                "process",
+                "sh",
+                "-c",
+                probe,
+            )
             assert created.returncode == 0, created.stderr
-            frozen = cli("service", "create", "--name", "frozen", "--replicas", "1",
-                         "--constraint", "node.hostname==n1", "--mount",
-                         "type=volume,source=data,target=/data,readonly", *admin,
-                         "process", "sleep", "300")
+            frozen = cli(
+                "service",
+                "create",
+                "--name",
+                "frozen",
+                "--replicas",
+                "1",
+                "--constraint",
+                "node.hostname==n1",
+                "--mount",
+                "type=volume,source=data,target=/data,readonly",
+                *admin,
+                "process",
+                "sleep",
+                "300",
+            )
             assert frozen.returncode == 0, frozen.stderr
-            bound = cli("service", "create", "--name", "bound", "--replicas", "1",
-                        "--constraint", "node.hostname==n2", "--mount",
-                        "type=bind,source=/tmp,target=/tmp", *admin, "process", "sleep", "300")
+            bound = cli(
+                "service",
+                "create",
+                "--name",
+                "bound",
+                "--replicas",
+                "1",
+                "--constraint",
+                "node.hostname==n2",
+                "--mount",
+                "type=bind,source=/tmp,target=/tmp",
+                *admin,
+                "process",
+                "sleep",
+                "300",
+            )
             assert bound.returncode == 0, bound.stderr
 
             from node.localcluster import wait_for
@@ -323,8 +443,11 @@ async def test_process_tasks_run_unprivileged_and_cannot_use_the_host():
 
             async def errors() -> dict[str, str]:
                 tasks = await cluster.get(0, "/v1/tasks")
-                found = {t["service"]: t["error"] for t in tasks
-                         if t["service"] in ("frozen", "bound") and t["error"]}
+                found = {
+                    t["service"]: t["error"]
+                    for t in tasks
+                    if t["service"] in ("frozen", "bound") and t["error"]
+                }
                 return found if len(found) == 2 else {}
 
             failed = await wait_for(errors, 30, "the refused tasks to fail")

@@ -39,20 +39,41 @@ async def cluster(tmp_path):
     """Nodes n1 (runs the task) and n2 (runs nothing), each with its own API server."""
     source = StateSource("n1")
     driver = ProcessDriver(str(tmp_path / "n1"), node_id="n1")
-    agent = Agent(node_id="n1", driver=driver, read_state=source.read, changed=source.changed,
-                  submit=source.submit, advertise="127.0.0.1", report_interval=0.05)
+    agent = Agent(
+        node_id="n1",
+        driver=driver,
+        read_state=source.read,
+        changed=source.changed,
+        submit=source.submit,
+        advertise="127.0.0.1",
+        report_interval=0.05,
+    )
     servers: dict[str, TestServer] = {}
     control = Control()
     for node_id in ("n1", "n2"):
         app = web.Application(middlewares=[errors_middleware])
-        app[NODE] = types.SimpleNamespace(node_id=node_id, raft=types.SimpleNamespace(read=source.read),
-                                          control=control, agent=agent if node_id == "n1" else None)
+        app[NODE] = types.SimpleNamespace(
+            node_id=node_id,
+            raft=types.SimpleNamespace(read=source.read),
+            control=control,
+            agent=agent if node_id == "n1" else None,
+        )
         app.add_routes(routes)
         servers[node_id] = TestServer(app, host="127.0.0.1")
         await servers[node_id].start_server()
-        await source.submit(RegisterNode(Node(node_id, node_id, "127.0.0.1",
-                                              servers[node_id].port, 7421, 7422,
-                                              resources=Resources(4000, 1 << 30))))
+        await source.submit(
+            RegisterNode(
+                Node(
+                    node_id,
+                    node_id,
+                    "127.0.0.1",
+                    servers[node_id].port,
+                    7421,
+                    7422,
+                    resources=Resources(4000, 1 << 30),
+                )
+            )
+        )
     await source.create_service({"name": "counter", "image": "process", "command": COUNTER})
     (task_id,) = await source.assign("counter", 1)
     clients = {n: ShoalClient(f"127.0.0.1:{s.port}") for n, s in servers.items()}
@@ -71,8 +92,9 @@ async def cluster(tmp_path):
 async def lines(client: ShoalClient, task_id: str, count: int, **params) -> list[str]:
     """The first `count` lines of the task's log stream (or all, if it ends first)."""
     seen: list[str] = []
-    async with contextlib.aclosing(client.stream_lines(f"/v1/tasks/{task_id}/logs",
-                                                       **params)) as stream:
+    async with contextlib.aclosing(
+        client.stream_lines(f"/v1/tasks/{task_id}/logs", **params)
+    ) as stream:
         async for line in stream:
             seen.append(line)
             if len(seen) == count:
@@ -100,13 +122,16 @@ async def test_logs_are_read_and_followed_through_any_node(cluster, node_id):
     assert number(followed[-1]) > number(last_two[-1])
 
 
-@pytest.mark.parametrize("node_id, unknown, params, status, field", [
-    ("n2", True, {}, 404, None),
-    ("n1", False, {"tail": "-1"}, 400, "tail"),
-    ("n2", False, {"follow": "maybe"}, 400, "follow"),
-    # A request passed on must be answered where it lands, never passed on again.
-    ("n2", False, {"local": "1"}, 409, None),
-])
+@pytest.mark.parametrize(
+    "node_id, unknown, params, status, field",
+    [
+        ("n2", True, {}, 404, None),
+        ("n1", False, {"tail": "-1"}, 400, "tail"),
+        ("n2", False, {"follow": "maybe"}, 400, "follow"),
+        # A request passed on must be answered where it lands, never passed on again.
+        ("n2", False, {"local": "1"}, 409, None),
+    ],
+)
 async def test_bad_log_requests_get_clear_errors(cluster, node_id, unknown, params, status, field):
     task_id, clients = cluster
     with pytest.raises(ApiError) as err:
@@ -114,18 +139,28 @@ async def test_bad_log_requests_get_clear_errors(cluster, node_id, unknown, para
     assert (err.value.status, err.value.field) == (status, field)
 
 
-@pytest.mark.parametrize("query, expected", [
-    ({}, LogQuery()),
-    ({"follow": "1", "tail": "10"}, LogQuery(True, 10)),
-    ({"follow": "false", "tail": "all", "local": "yes"}, LogQuery(False, None, True)),
-    ({"tail": "0"}, LogQuery(tail=0)),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ({}, LogQuery()),
+        ({"follow": "1", "tail": "10"}, LogQuery(True, 10)),
+        ({"follow": "false", "tail": "all", "local": "yes"}, LogQuery(False, None, True)),
+        ({"tail": "0"}, LogQuery(tail=0)),
+    ],
+)
 def test_log_queries(query, expected):
     assert parse_log_query(query) == expected
 
 
-@pytest.mark.parametrize("query, field", [({"tail": "ten"}, "tail"), ({"tail": "-5"}, "tail"),
-                                          ({"follow": "2"}, "follow"), ({"local": "x"}, "local")])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"tail": "ten"}, "tail"),
+        ({"tail": "-5"}, "tail"),
+        ({"follow": "2"}, "follow"),
+        ({"local": "x"}, "local"),
+    ],
+)
 def test_bad_log_queries_name_the_field(query, field):
     with pytest.raises(HttpError) as err:
         parse_log_query(query)

@@ -39,8 +39,11 @@ async def _shoal(*argv: str, addr: str):
 
 
 async def _stack(cluster, stack: str) -> dict[str, dict]:
-    return {s["name"]: s for s in await cluster.get(0, "/v1/services")
-            if s["spec"]["labels"].get(STACK_LABEL) == stack}
+    return {
+        s["name"]: s
+        for s in await cluster.get(0, "/v1/services")
+        if s["spec"]["labels"].get(STACK_LABEL) == stack
+    }
 
 
 async def _refusals(addr: str) -> None:
@@ -68,7 +71,9 @@ async def _apply_corpus(cluster, addr: str) -> None:
             name = str(path.relative_to(CORPUS))
             async with cluster.nodes[0].client() as client:  # as `shoal secret create` would
                 for secret in EXTERNAL_SECRETS.get(name, ()):
-                    await client.post("/v1/secrets", {"name": secret, "data": "c2VjcmV0", "exist_ok": True})
+                    await client.post(
+                        "/v1/secrets", {"name": secret, "data": "c2VjcmV0", "exist_ok": True}
+                    )
                 for network in EXTERNAL_NETWORKS.get(name, ()):
                     await client.post("/v1/networks", {"name": network, "exist_ok": True})
             done = await _shoal("apply", f"--file={path}", "-o", "json", addr=addr)
@@ -83,7 +88,8 @@ async def _apply_corpus(cluster, addr: str) -> None:
         if directory.name == "example-voting-app" and "kubernetes" in directory.parts:
             # vote-service.yaml came after vote-deployment.yaml: its NodePort is published.
             assert {"target": 80, "published": 31000} in [
-                {k: p[k] for k in ("target", "published")} for p in held["vote"]["spec"]["ports"]]
+                {k: p[k] for k in ("target", "published")} for p in held["vote"]["spec"]["ports"]
+            ]
         if held:
             must(await _shoal("stack", "rm", stack, addr=addr))
     assert [s["name"] for s in await cluster.get(0, "/v1/services")] == []
@@ -92,10 +98,16 @@ async def _apply_corpus(cluster, addr: str) -> None:
 async def _stack_lifecycle(cluster, addr: str, tmp_path: Path) -> None:
     source = CORPUS / "compose/example-voting-app/docker-stack.yml"
     names = {"redis", "db", "vote", "result", "worker"}
-    dry = json.loads(must(await _shoal("apply", f"--file={source}", "--stack", "vote", "--dry-run",
-                                       "-o", "json", addr=addr)))
-    assert dry["dry_run"] and {(s["name"], s["action"]) for s in dry["services"]} == \
-        {(n, "created") for n in names}
+    dry = json.loads(
+        must(
+            await _shoal(
+                "apply", f"--file={source}", "--stack", "vote", "--dry-run", "-o", "json", addr=addr
+            )
+        )
+    )
+    assert dry["dry_run"] and {(s["name"], s["action"]) for s in dry["services"]} == {
+        (n, "created") for n in names
+    }
     assert await _stack(cluster, "vote") == {}
 
     must(await _shoal("apply", f"--file={source}", "--stack", "vote", addr=addr))
@@ -114,8 +126,13 @@ async def _stack_lifecycle(cluster, addr: str, tmp_path: Path) -> None:
     smaller = tmp_path / "vote" / "docker-stack.yml"
     smaller.parent.mkdir()
     smaller.write_text(yaml.safe_dump(doc))
-    dry = json.loads(must(await _shoal("apply", f"--file={smaller}", "--prune", "--dry-run",
-                                       "-o", "json", addr=addr)))
+    dry = json.loads(
+        must(
+            await _shoal(
+                "apply", f"--file={smaller}", "--prune", "--dry-run", "-o", "json", addr=addr
+            )
+        )
+    )
     actions = {s["name"]: (s["action"], s.get("changes")) for s in dry["services"]}
     assert actions["worker"] == ("removed", None) and actions["vote"] == ("updated", ["replicas"])
     assert actions["db"] == ("unchanged", None)
@@ -133,11 +150,16 @@ async def _small_answers_to_small_documents(cluster, addr: str) -> None:
     """499 bytes of nested aliases: a short 400 at once, and the node stays well (it once
     answered 722 MB and was declared dead)."""
     async with aiohttp.ClientSession() as session:
-        for body, content_type in ((LAUGHS, "application/yaml"),
-                                   (json.dumps({"document": LAUGHS}), "application/json")):
+        for body, content_type in (
+            (LAUGHS, "application/yaml"),
+            (json.dumps({"document": LAUGHS}), "application/json"),
+        ):
             started = time.monotonic()
-            async with session.post(f"{addr}/v1/apply", data=body.encode(),
-                                    headers={"Content-Type": content_type, **auth_for(addr)}) as resp:
+            async with session.post(
+                f"{addr}/v1/apply",
+                data=body.encode(),
+                headers={"Content-Type": content_type, **auth_for(addr)},
+            ) as resp:
                 answer = await resp.read()
             assert resp.status == 400 and len(answer) < 1_000, answer[:300]
             assert b"aliases expand it" in answer and time.monotonic() - started < 2

@@ -90,7 +90,11 @@ async def test_files_apply_jobs_and_cron_jobs(fresh, tmp_path):
     assert (report["status"], report["succeeded"], report["completions"]) == ("complete", 2, 2)
     (beat,) = await cluster.get(0, "/v1/crons")
     assert (beat["name"], beat["schedule"], beat["concurrency"], beat["history"]) == (
-        "beat", "* * * * * */5", "forbid", 2)
+        "beat",
+        "* * * * * */5",
+        "forbid",
+        2,
+    )
 
     async def a_finished_run() -> list | None:
         runs = (await cluster.get(0, "/v1/crons/beat"))["runs"]

@@ -14,8 +14,9 @@ pytestmark = pytest.mark.timeout(150)
 
 async def test_an_rps_target_scales_up_under_load_and_back_down_after_it(tmp_path):
     spec = {**SPEC, "constraints": []}
-    async with started_cluster(str(tmp_path), 3, [*EQUAL_PROCESS_NODES, "--lb-dataplane",
-                                                  "proxy", *FAST_METRICS]) as cluster:
+    async with started_cluster(
+        str(tmp_path), 3, [*EQUAL_PROCESS_NODES, "--lb-dataplane", "proxy", *FAST_METRICS]
+    ) as cluster:
         try:
             await autoscale_flow(cluster, spec)
         finally:

@@ -25,16 +25,31 @@ def _hold(address: str, port: int) -> socket.socket:
 
 
 def _shoal(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node", *argv], capture_output=True, text=True,
-                          timeout=45, env=dict(os.environ, SHOAL_QUIET="1"))
+    return subprocess.run(
+        [sys.executable, "-m", "node", *argv],
+        capture_output=True,
+        text=True,
+        timeout=45,
+        env=dict(os.environ, SHOAL_QUIET="1"),
+    )
 
 
 def test_node_start_on_a_held_port_refuses_before_writing_anything(tmp_path):
     address, port = f"127.0.{random.randrange(20, 250)}.1", random.randrange(20000, 30000)
     data_dir = tmp_path / "node"
     with _hold(address, port):
-        done = _shoal("node", "start", "--data-dir", str(data_dir), "--advertise", address,
-                      "--api-port", str(port), "--runtime", "process")
+        done = _shoal(
+            "node",
+            "start",
+            "--data-dir",
+            str(data_dir),
+            "--advertise",
+            address,
+            "--api-port",
+            str(port),
+            "--runtime",
+            "process",
+        )
     assert done.returncode == 2
     assert f"{address}:{port} is in use" in done.stderr and "Traceback" not in done.stderr
     assert not data_dir.exists() or not any(data_dir.iterdir())

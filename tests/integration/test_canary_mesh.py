@@ -15,8 +15,11 @@ from tests.integration.test_rollout_mesh import ROLLING, hammer, trio  # noqa: F
 
 pytestmark = pytest.mark.timeout(240)
 
-CANARY = {**ROLLING, "update": {**ROLLING["update"], "canary": 1},
-          "rollback": {"order": "start-first", "monitor": "1s"}}
+CANARY = {
+    **ROLLING,
+    "update": {**ROLLING["update"], "canary": 1},
+    "rollback": {"order": "start-first", "monitor": "1s"},
+}
 
 
 async def test_a_canary_shares_traffic_then_promote_and_rollback_drop_no_request(trio):  # noqa: F811

@@ -31,20 +31,34 @@ async def test_bash_completes_commands_flags_and_live_names(tmp_path):
     shoal.write_text(f'#!/bin/sh\nexec {sys.executable} -m node "$@"\n')
     shoal.chmod(0o755)
     script = tmp_path / "shoal.bash"
-    script.write_text(subprocess.run([str(shoal), "completion", "bash"], capture_output=True,
-                                     text=True, check=True).stdout)
+    script.write_text(
+        subprocess.run(
+            [str(shoal), "completion", "bash"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     async with started_cluster(str(tmp_path), 1) as cluster:
         addr = f"http://{cluster.nodes[0].api}"
         async with cluster.nodes[0].client() as client:
-            await client.post("/v1/services", {"name": "web", "image": "process", "replicas": 0,
-                                               "command": ["sleep", "60"]})
+            await client.post(
+                "/v1/services",
+                {"name": "web", "image": "process", "replicas": 0, "command": ["sleep", "60"]},
+            )
         # Live names come from the node the CLI reaches, with the token TCP needs.
-        env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SHOAL_ADDR=addr,
-                   SHOAL_TOKEN=cluster.nodes[0].api_token)
+        env = dict(
+            os.environ,
+            PATH=f"{bin_dir}:{os.environ['PATH']}",
+            SHOAL_ADDR=addr,
+            SHOAL_TOKEN=cluster.nodes[0].api_token,
+        )
 
         def complete(*words: str) -> list[str]:
-            run = subprocess.run(["bash", "-c", COMPLETE, "complete", str(script), *words],
-                                 capture_output=True, text=True, env=env, timeout=30)
+            run = subprocess.run(
+                ["bash", "-c", COMPLETE, "complete", str(script), *words],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+            )
             assert run.returncode == 0, run.stderr
             return run.stdout.split()
 

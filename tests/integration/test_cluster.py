@@ -29,8 +29,9 @@ def cluster_factory(tmp_path):
         print(cluster.logs())  # shown by pytest only when the test failed
 
 
-async def _label_everywhere(cluster: LocalCluster, indices: list[int], node_name: str,
-                            key: str, value: str) -> bool:
+async def _label_everywhere(
+    cluster: LocalCluster, indices: list[int], node_name: str, key: str, value: str
+) -> bool:
     for i in indices:
         node = await cluster.get(i, f"/v1/nodes/{node_name}")
         if node["labels"].get(key) != value:
@@ -62,8 +63,10 @@ async def test_three_nodes_agree_on_leader_and_replicate_a_follower_write(cluste
     node = await _set_label(cluster, follower, "n1", "zone", "a")
     # The write was acknowledged only after commit: the answering node already shows it.
     assert node["labels"]["zone"] == "a"
-    await wait_for(lambda: _label_everywhere(cluster, [0, 1, 2], "n1", "zone", "a"),
-                   what="the label on every node")
+    await wait_for(
+        lambda: _label_everywhere(cluster, [0, 1, 2], "n1", "zone", "a"),
+        what="the label on every node",
+    )
 
 
 async def test_leader_kill_failover_restart_and_whole_cluster_restart(cluster_factory):
@@ -76,30 +79,42 @@ async def test_leader_kill_failover_restart_and_whole_cluster_restart(cluster_fa
 
     new = await cluster.leader_index(survivors)
     assert new != old
-    node = await wait_for(lambda: _set_label(cluster, survivors[0], "n2", "after", "failover"),
-                          what="a write committed by the new leader")
+    node = await wait_for(
+        lambda: _set_label(cluster, survivors[0], "n2", "after", "failover"),
+        what="a write committed by the new leader",
+    )
     assert node["labels"]["after"] == "failover"
 
     # The killed node restarts from its data dir alone and catches up.
     cluster.nodes[old].start()
-    await wait_for(lambda: _label_everywhere(cluster, [old], "n2", "after", "failover"),
-                   what="the restarted node to catch up")
+    await wait_for(
+        lambda: _label_everywhere(cluster, [old], "n2", "after", "failover"),
+        what="the restarted node to catch up",
+    )
 
     # Whole cluster stopped and started again: the state is intact.
     await _set_label(cluster, survivors[1], "n3", "before", "restart")
-    await wait_for(lambda: _label_everywhere(cluster, [0, 1, 2], "n3", "before", "restart"),
-                   what="the last write everywhere")
+    await wait_for(
+        lambda: _label_everywhere(cluster, [0, 1, 2], "n3", "before", "restart"),
+        what="the last write everywhere",
+    )
     cluster.stop()
     for node in cluster.nodes:
         node.start()
-    await wait_for(lambda: _label_everywhere(cluster, [0, 1, 2], "n3", "before", "restart"),
-                   what="state after a whole-cluster restart", timeout=60)
-    await wait_for(lambda: _label_everywhere(cluster, [0, 1, 2], "n2", "after", "failover"),
-                   what="older state after a whole-cluster restart")
+    await wait_for(
+        lambda: _label_everywhere(cluster, [0, 1, 2], "n3", "before", "restart"),
+        what="state after a whole-cluster restart",
+        timeout=60,
+    )
+    await wait_for(
+        lambda: _label_everywhere(cluster, [0, 1, 2], "n2", "after", "failover"),
+        what="older state after a whole-cluster restart",
+    )
     assert await _voters(cluster, 0, 3)
     await cluster.leader_index()
-    node = await wait_for(lambda: _set_label(cluster, 2, "n1", "still", "writable"),
-                          what="a write after the restart")
+    node = await wait_for(
+        lambda: _set_label(cluster, 2, "n1", "still", "writable"), what="a write after the restart"
+    )
     assert node["labels"]["still"] == "writable"
 
 
@@ -123,8 +138,13 @@ async def test_six_nodes_wrong_token_and_minority_without_quorum(cluster_factory
     # A wrong token is refused with a clear message and a non-zero exit.
     intruder = NodeProc(7, cluster.block, str(tmp_path))
     wrong = cluster.token[:-4] + ("AAAA" if not cluster.token.endswith("AAAA") else "BBBB")
-    run = subprocess.run(intruder.command(cluster.nodes[0].api, wrong), capture_output=True,
-                         text=True, timeout=60, env=dict(os.environ, SHOAL_QUIET="1"))
+    run = subprocess.run(
+        intruder.command(cluster.nodes[0].api, wrong),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, SHOAL_QUIET="1"),
+    )
     assert run.returncode != 0
     assert "wrong join token" in run.stderr
     assert not any(n["name"] == "n7" for n in await cluster.get(0, "/v1/nodes"))
@@ -148,8 +168,10 @@ async def test_six_nodes_wrong_token_and_minority_without_quorum(cluster_factory
         for i in frozen:
             cluster.nodes[i].signal(signal.SIGCONT)
     await cluster.leader_index()
-    node = await wait_for(lambda: _set_label(cluster, 5, "n6", "healed", "yes"),
-                          what="writes after the majority is back")
+    node = await wait_for(
+        lambda: _set_label(cluster, 5, "n6", "healed", "yes"),
+        what="writes after the majority is back",
+    )
     assert node["labels"]["healed"] == "yes"
 
 

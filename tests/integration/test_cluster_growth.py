@@ -38,9 +38,12 @@ async def _write(cluster: LocalCluster, count: int, tag: str) -> None:
     async with (await _leader(cluster)).client() as client:
         target = (await client.get("/v1/nodes"))[0]["id"]
         for start in range(0, count, 16):
-            await asyncio.gather(*(
-                client.patch(f"/v1/nodes/{target}", {"add_labels": {tag: str(i)}})
-                for i in range(start, min(count, start + 16))))
+            await asyncio.gather(
+                *(
+                    client.patch(f"/v1/nodes/{target}", {"add_labels": {tag: str(i)}})
+                    for i in range(start, min(count, start + 16))
+                )
+            )
 
 
 def _dumped(node: NodeProc, role: str = "voter") -> bool:
@@ -55,7 +58,8 @@ async def _compacted(cluster: LocalCluster, timeout: float = 30.0) -> None:
         voters = [n for n in cluster.nodes if n.running and _dumped(n)]
         return bool(voters) and all(
             os.path.getmtime(os.path.join(n.data_dir, "raft", "voter.dump")) >= since
-            for n in voters)
+            for n in voters
+        )
 
     await wait_for(fresh_dumps, timeout=timeout, what="a log compaction on every voter")
 
@@ -65,8 +69,9 @@ async def _state_of(node: NodeProc) -> tuple:
     async with node.client() as client:
         cluster = await client.get("/v1/cluster")
         services = sorted((s["name"], s["version"]) for s in await client.get("/v1/services"))
-        labels = sorted((n["name"], tuple(sorted(n["labels"].items())))
-                        for n in await client.get("/v1/nodes"))
+        labels = sorted(
+            (n["name"], tuple(sorted(n["labels"].items()))) for n in await client.get("/v1/nodes")
+        )
     return cluster["applied"], services, labels
 
 
@@ -84,8 +89,13 @@ async def _joins_in_step(cluster: LocalCluster, node: NodeProc) -> None:
     await wait_for(same_state, timeout=IN_STEP, what=f"{node.name} to hold the leader's state")
     with open(node.log_path, errors="replace") as log:
         assert "raft replica loaded a snapshot" in log.read(), f"{node.name} got no snapshot"
-    await until_node(cluster, node.name, "ready", via=cluster.nodes.index(leader),
-                     timeout=IN_STEP - (time.monotonic() - started) + 5)
+    await until_node(
+        cluster,
+        node.name,
+        "ready",
+        via=cluster.nodes.index(leader),
+        timeout=IN_STEP - (time.monotonic() - started) + 5,
+    )
 
 
 async def _runs_its_global_task(cluster: LocalCluster, names: set[str]) -> None:
@@ -112,8 +122,7 @@ async def test_nodes_join_an_aged_cluster_after_leader_changes_and_restarts(fres
     # The leader is killed and comes back: another node leads when the 5th joins.
     old_leader = await _leader(cluster)
     old_leader.kill9()
-    await wait_for(lambda: _leader_other_than(cluster, old_leader), timeout=20,
-                   what="a new leader")
+    await wait_for(lambda: _leader_other_than(cluster, old_leader), timeout=20, what="a new leader")
     old_leader.start()
     await _write(cluster, 200, "after-leader-change")
     await _compacted(cluster)
@@ -136,8 +145,9 @@ async def test_nodes_join_an_aged_cluster_after_leader_changes_and_restarts(fres
     for node in (n4, n5, n6):
         node.kill9()
     for node in (n4, n5, n6):
-        await until_node(cluster, node.name, "down", via=cluster.nodes.index(leader),
-                         timeout=SEEN_DOWN)
+        await until_node(
+            cluster, node.name, "down", via=cluster.nodes.index(leader), timeout=SEEN_DOWN
+        )
 
 
 async def _leader_other_than(cluster: LocalCluster, old: NodeProc) -> bool:
@@ -179,8 +189,11 @@ async def test_promote_and_demote_twenty_times_with_members_present(tmp_path):
             async with leader.client() as client:
                 listed = await client.get("/v1/nodes")
                 if round_ % 2 == 0:
-                    name = next(n["name"] for n in listed
-                                if n["role"] == "voter" and n["name"] != leader.name)
+                    name = next(
+                        n["name"]
+                        for n in listed
+                        if n["role"] == "voter" and n["name"] != leader.name
+                    )
                     await client.post(f"/v1/nodes/{name}/demote")
                 else:
                     name = next(n["name"] for n in listed if n["role"] == "member")

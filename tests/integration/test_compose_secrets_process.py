@@ -53,8 +53,10 @@ async def test_a_compose_secret_file_is_created_and_read_by_the_task(single, tmp
 
     # The CLI runs in the repository, not beside the file: paths resolve against the file.
     first = json.loads(must(shoal("apply", f"--file={path}", "-o", "json", addr=addr)))
-    assert first["files"] == [{"kind": "secret", "name": "db_password", "action": "created"},
-                              {"kind": "config", "name": "app_conf", "action": "created"}]
+    assert first["files"] == [
+        {"kind": "secret", "name": "db_password", "action": "created"},
+        {"kind": "config", "name": "app_conf", "action": "created"},
+    ]
     assert [s["action"] for s in first["services"]] == ["created"]
 
     async def reader_running() -> list[dict]:
@@ -75,10 +77,16 @@ async def test_a_compose_secret_file_is_created_and_read_by_the_task(single, tmp
     (stack_dir / "private" / "db_password.txt").write_text(password + "-rotated")
     changed = shoal("apply", f"--file={path}", addr=addr)
     assert changed.returncode == 1, changed
-    assert "secrets.db_password" in changed.stderr and "already exists with other content" in changed.stderr
+    assert (
+        "secrets.db_password" in changed.stderr
+        and "already exists with other content" in changed.stderr
+    )
 
-    path.write_text(STACK.replace("    secrets: [db_password]", "    secrets: [db_password, api_key]")
-                    .replace("\nsecrets:\n", "\nsecrets:\n  api_key:\n    external: true\n"))
+    path.write_text(
+        STACK.replace("    secrets: [db_password]", "    secrets: [db_password, api_key]").replace(
+            "\nsecrets:\n", "\nsecrets:\n  api_key:\n    external: true\n"
+        )
+    )
     (stack_dir / "private" / "db_password.txt").write_text(password)
     external = shoal("apply", f"--file={path}", addr=addr)
     assert external.returncode == 2, external

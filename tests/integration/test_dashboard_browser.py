@@ -32,8 +32,13 @@ def browser():
             unavailable(f"{path} is missing (Debian package `{package}`)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
@@ -42,7 +47,9 @@ def _rows(driver, table: str) -> dict[str, list[str]]:
     """The table's rows by name, as the page shows them now."""
     return driver.execute_script(
         "return Object.fromEntries([...document.querySelectorAll(`#${arguments[0]} tbody tr`)]"
-        ".map((tr) => [tr.dataset.name, [...tr.children].map((td) => td.textContent)]))", table)
+        ".map((tr) => [tr.dataset.name, [...tr.children].map((td) => td.textContent)]))",
+        table,
+    )
 
 
 def _until(check, timeout: float, what: str):
@@ -62,23 +69,50 @@ async def test_the_dashboard_shows_a_live_cluster_and_scales_a_service(tmp_path)
             addr = f"http://{cluster.nodes[1].api}"
             # As `shoal dev` prints it: the page takes the API token from its address.
             driver.get(f"{addr}/ui#token={cluster.nodes[1].api_token}")
-            await asyncio.to_thread(_until, lambda: set(_rows(driver, "nodes")) == {"n1", "n2"},
-                                    15, "both nodes listed")
+            await asyncio.to_thread(
+                _until, lambda: set(_rows(driver, "nodes")) == {"n1", "n2"}, 15, "both nodes listed"
+            )
             assert "ready" in _rows(driver, "nodes")["n1"]
             create = subprocess.run(
-                [sys.executable, "-m", "node", "--addr", addr, "--token", cluster.nodes[1].api_token,
-                 "service", "create", "--name",
-                 "web", "--replicas", "1", "process", "sleep", "300"],
-                capture_output=True, text=True, timeout=30)
+                [
+                    sys.executable,
+                    "-m",
+                    "node",
+                    "--addr",
+                    addr,
+                    "--token",
+                    cluster.nodes[1].api_token,
+                    "service",
+                    "create",
+                    "--name",
+                    "web",
+                    "--replicas",
+                    "1",
+                    "process",
+                    "sleep",
+                    "300",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             assert create.returncode == 0, create.stderr
             created = time.monotonic()
-            await asyncio.to_thread(_until, lambda: "web" in _rows(driver, "services"), 2.0,
-                                    "the new service on the page")
+            await asyncio.to_thread(
+                _until,
+                lambda: "web" in _rows(driver, "services"),
+                2.0,
+                "the new service on the page",
+            )
             assert time.monotonic() - created <= 2.0
             # The live event stream is what woke the page (its poll is every 5 s).
             events = "return document.getElementById('events').textContent"
-            await asyncio.to_thread(_until, lambda: "service.created service web created"
-                                    in driver.execute_script(events), 2, "the event listed")
+            await asyncio.to_thread(
+                _until,
+                lambda: "service.created service web created" in driver.execute_script(events),
+                2,
+                "the event listed",
+            )
 
             from selenium.webdriver.common.by import By
 
@@ -94,9 +128,14 @@ async def test_the_dashboard_shows_a_live_cluster_and_scales_a_service(tmp_path)
 
             await wait_for(scaled, timeout=30, what="2 running replicas after scaling")
             await asyncio.to_thread(
-                _until, lambda: _rows(driver, "services").get("web", [""] * 3)[2] == "2/2", 10,
-                "the page showing 2/2 replicas")
-            assert driver.execute_script("return document.getElementById('problem').textContent") == ""
+                _until,
+                lambda: _rows(driver, "services").get("web", [""] * 3)[2] == "2/2",
+                10,
+                "the page showing 2/2 replicas",
+            )
+            assert (
+                driver.execute_script("return document.getElementById('problem').textContent") == ""
+            )
     finally:
         driver.quit()
         for pid in processes_working_under(tmp_path):

@@ -21,8 +21,13 @@ pytestmark = pytest.mark.timeout(120)
 
 def _shoal(*argv: str, env: dict) -> dict:
     """A hint's command, run as printed in the environment it set up."""
-    done = subprocess.run([sys.executable, "-m", "node", *argv, "-o", "json"], env=env,
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "node", *argv, "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -33,17 +38,35 @@ def _ignore_sigint() -> None:
 
 # Ctrl-C, also when a shell that started it in the background set SIGINT to be ignored (as a
 # non-interactive shell does for `cmd &`); SIGTERM, which by default ended `shoal dev` alone.
-@pytest.mark.parametrize("stop, before", [(signal.SIGINT, None),
-                                          (signal.SIGINT, _ignore_sigint),
-                                          (signal.SIGTERM, None)],
-                         ids=["ctrl-c", "ctrl-c-ignored-by-shell", "sigterm"])
+@pytest.mark.parametrize(
+    "stop, before",
+    [(signal.SIGINT, None), (signal.SIGINT, _ignore_sigint), (signal.SIGTERM, None)],
+    ids=["ctrl-c", "ctrl-c-ignored-by-shell", "sigterm"],
+)
 def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path, stop, before):
     port = random.randrange(20000, 30000, 10)
     demo = port + 5
-    dev = subprocess.Popen([sys.executable, "-m", "node", "dev", "--nodes", "2", "--data-dir",
-                            str(tmp_path), "--api-port", str(port), "--demo-port", str(demo)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env=dict(os.environ, SHOAL_QUIET="1"), preexec_fn=before)
+    dev = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "dev",
+            "--nodes",
+            "2",
+            "--data-dir",
+            str(tmp_path),
+            "--api-port",
+            str(port),
+            "--demo-port",
+            str(demo),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, SHOAL_QUIET="1"),
+        preexec_fn=before,
+    )
     children: list[str] = []
     try:
         banner = dev.stdout.readline()
@@ -60,8 +83,11 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
         hinted = {k: v for k, v in os.environ.items() if k not in ("SHOAL_ADDR", "SHOAL_TOKEN")}
         hinted[variable] = value
         hints = [dev.stdout.readline().split() for _ in range(3)]
-        assert hints == [["shoal", "service", "ps", "hello"], ["shoal", "cluster", "status"],
-                         ["shoal", "node", "ls"]]
+        assert hints == [
+            ["shoal", "service", "ps", "hello"],
+            ["shoal", "cluster", "status"],
+            ["shoal", "node", "ls"],
+        ]
         deadline = time.monotonic() + 30
         while True:
             nodes = _shoal(*hints[2][1:], env=hinted)
@@ -83,8 +109,9 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
                     assert time.monotonic() < deadline + 60, f"no demo on {address}"
                     time.sleep(0.3)
         # The node processes are children of `shoal dev`.
-        children = subprocess.run(["pgrep", "-P", str(dev.pid)], capture_output=True,
-                                  text=True).stdout.split()
+        children = subprocess.run(
+            ["pgrep", "-P", str(dev.pid)], capture_output=True, text=True
+        ).stdout.split()
         assert len(children) == 2
     finally:
         dev.send_signal(stop)
@@ -110,11 +137,26 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
 
 
 def _start_dev(base, port: int, nodes: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "node", "dev", "--nodes", str(nodes),
-                             "--data-dir", str(base), "--api-port", str(port),
-                             "--demo-port", str(port + 5)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, SHOAL_QUIET="1"))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "dev",
+            "--nodes",
+            str(nodes),
+            "--data-dir",
+            str(base),
+            "--api-port",
+            str(port),
+            "--demo-port",
+            str(port + 5),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, SHOAL_QUIET="1"),
+    )
 
 
 def test_the_same_command_brings_a_three_voter_cluster_back(tmp_path):

@@ -59,16 +59,24 @@ def states(service) -> dict[str, MemberState]:
 @pytest.fixture
 async def cluster():
     port = free_port()
-    services = [GossipService(GossipServiceConfig(f"n{i}", SECRET, host=h, port=port, seed=i,
-                                                  meta={"api": 7420 + i}))
-                for i, h in enumerate(HOSTS[:4])]
+    services = [
+        GossipService(
+            GossipServiceConfig(f"n{i}", SECRET, host=h, port=port, seed=i, meta={"api": 7420 + i})
+        )
+        for i, h in enumerate(HOSTS[:4])
+    ]
     for s in services:
         await s.start()
     try:
         for s in services[1:]:
             assert await s.join([(HOSTS[0], port)]) == 1
-        await until(services, lambda: all(len(states(s)) == 4 and set(states(s).values()) == {MemberState.ALIVE}
-                                           for s in services))
+        await until(
+            services,
+            lambda: all(
+                len(states(s)) == 4 and set(states(s).values()) == {MemberState.ALIVE}
+                for s in services
+            ),
+        )
         yield services, port
     finally:
         for s in services:
@@ -80,14 +88,19 @@ async def test_a_stopped_service_is_declared_dead_by_the_others(cluster):
     seen = []
     services[2].on_table_change(seen.append)
     services[1].local_set("web/1", {"port": 8080})
-    await until(services, lambda: all(any(e.key == "web/1" for e in s.table_items()) for s in services))
+    await until(
+        services, lambda: all(any(e.key == "web/1" for e in s.table_items()) for s in services)
+    )
     assert [(e.owner, e.key, e.entry.value) for e in seen] == [("n1", "web/1", {"port": 8080})]
     assert {m.meta["api"] for m in services[0].members()} == {7420, 7421, 7422, 7423}
 
     async def death_of_n3():
         async for event in services[0].events():
-            if isinstance(event, MemberEvent) and event.member.node_id == "n3" \
-                    and event.member.state == MemberState.DEAD:
+            if (
+                isinstance(event, MemberEvent)
+                and event.member.node_id == "n3"
+                and event.member.state == MemberState.DEAD
+            ):
                 return event
 
     watcher = asyncio.create_task(death_of_n3())
@@ -98,7 +111,9 @@ async def test_a_stopped_service_is_declared_dead_by_the_others(cluster):
     others = services[:3]
     await until(others, lambda: all(states(s)["n3"] == MemberState.DEAD for s in others))
     await services[1].leave()
-    await until(others, lambda: all(states(s)["n1"] == MemberState.LEFT for s in (services[0], services[2])))
+    await until(
+        others, lambda: all(states(s)["n1"] == MemberState.LEFT for s in (services[0], services[2]))
+    )
     # The leaver's endpoints are gone from the survivors' tables.
     assert not any(e.owner == "n1" for e in services[0].table_items())
 
@@ -110,13 +125,14 @@ async def test_garbage_replays_and_foreign_keys_are_counted_and_ignored(cluster)
     sealer = Sealer(derive_key(SECRET, "gossip/udp"))
     valid = sealer.seal(codec.encode(Ping(1, "n0")), time.time())
     packets = [
-        b"\x00garbage",                                             # too short / wrong version
-        msgpack.packb([1, 1, "n0", []]),                            # plain msgpack, not sealed
-        b"\x01" + os.urandom(60),                                   # sealed-looking noise
+        b"\x00garbage",  # too short / wrong version
+        msgpack.packb([1, 1, "n0", []]),  # plain msgpack, not sealed
+        b"\x01" + os.urandom(60),  # sealed-looking noise
         Sealer(derive_key(b"another-cluster-secret-000", "gossip/udp")).seal(b"x", time.time()),
-        sealer.seal(b"\xc1 not msgpack", time.time()),              # authentic but undecodable
+        sealer.seal(b"\xc1 not msgpack", time.time()),  # authentic but undecodable
         sealer.seal(msgpack.packb([1, "seq", "n0", []]), time.time()),
-        valid, valid,                                               # the second is a replay
+        valid,
+        valid,  # the second is a replay
     ]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((HOSTS[4], 0))
@@ -125,8 +141,11 @@ async def test_garbage_replays_and_foreign_keys_are_counted_and_ignored(cluster)
         for p in packets:
             sock.sendto(p, (HOSTS[0], port))
         loop = asyncio.get_running_loop()
-        ack = codec.decode(Sealer(derive_key(SECRET, "gossip/udp")).open(
-            await asyncio.wait_for(loop.sock_recv(sock, 2048), 5), time.time()))
+        ack = codec.decode(
+            Sealer(derive_key(SECRET, "gossip/udp")).open(
+                await asyncio.wait_for(loop.sock_recv(sock, 2048), 5), time.time()
+            )
+        )
         assert ack.seq == 1  # the valid ping was answered once
         # Stream garbage on the TCP port, too.
         reader, writer = await asyncio.open_connection(HOSTS[0], port)
@@ -147,8 +166,9 @@ async def test_garbage_replays_and_foreign_keys_are_counted_and_ignored(cluster)
 
 async def test_a_node_with_the_wrong_key_is_never_admitted(cluster):
     services, port = cluster
-    intruder = GossipService(GossipServiceConfig("intruder", b"not-the-cluster-secret-42", host=HOSTS[4],
-                                                 port=port))
+    intruder = GossipService(
+        GossipServiceConfig("intruder", b"not-the-cluster-secret-42", host=HOSTS[4], port=port)
+    )
     await intruder.start()
     try:
         before = services[0].stats.dropped_auth

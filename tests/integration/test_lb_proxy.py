@@ -28,6 +28,7 @@ def run(request) -> Callable[[Awaitable], object]:
     def runner(coro):
         with asyncio.Runner(loop_factory=factory) as r:
             return r.run(asyncio.wait_for(coro, TIMEOUT))
+
     return runner
 
 
@@ -95,7 +96,8 @@ async def backends(*names: str, **kwargs) -> list[Backend]:
 
 async def connect(port: int, source: str | None = None):
     reader, writer = await asyncio.open_connection(
-        LISTEN, port, local_addr=(source, 0) if source else None)
+        LISTEN, port, local_addr=(source, 0) if source else None
+    )
     name = (await reader.readline()).decode().strip()
     return name, reader, writer
 
@@ -121,6 +123,7 @@ def test_open_connections_spread_over_backends(run):
             writer.close()
         await proxy.stop()
         return counts
+
     counts = run(scenario())
     assert set(counts) == {"a", "b", "c"} and max(counts.values()) - min(counts.values()) <= 2
 
@@ -140,6 +143,7 @@ def test_a_refused_connect_is_retried_on_another_endpoint(run):
         stats = proxy.stats()[port]
         await proxy.stop()
         return names, stats
+
     names, stats = run(scenario())
     assert names == ["alive"] * 10
     assert stats.connect_failures >= 1 and stats.rejected == 0
@@ -160,6 +164,7 @@ def test_with_no_reachable_endpoint_the_client_is_closed_and_counted(run):
         stats = proxy.stats()[port]
         await proxy.stop()
         return got, stats
+
     got, stats = run(scenario())
     assert got == b"" and stats.rejected == 1 and stats.connections_active == 0
 
@@ -179,6 +184,7 @@ def test_removing_an_endpoint_drains_instead_of_cutting(run):
             w.close()
         await proxy.stop()
         return name, echoed, {n for n, _, _ in later}
+
     name, echoed, later = run(scenario())
     assert name == "old" and echoed == b"still here\n" and later == {"new"}
 
@@ -198,6 +204,7 @@ def test_sync_is_idempotent_and_a_removed_port_drains(run):
         writer.close()
         await proxy.stop()
         return echoed
+
     assert run(scenario()) == b"ping\n"
 
 
@@ -211,6 +218,7 @@ def test_proxy_protocol_v2_tells_the_backend_the_client_address(run):
         writer.close()
         await proxy.stop()
         return name, member.headers, client_port
+
     name, headers, client_port = run(scenario())
     assert name == "a" and headers == [("127.0.0.77", client_port, LISTEN, headers[0][3])]
 
@@ -218,6 +226,7 @@ def test_proxy_protocol_v2_tells_the_backend_the_client_address(run):
 def test_half_close_under_load_delivers_every_byte_both_ways(run):
     """Each client sends a different amount, half-closes, and reads the echo to the end:
     the FIN must travel through the proxy after the data, and back."""
+
     async def one(port: int, size: int) -> bool:
         name, reader, writer = await connect(port)
         payload = bytes([size % 251]) * size
@@ -233,11 +242,13 @@ def test_half_close_under_load_delivers_every_byte_both_ways(run):
         proxy = await plane(web(port), members)
         results = []
         for wave in range(5):
-            results += await asyncio.gather(*(one(port, 1 + (i * 7919 + wave) % 300_000)
-                                              for i in range(60)))
+            results += await asyncio.gather(
+                *(one(port, 1 + (i * 7919 + wave) % 300_000) for i in range(60))
+            )
         stats = proxy.stats()[port]
         await proxy.stop()
         return results, stats
+
     results, stats = run(scenario())
     assert all(results) and len(results) == 300
     # Backends greet with their name and a newline before echoing.
@@ -246,6 +257,7 @@ def test_half_close_under_load_delivers_every_byte_both_ways(run):
 
 def test_abrupt_clients_under_churn_leave_nothing_open(run):
     """Clients that reset or vanish mid-transfer, mixed with half-closes; the books balance."""
+
     async def one(port: int, kind: int) -> None:
         reader, writer = await asyncio.open_connection(LISTEN, port)
         writer.write(b"x" * 100_000)
@@ -271,6 +283,7 @@ def test_abrupt_clients_under_churn_leave_nothing_open(run):
         stats = proxy.stats()[port]
         await proxy.stop()
         return stats
+
     stats = run(scenario())
     assert stats.connections_total == 240 and stats.connections_active == 0
 
@@ -280,8 +293,10 @@ def test_connections_stay_open_without_an_idle_timeout_and_close_with_one(run):
         (member,) = await backends("a")
         forever, idle = free_port(), free_port()
         proxy = ProxyDataPlane(ProxyConfig(host=LISTEN, seed=1))
-        await proxy.sync([web(forever), ServicePort("api", idle, 80, idle_timeout=0.2)],
-                         {"web": [member.endpoint()], "api": [member.endpoint("api")]})
+        await proxy.sync(
+            [web(forever), ServicePort("api", idle, 80, idle_timeout=0.2)],
+            {"web": [member.endpoint()], "api": [member.endpoint("api")]},
+        )
         _, kept_reader, kept = await connect(forever)
         _, idle_reader, _ = await connect(idle)
         closed_by_proxy = await idle_reader.read()  # returns once the idle timeout fires
@@ -290,6 +305,7 @@ def test_connections_stay_open_without_an_idle_timeout_and_close_with_one(run):
         kept.close()
         await proxy.stop()
         return closed_by_proxy, echoed
+
     closed_by_proxy, echoed = run(scenario())
     assert closed_by_proxy == b"" and echoed == b"after\n"
 
@@ -307,6 +323,7 @@ def test_stop_cuts_open_connections(run):
             rest = b""
         writer.close()
         return rest
+
     assert run(scenario()) == b""
 
 
@@ -317,6 +334,7 @@ def test_two_services_cannot_share_a_published_port(run):
         with pytest.raises(ValueError, match="published_port"):
             await proxy.sync([web(port), ServicePort("api", port, 80)], {})
         await proxy.stop()
+
     run(scenario())
 
 
@@ -328,18 +346,23 @@ def test_a_port_that_cannot_be_opened_does_not_block_the_others(run):
         taken.listen()
         busy = taken.getsockname()[1]
         proxy = ProxyDataPlane(ProxyConfig(host=LISTEN, seed=1))
-        await proxy.sync([web(busy), ServicePort("api", fine, 80)],
-                         {"web": [member.endpoint()], "api": [member.endpoint("api")]})
+        await proxy.sync(
+            [web(busy), ServicePort("api", fine, 80)],
+            {"web": [member.endpoint()], "api": [member.endpoint("api")]},
+        )
         failed = dict(proxy.failed_ports)
         name, _, writer = await connect(fine)
         writer.close()
         taken.close()
-        await proxy.sync([web(busy), ServicePort("api", fine, 80)],
-                         {"web": [member.endpoint()], "api": [member.endpoint("api")]})
+        await proxy.sync(
+            [web(busy), ServicePort("api", fine, 80)],
+            {"web": [member.endpoint()], "api": [member.endpoint("api")]},
+        )
         recovered, _, writer = await connect(busy)
         writer.close()
         await proxy.stop()
         return failed, busy, name, recovered
+
     failed, busy, name, recovered = run(scenario())
     assert list(failed) == [busy] and "cannot listen" in failed[busy]
     assert name == recovered == "a"

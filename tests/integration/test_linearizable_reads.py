@@ -31,8 +31,9 @@ def cluster(fresh):
     return fresh(3)
 
 
-async def _clients(api: ShoalApi, names: list[str], recorder: HistoryRecorder,
-                   stop: asyncio.Event) -> None:
+async def _clients(
+    api: ShoalApi, names: list[str], recorder: HistoryRecorder, stop: asyncio.Event
+) -> None:
     async def read(node: str, key: str) -> ReadResult:
         target = LabelKey.parse(key)
         return ReadResult((await api.labels(node, target.owner)).get(target.label), 0)
@@ -55,8 +56,9 @@ async def _clients(api: ShoalApi, names: list[str], recorder: HistoryRecorder,
                 recorder.complete(op, Outcome.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(0.05)
             else:
-                recorder.complete(op, Outcome.OK,
-                                  value=result.value if isinstance(result, ReadResult) else None)
+                recorder.complete(
+                    op, Outcome.OK, value=result.value if isinstance(result, ReadResult) else None
+                )
 
     await asyncio.gather(*(client(i) for i in range(CLIENTS)))
 
@@ -67,8 +69,9 @@ async def test_reads_through_random_nodes_are_linearizable_across_a_pause_and_a_
     names = [n.name for n in cluster.nodes]
     recorder, stop = HistoryRecorder(), asyncio.Event()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as session:
-        api = ShoalApi({n.name: n.api for n in cluster.nodes}, cluster.nodes[0].api_token,
-                       session, 0.05)
+        api = ShoalApi(
+            {n.name: n.api for n in cluster.nodes}, cluster.nodes[0].api_token, session, 0.05
+        )
         clients = asyncio.create_task(_clients(api, names, recorder, stop))
         try:
             await asyncio.sleep(2.0)

@@ -87,8 +87,7 @@ async def test_autopilot_replaces_a_dead_voter_while_writes_keep_committing(clus
     voters_before = await _voter_names(cluster, 0)
     (member,) = {n.name for n in cluster.nodes} - voters_before
     leader = await cluster.leader_index()
-    victim = next(i for i, n in enumerate(cluster.nodes)
-                  if n.name in voters_before and i != leader)
+    victim = next(i for i, n in enumerate(cluster.nodes) if n.name in voters_before and i != leader)
 
     failures: list[str] = []
     written = 0
@@ -101,8 +100,9 @@ async def test_autopilot_replaces_a_dead_voter_while_writes_keep_committing(clus
                 if stop.is_set():
                     return
                 try:
-                    await client.patch(f"/v1/nodes/{cluster.nodes[leader].name}",
-                                       {"add_labels": {"seq": str(n)}})
+                    await client.patch(
+                        f"/v1/nodes/{cluster.nodes[leader].name}", {"add_labels": {"seq": str(n)}}
+                    )
                     written += 1
                 except (ApiError, Unreachable) as exc:
                     failures.append(str(exc))
@@ -114,9 +114,13 @@ async def test_autopilot_replaces_a_dead_voter_while_writes_keep_committing(clus
 
         async def replaced() -> bool:
             voters = await _voter_names(cluster, leader)
-            return member in voters and cluster.nodes[victim].name not in voters and len(voters) == 3
+            return (
+                member in voters and cluster.nodes[victim].name not in voters and len(voters) == 3
+            )
 
-        await wait_for(replaced, timeout=60, what=f"{member} to replace {cluster.nodes[victim].name}")
+        await wait_for(
+            replaced, timeout=60, what=f"{member} to replace {cluster.nodes[victim].name}"
+        )
         before = written
         await wait_for(lambda: _async_true(written > before + 5), what="writes after the change")
     finally:
@@ -140,8 +144,9 @@ async def test_autopilot_replaces_a_dead_voter_while_writes_keep_committing(clus
     await wait_for(rejoined_as_member, timeout=60, what="the demoted voter back as a member")
     assert len(await _voter_names(cluster, leader)) == 3
     async with cluster.nodes[victim].client() as client:
-        await client.patch(f"/v1/nodes/{cluster.nodes[victim].name}",
-                           {"add_labels": {"back": "yes"}})
+        await client.patch(
+            f"/v1/nodes/{cluster.nodes[victim].name}", {"add_labels": {"back": "yes"}}
+        )
     assert (await cluster.get(leader, "/v1/cluster"))["term"] == term
 
 
@@ -160,6 +165,7 @@ async def test_a_stalled_voter_of_three_keeps_its_seat_and_returns_to_it(cluster
     others = [i for i in range(3) if i != victim]
     cluster.nodes[victim].signal(signal.SIGSTOP)
     try:
+
         async def seen_down() -> bool:
             return any(n["status"] == "down" for n in await cluster.get(leader, "/v1/nodes"))
 
@@ -171,8 +177,11 @@ async def test_a_stalled_voter_of_three_keeps_its_seat_and_returns_to_it(cluster
         cluster.nodes[victim].signal(signal.SIGCONT)
     for i in range(3):
         async with cluster.nodes[i].client(timeout=15) as client:
-            await wait_for(lambda: client.patch("/v1/nodes/n1", {"add_labels": {"w": str(i)}}),
-                           timeout=10, what=f"a write through n{i + 1}")
+            await wait_for(
+                lambda: client.patch("/v1/nodes/n1", {"add_labels": {"w": str(i)}}),
+                timeout=10,
+                what=f"a write through n{i + 1}",
+            )
     assert all([len(await _voter_names(cluster, i)) == 3 for i in range(3)])
 
 

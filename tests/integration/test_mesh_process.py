@@ -41,8 +41,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), Handler).serve_forever()
 """
-SPEC = {**WEB, "image": "process", "command": [sys.executable, "-c", SERVER],
-        "ports": [f"{PUBLISHED}:8000"], "health": HTTP_CHECK}
+SPEC = {
+    **WEB,
+    "image": "process",
+    "command": [sys.executable, "-c", SERVER],
+    "ports": [f"{PUBLISHED}:8000"],
+    "health": HTTP_CHECK,
+}
 
 
 async def remove_leftover_tasks(cluster: LocalCluster) -> None:
@@ -58,9 +63,20 @@ async def cluster(request, tmp_path):
     dataplane = request.param
     if dataplane == "nft":
         require_nft()
-    cluster = LocalCluster(str(tmp_path), 3, ["--runtime", "process", "--cpus", "4",
-                                              "--memory", str(8 << 30),
-                                              "--lb-dataplane", dataplane])
+    cluster = LocalCluster(
+        str(tmp_path),
+        3,
+        [
+            "--runtime",
+            "process",
+            "--cpus",
+            "4",
+            "--memory",
+            str(8 << 30),
+            "--lb-dataplane",
+            dataplane,
+        ],
+    )
     try:
         await cluster.start()
         yield cluster

@@ -51,27 +51,43 @@ async def test_prometheus_scrapes_every_node_and_queries_return_the_series(tmp_p
     async with started_cluster(str(tmp_path), 3, ["--runtime", "process"]) as cluster:
         token = (await cluster.get(0, "/v1/cluster/token"))["api_token"]
         async with cluster.nodes[0].client() as client:
-            await client.post("/v1/services", {
-                "name": "web", "image": "process", "replicas": 2,
-                "command": ["sh", "-c", f"exec {sys.executable} -m http.server $PORT"],
-                "ports": [f"{PUBLISHED}:8000"],
-                "health": {"kind": "http", "path": "/", "interval": "0.5s", "timeout": "1s"}})
+            await client.post(
+                "/v1/services",
+                {
+                    "name": "web",
+                    "image": "process",
+                    "replicas": 2,
+                    "command": ["sh", "-c", f"exec {sys.executable} -m http.server $PORT"],
+                    "ports": [f"{PUBLISHED}:8000"],
+                    "health": {"kind": "http", "path": "/", "interval": "0.5s", "timeout": "1s"},
+                },
+            )
         targets = ", ".join(f"'{n.api}'" for n in cluster.nodes)
         config = tmp_path / "prometheus.yml"
         config.write_text(SCRAPE_CONFIG.format(token=token, targets=targets))
         server = f"127.0.{cluster.block}.100:9090"
         prometheus = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address={server}"],
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address={server}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "prometheus.log", "wb"),
+        )
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+
                 async def through_the_mesh() -> bool:
                     async with session.get(f"http://{cluster.nodes[2].address}:{PUBLISHED}/") as r:
                         return r.status == 200
 
-                await wait_for(lambda: _swallow(through_the_mesh()), timeout=60,
-                               what="the service through the routing mesh")
+                await wait_for(
+                    lambda: _swallow(through_the_mesh()),
+                    timeout=60,
+                    what="the service through the routing mesh",
+                )
 
                 async def value(promql: str) -> float | None:
                     result = await _query(session, server, promql)
@@ -85,13 +101,13 @@ async def test_prometheus_scrapes_every_node_and_queries_return_the_series(tmp_p
                     'sum(up{job="shoal"})': lambda v: v == 3,
                     "sum(shoal_raft_leader)": lambda v: v == 1,
                     "min(shoal_raft_commit_index)": lambda v: v > 0,
-                    'sum(shoal_tasks{service="web",state="running"}) / count(shoal_raft_term)':
-                        lambda v: v == 2,
-                    'sum(shoal_lb_connections_total{service="web",port="18080"})':
-                        lambda v: v >= 1,
+                    'sum(shoal_tasks{service="web",state="running"}) / count(shoal_raft_term)': lambda v: (
+                        v == 2
+                    ),
+                    'sum(shoal_lb_connections_total{service="web",port="18080"})': lambda v: v >= 1,
                     'sum(shoal_api_requests_total{route="/v1/services",method="POST",'
                     'status="201"})': lambda v: v == 1,
-                    "sum(shoal_gossip_members{state=\"alive\"})": lambda v: v == 9,
+                    'sum(shoal_gossip_members{state="alive"})': lambda v: v == 9,
                     "count(shoal_raft_commit_seconds_bucket)": lambda v: v > 0,
                 }
                 for promql, check in expectations.items():

@@ -27,8 +27,14 @@ async def test_networks_through_the_cli_and_the_api(single):
     network = json.loads(made.stdout)
     node_id = (await single.get(0, "/v1/nodes"))[0]["id"]
     assert (network["subnet"], network["vni"], network["leases"], network["labels"]) == (
-        "10.200.0.0/20", 4096, {node_id: "10.200.0.0/26"}, {"team": "a"})
-    status, _ = await call("POST", f"{addr}/v1/services", json={**SLEEPER, "name": "api", "networks": ["appnet"]})
+        "10.200.0.0/20",
+        4096,
+        {node_id: "10.200.0.0/26"},
+        {"team": "a"},
+    )
+    status, _ = await call(
+        "POST", f"{addr}/v1/services", json={**SLEEPER, "name": "api", "networks": ["appnet"]}
+    )
     assert status == 201
     inspected = json.loads(shoal("network inspect", "appnet", "-o", "json", addr=addr).stdout)
     assert (inspected["vips"], inspected["services"]) == ({"api": "10.200.8.1"}, ["api"])
@@ -37,12 +43,19 @@ async def test_networks_through_the_cli_and_the_api(single):
 
     busy = shoal("network rm", "appnet", addr=addr)
     assert busy.returncode != 0 and "api" in busy.stderr
-    for args, words in ((("Bad_",), ["name"]), (("other", "--subnet", "10.200.4.0/22"), ["subnet", "overlaps"])):
+    for args, words in (
+        (("Bad_",), ["name"]),
+        (("other", "--subnet", "10.200.4.0/22"), ["subnet", "overlaps"]),
+    ):
         refused = shoal("network create", *args, addr=addr)
         assert refused.returncode != 0 and all(w in refused.stderr for w in words), refused.stderr
-    status, answer = await call("POST", f"{addr}/v1/services", json={**SLEEPER, "name": "lost", "networks": ["nowhere"]})
-    assert (status, answer.get("field")) == (400, "networks[0]") and \
-        "no such network 'nowhere'" in answer["error"], answer
+    status, answer = await call(
+        "POST", f"{addr}/v1/services", json={**SLEEPER, "name": "lost", "networks": ["nowhere"]}
+    )
+    assert (status, answer.get("field")) == (
+        400,
+        "networks[0]",
+    ) and "no such network 'nowhere'" in answer["error"], answer
     assert (await call("GET", f"{addr}/v1/overlay"))[1] == {"enabled": False}
 
     assert (await call("DELETE", f"{addr}/v1/services/api"))[0] == 200
@@ -54,6 +67,21 @@ def test_overlay_needs_the_docker_runtime(tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "node", "node", "start", "--overlay", "--runtime", "process",
-                           "--data-dir", str(tmp_path / "n")], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "node",
+            "start",
+            "--overlay",
+            "--runtime",
+            "process",
+            "--data-dir",
+            str(tmp_path / "n"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "--overlay needs the Docker runtime" in done.stderr

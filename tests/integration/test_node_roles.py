@@ -14,9 +14,13 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node", *args, "--addr", addr],
-                          capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+    return subprocess.run(
+        [sys.executable, "-m", "node", *args, "--addr", addr],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+    )
 
 
 async def _roles(cluster: LocalCluster, via: int) -> dict[str, str]:
@@ -44,7 +48,7 @@ async def test_promote_demote_and_remove_nodes(tmp_path):
         roles = await _roles(cluster, 0)
         assert roles[voter] == "member" and roles[member] == "voter"
         assert sum(r == "voter" for r in roles.values()) == 3
-        raft = (await cluster.get(cluster.nodes.index(_node(cluster, leader)), "/v1/cluster"))
+        raft = await cluster.get(cluster.nodes.index(_node(cluster, leader)), "/v1/cluster")
         partners = raft["this_node"]["raft_partners"]
         assert _node(cluster, voter).address + ":7421" not in partners
         assert _node(cluster, member).address + ":7421" in partners
@@ -68,8 +72,9 @@ async def test_promote_demote_and_remove_nodes(tmp_path):
         (spare,) = [n for n, r in (await _roles(cluster, 0)).items() if r == "member"]
         busy = shoal("node", "rm", spare, addr=addr)
         assert busy.returncode == 1 and "--force" in busy.stderr
-        victim = next(n for n, r in (await _roles(cluster, 0)).items()
-                      if r == "voter" and n != leader)
+        victim = next(
+            n for n, r in (await _roles(cluster, 0)).items() if r == "voter" and n != leader
+        )
         _node(cluster, victim).stop()
 
         async def down() -> bool:

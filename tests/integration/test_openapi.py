@@ -32,8 +32,9 @@ async def test_the_description_covers_every_route_and_validates(tmp_path):
             created = await client.post("/v1/services", demo_service(18090) | {"replicas": 0})
     validate(doc)
     served = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
-    undescribed = sorted(f"{m} {p}" for m, p in served
-                         if doc["paths"][p][m.lower()]["summary"] == UNDESCRIBED)
+    undescribed = sorted(
+        f"{m} {p}" for m, p in served if doc["paths"][p][m.lower()]["summary"] == UNDESCRIBED
+    )
     assert undescribed == [], "routes missing from node.openapi.OPERATIONS"
     # Each entry names a route the node serves (the dashboard's are added with it).
     assert served == set(OPERATIONS)
@@ -68,12 +69,34 @@ async def test_fuzzing_the_read_routes_from_the_description_finds_no_server_erro
         spec = tmp_path / "openapi.json"
         spec.write_text(json.dumps(doc))
         run = subprocess.run(
-            [sys.executable, "-m", "schemathesis.cli", "run", str(spec),
-             "--url", f"http://{cluster.nodes[0].api}", "-H", f"Authorization: Bearer {token}",
-             "--include-method", "GET", "--exclude-path-regex", "/v1/(events|tasks/.*/logs)",
-             "--max-examples", "25", "--seed", "1", "--workers", "2",
-             "--checks", "not_a_server_error,status_code_conformance,"
-                         "content_type_conformance,response_schema_conformance"],
-            capture_output=True, text=True, timeout=240, cwd=tmp_path)
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "run",
+                str(spec),
+                "--url",
+                f"http://{cluster.nodes[0].api}",
+                "-H",
+                f"Authorization: Bearer {token}",
+                "--include-method",
+                "GET",
+                "--exclude-path-regex",
+                "/v1/(events|tasks/.*/logs)",
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+                "--workers",
+                "2",
+                "--checks",
+                "not_a_server_error,status_code_conformance,"
+                "content_type_conformance,response_schema_conformance",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=tmp_path,
+        )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout

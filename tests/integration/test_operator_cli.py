@@ -43,11 +43,13 @@ async def _remove(cluster: LocalCluster, name: str) -> None:
 
 async def _line(proc: asyncio.subprocess.Process, wanted: str, timeout: float = 45.0) -> str:
     """The first line of `proc`'s output holding `wanted`."""
+
     async def read() -> str:
         while line := (await proc.stdout.readline()).decode():
             if wanted in line:
                 return line
         raise AssertionError(f"output ended (exit {await proc.wait()}) before {wanted!r}")
+
     return await asyncio.wait_for(read(), timeout)
 
 
@@ -55,8 +57,18 @@ async def test_logs_follow_the_service_through_a_rollout_until_it_is_removed(clu
     await _create(cluster, {"name": "talker", "command": TALKER, "env": {"V": "one"}})
     env = dict(os.environ, SHOAL_TOKEN=cluster.nodes[1].api_token)
     follow = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node", "service", "logs", "talker", "-f",
-        "--addr", cluster.nodes[1].api, stdout=asyncio.subprocess.PIPE, env=env)
+        sys.executable,
+        "-m",
+        "node",
+        "service",
+        "logs",
+        "talker",
+        "-f",
+        "--addr",
+        cluster.nodes[1].api,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
     try:
         await _line(follow, "hello one")
         async with cluster.nodes[0].client() as client:
@@ -75,8 +87,9 @@ async def test_logs_follow_the_service_through_a_rollout_until_it_is_removed(clu
 async def test_scale_with_an_unknown_name_scales_nothing(cluster):
     await _create(cluster, {"name": "steady", "command": ["sleep", "600"]})
     try:
-        done = await asyncio.to_thread(shoal, "service", "scale", "steady=3", "nosuch=2",
-                                       addr=cluster.nodes[1].api)
+        done = await asyncio.to_thread(
+            shoal, "service", "scale", "steady=3", "nosuch=2", addr=cluster.nodes[1].api
+        )
         assert done.returncode == 1
         assert "no such service 'nosuch'" in done.stderr and "nothing was scaled" in done.stderr
         service = await cluster.get(0, "/v1/services/steady")
@@ -136,8 +149,9 @@ async def test_event_numbers_mean_the_same_on_every_node(cluster):
     events = await wait_for(same_on_both, what="the same events, numbered alike, on both nodes")
     # `since` taken from one node's stream resumes at the same place on the other.
     middle = events[len(events) // 2]["seq"]
-    assert await _events(cluster, 1, "counted", since=middle) == \
-        [e for e in events if e["seq"] > middle]
+    assert await _events(cluster, 1, "counted", since=middle) == [
+        e for e in events if e["seq"] > middle
+    ]
     removed = next(e for e in events if e["type"] == "service.removed")
     created = next(e for e in events if e["type"] == "service.created")
     assert removed["at"] > created["at"]  # the removal's own time, not the last update's
@@ -146,7 +160,8 @@ async def test_event_numbers_mean_the_same_on_every_node(cluster):
 async def test_a_node_is_named_by_any_unique_prefix_of_its_id(cluster):
     first, second = (n["id"] for n in await cluster.get(0, "/v1/nodes"))
     prefix = next(first[:k] for k in range(1, len(first) + 1) if not second.startswith(first[:k]))
-    done = await asyncio.to_thread(shoal, "node", "inspect", prefix, "-o", "json",
-                                   addr=cluster.nodes[0].api)
+    done = await asyncio.to_thread(
+        shoal, "node", "inspect", prefix, "-o", "json", addr=cluster.nodes[0].api
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["id"] == first

@@ -18,14 +18,26 @@ from node.runtime.process_records import load_record, save_record
 from node.runtime.procfs import group_members, is_running
 from node.runtime.select import RuntimeUnavailable
 
-HTTP_SERVER = ("sh", "-c", f"echo serving on $PORT; exec {sys.executable} -m http.server $PORT "
-               "--bind 127.0.0.1")
+HTTP_SERVER = (
+    "sh",
+    "-c",
+    f"echo serving on $PORT; exec {sys.executable} -m http.server $PORT --bind 127.0.0.1",
+)
 
 
 def web(task_id: str, slot: int = 1, **overrides) -> RunSpec:
-    return RunSpec(**{"task_id": task_id, "service": "web", "slot": slot, "image": "",
-                      "command": HTTP_SERVER, "ports": (PortSpec(8000),), "stop_grace": 5,
-                      **overrides})
+    return RunSpec(
+        **{
+            "task_id": task_id,
+            "service": "web",
+            "slot": slot,
+            "image": "",
+            "command": HTTP_SERVER,
+            "ports": (PortSpec(8000),),
+            "stop_grace": 5,
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture
@@ -81,8 +93,15 @@ async def test_starting_twice_keeps_one_process(driver):
 
 async def test_stop_sends_sigterm_then_kills_after_the_grace(driver, data_dir):
     polite = await driver.start(web("polite"))
-    await driver.start(RunSpec(
-        "stubborn", "web", 2, "", command=("sh", "-c", "trap '' TERM; echo ready; sleep 60 & wait")))
+    await driver.start(
+        RunSpec(
+            "stubborn",
+            "web",
+            2,
+            "",
+            command=("sh", "-c", "trap '' TERM; echo ready; sleep 60 & wait"),
+        )
+    )
     await get(f"http://127.0.0.1:{polite.endpoint(8000).port}/")
     await until_logged(driver, "stubborn", b"ready")  # its trap is set
     stopped = await driver.stop("polite", 10)
@@ -96,10 +115,21 @@ async def test_stop_sends_sigterm_then_kills_after_the_grace(driver, data_dir):
 async def test_stop_sends_the_services_stop_signal(driver):
     from consensus.container import ContainerOptions
 
-    await driver.start(RunSpec(
-        "quitter", "web", 1, "", options=ContainerOptions(stop_signal="SIGUSR1"),
-        command=("sh", "-c", "trap 'echo got usr1; exit 3' USR1; trap '' TERM; echo ready; "
-                             "while :; do sleep 0.1; done")))
+    await driver.start(
+        RunSpec(
+            "quitter",
+            "web",
+            1,
+            "",
+            options=ContainerOptions(stop_signal="SIGUSR1"),
+            command=(
+                "sh",
+                "-c",
+                "trap 'echo got usr1; exit 3' USR1; trap '' TERM; echo ready; "
+                "while :; do sleep 0.1; done",
+            ),
+        )
+    )
     await until_logged(driver, "quitter", b"ready")
     stopped = await driver.stop("quitter", 5)
     assert (stopped.state, stopped.exit_code) == ("failed", 3)
@@ -131,7 +161,12 @@ async def test_a_fresh_driver_adopts_running_tasks_without_duplicates(driver, da
 
     restarted = ProcessDriver(data_dir, node_id="node-a")
     (adopted,) = await restarted.list_owned()
-    assert (adopted.task_id, adopted.service, adopted.slot, adopted.state) == ("t1", "web", 1, "running")
+    assert (adopted.task_id, adopted.service, adopted.slot, adopted.state) == (
+        "t1",
+        "web",
+        1,
+        "running",
+    )
     assert adopted.endpoints == started.endpoints
     again = await restarted.start(web("t1"))  # the agent converging: no second process
     assert again.started_at == started.started_at
@@ -156,8 +191,17 @@ async def test_a_reused_pid_is_neither_adopted_nor_signalled(driver, data_dir):
 
 
 async def test_logs_tail_and_follow(driver):
-    spec = RunSpec("chatty", "job", 0, "", command=(
-        "sh", "-c", "for i in 1 2 3; do echo out $i; echo err $i >&2; done; exec sleep 30"))
+    spec = RunSpec(
+        "chatty",
+        "job",
+        0,
+        "",
+        command=(
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo out $i; echo err $i >&2; done; exec sleep 30",
+        ),
+    )
     await driver.start(spec)
     follow = driver.logs("chatty", follow=True, tail=2)
     seen = await asyncio.wait_for(follow.__anext__(), 30)
@@ -171,8 +215,16 @@ async def test_logs_tail_and_follow(driver):
 
 
 async def test_stats_of_a_running_task(driver):
-    await driver.start(RunSpec("busy", "job", 0, "", memory_bytes=256 << 20, command=(
-        sys.executable, "-c", "x = bytearray(64 << 20)\nwhile True: pass")))
+    await driver.start(
+        RunSpec(
+            "busy",
+            "job",
+            0,
+            "",
+            memory_bytes=256 << 20,
+            command=(sys.executable, "-c", "x = bytearray(64 << 20)\nwhile True: pass"),
+        )
+    )
     stats = None
     for _ in range(50):
         stats = await driver.stats("busy")
@@ -198,8 +250,16 @@ async def test_memory_limit_is_enforced_where_cgroups_are_writable(driver):
     problem = CgroupsV1().problem()
     if problem is not None:
         pytest.skip(f"cgroup v1 is not writable here: {problem}")
-    await driver.start(RunSpec("hog", "job", 0, "", memory_bytes=32 << 20, command=(
-        sys.executable, "-c", "x = [bytearray(1 << 20) for _ in range(200)]")))
+    await driver.start(
+        RunSpec(
+            "hog",
+            "job",
+            0,
+            "",
+            memory_bytes=32 << 20,
+            command=(sys.executable, "-c", "x = [bytearray(1 << 20) for _ in range(200)]"),
+        )
+    )
     ended = await asyncio.wait_for(driver.wait("hog"), 60)
     assert (ended.state, ended.exit_code) == ("failed", 137)
     assert ended.error == f"killed: out of memory (limit {32 << 20} bytes)"

@@ -21,8 +21,20 @@ SIX = {**ROLLING, "replicas": 6, "rebalance": "auto"}
 
 @pytest.fixture
 async def pair(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 3, ["--runtime", "process", "--cpus", "4",
-                                              "--memory", str(8 << 30), "--lb-dataplane", "proxy"])
+    cluster = LocalCluster(
+        str(tmp_path),
+        3,
+        [
+            "--runtime",
+            "process",
+            "--cpus",
+            "4",
+            "--memory",
+            str(8 << 30),
+            "--lb-dataplane",
+            "proxy",
+        ],
+    )
     try:
         await cluster.start(count=2)
         yield cluster
@@ -38,14 +50,18 @@ async def test_a_joining_node_gets_two_of_six_tasks_without_a_failed_request(pai
         await client.post("/v1/services", SIX)
 
         async def running() -> list[dict]:
-            return [t for t in await client.get("/v1/tasks?service=web")
-                    if t["desired"] == "running" and t["state"] == "running"]
+            return [
+                t
+                for t in await client.get("/v1/tasks?service=web")
+                if t["desired"] == "running" and t["state"] == "running"
+            ]
 
         async def on_nodes(counts: list[int]) -> bool:
             by_node = Counter(t["node_name"] for t in await running())
             return sorted(by_node.values()) == counts
 
         await wait_for(lambda: on_nodes([3, 3]), 60, "6 tasks on 2 nodes")
+
         async def both_serving() -> bool:
             return all([await serving(pair, i, 6) for i in range(2)])
 

@@ -16,15 +16,32 @@ from tests.integration.test_mesh_process import SPEC, remove_leftover_tasks
 pytestmark = pytest.mark.timeout(180)
 
 # The start period lets a new server come up before its failed probes count.
-ROLLING = {**SPEC, "replicas": 3, "constraints": [], "env": {"V": "1"},
-           "health": {**SPEC["health"], "start_period": "3s"},
-           "update": {"parallelism": 1, "order": "start-first", "monitor": "1s"}}
+ROLLING = {
+    **SPEC,
+    "replicas": 3,
+    "constraints": [],
+    "env": {"V": "1"},
+    "health": {**SPEC["health"], "start_period": "3s"},
+    "update": {"parallelism": 1, "order": "start-first", "monitor": "1s"},
+}
 
 
 @pytest.fixture
 async def trio(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 3, ["--runtime", "process", "--cpus", "4",
-                                              "--memory", str(8 << 30), "--lb-dataplane", "proxy"])
+    cluster = LocalCluster(
+        str(tmp_path),
+        3,
+        [
+            "--runtime",
+            "process",
+            "--cpus",
+            "4",
+            "--memory",
+            str(8 << 30),
+            "--lb-dataplane",
+            "proxy",
+        ],
+    )
     try:
         await cluster.start()
         yield cluster

@@ -25,10 +25,16 @@ from node.localcluster import (
 
 pytestmark = pytest.mark.timeout(180)
 
-SERVICE = {"name": "web", "image": "process", "command": ["sleep", "300"], "replicas": 3,
-           "env": {"V": "1"}, "restart": {"delay": "1s"},
-           "update": {"parallelism": 1, "monitor": "1s", "failure_action": "rollback"},
-           "rollback": {"parallelism": 2, "monitor": "1s"}}
+SERVICE = {
+    "name": "web",
+    "image": "process",
+    "command": ["sleep", "300"],
+    "replicas": 3,
+    "env": {"V": "1"},
+    "restart": {"delay": "1s"},
+    "update": {"parallelism": 1, "monitor": "1s", "failure_action": "rollback"},
+    "rollback": {"parallelism": 2, "monitor": "1s"},
+}
 
 
 @pytest.fixture
@@ -38,16 +44,22 @@ async def trio(tmp_path):
 
 
 def shoal(command: str, *args: str, addr: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node", *command.split(), "--addr", addr, *args],
-                          capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+    return subprocess.run(
+        [sys.executable, "-m", "node", *command.split(), "--addr", addr, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+    )
 
 
 async def live(cluster: LocalCluster, i: int = 0) -> list[dict]:
     return [t for t in await cluster.get(i, "/v1/tasks?service=web") if t["desired"] == "running"]
 
 
-async def settled(cluster: LocalCluster, version: int, state: str, runs: tuple[int, ...] = ()) -> dict:
+async def settled(
+    cluster: LocalCluster, version: int, state: str, runs: tuple[int, ...] = ()
+) -> dict:
     """The service once its rollout to `version` ended in `state` and 3 tasks run, made from
     that version or the equal earlier ones in `runs` (a rollback keeps untouched tasks)."""
     service = await cluster.get(1, "/v1/services/web")
@@ -55,8 +67,9 @@ async def settled(cluster: LocalCluster, version: int, state: str, runs: tuple[i
     if service["version"] != version or not rollout or rollout["state"] != state:
         return {}
     tasks = await live(cluster, 1)
-    ok = len(tasks) == 3 and all(t["state"] == "running" and t["spec_version"] in (version, *runs)
-                                 for t in tasks)
+    ok = len(tasks) == 3 and all(
+        t["state"] == "running" and t["spec_version"] in (version, *runs) for t in tasks
+    )
     return service if ok else {}
 
 
@@ -68,7 +81,8 @@ async def collect_events(cluster: LocalCluster, into: list[dict]) -> None:
             since = {"since": into[-1]["seq"]} if into and "seq" in into[-1] else {}
             try:
                 async for _kind, data in parse_sse(
-                        client.stream_lines("/v1/events", service="web", **since)):
+                    client.stream_lines("/v1/events", service="web", **since)
+                ):
                     into.append(data)
             except (ApiError, Unreachable):
                 await asyncio.sleep(0.2)
@@ -90,7 +104,9 @@ async def test_update_replaces_in_batches_and_rollback_restores_the_old_spec(tri
             new = sorted(await live(trio), key=lambda t: t["created_at"])
             # Parallelism 1: each successor was created only after the one before it ran.
             assert all(b["created_at"] >= a["started_at"] for a, b in zip(new, new[1:]))
-            old = [t for t in await client.get("/v1/tasks", service="web") if t["spec_version"] == 1]
+            old = [
+                t for t in await client.get("/v1/tasks", service="web") if t["spec_version"] == 1
+            ]
             assert len(old) == 3 and all(t["desired"] == "shutdown" for t in old)
 
             status = shoal("service status web", addr=addr)
@@ -102,7 +118,9 @@ async def test_update_replaces_in_batches_and_rollback_restores_the_old_spec(tri
             assert back.returncode == 0, back.stderr
             assert "rolling back to the spec of version 1" in back.stdout
             service = await wait_for(lambda: settled(trio, 3, "rolled_back"), 60, "the rollback")
-            assert service["spec"]["env"] == {"V": "1"} and service["rollout"]["reason"] == "requested"
+            assert (
+                service["spec"]["env"] == {"V": "1"} and service["rollout"]["reason"] == "requested"
+            )
             again = shoal("service rollback web", "--to-version", "9", addr=addr)
             assert again.returncode != 0 and "not kept" in again.stderr
             with pytest.raises(ApiError) as bad:
@@ -124,8 +142,9 @@ async def test_an_update_to_a_command_that_exits_at_once_rolls_back_by_itself(tr
         await client.post("/v1/services", SERVICE)
         await wait_for(lambda: _all_running(trio, 1), 30, "3 tasks of version 1")
         await client.patch("/v1/services/web", {"command": ["sh", "-c", "exit 3"]})
-        service = await wait_for(lambda: settled(trio, 3, "rolled_back", runs=(1,)), 60,
-                                 "the rollback")
+        service = await wait_for(
+            lambda: settled(trio, 3, "rolled_back", runs=(1,)), 60, "the rollback"
+        )
         versions = sorted(t["spec_version"] for t in await live(trio))
     assert versions == [1, 1, 3]  # only the failed slot was replaced, twice
     rollout = service["rollout"]
@@ -137,8 +156,9 @@ async def test_an_update_to_a_command_that_exits_at_once_rolls_back_by_itself(tr
 
 async def _all_running(cluster: LocalCluster, version: int) -> bool:
     tasks = await live(cluster)
-    return len(tasks) == 3 and all(t["state"] == "running" and t["spec_version"] == version
-                                   for t in tasks)
+    return len(tasks) == 3 and all(
+        t["state"] == "running" and t["spec_version"] == version for t in tasks
+    )
 
 
 async def _seen(events: list[dict], state: str) -> bool:

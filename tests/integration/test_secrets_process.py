@@ -29,8 +29,10 @@ from node.security import ClusterKeys
 
 pytestmark = pytest.mark.timeout(180)
 
-READER = ("sha256sum \"$SHOAL_SECRETS_DIR/dbpw\" | cut -d' ' -f1; cat \"$SHOAL_FILES_DIR/etc/app.conf\"; "
-          "echo; stat -c %a \"$SHOAL_SECRETS_DIR/dbpw\"; exec sleep 300")
+READER = (
+    'sha256sum "$SHOAL_SECRETS_DIR/dbpw" | cut -d\' \' -f1; cat "$SHOAL_FILES_DIR/etc/app.conf"; '
+    'echo; stat -c %a "$SHOAL_SECRETS_DIR/dbpw"; exec sleep 300'
+)
 
 
 @pytest.fixture
@@ -41,9 +43,13 @@ async def trio(tmp_path):
 
 def shoal(*argv: str, addr: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
     # --addr goes before the arguments: `service create` takes all after IMAGE as the command.
-    return subprocess.run([sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]], input=stdin,
-                          capture_output=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+    return subprocess.run(
+        [sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+    )
 
 
 def files_holding(roots: list[str], needle: bytes) -> list[str]:
@@ -63,14 +69,25 @@ def files_holding(roots: list[str], needle: bytes) -> list[str]:
 
 async def raw_answers(cluster: LocalCluster, tasks: list[dict]) -> dict[str, bytes]:
     """Every API answer a user can reach about the secret, its service and its tasks."""
-    paths = ["/v1/secrets", "/v1/secrets/dbpw", "/v1/configs", "/v1/services", "/v1/services/web",
-             "/v1/tasks", "/v1/events?follow=0", "/v1/nodes", "/v1/cluster"]
+    paths = [
+        "/v1/secrets",
+        "/v1/secrets/dbpw",
+        "/v1/configs",
+        "/v1/services",
+        "/v1/services/web",
+        "/v1/tasks",
+        "/v1/events?follow=0",
+        "/v1/nodes",
+        "/v1/cluster",
+    ]
     paths += [f"/v1/tasks/{t['id']}/logs" for t in tasks]
     answers = {}
     async with aiohttp.ClientSession() as session:
         for node in cluster.nodes:
             for path in paths:
-                async with session.get(f"http://{node.api}{path}", headers=auth_for(node.api)) as resp:
+                async with session.get(
+                    f"http://{node.api}{path}", headers=auth_for(node.api)
+                ) as resp:
                     answers[f"{node.name}{path}"] = await resp.read()
     return answers
 
@@ -97,13 +114,38 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
     assert too_big.returncode == 2 and b"data: a secret holds at most 500 KiB" in too_big.stderr
     bad_name = shoal("secret", "create", "no/slash", "-", addr=addr, stdin=b"x")
     assert bad_name.returncode == 2 and b"name:" in bad_name.stderr
-    missing = shoal("service", "create", "--name", "web", "--secret", "nope", "process",
-                    "sh", "-c", "sleep 1", addr=addr)
+    missing = shoal(
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--secret",
+        "nope",
+        "process",
+        "sh",
+        "-c",
+        "sleep 1",
+        addr=addr,
+    )
     assert missing.returncode == 2 and b"secrets[0].source" in missing.stderr
 
-    made = shoal("service", "create", "--name", "web", "--replicas", "2",
-                 "--secret", "dbpw,mode=0400", "--config", "app.conf,target=/etc/app.conf",
-                 "process", "sh", "-c", READER, addr=addr)
+    made = shoal(
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--secret",
+        "dbpw,mode=0400",
+        "--config",
+        "app.conf,target=/etc/app.conf",
+        "process",
+        "sh",
+        "-c",
+        READER,
+        addr=addr,
+    )
     assert made.returncode == 0, made.stderr
     tasks = await wait_for(lambda: running(trio), 60, "2 running tasks")
     expected = f"{hashlib.sha256(marker).hexdigest()}\n{config_marker.decode()}\n400\n".encode()
@@ -123,8 +165,11 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
     by_id = {load(n.data_dir).identity.node_id: n for n in trio.nodes}
     other = next(node_id for node_id in by_id if node_id != owner)
     url = f"http://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
-    callers = [({"Authorization": f"Bearer {keys.api_token}"}, 403),  # a token is no node
-               (by_id[other].node_headers, 403), (by_id[owner].node_headers, 200)]
+    callers = [
+        ({"Authorization": f"Bearer {keys.api_token}"}, 403),  # a token is no node
+        (by_id[other].node_headers, 403),
+        (by_id[owner].node_headers, 200),
+    ]
     for headers, status in callers:
         async with aiohttp.ClientSession(headers=headers) as session:
             async with session.get(url, params={"task": task["id"], "node": owner}) as resp:
@@ -153,5 +198,6 @@ async def task_log(cluster: LocalCluster, task_id: str) -> bytes:
 async def _files_gone(cluster: LocalCluster, tasks: list[dict]) -> bool:
     ids = {t["id"] for t in tasks}
     left = [t for t in await cluster.get(0, "/v1/tasks") if t["id"] in ids and not t["finished_at"]]
-    return not left and not any(os.path.exists(os.path.join(tmpfs_root(t["node_id"]), t["id"]))
-                                for t in tasks)
+    return not left and not any(
+        os.path.exists(os.path.join(tmpfs_root(t["node_id"]), t["id"])) for t in tasks
+    )

@@ -86,7 +86,10 @@ async def test_replicas_spread_over_all_nodes_and_run(shared):
         assert is_running(*process_of(node_named(shared, task["node_name"]), task["id"]))
     rows = must(shoal("service", "ps", "spread", addr=shared.nodes[2].api)).splitlines()[1:]
     assert sorted((r.split()[2], r.split()[4]) for r in rows) == [
-        ("n1", "running"), ("n2", "running"), ("n3", "running")]
+        ("n1", "running"),
+        ("n2", "running"),
+        ("n3", "running"),
+    ]
 
 
 async def test_a_killed_node_is_replaced_and_its_stale_task_stopped_when_it_returns(trio):
@@ -117,7 +120,8 @@ async def test_a_killed_node_is_replaced_and_its_stale_task_stopped_when_it_retu
 
     async def stale_process_gone() -> bool:
         return not is_running(*stale_process) and not os.path.exists(
-            task_dir(victim.data_dir, stale["id"]))
+            task_dir(victim.data_dir, stale["id"])
+        )
 
     await wait_for(stale_process_gone, timeout=SETTLE, what=f"{victim.name} to stop its stale task")
     # The restarted agent adopted the stale process only to stop it; the slot stays with
@@ -139,9 +143,11 @@ async def test_drain_moves_a_nodes_tasks_to_the_other_nodes(trio):
     must(shoal("node", "update", drained.name, "--availability", "drain", addr=trio.nodes[0].api))
 
     def moved_off(tasks: list[dict]) -> bool:
-        return (running_slots(3)(tasks)
-                and drained.name not in {t["node_name"] for t in live(tasks)}
-                and by_id(tasks, moved["id"])["state"] == "shutdown")
+        return (
+            running_slots(3)(tasks)
+            and drained.name not in {t["node_name"] for t in live(tasks)}
+            and by_id(tasks, moved["id"])["state"] == "shutdown"
+        )
 
     tasks = await watch.until(moved_off, f"the tasks of {drained.name} moved")
     assert by_id(tasks, moved["id"])["message"] == f"node {drained.name} is drained"
@@ -157,8 +163,9 @@ async def test_a_global_service_gains_a_task_when_a_node_joins(fresh):
     watch = SlotWatch(cluster, "agent")
 
     def on(names: set[str]):
-        return lambda tasks: (running_spread(len(names))(tasks)
-                              and {t["node_name"] for t in live(tasks)} == names)
+        return lambda tasks: (
+            running_spread(len(names))(tasks) and {t["node_name"] for t in live(tasks)} == names
+        )
 
     await watch.until(on({"n1", "n2"}), "a global task on each of 2 nodes")
     await cluster.add(cluster.nodes[2])
@@ -172,8 +179,19 @@ async def test_two_replicas_on_one_host_get_their_own_ports_and_both_serve(fresh
     cluster = fresh(1)
     await cluster.start()
     node = cluster.nodes[0]
-    create(cluster, "web", "--replicas", "2", "-p", "8080:8000", "--health-http", "/",
-           "--health-interval", "0.2s", *http_server(node.address))
+    create(
+        cluster,
+        "web",
+        "--replicas",
+        "2",
+        "-p",
+        "8080:8000",
+        "--health-http",
+        "/",
+        "--health-interval",
+        "0.2s",
+        *http_server(node.address),
+    )
 
     def healthy(tasks: list[dict]) -> bool:
         running = live(tasks)
@@ -182,7 +200,9 @@ async def test_two_replicas_on_one_host_get_their_own_ports_and_both_serve(fresh
     tasks = await SlotWatch(cluster, "web").until(healthy, "2 healthy replicas")
     bindings = [t["endpoint"]["ports"] for t in tasks if t in live(tasks)]
     assert [[(b["target"], b["protocol"]) for b in ports] for ports in bindings] == [
-        [(8000, "tcp")], [(8000, "tcp")]]
+        [(8000, "tcp")],
+        [(8000, "tcp")],
+    ]
     host_ports = {ports[0]["host_port"] for ports in bindings}
     assert len(host_ports) == 2
     assert {t["endpoint"]["address"] for t in live(tasks)} == {node.address}
@@ -202,10 +222,26 @@ async def http_status(host: str, port: int) -> int:
 async def test_a_failing_health_check_fails_the_task_and_the_policy_replaces_it(shared):
     node = shared.nodes[0]
     # Pinned to one node so that the task's server can bind that node's address.
-    create(shared, "unhealthy", "--constraint", f"node.hostname=={node.name}", "-p", "8080:8000",
-           "--health-http", "/no-such-page", "--health-interval", "0.2s",
-           "--health-start-period", "1s", "--health-retries", "1", *QUICK_RESTART,
-           "--restart-max-attempts", "2", *http_server(node.address))
+    create(
+        shared,
+        "unhealthy",
+        "--constraint",
+        f"node.hostname=={node.name}",
+        "-p",
+        "8080:8000",
+        "--health-http",
+        "/no-such-page",
+        "--health-interval",
+        "0.2s",
+        "--health-start-period",
+        "1s",
+        "--health-retries",
+        "1",
+        *QUICK_RESTART,
+        "--restart-max-attempts",
+        "2",
+        *http_server(node.address),
+    )
 
     def attempts_used(tasks: list[dict]) -> bool:
         return any(t["restarts"] == 2 and t["state"] == "failed" for t in tasks)
@@ -217,15 +253,18 @@ async def test_a_failing_health_check_fails_the_task_and_the_policy_replaces_it(
 
     tasks = sorted(await tasks_of(shared, "unhealthy"), key=lambda t: t["restarts"])
     assert [(t["slot"], t["restarts"], t["state"], t["health"]) for t in tasks] == [
-        (1, n, "failed", "unhealthy") for n in range(3)]
+        (1, n, "failed", "unhealthy") for n in range(3)
+    ]
     for task in tasks:
         (port,) = task["endpoint"]["ports"]
         # Refused while its server started, or answered 404: either way the check failed.
-        assert task["error"].startswith(f"health check failed: GET http://{node.address}:"
-                                        f"{port['host_port']}/no-such-page "), task["error"]
+        assert task["error"].startswith(
+            f"health check failed: GET http://{node.address}:{port['host_port']}/no-such-page "
+        ), task["error"]
     # Each failure was replaced until the policy's attempts ran out.
     assert [(t["desired"], t["message"]) for t in tasks[:2]] == [
-        ("shutdown", "task failed: restarted")] * 2
+        ("shutdown", "task failed: restarted")
+    ] * 2
     assert tasks[2]["desired"] == "running"
 
 

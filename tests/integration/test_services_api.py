@@ -63,12 +63,19 @@ async def trio(tmp_path):
         yield cluster
 
 
-def shoal(command: str, *args: str, addr: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+def shoal(
+    command: str, *args: str, addr: str, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     """`shoal COMMAND --addr ADDR ARGS...`: options go first, since everything after
     `service create`'s IMAGE belongs to the task's command."""
-    return subprocess.run([sys.executable, "-m", "node", *command.split(), "--addr", addr, *args],
-                          capture_output=True, text=True, timeout=60, input=stdin,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+    return subprocess.run(
+        [sys.executable, "-m", "node", *command.split(), "--addr", addr, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+    )
 
 
 async def call(method: str, url: str, **kwargs) -> tuple[int, object]:
@@ -89,12 +96,23 @@ async def running_tasks(cluster: LocalCluster, name: str, count: int) -> list[di
 
 async def test_service_lifecycle_through_the_api(single):
     base = f"http://{single.nodes[0].api}/v1"
-    status, created = await call("POST", f"{base}/services", json={
-        **SLEEPER, "name": "web", "replicas": 3, "ports": ["8080:80"],
-        "resources": {"reservations": {"cpu": "100m", "memory": "64M"}}})
+    status, created = await call(
+        "POST",
+        f"{base}/services",
+        json={
+            **SLEEPER,
+            "name": "web",
+            "replicas": 3,
+            "ports": ["8080:80"],
+            "resources": {"reservations": {"cpu": "100m", "memory": "64M"}},
+        },
+    )
     assert status == 201, created
     assert created["version"] == 1 and created["previous_versions"] == 0 and created["id"]
-    assert created["spec"]["resources"]["reservations"] == {"cpu_millis": 100, "memory_bytes": 64 << 20}
+    assert created["spec"]["resources"]["reservations"] == {
+        "cpu_millis": 100,
+        "memory_bytes": 64 << 20,
+    }
 
     tasks = await wait_for(lambda: running_tasks(single, "web", 3), what="3 running tasks")
     assert sorted(t["slot"] for t in tasks) == [1, 2, 3]
@@ -106,7 +124,9 @@ async def test_service_lifecycle_through_the_api(single):
     status, scaled = await call("PATCH", f"{base}/services/web", json={"replicas": 5})
     assert status == 200 and scaled["version"] == 2 and scaled["previous_versions"] == 1
     await wait_for(lambda: running_tasks(single, "web", 5), what="5 running tasks")
-    status, changed = await call("PATCH", f"{base}/services/{created['id']}", json={"env": {"A": "1"}})
+    status, changed = await call(
+        "PATCH", f"{base}/services/{created['id']}", json={"env": {"A": "1"}}
+    )
     assert status == 200 and changed["version"] == 3 and changed["spec"]["replicas"] == 5
     status, same = await call("PATCH", f"{base}/services/web", json={"env": {"A": "1"}})
     assert status == 200 and same["version"] == 3  # nothing changed, no new version
@@ -135,9 +155,15 @@ BAD_SPECS = [
     ({"name": "neg", "image": "x", "replicas": -1}, "replicas"),
     ({"name": "con", "image": "x", "constraints": ["zone=a"]}, "constraints[0]"),
     ({"name": "key", "image": "x", "constraints": ["node.zone==a"]}, "constraints[0]"),
-    ({"name": "mem", "image": "x", "resources": {"limits": {"memory": "12XB"}}}, "resources.limits.memory"),
+    (
+        {"name": "mem", "image": "x", "resources": {"limits": {"memory": "12XB"}}},
+        "resources.limits.memory",
+    ),
     ({"name": "port", "image": "x", "ports": ["8080:70000"]}, "ports[0].target"),
-    ({"name": "pub", "image": "x", "ports": [{"target": 80, "published": 65536}]}, "ports[0].published"),
+    (
+        {"name": "pub", "image": "x", "ports": [{"target": 80, "published": 65536}]},
+        "ports[0].published",
+    ),
     ({"name": "unk", "image": "x", "colour": "red"}, "colour"),
     ({"name": "Bad_Name", "image": "x"}, "name"),
     ({"image": "x"}, "name"),
@@ -158,11 +184,16 @@ async def test_duplicate_names_conflict_and_garbage_bodies_are_refused(single):
     assert (await call("POST", url, json={"name": "web", "image": "x"}))[0] == 201
     status, answer = await call("POST", url, json={"name": "web", "image": "y"})
     assert status == 409 and answer["field"] == "name" and "already exists" in answer["error"]
-    status, answer = await call("POST", url, data=b"{nope",
-                                headers={"Content-Type": "application/json"})
+    status, answer = await call(
+        "POST", url, data=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert status == 400 and "JSON" in answer["error"]
-    status, answer = await call("POST", f"http://{single.nodes[0].api}/v1/apply", data=b"\xff\xfe",
-                                headers={"Content-Type": "application/yaml"})
+    status, answer = await call(
+        "POST",
+        f"http://{single.nodes[0].api}/v1/apply",
+        data=b"\xff\xfe",
+        headers={"Content-Type": "application/yaml"},
+    )
     assert status == 400 and answer["field"] == "body"
     (only,) = await single.get(0, "/v1/services")
     assert only["spec"]["image"] == "x"
@@ -170,10 +201,31 @@ async def test_duplicate_names_conflict_and_garbage_bodies_are_refused(single):
 
 async def test_cli_create_ls_ps_scale_update_inspect_rm(single):
     addr = f"http://{single.nodes[0].api}"
-    created = shoal("service create", "--name", "web", "--replicas", "2", "-p", "8080:80",
-                    "--env", "MODE=prod", "--constraint", "node.role==voter", "--reserve-cpu", "0.1",
-                    "--reserve-memory", "32M", "--health-cmd", "true", "--restart-condition", "on-failure",
-                    "process", "sleep", "300", addr=addr)
+    created = shoal(
+        "service create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "-p",
+        "8080:80",
+        "--env",
+        "MODE=prod",
+        "--constraint",
+        "node.role==voter",
+        "--reserve-cpu",
+        "0.1",
+        "--reserve-memory",
+        "32M",
+        "--health-cmd",
+        "true",
+        "--restart-condition",
+        "on-failure",
+        "process",
+        "sleep",
+        "300",
+        addr=addr,
+    )
     assert created.returncode == 0, created.stderr
     service_id = created.stdout.strip()
 
@@ -191,8 +243,19 @@ async def test_cli_create_ls_ps_scale_update_inspect_rm(single):
 
     scaled = shoal("service scale", "web=4", addr=addr)
     assert scaled.returncode == 0 and scaled.stdout.strip() == "web scaled to 4"
-    updated = shoal("service update", "web", "--env-add", "LEVEL=debug", "--env-rm", "MODE",
-                    "--args", "sleep 600", "--health-retries", "5", addr=addr)
+    updated = shoal(
+        "service update",
+        "web",
+        "--env-add",
+        "LEVEL=debug",
+        "--env-rm",
+        "MODE",
+        "--args",
+        "sleep 600",
+        "--health-retries",
+        "5",
+        addr=addr,
+    )
     assert updated.returncode == 0, updated.stderr
     inspected = json.loads(shoal("service inspect", "web", "-o", "json", addr=addr).stdout)
     spec = inspected["spec"]
@@ -218,8 +281,14 @@ BAD_FLAGS = [
 
 async def test_cli_rejects_bad_flags_with_exit_2_and_one_line(single):
     for flags, words in BAD_FLAGS:
-        result = shoal("service create", "--name", "web", *flags, "busybox",
-                       addr=f"http://{single.nodes[0].api}")
+        result = shoal(
+            "service create",
+            "--name",
+            "web",
+            *flags,
+            "busybox",
+            addr=f"http://{single.nodes[0].api}",
+        )
         assert result.returncode == 2, result
         last = result.stderr.strip().splitlines()[-1]
         assert all(word in last for word in words), result.stderr
@@ -231,11 +300,18 @@ async def test_the_seed_deployment_applies_with_50_replicas_across_nodes(trio):
     first = shoal("apply", "-f", "-", "-o", "json", addr=addr, stdin=SEED_DEPLOYMENT)
     assert first.returncode == 0, first.stderr
     answer = json.loads(first.stdout)
-    assert answer == {"services": [{"name": "web-app", "action": "created", "version": 1}], "warnings": [],
-                      "stack": "", "networks": [{"name": "default", "action": "created"}]}
+    assert answer == {
+        "services": [{"name": "web-app", "action": "created", "version": 1}],
+        "warnings": [],
+        "stack": "",
+        "networks": [{"name": "default", "action": "created"}],
+    }
     service = await trio.get(2, "/v1/services/web-app")
     assert service["spec"]["replicas"] == 50 and service["spec"]["image"] == "myapp:v2"
-    assert service["spec"]["resources"]["reservations"] == {"cpu_millis": 100, "memory_bytes": 128 << 20}
+    assert service["spec"]["resources"]["reservations"] == {
+        "cpu_millis": 100,
+        "memory_bytes": 128 << 20,
+    }
 
     async def all_slots_placed() -> list[dict]:
         # `myapp:v2` is no image this machine has, so agents reject the tasks and they are
@@ -255,8 +331,17 @@ async def test_pending_tasks_say_why_in_service_ps(trio):
     async with trio.nodes[0].client() as client:
         await client.patch("/v1/nodes/n1", {"add_labels": {"zone": "a"}})
     addr = f"http://{trio.nodes[0].api}"
-    created = shoal("service create", "--name", "huge", "--constraint", "node.labels.zone==a",
-                    "--reserve-memory", "64G", "busybox", addr=addr)
+    created = shoal(
+        "service create",
+        "--name",
+        "huge",
+        "--constraint",
+        "node.labels.zone==a",
+        "--reserve-memory",
+        "64G",
+        "busybox",
+        addr=addr,
+    )
     assert created.returncode == 0, created.stderr
 
     async def explained() -> list[dict]:
@@ -266,8 +351,10 @@ async def test_pending_tasks_say_why_in_service_ps(trio):
     (task,) = await wait_for(explained, what="a pending explanation")
     assert task["state"] == "pending" and task["node_id"] == ""
     ps = shoal("service ps", "huge", addr=addr)
-    assert "pending: constraint node.labels.zone==a unmet on 2 nodes; insufficient memory on 1 node" \
-        in ps.stdout, ps.stdout
+    assert (
+        "pending: constraint node.labels.zone==a unmet on 2 nodes; insufficient memory on 1 node"
+        in ps.stdout
+    ), ps.stdout
 
 
 async def test_compose_file_applies_reapplies_unchanged_and_strict_refuses(single, tmp_path):
@@ -294,9 +381,14 @@ async def test_compose_file_applies_reapplies_unchanged_and_strict_refuses(singl
     path.write_text(STACK.replace("replicas: 2", "replicas: 4"))
     changed = json.loads(shoal("apply", "-f", str(path), "-o", "json", addr=addr).stdout)
     assert [(s["name"], s["action"], s["version"]) for s in changed["services"]] == [
-        ("api", "updated", 2), ("worker", "unchanged", 1)]
+        ("api", "updated", 2),
+        ("worker", "unchanged", 1),
+    ]
 
-    clash = [{"name": "clash", "image": "process", "ports": ["18000:80"]}, {**SLEEPER, "name": "fine"}]
+    clash = [
+        {"name": "clash", "image": "process", "ports": ["18000:80"]},
+        {**SLEEPER, "name": "fine"},
+    ]
     status, answer = await call("POST", f"{addr}/v1/apply", json=clash)
     assert (status, answer["field"]) == (409, "services.clash.ports")
     assert "18000/tcp is already published" in answer["error"]

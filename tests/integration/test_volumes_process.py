@@ -26,7 +26,12 @@ pytestmark = pytest.mark.timeout(120)
 
 # Each task appends its id and the volume's directory to a file in the volume (through the
 # link in its working directory), then stays up.
-WRITER = ("process", "sh", "-c", 'echo "$SHOAL_TASK_ID $SHOAL_VOLUME_DATA" >> data/ids; exec sleep 600')
+WRITER = (
+    "process",
+    "sh",
+    "-c",
+    'echo "$SHOAL_TASK_ID $SHOAL_VOLUME_DATA" >> data/ids; exec sleep 600',
+)
 
 
 @pytest.fixture
@@ -37,8 +42,14 @@ def trio(tmp_path):
 
 
 async def test_a_killed_task_is_replaced_on_its_node_and_finds_the_volume_data(trio):
-    create(trio, "db", "--mount", "type=volume,source=dbdata,target=/var/lib/data",
-           *QUICK_RESTART, *WRITER)
+    create(
+        trio,
+        "db",
+        "--mount",
+        "type=volume,source=dbdata,target=/var/lib/data",
+        *QUICK_RESTART,
+        *WRITER,
+    )
     watch = SlotWatch(trio, "db")
     (first,) = live(await watch.until(running_slots(1), "the task running"))
     home = node_named(trio, first["node_name"])
@@ -55,7 +66,10 @@ async def test_a_killed_task_is_replaced_on_its_node_and_finds_the_volume_data(t
     assert successor["node_name"] == home.name
     volume = os.path.join(home.data_dir, VOLUMES_DIR, "dbdata")
     with open(os.path.join(volume, "ids")) as written:
-        assert written.read().splitlines() == [f"{first['id']} {volume}", f"{successor['id']} {volume}"]
+        assert written.read().splitlines() == [
+            f"{first['id']} {volume}",
+            f"{successor['id']} {volume}",
+        ]
 
     listed = json.loads(must(shoal("volume", "ls", "-o", "json", addr=trio.nodes[2].api)))
     assert listed == [{"name": "dbdata", "services": ["db"], "nodes": [home.name]}]

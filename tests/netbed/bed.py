@@ -46,9 +46,14 @@ class Host:
         self.veth = bed.name.veth(index)  # the bridge-side end; faults act on it
         self.address = address
 
-    def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
-              log_path: Path | None = None, cwd: Path | None = None,
-              notify: bool = False) -> HostProcess:
+    def spawn(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        cwd: Path | None = None,
+        notify: bool = False,
+    ) -> HostProcess:
         """Start `argv` inside this host; `env` is added on top of the test's environment.
 
         stdout and stderr go to `log_path` (default: a file in the bed's work directory).
@@ -61,8 +66,9 @@ class Host:
         self.bed.adopt(process)
         return process
 
-    def run(self, argv: Sequence[str], *, timeout: float = 30.0,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: Sequence[str], *, timeout: float = 30.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run a short command inside this host and return its output."""
         return run(netns_argv(self.netns, argv), timeout=timeout, check=check)
 
@@ -142,22 +148,48 @@ class NetBed:
         return bed
 
     def _build_bridge(self) -> None:
-        run(["ip", "-batch", "-"], input_text="\n".join([
-            f"link add name {self.bridge} type bridge",
-            f"link set {self.bridge} alias {self.name.tag}",
-            f"addr add {self.gateway}/24 dev {self.bridge}",
-            f"link set {self.bridge} up",
-        ]) + "\n")
+        run(
+            ["ip", "-batch", "-"],
+            input_text="\n".join(
+                [
+                    f"link add name {self.bridge} type bridge",
+                    f"link set {self.bridge} alias {self.name.tag}",
+                    f"addr add {self.gateway}/24 dev {self.bridge}",
+                    f"link set {self.bridge} up",
+                ]
+            )
+            + "\n",
+        )
         # Docker sets the FORWARD policy to DROP; bridged frames pass through it when
         # br_netfilter is loaded.
-        run(["iptables", "-w", "-I", "FORWARD", "-i", self.bridge, "-o", self.bridge,
-             "-m", "comment", "--comment", self.name.tag, "-j", "ACCEPT"])
+        run(
+            [
+                "iptables",
+                "-w",
+                "-I",
+                "FORWARD",
+                "-i",
+                self.bridge,
+                "-o",
+                self.bridge,
+                "-m",
+                "comment",
+                "--comment",
+                self.name.tag,
+                "-j",
+                "ACCEPT",
+            ]
+        )
         # Faults add rules to this chain; frames between two hosts cross it, frames between a
         # host and the test process (the bridge's own address) do not.
-        run(["nft", "-f", "-"], input_text=(
-            f"table bridge {self.nft_table} {{\n"
-            "  chain forward { type filter hook forward priority 0; policy accept; }\n"
-            "}\n"))
+        run(
+            ["nft", "-f", "-"],
+            input_text=(
+                f"table bridge {self.nft_table} {{\n"
+                "  chain forward { type filter hook forward priority 0; policy accept; }\n"
+                "}\n"
+            ),
+        )
 
     def _build_hosts(self, count: int) -> None:
         prefix = self.gateway.rsplit(".", 1)[0]
@@ -172,8 +204,12 @@ class NetBed:
         self.hosts = hosts
         run(["ip", "-batch", "-"], input_text="\n".join(lines) + "\n")
         for host in hosts:
-            run(["ip", "-n", host.netns, "-batch", "-"], input_text=(
-                f"link set lo up\naddr add {host.address}/24 dev eth0\nlink set eth0 up\n"))
+            run(
+                ["ip", "-n", host.netns, "-batch", "-"],
+                input_text=(
+                    f"link set lo up\naddr add {host.address}/24 dev eth0\nlink set eth0 up\n"
+                ),
+            )
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

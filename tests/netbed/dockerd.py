@@ -43,7 +43,9 @@ class PrivateDockerd:
             f"--cgroup-parent={host.bed.name.tag}-{host.name}",
             "--shutdown-timeout=2",
         ]
-        process = host.spawn(argv, log_path=host.bed.workdir / f"dockerd-{host.name}.log", notify=True)
+        process = host.spawn(
+            argv, log_path=host.bed.workdir / f"dockerd-{host.name}.log", notify=True
+        )
         process.wait_ready(timeout)
         daemon = cls(host, process, root)
         host.bed.on_close(daemon.stop)
@@ -57,17 +59,29 @@ class PrivateDockerd:
         """`docker import` a root filesystem tarball (no registry needed)."""
         self.docker("import", "-c", f"CMD {cmd}", str(tar_path), image)
 
-    def load_from(self, image: str, source_url: str = _HOST_DOCKER_SOCKET, timeout: float = 120.0) -> None:
+    def load_from(
+        self, image: str, source_url: str = _HOST_DOCKER_SOCKET, timeout: float = 120.0
+    ) -> None:
         """Copy `image` from another daemon (the machine's by default): docker save | docker load."""
-        save = subprocess.Popen(["docker", "-H", source_url, "save", image],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        load = subprocess.run(["docker", "-H", self.url, "load"], stdin=save.stdout,
-                              capture_output=True, text=True, timeout=timeout)
+        save = subprocess.Popen(
+            ["docker", "-H", source_url, "save", image],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        load = subprocess.run(
+            ["docker", "-H", self.url, "load"],
+            stdin=save.stdout,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         save.stdout.close()
         save_err = save.stderr.read().decode(errors="replace")
         save.stderr.close()
         if save.wait(timeout) != 0:
-            raise BedCommandError(["docker", "-H", source_url, "save", image], save.returncode, save_err)
+            raise BedCommandError(
+                ["docker", "-H", source_url, "save", image], save.returncode, save_err
+            )
         if load.returncode != 0:
             raise BedCommandError(["docker", "-H", self.url, "load"], load.returncode, load.stderr)
 

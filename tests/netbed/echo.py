@@ -103,13 +103,18 @@ def probe_tcp(to: tuple[str, int], timeout: float) -> dict:
         with socket.create_connection(to, timeout=timeout) as sock:
             sock.sendall(b"hello\n")
             reply = sock.recv(64)
-        return {"ok": reply == b"hello\n", "error": "" if reply == b"hello\n" else f"reply {reply!r}"}
+        return {
+            "ok": reply == b"hello\n",
+            "error": "" if reply == b"hello\n" else f"reply {reply!r}",
+        }
     except OSError as exc:
         return {"ok": False, "error": f"{exc.__class__.__name__}: {exc}"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     modes = parser.add_subparsers(dest="mode", required=True)
     modes.add_parser("serve").add_argument("--port", type=int, required=True)
     udp = modes.add_parser("udp")

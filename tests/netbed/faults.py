@@ -39,8 +39,12 @@ _IP_ONLY = ["ether", "type", "{", "ip,", "ip6", "}"]
 
 def drop_between(sources: Iterable[Host], destinations: Iterable[Host]) -> list[list[str]]:
     """Rules (nft tokens) dropping every IP packet from a source host's port to a destination's."""
-    return [["iifname", _quoted(src.veth), "oifname", _quoted(dst.veth), *_IP_ONLY, "drop"]
-            for src in sources for dst in destinations if src is not dst]
+    return [
+        ["iifname", _quoted(src.veth), "oifname", _quoted(dst.veth), *_IP_ONLY, "drop"]
+        for src in sources
+        for dst in destinations
+        if src is not dst
+    ]
 
 
 def drop_random(host: Host, percent: int, direction: str) -> list[list[str]]:
@@ -51,9 +55,21 @@ def drop_random(host: Host, percent: int, direction: str) -> list[list[str]]:
     if direction not in matches:
         raise ValueError(f"direction: must be one of {sorted(matches)}, got {direction!r}")
     # "in" = frames delivered to the host, i.e. leaving the bridge through its port.
-    return [[match, _quoted(host.veth), *_IP_ONLY, "numgen", "random", "mod", "100", "<",
-             str(percent), "drop"]
-            for match in matches[direction]]
+    return [
+        [
+            match,
+            _quoted(host.veth),
+            *_IP_ONLY,
+            "numgen",
+            "random",
+            "mod",
+            "100",
+            "<",
+            str(percent),
+            "drop",
+        ]
+        for match in matches[direction]
+    ]
 
 
 class Faults:
@@ -65,8 +81,9 @@ class Faults:
         self._paused: set[HostProcess] = set()
 
     def _add(self, rules: list[list[str]]) -> None:
-        script = "".join(f"add rule bridge {self.bed.nft_table} forward {' '.join(rule)}\n"
-                         for rule in rules)
+        script = "".join(
+            f"add rule bridge {self.bed.nft_table} forward {' '.join(rule)}\n" for rule in rules
+        )
         run(["nft", "-f", "-"], input_text=script)
 
     def partition(self, *groups: Iterable[Host]) -> None:
@@ -75,8 +92,14 @@ class Faults:
         sets = [list(group) for group in groups]
         if len(sets) < 2:
             raise ValueError(f"groups: a partition needs at least two groups, got {len(sets)}")
-        self._add([rule for i, left in enumerate(sets) for right in sets[i + 1:]
-                   for rule in drop_between(left, right) + drop_between(right, left)])
+        self._add(
+            [
+                rule
+                for i, left in enumerate(sets)
+                for right in sets[i + 1 :]
+                for rule in drop_between(left, right) + drop_between(right, left)
+            ]
+        )
 
     def isolate(self, host: Host) -> None:
         """`host` alone on one side, every other host on the other."""

@@ -1,9 +1,9 @@
 """pytest fixtures for the bed; a test module imports the ones it uses:
 
-    from tests.netbed.fixtures import netbed_factory  # noqa: F401  (a fixture)
+from tests.netbed.fixtures import netbed_factory  # noqa: F401  (a fixture)
 
-    def test_something(netbed_factory):
-        bed = netbed_factory(3)
+def test_something(netbed_factory):
+    bed = netbed_factory(3)
 """
 
 from __future__ import annotations

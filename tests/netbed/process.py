@@ -19,8 +19,13 @@ class HostProcess:
     of the host's process" also takes down the helpers it forked, like a machine crash would.
     """
 
-    def __init__(self, popen: subprocess.Popen, argv: Sequence[str], log_path: Path,
-                 notify: socket.socket | None) -> None:
+    def __init__(
+        self,
+        popen: subprocess.Popen,
+        argv: Sequence[str],
+        log_path: Path,
+        notify: socket.socket | None,
+    ) -> None:
         self._popen = popen
         self._notify = notify
         self.argv = tuple(argv)
@@ -106,11 +111,19 @@ class HostProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def __repr__(self) -> str:
-        return f"HostProcess(pid={self.pid}, argv={list(self.argv)!r}, returncode={self.returncode})"
+        return (
+            f"HostProcess(pid={self.pid}, argv={list(self.argv)!r}, returncode={self.returncode})"
+        )
 
 
-def spawn(argv: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path | None = None,
-          notify: bool = False, launcher: Sequence[str] = ()) -> HostProcess:
+def spawn(
+    argv: Sequence[str],
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path | None = None,
+    notify: bool = False,
+    launcher: Sequence[str] = (),
+) -> HostProcess:
     """Start `argv` (behind `launcher`, e.g. an nsenter prefix) in a session of its own, output
     to `log_path`; with `notify`, give it a $NOTIFY_SOCKET to report readiness on."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +136,13 @@ def spawn(argv: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path | 
         notify_socket.bind(str(path))
         env = {**env, "NOTIFY_SOCKET": str(path)}
     with open(log_path, "ab") as log:
-        popen = subprocess.Popen([*launcher, *argv], stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                 start_new_session=True)
+        popen = subprocess.Popen(
+            [*launcher, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     return HostProcess(popen, argv, log_path, notify_socket)

@@ -125,7 +125,9 @@ def remove_bed(bed: BedName, grace: float = 5.0) -> None:
     run(["ip", "link", "del", bed.bridge], check=False)
     run(["nft", "delete", "table", "bridge", bed.nft_table], check=False)
     for rule in _forward_rules_tagged(bed.tag):
-        run(["iptables", "-w", "-D", *rule[1:]], check=False)  # "-A FORWARD ..." -> "-D FORWARD ..."
+        run(
+            ["iptables", "-w", "-D", *rule[1:]], check=False
+        )  # "-A FORWARD ..." -> "-D FORWARD ..."
     _unmount_under(bed.tag)
     for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{bed.tag}-*")):
         shutil.rmtree(path, ignore_errors=True)
@@ -140,14 +142,19 @@ def _all_bed_object_names() -> list[str]:
     names = []
     done = run(["ip", "netns", "list"], check=False)
     names += [line.split()[0] for line in done.stdout.splitlines() if line.startswith(PREFIX)]
-    names += [link.get("ifalias", "") for link in _links()
-              if link.get("ifname", "").startswith(BRIDGE_PREFIX)]
+    names += [
+        link.get("ifalias", "")
+        for link in _links()
+        if link.get("ifname", "").startswith(BRIDGE_PREFIX)
+    ]
     done = run(["nft", "-j", "list", "tables", "bridge"], check=False)
     if done.returncode == 0:
         tables = json.loads(done.stdout).get("nftables", [])
         names += [entry["table"]["name"] for entry in tables if "table" in entry]
     names += [" ".join(rule) for rule in _forward_rules_tagged(PREFIX)]
-    names += [Path(path).name for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{PREFIX}-*"))]
+    names += [
+        Path(path).name for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{PREFIX}-*"))
+    ]
     names += [Path(path).name for path in glob.glob(f"{_CGROUP_ROOT}/*/{PREFIX}-*")]
     return names
 

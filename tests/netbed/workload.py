@@ -16,23 +16,46 @@ ECHO_PORT = 7000
 
 def start_echo(host: Host, port: int = ECHO_PORT) -> HostProcess:
     """An echo server on `host`, returned once its sockets are bound."""
-    process = host.spawn([sys.executable, str(ECHO_SCRIPT), "serve", "--port", str(port)], notify=True)
+    process = host.spawn(
+        [sys.executable, str(ECHO_SCRIPT), "serve", "--port", str(port)], notify=True
+    )
     process.wait_ready()
     return process
 
 
-def udp_probe(source: Host, target: Host, count: int = 20, timeout: float = 0.5,
-              port: int = ECHO_PORT) -> int:
+def udp_probe(
+    source: Host, target: Host, count: int = 20, timeout: float = 0.5, port: int = ECHO_PORT
+) -> int:
     """How many of `count` datagrams sent from `source` came back echoed by `target`."""
-    done = source.run([sys.executable, str(ECHO_SCRIPT), "udp", "--to", f"{target.address}:{port}",
-                       "--count", str(count), "--timeout", str(timeout)])
+    done = source.run(
+        [
+            sys.executable,
+            str(ECHO_SCRIPT),
+            "udp",
+            "--to",
+            f"{target.address}:{port}",
+            "--count",
+            str(count),
+            "--timeout",
+            str(timeout),
+        ]
+    )
     return json.loads(done.stdout)["echoed"]
 
 
 def tcp_probe(source: Host, target: Host, timeout: float = 0.5, port: int = ECHO_PORT) -> bool:
     """Whether `source` can open a TCP connection to `target` and get its line echoed."""
-    done = source.run([sys.executable, str(ECHO_SCRIPT), "tcp", "--to", f"{target.address}:{port}",
-                       "--timeout", str(timeout)])
+    done = source.run(
+        [
+            sys.executable,
+            str(ECHO_SCRIPT),
+            "tcp",
+            "--to",
+            f"{target.address}:{port}",
+            "--timeout",
+            str(timeout),
+        ]
+    )
     return json.loads(done.stdout)["ok"]
 
 

@@ -45,8 +45,9 @@ class Workload:
     seed: int = 0
 
 
-async def _one(recorder: HistoryRecorder, call: Awaitable, op_id: int, timeout: float,
-               kind: OpKind) -> None:
+async def _one(
+    recorder: HistoryRecorder, call: Awaitable, op_id: int, timeout: float, kind: OpKind
+) -> None:
     try:
         result = await asyncio.wait_for(call, timeout)
     except DefiniteFailure as exc:
@@ -60,8 +61,15 @@ async def _one(recorder: HistoryRecorder, call: Awaitable, op_id: int, timeout: 
             recorder.complete(op_id, Outcome.OK)
 
 
-async def _client(index: int, node: str, write: Write, read: Read, workload: Workload,
-                  recorder: HistoryRecorder, stop: asyncio.Event) -> None:
+async def _client(
+    index: int,
+    node: str,
+    write: Write,
+    read: Read,
+    workload: Workload,
+    recorder: HistoryRecorder,
+    stop: asyncio.Event,
+) -> None:
     rng = random.Random(f"{workload.seed}-{index}")
     for count in range(workload.ops_per_client):
         if stop.is_set():
@@ -76,9 +84,15 @@ async def _client(index: int, node: str, write: Write, read: Read, workload: Wor
             await _one(recorder, write(node, key, value), op_id, workload.op_timeout, OpKind.WRITE)
 
 
-async def run_clients(nodes: Sequence[str], write: Write, read: Read, workload: Workload,
-                      recorder: HistoryRecorder, stop: asyncio.Event | None = None,
-                      client_offset: int = 0) -> None:
+async def run_clients(
+    nodes: Sequence[str],
+    write: Write,
+    read: Read,
+    workload: Workload,
+    recorder: HistoryRecorder,
+    stop: asyncio.Event | None = None,
+    client_offset: int = 0,
+) -> None:
     """Client i sticks to node i mod len(nodes), so every node serves a run of reads; returns
     when every client has done its operations or `stop` is set.
 
@@ -88,17 +102,33 @@ async def run_clients(nodes: Sequence[str], write: Write, read: Read, workload: 
     stop = stop or asyncio.Event()
     async with asyncio.TaskGroup() as group:
         for index in range(workload.clients):
-            group.create_task(_client(client_offset + index, nodes[index % len(nodes)], write,
-                                      read, workload, recorder, stop))
+            group.create_task(
+                _client(
+                    client_offset + index,
+                    nodes[index % len(nodes)],
+                    write,
+                    read,
+                    workload,
+                    recorder,
+                    stop,
+                )
+            )
 
 
-async def sample_leaders(nodes: Sequence[str], status: LeaderStatus, recorder: HistoryRecorder,
-                         stop: asyncio.Event, interval: float = 0.05, timeout: float = 1.0) -> None:
+async def sample_leaders(
+    nodes: Sequence[str],
+    status: LeaderStatus,
+    recorder: HistoryRecorder,
+    stop: asyncio.Event,
+    interval: float = 0.05,
+    timeout: float = 1.0,
+) -> None:
     """Ask every node who it thinks leads, every `interval`, until `stop` is set.
 
     Sampling is the only way in: a node does not announce its own stale belief of leadership,
     which is exactly what this looks for. Nodes that do not answer are skipped.
     """
+
     async def ask(node: str) -> None:
         try:
             term, is_leader = await asyncio.wait_for(status(node), timeout)

@@ -20,8 +20,8 @@ class OpKind(enum.Enum):
 
 
 class Outcome(enum.Enum):
-    OK = "ok"            # acknowledged: a write took effect, a read returned `value`
-    FAIL = "fail"        # definitely did not take effect (rejected before it was proposed)
+    OK = "ok"  # acknowledged: a write took effect, a read returned `value`
+    FAIL = "fail"  # definitely did not take effect (rejected before it was proposed)
     UNKNOWN = "unknown"  # timed out, connection lost, or never completed
 
 
@@ -41,7 +41,7 @@ class Completion:
     op_id: int
     outcome: Outcome
     at: float
-    value: str | None = None    # the value a read returned (None: key absent)
+    value: str | None = None  # the value a read returned (None: key absent)
     read_seq: int | None = None  # the node's applied index / version the read was served at
     error: str = ""
 
@@ -62,8 +62,10 @@ class Operation:
 
     def describe(self) -> str:
         when = f"{self.invoked_at:.3f}..{'?' if self.completed_at is None else f'{self.completed_at:.3f}'}"
-        return (f"op {self.op_id} ({self.kind.value} {self.key}={self.value!r} by client "
-                f"{self.client} via {self.node}, {when}, {self.outcome.value})")
+        return (
+            f"op {self.op_id} ({self.kind.value} {self.key}={self.value!r} by client "
+            f"{self.client} via {self.node}, {when}, {self.outcome.value})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +111,21 @@ def pair_operations(events: Iterable[Invocation | Completion]) -> tuple[Operatio
     for op_id, inv in sorted(invocations.items()):
         done = completions.get(op_id)
         read_value = done.value if done is not None else None
-        operations.append(Operation(
-            op_id=op_id, client=inv.client, node=inv.node, kind=inv.kind, key=inv.key,
-            value=inv.value if inv.kind is OpKind.WRITE else read_value,
-            invoked_at=inv.at, completed_at=done.at if done else None,
-            outcome=done.outcome if done else Outcome.UNKNOWN,
-            read_seq=done.read_seq if done else None, error=done.error if done else ""))
+        operations.append(
+            Operation(
+                op_id=op_id,
+                client=inv.client,
+                node=inv.node,
+                kind=inv.kind,
+                key=inv.key,
+                value=inv.value if inv.kind is OpKind.WRITE else read_value,
+                invoked_at=inv.at,
+                completed_at=done.at if done else None,
+                outcome=done.outcome if done else Outcome.UNKNOWN,
+                read_seq=done.read_seq if done else None,
+                error=done.error if done else "",
+            )
+        )
     return tuple(operations)
 
 
@@ -127,14 +138,23 @@ class HistoryRecorder:
         self._leaders: list[LeaderReport] = []
         self._next_id = 0
 
-    def invoke(self, client: int, node: str, kind: OpKind, key: str, value: str | None = None) -> int:
+    def invoke(
+        self, client: int, node: str, kind: OpKind, key: str, value: str | None = None
+    ) -> int:
         op_id = self._next_id
         self._next_id += 1
         self._events.append(Invocation(op_id, client, node, kind, key, value, self._clock()))
         return op_id
 
-    def complete(self, op_id: int, outcome: Outcome, *, value: str | None = None,
-                 read_seq: int | None = None, error: str = "") -> None:
+    def complete(
+        self,
+        op_id: int,
+        outcome: Outcome,
+        *,
+        value: str | None = None,
+        read_seq: int | None = None,
+        error: str = "",
+    ) -> None:
         self._events.append(Completion(op_id, outcome, self._clock(), value, read_seq, error))
 
     def leader(self, node: str, term: int, is_leader: bool) -> None:

@@ -46,10 +46,18 @@ class NotCaughtUp(AssertionError):
 class BedCluster:
     """Shoal nodes n0..nN-1, node i on bed host i; n0 bootstraps, the others join it."""
 
-    def __init__(self, bed: NetBed, workdir: Path, session: aiohttp.ClientSession, *,
-                 hosts: int | None = None, runtime: str = "process",
-                 extra_args: Sequence[str] = (), node_args: Mapping[str, Sequence[str]] = {},
-                 node_env: Mapping[str, Mapping[str, str]] = {}) -> None:
+    def __init__(
+        self,
+        bed: NetBed,
+        workdir: Path,
+        session: aiohttp.ClientSession,
+        *,
+        hosts: int | None = None,
+        runtime: str = "process",
+        extra_args: Sequence[str] = (),
+        node_args: Mapping[str, Sequence[str]] = {},
+        node_env: Mapping[str, Mapping[str, str]] = {},
+    ) -> None:
         # The first `hosts` hosts of the bed run nodes (default: all); the others stay outside.
         self.hosts = {f"n{host.index}": host for host in bed.hosts[:hosts]}
         self.runtime = runtime
@@ -78,13 +86,35 @@ class BedCluster:
         return self.workdir / name
 
     def _argv(self, name: str) -> list[str]:
-        argv = [sys.executable, "-m", "node", "node", "start", "--data-dir", str(self.data_dir(name))]
+        argv = [
+            sys.executable,
+            "-m",
+            "node",
+            "node",
+            "start",
+            "--data-dir",
+            str(self.data_dir(name)),
+        ]
         if (self.data_dir(name) / "node.json").exists():
             return argv  # a restart needs only the data dir
-        argv += ["--name", name, "--advertise", self.hosts[name].address, "--runtime", self.runtime,
-                 *self.extra_args, *self.node_args.get(name, ()),
-                 "--api-port", str(API_PORT), "--raft-port", str(API_PORT + 1),
-                 "--gossip-port", str(API_PORT + 2), "--dns-port", str(API_PORT + 3)]
+        argv += [
+            "--name",
+            name,
+            "--advertise",
+            self.hosts[name].address,
+            "--runtime",
+            self.runtime,
+            *self.extra_args,
+            *self.node_args.get(name, ()),
+            "--api-port",
+            str(API_PORT),
+            "--raft-port",
+            str(API_PORT + 1),
+            "--gossip-port",
+            str(API_PORT + 2),
+            "--dns-port",
+            str(API_PORT + 3),
+        ]
         if name != self.names[0]:
             argv += ["--join", self._addresses[self.names[0]], "--token", self.token]
         return argv
@@ -93,7 +123,8 @@ class BedCluster:
         env = {"SHOAL_QUIET": "1", "PYTHONUNBUFFERED": "1", **self.node_env.get(name, {})}
         self.starts[name].append(time.monotonic())
         self.processes[name] = await asyncio.to_thread(
-            self.hosts[name].spawn, self._argv(name), env, None, REPO)
+            self.hosts[name].spawn, self._argv(name), env, None, REPO
+        )
 
     async def form(self) -> None:
         """Bootstrap n0, join the others one by one, wait until every node sees all voters."""
@@ -106,8 +137,9 @@ class BedCluster:
             return token_file.read_text().strip() if token_file.exists() else ""
 
         self.token = await wait_for(token, what=f"{first}'s join token")
-        self._api = ShoalApi(self._addresses, ClusterKeys.from_token(self.token).api_token,
-                             self.session)
+        self._api = ShoalApi(
+            self._addresses, ClusterKeys.from_token(self.token).api_token, self.session
+        )
         await self.wait_leader([first])
         for name in self.names[1:]:
             await self.start(name)
@@ -140,8 +172,11 @@ class BedCluster:
             leader = leaders.pop() if len(leaders) == 1 else None
             return leader if leader in group else None
 
-        return await wait_for(agreed, timeout=RECOVERY_TIMEOUT,
-                              what=f"{', '.join(group)} to agree on a leader among them")
+        return await wait_for(
+            agreed,
+            timeout=RECOVERY_TIMEOUT,
+            what=f"{', '.join(group)} to agree on a leader among them",
+        )
 
     async def wait_caught_up(self, name: str) -> None:
         """`name` has a leader and has applied everything the leader had applied once `name`
@@ -156,9 +191,13 @@ class BedCluster:
             raise AssertionError(await self.where_everyone_stands())
 
         try:
-            await wait_for(applied, timeout=RECOVERY_TIMEOUT, what=f"{name} to apply up to {target}")
+            await wait_for(
+                applied, timeout=RECOVERY_TIMEOUT, what=f"{name} to apply up to {target}"
+            )
         except AssertionError as exc:
-            raise NotCaughtUp(f"{exc}\nRaft connections:\n{await self.raft_connections()}") from None
+            raise NotCaughtUp(
+                f"{exc}\nRaft connections:\n{await self.raft_connections()}"
+            ) from None
 
     async def restart(self, name: str, graceful: bool) -> None:
         """SIGTERM (or kill -9) `name`, start it again from its data dir alone, wait until it
@@ -183,8 +222,11 @@ class BedCluster:
 
         async def view(node: str) -> dict[str, str]:
             labels = {owner: await self.api.labels(node, owner) for owner in owners}
-            return {str(key): labels[key.owner][key.label]
-                    for key in parsed if key.label in labels[key.owner]}
+            return {
+                str(key): labels[key.owner][key.label]
+                for key in parsed
+                if key.label in labels[key.owner]
+            }
 
         state = await view(leader)
         if not agree:
@@ -192,12 +234,14 @@ class BedCluster:
 
         async def everyone_agrees() -> bool:
             views = {node: await view(node) for node in self.names}
-            assert all(v == state for v in views.values()), \
-                {node: _diff(state, v) for node, v in views.items() if v != state}
+            assert all(v == state for v in views.values()), {
+                node: _diff(state, v) for node, v in views.items() if v != state
+            }
             return True
 
-        await wait_for(everyone_agrees, timeout=RECOVERY_TIMEOUT,
-                       what="every node to hold the same labels")
+        await wait_for(
+            everyone_agrees, timeout=RECOVERY_TIMEOUT, what="every node to hold the same labels"
+        )
         return state
 
     async def tasks_in_state(self, service: str) -> list[TaskRecord]:
@@ -212,12 +256,16 @@ class BedCluster:
         for name in self.names:
             for seen in await ProcessDriver(str(self.data_dir(name))).list_owned():
                 if seen.service == service:
-                    found.append(TaskRecord(service, seen.slot, name,
-                                            "running" if seen.alive else seen.state))
+                    found.append(
+                        TaskRecord(
+                            service, seen.slot, name, "running" if seen.alive else seen.state
+                        )
+                    )
         return found
 
     async def where_everyone_stands(self) -> dict[str, object]:
         """Every running node's view of the cluster, for failure messages."""
+
         async def brief(name: str) -> object:
             try:
                 return _brief(await self.api.cluster(name))
@@ -237,23 +285,35 @@ class BedCluster:
 
     def crashed(self) -> dict[str, str]:
         """Nodes whose process ended on its own, with their log tails."""
-        return {name: f"exit {p.returncode}:\n{p.log()[-3000:]}"
-                for name, p in self.processes.items() if not p.alive}
+        return {
+            name: f"exit {p.returncode}:\n{p.log()[-3000:]}"
+            for name, p in self.processes.items()
+            if not p.alive
+        }
 
     def log_tails(self, chars: int = 4000) -> str:
-        return "\n".join(f"--- {name} ({p.log_path}) ---\n{p.log()[-chars:]}"
-                         for name, p in self.processes.items())
+        return "\n".join(
+            f"--- {name} ({p.log_path}) ---\n{p.log()[-chars:]}"
+            for name, p in self.processes.items()
+        )
 
 
 def _brief(cluster: dict) -> dict:
     """The parts of `GET /v1/cluster` that say where a node stands."""
     leader = cluster["leader"]
-    return {"leader": leader and leader["name"], "term": cluster["term"],
-            "commit_index": cluster["commit_index"], "applied": cluster["applied"],
-            "partners": cluster["this_node"]["raft_partners"],
-            "connected": cluster["this_node"]["connected_partners"]}
+    return {
+        "leader": leader and leader["name"],
+        "term": cluster["term"],
+        "commit_index": cluster["commit_index"],
+        "applied": cluster["applied"],
+        "partners": cluster["this_node"]["raft_partners"],
+        "connected": cluster["this_node"]["connected_partners"],
+    }
 
 
 def _diff(expected: dict[str, str], seen: dict[str, str]) -> dict[str, tuple]:
-    return {k: (expected.get(k), seen.get(k)) for k in sorted(set(expected) | set(seen))
-            if expected.get(k) != seen.get(k)}
+    return {
+        k: (expected.get(k), seen.get(k))
+        for k in sorted(set(expected) | set(seen))
+        if expected.get(k) != seen.get(k)
+    }

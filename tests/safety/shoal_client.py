@@ -50,8 +50,9 @@ class LabelKey:
 
 def label_keys(owners: Sequence[str], per_owner: int, prefix: str = "safety.k") -> tuple[str, ...]:
     """`per_owner` keys on each owner node, interleaved so a random pick spreads over the nodes."""
-    return tuple(str(LabelKey(owner, f"{prefix}{i:02d}"))
-                 for i in range(per_owner) for owner in owners)
+    return tuple(
+        str(LabelKey(owner, f"{prefix}{i:02d}")) for i in range(per_owner) for owner in owners
+    )
 
 
 class ShoalApi:
@@ -61,15 +62,23 @@ class ShoalApi:
     pointed at a dead node records a few failures per second instead of spinning.
     """
 
-    def __init__(self, addresses: Mapping[str, str], api_token: str,
-                 session: aiohttp.ClientSession, unreachable_pause: float = 0.2) -> None:
-        self._clients = {name: ShoalClient(address, api_token, session=session)
-                         for name, address in addresses.items()}
+    def __init__(
+        self,
+        addresses: Mapping[str, str],
+        api_token: str,
+        session: aiohttp.ClientSession,
+        unreachable_pause: float = 0.2,
+    ) -> None:
+        self._clients = {
+            name: ShoalClient(address, api_token, session=session)
+            for name, address in addresses.items()
+        }
         self._pause = unreachable_pause
 
     async def _call(self, node: str, method: str, path: str, body: Any = None) -> Any:
-        return await self._guarded(node, f"{method} {path}",
-                                   self._clients[node].request(method, path, json_body=body))
+        return await self._guarded(
+            node, f"{method} {path}", self._clients[node].request(method, path, json_body=body)
+        )
 
     async def _guarded(self, node: str, what: str, call: Awaitable[Any]) -> Any:
         try:
@@ -90,8 +99,7 @@ class ShoalApi:
         return (await self._call(node, "GET", f"/v1/nodes/{owner}"))["labels"]
 
     async def set_labels(self, node: str, owner: str, labels: Mapping[str, str]) -> dict:
-        return await self._call(node, "PATCH", f"/v1/nodes/{owner}",
-                                {"add_labels": dict(labels)})
+        return await self._call(node, "PATCH", f"/v1/nodes/{owner}", {"add_labels": dict(labels)})
 
     async def create_service(self, node: str, spec: Mapping[str, Any]) -> dict:
         return await self._call(node, "POST", "/v1/services", dict(spec))
@@ -112,8 +120,9 @@ class ShoalApi:
     async def read(self, node: str, key: str) -> ReadResult:
         """A linearizable read; its index is the one the answer says it was served at."""
         path = f"/v1/nodes/{LabelKey.parse(key).owner}"
-        record, index = await self._guarded(node, f"GET {path}",
-                                            self._clients[node].get_at_index(path))
+        record, index = await self._guarded(
+            node, f"GET {path}", self._clients[node].get_at_index(path)
+        )
         return ReadResult(record["labels"].get(LabelKey.parse(key).label), index)
 
     async def leader_status(self, node: str) -> tuple[int, bool]:
@@ -125,8 +134,9 @@ class ShoalApi:
         it hears of a newer term), so asking twice drops only the torn reads.
         """
         first, second = await self.cluster(node), await self.cluster(node)
-        return second["term"], _claims_lead(first) and _claims_lead(second) \
-            and first["term"] == second["term"]
+        return second["term"], _claims_lead(first) and _claims_lead(second) and first[
+            "term"
+        ] == second["term"]
 
 
 def _claims_lead(cluster: dict) -> bool:

@@ -40,6 +40,7 @@ def read(node, seq, start, end, value=None, key="k"):
 
 # -- lost writes ------------------------------------------------------------------------------
 
+
 def test_an_acked_write_missing_from_the_final_state_is_lost():
     ops = [write("k", "v1", 0, 1)]
     [violation] = lost_writes(ops, {})
@@ -76,20 +77,33 @@ def test_a_failed_write_that_took_effect_and_a_value_nobody_wrote_are_reported()
 
 # -- split brain ------------------------------------------------------------------------------
 
+
 def test_two_leaders_in_one_term_is_split_brain():
-    reports = [LeaderReport("n0", 3, True, 1.0), LeaderReport("n1", 3, True, 2.0),
-               LeaderReport("n2", 3, False, 2.0)]
+    reports = [
+        LeaderReport("n0", 3, True, 1.0),
+        LeaderReport("n1", 3, True, 2.0),
+        LeaderReport("n2", 3, False, 2.0),
+    ]
     [violation] = split_brain(reports)
-    assert violation.subject == "term 3" and "n0" in violation.explanation and "n1" in violation.explanation
+    assert (
+        violation.subject == "term 3"
+        and "n0" in violation.explanation
+        and "n1" in violation.explanation
+    )
 
 
 def test_one_leader_per_term_and_repeated_reports_are_fine():
-    reports = [LeaderReport("n0", 3, True, 1.0), LeaderReport("n0", 3, True, 2.0),
-               LeaderReport("n1", 4, True, 2.5), LeaderReport("n0", 3, True, 2.6)]
+    reports = [
+        LeaderReport("n0", 3, True, 1.0),
+        LeaderReport("n0", 3, True, 2.0),
+        LeaderReport("n1", 4, True, 2.5),
+        LeaderReport("n0", 3, True, 2.6),
+    ]
     assert split_brain(reports) == []
 
 
 # -- reads going backwards --------------------------------------------------------------------
+
 
 def test_a_read_after_another_on_the_same_node_must_not_see_an_older_index():
     ops = [read("n1", 5, 0, 1), read("n1", 3, 2, 3)]
@@ -104,21 +118,32 @@ def test_overlapping_reads_and_reads_on_other_nodes_may_differ():
 
 # -- replicas ---------------------------------------------------------------------------------
 
+
 def test_converged_services_pass():
-    tasks = [TaskRecord("web", 0, "n0", "running"), TaskRecord("web", 1, "n1", "running"),
-             TaskRecord("web", 2, "n2", "failed")]
+    tasks = [
+        TaskRecord("web", 0, "n0", "running"),
+        TaskRecord("web", 1, "n1", "running"),
+        TaskRecord("web", 2, "n2", "failed"),
+    ]
     assert replica_violations(tasks, {"web": 2}) == []
 
 
 def test_a_slot_running_twice_and_wrong_counts_are_reported():
-    tasks = [TaskRecord("web", 0, "n0", "running"), TaskRecord("web", 0, "n1", "running"),
-             TaskRecord("db", 0, "n2", "running")]
+    tasks = [
+        TaskRecord("web", 0, "n0", "running"),
+        TaskRecord("web", 0, "n1", "running"),
+        TaskRecord("db", 0, "n2", "running"),
+    ]
     found = {(v.check, v.subject) for v in replica_violations(tasks, {"web": 3})}
-    assert found == {("replica-count", "web"), ("slot-running-twice", "web.0"),
-                     ("replica-count", "db")}
+    assert found == {
+        ("replica-count", "web"),
+        ("slot-running-twice", "web.0"),
+        ("replica-count", "db"),
+    }
 
 
 # -- recording --------------------------------------------------------------------------------
+
 
 def test_an_invocation_without_completion_is_unknown_and_a_stray_completion_is_an_error():
     ticks = iter(range(100))
@@ -127,7 +152,10 @@ def test_an_invocation_without_completion_is_unknown_and_a_stray_completion_is_a
     recorder.invoke(1, "n1", OpKind.READ, "k")
     recorder.complete(first, Outcome.OK)
     ops = recorder.history({}).operations
-    assert [(op.outcome, op.completed_at) for op in ops] == [(Outcome.OK, 2), (Outcome.UNKNOWN, None)]
+    assert [(op.outcome, op.completed_at) for op in ops] == [
+        (Outcome.OK, 2),
+        (Outcome.UNKNOWN, None),
+    ]
     with pytest.raises(ValueError, match="op_id"):
         pair_operations([Completion(7, Outcome.OK, 1.0)])
     with pytest.raises(ValueError, match="op_id"):
@@ -135,6 +163,7 @@ def test_an_invocation_without_completion_is_unknown_and_a_stray_completion_is_a
 
 
 # -- linearizability (WGL) ------------------------------------------------------------------
+
 
 def test_a_read_after_a_completed_write_must_see_it_or_a_later_value():
     ops = [write("k", "v1", 0, 1), write("k", "v2", 2, 3), read("n1", 0, 4, 5, value="v1")]
@@ -144,8 +173,12 @@ def test_a_read_after_a_completed_write_must_see_it_or_a_later_value():
 
 
 def test_a_read_overlapping_a_write_may_see_either_value_but_reads_cannot_flip_back():
-    ops = [write("k", "v1", 0, 1), write("k", "v2", 2, 10),
-           read("n1", 0, 3, 4, value="v2"), read("n2", 0, 3, 4, value="v1")]
+    ops = [
+        write("k", "v1", 0, 1),
+        write("k", "v2", 2, 10),
+        read("n1", 0, 3, 4, value="v2"),
+        read("n2", 0, 3, 4, value="v1"),
+    ]
     assert not_linearizable(ops) == []
     # Once one read saw v2, a read that began after it ended cannot see v1 again.
     flipped = ops[:3] + [read("n2", 0, 5, 6, value="v1")]
@@ -158,17 +191,23 @@ def test_a_write_of_unknown_outcome_may_land_late_or_never_a_failed_one_never():
     never = [write("k", "v1", 0, 1), unknown, read("n1", 0, 50, 51, value="v1")]
     assert not_linearizable(seen_late) == [] and not_linearizable(never) == []
     failed = write("k", "v2", 2, 3, Outcome.FAIL)
-    assert not_linearizable([write("k", "v1", 0, 1), failed,
-                             read("n1", 0, 50, 51, value="v2")]) != []
+    assert (
+        not_linearizable([write("k", "v1", 0, 1), failed, read("n1", 0, 50, 51, value="v2")]) != []
+    )
 
 
 def test_an_absent_key_reads_as_none_until_written_and_keys_are_checked_apart():
-    ops = [read("n1", 0, 0, 1, value=None), write("k", "v1", 2, 3),
-           read("n1", 0, 4, 5, value=None), write("j", "w", 0, 1)]
+    ops = [
+        read("n1", 0, 0, 1, value=None),
+        write("k", "v1", 2, 3),
+        read("n1", 0, 4, 5, value=None),
+        write("j", "w", 0, 1),
+    ]
     assert [v.subject for v in not_linearizable(ops)] == ["k"]
 
 
 # -- generated correct histories, then broken ones --------------------------------------------
+
 
 @st.composite
 def linearizable_histories(draw):
@@ -187,10 +226,15 @@ def linearizable_histories(draw):
         if kind is OpKind.WRITE:
             value, seq = f"v{index}", seq + 1
             state[key] = value
-            operations.append(Operation(index, index, "n0", kind, key, value, start, end, Outcome.OK))
+            operations.append(
+                Operation(index, index, "n0", kind, key, value, start, end, Outcome.OK)
+            )
         else:
-            operations.append(Operation(index, index, "n0", kind, key, state.get(key), start, end,
-                                        Outcome.OK, seq))
+            operations.append(
+                Operation(
+                    index, index, "n0", kind, key, state.get(key), start, end, Outcome.OK, seq
+                )
+            )
     return History(tuple(sorted(operations, key=lambda op: op.op_id)), (), state)
 
 

@@ -34,7 +34,9 @@ def _own_address(index: int) -> str:
 class ToyCluster:
     """Three toy replicas as real processes; n0 starts as leader of term 1."""
 
-    def __init__(self, workdir: Path, session: aiohttp.ClientSession, flags: dict[str, list[str]]) -> None:
+    def __init__(
+        self, workdir: Path, session: aiohttp.ClientSession, flags: dict[str, list[str]]
+    ) -> None:
         self.workdir, self.session, self.flags = workdir, session, flags
         self.urls = {node: f"http://{_own_address(next(_ADDRESSES))}:8480" for node in NODES}
         self.processes: dict[str, HostProcess] = {}
@@ -42,10 +44,21 @@ class ToyCluster:
 
     def start(self, node: str) -> None:
         peers = ",".join(url for other, url in self.urls.items() if other != node)
-        host, port = self.urls[node][len("http://"):].rsplit(":", 1)
-        argv = [sys.executable, str(TOYKV), "--host", host, "--port", port,
-                "--peers", peers, "--data", str(self.workdir / f"{node}.json"),
-                *self.flags.get(node, []), *(["--leader"] if node == self.leader else [])]
+        host, port = self.urls[node][len("http://") :].rsplit(":", 1)
+        argv = [
+            sys.executable,
+            str(TOYKV),
+            "--host",
+            host,
+            "--port",
+            port,
+            "--peers",
+            peers,
+            "--data",
+            str(self.workdir / f"{node}.json"),
+            *self.flags.get(node, []),
+            *(["--leader"] if node == self.leader else []),
+        ]
         process = spawn(argv, dict(os.environ), self.workdir / f"{node}.log", notify=True)
         process.wait_ready()
         self.processes[node] = process
@@ -119,8 +132,9 @@ async def _leader_kill_history(cluster: ToyCluster, new_term: int):
         cluster.kill(cluster.leader)
         new_leader = await cluster.fail_over(new_term)
         recorder.leader(new_leader, *await cluster.status(new_leader))
-        await run_clients(NODES, cluster.write, cluster.read, AFTER, recorder,
-                          client_offset=BEFORE.clients)
+        await run_clients(
+            NODES, cluster.write, cluster.read, AFTER, recorder, client_offset=BEFORE.clients
+        )
     finally:
         stop.set()
         await sampler
@@ -159,8 +173,9 @@ async def _restart_history(cluster: ToyCluster):
     cluster.kill("n2")
     await asyncio.to_thread(cluster.start, "n2")
     only_reads = Workload(clients=3, ops_per_client=5, keys=("a", "b"), read_fraction=1.0, seed=4)
-    await run_clients(("n2",), cluster.write, cluster.read, only_reads, recorder,
-                      client_offset=readers.clients)
+    await run_clients(
+        ("n2",), cluster.write, cluster.read, only_reads, recorder, client_offset=readers.clients
+    )
     return recorder.history(await cluster.final_state())
 
 

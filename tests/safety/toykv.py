@@ -40,7 +40,7 @@ class Replica:
             self.adopt(saved["log"])
 
     def adopt(self, log: list) -> None:
-        for key, value in log[len(self.log):]:
+        for key, value in log[len(self.log) :]:
             self.state[key] = value
         self.log = [list(entry) for entry in log]
 
@@ -85,11 +85,14 @@ def build_app(replica: Replica) -> web.Application:
         return web.json_response({"seq": len(replica.log)})
 
     async def get(request: web.Request) -> web.Response:
-        return web.json_response({"value": replica.state.get(request.match_info["key"]),
-                                  "seq": len(replica.log)})
+        return web.json_response(
+            {"value": replica.state.get(request.match_info["key"]), "seq": len(replica.log)}
+        )
 
     async def status(request: web.Request) -> web.Response:
-        return web.json_response({"term": replica.term, "leader": replica.leader, "seq": len(replica.log)})
+        return web.json_response(
+            {"term": replica.term, "leader": replica.leader, "seq": len(replica.log)}
+        )
 
     async def replicate(request: web.Request) -> web.Response:
         body = await request.json()
@@ -129,9 +132,16 @@ def build_app(replica: Replica) -> web.Application:
         await app[session_key].close()
 
     app.cleanup_ctx.extend([client_session, lazy_shipper])
-    app.add_routes([web.put("/kv/{key}", put), web.get("/kv/{key}", get),
-                    web.get("/status", status), web.post("/replicate", replicate),
-                    web.post("/promote", promote), web.get("/dump", dump)])
+    app.add_routes(
+        [
+            web.put("/kv/{key}", put),
+            web.get("/kv/{key}", get),
+            web.get("/status", status),
+            web.post("/replicate", replicate),
+            web.post("/promote", promote),
+            web.get("/dump", dump),
+        ]
+    )
     return app
 
 
@@ -145,8 +155,11 @@ async def main() -> None:
     parser.add_argument("--volatile", action="store_true")
     parser.add_argument("--data", type=Path)
     args = parser.parse_args()
-    replica = Replica([p for p in args.peers.split(",") if p],
-                      None if args.volatile else args.data, args.ack_before_replicate)
+    replica = Replica(
+        [p for p in args.peers.split(",") if p],
+        None if args.volatile else args.data,
+        args.ack_before_replicate,
+    )
     replica.leader = args.leader
     runner = web.AppRunner(build_app(replica))
     await runner.setup()

@@ -26,7 +26,7 @@ class RegisterOp:
     completed_at: float  # math.inf when the outcome is unknown
     is_write: bool
     value: str | None  # written, or read (None: absent)
-    label: str = ""       # how to name it in an explanation
+    label: str = ""  # how to name it in an explanation
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +44,19 @@ def register_step(state: State, op: RegisterOp) -> tuple[bool, State]:
     return op.value == state, state
 
 
-def check(ops: Sequence[RegisterOp], initial: State = None,
-          step: Callable[[State, RegisterOp], tuple[bool, State]] = register_step) -> Verdict:
+def check(
+    ops: Sequence[RegisterOp],
+    initial: State = None,
+    step: Callable[[State, RegisterOp], tuple[bool, State]] = register_step,
+) -> Verdict:
     n = len(ops)
     if n == 0:
         return Verdict(True)
     # Events sorted by time; at equal times calls come first (the two overlap).
-    events = sorted([(op.invoked_at, 0, i) for i, op in enumerate(ops)]
-                    + [(op.completed_at, 1, i) for i, op in enumerate(ops)])
+    events = sorted(
+        [(op.invoked_at, 0, i) for i, op in enumerate(ops)]
+        + [(op.completed_at, 1, i) for i, op in enumerate(ops)]
+    )
     # A doubly linked list over event slots 1..2n with a head sentinel at 0.
     size = 2 * n + 1
     nxt = list(range(1, size + 1))
@@ -110,4 +115,3 @@ def check(ops: Sequence[RegisterOp], initial: State = None,
         unlift(entry)
         entry = nxt[entry]
     return Verdict(True, n)
-

@@ -9,8 +9,14 @@ LOG = {1: 1, 2: 1, 3: 2, 4: 2, 5: 2, 6: 2}
 
 
 def _message(prev: int, prev_term: int, *entries: tuple[int, int]) -> dict:
-    return {"type": "append_entries", "term": 3, "commit_index": 2, "prevLogIdx": prev,
-            "prevLogTerm": prev_term, "entries": [(b"x", i, t) for i, t in entries]}
+    return {
+        "type": "append_entries",
+        "term": 3,
+        "commit_index": 2,
+        "prevLogIdx": prev,
+        "prevLogTerm": prev_term,
+        "entries": [(b"x", i, t) for i, t in entries],
+    }
 
 
 def _reconcile(message: dict, log: dict = LOG) -> dict:
@@ -39,14 +45,15 @@ def test_a_real_conflict_is_passed_on_from_the_conflicting_entry():
 
 
 def test_heartbeats_mismatches_snapshots_and_other_messages_pass_unchanged():
-    for message in (_message(2, 1),                          # empty: the leader's log ends
-                    _message(2, 9, (3, 2)),                  # prev mismatch: pysyncobj resets
-                    _message(6, 2, (7, 3)),                  # nothing after prev
-                    _message(2, 1, (3, 5)),                  # conflict at the first entry
-                    {"type": "append_entries", "term": 3, "commit_index": 1,
-                     "serialized": b"..."},
-                    {**_message(2, 1, (3, 2)), "transmission": "start"},
-                    {"type": "request_vote", "term": 4}):
+    for message in (
+        _message(2, 1),  # empty: the leader's log ends
+        _message(2, 9, (3, 2)),  # prev mismatch: pysyncobj resets
+        _message(6, 2, (7, 3)),  # nothing after prev
+        _message(2, 1, (3, 5)),  # conflict at the first entry
+        {"type": "append_entries", "term": 3, "commit_index": 1, "serialized": b"..."},
+        {**_message(2, 1, (3, 2)), "transmission": "start"},
+        {"type": "request_vote", "term": 4},
+    ):
         assert _reconcile(message) == message
 
 
@@ -65,8 +72,9 @@ def test_a_pysyncobj_follower_keeps_its_entries_when_an_append_entries_is_resent
         journal = getattr(follower, raft._RAFT_LOG)
 
         def deliver(prev: int, prev_term: int, *entries: tuple[int, int]) -> None:
-            transport._onMessageReceived(leader, {**_message(prev, prev_term, *entries),
-                                                  "term": 1, "commit_index": 1})
+            transport._onMessageReceived(
+                leader, {**_message(prev, prev_term, *entries), "term": 1, "commit_index": 1}
+            )
 
         deliver(1, 0, (2, 1), (3, 1), (4, 1))
         assert [e[1] for e in journal] == [1, 2, 3, 4]

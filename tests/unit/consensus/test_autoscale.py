@@ -31,18 +31,21 @@ def test_a_policy_gets_defaults_and_reads_durations():
     assert parse_service_spec({"name": "web", "image": "busybox"}).autoscale is None
 
 
-@pytest.mark.parametrize("autoscale, field, words", [
-    ({"max": 3, "target": 50, "min": 0}, "autoscale.min", "at least 1"),
-    ({"max": 2, "target": 50, "min": 3}, "autoscale.max", "at least autoscale.min (3)"),
-    ({"max": 3, "target": 0}, "autoscale.target", "positive"),
-    ({"max": 3, "target": -5, "metric": "rps"}, "autoscale.target", "requests/s per replica"),
-    ({"max": 3, "target": 50, "tolerance": 1.5}, "autoscale.tolerance", "fraction"),
-    ({"max": 3, "target": 50, "cooldown_down": -1}, "autoscale.cooldown_down", "negative"),
-    ({"max": 3, "target": 50, "metric": "memory"}, "autoscale.metric", "'cpu', 'rps'"),
-    ({"max": 3}, "autoscale.target", "is required"),
-    ({"max": 3, "target": 50, "cooldown_up": "soon"}, "autoscale.cooldown_up", ""),
-    ({"max": 3, "target": 50, "step": 2}, "autoscale.step", "unknown field"),
-])
+@pytest.mark.parametrize(
+    "autoscale, field, words",
+    [
+        ({"max": 3, "target": 50, "min": 0}, "autoscale.min", "at least 1"),
+        ({"max": 2, "target": 50, "min": 3}, "autoscale.max", "at least autoscale.min (3)"),
+        ({"max": 3, "target": 0}, "autoscale.target", "positive"),
+        ({"max": 3, "target": -5, "metric": "rps"}, "autoscale.target", "requests/s per replica"),
+        ({"max": 3, "target": 50, "tolerance": 1.5}, "autoscale.tolerance", "fraction"),
+        ({"max": 3, "target": 50, "cooldown_down": -1}, "autoscale.cooldown_down", "negative"),
+        ({"max": 3, "target": 50, "metric": "memory"}, "autoscale.metric", "'cpu', 'rps'"),
+        ({"max": 3}, "autoscale.target", "is required"),
+        ({"max": 3, "target": 50, "cooldown_up": "soon"}, "autoscale.cooldown_up", ""),
+        ({"max": 3, "target": 50, "step": 2}, "autoscale.step", "unknown field"),
+    ],
+)
 def test_a_bad_policy_names_its_field(autoscale, field, words):
     with pytest.raises(SpecError) as err:
         spec(**autoscale)
@@ -51,8 +54,14 @@ def test_a_bad_policy_names_its_field(autoscale, field, words):
 
 def test_only_replicated_services_autoscale():
     with pytest.raises(SpecError) as err:
-        parse_service_spec({"name": "agent", "image": "busybox", "mode": "global",
-                            "autoscale": {"max": 3, "target": 50}})
+        parse_service_spec(
+            {
+                "name": "agent",
+                "image": "busybox",
+                "mode": "global",
+                "autoscale": {"max": 3, "target": 50},
+            }
+        )
     assert err.value.field == "autoscale" and "global" in err.value.reason
 
 
@@ -68,8 +77,15 @@ def web(c: Cluster):
 
 def scale(c: Cluster, to: int, version: int = 0, at: float = 2000.0, **fields) -> ScaleService:
     service = web(c)
-    record = AutoscaleRecord(at, fields.pop("from_replicas", service.spec.replicas), to, "rps",
-                             45.0, 20.0, "45.0 requests/s per replica, target 20: 1 -> 3")
+    record = AutoscaleRecord(
+        at,
+        fields.pop("from_replicas", service.spec.replicas),
+        to,
+        "rps",
+        45.0,
+        20.0,
+        "45.0 requests/s per replica, target 20: 1 -> 3",
+    )
     return ScaleService("web", service.id, version or service.version, record)
 
 
@@ -85,12 +101,15 @@ def test_scaling_sets_replicas_records_why_and_keeps_the_old_spec():
     assert web(c).spec.replicas == 2 and web(c).autoscaled.to_replicas == 3
 
 
-@pytest.mark.parametrize("change, code, words", [
-    (lambda c: scale(c, 3, version=7), 409, "not 7"),
-    (lambda c: scale(c, 3, from_replicas=2), 409, "runs 1 replicas, not 2"),
-    (lambda c: scale(c, 6), 400, "within 1..5"),
-    (lambda c: ScaleService("db", "x", 1, scale(c, 2).record), 404, "no such service"),
-])
+@pytest.mark.parametrize(
+    "change, code, words",
+    [
+        (lambda c: scale(c, 3, version=7), 409, "not 7"),
+        (lambda c: scale(c, 3, from_replicas=2), 409, "runs 1 replicas, not 2"),
+        (lambda c: scale(c, 6), 400, "within 1..5"),
+        (lambda c: ScaleService("db", "x", 1, scale(c, 2).record), 404, "no such service"),
+    ],
+)
 def test_a_stale_or_out_of_bounds_scale_changes_nothing(change, code, words):
     c = cluster()
     result = c.state.apply(change(c))
@@ -139,16 +158,22 @@ def test_samples_of_gone_services_and_rows_of_gone_nodes_are_dropped():
     assert node_metrics(c.state)["n1"].samples == ()
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"rps": -1.0}, "samples[0]: rps"),
-    ({"rps": float("nan")}, "samples[0].rps"),
-    ({"cpu_percent": float("inf")}, "samples[0].cpu_percent"),
-    ({"tasks": -2}, "samples[0]: tasks"),
-    ({"rps": "fast"}, "samples[0].rps"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"rps": -1.0}, "samples[0]: rps"),
+        ({"rps": float("nan")}, "samples[0].rps"),
+        ({"cpu_percent": float("inf")}, "samples[0].cpu_percent"),
+        ({"tasks": -2}, "samples[0]: tasks"),
+        ({"rps": "fast"}, "samples[0].rps"),
+    ],
+)
 def test_a_malformed_report_from_the_wire_is_refused_naming_the_field(bad, field):
-    plain = {"node_id": "n0", "at": 1.0,
-             "samples": [{"service": "web", "service_id": "svc-web", "tasks": 1, **bad}]}
+    plain = {
+        "node_id": "n0",
+        "at": 1.0,
+        "samples": [{"service": "web", "service_id": "svc-web", "tasks": 1, **bad}],
+    }
     raw = msgpack.packb([codec.FORMAT, "metrics.report", 1, "", plain], use_bin_type=True)
     with pytest.raises(codec.CodecError) as err:
         codec.decode(raw)

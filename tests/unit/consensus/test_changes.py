@@ -24,7 +24,12 @@ def test_a_command_records_each_row_it_added_replaced_or_removed_with_its_time()
     log = state.changes.snapshot()
     assert [(c.index, c.at) for c in log] == [(1, 10.0), (2, 20.0), (3, 30.0), (4, 40.0)]
     (created,), (updated,), (), removed = (c.rows for c in log)
-    assert (created.table, created.key, created.before, created.after) == ("services", "web", None, first)
+    assert (created.table, created.key, created.before, created.after) == (
+        "services",
+        "web",
+        None,
+        first,
+    )
     assert updated.before is first and updated.after.version == 2
     assert [(r.key, r.after) for r in removed if r.table == "services"] == [("web", None)]
 

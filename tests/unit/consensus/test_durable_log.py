@@ -18,8 +18,16 @@ WRITES = 60
 
 
 def _record(i: int) -> RegisterNode:
-    return RegisterNode(Node(id=f"id{i}", name=f"n{i}", address="127.0.0.1", api_port=7420,
-                             raft_port=7421, gossip_port=7422))
+    return RegisterNode(
+        Node(
+            id=f"id{i}",
+            name=f"n{i}",
+            address="127.0.0.1",
+            api_port=7420,
+            raft_port=7421,
+            gossip_port=7422,
+        )
+    )
 
 
 async def _leader(made: list[RaftNode]) -> RaftNode:
@@ -53,8 +61,12 @@ async def test_a_write_is_on_disk_on_a_majority_before_it_is_acknowledged(three,
 
 
 async def test_without_durability_nothing_is_synced(tmp_path):
-    raft = RaftNode(data_dir=str(tmp_path), address=f"127.0.0.1:{free_port()}", password="t",
-                    tuning=RaftTuning(durable=False))
+    raft = RaftNode(
+        data_dir=str(tmp_path),
+        address=f"127.0.0.1:{free_port()}",
+        password="t",
+        tuning=RaftTuning(durable=False),
+    )
     raft.start("voter", [])
     try:
         assert raft.durable is None

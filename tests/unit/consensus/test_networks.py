@@ -37,11 +37,15 @@ def make_state(nodes: int = 2) -> ClusterState:
 
 # -- the allocator ---------------------------------------------------------------------
 
+
 def test_networks_take_the_lowest_free_subnet_of_the_cluster_range():
     assert ipam.next_network_subnet("10.200.0.0/13", []) == "10.200.0.0/20"
     assert ipam.next_network_subnet("10.200.0.0/13", ["10.200.0.0/20"]) == "10.200.16.0/20"
     # A network given its own subnet makes the allocator step around it.
-    assert ipam.next_network_subnet("10.200.0.0/13", ["10.200.0.0/21", "10.200.20.0/24"]) == "10.200.32.0/20"
+    assert (
+        ipam.next_network_subnet("10.200.0.0/13", ["10.200.0.0/21", "10.200.20.0/24"])
+        == "10.200.32.0/20"
+    )
     with pytest.raises(ipam.IpamError, match="no free /20"):
         ipam.next_network_subnet("10.200.0.0/20", ["10.200.0.0/20"])
 
@@ -59,8 +63,10 @@ def test_a_network_splits_into_task_leases_and_a_vip_half():
     assert len(all_leases) == 32 and ipam.next_lease(subnet, all_leases) is None
 
 
-@pytest.mark.parametrize("subnet, reason", [
-    ("10.200.0.0/25", "too small"), ("nonsense", "CIDR"), ("fd00::/64", "IPv4 only")])
+@pytest.mark.parametrize(
+    "subnet, reason",
+    [("10.200.0.0/25", "too small"), ("nonsense", "CIDR"), ("fd00::/64", "IPv4 only")],
+)
 def test_check_subnet_says_what_is_wrong(subnet, reason):
     with pytest.raises(ipam.IpamError, match=reason):
         ipam.check_subnet(subnet)
@@ -88,6 +94,7 @@ def test_vnis_start_at_4096_and_fill_gaps():
 
 # -- the state machine -------------------------------------------------------------------
 
+
 def test_create_leases_every_node_and_a_later_node_gets_one_too():
     state = make_state(2)
     result = state.apply(CreateNetwork("id1", "appnet", 1.0))
@@ -111,12 +118,15 @@ def test_two_networks_get_apart_subnets_and_vnis():
     assert front.vni != back.vni
 
 
-@pytest.mark.parametrize("cmd, code, field", [
-    (CreateNetwork("x", "Bad Name", 1.0), 400, "name"),
-    (CreateNetwork("x", "appnet", 1.0), 409, "name"),
-    (CreateNetwork("x", "other", 1.0, subnet="10.200.4.0/22"), 409, "subnet"),
-    (CreateNetwork("x", "other", 1.0, subnet="10.9.0.0/28"), 400, "subnet"),
-])
+@pytest.mark.parametrize(
+    "cmd, code, field",
+    [
+        (CreateNetwork("x", "Bad Name", 1.0), 400, "name"),
+        (CreateNetwork("x", "appnet", 1.0), 409, "name"),
+        (CreateNetwork("x", "other", 1.0, subnet="10.200.4.0/22"), 409, "subnet"),
+        (CreateNetwork("x", "other", 1.0, subnet="10.9.0.0/28"), 400, "subnet"),
+    ],
+)
 def test_create_refuses_with_the_field(cmd, code, field):
     state = make_state(1)
     assert state.apply(CreateNetwork("id1", "appnet", 1.0)).ok
@@ -150,13 +160,15 @@ def test_services_get_a_vip_on_each_network_they_join_and_give_it_back():
 def test_a_dnsrr_service_has_no_vip_and_gives_its_vip_back_when_it_turns_dnsrr():
     state = make_state(1)
     assert state.apply(CreateNetwork("n", "appnet", 1.0)).ok
-    headless = parse_service_spec({"name": "db", "image": "img", "networks": ["appnet"],
-                                   "endpoint_mode": "dnsrr"})
+    headless = parse_service_spec(
+        {"name": "db", "image": "img", "networks": ["appnet"], "endpoint_mode": "dnsrr"}
+    )
     assert state.apply(CreateService("s1", headless, 1.0)).ok
     assert state.apply(CreateService("s2", spec("api", "appnet"), 1.0)).ok
     assert networks(state)["appnet"].vips == {"api": "10.200.8.1"}
-    turned = parse_service_spec({"name": "api", "image": "busybox", "networks": ["appnet"],
-                                 "endpoint_mode": "dnsrr"})
+    turned = parse_service_spec(
+        {"name": "api", "image": "busybox", "networks": ["appnet"], "endpoint_mode": "dnsrr"}
+    )
     assert state.apply(UpdateService(turned, 2.0)).ok
     assert networks(state)["appnet"].vips == {}
 
@@ -189,14 +201,17 @@ def test_networks_survive_a_snapshot():
 
 # -- never twice ---------------------------------------------------------------------------
 
-_events = st.lists(st.one_of(
-    st.tuples(st.just("node+"), st.integers(0, 40)),
-    st.tuples(st.just("node-"), st.integers(0, 40)),
-    st.tuples(st.just("net+"), st.integers(0, 3)),
-    st.tuples(st.just("net-"), st.integers(0, 3)),
-    st.tuples(st.just("svc+"), st.integers(0, 20), st.sets(st.integers(0, 3), max_size=3)),
-    st.tuples(st.just("svc-"), st.integers(0, 20)),
-), max_size=80)
+_events = st.lists(
+    st.one_of(
+        st.tuples(st.just("node+"), st.integers(0, 40)),
+        st.tuples(st.just("node-"), st.integers(0, 40)),
+        st.tuples(st.just("net+"), st.integers(0, 3)),
+        st.tuples(st.just("net-"), st.integers(0, 3)),
+        st.tuples(st.just("svc+"), st.integers(0, 20), st.sets(st.integers(0, 3), max_size=3)),
+        st.tuples(st.just("svc-"), st.integers(0, 20)),
+    ),
+    max_size=80,
+)
 
 
 def _apply(state: ClusterState, event: tuple) -> None:
@@ -212,8 +227,11 @@ def _apply(state: ClusterState, event: tuple) -> None:
     elif kind == "svc+":
         nets = [f"net{n}" for n in sorted(event[2])]
         cmd = UpdateService if f"s{number}" in state.table("services") else CreateService
-        state.apply(cmd(spec(f"s{number}", *nets), 1.0) if cmd is UpdateService
-                    else cmd(f"id{number}", spec(f"s{number}", *nets), 1.0))
+        state.apply(
+            cmd(spec(f"s{number}", *nets), 1.0)
+            if cmd is UpdateService
+            else cmd(f"id{number}", spec(f"s{number}", *nets), 1.0)
+        )
     else:
         state.apply(DeleteService(f"s{number}", 1.0))
 
@@ -227,17 +245,24 @@ def test_no_address_is_ever_given_twice(events):
         table = networks(state)
         subnets = [ipaddress.ip_network(n.subnet) for n in table.values()]
         for i, a in enumerate(subnets):
-            assert not any(a.overlaps(b) for b in subnets[i + 1:]), "two networks share addresses"
+            assert not any(a.overlaps(b) for b in subnets[i + 1 :]), "two networks share addresses"
         assert len({n.vni for n in table.values()}) == len(table)
         for net in table.values():
             leases = [ipaddress.ip_network(lease) for lease in net.leases.values()]
             assert len(set(leases)) == len(leases), f"a lease of {net.name} is given twice"
             assert all(lease.subnet_of(ipam.tasks_range(net.subnet)) for lease in leases)
             assert set(net.leases) <= set(state.table("nodes")), "a removed node keeps a lease"
-            assert len(set(net.vips.values())) == len(net.vips), f"a VIP of {net.name} is given twice"
-            assert all(ipaddress.ip_address(v) in ipam.vip_range(net.subnet) for v in net.vips.values())
-            joined = {name for name, svc in state.table("services").items()
-                      if net.name in {a.name for a in svc.spec.networks}}
+            assert len(set(net.vips.values())) == len(net.vips), (
+                f"a VIP of {net.name} is given twice"
+            )
+            assert all(
+                ipaddress.ip_address(v) in ipam.vip_range(net.subnet) for v in net.vips.values()
+            )
+            joined = {
+                name
+                for name, svc in state.table("services").items()
+                if net.name in {a.name for a in svc.spec.networks}
+            }
             assert set(net.vips) == joined, "VIPs follow the services on the network"
     # Replayed from the start, the same events give the same state: apply is deterministic.
     again = make_state(3)

@@ -37,4 +37,3 @@ def test_a_name_wins_over_a_prefix_and_nothing_matches_nothing():
     assert _names(state, "n2") == ["n2"]
     assert _names(state, "zz") == []
     assert _names(state, "") == []
-

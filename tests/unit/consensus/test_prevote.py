@@ -39,9 +39,9 @@ def test_a_voter_that_hears_a_leader_or_has_a_newer_log_says_no():
     vote, mine = _prevote(), LogPosition(term=5, last_index=10, last_term=5)
     asking = {"term": 6, "last_log_index": 10, "last_log_term": 5}
     vote.heard_leader(10.0)
-    assert not vote.grants(10.3, asking, mine, is_leader=False)   # heard the leader lately
+    assert not vote.grants(10.3, asking, mine, is_leader=False)  # heard the leader lately
     assert vote.grants(10.5, asking, mine, is_leader=False)
-    assert not vote.grants(10.5, asking, mine, is_leader=True)    # a leader never grants
+    assert not vote.grants(10.5, asking, mine, is_leader=True)  # a leader never grants
     assert not vote.grants(10.5, {**asking, "last_log_index": 9}, mine, is_leader=False)
     assert not vote.grants(10.5, {**asking, "term": 5}, mine, is_leader=False)
     assert vote.grants(10.5, {**asking, "last_log_index": 3, "last_log_term": 6}, mine, False)

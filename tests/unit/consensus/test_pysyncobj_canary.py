@@ -26,8 +26,10 @@ def test_each_private_name_exists_on_a_running_syncobj(name):
 
 
 def test_private_names_are_used_only_in_the_adapter():
-    users = {str(path.relative_to(ROOT))
-             for package in ("consensus", "node", "scheduler", "netoverlay")
-             for path in (ROOT / package).rglob("*.py")
-             if "_SyncObj__" in path.read_text()}
+    users = {
+        str(path.relative_to(ROOT))
+        for package in ("consensus", "node", "scheduler", "netoverlay")
+        for path in (ROOT / package).rglob("*.py")
+        if "_SyncObj__" in path.read_text()
+    }
     assert users == {"consensus/raft.py"}

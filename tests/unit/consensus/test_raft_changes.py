@@ -55,8 +55,9 @@ def test_time_spent_applying_does_not_count_toward_an_election():
 
     from consensus.raft import _forgive_busy_time
 
-    follower = SyncObj(f"127.0.0.1:{free_port()}", [f"127.0.0.1:{free_port()}"],
-                       SyncObjConf(autoTick=False))
+    follower = SyncObj(
+        f"127.0.0.1:{free_port()}", [f"127.0.0.1:{free_port()}"], SyncObjConf(autoTick=False)
+    )
     try:
         before = follower._SyncObj__raftElectionDeadline
         _forgive_busy_time(follower, 0.5)

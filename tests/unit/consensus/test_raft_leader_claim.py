@@ -13,6 +13,7 @@ async def test_a_leader_whose_term_moved_on_claims_nothing(tmp_path):
     raft = RaftNode(data_dir=str(tmp_path), address=f"127.0.0.1:{free_port()}", password="t")
     raft.start("voter", [])
     try:
+
         async def leads() -> bool:
             return raft.is_leader()
 

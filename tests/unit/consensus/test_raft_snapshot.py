@@ -66,8 +66,12 @@ async def _leads(raft: RaftNode) -> bool:
 async def _compacted_voter(tmp_path, writes: int = 120) -> tuple[RaftNode, RaftTuning]:
     """A single voter that has compacted its log: its first entries exist only in its dump."""
     tuning = RaftTuning(compaction_min_entries=40, compaction_min_time=0.5)
-    raft = RaftNode(data_dir=str(tmp_path / "leader"), address=f"127.0.0.1:{free_port()}",
-                    password="test", tuning=tuning)
+    raft = RaftNode(
+        data_dir=str(tmp_path / "leader"),
+        address=f"127.0.0.1:{free_port()}",
+        password="test",
+        tuning=tuning,
+    )
     raft.start("voter", [])
     await wait_for(lambda: _leads(raft), timeout=20, what="a leader")
     for i in range(writes):
@@ -83,8 +87,9 @@ async def _compacted_voter(tmp_path, writes: int = 120) -> tuple[RaftNode, RaftT
 
 async def test_a_member_starting_after_compaction_gets_the_state_by_snapshot(tmp_path):
     leader, tuning = await _compacted_voter(tmp_path)
-    member = RaftNode(data_dir=str(tmp_path / "member"), address="127.0.0.1:1",
-                      password="test", tuning=tuning)
+    member = RaftNode(
+        data_dir=str(tmp_path / "member"), address="127.0.0.1:1", password="test", tuning=tuning
+    )
     try:
         member.start("member", [leader.address])
         assert not member.progress().caught_up
@@ -100,8 +105,12 @@ async def test_a_member_starting_after_compaction_gets_the_state_by_snapshot(tmp
 
 async def test_a_voter_added_after_compaction_gets_the_state_and_votes(tmp_path):
     leader, tuning = await _compacted_voter(tmp_path)
-    joiner = RaftNode(data_dir=str(tmp_path / "joiner"), address=f"127.0.0.1:{free_port()}",
-                      password="test", tuning=tuning)
+    joiner = RaftNode(
+        data_dir=str(tmp_path / "joiner"),
+        address=f"127.0.0.1:{free_port()}",
+        password="test",
+        tuning=tuning,
+    )
     try:
         adding = asyncio.ensure_future(leader.add_voter(joiner.address, timeout=15))
         joiner.start("voter", [leader.address])

@@ -42,17 +42,20 @@ def test_create_keeps_secrets_and_configs_apart_with_a_digest_for_configs_only(s
     assert len(blobs(state, "config")["app.conf"].digest) == 64
 
 
-@pytest.mark.parametrize("cmd, code, field", [
-    (secret("db"), 409, "name"),
-    (secret("-bad"), 400, "name"),
-    (secret("a/b"), 400, "name"),
-    (secret(".."), 400, "name"),
-    (secret("x" * 65), 400, "name"),
-    (secret("big", MAX_SIZE["secret"] + 1), 400, "data"),
-    (config("big", b"x" * (MAX_SIZE["config"] + 1)), 400, "data"),
-    (CreateBlob("secret", "i", "short", 10, b"\x01" * 10, 1.0), 400, "data"),
-    (CreateBlob("config", "i", "liar", 99, b"abc", 1.0), 400, "data"),
-])
+@pytest.mark.parametrize(
+    "cmd, code, field",
+    [
+        (secret("db"), 409, "name"),
+        (secret("-bad"), 400, "name"),
+        (secret("a/b"), 400, "name"),
+        (secret(".."), 400, "name"),
+        (secret("x" * 65), 400, "name"),
+        (secret("big", MAX_SIZE["secret"] + 1), 400, "data"),
+        (config("big", b"x" * (MAX_SIZE["config"] + 1)), 400, "data"),
+        (CreateBlob("secret", "i", "short", 10, b"\x01" * 10, 1.0), 400, "data"),
+        (CreateBlob("config", "i", "liar", 99, b"abc", 1.0), 400, "data"),
+    ],
+)
 def test_create_rejects_bad_names_sizes_and_duplicates(state, cmd, code, field):
     result = state.apply(cmd)
     assert (result.ok, result.code) == (False, code)
@@ -73,7 +76,9 @@ def test_a_service_may_only_name_existing_secrets_and_configs(state):
     assert missing.error.startswith("configs[0].source:")
     assert state.apply(CreateService("s1", spec(secrets=["db"], configs=["app.conf"]), 1.0)).ok
     update = state.apply(UpdateService(spec(secrets=["db", "gone"]), 2.0))
-    assert (update.ok, update.code) == (False, 400) and update.error.startswith("secrets[1].source:")
+    assert (update.ok, update.code) == (False, 400) and update.error.startswith(
+        "secrets[1].source:"
+    )
 
 
 def test_removing_one_in_use_names_the_services(state):
@@ -92,22 +97,29 @@ def test_removing_one_in_use_names_the_services(state):
 
 
 def test_snapshot_and_log_round_trip_keep_them(state):
-    assert state.apply(CreateService("s1", spec(secrets=[{"source": "db", "target": "pw", "mode": 0o400}]),
-                                     1.0)).ok
+    assert state.apply(
+        CreateService("s1", spec(secrets=[{"source": "db", "target": "pw", "mode": 0o400}]), 1.0)
+    ).ok
     restored = ClusterState.from_msgpack(state.to_msgpack())
     assert restored.tables == state.tables
     cmd = secret("other")
     assert codec.decode(codec.encode(cmd, "r1")).command == cmd
 
 
-@pytest.mark.parametrize("plain, field", [
-    ({"secrets": [{"source": ""}]}, "secrets[0].source"),
-    ({"secrets": ["a", {"source": "b", "target": "a"}]}, "secrets[1].target"),
-    ({"configs": [{"source": "a", "target": "/run/secrets/x"}], "secrets": ["x"]}, "configs[0].target"),
-    ({"configs": [{"source": "c", "target": "/etc/../x"}]}, "configs[0].target"),
-    ({"configs": [{"source": "c", "target": "/etc/"}]}, "configs[0].target"),
-    ({"secrets": [{"source": "c", "mode": 0o1777}]}, "secrets[0].mode"),
-])
+@pytest.mark.parametrize(
+    "plain, field",
+    [
+        ({"secrets": [{"source": ""}]}, "secrets[0].source"),
+        ({"secrets": ["a", {"source": "b", "target": "a"}]}, "secrets[1].target"),
+        (
+            {"configs": [{"source": "a", "target": "/run/secrets/x"}], "secrets": ["x"]},
+            "configs[0].target",
+        ),
+        ({"configs": [{"source": "c", "target": "/etc/../x"}]}, "configs[0].target"),
+        ({"configs": [{"source": "c", "target": "/etc/"}]}, "configs[0].target"),
+        ({"secrets": [{"source": "c", "mode": 0o1777}]}, "secrets[0].mode"),
+    ],
+)
 def test_spec_file_refs_are_checked(plain, field):
     with pytest.raises(SpecError) as caught:
         spec(**plain)
@@ -115,9 +127,15 @@ def test_spec_file_refs_are_checked(plain, field):
 
 
 def test_targets_default_as_docker_does():
-    s = spec(secrets=["db", {"source": "k", "target": "keys/k"}, {"source": "t", "target": "/etc/t"}],
-             configs=["app.conf", {"source": "x", "target": "etc/x"}])
-    assert [r.path("/run/secrets") for r in s.secrets] == ["/run/secrets/db", "/run/secrets/keys/k", "/etc/t"]
+    s = spec(
+        secrets=["db", {"source": "k", "target": "keys/k"}, {"source": "t", "target": "/etc/t"}],
+        configs=["app.conf", {"source": "x", "target": "etc/x"}],
+    )
+    assert [r.path("/run/secrets") for r in s.secrets] == [
+        "/run/secrets/db",
+        "/run/secrets/keys/k",
+        "/etc/t",
+    ]
     assert [r.path("/") for r in s.configs] == ["/app.conf", "/etc/x"]
 
 

@@ -25,19 +25,40 @@ def spec(**plain) -> ServiceSpec:
 
 
 def test_shorthands_become_typed_values():
-    s = spec(replicas=3, command="/bin/sh -c 'echo hi'", env=["A=1", "B=x=y"],
-             ports=["8080:80", "53:53/udp", 9000], constraints=["node.labels.zone == a", "node.role!=voter"],
-             preferences=["spread=node.labels.zone"],
-             resources={"reservations": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": 1.5, "memory": "1G"}},
-             health={"kind": "cmd", "command": "wget -q -O- localhost", "interval": "10s", "start_period": "1m30s"},
-             restart={"condition": "on-failure", "delay": "500ms"}, secrets=["db-password"],
-             volumes=["data:/var/lib/data", "/srv:/srv:ro"], stop_grace_period="1m")
+    s = spec(
+        replicas=3,
+        command="/bin/sh -c 'echo hi'",
+        env=["A=1", "B=x=y"],
+        ports=["8080:80", "53:53/udp", 9000],
+        constraints=["node.labels.zone == a", "node.role!=voter"],
+        preferences=["spread=node.labels.zone"],
+        resources={
+            "reservations": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": 1.5, "memory": "1G"},
+        },
+        health={
+            "kind": "cmd",
+            "command": "wget -q -O- localhost",
+            "interval": "10s",
+            "start_period": "1m30s",
+        },
+        restart={"condition": "on-failure", "delay": "500ms"},
+        secrets=["db-password"],
+        volumes=["data:/var/lib/data", "/srv:/srv:ro"],
+        stop_grace_period="1m",
+    )
     assert s.command == ("/bin/sh", "-c", "echo hi")
     assert s.env == {"A": "1", "B": "x=y"}
     assert s.ports == (PortSpec(80, 8080), PortSpec(53, 53, "udp"), PortSpec(9000))
-    assert s.constraints == (Constraint("node.labels.zone", "==", "a"), Constraint("node.role", "!=", "voter"))
+    assert s.constraints == (
+        Constraint("node.labels.zone", "==", "a"),
+        Constraint("node.role", "!=", "voter"),
+    )
     assert s.preferences[0].label == "zone"
-    assert (s.resources.reservations.cpu_millis, s.resources.reservations.memory_bytes) == (100, 128 << 20)
+    assert (s.resources.reservations.cpu_millis, s.resources.reservations.memory_bytes) == (
+        100,
+        128 << 20,
+    )
     assert (s.resources.limits.cpu_millis, s.resources.limits.memory_bytes) == (1500, 1 << 30)
     assert s.health.command == ("/bin/sh", "-c", "wget -q -O- localhost")
     assert (s.health.interval, s.health.start_period) == (10.0, 90.0)
@@ -47,46 +68,80 @@ def test_shorthands_become_typed_values():
 
 
 def test_canonical_form_round_trips():
-    s = spec(replicas=2, ports=["8080:80"], constraints=["node.labels.a==b"],
-             resources={"reservations": {"memory": "64M"}}, health={"kind": "http", "path": "/healthz"})
+    s = spec(
+        replicas=2,
+        ports=["8080:80"],
+        constraints=["node.labels.a==b"],
+        resources={"reservations": {"memory": "64M"}},
+        health={"kind": "http", "path": "/healthz"},
+    )
     assert parse_service_spec(to_plain(s)) == s
 
 
-@given(replicas=st.integers(0, 1000), cpu=st.integers(0, 64_000), mem=st.integers(0, 1 << 40),
-       published=st.integers(1, 65535), target=st.integers(1, 65535),
-       label=st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True),
-       value=st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True), op=st.sampled_from(["==", "!="]))
+@given(
+    replicas=st.integers(0, 1000),
+    cpu=st.integers(0, 64_000),
+    mem=st.integers(0, 1 << 40),
+    published=st.integers(1, 65535),
+    target=st.integers(1, 65535),
+    label=st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True),
+    value=st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True),
+    op=st.sampled_from(["==", "!="]),
+)
 def test_any_valid_spec_round_trips(replicas, cpu, mem, published, target, label, value, op):
-    s = spec(replicas=replicas, ports=[f"{published}:{target}"], constraints=[f"node.labels.{label}{op}{value}"],
-             resources={"reservations": {"cpu_millis": cpu, "memory_bytes": mem}})
+    s = spec(
+        replicas=replicas,
+        ports=[f"{published}:{target}"],
+        constraints=[f"node.labels.{label}{op}{value}"],
+        resources={"reservations": {"cpu_millis": cpu, "memory_bytes": mem}},
+    )
     assert parse_service_spec(to_plain(s)) == s
 
 
-@pytest.mark.parametrize("plain, field, reason", [
-    ({"replicas": -1}, "replicas", "between 0"),
-    ({"name": "Web1"}, "name", "DNS label"),
-    ({"name": "web_"}, "name", "DNS label"),
-    ({"name": "-web"}, "name", "DNS label"),
-    ({"name": "x" * 64}, "name", "DNS label"),
-    ({"constraints": ["node.labels.zone=a"]}, "constraints[0]", "unknown constraint syntax"),
-    ({"constraints": ["engine.labels.x==1"]}, "constraints[0]", "unsupported constraint key"),
-    ({"resources": {"limits": {"memory": "12XB"}}}, "resources.limits.memory", "cannot read '12XB'"),
-    ({"resources": {"reservations": {"cpu": "lots"}}}, "resources.reservations.cpu", "cannot read 'lots'"),
-    ({"resources": {"reservations": {"cpu": 2}, "limits": {"cpu": 1}}}, "resources.limits.cpu_millis", "below"),
-    ({"ports": ["70000:80"]}, "ports[0].published", "1-65535"),
-    ({"ports": [{"target": 0}]}, "ports[0].target", "1-65535"),
-    ({"ports": ["8080:80", "8080:81"]}, "ports[1].published", "already published by ports[0]"),
-    ({"ports": ["80:80/sctp"]}, "ports[0].protocol", "must be one of"),
-    ({"health": {"kind": "http"}}, "health.port", "needs a port"),
-    ({"health": {"kind": "cmd"}}, "health.command", "needs a command"),
-    ({"health": {"kind": "cmd", "command": "true", "interval": "soon"}}, "health.interval", "duration"),
-    ({"restart": {"condition": "always"}}, "restart.condition", "must be one of"),
-    ({"update": {"max_failure_ratio": 2}}, "update.max_failure_ratio", "between 0 and 1"),
-    ({"volumes": ["relative:data"]}, "volumes[0].target", "absolute"),
-    ({"replicas": "3"}, "replicas", "must be an integer"),
-    ({"colour": "blue"}, "colour", "unknown field"),
-    ({"image": ""}, "image", "image reference"),
-])
+@pytest.mark.parametrize(
+    "plain, field, reason",
+    [
+        ({"replicas": -1}, "replicas", "between 0"),
+        ({"name": "Web1"}, "name", "DNS label"),
+        ({"name": "web_"}, "name", "DNS label"),
+        ({"name": "-web"}, "name", "DNS label"),
+        ({"name": "x" * 64}, "name", "DNS label"),
+        ({"constraints": ["node.labels.zone=a"]}, "constraints[0]", "unknown constraint syntax"),
+        ({"constraints": ["engine.labels.x==1"]}, "constraints[0]", "unsupported constraint key"),
+        (
+            {"resources": {"limits": {"memory": "12XB"}}},
+            "resources.limits.memory",
+            "cannot read '12XB'",
+        ),
+        (
+            {"resources": {"reservations": {"cpu": "lots"}}},
+            "resources.reservations.cpu",
+            "cannot read 'lots'",
+        ),
+        (
+            {"resources": {"reservations": {"cpu": 2}, "limits": {"cpu": 1}}},
+            "resources.limits.cpu_millis",
+            "below",
+        ),
+        ({"ports": ["70000:80"]}, "ports[0].published", "1-65535"),
+        ({"ports": [{"target": 0}]}, "ports[0].target", "1-65535"),
+        ({"ports": ["8080:80", "8080:81"]}, "ports[1].published", "already published by ports[0]"),
+        ({"ports": ["80:80/sctp"]}, "ports[0].protocol", "must be one of"),
+        ({"health": {"kind": "http"}}, "health.port", "needs a port"),
+        ({"health": {"kind": "cmd"}}, "health.command", "needs a command"),
+        (
+            {"health": {"kind": "cmd", "command": "true", "interval": "soon"}},
+            "health.interval",
+            "duration",
+        ),
+        ({"restart": {"condition": "always"}}, "restart.condition", "must be one of"),
+        ({"update": {"max_failure_ratio": 2}}, "update.max_failure_ratio", "between 0 and 1"),
+        ({"volumes": ["relative:data"]}, "volumes[0].target", "absolute"),
+        ({"replicas": "3"}, "replicas", "must be an integer"),
+        ({"colour": "blue"}, "colour", "unknown field"),
+        ({"image": ""}, "image", "image reference"),
+    ],
+)
 def test_bad_specs_name_the_field(plain, field, reason):
     with pytest.raises(SpecError) as info:
         spec(**plain)
@@ -107,34 +162,49 @@ def test_merge_replaces_top_level_fields_and_rechecks():
         merge_spec(s, {"replicas": -5})
 
 
-@pytest.mark.parametrize("text, field, value, ok", [
-    ("node.labels.zone==A", "zone", "a", True),  # compared case-insensitively, as Swarm
-    ("node.labels.zone==a", "zone", "b", False),
-    ("node.labels.zone!=a", "zone", "b", True),
-    ("node.labels.zone!=a", None, None, True),  # a missing label is never equal
-    ("node.labels.zone==a", None, None, False),
-    ("node.hostname==node1", None, None, True),
-    ("node.id!=n1", None, None, False),
-    ("node.role==member", None, None, True),
-    ("node.role==worker", None, None, True),  # Swarm's roles: a worker is a member
-    ("node.role == Manager", None, None, False),  # and a manager a voter
-    ("node.role!=manager", None, None, True),
-])
+@pytest.mark.parametrize(
+    "text, field, value, ok",
+    [
+        ("node.labels.zone==A", "zone", "a", True),  # compared case-insensitively, as Swarm
+        ("node.labels.zone==a", "zone", "b", False),
+        ("node.labels.zone!=a", "zone", "b", True),
+        ("node.labels.zone!=a", None, None, True),  # a missing label is never equal
+        ("node.labels.zone==a", None, None, False),
+        ("node.hostname==node1", None, None, True),
+        ("node.id!=n1", None, None, False),
+        ("node.role==member", None, None, True),
+        ("node.role==worker", None, None, True),  # Swarm's roles: a worker is a member
+        ("node.role == Manager", None, None, False),  # and a manager a voter
+        ("node.role!=manager", None, None, True),
+    ],
+)
 def test_constraint_matching(text, field, value, ok):
     node = Node("n1", "node1", "127.0.0.2", 1, 2, 3, labels={field: value} if field else {})
     assert parse_constraint(text, "c").matches(node) is ok
 
 
-@pytest.mark.parametrize("value, millis", [(0.5, 500), ("0.5", 500), ("100m", 100), (2, 2000), ("1.25", 1250)])
+@pytest.mark.parametrize(
+    "value, millis", [(0.5, 500), ("0.5", 500), ("100m", 100), (2, 2000), ("1.25", 1250)]
+)
 def test_cpu_units(value, millis):
     assert parse_cpu(value, "cpu") == millis
 
 
-@pytest.mark.parametrize("value, kube, expected", [
-    ("128Mi", False, 128 << 20), ("64M", False, 64 << 20), ("1G", False, 1 << 30), ("512k", False, 512 << 10),
-    ("100MB", False, 100 << 20), (1024, False, 1024), ("128Mi", True, 128 << 20), ("64M", True, 64_000_000),
-    ("1Gi", True, 1 << 30), ("500", True, 500),
-])
+@pytest.mark.parametrize(
+    "value, kube, expected",
+    [
+        ("128Mi", False, 128 << 20),
+        ("64M", False, 64 << 20),
+        ("1G", False, 1 << 30),
+        ("512k", False, 512 << 10),
+        ("100MB", False, 100 << 20),
+        (1024, False, 1024),
+        ("128Mi", True, 128 << 20),
+        ("64M", True, 64_000_000),
+        ("1Gi", True, 1 << 30),
+        ("500", True, 500),
+    ],
+)
 def test_memory_units(value, kube, expected):
     assert parse_memory(value, "m", kubernetes=kube) == expected
 
@@ -146,8 +216,10 @@ def test_bad_memory_names_the_field(value):
     assert info.value.field == "limits.memory"
 
 
-@pytest.mark.parametrize("value, seconds", [("10s", 10), ("1m30s", 90), ("500ms", 0.5), ("1h", 3600), (3, 3),
-                                            ("2.5", 2.5)])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("10s", 10), ("1m30s", 90), ("500ms", 0.5), ("1h", 3600), (3, 3), ("2.5", 2.5)],
+)
 def test_durations(value, seconds):
     assert parse_duration(value, "d") == seconds
 

@@ -29,9 +29,16 @@ def test_words_are_those_shlex_gives(line):
     assert split_words(line) == expected
 
 
-@pytest.mark.parametrize("line", ["a" * MAX_LINE, "'" + "a " * (MAX_LINE // 2 - 1) + "'",
-                                  '"' + "\\a" * (MAX_LINE // 2 - 1) + '"', '"' + "a" * MAX_LINE,
-                                  "x " * (MAX_LINE // 2)])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "a" * MAX_LINE,
+        "'" + "a " * (MAX_LINE // 2 - 1) + "'",
+        '"' + "\\a" * (MAX_LINE // 2 - 1) + '"',
+        '"' + "a" * MAX_LINE,
+        "x " * (MAX_LINE // 2),
+    ],
+)
 def test_the_longest_line_takes_milliseconds(line):
     started = time.process_time()
     try:

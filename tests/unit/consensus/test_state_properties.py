@@ -24,18 +24,31 @@ TEXT = st.text(alphabet="abcxyz01", min_size=1, max_size=4)
 
 
 def _node(node_id: str, port: int) -> Node:
-    return Node(id=node_id, name=f"node-{node_id}", address="127.0.0.1", api_port=port,
-                raft_port=port + 1, gossip_port=port + 2, resources=Resources(1000, 2**30))
+    return Node(
+        id=node_id,
+        name=f"node-{node_id}",
+        address="127.0.0.1",
+        api_port=port,
+        raft_port=port + 1,
+        gossip_port=port + 2,
+        resources=Resources(1000, 2**30),
+    )
 
 
 commands = st.one_of(
     st.builds(BootstrapCluster, st.sampled_from(["c1", "c2"]), st.floats(0, 1e9)),
     st.builds(lambda i, p: RegisterNode(_node(i, p)), NODE_IDS, st.integers(1000, 1010)),
-    st.builds(UpdateNode, NODE_IDS, st.dictionaries(TEXT, TEXT, max_size=2),
-              st.lists(TEXT, max_size=2).map(tuple),
-              st.sampled_from([None, "active", "pause", "drain"])),
+    st.builds(
+        UpdateNode,
+        NODE_IDS,
+        st.dictionaries(TEXT, TEXT, max_size=2),
+        st.lists(TEXT, max_size=2).map(tuple),
+        st.sampled_from([None, "active", "pause", "drain"]),
+    ),
     st.builds(SetNodeRole, NODE_IDS, st.sampled_from(["voter", "member"])),
-    st.builds(SetNodeStatus, NODE_IDS, st.sampled_from(["joining", "ready", "down"]), st.floats(0, 1e9)),
+    st.builds(
+        SetNodeStatus, NODE_IDS, st.sampled_from(["joining", "ready", "down"]), st.floats(0, 1e9)
+    ),
     st.builds(RemoveNode, NODE_IDS),
 )
 entries = st.lists(st.tuples(commands, st.sampled_from(["", "r1", "r2", "r3"])), max_size=30)
@@ -69,18 +82,27 @@ def test_snapshot_then_restore_is_the_identity(log):
 
 garbage = st.one_of(
     st.binary(max_size=64),
-    st.builds(lambda x: msgpack.packb(x), st.recursive(
-        st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=5),
-        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner,
-                                                                      max_size=3),
-        max_leaves=10)),
-    st.builds(lambda tag, payload: msgpack.packb([1, tag, 1, "", payload]),
-              st.sampled_from(["node.register", "node.update", "node.status", "nope"]),
-              st.dictionaries(st.sampled_from(["node", "node_id", "status", "at", "x"]),
-                              # never strings: a string node_id could make a valid command
-                              st.one_of(st.none(), st.integers(-2**63, 2**63 - 1),
-                                        st.binary(max_size=3)),
-                              max_size=4)),
+    st.builds(
+        lambda x: msgpack.packb(x),
+        st.recursive(
+            st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
+            lambda inner: (
+                st.lists(inner, max_size=5)
+                | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+            ),
+            max_leaves=10,
+        ),
+    ),
+    st.builds(
+        lambda tag, payload: msgpack.packb([1, tag, 1, "", payload]),
+        st.sampled_from(["node.register", "node.update", "node.status", "nope"]),
+        st.dictionaries(
+            st.sampled_from(["node", "node_id", "status", "at", "x"]),
+            # never strings: a string node_id could make a valid command
+            st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.binary(max_size=3)),
+            max_size=4,
+        ),
+    ),
 )
 
 

@@ -33,8 +33,16 @@ GiB = 1 << 30
 
 
 def node(i: int, memory: int = 1 * GiB, **fields) -> Node:
-    return Node(f"n{i}", f"node{i}", f"127.0.0.{i + 1}", 7420, 7421, 7422,
-                resources=Resources(1000, memory), **fields)
+    return Node(
+        f"n{i}",
+        f"node{i}",
+        f"127.0.0.{i + 1}",
+        7420,
+        7421,
+        7422,
+        resources=Resources(1000, memory),
+        **fields,
+    )
 
 
 def spec(name: str = "web", **plain):
@@ -52,8 +60,16 @@ def state() -> ClusterState:
 def new_task(state: ClusterState, task_id: str, slot: int, service: str = "web", **fields) -> Task:
     svc = services(state)[service]
     s = svc.spec
-    return Task(task_id, svc.id, service, slot, svc.version, reserved=s.resources.reservations,
-                host_ports=s.host_ports, **fields)
+    return Task(
+        task_id,
+        svc.id,
+        service,
+        slot,
+        svc.version,
+        reserved=s.resources.reservations,
+        host_ports=s.host_ports,
+        **fields,
+    )
 
 
 def test_create_rejects_duplicate_names_and_bad_specs(state):
@@ -92,22 +108,31 @@ def test_update_with_a_stale_expected_version_conflicts(state):
 
 
 def test_assign_rechecks_capacity_against_current_state(state):
-    state.apply(CreateService("s1", spec(replicas=3, resources={"reservations": {"memory": "400Mi"}}), 1.0))
+    state.apply(
+        CreateService("s1", spec(replicas=3, resources={"reservations": {"memory": "400Mi"}}), 1.0)
+    )
     create = tuple(new_task(state, f"t{i}", i) for i in (1, 2, 3))
     # A stale plan: all three on n0, which holds only two of them.
-    result = state.apply(AssignTasks(2.0, create=create, assign=tuple(Assignment(t.id, "n0") for t in create)))
+    result = state.apply(
+        AssignTasks(2.0, create=create, assign=tuple(Assignment(t.id, "n0") for t in create))
+    )
     assert result.value["created"] == 3 and result.value["assigned"] == 2
     assert result.value["rejected"] == [["t3", "insufficient resources on node node0"]]
     t3 = tasks(state)["t3"]
-    assert t3.state == "pending" and t3.message.startswith("placement rejected: insufficient resources")
+    assert t3.state == "pending" and t3.message.startswith(
+        "placement rejected: insufficient resources"
+    )
     assert state.apply(AssignTasks(3.0, assign=(Assignment("t3", "n1"),))).value["assigned"] == 1
 
 
-@pytest.mark.parametrize("change, reason", [
-    (SetNodeStatus("n0", "down", 1.5), "node node0 is down"),
-    (UpdateNode("n0", availability="drain"), "node node0 is drain"),
-    (UpdateNode("n0", set_labels={"zone": "b"}), "constraint node.labels.zone==a unmet"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (SetNodeStatus("n0", "down", 1.5), "node node0 is down"),
+        (UpdateNode("n0", availability="drain"), "node node0 is drain"),
+        (UpdateNode("n0", set_labels={"zone": "b"}), "constraint node.labels.zone==a unmet"),
+    ],
+)
 def test_assign_rejects_a_node_that_changed_since_the_plan(state, change, reason):
     state.apply(UpdateNode("n0", set_labels={"zone": "a"}))
     state.apply(CreateService("s1", spec(constraints=["node.labels.zone==a"]), 1.0))
@@ -118,9 +143,15 @@ def test_assign_rejects_a_node_that_changed_since_the_plan(state, change, reason
 
 
 def test_assign_rejects_a_host_port_in_use(state):
-    state.apply(CreateService("s1", spec(replicas=2, ports=[{"target": 80, "published": 8080, "mode": "host"}]), 1.0))
+    state.apply(
+        CreateService(
+            "s1", spec(replicas=2, ports=[{"target": 80, "published": 8080, "mode": "host"}]), 1.0
+        )
+    )
     create = (new_task(state, "t1", 1), new_task(state, "t2", 2))
-    result = state.apply(AssignTasks(2.0, create=create, assign=(Assignment("t1", "n0"), Assignment("t2", "n0"))))
+    result = state.apply(
+        AssignTasks(2.0, create=create, assign=(Assignment("t1", "n0"), Assignment("t2", "n0")))
+    )
     assert result.value["rejected"] == [["t2", "host port 8080/tcp in use on node node0"]]
 
 
@@ -130,13 +161,17 @@ def test_a_slot_never_gets_two_running_tasks(state):
     again = state.apply(AssignTasks(2.0, create=(new_task(state, "t2", 1),)))
     assert again.value["created"] == 0 and "already has a task" in again.value["rejected"][0][1]
     # Replacing in one command: the stop comes first, so the slot is free for the new task.
-    swap = state.apply(AssignTasks(3.0, stop=(StopTask("t1", "replaced"),), create=(new_task(state, "t2", 1),)))
+    swap = state.apply(
+        AssignTasks(3.0, stop=(StopTask("t1", "replaced"),), create=(new_task(state, "t2", 1),))
+    )
     assert swap.value["created"] == 1 and tasks(state)["t1"].state == "shutdown"
 
 
 def test_stopping_a_task_on_a_down_node_orphans_it_and_remove_needs_an_ended_task(state):
     state.apply(CreateService("s1", spec(), 1.0))
-    state.apply(AssignTasks(1.0, create=(new_task(state, "t1", 1),), assign=(Assignment("t1", "n0"),)))
+    state.apply(
+        AssignTasks(1.0, create=(new_task(state, "t1", 1),), assign=(Assignment("t1", "n0"),))
+    )
     early = state.apply(AssignTasks(2.0, remove=("t1",)))
     assert early.value["removed"] == 0 and "t1" in tasks(state)
     state.apply(SetNodeStatus("n0", "down", 2.0))
@@ -148,8 +183,13 @@ def test_stopping_a_task_on_a_down_node_orphans_it_and_remove_needs_an_ended_tas
 
 def test_delete_service_stops_its_tasks(state):
     state.apply(CreateService("s1", spec(replicas=2), 1.0))
-    state.apply(AssignTasks(1.0, create=(new_task(state, "t1", 1), new_task(state, "t2", 2)),
-                            assign=(Assignment("t1", "n0"),)))
+    state.apply(
+        AssignTasks(
+            1.0,
+            create=(new_task(state, "t1", 1), new_task(state, "t2", 2)),
+            assign=(Assignment("t1", "n0"),),
+        )
+    )
     assert state.apply(DeleteService("web", 2.0)).ok and "web" not in services(state)
     t1, t2 = tasks(state)["t1"], tasks(state)["t2"]
     assert (t1.desired, t1.state) == ("shutdown", "assigned")  # its agent will stop it
@@ -159,23 +199,38 @@ def test_delete_service_stops_its_tasks(state):
 
 def test_reports_move_forward_only_and_come_from_the_tasks_node(state):
     state.apply(CreateService("s1", spec(replicas=1), 1.0))
-    state.apply(AssignTasks(1.0, create=(new_task(state, "t1", 1),), assign=(Assignment("t1", "n0"),)))
+    state.apply(
+        AssignTasks(1.0, create=(new_task(state, "t1", 1),), assign=(Assignment("t1", "n0"),))
+    )
     endpoint = Endpoint("127.0.0.1", (PortBinding(80, 31000),))
-    result = state.apply(ReportTaskStatus("n0", 5.0, (
-        TaskReport("t1", "starting", runtime_id="c1"),
-        TaskReport("t1", "running", health="healthy", endpoint=endpoint),
-        TaskReport("t1", "preparing"),
-        TaskReport("nope", "running"),
-    )))
+    result = state.apply(
+        ReportTaskStatus(
+            "n0",
+            5.0,
+            (
+                TaskReport("t1", "starting", runtime_id="c1"),
+                TaskReport("t1", "running", health="healthy", endpoint=endpoint),
+                TaskReport("t1", "preparing"),
+                TaskReport("nope", "running"),
+            ),
+        )
+    )
     assert result.value["applied"] == 2
     assert [r[0] for r in result.value["rejected"]] == ["t1", "nope"]
     assert "stale report" in result.value["rejected"][0][1]
     t1 = tasks(state)["t1"]
-    assert (t1.state, t1.health, t1.endpoint, t1.runtime_id, t1.started_at) == \
-        ("running", "healthy", endpoint, "c1", 5.0)
+    assert (t1.state, t1.health, t1.endpoint, t1.runtime_id, t1.started_at) == (
+        "running",
+        "healthy",
+        endpoint,
+        "c1",
+        5.0,
+    )
     wrong = state.apply(ReportTaskStatus("n1", 6.0, (TaskReport("t1", "failed"),)))
     assert "not assigned to node n1" in wrong.value["rejected"][0][1]
-    state.apply(ReportTaskStatus("n0", 7.0, (TaskReport("t1", "failed", exit_code=2, error="boom"),)))
+    state.apply(
+        ReportTaskStatus("n0", 7.0, (TaskReport("t1", "failed", exit_code=2, error="boom"),))
+    )
     t1 = tasks(state)["t1"]
     assert (t1.state, t1.exit_code, t1.error, t1.finished_at) == ("failed", 2, "boom", 7.0)
     final = state.apply(ReportTaskStatus("n0", 8.0, (TaskReport("t1", "complete"),)))

@@ -16,8 +16,11 @@ from consensus.updates import RecordRollout, RollbackService
 
 def cluster() -> ClusterState:
     state = ClusterState()
-    assert state.apply(RegisterNode(Node("n0", "node0", "127.0.0.1", 7420, 7421, 7422,
-                                         resources=Resources(1000, 1 << 30)))).ok
+    assert state.apply(
+        RegisterNode(
+            Node("n0", "node0", "127.0.0.1", 7420, 7421, 7422, resources=Resources(1000, 1 << 30))
+        )
+    ).ok
     spec = parse_service_spec({"name": "web", "image": "busybox", "rollback": {"parallelism": 2}})
     assert state.apply(CreateService("s1", spec, 1.0)).ok
     return state
@@ -45,13 +48,29 @@ def test_rollback_and_rollout_records_survive_the_codec_and_snapshots():
     web = services(state)["web"]
     assert state.apply(UpdateService(merge_spec(web.spec, {"image": "busybox:2"}), 3.0)).ok
     rollback = codec.decode(codec.encode(RollbackService("web", 5.0, reason="bad image"))).command
-    assert state.apply(rollback).value == {"id": "s1", "version": 3, "changed": True,
-                                           "rolled_back_to": 1}
+    assert state.apply(rollback).value == {
+        "id": "s1",
+        "version": 3,
+        "changed": True,
+        "rolled_back_to": 1,
+    }
     rolled = services(state)["web"].rollout
     assert (rolled.kind, rolled.state, rolled.config.parallelism, rolled.reason) == (
-        "rollback", "rolling_back", 2, "bad image")
-    progress = Rollout("s1", 3, 2, kind="rollback", state="rolling_back", batch=(Watch("t1", 6.0),),
-                       updated=1, remaining=1)
+        "rollback",
+        "rolling_back",
+        2,
+        "bad image",
+    )
+    progress = Rollout(
+        "s1",
+        3,
+        2,
+        kind="rollback",
+        state="rolling_back",
+        batch=(Watch("t1", 6.0),),
+        updated=1,
+        remaining=1,
+    )
     record = codec.decode(codec.encode(RecordRollout("web", progress))).command
     assert state.apply(record).ok
     restored = ClusterState.from_msgpack(state.to_msgpack())

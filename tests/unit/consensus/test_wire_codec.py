@@ -14,12 +14,31 @@ from consensus.wire import WireError, from_plain
 
 def test_errors_name_the_field_and_the_reason():
     with pytest.raises(WireError) as exc:
-        from_plain(Node, {"id": "a", "name": "n", "address": "x", "api_port": "80",
-                          "raft_port": 1, "gossip_port": 2})
+        from_plain(
+            Node,
+            {
+                "id": "a",
+                "name": "n",
+                "address": "x",
+                "api_port": "80",
+                "raft_port": 1,
+                "gossip_port": 2,
+            },
+        )
     assert exc.value.field == "api_port" and "integer" in exc.value.reason
     with pytest.raises(WireError) as exc:
-        from_plain(Node, {"id": "a", "name": "n", "address": "x", "api_port": 1,
-                          "raft_port": 1, "gossip_port": 2, "resources": {"cpu_millis": True}})
+        from_plain(
+            Node,
+            {
+                "id": "a",
+                "name": "n",
+                "address": "x",
+                "api_port": 1,
+                "raft_port": 1,
+                "gossip_port": 2,
+                "resources": {"cpu_millis": True},
+            },
+        )
     assert exc.value.field == "resources.cpu_millis"
     with pytest.raises(WireError) as exc:
         from_plain(UpdateNode, {"node_id": "a", "colour": "red"})

@@ -25,7 +25,9 @@ def new_core(i: int, net: SimNetwork, config: GossipConfig, seed: int) -> Gossip
 class Cluster:
     """n nodes that joined node 0; records every member state each node went through."""
 
-    def __init__(self, n: int, seed: int = 1, config: GossipConfig | None = None, **net_options) -> None:
+    def __init__(
+        self, n: int, seed: int = 1, config: GossipConfig | None = None, **net_options
+    ) -> None:
         self.n = n
         self.seed = seed
         self.config = config or GossipConfig()

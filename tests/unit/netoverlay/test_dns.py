@@ -15,10 +15,14 @@ from netoverlay.lb.types import Endpoint, ServicePort
 
 NODES = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 ENDPOINTS = {
-    "web": [Endpoint("web", "t1", "n1", "10.1.0.1", 8080, weight=2),
-            Endpoint("web", "t2", "n2", "10.1.0.2", 8081)],
-    "db": [Endpoint("db", "t3", "n3", "10.1.0.3", 5432),
-           Endpoint("db", "t4", "n3", "fd00::4", 5432)],
+    "web": [
+        Endpoint("web", "t1", "n1", "10.1.0.1", 8080, weight=2),
+        Endpoint("web", "t2", "n2", "10.1.0.2", 8081),
+    ],
+    "db": [
+        Endpoint("db", "t3", "n3", "10.1.0.3", 5432),
+        Endpoint("db", "t4", "n3", "fd00::4", 5432),
+    ],
 }
 PORTS = [ServicePort("web", 80, 8080)]
 TABLE = service_records(PORTS, ENDPOINTS, NODES)
@@ -94,8 +98,10 @@ async def test_garbage_is_counted_and_ignored_and_the_server_keeps_answering(ser
 
 
 def test_a_large_answer_is_cut_to_fit_one_datagram():
-    many = [Endpoint("big", f"task{i:03d}", "n", f"10.2.{i // 250}.{i % 250 + 1}", 80)
-            for i in range(400)]
+    many = [
+        Endpoint("big", f"task{i:03d}", "n", f"10.2.{i // 250}.{i % 250 + 1}", 80)
+        for i in range(400)
+    ]
     table = service_records([], {"big": many}, NODES)
     plain = DNSRecord.parse(answer(DNSRecord.question("tasks.big.shoal").pack(), table.get))
     query = DNSRecord.question("tasks.big.shoal")

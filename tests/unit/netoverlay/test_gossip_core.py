@@ -8,7 +8,12 @@ from netoverlay.gossip.core import GossipCore
 from netoverlay.gossip.model import Ack, MemberState, Ping, PingReq
 from tests.unit.netoverlay.gossip_sim import Cluster, address, node_id
 
-ALIVE, SUSPECT, DEAD, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
+ALIVE, SUSPECT, DEAD, LEFT = (
+    MemberState.ALIVE,
+    MemberState.SUSPECT,
+    MemberState.DEAD,
+    MemberState.LEFT,
+)
 
 
 def test_a_crashed_node_is_suspected_then_declared_dead_by_all():
@@ -47,19 +52,24 @@ def test_a_node_that_goes_silent_briefly_refutes_the_suspicion_and_is_never_decl
     c.net.run_for(10)
     assert not c.ever(6, DEAD)
     assert c.core(6).local.incarnation >= 1
-    assert all(c.core(i).member(node_id(6)).incarnation == c.core(6).local.incarnation
-               for i in range(10) if i != 6)
+    assert all(
+        c.core(i).member(node_id(6)).incarnation == c.core(6).local.incarnation
+        for i in range(10)
+        if i != 6
+    )
 
 
 def test_a_table_write_reaches_every_node_and_so_does_its_deletion():
     c = Cluster(16, seed=5)
     c.net.act(address(3), lambda core, now: core.local_set("web/1", {"port": 8080}, now))
-    assert c.net.run_until_true(lambda: all(c.core(i).table_get("n3", "web/1") is not None
-                                            for i in range(16)), 5, step=0.05)
+    assert c.net.run_until_true(
+        lambda: all(c.core(i).table_get("n3", "web/1") is not None for i in range(16)), 5, step=0.05
+    )
     assert {c.core(i).table_get("n3", "web/1").value["port"] for i in range(16)} == {8080}
     c.net.act(address(3), lambda core, now: core.local_delete("web/1", now))
-    assert c.net.run_until_true(lambda: all(c.core(i).table_get("n3", "web/1") is None
-                                            for i in range(16)), 5, step=0.05)
+    assert c.net.run_until_true(
+        lambda: all(c.core(i).table_get("n3", "web/1") is None for i in range(16)), 5, step=0.05
+    )
 
 
 def test_member_news_reaches_nodes_that_never_exchanged_state_with_the_joiner():
@@ -74,14 +84,22 @@ def test_a_partition_makes_each_side_declare_the_other_dead_and_healing_restores
         c.net.act(address(i), lambda core, now, i=i: core.local_set("endpoint", i, now))
     left, right = [0, 1, 2, 3], [4, 5, 6, 7]
     c.net.partition([address(i) for i in left], [address(i) for i in right])
-    assert c.net.run_until_true(lambda: c.all_see(right, DEAD, observers=left)
-                                and c.all_see(left, DEAD, observers=right), 60)
+    assert c.net.run_until_true(
+        lambda: c.all_see(right, DEAD, observers=left) and c.all_see(left, DEAD, observers=right),
+        60,
+    )
     # Entries of nodes believed dead are dropped, so nobody routes to them.
     assert all(c.core(0).table_get(node_id(i), "endpoint") is None for i in right)
     c.net.heal()
     assert c.net.run_until_true(lambda: c.all_see(range(8), ALIVE), 180)
-    assert c.net.run_until_true(lambda: all(c.core(o).table_get(node_id(s), "endpoint") is not None
-                                            for o in range(8) for s in range(8)), 60)
+    assert c.net.run_until_true(
+        lambda: all(
+            c.core(o).table_get(node_id(s), "endpoint") is not None
+            for o in range(8)
+            for s in range(8)
+        ),
+        60,
+    )
 
 
 def test_a_graceful_leave_is_seen_as_left_not_dead():
@@ -96,8 +114,10 @@ def test_a_graceful_leave_is_seen_as_left_not_dead():
 
 def test_a_restarted_node_is_alive_again_with_a_higher_incarnation_and_its_stale_entries_go():
     c = Cluster(8, seed=9)
-    c.net.act(address(4), lambda core, now: (core.local_set("a", "old", now), core.local_set("b", 1, now))
-              and None)
+    c.net.act(
+        address(4),
+        lambda core, now: (core.local_set("a", "old", now), core.local_set("b", 1, now)) and None,
+    )
     assert c.net.run_until_true(lambda: all(c.core(i).table_get("n4", "b") for i in range(8)), 5)
     # Crash and restart before anyone declares it dead: the others still hold its entries.
     c.net.stop(address(4))
@@ -106,8 +126,14 @@ def test_a_restarted_node_is_alive_again_with_a_higher_incarnation_and_its_stale
     c.net.act(address(4), lambda core, now: core.local_set("a", "new", now))
     c.net.act(address(4), lambda core, now: core.join([address(0)], now))
     assert c.net.run_until_true(
-        lambda: all(c.core(i).table_get("n4", "a") and c.core(i).table_get("n4", "a").value == "new"
-                    and c.core(i).table_get("n4", "b") is None for i in range(8)), 20)
+        lambda: all(
+            c.core(i).table_get("n4", "a")
+            and c.core(i).table_get("n4", "a").value == "new"
+            and c.core(i).table_get("n4", "b") is None
+            for i in range(8)
+        ),
+        20,
+    )
     assert c.all_see([4], ALIVE)
     assert fresh.local.incarnation == 0 or c.ever(4, SUSPECT)
 
@@ -154,12 +180,16 @@ def test_datagrams_stay_under_the_packet_limit_while_many_entries_spread():
 
     def measuring_send(src, outbound):
         outbound = list(outbound)
-        sizes.extend(len(codec.encode(o.message)) + c.net.overhead for o in outbound if not o.is_stream)
+        sizes.extend(
+            len(codec.encode(o.message)) + c.net.overhead for o in outbound if not o.is_stream
+        )
         send(src, outbound)
 
     c.net.send = measuring_send
     for k in range(300):
         c.net.act(address(0), lambda core, now, k=k: core.local_set(f"key-{k}", "v" * 40, now))
-    assert c.net.run_until_true(lambda: all(len(c.core(i).table_items()) == 300 for i in range(5)), 60)
+    assert c.net.run_until_true(
+        lambda: all(len(c.core(i).table_items()) == 300 for i in range(5)), 60
+    )
     assert max(sizes) <= c.config.udp_packet_limit
     assert max(sizes) > c.config.udp_packet_limit // 2  # packets were really filled

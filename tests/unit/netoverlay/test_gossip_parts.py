@@ -59,7 +59,9 @@ def test_newer_news_about_the_same_subject_replaces_older():
     q.push(Dead("a", 1, "x"))
     q.push(TableEntry("a", "k", 1, "v1"))
     q.push(TableEntry("a", "k", 2, "v2"))
-    assert sorted(map(repr, q.take(1000, 5))) == sorted(map(repr, [Dead("a", 1, "x"), TableEntry("a", "k", 2, "v2")]))
+    assert sorted(map(repr, q.take(1000, 5))) == sorted(
+        map(repr, [Dead("a", 1, "x"), TableEntry("a", "k", 2, "v2")])
+    )
 
 
 def test_take_fits_the_byte_budget():

@@ -18,8 +18,11 @@ def ep(n: int, weight: int = 1, service: str = "web", address: str | None = None
 
 
 def test_each_published_port_jumps_from_both_nat_hooks_to_its_own_chain():
-    text = render_table(CONFIG, [ServicePort("web", 80, 8080), ServicePort("api", 81, 9090)],
-                        {"web": [ep(1)], "api": [ep(2, service="api")]})
+    text = render_table(
+        CONFIG,
+        [ServicePort("web", 80, 8080), ServicePort("api", 81, 9090)],
+        {"web": [ep(1)], "api": [ep(2, service="api")]},
+    )
     for port in (80, 81):
         jump = f"ip daddr 10.0.0.1 tcp dport {port} jump svc_{port}"
         assert text.count(jump) == 2  # prerouting (other hosts) and output (this host)
@@ -29,7 +32,9 @@ def test_each_published_port_jumps_from_both_nat_hooks_to_its_own_chain():
 
 def test_weights_become_ranges_of_the_random_number():
     text = render_table(CONFIG, [ServicePort("web", 80, 8080)], {"web": [ep(1, 3), ep(2, 1)]})
-    assert re.search(r"numgen random mod 4 map \{ 0-2 : 10\.1\.0\.1 \. 8001, 3 : 10\.1\.0\.2 \. 8002 \}", text)
+    assert re.search(
+        r"numgen random mod 4 map \{ 0-2 : 10\.1\.0\.1 \. 8001, 3 : 10\.1\.0\.2 \. 8002 \}", text
+    )
 
 
 def test_rendering_is_deterministic_and_the_replacement_is_one_transaction():
@@ -42,8 +47,11 @@ def test_rendering_is_deterministic_and_the_replacement_is_one_transaction():
 
 
 def test_host_mode_udp_and_ipv6_endpoints_are_left_out():
-    ports = [ServicePort("web", 80, 8080), ServicePort("h", 82, 80, mode="host"),
-             ServicePort("u", 83, 53, protocol="udp")]
+    ports = [
+        ServicePort("web", 80, 8080),
+        ServicePort("h", 82, 80, mode="host"),
+        ServicePort("u", 83, 53, protocol="udp"),
+    ]
     text = render_table(CONFIG, ports, {"web": [ep(1), ep(2, address="fd00::2")]})
     assert "svc_82" not in text and "svc_83" not in text
     assert "fd00" not in text and "map { 0 : 10.1.0.1 . 8001 }" in text
@@ -61,10 +69,16 @@ def test_config_rejects_what_would_break_the_script():
         NftConfig(host="::1")
 
 
-@pytest.mark.parametrize("mode, problem, chosen", [
-    ("auto", None, "nft"), ("auto", "nftables needs root", "proxy"),
-    ("nft", None, "nft"), ("proxy", None, "proxy"), ("proxy", "no nft", "proxy"),
-])
+@pytest.mark.parametrize(
+    "mode, problem, chosen",
+    [
+        ("auto", None, "nft"),
+        ("auto", "nftables needs root", "proxy"),
+        ("nft", None, "nft"),
+        ("proxy", None, "proxy"),
+        ("proxy", "no nft", "proxy"),
+    ],
+)
 def test_choose_dataplane(mode, problem, chosen):
     assert choose_dataplane(mode, problem) == chosen
 

@@ -17,8 +17,12 @@ def endpoint(n: int, weight: int = 1) -> Endpoint:
     return Endpoint("web", f"t{n}", "node-1", f"10.0.0.{n}", 8000 + n, weight)
 
 
-endpoint_sets = st.lists(st.builds(endpoint, st.integers(1, 40), st.integers(1, 5)),
-                         min_size=1, max_size=12, unique_by=lambda e: e.key)
+endpoint_sets = st.lists(
+    st.builds(endpoint, st.integers(1, 40), st.integers(1, 5)),
+    min_size=1,
+    max_size=12,
+    unique_by=lambda e: e.key,
+)
 
 
 @given(endpoint_sets, st.data(), st.integers(0, 2**32))
@@ -48,10 +52,16 @@ def test_never_picks_a_removed_endpoint(endpoints, data, seed):
         assert chosen is None or chosen in kept
 
 
-@given(st.integers(1, 5), st.integers(1, 5), st.integers(0, 30), st.integers(0, 30),
-       st.integers(0, 2**32))
+@given(
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.integers(0, 30),
+    st.integers(0, 30),
+    st.integers(0, 2**32),
+)
 def test_of_two_endpoints_the_one_with_fewer_connections_per_weight_wins(
-        weight_a, weight_b, open_a, open_b, seed):
+    weight_a, weight_b, open_a, open_b, seed
+):
     a, b = endpoint(1, weight_a), endpoint(2, weight_b)
     picker = Picker([a, b])
     for e, n in ((a, open_a), (b, open_b)):
@@ -142,12 +152,15 @@ def test_no_endpoints_means_no_pick():
     assert Picker().pick(random.Random(1), 0.0) is None
 
 
-@pytest.mark.parametrize("field, kwargs", [
-    ("weight", {"weight": 0}),
-    ("port", {"port": 70000}),
-    ("address", {"address": "not-an-ip"}),
-    ("task_id", {"task_id": ""}),
-])
+@pytest.mark.parametrize(
+    "field, kwargs",
+    [
+        ("weight", {"weight": 0}),
+        ("port", {"port": 70000}),
+        ("address", {"address": "not-an-ip"}),
+        ("task_id", {"task_id": ""}),
+    ],
+)
 def test_bad_endpoints_are_rejected_naming_the_field(field, kwargs):
     values = dict(service="web", task_id="t1", node_id="n1", address="10.0.0.1", port=80)
     with pytest.raises(ValueError, match=f"^{field}:"):

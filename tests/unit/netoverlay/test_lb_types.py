@@ -12,8 +12,13 @@ from netoverlay.lb.types import Endpoint, ServicePort, endpoints_for, routed_por
 
 def test_proxy_v2_header_ipv4_layout():
     header = proxy_v2_header(("192.0.2.7", 51000), ("10.0.0.1", 80))
-    assert header == (SIGNATURE + bytes([0x21, 0x11, 0, 12]) + bytes([192, 0, 2, 7, 10, 0, 0, 1])
-                      + (51000).to_bytes(2, "big") + (80).to_bytes(2, "big"))
+    assert header == (
+        SIGNATURE
+        + bytes([0x21, 0x11, 0, 12])
+        + bytes([192, 0, 2, 7, 10, 0, 0, 1])
+        + (51000).to_bytes(2, "big")
+        + (80).to_bytes(2, "big")
+    )
 
 
 def test_proxy_v2_header_ipv6_and_mapped_ipv4():
@@ -31,22 +36,27 @@ def test_rates_between_two_snapshots():
     counters.bytes_out += 4000
     counters.connect_failures += 2
     rates = counters.snapshot("web", 80, at=12.0).rates_since(before)
-    assert (rates.connections_per_second, rates.bytes_in_per_second,
-            rates.bytes_out_per_second, rates.connect_failures_per_second) == (25, 500, 2000, 1)
+    assert (
+        rates.connections_per_second,
+        rates.bytes_in_per_second,
+        rates.bytes_out_per_second,
+        rates.connect_failures_per_second,
+    ) == (25, 500, 2000, 1)
     assert before.rates_since(before).connections_per_second == 0
 
 
 def test_endpoints_arrive_from_plain_data_with_errors_naming_the_field():
-    plain = {"service": "web", "task_id": "t1", "node_id": "n1", "address": "10.0.0.1",
-             "port": 80}
+    plain = {"service": "web", "task_id": "t1", "node_id": "n1", "address": "10.0.0.1", "port": 80}
     assert from_plain(Endpoint, plain) == Endpoint("web", "t1", "n1", "10.0.0.1", 80)
     with pytest.raises(WireError, match="port"):
         from_plain(Endpoint, {**plain, "port": "80"})
     with pytest.raises(WireError, match="weight: must be an integer >= 1"):
         from_plain(Endpoint, {**plain, "weight": -1})
     with pytest.raises(WireError, match="idle_timeout"):
-        from_plain(ServicePort, {"service": "web", "published_port": 80, "target_port": 80,
-                                 "idle_timeout": 0})
+        from_plain(
+            ServicePort,
+            {"service": "web", "published_port": 80, "target_port": 80, "idle_timeout": 0},
+        )
 
 
 def test_endpoints_match_the_target_port_they_serve():
@@ -59,6 +69,9 @@ def test_endpoints_match_the_target_port_they_serve():
 
 
 def test_only_ingress_tcp_ports_are_routed():
-    ports = [ServicePort("web", 80, 80), ServicePort("web", 81, 80, mode="host"),
-             ServicePort("dns", 53, 53, protocol="udp")]
+    ports = [
+        ServicePort("web", 80, 80),
+        ServicePort("web", 81, 80, mode="host"),
+        ServicePort("dns", 53, 53, protocol="udp"),
+    ]
     assert list(routed_ports(ports)) == [80]

@@ -23,16 +23,29 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-@pytest.mark.parametrize("kind, body, field, words", [
-    ("secret", [], "body", "must be an object"),
-    ("secret", {"name": "db", "data": b64(b"x"), "extra": 1}, "extra", "unknown field"),
-    ("secret", {"data": b64(b"x")}, "name", "not a valid name"),
-    ("secret", {"name": "a b", "data": b64(b"x")}, "name", "not a valid name"),
-    ("secret", {"name": "db"}, "data", "base64"),
-    ("secret", {"name": "db", "data": "%%%"}, "data", "not valid base64"),
-    ("secret", {"name": "db", "data": b64(b"x" * (MAX_SIZE["secret"] + 1))}, "data", "at most 500 KiB"),
-    ("config", {"name": "db", "data": b64(b"x" * (MAX_SIZE["config"] + 1))}, "data", "at most 1000 KiB"),
-])
+@pytest.mark.parametrize(
+    "kind, body, field, words",
+    [
+        ("secret", [], "body", "must be an object"),
+        ("secret", {"name": "db", "data": b64(b"x"), "extra": 1}, "extra", "unknown field"),
+        ("secret", {"data": b64(b"x")}, "name", "not a valid name"),
+        ("secret", {"name": "a b", "data": b64(b"x")}, "name", "not a valid name"),
+        ("secret", {"name": "db"}, "data", "base64"),
+        ("secret", {"name": "db", "data": "%%%"}, "data", "not valid base64"),
+        (
+            "secret",
+            {"name": "db", "data": b64(b"x" * (MAX_SIZE["secret"] + 1))},
+            "data",
+            "at most 500 KiB",
+        ),
+        (
+            "config",
+            {"name": "db", "data": b64(b"x" * (MAX_SIZE["config"] + 1))},
+            "data",
+            "at most 1000 KiB",
+        ),
+    ],
+)
 def test_bad_create_requests_name_the_field(kind, body, field, words):
     with pytest.raises(HttpError) as caught:
         parse_create(kind, body)
@@ -41,7 +54,10 @@ def test_bad_create_requests_name_the_field(kind, body, field, words):
 
 
 def test_good_create_request():
-    assert parse_create("config", {"name": "app.conf", "data": b64(b"\x00\xff")}) == ("app.conf", b"\x00\xff")
+    assert parse_create("config", {"name": "app.conf", "data": b64(b"\x00\xff")}) == (
+        "app.conf",
+        b"\x00\xff",
+    )
 
 
 @pytest.fixture
@@ -49,7 +65,9 @@ def state() -> ClusterState:
     s = ClusterState()
     assert s.apply(CreateBlob("secret", "s1", "db", 4, b"\x07" * (4 + SEAL_OVERHEAD), 1.0)).ok
     assert s.apply(CreateBlob("config", "c1", "app", 3, b"a=1", 1.0)).ok
-    spec = parse_service_spec({"name": "web", "image": "busybox", "secrets": ["db"], "configs": ["app"]})
+    spec = parse_service_spec(
+        {"name": "web", "image": "busybox", "secrets": ["db"], "configs": ["app"]}
+    )
     assert s.apply(CreateService("svc", spec, 1.0)).ok
     tasks(s)["t1"] = Task("t1", "svc", "web", 1, 1, node_id="n1", state="running")
     return s
@@ -83,4 +101,7 @@ def test_a_task_gets_what_its_own_spec_version_names(state):
 def test_run_spec_lists_the_files_without_content(state):
     service = services(state)["web"]
     run = run_spec(tasks(state)["t1"], service.spec_at(1), "127.0.0.1")
-    assert run.files == (TaskFile("secret", "db", "/run/secrets/db"), TaskFile("config", "app", "/app"))
+    assert run.files == (
+        TaskFile("secret", "db", "/run/secrets/db"),
+        TaskFile("config", "app", "/app"),
+    )

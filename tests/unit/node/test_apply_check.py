@@ -34,11 +34,16 @@ def _check(state: ClusterState, text: str = STACK, *, files_to_come: bool = True
 
 def test_every_problem_is_found_and_nothing_changes():
     state = ClusterState()
-    state.apply(CreateService("s1", parse_service_spec(
-        {"name": "old", "image": "busybox", "ports": ["9090:90"]}), 1.0))
+    state.apply(
+        CreateService(
+            "s1", parse_service_spec({"name": "old", "image": "busybox", "ports": ["9090:90"]}), 1.0
+        )
+    )
     problems = _check(state)
     assert [(p.where, p.field, p.code) for p in problems] == [
-        ("secrets.key", "secrets.key", 400), ("worker", "services.worker.ports", 409)]
+        ("secrets.key", "secrets.key", 400),
+        ("worker", "services.worker.ports", 409),
+    ]
     assert "external, but the cluster has no secret 'key'" in problems[0].error
     assert sorted(services(state)) == ["old"] and not blobs(state, "secret")
 

@@ -40,13 +40,17 @@ def apply(state: ClusterState, text: str, stack: str = "voting", **flags) -> dic
     for network in manifest.networks:  # as the API makes them first
         if network.name not in networks(state):
             assert state.apply(CreateNetwork(f"net-{network.name}", network.name, 0.0)).ok
-    plan = plan_manifest(dict(services(state)), manifest, selectors=dict(port_selectors(state)), **flags)
+    plan = plan_manifest(
+        dict(services(state)), manifest, selectors=dict(port_selectors(state)), **flags
+    )
     for selector in plan.keep_selectors:
         assert state.apply(PutSelector(selector)).ok
     for i, step in enumerate(plan.steps):
-        cmd = {"create": lambda: CreateService(f"id-{step.spec.name}", step.spec, float(i)),
-               "update": lambda: UpdateService(step.spec, float(i), step.expected_version),
-               "remove": lambda: DeleteService(step.spec.name, float(i))}.get(step.action)
+        cmd = {
+            "create": lambda: CreateService(f"id-{step.spec.name}", step.spec, float(i)),
+            "update": lambda: UpdateService(step.spec, float(i), step.expected_version),
+            "remove": lambda: DeleteService(step.spec.name, float(i)),
+        }.get(step.action)
         if cmd:
             assert state.apply(cmd()).ok
     for name in plan.drop_selectors:
@@ -61,8 +65,10 @@ def published(state: ClusterState) -> list[tuple[int, int]]:
 def test_a_service_applied_first_publishes_on_the_deployment_applied_after():
     state = ClusterState()
     first = apply(state, SERVICE)
-    assert first["warnings"] == ("Service/vote: selects no service in the cluster yet; its ports go to "
-                                 "the services it selects when they are applied",)
+    assert first["warnings"] == (
+        "Service/vote: selects no service in the cluster yet; its ports go to "
+        "the services it selects when they are applied",
+    )
     assert apply(state, DEPLOYMENT)["vote"] == "create"
     assert published(state) == [(80, 31000)]
     # Applying the Deployment's file again keeps the Service's port: nothing changes.

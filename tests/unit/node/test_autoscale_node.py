@@ -23,18 +23,28 @@ def stats(port: int, service: str, at: float, total: int) -> ServiceStats:
 
 
 def test_ingress_rates_add_up_a_services_ports_and_skip_new_or_reset_ones():
-    before = {80: stats(80, "web", 10.0, 100), 81: stats(81, "web", 10.0, 0),
-              90: stats(90, "db", 10.0, 50)}
-    after = {80: stats(80, "web", 15.0, 200), 81: stats(81, "web", 15.0, 50),
-             90: stats(90, "db", 15.0, 10),  # reopened: counters started again
-             91: stats(91, "api", 15.0, 7)}  # new since the last snapshot
+    before = {
+        80: stats(80, "web", 10.0, 100),
+        81: stats(81, "web", 10.0, 0),
+        90: stats(90, "db", 10.0, 50),
+    }
+    after = {
+        80: stats(80, "web", 15.0, 200),
+        81: stats(81, "web", 15.0, 50),
+        90: stats(90, "db", 15.0, 10),  # reopened: counters started again
+        91: stats(91, "api", 15.0, 7),
+    }  # new since the last snapshot
     assert ingress_rates(before, after) == {"web": 30.0}
 
 
 def scaled_cluster(metric: str = "rps") -> Cluster:
     c = Cluster(2)
-    c.create(name="web", replicas=2, constraints=["node.id==n0"],
-             autoscale={"max": 5, "metric": metric, "target": 20, "cooldown_up": 0})
+    c.create(
+        name="web",
+        replicas=2,
+        constraints=["node.id==n0"],
+        autoscale={"max": 5, "metric": metric, "target": 20, "cooldown_up": 0},
+    )
     c.create(name="plain", replicas=1)
     c.round()
     for task in list(tasks(c.state).values()):
@@ -49,14 +59,20 @@ def test_a_node_reports_its_running_tasks_cpu_and_its_ingress_rate_rounded():
     assert [s.name for s in here.services] == ["web"] and len(here.cpu_tasks()) == 2
     cpu = {task_id: pct for task_id, pct in zip(here.cpu_tasks(), (30.04, 10.0))}
     assert build_samples(here, cpu, {"web": 12.345, "plain": 3.0}) == (
-        ServiceSample("web", web.id, 2, 20.0, 12.3),)
+        ServiceSample("web", web.id, 2, 20.0, 12.3),
+    )
     # No task here: only what this node's load balancer forwarded counts.
-    assert build_samples(elsewhere, {}, {"web": 4.0}) == (ServiceSample("web", web.id, 0, None, 4.0),)
+    assert build_samples(elsewhere, {}, {"web": 4.0}) == (
+        ServiceSample("web", web.id, 0, None, 4.0),
+    )
     assert build_samples(elsewhere, {}, {}) == ()
 
 
 def test_a_report_is_sent_when_it_changed_or_carries_load_about_to_go_stale():
-    busy, idle = (ServiceSample("web", "s", 1, 5.0, 3.0),), (ServiceSample("web", "s", 1, 0.0, 0.0),)
+    busy, idle = (
+        (ServiceSample("web", "s", 1, 5.0, 3.0),),
+        (ServiceSample("web", "s", 1, 0.0, 0.0),),
+    )
     assert not worth_sending(None, (), 0.0, refresh=10.0)
     assert worth_sending(None, busy, 0.0, refresh=10.0)
     assert not worth_sending(Sent(100.0, busy), busy, 105.0, refresh=10.0)
@@ -89,8 +105,14 @@ class Leader:
 
 
 def autoscaler(leader: Leader, now: float, is_leader: bool = True) -> Autoscaler:
-    return Autoscaler(read_state=leader.read, changed=asyncio.Event(), propose=leader.propose,
-                      is_leader=lambda: is_leader, max_age=15.0, clock=lambda: now)
+    return Autoscaler(
+        read_state=leader.read,
+        changed=asyncio.Event(),
+        propose=leader.propose,
+        is_leader=lambda: is_leader,
+        max_age=15.0,
+        clock=lambda: now,
+    )
 
 
 async def test_the_leader_scales_on_fresh_reports_and_the_event_says_from_to_and_why():
@@ -105,8 +127,9 @@ async def test_the_leader_scales_on_fresh_reports_and_the_event_says_from_to_and
     await autoscaler(leader, c.now + 2).step()
     after = services(c.state)["web"]
     assert after.spec.replicas == 5 and after.autoscaled.reason.endswith("2 -> 5")
-    (event,) = [e for e in diff_states(before, StateView.capture(c.state))
-                if e.type == "service.autoscaled"]
+    (event,) = [
+        e for e in diff_states(before, StateView.capture(c.state)) if e.type == "service.autoscaled"
+    ]
     assert event.detail == {"from": 2, "to": 5, "metric": "rps", "value": 45.0, "target": 20.0}
     assert "from 2 to 5 replicas" in event.message
 
@@ -130,10 +153,28 @@ def test_autoscale_flags_make_a_policy_and_update_or_remove_it():
     from consensus.wire import to_plain
     from node.cli_service import create_body, update_patch
 
-    body = create_body(cli("service", "create", "--name", "web", "--autoscale-max", "6",
-                           "--autoscale-rps", "40", "--autoscale-cooldown-down", "1m", "img"))
+    body = create_body(
+        cli(
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--autoscale-max",
+            "6",
+            "--autoscale-rps",
+            "40",
+            "--autoscale-cooldown-down",
+            "1m",
+            "img",
+        )
+    )
     policy = parse_service_spec(body).autoscale
-    assert (policy.metric, policy.target, policy.max, policy.cooldown_down) == ("rps", 40.0, 6, 60.0)
+    assert (policy.metric, policy.target, policy.max, policy.cooldown_down) == (
+        "rps",
+        40.0,
+        6,
+        60.0,
+    )
     current = to_plain(parse_service_spec(body))
     patch = update_patch(current, cli("service", "update", "web", "--autoscale-cpu", "70"))
     changed = merge_spec(parse_service_spec(body), patch).autoscale

@@ -14,8 +14,12 @@ from node.liveness import status_changes
 from node.voters import plan_voter_change
 
 
-def _progress(caught_up: bool, leader: str | None = "127.0.0.1:7421",
-              commit: int | None = 6007, applied: int = 1) -> SyncProgress:
+def _progress(
+    caught_up: bool,
+    leader: str | None = "127.0.0.1:7421",
+    commit: int | None = 6007,
+    applied: int = 1,
+) -> SyncProgress:
     return SyncProgress(caught_up, leader, applied, commit)
 
 
@@ -31,8 +35,13 @@ async def _client(progress: SyncProgress) -> TestClient:
         return web.json_response({"path": request.path})
 
     app = web.Application(middlewares=[catch_up_middleware(lambda: progress, "n4")])
-    for path in ("/healthz", "/v1/cluster", "/v1/services", "/v1/mesh",
-                 "/v1/services/web/endpoints"):
+    for path in (
+        "/healthz",
+        "/v1/cluster",
+        "/v1/services",
+        "/v1/mesh",
+        "/v1/services/web/endpoints",
+    ):
         app.router.add_get(path, answer)
     app.router.add_post("/v1/services", answer)
     app.router.add_post("/v1/internal/raft-role", answer)
@@ -44,16 +53,22 @@ async def _client(progress: SyncProgress) -> TestClient:
 async def test_a_node_catching_up_refuses_reads_and_writes_but_describes_itself():
     client = await _client(_progress(False))
     try:
-        for method, path in (("GET", "/v1/services"), ("POST", "/v1/services"),
-                             ("GET", "/v1/mesh")):
+        for method, path in (
+            ("GET", "/v1/services"),
+            ("POST", "/v1/services"),
+            ("GET", "/v1/mesh"),
+        ):
             response = await client.request(method, path)
             assert response.status == 503, path
             body = await response.json()
             assert "n4 does not hold the cluster's state yet" in body["error"]
             assert "6006 committed entries behind" in body["error"]
             assert response.headers["Retry-After"] == "1"
-        for method, path in (("GET", "/healthz"), ("GET", "/v1/cluster"),
-                             ("POST", "/v1/internal/raft-role")):
+        for method, path in (
+            ("GET", "/healthz"),
+            ("GET", "/v1/cluster"),
+            ("POST", "/v1/internal/raft-role"),
+        ):
             assert (await client.request(method, path)).status == 200, path
         # An old answer is there for the asking, except what gossip and the mesh build.
         assert (await client.get("/v1/services?stale=1")).status == 200
@@ -73,9 +88,17 @@ async def test_a_node_in_step_serves_everything():
 
 
 def _node(i: int, role: str = "member", status: str = "ready") -> Node:
-    return Node(id=f"id{i}", name=f"n{i}", address=f"127.0.0.{i}", api_port=7420,
-                raft_port=7421, gossip_port=7422, role=role, status=status,
-                joined_at=float(i))
+    return Node(
+        id=f"id{i}",
+        name=f"n{i}",
+        address=f"127.0.0.{i}",
+        api_port=7420,
+        raft_port=7421,
+        gossip_port=7422,
+        role=role,
+        status=status,
+        joined_at=float(i),
+    )
 
 
 def _member(i: int, state: MemberState) -> Member:
@@ -92,8 +115,15 @@ def test_a_joining_node_turns_ready_only_when_gossip_sees_it():
 
 def test_autopilot_never_promotes_a_joining_node_and_passes_over_a_failed_one():
     voter = _node(1, "voter")
-    assert plan_voter_change([voter, _node(2, status="joining"), _node(3, status="joining")],
-                             "id1", now=100, grace=60) is None
+    assert (
+        plan_voter_change(
+            [voter, _node(2, status="joining"), _node(3, status="joining")],
+            "id1",
+            now=100,
+            grace=60,
+        )
+        is None
+    )
     three = [voter, _node(2), _node(3)]
     assert plan_voter_change(three, "id1", 100, 60).node.id == "id2"
     assert plan_voter_change(three, "id1", 100, 60, skip=frozenset({"id2"})).node.id == "id3"

@@ -12,9 +12,27 @@ def cron_spec(*argv: str):
 
 
 def test_cron_flags_make_the_cron_they_say():
-    spec = cron_spec("--name", "nightly", "--schedule", "*/5 * * * *", "--timezone", "Europe/Paris",
-                     "--concurrency", "forbid", "--starting-deadline", "2m", "--history", "5",
-                     "--completions", "2", "-e", "A=1", "busybox", "echo", "hi")
+    spec = cron_spec(
+        "--name",
+        "nightly",
+        "--schedule",
+        "*/5 * * * *",
+        "--timezone",
+        "Europe/Paris",
+        "--concurrency",
+        "forbid",
+        "--starting-deadline",
+        "2m",
+        "--history",
+        "5",
+        "--completions",
+        "2",
+        "-e",
+        "A=1",
+        "busybox",
+        "echo",
+        "hi",
+    )
     assert (spec.name, spec.schedule, spec.timezone) == ("nightly", "*/5 * * * *", "Europe/Paris")
     assert (spec.concurrency, spec.starting_deadline, spec.history) == ("forbid", 120.0, 5)
     template = spec.template
@@ -24,4 +42,9 @@ def test_cron_flags_make_the_cron_they_say():
 
 def test_a_cron_without_flags_has_the_defaults_the_help_names():
     spec = cron_spec("--name", "n", "--schedule", "@hourly", "busybox")
-    assert (spec.timezone, spec.concurrency, spec.starting_deadline, spec.history) == ("UTC", "allow", 0.0, 3)
+    assert (spec.timezone, spec.concurrency, spec.starting_deadline, spec.history) == (
+        "UTC",
+        "allow",
+        0.0,
+        3,
+    )

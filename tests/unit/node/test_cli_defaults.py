@@ -20,10 +20,22 @@ SHOWN = [s for s in SETTINGS if s.type is not None and s.show_default and spec_d
 
 def test_the_defaults_operators_ask_about_are_shown_as_they_are():
     shown = {s.flag: spec_default(s.path) for s in SHOWN}
-    assert {flag: shown[flag] for flag in ("--replicas", "--health-interval", "--health-timeout",
-                                           "--health-start-period", "--restart-delay")} == {
-        "--replicas": "1", "--health-interval": "30s", "--health-timeout": "30s",
-        "--health-start-period": "0s", "--restart-delay": "5s"}
+    assert {
+        flag: shown[flag]
+        for flag in (
+            "--replicas",
+            "--health-interval",
+            "--health-timeout",
+            "--health-start-period",
+            "--restart-delay",
+        )
+    } == {
+        "--replicas": "1",
+        "--health-interval": "30s",
+        "--health-timeout": "30s",
+        "--health-start-period": "0s",
+        "--restart-delay": "5s",
+    }
 
 
 @pytest.mark.parametrize("setting", SHOWN, ids=lambda s: s.flag)
@@ -32,8 +44,9 @@ def test_giving_a_flag_its_shown_default_changes_nothing(setting):
     if setting.path[0] == "autoscale":  # a policy needs its required fields
         argv += ["--autoscale-max", "5", "--autoscale-cpu", "50"]
     plain = create_body(build_parser(argv).parse_args([*argv, "busybox"]))
-    given = create_body(build_parser(argv).parse_args(
-        [*argv, setting.flag, spec_default(setting.path), "busybox"]))
+    given = create_body(
+        build_parser(argv).parse_args([*argv, setting.flag, spec_default(setting.path), "busybox"])
+    )
     assert parse_service_spec(given) == parse_service_spec(plain)
 
 
@@ -46,8 +59,11 @@ def test_the_help_names_each_default(capsys):
 
 
 def test_the_readme_marks_the_same_defaults():
-    create = "\n".join(line for line in README.read_text().splitlines()
-                       if line.startswith("| `shoal service create"))
+    create = "\n".join(
+        line
+        for line in README.read_text().splitlines()
+        if line.startswith("| `shoal service create")
+    )
     for setting in SHOWN:
         found = list(re.finditer(rf"\[{re.escape(setting.flag)} ([^\]]*)\]", create))
         assert found or setting.path[0] in ("update", "rollback"), f"README omits {setting.flag}"

@@ -17,10 +17,30 @@ def job_spec(*argv: str):
 
 
 def test_job_flags_make_the_job_they_say():
-    spec = job_spec("--completions", "5", "--parallelism", "2", "--backoff-limit", "1",
-                    "--backoff-delay", "2s", "--deadline", "10m", "--ttl-after-finished", "1h",
-                    "-e", "A=1", "--constraint", "node.labels.zone==a", "--reserve-memory", "64M",
-                    "busybox", "sh", "-c", "exit 0")
+    spec = job_spec(
+        "--completions",
+        "5",
+        "--parallelism",
+        "2",
+        "--backoff-limit",
+        "1",
+        "--backoff-delay",
+        "2s",
+        "--deadline",
+        "10m",
+        "--ttl-after-finished",
+        "1h",
+        "-e",
+        "A=1",
+        "--constraint",
+        "node.labels.zone==a",
+        "--reserve-memory",
+        "64M",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 0",
+    )
     job = spec.job
     assert (job.completions, job.parallelism, job.backoff_limit) == (5, 2, 1)
     assert (job.backoff_delay, job.deadline, job.ttl_after_finished) == (2.0, 600.0, 3600.0)
@@ -31,7 +51,12 @@ def test_job_flags_make_the_job_they_say():
 
 def test_a_job_without_flags_has_kubernetes_defaults_and_a_global_one_runs_everywhere_at_once():
     job = job_spec("busybox").job
-    assert (job.completions, job.parallelism, job.backoff_limit, job.backoff_delay) == (1, 1, 6, 10.0)
+    assert (job.completions, job.parallelism, job.backoff_limit, job.backoff_delay) == (
+        1,
+        1,
+        6,
+        10.0,
+    )
     spec = job_spec("--mode", "global", "busybox")
     assert spec.mode == "global" and spec.job.parallelism == 0
     assert job_spec("--mode", "global", "--parallelism", "1", "busybox").job.parallelism == 1

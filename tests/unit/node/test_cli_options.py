@@ -40,14 +40,25 @@ def _where(args: argparse.Namespace) -> tuple:
     return args.addr, args.data_dir
 
 
-API_COMMANDS = [words for words, leaf in _leaves(build_parser([]))
-                if leaf.get_default("handler") is not None]
+API_COMMANDS = [
+    words for words, leaf in _leaves(build_parser([])) if leaf.get_default("handler") is not None
+]
 
 
 def test_every_command_group_has_api_commands():
-    assert {words[0] for words in API_COMMANDS} == {"node", "cluster", "service", "apply",
-                                                    "stack", "volume", "secret", "config",
-                                                    "network", "job", "cron"}
+    assert {words[0] for words in API_COMMANDS} == {
+        "node",
+        "cluster",
+        "service",
+        "apply",
+        "stack",
+        "volume",
+        "secret",
+        "config",
+        "network",
+        "job",
+        "cron",
+    }
 
 
 @pytest.mark.parametrize("words", API_COMMANDS, ids=" ".join)
@@ -66,8 +77,9 @@ def test_global_options_work_before_and_after_the_command(words):
     late = ["--addr", "http://a:1", *words, "--addr", "http://b:2", *rest]
     assert build_parser(late).parse_args(late).addr == "http://b:2"
     by_dir = ["--data-dir", "/srv/n1", *words, *rest]
-    assert api_address(*_where(build_parser(by_dir).parse_args(by_dir))) == \
-        "unix:/srv/n1/shoal.sock"
+    assert (
+        api_address(*_where(build_parser(by_dir).parse_args(by_dir))) == "unix:/srv/n1/shoal.sock"
+    )
 
 
 def test_the_command_group_is_found_past_the_global_options():
@@ -77,17 +89,26 @@ def test_the_command_group_is_found_past_the_global_options():
     assert command_group(["--help"]) is None
 
 
-@pytest.mark.parametrize("argv", [["--addr", "http://127.0.0.1:9", "node", "ls"],
-                                  ["service", "ps", "web", "--addr", "http://127.0.0.1:9"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--addr", "http://127.0.0.1:9", "node", "ls"],
+        ["service", "ps", "web", "--addr", "http://127.0.0.1:9"],
+    ],
+)
 def test_an_api_command_imports_neither_aiohttp_nor_the_state_machine_nor_rich(argv):
     loaded = python_probe(
         "import json, sys, contextlib, io\n"
         "import node.cli\n"
         f"with contextlib.redirect_stderr(io.StringIO()): code = node.cli.main({argv!r})\n"
-        "print(json.dumps({'code': code, 'mods': sorted(sys.modules)}))")
+        "print(json.dumps({'code': code, 'mods': sorted(sys.modules)}))"
+    )
     assert loaded["code"] == 2  # nothing listens on port 9: unreachable, said on stderr
-    heavy = [m for m in loaded["mods"] if m.split(".")[0] in ("aiohttp", "consensus", "rich",
-                                                              "cryptography", "yaml")]
+    heavy = [
+        m
+        for m in loaded["mods"]
+        if m.split(".")[0] in ("aiohttp", "consensus", "rich", "cryptography", "yaml")
+    ]
     assert heavy == []
 
 

@@ -14,12 +14,15 @@ from node.cli_secret import create_body
 from node.cli_service import _file_ref
 
 
-@pytest.mark.parametrize("text, path, mode", [
-    ("db", "/run/secrets/db", 0o444),
-    ("db,target=pw", "/run/secrets/pw", 0o444),
-    ("db,target=/etc/pw,mode=0400", "/etc/pw", 0o400),
-    ("source=db,mode=600", "/run/secrets/db", 0o600),
-])
+@pytest.mark.parametrize(
+    "text, path, mode",
+    [
+        ("db", "/run/secrets/db", 0o444),
+        ("db,target=pw", "/run/secrets/pw", 0o444),
+        ("db,target=/etc/pw,mode=0400", "/etc/pw", 0o400),
+        ("source=db,mode=600", "/run/secrets/db", 0o600),
+    ],
+)
 def test_secret_flags_become_spec_items(text, path, mode):
     spec = parse_service_spec({"name": "web", "image": "x", "secrets": [_file_ref(text)]})
     (ref,) = spec.secrets

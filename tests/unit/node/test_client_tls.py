@@ -24,23 +24,36 @@ from tests.support import python_probe
 
 def _cert(subject: str, key, issuer: str, issuer_key, *, ca: bool) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-               .public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False), critical=True)
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     else:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
+            critical=False,
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -51,20 +64,33 @@ def _pem(cert: x509.Certificate) -> bytes:
 @pytest.fixture
 def pki(tmp_path: Path) -> dict:
     """A CA, and a server certificate for 127.0.0.1 that it signed."""
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
     ca = _cert("shoal test CA", ca_key, "shoal test CA", ca_key, ca=True)
     server = _cert("127.0.0.1", server_key, "shoal test CA", ca_key, ca=False)
-    paths = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem", "key": tmp_path / "server.key"}
+    paths = {
+        "ca": tmp_path / "ca.pem",
+        "cert": tmp_path / "server.pem",
+        "key": tmp_path / "server.key",
+    }
     paths["ca"].write_bytes(_pem(ca))
     paths["cert"].write_bytes(_pem(server))
-    paths["key"].write_bytes(server_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    paths["key"].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return paths
 
 
 @pytest.fixture
 async def https_api(pki: dict):
     """An HTTPS server answering GET /v1/services as the API would."""
+
     async def services(_request: web.Request) -> web.Response:
         return web.json_response([{"name": "web"}])
 
@@ -86,7 +112,8 @@ clients = pytest.mark.parametrize("client_class", [ShoalClient, LeanClient])
 
 @clients
 async def test_the_client_verifies_an_https_api_against_the_system_trust_store(
-        https_api: str, pki: dict, monkeypatch: pytest.MonkeyPatch, client_class):
+    https_api: str, pki: dict, monkeypatch: pytest.MonkeyPatch, client_class
+):
     monkeypatch.setenv("SSL_CERT_FILE", str(pki["ca"]))  # the trust store this "system" has
     async with client_class(https_api) as client:
         assert await client.get("/v1/services") == [{"name": "web"}]
@@ -94,7 +121,8 @@ async def test_the_client_verifies_an_https_api_against_the_system_trust_store(
 
 @clients
 async def test_the_client_refuses_an_https_api_the_trust_store_does_not_vouch_for(
-        https_api: str, monkeypatch: pytest.MonkeyPatch, client_class):
+    https_api: str, monkeypatch: pytest.MonkeyPatch, client_class
+):
     monkeypatch.setenv("SSL_CERT_FILE", os.devnull)
     monkeypatch.setenv("SSL_CERT_DIR", os.devnull)
     async with client_class(https_api) as client:
@@ -103,15 +131,19 @@ async def test_the_client_refuses_an_https_api_the_trust_store_does_not_vouch_fo
 
 
 def test_a_shoal_process_holds_no_ca_bundle_and_keeps_the_operators_tls_environment(pki: dict):
-    probe = ("import gc, json, os, ssl\n"
-             "import node.cli, node.server\n"
-             "held = [c.cert_store_stats()['x509'] for c in gc.get_objects() if isinstance(c, ssl.SSLContext)]\n"
-             "print(json.dumps({'held': held, 'file': os.environ.get('SSL_CERT_FILE'),\n"
-             "                  'dir': os.environ.get('SSL_CERT_DIR'),\n"
-             "                  'fresh': ssl.create_default_context().cert_store_stats()['x509']}))")
+    probe = (
+        "import gc, json, os, ssl\n"
+        "import node.cli, node.server\n"
+        "held = [c.cert_store_stats()['x509'] for c in gc.get_objects() if isinstance(c, ssl.SSLContext)]\n"
+        "print(json.dumps({'held': held, 'file': os.environ.get('SSL_CERT_FILE'),\n"
+        "                  'dir': os.environ.get('SSL_CERT_DIR'),\n"
+        "                  'fresh': ssl.create_default_context().cert_store_stats()['x509']}))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_DIR"}
     env["SSL_CERT_FILE"] = str(pki["ca"])
     seen = python_probe(probe, env)
-    assert seen["held"] and set(seen["held"]) == {0}, "aiohttp's default contexts loaded CA certificates"
+    assert seen["held"] and set(seen["held"]) == {0}, (
+        "aiohttp's default contexts loaded CA certificates"
+    )
     assert seen["file"] == str(pki["ca"]) and seen["dir"] is None
     assert seen["fresh"] == 1, "a context made later does not see the operator's SSL_CERT_FILE"

@@ -39,9 +39,17 @@ services:
 def test_networks_and_aliases_reach_the_specs_and_the_manifest():
     manifest = load_manifest(STACK, strict=True)
     specs = {s.name: s for s in manifest.specs}
-    assert [(a.name, a.aliases) for a in specs["frontend"].networks] == [("appnet", ()), ("corp", ())]
-    assert [(a.name, a.aliases) for a in specs["backend"].networks] == [("appnet", ("api",)), ("vault", ())]
-    assert [a.name for a in specs["worker"].networks] == ["shop_default"], "no networks: the file's default"
+    assert [(a.name, a.aliases) for a in specs["frontend"].networks] == [
+        ("appnet", ()),
+        ("corp", ()),
+    ]
+    assert [(a.name, a.aliases) for a in specs["backend"].networks] == [
+        ("appnet", ("api",)),
+        ("vault", ()),
+    ]
+    assert [a.name for a in specs["worker"].networks] == ["shop_default"], (
+        "no networks: the file's default"
+    )
     assert (specs["backend"].endpoint_mode, specs["frontend"].endpoint_mode) == ("dnsrr", "vip")
     assert {n.name: n for n in manifest.networks} == {
         "appnet": NetworkDef("appnet", "networks.appnet", attachable=True, subnet="10.210.0.0/20"),
@@ -56,14 +64,25 @@ def test_a_file_without_networks_keeps_its_services_off_the_overlay():
     assert manifest.specs[0].networks == () and manifest.networks == ()
 
 
-@pytest.mark.parametrize("text, field", [
-    ("services:\n  web:\n    image: b\n    networks: [nowhere]\n", "services.web.networks.nowhere"),
-    ("networks:\n  Bad Name: {}\nservices:\n  web:\n    image: b\n", "networks.Bad Name"),
-    ("networks:\n  a: {internal: maybe}\nservices:\n  web:\n    image: b\n", "networks.a.internal"),
-    ("services:\n  web:\n    image: b\n    expose: [http]\n", "services.web.expose[0]"),
-    ("networks:\n  a: {}\nservices:\n  web:\n    image: b\n    networks: {a: {aliases: [Not_A_Label]}}\n",
-     "services.web.networks[0].aliases[0]"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        (
+            "services:\n  web:\n    image: b\n    networks: [nowhere]\n",
+            "services.web.networks.nowhere",
+        ),
+        ("networks:\n  Bad Name: {}\nservices:\n  web:\n    image: b\n", "networks.Bad Name"),
+        (
+            "networks:\n  a: {internal: maybe}\nservices:\n  web:\n    image: b\n",
+            "networks.a.internal",
+        ),
+        ("services:\n  web:\n    image: b\n    expose: [http]\n", "services.web.expose[0]"),
+        (
+            "networks:\n  a: {}\nservices:\n  web:\n    image: b\n    networks: {a: {aliases: [Not_A_Label]}}\n",
+            "services.web.networks[0].aliases[0]",
+        ),
+    ],
+)
 def test_bad_networks_name_the_field(text, field):
     with pytest.raises(ManifestError) as info:
         load_manifest(text)
@@ -73,10 +92,14 @@ def test_bad_networks_name_the_field(text, field):
 def test_a_network_create_request_is_checked_field_by_field():
     cmd, exist_ok = parse_create({"name": "appnet", "subnet": "10.210.0.0/20", "exist_ok": True})
     assert (cmd.name, cmd.subnet, exist_ok) == ("appnet", "10.210.0.0/20", True)
-    for body, field in (({"name": "Bad"}, "name"), ({"name": "a", "internal": "yes"}, "internal"),
-                        ({"name": "a", "color": 1}, "color"), ([], "body"),
-                        ({"name": "a", "labels": {str(i): "" for i in range(65)}}, "labels"),
-                        ({"name": "a", "labels": {"k": "v" * 257}}, "labels.k")):
+    for body, field in (
+        ({"name": "Bad"}, "name"),
+        ({"name": "a", "internal": "yes"}, "internal"),
+        ({"name": "a", "color": 1}, "color"),
+        ([], "body"),
+        ({"name": "a", "labels": {str(i): "" for i in range(65)}}, "labels"),
+        ({"name": "a", "labels": {"k": "v" * 257}}, "labels.k"),
+    ):
         with pytest.raises(HttpError) as info:
             parse_create(body)
         assert (info.value.status, info.value.field) == (400, field)
@@ -86,7 +109,9 @@ def test_compose_target_only_ports_are_listed_for_mesh_ports_and_applied_as_swar
     from consensus.tasks import Service
     from node.api_services import with_mesh_ports
 
-    manifest = load_manifest("services:\n  web:\n    image: b\n    ports: ['80', '8080:81', {target: 82}]\n")
+    manifest = load_manifest(
+        "services:\n  web:\n    image: b\n    ports: ['80', '8080:81', {target: 82}]\n"
+    )
     assert manifest.mesh_ports == (("web", 80, "tcp"), ("web", 82, "tcp"))
     (web,) = with_mesh_ports(manifest.specs, manifest.mesh_ports, {})
     assert [(p.target, p.published) for p in web.ports] == [(80, 30000), (81, 8080), (82, 30001)]

@@ -34,8 +34,18 @@ async def _leads(raft: RaftNode) -> bool:
 
 
 async def _register(raft: RaftNode, i: int) -> None:
-    await raft.propose(RegisterNode(Node(id=f"id{i}", name=f"n{i}", address="127.0.0.1",
-                                         api_port=7420, raft_port=7421, gossip_port=7422)))
+    await raft.propose(
+        RegisterNode(
+            Node(
+                id=f"id{i}",
+                name=f"n{i}",
+                address="127.0.0.1",
+                api_port=7420,
+                raft_port=7421,
+                gossip_port=7422,
+            )
+        )
+    )
 
 
 @pytest.fixture
@@ -98,9 +108,15 @@ async def test_a_blocking_query_returns_as_soon_as_the_state_passes_its_index(ra
     assert 0.25 < loop.time() - started < 3
 
 
-@pytest.mark.parametrize("query, field", [("index=-1", "index"), ("index=x", "index"),
-                                          ("index=1&wait=forever", "wait"),
-                                          ("index=1&wait=11m", "wait")])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("index=-1", "index"),
+        ("index=x", "index"),
+        ("index=1&wait=forever", "wait"),
+        ("index=1&wait=11m", "wait"),
+    ],
+)
 async def test_bad_blocking_parameters_name_the_field(client, query, field):
     response = await client.get(f"/v1/nodes?{query}")
     assert response.status == 400
@@ -114,6 +130,7 @@ async def test_without_a_leader_a_read_is_refused_unless_stale(tmp_path, monkeyp
     monkeypatch.setattr(consistency, "READ_TIMEOUT", 0.5)
     app = web.Application(middlewares=[errors_middleware])
     consistency.install(app, raft)
+
     async def answer(request: web.Request) -> web.Response:
         return web.json_response({})
 

@@ -30,7 +30,13 @@ def test_the_diff_names_services_rollouts_tasks_and_nodes():
     c.round()
     first = view(c)
     kinds = [e.type for e in diff_states(empty, first)]
-    assert kinds == ["node.joined", "node.joined", "service.created", "task.created", "task.created"]
+    assert kinds == [
+        "node.joined",
+        "node.joined",
+        "service.created",
+        "task.created",
+        "task.created",
+    ]
     assert diff_states(first, first) == []
 
     task = next(iter(tasks(c.state).values()))
@@ -44,7 +50,9 @@ def test_the_diff_names_services_rollouts_tasks_and_nodes():
     assert by_type["service.updated"].message == "service web updated to version 2"
     assert by_type["rollout"].state == "updating" and "0/2 updated" in by_type["rollout"].message
     moved = [e for e in events if e.task_id == task.id]
-    assert moved[0].message.endswith("assigned -> running (told to shutdown): updating to version 2")
+    assert moved[0].message.endswith(
+        "assigned -> running (told to shutdown): updating to version 2"
+    )
     assert all(e.index == c.state.applied for e in events)
 
     before = view(c)
@@ -115,8 +123,10 @@ async def test_sse_frames_read_back():
     assert read == [("task.state", SEQ_SPAN, "event 1"), ("task.state", 2 * SEQ_SPAN, "event 2")]
 
 
-@given(st.dictionaries(st.text("abc", max_size=3), st.integers(0, 3)),
-       st.dictionaries(st.text("abc", max_size=3), st.integers(0, 3)))
+@given(
+    st.dictionaries(st.text("abc", max_size=3), st.integers(0, 3)),
+    st.dictionaries(st.text("abc", max_size=3), st.integers(0, 3)),
+)
 def test_only_rows_added_replaced_or_removed_count_as_changed(old_plan, new_plan):
     # Rows are objects: the same number in both plans stands for the very same row object.
     rows = [object() for _ in range(4)]
@@ -181,8 +191,14 @@ def test_every_replica_numbers_every_event_alike_however_its_commits_arrive(data
     assert _events_seen(commands, looks) == one_by_one
     seqs = [seq for seq, _type, _message in one_by_one]
     assert seqs == sorted(set(seqs))  # increasing: `since=` works on any node
-    assert {"service.created", "task.created", "task.state", "rollout", "node.status",
-            "service.removed"} <= {kind for _seq, kind, _message in one_by_one}
+    assert {
+        "service.created",
+        "task.created",
+        "task.state",
+        "rollout",
+        "node.status",
+        "service.removed",
+    } <= {kind for _seq, kind, _message in one_by_one}
 
 
 def test_a_removal_carries_the_time_it_was_made():
@@ -190,8 +206,9 @@ def test_a_removal_carries_the_time_it_was_made():
     c.create(name="web", replicas=1)
     before = StateView.capture(c.state)
     c.ok(DeleteService("web", c.now + 300))
-    (removed,) = [e for e in events_between(before, StateView.capture(c.state))
-                  if e.type == "service.removed"]
+    (removed,) = [
+        e for e in events_between(before, StateView.capture(c.state)) if e.type == "service.removed"
+    ]
     assert removed.at == c.now + 300
 
 
@@ -217,4 +234,6 @@ def test_a_jobs_end_is_an_event():
     before = view(c)
     c.settle()
     (ended,) = [e for e in diff_states(before, view(c)) if e.type == "job.ended"]
-    assert ended.state == "complete" and ended.message == "job once complete: 1 of 1 tasks completed"
+    assert (
+        ended.state == "complete" and ended.message == "job once complete: 1 of 1 tasks completed"
+    )

@@ -30,20 +30,31 @@ def run(check: HealthCheck, results: list[tuple[bool, float]]) -> list[str]:
     return statuses
 
 
-@pytest.mark.parametrize("retries, start_period, results, expected", [
-    (3, 0, [(True, 1)], ["healthy"]),
-    (3, 0, [(False, 1), (False, 2), (False, 3)], ["starting", "starting", "unhealthy"]),
-    (1, 0, [(False, 1)], ["unhealthy"]),
-    # A success resets the count: failures must be consecutive.
-    (2, 0, [(True, 1), (False, 2), (True, 3), (False, 4), (False, 5)],
-     ["healthy", "healthy", "healthy", "healthy", "unhealthy"]),
-    # Failures in the start period do not count...
-    (1, 10, [(False, 1), (False, 5), (False, 11)], ["starting", "starting", "unhealthy"]),
-    # ...but a success there does, and then failures count even inside it.
-    (1, 10, [(True, 1), (False, 2)], ["healthy", "unhealthy"]),
-    (3, 0, [(False, 1), (False, 2), (False, 3), (True, 4)],
-     ["starting", "starting", "unhealthy", "healthy"]),
-])
+@pytest.mark.parametrize(
+    "retries, start_period, results, expected",
+    [
+        (3, 0, [(True, 1)], ["healthy"]),
+        (3, 0, [(False, 1), (False, 2), (False, 3)], ["starting", "starting", "unhealthy"]),
+        (1, 0, [(False, 1)], ["unhealthy"]),
+        # A success resets the count: failures must be consecutive.
+        (
+            2,
+            0,
+            [(True, 1), (False, 2), (True, 3), (False, 4), (False, 5)],
+            ["healthy", "healthy", "healthy", "healthy", "unhealthy"],
+        ),
+        # Failures in the start period do not count...
+        (1, 10, [(False, 1), (False, 5), (False, 11)], ["starting", "starting", "unhealthy"]),
+        # ...but a success there does, and then failures count even inside it.
+        (1, 10, [(True, 1), (False, 2)], ["healthy", "unhealthy"]),
+        (
+            3,
+            0,
+            [(False, 1), (False, 2), (False, 3), (True, 4)],
+            ["starting", "starting", "unhealthy", "healthy"],
+        ),
+    ],
+)
 def test_state_machine_table(retries, start_period, results, expected):
     check = HealthCheck("tcp", retries=retries, start_period=start_period)
     assert run(check, results) == expected
@@ -54,7 +65,7 @@ def test_unhealthy_exactly_after_retries_consecutive_failures(retries, outcomes)
     check = HealthCheck("tcp", retries=retries)
     statuses = run(check, [(ok, 100.0 + i) for i, ok in enumerate(outcomes)])
     for i, status in enumerate(statuses):
-        window = outcomes[max(0, i - retries + 1):i + 1]
+        window = outcomes[max(0, i - retries + 1) : i + 1]
         if outcomes[i]:
             assert status == "healthy"
         elif len(window) == retries and not any(window):
@@ -63,12 +74,19 @@ def test_unhealthy_exactly_after_retries_consecutive_failures(retries, outcomes)
             assert status == (statuses[i - 1] if i else "starting")
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"kind": "grpc"}, "kind"), ({"kind": "http", "path": "health"}, "path"),
-    ({"kind": "cmd"}, "command"), ({"kind": "tcp", "interval": 0}, "interval"),
-    ({"kind": "tcp", "timeout": -1}, "timeout"), ({"kind": "tcp", "retries": 0}, "retries"),
-    ({"kind": "tcp", "start_period": -1}, "start_period"), ({"kind": "tcp", "port": 70000}, "port"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"kind": "grpc"}, "kind"),
+        ({"kind": "http", "path": "health"}, "path"),
+        ({"kind": "cmd"}, "command"),
+        ({"kind": "tcp", "interval": 0}, "interval"),
+        ({"kind": "tcp", "timeout": -1}, "timeout"),
+        ({"kind": "tcp", "retries": 0}, "retries"),
+        ({"kind": "tcp", "start_period": -1}, "start_period"),
+        ({"kind": "tcp", "port": 70000}, "port"),
+    ],
+)
 def test_check_rejects_bad_values_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"^{field}"):
         HealthCheck(**kwargs)
@@ -82,27 +100,40 @@ async def serve(handler) -> tuple[asyncio.Server, int]:
 def http_answer(status_line: bytes):
     async def handle(reader, writer):
         request = await reader.readuntil(b"\r\n\r\n")
-        writer.write(status_line + b"\r\nContent-Length: 0\r\n\r\n" if request.startswith(b"GET /h ")
-                     else b"HTTP/1.0 404 Not Found\r\n\r\n")
+        writer.write(
+            status_line + b"\r\nContent-Length: 0\r\n\r\n"
+            if request.startswith(b"GET /h ")
+            else b"HTTP/1.0 404 Not Found\r\n\r\n"
+        )
         await writer.drain()
         writer.close()
+
     return handle
 
 
-@pytest.mark.parametrize("status_line, ok", [
-    (b"HTTP/1.1 200 OK", True), (b"HTTP/1.1 302 Found", True),
-    (b"HTTP/1.1 500 Internal Server Error", False), (b"garbage", False)])
+@pytest.mark.parametrize(
+    "status_line, ok",
+    [
+        (b"HTTP/1.1 200 OK", True),
+        (b"HTTP/1.1 302 Found", True),
+        (b"HTTP/1.1 500 Internal Server Error", False),
+        (b"garbage", False),
+    ],
+)
 async def test_http_probe_reads_the_status(status_line, ok):
     server, port = await serve(http_answer(status_line))
     async with server:
-        result = await probe(HealthCheck("http", path="/h", timeout=5), ProbeTarget("127.0.0.1", port))
+        result = await probe(
+            HealthCheck("http", path="/h", timeout=5), ProbeTarget("127.0.0.1", port)
+        )
     assert result.ok is ok, result
-    assert (str(port) in result.detail)
+    assert str(port) in result.detail
 
 
 async def test_http_probe_times_out_on_a_silent_server():
     async def silent(reader, writer):
         await reader.read()  # never answers
+
     server, port = await serve(silent)
     async with server:
         result = await probe(HealthCheck("http", timeout=0.2), ProbeTarget("127.0.0.1", port))
@@ -119,12 +150,18 @@ async def test_tcp_probe_open_and_closed_port():
 
 async def test_command_probe_exit_status_env_and_timeout(tmp_path):
     check = HealthCheck("cmd", command=("sh", "-c", 'test "$X" = yes && pwd'))
-    good = await probe(check, ProbeTarget(env={"X": "yes", "PATH": "/usr/bin:/bin"}, cwd=str(tmp_path)))
+    good = await probe(
+        check, ProbeTarget(env={"X": "yes", "PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
+    )
     assert good.ok and good.detail == str(tmp_path)
     bad = await probe(check, ProbeTarget(env={"X": "no", "PATH": "/usr/bin:/bin"}))
     assert not bad.ok and bad.detail == "exit status 1"
-    slow = await probe(HealthCheck("cmd", command=(sys.executable, "-c", "import time; time.sleep(30)"),
-                                   timeout=0.2), ProbeTarget())
+    slow = await probe(
+        HealthCheck(
+            "cmd", command=(sys.executable, "-c", "import time; time.sleep(30)"), timeout=0.2
+        ),
+        ProbeTarget(),
+    )
     assert not slow.ok and "timed out" in slow.detail
     missing = await probe(HealthCheck("cmd", command=("/no/such/tool",)), ProbeTarget())
     assert not missing.ok and "cannot run" in missing.detail
@@ -134,8 +171,9 @@ async def test_runner_reports_changes_as_the_endpoint_comes_and_goes():
     changes: asyncio.Queue[HealthState] = asyncio.Queue()
     server, port = await serve(lambda r, w: w.close())
     check = HealthCheck("tcp", interval=0.05, timeout=1, retries=2)
-    runner = asyncio.ensure_future(run_health_check(check, ProbeTarget("127.0.0.1", port),
-                                                    changes.put_nowait))
+    runner = asyncio.ensure_future(
+        run_health_check(check, ProbeTarget("127.0.0.1", port), changes.put_nowait)
+    )
     try:
         assert (await asyncio.wait_for(changes.get(), 30)).status == "healthy"
         server.close()

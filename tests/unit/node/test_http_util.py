@@ -38,14 +38,17 @@ def test_a_version_not_kept_is_an_error_on_to_version():
     assert (error.status, error.field) == (404, "to_version")
 
 
-@pytest.mark.parametrize("text, field", [
-    ("name: service 'web' already exists", "name"),
-    ("record.from_replicas: service 'web' runs 3", "record.from_replicas"),
-    ("ports[1].published: taken", "ports[1].published"),
-    ("no such service 'web'", None),
-    ("stale rollout: service 'web' is at version 3", None),
-    ("service 'web' has no earlier spec to roll back to", None),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("name: service 'web' already exists", "name"),
+        ("record.from_replicas: service 'web' runs 3", "record.from_replicas"),
+        ("ports[1].published: taken", "ports[1].published"),
+        ("no such service 'web'", None),
+        ("stale rollout: service 'web' is at version 3", None),
+        ("service 'web' has no earlier spec to roll back to", None),
+    ],
+)
 def test_only_a_leading_field_path_is_taken_for_the_field(text, field):
     assert field_of(text)[0] == field
 
@@ -58,7 +61,8 @@ async def test_a_body_that_is_not_json_is_an_error_on_body(body):
     app = web.Application(middlewares=[errors_middleware])
     app.router.add_post("/echo", echo)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        response = await client.post("/echo", data=body,
-                                     headers={"Content-Type": "application/json"})
+        response = await client.post(
+            "/echo", data=body, headers={"Content-Type": "application/json"}
+        )
         assert response.status == 400
         assert (await response.json())["field"] == "body"

@@ -16,8 +16,14 @@ from node.lean_client import ApiError, LeanClient, Unreachable
 async def api():
     async def echo(request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else None
-        return web.json_response({"method": request.method, "query": dict(request.query),
-                                  "body": body, "auth": request.headers.get("Authorization")})
+        return web.json_response(
+            {
+                "method": request.method,
+                "query": dict(request.query),
+                "body": body,
+                "auth": request.headers.get("Authorization"),
+            }
+        )
 
     async def missing(_request: web.Request) -> web.Response:
         return web.json_response({"error": "no such service 'x'", "field": "service"}, status=404)
@@ -49,8 +55,12 @@ async def api():
 async def test_requests_carry_the_body_query_and_token(api: str):
     async with LeanClient(api, "tok") as client:
         got = await client.patch("/echo", {"replicas": 3})
-        assert got == {"method": "PATCH", "query": {}, "body": {"replicas": 3},
-                       "auth": "Bearer tok"}
+        assert got == {
+            "method": "PATCH",
+            "query": {},
+            "body": {"replicas": 3},
+            "auth": "Bearer tok",
+        }
         got = await client.get("/echo", service="web", since=5)
         assert got["query"] == {"service": "web", "since": "5"} and got["body"] is None
 
@@ -121,9 +131,15 @@ def test_an_address_that_is_not_http_is_refused_up_front():
 async def test_a_node_socket_is_reached_with_the_same_paths_and_a_stale_read(tmp_path):
     """`unix:PATH` (the node's socket in its data dir) carries the request's own path, and
     `stale` asks GETs for the node's local copy."""
+
     async def where(request: web.Request) -> web.Response:
-        return web.json_response({"path": request.path, "query": dict(request.query),
-                                  "host": request.headers.get("Host")})
+        return web.json_response(
+            {
+                "path": request.path,
+                "query": dict(request.query),
+                "host": request.headers.get("Host"),
+            }
+        )
 
     app = web.Application()
     app.router.add_route("*", "/v1/{tail:.*}", where)
@@ -134,7 +150,10 @@ async def test_a_node_socket_is_reached_with_the_same_paths_and_a_stale_read(tmp
     try:
         async with LeanClient(f"unix:{socket_file}", stale=True) as client:
             assert await client.get("/v1/cluster") == {
-                "path": "/v1/cluster", "query": {"stale": "1"}, "host": "localhost"}
+                "path": "/v1/cluster",
+                "query": {"stale": "1"},
+                "host": "localhost",
+            }
             assert (await client.post("/v1/services", {"name": "x"}))["query"] == {}
     finally:
         await runner.cleanup()

@@ -13,10 +13,14 @@ import consensus  # noqa: F401
 from node.manifests import ManifestError, load_manifest
 from node.manifests.reader import MAX_QUOTE
 
-LAUGHS = "\n".join(
-    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    + [f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
-    + ["services: {web: {image: *i, command: *i, labels: *i}}"]) + "\n"
+LAUGHS = (
+    "\n".join(
+        ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+        + [f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+        + ["services: {web: {image: *i, command: *i, labels: *i}}"]
+    )
+    + "\n"
+)
 
 
 def _refusal(text: str) -> ManifestError:
@@ -45,12 +49,13 @@ def test_an_alias_that_holds_itself_is_refused():
     assert "refers to the value that holds it" in error.reason
 
 
-@pytest.mark.parametrize("where", ["image", "command", "environment", "ports",
-                                   "deploy: {replicas", "healthcheck: {test"])
+@pytest.mark.parametrize(
+    "where", ["image", "command", "environment", "ports", "deploy: {replicas", "healthcheck: {test"]
+)
 def test_an_error_quotes_a_few_hundred_bytes_of_a_large_value(where):
     # A large value within the alias cap, in a field that quotes what it refuses.
     big = "x" * 20_000
-    value = f"[[\"{big}\"], [\"{big}\"]]"
+    value = f'[["{big}"], ["{big}"]]'
     text = f"services:\n  web:\n    image: nginx\n    {where}: {value}{'}' * where.count('{')}\n"
     if where == "image":
         text = f"services:\n  web:\n    image: {value}\n"

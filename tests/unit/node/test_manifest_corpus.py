@@ -14,8 +14,12 @@ from node.manifests.local import local_origin
 
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "corpus"
 # Beside the Compose files lie the files they read (configs, rules), some of them YAML too.
-FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".yaml", ".yml") and
-               (p.relative_to(CORPUS).parts[0] == "kubernetes" or "compose" in p.name or "stack" in p.name))
+FILES = sorted(
+    p
+    for p in CORPUS.rglob("*")
+    if p.suffix in (".yaml", ".yml")
+    and (p.relative_to(CORPUS).parts[0] == "kubernetes" or "compose" in p.name or "stack" in p.name)
+)
 
 # Services with `build:` and no `image:`: docker stack deploy has no image to run either.
 _BUILD_ONLY = {
@@ -49,13 +53,19 @@ _BUILD_ONLY = {
 }
 REFUSED = {name: (field, "build: but no image:") for name, field in _BUILD_ONLY.items()} | {
     # ${DOMAIN?Variable DOMAIN not set}: docker stack deploy stops on it too.
-    "compose/swarmprom/docker-compose.traefik.yml": ("services.grafana.deploy.labels[3]",
-                                                     "required variable DOMAIN is missing a value"),
+    "compose/swarmprom/docker-compose.traefik.yml": (
+        "services.grafana.deploy.labels[3]",
+        "required variable DOMAIN is missing a value",
+    ),
 }
 # Secrets a file names as external: they must exist before it applies, as in Swarm.
 EXTERNAL_SECRETS = {
-    "compose/atsea-sample-shop-app/docker-stack.yml": ("postgres_password", "staging_token",
-                                                       "revprox_key", "revprox_cert"),
+    "compose/atsea-sample-shop-app/docker-stack.yml": (
+        "postgres_password",
+        "staging_token",
+        "revprox_key",
+        "revprox_cert",
+    ),
 }
 # Networks a file names as external: made before it applies, as `docker network create`.
 EXTERNAL_NETWORKS = {"compose/swarmprom/test-compose.yml": ("mon_net",)}
@@ -77,7 +87,9 @@ def test_the_corpus_is_as_large_as_promised():
     assert len(compose) >= 20 and len(kube) >= 15
     assert len(compose) - len(REFUSED) >= 15  # most Compose files apply
     listed = (CORPUS / "README.md").read_text()
-    assert all(f"`{p.relative_to(CORPUS)}`" in listed for p in FILES), "a file's source is not recorded"
+    assert all(f"`{p.relative_to(CORPUS)}`" in listed for p in FILES), (
+        "a file's source is not recorded"
+    )
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(CORPUS)))
@@ -112,11 +124,14 @@ def test_underscores_in_a_swarm_stacks_service_names():
     manifest = corpus_outcome(CORPUS / "compose/atsea-sample-shop-app/docker-stack.yml", {})
     assert {"reverse_proxy", "payment_gateway"} <= {s.name for s in manifest.specs}
     assert {f.name for f in manifest.files if f.external} == set(
-        EXTERNAL_SECRETS["compose/atsea-sample-shop-app/docker-stack.yml"])
+        EXTERNAL_SECRETS["compose/atsea-sample-shop-app/docker-stack.yml"]
+    )
 
 
 def test_kubernetes_services_alone_become_attachments_by_selector():
     manifest = corpus_outcome(CORPUS / "kubernetes/example-voting-app/vote-service.yaml", {})
     (attachment,) = manifest.attachments
     assert attachment.selector == {"app": "vote"}
-    assert attachment.ports == ({"target": 80, "published": 31000, "protocol": "tcp", "vip_port": 8080},)
+    assert attachment.ports == (
+        {"target": 80, "published": 31000, "protocol": "tcp", "vip_port": 8080},
+    )

@@ -15,37 +15,62 @@ from node.manifests.interpolation import Interpolator, parse_env_file
 VARS = {"SET": "value", "EMPTY": "", "FOO": "foo"}
 
 
-@pytest.mark.parametrize("text, expected", [
-    # The specification's list of braced expressions.
-    ("${SET}", "value"), ("$SET", "value"), ("${UNSET}", ""),
-    ("${SET:-default}", "value"), ("${EMPTY:-default}", "default"), ("${UNSET:-default}", "default"),
-    ("${SET-default}", "value"), ("${EMPTY-default}", ""), ("${UNSET-default}", "default"),
-    ("${SET:+replacement}", "replacement"), ("${EMPTY:+replacement}", ""), ("${UNSET:+replacement}", ""),
-    ("${SET+replacement}", "replacement"), ("${EMPTY+replacement}", "replacement"), ("${UNSET+replacement}", ""),
-    ("${SET:?error}", "value"), ("${EMPTY?error}", ""),
-    # Its nesting examples: ${VARIABLE:-${FOO}}, ${VARIABLE?$FOO}, ${VARIABLE:-${FOO:-default}}.
-    ("${UNSET:-${FOO}}", "foo"), ("${SET?$FOO}", "value"), ("${UNSET:-${UNSET2:-default}}", "default"),
-    ("${UNSET:-${FOO:-default}}", "foo"),
-    # `$$` is a literal dollar: its example `command: "$$VAR_NOT_INTERPOLATED_BY_COMPOSE"`.
-    ("$$VAR_NOT_INTERPOLATED_BY_COMPOSE", "$VAR_NOT_INTERPOLATED_BY_COMPOSE"),
-    ("echo $$HOSTNAME", "echo $HOSTNAME"), ("$${SET}", "${SET}"), ("a$$$SET", "a$value"),
-    # "Compose processes any string following a $ sign as long as it makes it a valid
-    # variable definition ... In other circumstances, it will be preserved."
-    ("cost: $5", "cost: $5"), ("$", "$"), ("a $ b", "a $ b"), ("$-x", "$-x"),
-    ("${SET}-${FOO}_$SET.txt", "value-foo_value.txt"), ("$SET_X", ""),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # The specification's list of braced expressions.
+        ("${SET}", "value"),
+        ("$SET", "value"),
+        ("${UNSET}", ""),
+        ("${SET:-default}", "value"),
+        ("${EMPTY:-default}", "default"),
+        ("${UNSET:-default}", "default"),
+        ("${SET-default}", "value"),
+        ("${EMPTY-default}", ""),
+        ("${UNSET-default}", "default"),
+        ("${SET:+replacement}", "replacement"),
+        ("${EMPTY:+replacement}", ""),
+        ("${UNSET:+replacement}", ""),
+        ("${SET+replacement}", "replacement"),
+        ("${EMPTY+replacement}", "replacement"),
+        ("${UNSET+replacement}", ""),
+        ("${SET:?error}", "value"),
+        ("${EMPTY?error}", ""),
+        # Its nesting examples: ${VARIABLE:-${FOO}}, ${VARIABLE?$FOO}, ${VARIABLE:-${FOO:-default}}.
+        ("${UNSET:-${FOO}}", "foo"),
+        ("${SET?$FOO}", "value"),
+        ("${UNSET:-${UNSET2:-default}}", "default"),
+        ("${UNSET:-${FOO:-default}}", "foo"),
+        # `$$` is a literal dollar: its example `command: "$$VAR_NOT_INTERPOLATED_BY_COMPOSE"`.
+        ("$$VAR_NOT_INTERPOLATED_BY_COMPOSE", "$VAR_NOT_INTERPOLATED_BY_COMPOSE"),
+        ("echo $$HOSTNAME", "echo $HOSTNAME"),
+        ("$${SET}", "${SET}"),
+        ("a$$$SET", "a$value"),
+        # "Compose processes any string following a $ sign as long as it makes it a valid
+        # variable definition ... In other circumstances, it will be preserved."
+        ("cost: $5", "cost: $5"),
+        ("$", "$"),
+        ("a $ b", "a $ b"),
+        ("$-x", "$-x"),
+        ("${SET}-${FOO}_$SET.txt", "value-foo_value.txt"),
+        ("$SET_X", ""),
+    ],
+)
 def test_the_specifications_examples(text, expected):
     assert Interpolator(VARS).text(text, "f") == expected
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("${UNSET:?must be set}", "required variable UNSET is missing a value: must be set"),
-    ("${EMPTY:?must be set}", "required variable EMPTY is missing a value: must be set"),
-    ("${UNSET?err $FOO}", "missing a value: err foo"),
-    ("${SET/foo/bar}", "invalid interpolation format"),  # not supported by Compose
-    ("${}", "invalid interpolation format"),
-    ("${SET", "unclosed ${"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("${UNSET:?must be set}", "required variable UNSET is missing a value: must be set"),
+        ("${EMPTY:?must be set}", "required variable EMPTY is missing a value: must be set"),
+        ("${UNSET?err $FOO}", "missing a value: err foo"),
+        ("${SET/foo/bar}", "invalid interpolation format"),  # not supported by Compose
+        ("${}", "invalid interpolation format"),
+        ("${SET", "unclosed ${"),
+    ],
+)
 def test_errors_name_the_field(text, reason):
     with pytest.raises(ManifestError) as caught:
         Interpolator(VARS).text(text, "services.web.image")
@@ -72,17 +97,24 @@ services:
     assert spec.args == ("sh", "-c", "echo $HOSTNAME hi")
     assert spec.env == {"$KEY": "pg", "MISSING": ""}
     assert spec.ports[0].published == 8080
-    assert manifest.warnings == ("services.web.environment.MISSING: variable NOPE is not set; "
-                                 "substituted with an empty string",)
+    assert manifest.warnings == (
+        "services.web.environment.MISSING: variable NOPE is not set; "
+        "substituted with an empty string",
+    )
     assert set(manifest.variables) == {"TAG", "GREETING", "DB", "NOPE", "PORT"}
     with pytest.raises(ManifestError) as caught:
         load_manifest(text)
-    assert (caught.value.field, "set DB" in caught.value.reason) == ("services.web.environment.$KEY", True)
+    assert (caught.value.field, "set DB" in caught.value.reason) == (
+        "services.web.environment.$KEY",
+        True,
+    )
 
 
 def test_kubernetes_documents_are_not_interpolated():
-    text = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n"
-            "    spec:\n      containers: [{name: w, image: 'x', args: ['$$HOME', '${A}']}]\n")
+    text = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n"
+        "    spec:\n      containers: [{name: w, image: 'x', args: ['$$HOME', '${A}']}]\n"
+    )
     (spec,) = load_manifest(text, origin=Origin(variables={"A": "1"})).specs
     assert spec.args == ("$$HOME", "${A}")
 
@@ -101,8 +133,15 @@ EMPTY=
 NAME_ONLY
 """
     assert parse_env_file(text, ".env") == {
-        "PLAIN": "value", "EXPORTED": "yes", "SPACED": "around", "QUOTED": "two words # not a comment",
-        "SINGLE": "$NOT_EXPANDED", "ESCAPED": "line\nnext", "COMMENTED": "value", "EMPTY": ""}
+        "PLAIN": "value",
+        "EXPORTED": "yes",
+        "SPACED": "around",
+        "QUOTED": "two words # not a comment",
+        "SINGLE": "$NOT_EXPANDED",
+        "ESCAPED": "line\nnext",
+        "COMMENTED": "value",
+        "EMPTY": "",
+    }
     with pytest.raises(ManifestError) as caught:
         parse_env_file("OK=1\n1BAD=2\n", ".env")
     assert caught.value.field == ".env:2"
@@ -119,8 +158,10 @@ def test_hostile_nesting_is_refused_at_its_depth_limit():
     assert Interpolator({}).text("${A:-${B:-${C:-x}}}", "f") == "x"
 
 
-@given(st.text(alphabet="${}:-?+_aZ9 $", max_size=60),
-       st.dictionaries(st.sampled_from(["a", "Z9", "_"]), st.text(max_size=3)))
+@given(
+    st.text(alphabet="${}:-?+_aZ9 $", max_size=60),
+    st.dictionaries(st.sampled_from(["a", "Z9", "_"]), st.text(max_size=3)),
+)
 @settings(max_examples=300, deadline=None)
 def test_any_text_interpolates_or_is_refused_naming_the_field(text, variables):
     try:

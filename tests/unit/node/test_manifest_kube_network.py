@@ -48,8 +48,12 @@ spec:
 """
 
 
-TWO = (deployment("one-app") + deployment("two-app", 9090)
-       + service("one", "one-app") + service("two", "two-app", 80, 9090))
+TWO = (
+    deployment("one-app")
+    + deployment("two-app", 9090)
+    + service("one", "one-app")
+    + service("two", "two-app", 80, 9090)
+)
 
 
 def test_clusterip_services_on_one_port_are_names_and_vip_ports_on_the_files_network():
@@ -58,12 +62,18 @@ def test_clusterip_services_on_one_port_are_names_and_vip_ports_on_the_files_net
     one, two = manifest.specs
     assert one.networks == (NetworkAttachment("default", ("one",)),)
     assert two.networks == (NetworkAttachment("default", ("two",)),)
-    assert one.ports == (PortSpec(8080, vip_port=80),) and two.ports == (PortSpec(9090, vip_port=80),)
+    assert one.ports == (PortSpec(8080, vip_port=80),) and two.ports == (
+        PortSpec(9090, vip_port=80),
+    )
     assert not manifest.warnings
-    twins = deployment("one-app") + deployment("two-app").replace("labels: {app: two-app}", "labels: {app: one-app}")
+    twins = deployment("one-app") + deployment("two-app").replace(
+        "labels: {app: two-app}", "labels: {app: one-app}"
+    )
     both = load_manifest(twins + service("one", "one-app"))
-    assert both.warnings == ("Service/one: selects 2 workloads: each gets its ports, and its name answers "
-                             "one of them only (the first by name)",)
+    assert both.warnings == (
+        "Service/one: selects 2 workloads: each gets its ports, and its name answers "
+        "one of them only (the first by name)",
+    )
 
 
 def test_both_apply_with_a_vip_each_and_every_node_maps_port_80_to_their_target():
@@ -74,8 +84,12 @@ def test_both_apply_with_a_vip_each_and_every_node_maps_port_80_to_their_target(
     assert state.apply(RegisterNode(Node("n0", "node0", "10.1.0.1", 7420, 7421, 7422))).ok
     (net,) = node_overlay(state, "n0", "10.1.0.1", [], [], 4789).networks
     by_name = {s.name: s for s in net.services}
-    assert by_name["one-app"].aliases == ("one",) and by_name["one-app"].ports == (VipPort(80, 8080, "tcp"),)
-    assert by_name["two-app"].aliases == ("two",) and by_name["two-app"].ports == (VipPort(80, 9090, "tcp"),)
+    assert by_name["one-app"].aliases == ("one",) and by_name["one-app"].ports == (
+        VipPort(80, 8080, "tcp"),
+    )
+    assert by_name["two-app"].aliases == ("two",) and by_name["two-app"].ports == (
+        VipPort(80, 9090, "tcp"),
+    )
 
 
 def test_a_service_named_as_its_workload_adds_no_alias_and_a_headless_one_gives_no_vip():
@@ -89,15 +103,23 @@ def test_a_service_named_as_its_workload_adds_no_alias_and_a_headless_one_gives_
 
 
 def test_a_fixed_cluster_ip_is_a_warning_and_a_service_name_and_port_are_checked():
-    manifest = load_manifest(deployment("web") + service("web", "web", extra="  clusterIP: 10.96.0.10\n"))
-    assert manifest.warnings == (("Service/web.spec.clusterIP: the cluster gives the Service's VIP from "
-                                  "its network's range"),)
+    manifest = load_manifest(
+        deployment("web") + service("web", "web", extra="  clusterIP: 10.96.0.10\n")
+    )
+    assert manifest.warnings == (
+        (
+            "Service/web.spec.clusterIP: the cluster gives the Service's VIP from "
+            "its network's range"
+        ),
+    )
     with pytest.raises(ManifestError) as caught:
         load_manifest(deployment("web") + service("Web.Front", "web"))
     assert caught.value.field == "Service/Web.Front.metadata.name"
     for bad in ("70000", "http"):
         with pytest.raises(ManifestError) as caught:
-            load_manifest(deployment("web") + service("web", "web").replace("port: 80,", f"port: {bad},"))
+            load_manifest(
+                deployment("web") + service("web", "web").replace("port: 80,", f"port: {bad},")
+            )
         assert caught.value.field == "Service/web.spec.ports[0].port"
 
 

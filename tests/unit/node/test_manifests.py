@@ -58,7 +58,12 @@ def test_the_seed_deployment_applies_exactly_as_written():
     manifest = load_manifest(SEED_DEPLOYMENT, strict=True)
     assert manifest.warnings == ()
     (spec,) = manifest.specs
-    assert (spec.name, spec.image, spec.replicas, spec.mode) == ("web-app", "myapp:v2", 50, "replicated")
+    assert (spec.name, spec.image, spec.replicas, spec.mode) == (
+        "web-app",
+        "myapp:v2",
+        50,
+        "replicated",
+    )
     assert spec.resources.reservations.cpu_millis == 100
     assert spec.resources.reservations.memory_bytes == 128 * 1024 * 1024
     assert spec.labels == {"app": "web"}
@@ -67,36 +72,61 @@ def test_the_seed_deployment_applies_exactly_as_written():
 def test_a_compose_stack_with_deploy_translates():
     manifest = load_manifest(STACK, strict=True)
     web, agent = manifest.specs
-    assert web.args == ("nginx", "-g", "daemon off;") and web.env == {"MODE": "prod", "WORKERS": "4"}
+    assert web.args == ("nginx", "-g", "daemon off;") and web.env == {
+        "MODE": "prod",
+        "WORKERS": "4",
+    }
     assert web.ports == (PortSpec(80, 8080), PortSpec(443, 8443, "tcp", "host"))
     assert web.health.command == ("/bin/sh", "-c", "wget -q -O- http://localhost/ || exit 1")
-    assert (web.health.interval, web.health.timeout, web.health.retries, web.health.start_period) == (10, 2, 5, 30)
+    assert (
+        web.health.interval,
+        web.health.timeout,
+        web.health.retries,
+        web.health.start_period,
+    ) == (10, 2, 5, 30)
     assert web.replicas == 3
     assert (web.resources.limits.cpu_millis, web.resources.limits.memory_bytes) == (500, 256 << 20)
-    assert (web.resources.reservations.cpu_millis, web.resources.reservations.memory_bytes) == (250, 64 << 20)
+    assert (web.resources.reservations.cpu_millis, web.resources.reservations.memory_bytes) == (
+        250,
+        64 << 20,
+    )
     assert [str(c) for c in web.constraints] == ["node.labels.zone==a", "node.role!=voter"]
     assert web.preferences[0].label == "rack"
-    assert (web.restart.condition, web.restart.max_attempts, web.restart.window) == ("on-failure", 3, 120)
-    assert (web.update.parallelism, web.update.order, web.update.failure_action) == (2, "start-first", "rollback")
+    assert (web.restart.condition, web.restart.max_attempts, web.restart.window) == (
+        "on-failure",
+        3,
+        120,
+    )
+    assert (web.update.parallelism, web.update.order, web.update.failure_action) == (
+        2,
+        "start-first",
+        "rollback",
+    )
     assert web.stop_grace_period == 90
     assert agent.mode == "global"
 
 
 def test_unsupported_fields_are_warnings_or_errors_in_strict_mode():
-    text = STACK.replace("    stop_grace_period: 1m30s\n",
-                         "    stop_grace_period: 1m30s\n    cap_add: [NET_ADMIN]\n    build: .\n")
+    text = STACK.replace(
+        "    stop_grace_period: 1m30s\n",
+        "    stop_grace_period: 1m30s\n    cap_add: [NET_ADMIN]\n    build: .\n",
+    )
     manifest = load_manifest(text)
     assert manifest.warnings == (
         "services.web.cap_add: capabilities are not granted (that needs an authorisation Shoal "
         "lacks); ignored",
-        "services.web.build: ignored, as by docker stack deploy: the service runs its image")
+        "services.web.build: ignored, as by docker stack deploy: the service runs its image",
+    )
     with pytest.raises(ManifestError) as info:
         load_manifest(text, strict=True)
     assert "services.web.cap_add" in info.value.reason
 
 
 def test_deployment_with_a_service_probes_and_node_selector():
-    text = SEED_DEPLOYMENT.replace("""        resources:""", """        args: ["--port", "8080"]
+    text = (
+        SEED_DEPLOYMENT.replace(
+            """        resources:""",
+            """        args: ["--port", "8080"]
         env:
         - {name: LOG, value: debug}
         ports:
@@ -104,7 +134,9 @@ def test_deployment_with_a_service_probes_and_node_selector():
         readinessProbe:
           httpGet: {path: /ready, port: http}
           periodSeconds: 5
-        resources:""").replace("      containers:", "      nodeSelector: {disk: ssd}\n      containers:") + """\
+        resources:""",
+        ).replace("      containers:", "      nodeSelector: {disk: ssd}\n      containers:")
+        + """\
 ---
 apiVersion: v1
 kind: Service
@@ -115,32 +147,56 @@ spec:
   ports:
   - {port: 80, targetPort: http, nodePort: 30080}
 """
+    )
     manifest = load_manifest(text, strict=True)
     (spec,) = manifest.specs
     assert spec.args == ("--port", "8080") and spec.env == {"LOG": "debug"}
     assert spec.ports == (PortSpec(8080, 30080, vip_port=80),)
-    assert (spec.health.kind, spec.health.path, spec.health.port, spec.health.interval) == ("http", "/ready", 8080, 5)
+    assert (spec.health.kind, spec.health.path, spec.health.port, spec.health.interval) == (
+        "http",
+        "/ready",
+        8080,
+        5,
+    )
     assert [str(c) for c in spec.constraints] == ["node.labels.disk==ssd"]
 
 
 def test_other_kinds_are_skipped_with_a_warning():
-    manifest = load_manifest(SEED_DEPLOYMENT + "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: c}\n")
-    assert manifest.warnings == ("Ingress/c: 'networking.k8s.io/v1' 'Ingress' is not supported, skipped",)
+    manifest = load_manifest(
+        SEED_DEPLOYMENT
+        + "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: c}\n"
+    )
+    assert manifest.warnings == (
+        "Ingress/c: 'networking.k8s.io/v1' 'Ingress' is not supported, skipped",
+    )
     assert len(manifest.specs) == 1
 
 
-@pytest.mark.parametrize("text, field, reason", [
-    (SEED_DEPLOYMENT.replace("replicas: 50", "replicas: -1"), "Deployment/web-app.spec.replicas", "between 0"),
-    (SEED_DEPLOYMENT.replace('"128Mi"', '"12XB"'),
-     "Deployment/web-app.spec.template.spec.containers[0].resources.requests.memory", "cannot read '12XB'"),
-    (STACK.replace('"8080:80"', '"99999:80"'), "services.web.ports[0].published", "1-65535"),
-    (STACK.replace("node.labels.zone==a", "zone=a"), "services.web.deploy.placement.constraints[0]",
-     "unknown constraint syntax"),
-    (STACK.replace("replicas: 3", "replicas: -3"), "services.web.deploy.replicas", "between 0"),
-    ("services: [1, 2]", "services", "must be a mapping"),
-    ("just text", "<root>", "expected a Compose file"),
-    ("a: [", "<root>", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, field, reason",
+    [
+        (
+            SEED_DEPLOYMENT.replace("replicas: 50", "replicas: -1"),
+            "Deployment/web-app.spec.replicas",
+            "between 0",
+        ),
+        (
+            SEED_DEPLOYMENT.replace('"128Mi"', '"12XB"'),
+            "Deployment/web-app.spec.template.spec.containers[0].resources.requests.memory",
+            "cannot read '12XB'",
+        ),
+        (STACK.replace('"8080:80"', '"99999:80"'), "services.web.ports[0].published", "1-65535"),
+        (
+            STACK.replace("node.labels.zone==a", "zone=a"),
+            "services.web.deploy.placement.constraints[0]",
+            "unknown constraint syntax",
+        ),
+        (STACK.replace("replicas: 3", "replicas: -3"), "services.web.deploy.replicas", "between 0"),
+        ("services: [1, 2]", "services", "must be a mapping"),
+        ("just text", "<root>", "expected a Compose file"),
+        ("a: [", "<root>", "not valid YAML"),
+    ],
+)
 def test_bad_files_name_the_field(text, field, reason):
     with pytest.raises(ManifestError) as info:
         load_manifest(text)
@@ -154,15 +210,52 @@ def test_a_name_defined_twice_is_an_error():
 
 
 yaml_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 70000)
+    | st.text(max_size=12)
     | st.sampled_from(["8080:80", "100m", "128Mi", "10s", "node.labels.a==b", "CMD", "http"]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["services", "image", "deploy", "ports", "replicas", "resources", "limits", "memory",
-                         "kind", "apiVersion", "spec", "template", "containers", "metadata", "name",
-                         "healthcheck", "test", "placement", "constraints", "selector", "httpGet", "port",
-                         "readinessProbe", "rollingUpdate", "strategy", "environment", "env", "command"]),
-        inner, max_size=4),
-    max_leaves=25)
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "services",
+                    "image",
+                    "deploy",
+                    "ports",
+                    "replicas",
+                    "resources",
+                    "limits",
+                    "memory",
+                    "kind",
+                    "apiVersion",
+                    "spec",
+                    "template",
+                    "containers",
+                    "metadata",
+                    "name",
+                    "healthcheck",
+                    "test",
+                    "placement",
+                    "constraints",
+                    "selector",
+                    "httpGet",
+                    "port",
+                    "readinessProbe",
+                    "rollingUpdate",
+                    "strategy",
+                    "environment",
+                    "env",
+                    "command",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=25,
+)
 
 
 @settings(max_examples=200, deadline=None)

@@ -42,20 +42,23 @@ def announced(t: Task, spec=PLAIN, seen=None) -> bool:
     return endpoint_key(t.id) in wanted([(t, spec)], {t.id: seen} if seen else {})
 
 
-@pytest.mark.parametrize("t, spec, expected", [
-    (task(), PLAIN, True),  # no check: running is enough
-    (task(state="starting"), PLAIN, False),
-    (task(health="unhealthy"), PLAIN, False),  # the image's own check still counts
-    (task(), CHECKED, False),  # a checked task waits for its first healthy result
-    (task(health="starting"), CHECKED, False),
-    (task(health="healthy"), CHECKED, True),
-    (task(health="healthy", desired="shutdown"), CHECKED, False),  # told to stop: out at once
-    (task(state="failed"), PLAIN, False),
-    (task(endpoint=Endpoint("10.0.0.1")), PLAIN, False),  # nothing to reach it on
-    (task(), None, True),  # its spec version is gone: judged as unchecked
-    # No port, but an address on an overlay network: reached there (by VIP and DNS).
-    (task(endpoint=Endpoint("10.0.0.1", (), {"appnet": "10.200.0.2"})), PLAIN, True),
-])
+@pytest.mark.parametrize(
+    "t, spec, expected",
+    [
+        (task(), PLAIN, True),  # no check: running is enough
+        (task(state="starting"), PLAIN, False),
+        (task(health="unhealthy"), PLAIN, False),  # the image's own check still counts
+        (task(), CHECKED, False),  # a checked task waits for its first healthy result
+        (task(health="starting"), CHECKED, False),
+        (task(health="healthy"), CHECKED, True),
+        (task(health="healthy", desired="shutdown"), CHECKED, False),  # told to stop: out at once
+        (task(state="failed"), PLAIN, False),
+        (task(endpoint=Endpoint("10.0.0.1")), PLAIN, False),  # nothing to reach it on
+        (task(), None, True),  # its spec version is gone: judged as unchecked
+        # No port, but an address on an overlay network: reached there (by VIP and DNS).
+        (task(endpoint=Endpoint("10.0.0.1", (), {"appnet": "10.200.0.2"})), PLAIN, True),
+    ],
+)
 def test_which_tasks_are_announced(t, spec, expected):
     assert announced(t, spec) is expected
 
@@ -95,8 +98,9 @@ def test_endpoint_keys_round_trip_and_other_keys_are_not_endpoints():
 # -- the table from the announcer's point of view -------------------------------------------
 
 TASKS = ["t1", "t2", "t3"]
-steps = st.lists(st.dictionaries(st.sampled_from(TASKS), st.integers(31000, 31003)),
-                 min_size=1, max_size=6)
+steps = st.lists(
+    st.dictionaries(st.sampled_from(TASKS), st.integers(31000, 31003)), min_size=1, max_size=6
+)
 
 
 def value(port: int) -> dict:

@@ -50,13 +50,19 @@ class Observers:
 @pytest.fixture
 async def mesh():
     source = StateSource(NODE)
-    gossip = GossipService(GossipServiceConfig(node_id=NODE, secret=b"k" * 32,
-                                               host="127.0.0.1", port=free_port()))
+    gossip = GossipService(
+        GossipServiceConfig(node_id=NODE, secret=b"k" * 32, host="127.0.0.1", port=free_port())
+    )
     await gossip.start()
     observers = Observers()
     published = free_port()
-    mesh = Mesh(MeshConfig(NODE, ingress_address="127.0.0.1", dns_port=0), gossip=gossip,
-                read_state=source.read, subscribe=asyncio.Event, on_report=observers.register)
+    mesh = Mesh(
+        MeshConfig(NODE, ingress_address="127.0.0.1", dns_port=0),
+        gossip=gossip,
+        read_state=source.read,
+        subscribe=asyncio.Event,
+        on_report=observers.register,
+    )
     await mesh.start()
     try:
         yield mesh, source, gossip, observers, published
@@ -66,11 +72,20 @@ async def mesh():
 
 
 async def running_task(source: StateSource, published: int, **health) -> str:
-    await source.create_service({"name": "web", "image": "process", "command": ["true"],
-                                 "ports": [f"{published}:80"], **health})
+    await source.create_service(
+        {
+            "name": "web",
+            "image": "process",
+            "command": ["true"],
+            "ports": [f"{published}:80"],
+            **health,
+        }
+    )
     (task_id,) = await source.assign("web", 1)
     endpoint = Endpoint("127.0.0.1", (PortBinding(80, 31000),))
-    await source.submit(ReportTaskStatus(NODE, 3.0, (TaskReport(task_id, "running", endpoint=endpoint),)))
+    await source.submit(
+        ReportTaskStatus(NODE, 3.0, (TaskReport(task_id, "running", endpoint=endpoint),))
+    )
     return task_id
 
 
@@ -86,7 +101,10 @@ async def test_a_failure_the_agent_sees_is_withdrawn_before_the_state_knows(mesh
     await mesh.sync()
     (port,) = mesh.serving()
     assert (port["published_port"], port["listening"], port["endpoints"]) == (
-        published, True, ["127.0.0.1:31000"])
+        published,
+        True,
+        ["127.0.0.1:31000"],
+    )
 
     observers.observe(TaskReport(task_id, "failed", error="killed"))
     mesh.announce()

@@ -10,15 +10,18 @@ from node.agent.translate import run_spec
 from node.mesh.task_dns import task_dns_servers
 
 
-@pytest.mark.parametrize("address, port, expected", [
-    ("10.0.0.5", 53, ("10.0.0.5",)),
-    ("10.0.0.5", 7423, ()),  # resolv.conf has no port field
-    ("127.0.0.2", 53, ()),  # inside a container, loopback is the container's own
-    ("0.0.0.0", 53, ()),
-    ("::1", 53, ()),
-    ("fd00::5", 53, ("fd00::5",)),
-    ("node1.example", 53, ()),  # resolv.conf takes addresses only
-])
+@pytest.mark.parametrize(
+    "address, port, expected",
+    [
+        ("10.0.0.5", 53, ("10.0.0.5",)),
+        ("10.0.0.5", 7423, ()),  # resolv.conf has no port field
+        ("127.0.0.2", 53, ()),  # inside a container, loopback is the container's own
+        ("0.0.0.0", 53, ()),
+        ("::1", 53, ()),
+        ("fd00::5", 53, ("fd00::5",)),
+        ("node1.example", 53, ()),  # resolv.conf takes addresses only
+    ],
+)
 def test_task_dns_servers(address, port, expected):
     assert task_dns_servers(address, port) == expected
 

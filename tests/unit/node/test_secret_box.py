@@ -27,30 +27,39 @@ def test_plaintext_is_not_in_the_sealed_bytes_and_nonces_differ():
     assert marker[:14] not in first and first != second
 
 
-@pytest.mark.parametrize("change", [
-    lambda b: b[:-1] + bytes([b[-1] ^ 1]),       # tag
-    lambda b: b[:20] + bytes([b[20] ^ 1]) + b[21:],  # ciphertext
-    lambda b: b[:5] + bytes([b[5] ^ 1]) + b[6:],     # nonce
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda b: b[:-1] + bytes([b[-1] ^ 1]),  # tag
+        lambda b: b[:20] + bytes([b[20] ^ 1]) + b[21:],  # ciphertext
+        lambda b: b[:5] + bytes([b[5] ^ 1]) + b[6:],  # nonce
+    ],
+)
 def test_tampering_is_refused(change):
     sealed = box.seal("db", b"hunter2 hunter2")
     with pytest.raises(SecretSealError, match="does not open"):
         box.open("db", change(sealed))
 
 
-@pytest.mark.parametrize("sealed_for, opened_as, opener, error", [
-    ("db", "db2", box, "does not open"),
-    ("db", "db", SecretBox(b"o" * 32), "does not open"),
-])
+@pytest.mark.parametrize(
+    "sealed_for, opened_as, opener, error",
+    [
+        ("db", "db2", box, "does not open"),
+        ("db", "db", SecretBox(b"o" * 32), "does not open"),
+    ],
+)
 def test_wrong_name_or_cluster_is_refused(sealed_for, opened_as, opener, error):
     with pytest.raises(SecretSealError, match=error):
         opener.open(opened_as, box.seal(sealed_for, b"hunter2"))
 
 
-@pytest.mark.parametrize("sealed, error", [
-    (b"", "shorter than a sealed secret"),
-    (b"\x02" + b"\x00" * 40, "data.version"),
-])
+@pytest.mark.parametrize(
+    "sealed, error",
+    [
+        (b"", "shorter than a sealed secret"),
+        (b"\x02" + b"\x00" * 40, "data.version"),
+    ],
+)
 def test_malformed_is_refused_naming_the_field(sealed, error):
     with pytest.raises(SecretSealError, match=error):
         box.open("db", sealed)

@@ -19,8 +19,15 @@ def test_token_round_trip_and_keys_depend_on_the_secret():
     assert not keys.check_join_proof(b"other payload", proof)
 
 
-@pytest.mark.parametrize("token", ["", "SHOAL1-xyz", "SHOAL2-0123456789abcdef-" + "A" * 52,
-                                   "SHOAL1-0123456789abcdef-" + "1" * 52])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "SHOAL1-xyz",
+        "SHOAL2-0123456789abcdef-" + "A" * 52,
+        "SHOAL1-0123456789abcdef-" + "1" * 52,
+    ],
+)
 def test_malformed_tokens_are_refused_with_a_hint(token):
     with pytest.raises(TokenError, match="shoal cluster token"):
         ClusterKeys.from_token(token)

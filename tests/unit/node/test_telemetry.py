@@ -17,8 +17,7 @@ from node.telemetry import Telemetry
 def samples(telemetry: Telemetry, name: str) -> dict[tuple, float]:
     body, _ = telemetry.render("")
     (family,) = [f for f in text_string_to_metric_families(body.decode()) if f.name == name]
-    return {tuple(s.labels.values()): s.value for s in family.samples
-            if s.name == f"{name}_total"}
+    return {tuple(s.labels.values()): s.value for s in family.samples if s.name == f"{name}_total"}
 
 
 async def test_requests_are_counted_by_route_template_method_and_status():
@@ -37,8 +36,13 @@ async def test_requests_are_counted_by_route_template_method_and_status():
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:
-            for path in ("/v1/things/a", "/v1/things/b", "/v1/x/../../etc/passwd", "/random-1",
-                         "/random-2"):
+            for path in (
+                "/v1/things/a",
+                "/v1/things/b",
+                "/v1/x/../../etc/passwd",
+                "/random-1",
+                "/random-2",
+            ):
                 async with session.get(server.make_url(path)):
                     pass
             async with session.post(server.make_url("/v1/things"), json={}) as resp:

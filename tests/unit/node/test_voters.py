@@ -11,9 +11,18 @@ GRACE = 60.0
 
 
 def _node(i: int, role: str = "member", status: str = "ready", changed: float = 0.0) -> Node:
-    return Node(id=f"id{i}", name=f"n{i}", address=f"127.0.0.{i}", api_port=7420,
-                raft_port=7421, gossip_port=7422, role=role, status=status,
-                joined_at=float(i), status_changed_at=changed)
+    return Node(
+        id=f"id{i}",
+        name=f"n{i}",
+        address=f"127.0.0.{i}",
+        api_port=7420,
+        raft_port=7421,
+        gossip_port=7422,
+        role=role,
+        status=status,
+        joined_at=float(i),
+        status_changed_at=changed,
+    )
 
 
 def test_target_is_the_largest_odd_number_up_to_five():
@@ -35,14 +44,12 @@ def test_two_nodes_keep_a_single_voter_and_six_keep_five():
 
 
 def test_a_voter_down_within_its_grace_keeps_its_seat():
-    nodes = [_node(1, "voter"), _node(2, "voter"), _node(3, "voter", "down", changed=90),
-             _node(4)]
+    nodes = [_node(1, "voter"), _node(2, "voter"), _node(3, "voter", "down", changed=90), _node(4)]
     assert plan_voter_change(nodes, "id1", now=100, grace=GRACE) is None
 
 
 def test_a_voter_down_past_its_grace_is_replaced_by_a_member_promoted_first():
-    nodes = [_node(1, "voter"), _node(2, "voter"), _node(3, "voter", "down", changed=10),
-             _node(4)]
+    nodes = [_node(1, "voter"), _node(2, "voter"), _node(3, "voter", "down", changed=10), _node(4)]
     change = plan_voter_change(nodes, "id1", now=100, grace=GRACE)
     assert (change.action, change.node.id) == ("promote", "id4")
     nodes[3] = dataclasses.replace(nodes[3], role="voter")
@@ -84,7 +91,8 @@ def test_autopilot_never_goes_below_three_voters_while_three_nodes_exist():
             if change is not None:
                 k = next(j for j, n in enumerate(nodes) if n.id == change.node.id)
                 nodes[k] = dataclasses.replace(
-                    nodes[k], role="voter" if change.action == "promote" else "member")
+                    nodes[k], role="voter" if change.action == "promote" else "member"
+                )
             seated = sum(n.role == "voter" for n in nodes)
             assert seated >= 3, (seed, nodes, change)
 

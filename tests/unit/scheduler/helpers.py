@@ -26,8 +26,16 @@ GiB = 1 << 30
 
 
 def make_node(i: int, cpu: int = 4000, memory: int = 4 * GiB, **fields: Any) -> Node:
-    return Node(id=f"n{i}", name=f"node{i}", address=f"127.0.0.{i + 1}", api_port=7420,
-                raft_port=7421, gossip_port=7422, resources=Resources(cpu, memory), **fields)
+    return Node(
+        id=f"n{i}",
+        name=f"node{i}",
+        address=f"127.0.0.{i + 1}",
+        api_port=7420,
+        raft_port=7421,
+        gossip_port=7422,
+        resources=Resources(cpu, memory),
+        **fields,
+    )
 
 
 class Cluster:
@@ -80,10 +88,17 @@ class Cluster:
         raise AssertionError(f"no quiescence after {max_rounds} rounds")
 
     def report(self, task: Task, state: str, **fields: Any) -> Result:
-        return self.ok(ReportTaskStatus(task.node_id, self.now, (TaskReport(task.id, state, **fields),)))
+        return self.ok(
+            ReportTaskStatus(task.node_id, self.now, (TaskReport(task.id, state, **fields),))
+        )
 
     def live(self, service: str | None = None) -> list[Task]:
         """Tasks told to run, by slot."""
-        return sorted((t for t in tasks(self.state).values()
-                       if t.desired == "running" and (service is None or t.service == service)),
-                      key=lambda t: (t.slot, t.node_id))
+        return sorted(
+            (
+                t
+                for t in tasks(self.state).values()
+                if t.desired == "running" and (service is None or t.service == service)
+            ),
+            key=lambda t: (t.slot, t.node_id),
+        )

@@ -14,31 +14,40 @@ from consensus.tasks import services, tasks
 from scheduler.autoscale import decide, evaluate, fresh_samples, per_replica
 from tests.unit.scheduler.helpers import Cluster
 
-RPS = AutoscaleSpec(min=1, max=5, metric="rps", target=20.0, cooldown_up=30.0,
-                    cooldown_down=120.0)
+RPS = AutoscaleSpec(min=1, max=5, metric="rps", target=20.0, cooldown_up=30.0, cooldown_down=120.0)
 NOW = 10_000.0
 LONG_AGO = NOW - 1000.0
 
 
-@pytest.mark.parametrize("current, running, value, last_change, desired, words", [
-    # value is per replica; desired = ceil(running * value / target), within [1, 5]
-    (1, 1, 45.0, LONG_AGO, 3, "45.0 requests/s per replica, target 20: 1 -> 3"),
-    (1, 1, 500.0, LONG_AGO, 5, "1 -> 5"),
-    (3, 3, 2.0, LONG_AGO, 1, "3 -> 1"),
-    (3, 3, 0.0, LONG_AGO, 1, "3 -> 1"),
-    (2, 2, 21.9, LONG_AGO, 2, "within the tolerance of 10%"),
-    (2, 2, 18.1, LONG_AGO, 2, "within the tolerance"),
-    (2, 2, 40.0, LONG_AGO, 4, "2 -> 4"),  # exactly twice the target: twice the replicas
-    (5, 5, 90.0, LONG_AGO, 5, "at the maximum (5 replicas)"),
-    (1, 1, 5.0, LONG_AGO, 1, "at the minimum (1 replicas)"),
-    (3, 1, 50.0, LONG_AGO, 3, "already"),  # two replicas still starting
-    (1, 1, 45.0, NOW - 10.0, 1, "scale-up to 3 waits for the cooldown (20 s left)"),
-    (3, 3, 2.0, NOW - 100.0, 3, "scale-down to 1 waits for the cooldown (20 s left)"),
-    (3, 3, 2.0, NOW - 120.0, 1, "3 -> 1"),
-    (1, 0, None, LONG_AGO, 1, "no running replica to measure"),
-    (0, 0, None, NOW, 1, "0 replicas is outside the minimum of 1"),  # set by hand: fixed at once
-    (9, 9, 50.0, NOW, 5, "9 replicas is outside the maximum of 5"),
-])
+@pytest.mark.parametrize(
+    "current, running, value, last_change, desired, words",
+    [
+        # value is per replica; desired = ceil(running * value / target), within [1, 5]
+        (1, 1, 45.0, LONG_AGO, 3, "45.0 requests/s per replica, target 20: 1 -> 3"),
+        (1, 1, 500.0, LONG_AGO, 5, "1 -> 5"),
+        (3, 3, 2.0, LONG_AGO, 1, "3 -> 1"),
+        (3, 3, 0.0, LONG_AGO, 1, "3 -> 1"),
+        (2, 2, 21.9, LONG_AGO, 2, "within the tolerance of 10%"),
+        (2, 2, 18.1, LONG_AGO, 2, "within the tolerance"),
+        (2, 2, 40.0, LONG_AGO, 4, "2 -> 4"),  # exactly twice the target: twice the replicas
+        (5, 5, 90.0, LONG_AGO, 5, "at the maximum (5 replicas)"),
+        (1, 1, 5.0, LONG_AGO, 1, "at the minimum (1 replicas)"),
+        (3, 1, 50.0, LONG_AGO, 3, "already"),  # two replicas still starting
+        (1, 1, 45.0, NOW - 10.0, 1, "scale-up to 3 waits for the cooldown (20 s left)"),
+        (3, 3, 2.0, NOW - 100.0, 3, "scale-down to 1 waits for the cooldown (20 s left)"),
+        (3, 3, 2.0, NOW - 120.0, 1, "3 -> 1"),
+        (1, 0, None, LONG_AGO, 1, "no running replica to measure"),
+        (
+            0,
+            0,
+            None,
+            NOW,
+            1,
+            "0 replicas is outside the minimum of 1",
+        ),  # set by hand: fixed at once
+        (9, 9, 50.0, NOW, 5, "9 replicas is outside the maximum of 5"),
+    ],
+)
 def test_decision_table(current, running, value, last_change, desired, words):
     decision = decide("web", RPS, current, running, value, NOW, last_change)
     assert decision.desired == desired and words in decision.reason
@@ -53,10 +62,21 @@ def test_a_held_change_says_when_to_look_again():
 
 policies = st.builds(
     lambda lo, extra, target, tol, up, down: AutoscaleSpec(
-        min=lo, max=lo + extra, target=target, metric="rps", tolerance=tol,
-        cooldown_up=up, cooldown_down=down),
-    st.integers(1, 10), st.integers(0, 20), st.floats(0.1, 1000.0), st.floats(0.0, 0.5),
-    st.integers(0, 300), st.integers(0, 600))
+        min=lo,
+        max=lo + extra,
+        target=target,
+        metric="rps",
+        tolerance=tol,
+        cooldown_up=up,
+        cooldown_down=down,
+    ),
+    st.integers(1, 10),
+    st.integers(0, 20),
+    st.floats(0.1, 1000.0),
+    st.floats(0.0, 0.5),
+    st.integers(0, 300),
+    st.integers(0, 600),
+)
 # Whole seconds: times this close to the float resolution of NOW are not what is tested.
 ages = st.integers(0, 1000)
 loads = st.floats(0.0, 1e6, allow_nan=False)
@@ -66,7 +86,8 @@ loads = st.floats(0.0, 1e6, allow_nan=False)
 def test_the_decision_is_always_within_bounds(policy, current, running, value, since):
     decision = decide("web", policy, current, running, value, NOW, NOW - since)
     assert policy.min <= decision.desired <= policy.max or (
-        not decision.changes and policy.min <= current <= policy.max)
+        not decision.changes and policy.min <= current <= policy.max
+    )
 
 
 @given(policies, st.integers(1, 40), st.floats(-1.0, 1.0), ages)
@@ -117,8 +138,13 @@ def test_evaluate_reads_running_tasks_reports_and_the_last_change_from_the_state
     web = services(c.state)["web"]
     c.ok(ReportMetrics("n0", NOW - 2.0, (ServiceSample("web", web.id, 1, rps=30.0),)))
     c.ok(ReportMetrics("n1", NOW - 3.0, (ServiceSample("web", web.id, 0, rps=35.0),)))
-    (decision,) = evaluate(services(c.state), tasks(c.state).values(),
-                           node_metrics(c.state).values(), NOW, max_age=15.0)
+    (decision,) = evaluate(
+        services(c.state),
+        tasks(c.state).values(),
+        node_metrics(c.state).values(),
+        NOW,
+        max_age=15.0,
+    )
     assert (decision.service, decision.current, decision.desired) == ("web", 1, 4)
     assert decision.value == 65.0
     # Right after the service changed, the same load waits out the scale-up cooldown.

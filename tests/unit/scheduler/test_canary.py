@@ -68,11 +68,14 @@ def test_promote_is_refused_without_a_canary_waiting():
     assert refused.code == 409 and "no canary" in refused.error
 
 
-@pytest.mark.parametrize("plain, field", [
-    ({"update": {"canary": -1}}, "update.canary"),
-    ({"update": {"auto_promote": "-1s"}}, "update.auto_promote"),
-    ({"rollback": {"canary": 1}}, "rollback.canary"),
-])
+@pytest.mark.parametrize(
+    "plain, field",
+    [
+        ({"update": {"canary": -1}}, "update.canary"),
+        ({"update": {"auto_promote": "-1s"}}, "update.auto_promote"),
+        ({"rollback": {"canary": 1}}, "rollback.canary"),
+    ],
+)
 def test_bad_canary_settings_name_their_field(plain, field):
     with pytest.raises(SpecError) as caught:
         parse_service_spec({"name": "web", "image": "busybox", **plain})

@@ -25,8 +25,9 @@ def at(text: str) -> float:
 
 
 def make_cron(c: Cluster, name: str = "tick", schedule_: str = "*/5 * * * *", **fields) -> None:
-    spec = parse_cron_spec({"name": name, "schedule": schedule_,
-                            "template": {"image": "busybox"}, **fields})
+    spec = parse_cron_spec(
+        {"name": name, "schedule": schedule_, "template": {"image": "busybox"}, **fields}
+    )
     c.ok(CreateCron(f"cron-{name}", spec, c.now))
 
 
@@ -132,8 +133,13 @@ def test_finished_runs_beyond_the_history_are_removed_and_deleting_the_cron_remo
 
 def test_a_template_names_only_configs_that_exist_and_they_stay_while_it_does():
     c = Cluster(1)
-    spec = parse_cron_spec({"name": "tick", "schedule": "* * * * *",
-                            "template": {"image": "busybox", "configs": ["conf"]}})
+    spec = parse_cron_spec(
+        {
+            "name": "tick",
+            "schedule": "* * * * *",
+            "template": {"image": "busybox", "configs": ["conf"]},
+        }
+    )
     refused = c.state.apply(CreateCron("c1", spec, c.now))
     assert refused.code == 400 and refused.error.startswith("template.configs[0].source")
     c.ok(CreateBlob("config", "b1", "conf", 1, b"x"))
@@ -152,20 +158,24 @@ def test_a_run_that_cannot_start_is_recorded_and_not_retried():
     assert decide(cron, at("00:05:01"), active=False).fire is None
 
 
-@pytest.mark.parametrize("plain, field", [
-    ({"name": "x" * 53}, "name"),
-    ({"history": -1}, "history"),
-    ({"concurrency": "sometimes"}, "concurrency"),
-    ({"starting_deadline": "soon"}, "starting_deadline"),
-    ({"template": {"image": ""}}, "template.image"),
-    ({"template": {"image": "b", "job": {"completions": 0}}}, "template.job.completions"),
-    ({"template": "busybox"}, "template"),
-    ({"template": {"image": "b", "name": "other"}}, "template.name"),
-])
+@pytest.mark.parametrize(
+    "plain, field",
+    [
+        ({"name": "x" * 53}, "name"),
+        ({"history": -1}, "history"),
+        ({"concurrency": "sometimes"}, "concurrency"),
+        ({"starting_deadline": "soon"}, "starting_deadline"),
+        ({"template": {"image": ""}}, "template.image"),
+        ({"template": {"image": "b", "job": {"completions": 0}}}, "template.job.completions"),
+        ({"template": "busybox"}, "template"),
+        ({"template": {"image": "b", "name": "other"}}, "template.name"),
+    ],
+)
 def test_a_bad_cron_spec_names_its_field(plain, field):
     with pytest.raises(SpecError) as caught:
-        parse_cron_spec({"name": "tick", "schedule": "* * * * *",
-                         "template": {"image": "busybox"}, **plain})
+        parse_cron_spec(
+            {"name": "tick", "schedule": "* * * * *", "template": {"image": "busybox"}, **plain}
+        )
     assert caught.value.field == field
 
 

@@ -66,7 +66,7 @@ def test_failures_retry_with_doubling_backoff_until_the_limit_then_the_job_fails
             break
         assert not active(c, "flaky")  # waiting out the backoff
         delay = job_backoff(services(c.state)["flaky"].spec.job, attempt + 1)
-        assert delay == 10.0 * 2 ** attempt
+        assert delay == 10.0 * 2**attempt
         assert c.wake_at == c.now + delay
         c.now += delay - 0.5
         c.settle()
@@ -161,14 +161,17 @@ def test_job_backoff_doubles_and_is_capped():
     assert job_backoff(JobConfig(backoff_delay=0), 3) == 0.0
 
 
-@pytest.mark.parametrize("job, field", [
-    ({"completions": 0}, "job.completions"),
-    ({"parallelism": -1}, "job.parallelism"),
-    ({"backoff_limit": 5000}, "job.backoff_limit"),
-    ({"deadline": "-1s"}, "job.deadline"),
-    ({"ttl_after_finished": "soon"}, "job.ttl_after_finished"),
-    ({"surprise": 1}, "job.surprise"),
-])
+@pytest.mark.parametrize(
+    "job, field",
+    [
+        ({"completions": 0}, "job.completions"),
+        ({"parallelism": -1}, "job.parallelism"),
+        ({"backoff_limit": 5000}, "job.backoff_limit"),
+        ({"deadline": "-1s"}, "job.deadline"),
+        ({"ttl_after_finished": "soon"}, "job.ttl_after_finished"),
+        ({"surprise": 1}, "job.surprise"),
+    ],
+)
 def test_a_bad_job_config_names_its_field(job, field):
     with pytest.raises(SpecError) as caught:
         parse_service_spec({"name": "j", "image": "busybox", "job": job})

@@ -26,8 +26,13 @@ class Harness:
         self.applied = asyncio.Condition()
         self.proposals: list[AssignTasks] = []
         self.fail_next = 0
-        self.loop = SchedulerLoop(read_state=lambda: StateView.capture(cluster.state), changed=self.changed,
-                                  propose=propose or self.propose, is_leader=lambda: self.leader, retry_delay=0.05)
+        self.loop = SchedulerLoop(
+            read_state=lambda: StateView.capture(cluster.state),
+            changed=self.changed,
+            propose=propose or self.propose,
+            is_leader=lambda: self.leader,
+            retry_delay=0.05,
+        )
 
     async def propose(self, cmd: AssignTasks) -> Result:
         if self.fail_next:

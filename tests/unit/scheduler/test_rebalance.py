@@ -39,8 +39,9 @@ def run(c: Cluster, rounds: int, watch: list, stopped: dict | None = None) -> No
                 stopped[task.id] = task.message
         live = c.live("web")
         per_slot = Counter(t.slot for t in live)
-        watch.append((sum(t.state == "running" for t in live),
-                      sum(1 for n in per_slot.values() if n > 1)))
+        watch.append(
+            (sum(t.state == "running" for t in live), sum(1 for n in per_slot.values() if n > 1))
+        )
         agents(c)
         c.now += 1
 
@@ -126,9 +127,17 @@ def test_a_drain_with_a_budget_of_one_moves_one_task_at_a_time():
 
 def test_the_budget_is_a_count_or_a_percentage_of_the_replicas():
     def budget(value, replicas=8):
-        return parse_service_spec({"name": "w", "image": "b", "replicas": replicas,
-                                   "max_unavailable": value}).move_budget
-    assert (budget(2), budget("3"), budget("25%"), budget("10%"), budget("100%", 3)) == (2, 3, 2, 1, 3)
+        return parse_service_spec(
+            {"name": "w", "image": "b", "replicas": replicas, "max_unavailable": value}
+        ).move_budget
+
+    assert (budget(2), budget("3"), budget("25%"), budget("10%"), budget("100%", 3)) == (
+        2,
+        3,
+        2,
+        1,
+        3,
+    )
     for bad in (0, "0%", "101%", "half", "-1"):
         with pytest.raises(SpecError) as caught:
             budget(bad)

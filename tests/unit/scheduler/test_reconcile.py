@@ -70,7 +70,9 @@ def test_drain_moves_tasks_off_and_pause_keeps_them():
     by_node = Counter(t.node_id for t in c.live())
     assert by_node["n2"] == 0 and by_node["n1"] == 2 and by_node["n0"] == 4
     drained = [t for t in tasks(c.state).values() if t.node_id == "n2"]
-    assert all(t.desired == "shutdown" and t.state == "assigned" for t in drained)  # its agent stops them
+    assert all(
+        t.desired == "shutdown" and t.state == "assigned" for t in drained
+    )  # its agent stops them
 
 
 def test_global_service_follows_nodes_joining_leaving_and_constraints():
@@ -119,10 +121,16 @@ def test_a_failed_task_is_replaced_after_its_backoff():
     assert c.wake_at == c.now + 20  # doubled
 
 
-@pytest.mark.parametrize("condition, end, restarted", [
-    ("any", "complete", True), ("any", "failed", True), ("on-failure", "complete", False),
-    ("on-failure", "failed", True), ("none", "failed", False),
-])
+@pytest.mark.parametrize(
+    "condition, end, restarted",
+    [
+        ("any", "complete", True),
+        ("any", "failed", True),
+        ("on-failure", "complete", False),
+        ("on-failure", "failed", True),
+        ("none", "failed", False),
+    ],
+)
 def test_restart_conditions(condition, end, restarted):
     c = Cluster(1)
     c.create(name="web", replicas=1, restart={"condition": condition, "delay": 0})
@@ -180,8 +188,16 @@ def test_backoff_grows_and_is_capped(restarts, delay):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["down", "ready", "drain", "active", "scale", "fail"]),
-                          st.integers(0, 3), st.integers(0, 8)), max_size=12))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["down", "ready", "drain", "active", "scale", "fail"]),
+            st.integers(0, 3),
+            st.integers(0, 8),
+        ),
+        max_size=12,
+    )
+)
 def test_every_slot_runs_at_most_once_through_any_history(events):
     c = Cluster(4)
     c.create(name="web", replicas=5, restart={"delay": 0})
@@ -202,7 +218,11 @@ def test_every_slot_runs_at_most_once_through_any_history(events):
         live = c.live()
         replicas = services(c.state)["web"].spec.replicas
         assert Counter(t.slot for t in live) == Counter(range(1, replicas + 1))
-        ready = {n.id for n in c.state.table("nodes").values() if n.status == "ready" and n.availability == "active"}
+        ready = {
+            n.id
+            for n in c.state.table("nodes").values()
+            if n.status == "ready" and n.availability == "active"
+        }
         assert all(t.node_id in ready for t in live if t.state == "assigned")
 
 

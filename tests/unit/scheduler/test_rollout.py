@@ -157,8 +157,11 @@ def test_failure_action_continue_goes_on():
 
 def test_failure_action_rollback_returns_to_the_previous_spec_by_itself():
     c = Cluster(3)
-    started(c, update={"monitor": 0, "failure_action": "rollback", "parallelism": 2},
-            rollback={"parallelism": 0})
+    started(
+        c,
+        update={"monitor": 0, "failure_action": "rollback", "parallelism": 2},
+        rollback={"parallelism": 0},
+    )
     old_ids = {t.id for t in c.live()}
     c.update("web", image="busybox:bad")
     c.round()
@@ -167,7 +170,12 @@ def test_failure_action_rollback_returns_to_the_previous_spec_by_itself():
     service = services(c.state)["web"]
     r = rollout(c)
     assert service.version == 3 and service.spec.image == "busybox"
-    assert (r.kind, r.state, r.from_version, r.config.parallelism) == ("rollback", "rolled_back", 2, 0)
+    assert (r.kind, r.state, r.from_version, r.config.parallelism) == (
+        "rollback",
+        "rolled_back",
+        2,
+        0,
+    )
     assert r.reason.startswith("update to version 2 failed: 2 of 3 replaced tasks failed")
     assert versions(c).count(3) == 2 and len(running(c)) == 3
     assert len(old_ids & {t.id for t in c.live()}) == 1  # the untouched slot kept its task
@@ -175,8 +183,12 @@ def test_failure_action_rollback_returns_to_the_previous_spec_by_itself():
 
 def test_a_failing_rollback_pauses_instead_of_rolling_back_again():
     c = Cluster(3)
-    started(c, update={"monitor": 0}, rollback={"monitor": 0, "failure_action": "rollback"},
-            restart={"delay": "1h"})
+    started(
+        c,
+        update={"monitor": 0},
+        rollback={"monitor": 0, "failure_action": "rollback"},
+        restart={"delay": "1h"},
+    )
     c.update("web", image="busybox:2")
     converge(c)
     c.ok(RollbackService("web", c.now))
@@ -234,8 +246,11 @@ def test_a_stale_rollout_record_is_refused():
 
 # -- properties over random agent behaviour -------------------------------------------------
 
-EVENTS = st.lists(st.tuples(st.sampled_from(["run", "stop", "tick", "round"]), st.integers(0, 20)),
-                  min_size=1, max_size=60)
+EVENTS = st.lists(
+    st.tuples(st.sampled_from(["run", "stop", "tick", "round"]), st.integers(0, 20)),
+    min_size=1,
+    max_size=60,
+)
 
 
 def random_agents(c: Cluster, kind: str, pick: int) -> None:
@@ -267,15 +282,23 @@ def slots_serving(c: Cluster) -> dict[int, list[Task]]:
 @given(st.integers(1, 3), EVENTS)
 def test_stop_first_never_has_more_than_parallelism_slots_down(parallelism, events):
     c = Cluster(3)
-    c.create(name="web", replicas=4, health={"kind": "tcp", "port": 80},
-             update={"parallelism": parallelism, "monitor": "1s"})
+    c.create(
+        name="web",
+        replicas=4,
+        health={"kind": "tcp", "port": 80},
+        update={"parallelism": parallelism, "monitor": "1s"},
+    )
     converge(c)
     c.update("web", image="busybox:2")
     for kind, pick in events:
         random_agents(c, kind, pick)
         down = [slot for slot, tasks_there in slots_serving(c).items() if not tasks_there]
         assert len(down) <= parallelism
-        new = Counter(t.slot for t in tasks(c.state).values() if t.spec_version == 2 and t.desired == "running")
+        new = Counter(
+            t.slot
+            for t in tasks(c.state).values()
+            if t.spec_version == 2 and t.desired == "running"
+        )
         assert max(new.values(), default=0) <= 1
     converge(c)
     assert versions(c) == [2, 2, 2, 2] and rollout(c).state == "completed"
@@ -285,8 +308,12 @@ def test_stop_first_never_has_more_than_parallelism_slots_down(parallelism, even
 @given(st.integers(0, 3), EVENTS)
 def test_start_first_always_keeps_every_slot_served(parallelism, events):
     c = Cluster(3)
-    c.create(name="web", replicas=4, health={"kind": "tcp", "port": 80},
-             update={"parallelism": parallelism, "monitor": "1s", "order": "start-first"})
+    c.create(
+        name="web",
+        replicas=4,
+        health={"kind": "tcp", "port": 80},
+        update={"parallelism": parallelism, "monitor": "1s", "order": "start-first"},
+    )
     converge(c)
     c.update("web", image="busybox:2")
     for kind, pick in events:

@@ -34,8 +34,12 @@ def test_a_slot_waits_for_its_down_node_and_returns_there():
     (slot,) = [s for s, node in before.items() if node == "n1"]
     c.node_status("n1", "down")
     c.settle()
-    assert pending_messages(c) == {slot: "the data of its named volumes is on node node1, which is down"}
-    assert {s: n for s, n in homes(c).items() if s != slot} == {s: n for s, n in before.items() if s != slot}
+    assert pending_messages(c) == {
+        slot: "the data of its named volumes is on node node1, which is down"
+    }
+    assert {s: n for s, n in homes(c).items() if s != slot} == {
+        s: n for s, n in before.items() if s != slot
+    }
     c.node_status("n1", "ready")
     c.settle()
     assert homes(c) == before
@@ -66,11 +70,23 @@ def test_a_restarted_task_and_an_updated_spec_stay_on_the_slots_node():
     assert homes(c) == before and {t.spec_version for t in c.live()} == {2}
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c.node_status("n0", "down"), "the data of its named volumes is on node node0, which is down"),
-    (lambda c: c.availability("n0", "drain"), "the data of its named volumes is on node node0, which is drained"),
-    (lambda c: c.availability("n0", "pause"), "the data of its named volumes is on node node0, which is paused"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda c: c.node_status("n0", "down"),
+            "the data of its named volumes is on node node0, which is down",
+        ),
+        (
+            lambda c: c.availability("n0", "drain"),
+            "the data of its named volumes is on node node0, which is drained",
+        ),
+        (
+            lambda c: c.availability("n0", "pause"),
+            "the data of its named volumes is on node node0, which is paused",
+        ),
+    ],
+)
 def test_each_reason_the_home_node_cannot_take_the_slot_is_explained(change, message):
     c = Cluster(2)
     c.create(name="db", constraints=["node.id==n0"], **DATA)
@@ -86,13 +102,23 @@ def spec(**plain):
 
 
 def placed_view(nodes, service: Service, history: list[Task]) -> StateView:
-    return StateView(ClusterInfo(), {n.id: n for n in nodes}, {service.name: service},
-                     {t.id: t for t in history})
+    return StateView(
+        ClusterInfo(), {n.id: n for n in nodes}, {service.name: service}, {t.id: t for t in history}
+    )
 
 
 def old_task(slot: int, node_id: str, created_at: float = 1.0, state: str = "failed") -> Task:
-    return Task(f"old-{slot}-{node_id}-{created_at}", "svc-db", "db", slot, 1, node_id=node_id,
-                desired="shutdown", state=state, created_at=created_at)
+    return Task(
+        f"old-{slot}-{node_id}-{created_at}",
+        "svc-db",
+        "db",
+        slot,
+        1,
+        node_id=node_id,
+        desired="shutdown",
+        state=state,
+        created_at=created_at,
+    )
 
 
 def new_task(slot: int, **fields) -> Task:
@@ -109,21 +135,26 @@ def test_a_full_or_departed_home_node_keeps_the_task_pending_with_the_reason():
     assert {u.task_id: u.explanation for u in result.unplaceable} == {
         "new-1": "the data of its named volumes is on node node0: insufficient memory on 1 node",
         "new-2": "the data of its named volumes is on node gone, which has left the cluster: set volume_affinity "
-                 "none to start the task elsewhere on an empty volume"}
+        "none to start the task elsewhere on an empty volume",
+    }
 
 
 def test_the_newest_placed_task_of_a_slot_is_its_home():
     service = Service("svc-db", spec())
     nodes = [make_node(i) for i in range(3)]
-    v = placed_view(nodes, service, [old_task(1, "n0", 1.0), old_task(1, "n2", 5.0),
-                                     old_task(1, "n1", 3.0)])
+    v = placed_view(
+        nodes, service, [old_task(1, "n0", 1.0), old_task(1, "n2", 5.0), old_task(1, "n1", 3.0)]
+    )
     assert place(v, [new_task(1)], seed=1).placements[0].node_id == "n2"
 
 
 @settings(max_examples=200)
-@given(statuses=st.lists(st.sampled_from(["joining", "ready", "down"]), min_size=1, max_size=6),
-       history=st.lists(st.one_of(st.none(), st.integers(0, 7)), min_size=1, max_size=8),
-       affinity=st.sampled_from(["node", "none"]), seed=st.integers(0, 1000))
+@given(
+    statuses=st.lists(st.sampled_from(["joining", "ready", "down"]), min_size=1, max_size=6),
+    history=st.lists(st.one_of(st.none(), st.integers(0, 7)), min_size=1, max_size=8),
+    affinity=st.sampled_from(["node", "none"]),
+    seed=st.integers(0, 1000),
+)
 def test_every_slot_with_a_home_goes_there_or_waits(statuses, history, affinity, seed):
     """History: per slot, the index of the node its last task ran on (an index past the
     nodes is a node that left), or None for a slot that never ran."""
@@ -142,4 +173,6 @@ def test_every_slot_with_a_home_goes_there_or_waits(statuses, history, affinity,
         elif f"n{at}" in ready:
             assert where[task_id] == f"n{at}"
         else:
-            assert task_id not in where and why[task_id].startswith("the data of its named volumes is on node")
+            assert task_id not in where and why[task_id].startswith(
+                "the data of its named volumes is on node"
+            )

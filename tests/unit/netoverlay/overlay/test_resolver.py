@@ -13,25 +13,37 @@ from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from netoverlay.overlay.resolver import Forward, NetworkResolver, decide, lookup, upstreams_from
 from netoverlay.overlay.types import OverlayNetwork, ServiceOnNetwork
 
-NET = OverlayNetwork("appnet", 4096, "10.200.0.0/20", "10.200.0.0/21", "10.200.0.0/26", "10.200.0.1",
-                     services=(ServiceOnNetwork("backend", "10.200.8.1", ("api",), ("10.200.0.66", "10.200.0.2")),
-                               ServiceOnNetwork("novip", "", (), ("10.200.0.5",))))
+NET = OverlayNetwork(
+    "appnet",
+    4096,
+    "10.200.0.0/20",
+    "10.200.0.0/21",
+    "10.200.0.0/26",
+    "10.200.0.1",
+    services=(
+        ServiceOnNetwork("backend", "10.200.8.1", ("api",), ("10.200.0.66", "10.200.0.2")),
+        ServiceOnNetwork("novip", "", (), ("10.200.0.5",)),
+    ),
+)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("backend", ("10.200.8.1",)),
-    ("BACKEND.appnet", ("10.200.8.1",)),
-    ("api", ("10.200.8.1",)),
-    ("api.appnet", ("10.200.8.1",)),
-    ("tasks.backend", ("10.200.0.2", "10.200.0.66")),
-    ("tasks.backend.appnet", ("10.200.0.2", "10.200.0.66")),
-    ("novip", ("10.200.0.5",)),
-    ("missing.appnet", None),
-    ("tasks.missing.appnet", None),
-    ("missing", Forward()),
-    ("example.com", Forward()),
-    ("backend.othernet", Forward()),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("backend", ("10.200.8.1",)),
+        ("BACKEND.appnet", ("10.200.8.1",)),
+        ("api", ("10.200.8.1",)),
+        ("api.appnet", ("10.200.8.1",)),
+        ("tasks.backend", ("10.200.0.2", "10.200.0.66")),
+        ("tasks.backend.appnet", ("10.200.0.2", "10.200.0.66")),
+        ("novip", ("10.200.0.5",)),
+        ("missing.appnet", None),
+        ("tasks.missing.appnet", None),
+        ("missing", Forward()),
+        ("example.com", Forward()),
+        ("backend.othernet", Forward()),
+    ],
+)
 def test_lookup(name, expected):
     assert lookup(NET, name.split(".")) == expected
 
@@ -45,7 +57,9 @@ def test_decide_answers_a_queries_and_nxdomain_in_the_network_zone():
     reply = DNSRecord.parse(decide(DNSRecord.question("nope.appnet").pack(), NET))
     assert reply.header.rcode == RCODE.NXDOMAIN
     aaaa = DNSRecord.parse(decide(DNSRecord.question("backend", "AAAA").pack(), NET))
-    assert (aaaa.header.rcode, aaaa.rr) == (RCODE.NOERROR, []), "IPv4 only: no AAAA, but the name exists"
+    assert (aaaa.header.rcode, aaaa.rr) == (RCODE.NOERROR, []), (
+        "IPv4 only: no AAAA, but the name exists"
+    )
     assert isinstance(decide(DNSRecord.question("example.com").pack(), NET), Forward)
 
 
@@ -102,8 +116,9 @@ async def test_the_server_answers_its_names_and_forwards_the_rest():
 async def test_without_an_upstream_answering_the_client_gets_servfail():
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))  # takes the queries and never answers
-    resolver = NetworkResolver(NET, ["127.0.0.1"], upstream_port=silent.getsockname()[1],
-                               forward_timeout=0.2)
+    resolver = NetworkResolver(
+        NET, ["127.0.0.1"], upstream_port=silent.getsockname()[1], forward_timeout=0.2
+    )
     resolver_port = (await resolver.start("127.0.0.1", 0))[1]
     try:
         assert (await ask(resolver_port, "outside.example")).header.rcode == RCODE.SERVFAIL

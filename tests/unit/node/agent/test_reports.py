@@ -32,13 +32,20 @@ TASK_IDS = ("t1", "t2", "t3")
 
 def assigned_state() -> ClusterState:
     state = ClusterState()
-    state.apply(RegisterNode(Node("n1", "node1", "127.0.0.1", 7420, 7421, 7422,
-                                  resources=Resources(4000, 1 << 30))))
-    state.apply(CreateService("s1", parse_service_spec({"name": "web", "image": "busybox",
-                                                        "replicas": 3}), 1.0))
+    state.apply(
+        RegisterNode(
+            Node("n1", "node1", "127.0.0.1", 7420, 7421, 7422, resources=Resources(4000, 1 << 30))
+        )
+    )
+    state.apply(
+        CreateService(
+            "s1", parse_service_spec({"name": "web", "image": "busybox", "replicas": 3}), 1.0
+        )
+    )
     created = tuple(Task(t, "s1", "web", i + 1, 1) for i, t in enumerate(TASK_IDS))
-    result = state.apply(AssignTasks(2.0, create=created,
-                                     assign=tuple(Assignment(t, "n1") for t in TASK_IDS)))
+    result = state.apply(
+        AssignTasks(2.0, create=created, assign=tuple(Assignment(t, "n1") for t in TASK_IDS))
+    )
     assert result.value["assigned"] == 3
     return state
 
@@ -46,15 +53,19 @@ def assigned_state() -> ClusterState:
 reports = st.builds(
     TaskReport,
     task_id=st.sampled_from(TASK_IDS),
-    state=st.sampled_from(["preparing", "starting", "running", "complete", "failed", "shutdown",
-                           "rejected"]),
+    state=st.sampled_from(
+        ["preparing", "starting", "running", "complete", "failed", "shutdown", "rejected"]
+    ),
     message=st.sampled_from(["", "m1", "m2"]),
     error=st.sampled_from(["", "e1", "e2"]),
     exit_code=st.none() | st.integers(0, 3),
     health=st.none() | st.sampled_from(["none", "starting", "healthy", "unhealthy"]),
-    endpoint=st.none() | st.builds(Endpoint, st.just("127.0.0.1"),
-                                   st.tuples(st.builds(PortBinding, st.just(80),
-                                                       st.integers(30000, 30002)))),
+    endpoint=st.none()
+    | st.builds(
+        Endpoint,
+        st.just("127.0.0.1"),
+        st.tuples(st.builds(PortBinding, st.just(80), st.integers(30000, 30002))),
+    ),
     runtime_id=st.sampled_from(["", "r1", "r2"]),
 )
 
@@ -98,22 +109,36 @@ def test_a_restored_batch_goes_under_newer_reports(seq, data):
 
 
 def test_merge_keeps_what_the_newer_report_leaves_empty():
-    older = TaskReport("t1", "running", message="up", error="", exit_code=None, health="starting",
-                       endpoint=Endpoint("127.0.0.1", (PortBinding(80, 30000),)), runtime_id="r1")
+    older = TaskReport(
+        "t1",
+        "running",
+        message="up",
+        error="",
+        exit_code=None,
+        health="starting",
+        endpoint=Endpoint("127.0.0.1", (PortBinding(80, 30000),)),
+        runtime_id="r1",
+    )
     newer = TaskReport("t1", "running", health="healthy")
-    assert merge(older, newer) == TaskReport("t1", "running", message="up", health="healthy",
-                                             endpoint=older.endpoint, runtime_id="r1")
+    assert merge(older, newer) == TaskReport(
+        "t1", "running", message="up", health="healthy", endpoint=older.endpoint, runtime_id="r1"
+    )
 
 
 def test_transitions_of_one_task_stay_in_order():
     pending = PendingReports()
-    for report in (TaskReport("t1", "running", health="starting"), TaskReport("t2", "running"),
-                   TaskReport("t1", "running", health="healthy"),
-                   TaskReport("t1", "failed", error="boom", exit_code=1)):
+    for report in (
+        TaskReport("t1", "running", health="starting"),
+        TaskReport("t2", "running"),
+        TaskReport("t1", "running", health="healthy"),
+        TaskReport("t1", "failed", error="boom", exit_code=1),
+    ):
         pending.add(report)
-    assert pending.take() == (TaskReport("t1", "running", health="healthy"),
-                              TaskReport("t1", "failed", error="boom", exit_code=1),
-                              TaskReport("t2", "running"))
+    assert pending.take() == (
+        TaskReport("t1", "running", health="healthy"),
+        TaskReport("t1", "failed", error="boom", exit_code=1),
+        TaskReport("t2", "running"),
+    )
 
 
 class Recorder:
@@ -141,7 +166,9 @@ class Recorder:
 
     async def until_committed(self, count: int) -> None:
         async with self._committed:
-            await asyncio.wait_for(self._committed.wait_for(lambda: len(self.commands) >= count), 10)
+            await asyncio.wait_for(
+                self._committed.wait_for(lambda: len(self.commands) >= count), 10
+            )
 
 
 async def test_sender_sends_one_command_per_round():
@@ -174,6 +201,8 @@ async def test_sender_keeps_reports_that_were_not_committed():
         await recorder.until_committed(1)
     finally:
         runner.cancel()
-    assert recorder.commands[0].reports == (TaskReport("t1", "running", health="starting"),
-                                            TaskReport("t2", "running"))
+    assert recorder.commands[0].reports == (
+        TaskReport("t1", "running", health="starting"),
+        TaskReport("t2", "running"),
+    )
     assert tasks(recorder.state)["t1"].health == "starting"

@@ -17,15 +17,20 @@ def test_join_command_is_the_plain_command_without_groups():
 
 def test_join_command_moves_the_process_then_execs(tmp_path):
     procs = tmp_path / "cgroup.procs"
-    out = subprocess.run(join_command((str(procs),), ("sh", "-c", "echo $$")),
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        join_command((str(procs),), ("sh", "-c", "echo $$")),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     # The pid written is the pid that ran the command: exec kept it.
     assert procs.read_text().strip() == out.strip()
 
 
 def test_join_command_fails_with_125_when_it_cannot_join(tmp_path):
-    result = subprocess.run(join_command((str(tmp_path / "no" / "cgroup.procs"),), ("true",)),
-                            capture_output=True)
+    result = subprocess.run(
+        join_command((str(tmp_path / "no" / "cgroup.procs"),), ("true",)), capture_output=True
+    )
     assert result.returncode == 125
 
 

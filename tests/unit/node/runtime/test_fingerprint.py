@@ -26,16 +26,23 @@ def test_cgroup_paths_split_co_mounted_controllers():
     assert cgroup_paths(text) == {"memory": "/a/b", "cpu": "/c", "cpuacct": "/c", "": "/unified"}
 
 
-@pytest.mark.parametrize("cpus, quota, period, expected", [
-    (4, None, None, 4000), (4, -1, 100000, 4000), (4, 150000, 100000, 1500),
-    (2, 800000, 100000, 2000),  # a quota above the cpus there are gives no more
-])
+@pytest.mark.parametrize(
+    "cpus, quota, period, expected",
+    [
+        (4, None, None, 4000),
+        (4, -1, 100000, 4000),
+        (4, 150000, 100000, 1500),
+        (2, 800000, 100000, 2000),  # a quota above the cpus there are gives no more
+    ],
+)
 def test_cpu_millis_respects_a_quota(cpus, quota, period, expected):
     assert cpu_millis(cpus, quota, period) == expected
 
 
-@pytest.mark.parametrize("limit, expected", [
-    (None, 8 << 30), (9223372036854771712, 8 << 30), (1 << 30, 1 << 30), (16 << 30, 8 << 30)])
+@pytest.mark.parametrize(
+    "limit, expected",
+    [(None, 8 << 30), (9223372036854771712, 8 << 30), (1 << 30, 1 << 30), (16 << 30, 8 << 30)],
+)
 def test_memory_respects_a_cgroup_limit(limit, expected):
     assert memory_bytes(8 << 30, limit) == expected
 

@@ -31,21 +31,29 @@ def mounts_of(*volumes) -> tuple[Mount, ...]:
 
 
 def test_the_spec_volumes_become_mounts():
-    assert mounts_of("data:/var/lib/data", "/srv/www:/www:ro", "/scratch",
-                     {"type": "tmpfs", "target": "/tmp/fast"}) == (
+    assert mounts_of(
+        "data:/var/lib/data",
+        "/srv/www:/www:ro",
+        "/scratch",
+        {"type": "tmpfs", "target": "/tmp/fast"},
+    ) == (
         Mount("/var/lib/data", "data", "volume"),
         Mount("/www", "/srv/www", "bind", read_only=True),
         Mount("/scratch", "", "volume"),
-        Mount("/tmp/fast", "", "tmpfs"))
+        Mount("/tmp/fast", "", "tmpfs"),
+    )
 
 
-@pytest.mark.parametrize("fields, reason", [
-    ({"target": "data"}, "target must be an absolute path"),
-    ({"target": "/d", "source": "rel", "type": "bind"}, "needs an absolute host path"),
-    ({"target": "/d", "source": "a/b"}, "is not a volume name"),
-    ({"target": "/d", "source": "x", "type": "tmpfs"}, "has a source"),
-    ({"target": "/d", "type": "nfs"}, "type must be volume, bind or tmpfs"),
-])
+@pytest.mark.parametrize(
+    "fields, reason",
+    [
+        ({"target": "data"}, "target must be an absolute path"),
+        ({"target": "/d", "source": "rel", "type": "bind"}, "needs an absolute host path"),
+        ({"target": "/d", "source": "a/b"}, "is not a volume name"),
+        ({"target": "/d", "source": "x", "type": "tmpfs"}, "has a source"),
+        ({"target": "/d", "type": "nfs"}, "type must be volume, bind or tmpfs"),
+    ],
+)
 def test_mounts_that_cannot_be_made_are_refused(fields, reason):
     with pytest.raises(ValueError, match=reason):
         Mount(**fields)
@@ -58,17 +66,37 @@ def test_a_refused_mount_is_a_translate_error():
         run_spec(TASK, bad, "127.0.0.1")
 
 
-@pytest.mark.parametrize("mount, expected", [
-    (Mount("/data", "data"), {"Target": "/data", "Type": "volume", "ReadOnly": False, "Source": "data",
-                              "VolumeOptions": {"Labels": {"shoal.volume": "data"}}}),
-    (Mount("/data", "data", read_only=True),
-     {"Target": "/data", "Type": "volume", "ReadOnly": True, "Source": "data",
-      "VolumeOptions": {"Labels": {"shoal.volume": "data"}}}),
-    (Mount("/scratch"), {"Target": "/scratch", "Type": "volume", "ReadOnly": False}),
-    (Mount("/www", "/srv", "bind", True), {"Target": "/www", "Type": "bind", "ReadOnly": True,
-                                           "Source": "/srv"}),
-    (Mount("/t", type="tmpfs"), {"Target": "/t", "Type": "tmpfs", "ReadOnly": False}),
-])
+@pytest.mark.parametrize(
+    "mount, expected",
+    [
+        (
+            Mount("/data", "data"),
+            {
+                "Target": "/data",
+                "Type": "volume",
+                "ReadOnly": False,
+                "Source": "data",
+                "VolumeOptions": {"Labels": {"shoal.volume": "data"}},
+            },
+        ),
+        (
+            Mount("/data", "data", read_only=True),
+            {
+                "Target": "/data",
+                "Type": "volume",
+                "ReadOnly": True,
+                "Source": "data",
+                "VolumeOptions": {"Labels": {"shoal.volume": "data"}},
+            },
+        ),
+        (Mount("/scratch"), {"Target": "/scratch", "Type": "volume", "ReadOnly": False}),
+        (
+            Mount("/www", "/srv", "bind", True),
+            {"Target": "/www", "Type": "bind", "ReadOnly": True, "Source": "/srv"},
+        ),
+        (Mount("/t", type="tmpfs"), {"Target": "/t", "Type": "tmpfs", "ReadOnly": False}),
+    ],
+)
 def test_docker_mounts(mount, expected):
     assert docker_mount(mount) == expected
 
@@ -81,21 +109,32 @@ def test_container_config_carries_the_mounts_only_when_there_are_some():
 
 
 def test_process_mounts_are_host_directories_named_after_the_target():
-    planned = process_mounts((Mount("/var/lib/data", "data"), Mount("/www", "/srv/www", "bind"),
-                              Mount("/scratch/"), Mount("/tmp/fast-io", type="tmpfs")),
-                             "/d", "/d/tasks/t1")
+    planned = process_mounts(
+        (
+            Mount("/var/lib/data", "data"),
+            Mount("/www", "/srv/www", "bind"),
+            Mount("/scratch/"),
+            Mount("/tmp/fast-io", type="tmpfs"),
+        ),
+        "/d",
+        "/d/tasks/t1",
+    )
     assert planned == (
         ProcessMount("/d/volumes/data", "data", "SHOAL_VOLUME_DATA", True),
         ProcessMount("/srv/www", "www", "SHOAL_VOLUME_WWW", False),
         ProcessMount("/d/tasks/t1/mounts/scratch", "scratch", "SHOAL_VOLUME_SCRATCH", True),
-        ProcessMount("/d/tasks/t1/mounts/fast-io", "fast-io", "SHOAL_VOLUME_FAST_IO", True))
+        ProcessMount("/d/tasks/t1/mounts/fast-io", "fast-io", "SHOAL_VOLUME_FAST_IO", True),
+    )
 
 
-@pytest.mark.parametrize("mounts, reason", [
-    ((Mount("/a/data", "x"), Mount("/b/data", "y")), r"mounts\[1\].*share the link ./data"),
-    ((Mount("/a/fast-io"), Mount("/b/fast_io")), r"mounts\[1\].*SHOAL_VOLUME_FAST_IO"),
-    ((Mount("/"),), r"mounts\[0\]: target '/' has no last part"),
-])
+@pytest.mark.parametrize(
+    "mounts, reason",
+    [
+        ((Mount("/a/data", "x"), Mount("/b/data", "y")), r"mounts\[1\].*share the link ./data"),
+        ((Mount("/a/fast-io"), Mount("/b/fast_io")), r"mounts\[1\].*SHOAL_VOLUME_FAST_IO"),
+        ((Mount("/"),), r"mounts\[0\]: target '/' has no last part"),
+    ],
+)
 def test_process_mounts_that_would_collide_are_refused(mounts, reason):
     with pytest.raises(MountError, match=reason):
         process_mounts(mounts, "/d", "/d/tasks/t1")
@@ -106,10 +145,16 @@ def test_prepared_mounts_are_linked_and_a_named_volume_outlives_the_task(tmp_pat
     work.mkdir(parents=True)
     bound = tmp_path / "host"
     bound.mkdir()
-    planned = process_mounts((Mount("/var/lib/data", "data"), Mount("/in", str(bound), "bind")),
-                             str(data_dir), str(work.parent))
+    planned = process_mounts(
+        (Mount("/var/lib/data", "data"), Mount("/in", str(bound), "bind")),
+        str(data_dir),
+        str(work.parent),
+    )
     env = prepare_mounts(planned, str(work))
-    assert env == {"SHOAL_VOLUME_DATA": str(data_dir / "volumes" / "data"), "SHOAL_VOLUME_IN": str(bound)}
+    assert env == {
+        "SHOAL_VOLUME_DATA": str(data_dir / "volumes" / "data"),
+        "SHOAL_VOLUME_IN": str(bound),
+    }
     (work / "data" / "file").write_text("kept")
     assert (data_dir / "volumes" / "data" / "file").read_text() == "kept"
     assert os.readlink(work / "in") == str(bound)
@@ -118,6 +163,8 @@ def test_prepared_mounts_are_linked_and_a_named_volume_outlives_the_task(tmp_pat
 
 
 def test_a_missing_bind_source_is_refused(tmp_path):
-    planned = process_mounts((Mount("/in", str(tmp_path / "nope"), "bind"),), str(tmp_path), str(tmp_path))
+    planned = process_mounts(
+        (Mount("/in", str(tmp_path / "nope"), "bind"),), str(tmp_path), str(tmp_path)
+    )
     with pytest.raises(MountError, match="is not a directory on this node"):
         prepare_mounts(planned, str(tmp_path))

@@ -23,14 +23,14 @@ def test_tail_offset_matches_the_last_lines(lines, final_newline, n):
         pieces[-1] = lines[-1]
     content = b"".join(pieces)
     expected = b"".join(pieces[-n:]) if n else b""
-    assert content[tail_offset(io.BytesIO(content), n):] == expected
+    assert content[tail_offset(io.BytesIO(content), n) :] == expected
 
 
 def test_tail_offset_across_chunk_boundaries(monkeypatch):
     monkeypatch.setattr(process_logs, "CHUNK", 7)
     content = b"".join(b"line %d\n" % i for i in range(50))
     f = io.BytesIO(content)
-    assert content[tail_offset(f, 3):] == b"line 47\nline 48\nline 49\n"
+    assert content[tail_offset(f, 3) :] == b"line 47\nline 48\nline 49\n"
 
 
 async def collect(chunks) -> bytes:
@@ -49,9 +49,16 @@ async def test_follow_log_streams_until_the_writer_ends(tmp_path):
     path = tmp_path / "output.log"
     path.write_bytes(b"old\n")
     writer = subprocess.Popen(
-        [sys.executable, "-u", "-c",
-         "import sys\nfor line in sys.stdin: print(line.strip(), flush=True)"],
-        stdin=subprocess.PIPE, stdout=open(path, "ab"), text=True)
+        [
+            sys.executable,
+            "-u",
+            "-c",
+            "import sys\nfor line in sys.stdin: print(line.strip(), flush=True)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=open(path, "ab"),
+        text=True,
+    )
     chunks = follow_log(str(path), writer.pid, None)
     seen = b""
     while b"old\n" not in seen:

@@ -20,9 +20,17 @@ from node.runtime.process_records import (
 
 
 def record(task_id: str = "t1") -> TaskRecord:
-    return TaskRecord(task_id, "web", 1, pid=4242, start_ticks=99, started_at=1.5,
-                      endpoints=(Endpoint(80, "tcp", "127.0.0.1", 40000),),
-                      labels={"shoal.task": task_id}, memory_limit_bytes=1 << 20)
+    return TaskRecord(
+        task_id,
+        "web",
+        1,
+        pid=4242,
+        start_ticks=99,
+        started_at=1.5,
+        endpoints=(Endpoint(80, "tcp", "127.0.0.1", 40000),),
+        labels={"shoal.task": task_id},
+        memory_limit_bytes=1 << 20,
+    )
 
 
 def test_records_round_trip_and_damaged_ones_are_skipped(tmp_path):
@@ -56,9 +64,17 @@ def test_publish_keeps_fixed_ports_and_picks_the_others():
 
 
 def test_port_environment():
-    endpoints = (Endpoint(80, "tcp", "h", 1001), Endpoint(53, "udp", "h", 1002),
-                 Endpoint(53, "tcp", "h", 1003))
+    endpoints = (
+        Endpoint(80, "tcp", "h", 1001),
+        Endpoint(53, "udp", "h", 1002),
+        Endpoint(53, "tcp", "h", 1003),
+    )
     assert port_environment(endpoints) == {
-        "PORT": "1001", "SHOAL_PORT_80": "1001", "SHOAL_PORT_80_TCP": "1001",
-        "SHOAL_PORT_53": "1002", "SHOAL_PORT_53_UDP": "1002", "SHOAL_PORT_53_TCP": "1003"}
+        "PORT": "1001",
+        "SHOAL_PORT_80": "1001",
+        "SHOAL_PORT_80_TCP": "1001",
+        "SHOAL_PORT_53": "1002",
+        "SHOAL_PORT_53_UDP": "1002",
+        "SHOAL_PORT_53_TCP": "1003",
+    }
     assert port_environment(()) == {}

@@ -15,11 +15,20 @@ from node.runtime import procfs
 
 @given(st.text(alphabet=st.characters(blacklist_characters="\n\x00"), max_size=15))
 def test_parse_stat_survives_any_command_name(comm):
-    line = (f"4242 ({comm}) S 1 4240 4240 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 1 0 987654 "
-            f"12345678 321 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n")
+    line = (
+        f"4242 ({comm}) S 1 4240 4240 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 1 0 987654 "
+        f"12345678 321 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+    )
     stat = procfs.parse_stat(line)
-    assert (stat.pid, stat.state, stat.pgrp, stat.utime, stat.stime, stat.start_ticks,
-            stat.rss_pages) == (4242, "S", 4240, 17, 5, 987654, 321)
+    assert (
+        stat.pid,
+        stat.state,
+        stat.pgrp,
+        stat.utime,
+        stat.stime,
+        stat.start_ticks,
+        stat.rss_pages,
+    ) == (4242, "S", 4240, 17, 5, 987654, 321)
 
 
 def test_own_process_is_running_and_a_wrong_start_time_is_not():
@@ -27,12 +36,13 @@ def test_own_process_is_running_and_a_wrong_start_time_is_not():
     assert me is not None and me.alive
     assert procfs.is_running(os.getpid(), me.start_ticks)
     assert not procfs.is_running(os.getpid(), me.start_ticks + 1)  # a reused pid
-    assert procfs.read_stat(2 ** 22 + 1) is None  # above pid_max: never a process
+    assert procfs.read_stat(2**22 + 1) is None  # above pid_max: never a process
 
 
 def test_group_members_lists_a_new_session():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                             start_new_session=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
     try:
         assert [m.pid for m in procfs.group_members(child.pid)] == [child.pid]
     finally:
@@ -42,8 +52,9 @@ def test_group_members_lists_a_new_session():
 
 
 async def test_wait_for_exit_wakes_when_the_process_ends():
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     ticks = procfs.read_stat(child.pid).start_ticks
     waiter = asyncio.ensure_future(procfs.wait_for_exit(child.pid, ticks))
     await asyncio.sleep(0.05)

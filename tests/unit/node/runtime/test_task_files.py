@@ -11,9 +11,11 @@ import pytest
 from node.runtime.model import TaskFile
 from node.runtime.task_files import docker_mounts, host_path, remove_files, tmpfs_root, write_files
 
-FILES = (TaskFile("secret", "db", "/run/secrets/db", 0o400, b"pw"),
-         TaskFile("secret", "key", "/run/secrets/tls/key", 0o444, b"k"),
-         TaskFile("config", "app", "/etc/app.conf", 0o444, b"port=80"))
+FILES = (
+    TaskFile("secret", "db", "/run/secrets/db", 0o400, b"pw"),
+    TaskFile("secret", "key", "/run/secrets/tls/key", 0o444, b"k"),
+    TaskFile("config", "app", "/etc/app.conf", 0o444, b"port=80"),
+)
 
 
 def test_files_land_at_their_paths_with_their_modes(tmp_path):
@@ -34,8 +36,18 @@ def test_files_land_at_their_paths_with_their_modes(tmp_path):
 def test_docker_mounts_bind_secrets_dir_once_and_other_files_each():
     mounts = docker_mounts("/shm/t1", FILES)
     assert mounts == [
-        {"Type": "bind", "Source": "/shm/t1/run/secrets", "Target": "/run/secrets", "ReadOnly": True},
-        {"Type": "bind", "Source": "/shm/t1/etc/app.conf", "Target": "/etc/app.conf", "ReadOnly": True},
+        {
+            "Type": "bind",
+            "Source": "/shm/t1/run/secrets",
+            "Target": "/run/secrets",
+            "ReadOnly": True,
+        },
+        {
+            "Type": "bind",
+            "Source": "/shm/t1/etc/app.conf",
+            "Target": "/etc/app.conf",
+            "ReadOnly": True,
+        },
     ]
     assert docker_mounts("/shm/t1", FILES[2:]) == mounts[1:]
 

@@ -14,8 +14,11 @@ def test_a_root_node_runs_tasks_as_nobody_by_default_and_others_as_themselves():
     chosen = resolve_task_user("")
     if os.geteuid() == 0:
         assert chosen.name == DEFAULT_TASK_USER and chosen.switches
-        assert chosen.popen_options() == {"user": chosen.uid, "group": chosen.gid,
-                                          "extra_groups": []}
+        assert chosen.popen_options() == {
+            "user": chosen.uid,
+            "group": chosen.gid,
+            "extra_groups": [],
+        }
     else:
         assert chosen == node_user() and not chosen.switches and chosen.popen_options() == {}
 
