@@ -43,7 +43,7 @@ def reconcile(message: dict, last_index: int, term_at: Callable[[int], int | Non
     if not entries or prev >= last_index or term_at(prev) != prev_term:
         return message  # nothing to keep, or pysyncobj's own mismatch answer is right
     matched = 0
-    for command, index, term in entries:
+    for _command, index, term in entries:
         if index > last_index:
             break
         held = term_at(index)

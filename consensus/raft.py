@@ -21,16 +21,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
-
-# pysyncobj 0.3.17 replaces socket.inet_ntop, on every platform, with a Windows-only version
-# that raises on Linux (pysyncobj/win_inet_pton.py); netlink (pyroute2) decodes every address
-# with it. Put the real one back: pysyncobj itself never calls it off Windows.
-socket.inet_ntop = _socket.inet_ntop
 
 from consensus import codec, safe_pickle
 from consensus import prevote as prevote_core
@@ -38,6 +33,11 @@ from consensus.append_entries import reconcile
 from consensus.durable_log import DurableLog
 from consensus.prevote import LogPosition, PreVote
 from consensus.state import ClusterState, Result
+
+# pysyncobj 0.3.17 replaces socket.inet_ntop, on every platform, with a Windows-only version
+# that raises on Linux (pysyncobj/win_inet_pton.py); netlink (pyroute2) decodes every address
+# with it. Put the real one back: pysyncobj itself never calls it off Windows.
+socket.inet_ntop = _socket.inet_ntop
 
 log = logging.getLogger(__name__)
 safe_pickle.install()
@@ -608,10 +608,8 @@ class RaftNode:
         if self._loop is None or self._change_pending.is_set():
             return
         self._change_pending.set()
-        try:
+        with suppress(RuntimeError):  # the loop closed during shutdown
             self._loop.call_soon_threadsafe(self._wake)
-        except RuntimeError:  # loop closed during shutdown
-            pass
 
     def _wake(self) -> None:
         self._change_pending.clear()

@@ -40,7 +40,7 @@ def round_to_payload(cmd: AssignTasks) -> dict:
         "stop": to_plain(cmd.stop),
         "remove": list(cmd.remove),
         "create": [
-            {"shared": dict(zip(SHARED, map(to_plain, shared))), "rows": rows}
+            {"shared": dict(zip(SHARED, map(to_plain, shared), strict=True)), "rows": rows}
             for shared, rows in runs
         ],
         "assign": [[a.task_id, a.node_id] for a in cmd.assign],
@@ -84,7 +84,7 @@ def _created(groups: list) -> list[Task]:
         template = from_plain(Task, {**shared, "id": "", "slot": 0}, f"{path}.shared")
         base = {name: getattr(template, name) for name in SHARED}
         made.extend(
-            Task(**base, **dict(zip(ROW, row)))
+            Task(**base, **dict(zip(ROW, row, strict=True)))
             for row in _rows(group["rows"], f"{path}.rows", _ROW_TYPES)
         )
     return made
@@ -95,7 +95,7 @@ def _rows(value: Any, path: str, types: tuple[type, ...]) -> list[list[Any]]:
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(types):
             raise WireError(f"{path}[{i}]", f"must be a list of {len(types)} values")
-        for k, (item, expected) in enumerate(zip(row, types)):
+        for k, (item, expected) in enumerate(zip(row, types, strict=True)):
             if not isinstance(item, expected) or isinstance(item, bool):
                 raise WireError(
                     f"{path}[{i}][{k}]", f"must be {expected.__name__}, not {type(item).__name__}"

@@ -18,7 +18,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeAlias
 
 from dnslib import OPCODE, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
@@ -40,7 +40,7 @@ class Forward:
     """The query is for a name outside the cluster: ask the upstream resolvers."""
 
 
-Decision = Union[bytes, Forward]
+Decision: TypeAlias = bytes | Forward
 
 
 @functools.lru_cache(maxsize=64)
