@@ -25,11 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from consensus.peer_message import PeerMessage
+
 # No entry has this term: pysyncobj answers a probe carrying it with a reset to prevLogIdx.
 PROBE_TERM = -1
 
 
-def reconcile(message: dict, last_index: int, term_at: Callable[[int], int | None]) -> dict:
+def reconcile(
+    message: PeerMessage, last_index: int, term_at: Callable[[int], int | None]
+) -> PeerMessage:
     """The message pysyncobj should handle instead of `message`. `last_index` is the
     follower's last log index, `term_at(i)` the term of its entry i (None if it has none)."""
     if (

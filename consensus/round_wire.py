@@ -26,10 +26,10 @@ SHARED = tuple(f.name for f in dataclasses.fields(Task) if f.name not in ROW)
 _KEYS = frozenset({"at", "stop", "remove", "create", "assign", "explain"})
 
 
-def round_to_payload(cmd: AssignTasks) -> dict:
+def round_to_payload(cmd: AssignTasks) -> dict[str, object]:
     # Runs of consecutive tasks that share the rest, so the order of `create` is kept (the
     # scheduler makes a service's tasks together: a round has about one run per service).
-    runs: list[tuple[tuple, list[list[Any]]]] = []
+    runs: list[tuple[tuple[object, ...], list[list[Any]]]] = []
     for task in cmd.create:
         shared = tuple(getattr(task, name) for name in SHARED)
         if not runs or runs[-1][0] != shared:
@@ -68,7 +68,7 @@ def round_from_payload(payload: Any) -> AssignTasks:
     )
 
 
-def _created(groups: list) -> list[Task]:
+def _created(groups: list[Any]) -> list[Task]:
     made: list[Task] = []
     for g, group in enumerate(groups):
         path = f"create[{g}]"
@@ -103,7 +103,7 @@ def _rows(value: Any, path: str, types: tuple[type, ...]) -> list[list[Any]]:
     return rows
 
 
-def _list(value: Any, path: str) -> list:
+def _list(value: Any, path: str) -> list[Any]:
     if not isinstance(value, list):
         raise WireError(path, f"must be a list, not {type(value).__name__}")
     return value
