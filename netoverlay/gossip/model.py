@@ -90,7 +90,7 @@ class Left:
 News: TypeAlias = Alive | Suspect | Dead | Left | TableEntry
 
 
-def news_subject(news: News) -> tuple:
+def news_subject(news: News) -> tuple[str, ...]:
     """Newer news about the same subject replaces older news in the broadcast queue."""
     if isinstance(news, TableEntry):
         return ("t", news.owner, news.key)

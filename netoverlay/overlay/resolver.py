@@ -113,7 +113,7 @@ class _OneAnswer(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self.answer.done():
             self.answer.set_result(data)
 
@@ -163,19 +163,20 @@ class NetworkResolver(asyncio.DatagramProtocol):
         self.forwarded = 0
         self.malformed = 0
         self._transport: asyncio.DatagramTransport | None = None
-        self._forwards: set[asyncio.Task] = set()
+        self._forwards: set[asyncio.Task[None]] = set()
 
     async def start(self, address: str, port: int = 53) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: self, local_addr=(address, port)
         )
-        return self._transport.get_extra_info("sockname")[:2]
+        host, port, *_ = self._transport.get_extra_info("sockname")
+        return host, port
 
     def update(self, network: OverlayNetwork) -> None:
         self.network = network
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) > _MAX_PACKET:
             self.malformed += 1
             return
@@ -198,11 +199,11 @@ class NetworkResolver(asyncio.DatagramProtocol):
             self._forwards.add(task)
             task.add_done_callback(self._forwards.discard)
 
-    async def _forward(self, data: bytes, addr) -> None:
+    async def _forward(self, data: bytes, addr: tuple[str, int]) -> None:
         answer = await ask_upstream(data, self.upstreams, self.upstream_port, self.forward_timeout)
         self._send(answer if answer is not None else servfail(data), addr)
 
-    def _send(self, data: bytes | None, addr) -> None:
+    def _send(self, data: bytes | None, addr: tuple[str, int]) -> None:
         if data is not None and self._transport is not None:
             self._transport.sendto(data, addr)
 
