@@ -52,7 +52,7 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s")
+                raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s") from None
             time.sleep(0.05)
 
 

@@ -55,6 +55,7 @@ def control_plane(suite: dict, path: Path) -> Path | None:
         ("writes_per_s", "p50_ms", "failover_s"),
         ("committed writes/s, 64 clients", "write latency p50", "leader failover"),
         ("writes/s", "ms", "s"),
+        strict=True,
     ):
         _bars(
             ax,
@@ -76,6 +77,7 @@ def orchestration(suite: dict, path: Path) -> Path | None:
         axes,
         ("create_to_running_s", "node_death_to_replaced_s"),
         ("create -> all replicas running", "node death -> tasks elsewhere"),
+        strict=True,
     ):
         _bars(
             ax,
@@ -95,7 +97,7 @@ def load_balancing(suite: dict, path: Path) -> Path | None:
         return None
     variants = [v for v in ("keepalive", "close") if v in lb]
     fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False)
-    for ax, variant in zip(axes[0], variants):
+    for ax, variant in zip(axes[0], variants, strict=True):
         _bars(
             ax,
             [
@@ -158,8 +160,8 @@ def scale_curve(suite: dict, path: Path) -> Path | None:
         xs,
         medians,
         yerr=[
-            [m - r["schedule_s"]["min"] for m, r in zip(medians, rows)],
-            [r["schedule_s"]["max"] - m for m, r in zip(medians, rows)],
+            [m - r["schedule_s"]["min"] for m, r in zip(medians, rows, strict=True)],
+            [r["schedule_s"]["max"] - m for m, r in zip(medians, rows, strict=True)],
         ],
         marker="o",
         capsize=3,

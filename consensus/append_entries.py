@@ -25,11 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from consensus.peer_message import PeerMessage
+
 # No entry has this term: pysyncobj answers a probe carrying it with a reset to prevLogIdx.
 PROBE_TERM = -1
 
 
-def reconcile(message: dict, last_index: int, term_at: Callable[[int], int | None]) -> dict:
+def reconcile(
+    message: PeerMessage, last_index: int, term_at: Callable[[int], int | None]
+) -> PeerMessage:
     """The message pysyncobj should handle instead of `message`. `last_index` is the
     follower's last log index, `term_at(i)` the term of its entry i (None if it has none)."""
     if (
@@ -43,7 +47,7 @@ def reconcile(message: dict, last_index: int, term_at: Callable[[int], int | Non
     if not entries or prev >= last_index or term_at(prev) != prev_term:
         return message  # nothing to keep, or pysyncobj's own mismatch answer is right
     matched = 0
-    for command, index, term in entries:
+    for _command, index, term in entries:
         if index > last_index:
             break
         held = term_at(index)

@@ -57,7 +57,7 @@ class ChangeLog:
         return tuple(self._changes)
 
 
-class TrackedTable(dict):
+class TrackedTable(dict[str, Any]):
     """A table that notes, in `touched`, each row's value before the command being applied
     first wrote it. Reads are plain dict reads."""
 

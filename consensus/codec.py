@@ -80,9 +80,10 @@ def encode(cmd: Any, request_id: str = "") -> bytes:
     kind = _BY_CLASS.get(type(cmd))
     if kind is None:
         raise CodecError(f"{type(cmd).__name__} is not a registered command")
-    return msgpack.packb(
+    packed: bytes = msgpack.packb(
         [FORMAT, kind.tag, kind.version, request_id, kind.to_payload(cmd)], use_bin_type=True
     )
+    return packed
 
 
 def decode(data: bytes) -> Envelope:

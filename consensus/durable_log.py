@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from consensus.peer_message import PeerMessage
+
 # The answer that tells the leader this node holds entries (it counts toward commit).
 _NEEDS_DURABLE_LOG = frozenset({"next_node_idx"})
 
@@ -66,7 +68,7 @@ class DurableLog:
         self._wrap(journal, "setCurrentTerm", self._after_term)
         send = transport.send
 
-        def durable_send(node: Any, message: dict) -> Any:
+        def durable_send(node: Any, message: PeerMessage) -> Any:
             if message.get("type") in _NEEDS_DURABLE_LOG:
                 self.sync()
             return send(node, message)

@@ -42,9 +42,9 @@ def parse_network(text: str, field: str) -> ipaddress.IPv4Network:
         raise IpamError(
             f"{field}: {text!r} is not an IPv4 network in CIDR form (10.200.0.0/20)"
         ) from None
-    if net.version != 4:
+    if not isinstance(net, ipaddress.IPv4Network):
         raise IpamError(f"{field}: overlay networks are IPv4 only, not {text!r}")
-    return net  # type: ignore[return-value]
+    return net
 
 
 def check_subnet(

@@ -219,8 +219,9 @@ def service_changed(state: ClusterState, service_name: str) -> None:
     or turns `dnsrr`). A full VIP range gives none (its name then answers with its tasks'
     addresses)."""
     service = services(state).get(service_name)
-    with_vip = service is not None and service.spec.endpoint_mode == "vip"
-    wanted = set(joined(service.spec)) if with_vip else set()
+    wanted: set[str] = set()
+    if service is not None and service.spec.endpoint_mode == "vip":
+        wanted = set(joined(service.spec))
     table = networks(state)
     for name in sorted(table):
         network = table[name]

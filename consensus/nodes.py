@@ -208,7 +208,8 @@ def _remove(state: ClusterState, cmd: RemoveNode) -> Result:
 
 @handles(SetStrategy)
 def _strategy(state: ClusterState, cmd: SetStrategy) -> Result:
-    if cmd.strategy not in ("spread", "binpack"):
-        return Result.fail(f"strategy must be 'spread' or 'binpack', not {cmd.strategy!r}", 400)
-    state.cluster = dataclasses.replace(state.cluster, strategy=cmd.strategy)
-    return Result(True)
+    match cmd.strategy:
+        case "spread" | "binpack" as strategy:
+            state.cluster = dataclasses.replace(state.cluster, strategy=strategy)
+            return Result(True)
+    return Result.fail(f"strategy must be 'spread' or 'binpack', not {cmd.strategy!r}", 400)

@@ -20,6 +20,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from consensus.peer_message import PeerMessage
+
 REQUEST = "shoal_pre_vote"
 RESPONSE = "shoal_pre_vote_response"
 
@@ -72,7 +74,7 @@ class PreVote:
         self.granted = {self_id}
         return Action.ELECT if self._majority(voters) else Action.ASK
 
-    def request(self, position: LogPosition) -> dict:
+    def request(self, position: LogPosition) -> PeerMessage:
         return {
             "type": REQUEST,
             "term": position.term + 1,
@@ -80,7 +82,7 @@ class PreVote:
             "last_log_term": position.last_term,
         }
 
-    def grants(self, now: float, request: dict, mine: LogPosition, is_leader: bool) -> bool:
+    def grants(self, now: float, request: PeerMessage, mine: LogPosition, is_leader: bool) -> bool:
         """Would this voter vote for the asker in the term it names?"""
         if is_leader or now - self.heard_leader_at < self.election_min:
             return False
@@ -89,7 +91,7 @@ class PreVote:
         theirs = (request.get("last_log_term", -1), request.get("last_log_index", -1))
         return theirs >= (mine.last_term, mine.last_index)
 
-    def on_response(self, response: dict, sender: str, voters: int) -> bool:
+    def on_response(self, response: PeerMessage, sender: str, voters: int) -> bool:
         """Count a yes for the round in progress; True once a majority said yes."""
         if response.get("term") == self.round_term and response.get("granted"):
             self.granted.add(sender)

@@ -21,28 +21,30 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
-
-# pysyncobj 0.3.17 replaces socket.inet_ntop, on every platform, with a Windows-only version
-# that raises on Linux (pysyncobj/win_inet_pton.py); netlink (pyroute2) decodes every address
-# with it. Put the real one back: pysyncobj itself never calls it off Windows.
-socket.inet_ntop = _socket.inet_ntop
 
 from consensus import codec, safe_pickle
 from consensus import prevote as prevote_core
 from consensus.append_entries import reconcile
 from consensus.durable_log import DurableLog
 from consensus.prevote import LogPosition, PreVote
-from consensus.state import ClusterState, Result
+from consensus.state import ClusterState, PlainResult, Result
+
+# pysyncobj 0.3.17 replaces socket.inet_ntop, on every platform, with a Windows-only version
+# that raises on Linux (pysyncobj/win_inet_pton.py); netlink (pyroute2) decodes every address
+# with it. Put the real one back: pysyncobj itself never calls it off Windows.
+socket.inet_ntop = _socket.inet_ntop
 
 log = logging.getLogger(__name__)
 safe_pickle.install()
 
 Role = Literal["voter", "member"]
+# pysyncobj calls back a replicated method's caller with (its result, a FAIL_REASON code).
+RaftCallback = Callable[[Any, int], None]
 
 
 class ProposeError(Exception):
@@ -169,7 +171,7 @@ class _SnapshotOnPickle:
     def __init__(self, state: ClusterState) -> None:
         self._state = state
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Callable[[str, str], bytes], tuple[str, str]]:
         return codecs.encode, (self._state.to_msgpack().decode("latin1"), "latin1")
 
 
@@ -265,7 +267,9 @@ class _Replica(SyncObjConsumer):
     """The replicated object. Its snapshot is the msgpack of the ClusterState."""
 
     def __init__(
-        self, on_change, observe_apply: Callable[[float], None] = lambda seconds: None
+        self,
+        on_change: Callable[[], None],
+        observe_apply: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         super().__init__()
         self.lock = threading.RLock()
@@ -273,12 +277,12 @@ class _Replica(SyncObjConsumer):
         self._on_change = on_change
         self._observe_apply = observe_apply
 
-    def _serialize(self) -> dict:
+    def _serialize(self) -> dict[str, _SnapshotOnPickle]:
         # Called on the Raft thread, which is also the only one that applies commands: the
         # state cannot change between this call and the fork that pickles it.
         return {"state": _SnapshotOnPickle(self.state)}
 
-    def _deserialize(self, data: dict) -> None:
+    def _deserialize(self, data: dict[str, bytes]) -> None:
         restored = ClusterState.from_msgpack(data["state"])
         with self.lock:
             self.state = restored
@@ -288,7 +292,7 @@ class _Replica(SyncObjConsumer):
         self._on_change()
 
     @replicated
-    def apply(self, data: bytes) -> list:
+    def apply(self, data: bytes) -> PlainResult:
         started = time.monotonic()
         with self.lock:
             result = self.state.apply_bytes(data)
@@ -345,7 +349,7 @@ class RaftNode:
         self._catch_up_target: int | None = None
         # Read barriers: at most one in flight; readers that arrive meanwhile share the next.
         self._barrier_running = False
-        self._barrier_next: asyncio.Future | None = None
+        self._barrier_next: asyncio.Future[int] | None = None
         self._last_leader: Any = None
         self.durable: DurableLog | None = None
 
@@ -509,19 +513,20 @@ class RaftNode:
         if waiting is None:
             waiting = self._barrier_next = asyncio.get_running_loop().create_future()
             if not self._barrier_running:
-                self._start_barrier(timeout)
+                self._start_barrier(waiting, timeout)
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(waiting)
         except TimeoutError:
             raise NoQuorum("timed out") from None
 
-    def _start_barrier(self, timeout: float) -> None:
-        waiting, self._barrier_next = self._barrier_next, None
+    def _start_barrier(self, waiting: asyncio.Future[int], timeout: float) -> None:
+        """Run the round `waiting` stands for; readers that arrive meanwhile share the next."""
+        self._barrier_next = None
         self._barrier_running = True
         asyncio.ensure_future(self._barrier_round(waiting, timeout))
 
-    async def _barrier_round(self, waiting: asyncio.Future, timeout: float) -> None:
+    async def _barrier_round(self, waiting: asyncio.Future[int], timeout: float) -> None:
         try:
             replica = self._replica
             if replica is None or self.leader() is None:
@@ -534,7 +539,7 @@ class RaftNode:
         finally:
             self._barrier_running = False
             if self._barrier_next is not None:
-                self._start_barrier(timeout)
+                self._start_barrier(self._barrier_next, timeout)
 
     async def wait_applied(self, index: int, timeout: float) -> bool:
         """Wait until the served state has applied `index` commands; False on timeout."""
@@ -612,19 +617,18 @@ class RaftNode:
         if self._loop is None or self._change_pending.is_set():
             return
         self._change_pending.set()
-        try:
+        with suppress(RuntimeError):  # the loop closed during shutdown
             self._loop.call_soon_threadsafe(self._wake)
-        except RuntimeError:  # loop closed during shutdown
-            pass
 
     def _wake(self) -> None:
         self._change_pending.clear()
+        serving, replica = self._serving, self._replica
         if (
-            self._serving is not self._replica
-            and self._replica is not None
-            and self._replica.state.applied >= self._serving.state.applied
+            replica is not None
+            and serving is not replica
+            and (serving is None or replica.state.applied >= serving.state.applied)
         ):
-            self._serving = self._replica
+            self._serving = replica
         self.version += 1
         for event in self._subscribers:
             event.set()
@@ -669,16 +673,21 @@ class RaftNode:
         return Result.from_plain(raw)
 
     async def add_voter(self, address: str, timeout: float = 5.0) -> None:
-        await self._call(lambda cb: self._syncobj.addNodeToCluster(address, callback=cb), timeout)
+        syncobj = self._running()
+        await self._call(lambda cb: syncobj.addNodeToCluster(address, callback=cb), timeout)
 
     async def remove_voter(self, address: str, timeout: float = 5.0) -> None:
-        await self._call(
-            lambda cb: self._syncobj.removeNodeFromCluster(address, callback=cb), timeout
-        )
+        syncobj = self._running()
+        await self._call(lambda cb: syncobj.removeNodeFromCluster(address, callback=cb), timeout)
 
-    async def _call(self, submit, timeout: float) -> Any:
+    def _running(self) -> SyncObj:
+        if self._syncobj is None:
+            raise NotLeader("raft is not running on this node")
+        return self._syncobj
+
+    async def _call(self, submit: Callable[[RaftCallback], None], timeout: float) -> Any:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
+        future: asyncio.Future[tuple[Any, int]] = loop.create_future()
 
         def done(result: Any, error: int) -> None:  # runs on the Raft thread
             loop.call_soon_threadsafe(_settle, future, result, error)
@@ -705,6 +714,6 @@ class RaftNode:
         raise ProposeError(f"raft refused the command (reason {error})", retryable=False)
 
 
-def _settle(future: asyncio.Future, result: Any, error: int) -> None:
+def _settle(future: asyncio.Future[tuple[Any, int]], result: Any, error: int) -> None:
     if not future.done():
         future.set_result((result, error))

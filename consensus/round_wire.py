@@ -26,10 +26,10 @@ SHARED = tuple(f.name for f in dataclasses.fields(Task) if f.name not in ROW)
 _KEYS = frozenset({"at", "stop", "remove", "create", "assign", "explain"})
 
 
-def round_to_payload(cmd: AssignTasks) -> dict:
+def round_to_payload(cmd: AssignTasks) -> dict[str, object]:
     # Runs of consecutive tasks that share the rest, so the order of `create` is kept (the
     # scheduler makes a service's tasks together: a round has about one run per service).
-    runs: list[tuple[tuple, list[list[Any]]]] = []
+    runs: list[tuple[tuple[object, ...], list[list[Any]]]] = []
     for task in cmd.create:
         shared = tuple(getattr(task, name) for name in SHARED)
         if not runs or runs[-1][0] != shared:
@@ -40,7 +40,7 @@ def round_to_payload(cmd: AssignTasks) -> dict:
         "stop": to_plain(cmd.stop),
         "remove": list(cmd.remove),
         "create": [
-            {"shared": dict(zip(SHARED, map(to_plain, shared))), "rows": rows}
+            {"shared": dict(zip(SHARED, map(to_plain, shared), strict=True)), "rows": rows}
             for shared, rows in runs
         ],
         "assign": [[a.task_id, a.node_id] for a in cmd.assign],
@@ -68,7 +68,7 @@ def round_from_payload(payload: Any) -> AssignTasks:
     )
 
 
-def _created(groups: list) -> list[Task]:
+def _created(groups: list[Any]) -> list[Task]:
     made: list[Task] = []
     for g, group in enumerate(groups):
         path = f"create[{g}]"
@@ -84,7 +84,7 @@ def _created(groups: list) -> list[Task]:
         template = from_plain(Task, {**shared, "id": "", "slot": 0}, f"{path}.shared")
         base = {name: getattr(template, name) for name in SHARED}
         made.extend(
-            Task(**base, **dict(zip(ROW, row)))
+            Task(**base, **dict(zip(ROW, row, strict=True)))
             for row in _rows(group["rows"], f"{path}.rows", _ROW_TYPES)
         )
     return made
@@ -95,7 +95,7 @@ def _rows(value: Any, path: str, types: tuple[type, ...]) -> list[list[Any]]:
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(types):
             raise WireError(f"{path}[{i}]", f"must be a list of {len(types)} values")
-        for k, (item, expected) in enumerate(zip(row, types)):
+        for k, (item, expected) in enumerate(zip(row, types, strict=True)):
             if not isinstance(item, expected) or isinstance(item, bool):
                 raise WireError(
                     f"{path}[{i}][{k}]", f"must be {expected.__name__}, not {type(item).__name__}"
@@ -103,7 +103,7 @@ def _rows(value: Any, path: str, types: tuple[type, ...]) -> list[list[Any]]:
     return rows
 
 
-def _list(value: Any, path: str) -> list:
+def _list(value: Any, path: str) -> list[Any]:
     if not isinstance(value, list):
         raise WireError(path, f"must be a list, not {type(value).__name__}")
     return value

@@ -14,6 +14,7 @@ import importlib
 import io
 import pickle
 import pkgutil
+from typing import IO
 
 import pysyncobj
 import pysyncobj.pickle as pysyncobj_pickle
@@ -40,7 +41,7 @@ def _empty_bytes(*args: object) -> bytes:
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> object:
         # Protocol 2 names builtins the Python 2 way (__builtin__.set): map them first.
         if (module, name) in _compat_pickle.NAME_MAPPING:
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
@@ -52,11 +53,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _loads(data: bytes | str):
+def _loads(data: bytes | str) -> object:
     return _RestrictedUnpickler(io.BytesIO(pysyncobj_pickle.to_bytes(data))).load()
 
 
-def _load(file):
+def _load(file: IO[bytes]) -> object:
     return _RestrictedUnpickler(file).load()
 
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 from consensus.codec import command
 from consensus.crons import crons
-from consensus.services import ServiceSpec
+from consensus.services import FileRef, ServiceSpec
 from consensus.state import ClusterState, Result, handles, register_table
 from consensus.tasks import SPEC_CHECKS, services, spec_of, tasks
 
@@ -72,7 +72,7 @@ def size_problem(kind: Kind, size: int) -> str | None:
     return None
 
 
-def refs_of(spec: ServiceSpec, kind: Kind) -> tuple:
+def refs_of(spec: ServiceSpec, kind: Kind) -> tuple[FileRef, ...]:
     return spec.secrets if kind == "secret" else spec.configs
 
 

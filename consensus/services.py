@@ -272,12 +272,13 @@ def parse_constraint(text: object, field: str) -> Constraint:
         raise SpecError(
             field, f"unknown constraint syntax {text!r}: expected KEY==VALUE or KEY!=VALUE"
         )
-    constraint = Constraint(match.group(1), match.group(2), match.group(3))  # type: ignore[arg-type]
+    op: Literal["==", "!="] = "==" if match.group(2) == "==" else "!="  # all _CONSTRAINT takes
+    constraint = Constraint(match.group(1), op, match.group(3))
     _check_constraint(constraint, field)
     return constraint
 
 
-def parse_port(text: object, field: str) -> dict:
+def parse_port(text: object, field: str) -> dict[str, int | str]:
     """`"80"`, `"8080:80"`, `"8080:80/udp"` -> canonical plain port (ingress mode)."""
     if isinstance(text, int) and not isinstance(text, bool):
         return {"target": text}
@@ -290,7 +291,7 @@ def parse_port(text: object, field: str) -> dict:
     return {"target": int(target), "published": int(published or 0), "protocol": protocol or "tcp"}
 
 
-def parse_volume(text: object, field: str) -> dict:
+def parse_volume(text: object, field: str) -> dict[str, str | bool]:
     """`"data:/var/lib/data"`, `"/host:/in:ro"`, `"/scratch"` -> canonical plain volume."""
     if not isinstance(text, str):
         raise SpecError(field, f"must be 'SOURCE:TARGET[:ro]' or an object, not {text!r}")

@@ -14,7 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import msgpack
 
@@ -28,6 +28,22 @@ log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 1
 # How many request ids are remembered to make retried proposals idempotent.
 REMEMBERED_REQUESTS = 4096
+
+
+class PlainSnapshot(TypedDict):
+    """A snapshot as `to_plain` makes it and msgpack carries it; `from_plain` checks each
+    table row against its type."""
+
+    format: int
+    cluster: dict[str, Any]
+    applied: int
+    tables: dict[str, dict[str, Any]]
+    requests: list[list[Any]]  # [request id, PlainResult] pairs
+
+
+# A Result as the log's apply returns it and a forwarded write answers it:
+# [ok, error, value, code, index].
+PlainResult = list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +61,11 @@ class Result:
     def fail(error: str, code: int = 409) -> Result:
         return Result(False, error, None, code)
 
-    def to_plain(self) -> list:
+    def to_plain(self) -> PlainResult:
         return [self.ok, self.error, self.value, self.code, self.index]
 
     @staticmethod
-    def from_plain(raw: list) -> Result:
+    def from_plain(raw: PlainResult) -> Result:
         return Result(*raw)
 
 
@@ -60,8 +76,10 @@ _HANDLERS: dict[type, Handler] = {}
 _TABLES: dict[str, type] = {}
 
 
-def handles(cmd_type: type[C]) -> Callable[[Callable[[ClusterState, C], Result]], Callable]:
-    def register(fn: Callable[[ClusterState, C], Result]) -> Callable:
+def handles(
+    cmd_type: type[C],
+) -> Callable[[Callable[[ClusterState, C], Result]], Callable[[ClusterState, C], Result]]:
+    def register(fn: Callable[[ClusterState, C], Result]) -> Callable[[ClusterState, C], Result]:
         _HANDLERS[cmd_type] = fn
         return fn
 
@@ -142,7 +160,7 @@ class ClusterState:
         return trial
 
     # -- snapshots --------------------------------------------------------------------
-    def to_plain(self) -> dict:
+    def to_plain(self) -> PlainSnapshot:
         return {
             "format": SNAPSHOT_FORMAT,
             "cluster": to_plain(self.cluster),
@@ -155,7 +173,7 @@ class ClusterState:
         }
 
     @classmethod
-    def from_plain(cls, raw: dict) -> ClusterState:
+    def from_plain(cls, raw: PlainSnapshot) -> ClusterState:
         if raw.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"unsupported snapshot format {raw.get('format')!r}")
         state = cls()
@@ -172,7 +190,8 @@ class ClusterState:
         return state
 
     def to_msgpack(self) -> bytes:
-        return msgpack.packb(self.to_plain(), use_bin_type=True)
+        packed: bytes = msgpack.packb(self.to_plain(), use_bin_type=True)
+        return packed
 
     @classmethod
     def from_msgpack(cls, data: bytes) -> ClusterState:

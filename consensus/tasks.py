@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
@@ -265,9 +265,11 @@ class TaskReport:
 REPORTED = ("message", "error", "exit_code", "health", "endpoint", "runtime_id")
 
 
-def reported(report: TaskReport, before: object, fields: tuple[str, ...] = REPORTED) -> dict:
+def reported(
+    report: TaskReport, before: object, fields: tuple[str, ...] = REPORTED
+) -> dict[str, Any]:
     """`fields` as `report` sets them over `before` (a task, an older report, an observation)."""
-    out = {}
+    out: dict[str, Any] = {}
     for name in fields:
         value = getattr(report, name)
         out[name] = getattr(before, name) if value is None or value == "" else value
@@ -467,7 +469,10 @@ def remove_service(state: ClusterState, service: Service, reason: str, at: float
 
 
 def placement_problem(
-    room: NodeRoom | None, task: Task, spec: ServiceSpec | None, fits: dict[tuple, TaskFit]
+    room: NodeRoom | None,
+    task: Task,
+    spec: ServiceSpec | None,
+    fits: dict[tuple[object, ...], TaskFit],
 ) -> str:
     """Why `task` cannot be placed on the node of `room` now, or "" when it can. `fits`
     caches the checks per kind of task: a round assigns many identical ones."""
@@ -544,7 +549,7 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
     rooms = (
         rooms_of(node_table, table.values(), {a.node_id for a in cmd.assign}) if cmd.assign else {}
     )
-    fits: dict[tuple, TaskFit] = {}
+    fits: dict[tuple[object, ...], TaskFit] = {}
     for assignment in cmd.assign:
         task = table.get(assignment.task_id)
         if task is None or task.state != "pending" or task.desired != "running":

@@ -72,9 +72,9 @@ def volume_table(
             for name in named_volumes(spec):
                 users.setdefault(name, set()).add(service.name)
     for task in tasks:
-        service = by_id.get(task.service_id)
-        spec = service.spec_at(task.spec_version) if service is not None and task.node_id else None
-        for name in named_volumes(spec) if spec is not None else ():
+        owner = by_id.get(task.service_id)
+        placed = owner.spec_at(task.spec_version) if owner is not None and task.node_id else None
+        for name in named_volumes(placed) if placed is not None else ():
             node = nodes.get(task.node_id)
             holders.setdefault(name, set()).add(node.name if node is not None else task.node_id)
     return tuple(

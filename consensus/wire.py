@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Callable
 from functools import cache
-from typing import Any, Union
+from typing import Any, TypeVar, Union, overload
 
 
 class WireError(ValueError):
@@ -41,8 +41,9 @@ def to_plain(value: Any) -> Any:
     cls = type(value)
     if cls in _PLAIN_SCALARS:
         return value
-    names = _FIELD_NAMES.get(cls, _UNSEEN)
-    if names is _UNSEEN:
+    try:
+        names = _FIELD_NAMES[cls]
+    except KeyError:
         names = _FIELD_NAMES[cls] = _field_names(cls)
     if names is not None:
         return {name: to_plain(getattr(value, name)) for name in names}
@@ -57,7 +58,6 @@ def to_plain(value: Any) -> Any:
 
 # Snapshots and large commands convert 100k rows: look each class's shape up once, by type.
 _PLAIN_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
-_UNSEEN = object()
 _FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
 
 
@@ -82,8 +82,13 @@ _TYPE_NAMES = {
 }
 
 Converter = Callable[[Any, str], Any]
+T = TypeVar("T")
 
 
+@overload
+def from_plain(tp: type[T], value: object, path: str = "", *, strict: bool = True) -> T: ...
+@overload
+def from_plain(tp: object, value: object, path: str = "", *, strict: bool = True) -> Any: ...
 def from_plain(tp: Any, value: Any, path: str = "", *, strict: bool = True) -> Any:
     """Build a value of type `tp` from plain data, raising WireError naming the bad field.
 
@@ -104,7 +109,7 @@ def _converter(tp: Any, strict: bool) -> Converter:
         return _union(typing.get_args(tp), strict)
     if origin is typing.Literal:
         return _literal(typing.get_args(tp))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _dataclass(tp, strict)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _enum(tp)
@@ -123,7 +128,7 @@ def _converter(tp: Any, strict: bool) -> Converter:
     return _unsupported(tp)
 
 
-def _union(args: tuple, strict: bool) -> Converter:
+def _union(args: tuple[Any, ...], strict: bool) -> Converter:
     optional = type(None) in args
     choices = [_converter(arg, strict) for arg in args if arg is not type(None)]
 
@@ -141,7 +146,7 @@ def _union(args: tuple, strict: bool) -> Converter:
     return convert
 
 
-def _literal(allowed: tuple) -> Converter:
+def _literal(allowed: tuple[object, ...]) -> Converter:
     def convert(value: Any, path: str) -> Any:
         if value not in allowed:
             raise WireError(path, f"must be one of {', '.join(map(repr, allowed))}, not {value!r}")

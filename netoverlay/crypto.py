@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import deque
+from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -38,22 +39,25 @@ def derive_key(secret: bytes, purpose: str) -> bytes:
     return hkdf.derive(secret)
 
 
-class SealError(ValueError):
-    """Why a packet was refused; `kind` is "malformed", "auth" or "replay"."""
+RefusalKind = Literal["malformed", "auth", "replay"]
 
-    kind = "malformed"
+
+class SealError(ValueError):
+    """Why a packet was refused."""
+
+    kind: RefusalKind = "malformed"
 
 
 class MalformedPacket(SealError):
-    kind = "malformed"
+    kind: RefusalKind = "malformed"
 
 
 class AuthenticationFailed(SealError):
-    kind = "auth"
+    kind: RefusalKind = "auth"
 
 
 class ReplayedPacket(SealError):
-    kind = "replay"
+    kind: RefusalKind = "replay"
 
 
 class Sealer:

@@ -18,6 +18,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from dnslib import AAAA, OPCODE, QTYPE, RCODE, RR, SRV, A, DNSError, DNSRecord
 
@@ -30,6 +31,7 @@ ZONE = "shoal"
 TTL = 2
 _PLAIN_UDP_LIMIT = 512
 _EDNS_LIMIT = 4096
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ def _wants(qtype: int, address: str) -> bool:
     )
 
 
-def _rotate(items: tuple, by: int) -> tuple:
+def _rotate(items: tuple[T, ...], by: int) -> tuple[T, ...]:
     """Rotate by the query id, so that clients taking the first answer spread out."""
     if not items:
         return items
@@ -132,7 +134,8 @@ def _records(
 def _size_limit(query: DNSRecord) -> int:
     for extra in query.ar:
         if extra.rtype == QTYPE.OPT:  # EDNS0: the requester's UDP payload size is the class
-            return max(_PLAIN_UDP_LIMIT, min(extra.rclass, _EDNS_LIMIT))
+            requested: int = extra.rclass
+            return max(_PLAIN_UDP_LIMIT, min(requested, _EDNS_LIMIT))
     return _PLAIN_UDP_LIMIT
 
 
@@ -153,20 +156,20 @@ def answer(packet: bytes, resolve: Resolver, zone: str = ZONE) -> bytes:
     reply = query.reply(ra=0)
     if query.header.opcode != OPCODE.QUERY:
         reply.header.rcode = RCODE.NOTIMP
-        return reply.pack()
+        return bytes(reply.pack())
     if len(query.questions) != 1:
         reply.header.rcode = RCODE.FORMERR
-        return reply.pack()
+        return bytes(reply.pack())
     question = query.questions[0]
     labels = [label.decode("ascii", "replace").lower() for label in question.qname.label]
     if not labels or labels[-1] != zone:
         reply.header.rcode = RCODE.REFUSED
         reply.header.aa = 0
-        return reply.pack()
+        return bytes(reply.pack())
     found = _records(labels[:-1], str(question.qname), question.qtype, query.header.id, resolve)
     if found is None:
         reply.header.rcode = RCODE.NXDOMAIN
-        return reply.pack()
+        return bytes(reply.pack())
     return _fit(reply, found, _size_limit(query))
 
 
@@ -177,7 +180,7 @@ def _fit(reply: DNSRecord, found: list[tuple[RR, list[RR]]], limit: int) -> byte
     def pack(count: int) -> bytes:
         reply.rr = [rr for rr, _ in found[:count]]
         reply.ar = [extra for _, extras in found[:count] for extra in extras]
-        return reply.pack()
+        return bytes(reply.pack())
 
     packed = pack(len(found))
     if len(packed) <= limit:
@@ -208,7 +211,8 @@ class DnsServer(asyncio.DatagramProtocol):
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: self, local_addr=(host, port)
         )
-        return self._transport.get_extra_info("sockname")[:2]
+        host, port, *_ = self._transport.get_extra_info("sockname")
+        return host, port
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -218,7 +222,8 @@ class DnsServer(asyncio.DatagramProtocol):
             log.debug("dropped a malformed DNS packet from %s: %s", addr, exc)
             return
         self.answered += 1
-        self._transport.sendto(reply, addr)  # type: ignore[union-attr]
+        if self._transport is not None:  # always: datagrams arrive once it is bound
+            self._transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:
         # An ICMP error for an earlier reply (the client went away); nothing to do.

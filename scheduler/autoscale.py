@@ -68,13 +68,13 @@ def per_replica(metric: Metric, samples: list[ServiceSample], running: int) -> f
         return None
     if metric == "rps":
         return sum(s.rps for s in samples) / running
-    measured = [s for s in samples if s.cpu_percent is not None]
+    measured = [(s.cpu_percent, s.tasks) for s in samples if s.cpu_percent is not None]
     # Tasks the runtime could not measure are left out of the mean rather than taken as idle.
     unknown = sum(s.tasks for s in samples if s.cpu_percent is None)
-    counted = max(running - unknown, sum(s.tasks for s in measured))
+    counted = max(running - unknown, sum(tasks for _, tasks in measured))
     if counted <= 0:
         return None
-    return sum(s.cpu_percent * s.tasks for s in measured) / counted  # type: ignore[operator]
+    return sum(cpu * tasks for cpu, tasks in measured) / counted
 
 
 def decide(

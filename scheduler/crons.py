@@ -57,7 +57,8 @@ def schedule_problem(schedule: str, timezone: str, now: float) -> str:
 def next_time(cron: Cron, after: float) -> float | None:
     """The first scheduled time after `after`, or None when there is none."""
     try:
-        return _times(cron.spec.schedule, cron.spec.timezone, after).get_next(float)
+        at: float = _times(cron.spec.schedule, cron.spec.timezone, after).get_next(float)
+        return at
     except (CroniterError, zoneinfo.ZoneInfoNotFoundError, ValueError):
         return None
 

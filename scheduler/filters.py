@@ -23,7 +23,7 @@ class Pipeline(TaskFit):
 
     def passes_dynamic(self, info: NodeInfo) -> bool:
         """The filters that placing tasks can change: for nodes known to pass the static ones."""
-        for check in self._dynamic:
+        for check in self._dynamic:  # noqa: SIM110
             if not check(info):
                 return False
         return True
@@ -43,5 +43,5 @@ class Pipeline(TaskFit):
                     break
         if seen == 0:
             return "no nodes in the cluster"
-        parts = [f.explain(n) for f, n in zip(self.filters, failures) if n]
+        parts = [f.explain(n) for f, n in zip(self.filters, failures, strict=True) if n]
         return "; ".join(parts) if parts else "no suitable node"

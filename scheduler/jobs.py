@@ -30,7 +30,7 @@ def job_backoff(job: JobConfig, failures: int) -> float:
     if job.backoff_delay <= 0 or failures <= 0:
         return 0.0
     return min(
-        job.backoff_delay * 2 ** min(failures - 1, 20), max(job.backoff_delay, MAX_JOB_BACKOFF)
+        job.backoff_delay * 2.0 ** min(failures - 1, 20), max(job.backoff_delay, MAX_JOB_BACKOFF)
     )
 
 

@@ -66,7 +66,7 @@ class SchedulerLoop:
         self._retry_delay = retry_delay
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._runner: asyncio.Task | None = None
+        self._runner: asyncio.Task[None] | None = None
         self._wake_at: float | None = None
         self.rounds = 0  # rounds that proposed a command, for status pages and tests
 

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from consensus.services import ServiceSpec
+from consensus.services import Constraint, ServiceSpec
 from consensus.tasks import Assignment, Task
 from scheduler.filters import Pipeline
 from scheduler.nodeinfo import NodeInfo, node_infos
@@ -38,40 +38,44 @@ class PlacementResult:
     unplaceable: tuple[Unplaceable, ...] = ()
 
 
-Score = Callable[[NodeInfo, str], tuple]
+# Lower is better; compared element by element.
+ScoreKey = tuple[float, ...]
+Score = Callable[[NodeInfo, str], ScoreKey]
 
 
-def spread_score(info: NodeInfo, service_id: str) -> tuple:
+def spread_score(info: NodeInfo, service_id: str) -> ScoreKey:
     return (info.by_service.get(service_id, 0), info.load, info.task_count)
 
 
-def binpack_score(info: NodeInfo, service_id: str) -> tuple:
+def binpack_score(info: NodeInfo, service_id: str) -> ScoreKey:
     return (-info.load, -info.task_count)
 
 
 class _Branch:
-    """A level of the preference tree. A leaf's heap holds (score, rank) of nodes (`rank`
-    indexes the round's node order; plain numbers keep the garbage collector out of it);
-    an inner branch's holds (tasks of the service below it, rank, child branch)."""
+    """A level of the preference tree. A leaf's heap `nodes` holds (score, rank) of nodes
+    (`rank` indexes the round's node order; plain numbers keep the garbage collector out of
+    it); an inner branch's heap `branches` holds (tasks of the service below it, rank, child
+    branch)."""
 
-    __slots__ = ("heap", "leaf", "children")
+    __slots__ = ("nodes", "branches", "leaf", "children")
 
     def __init__(self, leaf: bool) -> None:
-        self.heap: list[tuple] = []
+        self.nodes: list[tuple[ScoreKey, int]] = []
+        self.branches: list[tuple[int, int, _Branch]] = []
         self.leaf = leaf
         self.children: dict[str, _Branch] = {}
 
     def take(self) -> tuple[int, _Branch] | None:
         """The best node below this branch, removed from its leaf: (its rank, the leaf)."""
         if self.leaf:
-            return (heapq.heappop(self.heap)[1], self) if self.heap else None
-        while self.heap:
-            count, rank, child = self.heap[0]
+            return (heapq.heappop(self.nodes)[1], self) if self.nodes else None
+        while self.branches:
+            count, rank, child = self.branches[0]
             found = child.take()
             if found is None:
-                heapq.heappop(self.heap)  # every node below is full for this batch
+                heapq.heappop(self.branches)  # every node below is full for this batch
                 continue
-            heapq.heapreplace(self.heap, (count + 1, rank, child))
+            heapq.heapreplace(self.branches, (count + 1, rank, child))
             return found
         return None
 
@@ -89,7 +93,7 @@ class _StaticCache:
 
     def __init__(self, ordered: list[NodeInfo]) -> None:
         self.ordered = ordered
-        self._eligible: dict[tuple, list[tuple[int, NodeInfo]]] = {}
+        self._eligible: dict[tuple[Constraint, ...], list[tuple[int, NodeInfo]]] = {}
         self._paths: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
 
     def eligible(self, spec: ServiceSpec, pipeline: Pipeline) -> list[tuple[int, NodeInfo]]:
@@ -124,8 +128,8 @@ def _build_tree(
     labels = tuple(p.label for p in spec.preferences)
     root = _Branch(leaf=not labels)
     if not labels:
-        root.heap = [(score(info, service_id), rank) for rank, info in feasible]
-        heapq.heapify(root.heap)
+        root.nodes = [(score(info, service_id), rank) for rank, info in feasible]
+        heapq.heapify(root.nodes)
         return root
     paths = static.label_paths(labels)
     # Tasks already placed count for their label values, whether their node is feasible or not.
@@ -141,15 +145,16 @@ def _build_tree(
             child = branch.children.get(path[depth])
             if child is None:
                 child = branch.children[path[depth]] = _Branch(leaf=depth == len(labels) - 1)
-                branch.heap.append((counts[path[: depth + 1]], rank, child))
+                branch.branches.append((counts[path[: depth + 1]], rank, child))
             branch = child
-        branch.heap.append((score(info, service_id), rank))
+        branch.nodes.append((score(info, service_id), rank))
     _heapify(root)
     return root
 
 
 def _heapify(branch: _Branch) -> None:
-    heapq.heapify(branch.heap)
+    heapq.heapify(branch.nodes)
+    heapq.heapify(branch.branches)
     for child in branch.children.values():
         _heapify(child)
 
@@ -173,7 +178,7 @@ def _place_batch(
         info.add(task)
         placed.append(Assignment(task.id, info.node.id))
         if passes(info):  # still room for the next identical task
-            heapq.heappush(leaf.heap, (score(info, task.service_id), rank))
+            heapq.heappush(leaf.nodes, (score(info, task.service_id), rank))
     return placed, []
 
 

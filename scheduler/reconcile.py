@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from consensus.job_runs import EndJob, ExpireJob
 from consensus.model import Node
-from consensus.services import RestartPolicy, ServiceSpec
+from consensus.services import Constraint, PortSpec, RestartPolicy, ServiceSpec
 from consensus.tasks import Service, StopTask, Task
 from consensus.updates import RecordRollout, RollbackService
 from scheduler.jobs import plan_job
@@ -53,7 +53,7 @@ def restart_backoff(policy: RestartPolicy, restarts: int) -> float:
     """Seconds to wait after a slot's task ended before replacing it."""
     if policy.delay <= 0:
         return 0.0
-    return min(policy.delay * 2 ** min(restarts, 20), max(policy.delay, MAX_BACKOFF))
+    return min(policy.delay * 2.0 ** min(restarts, 20), max(policy.delay, MAX_BACKOFF))
 
 
 def node_problem(node: Node | None, spec: ServiceSpec) -> str:
@@ -77,8 +77,8 @@ class _Planner:
         # now would only be thrown away (100,000 at once cost more than placing a batch).
         self.slots_left = max_new_slots
         # What depends on a node and a spec's constraints alone: services share both.
-        self._node_problems: dict[tuple, str] = {}
-        self._host_ports: tuple = ()  # of the service being planned
+        self._node_problems: dict[tuple[str, tuple[Constraint, ...]], str] = {}
+        self._host_ports: tuple[PortSpec, ...] = ()  # of the service being planned
         self._move_room = 0  # start-first moves the service being planned may still begin
         self.stop: list[StopTask] = []
         self.remove: list[str] = []
@@ -142,8 +142,8 @@ class _Planner:
                 )
             elif self.slot(service, slot.primary, key in wanted):
                 left_alone.append(slot)
-        for slot, node_id in self.take_slots(sorted(wanted - live.keys())):
-            self.new(service, slot, node_id, restarts=0)
+        for number, node_id in self.take_slots(sorted(wanted - live.keys())):
+            self.new(service, number, node_id, restarts=0)
         self.collect([t for t in tasks if t.desired == "shutdown"], service_exists=True)
         step = plan_rollout(
             service,

@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from consensus.rollout import Rollout, Watch
+from consensus.rollout import Rollout, RolloutState, Watch
 from consensus.services import ServiceSpec, UpdateConfig
 from consensus.tasks import Service, StopTask, Task
 from consensus.updates import RecordRollout, RollbackService
@@ -223,7 +223,8 @@ def _advance(
             batch.append(Watch(task.id))
     batch_done_at = now if record.batch and not batch else record.batch_done_at
     total = updated + failed + len(batch) + len(outdated)
-    progress = dict(
+    progress = dataclasses.replace(
+        record,
         batch=tuple(batch),
         batch_done_at=batch_done_at,
         updated=updated,
@@ -237,7 +238,7 @@ def _advance(
         )
         if config.failure_action == "rollback" and record.kind == "update":
             return step.result(
-                dataclasses.replace(record, **progress, message=f"{why}: rolling back"),
+                dataclasses.replace(progress, message=f"{why}: rolling back"),
                 RollbackService(
                     service.name,
                     now,
@@ -246,18 +247,16 @@ def _advance(
                 ),
             )
         return step.result(
-            dataclasses.replace(
-                record, **progress, state="paused", message=f"{record.kind} paused: {why}"
-            )
+            dataclasses.replace(progress, state="paused", message=f"{record.kind} paused: {why}")
         )
 
     canary = config.canary if record.kind == "update" and not record.promoted else 0
     if canary and not batch and outdated and updated + failed:
         waiting = _canary_wait(step, record.config, batch_done_at, updated, total)
         if waiting is not None:
-            return step.result(dataclasses.replace(record, **progress, **waiting))
+            return step.result(dataclasses.replace(progress, state="canary", message=waiting))
         canary = 0
-        progress["promoted"] = True
+        progress = dataclasses.replace(progress, promoted=True)
     if not batch and outdated:
         start_at = batch_done_at + config.delay if batch_done_at else now
         if now < start_at:
@@ -272,14 +271,15 @@ def _advance(
                         StopTask(slot.primary.id, f"updating to version {service.version}")
                     )
                 batch.append(Watch(task.id))
-            progress.update(batch=tuple(batch), remaining=len(outdated) - len(chosen))
+            progress = dataclasses.replace(
+                progress, batch=tuple(batch), remaining=len(outdated) - len(chosen)
+            )
     if not batch and not outdated:
-        done = "rolled_back" if record.kind == "rollback" else "completed"
+        done: RolloutState = "rolled_back" if record.kind == "rollback" else "completed"
         note = f", {failed} failed" if failed else ""
         return step.result(
             dataclasses.replace(
-                record,
-                **progress,
+                progress,
                 state=done,
                 completed_at=now,
                 message=f"{record.kind} to version {service.version} done: {updated} tasks replaced{note}",
@@ -287,15 +287,15 @@ def _advance(
         )
     return step.result(
         dataclasses.replace(
-            record, **progress, state=record.state if record.state != "canary" else "updating"
+            progress, state=record.state if record.state != "canary" else "updating"
         )
     )
 
 
 def _canary_wait(
     step: _Step, config: UpdateConfig, done_at: float, updated: int, total: int
-) -> dict | None:
-    """The canaries are done (since `done_at`): the fields of the `canary` phase while it
+) -> str | None:
+    """The canaries are done (since `done_at`): the message of the `canary` phase while it
     waits for a promote, or None once `auto_promote` has passed since."""
     service = step.service
     if config.auto_promote:
@@ -306,9 +306,8 @@ def _canary_wait(
     by_itself = (
         f"; promoted by itself after {config.auto_promote:g}s" if config.auto_promote else ""
     )
-    return {
-        "state": "canary",
-        "message": f"canary: {updated} of {total} tasks run version {service.version}; "
+    return (
+        f"canary: {updated} of {total} tasks run version {service.version}; "
         f"`shoal service promote {service.name}` replaces the rest, `shoal service "
-        f"rollback {service.name}` removes them{by_itself}",
-    }
+        f"rollback {service.name}` removes them{by_itself}"
+    )

@@ -1,5 +1,6 @@
 """Settings for the whole test run."""
 
+import contextlib
 import os
 import signal
 
@@ -21,7 +22,5 @@ def end_leftover_tasks(tmp_path_factory):
     end those under this run's temporary directories once the run is over."""
     yield
     for pid in processes_working_under(tmp_path_factory.getbasetemp()):
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass

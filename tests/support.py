@@ -60,6 +60,14 @@ def require_root_netns() -> None:
         unavailable(f"ip netns does not work here: {probe.stderr.strip()}")
 
 
+def require_netbed() -> None:
+    """Skip (or fail under SHOAL_REQUIRE_E2E=1) where a multi-host bed cannot be built."""
+    require_root_netns()
+    for tool in ("nft", "iptables"):
+        if shutil.which(tool) is None:
+            unavailable(f"{tool} is not installed (the bed's faults and forwarding rule need it)")
+
+
 def fixture_text(name: str) -> str:
     """A file from tests/fixtures (documents several tests read, such as the seed manifest)."""
     return (Path(__file__).parent / "fixtures" / name).read_text()

@@ -55,7 +55,8 @@ class EtcdCluster:
 
     def start(self) -> None:
         initial = ",".join(
-            f"{name}=http://{HOST}:{port}" for name, port in zip(self.names, self.peer_ports)
+            f"{name}=http://{HOST}:{port}"
+            for name, port in zip(self.names, self.peer_ports, strict=True)
         )
         for i, name in enumerate(self.names):
             self.members.append(
@@ -156,7 +157,9 @@ async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession) -> floa
                 break
             except TimeoutError:
                 if time.monotonic() - killed > FAILOVER_LIMIT:
-                    raise RuntimeError(f"no write committed {FAILOVER_LIMIT:g} s after the kill")
+                    raise RuntimeError(
+                        f"no write committed {FAILOVER_LIMIT:g} s after the kill"
+                    ) from None
     return done_at[0] - killed
 
 

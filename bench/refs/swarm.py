@@ -34,7 +34,7 @@ def form_swarm(hosts: DockerHosts) -> list[docker.DockerClient]:
         advertise_addr=manager_host.address, listen_addr=f"{manager_host.address}:2377"
     )
     token = clients[0].swarm.attrs["JoinTokens"]["Worker"]
-    for client, host in zip(clients[1:], hosts.bed.hosts[1:]):
+    for client, host in zip(clients[1:], hosts.bed.hosts[1:], strict=False):
         client.swarm.join(
             remote_addrs=[f"{manager_host.address}:2377"],
             join_token=token,

@@ -23,7 +23,7 @@ class _Item:
 
 class BroadcastQueue:
     def __init__(self) -> None:
-        self._items: dict[tuple, _Item] = {}
+        self._items: dict[tuple[str, ...], _Item] = {}
         self._order = itertools.count()
 
     def __len__(self) -> int:

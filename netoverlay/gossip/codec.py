@@ -46,7 +46,7 @@ class DecodeError(ValueError):
 # --- encoding ----------------------------------------------------------------------------
 
 
-def _news_plain(n: News) -> list:
+def _news_plain(n: News) -> list[object]:
     if isinstance(n, TableEntry):
         return [4, n.owner, n.key, n.version, n.tombstone, n.value]
     if isinstance(n, Alive):
@@ -58,11 +58,11 @@ def _news_plain(n: News) -> list:
     return [3, n.node_id, n.incarnation]
 
 
-def _member_plain(m: Member) -> list:
+def _member_plain(m: Member) -> list[object]:
     return [m.node_id, m.incarnation, _STATE_CODE[m.state], m.address[0], m.address[1], m.meta]
 
 
-def _entry_plain(e: TableEntry) -> list:
+def _entry_plain(e: TableEntry) -> list[object]:
     return [e.owner, e.key, e.version, e.tombstone, e.value]
 
 
@@ -103,7 +103,8 @@ def encode(msg: Message) -> bytes:
         ]
     else:
         raise TypeError(f"not a gossip message: {type(msg).__name__}")
-    return msgpack.packb(plain, use_bin_type=True)
+    packed: bytes = msgpack.packb(plain, use_bin_type=True)
+    return packed
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -133,13 +134,13 @@ def _port(v: Any, path: str) -> int:
     return v
 
 
-def _meta(v: Any, path: str) -> dict:
+def _meta(v: Any, path: str) -> dict[str, Any]:
     if type(v) is not dict or not all(type(k) is str for k in v):
         raise DecodeError(path, "must be an object with string keys")
     return v
 
 
-def _array(v: Any, path: str, size: int | None = None) -> list:
+def _array(v: Any, path: str, size: int | None = None) -> list[Any]:
     if type(v) is not list:
         raise DecodeError(path, f"must be a list, not {type(v).__name__}")
     if size is not None and len(v) != size:
@@ -175,7 +176,7 @@ def _news(v: Any, path: str) -> News:
     raise DecodeError(f"{path}.kind", f"unknown news kind {kind!r:.20}")
 
 
-def _entry(v: list, path: str) -> TableEntry:
+def _entry(v: list[Any], path: str) -> TableEntry:
     return TableEntry(
         _str(v[0], f"{path}.owner"),
         _str(v[1], f"{path}.key", MAX_KEY),
@@ -215,17 +216,17 @@ def _entries(v: Any, path: str) -> tuple[TableEntry, ...]:
     )
 
 
-def _ping(v: list) -> Ping:
+def _ping(v: list[Any]) -> Ping:
     _array(v, "ping", 4)
     return Ping(_int(v[1], "ping.seq"), _str(v[2], "ping.target"), _news_list(v[3], "ping.news"))
 
 
-def _ack(v: list) -> Ack:
+def _ack(v: list[Any]) -> Ack:
     _array(v, "ack", 3)
     return Ack(_int(v[1], "ack.seq"), _news_list(v[2], "ack.news"))
 
 
-def _ping_req(v: list) -> PingReq:
+def _ping_req(v: list[Any]) -> PingReq:
     _array(v, "ping_req", 6)
     return PingReq(
         _int(v[1], "ping_req.seq"),
@@ -235,12 +236,12 @@ def _ping_req(v: list) -> PingReq:
     )
 
 
-def _gossip(v: list) -> Gossip:
+def _gossip(v: list[Any]) -> Gossip:
     _array(v, "gossip", 2)
     return Gossip(_news_list(v[1], "gossip.news"))
 
 
-def _sync_request(v: list) -> SyncRequest:
+def _sync_request(v: list[Any]) -> SyncRequest:
     _array(v, "sync_request", 5)
     return SyncRequest(
         _str(v[1], "sync_request.sender"),
@@ -250,7 +251,7 @@ def _sync_request(v: list) -> SyncRequest:
     )
 
 
-def _sync_response(v: list) -> SyncResponse:
+def _sync_response(v: list[Any]) -> SyncResponse:
     _array(v, "sync_response", 4)
     return SyncResponse(
         _str(v[1], "sync_response.sender"),
@@ -259,7 +260,7 @@ def _sync_response(v: list) -> SyncResponse:
     )
 
 
-_DECODERS: dict[int, Callable[[list], Message]] = {
+_DECODERS: dict[int, Callable[[list[Any]], Message]] = {
     1: _ping,
     2: _ack,
     3: _ping_req,

@@ -28,6 +28,7 @@ from netoverlay.gossip.model import (
     Gossip,
     Member,
     Message,
+    News,
     Outbound,
     Ping,
     PingReq,
@@ -162,7 +163,7 @@ class GossipCore:
         if view.suspicions:
             view.expire_suspicions(now)
         if self._probe is not None:
-            out += self._advance_probe(now)
+            out += self._advance_probe(self._probe, now)
         if now >= self._next_probe:
             self._next_probe = max(self._next_probe + config.probe_interval, now)
             self._housekeeping(now)
@@ -217,8 +218,7 @@ class GossipCore:
                 return member
         return None
 
-    def _advance_probe(self, now: float) -> list[Outbound]:
-        probe = self._probe
+    def _advance_probe(self, probe: _Probe, now: float) -> list[Outbound]:
         target = self._view.members.get(probe.target)
         if target is None or target.gone:
             self._probe = None
@@ -273,7 +273,7 @@ class GossipCore:
             return []
         return [Outbound(relay.origin, Ack(relay.origin_seq, self._news(0)))]
 
-    def _absorb(self, news: tuple, now: float) -> None:
+    def _absorb(self, news: tuple[News, ...], now: float) -> None:
         apply = self._view.apply
         for n in news:
             apply(n, now)
@@ -284,7 +284,7 @@ class GossipCore:
         self._seq = (self._seq + 1) & _SEQ_MASK
         return self._seq
 
-    def _news(self, extra: int) -> tuple:
+    def _news(self, extra: int) -> tuple[News, ...]:
         config = self.config
         budget = config.udp_packet_limit - config.packet_overhead - _HEADER_BYTES - extra
         return self._view.queue.take(budget, config.retransmit_limit(self._view.live))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import msgpack
 
@@ -19,6 +19,7 @@ from netoverlay.gossip.broadcasts import BroadcastQueue
 from netoverlay.gossip.codec import MAX_KEY
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.model import (
+    Address,
     Alive,
     Dead,
     Event,
@@ -42,6 +43,13 @@ ALIVE, SUSPECT, DEAD, LEFT = (
 )
 # A table value must fit one datagram with room to spare.
 MAX_VALUE_BYTES = 1024
+
+
+class _Moves(TypedDict, total=False):
+    """What an Alive may change of a member besides its state and incarnation."""
+
+    address: Address
+    meta: dict[str, Any]
 
 
 class Membership:
@@ -101,7 +109,12 @@ class Membership:
                 self.events.append(TableEvent(e.owner, e.key, None))
 
     def _moved(
-        self, cur: Member, state: MemberState, incarnation: int, now: float, **changes
+        self,
+        cur: Member,
+        state: MemberState,
+        incarnation: int,
+        now: float,
+        **changes: Unpack[_Moves],
     ) -> Member:
         since = cur.since if cur.state == state else now
         return dataclasses.replace(

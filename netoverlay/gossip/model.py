@@ -8,13 +8,13 @@ Addresses are `(host, port)` tuples: the gossip address of a node (UDP and TCP s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Union
+from enum import StrEnum
+from typing import Any, TypeAlias
 
 Address = tuple[str, int]
 
 
-class MemberState(str, Enum):
+class MemberState(StrEnum):
     ALIVE = "alive"
     SUSPECT = "suspect"
     DEAD = "dead"
@@ -87,10 +87,10 @@ class Left:
     incarnation: int
 
 
-News = Union[Alive, Suspect, Dead, Left, TableEntry]
+News: TypeAlias = Alive | Suspect | Dead | Left | TableEntry
 
 
-def news_subject(news: News) -> tuple:
+def news_subject(news: News) -> tuple[str, ...]:
     """Newer news about the same subject replaces older news in the broadcast queue."""
     if isinstance(news, TableEntry):
         return ("t", news.owner, news.key)
@@ -145,8 +145,8 @@ class SyncResponse:
     entries: tuple[TableEntry, ...]
 
 
-Packet = Union[Ping, Ack, PingReq, Gossip]
-Message = Union[Ping, Ack, PingReq, Gossip, SyncRequest, SyncResponse]
+Packet: TypeAlias = Ping | Ack | PingReq | Gossip
+Message: TypeAlias = Ping | Ack | PingReq | Gossip | SyncRequest | SyncResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,4 +181,4 @@ class TableEvent:
     entry: TableEntry | None
 
 
-Event = Union[MemberEvent, TableEvent]
+Event: TypeAlias = MemberEvent | TableEvent

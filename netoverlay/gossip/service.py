@@ -13,11 +13,11 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field, fields
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from netoverlay.crypto import OVERHEAD, Sealer, SealError, derive_key
+from netoverlay.crypto import OVERHEAD, RefusalKind, Sealer, SealError, derive_key
 from netoverlay.gossip import codec
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.core import GossipCore
@@ -25,6 +25,7 @@ from netoverlay.gossip.model import (
     Address,
     Event,
     Member,
+    Message,
     Outbound,
     SyncRequest,
     SyncResponse,
@@ -82,24 +83,39 @@ class JoinError(ConnectionError):
     pass
 
 
+@dataclass(slots=True)
 class _Counters:
-    def __init__(self) -> None:
-        for f in fields(GossipStats):
-            setattr(self, f.name, 0)
+    """GossipStats while they are counted."""
+
+    sent_packets: int = 0
+    sent_bytes: int = 0
+    received_packets: int = 0
+    received_bytes: int = 0
+    dropped_malformed: int = 0
+    dropped_auth: int = 0
+    dropped_replay: int = 0
+    syncs_out: int = 0
+    syncs_in: int = 0
+    sync_failures: int = 0
 
     def snapshot(self) -> GossipStats:
-        return GossipStats(**{f.name: getattr(self, f.name) for f in fields(GossipStats)})
+        return GossipStats(**asdict(self))
 
-    def drop(self, kind: str) -> None:
-        name = f"dropped_{kind}"
-        setattr(self, name, getattr(self, name) + 1)
+    def drop(self, kind: RefusalKind) -> None:
+        match kind:
+            case "malformed":
+                self.dropped_malformed += 1
+            case "auth":
+                self.dropped_auth += 1
+            case "replay":
+                self.dropped_replay += 1
 
 
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, service: GossipService) -> None:
         self._service = service
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self._service._on_datagram(data, (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
@@ -115,13 +131,13 @@ class GossipService:
         self._core: GossipCore | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
-        self._timer: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
         self._inbound = 0
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._listeners: list[Callable[[Event], None]] = []
-        self._subscribers: list[asyncio.Queue] = []
+        self._subscribers: list[asyncio.Queue[Event | None]] = []
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -219,7 +235,7 @@ class GossipService:
 
     async def events(self) -> AsyncIterator[Event]:
         """Every change from now on, until the service stops."""
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._subscribers.append(queue)
         try:
             while (event := await queue.get()) is not None:
@@ -273,7 +289,7 @@ class GossipService:
         if rearm:
             self._wake.set()
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[object, None, object]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -298,7 +314,7 @@ class GossipService:
             return
         self._dispatch(self._running().handle(src, message, self._now()))
 
-    def _open(self, sealer: Sealer, data: bytes):
+    def _open(self, sealer: Sealer, data: bytes) -> Message | None:
         try:
             return codec.decode(sealer.open(data, time.time()))
         except SealError as exc:
@@ -359,13 +375,13 @@ class GossipService:
             self._inbound -= 1
             writer.close()
 
-    async def _write_frame(self, writer: asyncio.StreamWriter, message) -> None:
+    async def _write_frame(self, writer: asyncio.StreamWriter, message: Message) -> None:
         now = time.time()
         sealed = self._tcp_sealer.seal(codec.encode(message), now)
         writer.write(self._tcp_sealer.seal(_LENGTH.pack(len(sealed)), now) + sealed)
         await writer.drain()
 
-    async def _read_frame(self, reader: asyncio.StreamReader):
+    async def _read_frame(self, reader: asyncio.StreamReader) -> Message | None:
         """The next sealed message, or None (counted) when it is not acceptable: nothing past
         the header is read unless the header opens under the cluster key."""
         header = await reader.readexactly(FRAME_HEADER)

@@ -18,8 +18,9 @@ from netoverlay.gossip import codec
 from netoverlay.gossip.core import GossipCore
 from netoverlay.gossip.model import Address, Event, Outbound
 
-_TICK, _DELIVER = 0, 1
 Listener = Callable[[Address, Event, float], None]
+# (when, tie-breaker, to whom, (from, datagram)); a tick carries no datagram.
+_Due = tuple[float, int, Address, tuple[Address, bytes] | None]
 
 
 class SimNetwork:
@@ -43,7 +44,7 @@ class SimNetwork:
         self.bytes_sent: Counter[Address] = Counter()
         self.stream_bytes_sent: Counter[Address] = Counter()
         self._rng = random.Random(seed)
-        self._heap: list[tuple] = []
+        self._heap: list[_Due] = []
         self._order = itertools.count()
         self._tick_at: dict[Address, float] = {}
 
@@ -95,23 +96,23 @@ class SimNetwork:
                 if (src, out.to) in self.blocked or (self.loss and self._rng.random() < self.loss):
                     continue
             at = self.now + self._rng.uniform(*self.delay)
-            heapq.heappush(self._heap, (at, next(self._order), _DELIVER, out.to, (src, data)))
+            heapq.heappush(self._heap, (at, next(self._order), out.to, (src, data)))
 
     def run_until(self, until: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= until:
-            at, _, kind, address, payload = heapq.heappop(heap)
+            at, _, address, datagram = heapq.heappop(heap)
             core = self.cores.get(address)
             if core is None:
                 continue
             self.now = at
-            if kind == _TICK:
+            if datagram is None:  # a tick
                 if self._tick_at.get(address) != at:
                     continue  # superseded by an earlier tick
                 del self._tick_at[address]
                 out = core.tick(at)
             else:
-                src, data = payload
+                src, data = datagram
                 out = core.handle(src, codec.decode(data), at)
             self._after(address, core, out)
         self.now = until
@@ -151,4 +152,4 @@ class SimNetwork:
         current = self._tick_at.get(address)
         if current is None or due < current:
             self._tick_at[address] = due
-            heapq.heappush(self._heap, (due, next(self._order), _TICK, address, None))
+            heapq.heappush(self._heap, (due, next(self._order), address, None))

@@ -12,7 +12,7 @@ import msgpack
 from netoverlay.gossip.model import TableEntry
 
 
-def _rank(entry: TableEntry) -> tuple:
+def _rank(entry: TableEntry) -> tuple[int, bool, bytes]:
     return (entry.version, entry.tombstone, msgpack.packb(entry.value, use_bin_type=True))
 
 

@@ -111,18 +111,19 @@ class Listener:
         return backend
 
     def _linked(self, pipe: Pipe, endpoint: Backend, backend: BackendHalf) -> None:
-        if pipe.client.lost:
-            backend.transport.close()  # type: ignore[union-attr]  # the client gave up meanwhile
+        if pipe.client.lost:  # the client gave up meanwhile
+            if backend.transport is not None:
+                backend.transport.close()
             return
         self.picker.opened(endpoint)
         pipe.endpoint = endpoint
         header = b""
         if self.port.proxy_protocol:
             client = pipe.client.transport
-            header = proxy_v2_header(
-                client.get_extra_info("peername"),  # type: ignore[union-attr]
-                client.get_extra_info("sockname"),
-            )  # type: ignore[union-attr]
+            if client is not None:
+                header = proxy_v2_header(
+                    client.get_extra_info("peername"), client.get_extra_info("sockname")
+                )
         pipe.link(backend, header)
 
     def pipe_done(self, pipe: Pipe) -> None:

@@ -16,7 +16,7 @@ request; neither loop crashed. A FIN is never written to a transport already clo
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, cast
 
 from netoverlay.lb.stats import ServiceCounters
 from netoverlay.lb.types import Backend
@@ -45,7 +45,7 @@ class _Half(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # as every TCP connection's is
 
     def eof_received(self) -> bool:
         self.eof_received_ = True
@@ -82,19 +82,22 @@ class ClientHalf(_Half):
     __slots__ = ()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = stream = cast(asyncio.Transport, transport)
         # Read nothing until a backend is linked. uvloop starts reading right after this
         # callback regardless, hence the early-bytes buffer in data_received.
-        transport.pause_reading()  # type: ignore[attr-defined]
+        stream.pause_reading()
         self.pipe.owner.pipe_started(self.pipe)
 
     def data_received(self, data: bytes) -> None:
+        # Bytes arrive only after connection_made, and a peer only once it is connected: the
+        # transports checked here are always there.
         peer = self.peer
         if peer is None:
             self.pipe.early.append(data)
-            self.transport.pause_reading()  # type: ignore[union-attr]
-        else:
-            peer.transport.write(data)  # type: ignore[union-attr]
+            if self.transport is not None:
+                self.transport.pause_reading()
+        elif peer.transport is not None:
+            peer.transport.write(data)
         self.counters.bytes_in += len(data)
         if self.pipe.idle_deadline is not None:
             self.pipe.touch()
@@ -104,7 +107,9 @@ class BackendHalf(_Half):
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
-        self.peer.transport.write(data)  # type: ignore[union-attr]
+        peer = self.peer  # the client, linked before the backend reads anything
+        if peer is not None and peer.transport is not None:
+            peer.transport.write(data)
         self.counters.bytes_out += len(data)
         if self.pipe.idle_deadline is not None:
             self.pipe.touch()
@@ -153,16 +158,16 @@ class Pipe:
         client = self.client
         self.backend = backend
         backend.peer, client.peer = client, backend
-        if first_bytes or self.early:
-            backend.transport.write(first_bytes + b"".join(self.early))  # type: ignore[union-attr]
+        if (first_bytes or self.early) and backend.transport is not None:
+            backend.transport.write(first_bytes + b"".join(self.early))
             self.early.clear()
         if client.eof_received_:
             backend.send_eof()  # the client finished sending while we were connecting
-        else:
-            client.transport.resume_reading()  # type: ignore[union-attr]
+        elif client.transport is not None:
+            client.transport.resume_reading()
         if self.idle_timeout is not None:
-            self.touch()
-            self._idle_handle = self.loop.call_at(self.idle_deadline, self._check_idle)  # type: ignore[arg-type]
+            deadline = self.idle_deadline = self.loop.time() + self.idle_timeout
+            self._idle_handle = self.loop.call_at(deadline, self._check_idle)
 
     def touch(self) -> None:
         if self.idle_timeout is not None:

@@ -195,7 +195,7 @@ def ipsec_steps(
     return out
 
 
-def _policy_order(policy: Policy) -> tuple:
+def _policy_order(policy: Policy) -> tuple[str, int, str, int]:
     return (policy.dst, policy.mark, policy.src, policy.port)
 
 

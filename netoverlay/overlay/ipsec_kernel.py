@@ -10,6 +10,7 @@ go in, and they drop the network's VXLAN instead of letting it out in clear.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import struct
 from collections.abc import Iterable
@@ -54,7 +55,7 @@ def _dump(kind: int) -> list[bytes]:
         sock.bind((0, 0))
         request = bytes(64)  # room for the largest id structure a dump request may carry
         sock.send(_HEADER.pack(_HEADER.size + len(request), kind, _DUMP, 1, 0) + request)
-        bodies = []
+        bodies: list[bytes] = []
         while True:
             data = sock.recv(1 << 16)
             offset = 0
@@ -68,7 +69,7 @@ def _dump(kind: int) -> list[bytes]:
                     code = -struct.unpack_from("=i", body)[0]
                     if code:
                         raise IpsecKernelError(
-                            f"XFRM dump refused: {socket.errno.errorcode.get(code, code)}"
+                            f"XFRM dump refused: {errno.errorcode.get(code, code)}"
                         )
                     continue
                 bodies.append(body)

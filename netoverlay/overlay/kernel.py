@@ -150,7 +150,7 @@ class OverlayKernel:
                     raise OverlayKernelError(f"{type(step).__name__} {step}: {exc}") from exc
 
     async def _index(self, ipr: AsyncIPRoute, name: str) -> int:
-        found = await ipr.link_lookup(ifname=name)
+        found: list[int] = await ipr.link_lookup(ifname=name)
         if not found:
             raise OverlayKernelError(f"no interface named {name!r}")
         return found[0]

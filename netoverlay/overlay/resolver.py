@@ -24,7 +24,7 @@ import ipaddress
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Union
+from typing import Any, Protocol, TypeAlias
 
 from dnslib import OPCODE, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
@@ -46,7 +46,7 @@ class Forward:
     """The query is for a name outside the cluster: ask the upstream resolvers."""
 
 
-Decision = Union[bytes, Forward]
+Decision: TypeAlias = bytes | Forward
 
 
 @functools.lru_cache(maxsize=64)
@@ -133,7 +133,7 @@ class _OneAnswer(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self.answer.done():
             self.answer.set_result(data)
 
@@ -204,14 +204,15 @@ class NetworkResolver(asyncio.DatagramProtocol):
         self.forwarded = 0
         self.malformed = 0
         self._transport: asyncio.DatagramTransport | None = None
-        self._pending: set[asyncio.Task] = set()
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self, address: str, port: int = 53) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: self, local_addr=(address, port)
         )
-        return self._transport.get_extra_info("sockname")[:2]
+        host, port, *_ = self._transport.get_extra_info("sockname")
+        return host, port
 
     def update(
         self, network: OverlayNetwork, networks: Mapping[str, OverlayNetwork] | None = None
@@ -239,7 +240,7 @@ class NetworkResolver(asyncio.DatagramProtocol):
         except ValueError:
             return False
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) > _MAX_PACKET:
             self.malformed += 1
             return
@@ -254,7 +255,7 @@ class NetworkResolver(asyncio.DatagramProtocol):
         else:  # a task this node has not seen yet (it has just started): ask who it is first
             self._spawn(self._answer_found(data, addr))
 
-    async def _answer_found(self, data: bytes, addr) -> None:
+    async def _answer_found(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self.memberships is not None
         try:
             names: Sequence[str] = await self.memberships.find(self.network.name, addr[0])
@@ -263,7 +264,9 @@ class NetworkResolver(asyncio.DatagramProtocol):
             names = ()
         self._answer(data, addr, self._on(names))
 
-    def _answer(self, data: bytes, addr, networks: Sequence[OverlayNetwork]) -> None:
+    def _answer(
+        self, data: bytes, addr: tuple[str, int], networks: Sequence[OverlayNetwork]
+    ) -> None:
         try:
             decision = decide(data, networks)
         except MalformedQuery as exc:
@@ -285,11 +288,11 @@ class NetworkResolver(asyncio.DatagramProtocol):
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _forward(self, data: bytes, addr) -> None:
+    async def _forward(self, data: bytes, addr: tuple[str, int]) -> None:
         answer = await ask_upstream(data, self.upstreams, self.upstream_port, self.forward_timeout)
         self._send(answer if answer is not None else servfail(data), addr)
 
-    def _send(self, data: bytes | None, addr) -> None:
+    def _send(self, data: bytes | None, addr: tuple[str, int]) -> None:
         if data is not None and self._transport is not None:
             self._transport.sendto(data, addr)
 

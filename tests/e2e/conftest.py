@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a busybox image built locally (no registry is reachable in CI)."""
+"""End-to-end fixtures: a busybox image built locally (no registry is reachable in CI), the
+Docker Engine and clusters running on it, and the multi-host bed."""
 
 from __future__ import annotations
 
@@ -6,10 +7,18 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 
+import docker
 import pytest
 
-from tests.support import require_docker, unavailable
+from node.devcluster.localcluster import LocalCluster
+from node.runtime.model import LABEL_SERVICE
+from tests.e2e.docker_support import docker_cluster, remove_containers
+from tests.integration.cluster_support import shoal
+from tests.netbed.bed import NetBed
+from tests.support import require_docker, require_netbed, unavailable
 
 BUSYBOX_IMAGE = "shoal-test/busybox:1"
 
@@ -58,3 +67,59 @@ def busybox_image() -> str:
     if not _image_exists(BUSYBOX_IMAGE):
         _build_busybox(BUSYBOX_IMAGE)
     return BUSYBOX_IMAGE
+
+
+@pytest.fixture(scope="module")
+def engine(busybox_image):
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, engine):
+    """One cluster for the tests that leave its nodes as they found them."""
+    with docker_cluster(str(tmp_path_factory.mktemp("shared")), engine) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own(tmp_path, engine):
+    """A cluster of its own, for a test that kills a node."""
+    with docker_cluster(str(tmp_path), engine) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def service_name(engine) -> Iterator[Callable[[LocalCluster, str], str]]:
+    """`service_name(cluster, stem)`: a name no other service on this engine has (containers
+    are counted by it); the service and its containers go when the test ends."""
+    made: list[tuple[LocalCluster, str]] = []
+
+    def make(cluster: LocalCluster, stem: str) -> str:
+        made.append((cluster, f"{stem}-{uuid.uuid4().hex[:8]}"))
+        return made[-1][1]
+
+    yield make
+    for cluster, name in made:
+        running = [n for n in cluster.nodes if n.running]
+        if running:  # so that no agent replaces what is removed below
+            shoal("service", "rm", name, addr=running[0].api)
+        remove_containers(engine, f"{LABEL_SERVICE}={name}")
+
+
+@pytest.fixture
+def netbed_factory(tmp_path) -> Iterator[Callable[[int], NetBed]]:
+    """`netbed_factory(n)` builds an n-host bed whose logs land in the test's tmp_path; every
+    bed is closed after the test, passed or failed."""
+    require_netbed()
+    beds: list[NetBed] = []
+
+    def build(hosts: int) -> NetBed:
+        bed = NetBed.create(hosts, workdir=tmp_path / f"bed{len(beds)}")
+        beds.append(bed)
+        return bed
+
+    yield build
+    for bed in reversed(beds):
+        bed.close()

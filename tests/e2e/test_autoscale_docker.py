@@ -11,7 +11,7 @@ import pytest
 
 from node.devcluster.localcluster import started_cluster
 from node.runtime.model import LABEL_NODE
-from tests.e2e.test_orchestration_docker import remove_containers
+from tests.e2e.docker_support import remove_containers
 from tests.integration.autoscale_support import FAST_METRICS, autoscale_flow
 from tests.integration.mesh_support import HTTP_CHECK, PUBLISHED, WEB, node_ids
 

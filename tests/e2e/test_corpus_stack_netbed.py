@@ -30,7 +30,6 @@ from node.devcluster.localcluster import wait_for
 from node.security import ClusterKeys
 from tests.e2e.test_overlay_netbed import _fetch
 from tests.integration.cluster_support import live
-from tests.netbed.fixtures import netbed_factory  # noqa: F401  (fixture)
 from tests.safety.shoal_bed import API_PORT, REPO, BedCluster
 from tests.unit.node.test_manifest_corpus import CORPUS
 

@@ -10,14 +10,14 @@ import pytest
 
 from node.devcluster.localcluster import LocalCluster, wait_for
 from node.runtime.model import LABEL_SERVICE
-from tests.e2e.test_orchestration_docker import docker_cluster, engine, own, remove_containers  # noqa: F401
+from tests.e2e.docker_support import docker_cluster, remove_containers
 from tests.integration.cluster_support import SETTLE, must, shoal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, engine, busybox_image):  # noqa: F811
+def cluster(tmp_path_factory, engine, busybox_image):
     with docker_cluster(str(tmp_path_factory.mktemp("jobs")), engine) as made:
         made.image = busybox_image
         yield made
@@ -87,7 +87,7 @@ async def test_a_failing_job_stops_at_its_limit_with_the_exit_codes(cluster):
 
 async def test_a_killed_nodes_unfinished_container_task_runs_again_elsewhere(
     own,
-    engine,  # noqa: F811
+    engine,
     busybox_image,
 ):
     try:

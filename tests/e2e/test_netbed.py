@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.netbed import Faults
-from tests.netbed.fixtures import netbed_factory, require_netbed  # noqa: F401  (fixture)
 from tests.netbed.names import owner_of
 from tests.netbed.teardown import sweep_stale_beds
 from tests.netbed.workload import start_echo, tcp_probe, udp_probe, udp_received
+from tests.support import require_netbed
 
 pytestmark = pytest.mark.e2e
 

@@ -7,18 +7,15 @@ and restarted, restart a task whose health check fails, and show a missing image
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import docker
 import pytest
 
-from node import config as node_config
-from node.devcluster.localcluster import LocalCluster, NodeProc, wait_for
-from node.runtime.model import LABEL_NODE, LABEL_SERVICE, LABEL_TASK
+from node.devcluster.localcluster import LocalCluster, wait_for
+from node.runtime.model import LABEL_NODE, LABEL_TASK
+from tests.e2e.docker_support import containers_of, node_id
 from tests.integration.cluster_support import (
     SETTLE,
     SlotWatch,
@@ -27,7 +24,6 @@ from tests.integration.cluster_support import (
     running_slots,
     running_spread,
     shoal,
-    stop_nodes,
     until_node,
 )
 
@@ -37,95 +33,6 @@ HTTPD = ("httpd", "-f", "-p", "80", "-h", "/tmp")
 # Replace at once: these tests are about whether a task is replaced, not when.
 QUICK_RESTART = ("--restart-delay", "0.1s")
 MISSING_IMAGE = "no-such-image:404"
-
-
-def node_id(node: NodeProc) -> str:
-    stored = node_config.load(node.data_dir)
-    return stored.identity.node_id if stored and stored.identity else ""
-
-
-def labelled(engine: docker.DockerClient, label: str) -> list:
-    # ignore_removed: an agent may remove a container between the listing and its inspection.
-    return engine.containers.list(all=True, filters={"label": label}, ignore_removed=True)
-
-
-def containers_of(engine: docker.DockerClient, service: str) -> list:
-    return labelled(engine, f"{LABEL_SERVICE}={service}")
-
-
-def remove_containers(engine: docker.DockerClient, label: str, tries: int = 50) -> None:
-    """Remove the containers with `label`, also those an agent is removing meanwhile."""
-    for _ in range(tries):
-        found = labelled(engine, label)
-        if not found:
-            return
-        for container in found:
-            try:
-                container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:  # 409: its removal is already under way
-                    raise
-        time.sleep(0.2)
-    raise AssertionError(f"containers labelled {label} are still there after {tries} tries")
-
-
-@pytest.fixture(scope="module")
-def engine(busybox_image):
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@contextlib.contextmanager
-def docker_cluster(
-    base_dir: str, engine: docker.DockerClient, *extra_args: str
-) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(
-        base_dir, 3, ["--runtime", "docker", "--cpus", "4", "--memory", str(8 << 30), *extra_args]
-    )
-    try:
-        asyncio.run(cluster.start())
-        yield cluster
-    finally:
-        stop_nodes(cluster)
-        # Containers outlive their nodes by design: remove every one these nodes made.
-        for nid in filter(None, map(node_id, cluster.nodes)):
-            remove_containers(engine, f"{LABEL_NODE}={nid}")
-        print(cluster.logs())
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory, engine):
-    """One cluster for the tests that leave its nodes as they found them."""
-    with docker_cluster(str(tmp_path_factory.mktemp("shared")), engine) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def own(tmp_path, engine):
-    """A cluster of its own, for a test that kills a node."""
-    with docker_cluster(str(tmp_path), engine) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def service_name(engine) -> Iterator[Callable[[LocalCluster, str], str]]:
-    """`service_name(cluster, stem)`: a name no other service on this engine has (containers
-    are counted by it); the service and its containers go when the test ends."""
-    made: list[tuple[LocalCluster, str]] = []
-
-    def make(cluster: LocalCluster, stem: str) -> str:
-        made.append((cluster, f"{stem}-{uuid.uuid4().hex[:8]}"))
-        return made[-1][1]
-
-    yield make
-    for cluster, name in made:
-        running = [n for n in cluster.nodes if n.running]
-        if running:  # so that no agent replaces what is removed below
-            shoal("service", "rm", name, addr=running[0].api)
-        remove_containers(engine, f"{LABEL_SERVICE}={name}")
 
 
 def create(cluster: LocalCluster, name: str, *flags: str) -> None:

@@ -22,8 +22,6 @@ import time
 
 import pytest
 
-from tests.netbed.fixtures import netbed_factory  # noqa: F401  (fixture)
-
 pytestmark = pytest.mark.e2e
 
 SCRIPT = """

@@ -11,8 +11,6 @@ import sys
 
 import pytest
 
-from tests.netbed.fixtures import netbed_factory  # noqa: F401  (fixture)
-
 pytestmark = pytest.mark.e2e
 
 SCRIPT = """

@@ -38,7 +38,6 @@ from node.client import ShoalClient
 from node.devcluster.localcluster import wait_for
 from node.security import ClusterKeys
 from tests.netbed import Faults
-from tests.netbed.fixtures import netbed_factory  # noqa: F401  (fixture)
 from tests.safety.shoal_bed import API_PORT, BedCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

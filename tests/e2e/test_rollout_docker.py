@@ -14,12 +14,7 @@ import docker
 import pytest
 
 from node.devcluster.localcluster import LocalCluster, wait_for
-from tests.e2e.test_orchestration_docker import (  # noqa: F401
-    containers_of,
-    docker_cluster,
-    engine,
-    remove_containers,
-)
+from tests.e2e.docker_support import containers_of, docker_cluster, remove_containers
 from tests.integration.cluster_support import live, must, shoal
 from tests.integration.mesh_support import PUBLISHED
 from tests.integration.test_rollout_mesh import hammer
@@ -31,7 +26,7 @@ SERVE = ("-c", "echo ok > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
 
 
 @pytest.fixture(scope="module")
-def second_image(busybox_image, engine):  # noqa: F811
+def second_image(busybox_image, engine):
     """The busybox test image under a second tag, so that an update really changes the image."""
     tag = busybox_image.rsplit(":", 1)[0] + ":rollout-2"
     subprocess.run(["docker", "tag", busybox_image, tag], check=True, capture_output=True)
@@ -40,7 +35,7 @@ def second_image(busybox_image, engine):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, engine):  # noqa: F811
+def cluster(tmp_path_factory, engine):
     with docker_cluster(
         str(tmp_path_factory.mktemp("rollout")), engine, "--lb-dataplane", "proxy"
     ) as cluster:
@@ -48,7 +43,7 @@ def cluster(tmp_path_factory, engine):  # noqa: F811
 
 
 @pytest.fixture
-def web(cluster, engine, busybox_image):  # noqa: F811
+def web(cluster, engine, busybox_image):
     """A 3-replica httpd service published on PUBLISHED, start-first updates one at a time."""
     name = f"web-{uuid.uuid4().hex[:8]}"
     must(
@@ -89,7 +84,7 @@ def web(cluster, engine, busybox_image):  # noqa: F811
     remove_containers(engine, f"shoal.service={name}")
 
 
-def images(engine: docker.DockerClient, name: str) -> list[str]:  # noqa: F811
+def images(engine: docker.DockerClient, name: str) -> list[str]:
     """The images of the service's running containers."""
     return sorted(
         c.attrs["Config"]["Image"] for c in containers_of(engine, name) if c.status == "running"
@@ -111,7 +106,7 @@ async def until_rollout(cluster: LocalCluster, name: str, state: str, image: str
 async def test_an_update_drops_no_request_and_rollback_restores_the_image(
     cluster,
     engine,
-    web,  # noqa: F811
+    web,
     busybox_image,
     second_image,
 ):
@@ -139,7 +134,7 @@ async def test_an_update_drops_no_request_and_rollback_restores_the_image(
 
 async def test_an_update_to_a_missing_image_rolls_back_by_itself(
     cluster, engine, web, busybox_image
-):  # noqa: F811
+):
     await wait_for(lambda: _serving(cluster, web), timeout=60, what="3 healthy replicas")
     must(
         shoal(
@@ -166,5 +161,5 @@ async def _serving(cluster: LocalCluster, name: str) -> bool:
     return len(tasks) == 3 and all(t["health"] == "healthy" for t in tasks)
 
 
-async def _images_are(engine: docker.DockerClient, name: str, image: str) -> bool:  # noqa: F811
+async def _images_are(engine: docker.DockerClient, name: str, image: str) -> bool:
     return images(engine, name) == [image] * 3

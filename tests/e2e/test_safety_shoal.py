@@ -29,7 +29,6 @@ import pytest
 
 from node.devcluster.localcluster import wait_for
 from tests.netbed import Faults, NetBed
-from tests.netbed.fixtures import netbed_factory  # noqa: F401  (a fixture)
 from tests.safety.checker import (
     Violation,
     lost_writes,

@@ -15,12 +15,7 @@ import pytest
 from node.devcluster.localcluster import wait_for
 from node.runtime.model import LABEL_SERVICE
 from node.runtime.task_files import tmpfs_root
-from tests.e2e.test_orchestration_docker import (  # noqa: F401
-    containers_of,
-    docker_cluster,
-    engine,
-    remove_containers,
-)
+from tests.e2e.docker_support import containers_of, docker_cluster, remove_containers
 from tests.integration.cluster_support import must, shoal
 from tests.integration.test_secrets_process import files_holding, raw_answers
 
@@ -39,7 +34,7 @@ def run_in(container, *argv: str) -> str:
 
 def test_a_container_reads_its_secret_from_a_tmpfs_and_the_plaintext_is_nowhere_else(
     tmp_path, engine, busybox_image
-):  # noqa: F811
+):
     marker = f"SECRET-MARKER-{secrets.token_hex(8)}".encode()
     name = f"sec-{secrets.token_hex(4)}"
     with docker_cluster(str(tmp_path), engine) as cluster:

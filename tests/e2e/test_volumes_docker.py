@@ -4,41 +4,32 @@ a labelled Docker volume that outlives the containers."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
 
 from node.devcluster.localcluster import wait_for
 from node.runtime.mounts import LABEL_VOLUME
-from tests.e2e.test_orchestration_docker import (  # noqa: F401 (fixtures)
-    QUICK_RESTART,
-    container_of,
-    containers_of,
-    create,
-    engine,
-    service_name,
-    settled,
-    shared,
-)
+from tests.e2e.docker_support import containers_of
+from tests.e2e.test_orchestration_docker import QUICK_RESTART, container_of, create, settled
 from tests.integration.cluster_support import SETTLE, SlotWatch, live, must, shoal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
-def volume_name(engine):  # noqa: F811
+def volume_name(engine):
     name = f"shoal-test-{uuid.uuid4().hex[:8]}"
     yield name
-    try:
+    with contextlib.suppress(Exception):  # never made, or already gone: nothing to clean
         engine.volumes.get(name).remove(force=True)
-    except Exception:  # never made, or already gone: nothing to clean
-        pass
 
 
 async def test_a_replacement_container_finds_what_the_removed_one_wrote(
     shared,
     engine,
-    service_name,  # noqa: F811
+    service_name,
     volume_name,
     busybox_image,
 ):

@@ -26,6 +26,8 @@ from node.agent import Agent
 
 # Long enough for a slow CI machine, short enough to end a hung test.
 WAIT = 60.0
+# The node the agent under test runs as.
+NODE = "n1"
 
 
 class StateSource:

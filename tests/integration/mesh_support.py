@@ -19,6 +19,7 @@ from dnslib import QTYPE, DNSRecord
 from node import config as cfg
 from node.devcluster.localcluster import LocalCluster, NodeProc, wait_for
 from node.mesh import MeshConfig
+from node.runtime import ProcessDriver
 from tests.support import unavailable
 
 PUBLISHED = 18080
@@ -161,7 +162,10 @@ def dns(address: str, port: int, name: str, qtype: str) -> list:
 async def dns_matches_table(cluster: LocalCluster, i: int) -> bool:
     node = cluster.nodes[i]
     body = await cluster.get(i, "/v1/services/web/endpoints")
-    ask = lambda name, qtype: asyncio.to_thread(dns, node.address, node.api_port + 3, name, qtype)
+
+    def ask(name: str, qtype: str) -> Awaitable[list]:
+        return asyncio.to_thread(dns, node.address, node.api_port + 3, name, qtype)
+
     ingress = sorted(str(rr.rdata) for rr in await ask("web.shoal", "A"))
     (port,) = body["ports"]
     assert (
@@ -252,3 +256,11 @@ async def routing_mesh_flow(cluster: LocalCluster, spec: dict, kill: Kill) -> No
     served = (await served_by([address], 12))[address]
     assert served <= {t for t, _, _ in final} and served
     await wait_for(lambda: dns_matches_table(cluster, rejoiner), what="DNS to match the table")
+
+
+async def remove_leftover_tasks(cluster: LocalCluster) -> None:
+    """Task processes outlive their nodes by design: end what the test left running."""
+    for node in cluster.nodes:
+        driver = ProcessDriver(node.data_dir)
+        for seen in await driver.list_owned():
+            await driver.remove(seen.task_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from consensus.tasks import AssignTasks, StopTask
 from node.runtime.procfs import is_running
 from tests.integration.agent_support import run_agent
-from tests.integration.test_agent_process import agent_for, data_dir, get, process_of, source, web  # noqa: F401
+from tests.integration.test_agent_process import agent_for, get, process_of, web
 
 # Longer than any test may run: whatever stops before it did not wait for the drain.
 FOREVER = "1h"
@@ -16,7 +16,7 @@ FOREVER = "1h"
 
 async def test_a_task_with_ports_keeps_serving_while_it_drains_and_the_agent_goes_on(
     source, data_dir
-):  # noqa: F811
+):
     await source.create_service(web(stop_delay=FOREVER))
     (old,) = await source.assign("web", 1)
     agent = agent_for(source, data_dir)
@@ -35,7 +35,7 @@ async def test_a_task_with_ports_keeps_serving_while_it_drains_and_the_agent_goe
     assert is_running(*process_of(data_dir, old))
 
 
-async def test_a_task_without_ports_stops_at_once(source, data_dir):  # noqa: F811
+async def test_a_task_without_ports_stops_at_once(source, data_dir):
     await source.create_service(web(command=["sleep", "1000"], ports=[], stop_delay=FOREVER))
     (task_id,) = await source.assign("web", 1)
     agent = agent_for(source, data_dir)

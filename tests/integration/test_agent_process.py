@@ -11,17 +11,14 @@ import signal
 import sys
 import urllib.request
 
-import pytest
-
 from consensus.tasks import AssignTasks, StopTask
 from node.agent import Agent
 from node.runtime import ProcessDriver, RunSpec
 from node.runtime.process_records import load_record
 from node.runtime.procfs import is_running
-from tests.integration.agent_support import StateSource, eventually, run_agent
+from tests.integration.agent_support import NODE, StateSource, eventually, run_agent
 
 HTTP_SERVER = ["sh", "-c", f"exec {sys.executable} -m http.server $PORT --bind 127.0.0.1"]
-NODE = "n1"
 
 
 def web(**plain) -> dict:
@@ -33,21 +30,6 @@ def web(**plain) -> dict:
         "stop_grace_period": "5s",
         **plain,
     }
-
-
-@pytest.fixture
-async def data_dir(tmp_path):
-    path = str(tmp_path / "node")
-    yield path
-    # Whatever a test leaves running dies with it.
-    driver = ProcessDriver(path, node_id=NODE)
-    for seen in await driver.list_owned():
-        await driver.remove(seen.task_id)
-
-
-@pytest.fixture
-def source() -> StateSource:
-    return StateSource(NODE)
 
 
 def agent_for(source: StateSource, data_dir: str) -> Agent:

@@ -34,9 +34,8 @@ def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
 async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
     """A request with the node's API token, unless the caller gives its own headers."""
     kwargs.setdefault("headers", auth_for(url))
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, **kwargs) as resp:
-            return resp.status, await resp.json(content_type=None)
+    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as resp:
+        return resp.status, await resp.json(content_type=None)
 
 
 async def test_malformed_requests_get_400_naming_the_field(single):

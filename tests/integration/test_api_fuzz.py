@@ -251,7 +251,7 @@ class Answers:
 
     def send(self, method: str, target: str, data: bytes, headers: dict[str, str]) -> int:
         headers = {"Authorization": f"Bearer {self.token}", **headers}
-        for attempt in range(2):
+        for _attempt in range(2):
             began = time.monotonic()
             try:
                 self.connection.request(method, target, body=data or None, headers=headers)

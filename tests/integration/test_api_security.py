@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -50,9 +51,8 @@ def cli(
 
 
 async def raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, **kwargs) as resp:
-            return resp.status, await resp.json(content_type=None)
+    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as resp:
+        return resp.status, await resp.json(content_type=None)
 
 
 async def raw_exchange(host: str, port: int, request: bytes, **connect) -> bytes:
@@ -295,7 +295,7 @@ async def test_the_data_dir_and_the_nodes_files_are_private(single):
             found += [
                 os.path.join(root, f)
                 for f in files
-                if f == "output.log" and marker in open(os.path.join(root, f)).read()
+                if f == "output.log" and marker in Path(root, f).read_text()
             ]
         return found
 
@@ -432,7 +432,7 @@ async def test_process_tasks_run_unprivileged_and_cannot_use_the_host():
             async def output() -> str:
                 for root, _, files in os.walk(os.path.join(first.data_dir, "tasks")):
                     if "output.log" in files:
-                        text = open(os.path.join(root, "output.log")).read()
+                        text = Path(root, "output.log").read_text()
                         if "WROTE-OWN" in text:
                             return text
                 return ""

@@ -7,7 +7,8 @@ import pytest
 
 from node.devcluster.localcluster import EQUAL_PROCESS_NODES, started_cluster
 from tests.integration.autoscale_support import FAST_METRICS, autoscale_flow
-from tests.integration.test_mesh_process import SPEC, remove_leftover_tasks
+from tests.integration.mesh_support import remove_leftover_tasks
+from tests.integration.test_mesh_process import SPEC
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -11,7 +11,7 @@ import pytest
 
 from node.devcluster.localcluster import wait_for
 from tests.integration.mesh_support import all_serving, fetch, new_session
-from tests.integration.test_rollout_mesh import ROLLING, hammer, trio  # noqa: F401  (fixture)
+from tests.integration.test_rollout_mesh import ROLLING, hammer
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -22,11 +22,11 @@ CANARY = {
 }
 
 
-async def test_a_canary_shares_traffic_then_promote_and_rollback_drop_no_request(trio):  # noqa: F811
-    addresses = [n.address for n in trio.nodes]
-    async with trio.nodes[0].client() as client:
+async def test_a_canary_shares_traffic_then_promote_and_rollback_drop_no_request(mesh_trio):
+    addresses = [n.address for n in mesh_trio.nodes]
+    async with mesh_trio.nodes[0].client() as client:
         await client.post("/v1/services", CANARY)
-        await wait_for(lambda: all_serving(trio, 3), 60, "every node to serve 3 endpoints")
+        await wait_for(lambda: all_serving(mesh_trio, 3), 60, "every node to serve 3 endpoints")
         stop = asyncio.Event()
         load = asyncio.ensure_future(hammer(addresses, stop))
 
@@ -41,7 +41,7 @@ async def test_a_canary_shares_traffic_then_promote_and_rollback_drop_no_request
 
         await client.patch("/v1/services/web", {"env": {"V": "2"}})
         await wait_for(lambda: in_state("canary"), 60, "the canary phase")
-        await wait_for(lambda: all_serving(trio, 3), 30, "the canary in every load balancer")
+        await wait_for(lambda: all_serving(mesh_trio, 3), 30, "the canary in every load balancer")
         assert await versions() == [1, 1, 2]
         by_task = {t["id"]: t["spec_version"] for t in await client.get("/v1/tasks?service=web")}
         served: Counter = Counter()

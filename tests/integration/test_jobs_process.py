@@ -168,9 +168,11 @@ async def test_a_killed_nodes_unfinished_task_runs_again_elsewhere(fresh):
 async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
     """A request as an API client sends it, with the token and a JSON Content-Type."""
     headers = {"Content-Type": "application/json", **auth_for(urlsplit(url).netloc)}
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, headers=headers, **kwargs) as resp:
-            return resp.status, await resp.json(content_type=None)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers, **kwargs) as resp,
+    ):
+        return resp.status, await resp.json(content_type=None)
 
 
 async def test_bad_job_and_cron_requests_get_400_naming_the_field(shared):

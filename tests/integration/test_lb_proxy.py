@@ -278,7 +278,7 @@ def test_abrupt_clients_under_churn_leave_nothing_open(run):
         members = await backends("a", "b")
         port = free_port()
         proxy = await plane(web(port), members)
-        for wave in range(4):
+        for _wave in range(4):
             await asyncio.gather(*(one(port, i % 3) for i in range(60)), return_exceptions=True)
         while proxy.stats()[port].connections_active:  # the last closes are in flight
             await asyncio.sleep(0.01)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import signal
 
@@ -178,7 +179,7 @@ async def test_a_stalled_voter_of_three_keeps_its_seat_and_returns_to_it(cluster
     for i in range(3):
         async with cluster.nodes[i].client(timeout=15) as client:
             await wait_for(
-                lambda: client.patch("/v1/nodes/n1", {"add_labels": {"w": str(i)}}),
+                functools.partial(client.patch, "/v1/nodes/n1", {"add_labels": {"w": str(i)}}),
                 timeout=10,
                 what=f"a write through n{i + 1}",
             )

@@ -14,13 +14,13 @@ import pytest
 
 from netoverlay.lb import NftConfig, NftDataPlane, ServicePort
 from node.devcluster.localcluster import LocalCluster, NodeProc
-from node.runtime import ProcessDriver
 from node.runtime.process_records import load_record
 from tests.integration.mesh_support import (
     HTTP_CHECK,
     PUBLISHED,
     WEB,
     remove_leftover_tables,
+    remove_leftover_tasks,
     require_nft,
     routing_mesh_flow,
 )
@@ -48,14 +48,6 @@ SPEC = {
     "ports": [f"{PUBLISHED}:8000"],
     "health": HTTP_CHECK,
 }
-
-
-async def remove_leftover_tasks(cluster: LocalCluster) -> None:
-    """Task processes outlive their nodes by design: end what the test left running."""
-    for node in cluster.nodes:
-        driver = ProcessDriver(node.data_dir)
-        for seen in await driver.list_owned():
-            await driver.remove(seen.task_id)
 
 
 @pytest.fixture(params=["proxy", "nft"])

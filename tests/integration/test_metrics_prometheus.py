@@ -4,6 +4,7 @@ series: Raft, tasks by state, the routing mesh's connections, API requests by ro
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -66,16 +67,17 @@ async def test_prometheus_scrapes_every_node_and_queries_return_the_series(tmp_p
         config = tmp_path / "prometheus.yml"
         config.write_text(SCRAPE_CONFIG.format(token=token, targets=targets))
         server = f"127.0.{cluster.block}.100:9090"
-        prometheus = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address={server}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / "prometheus.log", "wb"),
-        )
+        with open(tmp_path / "prometheus.log", "wb") as log:  # the child keeps its own copy
+            prometheus = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address={server}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
 
@@ -111,7 +113,9 @@ async def test_prometheus_scrapes_every_node_and_queries_return_the_series(tmp_p
                     "count(shoal_raft_commit_seconds_bucket)": lambda v: v > 0,
                 }
                 for promql, check in expectations.items():
-                    await wait_for(lambda: scraped(promql, check), timeout=30, what=promql)
+                    await wait_for(
+                        functools.partial(scraped, promql, check), timeout=30, what=promql
+                    )
         finally:
             prometheus.send_signal(signal.SIGTERM)
             try:

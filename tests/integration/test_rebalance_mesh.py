@@ -10,8 +10,7 @@ from collections import Counter
 import pytest
 
 from node.devcluster.localcluster import LocalCluster, wait_for
-from tests.integration.mesh_support import serving
-from tests.integration.test_mesh_process import remove_leftover_tasks
+from tests.integration.mesh_support import remove_leftover_tasks, serving
 from tests.integration.test_rollout_mesh import ROLLING, hammer
 
 pytestmark = pytest.mark.timeout(240)

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from node.devcluster.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import wait_for
 from tests.integration.mesh_support import all_serving, fetch, new_session
-from tests.integration.test_mesh_process import SPEC, remove_leftover_tasks
+from tests.integration.test_mesh_process import SPEC
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -24,31 +24,6 @@ ROLLING = {
     "health": {**SPEC["health"], "start_period": "3s"},
     "update": {"parallelism": 1, "order": "start-first", "monitor": "1s"},
 }
-
-
-@pytest.fixture
-async def trio(tmp_path):
-    cluster = LocalCluster(
-        str(tmp_path),
-        3,
-        [
-            "--runtime",
-            "process",
-            "--cpus",
-            "4",
-            "--memory",
-            str(8 << 30),
-            "--lb-dataplane",
-            "proxy",
-        ],
-    )
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-        await remove_leftover_tasks(cluster)
-        print(cluster.logs())
 
 
 async def hammer(addresses: list[str], stop: asyncio.Event) -> tuple[int, list[str]]:
@@ -65,11 +40,11 @@ async def hammer(addresses: list[str], stop: asyncio.Event) -> tuple[int, list[s
     return done, failures
 
 
-async def test_a_start_first_update_drops_no_request_through_the_mesh(trio):
-    addresses = [n.address for n in trio.nodes]
-    async with trio.nodes[0].client() as client:
+async def test_a_start_first_update_drops_no_request_through_the_mesh(mesh_trio):
+    addresses = [n.address for n in mesh_trio.nodes]
+    async with mesh_trio.nodes[0].client() as client:
         await client.post("/v1/services", ROLLING)
-        await wait_for(lambda: all_serving(trio, 3), 60, "every node to serve 3 endpoints")
+        await wait_for(lambda: all_serving(mesh_trio, 3), 60, "every node to serve 3 endpoints")
         stop = asyncio.Event()
         load = asyncio.ensure_future(hammer(addresses, stop))
         await asyncio.sleep(1.0)
@@ -86,5 +61,5 @@ async def test_a_start_first_update_drops_no_request_through_the_mesh(trio):
         done, failures = await load
     print(f"{done} requests during a {time.monotonic() - started:.1f} s rollout")
     assert done > 0 and failures == []
-    live = [t for t in await trio.get(0, "/v1/tasks?service=web") if t["desired"] == "running"]
+    live = [t for t in await mesh_trio.get(0, "/v1/tasks?service=web") if t["desired"] == "running"]
     assert sorted(t["spec_version"] for t in live) == [2, 2, 2]

@@ -103,7 +103,9 @@ async def test_update_replaces_in_batches_and_rollback_restores_the_old_spec(tri
             assert (service["rollout"]["updated"], service["rollout"]["failed"]) == (3, 0)
             new = sorted(await live(trio), key=lambda t: t["created_at"])
             # Parallelism 1: each successor was created only after the one before it ran.
-            assert all(b["created_at"] >= a["started_at"] for a, b in zip(new, new[1:]))
+            assert all(
+                b["created_at"] >= a["started_at"] for a, b in zip(new, new[1:], strict=False)
+            )
             old = [
                 t for t in await client.get("/v1/tasks", service="web") if t["spec_version"] == 1
             ]

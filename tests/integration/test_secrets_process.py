@@ -165,9 +165,11 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
     by_id = {load(n.data_dir).identity.node_id: n for n in trio.nodes}
     url = f"http://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
     for headers in ({"Authorization": f"Bearer {keys.api_token}"}, by_id[owner].node_headers):
-        async with aiohttp.ClientSession(headers=headers) as session:
-            async with session.get(url, params={"task": task["id"], "node": owner}) as resp:
-                assert resp.status == 404 and marker not in await resp.read()
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.get(url, params={"task": task["id"], "node": owner}) as resp,
+        ):
+            assert resp.status == 404 and marker not in await resp.read()
 
     data_dirs = [node.data_dir for node in trio.nodes]
     assert files_holding(data_dirs, config_marker), "the search finds what is stored plain"
@@ -181,9 +183,11 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
 
 
 async def task_log(cluster: LocalCluster, task_id: str) -> bytes:
-    async with aiohttp.ClientSession(headers=auth_for(cluster.nodes[0].api)) as session:
-        async with session.get(f"http://{cluster.nodes[0].api}/v1/tasks/{task_id}/logs") as resp:
-            return await resp.read()
+    async with (
+        aiohttp.ClientSession(headers=auth_for(cluster.nodes[0].api)) as session,
+        session.get(f"http://{cluster.nodes[0].api}/v1/tasks/{task_id}/logs") as resp,
+    ):
+        return await resp.read()
 
 
 async def _files_gone(cluster: LocalCluster, tasks: list[dict]) -> bool:

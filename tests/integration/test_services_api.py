@@ -79,9 +79,11 @@ def shoal(
 
 
 async def call(method: str, url: str, **kwargs) -> tuple[int, object]:
-    async with aiohttp.ClientSession(headers=auth_for(url)) as session:
-        async with session.request(method, url, **kwargs) as resp:
-            return resp.status, await resp.json(content_type=None)
+    async with (
+        aiohttp.ClientSession(headers=auth_for(url)) as session,
+        session.request(method, url, **kwargs) as resp,
+    ):
+        return resp.status, await resp.json(content_type=None)
 
 
 async def tasks_of(cluster: LocalCluster, name: str, i: int = 0) -> list[dict]:

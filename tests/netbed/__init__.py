@@ -1,8 +1,9 @@
 """A multi-host test bed on one machine: hosts are network namespaces on a private bridge.
 
 NetBed/Host build and own the hosts and the processes started in them, Faults cuts and
-degrades their links, PrivateDockerd gives a host its own Docker Engine, and
-tests.netbed.fixtures holds the pytest fixtures. Needs root, iproute2, nsenter and nftables.
+degrades their links, PrivateDockerd gives a host its own Docker Engine, and the
+`netbed_factory` fixture of tests/e2e/conftest.py builds beds for a test and closes them
+after it. Needs root, iproute2, nsenter and nftables.
 """
 
 from tests.netbed.bed import Host, NetBed

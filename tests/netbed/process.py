@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -47,10 +48,8 @@ class HostProcess:
         """Send `sig` to the process group; a group that already exited is not an error."""
         if self._popen.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self._popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """kill -9, then reap it so no zombie outlives the call."""

@@ -7,6 +7,7 @@ others behind.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -55,10 +56,8 @@ def _wait_exit(pids: list[int], timeout: float) -> None:
 
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def netns_pids(netns: str) -> list[int]:
@@ -132,10 +131,8 @@ def remove_bed(bed: BedName, grace: float = 5.0) -> None:
     for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{bed.tag}-*")):
         shutil.rmtree(path, ignore_errors=True)
     for path in glob.glob(f"{_CGROUP_ROOT}/*/{bed.tag}-*"):  # a private dockerd's cgroup parent
-        try:
+        with contextlib.suppress(OSError):
             os.rmdir(path)  # empty cgroup directories are removed with rmdir, not unlink
-        except OSError:
-            pass
 
 
 def _all_bed_object_names() -> list[str]:

@@ -13,6 +13,7 @@ Any other exception, or no answer within `op_timeout`, records the outcome as UN
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -138,7 +139,5 @@ async def sample_leaders(
 
     while not stop.is_set():
         await asyncio.gather(*(ask(node) for node in nodes))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
-        except TimeoutError:
-            pass

@@ -222,7 +222,7 @@ def linearizable_histories(draw):
         kind = draw(st.sampled_from([OpKind.WRITE, OpKind.READ]))
         ops.append((point, index, start, start + length, kind, draw(st.sampled_from("abc"))))
     state, seq, operations = {}, 0, []
-    for point, index, start, end, kind, key in sorted(ops):
+    for _point, index, start, end, kind, key in sorted(ops):
         if kind is OpKind.WRITE:
             value, seq = f"v{index}", seq + 1
             state[key] = value

@@ -114,10 +114,12 @@ def test_a_graceful_leave_is_seen_as_left_not_dead():
 
 def test_a_restarted_node_is_alive_again_with_a_higher_incarnation_and_its_stale_entries_go():
     c = Cluster(8, seed=9)
-    c.net.act(
-        address(4),
-        lambda core, now: (core.local_set("a", "old", now), core.local_set("b", 1, now)) and None,
-    )
+
+    def set_both(core, now) -> None:
+        core.local_set("a", "old", now)
+        core.local_set("b", 1, now)
+
+    c.net.act(address(4), set_both)
     assert c.net.run_until_true(lambda: all(c.core(i).table_get("n4", "b") for i in range(8)), 5)
     # Crash and restart before anyone declares it dead: the others still hold its entries.
     c.net.stop(address(4))

@@ -45,7 +45,7 @@ def test_applying_the_same_specs_twice_changes_nothing_the_second_time(first, se
     run_plan(state, [spec(n) for n in first])
     wanted = [spec(n, images[i]) for i, n in enumerate(second)]
     actions = run_plan(state, wanted)
-    for n, action in zip(second, actions):
+    for n, action in zip(second, actions, strict=False):
         before = spec(n) if n in first else None
         after = wanted[second.index(n)]
         assert action == (

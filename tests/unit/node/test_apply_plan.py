@@ -46,13 +46,13 @@ def apply(state: ClusterState, text: str, stack: str = "voting", **flags) -> dic
     for selector in plan.keep_selectors:
         assert state.apply(PutSelector(selector)).ok
     for i, step in enumerate(plan.steps):
-        cmd = {
-            "create": lambda: CreateService(f"id-{step.spec.name}", step.spec, float(i)),
-            "update": lambda: UpdateService(step.spec, float(i), step.expected_version),
-            "remove": lambda: DeleteService(step.spec.name, float(i)),
-        }.get(step.action)
-        if cmd:
-            assert state.apply(cmd()).ok
+        match step.action:
+            case "create":
+                assert state.apply(CreateService(f"id-{step.spec.name}", step.spec, float(i))).ok
+            case "update":
+                assert state.apply(UpdateService(step.spec, float(i), step.expected_version)).ok
+            case "remove":
+                assert state.apply(DeleteService(step.spec.name, float(i))).ok
     for name in plan.drop_selectors:
         assert state.apply(DeleteSelector(name)).ok
     return {step.spec.name: step.action for step in plan.steps} | {"warnings": plan.warnings}

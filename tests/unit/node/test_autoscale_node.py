@@ -57,7 +57,7 @@ def test_a_node_reports_its_running_tasks_cpu_and_its_ingress_rate_rounded():
     here, elsewhere = Scope.read(c.state, "n0"), Scope.read(c.state, "n1")
     web = services(c.state)["web"]
     assert [s.name for s in here.services] == ["web"] and len(here.cpu_tasks()) == 2
-    cpu = {task_id: pct for task_id, pct in zip(here.cpu_tasks(), (30.04, 10.0))}
+    cpu = {task_id: pct for task_id, pct in zip(here.cpu_tasks(), (30.04, 10.0), strict=True)}
     assert build_samples(here, cpu, {"web": 12.345, "plain": 3.0}) == (
         ServiceSample("web", web.id, 2, 20.0, 12.3),
     )

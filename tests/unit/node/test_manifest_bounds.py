@@ -16,7 +16,10 @@ from node.manifests.reader import MAX_QUOTE
 LAUGHS = (
     "\n".join(
         ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-        + [f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+        + [
+            f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]"
+            for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+        ]
         + ["services: {web: {image: *i, command: *i, labels: *i}}"]
     )
     + "\n"

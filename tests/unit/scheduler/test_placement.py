@@ -25,7 +25,7 @@ MiB = 1 << 20
 
 def view(nodes, *plains, strategy="spread", tasks=()) -> StateView:
     services = {}
-    for i, plain in enumerate(plains):
+    for plain in plains:
         spec = parse_service_spec({"image": "busybox", **plain})
         services[spec.name] = Service(f"id-{spec.name}", spec)
     return StateView(

@@ -320,7 +320,7 @@ def test_start_first_always_keeps_every_slot_served(parallelism, events):
         random_agents(c, kind, pick)
         serving = slots_serving(c)
         assert all(serving[slot] for slot in serving), serving
-        for slot, there in serving.items():
+        for there in serving.values():
             assert sum(t.spec_version == 2 for t in there) <= 1
     converge(c)
     assert versions(c) == [2, 2, 2, 2] and rollout(c).state == "completed"

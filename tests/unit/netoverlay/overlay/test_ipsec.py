@@ -154,7 +154,7 @@ def test_a_rotation_accepts_the_new_epoch_before_sending_with_it_and_keeps_the_o
     # 3: the old epoch is gone.
     assert inbound(phases[2], a)[b] == {new_in} and phases[2].next_change is None
     # Every phase adds what it needs before it removes what it no longer does.
-    for have, want in zip([old, *phases], phases):
+    for have, want in zip([old, *phases], phases, strict=False):
         todo = ipsec_steps(want, {s.id for s in have.states}, have.policies)
         adds = [i for i, s in enumerate(todo) if isinstance(s, AddState)]
         removes = [i for i, s in enumerate(todo) if isinstance(s, DeleteState)]

@@ -48,17 +48,18 @@ async def test_read_log_whole_tail_and_missing(tmp_path):
 async def test_follow_log_streams_until_the_writer_ends(tmp_path):
     path = tmp_path / "output.log"
     path.write_bytes(b"old\n")
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-c",
-            "import sys\nfor line in sys.stdin: print(line.strip(), flush=True)",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=open(path, "ab"),
-        text=True,
-    )
+    with open(path, "ab") as log:  # the child keeps its own copy
+        writer = subprocess.Popen(
+            [
+                sys.executable,
+                "-u",
+                "-c",
+                "import sys\nfor line in sys.stdin: print(line.strip(), flush=True)",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            text=True,
+        )
     chunks = follow_log(str(path), writer.pid, None)
     seen = b""
     while b"old\n" not in seen:
