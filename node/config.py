@@ -165,7 +165,7 @@ def secure_data_dir(data_dir: str) -> None:
         if entry.is_file(follow_symlinks=False):
             os.chmod(entry.path, 0o600)
         elif entry.name in _PRIVATE_TREES and entry.is_dir(follow_symlinks=False):
-            for root, dirs, files in os.walk(entry.path):
+            for root, _dirs, files in os.walk(entry.path):
                 os.chmod(root, 0o700)
                 for name in files:
                     os.chmod(os.path.join(root, name), 0o600)

@@ -14,8 +14,8 @@ import asyncio
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ContextManager
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -43,7 +43,7 @@ class Sources:
     """Where the levels are read at scrape time."""
 
     raft_status: Callable[[], RaftStatus]
-    read_state: Callable[[], ContextManager[ClusterState]]
+    read_state: Callable[[], AbstractContextManager[ClusterState]]
     gossip_members: Callable[[], list[Member]]
     gossip_stats: Callable[[], GossipStats]
     ingress_stats: Callable[[], dict[int, ServiceStats]]

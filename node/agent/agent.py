@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 from consensus.state import ClusterState, Result
 from consensus.tasks import TaskReport
@@ -43,7 +44,7 @@ class Agent:
         *,
         node_id: str,
         driver: Driver,
-        read_state: Callable[[], ContextManager[ClusterState]],
+        read_state: Callable[[], AbstractContextManager[ClusterState]],
         changed: asyncio.Event,
         submit: Callable[[Any], Awaitable[Result]],
         advertise: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 from consensus.secrets import blobs, delivery_problem
 from consensus.state import ClusterState
@@ -29,7 +29,10 @@ class FileOpener:
     """Fills a task's files from the state `read_state` hands out, for the tasks of `node_id`."""
 
     def __init__(
-        self, read_state: Callable[[], ContextManager[ClusterState]], box: SecretBox, node_id: str
+        self,
+        read_state: Callable[[], AbstractContextManager[ClusterState]],
+        box: SecretBox,
+        node_id: str,
     ) -> None:
         self._read_state = read_state
         self._box = box

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable, Iterable
-from typing import ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -89,7 +90,9 @@ def is_local_admin(request: web.Request) -> bool:
     return peer_uid(sock) in (0, os.geteuid())
 
 
-def calling_node(request: web.Request, read_state: Callable[[], ContextManager]) -> Node:
+def calling_node(
+    request: web.Request, read_state: Callable[[], AbstractContextManager[Any]]
+) -> Node:
     """The node that made this call, proven by its own key (internal routes): an API token
     alone is not a node, and one node cannot act as another."""
     node_id = request.headers.get(NODE_HEADER, "")

@@ -35,7 +35,9 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     ]
 
     def line(row: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        return "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=False)
+        ).rstrip()
 
     header = line(columns)
     if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):

@@ -131,12 +131,11 @@ class NodeProc:
 
     def start(self, join: str | None = None, token: str | None = None) -> None:
         _by_api[self.api] = self
-        log = open(self.log_path, "ab")
         env = dict(os.environ, SHOAL_QUIET="1", PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            self.command(join, token), stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                self.command(join, token), stdout=log, stderr=subprocess.STDOUT, env=env
+            )
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

@@ -14,8 +14,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.metrics import NodeMetrics, node_metrics
@@ -80,7 +81,7 @@ class Autoscaler:
     def __init__(
         self,
         *,
-        read_state: Callable[[], ContextManager[ClusterState]],
+        read_state: Callable[[], AbstractContextManager[ClusterState]],
         changed: asyncio.Event,
         propose: Callable[[Any], Awaitable[Result]],
         is_leader: Callable[[], bool],

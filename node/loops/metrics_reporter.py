@@ -16,8 +16,8 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ContextManager
 
 from consensus.metrics import ReportMetrics, ServiceSample
 from consensus.state import ClusterState, Result
@@ -126,7 +126,7 @@ class MetricsReporter:
         self,
         *,
         node_id: str,
-        read_state: Callable[[], ContextManager[ClusterState]],
+        read_state: Callable[[], AbstractContextManager[ClusterState]],
         driver: Driver,
         ingress_stats: Callable[[], Mapping[int, ServiceStats]],
         submit: Callable[[ReportMetrics], Awaitable[Result]],
@@ -161,7 +161,7 @@ class MetricsReporter:
         )
         cpu = {
             task_id: s.cpu_percent
-            for task_id, s in zip(ids, stats)
+            for task_id, s in zip(ids, stats, strict=False)
             if s is not None and not isinstance(s, BaseException)
         }
         samples = build_samples(scope, cpu, rates)

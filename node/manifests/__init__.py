@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 from consensus.crons import CronSpec
 from consensus.services import ServiceSpec, SpecError, parse_service_spec
@@ -182,5 +181,5 @@ def _translate(docs: list, strict: bool, origin: Origin) -> Manifest:
         tuple(dict.fromkeys(read_files)),
         tuple(nets),
         mesh_ports,
-        tuple(replace(c, template=t) for c, t in zip(crons, templates)),
+        tuple(replace(c, template=t) for c, t in zip(crons, templates, strict=False)),
     )

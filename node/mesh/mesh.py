@@ -16,8 +16,9 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 from consensus.state import ClusterState
 from consensus.tasks import TaskReport, services
@@ -68,7 +69,7 @@ class Mesh:
         config: MeshConfig,
         *,
         gossip: GossipService,
-        read_state: Callable[[], ContextManager[ClusterState]],
+        read_state: Callable[[], AbstractContextManager[ClusterState]],
         subscribe: Callable[[], asyncio.Event],
         on_report: Callable[[Callable[[TaskReport], None]], Callable[[], None]],
     ) -> None:

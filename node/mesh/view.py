@@ -78,10 +78,12 @@ def overlay_reach(specs: Iterable[ServiceSpec]) -> dict[str, tuple[str, tuple[in
     }
 
 
-def entry_endpoints(entry: TableEntry, reach: OverlayReach = {}) -> list[Backend]:
+def entry_endpoints(entry: TableEntry, reach: OverlayReach = None) -> list[Backend]:
     """The endpoints one gossip entry announces; ValueError (WireError) names what is wrong.
     UDP bindings are left out: the routing mesh forwards TCP only. A task announced on its
     service's overlay network is reached there, on its target ports."""
+    if reach is None:
+        reach = {}
     task_id = task_of_key(entry.key)
     if task_id is None:
         raise ValueError(f"key: {entry.key!r} is not an endpoint key")

@@ -19,8 +19,8 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import ContextManager
 
 from consensus.state import ClusterState
 from netoverlay.gossip import GossipService
@@ -71,7 +71,7 @@ class Overlay:
         config: OverlayConfig,
         *,
         gossip: GossipService,
-        read_state: Callable[[], ContextManager[ClusterState]],
+        read_state: Callable[[], AbstractContextManager[ClusterState]],
         subscribe: Callable[[], asyncio.Event],
         networks: DockerNetworks,
         ipsec_key: bytes,

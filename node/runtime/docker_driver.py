@@ -23,6 +23,8 @@ from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 # isort: on
 
+import contextlib
+
 from node.runtime import task_files
 from node.runtime.docker_config import container_kwargs, observation_from_attrs, stats_from_docker
 from node.runtime.docker_events import DeathEvents
@@ -249,10 +251,8 @@ class DockerDriver:
         self._failures.pop(task_id, None)
         container = await self._find(task_id)
         if container is not None:
-            try:
+            with contextlib.suppress(NotFound):
                 await asyncio.to_thread(container.remove, force=True, v=True)
-            except NotFound:
-                pass
         await asyncio.to_thread(
             task_files.remove_files, task_files.task_files_dir(self._files_root, task_id)
         )

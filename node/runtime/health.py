@@ -12,6 +12,7 @@ through a callback. Its owner (the agent's task group) cancels it when the task 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -140,10 +141,8 @@ async def probe_http(host: str, port: int, path: str, timeout: float) -> ProbeRe
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 async def probe_command(

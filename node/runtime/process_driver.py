@@ -165,7 +165,7 @@ class ProcessDriver:
             # The task's secrets and configs at their paths under SHOAL_FILES_DIR.
             files = task_files.task_files_dir(self._files_root, spec.task_id)
             task_files.write_files(files, spec.files)
-            for root, dirs, names in os.walk(files):
+            for root, _dirs, names in os.walk(files):
                 self._user.give(root, *(os.path.join(root, n) for n in names))
             env.update(
                 SHOAL_FILES_DIR=files,
@@ -311,10 +311,8 @@ class ProcessDriver:
 
     def _signal(self, record: TaskRecord, sig: int) -> None:
         if procfs.is_running(record.pid, record.start_ticks):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(record.pid, sig)
-            except ProcessLookupError:
-                pass
 
     async def stop(self, task_id: str, grace: float) -> TaskObservation:
         record = await self._record(task_id)
@@ -332,10 +330,8 @@ class ProcessDriver:
             procfs.remaining_in_group, record.pid, record.start_ticks
         )
         for member in leftovers:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(member.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         return await self._observe(record, stopped=True)
 
     async def remove(self, task_id: str) -> None:

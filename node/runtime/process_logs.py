@@ -7,6 +7,7 @@ has ended, so no loop here polls the file for growth.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -75,8 +76,6 @@ async def follow_log(path: str, pid: int, tail: int | None) -> AsyncIterator[byt
     finally:
         # The consumer left early (or was cancelled): tail(1) must not outlive the stream.
         if proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         await proc.wait()
