@@ -14,3 +14,5 @@ from consensus import job_runs as _job_runs  # noqa: F401  (registers the job en
 from consensus import crons as _crons  # noqa: F401  (registers cron jobs: their table and commands)
 from consensus import round_wire as _round_wire  # noqa: F401  (the compact form of scheduling rounds)
 from consensus import networks as _networks  # noqa: F401  (registers overlay network commands and table)
+from consensus import tokens as _tokens  # noqa: F401  (registers API tokens: their table and commands)
+from consensus import audit as _audit  # noqa: F401  (registers the audit trail of API writes)

@@ -24,10 +24,11 @@ from node.api.listen import ConnectionLimits, listen, raise_file_limit, runner_o
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
-from node.join import JoinGuard, local_node, request_join
+from node.join import local_node, request_join
 from node.local_socket import socket_path
 from node.loops import Loop
 from node.loops.autoscaler import Autoscaler
+from node.loops.audit import AuditTrail
 from node.loops.demotion import DemotionLoop
 from node.loops.event_feed import EventFeed
 from node.loops.gossip_join import GossipJoinLoop
@@ -122,6 +123,7 @@ class ShoalNode:
                          gossip=self.gossip, read_state=self.raft.read,
                          subscribe=self.raft.subscribe, on_report=self.agent.on_report)
         self.events = EventFeed(self._capture_view, self.raft.subscribe())
+        self.audit = AuditTrail(self.control.submit)
         self.metrics = MetricsReporter(node_id=self.node_id, read_state=self.raft.read,
                                        driver=driver, ingress_stats=self.mesh.ingress_stats,
                                        submit=self.control.submit,
@@ -144,7 +146,7 @@ class ShoalNode:
             self.voters, self.scheduler,
             RateLimitedWake(self.raft.subscribe(), self._scheduler_wake, SCHEDULER_MIN_INTERVAL),
             GossipJoinLoop(self.raft, self.gossip, self.node_id),
-            self.liveness, self.agent, self.events, self.metrics, self.autoscaler,
+            self.liveness, self.agent, self.events, self.audit, self.metrics, self.autoscaler,
             LeaderChangeLoop(self.telemetry.raft_leader_changes, self.raft.subscribe(),
                              self.raft.leader),
             self.mesh, *([self.overlay] if self.overlay is not None else [])]
@@ -158,7 +160,6 @@ class ShoalNode:
         self._runner: Optional[web.AppRunner] = None
         self._listeners: list[asyncio.AbstractServer] = []
         self.connection_limits = ConnectionLimits()
-        self.join_guard = JoinGuard()
         self._role_lock = asyncio.Lock()
 
     def _make_overlay(self) -> Overlay:

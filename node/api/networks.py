@@ -18,6 +18,7 @@ from aiohttp import web
 from consensus.networks import CreateNetwork, Network, RemoveNetwork, network_name_problem, networks
 from consensus.tasks import services
 from consensus.wire import WireError, from_plain, to_plain
+from node.api.acl import note_resource
 from node.api.context import NODE, NodeContext
 from node.api.http_util import HttpError, json_body, result_or_raise
 
@@ -66,6 +67,7 @@ def parse_create(body: object) -> tuple[CreateNetwork, bool]:
 async def create_network(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     cmd, exist_ok = parse_create(await json_body(request))
+    note_resource(request, cmd.name)
     with shoal.raft.read() as state:
         existing = networks(state).get(cmd.name)
     if existing is not None:

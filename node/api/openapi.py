@@ -22,7 +22,9 @@ from aiohttp import web
 
 from consensus.crons import CronSpec
 from consensus.services import SHORTHAND_FIELDS, ServiceSpec
+from node.api.acl import templates_of
 from node.api.cluster import NodePatch, RaftRole
+from node.api.tokens import TokenRequest
 from node.join import JoinRequest
 
 Answer = Literal["json", "events", "text", "metrics", "html", "asset"]
@@ -160,6 +162,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                        created=True),
     ("GET", "/v1/configs/{name}"): Operation("One config with its content", _FILES),
     ("DELETE", "/v1/configs/{name}"): Operation("Remove a config", _FILES),
+    ("GET", "/v1/tokens"): Operation("Scoped API tokens (never their secrets)", "tokens"),
+    ("POST", "/v1/tokens"): Operation("Create a scoped token; its secret is answered once",
+                                      "tokens", body=TokenRequest, created=True),
+    ("DELETE", "/v1/tokens/{ref}"): Operation("Revoke a token, by id or name", "tokens"),
     ("GET", "/ui"): Operation("The web dashboard", "dashboard", answer="html"),
     ("GET", "/ui/{file}"): Operation("The dashboard's scripts and styles", "dashboard",
                                      answer="asset"),
@@ -180,26 +186,15 @@ _ERRORS = {"400": "Malformed input: `field` names what was wrong",
            "404": "No such object",
            "409": "Conflicts with the current state",
            "503": "No quorum, or no leader within the write deadline"}
-_PARAM = re.compile(r"\(\?P<(\w+)>([^)]*)\)")
-_WORDS = re.compile(r"^[\w-]+(\|[\w-]+)*$")
 
 
 def routes_of(router: web.UrlDispatcher) -> list[tuple[str, str]]:
     """(method, path template) of every route the router serves. A path parameter that can
     only be one of a few words (`{plural:secrets|configs}`) gives a path for each word;
     HEAD, which aiohttp adds beside each GET, is left out."""
-    found = []
-    for route in router.routes():
-        if route.method == "HEAD" or route.resource is None:
-            continue
-        templates = [route.resource.canonical]
-        pattern = route.resource.get_info().get("pattern")
-        for name, regex in _PARAM.findall(pattern.pattern if pattern is not None else ""):
-            if _WORDS.match(regex):
-                templates = [t.replace(f"{{{name}}}", word) for t in templates
-                             for word in regex.split("|")]
-        found += [(route.method, template) for template in templates]
-    return found
+    return [(route.method, template) for route in router.routes()
+            if route.method != "HEAD" and route.resource is not None
+            for template in templates_of(route.resource)]
 
 
 def describe(router: web.UrlDispatcher, version: str) -> dict:

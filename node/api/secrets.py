@@ -23,6 +23,7 @@ from aiohttp import web
 from consensus.secrets import (Blob, CreateBlob, DeleteBlob, Kind, blobs, name_problem, size_problem,
                                users_of)
 from consensus.state import ClusterState
+from node.api.acl import note_resource
 from node.api.context import NODE
 from node.api.http_util import HttpError, json_body, query_flag, result_or_raise
 from node.secret_box import SecretBox, SecretSealError
@@ -104,6 +105,7 @@ async def create_blob(request: web.Request) -> web.Response:
     kind = _kind(request)
     body = await json_body(request)
     name, data = parse_create(kind, body)
+    note_resource(request, name)
     with shoal.raft.read() as state:
         taken = blobs(state, kind).get(name)
         users = users_of(state, kind, name)

@@ -29,6 +29,7 @@ from consensus.tasks import (CreateService, DeleteService, Service, Task, Update
                              tasks, tasks_of)
 from consensus.updates import PromoteService, RequestRebalance, RollbackService
 from consensus.wire import WireError, from_plain, to_plain
+from node.api.acl import claim_service
 from node.api.context import NODE, NodeContext
 from node.api.networks import ensure_networks
 from node.api.http_util import (HttpError, is_json_type, json_body, parse_count, query_flag, read_body,
@@ -166,6 +167,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def create_service(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     spec = parse_service_spec(await json_body(request, SPEC_LIMIT))
+    claim_service(request, spec.name)
     with shoal.raft.read() as state:
         taken = spec.name in services(state)
     if taken:  # the state machine checks again at commit; this answer names the field

@@ -1,0 +1,59 @@
+"""This node's part of the audit trail: the API writes it served, committed in batches.
+
+The API records an entry after each answer (node.api.guard.audit_middleware) without
+waiting; this loop commits what has gathered as one command (consensus.audit), so a burst
+of writes costs one more Raft round, not one per write. Without a quorum the entries wait
+(up to PENDING_LIMIT, then the oldest are counted and dropped, so a long outage cannot grow
+the node without bound) and go once a leader commits again. Entries not yet committed when
+the node stops are lost: the trail is as durable as the gap of one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+from consensus.audit import MAX_BATCH, AuditEntry, RecordAudit
+from consensus.raft import ProposeError
+from consensus.state import Result
+
+log = logging.getLogger(__name__)
+
+PENDING_LIMIT = 10_000
+RETRY_DELAY = 1.0
+
+
+class AuditTrail:
+    def __init__(self, submit: Callable[[Any], Awaitable[Result]],
+                 limit: int = PENDING_LIMIT) -> None:
+        self._submit = submit
+        self._pending: deque[AuditEntry] = deque(maxlen=limit)
+        self._wake = asyncio.Event()
+        self.dropped = 0
+
+    def record(self, entry: AuditEntry) -> None:
+        if len(self._pending) == self._pending.maxlen:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("audit trail: %d entries dropped while none could be committed",
+                            self.dropped)
+        self._pending.append(entry)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+                try:
+                    result = await self._submit(RecordAudit(tuple(batch)))
+                except ProposeError as exc:
+                    log.info("audit trail: %d entries wait for a quorum (%s)", len(batch), exc)
+                    self._pending.extendleft(reversed(batch))
+                    await asyncio.sleep(RETRY_DELAY)
+                    continue
+                if not result.ok:
+                    log.error("audit trail: %d entries refused: %s", len(batch), result.error)
