@@ -144,8 +144,10 @@ def rule_of(request: web.Request) -> tuple[Optional[str], Rule]:
     template = template_of(request)
     if template is None:
         return None, _READ
-    # A route without a row is refused to all but admins (the test over ROUTES catches it).
-    return template, ROUTES.get((request.method, template), _ADMIN)
+    # HEAD is GET without the body (aiohttp serves it beside each GET). A route without a
+    # row is refused to all but admins (the test over ROUTES catches it first).
+    method = "GET" if request.method == "HEAD" else request.method
+    return template, ROUTES.get((method, template), _ADMIN)
 
 
 @dataclass(frozen=True, slots=True)

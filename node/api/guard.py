@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
-from typing import Callable, ContextManager, Iterable, Optional, Protocol
+from typing import Callable, ContextManager, Iterable, Optional
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -23,7 +23,7 @@ from consensus.raft import ProposeError
 from consensus.tokens import ApiToken, tokens
 from node.api.acl import PRINCIPAL, RESOURCE, Principal, Rule, refusal, rule_of
 from node.api.catch_up import stale_allowed
-from node.api.consistency import CONFIRMED_INDEX
+from node.api.consistency import CONFIRMED_INDEX, Replica
 from node.api.http_util import HttpError, error_response
 from node.api.services import find_service
 from node.local_socket import peer_uid
@@ -97,11 +97,6 @@ def calling_node(request: web.Request, read_state: Callable[[], ContextManager])
     return node
 
 
-class Replica(Protocol):
-    async def read_index(self, timeout: float = ...) -> int: ...
-    async def wait_applied(self, index: int, timeout: float) -> bool: ...
-
-
 # How long confirming a scoped token against the cluster's latest state may take.
 CONFIRM_TIMEOUT = 5.0
 
@@ -139,14 +134,12 @@ class Authenticator:
             return None
         return node
 
-    def _lookup(self, token: str, token_id: str) -> Optional[ApiToken]:
+    def _row(self, token_id: str) -> Optional[ApiToken]:
         with self._read_state() as state:
-            row = tokens(state).get(token_id)
-        return row if row is not None and key_matches(token, row.secret_hash) else None
+            return tokens(state).get(token_id)
 
     async def _scoped(self, request: web.Request, token: str, token_id: str) -> Principal:
-        with self._read_state() as state:
-            known = tokens(state).get(token_id)
+        known = self._row(token_id)
         if known is not None and not key_matches(token, known.secret_hash):
             raise HttpError(401, "wrong secret for this token")
         if not (request.method == "GET" and stale_allowed(request)):
@@ -160,8 +153,8 @@ class Authenticator:
                 raise HttpError(503, f"cannot confirm the token against the cluster's state: "
                                      f"{exc}; retry, or ask another node") from None
             request[CONFIRMED_INDEX] = index
-        row = self._lookup(token, token_id)
-        if row is None:
+        row = self._row(token_id)
+        if row is None or not key_matches(token, row.secret_hash):
             raise HttpError(401, "unknown or revoked token: ask an admin for a new one "
                                  "(`shoal token ls`)")
         if row.expired(time.time()):

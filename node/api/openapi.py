@@ -217,7 +217,8 @@ def describe(router: web.UrlDispatcher, version: str) -> dict:
             for code, text in _ERRORS.items()}, "securitySchemes": {
             "token": {"type": "http", "scheme": "bearer",
                       "description": "The cluster's API token (`api_token` of "
-                                     "GET /v1/cluster/token)"}}},
+                                     "GET /v1/cluster/token, admin) or a scoped token "
+                                     "(POST /v1/tokens)"}}},
         "security": [{"token": []}],
         "paths": dict(sorted(paths.items())),
     }
