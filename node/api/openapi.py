@@ -22,7 +22,7 @@ from aiohttp import web
 
 from consensus.crons import CronSpec
 from consensus.services import SHORTHAND_FIELDS, ServiceSpec
-from node.api.acl import templates_of
+from node.api.acl import ROUTES, templates_of
 from node.api.cluster import NodePatch, RaftRole
 from node.api.tokens import TokenRequest
 from node.join import JoinRequest
@@ -46,7 +46,6 @@ class Operation:
     query: tuple[Query, ...] = ()
     answer: Answer = "json"
     created: bool = False  # 201 on success
-    public: bool = False  # served without the API token
 
 
 UNDESCRIBED = "(not described yet)"
@@ -60,8 +59,7 @@ _SERVICE = "services"
 _FILES = "secrets and configs"
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("GET", "/healthz"): Operation("Liveness of this node, its Raft role and leader", "cluster",
-                                   public=True),
+    ("GET", "/healthz"): Operation("Liveness of this node, its Raft role and leader", "cluster"),
     ("GET", "/metrics"): Operation("This node's Prometheus metrics", "observability",
                                    answer="metrics"),
     ("GET", "/v1/openapi.json"): Operation("This description", "observability"),
@@ -80,7 +78,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/nodes/{ref}/promote"): Operation("Make a node a Raft voter", "nodes"),
     ("POST", "/v1/nodes/{ref}/demote"): Operation("Make a voter a member", "nodes"),
     ("POST", "/v1/join"): Operation("A node asks to join (signed with the join token)",
-                                    "internal", body=JoinRequest, public=True),
+                                    "internal", body=JoinRequest),
     ("POST", "/v1/internal/propose"): Operation(
         "Commit an encoded command (forwarded to the leader)", "internal",
         body={"application/msgpack": {"type": "string", "contentMediaType":
@@ -205,7 +203,7 @@ def describe(router: web.UrlDispatcher, version: str) -> dict:
     for method, template in routes_of(router):
         # A route nobody described still appears (a test fails on it meanwhile).
         op = OPERATIONS.get((method, template)) or Operation(UNDESCRIBED, "undescribed")
-        paths.setdefault(template, {})[method.lower()] = _operation(op, template, schemas)
+        paths.setdefault(template, {})[method.lower()] = _operation(op, method, template, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Shoal API", "version": version,
@@ -224,10 +222,13 @@ def describe(router: web.UrlDispatcher, version: str) -> dict:
     }
 
 
-def _operation(op: Operation, template: str, schemas: dict[str, dict]) -> dict:
+def _operation(op: Operation, method: str, template: str, schemas: dict[str, dict]) -> dict:
     ok = "201" if op.created else "200"
+    permission = ROUTES[(method, template)].permission if (method, template) in ROUTES else "admin"
     out: dict[str, Any] = {
         "summary": op.summary, "tags": [op.tag],
+        # Who may call it (node.api.acl): open, read, write, admin or node.
+        "x-shoal-permission": permission,
         "parameters": [{"name": name, "in": "path", "required": True,
                         "schema": {"type": "string"}}
                        for name in re.findall(r"\{(\w+)\}", template)]
@@ -236,7 +237,7 @@ def _operation(op: Operation, template: str, schemas: dict[str, dict]) -> dict:
         "responses": {ok: {"description": "Success", "content": _ANSWERS[op.answer]},
                       **{code: {"$ref": f"#/components/responses/{code}"} for code in _ERRORS}},
     }
-    if op.public:
+    if permission == "open":
         out["security"] = []
     if op.body is not None:
         out["requestBody"] = {"required": op.body_required, "content": _body(op.body, schemas)}
