@@ -48,7 +48,12 @@ class ApiToken:
 
     def covers(self, service: str) -> bool:
         """May this token act on the service named `service`?"""
-        return not self.services or fnmatch.fnmatchcase(service, self.services)
+        return glob_covers(self.services, service)
+
+
+def glob_covers(glob: str, service: str) -> bool:
+    """A token's service glob (empty: every service) matches the service named `service`."""
+    return not glob or fnmatch.fnmatchcase(service, glob)
 
 
 register_table(TOKENS, ApiToken)

@@ -18,14 +18,13 @@ that name no service (secrets, networks, whole files).
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Literal, Optional
 
 from aiohttp import web
 
-from consensus.tokens import ROLES, Role
+from consensus.tokens import ROLES, Role, glob_covers
 from node.api.http_util import HttpError
 
 Permission = Literal["open", "read", "write", "admin", "node"]
@@ -161,7 +160,7 @@ class Principal:
     node: bool = False  # a node of the cluster, proven by its key
 
     def covers(self, service: str) -> bool:
-        return not self.services or fnmatch.fnmatchcase(service, self.services)
+        return glob_covers(self.services, service)
 
     def may(self, permission: Permission) -> bool:
         if permission == "open":
@@ -184,14 +183,18 @@ PRINCIPAL = web.RequestKey("shoal_principal", Principal)
 RESOURCE = web.RequestKey("shoal_resource", str)
 
 
+def outside_scope(principal: Principal, name: str) -> str:
+    return (f"{principal.who} may act only on services matching {principal.services!r}, "
+            f"not on {name!r}")
+
+
 def claim_service(request: web.Request, name: str) -> None:
     """A handler about to create the service, job or cron job `name`: 403 unless the
     caller's token covers that name; noted for the audit trail either way."""
     request[RESOURCE] = name
     principal = request.get(PRINCIPAL)
     if principal is not None and not principal.covers(name):
-        raise HttpError(403, f"{principal.who} may act only on services matching "
-                             f"{principal.services!r}, not on {name!r}", "name")
+        raise HttpError(403, outside_scope(principal, name), "name")
 
 
 def note_resource(request: web.Request, name: str) -> None:

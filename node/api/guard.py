@@ -21,7 +21,8 @@ from consensus.model import Node
 from consensus.nodes import nodes
 from consensus.raft import ProposeError
 from consensus.tokens import ApiToken, tokens
-from node.api.acl import PRINCIPAL, RESOURCE, Principal, Rule, refusal, rule_of
+from node.api.acl import (PRINCIPAL, RESOURCE, Principal, Rule, outside_scope, refusal,
+                          rule_of)
 from node.api.catch_up import stale_allowed
 from node.api.consistency import CONFIRMED_INDEX, Replica
 from node.api.http_util import HttpError, error_response
@@ -175,8 +176,7 @@ class Authenticator:
                 name = service.name if service is not None else ref
             request[RESOURCE] = name
             if not principal.covers(name):
-                raise HttpError(403, f"{principal.who} may act only on services matching "
-                                     f"{principal.services!r}, not on {name!r}")
+                raise HttpError(403, outside_scope(principal, name))
         elif rule.service_in == "" and principal.services and rule.permission == "write":
             raise HttpError(403, f"{request.method} {template} acts on no single service: "
                                  f"{principal.who} is limited to services matching "
