@@ -70,6 +70,11 @@ async def test_roles_scopes_revocation_expiry_and_the_audit_trail(tmp_path):
             tokens[name] = answer["token"]
         for name in ("web-1", "db"):
             assert (await call(n1, "POST", "/v1/services", body=service(name)))[0] == 201
+        bad = cli(n1, "token", "create", "--role", "operator", "--ttl", "soon")
+        assert bad.returncode == 2 and "ttl" in bad.stderr, bad.stderr
+        shown = cli(n2, "token", "ls")
+        assert shown.returncode == 0 and "reader" in shown.stdout and "web-*" in shown.stdout
+        assert "SHOALT-" not in shown.stdout
         status, listed = await call(n2, "GET", "/v1/tokens")
         assert status == 200 and {t["name"] for t in listed} == {"reader", "ops", "brief", "boss"}
         assert "SHOALT-" not in json.dumps(listed) and "hash" not in json.dumps(listed)
