@@ -24,6 +24,7 @@ from typing import Literal, Optional
 
 from aiohttp import web
 
+from consensus.services import ServiceSpec
 from consensus.tokens import ROLES, Role, glob_covers
 from node.api.http_util import HttpError
 
@@ -199,3 +200,21 @@ def claim_service(request: web.Request, name: str) -> None:
 
 def note_resource(request: web.Request, name: str) -> None:
     request[RESOURCE] = name
+
+
+def refuse_new_host_binds(request: web.Request, spec: ServiceSpec,
+                          before: Optional[ServiceSpec] = None) -> None:
+    """A task that mounts a host path can reach anything the node's user can (root, often):
+    only an admin adds such a mount. An operator still updates and scales a service an admin
+    gave one, as long as it adds or changes none."""
+    principal = request.get(PRINCIPAL)
+    if principal is None or principal.may("admin"):
+        return
+    had = {(v.source, v.target, v.read_only) for v in (before.volumes if before else ())
+           if v.type == "bind"}
+    added = [v for v in spec.volumes if v.type == "bind" and (v.source, v.target, v.read_only)
+             not in had]
+    if added:
+        raise HttpError(403, f"a bind mount of the host path {added[0].source!r} needs the "
+                             f"'admin' permission; {principal.who} is {principal.role}",
+                        "volumes")

@@ -64,7 +64,7 @@ async def test_roles_scopes_revocation_expiry_and_the_audit_trail(tmp_path):
         tokens = {}
         for name, body in (("ops", {"role": "operator", "services": "web-*"}),
                            ("brief", {"role": "read-only", "ttl": "2s"}),
-                           ("boss", {"role": "admin"})):
+                           ("boss", {"role": "admin"}), ("deployer", {"role": "operator"})):
             status, answer = await call(n1, "POST", "/v1/tokens", body={**body, "name": name})
             assert status == 201, answer
             tokens[name] = answer["token"]
@@ -76,7 +76,8 @@ async def test_roles_scopes_revocation_expiry_and_the_audit_trail(tmp_path):
         assert shown.returncode == 0 and "reader" in shown.stdout and "web-*" in shown.stdout
         assert "SHOALT-" not in shown.stdout
         status, listed = await call(n2, "GET", "/v1/tokens")
-        assert status == 200 and {t["name"] for t in listed} == {"reader", "ops", "brief", "boss"}
+        assert status == 200 and {t["name"] for t in listed} == {"reader", "ops", "brief", "boss",
+                                                                 "deployer"}
         assert "SHOALT-" not in json.dumps(listed) and "hash" not in json.dumps(listed)
 
         # Read-only: reads on any node, no writes, and the answer names the permission.
@@ -100,6 +101,16 @@ async def test_roles_scopes_revocation_expiry_and_the_audit_trail(tmp_path):
         assert status == 403 and "no single service" in body["error"], body
         status, body = await call(n2, "DELETE", "/v1/nodes/n3", ops)
         assert status == 403 and "'admin' permission" in body["error"], body
+        # A host path mounted into a task reaches what the node's user can: admins only. An
+        # operator still changes a service an admin gave one, adding none.
+        bound = {**service("web-3"), "volumes": [{"type": "bind", "source": "/", "target": "/h"}]}
+        status, body = await call(n2, "POST", "/v1/services", ops, bound)
+        assert status == 403 and "'admin' permission" in body["error"], body
+        status, body = await call(n2, "POST", "/v1/apply", tokens["deployer"], [bound])
+        assert status == 403 and body["field"] == "volumes", body
+        assert (await call(n2, "POST", "/v1/services", tokens["boss"], bound))[0] == 201
+        status, body = await call(n2, "PATCH", "/v1/services/web-3", ops, {"labels": {"a": "b"}})
+        assert status == 200, body
         # Internal routes take a node's key, never a user's token, even an admin's.
         status, body = await call(n2, "POST", "/v1/internal/removed", tokens["boss"])
         assert status == 403 and "node's key" in body["error"], body
