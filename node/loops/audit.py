@@ -2,9 +2,9 @@
 
 The API records an entry after each answer (node.api.guard.audit_middleware) without
 waiting; this loop commits what gathered within FLUSH_DELAY as one command (consensus.audit),
-so writes cost at most 1/FLUSH_DELAY more commits a second per node, not one each. Without a quorum the entries wait
-(up to PENDING_LIMIT, then the oldest are counted and dropped, so a long outage cannot grow
-the node without bound) and go once a leader commits again. Entries not yet committed when
+so writes cost at most 1/FLUSH_DELAY more commits a second per node, not one each. Without a
+quorum the entries wait (up to PENDING_LIMIT, then the oldest are counted and dropped, so a
+long outage cannot grow the node without bound) and go once a leader commits again. Entries not yet committed when
 the node stops are lost: the trail is as durable as the gap of one batch.
 """
 
@@ -27,12 +27,18 @@ RETRY_DELAY = 1.0
 
 
 class AuditTrail:
-    def __init__(self, submit: Callable[[Any], Awaitable[Result]],
-                 limit: int = PENDING_LIMIT) -> None:
+    def __init__(self, submit: Callable[[Any], Awaitable[Result]], limit: int = PENDING_LIMIT,
+                 flush_delay: float = FLUSH_DELAY, retry_delay: float = RETRY_DELAY) -> None:
         self._submit = submit
+        self._flush_delay, self._retry_delay = flush_delay, retry_delay
         self._pending: deque[AuditEntry] = deque(maxlen=limit)
         self._wake = asyncio.Event()
         self.dropped = 0
+
+    @property
+    def waiting(self) -> tuple[AuditEntry, ...]:
+        """The entries not committed yet, oldest first."""
+        return tuple(self._pending)
 
     def record(self, entry: AuditEntry) -> None:
         if len(self._pending) == self._pending.maxlen:
@@ -46,7 +52,7 @@ class AuditTrail:
     async def run(self) -> None:
         while True:
             await self._wake.wait()
-            await asyncio.sleep(FLUSH_DELAY)
+            await asyncio.sleep(self._flush_delay)
             self._wake.clear()
             while self._pending:
                 batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
@@ -55,7 +61,7 @@ class AuditTrail:
                 except ProposeError as exc:
                     log.info("audit trail: %d entries wait for a quorum (%s)", len(batch), exc)
                     self._pending.extendleft(reversed(batch))
-                    await asyncio.sleep(RETRY_DELAY)
+                    await asyncio.sleep(self._retry_delay)
                     continue
                 if not result.ok:
                     log.error("audit trail: %d entries refused: %s", len(batch), result.error)
