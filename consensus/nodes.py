@@ -13,6 +13,22 @@ from consensus.state import ClusterState, Result, handles, register_table
 NODES = "nodes"
 register_table(NODES, Node)
 
+# A join is accepted within this many seconds of being signed (clock skew included).
+JOIN_WINDOW = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SeenJoin:
+    """A join nonce the cluster accepted, and when its join was signed."""
+
+    signed_at: float
+
+
+# Nonces of the joins accepted lately, replicated so that a leader elected after a join
+# refuses it played again; kept until no join signed as early can pass the window.
+JOIN_NONCES = "join_nonces"
+register_table(JOIN_NONCES, SeenJoin)
+
 # Called with a node's id after it registers and after it is removed, by the modules whose
 # tables hold something per node (overlay networks lease each node a block of addresses).
 NODE_REGISTERED: list[Callable[[ClusterState, str], None]] = []
@@ -48,14 +64,26 @@ class BootstrapCluster:
     overlay_cidr: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class JoinTicket:
+    """What made a join unique: its nonce and when it was signed, and when the leader
+    accepted it (the clock pruning old nonces is the leader's, carried in the command)."""
+
+    nonce: str
+    signed_at: float
+    accepted_at: float
+
+
 @command("node.register")
 @dataclass(frozen=True, slots=True)
 class RegisterNode:
     """A node joins, or an existing node restarts with new addresses, resources or runtime.
     Role, availability, status and labels are kept for a known node: they belong to the
-    cluster and are changed through the API."""
+    cluster and are changed through the API. A join carries its ticket: a nonce seen before
+    is refused, whichever leader sees it."""
 
     node: Node
+    join: JoinTicket | None = None
 
 
 @command("node.update")
@@ -116,6 +144,21 @@ def _bootstrap(state: ClusterState, cmd: BootstrapCluster) -> Result:
     return Result(True)
 
 
+def _admit_join(state: ClusterState, ticket: JoinTicket) -> Result | None:
+    """Refuse a nonce seen before; remember this one and forget those no join can reuse."""
+    seen = state.table(JOIN_NONCES)
+    if len(ticket.nonce) < 16 or len(ticket.nonce) > 64:
+        return Result.fail("join.nonce: must be 16 to 64 characters", 400)
+    if ticket.nonce in seen:
+        return Result.fail("join refused: this join request was seen before (replayed)", 403)
+    # A join signed before this passes no leader's window any more (±JOIN_WINDOW of its now).
+    oldest = ticket.accepted_at - 2 * JOIN_WINDOW
+    for nonce in [n for n, row in seen.items() if row.signed_at < oldest]:
+        del seen[nonce]
+    seen[ticket.nonce] = SeenJoin(ticket.signed_at)
+    return None
+
+
 @handles(RegisterNode)
 def _register(state: ClusterState, cmd: RegisterNode) -> Result:
     new = cmd.node
@@ -132,6 +175,8 @@ def _register(state: ClusterState, cmd: RegisterNode) -> Result:
     if old is not None and old.key_hash and new.key_hash != old.key_hash:
         # Whoever holds another key is not this node: it may not take the node's place.
         return Result.fail(f"node {old.name} ({old.id}) is registered with another key", 409)
+    if cmd.join is not None and (refused := _admit_join(state, cmd.join)) is not None:
+        return refused
     if old is not None:
         new = dataclasses.replace(
             new,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import msgpack
 
 from consensus.model import Node, Resources
-from consensus.nodes import RegisterNode, voters
+from consensus.nodes import JOIN_WINDOW, JoinTicket, RegisterNode, voters
 from consensus.wire import from_plain, to_plain
 from node.api.http_util import HttpError, result_or_raise
 from node.client import ApiError, ShoalClient, Unreachable
@@ -29,11 +29,6 @@ log = logging.getLogger(__name__)
 
 # How long `shoal node start --join` keeps asking a target that is not up yet.
 JOIN_PATIENCE = 60.0
-
-
-# A join is accepted within this many seconds of being signed (clock skew included), and its
-# nonce is remembered as long: a recorded join cannot be played again.
-JOIN_WINDOW = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,24 +50,16 @@ class JoinRequest:
         return replace(fresh, proof=keys.join_proof(fresh.signed_payload()))
 
 
-class JoinGuard:
-    """The leader's memory of the joins it saw: a stale or repeated one is refused."""
-
-    def __init__(self, window: float = JOIN_WINDOW) -> None:
-        self._window = window
-        self._seen: dict[str, float] = {}
-
-    def problem(self, request: JoinRequest, now: float) -> str | None:
-        self._seen = {n: t for n, t in self._seen.items() if t > now - 2 * self._window}
-        if abs(now - request.at) > self._window:
-            return (
-                f"join refused: it was signed {now - request.at:+.0f} s from now, outside "
-                f"the {self._window:.0f} s window (replayed, or the clocks differ)"
-            )
-        if len(request.nonce) < 16 or request.nonce in self._seen:
-            return "join refused: this join request was seen before (replayed)"
-        self._seen[request.nonce] = now
-        return None
+def outside_window(request: JoinRequest, now: float, window: float = JOIN_WINDOW) -> str | None:
+    """Why a join signed at `request.at` is too old (or too far ahead) at `now`, if it is. Its
+    nonce is checked where it is committed (consensus.nodes), so that every later leader
+    remembers it too."""
+    if abs(now - request.at) > window:
+        return (
+            f"join refused: it was signed {now - request.at:+.0f} s from now, outside "
+            f"the {window:.0f} s window (replayed, or the clocks differ)"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +93,7 @@ async def request_join(
 
 
 async def accept_join(
-    control: ControlPlane, keys: ClusterKeys, guard: JoinGuard, request: JoinRequest
+    control: ControlPlane, keys: ClusterKeys, request: JoinRequest
 ) -> JoinAccepted:
     """Leader side: check the proof, the time and the nonce, commit the node as a member,
     answer with the voters."""
@@ -118,9 +105,10 @@ async def accept_join(
             "join refused: wrong join token for this cluster "
             "(get the right one with `shoal cluster token` on a member)",
         )
-    replayed = guard.problem(request, time.time())
-    if replayed:
-        raise HttpError(403, replayed, "nonce")
+    now = time.time()
+    stale = outside_window(request, now)
+    if stale:
+        raise HttpError(403, stale, "at")
     if len(request.node.key_hash) != 64:
         raise HttpError(
             400,
@@ -134,10 +122,14 @@ async def accept_join(
         role="member",
         status="joining",
         availability="active",
-        joined_at=time.time(),
-        status_changed_at=time.time(),
+        joined_at=now,
+        status_changed_at=now,
     )
-    result_or_raise(await control.submit(RegisterNode(node)))
+    ticket = JoinTicket(request.nonce, request.at, now)
+    result = await control.submit(RegisterNode(node, ticket))
+    if not result.ok and result.code == 403:
+        raise HttpError(403, result.error, "nonce")
+    result_or_raise(result)
     with control.raft.read() as state:
         addresses = tuple(v.raft_address for v in voters(state))
     return JoinAccepted(node.id, keys.cluster_id, addresses)

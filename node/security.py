@@ -102,3 +102,30 @@ class ClusterKeys:
         return hmac.compare_digest(
             self.api_token.encode(), presented.encode("utf-8", "surrogateescape")
         )
+
+
+# A scoped API token: `SHOALT-<id>-<secret>`. The id finds its row in the replicated state
+# (consensus.tokens), which holds only key_hash(token); the secret is 256 random bits.
+USER_TOKEN_PREFIX = "SHOALT-"
+_USER_TOKEN_RE = re.compile(r"^SHOALT-([0-9a-f]{16})-[A-Za-z0-9_-]{43}$")
+
+
+@dataclass(frozen=True, slots=True)
+class NewUserToken:
+    id: str
+    token: str  # shown once, to whoever created it
+
+    @staticmethod
+    def generate() -> NewUserToken:
+        token_id = secrets.token_hex(8)
+        return NewUserToken(token_id, f"{USER_TOKEN_PREFIX}{token_id}-{secrets.token_urlsafe(32)}")
+
+    @property
+    def hash(self) -> str:
+        return key_hash(self.token)
+
+
+def user_token_id(presented: str) -> str:
+    """The id of a scoped token, or "" when `presented` is not shaped as one."""
+    match = _USER_TOKEN_RE.match(presented)
+    return match.group(1) if match else ""

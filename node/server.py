@@ -24,9 +24,10 @@ from node.api.listen import ConnectionLimits, listen, raise_file_limit, runner_o
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
-from node.join import JoinGuard, local_node, request_join
+from node.join import local_node, request_join
 from node.local_socket import socket_path
 from node.loops import Loop
+from node.loops.audit import AuditTrail
 from node.loops.autoscaler import Autoscaler
 from node.loops.demotion import DemotionLoop
 from node.loops.event_feed import EventFeed
@@ -157,6 +158,7 @@ class ShoalNode:
             on_report=self.agent.on_report,
         )
         self.events = EventFeed(self._capture_view, self.raft.subscribe())
+        self.audit = AuditTrail(self.control.submit)
         self.metrics = MetricsReporter(
             node_id=self.node_id,
             read_state=self.raft.read,
@@ -198,6 +200,7 @@ class ShoalNode:
             self.liveness,
             self.agent,
             self.events,
+            self.audit,
             self.metrics,
             self.autoscaler,
             LeaderChangeLoop(
@@ -222,7 +225,6 @@ class ShoalNode:
         self._runner: web.AppRunner | None = None
         self._listeners: list[asyncio.AbstractServer] = []
         self.connection_limits = ConnectionLimits()
-        self.join_guard = JoinGuard()
         self._role_lock = asyncio.Lock()
 
     def _make_overlay(self) -> Overlay:

@@ -13,7 +13,7 @@ from node.api.context import NODE, NodeContext
 from node.api.crons import routes as cron_routes
 from node.api.dashboard import routes as dashboard_routes
 from node.api.events import routes as event_routes
-from node.api.guard import guard_middleware
+from node.api.guard import Authenticator, audit_middleware, guard_middleware
 from node.api.http_util import errors_middleware
 from node.api.jobs import routes as job_routes
 from node.api.mesh import routes as mesh_routes
@@ -23,39 +23,45 @@ from node.api.openapi import routes as openapi_routes
 from node.api.secrets import routes as secret_routes
 from node.api.services import routes as service_routes
 from node.api.tasks import routes as task_routes
+from node.api.tokens import routes as token_routes
 from node.api.volumes import routes as volume_routes
 
 # Bodies above this are refused (413) before a handler reads them.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# Every route the API serves; each has its permission in node.api.acl.ROUTES.
+ROUTE_TABLES = (
+    cluster_routes,
+    service_routes,
+    mesh_routes,
+    task_routes,
+    volume_routes,
+    event_routes,
+    autoscale_routes,
+    secret_routes,
+    metrics_routes,
+    openapi_routes,
+    dashboard_routes,
+    network_routes,
+    job_routes,
+    cron_routes,
+    token_routes,
+)
 
 
 def build_app(node: NodeContext) -> web.Application:
+    authenticator = Authenticator(node.keys.check_api_token, node.raft.read, node.raft)
     app = web.Application(
         middlewares=[
             node.telemetry.middleware(),
+            audit_middleware(node.audit.record),
             errors_middleware,
-            guard_middleware(node.keys.check_api_token, node.config.host_names),
+            guard_middleware(authenticator, node.config.host_names),
             catch_up_middleware(node.raft.progress, node.config.name),
         ],
         client_max_size=MAX_BODY_BYTES,
     )
     consistency.install(app, node.raft)
     app[NODE] = node
-    for routes in (
-        cluster_routes,
-        service_routes,
-        mesh_routes,
-        task_routes,
-        volume_routes,
-        event_routes,
-        autoscale_routes,
-        secret_routes,
-        metrics_routes,
-        openapi_routes,
-        dashboard_routes,
-        network_routes,
-        job_routes,
-        cron_routes,
-    ):
+    for routes in ROUTE_TABLES:
         app.add_routes(routes)
     return app

@@ -264,7 +264,7 @@ async def join(request: web.Request) -> web.Response:
         return forwarded
     shoal = request.app[NODE]
     join_request = from_plain(JoinRequest, await json_body(request))
-    accepted = await accept_join(shoal.control, shoal.keys, shoal.join_guard, join_request)
+    accepted = await accept_join(shoal.control, shoal.keys, join_request)
     return web.json_response(to_plain(accepted))
 
 

@@ -34,6 +34,9 @@ LOCAL_VIEWS = frozenset(
     {"/healthz", "/v1/cluster", "/v1/cluster/members", "/v1/mesh", "/v1/cluster/token"}
 )
 _SERVED_AT = web.RequestKey("shoal_served_at", int)
+# A read index the request obtained after it arrived (to confirm a scoped token): as good as
+# the one this middleware would obtain, so a read does not wait for a second barrier.
+CONFIRMED_INDEX = web.RequestKey("shoal_confirmed_index", int)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 
@@ -76,7 +79,7 @@ def consistency_middleware(replica: Replica):
         query = request.query
         index = parse_index(query["index"]) if "index" in query else None
         wait = parse_wait(query["wait"]) if "wait" in query else DEFAULT_WAIT
-        if not stale_allowed(request):
+        if not stale_allowed(request) and CONFIRMED_INDEX not in request:
             try:
                 read_index = await replica.read_index(READ_TIMEOUT)
                 caught_up = await replica.wait_applied(read_index, READ_TIMEOUT)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from netoverlay.gossip.service import GossipService
     from node.config import NodeConfig
     from node.control import ControlPlane
-    from node.join import JoinGuard
+    from node.loops.audit import AuditTrail
     from node.loops.event_feed import EventFeed
     from node.loops.voters import VoterManager
     from node.mesh import Mesh
@@ -33,9 +33,9 @@ class NodeContext(Protocol):
     voters: VoterManager
     mesh: Mesh
     events: EventFeed
+    audit: AuditTrail
     telemetry: Telemetry
     overlay: Overlay | None
-    join_guard: JoinGuard
 
     async def set_raft_role(self, role: str, voter_addresses: list[str]) -> None: ...
 

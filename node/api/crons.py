@@ -15,6 +15,7 @@ from consensus.crons import CreateCron, Cron, DeleteCron, crons, parse_cron_spec
 from consensus.state import ClusterState
 from consensus.tasks import tasks_of
 from consensus.wire import to_plain
+from node.api.acl import claim_service, refuse_new_host_binds
 from node.api.context import NODE, NodeContext
 from node.api.http_util import HttpError, json_body, result_or_raise
 from node.api.jobs import job_json
@@ -73,6 +74,8 @@ async def get_cron(request: web.Request) -> web.Response:
 async def create_cron(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     spec = parse_cron_spec(await json_body(request))
+    claim_service(request, spec.name)
+    refuse_new_host_binds(request, spec.template)
     problem = schedule_problem(spec.schedule, spec.timezone, time.time())
     if problem:
         field, _, reason = problem.partition(": ")

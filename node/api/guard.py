@@ -1,5 +1,6 @@
 """Who may talk to the API: the node's unix socket, or a bearer token over TCP; never a web
 page (Host and Origin are checked, so DNS rebinding and cross-site requests are refused).
+What each caller may do is node.api.acl's table; writes are audited (audit_middleware).
 
 There is no unauthenticated door: loopback is no exemption (every local user and every task
 reaches loopback). Local administration goes through `DATA_DIR/shoal.sock` instead.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -16,28 +18,21 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from consensus.audit import AuditEntry
 from consensus.model import Node
 from consensus.nodes import nodes
+from consensus.raft import ProposeError
+from consensus.tokens import ApiToken, tokens
+from node.api.acl import PRINCIPAL, RESOURCE, Principal, Rule, outside_scope, refusal, rule_of
+from node.api.catch_up import stale_allowed
+from node.api.consistency import CONFIRMED_INDEX, Replica
 from node.api.http_util import HttpError, error_response
+from node.api.services import find_service
 from node.local_socket import peer_uid
-from node.security import NODE_HEADER, NODE_KEY_HEADER, key_matches
+from node.security import NODE_HEADER, NODE_KEY_HEADER, key_matches, user_token_id
 
-# Routes open without a token: a liveness probe that tells nothing secret, and joining,
-# which carries its own proof of the join token.
-_OPEN_PATHS = ("/healthz", "/v1/join")
-# The dashboard's own files (GET): they hold no cluster data, and a browser cannot attach
-# a bearer token to a page it navigates to; every API call the page makes carries the token.
-_DASHBOARD = "/ui"
-
-
-def open_without_token(request: web.Request) -> bool:
-    if request.path in _OPEN_PATHS:
-        return True
-    return request.method == "GET" and (
-        request.path == _DASHBOARD or request.path.startswith(_DASHBOARD + "/")
-    )
-
-
+# The node's own user (or root) on its unix socket administers it.
+LOCAL = Principal("local", "admin")
 _TOKEN_HINT = (
     "missing or wrong API token: pass --token or set SHOAL_TOKEN (see `shoal cluster "
     "token` on a node), or run the CLI on the node's machine as its user, where it "
@@ -109,7 +104,104 @@ def calling_node(
     return node
 
 
-def guard_middleware(check_token: Callable[[str], bool], host_names: Iterable[str]):
+# How long confirming a scoped token against the cluster's latest state may take.
+CONFIRM_TIMEOUT = 5.0
+
+
+class Authenticator:
+    """Who a request over TCP comes from: a scoped token (checked against the cluster's
+    latest state, so a revocation committed anywhere holds here at once), or the cluster's
+    API token (admin), from a node when its own key comes with it."""
+
+    def __init__(
+        self,
+        check_token: Callable[[str], bool],
+        read_state: Callable[[], AbstractContextManager[Any]],
+        replica: Replica,
+    ) -> None:
+        self._check_token = check_token
+        self._read_state = read_state
+        self._replica = replica
+
+    async def principal(self, request: web.Request) -> Principal:
+        token = bearer(request)
+        token_id = user_token_id(token)
+        if token_id:
+            return await self._scoped(request, token, token_id)
+        if not token or not self._check_token(token):
+            raise HttpError(401, _TOKEN_HINT)
+        node = self._node(request)
+        return (
+            Principal(f"node {node.name}", "admin", node=True)
+            if node
+            else Principal("cluster-token", "admin")
+        )
+
+    def _node(self, request: web.Request) -> Node | None:
+        node_id = request.headers.get(NODE_HEADER)
+        if not node_id:
+            return None
+        with self._read_state() as state:
+            node = nodes(state).get(node_id)
+        if node is None or not key_matches(request.headers.get(NODE_KEY_HEADER, ""), node.key_hash):
+            return None
+        return node
+
+    def _row(self, token_id: str) -> ApiToken | None:
+        with self._read_state() as state:
+            return tokens(state).get(token_id)
+
+    async def _scoped(self, request: web.Request, token: str, token_id: str) -> Principal:
+        known = self._row(token_id)
+        if known is not None and not key_matches(token, known.secret_hash):
+            raise HttpError(401, "wrong secret for this token")
+        if not (request.method == "GET" and stale_allowed(request)):
+            # The row this node holds may be revoked already (or created just now) by a
+            # command it has not applied: confirm against a read index, as a read does.
+            try:
+                index = await self._replica.read_index(CONFIRM_TIMEOUT)
+                if not await self._replica.wait_applied(index, CONFIRM_TIMEOUT):
+                    raise ProposeError(f"this node did not apply index {index} in time")
+            except ProposeError as exc:
+                raise HttpError(
+                    503,
+                    f"cannot confirm the token against the cluster's state: "
+                    f"{exc}; retry, or ask another node",
+                ) from None
+            request[CONFIRMED_INDEX] = index
+        row = self._row(token_id)
+        if row is None or not key_matches(token, row.secret_hash):
+            raise HttpError(
+                401, "unknown or revoked token: ask an admin for a new one (`shoal token ls`)"
+            )
+        if row.expired(time.time()):
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row.expires_at))
+            raise HttpError(401, f"token {row.name} expired at {when}")
+        return Principal(f"token {row.name} ({row.id})", row.role, row.services, row.id)
+
+    def scope(self, request: web.Request, principal: Principal, rule: Rule, template: str) -> None:
+        """403 unless a token limited to some services acts on one of them; notes the
+        service a route names for the audit trail."""
+        if rule.service_in == "path":
+            ref = request.match_info.get("ref") or request.match_info.get("name", "")
+            name = ref
+            if "{ref}" in template:  # a service or job, by name or id
+                with self._read_state() as state:
+                    service = find_service(state, ref)
+                name = service.name if service is not None else ref
+            request[RESOURCE] = name
+            if not principal.covers(name):
+                raise HttpError(403, outside_scope(principal, name))
+        elif rule.service_in == "" and principal.services and rule.permission == "write":
+            raise HttpError(
+                403,
+                f"{request.method} {template} acts on no single service: "
+                f"{principal.who} is limited to services matching "
+                f"{principal.services!r}",
+            )
+
+
+def guard_middleware(authenticator: Authenticator, host_names: Iterable[str]):
     names = frozenset(n.lower() for n in host_names)
 
     @web.middleware
@@ -127,10 +219,65 @@ def guard_middleware(check_token: Callable[[str], bool], host_names: Iterable[st
             or request.headers.get("Sec-Fetch-Site") == "cross-site"
         ):
             return error_response(403, "cross-origin requests are refused", "Origin")
-        if not local and not open_without_token(request):
-            token = bearer(request)
-            if not token or not check_token(token):
-                return error_response(401, _TOKEN_HINT)
+        template, rule = rule_of(request)
+        if rule.permission == "open":
+            return await handler(request)
+        principal = LOCAL if local else await authenticator.principal(request)
+        request[PRINCIPAL] = principal
+        if template is not None:
+            if not principal.may(rule.permission):
+                raise HttpError(
+                    403,
+                    refusal(principal, rule.permission, request.method, template),
+                    "Authorization",
+                )
+            authenticator.scope(request, principal, rule, template)
         return await handler(request)
 
     return middleware
+
+
+def audit_middleware(record: Callable[[AuditEntry], None]):
+    """After the answer: a write by a user (not a node's own traffic) goes to the audit
+    trail with who made it, what it named and the status it got; never a body."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except BaseException:
+            status = 500
+            raise
+        finally:
+            principal = request.get(PRINCIPAL)
+            if principal is not None and not principal.node and request.method in _WRITES:
+                template, rule = rule_of(request)
+                if rule.permission in ("write", "admin"):
+                    resource = request.get(RESOURCE) or _named(request)
+                    record(
+                        AuditEntry(
+                            time.time(),
+                            principal.who,
+                            principal.role,
+                            request.method,
+                            request.path,
+                            status,
+                            resource,
+                            resource if rule.service_in else "",
+                        )
+                    )
+
+    return middleware
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _named(request: web.Request) -> str:
+    info = request.match_info
+    return info.get("ref") or info.get("name") or info.get("id") or ""

@@ -15,6 +15,7 @@ from consensus.nodes import nodes
 from consensus.services import parse_service_spec
 from consensus.tasks import CreateService, DeleteService, Service, Task, services, tasks_of
 from consensus.wire import to_plain
+from node.api.acl import claim_service, refuse_new_host_binds
 from node.api.context import NODE, NodeContext
 from node.api.http_util import HttpError, json_body, result_or_raise
 from node.api.services import find_service, new_service_id
@@ -109,6 +110,8 @@ async def run_job(request: web.Request) -> web.Response:
     if isinstance(body, dict) and body.get("job") is None:
         body = {**body, "job": {}}  # a job with every default
     spec = parse_service_spec(body)
+    claim_service(request, spec.name)
+    refuse_new_host_binds(request, spec)
     with shoal.raft.read() as state:
         taken = spec.name in services(state)
     if taken:

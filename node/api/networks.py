@@ -26,6 +26,7 @@ from consensus.networks import (
 from consensus.tasks import services
 from consensus.wire import WireError, from_plain, to_plain
 from netoverlay.overlay.ipsec import OVERLAP as KEY_OVERLAP
+from node.api.acl import note_resource
 from node.api.context import NODE, NodeContext
 from node.api.http_util import HttpError, json_body, result_or_raise
 
@@ -78,6 +79,7 @@ def parse_create(body: object) -> tuple[CreateNetwork, bool]:
 async def create_network(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     cmd, exist_ok = parse_create(await json_body(request))
+    note_resource(request, cmd.name)
     with shoal.raft.read() as state:
         existing = networks(state).get(cmd.name)
     if existing is not None:

@@ -22,7 +22,9 @@ from aiohttp import web
 
 from consensus.crons import CronSpec
 from consensus.services import SHORTHAND_FIELDS, ServiceSpec
+from node.api.acl import ROUTES, templates_of
 from node.api.cluster import NodePatch, RaftRole
+from node.api.tokens import TokenRequest
 from node.join import JoinRequest
 
 Answer = Literal["json", "events", "text", "metrics", "html", "asset"]
@@ -44,7 +46,6 @@ class Operation:
     query: tuple[Query, ...] = ()
     answer: Answer = "json"
     created: bool = False  # 201 on success
-    public: bool = False  # served without the API token
 
 
 UNDESCRIBED = "(not described yet)"
@@ -64,9 +65,7 @@ _SERVICE = "services"
 _FILES = "secrets and configs"
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("GET", "/healthz"): Operation(
-        "Liveness of this node, its Raft role and leader", "cluster", public=True
-    ),
+    ("GET", "/healthz"): Operation("Liveness of this node, its Raft role and leader", "cluster"),
     ("GET", "/metrics"): Operation(
         "This node's Prometheus metrics", "observability", answer="metrics"
     ),
@@ -87,10 +86,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/nodes/{ref}/promote"): Operation("Make a node a Raft voter", "nodes"),
     ("POST", "/v1/nodes/{ref}/demote"): Operation("Make a voter a member", "nodes"),
     ("POST", "/v1/join"): Operation(
-        "A node asks to join (signed with the join token)",
-        "internal",
-        body=JoinRequest,
-        public=True,
+        "A node asks to join (signed with the join token)", "internal", body=JoinRequest
     ),
     ("POST", "/v1/internal/propose"): Operation(
         "Commit an encoded command (forwarded to the leader)",
@@ -221,6 +217,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/configs"): Operation("Create a config", _FILES, body=_SECRET_BODY, created=True),
     ("GET", "/v1/configs/{name}"): Operation("One config with its content", _FILES),
     ("DELETE", "/v1/configs/{name}"): Operation("Remove a config", _FILES),
+    ("GET", "/v1/tokens"): Operation("Scoped API tokens (never their secrets)", "tokens"),
+    ("POST", "/v1/tokens"): Operation(
+        "Create a scoped token; its secret is answered once",
+        "tokens",
+        body=TokenRequest,
+        created=True,
+    ),
+    ("DELETE", "/v1/tokens/{ref}"): Operation("Revoke a token, by id or name", "tokens"),
     ("GET", "/ui"): Operation("The web dashboard", "dashboard", answer="html"),
     ("GET", "/ui/{file}"): Operation(
         "The dashboard's scripts and styles", "dashboard", answer="asset"
@@ -249,27 +253,18 @@ _ERRORS = {
     "409": "Conflicts with the current state",
     "503": "No quorum, or no leader within the write deadline",
 }
-_PARAM = re.compile(r"\(\?P<(\w+)>([^)]*)\)")
-_WORDS = re.compile(r"^[\w-]+(\|[\w-]+)*$")
 
 
 def routes_of(router: web.UrlDispatcher) -> list[tuple[str, str]]:
     """(method, path template) of every route the router serves. A path parameter that can
     only be one of a few words (`{plural:secrets|configs}`) gives a path for each word;
     HEAD, which aiohttp adds beside each GET, is left out."""
-    found = []
-    for route in router.routes():
-        if route.method == "HEAD" or route.resource is None:
-            continue
-        templates = [route.resource.canonical]
-        pattern = route.resource.get_info().get("pattern")
-        for name, regex in _PARAM.findall(pattern.pattern if pattern is not None else ""):
-            if _WORDS.match(regex):
-                templates = [
-                    t.replace(f"{{{name}}}", word) for t in templates for word in regex.split("|")
-                ]
-        found += [(route.method, template) for template in templates]
-    return found
+    return [
+        (route.method, template)
+        for route in router.routes()
+        if route.method != "HEAD" and route.resource is not None
+        for template in templates_of(route.resource)
+    ]
 
 
 def describe(router: web.UrlDispatcher, version: str) -> dict:
@@ -284,7 +279,7 @@ def describe(router: web.UrlDispatcher, version: str) -> dict:
     for method, template in routes_of(router):
         # A route nobody described still appears (a test fails on it meanwhile).
         op = OPERATIONS.get((method, template)) or Operation(UNDESCRIBED, "undescribed")
-        paths.setdefault(template, {})[method.lower()] = _operation(op, template, schemas)
+        paths.setdefault(template, {})[method.lower()] = _operation(op, method, template, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -308,7 +303,9 @@ def describe(router: web.UrlDispatcher, version: str) -> dict:
                 "token": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The cluster's API token (`api_token` of GET /v1/cluster/token)",
+                    "description": "The cluster's API token (`api_token` of "
+                    "GET /v1/cluster/token, admin) or a scoped token "
+                    "(POST /v1/tokens)",
                 }
             },
         },
@@ -317,11 +314,14 @@ def describe(router: web.UrlDispatcher, version: str) -> dict:
     }
 
 
-def _operation(op: Operation, template: str, schemas: dict[str, dict]) -> dict:
+def _operation(op: Operation, method: str, template: str, schemas: dict[str, dict]) -> dict:
     ok = "201" if op.created else "200"
+    permission = ROUTES[(method, template)].permission if (method, template) in ROUTES else "admin"
     out: dict[str, Any] = {
         "summary": op.summary,
         "tags": [op.tag],
+        # Who may call it (node.api.acl): open, read, write, admin or node.
+        "x-shoal-permission": permission,
         "parameters": [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in re.findall(r"\{(\w+)\}", template)
@@ -341,7 +341,7 @@ def _operation(op: Operation, template: str, schemas: dict[str, dict]) -> dict:
             **{code: {"$ref": f"#/components/responses/{code}"} for code in _ERRORS},
         },
     }
-    if op.public:
+    if permission == "open":
         out["security"] = []
     if op.body is not None:
         out["requestBody"] = {"required": op.body_required, "content": _body(op.body, schemas)}

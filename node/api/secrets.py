@@ -31,6 +31,7 @@ from consensus.secrets import (
     users_of,
 )
 from consensus.state import ClusterState
+from node.api.acl import note_resource
 from node.api.context import NODE
 from node.api.http_util import HttpError, json_body, query_flag, result_or_raise
 from node.secret_box import SecretBox, SecretSealError
@@ -125,6 +126,7 @@ async def create_blob(request: web.Request) -> web.Response:
     kind = _kind(request)
     body = await json_body(request)
     name, data = parse_create(kind, body)
+    note_resource(request, name)
     with shoal.raft.read() as state:
         taken = blobs(state, kind).get(name)
         users = users_of(state, kind, name)

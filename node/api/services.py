@@ -38,6 +38,7 @@ from consensus.tasks import (
 )
 from consensus.updates import PromoteService, RequestRebalance, RollbackService
 from consensus.wire import WireError, from_plain, to_plain
+from node.api.acl import claim_service, refuse_new_host_binds
 from node.api.context import NODE, NodeContext
 from node.api.http_util import (
     HttpError,
@@ -206,6 +207,8 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def create_service(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     spec = parse_service_spec(await json_body(request, SPEC_LIMIT))
+    claim_service(request, spec.name)
+    refuse_new_host_binds(request, spec)
     with shoal.raft.read() as state:
         taken = spec.name in services(state)
     if taken:  # the state machine checks again at commit; this answer names the field
@@ -231,6 +234,7 @@ async def patch_service(request: web.Request) -> web.Response:
         if isinstance(patch, dict) and patch.get("name", service.name) != service.name:
             raise HttpError(400, "a service cannot be renamed; create a new one", "name")
         spec = merge_spec(service.spec, patch)
+        refuse_new_host_binds(request, spec, service.spec)
         if "replicas" in patch and spec.mode == "global":
             raise HttpError(
                 400,
@@ -337,13 +341,14 @@ async def apply_document(request: web.Request) -> web.Response:
             except ValueError as exc:
                 raise HttpError(409, str(exc), "ports") from None
             process_nodes = tuple(n.name for n in nodes(state).values() if n.runtime == "process")
+            current_crons = dict(crons(state))
             plan = plan_manifest(
                 current,
                 manifest,
                 prune=flags["prune"],
                 process_nodes=process_nodes,
                 selectors=dict(port_selectors(state)),
-                crons=dict(crons(state)),
+                crons=current_crons,
             )
             problems = apply_problems(
                 state,
@@ -355,6 +360,16 @@ async def apply_document(request: web.Request) -> web.Response:
             )
     except PlanConflict as exc:
         raise HttpError(409, exc.reason, exc.field) from None
+    for step in plan.steps:
+        old = current.get(step.spec.name)
+        refuse_new_host_binds(request, step.spec, old.spec if old is not None else None)
+    for cron_step in plan.crons:
+        old_cron = current_crons.get(cron_step.spec.name)
+        refuse_new_host_binds(
+            request,
+            cron_step.spec.template,
+            old_cron.spec.template if old_cron is not None else None,
+        )
     if problems:  # all checked before anything changes: a file that fails changes nothing
         field = problems[0].field if len(problems) == 1 else None
         message = problems[0].error if field else "; ".join(map(str, problems))

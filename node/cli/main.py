@@ -88,6 +88,7 @@ _MODULES = (
     "volume",
     "secret",
     "network",
+    "token",
     "completion",
 )
 _GROUP_MODULE = {
@@ -103,6 +104,7 @@ _GROUP_MODULE = {
     "network": "network",
     "job": "job",
     "cron": "cron",
+    "token": "token",
     "completion": "completion",
 }
 

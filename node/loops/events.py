@@ -1,5 +1,6 @@
 """Cluster events, derived from committed changes: services created, updated and removed,
-rollout progress, task state changes, nodes joining, going down and coming back.
+rollout progress, task state changes, nodes joining, going down and coming back, and the
+audit trail of API writes (consensus.audit; a diff of states, below, does not hold those).
 
 Pure: `events_between(before, after)` reads two StateViews and returns the events of the
 commands applied between them, in a stable order. No event is written to the replicated
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from consensus.audit import AUDIT, AuditEntry
 from consensus.autoscale import AutoscaleRecord
 from consensus.changes import Change, RowChange, covering
 from consensus.model import Node
@@ -42,6 +44,7 @@ EventType = Literal[
     "node.joined",
     "node.status",
     "node.removed",
+    "audit",
 ]
 
 
@@ -229,6 +232,26 @@ def _events(
     return [dataclasses.replace(e, position=i) for i, e in enumerate(events)]
 
 
+def audit_event(entry: AuditEntry, index: int) -> Event:
+    """An API write: who made it, the route, what it named and its status (never a body)."""
+    named = f" ({entry.resource})" if entry.resource else ""
+    return Event(
+        "audit",
+        entry.at,
+        index,
+        f"{entry.who} {entry.method} {entry.path}{named}: {entry.status}",
+        service=entry.service,
+        detail={
+            "who": entry.who,
+            "role": entry.role,
+            "method": entry.method,
+            "path": entry.path,
+            "resource": entry.resource,
+            "status": entry.status,
+        },
+    )
+
+
 def change_events(change: Change, nodes: Mapping[str, Node]) -> list[Event]:
     """The events of one command's change; `nodes` names the nodes tasks run on."""
 
@@ -241,7 +264,16 @@ def change_events(change: Change, nodes: Mapping[str, Node]) -> list[Event]:
     node_rows = rows(NODES)
     if node_rows:  # a task's node may have joined in this very command
         nodes = {**nodes, **{new.id: new for _old, new in node_rows if new is not None}}
-    return _events(node_rows, rows(SERVICES), rows(TASKS), nodes, change.index, change.at)
+    events = _events(node_rows, rows(SERVICES), rows(TASKS), nodes, change.index, change.at)
+    # Audit rows come in a command of their own: numbered after any other events all the same.
+    audited = [
+        audit_event(new, change.index)
+        for old, new in rows(AUDIT)
+        if old is None and new is not None
+    ]
+    return events + [
+        dataclasses.replace(e, position=len(events) + i) for i, e in enumerate(audited)
+    ]
 
 
 def diff_states(before: StateView, after: StateView) -> list[Event]:

@@ -34,6 +34,7 @@ from node.api.mesh import routes as mesh_routes
 from node.api.secrets import routes as secret_routes
 from node.api.services import routes as service_routes
 from node.api.tasks import routes as task_routes
+from node.api.tokens import routes as token_routes
 from node.api.volumes import routes as volume_routes
 from node.devcluster.localcluster import LocalCluster
 
@@ -51,6 +52,7 @@ ROUTES = [
         event_routes,
         autoscale_routes,
         secret_routes,
+        token_routes,
     )
     for r in table
 ]
@@ -177,6 +179,11 @@ def _body(method: str, path: str) -> st.SearchStrategy:
         return st.fixed_dictionaries(
             {"name": NAMES, "data": st.text(max_size=20)}, optional={"exist_ok": SCALARS}
         ).map(json.dumps)
+    if path == "/v1/tokens":
+        return st.fixed_dictionaries(
+            {"role": st.sampled_from(["read-only", "operator", "x"])},
+            optional={"name": NAMES, "services": NAMES | UNITS, "ttl": UNITS | SCALARS},
+        ).map(json.dumps)
     return JSON.map(json.dumps) | st.binary(max_size=50)
 
 
@@ -205,7 +212,8 @@ def requests(draw) -> tuple[str, str, bytes, dict[str, str]]:
     }
     twist = draw(
         st.sampled_from(
-            ["none"] * 12 + ["gzip", "bad-gzip", "origin", "host", "bad-token", "no-token"]
+            ["none"] * 12
+            + ["gzip", "bad-gzip", "origin", "host", "bad-token", "no-token", "scoped-token"]
         )
     )
     if twist == "gzip":
@@ -220,6 +228,12 @@ def requests(draw) -> tuple[str, str, bytes, dict[str, str]]:
         headers["Authorization"] = "Bearer é".encode().decode("latin-1")
     elif twist == "no-token":
         headers["Authorization"] = ""
+    elif twist == "scoped-token":  # shaped as one, of no token the cluster made
+        headers["Authorization"] = "Bearer SHOALT-" + draw(
+            st.sampled_from(
+                ["0123456789abcdef-" + "A" * 43, "0123456789abcdef-" + "é" * 43, "zz-x"]
+            )
+        )
     target = quote(path + (f"?{query}" if query else ""), safe="/?&=%:,")
     return method, target, data, headers
 

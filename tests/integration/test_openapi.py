@@ -55,6 +55,10 @@ async def test_the_description_covers_every_route_and_validates(tmp_path):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, node_patch)
     assert doc["paths"]["/healthz"]["get"]["security"] == []
+    # Each operation says who may call it (node.api.acl).
+    assert doc["paths"]["/v1/tokens"]["post"]["x-shoal-permission"] == "admin"
+    assert doc["paths"]["/v1/services"]["get"]["x-shoal-permission"] == "read"
+    assert doc["paths"]["/ui"]["get"]["security"] == []
     assert "security" not in doc["paths"]["/metrics"]["get"]  # the API token, as everywhere
 
 

@@ -25,11 +25,12 @@ def _leaves(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
 
 
 def _filler(parser: argparse.ArgumentParser) -> list[str]:
-    """Values for a command's required arguments (`web=1` parses as a name and as NAME=N)."""
+    """Values for a command's required arguments (`web=1` parses as a name and as NAME=N;
+    an option with choices gets its first)."""
     out: list[str] = []
     for action in parser._actions:
         if action.required and action.option_strings:
-            out += [action.option_strings[-1], "web=1"]
+            out += [action.option_strings[-1], next(iter(action.choices or ["web=1"]))]
     for action in parser._actions:
         if not action.option_strings and action.nargs != argparse.REMAINDER:
             out.append("web=1")
@@ -58,6 +59,7 @@ def test_every_command_group_has_api_commands():
         "network",
         "job",
         "cron",
+        "token",
     }
 
 

@@ -237,3 +237,39 @@ def test_a_jobs_end_is_an_event():
     assert (
         ended.state == "complete" and ended.message == "job once complete: 1 of 1 tasks completed"
     )
+
+
+def test_an_audit_batch_is_one_audit_event_per_entry_numbered_by_its_command():
+    from consensus.audit import AuditEntry, RecordAudit
+
+    c = Cluster(1)
+    before = view(c)
+    entries = (
+        AuditEntry(
+            5.0,
+            "token ops (ab12)",
+            "operator",
+            "PATCH",
+            "/v1/services/web-1",
+            200,
+            "web-1",
+            "web-1",
+        ),
+        AuditEntry(6.0, "local", "admin", "POST", "/v1/secrets", 201, "db-password"),
+    )
+    assert c.state.apply(RecordAudit(entries)).ok
+    events = events_between(before, view(c))
+    assert [(e.type, e.service, e.position) for e in events] == [
+        ("audit", "web-1", 0),
+        ("audit", "", 1),
+    ]
+    assert events[0].detail == {
+        "who": "token ops (ab12)",
+        "role": "operator",
+        "method": "PATCH",
+        "path": "/v1/services/web-1",
+        "resource": "web-1",
+        "status": 200,
+    }
+    assert events[0].message == "token ops (ab12) PATCH /v1/services/web-1 (web-1): 200"
+    assert events[1].seq == c.state.applied * SEQ_SPAN + 1
