@@ -61,11 +61,11 @@ def command_group(argv: list[str]) -> Optional[str]:
 
 # Subcommands live beside their handlers, a module per command group, in help order.
 _MODULES = ("node", "service", "job", "cron", "apply", "stack", "volume", "secret", "network",
-            "completion")
+            "events", "completion")
 _GROUP_MODULE = {"node": "node", "cluster": "node", "dev": "node", "service": "service",
                  "apply": "apply", "stack": "stack", "volume": "volume", "secret": "secret",
                  "config": "secret", "network": "network", "job": "job", "cron": "cron",
-                 "completion": "completion"}
+                 "events": "events", "completion": "completion"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,9 +11,10 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from node.cli import output
+from node.cli import output, tasks
 from node.cli.common import UsageError, kv, labels, default_data_dir, emit
 from node.config import NodeConfig  # its defaults only: it loads nothing else at import
+from node.log_format import FORMATS as LOG_FORMATS
 
 if TYPE_CHECKING:  # a node's modules load only in `node start`
     from node.client import ShoalClient
@@ -86,6 +87,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                        help="whether tasks may bind-mount host paths (default yes)")
     start.add_argument("--log-level", default="info",
                        choices=("debug", "info", "warning", "error"))
+    start.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                       help="text lines (default) or one JSON object per line (time, level, "
+                            "logger, message, exc) for a log collector")
     start.set_defaults(local=_start)
 
     ls = nsub.add_parser("ls", parents=[common], help="list nodes")
@@ -93,6 +97,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     inspect = nsub.add_parser("inspect", parents=[common], help="show one node")
     inspect.add_argument("ref", metavar="NODE", help=NODE_REF)
     inspect.set_defaults(handler=_inspect)
+    ps = nsub.add_parser("ps", parents=[common],
+                         help="tasks on a node (default: the node the CLI talks to)")
+    ps.add_argument("ref", metavar="NODE", nargs="?", help=NODE_REF)
+    tasks.add_listing_flags(ps)
+    ps.set_defaults(handler=_ps)
     update = nsub.add_parser("update", parents=[common], help="change labels or availability")
     update.add_argument("ref", metavar="NODE", help=NODE_REF)
     update.add_argument("--label-add", type=kv, action="append", default=[], metavar="K=V")
@@ -126,6 +135,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     dev.add_argument("--demo-port", type=int, default=8080,
                      help="where the demo service is published on every node "
                           "(default %(default)s; 0: no demo)")
+    dev.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                     help="the nodes' log format (as `node start --log-format`)")
     dev.set_defaults(local=_dev)
 
 
@@ -178,9 +189,9 @@ def _start(args: argparse.Namespace) -> int:
     from node import config as cfg
     from node.config import NodeConfig
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pysyncobj").setLevel(logging.ERROR)
+    from node.log_format import configure
+
+    configure(args.log_level, args.log_format)
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
     stored = cfg.load(data_dir)
     base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
@@ -301,6 +312,16 @@ async def _inspect(args, client: ShoalClient) -> int:
     return emit(args, await client.get(f"/v1/nodes/{args.ref}"), output.detail)
 
 
+async def _ps(args, client: ShoalClient) -> int:
+    """As `docker node ps`: without NODE, the node answering (docker's `self`)."""
+    if args.ref:
+        node_id = (await client.get(f"/v1/nodes/{args.ref}"))["id"]
+    else:
+        node_id = (await client.get("/v1/cluster"))["this_node"]["id"]
+    return tasks.print_listing(args, [t for t in await client.get("/v1/tasks")
+                                      if t["node_id"] == node_id])
+
+
 async def _update(args, client: ShoalClient) -> int:
     body: dict = {"add_labels": dict(args.label_add), "remove_labels": args.label_rm}
     if args.availability:
@@ -353,5 +374,6 @@ def _dev(args: argparse.Namespace) -> int:
     if not 0 <= args.demo_port <= 65535:
         raise UsageError("--demo-port must be a port number (0 for no demo service)")
     return run_dev_cluster(args.nodes, os.path.abspath(args.data_dir or ".shoal-dev"),
-                           args.api_port, runtime=args.runtime, demo_port=args.demo_port)
+                           args.api_port, runtime=args.runtime, demo_port=args.demo_port,
+                           log_format=args.log_format)
 

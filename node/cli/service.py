@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from node.cli import output, rollout as cli_rollout
+from node.cli import output, rollout as cli_rollout, tasks
 from node.cli.common import Refused, UsageError, kv, emit
 from node.cli.lean_client import ApiError
 
@@ -434,6 +434,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ssub.add_parser("ls", parents=[common], help="list services").set_defaults(handler=_ls)
     ps = ssub.add_parser("ps", parents=[common], help="a service's tasks, and why any is pending")
     ps.add_argument("name", metavar="SERVICE")
+    tasks.add_listing_flags(ps)
     ps.set_defaults(handler=_ps)
     inspect = ssub.add_parser("inspect", parents=[common], help="a service's spec and status")
     inspect.add_argument("name", metavar="SERVICE")
@@ -494,36 +495,8 @@ async def _ls(args, client: ShoalClient) -> int:
     return emit(args, await client.get("/v1/services"), _render_services)
 
 
-def task_error(task: dict) -> str:
-    """One line for a table cell: a health check's output can run to several lines (curl's
-    progress meter), which `service inspect` and `-o json` show whole."""
-    if task["error"]:
-        lines = task["error"].strip().splitlines() or [""]
-        return lines[0] + (" ..." if len(lines) > 1 else "")
-    return f"pending: {task['pending_reason']}" if task["pending_reason"] else ""
-
-
-def task_name(task: dict) -> str:
-    """`web.2` for a replicated task, `web.NODE` for a global one (which has no slot), as
-    `docker service ps` names them; `service logs` prefixes lines with the same name."""
-    return f"{task['service']}.{task['slot'] or task['node_name'] or task['node_id']}"
-
-
-def log_prefix(task: dict) -> str:
-    """`web.2.ID@NODE |`: the name `service ps` shows, the task's short id and its node."""
-    return f"{task_name(task)}.{task['id'][:12]}@{task['node_name']} |"
-
-
-def render_tasks(rows: list[dict]) -> None:
-    output.table(("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
-                 ((t["id"][:12], task_name(t),
-                   t["node_name"], t["desired"],
-                   f"{t['state']} {output.ago(t['updated_at'] or t['created_at'])}", task_error(t))
-                  for t in rows))
-
-
 async def _ps(args, client: ShoalClient) -> int:
-    return emit(args, await client.get("/v1/tasks", service=args.name), render_tasks)
+    return tasks.print_listing(args, await client.get("/v1/tasks", service=args.name))
 
 
 async def _inspect(args, client: ShoalClient) -> int:
@@ -603,7 +576,7 @@ async def service_logs(args, client: ShoalClient) -> int:
     params = {"tail": args.tail, **({"follow": "1"} if args.follow else {})}
 
     async def stream(task: dict) -> None:
-        prefix = log_prefix(task)
+        prefix = tasks.log_prefix(task)
         try:
             async for line in client.stream_lines(f"/v1/tasks/{task['id']}/logs", **params):
                 print(prefix, line, flush=True)

@@ -73,13 +73,14 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run_dev_cluster(count: int, base_dir: str, api_port: int, *, runtime: str = "process",
-                    demo_port: int = 8080) -> int:
+                    demo_port: int = 8080, log_format: str = "text") -> int:
     os.makedirs(base_dir, exist_ok=True)
     # Set, not inherited: a shell starting us in the background ignores SIGINT for us, and
     # the default SIGTERM and SIGHUP would end this process without stopping its nodes.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
-    nodes = [NodeProc(i, 0, base_dir, ["--runtime", runtime], api_port=api_port,
+    nodes = [NodeProc(i, 0, base_dir, ["--runtime", runtime, "--log-format", log_format],
+                      api_port=api_port,
                       prefix="node", image_pull="missing")
              for i in range(1, count + 1)]
     restarting = os.path.exists(os.path.join(nodes[0].data_dir, "node.json"))

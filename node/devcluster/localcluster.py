@@ -99,7 +99,9 @@ class NodeProc:
     def command(self, join: Optional[str] = None, token: Optional[str] = None) -> list[str]:
         argv = [sys.executable, "-m", "node", "node", "start", "--data-dir", self.data_dir]
         if os.path.exists(os.path.join(self.data_dir, "node.json")):
-            return argv  # a restart needs only the data dir
+            # A restart needs only the data dir; the log format is not part of it.
+            kept = self.extra_args.index("--log-format") if "--log-format" in self.extra_args else -1
+            return argv + (self.extra_args[kept:kept + 2] if kept >= 0 else [])
         port = self.api_port
         argv += ["--name", self.name, "--advertise", self.address, "--api-port", str(port),
                  "--raft-port", str(port + 1), "--gossip-port", str(port + 2),

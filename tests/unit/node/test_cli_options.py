@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from node.cli.main import api_address, build_parser, command_group
-from node.cli.service import log_prefix, task_name
+from node.cli.tasks import log_prefix, task_name
 from tests.support import python_probe
 
 ADDR, TOKEN = "http://10.9.8.7:7420", "s3cret"
@@ -47,7 +47,7 @@ API_COMMANDS = [words for words, leaf in _leaves(build_parser([]))
 def test_every_command_group_has_api_commands():
     assert {words[0] for words in API_COMMANDS} == {"node", "cluster", "service", "apply",
                                                     "stack", "volume", "secret", "config",
-                                                    "network", "job", "cron"}
+                                                    "network", "job", "cron", "events"}
 
 
 @pytest.mark.parametrize("words", API_COMMANDS, ids=" ".join)
