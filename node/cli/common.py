@@ -4,7 +4,6 @@ printing an answer as JSON or as the group's table, and reading a file argument.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -38,6 +37,14 @@ def default_data_dir() -> str:
     return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
 
 
+def needs_loop(handler: Callable) -> Callable:
+    """Mark a command whose handler follows streams, reads files in a thread or does several
+    things at once: it runs in an asyncio loop. Every other command asks and prints, and
+    runs without one (see node.cli.lean_client), which is most of what it would cost."""
+    handler.needs_loop = True  # type: ignore[attr-defined]
+    return handler
+
+
 def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> int:
     if args.output == "json":
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -48,6 +55,8 @@ def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> 
 
 async def read_file(path: str) -> bytes:
     """The bytes of a file argument; `-` reads standard input."""
+    import asyncio
+
     if path == "-":
         return await asyncio.to_thread(sys.stdin.buffer.read)
     try:

@@ -9,13 +9,12 @@ has passed). Ctrl-C ends it with exit status 130, as it ends `docker events`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
-from node.cli.common import Refused
+from node.cli.common import Refused, needs_loop
 from node.cli.rollout import parse_sse
 
 if TYPE_CHECKING:
@@ -115,6 +114,7 @@ async def _feed(client: ShoalClient, since: int, follow: bool,
         yield data
 
 
+@needs_loop
 async def _events(args: argparse.Namespace, client: ShoalClient) -> int:
     as_json = args.format == "json" or (args.format is None and args.output == "json")
     services = {v for k, v in args.filter if k == "service"}
@@ -138,6 +138,8 @@ async def _events(args: argparse.Namespace, client: ShoalClient) -> int:
                 continue
             if selected(event, args.filter):
                 print(line(event, as_json), flush=True)
+
+    import asyncio
 
     try:
         async with asyncio.timeout(None if until is None or not follow else until - time.time()):

@@ -8,7 +8,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from node.cli import output, service as cli_service
-from node.cli.common import kv, emit
+from node.cli.common import kv, emit, needs_loop
 from node.cli.service import LIST_EDITS, MAP_EDITS, SETTINGS, Setting, _add_settings, _dest, settings_body
 
 if TYPE_CHECKING:
@@ -129,6 +129,7 @@ async def _inspect(args, client: ShoalClient) -> int:
     return emit(args, await client.get(f"/v1/jobs/{args.name}"), output.detail)
 
 
+@needs_loop
 async def _logs(args, client: ShoalClient) -> int:
     await client.get(f"/v1/jobs/{args.name}")  # 404 unless it is a job
     return await cli_service.service_logs(args, client)

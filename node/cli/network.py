@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 import json
 
 from node.cli import output
 from node.cli.common import labels, emit
-from node.client import ShoalClient
+
+if TYPE_CHECKING:
+    from node.client import ShoalClient
 
 
 def _render_list(rows: list[dict]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
 import os
@@ -232,6 +231,8 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:
+    import asyncio
+
     import node
 
     node.import_aiohttp_for_a_node()  # first, before anything imports aiohttp
@@ -286,6 +287,8 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
 
 
 def _use_uvloop() -> None:
+    import asyncio
+
     try:
         import uvloop
     except ImportError:  # uvloop is optional: the stock loop works everywhere

@@ -9,7 +9,7 @@ import json
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
 from node.cli import output
-from node.cli.common import emit
+from node.cli.common import emit, needs_loop
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -137,6 +137,7 @@ async def _rebalance(args, client: ShoalClient) -> int:
                                                f"each start-first)"))
 
 
+@needs_loop
 async def _status(args, client: ShoalClient) -> int:
     service = await client.get(f"/v1/services/{args.name}")
     autoscale = (await client.get(f"/v1/services/{args.name}/autoscale")

@@ -8,7 +8,6 @@ what cannot even be written down (`--env X` without `=`, a non-number for `--rep
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import functools
 import sys
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from node.cli import output, rollout as cli_rollout, tasks
-from node.cli.common import Refused, UsageError, kv, emit
+from node.cli.common import Refused, UsageError, kv, emit, needs_loop
 from node.cli.lean_client import ApiError
 
 if TYPE_CHECKING:
@@ -566,6 +565,7 @@ async def _update(args, client: ShoalClient) -> int:
 _UNSTARTED = ("pending", "assigned", "rejected")
 
 
+@needs_loop
 async def service_logs(args, client: ShoalClient) -> int:
     """Every task's lines, prefixed `TASK.ID@NODE |` (TASK as `service ps` names it), as
     `docker service logs` does; tasks are read concurrently through the node the CLI talks
@@ -582,6 +582,8 @@ async def service_logs(args, client: ShoalClient) -> int:
                 print(prefix, line, flush=True)
         except ApiError as exc:  # a task removed meanwhile: say so and go on with the rest
             print(f"{prefix} (no logs: {exc.message})", file=sys.stderr)
+
+    import asyncio
 
     async with asyncio.TaskGroup() as group:
         followed: set[str] = set()

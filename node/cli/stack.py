@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from node.cli import output, tasks
 from node.cli.common import UsageError, emit
-from node.client import ShoalClient
+
+if TYPE_CHECKING:
+    from node.client import ShoalClient
 
 # The same label as node.manifests.STACK_LABEL, named here so that listing stacks does not
 # load the file translators.

@@ -79,7 +79,7 @@ def test_the_command_group_is_found_past_the_global_options():
 
 @pytest.mark.parametrize("argv", [["--addr", "http://127.0.0.1:9", "node", "ls"],
                                   ["service", "ps", "web", "--addr", "http://127.0.0.1:9"]])
-def test_an_api_command_imports_neither_aiohttp_nor_the_state_machine_nor_rich(argv):
+def test_an_api_command_imports_neither_aiohttp_nor_the_state_machine_nor_rich_nor_asyncio(argv):
     loaded = python_probe(
         "import json, sys, contextlib, io\n"
         "import node.cli.main\n"
@@ -87,7 +87,7 @@ def test_an_api_command_imports_neither_aiohttp_nor_the_state_machine_nor_rich(a
         "print(json.dumps({'code': code, 'mods': sorted(sys.modules)}))")
     assert loaded["code"] == 2  # nothing listens on port 9: unreachable, said on stderr
     heavy = [m for m in loaded["mods"] if m.split(".")[0] in ("aiohttp", "consensus", "rich",
-                                                              "cryptography", "yaml")]
+                                                              "cryptography", "yaml", "asyncio")]
     assert heavy == []
 
 
