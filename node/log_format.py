@@ -12,7 +12,6 @@ import json
 import logging
 from datetime import datetime, timezone
 
-FORMATS = ("text", "json")
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

@@ -37,6 +37,26 @@ def default_data_dir() -> str:
     return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
 
 
+class LazyHelp:
+    """A flag's help made only when argparse prints help, from what a command that does not
+    print it need not import (the spec's or a node's defaults)."""
+
+    def __init__(self, render: Callable[[], str]) -> None:
+        self._render = render
+
+    def __str__(self) -> str:
+        return self._render()
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __mod__(self, params: dict) -> str:  # argparse's help expansion
+        return str(self) % params
+
+    def __getattr__(self, name: str) -> Any:  # strip(), splitlines(), ... of the text
+        return getattr(str(self), name)
+
+
 def needs_loop(handler: Callable) -> Callable:
     """Mark a command whose handler follows streams, reads files in a thread or does several
     things at once: it runs in an asyncio loop. Every other command asks and prints, and

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
+import functools
 import os
 import socket
 import sys
 from typing import TYPE_CHECKING, Optional
 
 from node.cli import output, tasks
-from node.cli.common import UsageError, kv, labels, default_data_dir, emit
-from node.config import NodeConfig  # its defaults only: it loads nothing else at import
-from node.log_format import FORMATS as LOG_FORMATS
+from node.cli.common import LazyHelp, UsageError, kv, labels, default_data_dir, emit
 
 if TYPE_CHECKING:  # a node's modules load only in `node start`
     from node.client import ShoalClient
+    from node.config import NodeConfig
 
 
-# NodeConfig's defaults, which the help of `node start` names.
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(NodeConfig)}
+@functools.cache
+def _defaults() -> dict:
+    """NodeConfig's defaults, which the help of `node start` names: read when help is printed
+    or a dev cluster starts, not by every `node` command."""
+    import dataclasses
+
+    from node.config import NodeConfig
+
+    return {f.name: f.default for f in dataclasses.fields(NodeConfig)}
+
+
+def _default_help(text: str, key: str, more: str = "") -> LazyHelp:
+    return LazyHelp(lambda: f"{text} (default {_defaults()[key]:g}{more})")
+# How a node writes its log (node.log_format).
+LOG_FORMATS = ("text", "json")
 # How every `shoal node` command names a node.
 NODE_REF = "the node's id, its name, or any prefix of its id that no other node's id starts with"
 
@@ -43,8 +54,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                             "(root), or auto (nftables where it works)")
     for port, what in (("api", "HTTP API, tcp"), ("raft", "Raft, tcp"),
                        ("gossip", "gossip, udp and tcp"), ("dns", "DNS, udp")):
-        start.add_argument(f"--{port}-port", type=int, help=f"{what} (default "
-                           f"{_DEFAULTS[f'{port}_port']})")
+        start.add_argument(f"--{port}-port", type=int, help=_default_help(what, f"{port}_port"))
     start.add_argument("--overlay", action="store_true", default=None,
                        help="take part in overlay networks (root, Docker runtime, one node per "
                             "network namespace)")
@@ -58,8 +68,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--token", help="join token (`shoal cluster token` on a member)")
     start.add_argument("--labels", type=labels, help="k=v,k2=v2 (applied when the node joins)")
     start.add_argument("--runtime", choices=("auto", "docker", "process"),
-                       help=f"run tasks as containers or processes (default {_DEFAULTS['runtime']}: "
-                            "Docker when an engine answers)")
+                       help=LazyHelp(lambda: "run tasks as containers or processes (default "
+                                     f"{_defaults()['runtime']}: Docker when an engine answers)"))
     start.add_argument("--image-pull", choices=("missing", "never"),
                        help="pull images tasks need when missing (default), or never")
     start.add_argument("--voter-grace", type=float,
@@ -67,11 +77,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--metrics-interval", type=float,
                        help="seconds between this node's load reports for autoscaling (default 5)")
     start.add_argument("--snapshot-entries", type=int, metavar="N",
-                       help="compact the Raft log into a snapshot past N entries "
-                            f"(default {_DEFAULTS['snapshot_entries']})")
+                       help=_default_help("compact the Raft log into a snapshot past N entries",
+                                          "snapshot_entries"))
     start.add_argument("--snapshot-interval", type=float, metavar="SECONDS",
-                       help="at most one Raft snapshot per this many seconds "
-                            f"(default {_DEFAULTS['snapshot_interval']:g})")
+                       help=_default_help("at most one Raft snapshot per this many seconds",
+                                          "snapshot_interval"))
     start.add_argument("--cpus", type=_cpus, help="CPU capacity to offer: cores (2, 0.5) or "
                                                   "millicores (500m) (default: all)")
     start.add_argument("--memory", type=_memory, help="memory capacity to offer: bytes or a size "
@@ -126,8 +136,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     dev = sub.add_parser("dev", help="run a local cluster of N nodes in the foreground")
     dev.add_argument("--nodes", type=int, default=3, help="how many (default 3)")
     dev.add_argument("--data-dir", default=None, help="base directory (default ./.shoal-dev)")
-    dev.add_argument("--api-port", type=int, default=_DEFAULTS["api_port"],
-                     help="every node's API port (default %(default)s)")
+    dev.add_argument("--api-port", type=int, help=_default_help("every node's API port", "api_port"))
     dev.add_argument("--runtime", choices=("auto", "docker", "process"), default="process",
                      help="how the nodes run tasks (default: plain processes, which work "
                           "everywhere)")
@@ -185,6 +194,8 @@ def _amount(parse, text: str, flag: str) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from node import config as cfg
     from node.config import NodeConfig
 
@@ -232,6 +243,7 @@ def _start(args: argparse.Namespace) -> int:
 
 def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:
     import asyncio
+    import logging
 
     import node
 
@@ -376,7 +388,8 @@ def _dev(args: argparse.Namespace) -> int:
         raise UsageError("--nodes must be between 1 and 250")
     if not 0 <= args.demo_port <= 65535:
         raise UsageError("--demo-port must be a port number (0 for no demo service)")
+    api_port = _defaults()["api_port"] if args.api_port is None else args.api_port
     return run_dev_cluster(args.nodes, os.path.abspath(args.data_dir or ".shoal-dev"),
-                           args.api_port, runtime=args.runtime, demo_port=args.demo_port,
+                           api_port, runtime=args.runtime, demo_port=args.demo_port,
                            log_format=args.log_format)
 

@@ -8,16 +8,15 @@ what cannot even be written down (`--env X` without `=`, a non-number for `--rep
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import sys
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional
 
 from node.cli import output, rollout as cli_rollout, tasks
-from node.cli.common import Refused, UsageError, kv, emit, needs_loop
+from node.cli.common import LazyHelp, Refused, UsageError, kv, emit, needs_loop
 from node.cli.lean_client import ApiError
 
 if TYPE_CHECKING:
@@ -120,8 +119,9 @@ def _scale_arg(text: str) -> tuple[str, int]:
 
 # -- flags that set one spec value ------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Setting:
+# The tables' rows are named tuples: dataclasses would import `inspect`, a tenth of the CPU
+# time of a `service ls`.
+class Setting(NamedTuple):
     """A flag that sets the spec value at `path`; `implies` is merged into the enclosing
     object too (`--health-cmd` also sets `health.kind` to `cmd`)."""
 
@@ -129,7 +129,7 @@ class Setting:
     path: tuple[str, ...]
     type: Optional[Callable[[str], Any]] = str  # None: a switch
     help: str = ""
-    implies: dict = field(default_factory=dict)
+    implies: Mapping[str, str] = MappingProxyType({})
     choices: Optional[_Choices] = None
     group: str = ""  # flags of one group exclude each other
     # Help shows the spec's default for `path`; off where that default means something else.
@@ -222,8 +222,7 @@ UPDATE_ONLY: tuple[Setting, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ListEdit:
+class ListEdit(NamedTuple):
     """A repeatable flag adding items to a spec list; `--STEM-rm` in `service update` removes
     the items whose `key(item)` equals `rm_key(argument)`."""
 
@@ -265,6 +264,8 @@ def _duration(seconds: float) -> str:
 def spec_default(path: tuple[str, ...]) -> Optional[str]:
     """The spec's own default for the value at `path`, as a flag takes it (`30s`, `1`,
     `stop-first`), or None where the field has no plain default (a list, a required value)."""
+    import dataclasses
+
     from consensus.services import ServiceSpec
 
     owner: Any = ServiceSpec
@@ -291,30 +292,21 @@ def spec_default(path: tuple[str, ...]) -> Optional[str]:
 _PLAIN_FLOATS = frozenset({"max_failure_ratio", "tolerance", "target"})
 
 
-class _DefaultHelp:
-    """A flag's help that ends with the spec's default for its field, read from the spec
-    only when argparse prints help: the state machine's modules cost a command more to import
-    than everything else it does, and most commands never print help."""
+class _DefaultHelp(LazyHelp):
+    """A flag's help that ends with the spec's default for its field: the state machine's
+    modules cost a command more to import than everything else it does."""
 
     def __init__(self, text: str, path: tuple[str, ...], suffix: str = "") -> None:
+        super().__init__(self._with_default)
         self._text, self._path, self._suffix = text, path, suffix
 
-    def __str__(self) -> str:
+    def _with_default(self) -> str:
         default = spec_default(self._path)
         text = f"{self._text} (default {default})".lstrip() if default is not None else self._text
         return text + self._suffix
 
-    def __bool__(self) -> bool:
-        return True
-
-    def __mod__(self, params: dict) -> str:  # argparse's help expansion
-        return str(self) % params
-
     def __add__(self, more: str) -> _DefaultHelp:
         return _DefaultHelp(self._text, self._path, self._suffix + more)
-
-    def __getattr__(self, name: str) -> Any:  # strip(), splitlines(), ... of the text
-        return getattr(str(self), name)
 
 
 def _help(s: Setting, defaults: bool) -> Any:
