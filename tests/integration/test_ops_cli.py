@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from node.devcluster.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import LocalCluster, NodeProc, wait_for
 from tests.integration.cluster_support import (
     must, remove_task_processes, shoal, stop_nodes, tasks_of)
 
@@ -154,3 +154,12 @@ def test_node_logs_are_one_json_object_a_line(cluster):
         assert {"time", "level", "logger", "message"} <= entry.keys(), line
         assert entry["time"].endswith("Z") and entry["level"] in ("debug", "info", "warning",
                                                                    "error", "critical")
+
+
+def test_a_restarted_local_node_keeps_its_log_format(tmp_path):
+    node = NodeProc(1, 1, str(tmp_path), ["--runtime", "process", "--log-format", "json"])
+    os.makedirs(node.data_dir)
+    open(os.path.join(node.data_dir, "node.json"), "w").close()  # as after its first start
+    argv = node.command()
+    assert argv[argv.index("--data-dir") + 1:] == [node.data_dir, "--log-format", "json"]
+    assert "--log-format" not in NodeProc(1, 1, str(tmp_path), ["--runtime", "process"]).command()
