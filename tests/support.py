@@ -95,6 +95,41 @@ def processes_working_under(root: os.PathLike | str) -> list[int]:
     return found
 
 
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def browser_missing() -> str | None:
+    """None when a headless Chromium can be driven here (Debian's chromium and
+    chromium-driver, and selenium), otherwise what is missing."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install selenium)"
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if shutil.which(path) is None:
+            return f"{path} is missing (Debian package `{package}`)"
+    return None
+
+
+def headless_chromium(width: int = 1400, height: int = 1000):
+    """A selenium driver of a headless Chromium with a window of that size."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--window-size={width},{height}",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
 NOBODY = 65534
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from node.cli import output
-from node.cli.common import UsageError, emit, read_file
+from node.cli.common import UsageError, emit, needs_loop, read_file
 from node.cli.lean_client import ApiError
 
 if TYPE_CHECKING:  # the translator loads only when a file is applied
@@ -122,6 +122,7 @@ def _render(answer: dict) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
+@needs_loop
 async def _apply(args: argparse.Namespace, client: ShoalClient) -> int:
     from node.manifests import Manifest, ManifestError, Origin, load_manifest
     from node.manifests.local import local_origin

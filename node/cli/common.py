@@ -4,7 +4,6 @@ printing an answer as JSON or as the group's table, and reading a file argument.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -39,6 +38,34 @@ def default_data_dir() -> str:
     return "/var/lib/shoal" if os.geteuid() == 0 else os.path.expanduser("~/.shoal")
 
 
+class LazyHelp:
+    """A flag's help made only when argparse prints help, from what a command that does not
+    print it need not import (the spec's or a node's defaults)."""
+
+    def __init__(self, render: Callable[[], str]) -> None:
+        self._render = render
+
+    def __str__(self) -> str:
+        return self._render()
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __mod__(self, params: dict) -> str:  # argparse's help expansion
+        return str(self) % params
+
+    def __getattr__(self, name: str) -> Any:  # strip(), splitlines(), ... of the text
+        return getattr(str(self), name)
+
+
+def needs_loop(handler: Callable) -> Callable:
+    """Mark a command whose handler follows streams, reads files in a thread or does several
+    things at once: it runs in an asyncio loop. Every other command asks and prints, and
+    runs without one (see node.cli.lean_client), which is most of what it would cost."""
+    handler.needs_loop = True  # type: ignore[attr-defined]
+    return handler
+
+
 def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> int:
     if args.output == "json":
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -49,6 +76,8 @@ def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> 
 
 async def read_file(path: str) -> bytes:
     """The bytes of a file argument; `-` reads standard input."""
+    import asyncio
+
     if path == "-":
         return await asyncio.to_thread(sys.stdin.buffer.read)
     try:

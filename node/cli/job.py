@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from node.cli import output
 from node.cli import service as cli_service
-from node.cli.common import emit, kv
+from node.cli.common import emit, kv, needs_loop
 from node.cli.service import (
     LIST_EDITS,
     MAP_EDITS,
@@ -212,6 +212,7 @@ async def _inspect(args, client: ShoalClient) -> int:
     return emit(args, await client.get(f"/v1/jobs/{args.name}"), output.detail)
 
 
+@needs_loop
 async def _logs(args, client: ShoalClient) -> int:
     await client.get(f"/v1/jobs/{args.name}")  # 404 unless it is a job
     return await cli_service.service_logs(args, client)

@@ -1,17 +1,24 @@
-"""The CLI's client for Shoal's API: HTTP/1.1 over asyncio streams, one connection a request.
+"""The CLI's client for Shoal's API: HTTP/1.1 over one connection a request.
 
 The `shoal` command answers one request and exits, so what it imports is most of what it
-costs: aiohttp alone takes about 0.1 s of CPU to import, several times the request itself.
-This client speaks the small part of HTTP the API needs (JSON answers with a length, chunked
-streams of lines) and has the interface of node.client.ShoalClient, which nodes use to talk
-to each other. The errors and the decoding of answers are shared with it.
+costs: aiohttp alone takes about 0.1 s of CPU to import, several times the request itself,
+and asyncio about 40 ms. This client speaks the small part of HTTP the API needs (JSON answers
+with a length, chunked streams of lines) and has the interface of node.client.ShoalClient,
+which nodes use to talk to each other. The errors and the decoding of answers are shared
+with it.
+
+It reads answers in two ways from one reader with no I/O (`_answer`, which says what bytes
+it needs next): over asyncio streams, for commands that follow streams or do several things
+at once; or, with `blocking=True`, over a plain socket, for the commands that ask a question
+and print the answer: their coroutines then never wait on an event loop, and
+`run_loop_free` runs them without one, so such a command never imports asyncio.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -72,14 +79,160 @@ class _Malformed(Exception):
     """The peer did not answer in HTTP/1.1 as an API node does."""
 
 
-# How a connection fails: refused, reset, cut short, timed out, or not HTTP.
-_FAILURES = (
-    OSError,
-    TimeoutError,
-    asyncio.IncompleteReadError,
-    asyncio.LimitOverrunError,
-    _Malformed,
-)
+# -- reading an answer, without I/O ------------------------------------------------------
+# The steps, plain classes: dataclasses would import `inspect`, a tenth of a command's CPU.
+class _Line:
+    """Wanted: bytes up to and including the next b"\\n" (at most MAX_HEADER)."""
+
+    __slots__ = ()
+
+
+class _Exactly:
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+class _Some:
+    """Wanted: whatever has arrived, up to 64 KiB; b"" at the end of the stream."""
+
+    __slots__ = ()
+
+
+class _Head:
+    __slots__ = ("status", "headers")
+
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.status, self.headers = status, headers
+
+
+class _Chunk:
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+_Step = _Line | _Exactly | _Some | _Head | _Chunk
+
+
+def _answer() -> Iterator[_Step]:
+    """The steps of reading one answer: a wanted read (sent back the bytes read), then the
+    head, then the body's chunks as they arrive (by Content-Length, chunked, or to the close)."""
+    status_line = (yield _Line()).decode("latin-1").rstrip("\r\n")
+    version, _, rest = status_line.partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise _Malformed(f"not an HTTP answer: {status_line[:80]!r}")
+    headers, size = {}, len(status_line)
+    while (line := (yield _Line())) not in (b"\r\n", b"\n", b""):
+        size += len(line)
+        if size > MAX_HEADER:
+            raise _Malformed(f"response headers over {MAX_HEADER} bytes")
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    yield _Head(int(code), headers)
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        total = 0
+        while True:
+            size_line = yield _Line()
+            try:
+                size = int(size_line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise _Malformed(f"bad chunk size {size_line[:40]!r}") from None
+            total += size
+            if size < 0 or total > MAX_BODY:
+                raise _Malformed(f"answer over {MAX_BODY} bytes")
+            if size == 0:
+                return
+            chunk = yield _Exactly(size + 2)
+            yield _Chunk(chunk[:-2])
+    elif "content-length" in headers:
+        try:
+            length = int(headers["content-length"])
+        except ValueError:
+            raise _Malformed(f"bad Content-Length {headers['content-length'][:40]!r}") from None
+        if not 0 <= length <= MAX_BODY:
+            raise _Malformed(f"answer over {MAX_BODY} bytes")
+        if length:
+            yield _Chunk((yield _Exactly(length)))
+    else:
+        total = 0
+        while chunk := (yield _Some()):
+            total += len(chunk)
+            if total > MAX_BODY:
+                raise _Malformed(f"answer over {MAX_BODY} bytes")
+            yield _Chunk(chunk)
+
+
+def _short(wanted: int, got: bytes) -> _Malformed:
+    return _Malformed(f"the answer ended early ({len(got)} of {wanted} bytes)")
+
+
+def _read_blocking(stream: Any) -> Iterator[_Head | _Chunk]:
+    """The head and chunks of an answer read from a socket's file."""
+    steps, value = _answer(), None
+    while True:
+        try:
+            step = steps.send(value)
+        except StopIteration:
+            return
+        value = None
+        if isinstance(step, _Line):
+            value = stream.readline(MAX_HEADER)
+            if value and not value.endswith(b"\n"):
+                raise _Malformed(f"a header line over {MAX_HEADER} bytes")
+        elif isinstance(step, _Exactly):
+            value = stream.read(step.size)
+            if len(value) != step.size:
+                raise _short(step.size, value)
+        elif isinstance(step, _Some):
+            value = stream.read1(65536)
+        else:
+            yield step
+
+
+async def _read_async(reader: Any) -> AsyncIterator[_Head | _Chunk]:
+    """The same, from an asyncio StreamReader."""
+    import asyncio
+
+    steps, value = _answer(), None
+    while True:
+        try:
+            step = steps.send(value)
+        except StopIteration:
+            return
+        value = None
+        if isinstance(step, _Line):
+            try:
+                value = await reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                raise _Malformed(f"a header line over {MAX_HEADER} bytes") from None
+            except asyncio.IncompleteReadError as exc:
+                value = exc.partial
+        elif isinstance(step, _Exactly):
+            value = await reader.readexactly(step.size)
+        elif isinstance(step, _Some):
+            value = await reader.read(65536)
+        else:
+            yield step
+
+
+def run_loop_free(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never waits on an event loop (a command whose client blocks) to
+    its end, without one."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError(f"{coroutine.__qualname__} waited on an event loop: it needs asyncio")
+
+
+# How a connection fails: refused, reset, cut short, timed out, or not HTTP. (asyncio's
+# IncompleteReadError is an EOFError, its LimitOverrunError reported as _Malformed.)
+_FAILURES = (OSError, TimeoutError, EOFError, _Malformed)
 
 
 class LeanClient:
@@ -90,6 +243,7 @@ class LeanClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         stale: bool = False,
+        blocking: bool = False,
     ) -> None:
         self.base = base_url(addr)
         self._unix = addr[len(UNIX_PREFIX) :] if addr.startswith(UNIX_PREFIX) else None
@@ -120,6 +274,7 @@ class LeanClient:
         self._ssl: Any = None
         # Reads answer from the asked node's copy instead of a linearizable read.
         self._read_params = {"stale": "1"} if stale else {}
+        self.blocking = blocking
 
     async def __aenter__(self) -> LeanClient:
         return self
@@ -142,14 +297,12 @@ class LeanClient:
     ) -> Any:
         if json_body is not None:
             data, content_type = json.dumps(json_body).encode(), "application/json"
+        message = self._message(method, path, params, data, content_type)
         try:
-            async with asyncio.timeout(self._timeout):
-                reader, writer = await self._send(method, path, params, data, content_type)
-                try:
-                    status, headers = await _read_head(reader)
-                    body = b"".join([chunk async for chunk in _body(reader, headers)])
-                finally:
-                    writer.close()
+            if self.blocking:
+                status, body = self._exchange_blocking(message)
+            else:
+                status, body = await self._exchange_async(message)
         except _FAILURES as exc:
             raise self._unreachable(exc) from None
         return decode(status, body.decode(errors="replace"))
@@ -168,27 +321,34 @@ class LeanClient:
 
     async def stream_lines(self, path: str, **params: Any) -> AsyncIterator[str]:
         """Yield lines of a streaming response (logs, events) as they arrive."""
+        import asyncio
+
+        if self.blocking:
+            raise RuntimeError("a blocking client cannot follow a stream")
         try:
             async with asyncio.timeout(self._timeout):
-                reader, writer = await self._send("GET", path, params or None, None, None)
+                reader, writer = await self._open_async()
+                writer.write(self._message("GET", path, params or None, None, None))
+                await writer.drain()
         except _FAILURES as exc:
             raise self._unreachable(exc) from None
+        parts = aiter(_read_async(reader))
         try:
             try:
                 async with asyncio.timeout(self._timeout):
-                    status, headers = await _read_head(reader)
+                    head = await anext(parts)
             except _FAILURES as exc:
                 raise self._unreachable(exc) from None
-            if status >= 400:
+            if head.status >= 400:
                 try:
-                    body = b"".join([chunk async for chunk in _body(reader, headers)])
+                    body = b"".join([part.data async for part in parts])
                 except _FAILURES as exc:
                     raise self._unreachable(exc) from None
-                decode(status, body.decode(errors="replace"))
+                decode(head.status, body.decode(errors="replace"))
             pending = b""
             try:
-                async for chunk in _body(reader, headers):
-                    pending += chunk
+                async for part in parts:
+                    pending += part.data
                     *lines, pending = pending.split(b"\n")
                     for line in lines:
                         yield line.decode(errors="replace")
@@ -199,26 +359,14 @@ class LeanClient:
         finally:
             writer.close()
 
-    async def _send(
+    def _message(
         self,
         method: str,
         path: str,
         params: dict | None,
         data: bytes | None,
         content_type: str | None,
-    ):
-        if self._tls and self._ssl is None:
-            import ssl
-
-            # The system's trust store; loading it reads files, hence the thread.
-            self._ssl = await asyncio.to_thread(ssl.create_default_context)
-        if self._unix is not None:
-            with reachable(self._unix) as socket_file:
-                reader, writer = await asyncio.open_unix_connection(socket_file, limit=MAX_HEADER)
-        else:
-            reader, writer = await asyncio.open_connection(
-                self._host, self._port, ssl=self._ssl if self._tls else None, limit=MAX_HEADER
-            )
+    ) -> bytes:
         # Names from the command line go into paths: a space or a non-ASCII letter is sent
         # percent-encoded, as a browser would, and a line break cannot end the request line.
         target = quote(self._prefix + path, safe=_PATH_SAFE)
@@ -238,64 +386,71 @@ class LeanClient:
             + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             + "\r\n"
         )
-        writer.write(head.encode("latin-1") + (data or b""))
-        await writer.drain()
-        return reader, writer
+        return head.encode("latin-1") + (data or b"")
+
+    def _exchange_blocking(self, message: bytes) -> tuple[int, bytes]:
+        if self._unix is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self._timeout)
+            try:
+                with reachable(self._unix) as socket_file:
+                    sock.connect(socket_file)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((self._host, self._port), self._timeout)
+            if self._tls:
+                try:
+                    sock = self._tls_context().wrap_socket(sock, server_hostname=self._host)
+                except BaseException:
+                    sock.close()
+                    raise
+        with sock, sock.makefile("rb") as stream:
+            sock.sendall(message)
+            parts = _read_blocking(stream)
+            head = next(parts)
+            return head.status, b"".join(part.data for part in parts)
+
+    async def _exchange_async(self, message: bytes) -> tuple[int, bytes]:
+        import asyncio
+
+        async with asyncio.timeout(self._timeout):
+            reader, writer = await self._open_async()
+            try:
+                writer.write(message)
+                await writer.drain()
+                parts = aiter(_read_async(reader))
+                head = await anext(parts)
+                return head.status, b"".join([part.data async for part in parts])
+            finally:
+                writer.close()
+
+    def _tls_context(self) -> Any:
+        if self._ssl is None:
+            import ssl
+
+            self._ssl = ssl.create_default_context()  # the system's trust store
+        return self._ssl
+
+    async def _open_async(self):
+        import asyncio
+
+        if self._tls and self._ssl is None:
+            # Loading the trust store reads files, hence the thread.
+            await asyncio.to_thread(self._tls_context)
+        if self._unix is not None:
+            with reachable(self._unix) as socket_file:
+                return await asyncio.open_unix_connection(socket_file, limit=MAX_HEADER)
+        return await asyncio.open_connection(
+            self._host, self._port, ssl=self._ssl if self._tls else None, limit=MAX_HEADER
+        )
 
     def _unreachable(self, exc: BaseException) -> Unreachable:
-        reason = "timed out" if isinstance(exc, TimeoutError) else f"{exc.__class__.__name__} {exc}"
+        reason = (
+            "timed out"
+            if isinstance(exc, (TimeoutError, socket.timeout))
+            else f"{exc.__class__.__name__} {exc}"
+        )
         where = f"{UNIX_PREFIX}{self._unix}" if self._unix is not None else self.base
         return Unreachable(f"cannot reach the Shoal API at {where}: {reason}".rstrip())
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    try:
-        raw = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError:
-        raise _Malformed(f"response headers over {MAX_HEADER} bytes") from None
-    status_line, *lines = raw.decode("latin-1").split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise _Malformed(f"not an HTTP answer: {status_line[:80]!r}")
-    headers = {}
-    for line in filter(None, lines):
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(code), headers
-
-
-async def _body(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[bytes]:
-    """The body's bytes as they arrive: by Content-Length, chunked, or up to the close."""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        total = 0
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(size_line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise _Malformed(f"bad chunk size {size_line[:40]!r}") from None
-            total += size
-            if size < 0 or total > MAX_BODY:
-                raise _Malformed(f"answer over {MAX_BODY} bytes")
-            if size == 0:
-                return
-            chunk = await reader.readexactly(size)
-            await reader.readexactly(2)
-            yield chunk
-    elif "content-length" in headers:
-        try:
-            length = int(headers["content-length"])
-        except ValueError:
-            raise _Malformed(f"bad Content-Length {headers['content-length'][:40]!r}") from None
-        if not 0 <= length <= MAX_BODY:
-            raise _Malformed(f"answer over {MAX_BODY} bytes")
-        if length:
-            yield await reader.readexactly(length)
-    else:
-        total = 0
-        while chunk := await reader.read(65536):
-            total += len(chunk)
-            if total > MAX_BODY:
-                raise _Malformed(f"answer over {MAX_BODY} bytes")
-            yield chunk

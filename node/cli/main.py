@@ -7,14 +7,13 @@ malformed request (HTTP 400/422) or an unreachable API, with one clear line on s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import os
 import sys
 from typing import Any
 
 from node.cli.common import EXIT_FAILED, EXIT_USAGE, Refused, UsageError, default_data_dir
-from node.cli.lean_client import UNIX_PREFIX, ApiError, LeanClient, Unreachable
+from node.cli.lean_client import UNIX_PREFIX, ApiError, LeanClient, Unreachable, run_loop_free
 from node.local_socket import socket_path
 
 DEFAULT_ADDR = "http://127.0.0.1:7420"
@@ -89,6 +88,7 @@ _MODULES = (
     "secret",
     "network",
     "token",
+    "events",
     "completion",
 )
 _GROUP_MODULE = {
@@ -105,6 +105,7 @@ _GROUP_MODULE = {
     "job": "job",
     "cron": "cron",
     "token": "token",
+    "events": "events",
     "completion": "completion",
 }
 
@@ -139,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "local", None):
             return args.local(args)
+        if not getattr(args.handler, "needs_loop", False):
+            return run_loop_free(args.handler(args, _client(args, blocking=True)))
+        import asyncio
+
         return asyncio.run(_call(args))
     except UsageError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
@@ -175,10 +180,17 @@ def api_address(addr: str | None, data_dir: str | None) -> str:
     return DEFAULT_ADDR
 
 
+def _client(args: argparse.Namespace, *, blocking: bool) -> LeanClient:
+    return LeanClient(
+        api_address(args.addr, args.data_dir),
+        args.token,
+        stale=getattr(args, "stale", False),
+        blocking=blocking,
+    )
+
+
 async def _call(args: argparse.Namespace) -> int:
-    async with LeanClient(
-        api_address(args.addr, args.data_dir), args.token, stale=getattr(args, "stale", False)
-    ) as client:
+    async with _client(args, blocking=False) as client:
         return await args.handler(args, client)
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from node.cli import output
 from node.cli.common import emit, labels
-from node.client import ShoalClient
+
+if TYPE_CHECKING:
+    from node.client import ShoalClient
 
 
 def _render_list(rows: list[dict]) -> None:

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import logging
+import functools
 import os
 import socket
 import sys
 from typing import TYPE_CHECKING
 
-from node.cli import output
-from node.cli.common import UsageError, default_data_dir, emit, kv, labels
-from node.config import NodeConfig  # its defaults only: it loads nothing else at import
+from node.cli import output, tasks
+from node.cli.common import LazyHelp, UsageError, default_data_dir, emit, kv, labels
 
 if TYPE_CHECKING:  # a node's modules load only in `node start`
     from node.client import ShoalClient
+    from node.config import NodeConfig
 
 
-# NodeConfig's defaults, which the help of `node start` names.
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(NodeConfig)}
+@functools.cache
+def _defaults() -> dict:
+    """NodeConfig's defaults, which the help of `node start` names: read when help is printed
+    or a dev cluster starts, not by every `node` command."""
+    import dataclasses
+
+    from node.config import NodeConfig
+
+    return {f.name: f.default for f in dataclasses.fields(NodeConfig)}
+
+
+def _default_help(text: str, key: str, more: str = "") -> LazyHelp:
+    return LazyHelp(lambda: f"{text} (default {_defaults()[key]:g}{more})")
+
+
+# How a node writes its log (node.log_format).
+LOG_FORMATS = ("text", "json")
 # How every `shoal node` command names a node.
 NODE_REF = "the node's id, its name, or any prefix of its id that no other node's id starts with"
 
@@ -55,9 +68,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         ("gossip", "gossip, udp and tcp"),
         ("dns", "DNS, udp"),
     ):
-        start.add_argument(
-            f"--{port}-port", type=int, help=f"{what} (default {_DEFAULTS[f'{port}_port']})"
-        )
+        start.add_argument(f"--{port}-port", type=int, help=_default_help(what, f"{port}_port"))
     start.add_argument(
         "--overlay",
         action="store_true",
@@ -86,8 +97,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument(
         "--runtime",
         choices=("auto", "docker", "process"),
-        help=f"run tasks as containers or processes (default {_DEFAULTS['runtime']}: "
-        "Docker when an engine answers)",
+        help=LazyHelp(
+            lambda: (
+                "run tasks as containers or processes (default "
+                f"{_defaults()['runtime']}: Docker when an engine answers)"
+            )
+        ),
     )
     start.add_argument(
         "--image-pull",
@@ -108,15 +123,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--snapshot-entries",
         type=int,
         metavar="N",
-        help="compact the Raft log into a snapshot past N entries "
-        f"(default {_DEFAULTS['snapshot_entries']})",
+        help=_default_help(
+            "compact the Raft log into a snapshot past N entries", "snapshot_entries"
+        ),
     )
     start.add_argument(
         "--snapshot-interval",
         type=float,
         metavar="SECONDS",
-        help="at most one Raft snapshot per this many seconds "
-        f"(default {_DEFAULTS['snapshot_interval']:g})",
+        help=_default_help("at most one Raft snapshot per this many seconds", "snapshot_interval"),
     )
     start.add_argument(
         "--cpus",
@@ -147,6 +162,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="whether tasks may bind-mount host paths (default yes)",
     )
     start.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    start.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines (default) or one JSON object per line (time, level, "
+        "logger, message, exc) for a log collector",
+    )
     start.set_defaults(local=_start)
 
     ls = nsub.add_parser("ls", parents=[common], help="list nodes")
@@ -154,6 +176,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     inspect = nsub.add_parser("inspect", parents=[common], help="show one node")
     inspect.add_argument("ref", metavar="NODE", help=NODE_REF)
     inspect.set_defaults(handler=_inspect)
+    ps = nsub.add_parser(
+        "ps", parents=[common], help="tasks on a node (default: the node the CLI talks to)"
+    )
+    ps.add_argument("ref", metavar="NODE", nargs="?", help=NODE_REF)
+    tasks.add_listing_flags(ps)
+    ps.set_defaults(handler=_ps)
     update = nsub.add_parser("update", parents=[common], help="change labels or availability")
     update.add_argument("ref", metavar="NODE", help=NODE_REF)
     update.add_argument("--label-add", type=kv, action="append", default=[], metavar="K=V")
@@ -182,10 +210,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     dev.add_argument("--nodes", type=int, default=3, help="how many (default 3)")
     dev.add_argument("--data-dir", default=None, help="base directory (default ./.shoal-dev)")
     dev.add_argument(
-        "--api-port",
-        type=int,
-        default=_DEFAULTS["api_port"],
-        help="every node's API port (default %(default)s)",
+        "--api-port", type=int, help=_default_help("every node's API port", "api_port")
     )
     dev.add_argument(
         "--runtime",
@@ -198,6 +223,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         type=int,
         default=8080,
         help="where the demo service is published on every node (default %(default)s; 0: no demo)",
+    )
+    dev.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="the nodes' log format (as `node start --log-format`)",
     )
     dev.set_defaults(local=_dev)
 
@@ -248,13 +279,13 @@ def _amount(parse, text: str, flag: str) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from node import config as cfg
     from node.config import NodeConfig
+    from node.log_format import configure
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("pysyncobj").setLevel(logging.ERROR)
+    configure(args.log_level, args.log_format)
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
     stored = cfg.load(data_dir)
     base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
@@ -313,6 +344,9 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | None) -> int:
+    import asyncio
+    import logging
+
     import node
 
     node.import_aiohttp_for_a_node()  # first, before anything imports aiohttp
@@ -373,6 +407,8 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
 
 
 def _use_uvloop() -> None:
+    import asyncio
+
     try:
         import uvloop
     except ImportError:  # uvloop is optional: the stock loop works everywhere
@@ -407,6 +443,17 @@ async def _ls(args, client: ShoalClient) -> int:
 
 async def _inspect(args, client: ShoalClient) -> int:
     return emit(args, await client.get(f"/v1/nodes/{args.ref}"), output.detail)
+
+
+async def _ps(args, client: ShoalClient) -> int:
+    """As `docker node ps`: without NODE, the node answering (docker's `self`)."""
+    if args.ref:
+        node_id = (await client.get(f"/v1/nodes/{args.ref}"))["id"]
+    else:
+        node_id = (await client.get("/v1/cluster"))["this_node"]["id"]
+    return tasks.print_listing(
+        args, [t for t in await client.get("/v1/tasks") if t["node_id"] == node_id]
+    )
 
 
 async def _update(args, client: ShoalClient) -> int:
@@ -470,10 +517,12 @@ def _dev(args: argparse.Namespace) -> int:
         raise UsageError("--nodes must be between 1 and 250")
     if not 0 <= args.demo_port <= 65535:
         raise UsageError("--demo-port must be a port number (0 for no demo service)")
+    api_port = _defaults()["api_port"] if args.api_port is None else args.api_port
     return run_dev_cluster(
         args.nodes,
         os.path.abspath(args.data_dir or ".shoal-dev"),
-        args.api_port,
+        api_port,
         runtime=args.runtime,
         demo_port=args.demo_port,
+        log_format=args.log_format,
     )

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from node.cli import output
-from node.cli.common import emit
+from node.cli.common import emit, needs_loop
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -167,6 +167,7 @@ async def _rebalance(args, client: ShoalClient) -> int:
     )
 
 
+@needs_loop
 async def _status(args, client: ShoalClient) -> int:
     service = await client.get(f"/v1/services/{args.name}")
     autoscale = (

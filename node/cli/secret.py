@@ -8,7 +8,7 @@ import base64
 from typing import TYPE_CHECKING
 
 from node.cli import output
-from node.cli.common import emit, read_file
+from node.cli.common import emit, needs_loop, read_file
 
 if TYPE_CHECKING:
     from node.client import ShoalClient
@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         rm.set_defaults(handler=_rm, kind=kind)
 
 
+@needs_loop
 async def _create(args: argparse.Namespace, client: ShoalClient) -> int:
     data = await read_file(args.file)
     answer = await client.post(f"/v1/{args.kind}s", create_body(args.name, data))

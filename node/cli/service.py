@@ -8,18 +8,16 @@ what cannot even be written down (`--env X` without `=`, a non-number for `--rep
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import functools
 import sys
 import typing
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from node.cli import output
+from node.cli import output, tasks
 from node.cli import rollout as cli_rollout
-from node.cli.common import Refused, UsageError, emit, kv
+from node.cli.common import LazyHelp, Refused, UsageError, emit, kv, needs_loop
 from node.cli.lean_client import ApiError
 
 if TYPE_CHECKING:
@@ -142,8 +140,9 @@ def _scale_arg(text: str) -> tuple[str, int]:
 # -- flags that set one spec value ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Setting:
+# The tables' rows are named tuples: dataclasses would import `inspect`, a tenth of the CPU
+# time of a `service ls`.
+class Setting(NamedTuple):
     """A flag that sets the spec value at `path`; `implies` is merged into the enclosing
     object too (`--health-cmd` also sets `health.kind` to `cmd`)."""
 
@@ -151,7 +150,7 @@ class Setting:
     path: tuple[str, ...]
     type: Callable[[str], Any] | None = str  # None: a switch
     help: str = ""
-    implies: dict = field(default_factory=dict)
+    implies: Mapping[str, str] = MappingProxyType({})
     choices: _Choices | None = None
     group: str = ""  # flags of one group exclude each other
     # Help shows the spec's default for `path`; off where that default means something else.
@@ -340,8 +339,7 @@ UPDATE_ONLY: tuple[Setting, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ListEdit:
+class ListEdit(NamedTuple):
     """A repeatable flag adding items to a spec list; `--STEM-rm` in `service update` removes
     the items whose `key(item)` equals `rm_key(argument)`."""
 
@@ -416,6 +414,8 @@ def _duration(seconds: float) -> str:
 def spec_default(path: tuple[str, ...]) -> str | None:
     """The spec's own default for the value at `path`, as a flag takes it (`30s`, `1`,
     `stop-first`), or None where the field has no plain default (a list, a required value)."""
+    import dataclasses
+
     from consensus.services import ServiceSpec
 
     owner: Any = ServiceSpec
@@ -442,30 +442,21 @@ def spec_default(path: tuple[str, ...]) -> str | None:
 _PLAIN_FLOATS = frozenset({"max_failure_ratio", "tolerance", "target"})
 
 
-class _DefaultHelp:
-    """A flag's help that ends with the spec's default for its field, read from the spec
-    only when argparse prints help: the state machine's modules cost a command more to import
-    than everything else it does, and most commands never print help."""
+class _DefaultHelp(LazyHelp):
+    """A flag's help that ends with the spec's default for its field: the state machine's
+    modules cost a command more to import than everything else it does."""
 
     def __init__(self, text: str, path: tuple[str, ...], suffix: str = "") -> None:
+        super().__init__(self._with_default)
         self._text, self._path, self._suffix = text, path, suffix
 
-    def __str__(self) -> str:
+    def _with_default(self) -> str:
         default = spec_default(self._path)
         text = f"{self._text} (default {default})".lstrip() if default is not None else self._text
         return text + self._suffix
 
-    def __bool__(self) -> bool:
-        return True
-
-    def __mod__(self, params: dict) -> str:  # argparse's help expansion
-        return str(self) % params
-
     def __add__(self, more: str) -> _DefaultHelp:
         return _DefaultHelp(self._text, self._path, self._suffix + more)
-
-    def __getattr__(self, name: str) -> Any:  # strip(), splitlines(), ... of the text
-        return getattr(str(self), name)
 
 
 def _help(s: Setting, defaults: bool) -> Any:
@@ -603,6 +594,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ssub.add_parser("ls", parents=[common], help="list services").set_defaults(handler=_ls)
     ps = ssub.add_parser("ps", parents=[common], help="a service's tasks, and why any is pending")
     ps.add_argument("name", metavar="SERVICE")
+    tasks.add_listing_flags(ps)
     ps.set_defaults(handler=_ps)
     inspect = ssub.add_parser("inspect", parents=[common], help="a service's spec and status")
     inspect.add_argument("name", metavar="SERVICE")
@@ -685,45 +677,8 @@ async def _ls(args, client: ShoalClient) -> int:
     return emit(args, await client.get("/v1/services"), _render_services)
 
 
-def task_error(task: dict) -> str:
-    """One line for a table cell: a health check's output can run to several lines (curl's
-    progress meter), which `service inspect` and `-o json` show whole."""
-    if task["error"]:
-        lines = task["error"].strip().splitlines() or [""]
-        return lines[0] + (" ..." if len(lines) > 1 else "")
-    return f"pending: {task['pending_reason']}" if task["pending_reason"] else ""
-
-
-def task_name(task: dict) -> str:
-    """`web.2` for a replicated task, `web.NODE` for a global one (which has no slot), as
-    `docker service ps` names them; `service logs` prefixes lines with the same name."""
-    return f"{task['service']}.{task['slot'] or task['node_name'] or task['node_id']}"
-
-
-def log_prefix(task: dict) -> str:
-    """`web.2.ID@NODE |`: the name `service ps` shows, the task's short id and its node."""
-    return f"{task_name(task)}.{task['id'][:12]}@{task['node_name']} |"
-
-
-def render_tasks(rows: list[dict]) -> None:
-    output.table(
-        ("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
-        (
-            (
-                t["id"][:12],
-                task_name(t),
-                t["node_name"],
-                t["desired"],
-                f"{t['state']} {output.ago(t['updated_at'] or t['created_at'])}",
-                task_error(t),
-            )
-            for t in rows
-        ),
-    )
-
-
 async def _ps(args, client: ShoalClient) -> int:
-    return emit(args, await client.get("/v1/tasks", service=args.name), render_tasks)
+    return tasks.print_listing(args, await client.get("/v1/tasks", service=args.name))
 
 
 async def _inspect(args, client: ShoalClient) -> int:
@@ -809,6 +764,7 @@ async def _update(args, client: ShoalClient) -> int:
 _UNSTARTED = ("pending", "assigned", "rejected")
 
 
+@needs_loop
 async def service_logs(args, client: ShoalClient) -> int:
     """Every task's lines, prefixed `TASK.ID@NODE |` (TASK as `service ps` names it), as
     `docker service logs` does; tasks are read concurrently through the node the CLI talks
@@ -819,12 +775,14 @@ async def service_logs(args, client: ShoalClient) -> int:
     params = {"tail": args.tail, **({"follow": "1"} if args.follow else {})}
 
     async def stream(task: dict) -> None:
-        prefix = log_prefix(task)
+        prefix = tasks.log_prefix(task)
         try:
             async for line in client.stream_lines(f"/v1/tasks/{task['id']}/logs", **params):
                 print(prefix, line, flush=True)
         except ApiError as exc:  # a task removed meanwhile: say so and go on with the rest
             print(f"{prefix} (no logs: {exc.message})", file=sys.stderr)
+
+    import asyncio
 
     async with asyncio.TaskGroup() as group:
         followed: set[str] = set()

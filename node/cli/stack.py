@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from node.cli import output
+from node.cli import output, tasks
 from node.cli.common import UsageError, emit
-from node.cli.service import render_tasks
-from node.client import ShoalClient
+
+if TYPE_CHECKING:
+    from node.client import ShoalClient
 
 # The same label as node.manifests.STACK_LABEL, named here so that listing stacks does not
 # load the file translators.
@@ -25,6 +27,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ls.set_defaults(handler=_ls)
     ps = ssub.add_parser("ps", parents=[common], help="the tasks of a stack's services")
     ps.add_argument("name", metavar="STACK")
+    tasks.add_listing_flags(ps)
     ps.set_defaults(handler=_ps)
     rm = ssub.add_parser("rm", parents=[common], help="remove stacks' services")
     rm.add_argument("names", nargs="+", metavar="STACK")
@@ -58,8 +61,9 @@ async def _ls(args: argparse.Namespace, client: ShoalClient) -> int:
 
 async def _ps(args: argparse.Namespace, client: ShoalClient) -> int:
     names = set(await _stack_services(client, args.name))
-    rows = [t for t in await client.get("/v1/tasks") if t["service"] in names]
-    return emit(args, rows, render_tasks)
+    return tasks.print_listing(
+        args, [t for t in await client.get("/v1/tasks") if t["service"] in names]
+    )
 
 
 async def _rm(args: argparse.Namespace, client: ShoalClient) -> int:

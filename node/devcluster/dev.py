@@ -83,7 +83,13 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run_dev_cluster(
-    count: int, base_dir: str, api_port: int, *, runtime: str = "process", demo_port: int = 8080
+    count: int,
+    base_dir: str,
+    api_port: int,
+    *,
+    runtime: str = "process",
+    demo_port: int = 8080,
+    log_format: str = "text",
 ) -> int:
     os.makedirs(base_dir, exist_ok=True)
     # Set, not inherited: a shell starting us in the background ignores SIGINT for us, and
@@ -95,7 +101,7 @@ def run_dev_cluster(
             i,
             0,
             base_dir,
-            ["--runtime", runtime],
+            ["--runtime", runtime, "--log-format", log_format],
             api_port=api_port,
             prefix="node",
             image_pull="missing",

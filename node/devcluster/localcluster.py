@@ -102,7 +102,11 @@ class NodeProc:
     def command(self, join: str | None = None, token: str | None = None) -> list[str]:
         argv = [sys.executable, "-m", "node", "node", "start", "--data-dir", self.data_dir]
         if os.path.exists(os.path.join(self.data_dir, "node.json")):
-            return argv  # a restart needs only the data dir
+            # A restart needs only the data dir; the log format is not part of it.
+            kept = (
+                self.extra_args.index("--log-format") if "--log-format" in self.extra_args else -1
+            )
+            return argv + (self.extra_args[kept : kept + 2] if kept >= 0 else [])
         port = self.api_port
         argv += [
             "--name",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,32 +14,16 @@ import time
 import pytest
 
 from node.devcluster.localcluster import started_cluster, wait_for
-from tests.support import processes_working_under, unavailable
+from tests.support import browser_missing, headless_chromium, processes_working_under, unavailable
 
 pytestmark = pytest.mark.timeout(180)
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def browser():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        unavailable("selenium is not installed (pip install selenium)")
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if shutil.which(path) is None:
-            unavailable(f"{path} is missing (Debian package `{package}`)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    missing = browser_missing()
+    if missing:
+        unavailable(missing)
+    return headless_chromium()
 
 
 def _rows(driver, table: str) -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from node.cli.main import api_address, build_parser, command_group
-from node.cli.service import log_prefix, task_name
+from node.cli.tasks import log_prefix, task_name
 from tests.support import python_probe
 
 ADDR, TOKEN = "http://10.9.8.7:7420", "s3cret"
@@ -60,6 +60,7 @@ def test_every_command_group_has_api_commands():
         "job",
         "cron",
         "token",
+        "events",
     }
 
 
@@ -98,7 +99,7 @@ def test_the_command_group_is_found_past_the_global_options():
         ["service", "ps", "web", "--addr", "http://127.0.0.1:9"],
     ],
 )
-def test_an_api_command_imports_neither_aiohttp_nor_the_state_machine_nor_rich(argv):
+def test_an_api_command_imports_neither_aiohttp_nor_the_state_machine_nor_rich_nor_asyncio(argv):
     loaded = python_probe(
         "import json, sys, contextlib, io\n"
         "import node.cli.main\n"
@@ -109,7 +110,7 @@ def test_an_api_command_imports_neither_aiohttp_nor_the_state_machine_nor_rich(a
     heavy = [
         m
         for m in loaded["mods"]
-        if m.split(".")[0] in ("aiohttp", "consensus", "rich", "cryptography", "yaml")
+        if m.split(".")[0] in ("aiohttp", "consensus", "rich", "cryptography", "yaml", "asyncio")
     ]
     assert heavy == []
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from consensus.services import merge_spec, parse_service_spec
 from consensus.wire import to_plain
 from node.cli.main import build_parser
-from node.cli.service import create_body, scale_problems, task_error, update_patch
+from node.cli.service import create_body, scale_problems, update_patch
+from node.cli.tasks import task_error
 
 
 def parse(*argv: str):

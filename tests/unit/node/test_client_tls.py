@@ -3,6 +3,7 @@ client still verifies an `https://` API address against the system's trust store
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import os
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from node.cli.lean_client import LeanClient
+from node.cli.lean_client import LeanClient, run_loop_free
 from node.client import ShoalClient, Unreachable
 from tests.support import python_probe
 
@@ -128,6 +129,20 @@ async def test_the_client_refuses_an_https_api_the_trust_store_does_not_vouch_fo
     async with client_class(https_api) as client:
         with pytest.raises(Unreachable, match="certificate verify failed"):
             await client.get("/v1/services")
+
+
+async def test_the_blocking_cli_client_verifies_an_https_api_too(
+    https_api: str, pki: dict, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki["ca"]))
+    trusted = LeanClient(https_api, blocking=True)
+    assert await asyncio.to_thread(run_loop_free, trusted.get("/v1/services")) == [{"name": "web"}]
+    monkeypatch.setenv("SSL_CERT_FILE", os.devnull)
+    monkeypatch.setenv("SSL_CERT_DIR", os.devnull)
+    with pytest.raises(Unreachable, match="certificate verify failed"):
+        await asyncio.to_thread(
+            run_loop_free, LeanClient(https_api, blocking=True).get("/v1/services")
+        )
 
 
 def test_a_shoal_process_holds_no_ca_bundle_and_keeps_the_operators_tls_environment(pki: dict):

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from node.cli.lean_client import ApiError, LeanClient, Unreachable
+from node.cli.lean_client import ApiError, LeanClient, Unreachable, run_loop_free
 
 
 @pytest.fixture
@@ -36,6 +36,15 @@ async def api():
             await asyncio.sleep(0.01)
         return resp
 
+    async def chunked_json(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for piece in (b'{"rows": [1,', b" 2, 3", b"]}"):
+            await resp.write(piece)
+            await asyncio.sleep(0.01)
+        return resp
+
     async def named(request: web.Request) -> web.Response:
         return web.json_response({"name": request.match_info["name"]})
 
@@ -44,6 +53,7 @@ async def api():
     app.router.add_get("/v1/services/{name}", named)
     app.router.add_get("/missing", missing)
     app.router.add_get("/lines", lines)
+    app.router.add_get("/chunked", chunked_json)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -157,3 +167,80 @@ async def test_a_node_socket_is_reached_with_the_same_paths_and_a_stale_read(tmp
             assert (await client.post("/v1/services", {"name": "x"}))["query"] == {}
     finally:
         await runner.cleanup()
+
+
+# The blocking client (commands that ask and print): the same answers over a plain socket,
+# its coroutines run to their end without an event loop (here in a thread, beside the
+# server's loop).
+def _blocking(coroutine):
+    return asyncio.to_thread(run_loop_free, coroutine)
+
+
+async def test_a_blocking_client_asks_and_reads_as_the_async_one(api: str):
+    client = LeanClient(api, "tok", blocking=True)
+    assert await _blocking(client.patch("/echo", {"replicas": 3})) == {
+        "method": "PATCH",
+        "query": {},
+        "body": {"replicas": 3},
+        "auth": "Bearer tok",
+    }
+    assert (await _blocking(client.get("/echo", service="web")))["query"] == {"service": "web"}
+    assert await _blocking(client.get("/v1/services/wéb")) == {"name": "wéb"}
+    with pytest.raises(ApiError) as caught:
+        await _blocking(client.get("/missing"))
+    assert (caught.value.status, caught.value.field) == (404, "service")
+    # A chunked answer, read to its end.
+    assert await _blocking(client.get("/chunked")) == {"rows": [1, 2, 3]}
+    assert await LeanClient(api).get("/chunked") == {"rows": [1, 2, 3]}
+
+
+async def test_a_blocking_client_finds_a_bad_peer_a_silent_one_and_no_one_unreachable():
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    for handler, expected in ((garbage, "not an HTTP answer"), (silent, "timed out")):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            client = LeanClient(f"127.0.0.1:{port}", timeout=0.3, blocking=True)
+            with pytest.raises(Unreachable, match=expected):
+                await _blocking(client.get("/v1/nodes"))
+        finally:
+            server.close()
+    with pytest.raises(Unreachable, match="ConnectionRefusedError"):
+        await _blocking(LeanClient(f"127.0.0.1:{port}", blocking=True).get("/v1/nodes"))
+
+
+async def test_a_blocking_client_reaches_a_node_socket(tmp_path):
+    async def where(request: web.Request) -> web.Response:
+        return web.json_response({"path": request.path, "query": dict(request.query)})
+
+    app = web.Application()
+    app.router.add_route("*", "/v1/{tail:.*}", where)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    socket_file = str(tmp_path / "shoal.sock")
+    await web.UnixSite(runner, socket_file).start()
+    try:
+        client = LeanClient(f"unix:{socket_file}", stale=True, blocking=True)
+        assert await _blocking(client.get("/v1/cluster")) == {
+            "path": "/v1/cluster",
+            "query": {"stale": "1"},
+        }
+    finally:
+        await runner.cleanup()
+
+
+def test_a_coroutine_that_waits_on_a_loop_is_refused_not_run_halfway():
+    async def sleeps() -> None:
+        await asyncio.sleep(0)
+        raise AssertionError("never resumed")
+
+    with pytest.raises(RuntimeError, match="needs asyncio"):
+        run_loop_free(sleeps())
