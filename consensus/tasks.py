@@ -82,6 +82,9 @@ class Task:
     runtime_id: str = ""  # the runtime driver's handle: container id or process id
     # A move (rebalancing): the task of this slot that keeps running until this one is ready.
     replaces: str = ""
+    # A canary of an update: it runs beside its slot's task, which it neither replaces nor
+    # counts as, until the update is promoted (then the flag is cleared and it takes the slot).
+    canary: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float = 0.0
@@ -451,17 +454,18 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
     # thread, and a pass building a key for each of 100k tasks takes longer than an election
     # timeout on a loaded machine.
     # A move runs a second task of the same version in a slot, beside the one it replaces.
+    # A canary runs beside its slot's task as well: canaries are counted apart.
     creating = {task.service_id for task in cmd.create}
-    occupied: dict[tuple[str, tuple[int, str]], int] = {}
-    in_slot: dict[tuple[str, tuple[int, str]], int] = {}
+    occupied: dict[tuple[str, tuple[int, str], bool], int] = {}
+    in_slot: dict[tuple[str, tuple[int, str], bool], int] = {}
     for t in table.values():
         if t.service_id in creating and t.desired == "running":
-            key = (t.service_id, t.slot_key)
+            key = (t.service_id, t.slot_key, t.canary)
             occupied[key] = max(occupied.get(key, 0), t.spec_version)
             in_slot[key] = in_slot.get(key, 0) + 1
     for task in cmd.create:
         service = by_name.get(task.service)
-        key = (task.service_id, task.slot_key)
+        key = (task.service_id, task.slot_key, task.canary)
         reason = ("task id is taken" if task.id in table
                   else "service is gone" if service is None or service.id != task.service_id
                   else "a new task must be pending with desired state running"

@@ -9,10 +9,10 @@ from typing import Callable, Optional
 from consensus.crons import FireCron
 from consensus.job_runs import EndJob, ExpireJob
 from consensus.tasks import AssignTasks, Assignment, Explanation, Task
-from consensus.updates import RecordRollout, RollbackService
 from scheduler.crons import plan_crons
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
+from scheduler.rollout import RolloutCommand
 from scheduler.view import StateView
 
 # New tasks per round; the commit wakes the next round for the rest. Planning a round looks
@@ -34,7 +34,7 @@ class Round:
     wake_at: Optional[float]  # when a restart backoff or rollout step is due, if nothing wakes us sooner
     # Rollout progress and automatic rollbacks, proposed after `command` (whose new tasks
     # they may name).
-    rollouts: tuple[RecordRollout | RollbackService, ...] = ()
+    rollouts: tuple[RolloutCommand, ...] = ()
     # Jobs that finished or outlived their time to live, and cron runs due, proposed last.
     jobs: tuple[EndJob | ExpireJob | FireCron, ...] = ()
 

@@ -67,15 +67,17 @@ def find_service(state: ClusterState, ref: str) -> Optional[Service]:
 
 
 def tasks_summary(service: Service, own_tasks: list[Task]) -> dict:
-    """Desired and running replicas and a count of the current tasks by observed state."""
+    """Desired and running replicas, canaries beside them (an update's canary phase) and a
+    count of the current tasks by observed state."""
     live = [t for t in own_tasks if t.service_id == service.id and t.desired == "running"]
+    canaries = sum(t.canary for t in live)
     spec = service.spec
     if spec.mode == "global":
         desired = len(live)
     else:  # a replicated job wants its completions
         desired = spec.job.completions if spec.job is not None else spec.replicas
-    return {"desired": desired, "running": sum(t.state == "running" for t in live),
-            "states": dict(sorted(Counter(t.state for t in live).items()))}
+    return {"desired": desired, "running": sum(t.state == "running" and not t.canary for t in live),
+            "canaries": canaries, "states": dict(sorted(Counter(t.state for t in live).items()))}
 
 
 def service_json(service: Service, own_tasks: list[Task]) -> dict:

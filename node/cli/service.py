@@ -485,9 +485,14 @@ def _ports(spec: dict) -> str:
 
 def _render_services(rows: list[dict]) -> None:
     output.table(("ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"),
-                 ((s["id"], s["name"], s["spec"]["mode"],
-                   f"{s['replicas']['running']}/{s['replicas']['desired']}", s["spec"]["image"],
+                 ((s["id"], s["name"], s["spec"]["mode"], _replicas(s["replicas"]), s["spec"]["image"],
                    _ports(s["spec"])) for s in rows))
+
+
+def _replicas(counts: dict) -> str:
+    """`3/3`, and `+1 canary` beside them in an update's canary phase."""
+    canaries = f" +{counts['canaries']} canary" if counts["canaries"] else ""
+    return f"{counts['running']}/{counts['desired']}{canaries}"
 
 
 async def _ls(args, client: ShoalClient) -> int:
@@ -516,7 +521,7 @@ def log_prefix(task: dict) -> str:
 
 def render_tasks(rows: list[dict]) -> None:
     output.table(("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"),
-                 ((t["id"][:12], task_name(t),
+                 ((t["id"][:12], task_name(t) + (" (canary)" if t["canary"] else ""),
                    t["node_name"], t["desired"],
                    f"{t['state']} {output.ago(t['updated_at'] or t['created_at'])}", task_error(t))
                   for t in rows))
