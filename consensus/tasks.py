@@ -491,6 +491,8 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         spec = spec_of(by_name, task)
         problem = ("a global task runs only on its own node"
                    if task.slot == 0 and task.node_id != assignment.node_id
+                   else f"a moved task's copy goes only to node {task.node_id}"
+                   if task.node_id and task.node_id != assignment.node_id
                    else placement_problem(rooms.get(assignment.node_id), task, spec, fits))
         if problem:
             rejected.append([task.id, problem])

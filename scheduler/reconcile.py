@@ -144,7 +144,7 @@ class _Planner:
             if move.wake_at is not None:
                 self.wake(move.wake_at)
             if move.task is not None:
-                new = self.task(service, move.task.slot, "", move.task.restarts)
+                new = self.task(service, move.task.slot, move.to, move.task.restarts)
                 self.create.append(dataclasses.replace(new, replaces=move.task.id))
 
     def take_slots(self, missing: list[SlotKey]) -> list[SlotKey]:
