@@ -485,11 +485,11 @@ def _ports(spec: dict) -> str:
 
 def _render_services(rows: list[dict]) -> None:
     output.table(("ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"),
-                 ((s["id"], s["name"], s["spec"]["mode"], _replicas(s["replicas"]), s["spec"]["image"],
+                 ((s["id"], s["name"], s["spec"]["mode"], replica_counts(s["replicas"]), s["spec"]["image"],
                    _ports(s["spec"])) for s in rows))
 
 
-def _replicas(counts: dict) -> str:
+def replica_counts(counts: dict) -> str:
     """`3/3`, and `+1 canary` beside them in an update's canary phase."""
     canaries = f" +{counts['canaries']} canary" if counts["canaries"] else ""
     return f"{counts['running']}/{counts['desired']}{canaries}"

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from node.cli.main import api_address, build_parser, command_group
-from node.cli.service import log_prefix, task_name
+from node.cli.service import log_prefix, replica_counts, task_name
 from tests.support import python_probe
 
 ADDR, TOKEN = "http://10.9.8.7:7420", "s3cret"
@@ -125,3 +125,8 @@ def test_a_capacity_that_does_not_read_is_a_usage_error(flag, value, words, caps
         build_parser(argv).parse_args(argv)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and f"argument {flag}: " in err and words in err
+
+
+def test_service_ls_shows_canaries_beside_the_replicas():
+    assert replica_counts({"running": 3, "desired": 3, "canaries": 0}) == "3/3"
+    assert replica_counts({"running": 3, "desired": 3, "canaries": 1}) == "3/3 +1 canary"
