@@ -174,6 +174,11 @@ class _Planner:
             if not current(service, task):
                 self.replace(service, task, "spec changed before it was placed", task.restarts)
                 return False
+            if task.replaces and task.slot and task.node_id and task.message:
+                # A rebalancing copy that its node cannot take (placement said why): the
+                # moved task stays, and the next move is planned afresh.
+                self.stop.append(StopTask(task.id, f"move dropped: {task.message}"))
+                return False
             self.pending.append(task)
         elif not task.terminal:
             problem = self.node_problem(node, spec)

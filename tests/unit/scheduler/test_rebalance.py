@@ -14,6 +14,8 @@ from consensus.services import SpecError, parse_service_spec
 from consensus.tasks import services, tasks
 from consensus.updates import RequestRebalance
 from scheduler.rebalance import REBALANCE_INTERVAL, Spread, uneven
+from scheduler.rounds import schedule
+from scheduler.view import StateView
 from tests.unit.scheduler.helpers import Cluster, make_node
 from tests.unit.scheduler.test_rollout import agents
 
@@ -201,3 +203,20 @@ def spread_of(counts: dict, zones_of: dict, fits=None, levels: int = 1) -> Sprea
 ])
 def test_the_planner_moves_from_the_busiest_to_the_idlest_group_first(counts, zones_of, fits, levels, move):
     assert uneven(spread_of(counts, zones_of, fits, levels)) == move
+
+
+def test_a_copy_its_node_cannot_take_is_dropped_and_the_moved_task_stays():
+    c = six_on_two(rebalance="auto")
+    c.now += 1
+    planned = schedule(StateView.capture(c.state), c.now, 0, lambda: "copy")
+    c.node_status("n2", "down")  # after the move was planned, before it is committed
+    c.ok(planned.command)
+    for cmd in planned.rollouts:
+        c.state.apply(cmd)
+    copy = tasks(c.state)["copy"]
+    assert (copy.node_id, copy.state, copy.replaces != "") == ("n2", "pending", True)
+    assert copy.message.startswith("placement rejected")
+    c.round()
+    assert tasks(c.state)["copy"].desired == "shutdown"
+    assert tasks(c.state)["copy"].message.startswith("move dropped: placement rejected")
+    assert tasks(c.state)[copy.replaces].desired == "running"
