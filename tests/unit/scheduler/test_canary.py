@@ -162,3 +162,19 @@ def test_bad_canary_settings_name_their_field(plain, field):
     with pytest.raises(SpecError) as caught:
         parse_service_spec({"name": "web", "image": "busybox", **plain})
     assert caught.value.field == field
+
+
+def test_a_canary_whose_node_goes_down_is_stopped_and_started_again_elsewhere():
+    c = Cluster(3)
+    started(c, update={"canary": 1, "monitor": 60})
+    c.update("web", image="busybox:2")
+    c.round()
+    agents(c)
+    (lost,) = canaries(c)
+    c.node_status(lost.node_id, "down")
+    converge(c, step=61)
+    assert tasks(c.state)[lost.id].desired == "shutdown"
+    (again,) = canaries(c)
+    assert again.node_id != lost.node_id and rollout(c).state == "canary"
+    # The old task on that node was replaced as any lost task is: by the current spec.
+    assert sorted(versions(c)) == [1, 1, 2, 2] and len(c.live()) == 4
