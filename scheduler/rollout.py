@@ -15,8 +15,10 @@ new spec started beside the old tasks of N slots, which keep running (so the loa
 shares the traffic in proportion to the task counts). The update then waits in its `canary`
 phase until it is promoted (consensus.updates.PromoteService: by hand, or proposed here
 `auto_promote` seconds after the canaries passed their monitor): each canary then takes its
-slot (the old task stops) and counts as replaced, and the rest go on as above. A rollback
-leaves the old tasks as they are and stops the canaries, which are no longer current.
+slot (the old task stops) and counts as replaced, and the rest go on as above. Until then
+only the canaries still there count: one lost (its node went down) is started again, one
+that failed is not. A rollback leaves the old tasks as they are and stops the canaries,
+which are no longer current.
 """
 
 from __future__ import annotations
@@ -197,6 +199,12 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
     batch_done_at = now if record.batch and not batch else record.batch_done_at
     # A slot with a canary beside its old task is counted by the canary (updated or in the batch).
     to_replace = [s for s in outdated if s.beside is None]
+    canary = config.canary if record.kind == "update" and not record.promoted else 0
+    missing = 0  # canaries to start: one lost since it passed its monitor is made again
+    if canary:
+        alive = sum(1 for s in outdated if s.beside is not None and not s.beside.terminal)
+        updated = max(0, alive - len(batch))  # until the promote, only canaries still there count
+        missing = min(canary - alive - failed, len(to_replace))
     total = updated + failed + len(batch) + len(to_replace)
     progress = dict(batch=tuple(batch), batch_done_at=batch_done_at, updated=updated,
                     failed=failed, remaining=len(to_replace))
@@ -212,8 +220,7 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
         return step.result(dataclasses.replace(record, **progress, state="paused",
                                                message=f"{record.kind} paused: {why}"))
 
-    canary = config.canary if record.kind == "update" and not record.promoted else 0
-    if canary and not batch and outdated and updated + failed:
+    if canary and not batch and outdated and missing <= 0:
         waiting, due = _canary_wait(step, record.config, batch_done_at, updated, failed,
                                     len(outdated))
         record = dataclasses.replace(record, **progress, **waiting)
@@ -223,7 +230,7 @@ def _advance(step: _Step, record: Rollout, outdated: list[SlotTasks],
         if now < start_at:
             step.wake(start_at)
         else:
-            chosen = to_replace[:canary or config.parallelism or len(to_replace)]
+            chosen = to_replace[:missing if canary else config.parallelism or len(to_replace)]
             for slot in chosen:
                 task = new_task(slot.key)
                 if canary:  # beside the old task, which keeps running and serving

@@ -164,17 +164,20 @@ def test_bad_canary_settings_name_their_field(plain, field):
     assert caught.value.field == field
 
 
-def test_a_canary_whose_node_goes_down_is_stopped_and_started_again_elsewhere():
+@pytest.mark.parametrize("monitor", [60, 0])  # lost before or after it passed its monitor
+def test_a_canary_whose_node_goes_down_is_stopped_and_started_again_elsewhere(monitor):
     c = Cluster(3)
-    started(c, update={"canary": 1, "monitor": 60})
+    started(c, update={"canary": 1, "monitor": monitor})
     c.update("web", image="busybox:2")
     c.round()
     agents(c)
+    c.round()
+    assert rollout(c).state == ("canary" if monitor == 0 else "updating")
     (lost,) = canaries(c)
     c.node_status(lost.node_id, "down")
     converge(c, step=61)
     assert tasks(c.state)[lost.id].desired == "shutdown"
     (again,) = canaries(c)
-    assert again.node_id != lost.node_id and rollout(c).state == "canary"
+    assert again.node_id != lost.node_id and rollout(c).state == "canary" and rollout(c).updated == 1
     # The old task on that node was replaced as any lost task is: by the current spec.
     assert sorted(versions(c)) == [1, 1, 2, 2] and len(c.live()) == 4
