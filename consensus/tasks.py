@@ -101,6 +101,9 @@ class Task:
     runtime_id: str = ""  # the runtime driver's handle: container id or process id
     # A move (rebalancing): the task of this slot that keeps running until this one is ready.
     replaces: str = ""
+    # A canary of an update: it runs beside its slot's task, which it neither replaces nor
+    # counts as, until the update is promoted (then the flag is cleared and it takes the slot).
+    canary: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
     started_at: float = 0.0
@@ -514,17 +517,18 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
     # thread, and a pass building a key for each of 100k tasks takes longer than an election
     # timeout on a loaded machine.
     # A move runs a second task of the same version in a slot, beside the one it replaces.
+    # A canary runs beside its slot's task as well: canaries are counted apart.
     creating = {task.service_id for task in cmd.create}
-    occupied: dict[tuple[str, tuple[int, str]], int] = {}
-    in_slot: dict[tuple[str, tuple[int, str]], int] = {}
+    occupied: dict[tuple[str, tuple[int, str], bool], int] = {}
+    in_slot: dict[tuple[str, tuple[int, str], bool], int] = {}
     for t in table.values():
         if t.service_id in creating and t.desired == "running":
-            key = (t.service_id, t.slot_key)
+            key = (t.service_id, t.slot_key, t.canary)
             occupied[key] = max(occupied.get(key, 0), t.spec_version)
             in_slot[key] = in_slot.get(key, 0) + 1
     for task in cmd.create:
         service = by_name.get(task.service)
-        key = (task.service_id, task.slot_key)
+        key = (task.service_id, task.slot_key, task.canary)
         reason = (
             "task id is taken"
             if task.id in table
@@ -559,6 +563,8 @@ def _assign(state: ClusterState, cmd: AssignTasks) -> Result:
         problem = (
             "a global task runs only on its own node"
             if task.slot == 0 and task.node_id != assignment.node_id
+            else f"a moved task's copy goes only to node {task.node_id}"
+            if task.node_id and task.node_id != assignment.node_id
             else placement_problem(rooms.get(assignment.node_id), task, spec, fits)
         )
         if problem:

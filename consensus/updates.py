@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from consensus.codec import command
 from consensus.rollout import Rollout
 from consensus.state import ClusterState, Result, handles
-from consensus.tasks import services, update_spec
+from consensus.tasks import services, tasks, update_spec
 
 
 @command("service.rollback")
@@ -40,7 +40,9 @@ class RecordRollout:
 @command("service.promote")
 @dataclass(frozen=True, slots=True)
 class PromoteService:
-    """Go on with an update waiting in its canary phase: replace the rest of the tasks."""
+    """Go on with an update waiting in its canary phase: each canary takes the slot it ran
+    beside (its old task stops) and the rest of the tasks are replaced. Proposed by hand, or
+    by the leader's scheduler once `auto_promote` has passed."""
 
     name: str
     at: float
@@ -65,7 +67,15 @@ def _promote(state: ClusterState, cmd: PromoteService) -> Result:
             message=f"canaries promoted: updating the rest to version {service.version}",
         ),
     )
-    return Result(True, value={"state": "updating"})
+    task_table = tasks(state)
+    canaries = [
+        t
+        for t in task_table.values()
+        if t.service_id == service.id and t.canary and t.desired == "running"
+    ]
+    for task in canaries:
+        task_table[task.id] = dataclasses.replace(task, canary=False, updated_at=cmd.at)
+    return Result(True, value={"state": "updating", "canaries": len(canaries)})
 
 
 @command("service.rebalance")

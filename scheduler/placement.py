@@ -182,10 +182,10 @@ def _place_batch(
     return placed, []
 
 
-def _place_global(
+def _place_bound(
     task: Task, spec: ServiceSpec, infos: dict[str, NodeInfo]
 ) -> Assignment | Unplaceable:
-    """A global task may only go to the node it was created for."""
+    """A task made for a node (a global task, a rebalancing move's copy) may only go there."""
     info = infos.get(task.node_id)
     if info is None:
         return Unplaceable(task.id, f"node {task.node_id} is gone")
@@ -198,11 +198,11 @@ def _place_global(
 
 def _batches(tasks: Sequence[Task]) -> list[list[Task]]:
     """Identical tasks together (same service and spec version), in first-seen order;
-    every global task alone, since each has its own node."""
+    every task made for a node alone (see `_place_bound`)."""
     batches: dict[tuple[str, int], list[Task]] = {}
     singles: list[list[Task]] = []
     for task in tasks:
-        if task.slot == 0:
+        if task.node_id:
             singles.append([task])
         else:
             batches.setdefault((task.service_id, task.spec_version), []).append(task)
@@ -231,8 +231,8 @@ def place(
             unplaceable.extend(
                 Unplaceable(t.id, "its service or spec version is gone") for t in batch
             )
-        elif batch[0].slot == 0:
-            outcome = _place_global(batch[0], spec, infos)
+        elif batch[0].node_id:
+            outcome = _place_bound(batch[0], spec, infos)
             if isinstance(outcome, Assignment):
                 placements.append(outcome)
             else:

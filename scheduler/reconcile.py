@@ -4,8 +4,9 @@ to place again. Pure: `now` and fresh ids come in as arguments.
 
 Slots: a replicated service has slots 1..replicas, a global one a slot per eligible node;
 each slot has one task told to run (during a start-first update, also the older task it
-replaces until the new one is ready, see scheduler.rollout, which plans updates; during a
-move off a draining node or a rebalancing one, see scheduler.rebalance, also the task moved).
+replaces until the new one is ready, see scheduler.rollout, which plans updates; in an
+update's canary phase, also a canary beside it; during a move off a draining node or a
+rebalancing one, see scheduler.rebalance, also the task moved).
 A replacement keeps its predecessor's slot, and the predecessor is told to shut down in the
 same command, so when a node that was down comes back its agent stops the stale task
 instead of running the slot twice. Jobs are planned by scheduler.jobs.
@@ -22,10 +23,9 @@ from consensus.job_runs import EndJob, ExpireJob
 from consensus.model import Node
 from consensus.services import Constraint, PortSpec, RestartPolicy, ServiceSpec
 from consensus.tasks import Service, StopTask, Task
-from consensus.updates import RecordRollout, RollbackService
 from scheduler.jobs import plan_job
 from scheduler.rebalance import keeps_volumes, plan_move
-from scheduler.rollout import SlotTasks, current, is_ready, plan_rollout, sort_slot
+from scheduler.rollout import RolloutCommand, SlotTasks, current, is_ready, plan_rollout, sort_slot
 from scheduler.view import StateView
 
 # Ended tasks kept per slot, so `service ps` can show what happened.
@@ -43,7 +43,7 @@ class Plan:
     create: tuple[Task, ...] = ()  # new tasks, pending: to create and place
     pending: tuple[Task, ...] = ()  # tasks created earlier and still pending: to place
     wake_at: float | None = None  # the earliest restart backoff or rollout step not yet due
-    rollouts: tuple[RecordRollout | RollbackService, ...] = ()  # to propose after the tasks
+    rollouts: tuple[RolloutCommand, ...] = ()  # to propose after the tasks
     jobs: tuple[
         EndJob | ExpireJob, ...
     ] = ()  # jobs that ended or expired: to propose after the tasks
@@ -85,7 +85,7 @@ class _Planner:
         self.create: list[Task] = []
         self.pending: list[Task] = []
         self.wake_at: float | None = None
-        self.rollouts: list[RecordRollout | RollbackService] = []
+        self.rollouts: list[RolloutCommand] = []
         self.jobs: list[EndJob | ExpireJob] = []
 
     def plan(self) -> Plan:
@@ -124,8 +124,10 @@ class _Planner:
                 for node in self.view.nodes.values()
                 if node.availability == "active" and not self.node_problem(node, spec)
             }
-        # Start-first moves under way (rebalancing, drain) count against the budget.
-        self._move_room = spec.move_budget - sum(len(tasks) > 1 for tasks in live.values())
+        # Start-first moves under way (rebalancing, drain) count against the budget; canaries don't.
+        self._move_room = spec.move_budget - sum(
+            sum(not t.canary for t in tasks) > 1 for tasks in live.values()
+        )
         left_alone: list[SlotTasks] = []
         for key in sorted(live):
             slot = sort_slot(
@@ -135,6 +137,8 @@ class _Planner:
                 self.stop.append(StopTask(task.id, self.why_extra(service, slot.primary, task)))
             if slot.handover is not None and key not in wanted:
                 self.stop.append(StopTask(slot.handover.id, "service scaled down"))
+            if slot.beside is not None:
+                self.canary(service, slot.beside, key in wanted)
             moved = slot.handover is not None and slot.primary.replaces == slot.handover.id
             if moved and slot.primary.terminal:  # a failed move: the moved task stays
                 self.stop.append(
@@ -162,7 +166,7 @@ class _Planner:
             if move.wake_at is not None:
                 self.wake(move.wake_at)
             if move.task is not None:
-                new = self.task(service, move.task.slot, "", move.task.restarts)
+                new = self.task(service, move.task.slot, move.to, move.task.restarts)
                 self.create.append(dataclasses.replace(new, replaces=move.task.id))
 
     def take_slots(self, missing: list[SlotKey]) -> list[SlotKey]:
@@ -191,6 +195,11 @@ class _Planner:
         if task.state == "pending":
             if not current(service, task):
                 self.replace(service, task, "spec changed before it was placed", task.restarts)
+                return False
+            if task.replaces and task.slot and task.node_id and task.message:
+                # A rebalancing copy that its node cannot take (placement said why): the
+                # moved task stays, and the next move is planned afresh.
+                self.stop.append(StopTask(task.id, f"move dropped: {task.message}"))
                 return False
             self.pending.append(task)
         elif not task.terminal:
@@ -229,8 +238,27 @@ class _Planner:
         self.create.append(dataclasses.replace(new, replaces=task.id))
         return True
 
+    def canary(self, service: Service, canary: Task, wanted: bool) -> None:
+        """A canary beside its slot's task: placed while pending, else stopped when it must
+        not go on. It is never replaced here: the rollout counts one that ended as failed and
+        makes another for one that is gone."""
+        if canary.state == "pending" and wanted:
+            self.pending.append(canary)
+            return
+        why = (
+            "service scaled down"
+            if not wanted
+            else f"canary {canary.state}"
+            if canary.terminal
+            else self.node_problem(self.view.nodes.get(canary.node_id), service.spec)
+        )
+        if why:
+            self.stop.append(StopTask(canary.id, why))
+
     def why_extra(self, service: Service, primary: Task, task: Task) -> str:
         """Why a task of a slot that another task runs is stopped."""
+        if task.canary:
+            return f"canary of version {task.spec_version} removed: the service is at version {service.version}"
         if primary.replaces == task.id:
             left = self.node_problem(self.view.nodes.get(task.node_id), service.spec)
             node = self.view.nodes.get(primary.node_id)

@@ -10,9 +10,15 @@ one is ready (running, and healthy when the spec checks health). A batch is done
 of its tasks stayed ready for `monitor` seconds (Kubernetes' minReadySeconds) or failed;
 the next batch starts `delay` seconds later. Failures beyond `max_failure_ratio` pause the
 rollout, roll it back (one automatic rollback, never a rollback of a rollback) or are
-ignored (`continue`). With `canary` N, an update's first batch is N tasks, after which it
-waits in its `canary` phase until it is promoted (by hand, or `auto_promote` seconds after
-that batch was done) and goes on as above.
+ignored (`continue`). With `canary` N, an update's first batch is N canaries: tasks of the
+new spec started beside the old tasks of N slots, which keep running (so the load balancer
+shares the traffic in proportion to the task counts). The update then waits in its `canary`
+phase until it is promoted (consensus.updates.PromoteService: by hand, or proposed here
+`auto_promote` seconds after the canaries passed their monitor): each canary then takes its
+slot (the old task stops) and counts as replaced, and the rest go on as above. Until then
+only the canaries still there count: one lost (its node went down) is started again, one
+that failed is not. A rollback leaves the old tasks as they are and stops the canaries,
+which are no longer current.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from dataclasses import dataclass
 from consensus.rollout import Rollout, RolloutState, Watch
 from consensus.services import ServiceSpec, UpdateConfig
 from consensus.tasks import Service, StopTask, Task
-from consensus.updates import RecordRollout, RollbackService
+from consensus.updates import PromoteService, RecordRollout, RollbackService
 
 SlotKey = tuple[int, str]
+# What a rollout step proposes after its tasks.
+RolloutCommand = RecordRollout | RollbackService | PromoteService
 
 
 def task_spec(spec: ServiceSpec) -> ServiceSpec:
@@ -63,12 +71,14 @@ def has_failed(task: Task) -> bool:
 class SlotTasks:
     """The tasks told to run in one slot, sorted out: `primary` runs it; `handover` is an
     older task that keeps serving until `primary` is ready (start-first); `extra` are to stop
-    (with a start-first successor ready, the task it replaces is one of them)."""
+    (with a start-first successor ready, the task it replaces is one of them); `beside` is a
+    canary of the current spec running next to `primary` until the update is promoted."""
 
     key: SlotKey
     primary: Task
     handover: Task | None = None
     extra: tuple[Task, ...] = ()
+    beside: Task | None = None
 
 
 def sort_slot(
@@ -76,6 +86,15 @@ def sort_slot(
 ) -> SlotTasks:
     if len(live) == 1:  # the common case, every round for every slot: nothing to sort out
         return SlotTasks(key, live[0])
+    canaries = [t for t in live if t.canary]
+    if canaries and len(canaries) < len(live):
+        # A canary never runs the slot: the current one stays beside, an abandoned one stops.
+        slot = sort_slot(key, [t for t in live if not t.canary], current, ready)
+        fresh = sorted((t for t in canaries if current(t)), key=lambda t: (t.created_at, t.id))
+        beside = fresh[-1] if fresh else None
+        return dataclasses.replace(
+            slot, beside=beside, extra=(*slot.extra, *(t for t in canaries if t is not beside))
+        )
     by_age = sorted(live, key=lambda t: (t.created_at, t.id))
     fresh = [t for t in by_age if current(t)]
     primary = (fresh or by_age)[-1]
@@ -99,7 +118,7 @@ def sort_slot(
 class RolloutStep:
     stop: tuple[StopTask, ...] = ()
     create: tuple[Task, ...] = ()
-    commands: tuple[RecordRollout | RollbackService, ...] = ()  # to propose after the tasks
+    commands: tuple[RolloutCommand, ...] = ()  # to propose after the tasks
     wake_at: float | None = None
 
 
@@ -116,16 +135,16 @@ class _Step:
         self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
 
     def result(
-        self, record: Rollout | None, rollback: RollbackService | None = None
+        self, record: Rollout | None, then: RollbackService | PromoteService | None = None
     ) -> RolloutStep:
-        commands: list[RecordRollout | RollbackService] = []
+        commands: list[RolloutCommand] = []
         old = self.service.rollout
         if record is not None and record != old:
             commands.append(
                 RecordRollout(self.service.name, dataclasses.replace(record, updated_at=self.now))
             )
-        if rollback is not None:
-            commands.append(rollback)
+        if then is not None:
+            commands.append(then)
         return RolloutStep(tuple(self.stop), tuple(self.create), tuple(commands), self.wake_at)
 
 
@@ -222,14 +241,22 @@ def _advance(
         else:  # not (or no longer) ready: its monitor period starts again when it is
             batch.append(Watch(task.id))
     batch_done_at = now if record.batch and not batch else record.batch_done_at
-    total = updated + failed + len(batch) + len(outdated)
+    # A slot with a canary beside its old task is counted by the canary (updated or in the batch).
+    to_replace = [s for s in outdated if s.beside is None]
+    canary = config.canary if record.kind == "update" and not record.promoted else 0
+    missing = 0  # canaries to start: one lost since it passed its monitor is made again
+    if canary:
+        alive = sum(1 for s in outdated if s.beside is not None and not s.beside.terminal)
+        updated = max(0, alive - len(batch))  # until the promote, only canaries still there count
+        missing = min(canary - alive - failed, len(to_replace))
+    total = updated + failed + len(batch) + len(to_replace)
     progress = dataclasses.replace(
         record,
         batch=tuple(batch),
         batch_done_at=batch_done_at,
         updated=updated,
         failed=failed,
-        remaining=len(outdated),
+        remaining=len(to_replace),
     )
 
     if failed and failed / total > config.max_failure_ratio and config.failure_action != "continue":
@@ -250,29 +277,32 @@ def _advance(
             dataclasses.replace(progress, state="paused", message=f"{record.kind} paused: {why}")
         )
 
-    canary = config.canary if record.kind == "update" and not record.promoted else 0
-    if canary and not batch and outdated and updated + failed:
-        waiting = _canary_wait(step, record.config, batch_done_at, updated, total)
-        if waiting is not None:
-            return step.result(dataclasses.replace(progress, state="canary", message=waiting))
-        canary = 0
-        progress = dataclasses.replace(progress, promoted=True)
-    if not batch and outdated:
+    if canary and not batch and outdated and missing <= 0:
+        message, due = _canary_wait(
+            step, record.config, batch_done_at, updated, failed, len(outdated)
+        )
+        return step.result(
+            dataclasses.replace(progress, state="canary", message=message),
+            PromoteService(service.name, now) if due else None,
+        )
+    if not batch and to_replace:
         start_at = batch_done_at + config.delay if batch_done_at else now
         if now < start_at:
             step.wake(start_at)
         else:
-            chosen = outdated[: canary or config.parallelism or len(outdated)]
+            chosen = to_replace[: missing if canary else config.parallelism or len(to_replace)]
             for slot in chosen:
                 task = new_task(slot.key)
-                step.create.append(task)
-                if config.order == "stop-first":
+                if canary:  # beside the old task, which keeps running and serving
+                    task = dataclasses.replace(task, canary=True)
+                elif config.order == "stop-first":
                     step.stop.append(
                         StopTask(slot.primary.id, f"updating to version {service.version}")
                     )
+                step.create.append(task)
                 batch.append(Watch(task.id))
             progress = dataclasses.replace(
-                progress, batch=tuple(batch), remaining=len(outdated) - len(chosen)
+                progress, batch=tuple(batch), remaining=len(to_replace) - len(chosen)
             )
     if not batch and not outdated:
         done: RolloutState = "rolled_back" if record.kind == "rollback" else "completed"
@@ -293,21 +323,23 @@ def _advance(
 
 
 def _canary_wait(
-    step: _Step, config: UpdateConfig, done_at: float, updated: int, total: int
-) -> str | None:
-    """The canaries are done (since `done_at`): the message of the `canary` phase while it
-    waits for a promote, or None once `auto_promote` has passed since."""
+    step: _Step, config: UpdateConfig, done_at: float, updated: int, failed: int, old: int
+) -> tuple[str, bool]:
+    """The canaries are done (since `done_at`): the message of the `canary` phase, and
+    whether `auto_promote` has passed since, so the promote is due."""
     service = step.service
+    due = False
     if config.auto_promote:
-        due = done_at + config.auto_promote
-        if step.now >= due:
-            return None
-        step.wake(due)
+        due = step.now >= done_at + config.auto_promote
+        if not due:
+            step.wake(done_at + config.auto_promote)
     by_itself = (
         f"; promoted by itself after {config.auto_promote:g}s" if config.auto_promote else ""
     )
+    lost = f" ({failed} failed)" if failed else ""
     return (
-        f"canary: {updated} of {total} tasks run version {service.version}; "
-        f"`shoal service promote {service.name}` replaces the rest, `shoal service "
-        f"rollback {service.name}` removes them{by_itself}"
-    )
+        f"canary: {updated} tasks of version {service.version} run beside {old} "
+        f"of the old version{lost}; `shoal service promote {service.name}` "
+        f"replaces the old ones, `shoal service rollback {service.name}` removes "
+        f"the canaries{by_itself}"
+    ), due

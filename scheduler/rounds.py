@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from consensus.crons import FireCron
 from consensus.job_runs import EndJob, ExpireJob
 from consensus.tasks import Assignment, AssignTasks, Explanation, Task
-from consensus.updates import RecordRollout, RollbackService
 from scheduler.crons import plan_crons
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
+from scheduler.rollout import RolloutCommand
 from scheduler.view import StateView
 
 # New tasks per round; the commit wakes the next round for the rest. Planning a round looks
@@ -36,7 +36,7 @@ class Round:
     )  # when a restart backoff or rollout step is due, if nothing wakes us sooner
     # Rollout progress and automatic rollbacks, proposed after `command` (whose new tasks
     # they may name).
-    rollouts: tuple[RecordRollout | RollbackService, ...] = ()
+    rollouts: tuple[RolloutCommand, ...] = ()
     # Jobs that finished or outlived their time to live, and cron runs due, proposed last.
     jobs: tuple[EndJob | ExpireJob | FireCron, ...] = ()
 

@@ -86,8 +86,10 @@ def find_service(state: ClusterState, ref: str) -> Service | None:
 
 
 def tasks_summary(service: Service, own_tasks: list[Task]) -> dict:
-    """Desired and running replicas and a count of the current tasks by observed state."""
+    """Desired and running replicas, canaries beside them (an update's canary phase) and a
+    count of the current tasks by observed state."""
     live = [t for t in own_tasks if t.service_id == service.id and t.desired == "running"]
+    canaries = sum(t.canary for t in live)
     spec = service.spec
     if spec.mode == "global":
         desired = len(live)
@@ -95,7 +97,8 @@ def tasks_summary(service: Service, own_tasks: list[Task]) -> dict:
         desired = spec.job.completions if spec.job is not None else spec.replicas
     return {
         "desired": desired,
-        "running": sum(t.state == "running" for t in live),
+        "running": sum(t.state == "running" and not t.canary for t in live),
+        "canaries": canaries,
         "states": dict(sorted(Counter(t.state for t in live).items())),
     }
 

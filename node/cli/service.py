@@ -664,13 +664,19 @@ def _render_services(rows: list[dict]) -> None:
                 s["id"],
                 s["name"],
                 s["spec"]["mode"],
-                f"{s['replicas']['running']}/{s['replicas']['desired']}",
+                replica_counts(s["replicas"]),
                 s["spec"]["image"],
                 _ports(s["spec"]),
             )
             for s in rows
         ),
     )
+
+
+def replica_counts(counts: dict) -> str:
+    """`3/3`, and `+1 canary` beside them in an update's canary phase."""
+    canaries = f" +{counts['canaries']} canary" if counts["canaries"] else ""
+    return f"{counts['running']}/{counts['desired']}{canaries}"
 
 
 async def _ls(args, client: ShoalClient) -> int:

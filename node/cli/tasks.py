@@ -103,7 +103,7 @@ def render_tasks(rows: list[dict], *, quiet: bool = False, no_trunc: bool = Fals
         (
             (
                 ident(t),
-                task_name(t),
+                task_name(t) + (" (canary)" if t.get("canary") else ""),
                 t["node_name"],
                 t["desired"],
                 f"{t['state']} {output.ago(t['updated_at'] or t['created_at'])}",

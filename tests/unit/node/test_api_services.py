@@ -121,10 +121,12 @@ def test_summary_counts_the_current_tasks_of_this_service_only():
         Task("t1", "s1", "web", 1, 1, state="running"),
         Task("t2", "s1", "web", 2, 1, state="pending"),
         Task("t3", "s1", "web", 3, 1, state="failed", desired="shutdown"),
-        Task("t4", "old-id", "web", 3, 1, state="running"),
-    ]  # a deleted namesake's task
+        Task("t4", "old-id", "web", 3, 1, state="running"),  # a deleted namesake's task
+        Task("t5", "s1", "web", 1, 2, state="running", canary=True),
+    ]  # beside t1
     assert tasks_summary(service, tasks) == {
         "desired": 3,
         "running": 1,
-        "states": {"pending": 1, "running": 1},
+        "canaries": 1,
+        "states": {"pending": 1, "running": 2},
     }

@@ -8,6 +8,7 @@ import argparse
 import pytest
 
 from node.cli.main import api_address, build_parser, command_group
+from node.cli.service import replica_counts
 from node.cli.tasks import log_prefix, task_name
 from tests.support import python_probe
 
@@ -157,3 +158,8 @@ def test_a_capacity_that_does_not_read_is_a_usage_error(flag, value, words, caps
         build_parser(argv).parse_args(argv)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and f"argument {flag}: " in err and words in err
+
+
+def test_service_ls_shows_canaries_beside_the_replicas():
+    assert replica_counts({"running": 3, "desired": 3, "canaries": 0}) == "3/3"
+    assert replica_counts({"running": 3, "desired": 3, "canaries": 1}) == "3/3 +1 canary"

@@ -317,3 +317,24 @@ def test_pending_tasks_are_capped_across_the_cluster_and_placeable_ones_still_go
         StateView.capture(cluster.state), cluster.now, 1, ids.__next__, max_pending=10
     ).command
     assert not [t for t in again.create if t.service == "huge"]
+
+
+def test_a_moved_tasks_copy_goes_only_to_the_node_it_was_made_for():
+    nodes = [make_node(0), make_node(1, memory=GiB)]
+    v = view(
+        nodes, {"name": "web", "replicas": 1, "resources": {"reservations": {"memory": "1Gi"}}}
+    )
+    copy = Task(
+        "copy", "id-web", "web", 1, 1, node_id="n1", replaces="old", reserved=Resources(0, GiB)
+    )
+    assert [(p.task_id, p.node_id) for p in place(v, [copy], 0).placements] == [("copy", "n1")]
+    full = Task(
+        "other", "id-web", "web", 2, 1, node_id="n1", state="running", reserved=Resources(0, GiB)
+    )
+    v = view(
+        nodes,
+        {"name": "web", "replicas": 2, "resources": {"reservations": {"memory": "1Gi"}}},
+        tasks=[full],
+    )
+    result = place(v, [copy], 0)
+    assert result.placements == () and "memory" in result.unplaceable[0].explanation
