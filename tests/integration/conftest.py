@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from node.devcluster.localcluster import LocalCluster
 from node.runtime import ProcessDriver
 from tests.integration.agent_support import NODE, StateSource
 from tests.integration.cluster_support import process_cluster
-from tests.integration.mesh_support import remove_leftover_tasks
+from tests.integration.mesh_support import mesh_cluster
 
 
 @pytest.fixture
@@ -41,24 +40,5 @@ def source() -> StateSource:
 @pytest.fixture
 async def mesh_trio(tmp_path):
     """A 3-node process cluster whose routing mesh is the proxy data plane."""
-    cluster = LocalCluster(
-        str(tmp_path),
-        3,
-        [
-            "--runtime",
-            "process",
-            "--cpus",
-            "4",
-            "--memory",
-            str(8 << 30),
-            "--lb-dataplane",
-            "proxy",
-        ],
-    )
-    try:
-        await cluster.start()
+    async with mesh_cluster(tmp_path) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        await remove_leftover_tasks(cluster)
-        print(cluster.logs())

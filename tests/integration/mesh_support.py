@@ -7,11 +7,12 @@ endpoint table says."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from dnslib import QTYPE, DNSRecord
@@ -264,3 +265,27 @@ async def remove_leftover_tasks(cluster: LocalCluster) -> None:
         driver = ProcessDriver(node.data_dir)
         for seen in await driver.list_owned():
             await driver.remove(seen.task_id)
+
+
+@contextlib.asynccontextmanager
+async def mesh_cluster(
+    tmp_path: object, dataplane: str = "proxy", count: int | None = None
+) -> AsyncIterator[LocalCluster]:
+    """A 3-node process cluster (`count` of them started) whose routing mesh is `dataplane`;
+    on the way out it stops the nodes, ends the tasks they leave running (and the nft tables),
+    and prints the logs."""
+    cluster = LocalCluster(
+        str(tmp_path),
+        3,
+        ["--runtime", "process", "--cpus", "4", "--memory", str(8 << 30)]
+        + ["--lb-dataplane", dataplane],
+    )
+    try:
+        await cluster.start(count=count)
+        yield cluster
+    finally:
+        cluster.stop()
+        await remove_leftover_tasks(cluster)
+        if dataplane == "nft":
+            remove_leftover_tables(cluster)
+        print(cluster.logs())

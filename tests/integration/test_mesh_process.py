@@ -13,14 +13,13 @@ import sys
 import pytest
 
 from netoverlay.lb import NftConfig, NftDataPlane, ServicePort
-from node.devcluster.localcluster import LocalCluster, NodeProc
+from node.devcluster.localcluster import NodeProc
 from node.runtime.process_records import load_record
 from tests.integration.mesh_support import (
     HTTP_CHECK,
     PUBLISHED,
     WEB,
-    remove_leftover_tables,
-    remove_leftover_tasks,
+    mesh_cluster,
     require_nft,
     routing_mesh_flow,
 )
@@ -52,31 +51,10 @@ SPEC = {
 
 @pytest.fixture(params=["proxy", "nft"])
 async def cluster(request, tmp_path):
-    dataplane = request.param
-    if dataplane == "nft":
+    if request.param == "nft":
         require_nft()
-    cluster = LocalCluster(
-        str(tmp_path),
-        3,
-        [
-            "--runtime",
-            "process",
-            "--cpus",
-            "4",
-            "--memory",
-            str(8 << 30),
-            "--lb-dataplane",
-            dataplane,
-        ],
-    )
-    try:
-        await cluster.start()
+    async with mesh_cluster(tmp_path, request.param) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        await remove_leftover_tasks(cluster)
-        remove_leftover_tables(cluster)
-        print(cluster.logs())
 
 
 async def kill_process(task: dict, node: NodeProc) -> None:

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from node.devcluster.localcluster import LocalCluster, wait_for
-from tests.integration.mesh_support import remove_leftover_tasks, serving
+from node.devcluster.localcluster import wait_for
+from tests.integration.mesh_support import mesh_cluster, serving
 from tests.integration.test_rollout_mesh import ROLLING, hammer
 
 pytestmark = pytest.mark.timeout(240)
@@ -20,27 +20,8 @@ SIX = {**ROLLING, "replicas": 6, "rebalance": "auto"}
 
 @pytest.fixture
 async def pair(tmp_path):
-    cluster = LocalCluster(
-        str(tmp_path),
-        3,
-        [
-            "--runtime",
-            "process",
-            "--cpus",
-            "4",
-            "--memory",
-            str(8 << 30),
-            "--lb-dataplane",
-            "proxy",
-        ],
-    )
-    try:
-        await cluster.start(count=2)
+    async with mesh_cluster(tmp_path, count=2) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        await remove_leftover_tasks(cluster)
-        print(cluster.logs())
 
 
 async def test_a_joining_node_gets_two_of_six_tasks_without_a_failed_request(pair):
