@@ -140,6 +140,13 @@ class ClusterState:
         trial.tables = {name: dict(rows) for name, rows in self.tables.items()}
         return trial
 
+    def detached(self) -> ClusterState:
+        """A copy that serialises as this state does, taken quickly under the replica's lock
+        and serialised outside it while this state moves on (rows are frozen and shared)."""
+        copy = self.trial_copy()
+        copy._requests = OrderedDict(self._requests)
+        return copy
+
     # -- snapshots --------------------------------------------------------------------
     def to_plain(self) -> dict:
         return {

@@ -18,7 +18,8 @@ from typing import Optional
 import msgpack
 
 from consensus.model import Node, Resources
-from consensus.nodes import RegisterNode, voters
+from consensus.nodes import RegisterNode, nodes, voters
+from consensus.state import ClusterState
 from consensus.wire import from_plain, to_plain
 from node.client import ApiError, ShoalClient, Unreachable
 from node.config import NodeConfig
@@ -119,10 +120,26 @@ async def accept_join(control: ControlPlane, keys: ClusterKeys, guard: JoinGuard
     # Not ready yet: it has no state and runs nothing until it catches up (see liveness).
     node = replace(request.node, role="member", status="joining", availability="active",
                    joined_at=time.time(), status_changed_at=time.time())
-    result_or_raise(await control.submit(RegisterNode(node)))
+    with control.raft.read() as state:
+        earlier = returning(state, node)
+    if earlier is not None:
+        node = replace(node, id=earlier.id)
+        log.info("node %s joins again and takes back its id %s", node.name, earlier.id)
+    result_or_raise(await control.submit(RegisterNode(node, reclaim=earlier is not None)))
     with control.raft.read() as state:
         addresses = tuple(v.raft_address for v in voters(state))
     return JoinAccepted(node.id, keys.cluster_id, addresses)
+
+
+def returning(state: ClusterState, joining: Node) -> Optional[Node]:
+    """The node that `joining` was, when the cluster knows one of its name and address that
+    is not ready (after a restore, or a machine whose data dir was lost): it takes that
+    node's place, and so adopts the tasks still running on its machine."""
+    for node in nodes(state).values():
+        if node.name == joining.name and node.address == joining.address \
+                and node.raft_port == joining.raft_port and node.status != "ready":
+            return node
+    return None
 
 
 def local_node(node_id: str, config: NodeConfig, resources: Resources, runtime: str,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib.metadata
 import re
 import types
 import typing
@@ -23,6 +22,7 @@ from aiohttp import web
 from consensus.crons import CronSpec
 from consensus.services import SHORTHAND_FIELDS, ServiceSpec
 from node.api.cluster import NodePatch, RaftRole
+from node.config import shoal_version
 from node.join import JoinRequest
 
 Answer = Literal["json", "events", "text", "metrics", "html", "asset"]
@@ -318,11 +318,6 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(describe(request.app.router, _version()))
+    return web.json_response(describe(request.app.router, shoal_version()))
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("shoal")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"

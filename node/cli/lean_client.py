@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
 from node.local_socket import reachable
@@ -174,6 +174,27 @@ class LeanClient:
         finally:
             writer.close()
 
+    async def download(self, path: str, write: Callable[[bytes], Any], limit: int) -> int:
+        """Hand a binary answer of at most `limit` bytes to `write` as it arrives (no timeout
+        once the answer has begun); returns its size."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                reader, writer = await self._send("GET", path, None, None, None)
+                status, headers = await _read_head(reader)
+            try:
+                if status >= 400:
+                    body = b"".join([chunk async for chunk in _body(reader, headers)])
+                    decode(status, body.decode(errors="replace"))
+                size = 0
+                async for chunk in _body(reader, headers, limit):
+                    write(chunk)
+                    size += len(chunk)
+                return size
+            finally:
+                writer.close()
+        except _FAILURES as exc:
+            raise self._unreachable(exc) from None
+
     async def _send(self, method: str, path: str, params: Optional[dict], data: Optional[bytes],
                     content_type: Optional[str]):
         if self._tls and self._ssl is None:
@@ -229,7 +250,8 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]
     return int(code), headers
 
 
-async def _body(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[bytes]:
+async def _body(reader: asyncio.StreamReader, headers: dict[str, str],
+                limit: int = MAX_BODY) -> AsyncIterator[bytes]:
     """The body's bytes as they arrive: by Content-Length, chunked, or up to the close."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         total = 0
@@ -240,8 +262,8 @@ async def _body(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncI
             except ValueError:
                 raise _Malformed(f"bad chunk size {size_line[:40]!r}") from None
             total += size
-            if size < 0 or total > MAX_BODY:
-                raise _Malformed(f"answer over {MAX_BODY} bytes")
+            if size < 0 or total > limit:
+                raise _Malformed(f"answer over {limit} bytes")
             if size == 0:
                 return
             chunk = await reader.readexactly(size)
@@ -252,14 +274,16 @@ async def _body(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncI
             length = int(headers["content-length"])
         except ValueError:
             raise _Malformed(f"bad Content-Length {headers['content-length'][:40]!r}") from None
-        if not 0 <= length <= MAX_BODY:
-            raise _Malformed(f"answer over {MAX_BODY} bytes")
-        if length:
-            yield await reader.readexactly(length)
+        if not 0 <= length <= limit:
+            raise _Malformed(f"answer over {limit} bytes")
+        while length > 0:
+            chunk = await reader.readexactly(min(length, 1 << 20))
+            length -= len(chunk)
+            yield chunk
     else:
         total = 0
         while chunk := await reader.read(65536):
             total += len(chunk)
-            if total > MAX_BODY:
-                raise _Malformed(f"answer over {MAX_BODY} bytes")
+            if total > limit:
+                raise _Malformed(f"answer over {limit} bytes")
             yield chunk

@@ -11,7 +11,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from node.cli import output
+from node.cli import output, snapshot
 from node.cli.common import UsageError, kv, labels, default_data_dir, emit
 from node.config import NodeConfig  # its defaults only: it loads nothing else at import
 
@@ -72,6 +72,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.add_argument("--snapshot-interval", type=float, metavar="SECONDS",
                        help="at most one Raft snapshot per this many seconds "
                             f"(default {_DEFAULTS['snapshot_interval']:g})")
+    start.add_argument("--snapshot-keep", type=int, metavar="N",
+                       help="also write a cluster snapshot into DATA_DIR/snapshots every "
+                            "--snapshot-interval, keeping the newest N (default 0: none)")
+    start.add_argument("--restore", metavar="FILE",
+                       help="on an empty data dir: become the only voter of a new cluster "
+                            "holding this snapshot (with --token: the old cluster's token)")
+    start.add_argument("--force-new-cluster", action="store_true",
+                       help="on a surviving voter whose quorum is lost for good: become the "
+                            "only voter, keeping this node's state (writes it lacks are lost)")
     start.add_argument("--cpus", type=_cpus, help="CPU capacity to offer: cores (2, 0.5) or "
                                                   "millicores (500m) (default: all)")
     start.add_argument("--memory", type=_memory, help="memory capacity to offer: bytes or a size "
@@ -107,6 +116,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     rm.add_argument("ref", metavar="NODE", help=NODE_REF)
     rm.add_argument("--force", action="store_true", help="remove even if the node is ready")
     rm.set_defaults(handler=_rm)
+    snapshot.register_node(nsub, common)
 
     cluster = sub.add_parser("cluster", help="cluster status and join token")
     csub = cluster.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -114,6 +124,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         handler=_status)
     csub.add_parser("token", parents=[common], help="print the join token").set_defaults(
         handler=_token)
+    snapshot.register_cluster(csub, common)
 
     dev = sub.add_parser("dev", help="run a local cluster of N nodes in the foreground")
     dev.add_argument("--nodes", type=int, default=3, help="how many (default 3)")
@@ -175,13 +186,17 @@ def _amount(parse, text: str, flag: str) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from node import config as cfg
+    from node import config as cfg, datadir
     from node.config import NodeConfig
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pysyncobj").setLevel(logging.ERROR)
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
+    _check_recovery_flags(args)
+    problem = None if args.restore else datadir.start_problem(data_dir, args.join and args.token)
+    if problem:
+        raise UsageError(f"will not start: {problem}")
     stored = cfg.load(data_dir)
     base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
     overrides = {
@@ -193,6 +208,7 @@ def _start(args: argparse.Namespace) -> int:
         "image_pull": args.image_pull, "voter_grace": args.voter_grace,
         "metrics_interval": args.metrics_interval,
         "snapshot_entries": args.snapshot_entries, "snapshot_interval": args.snapshot_interval,
+        "snapshot_keep": args.snapshot_keep,
         "overlay": args.overlay, "vxlan_port": args.vxlan_port,
         "dns_upstreams": args.dns_upstream, "overlay_cidr": args.overlay_cidr,
         "api_hosts": tuple(args.api_host) if args.api_host else None,
@@ -205,6 +221,8 @@ def _start(args: argparse.Namespace) -> int:
                          f"not {args.metrics_interval:g}")
     if args.snapshot_entries is not None and args.snapshot_entries < 100:
         raise UsageError(f"--snapshot-entries must be at least 100, not {args.snapshot_entries}")
+    if args.snapshot_keep is not None and not 0 <= args.snapshot_keep <= 1000:
+        raise UsageError(f"--snapshot-keep must be between 0 and 1000, not {args.snapshot_keep}")
     if args.snapshot_interval is not None and not args.snapshot_interval > 0:
         raise UsageError(f"--snapshot-interval must be a positive number of seconds, "
                          f"not {args.snapshot_interval:g}")
@@ -216,8 +234,41 @@ def _start(args: argparse.Namespace) -> int:
     if stored and stored.identity and args.join:
         print(f"shoal: {data_dir} already belongs to cluster {stored.identity.cluster_id}; "
               f"ignoring --join", file=sys.stderr)
+    if args.restore or args.force_new_cluster:
+        stored = _recover(args, stored, config)
+        config = stored.config
+        args.join = None
     node_id = stored.identity.node_id if stored and stored.identity else cfg.new_node_id()
     return _run_node(config, node_id, args.join, args.token)
+
+
+def _check_recovery_flags(args: argparse.Namespace) -> None:
+    if args.restore and args.force_new_cluster:
+        raise UsageError("--restore and --force-new-cluster exclude each other")
+    if (args.restore or args.force_new_cluster) and args.join:
+        raise UsageError("--join makes a node part of a live cluster: --restore and "
+                         "--force-new-cluster make a new one")
+    if args.restore and not args.token:
+        raise UsageError("--restore needs --token: the join token of the cluster the snapshot "
+                         "was taken from (its secrets are sealed with that cluster's secret)")
+
+
+def _recover(args: argparse.Namespace, stored, config):
+    from node import backup
+    from node.config import Stored
+
+    try:
+        if args.restore:
+            made = backup.restore(config, os.path.abspath(args.restore), args.token)
+            print(f"restored {args.restore} into a new cluster {made.identity.cluster_id}; "
+                  f"other nodes join it with the new token", file=sys.stderr)
+            return made
+        if stored is None:
+            raise backup.RecoveryError(f"--force-new-cluster needs the data dir of a surviving "
+                                       f"voter, and {config.data_dir} holds no node")
+        return backup.force_new_cluster(Stored(config, stored.identity))
+    except backup.RecoveryError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:
@@ -243,12 +294,14 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
     os.umask(0o077)
     cfg.secure_data_dir(config.data_dir)
 
+    def driver_for(node_id: str):
+        return select_driver(config.runtime, config.data_dir, node_id=node_id,
+                             pull_images=config.image_pull != "never",
+                             task_user=config.task_user, host_binds=config.host_binds)
+
     async def run() -> int:
         try:
-            driver = await select_driver(config.runtime, config.data_dir, node_id=node_id,
-                                         pull_images=config.image_pull != "never",
-                                         task_user=config.task_user,
-                                         host_binds=config.host_binds)
+            driver = await driver_for(node_id)
         except (RuntimeUnavailable, ValueError) as exc:  # a runtime this machine lacks
             print(f"shoal: runtime {config.runtime}: {exc}", file=sys.stderr)
             return 2
@@ -263,6 +316,11 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
             await driver.aclose()
             print(f"shoal: {exc}", file=sys.stderr)
             return 2
+        if stored.identity.node_id != node_id:
+            # The cluster knew this machine under that id (a rejoin after a restore): its
+            # tasks are that node's, and the driver must find them by it.
+            await driver.aclose()
+            driver = await driver_for(stored.identity.node_id)
         if not join and stored.identity and not os.environ.get("SHOAL_QUIET"):
             print(f"join token: {stored.identity.keys.token}\n  (saved in "
                   f"{os.path.join(config.data_dir, cfg.TOKEN_FILE)})", file=sys.stderr)
