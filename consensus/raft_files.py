@@ -24,6 +24,7 @@ import struct
 from typing import Any, Optional
 
 import pysyncobj.pickle as pysyncobj_pickle
+from pysyncobj.node import TCPNode
 
 from consensus import safe_pickle
 from consensus.state import ClusterState
@@ -101,12 +102,14 @@ def read_dump(path: str) -> tuple[bytes, Entry]:
     return state, (last[0], last[1], last[2])
 
 
-def write_dump(path: str, state: bytes) -> None:
-    """A dump a new replica starts from, as the only voter: the state, two no-op entries
-    (index 2 and 3, term 1) and no other nodes. A node that joins later holds index 1 only,
-    so the leader sends it this dump first. No journal may be beside it."""
+def write_dump(path: str, state: bytes, voter: str) -> None:
+    """A dump a new replica starts from as the only voter, at Raft address `voter`: the
+    state, two no-op entries (index 2 and 3, term 1) and the cluster of that voter alone
+    (a replica that receives this dump keeps following the voters it names). A node that
+    joins later holds index 1 only, so the leader sends it this dump first. No journal may
+    be beside it."""
     noop = bytes([NO_OP])
-    data = ([{}, {"state": state}], (noop, 3, 1), (noop, 2, 1), set())
+    data = ([{}, {"state": state}], (noop, 3, 1), (noop, 2, 1), {TCPNode(voter)})
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:

@@ -124,10 +124,11 @@ def _seat_alone(state: ClusterState, me: Node, others_status: str, now: float) -
     table[me.id] = dataclasses.replace(me, role="voter", status="ready", status_changed_at=now)
 
 
-def _write_raft(data_dir: str, state: ClusterState) -> None:
-    raft_dir = os.path.join(data_dir, "raft")
+def _write_raft(config: NodeConfig, state: ClusterState) -> None:
+    raft_dir = os.path.join(config.data_dir, "raft")
     os.makedirs(raft_dir, mode=0o700, exist_ok=True)
-    raft_files.write_dump(raft_files.dump_path(raft_dir, "voter"), state.to_msgpack())
+    raft_files.write_dump(raft_files.dump_path(raft_dir, "voter"), state.to_msgpack(),
+                          config.raft_address)
 
 
 def fresh_data_dir_problem(data_dir: str) -> Optional[str]:
@@ -173,7 +174,7 @@ def restore(config: NodeConfig, snapshot_path: str, old_token: str) -> Stored:
               key_hash=key_hash(node_key))
     _seat_alone(state, me, "joining", time.time())
     os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
-    _write_raft(config.data_dir, state)
+    _write_raft(config, state)
     identity = Identity(me.id, keys.cluster_id, keys.secret.hex(), "voter",
                         (config.raft_address,), node_key)
     stored = Stored(config, identity)
@@ -205,7 +206,7 @@ def force_new_cluster(stored: Stored) -> Stored:
                             f"the state its log holds; restore a snapshot instead (--restore)")
     _seat_alone(state, me, "down", time.time())
     shutil.move(raft_dir, f"{raft_dir}.before-force-new-cluster-{int(time.time())}")
-    _write_raft(config.data_dir, state)
+    _write_raft(config, state)
     stored = Stored(config, dataclasses.replace(identity, voters=(config.raft_address,),
                                                 voter_apis=()))
     cfg.save(stored)

@@ -1,0 +1,59 @@
+"""The snapshot file: a header that says what the payload is, checked on every read; a file
+damaged, cut short, appended to, of another format or not a snapshot at all is refused
+naming what is wrong."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+import consensus  # noqa: F401  (registers commands and tables)
+from consensus.model import Node
+from consensus.nodes import RegisterNode
+from consensus.snapshot import (FORMAT, SnapshotError, SnapshotHeader, counts, decode_state,
+                                digest, read_header, read_payload)
+from consensus.state import ClusterState
+
+
+def _file() -> tuple[bytes, bytes]:
+    state = ClusterState()
+    state.apply(RegisterNode(Node("n1", "n1", "127.0.0.1", 7420, 7421, 7422)))
+    payload = state.to_msgpack()
+    header = SnapshotHeader(FORMAT, "c1", "0.1.0", state.applied, 3, 1.5, len(payload),
+                            digest(payload), "seal")
+    return header.encode(), payload
+
+
+def _read(data: bytes):
+    stream = io.BytesIO(data)
+    header = read_header(stream)
+    return header, read_payload(stream, header)
+
+
+def test_a_snapshot_reads_back_with_its_header_and_counts():
+    header, payload = _file()
+    read, body = _read(header + payload)
+    assert (read.cluster_id, read.index, read.term, read.size) == ("c1", 1, 3, len(payload))
+    assert counts(decode_state(body)) == {"services": 0, "tasks": 0, "secrets": 0,
+                                          "configs": 0, "networks": 0, "nodes": 1}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda h, p: h + p[:-1] + bytes([p[-1] ^ 1]), "sha256 does not match"),
+    (lambda h, p: h + p[:-5], "holds fewer"),
+    (lambda h, p: h + p + b"x", "holds more"),
+    (lambda h, p: b"NOTASNAP" + h[8:] + p, "not a Shoal snapshot"),
+    (lambda h, p: h[:20], "header: truncated"),
+    (lambda h, p: h.replace(b'"format": 1', b'"format": 9') + p, "the file is format 9"),
+    (lambda h, p: h.replace(b'"index": 1', b'"index": "1"') + p, "header.index"),
+])
+def test_damage_is_refused_naming_it(damage, message):
+    header, payload = _file()
+    with pytest.raises(SnapshotError, match=message):
+        _read(damage(header, payload))
+
+
+def test_a_payload_that_is_no_state_is_refused():
+    with pytest.raises(SnapshotError, match="payload: not a cluster state"):
+        decode_state(b"\x93\x01\x02\x03")
