@@ -25,6 +25,11 @@ def _file() -> tuple[bytes, bytes]:
     return header.encode(), payload
 
 
+def _edited(header: bytes, old: bytes, new: bytes) -> bytes:
+    body = header[12:].replace(old, new)
+    return header[:8] + len(body).to_bytes(4, "big") + body
+
+
 def _read(data: bytes):
     stream = io.BytesIO(data)
     header = read_header(stream)
@@ -45,8 +50,8 @@ def test_a_snapshot_reads_back_with_its_header_and_counts():
     (lambda h, p: h + p + b"x", "holds more"),
     (lambda h, p: b"NOTASNAP" + h[8:] + p, "not a Shoal snapshot"),
     (lambda h, p: h[:20], "header: truncated"),
-    (lambda h, p: h.replace(b'"format": 1', b'"format": 9') + p, "the file is format 9"),
-    (lambda h, p: h.replace(b'"index": 1', b'"index": "1"') + p, "header.index"),
+    (lambda h, p: _edited(h, b'"format": 1', b'"format": 9') + p, "the file is format 9"),
+    (lambda h, p: _edited(h, b'"index": 1', b'"index": "1"') + p, "header.index"),
 ])
 def test_damage_is_refused_naming_it(damage, message):
     header, payload = _file()
