@@ -113,11 +113,13 @@ class NodeProc:
             argv += ["--join", join, "--token", token or ""]
         return argv
 
-    def start(self, join: Optional[str] = None, token: Optional[str] = None) -> None:
+    def start(self, join: Optional[str] = None, token: Optional[str] = None,
+              also: tuple[str, ...] = ()) -> None:
+        """`also`: flags for this start only (--restore, --force-new-cluster)."""
         _by_api[self.api] = self
         log = open(self.log_path, "ab")
         env = dict(os.environ, SHOAL_QUIET="1", PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(self.command(join, token), stdout=log,
+        self.proc = subprocess.Popen(self.command(join, token) + list(also), stdout=log,
                                      stderr=subprocess.STDOUT, env=env)
         log.close()
 
