@@ -26,7 +26,7 @@ import pytest
 
 from consensus.snapshot import FORMAT
 from node.config import load
-from node.devcluster.localcluster import NodeProc, stop_all, wait_for
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, NodeProc, stop_all, wait_for
 from node.runtime.process_records import load_records
 from node.security import ClusterKeys
 from tests.integration.cluster_support import live, must, shoal, tasks_of
@@ -153,3 +153,91 @@ async def test_restore_a_wiped_cluster_from_a_snapshot_and_adopt_its_tasks(fresh
         return bool(fresh) and SECRET_HASH in output_of(holder, fresh[0]["id"])
 
     await wait_for(new_task_reads, 30, "a new task to read the secret sealed anew")
+
+
+async def test_force_new_cluster_on_the_last_voter_keeps_every_write(fresh, tmp_path):
+    cluster = fresh(3)
+    await cluster.start()
+    n1, n2, n3 = cluster.nodes
+    content = tmp_path / "c.conf"
+    content.write_text("x")
+
+    async def three_voters() -> bool:
+        return len((await cluster.get(0, "/v1/cluster"))["voters"]) == 3
+
+    await wait_for(three_voters, 60, "3 voters")
+    written = [f"c{i}" for i in range(12)]
+    for i, name in enumerate(written):  # acknowledged, through every node
+        must(shoal("config", "create", name, str(content), addr=cluster.nodes[i % 3].api))
+    n2.kill9()
+    n3.kill9()
+
+    async def no_leader() -> bool:
+        return (await cluster.get(0, "/v1/cluster?stale=1"))["leader"] is None
+
+    await wait_for(no_leader, 30, "the survivor to find no quorum")
+    refused = shoal("config", "create", "lost", str(content), addr=n1.api)
+    assert refused.returncode != 0  # no quorum, and nothing forces one without the flag
+
+    n1.stop()
+    n1.start(also=("--force-new-cluster",))
+    await wait_for(lambda: cluster._leader_known(0), 30, "the survivor to lead alone")
+    names = sorted(c["name"] for c in await cluster.get(0, "/v1/configs"))
+    assert names == sorted(written)
+    status = {n["name"]: (n["role"], n["status"]) for n in await cluster.get(0, "/v1/nodes")}
+    assert status == {"n1": ("voter", "ready"), "n2": ("member", "down"),
+                      "n3": ("member", "down")}
+
+    n4, n5 = (NodeProc(i, cluster.block, str(tmp_path), list(EQUAL_PROCESS_NODES))
+              for i in (4, 5))
+    cluster.nodes += [n4, n5]
+    for node in (n4, n5):
+        await cluster.add(node)
+    for gone in ("n2", "n3"):
+        must(shoal("node", "rm", gone, addr=n4.api))
+    await wait_for(three_voters, 60, "n4 and n5 to become voters")
+    must(shoal("config", "create", "after", str(content), addr=n5.api))
+    names = sorted(c["name"] for c in await cluster.get(3, "/v1/configs"))
+    assert names == sorted(written + ["after"])
+
+
+async def test_a_foreign_newer_or_damaged_data_dir_is_refused(fresh, tmp_path):
+    cluster = fresh(1)
+    await cluster.start()
+    node = cluster.nodes[0]
+    data_dir = node.data_dir
+    node.stop()
+
+    def start(*flags: str) -> subprocess.CompletedProcess:
+        return node_cli("node", "start", "--data-dir", data_dir, *flags)
+
+    def refused_with(done: subprocess.CompletedProcess, words: str) -> None:
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], done.stderr
+
+    other = ClusterKeys.generate()
+    own = load(data_dir).identity.cluster_id
+    refused_with(start("--join", "127.0.0.1:1", "--token", other.token),
+                 f"belongs to cluster {own}, and --token is for cluster {other.cluster_id}")
+    refused_with(start("--restore", str(tmp_path / "x.snap"), "--token", other.token),
+                 "--restore needs a fresh data dir")
+    refused_with(node_cli("node", "start", "--data-dir", str(tmp_path / "empty"),
+                          "--force-new-cluster"), "holds no node")
+
+    config_path = os.path.join(data_dir, "node.json")
+    original = open(config_path).read()
+    with open(config_path, "w") as f:
+        f.write(original.replace('"data_dir_format": 1', '"data_dir_format": 7'))
+    refused_with(start(), "(data dir format 7), newer than this Shoal")
+    with open(config_path, "w") as f:
+        f.write(original)
+
+    assert node_cli("node", "doctor", "--data-dir", data_dir).returncode == 0
+    journal = os.path.join(data_dir, "raft", "voter.journal")
+    with open(journal, "r+b") as f:
+        f.seek(44)  # the first record's index, past its size
+        f.write(b"\x07" * 8)
+    refused_with(start(), "the Raft log does not read")
+    doctor = node_cli("node", "doctor", "--data-dir", data_dir)
+    assert doctor.returncode == 1 and "FAIL raft log" in doctor.stdout, doctor.stdout
