@@ -25,7 +25,7 @@ from node.api.cluster import NodePatch, RaftRole
 from node.config import shoal_version
 from node.join import JoinRequest
 
-Answer = Literal["json", "events", "text", "metrics", "html", "asset"]
+Answer = Literal["json", "events", "text", "metrics", "html", "asset", "binary"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/cluster/members"): Operation("This node's gossip view and packet counters",
                                               "cluster"),
     ("GET", "/v1/cluster/token"): Operation("The join token and the API token", "cluster"),
+    ("GET", "/v1/cluster/snapshot"): Operation(
+        "A snapshot file of the replicated state at a committed index", "cluster",
+        answer="binary"),
     ("GET", "/v1/nodes"): Operation("Every node", "nodes"),
     ("GET", "/v1/nodes/{ref}"): Operation("One node, by id, name or unique id prefix", "nodes"),
     ("PATCH", "/v1/nodes/{ref}"): Operation("Change a node's labels or availability", "nodes",
@@ -174,6 +177,8 @@ _ANSWERS: dict[str, dict] = {
     "html": {"text/html": {"schema": {"type": "string"}}},
     "asset": {"application/javascript": {"schema": {"type": "string"}},
               "text/css": {"schema": {"type": "string"}}},
+    "binary": {"application/octet-stream": {"schema": {"type": "string",
+                                                       "contentEncoding": "binary"}}},
 }
 _ERRORS = {"400": "Malformed input: `field` names what was wrong",
            "401": "Missing or wrong API token", "403": "Not allowed to this caller",
