@@ -30,12 +30,12 @@ from typing import Optional
 
 from consensus import raft_files
 from consensus.model import Node, Resources
-from consensus.nodes import nodes
+from consensus.nodes import NODES, nodes
 from consensus.raft import RaftNode
-from consensus.secrets import blobs
-from consensus.snapshot import (FORMAT, SnapshotError, SnapshotHeader, decode_state, digest,
-                                read_header, read_payload)
-from consensus.state import ClusterState
+from consensus.secrets import TABLES as BLOB_TABLES
+from consensus.snapshot import (FORMAT, SnapshotError, SnapshotHeader, digest, read_header,
+                                read_payload)
+from consensus.state import ClusterState, PlainState
 from node import config as cfg
 from node.config import Identity, NodeConfig, Stored
 from node.secret_box import SecretBox
@@ -107,14 +107,8 @@ def read(path: str) -> tuple[SnapshotHeader, bytes]:
 
 
 # -- starting from a state ------------------------------------------------------------
-def _reclaimed(state: ClusterState, config: NodeConfig) -> Optional[Node]:
-    """The node of the state that this one is: the same name."""
-    return next((n for n in nodes(state).values() if n.name == config.name), None)
-
-
-def _seat_alone(state: ClusterState, me: Node, others_status: str, now: float) -> None:
+def _seat_alone(table: dict[str, Node], me: Node, others_status: str, now: float) -> None:
     """Make `me` the only voter, ready; every other node a member with `others_status`."""
-    table = nodes(state)
     for node in list(table.values()):
         if node.id != me.id:
             changed = node.status != others_status
@@ -124,7 +118,7 @@ def _seat_alone(state: ClusterState, me: Node, others_status: str, now: float) -
     table[me.id] = dataclasses.replace(me, role="voter", status="ready", status_changed_at=now)
 
 
-def _write_raft(config: NodeConfig, state: ClusterState) -> None:
+def _write_raft(config: NodeConfig, state: ClusterState | PlainState) -> None:
     raft_dir = os.path.join(config.data_dir, "raft")
     os.makedirs(raft_dir, mode=0o700, exist_ok=True)
     raft_files.write_dump(raft_files.dump_path(raft_dir, "voter"), state.to_msgpack(),
@@ -156,15 +150,20 @@ def restore(config: NodeConfig, snapshot_path: str, old_token: str) -> Stored:
         raise RecoveryError(f"--token is not the join token of cluster {header.cluster_id}, "
                             f"which the snapshot was taken from (its secrets are sealed with "
                             f"that cluster's secret): give that cluster's token")
-    state = decode_state(payload)
+    try:
+        state = PlainState(payload)
+    except ValueError as exc:
+        raise RecoveryError(f"--restore {snapshot_path}: {exc}") from None
     keys = ClusterKeys.generate()
     old_box, new_box = SecretBox(old_keys.secret), SecretBox(keys.secret)
-    secrets = blobs(state, "secret")
-    for name, blob in list(secrets.items()):
-        secrets[name] = dataclasses.replace(blob, data=new_box.seal(name, old_box.open(name, blob.data)))
+    secrets = state.rows(BLOB_TABLES["secret"])
+    state.set_rows(BLOB_TABLES["secret"], {
+        name: dataclasses.replace(blob, data=new_box.seal(name, old_box.open(name, blob.data)))
+        for name, blob in secrets.items()})
     state.cluster = dataclasses.replace(state.cluster, cluster_id=keys.cluster_id)
     node_key = cfg.new_node_key()
-    old = _reclaimed(state, config)
+    table = state.rows(NODES)
+    old = next((n for n in table.values() if n.name == config.name), None)
     me = Node(id=old.id if old else cfg.new_node_id(), name=config.name,
               address=config.advertise, api_port=config.api_port, raft_port=config.raft_port,
               gossip_port=config.gossip_port, labels=dict(old.labels if old else config.labels),
@@ -172,7 +171,8 @@ def restore(config: NodeConfig, snapshot_path: str, old_token: str) -> Stored:
               runtime=old.runtime if old else "process",
               joined_at=old.joined_at if old else time.time(),
               key_hash=key_hash(node_key))
-    _seat_alone(state, me, "joining", time.time())
+    _seat_alone(table, me, "joining", time.time())
+    state.set_rows(NODES, table)
     os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
     _write_raft(config, state)
     identity = Identity(me.id, keys.cluster_id, keys.secret.hex(), "voter",
@@ -204,7 +204,7 @@ def force_new_cluster(stored: Stored) -> Stored:
     if me is None:
         raise RecoveryError(f"--force-new-cluster: this node ({identity.node_id}) is not in "
                             f"the state its log holds; restore a snapshot instead (--restore)")
-    _seat_alone(state, me, "down", time.time())
+    _seat_alone(nodes(state), me, "down", time.time())
     shutil.move(raft_dir, f"{raft_dir}.before-force-new-cluster-{int(time.time())}")
     _write_raft(config, state)
     stored = Stored(config, dataclasses.replace(identity, voters=(config.raft_address,),

@@ -62,3 +62,19 @@ def test_damage_is_refused_naming_it(damage, message):
 def test_a_payload_that_is_no_state_is_refused():
     with pytest.raises(SnapshotError, match="payload: not a cluster state"):
         decode_state(b"\x93\x01\x02\x03")
+
+
+def test_a_plain_state_changes_a_table_and_leaves_the_rest_as_it_was():
+    import dataclasses
+
+    from consensus.state import PlainState
+
+    _header, payload = _file()
+    plain = PlainState(payload)
+    rows = plain.rows("nodes")
+    rows["n1"] = dataclasses.replace(rows["n1"], status="down")
+    plain.set_rows("nodes", rows)
+    state = decode_state(plain.to_msgpack())
+    assert state.table("nodes")["n1"].status == "down" and state.applied == 1
+    with pytest.raises(ValueError, match="unsupported snapshot format"):
+        PlainState(b"\x81\xa6format\x09")
