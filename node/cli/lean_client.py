@@ -174,11 +174,13 @@ class LeanClient:
         finally:
             writer.close()
 
-    async def download(self, path: str, write: Callable[[bytes], Any], limit: int) -> int:
-        """Hand a binary answer of at most `limit` bytes to `write` as it arrives (no timeout
-        once the answer has begun); returns its size."""
+    async def download(self, path: str, write: Callable[[bytes], Any], limit: int,
+                       wait: float) -> int:
+        """Hand a binary answer of at most `limit` bytes to `write` as it arrives; the
+        answer may take `wait` seconds to begin (the server prepares it first), and has no
+        deadline once begun. Returns its size."""
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(max(wait, self._timeout)):
                 reader, writer = await self._send("GET", path, None, None, None)
                 status, headers = await _read_head(reader)
             try:

@@ -266,9 +266,32 @@ def _recover(args: argparse.Namespace, stored, config):
         if stored is None:
             raise backup.RecoveryError(f"--force-new-cluster needs the data dir of a surviving "
                                        f"voter, and {config.data_dir} holds no node")
+        leading = asyncio.run(_leader_elsewhere(stored.identity.voter_apis, config.api_address))
+        if leading:
+            raise backup.RecoveryError(
+                f"--force-new-cluster is for a lost quorum, and the cluster has a leader "
+                f"({leading}): start this node without the flag")
         return backup.force_new_cluster(Stored(config, stored.identity))
     except backup.RecoveryError as exc:
         raise UsageError(str(exc)) from None
+
+
+async def _leader_elsewhere(voter_apis: tuple[str, ...], own_api: str) -> Optional[str]:
+    """The leader another voter of the cluster follows, if one answers: forcing a new cluster
+    beside a live one would split it in two."""
+    from node.cli.lean_client import ApiError, LeanClient, Unreachable
+
+    for api in voter_apis:
+        if api == own_api:
+            continue
+        try:
+            async with LeanClient(api, timeout=2.0) as client:
+                health = await client.get("/healthz")
+        except (ApiError, Unreachable):
+            continue
+        if isinstance(health, dict) and health.get("leader"):
+            return f"{health['leader']}, as {api} says"
+    return None
 
 
 def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:

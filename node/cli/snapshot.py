@@ -12,6 +12,8 @@ from node.cli.common import Refused, UsageError, default_data_dir, emit
 
 # A snapshot larger than this is not one: the CLI stops reading instead of filling the disk.
 MAX_SNAPSHOT = 8 << 30
+# How long the node may take to serialise the state before the answer begins.
+PREPARE_WAIT = 120.0
 
 
 def register_cluster(csub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -41,7 +43,7 @@ async def _save(args: argparse.Namespace, client) -> int:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            await client.download("/v1/cluster/snapshot", f.write, MAX_SNAPSHOT)
+            await client.download("/v1/cluster/snapshot", f.write, MAX_SNAPSHOT, PREPARE_WAIT)
         header, _payload = backup.read(tmp)
         os.replace(tmp, args.file)
     except BaseException:

@@ -200,6 +200,17 @@ async def test_force_new_cluster_on_the_last_voter_keeps_every_write(fresh, tmp_
     names = sorted(c["name"] for c in await cluster.get(3, "/v1/configs"))
     assert names == sorted(written + ["after"])
 
+    # The flag left on by mistake, beside a live quorum, would split the cluster: refused.
+    n1.stop()
+
+    async def led_elsewhere() -> bool:
+        leader = (await cluster.get(3, "/v1/cluster"))["leader"]
+        return leader is not None and leader["name"] != "n1"
+
+    await wait_for(led_elsewhere, 30, "n4 and n5 to elect a leader")
+    again = node_cli("node", "start", "--data-dir", n1.data_dir, "--force-new-cluster")
+    assert again.returncode == 2 and "the cluster has a leader" in again.stderr, again.stderr
+
 
 async def test_a_foreign_newer_or_damaged_data_dir_is_refused(fresh, tmp_path):
     cluster = fresh(1)
