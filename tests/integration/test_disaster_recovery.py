@@ -25,6 +25,7 @@ import sys
 import pytest
 
 from consensus.snapshot import FORMAT
+from node import backup
 from node.config import load
 from node.devcluster.localcluster import EQUAL_PROCESS_NODES, NodeProc, stop_all, wait_for
 from node.runtime.process_records import load_records
@@ -65,6 +66,8 @@ def output_of(node: NodeProc, task_id: str) -> str:
 
 async def test_restore_a_wiped_cluster_from_a_snapshot_and_adopt_its_tasks(fresh, tmp_path):
     cluster = fresh(3)
+    for node in cluster.nodes:  # each also keeps its last 2 snapshots, one a second
+        node.extra_args += ["--snapshot-keep", "2", "--snapshot-interval", "1"]
     await cluster.start()
     n1, n2, n3 = cluster.nodes
     addr = n2.api
@@ -86,6 +89,14 @@ async def test_restore_a_wiped_cluster_from_a_snapshot_and_adopt_its_tasks(fresh
     ids_before = {n.name: load(n.data_dir).identity.node_id for n in cluster.nodes}
     pids_before = {n.name: pids(n) for n in cluster.nodes}
     old_token = cluster.token
+
+    async def kept() -> list[str]:
+        return backup.kept(n3.data_dir)
+
+    await wait_for(kept, 20, "n3 to keep a snapshot of its own")
+    assert oct(os.stat(os.path.join(n3.data_dir, "snapshots")).st_mode & 0o777) == "0o700"
+    doctor = node_cli("node", "doctor", "--data-dir", n3.data_dir)
+    assert doctor.returncode == 0 and "sha256 matches" in doctor.stdout, doctor.stdout
 
     snapshot = str(tmp_path / "backup.snap")
     saved = subprocess.run([sys.executable, "-m", "node", "cluster", "snapshot", "save", snapshot,

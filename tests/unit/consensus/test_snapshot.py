@@ -78,3 +78,18 @@ def test_a_plain_state_changes_a_table_and_leaves_the_rest_as_it_was():
     assert state.table("nodes")["n1"].status == "down" and state.applied == 1
     with pytest.raises(ValueError, match="unsupported snapshot format"):
         PlainState(b"\x81\xa6format\x09")
+
+
+def test_a_node_keeps_only_its_newest_snapshots_private(tmp_path):
+    import os
+
+    from node import backup
+
+    header, payload = _file()
+    for index in (5, 6, 7):
+        backup.keep(str(tmp_path), header, payload, index, 2)
+    kept = backup.kept(str(tmp_path))
+    assert [os.path.basename(p)[-17:] for p in kept] == ["000000000006.snap", "000000000007.snap"]
+    assert os.stat(tmp_path / "snapshots").st_mode & 0o777 == 0o700
+    assert {os.stat(p).st_mode & 0o777 for p in kept} == {0o600}
+    assert backup.read(kept[-1])[1] == payload
