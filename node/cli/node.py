@@ -193,7 +193,7 @@ def _start(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pysyncobj").setLevel(logging.ERROR)
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
-    _check_recovery_flags(args)
+    snapshot.check_recovery_flags(args)
     problem = None if args.restore else datadir.start_problem(data_dir, args.join and args.token)
     if problem:
         raise UsageError(f"will not start: {problem}")
@@ -235,63 +235,11 @@ def _start(args: argparse.Namespace) -> int:
         print(f"shoal: {data_dir} already belongs to cluster {stored.identity.cluster_id}; "
               f"ignoring --join", file=sys.stderr)
     if args.restore or args.force_new_cluster:
-        stored = _recover(args, stored, config)
+        stored = snapshot.recover(args, stored, config)
         config = stored.config
         args.join = None
     node_id = stored.identity.node_id if stored and stored.identity else cfg.new_node_id()
     return _run_node(config, node_id, args.join, args.token)
-
-
-def _check_recovery_flags(args: argparse.Namespace) -> None:
-    if args.restore and args.force_new_cluster:
-        raise UsageError("--restore and --force-new-cluster exclude each other")
-    if (args.restore or args.force_new_cluster) and args.join:
-        raise UsageError("--join makes a node part of a live cluster: --restore and "
-                         "--force-new-cluster make a new one")
-    if args.restore and not args.token:
-        raise UsageError("--restore needs --token: the join token of the cluster the snapshot "
-                         "was taken from (its secrets are sealed with that cluster's secret)")
-
-
-def _recover(args: argparse.Namespace, stored, config):
-    from node import backup
-    from node.config import Stored
-
-    try:
-        if args.restore:
-            made = backup.restore(config, os.path.abspath(args.restore), args.token)
-            print(f"restored {args.restore} into a new cluster {made.identity.cluster_id}; "
-                  f"other nodes join it with the new token", file=sys.stderr)
-            return made
-        if stored is None:
-            raise backup.RecoveryError(f"--force-new-cluster needs the data dir of a surviving "
-                                       f"voter, and {config.data_dir} holds no node")
-        leading = asyncio.run(_leader_elsewhere(stored.identity.voter_apis, config.api_address))
-        if leading:
-            raise backup.RecoveryError(
-                f"--force-new-cluster is for a lost quorum, and the cluster has a leader "
-                f"({leading}): start this node without the flag")
-        return backup.force_new_cluster(Stored(config, stored.identity))
-    except backup.RecoveryError as exc:
-        raise UsageError(str(exc)) from None
-
-
-async def _leader_elsewhere(voter_apis: tuple[str, ...], own_api: str) -> Optional[str]:
-    """The leader another voter of the cluster follows, if one answers: forcing a new cluster
-    beside a live one would split it in two."""
-    from node.cli.lean_client import ApiError, LeanClient, Unreachable
-
-    for api in voter_apis:
-        if api == own_api:
-            continue
-        try:
-            async with LeanClient(api, timeout=2.0) as client:
-                health = await client.get("/healthz")
-        except (ApiError, Unreachable):
-            continue
-        if isinstance(health, dict) and health.get("leader"):
-            return f"{health['leader']}, as {api} says"
-    return None
 
 
 def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Optional[str]) -> int:

@@ -1,14 +1,20 @@
-"""`shoal cluster snapshot save|inspect` and `shoal node doctor`."""
+"""`shoal cluster snapshot save|inspect`, `shoal node doctor`, and what `shoal node start
+--restore|--force-new-cluster` does before the node starts."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import os
 import sys
+from typing import TYPE_CHECKING, Optional
 
 from node.cli import output
 from node.cli.common import Refused, UsageError, default_data_dir, emit
+
+if TYPE_CHECKING:
+    from node.config import NodeConfig, Stored
 
 # A snapshot larger than this is not one: the CLI stops reading instead of filling the disk.
 MAX_SNAPSHOT = 8 << 30
@@ -104,3 +110,57 @@ def _doctor(args: argparse.Namespace) -> int:
         return 0
     print(f"shoal: {data_dir} has problems (FAIL above)", file=sys.stderr)
     return 1
+
+
+# -- node start --restore | --force-new-cluster ------------------------------------------
+def check_recovery_flags(args: argparse.Namespace) -> None:
+    if args.restore and args.force_new_cluster:
+        raise UsageError("--restore and --force-new-cluster exclude each other")
+    if (args.restore or args.force_new_cluster) and args.join:
+        raise UsageError("--join makes a node part of a live cluster: --restore and "
+                         "--force-new-cluster make a new one")
+    if args.restore and not args.token:
+        raise UsageError("--restore needs --token: the join token of the cluster the snapshot "
+                         "was taken from (its secrets are sealed with that cluster's secret)")
+
+
+def recover(args: argparse.Namespace, stored: Optional[Stored], config: NodeConfig) -> Stored:
+    """The data dir made ready by --restore or --force-new-cluster (a usage error if it cannot be)."""
+    from node import backup
+    from node.config import Stored
+
+    try:
+        if args.restore:
+            made = backup.restore(config, os.path.abspath(args.restore), args.token)
+            print(f"restored {args.restore} into a new cluster {made.identity.cluster_id}; "
+                  f"other nodes join it with the new token", file=sys.stderr)
+            return made
+        if stored is None or stored.identity is None:
+            raise backup.RecoveryError(f"--force-new-cluster needs the data dir of a surviving "
+                                       f"voter, and {config.data_dir} holds no node")
+        leading = asyncio.run(_leader_elsewhere(stored.identity.voter_apis, config.api_address))
+        if leading:
+            raise backup.RecoveryError(
+                f"--force-new-cluster is for a lost quorum, and the cluster has a leader "
+                f"({leading}): start this node without the flag")
+        return backup.force_new_cluster(Stored(config, stored.identity))
+    except backup.RecoveryError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def _leader_elsewhere(voter_apis: tuple[str, ...], own_api: str) -> Optional[str]:
+    """The leader another voter of the cluster follows, if one answers: forcing a new cluster
+    beside a live one would split it in two."""
+    from node.cli.lean_client import ApiError, LeanClient, Unreachable
+
+    for api in voter_apis:
+        if api == own_api:
+            continue
+        try:
+            async with LeanClient(api, timeout=2.0) as client:
+                health = await client.get("/healthz")
+        except (ApiError, Unreachable):
+            continue
+        if isinstance(health, dict) and health.get("leader"):
+            return f"{health['leader']}, as {api} says"
+    return None

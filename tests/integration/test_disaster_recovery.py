@@ -247,6 +247,11 @@ async def test_a_foreign_newer_or_damaged_data_dir_is_refused(fresh, tmp_path):
     refused_with(node_cli("node", "start", "--data-dir", str(tmp_path / "empty"),
                           "--force-new-cluster"), "holds no node")
 
+    garbage = tmp_path / "garbage.snap"
+    garbage.write_bytes(b"SHOALSNP\x00\x00\x00\x02{}")
+    inspected = node_cli("cluster", "snapshot", "inspect", str(garbage))
+    assert inspected.returncode == 1 and "header.format" in inspected.stderr, inspected.stderr
+
     config_path = os.path.join(data_dir, "node.json")
     original = open(config_path).read()
     with open(config_path, "w") as f:
