@@ -80,10 +80,13 @@ class RegisterNode:
     """A node joins, or an existing node restarts with new addresses, resources or runtime.
     Role, availability, status and labels are kept for a known node: they belong to the
     cluster and are changed through the API. A join carries its ticket: a nonce seen before
-    is refused, whichever leader sees it."""
+    is refused, whichever leader sees it. `reclaim`: a node that joined again under the
+    name and address of a node that is not ready takes its place (and its tasks) with a new
+    key, as a joining member; only the leader's join, which checked the join token, sets it."""
 
     node: Node
     join: JoinTicket | None = None
+    reclaim: bool = False
 
 
 @command("node.update")
@@ -172,12 +175,20 @@ def _register(state: ClusterState, cmd: RegisterNode) -> Result:
         if other.raft_port == new.raft_port and other.address == new.address:
             return Result.fail(f"raft address {new.raft_address} is used by node {other.name}", 409)
     old = table.get(new.id)
-    if old is not None and old.key_hash and new.key_hash != old.key_hash:
+    if old is not None and cmd.reclaim:
+        if old.status == "ready" or old.name != new.name or old.address != new.address:
+            return Result.fail(
+                f"node {old.name} ({old.id}) is {old.status} or another "
+                f"machine's: it cannot be taken over",
+                409,
+            )
+        new = dataclasses.replace(new, labels=old.labels, availability=old.availability)
+    elif old is not None and old.key_hash and new.key_hash != old.key_hash:
         # Whoever holds another key is not this node: it may not take the node's place.
         return Result.fail(f"node {old.name} ({old.id}) is registered with another key", 409)
     if cmd.join is not None and (refused := _admit_join(state, cmd.join)) is not None:
         return refused
-    if old is not None:
+    if old is not None and not cmd.reclaim:
         new = dataclasses.replace(
             new,
             role=old.role,

@@ -20,6 +20,22 @@ if TYPE_CHECKING:  # `shoal node --help` reads the defaults below without loadin
 
 CONFIG_FILE = "node.json"
 TOKEN_FILE = "join-token"
+# The layout of a data dir this version writes, recorded in node.json with the version that
+# wrote it; a node refuses a data dir of a newer layout rather than misread it.
+DATA_DIR_FORMAT = 1
+
+
+class DataDirError(ValueError):
+    """A data dir this node cannot start on: the message says why and what to do."""
+
+
+def shoal_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("shoal")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +70,9 @@ class NodeConfig:
     # seconds have passed since the last snapshot (pysyncobj's logCompactionMin*).
     snapshot_entries: int = 5000
     snapshot_interval: float = 60.0
+    # Cluster snapshots (consensus.snapshot) kept in DATA_DIR/snapshots, one written every
+    # snapshot_interval; 0: none.
+    snapshot_keep: int = 0
     # Take part in the overlay networks (needs root, the Docker runtime and one node per
     # network namespace): a bridge and a VXLAN device per network, VIP rules, container DNS.
     overlay: bool = False
@@ -141,11 +160,25 @@ def load(data_dir: str) -> Stored | None:
     path = os.path.join(data_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        raw = json.load(f)
     from consensus.wire import from_plain
 
-    stored = from_plain(Stored, raw, strict=False)
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+        stored = from_plain(Stored, raw, strict=False)
+    except ValueError as exc:  # JSON's and the wire checks' errors
+        raise DataDirError(
+            f"{path} does not read ({exc}): restore the data dir from a backup, "
+            f"or start on an empty one and join the cluster again"
+        ) from None
+    written = raw.get("data_dir_format", 1)
+    if not isinstance(written, int) or written > DATA_DIR_FORMAT:
+        raise DataDirError(
+            f"{data_dir} was written by Shoal {raw.get('written_by', '?')} "
+            f"(data dir format {written}), newer than this Shoal "
+            f"{shoal_version()} reads (format {DATA_DIR_FORMAT}): run that "
+            f"version or newer, or start on an empty data dir"
+        )
     # The data dir may have moved since the node was first started.
     return dataclasses.replace(stored, config=dataclasses.replace(stored.config, data_dir=data_dir))
 
@@ -180,7 +213,12 @@ def save(stored: Stored) -> None:
     with os.fdopen(fd, "w") as f:
         from consensus.wire import to_plain
 
-        json.dump(to_plain(stored), f, indent=2, sort_keys=True)
+        json.dump(
+            {**to_plain(stored), "data_dir_format": DATA_DIR_FORMAT, "written_by": shoal_version()},
+            f,
+            indent=2,
+            sort_keys=True,
+        )
     os.replace(tmp, path)
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 import msgpack
 
 from consensus.model import Node, Resources
-from consensus.nodes import JOIN_WINDOW, JoinTicket, RegisterNode, voters
+from consensus.nodes import JOIN_WINDOW, JoinTicket, RegisterNode, nodes, voters
+from consensus.state import ClusterState
 from consensus.wire import from_plain, to_plain
 from node.api.http_util import HttpError, result_or_raise
 from node.client import ApiError, ShoalClient, Unreachable
@@ -125,14 +126,34 @@ async def accept_join(
         joined_at=now,
         status_changed_at=now,
     )
+    with control.raft.read() as state:
+        earlier = returning(state, node)
+    if earlier is not None:
+        node = replace(node, id=earlier.id)
+        log.info("node %s joins again and takes back its id %s", node.name, earlier.id)
     ticket = JoinTicket(request.nonce, request.at, now)
-    result = await control.submit(RegisterNode(node, ticket))
+    result = await control.submit(RegisterNode(node, ticket, reclaim=earlier is not None))
     if not result.ok and result.code == 403:
         raise HttpError(403, result.error, "nonce")
     result_or_raise(result)
     with control.raft.read() as state:
         addresses = tuple(v.raft_address for v in voters(state))
     return JoinAccepted(node.id, keys.cluster_id, addresses)
+
+
+def returning(state: ClusterState, joining: Node) -> Node | None:
+    """The node that `joining` was, when the cluster knows one of its name and address that
+    is not ready (after a restore, or a machine whose data dir was lost): it takes that
+    node's place, and so adopts the tasks still running on its machine."""
+    for node in nodes(state).values():
+        if (
+            node.name == joining.name
+            and node.address == joining.address
+            and node.raft_port == joining.raft_port
+            and node.status != "ready"
+        ):
+            return node
+    return None
 
 
 def local_node(

@@ -97,6 +97,19 @@ class ClusterKeys:
     def check_join_proof(self, payload: bytes, proof: str) -> bool:
         return hmac.compare_digest(self.join_proof(payload), proof)
 
+    def snapshot_seal(self, sha256: str) -> str:
+        """Binds a snapshot's digest to this cluster's secret (consensus.snapshot)."""
+        return hmac.new(
+            derive_key(self.secret, "snapshot"),
+            f"{self.cluster_id}:{sha256}".encode(),
+            hashlib.sha256,
+        ).hexdigest()
+
+    def check_snapshot_seal(self, sha256: str, seal: str) -> bool:
+        return hmac.compare_digest(
+            self.snapshot_seal(sha256).encode(), seal.encode("utf-8", "surrogateescape")
+        )
+
     def check_api_token(self, presented: str) -> bool:
         # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError).
         return hmac.compare_digest(

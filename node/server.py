@@ -37,6 +37,7 @@ from node.loops.leader_changes import LeaderChangeLoop
 from node.loops.liveness import LivenessLoop
 from node.loops.metrics_reporter import STALE_INTERVALS, MetricsReporter
 from node.loops.registration import RegistrationLoop
+from node.loops.snapshots import SnapshotKeeper
 from node.loops.voters import VoterManager
 from node.loops.wake import RateLimitedWake
 from node.mesh import INGRESS_META, Mesh, MeshConfig
@@ -193,6 +194,13 @@ class ShoalNode:
                 overlay_cidr=self.config.overlay_cidr,
             ),
             VoterMemoryLoop(self.raft, lambda: self.identity, self._save_identity),
+            SnapshotKeeper(
+                self.raft,
+                self.keys,
+                self.config.data_dir,
+                interval=self.config.snapshot_interval,
+                keep=self.config.snapshot_keep,
+            ),
             self.voters,
             self.scheduler,
             RateLimitedWake(self.raft.subscribe(), self._scheduler_wake, SCHEDULER_MIN_INTERVAL),
@@ -278,7 +286,12 @@ class ShoalNode:
             record = node_record(node_id, config, fingerprint, key_hash(node_key))
             accepted = await request_join(join, keys, record)
             identity = Identity(
-                node_id, keys.cluster_id, keys.secret.hex(), "member", accepted.voters, node_key
+                accepted.node_id,
+                keys.cluster_id,
+                keys.secret.hex(),
+                "member",
+                accepted.voters,
+                node_key,
             )
         else:
             keys = ClusterKeys.generate()

@@ -60,6 +60,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/cluster"): _READ,
     ("GET", "/v1/cluster/members"): _READ,
     ("GET", "/v1/cluster/token"): _ADMIN,  # both tokens give admin
+    ("GET", "/v1/cluster/snapshot"): _ADMIN,  # the whole state, secrets sealed
     ("GET", "/v1/nodes"): _READ,
     ("GET", "/v1/nodes/{ref}"): _READ,
     ("PATCH", "/v1/nodes/{ref}"): _ADMIN,

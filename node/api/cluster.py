@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from consensus.nodes import RemoveNode, UpdateNode, nodes, nodes_matching, voter
 from consensus.raft import NotLeader, SyncProgress
 from consensus.state import ClusterState
 from consensus.wire import from_plain, to_plain
+from node import backup
 from node.api.context import NODE, NodeContext
 from node.api.guard import calling_node
 from node.api.http_util import (
@@ -29,6 +31,7 @@ from node.join import JoinRequest, accept_join
 from node.loops.voters import NotCaughtUp
 
 routes = web.RouteTableDef()
+_SNAPSHOT_CHUNK = 1 << 20
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$")
 
@@ -180,6 +183,28 @@ async def get_members(request: web.Request) -> web.Response:
 async def get_token(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     return web.json_response({"token": shoal.keys.token, "api_token": shoal.keys.api_token})
+
+
+@routes.get("/v1/cluster/snapshot")
+async def get_snapshot(request: web.Request) -> web.StreamResponse:
+    """A snapshot of the replicated state (consensus.snapshot): taken once the read index is
+    applied here (or of this node's copy with ?stale=1), its header first."""
+    shoal = request.app[NODE]
+    state, term = backup.capture(shoal.raft)
+    header, payload = await asyncio.to_thread(backup.encode, state, shoal.keys, term, time.time())
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(len(header) + len(payload)),
+        }
+    )
+    await response.prepare(request)
+    await response.write(header)
+    view = memoryview(payload)
+    for start in range(0, len(view), _SNAPSHOT_CHUNK):
+        await response.write(view[start : start + _SNAPSHOT_CHUNK])
+    await response.write_eof()
+    return response
 
 
 @routes.get("/v1/nodes")

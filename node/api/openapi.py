@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib.metadata
 import re
 import types
 import typing
@@ -25,9 +24,10 @@ from consensus.services import SHORTHAND_FIELDS, ServiceSpec
 from node.api.acl import ROUTES, templates_of
 from node.api.cluster import NodePatch, RaftRole
 from node.api.tokens import TokenRequest
+from node.config import shoal_version
 from node.join import JoinRequest
 
-Answer = Literal["json", "events", "text", "metrics", "html", "asset"]
+Answer = Literal["json", "events", "text", "metrics", "html", "asset", "binary"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "This node's gossip view and packet counters", "cluster"
     ),
     ("GET", "/v1/cluster/token"): Operation("The join token and the API token", "cluster"),
+    ("GET", "/v1/cluster/snapshot"): Operation(
+        "A snapshot file of the replicated state at a committed index", "cluster", answer="binary"
+    ),
     ("GET", "/v1/nodes"): Operation("Every node", "nodes"),
     ("GET", "/v1/nodes/{ref}"): Operation("One node, by id, name or unique id prefix", "nodes"),
     ("PATCH", "/v1/nodes/{ref}"): Operation(
@@ -243,6 +246,9 @@ _ANSWERS: dict[str, dict] = {
     "asset": {
         "application/javascript": {"schema": {"type": "string"}},
         "text/css": {"schema": {"type": "string"}},
+    },
+    "binary": {
+        "application/octet-stream": {"schema": {"type": "string", "contentEncoding": "binary"}}
     },
 }
 _ERRORS = {
@@ -434,11 +440,4 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(describe(request.app.router, _version()))
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("shoal")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
+    return web.json_response(describe(request.app.router, shoal_version()))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -117,7 +117,7 @@ class _Chunk:
 _Step = _Line | _Exactly | _Some | _Head | _Chunk
 
 
-def _answer() -> Iterator[_Step]:
+def _answer(limit: int = MAX_BODY) -> Iterator[_Step]:
     """The steps of reading one answer: a wanted read (sent back the bytes read), then the
     head, then the body's chunks as they arrive (by Content-Length, chunked, or to the close)."""
     status_line = (yield _Line()).decode("latin-1").rstrip("\r\n")
@@ -142,8 +142,8 @@ def _answer() -> Iterator[_Step]:
             except ValueError:
                 raise _Malformed(f"bad chunk size {size_line[:40]!r}") from None
             total += size
-            if size < 0 or total > MAX_BODY:
-                raise _Malformed(f"answer over {MAX_BODY} bytes")
+            if size < 0 or total > limit:
+                raise _Malformed(f"answer over {limit} bytes")
             if size == 0:
                 return
             chunk = yield _Exactly(size + 2)
@@ -153,16 +153,16 @@ def _answer() -> Iterator[_Step]:
             length = int(headers["content-length"])
         except ValueError:
             raise _Malformed(f"bad Content-Length {headers['content-length'][:40]!r}") from None
-        if not 0 <= length <= MAX_BODY:
-            raise _Malformed(f"answer over {MAX_BODY} bytes")
+        if not 0 <= length <= limit:
+            raise _Malformed(f"answer over {limit} bytes")
         if length:
             yield _Chunk((yield _Exactly(length)))
     else:
         total = 0
         while chunk := (yield _Some()):
             total += len(chunk)
-            if total > MAX_BODY:
-                raise _Malformed(f"answer over {MAX_BODY} bytes")
+            if total > limit:
+                raise _Malformed(f"answer over {limit} bytes")
             yield _Chunk(chunk)
 
 
@@ -193,11 +193,11 @@ def _read_blocking(stream: Any) -> Iterator[_Head | _Chunk]:
             yield step
 
 
-async def _read_async(reader: Any) -> AsyncIterator[_Head | _Chunk]:
+async def _read_async(reader: Any, limit: int = MAX_BODY) -> AsyncIterator[_Head | _Chunk]:
     """The same, from an asyncio StreamReader."""
     import asyncio
 
-    steps, value = _answer(), None
+    steps, value = _answer(limit), None
     while True:
         try:
             step = steps.send(value)
@@ -358,6 +358,37 @@ class LeanClient:
                 yield pending.decode(errors="replace")
         finally:
             writer.close()
+
+    async def download(
+        self, path: str, write: Callable[[bytes], Any], limit: int, wait: float
+    ) -> int:
+        """Hand a binary answer of at most `limit` bytes to `write` as it arrives; the
+        answer may take `wait` seconds to begin (the server prepares it first), and has no
+        deadline once begun. Returns its size."""
+        import asyncio
+
+        if self.blocking:
+            raise RuntimeError("a blocking client cannot download")
+        try:
+            async with asyncio.timeout(max(wait, self._timeout)):
+                reader, writer = await self._open_async()
+                writer.write(self._message("GET", path, None, None, None))
+                await writer.drain()
+                parts = aiter(_read_async(reader, limit))
+                head = await anext(parts)
+            try:
+                if head.status >= 400:
+                    body = b"".join([part.data async for part in parts])
+                    decode(head.status, body.decode(errors="replace"))
+                size = 0
+                async for part in parts:
+                    write(part.data)
+                    size += len(part.data)
+                return size
+            finally:
+                writer.close()
+        except _FAILURES as exc:
+            raise self._unreachable(exc) from None
 
     def _message(
         self,

@@ -9,7 +9,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from node.cli import output, tasks
+from node.cli import output, snapshot, tasks
 from node.cli.common import LazyHelp, UsageError, default_data_dir, emit, kv, labels
 
 if TYPE_CHECKING:  # a node's modules load only in `node start`
@@ -134,6 +134,25 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help=_default_help("at most one Raft snapshot per this many seconds", "snapshot_interval"),
     )
     start.add_argument(
+        "--snapshot-keep",
+        type=int,
+        metavar="N",
+        help="also write a cluster snapshot into DATA_DIR/snapshots every "
+        "--snapshot-interval, keeping the newest N (default 0: none)",
+    )
+    start.add_argument(
+        "--restore",
+        metavar="FILE",
+        help="on an empty data dir: become the only voter of a new cluster "
+        "holding this snapshot (with --token: the old cluster's token)",
+    )
+    start.add_argument(
+        "--force-new-cluster",
+        action="store_true",
+        help="on a surviving voter whose quorum is lost for good: become the "
+        "only voter, keeping this node's state (writes it lacks are lost)",
+    )
+    start.add_argument(
         "--cpus",
         type=_cpus,
         help="CPU capacity to offer: cores (2, 0.5) or millicores (500m) (default: all)",
@@ -196,6 +215,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     rm.add_argument("ref", metavar="NODE", help=NODE_REF)
     rm.add_argument("--force", action="store_true", help="remove even if the node is ready")
     rm.set_defaults(handler=_rm)
+    snapshot.register_node(nsub, common)
 
     cluster = sub.add_parser("cluster", help="cluster status and join token")
     csub = cluster.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -205,6 +225,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     csub.add_parser("token", parents=[common], help="print the join token").set_defaults(
         handler=_token
     )
+    snapshot.register_cluster(csub, common)
 
     dev = sub.add_parser("dev", help="run a local cluster of N nodes in the foreground")
     dev.add_argument("--nodes", type=int, default=3, help="how many (default 3)")
@@ -282,11 +303,16 @@ def _start(args: argparse.Namespace) -> int:
     import dataclasses
 
     from node import config as cfg
+    from node import datadir
     from node.config import NodeConfig
     from node.log_format import configure
 
     configure(args.log_level, args.log_format)
     data_dir = os.path.abspath(args.data_dir or default_data_dir())
+    snapshot.check_recovery_flags(args)
+    problem = None if args.restore else datadir.start_problem(data_dir, args.join and args.token)
+    if problem:
+        raise UsageError(f"will not start: {problem}")
     stored = cfg.load(data_dir)
     base = stored.config if stored else NodeConfig(name=socket.gethostname(), data_dir=data_dir)
     overrides = {
@@ -306,6 +332,7 @@ def _start(args: argparse.Namespace) -> int:
         "metrics_interval": args.metrics_interval,
         "snapshot_entries": args.snapshot_entries,
         "snapshot_interval": args.snapshot_interval,
+        "snapshot_keep": args.snapshot_keep,
         "overlay": args.overlay,
         "vxlan_port": args.vxlan_port,
         "dns_upstreams": args.dns_upstream,
@@ -323,6 +350,8 @@ def _start(args: argparse.Namespace) -> int:
         )
     if args.snapshot_entries is not None and args.snapshot_entries < 100:
         raise UsageError(f"--snapshot-entries must be at least 100, not {args.snapshot_entries}")
+    if args.snapshot_keep is not None and not 0 <= args.snapshot_keep <= 1000:
+        raise UsageError(f"--snapshot-keep must be between 0 and 1000, not {args.snapshot_keep}")
     if args.snapshot_interval is not None and not args.snapshot_interval > 0:
         raise UsageError(
             f"--snapshot-interval must be a positive number of seconds, "
@@ -339,6 +368,10 @@ def _start(args: argparse.Namespace) -> int:
             f"ignoring --join",
             file=sys.stderr,
         )
+    if args.restore or args.force_new_cluster:
+        stored = snapshot.recover(args, stored, config)
+        config = stored.config
+        args.join = None
     node_id = stored.identity.node_id if stored and stored.identity else cfg.new_node_id()
     return _run_node(config, node_id, args.join, args.token)
 
@@ -368,16 +401,19 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
     os.umask(0o077)
     cfg.secure_data_dir(config.data_dir)
 
+    def driver_for(node_id: str):
+        return select_driver(
+            config.runtime,
+            config.data_dir,
+            node_id=node_id,
+            pull_images=config.image_pull != "never",
+            task_user=config.task_user,
+            host_binds=config.host_binds,
+        )
+
     async def run() -> int:
         try:
-            driver = await select_driver(
-                config.runtime,
-                config.data_dir,
-                node_id=node_id,
-                pull_images=config.image_pull != "never",
-                task_user=config.task_user,
-                host_binds=config.host_binds,
-            )
+            driver = await driver_for(node_id)
         except (RuntimeUnavailable, ValueError) as exc:  # a runtime this machine lacks
             print(f"shoal: runtime {config.runtime}: {exc}", file=sys.stderr)
             return 2
@@ -392,6 +428,11 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
             await driver.aclose()
             print(f"shoal: {exc}", file=sys.stderr)
             return 2
+        if stored.identity.node_id != node_id:
+            # The cluster knew this machine under that id (a rejoin after a restore): its
+            # tasks are that node's, and the driver must find them by it.
+            await driver.aclose()
+            driver = await driver_for(stored.identity.node_id)
         if not join and stored.identity and not os.environ.get("SHOAL_QUIET"):
             print(
                 f"join token: {stored.identity.keys.token}\n  (saved in "

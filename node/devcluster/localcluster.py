@@ -133,12 +133,18 @@ class NodeProc:
             argv += ["--join", join, "--token", token or ""]
         return argv
 
-    def start(self, join: str | None = None, token: str | None = None) -> None:
+    def start(
+        self, join: str | None = None, token: str | None = None, also: tuple[str, ...] = ()
+    ) -> None:
+        """`also`: flags for this start only (--restore, --force-new-cluster)."""
         _by_api[self.api] = self
         env = dict(os.environ, SHOAL_QUIET="1", PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                self.command(join, token), stdout=log, stderr=subprocess.STDOUT, env=env
+                self.command(join, token) + list(also),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
 
     def signal(self, sig: int) -> None:

@@ -10,6 +10,7 @@ state, so a newly registered node (`joining`) turns `ready` when gossip first se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -24,8 +25,21 @@ from node.control import ControlPlane
 log = logging.getLogger(__name__)
 
 
+# A node `joining` this long that gossip never heard of is down: a machine that did not come
+# back after a restore (node.backup), or a join that never finished. Its tasks are placed
+# elsewhere; it turns ready once it is back. A join catches up within seconds, even of a
+# large state.
+UNSEEN_GRACE = 300.0
+# How often the leader looks again when nothing else wakes it (for UNSEEN_GRACE).
+RECHECK = 30.0
+
+
 def status_changes(
-    all_nodes: Iterable[Node], members: dict[str, Member], leader_id: str, now: float
+    all_nodes: Iterable[Node],
+    members: dict[str, Member],
+    leader_id: str,
+    now: float,
+    unseen_grace: float = UNSEEN_GRACE,
 ) -> list[SetNodeStatus]:
     """The status commits that bring the replicated view in line with gossip's."""
     changes = []
@@ -33,8 +47,12 @@ def status_changes(
         member = members.get(node.id)
         if node.id == leader_id:
             alive = True  # the leader deciding this is evidently alive
-        elif member is None or member.state == MemberState.SUSPECT:
-            continue  # no verdict yet: suspicion is not death
+        elif member is None:
+            if node.status == "joining" and now - node.status_changed_at > unseen_grace:
+                changes.append(SetNodeStatus(node.id, "down", now))
+            continue  # no verdict yet
+        elif member.state == MemberState.SUSPECT:
+            continue  # suspicion is not death
         else:
             alive = member.state == MemberState.ALIVE
         if alive and node.status in ("down", "joining"):
@@ -57,7 +75,9 @@ class LivenessLoop:
 
     async def run(self) -> None:
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RECHECK):
+                    await self._wake.wait()
             self._wake.clear()
             if not self._raft.is_leader():
                 continue

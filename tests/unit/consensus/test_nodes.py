@@ -37,3 +37,33 @@ def test_a_name_wins_over_a_prefix_and_nothing_matches_nothing():
     assert _names(state, "n2") == ["n2"]
     assert _names(state, "zz") == []
     assert _names(state, "") == []
+
+
+def test_a_node_that_is_not_ready_is_taken_back_by_its_machine_only_when_reclaimed():
+    import dataclasses
+
+    from consensus.nodes import RegisterNode
+
+    state = ClusterState()
+    old = Node(
+        "id1",
+        "n1",
+        "127.0.0.1",
+        7420,
+        7421,
+        7422,
+        status="joining",
+        key_hash="a" * 64,
+        labels={"zone": "a"},
+    )
+    nodes(state)[old.id] = old
+    newcomer = dataclasses.replace(old, status="joining", key_hash="b" * 64, labels={})
+    assert not state.apply(RegisterNode(newcomer)).ok  # another key, no reclaim
+    taken = state.apply(RegisterNode(newcomer, reclaim=True))
+    assert taken.ok and nodes(state)["id1"].key_hash == "b" * 64
+    assert nodes(state)["id1"].labels == {"zone": "a"}  # the cluster's, kept
+    elsewhere = dataclasses.replace(newcomer, address="127.0.0.9", key_hash="c" * 64)
+    assert not state.apply(RegisterNode(elsewhere, reclaim=True)).ok  # another machine
+    nodes(state)["id1"] = dataclasses.replace(nodes(state)["id1"], status="ready")
+    again = dataclasses.replace(newcomer, key_hash="d" * 64)
+    assert not state.apply(RegisterNode(again, reclaim=True)).ok  # a ready node stays its own

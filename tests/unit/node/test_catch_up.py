@@ -113,6 +113,19 @@ def test_a_joining_node_turns_ready_only_when_gossip_sees_it():
     assert (change.node_id, change.status) == ("id4", "ready")
 
 
+def test_a_node_joining_too_long_unseen_by_gossip_is_down():
+    """After a restore the old nodes are `joining` until they rejoin: one that does not
+    come back within the grace is down, and its tasks move."""
+    import dataclasses
+
+    joining = dataclasses.replace(_node(4, status="joining"), status_changed_at=100.0)
+    assert status_changes([joining], {}, "id1", now=399.0, unseen_grace=300) == []
+    (change,) = status_changes([joining], {}, "id1", now=401.0, unseen_grace=300)
+    assert (change.node_id, change.status) == ("id4", "down")
+    seen = {"id4": _member(4, MemberState.SUSPECT)}
+    assert status_changes([joining], seen, "id1", now=401.0, unseen_grace=300) == []
+
+
 def test_autopilot_never_promotes_a_joining_node_and_passes_over_a_failed_one():
     voter = _node(1, "voter")
     assert (
