@@ -1,7 +1,7 @@
 """Scheduler throughput: pure placements per second, and assignments committed through Raft.
 
     python -m bench.scheduler --nodes 5000 --tasks 100000 [--services 100] [--runs 3]
-    python -m bench.scheduler --e2e [--quick]
+    python -m bench.scheduler --e2e [--quick] [--probe-api]
 
 The cluster has `--nodes` nodes in four zones, `--services` replicated services sharing
 `--tasks` tasks; a quarter of the services carry a zone constraint, a quarter spread over
@@ -17,7 +17,11 @@ counts every task assigned: committed_per_s = tasks / that time. The simulated n
 127.1.x.y, where nothing listens, and are unknown to gossip, so liveness leaves them ready;
 every service is constrained to them, so the real nodes' agents never start a task.
 It also measures the state snapshot Raft writes at log compaction (the msgpack of the whole
-state) at this size. Medians of the runs; the last line is `RESULT {json}`.
+state) at this size. With `--probe-api`, while the round is created and applied, clients
+read a small part of the state (`GET /v1/networks`) from the leader and from a follower
+without pause, and the latency of those reads is reported (p50, p99, max): a read waits
+for whatever else holds the node's event loop. Medians of the runs; the last line is
+`RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Optional
+from typing import Awaitable, Optional
 
 import aiohttp
 
@@ -43,6 +47,7 @@ from consensus.nodes import NODES, RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import Service, SERVICES, TASKS
+from bench.stats import percentile
 from node.localcluster import LocalCluster, auth_for, wait_for
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
@@ -58,6 +63,9 @@ CREATE_CONCURRENCY = 4
 CREATE_ATTEMPTS = 5
 REGISTER_ATTEMPTS = 5
 POLL_INTERVAL = 0.2
+# Readers per probed node: each sends its next GET as soon as the last one answered.
+PROBE_READERS = 4
+PROBE_PATH = "/v1/networks"
 
 
 def simulated_node(i: int) -> Node:
@@ -235,7 +243,13 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
             watch_api = cluster.nodes[(leader + 1) % 3].api
             term = (await cluster.get(leader, "/v1/cluster"))["term"]
             cpu = _cpu_seconds(cluster)
-            run = await create_and_wait(leader_api, watch_api, plains, timeout=args.timeout)
+            work = create_and_wait(leader_api, watch_api, plains, timeout=args.timeout)
+            if args.probe_api:
+                follower_api = cluster.nodes[(leader + 2) % 3].api
+                run, probe = await probed({"leader": leader_api, "follower": follower_api}, work)
+                run["api_probe"] = probe
+            else:
+                run = await work
             # On a shared machine wall time includes others' load; CPU time does not.
             run["cluster_cpu_s"] = _cpu_seconds(cluster) - cpu
             # A term change means an election: something stalled Raft past its timeout.
@@ -244,6 +258,40 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
         finally:
             cluster.stop()
     return run
+
+
+async def probed(apis: dict[str, str], work: Awaitable[dict]) -> tuple[dict, dict]:
+    """Run `work` while PROBE_READERS clients per node of `apis` (role -> address) read the
+    state without pause; returns the work's result and, per role, the reads' latency."""
+    latencies: dict[str, list[float]] = {role: [] for role in apis}
+    sessions = {role: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
+                                            headers=auth_for(api)) for role, api in apis.items()}
+
+    async def reader(role: str) -> None:
+        while True:
+            started = time.perf_counter()
+            async with sessions[role].get(f"http://{apis[role]}{PROBE_PATH}") as resp:
+                await resp.read()
+            latencies[role].append(time.perf_counter() - started)
+
+    readers = [asyncio.ensure_future(reader(role)) for role in apis for _ in range(PROBE_READERS)]
+    try:
+        result = await work
+    finally:
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for session in sessions.values():
+            await session.close()
+    return result, {role: _latency_figures(values) for role, values in latencies.items()}
+
+
+def _latency_figures(seconds: list[float]) -> dict:
+    if not seconds:
+        return {"reads": 0}
+    return {"reads": len(seconds), "p50_ms": round(percentile(seconds, 0.5) * 1e3, 1),
+            "p99_ms": round(percentile(seconds, 0.99) * 1e3, 1),
+            "max_ms": round(max(seconds) * 1e3, 1)}
 
 
 def _cpu_seconds(cluster: LocalCluster) -> float:
@@ -275,6 +323,8 @@ async def e2e(args: argparse.Namespace) -> list[dict]:
               f"{run['tasks'] / run['assigned_s']:,.0f} committed/s; "
               f"cluster CPU {run['cluster_cpu_s']:.1f} s; elections {run['elections']}; "
               f"compaction dump {run['dump_bytes']} B", flush=True)
+        for role, figures in run.get("api_probe", {}).items():
+            print(f"  GET {PROBE_PATH} on the {role} during the round: {figures}", flush=True)
     return runs
 
 
@@ -289,6 +339,8 @@ def main() -> None:
                         help="also commit the assignments through Raft on a real 3-node cluster")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke-test size: 500 nodes, 10,000 tasks, one run")
+    parser.add_argument("--probe-api", action="store_true",
+                        help="with --e2e: the latency of API reads while the round applies")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds an e2e run may take to assign every task")
     args = parser.parse_args()
@@ -320,6 +372,7 @@ def main() -> None:
                                                         for r in runs)),
             elections=[r["elections"] for r in runs],
             compaction_dump_bytes=[r["dump_bytes"] for r in runs],
+            **({"api_probe": [r["api_probe"] for r in runs]} if args.probe_api else {}),
             snapshot_bytes=snapshot["snapshot_bytes"],
             snapshot_serialize_s=round(snapshot["serialize_s"], 3),
             snapshot_restore_s=round(snapshot["restore_s"], 3),

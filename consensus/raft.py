@@ -2,7 +2,8 @@
 
 One replicated method, `apply(bytes)`. pysyncobj runs its own thread; results and change
 notices are handed to the asyncio loop with `call_soon_threadsafe`, and nothing here blocks
-the loop. A voter runs `SyncObj(self_address, partners)`; a non-voting member runs pysyncobj's
+the loop: after each command the Raft thread publishes an immutable version of the state
+(consensus.store), which readers take without a lock. A voter runs `SyncObj(self_address, partners)`; a non-voting member runs pysyncobj's
 read-only mode (`SyncObj(None, partners)`): it receives the whole log but never votes.
 Changing role means starting a fresh replica (pysyncobj cannot switch a running one); the old
 replica keeps serving reads until the new one has caught up.
@@ -18,9 +19,8 @@ import shutil
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
@@ -38,6 +38,7 @@ from consensus.append_entries import reconcile
 from consensus.prevote import LogPosition, PreVote
 from consensus.durable_log import DurableLog
 from consensus.state import ClusterState, Result
+from consensus.store import StateVersion, next_version, version_of
 
 log = logging.getLogger(__name__)
 safe_pickle.install()
@@ -249,12 +250,13 @@ def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
 
 
 class _Replica(SyncObjConsumer):
-    """The replicated object. Its snapshot is the msgpack of the ClusterState."""
+    """The replicated object. Its snapshot is the msgpack of the ClusterState. Only the Raft
+    thread touches `state`; it publishes `version` after each change, for every reader."""
 
     def __init__(self, on_change, observe_apply: Callable[[float], None] = lambda seconds: None) -> None:
         super().__init__()
-        self.lock = threading.RLock()
         self.state = ClusterState()
+        self.version: StateVersion = version_of(self.state)
         self._on_change = on_change
         self._observe_apply = observe_apply
 
@@ -265,8 +267,8 @@ class _Replica(SyncObjConsumer):
 
     def _deserialize(self, data: dict) -> None:
         restored = ClusterState.from_msgpack(data["state"])
-        with self.lock:
-            self.state = restored
+        self.state = restored
+        self.version = version_of(restored)
         # A restart from the dump file, or a leader's snapshot for a replica that is behind
         # the leader's log (a joining node, one that was away through a compaction).
         log.info("raft replica loaded a snapshot holding %d applied commands", restored.applied)
@@ -275,8 +277,8 @@ class _Replica(SyncObjConsumer):
     @replicated
     def apply(self, data: bytes) -> list:
         started = time.monotonic()
-        with self.lock:
-            result = self.state.apply_bytes(data)
+        result = self.state.apply_bytes(data)
+        self.version = next_version(self.version, self.state)
         busy = time.monotonic() - started
         _forgive_busy_time(self._syncObj, busy)
         self._observe_apply(busy)
@@ -290,8 +292,7 @@ class _Replica(SyncObjConsumer):
         led after the read began (a quorum accepted the entry in its term), and every write
         acknowledged before then is among those commands. pysyncobj numbers replicated
         methods by name, so adding this one left `apply`'s number (0) as it was."""
-        with self.lock:
-            return self.state.applied
+        return self.state.applied
 
 
 class RaftNode:
@@ -373,7 +374,7 @@ class RaftNode:
             syncobj = self._syncobj
             syncobj.addOnTickCallback(lambda: _prevote_tick(syncobj, prevote))
         self._syncobj.addOnTickCallback(self._watch_leader)
-        if self._serving is None or self._serving.state.applied <= 0:
+        if self._serving is None or self._serving.version.applied <= 0:
             self._serving = replica
         self._replica = replica
         self.role = role
@@ -441,18 +442,17 @@ class RaftNode:
             self.durable = None
 
     # -- reads ------------------------------------------------------------------------
-    @contextmanager
-    def read(self) -> Iterator[ClusterState]:
-        """A consistent view of the local state (held briefly: apply waits meanwhile)."""
+    def view(self) -> StateVersion:
+        """The current version of the state served to readers (consensus.store): taken
+        without a lock, it stays whole and unchanged while later commands apply."""
         replica = self._serving
         assert replica is not None, "raft replica not started"
-        with replica.lock:
-            yield replica.state
+        return replica.version
 
     def applied(self) -> int:
         """How many commands the state served to readers has applied."""
         replica = self._serving
-        return replica.state.applied if replica is not None else 0
+        return replica.version.applied if replica is not None else 0
 
     async def read_index(self, timeout: float = 5.0) -> int:
         """The ReadIndex of a linearizable read: the applied count of a state that holds every
@@ -593,7 +593,7 @@ class RaftNode:
     def _wake(self) -> None:
         self._change_pending.clear()
         if self._serving is not self._replica and self._replica is not None \
-                and self._replica.state.applied >= self._serving.state.applied:
+                and self._replica.version.applied >= self._serving.version.applied:
             self._serving = self._replica
         self.version += 1
         for event in self._subscribers:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Optional, get_args
+from typing import Callable, Iterable, Literal, Mapping, Optional, get_args
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.codec import command
@@ -23,6 +23,7 @@ from consensus.rollout import Rollout
 from consensus.services import (MAX_CLUSTER_REPLICAS, MAX_SERVICES, SPEC_HISTORY, PortSpec,
                                 ServiceSpec, spec_errors)
 from consensus.state import ClusterState, Result, handles, register_table
+from consensus.store import StateVersion, register_index
 
 SERVICES = "services"
 TASKS = "tasks"
@@ -132,6 +133,8 @@ class Service:
 
 register_table(SERVICES, Service)
 register_table(TASKS, Task)
+register_index(TASKS, "node_id")
+register_index(TASKS, "service_id")
 
 
 def services(state: ClusterState) -> dict[str, Service]:
@@ -142,6 +145,16 @@ def services(state: ClusterState) -> dict[str, Service]:
 def tasks(state: ClusterState) -> dict[str, Task]:
     """Tasks by id."""
     return state.table(TASKS)
+
+
+def tasks_on(view: StateVersion, node_id: str) -> Mapping[str, Task]:
+    """The tasks bound to node `node_id`, by id: an index, as cheap as their number."""
+    return view.indexed(TASKS, "node_id", node_id)
+
+
+def tasks_of_service(view: StateVersion, service_id: str) -> Mapping[str, Task]:
+    """The tasks of the service with id `service_id`, by id: an index."""
+    return view.indexed(TASKS, "service_id", service_id)
 
 
 def tasks_of(state: ClusterState, service: str) -> list[Task]:

@@ -42,7 +42,7 @@ def cron_json(state: ClusterState, cron: Cron, now: float) -> dict:
 
 
 def _answer(shoal: ShoalNode, name: str, status: int = 200) -> web.Response:
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         cron = crons(state).get(name)
         if cron is None:
             raise HttpError(404, f"no such cron job {name!r}")
@@ -53,7 +53,7 @@ def _answer(shoal: ShoalNode, name: str, status: int = 200) -> web.Response:
 @routes.get("/v1/crons")
 async def list_crons(request: web.Request) -> web.Response:
     now = time.time()
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         rows = [cron_json(state, c, now) for _, c in sorted(crons(state).items())]
     return web.json_response(rows)
 
@@ -71,7 +71,7 @@ async def create_cron(request: web.Request) -> web.Response:
     if problem:
         field, _, reason = problem.partition(": ")
         raise HttpError(400, reason, field)
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         taken = spec.name in crons(state)
     if taken:
         raise HttpError(409, f"cron job {spec.name!r} already exists", "name")

@@ -67,27 +67,27 @@ def parse_create(body: object) -> tuple[CreateNetwork, bool]:
 async def create_network(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     cmd, exist_ok = parse_create(await json_body(request))
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         existing = networks(state).get(cmd.name)
     if existing is not None:
         if exist_ok:
             return web.json_response(network_json(existing))
         raise HttpError(409, f"network {cmd.name!r} already exists", "name")
     result_or_raise(await shoal.control.submit(cmd))
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         return web.json_response(network_json(networks(state)[cmd.name]), status=201)
 
 
 @routes.get("/v1/networks")
 async def list_networks(request: web.Request) -> web.Response:
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         return web.json_response([network_json(n) for _, n in sorted(networks(state).items())])
 
 
 @routes.get("/v1/networks/{name}")
 async def get_network(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         network = networks(state).get(name)
         users = sorted(s.name for s in services(state).values()
                        if name in {a.name for a in s.spec.networks})
@@ -116,7 +116,7 @@ async def ensure_networks(shoal: ShoalNode, wanted: Iterable[NetworkDef]) -> lis
     one must exist. One row per network with what was done."""
     rows = []
     for network in wanted:
-        with shoal.raft.read() as state:
+        with shoal.store.view() as state:
             exists = network.name in networks(state)
         if exists or network.external:
             if not exists:

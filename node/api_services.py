@@ -112,7 +112,7 @@ def with_mesh_ports(specs: tuple[ServiceSpec, ...], wanted: tuple[tuple[str, int
 # -- reading ----------------------------------------------------------------------------
 
 def _service_or_404(shoal: ShoalNode, ref: str) -> Service:
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         service = find_service(state, ref)
     if service is None:
         raise HttpError(404, f"no such service {ref!r}")
@@ -120,7 +120,7 @@ def _service_or_404(shoal: ShoalNode, ref: str) -> Service:
 
 
 def _answer(shoal: ShoalNode, ref: str, status: int = 200) -> web.Response:
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         service = find_service(state, ref)
         own = tasks_of(state, service.name) if service else []
     if service is None:
@@ -132,7 +132,7 @@ def _answer(shoal: ShoalNode, ref: str, status: int = 200) -> web.Response:
 async def list_services(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     by_service: dict[str, list[Task]] = defaultdict(list)
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         for task in tasks(state).values():
             by_service[task.service_id].append(task)
         rows = sorted(services(state).values(), key=lambda s: s.name)
@@ -148,7 +148,7 @@ async def get_service(request: web.Request) -> web.Response:
 async def list_tasks(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     name = request.query.get("service")
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         if name is None:
             rows = sorted(tasks(state).values(),
                           key=lambda t: (t.service, t.slot, t.node_id, t.created_at, t.id))
@@ -167,7 +167,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def create_service(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     spec = parse_service_spec(await json_body(request, SPEC_LIMIT))
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         taken = spec.name in services(state)
     if taken:  # the state machine checks again at commit; this answer names the field
         raise HttpError(409, f"service {spec.name!r} already exists", "name")
@@ -204,7 +204,7 @@ async def patch_service(request: web.Request) -> web.Response:
 
 
 def _current_version(shoal: ShoalNode, name: str) -> int:
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         service = services(state).get(name)
     return service.version if service else 0
 
@@ -275,7 +275,7 @@ async def apply_document(request: web.Request) -> web.Response:
             or flags["prune"]):
         raise HttpError(400, "the document defines no services", "body")
     try:
-        with shoal.raft.read() as state:
+        with shoal.store.view() as state:
             current = dict(services(state))
             try:
                 manifest = dataclasses.replace(manifest, specs=with_mesh_ports(

@@ -120,7 +120,7 @@ async def accept_join(control: ControlPlane, keys: ClusterKeys, guard: JoinGuard
     node = replace(request.node, role="member", status="joining", availability="active",
                    joined_at=time.time(), status_changed_at=time.time())
     result_or_raise(await control.submit(RegisterNode(node)))
-    with control.raft.read() as state:
+    with control.raft.view() as state:
         addresses = tuple(v.raft_address for v in voters(state))
     return JoinAccepted(node.id, keys.cluster_id, addresses)
 

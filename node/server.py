@@ -20,6 +20,7 @@ from aiohttp import web  # noqa: E402
 from consensus.model import Node, Resources
 from consensus.nodes import BootstrapCluster, RegisterNode, nodes, voters
 from consensus.raft import ProposeError, RaftNode, RaftTuning
+from consensus.store import Store
 from node import config as cfg
 from node.agent import Agent
 from node.agent.secret_fetch import FileFetcher
@@ -110,6 +111,7 @@ class ShoalNode:
                              tuning=RaftTuning(
                                  compaction_min_entries=self.config.snapshot_entries,
                                  compaction_min_time=self.config.snapshot_interval))
+        self.store = Store(self.raft)
         self.control = ControlPlane(self.raft, self.keys.api_token, self.identity.credentials,
                                     observe_commit=self.telemetry.raft_commit_seconds.observe)
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
@@ -127,7 +129,7 @@ class ShoalNode:
                       "in overlay networks", driver.name)
         elif self.config.overlay:
             self.overlay = self._make_overlay()
-        self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.raft.read,
+        self.agent = Agent(node_id=self.node_id, driver=driver, read_state=self.store.view,
                            changed=self.raft.subscribe(), submit=self.control.submit,
                            advertise=self.config.task_address,
                            dns_servers=task_dns_servers(self.config.advertise,
@@ -139,14 +141,14 @@ class ShoalNode:
                                     dns_address=self.config.advertise,
                                     dns_port=self.config.dns_port,
                                     dataplane=self.config.lb_dataplane),
-                         gossip=self.gossip, read_state=self.raft.read,
+                         gossip=self.gossip, read_state=self.store.view,
                          subscribe=self.raft.subscribe, on_report=self.agent.on_report)
         self.events = EventFeed(self._capture_view, self.raft.subscribe())
-        self.metrics = MetricsReporter(node_id=self.node_id, read_state=self.raft.read,
+        self.metrics = MetricsReporter(node_id=self.node_id, read_state=self.store.view,
                                        driver=driver, ingress_stats=self.mesh.ingress_stats,
                                        submit=self.control.submit,
                                        interval=self.config.metrics_interval)
-        self.autoscaler = Autoscaler(read_state=self.raft.read, changed=self.raft.subscribe(),
+        self.autoscaler = Autoscaler(read_state=self.store.view, changed=self.raft.subscribe(),
                                      propose=self.control.submit, is_leader=self.raft.is_leader,
                                      max_age=STALE_INTERVALS * self.config.metrics_interval)
         self._scheduler_wake = asyncio.Event()
@@ -155,7 +157,7 @@ class ShoalNode:
                                        propose=self.control.submit, is_leader=self.raft.is_leader,
                                        observe_round=self.telemetry.scheduler_round_seconds.observe)
         self.telemetry.watch(Sources(
-            raft_status=self.raft.status, read_state=self.raft.read,
+            raft_status=self.raft.status, read_state=self.store.view,
             gossip_members=self.gossip.members, gossip_stats=lambda: self.gossip.stats,
             ingress_stats=self.mesh.ingress_stats, scheduler_rounds=lambda: self.scheduler.rounds))
         self._stop = asyncio.Event()
@@ -179,7 +181,7 @@ class ShoalNode:
                 upstreams = upstreams_from(conf.read())
         config = OverlayConfig(node_id=self.node_id, local_address=self.config.advertise,
                                vxlan_port=self.config.vxlan_port, upstreams=upstreams)
-        return Overlay(config, gossip=self.gossip, read_state=self.raft.read,
+        return Overlay(config, gossip=self.gossip, read_state=self.store.view,
                        subscribe=self.raft.subscribe,
                        networks=DockerNetworks(docker.from_env(), self.node_id))
 
@@ -218,8 +220,7 @@ class ShoalNode:
                            self.identity.credentials.key_hash)
 
     def _capture_view(self) -> StateView:
-        with self.raft.read() as state:
-            return StateView.capture(state)
+        return StateView.capture(self.store.view())
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> str:
@@ -299,7 +300,7 @@ class ShoalNode:
                 await self.set_raft_role("member", sorted(voters))
 
     async def _leaders_voter_set(self) -> Optional[set[str]]:
-        with self.raft.read() as state:
+        with self.store.view() as state:
             known = [n for n in nodes(state).values() if n.id != self.node_id]
         for other in known:
             try:
@@ -374,7 +375,7 @@ class ShoalNode:
         seen = -1
         while True:
             seen = await self.raft.wait_changed(seen, timeout=1.0)
-            with self.raft.read() as state:
+            with self.store.view() as state:
                 bootstrapped = bool(state.cluster.cluster_id)
                 current = nodes(state).get(self.node_id)
             wanted = self._record()
@@ -399,7 +400,7 @@ class ShoalNode:
         while True:
             lonely = all(m.node_id == self.node_id or m.gone for m in self.gossip.members())
             if lonely:
-                with self.raft.read() as state:
+                with self.store.view() as state:
                     seeds = [(n.address, n.gossip_port) for n in nodes(state).values()
                              if n.id != self.node_id]
                 if seeds:
@@ -418,7 +419,7 @@ class ShoalNode:
         seen = -1
         while True:
             seen = await self.raft.wait_changed(seen)
-            with self.raft.read() as state:
+            with self.store.view() as state:
                 addresses = tuple(v.raft_address for v in voters(state))
             if addresses and (addresses != self.identity.voters
                               or self.raft.role != self.identity.role):

@@ -1,7 +1,7 @@
 """A consistent, read-only picture of the cluster state for one scheduling round.
 
-Rows are frozen dataclasses, so copying the table dicts (not the rows) is enough to keep a
-round's view still while Raft goes on applying commands to the live state.
+It shares the tables of one immutable version of the state (consensus.store), which stays
+still however many commands Raft applies meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from consensus.model import ClusterInfo, Node
 from consensus.nodes import nodes
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState
+from consensus.store import StateVersion, version_of
 from consensus.tasks import Service, Task, services, tasks
 
 
@@ -31,10 +32,12 @@ class StateView:
     crons: Mapping[str, Cron] = field(default_factory=dict)  # by name
 
     @classmethod
-    def capture(cls, state: ClusterState) -> StateView:
-        """Copy what scheduling reads. Call it where no command is being applied meanwhile."""
-        return cls(state.cluster, dict(nodes(state)), dict(services(state)), dict(tasks(state)),
-                   state.applied, state.changes.snapshot(), dict(crons(state)))
+    def capture(cls, state: StateVersion | ClusterState) -> StateView:
+        """What scheduling reads, from a version of the state (shared, not copied). A live
+        ClusterState is copied first: call it so where no command is applied meanwhile."""
+        version = state if isinstance(state, StateVersion) else version_of(state)
+        return cls(version.cluster, nodes(version), services(version), tasks(version),
+                   version.applied, version.changes, crons(version))
 
     def spec_of(self, task: Task) -> Optional[ServiceSpec]:
         service = self.services.get(task.service)

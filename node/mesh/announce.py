@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from consensus.services import ServiceSpec
-from consensus.state import ClusterState
-from consensus.tasks import TERMINAL, Endpoint, Health, PortBinding, Task, TaskReport, services, tasks
+from consensus.store import StateVersion
+from consensus.tasks import TERMINAL, Endpoint, Health, PortBinding, Task, TaskReport, services, tasks_on
 from consensus.wire import to_plain
 
 KEY_PREFIX = "ep/"
@@ -105,13 +105,11 @@ def announcement(task: Task, spec: Optional[ServiceSpec],
     return Announcement(task.service, endpoint.address, endpoint.ports, networks=dict(endpoint.networks))
 
 
-def own_tasks(state: ClusterState, node_id: str) -> list[tuple[Task, Optional[ServiceSpec]]]:
+def own_tasks(state: StateVersion, node_id: str) -> list[tuple[Task, Optional[ServiceSpec]]]:
     """The tasks bound to `node_id` with the spec version each was made from."""
     by_name = services(state)
     found = []
-    for task in tasks(state).values():
-        if task.node_id != node_id:
-            continue
+    for task in tasks_on(state, node_id).values():
         service = by_name.get(task.service)
         spec = service.spec_at(task.spec_version) if service and service.id == task.service_id else None
         found.append((task, spec))
