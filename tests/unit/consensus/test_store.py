@@ -1,0 +1,169 @@
+"""The read path: versions of the state that readers take with no lock while the Raft thread
+applies, that nothing can change, whose indexes match the tables, and that an older
+snapshot still restores into."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import pathlib
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+import consensus  # noqa: F401  (registers commands and tables)
+from consensus.codec import command
+from consensus.model import Node, Resources
+from consensus.nodes import RegisterNode, nodes
+from consensus.raft import RaftNode
+from consensus.services import parse_service_spec
+from consensus.state import ClusterState, Result, handles
+from consensus.store import StateVersion, Store, next_version, version_of
+from consensus.tasks import (TASKS, Assignment, AssignTasks, CreateService, DeleteService,
+                             StopTask, Task, tasks, tasks_of_service, tasks_on)
+from tests.unit.consensus.test_durable_log import _leader
+from tests.unit.consensus.test_raft_changes import free_port
+
+SNAPSHOT_FORMAT_1 = pathlib.Path(__file__).parents[2] / "fixtures/snapshots/state-format1.msgpack"
+
+# A command whose handler stops half-way through its writes until the test lets it go.
+halfway, release = threading.Event(), threading.Event()
+
+
+@command("test.store.paused-write")
+@dataclass(frozen=True, slots=True)
+class PausedWrite:
+    first: Node
+    second: Node
+
+
+@handles(PausedWrite)
+def _paused_write(state: ClusterState, cmd: PausedWrite) -> Result:
+    table = nodes(state)
+    table[cmd.first.id] = cmd.first
+    halfway.set()
+    release.wait(20)
+    table[cmd.second.id] = cmd.second
+    return Result(True)
+
+
+def node(i: int) -> Node:
+    return Node(f"n{i}", f"node{i}", f"127.0.0.{i}", 7420, 7421, 7422,
+                resources=Resources(4000, 1 << 30))
+
+
+@pytest.fixture
+async def raft(tmp_path):
+    made = RaftNode(data_dir=str(tmp_path), address=f"127.0.0.1:{free_port()}", password="t")
+    made.start("voter", [])
+    await _leader([made])
+    yield made
+    release.set()
+    made.stop()
+
+
+async def test_a_reader_never_waits_for_an_apply_and_sees_the_last_whole_version(raft):
+    store = Store(raft)
+    assert (await raft.propose(RegisterNode(node(1)))).ok
+    halfway.clear()
+    release.clear()
+    writing = asyncio.ensure_future(raft.propose(PausedWrite(node(2), node(3))))
+    assert await asyncio.to_thread(halfway.wait, 10), "the apply never started"
+
+    # The Raft thread is inside the apply now, one row written and one to go. A read taken
+    # on another thread must come back at once (it would hang on a lock).
+    taken: list[StateVersion] = []
+    reader = threading.Thread(target=lambda: taken.append(store.view()))
+    reader.start()
+    reader.join(2.0)
+    assert taken, "a read waited for the apply in progress"
+    on_loop = store.view()  # and on the event loop, which runs this test
+    for before in (taken[0], on_loop):
+        assert set(nodes(before)) == {"n1"}  # nothing of the command half applied
+        assert before.applied == raft.applied()
+
+    release.set()
+    assert (await writing).ok
+    after = store.view()
+    assert set(nodes(after)) == {"n1", "n2", "n3"} and after.applied == on_loop.applied + 1
+    assert set(nodes(on_loop)) == {"n1"}  # the version read before stays as it was
+
+
+def _assigned_state() -> ClusterState:
+    state = ClusterState()
+    for i in (1, 2):
+        state.apply(RegisterNode(node(i)))
+    state.apply(CreateService("s1", parse_service_spec({"name": "web", "image": "busybox",
+                                                        "replicas": 2}), 1.0))
+    state.apply(AssignTasks(2.0, create=(Task("a", "s1", "web", 1, 1), Task("b", "s1", "web", 2, 1)),
+                            assign=(Assignment("a", "n1"), Assignment("b", "n2"))))
+    return state
+
+
+def test_a_version_cannot_be_changed():
+    view = version_of(_assigned_state())
+    with pytest.raises(TypeError):
+        nodes(view)["n9"] = node(9)  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del tasks(view)["a"]  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        view.tables[TASKS] = {}  # type: ignore[index]
+    with pytest.raises(TypeError):
+        tasks_on(view, "n1")["b"] = tasks(view)["b"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        view.indexes[(TASKS, "node_id")]["n3"] = {}  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        view.applied = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tasks(view)["a"].node_id = "n2"  # type: ignore[misc]
+
+
+def _plain(view: StateVersion) -> tuple:
+    return (view.cluster, view.applied,
+            {name: dict(rows) for name, rows in view.tables.items()},
+            {key: {value: dict(rows) for value, rows in index.items()}
+             for key, index in view.indexes.items()})
+
+
+def test_each_version_built_from_one_commands_changes_equals_one_built_whole():
+    state = ClusterState()
+    version = version_of(state)
+    kept: list[tuple[StateVersion, tuple]] = []
+
+    def apply(cmd) -> None:
+        nonlocal version
+        assert state.apply(cmd).ok
+        version = next_version(version, state)
+        assert _plain(version) == _plain(version_of(state))
+        kept.append((version, _plain(version)))
+
+    for i in (1, 2, 3):
+        apply(RegisterNode(node(i)))
+    apply(CreateService("s1", parse_service_spec({"name": "web", "image": "busybox",
+                                                  "replicas": 3}), 1.0))
+    apply(CreateService("s2", parse_service_spec({"name": "db", "image": "busybox"}), 1.0))
+    apply(AssignTasks(2.0, create=(Task("a", "s1", "web", 1, 1), Task("b", "s1", "web", 2, 1),
+                                   Task("c", "s1", "web", 3, 1), Task("d", "s2", "db", 1, 1)),
+                      assign=(Assignment("a", "n1"), Assignment("b", "n2"),
+                              Assignment("c", "n1"), Assignment("d", "n1"))))
+    assert set(tasks_on(version, "n1")) == {"a", "c", "d"} and set(tasks_on(version, "n3")) == set()
+    assert set(tasks_of_service(version, "s1")) == {"a", "b", "c"}
+    apply(AssignTasks(3.0, stop=(StopTask("a", "scaled down"),)))
+    assert tasks_on(version, "n1")["a"].desired == "shutdown"
+    apply(DeleteService("web", 4.0))
+    apply(RegisterNode(dataclasses.replace(node(3), name="third")))
+    # Every earlier version still holds what it held when it was published.
+    assert all(_plain(old) == plain for old, plain in kept)
+
+
+def test_a_snapshot_of_the_earlier_format_restores_with_its_indexes():
+    """Written by the state machine before versions and indexes existed: snapshots hold the
+    tables alone, and the indexes are rebuilt from them."""
+    restored = ClusterState.from_msgpack(SNAPSHOT_FORMAT_1.read_bytes())
+    view = version_of(restored)
+    assert view.applied == 6 and view.cluster.cluster_id == "c1"
+    assert set(nodes(view)) == {"n1", "n2"}
+    assert set(tasks_on(view, "n1")) == {"a", "c"} and set(tasks_on(view, "n2")) == {"b", "d"}
+    assert set(tasks_of_service(view, "s1")) == {"a", "b", "c"}
+    assert restored.to_msgpack() == SNAPSHOT_FORMAT_1.read_bytes()  # and writes it unchanged
