@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Callable, ContextManager, Iterable, Optional
+from typing import Callable, Iterable, Optional
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from consensus.model import Node
 from consensus.nodes import nodes
+from consensus.store import StateVersion
 from node.http_util import HttpError, error_response
 from node.local_socket import peer_uid
 from node.security import NODE_HEADER, NODE_KEY_HEADER, key_matches
@@ -83,7 +84,7 @@ def is_local_admin(request: web.Request) -> bool:
     return peer_uid(sock) in (0, os.geteuid())
 
 
-def calling_node(request: web.Request, read_state: Callable[[], ContextManager]) -> Node:
+def calling_node(request: web.Request, read_state: Callable[[], StateVersion]) -> Node:
     """The node that made this call, proven by its own key (internal routes): an API token
     alone is not a node, and one node cannot act as another."""
     node_id = request.headers.get(NODE_HEADER, "")

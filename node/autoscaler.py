@@ -14,13 +14,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, ContextManager, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.metrics import NodeMetrics, node_metrics
 from consensus.scaling import ScaleService
-from consensus.state import ClusterState, Result
-from consensus.tasks import Service, Task, services, tasks
+from consensus.state import Result
+from consensus.store import StateVersion
+from consensus.tasks import Service, Task, services, tasks_of_service
 from scheduler.autoscale import Decision, evaluate
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,13 @@ class Inputs:
     rows: tuple[NodeMetrics, ...]
 
     @staticmethod
-    def read(state: ClusterState) -> Inputs:
+    def read(state: StateVersion) -> Inputs:
         table = services(state)
         scaled = {name: s for name, s in table.items() if s.spec.autoscale is not None}
         if not scaled:  # the common case: copy nothing else
             return Inputs({}, (), ())
-        ids = {s.id for s in scaled.values()}
-        return Inputs(scaled, tuple(t for t in tasks(state).values() if t.service_id in ids),
+        return Inputs(scaled, tuple(t for s in scaled.values()
+                                    for t in tasks_of_service(state, s.id).values()),
                       tuple(node_metrics(state).values()))
 
 
@@ -63,7 +64,7 @@ class Autoscaler:
     """`changed` is set after every commit and leadership change and cleared only here;
     `max_age` is how old a load report may be and still count."""
 
-    def __init__(self, *, read_state: Callable[[], ContextManager[ClusterState]],
+    def __init__(self, *, read_state: Callable[[], StateVersion],
                  changed: asyncio.Event, propose: Callable[[Any], Awaitable[Result]],
                  is_leader: Callable[[], bool], max_age: float, min_interval: float = 0.5,
                  clock: Callable[[], float] = time.time) -> None:

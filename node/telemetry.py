@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -24,7 +24,7 @@ from prometheus_client.exposition import choose_encoder
 from consensus.model import NodeStatus
 from consensus.nodes import nodes
 from consensus.raft import RaftStatus
-from consensus.state import ClusterState
+from consensus.store import StateVersion
 from consensus.tasks import services, tasks
 from netoverlay.gossip.model import Member, MemberState
 from netoverlay.gossip.service import GossipStats
@@ -42,7 +42,7 @@ class Sources:
     """Where the levels are read at scrape time."""
 
     raft_status: Callable[[], RaftStatus]
-    read_state: Callable[[], ContextManager[ClusterState]]
+    read_state: Callable[[], StateVersion]
     gossip_members: Callable[[], list[Member]]
     gossip_stats: Callable[[], GossipStats]
     ingress_stats: Callable[[], dict[int, ServiceStats]]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any, Awaitable, Callable, ContextManager, Optional
+from typing import Any, Awaitable, Callable, Optional
 
-from consensus.state import ClusterState, Result
+from consensus.state import Result
+from consensus.store import StateVersion
 from consensus.tasks import TaskReport
 from node.agent.plan import Assigned, Decision, assigned_to, decide
 from node.agent.reports import ReportSender
@@ -34,15 +35,15 @@ MAX_PARALLEL = 8
 
 
 class Agent:
-    """`read_state` yields the current ClusterState (held briefly); `changed` is set by the
+    """`read_state` returns the current version of the replicated state; `changed` is set by the
     node after every committed change and cleared here; `submit` commits a command through
     Raft from any node, raising when there is no quorum."""
 
     def __init__(self, *, node_id: str, driver: Driver,
-                 read_state: Callable[[], ContextManager[ClusterState]], changed: asyncio.Event,
+                 read_state: Callable[[], StateVersion], changed: asyncio.Event,
                  submit: Callable[[Any], Awaitable[Result]], advertise: str,
                  dns_servers: tuple[str, ...] = (), fill_files: Optional[FillFiles] = None,
-                 seats: Optional[Callable[[ClusterState], Mapping[str, Seat]]] = None,
+                 seats: Optional[Callable[[StateVersion], Mapping[str, Seat]]] = None,
                  networks_ready: Optional[NetworksReady] = None,
                  report_interval: float = 0.5, max_parallel: int = MAX_PARALLEL) -> None:
         self.node_id = node_id

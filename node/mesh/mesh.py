@@ -16,9 +16,9 @@ import contextlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Optional
+from typing import Any, Callable, Optional
 
-from consensus.state import ClusterState
+from consensus.store import StateVersion
 from consensus.tasks import TaskReport, services
 from consensus.wire import to_plain
 from netoverlay.dns import DnsServer, ServiceRecord
@@ -58,12 +58,12 @@ def _empty_view() -> MeshView:
 
 
 class Mesh:
-    """`read_state` yields the replicated state (held briefly); `subscribe` returns a fresh
+    """`read_state` returns the current version of the replicated state; `subscribe` returns a fresh
     event that is set after every committed change; `on_report` registers an observer of
     the agent's observations and returns its unsubscribe."""
 
     def __init__(self, config: MeshConfig, *, gossip: GossipService,
-                 read_state: Callable[[], ContextManager[ClusterState]],
+                 read_state: Callable[[], StateVersion],
                  subscribe: Callable[[], asyncio.Event],
                  on_report: Callable[[Callable[[TaskReport], None]], Callable[[], None]]) -> None:
         self.config = config

@@ -15,9 +15,9 @@ import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Optional
+from typing import Callable, Optional
 
-from consensus.state import ClusterState
+from consensus.store import StateVersion
 from netoverlay.gossip import GossipService
 from netoverlay.lb import NftError
 from netoverlay.overlay.kernel import OverlayKernel, OverlayKernelError
@@ -51,7 +51,7 @@ class OverlayConfig:
 
 class Overlay:
     def __init__(self, config: OverlayConfig, *, gossip: GossipService,
-                 read_state: Callable[[], ContextManager[ClusterState]],
+                 read_state: Callable[[], StateVersion],
                  subscribe: Callable[[], asyncio.Event], networks: DockerNetworks) -> None:
         self.config = config
         self._gossip = gossip
