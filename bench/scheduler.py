@@ -194,6 +194,8 @@ async def register_simulated(cluster: LocalCluster, count: int) -> float:
 async def assigned_count(session: aiohttp.ClientSession, api: str) -> int:
     async with session.get(f"http://{api}/v1/services") as resp:
         rows = await resp.json()
+    if resp.status != 200:
+        raise RuntimeError(f"GET /v1/services on {api}: {resp.status} {rows}")
     return sum(row["replicas"]["states"].get("assigned", 0) for row in rows)
 
 

@@ -51,9 +51,6 @@ class ChangeLog:
                                           or self._rows > CHANGED_ROWS_KEPT):
             self._rows -= len(self._changes.popleft().rows)
 
-    def last(self) -> Optional[Change]:
-        return self._changes[-1] if self._changes else None
-
     def snapshot(self) -> tuple[Change, ...]:
         return tuple(self._changes)
 

@@ -251,12 +251,16 @@ def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
 
 class _Replica(SyncObjConsumer):
     """The replicated object. Its snapshot is the msgpack of the ClusterState. Only the Raft
-    thread touches `state`; it publishes `version` after each change, for every reader."""
+    thread touches `state`; it publishes `version`, for every reader, once per batch of
+    committed entries it applies: after the last one, and at every tick (a batch may end in
+    an entry of pysyncobj's own)."""
 
     def __init__(self, on_change, observe_apply: Callable[[float], None] = lambda seconds: None) -> None:
         super().__init__()
         self.state = ClusterState()
         self.version: StateVersion = version_of(self.state)
+        # pysyncobj's index of the last log entry `version` shows the effect of.
+        self.published_entry = 0
         self._on_change = on_change
         self._observe_apply = observe_apply
 
@@ -278,12 +282,21 @@ class _Replica(SyncObjConsumer):
     def apply(self, data: bytes) -> list:
         started = time.monotonic()
         result = self.state.apply_bytes(data)
-        self.version = next_version(self.version, self.state)
+        so = self._syncObj
+        if so is None or so.raftCommitIndex <= so.raftLastApplied + 1:  # the batch's last
+            self.publish(so.raftLastApplied + 1 if so is not None else 0)
         busy = time.monotonic() - started
         _forgive_busy_time(self._syncObj, busy)
         self._observe_apply(busy)
-        self._on_change()
         return result.to_plain()
+
+    def publish(self, entry: int) -> None:
+        """On the Raft thread: show readers what it applied since it last published, up to
+        log entry `entry` (pysyncobj counts the entry being applied once `apply` returns)."""
+        if self.version.applied != self.state.applied:
+            self.version = next_version(self.version, self.state)
+            self._on_change()
+        self.published_entry = entry
 
     @replicated
     def barrier(self) -> int:
@@ -369,11 +382,12 @@ class RaftNode:
             self.durable = DurableLog(getattr(self._syncobj, _RAFT_LOG), conf.journalFile,
                                       conf.fullDumpFile, getattr(self._syncobj, _TRANSPORT))
         prevote = PreVote(t.election_min, t.election_max) if role == "voter" else None
-        _filter_messages(self._syncobj, prevote)
+        syncobj = self._syncobj
+        _filter_messages(syncobj, prevote)
         if prevote is not None:
-            syncobj = self._syncobj
             syncobj.addOnTickCallback(lambda: _prevote_tick(syncobj, prevote))
-        self._syncobj.addOnTickCallback(self._watch_leader)
+        syncobj.addOnTickCallback(self._watch_leader)
+        syncobj.addOnTickCallback(lambda: replica.publish(syncobj.raftLastApplied))
         if self._serving is None or self._serving.version.applied <= 0:
             self._serving = replica
         self._replica = replica
@@ -387,7 +401,8 @@ class RaftNode:
         if so is None:
             return SyncProgress(self._caught_up, None, 0, None)
         leader = self.leader()
-        applied = so.raftLastApplied
+        # What readers see: the log entries applied and published (consensus.store).
+        applied = self._replica.published_entry if self._replica is not None else 0
         if leader is None:
             return SyncProgress(self._caught_up, None, applied, None)
         if so._isLeader():
@@ -636,7 +651,11 @@ class RaftNode:
         if replica is None or not self.is_leader():
             raise NotLeader()
         raw = await self._call(lambda cb: replica.apply(data, callback=cb), timeout)
-        return Result.from_plain(raw)
+        result = Result.from_plain(raw)
+        # pysyncobj answers as it applies the entry, and the state is published once its
+        # batch is applied: answer once this node's readers see the write.
+        await self.wait_applied(result.index, timeout)
+        return result
 
     async def add_voter(self, address: str, timeout: float = 5.0) -> None:
         await self._call(lambda cb: self._syncobj.addNodeToCluster(address, callback=cb), timeout)

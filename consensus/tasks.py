@@ -134,7 +134,7 @@ class Service:
 register_table(SERVICES, Service)
 register_table(TASKS, Task)
 register_index(TASKS, "node_id")
-register_index(TASKS, "service_id")
+register_index(TASKS, "service")
 
 
 def services(state: ClusterState) -> dict[str, Service]:
@@ -152,15 +152,16 @@ def tasks_on(view: StateVersion, node_id: str) -> Mapping[str, Task]:
     return view.indexed(TASKS, "node_id", node_id)
 
 
-def tasks_of_service(view: StateVersion, service_id: str) -> Mapping[str, Task]:
-    """The tasks of the service with id `service_id`, by id: an index."""
-    return view.indexed(TASKS, "service_id", service_id)
-
-
-def tasks_of(state: ClusterState, service: str) -> list[Task]:
+def tasks_of(view: StateVersion, service: str) -> list[Task]:
     """A service's tasks (by name, including those of a deleted one), by slot then age."""
-    return sorted((t for t in tasks(state).values() if t.service == service),
+    return sorted(view.indexed(TASKS, "service", service).values(),
                   key=lambda t: (t.slot, t.node_id, t.created_at, t.id))
+
+
+def tasks_of_service(view: StateVersion, service: Service) -> list[Task]:
+    """The tasks of `service` itself (not of an earlier service of its name)."""
+    return [t for t in view.indexed(TASKS, "service", service.name).values()
+            if t.service_id == service.id]
 
 
 # -- commands ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from consensus.crons import CreateCron, Cron, DeleteCron, crons, parse_cron_spec, runs_of
-from consensus.state import ClusterState
+from consensus.store import StateVersion
 from consensus.tasks import tasks_of
 from consensus.wire import to_plain
 from node.api_cluster import NODE
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 routes = web.RouteTableDef()
 
 
-def cron_json(state: ClusterState, cron: Cron, now: float) -> dict:
+def cron_json(state: StateVersion, cron: Cron, now: float) -> dict:
     spec = cron.spec
     runs = [job_json(run, tasks_of(state, run.name)) for run in runs_of(state, cron.name)]
     for run in runs:

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import secrets
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -26,7 +26,7 @@ from consensus.selectors import DeleteSelector, PutSelector, port_selectors
 from consensus.services import ServiceSpec, merge_spec, parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import (CreateService, DeleteService, Service, Task, UpdateService, services,
-                             tasks, tasks_of)
+                             tasks, tasks_of, tasks_of_service)
 from consensus.updates import PromoteService, RequestRebalance, RollbackService
 from consensus.wire import WireError, from_plain, to_plain
 from node.api_cluster import NODE
@@ -130,13 +130,10 @@ def _answer(shoal: ShoalNode, ref: str, status: int = 200) -> web.Response:
 
 @routes.get("/v1/services")
 async def list_services(request: web.Request) -> web.Response:
-    shoal = request.app[NODE]
-    by_service: dict[str, list[Task]] = defaultdict(list)
-    with shoal.store.view() as state:
-        for task in tasks(state).values():
-            by_service[task.service_id].append(task)
-        rows = sorted(services(state).values(), key=lambda s: s.name)
-    return web.json_response([service_json(s, by_service[s.id]) for s in rows])
+    with request.app[NODE].store.view() as state:
+        rows = [service_json(s, tasks_of_service(state, s))
+                for s in sorted(services(state).values(), key=lambda s: s.name)]
+    return web.json_response(rows)
 
 
 @routes.get("/v1/services/{ref}")

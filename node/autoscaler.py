@@ -42,8 +42,7 @@ class Inputs:
         scaled = {name: s for name, s in table.items() if s.spec.autoscale is not None}
         if not scaled:  # the common case: copy nothing else
             return Inputs({}, (), ())
-        return Inputs(scaled, tuple(t for s in scaled.values()
-                                    for t in tasks_of_service(state, s.id).values()),
+        return Inputs(scaled, tuple(t for s in scaled.values() for t in tasks_of_service(state, s)),
                       tuple(node_metrics(state).values()))
 
 

@@ -11,17 +11,20 @@ import threading
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import consensus  # noqa: F401  (registers commands and tables)
+from consensus import codec
 from consensus.codec import command
 from consensus.model import Node, Resources
-from consensus.nodes import RegisterNode, nodes
+from consensus.nodes import RegisterNode, RemoveNode, nodes
 from consensus.raft import RaftNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState, Result, handles
 from consensus.store import StateVersion, Store, next_version, version_of
 from consensus.tasks import (TASKS, Assignment, AssignTasks, CreateService, DeleteService,
-                             StopTask, Task, tasks, tasks_of_service, tasks_on)
+                             ReportTaskStatus, StopTask, Task, TaskReport, services, tasks,
+                             tasks_of, tasks_of_service, tasks_on)
 from tests.unit.consensus.test_durable_log import _leader
 from tests.unit.consensus.test_raft_changes import free_port
 
@@ -148,7 +151,8 @@ def test_each_version_built_from_one_commands_changes_equals_one_built_whole():
                       assign=(Assignment("a", "n1"), Assignment("b", "n2"),
                               Assignment("c", "n1"), Assignment("d", "n1"))))
     assert set(tasks_on(version, "n1")) == {"a", "c", "d"} and set(tasks_on(version, "n3")) == set()
-    assert set(tasks_of_service(version, "s1")) == {"a", "b", "c"}
+    assert {t.id for t in tasks_of(version, "web")} == {"a", "b", "c"}
+    assert [t.id for t in tasks_of_service(version, services(version)["db"])] == ["d"]
     apply(AssignTasks(3.0, stop=(StopTask("a", "scaled down"),)))
     assert tasks_on(version, "n1")["a"].desired == "shutdown"
     apply(DeleteService("web", 4.0))
@@ -165,5 +169,61 @@ def test_a_snapshot_of_the_earlier_format_restores_with_its_indexes():
     assert view.applied == 6 and view.cluster.cluster_id == "c1"
     assert set(nodes(view)) == {"n1", "n2"}
     assert set(tasks_on(view, "n1")) == {"a", "c"} and set(tasks_on(view, "n2")) == {"b", "d"}
-    assert set(tasks_of_service(view, "s1")) == {"a", "b", "c"}
+    assert [t.id for t in tasks_of(view, "web")] == ["a", "b", "c"]
     assert restored.to_msgpack() == SNAPSHOT_FORMAT_1.read_bytes()  # and writes it unchanged
+
+
+TASK_IDS = st.sampled_from(["t1", "t2", "t3", "t4", "t5"])
+NODE_NUMBERS = st.sampled_from([1, 2, 3])
+SERVICES = {"s1": "web", "s2": "db"}
+round_commands = st.one_of(
+    st.builds(lambda i: RegisterNode(node(i)), NODE_NUMBERS),
+    st.builds(lambda i: RemoveNode(f"n{i}"), NODE_NUMBERS),
+    st.builds(lambda sid: CreateService(sid, parse_service_spec(
+        {"name": SERVICES[sid], "image": "busybox"}), 1.0), st.sampled_from(sorted(SERVICES))),
+    st.builds(lambda name: DeleteService(name, 2.0), st.sampled_from(sorted(SERVICES.values()))),
+    st.builds(lambda tid, sid, slot, i, placed: AssignTasks(
+        3.0, create=(Task(tid, sid, SERVICES[sid], slot, 1),),
+        assign=(Assignment(tid, f"n{i}"),) if placed else ()),
+        TASK_IDS, st.sampled_from(sorted(SERVICES)), st.integers(1, 3), NODE_NUMBERS, st.booleans()),
+    st.builds(lambda tid, i: AssignTasks(4.0, assign=(Assignment(tid, f"n{i}"),)),
+              TASK_IDS, NODE_NUMBERS),
+    st.builds(lambda tid: AssignTasks(5.0, stop=(StopTask(tid, "scaled down"),)), TASK_IDS),
+    st.builds(lambda i, tid, report: ReportTaskStatus(f"n{i}", 6.0, (TaskReport(tid, report),)),
+              NODE_NUMBERS, TASK_IDS, st.sampled_from(["running", "failed", "shutdown"])),
+    st.builds(lambda tid: AssignTasks(7.0, remove=(tid,)), TASK_IDS),
+)
+
+
+def _retired(state: ClusterState, task_id: str) -> list:
+    """Stop a task, its node reports it ended, remove it: the way a task leaves the table."""
+    task = tasks(state).get(task_id)
+    node_id = task.node_id if task is not None else "n1"
+    return [AssignTasks(8.0, stop=(StopTask(task_id, "scaled down"),)),
+            ReportTaskStatus(node_id, 8.0, (TaskReport(task_id, "shutdown"),)),
+            AssignTasks(8.0, remove=(task_id,))]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.one_of(round_commands, TASK_IDS, st.just(b"\x00garbage")),
+                          st.booleans()), max_size=25))
+def test_indexes_kept_from_the_changes_of_the_commands_since_the_last_version_match_the_tables(
+        steps):
+    """Steps are commands, undecodable entries, or a task's id: retire that task; each is
+    followed by a new version or not (the Raft thread publishes once per batch)."""
+    state = ClusterState()
+    for i in (1, 2, 3):
+        state.apply(RegisterNode(node(i)))
+    for sid, name in SERVICES.items():
+        state.apply(CreateService(sid, parse_service_spec({"name": name, "image": "busybox"}), 0.0))
+    version = version_of(state)
+    for step, publish in steps + [(b"", True)]:
+        for cmd in _retired(state, step) if isinstance(step, str) else [step] if step else []:
+            state.apply_bytes(cmd if isinstance(cmd, bytes) else codec.encode(cmd, ""))
+        if not publish:
+            continue
+        version = next_version(version, state)
+        assert _plain(version) == _plain(version_of(state))
+        for task_id, task in tasks(version).items():
+            assert (task_id in tasks_on(version, task.node_id)) == bool(task.node_id)
+            assert task in tasks_of(version, task.service)
