@@ -2,9 +2,9 @@
 
 One replicated method, `apply(bytes)`. pysyncobj runs its own thread; results and change
 notices are handed to the asyncio loop with `call_soon_threadsafe`, and nothing here blocks
-the loop: after each command the Raft thread publishes an immutable version of the state
-(consensus.store), which readers take without a lock. A voter runs `SyncObj(self_address, partners)`; a non-voting member runs pysyncobj's
-read-only mode (`SyncObj(None, partners)`): it receives the whole log but never votes.
+the loop: the Raft thread publishes immutable versions of the state (consensus.store), which
+readers take without a lock. A voter runs `SyncObj(self_address, partners)`; a non-voting
+member runs pysyncobj's read-only mode (`SyncObj(None, partners)`): it receives the whole log but never votes.
 Changing role means starting a fresh replica (pysyncobj cannot switch a running one); the old
 replica keeps serving reads until the new one has caught up.
 """

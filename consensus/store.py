@@ -4,9 +4,10 @@ The Raft thread applies commands to its own `ClusterState` and then publishes a 
 `StateVersion`: a copy of each table the commands changed (rows are frozen and shared, so a
 table of 100,000 tasks copies in about a millisecond), the previous version's other tables,
 and the indexes updated from the commands' row changes alone. It publishes once per batch
-of committed entries it applies, so under load the copying is shared by more commands. Publishing is one
-reference assignment, atomic in Python: a reader takes the current version with no lock and
-keeps a complete, consistent state however long it holds it, while the next commands apply.
+of committed entries it applies, so under load one copy serves more commands. Publishing is
+one reference assignment, atomic in Python: a reader takes the current version with no lock
+and keeps a complete, consistent state however long it holds it, while the next commands
+apply.
 Tables and indexes are read-only mappings and rows frozen dataclasses: a version cannot be
 changed, only replaced.
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 # (table, field) of every index: rows of `table` grouped by their `field`.
-_INDEXES: set[tuple[str, str]] = set()
+_INDEXES: list[tuple[str, str]] = []
 
 Index = Mapping[str, Mapping[str, Any]]  # field value -> {row key: row}
 
@@ -39,7 +40,8 @@ Index = Mapping[str, Mapping[str, Any]]  # field value -> {row key: row}
 def register_index(table: str, field: str) -> None:
     """Keep `table`'s rows grouped by `field` in every version (rows whose field is empty
     are left out): `StateVersion.indexed(table, field, value)` is then as cheap as the group."""
-    _INDEXES.add((table, field))
+    if (table, field) not in _INDEXES:
+        _INDEXES.append((table, field))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +95,11 @@ def next_version(previous: StateVersion, state: ClusterState) -> StateVersion:
     """The version of `state` built from `previous` and the changes of the commands applied
     since: only the tables and index groups they touched are copied. (Built whole when the
     state no longer holds all those changes.)"""
-    if previous.applied == state.applied:
+    count = state.applied - previous.applied
+    if count == 0:
         return previous
     kept = state.changes.snapshot()
-    changes = covering(kept[len(kept) - (state.applied - previous.applied):], previous.applied,
-                       state.applied) if state.applied > previous.applied else None
+    changes = covering(kept[-count:], previous.applied, state.applied) if count > 0 else None
     if changes is None:
         return version_of(state)
     rows = [row for change in changes for row in change.rows]
