@@ -19,8 +19,9 @@ every service is constrained to them, so the real nodes' agents never start a ta
 It also measures the state snapshot Raft writes at log compaction (the msgpack of the whole
 state) at this size. With `--probe-api`, while the round is created and applied, clients
 read a small part of the state (`GET /v1/networks`) from the leader and from a follower
-without pause, and the latency of those reads is reported (p50, p99, max): a read waits
-for whatever else holds the node's event loop. Medians of the runs; the last line is
+without pause, and the latency of those reads is reported (p50, p99, max): a linearizable
+read (the default) waits for a read barrier to commit behind the round's entries; a stale
+one (`?stale=1`) only for whatever else holds the node's event loop. Medians of the runs; the last line is
 `RESULT {json}`.
 """
 
@@ -63,9 +64,9 @@ CREATE_CONCURRENCY = 4
 CREATE_ATTEMPTS = 5
 REGISTER_ATTEMPTS = 5
 POLL_INTERVAL = 0.2
-# Readers per probed node: each sends its next GET as soon as the last one answered.
-PROBE_READERS = 4
-PROBE_PATH = "/v1/networks"
+# Readers per probed node and kind of read: each sends its next GET once the last answered.
+PROBE_READERS = 2
+PROBE_PATHS = {"linearizable": "/v1/networks", "stale": "/v1/networks?stale=1"}
 
 
 def simulated_node(i: int) -> Node:
@@ -191,9 +192,12 @@ async def register_simulated(cluster: LocalCluster, count: int) -> float:
     return time.perf_counter() - started
 
 
-async def assigned_count(session: aiohttp.ClientSession, api: str) -> int:
+async def assigned_count(session: aiohttp.ClientSession, api: str) -> Optional[int]:
+    """Tasks assigned so far; None while the node cannot confirm a read (503: an election)."""
     async with session.get(f"http://{api}/v1/services") as resp:
         rows = await resp.json()
+    if resp.status == 503:
+        return None
     if resp.status != 200:
         raise RuntimeError(f"GET /v1/services on {api}: {resp.status} {rows}")
     return sum(row["replicas"]["states"].get("assigned", 0) for row in rows)
@@ -222,7 +226,7 @@ async def create_and_wait(leader_api: str, watch_api: str, plains: list[dict],
         created_s = time.perf_counter() - started
         assigned = 0
         while (elapsed := time.perf_counter() - started) < timeout:
-            assigned = await assigned_count(session, watch_api)
+            assigned = await assigned_count(session, watch_api) or assigned
             if assigned >= total:
                 return {"created_s": created_s, "assigned_s": elapsed, "tasks": total}
             await asyncio.sleep(POLL_INTERVAL)
@@ -248,7 +252,10 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
             work = create_and_wait(leader_api, watch_api, plains, timeout=args.timeout)
             if args.probe_api:
                 follower_api = cluster.nodes[(leader + 2) % 3].api
-                run, probe = await probed({"leader": leader_api, "follower": follower_api}, work)
+                run, probe = await probed({f"{role} {kind}": (api, path)
+                                           for role, api in (("leader", leader_api),
+                                                             ("follower", follower_api))
+                                           for kind, path in PROBE_PATHS.items()}, work)
                 run["api_probe"] = probe
             else:
                 run = await work
@@ -262,21 +269,23 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
     return run
 
 
-async def probed(apis: dict[str, str], work: Awaitable[dict]) -> tuple[dict, dict]:
-    """Run `work` while PROBE_READERS clients per node of `apis` (role -> address) read the
-    state without pause; returns the work's result and, per role, the reads' latency."""
-    latencies: dict[str, list[float]] = {role: [] for role in apis}
-    sessions = {role: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
-                                            headers=auth_for(api)) for role, api in apis.items()}
+async def probed(targets: dict[str, tuple[str, str]], work: Awaitable[dict]) -> tuple[dict, dict]:
+    """Run `work` while PROBE_READERS clients per target (name -> API address and path) read
+    the state without pause; returns the work's result and, per target, the reads' latency."""
+    latencies: dict[str, list[float]] = {name: [] for name in targets}
+    sessions = {name: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
+                                            headers=auth_for(api))
+                for name, (api, _path) in targets.items()}
 
-    async def reader(role: str) -> None:
+    async def reader(name: str) -> None:
+        api, path = targets[name]
         while True:
             started = time.perf_counter()
-            async with sessions[role].get(f"http://{apis[role]}{PROBE_PATH}") as resp:
+            async with sessions[name].get(f"http://{api}{path}") as resp:
                 await resp.read()
-            latencies[role].append(time.perf_counter() - started)
+            latencies[name].append(time.perf_counter() - started)
 
-    readers = [asyncio.ensure_future(reader(role)) for role in apis for _ in range(PROBE_READERS)]
+    readers = [asyncio.ensure_future(reader(name)) for name in targets for _ in range(PROBE_READERS)]
     try:
         result = await work
     finally:
@@ -285,7 +294,7 @@ async def probed(apis: dict[str, str], work: Awaitable[dict]) -> tuple[dict, dic
         await asyncio.gather(*readers, return_exceptions=True)
         for session in sessions.values():
             await session.close()
-    return result, {role: _latency_figures(values) for role, values in latencies.items()}
+    return result, {name: _latency_figures(values) for name, values in latencies.items()}
 
 
 def _latency_figures(seconds: list[float]) -> dict:
@@ -325,8 +334,8 @@ async def e2e(args: argparse.Namespace) -> list[dict]:
               f"{run['tasks'] / run['assigned_s']:,.0f} committed/s; "
               f"cluster CPU {run['cluster_cpu_s']:.1f} s; elections {run['elections']}; "
               f"compaction dump {run['dump_bytes']} B", flush=True)
-        for role, figures in run.get("api_probe", {}).items():
-            print(f"  GET {PROBE_PATH} on the {role} during the round: {figures}", flush=True)
+        for name, figures in run.get("api_probe", {}).items():
+            print(f"  GET /v1/networks, {name}, during the round: {figures}", flush=True)
     return runs
 
 
