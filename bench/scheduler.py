@@ -18,10 +18,10 @@ counts every task assigned: committed_per_s = tasks / that time. The simulated n
 every service is constrained to them, so the real nodes' agents never start a task.
 It also measures the state snapshot Raft writes at log compaction (the msgpack of the whole
 state) at this size. With `--probe-api`, while the round is created and applied, clients
-read a small part of the state (`GET /v1/networks`) from the leader and from a follower
-without pause, and the latency of those reads is reported (p50, p99, max): a linearizable
-read (the default) waits for a read barrier to commit behind the round's entries; a stale
-one (`?stale=1`) only for whatever else holds the node's event loop. Medians of the runs; the last line is
+read a small part of the state (`GET /v1/networks`) from the leader and from a follower at a
+steady rate, and the latency of those reads is reported (p50, p99, max): a linearizable read
+(the default) waits for a read barrier to commit behind the round's entries; a stale one
+(`?stale=1`) only for whatever else holds the node. Medians of the runs; the last line is
 `RESULT {json}`.
 """
 
@@ -64,8 +64,11 @@ CREATE_CONCURRENCY = 4
 CREATE_ATTEMPTS = 5
 REGISTER_ATTEMPTS = 5
 POLL_INTERVAL = 0.2
-# Readers per probed node and kind of read: each sends its next GET once the last answered.
+# Readers per probed node and kind of read, each sending a GET every PROBE_INTERVAL seconds
+# (or, behind, as soon as the last answered). A read's latency counts from when it was due,
+# so a stall counts against every read it held up, not just the one it caught.
 PROBE_READERS = 2
+PROBE_INTERVAL = 0.05
 PROBE_PATHS = {"linearizable": "/v1/networks", "stale": "/v1/networks?stale=1"}
 
 
@@ -271,7 +274,7 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
 
 async def probed(targets: dict[str, tuple[str, str]], work: Awaitable[dict]) -> tuple[dict, dict]:
     """Run `work` while PROBE_READERS clients per target (name -> API address and path) read
-    the state without pause; returns the work's result and, per target, the reads' latency."""
+    the state; returns the work's result and, per target, the reads' latency."""
     latencies: dict[str, list[float]] = {name: [] for name in targets}
     sessions = {name: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
                                             headers=auth_for(api))
@@ -279,11 +282,13 @@ async def probed(targets: dict[str, tuple[str, str]], work: Awaitable[dict]) -> 
 
     async def reader(name: str) -> None:
         api, path = targets[name]
+        due = time.perf_counter()
         while True:
-            started = time.perf_counter()
+            await asyncio.sleep(due - time.perf_counter())
             async with sessions[name].get(f"http://{api}{path}") as resp:
                 await resp.read()
-            latencies[name].append(time.perf_counter() - started)
+            latencies[name].append(time.perf_counter() - due)
+            due += PROBE_INTERVAL
 
     readers = [asyncio.ensure_future(reader(name)) for name in targets for _ in range(PROBE_READERS)]
     try:
