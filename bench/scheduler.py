@@ -64,12 +64,12 @@ CREATE_CONCURRENCY = 4
 CREATE_ATTEMPTS = 5
 REGISTER_ATTEMPTS = 5
 POLL_INTERVAL = 0.2
-# Readers per probed node and kind of read, each sending a GET every PROBE_INTERVAL seconds
-# (or, behind, as soon as the last answered). A read's latency counts from when it was due,
-# so a stall counts against every read it held up, not just the one it caught.
+# Readers per probed node and kind of read, each sending a GET every so many seconds (or,
+# behind, as soon as the last answered). A read's latency counts from when it was due, so a
+# stall counts against every read it held up, not just the one it caught. A linearizable read
+# commits a barrier through Raft: asked for more often, they would only queue up.
 PROBE_READERS = 2
-PROBE_INTERVAL = 0.05
-PROBE_PATHS = {"linearizable": "/v1/networks", "stale": "/v1/networks?stale=1"}
+PROBES = {"linearizable": ("/v1/networks", 1.0), "stale": ("/v1/networks?stale=1", 0.05)}
 
 
 def simulated_node(i: int) -> Node:
@@ -255,10 +255,10 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
             work = create_and_wait(leader_api, watch_api, plains, timeout=args.timeout)
             if args.probe_api:
                 follower_api = cluster.nodes[(leader + 2) % 3].api
-                run, probe = await probed({f"{role} {kind}": (api, path)
+                run, probe = await probed({f"{role} {kind}": (api, *probe)
                                            for role, api in (("leader", leader_api),
                                                              ("follower", follower_api))
-                                           for kind, path in PROBE_PATHS.items()}, work)
+                                           for kind, probe in PROBES.items()}, work)
                 run["api_probe"] = probe
             else:
                 run = await work
@@ -272,23 +272,24 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
     return run
 
 
-async def probed(targets: dict[str, tuple[str, str]], work: Awaitable[dict]) -> tuple[dict, dict]:
-    """Run `work` while PROBE_READERS clients per target (name -> API address and path) read
-    the state; returns the work's result and, per target, the reads' latency."""
+async def probed(targets: dict[str, tuple[str, str, float]],
+                 work: Awaitable[dict]) -> tuple[dict, dict]:
+    """Run `work` while PROBE_READERS clients per target (name -> API address, path and
+    interval) read the state; returns the work's result and, per target, the reads' latency."""
     latencies: dict[str, list[float]] = {name: [] for name in targets}
     sessions = {name: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
                                             headers=auth_for(api))
-                for name, (api, _path) in targets.items()}
+                for name, (api, _path, _interval) in targets.items()}
 
     async def reader(name: str) -> None:
-        api, path = targets[name]
+        api, path, interval = targets[name]
         due = time.perf_counter()
         while True:
             await asyncio.sleep(due - time.perf_counter())
             async with sessions[name].get(f"http://{api}{path}") as resp:
                 await resp.read()
             latencies[name].append(time.perf_counter() - due)
-            due += PROBE_INTERVAL
+            due += interval
 
     readers = [asyncio.ensure_future(reader(name)) for name in targets for _ in range(PROBE_READERS)]
     try:
