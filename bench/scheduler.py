@@ -1,7 +1,7 @@
 """Scheduler throughput: pure placements per second, and assignments committed through Raft.
 
     python -m bench.scheduler --nodes 5000 --tasks 100000 [--services 100] [--runs 3]
-    python -m bench.scheduler --e2e [--quick]
+    python -m bench.scheduler --e2e [--quick] [--probe-api]
 
 The cluster has `--nodes` nodes in four zones, `--services` replicated services sharing
 `--tasks` tasks; a quarter of the services carry a zone constraint, a quarter spread over
@@ -17,7 +17,12 @@ counts every task assigned: committed_per_s = tasks / that time. The simulated n
 127.1.x.y, where nothing listens, and are unknown to gossip, so liveness leaves them ready;
 every service is constrained to them, so the real nodes' agents never start a task.
 It also measures the state snapshot Raft writes at log compaction (the msgpack of the whole
-state) at this size. Medians of the runs; the last line is `RESULT {json}`.
+state) at this size. With `--probe-api`, while the round is created and applied, clients
+read a small part of the state (`GET /v1/networks`) from the leader and from a follower at a
+steady rate, and the latency of those reads is reported (p50, p99, max): a linearizable read
+(the default) waits for a read barrier to commit behind the round's entries; a stale one
+(`?stale=1`) only for whatever else holds the node. Medians of the runs; the last line is
+`RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable
 
 import aiohttp
 
 import consensus  # noqa: F401  (registers commands and tables)
+from bench.stats import percentile
 from consensus import codec
 from consensus.model import ClusterInfo, Node, Resources
 from consensus.nodes import NODES, RegisterNode
@@ -57,6 +64,12 @@ CREATE_CONCURRENCY = 4
 CREATE_ATTEMPTS = 5
 REGISTER_ATTEMPTS = 5
 POLL_INTERVAL = 0.2
+# Readers per probed node and kind of read, each sending a GET every so many seconds (or,
+# behind, as soon as the last answered). A read's latency counts from when it was due, so a
+# stall counts against every read it held up, not just the one it caught. A linearizable read
+# commits a barrier through Raft: asked for more often, they would only queue up.
+PROBE_READERS = 2
+PROBES = {"linearizable": ("/v1/networks", 1.0), "stale": ("/v1/networks?stale=1", 0.05)}
 
 
 def simulated_node(i: int) -> Node:
@@ -222,9 +235,14 @@ async def register_simulated(cluster: LocalCluster, count: int) -> float:
     return time.perf_counter() - started
 
 
-async def assigned_count(session: aiohttp.ClientSession, api: str) -> int:
+async def assigned_count(session: aiohttp.ClientSession, api: str) -> int | None:
+    """Tasks assigned so far; None while the node cannot confirm a read (503: an election)."""
     async with session.get(f"http://{api}/v1/services") as resp:
         rows = await resp.json()
+    if resp.status == 503:
+        return None
+    if resp.status != 200:
+        raise RuntimeError(f"GET /v1/services on {api}: {resp.status} {rows}")
     return sum(row["replicas"]["states"].get("assigned", 0) for row in rows)
 
 
@@ -257,7 +275,7 @@ async def create_and_wait(
         created_s = time.perf_counter() - started
         assigned = 0
         while (elapsed := time.perf_counter() - started) < timeout:
-            assigned = await assigned_count(session, watch_api)
+            assigned = await assigned_count(session, watch_api) or assigned
             if assigned >= total:
                 return {"created_s": created_s, "assigned_s": elapsed, "tasks": total}
             await asyncio.sleep(POLL_INTERVAL)
@@ -280,7 +298,20 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
             watch_api = cluster.nodes[(leader + 1) % 3].api
             term = (await cluster.get(leader, "/v1/cluster"))["term"]
             cpu = _cpu_seconds(cluster)
-            run = await create_and_wait(leader_api, watch_api, plains, timeout=args.timeout)
+            work = create_and_wait(leader_api, watch_api, plains, timeout=args.timeout)
+            if args.probe_api:
+                follower_api = cluster.nodes[(leader + 2) % 3].api
+                run, probe = await probed(
+                    {
+                        f"{role} {kind}": (api, *probe)
+                        for role, api in (("leader", leader_api), ("follower", follower_api))
+                        for kind, probe in PROBES.items()
+                    },
+                    work,
+                )
+                run["api_probe"] = probe
+            else:
+                run = await work
             # On a shared machine wall time includes others' load; CPU time does not.
             run["cluster_cpu_s"] = _cpu_seconds(cluster) - cpu
             # A term change means an election: something stalled Raft past its timeout.
@@ -289,6 +320,52 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
         finally:
             cluster.stop()
     return run
+
+
+async def probed(
+    targets: dict[str, tuple[str, str, float]], work: Awaitable[dict]
+) -> tuple[dict, dict]:
+    """Run `work` while PROBE_READERS clients per target (name -> API address, path and
+    interval) read the state; returns the work's result and, per target, the reads' latency."""
+    latencies: dict[str, list[float]] = {name: [] for name in targets}
+    sessions = {
+        name: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120), headers=auth_for(api))
+        for name, (api, _path, _interval) in targets.items()
+    }
+
+    async def reader(name: str) -> None:
+        api, path, interval = targets[name]
+        due = time.perf_counter()
+        while True:
+            await asyncio.sleep(due - time.perf_counter())
+            async with sessions[name].get(f"http://{api}{path}") as resp:
+                await resp.read()
+            latencies[name].append(time.perf_counter() - due)
+            due += interval
+
+    readers = [
+        asyncio.ensure_future(reader(name)) for name in targets for _ in range(PROBE_READERS)
+    ]
+    try:
+        result = await work
+    finally:
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for session in sessions.values():
+            await session.close()
+    return result, {name: _latency_figures(values) for name, values in latencies.items()}
+
+
+def _latency_figures(seconds: list[float]) -> dict:
+    if not seconds:
+        return {"reads": 0}
+    return {
+        "reads": len(seconds),
+        "p50_ms": round(percentile(seconds, 0.5) * 1e3, 1),
+        "p99_ms": round(percentile(seconds, 0.99) * 1e3, 1),
+        "max_ms": round(max(seconds) * 1e3, 1),
+    }
 
 
 def _cpu_seconds(cluster: LocalCluster) -> float:
@@ -323,6 +400,8 @@ async def e2e(args: argparse.Namespace) -> list[dict]:
             f"compaction dump {run['dump_bytes']} B",
             flush=True,
         )
+        for name, figures in run.get("api_probe", {}).items():
+            print(f"  GET /v1/networks, {name}, during the round: {figures}", flush=True)
     return runs
 
 
@@ -340,6 +419,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke-test size: 500 nodes, 10,000 tasks, one run"
+    )
+    parser.add_argument(
+        "--probe-api",
+        action="store_true",
+        help="with --e2e: the latency of API reads while the round applies",
     )
     parser.add_argument(
         "--timeout",
@@ -386,6 +470,7 @@ def main() -> None:
             ),
             elections=[r["elections"] for r in runs],
             compaction_dump_bytes=[r["dump_bytes"] for r in runs],
+            **({"api_probe": [r["api_probe"] for r in runs]} if args.probe_api else {}),
             snapshot_bytes=snapshot["snapshot_bytes"],
             snapshot_serialize_s=round(snapshot["serialize_s"], 3),
             snapshot_restore_s=round(snapshot["restore_s"], 3),

@@ -2,8 +2,9 @@
 
 One replicated method, `apply(bytes)`. pysyncobj runs its own thread; results and change
 notices are handed to the asyncio loop with `call_soon_threadsafe`, and nothing here blocks
-the loop. A voter runs `SyncObj(self_address, partners)`; a non-voting member runs pysyncobj's
-read-only mode (`SyncObj(None, partners)`): it receives the whole log but never votes.
+the loop: the Raft thread publishes immutable versions of the state (consensus.store), which
+readers take without a lock. A voter runs `SyncObj(self_address, partners)`; a non-voting
+member runs pysyncobj's read-only mode (`SyncObj(None, partners)`): it receives the whole log but never votes.
 Changing role means starting a fresh replica (pysyncobj cannot switch a running one); the old
 replica keeps serving reads until the new one has caught up.
 """
@@ -20,8 +21,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from consensus.append_entries import reconcile
 from consensus.durable_log import DurableLog
 from consensus.prevote import LogPosition, PreVote
 from consensus.state import ClusterState, PlainResult, Result
+from consensus.store import StateVersion, next_version, version_of
 
 # pysyncobj 0.3.17 replaces socket.inet_ntop, on every platform, with a Windows-only version
 # that raises on Linux (pysyncobj/win_inet_pton.py); netlink (pyroute2) decodes every address
@@ -264,7 +266,10 @@ def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
 
 
 class _Replica(SyncObjConsumer):
-    """The replicated object. Its snapshot is the msgpack of the ClusterState."""
+    """The replicated object. Its snapshot is the msgpack of the ClusterState. Only the Raft
+    thread touches `state`; it publishes `version`, for every reader, once per batch of
+    committed entries it applies: after the last one, and at every tick (a batch may end in
+    an entry of pysyncobj's own)."""
 
     def __init__(
         self,
@@ -272,8 +277,10 @@ class _Replica(SyncObjConsumer):
         observe_apply: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         super().__init__()
-        self.lock = threading.RLock()
         self.state = ClusterState()
+        self.version: StateVersion = version_of(self.state)
+        # pysyncobj's index of the last log entry `version` shows the effect of.
+        self.published_entry = 0
         self._on_change = on_change
         self._observe_apply = observe_apply
 
@@ -284,8 +291,8 @@ class _Replica(SyncObjConsumer):
 
     def _deserialize(self, data: dict[str, bytes]) -> None:
         restored = ClusterState.from_msgpack(data["state"])
-        with self.lock:
-            self.state = restored
+        self.state = restored
+        self.version = version_of(restored)
         # A restart from the dump file, or a leader's snapshot for a replica that is behind
         # the leader's log (a joining node, one that was away through a compaction).
         log.info("raft replica loaded a snapshot holding %d applied commands", restored.applied)
@@ -294,13 +301,22 @@ class _Replica(SyncObjConsumer):
     @replicated
     def apply(self, data: bytes) -> PlainResult:
         started = time.monotonic()
-        with self.lock:
-            result = self.state.apply_bytes(data)
+        result = self.state.apply_bytes(data)
+        so = self._syncObj
+        if so is None or so.raftCommitIndex <= so.raftLastApplied + 1:  # the batch's last
+            self.publish(so.raftLastApplied + 1 if so is not None else 0)
         busy = time.monotonic() - started
         _forgive_busy_time(self._syncObj, busy)
         self._observe_apply(busy)
-        self._on_change()
         return result.to_plain()
+
+    def publish(self, entry: int) -> None:
+        """On the Raft thread: show readers what it applied since it last published, up to
+        log entry `entry` (pysyncobj counts the entry being applied once `apply` returns)."""
+        if self.version.applied != self.state.applied:
+            self.version = next_version(self.version, self.state)
+            self._on_change()
+        self.published_entry = entry
 
     @replicated
     def barrier(self) -> int:
@@ -309,8 +325,7 @@ class _Replica(SyncObjConsumer):
         led after the read began (a quorum accepted the entry in its term), and every write
         acknowledged before then is among those commands. pysyncobj numbers replicated
         methods by name, so adding this one left `apply`'s number (0) as it was."""
-        with self.lock:
-            return self.state.applied
+        return self.state.applied
 
 
 class RaftNode:
@@ -397,12 +412,13 @@ class RaftNode:
                 getattr(self._syncobj, _TRANSPORT),
             )
         prevote = PreVote(t.election_min, t.election_max) if role == "voter" else None
-        _filter_messages(self._syncobj, prevote)
+        syncobj = self._syncobj
+        _filter_messages(syncobj, prevote)
         if prevote is not None:
-            syncobj = self._syncobj
             syncobj.addOnTickCallback(lambda: _prevote_tick(syncobj, prevote))
-        self._syncobj.addOnTickCallback(self._watch_leader)
-        if self._serving is None or self._serving.state.applied <= 0:
+        syncobj.addOnTickCallback(self._watch_leader)
+        syncobj.addOnTickCallback(lambda: replica.publish(syncobj.raftLastApplied))
+        if self._serving is None or self._serving.version.applied <= 0:
             self._serving = replica
         self._replica = replica
         self.role = role
@@ -415,7 +431,8 @@ class RaftNode:
         if so is None:
             return SyncProgress(self._caught_up, None, 0, None)
         leader = self.leader()
-        applied = so.raftLastApplied
+        # What readers see: the log entries applied and published (consensus.store).
+        applied = self._replica.published_entry if self._replica is not None else 0
         if leader is None:
             return SyncProgress(self._caught_up, None, applied, None)
         if so._isLeader():
@@ -470,18 +487,17 @@ class RaftNode:
             self.durable = None
 
     # -- reads ------------------------------------------------------------------------
-    @contextmanager
-    def read(self) -> Iterator[ClusterState]:
-        """A consistent view of the local state (held briefly: apply waits meanwhile)."""
+    def view(self) -> StateVersion:
+        """The current version of the state served to readers (consensus.store): taken
+        without a lock, it stays whole and unchanged while later commands apply."""
         replica = self._serving
         assert replica is not None, "raft replica not started"
-        with replica.lock:
-            yield replica.state
+        return replica.version
 
     def applied(self) -> int:
         """How many commands the state served to readers has applied."""
         replica = self._serving
-        return replica.state.applied if replica is not None else 0
+        return replica.version.applied if replica is not None else 0
 
     async def read_index(self, timeout: float = 5.0) -> int:
         """The ReadIndex of a linearizable read: the applied count of a state that holds every
@@ -626,7 +642,7 @@ class RaftNode:
         if (
             replica is not None
             and serving is not replica
-            and (serving is None or replica.state.applied >= serving.state.applied)
+            and (serving is None or replica.version.applied >= serving.version.applied)
         ):
             self._serving = replica
         self.version += 1
@@ -670,7 +686,11 @@ class RaftNode:
         if replica is None or not self.is_leader():
             raise NotLeader()
         raw = await self._call(lambda cb: replica.apply(data, callback=cb), timeout)
-        return Result.from_plain(raw)
+        result = Result.from_plain(raw)
+        # pysyncobj answers as it applies the entry, and the state is published once its
+        # batch is applied: answer once this node's readers see the write.
+        await self.wait_applied(result.index, timeout)
+        return result
 
     async def add_voter(self, address: str, timeout: float = 5.0) -> None:
         syncobj = self._running()

@@ -31,6 +31,7 @@ from consensus.services import (
     spec_errors,
 )
 from consensus.state import ClusterState, Result, handles, register_table
+from consensus.store import StateVersion, register_index
 
 SERVICES = "services"
 TASKS = "tasks"
@@ -155,6 +156,8 @@ class Service:
 
 register_table(SERVICES, Service)
 register_table(TASKS, Task)
+register_index(TASKS, "node_id")
+register_index(TASKS, "service")
 
 
 def services(state: ClusterState) -> dict[str, Service]:
@@ -176,12 +179,26 @@ def spec_of(by_name: Mapping[str, Service], task: Task) -> ServiceSpec | None:
     return service.spec_at(task.spec_version)
 
 
-def tasks_of(state: ClusterState, service: str) -> list[Task]:
+def tasks_on(view: StateVersion, node_id: str) -> Mapping[str, Task]:
+    """The tasks bound to node `node_id`, by id: an index, as cheap as their number."""
+    return view.indexed(TASKS, "node_id", node_id)
+
+
+def tasks_of(view: StateVersion, service: str) -> list[Task]:
     """A service's tasks (by name, including those of a deleted one), by slot then age."""
     return sorted(
-        (t for t in tasks(state).values() if t.service == service),
+        view.indexed(TASKS, "service", service).values(),
         key=lambda t: (t.slot, t.node_id, t.created_at, t.id),
     )
+
+
+def tasks_of_service(view: StateVersion, service: Service) -> list[Task]:
+    """The tasks of `service` itself (not of an earlier service of its name)."""
+    return [
+        t
+        for t in view.indexed(TASKS, "service", service.name).values()
+        if t.service_id == service.id
+    ]
 
 
 # -- commands ----------------------------------------------------------------------------

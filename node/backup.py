@@ -58,7 +58,7 @@ class RecoveryError(ValueError):
 # -- taking and keeping ---------------------------------------------------------------
 def capture(raft: RaftNode) -> tuple[ClusterState, int]:
     """A detached copy of the served state and the Raft term it was read in."""
-    with raft.read() as state:
+    with raft.view() as state:
         copy = state.detached()
     return copy, raft.status().term
 

@@ -52,7 +52,7 @@ class ControlPlane:
     def node_by_raft_address(self, address: str | None) -> Node | None:
         if address is None:
             return None
-        with self.raft.read() as state:
+        with self.raft.view() as state:
             for node in nodes(state).values():
                 if node.raft_address == address:
                     return node
@@ -153,7 +153,7 @@ class ControlPlane:
         deadline = deadline if deadline is not None else time.monotonic() + WRITE_TIMEOUT
         seen = self.raft.version
         while time.monotonic() < deadline:
-            with self.raft.read() as state:
+            with self.raft.view() as state:
                 if state.applied >= index:
                     return
             seen = await self.raft.wait_changed(seen, timeout=deadline - time.monotonic())

@@ -126,7 +126,7 @@ async def accept_join(
         joined_at=now,
         status_changed_at=now,
     )
-    with control.raft.read() as state:
+    with control.raft.view() as state:
         earlier = returning(state, node)
     if earlier is not None:
         node = replace(node, id=earlier.id)
@@ -136,7 +136,7 @@ async def accept_join(
     if not result.ok and result.code == 403:
         raise HttpError(403, result.error, "nonce")
     result_or_raise(result)
-    with control.raft.read() as state:
+    with control.raft.view() as state:
         addresses = tuple(v.raft_address for v in voters(state))
     return JoinAccepted(node.id, keys.cluster_id, addresses)
 

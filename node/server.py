@@ -14,6 +14,7 @@ from aiohttp import web
 
 from consensus.model import Node, Resources
 from consensus.raft import RaftNode, RaftTuning
+from consensus.store import Store
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig
 from node import config as cfg
@@ -101,6 +102,7 @@ class ShoalNode:
                 compaction_min_time=self.config.snapshot_interval,
             ),
         )
+        self.store = Store(self.raft)
         self.control = ControlPlane(
             self.raft,
             self.keys.api_token,
@@ -123,7 +125,7 @@ class ShoalNode:
             )
         )
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
-        files = FileOpener(self.raft.read, SecretBox(self.keys.secret), self.node_id)
+        files = FileOpener(self.raft.view, SecretBox(self.keys.secret), self.node_id)
         self.overlay: Overlay | None = None
         if self.config.overlay and driver.name != "docker":
             log.error(
@@ -136,7 +138,7 @@ class ShoalNode:
         self.agent = Agent(
             node_id=self.node_id,
             driver=driver,
-            read_state=self.raft.read,
+            read_state=self.store.view,
             changed=self.raft.subscribe(),
             submit=self.control.submit,
             advertise=self.config.task_address,
@@ -154,7 +156,7 @@ class ShoalNode:
                 dataplane=self.config.lb_dataplane,
             ),
             gossip=self.gossip,
-            read_state=self.raft.read,
+            read_state=self.store.view,
             subscribe=self.raft.subscribe,
             on_report=self.agent.on_report,
         )
@@ -162,14 +164,14 @@ class ShoalNode:
         self.audit = AuditTrail(self.control.submit)
         self.metrics = MetricsReporter(
             node_id=self.node_id,
-            read_state=self.raft.read,
+            read_state=self.store.view,
             driver=driver,
             ingress_stats=self.mesh.ingress_stats,
             submit=self.control.submit,
             interval=self.config.metrics_interval,
         )
         self.autoscaler = Autoscaler(
-            read_state=self.raft.read,
+            read_state=self.store.view,
             changed=self.raft.subscribe(),
             propose=self.control.submit,
             is_leader=self.raft.is_leader,
@@ -220,7 +222,7 @@ class ShoalNode:
         self.telemetry.watch(
             Sources(
                 raft_status=self.raft.status,
-                read_state=self.raft.read,
+                read_state=self.store.view,
                 gossip_members=self.gossip.members,
                 gossip_stats=lambda: self.gossip.stats,
                 ingress_stats=self.mesh.ingress_stats,
@@ -255,7 +257,7 @@ class ShoalNode:
         return Overlay(
             config,
             gossip=self.gossip,
-            read_state=self.raft.read,
+            read_state=self.store.view,
             subscribe=self.raft.subscribe,
             networks=DockerNetworks(docker.from_env(), self.node_id),
             ipsec_key=self.keys.overlay_ipsec_key,
@@ -314,8 +316,7 @@ class ShoalNode:
         )
 
     def _capture_view(self) -> StateView:
-        with self.raft.read() as state:
-            return StateView.capture(state)
+        return StateView.capture(self.store.view())
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> str:

@@ -14,7 +14,6 @@ import asyncio
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -25,7 +24,7 @@ from prometheus_client.exposition import choose_encoder
 from consensus.model import NodeStatus
 from consensus.nodes import nodes
 from consensus.raft import RaftStatus
-from consensus.state import ClusterState
+from consensus.store import StateVersion
 from consensus.tasks import services, tasks
 from netoverlay.gossip.model import Member, MemberState
 from netoverlay.gossip.service import GossipStats
@@ -43,7 +42,7 @@ class Sources:
     """Where the levels are read at scrape time."""
 
     raft_status: Callable[[], RaftStatus]
-    read_state: Callable[[], AbstractContextManager[ClusterState]]
+    read_state: Callable[[], StateVersion]
     gossip_members: Callable[[], list[Member]]
     gossip_stats: Callable[[], GossipStats]
     ingress_stats: Callable[[], dict[int, ServiceStats]]

@@ -40,8 +40,8 @@ def _no_effect(result: Result) -> bool:
 
 class SchedulerLoop:
     """`changed` must be set after every commit and leadership change, and cleared by this
-    loop only. `read_state` returns a StateView captured where no command is applied meanwhile
-    (e.g. under the state lock: `StateView.capture(state)`)."""
+    loop only. `read_state` returns a StateView of one version of the state
+    (`StateView.capture(store.view())`)."""
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """A consistent, read-only picture of the cluster state for one scheduling round.
 
-Rows are frozen dataclasses, so copying the table dicts (not the rows) is enough to keep a
-round's view still while Raft goes on applying commands to the live state.
+It shares the tables of one immutable version of the state (consensus.store), which stays
+still however many commands Raft applies meanwhile.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from consensus.changes import Change
-from consensus.crons import Cron, crons
+from consensus.crons import CRONS, Cron
 from consensus.model import ClusterInfo, Node
-from consensus.nodes import nodes
+from consensus.nodes import NODES
 from consensus.services import ServiceSpec
 from consensus.state import ClusterState
-from consensus.tasks import Service, Task, services, spec_of, tasks
+from consensus.store import StateVersion, version_of
+from consensus.tasks import SERVICES, TASKS, Service, Task, spec_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +32,18 @@ class StateView:
     crons: Mapping[str, Cron] = field(default_factory=dict)  # by name
 
     @classmethod
-    def capture(cls, state: ClusterState) -> StateView:
-        """Copy what scheduling reads. Call it where no command is being applied meanwhile."""
+    def capture(cls, state: StateVersion | ClusterState) -> StateView:
+        """What scheduling reads, from a version of the state (shared, not copied). A live
+        ClusterState is copied first: call it so where no command is applied meanwhile."""
+        version = state if isinstance(state, StateVersion) else version_of(state)
         return cls(
-            state.cluster,
-            dict(nodes(state)),
-            dict(services(state)),
-            dict(tasks(state)),
-            state.applied,
-            state.changes.snapshot(),
-            dict(crons(state)),
+            version.cluster,
+            version.table(NODES),
+            version.table(SERVICES),
+            version.table(TASKS),
+            version.applied,
+            version.changes,
+            version.table(CRONS),
         )
 
     def spec_of(self, task: Task) -> ServiceSpec | None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager
 from typing import Any
 
-from consensus.state import ClusterState, Result
+from consensus.state import Result
+from consensus.store import StateVersion
 from consensus.tasks import TaskReport
 from node.agent.plan import Assigned, Decision, assigned_to, decide
 from node.agent.reports import ReportSender
@@ -35,7 +35,7 @@ MAX_PARALLEL = 8
 
 
 class Agent:
-    """`read_state` yields the current ClusterState (held briefly); `changed` is set by the
+    """`read_state` returns the current version of the replicated state; `changed` is set by the
     node after every committed change and cleared here; `submit` commits a command through
     Raft from any node, raising when there is no quorum."""
 
@@ -44,13 +44,13 @@ class Agent:
         *,
         node_id: str,
         driver: Driver,
-        read_state: Callable[[], AbstractContextManager[ClusterState]],
+        read_state: Callable[[], StateVersion],
         changed: asyncio.Event,
         submit: Callable[[Any], Awaitable[Result]],
         advertise: str,
         dns_servers: tuple[str, ...] = (),
         fill_files: FillFiles | None = None,
-        seats: Callable[[ClusterState], Mapping[str, Seat]] | None = None,
+        seats: Callable[[StateVersion], Mapping[str, Seat]] | None = None,
         networks_ready: NetworksReady | None = None,
         report_interval: float = 0.5,
         max_parallel: int = MAX_PARALLEL,

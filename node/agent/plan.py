@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from consensus.services import ServiceSpec
-from consensus.state import ClusterState
-from consensus.tasks import Task, TaskReport, services, spec_of, tasks
+from consensus.store import StateVersion
+from consensus.tasks import Task, TaskReport, services, spec_of, tasks_on
 
 # starting: the driver is starting it. running: it runs and is watched. ended: it ended; its
 # remains (logs, exit status) stay until it is retired. retiring: being stopped and removed.
@@ -50,13 +50,13 @@ class Decision:
     reports: tuple[TaskReport, ...] = ()
 
 
-def assigned_to(state: ClusterState, node_id: str) -> dict[str, Assigned]:
-    """Copy out the tasks bound to `node_id` with their specs (hold the state briefly)."""
+def assigned_to(state: StateVersion, node_id: str) -> dict[str, Assigned]:
+    """The tasks bound to `node_id` with their specs."""
     by_name = services(state)
     found: dict[str, Assigned] = {}
-    for task in tasks(state).values():
+    for task in tasks_on(state, node_id).values():
         # A global task names its node before it is placed; it is not ours until assigned.
-        if task.node_id != node_id or task.state == "pending":
+        if task.state == "pending":
             continue
         found[task.id] = Assigned(task, spec_of(by_name, task))
     return found

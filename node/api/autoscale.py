@@ -26,7 +26,7 @@ async def autoscale_status(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     ref = request.match_info["ref"]
     max_age = STALE_INTERVALS * shoal.config.metrics_interval
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         service = find_service(state, ref)
         if service is None:
             raise HttpError(404, f"no such service {ref!r}")

@@ -62,7 +62,7 @@ def _leader_id(shoal: NodeContext) -> str | None:
 
 
 def _find(shoal: NodeContext, ref: str) -> Node:
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         return node_by_ref(state, ref)
 
 
@@ -121,7 +121,7 @@ async def get_cluster(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     status = shoal.raft.status()
     leader = shoal.control.node_by_raft_address(status.leader)
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         cluster = state.cluster
         all_nodes = sorted(nodes(state).values(), key=lambda n: n.name)
         applied = state.applied
@@ -156,7 +156,7 @@ async def get_members(request: web.Request) -> web.Response:
     """This node's gossip view: who it believes alive, suspect, dead or gone, and the
     packets it dropped (malformed, unauthenticated, replayed)."""
     shoal = request.app[NODE]
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         names = {n.id: n.name for n in nodes(state).values()}
     members = sorted(shoal.gossip.members(), key=lambda m: m.node_id)
     now = asyncio.get_running_loop().time()  # gossip's clock
@@ -211,7 +211,7 @@ async def get_snapshot(request: web.Request) -> web.StreamResponse:
 async def list_nodes(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     leader_id = _leader_id(shoal)
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         rows = sorted(nodes(state).values(), key=lambda n: n.name)
     return web.json_response([node_json(n, leader_id) for n in rows])
 
@@ -298,7 +298,7 @@ async def join(request: web.Request) -> web.Response:
 async def internal_propose(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     # Raw commands skip every check the API makes: only nodes propose them.
-    calling_node(request, shoal.raft.read)
+    calling_node(request, shoal.store.view)
     require_type(request, lambda t: t == COMMAND_TYPE, COMMAND_TYPE)
     data = await read_body(request, MAX_COMMAND_BYTES)
     try:
@@ -314,7 +314,7 @@ async def internal_propose(request: web.Request) -> web.Response:
 @routes.post("/v1/internal/raft-role")
 async def internal_raft_role(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    calling_node(request, shoal.raft.read)
+    calling_node(request, shoal.store.view)
     change = await parse_body(request, RaftRole)
     if change.role not in ("voter", "member"):
         raise HttpError(400, "role must be 'voter' or 'member'", "role")
@@ -325,11 +325,11 @@ async def internal_raft_role(request: web.Request) -> web.Response:
 @routes.post("/v1/internal/removed")
 async def internal_removed(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    caller = calling_node(request, shoal.raft.read)
+    caller = calling_node(request, shoal.raft.view)
     shoal.request_stop(f"removed from the cluster (told by {caller.name})", left_cluster=True)
     return web.json_response({"stopping": True})
 
 
 def voter_addresses(shoal: NodeContext) -> list[str]:
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         return [v.raft_address for v in voters(state)]

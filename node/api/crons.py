@@ -12,7 +12,7 @@ import time
 from aiohttp import web
 
 from consensus.crons import CreateCron, Cron, DeleteCron, crons, parse_cron_spec, runs_of
-from consensus.state import ClusterState
+from consensus.store import StateVersion
 from consensus.tasks import tasks_of
 from consensus.wire import to_plain
 from node.api.acl import claim_service, refuse_new_host_binds
@@ -24,7 +24,7 @@ from scheduler.crons import next_time, schedule_problem
 routes = web.RouteTableDef()
 
 
-def cron_json(state: ClusterState, cron: Cron, now: float) -> dict:
+def cron_json(state: StateVersion, cron: Cron, now: float) -> dict:
     spec = cron.spec
     runs = [job_json(run, tasks_of(state, run.name)) for run in runs_of(state, cron.name)]
     for run in runs:
@@ -49,7 +49,7 @@ def cron_json(state: ClusterState, cron: Cron, now: float) -> dict:
 
 
 def _answer(shoal: NodeContext, name: str, status: int = 200) -> web.Response:
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         cron = crons(state).get(name)
         if cron is None:
             raise HttpError(404, f"no such cron job {name!r}")
@@ -60,7 +60,7 @@ def _answer(shoal: NodeContext, name: str, status: int = 200) -> web.Response:
 @routes.get("/v1/crons")
 async def list_crons(request: web.Request) -> web.Response:
     now = time.time()
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         rows = [cron_json(state, c, now) for _, c in sorted(crons(state).items())]
     return web.json_response(rows)
 
@@ -80,7 +80,7 @@ async def create_cron(request: web.Request) -> web.Response:
     if problem:
         field, _, reason = problem.partition(": ")
         raise HttpError(400, reason, field)
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         taken = spec.name in crons(state)
     if taken:
         raise HttpError(409, f"cron job {spec.name!r} already exists", "name")

@@ -80,7 +80,7 @@ def _job_or_404(service: Service | None, ref: str) -> Service:
 
 
 def _answer(shoal: NodeContext, ref: str, status: int = 200) -> web.Response:
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         service = _job_or_404(find_service(state, ref), ref)
         own = tasks_of(state, service.name)
         names = {n.id: n.name for n in nodes(state).values()}
@@ -89,7 +89,7 @@ def _answer(shoal: NodeContext, ref: str, status: int = 200) -> web.Response:
 
 @routes.get("/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         rows = [
             (s, tasks_of(state, s.name))
             for s in sorted(services(state).values(), key=lambda s: s.name)
@@ -112,7 +112,7 @@ async def run_job(request: web.Request) -> web.Response:
     spec = parse_service_spec(body)
     claim_service(request, spec.name)
     refuse_new_host_binds(request, spec)
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         taken = spec.name in services(state)
     if taken:
         raise HttpError(409, f"a service or job named {spec.name!r} already exists", "name")
@@ -124,7 +124,7 @@ async def run_job(request: web.Request) -> web.Response:
 async def delete_job(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     ref = request.match_info["ref"]
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         service = _job_or_404(find_service(state, ref), ref)
     result_or_raise(await shoal.control.submit(DeleteService(service.name, time.time())))
     return web.json_response({"deleted": service.name, "id": service.id})

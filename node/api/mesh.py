@@ -60,7 +60,7 @@ def service_endpoints_json(view: MeshView, service: str, node_names: dict[str, s
 async def service_endpoints(request: web.Request) -> web.Response:
     shoal: NodeContext = request.app[NODE]
     ref = request.match_info["ref"]
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         service = find_service(state, ref)
         node_names = {n.id: n.name for n in nodes(state).values()}
     name = service.name if service is not None else ref

@@ -80,27 +80,27 @@ async def create_network(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     cmd, exist_ok = parse_create(await json_body(request))
     note_resource(request, cmd.name)
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         existing = networks(state).get(cmd.name)
     if existing is not None:
         if exist_ok:
             return web.json_response(network_json(existing))
         raise HttpError(409, f"network {cmd.name!r} already exists", "name")
     result_or_raise(await shoal.control.submit(cmd))
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         return web.json_response(network_json(networks(state)[cmd.name]), status=201)
 
 
 @routes.get("/v1/networks")
 async def list_networks(request: web.Request) -> web.Response:
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         return web.json_response([network_json(n) for _, n in sorted(networks(state).items())])
 
 
 @routes.get("/v1/networks/{name}")
 async def get_network(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         network = networks(state).get(name)
         users = sorted(
             s.name for s in services(state).values() if name in {a.name for a in s.spec.networks}
@@ -122,7 +122,7 @@ async def rotate_network_key(request: web.Request) -> web.Response:
     """A new key epoch for an encrypted network: every node moves to it without a drop, so
     one rotation must be over (the old keys retired) before the next."""
     shoal, name, now = request.app[NODE], request.match_info["name"], time.time()
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         network = networks(state).get(name)
     if network is not None and network.key_epoch and now < network.key_rotated_at + 2 * KEY_OVERLAP:
         wait = network.key_rotated_at + 2 * KEY_OVERLAP - now
@@ -146,7 +146,7 @@ async def ensure_networks(shoal: NodeContext, wanted: Iterable[NetworkDef]) -> l
     one must exist. One row per network with what was done."""
     rows = []
     for network in wanted:
-        with shoal.raft.read() as state:
+        with shoal.store.view() as state:
             exists = network.name in networks(state)
         if exists or network.external:
             if not exists:

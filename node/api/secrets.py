@@ -103,7 +103,7 @@ def _blob_or_404(state: ClusterState, kind: Kind, name: str) -> Blob:
 @routes.get(f"/v1/{_PLURAL}")
 async def list_blobs(request: web.Request) -> web.Response:
     kind = _kind(request)
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         rows = [
             blob_json(b, users_of(state, kind, b.name))
             for b in sorted(blobs(state, kind).values(), key=lambda b: b.name)
@@ -114,7 +114,7 @@ async def list_blobs(request: web.Request) -> web.Response:
 @routes.get(f"/v1/{_PLURAL}/{{name}}")
 async def inspect_blob(request: web.Request) -> web.Response:
     kind, name = _kind(request), request.match_info["name"]
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         blob = _blob_or_404(state, kind, name)
         users = users_of(state, kind, name)
     return web.json_response(blob_json(blob, users, with_data=True))
@@ -127,7 +127,7 @@ async def create_blob(request: web.Request) -> web.Response:
     body = await json_body(request)
     name, data = parse_create(kind, body)
     note_resource(request, name)
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         taken = blobs(state, kind).get(name)
         users = users_of(state, kind, name)
     if taken and body.get("exist_ok"):
@@ -144,7 +144,7 @@ async def create_blob(request: web.Request) -> web.Response:
             CreateBlob(kind, token_source.token_hex(6), name, len(data), stored, time.time())
         )
     )
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         blob = _blob_or_404(state, kind, name)
     return web.json_response(blob_json(blob, []), status=201)
 
@@ -171,7 +171,7 @@ def refuse_other_content(blob: Blob, box: SecretBox, data: bytes) -> None:
 async def delete_blob(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     kind, name = _kind(request), request.match_info["name"]
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         _blob_or_404(state, kind, name)
     value = result_or_raise(await shoal.control.submit(DeleteBlob(kind, name)))
     return web.json_response({"deleted": name, "id": value["id"]})

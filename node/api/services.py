@@ -13,7 +13,7 @@ import dataclasses
 import json
 import secrets
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from consensus.tasks import (
     services,
     tasks,
     tasks_of,
+    tasks_of_service,
 )
 from consensus.updates import PromoteService, RequestRebalance, RollbackService
 from consensus.wire import WireError, from_plain, to_plain
@@ -152,7 +153,7 @@ def with_mesh_ports(
 
 
 def _service_or_404(shoal: NodeContext, ref: str) -> Service:
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         service = find_service(state, ref)
     if service is None:
         raise HttpError(404, f"no such service {ref!r}")
@@ -160,7 +161,7 @@ def _service_or_404(shoal: NodeContext, ref: str) -> Service:
 
 
 def _answer(shoal: NodeContext, ref: str, status: int = 200) -> web.Response:
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         service = find_service(state, ref)
         own = tasks_of(state, service.name) if service else []
     if service is None:
@@ -170,13 +171,12 @@ def _answer(shoal: NodeContext, ref: str, status: int = 200) -> web.Response:
 
 @routes.get("/v1/services")
 async def list_services(request: web.Request) -> web.Response:
-    shoal = request.app[NODE]
-    by_service: dict[str, list[Task]] = defaultdict(list)
-    with shoal.raft.read() as state:
-        for task in tasks(state).values():
-            by_service[task.service_id].append(task)
-        rows = sorted(services(state).values(), key=lambda s: s.name)
-    return web.json_response([service_json(s, by_service[s.id]) for s in rows])
+    with request.app[NODE].store.view() as state:
+        rows = [
+            service_json(s, tasks_of_service(state, s))
+            for s in sorted(services(state).values(), key=lambda s: s.name)
+        ]
+    return web.json_response(rows)
 
 
 @routes.get("/v1/services/{ref}")
@@ -188,7 +188,7 @@ async def get_service(request: web.Request) -> web.Response:
 async def list_tasks(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     name = request.query.get("service")
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         if name is None:
             rows = sorted(
                 tasks(state).values(),
@@ -212,7 +212,7 @@ async def create_service(request: web.Request) -> web.Response:
     spec = parse_service_spec(await json_body(request, SPEC_LIMIT))
     claim_service(request, spec.name)
     refuse_new_host_binds(request, spec)
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         taken = spec.name in services(state)
     if taken:  # the state machine checks again at commit; this answer names the field
         raise HttpError(409, f"service {spec.name!r} already exists", "name")
@@ -254,7 +254,7 @@ async def patch_service(request: web.Request) -> web.Response:
 
 
 def _current_version(shoal: NodeContext, name: str) -> int:
-    with shoal.raft.read() as state:
+    with shoal.raft.view() as state:
         service = services(state).get(name)
     return service.version if service else 0
 
@@ -335,7 +335,7 @@ async def apply_document(request: web.Request) -> web.Response:
     ):
         raise HttpError(400, "the document defines no services", "body")
     try:
-        with shoal.raft.read() as state:
+        with shoal.store.view() as state:
             current = dict(services(state))
             try:
                 manifest = dataclasses.replace(

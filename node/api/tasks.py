@@ -89,7 +89,7 @@ async def task_logs(request: web.Request) -> web.StreamResponse:
     shoal = request.app[NODE]
     query = parse_log_query(request.query)
     task_id = request.match_info["id"]
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         task = tasks(state).get(task_id)
         node = nodes(state).get(task.node_id) if task is not None else None
     if task is None:

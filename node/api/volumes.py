@@ -16,6 +16,6 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/volumes")
 async def list_volumes(request: web.Request) -> web.Response:
-    with request.app[NODE].raft.read() as state:
+    with request.app[NODE].store.view() as state:
         table = volume_table(services(state), tasks(state).values(), nodes(state))
     return web.json_response([to_plain(use) for use in table])

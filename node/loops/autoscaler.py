@@ -14,15 +14,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from consensus.autoscale import AutoscaleRecord
 from consensus.metrics import NodeMetrics, node_metrics
 from consensus.scaling import ScaleService
-from consensus.state import ClusterState, Result
-from consensus.tasks import Service, Task, services, tasks
+from consensus.state import Result
+from consensus.store import StateVersion
+from consensus.tasks import Service, Task, services, tasks_of_service
 from scheduler.autoscale import Decision, evaluate
 
 log = logging.getLogger(__name__)
@@ -38,15 +38,14 @@ class Inputs:
     rows: tuple[NodeMetrics, ...]
 
     @staticmethod
-    def read(state: ClusterState) -> Inputs:
+    def read(state: StateVersion) -> Inputs:
         table = services(state)
         scaled = {name: s for name, s in table.items() if s.spec.autoscale is not None}
         if not scaled:  # the common case: copy nothing else
             return Inputs({}, (), ())
-        ids = {s.id for s in scaled.values()}
         return Inputs(
             scaled,
-            tuple(t for t in tasks(state).values() if t.service_id in ids),
+            tuple(t for s in scaled.values() for t in tasks_of_service(state, s)),
             tuple(node_metrics(state).values()),
         )
 
@@ -81,7 +80,7 @@ class Autoscaler:
     def __init__(
         self,
         *,
-        read_state: Callable[[], AbstractContextManager[ClusterState]],
+        read_state: Callable[[], StateVersion],
         changed: asyncio.Event,
         propose: Callable[[Any], Awaitable[Result]],
         is_leader: Callable[[], bool],

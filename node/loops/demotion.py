@@ -58,7 +58,7 @@ class DemotionLoop:
         """The leader's voter set (Raft addresses), asked of every other node this node knows:
         those in its replica and the voters it last saw (API addresses). The replica of a
         restarted node applies nothing before it hears a leader, so it may know no one else."""
-        with self._raft.read() as state:
+        with self._raft.view() as state:
             known = {n.api_address for n in nodes(state).values() if n.id != self._node_id}
         known.update(self._remembered)
         known.discard(self._own_api)

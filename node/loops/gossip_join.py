@@ -33,7 +33,7 @@ class GossipJoinLoop:
         while True:
             lonely = all(m.node_id == self._node_id or m.gone for m in self._gossip.members())
             if lonely:
-                with self._raft.read() as state:
+                with self._raft.view() as state:
                     seeds = [
                         (n.address, n.gossip_port)
                         for n in nodes(state).values()

@@ -23,7 +23,7 @@ class VoterMemoryLoop:
         seen = -1
         while True:
             seen = await self._raft.wait_changed(seen)
-            with self._raft.read() as state:
+            with self._raft.view() as state:
                 seated = voters(state)
             addresses = tuple(v.raft_address for v in seated)
             apis = tuple(v.api_address for v in seated)

@@ -82,7 +82,7 @@ class LivenessLoop:
             if not self._raft.is_leader():
                 continue
             members = {m.node_id: m for m in self._gossip.members()}
-            with self._raft.read() as state:
+            with self._raft.view() as state:
                 known = list(nodes(state).values())
             for change in status_changes(known, members, self._node_id, time.time()):
                 try:

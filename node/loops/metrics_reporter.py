@@ -16,12 +16,12 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from consensus.metrics import ReportMetrics, ServiceSample
-from consensus.state import ClusterState, Result
-from consensus.tasks import Service, Task, services, tasks
+from consensus.state import Result
+from consensus.store import StateVersion
+from consensus.tasks import Service, Task, services, tasks_on
 from netoverlay.lb.stats import ServiceStats
 from node.runtime.driver import Driver
 
@@ -60,18 +60,13 @@ class Scope:
     own_tasks: Mapping[str, tuple[Task, ...]]  # by service id
 
     @staticmethod
-    def read(state: ClusterState, node_id: str) -> Scope:
+    def read(state: StateVersion, node_id: str) -> Scope:
         scaled = tuple(s for s in services(state).values() if s.spec.autoscale is not None)
         ids = {s.id for s in scaled}
         own: dict[str, list[Task]] = defaultdict(list)
         if ids:
-            for task in tasks(state).values():
-                if (
-                    task.node_id == node_id
-                    and task.service_id in ids
-                    and task.state == "running"
-                    and task.desired == "running"
-                ):
+            for task in tasks_on(state, node_id).values():
+                if task.service_id in ids and task.state == "running" and task.desired == "running":
                     own[task.service_id].append(task)
         return Scope(scaled, {k: tuple(v) for k, v in own.items()})
 
@@ -126,7 +121,7 @@ class MetricsReporter:
         self,
         *,
         node_id: str,
-        read_state: Callable[[], AbstractContextManager[ClusterState]],
+        read_state: Callable[[], StateVersion],
         driver: Driver,
         ingress_stats: Callable[[], Mapping[int, ServiceStats]],
         submit: Callable[[ReportMetrics], Awaitable[Result]],

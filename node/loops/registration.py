@@ -59,7 +59,7 @@ class RegistrationLoop:
         seen = -1
         while True:
             seen = await self._raft.wait_changed(seen, timeout=1.0)
-            with self._raft.read() as state:
+            with self._raft.view() as state:
                 bootstrapped = bool(state.cluster.cluster_id)
                 current = nodes(state).get(self._node_id)
             wanted = self._record()

@@ -133,7 +133,7 @@ class VoterManager:
         self._told_member: dict[str, float] = {}
 
     def _snapshot(self) -> list[Node]:
-        with self._raft.read() as state:
+        with self._raft.view() as state:
             return list(nodes(state).values())
 
     def _skip(self) -> frozenset[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consensus.services import ServiceSpec
-from consensus.state import ClusterState
+from consensus.store import StateVersion
 from consensus.tasks import (
     TERMINAL,
     Endpoint,
@@ -27,7 +27,7 @@ from consensus.tasks import (
     reported,
     services,
     spec_of,
-    tasks,
+    tasks_on,
 )
 from consensus.wire import to_plain
 
@@ -120,13 +120,11 @@ def announcement(
     )
 
 
-def own_tasks(state: ClusterState, node_id: str) -> list[tuple[Task, ServiceSpec | None]]:
+def own_tasks(state: StateVersion, node_id: str) -> list[tuple[Task, ServiceSpec | None]]:
     """The tasks bound to `node_id` with the spec version each was made from."""
     by_name = services(state)
     found = []
-    for task in tasks(state).values():
-        if task.node_id != node_id:
-            continue
+    for task in tasks_on(state, node_id).values():
         found.append((task, spec_of(by_name, task)))
     return found
 

@@ -16,11 +16,10 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from consensus.state import ClusterState
+from consensus.store import StateVersion
 from consensus.tasks import TaskReport, services
 from consensus.wire import to_plain
 from netoverlay.dns import DnsServer, ServiceRecord
@@ -60,7 +59,7 @@ def _empty_view() -> MeshView:
 
 
 class Mesh:
-    """`read_state` yields the replicated state (held briefly); `subscribe` returns a fresh
+    """`read_state` returns the current version of the replicated state; `subscribe` returns a fresh
     event that is set after every committed change; `on_report` registers an observer of
     the agent's observations and returns its unsubscribe."""
 
@@ -69,7 +68,7 @@ class Mesh:
         config: MeshConfig,
         *,
         gossip: GossipService,
-        read_state: Callable[[], AbstractContextManager[ClusterState]],
+        read_state: Callable[[], StateVersion],
         subscribe: Callable[[], asyncio.Event],
         on_report: Callable[[Callable[[TaskReport], None]], Callable[[], None]],
     ) -> None:

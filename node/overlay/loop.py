@@ -19,10 +19,9 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from consensus.state import ClusterState
+from consensus.store import StateVersion
 from netoverlay.gossip import GossipService
 from netoverlay.lb import NftError
 from netoverlay.overlay.ipsec import (
@@ -71,7 +70,7 @@ class Overlay:
         config: OverlayConfig,
         *,
         gossip: GossipService,
-        read_state: Callable[[], AbstractContextManager[ClusterState]],
+        read_state: Callable[[], StateVersion],
         subscribe: Callable[[], asyncio.Event],
         networks: DockerNetworks,
         ipsec_key: bytes,

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState, Result
+from consensus.store import StateVersion, next_version, version_of
 from consensus.tasks import (
     Assignment,
     AssignTasks,
@@ -51,14 +52,16 @@ class StateSource:
                 )
             )
         )
+        self.version = version_of(self.state)
         self.node_id = node_id
 
-    @contextlib.contextmanager
-    def read(self) -> Iterator[ClusterState]:
-        yield self.state
+    def read(self) -> StateVersion:
+        """The current version of the state, published after each command as a node does."""
+        return self.version
 
     async def submit(self, cmd) -> Result:
         result = self.state.apply(cmd)
+        self.version = next_version(self.version, self.state)
         self.commands.append(cmd)
         self.changed.set()
         async with self._applied:

@@ -87,7 +87,7 @@ async def test_a_restarted_voter_has_every_acknowledged_write(tmp_path):
     again.start("voter", [])
     try:
         await again.wait_caught_up()
-        with again.read() as state:
+        with again.view() as state:
             assert state.applied == 20
     finally:
         again.stop()

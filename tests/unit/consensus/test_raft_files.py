@@ -29,8 +29,8 @@ async def test_replay_rebuilds_what_a_compacted_voter_holds(tmp_path):
     try:
         for i in range(120, 130):  # after the dump: in the journal only
             assert (await raft.propose(RegisterNode(_node(i)))).ok
-        with raft.read() as state:
-            expected = state.to_plain()
+        with raft.view() as state:
+            expected = state.detached().to_plain()
     finally:
         raft.stop()
     replayed = raft_files.replay(str(tmp_path / "leader" / "raft"), "voter")
@@ -41,8 +41,8 @@ async def test_replay_rebuilds_what_a_compacted_voter_holds(tmp_path):
 async def test_a_written_dump_starts_a_single_voter_that_others_join(tmp_path):
     raft, _tuning = await _compacted_voter(tmp_path, writes=50)
     try:
-        with raft.read() as state:
-            payload, applied = state.to_msgpack(), state.applied
+        with raft.view() as state:
+            payload, applied = state.detached().to_msgpack(), state.applied
     finally:
         raft.stop()
     fresh = tmp_path / "fresh" / "raft"
@@ -60,12 +60,12 @@ async def test_a_written_dump_starts_a_single_voter_that_others_join(tmp_path):
     try:
         await wait_for(lambda: _leads(voter), timeout=20, what="the restored voter to lead")
         assert (await voter.propose(RegisterNode(_node(999)))).ok
-        with voter.read() as state:
+        with voter.view() as state:
             assert len(nodes(state)) == 51 and state.applied == applied + 1
         member.start("member", [address])
 
         async def member_has_it() -> bool:
-            with member.read() as state:
+            with member.view() as state:
                 return len(nodes(state)) == 51
 
         await wait_for(member_has_it, timeout=20, what="a new member to receive the state")

@@ -52,7 +52,7 @@ async def test_a_node_restarted_after_compaction_has_every_write(tmp_path):
     try:
         # Served only once every write is back: the dump, then the journal after it.
         await asyncio.wait_for(restarted.wait_caught_up(), 30)
-        with restarted.read() as state:
+        with restarted.view() as state:
             assert sorted(nodes(state)) == sorted(f"n{i}" for i in range(120))
     finally:
         restarted.stop()
@@ -94,7 +94,7 @@ async def test_a_member_starting_after_compaction_gets_the_state_by_snapshot(tmp
         member.start("member", [leader.address])
         assert not member.progress().caught_up
         await asyncio.wait_for(member.wait_caught_up(), 15)
-        with member.read() as state:
+        with member.view() as state:
             assert len(nodes(state)) == 120
         progress = member.progress()
         assert progress.caught_up and progress.behind == 0
@@ -116,7 +116,7 @@ async def test_a_voter_added_after_compaction_gets_the_state_and_votes(tmp_path)
         joiner.start("voter", [leader.address])
         await adding
         await asyncio.wait_for(joiner.wait_caught_up(), 15)
-        with joiner.read() as state:
+        with joiner.view() as state:
             assert len(nodes(state)) == 120
         # It votes: with two voters, a write commits only with its acknowledgement.
         extra = Node("late", "late", "127.0.1.1", 7420, 7421, 7422)
@@ -129,5 +129,5 @@ async def test_a_voter_added_after_compaction_gets_the_state_and_votes(tmp_path)
 
 async def _has(raft: RaftNode, node_id: str) -> bool:
     await asyncio.sleep(0)
-    with raft.read() as state:
+    with raft.view() as state:
         return node_id in nodes(state)

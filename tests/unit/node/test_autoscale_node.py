@@ -5,10 +5,10 @@ it stays quiet, the leader loop's step against the real state machine, and the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from consensus.metrics import NodeMetrics, ReportMetrics, ServiceSample, node_metrics
 from consensus.state import Result
+from consensus.store import StateVersion, version_of
 from consensus.tasks import services, tasks
 from netoverlay.lb.stats import ServiceStats
 from node.loops.autoscaler import Autoscaler, next_expiry
@@ -54,7 +54,7 @@ def scaled_cluster(metric: str = "rps") -> Cluster:
 
 def test_a_node_reports_its_running_tasks_cpu_and_its_ingress_rate_rounded():
     c = scaled_cluster("cpu")
-    here, elsewhere = Scope.read(c.state, "n0"), Scope.read(c.state, "n1")
+    here, elsewhere = Scope.read(version_of(c.state), "n0"), Scope.read(version_of(c.state), "n1")
     web = services(c.state)["web"]
     assert [s.name for s in here.services] == ["web"] and len(here.cpu_tasks()) == 2
     cpu = {task_id: pct for task_id, pct in zip(here.cpu_tasks(), (30.04, 10.0), strict=True)}
@@ -95,9 +95,8 @@ class Leader:
         self.c = c
         self.proposed: list = []
 
-    @contextlib.contextmanager
-    def read(self):
-        yield self.c.state
+    def read(self) -> StateVersion:
+        return version_of(self.c.state)
 
     async def propose(self, cmd) -> Result:
         self.proposed.append(cmd)

@@ -11,6 +11,7 @@ import pytest
 from consensus.job_runs import EndJob, ExpireJob, job_progress
 from consensus.jobs import JobConfig
 from consensus.services import SpecError, parse_service_spec
+from consensus.store import version_of
 from consensus.tasks import UpdateService, services, tasks, tasks_of
 from scheduler.jobs import job_backoff
 from tests.unit.scheduler.helpers import Cluster
@@ -77,9 +78,12 @@ def test_failures_retry_with_doubling_backoff_until_the_limit_then_the_job_fails
     assert job.job_end is not None and job.job_end.state == "failed"
     assert job.job_end.reason == "BackoffLimitExceeded: 3 failed tasks (limit 2)"
     assert not active(c, "flaky")
-    codes = [t.exit_code for t in sorted(tasks_of(c.state, "flaky"), key=lambda t: t.created_at)]
+    codes = [
+        t.exit_code
+        for t in sorted(tasks_of(version_of(c.state), "flaky"), key=lambda t: t.created_at)
+    ]
     assert codes == seen_codes
-    assert job_progress(tasks_of(c.state, "flaky")).failed == 3
+    assert job_progress(tasks_of(version_of(c.state), "flaky")).failed == 3
 
 
 def test_a_dead_nodes_unfinished_tasks_run_elsewhere_and_its_completed_ones_do_not():
@@ -123,7 +127,7 @@ def test_past_its_deadline_a_job_fails_and_what_runs_is_stopped():
     c.settle()
     job = services(c.state)["slow"]
     assert job.job_end.state == "failed" and job.job_end.reason.startswith("DeadlineExceeded")
-    (task,) = tasks_of(c.state, "slow")
+    (task,) = tasks_of(version_of(c.state), "slow")
     assert task.desired == "shutdown" and task.message.startswith("job failed: DeadlineExceeded")
 
 

@@ -12,6 +12,7 @@ from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
+from consensus.store import version_of
 from consensus.tasks import (
     Assignment,
     AssignTasks,
@@ -134,7 +135,7 @@ def test_assigned_to_copies_this_nodes_tasks_with_their_spec_versions():
     state.apply(UpdateService(v2, 3.0))
     state.apply(AssignTasks(4.0, stop=(StopTask("a", "update"),)))
 
-    mine = assigned_to(state, "n1")
+    mine = assigned_to(version_of(state), "n1")
     # "g" names n1 but is still pending: not this agent's yet. "b" is n2's.
     assert list(mine) == ["a"]
     assert mine["a"].spec == v1 and mine["a"].task.desired == "shutdown"
