@@ -9,8 +9,7 @@ import sys
 import pytest
 
 from node.devcluster.localcluster import LocalCluster, wait_for
-from tests.integration.mesh_support import create
-from tests.integration.test_mesh_process import remove_leftover_tasks
+from tests.integration.mesh_support import create, remove_leftover_tasks
 
 pytestmark = pytest.mark.timeout(120)
 
