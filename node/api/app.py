@@ -49,7 +49,7 @@ ROUTE_TABLES = (
 
 
 def build_app(node: NodeContext) -> web.Application:
-    authenticator = Authenticator(node.keys.check_api_token, node.raft.view, node.raft)
+    authenticator = Authenticator(node.keys.check_api_token, node.store.view, node.raft)
     app = web.Application(
         middlewares=[
             node.telemetry.middleware(),

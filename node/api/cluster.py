@@ -62,7 +62,7 @@ def _leader_id(shoal: NodeContext) -> str | None:
 
 
 def _find(shoal: NodeContext, ref: str) -> Node:
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         return node_by_ref(state, ref)
 
 
@@ -325,11 +325,11 @@ async def internal_raft_role(request: web.Request) -> web.Response:
 @routes.post("/v1/internal/removed")
 async def internal_removed(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    caller = calling_node(request, shoal.raft.view)
+    caller = calling_node(request, shoal.store.view)
     shoal.request_stop(f"removed from the cluster (told by {caller.name})", left_cluster=True)
     return web.json_response({"stopping": True})
 
 
 def voter_addresses(shoal: NodeContext) -> list[str]:
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         return [v.raft_address for v in voters(state)]

@@ -11,6 +11,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from consensus.model import Node
     from consensus.raft import RaftNode
+    from consensus.store import Store
     from netoverlay.gossip.service import GossipService
     from node.config import NodeConfig
     from node.control import ControlPlane
@@ -28,6 +29,7 @@ class NodeContext(Protocol):
     config: NodeConfig
     keys: ClusterKeys
     raft: RaftNode
+    store: Store  # every read of the state
     control: ControlPlane
     gossip: GossipService
     voters: VoterManager

@@ -49,7 +49,7 @@ def cron_json(state: StateVersion, cron: Cron, now: float) -> dict:
 
 
 def _answer(shoal: NodeContext, name: str, status: int = 200) -> web.Response:
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         cron = crons(state).get(name)
         if cron is None:
             raise HttpError(404, f"no such cron job {name!r}")

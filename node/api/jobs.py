@@ -80,7 +80,7 @@ def _job_or_404(service: Service | None, ref: str) -> Service:
 
 
 def _answer(shoal: NodeContext, ref: str, status: int = 200) -> web.Response:
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         service = _job_or_404(find_service(state, ref), ref)
         own = tasks_of(state, service.name)
         names = {n.id: n.name for n in nodes(state).values()}
@@ -112,7 +112,7 @@ async def run_job(request: web.Request) -> web.Response:
     spec = parse_service_spec(body)
     claim_service(request, spec.name)
     refuse_new_host_binds(request, spec)
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         taken = spec.name in services(state)
     if taken:
         raise HttpError(409, f"a service or job named {spec.name!r} already exists", "name")

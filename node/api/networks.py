@@ -80,7 +80,7 @@ async def create_network(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
     cmd, exist_ok = parse_create(await json_body(request))
     note_resource(request, cmd.name)
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         existing = networks(state).get(cmd.name)
     if existing is not None:
         if exist_ok:
@@ -122,7 +122,7 @@ async def rotate_network_key(request: web.Request) -> web.Response:
     """A new key epoch for an encrypted network: every node moves to it without a drop, so
     one rotation must be over (the old keys retired) before the next."""
     shoal, name, now = request.app[NODE], request.match_info["name"], time.time()
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         network = networks(state).get(name)
     if network is not None and network.key_epoch and now < network.key_rotated_at + 2 * KEY_OVERLAP:
         wait = network.key_rotated_at + 2 * KEY_OVERLAP - now

@@ -127,7 +127,7 @@ async def create_blob(request: web.Request) -> web.Response:
     body = await json_body(request)
     name, data = parse_create(kind, body)
     note_resource(request, name)
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         taken = blobs(state, kind).get(name)
         users = users_of(state, kind, name)
     if taken and body.get("exist_ok"):

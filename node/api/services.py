@@ -153,7 +153,7 @@ def with_mesh_ports(
 
 
 def _service_or_404(shoal: NodeContext, ref: str) -> Service:
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         service = find_service(state, ref)
     if service is None:
         raise HttpError(404, f"no such service {ref!r}")
@@ -161,7 +161,7 @@ def _service_or_404(shoal: NodeContext, ref: str) -> Service:
 
 
 def _answer(shoal: NodeContext, ref: str, status: int = 200) -> web.Response:
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         service = find_service(state, ref)
         own = tasks_of(state, service.name) if service else []
     if service is None:
@@ -212,7 +212,7 @@ async def create_service(request: web.Request) -> web.Response:
     spec = parse_service_spec(await json_body(request, SPEC_LIMIT))
     claim_service(request, spec.name)
     refuse_new_host_binds(request, spec)
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         taken = spec.name in services(state)
     if taken:  # the state machine checks again at commit; this answer names the field
         raise HttpError(409, f"service {spec.name!r} already exists", "name")
@@ -254,7 +254,7 @@ async def patch_service(request: web.Request) -> web.Response:
 
 
 def _current_version(shoal: NodeContext, name: str) -> int:
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         service = services(state).get(name)
     return service.version if service else 0
 

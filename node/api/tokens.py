@@ -82,7 +82,7 @@ async def create_token(request: web.Request) -> web.Response:
 @routes.get("/v1/tokens")
 async def list_tokens(request: web.Request) -> web.Response:
     shoal, now = request.app[NODE], time.time()
-    with shoal.raft.view() as state:
+    with shoal.store.view() as state:
         rows = sorted(tokens(state).values(), key=lambda t: (t.created_at, t.id))
     return web.json_response([token_json(t, now) for t in rows])
 

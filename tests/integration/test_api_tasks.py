@@ -54,7 +54,7 @@ async def cluster(tmp_path):
         app = web.Application(middlewares=[errors_middleware])
         app[NODE] = types.SimpleNamespace(
             node_id=node_id,
-            raft=types.SimpleNamespace(read=source.read),
+            store=types.SimpleNamespace(view=source.read),
             control=control,
             agent=agent if node_id == "n1" else None,
         )
