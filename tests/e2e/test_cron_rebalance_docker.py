@@ -51,6 +51,8 @@ class RebalanceSeen:
     placed: Counter  # running tasks per node name at the end
     down: list[int] = field(default_factory=list)  # replicas down, at every look at the API
     unanswered_looks: int = 0  # looks the API did not answer (the leader's election)
+    joined_at: float = 0.0
+    spread_at: float = 0.0  # when 2 healthy tasks ran on each node
     requests: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -71,7 +73,15 @@ def outcome(tmp_path_factory, engine, busybox_image) -> Outcome:
         size=4,
         started=3,
     ) as cluster:
-        return asyncio.run(both_scenarios(cluster, busybox_image))
+        found = asyncio.run(both_scenarios(cluster, busybox_image))
+    if isinstance(found.cron, CronSeen) and isinstance(found.rebalance, RebalanceSeen):
+        joined = found.rebalance.joined_at
+        print(
+            f"the joiner came in {joined - found.cron.window[0]:.1f} s after the cron's creation, "
+            f"the spread was even {found.rebalance.spread_at - joined:.1f} s later; "
+            f"the leader was killed {found.cron.killed_at - joined:.1f} s after the join"
+        )
+    return found
 
 
 def seen(found: object) -> object:
@@ -185,8 +195,10 @@ async def rebalance_scenario(
     watch = asyncio.ensure_future(count_down(tasks, found, stop))
     try:
         await cluster.add(cluster.nodes[JOINER])
+        found.joined_at = time.time()
         joined.set()
         await wait_for(lambda: spread([2, 2, 2]), 120, "2 healthy tasks on each of 3 nodes")
+        found.spread_at = time.time()
         await asyncio.sleep(3.0)  # the moved tasks' drain and stop, under load too
     finally:
         stop.set()
