@@ -1,5 +1,6 @@
 """Three `shoal node` processes on loopback running their tasks as containers of the local
-Docker Engine, and the containers' cleanup (containers outlive their nodes by design)."""
+Docker Engine, and the containers' cleanup (containers outlive their nodes by design); the
+busybox httpd service that the routing-mesh tests send requests to."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from node import config as node_config
 from node.devcluster.localcluster import LocalCluster, NodeProc
 from node.runtime.model import LABEL_NODE, LABEL_SERVICE
 from tests.integration.cluster_support import stop_nodes
+from tests.integration.mesh_support import PUBLISHED
+
+# Each task answers with its id, so a test can tell which task served a request.
+SERVE = ("-c", "echo $SHOAL_TASK_ID > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
 
 
 def node_id(node: NodeProc) -> str:
@@ -48,15 +53,47 @@ def remove_containers(engine: docker.DockerClient, label: str, tries: int = 50) 
     raise AssertionError(f"containers labelled {label} are still there after {tries} tries")
 
 
+def httpd_service(image: str, *flags: str) -> list[str]:
+    """`shoal service create` arguments (after --name and --replicas) of a busybox httpd
+    service published on PUBLISHED through the routing mesh, health-checked over HTTP every
+    half second, its tasks stopped within 2 s: `flags` come before the image."""
+    return [
+        "-p",
+        f"{PUBLISHED}:80",
+        "--health-http",
+        "/",
+        "--health-interval",
+        "0.5s",
+        "--health-timeout",
+        "2s",
+        "--restart-delay",
+        "0.5s",
+        "--stop-grace-period",
+        "2s",
+        *flags,
+        "--entrypoint",
+        "/bin/sh",
+        image,
+        *SERVE,
+    ]
+
+
 @contextlib.contextmanager
 def docker_cluster(
-    base_dir: str, engine: docker.DockerClient, *extra_args: str
+    base_dir: str,
+    engine: docker.DockerClient,
+    *extra_args: str,
+    size: int = 3,
+    started: int | None = None,
 ) -> Iterator[LocalCluster]:
+    """A cluster of `size` nodes, the first `started` of them (default all) running."""
     cluster = LocalCluster(
-        base_dir, 3, ["--runtime", "docker", "--cpus", "4", "--memory", str(8 << 30), *extra_args]
+        base_dir,
+        size,
+        ["--runtime", "docker", "--cpus", "4", "--memory", str(8 << 30), *extra_args],
     )
     try:
-        asyncio.run(cluster.start())
+        asyncio.run(cluster.start(count=started))
         yield cluster
     finally:
         stop_nodes(cluster)

@@ -17,16 +17,19 @@ import docker
 import pytest
 
 from node.devcluster.localcluster import LocalCluster, wait_for
-from tests.e2e.docker_support import containers_of, docker_cluster, remove_containers
+from tests.e2e.docker_support import (
+    containers_of,
+    docker_cluster,
+    httpd_service,
+    remove_containers,
+)
 from tests.integration.cluster_support import live, must, shoal
-from tests.integration.mesh_support import PUBLISHED, all_serving, fetch, new_session
+from tests.integration.mesh_support import all_serving, fetch, new_session
 from tests.integration.test_rollout_mesh import hammer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 MISSING_IMAGE = "no-such-image:404"
-# Each task answers with its id, so a test can tell which version served a request.
-SERVE = ("-c", "echo $SHOAL_TASK_ID > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
 
 
 @pytest.fixture(scope="module")
@@ -58,28 +61,15 @@ def web(cluster, engine, busybox_image):
             name,
             "--replicas",
             "3",
-            "-p",
-            f"{PUBLISHED}:80",
-            "--health-http",
-            "/",
-            "--health-interval",
-            "0.5s",
-            "--health-timeout",
-            "2s",
-            "--restart-delay",
-            "0.5s",
-            "--stop-grace-period",
-            "2s",
-            "--update-order",
-            "start-first",
-            "--update-parallelism",
-            "1",
-            "--update-monitor",
-            "2s",
-            "--entrypoint",
-            "/bin/sh",
-            busybox_image,
-            *SERVE,
+            *httpd_service(
+                busybox_image,
+                "--update-order",
+                "start-first",
+                "--update-parallelism",
+                "1",
+                "--update-monitor",
+                "2s",
+            ),
             addr=cluster.nodes[0].api,
         )
     )
