@@ -44,6 +44,15 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def free_ports(host: str, count: int) -> list[int]:
+    """`count` distinct free ports (held open together so none is handed out twice)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -76,11 +85,13 @@ def tool(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
-def start_nginx(stack: ExitStack, work: Path, port: int) -> None:
+def start_nginx(stack: ExitStack, work: Path, ports: list[int]) -> None:
+    """The backend, listening on one port per target (see `backend_ports`)."""
     work.chmod(0o755)  # nginx workers drop root and must still read the page
     (work / "www").mkdir()
     (work / "www" / "index.html").write_bytes(BODY)
     conf = work / "nginx.conf"
+    listens = " ".join(f"listen {BACKEND_HOST}:{port};" for port in ports)
     conf.write_text(f"""
 worker_processes 1;
 daemon off;
@@ -90,11 +101,12 @@ events {{ worker_connections 4096; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
-    server {{ listen {BACKEND_HOST}:{port}; root {work}/www; }}
+    server {{ {listens} root {work}/www; }}
 }}
 """)
     spawn(stack, [tool("nginx"), "-c", str(conf), "-p", str(work)])
-    wait_for_port(BACKEND_HOST, port)
+    for port in ports:
+        wait_for_port(BACKEND_HOST, port)
 
 
 def start_haproxy(stack: ExitStack, work: Path, port: int, backend_port: int) -> None:
@@ -264,22 +276,25 @@ def main() -> None:
         return serve_proxy(*args.serve_proxy)
 
     ensure_tools()
-    args.backend_port = free_port(BACKEND_HOST)
-    ports = {
-        "direct": args.backend_port,
-        "shoal_proxy": free_port(FRONT_HOST),
-        "shoal_nft": free_port(FRONT_HOST),
-        "haproxy": free_port(FRONT_HOST),
-        "nginx_http": free_port(FRONT_HOST),
-    }
+    targets = ["direct", "shoal_proxy", "shoal_nft", "haproxy", "nginx_http"]
+    # Each target reaches the backend on a port of its own. Sharing one would make the targets
+    # disturb each other: with a new connection per request the backend keeps every closed
+    # connection in TIME_WAIT, and a SYN that reuses its 4-tuple is refused (PAWS) when its
+    # timestamps run behind. They do whenever the client addressed another target, since the
+    # timestamp offset is per address pair: nftables' clients address 127.0.0.1, the others'
+    # connections to the backend come from 127.0.0.1 to 127.0.0.2. Whichever target ran after
+    # another then waited 1 s SYN retransmissions on a share of its connections.
+    backend_ports = dict(zip(targets, free_ports(BACKEND_HOST, len(targets)), strict=True))
+    ports = {"direct": backend_ports["direct"]}
+    ports.update(zip(targets[1:], free_ports(FRONT_HOST, len(targets) - 1), strict=True))
     hosts = {"direct": BACKEND_HOST}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        start_nginx(stack, work, args.backend_port)
-        start_haproxy(stack, work, ports["haproxy"], args.backend_port)
-        start_nginx_proxy(stack, work, ports["nginx_http"], args.backend_port)
-        start_shoal_proxy(stack, ports["shoal_proxy"], args.backend_port)
-        skipped = start_nft(stack, ports["shoal_nft"], args.backend_port)
+        start_nginx(stack, work, list(backend_ports.values()))
+        start_haproxy(stack, work, ports["haproxy"], backend_ports["haproxy"])
+        start_nginx_proxy(stack, work, ports["nginx_http"], backend_ports["nginx_http"])
+        start_shoal_proxy(stack, ports["shoal_proxy"], backend_ports["shoal_proxy"])
+        skipped = start_nft(stack, ports["shoal_nft"], backend_ports["shoal_nft"])
         if skipped:
             print(f"shoal_nft skipped: {skipped}")
             del ports["shoal_nft"]
