@@ -13,6 +13,7 @@ import logging
 import random
 from dataclasses import dataclass
 
+from netoverlay.lb.datagram import DatagramListener
 from netoverlay.lb.picker import Picker
 from netoverlay.lb.proxy_protocol import proxy_v2_header
 from netoverlay.lb.splice import BackendHalf, ClientHalf, Pipe
@@ -35,6 +36,10 @@ class ProxyConfig:
     stop_timeout: float = 5.0
     # Seed for the picker's choices; None seeds from the OS (tests pass one to replay).
     seed: int | None = None
+    # A UDP flow (one client address) ends after this long without a datagram either way...
+    udp_idle_timeout: float = 30.0
+    # ...and a UDP port keeps at most this many flows; new clients beyond it are dropped.
+    max_udp_flows: int = 4096
 
 
 class Listener:
@@ -157,6 +162,7 @@ class ProxyDataPlane:
         self.config = config
         self._rng = random.Random(config.seed)
         self._listeners: dict[int, Listener] = {}
+        self._datagrams: dict[int, DatagramListener] = {}
         # Listeners of removed ports that still have connections draining.
         self._retired: set[Listener] = set()
         # Ports that could not be opened at the last sync, and why; retried on every sync.
@@ -188,6 +194,33 @@ class ProxyDataPlane:
                 listener.port = port
                 listener.picker.replace(endpoints_for(port, endpoints))
             self._retired = {r for r in self._retired if r.pipes}
+            await self._sync_datagrams(routed_ports(ports, "udp"), endpoints)
+
+    async def _sync_datagrams(
+        self, wanted: dict[int, ServicePort], endpoints: dict[str, list[Backend]]
+    ) -> None:
+        for number in [n for n in self._datagrams if n not in wanted]:
+            self._datagrams.pop(number).stop()
+        for number, port in wanted.items():
+            listener = self._datagrams.get(number)
+            if listener is None:
+                listener = DatagramListener(
+                    port,
+                    self.config.host,
+                    self._rng,
+                    idle_timeout=self.config.udp_idle_timeout,
+                    max_flows=self.config.max_udp_flows,
+                )
+                try:
+                    await listener.open()
+                except OSError as exc:
+                    reason = f"cannot listen on {self.config.host}:{number}/udp: {exc}"
+                    log.error("%s (service %s)", reason, port.service)
+                    self.failed_ports.setdefault(number, reason)
+                    continue
+                self._datagrams[number] = listener
+            listener.port = port
+            listener.picker.replace(endpoints_for(port, endpoints))
 
     def _retire(self, listener: Listener) -> None:
         listener.stop_accepting()
@@ -204,6 +237,9 @@ class ProxyDataPlane:
         async with self._lock:
             listeners = [*self._listeners.values(), *self._retired]
             self._listeners, self._retired = {}, set()
+            for datagrams in self._datagrams.values():
+                datagrams.stop()
+            self._datagrams = {}
             tasks: list[asyncio.Task[None]] = []
             for listener in listeners:
                 listener.stop_accepting()

@@ -230,7 +230,8 @@ class Mesh:
                 "listening": number not in failed,
                 "endpoints": [f"{e.address}:{e.port}" for e in endpoints_for(port, endpoints)],
             }
-            for number, port in sorted(routed_ports(list(ports)).items())
+            for protocol in ("tcp", "udp")
+            for number, port in sorted(routed_ports(list(ports), protocol).items())
         ]
 
     def status(self) -> dict[str, Any]:

@@ -68,10 +68,11 @@ def test_endpoints_match_the_target_port_they_serve():
     assert endpoints_for(ServicePort("web", 443, 443), table) == [https, both]
 
 
-def test_only_ingress_tcp_ports_are_routed():
+def test_only_ingress_ports_of_the_protocol_asked_are_routed():
     ports = [
         ServicePort("web", 80, 80),
         ServicePort("web", 81, 80, mode="host"),
         ServicePort("dns", 53, 53, protocol="udp"),
     ]
     assert list(routed_ports(ports)) == [80]
+    assert list(routed_ports(ports, "udp")) == [53]

@@ -65,6 +65,7 @@ def test_ports_endpoints_and_ingress_addresses():
         "web": [
             Backend("web", "w1", "n1", "10.0.0.1", 31001, target_port=80),
             Backend("web", "w1", "n1", "10.0.0.1", 31002, target_port=443),
+            Backend("web", "w1", "n1", "10.0.0.1", 31003, target_port=53, protocol="udp"),
             Backend("web", "w2", "n2", "10.0.0.2", 31001, target_port=80),
         ],
     }
@@ -166,6 +167,7 @@ def test_the_api_shows_a_services_ports_and_endpoints_with_node_names():
     assert [(e["node_name"], e["endpoint"], e["target_port"]) for e in body["endpoints"]] == [
         ("one", "10.0.0.1:31001", 80),
         ("one", "10.0.0.1:31002", 443),
+        ("one", "10.0.0.1:31003", 53),
         ("two", "10.0.0.2:31001", 80),
     ]
 
