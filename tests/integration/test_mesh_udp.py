@@ -1,6 +1,5 @@
 """A UDP port published on the routing mesh answers at every node of a real 3-node cluster,
-also the ones without a replica, through the nftables data plane (the proxy's UDP ports are
-tested over sockets in test_lb_proxy_udp)."""
+also the ones without a replica, with each data plane."""
 
 from __future__ import annotations
 
@@ -22,13 +21,17 @@ pytestmark = pytest.mark.timeout(120)
 
 PUBLISHED = 18053
 # Echoes each datagram after its task id, on the host port the runtime gave target 53/udp.
+# Like any UDP server bound to every address, it answers from the address it was asked at
+# (IP_PKTINFO, 8 in linux/in.h): the nodes share loopback, where the kernel would otherwise
+# answer from 127.0.0.1, which the proxy's socket connected to the task rightly ignores.
 SERVER = """\
 import os, socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 8, 1)
 s.bind(("", int(os.environ["SHOAL_PORT_53_UDP"])))
 while True:
-    data, peer = s.recvfrom(2048)
-    s.sendto(os.environ["SHOAL_TASK_ID"].encode() + b" " + data, peer)
+    data, ancillary, _, peer = s.recvmsg(2048, socket.CMSG_SPACE(12))
+    s.sendmsg([os.environ["SHOAL_TASK_ID"].encode() + b" " + data], ancillary, 0, peer)
 """
 
 
@@ -43,10 +46,13 @@ def ask(address: str, payload: bytes) -> bytes | None:
             return None
 
 
-@pytest.fixture
-async def cluster(tmp_path):
-    require_nft()
-    cluster = LocalCluster(str(tmp_path), 3, ["--runtime", "process", "--lb-dataplane", "nft"])
+@pytest.fixture(params=["proxy", "nft"])
+async def cluster(request, tmp_path):
+    if request.param == "nft":
+        require_nft()
+    cluster = LocalCluster(
+        str(tmp_path), 3, ["--runtime", "process", "--lb-dataplane", request.param]
+    )
     try:
         await cluster.start()
         yield cluster
