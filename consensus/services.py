@@ -107,9 +107,9 @@ class PortSpec:
     # front of its `targetPort`); 0: the target itself, as every port of a task is.
     vip_port: int = 0
     # What the routing mesh's proxy adds on a published ingress TCP port: a PROXY protocol
-    # v2 header first, so the task sees the client's address instead of the node's; and
-    # closing a connection idle this many seconds (0: never).
-    proxy_protocol: bool = False
+    # header first ("v1" text, "v2" binary; "" none), so the task sees the client's address
+    # instead of the node's; and closing a connection idle this many seconds (0: never).
+    proxy_protocol: Literal["", "v1", "v2"] = ""
     idle_timeout: float = 0.0
 
     def __str__(self) -> str:
@@ -373,6 +373,14 @@ def _durations(*names: str) -> Callable[[Any, str], Any]:
     return convert
 
 
+def _proxy_version(port: dict[str, Any]) -> dict[str, Any]:
+    """`proxy_protocol: true` asks for the binary version 2, false for none."""
+    value = port.get("proxy_protocol")
+    if isinstance(value, bool):
+        return {**port, "proxy_protocol": "v2" if value else ""}
+    return port
+
+
 def _health(value: Any, field: str) -> Any:
     value = _durations("interval", "timeout", "start_period")(value, field)
     if isinstance(value, dict) and isinstance(value.get("command"), str):
@@ -390,7 +398,7 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "preferences": _each(
         lambda item, f: {"spread": item.removeprefix("spread=")} if isinstance(item, str) else item
     ),
-    "ports": _each(parse_port, _durations("idle_timeout")),
+    "ports": _each(parse_port, lambda item, f: _proxy_version(_durations("idle_timeout")(item, f))),
     "health": _health,
     "restart": _durations("delay", "window"),
     "update": _durations("delay", "monitor", "auto_promote"),

@@ -25,7 +25,7 @@ class DataPlane(Protocol):
 
 def needs_proxy(port: ServicePort) -> bool:
     """Whether serving `port` takes userspace features the kernel data plane lacks."""
-    return port.proxy_protocol or port.idle_timeout is not None
+    return bool(port.proxy_protocol) or port.idle_timeout is not None
 
 
 class SplitDataPlane:

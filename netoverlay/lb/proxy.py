@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from netoverlay.lb.datagram import DatagramListener
 from netoverlay.lb.picker import Picker
-from netoverlay.lb.proxy_protocol import proxy_v2_header
+from netoverlay.lb.proxy_protocol import proxy_header
 from netoverlay.lb.splice import BackendHalf, ClientHalf, Pipe
 from netoverlay.lb.stats import ServiceCounters, ServiceStats
 from netoverlay.lb.types import Backend, BackendKey, ServicePort, endpoints_for, routed_ports
@@ -126,8 +126,10 @@ class Listener:
         if self.port.proxy_protocol:
             client = pipe.client.transport
             if client is not None:
-                header = proxy_v2_header(
-                    client.get_extra_info("peername"), client.get_extra_info("sockname")
+                header = proxy_header(
+                    self.port.proxy_protocol,
+                    client.get_extra_info("peername"),
+                    client.get_extra_info("sockname"),
                 )
         pipe.link(backend, header)
 

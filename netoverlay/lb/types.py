@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Protocol = Literal["tcp", "udp"]
+ProxyProtocol = Literal["", "v1", "v2"]
 PublishMode = Literal["ingress", "host"]
 
 
@@ -79,8 +80,9 @@ class ServicePort:
     target_port: int
     protocol: Protocol = "tcp"
     mode: PublishMode = "ingress"
-    # Send a PROXY protocol v2 header first, so the backend sees the client's address.
-    proxy_protocol: bool = False
+    # Send a PROXY protocol header first ("v1" text, "v2" binary; "" none), so the backend
+    # sees the client's address.
+    proxy_protocol: ProxyProtocol = ""
     # Close a connection after this many seconds without traffic; None keeps it forever.
     idle_timeout: float | None = None
 
@@ -93,6 +95,10 @@ class ServicePort:
             raise ValueError(f"protocol: must be 'tcp' or 'udp', not {self.protocol!r}")
         if self.mode not in ("ingress", "host"):
             raise ValueError(f"mode: must be 'ingress' or 'host', not {self.mode!r}")
+        if self.proxy_protocol not in ("", "v1", "v2"):
+            raise ValueError(
+                f"proxy_protocol: must be 'v1', 'v2' or '' (none), not {self.proxy_protocol!r}"
+            )
         if self.idle_timeout is not None and not self.idle_timeout > 0:
             raise ValueError(
                 f"idle_timeout: must be > 0 seconds or absent, not {self.idle_timeout!r}"

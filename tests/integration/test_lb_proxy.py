@@ -214,7 +214,7 @@ def test_proxy_protocol_v2_tells_the_backend_the_client_address(run):
     async def scenario():
         (member,) = await backends("a", parse_proxy_header=True)
         port = free_port()
-        proxy = await plane(web(port, proxy_protocol=True), [member])
+        proxy = await plane(web(port, proxy_protocol="v2"), [member])
         name, _, writer = await connect(port, source="127.0.0.77")
         client_port = writer.get_extra_info("sockname")[1]
         writer.close()

@@ -153,9 +153,9 @@ def test_any_valid_spec_round_trips(replicas, cpu, mem, published, target, label
             "86400",
         ),
         (
-            {"ports": [{"target": 80, "published": 80, "proxy_protocol": "v1"}]},
+            {"ports": [{"target": 80, "published": 80, "proxy_protocol": "v3"}]},
             "ports[0].proxy_protocol",
-            "true or false",
+            "must be one of",
         ),
         ({"health": {"kind": "http"}}, "health.port", "needs a port"),
         ({"health": {"kind": "cmd"}}, "health.command", "needs a command"),
@@ -183,7 +183,9 @@ def test_a_published_port_can_ask_the_mesh_for_a_proxy_header_and_an_idle_timeou
     port = spec(
         ports=[{"target": 80, "published": 8080, "proxy_protocol": True, "idle_timeout": "5m"}]
     ).ports[0]
-    assert (port.proxy_protocol, port.idle_timeout) == (True, 300.0)
+    assert (port.proxy_protocol, port.idle_timeout) == ("v2", 300.0)  # true: version 2
+    v1 = spec(ports=[{"target": 80, "published": 8080, "proxy_protocol": "v1"}]).ports[0]
+    assert v1.proxy_protocol == "v1"
     assert spec(ports=["8080:80"]).ports[0] == PortSpec(80, 8080)  # neither unless asked
 
 

@@ -98,6 +98,6 @@ def test_asking_for_nft_where_it_cannot_work_says_why():
 
 
 def test_ports_needing_userspace_features_stay_on_the_proxy():
-    assert needs_proxy(ServicePort("web", 80, 80, proxy_protocol=True))
+    assert needs_proxy(ServicePort("web", 80, 80, proxy_protocol="v2"))
     assert needs_proxy(ServicePort("web", 80, 80, idle_timeout=30))
     assert not needs_proxy(ServicePort("web", 80, 80))

@@ -77,10 +77,10 @@ def test_the_mesh_serves_a_port_with_the_proxy_header_and_idle_timeout_its_spec_
     spec = ServiceSpec(
         "api",
         "img",
-        ports=(PortSpec(80, 8081, proxy_protocol=True, idle_timeout=30.0), PortSpec(81, 8082)),
+        ports=(PortSpec(80, 8081, proxy_protocol="v2", idle_timeout=30.0), PortSpec(81, 8082)),
     )
     assert build_view([spec], [], MEMBERS).ports == (
-        ServicePort("api", 8081, 80, proxy_protocol=True, idle_timeout=30.0),
+        ServicePort("api", 8081, 80, proxy_protocol="v2", idle_timeout=30.0),
         ServicePort("api", 8082, 81),
     )
 
