@@ -54,6 +54,24 @@ services:
 """
 
 
+def test_compose_publishes_udp_and_asks_the_mesh_for_a_proxy_header():
+    stack = """\
+services:
+  dns:
+    image: coredns/coredns
+    ports:
+      - "5353:53/udp"
+      - {target: 80, published: 8080, x-proxy-protocol: v1, x-idle-timeout: 5m}
+      - {target: 81, published: 8081, x-proxy-protocol: true}
+"""
+    (spec,) = load_manifest(stack, strict=True).specs
+    assert spec.ports == (
+        PortSpec(53, 5353, "udp"),
+        PortSpec(80, 8080, proxy_protocol="v1", idle_timeout=300.0),
+        PortSpec(81, 8081, proxy_protocol="v2"),
+    )
+
+
 def test_the_seed_deployment_applies_exactly_as_written():
     manifest = load_manifest(SEED_DEPLOYMENT, strict=True)
     assert manifest.warnings == ()
