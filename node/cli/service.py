@@ -381,7 +381,7 @@ LIST_EDITS: tuple[ListEdit, ...] = (
         _port,
         lambda p: str(p["target"]),
         short="-p",
-        help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T; proxy-protocol and "
+        help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T; proxy-protocol[=v1|v2] and "
         "idle-timeout=DURATION for the routing mesh (remove by target)",
     ),
     ListEdit(
