@@ -67,12 +67,15 @@ class DatagramListener(asyncio.DatagramProtocol):
         *,
         idle_timeout: float,
         max_flows: int,
+        reuse_port: bool = False,
     ) -> None:
         self.port = port
         self.host = host
         self.rng = rng
         self.idle_timeout = idle_timeout
         self.max_flows = max_flows
+        # With SO_REUSEPORT the kernel hashes a client's 4-tuple to one worker: its flow stays.
+        self.reuse_port = reuse_port
         self.picker = Picker()
         self.counters = ServiceCounters()
         self.loop = asyncio.get_running_loop()
@@ -84,7 +87,9 @@ class DatagramListener(asyncio.DatagramProtocol):
 
     async def open(self) -> None:
         await self.loop.create_datagram_endpoint(
-            lambda: self, local_addr=(self.host, self.port.published_port)
+            lambda: self,
+            local_addr=(self.host, self.port.published_port),
+            reuse_port=self.reuse_port,
         )
         self._sweeper = self.loop.create_task(self._sweep())
 

@@ -40,6 +40,8 @@ class ProxyConfig:
     udp_idle_timeout: float = 30.0
     # ...and a UDP port keeps at most this many flows; new clients beyond it are dropped.
     max_udp_flows: int = 4096
+    # Listen with SO_REUSEPORT, sharing each port with the other workers of a `WorkerPool`.
+    reuse_port: bool = False
 
 
 class Listener:
@@ -62,6 +64,7 @@ class Listener:
             self.config.host,
             self.port.published_port,
             reuse_address=True,
+            reuse_port=self.config.reuse_port,
             backlog=self.config.backlog,
         )
 
@@ -212,6 +215,7 @@ class ProxyDataPlane:
                     self._rng,
                     idle_timeout=self.config.udp_idle_timeout,
                     max_flows=self.config.max_udp_flows,
+                    reuse_port=self.config.reuse_port,
                 )
                 try:
                     await listener.open()
