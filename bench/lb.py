@@ -1,5 +1,6 @@
 """Load balancer benchmark: wrk against nginx directly, through Shoal's asyncio proxy (its own
-process, uvloop), through Shoal's nftables data plane, through haproxy in TCP mode, and
+process, uvloop; `shoal_workers`: one worker process per core, as `--lb-workers`), through
+Shoal's nftables data plane, through haproxy in TCP mode, and
 through nginx as an HTTP reverse proxy. The `udp` variant sends datagrams over --connections
 flows, each waiting for its echo before the next, to a UDP echo server directly and through
 both of Shoal's data planes (haproxy and nginx have no UDP here).
@@ -29,8 +30,9 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from netoverlay.lb.dataplane import open_proxy
 from netoverlay.lb.nft import NftConfig, NftDataPlane
-from netoverlay.lb.proxy import ProxyConfig, ProxyDataPlane
+from netoverlay.lb.proxy import ProxyConfig
 from netoverlay.lb.types import Backend, ServicePort
 
 BACKEND_HOST = "127.0.0.2"
@@ -155,8 +157,10 @@ http {{
     wait_for_port(FRONT_HOST, port)
 
 
-def start_shoal_proxy(stack: ExitStack, port: int, backend_port: int, udp: tuple[int, int]) -> None:
-    ports = [port, backend_port, *udp]
+def start_shoal_proxy(
+    stack: ExitStack, port: int, backend_port: int, udp: tuple[int, int], workers: int = 0
+) -> None:
+    ports = [port, backend_port, *udp, workers]
     spawn(stack, [sys.executable, "-m", "bench.lb", "--serve-proxy", *map(str, ports)])
     wait_for_port(FRONT_HOST, port)
 
@@ -223,12 +227,15 @@ def serve_udp_echo(port: int) -> None:
     uvloop.run(main())
 
 
-def serve_proxy(port: int, backend_port: int, udp_port: int, udp_backend_port: int) -> None:
-    """The child process: Shoal's proxy data plane on uvloop until SIGTERM."""
+def serve_proxy(
+    port: int, backend_port: int, udp_port: int, udp_backend_port: int, workers: int
+) -> None:
+    """The child process: Shoal's proxy data plane on uvloop until SIGTERM, in this process
+    or (`workers` > 0) in worker processes as the node runs them."""
     import uvloop
 
     async def main() -> None:
-        plane = ProxyDataPlane(ProxyConfig(host=FRONT_HOST))
+        plane = await open_proxy(ProxyConfig(host=FRONT_HOST), workers)
         await plane.sync(*bench_ports(port, backend_port, udp_port, udp_backend_port))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -356,7 +363,7 @@ def main() -> None:
         default=",".join([*VARIANTS, "udp"]),
         help=f"comma-separated subset of {', '.join(VARIANTS)}",
     )
-    parser.add_argument("--serve-proxy", nargs=4, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-proxy", nargs=5, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-udp-echo", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_proxy:
@@ -365,7 +372,7 @@ def main() -> None:
         return serve_udp_echo(args.serve_udp_echo)
 
     ensure_tools()
-    targets = ["direct", "shoal_proxy", "shoal_nft", "haproxy", "nginx_http"]
+    targets = ["direct", "shoal_proxy", "shoal_workers", "shoal_nft", "haproxy", "nginx_http"]
     # Each target reaches the backend on a port of its own. Sharing one would make the targets
     # disturb each other: with a new connection per request the backend keeps every closed
     # connection in TIME_WAIT, and a SYN that reuses its 4-tuple is refused (PAWS) when its
@@ -379,8 +386,13 @@ def main() -> None:
     hosts = {"direct": BACKEND_HOST}
     # The UDP echo has one port, and each of Shoal's data planes a published port in front.
     (echo_port,) = free_ports(BACKEND_HOST, 1, socket.SOCK_DGRAM)
-    udp_proxy, udp_nft = free_ports(FRONT_HOST, 2, socket.SOCK_DGRAM)
-    udp_ports = {"direct": echo_port, "shoal_proxy": udp_proxy, "shoal_nft": udp_nft}
+    udp_proxy, udp_workers, udp_nft = free_ports(FRONT_HOST, 3, socket.SOCK_DGRAM)
+    udp_ports = {
+        "direct": echo_port,
+        "shoal_proxy": udp_proxy,
+        "shoal_workers": udp_workers,
+        "shoal_nft": udp_nft,
+    }
     variants = [v for v in args.variants.split(",") if v]
     if set(variants) - {*VARIANTS, "udp"} or "keepalive" not in variants:
         parser.error(f"--variants: must include keepalive, from {', '.join([*VARIANTS, 'udp'])}")
@@ -392,6 +404,13 @@ def main() -> None:
         start_nginx_proxy(stack, work, ports["nginx_http"], backend_ports["nginx_http"])
         start_shoal_proxy(
             stack, ports["shoal_proxy"], backend_ports["shoal_proxy"], (udp_proxy, echo_port)
+        )
+        start_shoal_proxy(
+            stack,
+            ports["shoal_workers"],
+            backend_ports["shoal_workers"],
+            (udp_workers, echo_port),
+            os.cpu_count() or 1,
         )
         skipped = start_nft(
             stack, ports["shoal_nft"], backend_ports["shoal_nft"], (udp_nft, echo_port)
