@@ -44,7 +44,7 @@ def service_ports(specs: Iterable[ServiceSpec]) -> list[ServicePort]:
             p.target,
             p.protocol,
             p.mode,
-            proxy_protocol=p.proxy_protocol,
+            proxy_protocol=p.proxy_version,
             idle_timeout=p.idle_timeout or None,
         )
         for spec in specs
