@@ -1,6 +1,9 @@
 """Load balancer benchmark: wrk against nginx directly, through Shoal's asyncio proxy (its own
-process, uvloop), through Shoal's nftables data plane, through haproxy in TCP mode, and
-through nginx as an HTTP reverse proxy.
+process, uvloop; `shoal_workers`: one worker process per core, as `--lb-workers`), through
+Shoal's nftables data plane, through haproxy in TCP mode, and
+through nginx as an HTTP reverse proxy. The `udp` variant sends datagrams over --connections
+flows, each waiting for its echo before the next, to a UDP echo server directly and through
+both of Shoal's data planes (haproxy and nginx have no UDP here).
 
     python -m bench.lb [--runs 3] [--duration 5] [--connections 64]
 
@@ -27,8 +30,9 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from netoverlay.lb.dataplane import open_proxy
 from netoverlay.lb.nft import NftConfig, NftDataPlane
-from netoverlay.lb.proxy import ProxyConfig, ProxyDataPlane
+from netoverlay.lb.proxy import ProxyConfig
 from netoverlay.lb.types import Backend, ServicePort
 
 BACKEND_HOST = "127.0.0.2"
@@ -42,6 +46,15 @@ def free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_ports(host: str, count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
+    """`count` distinct free ports (held open together so none is handed out twice)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, kind)) for _ in range(count)]
+        for s in sockets:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
@@ -76,11 +89,13 @@ def tool(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
-def start_nginx(stack: ExitStack, work: Path, port: int) -> None:
+def start_nginx(stack: ExitStack, work: Path, ports: list[int]) -> None:
+    """The backend, listening on one port per target (see `backend_ports`)."""
     work.chmod(0o755)  # nginx workers drop root and must still read the page
     (work / "www").mkdir()
     (work / "www" / "index.html").write_bytes(BODY)
     conf = work / "nginx.conf"
+    listens = " ".join(f"listen {BACKEND_HOST}:{port};" for port in ports)
     conf.write_text(f"""
 worker_processes 1;
 daemon off;
@@ -90,11 +105,12 @@ events {{ worker_connections 4096; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
-    server {{ listen {BACKEND_HOST}:{port}; root {work}/www; }}
+    server {{ {listens} root {work}/www; }}
 }}
 """)
     spawn(stack, [tool("nginx"), "-c", str(conf), "-p", str(work)])
-    wait_for_port(BACKEND_HOST, port)
+    for port in ports:
+        wait_for_port(BACKEND_HOST, port)
 
 
 def start_haproxy(stack: ExitStack, work: Path, port: int, backend_port: int) -> None:
@@ -141,9 +157,27 @@ http {{
     wait_for_port(FRONT_HOST, port)
 
 
-def start_shoal_proxy(stack: ExitStack, port: int, backend_port: int) -> None:
-    spawn(stack, [sys.executable, "-m", "bench.lb", "--serve-proxy", str(port), str(backend_port)])
+def start_shoal_proxy(
+    stack: ExitStack, port: int, backend_port: int, udp: tuple[int, int], workers: int = 0
+) -> None:
+    ports = [port, backend_port, *udp, workers]
+    spawn(stack, [sys.executable, "-m", "bench.lb", "--serve-proxy", *map(str, ports)])
     wait_for_port(FRONT_HOST, port)
+
+
+def start_udp_echo(stack: ExitStack, port: int) -> None:
+    spawn(stack, [sys.executable, "-m", "bench.lb", "--serve-udp-echo", str(port)])
+    deadline = time.monotonic() + 10
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.2)
+        while True:
+            probe.sendto(b"?", (BACKEND_HOST, port))
+            try:
+                probe.recv(16)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no UDP echo on {BACKEND_HOST}:{port}") from None
 
 
 def spawn(stack: ExitStack, argv: list[str]) -> None:
@@ -162,16 +196,47 @@ def spawn(stack: ExitStack, argv: list[str]) -> None:
     stack.callback(stop)
 
 
-def serve_proxy(port: int, backend_port: int) -> None:
-    """The child process: Shoal's proxy data plane on uvloop until SIGTERM."""
+def bench_ports(
+    port: int, backend_port: int, udp_port: int, udp_backend_port: int
+) -> tuple[list[ServicePort], dict[str, list[Backend]]]:
+    """What both of Shoal's data planes serve: the web page over TCP, the echo over UDP."""
+    return [ServicePort("web", port, 80), ServicePort("echo", udp_port, 7, "udp")], {
+        "web": [Backend("web", "t1", "n1", BACKEND_HOST, backend_port)],
+        "echo": [Backend("echo", "t2", "n1", BACKEND_HOST, udp_backend_port, protocol="udp")],
+    }
+
+
+def serve_udp_echo(port: int) -> None:
+    """The child process: a UDP echo server on uvloop until SIGTERM."""
+    import uvloop
+
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            self.transport.sendto(data, addr)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(Echo, local_addr=(BACKEND_HOST, port))
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+
+    uvloop.run(main())
+
+
+def serve_proxy(
+    port: int, backend_port: int, udp_port: int, udp_backend_port: int, workers: int
+) -> None:
+    """The child process: Shoal's proxy data plane on uvloop until SIGTERM, in this process
+    or (`workers` > 0) in worker processes as the node runs them."""
     import uvloop
 
     async def main() -> None:
-        plane = ProxyDataPlane(ProxyConfig(host=FRONT_HOST))
-        await plane.sync(
-            [ServicePort("web", port, 80)],
-            {"web": [Backend("web", "t1", "n1", BACKEND_HOST, backend_port)]},
-        )
+        plane = await open_proxy(ProxyConfig(host=FRONT_HOST), workers)
+        await plane.sync(*bench_ports(port, backend_port, udp_port, udp_backend_port))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
@@ -180,18 +245,13 @@ def serve_proxy(port: int, backend_port: int) -> None:
     uvloop.run(main())
 
 
-def start_nft(stack: ExitStack, port: int, backend_port: int) -> str | None:
+def start_nft(stack: ExitStack, port: int, backend_port: int, udp: tuple[int, int]) -> str | None:
     """Program the nftables data plane; None when it runs, else why not."""
     if os.geteuid() != 0 or shutil.which("nft") is None:
         return "needs root and nft"
     plane = NftDataPlane(NftConfig(host=FRONT_HOST, table=NFT_TABLE))
     try:
-        asyncio.run(
-            plane.sync(
-                [ServicePort("web", port, 80)],
-                {"web": [Backend("web", "t1", "n1", BACKEND_HOST, backend_port)]},
-            )
-        )
+        asyncio.run(plane.sync(*bench_ports(port, backend_port, *udp)))
     except Exception as exc:  # report and carry on with the other targets
         return f"nft failed: {exc}"
     stack.callback(lambda: asyncio.run(plane.stop()))
@@ -242,6 +302,53 @@ def run_wrk(address: tuple[str, int], args: argparse.Namespace, variant: str) ->
     return parse_wrk(done.stdout)
 
 
+def run_udp(address: tuple[str, int], args: argparse.Namespace) -> dict[str, float]:
+    """Round trips per second over --connections flows, each sending its next datagram when
+    the echo of the last one is back; a datagram unanswered for 0.5 s counts as lost."""
+    import uvloop
+
+    payload = b"x" * 64
+    latencies: list[float] = []
+    lost = 0
+
+    class Flow(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.answer: asyncio.Future[None] | None = None
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            if self.answer is not None and not self.answer.done():
+                self.answer.set_result(None)
+
+    async def flow(end: float) -> None:
+        nonlocal lost
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(Flow, remote_addr=address)
+        try:
+            while (start := time.perf_counter()) < end:
+                protocol.answer = loop.create_future()
+                transport.sendto(payload)
+                try:
+                    await asyncio.wait_for(protocol.answer, 0.5)
+                    latencies.append((time.perf_counter() - start) * 1000)
+                except TimeoutError:
+                    lost += 1
+        finally:
+            transport.close()
+
+    async def main() -> None:
+        end = time.perf_counter() + args.duration
+        await asyncio.gather(*(flow(end) for _ in range(args.connections)))
+
+    uvloop.run(main())
+    cut = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return {
+        "rps": round(len(latencies) / args.duration, 1),
+        "p50_ms": round(cut[49], 3),
+        "p99_ms": round(cut[98], 3),
+        "had_errors": 1.0 if lost else 0.0,
+    }
+
+
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]}
 
@@ -253,43 +360,72 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
         "--variants",
-        default=",".join(VARIANTS),
+        default=",".join([*VARIANTS, "udp"]),
         help=f"comma-separated subset of {', '.join(VARIANTS)}",
     )
-    parser.add_argument(
-        "--serve-proxy", nargs=2, type=int, metavar=("PORT", "BACKEND_PORT"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--serve-proxy", nargs=5, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-udp-echo", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_proxy:
         return serve_proxy(*args.serve_proxy)
+    if args.serve_udp_echo:
+        return serve_udp_echo(args.serve_udp_echo)
 
     ensure_tools()
-    args.backend_port = free_port(BACKEND_HOST)
-    ports = {
-        "direct": args.backend_port,
-        "shoal_proxy": free_port(FRONT_HOST),
-        "shoal_nft": free_port(FRONT_HOST),
-        "haproxy": free_port(FRONT_HOST),
-        "nginx_http": free_port(FRONT_HOST),
-    }
+    targets = ["direct", "shoal_proxy", "shoal_workers", "shoal_nft", "haproxy", "nginx_http"]
+    # Each target reaches the backend on a port of its own. Sharing one would make the targets
+    # disturb each other: with a new connection per request the backend keeps every closed
+    # connection in TIME_WAIT, and a SYN that reuses its 4-tuple is refused (PAWS) when its
+    # timestamps run behind. They do whenever the client addressed another target, since the
+    # timestamp offset is per address pair: nftables' clients address 127.0.0.1, the others'
+    # connections to the backend come from 127.0.0.1 to 127.0.0.2. Whichever target ran after
+    # another then waited 1 s SYN retransmissions on a share of its connections.
+    backend_ports = dict(zip(targets, free_ports(BACKEND_HOST, len(targets)), strict=True))
+    ports = {"direct": backend_ports["direct"]}
+    ports.update(zip(targets[1:], free_ports(FRONT_HOST, len(targets) - 1), strict=True))
     hosts = {"direct": BACKEND_HOST}
+    # The UDP echo has one port, and each of Shoal's data planes a published port in front.
+    (echo_port,) = free_ports(BACKEND_HOST, 1, socket.SOCK_DGRAM)
+    udp_proxy, udp_workers, udp_nft = free_ports(FRONT_HOST, 3, socket.SOCK_DGRAM)
+    udp_ports = {
+        "direct": echo_port,
+        "shoal_proxy": udp_proxy,
+        "shoal_workers": udp_workers,
+        "shoal_nft": udp_nft,
+    }
+    variants = [v for v in args.variants.split(",") if v]
+    if set(variants) - {*VARIANTS, "udp"} or "keepalive" not in variants:
+        parser.error(f"--variants: must include keepalive, from {', '.join([*VARIANTS, 'udp'])}")
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        start_nginx(stack, work, args.backend_port)
-        start_haproxy(stack, work, ports["haproxy"], args.backend_port)
-        start_nginx_proxy(stack, work, ports["nginx_http"], args.backend_port)
-        start_shoal_proxy(stack, ports["shoal_proxy"], args.backend_port)
-        skipped = start_nft(stack, ports["shoal_nft"], args.backend_port)
+        start_nginx(stack, work, list(backend_ports.values()))
+        start_udp_echo(stack, echo_port)
+        start_haproxy(stack, work, ports["haproxy"], backend_ports["haproxy"])
+        start_nginx_proxy(stack, work, ports["nginx_http"], backend_ports["nginx_http"])
+        start_shoal_proxy(
+            stack, ports["shoal_proxy"], backend_ports["shoal_proxy"], (udp_proxy, echo_port)
+        )
+        start_shoal_proxy(
+            stack,
+            ports["shoal_workers"],
+            backend_ports["shoal_workers"],
+            (udp_workers, echo_port),
+            os.cpu_count() or 1,
+        )
+        skipped = start_nft(
+            stack, ports["shoal_nft"], backend_ports["shoal_nft"], (udp_nft, echo_port)
+        )
         if skipped:
             print(f"shoal_nft skipped: {skipped}")
-            del ports["shoal_nft"]
-        variants = [v for v in args.variants.split(",") if v]
-        unknown = set(variants) - set(VARIANTS)
-        if unknown or "keepalive" not in variants:
-            parser.error(f"--variants: must include keepalive, from {', '.join(VARIANTS)}")
+            del ports["shoal_nft"], udp_ports["shoal_nft"]
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         for run in range(args.runs):
             for variant in variants:
+                if variant == "udp":
+                    for target, port in udp_ports.items():
+                        address = (hosts.get(target, FRONT_HOST), port)
+                        runs.setdefault((variant, target), []).append(run_udp(address, args))
+                    continue
                 for target, port in ports.items():
                     runs.setdefault((variant, target), []).append(
                         run_wrk((hosts.get(target, FRONT_HOST), port), args, variant)
@@ -317,30 +453,28 @@ def report(args, figures, variants, targets, skipped, rps_ranges) -> None:
     }
     print(
         f"\nwrk -d{args.duration}s; keepalive and close: -t2 -c{args.connections}; light: -t1 -c1;"
-        f" medians of {args.runs} runs"
+        f" udp: {args.connections} flows; medians of {args.runs} runs"
     )
     print(
         f"{'variant':10} {'target':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'vs direct':>9} {'vs haproxy':>10} {'+p50 ms':>8}"
     )
     for variant in variants:
-        direct, haproxy = figures[(variant, "direct")], figures[(variant, "haproxy")]
+        direct, haproxy = figures[(variant, "direct")], figures.get((variant, "haproxy"))
         block = {}
-        for target in targets:
+        for target in [t for t in targets if (variant, t) in figures]:
             f = figures[(variant, target)]
             vs_direct = f["rps"] / direct["rps"]
-            vs_haproxy = f["rps"] / haproxy["rps"]
             added = f["p50_ms"] - direct["p50_ms"]
+            row = {**f, "vs_direct": round(vs_direct, 3), "added_p50_ms": round(added, 3)}
+            if haproxy is not None:  # the udp variant has no haproxy to compare with
+                row["vs_haproxy"] = round(f["rps"] / haproxy["rps"], 3)
             print(
                 f"{variant:10} {target:12} {f['rps']:>10.0f} {f['p50_ms']:>8.3f} "
-                f"{f['p99_ms']:>8.3f} {vs_direct:>9.2f} {vs_haproxy:>10.2f} {added:>8.3f}"
+                f"{f['p99_ms']:>8.3f} {vs_direct:>9.2f} {row.get('vs_haproxy', float('nan')):>10.2f}"
+                f" {added:>8.3f}"
             )
-            block[target] = {
-                **f,
-                "vs_direct": round(vs_direct, 3),
-                "vs_haproxy": round(vs_haproxy, 3),
-                "added_p50_ms": round(added, 3),
-            }
+            block[target] = row
         result[variant] = block
     keep = result["keepalive"]
     # Added latency is judged without queueing (the light variant) when it ran: at 64

@@ -107,13 +107,21 @@ class PortSpec:
     # front of its `targetPort`); 0: the target itself, as every port of a task is.
     vip_port: int = 0
     # What the routing mesh's proxy adds on a published ingress TCP port: a PROXY protocol
-    # v2 header first, so the task sees the client's address instead of the node's; and
-    # closing a connection idle this many seconds (0: never).
-    proxy_protocol: bool = False
+    # header first ("v1" text, "v2" binary; "" none), so the task sees the client's address
+    # instead of the node's; and closing a connection idle this many seconds (0: never).
+    # A bool is how specs stored before there were versions say it (true: v2); parsing a
+    # spec turns it into the version, `proxy_version` reads either.
+    proxy_protocol: Literal["", "v1", "v2"] | bool = ""
     idle_timeout: float = 0.0
 
     def __str__(self) -> str:
         return f"{self.published}:{self.target}/{self.protocol}"
+
+    @property
+    def proxy_version(self) -> Literal["", "v1", "v2"]:
+        if isinstance(self.proxy_protocol, bool):
+            return "v2" if self.proxy_protocol else ""
+        return self.proxy_protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +381,18 @@ def _durations(*names: str) -> Callable[[Any, str], Any]:
     return convert
 
 
+def _proxy_version(port: dict[str, Any], field: str) -> dict[str, Any]:
+    """`proxy_protocol: true` asks for the binary version 2, false for none."""
+    value = port.get("proxy_protocol", "")
+    if isinstance(value, bool):
+        return {**port, "proxy_protocol": "v2" if value else ""}
+    if value not in ("", "v1", "v2"):
+        raise SpecError(
+            f"{field}.proxy_protocol", f"must be v1, v2, true or false, not {str(value)[:40]!r}"
+        )
+    return port
+
+
 def _health(value: Any, field: str) -> Any:
     value = _durations("interval", "timeout", "start_period")(value, field)
     if isinstance(value, dict) and isinstance(value.get("command"), str):
@@ -390,7 +410,9 @@ _SHORTHANDS: dict[str, Callable[[Any, str], Any]] = {
     "preferences": _each(
         lambda item, f: {"spread": item.removeprefix("spread=")} if isinstance(item, str) else item
     ),
-    "ports": _each(parse_port, _durations("idle_timeout")),
+    "ports": _each(
+        parse_port, lambda item, f: _proxy_version(_durations("idle_timeout")(item, f), f)
+    ),
     "health": _health,
     "restart": _durations("delay", "window"),
     "update": _durations("delay", "monitor", "auto_promote"),

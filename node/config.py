@@ -64,6 +64,9 @@ class NodeConfig:
     # The routing mesh's data plane: "proxy" (asyncio, everywhere), "nft" (kernel DNAT, root)
     # or "auto" (nft where it works).
     lb_dataplane: Literal["auto", "nft", "proxy"] = "proxy"
+    # The proxy's worker processes, each accepting on every published port (SO_REUSEPORT);
+    # 0 runs the proxy in the node's own event loop.
+    lb_workers: int = 0
     # Seconds between this node's load reports for autoscaling.
     metrics_interval: float = 5.0
     # Raft compacts its log into a snapshot once it holds this many entries and this many

@@ -154,6 +154,7 @@ class ShoalNode:
                 dns_address=self.config.advertise,
                 dns_port=self.config.dns_port,
                 dataplane=self.config.lb_dataplane,
+                lb_workers=self.config.lb_workers,
             ),
             gossip=self.gossip,
             read_state=self.store.view,

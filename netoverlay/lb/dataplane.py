@@ -12,7 +12,9 @@ from typing import Literal, Protocol
 
 from netoverlay.lb.nft import NftConfig, NftDataPlane, NftError, render_delete, run_nft
 from netoverlay.lb.proxy import ProxyConfig, ProxyDataPlane
+from netoverlay.lb.stats import ServiceStats
 from netoverlay.lb.types import Backend, ServicePort
+from netoverlay.lb.workers import WorkerPool
 
 DataplaneMode = Literal["auto", "nft", "proxy"]
 
@@ -23,15 +25,25 @@ class DataPlane(Protocol):
     async def stop(self) -> None: ...
 
 
+class ProxyPlane(DataPlane, Protocol):
+    """The proxy, in the node's own event loop (`ProxyDataPlane`) or in worker processes
+    (`WorkerPool`): what the node reads back from it."""
+
+    @property
+    def failed_ports(self) -> dict[int, str]: ...
+
+    def stats(self) -> dict[int, ServiceStats]: ...
+
+
 def needs_proxy(port: ServicePort) -> bool:
     """Whether serving `port` takes userspace features the kernel data plane lacks."""
-    return port.proxy_protocol or port.idle_timeout is not None
+    return bool(port.proxy_protocol) or port.idle_timeout is not None
 
 
 class SplitDataPlane:
     """nftables for the ports it can serve, the proxy for the rest."""
 
-    def __init__(self, kernel: NftDataPlane, proxy: ProxyDataPlane) -> None:
+    def __init__(self, kernel: NftDataPlane, proxy: ProxyPlane) -> None:
         self.kernel = kernel
         self.proxy = proxy
 
@@ -75,18 +87,33 @@ def choose_dataplane(mode: DataplaneMode, nft_unavailable: str | None) -> Litera
     raise ValueError(f"lb-dataplane: must be auto, nft or proxy, not {mode!r}")
 
 
+async def open_proxy(config: ProxyConfig, workers: int) -> ProxyPlane:
+    """The proxy in this event loop (`workers` 0), or in that many worker processes."""
+    if workers == 0:
+        return ProxyDataPlane(config)
+    pool = WorkerPool(config, workers)
+    await pool.start()
+    return pool
+
+
 async def open_dataplane(
-    mode: DataplaneMode, host: str, *, table: str = "shoal", proxy: ProxyConfig | None = None
+    mode: DataplaneMode,
+    host: str,
+    *,
+    table: str = "shoal",
+    proxy: ProxyConfig | None = None,
+    workers: int = 0,
 ) -> DataPlane:
-    """The data plane for `mode`, publishing on `host`."""
+    """The data plane for `mode`, publishing on `host`; its proxy runs in `workers` worker
+    processes (0: in this event loop)."""
     proxy_config = proxy or ProxyConfig(host=host)
     if mode == "proxy":
-        return ProxyDataPlane(proxy_config)
+        return await open_proxy(proxy_config, workers)
     try:
         nft_config = NftConfig(host=host, table=table)
         problem = await nft_problem(nft_config)
     except ValueError as exc:  # e.g. an IPv6 address, which our nft table cannot serve
         problem = str(exc)
     if choose_dataplane(mode, problem) == "proxy":
-        return ProxyDataPlane(proxy_config)
-    return SplitDataPlane(NftDataPlane(nft_config), ProxyDataPlane(proxy_config))
+        return await open_proxy(proxy_config, workers)
+    return SplitDataPlane(NftDataPlane(nft_config), await open_proxy(proxy_config, workers))

@@ -1,5 +1,8 @@
 """The kernel data plane: nftables DNAT from each published port to its endpoints.
 
+TCP and UDP alike: conntrack keeps a UDP flow on the endpoint its first datagram was sent to
+until the flow idles out, which is the affinity a datagram service needs.
+
 One table of our own (`table ip shoal`) holds everything: a `prerouting` hook for connections
 arriving from other hosts, an `output` hook for connections made on this host (locally
 generated packets never pass prerouting), a chain per published port that picks a backend
@@ -58,12 +61,19 @@ def _backend_map(endpoints: list[Backend]) -> tuple[int, str]:
     return start, ", ".join(entries)
 
 
+def chain_name(port: ServicePort) -> str:
+    # TCP chains keep their historical name, so a node upgraded in place rewrites nothing.
+    suffix = "" if port.protocol == "tcp" else f"_{port.protocol}"
+    return f"svc_{port.published_port}{suffix}"
+
+
 def _service_chain(port: ServicePort, endpoints: list[Backend]) -> str:
-    lines = [f"\tchain svc_{port.published_port} {{"]
+    lines = [f"\tchain {chain_name(port)} {{"]
     if endpoints:
         modulus, entries = _backend_map(endpoints)
         lines.append(
-            f"\t\tmeta l4proto tcp dnat ip to numgen random mod {modulus} map {{ {entries} }}"
+            f"\t\tmeta l4proto {port.protocol} dnat ip to numgen random mod {modulus}"
+            f" map {{ {entries} }}"
         )
     # With no endpoints the connection goes on to the published address itself and is refused.
     lines.append("\t}")
@@ -75,14 +85,18 @@ def render_table(
 ) -> str:
     """The nft script that replaces our table with one serving `ports`. Deterministic: the same
     input renders the same text, so an unchanged table is not rewritten."""
-    routed = routed_ports(ports)
+    routed = [
+        port
+        for protocol in ("tcp", "udp")
+        for _, port in sorted(routed_ports(ports, protocol).items())
+    ]
     jumps = [
-        f"\t\tip daddr {config.host} tcp dport {number} jump svc_{number}"
-        for number in sorted(routed)
+        f"\t\tip daddr {config.host} {p.protocol} dport {p.published_port} jump {chain_name(p)}"
+        for p in routed
     ]
     chains = [
-        _service_chain(routed[n], [e for e in endpoints_for(routed[n], endpoints) if _ipv4(e)])
-        for n in sorted(routed)
+        _service_chain(port, [e for e in endpoints_for(port, endpoints) if _ipv4(e)])
+        for port in routed
     ]
     body = [
         "\tchain prerouting {",

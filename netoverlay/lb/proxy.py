@@ -13,8 +13,9 @@ import logging
 import random
 from dataclasses import dataclass
 
+from netoverlay.lb.datagram import DatagramListener
 from netoverlay.lb.picker import Picker
-from netoverlay.lb.proxy_protocol import proxy_v2_header
+from netoverlay.lb.proxy_protocol import proxy_header
 from netoverlay.lb.splice import BackendHalf, ClientHalf, Pipe
 from netoverlay.lb.stats import ServiceCounters, ServiceStats
 from netoverlay.lb.types import Backend, BackendKey, ServicePort, endpoints_for, routed_ports
@@ -35,6 +36,12 @@ class ProxyConfig:
     stop_timeout: float = 5.0
     # Seed for the picker's choices; None seeds from the OS (tests pass one to replay).
     seed: int | None = None
+    # A UDP flow (one client address) ends after this long without a datagram either way...
+    udp_idle_timeout: float = 30.0
+    # ...and a UDP port keeps at most this many flows; new clients beyond it are dropped.
+    max_udp_flows: int = 4096
+    # Listen with SO_REUSEPORT, sharing each port with the other workers of a `WorkerPool`.
+    reuse_port: bool = False
 
 
 class Listener:
@@ -57,6 +64,7 @@ class Listener:
             self.config.host,
             self.port.published_port,
             reuse_address=True,
+            reuse_port=self.config.reuse_port,
             backlog=self.config.backlog,
         )
 
@@ -121,8 +129,10 @@ class Listener:
         if self.port.proxy_protocol:
             client = pipe.client.transport
             if client is not None:
-                header = proxy_v2_header(
-                    client.get_extra_info("peername"), client.get_extra_info("sockname")
+                header = proxy_header(
+                    self.port.proxy_protocol,
+                    client.get_extra_info("peername"),
+                    client.get_extra_info("sockname"),
                 )
         pipe.link(backend, header)
 
@@ -157,6 +167,7 @@ class ProxyDataPlane:
         self.config = config
         self._rng = random.Random(config.seed)
         self._listeners: dict[int, Listener] = {}
+        self._datagrams: dict[int, DatagramListener] = {}
         # Listeners of removed ports that still have connections draining.
         self._retired: set[Listener] = set()
         # Ports that could not be opened at the last sync, and why; retried on every sync.
@@ -188,6 +199,34 @@ class ProxyDataPlane:
                 listener.port = port
                 listener.picker.replace(endpoints_for(port, endpoints))
             self._retired = {r for r in self._retired if r.pipes}
+            await self._sync_datagrams(routed_ports(ports, "udp"), endpoints)
+
+    async def _sync_datagrams(
+        self, wanted: dict[int, ServicePort], endpoints: dict[str, list[Backend]]
+    ) -> None:
+        for number in [n for n in self._datagrams if n not in wanted]:
+            self._datagrams.pop(number).stop()
+        for number, port in wanted.items():
+            listener = self._datagrams.get(number)
+            if listener is None:
+                listener = DatagramListener(
+                    port,
+                    self.config.host,
+                    self._rng,
+                    idle_timeout=self.config.udp_idle_timeout,
+                    max_flows=self.config.max_udp_flows,
+                    reuse_port=self.config.reuse_port,
+                )
+                try:
+                    await listener.open()
+                except OSError as exc:
+                    reason = f"cannot listen on {self.config.host}:{number}/udp: {exc}"
+                    log.error("%s (service %s)", reason, port.service)
+                    self.failed_ports.setdefault(number, reason)
+                    continue
+                self._datagrams[number] = listener
+            listener.port = port
+            listener.picker.replace(endpoints_for(port, endpoints))
 
     def _retire(self, listener: Listener) -> None:
         listener.stop_accepting()
@@ -204,6 +243,9 @@ class ProxyDataPlane:
         async with self._lock:
             listeners = [*self._listeners.values(), *self._retired]
             self._listeners, self._retired = {}, set()
+            for datagrams in self._datagrams.values():
+                datagrams.stop()
+            self._datagrams = {}
             tasks: list[asyncio.Task[None]] = []
             for listener in listeners:
                 listener.stop_accepting()

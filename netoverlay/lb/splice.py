@@ -107,8 +107,15 @@ class BackendHalf(_Half):
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
-        peer = self.peer  # the client, linked before the backend reads anything
-        if peer is not None and peer.transport is not None:
+        peer = self.peer
+        if peer is None:
+            # uvloop reads as soon as the connection is made, before `create_connection`
+            # returns and the pipe is linked: a backend that speaks first (a greeting, or a
+            # whole answer and its FIN) would lose its bytes. Hold them until `link`.
+            self.pipe.early_reply.append(data)
+            if self.transport is not None:
+                self.transport.pause_reading()
+        elif peer.transport is not None:
             peer.transport.write(data)
         self.counters.bytes_out += len(data)
         if self.pipe.idle_deadline is not None:
@@ -124,6 +131,7 @@ class Pipe:
         "backend",
         "endpoint",
         "early",
+        "early_reply",
         "loop",
         "idle_timeout",
         "idle_deadline",
@@ -144,6 +152,7 @@ class Pipe:
         self.backend: BackendHalf | None = None
         self.endpoint: Backend | None = None
         self.early: list[bytes] = []  # client bytes read before the backend was linked
+        self.early_reply: list[bytes] = []  # backend bytes read before it was linked
         self.idle_timeout = idle_timeout
         self.idle_deadline: float | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -165,9 +174,21 @@ class Pipe:
             backend.send_eof()  # the client finished sending while we were connecting
         elif client.transport is not None:
             client.transport.resume_reading()
+        if self.early_reply:
+            self._flush_early_reply()
+            if backend.transport is not None and not backend.eof_received_:
+                backend.transport.resume_reading()
+        if backend.eof_received_:
+            client.send_eof()  # the backend finished before it was linked
+            self.maybe_finish()
         if self.idle_timeout is not None:
             deadline = self.idle_deadline = self.loop.time() + self.idle_timeout
             self._idle_handle = self.loop.call_at(deadline, self._check_idle)
+
+    def _flush_early_reply(self) -> None:
+        if self.client.transport is not None and not self.client.lost:
+            self.client.transport.write(b"".join(self.early_reply))
+        self.early_reply.clear()
 
     def touch(self) -> None:
         if self.idle_timeout is not None:
@@ -190,6 +211,8 @@ class Pipe:
 
     def side_lost(self, side: _Half, exc: Exception | None) -> None:
         other = self.backend if side is self.client else self.client
+        if self.early_reply and exc is None:
+            self._flush_early_reply()  # a backend that answered and closed before the link
         if other is not None and other.transport is not None and not other.lost:
             if exc is None:
                 other.transport.close()  # flushes what is buffered, then FIN

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Protocol = Literal["tcp", "udp"]
+ProxyProtocol = Literal["", "v1", "v2"]
 PublishMode = Literal["ingress", "host"]
 
 
@@ -43,6 +44,8 @@ class Backend:
     # The service port this endpoint serves, for services that publish several; None serves
     # every published port of the service (the common single-port case).
     target_port: int | None = None
+    # What it serves: only the published ports of the same protocol are sent to it.
+    protocol: Protocol = "tcp"
 
     def __post_init__(self) -> None:
         if not self.service:
@@ -55,6 +58,8 @@ class Backend:
             raise ValueError(f"weight: must be an integer >= 1, not {self.weight!r}")
         if self.target_port is not None:
             _check_port("target_port", self.target_port)
+        if self.protocol not in ("tcp", "udp"):
+            raise ValueError(f"protocol: must be 'tcp' or 'udp', not {self.protocol!r}")
 
     @property
     def key(self) -> BackendKey:
@@ -75,8 +80,9 @@ class ServicePort:
     target_port: int
     protocol: Protocol = "tcp"
     mode: PublishMode = "ingress"
-    # Send a PROXY protocol v2 header first, so the backend sees the client's address.
-    proxy_protocol: bool = False
+    # Send a PROXY protocol header first ("v1" text, "v2" binary; "" none), so the backend
+    # sees the client's address.
+    proxy_protocol: ProxyProtocol = ""
     # Close a connection after this many seconds without traffic; None keeps it forever.
     idle_timeout: float | None = None
 
@@ -89,21 +95,25 @@ class ServicePort:
             raise ValueError(f"protocol: must be 'tcp' or 'udp', not {self.protocol!r}")
         if self.mode not in ("ingress", "host"):
             raise ValueError(f"mode: must be 'ingress' or 'host', not {self.mode!r}")
+        if self.proxy_protocol not in ("", "v1", "v2"):
+            raise ValueError(
+                f"proxy_protocol: must be 'v1', 'v2' or '' (none), not {self.proxy_protocol!r}"
+            )
         if self.idle_timeout is not None and not self.idle_timeout > 0:
             raise ValueError(
                 f"idle_timeout: must be > 0 seconds or absent, not {self.idle_timeout!r}"
             )
 
 
-def routed_ports(ports: list[ServicePort]) -> dict[int, ServicePort]:
-    """The ports the routing mesh serves (ingress TCP), by published port.
+def routed_ports(ports: list[ServicePort], protocol: Protocol = "tcp") -> dict[int, ServicePort]:
+    """The ports of `protocol` the routing mesh serves (the ingress ones), by published port.
 
     Two services cannot share a published port; the cluster state refuses that, so a
     duplicate here is a bug upstream and fails loudly rather than routing to either.
     """
     routed: dict[int, ServicePort] = {}
     for port in ports:
-        if port.mode != "ingress" or port.protocol != "tcp":
+        if port.mode != "ingress" or port.protocol != protocol:
             continue
         other = routed.get(port.published_port)
         if other is not None and other != port:
@@ -116,9 +126,10 @@ def routed_ports(ports: list[ServicePort]) -> dict[int, ServicePort]:
 
 
 def endpoints_for(port: ServicePort, endpoints: dict[str, list[Backend]]) -> list[Backend]:
-    """The endpoints that serve `port`: its service's, matching its target port."""
+    """The endpoints that serve `port`: its service's, matching its target port and protocol."""
     return [
         e
         for e in endpoints.get(port.service, ())
-        if e.target_port is None or e.target_port == port.target_port
+        if (e.target_port is None or e.target_port == port.target_port)
+        and e.protocol == port.protocol
     ]

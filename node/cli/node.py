@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="routing mesh data plane: asyncio proxy (default), nftables DNAT "
         "(root), or auto (nftables where it works)",
     )
+    start.add_argument(
+        "--lb-workers",
+        type=_lb_workers,
+        help="run the routing mesh's proxy in N worker processes sharing its ports "
+        "(SO_REUSEPORT; one per core, e.g. $(nproc)); 0 (default) runs it in the node",
+    )
     for port, what in (
         ("api", "HTTP API, tcp"),
         ("raft", "Raft, tcp"),
@@ -267,6 +273,15 @@ def _addresses(text: str) -> tuple[str, ...]:
     return found
 
 
+MAX_LB_WORKERS = 256
+
+
+def _lb_workers(text: str) -> int:
+    if not text.isdigit() or int(text) > MAX_LB_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_LB_WORKERS}, not {text!r}")
+    return int(text)
+
+
 def _overlay_cidr(text: str) -> str:
     from consensus import ipam
 
@@ -321,6 +336,7 @@ def _start(args: argparse.Namespace) -> int:
         "publish_address": args.publish_address,
         "ingress_address": args.ingress_address,
         "lb_dataplane": args.lb_dataplane,
+        "lb_workers": args.lb_workers,
         "api_port": args.api_port,
         "raft_port": args.raft_port,
         "gossip_port": args.gossip_port,

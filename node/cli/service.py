@@ -68,7 +68,8 @@ def _add_choice(parser, *flags: str, choices: _Choices, help: Any = "", **kwargs
 
 def _csv_kv(text: str, keys: dict[str, str], flags: tuple[str, ...] = ()) -> dict[str, Any]:
     """`a=1,b=x` -> {a: 1, b: "x"}; `keys` maps accepted spellings to spec keys, `flags`
-    are keys that may stand alone (`readonly`). Digits become integers."""
+    are keys that may stand alone (`readonly`: true) or take a yes/no word or another value,
+    passed on for the spec to judge (`proxy-protocol=v1`). Digits become integers."""
     out: dict[str, Any] = {}
     for item in filter(None, text.split(",")):
         key, sep, value = item.partition("=")
@@ -77,7 +78,12 @@ def _csv_kv(text: str, keys: dict[str, str], flags: tuple[str, ...] = ()) -> dic
                 f"unknown key {key!r} in {text!r}: use " + ", ".join(sorted(keys))
             )
         if key in flags:
-            out[keys[key]] = not sep or value.lower() in ("true", "1", "yes")
+            word = value.lower()
+            out[keys[key]] = (
+                not sep or word in ("true", "1", "yes")
+                if not sep or word in ("true", "1", "yes", "false", "0", "no")
+                else value
+            )
         elif not sep:
             raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r} in {text!r}")
         else:
@@ -87,7 +93,7 @@ def _csv_kv(text: str, keys: dict[str, str], flags: tuple[str, ...] = ()) -> dic
 
 def _port(text: str) -> Any:
     """`8080:80[/udp]` (passed on as written) or `mode=host,published=8080,target=80`, with
-    `proxy-protocol` and `idle-timeout=5m` for the routing mesh's proxy."""
+    `proxy-protocol[=v1|v2]` (alone: v2) and `idle-timeout=5m` for the routing mesh's proxy."""
     if "=" not in text and "," not in text:
         return text
     keys = {k: k for k in ("mode", "published", "target", "protocol")}
@@ -375,7 +381,7 @@ LIST_EDITS: tuple[ListEdit, ...] = (
         _port,
         lambda p: str(p["target"]),
         short="-p",
-        help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T; proxy-protocol and "
+        help="PUBLISHED:TARGET[/udp] or mode=host,published=P,target=T; proxy-protocol[=v1|v2] and "
         "idle-timeout=DURATION for the routing mesh (remove by target)",
     ),
     ListEdit(

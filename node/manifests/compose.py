@@ -122,19 +122,31 @@ _FIELDS = {
 }
 
 
+# Compose long-syntax port keys and the spec's; `x-` extensions carry what only the routing
+# mesh does (Compose lets any object carry `x-` fields).
+_PORT_KEYS = {
+    "target": "target",
+    "published": "published",
+    "protocol": "protocol",
+    "mode": "mode",
+    "x-proxy-protocol": "proxy_protocol",
+    "x-idle-timeout": "idle_timeout",
+}
+
+
 def _ports(r: Reader, ports: list, where: str) -> list:
     out = []
     for i, port in enumerate(ports):
         at = f"{where}[{i}]"
         if isinstance(port, dict):
-            r.unsupported(
-                port, {"target", "published", "protocol", "mode", "name", "app_protocol"}, at
-            )
+            r.unsupported(port, {*_PORT_KEYS, "name", "app_protocol"}, at)
             out.append(
                 {
-                    k: int(v) if k == "published" and isinstance(v, str) and v.isdigit() else v
+                    _PORT_KEYS[k]: int(v)
+                    if k == "published" and isinstance(v, str) and v.isdigit()
+                    else v
                     for k, v in port.items()
-                    if k in ("target", "published", "protocol", "mode")
+                    if k in _PORT_KEYS
                 }
             )
             continue

@@ -358,11 +358,21 @@ def _selects(service: dict, pod_labels: dict[str, str]) -> bool:
     return bool(selector) and all(pod_labels.get(k) == v for k, v in selector.items())
 
 
+PROXY_PROTOCOL_ANNOTATION = "shoal.io/proxy-protocol"
+
+
 def _service_ports(r: Reader, service: dict, where: str, named: dict[str, int]) -> list[dict]:
     """NodePort and LoadBalancer ports are published (on every node, by the routing mesh);
-    every port is the VIP's `port` in front of the tasks' `targetPort` on the network."""
+    every port is the VIP's `port` in front of the tasks' `targetPort` on the network. The
+    annotation `shoal.io/proxy-protocol: v1|v2` has the mesh send a PROXY protocol header
+    first on each published TCP port."""
     spec = r.mapping(service.get("spec"), f"{where}.spec")
     published = spec.get("type", "ClusterIP") in ("NodePort", "LoadBalancer")
+    metadata = service.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    proxy_protocol = (
+        annotations.get(PROXY_PROTOCOL_ANNOTATION) if isinstance(annotations, dict) else None
+    )
     out = []
     for i, port in enumerate(r.listing(spec.get("ports"), f"{where}.spec.ports")):
         at = f"{where}.spec.ports[{i}]"
@@ -385,6 +395,8 @@ def _service_ports(r: Reader, service: dict, where: str, named: dict[str, int]) 
         entry = {"target": target, "protocol": str(port.get("protocol", "TCP")).lower()}
         if published:
             entry["published"] = port.get("nodePort") or port.get("port")
+            if proxy_protocol is not None and entry["protocol"] == "tcp":
+                entry["proxy_protocol"] = proxy_protocol
         service_port = (
             target if port.get("port") is None else port_number(port["port"], {}, f"{at}.port")
         )

@@ -17,14 +17,15 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from consensus.store import StateVersion
 from consensus.tasks import TaskReport, services
 from consensus.wire import to_plain
 from netoverlay.dns import DnsServer, ServiceRecord
 from netoverlay.gossip import GossipService
-from netoverlay.lb import DataPlane, DataplaneMode, NftError, ProxyDataPlane, open_dataplane
+from netoverlay.lb import DataPlane, DataplaneMode, NftError, open_dataplane
+from netoverlay.lb.dataplane import ProxyPlane, SplitDataPlane
 from netoverlay.lb.stats import ServiceStats
 from netoverlay.lb.types import Backend, ServicePort, endpoints_for, routed_ports
 from node.mesh.announce import Observed, changes, fold, own_tasks, task_of_key, wanted
@@ -41,6 +42,9 @@ class MeshConfig:
     dns_address: str = "127.0.0.1"
     dns_port: int = 7423
     dataplane: DataplaneMode = "proxy"
+    # The proxy's worker processes (SO_REUSEPORT, one per core is the point); 0 runs it in
+    # the node's own event loop.
+    lb_workers: int = 0
     # A burst of changes within this many seconds becomes one data plane sync.
     debounce: float = 0.05
     # How soon a port that could not be opened, or a failed sync, is tried again.
@@ -94,7 +98,10 @@ class Mesh:
         DNS server (a port in use is logged and shown in `status`, not fatal)."""
         config = self.config
         self.dataplane = await open_dataplane(
-            config.dataplane, config.ingress_address, table=config.nft_table
+            config.dataplane,
+            config.ingress_address,
+            table=config.nft_table,
+            workers=config.lb_workers,
         )
         try:
             await self.dns.start(config.dns_address, config.dns_port)
@@ -197,15 +204,17 @@ class Mesh:
         self._retry = bool(self.failed_ports())
 
     # -- status -------------------------------------------------------------------------
-    def _proxy(self) -> ProxyDataPlane | None:
+    def _proxy(self) -> ProxyPlane | None:
         plane = self.dataplane
-        return plane if isinstance(plane, ProxyDataPlane) else getattr(plane, "proxy", None)
+        if isinstance(plane, SplitDataPlane):
+            return plane.proxy
+        return cast(ProxyPlane, plane)  # open_dataplane gives a split or a proxy
 
     @property
     def dataplane_kind(self) -> str:
         if self.dataplane is None:
             return "stopped"
-        return "proxy" if isinstance(self.dataplane, ProxyDataPlane) else "nft"
+        return "nft" if isinstance(self.dataplane, SplitDataPlane) else "proxy"
 
     def ingress_stats(self) -> dict[int, ServiceStats]:
         """The proxy's counters of each port it serves, by published port (nftables DNAT
@@ -229,7 +238,8 @@ class Mesh:
                 "listening": number not in failed,
                 "endpoints": [f"{e.address}:{e.port}" for e in endpoints_for(port, endpoints)],
             }
-            for number, port in sorted(routed_ports(list(ports)).items())
+            for protocol in ("tcp", "udp")
+            for number, port in sorted(routed_ports(list(ports), protocol).items())
         ]
 
     def status(self) -> dict[str, Any]:

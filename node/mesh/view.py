@@ -16,7 +16,7 @@ from consensus.services import ServiceSpec
 from consensus.wire import WireError, from_plain
 from netoverlay.dns import ServiceRecord, service_records
 from netoverlay.gossip.model import Member, TableEntry
-from netoverlay.lb.types import Backend, ServicePort
+from netoverlay.lb.types import Backend, Protocol, ServicePort
 from node.mesh.announce import Announcement, task_of_key
 
 # The gossip meta key under which a node says where its routing mesh listens.
@@ -44,7 +44,7 @@ def service_ports(specs: Iterable[ServiceSpec]) -> list[ServicePort]:
             p.target,
             p.protocol,
             p.mode,
-            proxy_protocol=p.proxy_protocol,
+            proxy_protocol=p.proxy_version,
             idle_timeout=p.idle_timeout or None,
         )
         for spec in specs
@@ -53,22 +53,24 @@ def service_ports(specs: Iterable[ServiceSpec]) -> list[ServicePort]:
     ]
 
 
-# Service name -> (its first overlay network, the targets of its ingress TCP ports): the
+# Service name -> (its first overlay network, the (target, protocol) of its ingress ports): the
 # routing mesh reaches such a service's tasks at their address on that network, as Swarm's
 # ingress does, and they bind no host port for those ports.
-OverlayReach = Mapping[str, tuple[str, tuple[int, ...]]]
+OverlayReach = Mapping[str, tuple[str, tuple[tuple[int, Protocol], ...]]]
 
 
-def overlay_reach(specs: Iterable[ServiceSpec]) -> dict[str, tuple[str, tuple[int, ...]]]:
+def overlay_reach(
+    specs: Iterable[ServiceSpec],
+) -> dict[str, tuple[str, tuple[tuple[int, Protocol], ...]]]:
     return {
         spec.name: (
             spec.networks[0].name,
             tuple(
                 sorted(
                     {
-                        p.target
+                        (p.target, p.protocol)
                         for p in spec.ports
-                        if p.mode == "ingress" and p.protocol == "tcp" and p.published
+                        if p.mode == "ingress" and p.published
                     }
                 )
             ),
@@ -80,8 +82,7 @@ def overlay_reach(specs: Iterable[ServiceSpec]) -> dict[str, tuple[str, tuple[in
 
 def entry_endpoints(entry: TableEntry, reach: OverlayReach = None) -> list[Backend]:
     """The endpoints one gossip entry announces; ValueError (WireError) names what is wrong.
-    UDP bindings are left out: the routing mesh forwards TCP only. A task announced on its
-    service's overlay network is reached there, on its target ports."""
+    A task announced on its service's overlay network is reached there, on its target ports."""
     if reach is None:
         reach = {}
     task_id = task_of_key(entry.key)
@@ -99,8 +100,9 @@ def entry_endpoints(entry: TableEntry, reach: OverlayReach = None) -> list[Backe
                 target,
                 found.weight,
                 target,
+                protocol,
             )
-            for target in targets
+            for target, protocol in targets
         ]
     return [
         Backend(
@@ -111,9 +113,9 @@ def entry_endpoints(entry: TableEntry, reach: OverlayReach = None) -> list[Backe
             binding.host_port,
             found.weight,
             binding.target,
+            binding.protocol,
         )
         for binding in found.ports
-        if binding.protocol == "tcp"
     ]
 
 

@@ -101,7 +101,7 @@ async def test_auto_mode_uses_nft_and_keeps_proxy_protocol_ports_on_the_proxy(nf
     assert isinstance(plane, SplitDataPlane)
     ports = [
         ServicePort("web", plain, 80),
-        ServicePort("web", with_header, 81, proxy_protocol=True),
+        ServicePort("web", with_header, 81, proxy_protocol="v2"),
     ]
     await plane.sync(ports, {"web": [a.endpoint()]})
     rules = subprocess.run(

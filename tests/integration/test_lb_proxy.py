@@ -4,9 +4,11 @@ event loop and uvloop: balancing, retry, drain, PROXY v2, half-close, idle timeo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import struct
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
@@ -214,7 +216,7 @@ def test_proxy_protocol_v2_tells_the_backend_the_client_address(run):
     async def scenario():
         (member,) = await backends("a", parse_proxy_header=True)
         port = free_port()
-        proxy = await plane(web(port, proxy_protocol=True), [member])
+        proxy = await plane(web(port, proxy_protocol="v2"), [member])
         name, _, writer = await connect(port, source="127.0.0.77")
         client_port = writer.get_extra_info("sockname")[1]
         writer.close()
@@ -368,3 +370,37 @@ def test_a_port_that_cannot_be_opened_does_not_block_the_others(run):
     failed, busy, name, recovered = run(scenario())
     assert list(failed) == [busy] and "cannot listen" in failed[busy]
     assert name == recovered == "a"
+
+
+def test_a_backend_that_answers_and_closes_at_once_loses_nothing(run):
+    """uvloop reads a backend before the connect returns: a greeting and FIN sent at once
+    must still reach the client, on every connection. The backend runs on a thread of its
+    own, as on another host, so that its greeting can beat the proxy's link."""
+    server = socket.create_server(("127.0.0.12", 0))
+
+    def greet_each() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                connection, _ = server.accept()
+                connection.sendall(b"hello\n")
+                connection.close()
+
+    threading.Thread(target=greet_each, daemon=True).start()
+    endpoint = Backend("web", "t1", "n1", "127.0.0.12", server.getsockname()[1])
+
+    async def scenario():
+        port = free_port()
+        proxy = ProxyDataPlane(ProxyConfig(host=LISTEN, seed=1))
+        await proxy.sync([web(port)], {"web": [endpoint]})
+        answers = []
+        for _ in range(300):
+            reader, writer = await asyncio.open_connection(LISTEN, port)
+            answers.append(await reader.read())
+            writer.close()
+        await proxy.stop()
+        return answers
+
+    try:
+        assert run(scenario()) == [b"hello\n"] * 300
+    finally:
+        server.close()

@@ -17,7 +17,7 @@ from consensus.services import (
     parse_service_spec,
 )
 from consensus.units import parse_cpu, parse_duration, parse_memory
-from consensus.wire import WireError, to_plain
+from consensus.wire import WireError, from_plain, to_plain
 
 
 def spec(**plain) -> ServiceSpec:
@@ -153,9 +153,9 @@ def test_any_valid_spec_round_trips(replicas, cpu, mem, published, target, label
             "86400",
         ),
         (
-            {"ports": [{"target": 80, "published": 80, "proxy_protocol": "v1"}]},
+            {"ports": [{"target": 80, "published": 80, "proxy_protocol": "v3"}]},
             "ports[0].proxy_protocol",
-            "true or false",
+            "must be v1, v2, true or false",
         ),
         ({"health": {"kind": "http"}}, "health.port", "needs a port"),
         ({"health": {"kind": "cmd"}}, "health.command", "needs a command"),
@@ -183,7 +183,15 @@ def test_a_published_port_can_ask_the_mesh_for_a_proxy_header_and_an_idle_timeou
     port = spec(
         ports=[{"target": 80, "published": 8080, "proxy_protocol": True, "idle_timeout": "5m"}]
     ).ports[0]
-    assert (port.proxy_protocol, port.idle_timeout) == (True, 300.0)
+    assert (port.proxy_protocol, port.idle_timeout) == ("v2", 300.0)  # true: version 2
+    v1 = spec(ports=[{"target": 80, "published": 8080, "proxy_protocol": "v1"}]).ports[0]
+    assert v1.proxy_protocol == "v1"
+
+
+def test_a_port_stored_before_proxy_protocol_versions_still_reads_and_means_v2():
+    stored = {"target": 80, "published": 8080, "proxy_protocol": True}
+    assert from_plain(PortSpec, stored).proxy_version == "v2"
+    assert from_plain(PortSpec, {**stored, "proxy_protocol": False}).proxy_version == ""
     assert spec(ports=["8080:80"]).ports[0] == PortSpec(80, 8080)  # neither unless asked
 
 

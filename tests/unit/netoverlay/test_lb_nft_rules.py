@@ -46,15 +46,22 @@ def test_rendering_is_deterministic_and_the_replacement_is_one_transaction():
     assert lines[:3] == ["table ip shoal {}", "delete table ip shoal", "table ip shoal {"]
 
 
-def test_host_mode_udp_and_ipv6_endpoints_are_left_out():
-    ports = [
-        ServicePort("web", 80, 8080),
-        ServicePort("h", 82, 80, mode="host"),
-        ServicePort("u", 83, 53, protocol="udp"),
-    ]
+def test_host_mode_and_ipv6_endpoints_are_left_out():
+    ports = [ServicePort("web", 80, 8080), ServicePort("h", 82, 80, mode="host")]
     text = render_table(CONFIG, ports, {"web": [ep(1), ep(2, address="fd00::2")]})
-    assert "svc_82" not in text and "svc_83" not in text
+    assert "svc_82" not in text
     assert "fd00" not in text and "map { 0 : 10.1.0.1 . 8001 }" in text
+
+
+def test_a_udp_port_is_translated_to_the_udp_endpoints_only():
+    ports = [ServicePort("dns", 53, 53), ServicePort("dns", 53, 53, protocol="udp")]
+    tcp = Backend("dns", "t1", "n1", "10.1.0.1", 8001)
+    udp = Backend("dns", "t1", "n1", "10.1.0.1", 8002, protocol="udp")
+    text = render_table(CONFIG, ports, {"dns": [tcp, udp]})
+    assert "ip daddr 10.0.0.1 udp dport 53 jump svc_53_udp" in text
+    assert "chain svc_53 {\n\t\tmeta l4proto tcp dnat ip to numgen random mod 1 map" in text
+    assert "chain svc_53_udp {\n\t\tmeta l4proto udp dnat ip to numgen random mod 1 map" in text
+    assert "{ 0 : 10.1.0.1 . 8002 }" in text.split("svc_53_udp {")[1]
 
 
 def test_a_port_without_endpoints_gets_no_translation():
@@ -91,6 +98,6 @@ def test_asking_for_nft_where_it_cannot_work_says_why():
 
 
 def test_ports_needing_userspace_features_stay_on_the_proxy():
-    assert needs_proxy(ServicePort("web", 80, 80, proxy_protocol=True))
+    assert needs_proxy(ServicePort("web", 80, 80, proxy_protocol="v2"))
     assert needs_proxy(ServicePort("web", 80, 80, idle_timeout=30))
     assert not needs_proxy(ServicePort("web", 80, 80))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consensus.wire import WireError, from_plain
-from netoverlay.lb.proxy_protocol import SIGNATURE, proxy_v2_header
+from netoverlay.lb.proxy_protocol import SIGNATURE, proxy_header, proxy_v2_header
 from netoverlay.lb.stats import ServiceCounters
 from netoverlay.lb.types import Backend, ServicePort, endpoints_for, routed_ports
 
@@ -26,6 +26,16 @@ def test_proxy_v2_header_ipv6_and_mapped_ipv4():
     assert header[12:16] == bytes([0x21, 0x21, 0, 36]) and len(header) == 16 + 36
     mapped = proxy_v2_header(("::ffff:192.0.2.7", 5), ("10.0.0.1", 80))
     assert mapped[13] == 0x11 and mapped[16:20] == bytes([192, 0, 2, 7])
+
+
+def test_proxy_v1_header_is_one_text_line():
+    assert proxy_header("v1", ("192.0.2.7", 51000), ("10.0.0.1", 80)) == (
+        b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 80\r\n"
+    )
+    assert proxy_header("v1", ("2001:db8::1", 1, 0, 0), ("2001:db8::2", 2, 0, 0)) == (
+        b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n"
+    )
+    assert proxy_header("v2", ("192.0.2.7", 1), ("10.0.0.1", 2)).startswith(SIGNATURE)
 
 
 def test_rates_between_two_snapshots():
@@ -68,10 +78,11 @@ def test_endpoints_match_the_target_port_they_serve():
     assert endpoints_for(ServicePort("web", 443, 443), table) == [https, both]
 
 
-def test_only_ingress_tcp_ports_are_routed():
+def test_only_ingress_ports_of_the_protocol_asked_are_routed():
     ports = [
         ServicePort("web", 80, 80),
         ServicePort("web", 81, 80, mode="host"),
         ServicePort("dns", 53, 53, protocol="udp"),
     ]
     assert list(routed_ports(ports)) == [80]
+    assert list(routed_ports(ports, "udp")) == [53]

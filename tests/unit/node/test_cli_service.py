@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consensus.services import merge_spec, parse_service_spec
+from consensus.services import SpecError, merge_spec, parse_service_spec
 from consensus.wire import to_plain
 from node.cli.main import build_parser
 from node.cli.service import create_body, scale_problems, update_patch
@@ -29,8 +29,23 @@ def test_publish_asks_the_routing_mesh_for_a_proxy_header_and_an_idle_timeout():
         "published=8080,target=80,proxy-protocol,idle-timeout=90s",
         "-p",
         "published=8081,target=81,proxy-protocol=false",
+        "-p",
+        "published=8082,target=82,proxy-protocol=v1",
+        "-p",
+        "published=8083,target=83,proxy-protocol=v2",
     )
-    assert [(p.proxy_protocol, p.idle_timeout) for p in spec.ports] == [(True, 90.0), (False, 0.0)]
+    assert [(p.proxy_protocol, p.idle_timeout) for p in spec.ports] == [
+        ("v2", 90.0),
+        ("", 0.0),
+        ("v1", 0.0),
+        ("v2", 0.0),
+    ]
+
+
+def test_an_unknown_proxy_protocol_version_is_refused_naming_the_field():
+    with pytest.raises(SpecError) as info:
+        create("-p", "published=8080,target=80,proxy-protocol=v3")
+    assert info.value.field == "ports[0].proxy_protocol"
 
 
 def test_docker_style_flags_make_the_spec_they_say():

@@ -54,6 +54,52 @@ services:
 """
 
 
+def test_compose_publishes_udp_and_asks_the_mesh_for_a_proxy_header():
+    stack = """\
+services:
+  dns:
+    image: coredns/coredns
+    ports:
+      - "5353:53/udp"
+      - {target: 80, published: 8080, x-proxy-protocol: v1, x-idle-timeout: 5m}
+      - {target: 81, published: 8081, x-proxy-protocol: true}
+"""
+    (spec,) = load_manifest(stack, strict=True).specs
+    assert spec.ports == (
+        PortSpec(53, 5353, "udp"),
+        PortSpec(80, 8080, proxy_protocol="v1", idle_timeout=300.0),
+        PortSpec(81, 8081, proxy_protocol="v2"),
+    )
+
+
+def test_a_kubernetes_annotation_asks_the_mesh_for_a_proxy_header_on_published_tcp_ports():
+    text = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: dns}
+spec:
+  selector: {matchLabels: {app: dns}}
+  template:
+    metadata: {labels: {app: dns}}
+    spec:
+      containers: [{name: dns, image: coredns/coredns}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: dns
+  annotations: {shoal.io/proxy-protocol: v2}
+spec:
+  type: NodePort
+  selector: {app: dns}
+  ports:
+  - {port: 53, nodePort: 30053, protocol: UDP}
+  - {port: 80, nodePort: 30080}
+"""
+    (spec,) = load_manifest(text, strict=True).specs
+    assert spec.ports == (PortSpec(53, 30053, "udp"), PortSpec(80, 30080, proxy_protocol="v2"))
+
+
 def test_the_seed_deployment_applies_exactly_as_written():
     manifest = load_manifest(SEED_DEPLOYMENT, strict=True)
     assert manifest.warnings == ()

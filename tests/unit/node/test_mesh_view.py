@@ -65,6 +65,7 @@ def test_ports_endpoints_and_ingress_addresses():
         "web": [
             Backend("web", "w1", "n1", "10.0.0.1", 31001, target_port=80),
             Backend("web", "w1", "n1", "10.0.0.1", 31002, target_port=443),
+            Backend("web", "w1", "n1", "10.0.0.1", 31003, target_port=53, protocol="udp"),
             Backend("web", "w2", "n2", "10.0.0.2", 31001, target_port=80),
         ],
     }
@@ -76,10 +77,10 @@ def test_the_mesh_serves_a_port_with_the_proxy_header_and_idle_timeout_its_spec_
     spec = ServiceSpec(
         "api",
         "img",
-        ports=(PortSpec(80, 8081, proxy_protocol=True, idle_timeout=30.0), PortSpec(81, 8082)),
+        ports=(PortSpec(80, 8081, proxy_protocol="v2", idle_timeout=30.0), PortSpec(81, 8082)),
     )
     assert build_view([spec], [], MEMBERS).ports == (
-        ServicePort("api", 8081, 80, proxy_protocol=True, idle_timeout=30.0),
+        ServicePort("api", 8081, 80, proxy_protocol="v2", idle_timeout=30.0),
         ServicePort("api", 8082, 81),
     )
 
@@ -166,6 +167,7 @@ def test_the_api_shows_a_services_ports_and_endpoints_with_node_names():
     assert [(e["node_name"], e["endpoint"], e["target_port"]) for e in body["endpoints"]] == [
         ("one", "10.0.0.1:31001", 80),
         ("one", "10.0.0.1:31002", 443),
+        ("one", "10.0.0.1:31003", 53),
         ("two", "10.0.0.2:31001", 80),
     ]
 
