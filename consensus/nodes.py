@@ -46,6 +46,17 @@ class BootstrapCluster:
     created_at: float
     # Where overlay networks take their subnets from; empty: consensus.ipam's default.
     overlay_cidr: str = ""
+    ca_certificates: tuple[str, ...] = ()
+    ca_key_sealed: bytes = b""
+
+
+@command("cluster.rotate_join_token")
+@dataclass(frozen=True, slots=True)
+class RotateJoinToken:
+    """Make a new join token valid and the current one invalid; `generation` is the one
+    the caller saw current, so two concurrent rotations do not both count."""
+
+    generation: int
 
 
 @command("node.register")
@@ -111,8 +122,18 @@ def _bootstrap(state: ClusterState, cmd: BootstrapCluster) -> Result:
             return Result(True)
         return Result.fail(f"cluster already bootstrapped as {state.cluster.cluster_id}")
     state.cluster = ClusterInfo(cluster_id=cmd.cluster_id, created_at=cmd.created_at,
-                                overlay_cidr=cmd.overlay_cidr)
+                                overlay_cidr=cmd.overlay_cidr,
+                                ca_certificates=cmd.ca_certificates,
+                                ca_key_sealed=cmd.ca_key_sealed)
     return Result(True)
+
+
+@handles(RotateJoinToken)
+def _rotate_join_token(state: ClusterState, cmd: RotateJoinToken) -> Result:
+    if cmd.generation != state.cluster.join_generation:
+        return Result.fail("the join token was rotated meanwhile: ask for it again", 409)
+    state.cluster = dataclasses.replace(state.cluster, join_generation=cmd.generation + 1)
+    return Result(True, value=cmd.generation + 1)
 
 
 @handles(RegisterNode)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Any, AsyncIterator, Mapping, Optional
+from typing import Any, AsyncIterator, Callable, Mapping, Optional, Union
 
 import aiohttp
 
@@ -24,8 +24,14 @@ CLIENT_KEEPALIVE = 4.0
 class ShoalClient:
     def __init__(self, addr: str, token: Optional[str] = None, *, timeout: float = 10.0,
                  session: Optional[aiohttp.ClientSession] = None,
-                 headers: Optional[dict[str, str]] = None, stale: bool = False) -> None:
+                 headers: Optional[dict[str, str]] = None, stale: bool = False,
+                 ssl_context: Union[ssl.SSLContext, Callable[[], ssl.SSLContext], None] = None
+                 ) -> None:
+        """`ssl_context` verifies an HTTPS server (and presents a node's certificate, between
+        nodes), or makes the context that does at the first request; without it, the
+        system's trust store."""
         self.base = base_url(addr)
+        self._ssl = ssl_context
         self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
         self._paths = contextlib.ExitStack()
         # Reads answer from the asked node's copy instead of a linearizable read.
@@ -55,9 +61,10 @@ class ShoalClient:
                 connector = aiohttp.UnixConnector(self._paths.enter_context(reachable(self._unix)))
             elif self.base.startswith("https://"):
                 # aiohttp's own default context trusts nothing in a Shoal process (see
-                # node/__init__), so HTTPS gets the system's CA store here; loading it reads
-                # files, hence the thread.
-                trusted = await asyncio.to_thread(ssl.create_default_context)
+                # node/__init__), so HTTPS without a context of the caller's gets the system's
+                # CA store here; loading it reads files, hence the thread.
+                trusted = self._ssl() if callable(self._ssl) else self._ssl
+                trusted = trusted or await asyncio.to_thread(ssl.create_default_context)
                 connector = aiohttp.TCPConnector(ssl=trusted, keepalive_timeout=CLIENT_KEEPALIVE)
             else:
                 connector = aiohttp.TCPConnector(keepalive_timeout=CLIENT_KEEPALIVE)

@@ -10,6 +10,7 @@ import asyncio
 import time
 import itertools
 import secrets
+import ssl
 from typing import Any, Callable, Optional
 
 from consensus import codec
@@ -31,8 +32,12 @@ WRITE_TIMEOUT = 5.0
 
 class ControlPlane:
     def __init__(self, raft: RaftNode, api_token: str, credentials: NodeCredentials,
-                 observe_commit: Callable[[float], None] = lambda seconds: None) -> None:
-        """`observe_commit` is told how long each committed write took, forwarding included."""
+                 observe_commit: Callable[[float], None] = lambda seconds: None,
+                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
+        """`observe_commit` is told how long each committed write took, forwarding included;
+        `ssl_context` verifies other nodes against the cluster's CA and presents this node's
+        certificate (mutual TLS)."""
+        self._ssl = ssl_context
         self.raft = raft
         self._observe_commit = observe_commit
         # Request ids: a random per-process prefix and a counter, unique across the cluster
@@ -70,7 +75,7 @@ class ControlPlane:
         client = self._clients.get(api_address)
         if client is None:
             client = ShoalClient(api_address, self._api_token, timeout=WRITE_TIMEOUT,
-                                 headers=self._credentials.headers)
+                                 headers=self._credentials.headers, ssl_context=self._ssl)
             self._clients[api_address] = client
         return client
 

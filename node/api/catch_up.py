@@ -19,7 +19,7 @@ from node.api.http_util import error_response
 
 # Served whatever the node holds: its own health and Raft view, a join (forwarded to the
 # leader), and the calls the leader makes to change this node's role or remove it.
-ALWAYS_SERVED = frozenset({"/healthz", "/v1/cluster", "/v1/join", "/v1/internal/raft-role",
+ALWAYS_SERVED = frozenset({"/healthz", "/v1/cluster", "/v1/cluster/ca", "/v1/join", "/v1/internal/raft-role",
                            "/v1/internal/removed", "/v1/internal/propose"})
 # Built from gossip and the routing mesh, which start only once the node has caught up.
 _NOT_BEFORE_CAUGHT_UP = ("/v1/mesh", "/v1/cluster/members")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from node.loops.event_feed import EventFeed
     from node.loops.voters import VoterManager
     from node.mesh import Mesh
+    from node.pki.store import NodeTls
     from node.overlay.loop import Overlay
     from node.security import ClusterKeys
     from node.telemetry import Telemetry
@@ -36,6 +37,8 @@ class NodeContext(Protocol):
     telemetry: Telemetry
     overlay: Optional[Overlay]
     join_guard: JoinGuard
+    # This node's certificate, key and trusted CAs (renewed in place).
+    tls: NodeTls
 
     async def set_raft_role(self, role: str, voter_addresses: list[str]) -> None: ...
 

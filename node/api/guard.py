@@ -18,11 +18,13 @@ from consensus.model import Node
 from consensus.nodes import nodes
 from node.api.http_util import HttpError, error_response
 from node.local_socket import peer_uid
+from node.pki.authority import node_id_from_peercert
 from node.security import NODE_HEADER, NODE_KEY_HEADER, key_matches
 
-# Routes open without a token: a liveness probe that tells nothing secret, and joining,
-# which carries its own proof of the join token.
-_OPEN_PATHS = ("/healthz", "/v1/join")
+# Routes open without a token: a liveness probe that tells nothing secret, joining, which
+# carries its own proof of the join token, and the cluster's CA certificates (public: a
+# joining node pins them by the digest in its token).
+_OPEN_PATHS = ("/healthz", "/v1/join", "/v1/cluster/ca")
 # The dashboard's own files (GET): they hold no cluster data, and a browser cannot attach
 # a bearer token to a page it navigates to; every API call the page makes carries the token.
 _DASHBOARD = "/ui"
@@ -83,12 +85,26 @@ def is_local_admin(request: web.Request) -> bool:
     return peer_uid(sock) in (0, os.geteuid())
 
 
+def peer_node_id(request: web.Request) -> str:
+    """The node whose certificate the client presented over TLS ("" for none): the server
+    accepts only certificates the cluster's CA signed (node.pki.contexts)."""
+    transport = request.transport
+    peercert = transport.get_extra_info("peercert") if transport is not None else None
+    return node_id_from_peercert(peercert)
+
+
 def calling_node(request: web.Request, read_state: Callable[[], ContextManager]) -> Node:
-    """The node that made this call, proven by its own key (internal routes): an API token
-    alone is not a node, and one node cannot act as another."""
-    node_id = request.headers.get(NODE_HEADER, "")
+    """The node that made this call, proven by its certificate or its own key (internal
+    routes): an API token alone is not a node, and one node cannot act as another."""
+    certified = peer_node_id(request)
+    node_id = certified or request.headers.get(NODE_HEADER, "")
     with read_state() as state:
         node = nodes(state).get(node_id)
+    if certified:
+        if node is None:
+            raise HttpError(403, f"node {certified} of this certificate is not in the cluster",
+                            NODE_HEADER)
+        return node
     if node is not None and not node.key_hash:
         # Registered by a version without node keys: it registers its key as soon as it
         # runs this version, and needs these routes to do so (a follower forwards).

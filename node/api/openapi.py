@@ -22,7 +22,7 @@ from aiohttp import web
 
 from consensus.crons import CronSpec
 from consensus.services import SHORTHAND_FIELDS, ServiceSpec
-from node.api.cluster import NodePatch, RaftRole
+from node.api.cluster import CertificateRequest, NodePatch, RaftRole
 from node.join import JoinRequest
 
 Answer = Literal["json", "events", "text", "metrics", "html", "asset"]
@@ -68,6 +68,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/cluster/members"): Operation("This node's gossip view and packet counters",
                                               "cluster"),
     ("GET", "/v1/cluster/token"): Operation("The join token and the API token", "cluster"),
+    ("POST", "/v1/cluster/token/rotate"): Operation(
+        "A new join token; the previous one is refused from then on", "cluster"),
+    ("GET", "/v1/cluster/ca"): Operation("The cluster's CA certificates (PEM)", "cluster",
+                                         public=True),
     ("GET", "/v1/nodes"): Operation("Every node", "nodes"),
     ("GET", "/v1/nodes/{ref}"): Operation("One node, by id, name or unique id prefix", "nodes"),
     ("PATCH", "/v1/nodes/{ref}"): Operation("Change a node's labels or availability", "nodes",
@@ -86,6 +90,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/internal/raft-role"): Operation("Change this node's Raft role", "internal",
                                                   body=RaftRole),
     ("POST", "/v1/internal/removed"): Operation("Tell this node it was removed", "internal"),
+    ("POST", "/v1/internal/certificate"): Operation(
+        "Sign the calling node's renewed certificate from its CSR", "internal",
+        body=CertificateRequest),
     ("GET", "/v1/services"): Operation("Every service with its replicas and rollout", _SERVICE),
     ("POST", "/v1/services"): Operation("Create a service", _SERVICE, body=ServiceSpec,
                                         created=True),

@@ -46,12 +46,13 @@ KNOWN_LEADER_HEADER = "X-Shoal-Known-Leader"
 
 
 def base_url(addr: str) -> str:
-    """The URL prefix for `addr`: HOST:PORT, http(s)://HOST:PORT, or unix:PATH (a node's
-    socket, whose requests name the host `localhost`)."""
+    """The URL prefix for `addr`: HOST:PORT (a node's API, which serves HTTPS only),
+    http(s)://HOST:PORT, or unix:PATH (a node's socket, plain HTTP, whose requests name the
+    host `localhost`)."""
     if addr.startswith(UNIX_PREFIX):
         return "http://localhost"
     addr = addr.rstrip("/")
-    return addr if "://" in addr else f"http://{addr}"
+    return addr if "://" in addr else f"https://{addr}"
 
 
 def decode(status: int, text: str) -> Any:
@@ -78,7 +79,10 @@ _FAILURES = (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOv
 
 class LeanClient:
     def __init__(self, addr: str, token: Optional[str] = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, stale: bool = False) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, stale: bool = False,
+                 ca_file: Optional[str] = None) -> None:
+        """`ca_file`: the CA bundle (PEM) an HTTPS server is verified against; without it,
+        the system's trust store."""
         self.base = base_url(addr)
         self._unix = addr[len(UNIX_PREFIX):] if addr.startswith(UNIX_PREFIX) else None
         parts = urlsplit(self.base)
@@ -100,6 +104,7 @@ class LeanClient:
             self._headers["Authorization"] = f"Bearer {token}"
         self._timeout = timeout
         self._ssl: Any = None
+        self._ca_file = ca_file
         # Reads answer from the asked node's copy instead of a linearizable read.
         self._read_params = {"stale": "1"} if stale else {}
 
@@ -179,8 +184,9 @@ class LeanClient:
         if self._tls and self._ssl is None:
             import ssl
 
-            # The system's trust store; loading it reads files, hence the thread.
-            self._ssl = await asyncio.to_thread(ssl.create_default_context)
+            # The cluster's CA, or the system's trust store; loading either reads files,
+            # hence the thread.
+            self._ssl = await asyncio.to_thread(ssl.create_default_context, cafile=self._ca_file)
         if self._unix is not None:
             with reachable(self._unix) as socket_file:
                 reader, writer = await asyncio.open_unix_connection(socket_file, limit=MAX_HEADER)

@@ -16,8 +16,9 @@ from typing import Any, Optional
 from node.cli.common import EXIT_FAILED, EXIT_USAGE, Refused, UsageError, default_data_dir
 from node.cli.lean_client import UNIX_PREFIX, ApiError, LeanClient, Unreachable
 from node.local_socket import socket_path
+from node.pki.store import ca_path
 
-DEFAULT_ADDR = "http://127.0.0.1:7420"
+DEFAULT_ADDR = "https://127.0.0.1:7420"
 
 
 def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -29,7 +30,7 @@ def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         return value if defaults else argparse.SUPPRESS
 
     parser.add_argument("--addr", default=default(None),
-                        help="API address of any node, HOST:PORT, http(s)://HOST:PORT or "
+                        help="API address of any node, HOST:PORT (HTTPS), https://HOST:PORT or "
                              "unix:PATH (env SHOAL_ADDR; default: the socket of the node on this "
                              f"machine, else {DEFAULT_ADDR})")
     parser.add_argument("--data-dir", default=default(None),
@@ -37,6 +38,10 @@ def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None
                              "(env SHOAL_DATA_DIR)")
     parser.add_argument("--token", default=default(os.environ.get("SHOAL_TOKEN")),
                         help="API token, needed over TCP (env SHOAL_TOKEN)")
+    parser.add_argument("--ca", default=default(os.environ.get("SHOAL_CA")),
+                        help="the cluster's CA certificates (PEM) to verify a node over TCP "
+                             "(env SHOAL_CA; default: the node's on this machine, "
+                             "DATA_DIR/tls/ca.pem)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default=default("table"),
                         help="table (default) or json")
     parser.add_argument("--stale", action="store_true", default=default(False),
@@ -45,7 +50,7 @@ def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None
 
 
 # The options above that take a value: skipped when looking for the command group in argv.
-_VALUED_OPTIONS = ("--addr", "--data-dir", "--token", "-o", "--output")
+_VALUED_OPTIONS = ("--addr", "--data-dir", "--token", "--ca", "-o", "--output")
 
 
 def command_group(argv: list[str]) -> Optional[str]:
@@ -131,9 +136,20 @@ def api_address(addr: Optional[str], data_dir: Optional[str]) -> str:
     return DEFAULT_ADDR
 
 
+def ca_file(ca: Optional[str], data_dir: Optional[str]) -> Optional[str]:
+    """The CA bundle to verify a node over TCP with: the flag, else that of the node on this
+    machine (its data dir, else the default one) when there is one, else None (the system's
+    trust store, as for a TLS-terminating proxy)."""
+    if ca:
+        return ca
+    local = ca_path(data_dir or os.environ.get("SHOAL_DATA_DIR") or default_data_dir())
+    return local if os.path.exists(local) else None
+
+
 async def _call(args: argparse.Namespace) -> int:
     async with LeanClient(api_address(args.addr, args.data_dir), args.token,
-                          stale=getattr(args, "stale", False)) as client:
+                          stale=getattr(args, "stale", False),
+                          ca_file=ca_file(args.ca, args.data_dir)) as client:
         return await args.handler(args, client)
 
 

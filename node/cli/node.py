@@ -84,6 +84,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                             "runs as root, else the node's own user)")
     start.add_argument("--host-binds", choices=("yes", "no"),
                        help="whether tasks may bind-mount host paths (default yes)")
+    # Seconds this node's certificates are valid: only to watch renewal happen in tests.
+    start.add_argument("--cert-lifetime", type=float, help=argparse.SUPPRESS)
     start.add_argument("--log-level", default="info",
                        choices=("debug", "info", "warning", "error"))
     start.set_defaults(local=_start)
@@ -114,6 +116,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         handler=_status)
     csub.add_parser("token", parents=[common], help="print the join token").set_defaults(
         handler=_token)
+    csub.add_parser("rotate-token", parents=[common],
+                    help="make a new join token; the old one is refused from then on"
+                    ).set_defaults(handler=_rotate_token)
 
     dev = sub.add_parser("dev", help="run a local cluster of N nodes in the foreground")
     dev.add_argument("--nodes", type=int, default=3, help="how many (default 3)")
@@ -199,6 +204,7 @@ def _start(args: argparse.Namespace) -> int:
         "task_user": args.task_user,
         "host_binds": None if args.host_binds is None else args.host_binds == "yes",
         "cpus_millis": args.cpus or None, "memory_bytes": args.memory,
+        "cert_lifetime": args.cert_lifetime,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:
         raise UsageError(f"--metrics-interval must be a positive number of seconds, "
@@ -230,6 +236,7 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
     from node.client import ApiError, Unreachable
     from node.runtime.select import RuntimeUnavailable, select_driver
     from node.ports import port_taken
+    from node.pki.store import NoCertificate
     from node.security import TokenError
 
     # Before anything is written: a node that cannot serve its API must not have joined or
@@ -259,13 +266,15 @@ def _run_node(config: NodeConfig, node_id: str, join: Optional[str], token: Opti
             await driver.aclose()
             print(f"shoal: join refused by {join}: {exc.message}", file=sys.stderr)
             return 1
-        except (Unreachable, TokenError) as exc:
+        except (Unreachable, TokenError, NoCertificate) as exc:
             await driver.aclose()
             print(f"shoal: {exc}", file=sys.stderr)
             return 2
         if not join and stored.identity and not os.environ.get("SHOAL_QUIET"):
-            print(f"join token: {stored.identity.keys.token}\n  (saved in "
-                  f"{os.path.join(config.data_dir, cfg.TOKEN_FILE)})", file=sys.stderr)
+            token_file = os.path.join(config.data_dir, cfg.TOKEN_FILE)
+            with open(token_file) as f:
+                print(f"join token: {f.read().strip()}\n  (saved in {token_file})",
+                      file=sys.stderr)
         reason = await ShoalNode(stored, driver, fingerprint).run()
         logging.getLogger("shoal").info("node stopped: %s", reason)
         return 0
@@ -342,6 +351,11 @@ async def _status(args, client: ShoalClient) -> int:
 
 async def _token(args, client: ShoalClient) -> int:
     answer = await client.get("/v1/cluster/token")
+    return emit(args, answer, lambda a: print(a["token"]))
+
+
+async def _rotate_token(args, client: ShoalClient) -> int:
+    answer = await client.post("/v1/cluster/token/rotate")
     return emit(args, answer, lambda a: print(a["token"]))
 
 

@@ -12,7 +12,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Optional
 
-from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, api_token_for, wait_for
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, api_token_for, ca_for, wait_for
 from node.runtime import ProcessDriver
 
 # Bounds on waits, not expectations: each wait ends as soon as its condition holds.
@@ -23,7 +23,7 @@ def shoal(*argv: str, addr: str) -> subprocess.CompletedProcess:
     """`shoal ARGV...` against `addr`, as an operator elsewhere runs it: with the API token."""
     return subprocess.run([sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]],
                           capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)))
 
 
 def must(done: subprocess.CompletedProcess) -> str:
