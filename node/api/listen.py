@@ -15,6 +15,7 @@ import logging
 import resource
 import socket
 import ssl
+import ssl
 from collections import Counter
 from typing import Callable, Optional
 

@@ -25,7 +25,9 @@ from node.config import CERT_LIFETIME as NODE_LIFETIME
 
 CA_LIFETIME = 10 * 365 * 86400.0
 # The shortest certificate a node may ask for (tests renew within seconds).
-MIN_LIFETIME = 30.0
+MIN_LIFETIME = 5.0
+# A certificate is valid from a little before it is signed, for clocks a little behind.
+MAX_BACKDATE = 60.0
 NODE_URI_PREFIX = "shoal://node/"
 # A CSR carries at most this many host names, each a DNS name.
 MAX_NAMES = 16
@@ -134,7 +136,8 @@ def sign_node(authority: Authority, csr_pem: bytes, *, node_id: str, address: st
                 x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)]))
             .issuer_name(ca_cert.subject).public_key(csr.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(_when(now - 60)).not_valid_after(_when(now + lifetime))
+            .not_valid_before(_when(now - min(MAX_BACKDATE, lifetime / 10)))
+            .not_valid_after(_when(now + lifetime))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
