@@ -94,7 +94,7 @@ async def test_a_peer_that_is_not_an_api_node_is_unreachable_not_a_crash():
     port = server.sockets[0].getsockname()[1]
     try:
         with pytest.raises(Unreachable, match="not an HTTP answer"):
-            await LeanClient(f"127.0.0.1:{port}").get("/v1/nodes")
+            await LeanClient(f"http://127.0.0.1:{port}").get("/v1/nodes")
     finally:
         server.close()
         await server.wait_closed()
