@@ -189,9 +189,15 @@ def ca_for(addr: str) -> str:
 
 
 def ssl_for(addr: str) -> ssl.SSLContext:
-    """A client context that verifies the node this process started at `addr`."""
+    """A client context that verifies the node this process started at `addr` (one per node:
+    aiohttp pools connections by context)."""
     node = _by_api[urlsplit(addr).netloc if "://" in addr else addr]
-    return node.ssl_context()
+    if node.api not in _contexts:
+        _contexts[node.api] = node.ssl_context()
+    return _contexts[node.api]
+
+
+_contexts: dict[str, ssl.SSLContext] = {}
 
 
 def auth_for(addr: str) -> dict[str, str]:
