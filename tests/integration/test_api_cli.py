@@ -10,7 +10,7 @@ import sys
 import aiohttp
 import pytest
 
-from node.devcluster.localcluster import api_token_for, auth_for, started_cluster, wait_for
+from node.devcluster.localcluster import api_token_for, auth_for, ssl_for, started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,12 +31,12 @@ async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
     """A request with the node's API token, unless the caller gives its own headers."""
     kwargs.setdefault("headers", auth_for(url))
     async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, **kwargs) as resp:
+        async with session.request(method, url, ssl=ssl_for(url), **kwargs) as resp:
             return resp.status, await resp.json(content_type=None)
 
 
 async def test_malformed_requests_get_400_naming_the_field(single):
-    base = f"http://{single.nodes[0].api}/v1/nodes/n1"
+    base = f"https://{single.nodes[0].api}/v1/nodes/n1"
     cases = [
         ({"data": b"{not json", "headers": {"Content-Type": "application/json", **auth_for(base)}},
          "body"),
@@ -51,7 +51,7 @@ async def test_malformed_requests_get_400_naming_the_field(single):
         assert status == 400, (kwargs, body)
         assert body["error"]
         assert body.get("field") == field, (kwargs, body)
-    status, body = await _raw("GET", f"http://{single.nodes[0].api}/v1/nodes/nope")
+    status, body = await _raw("GET", f"https://{single.nodes[0].api}/v1/nodes/nope")
     assert status == 404 and "no such node" in body["error"]
     # Nothing was lost or changed by the bad requests.
     node = await single.get(0, "/v1/nodes/n1")
@@ -81,7 +81,7 @@ async def test_internal_calls_need_the_token_and_a_nodes_key(single):
 
 
 async def test_cli_lists_updates_and_fails_cleanly(single):
-    addr = f"http://{single.nodes[0].api}"
+    addr = f"https://{single.nodes[0].api}"
     listed = shoal("node", "ls", "-o", "json", addr=addr)
     assert listed.returncode == 0, listed.stderr
     (node,) = json.loads(listed.stdout)

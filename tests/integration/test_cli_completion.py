@@ -34,7 +34,7 @@ async def test_bash_completes_commands_flags_and_live_names(tmp_path):
     script.write_text(subprocess.run([str(shoal), "completion", "bash"], capture_output=True,
                                      text=True, check=True).stdout)
     async with started_cluster(str(tmp_path), 1) as cluster:
-        addr = f"http://{cluster.nodes[0].api}"
+        addr = f"https://{cluster.nodes[0].api}"
         async with cluster.nodes[0].client() as client:
             await client.post("/v1/services", {"name": "web", "image": "process", "replicas": 0,
                                                "command": ["sleep", "60"]})

@@ -16,10 +16,9 @@ import aiohttp
 import pytest
 
 from node.config import load
-from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
+from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for, ssl_for,
                               started_cluster, wait_for)
 from node.runtime.task_files import tmpfs_root
-from node.security import ClusterKeys
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -64,7 +63,8 @@ async def raw_answers(cluster: LocalCluster, tasks: list[dict]) -> dict[str, byt
     async with aiohttp.ClientSession() as session:
         for node in cluster.nodes:
             for path in paths:
-                async with session.get(f"http://{node.api}{path}", headers=auth_for(node.api)) as resp:
+                async with session.get(f"https://{node.api}{path}", headers=auth_for(node.api),
+                                       ssl=ssl_for(node.api)) as resp:
                     answers[f"{node.name}{path}"] = await resp.read()
     return answers
 
@@ -112,13 +112,14 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
 
     # Agents open secrets in their own node's process: no caller, not even the node of a
     # task that uses the secret, gets its content over HTTP.
-    keys = ClusterKeys.from_token(trio.token)
+    keys = load(trio.nodes[0].data_dir).identity.keys
     task, owner = tasks[0], tasks[0]["node_id"]
     by_id = {load(n.data_dir).identity.node_id: n for n in trio.nodes}
-    url = f"http://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
+    url = f"https://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
     for headers in ({"Authorization": f"Bearer {keys.api_token}"}, by_id[owner].node_headers):
         async with aiohttp.ClientSession(headers=headers) as session:
-            async with session.get(url, params={"task": task["id"], "node": owner}) as resp:
+            async with session.get(url, params={"task": task["id"], "node": owner},
+                                   ssl=ssl_for(url)) as resp:
                 assert resp.status == 404 and marker not in await resp.read()
 
     data_dirs = [node.data_dir for node in trio.nodes]
@@ -134,7 +135,8 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
 
 async def task_log(cluster: LocalCluster, task_id: str) -> bytes:
     async with aiohttp.ClientSession(headers=auth_for(cluster.nodes[0].api)) as session:
-        async with session.get(f"http://{cluster.nodes[0].api}/v1/tasks/{task_id}/logs") as resp:
+        async with session.get(f"https://{cluster.nodes[0].api}/v1/tasks/{task_id}/logs",
+                               ssl=ssl_for(cluster.nodes[0].api)) as resp:
             return await resp.read()
 
 
