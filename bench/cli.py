@@ -65,7 +65,9 @@ async def measure(runs: int) -> tuple[list[dict[str, float]], str | None]:
                     return sum(t["state"] == "running" for t in rows) == 3
 
                 await wait_for(running, what="3 running tasks")
-            shoal = [sys.executable, "-m", "node", "--addr", f"http://{cluster.nodes[0].api}"]
+            first = cluster.nodes[0]
+            shoal = [sys.executable, "-m", "node", "--addr", first.url, "--token",
+                     first.api_token, "--ca", first.ca_file]
             commands = {"shoal_node_ls": [*shoal, "node", "ls"],
                         "shoal_service_ps": [*shoal, "service", "ps", SERVICE]}
             if reason is None:

@@ -43,7 +43,7 @@ from consensus.nodes import NODES, RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import Service, SERVICES, TASKS
-from node.devcluster.localcluster import LocalCluster, auth_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for, wait_for
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
 from scheduler.rounds import schedule
@@ -166,8 +166,8 @@ async def register_simulated(cluster: LocalCluster, count: int) -> float:
         data = codec.encode(RegisterNode(node), f"bench-register-{i}")
         for _ in range(REGISTER_ATTEMPTS):
             api = leader[0]
-            async with gate, session.post(f"http://{api}/v1/internal/propose", headers=headers,
-                                          data=data) as resp:
+            async with gate, session.post(f"https://{api}/v1/internal/propose", headers=headers,
+                                          data=data, ssl=ssl_for(api)) as resp:
                 body = await resp.json()
             if resp.status == 200 and body["result"][0]:
                 return
@@ -184,7 +184,7 @@ async def register_simulated(cluster: LocalCluster, count: int) -> float:
 
 
 async def assigned_count(session: aiohttp.ClientSession, api: str) -> int:
-    async with session.get(f"http://{api}/v1/services") as resp:
+    async with session.get(f"https://{api}/v1/services", ssl=ssl_for(api)) as resp:
         rows = await resp.json()
     return sum(row["replicas"]["states"].get("assigned", 0) for row in rows)
 
@@ -198,7 +198,8 @@ async def create_and_wait(leader_api: str, watch_api: str, plains: list[dict],
                                      headers=auth_for(leader_api)) as session:
         async def create(plain: dict) -> None:
             for attempt in range(CREATE_ATTEMPTS):
-                async with gate, session.post(f"http://{leader_api}/v1/services", json=plain) as resp:
+                async with gate, session.post(f"https://{leader_api}/v1/services", json=plain,
+                                              ssl=ssl_for(leader_api)) as resp:
                     answer = f"{resp.status} {await resp.text()}"
                 # A 409 after a 503: the attempt that timed out did commit after all.
                 if resp.status == 201 or (resp.status == 409 and attempt > 0):

@@ -61,21 +61,21 @@ async def test_malformed_requests_get_400_naming_the_field(single):
 async def test_internal_calls_need_the_token_and_a_nodes_key(single):
     api = single.nodes[0].api
     msgpack_type = {"Content-Type": "application/msgpack"}
-    status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage",
+    status, body = await _raw("POST", f"https://{api}/v1/internal/propose", data=b"\x93garbage",
                               headers=msgpack_type)
     assert status == 401 and "token" in body["error"]
     # The API token alone does not make a node: raw commands would skip the API's checks.
     token = (await single.get(0, "/v1/cluster/token"))["api_token"]
     headers = {"Authorization": f"Bearer {token}", **msgpack_type}
     for path in ("/v1/internal/propose", "/v1/internal/removed", "/v1/internal/raft-role"):
-        status, body = await _raw("POST", f"http://{api}{path}", data=b"\x93garbage",
+        status, body = await _raw("POST", f"https://{api}{path}", data=b"\x93garbage",
                                   headers=headers)
         assert status == 403 and body["field"] == "X-Shoal-Node", (path, body)
     forged = {**single.nodes[0].node_headers, "X-Shoal-Node-Key": "0" * 64, **msgpack_type}
-    status, _ = await _raw("POST", f"http://{api}/v1/internal/removed", headers=forged)
+    status, _ = await _raw("POST", f"https://{api}/v1/internal/removed", headers=forged)
     assert status == 403
     assert (await single.get(0, "/healthz"))["ok"]  # still running
-    status, body = await _raw("POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage",
+    status, body = await _raw("POST", f"https://{api}/v1/internal/propose", data=b"\x93garbage",
                               headers={**single.nodes[0].node_headers, **msgpack_type})
     assert status == 400 and "msgpack" in body["error"]
 

@@ -147,7 +147,7 @@ async def _small_answers_to_small_documents(cluster, addr: str) -> None:
 async def test_the_corpus_and_a_stacks_life_on_three_nodes(tmp_path):
     (tmp_path / "cluster").mkdir()
     async with started_cluster(str(tmp_path / "cluster"), 3, EQUAL_PROCESS_NODES) as cluster:
-        addr = f"http://{cluster.nodes[1].api}"  # a follower: writes are forwarded
+        addr = f"https://{cluster.nodes[1].api}"  # a follower: writes are forwarded
         await _small_answers_to_small_documents(cluster, addr)
         await _refusals(addr)
         await _apply_corpus(cluster, addr)

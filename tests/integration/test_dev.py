@@ -49,7 +49,7 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
         banner = dev.stdout.readline()
         assert "Shoal dev cluster: 2 node(s)" in banner, dev.stderr.read()
         dashboard = banner.rstrip().rpartition(" ")[2]
-        assert dashboard.startswith(f"http://127.0.0.1:{port}/ui#token=") and len(dashboard) > 60
+        assert dashboard.startswith(f"https://127.0.0.1:{port}/ui#token=") and len(dashboard) > 60
         # The page itself needs no token (a browser cannot send one); its API calls do.
         with urllib.request.urlopen(dashboard.partition("#")[0], timeout=5) as page:
             assert page.status == 200

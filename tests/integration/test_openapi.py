@@ -69,7 +69,8 @@ async def test_fuzzing_the_read_routes_from_the_description_finds_no_server_erro
         spec.write_text(json.dumps(doc))
         run = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "run", str(spec),
-             "--url", f"http://{cluster.nodes[0].api}", "-H", f"Authorization: Bearer {token}",
+             "--url", f"https://{cluster.nodes[0].api}", "-H", f"Authorization: Bearer {token}",
+             "--tls-verify", cluster.nodes[0].ca_file,
              "--include-method", "GET", "--exclude-path-regex", "/v1/(events|tasks/.*/logs)",
              "--max-examples", "25", "--seed", "1", "--workers", "2",
              "--checks", "not_a_server_error,status_code_conformance,"

@@ -11,7 +11,7 @@ import sys
 import aiohttp
 import pytest
 
-from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for,
+from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for, ssl_for,
                               started_cluster, wait_for)
 from tests.support import fixture_text
 
@@ -67,7 +67,7 @@ def shoal(command: str, *args: str, addr: str, stdin: str | None = None) -> subp
 
 async def call(method: str, url: str, **kwargs) -> tuple[int, object]:
     async with aiohttp.ClientSession(headers=auth_for(url)) as session:
-        async with session.request(method, url, **kwargs) as resp:
+        async with session.request(method, url, ssl=ssl_for(url), **kwargs) as resp:
             return resp.status, await resp.json(content_type=None)
 
 
@@ -82,7 +82,7 @@ async def running_tasks(cluster: LocalCluster, name: str, count: int) -> list[di
 
 
 async def test_service_lifecycle_through_the_api(single):
-    base = f"http://{single.nodes[0].api}/v1"
+    base = f"https://{single.nodes[0].api}/v1"
     status, created = await call("POST", f"{base}/services", json={
         **SLEEPER, "name": "web", "replicas": 3, "ports": ["8080:80"],
         "resources": {"reservations": {"cpu": "100m", "memory": "64M"}}})
@@ -141,21 +141,21 @@ BAD_SPECS = [
 
 async def test_bad_specs_get_400_naming_the_field(single):
     for body, field in BAD_SPECS:
-        status, answer = await call("POST", f"http://{single.nodes[0].api}/v1/services", json=body)
+        status, answer = await call("POST", f"https://{single.nodes[0].api}/v1/services", json=body)
         assert status == 400, answer
         assert answer["field"] == field and answer["error"], (body, answer)
     assert await single.get(0, "/v1/services") == []
 
 
 async def test_duplicate_names_conflict_and_garbage_bodies_are_refused(single):
-    url = f"http://{single.nodes[0].api}/v1/services"
+    url = f"https://{single.nodes[0].api}/v1/services"
     assert (await call("POST", url, json={"name": "web", "image": "x"}))[0] == 201
     status, answer = await call("POST", url, json={"name": "web", "image": "y"})
     assert status == 409 and answer["field"] == "name" and "already exists" in answer["error"]
     status, answer = await call("POST", url, data=b"{nope",
                                 headers={"Content-Type": "application/json"})
     assert status == 400 and "JSON" in answer["error"]
-    status, answer = await call("POST", f"http://{single.nodes[0].api}/v1/apply", data=b"\xff\xfe",
+    status, answer = await call("POST", f"https://{single.nodes[0].api}/v1/apply", data=b"\xff\xfe",
                                 headers={"Content-Type": "application/yaml"})
     assert status == 400 and answer["field"] == "body"
     (only,) = await single.get(0, "/v1/services")
@@ -163,7 +163,7 @@ async def test_duplicate_names_conflict_and_garbage_bodies_are_refused(single):
 
 
 async def test_cli_create_ls_ps_scale_update_inspect_rm(single):
-    addr = f"http://{single.nodes[0].api}"
+    addr = f"https://{single.nodes[0].api}"
     created = shoal("service create", "--name", "web", "--replicas", "2", "-p", "8080:80",
                     "--env", "MODE=prod", "--constraint", "node.role==voter", "--reserve-cpu", "0.1",
                     "--reserve-memory", "32M", "--health-cmd", "true", "--restart-condition", "on-failure",
@@ -213,7 +213,7 @@ BAD_FLAGS = [
 async def test_cli_rejects_bad_flags_with_exit_2_and_one_line(single):
     for flags, words in BAD_FLAGS:
         result = shoal("service create", "--name", "web", *flags, "busybox",
-                       addr=f"http://{single.nodes[0].api}")
+                       addr=f"https://{single.nodes[0].api}")
         assert result.returncode == 2, result
         last = result.stderr.strip().splitlines()[-1]
         assert all(word in last for word in words), result.stderr
@@ -221,7 +221,7 @@ async def test_cli_rejects_bad_flags_with_exit_2_and_one_line(single):
 
 
 async def test_the_seed_deployment_applies_with_50_replicas_across_nodes(trio):
-    addr = f"http://{trio.nodes[1].api}"  # a follower: the writes are forwarded to the leader
+    addr = f"https://{trio.nodes[1].api}"  # a follower: the writes are forwarded to the leader
     first = shoal("apply", "-f", "-", "-o", "json", addr=addr, stdin=SEED_DEPLOYMENT)
     assert first.returncode == 0, first.stderr
     answer = json.loads(first.stdout)
@@ -248,7 +248,7 @@ async def test_the_seed_deployment_applies_with_50_replicas_across_nodes(trio):
 async def test_pending_tasks_say_why_in_service_ps(trio):
     async with trio.nodes[0].client() as client:
         await client.patch("/v1/nodes/n1", {"add_labels": {"zone": "a"}})
-    addr = f"http://{trio.nodes[0].api}"
+    addr = f"https://{trio.nodes[0].api}"
     created = shoal("service create", "--name", "huge", "--constraint", "node.labels.zone==a",
                     "--reserve-memory", "64G", "busybox", addr=addr)
     assert created.returncode == 0, created.stderr
@@ -265,7 +265,7 @@ async def test_pending_tasks_say_why_in_service_ps(trio):
 
 
 async def test_compose_file_applies_reapplies_unchanged_and_strict_refuses(single, tmp_path):
-    addr = f"http://{single.nodes[0].api}"
+    addr = f"https://{single.nodes[0].api}"
     path = tmp_path / "stack.yml"
     path.write_text(STACK)
     strict = shoal("apply", "-f", str(path), "--strict", addr=addr)

@@ -83,7 +83,7 @@ async def test_tls_everywhere_pinning_rotation_renewal_and_no_secret_in_clear(tm
         # Plain HTTP to the API port gets no answer.
         with pytest.raises(aiohttp.ClientError):
             async with aiohttp.ClientSession() as session:
-                await session.get(f"http://{first.api}/healthz")
+                await session.get(f"https://{first.api}/healthz")
 
         # A client certificate the cluster's CA did not sign cannot even connect, and a
         # token without a node certificate does not make a node.
