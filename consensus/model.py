@@ -70,6 +70,9 @@ class ClusterInfo:
     # cluster secret, so that any node holding the state can sign a node's certificate.
     ca_certificates: tuple[str, ...] = ()
     ca_key_sealed: bytes = b""
+    # After a rotation: the current root signed by the one before, which nodes present after
+    # their own certificate so that peers still trusting only the old root verify them.
+    ca_cross_signed: str = ""
     # Which join token is valid: rotating it moves to the next, and the older stop working.
     join_generation: int = 0
 

@@ -59,6 +59,19 @@ class RotateJoinToken:
     generation: int
 
 
+@command("cluster.rotate_ca")
+@dataclass(frozen=True, slots=True)
+class RotateCa:
+    """A new root CA (made by the proposer): `certificates` trusted from now on (the new
+    root first), its sealed key and its cross-signed certificate; `replaces` is the root the
+    proposer saw current, so two concurrent rotations do not both count."""
+
+    replaces: str
+    certificates: tuple[str, ...]
+    key_sealed: bytes
+    cross_signed: str
+
+
 @command("node.register")
 @dataclass(frozen=True, slots=True)
 class RegisterNode:
@@ -125,6 +138,19 @@ def _bootstrap(state: ClusterState, cmd: BootstrapCluster) -> Result:
                                 overlay_cidr=cmd.overlay_cidr,
                                 ca_certificates=cmd.ca_certificates,
                                 ca_key_sealed=cmd.ca_key_sealed)
+    return Result(True)
+
+
+@handles(RotateCa)
+def _rotate_ca(state: ClusterState, cmd: RotateCa) -> Result:
+    current = state.cluster.ca_certificates
+    if not current or current[0] != cmd.replaces:
+        return Result.fail("the cluster CA was rotated meanwhile (or is not there yet)", 409)
+    if not cmd.certificates or not cmd.key_sealed:
+        return Result.fail("certificates: a rotation needs the new root and its key", 400)
+    state.cluster = dataclasses.replace(state.cluster, ca_certificates=cmd.certificates,
+                                        ca_key_sealed=cmd.key_sealed,
+                                        ca_cross_signed=cmd.cross_signed)
     return Result(True)
 
 

@@ -155,9 +155,13 @@ async def request_join(target: str, token: JoinToken, node: Node, csr: bytes, *,
         raw = await _patiently(target, deadline, lambda: client.post(
             "/v1/join", to_plain(unsigned.signed(token))))
     accepted = from_plain(JoinAccepted, raw, strict=False)
-    if not issued_by(accepted.certificate.encode(), pinned):
-        raise UntrustedCluster(f"{target} answered the join with a certificate the pinned "
-                               "CA did not sign")
+    # The answer came over TLS to the pinned CA: the roots it names are the cluster's (after
+    # a rotation, a newer one that the pinned root cross-signed).
+    roots = "".join(accepted.ca_certificates).encode()
+    if pinned.decode() not in accepted.ca_certificates or \
+            not issued_by(accepted.certificate.encode(), roots):
+        raise UntrustedCluster(f"{target} answered the join with a certificate or CAs that "
+                               "do not match the pinned CA")
     return accepted
 
 

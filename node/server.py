@@ -153,6 +153,9 @@ class ShoalNode:
                              authority=self._bootstrap_authority),
             CertificateRenewal(node_id=self.node_id, names=self.config.host_names,
                                lifetime=self.config.cert_lifetime, current=lambda: self.tls,
+                               root=self._current_root,
+                               changed=lambda seen, timeout: self.raft.wait_changed(
+                                   seen, timeout=timeout),
                                ask=self._ask_certificate, renewed=self._renewed),
             VoterMemoryLoop(self.raft, lambda: self.identity, self._save_identity),
             self.voters, self.scheduler,
@@ -252,6 +255,11 @@ class ShoalNode:
             raise Unreachable("no leader to renew this node's certificate")
         return await self.control.client_for(leader).post(
             "/v1/internal/certificate", {"csr": csr.decode(), "lifetime": lifetime})
+
+    def _current_root(self) -> str:
+        with self.raft.read() as state:
+            roots = state.cluster.ca_certificates
+        return roots[0] if roots else ""
 
     def _renewed(self, tls: pki_store.NodeTls) -> None:
         pki_store.save(self.config.data_dir, tls)

@@ -181,6 +181,22 @@ async def rotate_token(request: web.Request) -> web.Response:
     return web.json_response({"token": _join_token(shoal, info)})
 
 
+@routes.post("/v1/cluster/ca/rotate")
+async def rotate_ca(request: web.Request) -> web.Response:
+    """A new root CA: trusted beside the current one, which cross-signs it, so no connection
+    fails while the nodes move to certificates of the new root; answers its join token."""
+    shoal = request.app[NODE]
+    with shoal.raft.read() as state:
+        info = state.cluster
+    try:
+        command = await asyncio.to_thread(cluster_ca.rotation, info, shoal.keys, time.time())
+    except cluster_ca.NoAuthority as exc:
+        raise HttpError(503, str(exc)) from None
+    result_or_raise(await shoal.control.submit(command))
+    info = dataclasses.replace(info, ca_certificates=command.certificates)
+    return web.json_response({"token": _join_token(shoal, info)})
+
+
 @routes.get("/v1/cluster/ca")
 async def get_ca(request: web.Request) -> web.Response:
     """The CA certificates this node trusts (public): a joining node pins the one its token

@@ -70,6 +70,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/cluster/token"): Operation("The join token and the API token", "cluster"),
     ("POST", "/v1/cluster/token/rotate"): Operation(
         "A new join token; the previous one is refused from then on", "cluster"),
+    ("POST", "/v1/cluster/ca/rotate"): Operation(
+        "A new root CA, cross-signed by the current one; nodes move to it by themselves",
+        "cluster"),
     ("GET", "/v1/cluster/ca"): Operation("The cluster's CA certificates (PEM)", "cluster",
                                          public=True),
     ("GET", "/v1/nodes"): Operation("Every node", "nodes"),

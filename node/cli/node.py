@@ -119,6 +119,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     csub.add_parser("rotate-token", parents=[common],
                     help="make a new join token; the old one is refused from then on"
                     ).set_defaults(handler=_rotate_token)
+    csub.add_parser("rotate-ca", parents=[common],
+                    help="make a new root CA; nodes move to certificates of it by themselves "
+                         "(prints the new join token)").set_defaults(handler=_rotate_ca)
 
     dev = sub.add_parser("dev", help="run a local cluster of N nodes in the foreground")
     dev.add_argument("--nodes", type=int, default=3, help="how many (default 3)")
@@ -356,6 +359,11 @@ async def _token(args, client: ShoalClient) -> int:
 
 async def _rotate_token(args, client: ShoalClient) -> int:
     answer = await client.post("/v1/cluster/token/rotate")
+    return emit(args, answer, lambda a: print(a["token"]))
+
+
+async def _rotate_ca(args, client: ShoalClient) -> int:
+    answer = await client.post("/v1/cluster/ca/rotate")
     return emit(args, answer, lambda a: print(a["token"]))
 
 

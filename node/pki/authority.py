@@ -57,24 +57,48 @@ def _when(seconds: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
 
 
+_CA_USAGE = x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                          content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, encipher_only=False,
+                          decipher_only=False)
+
+
+def _ca_certificate(subject: x509.Name, public_key, issuer: x509.Name, signer, *,
+                    not_before: float, not_after: float) -> bytes:
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(_when(not_before)).not_valid_after(_when(not_after))
+            # Path length 1: a cross-signed root stands between a node and the old root.
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(_CA_USAGE, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .sign(signer, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
 def create_authority(cluster_id: str, now: float) -> Authority:
-    """A new self-signed root for the cluster `cluster_id`."""
+    """A new self-signed root for the cluster `cluster_id`; each root has a name of its own
+    (its creation time), so that an old and a new one are told apart during a rotation."""
     key_pem = new_key_pem()
     key = serialization.load_pem_private_key(key_pem, None)
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "shoal"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, f"shoal cluster {cluster_id} CA")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(_when(now - 300)).not_valid_after(_when(now + CA_LIFETIME))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))  # type: ignore[arg-type]
-    return Authority(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+                      x509.NameAttribute(NameOID.COMMON_NAME,
+                                         f"shoal cluster {cluster_id} CA {int(now)}")])
+    cert = _ca_certificate(name, key.public_key(), name, key, not_before=now - 300,
+                           not_after=now + CA_LIFETIME)
+    return Authority(cert, key_pem)
+
+
+def cross_sign(new: Authority, old: Authority) -> bytes:
+    """The new root's certificate signed by the old root: a node presents it after its own
+    certificate, so a peer that trusts only the old root still verifies a certificate the
+    new root signed (Swarm's root rotation does the same)."""
+    new_cert = x509.load_pem_x509_certificate(new.cert_pem)
+    old_cert = x509.load_pem_x509_certificate(old.cert_pem)
+    old_key = serialization.load_pem_private_key(old.key_pem, None)
+    return _ca_certificate(new_cert.subject, new_cert.public_key(), old_cert.subject, old_key,
+                           not_before=new_cert.not_valid_before_utc.timestamp(),
+                           not_after=old_cert.not_valid_after_utc.timestamp())
 
 
 def make_csr(node_id: str, key_pem: bytes, names: Iterable[str] = ()) -> bytes:

@@ -17,7 +17,8 @@ import pytest
 from node.client import ShoalClient
 from node.config import load
 from node.devcluster.localcluster import NodeProc, started_cluster, wait_for
-from node.pki.authority import create_authority, fingerprint, make_csr, new_key_pem, sign_node
+from node.pki.authority import (create_authority, fingerprint, issued_by, make_csr, new_key_pem,
+                                sign_node, split_bundle)
 from node.pki.contexts import client_context
 from node.security import JoinToken
 from tests.integration.cluster_support import must, shoal
@@ -63,6 +64,14 @@ def served_certificate(node: NodeProc) -> bytes:
             node.ssl_context().wrap_socket(raw, server_hostname=host) as tls:
         assert tls.version() == "TLSv1.3"
         return tls.getpeercert(binary_form=True)
+
+
+def served_chain_root(node: NodeProc) -> bytes:
+    """The root CA that signed the certificate the node serves (from its trusted roots)."""
+    leaf = ssl.DER_cert_to_PEM_cert(served_certificate(node)).encode()
+    with open(node.ca_file, "rb") as f:
+        roots = [r.encode() for r in split_bundle(f.read())]
+    return next(root for root in roots if issued_by(leaf, root))
 
 
 async def join(node: NodeProc, target: str, token: str) -> tuple[int, str]:
@@ -151,6 +160,25 @@ async def test_tls_everywhere_pinning_rotation_renewal_and_no_secret_in_clear(tm
         await wait_for(renewed, 30, "n2's certificate renewed")
         async with second.client() as client:
             await client.post("/v1/secrets", {"name": "after-renewal", "data": "eA=="})
+
+        # rotate-ca: a new root; every node moves to a certificate of it, while a client that
+        # still trusts only the old root verifies them (the new root is cross-signed).
+        with open(first.ca_file, "rb") as f:
+            old_root = f.read()
+        token = must(shoal("cluster", "rotate-ca", addr=first.api)).strip()
+        new_digest = JoinToken.parse(token).ca_digest
+        assert new_digest != JoinToken.parse(rotated).ca_digest
+
+        async def all_moved() -> bool:
+            for node in cluster.nodes:
+                with open(node.ca_file, "rb") as f:
+                    if fingerprint(f.read()) != new_digest:
+                        return False
+            return all(fingerprint(served_chain_root(n)) == new_digest for n in cluster.nodes)
+        await wait_for(all_moved, 30, "every node on a certificate of the new root")
+        async with ShoalClient(second.api, second.api_token,
+                               ssl_context=client_context(old_root)) as client:
+            await client.post("/v1/secrets", {"name": "after-rotation", "data": "eA=="})
 
 
 async def _ready(cluster, name: str) -> bool:

@@ -42,3 +42,45 @@ def test_lifetimes_are_bounded_and_the_ca_lasts_ten_years():
 def test_a_malformed_csr_is_a_clear_error():
     with pytest.raises(CertificateError, match="csr"):
         csr_node_id(b"not a csr")
+
+
+def test_a_cross_signed_new_root_lets_the_old_root_verify_new_certificates(tmp_path):
+    """What rotate-ca relies on: a peer trusting only the old root verifies a node that
+    presents a certificate of the new root followed by the new root signed by the old."""
+    import ssl
+    import socket
+    import threading
+    import time
+
+    from node.pki.authority import cross_sign
+
+    now = time.time()
+    old, new = create_authority("c0ffee0000000001", now), create_authority("c0ffee0000000001", now + 1)
+    key = new_key_pem()
+    leaf = sign_node(new, make_csr("aa11", key), node_id="aa11", address="127.0.0.1",
+                     lifetime=3600, now=now)
+    assert issued_by(leaf, new.cert_pem) and not issued_by(leaf, old.cert_pem)
+    (tmp_path / "chain.pem").write_bytes(leaf + cross_sign(new, old))
+    (tmp_path / "key.pem").write_bytes(key)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            try:
+                with server.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (ssl.SSLError, OSError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    for root in (old.cert_pem, new.cert_pem):
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.load_verify_locations(cadata=root.decode())
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.getpeercert()["subject"] == ((("commonName", "aa11"),),)
+    listener.close()
