@@ -10,7 +10,7 @@ import sys
 import aiohttp
 import pytest
 
-from node.devcluster.localcluster import api_token_for, auth_for, ssl_for, started_cluster, wait_for
+from node.devcluster.localcluster import api_token_for, ca_for, auth_for, ssl_for, started_cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,7 +24,7 @@ async def single(tmp_path):
 def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "node", *args, "--addr", addr],
                           capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)))
 
 
 async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
@@ -99,7 +99,7 @@ async def test_cli_lists_updates_and_fails_cleanly(single):
     assert json.loads(updated.stdout)["availability"] == "drain"
 
     token = shoal("cluster", "token", addr=addr)
-    assert token.returncode == 0 and token.stdout.startswith("SHOAL1-")
+    assert token.returncode == 0 and token.stdout.startswith("SHOAL2-")
     status = shoal("cluster", "status", "-o", "json", addr=addr)
     assert json.loads(status.stdout)["leader"]["name"] == "n1"
 

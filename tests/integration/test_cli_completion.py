@@ -40,7 +40,8 @@ async def test_bash_completes_commands_flags_and_live_names(tmp_path):
                                                "command": ["sleep", "60"]})
         # Live names come from the node the CLI reaches, with the token TCP needs.
         env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SHOAL_ADDR=addr,
-                   SHOAL_TOKEN=cluster.nodes[0].api_token)
+                   SHOAL_TOKEN=cluster.nodes[0].api_token,
+                   SHOAL_CA=cluster.nodes[0].ca_file)
 
         def complete(*words: str) -> list[str]:
             run = subprocess.run(["bash", "-c", COMPLETE, "complete", str(script), *words],

@@ -35,6 +35,9 @@ def browser():
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1400,1000"):
         options.add_argument(flag)
+    # The page comes over TLS from the cluster's own CA, which a throwaway browser profile
+    # does not hold (an operator imports DATA_DIR/tls/ca.pem once).
+    options.accept_insecure_certs = True
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
@@ -67,7 +70,7 @@ async def test_the_dashboard_shows_a_live_cluster_and_scales_a_service(tmp_path)
             assert "ready" in _rows(driver, "nodes")["n1"]
             create = subprocess.run(
                 [sys.executable, "-m", "node", "--addr", addr, "--token", cluster.nodes[1].api_token,
-                 "service", "create", "--name",
+                 "--ca", cluster.nodes[1].ca_file, "service", "create", "--name",
                  "web", "--replicas", "1", "process", "sleep", "300"],
                 capture_output=True, text=True, timeout=30)
             assert create.returncode == 0, create.stderr

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from node.devcluster.localcluster import LocalCluster, api_token_for, wait_for
+from node.devcluster.localcluster import LocalCluster, api_token_for, ca_for, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(240)
 def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "node", *args, "--addr", addr],
                           capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)))
 
 
 async def _roles(cluster: LocalCluster, via: int) -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 
 from node.cli.rollout import parse_sse
 from node.client import ApiError, Unreachable
-from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, started_cluster,
+from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, ca_for, started_cluster,
                               wait_for)
 
 pytestmark = pytest.mark.timeout(180)
@@ -35,7 +35,7 @@ async def trio(tmp_path):
 def shoal(command: str, *args: str, addr: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "node", *command.split(), "--addr", addr, *args],
                           capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)))
 
 
 async def live(cluster: LocalCluster, i: int = 0) -> list[dict]:

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from node.config import load
-from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for, ssl_for,
+from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, ca_for, auth_for, ssl_for,
                               started_cluster, wait_for)
 from node.runtime.task_files import tmpfs_root
 
@@ -36,7 +36,7 @@ def shoal(*argv: str, addr: str, stdin: bytes = b"") -> subprocess.CompletedProc
     # --addr goes before the arguments: `service create` takes all after IMAGE as the command.
     return subprocess.run([sys.executable, "-m", "node", *argv[:2], "--addr", addr, *argv[2:]], input=stdin,
                           capture_output=True, timeout=60,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)))
 
 
 def files_holding(roots: list[str], needle: bytes) -> list[str]:

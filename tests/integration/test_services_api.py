@@ -11,7 +11,7 @@ import sys
 import aiohttp
 import pytest
 
-from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, auth_for, ssl_for,
+from node.devcluster.localcluster import (EQUAL_PROCESS_NODES, LocalCluster, api_token_for, ca_for, auth_for, ssl_for,
                               started_cluster, wait_for)
 from tests.support import fixture_text
 
@@ -62,7 +62,7 @@ def shoal(command: str, *args: str, addr: str, stdin: str | None = None) -> subp
     `service create`'s IMAGE belongs to the task's command."""
     return subprocess.run([sys.executable, "-m", "node", *command.split(), "--addr", addr, *args],
                           capture_output=True, text=True, timeout=60, input=stdin,
-                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)))
+                          env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)))
 
 
 async def call(method: str, url: str, **kwargs) -> tuple[int, object]:
