@@ -71,6 +71,15 @@ class ShoalClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 
+    def _per_request_ssl(self) -> dict:
+        """A session given by the caller has a connector of its own: the context this client
+        was given goes with each request instead."""
+        if self._owns_session or self._ssl is None or not self.base.startswith("https://"):
+            return {}
+        if callable(self._ssl):
+            self._ssl = self._ssl()
+        return {"ssl": self._ssl}
+
     async def request(self, method: str, path: str, *, json_body: Any = None,
                       data: Optional[bytes] = None, params: Optional[dict] = None,
                       content_type: Optional[str] = None) -> Any:
@@ -89,7 +98,8 @@ class ShoalClient:
         try:
             session = await self._sess()
             async with session.request(method, self.base + path, json=json_body, data=data,
-                                       params=params, headers=headers) as resp:
+                                       params=params, headers=headers,
+                                       **self._per_request_ssl()) as resp:
                 text = await resp.text()
                 return decode(resp.status, text), resp.headers
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
@@ -119,7 +129,7 @@ class ShoalClient:
         try:
             session = await self._sess()
             async with session.get(self.base + path, params={**params, **self._read_params},
-                                   headers=self._headers,
+                                   headers=self._headers, **self._per_request_ssl(),
                                    timeout=aiohttp.ClientTimeout(total=None)) as resp:
                 if resp.status >= 400:
                     decode(resp.status, await resp.text())

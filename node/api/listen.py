@@ -15,7 +15,6 @@ import logging
 import resource
 import socket
 import ssl
-import ssl
 from collections import Counter
 from typing import Callable, Optional
 

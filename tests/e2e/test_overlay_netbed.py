@@ -37,7 +37,6 @@ import pytest
 
 from node.client import ShoalClient
 from node.devcluster.localcluster import wait_for
-from node.security import ClusterKeys
 from tests.netbed import Faults
 from tests.netbed.fixtures import netbed_factory  # noqa: F401  (fixture)
 from tests.safety.shoal_bed import API_PORT, BedCluster
@@ -178,8 +177,9 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
                              node_args={"n0": ["--lb-dataplane", "nft"]})
         try:
             await cluster.form()
-            token = ClusterKeys.from_token(cluster.token).api_token
-            clients = {name: ShoalClient(f"{host.address}:{API_PORT}", token, session=session)
+            token, verified = cluster.api_token, cluster.ssl_context
+            clients = {name: ShoalClient(f"{host.address}:{API_PORT}", token, session=session,
+                                         ssl_context=verified)
                        for name, host in cluster.hosts.items()}
             applied = await clients["n0"].request("POST", "/v1/apply", data=STACK.replace("{image}", image).encode(),
                                                   content_type="application/yaml")
