@@ -5,7 +5,9 @@ and on `DATA_DIR/shoal.sock` (plain HTTP: local, mode 0600).
 Every connection counts against a limit per client address and a limit in total, so a few
 thousand half-open connections cannot take the node's file descriptors; one that is refused
 is closed at once. A connection that sends no complete request within IDLE_TIMEOUT (at the
-start, or after its last answer) is closed by aiohttp's keep-alive timer.
+start, or after its last answer) is closed by aiohttp's keep-alive timer. Over TLS a
+connection counts once its handshake is done; until then it is bounded by the handshake
+timeout (IDLE_TIMEOUT) alone.
 """
 
 from __future__ import annotations
