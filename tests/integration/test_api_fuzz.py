@@ -153,7 +153,8 @@ class Answers:
     def __init__(self, node) -> None:
         self.node = node
         host, port = node.api.split(":")
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        self.connection = http.client.HTTPSConnection(host, int(port), timeout=10,
+                                                      context=node.ssl_context())
         self.token = node.api_token
         self.server_errors: list[tuple] = []
         self.statuses: Counter[int] = Counter()
