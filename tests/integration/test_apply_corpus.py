@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import yaml
 
-from node.devcluster.localcluster import EQUAL_PROCESS_NODES, auth_for, started_cluster
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, auth_for, ssl_for, started_cluster
 from node.manifests import STACK_LABEL
 from node.manifests.local import default_stack
 from tests.integration.cluster_support import must, shoal
@@ -136,7 +136,7 @@ async def _small_answers_to_small_documents(cluster, addr: str) -> None:
         for body, content_type in ((LAUGHS, "application/yaml"),
                                    (json.dumps({"document": LAUGHS}), "application/json")):
             started = time.monotonic()
-            async with session.post(f"{addr}/v1/apply", data=body.encode(),
+            async with session.post(f"{addr}/v1/apply", data=body.encode(), ssl=ssl_for(addr),
                                     headers={"Content-Type": content_type, **auth_for(addr)}) as resp:
                 answer = await resp.read()
             assert resp.status == 400 and len(answer) < 1_000, answer[:300]
