@@ -89,9 +89,11 @@ async def measure(runs: int, nodes: int) -> tuple[list[dict[str, float]], str | 
                 "-m",
                 "node",
                 "--addr",
-                f"http://{node.api}",
+                node.url,
                 "--token",
                 node.api_token,
+                "--ca",
+                node.ca_file,
             ]
             commands = {
                 "shoal_node_ls": [*shoal, "node", "ls"],

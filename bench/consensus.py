@@ -18,7 +18,7 @@ import time
 import aiohttp
 
 from bench.load import figures_of_run, latency, run_control_plane, throughput
-from node.devcluster.localcluster import LocalCluster, auth_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for, wait_for
 
 
 async def _write_to(api: str, session: aiohttp.ClientSession, n: int) -> bool:
@@ -27,7 +27,10 @@ async def _write_to(api: str, session: aiohttp.ClientSession, n: int) -> bool:
 
 async def _write(session: aiohttp.ClientSession, api: str, n: int) -> bool:
     async with session.patch(
-        f"http://{api}/v1/nodes/n1", headers=auth_for(api), json={"add_labels": {"bench": str(n)}}
+        f"https://{api}/v1/nodes/n1",
+        headers=auth_for(api),
+        ssl=ssl_for(api),
+        json={"add_labels": {"bench": str(n)}},
     ) as resp:
         await resp.read()
         return resp.status == 200

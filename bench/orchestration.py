@@ -19,8 +19,9 @@ from pathlib import Path
 
 from bench.refs.hosts import HTTPD, IMAGE, DockerHosts, run_orchestration
 from node.client import ShoalClient
+from node.config import load
 from node.devcluster.localcluster import wait_for
-from node.security import ClusterKeys
+from node.pki.contexts import client_context
 
 SERVICE = "orchbench"
 API_PORT = 7420
@@ -40,8 +41,18 @@ class BedCluster:
         return f"{self.hosts.bed.hosts[i].address}:{API_PORT}"
 
     def client(self, i: int, timeout: float = 10.0) -> ShoalClient:
-        # The benchmark talks from the bridge address, not loopback: the API wants the token.
-        return ShoalClient(self.api(i), self.api_token, timeout=timeout)
+        # The benchmark talks from the bridge address, not loopback: the API wants the token,
+        # over TLS verified against the cluster's CA (as the first node holds it).
+        ca_file = self._data_dir(0) / "tls" / "ca.pem"
+        return ShoalClient(
+            self.api(i),
+            self.api_token,
+            timeout=timeout,
+            ssl_context=lambda: client_context(ca_file.read_bytes()),
+        )
+
+    def _data_dir(self, i: int) -> Path:
+        return self.hosts.bed.workdir / f"shoal-{self.names[i]}"
 
     async def get(self, i: int, path: str):
         async with self.client(i) as client:
@@ -58,7 +69,7 @@ class BedCluster:
             "--name",
             host.name,
             "--data-dir",
-            str(self.hosts.bed.workdir / f"shoal-{host.name}"),
+            str(self._data_dir(i)),
             "--advertise",
             host.address,
             "--runtime",
@@ -77,14 +88,14 @@ class BedCluster:
 
     async def start(self) -> None:
         self._spawn(0, join=False)
-        token_path = self.hosts.bed.workdir / f"shoal-{self.names[0]}" / "join-token"
+        token_path = self._data_dir(0) / "join-token"
 
         async def token_written() -> bool:
             return token_path.exists() and bool(token_path.read_text().strip())
 
         await wait_for(token_written, timeout=60, what="the first node's join token")
         self.token = token_path.read_text().strip()
-        self.api_token = ClusterKeys.from_token(self.token).api_token
+        self.api_token = load(str(self._data_dir(0))).identity.keys.api_token
         for i in range(1, len(self.names)):
             self._spawn(i, join=True)
 

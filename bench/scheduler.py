@@ -49,7 +49,7 @@ from consensus.nodes import NODES, RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import SERVICES, TASKS, Service
-from node.devcluster.localcluster import LocalCluster, auth_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for, wait_for
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
 from scheduler.rounds import schedule
@@ -217,7 +217,10 @@ async def register_simulated(cluster: LocalCluster, count: int) -> float:
             async with (
                 gate,
                 session.post(
-                    f"http://{api}/v1/internal/propose", headers=headers, data=data
+                    f"https://{api}/v1/internal/propose",
+                    headers=headers,
+                    data=data,
+                    ssl=ssl_for(api),
                 ) as resp,
             ):
                 body = await resp.json()
@@ -237,7 +240,7 @@ async def register_simulated(cluster: LocalCluster, count: int) -> float:
 
 async def assigned_count(session: aiohttp.ClientSession, api: str) -> int | None:
     """Tasks assigned so far; None while the node cannot confirm a read (503: an election)."""
-    async with session.get(f"http://{api}/v1/services") as resp:
+    async with session.get(f"https://{api}/v1/services", ssl=ssl_for(api)) as resp:
         rows = await resp.json()
     if resp.status == 503:
         return None
@@ -260,7 +263,9 @@ async def create_and_wait(
             for attempt in range(CREATE_ATTEMPTS):
                 async with (
                     gate,
-                    session.post(f"http://{leader_api}/v1/services", json=plain) as resp,
+                    session.post(
+                        f"https://{leader_api}/v1/services", json=plain, ssl=ssl_for(leader_api)
+                    ) as resp,
                 ):
                     answer = f"{resp.status} {await resp.text()}"
                 # A 409 after a 503: the attempt that timed out did commit after all.
@@ -338,7 +343,7 @@ async def probed(
         due = time.perf_counter()
         while True:
             await asyncio.sleep(due - time.perf_counter())
-            async with sessions[name].get(f"http://{api}{path}") as resp:
+            async with sessions[name].get(f"https://{api}{path}", ssl=ssl_for(api)) as resp:
                 await resp.read()
             latencies[name].append(time.perf_counter() - due)
             due += interval

@@ -65,6 +65,16 @@ class ClusterInfo:
     strategy: Literal["spread", "binpack"] = "spread"
     # Where overlay networks take their subnets from; empty: consensus.ipam's default.
     overlay_cidr: str = ""
+    # The cluster CA: the certificates nodes trust (PEM, the current one first; a list so a
+    # rotation can trust two roots at once) and the current one's key, sealed with the
+    # cluster secret, so that any node holding the state can sign a node's certificate.
+    ca_certificates: tuple[str, ...] = ()
+    ca_key_sealed: bytes = b""
+    # After a rotation: the current root signed by the one before, which nodes present after
+    # their own certificate so that peers still trusting only the old root verify them.
+    ca_cross_signed: str = ""
+    # Which join token is valid: rotating it moves to the next, and the older stop working.
+    join_generation: int = 0
 
 
 def target_voter_count(eligible_nodes: int) -> int:

@@ -62,6 +62,30 @@ class BootstrapCluster:
     created_at: float
     # Where overlay networks take their subnets from; empty: consensus.ipam's default.
     overlay_cidr: str = ""
+    ca_certificates: tuple[str, ...] = ()
+    ca_key_sealed: bytes = b""
+
+
+@command("cluster.rotate_join_token")
+@dataclass(frozen=True, slots=True)
+class RotateJoinToken:
+    """Make a new join token valid and the current one invalid; `generation` is the one
+    the caller saw current, so two concurrent rotations do not both count."""
+
+    generation: int
+
+
+@command("cluster.rotate_ca")
+@dataclass(frozen=True, slots=True)
+class RotateCa:
+    """A new root CA (made by the proposer): `certificates` trusted from now on (the new
+    root first), its sealed key and its cross-signed certificate; `replaces` is the root the
+    proposer saw current, so two concurrent rotations do not both count."""
+
+    replaces: str
+    certificates: tuple[str, ...]
+    key_sealed: bytes
+    cross_signed: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +166,11 @@ def _bootstrap(state: ClusterState, cmd: BootstrapCluster) -> Result:
             return Result(True)
         return Result.fail(f"cluster already bootstrapped as {state.cluster.cluster_id}")
     state.cluster = ClusterInfo(
-        cluster_id=cmd.cluster_id, created_at=cmd.created_at, overlay_cidr=cmd.overlay_cidr
+        cluster_id=cmd.cluster_id,
+        created_at=cmd.created_at,
+        overlay_cidr=cmd.overlay_cidr,
+        ca_certificates=cmd.ca_certificates,
+        ca_key_sealed=cmd.ca_key_sealed,
     )
     return Result(True)
 
@@ -160,6 +188,30 @@ def _admit_join(state: ClusterState, ticket: JoinTicket) -> Result | None:
         del seen[nonce]
     seen[ticket.nonce] = SeenJoin(ticket.signed_at)
     return None
+
+
+@handles(RotateCa)
+def _rotate_ca(state: ClusterState, cmd: RotateCa) -> Result:
+    current = state.cluster.ca_certificates
+    if not current or current[0] != cmd.replaces:
+        return Result.fail("the cluster CA was rotated meanwhile (or is not there yet)", 409)
+    if not cmd.certificates or not cmd.key_sealed:
+        return Result.fail("certificates: a rotation needs the new root and its key", 400)
+    state.cluster = dataclasses.replace(
+        state.cluster,
+        ca_certificates=cmd.certificates,
+        ca_key_sealed=cmd.key_sealed,
+        ca_cross_signed=cmd.cross_signed,
+    )
+    return Result(True)
+
+
+@handles(RotateJoinToken)
+def _rotate_join_token(state: ClusterState, cmd: RotateJoinToken) -> Result:
+    if cmd.generation != state.cluster.join_generation:
+        return Result.fail("the join token was rotated meanwhile: ask for it again", 409)
+    state.cluster = dataclasses.replace(state.cluster, join_generation=cmd.generation + 1)
+    return Result(True, value=cmd.generation + 1)
 
 
 @handles(RegisterNode)

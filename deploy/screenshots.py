@@ -81,7 +81,7 @@ async def make(out: str) -> str:
             await cluster.start()
             await _populate(cluster)
             node = cluster.nodes[0]
-            await asyncio.to_thread(_shoot, f"http://{node.api}/ui#token={node.api_token}", path)
+            await asyncio.to_thread(_shoot, f"https://{node.api}/ui#token={node.api_token}", path)
         finally:
             cluster.stop()
             for pid in processes_working_under(base):  # tasks outlive their nodes by design

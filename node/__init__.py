@@ -9,9 +9,10 @@ def import_aiohttp_for_a_node() -> None:
 
     aiohttp builds two default client SSL contexts when it is imported, and each loads the
     whole system CA bundle: about 2 MB resident for the life of the process. Nodes talk
-    plain HTTP to each other (gossip and Raft carry their own encryption), so a node never
-    uses them; a client given an `https://` API address builds its own context when it
-    needs one (node.client; the CLI's node.cli.lean_client does not use aiohttp at all). So the
+    to each other over TLS verified against the cluster's own CA (node.pki.contexts), so a
+    node never uses them; a client given another `https://` API address builds its own
+    context when it needs one (node.client; the CLI's node.cli.lean_client does not use
+    aiohttp at all). So the
     import runs with OpenSSL's documented overrides of the default CA locations pointing at
     nothing; should anything use aiohttp's defaults for HTTPS all the same, verification
     fails: closed, not open.

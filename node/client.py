@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -46,8 +46,13 @@ class ShoalClient:
         session: aiohttp.ClientSession | None = None,
         headers: dict[str, str] | None = None,
         stale: bool = False,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
+        """`ssl_context` verifies an HTTPS server (and presents a node's certificate, between
+        nodes), or makes the context that does at the first request; without it, the
+        system's trust store."""
         self.base = base_url(addr)
+        self._ssl = ssl_context
         self._unix = addr[len(UNIX_PREFIX) :] if addr.startswith(UNIX_PREFIX) else None
         self._paths = contextlib.ExitStack()
         # Reads answer from the asked node's copy instead of a linearizable read.
@@ -79,14 +84,24 @@ class ShoalClient:
                 connector = aiohttp.UnixConnector(self._paths.enter_context(reachable(self._unix)))
             elif self.base.startswith("https://"):
                 # aiohttp's own default context trusts nothing in a Shoal process (see
-                # node/__init__), so HTTPS gets the system's CA store here; loading it reads
-                # files, hence the thread.
-                trusted = await asyncio.to_thread(ssl.create_default_context)
+                # node/__init__), so HTTPS without a context of the caller's gets the system's
+                # CA store here; loading it reads files, hence the thread.
+                trusted = self._ssl() if callable(self._ssl) else self._ssl
+                trusted = trusted or await asyncio.to_thread(ssl.create_default_context)
                 connector = aiohttp.TCPConnector(ssl=trusted, keepalive_timeout=CLIENT_KEEPALIVE)
             else:
                 connector = aiohttp.TCPConnector(keepalive_timeout=CLIENT_KEEPALIVE)
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
+
+    def _per_request_ssl(self) -> dict:
+        """A session given by the caller has a connector of its own: the context this client
+        was given goes with each request instead."""
+        if self._owns_session or self._ssl is None or not self.base.startswith("https://"):
+            return {}
+        if callable(self._ssl):
+            self._ssl = self._ssl()
+        return {"ssl": self._ssl}
 
     async def request(
         self,
@@ -121,7 +136,13 @@ class ShoalClient:
         try:
             session = await self._sess()
             async with session.request(
-                method, self.base + path, json=json_body, data=data, params=params, headers=headers
+                method,
+                self.base + path,
+                json=json_body,
+                data=data,
+                params=params,
+                headers=headers,
+                **self._per_request_ssl(),
             ) as resp:
                 text = await resp.text()
                 return decode(resp.status, text), resp.headers
@@ -162,6 +183,7 @@ class ShoalClient:
                 self.base + path,
                 params={**params, **self._read_params},
                 headers=self._headers,
+                **self._per_request_ssl(),
                 timeout=aiohttp.ClientTimeout(total=None),
             ) as resp:
                 if resp.status >= 400:

@@ -38,6 +38,10 @@ def shoal_version() -> str:
         return "0"
 
 
+# How long a node's certificate is valid (it is renewed at two thirds of that).
+CERT_LIFETIME = 90 * 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     name: str
@@ -92,6 +96,8 @@ class NodeConfig:
     # whether a task may bind-mount a host path.
     task_user: str = ""
     host_binds: bool = True
+    # Seconds this node's certificates are valid (shorter only to see renewal happen).
+    cert_lifetime: float = CERT_LIFETIME
 
     @property
     def raft_address(self) -> str:
@@ -225,9 +231,9 @@ def save(stored: Stored) -> None:
     os.replace(tmp, path)
 
 
-def write_token(data_dir: str, keys: ClusterKeys) -> str:
+def write_token(data_dir: str, token: str) -> str:
     path = os.path.join(data_dir, TOKEN_FILE)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(keys.token + "\n")
+        f.write(token + "\n")
     return path

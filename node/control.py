@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +38,12 @@ class ControlPlane:
         api_token: str,
         credentials: NodeCredentials,
         observe_commit: Callable[[float], None] = lambda seconds: None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """`observe_commit` is told how long each committed write took, forwarding included."""
+        """`observe_commit` is told how long each committed write took, forwarding included;
+        `ssl_context` verifies other nodes against the cluster's CA and presents this node's
+        certificate (mutual TLS)."""
+        self._ssl = ssl_context
         self.raft = raft
         self._observe_commit = observe_commit
         # Request ids: a random per-process prefix and a counter, unique across the cluster
@@ -82,6 +87,7 @@ class ControlPlane:
                 self._api_token,
                 timeout=WRITE_TIMEOUT,
                 headers=self._credentials.headers,
+                ssl_context=self._ssl,
             )
             self._clients[api_address] = client
         return client

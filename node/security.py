@@ -1,8 +1,13 @@
-"""Cluster secrets: the join token and the keys derived from it.
+"""Cluster secrets: the join token and the keys derived from the cluster secret.
 
-The join token carries the cluster id and the cluster secret. Everything else is derived from
-the secret with HKDF under a distinct label, so the secret itself never crosses the network:
-a joining node proves it holds the token with an HMAC over its own registration.
+Every key the cluster uses is derived from the cluster secret with HKDF under a distinct
+label. The join token holds neither: it carries the SHA-256 of the cluster CA's certificate
+and a join secret (`SHOAL2-<CA digest>-<join secret>`, as Swarm's `SWMTKN-1-...`). The joiner
+pins the CA by the digest before it trusts the cluster, and proves it holds the join secret
+with an HMAC over its own registration; the join secret is derived from the cluster secret
+and the token's generation in the replicated state, so rotating the token (the next
+generation) makes the old one useless, and the cluster secret reaches the joiner only in
+the answer to an accepted join, over TLS to the pinned CA.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from dataclasses import dataclass
 
 from netoverlay.crypto import derive_key
 
-TOKEN_PREFIX = "SHOAL1"
-_TOKEN_RE = re.compile(r"^SHOAL1-([0-9a-f]{16})-([A-Z2-7]{52})$")
+TOKEN_PREFIX = "SHOAL2"
+_TOKEN_RE = re.compile(r"^SHOAL2-([0-9a-f]{64})-([A-Z2-7]{32})$")
+_JOIN_SECRET_BYTES = 20
 
 
 class TokenError(ValueError):
@@ -52,6 +58,40 @@ def key_matches(presented_key: str, registered_hash: str) -> bool:
     return bool(registered_hash) and hmac.compare_digest(key_hash(presented_key), registered_hash)
 
 
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode().rstrip("=")
+
+
+@dataclass(frozen=True, slots=True)
+class JoinToken:
+    ca_digest: str
+    secret: bytes
+
+    @staticmethod
+    def parse(token: str) -> JoinToken:
+        token = token.strip()
+        if token.startswith("SHOAL1-"):
+            raise TokenError(
+                "this join token is of an older format (SHOAL1-...) without the "
+                "cluster CA's fingerprint, so the cluster cannot be verified with "
+                "it: get the current token with `shoal cluster token` on a member"
+            )
+        match = _TOKEN_RE.match(token)
+        if not match:
+            raise TokenError(
+                "malformed join token: expected SHOAL2-<CA digest>-<secret>, "
+                "as printed by `shoal cluster token`"
+            )
+        padding = "=" * (-len(match.group(2)) % 8)
+        return JoinToken(match.group(1), base64.b32decode(match.group(2) + padding))
+
+    def __str__(self) -> str:
+        return f"{TOKEN_PREFIX}-{self.ca_digest}-{_b32(self.secret)}"
+
+    def proof(self, payload: bytes) -> str:
+        return hmac.new(derive_key(self.secret, "join"), payload, hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterKeys:
     cluster_id: str
@@ -61,21 +101,9 @@ class ClusterKeys:
     def generate() -> ClusterKeys:
         return ClusterKeys(secrets.token_hex(8), secrets.token_bytes(32))
 
-    @staticmethod
-    def from_token(token: str) -> ClusterKeys:
-        match = _TOKEN_RE.match(token.strip())
-        if not match:
-            raise TokenError(
-                "malformed join token: expected SHOAL1-<cluster id>-<secret>, "
-                "as printed by `shoal cluster token`"
-            )
-        secret = base64.b32decode(match.group(2) + "====")
-        return ClusterKeys(match.group(1), secret)
-
-    @property
-    def token(self) -> str:
-        secret = base64.b32encode(self.secret).decode().rstrip("=")
-        return f"{TOKEN_PREFIX}-{self.cluster_id}-{secret}"
+    def join_token(self, ca_digest: str, generation: int) -> JoinToken:
+        secret = derive_key(self.secret, f"join token {generation}")[:_JOIN_SECRET_BYTES]
+        return JoinToken(ca_digest, secret)
 
     @property
     def raft_password(self) -> str:
@@ -91,11 +119,9 @@ class ClusterKeys:
         """What the IPsec keys of encrypted overlay networks are derived from."""
         return derive_key(self.secret, "overlay-ipsec")
 
-    def join_proof(self, payload: bytes) -> str:
-        return hmac.new(derive_key(self.secret, "join"), payload, hashlib.sha256).hexdigest()
-
-    def check_join_proof(self, payload: bytes, proof: str) -> bool:
-        return hmac.compare_digest(self.join_proof(payload), proof)
+    def check_join_proof(self, generation: int, payload: bytes, proof: str) -> bool:
+        expected = self.join_token("", generation).proof(payload)
+        return hmac.compare_digest(expected.encode(), proof.encode("utf-8", "surrogateescape"))
 
     def snapshot_seal(self, sha256: str) -> str:
         """Binds a snapshot's digest to this cluster's secret (consensus.snapshot)."""

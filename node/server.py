@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 import signal
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -30,6 +31,7 @@ from node.local_socket import socket_path
 from node.loops import Loop
 from node.loops.audit import AuditTrail
 from node.loops.autoscaler import Autoscaler
+from node.loops.certificates import CertificateRenewal
 from node.loops.demotion import DemotionLoop
 from node.loops.event_feed import EventFeed
 from node.loops.gossip_join import GossipJoinLoop
@@ -44,10 +46,15 @@ from node.loops.wake import RateLimitedWake
 from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
 from node.overlay.view import seats
+from node.pki import store as pki_store
+from node.pki.authority import create_authority, make_csr, new_key_pem, sign_node
+from node.pki.authority import fingerprint as certificate_digest
+from node.pki.cluster_ca import seal_ca_key
+from node.pki.contexts import NodeContexts
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
 from node.secret_box import SecretBox
-from node.security import ClusterKeys, key_hash
+from node.security import ClusterKeys, JoinToken, key_hash
 from node.telemetry import Sources, Telemetry
 from scheduler import SchedulerLoop, StateView
 
@@ -92,6 +99,8 @@ class ShoalNode:
         self.keys: ClusterKeys = self.identity.keys
         self.node_id = self.identity.node_id
         self.telemetry = Telemetry()
+        self.tls: pki_store.NodeTls = pki_store.load_existing(self.config.data_dir)
+        self.tls_contexts = NodeContexts(self.config.data_dir, self.tls)
         self.raft = RaftNode(
             data_dir=self.config.data_dir,
             address=self.config.raft_address,
@@ -108,6 +117,7 @@ class ShoalNode:
             self.keys.api_token,
             self.identity.credentials,
             observe_commit=self.telemetry.raft_commit_seconds.observe,
+            ssl_context=self.tls_contexts.client,
         )
         self.voters = VoterManager(self.control, self.node_id, self.config.voter_grace)
         self.gossip = GossipService(
@@ -195,6 +205,17 @@ class ShoalNode:
                 alone=lambda: not self.identity.voters[1:],
                 cluster_id=self.keys.cluster_id,
                 overlay_cidr=self.config.overlay_cidr,
+                authority=self._bootstrap_authority,
+            ),
+            CertificateRenewal(
+                node_id=self.node_id,
+                names=self.config.host_names,
+                lifetime=self.config.cert_lifetime,
+                current=lambda: self.tls,
+                root=self._current_root,
+                changed=lambda seen, timeout: self.raft.wait_changed(seen, timeout=timeout),
+                ask=self._ask_certificate,
+                renewed=self._renewed,
             ),
             VoterMemoryLoop(self.raft, lambda: self.identity, self._save_identity),
             SnapshotKeeper(
@@ -282,22 +303,45 @@ class ShoalNode:
                 identity = dataclasses.replace(identity, node_key=cfg.new_node_key())
             stored = Stored(config, identity)
             cfg.save(stored)
+            pki_store.load_existing(config.data_dir)
             return stored
         node_key = cfg.new_node_key()
+        tls_key = new_key_pem()
+        csr = make_csr(node_id, tls_key, config.host_names)
         if join:
-            keys = ClusterKeys.from_token(token or "")
+            join_token = JoinToken.parse(token or "")
             record = node_record(node_id, config, fingerprint, key_hash(node_key))
-            accepted = await request_join(join, keys, record)
+            accepted = await request_join(
+                join, join_token, record, csr, lifetime=config.cert_lifetime
+            )
             identity = Identity(
                 accepted.node_id,
-                keys.cluster_id,
-                keys.secret.hex(),
+                accepted.cluster_id,
+                accepted.secret_hex,
                 "member",
                 accepted.voters,
                 node_key,
             )
+            tls = pki_store.NodeTls(
+                "".join(accepted.ca_certificates).encode(), accepted.certificate.encode(), tls_key
+            )
         else:
             keys = ClusterKeys.generate()
+            authority = create_authority(keys.cluster_id, time.time())
+            # Kept until the cluster holds it sealed in its state (see RegistrationLoop).
+            pki_store.save_ca_key(config.data_dir, authority.key_pem)
+            tls = pki_store.NodeTls(
+                authority.cert_pem,
+                sign_node(
+                    authority,
+                    csr,
+                    node_id=node_id,
+                    address=config.advertise,
+                    lifetime=config.cert_lifetime,
+                    now=time.time(),
+                ),
+                tls_key,
+            )
             identity = Identity(
                 node_id,
                 keys.cluster_id,
@@ -306,10 +350,41 @@ class ShoalNode:
                 (config.raft_address,),
                 node_key,
             )
+            join_token = keys.join_token(certificate_digest(authority.cert_pem), 0)
+        pki_store.save(config.data_dir, tls)
         stored = Stored(config, identity)
         cfg.save(stored)
-        cfg.write_token(config.data_dir, keys)
+        cfg.write_token(config.data_dir, str(join_token))
         return stored
+
+    def _bootstrap_authority(self) -> tuple[tuple[str, ...], bytes]:
+        """The CA this node created with the cluster, for the state to hold: its certificate
+        and its key sealed with the cluster secret."""
+        key = pki_store.load_ca_key(self.config.data_dir)
+        if key is None:
+            raise RuntimeError(
+                f"the cluster CA's key is missing from {pki_store.tls_dir(self.config.data_dir)}"
+            )
+        return (self.tls.ca_bundle.decode(),), seal_ca_key(self.keys, key)
+
+    async def _ask_certificate(self, csr: bytes, lifetime: float) -> dict:
+        """Have the leader (a voter) sign a renewed certificate for this node."""
+        leader = await self.control.wait_for_leader()
+        if leader is None:
+            raise Unreachable("no leader to renew this node's certificate")
+        return await self.control.client_for(leader).post(
+            "/v1/internal/certificate", {"csr": csr.decode(), "lifetime": lifetime}
+        )
+
+    def _current_root(self) -> str:
+        with self.raft.read() as state:
+            roots = state.cluster.ca_certificates
+        return roots[0] if roots else ""
+
+    def _renewed(self, tls: pki_store.NodeTls) -> None:
+        pki_store.save(self.config.data_dir, tls)
+        self.tls = tls
+        self.tls_contexts.reload(tls)
 
     def _record(self) -> Node:
         return node_record(
@@ -403,6 +478,7 @@ class ShoalNode:
             host=self.config.advertise,
             port=self.config.api_port,
             socket_path=socket_path(self.config.data_dir),
+            tls=self.tls_contexts.server,
         )
 
     async def _shutdown(self) -> None:

@@ -127,6 +127,9 @@ def headless_chromium(width: int = 1400, height: int = 1000):
         f"--window-size={width},{height}",
     ):
         options.add_argument(flag)
+    # The pages come over TLS from the cluster's own CA, which a throwaway browser profile
+    # does not hold (an operator imports DATA_DIR/tls/ca.pem once).
+    options.accept_insecure_certs = True
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 

@@ -61,6 +61,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/cluster/members"): _READ,
     ("GET", "/v1/cluster/token"): _ADMIN,  # both tokens give admin
     ("GET", "/v1/cluster/snapshot"): _ADMIN,  # the whole state, secrets sealed
+    ("POST", "/v1/cluster/token/rotate"): _ADMIN,
+    ("POST", "/v1/cluster/ca/rotate"): _ADMIN,
+    # Public: a joining node pins these by the digest in its token.
+    ("GET", "/v1/cluster/ca"): _OPEN,
     ("GET", "/v1/nodes"): _READ,
     ("GET", "/v1/nodes/{ref}"): _READ,
     ("PATCH", "/v1/nodes/{ref}"): _ADMIN,
@@ -70,6 +74,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/internal/propose"): _NODE,
     ("POST", "/v1/internal/raft-role"): _NODE,
     ("POST", "/v1/internal/removed"): _NODE,
+    ("POST", "/v1/internal/certificate"): _NODE,
     ("GET", "/v1/services"): _READ,
     ("POST", "/v1/services"): _BY_BODY,
     ("GET", "/v1/services/{ref}"): _READ,

@@ -23,6 +23,7 @@ ALWAYS_SERVED = frozenset(
     {
         "/healthz",
         "/v1/cluster",
+        "/v1/cluster/ca",
         "/v1/join",
         "/v1/internal/raft-role",
         "/v1/internal/removed",

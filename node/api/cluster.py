@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
@@ -10,8 +11,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from consensus import codec
-from consensus.model import Availability, Node
-from consensus.nodes import RemoveNode, UpdateNode, nodes, nodes_matching, voters
+from consensus.model import Availability, ClusterInfo, Node
+from consensus.nodes import RemoveNode, RotateJoinToken, UpdateNode, nodes, nodes_matching, voters
 from consensus.raft import NotLeader, SyncProgress
 from consensus.state import ClusterState
 from consensus.wire import from_plain, to_plain
@@ -29,6 +30,8 @@ from node.api.http_util import (
 from node.control import COMMAND_TYPE, MAX_COMMAND_BYTES
 from node.join import JoinRequest, accept_join
 from node.loops.voters import NotCaughtUp
+from node.pki import cluster_ca
+from node.pki.authority import NODE_LIFETIME, CertificateError, csr_node_id, split_bundle
 
 routes = web.RouteTableDef()
 _SNAPSHOT_CHUNK = 1 << 20
@@ -179,10 +182,57 @@ async def get_members(request: web.Request) -> web.Response:
     )
 
 
+def _join_token(shoal: NodeContext, info: ClusterInfo) -> str:
+    try:
+        return str(cluster_ca.current_token(info, shoal.keys))
+    except cluster_ca.NoAuthority as exc:
+        raise HttpError(503, str(exc)) from None
+
+
 @routes.get("/v1/cluster/token")
 async def get_token(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    return web.json_response({"token": shoal.keys.token, "api_token": shoal.keys.api_token})
+    with shoal.raft.read() as state:
+        info = state.cluster
+    return web.json_response({"token": _join_token(shoal, info), "api_token": shoal.keys.api_token})
+
+
+@routes.post("/v1/cluster/token/rotate")
+async def rotate_token(request: web.Request) -> web.Response:
+    """A new join token; the one before stops working at once (a join already accepted
+    stays)."""
+    shoal = request.app[NODE]
+    with shoal.raft.read() as state:
+        info = state.cluster
+    generation = result_or_raise(await shoal.control.submit(RotateJoinToken(info.join_generation)))
+    info = dataclasses.replace(info, join_generation=generation)
+    return web.json_response({"token": _join_token(shoal, info)})
+
+
+@routes.post("/v1/cluster/ca/rotate")
+async def rotate_ca(request: web.Request) -> web.Response:
+    """A new root CA: trusted beside the current one, which cross-signs it, so no connection
+    fails while the nodes move to certificates of the new root; answers its join token."""
+    shoal = request.app[NODE]
+    with shoal.raft.read() as state:
+        info = state.cluster
+    try:
+        command = await asyncio.to_thread(cluster_ca.rotation, info, shoal.keys, time.time())
+    except cluster_ca.NoAuthority as exc:
+        raise HttpError(503, str(exc)) from None
+    result_or_raise(await shoal.control.submit(command))
+    info = dataclasses.replace(info, ca_certificates=command.certificates)
+    return web.json_response({"token": _join_token(shoal, info)})
+
+
+@routes.get("/v1/cluster/ca")
+async def get_ca(request: web.Request) -> web.Response:
+    """The CA certificates this node trusts (public): a joining node pins the one its token
+    names before it sends anything; answered also while the node catches up."""
+    shoal = request.app[NODE]
+    return web.json_response(
+        {"cluster_id": shoal.keys.cluster_id, "certificates": split_bundle(shoal.tls.ca_bundle)}
+    )
 
 
 @routes.get("/v1/cluster/snapshot")
@@ -320,6 +370,35 @@ async def internal_raft_role(request: web.Request) -> web.Response:
         raise HttpError(400, "role must be 'voter' or 'member'", "role")
     await shoal.set_raft_role(change.role, list(change.voters))
     return web.json_response({"role": change.role})
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRequest:
+    csr: str
+    lifetime: float = NODE_LIFETIME
+
+
+@routes.post("/v1/internal/certificate")
+async def internal_certificate(request: web.Request) -> web.Response:
+    """A node renews its own certificate: only for itself, as the state records it."""
+    shoal = request.app[NODE]
+    caller = calling_node(request, shoal.raft.read)
+    asked = await parse_body(request, CertificateRequest)
+    with shoal.raft.read() as state:
+        info = state.cluster
+    try:
+        if csr_node_id(asked.csr.encode()) != caller.id:
+            raise HttpError(403, "a node may renew only its own certificate", "csr")
+        certificate = cluster_ca.issue(
+            info, shoal.keys, asked.csr.encode(), caller, lifetime=asked.lifetime, now=time.time()
+        )
+    except CertificateError as exc:
+        raise HttpError(400, str(exc), "csr") from None
+    except cluster_ca.NoAuthority as exc:
+        raise HttpError(503, str(exc)) from None
+    return web.json_response(
+        {"certificate": certificate.decode(), "ca_certificates": list(info.ca_certificates)}
+    )
 
 
 @routes.post("/v1/internal/removed")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from node.loops.voters import VoterManager
     from node.mesh import Mesh
     from node.overlay.loop import Overlay
+    from node.pki.store import NodeTls
     from node.security import ClusterKeys
     from node.telemetry import Telemetry
 
@@ -38,6 +39,8 @@ class NodeContext(Protocol):
     audit: AuditTrail
     telemetry: Telemetry
     overlay: Overlay | None
+    # This node's certificate, key and trusted CAs (renewed in place).
+    tls: NodeTls
 
     async def set_raft_role(self, role: str, voter_addresses: list[str]) -> None: ...
 

@@ -29,6 +29,7 @@ from node.api.consistency import CONFIRMED_INDEX, Replica
 from node.api.http_util import HttpError, error_response
 from node.api.services import find_service
 from node.local_socket import peer_uid
+from node.pki.authority import node_id_from_peercert
 from node.security import NODE_HEADER, NODE_KEY_HEADER, key_matches, user_token_id
 
 # The node's own user (or root) on its unix socket administers it.
@@ -85,14 +86,29 @@ def is_local_admin(request: web.Request) -> bool:
     return peer_uid(sock) in (0, os.geteuid())
 
 
+def peer_node_id(request: web.Request) -> str:
+    """The node whose certificate the client presented over TLS ("" for none): the server
+    accepts only certificates the cluster's CA signed (node.pki.contexts)."""
+    transport = request.transport
+    peercert = transport.get_extra_info("peercert") if transport is not None else None
+    return node_id_from_peercert(peercert)
+
+
 def calling_node(
     request: web.Request, read_state: Callable[[], AbstractContextManager[Any]]
 ) -> Node:
-    """The node that made this call, proven by its own key (internal routes): an API token
-    alone is not a node, and one node cannot act as another."""
-    node_id = request.headers.get(NODE_HEADER, "")
+    """The node that made this call, proven by its certificate or its own key (internal
+    routes): an API token alone is not a node, and one node cannot act as another."""
+    certified = peer_node_id(request)
+    node_id = certified or request.headers.get(NODE_HEADER, "")
     with read_state() as state:
         node = nodes(state).get(node_id)
+    if certified:
+        if node is None:
+            raise HttpError(
+                403, f"node {certified} of this certificate is not in the cluster", NODE_HEADER
+            )
+        return node
     if node is not None and not node.key_hash:
         # Registered by a version without node keys: it registers its key as soon as it
         # runs this version, and needs these routes to do so (a follower forwards).

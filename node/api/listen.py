@@ -1,10 +1,13 @@
 """Where the API listens, and how many connections it holds.
 
-The API listens on the advertise address (TCP, token needed) and on `DATA_DIR/shoal.sock`.
+The API listens on the advertise address (TCP, TLS only, token or node certificate needed)
+and on `DATA_DIR/shoal.sock` (plain HTTP: local, mode 0600).
 Every connection counts against a limit per client address and a limit in total, so a few
 thousand half-open connections cannot take the node's file descriptors; one that is refused
 is closed at once. A connection that sends no complete request within IDLE_TIMEOUT (at the
-start, or after its last answer) is closed by aiohttp's keep-alive timer.
+start, or after its last answer) is closed by aiohttp's keep-alive timer. Over TLS a
+connection counts once its handshake is done; until then it is bounded by the handshake
+timeout (IDLE_TIMEOUT) alone.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import logging
 import resource
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Callable
 
@@ -111,15 +115,32 @@ def runner_options() -> dict:
 
 
 async def listen(
-    runner: web.AppRunner, limits: ConnectionLimits, *, host: str, port: int, socket_path: str
+    runner: web.AppRunner,
+    limits: ConnectionLimits,
+    *,
+    host: str,
+    port: int,
+    socket_path: str,
+    tls: ssl.SSLContext,
 ) -> list[asyncio.AbstractServer]:
-    """Serve `runner`'s app on HOST:PORT and on the unix socket, both behind `limits`."""
+    """Serve `runner`'s app on HOST:PORT over `tls` and on the unix socket, both behind
+    `limits`."""
     loop = asyncio.get_running_loop()
     handler: Callable[[], asyncio.Protocol] = runner.server  # type: ignore[assignment]
 
     def factory() -> asyncio.Protocol:
         return _Limited(handler(), limits)
 
-    tcp = await loop.create_server(factory, host, port, reuse_address=True, family=socket.AF_UNSPEC)
+    # The handshake must finish within the idle timeout too: a client that opens a connection
+    # and says nothing holds it no longer than one that sends no request.
+    tcp = await loop.create_server(
+        factory,
+        host,
+        port,
+        reuse_address=True,
+        family=socket.AF_UNSPEC,
+        ssl=tls,
+        ssl_handshake_timeout=IDLE_TIMEOUT,
+    )
     local = await loop.create_server(factory, sock=bind_socket(socket_path))
     return [tcp, local]

@@ -22,7 +22,7 @@ from aiohttp import web
 from consensus.crons import CronSpec
 from consensus.services import SHORTHAND_FIELDS, ServiceSpec
 from node.api.acl import ROUTES, templates_of
-from node.api.cluster import NodePatch, RaftRole
+from node.api.cluster import CertificateRequest, NodePatch, RaftRole
 from node.api.tokens import TokenRequest
 from node.config import shoal_version
 from node.join import JoinRequest
@@ -75,6 +75,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "This node's gossip view and packet counters", "cluster"
     ),
     ("GET", "/v1/cluster/token"): Operation("The join token and the API token", "cluster"),
+    ("POST", "/v1/cluster/token/rotate"): Operation(
+        "A new join token; the previous one is refused from then on", "cluster"
+    ),
+    ("POST", "/v1/cluster/ca/rotate"): Operation(
+        "A new root CA, cross-signed by the current one; nodes move to it by themselves", "cluster"
+    ),
+    ("GET", "/v1/cluster/ca"): Operation("The cluster's CA certificates (PEM)", "cluster"),
     ("GET", "/v1/cluster/snapshot"): Operation(
         "A snapshot file of the replicated state at a committed index", "cluster", answer="binary"
     ),
@@ -100,6 +107,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Change this node's Raft role", "internal", body=RaftRole
     ),
     ("POST", "/v1/internal/removed"): Operation("Tell this node it was removed", "internal"),
+    ("POST", "/v1/internal/certificate"): Operation(
+        "Sign the calling node's renewed certificate from its CSR",
+        "internal",
+        body=CertificateRequest,
+    ),
     ("GET", "/v1/services"): Operation("Every service with its replicas and rollout", _SERVICE),
     ("POST", "/v1/services"): Operation(
         "Create a service", _SERVICE, body=ServiceSpec, created=True

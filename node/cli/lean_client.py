@@ -54,12 +54,13 @@ KNOWN_LEADER_HEADER = "X-Shoal-Known-Leader"
 
 
 def base_url(addr: str) -> str:
-    """The URL prefix for `addr`: HOST:PORT, http(s)://HOST:PORT, or unix:PATH (a node's
-    socket, whose requests name the host `localhost`)."""
+    """The URL prefix for `addr`: HOST:PORT (a node's API, which serves HTTPS only),
+    http(s)://HOST:PORT, or unix:PATH (a node's socket, plain HTTP, whose requests name the
+    host `localhost`)."""
     if addr.startswith(UNIX_PREFIX):
         return "http://localhost"
     addr = addr.rstrip("/")
-    return addr if "://" in addr else f"http://{addr}"
+    return addr if "://" in addr else f"https://{addr}"
 
 
 def decode(status: int, text: str) -> Any:
@@ -244,7 +245,10 @@ class LeanClient:
         timeout: float = DEFAULT_TIMEOUT,
         stale: bool = False,
         blocking: bool = False,
+        ca_file: str | None = None,
     ) -> None:
+        """`ca_file`: the CA bundle (PEM) an HTTPS server is verified against; without it,
+        the system's trust store."""
         self.base = base_url(addr)
         self._unix = addr[len(UNIX_PREFIX) :] if addr.startswith(UNIX_PREFIX) else None
         parts = urlsplit(self.base)
@@ -272,6 +276,7 @@ class LeanClient:
             self._headers["Authorization"] = f"Bearer {token}"
         self._timeout = timeout
         self._ssl: Any = None
+        self._ca_file = ca_file
         # Reads answer from the asked node's copy instead of a linearizable read.
         self._read_params = {"stale": "1"} if stale else {}
         self.blocking = blocking
@@ -461,7 +466,8 @@ class LeanClient:
         if self._ssl is None:
             import ssl
 
-            self._ssl = ssl.create_default_context()  # the system's trust store
+            # The cluster's CA, or the system's trust store.
+            self._ssl = ssl.create_default_context(cafile=self._ca_file)
         return self._ssl
 
     async def _open_async(self):

@@ -15,8 +15,9 @@ from typing import Any
 from node.cli.common import EXIT_FAILED, EXIT_USAGE, Refused, UsageError, default_data_dir
 from node.cli.lean_client import UNIX_PREFIX, ApiError, LeanClient, Unreachable, run_loop_free
 from node.local_socket import socket_path
+from node.pki.store import ca_path
 
-DEFAULT_ADDR = "http://127.0.0.1:7420"
+DEFAULT_ADDR = "https://127.0.0.1:7420"
 
 
 def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -31,7 +32,7 @@ def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None
     parser.add_argument(
         "--addr",
         default=default(None),
-        help="API address of any node, HOST:PORT, http(s)://HOST:PORT or "
+        help="API address of any node, HOST:PORT (HTTPS), https://HOST:PORT or "
         "unix:PATH (env SHOAL_ADDR; default: the socket of the node on this "
         f"machine, else {DEFAULT_ADDR})",
     )
@@ -44,6 +45,13 @@ def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         "--token",
         default=default(os.environ.get("SHOAL_TOKEN")),
         help="API token, needed over TCP (env SHOAL_TOKEN)",
+    )
+    parser.add_argument(
+        "--ca",
+        default=default(os.environ.get("SHOAL_CA")),
+        help="the cluster's CA certificates (PEM) to verify a node over TCP "
+        "(env SHOAL_CA; default: the node's on this machine, "
+        "DATA_DIR/tls/ca.pem)",
     )
     parser.add_argument(
         "-o",
@@ -62,7 +70,7 @@ def _add_api_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None
 
 
 # The options above that take a value: skipped when looking for the command group in argv.
-_VALUED_OPTIONS = ("--addr", "--data-dir", "--token", "-o", "--output")
+_VALUED_OPTIONS = ("--addr", "--data-dir", "--token", "--ca", "-o", "--output")
 
 
 def command_group(argv: list[str]) -> str | None:
@@ -180,12 +188,23 @@ def api_address(addr: str | None, data_dir: str | None) -> str:
     return DEFAULT_ADDR
 
 
+def ca_file(ca: str | None, data_dir: str | None) -> str | None:
+    """The CA bundle to verify a node over TCP with: the flag, else that of the node on this
+    machine (its data dir, else the default one) when there is one, else None (the system's
+    trust store, as for a TLS-terminating proxy)."""
+    if ca:
+        return ca
+    local = ca_path(data_dir or os.environ.get("SHOAL_DATA_DIR") or default_data_dir())
+    return local if os.path.exists(local) else None
+
+
 def _client(args: argparse.Namespace, *, blocking: bool) -> LeanClient:
     return LeanClient(
         api_address(args.addr, args.data_dir),
         args.token,
         stale=getattr(args, "stale", False),
         blocking=blocking,
+        ca_file=ca_file(args.ca, args.data_dir),
     )
 
 

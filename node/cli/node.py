@@ -186,6 +186,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         choices=("yes", "no"),
         help="whether tasks may bind-mount host paths (default yes)",
     )
+    # Seconds this node's certificates are valid: only to watch renewal happen in tests.
+    start.add_argument("--cert-lifetime", type=float, help=argparse.SUPPRESS)
     start.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     start.add_argument(
         "--log-format",
@@ -232,6 +234,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         handler=_token
     )
     snapshot.register_cluster(csub, common)
+    csub.add_parser(
+        "rotate-token",
+        parents=[common],
+        help="make a new join token; the old one is refused from then on",
+    ).set_defaults(handler=_rotate_token)
+    csub.add_parser(
+        "rotate-ca",
+        parents=[common],
+        help="make a new root CA; nodes move to certificates of it by themselves "
+        "(prints the new join token)",
+    ).set_defaults(handler=_rotate_ca)
 
     dev = sub.add_parser("dev", help="run a local cluster of N nodes in the foreground")
     dev.add_argument("--nodes", type=int, default=3, help="how many (default 3)")
@@ -358,6 +371,7 @@ def _start(args: argparse.Namespace) -> int:
         "host_binds": None if args.host_binds is None else args.host_binds == "yes",
         "cpus_millis": args.cpus or None,
         "memory_bytes": args.memory,
+        "cert_lifetime": args.cert_lifetime,
     }
     if args.metrics_interval is not None and not args.metrics_interval > 0:
         raise UsageError(
@@ -401,6 +415,7 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
     node.import_aiohttp_for_a_node()  # first, before anything imports aiohttp
     from node import config as cfg
     from node.client import ApiError, Unreachable
+    from node.pki.store import NoCertificate
     from node.ports import port_taken
     from node.runtime.select import RuntimeUnavailable, select_driver
     from node.security import TokenError
@@ -440,7 +455,7 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
             await driver.aclose()
             print(f"shoal: join refused by {join}: {exc.message}", file=sys.stderr)
             return 1
-        except (Unreachable, TokenError) as exc:
+        except (Unreachable, TokenError, NoCertificate) as exc:
             await driver.aclose()
             print(f"shoal: {exc}", file=sys.stderr)
             return 2
@@ -450,11 +465,9 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
             await driver.aclose()
             driver = await driver_for(stored.identity.node_id)
         if not join and stored.identity and not os.environ.get("SHOAL_QUIET"):
-            print(
-                f"join token: {stored.identity.keys.token}\n  (saved in "
-                f"{os.path.join(config.data_dir, cfg.TOKEN_FILE)})",
-                file=sys.stderr,
-            )
+            token_file = os.path.join(config.data_dir, cfg.TOKEN_FILE)
+            with open(token_file) as f:
+                print(f"join token: {f.read().strip()}\n  (saved in {token_file})", file=sys.stderr)
         reason = await ShoalNode(stored, driver, fingerprint).run()
         logging.getLogger("shoal").info("node stopped: %s", reason)
         return 0
@@ -564,6 +577,16 @@ async def _status(args, client: ShoalClient) -> int:
 
 async def _token(args, client: ShoalClient) -> int:
     answer = await client.get("/v1/cluster/token")
+    return emit(args, answer, lambda a: print(a["token"]))
+
+
+async def _rotate_token(args, client: ShoalClient) -> int:
+    answer = await client.post("/v1/cluster/token/rotate")
+    return emit(args, answer, lambda a: print(a["token"]))
+
+
+async def _rotate_ca(args, client: ShoalClient) -> int:
+    answer = await client.post("/v1/cluster/ca/rotate")
     return emit(args, answer, lambda a: print(a["token"]))
 
 

@@ -172,7 +172,11 @@ def recover(args: argparse.Namespace, stored: Stored | None, config: NodeConfig)
             )
         import asyncio  # here only: the CLI's other commands start no event loop
 
-        leading = asyncio.run(_leader_elsewhere(stored.identity.voter_apis, config.api_address))
+        leading = asyncio.run(
+            _leader_elsewhere(
+                stored.identity.voter_apis, config.api_address, _ca_of(config.data_dir)
+            )
+        )
         if leading:
             raise backup.RecoveryError(
                 f"--force-new-cluster is for a lost quorum, and the cluster has a leader "
@@ -183,19 +187,29 @@ def recover(args: argparse.Namespace, stored: Stored | None, config: NodeConfig)
         raise UsageError(str(exc)) from None
 
 
-async def _leader_elsewhere(voter_apis: tuple[str, ...], own_api: str) -> str | None:
+async def _leader_elsewhere(
+    voter_apis: tuple[str, ...], own_api: str, ca_file: str | None
+) -> str | None:
     """The leader another voter of the cluster follows, if one answers: forcing a new cluster
-    beside a live one would split it in two."""
+    beside a live one would split it in two. (`/healthz` is open; the voters' certificates are
+    checked against the cluster's CA, which this data dir holds.)"""
     from node.cli.lean_client import ApiError, LeanClient, Unreachable
 
     for api in voter_apis:
         if api == own_api:
             continue
         try:
-            async with LeanClient(api, timeout=2.0) as client:
+            async with LeanClient(api, timeout=2.0, ca_file=ca_file) as client:
                 health = await client.get("/healthz")
         except (ApiError, Unreachable):
             continue
         if isinstance(health, dict) and health.get("leader"):
             return f"{health['leader']}, as {api} says"
     return None
+
+
+def _ca_of(data_dir: str) -> str | None:
+    from node.pki.store import ca_path
+
+    path = ca_path(data_dir)
+    return path if os.path.exists(path) else None

@@ -13,23 +13,35 @@ import json
 import os
 import shlex
 import signal
+import ssl
 import sys
 import time
 import urllib.error
 import urllib.request
 
 from node.devcluster.localcluster import NodeProc, stop_all
+from node.pki.contexts import client_context
 from node.ports import port_taken
 
 
-def wait_healthy(address: str, timeout: float = 30.0, *, answering: bool = False) -> bool:
+def _verified(ca_file: str) -> ssl.SSLContext:
+    with open(ca_file, "rb") as f:
+        return client_context(f.read())
+
+
+def wait_healthy(
+    address: str, ca_file: str, timeout: float = 30.0, *, answering: bool = False
+) -> bool:
     """Until the node holds the cluster's state (`/healthz` 200), or with `answering` until
     its API answers at all: a restarted voter catches up only once enough voters are back to
     elect a leader, so the others must be started before the first one is healthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://{address}/healthz", timeout=1) as resp:
+            # The CA file is there once the node has started: until then, OSError.
+            with urllib.request.urlopen(
+                f"https://{address}/healthz", timeout=1, context=_verified(ca_file)
+            ) as resp:
                 if resp.status == 200:
                     return True
         except urllib.error.HTTPError:  # 503: up, still catching up
@@ -61,16 +73,16 @@ def demo_service(port: int) -> dict:
     }
 
 
-def create_demo(api: str, token: str, port: int) -> str:
+def create_demo(api: str, token: str, port: int, ca_file: str) -> str:
     """Create the demo service; say so if it already exists (a restarted dev cluster)."""
     request = urllib.request.Request(
-        f"http://{api}/v1/services",
+        f"https://{api}/v1/services",
         method="POST",
         data=json.dumps(demo_service(port)).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=10):
+        with urllib.request.urlopen(request, timeout=10, context=_verified(ca_file)):
             return "created"
     except urllib.error.HTTPError as exc:
         if exc.code == 409:
@@ -123,11 +135,11 @@ def run_dev_cluster(
             node.start(join=nodes[0].api if token else None, token=token)
             # A new cluster: each node must hold the state before the next one joins through
             # the first. A cluster coming back: each must only answer, as they elect together.
-            if not wait_healthy(node.api, answering=restarting):
+            if not wait_healthy(node.api, node.ca_file, answering=restarting):
                 print(f"{node.name} did not come up; see {node.log_path}", file=sys.stderr)
                 return 1
         for node in nodes:
-            if not wait_healthy(node.api):
+            if not wait_healthy(node.api, node.ca_file):
                 print(
                     f"{node.name} did not catch up with the cluster; see {node.log_path}",
                     file=sys.stderr,
@@ -139,10 +151,10 @@ def run_dev_cluster(
         print(
             f"Shoal dev cluster: {count} node(s) on {where}, "
             f"API port {api_port}; logs and data in {base_dir}; dashboard "
-            f"http://127.0.0.1:{api_port}/ui#token={nodes[0].api_token}"
+            f"https://127.0.0.1:{api_port}/ui#token={nodes[0].api_token}"
         )
         if demo_port:
-            outcome = create_demo(nodes[0].api, nodes[0].api_token, demo_port)
+            outcome = create_demo(nodes[0].api, nodes[0].api_token, demo_port, nodes[0].ca_file)
             print(
                 f"Demo service 'hello' ({outcome}): curl http://127.0.0.{count}:{demo_port}/ "
                 f"reaches it through any node"

@@ -14,6 +14,7 @@ import itertools
 import os
 import pwd
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +26,8 @@ from urllib.parse import urlsplit
 from node.client import UNIX_PREFIX, ApiError, ShoalClient, Unreachable
 from node.config import load
 from node.local_socket import socket_path
+from node.pki.contexts import client_context
+from node.pki.store import ca_path
 
 API_PORT = 7420
 # Node flags for tests that compare placements: plain processes and equal, fixed capacities,
@@ -93,6 +96,21 @@ class NodeProc:
             "Authorization": f"Bearer {stored.identity.keys.api_token}",
             **stored.identity.credentials.headers,
         }
+
+    @property
+    def url(self) -> str:
+        """The node's API over TCP: HTTPS only."""
+        return f"https://{self.api}"
+
+    @property
+    def ca_file(self) -> str:
+        """The cluster's CA certificates, as this node trusts them (there once it started)."""
+        return ca_path(self.data_dir)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that verifies this cluster's nodes."""
+        with open(self.ca_file, "rb") as f:
+            return client_context(f.read())
 
     @property
     def socket(self) -> str:
@@ -174,7 +192,8 @@ class NodeProc:
             return ""
 
     def client(self, timeout: float = 10.0) -> ShoalClient:
-        return ShoalClient(self.api, self.api_token, timeout=timeout)
+        # The context is made at the first request: the node writes its CA file as it starts.
+        return ShoalClient(self.api, self.api_token, timeout=timeout, ssl_context=self.ssl_context)
 
 
 # The nodes started by this process, by API address: tests that name a node by its address
@@ -186,6 +205,24 @@ def api_token_for(addr: str) -> str:
     """The API token of the node this process started at `addr` (HOST:PORT or a URL)."""
     node = _by_api.get(urlsplit(addr).netloc if "://" in addr else addr)
     return node.api_token if node else ""
+
+
+def ca_for(addr: str) -> str:
+    """The CA file of the node this process started at `addr` ("" for none)."""
+    node = _by_api.get(urlsplit(addr).netloc if "://" in addr else addr)
+    return node.ca_file if node else ""
+
+
+def ssl_for(addr: str) -> ssl.SSLContext:
+    """A client context that verifies the node this process started at `addr` (one per node:
+    aiohttp pools connections by context)."""
+    node = _by_api[urlsplit(addr).netloc if "://" in addr else addr]
+    if node.api not in _contexts:
+        _contexts[node.api] = node.ssl_context()
+    return _contexts[node.api]
+
+
+_contexts: dict[str, ssl.SSLContext] = {}
 
 
 def auth_for(addr: str) -> dict[str, str]:

@@ -44,9 +44,12 @@ class RegistrationLoop:
         alone: Callable[[], bool],
         cluster_id: str,
         overlay_cidr: str,
+        authority: Callable[[], tuple[tuple[str, ...], bytes]],
     ) -> None:
         """`record` is this node's wanted record; `alone` whether this node was created as
-        the only voter of a new cluster (so it is the one to bootstrap it)."""
+        the only voter of a new cluster (so it is the one to bootstrap it); `authority` the
+        CA it created with the cluster (certificates, sealed key)."""
+        self._authority = authority
         self._control = control
         self._raft = control.raft
         self._node_id = node_id
@@ -65,8 +68,15 @@ class RegistrationLoop:
             wanted = self._record()
             try:
                 if not bootstrapped and self._raft.is_leader() and self._alone():
+                    certificates, sealed_key = self._authority()
                     await self._control.submit(
-                        BootstrapCluster(self._cluster_id, time.time(), self._overlay_cidr)
+                        BootstrapCluster(
+                            self._cluster_id,
+                            time.time(),
+                            self._overlay_cidr,
+                            certificates,
+                            sealed_key,
+                        )
                     )
                     now = time.time()
                     await self._control.submit(

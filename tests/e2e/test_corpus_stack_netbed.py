@@ -27,7 +27,6 @@ import pytest
 
 from node.client import ShoalClient
 from node.devcluster.localcluster import wait_for
-from node.security import ClusterKeys
 from tests.e2e.test_overlay_netbed import _fetch
 from tests.integration.cluster_support import live
 from tests.safety.shoal_bed import API_PORT, REPO, BedCluster
@@ -133,11 +132,14 @@ async def _scenario(bed, by_node, tmp_path) -> None:
         )
         try:
             await cluster.form()
-            token = ClusterKeys.from_token(cluster.token).api_token
+            token = cluster.api_token
             addr = f"{cluster.hosts['n0'].address}:{API_PORT}"
-            applied = await asyncio.to_thread(_apply, addr, token)
+            ca_file = str(cluster.data_dir("n0") / "tls" / "ca.pem")
+            applied = await asyncio.to_thread(_apply, addr, token, ca_file)
             assert {s["name"] for s in applied["services"]} == set(TASKS), applied
-            await _check_tasks_run(by_node, ShoalClient(addr, token, session=session))
+            await _check_tasks_run(
+                by_node, ShoalClient(addr, token, session=session, ssl_context=cluster.ssl_context)
+            )
             await _check_caddy_proxies_by_name(by_node)
             await _check_prometheus_scrapes_every_task(by_node)
             await _check_published_port(bed, session)
@@ -146,7 +148,7 @@ async def _scenario(bed, by_node, tmp_path) -> None:
             raise
 
 
-def _apply(addr: str, token: str) -> dict:
+def _apply(addr: str, token: str, ca_file: str) -> dict:
     """`shoal apply -f FILE` as an operator elsewhere runs it."""
     done = subprocess.run(
         [
@@ -166,7 +168,7 @@ def _apply(addr: str, token: str) -> dict:
         timeout=60,
         cwd=REPO,
         check=False,
-        env=dict(os.environ, SHOAL_TOKEN=token),
+        env=dict(os.environ, SHOAL_TOKEN=token, SHOAL_CA=ca_file),
     )
     assert done.returncode == 0, f"shoal apply failed ({done.returncode}): {done.stderr}"
     return json.loads(done.stdout)

@@ -36,7 +36,6 @@ import pytest
 
 from node.client import ShoalClient
 from node.devcluster.localcluster import wait_for
-from node.security import ClusterKeys
 from tests.netbed import Faults
 from tests.safety.shoal_bed import API_PORT, BedCluster
 
@@ -199,9 +198,11 @@ async def _scenario(bed, by_node, outside, image, tmp_path) -> None:
         )
         try:
             await cluster.form()
-            token = ClusterKeys.from_token(cluster.token).api_token
+            token, verified = cluster.api_token, cluster.ssl_context
             clients = {
-                name: ShoalClient(f"{host.address}:{API_PORT}", token, session=session)
+                name: ShoalClient(
+                    f"{host.address}:{API_PORT}", token, session=session, ssl_context=verified
+                )
                 for name, host in cluster.hosts.items()
             }
             applied = await clients["n0"].request(

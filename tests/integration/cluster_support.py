@@ -17,6 +17,7 @@ from node.devcluster.localcluster import (
     LocalCluster,
     NodeProc,
     api_token_for,
+    ca_for,
     wait_for,
 )
 from node.runtime import ProcessDriver
@@ -32,7 +33,7 @@ def shoal(*argv: str, addr: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
-        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)),
     )
 
 

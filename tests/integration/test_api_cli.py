@@ -10,7 +10,14 @@ import sys
 import aiohttp
 import pytest
 
-from node.devcluster.localcluster import api_token_for, auth_for, started_cluster, wait_for
+from node.devcluster.localcluster import (
+    api_token_for,
+    auth_for,
+    ca_for,
+    ssl_for,
+    started_cluster,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,19 +34,22 @@ def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
-        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)),
     )
 
 
 async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
     """A request with the node's API token, unless the caller gives its own headers."""
     kwargs.setdefault("headers", auth_for(url))
-    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, ssl=ssl_for(url), **kwargs) as resp,
+    ):
         return resp.status, await resp.json(content_type=None)
 
 
 async def test_malformed_requests_get_400_naming_the_field(single):
-    base = f"http://{single.nodes[0].api}/v1/nodes/n1"
+    base = f"https://{single.nodes[0].api}/v1/nodes/n1"
     cases = [
         (
             {
@@ -59,7 +69,7 @@ async def test_malformed_requests_get_400_naming_the_field(single):
         assert status == 400, (kwargs, body)
         assert body["error"]
         assert body.get("field") == field, (kwargs, body)
-    status, body = await _raw("GET", f"http://{single.nodes[0].api}/v1/nodes/nope")
+    status, body = await _raw("GET", f"https://{single.nodes[0].api}/v1/nodes/nope")
     assert status == 404 and "no such node" in body["error"]
     # Nothing was lost or changed by the bad requests.
     node = await single.get(0, "/v1/nodes/n1")
@@ -70,7 +80,7 @@ async def test_internal_calls_need_the_token_and_a_nodes_key(single):
     api = single.nodes[0].api
     msgpack_type = {"Content-Type": "application/msgpack"}
     status, body = await _raw(
-        "POST", f"http://{api}/v1/internal/propose", data=b"\x93garbage", headers=msgpack_type
+        "POST", f"https://{api}/v1/internal/propose", data=b"\x93garbage", headers=msgpack_type
     )
     assert status == 401 and "token" in body["error"]
     # The API token alone does not make a node: raw commands would skip the API's checks.
@@ -78,16 +88,16 @@ async def test_internal_calls_need_the_token_and_a_nodes_key(single):
     headers = {"Authorization": f"Bearer {token}", **msgpack_type}
     for path in ("/v1/internal/propose", "/v1/internal/removed", "/v1/internal/raft-role"):
         status, body = await _raw(
-            "POST", f"http://{api}{path}", data=b"\x93garbage", headers=headers
+            "POST", f"https://{api}{path}", data=b"\x93garbage", headers=headers
         )
         assert status == 403 and body["field"] == "X-Shoal-Node", (path, body)
     forged = {**single.nodes[0].node_headers, "X-Shoal-Node-Key": "0" * 64, **msgpack_type}
-    status, _ = await _raw("POST", f"http://{api}/v1/internal/removed", headers=forged)
+    status, _ = await _raw("POST", f"https://{api}/v1/internal/removed", headers=forged)
     assert status == 403
     assert (await single.get(0, "/healthz"))["ok"]  # still running
     status, body = await _raw(
         "POST",
-        f"http://{api}/v1/internal/propose",
+        f"https://{api}/v1/internal/propose",
         data=b"\x93garbage",
         headers={**single.nodes[0].node_headers, **msgpack_type},
     )
@@ -95,7 +105,7 @@ async def test_internal_calls_need_the_token_and_a_nodes_key(single):
 
 
 async def test_cli_lists_updates_and_fails_cleanly(single):
-    addr = f"http://{single.nodes[0].api}"
+    addr = f"https://{single.nodes[0].api}"
     listed = shoal("node", "ls", "-o", "json", addr=addr)
     assert listed.returncode == 0, listed.stderr
     (node,) = json.loads(listed.stdout)
@@ -125,7 +135,7 @@ async def test_cli_lists_updates_and_fails_cleanly(single):
     assert json.loads(updated.stdout)["availability"] == "drain"
 
     token = shoal("cluster", "token", addr=addr)
-    assert token.returncode == 0 and token.stdout.startswith("SHOAL1-")
+    assert token.returncode == 0 and token.stdout.startswith("SHOAL2-")
     status = shoal("cluster", "status", "-o", "json", addr=addr)
     assert json.loads(status.stdout)["leader"]["name"] == "n1"
 

@@ -256,12 +256,18 @@ class Answers:
     def __init__(self, node) -> None:
         self.node = node
         host, port = node.api.split(":")
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        self.address = (host, int(port))
+        self.connection = self._connect()
         self.token = node.api_token
         self.server_errors: list[tuple] = []
         self.statuses: Counter[int] = Counter()
         self.slowest: tuple = (0.0,)
         self.count = 0
+
+    def _connect(self) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(
+            *self.address, timeout=10, context=self.node.ssl_context()
+        )
 
     def send(self, method: str, target: str, data: bytes, headers: dict[str, str]) -> int:
         headers = {"Authorization": f"Bearer {self.token}", **headers}
@@ -274,8 +280,11 @@ class Answers:
                 break
             except (http.client.HTTPException, OSError):
                 # The node ends a connection after a request whose body it did not read: the
-                # next request on it finds it closed, and goes again on a new one.
+                # next request on it finds it closed, and goes again on a new one. That one
+                # trusts the node's CAs as they are now: a fuzzed rotate-ca moves the node to
+                # a new root, and two rotations leave the first root untrusted.
                 self.connection.close()
+                self.connection = self._connect()
         else:
             return 0
         self.slowest = max(self.slowest, (time.monotonic() - began, method, target))

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from node.devcluster.localcluster import LocalCluster, auth_for, started_cluster
+from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for, started_cluster
 from node.local_socket import socket_path
 from tests.support import as_nobody
 
@@ -51,7 +51,10 @@ def cli(
 
 
 async def raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, ssl=ssl_for(url), **kwargs) as resp,
+    ):
         return resp.status, await resp.json(content_type=None)
 
 
@@ -67,7 +70,7 @@ async def raw_exchange(host: str, port: int, request: bytes, **connect) -> bytes
 
 async def test_tcp_needs_the_token_even_from_loopback(single):
     node = single.nodes[0]
-    url = f"http://{node.api}/v1/cluster/token"
+    url = f"https://{node.api}/v1/cluster/token"
     status, body = await raw("GET", url)
     assert status == 401 and "token" in body["error"]
     status, _ = await raw("GET", url, headers={"Authorization": "Bearer " + "0" * 64})
@@ -82,12 +85,13 @@ async def test_tcp_needs_the_token_even_from_loopback(single):
             + b"\r\nAuthorization: Bearer "
             + bearer
             + b"\r\nConnection: close\r\n\r\n",
+            ssl=ssl_for(node.api),
         )
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     status, body = await raw("GET", url, headers=auth_for(node.api))
-    assert status == 200 and body["token"].startswith("SHOAL1-")
+    assert status == 200 and body["token"].startswith("SHOAL2-")
     # The health probe stays open and tells nothing secret.
-    status, body = await raw("GET", f"http://{node.api}/healthz")
+    status, body = await raw("GET", f"https://{node.api}/healthz")
     assert status == 200 and "token" not in json.dumps(body)
 
 
@@ -98,10 +102,24 @@ async def test_another_local_user_gets_nothing(single):
     as_socket = cli("cluster", "token", "--addr", f"unix:{sock}", user="nobody")
     assert as_socket.returncode == 2 and "Permission denied" in as_socket.stderr
     via_dir = cli("cluster", "token", env={"SHOAL_DATA_DIR": node.data_dir}, user="nobody")
-    assert via_dir.returncode == 2 and "SHOAL1-" not in via_dir.stdout
-    over_tcp = cli(
-        "service", "create", "--name", "evil", "--addr", node.api, "process", "id", user="nobody"
-    )
+    assert via_dir.returncode == 2 and "SHOAL2-" not in via_dir.stdout
+    with open(node.ca_file, "rb") as ours, tempfile.NamedTemporaryFile(suffix=".pem") as ca:
+        ca.write(ours.read())
+        ca.flush()
+        os.chmod(ca.name, 0o644)  # the CA certificates are public
+        over_tcp = cli(
+            "service",
+            "create",
+            "--name",
+            "evil",
+            "--addr",
+            node.api,
+            "--ca",
+            ca.name,
+            "process",
+            "id",
+            user="nobody",
+        )
     assert over_tcp.returncode == 1 and "token" in over_tcp.stderr
     assert (await single.get(0, "/v1/services")) == []
 
@@ -109,7 +127,7 @@ async def test_another_local_user_gets_nothing(single):
 async def test_the_nodes_own_user_administers_it_through_its_socket(single):
     node = single.nodes[0]
     by_flag = cli("cluster", "token", "--data-dir", node.data_dir)
-    assert by_flag.returncode == 0 and by_flag.stdout.startswith("SHOAL1-"), by_flag.stderr
+    assert by_flag.returncode == 0 and by_flag.stdout.startswith("SHOAL2-"), by_flag.stderr
     by_env = cli("node", "ls", "-o", "json", env={"SHOAL_DATA_DIR": node.data_dir})
     assert by_env.returncode == 0 and json.loads(by_env.stdout)[0]["name"] == "n1"
     by_addr = cli(
@@ -127,7 +145,9 @@ async def test_the_nodes_own_user_administers_it_through_its_socket(single):
     )
     assert by_addr.returncode == 0, by_addr.stderr
     # Over TCP a wrong token is refused like none.
-    wrong = cli("node", "ls", "--addr", node.api, env={"SHOAL_TOKEN": "f" * 64})
+    wrong = cli(
+        "node", "ls", "--addr", node.api, env={"SHOAL_TOKEN": "f" * 64, "SHOAL_CA": node.ca_file}
+    )
     assert wrong.returncode == 1 and "token" in wrong.stderr
 
 
@@ -143,7 +163,7 @@ PAGE_REQUESTS = [
 
 async def test_a_web_page_cannot_drive_the_api(single):
     node = single.nodes[0]
-    url = f"http://{node.api}/v1/services"
+    url = f"https://{node.api}/v1/services"
     for i, (headers, status, field) in enumerate(PAGE_REQUESTS):
         service = json.dumps({**SERVICE, "name": f"web{i}"})
         sent = {"Content-Type": "application/json", **auth_for(node.api), **headers}
@@ -154,7 +174,7 @@ async def test_a_web_page_cannot_drive_the_api(single):
             **sent,
             "Content-Type": "application/json",
             "Host": node.api,
-            "Origin": f"http://{node.api}",
+            "Origin": f"https://{node.api}",
         }
         fair.pop("Sec-Fetch-Site", None)
         answer, body = await raw("POST", url, data=service, headers=fair)
@@ -163,7 +183,7 @@ async def test_a_web_page_cannot_drive_the_api(single):
 
 async def test_a_huge_command_gets_a_quick_answer_and_the_node_stays_responsive(single):
     node = single.nodes[0]
-    url = f"http://{node.api}/v1/services"
+    url = f"https://{node.api}/v1/services"
     headers = {"Content-Type": "application/json", **auth_for(node.api)}
     cases = [
         ("a" * (2 << 20), 413, "body"),  # 2 MB: over the route's body limit
@@ -178,7 +198,7 @@ async def test_a_huge_command_gets_a_quick_answer_and_the_node_stays_responsive(
         assert (answer, body.get("field")) == (status, field), body
         assert time.monotonic() - started < 2.0
         health_started = time.monotonic()
-        assert (await raw("GET", f"http://{node.api}/healthz"))[0] == 200
+        assert (await raw("GET", f"https://{node.api}/healthz"))[0] == 200
         assert time.monotonic() - health_started < 1.0
 
 
@@ -224,9 +244,9 @@ async def test_malformed_input_is_a_4xx_naming_the_field(single):
     node = single.nodes[0]
     for method, path, data, headers, field in MALFORMED:
         sent = {"Content-Type": "application/json", **auth_for(node.api), **headers}
-        status, body = await raw(method, f"http://{node.api}{path}", data=data, headers=sent)
+        status, body = await raw(method, f"https://{node.api}{path}", data=data, headers=sent)
         assert 400 <= status < 500 and body.get("field") == field, (path, field, status, body)
-        assert (await raw("GET", f"http://{node.api}/healthz"))[0] == 200
+        assert (await raw("GET", f"https://{node.api}/healthz"))[0] == 200
     with open(node.log_path) as log:
         assert "Traceback" not in log.read()
 
@@ -238,7 +258,9 @@ async def test_half_open_connections_cannot_starve_the_api(single):
     host, port = node.api.split(":")
     held = []
     for _ in range(MAX_PER_CLIENT + 20):  # each sends half a request line and waits
-        reader, writer = await asyncio.open_connection(host, int(port), local_addr=("127.0.0.1", 0))
+        reader, writer = await asyncio.open_connection(
+            host, int(port), local_addr=("127.0.0.1", 0), ssl=ssl_for(node.api)
+        )
         writer.write(b"GET /v1/cluster HTTP/1.1\r\nHo")
         held.append((reader, writer))
     await asyncio.sleep(0.5)
@@ -250,6 +272,7 @@ async def test_half_open_connections_cannot_starve_the_api(single):
         int(port),
         b"GET /healthz HTTP/1.1\r\nHost: " + host.encode() + b"\r\nConnection: close\r\n\r\n",
         local_addr=("127.0.0.2", 0),
+        ssl=ssl_for(node.api),
     )
     assert answer.startswith(b"HTTP/1.1 200")
     # And the half-open ones are dropped once they have idled IDLE_TIMEOUT.
@@ -329,11 +352,13 @@ async def test_a_recorded_join_cannot_be_played_again(single):
     from consensus.model import Node, Resources
     from consensus.wire import to_plain
     from node.join import JoinRequest
-    from node.security import ClusterKeys
+    from node.pki.authority import make_csr, new_key_pem
+    from node.security import JoinToken
 
-    keys = ClusterKeys.from_token(single.token)
+    token = JoinToken.parse(single.token)
+    cluster_id = (await single.get(0, "/v1/cluster"))["cluster_id"]
     ghost = Node(
-        "ghost0000001",
+        "ab0000000001",
         "ghost",
         "127.0.0.99",
         7420,
@@ -342,8 +367,9 @@ async def test_a_recorded_join_cannot_be_played_again(single):
         resources=Resources(64_000, 1 << 40),
         key_hash="ab" * 32,
     )
-    captured = to_plain(JoinRequest(keys.cluster_id, ghost).signed(keys))
-    url = f"http://{single.nodes[0].api}/v1/join"
+    csr = make_csr(ghost.id, new_key_pem()).decode()
+    captured = to_plain(JoinRequest(cluster_id, ghost, csr=csr).signed(token))
+    url = f"https://{single.nodes[0].api}/v1/join"
     status, body = await raw("POST", url, json=captured)
     assert status == 200, body
     removed = cli("node", "rm", "ghost", "--force", "--data-dir", single.nodes[0].data_dir)
@@ -351,8 +377,8 @@ async def test_a_recorded_join_cannot_be_played_again(single):
     status, body = await raw("POST", url, json=captured)
     assert status == 403 and "replayed" in body["error"], body
     # Signed an hour ago (with the token), never sent before: too old all the same.
-    stale = JoinRequest(keys.cluster_id, ghost, nonce="ab" * 16, at=time.time() - 3600)
-    stale = dataclasses.replace(stale, proof=keys.join_proof(stale.signed_payload()))
+    stale = JoinRequest(cluster_id, ghost, nonce="ab" * 16, at=time.time() - 3600, csr=csr)
+    stale = dataclasses.replace(stale, proof=token.proof(stale.signed_payload()))
     status, body = await raw("POST", url, json=to_plain(stale))
     assert status == 403 and "window" in body["error"], body
     assert [n["name"] for n in await single.get(0, "/v1/nodes")] == ["n1"]

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import yaml
 
-from node.devcluster.localcluster import EQUAL_PROCESS_NODES, auth_for, started_cluster
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, auth_for, ssl_for, started_cluster
 from node.manifests import STACK_LABEL
 from node.manifests.local import default_stack
 from tests.integration.cluster_support import must, shoal
@@ -158,6 +158,7 @@ async def _small_answers_to_small_documents(cluster, addr: str) -> None:
             async with session.post(
                 f"{addr}/v1/apply",
                 data=body.encode(),
+                ssl=ssl_for(addr),
                 headers={"Content-Type": content_type, **auth_for(addr)},
             ) as resp:
                 answer = await resp.read()
@@ -169,7 +170,7 @@ async def _small_answers_to_small_documents(cluster, addr: str) -> None:
 async def test_the_corpus_and_a_stacks_life_on_three_nodes(tmp_path):
     (tmp_path / "cluster").mkdir()
     async with started_cluster(str(tmp_path / "cluster"), 3, EQUAL_PROCESS_NODES) as cluster:
-        addr = f"http://{cluster.nodes[1].api}"  # a follower: writes are forwarded
+        addr = f"https://{cluster.nodes[1].api}"  # a follower: writes are forwarded
         await _small_answers_to_small_documents(cluster, addr)
         await _refusals(addr)
         await _apply_corpus(cluster, addr)

@@ -37,7 +37,7 @@ async def test_bash_completes_commands_flags_and_live_names(tmp_path):
         ).stdout
     )
     async with started_cluster(str(tmp_path), 1) as cluster:
-        addr = f"http://{cluster.nodes[0].api}"
+        addr = f"https://{cluster.nodes[0].api}"
         async with cluster.nodes[0].client() as client:
             await client.post(
                 "/v1/services",
@@ -49,6 +49,7 @@ async def test_bash_completes_commands_flags_and_live_names(tmp_path):
             PATH=f"{bin_dir}:{os.environ['PATH']}",
             SHOAL_ADDR=addr,
             SHOAL_TOKEN=cluster.nodes[0].api_token,
+            SHOAL_CA=cluster.nodes[0].ca_file,
         )
 
         def complete(*words: str) -> list[str]:

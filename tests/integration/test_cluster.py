@@ -146,7 +146,7 @@ async def test_six_nodes_wrong_token_and_minority_without_quorum(cluster_factory
         env=dict(os.environ, SHOAL_QUIET="1"),
     )
     assert run.returncode != 0
-    assert "wrong join token" in run.stderr
+    assert "wrong or rotated join token" in run.stderr
     assert not any(n["name"] == "n7" for n in await cluster.get(0, "/v1/nodes"))
 
     # Freeze three of the five voters: the rest are a minority and must refuse writes fast.

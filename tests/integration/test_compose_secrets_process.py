@@ -42,7 +42,7 @@ async def single(tmp_path):
 
 
 async def test_a_compose_secret_file_is_created_and_read_by_the_task(single, tmp_path):
-    addr = f"http://{single.nodes[0].api}"
+    addr = f"https://{single.nodes[0].api}"
     stack_dir = tmp_path / "stack"
     (stack_dir / "private").mkdir(parents=True)
     password, conf = f"pw-{secrets.token_hex(8)}", f"conf-{secrets.token_hex(8)}"

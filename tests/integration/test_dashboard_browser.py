@@ -49,7 +49,7 @@ async def test_the_dashboard_shows_a_live_cluster_and_scales_a_service(tmp_path)
     driver = browser()
     try:
         async with started_cluster(str(tmp_path), 2, ["--runtime", "process"]) as cluster:
-            addr = f"http://{cluster.nodes[1].api}"
+            addr = f"https://{cluster.nodes[1].api}"
             # As `shoal dev` prints it: the page takes the API token from its address.
             driver.get(f"{addr}/ui#token={cluster.nodes[1].api_token}")
             await asyncio.to_thread(
@@ -65,6 +65,8 @@ async def test_the_dashboard_shows_a_live_cluster_and_scales_a_service(tmp_path)
                     addr,
                     "--token",
                     cluster.nodes[1].api_token,
+                    "--ca",
+                    cluster.nodes[1].ca_file,
                     "service",
                     "create",
                     "--name",

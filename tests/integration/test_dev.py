@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from node.pki.contexts import client_context
 from tests.support import processes_working_under
 
 pytestmark = pytest.mark.timeout(120)
@@ -72,9 +73,10 @@ def test_dev_starts_a_cluster_with_a_demo_and_a_signal_stops_every_node(tmp_path
         banner = dev.stdout.readline()
         assert "Shoal dev cluster: 2 node(s)" in banner, dev.stderr.read()
         dashboard = banner.rstrip().rpartition(" ")[2]
-        assert dashboard.startswith(f"http://127.0.0.1:{port}/ui#token=") and len(dashboard) > 60
+        assert dashboard.startswith(f"https://127.0.0.1:{port}/ui#token=") and len(dashboard) > 60
         # The page itself needs no token (a browser cannot send one); its API calls do.
-        with urllib.request.urlopen(dashboard.partition("#")[0], timeout=5) as page:
+        ca = client_context((tmp_path / "node1" / "tls" / "ca.pem").read_bytes())
+        with urllib.request.urlopen(dashboard.partition("#")[0], timeout=5, context=ca) as page:
             assert page.status == 200
         assert "Demo service 'hello' (created)" in dev.stdout.readline()
         assert dev.stdout.readline().strip() == "In another shell:"

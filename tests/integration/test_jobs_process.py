@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from node.devcluster.localcluster import LocalCluster, auth_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for, wait_for
 from tests.integration.cluster_support import SETTLE, must, process_cluster, shoal
 
 pytestmark = pytest.mark.timeout(150)
@@ -170,13 +170,13 @@ async def _raw(method: str, url: str, **kwargs) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json", **auth_for(urlsplit(url).netloc)}
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, url, headers=headers, **kwargs) as resp,
+        session.request(method, url, headers=headers, ssl=ssl_for(url), **kwargs) as resp,
     ):
         return resp.status, await resp.json(content_type=None)
 
 
 async def test_bad_job_and_cron_requests_get_400_naming_the_field(shared):
-    base = f"http://{shared.nodes[0].api}/v1"
+    base = f"https://{shared.nodes[0].api}/v1"
     cases = [
         ("jobs", {"data": b"{not json"}, "body"),
         ("jobs", {"json": ["a", "list"]}, "body"),

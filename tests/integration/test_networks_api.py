@@ -22,7 +22,7 @@ async def single(tmp_path):
 
 
 async def test_networks_through_the_cli_and_the_api(single):
-    addr = f"http://{single.nodes[0].api}"
+    addr = f"https://{single.nodes[0].api}"
     made = shoal("network create", "appnet", "--label", "team=a", "-o", "json", addr=addr)
     assert made.returncode == 0, made.stderr
     network = json.loads(made.stdout)

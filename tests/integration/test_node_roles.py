@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from node.devcluster.localcluster import LocalCluster, api_token_for, wait_for
+from node.devcluster.localcluster import LocalCluster, api_token_for, ca_for, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -19,7 +19,7 @@ def shoal(*args: str, addr: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
-        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)),
     )
 
 

@@ -55,7 +55,9 @@ async def _line(proc: asyncio.subprocess.Process, wanted: str, timeout: float = 
 
 async def test_logs_follow_the_service_through_a_rollout_until_it_is_removed(cluster):
     await _create(cluster, {"name": "talker", "command": TALKER, "env": {"V": "one"}})
-    env = dict(os.environ, SHOAL_TOKEN=cluster.nodes[1].api_token)
+    env = dict(
+        os.environ, SHOAL_TOKEN=cluster.nodes[1].api_token, SHOAL_CA=cluster.nodes[1].ca_file
+    )
     follow = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

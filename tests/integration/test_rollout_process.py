@@ -19,6 +19,7 @@ from node.devcluster.localcluster import (
     EQUAL_PROCESS_NODES,
     LocalCluster,
     api_token_for,
+    ca_for,
     started_cluster,
     wait_for,
 )
@@ -49,7 +50,7 @@ def shoal(command: str, *args: str, addr: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
-        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)),
     )
 
 

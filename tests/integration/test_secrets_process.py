@@ -21,11 +21,12 @@ from node.devcluster.localcluster import (
     LocalCluster,
     api_token_for,
     auth_for,
+    ca_for,
+    ssl_for,
     started_cluster,
     wait_for,
 )
 from node.runtime.task_files import tmpfs_root
-from node.security import ClusterKeys
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -48,7 +49,7 @@ def shoal(*argv: str, addr: str, stdin: bytes = b"") -> subprocess.CompletedProc
         input=stdin,
         capture_output=True,
         timeout=60,
-        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)),
     )
 
 
@@ -86,7 +87,7 @@ async def raw_answers(cluster: LocalCluster, tasks: list[dict]) -> dict[str, byt
         for node in cluster.nodes:
             for path in paths:
                 async with session.get(
-                    f"http://{node.api}{path}", headers=auth_for(node.api)
+                    f"https://{node.api}{path}", headers=auth_for(node.api), ssl=ssl_for(node.api)
                 ) as resp:
                     answers[f"{node.name}{path}"] = await resp.read()
     return answers
@@ -160,14 +161,14 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
 
     # Agents open secrets in their own node's process: no caller, not even the node of a
     # task that uses the secret, gets its content over HTTP.
-    keys = ClusterKeys.from_token(trio.token)
+    keys = load(trio.nodes[0].data_dir).identity.keys
     task, owner = tasks[0], tasks[0]["node_id"]
     by_id = {load(n.data_dir).identity.node_id: n for n in trio.nodes}
-    url = f"http://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
+    url = f"https://{trio.nodes[1].api}/v1/internal/secrets/dbpw"
     for headers in ({"Authorization": f"Bearer {keys.api_token}"}, by_id[owner].node_headers):
         async with (
             aiohttp.ClientSession(headers=headers) as session,
-            session.get(url, params={"task": task["id"], "node": owner}) as resp,
+            session.get(url, params={"task": task["id"], "node": owner}, ssl=ssl_for(url)) as resp,
         ):
             assert resp.status == 404 and marker not in await resp.read()
 
@@ -185,7 +186,10 @@ async def test_a_task_reads_its_secret_and_the_plaintext_is_nowhere_else(trio, t
 async def task_log(cluster: LocalCluster, task_id: str) -> bytes:
     async with (
         aiohttp.ClientSession(headers=auth_for(cluster.nodes[0].api)) as session,
-        session.get(f"http://{cluster.nodes[0].api}/v1/tasks/{task_id}/logs") as resp,
+        session.get(
+            f"https://{cluster.nodes[0].api}/v1/tasks/{task_id}/logs",
+            ssl=ssl_for(cluster.nodes[0].api),
+        ) as resp,
     ):
         return await resp.read()
 

@@ -16,6 +16,8 @@ from node.devcluster.localcluster import (
     LocalCluster,
     api_token_for,
     auth_for,
+    ca_for,
+    ssl_for,
     started_cluster,
     wait_for,
 )
@@ -74,14 +76,14 @@ def shoal(
         text=True,
         timeout=60,
         input=stdin,
-        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr)),
+        env=dict(os.environ, SHOAL_TOKEN=api_token_for(addr), SHOAL_CA=ca_for(addr)),
     )
 
 
 async def call(method: str, url: str, **kwargs) -> tuple[int, object]:
     async with (
         aiohttp.ClientSession(headers=auth_for(url)) as session,
-        session.request(method, url, **kwargs) as resp,
+        session.request(method, url, ssl=ssl_for(url), **kwargs) as resp,
     ):
         return resp.status, await resp.json(content_type=None)
 
@@ -97,7 +99,7 @@ async def running_tasks(cluster: LocalCluster, name: str, count: int) -> list[di
 
 
 async def test_service_lifecycle_through_the_api(single):
-    base = f"http://{single.nodes[0].api}/v1"
+    base = f"https://{single.nodes[0].api}/v1"
     status, created = await call(
         "POST",
         f"{base}/services",
@@ -175,14 +177,14 @@ BAD_SPECS = [
 
 async def test_bad_specs_get_400_naming_the_field(single):
     for body, field in BAD_SPECS:
-        status, answer = await call("POST", f"http://{single.nodes[0].api}/v1/services", json=body)
+        status, answer = await call("POST", f"https://{single.nodes[0].api}/v1/services", json=body)
         assert status == 400, answer
         assert answer["field"] == field and answer["error"], (body, answer)
     assert await single.get(0, "/v1/services") == []
 
 
 async def test_duplicate_names_conflict_and_garbage_bodies_are_refused(single):
-    url = f"http://{single.nodes[0].api}/v1/services"
+    url = f"https://{single.nodes[0].api}/v1/services"
     assert (await call("POST", url, json={"name": "web", "image": "x"}))[0] == 201
     status, answer = await call("POST", url, json={"name": "web", "image": "y"})
     assert status == 409 and answer["field"] == "name" and "already exists" in answer["error"]
@@ -192,7 +194,7 @@ async def test_duplicate_names_conflict_and_garbage_bodies_are_refused(single):
     assert status == 400 and "JSON" in answer["error"]
     status, answer = await call(
         "POST",
-        f"http://{single.nodes[0].api}/v1/apply",
+        f"https://{single.nodes[0].api}/v1/apply",
         data=b"\xff\xfe",
         headers={"Content-Type": "application/yaml"},
     )
@@ -202,7 +204,7 @@ async def test_duplicate_names_conflict_and_garbage_bodies_are_refused(single):
 
 
 async def test_cli_create_ls_ps_scale_update_inspect_rm(single):
-    addr = f"http://{single.nodes[0].api}"
+    addr = f"https://{single.nodes[0].api}"
     created = shoal(
         "service create",
         "--name",
@@ -289,7 +291,7 @@ async def test_cli_rejects_bad_flags_with_exit_2_and_one_line(single):
             "web",
             *flags,
             "busybox",
-            addr=f"http://{single.nodes[0].api}",
+            addr=f"https://{single.nodes[0].api}",
         )
         assert result.returncode == 2, result
         last = result.stderr.strip().splitlines()[-1]
@@ -298,7 +300,7 @@ async def test_cli_rejects_bad_flags_with_exit_2_and_one_line(single):
 
 
 async def test_the_seed_deployment_applies_with_50_replicas_across_nodes(trio):
-    addr = f"http://{trio.nodes[1].api}"  # a follower: the writes are forwarded to the leader
+    addr = f"https://{trio.nodes[1].api}"  # a follower: the writes are forwarded to the leader
     first = shoal("apply", "-f", "-", "-o", "json", addr=addr, stdin=SEED_DEPLOYMENT)
     assert first.returncode == 0, first.stderr
     answer = json.loads(first.stdout)
@@ -332,7 +334,7 @@ async def test_the_seed_deployment_applies_with_50_replicas_across_nodes(trio):
 async def test_pending_tasks_say_why_in_service_ps(trio):
     async with trio.nodes[0].client() as client:
         await client.patch("/v1/nodes/n1", {"add_labels": {"zone": "a"}})
-    addr = f"http://{trio.nodes[0].api}"
+    addr = f"https://{trio.nodes[0].api}"
     created = shoal(
         "service create",
         "--name",
@@ -360,7 +362,7 @@ async def test_pending_tasks_say_why_in_service_ps(trio):
 
 
 async def test_compose_file_applies_reapplies_unchanged_and_strict_refuses(single, tmp_path):
-    addr = f"http://{single.nodes[0].api}"
+    addr = f"https://{single.nodes[0].api}"
     path = tmp_path / "stack.yml"
     path.write_text(STACK)
     strict = shoal("apply", "-f", str(path), "--strict", addr=addr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -22,10 +23,10 @@ from pathlib import Path
 import aiohttp
 
 from consensus.model import target_voter_count
-from node.config import TOKEN_FILE
+from node.config import TOKEN_FILE, load
 from node.devcluster.localcluster import wait_for
+from node.pki.contexts import client_context
 from node.runtime import ProcessDriver
-from node.security import ClusterKeys
 from tests.netbed import HostProcess, NetBed
 from tests.safety.history import TaskRecord
 from tests.safety.shoal_client import LabelKey, ShoalApi
@@ -85,6 +86,16 @@ class BedCluster:
     def data_dir(self, name: str) -> Path:
         return self.workdir / name
 
+    @property
+    def api_token(self) -> str:
+        """The cluster's API token, from n0's data dir (the join token does not hold it)."""
+        return load(str(self.data_dir(self.names[0]))).identity.keys.api_token
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verifies the nodes against the cluster's CA, as n0 holds it."""
+        return client_context((self.data_dir(self.names[0]) / "tls" / "ca.pem").read_bytes())
+
     def _argv(self, name: str) -> list[str]:
         argv = [
             sys.executable,
@@ -138,7 +149,7 @@ class BedCluster:
 
         self.token = await wait_for(token, what=f"{first}'s join token")
         self._api = ShoalApi(
-            self._addresses, ClusterKeys.from_token(self.token).api_token, self.session
+            self._addresses, self.api_token, self.session, ssl_context=self.ssl_context
         )
         await self.wait_leader([first])
         for name in self.names[1:]:

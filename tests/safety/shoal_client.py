@@ -12,6 +12,7 @@ linearizable read through one node returns it, with the index of the state it wa
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,9 +69,11 @@ class ShoalApi:
         api_token: str,
         session: aiohttp.ClientSession,
         unreachable_pause: float = 0.2,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`ssl_context` verifies the nodes against the cluster's CA."""
         self._clients = {
-            name: ShoalClient(address, api_token, session=session)
+            name: ShoalClient(address, api_token, session=session, ssl_context=ssl_context)
             for name, address in addresses.items()
         }
         self._pause = unreachable_pause

@@ -151,7 +151,7 @@ async def test_the_client_reads_the_index_and_asks_for_stale_reads_when_told(raf
     from node.client import ShoalClient
 
     await _register(raft, 1)
-    address = f"{client.host}:{client.port}"
+    address = f"http://{client.host}:{client.port}"  # a plain test server
     index = raft.status().commit_index
     async with ShoalClient(address) as linearizable:
         assert (await linearizable.get_at_index("/v1/nodes"))[1] == 1

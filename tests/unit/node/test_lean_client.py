@@ -114,7 +114,7 @@ async def test_a_peer_that_is_not_an_api_node_is_unreachable_not_a_crash():
     port = server.sockets[0].getsockname()[1]
     try:
         with pytest.raises(Unreachable, match="not an HTTP answer"):
-            await LeanClient(f"127.0.0.1:{port}").get("/v1/nodes")
+            await LeanClient(f"http://127.0.0.1:{port}").get("/v1/nodes")
     finally:
         server.close()
         await server.wait_closed()
@@ -208,13 +208,13 @@ async def test_a_blocking_client_finds_a_bad_peer_a_silent_one_and_no_one_unreac
         server = await asyncio.start_server(handler, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
-            client = LeanClient(f"127.0.0.1:{port}", timeout=0.3, blocking=True)
+            client = LeanClient(f"http://127.0.0.1:{port}", timeout=0.3, blocking=True)
             with pytest.raises(Unreachable, match=expected):
                 await _blocking(client.get("/v1/nodes"))
         finally:
             server.close()
     with pytest.raises(Unreachable, match="ConnectionRefusedError"):
-        await _blocking(LeanClient(f"127.0.0.1:{port}", blocking=True).get("/v1/nodes"))
+        await _blocking(LeanClient(f"http://127.0.0.1:{port}", blocking=True).get("/v1/nodes"))
 
 
 async def test_a_blocking_client_reaches_a_node_socket(tmp_path):
@@ -244,3 +244,47 @@ def test_a_coroutine_that_waits_on_a_loop_is_refused_not_run_halfway():
 
     with pytest.raises(RuntimeError, match="needs asyncio"):
         run_loop_free(sleeps())
+
+
+async def test_https_is_verified_against_the_given_ca_file(tmp_path):
+    """An address without a scheme is HTTPS; the server is checked against `ca_file` (the
+    cluster's CA), and a server the file's CA did not certify is unreachable, not trusted."""
+    import ssl
+    import time
+
+    from node.pki.authority import create_authority, make_csr, new_key_pem, sign_node
+
+    ca = create_authority("c0ffee0000000001", time.time())
+    key = new_key_pem()
+    cert = sign_node(
+        ca,
+        make_csr("aa11", key),
+        node_id="aa11",
+        address="127.0.0.1",
+        lifetime=3600,
+        now=time.time(),
+    )
+    (tmp_path / "node.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    (tmp_path / "other.pem").write_bytes(create_authority("c0ffee0000000002", time.time()).cert_pem)
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(tmp_path / "node.pem", tmp_path / "key.pem")
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{"ok": true}')
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=served)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        assert await LeanClient(f"127.0.0.1:{port}", ca_file=str(tmp_path / "ca.pem")).get(
+            "/healthz"
+        ) == {"ok": True}
+        with pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED"):
+            await LeanClient(f"127.0.0.1:{port}", ca_file=str(tmp_path / "other.pem")).get("/")
+    finally:
+        server.close()
+        await server.wait_closed()

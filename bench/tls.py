@@ -1,0 +1,116 @@
+"""What TLS costs the API: the same writes (a node label, committed through Raft on 3 local
+nodes) over HTTPS to the leader's TCP port and over plain HTTP on its unix socket, sequential
+(p50) and with 32 concurrent writers (writes/s); and the cost of a new TLS connection (TCP
+connect plus handshake, beside a TCP connect alone). Ends with one `RESULT {json}` line.
+
+    python -m bench.tls [--writes 300] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+
+import aiohttp
+
+from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for, wait_for
+from node.local_socket import socket_path
+
+CLIENTS = 32
+
+
+async def _writes(
+    session: aiohttp.ClientSession, base: str, headers: dict, count: int, seconds: float
+) -> tuple[float, float]:
+    async def write(n: int) -> None:
+        async with session.patch(
+            f"{base}/v1/nodes/n1", headers=headers, json={"add_labels": {"bench": str(n)}}
+        ) as resp:
+            await resp.read()
+            assert resp.status == 200, resp.status
+
+    for n in range(30):  # warm up
+        await write(n)
+    samples = []
+    for n in range(count):
+        started = time.perf_counter()
+        await write(n)
+        samples.append((time.perf_counter() - started) * 1000)
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def writer(k: int) -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            await write(k * 1_000_000 + done)
+            done += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(writer(k) for k in range(CLIENTS)))
+    return statistics.median(samples), done / (time.monotonic() - started)
+
+
+async def _connect_ms(host: str, port: int, tls, count: int) -> float:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        _, writer = await asyncio.open_connection(host, port, ssl=tls)
+        samples.append((time.perf_counter() - started) * 1000)
+        writer.close()
+        await writer.wait_closed()
+    return statistics.median(samples)
+
+
+async def run(writes: int, seconds: float) -> dict:
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as base:
+        cluster = LocalCluster(base, 3, ["--runtime", "process"])
+        try:
+            await cluster.start()
+
+            async def three_voters() -> bool:
+                return len((await cluster.get(0, "/v1/cluster"))["voters"]) == 3
+
+            await wait_for(three_voters, what="3 voters")
+            leader = cluster.nodes[await cluster.leader_index()]
+            tls = aiohttp.TCPConnector(ssl=ssl_for(leader.api), limit=CLIENTS)
+            async with aiohttp.ClientSession(connector=tls) as session:
+                tls_p50, tls_rate = await _writes(
+                    session, leader.url, auth_for(leader.api), writes, seconds
+                )
+            plain = aiohttp.UnixConnector(socket_path(leader.data_dir), limit=CLIENTS)
+            async with aiohttp.ClientSession(connector=plain) as session:
+                plain_p50, plain_rate = await _writes(
+                    session, "http://localhost", {}, writes, seconds
+                )
+            host, port = leader.api.split(":")
+            handshake = await _connect_ms(host, int(port), ssl_for(leader.api), 100)
+            tcp = await _connect_ms(host, int(port), None, 100)
+        finally:
+            cluster.stop()
+    return {
+        "tls_write_p50_ms": round(tls_p50, 3),
+        "plain_write_p50_ms": round(plain_p50, 3),
+        "tls_writes_per_s": round(tls_rate, 1),
+        "plain_writes_per_s": round(plain_rate, 1),
+        "p50_change_pct": round(100 * (tls_p50 / plain_p50 - 1), 1),
+        "rate_change_pct": round(100 * (tls_rate / plain_rate - 1), 1),
+        "tls_connect_handshake_ms": round(handshake, 3),
+        "tcp_connect_ms": round(tcp, 3),
+        "handshake_cost_ms": round(handshake - tcp, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.tls")
+    parser.add_argument("--writes", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    print("RESULT " + json.dumps(asyncio.run(run(args.writes, args.seconds))))
+
+
+if __name__ == "__main__":
+    main()
