@@ -67,7 +67,9 @@ async def test_a_canary_shares_traffic_then_promote_and_rollback_drop_no_request
         await client.post("/v1/services/web/rollback")
         back = await wait_for(lambda: in_state("rolled_back"), 90, "the rollback")
         assert back["spec"]["env"] == {"V": "2"}
-        await wait_for(lambda: all_serving(mesh_trio, 3), 30, "the canary out of every load balancer")
+        await wait_for(
+            lambda: all_serving(mesh_trio, 3), 30, "the canary out of every load balancer"
+        )
         assert await running() == old  # the old tasks, untouched
         await asyncio.sleep(2.0)  # the canary's shutdown, under load too
         stop.set()

@@ -19,7 +19,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 @pytest.mark.parametrize("name", PYSYNCOBJ_PRIVATE)
 def test_each_private_name_exists_on_a_running_syncobj(name):
-    syncobj = SyncObj(f"127.0.0.1:{free_port()}", [], SyncObjConf(autoTick=False))
+    # Configured as consensus.raft runs it: unbatched appends (which create the pipe notifier).
+    conf = SyncObjConf(autoTick=False, appendEntriesUseBatch=False)
+    syncobj = SyncObj(f"127.0.0.1:{free_port()}", [], conf)
     try:
         assert hasattr(syncobj, name), f"pysyncobj no longer has {name}"
     finally:
