@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 
 from consensus import codec, safe_pickle
 from consensus import prevote as prevote_core
@@ -146,6 +148,8 @@ _PRIVATE_FIELDS = (
     "_SyncObj__onMessageReceived",
     # The pipe its poller watches: poked so that a leader alone wakes to commit at once.
     "_SyncObj__pipeNotifier",
+    # Its snapshot file's reader, wrapped by _keep_journal_after_dump.
+    "_SyncObj__serializer",
 )
 # Methods called by name: its own answers to "do I lead?" and "whom do I follow?"
 # (`getStatus` has both, but builds a dict of everything on every call).
@@ -159,8 +163,77 @@ PYSYNCOBJ_PRIVATE = _PRIVATE_FIELDS + _PRIVATE_METHODS
     _TRANSPORT,
     _ON_MESSAGE,
     _PIPE_NOTIFIER,
+    _SERIALIZER,
 ) = _PRIVATE_FIELDS
 
+
+# Its TCP connection's read step, frame parser and read buffer: wrapped by _guard_raft_port.
+_CONNECTION_PRIVATE = (
+    "_TcpConnection__processRead",
+    "_TcpConnection__processParseMessage",
+    "_TcpConnection__readBuffer",
+)
+PYSYNCOBJ_CONNECTION_PRIVATE = _CONNECTION_PRIVATE
+(_PROCESS_READ, _PARSE_MESSAGE, _READ_BUFFER) = _CONNECTION_PRIVATE
+
+# Frames on the Raft port: pysyncobj reads a 4-byte length and buffers until that many bytes
+# arrived, up to 2 GiB, growing its buffer by concatenation on the Raft thread (64 MiB of
+# junk behind one length took 22 s of that thread and 64 MiB of memory). A peer that has not
+# yet sent one frame that decrypts with the cluster key may send a first frame of at most
+# _FIRST_FRAME (the handshake is far smaller) and have at most _UNTRUSTED_BUFFER waiting; a
+# peer that has, frames of up to _MAX_FRAME (a 4 MiB API body, pickled and encrypted, with
+# room to spare).
+_FIRST_FRAME = 64 * 1024
+_UNTRUSTED_BUFFER = 1024 * 1024
+_MAX_FRAME = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class RaftPortDrops:
+    """Connections to or from this node's Raft port dropped for a bad frame: `oversized`
+    (a length above the bound, or negative), `malformed` (a frame that did not decrypt with
+    the cluster key, replayed, or did not unpickle to a message)."""
+
+    oversized: int = 0
+    malformed: int = 0
+
+
+RAFT_PORT_DROPS = RaftPortDrops()
+
+
+def _guard_raft_port() -> None:
+    """Bound every frame pysyncobj reads and count the connections dropped for a bad one.
+    Patched on the class, as safe_pickle patches its unpickler: every connection, incoming
+    or outgoing, of every replica in this process."""
+    read = getattr(TcpConnection, _PROCESS_READ)
+    parse = getattr(TcpConnection, _PARSE_MESSAGE)
+
+    def bounded_read(conn: Any) -> bool:
+        more = bool(read(conn))
+        buffer = getattr(conn, _READ_BUFFER)
+        trusted = getattr(conn, "shoal_trusted", False)
+        if len(buffer) >= 4:
+            (size,) = struct.unpack("i", buffer[:4])
+            too_much = not trusted and len(buffer) > _UNTRUSTED_BUFFER
+            if too_much or not 0 <= size <= (_MAX_FRAME if trusted else _FIRST_FRAME):
+                RAFT_PORT_DROPS.oversized += 1
+                conn.disconnect()
+                return False
+        return more
+
+    def counted_parse(conn: Any) -> Any:
+        message = parse(conn)
+        if message is not None:
+            conn.shoal_trusted = True
+        elif conn.state == CONNECTION_STATE.DISCONNECTED:
+            RAFT_PORT_DROPS.malformed += 1
+        return message
+
+    setattr(TcpConnection, _PROCESS_READ, bounded_read)
+    setattr(TcpConnection, _PARSE_MESSAGE, counted_parse)
+
+
+_guard_raft_port()
 
 # pysyncobj's election timer, held this far ahead while PreVote decides when to elect.
 _HELD_BACK = 3600.0
@@ -177,6 +250,32 @@ def _wake_lone_leader(syncobj: SyncObj) -> None:
     journal = getattr(syncobj, _RAFT_LOG)
     if len(journal) and journal[-1][1] > syncobj.raftCommitIndex:
         getattr(syncobj, _PIPE_NOTIFIER).notify()
+
+
+def _keep_journal_after_dump(syncobj: SyncObj) -> None:
+    """On start, pysyncobj loads its dump and keeps the journal only if the journal begins
+    exactly where the dump ends; otherwise it clears it. A process stopped after a dump was
+    written but before it dropped the journal's entries up to the dump (a compaction's last
+    step, one tick later) restarted with every entry committed after the dump gone:
+    acknowledged writes lost. Drop that prefix first, so the journal begins where the dump
+    ends and everything after it is kept."""
+    serializer = getattr(syncobj, _SERIALIZER)
+    journal = getattr(syncobj, _RAFT_LOG)
+    deserialize = serializer.deserialize
+
+    def aligned() -> Any:
+        data = deserialize()
+        before, last = data[2], data[1]  # the entries at the dump's end: (command, index, term)
+        if len(journal) > 2:
+            start = before[1] - journal[0][1]
+            if 0 < start < len(journal) - 1 and (journal[start], journal[start + 1]) == (
+                before,
+                last,
+            ):
+                journal.deleteEntriesTo(start)
+        return data
+
+    serializer.deserialize = aligned
 
 
 class _SnapshotOnPickle:
@@ -419,6 +518,7 @@ class RaftNode:
         replica = _Replica(self._notify, self._observe_apply)
         self_node = self.address if role == "voter" else None
         self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
+        _keep_journal_after_dump(self._syncobj)
         if t.durable:
             self.durable = DurableLog(
                 getattr(self._syncobj, _RAFT_LOG),
