@@ -23,11 +23,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import random
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -43,6 +46,7 @@ from tests.e2e.test_safety_shoal import (
 )
 from tests.netbed import NetBed
 from tests.safety.harness import Workload
+from tests.safety.history import History
 from tests.safety.shoal_bed import BedCluster
 from tests.safety.shoal_client import label_keys
 
@@ -55,6 +59,9 @@ KINDS: dict[str, Scenario] = {
 }
 # After a run, the cluster must accept a write with every voter back within this.
 RECOVERY_S = 10.0
+# The linearizability search is exponential at worst (many writes of unknown outcome on one
+# key): a run whose check takes longer is reported undecided, not passed.
+CHECK_BUDGET_S = 60.0
 
 
 def _workload(run: int, seed: int) -> Workload:
@@ -83,6 +90,32 @@ async def _recovered(cluster: BedCluster, run: int) -> float:
     return time.monotonic() - started
 
 
+def _check_in_child(history: History, cluster: Any, verdict: Any) -> None:
+    try:
+        check(history, cluster)
+    except AssertionError as exc:
+        verdict.put(f"AssertionError: {str(exc)[:300]}")
+    else:
+        verdict.put("")
+
+
+async def _checked(history: History, cluster: BedCluster) -> str:
+    """check() in a child process, so that a search over its budget can be ended."""
+    context = multiprocessing.get_context("fork")
+    verdict = context.Queue()
+    # What check() reads of the cluster: when each node's processes started, and which
+    # ignored SIGTERM.
+    seen = types.SimpleNamespace(starts=cluster.starts, ignored_sigterm=cluster.ignored_sigterm)
+    child = context.Process(target=_check_in_child, args=(history, seen, verdict))
+    child.start()
+    await asyncio.to_thread(child.join, CHECK_BUDGET_S)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return f"undecided: the check took over {CHECK_BUDGET_S:g} s"
+    return str(verdict.get(timeout=5))
+
+
 async def _one_run(
     cluster: BedCluster, bed: NetBed, scenario: Scenario, run: int, seed: int
 ) -> str:
@@ -92,7 +125,9 @@ async def _one_run(
         history, stuck = await record_under_faults(
             cluster, bed, _workload(run, seed), lambda: next(once, None)
         )
-        check(history, cluster)
+        why = await _checked(history, cluster)
+        if why:
+            return why
         if stuck is not None:
             return f"a node did not catch up: {stuck}"
         await _recovered(cluster, run)
