@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.syncobj import _RAFT_STATE
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 
 from consensus import codec, safe_pickle
@@ -481,6 +482,8 @@ class RaftNode:
         self._last_leader: Any = None
         self.durable: DurableLog | None = None
         self._proposals = ProposalBatcher(self._commit_batch)
+        # The term this replica last became leader in (see _leads).
+        self._won_term: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, role: Role, partners: list[str], *, fresh: bool = False) -> None:
@@ -495,6 +498,7 @@ class RaftNode:
             shutil.rmtree(self._dir, ignore_errors=True)
         os.makedirs(self._dir, exist_ok=True)
         partners = sorted(p for p in partners if p != self.address)
+        self._won_term = None
         t = self._tuning
         conf = SyncObjConf(
             password=self._password,
@@ -513,7 +517,7 @@ class RaftNode:
             journalFile=os.path.join(self._dir, f"{role}.journal"),
             fullDumpFile=os.path.join(self._dir, f"{role}.dump"),
             bindAddress=self.address if role == "voter" else None,
-            onStateChanged=lambda _old, _new: self._notify(),
+            onStateChanged=lambda _old, new: self._on_state_changed(new),
         )
         replica = _Replica(self._notify, self._observe_apply)
         self_node = self.address if role == "voter" else None
@@ -722,10 +726,13 @@ class RaftNode:
         """Leader in the term it was elected in. pysyncobj, on hearing a higher term, sets
         the term (and syncs it to disk) before it leaves the leader state: in between it
         would claim to lead a term another node won. Its election no-op carries the term it
-        won (once compacted away, only a long-standing leader remains, and it is trusted)."""
+        won; once compaction dropped it, the term seen when it became leader does (trusting
+        the claim then let a leader resumed from SIGSTOP claim its successor's term)."""
         if not so._isLeader():
             return False
         won = _term_at(getattr(so, _RAFT_LOG), getattr(so, _NOOP_INDEX))
+        if won is None:
+            won = self._won_term
         return won is None or won == so.raftCurrentTerm
 
     def _leader_node(self, so: SyncObj) -> Any:
@@ -735,6 +742,14 @@ class RaftNode:
         return node
 
     # -- change notices ---------------------------------------------------------------
+    def _on_state_changed(self, new: int) -> None:
+        """Called on the Raft thread as pysyncobj changes state; it becomes leader only in
+        the term it just won."""
+        so = self._syncobj
+        if new == _RAFT_STATE.LEADER and so is not None:
+            self._won_term = so.raftCurrentTerm
+        self._notify()
+
     def _watch_leader(self) -> None:
         """Called on the Raft thread every tick: a follower that learns of a new leader
         changes no state of its own, so without this nothing would wake the writers and
