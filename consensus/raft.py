@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -27,12 +28,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.syncobj import _RAFT_STATE
+from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 
 from consensus import codec, safe_pickle
 from consensus import prevote as prevote_core
 from consensus.append_entries import reconcile
 from consensus.durable_log import DurableLog
 from consensus.prevote import LogPosition, PreVote
+from consensus.proposals import ProposalBatcher
 from consensus.state import ClusterState, PlainResult, Result
 from consensus.store import StateVersion, next_version, version_of
 
@@ -145,18 +149,136 @@ _PRIVATE_FIELDS = (
     # Its message handler, called through consensus.append_entries.reconcile so that a
     # follower truncates its log only on a real conflict.
     "_SyncObj__onMessageReceived",
+    # The pipe its poller watches: poked so that a leader alone wakes to commit at once.
+    "_SyncObj__pipeNotifier",
+    # Its snapshot file's reader, wrapped by _keep_journal_after_dump.
+    "_SyncObj__serializer",
 )
 # Methods called by name: its own answers to "do I lead?" and "whom do I follow?"
 # (`getStatus` has both, but builds a dict of everything on every call).
 _PRIVATE_METHODS = ("_isLeader", "_getLeader")
 PYSYNCOBJ_PRIVATE = _PRIVATE_FIELDS + _PRIVATE_METHODS
-(_ELECTION_DEADLINE, _NOOP_INDEX, _LEADER_COMMIT, _RAFT_LOG, _TRANSPORT, _ON_MESSAGE) = (
-    _PRIVATE_FIELDS
-)
+(
+    _ELECTION_DEADLINE,
+    _NOOP_INDEX,
+    _LEADER_COMMIT,
+    _RAFT_LOG,
+    _TRANSPORT,
+    _ON_MESSAGE,
+    _PIPE_NOTIFIER,
+    _SERIALIZER,
+) = _PRIVATE_FIELDS
 
+
+# Its TCP connection's read step, frame parser and read buffer: wrapped by _guard_raft_port.
+_CONNECTION_PRIVATE = (
+    "_TcpConnection__processRead",
+    "_TcpConnection__processParseMessage",
+    "_TcpConnection__readBuffer",
+)
+PYSYNCOBJ_CONNECTION_PRIVATE = _CONNECTION_PRIVATE
+(_PROCESS_READ, _PARSE_MESSAGE, _READ_BUFFER) = _CONNECTION_PRIVATE
+
+# Frames on the Raft port: pysyncobj reads a 4-byte length and buffers until that many bytes
+# arrived, up to 2 GiB, growing its buffer by concatenation on the Raft thread (64 MiB of
+# junk behind one length took 22 s of that thread and 64 MiB of memory). A peer that has not
+# yet sent one frame that decrypts with the cluster key may send a first frame of at most
+# _FIRST_FRAME (the handshake is far smaller) and have at most _UNTRUSTED_BUFFER waiting; a
+# peer that has, frames of up to _MAX_FRAME (a 4 MiB API body, pickled and encrypted, with
+# room to spare).
+_FIRST_FRAME = 64 * 1024
+_UNTRUSTED_BUFFER = 1024 * 1024
+_MAX_FRAME = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class RaftPortDrops:
+    """Connections to or from this node's Raft port dropped for a bad frame: `oversized`
+    (a length above the bound, or negative), `malformed` (a frame that did not decrypt with
+    the cluster key, replayed, or did not unpickle to a message)."""
+
+    oversized: int = 0
+    malformed: int = 0
+
+
+RAFT_PORT_DROPS = RaftPortDrops()
+
+
+def _guard_raft_port() -> None:
+    """Bound every frame pysyncobj reads and count the connections dropped for a bad one.
+    Patched on the class, as safe_pickle patches its unpickler: every connection, incoming
+    or outgoing, of every replica in this process."""
+    read = getattr(TcpConnection, _PROCESS_READ)
+    parse = getattr(TcpConnection, _PARSE_MESSAGE)
+
+    def bounded_read(conn: Any) -> bool:
+        more = bool(read(conn))
+        buffer = getattr(conn, _READ_BUFFER)
+        trusted = getattr(conn, "shoal_trusted", False)
+        if len(buffer) >= 4:
+            (size,) = struct.unpack("i", buffer[:4])
+            too_much = not trusted and len(buffer) > _UNTRUSTED_BUFFER
+            if too_much or not 0 <= size <= (_MAX_FRAME if trusted else _FIRST_FRAME):
+                RAFT_PORT_DROPS.oversized += 1
+                conn.disconnect()
+                return False
+        return more
+
+    def counted_parse(conn: Any) -> Any:
+        message = parse(conn)
+        if message is not None:
+            conn.shoal_trusted = True
+        elif conn.state == CONNECTION_STATE.DISCONNECTED:
+            RAFT_PORT_DROPS.malformed += 1
+        return message
+
+    setattr(TcpConnection, _PROCESS_READ, bounded_read)
+    setattr(TcpConnection, _PARSE_MESSAGE, counted_parse)
+
+
+_guard_raft_port()
 
 # pysyncobj's election timer, held this far ahead while PreVote decides when to elect.
 _HELD_BACK = 3600.0
+
+
+def _wake_lone_leader(syncobj: SyncObj) -> None:
+    """Every tick: a leader with no partners that has just appended entries pokes its own
+    poller, so the next tick commits them now. pysyncobj counts the quorum at the start of
+    a tick and appends new commands at its end; with partners, their answers end the wait
+    on the poller, but alone nothing did, and every write and read barrier of a one-node
+    cluster waited out the whole 50 ms tick."""
+    if syncobj.otherNodes or not syncobj._isLeader():
+        return
+    journal = getattr(syncobj, _RAFT_LOG)
+    if len(journal) and journal[-1][1] > syncobj.raftCommitIndex:
+        getattr(syncobj, _PIPE_NOTIFIER).notify()
+
+
+def _keep_journal_after_dump(syncobj: SyncObj) -> None:
+    """On start, pysyncobj loads its dump and keeps the journal only if the journal begins
+    exactly where the dump ends; otherwise it clears it. A process stopped after a dump was
+    written but before it dropped the journal's entries up to the dump (a compaction's last
+    step, one tick later) restarted with every entry committed after the dump gone:
+    acknowledged writes lost. Drop that prefix first, so the journal begins where the dump
+    ends and everything after it is kept."""
+    serializer = getattr(syncobj, _SERIALIZER)
+    journal = getattr(syncobj, _RAFT_LOG)
+    deserialize = serializer.deserialize
+
+    def aligned() -> Any:
+        data = deserialize()
+        before, last = data[2], data[1]  # the entries at the dump's end: (command, index, term)
+        if len(journal) > 2:
+            start = before[1] - journal[0][1]
+            if 0 < start < len(journal) - 1 and (journal[start], journal[start + 1]) == (
+                before,
+                last,
+            ):
+                journal.deleteEntriesTo(start)
+        return data
+
+    serializer.deserialize = aligned
 
 
 class _SnapshotOnPickle:
@@ -327,6 +449,13 @@ class _Replica(SyncObjConsumer):
         methods by name, so adding this one left `apply`'s number (0) as it was."""
         return self.state.applied
 
+    @replicated
+    def batch(self, commands: list[bytes]) -> list[PlainResult]:
+        """Several proposals in one entry (consensus.proposals), applied in order exactly as
+        if each were an entry of its own. Named to sort after `barrier`, so the numbers
+        pysyncobj gave `apply` and `barrier` stay as they were."""
+        return [self.apply(data, _doApply=True) for data in commands]
+
 
 class RaftNode:
     """Owns the current pysyncobj replica of this node and bridges it to asyncio."""
@@ -367,6 +496,9 @@ class RaftNode:
         self._barrier_next: asyncio.Future[int] | None = None
         self._last_leader: Any = None
         self.durable: DurableLog | None = None
+        self._proposals = ProposalBatcher(self._commit_batch)
+        # The term this replica last became leader in (see _leads).
+        self._won_term: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self, role: Role, partners: list[str], *, fresh: bool = False) -> None:
@@ -381,6 +513,7 @@ class RaftNode:
             shutil.rmtree(self._dir, ignore_errors=True)
         os.makedirs(self._dir, exist_ok=True)
         partners = sorted(p for p in partners if p != self.address)
+        self._won_term = None
         t = self._tuning
         conf = SyncObjConf(
             password=self._password,
@@ -399,11 +532,12 @@ class RaftNode:
             journalFile=os.path.join(self._dir, f"{role}.journal"),
             fullDumpFile=os.path.join(self._dir, f"{role}.dump"),
             bindAddress=self.address if role == "voter" else None,
-            onStateChanged=lambda _old, _new: self._notify(),
+            onStateChanged=lambda _old, new: self._on_state_changed(new),
         )
         replica = _Replica(self._notify, self._observe_apply)
         self_node = self.address if role == "voter" else None
         self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
+        _keep_journal_after_dump(self._syncobj)
         if t.durable:
             self.durable = DurableLog(
                 getattr(self._syncobj, _RAFT_LOG),
@@ -418,6 +552,8 @@ class RaftNode:
             syncobj.addOnTickCallback(lambda: _prevote_tick(syncobj, prevote))
         syncobj.addOnTickCallback(self._watch_leader)
         syncobj.addOnTickCallback(lambda: replica.publish(syncobj.raftLastApplied))
+        if role == "voter":
+            syncobj.addOnTickCallback(lambda: _wake_lone_leader(syncobj))
         if self._serving is None or self._serving.version.applied <= 0:
             self._serving = replica
         self._replica = replica
@@ -605,10 +741,13 @@ class RaftNode:
         """Leader in the term it was elected in. pysyncobj, on hearing a higher term, sets
         the term (and syncs it to disk) before it leaves the leader state: in between it
         would claim to lead a term another node won. Its election no-op carries the term it
-        won (once compacted away, only a long-standing leader remains, and it is trusted)."""
+        won; once compaction dropped it, the term seen when it became leader does (trusting
+        the claim then let a leader resumed from SIGSTOP claim its successor's term)."""
         if not so._isLeader():
             return False
         won = _term_at(getattr(so, _RAFT_LOG), getattr(so, _NOOP_INDEX))
+        if won is None:
+            won = self._won_term
         return won is None or won == so.raftCurrentTerm
 
     def _leader_node(self, so: SyncObj) -> Any:
@@ -618,6 +757,14 @@ class RaftNode:
         return node
 
     # -- change notices ---------------------------------------------------------------
+    def _on_state_changed(self, new: int) -> None:
+        """Called on the Raft thread as pysyncobj changes state; it becomes leader only in
+        the term it just won."""
+        so = self._syncobj
+        if new == _RAFT_STATE.LEADER and so is not None:
+            self._won_term = so.raftCurrentTerm
+        self._notify()
+
     def _watch_leader(self) -> None:
         """Called on the Raft thread every tick: a follower that learns of a new leader
         changes no state of its own, so without this nothing would wake the writers and
@@ -682,15 +829,26 @@ class RaftNode:
         return await self.propose_bytes(data, timeout=timeout)
 
     async def propose_bytes(self, data: bytes, *, timeout: float = 5.0) -> Result:
-        replica = self._replica
-        if replica is None or not self.is_leader():
+        if self._replica is None or not self.is_leader():
             raise NotLeader()
-        raw = await self._call(lambda cb: replica.apply(data, callback=cb), timeout)
+        try:
+            raw = await self._proposals.propose(data, timeout)
+        except TimeoutError:
+            raise _not_committed(timeout) from None
         result = Result.from_plain(raw)
         # pysyncobj answers as it applies the entry, and the state is published once its
         # batch is applied: answer once this node's readers see the write.
         await self.wait_applied(result.index, timeout)
         return result
+
+    async def _commit_batch(self, commands: list[bytes], timeout: float) -> list[Any]:
+        replica = self._replica
+        if replica is None or not self.is_leader():
+            raise NotLeader()
+        if len(commands) == 1:  # a lone write stays an entry of its own
+            return [await self._call(lambda cb: replica.apply(commands[0], callback=cb), timeout)]
+        raw = await self._call(lambda cb: replica.batch(commands, callback=cb), timeout)
+        return list(raw)
 
     async def add_voter(self, address: str, timeout: float = 5.0) -> None:
         syncobj = self._running()
@@ -716,10 +874,7 @@ class RaftNode:
         try:
             result, error = await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            raise NoQuorum(
-                f"not committed within {timeout:g} s: the cluster has no quorum "
-                f"or is overloaded; the outcome is unknown"
-            ) from None
+            raise _not_committed(timeout) from None
         if error == FAIL_REASON.SUCCESS:
             return result
         if error in (
@@ -732,6 +887,13 @@ class RaftNode:
         if error == FAIL_REASON.QUEUE_FULL:
             raise ProposeError("raft queue is full; retry later", retryable=True)
         raise ProposeError(f"raft refused the command (reason {error})", retryable=False)
+
+
+def _not_committed(timeout: float) -> NoQuorum:
+    return NoQuorum(
+        f"not committed within {timeout:g} s: the cluster has no quorum "
+        f"or is overloaded; the outcome is unknown"
+    )
 
 
 def _settle(future: asyncio.Future[tuple[Any, int]], result: Any, error: int) -> None:

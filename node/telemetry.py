@@ -23,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 
 from consensus.model import NodeStatus
 from consensus.nodes import nodes
-from consensus.raft import RaftStatus
+from consensus.raft import RAFT_PORT_DROPS, RaftStatus
 from consensus.store import StateVersion
 from consensus.tasks import services, tasks
 from netoverlay.gossip.model import Member, MemberState
@@ -169,6 +169,15 @@ class _Levels:
             ("voter", "1 if this node is a Raft voter", int(status.role == "voter")),
         ):
             yield GaugeMetricFamily(f"shoal_raft_{name}", doc, value=value)
+        dropped = CounterMetricFamily(
+            "shoal_raft_port_dropped",
+            "Raft connections dropped for a bad frame, by reason (oversized: a length above "
+            "the bound; malformed: not decrypted with the cluster key, replayed, or unpicklable)",
+            labels=["reason"],
+        )
+        dropped.add_metric(["oversized"], RAFT_PORT_DROPS.oversized)
+        dropped.add_metric(["malformed"], RAFT_PORT_DROPS.malformed)
+        yield dropped
         yield CounterMetricFamily(
             "shoal_scheduler_rounds",
             "Scheduling rounds this node planned and proposed as leader",

@@ -84,3 +84,36 @@ async def read_file(path: str) -> bytes:
         return await asyncio.to_thread(Path(path).read_bytes)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+# How long one blocking query may wait on the server: below the CLI's 10 s request timeout.
+FOLLOW_WAIT = "8s"
+
+
+def add_follow_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help=f"keep showing {what}, shown again whenever it changes (Ctrl-C ends)",
+    )
+
+
+async def follow(
+    args: argparse.Namespace, client: Any, path: str, render: Callable[[Any], None]
+) -> int:
+    """Show `path`, then show it again each time it changes, until interrupted. Each wait is
+    one blocking query (`?index=N&wait=...`): the node answers when its state has applied
+    more than N commands, and the listing is shown again only when what it holds changed."""
+    shown: Any = None
+    body, index = await client.get_at_index(path)
+    while True:
+        if body != shown:
+            if shown is not None and sys.stdout.isatty():
+                print("\033[H\033[2J", end="")  # redrawn in place, as `watch` does
+            elif shown is not None:
+                print()  # a pipe gets one listing after another
+            emit(args, body, render)
+            sys.stdout.flush()
+            shown = body
+        body, index = await client.get_at_index(path, index=index, wait=FOLLOW_WAIT)

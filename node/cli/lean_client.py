@@ -302,18 +302,27 @@ class LeanClient:
     ) -> Any:
         if json_body is not None:
             data, content_type = json.dumps(json_body).encode(), "application/json"
-        message = self._message(method, path, params, data, content_type)
+        head, body = await self._round_trip(self._message(method, path, params, data, content_type))
+        return decode(head.status, body.decode(errors="replace"))
+
+    async def _round_trip(self, message: bytes) -> tuple[_Head, bytes]:
         try:
             if self.blocking:
-                status, body = self._exchange_blocking(message)
-            else:
-                status, body = await self._exchange_async(message)
+                return self._exchange_blocking(message)
+            return await self._exchange_async(message)
         except _FAILURES as exc:
             raise self._unreachable(exc) from None
-        return decode(status, body.decode(errors="replace"))
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params=params or None)
+
+    async def get_at_index(self, path: str, **params: Any) -> tuple[Any, int]:
+        """GET `path` and the index of the state it was served from (`X-Shoal-Index`)."""
+        head, body = await self._round_trip(self._message("GET", path, params or None, None, None))
+        index = head.headers.get(INDEX_HEADER.lower(), "0")
+        return decode(head.status, body.decode(errors="replace")), int(
+            index
+        ) if index.isdigit() else 0
 
     async def post(self, path: str, body: Any = None) -> Any:
         return await self.request("POST", path, json_body=body)
@@ -424,7 +433,7 @@ class LeanClient:
         )
         return head.encode("latin-1") + (data or b"")
 
-    def _exchange_blocking(self, message: bytes) -> tuple[int, bytes]:
+    def _exchange_blocking(self, message: bytes) -> tuple[_Head, bytes]:
         if self._unix is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self._timeout)
@@ -446,9 +455,9 @@ class LeanClient:
             sock.sendall(message)
             parts = _read_blocking(stream)
             head = next(parts)
-            return head.status, b"".join(part.data for part in parts)
+            return head, b"".join(part.data for part in parts)
 
-    async def _exchange_async(self, message: bytes) -> tuple[int, bytes]:
+    async def _exchange_async(self, message: bytes) -> tuple[_Head, bytes]:
         import asyncio
 
         async with asyncio.timeout(self._timeout):
@@ -458,7 +467,7 @@ class LeanClient:
                 await writer.drain()
                 parts = aiter(_read_async(reader))
                 head = await anext(parts)
-                return head.status, b"".join([part.data async for part in parts])
+                return head, b"".join([part.data async for part in parts])
             finally:
                 writer.close()
 

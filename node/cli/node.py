@@ -10,7 +10,16 @@ import sys
 from typing import TYPE_CHECKING
 
 from node.cli import output, snapshot, tasks
-from node.cli.common import LazyHelp, UsageError, default_data_dir, emit, kv, labels
+from node.cli.common import (
+    LazyHelp,
+    UsageError,
+    add_follow_flag,
+    default_data_dir,
+    emit,
+    follow,
+    kv,
+    labels,
+)
 
 if TYPE_CHECKING:  # a node's modules load only in `node start`
     from node.client import ShoalClient
@@ -199,6 +208,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     start.set_defaults(local=_start)
 
     ls = nsub.add_parser("ls", parents=[common], help="list nodes")
+    add_follow_flag(ls, "the nodes")
     ls.set_defaults(handler=_ls)
     inspect = nsub.add_parser("inspect", parents=[common], help="show one node")
     inspect.add_argument("ref", metavar="NODE", help=NODE_REF)
@@ -508,6 +518,8 @@ def _render_nodes(rows: list[dict]) -> None:
 
 
 async def _ls(args, client: ShoalClient) -> int:
+    if args.follow:
+        return await follow(args, client, "/v1/nodes", _render_nodes)
     return emit(args, await client.get("/v1/nodes"), _render_nodes)
 
 

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from node.cli import output, tasks
 from node.cli import rollout as cli_rollout
-from node.cli.common import LazyHelp, Refused, UsageError, emit, kv, needs_loop
+from node.cli.common import (
+    LazyHelp,
+    Refused,
+    UsageError,
+    add_follow_flag,
+    emit,
+    follow,
+    kv,
+    needs_loop,
+)
 from node.cli.lean_client import ApiError
 
 if TYPE_CHECKING:
@@ -597,7 +606,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     create.set_defaults(handler=_create)
 
-    ssub.add_parser("ls", parents=[common], help="list services").set_defaults(handler=_ls)
+    ls = ssub.add_parser("ls", parents=[common], help="list services")
+    add_follow_flag(ls, "the services")
+    ls.set_defaults(handler=_ls)
     ps = ssub.add_parser("ps", parents=[common], help="a service's tasks, and why any is pending")
     ps.add_argument("name", metavar="SERVICE")
     tasks.add_listing_flags(ps)
@@ -686,6 +697,8 @@ def replica_counts(counts: dict) -> str:
 
 
 async def _ls(args, client: ShoalClient) -> int:
+    if args.follow:
+        return await follow(args, client, "/v1/services", _render_services)
     return emit(args, await client.get("/v1/services"), _render_services)
 
 

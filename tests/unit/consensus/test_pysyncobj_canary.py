@@ -10,8 +10,10 @@ import re
 
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj.poller import createPoller
+from pysyncobj.tcp_connection import TcpConnection
 
-from consensus.raft import PYSYNCOBJ_PRIVATE
+from consensus.raft import PYSYNCOBJ_CONNECTION_PRIVATE, PYSYNCOBJ_PRIVATE
 from tests.unit.consensus.test_raft_changes import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -19,11 +21,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 @pytest.mark.parametrize("name", PYSYNCOBJ_PRIVATE)
 def test_each_private_name_exists_on_a_running_syncobj(name):
-    syncobj = SyncObj(f"127.0.0.1:{free_port()}", [], SyncObjConf(autoTick=False))
+    # Configured as consensus.raft runs it: unbatched appends (which create the pipe notifier).
+    conf = SyncObjConf(autoTick=False, appendEntriesUseBatch=False)
+    syncobj = SyncObj(f"127.0.0.1:{free_port()}", [], conf)
     try:
         assert hasattr(syncobj, name), f"pysyncobj no longer has {name}"
     finally:
         syncobj.destroy()
+
+
+@pytest.mark.parametrize("name", PYSYNCOBJ_CONNECTION_PRIVATE)
+def test_each_private_name_exists_on_a_connection(name):
+    assert hasattr(TcpConnection(createPoller("auto")), name), f"pysyncobj no longer has {name}"
 
 
 def test_private_names_are_used_only_in_the_adapter():
@@ -32,7 +41,12 @@ def test_private_names_are_used_only_in_the_adapter():
         for package in ("consensus", "node", "scheduler", "netoverlay", "bench")
         for path in (ROOT / package).rglob("*.py")
     }
-    for name in (*PYSYNCOBJ_PRIVATE, "_SyncObj__"):
+    for name in (
+        *PYSYNCOBJ_PRIVATE,
+        *PYSYNCOBJ_CONNECTION_PRIVATE,
+        "_SyncObj__",
+        "_TcpConnection__",
+    ):
         users = {path for path, text in sources.items() if name in text}
         assert users == {"consensus/raft.py"}, f"{name} used in {sorted(users)}"
 
