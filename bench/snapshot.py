@@ -5,7 +5,7 @@
 For each size, a state of simulated nodes (one per 50 tasks) and 100 services with every task
 assigned is built in this process by the scheduler's own rounds, with a sealed secret, and
 written as a snapshot file. Then a real node process restores it (`shoal node start --restore
-FILE --token T` on an empty data dir): `restore_s` is from the process's start until it
+FILE --recovery-key K` on an empty data dir): `restore_s` is from the process's start until it
 answers a linearizable read (`GET /v1/services`) holding every task. `save_s` is `shoal
 cluster snapshot save` against that node (a read barrier, the copy, the serialisation and
 the transfer to a file); `encode_s` the serialisation alone, in this process. The simulated
@@ -59,7 +59,7 @@ async def restore_and_save(path: str, keys: ClusterKeys, n_tasks: int, base: str
     node = NodeProc(1, next_block(), base, list(EQUAL_PROCESS_NODES))
     os.makedirs(base, exist_ok=True)
     started = time.perf_counter()
-    node.start(also=("--restore", path, "--token", keys.token))
+    node.start(also=("--restore", path, "--recovery-key", keys.recovery_key))
     try:
 
         async def serving() -> bool:

@@ -8,9 +8,10 @@
   alone carries no key (a backup stolen from its storage gives ciphertext only), and old
   nodes, old data dirs and old tokens can never reach the new cluster (different Raft and
   API keys) or be taken for it (a data dir of the old cluster is refused as another
-  cluster's). The old cluster's join token must be given: it proves the restorer held the
+  cluster's). The old cluster's recovery key must be given: it proves the restorer held the
   old cluster (the header's seal) and opens its secrets, which are sealed again under the
-  new secret before the state is written.
+  new secret before the state is written. The new cluster has a new CA too: the old one's
+  key is sealed with the old secret, and nodes of the old cluster must not be trusted.
 - `force_new_cluster`: a voter's own files rebuilt into the only voter of its cluster (same
   id, same secret), the old files moved aside.
 In both, this node keeps its id when the state knows its name (so it adopts the tasks still
@@ -43,8 +44,11 @@ from consensus.snapshot import (
 from consensus.state import ClusterState, PlainState
 from node import config as cfg
 from node.config import Identity, NodeConfig, Stored
+from node.pki import store as pki_store
+from node.pki.authority import create_authority, fingerprint, make_csr, new_key_pem, sign_node
+from node.pki.cluster_ca import seal_ca_key
 from node.secret_box import SecretBox
-from node.security import ClusterKeys, key_hash
+from node.security import ClusterKeys, TokenError, key_hash
 
 SNAPSHOTS_DIR = "snapshots"
 _SUFFIX = ".snap"
@@ -156,13 +160,16 @@ def fresh_data_dir_problem(data_dir: str) -> str | None:
     return None
 
 
-def restore(config: NodeConfig, snapshot_path: str, old_token: str) -> Stored:
+def restore(config: NodeConfig, snapshot_path: str, recovery_key: str) -> Stored:
     """Make `config.data_dir` the only voter of a new cluster holding the snapshot's state."""
     problem = fresh_data_dir_problem(config.data_dir)
     if problem:
         raise RecoveryError(problem)
     try:
-        old_keys = ClusterKeys.from_token(old_token)
+        old_keys = ClusterKeys.from_recovery_key(recovery_key)
+    except TokenError as exc:
+        raise RecoveryError(f"--recovery-key: {exc}") from None
+    try:
         header, payload = read(snapshot_path)
     except (OSError, SnapshotError, ValueError) as exc:
         raise RecoveryError(f"--restore {snapshot_path}: {exc}") from None
@@ -170,9 +177,9 @@ def restore(config: NodeConfig, snapshot_path: str, old_token: str) -> Stored:
         header.sha256, header.seal
     ):
         raise RecoveryError(
-            f"--token is not the join token of cluster {header.cluster_id}, "
+            f"--recovery-key is not the recovery key of cluster {header.cluster_id}, "
             f"which the snapshot was taken from (its secrets are sealed with "
-            f"that cluster's secret): give that cluster's token"
+            f"that cluster's secret): give that cluster's key"
         )
     try:
         state = PlainState(payload)
@@ -188,7 +195,16 @@ def restore(config: NodeConfig, snapshot_path: str, old_token: str) -> Stored:
             for name, blob in secrets.items()
         },
     )
-    state.cluster = dataclasses.replace(state.cluster, cluster_id=keys.cluster_id)
+    now = time.time()
+    authority = create_authority(keys.cluster_id, now)
+    state.cluster = dataclasses.replace(
+        state.cluster,
+        cluster_id=keys.cluster_id,
+        ca_certificates=(authority.cert_pem.decode(),),
+        ca_key_sealed=seal_ca_key(keys, authority.key_pem),
+        ca_cross_signed="",
+        join_generation=0,
+    )
     node_key = cfg.new_node_key()
     table = state.rows(NODES)
     old = next((n for n in table.values() if n.name == config.name), None)
@@ -212,9 +228,19 @@ def restore(config: NodeConfig, snapshot_path: str, old_token: str) -> Stored:
     identity = Identity(
         me.id, keys.cluster_id, keys.secret.hex(), "voter", (config.raft_address,), node_key
     )
+    tls_key = new_key_pem()
+    certificate = sign_node(
+        authority,
+        make_csr(me.id, tls_key, config.host_names),
+        node_id=me.id,
+        address=config.advertise,
+        lifetime=config.cert_lifetime,
+        now=now,
+    )
+    pki_store.save(config.data_dir, pki_store.NodeTls(authority.cert_pem, certificate, tls_key))
     stored = Stored(config, identity)
     cfg.save(stored)
-    cfg.write_token(config.data_dir, keys)
+    cfg.write_token(config.data_dir, str(keys.join_token(fingerprint(authority.cert_pem), 0)))
     return stored
 
 

@@ -18,7 +18,9 @@ from consensus import raft_files
 from consensus.snapshot import SnapshotError
 from node import backup
 from node import config as cfg
-from node.security import ClusterKeys, TokenError
+from node.pki import store as pki_store
+from node.pki.authority import fingerprint, split_bundle
+from node.security import JoinToken, TokenError
 
 _WHAT_TO_DO = (
     "move the data dir aside and start on an empty one (--join a live node, or "
@@ -50,6 +52,16 @@ def _raft_problem(data_dir: str, role: str) -> str | None:
     return None
 
 
+def _trusted_digests(data_dir: str) -> set[str]:
+    """The digests of the CAs in this data dir's trust bundle (what join tokens pin)."""
+    try:
+        with open(pki_store.ca_path(data_dir), "rb") as f:
+            bundle = f.read()
+    except OSError:
+        return set()
+    return {fingerprint(cert.encode()) for cert in split_bundle(bundle)}
+
+
 def start_problem(data_dir: str, join_token: str | None) -> str | None:
     """Why a node must not start on `data_dir` (one line), or None."""
     try:
@@ -61,14 +73,15 @@ def start_problem(data_dir: str, join_token: str | None) -> str | None:
     identity = stored.identity
     if join_token:
         try:
-            joining = ClusterKeys.from_token(join_token).cluster_id
+            joining = JoinToken.parse(join_token).ca_digest
         except TokenError as exc:
             return str(exc)
-        if joining != identity.cluster_id:
+        if joining not in _trusted_digests(data_dir):
             return (
-                f"{data_dir} belongs to cluster {identity.cluster_id}, and --token is for "
-                f"cluster {joining}: start without --join to run in cluster "
-                f"{identity.cluster_id}, or give an empty --data-dir to join {joining}"
+                f"{data_dir} belongs to cluster {identity.cluster_id}, and --token pins a CA "
+                f"this node does not trust (another cluster's, or a CA rotated while this "
+                f"node was away): start without --join to run in cluster "
+                f"{identity.cluster_id}, or give an empty --data-dir to join with that token"
             )
     problem = _raft_problem(data_dir, identity.role)
     if problem:
@@ -121,12 +134,15 @@ def doctor(data_dir: str) -> list[Check]:
     token_path = os.path.join(data_dir, cfg.TOKEN_FILE)
     if os.path.exists(token_path):
         with open(token_path) as f:
-            same = f.read().strip() == identity.keys.token
+            try:
+                same = JoinToken.parse(f.read()).ca_digest in _trusted_digests(data_dir)
+            except TokenError:
+                same = False
         checks.append(
             Check(
                 same,
                 "join token",
-                "matches the identity"
+                "pins a CA this node trusts"
                 if same
                 else f"{token_path} holds another cluster's token or is damaged",
             )

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from netoverlay.crypto import derive_key
 
 TOKEN_PREFIX = "SHOAL2"
+RECOVERY_PREFIX = "SHOALKEY1"
+_RECOVERY_RE = re.compile(r"^SHOALKEY1-([0-9a-f]{16})-([A-Z2-7]{52})$")
 _TOKEN_RE = re.compile(r"^SHOAL2-([0-9a-f]{64})-([A-Z2-7]{32})$")
 _JOIN_SECRET_BYTES = 20
 
@@ -104,6 +106,24 @@ class ClusterKeys:
     def join_token(self, ca_digest: str, generation: int) -> JoinToken:
         secret = derive_key(self.secret, f"join token {generation}")[:_JOIN_SECRET_BYTES]
         return JoinToken(ca_digest, secret)
+
+    @property
+    def recovery_key(self) -> str:
+        """The cluster id and secret in one string, as Swarm's unlock key: what a restore
+        from a snapshot needs to check the snapshot's seal and open its secrets. Kept by
+        the operator beside the backups, never in them."""
+        return f"{RECOVERY_PREFIX}-{self.cluster_id}-{_b32(self.secret)}"
+
+    @staticmethod
+    def from_recovery_key(key: str) -> ClusterKeys:
+        match = _RECOVERY_RE.match(key.strip())
+        if not match:
+            raise TokenError(
+                "malformed recovery key: expected SHOALKEY1-<cluster id>-<secret>, "
+                "as printed by `shoal cluster recovery-key`"
+            )
+        padding = "=" * (-len(match.group(2)) % 8)
+        return ClusterKeys(match.group(1), base64.b32decode(match.group(2) + padding))
 
     @property
     def raft_password(self) -> str:

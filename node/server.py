@@ -377,7 +377,7 @@ class ShoalNode:
         )
 
     def _current_root(self) -> str:
-        with self.raft.read() as state:
+        with self.raft.view() as state:
             roots = state.cluster.ca_certificates
         return roots[0] if roots else ""
 

@@ -62,6 +62,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/cluster/token"): _ADMIN,  # both tokens give admin
     ("GET", "/v1/cluster/snapshot"): _ADMIN,  # the whole state, secrets sealed
     ("POST", "/v1/cluster/token/rotate"): _ADMIN,
+    ("GET", "/v1/cluster/recovery-key"): _ADMIN,  # opens every snapshot of the cluster
     ("POST", "/v1/cluster/ca/rotate"): _ADMIN,
     # Public: a joining node pins these by the digest in its token.
     ("GET", "/v1/cluster/ca"): _OPEN,

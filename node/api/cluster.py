@@ -192,9 +192,16 @@ def _join_token(shoal: NodeContext, info: ClusterInfo) -> str:
 @routes.get("/v1/cluster/token")
 async def get_token(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         info = state.cluster
     return web.json_response({"token": _join_token(shoal, info), "api_token": shoal.keys.api_token})
+
+
+@routes.get("/v1/cluster/recovery-key")
+async def get_recovery_key(request: web.Request) -> web.Response:
+    """The cluster id and secret (node.security.ClusterKeys.recovery_key): what restoring a
+    snapshot of this cluster needs. Admin only, and only over TLS or the node's socket."""
+    return web.json_response({"recovery_key": request.app[NODE].keys.recovery_key})
 
 
 @routes.post("/v1/cluster/token/rotate")
@@ -202,7 +209,7 @@ async def rotate_token(request: web.Request) -> web.Response:
     """A new join token; the one before stops working at once (a join already accepted
     stays)."""
     shoal = request.app[NODE]
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         info = state.cluster
     generation = result_or_raise(await shoal.control.submit(RotateJoinToken(info.join_generation)))
     info = dataclasses.replace(info, join_generation=generation)
@@ -214,7 +221,7 @@ async def rotate_ca(request: web.Request) -> web.Response:
     """A new root CA: trusted beside the current one, which cross-signs it, so no connection
     fails while the nodes move to certificates of the new root; answers its join token."""
     shoal = request.app[NODE]
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         info = state.cluster
     try:
         command = await asyncio.to_thread(cluster_ca.rotation, info, shoal.keys, time.time())
@@ -382,9 +389,9 @@ class CertificateRequest:
 async def internal_certificate(request: web.Request) -> web.Response:
     """A node renews its own certificate: only for itself, as the state records it."""
     shoal = request.app[NODE]
-    caller = calling_node(request, shoal.raft.read)
+    caller = calling_node(request, shoal.store.view)
     asked = await parse_body(request, CertificateRequest)
-    with shoal.raft.read() as state:
+    with shoal.store.view() as state:
         info = state.cluster
     try:
         if csr_node_id(asked.csr.encode()) != caller.id:

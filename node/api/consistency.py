@@ -31,7 +31,14 @@ MAX_WAIT = 600.0
 # What this node says about itself, not the replicated state: its health and Raft view,
 # the gossip members and its routing mesh. No read index; they still carry the headers.
 LOCAL_VIEWS = frozenset(
-    {"/healthz", "/v1/cluster", "/v1/cluster/members", "/v1/mesh", "/v1/cluster/token"}
+    {
+        "/healthz",
+        "/v1/cluster",
+        "/v1/cluster/members",
+        "/v1/mesh",
+        "/v1/cluster/token",
+        "/v1/cluster/recovery-key",
+    }
 )
 _SERVED_AT = web.RequestKey("shoal_served_at", int)
 # A read index the request obtained after it arrived (to confirm a scoped token): as good as

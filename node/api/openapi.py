@@ -75,6 +75,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "This node's gossip view and packet counters", "cluster"
     ),
     ("GET", "/v1/cluster/token"): Operation("The join token and the API token", "cluster"),
+    ("GET", "/v1/cluster/recovery-key"): Operation(
+        "The recovery key a restore of this cluster's snapshots needs", "cluster"
+    ),
     ("POST", "/v1/cluster/token/rotate"): Operation(
         "A new join token; the previous one is refused from then on", "cluster"
     ),

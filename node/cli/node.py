@@ -159,7 +159,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--restore",
         metavar="FILE",
         help="on an empty data dir: become the only voter of a new cluster "
-        "holding this snapshot (with --token: the old cluster's token)",
+        "holding this snapshot (with --recovery-key: the old cluster's key)",
+    )
+    start.add_argument(
+        "--recovery-key",
+        metavar="KEY",
+        default=os.environ.get("SHOAL_RECOVERY_KEY"),
+        help="with --restore: the old cluster's recovery key (`shoal cluster recovery-key`; "
+        "default: $SHOAL_RECOVERY_KEY, which keeps it out of the process list)",
     )
     start.add_argument(
         "--force-new-cluster",
@@ -243,6 +250,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     csub.add_parser("token", parents=[common], help="print the join token").set_defaults(
         handler=_token
     )
+    csub.add_parser(
+        "recovery-key",
+        parents=[common],
+        help="print the key a restore of this cluster's snapshots needs (keep it apart "
+        "from the snapshots)",
+    ).set_defaults(handler=_recovery_key)
     snapshot.register_cluster(csub, common)
     csub.add_parser(
         "rotate-token",
@@ -590,6 +603,11 @@ async def _status(args, client: ShoalClient) -> int:
 async def _token(args, client: ShoalClient) -> int:
     answer = await client.get("/v1/cluster/token")
     return emit(args, answer, lambda a: print(a["token"]))
+
+
+async def _recovery_key(args, client: ShoalClient) -> int:
+    answer = await client.get("/v1/cluster/recovery-key")
+    return emit(args, answer, lambda a: print(a["recovery_key"]))
 
 
 async def _rotate_token(args, client: ShoalClient) -> int:

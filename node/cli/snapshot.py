@@ -144,10 +144,11 @@ def check_recovery_flags(args: argparse.Namespace) -> None:
             "--join makes a node part of a live cluster: --restore and "
             "--force-new-cluster make a new one"
         )
-    if args.restore and not args.token:
+    if args.restore and not args.recovery_key:
         raise UsageError(
-            "--restore needs --token: the join token of the cluster the snapshot "
-            "was taken from (its secrets are sealed with that cluster's secret)"
+            "--restore needs --recovery-key (or $SHOAL_RECOVERY_KEY): the recovery key "
+            "of the cluster the snapshot was taken from, as `shoal cluster recovery-key` "
+            "printed it (its secrets are sealed with that cluster's secret)"
         )
 
 
@@ -158,7 +159,7 @@ def recover(args: argparse.Namespace, stored: Stored | None, config: NodeConfig)
 
     try:
         if args.restore:
-            made = backup.restore(config, os.path.abspath(args.restore), args.token)
+            made = backup.restore(config, os.path.abspath(args.restore), args.recovery_key)
             print(
                 f"restored {args.restore} into a new cluster {made.identity.cluster_id}; "
                 f"other nodes join it with the new token",

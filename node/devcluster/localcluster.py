@@ -152,11 +152,16 @@ class NodeProc:
         return argv
 
     def start(
-        self, join: str | None = None, token: str | None = None, also: tuple[str, ...] = ()
+        self,
+        join: str | None = None,
+        token: str | None = None,
+        also: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
-        """`also`: flags for this start only (--restore, --force-new-cluster)."""
+        """`also` and `env`: flags and environment for this start only (--restore,
+        --force-new-cluster)."""
         _by_api[self.api] = self
-        env = dict(os.environ, SHOAL_QUIET="1", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, SHOAL_QUIET="1", PYTHONUNBUFFERED="1", **(env or {}))
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 self.command(join, token) + list(also),

@@ -29,7 +29,7 @@ from node import backup
 from node.config import load
 from node.devcluster.localcluster import EQUAL_PROCESS_NODES, NodeProc, stop_all, wait_for
 from node.runtime.process_records import load_records
-from node.security import ClusterKeys
+from node.security import ClusterKeys, JoinToken
 from tests.integration.cluster_support import live, must, shoal, tasks_of
 
 pytestmark = pytest.mark.timeout(180)
@@ -39,13 +39,17 @@ SECRET_HASH = hashlib.sha256(SECRET).hexdigest()
 # Prints the hash of its secret file every 0.3 s: it reads the file all along.
 READER = 'while :; do sha256sum "$SHOAL_SECRETS_DIR/dbpw" | cut -d" " -f1; sleep 0.3; done'
 # What a node keeps of the cluster; what stays is the machine's (task records and files).
-CLUSTER_STATE = ("node.json", "join-token", "raft", "snapshots", "shoal.sock")
+CLUSTER_STATE = ("node.json", "join-token", "raft", "tls", "snapshots", "shoal.sock")
 
 
 def node_cli(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "node", *argv], capture_output=True, text=True, timeout=60
     )
+
+
+def ids_cluster(node: NodeProc) -> str:
+    return load(node.data_dir).identity.cluster_id
 
 
 def pids(node: NodeProc) -> dict[str, int]:
@@ -111,6 +115,8 @@ async def test_restore_a_wiped_cluster_from_a_snapshot_and_adopt_its_tasks(fresh
     ids_before = {n.name: load(n.data_dir).identity.node_id for n in cluster.nodes}
     pids_before = {n.name: pids(n) for n in cluster.nodes}
     old_token = cluster.token
+    recovery_key = must(node_cli("cluster", "recovery-key", "--data-dir", n2.data_dir)).strip()
+    assert ClusterKeys.from_recovery_key(recovery_key).cluster_id == ids_cluster(n2)
 
     async def kept() -> list[str]:
         return backup.kept(n3.data_dir)
@@ -151,20 +157,19 @@ async def test_restore_a_wiped_cluster_from_a_snapshot_and_adopt_its_tasks(fresh
     assert all(alive(pid) for each in pids_before.values() for pid in each.values())
     marks = {t: len(output_of(n, t)) for n in cluster.nodes for t in pids_before[n.name]}
 
-    # Refused: without the old cluster's token, or with another cluster's.
-    wrong = ClusterKeys.generate().token
-    for flags in (("--restore", snapshot), ("--restore", snapshot, "--token", wrong)):
+    # Refused: without the old cluster's recovery key, or with another cluster's.
+    wrong = ClusterKeys.generate().recovery_key
+    for flags in (("--restore", snapshot), ("--restore", snapshot, "--recovery-key", wrong)):
         refused = node_cli("node", "start", "--data-dir", n1.data_dir, *flags)
-        assert refused.returncode == 2 and "--token" in refused.stderr, refused.stderr
+        assert refused.returncode == 2 and "--recovery-key" in refused.stderr, refused.stderr
 
-    n1.start(also=("--restore", snapshot, "--token", old_token))
+    n1.start(also=("--restore", snapshot), env={"SHOAL_RECOVERY_KEY": recovery_key})
     await wait_for(lambda: cluster._leader_known(0), 30, "the restored node to lead")
     with open(n1.token_path) as f:
         cluster.token = f.read().strip()
-    assert (
-        ClusterKeys.from_token(cluster.token).cluster_id
-        != ClusterKeys.from_token(old_token).cluster_id
-    )
+    # A new cluster: another id, another CA (the old one's key is the old cluster's).
+    assert ids_cluster(n1) != ClusterKeys.from_recovery_key(recovery_key).cluster_id
+    assert JoinToken.parse(cluster.token).ca_digest != JoinToken.parse(old_token).ca_digest
     nodes = {n["name"]: n for n in await cluster.get(0, "/v1/nodes")}
     assert nodes["n1"]["status"] == "ready" and nodes["n1"]["role"] == "voter"
     assert {nodes[name]["status"] for name in ("n2", "n3")} == {"joining"}  # not back yet
@@ -285,11 +290,11 @@ async def test_a_foreign_newer_or_damaged_data_dir_is_refused(fresh, tmp_path):
     other = ClusterKeys.generate()
     own = load(data_dir).identity.cluster_id
     refused_with(
-        start("--join", "127.0.0.1:1", "--token", other.token),
-        f"belongs to cluster {own}, and --token is for cluster {other.cluster_id}",
+        start("--join", "127.0.0.1:1", "--token", str(other.join_token("ab" * 32, 0))),
+        f"belongs to cluster {own}, and --token pins a CA this node does not trust",
     )
     refused_with(
-        start("--restore", str(tmp_path / "x.snap"), "--token", other.token),
+        start("--restore", str(tmp_path / "x.snap"), "--recovery-key", other.recovery_key),
         "--restore needs a fresh data dir",
     )
     refused_with(
