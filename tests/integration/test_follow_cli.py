@@ -33,7 +33,7 @@ async def _follow(cluster: LocalCluster, *argv: str) -> asyncio.subprocess.Proce
         *(sys.executable, "-m", "node", *argv, "--addr", node.api, "-f"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=dict(os.environ, SHOAL_TOKEN=node.api_token),
+        env=dict(os.environ, SHOAL_TOKEN=node.api_token, SHOAL_CA=node.ca_file),
     )
 
 

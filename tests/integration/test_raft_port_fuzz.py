@@ -103,7 +103,7 @@ async def _metric(cluster: LocalCluster, i: int, reason: str) -> float:
     headers = {"Authorization": f"Bearer {node.api_token}"}
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"http://{node.api}/metrics", headers=headers) as resp,
+        session.get(f"{node.url}/metrics", headers=headers, ssl=node.ssl_context()) as resp,
     ):
         text = await resp.text()
     prefix = f'shoal_raft_port_dropped_total{{reason="{reason}"}} '
