@@ -84,7 +84,7 @@ async def test_restore_a_wiped_cluster_from_a_snapshot_and_adopt_its_tasks(fresh
             input=SECRET,
             capture_output=True,
             timeout=60,
-            env=dict(os.environ, SHOAL_TOKEN=n2.api_token),
+            env=dict(os.environ, SHOAL_TOKEN=n2.api_token, SHOAL_CA=n2.ca_file),
         )
     )
     must(shoal("config", "create", "app.conf", str(config_file), addr=addr))
@@ -132,7 +132,7 @@ async def test_restore_a_wiped_cluster_from_a_snapshot_and_adopt_its_tasks(fresh
         capture_output=True,
         text=True,
         timeout=60,
-        env=dict(os.environ, SHOAL_TOKEN=n2.api_token),
+        env=dict(os.environ, SHOAL_TOKEN=n2.api_token, SHOAL_CA=n2.ca_file),
     )
     assert saved.returncode == 0, saved.stderr
     assert oct(os.stat(snapshot).st_mode & 0o777) == "0o600"

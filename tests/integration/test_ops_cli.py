@@ -154,7 +154,7 @@ async def _line(proc: asyncio.subprocess.Process, timeout: float = 30.0) -> str:
 
 async def test_events_follow_from_now_and_end_on_ctrl_c(cluster):
     node = cluster.nodes[1]
-    env = dict(os.environ, SHOAL_TOKEN=node.api_token)
+    env = dict(os.environ, SHOAL_TOKEN=node.api_token, SHOAL_CA=node.ca_file)
     watch = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
