@@ -210,7 +210,13 @@ async def accept_join(
             log.info("node %s joins again and takes back its id %s", node.name, earlier.id)
         # The certificate names the node as the cluster records it (a returning node's old id).
         certificate = cluster_ca.issue(
-            info, keys, request.csr.encode(), node, lifetime=request.lifetime, now=now
+            info,
+            keys,
+            request.csr.encode(),
+            node,
+            lifetime=request.lifetime,
+            now=now,
+            csr_names=request.node.id,
         )
     except CertificateError as exc:
         raise HttpError(400, str(exc), "csr") from None

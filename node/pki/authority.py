@@ -167,14 +167,22 @@ def csr_node_id(csr_pem: bytes) -> str:
 
 
 def sign_node(
-    authority: Authority, csr_pem: bytes, *, node_id: str, address: str, lifetime: float, now: float
+    authority: Authority,
+    csr_pem: bytes,
+    *,
+    node_id: str,
+    address: str,
+    lifetime: float,
+    now: float,
+    csr_names: str = "",
 ) -> bytes:
     """The certificate for node `node_id` at `address` from its CSR. The node's id and
     address come from the signer (the cluster's record), never from the CSR; only host names
-    do, which prove nothing but how the node may be addressed."""
+    do, which prove nothing but how the node may be addressed. The CSR names `node_id`, or
+    `csr_names` when the node asked under another id (a node taking back its old place)."""
     csr = _load_csr(csr_pem)
-    if csr_node_id(csr_pem) != node_id:
-        raise CertificateError(f"csr: it names another node than {node_id}")
+    if csr_node_id(csr_pem) != (csr_names or node_id):
+        raise CertificateError(f"csr: it names another node than {csr_names or node_id}")
     try:
         asked = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = [n for n in asked.get_values_for_type(x509.DNSName) if _DNS_NAME.match(n)]

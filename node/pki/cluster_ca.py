@@ -41,7 +41,14 @@ def _authority(info: ClusterInfo, keys: ClusterKeys) -> Authority:
 
 
 def issue(
-    info: ClusterInfo, keys: ClusterKeys, csr_pem: bytes, node: Node, *, lifetime: float, now: float
+    info: ClusterInfo,
+    keys: ClusterKeys,
+    csr_pem: bytes,
+    node: Node,
+    *,
+    lifetime: float,
+    now: float,
+    csr_names: str = "",
 ) -> bytes:
     """A certificate for `node` (as the state records it) from its CSR, followed by the
     current root cross-signed by the previous one after a rotation."""
@@ -52,6 +59,7 @@ def issue(
         address=node.address,
         lifetime=lifetime,
         now=now,
+        csr_names=csr_names,
     )
     return leaf + info.ca_cross_signed.encode()
 
