@@ -365,15 +365,19 @@ class VoterManager:
                 f"after stopping it, or remove it"
             )
         all_nodes = self._snapshot()
+        # The operator asked: a member whose promotion failed lately (which autopilot leaves
+        # alone for a while) is still tried, last; if it fails again the swap is undone.
         skip = self._skip()
         members = sorted(
-            (n for n in all_nodes if n.role != "voter" and _alive(n) and n.id not in skip),
-            key=lambda n: (n.joined_at, n.id),
+            (n for n in all_nodes if n.role != "voter" and _alive(n)),
+            key=lambda n: (n.id in skip, n.joined_at, n.id),
         )
         if not members:
+            others = [f"{n.name} is {n.status}" for n in all_nodes if n.role != "voter"]
             raise ValueError(
-                f"no member can take {node.name}'s seat; the voter set must stay "
-                f"at {sum(1 for n in all_nodes if n.role == 'voter')}"
+                f"no member can take {node.name}'s seat"
+                + (f" ({', '.join(others)})" if others else "")
+                + f"; the voter set must stay at {sum(1 for n in all_nodes if n.role == 'voter')}"
             )
         await self.apply(
             VoterChange("promote", members[0], f"replaces {node.name}"),
