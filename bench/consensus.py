@@ -18,7 +18,7 @@ import time
 import aiohttp
 
 from bench.load import figures_of_run, latency, run_control_plane, throughput
-from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for
 
 
 async def _write_to(api: str, session: aiohttp.ClientSession, n: int) -> bool:
@@ -60,10 +60,7 @@ async def one_run(clients: int, seconds: float, latency_count: int) -> dict:
         try:
             await cluster.start()
 
-            async def three_voters() -> bool:
-                return len((await cluster.get(0, "/v1/cluster"))["voters"]) == 3
-
-            await wait_for(three_voters, what="3 voters")
+            await cluster.wait_voters(3)
             write = functools.partial(_write_to, cluster.nodes[await cluster.leader_index()].api)
             await latency(write, 50)  # warm up connections and code paths
             samples = await latency(write, latency_count)

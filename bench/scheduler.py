@@ -49,7 +49,7 @@ from consensus.nodes import NODES, RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
 from consensus.tasks import SERVICES, TASKS, Service
-from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for
 from scheduler.placement import place
 from scheduler.reconcile import reconcile
 from scheduler.rounds import schedule
@@ -293,10 +293,7 @@ async def e2e_run(args: argparse.Namespace, plains: list[dict]) -> dict:
         try:
             await cluster.start()
 
-            async def three_voters() -> bool:
-                return len((await cluster.get(0, "/v1/cluster"))["voters"]) == 3
-
-            await wait_for(three_voters, timeout=60, what="3 voters")
+            await cluster.wait_voters(3)
             register_s = await register_simulated(cluster, args.nodes)
             leader = await cluster.leader_index()
             leader_api = cluster.nodes[leader].api

@@ -17,7 +17,7 @@ import time
 
 import aiohttp
 
-from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for, wait_for
+from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for
 from node.local_socket import socket_path
 
 CLIENTS = 32
@@ -71,10 +71,7 @@ async def run(writes: int, seconds: float) -> dict:
         try:
             await cluster.start()
 
-            async def three_voters() -> bool:
-                return len((await cluster.get(0, "/v1/cluster"))["voters"]) == 3
-
-            await wait_for(three_voters, what="3 voters")
+            await cluster.wait_voters(3)
             leader = cluster.nodes[await cluster.leader_index()]
             tls = aiohttp.TCPConnector(ssl=ssl_for(leader.api), limit=CLIENTS)
             async with aiohttp.ClientSession(connector=tls) as session:

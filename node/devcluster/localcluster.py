@@ -309,6 +309,14 @@ class LocalCluster:
         async with node.client() as client:
             return any(n["name"] == node.name for n in await client.get("/v1/nodes"))
 
+    async def wait_voters(self, count: int, timeout: float = 60.0) -> None:
+        """Until the first node counts `count` voters (autopilot promotes joiners by itself)."""
+
+        async def enough() -> bool:
+            return len((await self.get(0, "/v1/cluster"))["voters"]) == count
+
+        await wait_for(enough, timeout=timeout, what=f"{count} voters")
+
     async def leader_index(self, among: list[int] | None = None) -> int:
         """Index of the node that every node in `among` (default: all running) names leader."""
         among = among if among is not None else [i for i, n in enumerate(self.nodes) if n.running]
