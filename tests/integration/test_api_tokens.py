@@ -16,9 +16,10 @@ import pytest
 
 from consensus.model import Node, Resources
 from consensus.wire import to_plain
-from node.devcluster.localcluster import NodeProc, started_cluster, wait_for
+from node.devcluster.localcluster import NodeProc, ssl_for, started_cluster, wait_for
 from node.join import JoinRequest
-from node.security import ClusterKeys
+from node.pki.authority import make_csr, new_key_pem
+from node.security import JoinToken
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,7 +34,9 @@ async def call(
     headers = {"Authorization": f"Bearer {token or node.api_token}"}
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, f"http://{node.api}{path}", json=body, headers=headers) as resp,
+        session.request(
+            method, f"{node.url}{path}", json=body, headers=headers, ssl=node.ssl_context()
+        ) as resp,
     ):
         return resp.status, await resp.json(content_type=None)
 
@@ -53,8 +56,9 @@ async def events_text(node: NodeProc) -> str:
     async with (
         aiohttp.ClientSession() as session,
         session.get(
-            f"http://{node.api}/v1/events?follow=0",
+            f"{node.url}/v1/events?follow=0",
             headers={"Authorization": f"Bearer {node.api_token}"},
+            ssl=node.ssl_context(),
         ) as resp,
     ):
         return await resp.text()
@@ -194,7 +198,8 @@ def listed_expiry(rows: list[dict], name: str) -> float:
 
 async def test_a_recorded_join_is_refused_by_the_next_leader(tmp_path):
     async with started_cluster(str(tmp_path), 3, ["--runtime", "process"]) as cluster:
-        keys = ClusterKeys.from_token(cluster.token)
+        token = JoinToken.parse(cluster.token)
+        cluster_id = (await cluster.get(0, "/v1/cluster"))["cluster_id"]
         ghost = Node(
             "ghost0000001",
             "ghost",
@@ -205,11 +210,12 @@ async def test_a_recorded_join_is_refused_by_the_next_leader(tmp_path):
             resources=Resources(64_000, 1 << 40),
             key_hash="ab" * 32,
         )
-        captured = to_plain(JoinRequest(keys.cluster_id, ghost).signed(keys))
+        csr = make_csr(ghost.id, new_key_pem()).decode()
+        captured = to_plain(JoinRequest(cluster_id, ghost, csr=csr).signed(token))
         leader = await cluster.leader_index()
         async with aiohttp.ClientSession() as session:
-            url = f"http://{cluster.nodes[leader].api}/v1/join"
-            async with session.post(url, json=captured) as resp:
+            url = f"{cluster.nodes[leader].url}/v1/join"
+            async with session.post(url, json=captured, ssl=ssl_for(url)) as resp:
                 assert resp.status == 200, await resp.text()
         other = next(i for i in range(3) if i != leader)
         status, body = await call(cluster.nodes[other], "DELETE", "/v1/nodes/ghost?force=true")
@@ -218,8 +224,8 @@ async def test_a_recorded_join_is_refused_by_the_next_leader(tmp_path):
         survivors = [i for i in range(3) if i != leader]
         successor = await cluster.leader_index(survivors)
         async with aiohttp.ClientSession() as session:
-            url = f"http://{cluster.nodes[successor].api}/v1/join"
-            async with session.post(url, json=captured) as resp:
+            url = f"{cluster.nodes[successor].url}/v1/join"
+            async with session.post(url, json=captured, ssl=ssl_for(url)) as resp:
                 body = await resp.json(content_type=None)
                 assert resp.status == 403 and "replayed" in body["error"], body
         names = {n["name"] for n in (await call(cluster.nodes[successor], "GET", "/v1/nodes"))[1]}
