@@ -201,7 +201,7 @@ async def test_a_recorded_join_is_refused_by_the_next_leader(tmp_path):
         token = JoinToken.parse(cluster.token)
         cluster_id = (await cluster.get(0, "/v1/cluster"))["cluster_id"]
         ghost = Node(
-            "ghost0000001",
+            "ab0000000002",
             "ghost",
             "127.0.0.99",
             7420,
