@@ -30,7 +30,9 @@ class Control:
         self.clients: list[ShoalClient] = []
 
     def client_for(self, node: Node) -> ShoalClient:
-        self.clients.append(ShoalClient(node.api_address))
+        self.clients.append(
+            ShoalClient(f"http://{node.api_address}")
+        )  # the stand-ins serve plain HTTP
         return self.clients[-1]
 
 
@@ -76,7 +78,7 @@ async def cluster(tmp_path):
         )
     await source.create_service({"name": "counter", "image": "process", "command": COUNTER})
     (task_id,) = await source.assign("counter", 1)
-    clients = {n: ShoalClient(f"127.0.0.1:{s.port}") for n, s in servers.items()}
+    clients = {n: ShoalClient(f"http://127.0.0.1:{s.port}") for n, s in servers.items()}
     try:
         async with run_agent(agent):
             await source.until(lambda s: s.task(task_id).state == "running")
