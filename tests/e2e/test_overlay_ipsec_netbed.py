@@ -21,7 +21,6 @@ import pytest
 
 from node.client import ShoalClient
 from node.devcluster.localcluster import wait_for
-from node.security import ClusterKeys
 from tests.e2e.test_overlay_ipsec_kernel import Capture
 from tests.e2e.test_overlay_netbed import _container, _fetch
 from tests.safety.shoal_bed import API_PORT, BedCluster
@@ -78,8 +77,12 @@ async def _scenario(bed, by_node, image, tmp_path) -> None:
         )
         try:
             await cluster.form()
-            token = ClusterKeys.from_token(cluster.token).api_token
-            client = ShoalClient(f"{bed.hosts[0].address}:{API_PORT}", token, session=session)
+            client = ShoalClient(
+                f"{bed.hosts[0].address}:{API_PORT}",
+                cluster.api_token,
+                session=session,
+                ssl_context=cluster.ssl_context,
+            )
             await client.request(
                 "POST",
                 "/v1/apply",
