@@ -39,6 +39,7 @@ from node.loops.identity import VoterMemoryLoop
 from node.loops.leader_changes import LeaderChangeLoop
 from node.loops.liveness import LivenessLoop
 from node.loops.metrics_reporter import STALE_INTERVALS, MetricsReporter
+from node.loops.protocol import ProtocolLevels, announcement
 from node.loops.registration import RegistrationLoop
 from node.loops.snapshots import SnapshotKeeper
 from node.loops.voters import VoterManager
@@ -131,9 +132,11 @@ class ShoalNode:
                     "api_port": self.config.api_port,
                     "raft_port": self.config.raft_port,
                     INGRESS_META: self.config.ingress_host,
+                    **announcement(cfg.shoal_version()),
                 },
             )
         )
+        self.levels = ProtocolLevels(self.store.view, self.gossip, self.raft.subscribe())
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         files = FileOpener(self.raft.view, SecretBox(self.keys.secret), self.node_id)
         self.overlay: Overlay | None = None
@@ -229,6 +232,7 @@ class ShoalNode:
             self.scheduler,
             RateLimitedWake(self.raft.subscribe(), self._scheduler_wake, SCHEDULER_MIN_INTERVAL),
             GossipJoinLoop(self.raft, self.gossip, self.node_id),
+            self.levels,
             self.liveness,
             self.agent,
             self.events,

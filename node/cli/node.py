@@ -512,7 +512,18 @@ def _use_uvloop() -> None:
 # -- API commands ------------------------------------------------------------------------
 def _render_nodes(rows: list[dict]) -> None:
     output.table(
-        ("ID", "NAME", "ADDRESS", "ROLE", "STATUS", "AVAILABILITY", "CPUS", "MEMORY", "LABELS"),
+        (
+            "ID",
+            "NAME",
+            "ADDRESS",
+            "ROLE",
+            "STATUS",
+            "AVAILABILITY",
+            "CPUS",
+            "MEMORY",
+            "VERSION",
+            "LABELS",
+        ),
         (
             (
                 n["id"],
@@ -523,11 +534,18 @@ def _render_nodes(rows: list[dict]) -> None:
                 n["availability"],
                 output.cpus(n["resources"]["cpu_millis"]),
                 output.size(n["resources"]["memory_bytes"]),
+                _release(n),
                 ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())),
             )
             for n in rows
         ),
     )
+
+
+def _release(n: dict) -> str:
+    """A node's release and protocol level, as it announced them ("?" before it has; nodes
+    of a release from before levels announce neither)."""
+    return f"{n.get('version') or '?'} (p{n.get('protocol', 1)})"
 
 
 async def _ls(args, client: ShoalClient) -> int:
@@ -594,10 +612,18 @@ async def _status(args, client: ShoalClient) -> int:
                 ("commit index", c["commit_index"]),
                 ("voters", len(c["voters"])),
                 ("members", len(c["members"])),
+                ("protocol level", _levels(c.get("protocol"))),
             ],
         )
 
     return emit(args, await client.get("/v1/cluster"), render)
+
+
+def _levels(levels: dict | None) -> str:
+    """The cluster's protocol level (what its leader writes) beside this node's own."""
+    if levels is None:  # a node of a release from before levels
+        return "1 (this node: 1)"
+    return f"{levels['minimum']} (this node: {levels['this_node']}, release {levels['version']})"
 
 
 async def _token(args, client: ShoalClient) -> int:
