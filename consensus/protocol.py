@@ -39,14 +39,16 @@ def minimum(node_ids: Iterable[str], levels: Mapping[str, int], own: int = PROTO
     return min((levels.get(node_id, LOWEST) for node_id in node_ids), default=own)
 
 
-def refusal(cluster: int, own: int = PROTOCOL) -> str | None:
-    """Why a node of level `own` cannot serve in a cluster of level `cluster`, if it cannot."""
+def refusal(cluster: int, own: int = PROTOCOL, *, exact: bool = True) -> str | None:
+    """Why a node of level `own` cannot serve in a cluster of level `cluster`, if it cannot.
+    Not `exact`: some node was not heard from and counted lowest, so the cluster's level may
+    be higher than `cluster` (a node is then refused only for being older)."""
     if cluster > own:
         return (
             f"this node speaks protocol level {own} and the cluster {cluster}: its log holds "
             f"entries this release cannot read. Start it with the release the other nodes run"
         )
-    if cluster < own - 1:
+    if cluster < own - 1 and exact:
         return (
             f"this node speaks protocol level {own} and the cluster {cluster}, more than one "
             f"level older: upgrade the cluster through the release in between first"

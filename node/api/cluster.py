@@ -155,8 +155,12 @@ async def get_cluster(request: web.Request) -> web.Response:
             # leader writes), and what this node speaks and runs.
             "protocol": {
                 "minimum": shoal.levels.minimum,
+                "unheard": shoal.levels.unheard,
                 "this_node": protocol.PROTOCOL,
                 "version": shoal_version(),
+                # Entries this node wrote as leader holding several proposals: none until
+                # the minimum reaches the level that added them.
+                "batched_entries": shoal.raft.batched_entries,
             },
             "this_node": {
                 "id": shoal.node_id,
@@ -255,7 +259,13 @@ async def get_ca(request: web.Request) -> web.Response:
     names before it sends anything; answered also while the node catches up."""
     shoal = request.app[NODE]
     return web.json_response(
-        {"cluster_id": shoal.keys.cluster_id, "certificates": split_bundle(shoal.tls.ca_bundle)}
+        {
+            "cluster_id": shoal.keys.cluster_id,
+            "certificates": split_bundle(shoal.tls.ca_bundle),
+            # What a joining node checks it can read (node.join.check_level).
+            "protocol": shoal.levels.minimum,
+            "protocol_exact": shoal.levels.exact,
+        }
     )
 
 

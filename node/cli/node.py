@@ -438,6 +438,7 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
     node.import_aiohttp_for_a_node()  # first, before anything imports aiohttp
     from node import config as cfg
     from node.client import ApiError, Unreachable
+    from node.join import IncompatibleCluster
     from node.pki.store import NoCertificate
     from node.ports import port_taken
     from node.runtime.select import RuntimeUnavailable, select_driver
@@ -478,7 +479,7 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
             await driver.aclose()
             print(f"shoal: join refused by {join}: {exc.message}", file=sys.stderr)
             return 1
-        except (Unreachable, TokenError, NoCertificate) as exc:
+        except (Unreachable, TokenError, NoCertificate, IncompatibleCluster) as exc:
             await driver.aclose()
             print(f"shoal: {exc}", file=sys.stderr)
             return 2
@@ -491,7 +492,12 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
             token_file = os.path.join(config.data_dir, cfg.TOKEN_FILE)
             with open(token_file) as f:
                 print(f"join token: {f.read().strip()}\n  (saved in {token_file})", file=sys.stderr)
-        reason = await ShoalNode(stored, driver, fingerprint).run()
+        try:
+            reason = await ShoalNode(stored, driver, fingerprint).run()
+        except IncompatibleCluster as exc:
+            await driver.aclose()
+            print(f"shoal: {exc}", file=sys.stderr)
+            return 2
         logging.getLogger("shoal").info("node stopped: %s", reason)
         return 0
 

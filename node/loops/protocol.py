@@ -53,6 +53,9 @@ class ProtocolLevels:
         self._wake = changed
         # The lowest until this node has heard the others.
         self.minimum = protocol.LOWEST
+        # Nodes of the cluster this node has not heard announce anything, counted lowest
+        # (None before it looked): the minimum is exact only when none are.
+        self.unheard: int | None = None
         self.announced: dict[str, Announced] = {}
 
     async def run(self) -> None:
@@ -77,6 +80,7 @@ class ProtocolLevels:
         with self._read_state() as state:
             node_ids = list(nodes(state))
         levels = {node_id: a.level for node_id, a in self.announced.items()}
+        self.unheard = sum(1 for node_id in node_ids if node_id not in levels)
         level = protocol.minimum(node_ids, levels)
         if level != self.minimum:
             log.info(
@@ -86,6 +90,10 @@ class ProtocolLevels:
                 "on" if level >= protocol.BATCH else "off",
             )
             self.minimum = level
+
+    @property
+    def exact(self) -> bool:
+        return self.unheard == 0
 
     def of(self, node_id: str) -> Announced:
         return self.announced.get(node_id, Announced(protocol.LOWEST, ""))
