@@ -462,7 +462,11 @@ class ShoalNode:
             levels = answer.get("protocol")
             if not isinstance(levels, dict):  # a leader of a release before levels
                 levels = {}
-            check_level(levels.get("minimum"), levels.get("unheard") == 0, f"leader {address}")
+            check_level(
+                levels.get("minimum"),
+                levels.get("unheard") == 0,
+                f"not starting (asked the leader at {address})",
+            )
             return
 
     async def _until_caught_up(self) -> bool:

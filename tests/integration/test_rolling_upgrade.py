@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 
 import pytest
 
+import consensus
 from consensus import protocol
 from node.client import ShoalClient
-from node.devcluster.localcluster import LocalCluster, wait_for
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
 from tests.integration.cluster_support import must, shoal
 from tests.integration.mesh_support import (
     fetch,
@@ -63,6 +65,24 @@ def previous_release(into: str) -> tuple[str, int]:
     subprocess.run(["tar", "-x", "-C", into], stdin=archive.stdout, check=True)
     assert archive.wait() == 0, f"git archive {commit} failed"
     return commit, _level_of(into)
+
+
+def future_release(into: str, level: int) -> None:
+    """This code as a later release that speaks `level`: every node of this release is
+    older than it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(consensus.__file__)))
+    for package in PACKAGES:
+        shutil.copytree(
+            os.path.join(root, package),
+            os.path.join(into, package),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    path = os.path.join(into, "consensus", "protocol.py")
+    with open(path) as f:
+        source = f.read()
+    with open(path, "w") as f:
+        f.write(re.sub(r"^PROTOCOL = \d+$", f"PROTOCOL = {level}", source, flags=re.MULTILINE))
+    assert _level_of(into) == level
 
 
 def _level_of(tree: str) -> int:
@@ -282,3 +302,39 @@ async def _heard_all(cluster: LocalCluster, i: int) -> dict | None:
 async def _at_level(cluster: LocalCluster, i: int, level: int) -> bool:
     now = await levels(cluster, i)
     return now["minimum"] == level and now["unheard"] == 0
+
+
+def _refused(node: NodeProc) -> str:
+    """The reason node gave for exiting with 2 (it must, within 30 s)."""
+    assert node.proc is not None
+    assert node.proc.wait(30) == 2, node.log()
+    return node.log()
+
+
+async def test_a_node_of_an_older_release_refuses_to_join_or_start_in_a_newer_cluster(tmp_path):
+    newer = protocol.PROTOCOL + 1
+    future_release(str(tmp_path / "future"), newer)
+    (tmp_path / "cluster").mkdir()
+    cluster = LocalCluster(str(tmp_path / "cluster"), 3, EQUAL_PROCESS_NODES)
+    for node in cluster.nodes[:2]:
+        node.code_dir = str(tmp_path / "future")
+    try:
+        await cluster.start(count=2)
+        await wait_for(
+            lambda: _at_level(cluster, 0, newer), 30, f"the cluster to speak level {newer}"
+        )
+        said = f"this node speaks protocol level {protocol.PROTOCOL} and the cluster {newer}"
+
+        joining = cluster.nodes[2]
+        joining.start(join=cluster.nodes[0].api, token=cluster.token)
+        assert said in _refused(joining)
+        assert [n["name"] for n in await cluster.get(0, "/v1/nodes")] == ["n1", "n2"]
+
+        restarted = cluster.nodes[1]
+        restarted.stop()
+        restarted.code_dir = None
+        restarted.start()
+        assert said in _refused(restarted)
+    finally:
+        cluster.stop()
+        print(cluster.logs())
