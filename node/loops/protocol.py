@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from consensus import protocol
-from consensus.nodes import nodes
+from consensus.model import Node
+from consensus.nodes import NODES
 from consensus.store import StateVersion
 from netoverlay.gossip.model import MemberEvent
 from netoverlay.gossip.service import GossipService
@@ -57,28 +58,38 @@ class ProtocolLevels:
         # (None before it looked): the minimum is exact only when none are.
         self.unheard: int | None = None
         self.announced: dict[str, Announced] = {}
+        self._nodes: Mapping[str, Node] | None = None
+        self._members_changed = True
 
     async def run(self) -> None:
-        stop_listening = self._gossip.on_change(
-            lambda event: self._wake.set() if isinstance(event, MemberEvent) else None
-        )
+        stop_listening = self._gossip.on_change(self._on_gossip)
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                self.refresh()
+                with self._read_state() as state:
+                    table = state.table(NODES)
+                # A version shares the tables its commands left alone: most wake-ups (task
+                # reports, writes) change no node, and gossip says when a member changed.
+                if table is not self._nodes or self._members_changed:
+                    self._nodes, self._members_changed = table, False
+                    self.refresh(list(table))
         finally:
             stop_listening()
 
-    def refresh(self) -> None:
+    def _on_gossip(self, event: object) -> None:
+        if isinstance(event, MemberEvent):
+            self._members_changed = True
+            self._wake.set()
+
+    def refresh(self, node_ids: list[str]) -> None:
+        """The levels announced now, and the cluster's over `node_ids` (all its nodes)."""
         self.announced = {
             m.node_id: Announced(
                 protocol.announced(m.meta.get(PROTOCOL_META)), str(m.meta.get(VERSION_META, ""))
             )
             for m in self._gossip.members()
         }
-        with self._read_state() as state:
-            node_ids = list(nodes(state))
         levels = {node_id: a.level for node_id, a in self.announced.items()}
         self.unheard = sum(1 for node_id in node_ids if node_id not in levels)
         level = protocol.minimum(node_ids, levels)
