@@ -468,11 +468,17 @@ class RaftNode:
         password: str,
         tuning: RaftTuning = RaftTuning(),
         observe_apply: Callable[[float], None] = lambda seconds: None,
+        may_batch: Callable[[], bool] = lambda: True,
     ) -> None:
         """`observe_apply` is told how long each committed entry took to apply (on the Raft
-        thread: it must be quick and thread-safe)."""
+        thread: it must be quick and thread-safe). `may_batch` says whether every node can
+        apply a `batch` entry (consensus.protocol.BATCH): until then each proposal is an
+        `apply` entry of its own."""
         self._dir = os.path.join(data_dir, "raft")
         self._observe_apply = observe_apply
+        self._may_batch = may_batch
+        # Entries this node wrote holding several proposals.
+        self.batched_entries = 0
         self.address = address
         self._password = password
         self._tuning = tuning
@@ -845,10 +851,16 @@ class RaftNode:
         replica = self._replica
         if replica is None or not self.is_leader():
             raise NotLeader()
-        if len(commands) == 1:  # a lone write stays an entry of its own
-            return [await self._call(lambda cb: replica.apply(commands[0], callback=cb), timeout)]
+        if len(commands) == 1 or not self._may_batch():
+            # A lone write stays an entry of its own, and so does each write of a round
+            # while some node may lack `batch`: they are appended together all the same.
+            return list(await asyncio.gather(*(self._apply(replica, c, timeout) for c in commands)))
         raw = await self._call(lambda cb: replica.batch(commands, callback=cb), timeout)
+        self.batched_entries += 1
         return list(raw)
+
+    async def _apply(self, replica: _Replica, command: bytes, timeout: float) -> Any:
+        return await self._call(lambda cb: replica.apply(command, callback=cb), timeout)
 
     async def add_voter(self, address: str, timeout: float = 5.0) -> None:
         syncobj = self._running()

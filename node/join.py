@@ -16,9 +16,11 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import msgpack
 
+from consensus import protocol
 from consensus.model import Node, Resources
 from consensus.nodes import JOIN_WINDOW, JoinTicket, RegisterNode, nodes, voters
 from consensus.state import ClusterState
@@ -90,6 +92,22 @@ class ClusterCa:
 
     cluster_id: str
     certificates: tuple[str, ...]
+    # The cluster's protocol level as the answering node knows it (a node of a release
+    # before levels sends none: the lowest), and whether it heard every node.
+    protocol: int = protocol.LOWEST
+    protocol_exact: bool = True
+
+
+class IncompatibleCluster(Exception):
+    """This node's release cannot read the cluster's log (consensus.protocol.refusal)."""
+
+
+def check_level(level: Any, exact: Any, where: str) -> None:
+    """Raise IncompatibleCluster if this node cannot serve in a cluster of `level`, as
+    `where` reported it (values from the network, checked here)."""
+    reason = protocol.refusal(protocol.announced(level), exact=exact is not False)
+    if reason is not None:
+        raise IncompatibleCluster(f"{where}: {reason}")
 
 
 class UntrustedCluster(TokenError):
@@ -144,6 +162,7 @@ async def request_join(
         raw = await _patiently(target, deadline, lambda: client.get("/v1/cluster/ca"))
     ca = from_plain(ClusterCa, raw, strict=False)
     pinned = pin(ca, token, target)
+    check_level(ca.protocol, ca.protocol_exact, f"not joining through {target}")
     unsigned = JoinRequest(ca.cluster_id, node, csr=csr.decode(), lifetime=lifetime)
     # The target is checked by its chain to the pinned CA, not by name: it may be reached
     # through a name or address its certificate does not list.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from consensus import protocol
 from consensus.model import Node, Resources
 from consensus.raft import RaftNode, RaftTuning
 from consensus.store import Store
@@ -26,7 +27,7 @@ from node.api.listen import ConnectionLimits, listen, raise_file_limit, runner_o
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
-from node.join import local_node, request_join
+from node.join import IncompatibleCluster, check_level, local_node, request_join
 from node.local_socket import socket_path
 from node.loops import Loop
 from node.loops.audit import AuditTrail
@@ -39,6 +40,7 @@ from node.loops.identity import VoterMemoryLoop
 from node.loops.leader_changes import LeaderChangeLoop
 from node.loops.liveness import LivenessLoop
 from node.loops.metrics_reporter import STALE_INTERVALS, MetricsReporter
+from node.loops.protocol import ProtocolLevels, announcement
 from node.loops.registration import RegistrationLoop
 from node.loops.snapshots import SnapshotKeeper
 from node.loops.voters import VoterManager
@@ -72,6 +74,8 @@ NODE_GOSSIP = GossipConfig(probe_interval=0.6, probe_timeout=0.3)
 # The scheduler runs at most 20 rounds a second, however fast commits arrive: a round reads
 # the whole state, and a burst of writes needs one round, not one each.
 SCHEDULER_MIN_INTERVAL = 0.05
+# How long a starting node waits for each voter it asks about the cluster's protocol level.
+LEVEL_ASK_TIMEOUT = 3.0
 
 
 def offered_resources(config: NodeConfig, fingerprint: NodeFingerprint) -> Resources:
@@ -106,6 +110,7 @@ class ShoalNode:
             address=self.config.raft_address,
             password=self.keys.raft_password,
             observe_apply=self.telemetry.raft_apply_seconds.observe,
+            may_batch=lambda: self.levels.minimum >= protocol.BATCH,
             tuning=RaftTuning(
                 compaction_min_entries=self.config.snapshot_entries,
                 compaction_min_time=self.config.snapshot_interval,
@@ -131,9 +136,11 @@ class ShoalNode:
                     "api_port": self.config.api_port,
                     "raft_port": self.config.raft_port,
                     INGRESS_META: self.config.ingress_host,
+                    **announcement(cfg.shoal_version()),
                 },
             )
         )
+        self.levels = ProtocolLevels(self.store.view, self.gossip, self.raft.subscribe())
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         files = FileOpener(self.raft.view, SecretBox(self.keys.secret), self.node_id)
         self.overlay: Overlay | None = None
@@ -229,6 +236,7 @@ class ShoalNode:
             self.scheduler,
             RateLimitedWake(self.raft.subscribe(), self._scheduler_wake, SCHEDULER_MIN_INTERVAL),
             GossipJoinLoop(self.raft, self.gossip, self.node_id),
+            self.levels,
             self.liveness,
             self.agent,
             self.events,
@@ -402,6 +410,11 @@ class ShoalNode:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
         log.info("open-file limit: %d", raise_file_limit())
+        try:
+            await self._check_cluster_level()
+        except IncompatibleCluster:
+            await self.control.close()
+            raise
         self.raft.start(self.identity.role, list(self.identity.voters))
         # The API answers at once (health, Raft view, role changes) but serves the state only
         # once this node holds it; gossip, the mesh and the loops start only then, so a node
@@ -430,6 +443,31 @@ class ShoalNode:
         finally:
             await self._shutdown()
         return self._stop_reason
+
+    async def _check_cluster_level(self) -> None:
+        """Before this node applies anything, raise IncompatibleCluster if the cluster's
+        leader, asked among the voters this node remembers, reports a protocol level this
+        release cannot read. No leader answering (a whole cluster starting) is no refusal."""
+        for address in self.identity.voter_apis:
+            if address == self.config.api_address:
+                continue
+            try:
+                answer = await asyncio.wait_for(
+                    self.control.client_at(address).get("/v1/cluster"), LEVEL_ASK_TIMEOUT
+                )
+            except (TimeoutError, ApiError, Unreachable):
+                continue
+            if not answer.get("this_node", {}).get("is_leader"):
+                continue
+            levels = answer.get("protocol")
+            if not isinstance(levels, dict):  # a leader of a release before levels
+                levels = {}
+            check_level(
+                levels.get("minimum"),
+                levels.get("unheard") == 0,
+                f"not starting (asked the leader at {address})",
+            )
+            return
 
     async def _until_caught_up(self) -> bool:
         """Wait until the Raft replica holds the cluster's committed state; False when the

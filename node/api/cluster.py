@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from consensus import codec
+from consensus import codec, protocol
 from consensus.model import Availability, ClusterInfo, Node
 from consensus.nodes import RemoveNode, RotateJoinToken, UpdateNode, nodes, nodes_matching, voters
 from consensus.raft import NotLeader, SyncProgress
@@ -27,8 +27,10 @@ from node.api.http_util import (
     require_type,
     result_or_raise,
 )
+from node.config import shoal_version
 from node.control import COMMAND_TYPE, MAX_COMMAND_BYTES
 from node.join import JoinRequest, accept_join
+from node.loops.protocol import Announced
 from node.loops.voters import NotCaughtUp
 from node.pki import cluster_ca
 from node.pki.authority import NODE_LIFETIME, CertificateError, csr_node_id, split_bundle
@@ -52,11 +54,19 @@ class RaftRole:
     voters: tuple[str, ...]
 
 
-def node_json(node: Node, leader_id: str | None) -> dict:
+def node_json(node: Node, leader_id: str | None, announced: Announced) -> dict:
     body = to_plain(node)
     del body["key_hash"]  # of no use to a client
     body["leader"] = node.id == leader_id
+    # As the node announced them (node.loops.protocol): "" for a release before that.
+    body["protocol"] = announced.level
+    body["version"] = announced.version
     return body
+
+
+def _node_answer(shoal: NodeContext, ref: str) -> web.Response:
+    node = _find(shoal, ref)
+    return web.json_response(node_json(node, _leader_id(shoal), shoal.levels.of(node.id)))
 
 
 def _leader_id(shoal: NodeContext) -> str | None:
@@ -141,6 +151,17 @@ async def get_cluster(request: web.Request) -> web.Response:
             "applied": applied,
             "voters": [n.id for n in all_nodes if n.role == "voter"],
             "members": [n.id for n in all_nodes if n.role != "voter"],
+            # The cluster's protocol level: the lowest any of its nodes speaks (what the
+            # leader writes), and what this node speaks and runs.
+            "protocol": {
+                "minimum": shoal.levels.minimum,
+                "unheard": shoal.levels.unheard,
+                "this_node": protocol.PROTOCOL,
+                "version": shoal_version(),
+                # Entries this node wrote as leader holding several proposals: none until
+                # the minimum reaches the level that added them.
+                "batched_entries": shoal.raft.batched_entries,
+            },
             "this_node": {
                 "id": shoal.node_id,
                 "raft_address": shoal.config.raft_address,
@@ -238,7 +259,13 @@ async def get_ca(request: web.Request) -> web.Response:
     names before it sends anything; answered also while the node catches up."""
     shoal = request.app[NODE]
     return web.json_response(
-        {"cluster_id": shoal.keys.cluster_id, "certificates": split_bundle(shoal.tls.ca_bundle)}
+        {
+            "cluster_id": shoal.keys.cluster_id,
+            "certificates": split_bundle(shoal.tls.ca_bundle),
+            # What a joining node checks it can read (node.join.check_level).
+            "protocol": shoal.levels.minimum,
+            "protocol_exact": shoal.levels.exact,
+        }
     )
 
 
@@ -270,13 +297,13 @@ async def list_nodes(request: web.Request) -> web.Response:
     leader_id = _leader_id(shoal)
     with shoal.store.view() as state:
         rows = sorted(nodes(state).values(), key=lambda n: n.name)
-    return web.json_response([node_json(n, leader_id) for n in rows])
+    return web.json_response([node_json(n, leader_id, shoal.levels.of(n.id)) for n in rows])
 
 
 @routes.get("/v1/nodes/{ref}")
 async def get_node(request: web.Request) -> web.Response:
     shoal = request.app[NODE]
-    return web.json_response(node_json(_find(shoal, request.match_info["ref"]), _leader_id(shoal)))
+    return _node_answer(shoal, request.match_info["ref"])
 
 
 @routes.patch("/v1/nodes/{ref}")
@@ -298,7 +325,7 @@ async def patch_node(request: web.Request) -> web.Response:
             UpdateNode(node.id, patch.add_labels, patch.remove_labels, patch.availability)
         )
     )
-    return web.json_response(node_json(_find(shoal, node.id), _leader_id(shoal)))
+    return _node_answer(shoal, node.id)
 
 
 @routes.delete("/v1/nodes/{ref}")
@@ -337,7 +364,7 @@ async def change_role(request: web.Request) -> web.Response:
         await change(node)
     except (ValueError, NotCaughtUp) as exc:  # the voter set cannot change that way now
         raise HttpError(409, str(exc)) from None
-    return web.json_response(node_json(_find(shoal, node.id), _leader_id(shoal)))
+    return _node_answer(shoal, node.id)
 
 
 @routes.post("/v1/join")

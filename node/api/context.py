@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from node.control import ControlPlane
     from node.loops.audit import AuditTrail
     from node.loops.event_feed import EventFeed
+    from node.loops.protocol import ProtocolLevels
     from node.loops.voters import VoterManager
     from node.mesh import Mesh
     from node.overlay.loop import Overlay
@@ -34,6 +35,8 @@ class NodeContext(Protocol):
     control: ControlPlane
     gossip: GossipService
     voters: VoterManager
+    # The protocol level each node announced, and the cluster's.
+    levels: ProtocolLevels
     mesh: Mesh
     events: EventFeed
     audit: AuditTrail

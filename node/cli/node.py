@@ -438,6 +438,7 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
     node.import_aiohttp_for_a_node()  # first, before anything imports aiohttp
     from node import config as cfg
     from node.client import ApiError, Unreachable
+    from node.join import IncompatibleCluster
     from node.pki.store import NoCertificate
     from node.ports import port_taken
     from node.runtime.select import RuntimeUnavailable, select_driver
@@ -478,7 +479,7 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
             await driver.aclose()
             print(f"shoal: join refused by {join}: {exc.message}", file=sys.stderr)
             return 1
-        except (Unreachable, TokenError, NoCertificate) as exc:
+        except (Unreachable, TokenError, NoCertificate, IncompatibleCluster) as exc:
             await driver.aclose()
             print(f"shoal: {exc}", file=sys.stderr)
             return 2
@@ -491,7 +492,12 @@ def _run_node(config: NodeConfig, node_id: str, join: str | None, token: str | N
             token_file = os.path.join(config.data_dir, cfg.TOKEN_FILE)
             with open(token_file) as f:
                 print(f"join token: {f.read().strip()}\n  (saved in {token_file})", file=sys.stderr)
-        reason = await ShoalNode(stored, driver, fingerprint).run()
+        try:
+            reason = await ShoalNode(stored, driver, fingerprint).run()
+        except IncompatibleCluster as exc:
+            await driver.aclose()
+            print(f"shoal: {exc}", file=sys.stderr)
+            return 2
         logging.getLogger("shoal").info("node stopped: %s", reason)
         return 0
 
@@ -512,7 +518,18 @@ def _use_uvloop() -> None:
 # -- API commands ------------------------------------------------------------------------
 def _render_nodes(rows: list[dict]) -> None:
     output.table(
-        ("ID", "NAME", "ADDRESS", "ROLE", "STATUS", "AVAILABILITY", "CPUS", "MEMORY", "LABELS"),
+        (
+            "ID",
+            "NAME",
+            "ADDRESS",
+            "ROLE",
+            "STATUS",
+            "AVAILABILITY",
+            "CPUS",
+            "MEMORY",
+            "VERSION",
+            "LABELS",
+        ),
         (
             (
                 n["id"],
@@ -523,11 +540,18 @@ def _render_nodes(rows: list[dict]) -> None:
                 n["availability"],
                 output.cpus(n["resources"]["cpu_millis"]),
                 output.size(n["resources"]["memory_bytes"]),
+                _release(n),
                 ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())),
             )
             for n in rows
         ),
     )
+
+
+def _release(n: dict) -> str:
+    """A node's release and protocol level, as it announced them ("?" before it has; nodes
+    of a release from before levels announce neither)."""
+    return f"{n.get('version') or '?'} (p{n.get('protocol', 1)})"
 
 
 async def _ls(args, client: ShoalClient) -> int:
@@ -594,10 +618,18 @@ async def _status(args, client: ShoalClient) -> int:
                 ("commit index", c["commit_index"]),
                 ("voters", len(c["voters"])),
                 ("members", len(c["members"])),
+                ("protocol level", _levels(c.get("protocol"))),
             ],
         )
 
     return emit(args, await client.get("/v1/cluster"), render)
+
+
+def _levels(levels: dict | None) -> str:
+    """The cluster's protocol level (what its leader writes) beside this node's own."""
+    if levels is None:  # a node of a release from before levels
+        return "1 (this node: 1)"
+    return f"{levels['minimum']} (this node: {levels['this_node']}, release {levels['version']})"
 
 
 async def _token(args, client: ShoalClient) -> int:

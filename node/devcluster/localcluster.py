@@ -50,6 +50,9 @@ class NodeProc:
     prefix: str = "n"
     # Tests and benchmarks never reach for a registry: their images are made locally.
     image_pull: str = "never"
+    # Where the node's code is read from (an unpacked Shoal tree, as an upgrade test runs an
+    # older release); None: the code of this process.
+    code_dir: str | None = None
     proc: subprocess.Popen | None = None
 
     @property
@@ -162,12 +165,16 @@ class NodeProc:
         --force-new-cluster)."""
         _by_api[self.api] = self
         env = dict(os.environ, SHOAL_QUIET="1", PYTHONUNBUFFERED="1", **(env or {}))
+        if self.code_dir is not None:
+            # `python -m` looks in its working directory first, then PYTHONPATH.
+            env["PYTHONPATH"] = self.code_dir
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 self.command(join, token) + list(also),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=self.code_dir,
             )
 
     def signal(self, sig: int) -> None:

@@ -269,17 +269,22 @@ async def remove_leftover_tasks(cluster: LocalCluster) -> None:
 
 @contextlib.asynccontextmanager
 async def mesh_cluster(
-    tmp_path: object, dataplane: str = "proxy", count: int | None = None
+    tmp_path: object,
+    dataplane: str = "proxy",
+    count: int | None = None,
+    code_dir: str | None = None,
 ) -> AsyncIterator[LocalCluster]:
-    """A 3-node process cluster (`count` of them started) whose routing mesh is `dataplane`;
-    on the way out it stops the nodes, ends the tasks they leave running (and the nft tables),
-    and prints the logs."""
+    """A 3-node process cluster (`count` of them started) whose routing mesh is `dataplane`,
+    its nodes started from `code_dir` (NodeProc.code_dir); on the way out it stops the nodes,
+    ends the tasks they leave running (and the nft tables), and prints the logs."""
     cluster = LocalCluster(
         str(tmp_path),
         3,
         ["--runtime", "process", "--cpus", "4", "--memory", str(8 << 30)]
         + ["--lb-dataplane", dataplane],
     )
+    for node in cluster.nodes:
+        node.code_dir = code_dir
     try:
         await cluster.start(count=count)
         yield cluster

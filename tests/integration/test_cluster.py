@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from consensus.protocol import PROTOCOL
 from node.client import ApiError
 from node.devcluster.localcluster import LocalCluster, NodeProc, wait_for
 
@@ -67,6 +68,17 @@ async def test_three_nodes_agree_on_leader_and_replicate_a_follower_write(cluste
         lambda: _label_everywhere(cluster, [0, 1, 2], "n1", "zone", "a"),
         what="the label on every node",
     )
+
+    # Each node announces its protocol level and release; the cluster speaks the lowest.
+    async def every_node_heard(i: int) -> bool:
+        levels = (await cluster.get(i, "/v1/cluster"))["protocol"]
+        listed = await cluster.get(i, "/v1/nodes")
+        return levels["minimum"] == PROTOCOL and all(
+            n["protocol"] == PROTOCOL and n["version"] == levels["version"] != "" for n in listed
+        )
+
+    for i in range(3):
+        await wait_for(lambda i=i: every_node_heard(i), what=f"n{i + 1} to hear every level")
 
 
 async def test_leader_kill_failover_restart_and_whole_cluster_restart(cluster_factory):
