@@ -22,7 +22,7 @@ from node import config as cfg
 from node.agent import Agent
 from node.agent.secret_fetch import FileOpener
 from node.api.app import build_app
-from node.api.listen import ConnectionLimits, listen, raise_file_limit, runner_options
+from node.api.listen import ConnectionLimits, Listeners, listen, raise_file_limit, runner_options
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
@@ -255,7 +255,7 @@ class ShoalNode:
         self._stop_reason = ""
         self._left_cluster = False
         self._runner: web.AppRunner | None = None
-        self._listeners: list[asyncio.AbstractServer] = []
+        self._listeners = Listeners()
         self.connection_limits = ConnectionLimits()
         self._role_lock = asyncio.Lock()
 
@@ -494,8 +494,7 @@ class ShoalNode:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.gossip.leave(), SHUTDOWN_TIMEOUT / 4)
         await self.gossip.stop()
-        for listener in self._listeners:
-            listener.close()
+        self._listeners.close()
         with contextlib.suppress(OSError):
             os.unlink(socket_path(self.config.data_dir))
         if self._runner is not None:
