@@ -36,6 +36,7 @@ from node.loops.demotion import DemotionLoop
 from node.loops.event_feed import EventFeed
 from node.loops.gossip_join import GossipJoinLoop
 from node.loops.identity import VoterMemoryLoop
+from node.loops.join_token import JoinTokenFile
 from node.loops.leader_changes import LeaderChangeLoop
 from node.loops.liveness import LivenessLoop
 from node.loops.metrics_reporter import STALE_INTERVALS, MetricsReporter
@@ -218,6 +219,7 @@ class ShoalNode:
                 renewed=self._renewed,
             ),
             VoterMemoryLoop(self.raft, lambda: self.identity, self._save_identity),
+            JoinTokenFile(self.raft, self.keys, self.config.data_dir),
             SnapshotKeeper(
                 self.raft,
                 self.keys,
