@@ -232,8 +232,11 @@ def save(stored: Stored) -> None:
 
 
 def write_token(data_dir: str, token: str) -> str:
+    """Write the join token file (0600); a reader sees the old token or the new one whole."""
     path = os.path.join(data_dir, TOKEN_FILE)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
+    os.replace(tmp, path)
     return path

@@ -20,6 +20,7 @@ from node import backup
 from node import config as cfg
 from node.pki import store as pki_store
 from node.pki.authority import fingerprint, split_bundle
+from node.pki.cluster_ca import NoAuthority, current_token
 from node.security import JoinToken, TokenError
 
 _WHAT_TO_DO = (
@@ -60,6 +61,38 @@ def _trusted_digests(data_dir: str) -> set[str]:
     except OSError:
         return set()
     return {fingerprint(cert.encode()) for cert in split_bundle(bundle)}
+
+
+def _token_check(data_dir: str, identity: cfg.Identity) -> Check:
+    """Does the join-token file hold the cluster's current token, as this node's Raft files
+    have the state? A running node rewrites it when the token changes
+    (node.loops.join_token); a file left stale says which rotation it missed."""
+    path = os.path.join(data_dir, cfg.TOKEN_FILE)
+    with open(path) as f:
+        try:
+            token = JoinToken.parse(f.read())
+        except TokenError:
+            token = None
+    if token is None or token.ca_digest not in _trusted_digests(data_dir):
+        return Check(False, "join token", f"{path} holds another cluster's token or is damaged")
+    try:
+        info = raft_files.replay(os.path.join(data_dir, "raft"), identity.role).cluster
+        current = current_token(info, identity.keys)
+    except (OSError, ValueError, NoAuthority):  # the raft log check says what is wrong
+        return Check(True, "join token", "pins a CA this node trusts")
+    if token == current:
+        return Check(True, "join token", "the cluster's current token")
+    missed = (
+        "`shoal cluster rotate-ca` (it names the root CA before it)"
+        if token.ca_digest != current.ca_digest
+        else f"`shoal cluster rotate-token` (the cluster is at generation {info.join_generation})"
+    )
+    return Check(
+        False,
+        "join token",
+        f"{path} is stale: it was made before {missed}; the node rewrites it when it runs, "
+        "and `shoal cluster token` prints the current one",
+    )
 
 
 def start_problem(data_dir: str, join_token: str | None) -> str | None:
@@ -131,22 +164,8 @@ def doctor(data_dir: str) -> list[Check]:
         path = os.path.join(data_dir, name)
         if os.path.exists(path):
             checks.append(_mode_check(path, (0o600,)))
-    token_path = os.path.join(data_dir, cfg.TOKEN_FILE)
-    if os.path.exists(token_path):
-        with open(token_path) as f:
-            try:
-                same = JoinToken.parse(f.read()).ca_digest in _trusted_digests(data_dir)
-            except TokenError:
-                same = False
-        checks.append(
-            Check(
-                same,
-                "join token",
-                "pins a CA this node trusts"
-                if same
-                else f"{token_path} holds another cluster's token or is damaged",
-            )
-        )
+    if os.path.exists(os.path.join(data_dir, cfg.TOKEN_FILE)):
+        checks.append(_token_check(data_dir, identity))
     problem = _raft_problem(data_dir, identity.role)
     raft_dir = os.path.join(data_dir, "raft")
     checks.append(

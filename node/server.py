@@ -23,7 +23,7 @@ from node import config as cfg
 from node.agent import Agent
 from node.agent.secret_fetch import FileOpener
 from node.api.app import build_app
-from node.api.listen import ConnectionLimits, listen, raise_file_limit, runner_options
+from node.api.listen import ConnectionLimits, Listeners, listen, raise_file_limit, runner_options
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
@@ -37,6 +37,7 @@ from node.loops.demotion import DemotionLoop
 from node.loops.event_feed import EventFeed
 from node.loops.gossip_join import GossipJoinLoop
 from node.loops.identity import VoterMemoryLoop
+from node.loops.join_token import JoinTokenFile
 from node.loops.leader_changes import LeaderChangeLoop
 from node.loops.liveness import LivenessLoop
 from node.loops.metrics_reporter import STALE_INTERVALS, MetricsReporter
@@ -225,6 +226,7 @@ class ShoalNode:
                 renewed=self._renewed,
             ),
             VoterMemoryLoop(self.raft, lambda: self.identity, self._save_identity),
+            JoinTokenFile(self.raft, self.keys, self.config.data_dir),
             SnapshotKeeper(
                 self.raft,
                 self.keys,
@@ -263,7 +265,7 @@ class ShoalNode:
         self._stop_reason = ""
         self._left_cluster = False
         self._runner: web.AppRunner | None = None
-        self._listeners: list[asyncio.AbstractServer] = []
+        self._listeners = Listeners()
         self.connection_limits = ConnectionLimits()
         self._role_lock = asyncio.Lock()
 
@@ -532,8 +534,7 @@ class ShoalNode:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.gossip.leave(), SHUTDOWN_TIMEOUT / 4)
         await self.gossip.stop()
-        for listener in self._listeners:
-            listener.close()
+        self._listeners.close()
         with contextlib.suppress(OSError):
             os.unlink(socket_path(self.config.data_dir))
         if self._runner is not None:

@@ -2,12 +2,12 @@
 
 The API listens on the advertise address (TCP, TLS only, token or node certificate needed)
 and on `DATA_DIR/shoal.sock` (plain HTTP: local, mode 0600).
-Every connection counts against a limit per client address and a limit in total, so a few
-thousand half-open connections cannot take the node's file descriptors; one that is refused
-is closed at once. A connection that sends no complete request within IDLE_TIMEOUT (at the
-start, or after its last answer) is closed by aiohttp's keep-alive timer. Over TLS a
-connection counts once its handshake is done; until then it is bounded by the handshake
-timeout (IDLE_TIMEOUT) alone.
+Every connection counts against a limit per client address and a limit in total from the
+moment it is accepted, its TLS handshake included, so a few thousand half-open connections
+cannot take the node's file descriptors; one that is refused is closed at once. A handshake
+not done within HANDSHAKE_TIMEOUT ends the connection; one that then sends no complete request
+within IDLE_TIMEOUT (at the start, or after its last answer) is closed by aiohttp's keep-alive
+timer.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import resource
 import socket
 import ssl
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -28,6 +30,11 @@ log = logging.getLogger(__name__)
 
 # Seconds a connection may wait for (or dribble) its next request's headers.
 IDLE_TIMEOUT = 10.0
+# Seconds a TCP connection may take to finish its TLS handshake (a client on the other side
+# of the world needs well under one).
+HANDSHAKE_TIMEOUT = 5.0
+# Seconds between attempts to accept when the process is out of file descriptors.
+ACCEPT_RETRY = 0.1
 MAX_CONNECTIONS = 2048
 MAX_PER_CLIENT = 256
 # File descriptors a node asks for: the connection limit, the Raft and gossip peers, the
@@ -72,28 +79,58 @@ class ConnectionLimits:
             del self._open[client]
 
 
-class _Limited(asyncio.Protocol):
-    """Stands in front of one aiohttp connection handler and hands it the connection only
-    once the limits admit it."""
+@dataclass
+class Listeners:
+    """The API's servers: the unix socket's, and the TCP listener's accept loop with the TLS
+    handshakes under way."""
 
-    def __init__(self, inner: asyncio.Protocol, limits: ConnectionLimits) -> None:
+    servers: list[asyncio.AbstractServer] = field(default_factory=list)
+    tasks: set[asyncio.Task] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for task in self.tasks:
+            task.cancel()
+
+
+class _Limited(asyncio.Protocol):
+    """Stands in front of one aiohttp connection handler and holds the connection's place in
+    the limits until it ends. A TCP connection was admitted when it was accepted (`admitted`
+    is its client), a unix socket's is admitted here."""
+
+    def __init__(
+        self, inner: asyncio.Protocol, limits: ConnectionLimits, admitted: str | None = None
+    ) -> None:
         self._inner, self._limits = inner, limits
-        self._client: str | None = None
+        self._client = admitted
+        self.connected = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        client = peer[0] if isinstance(peer, tuple) else "local"
-        if not self._limits.admit(client):
-            transport.abort()
-            return
-        self._client = client
+        if self._client is None:
+            peer = transport.get_extra_info("peername")
+            client = peer[0] if isinstance(peer, tuple) else "local"
+            if not self._limits.admit(client):
+                transport.abort()
+                return
+            self._client = client
+        self.connected = True
         self._inner.connection_made(transport)
 
+    def release(self) -> None:
+        if self._client is not None:
+            self._limits.release(self._client)
+            self._client = None
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._client is None:
-            return
-        self._limits.release(self._client)
-        self._inner.connection_lost(exc)
+        if self.connected:
+            self.release()
+            self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._inner.data_received(data)  # type: ignore[attr-defined]
@@ -106,6 +143,43 @@ class _Limited(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._inner.resume_writing()
+
+
+async def _accept(
+    listener: socket.socket,
+    handler: Callable[[], asyncio.Protocol],
+    limits: ConnectionLimits,
+    tls: ssl.SSLContext,
+    listeners: Listeners,
+) -> None:
+    """Admits each TCP connection as it is accepted, before its TLS handshake (a server made
+    by `loop.create_server(ssl=...)` would show it only once the handshake is done)."""
+    loop = asyncio.get_running_loop()
+    with listener:
+        while True:
+            try:
+                connection, peer = await loop.sock_accept(listener)
+            except OSError as exc:  # out of descriptors: the limits should have kept us off
+                log.warning("API: cannot accept a connection: %s", exc)
+                await asyncio.sleep(ACCEPT_RETRY)
+                continue
+            if not limits.admit(peer[0]):
+                connection.close()
+                continue
+            listeners.spawn(_handshake(connection, _Limited(handler(), limits, peer[0]), tls))
+
+
+async def _handshake(connection: socket.socket, protocol: _Limited, tls: ssl.SSLContext) -> None:
+    try:
+        await asyncio.get_running_loop().connect_accepted_socket(
+            lambda: protocol, connection, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+        )
+    except OSError as exc:  # timed out, refused, or the client went away
+        log.debug("API: TLS handshake failed: %s", exc)
+        connection.close()
+    finally:
+        if not protocol.connected:  # it never reached the handler, which would release it
+            protocol.release()
 
 
 def runner_options() -> dict:
@@ -122,25 +196,17 @@ async def listen(
     port: int,
     socket_path: str,
     tls: ssl.SSLContext,
-) -> list[asyncio.AbstractServer]:
+) -> Listeners:
     """Serve `runner`'s app on HOST:PORT over `tls` and on the unix socket, both behind
     `limits`."""
     loop = asyncio.get_running_loop()
     handler: Callable[[], asyncio.Protocol] = runner.server  # type: ignore[assignment]
-
-    def factory() -> asyncio.Protocol:
-        return _Limited(handler(), limits)
-
-    # The handshake must finish within the idle timeout too: a client that opens a connection
-    # and says nothing holds it no longer than one that sends no request.
-    tcp = await loop.create_server(
-        factory,
-        host,
-        port,
-        reuse_address=True,
-        family=socket.AF_UNSPEC,
-        ssl=tls,
-        ssl_handshake_timeout=IDLE_TIMEOUT,
+    listeners = Listeners()
+    family = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0][0]
+    listener = socket.create_server((host, port), family=family)
+    listener.setblocking(False)
+    listeners.spawn(_accept(listener, handler, limits, tls, listeners))
+    listeners.servers.append(
+        await loop.create_server(lambda: _Limited(handler(), limits), sock=bind_socket(socket_path))
     )
-    local = await loop.create_server(factory, sock=bind_socket(socket_path))
-    return [tcp, local]
+    return listeners

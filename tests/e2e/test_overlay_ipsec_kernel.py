@@ -17,10 +17,11 @@ import json
 import socket
 import struct
 import sys
-import threading
 import time
 
 import pytest
+
+from tests.netbed.capture import Capture
 
 pytestmark = pytest.mark.e2e
 
@@ -80,34 +81,6 @@ for _ in range(5):
         sock.sendto(marker.encode(), (address, 9999))
     time.sleep(0.1)
 """
-
-
-class Capture:
-    """Every frame crossing one underlay link, read with a packet socket on its bridge end."""
-
-    def __init__(self, device: str) -> None:
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-        self._sock.bind((device, 0))
-        self._sock.settimeout(0.2)
-        self.frames: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.frames.append(self._sock.recv(65535))
-            except TimeoutError:
-                continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sock.close()
-
-    def ip_protocols(self) -> set[int]:
-        return {frame[23] for frame in self.frames if frame[12:14] == b"\x08\x00"}
 
 
 def _checksum(header: bytes) -> int:

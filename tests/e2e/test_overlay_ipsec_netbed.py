@@ -21,8 +21,8 @@ import pytest
 
 from node.client import ShoalClient
 from node.devcluster.localcluster import wait_for
-from tests.e2e.test_overlay_ipsec_kernel import Capture
 from tests.e2e.test_overlay_netbed import _container, _fetch
+from tests.netbed.capture import Capture
 from tests.safety.shoal_bed import API_PORT, BedCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

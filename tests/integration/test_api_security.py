@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import ssl
 import stat
 import subprocess
 import sys
@@ -256,16 +257,18 @@ async def test_half_open_connections_cannot_starve_the_api(single):
 
     node = single.nodes[0]
     host, port = node.api.split(":")
-    held = []
+    held, refused = [], 0
     for _ in range(MAX_PER_CLIENT + 20):  # each sends half a request line and waits
-        reader, writer = await asyncio.open_connection(
-            host, int(port), local_addr=("127.0.0.1", 0), ssl=ssl_for(node.api)
-        )
+        try:
+            reader, writer = await asyncio.open_connection(
+                host, int(port), local_addr=("127.0.0.1", 0), ssl=ssl_for(node.api)
+            )
+        except (ConnectionError, ssl.SSLError):  # closed before its handshake
+            refused += 1
+            continue
         writer.write(b"GET /v1/cluster HTTP/1.1\r\nHo")
         held.append((reader, writer))
-    await asyncio.sleep(0.5)
-    closed = await asyncio.gather(*(_closed_within(reader, 1.0) for reader, _ in held[-20:]))
-    assert all(closed), "connections over the per-client limit were kept"
+    assert (len(held), refused) == (MAX_PER_CLIENT, 20), "the per-client limit was not kept"
     # Another client is still served at once.
     answer = await raw_exchange(
         host,
@@ -281,6 +284,46 @@ async def test_half_open_connections_cannot_starve_the_api(single):
     )
     assert all(closed)
     for _, writer in held:
+        writer.close()
+
+
+async def test_connections_that_never_start_tls_count_and_time_out(single):
+    """1,000 connections that never send a ClientHello, from 8 addresses, and 300 more from
+    one: those over the per-client limit are closed at once, a TLS client is still served
+    at once, and the rest are closed once the handshake timeout has passed."""
+    from node.api.listen import HANDSHAKE_TIMEOUT, MAX_PER_CLIENT, raise_file_limit
+
+    raise_file_limit()
+    node = single.nodes[0]
+    host, port = node.api.split(":")
+    sources = [f"127.0.1.{i}" for i in range(1, 9) for _ in range(125)] + ["127.0.2.1"] * 300
+    connections = [
+        await asyncio.open_connection(host, int(port), local_addr=(source, 0)) for source in sources
+    ]
+    held = [reader for reader, _ in connections]
+    opened = time.monotonic()
+    await asyncio.sleep(0.5)
+    crowd = held[1000:]
+    refused = await asyncio.gather(*(_closed_within(r, 1.0) for r in crowd[MAX_PER_CLIENT:]))
+    assert all(refused), "connections over the per-client limit were kept while handshaking"
+    asked = time.monotonic()
+    answer = await raw_exchange(
+        host,
+        int(port),
+        b"GET /healthz HTTP/1.1\r\nHost: " + host.encode() + b"\r\nConnection: close\r\n\r\n",
+        local_addr=("127.0.0.2", 0),
+        ssl=ssl_for(node.api),
+    )
+    took = time.monotonic() - asked
+    print(f"/healthz over TLS beside {len(held)} silent connections: {took * 1000:.0f} ms")
+    assert answer.startswith(b"HTTP/1.1 200") and took < 2.0
+    waiting = held[:1000] + crowd[:MAX_PER_CLIENT]
+    assert not any(await asyncio.gather(*(_closed_within(r, 0.01) for r in waiting)))
+    left = HANDSHAKE_TIMEOUT + 3 - (time.monotonic() - opened)
+    closed = await asyncio.gather(*(_closed_within(r, left) for r in waiting))
+    print(f"{sum(closed)} closed {time.monotonic() - opened:.1f} s after the last was opened")
+    assert all(closed), "silent connections outlived the handshake timeout"
+    for _, writer in connections:
         writer.close()
 
 
