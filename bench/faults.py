@@ -1,6 +1,7 @@
 """Fault runs: real Shoal nodes on the network-namespace test bed, every run checked for safety.
 
-    python -m bench.faults [--runs 20] [--kinds leader-kill,partition,pause,restart] [--seed N]
+    python -m bench.faults [--runs 20] [--kinds leader-kill,partition,one-way,pause,restart]
+                           [--seed N]
 
 Per fault kind, one 3-node cluster on a bed of its own plays the fault --runs times. Each run
 records a history of its own (clients writing and reading node labels through every node, on
@@ -11,6 +12,7 @@ and the cluster then accepts a write within 10 s with 3 voters on every node.
 
     leader-kill  kill -9 of the leader, restarted once another leads
     partition    the leader cut off from the others, then healed
+    one-way      the leader hears the others but reaches none of them, then healed
     pause        SIGSTOP of the leader until another leads, then SIGCONT
     restart      every node restarted in turn (SIGTERM, then start from its data dir)
 
@@ -40,6 +42,7 @@ from tests.e2e.test_safety_shoal import (
     check,
     isolate_leader,
     kill_and_restart_leader,
+    leader_cannot_send,
     pause_leader,
     record_under_faults,
     rolling_restart,
@@ -54,6 +57,7 @@ NODES = 3
 KINDS: dict[str, Scenario] = {
     "leader-kill": kill_and_restart_leader,
     "partition": isolate_leader,
+    "one-way": leader_cannot_send,
     "pause": pause_leader,
     "restart": rolling_restart,
 }
