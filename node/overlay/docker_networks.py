@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from docker.errors import APIError, NotFound
@@ -31,6 +32,8 @@ from node.runtime.docker_sdk import docker  # first: it imports the SDK in its l
 
 log = logging.getLogger(__name__)
 
+# Tries at removing a network whose containers keep (re)joining as the node stops.
+TEARDOWN_ATTEMPTS = 8
 LABEL_OVERLAY = "shoal.overlay"
 LABEL_NODE = "shoal.node"
 
@@ -134,16 +137,26 @@ class DockerNetworks:
         not be done, one line each."""
         problems = []
         for name, network in sorted(self._ours().items()):
-            try:
-                network.reload()
-                for container in network.attrs.get("Containers") or {}:
-                    self._client.api.disconnect_container_from_network(
-                        container, network.id, force=True
-                    )
-                network.remove()
-                log.info("overlay: removed network %s", name)
-            except (APIError, NotFound) as exc:
-                problems.append(f"cannot remove network {name}: {exc}")
+            # A container the agent was starting as the node stopped (its engine call runs
+            # on in a thread) can join between the disconnects and the removal: try again.
+            for attempt in range(TEARDOWN_ATTEMPTS):
+                try:
+                    network.reload()
+                except NotFound:
+                    break  # gone already
+                try:
+                    for container in network.attrs.get("Containers") or {}:
+                        self._client.api.disconnect_container_from_network(
+                            container, network.id, force=True
+                        )
+                    network.remove()
+                    log.info("overlay: removed network %s", name)
+                    break
+                except APIError as exc:
+                    if attempt == TEARDOWN_ATTEMPTS - 1:
+                        problems.append(f"cannot remove network {name}: {exc}")
+                    else:
+                        time.sleep(0.5)
         return problems
 
     def attachments(self) -> dict[tuple[str, str], tuple[str, ...]]:
