@@ -70,7 +70,11 @@ async def test_reads_through_random_nodes_are_linearizable_across_a_pause_and_a_
     recorder, stop = HistoryRecorder(), asyncio.Event()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as session:
         api = ShoalApi(
-            {n.name: n.api for n in cluster.nodes}, cluster.nodes[0].api_token, session, 0.05
+            {n.name: n.api for n in cluster.nodes},
+            cluster.nodes[0].api_token,
+            session,
+            0.05,
+            ssl_context=cluster.nodes[0].ssl_context(),
         )
         clients = asyncio.create_task(_clients(api, names, recorder, stop))
         try:

@@ -26,6 +26,9 @@ global:
   evaluation_interval: 1s
 scrape_configs:
   - job_name: shoal
+    scheme: https
+    tls_config:
+      ca_file: {ca_file}
     authorization:
       credentials: {token}
     static_configs:
@@ -65,7 +68,9 @@ async def test_prometheus_scrapes_every_node_and_queries_return_the_series(tmp_p
             )
         targets = ", ".join(f"'{n.api}'" for n in cluster.nodes)
         config = tmp_path / "prometheus.yml"
-        config.write_text(SCRAPE_CONFIG.format(token=token, targets=targets))
+        config.write_text(
+            SCRAPE_CONFIG.format(token=token, targets=targets, ca_file=cluster.nodes[0].ca_file)
+        )
         server = f"127.0.{cluster.block}.100:9090"
         with open(tmp_path / "prometheus.log", "wb") as log:  # the child keeps its own copy
             prometheus = subprocess.Popen(
