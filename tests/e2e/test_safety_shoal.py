@@ -271,7 +271,8 @@ async def check_safety(
 def _workload(nodes: int, seed: int) -> Workload:
     # Many keys, so a lost write is rarely hidden by a later overwrite of its key; clients
     # stop when the faults are over, not after a count.
-    keys = label_keys([f"n{i}" for i in range(nodes)], per_owner=48 // nodes)
+    # Keys enough that each one's history (checked on its own) stays short.
+    keys = label_keys([f"n{i}" for i in range(nodes)], per_owner=96 // nodes)
     return Workload(
         clients=2 * nodes,
         ops_per_client=10**9,
@@ -279,6 +280,7 @@ def _workload(nodes: int, seed: int) -> Workload:
         read_fraction=0.5,
         op_timeout=8.0,
         seed=seed,
+        pause=0.01,
     )
 
 
