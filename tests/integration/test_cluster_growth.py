@@ -180,10 +180,16 @@ async def test_promote_and_demote_twenty_times_with_members_present(tmp_path):
         await cluster.start()
 
         async def three_voters_one_member() -> bool:
-            roles = [n["role"] for n in await cluster.get(0, "/v1/nodes")]
-            return sorted(roles) == ["member", "voter", "voter", "voter"]
+            listed = await cluster.get(0, "/v1/nodes")
+            # A member can take a seat only once it is ready (gossip has seen it).
+            return sorted(n["role"] for n in listed) == [
+                "member",
+                "voter",
+                "voter",
+                "voter",
+            ] and all(n["status"] == "ready" for n in listed)
 
-        await wait_for(three_voters_one_member, timeout=60, what="3 voters and a member")
+        await wait_for(three_voters_one_member, timeout=60, what="3 voters and a ready member")
         for round_ in range(20):
             leader = await _leader(cluster)
             async with leader.client() as client:
