@@ -70,7 +70,9 @@ CHECK_BUDGET_S = 60.0
 
 def _workload(run: int, seed: int) -> Workload:
     # Keys of this run alone: its history starts from keys no earlier run wrote.
-    keys = label_keys([f"n{i}" for i in range(NODES)], per_owner=8, prefix=f"fault.r{run}.k")
+    # As the safety test's: keys enough, and a pause between a client's operations, so that
+    # each key's history (checked on its own) stays short enough to decide.
+    keys = label_keys([f"n{i}" for i in range(NODES)], per_owner=32, prefix=f"fault.r{run}.k")
     return Workload(
         clients=2 * NODES,
         ops_per_client=10**9,
@@ -78,6 +80,7 @@ def _workload(run: int, seed: int) -> Workload:
         read_fraction=0.5,
         op_timeout=8.0,
         seed=seed + run,
+        pause=0.01,
     )
 
 
