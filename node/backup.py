@@ -45,8 +45,8 @@ from consensus.state import ClusterState, PlainState
 from node import config as cfg
 from node.config import Identity, NodeConfig, Stored
 from node.pki import store as pki_store
-from node.pki.authority import create_authority, fingerprint, make_csr, new_key_pem, sign_node
-from node.pki.cluster_ca import seal_ca_key
+from node.pki.authority import create_authority, fingerprint
+from node.pki.cluster_ca import founding_node_tls, seal_ca_key
 from node.secret_box import SecretBox
 from node.security import ClusterKeys, TokenError, key_hash
 
@@ -228,16 +228,7 @@ def restore(config: NodeConfig, snapshot_path: str, recovery_key: str) -> Stored
     identity = Identity(
         me.id, keys.cluster_id, keys.secret.hex(), "voter", (config.raft_address,), node_key
     )
-    tls_key = new_key_pem()
-    certificate = sign_node(
-        authority,
-        make_csr(me.id, tls_key, config.host_names),
-        node_id=me.id,
-        address=config.advertise,
-        lifetime=config.cert_lifetime,
-        now=now,
-    )
-    pki_store.save(config.data_dir, pki_store.NodeTls(authority.cert_pem, certificate, tls_key))
+    pki_store.save(config.data_dir, founding_node_tls(authority, me.id, config, now))
     stored = Stored(config, identity)
     cfg.save(stored)
     cfg.write_token(config.data_dir, str(keys.join_token(fingerprint(authority.cert_pem), 0)))

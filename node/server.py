@@ -50,9 +50,9 @@ from node.mesh import INGRESS_META, Mesh, MeshConfig
 from node.mesh.task_dns import task_dns_servers
 from node.overlay.view import seats
 from node.pki import store as pki_store
-from node.pki.authority import create_authority, make_csr, new_key_pem, sign_node
+from node.pki.authority import create_authority, make_csr, new_key_pem
 from node.pki.authority import fingerprint as certificate_digest
-from node.pki.cluster_ca import seal_ca_key
+from node.pki.cluster_ca import founding_node_tls, seal_ca_key
 from node.pki.contexts import NodeContexts
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
@@ -316,9 +316,9 @@ class ShoalNode:
             pki_store.load_existing(config.data_dir)
             return stored
         node_key = cfg.new_node_key()
-        tls_key = new_key_pem()
-        csr = make_csr(node_id, tls_key, config.host_names)
         if join:
+            tls_key = new_key_pem()
+            csr = make_csr(node_id, tls_key, config.host_names)
             join_token = JoinToken.parse(token or "")
             record = node_record(node_id, config, fingerprint, key_hash(node_key))
             accepted = await request_join(
@@ -340,18 +340,7 @@ class ShoalNode:
             authority = create_authority(keys.cluster_id, time.time())
             # Kept until the cluster holds it sealed in its state (see RegistrationLoop).
             pki_store.save_ca_key(config.data_dir, authority.key_pem)
-            tls = pki_store.NodeTls(
-                authority.cert_pem,
-                sign_node(
-                    authority,
-                    csr,
-                    node_id=node_id,
-                    address=config.advertise,
-                    lifetime=config.cert_lifetime,
-                    now=time.time(),
-                ),
-                tls_key,
-            )
+            tls = founding_node_tls(authority, node_id, config, time.time())
             identity = Identity(
                 node_id,
                 keys.cluster_id,

@@ -7,6 +7,7 @@ import functools
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from node.cli import output, snapshot, tasks
@@ -632,24 +633,21 @@ def _levels(levels: dict | None) -> str:
     return f"{levels['minimum']} (this node: {levels['this_node']}, release {levels['version']})"
 
 
-async def _token(args, client: ShoalClient) -> int:
-    answer = await client.get("/v1/cluster/token")
-    return emit(args, answer, lambda a: print(a["token"]))
+def _printing(method: str, path: str, field: str) -> Callable:
+    """A handler that calls `method path` and prints one field of the answer (all of it
+    with `-o json`)."""
+
+    async def handler(args, client: ShoalClient) -> int:
+        answer = await (client.get(path) if method == "GET" else client.post(path))
+        return emit(args, answer, lambda a: print(a[field]))
+
+    return handler
 
 
-async def _recovery_key(args, client: ShoalClient) -> int:
-    answer = await client.get("/v1/cluster/recovery-key")
-    return emit(args, answer, lambda a: print(a["recovery_key"]))
-
-
-async def _rotate_token(args, client: ShoalClient) -> int:
-    answer = await client.post("/v1/cluster/token/rotate")
-    return emit(args, answer, lambda a: print(a["token"]))
-
-
-async def _rotate_ca(args, client: ShoalClient) -> int:
-    answer = await client.post("/v1/cluster/ca/rotate")
-    return emit(args, answer, lambda a: print(a["token"]))
+_token = _printing("GET", "/v1/cluster/token", "token")
+_recovery_key = _printing("GET", "/v1/cluster/recovery-key", "recovery_key")
+_rotate_token = _printing("POST", "/v1/cluster/token/rotate", "token")
+_rotate_ca = _printing("POST", "/v1/cluster/ca/rotate", "token")
 
 
 def _dev(args: argparse.Namespace) -> int:

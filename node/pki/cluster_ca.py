@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from consensus.model import ClusterInfo, Node
 from consensus.nodes import RotateCa
-from node.pki.authority import Authority, create_authority, cross_sign, fingerprint, sign_node
+from node.config import NodeConfig
+from node.pki.authority import (
+    Authority,
+    create_authority,
+    cross_sign,
+    fingerprint,
+    make_csr,
+    new_key_pem,
+    sign_node,
+)
+from node.pki.store import NodeTls
 from node.secret_box import SecretBox
 from node.security import ClusterKeys, JoinToken
 
@@ -62,6 +72,23 @@ def issue(
         csr_names=csr_names,
     )
     return leaf + info.ca_cross_signed.encode()
+
+
+def founding_node_tls(
+    authority: Authority, node_id: str, config: NodeConfig, now: float
+) -> NodeTls:
+    """The key and certificate of the node that made `authority` (a new cluster, or one
+    restored from a snapshot): the CA signs its certificate directly, as it will others'."""
+    key = new_key_pem()
+    certificate = sign_node(
+        authority,
+        make_csr(node_id, key, config.host_names),
+        node_id=node_id,
+        address=config.advertise,
+        lifetime=config.cert_lifetime,
+        now=now,
+    )
+    return NodeTls(authority.cert_pem, certificate, key)
 
 
 def rotation(info: ClusterInfo, keys: ClusterKeys, now: float) -> RotateCa:
