@@ -5,6 +5,7 @@ Importing the package registers every command type and state table.
 
 from consensus import audit as _audit  # noqa: F401  (registers the audit trail of API writes)
 from consensus import crons as _crons  # noqa: F401  (registers cron jobs: their table and commands)
+from consensus import gossip_keys as _gossip_keys  # noqa: F401  (registers the gossip keyring: its table and commands)
 from consensus import job_runs as _job_runs  # noqa: F401  (registers the job end and expiry commands)
 from consensus import metrics as _metrics  # noqa: F401  (registers load reports and their table)
 from consensus import networks as _networks  # noqa: F401  (registers overlay network commands and table)

@@ -12,6 +12,8 @@ The levels, and what each one added (commands are `[FORMAT, tag, version, ...]`,
      speaks this one.
   2  the replicated method `batch`: several proposals in one entry (consensus.proposals).
      A node of level 1 may lack it, and pysyncobj halts on an entry it cannot dispatch.
+  3  the gossip keyring (consensus.gossip_keys): its commands and its table, which a node of
+     level 2 refuses in a snapshot (a state leaves an empty table out of its snapshots).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 LOWEST = 1
-PROTOCOL = 2
+PROTOCOL = 3
 # The level that added each gated format.
 BATCH = 2
+GOSSIP_KEYRING = 3
 
 
 def announced(value: Any) -> int:

@@ -172,9 +172,12 @@ class ClusterState:
             "format": SNAPSHOT_FORMAT,
             "cluster": to_plain(self.cluster),
             "applied": self.applied,
+            # An empty table is left out: a table added by a newer release then reaches a
+            # node of the release before (which refuses unknown tables) only once used.
             "tables": {
                 name: {k: to_plain(v) for k, v in rows.items()}
                 for name, rows in self.tables.items()
+                if rows
             },
             "requests": [[rid, r.to_plain()] for rid, r in self._requests.items()],
         }

@@ -2,8 +2,9 @@
 
 Shaped like uvicorn: a Config apart from the service, protocols that only feed bytes to the
 sans-I/O core, start -> serve -> stop that waits a bounded time. Every packet is msgpack
-sealed with AES-GCM (a key per channel derived from the cluster secret); whatever fails to
-open or decode is counted and dropped. The timer sleeps until the core's next deadline and
+sealed with AES-GCM (a key per channel derived from the primary key of the keyring, and
+opened under any key of it: netoverlay.gossip.keyring); whatever fails to open or decode is
+counted and dropped. The timer sleeps until the core's next deadline and
 is woken early whenever a message or a local change may have moved it.
 """
 
@@ -17,10 +18,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from netoverlay.crypto import OVERHEAD, RefusalKind, Sealer, SealError, derive_key
+from netoverlay.crypto import OVERHEAD, RefusalKind, SealError
 from netoverlay.gossip import codec
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.core import GossipCore
+from netoverlay.gossip.keyring import CHANNELS, Keyring, KeyringSpec
 from netoverlay.gossip.model import (
     Address,
     Event,
@@ -36,7 +38,7 @@ from netoverlay.gossip.model import (
 log = logging.getLogger(__name__)
 
 # A stream frame is a sealed 4-byte length, then the sealed message: a peer proves it holds
-# the cluster key in the first FRAME_HEADER bytes, before the node reads any more from it.
+# a key of the ring in the first FRAME_HEADER bytes, before the node reads any more from it.
 _LENGTH = struct.Struct("!I")
 FRAME_HEADER = OVERHEAD + _LENGTH.size
 # A full-state exchange of a large cluster is a few hundred kilobytes; refuse absurd frames.
@@ -48,6 +50,7 @@ MAX_INBOUND_STREAMS = 16
 @dataclass(frozen=True, slots=True)
 class GossipServiceConfig:
     node_id: str
+    # The key gossip starts with (the cluster secret): its ring until `set_keyring`.
     secret: bytes
     host: str = "127.0.0.1"
     port: int = 7422
@@ -126,8 +129,11 @@ class GossipService:
     def __init__(self, config: GossipServiceConfig) -> None:
         self.config = config
         self._counters = _Counters()
-        self._udp_sealer = Sealer(derive_key(config.secret, "gossip/udp"), config.replay_window)
-        self._tcp_sealer = Sealer(derive_key(config.secret, "gossip/tcp"), config.replay_window)
+        udp, tcp = (
+            Keyring(channel, KeyringSpec.single(config.secret), config.replay_window)
+            for channel in CHANNELS
+        )
+        self._udp_keys, self._tcp_keys = udp, tcp
         self._core: GossipCore | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
@@ -221,6 +227,17 @@ class GossipService:
     def table_items(self) -> list[TableEntry]:
         return self._running().table_items()
 
+    def set_keyring(self, spec: KeyringSpec) -> None:
+        """Accept every key of `spec` and seal with its primary one, from now on (also
+        before `start`: a node takes the cluster's ring before it gossips)."""
+        self._udp_keys.update(spec)
+        self._tcp_keys.update(spec)
+
+    @property
+    def keyring(self) -> tuple[str, list[str]]:
+        """The ids of the primary key and of every key held."""
+        return self._udp_keys.primary, self._udp_keys.ids
+
     @property
     def stats(self) -> GossipStats:
         return self._counters.snapshot()
@@ -297,7 +314,7 @@ class GossipService:
     def _send_datagram(self, out: Outbound) -> None:
         if self._transport is None:
             return
-        packet = self._udp_sealer.seal(codec.encode(out.message), time.time())
+        packet = self._udp_keys.seal(codec.encode(out.message), time.time())
         self._transport.sendto(packet, out.to)
         self._counters.sent_packets += 1
         self._counters.sent_bytes += len(packet)
@@ -306,7 +323,7 @@ class GossipService:
         counters = self._counters
         counters.received_packets += 1
         counters.received_bytes += len(data)
-        message = self._open(self._udp_sealer, data)
+        message = self._open(self._udp_keys, data)
         if message is None:
             return
         if isinstance(message, (SyncRequest, SyncResponse)):
@@ -314,9 +331,9 @@ class GossipService:
             return
         self._dispatch(self._running().handle(src, message, self._now()))
 
-    def _open(self, sealer: Sealer, data: bytes) -> Message | None:
+    def _open(self, keys: Keyring, data: bytes) -> Message | None:
         try:
-            return codec.decode(sealer.open(data, time.time()))
+            return codec.decode(keys.open(data, time.time()))
         except SealError as exc:
             self._counters.drop(exc.kind)
             log.debug("gossip: dropped a packet: %s", exc)
@@ -377,16 +394,16 @@ class GossipService:
 
     async def _write_frame(self, writer: asyncio.StreamWriter, message: Message) -> None:
         now = time.time()
-        sealed = self._tcp_sealer.seal(codec.encode(message), now)
-        writer.write(self._tcp_sealer.seal(_LENGTH.pack(len(sealed)), now) + sealed)
+        sealed = self._tcp_keys.seal(codec.encode(message), now)
+        writer.write(self._tcp_keys.seal(_LENGTH.pack(len(sealed)), now) + sealed)
         await writer.drain()
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> Message | None:
         """The next sealed message, or None (counted) when it is not acceptable: nothing past
-        the header is read unless the header opens under the cluster key."""
+        the header is read unless the header opens under a key of the ring."""
         header = await reader.readexactly(FRAME_HEADER)
         try:
-            (size,) = _LENGTH.unpack(self._tcp_sealer.open(header, time.time()))
+            (size,) = _LENGTH.unpack(self._tcp_keys.open(header, time.time()))
         except SealError as exc:
             self._counters.drop(exc.kind)
             return None
@@ -395,4 +412,4 @@ class GossipService:
             return None
         data = await reader.readexactly(size)
         self._counters.received_bytes += size + FRAME_HEADER
-        return self._open(self._tcp_sealer, data)
+        return self._open(self._tcp_keys, data)
