@@ -36,6 +36,7 @@ from node.loops.certificates import CertificateRenewal
 from node.loops.demotion import DemotionLoop
 from node.loops.event_feed import EventFeed
 from node.loops.gossip_join import GossipJoinLoop
+from node.loops.gossip_keyring import GossipKeyring
 from node.loops.identity import VoterMemoryLoop
 from node.loops.join_token import JoinTokenFile
 from node.loops.leader_changes import LeaderChangeLoop
@@ -141,6 +142,9 @@ class ShoalNode:
                 },
             )
         )
+        self.gossip_keyring = GossipKeyring(
+            self.store.view, self.gossip, self.raft.subscribe(), self.keys.secret
+        )
         self.levels = ProtocolLevels(self.store.view, self.gossip, self.raft.subscribe())
         self.liveness = LivenessLoop(self.control, self.gossip, self.node_id)
         files = FileOpener(self.raft.view, SecretBox(self.keys.secret), self.node_id)
@@ -237,6 +241,7 @@ class ShoalNode:
             self.voters,
             self.scheduler,
             RateLimitedWake(self.raft.subscribe(), self._scheduler_wake, SCHEDULER_MIN_INTERVAL),
+            self.gossip_keyring,
             GossipJoinLoop(self.raft, self.gossip, self.node_id),
             self.levels,
             self.liveness,
@@ -414,6 +419,9 @@ class ShoalNode:
         try:
             if not await self._until_caught_up():
                 return self._stop_reason
+            # The cluster's keys, before a first packet: the ring may have changed while
+            # this node was down, and the keys it knew may be refused by now.
+            self.gossip_keyring.refresh()
             await self.gossip.start()
             await self.mesh.start()
             if self.overlay is not None:

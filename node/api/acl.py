@@ -64,6 +64,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/cluster/token/rotate"): _ADMIN,
     ("GET", "/v1/cluster/recovery-key"): _ADMIN,  # opens every snapshot of the cluster
     ("POST", "/v1/cluster/ca/rotate"): _ADMIN,
+    ("GET", "/v1/cluster/gossip-keys"): _READ,  # key ids, never a key
+    ("POST", "/v1/cluster/gossip-keys/rotate"): _ADMIN,
     # Public: a joining node pins these by the digest in its token.
     ("GET", "/v1/cluster/ca"): _OPEN,
     ("GET", "/v1/nodes"): _READ,

@@ -13,6 +13,7 @@ from node.api.context import NODE, NodeContext
 from node.api.crons import routes as cron_routes
 from node.api.dashboard import routes as dashboard_routes
 from node.api.events import routes as event_routes
+from node.api.gossip_keys import routes as gossip_key_routes
 from node.api.guard import Authenticator, audit_middleware, guard_middleware
 from node.api.http_util import errors_middleware
 from node.api.jobs import routes as job_routes
@@ -31,6 +32,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 # Every route the API serves; each has its permission in node.api.acl.ROUTES.
 ROUTE_TABLES = (
     cluster_routes,
+    gossip_key_routes,
     service_routes,
     mesh_routes,
     task_routes,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from node.control import ControlPlane
     from node.loops.audit import AuditTrail
     from node.loops.event_feed import EventFeed
+    from node.loops.gossip_keyring import GossipKeyring
     from node.loops.protocol import ProtocolLevels
     from node.loops.voters import VoterManager
     from node.mesh import Mesh
@@ -34,6 +35,8 @@ class NodeContext(Protocol):
     store: Store  # every read of the state
     control: ControlPlane
     gossip: GossipService
+    # The gossip keyring this node takes from the state, and what each node announced of it.
+    gossip_keyring: GossipKeyring
     voters: VoterManager
     # The protocol level each node announced, and the cluster's.
     levels: ProtocolLevels

@@ -23,11 +23,12 @@ from consensus.crons import CronSpec
 from consensus.services import SHORTHAND_FIELDS, ServiceSpec
 from node.api.acl import ROUTES, templates_of
 from node.api.cluster import CertificateRequest, NodePatch, RaftRole
+from node.api.gossip_keys import RotateRequest
 from node.api.tokens import TokenRequest
 from node.config import shoal_version
 from node.join import JoinRequest
 
-Answer = Literal["json", "events", "text", "metrics", "html", "asset", "binary"]
+Answer = Literal["json", "events", "ndjson", "text", "metrics", "html", "asset", "binary"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("POST", "/v1/cluster/ca/rotate"): Operation(
         "A new root CA, cross-signed by the current one; nodes move to it by themselves", "cluster"
+    ),
+    ("GET", "/v1/cluster/gossip-keys"): Operation(
+        "The gossip keyring: key ids, the primary one, the nodes that hold each", "cluster"
+    ),
+    ("POST", "/v1/cluster/gossip-keys/rotate"): Operation(
+        "Rotate the gossip key: install a new one, make it primary once every live node "
+        "holds it, remove the old ones after a grace period; one line per step as it is done",
+        "cluster",
+        body=RotateRequest,
+        body_required=False,
+        answer="ndjson",
     ),
     ("GET", "/v1/cluster/ca"): Operation("The cluster's CA certificates (PEM)", "cluster"),
     ("GET", "/v1/cluster/snapshot"): Operation(
@@ -252,6 +264,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 _ANSWERS: dict[str, dict] = {
     "json": {"application/json": {"schema": {}}},
     "events": {"text/event-stream": {"schema": {"type": "string"}}},
+    # One JSON object per line, each written as it happens.
+    "ndjson": {"application/x-ndjson": {"schema": {"type": "string"}}},
     "text": {"text/plain": {"schema": {"type": "string"}}},
     "metrics": {
         "text/plain": {"schema": {"type": "string"}},

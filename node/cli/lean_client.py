@@ -335,6 +335,16 @@ class LeanClient:
 
     async def stream_lines(self, path: str, **params: Any) -> AsyncIterator[str]:
         """Yield lines of a streaming response (logs, events) as they arrive."""
+        async for line in self._lines(self._message("GET", path, params or None, None, None)):
+            yield line
+
+    async def post_lines(self, path: str, body: Any) -> AsyncIterator[str]:
+        """POST `body` as JSON and yield the lines of the answer as they arrive."""
+        message = self._message("POST", path, None, json.dumps(body).encode(), "application/json")
+        async for line in self._lines(message):
+            yield line
+
+    async def _lines(self, message: bytes) -> AsyncIterator[str]:
         import asyncio
 
         if self.blocking:
@@ -342,7 +352,7 @@ class LeanClient:
         try:
             async with asyncio.timeout(self._timeout):
                 reader, writer = await self._open_async()
-                writer.write(self._message("GET", path, params or None, None, None))
+                writer.write(message)
                 await writer.drain()
         except _FAILURES as exc:
             raise self._unreachable(exc) from None

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from node.cli import output, snapshot, tasks
+from node.cli import gossip_keys, output, snapshot, tasks
 from node.cli.common import (
     LazyHelp,
     UsageError,
@@ -258,6 +258,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "from the snapshots)",
     ).set_defaults(handler=_recovery_key)
     snapshot.register_cluster(csub, common)
+    gossip_keys.register_cluster(csub, common)
     csub.add_parser(
         "rotate-token",
         parents=[common],
