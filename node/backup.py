@@ -29,6 +29,7 @@ import shutil
 import time
 
 from consensus import raft_files
+from consensus.gossip_keys import GOSSIP_KEYS
 from consensus.model import Node, Resources
 from consensus.nodes import NODES, nodes
 from consensus.raft import RaftNode
@@ -195,6 +196,9 @@ def restore(config: NodeConfig, snapshot_path: str, recovery_key: str) -> Stored
             for name, blob in secrets.items()
         },
     )
+    # The old cluster's gossip keys stay with it, as its Raft and API keys do: the new
+    # cluster gossips under the key of its own secret until it rotates.
+    state.set_rows(GOSSIP_KEYS, {})
     now = time.time()
     authority = create_authority(keys.cluster_id, now)
     state.cluster = dataclasses.replace(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from consensus.gossip_keys import (
@@ -89,7 +89,7 @@ class Rotation:
         self._keyring = keyring
         self._submit = submit
 
-    async def run(self, grace: float, wait: float) -> AsyncIterator[Progress]:
+    async def run(self, grace: float, wait: float) -> AsyncGenerator[Progress, None]:
         """Rotate, yielding each step as it is done; RotationError when one fails."""
         if self._keyring.rotating.locked():
             raise RotationError("a rotation of the gossip key is already running on this node")

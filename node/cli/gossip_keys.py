@@ -60,7 +60,8 @@ async def _list(args: argparse.Namespace, client: LeanClient) -> int:
             ("KEY ID", "PRIMARY", "HELD BY", "SEALING WITH IT"),
             [
                 (
-                    k["id"] + (" (from the cluster secret)" if k["derived_from_cluster_secret"] else ""),
+                    k["id"]
+                    + (" (from the cluster secret)" if k["derived_from_cluster_secret"] else ""),
                     "yes" if k["primary"] else "",
                     ", ".join(k["held_by"]) or "-",
                     ", ".join(k["primary_on"]) or "-",

@@ -25,6 +25,7 @@ import sys
 import pytest
 
 from consensus.snapshot import FORMAT
+from netoverlay.gossip.keyring import key_id
 from node import backup
 from node.config import load
 from node.devcluster.localcluster import EQUAL_PROCESS_NODES, NodeProc, stop_all, wait_for
@@ -89,6 +90,8 @@ async def test_restore_a_wiped_cluster_from_a_snapshot_and_adopt_its_tasks(fresh
     )
     must(shoal("config", "create", "app.conf", str(config_file), addr=addr))
     must(shoal("network", "create", "appnet", addr=addr))
+    # A rotated gossip key stays with the old cluster: the new one gossips under its own.
+    must(shoal("cluster", "rotate-gossip-key", "--grace", "0", addr=addr))
     must(
         shoal(
             "service",
@@ -182,6 +185,10 @@ async def test_restore_a_wiped_cluster_from_a_snapshot_and_adopt_its_tasks(fresh
         return all(n["status"] == "ready" for n in listed) and len(listed) == 3
 
     await wait_for(all_back, 60, "the old nodes to rejoin")
+    ring = await cluster.get(0, "/v1/cluster/gossip-keys")
+    assert [(k["id"], k["derived_from_cluster_secret"]) for k in ring["keys"]] == [
+        (key_id(load(n1.data_dir).identity.keys.secret), True)
+    ]
     assert {n.name: load(n.data_dir).identity.node_id for n in cluster.nodes} == ids_before
     tasks = await tasks_of(cluster, "web")
     assert {t["id"]: t["node_id"] for t in live(tasks)} == before
