@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from netoverlay.crypto import Sealer, derive_key
 from netoverlay.gossip import GossipService, GossipServiceConfig, JoinError, MemberState, codec
+from netoverlay.gossip.keyring import KeyringSpec, key_id
 from netoverlay.gossip.model import MemberEvent, Ping
 from netoverlay.gossip.service import FRAME_HEADER, MAX_INBOUND_STREAMS
 
@@ -162,6 +164,33 @@ async def test_garbage_replays_and_foreign_keys_are_counted_and_ignored(cluster)
     # Still healthy: everybody alive, nobody new.
     assert set(states(target)) == {"n0", "n1", "n2", "n3"}
     assert set(states(target).values()) == {MemberState.ALIVE}
+
+
+async def test_a_keyring_opens_every_key_it_holds_and_seals_with_its_primary(cluster):
+    """What a rotation relies on: a node sealing with a new key is heard by every node that
+    holds it, and not by one that does not (which is why the rotation waits for every node
+    to hold a key before any seals with it); push-pull (TCP) goes through the ring too."""
+    services, port = cluster
+    new = b"n" * 32
+    both = KeyringSpec({key_id(SECRET): SECRET, key_id(new): new}, key_id(new))
+    for s in services[1:]:
+        s.set_keyring(dataclasses.replace(both, primary=key_id(SECRET)))
+    services[0].set_keyring(both)  # seals with the new key; the others hold it
+    assert services[0].keyring == (key_id(new), sorted([key_id(SECRET), key_id(new)]))
+    before = [s.stats for s in services]
+    assert await services[0].join([(HOSTS[1], port)]) == 1  # a push-pull sealed with it
+    services[0].local_set("k", 1)
+    await until(services, lambda: all(any(e.key == "k" for e in s.table_items()) for s in services))
+    assert [
+        s.stats.dropped_auth - b.dropped_auth for s, b in zip(services, before, strict=True)
+    ] == [0] * 4
+    # A node holding only the old key hears nothing from it.
+    services[3].set_keyring(KeyringSpec.single(SECRET))
+    services[0].local_set("k", 2)
+    # Counters make no gossip event to wake on: look for a few probe rounds.
+    async with asyncio.timeout(10):
+        while services[3].stats.dropped_auth == before[3].dropped_auth:
+            await asyncio.sleep(0.1)
 
 
 async def test_a_node_with_the_wrong_key_is_never_admitted(cluster):
