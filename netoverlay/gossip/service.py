@@ -4,8 +4,8 @@ Shaped like uvicorn: a Config apart from the service, protocols that only feed b
 sans-I/O core, start -> serve -> stop that waits a bounded time. Every packet is msgpack
 sealed with AES-GCM (a key per channel derived from the primary key of the keyring, and
 opened under any key of it: netoverlay.gossip.keyring); whatever fails to open or decode is
-counted and dropped. The timer sleeps until the core's next deadline and
-is woken early whenever a message or a local change may have moved it.
+counted and dropped. The timer sleeps until the core's next deadline and is woken early
+whenever a message or a local change may have moved it.
 """
 
 from __future__ import annotations
@@ -129,11 +129,10 @@ class GossipService:
     def __init__(self, config: GossipServiceConfig) -> None:
         self.config = config
         self._counters = _Counters()
-        udp, tcp = (
+        self._udp_keys, self._tcp_keys = (
             Keyring(channel, KeyringSpec.single(config.secret), config.replay_window)
             for channel in CHANNELS
         )
-        self._udp_keys, self._tcp_keys = udp, tcp
         self._core: GossipCore | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
