@@ -159,11 +159,16 @@ async def test_rotating_the_gossip_key_cuts_no_node_off_and_refuses_the_old_key(
         assert not ping_sealed_with(secret, first), "the removed key still opens packets"
         assert await dropped_auth(cluster, 0) > before
 
+        refused = [await dropped_auth(cluster, i) for i in (0, 1)]
         third.start()
         await wait_for(
             lambda: every_node_alive_on(cluster, [0, 1, 2], names), timeout=60, what="n3 back"
         )
         watch.up.add(2)
+        # It took the new ring before its first packet: nobody refused one of its packets,
+        # and it refused none of theirs.
+        assert [await dropped_auth(cluster, i) for i in (0, 1)] == refused
+        assert await dropped_auth(cluster, 2) == 0
 
         async def third_ready() -> bool:
             return all(n["status"] == "ready" for n in await cluster.get(0, "/v1/nodes"))
