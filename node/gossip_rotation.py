@@ -112,10 +112,10 @@ class Rotation:
             await self._propose(InstallGossipKey(GossipKey(new, sealed, time.time())))
             yield progress("installed", new, "every node accepts it; none seals with it yet")
             count = await self._until_announced(new, primary=False, wait=wait)
-            yield progress("held", new, f"all {count} live nodes hold it")
+            yield progress("held", new, f"every live node ({count}) holds it")
             await self._propose(UseGossipKey(new))
             count = await self._until_announced(new, primary=True, wait=wait)
-            yield progress("primary", new, f"all {count} live nodes seal with it")
+            yield progress("primary", new, f"every live node ({count}) seals with it")
             if grace > 0:
                 yield progress("grace", new, f"waiting {grace:g} s before removing the old keys")
                 await asyncio.sleep(grace)

@@ -80,16 +80,19 @@ async def _rotate(args: argparse.Namespace, client: LeanClient) -> int:
     async for line in client.post_lines("/v1/cluster/gossip-keys/rotate", body):
         if not line.strip():
             continue
-        step = json.loads(line)
+        try:
+            step = json.loads(line)
+        except ValueError:
+            raise Refused(f"gossip key rotation: the node answered {line[:200]!r}") from None
         if step.get("step") == "error":
             raise Refused(f"gossip key rotation stopped: {step.get('detail')}")
+        if step.get("step") == "done":
+            primary = step["key"]
         if args.output == "json":
             print(json.dumps(step, sort_keys=True), flush=True)
-            continue
-        print(f"{step['elapsed']:7.2f}s  {step['step']:<9} {step['key']}  {step['detail']}")
-        sys.stdout.flush()
-        if step["step"] == "done":
-            primary = step["key"]
+        else:
+            print(f"{step['elapsed']:7.2f}s  {step['step']:<9} {step['key']}  {step['detail']}")
+            sys.stdout.flush()
     if not primary:
         raise Refused("gossip key rotation: the node ended the answer before the last step")
     if args.output != "json":

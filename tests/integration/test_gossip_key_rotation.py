@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -225,3 +226,7 @@ async def test_bad_rotation_input_is_refused_naming_the_field(cluster):
             assert getattr(caught.value, "field", None) == field, caught.value
         listed = await client.get("/v1/cluster/gossip-keys")
     assert len(listed["keys"]) == 1 and listed["keys"][0]["derived_from_cluster_secret"]
+    # Nothing changed by refused requests; a rotation with `-o json`: a step a line.
+    done = must(shoal("cluster", "rotate-gossip-key", "--grace", "0", "-o", "json", addr=node.api))
+    steps = [json.loads(line) for line in done.splitlines()]
+    assert [s["step"] for s in steps] == ["installed", "held", "primary", "removed", "done"]

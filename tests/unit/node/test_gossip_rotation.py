@@ -83,7 +83,7 @@ async def test_a_rotation_installs_waits_switches_and_removes_in_that_order(setu
     assert [s.step for s in steps] == ["installed", "held", "primary", "removed", "done"]
     new = steps[0].key
     assert steps[-1].key == new and steps[3].key == key_id(SECRET)
-    assert steps[1].detail == "all 3 live nodes hold it"
+    assert steps[1].detail == "every live node (3) holds it"
     assert list(gossip_keys(state)) == [new] and primary_key(state).id == new
     again = [step async for step in rotation.run(grace=0.0, wait=5.0)]
     assert [s.key for s in again if s.step == "removed"] == [new]
