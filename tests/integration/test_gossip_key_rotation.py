@@ -18,6 +18,7 @@ import pytest
 from netoverlay.gossip import codec
 from netoverlay.gossip.keyring import Keyring, KeyringSpec, key_id
 from netoverlay.gossip.model import Ack, Ping
+from node.client import ApiError, ShoalClient
 from node.config import load
 from node.devcluster.localcluster import LocalCluster, NodeProc, api_token_for, ca_for, wait_for
 from tests.integration.cluster_support import must, shoal
@@ -220,11 +221,17 @@ async def test_bad_rotation_input_is_refused_naming_the_field(cluster):
     assert refused.returncode == 2 and "--wait" in refused.stderr
     async with node.client() as client:
         for body, field in (({"grace": "soon"}, "grace"), ({"wait": 0}, "wait"), ([], "body")):
-            with pytest.raises(Exception) as caught:
+            with pytest.raises(ApiError) as caught:
                 await client.post("/v1/cluster/gossip-keys/rotate", body)
-            assert getattr(caught.value, "status", None) == 400, caught.value
-            assert getattr(caught.value, "field", None) == field, caught.value
+            assert (caught.value.status, caught.value.field) == (400, field), caught.value
         listed = await client.get("/v1/cluster/gossip-keys")
+        # Admin only: an operator token may list the key ids, not rotate.
+        made = await client.post("/v1/tokens", {"name": "ops", "role": "operator"})
+    async with ShoalClient(node.api, made["token"], ssl_context=node.ssl_context) as operator:
+        assert (await operator.get("/v1/cluster/gossip-keys"))["keys"] == listed["keys"]
+        with pytest.raises(ApiError) as refused_rotation:
+            await operator.post("/v1/cluster/gossip-keys/rotate", {})
+        assert refused_rotation.value.status == 403
     assert len(listed["keys"]) == 1 and listed["keys"][0]["derived_from_cluster_secret"]
     # Nothing changed by refused requests; a rotation with `-o json`: a step a line.
     done = must(shoal("cluster", "rotate-gossip-key", "--grace", "0", "-o", "json", addr=node.api))
