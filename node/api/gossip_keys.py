@@ -115,5 +115,5 @@ async def rotate_gossip_key(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _line(body: dict) -> bytes:
+def _line(body: dict[str, object]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
