@@ -12,6 +12,10 @@ The levels, and what each one added (commands are `[FORMAT, tag, version, ...]`,
      speaks this one.
   2  the replicated method `batch`: several proposals in one entry (consensus.proposals).
      A node of level 1 may lack it, and pysyncobj halts on an entry it cannot dispatch.
+  3  Raft over mutual TLS 1.3 instead of pysyncobj's plain TCP with its own encryption
+     (consensus.raft.RaftTls). A node of this level dials TLS first and falls back to plain
+     for a peer that refuses it, and accepts plain connections until it has seen every node
+     of the cluster at this level; from then on only TLS (node.raft_gate).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 LOWEST = 1
-PROTOCOL = 2
+PROTOCOL = 3
 # The level that added each gated format.
 BATCH = 2
+RAFT_TLS = 3
 
 
 def announced(value: Any) -> int:
