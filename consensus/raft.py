@@ -190,7 +190,6 @@ PYSYNCOBJ_CONNECTION_PRIVATE = _CONNECTION_PRIVATE
 # would leave a connection without TLS, or pysyncobj's key exchange on a TLS one).
 PYSYNCOBJ_TRANSPORT_PRIVATE = (
     "_connections",
-    "_unknownConnections",
     "_onNewIncomingConnection",
     "_onIncomingMessageReceived",
     "_onOutgoingConnected",
@@ -286,8 +285,9 @@ class _TlsTransport(TCPTransport):
     ) -> None:
         self._tls = tls
         self._plain_key = getEncryptor(password)
-        # Connections whose handshake is under way, with its deadline.
+        # Connections whose handshake is under way, with its deadline; plain connections.
         self._handshakes: dict[TcpConnection, tuple[TlsSocket, float]] = {}
+        self._plain: set[TcpConnection] = set()
         super().__init__(syncObj, selfNode, otherNodes)
         syncObj.addOnTickCallback(self._police)
 
@@ -330,6 +330,7 @@ class _TlsTransport(TCPTransport):
         plain, conn.shoal_plain_next = getattr(conn, "shoal_plain_next", False), False
         if plain and self._tls.plain():
             conn.encryptor = self._plain_key
+            self._plain.add(conn)
         else:
             conn.encryptor = None
             self._secure(conn, server=False)
@@ -363,6 +364,7 @@ class _TlsTransport(TCPTransport):
             return False
         conn.encryptor = self._plain_key
         self._handshakes.pop(conn, None)
+        self._plain.add(conn)
         return True
 
     def _police(self) -> None:
@@ -382,9 +384,13 @@ class _TlsTransport(TCPTransport):
                     RAFT_PORT_DROPS.handshake += 1
                     conn.disconnect()
                     conn.shoal_plain_next = not wrapped.server
-        if self._plain_key is not None and not self._tls.plain():
-            for conn in [*self._connections.values(), *self._unknownConnections]:
-                if conn.encryptor is not None and conn.state != CONNECTION_STATE.DISCONNECTED:
+        if self._plain:
+            cut = not self._tls.plain()
+            for conn in list(self._plain):
+                if conn.state == CONNECTION_STATE.DISCONNECTED or conn.encryptor is None:
+                    self._plain.discard(conn)
+                elif cut:
+                    self._plain.discard(conn)
                     conn.disconnect()
 
 
