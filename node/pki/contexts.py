@@ -42,9 +42,10 @@ def mutual_contexts(ca_bundle: bytes, cert: str, key: str) -> tuple[ssl.SSLConte
     peer is any node of the cluster, reached at whatever address Raft knows it by."""
     server = _tls13(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     server.verify_mode = ssl.CERT_REQUIRED
+    server.load_verify_locations(cadata=ca_bundle.decode())
+    server.num_tickets = 0  # a Raft connection lives long and is never resumed
     client = client_context(ca_bundle, check_hostname=False)
     for ctx in (server, client):
-        ctx.load_verify_locations(cadata=ca_bundle.decode())
         ctx.load_cert_chain(cert, key)
     return server, client
 
