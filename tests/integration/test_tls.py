@@ -231,7 +231,8 @@ async def raft_reconnects(cluster, i: int, label: str) -> None:
     async def connected() -> bool:
         with contextlib.suppress(aiohttp.ClientError, OSError, ApiError):
             mine = (await cluster.get(i, "/v1/cluster"))["this_node"]
-            return len(mine["connected_partners"]) == len(mine["raft_partners"]) == 2
+            both = len(mine["connected_partners"]) == len(mine["raft_partners"]) == 2
+            return both and mine["caught_up"]
         return False
 
     await wait_for(connected, 30, f"{node.name}'s Raft connected to both voters again")
