@@ -194,6 +194,7 @@ PYSYNCOBJ_TRANSPORT_PRIVATE = (
     "_onIncomingMessageReceived",
     "_onOutgoingConnected",
     "_onOutgoingMessageReceived",
+    "_onMessageReceived",
 )
 
 # Frames on the Raft port: pysyncobj reads a 4-byte length and buffers until that many bytes
@@ -296,7 +297,7 @@ class _TlsTransport(TCPTransport):
         super().addNode(node)
         conn = self._connections.get(node)
         if conn is not None and "connect" not in vars(conn):
-            conn.connect = functools.partial(self._dial, conn, conn.connect)
+            conn.connect = functools.partial(self._dial, conn, node, conn.connect)
 
     def _onNewIncomingConnection(self, conn: TcpConnection) -> None:
         super()._onNewIncomingConnection(conn)
@@ -320,7 +321,12 @@ class _TlsTransport(TCPTransport):
 
     # -- TLS --------------------------------------------------------------------------
     def _dial(
-        self, conn: TcpConnection, connect: Callable[[str, int], bool], host: str, port: int
+        self,
+        conn: TcpConnection,
+        node: Any,
+        connect: Callable[[str, int], bool],
+        host: str,
+        port: int,
     ) -> bool:
         if not connect(host, port):
             return False
@@ -333,6 +339,8 @@ class _TlsTransport(TCPTransport):
             self._plain.add(conn)
         else:
             conn.encryptor = None
+            # A plain connection cut during its key exchange left the exchange's handler.
+            conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
             self._secure(conn, server=False)
         return True
 
