@@ -270,7 +270,9 @@ class RaftTls:
     certificate to chain to a CA the cluster trusts; it is asked for every new connection, so
     a renewed certificate or a rotated CA applies without a restart. While `plain()` is true
     (a rolling upgrade from the release before, which has no TLS), connections without TLS
-    are made and accepted too, under pysyncobj's own encryption with the node's password."""
+    are made and accepted too, under pysyncobj's own encryption with the node's password;
+    it is asked on the Raft thread at every tick, and plain connections are cut as soon as
+    it says false."""
 
     contexts: Callable[[], tuple[ssl.SSLContext, ssl.SSLContext]]
     plain: Callable[[], bool] = lambda: False
@@ -392,8 +394,8 @@ class _TlsTransport(TCPTransport):
                     RAFT_PORT_DROPS.handshake += 1
                     conn.disconnect()
                     conn.shoal_plain_next = not wrapped.server
+        cut = not self._tls.plain()  # asked every tick: the gate may seal itself now
         if self._plain:
-            cut = not self._tls.plain()
             for conn in list(self._plain):
                 if conn.state == CONNECTION_STATE.DISCONNECTED or conn.encryptor is None:
                     self._plain.discard(conn)
