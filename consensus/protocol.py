@@ -13,7 +13,11 @@ The levels, and what each one added (commands are `[FORMAT, tag, version, ...]`,
   2  the replicated method `batch`: several proposals in one entry (consensus.proposals).
      A node of level 1 may lack it, and pysyncobj halts on an entry it cannot dispatch.
   3  the gossip keyring (consensus.gossip_keys): its commands and its table, which a node of
-     level 2 refuses in a snapshot (a state leaves an empty table out of its snapshots).
+     level 2 refuses in a snapshot (a state leaves an empty table out of its snapshots);
+     and Raft over mutual TLS 1.3 instead of pysyncobj's plain TCP with its own encryption
+     (consensus.raft.RaftTls). A node of this level dials TLS first and falls back to plain
+     for a peer that refuses it, and accepts plain connections until it has seen every node
+     of the cluster at this level; from then on only TLS (node.raft_gate).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ PROTOCOL = 3
 # The level that added each gated format.
 BATCH = 2
 GOSSIP_KEYRING = 3
+RAFT_TLS = 3
 
 
 def announced(value: Any) -> int:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import _socket
 import asyncio
 import codecs
+import functools
 import logging
 import os
 import shutil
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -28,8 +30,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.encryptor import getEncryptor
 from pysyncobj.syncobj import _RAFT_STATE
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
+from pysyncobj.transport import TCPTransport
 
 from consensus import codec, safe_pickle
 from consensus import prevote as prevote_core
@@ -39,6 +43,7 @@ from consensus.prevote import LogPosition, PreVote
 from consensus.proposals import ProposalBatcher
 from consensus.state import ClusterState, PlainResult, Result
 from consensus.store import StateVersion, next_version, version_of
+from consensus.tls_socket import TlsSocket
 
 # pysyncobj 0.3.17 replaces socket.inet_ntop, on every platform, with a Windows-only version
 # that raises on Linux (pysyncobj/win_inet_pton.py); netlink (pyroute2) decodes every address
@@ -170,33 +175,52 @@ PYSYNCOBJ_PRIVATE = _PRIVATE_FIELDS + _PRIVATE_METHODS
 ) = _PRIVATE_FIELDS
 
 
-# Its TCP connection's read step, frame parser and read buffer: wrapped by _guard_raft_port.
+# Its TCP connection's read step, frame parser and read buffer: wrapped by _guard_raft_port;
+# its socket, replaced by a TlsSocket over it (_TlsTransport).
 _CONNECTION_PRIVATE = (
     "_TcpConnection__processRead",
     "_TcpConnection__processParseMessage",
     "_TcpConnection__readBuffer",
+    "_TcpConnection__socket",
 )
 PYSYNCOBJ_CONNECTION_PRIVATE = _CONNECTION_PRIVATE
-(_PROCESS_READ, _PARSE_MESSAGE, _READ_BUFFER) = _CONNECTION_PRIVATE
+(_PROCESS_READ, _PARSE_MESSAGE, _READ_BUFFER, _SOCKET) = _CONNECTION_PRIVATE
+
+# Its TCP transport's connection tables and the steps _TlsTransport overrides (a rename
+# would leave a connection without TLS, or pysyncobj's key exchange on a TLS one).
+PYSYNCOBJ_TRANSPORT_PRIVATE = (
+    "_connections",
+    "_onNewIncomingConnection",
+    "_onIncomingMessageReceived",
+    "_onOutgoingConnected",
+    "_onOutgoingMessageReceived",
+    "_onMessageReceived",
+)
 
 # Frames on the Raft port: pysyncobj reads a 4-byte length and buffers until that many bytes
 # arrived, up to 2 GiB, growing its buffer by concatenation on the Raft thread (64 MiB of
-# junk behind one length took 22 s of that thread and 64 MiB of memory). A peer that has not
-# yet sent one frame that decrypts with the cluster key may send a first frame of at most
-# _FIRST_FRAME (the handshake is far smaller) and have at most _UNTRUSTED_BUFFER waiting; a
-# peer that has, frames of up to _MAX_FRAME (a 4 MiB API body, pickled and encrypted, with
-# room to spare).
+# junk behind one length took 22 s of that thread and 64 MiB of memory). Over TLS no frame
+# is read before the peer's handshake with a cluster certificate completed (a handshake that
+# does not within _HANDSHAKE_TIMEOUT is cut); from then on frames of up to _MAX_FRAME (a
+# 4 MiB API body, pickled, with room to spare). On a connection of the release before (no
+# TLS, during a rolling upgrade), a peer that has not yet sent one frame that decrypts with
+# the cluster key may send a first frame of at most _FIRST_FRAME (its key exchange is far
+# smaller) and have at most _UNTRUSTED_BUFFER waiting.
 _FIRST_FRAME = 64 * 1024
 _UNTRUSTED_BUFFER = 1024 * 1024
 _MAX_FRAME = 16 * 1024 * 1024
+_HANDSHAKE_TIMEOUT = 3.0
 
 
 @dataclass(slots=True)
 class RaftPortDrops:
-    """Connections to or from this node's Raft port dropped for a bad frame: `oversized`
-    (a length above the bound, or negative), `malformed` (a frame that did not decrypt with
-    the cluster key, replayed, or did not unpickle to a message)."""
+    """Connections to or from this node's Raft port dropped: `handshake` (no TLS handshake
+    with a certificate of the cluster's CA within the bound: another CA, none, not TLS),
+    `oversized` (a frame length above the bound, or negative), `malformed` (a frame that did
+    not unpickle to a message or, on a connection of the release before, did not decrypt
+    with the cluster key, or was replayed)."""
 
+    handshake: int = 0
     oversized: int = 0
     malformed: int = 0
 
@@ -237,6 +261,148 @@ def _guard_raft_port() -> None:
 
 
 _guard_raft_port()
+
+
+@dataclass(frozen=True, slots=True)
+class RaftTls:
+    """How a replica secures its connections: mutual TLS 1.3 with the node's certificate.
+    `contexts()` gives the current (server, client) contexts, both requiring the peer's
+    certificate to chain to a CA the cluster trusts; it is asked for every new connection, so
+    a renewed certificate or a rotated CA applies without a restart. While `plain()` is true
+    (a rolling upgrade from the release before, which has no TLS), connections without TLS
+    are made and accepted too, under pysyncobj's own encryption with the node's password;
+    it is asked on the Raft thread at every tick, and plain connections are cut as soon as
+    it says false."""
+
+    contexts: Callable[[], tuple[ssl.SSLContext, ssl.SSLContext]]
+    plain: Callable[[], bool] = lambda: False
+
+
+class _TlsTransport(TCPTransport):
+    """pysyncobj's TCP transport with a TlsSocket under every connection. pysyncobj's own
+    encryption (Fernet, one key for the cluster) is off for the replica; a plain connection
+    of the release before gets it on that connection alone."""
+
+    def __init__(
+        self, syncObj: SyncObj, selfNode: Any, otherNodes: Any, *, tls: RaftTls, password: str
+    ) -> None:
+        self._tls = tls
+        self._plain_key = getEncryptor(password)
+        # Connections whose handshake is under way, with its deadline; plain connections.
+        self._handshakes: dict[TcpConnection, tuple[TlsSocket, float]] = {}
+        self._plain: set[TcpConnection] = set()
+        super().__init__(syncObj, selfNode, otherNodes)
+        syncObj.addOnTickCallback(self._police)
+
+    # -- pysyncobj's steps ------------------------------------------------------------
+    def addNode(self, node: Any) -> None:
+        super().addNode(node)
+        conn = self._connections.get(node)
+        if conn is not None and "connect" not in vars(conn):
+            conn.connect = functools.partial(self._dial, conn, node, conn.connect)
+
+    def _onNewIncomingConnection(self, conn: TcpConnection) -> None:
+        super()._onNewIncomingConnection(conn)
+        self._secure(conn, server=True)
+
+    def _onIncomingMessageReceived(self, conn: TcpConnection, message: Any) -> None:
+        if conn.encryptor is not None and not conn.sendRandKey:  # a plain peer's key exchange
+            conn.sendRandKey = message
+            conn.recvRandKey = os.urandom(32)
+            conn.send(conn.recvRandKey)
+            return
+        super()._onIncomingMessageReceived(conn, message)
+
+    def _onOutgoingConnected(self, conn: TcpConnection) -> None:
+        if conn.encryptor is None:
+            super()._onOutgoingConnected(conn)
+            return
+        conn.setOnMessageReceivedCallback(functools.partial(self._onOutgoingMessageReceived, conn))
+        conn.recvRandKey = os.urandom(32)
+        conn.send(conn.recvRandKey)
+
+    # -- TLS --------------------------------------------------------------------------
+    def _dial(
+        self,
+        conn: TcpConnection,
+        node: Any,
+        connect: Callable[[str, int], bool],
+        host: str,
+        port: int,
+    ) -> bool:
+        if not connect(host, port):
+            return False
+        conn.shoal_trusted = False
+        # TLS first; plain only while the cluster allows it and only right after this peer
+        # hung up on TLS (it runs the release before).
+        plain, conn.shoal_plain_next = getattr(conn, "shoal_plain_next", False), False
+        if plain and self._tls.plain():
+            conn.encryptor = self._plain_key
+            self._plain.add(conn)
+        else:
+            conn.encryptor = None
+            # A plain connection cut during its key exchange left the exchange's handler.
+            conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
+            self._secure(conn, server=False)
+        return True
+
+    def _secure(self, conn: TcpConnection, *, server: bool) -> None:
+        server_context, client_context = self._tls.contexts()
+        wrapped = TlsSocket(
+            getattr(conn, _SOCKET),
+            server_context if server else client_context,
+            server=server,
+            on_established=functools.partial(self._established, conn),
+            on_failed=functools.partial(self._failed, conn),
+            plain=functools.partial(self._let_plain, conn) if server else None,
+        )
+        setattr(conn, _SOCKET, wrapped)
+        conn.shoal_trusted = False
+        self._handshakes[conn] = (wrapped, time.monotonic() + _HANDSHAKE_TIMEOUT)
+
+    def _established(self, conn: TcpConnection) -> None:
+        conn.shoal_trusted = True
+        self._handshakes.pop(conn, None)
+
+    def _failed(self, conn: TcpConnection, why: str) -> None:
+        if self._handshakes.pop(conn, None) is not None:
+            RAFT_PORT_DROPS.handshake += 1
+            log.debug("raft connection dropped: TLS handshake failed: %s", why)
+
+    def _let_plain(self, conn: TcpConnection) -> bool:
+        if not self._tls.plain():
+            return False
+        conn.encryptor = self._plain_key
+        self._handshakes.pop(conn, None)
+        self._plain.add(conn)
+        return True
+
+    def _police(self) -> None:
+        """Every tick: cut handshakes past their deadline, and plain connections once the
+        cluster no longer allows them (they come back over TLS)."""
+        if self._handshakes:
+            now = time.monotonic()
+            for conn, (wrapped, deadline) in list(self._handshakes.items()):
+                if (
+                    conn.state == CONNECTION_STATE.DISCONNECTED
+                    or getattr(conn, _SOCKET) is not wrapped
+                ):
+                    del self._handshakes[conn]
+                    conn.shoal_plain_next = not wrapped.server  # the peer hung up on TLS
+                elif now >= deadline:
+                    del self._handshakes[conn]
+                    RAFT_PORT_DROPS.handshake += 1
+                    conn.disconnect()
+                    conn.shoal_plain_next = not wrapped.server
+        cut = not self._tls.plain()  # asked every tick: the gate may seal itself now
+        if self._plain:
+            for conn in list(self._plain):
+                if conn.state == CONNECTION_STATE.DISCONNECTED or conn.encryptor is None:
+                    self._plain.discard(conn)
+                elif cut:
+                    self._plain.discard(conn)
+                    conn.disconnect()
+
 
 # pysyncobj's election timer, held this far ahead while PreVote decides when to elect.
 _HELD_BACK = 3600.0
@@ -469,11 +635,15 @@ class RaftNode:
         tuning: RaftTuning = RaftTuning(),
         observe_apply: Callable[[float], None] = lambda seconds: None,
         may_batch: Callable[[], bool] = lambda: True,
+        tls: RaftTls | None = None,
     ) -> None:
         """`observe_apply` is told how long each committed entry took to apply (on the Raft
         thread: it must be quick and thread-safe). `may_batch` says whether every node can
         apply a `batch` entry (consensus.protocol.BATCH): until then each proposal is an
-        `apply` entry of its own."""
+        `apply` entry of its own. With `tls`, connections run over mutual TLS and
+        `password` keys only the plain ones `tls.plain` allows; without it, pysyncobj's own
+        encryption under `password` (for replicas of one process, in tests)."""
+        self._tls = tls
         self._dir = os.path.join(data_dir, "raft")
         self._observe_apply = observe_apply
         self._may_batch = may_batch
@@ -522,7 +692,7 @@ class RaftNode:
         self._won_term = None
         t = self._tuning
         conf = SyncObjConf(
-            password=self._password,
+            password=None if self._tls is not None else self._password,
             appendEntriesUseBatch=False,
             dynamicMembershipChange=True,
             raftMinTimeout=t.election_min,
@@ -542,7 +712,12 @@ class RaftNode:
         )
         replica = _Replica(self._notify, self._observe_apply)
         self_node = self.address if role == "voter" else None
-        self._syncobj = SyncObj(self_node, partners, conf, consumers=[replica])
+        transport: Any = TCPTransport
+        if self._tls is not None:
+            transport = functools.partial(_TlsTransport, tls=self._tls, password=self._password)
+        self._syncobj = SyncObj(
+            self_node, partners, conf, consumers=[replica], transportClass=transport
+        )
         _keep_journal_after_dump(self._syncobj)
         if t.durable:
             self.durable = DurableLog(

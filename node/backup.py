@@ -48,6 +48,7 @@ from node.config import Identity, NodeConfig, Stored
 from node.pki import store as pki_store
 from node.pki.authority import create_authority, fingerprint
 from node.pki.cluster_ca import founding_node_tls, seal_ca_key
+from node.raft_gate import seal_tls_only
 from node.secret_box import SecretBox
 from node.security import ClusterKeys, TokenError, key_hash
 
@@ -233,6 +234,7 @@ def restore(config: NodeConfig, snapshot_path: str, recovery_key: str) -> Stored
         me.id, keys.cluster_id, keys.secret.hex(), "voter", (config.raft_address,), node_key
     )
     pki_store.save(config.data_dir, founding_node_tls(authority, me.id, config, now))
+    seal_tls_only(config.data_dir)  # a new cluster: every node speaks TLS Raft
     stored = Stored(config, identity)
     cfg.save(stored)
     cfg.write_token(config.data_dir, str(keys.join_token(fingerprint(authority.cert_pem), 0)))

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from consensus import protocol
 from consensus.model import Node, Resources
-from consensus.raft import RaftNode, RaftTuning
+from consensus.raft import RaftNode, RaftTls, RaftTuning
 from consensus.store import Store
 from netoverlay.gossip.config import GossipConfig
 from netoverlay.gossip.service import GossipService, GossipServiceConfig
@@ -55,6 +55,7 @@ from node.pki.authority import create_authority, make_csr, new_key_pem
 from node.pki.authority import fingerprint as certificate_digest
 from node.pki.cluster_ca import founding_node_tls, seal_ca_key
 from node.pki.contexts import NodeContexts
+from node.raft_gate import RaftGate, seal_tls_only
 from node.runtime.driver import Driver
 from node.runtime.model import NodeFingerprint
 from node.secret_box import SecretBox
@@ -107,10 +108,12 @@ class ShoalNode:
         self.telemetry = Telemetry()
         self.tls: pki_store.NodeTls = pki_store.load_existing(self.config.data_dir)
         self.tls_contexts = NodeContexts(self.config.data_dir, self.tls)
+        self.raft_gate = RaftGate(self.config.data_dir, lambda: self.levels.minimum)
         self.raft = RaftNode(
             data_dir=self.config.data_dir,
             address=self.config.raft_address,
             password=self.keys.raft_password,
+            tls=RaftTls(lambda: self.tls_contexts.raft, self.raft_gate.plain),
             observe_apply=self.telemetry.raft_apply_seconds.observe,
             may_batch=lambda: self.levels.minimum >= protocol.BATCH,
             tuning=RaftTuning(
@@ -356,6 +359,8 @@ class ShoalNode:
             )
             join_token = keys.join_token(certificate_digest(authority.cert_pem), 0)
         pki_store.save(config.data_dir, tls)
+        if not join:
+            seal_tls_only(config.data_dir)  # a new cluster: every node speaks TLS Raft
         stored = Stored(config, identity)
         cfg.save(stored)
         cfg.write_token(config.data_dir, str(join_token))
@@ -466,6 +471,8 @@ class ShoalNode:
                 levels.get("unheard") == 0,
                 f"not starting (asked the leader at {address})",
             )
+            if protocol.announced(levels.get("minimum")) >= protocol.RAFT_TLS:
+                self.raft_gate.seal()
             return
 
     async def _until_caught_up(self) -> bool:

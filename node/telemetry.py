@@ -171,10 +171,13 @@ class _Levels:
             yield GaugeMetricFamily(f"shoal_raft_{name}", doc, value=value)
         dropped = CounterMetricFamily(
             "shoal_raft_port_dropped",
-            "Raft connections dropped for a bad frame, by reason (oversized: a length above "
-            "the bound; malformed: not decrypted with the cluster key, replayed, or unpicklable)",
+            "Raft connections dropped, by reason (handshake: no TLS handshake with a cluster "
+            "certificate in time; oversized: a frame length above the bound; malformed: a "
+            "frame not unpicklable, or on a plain connection not decrypted with the cluster "
+            "key or replayed)",
             labels=["reason"],
         )
+        dropped.add_metric(["handshake"], RAFT_PORT_DROPS.handshake)
         dropped.add_metric(["oversized"], RAFT_PORT_DROPS.oversized)
         dropped.add_metric(["malformed"], RAFT_PORT_DROPS.malformed)
         yield dropped

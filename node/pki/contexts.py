@@ -36,11 +36,26 @@ def unverified_context() -> ssl.SSLContext:
     return ctx
 
 
+def mutual_contexts(ca_bundle: bytes, cert: str, key: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """Raft's (server, client) contexts: both present the node's certificate (files `cert`,
+    `key`) and require the peer's, chained to a CA of `ca_bundle`. No name is checked: the
+    peer is any node of the cluster, reached at whatever address Raft knows it by."""
+    server = _tls13(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    server.verify_mode = ssl.CERT_REQUIRED
+    server.load_verify_locations(cadata=ca_bundle.decode())
+    server.num_tickets = 0  # a Raft connection lives long and is never resumed
+    client = client_context(ca_bundle, check_hostname=False)
+    for ctx in (server, client):
+        ctx.load_cert_chain(cert, key)
+    return server, client
+
+
 class NodeContexts:
-    """A node's server and client contexts, both presenting its certificate."""
+    """A node's server and client contexts, both presenting its certificate, and Raft's."""
 
     def __init__(self, data_dir: str, tls: NodeTls) -> None:
         self._data_dir = data_dir
+        self._ca_bundle = tls.ca_bundle
         self.server = _tls13(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
         self.server.verify_mode = ssl.CERT_OPTIONAL
         self.server.load_verify_locations(cadata=tls.ca_bundle.decode())
@@ -55,3 +70,8 @@ class NodeContexts:
             ctx.load_cert_chain(cert, key)
             if tls is not None:
                 ctx.load_verify_locations(cadata=tls.ca_bundle.decode())
+        if tls is not None:
+            self._ca_bundle = tls.ca_bundle
+        # Replaced whole, never changed in place: the Raft thread takes the pair for each new
+        # connection while this runs on the event loop.
+        self.raft = mutual_contexts(self._ca_bundle, cert, key)

@@ -8,7 +8,9 @@ written and read through a follower (forwarded to the leader) and Raft replicate
 every node. The capture holds traffic on the API, Raft and gossip ports between the hosts,
 and a marker sent in clear, split over two TCP segments, is found in it (the search works);
 the API token, the scoped token, the join token's secret and the secret's value (plain or
-base64) are in no frame and no reassembled stream."""
+base64) are in no frame and no reassembled stream. Every Raft connection between the hosts
+is TLS from its first byte: a sequence of TLS records, the servers choose TLS 1.3, and what
+the nodes replicate travels as application data records."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import base64
 import hashlib
 import secrets
 import socket
+import struct
 import sys
 
 import aiohttp
@@ -75,6 +78,43 @@ def test_no_token_and_no_secret_crosses_the_bridge_in_clear(netbed_factory, tmp_
         if needle in wire or any(needle in stream for stream in streams)
     ]
     assert leaked == [], f"in clear on the bridge: {leaked}"
+    raft = {f: data for f, data in capture.flows().items() if RAFT_PORT in (f[1], f[3])}
+    raft = {f: data for f, data in raft.items() if {f[0], f[2]} <= hosts}
+    _assert_tls13(raft)
+
+
+# TLS record types, and the supported_versions extension of a ServerHello choosing TLS 1.3.
+HANDSHAKE, APPLICATION_DATA = 22, 23
+RECORD_TYPES = {20, 21, HANDSHAKE, APPLICATION_DATA}
+CHOSE_TLS13 = b"\x00\x2b\x00\x02\x03\x04"
+
+
+def _records(stream: bytes) -> list[tuple[int, bytes]]:
+    """A stream read as TLS records (type, body); fails on the first byte that is not one
+    (the capture may end inside the last record)."""
+    records, at = [], 0
+    while at + 5 <= len(stream):
+        kind, version, length = struct.unpack("!BHH", stream[at : at + 5])
+        assert kind in RECORD_TYPES and version in (0x0301, 0x0303), (
+            f"not a TLS record at byte {at}: {stream[at : at + 8].hex()}"
+        )
+        assert length <= 2**14 + 256, f"a TLS record of {length} bytes at byte {at}"
+        records.append((kind, stream[at + 5 : at + 5 + length]))
+        at += 5 + length
+    return records
+
+
+def _assert_tls13(raft: dict[tuple[str, int, str, int], bytes]) -> None:
+    assert raft, "no Raft connection between the hosts was captured"
+    replicated = 0
+    for (src, sport, dst, dport), stream in raft.items():
+        records = _records(stream)
+        assert records and records[0][0] == HANDSHAKE, f"{src}:{sport} -> {dst}:{dport}"
+        if sport == RAFT_PORT:  # the server's side opens with its ServerHello
+            assert CHOSE_TLS13 in records[0][1], f"{src}:{sport} did not choose TLS 1.3"
+        replicated += sum(len(body) for kind, body in records if kind == APPLICATION_DATA)
+    print(f"raft: {len(raft)} TLS streams, {replicated} bytes of application data")
+    assert replicated > 10_000, "the nodes replicated nothing over TLS"
 
 
 async def _scenario(bed, tmp_path) -> dict[str, bytes]:

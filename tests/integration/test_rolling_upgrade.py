@@ -3,7 +3,8 @@
 start on this code with the same data dir, activate — under a stream of writes and of
 requests through the routing mesh to a 3-replica service. No write fails outside the
 election that follows a stopped leader, no request fails, and the cluster's protocol level,
-and with it proposal batching, rises only once the last node runs this release."""
+and with it proposal batching and Raft over TLS only, rises only once the last node runs
+this release."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import consensus
 from consensus import protocol
 from node.client import ShoalClient
 from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
+from node.raft_gate import SEAL_FILE
 from tests.integration.cluster_support import must, shoal
 from tests.integration.mesh_support import (
     fetch,
@@ -252,6 +254,12 @@ async def test_a_cluster_is_upgraded_node_by_node_under_writes_and_requests(tmp_
                     30,
                     f"n{j + 1} to see every node at this release's level",
                 )
+            for j in range(3):
+                await wait_for(
+                    lambda j=j: _tls_only(cluster, j),
+                    30,
+                    f"n{j + 1} to speak Raft over TLS only, connected to both other voters",
+                )
             leader = await cluster.leader_index()
 
             async def batching() -> bool:
@@ -299,6 +307,15 @@ async def hammer_up(nodes: Nodes, stop: asyncio.Event) -> tuple[int, list[str]]:
 async def _heard_all(cluster: LocalCluster, i: int) -> dict | None:
     now = await levels(cluster, i)
     return now if now["unheard"] == 0 else None
+
+
+async def _tls_only(cluster: LocalCluster, i: int) -> bool:
+    """Node i no longer takes plain Raft connections (it sealed TLS), and its Raft is
+    connected to both other voters: over TLS, the plain ones it had were cut."""
+    if not os.path.exists(os.path.join(cluster.nodes[i].data_dir, SEAL_FILE)):
+        return False
+    mine = (await cluster.get(i, "/v1/cluster"))["this_node"]
+    return len(mine["connected_partners"]) == 2
 
 
 async def _at_level(cluster: LocalCluster, i: int, level: int) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import ssl
 import subprocess
@@ -14,7 +15,7 @@ import time
 import aiohttp
 import pytest
 
-from node.client import ShoalClient
+from node.client import ApiError, ShoalClient
 from node.config import load
 from node.devcluster.localcluster import NodeProc, started_cluster, wait_for
 from node.pki.authority import (
@@ -193,6 +194,8 @@ async def test_tls_everywhere_pinning_rotation_renewal_and_no_secret_in_clear(tm
         await wait_for(renewed, 30, "n2's certificate renewed")
         async with second.client() as client:
             await client.post("/v1/secrets", {"name": "after-renewal", "data": "eA=="})
+        # Raft's new connections use the renewed certificate, without a restart of n2.
+        await raft_reconnects(cluster, 2, "after-renewal-raft")
 
         # rotate-ca: a new root; every node moves to a certificate of it, while a client that
         # still trusts only the old root verifies them (the new root is cross-signed).
@@ -214,6 +217,27 @@ async def test_tls_everywhere_pinning_rotation_renewal_and_no_secret_in_clear(tm
             second.api, second.api_token, ssl_context=client_context(old_root)
         ) as client:
             await client.post("/v1/secrets", {"name": "after-rotation", "data": "eA=="})
+        # Raft connects over certificates of the new root, trusted beside the old one.
+        await raft_reconnects(cluster, 2, "after-rotation-raft")
+
+
+async def raft_reconnects(cluster, i: int, label: str) -> None:
+    """Restart voter i: every Raft connection it has is new (handshakes with the others'
+    current certificates, both ways), and a write through it commits."""
+    node = cluster.nodes[i]
+    node.stop()
+    node.start()
+
+    async def connected() -> bool:
+        with contextlib.suppress(aiohttp.ClientError, OSError, ApiError):
+            mine = (await cluster.get(i, "/v1/cluster"))["this_node"]
+            both = len(mine["connected_partners"]) == len(mine["raft_partners"]) == 2
+            return both and mine["caught_up"]
+        return False
+
+    await wait_for(connected, 30, f"{node.name}'s Raft connected to both voters again")
+    async with node.client() as client:
+        await client.post("/v1/secrets", {"name": label, "data": "eA=="})
 
 
 async def _ready(cluster, name: str) -> bool:

@@ -81,20 +81,23 @@ class Capture:
         """Each direction of each TCP connection as one byte string in sequence order
         (retransmissions counted once), and each UDP datagram: a needle split over two
         segments is still found whole."""
+        datagrams = [s.payload for s in self.segments() if s.protocol == UDP]
+        return list(self.flows().values()) + datagrams
+
+    def flows(self) -> dict[tuple[str, int, str, int], bytes]:
+        """Each direction of each TCP connection, by (src, sport, dst, dport), as one byte
+        string in sequence order (retransmissions counted once)."""
         by_flow: dict[tuple, dict[int, bytes]] = defaultdict(dict)
-        datagrams = []
         for s in self.segments():
-            if s.protocol == UDP:
-                datagrams.append(s.payload)
-            elif s.payload:
+            if s.protocol == TCP and s.payload:
                 held = by_flow[(s.src, s.sport, s.dst, s.dport)]
                 if len(s.payload) > len(held.get(s.seq, b"")):
                     held[s.seq] = s.payload
-        streams = []
-        for held in by_flow.values():
+        flows = {}
+        for flow, held in by_flow.items():
             first = min(held)  # sequence numbers wrap at 2**32
-            streams.append(b"".join(held[seq] for seq in sorted(held, key=_after(first))))
-        return streams + datagrams
+            flows[flow] = b"".join(held[seq] for seq in sorted(held, key=_after(first)))
+        return flows
 
 
 def _after(first: int):

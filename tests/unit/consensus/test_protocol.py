@@ -48,6 +48,8 @@ def test_a_node_checks_the_level_another_node_reports_before_it_joins_or_starts(
     check_level(protocol.PROTOCOL, True, "n1")
     check_level(protocol.PROTOCOL - 1, True, "a leader one release back")
     assert protocol.announced(None) == protocol.LOWEST  # a release before levels
+    with pytest.raises(IncompatibleCluster, match="more than one level older"):
+        check_level(None, True, "a leader of a release before levels")  # speaks the lowest
     with pytest.raises(IncompatibleCluster, match="^leader n1: this node speaks protocol level"):
         check_level(protocol.PROTOCOL + 1, True, "leader n1")
     with pytest.raises(IncompatibleCluster):

@@ -13,7 +13,11 @@ from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.poller import createPoller
 from pysyncobj.tcp_connection import TcpConnection
 
-from consensus.raft import PYSYNCOBJ_CONNECTION_PRIVATE, PYSYNCOBJ_PRIVATE
+from consensus.raft import (
+    PYSYNCOBJ_CONNECTION_PRIVATE,
+    PYSYNCOBJ_PRIVATE,
+    PYSYNCOBJ_TRANSPORT_PRIVATE,
+)
 from tests.unit.consensus.test_raft_changes import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -33,6 +37,17 @@ def test_each_private_name_exists_on_a_running_syncobj(name):
 @pytest.mark.parametrize("name", PYSYNCOBJ_CONNECTION_PRIVATE)
 def test_each_private_name_exists_on_a_connection(name):
     assert hasattr(TcpConnection(createPoller("auto")), name), f"pysyncobj no longer has {name}"
+
+
+@pytest.mark.parametrize("name", PYSYNCOBJ_TRANSPORT_PRIVATE)
+def test_each_private_name_exists_on_a_running_transport(name):
+    conf = SyncObjConf(autoTick=False, appendEntriesUseBatch=False)
+    syncobj = SyncObj(f"127.0.0.1:{free_port()}", [], conf)
+    try:
+        transport = syncobj._SyncObj__transport
+        assert hasattr(transport, name), f"pysyncobj's transport no longer has {name}"
+    finally:
+        syncobj.destroy()
 
 
 def test_private_names_are_used_only_in_the_adapter():
