@@ -76,8 +76,8 @@ class TlsSocket:
     def getsockopt(self, *args: int) -> int:
         return self._sock.getsockopt(*args)
 
-    def setsockopt(self, *args: object) -> None:
-        self._sock.setsockopt(*args)  # type: ignore[arg-type]
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self._sock.setsockopt(level, option, value)
 
     def close(self) -> None:
         self._sock.close()
@@ -91,10 +91,8 @@ class TlsSocket:
                 data = self._read(size)
                 if data is not None:
                     return data
-            else:
-                self._handshake()
-                if self.established:
-                    continue
+            elif self._handshake():
+                continue
             raw = self._sock.recv(_RAW_CHUNK)  # BlockingIOError: nothing more now
             if not raw:
                 return b""
@@ -145,12 +143,13 @@ class TlsSocket:
         except ssl.SSLError as exc:
             raise ConnectionResetError(errno.ECONNRESET, f"TLS: {exc}") from None
 
-    def _handshake(self) -> None:
+    def _handshake(self) -> bool:
+        """One step of the handshake: whether it is now established."""
         try:
             self._tls.do_handshake()
         except ssl.SSLWantReadError:
             self._flush()
-            return
+            return False
         except ssl.SSLError as exc:
             self._flush()  # the alert, so the peer learns why
             raise self._failed(str(exc)) from None
@@ -160,6 +159,7 @@ class TlsSocket:
             self._early.clear()
         self._flush()
         self._on_established()
+        return True
 
     def _failed(self, why: str) -> HandshakeFailed:
         self._on_failed(why)
