@@ -88,6 +88,9 @@ WHY = {
     "under one Python interpreter lock",
     "etcd-latency": "each Shoal write is an HTTP handler, a msgpack command and a pysyncobj round "
     "on Python threads handing results back to the event loop; etcd's path is Go",
+    "etcd-read": "a Shoal follower's read index is a barrier entry committed through the leader "
+    "(a full log round, handed between the event loop and pysyncobj's Raft thread); etcd's "
+    "ReadIndex asks the leader for its commit index with one heartbeat round, in Go",
     "etcd-failover": "etcd's election timeout (1 s) is shorter than the time pysyncobj's followers "
     "take to notice the dead leader and elect, plus the API's retry to find it",
     "swarm-create": "Swarm's dispatcher lives inside dockerd and starts containers in-process; a "
@@ -135,6 +138,26 @@ def comparisons(suite: dict) -> list[Comparison]:
             "etcd",
             ("p99_ms",),
             "etcd-latency",
+        ),
+        (
+            "control plane",
+            "linearizable follower read p50",
+            "ms",
+            False,
+            "consensus",
+            "etcd",
+            ("read_p50_ms",),
+            "etcd-read",
+        ),
+        (
+            "control plane",
+            "linearizable follower read p99",
+            "ms",
+            False,
+            "consensus",
+            "etcd",
+            ("read_p99_ms",),
+            "etcd-read",
         ),
         (
             "control plane",
