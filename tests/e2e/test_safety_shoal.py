@@ -10,8 +10,9 @@ only after the checks passed.
 
 The default run plays each fault once (leader kill -9 and restart, leader cut off, a minority
 cut off, a rolling restart of every node); a test of its own stalls a follower's event loop
-past --voter-grace while its Raft thread runs (it needs cgroup v1's freezer). `pytest -m chaos` plays random faults on five nodes
-for SHOAL_CHAOS_SECONDS (default 300); SHOAL_CHAOS_SEED replays one fault order.
+past --voter-grace while its Raft thread runs (it needs cgroup v1's freezer). `pytest -m
+chaos` plays random faults on five nodes for SHOAL_CHAOS_SECONDS (default 300);
+SHOAL_CHAOS_SEED replays one fault order.
 """
 
 from __future__ import annotations
