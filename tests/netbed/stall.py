@@ -10,7 +10,9 @@ How: cgroup v1's freezer places a single thread (a TID written to `tasks`) in a 
 own and freezes that cgroup. A Python thread frozen while it holds the interpreter lock would
 stop every other Python thread too, so the thread is frozen only where it waits in the
 selector (epoll_wait, which runs without the lock): it is frozen, its syscall read from
-/proc, and thawed and frozen again at another moment until it was caught there.
+/proc, and thawed and frozen again at another moment until it was caught there. Under cgroup
+v1 a frozen thread does not die even of SIGKILL until it is thawed: always thaw (the `with`
+block, or Faults.heal).
 """
 
 from __future__ import annotations
