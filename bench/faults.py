@@ -1,6 +1,6 @@
 """Fault runs: real Shoal nodes on the network-namespace test bed, every run checked for safety.
 
-    python -m bench.faults [--runs 20] [--kinds leader-kill,partition,one-way,pause,restart]
+    python -m bench.faults [--runs 20] [--kinds leader-kill,partition,one-way,pause,stall,restart]
                            [--seed N]
 
 Per fault kind, one 3-node cluster on a bed of its own plays the fault --runs times. Each run
@@ -14,6 +14,8 @@ and the cluster then accepts a write within 10 s with 3 voters on every node.
     partition    the leader cut off from the others, then healed
     one-way      the leader hears the others but reaches none of them, then healed
     pause        SIGSTOP of the leader until another leads, then SIGCONT
+    stall        a follower's event loop frozen (its Raft thread runs) until the leader has
+                 seen it down for longer than --voter-grace, then thawed
     restart      every node restarted in turn (SIGTERM, then start from its data dir)
 
 Prints a line per run and ends with `RESULT {json}`: per kind, runs, passed, and why each
@@ -36,8 +38,8 @@ from typing import Any
 
 import aiohttp
 
-from node.devcluster.localcluster import wait_for
 from tests.e2e.test_safety_shoal import (
+    BED_ARGS,
     Scenario,
     check,
     isolate_leader,
@@ -45,7 +47,9 @@ from tests.e2e.test_safety_shoal import (
     leader_cannot_send,
     pause_leader,
     record_under_faults,
+    recovered,
     rolling_restart,
+    stall_follower_loop,
 )
 from tests.netbed import NetBed
 from tests.safety.harness import Workload
@@ -59,10 +63,9 @@ KINDS: dict[str, Scenario] = {
     "partition": isolate_leader,
     "one-way": leader_cannot_send,
     "pause": pause_leader,
+    "stall": stall_follower_loop,
     "restart": rolling_restart,
 }
-# After a run, the cluster must accept a write with every voter back within this.
-RECOVERY_S = 10.0
 # The linearizability search is exponential at worst (many writes of unknown outcome on one
 # key): a run whose check takes longer is reported undecided, not passed.
 CHECK_BUDGET_S = 60.0
@@ -82,19 +85,6 @@ def _workload(run: int, seed: int) -> Workload:
         seed=seed + run,
         pause=0.01,
     )
-
-
-async def _recovered(cluster: BedCluster, run: int) -> float:
-    """Seconds until a write commits and every node sees 3 voters; raises after RECOVERY_S."""
-    started = time.monotonic()
-    leader = await cluster.wait_leader()
-
-    async def accepts_writes() -> bool:
-        await cluster.api.set_labels(leader, leader, {f"fault.r{run}.done": "yes"})
-        return all([len((await cluster.api.cluster(n))["voters"]) == NODES for n in cluster.names])
-
-    await wait_for(accepts_writes, timeout=RECOVERY_S, what="a write and 3 voters")
-    return time.monotonic() - started
 
 
 def _check_in_child(history: History, cluster: Any, verdict: Any) -> None:
@@ -137,7 +127,7 @@ async def _one_run(
             return why
         if stuck is not None:
             return f"a node did not catch up: {stuck}"
-        await _recovered(cluster, run)
+        await recovered(cluster, f"fault.r{run}.done")
     except (AssertionError, TimeoutError, RuntimeError) as exc:
         return f"{type(exc).__name__}: {str(exc)[:300]}"
     crashed = cluster.crashed()
@@ -149,7 +139,7 @@ async def _kind(kind: str, runs: int, seed: int, workdir: Path) -> dict:
     bed = NetBed.create(NODES, workdir=workdir / f"bed-{kind}")
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10.0)) as session:
-            cluster = BedCluster(bed, workdir / f"nodes-{kind}", session)
+            cluster = BedCluster(bed, workdir / f"nodes-{kind}", session, extra_args=BED_ARGS)
             await cluster.form()
             for run in range(runs):
                 started = time.monotonic()

@@ -1,5 +1,6 @@
-"""The write load both control-plane benchmarks (Shoal and etcd) put on a cluster, so that
-their figures come from the same client: one aiohttp session, N concurrent writers."""
+"""The load both control-plane benchmarks (Shoal and etcd) put on a cluster, so that their
+figures come from the same client: one aiohttp session, N concurrent writers, and sequential
+linearizable reads sent to a follower."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from bench.stats import percentile, print_figures, summarize_runs
 
 # One committed write: (session, a number unique to this write) -> was it acknowledged?
 Write = Callable[[aiohttp.ClientSession, int], Awaitable[bool]]
+# One linearizable read, the same shape: (session, a number) -> was it answered?
+Read = Write
 
 
 async def throughput(write: Write, clients: int, seconds: float) -> float:
@@ -37,24 +40,29 @@ async def throughput(write: Write, clients: int, seconds: float) -> float:
         return done / (time.monotonic() - started)
 
 
-async def latency(write: Write, count: int) -> list[float]:
-    """Milliseconds of `count` sequential writes at low load; a refused write is an error."""
+async def latency(write: Write | Read, count: int, what: str = "write") -> list[float]:
+    """Milliseconds of `count` sequential writes (or reads) at low load; a refusal is an error."""
     samples = []
     async with aiohttp.ClientSession() as session:
         for n in range(count):
             started = time.perf_counter()
             if not await write(session, n):
-                raise RuntimeError(f"write {n} was refused at low load")
+                raise RuntimeError(f"{what} {n} was refused at low load")
             samples.append((time.perf_counter() - started) * 1000)
     return samples
 
 
-def figures_of_run(samples: list[float], rate: float, failover_s: float) -> dict[str, float]:
-    """One run's control-plane figures, named alike for Shoal and etcd."""
+def figures_of_run(
+    samples: list[float], reads: list[float], rate: float, failover_s: float
+) -> dict[str, float]:
+    """One run's control-plane figures, named alike for Shoal and etcd: `samples` are write
+    latencies, `reads` those of linearizable reads on a follower."""
     return {
         "writes_per_s": rate,
         "p50_ms": statistics.median(samples),
         "p99_ms": percentile(samples, 0.99),
+        "read_p50_ms": statistics.median(reads),
+        "read_p99_ms": percentile(reads, 0.99),
         "failover_s": failover_s,
     }
 
@@ -72,7 +80,9 @@ def run_control_plane(
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--latency-writes", type=int, default=300)
+    parser.add_argument(
+        "--latency-writes", type=int, default=300, help="sequential writes, and as many reads"
+    )
     parser.add_argument("--quick", action="store_true", help="a small smoke-test size")
     args = parser.parse_args()
     if args.quick:
@@ -84,6 +94,7 @@ def run_control_plane(
         print(
             f"run {i + 1}: {run['writes_per_s']:8.0f} writes/s ({args.clients} clients)   "
             f"p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms   "
+            f"follower read p50 {run['read_p50_ms']:.2f} ms  p99 {run['read_p99_ms']:.2f} ms   "
             f"failover {run['failover_s']:.2f} s",
             flush=True,
         )

@@ -49,12 +49,17 @@ def _save(fig, path: Path) -> Path:
 def control_plane(suite: dict, path: Path) -> Path | None:
     if not result(suite, "consensus"):
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.8))
     for ax, key, title, unit in zip(
         axes,
-        ("writes_per_s", "p50_ms", "failover_s"),
-        ("committed writes/s, 64 clients", "write latency p50", "leader failover"),
-        ("writes/s", "ms", "s"),
+        ("writes_per_s", "p50_ms", "read_p50_ms", "failover_s"),
+        (
+            "committed writes/s, 64 clients",
+            "write latency p50",
+            "linearizable follower read p50",
+            "leader failover",
+        ),
+        ("writes/s", "ms", "ms", "s"),
         strict=True,
     ):
         _bars(

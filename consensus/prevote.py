@@ -83,13 +83,20 @@ class PreVote:
         }
 
     def grants(self, now: float, request: PeerMessage, mine: LogPosition, is_leader: bool) -> bool:
-        """Would this voter vote for the asker in the term it names?"""
+        """Would this voter vote for the asker in the term it names? A yes also puts this
+        voter's own next round off by a new timeout, as a vote resets Raft's election timer:
+        otherwise its timer, running out while the asker's election is under way, makes it a
+        candidate of the same term, the vote splits and both wait a timeout more."""
         if is_leader or now - self.heard_leader_at < self.election_min:
             return False
         if request.get("term", 0) <= mine.term:
             return False
         theirs = (request.get("last_log_term", -1), request.get("last_log_index", -1))
-        return theirs >= (mine.last_term, mine.last_index)
+        if theirs < (mine.last_term, mine.last_index):
+            return False
+        if self.round_term is None:
+            self.deadline = now + self._timeout()
+        return True
 
     def on_response(self, response: PeerMessage, sender: str, voters: int) -> bool:
         """Count a yes for the round in progress; True once a majority said yes."""

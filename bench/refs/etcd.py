@@ -5,7 +5,9 @@
 The same measurements as bench.consensus, against etcd 3.4 (Debian's etcd-server, installed
 when missing) through its JSON gateway (`POST /v3/kv/put`, base64 key and a 100-byte value)
 with an aiohttp client: committed writes/s with N concurrent clients on the leader, p50/p99 of
-sequential writes at low load, and leader failover (kill -9 of the leader -> the next write
+sequential writes at low load, p50/p99 of sequential reads of a written key sent to a follower
+(`POST /v3/kv/range` as etcd serves it by default: linearizable, not `serializable`), and
+leader failover (kill -9 of the leader -> the next write
 committed through a survivor). etcd keeps its defaults (heartbeat 100 ms, election 1 s), as
 operators run it. Medians with min-max; ends with one `RESULT {json}` line.
 """
@@ -126,6 +128,14 @@ async def put(session: aiohttp.ClientSession, url: str, n: int) -> bool:
         return resp.status == 200
 
 
+async def range_read(url: str, session: aiohttp.ClientSession, n: int) -> bool:
+    """etcd's default range read: linearizable (a ReadIndex round through the leader)."""
+    key = base64.b64encode(f"bench/{n % 1000}".encode()).decode()
+    async with session.post(f"{url}/v3/kv/range", json={"key": key}, timeout=WRITE_TIMEOUT) as resp:
+        await resp.read()
+        return resp.status == 200
+
+
 async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession) -> float:
     """kill -9 of the leader -> the first write a survivor commits.
 
@@ -168,13 +178,16 @@ async def one_run(clients: int, seconds: float, latency_count: int) -> dict[str,
         cluster = EtcdCluster(procs, Path(tmp))
         cluster.start()
         async with aiohttp.ClientSession() as session:
-            leader_url = cluster.client_url(await cluster.leader_index(session))
-            write = functools.partial(_put_to, leader_url)
+            leader = await cluster.leader_index(session)
+            write = functools.partial(_put_to, cluster.client_url(leader))
             await latency(write, 50)  # warm up, as bench.consensus does
             samples = await latency(write, latency_count)
+            read = functools.partial(range_read, cluster.client_url((leader + 1) % 3))
+            await latency(read, 50, "read")
+            reads = await latency(read, latency_count, "read")
             rate = await throughput(write, clients, seconds)
             failover_s = await failover(cluster, session)
-    return figures_of_run(samples, rate, failover_s)
+    return figures_of_run(samples, reads, rate, failover_s)
 
 
 def main() -> None:

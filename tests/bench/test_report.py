@@ -65,6 +65,21 @@ def test_lower_is_better_for_times_higher_for_rates():
     assert found["leader failover"].ratio == pytest.approx(2.0)
 
 
+def test_linearizable_follower_reads_stand_beside_etcds_in_the_table_and_the_losses(tmp_path):
+    suite = suite_with(3000, 2000, 0.5, 1.0)
+    suite["steps"]["consensus"]["result"] |= {
+        "read_p50_ms": spread(6.0),
+        "read_p99_ms": spread(9.0),
+    }
+    suite["steps"]["etcd"]["result"] |= {"read_p50_ms": spread(2.0), "read_p99_ms": spread(9.0)}
+    report = tmp_path / "REPORT.md"
+    write_report(suite, report)
+    text = report.read_text()
+    assert "| linearizable follower read p50 ms (1 client) | 6.00 [5.40–6.60] | 2.00" in text
+    assert "linearizable follower read p50**" in losses(text) and "3.00×" in losses(text)
+    assert "follower read p99" not in losses(text), "an equal figure is no loss"
+
+
 def test_steps_that_did_not_run_are_left_out_of_comparisons_and_listed_as_failed(tmp_path):
     report = tmp_path / "REPORT.md"
     write_report(suite_with(1000, 2000, 0.5, 1.0), report)

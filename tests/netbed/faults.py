@@ -6,6 +6,7 @@
         faults.loss(c, 20)               # 20 % of frames into and out of c vanish
         faults.link_down(b)              # b's cable pulled (its veth on the bridge goes down)
         faults.pause(process)            # SIGSTOP until resume() or heal()
+        faults.stall_loop(process)       # its event loop frozen, its other threads run, until heal()
         faults.kill(process)             # kill -9 (heal does not bring it back: respawn it)
         faults.heal()                    # rules flushed, links up, paused processes resumed
 
@@ -26,6 +27,7 @@ from collections.abc import Iterable
 from tests.netbed.bed import Host, NetBed
 from tests.netbed.process import HostProcess
 from tests.netbed.shell import run
+from tests.netbed.stall import ThreadStall
 
 
 def _quoted(interface: str) -> str:
@@ -79,6 +81,7 @@ class Faults:
         self.bed = bed
         self._down: set[Host] = set()
         self._paused: set[HostProcess] = set()
+        self._stalls: list[ThreadStall] = []
 
     def _add(self, rules: list[list[str]]) -> None:
         script = "".join(
@@ -134,13 +137,22 @@ class Faults:
         process.resume()
         self._paused.discard(process)
 
+    def stall_loop(self, process: HostProcess) -> None:
+        """Freeze the process's main thread (its event loop) alone: tests.netbed.stall."""
+        stall = ThreadStall(process.pid)
+        stall.freeze()
+        self._stalls.append(stall)
+
     def heal(self) -> None:
-        """Undo every network fault and resume paused processes (killed ones stay dead)."""
+        """Undo every network fault, resume paused processes and thaw stalled loops (killed
+        ones stay dead)."""
         run(["nft", "flush", "chain", "bridge", self.bed.nft_table, "forward"])
         for host in list(self._down):
             self.link_up(host)
         for process in list(self._paused):
             self.resume(process)
+        while self._stalls:
+            self._stalls.pop().thaw()
 
     def __enter__(self) -> Faults:
         return self

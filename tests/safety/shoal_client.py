@@ -97,6 +97,9 @@ class ShoalApi:
     async def cluster(self, node: str) -> dict:
         return await self._call(node, "GET", "/v1/cluster")
 
+    async def nodes(self, node: str) -> list[dict]:
+        return await self._call(node, "GET", "/v1/nodes")
+
     async def labels(self, node: str, owner: str) -> dict[str, str]:
         """OWNER's labels as `node` sees them."""
         return (await self._call(node, "GET", f"/v1/nodes/{owner}"))["labels"]

@@ -47,6 +47,21 @@ def test_a_voter_that_hears_a_leader_or_has_a_newer_log_says_no():
     assert vote.grants(10.5, {**asking, "last_log_index": 3, "last_log_term": 6}, mine, False)
 
 
+def test_a_voter_that_said_yes_waits_a_timeout_before_it_asks_itself():
+    """Its own round would make it a candidate of the term the asker is being elected in."""
+    vote, mine = _prevote(), LogPosition(term=5, last_index=10, last_term=5)
+    asking = {"term": 6, "last_log_index": 10, "last_log_term": 5}
+    vote.heard_leader(10.0)  # its timer runs out between 10.4 and 10.8
+    assert vote.grants(10.42, asking, mine, is_leader=False)
+    assert vote.on_tick(10.81, mine, voters=3, self_id="b") is Action.WAIT  # put off by >= 0.4
+    assert vote.on_tick(11.3, mine, voters=3, self_id="b") is Action.ASK  # and by <= 0.8
+    # A no puts nothing off.
+    refusing = _prevote()
+    refusing.heard_leader(10.0)
+    assert not refusing.grants(10.42, {**asking, "last_log_index": 9}, mine, is_leader=False)
+    assert refusing.on_tick(10.81, mine, voters=3, self_id="b") is Action.ASK
+
+
 def _cut(a: RaftNode, b: RaftNode) -> None:
     """Drop every Raft message between `a` and `b`, both ways."""
     for here, there in ((a, b), (b, a)):
