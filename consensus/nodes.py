@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from consensus.codec import command
@@ -321,3 +321,17 @@ def _strategy(state: ClusterState, cmd: SetStrategy) -> Result:
             state.cluster = dataclasses.replace(state.cluster, strategy=strategy)
             return Result(True)
     return Result.fail(f"strategy must be 'spread' or 'binpack', not {cmd.strategy!r}", 400)
+
+
+def may_speak_raft(known: Mapping[str, Node], node_id: str, claimed: str) -> bool:
+    """Whether node `node_id` (as its certificate names it) may open a Raft connection that
+    claims to be `claimed`: a Raft address, or "readonly" for a member's replica. A known node
+    speaks only as its own address, and no node as another known node's. A node this replica
+    does not know yet (its registration not yet applied here) is let through: pysyncobj
+    itself refuses an address that is not one of its partners."""
+    if claimed == "readonly":
+        return True
+    node = known.get(node_id)
+    if node is not None:
+        return node.raft_address == claimed
+    return all(other.raft_address != claimed for other in known.values())

@@ -39,6 +39,7 @@ from consensus import codec, safe_pickle
 from consensus import prevote as prevote_core
 from consensus.append_entries import reconcile
 from consensus.durable_log import DurableLog
+from consensus.nodes import NODES, may_speak_raft
 from consensus.prevote import LogPosition, PreVote
 from consensus.proposals import ProposalBatcher
 from consensus.state import ClusterState, PlainResult, Result
@@ -219,11 +220,13 @@ class RaftPortDrops:
     with a certificate of the cluster's CA within the bound: another CA, none, not TLS),
     `oversized` (a frame length above the bound, or negative), `malformed` (a frame that did
     not unpickle to a message or, on a connection of the release before, did not decrypt
-    with the cluster key, or was replayed)."""
+    with the cluster key, or was replayed), `refused` (a certified peer that claimed a Raft
+    address other than its node's own, or sent one of pysyncobj's utility commands)."""
 
     handshake: int = 0
     oversized: int = 0
     malformed: int = 0
+    refused: int = 0
 
 
 RAFT_PORT_DROPS = RaftPortDrops()
@@ -285,9 +288,17 @@ class _TlsTransport(TCPTransport):
     of the release before gets it on that connection alone."""
 
     def __init__(
-        self, syncObj: SyncObj, selfNode: Any, otherNodes: Any, *, tls: RaftTls, password: str
+        self,
+        syncObj: SyncObj,
+        selfNode: Any,
+        otherNodes: Any,
+        *,
+        tls: RaftTls,
+        password: str,
+        admits: Callable[[str, str], bool],
     ) -> None:
         self._tls = tls
+        self._admits = admits
         self._plain_key = getEncryptor(password)
         # Connections whose handshake is under way, with its deadline; plain connections.
         self._handshakes: dict[TcpConnection, tuple[TlsSocket, float]] = {}
@@ -312,7 +323,22 @@ class _TlsTransport(TCPTransport):
             conn.recvRandKey = os.urandom(32)
             conn.send(conn.recvRandKey)
             return
+        # The first message names the peer. pysyncobj also takes "utility" commands here (a
+        # list: add or remove a voter, transfer leadership, set the code version) from any
+        # connection; Shoal changes membership only through its API, so they are refused.
+        if isinstance(message, list) or not self._admitted(conn, message):
+            RAFT_PORT_DROPS.refused += 1
+            log.warning("raft connection refused: it claimed to be %.100r", message)
+            conn.disconnect()
+            return
         super()._onIncomingMessageReceived(conn, message)
+
+    def _admitted(self, conn: TcpConnection, claimed: Any) -> bool:
+        wrapped = getattr(conn, _SOCKET)
+        if not isinstance(wrapped, TlsSocket) or wrapped.passthrough:
+            return True  # a plain peer of the release before: the cluster key, but no name
+        node_id = wrapped.peer_name()
+        return isinstance(claimed, str) and node_id is not None and self._admits(node_id, claimed)
 
     def _onOutgoingConnected(self, conn: TcpConnection) -> None:
         if conn.encryptor is None:
@@ -715,7 +741,9 @@ class RaftNode:
         self_node = self.address if role == "voter" else None
         transport: Any = TCPTransport
         if self._tls is not None:
-            transport = functools.partial(_TlsTransport, tls=self._tls, password=self._password)
+            transport = functools.partial(
+                _TlsTransport, tls=self._tls, password=self._password, admits=self._admits_peer
+            )
         self._syncobj = SyncObj(
             self_node, partners, conf, consumers=[replica], transportClass=transport
         )
@@ -741,6 +769,14 @@ class RaftNode:
         self._replica = replica
         self.role = role
         log.info("raft replica started as %s with partners %s", role, partners)
+
+    def _admits_peer(self, node_id: str, claimed: str) -> bool:
+        """On the Raft thread: whether the node a peer's certificate names may speak Raft as
+        `claimed`. Without this, any node's certificate could open Raft as any voter."""
+        serving = self._serving
+        if serving is None:  # nothing to judge by yet; pysyncobj still refuses strangers
+            return True
+        return may_speak_raft(serving.version.table(NODES), node_id, claimed)
 
     def progress(self) -> SyncProgress:
         """Where this replica stands against the cluster's commit index (see SyncProgress).

@@ -131,6 +131,18 @@ class TlsSocket:
             self._early.clear()
         return True
 
+    def peer_name(self) -> str | None:
+        """The common name of the peer's verified certificate (a node's id), once established."""
+        if not self.established:
+            return None
+        subject = (self._tls.getpeercert() or {}).get("subject", ())
+        if isinstance(subject, str):
+            return None
+        names = [
+            attribute[1] for rdn in subject for attribute in rdn if attribute[0] == "commonName"
+        ]
+        return names[0] if len(names) == 1 else None
+
     def _read(self, size: int) -> bytes | None:
         """Plaintext TLS already holds, b"" once the peer closed, None if it needs more."""
         try:

@@ -180,6 +180,7 @@ class _Levels:
         dropped.add_metric(["handshake"], RAFT_PORT_DROPS.handshake)
         dropped.add_metric(["oversized"], RAFT_PORT_DROPS.oversized)
         dropped.add_metric(["malformed"], RAFT_PORT_DROPS.malformed)
+        dropped.add_metric(["refused"], RAFT_PORT_DROPS.refused)
         yield dropped
         yield CounterMetricFamily(
             "shoal_scheduler_rounds",

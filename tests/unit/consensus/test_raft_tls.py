@@ -7,9 +7,12 @@ plain connections, and cut off once it does not."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 import socket
 import ssl
+import struct
 import time
+import zlib
 
 import pytest
 
@@ -182,6 +185,78 @@ async def test_a_node_of_the_release_before_is_served_until_the_cluster_seals_tl
             "the TLS nodes still connected to each other",
         )
         await writes_commit(tls_nodes, 5)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def node_id_of(name: str) -> str:
+    return name.encode().hex().ljust(16, "0")  # as node_contexts names a node
+
+
+def speak_as(address: str, context: ssl.SSLContext, message) -> bytes:
+    """Open a TLS connection to a Raft port and send one pysyncobj frame; what comes back
+    before the peer closes (b"" when it closes at once)."""
+    host, port = address.rsplit(":", 1)
+    data = zlib.compress(pickle.dumps(message), 3)
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(struct.pack("i", len(data)) + data)
+        try:
+            return tls.recv(4096)
+        except (ssl.SSLError, ConnectionError):
+            return b""
+
+
+async def test_a_certified_peer_speaks_raft_only_as_itself_and_sends_no_utility_command(
+    tmp_path,
+):
+    """A node's certificate opens Raft only under that node's own address: not as another
+    voter (it would take that voter's place in the leader's eyes), and never for pysyncobj's
+    utility commands, which would add or remove voters past the API."""
+    authority = create_authority("c1", time.time())
+    addresses, nodes = voters(tmp_path, authority)
+    for node in nodes:
+        node.start("voter", addresses)
+    try:
+        leader = await leader_of(nodes)
+        for i, address in enumerate(addresses):
+            record = Node(
+                id=node_id_of(f"n{i}"),
+                name=f"n{i}",
+                address="127.0.0.1",
+                api_port=1,
+                raft_port=int(address.rsplit(":", 1)[1]),
+                gossip_port=1,
+            )
+            await leader.propose(RegisterNode(record), timeout=5)
+        await wait_until(lambda: all(n.applied() >= leader.applied() for n in nodes), 10, "all")
+        await wait_until(lambda: connected(nodes), 10, "every voter connected")
+        target = addresses[0]
+        n1 = node_contexts(tmp_path, authority, "n1")[1]
+        stranger = node_contexts(tmp_path, authority, "x")[1]
+        before = RAFT_PORT_DROPS.refused
+        cases = [
+            (n1, addresses[2]),  # n1's certificate claiming to be n2
+            (stranger, addresses[1]),  # a certified node the state does not know, as n1
+            (n1, ["status"]),
+            (n1, ["add", "127.0.0.1:1"]),
+            (n1, ["remove", addresses[2]]),
+        ]
+        for context, message in cases:
+            answer = await asyncio.to_thread(speak_as, target, context, message)
+            assert answer == b"", f"{message!r} was answered: {answer[:100]!r}"
+        await wait_until(
+            lambda: RAFT_PORT_DROPS.refused == before + len(cases), 5, "every refusal counted"
+        )
+        assert all(
+            sorted(n.status().partners) == sorted(a for a in addresses if a != n.address)
+            for n in nodes
+        )
+        await writes_commit(nodes, 5)
+        assert all(n.status().term == leader.status().term for n in nodes)
     finally:
         for node in nodes:
             node.stop()
