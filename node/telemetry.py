@@ -174,7 +174,8 @@ class _Levels:
             "Raft connections dropped, by reason (handshake: no TLS handshake with a cluster "
             "certificate in time; oversized: a frame length above the bound; malformed: a "
             "frame not unpicklable, or on a plain connection not decrypted with the cluster "
-            "key or replayed)",
+            "key or replayed; refused: a certified peer claiming another node's Raft address or "
+            "sending a pysyncobj utility command)",
             labels=["reason"],
         )
         dropped.add_metric(["handshake"], RAFT_PORT_DROPS.handshake)
