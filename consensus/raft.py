@@ -658,7 +658,7 @@ class RaftNode:
         *,
         data_dir: str,
         address: str,
-        password: str,
+        password: str | None,
         tuning: RaftTuning = RaftTuning(),
         observe_apply: Callable[[float], None] = lambda seconds: None,
         may_batch: Callable[[], bool] = lambda: True,
@@ -669,7 +669,8 @@ class RaftNode:
         apply a `batch` entry (consensus.protocol.BATCH): until then each proposal is an
         `apply` entry of its own. With `tls`, connections run over mutual TLS and
         `password` keys only the plain ones `tls.plain` allows; without it, pysyncobj's own
-        encryption under `password` (for replicas of one process, in tests)."""
+        encryption under `password` (for replicas of one process, in tests), or none at all
+        when it is None (to measure what encryption costs)."""
         self._tls = tls
         self._dir = os.path.join(data_dir, "raft")
         self._observe_apply = observe_apply
@@ -742,7 +743,10 @@ class RaftNode:
         transport: Any = TCPTransport
         if self._tls is not None:
             transport = functools.partial(
-                _TlsTransport, tls=self._tls, password=self._password, admits=self._admits_peer
+                _TlsTransport,
+                tls=self._tls,
+                password=self._password or "",
+                admits=self._admits_peer,
             )
         self._syncobj = SyncObj(
             self_node, partners, conf, consumers=[replica], transportClass=transport
