@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from node.api.listen import ConnectionLimits, Listeners, listen, raise_file_limi
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
+from node.feed.member import FeedMember
 from node.join import IncompatibleCluster, check_level, local_node, request_join
 from node.local_socket import socket_path
 from node.loops import Loop
@@ -116,6 +118,7 @@ class ShoalNode:
                 compaction_min_entries=self.config.snapshot_entries,
                 compaction_min_time=self.config.snapshot_interval,
             ),
+            start_follower=self._follow_feed,
         )
         self.store = Store(self.raft)
         self.control = ControlPlane(
@@ -331,6 +334,8 @@ class ShoalNode:
                 "member",
                 accepted.voters,
                 node_key,
+                # Where to find a voter's feed until the state names the voters.
+                voter_apis=(join,),
             )
             tls = pki_store.NodeTls(
                 "".join(accepted.ca_certificates).encode(), accepted.certificate.encode(), tls_key
@@ -533,6 +538,16 @@ class ShoalNode:
         await self.driver.aclose()
         # pysyncobj's destroy only flags its thread; it is a daemon and exits with us.
         self.raft.stop()
+
+    def _follow_feed(self, voters: list[str], notify: Callable[[], None]) -> FeedMember:
+        """A member follows a voter's committed-state feed instead of running Raft."""
+        return FeedMember(
+            voters,
+            notify,
+            node_id=self.node_id,
+            remembered_apis=lambda: self.identity.voter_apis,
+            client_at=self.control.client_at,
+        )
 
     def _save_identity(self, identity: Identity) -> None:
         self.identity = identity

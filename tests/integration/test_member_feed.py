@@ -1,0 +1,109 @@
+"""Members follow a voter's committed-state feed instead of running Raft: a write reaches
+every member, a linearizable read on a member sees a write acknowledged elsewhere, and a
+member cut off from the voter it follows moves to another and resumes from its index,
+without a snapshot while the voters still hold the entries it missed and with one once it
+fell further behind than that (the ring holds --snapshot-entries entries: 100 here)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
+from tests.integration.cluster_support import stop_nodes
+
+pytestmark = pytest.mark.timeout(240)
+
+RING = 100
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cluster = LocalCluster(str(tmp_path), 4, EQUAL_PROCESS_NODES + ["--snapshot-entries", str(RING)])
+    try:
+        yield cluster
+    finally:
+        stop_nodes(cluster)
+        print(cluster.logs())
+
+
+async def _label(node: NodeProc, owner: str, key: str, stale: bool) -> str | None:
+    async with node.client() as client:
+        path = f"/v1/nodes/{owner}" + ("?stale=1" if stale else "")
+        return (await client.get(path))["labels"].get(key)
+
+
+async def _write(node: NodeProc, owner: str, key: str, value: str) -> None:
+    async with node.client() as client:
+        await client.patch(f"/v1/nodes/{owner}", {"add_labels": {key: value}})
+
+
+async def _writes(node: NodeProc, owner: str, count: int, tag: str) -> None:
+    async with node.client() as client:
+        for i in range(count):
+            await client.patch(f"/v1/nodes/{owner}", {"add_labels": {"seq": f"{tag}-{i}"}})
+
+
+async def _this_node(node: NodeProc) -> dict:
+    async with node.client() as client:
+        return (await client.get("/v1/cluster"))["this_node"]
+
+
+def _snapshots_restored(node: NodeProc) -> int:
+    return node.log().count("feed: restored a snapshot")
+
+
+async def test_members_follow_the_feed_and_resume_from_their_index(cluster):
+    await cluster.start()
+    await cluster.wait_voters(3)
+
+    async def the_member() -> NodeProc | None:
+        for node in cluster.nodes:
+            if (await _this_node(node))["raft_role"] == "member":
+                return node
+        return None
+
+    member = await wait_for(the_member, what="a member")
+    owner = cluster.nodes[0].name
+    assert (await _this_node(member))["caught_up"]
+
+    # A write through a voter is visible on the member, at once for a linearizable read.
+    for i in range(5):
+        await _write(cluster.nodes[0], owner, "color", f"blue-{i}")
+        assert await _label(member, owner, "color", stale=False) == f"blue-{i}"
+
+    # And a write through the member (forwarded to the leader) reads back everywhere.
+    await _write(member, owner, "color", "green")
+    for node in cluster.nodes:
+        assert await _label(node, owner, "color", stale=False) == "green"
+
+    async def followed() -> NodeProc | None:
+        connected = (await _this_node(member))["connected_partners"]
+        return next((n for n in cluster.nodes if connected == [f"{n.address}:7421"]), None)
+
+    async def cut_off_and_resume(writes: int, tag: str) -> None:
+        """Stop the member and the voter it follows, commit `writes` through another voter,
+        resume the member alone: it must move to another voter."""
+        voter = await wait_for(followed, what="the member to follow a voter")
+        other = next(n for n in cluster.nodes if n is not voter and n is not member)
+        member.signal(signal.SIGSTOP)
+        voter.signal(signal.SIGSTOP)
+        try:
+            await _writes(other, owner, writes, tag)
+        finally:
+            member.signal(signal.SIGCONT)
+
+        async def applied() -> bool:
+            return await _label(member, owner, "seq", stale=True) == f"{tag}-{writes - 1}"
+
+        await wait_for(applied, timeout=30, what=f"the member to apply {tag}")
+        voter.signal(signal.SIGCONT)
+
+    before = _snapshots_restored(member)
+    await cut_off_and_resume(RING // 4, "short")
+    assert _snapshots_restored(member) == before, "resumed with a snapshot though entries were held"
+
+    await cut_off_and_resume(RING * 2, "long")
+    assert _snapshots_restored(member) == before + 1, "fell behind the ring without a snapshot"
+
