@@ -26,8 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
@@ -613,7 +612,7 @@ class RaftNode:
         if self._follower is not None:
             followed = self._follower.progress()
             self._caught_up = self._caught_up or followed.caught_up
-            return dataclasses.replace(followed, caught_up=self._caught_up)
+            return replace(followed, caught_up=self._caught_up)
         so = self._syncobj
         if so is None:
             return SyncProgress(self._caught_up, None, 0, None)

@@ -34,9 +34,7 @@ RETRY_PAUSE = 0.5
 def voter_order(node_id: str, voters: Sequence[str]) -> list[str]:
     """`voters` (API addresses) in this node's order of preference: rendezvous hashing, so
     members spread evenly and a voter's loss moves only its own members."""
-    return sorted(
-        set(voters), key=lambda api: hashlib.sha256(f"{node_id}|{api}".encode()).digest()
-    )
+    return sorted(set(voters), key=lambda api: hashlib.sha256(f"{node_id}|{api}".encode()).digest())
 
 
 class FeedMember:
@@ -84,9 +82,7 @@ class FeedMember:
         return self._leader
 
     def progress(self) -> SyncProgress:
-        return SyncProgress(
-            self._caught_up, self._leader, self._copy.applied, self._voter_applied
-        )
+        return SyncProgress(self._caught_up, self._leader, self._copy.applied, self._voter_applied)
 
     def status(self) -> RaftStatus:
         following = () if self._following is None else (self._raft_of.get(self._following, ""),)

@@ -20,7 +20,9 @@ RING = 100
 
 @pytest.fixture
 def cluster(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 4, EQUAL_PROCESS_NODES + ["--snapshot-entries", str(RING)])
+    cluster = LocalCluster(
+        str(tmp_path), 4, EQUAL_PROCESS_NODES + ["--snapshot-entries", str(RING)]
+    )
     try:
         yield cluster
     finally:
@@ -106,4 +108,3 @@ async def test_members_follow_the_feed_and_resume_from_their_index(cluster):
 
     await cut_off_and_resume(RING * 2, "long")
     assert _snapshots_restored(member) == before + 1, "fell behind the ring without a snapshot"
-

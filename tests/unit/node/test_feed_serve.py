@@ -1,0 +1,117 @@
+"""A voter's feed, served by a real one-node Raft and applied by a member's copy: the copy
+ends up equal to the voter's state; a member resumes from its index with entries while the
+ring holds them and with a snapshot once it does not; a retried write that the voters
+answer from their record of requests is not applied twice by a member restored from a
+snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+import consensus  # noqa: F401  (registers commands and tables)
+from consensus import codec
+from consensus.feed_state import FeedState
+from consensus.feed_wire import Beat, Entries, FeedDecoder, Frame, Snapshot
+from consensus.model import Node
+from consensus.nodes import RegisterNode, UpdateNode
+from consensus.raft import RaftNode, RaftTuning
+from node.devcluster.localcluster import wait_for
+from node.feed.serve import serve_feed
+from tests.unit.consensus.test_raft_changes import free_port
+
+RING = 20
+
+
+@pytest.fixture
+async def voter(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    node = RaftNode(
+        data_dir=str(tmp_path),
+        address=address,
+        password="t",
+        tuning=RaftTuning(compaction_min_entries=RING),
+    )
+    node.start("voter", [address])
+
+    async def leads() -> bool:
+        return node.is_leader() and node._committed_in_term()
+
+    await wait_for(leads, timeout=10, what="a leader")
+    await node.propose(
+        RegisterNode(
+            Node(id="id1", name="n1", address="127.0.0.1", api_port=1, raft_port=2, gossip_port=3)
+        )
+    )
+    yield node
+    node.stop()
+
+
+async def _label(voter: RaftNode, count: int, tag: str) -> None:
+    for i in range(count):
+        await voter.propose(UpdateNode("id1", set_labels={"seq": f"{tag}-{i}"}))
+
+
+async def _follow(voter: RaftNode, copy: FeedState) -> list[Frame]:
+    """Serve the feed from the copy's index until the copy holds the voter's state."""
+    decoder, frames = FeedDecoder(), []
+
+    async def write(data: bytes) -> None:
+        for frame in decoder.feed(data):
+            frames.append(frame)
+            if isinstance(frame, Snapshot):
+                copy.restore(frame)
+            elif isinstance(frame, Entries):
+                copy.apply(frame)
+
+    serving = asyncio.ensure_future(serve_feed(voter, copy.applied, write))
+    try:
+        await wait_for(lambda: _equal(voter, copy), timeout=10, what="the copy to reach the voter")
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    return frames
+
+
+async def _equal(voter: RaftNode, copy: FeedState) -> bool:
+    with voter.view() as state:
+        return (
+            copy.applied == state.applied
+            and copy.version.detached().to_msgpack() == state.detached().to_msgpack()
+        )
+
+
+async def test_a_copy_follows_resumes_from_its_index_and_falls_back_to_a_snapshot(voter):
+    copy = FeedState()
+    await _label(voter, 5, "a")
+    first = await _follow(voter, copy)
+    assert isinstance(first[0], Beat) and first[0].leader == voter.address
+    assert not any(isinstance(f, Snapshot) for f in first), "the ring held every entry"
+
+    await _label(voter, RING // 2, "b")
+    resumed = await _follow(voter, copy)
+    assert not any(isinstance(f, Snapshot) for f in resumed)
+    assert [f.first for f in resumed if isinstance(f, Entries)][0] == copy.applied - RING // 2 + 1
+
+    await _label(voter, RING * 2, "c")
+    behind = await _follow(voter, copy)
+    assert sum(isinstance(f, Snapshot) for f in behind) == 1 and copy.snapshots == 1
+
+
+async def test_a_retried_write_is_applied_once_on_a_copy_restored_from_a_snapshot(voter):
+    retried = codec.encode(UpdateNode("id1", set_labels={"retry": "first"}), "request-1")
+    await voter.propose_bytes(retried)
+    await _label(voter, RING * 2, "d")  # the copy will need a snapshot
+    copy = FeedState()
+    await _follow(voter, copy)
+    assert copy.snapshots == 1
+    # The same request again, after another write changed the label: answered from the
+    # record of requests, so the label stays as the later write left it, on both.
+    await voter.propose(UpdateNode("id1", set_labels={"retry": "second"}))
+    await voter.propose_bytes(retried)
+    await _follow(voter, copy)
+    with copy.version as state:
+        assert state.table("nodes")["id1"].labels["retry"] == "second"
