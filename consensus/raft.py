@@ -525,9 +525,12 @@ class RaftNode:
         self._won_term: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------
-    def start(self, role: Role, partners: list[str], *, fresh: bool = False) -> None:
+    def start(
+        self, role: Role, partners: list[str], *, fresh: bool = False, feed: bool = True
+    ) -> None:
         """Start (or restart in another role) the replica. `fresh` wipes the journal, as a
-        role change must: pysyncobj would otherwise replay the log onto restored state."""
+        role change must: pysyncobj would otherwise replay the log onto restored state.
+        Without `feed`, a member runs a read-only replica (voters of an older release)."""
         self._loop = asyncio.get_running_loop()
         old = self._syncobj
         if old is not None:
@@ -540,7 +543,7 @@ class RaftNode:
         os.makedirs(self._dir, exist_ok=True)
         partners = sorted(p for p in partners if p != self.address)
         self._won_term = None
-        if role == "member" and self._start_follower is not None:
+        if role == "member" and feed and self._start_follower is not None:
             self._follow(partners)
             return
         t = self._tuning

@@ -271,6 +271,8 @@ class ShoalNode:
         self._listeners = Listeners()
         self.connection_limits = ConnectionLimits()
         self._role_lock = asyncio.Lock()
+        # A member's switch to a read-only replica when the voters serve no feed.
+        self._fallback: asyncio.Future[None] | None = None
 
     def _make_overlay(self) -> Overlay:
         # Imported here: a node without the overlay holds neither the Docker SDK nor pyroute2.
@@ -547,7 +549,20 @@ class ShoalNode:
             node_id=self.node_id,
             remembered_apis=lambda: self.identity.voter_apis,
             client_at=self.control.client_at,
+            unsupported=lambda: self._fall_back_to_replica(voters),
         )
+
+    def _fall_back_to_replica(self, voters: list[str]) -> None:
+        self._fallback = asyncio.ensure_future(self._member_without_feed(voters))
+
+    async def _member_without_feed(self, voters: list[str]) -> None:
+        async with self._role_lock:
+            if self.raft.role == "member":
+                log.warning(
+                    "the voters serve no committed-state feed (a release before it): running a "
+                    "read-only Raft replica until this node restarts"
+                )
+                self.raft.start("member", voters, fresh=True, feed=False)
 
     def _save_identity(self, identity: Identity) -> None:
         self.identity = identity

@@ -46,14 +46,17 @@ class FeedMember:
         node_id: str,
         remembered_apis: Callable[[], Sequence[str]],
         client_at: Callable[[str], ShoalClient],
+        unsupported: Callable[[], None],
     ) -> None:
         """`voters`: the voters' Raft addresses; `remembered_apis`: voter API addresses to
-        try while this copy holds no node table yet (a node that just joined)."""
+        try while this copy holds no node table yet (a node that just joined); `unsupported`
+        is called, and the follower stops, when a voter serves no feed (an older release)."""
         self._voters = tuple(voters)
         self._notify = notify
         self._node_id = node_id
         self._remembered = remembered_apis
         self._client_at = client_at
+        self._unsupported = unsupported
         self._copy = FeedState()
         self._leader: str | None = None
         self._term = 0
@@ -66,6 +69,8 @@ class FeedMember:
         self._failed: str | None = None
         # The Raft address of each voter's API address, as the copy names them.
         self._raft_of: dict[str, str] = {}
+        # Voters' API addresses a member told this node, while its copy names none.
+        self._discovered: list[str] = []
         self._task = asyncio.ensure_future(self._run())
 
     # -- what RaftNode asks (consensus.follower.Follower) -------------------------------
@@ -130,7 +135,18 @@ class FeedMember:
             voters = voters or [n for n in everyone if n.raft_address in wanted]
         self._raft_of = {n.api_address: n.raft_address for n in voters}
         apis = list(self._raft_of)
-        return voter_order(self._node_id, apis or self._remembered())
+        return voter_order(self._node_id, apis or self._discovered or self._remembered())
+
+    async def _discover(self, api: str) -> None:
+        """A node that joined through a member knows only that member: ask it, from its
+        copy, where the voters are."""
+        try:
+            listed = await self._client_at(api).get("/v1/nodes", stale="1")
+            self._discovered = [
+                f"{n['address']}:{n['api_port']}" for n in listed if n.get("role") == "voter"
+            ]
+        except (ApiError, Unreachable, KeyError, TypeError) as exc:
+            log.info("feed: could not ask %s where the voters are: %s", api, exc)
 
     def _order(self) -> list[str]:
         """For a read index: the voter that serves this member now first."""
@@ -152,7 +168,14 @@ class FeedMember:
             api = order[after % len(order)]
             try:
                 await self._follow(api)
-            except (FeedError, ApiError, Unreachable) as exc:
+            except ApiError as exc:
+                log.info("feed from %s refused: %s", api, exc)
+                if exc.status == 404:  # a voter of a release before the feed
+                    self._unsupported()
+                    return
+                if exc.status == 409 and not self._raft_of:
+                    await self._discover(api)
+            except (FeedError, Unreachable) as exc:
                 log.info("feed from %s ended: %s", api, exc)
             self._following, self._failed = None, api
             self._failures += 1

@@ -21,7 +21,7 @@ RING = 100
 @pytest.fixture
 def cluster(tmp_path):
     cluster = LocalCluster(
-        str(tmp_path), 4, EQUAL_PROCESS_NODES + ["--snapshot-entries", str(RING)]
+        str(tmp_path), 5, EQUAL_PROCESS_NODES + ["--snapshot-entries", str(RING)]
     )
     try:
         yield cluster
@@ -52,16 +52,25 @@ async def _this_node(node: NodeProc) -> dict:
         return (await client.get("/v1/cluster"))["this_node"]
 
 
+async def _caught_up(node: NodeProc) -> bool:
+    try:
+        return bool((await _this_node(node))["caught_up"])
+    except Exception:  # its API is not up yet
+        return False
+
+
 def _snapshots_restored(node: NodeProc) -> int:
     return node.log().count("feed: restored a snapshot")
 
 
 async def test_members_follow_the_feed_and_resume_from_their_index(cluster):
-    await cluster.start()
+    # Four nodes (3 voters and a member); the fifth joins later, through the member.
+    await cluster.start(count=4)
     await cluster.wait_voters(3)
+    *four, newcomer = cluster.nodes
 
     async def the_member() -> NodeProc | None:
-        for node in cluster.nodes:
+        for node in four:
             if (await _this_node(node))["raft_role"] == "member":
                 return node
         return None
@@ -77,18 +86,18 @@ async def test_members_follow_the_feed_and_resume_from_their_index(cluster):
 
     # And a write through the member (forwarded to the leader) reads back everywhere.
     await _write(member, owner, "color", "green")
-    for node in cluster.nodes:
+    for node in four:
         assert await _label(node, owner, "color", stale=False) == "green"
 
     async def followed() -> NodeProc | None:
         connected = (await _this_node(member))["connected_partners"]
-        return next((n for n in cluster.nodes if connected == [f"{n.address}:7421"]), None)
+        return next((n for n in four if connected == [f"{n.address}:7421"]), None)
 
     async def cut_off_and_resume(writes: int, tag: str) -> None:
         """Stop the member and the voter it follows, commit `writes` through another voter,
         resume the member alone: it must move to another voter."""
         voter = await wait_for(followed, what="the member to follow a voter")
-        other = next(n for n in cluster.nodes if n is not voter and n is not member)
+        other = next(n for n in four if n is not voter and n is not member)
         member.signal(signal.SIGSTOP)
         voter.signal(signal.SIGSTOP)
         try:
@@ -108,3 +117,8 @@ async def test_members_follow_the_feed_and_resume_from_their_index(cluster):
 
     await cut_off_and_resume(RING * 2, "long")
     assert _snapshots_restored(member) == before + 1, "fell behind the ring without a snapshot"
+
+    # A node that joins through the member finds the voters' feed from what the member knows.
+    newcomer.start(join=member.api, token=cluster.token)
+    await wait_for(lambda: _caught_up(newcomer), timeout=60, what="the newcomer to catch up")
+    assert "feed: following" in newcomer.log()
