@@ -68,8 +68,12 @@ async def serve_feed(voter: Voter, after: int, write: Callable[[bytes], Awaitabl
     while voter.role == "voter":
         entries = source.ring.after(cursor, BATCH)
         if entries is None:
-            async with asyncio.timeout(SNAPSHOT_TIMEOUT):
-                copy = await source.snapshot()
+            try:
+                async with asyncio.timeout(SNAPSHOT_TIMEOUT):
+                    copy = await source.snapshot()
+            except TimeoutError:  # the replica stopped (a role change): the member moves on
+                log.info("feed: no snapshot within %g s; ending the stream", SNAPSHOT_TIMEOUT)
+                return
             data = await asyncio.to_thread(copy.to_msgpack)
             await send(Snapshot(copy.applied, data))
             cursor = copy.applied
