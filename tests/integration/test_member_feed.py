@@ -6,12 +6,18 @@ fell further behind than that (the ring holds --snapshot-entries entries: 100 he
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
+import aiohttp
 import pytest
 
 from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
 from tests.integration.cluster_support import stop_nodes
+from tests.integration.test_linearizable_reads import _clients
+from tests.safety.checker import not_linearizable
+from tests.safety.history import HistoryRecorder, OpKind, Outcome
+from tests.safety.shoal_client import ShoalApi
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -68,14 +74,7 @@ async def test_members_follow_the_feed_and_resume_from_their_index(cluster):
     await cluster.start(count=4)
     await cluster.wait_voters(3)
     *four, newcomer = cluster.nodes
-
-    async def the_member() -> NodeProc | None:
-        for node in four:
-            if (await _this_node(node))["raft_role"] == "member":
-                return node
-        return None
-
-    member = await wait_for(the_member, what="a member")
+    member = await wait_for(lambda: _a_member(four), what="a member")
     owner = cluster.nodes[0].name
     assert (await _this_node(member))["caught_up"]
 
@@ -122,3 +121,48 @@ async def test_members_follow_the_feed_and_resume_from_their_index(cluster):
     newcomer.start(join=member.api, token=cluster.token)
     await wait_for(lambda: _caught_up(newcomer), timeout=60, what="the newcomer to catch up")
     assert "feed: following" in newcomer.log()
+
+
+async def _a_member(nodes: list[NodeProc]) -> NodeProc | None:
+    for node in nodes:
+        if (await _this_node(node))["raft_role"] == "member":
+            return node
+    return None
+
+
+async def test_reads_through_a_member_stay_linearizable_while_its_voter_pauses(cluster):
+    """Clients write and read two labels through every node, the member included, while the
+    voter the member follows is paused (SIGSTOP) and resumed: the WGL checker finds the
+    history legal."""
+    await cluster.start(count=4)
+    await cluster.wait_voters(3)
+    four = cluster.nodes[:4]
+    member = await wait_for(lambda: _a_member(four), what="a member")
+    names = [n.name for n in four]
+    recorder, stop = HistoryRecorder(), asyncio.Event()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as session:
+        api = ShoalApi(
+            {n.name: n.api for n in four},
+            four[0].api_token,
+            session,
+            0.05,
+            ssl_context=four[0].ssl_context(),
+        )
+        clients = asyncio.create_task(_clients(api, names, recorder, stop))
+        try:
+            await asyncio.sleep(2.0)
+            connected = (await _this_node(member))["connected_partners"]
+            voter = next(n for n in four if connected == [f"{n.address}:7421"])
+            voter.signal(signal.SIGSTOP)
+            await asyncio.sleep(6.0)  # past the member's silence timeout: it moves on
+            voter.signal(signal.SIGCONT)
+            await asyncio.sleep(2.0)
+        finally:
+            stop.set()
+            await clients
+    history = recorder.history({})
+    done = [op for op in history.operations if op.outcome is Outcome.OK]
+    through_member = [op for op in done if op.node == member.name and op.kind is OpKind.READ]
+    assert len(through_member) >= 10, "too few reads through the member to judge"
+    violations = not_linearizable(history.operations)
+    assert not violations, "\n".join(map(str, violations))
