@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -69,14 +70,12 @@ async def serve_feed(voter: Voter, after: int, write: Callable[[bytes], Awaitabl
         entries = source.ring.after(cursor, BATCH)
         if entries is None:
             try:
-                async with asyncio.timeout(SNAPSHOT_TIMEOUT):
-                    copy = await source.snapshot()
+                snapshot = await _shared_snapshot(source)
             except TimeoutError:  # the replica stopped (a role change): the member moves on
                 log.info("feed: no snapshot within %g s; ending the stream", SNAPSHOT_TIMEOUT)
                 return
-            data = await asyncio.to_thread(copy.to_msgpack)
-            await send(Snapshot(copy.applied, data))
-            cursor = copy.applied
+            await send(snapshot)
+            cursor = snapshot.applied
             continue
         if entries:
             await send(Entries(entries[0][0], tuple(command for _, command in entries)))
@@ -88,6 +87,28 @@ async def serve_feed(voter: Voter, after: int, write: Callable[[bytes], Awaitabl
             await send(beat)
             beat_due = loop.time() + BEAT_EVERY
         seen = await voter.wait_changed(seen, timeout=max(0.0, beat_due - loop.time()))
+
+
+# The snapshot being made for each voter's feed: streams that need one while it is made share
+# it, so members reconnecting together (their voter failed) cost one serialization, not one each.
+_making: weakref.WeakKeyDictionary[FeedSource, asyncio.Future[Snapshot]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _shared_snapshot(source: FeedSource) -> Snapshot:
+    making = _making.get(source)
+    if making is None or making.done():
+        making = _making[source] = asyncio.ensure_future(_make_snapshot(source))
+        # Its failure is each waiting stream's to report; none may be left waiting.
+        making.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(making)
+
+
+async def _make_snapshot(source: FeedSource) -> Snapshot:
+    async with asyncio.timeout(SNAPSHOT_TIMEOUT):
+        copy = await source.snapshot()
+    return Snapshot(copy.applied, await asyncio.to_thread(copy.to_msgpack))
 
 
 @routes.get(FEED_PATH)
