@@ -52,12 +52,15 @@ class Voter(Protocol):
     async def wait_changed(self, seen_version: int, timeout: float | None = None) -> int: ...
 
 
-async def serve_feed(voter: Voter, after: int, write: Callable[[bytes], Awaitable[None]]) -> None:
-    """Send the feed from `after` until this node stops voting or `write` fails."""
+async def serve_feed(
+    voter: Voter, after: int, write: Callable[[bytes], Awaitable[None]], stall: float = STALL
+) -> None:
+    """Send the feed from `after` until this node stops voting or `write` fails; TimeoutError
+    when one write is not taken within `stall` seconds."""
     source = voter.feed_source
 
     async def send(frame: Frame) -> None:
-        async with asyncio.timeout(STALL):
+        async with asyncio.timeout(stall):
             await write(encode(frame))
 
     cursor = after

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 
 import pytest
+from aiohttp import web
 
 import consensus  # noqa: F401  (registers commands and tables)
 from consensus import codec
@@ -115,3 +117,39 @@ async def test_a_retried_write_is_applied_once_on_a_copy_restored_from_a_snapsho
     await _follow(voter, copy)
     with copy.version as state:
         assert state.table("nodes")["id1"].labels["retry"] == "second"
+
+
+async def test_a_member_that_stops_reading_is_dropped_instead_of_buffered(voter):
+    """Back-pressure over a real socket: a member that stops reading while the voter applies
+    more than the kernel's buffers hold makes its stream end after `stall`; the voter keeps
+    no more than one batch and the socket's buffer for it."""
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        try:
+            await serve_feed(voter, 0, response.write, stall=1.0)
+        except TimeoutError:
+            outcome.set_result("dropped")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/feed", feed)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /feed HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        # Then it never reads: 48 MiB of entries (garbage commands apply as errors, but each
+        # one is an entry of the feed all the same) cannot all fit in loopback's buffers.
+        for _ in range(96):
+            await voter.propose_bytes(os.urandom(512 * 1024))
+        assert await asyncio.wait_for(outcome, 20) == "dropped"
+    finally:
+        writer.close()
+        await runner.cleanup()
