@@ -78,11 +78,6 @@ class FeedMember:
     def version(self) -> StateVersion:
         return self._copy.version
 
-    @property
-    def snapshots(self) -> int:
-        """How many snapshots this follower restored (a resume from its index needs none)."""
-        return self._copy.snapshots
-
     def leader(self) -> str | None:
         return self._leader
 
@@ -104,16 +99,18 @@ class FeedMember:
         )
 
     async def read_index(self, timeout: float) -> int:
-        """A read index from the voter this member follows, or from the others in turn."""
+        """A read index from the voter this member follows, or from the others in turn; each
+        but the last may take half the time left, so a paused voter does not use it all."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last = "no voter known"
-        for api in self._order():
+        order = self._order()
+        for position, api in enumerate(order):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(remaining / (1 if position == len(order) - 1 else 2)):
                     answer = await self._client_at(api).get(READ_INDEX_PATH)
                 return int(answer["index"])
             except (ApiError, Unreachable, TimeoutError, KeyError, TypeError, ValueError) as exc:
@@ -177,6 +174,8 @@ class FeedMember:
                     await self._discover(api)
             except (FeedError, Unreachable) as exc:
                 log.info("feed from %s ended: %s", api, exc)
+            except Exception:  # a frame this copy could not apply must not end the following
+                log.exception("feed from %s failed", api)
             self._following, self._failed = None, api
             self._failures += 1
             self._notify()
