@@ -23,6 +23,7 @@ from consensus.raft import NoQuorum, RaftStatus, SyncProgress
 from consensus.store import StateVersion
 from node.client import ApiError, ShoalClient, Unreachable
 from node.feed.serve import BEAT_EVERY, FEED_PATH, READ_INDEX_PATH
+from node.feed.stats import FEED_COUNTS
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ class FeedMember:
                 self._target = frame.applied
         elif isinstance(frame, Snapshot):
             self._copy.restore(frame)
+            FEED_COUNTS.snapshots_restored += 1
             log.info("feed: restored a snapshot at index %d", frame.applied)
             changed = True
         else:

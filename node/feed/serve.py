@@ -26,6 +26,7 @@ from node.api.consistency import parse_index
 from node.api.context import NODE
 from node.api.guard import calling_node
 from node.api.http_util import HttpError
+from node.feed.stats import FEED_COUNTS
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ async def serve_feed(
                 log.info("feed: no snapshot within %g s; ending the stream", SNAPSHOT_TIMEOUT)
                 return
             await send(snapshot)
+            FEED_COUNTS.snapshots_sent += 1
             cursor = snapshot.applied
             continue
         if entries:
@@ -123,12 +125,16 @@ async def feed(request: web.Request) -> web.StreamResponse:
         raise HttpError(409, "this node does not vote: follow the feed of a voter")
     response = web.StreamResponse(headers={"Content-Type": FEED_TYPE})
     await response.prepare(request)
+    FEED_COUNTS.streams += 1
     try:
         await serve_feed(shoal.raft, after, response.write)
     except TimeoutError:
+        FEED_COUNTS.dropped_slow += 1
         log.info("feed: %s did not keep up; dropped it (it resumes from its index)", caller.name)
     except (ConnectionError, OSError, RuntimeError, aiohttp.ClientError):  # the member went away
         pass
+    finally:
+        FEED_COUNTS.streams -= 1
     return response
 
 

@@ -65,8 +65,19 @@ async def _caught_up(node: NodeProc) -> bool:
         return False
 
 
-def _snapshots_restored(node: NodeProc) -> int:
-    return node.log().count("feed: restored a snapshot")
+async def _snapshots_restored(node: NodeProc) -> float:
+    """The member's count of snapshots restored from the feed (its metrics)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{node.url}/metrics",
+            headers={"Authorization": f"Bearer {node.api_token}"},
+            ssl=node.ssl_context(),
+        ) as resp,
+    ):
+        text = await resp.text()
+    prefix = "shoal_feed_snapshots_restored_total "
+    return float(next(line for line in text.splitlines() if line.startswith(prefix)).split()[1])
 
 
 async def test_members_follow_the_feed_and_resume_from_their_index(cluster):
@@ -110,12 +121,16 @@ async def test_members_follow_the_feed_and_resume_from_their_index(cluster):
         await wait_for(applied, timeout=30, what=f"the member to apply {tag}")
         voter.signal(signal.SIGCONT)
 
-    before = _snapshots_restored(member)
+    before = await _snapshots_restored(member)
     await cut_off_and_resume(RING // 4, "short")
-    assert _snapshots_restored(member) == before, "resumed with a snapshot though entries were held"
+    assert await _snapshots_restored(member) == before, (
+        "resumed with a snapshot though entries were held"
+    )
 
     await cut_off_and_resume(RING * 2, "long")
-    assert _snapshots_restored(member) == before + 1, "fell behind the ring without a snapshot"
+    assert await _snapshots_restored(member) == before + 1, (
+        "fell behind the ring without a snapshot"
+    )
 
     # A node that joins through the member finds the voters' feed from what the member knows.
     newcomer.start(join=member.api, token=cluster.token)
