@@ -26,6 +26,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+
 from bench.stats import percentile
 from node.client import ShoalClient
 from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, NodeProc, wait_for
@@ -79,6 +81,7 @@ async def _members(
     probe: dict[str, Any] = {"tag": None, "seen": {}}
     followers: list[FeedMember] = []
     clients: list[ShoalClient] = []
+    sessions: list[aiohttp.ClientSession] = []
 
     def watcher(index: int):
         def notify() -> None:
@@ -92,8 +95,18 @@ async def _members(
         return notify
 
     for i in range(count):
-        client = _CountingClient(apis[0], headers=auth, ssl_context=context, timeout=10.0)
+        # Each member from an address of its own, as real ones are: a voter admits at most
+        # 256 connections from one address (node.api.listen).
+        number = first + i
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                ssl=context, local_addr=(f"127.77.{number // 250}.{number % 250 + 1}", 0)
+            ),
+            timeout=aiohttp.ClientTimeout(total=10.0),
+        )
+        client = _CountingClient(apis[0], headers=auth, ssl_context=context, session=session)
         clients.append(client)
+        sessions.append(session)
         followers.append(
             FeedMember(
                 [],
@@ -109,14 +122,20 @@ async def _members(
         command = await loop.run_in_executor(None, commands.get)
         kind = command[0]
         if kind == "ready":
-            await wait_for(
-                lambda: _all_caught_up(followers), timeout=300, what="members to catch up"
-            )
-            answers.put(("ready", first))
+            try:
+                await wait_for(
+                    lambda: _all_caught_up(followers), timeout=300, what="members to catch up"
+                )
+            except AssertionError as exc:
+                answers.put(("failed", str(exc)))
+            else:
+                answers.put(("ready", first))
         elif kind == "bytes":
             answers.put(("bytes", _CountingClient.received))
-        elif kind == "probe":
+        elif kind == "arm":  # before the probe's write, so no member applies it unseen
             probe["tag"], probe["seen"] = command[1], {}
+            answers.put(("armed", first))
+        elif kind == "collect":
             deadline = loop.time() + 30
             while len(probe["seen"]) < count and loop.time() < deadline:
                 await asyncio.sleep(0.01)
@@ -124,8 +143,8 @@ async def _members(
         else:
             for follower in followers:
                 follower.stop()
-            for client in clients:
-                await client.close()
+            for session in sessions:
+                await session.close()
             answers.put(("stopped", first))
             return
 
@@ -186,14 +205,21 @@ class _Members:
             self.commands.append(commands)
             self.procs.append(proc)
 
-    def ask(self, *command: Any, timeout: float = 600) -> list[Any]:
+    async def ask(self, *command: Any, timeout: float = 600) -> list[Any]:
+        """Every worker's answer to `command`, waited for off the event loop."""
         for commands in self.commands:
             commands.put(command)
-        return [self.answers.get(timeout=timeout)[1] for _ in self.commands]
+        answers = []
+        for _ in self.commands:
+            kind, answer = await asyncio.to_thread(self.answers.get, timeout=timeout)
+            if kind == "failed":
+                raise RuntimeError(f"a members' process failed: {answer}")
+            answers.append(answer)
+        return answers
 
-    def stop(self) -> None:
-        with contextlib.suppress(queue.Empty):
-            self.ask("stop", timeout=30)
+    async def stop(self) -> None:
+        with contextlib.suppress(queue.Empty, RuntimeError):
+            await self.ask("stop", timeout=30)
         for proc in self.procs:
             proc.join(5)
             if proc.is_alive():
@@ -215,23 +241,24 @@ async def measure(cluster: LocalCluster, count: int, processes: int, idle: float
     owner = (await cluster.get(0, "/v1/nodes"))[0]["id"]
     members = _Members(count, processes, voters, owner)
     try:
-        members.ask("ready")
+        await members.ask("ready")
         await asyncio.sleep(2)
         leader = voters[await cluster.leader_index()]
-        cpu, received = _cpu_seconds(leader.proc.pid), sum(members.ask("bytes"))
+        cpu, received = _cpu_seconds(leader.proc.pid), sum(await members.ask("bytes"))
         started = time.monotonic()
         await asyncio.sleep(idle)
         elapsed = time.monotonic() - started
         leader_cpu = (_cpu_seconds(leader.proc.pid) - cpu) / elapsed
-        idle_bytes = (sum(members.ask("bytes")) - received) / elapsed / max(count, 1)
+        idle_bytes = (sum(await members.ask("bytes")) - received) / elapsed / max(count, 1)
         writes = await _writes(leader, owner)
         spreads_99, spreads_all = [], []
         for probe in range(PROBES):
             tag = f"p{probe}-{time.time()}"
-            sent = time.time()
+            await members.ask("arm", tag)
             async with leader.client() as client:
+                sent = time.time()
                 await client.patch(f"/v1/nodes/{owner}", {"add_labels": {PROBE_LABEL: tag}})
-            seen = sorted(t - sent for answer in members.ask("probe", tag) for t in answer)
+            seen = sorted(t - sent for answer in await members.ask("collect") for t in answer)
             if count and len(seen) == count:
                 spreads_99.append(seen[max(0, math.ceil(0.99 * count) - 1)])
                 spreads_all.append(seen[-1])
@@ -246,7 +273,7 @@ async def measure(cluster: LocalCluster, count: int, processes: int, idle: float
             "voter_rss_mib": [round(_rss_mib(v.proc.pid), 1) for v in voters],
         }
     finally:
-        members.stop()
+        await members.stop()
 
 
 def _median_ms(values: list[float]) -> float | None:
