@@ -1,6 +1,7 @@
 """A voter's side of the feed: one long-lived stream per member, on the internal API.
 
-A stream opens with a beat (the leader, the term, how far this voter has applied), then
+Followers serve it, so that the leader's event loop stays on the writes (the leader serves it
+only while it is the one voter). A stream opens with a beat (the leader, the term, how far this voter has applied), then
 sends the entries after the member's index from the voter's ring, or a snapshot when the
 ring no longer holds them, then every entry as it is applied, and a beat whenever the
 leader changes and every BEAT_EVERY seconds. Back-pressure: a write that the member does
@@ -48,9 +49,16 @@ class Voter(Protocol):
     version: int
 
     def applied(self) -> int: ...
+    def is_leader(self) -> bool: ...
     def leader(self) -> str | None: ...
     def status(self) -> RaftStatus: ...
     async def wait_changed(self, seen_version: int, timeout: float | None = None) -> int: ...
+
+
+def serves_feed(voter: Voter) -> bool:
+    """A voter serves the feed, except the leader while other voters can: every stream it
+    serves costs its event loop a send per commit, ahead of the writes it answers."""
+    return voter.role == "voter" and not (voter.is_leader() and voter.status().partners)
 
 
 async def serve_feed(
@@ -70,7 +78,7 @@ async def serve_feed(
     loop = asyncio.get_running_loop()
     beat_due = loop.time() + BEAT_EVERY
     seen = voter.version
-    while voter.role == "voter":
+    while serves_feed(voter):
         entries = source.ring.after(cursor, BATCH)
         if entries is None:
             try:
@@ -121,8 +129,10 @@ async def feed(request: web.Request) -> web.StreamResponse:
     shoal = request.app[NODE]
     caller = calling_node(request, shoal.store.view)
     after = parse_index(request.query.get("after", "0"))
-    if shoal.raft.role != "voter":
-        raise HttpError(409, "this node does not vote: follow the feed of a voter")
+    if not serves_feed(shoal.raft):
+        raise HttpError(
+            409, "this node serves no feed (a member, or the leader): ask another voter"
+        )
     response = web.StreamResponse(headers={"Content-Type": FEED_TYPE})
     await response.prepare(request)
     FEED_COUNTS.streams += 1
