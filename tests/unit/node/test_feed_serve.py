@@ -21,7 +21,7 @@ from consensus.model import Node
 from consensus.nodes import RegisterNode, UpdateNode
 from consensus.raft import RaftNode, RaftTuning
 from node.devcluster.localcluster import wait_for
-from node.feed.serve import serve_feed
+from node.feed.serve import serve_feed, serves_feed
 from tests.unit.consensus.test_raft_changes import free_port
 
 RING = 20
@@ -153,3 +153,34 @@ async def test_a_member_that_stops_reading_is_dropped_instead_of_buffered(voter)
     finally:
         writer.close()
         await runner.cleanup()
+
+
+async def test_the_leader_of_several_voters_leaves_the_feed_to_its_followers(tmp_path):
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    voters = [
+        RaftNode(data_dir=str(tmp_path / f"n{i}"), address=a, password="t")
+        for i, a in enumerate(addresses)
+    ]
+    for node in voters:
+        node.start("voter", addresses)
+    try:
+
+        async def elected() -> bool:
+            return any(n.is_leader() and n._committed_in_term() for n in voters)
+
+        await wait_for(elected, timeout=15, what="a leader")
+        leader = next(n for n in voters if n.is_leader())
+        follower = next(n for n in voters if not n.is_leader())
+        assert serves_feed(follower) and not serves_feed(leader)
+        sent: list[bytes] = []
+
+        async def write(data: bytes) -> None:
+            sent.append(data)
+
+        # The leader's stream ends after its opening beat, naming the leader.
+        await asyncio.wait_for(serve_feed(leader, 0, write), 5)
+        (beat,) = FeedDecoder().feed(b"".join(sent))
+        assert isinstance(beat, Beat) and beat.leader == leader.address
+    finally:
+        for node in voters:
+            node.stop()
