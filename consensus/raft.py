@@ -4,7 +4,9 @@ One replicated method, `apply(bytes)`. pysyncobj runs its own thread; results an
 notices are handed to the asyncio loop with `call_soon_threadsafe`, and nothing here blocks
 the loop: the Raft thread publishes immutable versions of the state (consensus.store), which
 readers take without a lock. A voter runs `SyncObj(self_address, partners)`; a non-voting
-member runs pysyncobj's read-only mode (`SyncObj(None, partners)`): it receives the whole log but never votes.
+member runs pysyncobj's read-only mode (`SyncObj(None, partners)`): it receives the whole log but never votes;
+or, given `start_follower`, follows a voter's committed-state feed instead (consensus.follower),
+and every voter serves that feed from `feed_source`.
 Changing role means starting a fresh replica (pysyncobj cannot switch a running one); the old
 replica keeps serving reads until the new one has caught up.
 """
@@ -26,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
@@ -39,6 +41,8 @@ from consensus import codec, safe_pickle
 from consensus import prevote as prevote_core
 from consensus.append_entries import reconcile
 from consensus.durable_log import DurableLog
+from consensus.feed_ring import AppliedRing, FeedSource
+from consensus.follower import Follower, StartFollower
 from consensus.nodes import NODES, may_speak_raft
 from consensus.prevote import LogPosition, PreVote
 from consensus.proposals import ProposalBatcher
@@ -590,8 +594,10 @@ class _Replica(SyncObjConsumer):
         self,
         on_change: Callable[[], None],
         observe_apply: Callable[[float], None] = lambda seconds: None,
+        feed: FeedSource | None = None,
     ) -> None:
         super().__init__()
+        self._feed = feed
         self.state = ClusterState()
         self.version: StateVersion = version_of(self.state)
         # pysyncobj's index of the last log entry `version` shows the effect of.
@@ -608,6 +614,8 @@ class _Replica(SyncObjConsumer):
         restored = ClusterState.from_msgpack(data["state"])
         self.state = restored
         self.version = version_of(restored)
+        if self._feed is not None:
+            self._feed.ring.restart_at(restored.applied)
         # A restart from the dump file, or a leader's snapshot for a replica that is behind
         # the leader's log (a joining node, one that was away through a compaction).
         log.info("raft replica loaded a snapshot holding %d applied commands", restored.applied)
@@ -617,6 +625,8 @@ class _Replica(SyncObjConsumer):
     def apply(self, data: bytes) -> PlainResult:
         started = time.monotonic()
         result = self.state.apply_bytes(data)
+        if self._feed is not None:
+            self._feed.ring.append(self.state.applied, data)
         so = self._syncObj
         if so is None or so.raftCommitIndex <= so.raftLastApplied + 1:  # the batch's last
             self.publish(so.raftLastApplied + 1 if so is not None else 0)
@@ -663,6 +673,7 @@ class RaftNode:
         observe_apply: Callable[[float], None] = lambda seconds: None,
         may_batch: Callable[[], bool] = lambda: True,
         tls: RaftTls | None = None,
+        start_follower: StartFollower | None = None,
     ) -> None:
         """`observe_apply` is told how long each committed entry took to apply (on the Raft
         thread: it must be quick and thread-safe). `may_batch` says whether every node can
@@ -670,7 +681,8 @@ class RaftNode:
         `apply` entry of its own. With `tls`, connections run over mutual TLS and
         `password` keys only the plain ones `tls.plain` allows; without it, pysyncobj's own
         encryption under `password` (for replicas of one process, in tests), or none at all
-        when it is None (to measure what encryption costs)."""
+        when it is None (to measure what encryption costs). With `start_follower`, a member
+        follows a voter's feed instead of running a read-only replica."""
         self._tls = tls
         self._dir = os.path.join(data_dir, "raft")
         self._observe_apply = observe_apply
@@ -685,7 +697,13 @@ class RaftNode:
         self._replica: _Replica | None = None
         # Reads come from here; during a role change it is the old replica until the new one
         # has caught up, so readers never see the state go backwards.
-        self._serving: _Replica | None = None
+        self._serving: _Replica | Follower | None = None
+        self._start_follower = start_follower
+        self._follower: Follower | None = None
+        # What this node serves the members that follow it, while it votes.
+        # It keeps as many entries as the Raft log before compaction: a member that fell
+        # further behind gets a snapshot, as a Raft follower would.
+        self.feed_source = FeedSource(AppliedRing(tuning.compaction_min_entries))
         self.role: Role = "member"
         self._changed = asyncio.Condition()
         self._change_pending = threading.Event()
@@ -705,19 +723,27 @@ class RaftNode:
         self._won_term: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------
-    def start(self, role: Role, partners: list[str], *, fresh: bool = False) -> None:
+    def start(
+        self, role: Role, partners: list[str], *, fresh: bool = False, feed: bool = True
+    ) -> None:
         """Start (or restart in another role) the replica. `fresh` wipes the journal, as a
-        role change must: pysyncobj would otherwise replay the log onto restored state."""
+        role change must: pysyncobj would otherwise replay the log onto restored state.
+        Without `feed`, a member runs a read-only replica (voters of an older release)."""
         self._loop = asyncio.get_running_loop()
         old = self._syncobj
         if old is not None:
             old.destroy()
+            self._syncobj = None
+        self._stop_follower()
         self._close_durable()
         if fresh:
             shutil.rmtree(self._dir, ignore_errors=True)
         os.makedirs(self._dir, exist_ok=True)
         partners = sorted(p for p in partners if p != self.address)
         self._won_term = None
+        if role == "member" and feed and self._start_follower is not None:
+            self._follow(partners)
+            return
         t = self._tuning
         conf = SyncObjConf(
             password=None if self._tls is not None else self._password,
@@ -738,7 +764,7 @@ class RaftNode:
             bindAddress=self.address if role == "voter" else None,
             onStateChanged=lambda _old, new: self._on_state_changed(new),
         )
-        replica = _Replica(self._notify, self._observe_apply)
+        replica = _Replica(self._notify, self._observe_apply, self.feed_source)
         self_node = self.address if role == "voter" else None
         transport: Any = TCPTransport
         if self._tls is not None:
@@ -766,6 +792,7 @@ class RaftNode:
             syncobj.addOnTickCallback(lambda: _prevote_tick(syncobj, prevote))
         syncobj.addOnTickCallback(self._watch_leader)
         syncobj.addOnTickCallback(lambda: replica.publish(syncobj.raftLastApplied))
+        syncobj.addOnTickCallback(lambda: self.feed_source.on_tick(replica.state))
         if role == "voter":
             syncobj.addOnTickCallback(lambda: _wake_lone_leader(syncobj))
         if self._serving is None or self._serving.version.applied <= 0:
@@ -782,9 +809,29 @@ class RaftNode:
             return True
         return may_speak_raft(serving.version.table(NODES), node_id, claimed)
 
+    def _follow(self, voters: list[str]) -> None:
+        """Become a member that follows a voter's feed. Reads stay on the old replica's
+        last version until the follower has caught up with it (`_wake`)."""
+        assert self._start_follower is not None
+        self._replica = None
+        self._follower = self._start_follower(voters, self._notify)
+        if self._serving is None or self._serving.version.applied <= 0:
+            self._serving = self._follower
+        self.role = "member"
+        log.info("following the voters' feed (voters %s)", voters)
+
+    def _stop_follower(self) -> None:
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
+
     def progress(self) -> SyncProgress:
         """Where this replica stands against the cluster's commit index (see SyncProgress).
         Called on the event loop only; the Raft thread's fields read here are single ints."""
+        if self._follower is not None:
+            followed = self._follower.progress()
+            self._caught_up = self._caught_up or followed.caught_up
+            return replace(followed, caught_up=self._caught_up)
         so = self._syncobj
         if so is None:
             return SyncProgress(self._caught_up, None, 0, None)
@@ -834,6 +881,7 @@ class RaftNode:
         return noop is not None and so.raftLastApplied >= noop
 
     def stop(self) -> None:
+        self._stop_follower()
         if self._syncobj is not None:
             self._syncobj.destroy()
             self._syncobj = None
@@ -865,6 +913,8 @@ class RaftNode:
         arrives while one is in flight waits for the next, which starts after it arrived.
         A barrier lost to a change of leader is retried; raises NoQuorum if none commits
         within `timeout`."""
+        if self._follower is not None:
+            return await self._follower.read_index(timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last = "no leader known"
@@ -928,6 +978,8 @@ class RaftNode:
         return True
 
     def status(self) -> RaftStatus:
+        if self._follower is not None:
+            return self._follower.status()
         so = self._syncobj
         assert so is not None, "raft replica not started"
         # pysyncobj's thread may change term and leader between two reads: read until the
@@ -956,6 +1008,8 @@ class RaftNode:
         return self._syncobj is not None and self._leads(self._syncobj)
 
     def leader(self) -> str | None:
+        if self._follower is not None:
+            return self._follower.leader()
         node = self._leader_node(self._syncobj) if self._syncobj is not None else None
         return node.id if node is not None else None
 
@@ -1007,7 +1061,8 @@ class RaftNode:
 
     def _wake(self) -> None:
         self._change_pending.clear()
-        serving, replica = self._serving, self._replica
+        serving = self._serving
+        replica = self._replica if self._replica is not None else self._follower
         if (
             replica is not None
             and serving is not replica

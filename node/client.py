@@ -175,6 +175,29 @@ class ShoalClient:
             "DELETE", path, params={k: str(v) for k, v in params.items()} or None
         )
 
+    async def stream_chunks(
+        self, path: str, params: dict[str, str], *, read_timeout: float
+    ) -> AsyncIterator[bytes]:
+        """Yield the body of a long-lived streaming response as it arrives; Unreachable when
+        nothing arrived for `read_timeout` seconds or the connection broke."""
+        try:
+            session = await self._sess()
+            async with session.get(
+                self.base + path,
+                params=params,
+                headers=self._headers,
+                **self._per_request_ssl(),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=read_timeout, sock_read=read_timeout
+                ),
+            ) as resp:
+                if resp.status >= 400:
+                    decode(resp.status, await resp.text())
+                async for chunk in resp.content.iter_any():
+                    yield chunk
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise Unreachable(f"stream from {self.base}{path} broke: {exc!r}") from None
+
     async def stream_lines(self, path: str, **params: Any) -> AsyncIterator[str]:
         """Yield lines of a streaming response (logs, events)."""
         try:

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from node.api.listen import ConnectionLimits, Listeners, listen, raise_file_limi
 from node.client import ApiError, Unreachable
 from node.config import Identity, NodeConfig, Stored
 from node.control import ControlPlane
+from node.feed.member import FeedMember
 from node.join import IncompatibleCluster, check_level, local_node, request_join
 from node.local_socket import socket_path
 from node.loops import Loop
@@ -120,6 +122,7 @@ class ShoalNode:
                 compaction_min_entries=self.config.snapshot_entries,
                 compaction_min_time=self.config.snapshot_interval,
             ),
+            start_follower=self._follow_feed,
         )
         self.store = Store(self.raft)
         self.control = ControlPlane(
@@ -276,6 +279,8 @@ class ShoalNode:
         self._listeners = Listeners()
         self.connection_limits = ConnectionLimits()
         self._role_lock = asyncio.Lock()
+        # A member's switch to a read-only replica when the voters serve no feed.
+        self._fallback: asyncio.Future[None] | None = None
 
     def _make_overlay(self) -> Overlay:
         # Imported here: a node without the overlay holds neither the Docker SDK nor pyroute2.
@@ -339,6 +344,8 @@ class ShoalNode:
                 "member",
                 accepted.voters,
                 node_key,
+                # Where to find a voter's feed until the state names the voters.
+                voter_apis=(join,),
             )
             tls = pki_store.NodeTls(
                 "".join(accepted.ca_certificates).encode(), accepted.certificate.encode(), tls_key
@@ -548,6 +555,29 @@ class ShoalNode:
         await self.driver.aclose()
         # pysyncobj's destroy only flags its thread; it is a daemon and exits with us.
         self.raft.stop()
+
+    def _follow_feed(self, voters: list[str], notify: Callable[[], None]) -> FeedMember:
+        """A member follows a voter's committed-state feed instead of running Raft."""
+        return FeedMember(
+            voters,
+            notify,
+            node_id=self.node_id,
+            remembered_apis=lambda: self.identity.voter_apis,
+            client_at=self.control.client_at,
+            unsupported=lambda: self._fall_back_to_replica(voters),
+        )
+
+    def _fall_back_to_replica(self, voters: list[str]) -> None:
+        self._fallback = asyncio.ensure_future(self._member_without_feed(voters))
+
+    async def _member_without_feed(self, voters: list[str]) -> None:
+        async with self._role_lock:
+            if self.raft.role == "member":
+                log.warning(
+                    "the voters serve no committed-state feed (a release before it): running a "
+                    "read-only Raft replica until this node restarts"
+                )
+                self.raft.start("member", voters, fresh=True, feed=False)
 
     def _save_identity(self, identity: Identity) -> None:
         self.identity = identity

@@ -29,6 +29,7 @@ from consensus.tasks import services, tasks
 from netoverlay.gossip.model import Member, MemberState
 from netoverlay.gossip.service import GossipStats
 from netoverlay.lb.stats import ServiceStats
+from node.feed.stats import FEED_COUNTS
 
 # Methods the API serves; anything else is counted as "other", so a client cannot grow the
 # label set.
@@ -137,6 +138,31 @@ def _route(request: web.Request) -> str:
     return canonical if canonical and request.match_info.http_exception is None else "unmatched"
 
 
+def _feed() -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "shoal_feed_streams", "Members' feed streams this voter serves now", FEED_COUNTS.streams
+    )
+    for name, doc, value in (
+        (
+            "snapshots_sent",
+            "Snapshots this voter sent members on its feed",
+            FEED_COUNTS.snapshots_sent,
+        ),
+        (
+            "dropped_slow",
+            "Feed streams this voter dropped because their member did not keep "
+            "up (it resumes from its index)",
+            FEED_COUNTS.dropped_slow,
+        ),
+        (
+            "snapshots_restored",
+            "Snapshots this member restored from a voter's feed",
+            FEED_COUNTS.snapshots_restored,
+        ),
+    ):
+        yield CounterMetricFamily(f"shoal_feed_{name}", doc, value=value)
+
+
 class _Levels:
     """The levels, read at each scrape (a prometheus-client custom collector)."""
 
@@ -183,6 +209,7 @@ class _Levels:
         dropped.add_metric(["malformed"], RAFT_PORT_DROPS.malformed)
         dropped.add_metric(["refused"], RAFT_PORT_DROPS.refused)
         yield dropped
+        yield from _feed()
         yield CounterMetricFamily(
             "shoal_scheduler_rounds",
             "Scheduling rounds this node planned and proposed as leader",

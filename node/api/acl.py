@@ -78,6 +78,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/internal/raft-role"): _NODE,
     ("POST", "/v1/internal/removed"): _NODE,
     ("POST", "/v1/internal/certificate"): _NODE,
+    ("GET", "/v1/internal/feed"): _NODE,
+    ("GET", "/v1/internal/read-index"): _NODE,
     ("GET", "/v1/services"): _READ,
     ("POST", "/v1/services"): _BY_BODY,
     ("GET", "/v1/services/{ref}"): _READ,

@@ -26,6 +26,7 @@ from node.api.services import routes as service_routes
 from node.api.tasks import routes as task_routes
 from node.api.tokens import routes as token_routes
 from node.api.volumes import routes as volume_routes
+from node.feed.serve import routes as feed_routes
 
 # Bodies above this are refused (413) before a handler reads them.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -47,6 +48,7 @@ ROUTE_TABLES = (
     job_routes,
     cron_routes,
     token_routes,
+    feed_routes,
 )
 
 

@@ -38,6 +38,9 @@ LOCAL_VIEWS = frozenset(
         "/v1/mesh",
         "/v1/cluster/token",
         "/v1/cluster/recovery-key",
+        # A voter's feed and read index for its members (node.feed): this node's copy.
+        "/v1/internal/feed",
+        "/v1/internal/read-index",
     }
 )
 _SERVED_AT = web.RequestKey("shoal_served_at", int)

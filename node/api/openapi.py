@@ -127,6 +127,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "internal",
         body=CertificateRequest,
     ),
+    ("GET", "/v1/internal/feed"): Operation(
+        "A voter's committed-state feed for a member: a snapshot or the entries after"
+        " `after`, then every commit (a stream of length-prefixed msgpack frames)",
+        "internal",
+        query=(Query("after", "the index the member has applied", _NUMBER),),
+        answer="binary",
+    ),
+    ("GET", "/v1/internal/read-index"): Operation(
+        "A read index for a member's linearizable read (a barrier through the leader)",
+        "internal",
+    ),
     ("GET", "/v1/services"): Operation("Every service with its replicas and rollout", _SERVICE),
     ("POST", "/v1/services"): Operation(
         "Create a service", _SERVICE, body=ServiceSpec, created=True
