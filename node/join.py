@@ -84,6 +84,10 @@ class JoinAccepted:
     secret_hex: str = ""
     certificate: str = ""
     ca_certificates: tuple[str, ...] = ()
+    # The voters' API addresses, where a member follows the committed-state feed (a
+    # release before the feed sends none). The address a node joined through may be a
+    # proxy or a name for any node, so it serves only when these are missing.
+    voter_apis: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +252,7 @@ async def accept_join(
     result_or_raise(result)
     with control.raft.view() as state:
         addresses = tuple(v.raft_address for v in voters(state))
+        apis = tuple(v.api_address for v in voters(state))
     return JoinAccepted(
         node.id,
         keys.cluster_id,
@@ -255,6 +260,7 @@ async def accept_join(
         keys.secret.hex(),
         certificate.decode(),
         info.ca_certificates,
+        apis,
     )
 
 

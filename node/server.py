@@ -345,7 +345,7 @@ class ShoalNode:
                 accepted.voters,
                 node_key,
                 # Where to find a voter's feed until the state names the voters.
-                voter_apis=(join,),
+                voter_apis=accepted.voter_apis or (join,),
             )
             tls = pki_store.NodeTls(
                 "".join(accepted.ca_certificates).encode(), accepted.certificate.encode(), tls_key
