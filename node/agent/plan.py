@@ -119,6 +119,7 @@ class Planner:
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
         self.decisions = 0  # how many times it looked at this node's tasks
+        self.rows_read = 0  # and how many task rows in all
         # What the last decision was made from.
         self._last: tuple[Mapping[str, Task], Mapping[str, Any], dict[str, Phase]] | None = None
 
@@ -129,4 +130,5 @@ class Planner:
             return None
         self._last = (mine, specs, local)
         self.decisions += 1
+        self.rows_read += len(mine)
         return decide(assigned_to(state, self.node_id), local)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from consensus.store import StateVersion
-from consensus.tasks import Service, TaskReport, services
+from consensus.tasks import Service, Task, TaskReport, services, tasks_on
 from consensus.wire import to_plain
 from netoverlay.dns import DnsServer, ServiceRecord
 from netoverlay.gossip import GossipService
@@ -92,6 +92,12 @@ class Mesh:
         # This node's own endpoint entries in the gossip table (key -> value), kept from the
         # table's events so that announcing never walks every node's entries.
         self._held: dict[str, Any] = {}
+        # What the last announcement was made from (this node's tasks and the services, as
+        # a version shares them while unchanged), and whether an observation or a change to
+        # the entries this node holds came since.
+        self._announced_from: tuple[Mapping[str, Task], Mapping[str, Service]] | None = None
+        self._announce_dirty = True
+        self.announcements = 0
         # What the current view was built from: the services table, and whether the gossip
         # table or members changed since.
         self._view_services: Mapping[str, Service] | None = None
@@ -142,6 +148,7 @@ class Mesh:
                 self._held.pop(event.key, None)
             else:
                 self._held[event.key] = event.entry.value
+            self._announce_dirty = True
         self._gossip_changed = True
         self._route_wake.set()
 
@@ -168,6 +175,7 @@ class Mesh:
     # -- announcing this node's endpoints ----------------------------------------------
     def _observe(self, report: TaskReport) -> None:
         self._observed[report.task_id] = fold(self._observed.get(report.task_id), report)
+        self._announce_dirty = True
         self._announce_wake.set()
 
     async def _announce_loop(self) -> None:
@@ -179,7 +187,13 @@ class Mesh:
     def announce(self) -> None:
         """Make this node's endpoint entries in the gossip table match its serving tasks."""
         with self._read_state() as state:
+            mine, specs = tasks_on(state, self.config.node_id), services(state)
+            last = self._announced_from
+            if not self._announce_dirty and last and last[0] is mine and last[1] is specs:
+                return  # the commits since were about other nodes
             own = own_tasks(state, self.config.node_id)
+        self._announced_from = (mine, specs)
+        self.announcements += 1
         # Observations of tasks that left the state are forgotten.
         self._observed = {t.id: self._observed[t.id] for t, _ in own if t.id in self._observed}
         diff = changes(self._held, wanted(own, self._observed))
@@ -190,6 +204,8 @@ class Mesh:
                 self._gossip.local_set(key, value)
             except ValueError as exc:  # too many ports to fit one gossip value
                 log.error("mesh: cannot announce %s: %s", key, exc)
+        # Cleared last: the table's events of these writes are already in `_held`.
+        self._announce_dirty = False
 
     # -- routing and DNS ----------------------------------------------------------------
     def view(self) -> MeshView:

@@ -9,7 +9,18 @@ import socket
 
 import pytest
 
-from consensus.tasks import Endpoint, PortBinding, ReportTaskStatus, TaskReport
+from consensus.model import Node, Resources
+from consensus.nodes import RegisterNode
+from consensus.tasks import (
+    Assignment,
+    AssignTasks,
+    Endpoint,
+    PortBinding,
+    ReportTaskStatus,
+    Task,
+    TaskReport,
+    services,
+)
 from netoverlay.gossip import GossipService, GossipServiceConfig
 from node.mesh import Mesh, MeshConfig
 from node.mesh.announce import endpoint_key
@@ -160,3 +171,21 @@ async def test_entries_this_node_holds_are_followed_from_the_table_events(mesh):
     gossip.local_set(endpoint_key("gone"), {"service": "web"})
     mesh.announce()
     assert announced(gossip) == {endpoint_key(task_id)}
+
+
+async def test_a_commit_about_another_node_announces_nothing_and_an_observation_does(mesh):
+    mesh, source, gossip, observers, published = mesh
+    task_id = await running_task(source, published)
+    mesh.announce()
+    made = mesh.announcements
+    await source.submit(
+        RegisterNode(Node("n2", "n2", "127.0.0.2", 1, 2, 3, resources=Resources(1000, 1 << 30)))
+    )
+    web = services(source.state)["web"]
+    other = Task("web-2-elsewhere", web.id, "web", 2, web.version)
+    await source.submit(AssignTasks(4.0, create=(other,), assign=(Assignment(other.id, "n2"),)))
+    mesh.announce()
+    assert mesh.announcements == made
+    observers.observe(TaskReport(task_id, "failed", error="killed"))
+    mesh.announce()
+    assert mesh.announcements == made + 1 and announced(gossip) == set()
