@@ -65,6 +65,12 @@ class StateVersion:
         """The rows of `table` whose `field` is `value`, by key (a registered index)."""
         return self.indexes[(table, field)].get(value, _EMPTY)
 
+    def shares(self, other: StateVersion | None, *tables: str) -> bool:
+        """Whether `other` holds these very `tables`: a version shares every table the
+        commands since left unchanged, so a loop that reads only these can tell that the
+        commits since were about other rows by references, without reading any row."""
+        return other is not None and all(self.table(t) is other.table(t) for t in tables)
+
     def trial_copy(self) -> ClusterState:
         """A mutable copy to try commands on (ClusterState's, which reads only `cluster`,
         `applied` and `tables`)."""

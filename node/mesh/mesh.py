@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from consensus.store import StateVersion
-from consensus.tasks import Service, Task, TaskReport, services, tasks_on
+from consensus.tasks import SERVICES, Service, Task, TaskReport, services, tasks_on
 from consensus.wire import to_plain
 from netoverlay.dns import DnsServer, ServiceRecord
 from netoverlay.gossip import GossipService
@@ -98,9 +98,9 @@ class Mesh:
         self._announced_from: tuple[Mapping[str, Task], Mapping[str, Service]] | None = None
         self._announce_dirty = True
         self.announcements = 0
-        # What the current view was built from: the services table, and whether the gossip
-        # table or members changed since.
-        self._view_services: Mapping[str, Service] | None = None
+        # The version the current view was built from, and whether the gossip table or
+        # members changed since.
+        self._view_version: StateVersion | None = None
         self._gossip_changed = True
         self.views_built = 0
         # The data plane's input at its last successful sync: what it serves.
@@ -233,12 +233,12 @@ class Mesh:
 
     async def sync(self) -> None:
         """Serve the current view: DNS at once, the data plane when its input changed."""
-        with self._read_state() as state:
-            table = services(state)
-        if table is self._view_services and not self._gossip_changed and not self._retry:
+        state = self._read_state()
+        unchanged = state.shares(self._view_version, SERVICES) and not self._gossip_changed
+        if unchanged and not self._retry:
             return  # the commits since were about other rows: the view is what it was
-        self._view_services, self._gossip_changed = table, False
-        view = self._build_view(table)
+        self._view_version, self._gossip_changed = state, False
+        view = self._build_view(services(state))
         if view.problems != self._view.problems and view.problems:
             log.warning("mesh: ignoring malformed endpoint entries: %s", "; ".join(view.problems))
         self._view = view

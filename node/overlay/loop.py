@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from consensus.networks import networks
+from consensus.networks import NETWORKS
 from consensus.store import StateVersion
-from consensus.tasks import services
+from consensus.tasks import SERVICES
 from netoverlay.gossip import GossipService
 from netoverlay.lb import NftError
 from netoverlay.overlay.ipsec import (
@@ -100,10 +100,9 @@ class Overlay:
         self._made: set[str] = set()
         self._made_changed = asyncio.Event()
         self.synced: NodeOverlay | None = None
-        # The state's tables the last sync was made from, and whether gossip changed since.
-        self._synced_tables: tuple[object, object] | None = None
+        # The version the last sync was made from, and whether gossip changed since.
+        self._synced_version: StateVersion | None = None
         self._gossip_changed = True
-        self.syncs = 0
 
     async def start(self) -> None:
         self._unsubscribe = self._gossip.on_change(self._gossip_change)
@@ -117,12 +116,10 @@ class Overlay:
 
     def _inputs_unchanged(self) -> bool:
         with self._read_state() as state:
-            tables = (services(state), networks(state))
-        last = self._synced_tables
+            unchanged = state.shares(self._synced_version, SERVICES, NETWORKS)
         return (
-            not self._gossip_changed
-            and last is not None
-            and all(a is b for a, b in zip(tables, last, strict=True))
+            unchanged
+            and not self._gossip_changed
             and (self._ipsec_change is None or time.time() < self._ipsec_change)
         )
 
@@ -165,10 +162,8 @@ class Overlay:
 
     async def sync(self) -> bool:
         """Converge once; False when something is left to retry (logged, in `problems`)."""
-        with self._read_state() as state:
-            self._synced_tables = (services(state), networks(state))
+        self._synced_version = self._read_state()
         self._gossip_changed = False
-        self.syncs += 1
         overlay = self.view()
         assert self._underlay_mtu is not None, "start() the overlay first"
         made, problems = await self._networks.aconverge(overlay, overlay_mtu(self._underlay_mtu))

@@ -24,6 +24,7 @@ from consensus.tasks import (
     UpdateService,
 )
 from node.agent.plan import Assigned, Decision, Planner, Retire, assigned_to, decide
+from tests.state_support import spread_state
 
 SPEC = parse_service_spec({"name": "web", "image": "busybox", "stop_grace_period": "7s"})
 
@@ -140,24 +141,6 @@ def test_assigned_to_copies_this_nodes_tasks_with_their_spec_versions():
     # "g" names n1 but is still pending: not this agent's yet. "b" is n2's.
     assert list(mine) == ["a"]
     assert mine["a"].spec == v1 and mine["a"].task.desired == "shutdown"
-
-
-def spread_state(nodes: int, per_node: int) -> ClusterState:
-    """`nodes` nodes with `per_node` tasks each, of one service, by the real commands."""
-    state = ClusterState()
-    for n in range(nodes):
-        address = f"10.{n // 250}.{n % 250}.1"
-        node = Node(f"n{n}", f"n{n}", address, 1, 2, 3, resources=Resources(10**9, 1 << 50))
-        assert state.apply(RegisterNode(node)).ok
-    assert state.apply(CreateService("s1", SPEC, 1.0)).ok
-    tasks = [
-        Task(f"t{n}-{i}", "s1", "web", n * per_node + i + 1, 1)
-        for n in range(nodes)
-        for i in range(per_node)
-    ]
-    assigned = tuple(Assignment(t.id, f"n{n // per_node}") for n, t in enumerate(tasks))
-    assert state.apply(AssignTasks(2.0, create=tuple(tasks), assign=assigned)).ok
-    return state
 
 
 @pytest.mark.parametrize("nodes", [100, 2000])
