@@ -16,9 +16,11 @@ commit of:
 - mesh_announce, mesh_routes: the routing mesh's two loops (`announce`, `sync`) over a real
   gossip service on loopback (its table holds this node's entries only: the view would cost
   more with every node's), with no data plane;
-- overlay: the overlay loop's view of this node;
-- events: the event feed's events of the commit;
-- autoscaler: the autoscaler's inputs.
+- overlay: the overlay loop's view of this node, which it works out (and converges the
+  kernel to, not measured here) when the services or networks table changed;
+- events: the event feed's events of the commit.
+
+The scheduler and the autoscaler run on the leader alone, so they are not measured.
 
 Ends with one `RESULT {json}` line.
 """
@@ -37,11 +39,11 @@ from bench.scheduler import assigned_state
 from consensus import codec
 from consensus.feed_state import FeedState
 from consensus.feed_wire import Entries, Snapshot
+from consensus.networks import NETWORKS
 from consensus.store import StateVersion
-from consensus.tasks import TASKS, ReportTaskStatus, TaskReport
+from consensus.tasks import SERVICES, TASKS, ReportTaskStatus, TaskReport
 from netoverlay.gossip import GossipService, GossipServiceConfig
 from node.agent.plan import Planner
-from node.loops.autoscaler import Inputs
 from node.loops.events import events_between
 from node.mesh import Mesh, MeshConfig
 from node.overlay.view import node_overlay
@@ -57,11 +59,14 @@ def consumers(node_id: str, mesh: Mesh) -> dict[str, Consumer]:
         "agent": lambda _before, now: planner.decide(now, {}),
         "mesh_announce": lambda _before, _now: mesh.announce(),
         "mesh_routes": lambda _before, _now: mesh.sync(),
-        "overlay": lambda _before, now: node_overlay(now, node_id, "10.0.0.1", (), (), 4789),
+        "overlay": lambda before, now: (
+            None
+            if now.shares(before, SERVICES, NETWORKS)
+            else node_overlay(now, node_id, "10.0.0.1", (), (), 4789)
+        ),
         "events": lambda before, now: events_between(
             StateView.capture(before), StateView.capture(now)
         ),
-        "autoscaler": lambda _before, now: Inputs.read(now),
     }
 
 
