@@ -65,6 +65,12 @@ class StateVersion:
         """The rows of `table` whose `field` is `value`, by key (a registered index)."""
         return self.indexes[(table, field)].get(value, _EMPTY)
 
+    def shares(self, other: StateVersion | None, *tables: str) -> bool:
+        """Whether `other` holds these very `tables`: a version shares every table the
+        commands since left unchanged, so a loop that reads only these can tell that the
+        commits since were about other rows by references, without reading any row."""
+        return other is not None and all(self.table(t) is other.table(t) for t in tables)
+
     def trial_copy(self) -> ClusterState:
         """A mutable copy to try commands on (ClusterState's, which reads only `cluster`,
         `applied` and `tables`)."""
@@ -142,7 +148,8 @@ def _regrouped(index: Index, field: str, rows: list[Any]) -> Index:
 
     def group(value: str) -> dict[str, Any]:
         if value not in groups:
-            groups[value] = dict(index.get(value, _EMPTY))
+            # A proxy's copy() is its dict's: C speed, where dict(proxy) goes key by key.
+            groups[value] = _copied(index.get(value, _EMPTY))
         return groups[value]
 
     for row in rows:
@@ -152,13 +159,19 @@ def _regrouped(index: Index, field: str, rows: list[Any]) -> Index:
             group(old).pop(row.key, None)
         if new:  # a row that stays in its group keeps its place there
             group(new)[row.key] = row.after
-    merged = dict(index)
+    merged: dict[str, Mapping[str, Any]] = _copied(index)
     for value, members in groups.items():
         if members:
             merged[value] = MappingProxyType(members)
         else:
             merged.pop(value, None)
     return MappingProxyType(merged)
+
+
+def _copied(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A dict of `mapping` (a MappingProxyType of the store's: its copy() is its dict's)."""
+    assert isinstance(mapping, MappingProxyType)
+    return mapping.copy()
 
 
 def _frozen_groups(groups: Mapping[str, dict[str, Any]]) -> Index:

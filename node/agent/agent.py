@@ -3,7 +3,9 @@ what it sees.
 
 Level-triggered and idempotent: on every committed change it compares the assignments with
 its runners (`plan.decide`) and starts or retires the difference; it never acts on the change
-itself. On start it re-adopts whatever the driver already runs for this node, so a restarted
+itself. A commit that left this node's tasks, the services and its runners as they were (one
+about other nodes) decides nothing: each version shares the index groups and tables a commit
+did not touch with the one before, so that is a comparison of references. On start it re-adopts whatever the driver already runs for this node, so a restarted
 agent starts no duplicate and leaves no orphan. Restarts are the scheduler's decision: a task
 that ends or turns unhealthy is reported, and the scheduler replaces it per its policy.
 """
@@ -18,7 +20,7 @@ from typing import Any
 from consensus.state import Result
 from consensus.store import StateVersion
 from consensus.tasks import TaskReport
-from node.agent.plan import Assigned, Decision, assigned_to, decide
+from node.agent.plan import Assigned, Planner, assigned_to
 from node.agent.reports import ReportSender
 from node.agent.runner import RETRY_DELAY, NetworksReady, TaskRunner
 from node.agent.secret_fetch import FillFiles
@@ -71,6 +73,7 @@ class Agent:
         self._runners: dict[str, TaskRunner] = {}
         self._group: asyncio.TaskGroup | None = None
         self._observers: list[Callable[[TaskReport], None]] = []
+        self.planner = Planner(node_id)
 
     def on_report(self, observer: Callable[[TaskReport], None]) -> Callable[[], None]:
         """Call `observer(report)` with every observation as it is made, before it waits for
@@ -137,7 +140,10 @@ class Agent:
             return None  # it cannot run as specified: it is watched until it is retired
 
     def _converge(self) -> None:
-        decision: Decision = decide(self._assignments(), self.running_tasks())
+        with self._read_state() as state:
+            decision = self.planner.decide(state, self.running_tasks())
+        if decision is None:
+            return  # the commits since were about other nodes: the last decision stands
         for report in decision.reports:
             self._report(report)
         for entry in decision.start:

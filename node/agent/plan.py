@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from consensus.services import ServiceSpec
 from consensus.store import StateVersion
@@ -107,3 +107,28 @@ def decide(assigned: Mapping[str, Assigned], local: Mapping[str, Phase]) -> Deci
         report = None if entry.task.terminal else _shutdown_report(entry.task)
         retire.append(Retire(task_id, grace, report, drain_period(entry, local[task_id])))
     return Decision(tuple(start), tuple(retire), tuple(reports))
+
+
+class Planner:
+    """`decide` for one node, after each commit: None when the commits since the last
+    decision left this node's tasks, the services and the tasks running here as they were
+    (commits about other nodes), which it tells by comparing references, since a version
+    shares every index group and table a commit did not touch with the one before. The work
+    of a commit is then proportional to what it changed here, not to the cluster."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.decisions = 0  # how many times it looked at this node's tasks
+        self.rows_read = 0  # and how many task rows in all
+        # What the last decision was made from.
+        self._last: tuple[Mapping[str, Task], Mapping[str, Any], dict[str, Phase]] | None = None
+
+    def decide(self, state: StateVersion, local: Mapping[str, Phase]) -> Decision | None:
+        mine, specs, local = tasks_on(state, self.node_id), services(state), dict(local)
+        last = self._last
+        if last is not None and mine is last[0] and specs is last[1] and local == last[2]:
+            return None
+        self._last = (mine, specs, local)
+        self.decisions += 1
+        self.rows_read += len(mine)
+        return decide(assigned_to(state, self.node_id), local)

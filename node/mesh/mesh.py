@@ -7,6 +7,10 @@ Two loops, each woken by events and never by a timer while things work:
 - route: on every gossip change (table or members) and every committed change, after a short
   debounce so that a burst is one sync, rebuild the view and converge the data plane to it.
   Only a port that could not be opened, or a failed sync, is retried on a timer.
+Neither walks the cluster on a commit that is not about it: announcing reads this node's
+tasks (an index) and the entries it holds (kept from the table's events), and the view is
+rebuilt only when the services table (a version shares an unchanged table with the one
+before) or the gossip table changed.
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 from consensus.store import StateVersion
-from consensus.tasks import TaskReport, services
+from consensus.tasks import SERVICES, Service, Task, TaskReport, services, tasks_on
 from consensus.wire import to_plain
 from netoverlay.dns import DnsServer, ServiceRecord
 from netoverlay.gossip import GossipService
+from netoverlay.gossip.model import Event, TableEvent
 from netoverlay.lb import DataPlane, DataplaneMode, NftError, open_dataplane
 from netoverlay.lb.dataplane import ProxyPlane, SplitDataPlane
 from netoverlay.lb.stats import ServiceStats
@@ -84,6 +89,20 @@ class Mesh:
         self._on_report = on_report
         self._observed: dict[str, Observed] = {}
         self._view = _empty_view()
+        # This node's own endpoint entries in the gossip table (key -> value), kept from the
+        # table's events so that announcing never walks every node's entries.
+        self._held: dict[str, Any] = {}
+        # What the last announcement was made from (this node's tasks and the services, as
+        # a version shares them while unchanged), and whether an observation or a change to
+        # the entries this node holds came since.
+        self._announced_from: tuple[Mapping[str, Task], Mapping[str, Service]] | None = None
+        self._announce_dirty = True
+        self.announcements = 0
+        # The version the current view was built from, and whether the gossip table or
+        # members changed since.
+        self._view_version: StateVersion | None = None
+        self._gossip_changed = True
+        self.views_built = 0
         # The data plane's input at its last successful sync: what it serves.
         self._synced: tuple[tuple[ServicePort, ...], dict[str, list[Backend]]] | None = None
         self._retry = False
@@ -109,9 +128,29 @@ class Mesh:
             self.dns_error = f"cannot serve DNS on {config.dns_address}:{config.dns_port}: {exc}"
             log.error("%s", self.dns_error)
         self._unsubscribe = [
-            self._gossip.on_change(lambda _event: self._route_wake.set()),
+            self._gossip.on_change(self._gossip_change),
             self._on_report(self._observe),
         ]
+        me = self.config.node_id
+        self._held = {
+            e.key: e.value
+            for e in self._gossip.table_items()
+            if e.owner == me and task_of_key(e.key) is not None
+        }
+
+    def _gossip_change(self, event: Event) -> None:
+        if (
+            isinstance(event, TableEvent)
+            and event.owner == self.config.node_id
+            and task_of_key(event.key) is not None
+        ):
+            if event.entry is None:
+                self._held.pop(event.key, None)
+            else:
+                self._held[event.key] = event.entry.value
+            self._announce_dirty = True
+        self._gossip_changed = True
+        self._route_wake.set()
 
     async def run(self) -> None:
         """Announce and route until cancelled."""
@@ -136,6 +175,7 @@ class Mesh:
     # -- announcing this node's endpoints ----------------------------------------------
     def _observe(self, report: TaskReport) -> None:
         self._observed[report.task_id] = fold(self._observed.get(report.task_id), report)
+        self._announce_dirty = True
         self._announce_wake.set()
 
     async def _announce_loop(self) -> None:
@@ -147,16 +187,16 @@ class Mesh:
     def announce(self) -> None:
         """Make this node's endpoint entries in the gossip table match its serving tasks."""
         with self._read_state() as state:
+            mine, specs = tasks_on(state, self.config.node_id), services(state)
+            last = self._announced_from
+            if not self._announce_dirty and last and last[0] is mine and last[1] is specs:
+                return  # the commits since were about other nodes
             own = own_tasks(state, self.config.node_id)
+        self._announced_from = (mine, specs)
+        self.announcements += 1
         # Observations of tasks that left the state are forgotten.
         self._observed = {t.id: self._observed[t.id] for t, _ in own if t.id in self._observed}
-        me = self.config.node_id
-        held = {
-            e.key: e.value
-            for e in self._gossip.table_items()
-            if e.owner == me and task_of_key(e.key) is not None
-        }
-        diff = changes(held, wanted(own, self._observed))
+        diff = changes(self._held, wanted(own, self._observed))
         for key in diff.delete:
             self._gossip.local_delete(key)
         for key, value in diff.set.items():
@@ -164,12 +204,18 @@ class Mesh:
                 self._gossip.local_set(key, value)
             except ValueError as exc:  # too many ports to fit one gossip value
                 log.error("mesh: cannot announce %s: %s", key, exc)
+        # Cleared last: the table's events of these writes are already in `_held`.
+        self._announce_dirty = False
 
     # -- routing and DNS ----------------------------------------------------------------
     def view(self) -> MeshView:
         """What the cluster announces now, as this node's gossip table and state show it."""
         with self._read_state() as state:
-            specs = [service.spec for service in services(state).values()]
+            return self._build_view(services(state))
+
+    def _build_view(self, table: Mapping[str, Service]) -> MeshView:
+        self.views_built += 1
+        specs = [service.spec for service in table.values()]
         return build_view(specs, self._gossip.table_items(), self._gossip.members())
 
     def _resolve(self, name: str) -> ServiceRecord | None:
@@ -187,7 +233,12 @@ class Mesh:
 
     async def sync(self) -> None:
         """Serve the current view: DNS at once, the data plane when its input changed."""
-        view = self.view()
+        state = self._read_state()
+        unchanged = state.shares(self._view_version, SERVICES) and not self._gossip_changed
+        if unchanged and not self._retry:
+            return  # the commits since were about other rows: the view is what it was
+        self._view_version, self._gossip_changed = state, False
+        view = self._build_view(services(state))
         if view.problems != self._view.problems and view.problems:
             log.warning("mesh: ignoring malformed endpoint entries: %s", "; ".join(view.problems))
         self._view = view

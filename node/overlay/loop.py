@@ -3,6 +3,9 @@ short debounce, so a burst is one sync), it works out this node's overlay (`view
 the engine's networks, the kernel's VXLAN devices and flooding entries, the IPsec policies
 and associations of encrypted networks, the VIP ruleset and the network-side DNS servers
 match it. A failed sync is retried on a timer, and a key rotation's next phase wakes it.
+A commit that changed neither table the view is made of (services, networks: a version
+shares an unchanged table with the one before) wakes it for nothing: a commit about tasks
+costs this loop a comparison of references, not a walk over every service and the kernel.
 
 Stopping leaves everything in place: tasks outlive their node by design and keep talking;
 a restarted node converges from what it finds. A node removed from the cluster (`shoal node
@@ -21,7 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from consensus.networks import NETWORKS
 from consensus.store import StateVersion
+from consensus.tasks import SERVICES
 from netoverlay.gossip import GossipService
 from netoverlay.lb import NftError
 from netoverlay.overlay.ipsec import (
@@ -95,12 +100,28 @@ class Overlay:
         self._made: set[str] = set()
         self._made_changed = asyncio.Event()
         self.synced: NodeOverlay | None = None
+        # The version the last sync was made from, and whether gossip changed since.
+        self._synced_version: StateVersion | None = None
+        self._gossip_changed = True
 
     async def start(self) -> None:
-        self._unsubscribe = self._gossip.on_change(lambda _event: self._wake.set())
+        self._unsubscribe = self._gossip.on_change(self._gossip_change)
         underlay = await self.kernel.underlay_mtu(self.config.local_address)
         overlay_mtu(underlay)  # refuses an underlay too small to carry the overlay
         self._underlay_mtu = underlay
+
+    def _gossip_change(self, _event: object) -> None:
+        self._gossip_changed = True
+        self._wake.set()
+
+    def _inputs_unchanged(self) -> bool:
+        with self._read_state() as state:
+            unchanged = state.shares(self._synced_version, SERVICES, NETWORKS)
+        return (
+            unchanged
+            and not self._gossip_changed
+            and (self._ipsec_change is None or time.time() < self._ipsec_change)
+        )
 
     async def run(self) -> None:
         retry = False
@@ -113,6 +134,8 @@ class Overlay:
                     await self._wake.wait()
             await asyncio.sleep(self.config.debounce)
             self._wake.clear()
+            if not retry and self._inputs_unchanged():
+                continue
             try:
                 retry = not await self.sync()
             except (
@@ -139,6 +162,8 @@ class Overlay:
 
     async def sync(self) -> bool:
         """Converge once; False when something is left to retry (logged, in `problems`)."""
+        self._synced_version = self._read_state()
+        self._gossip_changed = False
         overlay = self.view()
         assert self._underlay_mtu is not None, "start() the overlay first"
         made, problems = await self._networks.aconverge(overlay, overlay_mtu(self._underlay_mtu))

@@ -11,7 +11,17 @@ import signal
 import sys
 import urllib.request
 
-from consensus.tasks import AssignTasks, StopTask
+from consensus.model import Node, Resources
+from consensus.nodes import RegisterNode
+from consensus.tasks import (
+    Assignment,
+    AssignTasks,
+    ReportTaskStatus,
+    StopTask,
+    Task,
+    TaskReport,
+    services,
+)
 from node.agent import Agent
 from node.runtime import ProcessDriver, RunSpec
 from node.runtime.process_records import load_record
@@ -78,6 +88,34 @@ async def test_two_replicas_run_on_their_own_ports_and_turn_healthy(source, data
     (pa,), (pb,) = ta.endpoint.ports, tb.endpoint.ports
     assert pa.target == pb.target == 8000 and pa.host_port != pb.host_port
     assert await get(pa.host_port) == await get(pb.host_port) == 200
+
+
+async def test_commits_about_other_nodes_decide_nothing_here_and_one_about_its_task_does(
+    source, data_dir
+):
+    await source.create_service(web())
+    (mine,) = await source.assign("web", 1)
+    agent = agent_for(source, data_dir)
+    async with run_agent(agent):
+        await source.until(lambda s: s.task(mine).state == "running")
+        await eventually(lambda: agent.running_tasks() == {mine: "running"})
+        decided = agent.planner.decisions
+        await source.submit(
+            RegisterNode(
+                Node(
+                    "n2", "n2", "127.0.0.2", 7420, 7421, 7422, resources=Resources(64_000, 64 << 30)
+                )
+            )
+        )
+        service = services(source.state)["web"]
+        other = Task("web-2-elsewhere", service.id, "web", 2, service.version)
+        await source.submit(AssignTasks(3.0, create=(other,), assign=(Assignment(other.id, "n2"),)))
+        await source.submit(ReportTaskStatus("n2", 4.0, (TaskReport(other.id, "running"),)))
+        await asyncio.sleep(0.2)  # the agent has woken for each and looked
+        assert agent.planner.decisions == decided
+        await source.submit(AssignTasks(5.0, stop=(StopTask(mine, "scaled down"),)))
+        await source.until(lambda s: s.task(mine).state == "shutdown")
+        assert agent.planner.decisions > decided
 
 
 async def test_a_killed_process_is_reported_failed_and_its_remains_kept(source, data_dir):

@@ -40,6 +40,7 @@ from consensus.tasks import (
     tasks_of_service,
     tasks_on,
 )
+from tests.state_support import spread_state
 from tests.unit.consensus.test_durable_log import _leader
 from tests.unit.consensus.test_raft_changes import free_port
 
@@ -305,3 +306,24 @@ def test_indexes_kept_from_the_changes_of_the_commands_since_the_last_version_ma
         for task_id, task in tasks(version).items():
             assert (task_id in tasks_on(version, task.node_id)) == bool(task.node_id)
             assert task in tasks_of(version, task.service)
+
+
+@pytest.mark.parametrize("nodes", [100, 2000])
+def test_one_changed_task_replaces_its_two_index_groups_and_shares_everything_else(nodes):
+    # 1,000 then 20,000 tasks on half as many services as nodes: the next version copies the
+    # groups of the changed task's node and service alone, and shares every other group and
+    # every other table with the version before, however large the state.
+    state = spread_state(nodes, 10, services=nodes // 2)
+    before = version_of(state)
+    assert state.apply(ReportTaskStatus("n7", 3.0, (TaskReport("t7-3", "starting"),))).ok
+    after = next_version(before, state)
+    replaced = [
+        (key, value)
+        for key, index in after.indexes.items()
+        for value, group in index.items()
+        if before.indexes[key].get(value) is not group
+    ]
+    assert replaced == [((TASKS, "node_id"), "n7"), ((TASKS, "service"), f"web{73 % (nodes // 2)}")]
+    others = [name for name in after.tables if name != TASKS]
+    assert after.shares(before, *others) and not after.shares(before, TASKS)
+    assert after.indexed(TASKS, "node_id", "n7")["t7-3"].state == "starting"

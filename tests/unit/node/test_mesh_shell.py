@@ -9,7 +9,18 @@ import socket
 
 import pytest
 
-from consensus.tasks import Endpoint, PortBinding, ReportTaskStatus, TaskReport
+from consensus.model import Node, Resources
+from consensus.nodes import RegisterNode
+from consensus.tasks import (
+    Assignment,
+    AssignTasks,
+    Endpoint,
+    PortBinding,
+    ReportTaskStatus,
+    Task,
+    TaskReport,
+    services,
+)
 from netoverlay.gossip import GossipService, GossipServiceConfig
 from node.mesh import Mesh, MeshConfig
 from node.mesh.announce import endpoint_key
@@ -128,3 +139,53 @@ async def test_a_checked_task_is_announced_once_seen_healthy_and_withdrawn_when_
     await source.submit(ReportTaskStatus(NODE, 4.0, (TaskReport(task_id, "shutdown"),)))
     mesh.announce()
     assert announced(gossip) == set()
+
+
+async def test_a_commit_about_tasks_alone_rebuilds_no_view_and_a_gossip_change_does(mesh):
+    mesh, source, gossip, observers, published = mesh
+    task_id = await running_task(source, published)
+    await mesh.sync()
+    built = mesh.views_built
+    # Commits that change no service: what the view is made of is the same tables.
+    await source.submit(ReportTaskStatus(NODE, 4.0, (TaskReport(task_id, "running"),)))
+    await source.submit(
+        ReportTaskStatus(NODE, 5.0, (TaskReport(task_id, "running", health="healthy"),))
+    )
+    await mesh.sync()
+    assert mesh.views_built == built
+    mesh.announce()  # the task's endpoint enters the gossip table
+    await mesh.sync()
+    assert mesh.views_built == built + 1
+    assert mesh.serving()[0]["endpoints"] == ["127.0.0.1:31000"]
+    await source.create_service({"name": "api", "image": "process", "command": ["true"]})
+    await mesh.sync()
+    assert mesh.views_built == built + 2 and "api" in mesh.view().records
+
+
+async def test_entries_this_node_holds_are_followed_from_the_table_events(mesh):
+    mesh, source, gossip, observers, published = mesh
+    task_id = await running_task(source, published)
+    mesh.announce()
+    assert announced(gossip) == {endpoint_key(task_id)}
+    # An entry of ours the state no longer wants (left by an earlier run of this node).
+    gossip.local_set(endpoint_key("gone"), {"service": "web"})
+    mesh.announce()
+    assert announced(gossip) == {endpoint_key(task_id)}
+
+
+async def test_a_commit_about_another_node_announces_nothing_and_an_observation_does(mesh):
+    mesh, source, gossip, observers, published = mesh
+    task_id = await running_task(source, published)
+    mesh.announce()
+    made = mesh.announcements
+    await source.submit(
+        RegisterNode(Node("n2", "n2", "127.0.0.2", 1, 2, 3, resources=Resources(1000, 1 << 30)))
+    )
+    web = services(source.state)["web"]
+    other = Task("web-2-elsewhere", web.id, "web", 2, web.version)
+    await source.submit(AssignTasks(4.0, create=(other,), assign=(Assignment(other.id, "n2"),)))
+    mesh.announce()
+    assert mesh.announcements == made
+    observers.observe(TaskReport(task_id, "failed", error="killed"))
+    mesh.announce()
+    assert mesh.announcements == made + 1 and announced(gossip) == set()

@@ -12,17 +12,19 @@ from consensus.model import Node, Resources
 from consensus.nodes import RegisterNode
 from consensus.services import parse_service_spec
 from consensus.state import ClusterState
-from consensus.store import version_of
+from consensus.store import next_version, version_of
 from consensus.tasks import (
     Assignment,
     AssignTasks,
     CreateService,
+    ReportTaskStatus,
     StopTask,
     Task,
     TaskReport,
     UpdateService,
 )
-from node.agent.plan import Assigned, Decision, Retire, assigned_to, decide
+from node.agent.plan import Assigned, Decision, Planner, Retire, assigned_to, decide
+from tests.state_support import spread_state
 
 SPEC = parse_service_spec({"name": "web", "image": "busybox", "stop_grace_period": "7s"})
 
@@ -139,3 +141,21 @@ def test_assigned_to_copies_this_nodes_tasks_with_their_spec_versions():
     # "g" names n1 but is still pending: not this agent's yet. "b" is n2's.
     assert list(mine) == ["a"]
     assert mine["a"].spec == v1 and mine["a"].task.desired == "shutdown"
+
+
+@pytest.mark.parametrize("nodes", [100, 2000])
+def test_one_changed_task_costs_the_planners_of_every_node_its_own_nodes_rows_alone(nodes):
+    # 1,000 then 20,000 tasks, 10 a node: one task's report makes every node's planner look
+    # at 10 rows in all (its own node's), however large the cluster.
+    state = spread_state(nodes, 10)
+    planners = [Planner(f"n{n}") for n in range(nodes)]
+    version = version_of(state)
+    for planner in planners:
+        planner.decide(version, {})
+    before = sum(p.rows_read for p in planners)
+    changed = "t7-3"
+    assert state.apply(ReportTaskStatus("n7", 3.0, (TaskReport(changed, "starting"),))).ok
+    version = next_version(version, state)
+    decided = [p.node_id for p in planners if p.decide(version, {}) is not None]
+    assert decided == ["n7"]
+    assert sum(p.rows_read for p in planners) - before == 10
