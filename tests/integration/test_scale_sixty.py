@@ -125,7 +125,9 @@ async def test_sixty_nodes_join_hold_see_every_write_and_heal_a_killed_voter(clu
     before = [_cpu_seconds(pid) for pid in pids]
     await asyncio.sleep(CPU_WINDOW)
     after = [_cpu_seconds(pid) for pid in pids]
-    used = {n.name: (a - b) / CPU_WINDOW for n, a, b in zip(cluster.nodes, after, before)}
+    used = {
+        n.name: (a - b) / CPU_WINDOW for n, a, b in zip(cluster.nodes, after, before, strict=True)
+    }
     figures["leader_cpu_idle_pct"] = round(100 * used[leader.name], 1)
     figures["all_nodes_cpu_idle_pct"] = round(100 * sum(used.values()), 1)
     rss = sorted(_rss_mib(pid) for pid in pids)
@@ -157,7 +159,8 @@ async def test_sixty_nodes_join_hold_see_every_write_and_heal_a_killed_voter(clu
 
     # A voter dies (not the leader: its members move to another voter's feed); autopilot
     # promotes a member in its place and the cluster commits with as many voters as before.
-    victim = next(n for n in cluster.nodes if n.name in await _voters(leader) and n is not leader)
+    voters = await _voters(leader)
+    victim = next(n for n in cluster.nodes if n.name in voters and n is not leader)
     victim.kill9()
     killed = time.monotonic()
     alive = [n for n in cluster.nodes if n is not victim]
