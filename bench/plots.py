@@ -209,6 +209,7 @@ def members_scale(suite: dict, path: Path) -> Path | None:
         ax.set_xlabel("members following the feed")
         ax.set_ylabel(unit)
         ax.set_title(title)
+    cpu.set_ylim(bottom=0)
     writes.legend()
     applied.legend()
     return _save(fig, path)
