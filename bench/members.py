@@ -6,7 +6,8 @@ Each simulated member is the node's own feed follower (node.feed.member.FeedMemb
 every commit with the voters' state machine) without the rest of a node; they run many per
 process, authenticated as one of the voters (the feed checks the caller is a node of the
 cluster). Per size: the leader's CPU while idle, sequential write p50/p99 through the leader,
-the time until 99 % and 100 % of members applied a commit (median over the probes), the feed's
+the time until 99 % and 100 % of members applied a commit (median over the probes; from the
+probe's write, and how much of it the write itself took until the leader answered), the feed's
 bytes per second per member while idle, and the voters' resident memory. Ends with one
 `RESULT {json}` line. All of it shares this machine's cores: the members' own CPU is not free.
 """
@@ -251,13 +252,14 @@ async def measure(cluster: LocalCluster, count: int, processes: int, idle: float
         leader_cpu = (_cpu_seconds(leader.proc.pid) - cpu) / elapsed
         idle_bytes = (sum(await members.ask("bytes")) - received) / elapsed / max(count, 1)
         writes = await _writes(leader, owner)
-        spreads_99, spreads_all = [], []
+        spreads_99, spreads_all, acks = [], [], []
         for probe in range(PROBES):
             tag = f"p{probe}-{time.time()}"
             await members.ask("arm", tag)
             async with leader.client() as client:
                 sent = time.time()
                 await client.patch(f"/v1/nodes/{owner}", {"add_labels": {PROBE_LABEL: tag}})
+                acks.append(time.time() - sent)
             seen = sorted(t - sent for answer in await members.ask("collect") for t in answer)
             if count and len(seen) == count:
                 spreads_99.append(seen[max(0, math.ceil(0.99 * count) - 1)])
@@ -269,6 +271,8 @@ async def measure(cluster: LocalCluster, count: int, processes: int, idle: float
             "write_p99_ms": round(percentile(writes, 0.99) * 1000, 2),
             "applied_99pct_ms": _median_ms(spreads_99),
             "applied_100pct_ms": _median_ms(spreads_all),
+            # Of those times, the probe's own write until the leader answered it.
+            "probe_write_ms": _median_ms(acks),
             "idle_bytes_per_s_per_member": round(idle_bytes, 1) if count else None,
             "voter_rss_mib": [round(_rss_mib(v.proc.pid), 1) for v in voters],
         }
@@ -292,7 +296,8 @@ async def run(sizes: list[int], processes: int, idle: float) -> dict:
                 print(
                     f"{row['members']:>6} members: leader idle {row['leader_cpu_idle_pct']} % CPU, "
                     f"write p50 {row['write_p50_ms']} ms p99 {row['write_p99_ms']} ms, applied on "
-                    f"99 % {row['applied_99pct_ms']} ms / 100 % {row['applied_100pct_ms']} ms, "
+                    f"99 % {row['applied_99pct_ms']} ms / 100 % {row['applied_100pct_ms']} ms "
+                    f"(the write itself {row['probe_write_ms']} ms), "
                     f"idle {row['idle_bytes_per_s_per_member']} B/s per member, "
                     f"voter RSS {row['voter_rss_mib']} MiB",
                     flush=True,

@@ -187,6 +187,34 @@ def scale_curve(suite: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def members_scale(suite: dict, path: Path) -> Path | None:
+    data = result(suite, "members")
+    rows = [r for r in (data or {}).get("sizes", []) if r["members"] > 0]
+    if not rows:
+        return None
+    xs = [r["members"] for r in rows]
+    fig, (cpu, writes, applied) = plt.subplots(1, 3, figsize=(14, 3.8))
+    cpu.plot(xs, [r["leader_cpu_idle_pct"] for r in rows], marker="o")
+    for key, label in (("write_p50_ms", "p50"), ("write_p99_ms", "p99")):
+        writes.plot(xs, [r[key] for r in rows], marker="o", label=label)
+    for key, label in (("applied_99pct_ms", "99 %"), ("applied_100pct_ms", "100 %")):
+        shown = [(x, r[key]) for x, r in zip(xs, rows, strict=True) if r[key] is not None]
+        applied.plot([x for x, _ in shown], [v for _, v in shown], marker="o", label=label)
+    for ax, title, unit in (
+        (cpu, "leader CPU, idle (3 voters)", "% of a core"),
+        (writes, "sequential write latency", "ms"),
+        (applied, "a commit applied on members", "ms"),
+    ):
+        ax.set_xscale("log")
+        ax.set_xlabel("members following the feed")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+    cpu.set_ylim(bottom=0)
+    writes.legend()
+    applied.legend()
+    return _save(fig, path)
+
+
 def scheduling(suite: dict, path: Path) -> Path | None:
     pure, committed = placements(suite), figure(suite, "scheduler", "committed_per_s")
     if not (pure or committed):
@@ -237,6 +265,7 @@ PLOTS = {
     "scheduling": scheduling,
     "gossip": gossip,
     "scale_curve": scale_curve,
+    "members_scale": members_scale,
     "memory": memory,
 }
 

@@ -373,6 +373,49 @@ def scale_section(suite: dict) -> list[str]:
     ]
 
 
+def members_section(suite: dict) -> list[str]:
+    data = result(suite, "members")
+    if not data:
+        return []
+
+    def cell(value: float | None, digits: int = 1) -> str:
+        return "—" if value is None else f"{value:,.{digits}f}"
+
+    rows = [
+        [
+            f"{r['members']:,}",
+            cell(r["leader_cpu_idle_pct"]),
+            cell(r["write_p50_ms"]),
+            cell(r["write_p99_ms"]),
+            cell(r["applied_99pct_ms"]),
+            cell(r["applied_100pct_ms"]),
+            cell(r["idle_bytes_per_s_per_member"], 0),
+            " / ".join(f"{m:,.0f}" for m in r["voter_rss_mib"]),
+        ]
+        for r in data["sizes"]
+    ]
+    return [
+        "## Members following the feed",
+        "",
+        "3 real voters; N simulated members (the node's own feed follower, many per process, on "
+        "the same cores) follow the followers' feed (bench.members).",
+        "",
+        *table(
+            [
+                "members",
+                "leader idle % CPU",
+                "write p50 ms",
+                "write p99 ms",
+                "applied 99 % ms",
+                "applied 100 % ms",
+                "idle B/s per member",
+                "voter RSS MiB",
+            ],
+            rows,
+        ),
+    ]
+
+
 def status_section(suite: dict) -> list[str]:
     def detail(entry: dict) -> str:
         if entry["status"] == "ok":
@@ -422,6 +465,7 @@ def write_report(suite: dict, path: Path) -> list[Path]:
         gossip_section(suite),
         memory_section(suite),
         scale_section(suite),
+        members_section(suite),
     ]
     for section in sections:
         lines += section

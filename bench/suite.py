@@ -38,6 +38,7 @@ STEPS: tuple[Step, ...] = (
         ("--quick",),
     ),
     Step("scale", "bench.scale", (), ("--quick",)),
+    Step("members", "bench.members", ("--members", "0,100,1000"), ("--quick",)),
     Step(
         "lb",
         "bench.lb",

@@ -8,6 +8,11 @@ cannot take the node's file descriptors; one that is refused is closed at once. 
 not done within HANDSHAKE_TIMEOUT ends the connection; one that then sends no complete request
 within IDLE_TIMEOUT (at the start, or after its last answer) is closed by aiohttp's keep-alive
 timer.
+
+A connection that becomes a member's feed stream (one long-lived response per member, on the
+voter it follows) leaves the total for its own limit, MAX_STREAMS: a voter serves the members
+that follow it without taking the places of API clients, and a cluster's size is not capped
+by MAX_CONNECTIONS. It still counts against its client address's limit.
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ HANDSHAKE_TIMEOUT = 5.0
 ACCEPT_RETRY = 0.1
 MAX_CONNECTIONS = 2048
 MAX_PER_CLIENT = 256
-# File descriptors a node asks for: the connection limit, the Raft and gossip peers, the
+# Feed streams a voter holds at once: 10,000 members over 2 followers, or all of them on one
+# when the other is down.
+MAX_STREAMS = 10_000
+# File descriptors a node asks for: the connection limits, the Raft and gossip peers, the
 # routing mesh's proxied connections, task logs.
 WANTED_NOFILE = 65536
 
@@ -58,10 +66,16 @@ def raise_file_limit(wanted: int = WANTED_NOFILE) -> int:
 class ConnectionLimits:
     """Counts open connections by client address; `admit` says whether one more may stay."""
 
-    def __init__(self, total: int = MAX_CONNECTIONS, per_client: int = MAX_PER_CLIENT) -> None:
-        self.total, self.per_client = total, per_client
+    def __init__(
+        self,
+        total: int = MAX_CONNECTIONS,
+        per_client: int = MAX_PER_CLIENT,
+        streams: int = MAX_STREAMS,
+    ) -> None:
+        self.total, self.per_client, self.streams = total, per_client, streams
         self._open: Counter[str] = Counter()
         self._count = 0
+        self.streams_open = 0
         self.refused = 0
 
     def admit(self, client: str) -> bool:
@@ -72,8 +86,20 @@ class ConnectionLimits:
         self._count += 1
         return True
 
-    def release(self, client: str) -> None:
+    def to_stream(self) -> bool:
+        """Move one admitted connection from the total to the streams, if one more fits."""
+        if self.streams_open >= self.streams:
+            self.refused += 1
+            return False
         self._count -= 1
+        self.streams_open += 1
+        return True
+
+    def release(self, client: str, stream: bool = False) -> None:
+        if stream:
+            self.streams_open -= 1
+        else:
+            self._count -= 1
         self._open[client] -= 1
         if self._open[client] <= 0:
             del self._open[client]
@@ -110,6 +136,7 @@ class _Limited(asyncio.Protocol):
         self._inner, self._limits = inner, limits
         self._client = admitted
         self.connected = False
+        self.stream = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._client is None:
@@ -122,9 +149,14 @@ class _Limited(asyncio.Protocol):
         self.connected = True
         self._inner.connection_made(transport)
 
+    def to_stream(self) -> bool:
+        if not self.stream and self._client is not None:
+            self.stream = self._limits.to_stream()
+        return self.stream
+
     def release(self) -> None:
         if self._client is not None:
-            self._limits.release(self._client)
+            self._limits.release(self._client, self.stream)
             self._client = None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -143,6 +175,14 @@ class _Limited(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._inner.resume_writing()
+
+
+def hold_as_stream(request: web.Request) -> bool:
+    """Count the request's connection as a long-lived stream from now until it closes; False
+    when this node holds as many streams as it may (an app served without limits: True)."""
+    transport = request.transport
+    protocol = transport.get_protocol() if transport is not None else None
+    return protocol.to_stream() if isinstance(protocol, _Limited) else True
 
 
 async def _accept(

@@ -27,6 +27,7 @@ from node.api.consistency import parse_index
 from node.api.context import NODE
 from node.api.guard import calling_node
 from node.api.http_util import HttpError
+from node.api.listen import hold_as_stream
 from node.feed.stats import FEED_COUNTS
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,8 @@ async def feed(request: web.Request) -> web.StreamResponse:
         raise HttpError(
             409, "this node serves no feed (a member, or the leader): ask another voter"
         )
+    if not hold_as_stream(request):
+        raise HttpError(503, "this voter serves as many feed streams as it may: ask another voter")
     response = web.StreamResponse(headers={"Content-Type": FEED_TYPE})
     await response.prepare(request)
     FEED_COUNTS.streams += 1

@@ -114,3 +114,37 @@ def test_the_overlay_section_shows_the_three_paths_and_the_vip_timings():
     text = "\n".join(overlay_section({"steps": {"overlay": {"status": "ok", "result": data}}}))
     assert "its task out of the live nodes' VIPs after 1.500 [1.000–2.300] s (max 2.30 s)" in text
     assert overlay_section({"steps": {}}) == []
+
+
+def test_the_members_section_and_plot_show_every_size_with_members(tmp_path):
+    from bench.plots import members_scale
+    from bench.report import members_section
+
+    def row(members: int, applied: float | None) -> dict:
+        return {
+            "members": members,
+            "leader_cpu_idle_pct": 3.5,
+            "write_p50_ms": 4.0,
+            "write_p99_ms": 9.0,
+            "applied_99pct_ms": applied,
+            "applied_100pct_ms": applied,
+            "idle_bytes_per_s_per_member": 60.0 if members else None,
+            "voter_rss_mib": [70.0, 80.0, 90.0],
+        }
+
+    suite = {
+        "steps": {
+            "members": {
+                "status": "ok",
+                "result": {"sizes": [row(0, None), row(100, 80.0), row(1000, 300.0)]},
+            }
+        }
+    }
+    text = "\n".join(members_section(suite))
+    assert "| 1,000 | 3.5 | 4.0 | 9.0 | 300.0 | 300.0 | 60 | 70 / 80 / 90 |" in text
+    assert "| 0 | 3.5 | 4.0 | 9.0 | — | — | — |" in text
+    assert members_scale(suite, tmp_path / "m.png").stat().st_size > 0
+    assert (
+        members_section({"steps": {}}) == []
+        and members_scale({"steps": {}}, tmp_path / "x") is None
+    )
