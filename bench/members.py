@@ -9,7 +9,8 @@ cluster). Per size: the leader's CPU while idle, sequential write p50/p99 throug
 the time until 99 % and 100 % of members applied a commit (median over the probes; from the
 probe's write, and how much of it the write itself took until the leader answered), the feed's
 bytes per second per member while idle, and the voters' resident memory. Ends with one
-`RESULT {json}` line. All of it shares this machine's cores: the members' own CPU is not free.
+`RESULT {json}` line. All of it shares this machine's cores: the members run at the lowest
+CPU priority (nice 19), so that they take what the voters leave, as on machines of their own.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def _worker(
     commands: Any,
     answers: Any,
 ) -> None:
+    # The lowest priority: members stand for other machines, so the voters go first on the
+    # cores they share here (their applies still take what CPU the voters leave).
+    os.nice(19)
     asyncio.run(_members(first, count, apis, owner, auth, ca, commands, answers))
 
 
