@@ -19,8 +19,10 @@ class FeedState:
     def applied(self) -> int:
         return self._state.applied
 
-    def restore(self, snapshot: Snapshot) -> None:
-        state = ClusterState.from_msgpack(snapshot.state)
+    def restore(self, snapshot: Snapshot, decoded: ClusterState | None = None) -> None:
+        """Replace the copy with `snapshot`; `decoded` is its state when the caller decoded it
+        already (off its event loop: a whole state takes long to decode)."""
+        state = decoded if decoded is not None else ClusterState.from_msgpack(snapshot.state)
         if state.applied != snapshot.applied:
             raise FeedError(
                 f"snapshot says {snapshot.applied} commands but holds a state of {state.applied}"

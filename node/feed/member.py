@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from consensus.feed_state import FeedState
 from consensus.feed_wire import Beat, Entries, FeedDecoder, FeedError, Snapshot
+from consensus.model import Node
 from consensus.nodes import nodes
 from consensus.raft import NoQuorum, RaftStatus, SyncProgress
+from consensus.state import ClusterState
 from consensus.store import StateVersion
 from node.client import ApiError, ShoalClient, Unreachable
 from node.feed.serve import BEAT_EVERY, FEED_PATH, READ_INDEX_PATH
@@ -68,8 +70,9 @@ class FeedMember:
         # Failures since a voter last sent a frame, and the voter that failed last.
         self._failures = 0
         self._failed: str | None = None
-        # The Raft address of each voter's API address, as the copy names them.
+        # The Raft address of each voter's API address, as the copy's node table names them.
         self._raft_of: dict[str, str] = {}
+        self._nodes_seen: Mapping[str, Node] | None = None
         # Voters' API addresses a member told this node, while its copy names none.
         self._discovered: list[str] = []
         self._task = asyncio.ensure_future(self._run())
@@ -127,11 +130,15 @@ class FeedMember:
         """The voters' API addresses in this node's order: those the copy calls voters, else
         those of the voters it was started with, else the remembered ones."""
         with self._copy.version as state:
-            everyone = nodes(state).values()
+            table = nodes(state)
+        # Asked on every linearizable read: the node table is walked only when it changed (a
+        # version shares an unchanged table with the one before).
+        if table is not self._nodes_seen:
+            self._nodes_seen = table
             wanted = set(self._voters)
-            voters = [n for n in everyone if n.role == "voter"]
-            voters = voters or [n for n in everyone if n.raft_address in wanted]
-        self._raft_of = {n.api_address: n.raft_address for n in voters}
+            voters = [n for n in table.values() if n.role == "voter"]
+            voters = voters or [n for n in table.values() if n.raft_address in wanted]
+            self._raft_of = {n.api_address: n.raft_address for n in voters}
         apis = list(self._raft_of)
         return voter_order(self._node_id, apis or self._discovered or self._remembered())
 
@@ -194,10 +201,13 @@ class FeedMember:
                         self._following = api
                         log.info("feed: following %s from index %d", api, self._copy.applied)
                     self._failures = 0
-                    self._on_frame(frame)
+                    decoded = None
+                    if isinstance(frame, Snapshot):  # a whole state: decoded off the loop
+                        decoded = await asyncio.to_thread(ClusterState.from_msgpack, frame.state)
+                    self._on_frame(frame, decoded)
                 await asyncio.sleep(0)  # a long catch-up must not hold the event loop
 
-    def _on_frame(self, frame: Beat | Snapshot | Entries) -> None:
+    def _on_frame(self, frame: Beat | Snapshot | Entries, decoded: ClusterState | None) -> None:
         if isinstance(frame, Beat):
             changed = (frame.leader, frame.term) != (self._leader, self._term)
             self._leader, self._term = frame.leader, frame.term
@@ -205,7 +215,7 @@ class FeedMember:
             if self._target is None:
                 self._target = frame.applied
         elif isinstance(frame, Snapshot):
-            self._copy.restore(frame)
+            self._copy.restore(frame, decoded)
             FEED_COUNTS.snapshots_restored += 1
             log.info("feed: restored a snapshot at index %d", frame.applied)
             changed = True
