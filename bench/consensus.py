@@ -5,7 +5,9 @@
 Prints, per run and as medians (with min-max): committed writes/s with N concurrent clients,
 p50/p99 latency of sequential writes at low load, p50/p99 of sequential linearizable reads
 sent to a follower (the default read: a read index confirmed by the leader), and leader
-failover time (kill -9 of the leader -> the next committed write through a survivor). Ends
+failover time (the leader paused by SIGSTOP, then killed by kill -9 -> the next committed
+write through a survivor: a paused leader holds its connections open, so that takes an
+election timeout; a dead one's close, and its followers elect at once). Ends
 with one `RESULT {json}` line. Every write is a label change acknowledged only after Raft
 committed it.
 """
@@ -13,13 +15,12 @@ committed it.
 from __future__ import annotations
 
 import functools
-import itertools
+import signal
 import tempfile
-import time
 
 import aiohttp
 
-from bench.load import figures_of_run, latency, run_control_plane, throughput
+from bench.load import figures_of_run, first_commit_after, latency, run_control_plane, throughput
 from node.devcluster.localcluster import LocalCluster, auth_for, ssl_for
 
 
@@ -47,22 +48,31 @@ async def _read_from(api: str, session: aiohttp.ClientSession, n: int) -> bool:
         return resp.status == 200
 
 
-async def failover(cluster: LocalCluster) -> float:
+async def failover(cluster: LocalCluster, how: str) -> float:
+    """The leader paused (SIGSTOP: its connections stay open, so the others must wait out an
+    election timeout; resumed once measured) or killed (kill -9: its connections close) ->
+    the first write a survivor commits."""
     leader = await cluster.leader_index()
     survivors = [cluster.nodes[i].api for i in range(3) if i != leader]
-    timeout = aiohttp.ClientTimeout(total=2)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        killed = time.monotonic()
-        cluster.nodes[leader].kill9()
-        for n in itertools.count():
-            try:
-                if await _write(session, survivors[n % 2], n):
-                    elapsed = time.monotonic() - killed
-                    break
-            except (TimeoutError, aiohttp.ClientError):
-                pass
-    cluster.nodes[leader].start()
-    return elapsed
+    node = cluster.nodes[leader]
+
+    def fault() -> None:
+        if how == "pause":
+            node.signal(signal.SIGSTOP)
+        else:
+            node.kill9()
+
+    async def write(session: aiohttp.ClientSession, n: int) -> bool:
+        return await _write(session, survivors[n % 2], n)
+
+    took = await first_commit_after(fault, write)
+    if how == "pause":
+        node.signal(signal.SIGCONT)
+        await cluster.wait_voters(3)
+        await cluster.leader_index()
+    else:
+        node.start()
+    return took
 
 
 async def one_run(clients: int, seconds: float, latency_count: int) -> dict:
@@ -81,10 +91,11 @@ async def one_run(clients: int, seconds: float, latency_count: int) -> dict:
             await latency(read, 50, "read")
             reads = await latency(read, latency_count, "read")
             rate = await throughput(write, clients, seconds)
-            failover_s = await failover(cluster)
+            paused_s = await failover(cluster, "pause")
+            killed_s = await failover(cluster, "kill")
         finally:
             cluster.stop()
-    return figures_of_run(samples, reads, rate, failover_s)
+    return figures_of_run(samples, reads, rate, paused_s, killed_s)
 
 
 def main() -> None:

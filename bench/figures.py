@@ -91,9 +91,13 @@ WHY = {
     "etcd-read": "a Shoal follower's read index is a barrier entry committed through the leader "
     "(a full log round, handed between the event loop and pysyncobj's Raft thread); etcd's "
     "ReadIndex asks the leader for its commit index with one heartbeat round, in Go",
-    "etcd-failover": "Shoal's election timeout (0.2-0.4 s) is shorter than etcd's (1 s), so "
-    "etcd wins only a run where Shoal's election went wrong: both survivors candidates of one "
-    "term (a split vote), or followers still busy with the load when the leader died",
+    "etcd-failover": "a killed Shoal leader's connections close and its followers elect at "
+    "once; etcd waits out its election timeout (1 s). etcd wins only a run where Shoal's "
+    "election went wrong: both survivors candidates of one term (a split vote), or followers "
+    "still busy with the load when the leader died",
+    "etcd-failover-paused": "a paused leader keeps its connections open, so both wait out an "
+    "election timeout: Shoal's (0.2-0.4 s) is shorter than etcd's (1 s); etcd wins only a run "
+    "where Shoal's election split or its followers were still busy with the load",
     "swarm-create": "Swarm's dispatcher lives inside dockerd and starts containers in-process; a "
     "Shoal agent drives the engine through the Docker SDK over its socket",
     "swarm-death": "Swarm declared the node down first on this run",
@@ -162,7 +166,17 @@ def comparisons(suite: dict) -> list[Comparison]:
         ),
         (
             "control plane",
-            "leader failover",
+            "leader failover, paused",
+            "s",
+            False,
+            "consensus",
+            "etcd",
+            ("paused_failover_s",),
+            "etcd-failover-paused",
+        ),
+        (
+            "control plane",
+            "leader failover, killed",
             "s",
             False,
             "consensus",

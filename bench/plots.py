@@ -49,17 +49,18 @@ def _save(fig, path: Path) -> Path:
 def control_plane(suite: dict, path: Path) -> Path | None:
     if not result(suite, "consensus"):
         return None
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.8))
     for ax, key, title, unit in zip(
         axes,
-        ("writes_per_s", "p50_ms", "read_p50_ms", "failover_s"),
+        ("writes_per_s", "p50_ms", "read_p50_ms", "paused_failover_s", "failover_s"),
         (
             "committed writes/s, 64 clients",
             "write latency p50",
             "linearizable follower read p50",
-            "leader failover",
+            "failover, leader paused",
+            "failover, leader killed",
         ),
-        ("writes/s", "ms", "ms", "s"),
+        ("writes/s", "ms", "ms", "s", "s"),
         strict=True,
     ):
         _bars(

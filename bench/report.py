@@ -100,6 +100,7 @@ def control_section(suite: dict) -> list[str]:
         ("p99_ms", "p99 ms (1 client)", 2),
         ("read_p50_ms", "linearizable follower read p50 ms (1 client)", 2),
         ("read_p99_ms", "linearizable follower read p99 ms (1 client)", 2),
+        ("paused_failover_s", "failover s (leader paused)", 2),
         ("failover_s", "failover s (kill -9 leader)", 2),
     )
     rows = [

@@ -9,6 +9,15 @@ only when a majority says yes. A voter says yes only when it has not heard from 
 for the minimum election timeout itself, and when the asker's log is at least as
 up to date as its own; a leader never does.
 
+A leader whose process ended (a crash, kill -9, a stop) closes its connections, and every
+voter sees its link to the leader go down at once: waiting out an election timeout then
+only delays the new leader. A voter whose link to the leader is down asks within a short
+random delay (`LINK_DOWN_DELAY` of the minimum timeout, spread so that two voters rarely ask
+at once), and a voter whose own link to the leader is down says yes without waiting. A
+voter whose link alone dropped (the leader lives, the others still reach it) is still told
+no by them, so it cannot depose a leader the others hear. A leader that is paused or cut off
+by the network keeps its connections open: that case still takes the election timeout.
+
 This module decides; consensus.raft carries the messages and holds pysyncobj's own election
 timer back until `on_tick` says ELECT.
 """
@@ -21,6 +30,11 @@ import random
 from dataclasses import dataclass, field
 
 from consensus.peer_message import PeerMessage
+
+# How soon, as a share of the minimum election timeout, a voter whose link to the leader went
+# down asks for pre-votes: spread over this window so that the first to ask is usually
+# granted before another asks.
+LINK_DOWN_DELAY = 0.25
 
 REQUEST = "shoal_pre_vote"
 RESPONSE = "shoal_pre_vote_response"
@@ -48,6 +62,8 @@ class PreVote:
     deadline: float | None = None
     round_term: int | None = None
     granted: set[str] = field(default_factory=set)
+    # Its link to the leader it last heard is down (a connection closed, not a silence).
+    leader_link_down: bool = False
 
     def _timeout(self) -> float:
         return self.rng.uniform(self.election_min, self.election_max)
@@ -56,6 +72,17 @@ class PreVote:
         self.heard_leader_at = now
         self.deadline = now + self._timeout()
         self.round_term = None
+        self.leader_link_down = False
+
+    def leader_link_lost(self, now: float) -> None:
+        """Called, on every tick while it lasts, when this voter's connection to the leader
+        it follows is down: ask soon instead of after a whole election timeout."""
+        if self.leader_link_down:
+            return
+        self.leader_link_down = True
+        soon = now + self.rng.uniform(0.0, LINK_DOWN_DELAY * self.election_min)
+        if self.round_term is None and (self.deadline is None or soon < self.deadline):
+            self.deadline = soon
 
     def on_tick(self, now: float, position: LogPosition, voters: int, self_id: str) -> Action:
         """Called often by a voter that is not the leader; `voters` counts it too."""
@@ -87,7 +114,9 @@ class PreVote:
         voter's own next round off by a new timeout, as a vote resets Raft's election timer:
         otherwise its timer, running out while the asker's election is under way, makes it a
         candidate of the same term, the vote splits and both wait a timeout more."""
-        if is_leader or now - self.heard_leader_at < self.election_min:
+        if is_leader:
+            return False
+        if not self.leader_link_down and now - self.heard_leader_at < self.election_min:
             return False
         if request.get("term", 0) <= mine.term:
             return False

@@ -18,6 +18,9 @@ The levels, and what each one added (commands are `[FORMAT, tag, version, ...]`,
      (consensus.raft.RaftTls). A node of this level dials TLS first and falls back to plain
      for a peer that refuses it, and accepts plain connections until it has seen every node
      of the cluster at this level; from then on only TLS (node.raft_gate).
+  4  ReadIndex's messages between voters (consensus.read_index): a linearizable read is
+     confirmed by one round of messages instead of a barrier entry, which a voter of level 3
+     would not answer.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 LOWEST = 1
-PROTOCOL = 3
+PROTOCOL = 4
 # The level that added each gated format.
 BATCH = 2
 GOSSIP_KEYRING = 3
 RAFT_TLS = 3
+READ_INDEX = 4
 
 
 def announced(value: Any) -> int:

@@ -46,6 +46,7 @@ from consensus.follower import Follower, StartFollower
 from consensus.nodes import NODES, may_speak_raft
 from consensus.prevote import LogPosition, PreVote
 from consensus.proposals import ProposalBatcher
+from consensus.read_rounds import RaftHooks, ReadRounds
 from consensus.state import ClusterState, PlainResult, Result
 from consensus.store import StateVersion, next_version, version_of
 from consensus.tls_socket import TlsSocket
@@ -523,9 +524,12 @@ def _log_position(syncobj: SyncObj) -> LogPosition:
     return LogPosition(syncobj.raftCurrentTerm, last[1], last[2])
 
 
-def _filter_messages(syncobj: SyncObj, prevote: PreVote | None) -> None:
+def _filter_messages(
+    syncobj: SyncObj, prevote: PreVote | None, rounds: ReadRounds | None = None
+) -> None:
     """Route the messages pysyncobj receives (on its thread) through `reconcile`, so that a
-    follower truncates its log only on a real conflict, and answer PreVote's own."""
+    follower truncates its log only on a real conflict, and answer PreVote's and
+    ReadIndex's own."""
     handle = getattr(syncobj, _ON_MESSAGE)
     journal = getattr(syncobj, _RAFT_LOG)
     transport = getattr(syncobj, _TRANSPORT)
@@ -558,23 +562,30 @@ def _filter_messages(syncobj: SyncObj, prevote: PreVote | None) -> None:
             if prevote is not None:
                 prevote.on_response(message, node.id, len(syncobj.otherNodes) + 1)
             return
+        elif rounds is not None and isinstance(kind, str) and rounds.on_message(node, message):
+            return
         handle(node, message)
 
     transport.setOnMessageReceivedCallback(filtered)
 
 
 def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
-    """Every tick of a voter: hold pysyncobj's own election timer back, ask for pre-votes
-    when PreVote's timer runs out, and release the election once a majority said yes."""
+    """Every tick of a voter: hold pysyncobj's own election timer back, tell PreVote when
+    the connection to the leader is down, ask for pre-votes when its timer runs out, and
+    release the election once a majority said yes."""
     if syncobj._isLeader() or syncobj.selfNode is None:
         prevote.heard_leader(time.monotonic())
         return
+    now = time.monotonic()
+    leader = syncobj._getLeader()
+    if leader is not None and not syncobj.isNodeConnected(leader):
+        prevote.leader_link_lost(now)
     position = _log_position(syncobj)
-    action = prevote.on_tick(
-        time.monotonic(), position, len(syncobj.otherNodes) + 1, syncobj.selfNode.id
-    )
+    action = prevote.on_tick(now, position, len(syncobj.otherNodes) + 1, syncobj.selfNode.id)
     if action is prevote_core.Action.ELECT:
         setattr(syncobj, _ELECTION_DEADLINE, 0)
+        # Elect on the next tick, not after the poller's whole wait.
+        getattr(syncobj, _PIPE_NOTIFIER).notify()
         return
     setattr(syncobj, _ELECTION_DEADLINE, time.monotonic() + _HELD_BACK)
     if action is prevote_core.Action.ASK:
@@ -582,6 +593,23 @@ def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
         transport = getattr(syncobj, _TRANSPORT)
         for node in syncobj.otherNodes:
             transport.send(node, request)
+
+
+def _read_rounds_of(syncobj: SyncObj) -> ReadRounds:
+    transport = getattr(syncobj, _TRANSPORT)
+
+    def committed_in_term() -> bool:
+        noop = getattr(syncobj, _NOOP_INDEX)
+        return noop is not None and syncobj.raftCommitIndex >= noop
+
+    hooks = RaftHooks(
+        send=transport.send,
+        notify=getattr(syncobj, _PIPE_NOTIFIER).notify,
+        is_leader=syncobj._isLeader,
+        leader=syncobj._getLeader,
+        committed_in_term=committed_in_term,
+    )
+    return ReadRounds(syncobj, hooks)
 
 
 class _Replica(SyncObjConsumer):
@@ -641,6 +669,10 @@ class _Replica(SyncObjConsumer):
         if self.version.applied != self.state.applied:
             self.version = next_version(self.version, self.state)
             self._on_change()
+        elif entry > self.published_entry:
+            # An entry of pysyncobj's own (an election's no-op, a voter change): nothing for
+            # readers to see, but a read that waits for this entry is told it has applied.
+            self._on_change()
         self.published_entry = entry
 
     @replicated
@@ -672,13 +704,16 @@ class RaftNode:
         tuning: RaftTuning = RaftTuning(),
         observe_apply: Callable[[float], None] = lambda seconds: None,
         may_batch: Callable[[], bool] = lambda: True,
+        may_read_index: Callable[[], bool] = lambda: True,
         tls: RaftTls | None = None,
         start_follower: StartFollower | None = None,
     ) -> None:
         """`observe_apply` is told how long each committed entry took to apply (on the Raft
         thread: it must be quick and thread-safe). `may_batch` says whether every node can
         apply a `batch` entry (consensus.protocol.BATCH): until then each proposal is an
-        `apply` entry of its own. With `tls`, connections run over mutual TLS and
+        `apply` entry of its own. `may_read_index` says whether every voter answers
+        ReadIndex's messages (consensus.protocol.READ_INDEX): until then a linearizable read
+        commits a barrier entry. With `tls`, connections run over mutual TLS and
         `password` keys only the plain ones `tls.plain` allows; without it, pysyncobj's own
         encryption under `password` (for replicas of one process, in tests), or none at all
         when it is None (to measure what encryption costs). With `start_follower`, a member
@@ -687,6 +722,8 @@ class RaftNode:
         self._dir = os.path.join(data_dir, "raft")
         self._observe_apply = observe_apply
         self._may_batch = may_batch
+        self._may_read_index = may_read_index
+        self._read_rounds: ReadRounds | None = None
         # Entries this node wrote holding several proposals.
         self.batched_entries = 0
         self.address = address
@@ -787,7 +824,13 @@ class RaftNode:
             )
         prevote = PreVote(t.election_min, t.election_max) if role == "voter" else None
         syncobj = self._syncobj
-        _filter_messages(syncobj, prevote)
+        rounds = None
+        if role == "voter":
+            rounds = self._read_rounds = _read_rounds_of(syncobj)
+            syncobj.addOnTickCallback(rounds.on_tick)
+        else:
+            self._read_rounds = None
+        _filter_messages(syncobj, prevote, rounds)
         if prevote is not None:
             syncobj.addOnTickCallback(lambda: _prevote_tick(syncobj, prevote))
         syncobj.addOnTickCallback(self._watch_leader)
@@ -907,11 +950,13 @@ class RaftNode:
 
     async def read_index(self, timeout: float = 5.0) -> int:
         """The ReadIndex of a linearizable read: the applied count of a state that holds every
-        write acknowledged before this call, confirmed by a barrier entry committed through
-        the leader after this call began (from a follower, pysyncobj forwards it and answers
-        once this node applied it). Concurrent readers share one barrier: a reader that
+        write acknowledged before this call. The leader confirms that it still led after
+        this call began, with one round of messages to a quorum (consensus.read_index), and
+        names its commit index; this node answers once it has applied that far. Until every
+        voter speaks ReadIndex (a rolling upgrade), a barrier entry committed through the
+        leader confirms it instead. Concurrent readers share one round: a reader that
         arrives while one is in flight waits for the next, which starts after it arrived.
-        A barrier lost to a change of leader is retried; raises NoQuorum if none commits
+        A round lost to a change of leader is retried; raises NoQuorum if none is confirmed
         within `timeout`."""
         if self._follower is not None:
             return await self._follower.read_index(timeout)
@@ -955,7 +1000,11 @@ class RaftNode:
             replica = self._replica
             if replica is None or self.leader() is None:
                 raise NotLeader("no leader known to confirm the read")
-            index = await self._call(lambda cb: replica.barrier(callback=cb), timeout)
+            rounds = self._read_rounds
+            if rounds is not None and self._serving is replica and self._may_read_index():
+                index = await self._confirmed_read(rounds, replica, timeout)
+            else:
+                index = await self._call(lambda cb: replica.barrier(callback=cb), timeout)
             waiting.set_result(index)
         except Exception as exc:  # every reader sharing this round learns why it failed
             waiting.set_exception(exc)
@@ -964,6 +1013,32 @@ class RaftNode:
             self._barrier_running = False
             if self._barrier_next is not None:
                 self._start_barrier(self._barrier_next, timeout)
+
+    async def _confirmed_read(self, rounds: ReadRounds, replica: _Replica, timeout: float) -> int:
+        """One ReadIndex round: the log index the leader confirmed, then the applied count
+        of this node's state once it has applied that entry."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int | None] = loop.create_future()
+
+        def settle(entry: int | None) -> None:  # runs on the Raft thread
+            with suppress(RuntimeError):  # the loop closed during shutdown
+                loop.call_soon_threadsafe(_settle_read, future, entry)
+
+        rounds.request(settle)
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                entry = await future
+        except TimeoutError:
+            raise NoQuorum("timed out") from None
+        if entry is None:
+            raise NotLeader("no leader confirmed the read")
+        seen = self.version
+        while replica.published_entry < entry:
+            if (remaining := deadline - loop.time()) <= 0:
+                raise NoQuorum("timed out applying up to the read index")
+            seen = await self.wait_changed(seen, timeout=remaining)
+        return replica.version.applied
 
     async def wait_applied(self, index: int, timeout: float) -> bool:
         """Wait until the served state has applied `index` commands; False on timeout."""
@@ -1177,6 +1252,11 @@ def _not_committed(timeout: float) -> NoQuorum:
         f"not committed within {timeout:g} s: the cluster has no quorum "
         f"or is overloaded; the outcome is unknown"
     )
+
+
+def _settle_read(future: asyncio.Future[int | None], entry: int | None) -> None:
+    if not future.done():
+        future.set_result(entry)
 
 
 def _settle(future: asyncio.Future[tuple[Any, int]], result: Any, error: int) -> None:

@@ -118,6 +118,7 @@ class ShoalNode:
             tls=RaftTls(lambda: self.tls_contexts.raft, self.raft_gate.plain),
             observe_apply=self.telemetry.raft_apply_seconds.observe,
             may_batch=lambda: self.levels.minimum >= protocol.BATCH,
+            may_read_index=lambda: self.levels.minimum >= protocol.READ_INDEX,
             tuning=RaftTuning(
                 compaction_min_entries=self.config.snapshot_entries,
                 compaction_min_time=self.config.snapshot_interval,

@@ -7,7 +7,7 @@ when missing) through its JSON gateway (`POST /v3/kv/put`, base64 key and a 100-
 with an aiohttp client: committed writes/s with N concurrent clients on the leader, p50/p99 of
 sequential writes at low load, p50/p99 of sequential reads of a written key sent to a follower
 (`POST /v3/kv/range` as etcd serves it by default: linearizable, not `serializable`), and
-leader failover (kill -9 of the leader -> the next write
+leader failover (the leader paused by SIGSTOP, then killed by kill -9 -> the next write
 committed through a survivor). etcd keeps its defaults (heartbeat 100 ms, election 1 s), as
 operators run it. Medians with min-max; ends with one `RESULT {json}` line.
 """
@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import itertools
+import os
+import signal
 import socket
 import tempfile
 import time
@@ -25,14 +26,18 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.load import figures_of_run, latency, run_control_plane, throughput
+from bench.load import (
+    WRITE_TIMEOUT,
+    figures_of_run,
+    first_commit_after,
+    latency,
+    run_control_plane,
+    throughput,
+)
 from bench.refs.support import Processes, ensure_debian
 
 HOST = "127.0.0.1"
 VALUE = base64.b64encode(b"v" * 100).decode()
-WRITE_TIMEOUT = aiohttp.ClientTimeout(total=2)
-ATTEMPT_EVERY = 0.05
-FAILOVER_LIMIT = 60.0
 
 
 def free_port() -> int:
@@ -136,41 +141,28 @@ async def range_read(url: str, session: aiohttp.ClientSession, n: int) -> bool:
         return resp.status == 200
 
 
-async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession) -> float:
-    """kill -9 of the leader -> the first write a survivor commits.
-
-    A write sent to a survivor that still follows the dead leader hangs until its timeout, so
-    attempts are staggered every ATTEMPT_EVERY seconds, alternating survivors, and the first
-    one to succeed ends the clock: the figure is never a multiple of the client's timeout.
-    """
+async def failover(cluster: EtcdCluster, session: aiohttp.ClientSession, how: str) -> float:
+    """The leader paused (SIGSTOP, resumed once measured) or killed (kill -9) -> the first
+    write a survivor commits."""
     leader = await cluster.leader_index(session)
     survivors = [cluster.client_url(i) for i in range(len(cluster.members)) if i != leader]
-    committed = asyncio.Event()
-    done_at: list[float] = []
+    member = cluster.members[leader]
 
-    async def attempt(n: int) -> None:
-        try:
-            if await put(session, survivors[n % len(survivors)], n) and not done_at:
-                done_at.append(time.monotonic())
-                committed.set()
-        except (TimeoutError, aiohttp.ClientError):
-            pass
+    def fault() -> None:
+        if how == "pause":
+            os.kill(member.pid, signal.SIGSTOP)
+        else:
+            member.kill()
+            member.wait()
 
-    killed = time.monotonic()
-    cluster.members[leader].kill()
-    cluster.members[leader].wait()
-    async with asyncio.TaskGroup() as group:
-        for n in itertools.count():
-            group.create_task(attempt(n))
-            try:
-                await asyncio.wait_for(committed.wait(), ATTEMPT_EVERY)
-                break
-            except TimeoutError:
-                if time.monotonic() - killed > FAILOVER_LIMIT:
-                    raise RuntimeError(
-                        f"no write committed {FAILOVER_LIMIT:g} s after the kill"
-                    ) from None
-    return done_at[0] - killed
+    async def write(attempts: aiohttp.ClientSession, n: int) -> bool:
+        return await put(attempts, survivors[n % len(survivors)], n)
+
+    took = await first_commit_after(fault, write)
+    if how == "pause":
+        os.kill(member.pid, signal.SIGCONT)
+        await cluster.leader_index(session)  # every member agrees again, the resumed one too
+    return took
 
 
 async def one_run(clients: int, seconds: float, latency_count: int) -> dict[str, float]:
@@ -186,8 +178,9 @@ async def one_run(clients: int, seconds: float, latency_count: int) -> dict[str,
             await latency(read, 50, "read")
             reads = await latency(read, latency_count, "read")
             rate = await throughput(write, clients, seconds)
-            failover_s = await failover(cluster, session)
-    return figures_of_run(samples, reads, rate, failover_s)
+            paused_s = await failover(cluster, session, "pause")
+            killed_s = await failover(cluster, session, "kill")
+    return figures_of_run(samples, reads, rate, paused_s, killed_s)
 
 
 def main() -> None:

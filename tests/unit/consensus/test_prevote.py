@@ -7,9 +7,10 @@ import asyncio
 import random
 
 import consensus.raft as raft
-from consensus.prevote import Action, LogPosition, PreVote
-from consensus.raft import RaftNode
+from consensus.prevote import LINK_DOWN_DELAY, Action, LogPosition, PreVote
+from consensus.raft import RaftNode, RaftTuning
 from node.devcluster.localcluster import wait_for
+from tests.unit.consensus.test_raft_changes import free_port
 
 
 def _prevote() -> PreVote:
@@ -62,6 +63,24 @@ def test_a_voter_that_said_yes_waits_a_timeout_before_it_asks_itself():
     assert refusing.on_tick(10.81, mine, voters=3, self_id="b") is Action.ASK
 
 
+def test_a_voter_whose_link_to_the_leader_went_down_asks_at_once_and_is_granted_by_one_alike():
+    """A leader whose process ended closed every connection: no voter waits a timeout."""
+    asker, at = _prevote(), LogPosition(term=5, last_index=10, last_term=5)
+    asker.heard_leader(10.0)  # its own timer would run out at 10.4 at the earliest
+    asker.leader_link_lost(10.05)
+    soon = 10.05 + LINK_DOWN_DELAY * asker.election_min
+    assert asker.on_tick(soon, at, voters=3, self_id="a") is Action.ASK
+    asking = asker.request(at)
+
+    other = _prevote()
+    other.heard_leader(10.0)
+    assert not other.grants(soon, asking, at, is_leader=False)  # it still hears the leader
+    other.leader_link_lost(soon)
+    assert other.grants(soon, asking, at, is_leader=False)
+    other.heard_leader(soon + 0.01)  # a leader again: the link is up, the silence is short
+    assert not other.grants(soon + 0.02, asking, at, is_leader=False)
+
+
 def _cut(a: RaftNode, b: RaftNode) -> None:
     """Drop every Raft message between `a` and `b`, both ways."""
     for here, there in ((a, b), (b, a)):
@@ -91,3 +110,71 @@ async def test_a_voter_cut_off_from_the_leader_does_not_depose_it(three):
     await asyncio.sleep(4.0)  # five election timeouts
     assert first.is_leader() and first.status().term == term
     assert cut_off.status().term == term, "the cut-off voter raised its term"
+
+
+def _tuned_three(tmp_path) -> list[RaftNode]:
+    """Three voters whose election timeout (2-3 s) is far longer than the fast path."""
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    tuning = RaftTuning(election_min=2.0, election_max=3.0)
+    made = [
+        RaftNode(data_dir=str(tmp_path / f"n{i}"), address=a, password="t", tuning=tuning)
+        for i, a in enumerate(addresses)
+    ]
+    for node in made:
+        node.start("voter", addresses)
+    return made
+
+
+async def test_a_leader_that_stopped_is_replaced_before_an_election_timeout(tmp_path):
+    """Its connections closed with it: the others elect at once, not 2 s later."""
+    three = _tuned_three(tmp_path)
+    try:
+
+        async def leader() -> RaftNode | None:
+            return next((n for n in three if n.is_leader() and n.status().leader), None)
+
+        first = await wait_for(leader, timeout=20, what="a leader")
+        await asyncio.sleep(0.5)  # both others follow it
+        term = first.status().term
+        first.stop()
+        stopped = asyncio.get_running_loop().time()
+        survivors = [n for n in three if n is not first]
+
+        async def successor() -> RaftNode | None:
+            return next((n for n in survivors if n.is_leader()), None)
+
+        await wait_for(successor, timeout=20, what="a new leader")
+        took = asyncio.get_running_loop().time() - stopped
+        assert took < 2.0, f"a new leader took {took:.2f} s: the election timeout, not the link"
+        assert all(n.status().term > term for n in survivors)
+    finally:
+        for node in three:
+            node.stop()
+
+
+async def test_a_voter_whose_link_alone_drops_does_not_depose_the_leader(tmp_path):
+    """Its connection to the leader is closed again and again, and it hears nothing from it;
+    the third voter still hears the leader and says no."""
+    three = _tuned_three(tmp_path)
+    try:
+
+        async def leader() -> RaftNode | None:
+            return next((n for n in three if n.is_leader() and n.status().leader), None)
+
+        first = await wait_for(leader, timeout=20, what="a leader")
+        await asyncio.sleep(0.5)
+        term = first.status().term
+        cut_off = next(n for n in three if n is not first)
+        _cut(first, cut_off)
+        for _ in range(25):  # 5 s: two election timeouts at least
+            for here, there in ((cut_off, first), (first, cut_off)):
+                connections = getattr(here._syncobj, raft._TRANSPORT)._connections
+                for node, connection in list(connections.items()):
+                    if node.id == there.address:
+                        connection.disconnect()
+            await asyncio.sleep(0.2)
+        assert first.is_leader() and first.status().term == term
+        assert cut_off.status().term == term, "the voter whose link dropped raised its term"
+    finally:
+        for node in three:
+            node.stop()

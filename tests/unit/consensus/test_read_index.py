@@ -1,0 +1,93 @@
+"""ReadIndex: a linearizable read is confirmed by a quorum of voters answering in the
+leader's term after the read began, and writes no log entry."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from consensus.raft import NoQuorum, RaftNode
+from consensus.read_index import ReadConfirmer
+from node.devcluster.localcluster import wait_for
+from tests.unit.consensus.test_prevote import _cut
+from tests.unit.node.test_consistency import _register
+
+THREE = frozenset({"a", "b", "c"})
+FIVE = frozenset({"a", "b", "c", "d", "e"})
+
+
+def test_with_three_voters_a_followers_request_is_the_confirmation_it_needs():
+    confirmer = ReadConfirmer("a")
+    confirmed = confirmer.ask("b", 7, THREE)
+    assert [(r.reader, r.number) for r in confirmed] == [("b", 7)]
+    assert confirmer.wants_round(0.0) is None, "no ping round needed"
+
+
+def test_a_read_on_the_leader_waits_for_a_pong_of_a_round_sent_after_it():
+    confirmer = ReadConfirmer("a")
+    assert confirmer.ask(None, 1, THREE) == []
+    first = confirmer.wants_round(0.0)
+    assert first == 1
+    assert confirmer.ask(None, 2, THREE) == []  # arrived after round 1 went out
+    done = confirmer.pong("b", first, THREE)
+    assert [r.number for r in done] == [1], "round 1's pong says nothing of read 2"
+    second = confirmer.wants_round(0.001)
+    assert second == 2
+    assert [r.number for r in confirmer.pong("c", second, THREE)] == [2]
+    assert confirmer.pending == []
+
+
+def test_only_voters_count_and_five_voters_need_three():
+    confirmer = ReadConfirmer("a")
+    assert confirmer.ask("b", 1, FIVE) == []  # the leader and the asker: two of five
+    assert confirmer.ask("x", 2, FIVE) == []  # not a voter: only the leader counts
+    round_ = confirmer.wants_round(0.0)
+    assert round_ is not None
+    assert confirmer.pong("x", round_, FIVE) == []  # a non-voter's pong counts for nothing
+    assert [r.number for r in confirmer.pong("c", round_, FIVE)] == [1]
+    assert [r.number for r in confirmer.pong("d", round_, FIVE)] == [2]
+
+
+def test_a_round_is_pinged_again_while_reads_wait_and_dropped_with_leadership():
+    confirmer = ReadConfirmer("a", repeat_after=0.05)
+    confirmer.ask(None, 1, THREE)
+    assert confirmer.wants_round(10.0) == 1
+    assert confirmer.wants_round(10.01) is None  # sent a moment ago
+    assert confirmer.wants_round(10.06) == 2  # its pongs may be lost with a connection
+    assert [r.number for r in confirmer.drop()] == [1]
+    assert confirmer.wants_round(11.0) is None
+
+
+async def _leader(three: list[RaftNode]) -> RaftNode:
+    async def found() -> RaftNode | None:
+        return next((n for n in three if n.is_leader() and n.status().leader), None)
+
+    leader = await wait_for(found, timeout=20, what="a leader")
+    await asyncio.sleep(0.3)  # both others follow it and have applied its no-op
+    return leader
+
+
+async def test_a_follower_reads_what_the_leader_committed_without_an_entry(three):
+    leader = await _leader(three)
+    follower = next(n for n in three if n is not leader)
+    for i in range(5):
+        await _register(leader, i)
+        committed = leader.status().commit_index
+        asked = follower._read_rounds.asked
+        index = await follower.read_index(timeout=5)
+        assert index == leader.applied() == i + 1, "the read holds the write before it"
+        assert follower.applied() >= index
+        assert follower._read_rounds.asked == asked + 1
+        assert leader.status().commit_index == committed, "a read writes no entry"
+
+
+async def test_a_leader_cut_off_from_every_voter_confirms_no_read(three):
+    leader = await _leader(three)
+    await _register(leader, 1)
+    assert await leader.read_index(timeout=5) == 1  # confirmed while it reaches them
+    for other in three:
+        if other is not leader:
+            _cut(leader, other)
+    with pytest.raises(NoQuorum):
+        await leader.read_index(timeout=1.0)
