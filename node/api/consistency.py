@@ -1,8 +1,8 @@
 """Every read of the replicated state is linearizable unless the caller asks for less.
 
-Before a GET handler runs, the node obtains a read index (`RaftNode.read_index`: a barrier
-committed through the leader after the request arrived) and waits until its own replica has
-applied it, so a read on any node sees every write acknowledged before the read began.
+Before a GET handler runs, the node obtains a read index (`RaftNode.read_index`: the
+leader's commit index, confirmed by a quorum after the request arrived) and waits until its
+own replica has applied it, so a read on any node sees every write acknowledged before the read began.
 `?stale=1` skips that and reads this node's copy as it is. `?index=N` makes a blocking query:
 the answer waits (up to `?wait=`, default 5 minutes) until the state has applied more than N
 commands. Every answer says at what state it was served (`X-Shoal-Index`, the applied count
@@ -45,7 +45,7 @@ LOCAL_VIEWS = frozenset(
 )
 _SERVED_AT = web.RequestKey("shoal_served_at", int)
 # A read index the request obtained after it arrived (to confirm a scoped token): as good as
-# the one this middleware would obtain, so a read does not wait for a second barrier.
+# the one this middleware would obtain, so a read does not wait for a second one.
 CONFIRMED_INDEX = web.RequestKey("shoal_confirmed_index", int)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}

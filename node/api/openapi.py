@@ -135,7 +135,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         answer="binary",
     ),
     ("GET", "/v1/internal/read-index"): Operation(
-        "A read index for a member's linearizable read (a barrier through the leader)",
+        "A read index for a member's linearizable read (confirmed by the leader)",
         "internal",
     ),
     ("GET", "/v1/services"): Operation("Every service with its replicas and rollout", _SERVICE),

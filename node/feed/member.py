@@ -4,7 +4,7 @@ machine (consensus.feed_state), in place of a Raft replica (consensus.follower).
 The voter is chosen by rendezvous hash of this node's id, so members spread over the voters
 and each returns to the same one; on a failure the member moves to the next in its order and
 resumes from the index it has applied. Stale reads are served from the local copy; a
-linearizable read asks a voter for a read index (a barrier through the leader) and waits
+linearizable read asks a voter for a read index (confirmed by the leader) and waits
 until the feed has applied it.
 """
 
