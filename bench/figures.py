@@ -88,9 +88,9 @@ WHY = {
     "under one Python interpreter lock",
     "etcd-latency": "each Shoal write is an HTTP handler, a msgpack command and a pysyncobj round "
     "on Python threads handing results back to the event loop; etcd's path is Go",
-    "etcd-read": "a Shoal follower's read index is a barrier entry committed through the leader "
-    "(a full log round, handed between the event loop and pysyncobj's Raft thread); etcd's "
-    "ReadIndex asks the leader for its commit index with one heartbeat round, in Go",
+    "etcd-read": "a Shoal follower's read index is asked of the leader and answered on "
+    "pysyncobj's Raft thread of both nodes (no log entry, no disk), each crossing to and from "
+    "its event loop under one interpreter lock; etcd's ReadIndex is the same round, in Go",
     "etcd-failover": "a killed Shoal leader's connections close and its followers elect at "
     "once; etcd waits out its election timeout (1 s). etcd wins only a run where Shoal's "
     "election went wrong: both survivors candidates of one term (a split vote), or followers "

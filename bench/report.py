@@ -113,7 +113,9 @@ def control_section(suite: dict) -> list[str]:
         "3 voters on loopback each; the same aiohttp client and concurrency (Shoal: `PATCH "
         "/v1/nodes/n1` label writes; etcd: `POST /v3/kv/put`, base64 key, 100-byte value). "
         "Reads go to a follower as each serves them by default, linearizable (Shoal: `GET "
-        "/v1/nodes/n1`; etcd: `POST /v3/kv/range`). Failover: kill -9 of the leader until a survivor commits a write.",
+        "/v1/nodes/n1`; etcd: `POST /v3/kv/range`). Failover: the leader paused (SIGSTOP; it "
+        "keeps its connections open), then killed (kill -9; they close), until a survivor "
+        "commits a write.",
         "",
         *table(["figure", "Shoal", "etcd 3.4"], rows),
     ]
