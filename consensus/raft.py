@@ -750,9 +750,9 @@ class RaftNode:
         # a leader announced. A role change keeps it: reads stay on the old replica meanwhile.
         self._caught_up = False
         self._catch_up_target: int | None = None
-        # Read barriers: at most one in flight; readers that arrive meanwhile share the next.
-        self._barrier_running = False
-        self._barrier_next: asyncio.Future[int] | None = None
+        # Read rounds: at most one in flight; readers that arrive meanwhile share the next.
+        self._read_round_running = False
+        self._read_round_next: asyncio.Future[int] | None = None
         self._last_leader: Any = None
         self.durable: DurableLog | None = None
         self._proposals = ProposalBatcher(self._commit_batch)
@@ -966,36 +966,36 @@ class RaftNode:
         while (remaining := deadline - loop.time()) > 0:
             seen = self.version
             try:
-                return await self._shared_barrier(remaining)
+                return await self._shared_read_round(remaining)
             except NoQuorum:
                 break
             except ProposeError as exc:  # a read changes nothing: any failure may be retried
                 last = str(exc)
             await self.wait_changed(seen, timeout=max(0.0, min(0.25, deadline - loop.time())))
         raise NoQuorum(
-            f"no read barrier committed within {timeout:g} s ({last}): the "
+            f"no read index confirmed within {timeout:g} s ({last}): the "
             f"cluster has no quorum or this node cannot reach the leader"
         )
 
-    async def _shared_barrier(self, timeout: float) -> int:
-        waiting = self._barrier_next
+    async def _shared_read_round(self, timeout: float) -> int:
+        waiting = self._read_round_next
         if waiting is None:
-            waiting = self._barrier_next = asyncio.get_running_loop().create_future()
-            if not self._barrier_running:
-                self._start_barrier(waiting, timeout)
+            waiting = self._read_round_next = asyncio.get_running_loop().create_future()
+            if not self._read_round_running:
+                self._start_read_round(waiting, timeout)
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(waiting)
         except TimeoutError:
             raise NoQuorum("timed out") from None
 
-    def _start_barrier(self, waiting: asyncio.Future[int], timeout: float) -> None:
+    def _start_read_round(self, waiting: asyncio.Future[int], timeout: float) -> None:
         """Run the round `waiting` stands for; readers that arrive meanwhile share the next."""
-        self._barrier_next = None
-        self._barrier_running = True
-        asyncio.ensure_future(self._barrier_round(waiting, timeout))
+        self._read_round_next = None
+        self._read_round_running = True
+        asyncio.ensure_future(self._read_round(waiting, timeout))
 
-    async def _barrier_round(self, waiting: asyncio.Future[int], timeout: float) -> None:
+    async def _read_round(self, waiting: asyncio.Future[int], timeout: float) -> None:
         try:
             replica = self._replica
             if replica is None or self.leader() is None:
@@ -1010,9 +1010,9 @@ class RaftNode:
             waiting.set_exception(exc)
             waiting.exception()  # retrieved: readers that timed out no longer await it
         finally:
-            self._barrier_running = False
-            if self._barrier_next is not None:
-                self._start_barrier(self._barrier_next, timeout)
+            self._read_round_running = False
+            if self._read_round_next is not None:
+                self._start_read_round(self._read_round_next, timeout)
 
     async def _confirmed_read(self, rounds: ReadRounds, replica: _Replica, timeout: float) -> int:
         """One ReadIndex round: the log index the leader confirmed, then the applied count

@@ -1,4 +1,4 @@
-"""The read middleware on a real single-voter Raft: a read waits for a committed barrier,
+"""The read middleware on a real single-voter Raft: a read waits for a confirmed read index,
 concurrent readers share one, every answer carries the index and known-leader headers,
 `?index=N` blocks until the state passes N, and bad parameters are a 400 naming the field."""
 
