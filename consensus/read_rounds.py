@@ -67,8 +67,10 @@ class ReadRounds:
         self._readers: dict[str, Any] = {}
         # Confirmed reads waiting for the leader's first commit in its term.
         self._confirmed: list[core.PendingRead] = []
-        # This follower's reads sent to the leader: number -> (settle, sent at).
-        self._outstanding: dict[int, tuple[Settle, float]] = {}
+        # This follower's reads sent to the leader: number -> (settle, sent at, the leader's
+        # id). Only that node's answer settles one: any certified peer can send this node a
+        # message, and a forged index would make a read stale.
+        self._outstanding: dict[int, tuple[Settle, float, str]] = {}
         # Reads this node's readers asked for (a round each; concurrent readers share one).
         self.asked = 0
 
@@ -119,7 +121,7 @@ class ReadRounds:
             if leader is None or not so.isNodeConnected(leader):
                 settle(None)
                 continue
-            self._outstanding[number] = (settle, now)
+            self._outstanding[number] = (settle, now, leader.id)
             self._send(leader, {"type": core.REQUEST, "id": number, "term": so.raftCurrentTerm})
         if confirmer is not None:
             round_ = confirmer.wants_round(now)
@@ -170,8 +172,11 @@ class ReadRounds:
             return True
         if kind == core.ANSWER:
             number = message.get("id")
-            waiting = self._outstanding.pop(number, None) if type(number) is int else None
-            if waiting is not None:
+            if type(number) is not int:
+                return True
+            waiting = self._outstanding.get(number)
+            if waiting is not None and waiting[2] == node.id:
+                del self._outstanding[number]
                 index = message.get("index")
                 waiting[0](index if type(index) is int else None)
             return True
@@ -199,7 +204,7 @@ class ReadRounds:
                 self._send(node, {"type": core.ANSWER, "id": read.number, "index": index})
 
     def _give_up_outstanding(self, expired: Callable[[float], bool]) -> None:
-        for number, (settle, sent) in list(self._outstanding.items()):
+        for number, (settle, sent, _leader) in list(self._outstanding.items()):
             if expired(sent):
                 del self._outstanding[number]
                 settle(None)

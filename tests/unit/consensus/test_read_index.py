@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 
+import consensus.raft as raft
 from consensus.raft import NoQuorum, RaftNode
-from consensus.read_index import ReadConfirmer
+from consensus.read_index import ANSWER, ReadConfirmer
 from node.devcluster.localcluster import wait_for
 from tests.unit.consensus.test_prevote import _cut
 from tests.unit.node.test_consistency import _register
@@ -91,3 +92,24 @@ async def test_a_leader_cut_off_from_every_voter_confirms_no_read(three):
             _cut(leader, other)
     with pytest.raises(NoQuorum):
         await leader.read_index(timeout=1.0)
+
+
+async def test_only_the_leader_asked_can_answer_a_followers_read(three):
+    """Any certified peer can send a node a message: an answer from another node, naming
+    any index, settles nothing (a forged index would make the read stale)."""
+    leader = await _leader(three)
+    follower, other = (n for n in three if n is not leader)
+    _cut(follower, leader)  # its request never reaches the leader
+    asked = follower._read_rounds.asked
+    read = asyncio.ensure_future(follower.read_index(timeout=1.5))
+
+    async def sent() -> bool:
+        return follower._read_rounds.asked > asked
+
+    await wait_for(sent, timeout=5, what="the follower's request")
+    transport = getattr(other._syncobj, raft._TRANSPORT)
+    target = next(n for n in other._syncobj.otherNodes if n.id == follower.address)
+    for number in range(asked + 1, follower._read_rounds.asked + 1):
+        transport.send(target, {"type": ANSWER, "id": number, "index": 0})
+    with pytest.raises(NoQuorum):
+        await read
