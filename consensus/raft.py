@@ -232,6 +232,9 @@ class RaftPortDrops:
     oversized: int = 0
     malformed: int = 0
     refused: int = 0
+    # Messages, not connections: one only a voter may send, from a peer that is not one, or
+    # a second vote from one voter in a term (_filter_messages).
+    not_a_voter: int = 0
 
 
 RAFT_PORT_DROPS = RaftPortDrops()
@@ -524,21 +527,52 @@ def _log_position(syncobj: SyncObj) -> LogPosition:
     return LogPosition(syncobj.raftCurrentTerm, last[1], last[2])
 
 
+# pysyncobj messages only a voter sends: a vote asked or given, the leader's entries, the
+# leader's answer to a forwarded command. pysyncobj takes them from any connection, a
+# read-only one included, and counts every `response_vote` it gets, the same voter's twice
+# too: any node with a certificate of the cluster could have raised a voter's term at will,
+# sent it entries as a leader, or made a candidate leader with votes of its own making.
+_VOTERS_ONLY = frozenset(
+    {"request_vote", "response_vote", "append_entries", "apply_command_response"}
+)
+
+
 def _filter_messages(
-    syncobj: SyncObj, prevote: PreVote | None, rounds: ReadRounds | None = None
+    syncobj: SyncObj,
+    prevote: PreVote | None,
+    rounds: ReadRounds | None = None,
+    writes_from_voters_only: Callable[[], bool] = lambda: True,
 ) -> None:
     """Route the messages pysyncobj receives (on its thread) through `reconcile`, so that a
-    follower truncates its log only on a real conflict, and answer PreVote's and
-    ReadIndex's own."""
+    follower truncates its log only on a real conflict; answer PreVote's and ReadIndex's
+    own; and drop what only a voter may send when another peer sends it (_VOTERS_ONLY),
+    a second vote from one voter in a term, and, once `writes_from_voters_only()`, a
+    command forwarded by a peer that is no voter (a read-only replica of the release before
+    forwards its read barriers; no node of this release needs to)."""
     handle = getattr(syncobj, _ON_MESSAGE)
     journal = getattr(syncobj, _RAFT_LOG)
     transport = getattr(syncobj, _TRANSPORT)
+    votes_counted: dict[str, int] = {}  # voter id -> the last term its vote was counted in
 
     def term_at(index: int) -> int | None:
         return _term_at(journal, index)
 
+    def from_voter(node: Any) -> bool:
+        return any(other.id == node.id for other in syncobj.otherNodes)
+
     def filtered(node: Any, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
+        if kind in _VOTERS_ONLY or kind == "apply_command" or kind == prevote_core.RESPONSE:
+            voter = from_voter(node)
+            if not voter and (kind != "apply_command" or writes_from_voters_only()):
+                RAFT_PORT_DROPS.not_a_voter += 1
+                return
+            if kind == "response_vote":
+                term = message.get("term")
+                if votes_counted.get(node.id) == term:
+                    RAFT_PORT_DROPS.not_a_voter += 1
+                    return
+                votes_counted[node.id] = term
         if kind == "append_entries":
             if prevote is not None and message.get("term", -1) >= syncobj.raftCurrentTerm:
                 prevote.heard_leader(time.monotonic())
@@ -830,7 +864,7 @@ class RaftNode:
             syncobj.addOnTickCallback(rounds.on_tick)
         else:
             self._read_rounds = None
-        _filter_messages(syncobj, prevote, rounds)
+        _filter_messages(syncobj, prevote, rounds, self._may_read_index)
         if prevote is not None:
             syncobj.addOnTickCallback(lambda: _prevote_tick(syncobj, prevote))
         syncobj.addOnTickCallback(self._watch_leader)

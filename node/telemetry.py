@@ -201,13 +201,16 @@ class _Levels:
             "certificate in time; oversized: a frame length above the bound; malformed: a "
             "frame not unpicklable, or on a plain connection not decrypted with the cluster "
             "key or replayed; refused: a certified peer claiming another node's Raft address or "
-            "sending a pysyncobj utility command)",
+            "sending a pysyncobj utility command; not_a_voter: a message, not a connection: one "
+            "only a voter may send from a peer that is not one, or a voter's second vote in a "
+            "term)",
             labels=["reason"],
         )
         dropped.add_metric(["handshake"], RAFT_PORT_DROPS.handshake)
         dropped.add_metric(["oversized"], RAFT_PORT_DROPS.oversized)
         dropped.add_metric(["malformed"], RAFT_PORT_DROPS.malformed)
         dropped.add_metric(["refused"], RAFT_PORT_DROPS.refused)
+        dropped.add_metric(["not_a_voter"], RAFT_PORT_DROPS.not_a_voter)
         yield dropped
         yield from _feed()
         yield CounterMetricFamily(
