@@ -39,6 +39,17 @@ def _bars(
         ax.set_yscale("log")
 
 
+def _log_axes(panels: tuple, xlabel: str, logy: bool = False) -> None:
+    """Title and label each (axis, title, unit) panel of a curve over sizes on a log x axis."""
+    for ax, title, unit in panels:
+        ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -141,15 +152,13 @@ def gossip(suite: dict, path: Path) -> Path | None:
     traffic.plot(
         xs, [data["sizes"][n]["quiet_bytes_per_node_s"] for n in sizes], marker="o", label="quiet"
     )
-    for ax, title, unit in (
+    panels = (
         (times, "gossip: detection and dissemination", "s (simulated)"),
         (traffic, "gossip: traffic per node", "bytes/s"),
-    ):
-        ax.set_xscale("log")
-        ax.set_xlabel("nodes")
-        ax.set_ylabel(unit)
-        ax.set_title(title)
-        ax.legend()
+    )
+    _log_axes(panels, "nodes")
+    times.legend()
+    traffic.legend()
     return _save(fig, path)
 
 
@@ -175,15 +184,11 @@ def scale_curve(suite: dict, path: Path) -> Path | None:
     )
     sched.plot(xs, [r["schedule_cpu_s"]["median"] for r in rows], marker="o", label="CPU time")
     snap.plot(xs, [r["snapshot_bytes"] / 1e6 for r in rows], marker="o")
-    for ax, title, unit in (
+    panels = (
         (sched, f"placing every task ({data['nodes']} nodes)", "s"),
         (snap, "Raft snapshot (msgpack of the state)", "MB"),
-    ):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("tasks")
-        ax.set_ylabel(unit)
-        ax.set_title(title)
+    )
+    _log_axes(panels, "tasks", logy=True)
     sched.legend()
     return _save(fig, path)
 
@@ -201,15 +206,12 @@ def members_scale(suite: dict, path: Path) -> Path | None:
     for key, label in (("applied_99pct_ms", "99 %"), ("applied_100pct_ms", "100 %")):
         shown = [(x, r[key]) for x, r in zip(xs, rows, strict=True) if r[key] is not None]
         applied.plot([x for x, _ in shown], [v for _, v in shown], marker="o", label=label)
-    for ax, title, unit in (
+    panels = (
         (cpu, "leader CPU, idle (3 voters)", "% of a core"),
         (writes, "sequential write latency", "ms"),
         (applied, "a commit applied on members", "ms"),
-    ):
-        ax.set_xscale("log")
-        ax.set_xlabel("members following the feed")
-        ax.set_ylabel(unit)
-        ax.set_title(title)
+    )
+    _log_axes(panels, "members following the feed")
     cpu.set_ylim(bottom=0)
     writes.legend()
     applied.legend()

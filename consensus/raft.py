@@ -621,7 +621,7 @@ def _prevote_tick(syncobj: SyncObj, prevote: PreVote) -> None:
         # Elect on the next tick, not after the poller's whole wait.
         getattr(syncobj, _PIPE_NOTIFIER).notify()
         return
-    setattr(syncobj, _ELECTION_DEADLINE, time.monotonic() + _HELD_BACK)
+    setattr(syncobj, _ELECTION_DEADLINE, now + _HELD_BACK)
     if action is prevote_core.Action.ASK:
         request = prevote.request(position)
         transport = getattr(syncobj, _TRANSPORT)
@@ -1067,19 +1067,23 @@ class RaftNode:
             raise NoQuorum("timed out") from None
         if entry is None:
             raise NotLeader("no leader confirmed the read")
-        seen = self.version
-        while replica.published_entry < entry:
-            if (remaining := deadline - loop.time()) <= 0:
-                raise NoQuorum("timed out applying up to the read index")
-            seen = await self.wait_changed(seen, timeout=remaining)
+        applied = await self._wait_until(
+            lambda: replica.published_entry >= entry, deadline - loop.time()
+        )
+        if not applied:
+            raise NoQuorum("timed out applying up to the read index")
         return replica.version.applied
 
     async def wait_applied(self, index: int, timeout: float) -> bool:
         """Wait until the served state has applied `index` commands; False on timeout."""
+        return await self._wait_until(lambda: self.applied() >= index, timeout)
+
+    async def _wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait, change by change, until `done()`; False when `timeout` passed first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         seen = self.version
-        while self.applied() < index:
+        while not done():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False

@@ -12,7 +12,6 @@ pysyncobj's thread, which alone sends on its transport.
 from __future__ import annotations
 
 import collections
-import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,7 +57,6 @@ class ReadRounds:
         self._leader = hooks.leader
         self._committed_in_term = hooks.committed_in_term
         self._inbox: collections.deque[Settle] = collections.deque()
-        self._numbers = itertools.count(1)
         self._confirmer: core.ReadConfirmer | None = None
         self._leader_term = -1  # the term `_confirmer` confirms reads in
         self._seen_term = -1  # the term of the last tick, for this follower's own reads
@@ -71,7 +69,8 @@ class ReadRounds:
         # id). Only that node's answer settles one: any certified peer can send this node a
         # message, and a forged index would make a read stale.
         self._outstanding: dict[int, tuple[Settle, float, str]] = {}
-        # Reads this node's readers asked for (a round each; concurrent readers share one).
+        # Reads this node's readers asked for (a round each; concurrent readers share one);
+        # the last one's number.
         self.asked = 0
 
     # -- the event loop's side ---------------------------------------------------------
@@ -111,8 +110,8 @@ class ReadRounds:
         self._seen_term = so.raftCurrentTerm
         while self._inbox:
             settle = self._inbox.popleft()
-            number = next(self._numbers)
             self.asked += 1
+            number = self.asked
             if confirmer is not None:
                 self._local[number] = settle
                 self._confirm(confirmer.ask(None, number, self._voters()))
