@@ -37,8 +37,10 @@ _END_OFFSET = struct.Struct("<I")
 _RECORD_SIZE = struct.Struct("<I")
 _RECORD_HEAD = struct.Struct("<QQ")
 REGULAR, NO_OP = 0, 1
-# pysyncobj numbers replicated methods by (version, consumer, name): `apply` is 0, `barrier` 1.
+# pysyncobj numbers replicated methods by (version, consumer, name): `apply` is 0, `barrier` 1,
+# `batch` 2 (several proposals in one entry, consensus.proposals).
 APPLY_METHOD_ID = 0
+BATCH_METHOD_ID = 2
 
 Entry = tuple[bytes, int, int]
 
@@ -125,20 +127,20 @@ def write_dump(path: str, state: bytes, voter: str) -> None:
     os.replace(tmp, path)
 
 
-def _applied_payload(command: bytes) -> bytes | None:
-    """The bytes of an `apply` call, None for anything else (no-ops, membership, barriers)."""
+def _applied_payloads(command: bytes) -> list[bytes]:
+    """The commands an entry applies: one for an `apply` call, each of a `batch` call's in
+    order, none for anything else (no-ops, membership, barriers)."""
     if not command or command[0] != REGULAR:
-        return None
+        return []
     call: Any = pysyncobj_pickle.loads(command[1:])
-    if (
-        isinstance(call, tuple)
-        and len(call) >= 2
-        and call[0] == APPLY_METHOD_ID
-        and len(call[1]) == 1
-        and isinstance(call[1][0], bytes)
-    ):
-        return call[1][0]
-    return None
+    if not (isinstance(call, tuple) and len(call) >= 2 and len(call[1]) == 1):
+        return []
+    argument = call[1][0]
+    if call[0] == APPLY_METHOD_ID and isinstance(argument, bytes):
+        return [argument]
+    if call[0] == BATCH_METHOD_ID and isinstance(argument, list):
+        return [c for c in argument if isinstance(c, bytes)]
+    return []
 
 
 def replay(raft_dir: str, role: str) -> ClusterState:
@@ -162,9 +164,9 @@ def replay(raft_dir: str, role: str) -> ClusterState:
         if idx <= after:
             continue
         try:
-            payload = _applied_payload(command)
+            payloads = _applied_payloads(command)
         except Exception as exc:
             raise RaftFileError(f"{journal}: entry {idx} does not decode ({exc})") from None
-        if payload is not None:
+        for payload in payloads:
             state.apply_bytes(payload)
     return state

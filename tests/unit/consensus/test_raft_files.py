@@ -6,6 +6,7 @@ is reported naming the file instead of read as an empty state."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -97,6 +98,23 @@ async def test_damage_is_reported_with_the_file(tmp_path):
         raft_files.read_journal(journal)
 
 
+async def test_replay_holds_every_write_of_a_batched_entry(tmp_path):
+    """Proposals that arrive together are one `batch` entry: an offline replay (as
+    --force-new-cluster makes) holds each of them, not only lone `apply` entries."""
+    raft = RaftNode(data_dir=str(tmp_path), address=f"127.0.0.1:{free_port()}", password="t")
+    raft.start("voter", [])
+    try:
+        await wait_for(lambda: _leads(raft), timeout=20, what="a leader")
+        await asyncio.gather(*(raft.propose(RegisterNode(_node(i))) for i in range(20)))
+        assert raft.batched_entries > 0, "no proposals were batched"
+        with raft.view() as state:
+            written = sorted(nodes(state))
+    finally:
+        raft.stop()
+    replayed = raft_files.replay(str(tmp_path / "raft"), "voter")
+    assert sorted(nodes(replayed)) == written
+
+
 def test_apply_is_method_zero_of_the_replica():
     """replay reads `apply` calls by pysyncobj's number for the method."""
     from pysyncobj import SyncObj, SyncObjConf
@@ -109,5 +127,6 @@ def test_apply_is_method_zero_of_the_replica():
     )
     try:
         assert syncobj._methodToID[(id(replica), "apply_v0")] == raft_files.APPLY_METHOD_ID
+        assert syncobj._methodToID[(id(replica), "batch_v0")] == raft_files.BATCH_METHOD_ID
     finally:
         syncobj.destroy()
