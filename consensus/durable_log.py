@@ -6,8 +6,11 @@ transport (handed over by consensus.raft, which owns every pysyncobj private nam
 
 - a follower fdatasyncs the entries it appended before it tells the leader it has them
   (the `next_node_idx` answer the leader counts toward commit);
-- a leader fdatasyncs its own entries when its commit index moves, before it applies them
-  (and so before any client is answered) and before any follower hears of the commit;
+- a leader fdatasyncs the entries it appended in a tick at the end of that tick,
+  after it sent them to the followers and before it waits for their answers: its own write
+  overlaps the round trip instead of following it (Raft's §10.2.1). Its commit index moving
+  syncs again anything still unsynced, so nothing is applied (and so no client answered)
+  and no follower hears of the commit before the leader's copy is on disk;
 - a vote or a new term is on disk before the vote or any message of that term leaves;
 - a snapshot file is on disk before the journal entries it replaces are dropped.
 

@@ -856,6 +856,9 @@ class RaftNode:
                 conf.fullDumpFile,
                 getattr(self._syncobj, _TRANSPORT),
             )
+            # Tick callbacks run after the tick's new entries were sent, before pysyncobj
+            # polls for the answers: the leader's own sync overlaps their round trip.
+            self._syncobj.addOnTickCallback(self.durable.sync)
         prevote = PreVote(t.election_min, t.election_max) if role == "voter" else None
         syncobj = self._syncobj
         rounds = None

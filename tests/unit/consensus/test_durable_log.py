@@ -60,6 +60,33 @@ async def test_a_write_is_on_disk_on_a_majority_before_it_is_acknowledged(three,
     assert leader.durable.syncs - syncs_before < WRITES
 
 
+async def test_the_leader_syncs_an_entry_before_any_follower_answers_for_it(three):
+    """The leader's own fdatasync overlaps the round trip: by the time a follower says it
+    holds an entry, the leader's copy is already on disk (before this, the leader synced only
+    once the answers had moved its commit index, a sync's time after the round trip)."""
+    leader = await _leader(three)
+    transport = getattr(leader._syncobj, raft_module._TRANSPORT)
+    received = transport._onMessageReceivedCallback
+    late: list[tuple[int, int]] = []
+    answers = 0
+
+    def watched(node, message):  # on the leader's Raft thread
+        nonlocal answers
+        if isinstance(message, dict) and message.get("type") == "next_node_idx":
+            acked = message["next_node_idx"] - 1
+            if acked > leader.durable.synced_index:
+                late.append((acked, leader.durable.synced_index))
+            answers += 1
+        received(node, message)
+
+    transport.setOnMessageReceivedCallback(watched)
+    for i in range(10):
+        await leader.propose(_record(i))
+    await asyncio.gather(*(leader.propose(_record(i)) for i in range(10, WRITES)))
+    assert answers >= 20
+    assert not late, f"followers answered for entries the leader had not synced: {late[:5]}"
+
+
 async def test_without_durability_nothing_is_synced(tmp_path):
     raft = RaftNode(
         data_dir=str(tmp_path),
