@@ -59,6 +59,7 @@ class ReadRounds:
         self._inbox: collections.deque[Settle] = collections.deque()
         self._confirmer: core.ReadConfirmer | None = None
         self._leader_term = -1  # the term `_confirmer` confirms reads in
+        self._last_round = 0  # the last ping round this replica sent, in any term
         self._seen_term = -1  # the term of the last tick, for this follower's own reads
         # This leader's readers by number; the followers whose reads it holds, by node id.
         self._local: dict[int, Settle] = {}
@@ -93,9 +94,10 @@ class ReadRounds:
         if self._confirmer is not None and (not leading or term != self._leader_term):
             self._answer(self._confirmer.drop() + self._confirmed, None)
             self._confirmed = []
+            self._last_round = self._confirmer.sent_round
             self._confirmer = None
         if leading and self._confirmer is None:
-            self._confirmer = core.ReadConfirmer(so.selfNode.id)
+            self._confirmer = core.ReadConfirmer(so.selfNode.id, sent_round=self._last_round)
             self._leader_term = term
         return self._confirmer
 
