@@ -10,7 +10,7 @@ import pytest
 
 import consensus.raft as raft
 from consensus.raft import NoQuorum, RaftNode
-from consensus.read_index import ANSWER, PING, ReadConfirmer
+from consensus.read_index import ANSWER, PING, REQUEST, ReadConfirmer
 from node.devcluster.localcluster import wait_for
 from tests.unit.consensus.test_prevote import _cut
 from tests.unit.node.test_consistency import _register
@@ -177,3 +177,28 @@ async def test_a_pong_to_a_ping_of_an_earlier_term_confirms_no_read(three):
     kept.release()  # `late` answers the pings of the earlier term now, in the new one
     with pytest.raises(NoQuorum):
         await read
+
+
+async def test_a_followers_read_lost_with_its_connection_is_asked_again(three):
+    """The connection to the leader closed with the request (or the answer) on it: the
+    follower asks again once it is back, instead of waiting out the read's whole timeout."""
+    leader = await _leader(three)
+    follower = next(n for n in three if n is not leader)
+    transport = getattr(leader._syncobj, raft._TRANSPORT)
+    receive = transport._onMessageReceivedCallback
+    lost: list[dict] = []
+
+    def losing(peer, message):  # on the leader's Raft thread
+        if not lost and isinstance(message, dict) and message.get("type") == REQUEST:
+            lost.append(message)
+            transport._connections[peer].disconnect()
+            return
+        receive(peer, message)
+
+    transport.setOnMessageReceivedCallback(losing)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await follower.read_index(timeout=5)
+    took = loop.time() - started
+    assert lost, "no request was lost"
+    assert took < 3.0, f"the read took {took:.1f} s: it waited for an answer that could not come"
