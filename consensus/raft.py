@@ -234,7 +234,7 @@ class RaftPortDrops:
     malformed: int = 0
     refused: int = 0
     # Messages, not connections: from a peer that is not a voter, anything but what
-    # `_non_voter_may_send`; a second vote from one voter in a term (_filter_messages).
+    # `_non_voter_may_send` allows; a second vote from one voter in a term (_filter_messages).
     not_a_voter: int = 0
 
 
@@ -562,7 +562,7 @@ def _filter_messages(
     """Route the messages pysyncobj receives (on its thread) through `reconcile`, so that a
     follower truncates its log only on a real conflict; answer PreVote's and ReadIndex's
     own; drop a second vote from one voter in a term, and from a peer that is no voter
-    everything but what `_non_voter_may_send` (its forwarded read barriers only until
+    everything but what `_non_voter_may_send` allows (its forwarded read barriers only until
     `writes_from_voters_only()`: no node of this release needs them)."""
     handle = getattr(syncobj, _ON_MESSAGE)
     journal = getattr(syncobj, _RAFT_LOG)
