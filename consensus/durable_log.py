@@ -12,7 +12,9 @@ transport (handed over by consensus.raft, which owns every pysyncobj private nam
   syncs again anything still unsynced, so nothing is applied (and so no client answered)
   and no follower hears of the commit before the leader's copy is on disk;
 - a vote or a new term is on disk before the vote or any message of that term leaves;
-- a snapshot file is on disk before the journal entries it replaces are dropped.
+- a snapshot file is on disk before the journal entries it replaces are dropped: the
+  leader's own (compaction) and one a follower received from the leader (pysyncobj clears
+  the journal for it, and the follower then acknowledges it and every entry after it).
 
 Group commit falls out of where the syncs sit: every entry appended since the last sync
 (all the writes proposed during one round trip on the leader, every entry of one
@@ -66,6 +68,7 @@ class DurableLog:
         self._wrap(journal, "add", self._after_write)
         self._wrap(journal, "deleteEntriesFrom", self._after_write)
         self._wrap(journal, "clear", self._after_write)
+        self._wrap(journal, "clear", self._sync_dump, before=True)
         self._wrap(journal, "setRaftCommitIndex", self.sync, before=True)
         self._wrap(journal, "deleteEntriesTo", self._before_compaction, before=True)
         self._wrap(journal, "setCurrentTerm", self._after_term)
@@ -106,11 +109,14 @@ class DurableLog:
             self.syncs += 1
             self.synced_index = last
 
-    def _before_compaction(self) -> None:
+    def _sync_dump(self) -> None:
         # The snapshot replaces the entries about to be dropped: it must be on disk first.
         if self._dump and os.path.exists(self._dump):
             _fsync_path(self._dump)
             _fsync_dir(self._dump)
+
+    def _before_compaction(self) -> None:
+        self._sync_dump()
         self.sync()
 
     def _after_term(self) -> None:

@@ -31,13 +31,14 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import pysyncobj.pickle as pysyncobj_pickle
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.encryptor import getEncryptor
 from pysyncobj.syncobj import _RAFT_STATE
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.transport import TCPTransport
 
-from consensus import codec, safe_pickle
+from consensus import codec, raft_files, safe_pickle
 from consensus import prevote as prevote_core
 from consensus.append_entries import reconcile
 from consensus.durable_log import DurableLog
@@ -232,8 +233,8 @@ class RaftPortDrops:
     oversized: int = 0
     malformed: int = 0
     refused: int = 0
-    # Messages, not connections: one only a voter may send, from a peer that is not one, or
-    # a second vote from one voter in a term (_filter_messages).
+    # Messages, not connections: from a peer that is not a voter, anything but what
+    # `_non_voter_may_send` allows; a second vote from one voter in a term (_filter_messages).
     not_a_voter: int = 0
 
 
@@ -527,14 +528,29 @@ def _log_position(syncobj: SyncObj) -> LogPosition:
     return LogPosition(syncobj.raftCurrentTerm, last[1], last[2])
 
 
-# pysyncobj messages only a voter sends: a vote asked or given, the leader's entries, the
-# leader's answer to a forwarded command. pysyncobj takes them from any connection, a
-# read-only one included, and counts every `response_vote` it gets, the same voter's twice
-# too: any node with a certificate of the cluster could have raised a voter's term at will,
-# sent it entries as a leader, or made a candidate leader with votes of its own making.
-_VOTERS_ONLY = frozenset(
-    {"request_vote", "response_vote", "append_entries", "apply_command_response"}
-)
+# pysyncobj takes every message from any connection, a read-only one included, and counts
+# every `response_vote` it gets, the same voter's twice too. So any node with a certificate of
+# the cluster could raise a voter's term, send it entries as a leader, make a candidate leader
+# with votes of its own making, have any command written (one no replica can apply halts
+# every replica, from its journal again after a restart; and the cluster's level, below which
+# forwarded commands were let through, is what each node announces), hold every voter's
+# election back with pre-votes, or make each of the leader's ticks raise before its
+# heartbeats went out with an answer that is no whole number.
+_READ_BARRIER = bytes([raft_files.REGULAR]) + pysyncobj_pickle.dumps(raft_files.BARRIER_METHOD_ID)
+
+
+def _non_voter_may_send(message: Any, barriers_allowed: bool) -> bool:
+    """A read-only replica's answer to the leader's entries, in whole numbers as pysyncobj
+    sends it, and, while `barriers_allowed`, the read barrier a read-only replica of the
+    release before forwards, exactly as pysyncobj encodes it."""
+    kind = message.get("type") if isinstance(message, dict) else None
+    if kind == "next_node_idx":
+        return (
+            type(message.get("next_node_idx")) is int
+            and type(message.get("reset")) is bool
+            and type(message.get("success")) is bool
+        )
+    return kind == "apply_command" and barriers_allowed and message.get("command") == _READ_BARRIER
 
 
 def _filter_messages(
@@ -545,10 +561,9 @@ def _filter_messages(
 ) -> None:
     """Route the messages pysyncobj receives (on its thread) through `reconcile`, so that a
     follower truncates its log only on a real conflict; answer PreVote's and ReadIndex's
-    own; and drop what only a voter may send when another peer sends it (_VOTERS_ONLY),
-    a second vote from one voter in a term, and, once `writes_from_voters_only()`, a
-    command forwarded by a peer that is no voter (a read-only replica of the release before
-    forwards its read barriers; no node of this release needs to)."""
+    own; drop a second vote from one voter in a term, and from a peer that is no voter
+    everything but what `_non_voter_may_send` allows (its forwarded read barriers only until
+    `writes_from_voters_only()`: no node of this release needs them)."""
     handle = getattr(syncobj, _ON_MESSAGE)
     journal = getattr(syncobj, _RAFT_LOG)
     transport = getattr(syncobj, _TRANSPORT)
@@ -562,17 +577,16 @@ def _filter_messages(
 
     def filtered(node: Any, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
-        if kind in _VOTERS_ONLY or kind == "apply_command" or kind == prevote_core.RESPONSE:
-            voter = from_voter(node)
-            if not voter and (kind != "apply_command" or writes_from_voters_only()):
+        if not from_voter(node):
+            if not _non_voter_may_send(message, not writes_from_voters_only()):
                 RAFT_PORT_DROPS.not_a_voter += 1
                 return
-            if kind == "response_vote":
-                term = message.get("term")
-                if votes_counted.get(node.id) == term:
-                    RAFT_PORT_DROPS.not_a_voter += 1
-                    return
-                votes_counted[node.id] = term
+        elif kind == "response_vote":
+            term = message.get("term")
+            if votes_counted.get(node.id) == term:
+                RAFT_PORT_DROPS.not_a_voter += 1
+                return
+            votes_counted[node.id] = term
         if kind == "append_entries":
             if prevote is not None and message.get("term", -1) >= syncobj.raftCurrentTerm:
                 prevote.heard_leader(time.monotonic())

@@ -40,6 +40,7 @@ REGULAR, NO_OP = 0, 1
 # pysyncobj numbers replicated methods by (version, consumer, name): `apply` is 0, `barrier` 1,
 # `batch` 2 (several proposals in one entry, consensus.proposals).
 APPLY_METHOD_ID = 0
+BARRIER_METHOD_ID = 1
 BATCH_METHOD_ID = 2
 
 Entry = tuple[bytes, int, int]

@@ -45,9 +45,11 @@ class ReadConfirmer:
     those with its commit index (once it has committed an entry of its own term)."""
 
     self_id: str
-    round: int = 0
     pending: list[PendingRead] = field(default_factory=list)
     # The rounds whose pings went out; a read joins the next round, never one already sent.
+    # A pong names only its round, and a voter may answer a ping of this leader's earlier
+    # term late, in this one: so the rounds of a new term go on from the last one's number
+    # (`sent_round` of the confirmer before), never from 1 again.
     sent_round: int = 0
     sent_at: float = 0.0
     # A pending read's round is pinged again after this long: a pong lost with a dropped

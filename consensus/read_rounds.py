@@ -59,6 +59,7 @@ class ReadRounds:
         self._inbox: collections.deque[Settle] = collections.deque()
         self._confirmer: core.ReadConfirmer | None = None
         self._leader_term = -1  # the term `_confirmer` confirms reads in
+        self._last_round = 0  # the last ping round this replica sent, in any term
         self._seen_term = -1  # the term of the last tick, for this follower's own reads
         # This leader's readers by number; the followers whose reads it holds, by node id.
         self._local: dict[int, Settle] = {}
@@ -93,9 +94,10 @@ class ReadRounds:
         if self._confirmer is not None and (not leading or term != self._leader_term):
             self._answer(self._confirmer.drop() + self._confirmed, None)
             self._confirmed = []
+            self._last_round = self._confirmer.sent_round
             self._confirmer = None
         if leading and self._confirmer is None:
-            self._confirmer = core.ReadConfirmer(so.selfNode.id)
+            self._confirmer = core.ReadConfirmer(so.selfNode.id, sent_round=self._last_round)
             self._leader_term = term
         return self._confirmer
 
@@ -103,10 +105,19 @@ class ReadRounds:
         so = self._so
         now = time.monotonic()
         confirmer = self._leading_confirmer()
-        if self._outstanding and (confirmer is not None or so.raftCurrentTerm != self._seen_term):
-            # This node leads now, or the term moved on: the answer of the leader they were
-            # sent to may never come.
-            self._give_up_outstanding(lambda sent: True)
+        # The leader this follower's reads go to: the one it follows, while connected to it.
+        leader = self._leader() if confirmer is None else None
+        if leader is not None and not so.isNodeConnected(leader):
+            leader = None
+        if self._outstanding:
+            # The answer of the leader a read was sent to may never come: this node leads now,
+            # the term moved on, or that connection closed (the request or the answer may have
+            # gone with it; the read is asked again once it is back).
+            term_moved = so.raftCurrentTerm != self._seen_term
+            asked_of = leader.id if leader is not None else None
+            self._give_up_outstanding(
+                lambda sent, to: term_moved or to != asked_of or now - sent > _OUTSTANDING_FOR
+            )
         self._seen_term = so.raftCurrentTerm
         while self._inbox:
             settle = self._inbox.popleft()
@@ -116,8 +127,7 @@ class ReadRounds:
                 self._local[number] = settle
                 self._confirm(confirmer.ask(None, number, self._voters()))
                 continue
-            leader = self._leader()
-            if leader is None or not so.isNodeConnected(leader):
+            if leader is None:
                 settle(None)
                 continue
             self._outstanding[number] = (settle, now, leader.id)
@@ -131,8 +141,6 @@ class ReadRounds:
         if self._confirmed:
             confirmed, self._confirmed = self._confirmed, []
             self._confirm(confirmed)
-        if self._outstanding:
-            self._give_up_outstanding(lambda sent: now - sent > _OUTSTANDING_FOR)
 
     def on_message(self, node: Any, message: PeerMessage) -> bool:
         """Handle one of ReadIndex's messages; False for any other message."""
@@ -202,8 +210,9 @@ class ReadRounds:
             if node is not None:
                 self._send(node, {"type": core.ANSWER, "id": read.number, "index": index})
 
-    def _give_up_outstanding(self, expired: Callable[[float], bool]) -> None:
-        for number, (settle, sent, _leader) in list(self._outstanding.items()):
-            if expired(sent):
+    def _give_up_outstanding(self, expired: Callable[[float, str], bool]) -> None:
+        """Answer None to this follower's reads that `expired(sent at, the leader's id)`."""
+        for number, (settle, sent, leader) in list(self._outstanding.items()):
+            if expired(sent, leader):
                 del self._outstanding[number]
                 settle(None)

@@ -201,9 +201,10 @@ class _Levels:
             "certificate in time; oversized: a frame length above the bound; malformed: a "
             "frame not unpicklable, or on a plain connection not decrypted with the cluster "
             "key or replayed; refused: a certified peer claiming another node's Raft address or "
-            "sending a pysyncobj utility command; not_a_voter: a message, not a connection: one "
-            "only a voter may send from a peer that is not one, or a voter's second vote in a "
-            "term)",
+            "sending a pysyncobj utility command; not_a_voter: a message, not a connection: from "
+            "a peer that is not a voter, anything but a read-only replica's answer to the "
+            "leader's entries (or, below protocol level 4, its read barrier), or a voter's "
+            "second vote in a term)",
             labels=["reason"],
         )
         dropped.add_metric(["handshake"], RAFT_PORT_DROPS.handshake)

@@ -5,14 +5,17 @@ and a restarted node has every acknowledged write."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import consensus  # noqa: F401  (registers commands and tables)
 import consensus.raft as raft_module
+from consensus import durable_log
 from consensus.model import Node
-from consensus.nodes import RegisterNode
+from consensus.nodes import RegisterNode, nodes
 from consensus.raft import RaftNode, RaftTuning
 from node.devcluster.localcluster import wait_for
 from tests.unit.consensus.test_raft_changes import free_port
+from tests.unit.consensus.test_raft_snapshot import _compacted_voter
 
 WRITES = 60
 
@@ -118,3 +121,51 @@ async def test_a_restarted_voter_has_every_acknowledged_write(tmp_path):
             assert state.applied == 20
     finally:
         again.stop()
+
+
+async def test_a_snapshot_from_the_leader_is_on_disk_before_it_is_acknowledged(
+    tmp_path, monkeypatch
+):
+    """A voter that joins after compaction gets the leader's snapshot: pysyncobj writes it
+    unsynced, clears the journal for it and acknowledges it, then every entry after it,
+    fdatasynced into that journal. Until the snapshot is synced too, a power cut could leave
+    the journal with the entries after it and no snapshot before them: the voter's state
+    empty while its log is as long as anyone's (and it may lead)."""
+    leader, tuning = await _compacted_voter(tmp_path)
+    joiner = RaftNode(
+        data_dir=str(tmp_path / "joiner"),
+        address=f"127.0.0.1:{free_port()}",
+        password="test",
+        tuning=tuning,
+    )
+    dump = os.path.join(tmp_path, "joiner", "raft", "voter.dump")
+    synced: list[str] = []
+    fsync_path = durable_log._fsync_path
+
+    def recording(path: str, **kwargs) -> None:
+        synced.append(path)
+        fsync_path(path, **kwargs)
+
+    monkeypatch.setattr(durable_log, "_fsync_path", recording)
+    unsynced_acks: list[dict] = []
+    try:
+        adding = asyncio.ensure_future(leader.add_voter(joiner.address, timeout=15))
+        joiner.start("voter", [leader.address])
+        transport = getattr(joiner._syncobj, raft_module._TRANSPORT)
+        send = transport.send
+
+        def watching(node, message):  # on the joiner's Raft thread
+            acks = message.get("type") == "next_node_idx"
+            if acks and os.path.exists(dump) and dump not in synced:
+                unsynced_acks.append(message)
+            return send(node, message)
+
+        transport.send = watching
+        await adding
+        await asyncio.wait_for(joiner.wait_caught_up(), 15)
+        with joiner.view() as state:
+            assert len(nodes(state)) == 120, "the state came by the snapshot"
+        assert not unsynced_acks, f"acknowledged before its snapshot was synced: {unsynced_acks}"
+    finally:
+        joiner.stop()
+        leader.stop()

@@ -4,12 +4,13 @@ leader's term after the read began, and writes no log entry."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 import consensus.raft as raft
 from consensus.raft import NoQuorum, RaftNode
-from consensus.read_index import ANSWER, ReadConfirmer
+from consensus.read_index import ANSWER, PING, REQUEST, ReadConfirmer
 from node.devcluster.localcluster import wait_for
 from tests.unit.consensus.test_prevote import _cut
 from tests.unit.node.test_consistency import _register
@@ -113,3 +114,91 @@ async def test_only_the_leader_asked_can_answer_a_followers_read(three):
         transport.send(target, {"type": ANSWER, "id": number, "index": 0})
     with pytest.raises(NoQuorum):
         await read
+
+
+class _HeldPings:
+    """`node` answers no ReadIndex ping: it keeps those that arrive until `drop_new()`, drops
+    every later one, and answers the kept ones once `release()` was called, with the next
+    message it receives (on the Raft thread, as any message)."""
+
+    def __init__(self, node: RaftNode) -> None:
+        transport = getattr(node._syncobj, raft._TRANSPORT)
+        self._receive = transport._onMessageReceivedCallback
+        self._held: list[tuple[object, dict]] = []
+        self._keeping = True
+        self._released = threading.Event()
+        transport.setOnMessageReceivedCallback(self._holding)
+
+    def drop_new(self) -> None:
+        self._keeping = False
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _holding(self, peer, message) -> None:
+        if self._released.is_set():
+            while self._held:
+                self._receive(*self._held.pop(0))
+        if isinstance(message, dict) and message.get("type") == PING:
+            if self._keeping:
+                self._held.append((peer, message))
+            return
+        self._receive(peer, message)
+
+
+async def test_a_pong_to_a_ping_of_an_earlier_term_confirms_no_read(three):
+    """The leader counts a pong for every read that arrived before its ping went out; a new
+    term's rounds numbered from 1 again, so a voter answering late a ping the same leader
+    sent in an earlier term confirmed a read that began after it answered."""
+    leader = await _leader(three)
+    late, other = (n for n in three if n is not leader)
+    _cut(late, other)  # only the leader can win the next election: each says no to the other
+    kept = _HeldPings(late)
+    _HeldPings(other).drop_new()  # it answers no ping from here on
+    with pytest.raises(NoQuorum):
+        await leader.read_index(timeout=0.5)  # its pings are kept by `late`
+    term = leader.status().term
+    # A vote asked in a higher term with an old log: the leader steps down, and wins the next
+    # election (the other two's pre-votes are cut from each other and refused by it).
+    transport = getattr(late._syncobj, raft._TRANSPORT)
+    target = next(n for n in late._syncobj.otherNodes if n.id == leader.address)
+    vote = {"type": "request_vote", "term": term + 1, "last_log_index": 0, "last_log_term": 0}
+    transport.send(target, vote)
+
+    async def leads_again() -> bool:
+        status = leader.status()
+        return status.is_leader and status.term > term + 1 and late.status().term == status.term
+
+    await wait_for(leads_again, timeout=10, what="the same leader in a later term")
+    kept.drop_new()  # the pings of the new term go unanswered
+    await asyncio.sleep(0.2)  # its election's no-op commits
+    read = asyncio.ensure_future(leader.read_index(timeout=1.0))
+    await asyncio.sleep(0.2)  # the read's own pings went out
+    kept.release()  # `late` answers the pings of the earlier term now, in the new one
+    with pytest.raises(NoQuorum):
+        await read
+
+
+async def test_a_followers_read_lost_with_its_connection_is_asked_again(three):
+    """The connection to the leader closed with the request (or the answer) on it: the
+    follower asks again once it is back, instead of waiting out the read's whole timeout."""
+    leader = await _leader(three)
+    follower = next(n for n in three if n is not leader)
+    transport = getattr(leader._syncobj, raft._TRANSPORT)
+    receive = transport._onMessageReceivedCallback
+    lost: list[dict] = []
+
+    def losing(peer, message):  # on the leader's Raft thread
+        if not lost and isinstance(message, dict) and message.get("type") == REQUEST:
+            lost.append(message)
+            transport._connections[peer].disconnect()
+            return
+        receive(peer, message)
+
+    transport.setOnMessageReceivedCallback(losing)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await follower.read_index(timeout=5)
+    took = loop.time() - started
+    assert lost, "no request was lost"
+    assert took < 3.0, f"the read took {took:.1f} s: it waited for an answer that could not come"
