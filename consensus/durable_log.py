@@ -11,7 +11,11 @@ transport (handed over by consensus.raft, which owns every pysyncobj private nam
   overlaps the round trip instead of following it (Raft's §10.2.1). Its commit index moving
   syncs again anything still unsynced, so nothing is applied (and so no client answered)
   and no follower hears of the commit before the leader's copy is on disk;
-- a vote or a new term is on disk before the vote or any message of that term leaves;
+- a vote or a new term is on disk before the vote or any message of that term leaves, and
+  the meta file holding them is never replaced by one that is not on disk yet (pysyncobj
+  renames its unsynced rewrite into place, once a second: on a filesystem that does not
+  write a file's data before its rename, such as xfs, a power cut could leave it empty,
+  and the node would forget its term and vote and could vote twice in a term);
 - a snapshot file is on disk before the journal entries it replaces are dropped: the
   leader's own (compaction) and one a follower received from the leader (pysyncobj clears
   the journal for it, and the follower then acknowledges it and every entry after it).
@@ -25,10 +29,13 @@ All of it runs on pysyncobj's thread.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import pysyncobj.pickle as pysyncobj_pickle
 
 from consensus.peer_message import PeerMessage
 
@@ -49,12 +56,29 @@ def _fsync_dir(path: str) -> None:
     _fsync_path(os.path.dirname(os.path.abspath(path)) or ".", data_only=False)
 
 
+def _store_meta(path: str, meta: dict[str, Any]) -> None:
+    """pysyncobj's meta file, written as it writes it, synced before the rename that puts it
+    in place and the directory after (a vote is answered only once this returns)."""
+    temporary = path + ".tmp"
+    with open(temporary, "wb") as f:
+        f.write(pysyncobj_pickle.dumps(meta))
+        f.flush()
+        os.fdatasync(f.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(path)
+
+
 class DurableLog:
     """Syncs one pysyncobj journal at the points above. `syncs` counts fdatasyncs of the
     journal, `synced_index` is the Raft index of the last entry the latest one covered."""
 
     def __init__(
-        self, journal: Any, journal_path: str, dump_path: str | None, transport: Any
+        self,
+        journal: Any,
+        journal_path: str,
+        dump_path: str | None,
+        transport: Any,
+        meta_storer: Any,
     ) -> None:
         self._journal = journal
         self._path = journal_path
@@ -71,7 +95,7 @@ class DurableLog:
         self._wrap(journal, "clear", self._sync_dump, before=True)
         self._wrap(journal, "setRaftCommitIndex", self.sync, before=True)
         self._wrap(journal, "deleteEntriesTo", self._before_compaction, before=True)
-        self._wrap(journal, "setCurrentTerm", self._after_term)
+        meta_storer.storeMeta = functools.partial(_store_meta, meta_storer.getPath())
         send = transport.send
 
         def durable_send(node: Any, message: PeerMessage) -> Any:
@@ -118,13 +142,6 @@ class DurableLog:
     def _before_compaction(self) -> None:
         self._sync_dump()
         self.sync()
-
-    def _after_term(self) -> None:
-        # pysyncobj writes the term and vote to `<journal>.meta` by a rename: sync both.
-        meta = self._path + ".meta"
-        if os.path.exists(meta):
-            _fsync_path(meta)
-            _fsync_dir(meta)
 
     def close(self) -> None:
         with self._lock:

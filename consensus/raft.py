@@ -205,6 +205,11 @@ PYSYNCOBJ_TRANSPORT_PRIVATE = (
     "_onMessageReceived",
 )
 
+# Its journal's writer of the meta file (term, vote, commit index), whose `storeMeta`
+# consensus.durable_log replaces with one that syncs the file before renaming it into place.
+PYSYNCOBJ_JOURNAL_PRIVATE = ("_FileJournal__metaStorer",)
+(_META_STORER,) = PYSYNCOBJ_JOURNAL_PRIVATE
+
 # Frames on the Raft port: pysyncobj reads a 4-byte length and buffers until that many bytes
 # arrived, up to 2 GiB, growing its buffer by concatenation on the Raft thread (64 MiB of
 # junk behind one length took 22 s of that thread and 64 MiB of memory). Over TLS no frame
@@ -864,11 +869,13 @@ class RaftNode:
         )
         _keep_journal_after_dump(self._syncobj)
         if t.durable:
+            journal = getattr(self._syncobj, _RAFT_LOG)
             self.durable = DurableLog(
-                getattr(self._syncobj, _RAFT_LOG),
+                journal,
                 conf.journalFile,
                 conf.fullDumpFile,
                 getattr(self._syncobj, _TRANSPORT),
+                getattr(journal, _META_STORER),
             )
             # Tick callbacks run after the tick's new entries were sent, before pysyncobj
             # polls for the answers: the leader's own sync overlaps their round trip.

@@ -90,6 +90,44 @@ async def test_the_leader_syncs_an_entry_before_any_follower_answers_for_it(thre
     assert not late, f"followers answered for entries the leader had not synced: {late[:5]}"
 
 
+async def test_the_term_and_vote_file_is_on_disk_before_it_replaces_the_last(tmp_path, monkeypatch):
+    """pysyncobj rewrites `<journal>.meta` (term, vote) as a new file renamed into place;
+    an unsynced one renamed over the last can be empty after a power cut."""
+    synced: set[str] = set()
+    renamed_unsynced: list[str] = []
+    fdatasync, rename, replace = os.fdatasync, os.rename, os.replace
+
+    def recording_sync(fd: int) -> None:
+        fdatasync(fd)
+        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+
+    def checked(move):
+        def moved(src, dst, *args, **kwargs):
+            if str(dst).endswith(".meta"):
+                if os.path.realpath(src) not in synced:
+                    renamed_unsynced.append(str(src))
+                synced.discard(os.path.realpath(src))
+            return move(src, dst, *args, **kwargs)
+
+        return moved
+
+    monkeypatch.setattr(os, "fdatasync", recording_sync)
+    monkeypatch.setattr(os, "rename", checked(rename))
+    monkeypatch.setattr(os, "replace", checked(replace))
+    raft = RaftNode(data_dir=str(tmp_path), address=f"127.0.0.1:{free_port()}", password="t")
+    raft.start("voter", [])
+    try:
+        await _leader([raft])  # an election: a new term and a vote stored
+        for i in range(3):
+            await raft.propose(_record(i))
+        await asyncio.sleep(1.5)  # pysyncobj's once-a-second rewrite (the commit index moved)
+        meta = [p for p in os.listdir(tmp_path / "raft") if p.endswith(".meta")]
+    finally:
+        raft.stop()
+    assert meta, "no meta file was written"
+    assert not renamed_unsynced, f"renamed into place unsynced: {renamed_unsynced}"
+
+
 async def test_without_durability_nothing_is_synced(tmp_path):
     raft = RaftNode(
         data_dir=str(tmp_path),

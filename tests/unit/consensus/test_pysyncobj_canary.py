@@ -15,6 +15,7 @@ from pysyncobj.tcp_connection import TcpConnection
 
 from consensus.raft import (
     PYSYNCOBJ_CONNECTION_PRIVATE,
+    PYSYNCOBJ_JOURNAL_PRIVATE,
     PYSYNCOBJ_PRIVATE,
     PYSYNCOBJ_TRANSPORT_PRIVATE,
 )
@@ -50,6 +51,19 @@ def test_each_private_name_exists_on_a_running_transport(name):
         syncobj.destroy()
 
 
+@pytest.mark.parametrize("name", PYSYNCOBJ_JOURNAL_PRIVATE)
+def test_each_private_name_exists_on_a_file_journal(name, tmp_path):
+    conf = SyncObjConf(
+        autoTick=False, appendEntriesUseBatch=False, journalFile=str(tmp_path / "j.journal")
+    )
+    syncobj = SyncObj(f"127.0.0.1:{free_port()}", [], conf)
+    try:
+        journal = syncobj._SyncObj__raftLog
+        assert hasattr(journal, name), f"pysyncobj's file journal no longer has {name}"
+    finally:
+        syncobj.destroy()
+
+
 def test_private_names_are_used_only_in_the_adapter():
     sources = {
         str(path.relative_to(ROOT)): path.read_text()
@@ -59,6 +73,7 @@ def test_private_names_are_used_only_in_the_adapter():
     for name in (
         *PYSYNCOBJ_PRIVATE,
         *PYSYNCOBJ_CONNECTION_PRIVATE,
+        *PYSYNCOBJ_JOURNAL_PRIVATE,
         "_SyncObj__",
         "_TcpConnection__",
     ):
