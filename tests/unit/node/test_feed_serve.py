@@ -184,3 +184,63 @@ async def test_the_leader_of_several_voters_leaves_the_feed_to_its_followers(tmp
     finally:
         for node in voters:
             node.stop()
+
+
+STREAMS = 40
+
+
+def _applying(copy: FeedState, decoder: FeedDecoder | None = None):
+    decoder = decoder or FeedDecoder()
+
+    async def write(data: bytes) -> None:
+        for frame in decoder.feed(data):
+            if isinstance(frame, Snapshot):
+                copy.restore(frame)
+            elif isinstance(frame, Entries):
+                copy.apply(frame)
+
+    return write
+
+
+async def _all_equal(voter: RaftNode, copies: list[FeedState]) -> bool:
+    for copy in copies:
+        if not await _equal(voter, copy):
+            return False
+    return True
+
+
+async def test_streams_in_step_share_one_encoded_frame_per_commit(voter, monkeypatch):
+    """Each commit costs the voter one encode for every stream at its last index, not one per
+    stream; a stream that cannot take its writes does not hold the others back, and ends once
+    one write waited `stall` seconds."""
+    from node.feed import serve
+
+    encoded = 0
+    real_encode = serve.encode
+
+    def counting(frame: Frame) -> bytes:
+        nonlocal encoded
+        encoded += 1
+        return real_encode(frame)
+
+    monkeypatch.setattr(serve, "encode", counting)
+    copies = [FeedState() for _ in range(STREAMS)]
+    stuck = asyncio.Event()
+
+    async def never_taken(data: bytes) -> None:
+        await stuck.wait()
+
+    servings = [asyncio.ensure_future(serve_feed(voter, 0, _applying(c))) for c in copies]
+    slow = asyncio.ensure_future(serve_feed(voter, 0, never_taken, stall=1.0))
+    try:
+        await wait_for(lambda: _all_equal(voter, copies), timeout=10, what="the copies")
+        before = encoded
+        await _label(voter, 20, "shared")
+        await wait_for(lambda: _all_equal(voter, copies), timeout=10, what="the copies again")
+        assert (encoded - before) / 20 <= 3, f"{encoded - before} encodes for 20 commits"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(slow, timeout=5)
+    finally:
+        for serving in [*servings, slow]:
+            serving.cancel()
+        await asyncio.gather(*servings, slow, return_exceptions=True)
