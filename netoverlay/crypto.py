@@ -11,6 +11,7 @@ window (each nonce is remembered until its timestamp leaves the window).
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections import deque
@@ -29,8 +30,10 @@ OVERHEAD = _HEADER.size + _NONCE + _TAG
 _SALT = b"shoal cluster key v1"
 
 
+@functools.lru_cache(maxsize=64)
 def derive_key(secret: bytes, purpose: str) -> bytes:
-    """A 256-bit key for one `purpose` (HKDF-SHA256, the purpose as `info`)."""
+    """A 256-bit key for one `purpose` (HKDF-SHA256, the purpose as `info`). Remembered: the
+    API derives its token's key on every request, and a node has a handful of purposes."""
     if not isinstance(secret, bytes) or len(secret) < 16:
         raise ValueError("secret: must be at least 16 bytes")
     if not purpose:

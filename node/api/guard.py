@@ -8,6 +8,7 @@ reaches loopback). Local administration goes through `DATA_DIR/shoal.sock` inste
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import time
@@ -49,6 +50,7 @@ def host_name(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+@functools.lru_cache(maxsize=256)  # every request's Host header; bounded, so any header will do
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
