@@ -15,7 +15,7 @@ from consensus.nodes import RegisterNode, nodes
 from consensus.raft import RaftNode, RaftTuning
 from node.devcluster.localcluster import wait_for
 from tests.unit.consensus.test_raft_changes import free_port
-from tests.unit.consensus.test_raft_snapshot import _compacted_voter
+from tests.unit.consensus.test_raft_snapshot import _compacted_voter, _joiner
 
 WRITES = 60
 
@@ -170,12 +170,7 @@ async def test_a_snapshot_from_the_leader_is_on_disk_before_it_is_acknowledged(
     the journal with the entries after it and no snapshot before them: the voter's state
     empty while its log is as long as anyone's (and it may lead)."""
     leader, tuning = await _compacted_voter(tmp_path)
-    joiner = RaftNode(
-        data_dir=str(tmp_path / "joiner"),
-        address=f"127.0.0.1:{free_port()}",
-        password="test",
-        tuning=tuning,
-    )
+    joiner = _joiner(tmp_path, tuning)
     dump = os.path.join(tmp_path, "joiner", "raft", "voter.dump")
     synced: list[str] = []
     fsync_path = durable_log._fsync_path

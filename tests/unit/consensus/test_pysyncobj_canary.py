@@ -5,8 +5,10 @@ that renames one fails here instead of silently turning a fix off."""
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import re
+from collections.abc import Iterator
 
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
@@ -24,15 +26,25 @@ from tests.unit.consensus.test_raft_changes import free_port
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("name", PYSYNCOBJ_PRIVATE)
-def test_each_private_name_exists_on_a_running_syncobj(name):
-    # Configured as consensus.raft runs it: unbatched appends (which create the pipe notifier).
-    conf = SyncObjConf(autoTick=False, appendEntriesUseBatch=False)
-    syncobj = SyncObj(f"127.0.0.1:{free_port()}", [], conf)
+@contextlib.contextmanager
+def _syncobj(**conf: object) -> Iterator[SyncObj]:
+    """A SyncObj configured as consensus.raft runs it: unbatched appends (which create the
+    pipe notifier), ticked by no thread."""
+    syncobj = SyncObj(
+        f"127.0.0.1:{free_port()}",
+        [],
+        SyncObjConf(autoTick=False, appendEntriesUseBatch=False, **conf),
+    )
     try:
-        assert hasattr(syncobj, name), f"pysyncobj no longer has {name}"
+        yield syncobj
     finally:
         syncobj.destroy()
+
+
+@pytest.mark.parametrize("name", PYSYNCOBJ_PRIVATE)
+def test_each_private_name_exists_on_a_running_syncobj(name):
+    with _syncobj() as syncobj:
+        assert hasattr(syncobj, name), f"pysyncobj no longer has {name}"
 
 
 @pytest.mark.parametrize("name", PYSYNCOBJ_CONNECTION_PRIVATE)
@@ -42,26 +54,16 @@ def test_each_private_name_exists_on_a_connection(name):
 
 @pytest.mark.parametrize("name", PYSYNCOBJ_TRANSPORT_PRIVATE)
 def test_each_private_name_exists_on_a_running_transport(name):
-    conf = SyncObjConf(autoTick=False, appendEntriesUseBatch=False)
-    syncobj = SyncObj(f"127.0.0.1:{free_port()}", [], conf)
-    try:
+    with _syncobj() as syncobj:
         transport = syncobj._SyncObj__transport
         assert hasattr(transport, name), f"pysyncobj's transport no longer has {name}"
-    finally:
-        syncobj.destroy()
 
 
 @pytest.mark.parametrize("name", PYSYNCOBJ_JOURNAL_PRIVATE)
 def test_each_private_name_exists_on_a_file_journal(name, tmp_path):
-    conf = SyncObjConf(
-        autoTick=False, appendEntriesUseBatch=False, journalFile=str(tmp_path / "j.journal")
-    )
-    syncobj = SyncObj(f"127.0.0.1:{free_port()}", [], conf)
-    try:
+    with _syncobj(journalFile=str(tmp_path / "j.journal")) as syncobj:
         journal = syncobj._SyncObj__raftLog
         assert hasattr(journal, name), f"pysyncobj's file journal no longer has {name}"
-    finally:
-        syncobj.destroy()
 
 
 def test_private_names_are_used_only_in_the_adapter():

@@ -35,6 +35,15 @@ def _voters(tmp_path, may_read_index: Callable[[], bool] = lambda: True) -> list
 
 
 @pytest.fixture
+async def at_level_4(tmp_path):
+    """Three voters of a cluster whose every node speaks ReadIndex."""
+    made = _voters(tmp_path)
+    yield made
+    for node in made:
+        node.stop()
+
+
+@pytest.fixture
 async def below_level_4(tmp_path):
     """Three voters in a cluster whose level reads below ReadIndex's: a node announced a
     lower level in its gossip (any node may), or one has not been heard since a restart."""
@@ -42,6 +51,19 @@ async def below_level_4(tmp_path):
     yield made
     for node in made:
         node.stop()
+
+
+@pytest.fixture
+async def intruder(tmp_path):
+    """A read-only replica to be started once the voters lead (`_join`), stopped before them."""
+    made = RaftNode(
+        data_dir=str(tmp_path / "intruder"),
+        address=f"127.0.0.1:{free_port()}",
+        password="t",
+        tuning=RaftTuning(durable=False),  # its transport sends anything as it is
+    )
+    yield made
+    made.stop()
 
 
 async def _leader(voters: list[RaftNode]) -> RaftNode:
@@ -53,13 +75,7 @@ async def _leader(voters: list[RaftNode]) -> RaftNode:
     return leader
 
 
-async def _intruder(tmp_path, voters: list[RaftNode]) -> RaftNode:
-    intruder = RaftNode(
-        data_dir=str(tmp_path / "intruder"),
-        address=f"127.0.0.1:{free_port()}",
-        password="t",
-        tuning=RaftTuning(durable=False),  # its transport sends anything as it is
-    )
+async def _join(intruder: RaftNode, voters: list[RaftNode]) -> RaftNode:
     intruder.start("member", [n.address for n in voters])
     await asyncio.wait_for(intruder.wait_caught_up(), 15)
     await asyncio.sleep(0.3)
@@ -77,106 +93,89 @@ def _command(call: object, kind: int = 0) -> bytes:
     return bytes([kind]) + pickle.dumps(call, 2)
 
 
-async def test_a_non_voter_cannot_write_while_the_cluster_level_reads_low(below_level_4, tmp_path):
+async def test_a_non_voter_cannot_write_while_the_cluster_level_reads_low(below_level_4, intruder):
     """Below level 4 a forwarded read barrier is let through (a read-only replica of the
     release before sends one); nothing else may be: an `apply` of any command, a method
     no replica has (pysyncobj halts every replica on it, from the journal again after a
     restart), a membership change that would make the intruder a voter."""
     voters = below_level_4
     leader = await _leader(voters)
-    intruder = await _intruder(tmp_path, voters)
-    try:
-        commit = leader.status().commit_index
-        applied = leader.applied()
-        dropped = RAFT_PORT_DROPS.not_a_voter
-        for command in (
-            _command((0, (b"junk",))),  # apply
-            _command(99),  # no such method
-            _command(("add", intruder.address), kind=2),  # membership
-        ):
-            _send_all(intruder, {"type": "apply_command", "command": command})
-        await asyncio.sleep(1.0)
-        assert leader.status().commit_index == commit, "the intruder's command was written"
-        assert RAFT_PORT_DROPS.not_a_voter - dropped >= 3
-        await _register(leader, 1)  # the cluster still commits and applies
-        assert leader.applied() == applied + 1
-        assert intruder.address not in leader.status().partners
-        # The barrier the release before forwards still commits (it changes nothing).
-        assert await asyncio.wait_for(intruder.read_index(timeout=5), 6) == applied + 1
-    finally:
-        intruder.stop()
+    await _join(intruder, voters)
+    commit = leader.status().commit_index
+    applied = leader.applied()
+    dropped = RAFT_PORT_DROPS.not_a_voter
+    for command in (
+        _command((0, (b"junk",))),  # apply
+        _command(99),  # no such method
+        _command(("add", intruder.address), kind=2),  # membership
+    ):
+        _send_all(intruder, {"type": "apply_command", "command": command})
+    await asyncio.sleep(1.0)
+    assert leader.status().commit_index == commit, "the intruder's command was written"
+    assert RAFT_PORT_DROPS.not_a_voter - dropped >= 3
+    await _register(leader, 1)  # the cluster still commits and applies
+    assert leader.applied() == applied + 1
+    assert intruder.address not in leader.status().partners
+    # The barrier the release before forwards still commits (it changes nothing).
+    assert await asyncio.wait_for(intruder.read_index(timeout=5), 6) == applied + 1
 
 
 async def test_a_non_voters_malformed_answer_does_not_stop_the_leaders_heartbeats(
-    tmp_path,
+    at_level_4, intruder
 ):
     """A read-only replica answers the leader's entries with `next_node_idx`; one that is
     not a whole number made every later tick of the leader raise before its heartbeats
     went out, and the others deposed it, again and again."""
-    voters = _voters(tmp_path)
-    intruder = None
-    try:
-        leader = await _leader(voters)
-        intruder = await _intruder(tmp_path, voters)
-        term = leader.status().term
-        for _ in range(5):
-            _send_all(
-                intruder,
-                {"type": "next_node_idx", "next_node_idx": 1.5, "reset": True, "success": False},
-            )
-            _send_all(intruder, {"no": "type"})
-            _send_all(intruder, ["not", "a", "message"])
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(1.0)
-        assert leader.is_leader() and leader.status().term == term, "the leader was deposed"
-        await asyncio.wait_for(_register(leader, 1), 3)
-    finally:
-        if intruder is not None:
-            intruder.stop()
-        for node in voters:
-            node.stop()
+    voters = at_level_4
+    leader = await _leader(voters)
+    await _join(intruder, voters)
+    term = leader.status().term
+    for _ in range(5):
+        _send_all(
+            intruder,
+            {"type": "next_node_idx", "next_node_idx": 1.5, "reset": True, "success": False},
+        )
+        _send_all(intruder, {"no": "type"})
+        _send_all(intruder, ["not", "a", "message"])
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+    assert leader.is_leader() and leader.status().term == term, "the leader was deposed"
+    await asyncio.wait_for(_register(leader, 1), 3)
 
 
-async def test_a_non_voters_pre_votes_do_not_hold_back_an_election(tmp_path):
+async def test_a_non_voters_pre_votes_do_not_hold_back_an_election(at_level_4, intruder):
     """A voter that says yes to a pre-vote puts its own election off by a timeout; a
     non-voter asking every 50 ms (any term, any log) held every voter back for good once
     the leader was gone: no leader, ever, while it kept asking."""
-    voters = _voters(tmp_path)
-    intruder = None
+    voters = at_level_4
+    leader = await _leader(voters)
+    await _join(intruder, voters)
+    term = leader.status().term
+    survivors = [n for n in voters if n is not leader]
+    leader.stop()
+    asking = True
+
+    async def ask() -> None:
+        while asking:
+            _send_all(
+                intruder,
+                {
+                    "type": "shoal_pre_vote",
+                    "term": 10**9,
+                    "last_log_index": 10**9,
+                    "last_log_term": 10**9,
+                },
+            )
+            await asyncio.sleep(0.05)
+
+    spam = asyncio.ensure_future(ask())
     try:
-        leader = await _leader(voters)
-        intruder = await _intruder(tmp_path, voters)
-        term = leader.status().term
-        survivors = [n for n in voters if n is not leader]
-        leader.stop()
-        asking = True
 
-        async def ask() -> None:
-            while asking:
-                _send_all(
-                    intruder,
-                    {
-                        "type": "shoal_pre_vote",
-                        "term": 10**9,
-                        "last_log_index": 10**9,
-                        "last_log_term": 10**9,
-                    },
-                )
-                await asyncio.sleep(0.05)
+        async def successor() -> RaftNode | None:
+            return next((n for n in survivors if n.is_leader()), None)
 
-        spam = asyncio.ensure_future(ask())
-        try:
-
-            async def successor() -> RaftNode | None:
-                return next((n for n in survivors if n.is_leader()), None)
-
-            await wait_for(successor, timeout=5, what="a new leader")
-        finally:
-            asking = False
-            await spam
-        assert all(n.status().term > term for n in survivors)
+        await wait_for(successor, timeout=5, what="a new leader")
     finally:
-        if intruder is not None:
-            intruder.stop()
-        for node in voters:
-            node.stop()
+        asking = False
+        await spam
+    assert all(n.status().term > term for n in survivors)

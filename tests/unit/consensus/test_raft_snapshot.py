@@ -103,14 +103,19 @@ async def test_a_member_starting_after_compaction_gets_the_state_by_snapshot(tmp
         leader.stop()
 
 
-async def test_a_voter_added_after_compaction_gets_the_state_and_votes(tmp_path):
-    leader, tuning = await _compacted_voter(tmp_path)
-    joiner = RaftNode(
+def _joiner(tmp_path, tuning: RaftTuning) -> RaftNode:
+    """A node, not started, to be added as a voter to `_compacted_voter`'s cluster."""
+    return RaftNode(
         data_dir=str(tmp_path / "joiner"),
         address=f"127.0.0.1:{free_port()}",
         password="test",
         tuning=tuning,
     )
+
+
+async def test_a_voter_added_after_compaction_gets_the_state_and_votes(tmp_path):
+    leader, tuning = await _compacted_voter(tmp_path)
+    joiner = _joiner(tmp_path, tuning)
     try:
         adding = asyncio.ensure_future(leader.add_voter(joiner.address, timeout=15))
         joiner.start("voter", [leader.address])
