@@ -12,6 +12,7 @@ pysyncobj's thread, which alone sends on its transport.
 from __future__ import annotations
 
 import collections
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,9 +71,13 @@ class ReadRounds:
         # id). Only that node's answer settles one: any certified peer can send this node a
         # message, and a forged index would make a read stale.
         self._outstanding: dict[int, tuple[Settle, float, str]] = {}
-        # Reads this node's readers asked for (a round each; concurrent readers share one);
-        # the last one's number.
+        # Reads this node's readers asked for (a round each; concurrent readers share one).
         self.asked = 0
+        # A read's number is this plus `asked`. The leader may still owe an answer to a read
+        # of this node's replica before this one (a role change, a restart), and answers by
+        # number: numbers of two replicas must not meet, or the new read would take the
+        # older index. From a random point, they do not (2^62 of them).
+        self._first_number = random.getrandbits(62)
 
     # -- the event loop's side ---------------------------------------------------------
     def request(self, settle: Settle) -> None:
@@ -122,7 +127,7 @@ class ReadRounds:
         while self._inbox:
             settle = self._inbox.popleft()
             self.asked += 1
-            number = self.asked
+            number = self._first_number + self.asked
             if confirmer is not None:
                 self._local[number] = settle
                 self._confirm(confirmer.ask(None, number, self._voters()))

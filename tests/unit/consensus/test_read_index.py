@@ -100,17 +100,17 @@ async def test_only_the_leader_asked_can_answer_a_followers_read(three):
     any index, settles nothing (a forged index would make the read stale)."""
     leader = await _leader(three)
     follower, other = (n for n in three if n is not leader)
-    _cut(follower, leader)  # its request never reaches the leader
-    asked = follower._read_rounds.asked
+    sent: list[int] = []
+    _requests_dropped(leader, follower, sent)  # its request never reaches the leader
     read = asyncio.ensure_future(follower.read_index(timeout=1.5))
 
-    async def sent() -> bool:
-        return follower._read_rounds.asked > asked
+    async def asked() -> bool:
+        return bool(sent)
 
-    await wait_for(sent, timeout=5, what="the follower's request")
+    await wait_for(asked, timeout=5, what="the follower's request")
     transport = getattr(other._syncobj, raft._TRANSPORT)
     target = next(n for n in other._syncobj.otherNodes if n.id == follower.address)
-    for number in range(asked + 1, follower._read_rounds.asked + 1):
+    for number in sent:
         transport.send(target, {"type": ANSWER, "id": number, "index": 0})
     with pytest.raises(NoQuorum):
         await read
@@ -202,3 +202,55 @@ async def test_a_followers_read_lost_with_its_connection_is_asked_again(three):
     took = loop.time() - started
     assert lost, "no request was lost"
     assert took < 3.0, f"the read took {took:.1f} s: it waited for an answer that could not come"
+
+
+def _requests_dropped(leader: RaftNode, sender: RaftNode, sent: list[int]) -> None:
+    """`leader` drops the ReadIndex requests `sender` sends it, keeping their numbers."""
+    transport = getattr(leader._syncobj, raft._TRANSPORT)
+    receive = transport._onMessageReceivedCallback
+
+    def dropping(peer, message):
+        if (
+            peer.id == sender.address
+            and isinstance(message, dict)
+            and message.get("type") == REQUEST
+        ):
+            sent.append(message["id"])
+            return
+        receive(peer, message)
+
+    transport.setOnMessageReceivedCallback(dropping)
+
+
+async def test_a_replica_started_again_takes_no_answer_meant_for_the_one_before(three):
+    """A node's replica is started again in the same process (a role change) while the
+    leader may still hold a read the one before asked: the leader's answer to it, naming the
+    index of then, must settle no read of the new replica (their numbers once both began at
+    1, and the new read would have been answered with an older index: a stale read)."""
+    leader = await _leader(three)
+    follower = next(n for n in three if n is not leader)
+    sent: list[int] = []
+    _requests_dropped(leader, follower, sent)
+    with pytest.raises(NoQuorum):
+        await follower.read_index(timeout=1.0)
+    before = list(sent)
+    assert before, "the first replica asked no read"
+
+    follower.start("voter", [n.address for n in three])
+
+    async def following() -> bool:
+        return follower.status().leader == leader.address
+
+    await wait_for(following, timeout=10, what="the new replica to follow the leader")
+    read = asyncio.ensure_future(follower.read_index(timeout=1.5))
+
+    async def asked() -> bool:
+        return len(sent) > len(before)
+
+    await wait_for(asked, timeout=5, what="the new replica's request")
+    transport = getattr(leader._syncobj, raft._TRANSPORT)
+    target = next(n for n in leader._syncobj.otherNodes if n.id == follower.address)
+    for number in before:  # the answers the leader owed the replica before, index 0
+        transport.send(target, {"type": ANSWER, "id": number, "index": 0})
+    with pytest.raises(NoQuorum):
+        await read
