@@ -1259,9 +1259,11 @@ class RaftNode:
         replica = self._replica
         if replica is None or not self.is_leader():
             raise NotLeader()
-        if len(commands) == 1 or not self._may_batch():
-            # A lone write stays an entry of its own, and so does each write of a round
-            # while some node may lack `batch`: they are appended together all the same.
+        if len(commands) == 1:  # a lone write stays an entry of its own
+            return [await self._apply(replica, commands[0], timeout)]
+        if not self._may_batch():
+            # So does each write of a round while some node may lack `batch`: they are
+            # appended together all the same.
             return list(await asyncio.gather(*(self._apply(replica, c, timeout) for c in commands)))
         raw = await self._call(lambda cb: replica.batch(commands, callback=cb), timeout)
         self.batched_entries += 1
@@ -1292,7 +1294,10 @@ class RaftNode:
 
         submit(done)
         try:
-            result, error = await asyncio.wait_for(future, timeout)
+            # asyncio.timeout, not wait_for: no task of its own between the answer and the
+            # caller (each is a turn of the loop behind every control loop a commit woke).
+            async with asyncio.timeout(timeout):
+                result, error = await future
         except TimeoutError:
             raise _not_committed(timeout) from None
         if error == FAIL_REASON.SUCCESS:
