@@ -107,13 +107,18 @@ async def serve_feed(
                     FEED_COUNTS.snapshots_sent += 1
                     cursor = snapshot.applied
                 elif entries:
-                    await send(encode(Entries(entries[0][0], tuple(c for _, c in entries))))
+                    await send(_entries_frame(entries))
                     cursor = entries[-1][0]
                 else:  # the ring starts afresh below this index (a snapshot restored)
                     break
             if tick.beat:
                 await send(tick.beat)
             tick = await clock.newer_than(tick)
+
+
+def _entries_frame(entries: list[tuple[int, bytes]]) -> bytes:
+    """The encoded frame of consecutive ring entries (index, command), oldest first."""
+    return encode(Entries(entries[0][0], tuple(command for _, command in entries)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +191,10 @@ class FeedClock:
                     return
                 after, last = self.latest.last, ring.last
                 entries = ring.after(after, BATCH) if last > after else []
-                frame = b""
-                if entries and entries[-1][0] == last:
-                    frame = encode(Entries(entries[0][0], tuple(c for _, c in entries)))
+                frame = _entries_frame(entries) if entries and entries[-1][0] == last else b""
                 beat = b""
-                if voter.leader() != leader or loop.time() >= beat_due:
-                    leader = voter.leader()
+                if (now_leader := voter.leader()) != leader or loop.time() >= beat_due:
+                    leader = now_leader
                     beat = encode(Beat(leader, voter.status().term, voter.applied()))
                     beat_due = loop.time() + BEAT_EVERY
                 if last != after or beat:  # else nothing for a stream to do: let them sleep
