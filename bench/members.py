@@ -7,8 +7,9 @@ every commit with the voters' state machine) without the rest of a node; they ru
 process, authenticated as one of the voters (the feed checks the caller is a node of the
 cluster). Per size: the leader's CPU while idle, sequential write p50/p99 through the leader,
 the time until 99 % and 100 % of members applied a commit (median over the probes; from the
-probe's write, and how much of it the write itself took until the leader answered), the feed's
-bytes per second per member while idle, and the voters' resident memory. Ends with one
+probe's write, and how much of it the write itself took until the leader answered), the same
+99 % while 10 writes a second go on (a voter sends a frame at most every frame interval), the
+leader's CPU under 100 writes a second, the feed's bytes per second per member while idle, and the voters' resident memory. Ends with one
 `RESULT {json}` line. All of it shares this machine's cores: the members run at the lowest
 CPU priority (nice 19), so that they take what the voters leave, as on machines of their own.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import multiprocessing
@@ -36,6 +38,8 @@ from node.devcluster.localcluster import EQUAL_PROCESS_NODES, LocalCluster, Node
 
 PROBES = 5
 WRITES = 100
+BUSY_WRITES = 100
+LAG_WRITES = 10
 PROBE_LABEL = "bench.probe"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -256,25 +260,29 @@ async def measure(cluster: LocalCluster, count: int, processes: int, idle: float
         leader_cpu = (_cpu_seconds(leader.proc.pid) - cpu) / elapsed
         idle_bytes = (sum(await members.ask("bytes")) - received) / elapsed / max(count, 1)
         writes = await _writes(leader, owner)
-        spreads_99, spreads_all, acks = [], [], []
-        for probe in range(PROBES):
-            tag = f"p{probe}-{time.time()}"
-            await members.ask("arm", tag)
-            async with leader.client() as client:
-                sent = time.time()
-                await client.patch(f"/v1/nodes/{owner}", {"add_labels": {PROBE_LABEL: tag}})
-                acks.append(time.time() - sent)
-            seen = sorted(t - sent for answer in await members.ask("collect") for t in answer)
-            if count and len(seen) == count:
-                spreads_99.append(seen[max(0, math.ceil(0.99 * count) - 1)])
-                spreads_all.append(seen[-1])
+        spreads_99, spreads_all, acks = await _probes(members, leader, owner, count)
+        # The same while writes go on: a voter then sends a frame at most every
+        # node.feed.serve.frame_interval, so a commit may wait for its frame's turn. At a rate
+        # the simulated members keep up with on this machine's cores (each write is an apply
+        # per member: 1,000 members at 100 writes/s would need several cores to themselves).
+        async with _writing(leader, owner, LAG_WRITES):
+            await asyncio.sleep(1)
+            busy_99, _, _ = await _probes(members, leader, owner, count)
+        # Last, as the members may fall behind it: the leader's CPU under 100 writes/s.
+        async with _writing(leader, owner, BUSY_WRITES):
+            await asyncio.sleep(1)
+            cpu, started = _cpu_seconds(leader.proc.pid), time.monotonic()
+            await asyncio.sleep(idle)
+            leader_busy = (_cpu_seconds(leader.proc.pid) - cpu) / (time.monotonic() - started)
         return {
             "members": count,
             "leader_cpu_idle_pct": round(leader_cpu * 100, 2),
+            f"leader_cpu_{BUSY_WRITES}_writes_per_s_pct": round(leader_busy * 100, 2),
             "write_p50_ms": round(percentile(writes, 0.5) * 1000, 2),
             "write_p99_ms": round(percentile(writes, 0.99) * 1000, 2),
             "applied_99pct_ms": _median_ms(spreads_99),
             "applied_100pct_ms": _median_ms(spreads_all),
+            f"applied_99pct_under_{LAG_WRITES}_writes_per_s_ms": _median_ms(busy_99),
             # Of those times, the probe's own write until the leader answered it.
             "probe_write_ms": _median_ms(acks),
             "idle_bytes_per_s_per_member": round(idle_bytes, 1) if count else None,
@@ -282,6 +290,49 @@ async def measure(cluster: LocalCluster, count: int, processes: int, idle: float
         }
     finally:
         await members.stop()
+
+
+async def _probes(
+    members: _Members, leader: NodeProc, owner: str, count: int
+) -> tuple[list[float], list[float], list[float]]:
+    """Per probe write: the time until 99 % and until all members applied it, and the write's
+    own time until the leader answered."""
+    spreads_99, spreads_all, acks = [], [], []
+    for probe in range(PROBES):
+        tag = f"p{probe}-{time.time()}"
+        await members.ask("arm", tag)
+        async with leader.client() as client:
+            sent = time.time()
+            await client.patch(f"/v1/nodes/{owner}", {"add_labels": {PROBE_LABEL: tag}})
+            acks.append(time.time() - sent)
+        seen = sorted(t - sent for answer in await members.ask("collect") for t in answer)
+        if count and len(seen) == count:
+            spreads_99.append(seen[max(0, math.ceil(0.99 * count) - 1)])
+            spreads_all.append(seen[-1])
+    return spreads_99, spreads_all, acks
+
+
+@contextlib.asynccontextmanager
+async def _writing(leader: NodeProc, owner: str, rate: float) -> AsyncIterator[None]:
+    """`rate` writes a second through the leader for as long as the block runs (each
+    sent on time, or at once after a late one: the writes do not pile up)."""
+
+    async def write_on() -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        async with leader.client() as client:
+            for i in itertools.count():
+                await client.patch(f"/v1/nodes/{owner}", {"add_labels": {"bench.busy": str(i)}})
+                due = max(due + 1 / rate, loop.time())
+                await asyncio.sleep(due - loop.time())
+
+    writer = asyncio.ensure_future(write_on())
+    try:
+        yield
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
 
 
 def _median_ms(values: list[float]) -> float | None:
@@ -298,10 +349,13 @@ async def run(sizes: list[int], processes: int, idle: float) -> dict:
             for count in sizes:
                 row = await measure(cluster, count, processes, idle)
                 print(
-                    f"{row['members']:>6} members: leader idle {row['leader_cpu_idle_pct']} % CPU, "
+                    f"{row['members']:>6} members: leader idle {row['leader_cpu_idle_pct']} % CPU "
+                    f"({row[f'leader_cpu_{BUSY_WRITES}_writes_per_s_pct']} % under {BUSY_WRITES} "
+                    "writes/s), "
                     f"write p50 {row['write_p50_ms']} ms p99 {row['write_p99_ms']} ms, applied on "
                     f"99 % {row['applied_99pct_ms']} ms / 100 % {row['applied_100pct_ms']} ms "
-                    f"(the write itself {row['probe_write_ms']} ms), "
+                    f"(the write itself {row['probe_write_ms']} ms; under {LAG_WRITES} writes/s 99 % "
+                    f"{row[f'applied_99pct_under_{LAG_WRITES}_writes_per_s_ms']} ms), "
                     f"idle {row['idle_bytes_per_s_per_member']} B/s per member, "
                     f"voter RSS {row['voter_rss_mib']} MiB",
                     flush=True,

@@ -388,10 +388,12 @@ def members_section(suite: dict) -> list[str]:
         [
             f"{r['members']:,}",
             cell(r["leader_cpu_idle_pct"]),
+            cell(r.get("leader_cpu_100_writes_per_s_pct")),
             cell(r["write_p50_ms"]),
             cell(r["write_p99_ms"]),
             cell(r["applied_99pct_ms"]),
             cell(r["applied_100pct_ms"]),
+            cell(r.get("applied_99pct_under_10_writes_per_s_ms")),
             cell(r["idle_bytes_per_s_per_member"], 0),
             " / ".join(f"{m:,.0f}" for m in r["voter_rss_mib"]),
         ]
@@ -407,10 +409,12 @@ def members_section(suite: dict) -> list[str]:
             [
                 "members",
                 "leader idle % CPU",
+                "leader % CPU at 100 writes/s",
                 "write p50 ms",
                 "write p99 ms",
                 "applied 99 % ms",
                 "applied 100 % ms",
+                "applied 99 % at 10 writes/s ms",
                 "idle B/s per member",
                 "voter RSS MiB",
             ],

@@ -124,10 +124,12 @@ def test_the_members_section_and_plot_show_every_size_with_members(tmp_path):
         return {
             "members": members,
             "leader_cpu_idle_pct": 3.5,
+            "leader_cpu_100_writes_per_s_pct": 30.0,
             "write_p50_ms": 4.0,
             "write_p99_ms": 9.0,
             "applied_99pct_ms": applied,
             "applied_100pct_ms": applied,
+            "applied_99pct_under_10_writes_per_s_ms": applied and applied * 2,
             "idle_bytes_per_s_per_member": 60.0 if members else None,
             "voter_rss_mib": [70.0, 80.0, 90.0],
         }
@@ -141,8 +143,15 @@ def test_the_members_section_and_plot_show_every_size_with_members(tmp_path):
         }
     }
     text = "\n".join(members_section(suite))
-    assert "| 1,000 | 3.5 | 4.0 | 9.0 | 300.0 | 300.0 | 60 | 70 / 80 / 90 |" in text
-    assert "| 0 | 3.5 | 4.0 | 9.0 | — | — | — |" in text
+    assert "| 1,000 | 3.5 | 30.0 | 4.0 | 9.0 | 300.0 | 300.0 | 600.0 | 60 | 70 / 80 / 90 |" in text
+    assert "| 0 | 3.5 | 30.0 | 4.0 | 9.0 | — | — | — | — |" in text
+    # A result of a release before these columns: a dash in each.
+    old = row(100, 80.0)
+    del old["leader_cpu_100_writes_per_s_pct"], old["applied_99pct_under_10_writes_per_s_ms"]
+    suite["steps"]["members"]["result"]["sizes"] = [old]
+    assert "| 100 | 3.5 | — | 4.0 | 9.0 | 80.0 | 80.0 | — | 60 |" in "\n".join(
+        members_section(suite)
+    )
     assert members_scale(suite, tmp_path / "m.png").stat().st_size > 0
     assert (
         members_section({"steps": {}}) == []

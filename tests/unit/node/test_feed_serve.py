@@ -244,3 +244,47 @@ async def test_streams_in_step_share_one_encoded_frame_per_commit(voter, monkeyp
         for serving in [*servings, slow]:
             serving.cancel()
         await asyncio.gather(*servings, slow, return_exceptions=True)
+
+
+async def test_commits_closer_together_than_a_frame_share_one(voter, monkeypatch):
+    """A commit after a quiet spell goes out at once; the commits that follow it within
+    the frame interval wait for the next frame and share it (each a frame of their own before)."""
+    from node.feed import serve
+
+    monkeypatch.setattr(serve, "FRAME_MIN", 3.0)
+    monkeypatch.setattr(serve, "FRAME_MAX", 3.0)
+    copy, decoder = FeedState(), FeedDecoder()
+    entries: list[Entries] = []
+
+    async def write(data: bytes) -> None:
+        for frame in decoder.feed(data):
+            if isinstance(frame, Entries):
+                entries.append(frame)
+                copy.apply(frame)
+            elif isinstance(frame, Snapshot):
+                copy.restore(frame)
+
+    serving = asyncio.ensure_future(serve_feed(voter, 0, write))
+    try:
+        await wait_for(lambda: _equal(voter, copy), timeout=10, what="the copy")
+        await asyncio.sleep(0.2)  # the clock's first wake is behind it
+        await _label(voter, 1, "lone")
+        # Well inside the interval: the lone commit did not wait for a frame's turn.
+        await wait_for(lambda: _equal(voter, copy), timeout=2, what="the lone commit")
+        before = len(entries)
+        await _label(voter, 20, "run")
+        await wait_for(lambda: _equal(voter, copy), timeout=10, what="the run of commits")
+        assert len(entries) - before <= 2, f"{len(entries) - before} frames for 20 commits"
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+
+def test_the_frame_interval_grows_with_the_streams_within_its_bounds():
+    from node.feed.serve import FRAME_MAX, FRAME_MIN, frame_interval
+
+    assert frame_interval(0) == frame_interval(1) == FRAME_MIN
+    assert FRAME_MIN < frame_interval(500) < FRAME_MAX
+    assert frame_interval(500) == 2 * frame_interval(250)
+    assert frame_interval(100_000) == FRAME_MAX
