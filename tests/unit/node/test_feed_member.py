@@ -9,7 +9,7 @@ from collections import Counter
 from aiohttp import web
 
 from node.client import ShoalClient
-from node.feed.member import FeedMember, voter_order
+from node.feed.member import FeedMember, next_voter, voter_order
 
 VOTERS = ["10.0.0.1:7420", "10.0.0.2:7420", "10.0.0.3:7420"]
 
@@ -22,6 +22,18 @@ def test_members_spread_over_the_voters_and_a_lost_voter_moves_only_its_own():
     without = {m: voter_order(m, VOTERS[:2])[0] for m in members}
     moved = {m for m in members if without[m] != first[m]}
     assert moved == {m for m in members if first[m] == VOTERS[2]}
+
+
+def test_a_member_moves_on_past_the_voter_that_failed_and_past_the_leader():
+    order = ["a", "b", "c"]
+    assert next_voter(order, None, None) == "a"
+    assert next_voter(order, "a", None) == "b"
+    assert next_voter(order, "c", None) == "a", "after the last comes the first again"
+    assert next_voter(order, None, "a") == "b", "the leader refuses the feed: not asked"
+    assert next_voter(order, "c", "a") == "b"
+    assert next_voter(order, "b", "c") == "a"
+    assert next_voter(["a"], None, "a") == "a", "the one voter leads and serves the feed"
+    assert next_voter(order, "gone", "zzz") == "a", "a voter no longer in the order"
 
 
 async def test_a_member_of_voters_without_the_feed_falls_back_to_a_replica():
