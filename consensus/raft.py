@@ -719,14 +719,18 @@ class _Replica(SyncObjConsumer):
     def publish(self, entry: int) -> None:
         """On the Raft thread: show readers what it applied since it last published, up to
         log entry `entry` (pysyncobj counts the entry being applied once `apply` returns)."""
-        if self.version.applied != self.state.applied:
+        changed = self.version.applied != self.state.applied
+        if changed:
             self.version = next_version(self.version, self.state)
-            self._on_change()
-        elif entry > self.published_entry:
-            # An entry of pysyncobj's own (an election's no-op, a voter change): nothing for
-            # readers to see, but a read that waits for this entry is told it has applied.
-            self._on_change()
+        # Without a change, an entry of pysyncobj's own (an election's no-op, a voter change):
+        # nothing for readers to see, but a read that waits for this entry is told it has
+        # applied. The entry is set before the loop is woken: the wake can run at once (this
+        # thread lets go of the interpreter to signal it), and a read that looked before the
+        # entry was set waited for a change that might never come.
+        wake = changed or entry > self.published_entry
         self.published_entry = entry
+        if wake:
+            self._on_change()
 
     @replicated
     def barrier(self) -> int:

@@ -254,3 +254,36 @@ async def test_a_replica_started_again_takes_no_answer_meant_for_the_one_before(
         transport.send(target, {"type": ANSWER, "id": number, "index": 0})
     with pytest.raises(NoQuorum):
         await read
+
+
+async def test_a_read_woken_by_an_apply_finds_the_entry_already_published(three):
+    """The Raft thread wakes the loop for each entry it applies; a read waiting for that entry
+    looks at `published_entry` as soon as it is woken, which can be before the Raft thread
+    runs again. Set after the wake, the read saw the entry before and went back to waiting,
+    for a change that an idle cluster never makes (1 in 4 runs of the test above timed out)."""
+    leader = await _leader(three)
+    follower = next(n for n in three if n is not leader)
+    replica = follower._replica
+    seen_at_wake: list[tuple[int, int]] = []
+    publishing: list[int] = []
+    wake, publish = replica._on_change, replica.publish
+
+    def recording_publish(entry: int) -> None:
+        publishing.append(entry)
+        publish(entry)
+
+    def recording_wake() -> None:
+        seen_at_wake.append((replica.published_entry, publishing[-1]))
+        wake()
+
+    replica.publish, replica._on_change = recording_publish, recording_wake
+    for i in range(3):
+        await _register(leader, i)
+    await wait_for(lambda: _applied(follower, 3), timeout=10, what="the follower to apply")
+    assert seen_at_wake, "the follower woke its loop"
+    stale = [(seen, entry) for seen, entry in seen_at_wake if seen < entry]
+    assert not stale, f"woken before the entry was published: {stale}"
+
+
+async def _applied(node: RaftNode, count: int) -> bool:
+    return node.applied() >= count
