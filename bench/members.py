@@ -9,8 +9,8 @@ cluster). Per size: the leader's CPU while idle, sequential write p50/p99 throug
 the time until 99 % and 100 % of members applied a commit (median over the probes; from the
 probe's write, and how much of it the write itself took until the leader answered), the same
 99 % while 10 writes a second go on (a voter sends a frame at most every frame interval), the
-leader's CPU under 100 writes a second, the feed's bytes per second per member while idle, and the voters' resident memory. Ends with one
-`RESULT {json}` line. All of it shares this machine's cores: the members run at the lowest
+leader's CPU under 100 writes a second, the feed's bytes per second per member while idle,
+and the voters' resident memory. Ends with one `RESULT {json}` line. All of it shares this machine's cores: the members run at the lowest
 CPU priority (nice 19), so that they take what the voters leave, as on machines of their own.
 """
 
@@ -40,6 +40,9 @@ PROBES = 5
 WRITES = 100
 BUSY_WRITES = 100
 LAG_WRITES = 10
+# The result's keys for the figures under writes (bench.report reads them).
+BUSY_CPU_KEY = f"leader_cpu_{BUSY_WRITES}_writes_per_s_pct"
+LAG_KEY = f"applied_99pct_under_{LAG_WRITES}_writes_per_s_ms"
 PROBE_LABEL = "bench.probe"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -174,6 +177,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+async def _cpu_share(node: NodeProc, seconds: float) -> float:
+    """The share of a core `node` used over the next `seconds`."""
+    cpu, started = _cpu_seconds(node.proc.pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (_cpu_seconds(node.proc.pid) - cpu) / (time.monotonic() - started)
+
+
 def _rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -255,11 +265,9 @@ async def measure(
         await members.ask("ready")
         await asyncio.sleep(2)
         leader = voters[await cluster.leader_index()]
-        cpu, received = _cpu_seconds(leader.proc.pid), sum(await members.ask("bytes"))
-        started = time.monotonic()
-        await asyncio.sleep(idle)
+        received, started = sum(await members.ask("bytes")), time.monotonic()
+        leader_cpu = await _cpu_share(leader, idle)
         elapsed = time.monotonic() - started
-        leader_cpu = (_cpu_seconds(leader.proc.pid) - cpu) / elapsed
         idle_bytes = (sum(await members.ask("bytes")) - received) / elapsed / max(count, 1)
         writes = await _writes(leader, owner)
         spreads_99, spreads_all, acks = await _probes(members, leader, owner, count)
@@ -276,20 +284,16 @@ async def measure(
             # Last, as the members may fall behind it: the leader's CPU under 100 writes/s.
             async with _writing(leader, owner, BUSY_WRITES):
                 await asyncio.sleep(1)
-                cpu, started = _cpu_seconds(leader.proc.pid), time.monotonic()
-                await asyncio.sleep(idle)
-                leader_busy = (_cpu_seconds(leader.proc.pid) - cpu) / (time.monotonic() - started)
+                leader_busy = await _cpu_share(leader, idle)
         return {
             "members": count,
             "leader_cpu_idle_pct": round(leader_cpu * 100, 2),
-            f"leader_cpu_{BUSY_WRITES}_writes_per_s_pct": (
-                None if leader_busy is None else round(leader_busy * 100, 2)
-            ),
+            BUSY_CPU_KEY: (None if leader_busy is None else round(leader_busy * 100, 2)),
             "write_p50_ms": round(percentile(writes, 0.5) * 1000, 2),
             "write_p99_ms": round(percentile(writes, 0.99) * 1000, 2),
             "applied_99pct_ms": _median_ms(spreads_99),
             "applied_100pct_ms": _median_ms(spreads_all),
-            f"applied_99pct_under_{LAG_WRITES}_writes_per_s_ms": _median_ms(busy_99),
+            LAG_KEY: _median_ms(busy_99),
             # Of those times, the probe's own write until the leader answered it.
             "probe_write_ms": _median_ms(acks),
             "idle_bytes_per_s_per_member": round(idle_bytes, 1) if count else None,
@@ -357,12 +361,12 @@ async def run(sizes: list[int], processes: int, idle: float, load: bool = True) 
                 row = await measure(cluster, count, processes, idle, load)
                 print(
                     f"{row['members']:>6} members: leader idle {row['leader_cpu_idle_pct']} % CPU "
-                    f"({row[f'leader_cpu_{BUSY_WRITES}_writes_per_s_pct']} % under {BUSY_WRITES} "
+                    f"({row[BUSY_CPU_KEY]} % under {BUSY_WRITES} "
                     "writes/s), "
                     f"write p50 {row['write_p50_ms']} ms p99 {row['write_p99_ms']} ms, applied on "
                     f"99 % {row['applied_99pct_ms']} ms / 100 % {row['applied_100pct_ms']} ms "
                     f"(the write itself {row['probe_write_ms']} ms; under {LAG_WRITES} writes/s 99 % "
-                    f"{row[f'applied_99pct_under_{LAG_WRITES}_writes_per_s_ms']} ms), "
+                    f"{row[LAG_KEY]} ms), "
                     f"idle {row['idle_bytes_per_s_per_member']} B/s per member, "
                     f"voter RSS {row['voter_rss_mib']} MiB",
                     flush=True,

@@ -21,6 +21,7 @@ from bench.figures import (
     placements,
     result,
 )
+from bench.members import BUSY_CPU_KEY, LAG_KEY
 from bench.plots import draw_all
 
 
@@ -388,12 +389,12 @@ def members_section(suite: dict) -> list[str]:
         [
             f"{r['members']:,}",
             cell(r["leader_cpu_idle_pct"]),
-            cell(r.get("leader_cpu_100_writes_per_s_pct")),
+            cell(r.get(BUSY_CPU_KEY)),
             cell(r["write_p50_ms"]),
             cell(r["write_p99_ms"]),
             cell(r["applied_99pct_ms"]),
             cell(r["applied_100pct_ms"]),
-            cell(r.get("applied_99pct_under_10_writes_per_s_ms")),
+            cell(r.get(LAG_KEY)),
             cell(r["idle_bytes_per_s_per_member"], 0),
             " / ".join(f"{m:,.0f}" for m in r["voter_rss_mib"]),
         ]

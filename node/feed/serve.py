@@ -54,16 +54,16 @@ FRAME_PER_STREAM = 0.0002
 FRAME_MIN = 0.005
 FRAME_MAX = 0.25
 
+STALL = 10.0
+# Entries per frame: one write per burst of commits rather than one per command.
+BATCH = 512
+SNAPSHOT_TIMEOUT = 10.0
+
 
 def frame_interval(streams: int) -> float:
     """The shortest time between two frames of entries for a voter serving `streams`."""
     return min(FRAME_MAX, max(FRAME_MIN, streams * FRAME_PER_STREAM))
 
-
-STALL = 10.0
-# Entries per frame: one write per burst of commits rather than one per command.
-BATCH = 512
-SNAPSHOT_TIMEOUT = 10.0
 
 routes = web.RouteTableDef()
 
