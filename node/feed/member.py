@@ -40,13 +40,19 @@ def voter_order(node_id: str, voters: Sequence[str]) -> list[str]:
     return sorted(set(voters), key=lambda api: hashlib.sha256(f"{node_id}|{api}".encode()).digest())
 
 
-def next_voter(order: Sequence[str], failed: str | None, leader: str | None) -> str:
+def next_voter(
+    order: Sequence[str], failed: str | None, leader: str | None, failures: int = 0
+) -> str:
     """Of `order` (not empty), the voter to follow next: the one after the voter that failed
-    last, so that a dead one is not asked twice running, passing over the leader while
-    another is left: the leader of several voters refuses the feed, and each refusal costs
-    it a TLS handshake (a third of the members of a failed voter would ask it first)."""
+    last, so that a dead one is not asked twice running, passing over the leader: the leader
+    of several voters refuses the feed, and each refusal costs it a TLS handshake (a third of
+    the members of a failed voter would ask it first). Only until every other voter failed in
+    a row (`failures`): the leader this member knows of may no longer lead, and may be the one
+    voter left that serves it."""
     start = order.index(failed) + 1 if failed in order else 0
     turn = [*order[start:], *order[:start]]
+    if failures >= len(order) - 1:
+        return turn[0]
     return next((api for api in turn if api != leader), turn[0])
 
 
@@ -179,7 +185,7 @@ class FeedMember:
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
             leader = next((a for a, r in self._raft_of.items() if r == self._leader), None)
-            api = next_voter(order, self._failed, leader)
+            api = next_voter(order, self._failed, leader, self._failures)
             try:
                 await self._follow(api)
             except ApiError as exc:

@@ -34,6 +34,9 @@ def test_a_member_moves_on_past_the_voter_that_failed_and_past_the_leader():
     assert next_voter(order, "b", "c") == "a"
     assert next_voter(["a"], None, "a") == "a", "the one voter leads and serves the feed"
     assert next_voter(order, "gone", "zzz") == "a", "a voter no longer in the order"
+    # Once the others failed in a row, the leader known is asked too: it may lead no longer.
+    assert next_voter(order, "c", "a", failures=1) == "b"
+    assert next_voter(order, "c", "a", failures=2) == "a"
 
 
 async def test_a_member_of_voters_without_the_feed_falls_back_to_a_replica():
